@@ -1,0 +1,280 @@
+"""The `subtool` command line: one function per subcommand; each parses options, calls one stage, prints.
+
+Human output and progress go to stderr; stdout carries only the `--json` document. Stages are imported inside
+the functions so that `subtool check` never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from subtool import __version__
+from subtool.errors import EXIT_USAGE, SubtoolError
+
+app = typer.Typer(
+    name="subtool",
+    help="MLPerf Inference from 'run it' to 'results published': run, package, check, pack, publish, score.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _fail(err: SubtoolError) -> None:
+    console = _console()
+    console.print(f"[bold red]error:[/] {err.one_line()}", markup=True, highlight=False, soft_wrap=True)
+    if err.hint:
+        console.print(f"  hint: {err.hint}", highlight=False, soft_wrap=True)
+    raise typer.Exit(err.exit_code)
+
+
+def _emit_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"subtool {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """subtool: MLPerf Inference submissions, end to end."""
+
+
+# --------------------------------------------------------------------------------------------------- run
+@app.command()
+def run(
+    model: str = typer.Option("bert-99", help="Benchmark: bert-99 (more in later releases)."),
+    scenario: str = typer.Option("Offline", help="Offline, Server, SingleStream or MultiStream."),
+    mode: str = typer.Option("both", help="performance, accuracy or both."),
+    model_path: Optional[Path] = typer.Option(None, help="Checkpoint directory; omit for the embedded demo."),
+    dataset_path: Optional[Path] = typer.Option(None, help="SQuAD v1.1 dev JSON; omit for the embedded demo."),
+    out: Path = typer.Option(Path("subtool-out/runs"), help="Parent directory of the run directory."),
+    run_style: str = typer.Option("short", help="short (try things, not submittable) or valid (official)."),
+    target_qps: Optional[float] = typer.Option(None, help="Offline/Server target QPS written into user.conf."),
+    target_latency_ms: Optional[float] = typer.Option(None, help="SingleStream/MultiStream expected latency."),
+    min_duration_ms: Optional[int] = typer.Option(None, help="Override the run style's minimum duration."),
+    user_conf: Optional[Path] = typer.Option(None, help="Use this user.conf instead of writing one."),
+    backend: str = typer.Option("torch-cpu", help="SUT backend."),
+    precision: str = typer.Option("fp32", help="fp32 (others with GPU backends)."),
+    batch_size: int = typer.Option(32, help="Samples per forward pass."),
+    threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: all cores)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the run record as JSON on stdout."),
+) -> None:
+    """Run one benchmark scenario through LoadGen (performance and/or accuracy) into a run directory."""
+    from subtool.runner.api import RunOptions, run_benchmark
+
+    opts = RunOptions(
+        model=model, scenario=scenario, mode=mode, model_path=model_path, dataset_path=dataset_path,
+        out=out, run_style=run_style, target_qps=target_qps, target_latency_ms=target_latency_ms,
+        min_duration_ms=min_duration_ms, user_conf=user_conf, backend=backend, precision=precision,
+        batch_size=batch_size, threads=threads, argv=["subtool", *sys.argv[1:]],
+    )
+    try:
+        record = run_benchmark(opts, console=_console())
+    except SubtoolError as err:
+        _fail(err)
+    if json_out:
+        _emit_json(record)
+
+
+# ----------------------------------------------------------------------------------------------- package
+@app.command()
+def package(
+    from_dir: List[Path] = typer.Option([], "--from", help="subtool run directory or MLC raw results dir."),
+    perf: Optional[Path] = typer.Option(None, help="Loose LoadGen performance log directory."),
+    acc: Optional[Path] = typer.Option(None, help="Loose LoadGen accuracy log directory."),
+    compliance: List[str] = typer.Option([], help="TEST01=DIR (repeatable) for loose logs."),
+    model: Optional[str] = typer.Option(None, help="Benchmark of loose logs (checked against the logs)."),
+    scenario: Optional[str] = typer.Option(None, help="Scenario of loose logs (checked against the logs)."),
+    submitter: str = typer.Option(..., help="Organisation / team name (letters, digits, - and _)."),
+    division: Optional[str] = typer.Option(None, help="open or closed (default: from the run; demo → open)."),
+    system: Optional[str] = typer.Option(None, help="System name (default: detected)."),
+    system_file: Optional[Path] = typer.Option(None, help="TOML/JSON with system description overrides."),
+    version: str = typer.Option("v6.1", help="Submission round: v6.1, v6.0 (current layout) or v5.1, v5.0."),
+    out: Path = typer.Option(..., help="Tree root (holds closed/ and open/)."),
+    full_logs: Optional[Path] = typer.Option(None, help="Where untruncated accuracy logs are kept."),
+    force: bool = typer.Option(False, help="Replace a result that is already in the tree."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was packaged as JSON on stdout."),
+) -> None:
+    """Lay results out as the official submission tree."""
+    from subtool.submission.package import PackageOptions, package_results
+
+    opts = PackageOptions(
+        from_dirs=list(from_dir), perf=perf, acc=acc, compliance=list(compliance), model=model,
+        scenario=scenario, submitter=submitter, division=division, system=system, system_file=system_file,
+        version=version, out=out, full_logs=full_logs, force=force,
+    )
+    try:
+        result = package_results(opts, console=_console())
+    except SubtoolError as err:
+        _fail(err)
+    if json_out:
+        _emit_json(result.to_dict())
+
+
+# ------------------------------------------------------------------------------------------------- check
+@app.command()
+def check(
+    tree: Path = typer.Argument(..., help="Submission root (holds closed/ and/or open/)."),
+    version: str = typer.Option("v6.1", help="Rules of this round: v6.1, v6.0, v5.1, v5.0."),
+    submitter: Optional[str] = typer.Option(None, help="Only check this submitter."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Write summary.csv (official columns) here."),
+    report: Optional[Path] = typer.Option(None, help="Write the JSON report with every finding here."),
+    waive: List[str] = typer.Option([], help="Rule id to waive (repeatable), e.g. perf.min_duration."),
+    skip_compliance: bool = typer.Option(False, help="Do not require compliance test results."),
+    official: Optional[Path] = typer.Option(None, help="Official checker checkout: also run it and diff."),
+    json_out: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
+) -> None:
+    """Check a submission tree with the official rules; exit 0 only when there are no errors."""
+    from subtool.checker.api import CheckOptions, check_tree
+    from subtool.checker.report import print_human, report_to_dict, write_report_json, write_summary_csv
+
+    opts = CheckOptions(version=version, submitter=submitter, waive=frozenset(waive),
+                        skip_compliance=skip_compliance, official=official)
+    try:
+        rep = check_tree(tree, opts)
+    except SubtoolError as err:
+        _fail(err)
+    if csv:
+        write_summary_csv(rep, csv)
+    if report:
+        write_report_json(rep, report)
+    print_human(rep, _console())
+    if json_out:
+        _emit_json(report_to_dict(rep))
+    raise typer.Exit(0 if rep.ok else 1)
+
+
+# -------------------------------------------------------------------------------------------------- pack
+@app.command()
+def pack(
+    tree: Optional[Path] = typer.Argument(None, help="Submission root to pack."),
+    out: Optional[Path] = typer.Option(None, help="Directory for the artifacts."),
+    name: str = typer.Option("mlperf_submission_short", help="Base name of the artifacts."),
+    runs: List[Path] = typer.Option([], help="Run directories (for .run and .tstamps); optional."),
+    version: str = typer.Option("v6.1", help="Rules used for the summary."),
+    waive: List[str] = typer.Option([], help="Rule id waived in the summary (repeatable)."),
+    verify: Optional[Path] = typer.Option(None, help="Verify this tarball against its manifest and re-check it."),
+    json_out: bool = typer.Option(False, "--json", help="Print the artifact paths as JSON on stdout."),
+) -> None:
+    """Make the competition artifacts: tarball, summary JSON/CSV, .run, .tstamps, .md, sha256 manifest."""
+    from subtool.submission.pack import PackOptions, pack_tree, verify_tarball
+
+    try:
+        if verify is not None:
+            result = verify_tarball(verify, version=version, console=_console())
+        else:
+            if tree is None or out is None:
+                raise SubtoolError("pack needs TREE and --out (or --verify TARBALL)", rule="cli.usage")
+            result = pack_tree(PackOptions(tree=tree, out=out, name=name, runs=list(runs), version=version,
+                                           waive=frozenset(waive)), console=_console())
+    except SubtoolError as err:
+        _fail(err)
+    if json_out:
+        _emit_json(result.to_dict())
+    raise typer.Exit(0 if result.ok else 1)
+
+
+# ----------------------------------------------------------------------------------------------- publish
+@app.command()
+def publish(
+    tree: Path = typer.Argument(..., help="Submission root whose submitter directories are published."),
+    fork: str = typer.Option(..., help="Git URL of your fork of the results repository."),
+    upstream: Optional[str] = typer.Option(None, help="OWNER/REPO the pull request goes to."),
+    base: str = typer.Option("main", help="Base branch (upstream) to start from and open the PR against."),
+    branch: Optional[str] = typer.Option(None, help="Branch to push (default: derived from the submitter)."),
+    title: Optional[str] = typer.Option(None, help="Pull request title."),
+    api_url: Optional[str] = typer.Option(None, envvar="GITHUB_API_URL", help="REST API base URL."),
+    token_env: Optional[str] = typer.Option(None, help="Name of the env variable holding the token."),
+    no_pr: bool = typer.Option(False, help="Push only; print the compare URL to open the PR by hand."),
+    dry_run: bool = typer.Option(False, help="Show what would be pushed; push nothing."),
+    cache: Optional[Path] = typer.Option(None, help="Where the fork clone is cached."),
+    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
+) -> None:
+    """Push the submission to a branch of your fork and open the pull request."""
+    from subtool.submission.publish import PublishOptions, publish_tree
+
+    opts = PublishOptions(tree=tree, fork=fork, upstream=upstream, base=base, branch=branch, title=title,
+                          api_url=api_url, token_env=token_env, no_pr=no_pr, dry_run=dry_run, cache=cache)
+    try:
+        result = publish_tree(opts, console=_console())
+    except SubtoolError as err:
+        _fail(err)
+    if json_out:
+        _emit_json(result.to_dict())
+
+
+# --------------------------------------------------------------------------------------------------- all
+@app.command("all")
+def all_(
+    submitter: str = typer.Option(..., help="Organisation / team name (letters, digits, - and _)."),
+    model: str = typer.Option("bert-99", help="Benchmark."),
+    scenario: str = typer.Option("Offline", help="Scenario."),
+    model_path: Optional[Path] = typer.Option(None, help="Checkpoint directory; omit for the embedded demo."),
+    dataset_path: Optional[Path] = typer.Option(None, help="Dataset file; omit for the embedded demo."),
+    out: Path = typer.Option(Path("subtool-out"), help="Output directory (runs, tree, check, artifacts)."),
+    run_style: str = typer.Option("short", help="short or valid."),
+    division: Optional[str] = typer.Option(None, help="open or closed (demo: open)."),
+    system: Optional[str] = typer.Option(None, help="System name (default: detected)."),
+    system_file: Optional[Path] = typer.Option(None, help="System description overrides (TOML/JSON)."),
+    version: str = typer.Option("v6.1", help="Submission round."),
+    name: str = typer.Option("mlperf_submission_short", help="Base name of the artifacts."),
+    target_qps: Optional[float] = typer.Option(None, help="Target QPS for the performance run."),
+    backend: str = typer.Option("torch-cpu", help="SUT backend."),
+    batch_size: int = typer.Option(32, help="Samples per forward pass."),
+    fork: Optional[str] = typer.Option(None, help="Publish to this fork when given."),
+    upstream: Optional[str] = typer.Option(None, help="OWNER/REPO for the pull request."),
+    base: str = typer.Option("main", help="Base branch for publishing."),
+    no_pr: bool = typer.Option(False, help="Publish: push only."),
+    from_stage: Optional[str] = typer.Option(None, help="Start at this stage (run, package, check, pack, publish)."),
+    only: Optional[str] = typer.Option(None, help="Run only this stage."),
+    force: bool = typer.Option(False, help="Re-run stages even when their inputs did not change."),
+    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
+) -> None:
+    """run → package → check → pack (→ publish): the whole job in one command."""
+    from subtool.pipeline import PipelineOptions, run_pipeline
+
+    opts = PipelineOptions(
+        submitter=submitter, model=model, scenario=scenario, model_path=model_path, dataset_path=dataset_path,
+        out=out, run_style=run_style, division=division, system=system, system_file=system_file,
+        version=version, name=name, target_qps=target_qps, backend=backend, batch_size=batch_size, fork=fork,
+        upstream=upstream, base=base, no_pr=no_pr, from_stage=from_stage, only=only, force=force,
+        argv=["subtool", *sys.argv[1:]],
+    )
+    try:
+        outcome = run_pipeline(opts, console=_console())
+    except SubtoolError as err:
+        _fail(err)
+    if json_out:
+        _emit_json(outcome.to_dict())
+    raise typer.Exit(outcome.exit_code)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        _console().print("[bold red]interrupted[/] — re-run the same command to resume where it stopped.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
