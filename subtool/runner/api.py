@@ -1,0 +1,223 @@
+"""`subtool run`: one benchmark scenario through LoadGen into a run directory (format: docs/architecture.md)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from subtool import __version__
+from subtool.errors import SubtoolError
+from subtool.fsutil import atomic_write_json, staged_directory
+from subtool.runner.harness import MODES, check_scenario, user_conf_settings, write_user_conf
+from subtool.runner.session import SessionSpec, spec_to_file
+
+BACKENDS = ("torch-cpu",)
+RUN_SCHEMA = "subtool.run/1"
+ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "SUBTOOL_CACHE", "HF_HUB_OFFLINE")
+
+
+@dataclass
+class RunOptions:
+    model: str = "bert-99"
+    scenario: str = "Offline"
+    mode: str = "both"
+    model_path: Path | None = None
+    dataset_path: Path | None = None
+    out: Path = Path("subtool-out/runs")
+    run_style: str = "short"
+    target_qps: float | None = None
+    target_latency_ms: float | None = None
+    min_duration_ms: int | None = None
+    user_conf: Path | None = None
+    backend: str = "torch-cpu"
+    precision: str = "fp32"
+    batch_size: int = 32
+    threads: int | None = None
+    argv: list[str] = field(default_factory=list)
+
+
+def date_u(t: float | None = None) -> str:
+    """`date -u` format, e.g. 'Mon Nov  3 15:04:05 UTC 2023' (day padded with a space, as date prints it)."""
+    tm = time.gmtime(t)
+    return time.strftime("%a %b ", tm) + f"{tm.tm_mday:>2}" + time.strftime(" %H:%M:%S UTC %Y", tm)
+
+
+def run_dir_for(out: Path, model: str, scenario: str) -> Path:
+    return Path(out) / model / scenario
+
+
+def _modes(mode: str) -> list[str]:
+    if mode == "both":
+        return list(MODES)
+    if mode in MODES:
+        return [mode]
+    raise SubtoolError(f"unknown mode {mode!r}; choose performance, accuracy or both", rule="run.mode")
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SubtoolError(f"cannot create the output directory: {exc.strerror}", path=out,
+                           rule="run.out_dir") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise SubtoolError("output directory is not writable", path=out, rule="run.out_dir")
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"subtool": __version__, "python": platform.python_version()}
+    for dist, key in (("mlcommons-loadgen", "loadgen"), ("torch", "torch"), ("transformers", "transformers")):
+        try:
+            out[key] = version(dist)
+        except PackageNotFoundError:
+            out[key] = "absent"
+    return out
+
+
+def run_benchmark(opts: RunOptions, console=None) -> dict:
+    from subtool.runner.workloads import bert
+
+    say = console.print if console is not None else (lambda *a, **k: None)
+    spec = bert.WORKLOADS.get(opts.model)
+    if spec is None:
+        raise SubtoolError(f"unknown model {opts.model!r}; this release runs {', '.join(bert.WORKLOADS)}",
+                           rule="run.model")
+    scenario = check_scenario(opts.scenario)
+    modes = _modes(opts.mode)
+    if opts.backend not in BACKENDS:
+        raise SubtoolError(f"unknown backend {opts.backend!r}; choose one of {', '.join(BACKENDS)}",
+                           rule="run.backend")
+    demo = opts.model_path is None and opts.dataset_path is None
+    if not demo and (opts.model_path is None or opts.dataset_path is None):
+        missing = "--dataset-path" if opts.dataset_path is None else "--model-path"
+        raise SubtoolError(f"{missing} is missing: give both --model-path and --dataset-path, or neither for "
+                           "the embedded demo", rule="run.inputs")
+    if opts.dataset_path is not None and not Path(opts.dataset_path).is_file():
+        raise SubtoolError("dataset file not found", path=opts.dataset_path, rule="dataset.missing")
+    if opts.user_conf is not None and not Path(opts.user_conf).is_file():
+        raise SubtoolError("user.conf not found", path=opts.user_conf, rule="run.user_conf")
+    out = Path(opts.out)
+    _check_writable(out)
+
+    from subtool.runner.demo import cache_root, demo_assets
+
+    if demo:
+        say("[cyan]demo[/]: embedded tiny BERT (random weights) on generated SQuAD data — open division only")
+        assets = demo_assets()
+        model_path, dataset_path = assets.model_path, assets.dataset_path
+    else:
+        model_path, dataset_path = Path(opts.model_path), Path(opts.dataset_path)
+    bert.check_checkpoint(model_path)
+
+    settings = user_conf_settings(scenario, opts.run_style, spec.sample_count,
+                                  target_qps=opts.target_qps, target_latency_ms=opts.target_latency_ms,
+                                  min_duration_ms=opts.min_duration_ms)
+    final_dir = run_dir_for(out, opts.model, scenario)
+    with staged_directory(final_dir) as stage:
+        previous = _carry_over_other_modes(final_dir, stage, modes)
+        user_conf = stage / "user.conf"
+        if opts.user_conf is not None:
+            shutil.copyfile(opts.user_conf, user_conf)
+            settings = {"from_file": str(opts.user_conf)}
+        else:
+            write_user_conf(user_conf, spec.loadgen_model, scenario, settings,
+                            header=f"written by subtool {__version__} (run style: {opts.run_style})")
+        session = SessionSpec(model=spec.name, scenario=scenario, modes=modes, model_path=str(model_path),
+                              dataset_path=str(dataset_path), user_conf=str(user_conf), stage=str(stage),
+                              cache_dir=str(cache_root() / "features"),
+                              result_path=str(stage / ".session-result.json"), batch_size=opts.batch_size,
+                              threads=opts.threads, precision=opts.precision, backend=opts.backend)
+        outcome = _run_child(session, stage)
+        record = _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, outcome, previous)
+        atomic_write_json(stage / "run.json", record)
+    say(f"run directory: {final_dir}")
+    return record
+
+
+def _run_child(session: SessionSpec, stage: Path) -> dict:
+    """Run the LoadGen session in a child process and return its outcome, or raise the error it stopped on."""
+    import json
+    import subprocess
+    import sys
+
+    spec_file = spec_to_file(session, stage / ".session-spec.json")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "subtool.runner.session", str(spec_file)], check=False)
+    finally:
+        spec_file.unlink(missing_ok=True)
+    result_path = Path(session.result_path)
+    try:
+        outcome = json.loads(result_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        raise SubtoolError(f"the benchmark process died (exit code {proc.returncode}) before reporting",
+                           path=stage, rule="run.crashed",
+                           hint="see the messages above; re-run the same command to try again") from None
+    finally:
+        result_path.unlink(missing_ok=True)
+    if not outcome.get("ok"):
+        err = outcome["error"]
+        raise SubtoolError(err["message"], path=err.get("path"), rule=err.get("rule"), hint=err.get("hint"),
+                           exit_code=err.get("exit_code", 2))
+    return outcome
+
+
+def _carry_over_other_modes(final_dir: Path, stage: Path, modes: list[str]) -> dict:
+    """A performance-only re-run keeps the earlier accuracy results (and vice versa); returns their records."""
+    import json
+
+    if not final_dir.is_dir():
+        return {}
+    try:
+        old_modes = json.loads((final_dir / "run.json").read_text()).get("modes") or {}
+    except (FileNotFoundError, json.JSONDecodeError, OSError):
+        old_modes = {}
+    kept = {}
+    for mode in ("performance", "accuracy"):
+        if mode not in modes and (final_dir / mode).is_dir():
+            shutil.copytree(final_dir / mode, stage / mode)
+            if mode in old_modes:
+                kept[mode] = old_modes[mode]
+    for name in ("TEST01", "TEST04", "TEST06"):
+        if (final_dir / name).is_dir():
+            shutil.copytree(final_dir / name, stage / name)
+    return kept
+
+
+def _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, outcome, previous) -> dict:
+    return {
+        "schema": RUN_SCHEMA,
+        "subtool_version": __version__,
+        "model": spec.name,
+        "scenario": scenario,
+        "run_style": opts.run_style,
+        "demo": demo,
+        "division_hint": "open" if demo else "closed",
+        "backend": opts.backend,
+        "precision": opts.precision,
+        "batch_size": opts.batch_size,
+        "model_path": None if demo else str(model_path),
+        "dataset_path": None if demo else str(dataset_path),
+        "dataset_sha256": outcome["dataset_sha256"],
+        "features": outcome["features"],
+        "versions": _versions(),
+        "settings": settings,
+        "tstamps": outcome["tstamps"],
+        "command": list(opts.argv) or ["subtool", "run", "--model", spec.name, "--scenario", scenario],
+        "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+        "modes": {**previous, **outcome["modes"]},
+        "compliance": {},
+        "measurements": {
+            "input_data_types": "int32",
+            "retraining": "No",
+            "starting_weights_filename": ("subtool embedded demo: random weights" if demo
+                                          else Path(model_path).name),
+            "weight_data_types": opts.precision,
+            "weight_transformations": "none",
+        },
+    }

@@ -1,0 +1,148 @@
+"""Driving LoadGen: user.conf, test settings, log directories, and reading back what LoadGen decided."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.fsutil import atomic_write_text
+
+SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
+MODES = ("performance", "accuracy")
+
+RESULT_FIELD = {
+    "Offline": "result_samples_per_second",
+    "Server": "result_completed_samples_per_sec",
+    "SingleStream": "early_stopping_latency_ss",
+    "MultiStream": "early_stopping_latency_ms",
+}
+RESULT_UNITS = {"Offline": "Samples/s", "Server": "Queries/s", "SingleStream": "Latency (ms)",
+                "MultiStream": "Latency (ms)"}
+
+# Short runs keep every official setting except how long they last.
+SHORT_MIN_DURATION_MS = {"Offline": 1000, "Server": 10000, "SingleStream": 10000, "MultiStream": 10000}
+OFFLINE_MARGIN = 1.1  # LoadGen sizes the Offline query as expected_qps * min_duration * 1.1
+
+
+@dataclass(frozen=True)
+class LoadGenRun:
+    outdir: Path
+    mode: str
+    scenario: str
+    validity: str | None
+    result: float | None
+    result_field: str
+    errors: list[str]
+
+
+def check_scenario(scenario: str) -> str:
+    for s in SCENARIOS:
+        if scenario.lower() == s.lower():
+            return s
+    raise SubtoolError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}",
+                       rule="run.scenario")
+
+
+def user_conf_settings(scenario: str, run_style: str, sample_count: int, *, target_qps: float | None,
+                       target_latency_ms: float | None, min_duration_ms: int | None) -> dict[str, object]:
+    """The keys subtool writes into user.conf for one scenario (LoadGen's own names, without the model prefix)."""
+    if run_style not in ("short", "valid"):
+        raise SubtoolError(f"unknown run style {run_style!r}; choose short or valid", rule="run.style")
+    settings: dict[str, object] = {}
+    duration = min_duration_ms
+    if duration is None and run_style == "short":
+        duration = SHORT_MIN_DURATION_MS[scenario]
+    if scenario == "Offline":
+        qps = target_qps
+        if run_style == "short":
+            # the one Offline query must still cover the whole data set (closed division needs it)
+            needed = sample_count / (OFFLINE_MARGIN * (duration or 600000) / 1000.0)
+            qps = max(qps or 0.0, math.ceil(needed * 1000) / 1000 + 0.001)
+        if qps:
+            settings["target_qps"] = qps
+    elif scenario == "Server":
+        if target_qps:
+            settings["target_qps"] = target_qps
+        if run_style == "short":
+            settings["min_query_count"] = max(100, int((target_qps or 10) * (duration or 10000) / 1000))
+    else:
+        if target_latency_ms:
+            settings["target_latency"] = target_latency_ms
+    if duration is not None:
+        settings["min_duration"] = int(duration)
+    return settings
+
+
+def write_user_conf(path: Path, loadgen_model: str, scenario: str, settings: dict[str, object],
+                    header: str = "") -> Path:
+    lines = [f"# {line}" for line in header.splitlines()] if header else []
+    for key, value in settings.items():
+        if isinstance(value, float):
+            value = repr(value) if value != int(value) else str(int(value))
+        lines.append(f"{loadgen_model}.{scenario}.{key} = {value}")
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_detail_log(path: Path) -> dict[str, object]:
+    """The last value of every key in a LoadGen detail log, plus the list of error entries."""
+    values: dict[str, object] = {}
+    errors: list[str] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if not line.startswith(":::MLLOG"):
+                    continue
+                try:
+                    entry = json.loads(line[len(":::MLLOG"):])
+                except json.JSONDecodeError:
+                    continue
+                key = entry.get("key")
+                values[key] = entry.get("value")
+                if entry.get("metadata", {}).get("is_error") or key == "error_invalid_config":
+                    errors.append(str(entry.get("value")))
+    except FileNotFoundError:
+        raise SubtoolError("LoadGen wrote no detail log", path=path, rule="run.loadgen") from None
+    values["__errors__"] = errors
+    return values
+
+
+def load_test_settings(user_conf: Path, loadgen_model: str, scenario: str):
+    """TestSettings from user.conf, loaded once per process.
+
+    LoadGen counts every FromConfig call in a process and logs "Multiple conf files are used" (fatal for the
+    checker) from the second one on, so one process runs one benchmark and reuses these settings for every mode.
+    """
+    import mlperf_loadgen as lg
+
+    settings = lg.TestSettings()
+    settings.scenario = getattr(lg.TestScenario, scenario)
+    rc = settings.FromConfig(str(user_conf), loadgen_model, scenario)
+    if rc != 0:
+        raise SubtoolError("LoadGen rejected user.conf", path=user_conf, rule="run.user_conf")
+    return settings
+
+
+def run_loadgen(sut_handle, qsl_handle, settings, *, scenario: str, mode: str, outdir: Path,
+                audit_config: Path | None = None) -> LoadGenRun:
+    import mlperf_loadgen as lg
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    settings.mode = lg.TestMode.PerformanceOnly if mode == "performance" else lg.TestMode.AccuracyOnly
+    log = lg.LogSettings()
+    log.log_output.outdir = str(outdir)
+    log.log_output.copy_summary_to_stdout = False
+    log.enable_trace = False
+    # Name the audit config explicitly: LoadGen would otherwise pick up any audit.config in the CWD and
+    # silently turn a normal run into a compliance run.
+    audit = audit_config if audit_config is not None else outdir / "no-audit.config"
+    lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log, str(audit))
+    values = read_detail_log(outdir / "mlperf_log_detail.txt")
+    field = RESULT_FIELD[scenario]
+    result = values.get(field)
+    return LoadGenRun(outdir=outdir, mode=mode, scenario=scenario,
+                      validity=values.get("result_validity") if mode == "performance" else None,
+                      result=float(result) if isinstance(result, (int, float)) else None,
+                      result_field=field, errors=list(values["__errors__"]))

@@ -1,0 +1,180 @@
+"""The bert-99 / bert-99.9 workload: checkpoint and data loading, the QSL, and the accuracy step."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from subtool.errors import SubtoolError
+from subtool.fsutil import atomic_output_file
+from subtool.runner.workloads.squad import (DOC_STRIDE, MAX_QUERY_LENGTH, MAX_SEQ_LENGTH, SquadExample,
+                                            SquadFeatures, convert_examples_to_features, read_squad_examples)
+from subtool.runner.workloads.squad_eval import best_answers, squad_v11_scores
+
+FEATURE_CACHE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class BertSpec:
+    name: str                   # official benchmark name
+    loadgen_model: str          # the model name in LoadGen's mlperf.conf / user.conf
+    sample_count: int           # features in the official data set = performance_sample_count
+    f1_target: float            # closed-division accuracy threshold
+    output_dtype: str = "float32"
+
+
+WORKLOADS = {
+    "bert-99": BertSpec("bert-99", "bert", 10833, 90.874 * 0.99),
+    "bert-99.9": BertSpec("bert-99.9", "bert", 10833, 90.874 * 0.999),
+}
+
+
+@dataclass
+class BertData:
+    examples: list[SquadExample]
+    features: SquadFeatures
+    tokenizer: object
+    dataset_sha256: str
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_checkpoint(model_path: Path) -> dict:
+    """Refuse checkpoints that are not a BERT question-answering model before loading any weights."""
+    if not model_path.is_dir():
+        raise SubtoolError("model directory not found", path=model_path, rule="model.missing",
+                           hint="--model-path takes a Hugging Face checkpoint directory (config.json, "
+                                "model.safetensors or pytorch_model.bin, vocab.txt)")
+    config_path = model_path / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SubtoolError("config.json missing", path=config_path, rule="model.config") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SubtoolError("config.json is not valid JSON", path=config_path, rule="model.config") from None
+    if config.get("model_type") != "bert":
+        raise SubtoolError(f"model_type is {config.get('model_type')!r}, bert-99 needs a BERT checkpoint",
+                           path=config_path, rule="model.architecture")
+    archs = config.get("architectures") or ["BertForQuestionAnswering"]
+    if not any(a in ("BertForQuestionAnswering",) for a in archs):
+        raise SubtoolError(f"architectures {archs} has no BertForQuestionAnswering head", path=config_path,
+                           rule="model.architecture",
+                           hint="use a SQuAD fine-tuned BERT (e.g. the MLPerf bert-large checkpoint)")
+    if not (model_path / "vocab.txt").exists() and not (model_path / "tokenizer.json").exists():
+        raise SubtoolError("vocab.txt missing", path=model_path / "vocab.txt", rule="model.vocab")
+    if not any((model_path / f).exists() for f in ("model.safetensors", "pytorch_model.bin")):
+        raise SubtoolError("no weights (model.safetensors or pytorch_model.bin)", path=model_path,
+                           rule="model.weights")
+    return config
+
+
+def load_tokenizer(model_path: Path, config: dict):
+    from transformers import BertTokenizerFast
+
+    vocab = model_path / "vocab.txt"
+    if vocab.exists():
+        tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    else:
+        tokenizer = BertTokenizerFast.from_pretrained(str(model_path))
+    vocab_size = config.get("vocab_size")
+    if vocab_size is not None and len(tokenizer) > int(vocab_size):
+        raise SubtoolError(f"vocabulary has {len(tokenizer)} tokens but the model embeds only {vocab_size}",
+                           path=vocab if vocab.exists() else model_path, rule="model.vocab_mismatch",
+                           hint="the vocab.txt must be the one the checkpoint was trained with")
+    return tokenizer
+
+
+def load_data(model_path: Path, dataset_path: Path, cache_dir: Path | None, config: dict) -> BertData:
+    tokenizer = load_tokenizer(model_path, config)
+    examples = read_squad_examples(dataset_path)
+    dataset_sha = _sha256(dataset_path)
+    features = None
+    cache_file = None
+    if cache_dir is not None:
+        vocab_sha = hashlib.sha256("\n".join(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+                                   .encode()).hexdigest()
+        key = hashlib.sha256(f"{FEATURE_CACHE_VERSION}:{dataset_sha}:{vocab_sha}:{MAX_SEQ_LENGTH}:"
+                             f"{MAX_QUERY_LENGTH}:{DOC_STRIDE}".encode()).hexdigest()[:24]
+        cache_file = cache_dir / f"squad-features-{key}.npz"
+        if cache_file.exists():
+            try:
+                features = SquadFeatures.load(cache_file)
+            except (OSError, ValueError, KeyError):
+                features = None  # a damaged cache is rebuilt, never trusted
+    if features is None:
+        features = convert_examples_to_features(examples, tokenizer)
+        if cache_file is not None:
+            with atomic_output_file(cache_file) as fh:
+                np.savez(fh, **{k: getattr(features, k) for k in SquadFeatures.__dataclass_fields__})
+    return BertData(examples=examples, features=features, tokenizer=tokenizer, dataset_sha256=dataset_sha)
+
+
+def read_accuracy_log(path: Path, seq_len: int = MAX_SEQ_LENGTH) -> dict[int, np.ndarray]:
+    """qsl index → [seq_len, 2] float32 start/end logits, from LoadGen's mlperf_log_accuracy.json."""
+    try:
+        with open(path, "rb") as fh:
+            entries = json.load(fh)
+    except FileNotFoundError:
+        raise SubtoolError("accuracy log missing", path=path, rule="acc.log_missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SubtoolError("accuracy log is not valid JSON (cut short?)", path=path, rule="acc.log_parse") from None
+    logits: dict[int, np.ndarray] = {}
+    for entry in entries:
+        try:
+            raw = bytes.fromhex(entry["data"])
+            idx = int(entry["qsl_idx"])
+        except (KeyError, TypeError, ValueError):
+            raise SubtoolError("accuracy log entry without qsl_idx/data hex", path=path,
+                               rule="acc.log_parse") from None
+        arr = np.frombuffer(raw, dtype=np.float32)
+        if arr.size % 2:
+            raise SubtoolError(f"qsl_idx {idx}: {arr.size} floats is not a list of (start, end) pairs", path=path,
+                               rule="acc.log_parse")
+        logits[idx] = arr.reshape(-1, 2)
+    return logits
+
+
+def accuracy(data: BertData, accuracy_log: Path) -> dict[str, float]:
+    logits = read_accuracy_log(accuracy_log)
+    predictions = best_answers(data.examples, data.features, logits, data.tokenizer.convert_ids_to_tokens)
+    scores = squad_v11_scores(predictions, data.examples)
+    scores["samples_in_log"] = len(logits)
+    return scores
+
+
+def accuracy_line(scores: dict[str, float]) -> str:
+    """The line the official checker's F1 pattern reads: {"exact_match": 83.1, "f1": 90.8}."""
+    return json.dumps({"exact_match": round(scores["exact_match"], 5), "f1": round(scores["f1"], 5)})
+
+
+class BertQSL:
+    """LoadGen's query sample library over features already in memory (loading is a no-op)."""
+
+    def __init__(self, features: SquadFeatures, performance_count: int):
+        import mlperf_loadgen as lg
+
+        self.features = features
+        self.count = len(features)
+        self.performance_count = min(performance_count, self.count)
+        self.handle = lg.ConstructQSL(self.count, self.performance_count, self._load, self._unload)
+
+    def _load(self, indices):
+        pass
+
+    def _unload(self, indices):
+        pass
+
+    def destroy(self) -> None:
+        import mlperf_loadgen as lg
+
+        lg.DestroyQSL(self.handle)
