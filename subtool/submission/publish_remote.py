@@ -1,0 +1,151 @@
+"""Where publishing goes: the fork's address, the forge's API and web addresses, the token, and redaction.
+
+Pure functions over strings and the environment; nothing here touches the network or git.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping, Optional
+from urllib.parse import urlsplit
+
+from subtool.errors import EXIT_USAGE, SubtoolError
+
+GITHUB_HOST = "github.com"
+GITHUB_API = "https://api.github.com"
+TOKEN_VARIABLES = ("GITHUB_TOKEN", "GH_TOKEN")
+
+_SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/\s]+)@)?(?P<host>[^:/\s]+):(?P<path>(?!//)[^\s]+)$")
+
+
+@dataclass(frozen=True)
+class ForkLocation:
+    """A parsed fork address. `kind` is http (a forge may have an API), ssh, or local (no API)."""
+
+    url: str
+    kind: str
+    host: Optional[str]
+    owner: Optional[str]
+    name: Optional[str]
+
+    @property
+    def full_name(self) -> Optional[str]:
+        return f"{self.owner}/{self.name}" if self.owner and self.name else None
+
+    @property
+    def has_api(self) -> bool:
+        return self.kind in ("http", "ssh") and bool(self.full_name)
+
+
+def _owner_and_name(path: str) -> tuple[Optional[str], Optional[str]]:
+    parts = [p for p in path.strip("/").split("/") if p]
+    if len(parts) < 2:
+        return None, (parts[0].removesuffix(".git") if parts else None)
+    return parts[-2], parts[-1].removesuffix(".git")
+
+
+def parse_fork(url: str) -> ForkLocation:
+    """Recognise https://host/owner/repo(.git), git@host:owner/repo.git, ssh://…, file://… and plain paths."""
+    url = url.strip()
+    if not url:
+        raise SubtoolError("the fork URL is empty", rule="publish.fork_url", exit_code=EXIT_USAGE)
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        if parts.password is not None or parts.username is not None:
+            # The URL itself would be stored in .git/config and echoed by git: refuse before it goes anywhere.
+            raise SubtoolError(
+                "the fork URL carries credentials",
+                rule="publish.fork_url",
+                hint="give the plain URL and put the token in GITHUB_TOKEN (or the variable named by --token-env)",
+                exit_code=EXIT_USAGE,
+            )
+        owner, name = _owner_and_name(parts.path)
+        return ForkLocation(url, "http", parts.netloc.lower(), owner, name)
+    if scheme in ("ssh", "git+ssh"):
+        owner, name = _owner_and_name(parts.path)
+        return ForkLocation(url, "ssh", (parts.hostname or "").lower(), owner, name)
+    if scheme == "file":
+        owner, name = _owner_and_name(parts.path)
+        return ForkLocation(url, "local", None, owner, name)
+    if scheme and len(scheme) > 1:
+        raise SubtoolError(f"unsupported fork URL scheme '{scheme}'", rule="publish.fork_url",
+                           hint="use https://, ssh://, git@host:owner/repo.git, file:// or a local path",
+                           exit_code=EXIT_USAGE)
+    match = _SCP_LIKE.match(url)
+    if match and not os.path.exists(url):
+        owner, name = _owner_and_name(match.group("path"))
+        return ForkLocation(url, "ssh", match.group("host").lower(), owner, name)
+    owner, name = _owner_and_name(os.path.abspath(url))
+    return ForkLocation(url, "local", None, owner, name)
+
+
+def derive_api_url(fork: ForkLocation, explicit: Optional[str]) -> Optional[str]:
+    """The REST v3 base URL: the flag/env value, api.github.com for github.com, else GitHub Enterprise's /api/v3."""
+    if explicit:
+        return explicit.rstrip("/")
+    if fork.kind == "local" or not fork.host:
+        return None
+    if fork.host == GITHUB_HOST:
+        return GITHUB_API
+    scheme = urlsplit(fork.url).scheme.lower() if fork.kind == "http" else "https"
+    return f"{scheme}://{fork.host}/api/v3"
+
+
+def derive_web_url(api_url: Optional[str]) -> str:
+    """The forge's web root, for compare links: github.com for the public API, the prefix before /api/v3 else."""
+    if not api_url or api_url.rstrip("/") == GITHUB_API:
+        return f"https://{GITHUB_HOST}"
+    api_url = api_url.rstrip("/")
+    for suffix in ("/api/v3", "/api"):
+        if api_url.endswith(suffix):
+            return api_url[: -len(suffix)]
+    return api_url
+
+
+def compare_url(web_url: str, upstream: str, base: str, fork_owner: Optional[str], branch: str) -> str:
+    head = f"{fork_owner}:{branch}" if fork_owner else branch
+    return f"{web_url.rstrip('/')}/{upstream}/compare/{base}...{head}?expand=1"
+
+
+def resolve_token(token_env: Optional[str], environ: Mapping[str, str] | None = None) -> Optional[str]:
+    """The token from --token-env's variable, else GITHUB_TOKEN, else GH_TOKEN; None when there is none."""
+    environ = os.environ if environ is None else environ
+    if token_env:
+        value = environ.get(token_env, "").strip()
+        if not value:
+            raise SubtoolError(
+                f"no token: the variable {token_env} named by --token-env is not set",
+                rule="publish.no_token",
+                hint=f"export {token_env}=<a token with push rights to your fork>",
+                exit_code=EXIT_USAGE,
+            )
+        return value
+    for name in TOKEN_VARIABLES:
+        value = environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def basic_auth_header(token: str) -> str:
+    raw = base64.b64encode(f"x-access-token:{token}".encode()).decode("ascii")
+    return f"Authorization: Basic {raw}"
+
+
+class Redactor:
+    """Replaces every spelling of the token (plain, inside Basic auth) before text leaves the process."""
+
+    def __init__(self, token: Optional[str]) -> None:
+        self._secrets: list[str] = []
+        if token:
+            self._secrets = [token, basic_auth_header(token).split(" ", 2)[2]]
+
+    def __call__(self, text: object) -> str:
+        text = str(text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text

@@ -1,0 +1,191 @@
+"""`subtool publish` to a plain git fork (a local bare repository): no API, no token, real git end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from subtool.cli import app
+from subtool.errors import SubtoolError
+from subtool.submission.publish import PublishOptions, publish_tree
+
+from .helpers import BASE_FILES, TREE_FILES, branch_files, git, make_results_repo, make_tree, rev
+
+BRANCH = "subtool/TeamX"
+
+
+@pytest.fixture
+def fork(tmp_path: Path) -> Path:
+    return make_results_repo(tmp_path / "forge")
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return make_tree(tmp_path / "tree")
+
+
+def run_cli(*args: str) -> tuple[int, dict | None, str]:
+    result = CliRunner().invoke(app, ["publish", *args, "--json"])
+    doc = json.loads(result.stdout) if result.stdout.strip() else None
+    return result.exit_code, doc, result.stderr
+
+
+def test_push_to_local_bare_fork_then_rerun_is_idempotent(tmp_path, fork, tree):
+    cache = tmp_path / "cache"
+    code, doc, err = run_cli(str(tree), "--fork", str(fork), "--upstream", "comp/results", "--cache", str(cache))
+    assert code == 0, err
+    assert doc["pushed"] is True and doc["branch"] == BRANCH
+    tip = rev(fork, BRANCH)
+    assert doc["commit"] == tip
+    # One commit on top of the base branch, carrying the tree and every other submitter's files.
+    assert git("--git-dir", str(fork), "rev-parse", f"{BRANCH}^") == rev(fork, "main")
+    published = branch_files(fork, BRANCH)
+    for rel, text in TREE_FILES.items():
+        assert published[rel] == text
+    assert published["README.md"] == BASE_FILES["README.md"]
+    assert "closed/OtherTeam/systems/sysA.json" in published
+    assert "open/TeamX/documentation/earlier.md" in published          # written over, never deleted
+    assert "open/TeamX/results/sys1/bert-99/Offline/stale_from_old_run.txt" not in published  # result replaced
+    message = git("--git-dir", str(fork), "log", "-1", "--format=%B", BRANCH)
+    assert message.splitlines()[0] == "TeamX: bert-99 results (open)"
+    assert "Systems: sys1" in message and "Benchmarks: bert-99 (Offline)" in message
+    expected_compare = "https://github.com/comp/results/compare/main...forge:subtool/TeamX?expand=1"
+    assert doc["compare_url"] == expected_compare
+    assert expected_compare in err.replace("\n", "")
+
+    code, doc2, err2 = run_cli(str(tree), "--fork", str(fork), "--upstream", "comp/results", "--cache", str(cache))
+    assert code == 0, err2
+    assert doc2["pushed"] is False and doc2["up_to_date"] is True and doc2["commit"] == tip
+    assert rev(fork, BRANCH) == tip
+    assert git("--git-dir", str(fork), "rev-list", "--count", BRANCH) == "2"
+
+
+def test_changed_tree_replaces_the_single_commit(tmp_path, fork, tree):
+    cache = tmp_path / "cache"
+    opts = PublishOptions(tree=tree, fork=f"file://{fork}", cache=cache)
+    first = publish_tree(opts)
+    (tree / "open/TeamX/results/sys1/bert-99/Offline/accuracy/accuracy.txt").write_text("{\"f1\": 3.0}\n")
+    second = publish_tree(opts)
+    assert second.pushed and second.commit != first.commit
+    assert rev(fork, BRANCH) == second.commit
+    assert git("--git-dir", str(fork), "rev-parse", f"{BRANCH}^") == rev(fork, "main")
+    assert branch_files(fork, BRANCH)["open/TeamX/results/sys1/bert-99/Offline/accuracy/accuracy.txt"] == \
+        "{\"f1\": 3.0}\n"
+    # A fresh cache (another machine) sees the same branch and finds nothing to do.
+    again = publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=tmp_path / "other-cache"))
+    assert again.up_to_date and not again.pushed and again.commit == second.commit
+
+
+def test_dry_run_pushes_nothing_and_lists_changes(tmp_path, fork, tree):
+    code, doc, err = run_cli(str(tree), "--fork", str(fork), "--dry-run", "--cache", str(tmp_path / "c"))
+    assert code == 0, err
+    assert doc["pushed"] is False and doc["dry_run"] is True
+    assert rev(fork, BRANCH) is None
+    assert "A open/TeamX/systems/sys1.json" in doc["changes"]
+    assert "D open/TeamX/results/sys1/bert-99/Offline/stale_from_old_run.txt" in doc["changes"]
+    assert "would push" in err
+
+
+def test_branch_and_title_options(tmp_path, fork, tree):
+    code, doc, err = run_cli(str(tree), "--fork", str(fork), "--branch", "scc25/teamx", "--title",
+                             "TeamX SCC25 bert", "--cache", str(tmp_path / "c"), "--no-pr")
+    assert code == 0, err
+    assert rev(fork, "scc25/teamx") == doc["commit"]
+    assert git("--git-dir", str(fork), "log", "-1", "--format=%s", "scc25/teamx") == "TeamX SCC25 bert"
+    assert doc["compare_url"] is None          # no --upstream: nothing to compare against
+
+
+def test_base_branch_missing_fails_cleanly(tmp_path, fork, tree):
+    code, doc, err = run_cli(str(tree), "--fork", str(fork), "--base", "scc25", "--cache", str(tmp_path / "c"))
+    assert code == 3
+    assert "base branch 'scc25' does not exist" in err
+    assert rev(fork, BRANCH) is None
+
+
+def test_fork_missing_fails_with_exit_3(tmp_path, tree):
+    with pytest.raises(SubtoolError) as info:
+        publish_tree(PublishOptions(tree=tree, fork=str(tmp_path / "nope.git"), cache=tmp_path / "c"))
+    assert info.value.rule == "publish.fork_missing" and info.value.exit_code == 3
+
+
+def test_tree_without_submitters_is_a_usage_error(tmp_path, fork):
+    empty = tmp_path / "empty"
+    (empty / "open").mkdir(parents=True)
+    code, doc, err = run_cli(str(empty), "--fork", str(fork))
+    assert code == 2 and doc is None
+    assert "no <division>/<submitter>/ directory" in err
+
+
+def test_invalid_branch_name_is_rejected_before_any_git(tmp_path, fork, tree):
+    with pytest.raises(SubtoolError) as info:
+        publish_tree(PublishOptions(tree=tree, fork=str(fork), branch="bad..name", cache=tmp_path / "c"))
+    assert info.value.rule == "publish.branch"
+    assert not (tmp_path / "c").exists()
+
+
+def test_base_already_holding_the_files_is_nothing_to_publish(tmp_path, tree):
+    merged = dict(BASE_FILES)
+    merged.pop("open/TeamX/results/sys1/bert-99/Offline/stale_from_old_run.txt")
+    merged.update(TREE_FILES)
+    fork = make_results_repo(tmp_path / "merged", merged)
+    result = publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=tmp_path / "c"))
+    assert result.up_to_date and not result.pushed and result.commit is None
+    assert rev(fork, BRANCH) is None
+
+
+def test_file_where_a_directory_is_needed_is_replaced(tmp_path, tree):
+    files = dict(BASE_FILES)
+    files["open/TeamX/systems"] = "a file where the tree has a directory\n"
+    fork = make_results_repo(tmp_path / "clash", files)
+    publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=tmp_path / "c"))
+    published = branch_files(fork, BRANCH)
+    assert "open/TeamX/systems/sys1.json" in published and "open/TeamX/systems" not in published
+
+
+def test_executable_bit_and_linked_files_are_published(tmp_path, fork):
+    tree = make_tree(tmp_path / "tree")
+    script = tree / "open/TeamX/src/run.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\necho run\n")
+    script.chmod(0o755)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("linked content\n")
+    (tree / "open/TeamX/documentation/linked.txt").symlink_to(outside)
+    publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=tmp_path / "c"))
+    listing = git("--git-dir", str(fork), "ls-tree", "-r", BRANCH, "open/TeamX/src/run.sh",
+                  "open/TeamX/documentation/linked.txt")
+    modes = {line.split("\t")[1]: line.split()[0] for line in listing.splitlines()}
+    assert modes == {"open/TeamX/src/run.sh": "100755", "open/TeamX/documentation/linked.txt": "100644"}
+    assert branch_files(fork, BRANCH)["open/TeamX/documentation/linked.txt"] == "linked content\n"
+
+
+def test_branch_moved_on_fork_is_not_overwritten(tmp_path, fork, tree):
+    """The push carries a lease: a branch that changed since it was read is left alone."""
+    from subtool.submission import publish_git as g
+    from subtool.submission.publish_remote import Redactor, parse_fork
+
+    ours = publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=tmp_path / "c")).commit
+    someone_elses = rev(fork, "main")
+    git("--git-dir", str(fork), "update-ref", f"refs/heads/{BRANCH}", someone_elses)
+    location = parse_fork(str(fork))
+    with g.locked_cache(g.cache_dir_for(tmp_path / "c", location)) as git_dir:
+        runner = g.Git(git_dir, token=None, urls=[str(fork)], redact=Redactor(None), retries=0)
+        with pytest.raises(g.GitFailure) as info:
+            g.push(runner, "origin", ours, BRANCH, ours)
+    assert info.value.kind == "rejected"
+    assert rev(fork, BRANCH) == someone_elses
+
+
+def test_cache_is_reused_and_holds_no_work_tree(tmp_path, fork, tree):
+    cache = tmp_path / "cache"
+    publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=cache))
+    clones = [p for p in cache.iterdir() if p.suffix == ".git"]
+    assert len(clones) == 1
+    assert git("--git-dir", str(clones[0]), "rev-parse", "--is-bare-repository") == "true"
+    shutil.rmtree(tree / "open/TeamX/documentation")
+    publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=cache))
+    assert [p for p in cache.iterdir() if p.suffix == ".git"] == clones
