@@ -1,0 +1,357 @@
+"""`subtool pack`: the competition artifacts, and `subtool pack --verify`: proof that they are what was checked.
+
+pack_tree writes, into one staging folder beside the final place, `<name>.tar.gz` (reproducible, streamed),
+`<name>_summary.csv` (the checker's), `<name>_summary.json` (MLC's form + a `subtool` block), `<name>.run`,
+`<name>.tstamps`, `<name>.md` and the `<name>.sha256` manifest; only when all are written do they replace the
+previous ones, so a failure leaves no half-written artifact. A tree the checker finds errors in is still packed
+(a team must hand in something) but the verdict says FAIL everywhere and `.ok` is false (exit 1).
+
+verify_tarball re-hashes the artifacts and every member against the manifest, unpacks the members into a
+temporary folder and re-runs the checker there with the rules version and waivers recorded at pack time.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from subtool import __version__
+from subtool.errors import SubtoolError
+from subtool.fsutil import sha256_file
+from subtool.submission.pack_inputs import RunInfo, TreeInfo, read_run_dir, scan_tree
+from subtool.submission.pack_manifest import Manifest, parse_manifest
+from subtool.submission.pack_report import FindingView, ReportInput, relative_finding_path, render_report
+from subtool.submission.pack_runscript import PackCommand, render_run_script, render_tstamps
+from subtool.submission.pack_summary import render_summary_json
+from subtool.submission.pack_tarball import DIVISIONS, iter_tree, read_tarball, write_tarball
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+OFFICIAL_MIN_DURATION_MS = 600_000
+
+
+@dataclass
+class PackOptions:
+    tree: Path
+    out: Path
+    name: str = "mlperf_submission_short"
+    runs: list[Path] = field(default_factory=list)
+    version: str = "v6.1"
+    waive: frozenset[str] = frozenset()
+
+
+@dataclass
+class PackResult:
+    ok: bool
+    verdict: str
+    name: str
+    out: Path
+    artifacts: dict[str, Path]
+    sha256: dict[str, str]
+    errors: int
+    warnings: int
+    waived: int
+    members: int
+    tarball_bytes: int
+    run_style: str
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok, "verdict": self.verdict, "name": self.name, "out": str(self.out),
+            "artifacts": {k: str(v) for k, v in self.artifacts.items()}, "sha256": dict(self.sha256),
+            "errors": self.errors, "warnings": self.warnings, "waived": self.waived, "members": self.members,
+            "tarball_bytes": self.tarball_bytes, "run_style": self.run_style,
+        }
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    tarball: Path
+    manifest: Path
+    version: str
+    waive: tuple[str, ...]
+    verdict: str                      # the re-run checker's: PASS | FAIL | "" (not re-run: the files are damaged)
+    members_checked: int
+    artifacts_checked: int
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok, "tarball": str(self.tarball), "manifest": str(self.manifest), "version": self.version,
+            "waive": list(self.waive), "verdict": self.verdict, "members_checked": self.members_checked,
+            "artifacts_checked": self.artifacts_checked, "problems": list(self.problems), "notes": list(self.notes),
+        }
+
+
+def artifact_names(name: str) -> dict[str, str]:
+    return {
+        "tarball": f"{name}.tar.gz",
+        "summary_json": f"{name}_summary.json",
+        "summary_csv": f"{name}_summary.csv",
+        "run": f"{name}.run",
+        "tstamps": f"{name}.tstamps",
+        "md": f"{name}.md",
+        "manifest": f"{name}.sha256",
+    }
+
+
+# ------------------------------------------------------------------------------------------------ checker
+def _run_checker(tree: Path, version: str, waive: frozenset[str]):
+    from subtool.checker.api import CheckOptions, check_tree
+
+    return check_tree(tree, CheckOptions(version=version, waive=frozenset(waive)))
+
+
+def _finding_views(report, tree: Path) -> list[FindingView]:
+    views = [FindingView(rule=str(getattr(f, "rule", "")), severity=str(getattr(f, "severity", "")),
+                         path=relative_finding_path(getattr(f, "path", None), tree),
+                         message=str(getattr(f, "message", "")), hint=str(getattr(f, "hint", "") or ""))
+             for f in report.findings]
+    order = {"error": 0, "waived": 1, "warning": 2, "info": 3}
+    return sorted(views, key=lambda v: (order.get(v.severity, 4), v.path, v.rule, v.message))
+
+
+def _verdict(report) -> str:
+    return "PASS" if report.ok else "FAIL"
+
+
+# ------------------------------------------------------------------------------------------------- pack
+def _check_options(opts: PackOptions) -> tuple[Path, Path]:
+    if not _NAME.match(opts.name):
+        raise SubtoolError(f"artifact name {opts.name!r} is not a plain file name", rule="pack.name",
+                           hint="use letters, digits, '.', '_' and '-', e.g. mlperf_submission_short")
+    tree, out = Path(opts.tree), Path(opts.out)
+    if not tree.is_dir():
+        raise SubtoolError("the tree to pack does not exist or is not a folder", path=tree, rule="pack.tree")
+    out_real = Path(os.path.realpath(out))
+    for division in DIVISIONS:
+        div_real = Path(os.path.realpath(tree / division))
+        if out_real == div_real or div_real in out_real.parents:
+            raise SubtoolError("the artifact folder is inside the tree it packs", path=out,
+                               rule="pack.out_inside_tree", hint="give --out a folder outside closed/ and open/")
+    return tree, out
+
+
+def _run_style(runs: list[RunInfo], tree_info: TreeInfo, waive: frozenset[str]) -> str:
+    styles = sorted({r.run_style for r in runs if r.run_style})
+    if styles:
+        return styles[0] if len(styles) == 1 else "mixed (" + ", ".join(styles) + ")"
+    durations = [r.perf.get("effective_min_duration_ms") for r in tree_info.results]
+    durations = [d for d in durations if isinstance(d, (int, float))]
+    if durations and min(durations) < OFFICIAL_MIN_DURATION_MS:
+        return "short"
+    if "perf.min_duration" in waive:
+        return "short"
+    return "valid" if durations else "unknown"
+
+
+def _versions(runs: list[RunInfo], tree_info: TreeInfo) -> dict:
+    versions: dict[str, object] = {"subtool": __version__, "python_packing": platform.python_version(),
+                                   "loadgen_in_logs": tree_info.loadgen_versions()}
+    for run in runs:
+        for key, value in run.versions.items():
+            versions.setdefault(key, value)
+    return versions
+
+
+def _subtool_block(opts: PackOptions, verdict: str, findings: list[FindingView], run_style: str, demo: bool,
+                   runs: list[RunInfo], tree_info: TreeInfo, hashes: dict[str, str], stats) -> dict:
+    def brief(f: FindingView) -> dict:
+        return {"rule": f.rule, "path": f.path, "message": f.message, **({"hint": f.hint} if f.hint else {})}
+
+    return {
+        "schema": "subtool.pack/1",
+        "name": opts.name,
+        "verdict": verdict,
+        "rules": opts.version,
+        "waivers": sorted(opts.waive),
+        "counts": {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "waived")},
+        "errors": [brief(f) for f in findings if f.severity == "error"],
+        "waived": [brief(f) for f in findings if f.severity == "waived"],
+        "run_style": run_style,
+        "demo": demo,
+        "versions": _versions(runs, tree_info),
+        "artifacts": dict(sorted(hashes.items())),
+        "tarball": {"files": len(stats.members), "folders": stats.directories, "bytes": stats.size,
+                    "content_bytes": stats.content_bytes},
+    }
+
+
+def _write_text(path: Path, text: str) -> str:
+    data = text.encode("utf-8")
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return sha256_file(path)
+
+
+def pack_tree(opts: PackOptions, console=None) -> PackResult:
+    tree, out = _check_options(opts)
+    runs = [read_run_dir(Path(p)) for p in opts.runs]
+    waive = frozenset(opts.waive)
+    names = artifact_names(opts.name)
+    say = console.print if console is not None else (lambda *a, **k: None)
+
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{opts.name}.", suffix=".staging", dir=out))
+    try:
+        staged = {kind: staging / fname for kind, fname in names.items()}
+        with open(staged["tarball"], "wb") as fh:
+            stats = write_tarball(tree, fh, out_dir=out)
+            fh.flush()
+            os.fsync(fh.fileno())
+        say(f"pack: {len(stats.members)} files ({stats.content_bytes / 1e6:.1f} MB) → {names['tarball']} "
+            f"({stats.size / 1e6:.1f} MB)", highlight=False)
+
+        say(f"pack: checking {tree} (rules {opts.version}"
+            + (f", waived: {', '.join(sorted(waive))}" if waive else "") + ")", highlight=False)
+        report = _run_checker(tree, opts.version, waive)
+        _ensure_unchanged(tree, out, stats.members)
+        verdict = _verdict(report)
+        findings = _finding_views(report, tree)
+        tree_info = scan_tree(tree)
+        run_style = _run_style(runs, tree_info, waive)
+        demo = any(r.demo for r in runs)
+
+        from subtool.checker.report import write_summary_csv
+
+        write_summary_csv(report, staged["summary_csv"])
+        hashes = {names["tarball"]: stats.sha256, names["summary_csv"]: sha256_file(staged["summary_csv"])}
+        command = PackCommand(tree=Path(opts.tree), out=Path(opts.out), name=opts.name, runs=[Path(r) for r in opts.runs],
+                              version=opts.version, waive=tuple(sorted(waive)))
+        hashes[names["run"]] = _write_text(staged["run"], render_run_script(opts.name, runs, tree_info, command,
+                                                                            run_style))
+        tstamps = render_tstamps(runs, tree_info)
+        hashes[names["tstamps"]] = _write_text(staged["tstamps"], tstamps)
+        rows = list(getattr(report, "rows", []) or [])
+        hashes[names["md"]] = _write_text(staged["md"], render_report(ReportInput(
+            name=opts.name, version=opts.version, verdict=verdict, waive=tuple(sorted(waive)), run_style=run_style,
+            demo=demo, tree=tree_info, runs=runs, rows=rows, findings=findings, tstamps=tstamps,
+            hashes=dict(hashes))))
+        block = _subtool_block(opts, verdict, findings, run_style, demo, runs, tree_info, hashes, stats)
+        hashes[names["summary_json"]] = _write_text(staged["summary_json"],
+                                                    render_summary_json(staged["summary_csv"], block))
+        manifest = Manifest(name=opts.name, version=opts.version, waive=tuple(sorted(waive)), verdict=verdict,
+                            subtool_version=__version__, artifacts=dict(hashes), members=dict(stats.members))
+        _write_text(staged["manifest"], manifest.render())
+
+        # Everything is written: now move it into place (manifest last, so it never names missing files).
+        for kind in ("tarball", "summary_csv", "summary_json", "run", "tstamps", "md", "manifest"):
+            os.replace(staged[kind], out / names[kind])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "waived")}
+    result = PackResult(ok=bool(report.ok), verdict=verdict, name=opts.name, out=out,
+                        artifacts={kind: out / fname for kind, fname in names.items()}, sha256=hashes,
+                        errors=counts["error"], warnings=counts["warning"], waived=counts["waived"],
+                        members=len(stats.members), tarball_bytes=stats.size, run_style=run_style)
+    _say_verdict(say, result, findings)
+    return result
+
+
+def _ensure_unchanged(tree: Path, out: Path, packed: dict[str, str]) -> None:
+    """The tarball must hold what the checker saw: re-hash the tree after the check and compare."""
+    now = {name: sha256_file(path) for name, path, st in iter_tree(tree, out) if stat.S_ISREG(st.st_mode)}
+    changed = sorted(set(now) ^ set(packed) | {n for n in set(now) & set(packed) if now[n] != packed[n]})
+    if changed:
+        raise SubtoolError(f"the tree changed while it was being packed ({len(changed)} file(s), e.g. {changed[0]})",
+                           path=tree, rule="pack.tree_changed", hint="let whatever writes into the tree finish, then pack again")
+
+
+def _say_verdict(say, result: PackResult, findings: list[FindingView]) -> None:
+    say(f"pack: artifacts in {result.out}: " + ", ".join(Path(p).name for p in result.artifacts.values()),
+        highlight=False)
+    waived = f", {result.waived} waived" if result.waived else ""
+    if result.ok:
+        say(f"[bold green]PASS[/]: the checker found no errors ({result.warnings} warning(s){waived}); "
+            f"run style {result.run_style}.", highlight=False)
+        return
+    say(f"[bold red]FAIL[/]: the checker found {result.errors} error(s){waived}. The artifacts were written anyway "
+        "(a team must hand in something) and say FAIL; fix these and pack again:", highlight=False)
+    for f in [f for f in findings if f.severity == "error"][:10]:
+        say(f"  {f.rule} {f.path}: {f.message}", highlight=False, markup=False)
+
+
+# ----------------------------------------------------------------------------------------------- verify
+def _manifest_path(tarball: Path) -> tuple[str, Path]:
+    name = tarball.name
+    for suffix in (".tar.gz", ".tgz"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name, tarball.with_name(f"{name}.sha256")
+
+
+def verify_tarball(path: Path, version: str = "v6.1", console=None) -> VerifyResult:
+    tarball = Path(path)
+    say = console.print if console is not None else (lambda *a, **k: None)
+    if not tarball.is_file():
+        raise SubtoolError("no such tarball", path=tarball, rule="pack.verify")
+    name, manifest_path = _manifest_path(tarball)
+    if not manifest_path.is_file():
+        raise SubtoolError("no manifest beside the tarball", path=manifest_path, rule="pack.verify",
+                           hint="keep the .sha256 file that `subtool pack` wrote next to the tarball")
+    manifest = parse_manifest(manifest_path.read_text(encoding="utf-8", errors="replace"), manifest_path)
+    problems: list[str] = []
+    notes: list[str] = []
+    if manifest.version != version:
+        notes.append(f"re-checked with the rules recorded at pack time ({manifest.version}), not {version}")
+    if manifest.name != name:
+        problems.append(f"the manifest is for {manifest.name}.tar.gz, not {tarball.name} (renamed?)")
+
+    tar_entry = f"{manifest.name}.tar.gz"
+    if tar_entry not in manifest.artifacts:
+        problems.append(f"the manifest has no hash for {tar_entry}")
+    for fname, digest in sorted(manifest.artifacts.items()):
+        target = tarball if fname == tar_entry else manifest_path.with_name(fname)
+        if not target.is_file():
+            problems.append(f"{fname}: missing (listed in the manifest)")
+        elif sha256_file(target) != digest:
+            problems.append(f"{fname}: sha256 differs from the manifest (changed after packing)")
+
+    verdict = ""
+    with tempfile.TemporaryDirectory(prefix="subtool-verify-") as tmp:
+        unpacked = Path(tmp) / "tree"
+        unpacked.mkdir()
+        members, tar_problems = read_tarball(tarball, unpacked)
+        problems += tar_problems
+        for member in sorted(set(manifest.members) - set(members)):
+            problems.append(f"{member}: in the manifest but not in the tarball")
+        for member in sorted(set(members) - set(manifest.members)):
+            problems.append(f"{member}: in the tarball but not in the manifest")
+        for member in sorted(set(members) & set(manifest.members)):
+            if members[member] != manifest.members[member]:
+                problems.append(f"{member}: sha256 differs from the manifest")
+        if not tar_problems:
+            say(f"verify: re-checking {len(members)} files (rules {manifest.version}"
+                + (f", waived: {', '.join(manifest.waive)}" if manifest.waive else "") + ")", highlight=False)
+            report = _run_checker(unpacked, manifest.version, frozenset(manifest.waive))
+            verdict = _verdict(report)
+            errors = [f for f in _finding_views(report, unpacked) if f.severity == "error"]
+            for f in errors:
+                problems.append(f"checker: {f.rule} {f.path}: {f.message}")
+            if manifest.verdict and manifest.verdict != verdict:
+                problems.append(f"the checker now says {verdict}; at pack time it said {manifest.verdict}")
+
+    result = VerifyResult(ok=not problems, tarball=tarball, manifest=manifest_path, version=manifest.version,
+                          waive=manifest.waive, verdict=verdict, members_checked=len(members),
+                          artifacts_checked=len(manifest.artifacts), problems=problems, notes=notes)
+    for note in notes:
+        say(f"verify: {note}", highlight=False)
+    if result.ok:
+        say(f"[bold green]verified[/]: {tarball.name} matches its manifest ({result.members_checked} files, "
+            f"{result.artifacts_checked} artifacts) and the checker says {verdict}.", highlight=False)
+    else:
+        say(f"[bold red]verify failed[/]: {len(problems)} problem(s) with {tarball.name}:", highlight=False)
+        for problem in problems[:20]:
+            say(f"  {problem}", highlight=False, markup=False)
+    return result
