@@ -130,6 +130,9 @@ def _check_options(opts: PackOptions) -> tuple[Path, Path]:
     tree, out = Path(opts.tree), Path(opts.out)
     if not tree.is_dir():
         raise SubtoolError("the tree to pack does not exist or is not a folder", path=tree, rule="pack.tree")
+    if not any((tree / d).is_dir() for d in DIVISIONS):
+        raise SubtoolError("no closed/, open/ or network/ folder: this is not a submission tree", path=tree,
+                           rule="pack.empty_tree", hint="pass the tree root given to `subtool package --out`")
     out_real = Path(os.path.realpath(out))
     for division in DIVISIONS:
         div_real = Path(os.path.realpath(tree / division))
