@@ -26,7 +26,8 @@ from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
 from subtool.submission.pack_inputs import RunInfo, TreeInfo, read_run_dir, scan_tree
 from subtool.submission.pack_manifest import Manifest, parse_manifest
-from subtool.submission.pack_report import FindingView, ReportInput, relative_finding_path, render_report
+from subtool.submission.pack_report import (FindingView, ReportInput, ResultView, relative_finding_path,
+                                             render_report)
 from subtool.submission.pack_runscript import PackCommand, render_run_script, render_tstamps
 from subtool.submission.pack_summary import render_summary_json
 from subtool.submission.pack_tarball import DIVISIONS, iter_tree, read_tarball, write_tarball
@@ -118,6 +119,19 @@ def _finding_views(report, tree: Path) -> list[FindingView]:
     return sorted(views, key=lambda v: (order.get(v.severity, 4), v.path, v.rule, v.message))
 
 
+def _result_views(report) -> dict[str, ResultView]:
+    views = {}
+    for r in getattr(report, "results", None) or []:
+        result_id = getattr(r, "result", None)
+        if isinstance(result_id, str):
+            views[result_id] = ResultView(passed=bool(getattr(r, "passed", False)),
+                                          failed=list(getattr(r, "failed", []) or []),
+                                          waived=list(getattr(r, "waived", []) or []),
+                                          value=getattr(r, "value", None), units=str(getattr(r, "units", "") or ""),
+                                          accuracy=str(getattr(r, "accuracy", "") or ""))
+    return views
+
+
 def _verdict(report) -> str:
     return "PASS" if report.ok else "FAIL"
 
@@ -142,8 +156,12 @@ def _check_options(opts: PackOptions) -> tuple[Path, Path]:
     return tree, out
 
 
-def _run_style(runs: list[RunInfo], tree_info: TreeInfo, waive: frozenset[str]) -> str:
+def _run_style(runs: list[RunInfo], report, tree_info: TreeInfo, waive: frozenset[str]) -> str:
+    """The run directories say it; else the checker (per result); else the LoadGen logs' min_duration."""
     styles = sorted({r.run_style for r in runs if r.run_style})
+    if not styles:
+        styles = sorted({str(getattr(r, "run_style")) for r in getattr(report, "results", None) or []
+                         if getattr(r, "run_style", None)})
     if styles:
         return styles[0] if len(styles) == 1 else "mixed (" + ", ".join(styles) + ")"
     durations = [r.perf.get("effective_min_duration_ms") for r in tree_info.results]
@@ -221,7 +239,7 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
         verdict = _verdict(report)
         findings = _finding_views(report, tree)
         tree_info = scan_tree(tree)
-        run_style = _run_style(runs, tree_info, waive)
+        run_style = _run_style(runs, report, tree_info, waive)
         demo = any(r.demo for r in runs)
 
         from subtool.checker.report import write_summary_csv
@@ -238,7 +256,7 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
         hashes[names["md"]] = _write_text(staged["md"], render_report(ReportInput(
             name=opts.name, version=opts.version, verdict=verdict, waive=tuple(sorted(waive)), run_style=run_style,
             demo=demo, tree=tree_info, runs=runs, rows=rows, findings=findings, tstamps=tstamps,
-            hashes=dict(hashes))))
+            hashes=dict(hashes), verdicts=_result_views(report))))
         block = _subtool_block(opts, verdict, findings, run_style, demo, runs, tree_info, hashes, stats)
         hashes[names["summary_json"]] = _write_text(staged["summary_json"],
                                                     render_summary_json(staged["summary_csv"], block))

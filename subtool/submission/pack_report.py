@@ -34,6 +34,18 @@ class FindingView:
 
 
 @dataclass
+class ResultView:
+    """The checker's verdict on one result, as far as the report needs it."""
+
+    passed: bool
+    failed: list[str]
+    waived: list[str]
+    value: object
+    units: str
+    accuracy: str
+
+
+@dataclass
 class ReportInput:
     name: str
     version: str
@@ -47,6 +59,7 @@ class ReportInput:
     findings: list[FindingView]
     tstamps: str
     hashes: dict[str, str] = field(default_factory=dict)
+    verdicts: dict[str, ResultView] = field(default_factory=dict)   # result id (its folder in the tree) → verdict
 
 
 def _cell(value: object) -> str:
@@ -75,9 +88,13 @@ def _errors_in(result: ResultInfo, findings: list[FindingView]) -> list[FindingV
     return [f for f in findings if f.severity == "error" and (f.path + "/").startswith(prefix)]
 
 
-def _result_verdict(errors: list[FindingView], row: dict | None) -> str:
+def _result_verdict(view: ResultView | None, errors: list[FindingView], row: dict | None) -> str:
+    if view is not None:
+        if not view.passed:
+            return "FAIL: " + ", ".join(f"`{r}`" for r in view.failed)
+        return "PASS" + (" (waived: " + ", ".join(f"`{r}`" for r in view.waived) + ")" if view.waived else "")
     if errors:
-        return f"FAIL ({len(errors)} error(s))"
+        return "FAIL: " + ", ".join(sorted({f"`{f.rule}`" for f in errors}))
     return "PASS" if row is not None else "FAIL (not in the summary)"
 
 
@@ -90,6 +107,11 @@ def _verdict_paragraph(data: ReportInput, counts: dict[str, int]) -> list[str]:
                 "that there is something to hand in, but the submission does not pass: fix the errors listed "
                 "under *Checker findings* and pack again.")
     out = [line]
+    short_errors = [f for f in data.findings if f.severity == "error" and f.rule == "perf.min_duration"]
+    if short_errors and "perf.min_duration" not in data.waive:
+        out.append("The runs are shorter than the official 600 s. For a competition's short run, pack with "
+                   "`--waive perf.min_duration`: the checker then reports the rule as waived and checks "
+                   "everything else.")
     if data.waive:
         waived = ", ".join(f"`{r}`" for r in data.waive)
         out.append(f"Waived rules: {waived} ({counts['waived']} finding(s) waived; they are listed below, "
@@ -123,13 +145,17 @@ def render_report(data: ReportInput) -> str:
     table = []
     for result in tree.results:
         row = _row_for(result, data.rows)
+        view = data.verdicts.get(result.rel_dir)
         value, unit = result.main_result()
-        if row is not None:
-            value, unit = row.get("Result", value), row.get("Units", unit)
+        accuracy = result.accuracy_line
+        if view is not None and view.value is not None:
+            value, unit, accuracy = view.value, view.units or unit, view.accuracy or accuracy
+        elif row is not None:
+            value, unit, accuracy = row.get("Result", value), row.get("Units", unit), row.get("Accuracy", accuracy)
         errors = _errors_in(result, data.findings)
-        table.append([result.system, result.model, result.scenario, value, unit,
-                      row.get("Accuracy") if row else result.accuracy_line, result.perf.get("result_validity"),
-                      ", ".join(result.compliance), _result_verdict(errors, row)])
+        table.append([result.system, result.model, result.scenario, value, unit, accuracy,
+                      result.perf.get("result_validity"), ", ".join(result.compliance),
+                      _result_verdict(view, errors, row)])
     if table:
         lines += _table(["System", "Model", "Scenario", "Result", "Units", "Accuracy", "LoadGen verdict",
                          "Compliance", "Checker"], table)
@@ -169,7 +195,7 @@ def render_report(data: ReportInput) -> str:
         lines += ["No system description (`systems/<system>.json`) in the tree.", ""]
 
     lines += ["## Checker findings", ""]
-    for severity, title in (("error", "Errors"), ("waived", "Waived"), ("warning", "Warnings")):
+    for severity, title in (("error", "Errors"), ("waived", "Waived"), ("warning", "Warnings"), ("info", "Notes")):
         chosen = [f for f in data.findings if f.severity == severity]
         if not chosen:
             continue
@@ -178,7 +204,7 @@ def render_report(data: ReportInput) -> str:
             hint = f" Fix: {f.hint}" if f.hint else ""
             lines.append(f"- `{f.rule}` {f.path}: {' '.join(f.message.split())}{hint}")
         lines.append("")
-    if not any(f.severity in ("error", "waived", "warning") for f in data.findings):
+    if not data.findings:
         lines += ["None.", ""]
 
     lines += ["## Timestamps (`date -u`, before and after each run)", ""]
