@@ -32,10 +32,12 @@ def _console():
 
 
 def _fail(err: SubtoolError) -> None:
+    from rich.markup import escape
+
     console = _console()
-    console.print(f"[bold red]error:[/] {err.one_line()}", markup=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(err.one_line())}", highlight=False, soft_wrap=True)
     if err.hint:
-        console.print(f"  hint: {err.hint}", highlight=False, soft_wrap=True)
+        console.print(f"  hint: {escape(err.hint)}", highlight=False, soft_wrap=True)
     raise typer.Exit(err.exit_code)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from subtool.fsutil import atomic_write_text, staged_directory
 
-DEMO_VERSION = "1"
+DEMO_VERSION = "2"
 DEMO_SEED = 20261126
 N_QUESTIONS = 10570
 N_TWO_WINDOW_QUESTIONS = 263       # 10,570 questions + 263 extra windows = 10,833 features
@@ -71,12 +71,14 @@ def generate_vocabulary(rng: random.Random, n: int = VOCAB_WORDS) -> list[str]:
 
 def write_checkpoint(model_dir: Path, words: list[str]) -> None:
     import torch
-    from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    from subtool.runner.workloads.bert import wordpiece_tokenizer
 
     model_dir.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", *words]
     (model_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(model_dir / "vocab.txt"), do_lower_case=True)
+    tokenizer = wordpiece_tokenizer(model_dir / "vocab.txt")
     tokenizer.save_pretrained(model_dir)
     torch.manual_seed(DEMO_SEED)
     config = BertConfig(vocab_size=len(vocab), **DEMO_CONFIG)
@@ -117,12 +119,14 @@ def _context_length(rng: random.Random, long: bool) -> int:
     return int(min(360, max(30, rng.lognormvariate(5.0, 0.4))))
 
 
-def generate_squad(words: list[str], rng: random.Random) -> dict:
-    """A SQuAD v1.1 JSON document: N_QUESTIONS questions, N_TWO_WINDOW_QUESTIONS of them on long contexts."""
+def generate_squad(words: list[str], rng: random.Random, n_questions: int = N_QUESTIONS,
+                   n_two_window: int = N_TWO_WINDOW_QUESTIONS) -> dict:
+    """A SQuAD v1.1 JSON document of n_questions questions, n_two_window of them on contexts long enough for
+    two windows, so that feature conversion yields n_questions + n_two_window features."""
     sizes: list[tuple[int, bool]] = []           # (questions, long context) per paragraph
-    full_long, rest_long = divmod(N_TWO_WINDOW_QUESTIONS, QUESTIONS_PER_PARAGRAPH)
+    full_long, rest_long = divmod(n_two_window, QUESTIONS_PER_PARAGRAPH)
     sizes += [(QUESTIONS_PER_PARAGRAPH, True)] * full_long + ([(rest_long, True)] if rest_long else [])
-    short_questions = N_QUESTIONS - N_TWO_WINDOW_QUESTIONS
+    short_questions = n_questions - n_two_window
     full_short, rest_short = divmod(short_questions, QUESTIONS_PER_PARAGRAPH)
     sizes += [(QUESTIONS_PER_PARAGRAPH, False)] * full_short + ([(rest_short, False)] if rest_short else [])
     rng.shuffle(sizes)

@@ -78,12 +78,30 @@ def check_checkpoint(model_path: Path) -> dict:
     return config
 
 
+def wordpiece_tokenizer(vocab_file: Path):
+    """An uncased WordPiece tokenizer over vocab.txt, on transformers 4 (vocab_file=) and 5 (vocab=) alike."""
+    import inspect
+
+    from transformers import BertTokenizerFast
+
+    params = inspect.signature(BertTokenizerFast.__init__).parameters
+    key = "vocab" if "vocab" in params else "vocab_file"
+    tokenizer = BertTokenizerFast(**{key: str(vocab_file)}, do_lower_case=True)
+    with open(vocab_file, encoding="utf-8") as fh:
+        lines = sum(1 for line in fh if line.rstrip("\n"))
+    if len(tokenizer) < lines:
+        # transformers silently ignores a vocabulary passed under a name it does not know: every word → [UNK]
+        raise SubtoolError(f"the tokenizer read {len(tokenizer)} of the {lines} tokens in vocab.txt",
+                           path=vocab_file, rule="model.vocab")
+    return tokenizer
+
+
 def load_tokenizer(model_path: Path, config: dict):
     from transformers import BertTokenizerFast
 
     vocab = model_path / "vocab.txt"
     if vocab.exists():
-        tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+        tokenizer = wordpiece_tokenizer(vocab)
     else:
         tokenizer = BertTokenizerFast.from_pretrained(str(model_path))
     vocab_size = config.get("vocab_size")

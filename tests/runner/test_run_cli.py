@@ -1,0 +1,113 @@
+"""`subtool run` end to end: real LoadGen, a real (tiny) checkpoint, real files; and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from subtool.cli import app
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, ["run", *map(str, args)])
+
+
+def test_run_writes_a_complete_run_directory(tmp_path, tiny_checkpoint, small_squad):
+    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path / "runs",
+               "--json")
+    assert res.exit_code == 0, res.output
+    run_dir = tmp_path / "runs" / "bert-99" / "Offline"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["schema"] == "subtool.run/1" and record["demo"] is False and record["features"] == 45
+    assert record["run_style"] == "short" and len(record["tstamps"]) == 2
+    perf = record["modes"]["performance"]
+    assert perf["result_validity"] == "VALID" and perf["result"] > 0
+    detail = (run_dir / "performance/run_1/mlperf_log_detail.txt").read_text()
+    assert "Multiple conf files" not in detail
+    # the Offline query of a short run still covers the official sample count
+    assert '"key": "effective_samples_per_query", "value": 10833' in detail
+    acc = (run_dir / "accuracy/accuracy.txt").read_text().strip()
+    assert json.loads(acc).keys() == {"exact_match", "f1"}
+    entries = json.loads((run_dir / "accuracy/mlperf_log_accuracy.json").read_text())
+    assert sorted(e["qsl_idx"] for e in entries) == list(range(45))   # every sample answered exactly once
+    conf = (run_dir / "user.conf").read_text()
+    assert "bert.Offline.target_qps" in conf and "bert.Offline.min_duration = 1000" in conf
+    assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkpoint, small_squad):
+    out = tmp_path / "runs"
+    assert _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", out,
+                "--mode", "accuracy").exit_code == 0
+    acc_before = (out / "bert-99/Offline/accuracy/accuracy.txt").read_text()
+    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", out,
+               "--mode", "performance", "--scenario", "offline")
+    assert res.exit_code == 0, res.output
+    run_dir = out / "bert-99/Offline"
+    assert (run_dir / "accuracy/accuracy.txt").read_text() == acc_before
+    record = json.loads((run_dir / "run.json").read_text())
+    assert set(record["modes"]) == {"performance", "accuracy"}
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "Server"])
+def test_other_scenarios_run_valid(tmp_path, tiny_checkpoint, small_squad, scenario):
+    extra = ["--target-qps", "50"] if scenario == "Server" else ["--target-latency-ms", "0.5"]
+    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path,
+               "--scenario", scenario, "--mode", "performance", "--min-duration-ms", "1500", *extra)
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "bert-99" / scenario / "run.json").read_text())
+    assert record["modes"]["performance"]["result"] is not None
+
+
+def test_bad_inputs_give_one_clear_line_and_leave_nothing(tmp_path, tiny_checkpoint, small_squad):
+    out = tmp_path / "runs"
+    cases = [
+        (["--model", "resnet50"], "unknown model"),
+        (["--model-path", tiny_checkpoint, "--dataset-path", tmp_path / "nope.json"], "dataset file not found"),
+        (["--model-path", tiny_checkpoint], "--dataset-path is missing"),
+        (["--scenario", "Batch"], "unknown scenario"),
+        (["--run-style", "long"], "unknown run style"),
+    ]
+    for args, message in cases:
+        res = _run(*args, "--out", out)
+        assert res.exit_code == 2, (args, res.output)
+        assert message in res.output, (args, res.output)
+        assert "Traceback" not in res.output
+    assert not (out / "bert-99").exists()
+
+
+def test_wrong_architecture_checkpoint_is_refused(tmp_path, tiny_checkpoint, small_squad):
+    import shutil
+
+    bad = tmp_path / "gpt"
+    shutil.copytree(tiny_checkpoint, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["model_type"] = "gpt2"
+    (bad / "config.json").write_text(json.dumps(cfg))
+    res = _run("--model-path", bad, "--dataset-path", small_squad, "--out", tmp_path / "runs")
+    assert res.exit_code == 2 and "model.architecture" in res.output
+
+
+def test_vocab_mismatch_is_refused(tmp_path, tiny_checkpoint, small_squad):
+    import shutil
+
+    bad = tmp_path / "bigvocab"
+    shutil.copytree(tiny_checkpoint, bad)
+    with open(bad / "vocab.txt", "a") as fh:
+        fh.write("\n".join(f"extra{i}" for i in range(1000)) + "\n")
+    res = _run("--model-path", bad, "--dataset-path", small_squad, "--out", tmp_path / "runs")
+    assert res.exit_code == 2 and "model.vocab_mismatch" in res.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; permissions cannot be tested as root")
+def test_unwritable_output_dir(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    res = _run("--out", ro / "runs")
+    assert res.exit_code == 2 and "run.out_dir" in res.output
