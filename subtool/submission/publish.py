@@ -167,7 +167,7 @@ def _publish(opts: PublishOptions, console: Any, token: Optional[str], redact: R
             result.pr_url, result.pr_number, result.pr_created = pr.html_url, pr.number, created
             say(f"pull request {'opened' if created else 'already open, reused'}: {pr.html_url}")
     elif opts.upstream and result.commit:
-        web = derive_web_url(opts.api_url if fork.kind == "local" else api_url)
+        web = derive_web_url(api_url)
         result.compare_url = compare_url(web, opts.upstream, opts.base, fork.owner, branch)
         if not opts.dry_run:
             say(f"open the pull request here: {result.compare_url}")
@@ -191,12 +191,15 @@ def _push_branch(git: g.Git, fork: ForkLocation, opts: PublishOptions, content: 
             g.set_remote(git, "upstream", forge.upstream_clone_url)
             base_remote = "upstream"
             say(f"the fork has no branch '{opts.base}'; starting from the upstream's", note=True)
-        shallow = base_remote == "origin"
-        say(f"fetching {opts.base} from {where if shallow else opts.upstream}")
-        base_commit = g.fetch(git, base_remote, opts.base, BASE_REF, shallow=shallow)
+        say(f"fetching {opts.base} from {where if base_remote == 'origin' else opts.upstream}")
         old_tip = heads.get(branch)
-        if old_tip:
-            g.fetch(git, "origin", branch, BRANCH_REF, shallow=True)
+        if base_remote == "origin":
+            wanted = {opts.base: BASE_REF, **({branch: BRANCH_REF} if old_tip else {})}
+            base_commit = g.fetch(git, "origin", wanted, shallow=True)[opts.base]
+        else:
+            base_commit = g.fetch(git, "upstream", {opts.base: BASE_REF}, shallow=False)[opts.base]
+            if old_tip:
+                g.fetch(git, "origin", {branch: BRANCH_REF}, shallow=True)
     except g.GitFailure as failure:
         raise g.remote_error(failure, where=where, has_token=has_token, action="reading the fork") from None
 

@@ -223,11 +223,18 @@ def ls_remote_heads(git: Git, remote: str, branches: Sequence[str]) -> dict[str,
     return heads
 
 
-def fetch(git: Git, remote: str, branch: str, local_ref: str, *, shallow: bool) -> str:
-    depth = ["--depth=1"] if shallow else []
-    git.remote("fetch", "-q", "--no-tags", "--no-write-fetch-head", *depth, remote,
-               f"+refs/heads/{branch}:{local_ref}", what=f"fetching {branch}")
-    return git.out("rev-parse", local_ref)
+def fetch(git: Git, remote: str, refs: dict[str, str], *, shallow: bool) -> dict[str, str]:
+    """Fetch {branch: local_ref} in one round trip; returns {branch: sha}.
+
+    Shallow and blob-less where the server allows it: building the commit needs the base's trees only, so a
+    results repository of many gigabytes costs a few megabytes. The server already has every blob of the base,
+    so the push never needs them either.
+    """
+    depth = ["--depth=1", "--filter=blob:none"] if shallow else []
+    specs = [f"+refs/heads/{branch}:{local}" for branch, local in refs.items()]
+    git.remote("fetch", "-q", "--no-tags", "--no-write-fetch-head", *depth, remote, *specs,
+               what=f"fetching {', '.join(refs)}")
+    return {branch: git.out("rev-parse", local) for branch, local in refs.items()}
 
 
 # --------------------------------------------------------------------------------------------- commit
@@ -266,7 +273,8 @@ def build_tree(git: Git, base_commit: str, files: Sequence[FileEntry], replace: 
                 for f, sha in zip(files, shas)
             )
             git.run("update-index", "-z", "--add", "--replace", "--index-info", stdin=info, env=index_env)
-        return git.out("write-tree", env=index_env)
+        # --missing-ok: the base's blobs were not fetched (blob-less clone) and need not be; the fork has them.
+        return git.out("write-tree", "--missing-ok", env=index_env)
     finally:
         shutil.rmtree(index_dir, ignore_errors=True)
 
