@@ -221,6 +221,13 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
     names = artifact_names(opts.name)
     say = console.print if console is not None else (lambda *a, **k: None)
 
+    # Hash the tree before the checker reads it and compare with what goes into the tarball after: the tarball
+    # holds exactly the bytes that were checked. This pass also rejects links and odd files before any output.
+    before = _hash_tree(tree, out)
+    say(f"pack: checking {tree} (rules {opts.version}"
+        + (f", waived: {', '.join(sorted(waive))}" if waive else "") + ")", highlight=False)
+    report = _run_checker(tree, opts.version, waive)
+
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{opts.name}.", suffix=".staging", dir=out))
     try:
@@ -229,13 +236,9 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
             stats = write_tarball(tree, fh, out_dir=out)
             fh.flush()
             os.fsync(fh.fileno())
+        _ensure_unchanged(tree, before, stats.members)
         say(f"pack: {len(stats.members)} files ({stats.content_bytes / 1e6:.1f} MB) → {names['tarball']} "
             f"({stats.size / 1e6:.1f} MB)", highlight=False)
-
-        say(f"pack: checking {tree} (rules {opts.version}"
-            + (f", waived: {', '.join(sorted(waive))}" if waive else "") + ")", highlight=False)
-        report = _run_checker(tree, opts.version, waive)
-        _ensure_unchanged(tree, out, stats.members)
         verdict = _verdict(report)
         findings = _finding_views(report, tree)
         tree_info = scan_tree(tree)
@@ -250,6 +253,7 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
                               version=opts.version, waive=tuple(sorted(waive)))
         hashes[names["run"]] = _write_text(staged["run"], render_run_script(opts.name, runs, tree_info, command,
                                                                             run_style))
+        os.chmod(staged["run"], 0o755)   # a script someone can re-run as ./<name>.run
         tstamps = render_tstamps(runs, tree_info)
         hashes[names["tstamps"]] = _write_text(staged["tstamps"], tstamps)
         rows = list(getattr(report, "rows", []) or [])
@@ -279,13 +283,16 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
     return result
 
 
-def _ensure_unchanged(tree: Path, out: Path, packed: dict[str, str]) -> None:
-    """The tarball must hold what the checker saw: re-hash the tree after the check and compare."""
-    now = {name: sha256_file(path) for name, path, st in iter_tree(tree, out) if stat.S_ISREG(st.st_mode)}
-    changed = sorted(set(now) ^ set(packed) | {n for n in set(now) & set(packed) if now[n] != packed[n]})
+def _hash_tree(tree: Path, out: Path) -> dict[str, str]:
+    return {name: sha256_file(path) for name, path, st in iter_tree(tree, out) if stat.S_ISREG(st.st_mode)}
+
+
+def _ensure_unchanged(tree: Path, before: dict[str, str], packed: dict[str, str]) -> None:
+    changed = sorted(set(before) ^ set(packed) | {n for n in set(before) & set(packed) if before[n] != packed[n]})
     if changed:
-        raise SubtoolError(f"the tree changed while it was being packed ({len(changed)} file(s), e.g. {changed[0]})",
-                           path=tree, rule="pack.tree_changed", hint="let whatever writes into the tree finish, then pack again")
+        raise SubtoolError(f"the tree changed while it was being checked and packed ({len(changed)} file(s), e.g. "
+                           f"{changed[0]})", path=tree, rule="pack.tree_changed",
+                           hint="let whatever writes into the tree finish, then pack again")
 
 
 def _say_verdict(say, result: PackResult, findings: list[FindingView]) -> None:

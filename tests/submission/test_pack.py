@@ -428,3 +428,31 @@ def test_not_a_tree_and_bad_run_dir(tmp_path):
     with pytest.raises(SubtoolError) as err:
         read_run_dir(tmp_path / "run")
     assert err.value.rule == "pack.run_dir" and "run.json" in err.value.one_line()
+
+
+def test_truncated_tarball_fails_verify(tree, tmp_path):
+    out = tmp_path / "out"
+    assert _pack(tree, out, *WAIVE_SHORT).exit_code == 0
+    tarball = out / f"{NAME}.tar.gz"
+    tarball.write_bytes(tarball.read_bytes()[: tarball.stat().st_size // 2])
+    result = _verify(tarball)
+    assert result.exit_code == 1
+    doc = _stdout_json(result)
+    assert doc["verdict"] == ""                     # nothing trustworthy to re-check
+    assert any("cannot be read to the end" in p for p in doc["problems"])
+
+
+def test_unknown_waiver_fails_before_anything_is_written(tree, tmp_path):
+    result = _pack(tree, tmp_path / "out", "--waive", "perf.no_such_rule")
+    assert result.exit_code == 2 and "perf.no_such_rule" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_tree_that_changes_between_check_and_tarball_is_refused():
+    from subtool.submission.pack import _ensure_unchanged
+
+    _ensure_unchanged(Path("t"), {"open/a": "1" * 64}, {"open/a": "1" * 64})
+    for packed in ({"open/a": "2" * 64}, {"open/a": "1" * 64, "open/b": "3" * 64}, {}):
+        with pytest.raises(SubtoolError) as err:
+            _ensure_unchanged(Path("t"), {"open/a": "1" * 64}, packed)
+        assert err.value.rule == "pack.tree_changed"
