@@ -1,0 +1,113 @@
+"""What one result check needs: the job (plain, picklable data) and the context the rules read it through."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from subtool.checker.config import SCENARIO_BY_LOWER, ModelRules, RoundConfig, round_config
+from subtool.checker.findings import Collector
+from subtool.checker.logs import LoadgenLog, read_loadgen_log
+
+
+@dataclass(frozen=True)
+class ResultJob:
+    root: str
+    version: str
+    division: str
+    submitter: str
+    system: str
+    model: str            # folder name
+    scenario: str         # folder name
+    mlperf_model: str     # benchmark the folder resolves to
+    system_json: dict | None
+
+    @property
+    def result_id(self) -> str:
+        return f"{self.division}/{self.submitter}/results/{self.system}/{self.model}/{self.scenario}"
+
+
+@dataclass
+class ResultContext:
+    job: ResultJob
+    out: Collector = field(default_factory=Collector)
+
+    def __post_init__(self) -> None:
+        self.out.result = self.job.result_id
+
+    # ---- configuration
+    @cached_property
+    def cfg(self) -> RoundConfig:
+        return round_config(self.job.version)
+
+    @cached_property
+    def rules(self) -> ModelRules | None:
+        return self.cfg.model(self.job.mlperf_model)
+
+    @property
+    def division(self) -> str:
+        return self.job.division
+
+    @property
+    def closed_like(self) -> bool:
+        return self.job.division in ("closed", "network")
+
+    @property
+    def scenario(self) -> str:
+        """The folder's scenario in canonical spelling (folder name when it is not a known scenario)."""
+        return SCENARIO_BY_LOWER.get(self.job.scenario.lower(), self.job.scenario)
+
+    # ---- paths (relative ones for messages, absolute ones for reading)
+    @cached_property
+    def submitter_rel(self) -> str:
+        return f"{self.job.division}/{self.job.submitter}"
+
+    @cached_property
+    def result_rel(self) -> str:
+        return self.job.result_id
+
+    @cached_property
+    def measurements_rel(self) -> str:
+        return f"{self.submitter_rel}/" + self.cfg.layout.measurements(self.job.system, self.job.model,
+                                                                      self.job.scenario)
+
+    @cached_property
+    def compliance_rel(self) -> str:
+        return f"{self.submitter_rel}/" + self.cfg.layout.compliance(self.job.system, self.job.model,
+                                                                    self.job.scenario)
+
+    def abs(self, rel: str) -> Path:
+        return Path(self.job.root) / rel
+
+    def exists(self, rel: str) -> bool:
+        return os.path.exists(self.abs(rel))
+
+    # ---- logs, each parsed once
+    @cached_property
+    def perf_rel(self) -> str:
+        return f"{self.result_rel}/performance/run_1/mlperf_log_detail.txt"
+
+    @cached_property
+    def acc_rel(self) -> str:
+        return f"{self.result_rel}/accuracy/mlperf_log_detail.txt"
+
+    @cached_property
+    def perf_log(self) -> LoadgenLog | None:
+        return self.log(self.perf_rel)
+
+    @cached_property
+    def acc_log(self) -> LoadgenLog | None:
+        return self.log(self.acc_rel)
+
+    def log(self, rel: str) -> LoadgenLog | None:
+        path = self.abs(rel)
+        if not path.is_file():
+            return None
+        return read_loadgen_log(path)
+
+    # ---- what the summary row needs, filled in by the rules
+    result_value: float | None = None
+    accuracy_metrics: dict = field(default_factory=dict)
+    inferred: bool = False
