@@ -456,3 +456,21 @@ def test_a_tree_that_changes_between_check_and_tarball_is_refused():
         with pytest.raises(SubtoolError) as err:
             _ensure_unchanged(Path("t"), {"open/a": "1" * 64}, packed)
         assert err.value.rule == "pack.tree_changed"
+
+
+def test_official_checker_reads_the_unpacked_tarball_like_the_tree(tree, tmp_path):
+    """The tarball is a tree the official checker accepts: unpacked, it finds only the short duration."""
+    official = Path(os.environ.get("SUBTOOL_OFFICIAL", "")) / "tools" / "submission"
+    if not os.environ.get("SUBTOOL_OFFICIAL") or not (official / "submission_checker" / "main.py").is_file():
+        pytest.skip("set SUBTOOL_OFFICIAL to a checkout of mlcommons/inference to compare with the official checker")
+    out = tmp_path / "out"
+    assert _pack(tree, out, *WAIVE_SHORT).exit_code == 0
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(out / f"{NAME}.tar.gz", "r:gz") as tar:
+        tar.extractall(unpacked, filter="data")
+    run = subprocess.run([sys.executable, "-m", "submission_checker.main", "--input", str(unpacked), "--version",
+                          "v6.1", "--csv", str(tmp_path / "official.csv")], cwd=official, capture_output=True,
+                         text=True, timeout=120)
+    errors = [ln for ln in (run.stdout + run.stderr).splitlines() if " ERROR] " in ln]
+    specific = [ln for ln in errors if not re.search(r"Some .* failed for|SUMMARY: submission has errors|NoResults", ln)]
+    assert len(specific) == 2 and all("Test duration less than 600s" in ln for ln in specific), errors
