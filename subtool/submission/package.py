@@ -396,7 +396,7 @@ def package_results(opts: PackageOptions, console=None, *, accuracy_scorer: Accu
             tag = " (DEMO)" if r.demo else ""
             style = " [short run: not submittable]" if r.run_style == "short" else ""
             verb = "replaced" if r.replaced else "packaged"
-            console.print(f"{verb} {r.division}/{r.submitter}/{r.system}/{r.model}/{r.scenario}{tag}{style}",
+            console.print(f"{verb} {r.division}/{r.submitter}/{r.system}/{r.model}/{r.scenario}{tag}{style}", markup=False,
                           highlight=False)
         for n in result.notes:
             console.print(f"note: {n}", highlight=False)

@@ -1,0 +1,167 @@
+"""The human-readable files of the tree: each result's README.md, `documentation/`, and `src/` (`code/` in v5).
+
+A README says where the result came from, how it was run (short runs are labelled not submittable, demo runs
+are labelled demo) and how to reproduce it. `src/` holds what produced the logs: for subtool's own runs a copy
+of the subtool source that ran; for imported logs a note naming the harness, for the submitter to complete.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Iterable
+
+from subtool import __version__
+from subtool.submission.importers import ImportedResult
+from subtool.submission.layout import ResultKey
+
+DEMO_BANNER = ("> **DEMO** — produced by subtool's embedded demo (random weights, generated data). It shows the "
+               "workflow; it is not a benchmark result and must not be published as one.\n")
+SHORT_LINE = "Run style: short — not submittable: min_duration waived"
+_SETTINGS = ("scenario", "test_mode", "target_qps", "target_latency_ns", "samples_per_query", "min_duration_ms",
+             "min_query_count", "max_query_count", "performance_sample_count", "accuracy_sample_count",
+             "max_async_queries", "qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")
+_SOURCES = {"run_dir": "a subtool run directory", "mlc": "MLC's raw results layout",
+            "loose": "LoadGen log directories given on the command line"}
+_RESULT_FIELDS = {"Offline": "result_samples_per_second", "Server": "result_completed_samples_per_sec",
+                  "SingleStream": "early_stopping_latency_ss", "MultiStream": "early_stopping_latency_ms",
+                  "Interactive": "result_completed_samples_per_sec"}
+
+
+def _result_value(imp: ImportedResult) -> str:
+    key = _RESULT_FIELDS.get(imp.scenario)
+    value = imp.perf_log.get(key) if key else None
+    if value is None:
+        return "not in the log"
+    if imp.scenario in ("SingleStream", "MultiStream"):
+        return f"{float(value) / 1e6:.3f} ms ({key})"
+    return f"{value} ({key})"
+
+
+def reproduce_command(imp: ImportedResult) -> str | None:
+    cmd = (imp.run or {}).get("command")
+    if isinstance(cmd, list) and cmd:
+        return " ".join(shlex.quote(str(c)) for c in cmd)
+    if isinstance(cmd, str) and cmd:
+        return cmd
+    return None
+
+
+def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy_line: str | None) -> str:
+    lines = [f"# {key.model} {key.scenario} on {key.system}", ""]
+    if imp.demo:
+        lines += [DEMO_BANNER]
+    if imp.run_style == "short":
+        lines += [SHORT_LINE, ""]
+    else:
+        lines += ["Run style: valid (official minimum duration and query counts)", ""]
+    bench = imp.bench.name
+    lines += [
+        f"- Benchmark: {bench}" + (f" (custom model `{key.model}`, see model_mapping.json)" if imp.custom_model else ""),
+        f"- Scenario: {key.scenario}",
+        f"- Division: {key.division}",
+        f"- Submitter: {key.submitter}",
+        f"- Submission round: {version}",
+        f"- Result: {_result_value(imp)}, LoadGen verdict {imp.perf_log.get('result_validity', 'unknown')}",
+    ]
+    if accuracy_line:
+        lines.append(f"- Accuracy: `{accuracy_line}`")
+    lines.append(f"- LoadGen: {imp.perf_log.loadgen_version or 'unknown'}")
+    lines.append(f"- Imported from {_SOURCES.get(imp.kind, imp.kind)}; packaged by subtool {__version__}")
+    run = imp.run or {}
+    if run.get("backend") or run.get("precision"):
+        lines.append(f"- Backend: {run.get('backend', '?')}, precision {run.get('precision', '?')}")
+    if run.get("tstamps"):
+        lines.append(f"- Run started {run['tstamps'][0]}" + (f", ended {run['tstamps'][-1]}"
+                                                            if len(run["tstamps"]) > 1 else ""))
+    lines += ["", "## Settings (from mlperf_log_detail.txt)", "", "| setting | value |", "|---|---|"]
+    settings = imp.perf_log.settings()
+    for name in _SETTINGS:
+        if name in settings:
+            lines.append(f"| {name} | {settings[name]} |")
+    lines += ["", "## How to reproduce", ""]
+    cmd = reproduce_command(imp)
+    if cmd:
+        lines += ["```bash", f"pip install mlperf-subtool=={__version__}", cmd, "```"]
+    elif imp.kind == "mlc":
+        lines += ["These logs were produced with MLC (mlcommons mlperf-automations); see the README MLC wrote "
+                  "beside them for the exact `mlcr` command."]
+    else:
+        lines += ["These logs were produced by the submitter's own harness; its code and command belong in "
+                  "`src/` (v5.x: `code/`)."]
+    if imp.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in imp.notes]
+    return "\n".join(lines) + "\n"
+
+
+def documentation_readme(submitter: str, division: str, entries: Iterable[tuple[ResultKey, ImportedResult]],
+                         *, version: str) -> str:
+    entries = list(entries)
+    demo = any(imp.demo for _, imp in entries)
+    lines = [f"# {submitter} — MLPerf Inference {version} ({division} division)", ""]
+    if demo:
+        lines += [DEMO_BANNER]
+    lines += [f"This tree was laid out by subtool {__version__} (`pip install mlperf-subtool=={__version__}`).",
+              "Each result directory has a README.md with its settings and the command that reproduces it.",
+              "Untruncated accuracy logs are kept outside the tree; their sha256 is the `hash=` line of each",
+              "accuracy.txt.", "", "## Results packaged in this run", ""]
+    for key, imp in entries:
+        style = "short run, not submittable" if imp.run_style == "short" else "valid run"
+        lines.append(f"- {key.system} / {key.model} / {key.scenario} — {style}" + (" — DEMO" if imp.demo else ""))
+    lines += ["", "## Reproduce", "", "```bash", f"pip install mlperf-subtool=={__version__}",
+              f"subtool all --submitter {submitter}   # or: subtool run / package / check / pack", "```", ""]
+    return "\n".join(lines)
+
+
+def calibration_md(entries: Iterable[tuple[ResultKey, ImportedResult]], measurements: dict) -> str:
+    lines = ["# Calibration", ""]
+    types = sorted({str(m.get("weight_data_types", "?")) for m in measurements.values()}) or ["?"]
+    low_precision = [t for t in types if any(q in t.lower() for q in ("int", "fp8", "fp4", "nf4"))]
+    if low_precision:
+        lines += [f"Weights are {', '.join(types)}. Describe the calibration/quantization procedure and data "
+                  f"here (the rules require it for quantized closed-division submissions)."]
+    else:
+        lines += [f"No calibration: the weights are used as released ({', '.join(types)}), without quantization."]
+    return "\n".join(lines) + "\n"
+
+
+def src_readme(entries: Iterable[tuple[ResultKey, ImportedResult]], *, copied: str | None) -> str:
+    entries = list(entries)
+    lines = ["# Code", ""]
+    if copied:
+        lines += [f"`{copied}/` is the source of subtool {__version__}, the harness that ran the subtool results "
+                  f"below (LoadGen SUT, QSL and accuracy scripts included).", ""]
+    for key, imp in entries:
+        cmd = reproduce_command(imp)
+        if cmd:
+            lines.append(f"- {key.model} {key.scenario}: `{cmd}`")
+        else:
+            lines.append(f"- {key.model} {key.scenario}: produced by {_SOURCES.get(imp.kind, imp.kind)}; add the "
+                         f"harness code and the command you used")
+    return "\n".join(lines) + "\n"
+
+
+def model_src_readme(model: str, entries: Iterable[tuple[ResultKey, ImportedResult]]) -> str:
+    lines = [f"# {model}", ""]
+    for key, imp in entries:
+        cmd = reproduce_command(imp)
+        how = f"`{cmd}`" if cmd else f"imported from {_SOURCES.get(imp.kind, imp.kind)}"
+        lines.append(f"- {key.scenario} on {key.system}: {how}")
+    return "\n".join(lines) + "\n"
+
+
+def copy_source_tree(src: Path, dst: Path) -> int:
+    """Copy a Python package without caches or dot files (the checker rejects both); returns files copied."""
+    import shutil
+
+    count = 0
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            continue
+        if path.is_file() and path.suffix not in (".pyc", ".pyo") and " " not in path.name:
+            target = dst / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            count += 1
+    return count

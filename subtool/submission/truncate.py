@@ -1,0 +1,159 @@
+"""Accuracy-log truncation the way the official MLCommons tool does it, in one streaming pass.
+
+The published tree keeps only the first and last 4096 bytes of `mlperf_log_accuracy.json` joined by
+`\\n\\n...\\n\\n` (a log shorter than 4096 bytes stays whole), and `accuracy.txt` gets a blank line and
+`hash=<sha256 of the full log>` appended. The checker fails an accuracy.txt without a `hash=` line and an accuracy
+log over 10240 bytes. The full log is copied outside the tree while it is hashed: one read, one write, memory
+flat whatever the size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.fsutil import atomic_write_bytes
+
+VIEWABLE_SIZE = 4096            # bytes kept from each end
+MAX_ACCURACY_LOG_SIZE = 10240   # the checker's "is truncated" limit
+ELLIPSIS = b"\n\n...\n\n"
+CHUNK = 4 << 20
+_HASH_LINE = re.compile(r"^hash=([\w\d]+)$")
+
+
+def read_hash(accuracy_txt: str | None) -> str | None:
+    """The `hash=` value the checker would read from accuracy.txt, if any."""
+    for line in (accuracy_txt or "").splitlines():
+        m = _HASH_LINE.match(line)
+        if m:
+            return m.group(1)
+    return None
+
+
+def append_hash(accuracy_txt: str, sha256: str) -> str:
+    """accuracy.txt with the official hash line appended (blank line, then `hash=...`)."""
+    return f"{accuracy_txt}\nhash={sha256}\n"
+
+
+@dataclass
+class TruncatedLog:
+    sha256: str
+    size: int
+    truncated: bool          # False when the log was short enough to keep whole
+    full_copy: Path | None   # where the untruncated log was kept (None when not asked)
+
+
+def _check_shape(head: bytes, tail: bytes, size: int, path: Path, *, need_entries: bool) -> None:
+    """Cheap structural check that works on any size: a JSON list of LoadGen entries, complete at both ends."""
+    hint = "copy mlperf_log_accuracy.json again from the machine that ran the accuracy run"
+    start = head.lstrip()
+    end = tail.rstrip()
+    if not start.startswith(b"["):
+        raise SubtoolError("accuracy log does not parse: it is not the JSON list LoadGen writes",
+                           path=path, rule="import.accuracy_log_unparsable", hint=hint)
+    if not end.endswith(b"]"):
+        raise SubtoolError("accuracy log does not parse: it does not end with ']' (cut short?)",
+                           path=path, rule="import.accuracy_log_unparsable", hint=hint)
+    if size <= VIEWABLE_SIZE:
+        try:
+            entries = json.loads(head.decode("utf-8"))
+        except ValueError as exc:
+            raise SubtoolError(f"accuracy log does not parse: {exc}", path=path,
+                               rule="import.accuracy_log_unparsable", hint=hint) from None
+        if not isinstance(entries, list) or any(not isinstance(e, dict) or "qsl_idx" not in e for e in entries):
+            raise SubtoolError("accuracy log does not parse: entries need qsl_idx and data", path=path,
+                               rule="import.accuracy_log_unparsable", hint=hint)
+        if need_entries and not entries:
+            raise SubtoolError("accuracy log has no entries: was it written by a performance run?", path=path,
+                               rule="import.accuracy_log_empty",
+                               hint="give the log of the AccuracyOnly run (accuracy mode)")
+        return
+    body = start[1:].lstrip()
+    if not body.startswith(b"{") or b'"qsl_idx"' not in head:
+        raise SubtoolError("accuracy log does not parse: the first entry has no qsl_idx", path=path,
+                           rule="import.accuracy_log_unparsable", hint=hint)
+    if not end[:-1].rstrip().endswith(b"}"):
+        raise SubtoolError("accuracy log does not parse: the last entry is incomplete (cut short?)", path=path,
+                           rule="import.accuracy_log_unparsable", hint=hint)
+
+
+def _keep_full_copy(tmp: Path, final: Path, sha256: str) -> None:
+    """Move the fresh full copy into place; an older different copy is renamed aside, never deleted."""
+    sidecar = final.with_name(final.name + ".sha256")
+    if final.exists():
+        old_sha = sidecar.read_text().split()[0] if sidecar.exists() else None
+        if old_sha == sha256:
+            os.unlink(tmp)
+            return
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        os.replace(final, final.with_name(f"{final.stem}.replaced-{stamp}{final.suffix}"))
+        if sidecar.exists():
+            os.replace(sidecar, final.with_name(f"{final.stem}.replaced-{stamp}{final.suffix}.sha256"))
+    os.replace(tmp, final)
+    atomic_write_bytes(sidecar, f"{sha256}  {final.name}\n".encode())
+
+
+def truncate_accuracy_log(src: Path, dst: Path, *, full_copy: Path | None, need_entries: bool = True) -> TruncatedLog:
+    """Hash `src`, keep it whole at `full_copy` and write the official truncated form to `dst`."""
+    src = Path(src)
+    size = src.stat().st_size
+    hasher = hashlib.sha256()
+    head = bytearray()
+    tail = b""
+    tmp_full = None
+    out = None
+    if full_copy is not None:
+        full_copy = Path(full_copy)
+        full_copy.parent.mkdir(parents=True, exist_ok=True)
+        tmp_full = full_copy.with_name(f".{full_copy.name}.{os.getpid()}.tmp")
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    try:
+        with open(src, "rb") as fh:
+            with contextlib.suppress(AttributeError, OSError):
+                os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            if tmp_full is not None:
+                out = open(tmp_full, "wb")
+            while True:
+                n = fh.readinto(buf)
+                if not n:
+                    break
+                chunk = view[:n]
+                hasher.update(chunk)
+                if out is not None:
+                    out.write(chunk)
+                if len(head) < VIEWABLE_SIZE:
+                    head += chunk[: VIEWABLE_SIZE - len(head)]
+                tail = bytes(chunk[-VIEWABLE_SIZE:]) if n >= VIEWABLE_SIZE else (tail + bytes(chunk))[-VIEWABLE_SIZE:]
+        if out is not None:
+            out.flush()
+            os.fsync(out.fileno())
+            out.close()
+            out = None
+        _check_shape(bytes(head), tail, size, src, need_entries=need_entries)
+        sha = hasher.hexdigest()
+        truncated = size >= VIEWABLE_SIZE
+        data = bytes(head) + ELLIPSIS + tail if truncated else bytes(head)
+        atomic_write_bytes(dst, data)
+        if tmp_full is not None:
+            _keep_full_copy(tmp_full, full_copy, sha)
+            tmp_full = None
+    finally:
+        if out is not None:
+            out.close()
+        if tmp_full is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_full)
+    return TruncatedLog(sha256=sha, size=size, truncated=truncated, full_copy=full_copy)
+
+
+def is_already_truncated(accuracy_txt: str | None, log_path: Path) -> bool:
+    """The official tool's test: accuracy.txt has a hash and the log is under the limit → leave both alone."""
+    return bool(read_hash(accuracy_txt)) and Path(log_path).stat().st_size < MAX_ACCURACY_LOG_SIZE

@@ -1,0 +1,207 @@
+"""`subtool package` from subtool run directories: the v6.1 tree, the system JSON, truncation, demo labels,
+bad names and output directories, and what the official checker says about the produced tree."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from subtool.cli import app
+from subtool.errors import SubtoolError
+from subtool.submission.package import PackageOptions, package_results
+from subtool.submission.system import validation_errors
+
+runner = CliRunner()
+
+
+def pkg_opts(out: Path, *from_dirs: Path, **kw) -> PackageOptions:
+    base = dict(from_dirs=list(from_dirs), perf=None, acc=None, compliance=[], model=None, scenario=None,
+                submitter="TeamX", division=None, system="box1", system_file=None, out=out)
+    base.update(kw)
+    return PackageOptions(**base)
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ------------------------------------------------------------------------------------------ happy path
+def test_run_dir_to_v61_tree(pkg_lg, tmp_path):
+    out = tmp_path / "tree"
+    res = package_results(pkg_opts(out, pkg_lg["Offline"]))
+    assert [(r.division, r.system, r.model, r.scenario, r.run_style) for r in res.results] == \
+        [("closed", "box1", "bert-99", "Offline", "short")]
+    sub = out / "closed" / "TeamX"
+    result = sub / "results" / "box1" / "bert-99" / "Offline"
+    expected = {
+        "README.md", "measurements.json", "user.conf",
+        "performance/run_1/mlperf_log_summary.txt", "performance/run_1/mlperf_log_detail.txt",
+        "performance/run_1/mlperf_log_accuracy.json",
+        "accuracy/mlperf_log_summary.txt", "accuracy/mlperf_log_detail.txt", "accuracy/accuracy.txt",
+        "accuracy/mlperf_log_accuracy.json",
+        "TEST01/verify_accuracy.txt", "TEST01/verify_performance.txt",
+        "TEST01/performance/run_1/mlperf_log_summary.txt", "TEST01/performance/run_1/mlperf_log_detail.txt",
+        "TEST01/accuracy/mlperf_log_accuracy.json", "TEST01/accuracy/accuracy.txt",
+    }
+    assert {str(p.relative_to(result)) for p in result.rglob("*") if p.is_file()} == expected
+    # the performance logs are byte-identical copies
+    src = pkg_lg["Offline"] / "performance" / "run_1" / "mlperf_log_detail.txt"
+    assert (result / "performance/run_1/mlperf_log_detail.txt").read_bytes() == src.read_bytes()
+    # user.conf is the one LoadGen loaded, measurements from run.json
+    assert (result / "user.conf").read_text() == (pkg_lg["Offline"] / "user.conf").read_text()
+    meas = json.loads((result / "measurements.json").read_text())
+    assert meas["weight_data_types"] == "fp32" and meas["starting_weights_filename"] == "model.pytorch"
+    # system JSON: valid against the schema, matching the folder
+    sysjson = json.loads((sub / "systems" / "box1.json").read_text())
+    assert validation_errors(sysjson, division="closed", submitter="TeamX") == []
+    assert sysjson["system_type"] == "edge" and sysjson["system_name"] == "box1"
+    # documentation/ and src/ (with the subtool source, no caches)
+    assert (sub / "documentation" / "README.md").is_file() and (sub / "documentation" / "calibration.md").is_file()
+    copied = sub / "src" / "subtool-0.1.0" / "subtool"
+    assert (copied / "submission" / "package.py").is_file()
+    assert not [p for p in (sub / "src").rglob("*") if p.name == "__pycache__" or p.name.startswith(".")]
+    assert (sub / "src" / "bert-99" / "README.md").is_file()
+    readme = (result / "README.md").read_text()
+    assert "Run style: short — not submittable: min_duration waived" in readme
+    assert "subtool run --model bert-99 --scenario Offline" in readme
+    # nothing but the tree at the root; no staging left behind
+    assert sorted(p.name for p in out.iterdir()) == ["closed"]
+
+
+def test_accuracy_log_truncated_officially_and_full_log_kept(pkg_lg, tmp_path, pkg_accuracy_line):
+    out = tmp_path / "tree"
+    res = package_results(pkg_opts(out, pkg_lg["Offline"]))
+    acc = out / "closed/TeamX/results/box1/bert-99/Offline/accuracy"
+    original = (pkg_lg["Offline"] / "accuracy" / "mlperf_log_accuracy.json").read_bytes()
+    sha = hashlib.sha256(original).hexdigest()
+    truncated = (acc / "mlperf_log_accuracy.json").read_bytes()
+    assert len(original) > 100_000
+    assert truncated == original[:4096] + b"\n\n...\n\n" + original[-4096:]
+    assert len(truncated) <= 10240
+    # accuracy.txt: what the harness wrote, a blank line, the hash of the full log
+    assert (acc / "accuracy.txt").read_text() == f"{pkg_accuracy_line}\n\nhash={sha}\n"
+    full = res.full_logs / "closed/TeamX/box1/bert-99/Offline/accuracy/mlperf_log_accuracy.json"
+    assert full.read_bytes() == original
+    assert res.full_logs == tmp_path / "tree_full_logs"
+    # TEST01's sampled accuracy log: truncated too, with its own hash
+    t01 = out / "closed/TeamX/results/box1/bert-99/Offline/TEST01/accuracy"
+    t01_src = (pkg_lg["Offline"] / "TEST01/accuracy/mlperf_log_accuracy.json").read_bytes()
+    assert (t01 / "accuracy.txt").read_text() == f"\nhash={hashlib.sha256(t01_src).hexdigest()}\n"
+    # the source run directory is untouched
+    assert (pkg_lg["Offline"] / "accuracy" / "accuracy.txt").read_text() == pkg_accuracy_line + "\n"
+
+
+def test_cli_package_json_and_demo_labels(pkg_lg, tmp_path):
+    out = tmp_path / "tree"
+    r = runner.invoke(app, ["package", "--from", str(pkg_lg["demo_Offline"]), "--submitter", "TeamX",
+                            "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    [res] = doc["results"]
+    assert res["division"] == "open" and res["demo"] is True and "demo" in res["system"].lower()
+    sub = out / "open" / "TeamX"
+    result = Path(res["path"])
+    assert "DEMO" in (result / "README.md").read_text()
+    assert "DEMO" in (sub / "documentation" / "README.md").read_text()
+    sysjson = json.loads((sub / "systems" / f"{res['system']}.json").read_text())
+    assert "demo" in sysjson["system_name"].lower() and "DEMO" in sysjson["hw_notes"]
+    assert sysjson["division"] == "open" and validation_errors(sysjson) == []
+
+
+def test_demo_refuses_closed(pkg_lg, tmp_path):
+    with pytest.raises(SubtoolError, match="demo run cannot go to the closed division"):
+        package_results(pkg_opts(tmp_path / "t", pkg_lg["demo_Offline"], division="closed"))
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("name", ["Team X", "team/x", "", ".hidden"])
+def test_bad_submitter_name_one_line_error(pkg_lg, tmp_path, name):
+    out = tmp_path / "tree"
+    r = runner.invoke(app, ["package", "--from", str(pkg_lg["Offline"]), "--submitter", name, "--out", str(out)])
+    assert r.exit_code == 2
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "submitter" in err[0] and "[package.bad_name]" in err[0]
+    assert not out.exists()
+
+
+def test_unwritable_out_dir(pkg_lg, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    r = runner.invoke(app, ["package", "--from", str(pkg_lg["Offline"]), "--submitter", "TeamX",
+                            "--out", str(blocker / "tree")])
+    assert r.exit_code == 2
+    assert "[package.out_unwritable]" in r.stderr and "output directory" in r.stderr
+    assert blocker.read_text() == "not a directory"
+
+
+def test_system_overrides_file_and_invalid_value(pkg_lg, tmp_path):
+    good = tmp_path / "sys.toml"
+    good.write_text('cooling = "air"\nhost_memory_configuration = "2x12 GB"\nstatus = "preview"\n'
+                    '[measurements]\nweight_data_types = "bf16"\n')
+    out = tmp_path / "tree"
+    package_results(pkg_opts(out, pkg_lg["Offline"], system_file=good))
+    sysjson = json.loads((out / "closed/TeamX/systems/box1.json").read_text())
+    assert (sysjson["cooling"], sysjson["status"]) == ("air", "preview")
+    meas = json.loads((out / "closed/TeamX/results/box1/bert-99/Offline/measurements.json").read_text())
+    assert meas["weight_data_types"] == "bf16"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"status": "sold", "accelerators_per_node": 0}))
+    with pytest.raises(SubtoolError) as exc:
+        package_results(pkg_opts(tmp_path / "t2", pkg_lg["Offline"], system_file=bad))
+    msg = exc.value.one_line()
+    assert "field 'status' is 'sold'; allowed values: available, preview, rdi" in msg
+    assert "field 'accelerators_per_node' is 0" in msg and "[system.invalid]" in msg
+    assert not (tmp_path / "t2").exists()
+
+
+# ------------------------------------------------------------------------------ the official checker
+def _official(checker: Path, tree: Path, version: str, tmp_path: Path) -> list[str]:
+    copy = tmp_path / f"official_{version}"
+    shutil.copytree(tree, copy)
+    proc = subprocess.run([sys.executable, "-m", "submission_checker.main", "--input", str(copy), "--version",
+                           version, "--csv", str(tmp_path / f"summary_{version}.csv")],
+                          cwd=checker, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    errors = [re.sub(r"^\[[^\]]*ERROR\] ", "", ln) for ln in out.splitlines() if " ERROR] " in ln]
+    return [e.replace(str(copy), "TREE") for e in errors]
+
+
+# Errors the official checker gives for a correct tree of short runs (the one rule a short run waives), plus its
+# roll-up lines that follow from them.
+_APPLIES = re.compile(r"Test duration less than 600s|^Some .* [Cc]hecks failed for|^NoResults |"
+                      r"^SUMMARY: submission has errors")
+
+
+@pytest.mark.parametrize("version,offline,single", [("v6.1", "Offline", "SingleStream"),
+                                                    ("v5.1", "v51_Offline", "v51_SingleStream")])
+def test_official_checker_accepts_closed_tree(pkg_lg, pkg_official, tmp_path, version, offline, single):
+    out = tmp_path / "tree"
+    package_results(pkg_opts(out, pkg_lg[offline], pkg_lg[single], division="closed", version=version))
+    if version == "v5.1":
+        sub = out / "closed/TeamX"
+        assert sorted(p.name for p in sub.iterdir()) == ["code", "compliance", "documentation", "measurements",
+                                                         "results", "systems"]
+        assert (sub / "measurements/box1/bert-99/Offline/box1_Offline.json").is_file()
+        assert (sub / "compliance/box1/bert-99/Offline/TEST01/verify_performance.txt").is_file()
+    errors = _official(pkg_official, out, version, tmp_path)
+    unexpected = [e for e in errors if not _APPLIES.search(e)]
+    assert unexpected == []
+    # exactly the min-duration errors of the 2 results and their 2 TEST01 runs
+    assert sum("Test duration less than 600s" in e for e in errors) == 4
+    record = {"version": version, "errors": errors}
+    (tmp_path / f"official_verdict_{version}.json").write_text(json.dumps(record, indent=2))
+
+
+def test_official_checker_accepts_demo_open_tree(pkg_lg, pkg_official, tmp_path):
+    out = tmp_path / "tree"
+    package_results(pkg_opts(out, pkg_lg["demo_Offline"], pkg_lg["Server"], division="open", system="box1-demo"))
+    errors = _official(pkg_official, out, "v6.1", tmp_path)
+    assert [e for e in errors if not _APPLIES.search(e)] == []
