@@ -270,6 +270,53 @@ def all_(
     raise typer.Exit(outcome.exit_code)
 
 
+# ------------------------------------------------------------------------------------------------ system
+@app.command()
+def system(
+    submitter: str = typer.Option("", help="Organisation / team name written into the description."),
+    division: Optional[str] = typer.Option(None, help="open (default) or closed; must match the tree folder."),
+    set_: List[str] = typer.Option([], "--set", help="Override a field: key=value (repeatable)."),
+    file: Optional[Path] = typer.Option(None, "--file", help="Overrides from a TOML or JSON file."),
+    validate: Optional[Path] = typer.Option(None, help="Only validate this system JSON; exit 1 if invalid."),
+    out: Optional[Path] = typer.Option(None, help="Also write the JSON to this file."),
+) -> None:
+    """Print the detected system description (systems/<system>.json); edit it with --set/--file; validate."""
+    from subtool.fsutil import atomic_write_text
+    from subtool.submission.system import (apply_overrides, detect_system, load_overrides, parse_set,
+                                           split_overrides, validation_errors)
+
+    console = _console()
+    try:
+        if validate is not None:
+            try:
+                fields = json.loads(validate.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise SubtoolError(f"cannot read the system JSON: {exc}", path=validate, rule="system.bad_json")
+            errors = validation_errors(fields, division=division, submitter=submitter or None)
+            for err in errors:
+                console.print(f"[bold red]error:[/] {validate}: {err} [system.invalid]", highlight=False,
+                              soft_wrap=True)
+            if not errors:
+                console.print(f"{validate}: valid", highlight=False)
+            raise typer.Exit(1 if errors else 0)
+        overrides = {}
+        if file is not None:
+            overrides, _ = split_overrides(load_overrides(file))
+        overrides.update(parse_set(list(set_)))
+        desc = detect_system(submitter=submitter or str(overrides.get("submitter", "")), division=division or "open")
+        desc = apply_overrides(desc, overrides)
+        if out is not None:
+            atomic_write_text(out, desc.to_json())
+    except SubtoolError as err:
+        _fail(err)
+    sys.stdout.write(desc.to_json())
+    if desc.guessed:
+        console.print(f"note: not detected, please set: {', '.join(desc.guessed)} (--set key=value)",
+                      highlight=False, soft_wrap=True)
+    for err in validation_errors(desc.fields, division=division or "open", submitter=submitter or None):
+        console.print(f"warning: {err}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     try:
         app()
