@@ -173,6 +173,13 @@ def _run_style(runs: list[RunInfo], report, tree_info: TreeInfo, waive: frozense
     return "valid" if durations else "unknown"
 
 
+def _marked_demo(system) -> bool:
+    """Without run directories: `subtool package` names demo systems `…-demo` and starts their notes with DEMO."""
+    f = system.fields
+    return (system.name.endswith("-demo") or "(DEMO)" in str(f.get("system_name", ""))
+            or any(str(f.get(k, "")).startswith("DEMO") for k in ("hw_notes", "sw_notes")))
+
+
 def _versions(runs: list[RunInfo], tree_info: TreeInfo) -> dict:
     versions: dict[str, object] = {"subtool": __version__, "python_packing": platform.python_version(),
                                    "loadgen_in_logs": tree_info.loadgen_versions()}
@@ -243,7 +250,7 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
         findings = _finding_views(report, tree)
         tree_info = scan_tree(tree)
         run_style = _run_style(runs, report, tree_info, waive)
-        demo = any(r.demo for r in runs)
+        demo = any(r.demo for r in runs) or any(_marked_demo(s) for s in tree_info.systems)
 
         from subtool.checker.report import write_summary_csv
 

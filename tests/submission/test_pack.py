@@ -474,3 +474,22 @@ def test_official_checker_reads_the_unpacked_tarball_like_the_tree(tree, tmp_pat
     errors = [ln for ln in (run.stdout + run.stderr).splitlines() if " ERROR] " in ln]
     specific = [ln for ln in errors if not re.search(r"Some .* failed for|SUMMARY: submission has errors|NoResults", ln)]
     assert len(specific) == 2 and all("Test duration less than 600s" in ln for ln in specific), errors
+
+
+def test_run_script_for_subtool_all_has_the_one_command(tree, tmp_path):
+    argv = ["subtool", "all", "--submitter", "TeamX", "--out", "subtool-out"]
+    run = _run_dir(tmp_path / "runs" / "Offline", command=argv, env={})
+    out = tmp_path / "out"
+    assert _pack(tree, out, "--runs", str(run), *WAIVE_SHORT).exit_code == 0
+    script = (out / f"{NAME}.run").read_text()
+    assert script.count("subtool all --submitter TeamX --out subtool-out") == 1
+    assert "subtool package" not in script and "\n# subtool pack " in script
+
+
+def test_demo_systems_are_recognised_without_run_directories():
+    from subtool.submission.pack import _marked_demo
+    from subtool.submission.pack_inputs import SystemInfo
+
+    assert _marked_demo(SystemInfo("open", "T", "1xCPU-demo", "open/T/systems/1xCPU-demo.json", {}))
+    assert _marked_demo(SystemInfo("open", "T", "box", "p", {"hw_notes": "DEMO: embedded demo run"}))
+    assert not _marked_demo(SystemInfo("open", "T", "box", "p", {"system_name": "TeamX box", "hw_notes": ""}))
