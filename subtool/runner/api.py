@@ -15,7 +15,6 @@ from subtool.fsutil import atomic_write_json, staged_directory
 from subtool.runner.harness import MODES, check_scenario, user_conf_settings, write_user_conf
 from subtool.runner.session import SessionSpec, spec_to_file
 
-BACKENDS = ("torch-cpu",)
 RUN_SCHEMA = "subtool.run/1"
 ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "SUBTOOL_CACHE", "HF_HUB_OFFLINE")
 
@@ -37,6 +36,7 @@ class RunOptions:
     precision: str = "fp32"
     batch_size: int = 32
     threads: int | None = None
+    extra: dict = field(default_factory=dict)       # backend-specific options, passed to the SUT
     argv: list[str] = field(default_factory=list)
 
 
@@ -81,18 +81,19 @@ def _versions() -> dict[str, str]:
 
 
 def run_benchmark(opts: RunOptions, console=None) -> dict:
-    from subtool.runner.workloads import bert
+    from subtool.runner.workloads.base import get_workload
 
     say = console.print if console is not None else (lambda *a, **k: None)
-    spec = bert.WORKLOADS.get(opts.model)
-    if spec is None:
-        raise SubtoolError(f"unknown model {opts.model!r}; this release runs {', '.join(bert.WORKLOADS)}",
-                           rule="run.model")
+    workload = get_workload(opts.model)
+    spec = workload.spec
     scenario = check_scenario(opts.scenario)
+    if scenario not in spec.scenarios:
+        raise SubtoolError(f"{spec.name} has no {scenario} scenario; choose one of {', '.join(spec.scenarios)}",
+                           rule="run.scenario")
     modes = _modes(opts.mode)
-    if opts.backend not in BACKENDS:
-        raise SubtoolError(f"unknown backend {opts.backend!r}; choose one of {', '.join(BACKENDS)}",
-                           rule="run.backend")
+    if opts.backend not in spec.backends:
+        raise SubtoolError(f"unknown backend {opts.backend!r} for {spec.name}; choose one of "
+                           f"{', '.join(spec.backends)}", rule="run.backend")
     demo = opts.model_path is None and opts.dataset_path is None
     if not demo and (opts.model_path is None or opts.dataset_path is None):
         missing = "--dataset-path" if opts.dataset_path is None else "--model-path"
@@ -105,15 +106,15 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
     out = Path(opts.out)
     _check_writable(out)
 
-    from subtool.runner.demo import cache_root, demo_assets
+    from subtool.runner.demo import cache_root
 
     if demo:
-        say("[cyan]demo[/]: embedded tiny BERT (random weights) on generated SQuAD data — open division only")
-        assets = demo_assets()
-        model_path, dataset_path = assets.model_path, assets.dataset_path
+        say(f"[cyan]demo[/]: embedded tiny {spec.name} model (random weights) on generated data — "
+            "open division only")
+        model_path, dataset_path = workload.demo_assets()
     else:
         model_path, dataset_path = Path(opts.model_path), Path(opts.dataset_path)
-    bert.check_checkpoint(model_path)
+    workload.check_model(model_path)
 
     settings = user_conf_settings(scenario, opts.run_style, spec.sample_count,
                                   target_qps=opts.target_qps, target_latency_ms=opts.target_latency_ms,
@@ -132,7 +133,8 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
                               dataset_path=str(dataset_path), user_conf=str(user_conf), stage=str(stage),
                               cache_dir=str(cache_root() / "features"),
                               result_path=str(stage / ".session-result.json"), batch_size=opts.batch_size,
-                              threads=opts.threads, precision=opts.precision, backend=opts.backend)
+                              threads=opts.threads, precision=opts.precision, backend=opts.backend, demo=demo,
+                              extra=dict(opts.extra))
         outcome = _run_child(session, stage)
         record = _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, outcome, previous)
         atomic_write_json(stage / "run.json", record)
@@ -204,7 +206,8 @@ def _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, 
         "model_path": None if demo else str(model_path),
         "dataset_path": None if demo else str(dataset_path),
         "dataset_sha256": outcome["dataset_sha256"],
-        "features": outcome["features"],
+        "samples": outcome["samples"],
+        "data": outcome["description"],
         "versions": _versions(),
         "settings": settings,
         "tstamps": outcome["tstamps"],
@@ -212,12 +215,5 @@ def _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, 
         "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
         "modes": {**previous, **outcome["modes"]},
         "compliance": {},
-        "measurements": {
-            "input_data_types": "int32",
-            "retraining": "No",
-            "starting_weights_filename": ("subtool embedded demo: random weights" if demo
-                                          else Path(model_path).name),
-            "weight_data_types": opts.precision,
-            "weight_transformations": "none",
-        },
+        "measurements": outcome["measurements"],
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from subtool.errors import SubtoolError
@@ -32,33 +32,33 @@ class SessionSpec:
     threads: int | None = None
     precision: str = "fp32"
     backend: str = "torch-cpu"
+    demo: bool = False
+    extra: dict = field(default_factory=dict)      # backend-specific options (e.g. endpoint URL)
 
 
 def run_session(spec: SessionSpec, console) -> dict:
+    from subtool.runner.api import date_u
     from subtool.runner.harness import RESULT_UNITS, load_test_settings, run_loadgen
-    from subtool.runner.suts.torch_bert import TorchBertSUT
-    from subtool.runner.workloads import bert
+    from subtool.runner.workloads.base import SutConfig, get_workload
 
     say = console.print
-    workload = bert.WORKLOADS[spec.model]
+    workload = get_workload(spec.model)
     model_path = Path(spec.model_path)
-    config = bert.check_checkpoint(model_path)
+    workload.check_model(model_path)
     t0 = time.time()
-    data = bert.load_data(model_path, Path(spec.dataset_path), Path(spec.cache_dir), config)
-    n_features = len(data.features)
-    say(f"data: {len(data.examples)} questions → {n_features} features ({time.time() - t0:.1f} s)")
-    if n_features != workload.sample_count:
-        say(f"[yellow]warning[/]: {n_features} features; the official {workload.name} data set has "
-            f"{workload.sample_count}, so this result cannot go to the closed division")
+    data = workload.load(model_path, Path(spec.dataset_path), Path(spec.cache_dir))
+    say(f"data: {data.description} ({time.time() - t0:.1f} s)")
+    if data.sample_count != workload.spec.sample_count:
+        say(f"[yellow]warning[/]: {data.sample_count} samples; the official {workload.spec.name} data set has "
+            f"{workload.spec.sample_count}, so this result cannot go to the closed division")
     stage = Path(spec.stage)
-    settings = load_test_settings(Path(spec.user_conf), workload.loadgen_model, spec.scenario)
-    sut = TorchBertSUT(model_path, data.features, batch_size=spec.batch_size, threads=spec.threads,
-                       precision=spec.precision)
-    qsl = bert.BertQSL(data.features, workload.sample_count)
+    settings = load_test_settings(Path(spec.user_conf), workload.spec.loadgen_model, spec.scenario)
+    sut = workload.make_sut(model_path, data, SutConfig(backend=spec.backend, precision=spec.precision,
+                                                        batch_size=spec.batch_size, threads=spec.threads,
+                                                        extra=dict(spec.extra)))
+    qsl = workload.make_qsl(data)
     modes: dict[str, dict] = {}
     tstamps: list[str] = []
-    from subtool.runner.api import date_u
-
     try:
         tstamps.append(date_u())
         for mode in spec.modes:
@@ -76,18 +76,18 @@ def run_session(spec: SessionSpec, console) -> dict:
                              result_field=lg_run.result_field, units=RESULT_UNITS[spec.scenario])
                 say(f"  {lg_run.result_field} = {lg_run.result}  ({lg_run.validity})")
             else:
-                scores = bert.accuracy(data, outdir / "mlperf_log_accuracy.json")
-                atomic_write_text(outdir / "accuracy.txt", bert.accuracy_line(scores) + "\n")
-                entry["metrics"] = {k: scores[k] for k in ("exact_match", "f1")}
-                entry["samples_in_log"] = scores["samples_in_log"]
-                say(f"  exact_match = {scores['exact_match']:.3f}  f1 = {scores['f1']:.3f}")
+                metrics, line = workload.accuracy(data, outdir / "mlperf_log_accuracy.json")
+                atomic_write_text(outdir / "accuracy.txt", line + "\n")
+                entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+                say("  " + "  ".join(f"{k} = {v:.3f}" for k, v in entry["metrics"].items()))
             modes[mode] = entry
         tstamps.append(date_u())
     finally:
         sut.stop()
         qsl.destroy()
-    return {"ok": True, "features": n_features, "questions": len(data.examples),
-            "dataset_sha256": data.dataset_sha256, "modes": modes, "tstamps": tstamps}
+    return {"ok": True, "samples": data.sample_count, "description": data.description,
+            "dataset_sha256": data.dataset_sha256, "modes": modes, "tstamps": tstamps,
+            "measurements": workload.measurements(spec.demo, model_path, spec.precision)}
 
 
 def main(argv: list[str]) -> int:

@@ -23,7 +23,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, tiny_checkpoint, small_sq
     assert res.exit_code == 0, res.output
     run_dir = tmp_path / "runs" / "bert-99" / "Offline"
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["schema"] == "subtool.run/1" and record["demo"] is False and record["features"] == 45
+    assert record["schema"] == "subtool.run/1" and record["demo"] is False and record["samples"] == 45
     assert record["run_style"] == "short" and len(record["tstamps"]) == 2
     perf = record["modes"]["performance"]
     assert perf["result_validity"] == "VALID" and perf["result"] > 0

@@ -164,10 +164,13 @@ def read_accuracy_log(path: Path, seq_len: int = MAX_SEQ_LENGTH) -> dict[int, np
 
 def accuracy(data: BertData, accuracy_log: Path) -> dict[str, float]:
     logits = read_accuracy_log(accuracy_log)
+    missing = len(data.features) - len(logits.keys() & set(range(len(data.features))))
+    if missing:
+        raise SubtoolError(f"the accuracy log answers {len(data.features) - missing} of {len(data.features)} "
+                           "samples; an accuracy run must cover every sample", path=accuracy_log,
+                           rule="acc.incomplete_log")
     predictions = best_answers(data.examples, data.features, logits, data.tokenizer.convert_ids_to_tokens)
-    scores = squad_v11_scores(predictions, data.examples)
-    scores["samples_in_log"] = len(logits)
-    return scores
+    return squad_v11_scores(predictions, data.examples)
 
 
 def accuracy_line(scores: dict[str, float]) -> str:
@@ -196,3 +199,69 @@ class BertQSL:
         import mlperf_loadgen as lg
 
         lg.DestroyQSL(self.handle)
+
+
+class BertWorkload:
+    """bert-99 / bert-99.9 behind the runner's Workload interface (see workloads/base.py)."""
+
+    def __init__(self, name: str):
+        from subtool.runner.workloads.base import BenchmarkSpec
+
+        w = WORKLOADS[name]
+        self.spec = BenchmarkSpec(name=w.name, loadgen_model=w.loadgen_model, sample_count=w.sample_count,
+                                  backends=tuple(SUT_BACKENDS))
+        self._config: dict = {}
+
+    def check_model(self, model_path: Path) -> dict:
+        self._config = check_checkpoint(model_path)
+        return self._config
+
+    def demo_assets(self) -> tuple[Path, Path]:
+        from subtool.runner.demo import demo_assets
+
+        assets = demo_assets()
+        return assets.model_path, assets.dataset_path
+
+    def load(self, model_path: Path, dataset_path: Path, cache_dir: Path | None):
+        from subtool.runner.workloads.base import LoadedData
+
+        config = self._config or check_checkpoint(model_path)
+        data = load_data(model_path, dataset_path, cache_dir, config)
+        return LoadedData(payload=data, sample_count=len(data.features),
+                          description=f"{len(data.examples)} questions → {len(data.features)} features",
+                          dataset_sha256=data.dataset_sha256)
+
+    def make_sut(self, model_path: Path, data, config):
+        factory = SUT_BACKENDS.get(config.backend)
+        if factory is None:
+            raise SubtoolError(f"unknown backend {config.backend!r} for {self.spec.name}; choose one of "
+                               f"{', '.join(SUT_BACKENDS)}", rule="run.backend")
+        return factory(model_path, data.payload.features, config)
+
+    def make_qsl(self, data):
+        return BertQSL(data.payload.features, self.spec.sample_count)
+
+    def accuracy(self, data, accuracy_log: Path) -> tuple[dict, str]:
+        scores = accuracy(data.payload, accuracy_log)
+        return scores, accuracy_line(scores)
+
+    def measurements(self, demo: bool, model_path: Path, precision: str) -> dict:
+        return {"input_data_types": "int32", "retraining": "No",
+                "starting_weights_filename": ("subtool embedded demo: random weights" if demo
+                                              else Path(model_path).name),
+                "weight_data_types": precision, "weight_transformations": "none"}
+
+
+def _torch_cpu_sut(model_path: Path, features: SquadFeatures, config):
+    from subtool.runner.suts.torch_bert import TorchBertSUT
+
+    return TorchBertSUT(model_path, features, batch_size=config.batch_size, threads=config.threads,
+                        precision=config.precision)
+
+
+# backend name → factory(model_path, features, SutConfig); GPU backends register here too
+SUT_BACKENDS = {"torch-cpu": _torch_cpu_sut}
+
+
+def workload(name: str) -> BertWorkload:
+    return BertWorkload(name)
