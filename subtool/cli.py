@@ -281,6 +281,8 @@ def system(
     out: Optional[Path] = typer.Option(None, help="Also write the JSON to this file."),
 ) -> None:
     """Print the detected system description (systems/<system>.json); edit it with --set/--file; validate."""
+    from rich.markup import escape
+
     from subtool.fsutil import atomic_write_text
     from subtool.submission.system import (apply_overrides, detect_system, load_overrides, parse_set,
                                            split_overrides, validation_errors)
@@ -294,10 +296,10 @@ def system(
                 raise SubtoolError(f"cannot read the system JSON: {exc}", path=validate, rule="system.bad_json")
             errors = validation_errors(fields, division=division, submitter=submitter or None)
             for err in errors:
-                console.print(f"[bold red]error:[/] {validate}: {err} [system.invalid]", highlight=False,
-                              soft_wrap=True)
+                console.print(f"[bold red]error:[/] {escape(f'{validate}: {err} [system.invalid]')}",
+                              highlight=False, soft_wrap=True)
             if not errors:
-                console.print(f"{validate}: valid", highlight=False)
+                console.print(escape(f"{validate}: valid"), highlight=False)
             raise typer.Exit(1 if errors else 0)
         overrides = {}
         if file is not None:
@@ -311,10 +313,10 @@ def system(
         _fail(err)
     sys.stdout.write(desc.to_json())
     if desc.guessed:
-        console.print(f"note: not detected, please set: {', '.join(desc.guessed)} (--set key=value)",
+        console.print(escape(f"note: not detected, please set: {', '.join(desc.guessed)} (--set key=value)"),
                       highlight=False, soft_wrap=True)
     for err in validation_errors(desc.fields, division=division or "open", submitter=submitter or None):
-        console.print(f"warning: {err}", highlight=False, soft_wrap=True)
+        console.print(escape(f"warning: {err}"), highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -399,8 +399,8 @@ def package_results(opts: PackageOptions, console=None, *, accuracy_scorer: Accu
             console.print(f"{verb} {r.division}/{r.submitter}/{r.system}/{r.model}/{r.scenario}{tag}{style}", markup=False,
                           highlight=False)
         for n in result.notes:
-            console.print(f"note: {n}", highlight=False)
-        console.print(f"tree: {out}   full accuracy logs: {full_logs}", highlight=False)
+            console.print(f"note: {n}", highlight=False, markup=False)
+        console.print(f"tree: {out}   full accuracy logs: {full_logs}", highlight=False, markup=False)
     return result
 
 
