@@ -319,6 +319,37 @@ def system(
         console.print(escape(f"warning: {err}"), highlight=False, soft_wrap=True)
 
 
+# ---------------------------------------------------------------------------------------------------- ci
+@app.command()
+def ci(
+    checkout: Path = typer.Argument(..., help="Checkout of the results repository at the pull request's head."),
+    base_ref: str = typer.Option(..., help="The pull request's base, fetched into the checkout, e.g. origin/main."),
+    version: str = typer.Option("v6.1", help="Rules of this round: v6.1, v6.0, v5.1, v5.0."),
+    waive: List[str] = typer.Option([], help="Rule id to waive (repeatable), e.g. perf.min_duration."),
+    skip_compliance: bool = typer.Option(False, help="Do not require compliance test results."),
+    summary: Optional[Path] = typer.Option(None, envvar="GITHUB_STEP_SUMMARY",
+                                           help="Append the Markdown report here (default: $GITHUB_STEP_SUMMARY)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
+) -> None:
+    """For results repositories' CI: check only the submitter directories a pull request changes."""
+    from subtool.ci import CiOptions, run_ci
+
+    opts = CiOptions(checkout=checkout, base_ref=base_ref, version=version, waive=frozenset(waive),
+                     skip_compliance=skip_compliance, summary=summary)
+    try:
+        outcome = run_ci(opts, console=_console())
+    except SubtoolError as err:
+        _fail(err)
+    # GitHub reads workflow commands (annotations) from the step's output; stdout stays JSON-only with --json.
+    stream = sys.stderr if json_out else sys.stdout
+    for line in outcome.annotations:
+        stream.write(line + "\n")
+    stream.flush()
+    if json_out:
+        _emit_json(outcome.to_dict())
+    raise typer.Exit(outcome.exit_code)
+
+
 def main() -> None:
     try:
         app()
