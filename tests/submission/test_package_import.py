@@ -105,7 +105,7 @@ def test_loose_logs_nvidia_style(pkg_lg, tmp_path):
     # no user.conf beside NVIDIA's logs: rebuilt from what LoadGen logged it applied
     conf = (result / "user.conf").read_text()
     assert "reconstructed by subtool" in conf
-    assert "bert.Offline.target_qps = 1000000" in conf and "bert.Offline.min_duration = 200" in conf
+    assert "bert.Offline.target_qps = 100000" in conf and "bert.Offline.min_duration = 200" in conf
     assert (result / "TEST01" / "verify_accuracy.txt").is_file()
     meas = json.loads((result / "measurements.json").read_text())
     assert meas["starting_weights_filename"].endswith("model.pytorch")   # bert-99 reference defaults
