@@ -1,0 +1,56 @@
+"""Session fixtures: real LoadGen runs (generated once), the conformance trees built from them, and the
+official checker's recorded verdicts."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checker"
+
+
+@pytest.fixture(scope="session")
+def loadgen_runs(tmp_path_factory):
+    pytest.importorskip("mlperf_loadgen")
+    from treegen import generate_runs
+
+    return generate_runs(tmp_path_factory.mktemp("loadgen-runs"))
+
+
+@pytest.fixture(scope="session")
+def case_trees(loadgen_runs, tmp_path_factory):
+    from cases import CASES, build_case
+
+    root = tmp_path_factory.mktemp("cases")
+    return {case.name: build_case(case, root / case.name, loadgen_runs) for case in CASES}
+
+
+@pytest.fixture(scope="session")
+def official_data():
+    return json.loads((FIXTURES / "official_verdicts.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def official_checkout():
+    path = Path(os.environ.get("SUBTOOL_OFFICIAL_CHECKER", "/tmp/official"))
+    if not (path / "tools" / "submission" / "submission_checker" / "main.py").is_file() and \
+            not (path / "submission_checker" / "main.py").is_file():
+        pytest.skip("official checker not available (set SUBTOOL_OFFICIAL_CHECKER to a checkout of "
+                    "mlcommons/inference)")
+    return path
+
+
+@pytest.fixture()
+def tree_copy(case_trees, tmp_path):
+    """A private copy of a case tree, for tests that change or add files."""
+    import shutil
+
+    def copy(name: str) -> Path:
+        dest = tmp_path / name
+        shutil.copytree(case_trees[name], dest)
+        return dest
+
+    return copy
