@@ -30,6 +30,7 @@ from subtool.submission.system import (SystemDescription, apply_overrides, defau
                                        load_overrides, split_overrides, validation_errors)
 
 STAGING_PREFIX = ".subtool-staging-"
+FILE_SIZE_LIMIT = 50 * 1024 * 1024     # the official checker's per-file limit
 ASIDE_PREFIX = ".subtool-old-"
 _USER_CONF_KEYS = (("target_qps", "target_qps"), ("target_latency_ns", None), ("min_duration_ms", "min_duration"),
                    ("min_query_count", "min_query_count"), ("max_query_count", "max_query_count"),
@@ -120,13 +121,15 @@ def _gather(opts: PackageOptions) -> list[ImportedResult]:
         raise SubtoolError("nothing to package", rule="cli.usage",
                            hint="give --from RUN_OR_MLC_DIR, or --perf DIR --acc DIR --model M")
     if opts.from_dirs and (opts.model or opts.scenario) and opts.perf is None:
-        for imp in imported:
-            if opts.model and imp.model != opts.model and imp.bench.name != opts.model:
-                raise SubtoolError(f"--model {opts.model} but the run is {imp.model}", path=imp.source,
-                                   rule="import.model_mismatch")
-            if opts.scenario and imp.scenario != opts.scenario:
-                raise SubtoolError(f"--scenario {opts.scenario} but the run is {imp.scenario}", path=imp.source,
-                                   rule="import.scenario_mismatch")
+        # with --from, --model/--scenario pick among the results found (and must match at least one)
+        found = [f"{i.model}/{i.scenario}" for i in imported]
+        imported = [i for i in imported
+                    if (not opts.model or opts.model in (i.model, i.bench.name))
+                    and (not opts.scenario or i.scenario == opts.scenario)]
+        if not imported:
+            raise SubtoolError(f"no result matches --model {opts.model or '*'} --scenario {opts.scenario or '*'}; "
+                               f"found {', '.join(found)}", rule="import.model_mismatch",
+                               hint="drop --model/--scenario to package everything found")
     return imported
 
 
@@ -293,6 +296,9 @@ def _confirm_replace(labels: list[str], confirm: Callable[[str], bool] | None) -
 
 
 def _remove_empty_dirs(root: Path) -> None:
+    """The checker rejects empty directories; drop the ones a result without (say) compliance runs left."""
+    if not root.is_dir():
+        return
     for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
         with contextlib.suppress(OSError):
             d.rmdir()
@@ -488,7 +494,13 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
         atomic_write_text(target, json.dumps(mapping, indent=2, sort_keys=True) + "\n")
 
     _write_documents(root, layout, division, submitter, items)
-    _remove_empty_dirs(root / layout.submitter_dir(division, submitter))
+    for p in items:
+        for d in layout.owned_dirs(p.key):
+            _remove_empty_dirs(root / d)
+            for f in (root / d).rglob("*") if (root / d).is_dir() else []:
+                if f.is_file() and f.stat().st_size > FILE_SIZE_LIMIT:
+                    result.notes.append(f"{f.relative_to(root)} is {f.stat().st_size / 1e6:.0f} MB; the "
+                                        f"official checker rejects files over 50 MB")
 
 
 def _write_documents(root: Path, layout: Layout, division: str, submitter: str, items: list[_Planned]) -> None:

@@ -341,3 +341,11 @@ def test_full_logs_never_deleted_on_replace(pkg_lg, pkg_copy, tmp_path):
     replaced = [n for n in kept if n.startswith("mlperf_log_accuracy.replaced-") and n.endswith(".json")]
     assert len(replaced) == 1 and (full.parent / replaced[0]).read_bytes() == first
     assert hashlib.sha256(full.read_bytes()).hexdigest() in (full.parent / (full.name + ".sha256")).read_text()
+
+
+def test_from_with_scenario_picks_among_results(pkg_lg, tmp_path):
+    res = package_results(opts(tmp_path / "t", pkg_lg["mlc"], system=None, scenario="SingleStream"))
+    assert [r.scenario for r in res.results] == ["SingleStream"]
+    with pytest.raises(SubtoolError, match="no result matches --model \\* --scenario Server; found ") as exc:
+        package_results(opts(tmp_path / "t2", pkg_lg["mlc"], system=None, scenario="Server"))
+    assert "bert-99/Offline" in exc.value.message
