@@ -174,11 +174,19 @@ def _publish(opts: PublishOptions, console: Any, token: Optional[str], redact: R
     return result
 
 
+def _cache_error(git: g.Git, failure: g.GitFailure) -> SubtoolError:
+    return SubtoolError(f"git failed in the fork cache ({g.last_line(failure.stderr)})", path=git.git_dir,
+                        rule="publish.git", exit_code=EXIT_USAGE,
+                        hint="delete that folder (it is only a cache) and re-run the same command")
+
+
 def _push_branch(git: g.Git, fork: ForkLocation, opts: PublishOptions, content: PublishContent, branch: str,
                  title: str, result: PublishResult, say: _Say, forge: Any, has_token: bool) -> None:
     where = fork.url
-    remote = g.remote_url(fork)
-    g.set_remote(git, "origin", remote)
+    try:
+        g.set_remote(git, "origin", g.remote_url(fork))
+    except g.GitFailure as failure:
+        raise _cache_error(git, failure) from None
     try:
         heads = g.ls_remote_heads(git, "origin", [opts.base, branch])
         base_remote = "origin"
@@ -204,9 +212,14 @@ def _push_branch(git: g.Git, fork: ForkLocation, opts: PublishOptions, content: 
         raise g.remote_error(failure, where=where, has_token=has_token, action="reading the fork") from None
 
     result.base_commit = base_commit
-    tree = g.build_tree(git, base_commit, content.files, content.replace)
-    result.changes = [f"{status} {path}" for status, path in g.diff_names(git, g.tree_of(git, base_commit), tree)]
-    if old_tip and g.tree_of(git, old_tip) == tree:
+    try:
+        tree = g.build_tree(git, base_commit, content.files, content.replace)
+        base_tree = g.tree_of(git, base_commit)
+        result.changes = [f"{status} {path}" for status, path in g.diff_names(git, base_tree, tree)]
+        old_tree = g.tree_of(git, old_tip) if old_tip else None
+    except g.GitFailure as failure:
+        raise _cache_error(git, failure) from None
+    if old_tip and old_tree == tree:
         result.commit, result.up_to_date = old_tip, True
         say(f"branch {branch} on the fork already holds this submission ({old_tip[:12]}); nothing to push")
         return
@@ -215,8 +228,11 @@ def _push_branch(git: g.Git, fork: ForkLocation, opts: PublishOptions, content: 
         say(f"the base branch {opts.base} already holds exactly these files; nothing to publish", note=True)
         return
     name, email = g.identity(content.submitter_names[0])
-    result.commit = g.commit_tree(git, tree, base_commit, commit_message(content, title),
-                                  author_name=name, author_email=email)
+    try:
+        result.commit = g.commit_tree(git, tree, base_commit, commit_message(content, title),
+                                      author_name=name, author_email=email)
+    except g.GitFailure as failure:
+        raise _cache_error(git, failure) from None
     summary = f"{len(result.changes)} file(s) changed against {opts.base} ({base_commit[:12]})"
     if opts.dry_run:
         say(f"dry run: would push {result.commit[:12]} to {branch} on {where}: {summary}")

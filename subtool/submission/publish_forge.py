@@ -61,6 +61,8 @@ class Forge:
             raise SubtoolError(f"{what}: not found (404)", path=where, rule="publish.api",
                                exit_code=EXIT_REMOTE) from None
         except GithubException as exc:
+            if exc.status == 404 and not_found is not None:      # a 404 without GitHub's JSON body
+                raise not_found() from None
             raise SubtoolError(f"{what}: the API answered {exc.status}: {self.redact(_describe(exc.data))}",
                                path=where, rule="publish.api", exit_code=EXIT_REMOTE) from None
         except requests.exceptions.RequestException as exc:
@@ -72,8 +74,11 @@ class Forge:
     # -------------------------------------------------------------------------------------------- checks
     def preflight(self, *, upstream: str, base: str, fork: str, say: Callable[[str], None]) -> None:
         """Everything that can be known before pushing: token, upstream, base branch, fork, push rights."""
-        user = self._call("checking the token", lambda: self.gh.get_user())
-        self.login = self._call("checking the token", lambda: user.login)
+        no_api = lambda: SubtoolError(  # noqa: E731
+            "no GitHub-compatible REST API answers here (404 on /user)", path=self.api_url, rule="publish.no_api",
+            exit_code=EXIT_REMOTE, hint="pass --api-url with the forge's API address, or --no-pr to push only")
+        user = self._call("checking the token", lambda: self.gh.get_user(), not_found=no_api)
+        self.login = self._call("checking the token", lambda: user.login, not_found=no_api)
         up = self._call(f"reading {upstream}", lambda: self.gh.get_repo(upstream), not_found=lambda: SubtoolError(
             f"the upstream repository {upstream} does not exist or the token cannot see it", path=self.api_url,
             rule="publish.upstream_missing", exit_code=EXIT_REMOTE, hint="check --upstream OWNER/REPO"))

@@ -314,3 +314,10 @@ def test_base_files_are_untouched_upstream(forge, users, alice_fork, tree, fast,
     publish_tree(fast(tree, alice_fork))
     assert forge.branch_sha(UPSTREAM, "main") == before
     assert fork_files(forge, "main") == BASE_FILES
+
+
+def test_no_api_at_the_address_says_so(forge, users, alice_fork, tree, fast, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", users.alice)
+    err = _error(fast(tree, alice_fork, api_url=f"{forge.url}/not-an-api/v3"))
+    assert (err.rule, err.exit_code) == ("publish.no_api", 3)
+    assert "--no-pr" in err.hint and pushes(forge) == 0

@@ -189,3 +189,17 @@ def test_cache_is_reused_and_holds_no_work_tree(tmp_path, fork, tree):
     shutil.rmtree(tree / "open/TeamX/documentation")
     publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=cache))
     assert [p for p in cache.iterdir() if p.suffix == ".git"] == clones
+
+
+def test_broken_cache_is_a_clear_error_and_deleting_it_recovers(tmp_path, fork, tree):
+    cache = tmp_path / "cache"
+    publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=cache))
+    [clone] = [p for p in cache.iterdir() if p.suffix == ".git"]
+    (tree / "open/TeamX/documentation/README.md").write_text("# TeamX v2\n")
+    (clone / "config").write_text("[core\n\tthis is not git config\n")
+    with pytest.raises(SubtoolError) as info:
+        publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=cache))
+    assert (info.value.rule, info.value.exit_code) == ("publish.git", 2)
+    assert info.value.path == str(clone) and "delete that folder" in info.value.hint
+    shutil.rmtree(clone)
+    assert publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=cache)).pushed
