@@ -259,8 +259,16 @@ def _torch_cpu_sut(model_path: Path, features: SquadFeatures, config):
                         precision=config.precision)
 
 
+def _torch_cuda_sut(model_path: Path, features: SquadFeatures, config):
+    from subtool.runner.suts.torch_cuda_bert import TorchCudaBertSUT, check_request
+
+    check_request(config.precision)
+    return TorchCudaBertSUT(model_path, features, precision=config.precision, batch_size=config.batch_size,
+                            token_budget=config.extra.get("token_budget"), slots=config.extra.get("slots", 2))
+
+
 # backend name → factory(model_path, features, SutConfig); GPU backends register here too
-SUT_BACKENDS = {"torch-cpu": _torch_cpu_sut}
+SUT_BACKENDS = {"torch-cpu": _torch_cpu_sut, "torch-cuda": _torch_cuda_sut}
 
 
 def workload(name: str) -> BertWorkload:

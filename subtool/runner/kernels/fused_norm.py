@@ -1,0 +1,92 @@
+"""Row-wise Triton kernels around BERT's matrix products: residual add + LayerNorm, and fp8 quantization.
+
+Each program owns one token row, reads it once, and writes everything the next matrix product needs: the
+normalized row in the compute dtype (the next residual) and, for fp8, the row scaled into e4m3's range with its
+scale. Statistics are kept in float32 whatever the storage dtype.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+FP8_MAX = 448.0
+
+
+@triton.jit
+def _add_layernorm_kernel(X, R, W, B, Y, Q, S, stride_x, stride_r, stride_y, stride_q, n_cols, eps,
+                          HAS_RES: tl.constexpr, QUANT: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    inside = cols < n_cols
+    x = tl.load(X + row * stride_x + cols, mask=inside, other=0.0).to(tl.float32)
+    if HAS_RES:
+        x += tl.load(R + row * stride_r + cols, mask=inside, other=0.0).to(tl.float32)
+    mean = tl.sum(x, axis=0) / n_cols
+    centred = tl.where(inside, x - mean, 0.0)
+    var = tl.sum(centred * centred, axis=0) / n_cols
+    rstd = 1.0 / tl.sqrt(var + eps)
+    w = tl.load(W + cols, mask=inside, other=0.0)
+    b = tl.load(B + cols, mask=inside, other=0.0)
+    y = centred * rstd * w + b
+    y_low = y.to(Y.dtype.element_ty)
+    tl.store(Y + row * stride_y + cols, y_low, mask=inside)
+    if QUANT:
+        yq = tl.where(inside, y_low.to(tl.float32), 0.0)
+        scale = tl.maximum(tl.max(tl.abs(yq), axis=0), 1e-6) / 448.0
+        q = tl.minimum(tl.maximum(yq / scale, -448.0), 448.0)
+        tl.store(Q + row * stride_q + cols, q.to(Q.dtype.element_ty), mask=inside)
+        tl.store(S + row, scale)
+
+
+@triton.jit
+def _rowwise_fp8_kernel(X, BIAS, Q, S, stride_x, stride_q, n_cols,
+                        HAS_BIAS: tl.constexpr, GELU: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    inside = cols < n_cols
+    x = tl.load(X + row * stride_x + cols, mask=inside, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        x += tl.load(BIAS + cols, mask=inside, other=0.0).to(tl.float32)
+    if GELU:
+        x = 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
+    x = tl.where(inside, x, 0.0)
+    scale = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-6) / 448.0
+    q = tl.minimum(tl.maximum(x / scale, -448.0), 448.0)
+    tl.store(Q + row * stride_q + cols, q.to(Q.dtype.element_ty), mask=inside)
+    tl.store(S + row, scale)
+
+
+def _warps(block: int) -> int:
+    return 4 if block <= 1024 else 8
+
+
+def add_layernorm(x, residual, weight, bias, eps: float, quantize: bool = False):
+    """(LayerNorm(x + residual) in x's dtype, its e4m3 rows or None, their float32 [rows, 1] scales or None)."""
+    import torch
+
+    rows, n = x.shape
+    block = triton.next_power_of_2(n)
+    y = torch.empty_like(x)
+    q = torch.empty((rows, n), device=x.device, dtype=torch.float8_e4m3fn) if quantize else y
+    s = torch.empty((rows, 1), device=x.device, dtype=torch.float32) if quantize else weight
+    res = residual if residual is not None else x
+    if rows:
+        _add_layernorm_kernel[(rows,)](x, res, weight, bias, y, q, s, x.stride(0), res.stride(0), y.stride(0),
+                                       q.stride(0), n, eps, HAS_RES=residual is not None, QUANT=quantize,
+                                       BLOCK=block, num_warps=_warps(block))
+    return y, (q if quantize else None), (s if quantize else None)
+
+
+def rowwise_fp8(x, bias=None, gelu: bool = False):
+    """Each row of x (+ bias, through GELU) scaled to e4m3's range: (e4m3 [rows, n], float32 scales [rows, 1])."""
+    import torch
+
+    rows, n = x.shape
+    block = triton.next_power_of_2(n)
+    q = torch.empty((rows, n), device=x.device, dtype=torch.float8_e4m3fn)
+    s = torch.empty((rows, 1), device=x.device, dtype=torch.float32)
+    if rows:
+        _rowwise_fp8_kernel[(rows,)](x, bias if bias is not None else x, q, s, x.stride(0), q.stride(0), n,
+                                     HAS_BIAS=bias is not None, GELU=gelu, BLOCK=block, num_warps=_warps(block))
+    return q, s

@@ -1,0 +1,286 @@
+"""BERT question answering written out for inference over packed tokens, loading a Hugging Face checkpoint.
+
+Samples are packed back to back (no padding to 384): token i of the batch belongs to the sequence that
+`cu_seqlens` puts it in. Every matrix product then runs over the real tokens only; attention runs per sequence
+(flash attention's variable-length path on a GPU, a padded scaled-dot-product fallback elsewhere). At load the
+query/key/value projections are concatenated into one weight, so each layer makes four matrix products: QKV,
+attention output, and the two feed-forward ones. On the fast path the bias+GELU is the matrix product's
+epilogue and residual+LayerNorm is one Triton kernel; with fp8 those kernels also quantize their output row by
+row for the next product.
+
+The forward writes [sequences * 384 + 1, 2] float32 start/end logits: row s*384 + p is position p of sequence s
+(zeros beyond its length, as the reference pads), the last row collects the padding tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.runner.workloads.squad import MAX_SEQ_LENGTH
+
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
+FP8_MAX = 448.0
+
+
+@dataclass(frozen=True)
+class BertShape:
+    hidden: int
+    heads: int
+    intermediate: int
+    layers: int
+    eps: float
+    max_positions: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+def read_shape(model_path: Path) -> BertShape:
+    path = Path(model_path) / "config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SubtoolError(f"cannot read config.json: {exc}", path=path, rule="model.config") from None
+    act = cfg.get("hidden_act", "gelu")
+    if act not in ("gelu", "gelu_new", "gelu_python"):
+        raise SubtoolError(f"hidden_act {act!r}: the torch-cuda backend implements BERT's GELU only", path=path,
+                           rule="model.architecture", hint="use --backend torch-cpu for this checkpoint")
+    if cfg.get("position_embedding_type", "absolute") != "absolute":
+        raise SubtoolError("the torch-cuda backend implements absolute position embeddings only", path=path,
+                           rule="model.architecture", hint="use --backend torch-cpu for this checkpoint")
+    shape = BertShape(hidden=int(cfg["hidden_size"]), heads=int(cfg["num_attention_heads"]),
+                      intermediate=int(cfg["intermediate_size"]), layers=int(cfg["num_hidden_layers"]),
+                      eps=float(cfg.get("layer_norm_eps", 1e-12)),
+                      max_positions=int(cfg.get("max_position_embeddings", 512)))
+    if shape.hidden % shape.heads:
+        raise SubtoolError("hidden_size is not a multiple of num_attention_heads", path=path,
+                           rule="model.config")
+    if shape.max_positions < MAX_SEQ_LENGTH:
+        raise SubtoolError(f"max_position_embeddings {shape.max_positions} < {MAX_SEQ_LENGTH}", path=path,
+                           rule="model.config")
+    return shape
+
+
+def load_state_dict(model_path: Path) -> dict:
+    import torch
+
+    model_path = Path(model_path)
+    st = model_path / "model.safetensors"
+    try:
+        if st.exists():
+            from safetensors.torch import load_file
+
+            return load_file(str(st))
+        return torch.load(model_path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise SubtoolError(f"cannot read the weights: {str(exc).splitlines()[0]}", path=model_path,
+                           rule="model.load") from None
+
+
+class _Weights:
+    """Looks names up with or without the `bert.` prefix and under either LayerNorm naming."""
+
+    def __init__(self, sd: dict, model_path: Path):
+        self.sd = sd
+        self.path = model_path
+        self.prefix = "bert." if "bert.embeddings.word_embeddings.weight" in sd else ""
+
+    def get(self, name: str, encoder: bool = True):
+        key = (self.prefix if encoder else "") + name
+        alternatives = [key]
+        if key.endswith("LayerNorm.weight"):
+            alternatives.append(key[:-len("weight")] + "gamma")
+        if key.endswith("LayerNorm.bias"):
+            alternatives.append(key[:-len("bias")] + "beta")
+        for k in alternatives:
+            if k in self.sd:
+                return self.sd[k]
+        raise SubtoolError(f"the checkpoint has no tensor {key}", path=self.path, rule="model.weights",
+                           hint="the torch-cuda backend needs a BertForQuestionAnswering checkpoint")
+
+
+def flash_varlen_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and hasattr(torch.ops.aten, "_flash_attention_forward")
+
+
+class PackedBert:
+    """The model's weights on one device in the run's precision, and the packed forward over them."""
+
+    def __init__(self, model_path: Path, device: str = "cuda", precision: str = "bf16", kernels: str = "auto",
+                 fused_gelu: bool | None = None):
+        import torch
+
+        if precision not in PRECISIONS:
+            raise SubtoolError(f"precision {precision!r} is not supported; choose one of {', '.join(PRECISIONS)}",
+                               rule="run.precision")
+        self.torch = torch
+        self.device = torch.device(device)
+        cuda = self.device.type == "cuda"
+        self.precision = precision
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
+                      "fp8": torch.bfloat16}[precision]
+        self.shape = read_shape(model_path)
+        if kernels == "auto":
+            kernels = "triton" if cuda and precision != "fp32" and _triton_ok() else "torch"
+        if precision == "fp8" and kernels != "triton":
+            raise SubtoolError("fp8 needs a CUDA GPU with Triton (its quantizing kernels are Triton kernels)",
+                               rule="run.precision", hint="use --precision bf16")
+        self.kernels = kernels
+        self.flash = cuda and precision != "fp32" and flash_varlen_available()
+        # cuBLASLt's bias+GELU epilogue is GELU's tanh form: within bf16 rounding of the exact one
+        self.fused_gelu = (cuda and precision in ("bf16", "fp16")) if fused_gelu is None else fused_gelu
+        self.scale = 1.0 / math.sqrt(self.shape.head_dim)
+        w = _Weights(load_state_dict(model_path), Path(model_path))
+        self._load(w)
+
+    # ------------------------------------------------------------------------------------------- weights
+    def _to(self, t, dtype=None):
+        return t.to(device=self.device, dtype=dtype or self.dtype).contiguous()
+
+    def _load(self, w: _Weights) -> None:
+        torch = self.torch
+        f32 = torch.float32
+        self.word = self._to(w.get("embeddings.word_embeddings.weight"))
+        self.pos = self._to(w.get("embeddings.position_embeddings.weight"))
+        self.type = self._to(w.get("embeddings.token_type_embeddings.weight"))
+        self.emb_ln = (self._to(w.get("embeddings.LayerNorm.weight"), f32),
+                       self._to(w.get("embeddings.LayerNorm.bias"), f32))
+        self.layers = []
+        for i in range(self.shape.layers):
+            p = f"encoder.layer.{i}."
+            qkv_w = torch.cat([w.get(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")])
+            qkv_b = torch.cat([w.get(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
+            layer = {
+                "qkv": self._linear(qkv_w, qkv_b),
+                "o": self._linear(w.get(p + "attention.output.dense.weight"), w.get(p + "attention.output.dense.bias")),
+                "ln1": (self._to(w.get(p + "attention.output.LayerNorm.weight"), f32),
+                        self._to(w.get(p + "attention.output.LayerNorm.bias"), f32)),
+                "ff1": self._linear(w.get(p + "intermediate.dense.weight"), w.get(p + "intermediate.dense.bias")),
+                "ff2": self._linear(w.get(p + "output.dense.weight"), w.get(p + "output.dense.bias")),
+                "ln2": (self._to(w.get(p + "output.LayerNorm.weight"), f32),
+                        self._to(w.get(p + "output.LayerNorm.bias"), f32)),
+            }
+            self.layers.append(layer)
+        self.qa_w = self._to(w.get("qa_outputs.weight", encoder=False), f32)
+        self.qa_b = self._to(w.get("qa_outputs.bias", encoder=False), f32)
+
+    def _linear(self, weight, bias) -> dict:
+        torch = self.torch
+        if self.precision != "fp8":
+            return {"w": self._to(weight), "b": self._to(bias)}
+        w32 = weight.to(self.device, torch.float32)
+        scale = (w32.abs().amax(dim=1).clamp(min=1e-12) / FP8_MAX)          # one scale per output channel
+        wq = (w32 / scale[:, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).contiguous()
+        return {"wq": wq, "ws": scale[None, :].contiguous(), "b": self._to(bias)}
+
+    # ------------------------------------------------------------------------------------------ building blocks
+    def _add_ln(self, x, res, ln, quantize: bool = False):
+        """LayerNorm(x + res) in the compute dtype, and (with fp8) its row-quantized copy and row scales."""
+        if self.kernels == "triton":
+            from subtool.runner.kernels.fused_norm import add_layernorm
+
+            return add_layernorm(x, res, ln[0], ln[1], self.shape.eps, quantize=quantize)
+        y = x.float() if res is None else x.float() + res.float()
+        y = self.torch.nn.functional.layer_norm(y, (y.shape[-1],), ln[0], ln[1], self.shape.eps).to(self.dtype)
+        return y, None, None
+
+    def _mm(self, x, lin: dict, xq=None, xs=None, bias: bool = True):
+        torch = self.torch
+        if self.precision == "fp8":
+            return torch._scaled_mm(xq, lin["wq"].t(), scale_a=xs, scale_b=lin["ws"],
+                                    bias=lin["b"] if bias else None, out_dtype=torch.bfloat16,
+                                    use_fast_accum=True)
+        return torch.nn.functional.linear(x, lin["w"], lin["b"] if bias else None)
+
+    def _ffn_in(self, x, lin: dict, xq=None, xs=None):
+        """The first feed-forward product and its GELU: bf16 output, or fp8 + row scales for the second."""
+        torch = self.torch
+        if self.precision == "fp8":
+            from subtool.runner.kernels.fused_norm import rowwise_fp8
+
+            h = self._mm(x, lin, xq, xs, bias=False)
+            return None, *rowwise_fp8(h, bias=lin["b"], gelu=True)
+        if self.fused_gelu:
+            return torch._addmm_activation(lin["b"], x, lin["w"].t(), use_gelu=True), None, None
+        h = torch.nn.functional.linear(x, lin["w"], lin["b"])
+        return torch.nn.functional.gelu(h), None, None
+
+    def _attention(self, qkv, cu_seqlens, rows, sequences):
+        torch = self.torch
+        t = qkv.shape[0]
+        h, d = self.shape.heads, self.shape.head_dim
+        qkv = qkv.view(t, 3, h, d)
+        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
+        if self.flash:
+            out = torch.ops.aten._flash_attention_forward(
+                q, k, v, cu_seqlens, cu_seqlens, MAX_SEQ_LENGTH, MAX_SEQ_LENGTH, 0.0, False, False,
+                scale=self.scale)[0]
+            return out.reshape(t, h * d)
+        return self._padded_attention(q, k, v, cu_seqlens, rows, sequences)
+
+    def _padded_attention(self, q, k, v, cu_seqlens, rows, sequences):
+        """Attention per sequence via padding to the longest one (CPU and fp32: no varlen kernel there)."""
+        torch = self.torch
+        if sequences is None:
+            raise ValueError("the padded attention path needs the host-side sequence count")
+        t, h, d = q.shape
+        lengths = (cu_seqlens[1:sequences + 1] - cu_seqlens[:sequences]).long()
+        longest = int(lengths.max()) if sequences else 1
+        rows = rows.long()
+        real = rows < sequences * MAX_SEQ_LENGTH
+        slot = (rows // MAX_SEQ_LENGTH) * longest + rows % MAX_SEQ_LENGTH
+        slot = torch.where(real, slot, torch.full_like(slot, sequences * longest))   # padding → a dump slot
+
+        def pad(x):
+            buf = x.new_zeros(sequences * longest + 1, h, d)
+            buf.index_copy_(0, slot, x)
+            return buf[:-1].view(sequences, longest, h, d).transpose(1, 2)
+
+        keep = torch.arange(longest, device=q.device)[None, :] < lengths[:, None]
+        out = torch.nn.functional.scaled_dot_product_attention(pad(q), pad(k), pad(v),
+                                                               attn_mask=keep[:, None, None, :], scale=self.scale)
+        out = out.transpose(1, 2).reshape(sequences * longest, h * d)
+        out = torch.cat([out, out.new_zeros(1, h * d)])
+        return out[slot]
+
+    # ------------------------------------------------------------------------------------------- the forward
+    def forward(self, input_ids, segment_ids, position_ids, rows, cu_seqlens, out, sequences: int | None = None):
+        """Write the start/end logits of one packed batch into `out` ([>= rows.max()+1, 2] float32)."""
+        torch = self.torch
+        fp8 = self.precision == "fp8"
+        emb = torch.nn.functional.embedding(input_ids, self.word) + \
+            torch.nn.functional.embedding(position_ids, self.pos)
+        x, xq, xs = self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln, fp8)
+        for layer in self.layers:
+            qkv = self._mm(x, layer["qkv"], xq, xs)
+            a = self._attention(qkv, cu_seqlens, rows, sequences)
+            if fp8:
+                from subtool.runner.kernels.fused_norm import rowwise_fp8
+
+                aq, a_s = rowwise_fp8(a)
+                o = self._mm(None, layer["o"], aq, a_s)
+            else:
+                o = self._mm(a, layer["o"])
+            x, xq, xs = self._add_ln(o, x, layer["ln1"], fp8)
+            h, hq, hs = self._ffn_in(x, layer["ff1"], xq, xs)
+            f = self._mm(h, layer["ff2"], hq, hs)
+            x, xq, xs = self._add_ln(f, x, layer["ln2"], fp8)
+        logits = torch.nn.functional.linear(x.float(), self.qa_w, self.qa_b)
+        out.zero_()
+        out.index_copy_(0, rows.long(), logits)
+        return out
+
+
+def _triton_ok() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,71 @@
+"""The packed inference forward against transformers' BertForQuestionAnswering on the same weights (CPU, fp32)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from subtool.errors import SubtoolError  # noqa: E402
+from subtool.runner.suts.bert_fast_model import PackedBert  # noqa: E402
+from subtool.runner.suts.bert_fast_plan import pack_inputs, sequence_capacity  # noqa: E402
+from subtool.runner.workloads.squad import MAX_SEQ_LENGTH  # noqa: E402
+
+
+def run_packed(model, features, indices, bucket):
+    p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, np.asarray(indices), bucket)
+    out = torch.full((sequence_capacity(bucket) * MAX_SEQ_LENGTH + 1, 2), float("nan"))   # poisoned
+    t = torch.from_numpy
+    with torch.inference_mode():
+        model.forward(t(p.input_ids), t(p.segment_ids), t(p.position_ids), t(p.out_rows), t(p.cu_seqlens), out,
+                      sequences=p.sequences)
+    return out[:p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).numpy()
+
+
+@pytest.fixture(scope="module")
+def packed_fp32(tiny_checkpoint):
+    return PackedBert(tiny_checkpoint, device="cpu", precision="fp32")
+
+
+def test_packed_forward_matches_transformers(packed_fp32, small_features, hf_logits):
+    f = small_features.features
+    indices = list(range(len(f)))
+    out = run_packed(packed_fp32, f, indices, 45 * MAX_SEQ_LENGTH)
+    for row, i in enumerate(indices):
+        n = int(f.seq_lengths[i])
+        np.testing.assert_allclose(out[row, :n], hf_logits[i], rtol=1e-4, atol=1e-5)
+        assert not out[row, n:].any()        # beyond the sequence: zeros, as the reference pads
+
+
+def test_a_samples_logits_do_not_depend_on_its_batch(packed_fp32, small_features, rng):
+    f = small_features.features
+    alone = {i: run_packed(packed_fp32, f, [i], 512)[0] for i in (0, 7, 30)}
+    for _ in range(3):
+        others = rng.sample(range(len(f)), 8)
+        batch = [i for i in others if i not in alone] + [0, 7, 30]
+        rng.shuffle(batch)
+        out = run_packed(packed_fp32, f, batch, 4096)
+        for i in alone:
+            np.testing.assert_allclose(out[batch.index(i)], alone[i], rtol=1e-5, atol=1e-6)
+
+
+def test_unsupported_precision_and_fp8_without_gpu_are_refused(tiny_checkpoint):
+    with pytest.raises(SubtoolError, match="precision 'int4' is not supported"):
+        PackedBert(tiny_checkpoint, device="cpu", precision="int4")
+    with pytest.raises(SubtoolError, match="fp8 needs a CUDA GPU"):
+        PackedBert(tiny_checkpoint, device="cpu", precision="fp8")
+
+
+def test_checkpoint_without_a_qa_head_is_refused(tmp_path, tiny_checkpoint):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, bad)
+    sd = load_file(str(bad / "model.safetensors"))
+    save_file({k: v for k, v in sd.items() if not k.startswith("qa_outputs")}, str(bad / "model.safetensors"))
+    with pytest.raises(SubtoolError, match="no tensor qa_outputs.weight"):
+        PackedBert(bad, device="cpu", precision="fp32")
