@@ -1,0 +1,212 @@
+"""`subtool score`: many teams' hand-ins → verified, ranked leaderboards.
+
+Inputs are scored in a process pool (one input per task, a bounded number in flight, workers recycled every
+few dozen inputs) so memory stays flat however many tarballs there are; the main process only keeps each
+entry's small record. Each input unpacks into its own folder inside one private scratch folder under --out,
+removed when scoring ends. A worker that dies (killed, out of memory) costs only the inputs it held: they are
+retried one by one in a fresh worker, and an input that kills a worker twice becomes that entry's error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from subtool import __version__
+from subtool.errors import SubtoolError
+from subtool.fsutil import atomic_write_json, atomic_write_text
+from subtool.scoring.entry import EntryRecord, score_input
+from subtool.scoring.inputs import InputJob, discover
+from subtool.scoring.rules import Rules, load_rules
+
+OUTPUT_FILES = ("leaderboard.csv", "leaderboard.json", "leaderboard.md", "leaderboard.html")
+MAX_DEFAULT_JOBS = 4
+TASKS_PER_CHILD = 40
+_PRELOAD = ["subtool.scoring.entry", "subtool.checker.api", "subtool.checker.rules", "subtool.submission.pack_inputs"]
+
+
+@dataclass
+class ScoreOptions:
+    inputs: list[Path]
+    out: Path
+    rules: Path | None = None
+    metrics: Path | None = None
+    jobs: int | None = None
+
+
+@dataclass
+class ScoreResult:
+    out: Path
+    files: dict[str, Path]
+    counts: dict
+    seconds: float
+    jobs: int
+    leaderboard: dict = field(repr=False, default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"out": str(self.out), "files": {k: str(v) for k, v in self.files.items()}, "counts": self.counts,
+                "seconds": round(self.seconds, 3), "jobs": self.jobs,
+                "categories": [{"name": c["name"],
+                                "overall": [{k: r[k] for k in ("rank", "team", "system", "total", "status")}
+                                            for r in c["overall"]]} for c in self.leaderboard.get("categories", [])],
+                "disqualified": self.leaderboard.get("disqualified", [])}
+
+
+# ------------------------------------------------------------------------------------------- the workers
+def _pool(workers: int) -> ProcessPoolExecutor:
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    # Not fork: the main process runs the progress bar's thread, and forking a threaded process can deadlock.
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(_PRELOAD)
+    kwargs = {"max_tasks_per_child": TASKS_PER_CHILD} if sys.version_info >= (3, 11) else {}
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, **kwargs)
+
+
+def _died(job: InputJob, why: str) -> EntryRecord:
+    return EntryRecord(index=job.index, input=job.display, kind=job.kind, name=job.name,
+                       error={"rule": "score.worker_died", "message": why})
+
+
+def _run_pool(jobs: list[InputJob], rules: Rules, scratch: str, workers: int, done) -> None:
+    pending = list(reversed(jobs))
+    suspects: list[InputJob] = []
+    pool = _pool(workers)
+    running: dict = {}
+    try:
+        while pending or running:
+            while pending and len(running) < workers * 2:
+                job = pending.pop()
+                running[pool.submit(score_input, job, rules, scratch)] = job
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in finished:
+                job = running.pop(future)
+                try:
+                    done(future.result())
+                except BrokenProcessPool:
+                    suspects.append(job)
+                    broken = True
+            if broken:
+                suspects.extend(running.values())
+                running.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = _pool(workers)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    for job in sorted(suspects, key=lambda j: j.index):   # alone in a fresh worker, so a culprit is found
+        solo = _pool(1)
+        try:
+            done(solo.submit(score_input, job, rules, scratch).result())
+        except BrokenProcessPool:
+            done(_died(job, "the scoring worker died on this input (killed or out of memory)"))
+        finally:
+            solo.shutdown(wait=True, cancel_futures=True)
+
+
+def _score_all(jobs: list[InputJob], rules: Rules, scratch: str, workers: int, console) -> list[EntryRecord]:
+    entries: list[EntryRecord] = []
+    progress = None
+    if console is not None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("score"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.description}"), console=console, transient=False)
+        progress.start()
+        bar = progress.add_task("", total=len(jobs))
+
+    def done(entry: EntryRecord) -> None:
+        entries.append(entry)
+        if progress is not None:
+            mark = "refused" if entry.error else "ok"
+            progress.update(bar, advance=1, description=f"{entry.input} ({mark})")
+
+    try:
+        if workers <= 1:
+            for job in jobs:
+                done(score_input(job, rules, scratch))
+        else:
+            _run_pool(jobs, rules, scratch, workers, done)
+    finally:
+        if progress is not None:
+            progress.stop()
+    return sorted(entries, key=lambda e: e.index)
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def leaderboard_document(entries: list[EntryRecord], rules: Rules) -> dict:
+    from subtool.scoring.ranking import build_leaderboard
+
+    board = build_leaderboard(entries, rules)
+    ranked = sum(1 for c in board["categories"] for r in c["overall"] if r["status"] == "ranked")
+    out_of_ranking = {(d["input"], d["team"], d["system"]) for d in board["disqualified"]}
+    return {
+        "schema": "subtool.score/1",
+        "title": rules.title,
+        "subtool_version": __version__,
+        "rules": rules.summary(),
+        "counts": {"inputs": len(entries), "scored": sum(1 for e in entries if not e.error),
+                   "errors": sum(1 for e in entries if e.error), "ranked": ranked,
+                   "disqualified": len(out_of_ranking), "flagged": sum(1 for e in entries if e.flags)},
+        "categories": board["categories"],
+        "disqualified": board["disqualified"],
+        "entries": [e.to_dict() for e in entries],
+    }
+
+
+def write_outputs(doc: dict, out: Path, entries: list[EntryRecord], metrics: Path | None) -> dict[str, Path]:
+    from subtool.scoring.html import leaderboard_html
+    from subtool.scoring.metrics import metric_rows, metrics_format, render_metrics
+    from subtool.scoring.tables import leaderboard_csv, leaderboard_md
+
+    files = {
+        "csv": atomic_write_text(out / "leaderboard.csv", leaderboard_csv(doc)),
+        "json": atomic_write_json(out / "leaderboard.json", doc),
+        "md": atomic_write_text(out / "leaderboard.md", leaderboard_md(doc)),
+        "html": atomic_write_text(out / "leaderboard.html", leaderboard_html(doc)),
+    }
+    if metrics is not None:
+        files["metrics"] = atomic_write_text(metrics, render_metrics(metric_rows(entries), metrics_format(metrics)))
+    return files
+
+
+def _workers(requested: int | None, count: int) -> int:
+    if requested is not None and requested < 1:
+        raise SubtoolError("--jobs must be at least 1", rule="cli.usage")
+    if requested is None:
+        requested = min(os.cpu_count() or 1, MAX_DEFAULT_JOBS)
+    return max(1, min(requested, count))
+
+
+def score(opts: ScoreOptions, console=None) -> ScoreResult:
+    start = time.perf_counter()
+    rules = load_rules(opts.rules)
+    if opts.metrics is not None:
+        from subtool.scoring.metrics import metrics_format
+
+        metrics_format(opts.metrics)
+    out = Path(opts.out)
+    if out.exists() and not out.is_dir():
+        raise SubtoolError("--out exists and is not a folder", path=out, rule="score.out")
+    jobs = discover([Path(p) for p in opts.inputs], out_dir=out)
+    workers = _workers(opts.jobs, len(jobs))
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".score-scratch-", dir=out)
+    os.chmod(scratch, 0o700)
+    try:
+        entries = _score_all(jobs, rules, scratch, workers, console)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    doc = leaderboard_document(entries, rules)
+    files = write_outputs(doc, out, entries, opts.metrics)
+    return ScoreResult(out=out, files=files, counts=doc["counts"], seconds=time.perf_counter() - start,
+                       jobs=workers, leaderboard=doc)

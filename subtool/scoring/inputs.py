@@ -1,0 +1,142 @@
+"""What `subtool score INPUTS...` names: tarballs, folders of them, or already-extracted submission trees.
+
+Each found thing becomes one InputJob: the file or folder, how it is shown in the outputs (relative to the
+INPUT it was found under, so leaderboards carry no machine paths), and the companion files handed in beside a
+tarball (`<name>_summary.json`, `.tstamps`, `.run`, `.md`, `.sha256`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+
+DIVISIONS = ("closed", "open", "network")
+TARBALL_SUFFIXES = (".tar.gz", ".tgz")
+COMPANIONS = {"summary_json": "{}_summary.json", "tstamps": "{}.tstamps", "run": "{}.run", "md": "{}.md",
+              "manifest": "{}.sha256", "summary_csv": "{}_summary.csv"}
+# What a team must hand in beside the tarball (the .sha256 and the CSV are subtool's extras).
+REQUIRED_COMPANIONS = ("summary_json", "tstamps", "run", "md")
+MAX_SCAN_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class InputJob:
+    index: int
+    kind: str                        # "tarball" | "tree"
+    path: str                        # absolute path of the tarball or tree root
+    display: str                     # how outputs name it
+    name: str                        # artifact base name (tarball) or folder name (tree)
+    companions: dict = field(default_factory=dict)   # kind → absolute path of the files that exist
+
+
+def is_tree(path: Path) -> bool:
+    return any((path / d).is_dir() and not (path / d).is_symlink() for d in DIVISIONS)
+
+
+def tarball_stem(path: Path) -> str:
+    for suffix in TARBALL_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.stem
+
+
+def companions_of(folder: Path, stem: str) -> dict[str, str]:
+    found = {}
+    for kind, pattern in COMPANIONS.items():
+        candidate = folder / pattern.format(stem)
+        if candidate.is_file():
+            found[kind] = str(candidate)
+    return found
+
+
+def _tree_companions(tree: Path) -> dict[str, str]:
+    """Companions kept inside an extracted tree's top folder, when there is exactly one of each."""
+    found = {}
+    try:
+        names = sorted(os.listdir(tree))
+    except OSError:
+        return found
+    for kind, pattern in COMPANIONS.items():
+        prefix, suffix = pattern.split("{}")
+        matches = [n for n in names if n.endswith(suffix) and n.startswith(prefix) and (tree / n).is_file()
+                   and (kind != "md" or n != "README.md")]
+        if kind == "md":
+            matches = [n for n in matches if Path(n).stem + "_summary.json" in names]
+        if len(matches) == 1:
+            found[kind] = str(tree / matches[0])
+    return found
+
+
+def _scan(folder: Path, out_dir: Path | None) -> list[tuple[str, Path]]:
+    """Tarballs and trees below `folder` (links not followed, the output folder skipped), sorted by path."""
+    found: list[tuple[str, Path]] = []
+    for current, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(current)
+        depth = len(here.relative_to(folder).parts)
+        keep = []
+        for d in sorted(dirs):
+            sub = here / d
+            if out_dir is not None and os.path.realpath(sub) == os.path.realpath(out_dir):
+                continue
+            if d.startswith(".") or sub.is_symlink():
+                continue
+            if is_tree(sub):
+                found.append(("tree", sub))
+            elif depth + 1 < MAX_SCAN_DEPTH:
+                keep.append(d)
+        dirs[:] = keep
+        for f in sorted(files):
+            p = here / f
+            if f.endswith(TARBALL_SUFFIXES) and not p.is_symlink() and p.is_file():
+                found.append(("tarball", p))
+    return sorted(found, key=lambda item: str(item[1]))
+
+
+def discover(inputs: list[Path], out_dir: Path | None = None) -> list[InputJob]:
+    jobs: list[InputJob] = []
+    seen: set[str] = set()
+
+    def add(kind: str, path: Path, base: Path) -> None:
+        real = os.path.realpath(path)
+        if real in seen:
+            return
+        seen.add(real)
+        try:
+            display = path.relative_to(base).as_posix()
+        except ValueError:
+            display = path.name
+        if kind == "tarball":
+            stem = tarball_stem(path)
+            companions = companions_of(path.parent, stem)
+        else:
+            stem = path.name
+            companions = _tree_companions(path)
+        jobs.append(InputJob(index=len(jobs), kind=kind, path=str(Path(real)), display=display, name=stem,
+                             companions=companions))
+
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise SubtoolError("no such file or folder", path=path, rule="score.input",
+                               hint="pass tarballs, folders of tarballs, or extracted submission trees")
+        base = path.absolute().parent
+        if path.is_file():
+            add("tarball", path.absolute(), base)
+        elif is_tree(path):
+            add("tree", path.absolute(), base)
+        elif path.is_dir():
+            found = _scan(path.absolute(), out_dir)
+            if not found:
+                raise SubtoolError("no .tar.gz / .tgz and no submission tree (closed/, open/) in this folder",
+                                   path=path, rule="score.input",
+                                   hint=f"tarballs are looked for up to {MAX_SCAN_DEPTH} folders deep")
+            for kind, item in found:
+                add(kind, item, base)
+        else:
+            raise SubtoolError("not a file or folder", path=path, rule="score.input")
+    if not jobs:
+        raise SubtoolError("nothing to score", rule="score.input", hint="pass at least one tarball or folder")
+    return jobs

@@ -1,0 +1,187 @@
+"""Competition inputs for the scoring tests and bench/score_many.py, built from real LoadGen logs.
+
+`generate_logs(cache)` runs mlperf_loadgen (one process per benchmark, an instant SUT, 50 ms minimum duration)
+and keeps the logs: several bert-99 and llama2-70b Offline performance runs that differ only in how long the
+SUT waits before answering (so teams get different, honest throughputs) plus one accuracy run each.
+`build_team_tree` lays them out as an open-division submission (the SCC way: short runs, open division) by
+hand, and `pack_team` turns the tree into the competition artifacts with the real pack stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# One LoadGen process per benchmark (LoadGen counts conf files per process). argv[1] = spec JSON.
+WORKER = r"""
+import array, json, sys, time
+from pathlib import Path
+import mlperf_loadgen as lg
+spec = json.loads(Path(sys.argv[1]).read_text())
+payload = array.array("i", list(range(1, 17)))
+ptr, _ = payload.buffer_info()
+nbytes = payload.itemsize * len(payload)
+state = {"delay": 0.0}
+def issue(samples):
+    time.sleep(state["delay"])
+    if spec["tokens"]:
+        lg.FirstTokenComplete([lg.QuerySampleResponse(s.id, ptr, payload.itemsize, 1) for s in samples])
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, ptr, nbytes, len(payload)) for s in samples])
+    else:
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, ptr, nbytes) for s in samples])
+sut = lg.ConstructSUT(issue, lambda: None)
+qsl = lg.ConstructQSL(spec["total"], spec["total"], lambda s: None, lambda s: None)
+settings = lg.TestSettings()
+settings.scenario = lg.TestScenario.Offline
+if settings.FromConfig(spec["user_conf"], spec["conf_model"], "Offline") != 0:
+    raise SystemExit("FromConfig failed")
+for mode, outdir, delay in spec["runs"]:
+    Path(outdir).mkdir(parents=True, exist_ok=True)
+    state["delay"] = delay
+    settings.mode = lg.TestMode.PerformanceOnly if mode == "performance" else lg.TestMode.AccuracyOnly
+    log = lg.LogSettings()
+    log.log_output.outdir = outdir
+    log.log_output.copy_summary_to_stdout = False
+    log.enable_trace = False
+    lg.StartTestWithLogSettings(sut, qsl, settings, log, str(Path(outdir) / "no-audit.config"))
+lg.DestroyQSL(qsl)
+lg.DestroySUT(sut)
+"""
+
+# benchmark folder → LoadGen's model name, QSL size, token answers, the accuracy script's line
+BENCHMARKS = {
+    "bert-99": dict(conf_model="bert", total=10833, tokens=False, target_qps=100000,
+                    accuracy='{"exact_match": 83.65, "f1": 90.874}',
+                    failing_accuracy='{"exact_match": 61.2, "f1": 72.5}'),
+    "llama2-70b-99.9": dict(conf_model="llama2-70b", total=24576, tokens=True, target_qps=200000,
+                          accuracy="{'rouge1': 44.4312, 'rouge2': 22.0352, 'rougeL': 28.6162, 'rougeLsum': 42.0, "
+                                   "'gen_len': 7239872, 'gen_num': 24576, 'tokens_per_sample': 294.6}",
+                          failing_accuracy="{'rouge1': 30.1, 'rouge2': 12.0, 'rougeL': 20.5, 'rougeLsum': 28.0, "
+                                           "'gen_len': 7239872, 'gen_num': 24576, 'tokens_per_sample': 294.6}"),
+}
+# Seconds the SUT waits before answering the one Offline query; longer than min_duration keeps LoadGen VALID.
+DELAYS = (0.06, 0.08, 0.11, 0.15, 0.2)
+
+SYSTEM = {
+    "division": "open", "submitter": "TeamX", "status": "available", "system_name": "Team box",
+    "number_of_nodes": "1", "host_processor_model_name": "AMD EPYC 9654", "host_processors_per_node": "2",
+    "host_processor_core_count": "96", "host_memory_capacity": "768 GB", "host_storage_capacity": "4 TB",
+    "host_storage_type": "NVMe SSD", "accelerators_per_node": "4", "accelerator_model_name": "NVIDIA H100-SXM-80GB",
+    "accelerator_memory_capacity": "80 GB", "framework": "PyTorch 2.4", "operating_system": "Ubuntu 22.04",
+    "system_type": "datacenter", "other_software_stack": "CUDA 12.4", "host_processor_frequency": "2.4 GHz",
+    "host_processor_caches": "384 MB", "host_memory_configuration": "24x32GB", "host_processor_interconnect": "N/A",
+    "host_networking": "Infiniband", "host_networking_topology": "N/A", "accelerator_frequency": "N/A",
+    "accelerator_host_interconnect": "PCIe 5.0", "accelerator_interconnect": "NVLink",
+    "accelerator_interconnect_topology": "N/A", "accelerator_memory_configuration": "HBM3",
+    "accelerator_on-chip_memories": "N/A", "cooling": "air", "hw_notes": "", "sw_notes": "",
+    "host_network_card_count": "1", "system_type_detail": "cluster",
+}
+CPU_ONLY = {"accelerators_per_node": "0", "accelerator_model_name": "N/A", "accelerator_memory_capacity": "N/A",
+            "accelerator_host_interconnect": "N/A", "accelerator_interconnect": "N/A",
+            "accelerator_memory_configuration": "N/A", "host_processor_model_name": "Intel Xeon Platinum 8480+"}
+AMD_GPU = {"accelerator_model_name": "AMD Instinct MI300X", "accelerator_memory_capacity": "192 GB",
+           "accelerator_interconnect": "Infinity Fabric"}
+MEASUREMENTS = {"input_data_types": "int32", "retraining": "No", "starting_weights_filename": "model.pt",
+                "weight_data_types": "fp16", "weight_transformations": "none"}
+
+
+@dataclass(frozen=True)
+class Logs:
+    """LoadGen output folders: perf[benchmark][i] (one per delay), acc[benchmark], user_conf[benchmark]."""
+
+    perf: dict
+    acc: dict
+    user_conf: dict
+
+
+def generate_logs(cache: Path) -> Logs:
+    cache.mkdir(parents=True, exist_ok=True)
+    procs, plan = [], {}
+    for bench, spec in BENCHMARKS.items():
+        folder = cache / bench
+        conf = folder / "user.conf"
+        runs = [["performance", str(folder / f"perf{i}"), d] for i, d in enumerate(DELAYS)]
+        runs.append(["accuracy", str(folder / "acc"), 0.0])
+        plan[bench] = (folder, conf)
+        if (folder / ".done").exists():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        conf.write_text(f"{spec['conf_model']}.Offline.min_duration = 50\n"
+                        f"{spec['conf_model']}.Offline.target_qps = {spec['target_qps']}\n")
+        spec_file = folder / "spec.json"
+        spec_file.write_text(json.dumps({"conf_model": spec["conf_model"], "total": spec["total"],
+                                         "tokens": spec["tokens"], "user_conf": str(conf), "runs": runs}))
+        procs.append((bench, folder, subprocess.Popen([sys.executable, "-c", WORKER, str(spec_file)], cwd=folder,
+                                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    for bench, folder, proc in procs:
+        _, err = proc.communicate(timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"LoadGen worker failed for {bench}: {err[-2000:]}")
+        (folder / ".done").write_text("ok\n")
+    return Logs(perf={b: [f / f"perf{i}" for i in range(len(DELAYS))] for b, (f, _) in plan.items()},
+                acc={b: f / "acc" for b, (f, _) in plan.items()},
+                user_conf={b: c for b, (_, c) in plan.items()})
+
+
+@dataclass
+class TeamSpec:
+    team: str
+    system: str = "cluster"
+    overrides: dict = field(default_factory=dict)            # system JSON fields (the hardware category)
+    results: dict = field(default_factory=lambda: {"bert-99": 0})   # benchmark → index into DELAYS
+    failing_accuracy: tuple[str, ...] = ()                    # benchmarks whose accuracy misses the threshold
+
+
+def _truncate(full: Path, dest: Path) -> str:
+    data = full.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    dest.write_bytes(data[:4096] + b"\n\n...\n\n" + data[-4096:] if len(data) > 8192 else data)
+    return digest
+
+
+def build_team_tree(root: Path, logs: Logs, spec: TeamSpec) -> Path:
+    """An open-division tree under `root` (root/open/<team>/…) with one Offline result per benchmark."""
+    sub = root / "open" / spec.team
+    for folder, text in (("documentation", "# How we ran it\n"), ("src", "# Our harness\n")):
+        (sub / folder).mkdir(parents=True, exist_ok=True)
+        (sub / folder / "README.md").write_text(text)
+    (sub / "systems").mkdir(exist_ok=True)
+    system = {**SYSTEM, "submitter": spec.team, "system_name": f"{spec.team} {spec.system}", **spec.overrides}
+    (sub / "systems" / f"{spec.system}.json").write_text(json.dumps(system, indent=2))
+    for bench, variant in spec.results.items():
+        bspec = BENCHMARKS[bench]
+        res = sub / "results" / spec.system / bench / "Offline"
+        perf, acc = res / "performance" / "run_1", res / "accuracy"
+        perf.mkdir(parents=True, exist_ok=True)
+        acc.mkdir(parents=True, exist_ok=True)
+        for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
+            shutil.copyfile(logs.perf[bench][variant] / name, perf / name)
+            shutil.copyfile(logs.acc[bench] / name, acc / name)
+        digest = _truncate(logs.acc[bench] / "mlperf_log_accuracy.json", acc / "mlperf_log_accuracy.json")
+        line = bspec["failing_accuracy"] if bench in spec.failing_accuracy else bspec["accuracy"]
+        (acc / "accuracy.txt").write_text(f"{line}\n\nhash={digest}\n")
+        (res / "measurements.json").write_text(json.dumps(MEASUREMENTS, indent=2))
+        shutil.copyfile(logs.user_conf[bench], res / "user.conf")
+        (res / "README.md").write_text(f"# {bench} Offline\n")
+    return root
+
+
+def pack_team(tree: Path, out: Path, name: str = "mlperf_submission_short") -> dict[str, Path]:
+    """The competition artifacts through the real pack stage (short runs: perf.min_duration waived)."""
+    from subtool.submission.pack import PackOptions, pack_tree
+
+    result = pack_tree(PackOptions(tree=tree, out=out, name=name, waive=frozenset({"perf.min_duration"})))
+    return dict(result.artifacts)
+
+
+def make_team(workdir: Path, logs: Logs, spec: TeamSpec, name: str = "mlperf_submission_short") -> dict[str, Path]:
+    """Tree in workdir/<team>/tree, artifacts in workdir/<team>/handin; returns the artifact paths."""
+    base = workdir / spec.team
+    tree = build_team_tree(base / "tree", logs, spec)
+    return pack_team(tree, base / "handin", name)
