@@ -350,6 +350,42 @@ def ci(
     raise typer.Exit(outcome.exit_code)
 
 
+@app.command()
+def score(
+    inputs: List[Path] = typer.Argument(..., help="Team tarballs, folders of them, or extracted submission trees."),
+    out: Path = typer.Option(..., help="Folder for leaderboard.csv, .json, .md and .html."),
+    rules: Optional[Path] = typer.Option(None, help="Scoring rules TOML (default: SCC BERT-99 + Llama2-70B Offline)."),
+    metrics: Optional[Path] = typer.Option(None, help="Also write per-result verdict metrics here (.json or .csv)."),
+    jobs: Optional[int] = typer.Option(None, help="Inputs scored in parallel (default: CPU cores, at most 4)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
+) -> None:
+    """Verify every team's hand-in, rank teams within hardware categories, write the leaderboards."""
+    from rich.markup import escape
+
+    from subtool.scoring.api import ScoreOptions, score as score_inputs
+
+    console = _console()
+    try:
+        result = score_inputs(ScoreOptions(inputs=list(inputs), out=out, rules=rules, metrics=metrics, jobs=jobs),
+                              console=console)
+    except SubtoolError as err:
+        _fail(err)
+    c = result.counts
+    for cat in result.leaderboard["categories"]:
+        top = ", ".join(f"{r['rank']}. {r['team']} ({r['total']:.2f})" for r in cat["overall"]
+                        if r["status"] == "ranked")
+        console.print(escape(f"{cat['name']}: {top or 'nobody ranked'}"), highlight=False, soft_wrap=True)
+    for dq in result.leaderboard["disqualified"]:
+        who = dq["team"] or dq["input"]
+        console.print(f"[red]not ranked[/] {escape(who)}{escape(' / ' + dq['task'] if dq['task'] else '')}: "
+                      f"{escape(dq['reason'])}", highlight=False, soft_wrap=True)
+    console.print(escape(f"score: {c['inputs']} inputs, {c['scored']} scored, {c['errors']} refused, {c['ranked']} "
+                         f"ranked, {c['flagged']} flagged in {result.seconds:.1f} s ({result.jobs} workers) → "
+                         f"{result.out}"), highlight=False, soft_wrap=True)
+    if json_out:
+        _emit_json(result.to_dict())
+
+
 def main() -> None:
     try:
         app()
