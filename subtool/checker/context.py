@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 from subtool.checker.config import SCENARIO_BY_LOWER, ModelRules, RoundConfig, round_config
 from subtool.checker.findings import Collector
@@ -36,6 +35,7 @@ class ResultContext:
 
     def __post_init__(self) -> None:
         self.out.result = self.job.result_id
+        self._listings: dict[str, dict[str, bool]] = {}
 
     # ---- configuration
     @cached_property
@@ -78,11 +78,28 @@ class ResultContext:
         return f"{self.submitter_rel}/" + self.cfg.layout.compliance(self.job.system, self.job.model,
                                                                     self.job.scenario)
 
-    def abs(self, rel: str) -> Path:
-        return Path(self.job.root) / rel
+    def abs(self, rel: str) -> str:
+        return os.path.join(self.job.root, rel)
+
+    def entries(self, rel_dir: str) -> dict[str, bool]:
+        """Names in a folder → is it a file; one scandir per folder and result (no stat calls)."""
+        listing = self._listings.get(rel_dir)
+        if listing is None:
+            try:
+                with os.scandir(self.abs(rel_dir)) as it:
+                    listing = {e.name: e.is_file() for e in it}
+            except OSError:
+                listing = {}
+            self._listings[rel_dir] = listing
+        return listing
 
     def exists(self, rel: str) -> bool:
-        return os.path.exists(self.abs(rel))
+        parent, _, name = rel.rpartition("/")
+        return name in self.entries(parent)
+
+    def is_file(self, rel: str) -> bool:
+        parent, _, name = rel.rpartition("/")
+        return self.entries(parent).get(name, False)
 
     # ---- logs, each parsed once
     @cached_property
@@ -102,10 +119,9 @@ class ResultContext:
         return self.log(self.acc_rel)
 
     def log(self, rel: str) -> LoadgenLog | None:
-        path = self.abs(rel)
-        if not path.is_file():
+        if not self.is_file(rel):
             return None
-        return read_loadgen_log(path)
+        return read_loadgen_log(self.abs(rel))
 
     # ---- what the summary row needs, filled in by the rules
     result_value: float | None = None

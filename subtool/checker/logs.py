@@ -1,19 +1,19 @@
 """LoadGen `:::MLLOG` detail logs: read once, keep the keys the rules need, never raise on bad bytes.
 
-A detail log is one JSON object per line after the `:::MLLOG ` marker. Offline logs carry a line with every
-loaded sample index (hundreds of KB), so lines whose key no rule reads are skipped without decoding their
-JSON; only their shape is checked (a line cut short is how a truncated copy shows up).
+A detail log is one JSON object per line after the `:::MLLOG ` marker. Every log carries a line with each
+loaded sample index (most of its bytes), so lines whose key no rule reads are not decoded; only their shape
+is checked (a line cut short is how a truncated copy shows up).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 MARKER = b":::MLLOG "
-_KEY_PREFIX = b':::MLLOG {"key": "'
 _ERROR_MARK = b'"is_error": true'
 
 # Keys any rule reads; everything else is skipped (but still shape-checked).
@@ -40,72 +40,126 @@ class LoadgenLog:
     """What a detail log says, as far as the rules care. `problems` lists why it could not be fully read."""
 
     path: Path
+    raw: dict[str, bytes] = field(default_factory=dict)   # key → its JSON value, decoded on first use
     values: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)       # LoadGen error messages (is_error entries)
     problems: list[str] = field(default_factory=list)     # unreadable / not a detail log / corrupt lines
 
     def __getitem__(self, key: str) -> Any:
-        return self.values.get(key)
+        return self.get(key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
+        if key in self.values:
+            return self.values[key]
+        raw = self.raw.get(key)
+        if raw is None:
+            return default
+        try:
+            value = _scalar(raw)
+        except ValueError:
+            self.problems.append(f"the {key} entry is not valid JSON")
+            value = None
+        self.values[key] = value
+        return value
 
     def has(self, key: str) -> bool:
-        return key in self.values
+        return key in self.raw
 
     @property
     def readable(self) -> bool:
         return not self.problems
 
+    def decode_all(self) -> dict[str, Any]:
+        return {key: self.get(key) for key in self.raw}
 
-def read_loadgen_log(path: Path) -> LoadgenLog:
-    """Parse `path`; on any trouble return what could be read plus a description in `.problems`."""
-    log = LoadgenLog(path)
+
+_KEY_RE = re.compile(
+    rb':::MLLOG \{"key": "(' + b"|".join(re.escape(k.encode()) for k in sorted(WANTED_KEYS, key=len, reverse=True))
+    + rb')", "value": (.*?), "time_ms": ')
+_BIG_LINE = b'{"key": "loaded_qsl_set"'   # one sample index per loaded sample: most of the file's bytes
+
+
+def read_loadgen_log(path: Path | str) -> LoadgenLog:
+    """Parse `path`; on any trouble return what could be read plus a description in `.problems`.
+
+    Works on the whole file as bytes with C-speed searches: the loaded_qsl_set lines (most of the bytes) are
+    stepped over with one newline search each, the wanted keys are picked out by one regular expression, and
+    only LoadGen error entries are decoded as full JSON. Damage it reports: a foreign first line, bytes that are
+    not UTF-8 anywhere, a last line cut short, a wanted or error entry that is not valid JSON. (A damaged line
+    whose key no rule reads is not noticed; the official reader would stop on it.)
+    """
+    log = LoadgenLog(Path(path))
     try:
-        fh = open(path, "rb")
+        with open(path, "rb") as fh:
+            blob = fh.read()
     except OSError as exc:
         log.problems.append(f"cannot be read ({exc.strerror or exc})")
         return log
-    with fh:
-        first = True
-        for number, raw in enumerate(fh, start=1):
-            line = raw.rstrip(b"\r\n ")
-            if first:
-                first = False
-                if not line.startswith(MARKER):
-                    log.problems.append("is not a LoadGen detail log (its first line has no ':::MLLOG' marker)")
-                    return log
-            if not line.isascii():
-                try:
-                    line.decode("utf-8")
-                except UnicodeDecodeError:
-                    log.problems.append(f"line {number} holds bytes that are not UTF-8 text (binary garbage?)")
-                    continue
-            if not line.startswith(MARKER):
-                continue  # LoadGen never writes such lines, and the official reader ignores them too
-            if not line.endswith(b"}"):
-                log.problems.append(f"line {number} is cut short (the file looks truncated)")
-                continue
-            key = None
-            if line.startswith(_KEY_PREFIX):
-                end = line.find(b'"', len(_KEY_PREFIX))
-                key = line[len(_KEY_PREFIX):end].decode("utf-8", "replace") if end > 0 else None
-            is_error = _ERROR_MARK in line
-            if key is not None and key not in WANTED_KEYS and not is_error:
-                continue
-            try:
-                entry = json.loads(line[len(MARKER):])
-                key = entry["key"]
-            except (ValueError, KeyError, TypeError):
-                log.problems.append(f"line {number} is not valid JSON")
-                continue
-            value = entry.get("value")
-            if is_error and (entry.get("metadata") or {}).get("is_error"):
-                log.errors.append(str(value))
-            log.values.setdefault(key, value)  # the first occurrence wins, as in the official reader
-    if first:
-        log.problems.append("is empty")
+    if not blob.startswith(MARKER):
+        log.problems.append("is empty" if not blob.strip() else
+                            "is not a LoadGen detail log (its first line has no ':::MLLOG' marker)")
+        return log
+    if not blob.isascii():
+        try:
+            blob.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            log.problems.append(f"line {_line_of(blob, exc.start)} holds bytes that are not UTF-8 text "
+                                "(binary garbage?)")
+    end = len(blob)
+    while end and blob[end - 1] in b"\r\n \t":   # (rstrip would copy the whole file)
+        end -= 1
+    if blob[end - 1:end] != b"}":
+        log.problems.append(f"line {_line_of(blob, end)} is cut short (the file looks truncated)")
+    segments = []
+    pos = 0
+    while (hit := blob.find(_BIG_LINE, pos)) >= 0:
+        segments.append((pos, max(pos, blob.rfind(b"\n", pos, hit) + 1)))
+        nl = blob.find(b"\n", hit)
+        pos = len(blob) if nl < 0 else nl + 1
+    segments.append((pos, len(blob)))
+    raw = log.raw
+    for a, b in segments:
+        for m in _KEY_RE.finditer(blob, a, b):
+            key = m.group(1).decode()
+            if key not in raw:   # the first occurrence wins, as in the official reader
+                raw[key] = m.group(2)
+    for a, b in segments:   # LoadGen never logs an error inside a sample-index line
+        _errors(blob, a, b, log)
     return log
+
+
+def _line_of(blob: bytes, offset: int) -> int:
+    return blob.count(b"\n", 0, offset) + 1
+
+
+def _scalar(raw: bytes) -> Any:
+    if raw[:1] == b'"' or raw[:1] in (b"[", b"{"):
+        return json.loads(raw)
+    if raw == b"true":
+        return True
+    if raw == b"false":
+        return False
+    if raw == b"null":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return float(raw)
+
+
+def _errors(blob: bytes, pos: int, stop: int, log: LoadgenLog) -> None:
+    while (hit := blob.find(_ERROR_MARK, pos, stop)) >= 0:
+        start = blob.rfind(b"\n", 0, hit) + 1
+        end = blob.find(b"\n", hit)
+        end = len(blob) if end < 0 else end
+        pos = end
+        try:
+            entry = json.loads(blob[start + len(MARKER):end])
+        except ValueError:
+            log.problems.append(f"line {_line_of(blob, start)} is not valid JSON")
+            continue
+        if isinstance(entry, dict) and (entry.get("metadata") or {}).get("is_error"):
+            log.errors.append(str(entry.get("value")))
 
 
 def read_text_lines(path: Path, limit_bytes: int = 8 * 1024 * 1024) -> tuple[list[str] | None, str | None]:

@@ -36,6 +36,7 @@ class OfficialDiff:
     verdicts: dict[str, bool] = field(default_factory=dict)       # result id → official pass
     errors: dict[str, list[str]] = field(default_factory=dict)     # result id → official error lines
     disagreements: list[dict] = field(default_factory=list)
+    summary_csv: str = ""                                          # its summary.csv, paths as given
 
     @property
     def agrees(self) -> bool:
@@ -83,7 +84,11 @@ def run_official(checkout: Path, tree: Path, version: str, *, submitter: str | N
         seconds = time.perf_counter() - start
         output = (proc.stdout or "") + "\n" + (proc.stderr or "")
         shown = ["python", "-m", "submission_checker.main", "--input", str(tree), *cmd[5:7]]
-        return parse_official_output(output, str(copy), proc.returncode, seconds, shown)
+        diff = parse_official_output(output, str(copy), proc.returncode, seconds, shown)
+        csv_path = Path(tmp) / "summary.csv"
+        if csv_path.is_file():
+            diff.summary_csv = csv_path.read_text(errors="replace").replace(str(copy), str(tree))
+        return diff
 
 
 def parse_official_output(output: str, root: str, returncode: int, seconds: float,

@@ -12,6 +12,8 @@ from subtool.fsutil import atomic_write_json, atomic_write_text
 REPORT_SCHEMA = "subtool.check/1"
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan", "waived": "magenta"}
 _ORDER = {"error": 0, "waived": 1, "warning": 2, "info": 3}
+# Above this many results, clean passes are counted instead of listed (the JSON report lists every one).
+LIST_ALL_UP_TO = 100
 
 
 def report_to_dict(report: CheckReport) -> dict:
@@ -75,8 +77,13 @@ def print_human(report: CheckReport, console) -> None:
         console.print("[bold]tree, submitters, systems, benchmarks[/]", highlight=False)
         for f in sorted(shared, key=lambda f: (_ORDER[f.severity], f.path)):
             _print_finding(console, f, escape)
+    quiet = len(report.results) > LIST_ALL_UP_TO
+    clean = 0
     for verdict in report.results:
         own = sorted(by_result.get(verdict.result, []), key=lambda f: (_ORDER[f.severity], f.rule))
+        if quiet and verdict.passed and not own and not verdict.waived:
+            clean += 1
+            continue
         if verdict.passed:
             badge = "[bold green]PASS[/]" if not verdict.waived else "[bold magenta]PASS (waived)[/]"
         else:
@@ -93,6 +100,9 @@ def print_human(report: CheckReport, console) -> None:
         for rule in verdict.waived:
             why = "short run" if rule == "perf.min_duration" else "waived on request"
             console.print(f"    [magenta]{escape(rule)} waived ({why})[/]", highlight=False)
+    if clean:
+        console.print(f"[bold green]PASS[/] {clean} more results without findings (listed in --json / --report)",
+                      highlight=False)
     passed = sum(r.passed for r in report.results)
     total = len(report.results)
     errors = sum(f.severity == "error" for f in report.findings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import pytest
 from cases import CASES, CASES_BY_NAME
@@ -16,7 +17,7 @@ from cases import CASES, CASES_BY_NAME
 from subtool.checker.api import SUMMARY_COLUMNS, CheckOptions, check_tree
 from subtool.checker.report import summary_csv_text
 
-from conftest import FIXTURES
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checker"
 
 CSV_CASES = ("bert_closed_valid", "llama2_closed_valid", "llama31_open_valid", "bert_closed_v50_legacy_layout")
 

@@ -103,10 +103,9 @@ def _dataset(ctx: ResultContext, log) -> None:
 
 def _accuracy_txt(ctx: ResultContext) -> None:
     rel = f"{ctx.result_rel}/accuracy/accuracy.txt"
-    path = ctx.abs(rel)
-    if not path.is_file():
+    if not ctx.is_file(rel):
         return  # reported by the layout rules
-    lines, problem = read_text_lines(path)
+    lines, problem = read_text_lines(ctx.abs(rel))
     if lines is None:
         ctx.out.add(RESULT_UNREADABLE, rel, f"accuracy.txt {problem}", "write accuracy.txt again with the "
                     "accuracy script")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from subtool.checker.config import (
     ACCURACY_PATTERNS, COMPLIANCE_DELTA_PERCENT, COMPLIANCE_PERF_FILES, COMPLIANCE_PERF_OPTIONAL, TEST01_ACC_FILES,
 )
@@ -51,7 +49,12 @@ def _check_test(ctx: ResultContext, test: str) -> None:
     lines = {}
     for name in ("verify_accuracy.txt", "verify_performance.txt", "verify_output_len.txt"):
         if ctx.exists(f"{base}/{name}"):
-            lines[name], _ = read_text_lines(ctx.abs(f"{base}/{name}"))
+            text, problem = read_text_lines(ctx.abs(f"{base}/{name}"))
+            if text is None:
+                out.add(FAILED, f"{base}/{name}", f"{test}/{name} {problem}",
+                        f"run {test}'s verification again and keep its output unchanged")
+                text = []
+            lines[name] = text
     if test in _ACC_VERIFY and "verify_accuracy.txt" not in lines:
         out.add(MISSING, f"{base}/verify_accuracy.txt", f"{test}/verify_accuracy.txt is missing",
                 f"run {test}'s verification script and keep its output")
@@ -109,13 +112,12 @@ def _test01_accuracy_fallback(ctx: ResultContext, base: str) -> None:
     """TEST01 without 'TEST PASS': the non-deterministic path compares baseline and compliance accuracy."""
     out = ctx.out
     acc = f"{base}/accuracy"
-    try:
-        files = [e.name for e in os.scandir(ctx.abs(acc)) if e.is_file()]
-    except OSError:
+    if not ctx.exists(acc):
         out.add(FAILED, f"{base}/verify_accuracy.txt",
                 "TEST01 accuracy check failed (no 'TEST PASS') and there is no accuracy/ folder to compare",
                 "make the SUT deterministic, or run TEST01's accuracy comparison and keep its accuracy/ folder")
         return
+    files = [name for name, is_file in ctx.entries(acc).items() if is_file]
     diff = (set(files) ^ set(TEST01_ACC_FILES)) - _ALWAYS_OPTIONAL
     if diff:
         out.add(FILE_LIST, acc, f"TEST01 accuracy/ files differ from the expected set: {', '.join(sorted(diff))}",
@@ -156,11 +158,10 @@ def _perf_verification(ctx: ResultContext, test: str, base: str, verify: list[st
         out.add(FAILED, f"{base}/verify_performance.txt", f"{test} performance verification did not pass",
                 f"the {test} run's performance differs too much from the submission run; re-run both")
     run = f"{base}/performance/run_1"
-    try:
-        files = [e.name for e in os.scandir(ctx.abs(run)) if e.is_file()]
-    except OSError:
+    if not ctx.exists(run):
         out.add(MISSING, run, f"{test} has no performance/run_1 folder", f"copy the {test} performance logs there")
         return
+    files = [name for name, is_file in ctx.entries(run).items() if is_file]
     diff = (set(files) ^ set(COMPLIANCE_PERF_FILES)) - COMPLIANCE_PERF_OPTIONAL
     if diff:
         out.add(FILE_LIST, run, f"{test} performance/run_1 files differ from the expected set: "

@@ -48,8 +48,8 @@ POWER_UNCHECKED = define(
 def check_result_files(ctx: ResultContext) -> None:
     """Report missing or empty files of one result, and the large-file / summary-log advisories."""
     out = ctx.out
-    perf_present = ctx.exists(ctx.perf_rel)
-    acc_present = ctx.exists(ctx.acc_rel)
+    perf_present = ctx.is_file(ctx.perf_rel)
+    acc_present = ctx.is_file(ctx.acc_rel)
     if not perf_present:
         out.add(MISSING_FILE, ctx.perf_rel, "performance detail log mlperf_log_detail.txt is missing",
                 "copy the performance run's LoadGen logs into performance/run_1/")
@@ -61,7 +61,7 @@ def check_result_files(ctx: ResultContext) -> None:
                        ("mlperf_log_accuracy.json", "copy the accuracy run's mlperf_log_accuracy.json "
                                                     "(truncated) into accuracy/")):
         rel = f"{ctx.result_rel}/accuracy/{name}"
-        if not ctx.exists(rel):
+        if not ctx.is_file(rel):
             out.add(MISSING_FILE, rel, f"{name} is missing", hint)
     for run in ("performance/run_1", "accuracy"):
         folder = f"{ctx.result_rel}/{run}"
@@ -79,31 +79,28 @@ def check_measurement_files(ctx: ResultContext) -> None:
     folder = ctx.measurements_rel
     for name in MEASUREMENTS_FILES:
         rel = f"{folder}/{name}"
-        path = ctx.abs(rel)
-        if not path.is_file():
+        if not ctx.is_file(rel):
             out_hint = ("the user.conf LoadGen loaded for this run" if name == "user.conf"
                         else "a README.md saying how to reproduce the run")
             ctx.out.add(MISSING_FILE, rel, f"{name} is missing", f"add {out_hint} to {folder}/")
-        elif path.stat().st_size == 0:
+        elif os.path.getsize(ctx.abs(rel)) == 0:
             ctx.out.add(EMPTY_FILE, rel, f"{name} is empty", f"fill {name}; the official checker rejects empty "
                         "files")
 
 
 def check_large_files(ctx: ResultContext) -> None:
-    """Only the run folders: that is where multi-GB traces and untruncated logs end up."""
+    """The files that grow without bound: LoadGen traces and untruncated accuracy logs."""
     for run in ("performance/run_1", "accuracy"):
         folder = f"{ctx.result_rel}/{run}"
-        try:
-            entries = list(os.scandir(ctx.abs(folder)))
-        except OSError:
-            continue
-        for entry in entries:
+        for name in ("mlperf_log_trace.json", "mlperf_log_accuracy.json"):
+            if not ctx.is_file(f"{folder}/{name}"):
+                continue
             try:
-                size = entry.stat().st_size if entry.is_file() else 0
+                size = os.path.getsize(ctx.abs(f"{folder}/{name}"))
             except OSError:
                 continue
             if size > LARGE_FILE_BYTES:
-                ctx.out.add(LARGE_FILE, f"{folder}/{entry.name}", f"file is {size / 1e6:.1f} MB (over 50 MB)",
+                ctx.out.add(LARGE_FILE, f"{folder}/{name}", f"file is {size / 1e6:.1f} MB (over 50 MB)",
                             "truncate accuracy logs and leave traces (mlperf_log_trace.json) out of the tree")
 
 

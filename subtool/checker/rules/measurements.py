@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from subtool.checker.config import MEASUREMENTS_FIELDS
 from subtool.checker.context import ResultContext
 from subtool.checker.logs import read_json_object
@@ -28,10 +26,7 @@ def measurements_json_rel(ctx: ResultContext) -> str | None:
     folder = ctx.measurements_rel
     if ctx.cfg.layout.measurements_json_in_dir:
         return f"{folder}/measurements.json"
-    try:
-        names = sorted(e.name for e in os.scandir(ctx.abs(folder)) if e.is_file())
-    except OSError:
-        return None
+    names = sorted(name for name, is_file in ctx.entries(folder).items() if is_file)
     system, scenario = ctx.job.system, ctx.job.scenario
     for name in names:
         if name.startswith(system) and (name.endswith(f"_{scenario}.json") or name.endswith(".json")):

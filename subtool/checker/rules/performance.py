@@ -86,7 +86,7 @@ def check_perf_log(ctx: ResultContext, log: LoadgenLog, rel: str, main_run: bool
     if not log.readable:
         out.add(LOG_CORRUPT, rel, f"performance log {'; '.join(log.problems[:3])}",
                 "copy mlperf_log_detail.txt again from the run directory; never edit it")
-        if not log.values:
+        if not log.raw:
             return
     bad = [e for e in log.errors if "Loadgen built with uncommitted changes" not in e]
     if bad:

@@ -1,0 +1,134 @@
+"""How fast `subtool check` is on a 1,000-result tree, and how that compares with the official checker.
+
+    python bench/checker_speed.py [--official CHECKOUT] [--results 1000] [--repeat 3] [--out bench/results/checker_speed.json]
+
+The tree is generated from real LoadGen logs (tests/checker/treegen.py: an instant SUT, official seeds):
+closed bert-99 edge systems (Offline + SingleStream, TEST01) and closed llama3.1-8b / llama2-70b-99.9
+datacenter systems (Offline + Server, TEST06), replicated with hard links until it holds the requested number
+of results. Both checkers run as fresh processes (`subtool check TREE --csv …` and `python -m
+submission_checker.main --input TREE …`), output discarded; the best of --repeat runs is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "checker"))
+
+from treegen import TreeBuilder, generate_runs  # noqa: E402
+
+TEMPLATES = (  # (system template, benchmark, scenarios, system_type)
+    ("edge", "bert-99", ("Offline", "SingleStream"), "edge"),
+    ("dc8b", "llama3.1-8b", ("Offline", "Server"), "datacenter"),
+    ("dc70b", "llama2-70b-99.9", ("Offline", "Server"), "datacenter"),
+)
+
+
+def build_tree(dest: Path, results: int, runs) -> int:
+    """A closed-division tree with `results` results (rounded up to whole systems); returns the count."""
+    builder = TreeBuilder(dest, runs)
+    sub = dest / "closed" / "Bench"
+    for name, benchmark, scenarios, system_type in TEMPLATES:
+        builder.system("closed", "Bench", name, {"system_type": system_type})
+        for scenario in scenarios:
+            builder.result("closed", "Bench", name, benchmark, scenario)
+    per_system = 2
+    systems = -(-results // per_system)
+    count = 0
+    for i in range(systems):
+        name, *_ = TEMPLATES[i % len(TEMPLATES)]
+        system = f"{name}-{i:04d}"
+        shutil.copytree(sub / "results" / name, sub / "results" / system, copy_function=os.link)
+        data = json.loads((sub / "systems" / f"{name}.json").read_text())
+        data["system_name"] = f"Bench system {i}"
+        (sub / "systems" / f"{system}.json").write_text(json.dumps(data, indent=2))
+        count += per_system
+    for name, *_ in TEMPLATES:
+        shutil.rmtree(sub / "results" / name)
+        (sub / "systems" / f"{name}.json").unlink()
+    return count
+
+
+def time_once(cmd: list[str], cwd: Path) -> tuple[float, int]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start, proc.returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--official", type=Path, default=None, help="checkout of mlcommons/inference")
+    parser.add_argument("--results", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "checker_speed.json")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="subtool-bench-") as tmp:
+        tmp = Path(tmp)
+        runs = generate_runs(tmp / "runs")
+        tree = tmp / "tree"
+        count = build_tree(tree, args.results, runs)
+        work = tmp / "work"
+        work.mkdir()
+        ours_cmd = [sys.executable, "-m", "subtool.cli", "check", str(tree), "--csv", str(work / "ours.csv")]
+        official_cmd = cwd = None
+        if args.official:
+            from subtool.checker.official import locate_checker
+
+            cwd = locate_checker(args.official)
+            official_cmd = [sys.executable, "-m", "submission_checker.main", "--input", str(tree),
+                            "--version", "v6.1", "--csv", str(work / "official.csv")]
+        # Interleaved, best of --repeat each: both see the same machine load.
+        ours_times, official_times = [], []
+        ours_rc = official_rc = 0
+        for _ in range(args.repeat):
+            seconds, ours_rc = time_once(ours_cmd, ROOT)
+            ours_times.append(seconds)
+            if official_cmd:
+                seconds, official_rc = time_once(official_cmd, cwd)
+                official_times.append(seconds)
+        ours_s = min(ours_times)
+        record = {
+            "benchmark": "checker_speed",
+            "results": count,
+            "repeat": args.repeat,
+            "subtool_seconds": round(ours_s, 3),
+            "subtool_all_seconds": [round(t, 3) for t in ours_times],
+            "subtool_exit": ours_rc,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "platform": platform.platform()},
+            "command": "python bench/checker_speed.py" + (" --official CHECKOUT" if args.official else ""),
+        }
+        if official_cmd:
+            official_s = min(official_times)
+            same_rows = _rows(work / "ours.csv") == _rows(work / "official.csv")
+            record.update({"official_seconds": round(official_s, 3),
+                           "official_all_seconds": [round(t, 3) for t in official_times],
+                           "official_exit": official_rc,
+                           "speedup": round(official_s / ours_s, 1), "same_summary_rows": same_rows})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+def _rows(path: Path) -> list[tuple]:
+    """summary.csv rows without Location (it names the folder each checker was given)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        return sorted(tuple(v for k, v in row.items() if k != "Location") for row in csv.DictReader(fh))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

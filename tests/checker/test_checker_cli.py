@@ -1,0 +1,163 @@
+"""`subtool check` end to end on real trees: exit codes, --json, --csv, --report, --waive, human output,
+--skip-compliance, --official; and the rule catalogue staying in step with RULES.md."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from subtool.checker.api import CheckOptions, check_tree
+from subtool.checker.report import summary_csv_text
+from subtool.checker.rules import all_rules
+from subtool.cli import app
+
+runner = CliRunner()
+# Files whose damage must fail the check (others, e.g. README.md or a truncated accuracy log, may stay valid
+# for the official checker too).
+CRITICAL = {"mlperf_log_detail.txt", "accuracy.txt", "measurements.json", "box.json", "verify_accuracy.txt",
+            "verify_performance.txt"}
+DEMO = "open/TeamX/results/box/bert-99/Offline"
+
+
+def test_short_open_run_fails_until_min_duration_is_waived(case_trees):
+    tree = case_trees["demo_open_short_run_waived"]
+    plain = runner.invoke(app, ["check", str(tree), "--json"])
+    assert plain.exit_code == 1
+    doc = json.loads(plain.stdout)
+    assert not doc["ok"] and [f["rule"] for f in doc["findings"] if f["severity"] == "error"] == ["perf.min_duration"]
+
+    waived = runner.invoke(app, ["check", str(tree), "--json", "--waive", "perf.min_duration"])
+    assert waived.exit_code == 0
+    doc = json.loads(waived.stdout)
+    assert doc["ok"] and doc["waived_rules"] == ["perf.min_duration"]
+    (result,) = doc["results"]
+    assert result["passed"] and result["run_style"] == "short" and result["waived"] == ["perf.min_duration"]
+    (finding,) = [f for f in doc["findings"] if f["rule"] == "perf.min_duration"]
+    assert finding["severity"] == "waived" and finding["result"] == DEMO and finding["hint"]
+    assert len(doc["summary_rows"]) == 1
+    # human output (stderr) names the waived rule; it never claims the rule passed
+    assert "perf.min_duration waived (short run)" in waived.stderr
+    assert "PASS (waived)" in waived.stderr
+
+
+def test_csv_and_report_files(case_trees, tmp_path):
+    tree = case_trees["bert_closed_valid"]
+    csv_path, report_path = tmp_path / "out" / "summary.csv", tmp_path / "out" / "report.json"
+    result = runner.invoke(app, ["check", str(tree), "--csv", str(csv_path), "--report", str(report_path)])
+    assert result.exit_code == 0, result.output
+    assert csv_path.read_text() == summary_csv_text(check_tree(tree, CheckOptions()))
+    report = json.loads(report_path.read_text())
+    assert report["schema"] == "subtool.check/1" and report["counts"]["passed"] == 2
+    assert not list(csv_path.parent.glob(".*tmp"))   # atomic writes leave no temporaries
+
+
+def test_failures_are_grouped_by_result_with_fix(case_trees):
+    result = runner.invoke(app, ["check", str(case_trees["low_accuracy_closed"])])
+    assert result.exit_code == 1
+    err = result.stderr
+    assert "FAIL closed/TeamX/results/box/bert-99/Offline" in err
+    assert "acc.below_threshold" in err and "fix:" in err
+    assert "PASS closed/TeamX/results/box/bert-99/SingleStream" in err
+
+
+def test_shared_findings_fail_every_result_of_the_system(case_trees):
+    report = check_tree(case_trees["wrong_submitter"], CheckOptions())
+    assert [r.passed for r in report.results] == [False, False]
+    (finding,) = [f for f in report.findings if f.rule == "system.submitter_mismatch"]
+    assert finding.result is None and finding.path == "closed/TeamX/systems/box.json"
+    assert all("system.submitter_mismatch" in r.failed for r in report.results)
+
+
+def test_skip_compliance_waives_compliance_findings(case_trees):
+    tree = case_trees["missing_test01"]
+    assert not check_tree(tree, CheckOptions()).ok
+    report = check_tree(tree, CheckOptions(skip_compliance=True))
+    assert report.ok
+    (finding,) = [f for f in report.findings if f.rule == "compliance.missing"]
+    assert finding.severity == "waived" and "--skip-compliance" in finding.message
+
+
+def test_v6_rules_on_a_v5_tree_say_so(case_trees):
+    report = check_tree(case_trees["bert_closed_v50_legacy_layout"], CheckOptions(version="v6.1"))
+    rules = {f.rule for f in report.findings if f.severity == "error"}
+    assert "layout.wrong_generation" in rules and "perf.seeds" in rules
+    seed = next(f for f in report.findings if f.rule == "perf.seeds")
+    assert "v5.0" in seed.hint   # it tells which round the logs' seeds belong to
+
+
+@pytest.mark.parametrize("args, words", [
+    (["check", "/nonexistent/tree"], "does not exist"),
+    (["check", ".", "--version", "v4.9"], "unknown round"),
+    (["check", ".", "--waive", "perf.no_such_rule"], "cannot waive unknown rule"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, words):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and words in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_file_instead_of_a_tree(tmp_path):
+    f = tmp_path / "tree.tar.gz"
+    f.write_bytes(b"\x1f\x8b")
+    result = runner.invoke(app, ["check", str(f)])
+    assert result.exit_code == 2 and "not a directory" in result.stderr
+
+
+def test_never_a_traceback_whatever_a_file_holds(case_trees, tmp_path):
+    """Every file of a valid tree, in turn: random bytes, emptied, cut in half, replaced by a folder."""
+    src = case_trees["bert_closed_valid"]
+    files = sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file())
+    rng = random.Random(5)
+    damages = [
+        lambda p: p.write_bytes(bytes(rng.randrange(256) for _ in range(512))),
+        lambda p: p.write_bytes(b""),
+        lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+        lambda p: (p.unlink(), p.mkdir()),
+    ]
+    tree = tmp_path / "t"
+    for i, rel in enumerate(files):
+        damage = damages[i % len(damages)]
+        if tree.exists():
+            shutil.rmtree(tree)
+        shutil.copytree(src, tree)
+        damage(tree / rel)
+        report = check_tree(tree, CheckOptions())      # must not raise
+        assert len(report.results) == 2 and all(isinstance(r.passed, bool) for r in report.results)
+        # (half an accuracy.txt keeps its metric line and a hash= prefix: valid for the official checker too)
+        if rel.name in CRITICAL and not (rel.name == "accuracy.txt" and i % len(damages) == 2):
+            assert not report.ok, f"{rel} damaged ({i % len(damages)}) but the tree still passes"
+
+
+def test_rules_md_lists_every_rule():
+    text = (Path(__file__).resolve().parents[2] / "subtool" / "checker" / "RULES.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \|", text, flags=re.M))
+    assert documented == set(all_rules())
+
+
+def test_official_diff_explains_stricter_verdicts(case_trees, official_checkout):
+    tree = case_trees["invalid_result"]
+    result = runner.invoke(app, ["check", str(tree), "--official", str(official_checkout), "--json"])
+    assert result.exit_code == 1
+    diff = json.loads(result.stdout)["official_diff"]
+    assert not diff["crashed"]
+    (row,) = diff["disagreements"]
+    assert row["subtool"] == "fail" and row["official"] == "pass"
+    assert row["explained"] == "subtool is stricter: perf.result_invalid"
+    assert "differs" in result.stderr
+
+
+def test_official_diff_reports_a_crash(case_trees, official_checkout):
+    report = check_tree(case_trees["missing_system_json"], CheckOptions(official=official_checkout))
+    assert report.official_diff.crashed and "Error" in report.official_diff.crash
+    assert all(row["official"] == "crashed (no verdict)" for row in report.official_diff.disagreements)
+
+
+def test_official_path_that_is_not_a_checker(case_trees, tmp_path):
+    result = runner.invoke(app, ["check", str(case_trees["bert_open_valid"]), "--official", str(tmp_path)])
+    assert result.exit_code == 2 and "no official submission checker" in result.stderr
