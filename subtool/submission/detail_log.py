@@ -17,6 +17,7 @@ MARKER = ":::MLLOG"
 
 # Keys LoadGen writes at the very end of a run; a log without them was cut short.
 _END_KEYS_PERFORMANCE = ("result_validity",)
+_MAX_KEPT_ITEMS = 64
 _MODE_NAMES = {"PerformanceOnly": "performance", "AccuracyOnly": "accuracy", "SubmissionRun": "submission",
                "FindPeakPerformance": "find_peak"}
 
@@ -77,7 +78,12 @@ def read_detail_log(path: Path, *, expect_mode: str | None = None) -> DetailLog:
                                    f"corrupted", path=path, rule="import.truncated_log",
                                    hint="copy the log again from the machine that ran it") from None
             if key not in log.values:
-                log.values[key] = entry.get("value")
+                value = entry.get("value")
+                # loaded_qsl_set, loadgen_file_sha1 …: big, never needed; keeping them would make memory grow
+                # with the number of results packaged
+                if isinstance(value, (list, dict)) and len(value) > _MAX_KEPT_ITEMS:
+                    value = None
+                log.values[key] = value
             if (entry.get("metadata") or {}).get("is_error"):
                 log.errors.append(str(entry.get("value")))
     if last_line_no == 0:

@@ -20,12 +20,12 @@ from typing import Any, Callable
 
 from subtool import __version__
 from subtool.errors import SubtoolError
-from subtool.fsutil import atomic_write_text
 from subtool.submission import documents
 from subtool.submission.importers import ImportedResult, discover, import_loose
 from subtool.submission.layout import DIVISIONS, Layout, ResultKey, check_name, layout_for
 from subtool.submission.models import accuracy_line_ok, format_accuracy_line
 from subtool.submission.results import write_result
+from subtool.submission.truncate import make_durable
 from subtool.submission.system import (SystemDescription, apply_overrides, default_system_name, detect_system,
                                        load_overrides, split_overrides, validation_errors)
 
@@ -295,6 +295,12 @@ def _confirm_replace(labels: list[str], confirm: Callable[[str], bool] | None) -
     return bool(confirm(f"Replace {len(labels)} result(s) already in the tree ({', '.join(labels)})?"))
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Inside staging a plain write is enough: the whole directory is made durable, then renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
 def _remove_empty_dirs(root: Path) -> None:
     """The checker rejects empty directories; drop the ones a result without (say) compliance runs left."""
     if not root.is_dir():
@@ -378,6 +384,7 @@ def package_results(opts: PackageOptions, console=None, *, accuracy_scorer: Accu
     for p in planned:
         groups.setdefault(p.key.division, []).append(p)
     staged: list[tuple[Path, Path]] = []        # (staging root, final submitter dir)
+    durable: list[Path] = []                     # everything written, synced once before anything is published
     try:
         for division, items in groups.items():
             final = out / layout.submitter_dir(division, submitter)
@@ -389,7 +396,9 @@ def package_results(opts: PackageOptions, console=None, *, accuracy_scorer: Accu
             else:
                 inner.mkdir(parents=True)
             _stage_group(staging, layout, division, submitter, items, descriptions, opts, full_logs, result,
-                         confirm)
+                         confirm, durable)
+            durable += [p for p in staging.rglob("*") if p.is_file() and p.stat().st_nlink == 1]
+        make_durable(durable)
         for staging, final in staged:
             _swap_in(staging / final.relative_to(out), final, out)
             shutil.rmtree(staging, ignore_errors=True)
@@ -424,7 +433,7 @@ def _swap_in(new: Path, final: Path, out: Path) -> None:
 
 def _stage_group(root: Path, layout: Layout, division: str, submitter: str, items: list[_Planned],
                  descriptions: dict, opts: PackageOptions, full_logs: Path, result: PackageResult,
-                 confirm) -> None:
+                 confirm, durable: list[Path]) -> None:
     """Build `<root>/<division>/<submitter>` (a linked copy of the current one) with the new results."""
     # existing results: replace only with --force or a yes
     existing = [p for p in items if any((root / d).exists() for d in layout.owned_dirs(p.key))]
@@ -454,7 +463,7 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
                 current = None
             if current != desc.fields:
                 if opts.system_file is not None and opts.force:
-                    atomic_write_text(target, desc.to_json())
+                    _write_text(target, desc.to_json())
                     result.notes.append(f"replaced {rel} (--force with --system-file)")
                 elif opts.system_file is not None:
                     raise SubtoolError(f"{rel} is already in the tree and differs from --system-file; nothing "
@@ -463,7 +472,7 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
                 else:
                     result.notes.append(f"kept the existing {rel} (detected values not applied)")
         else:
-            atomic_write_text(target, desc.to_json())
+            _write_text(target, desc.to_json())
             if desc.guessed:
                 result.notes.append(f"{rel}: check {', '.join(desc.guessed)} (not detected; set them with "
                                     f"--system-file)")
@@ -472,8 +481,10 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
     # results
     for p in items:
         readme = documents.result_readme(p.key, p.imp, version=layout.version, accuracy_line=p.accuracy_line)
-        write_result(root, layout, p.key, p.imp, accuracy_txt=p.accuracy_txt, measurements=p.measurements,
-                     readme=readme, user_conf_text=p.user_conf_text, full_logs=full_logs)
+        written = write_result(root, layout, p.key, p.imp, accuracy_txt=p.accuracy_txt,
+                               measurements=p.measurements, readme=readme, user_conf_text=p.user_conf_text,
+                               full_logs=full_logs)
+        durable += written.outside
         result.results.append(PackagedResult(
             division=division, submitter=submitter, system=p.key.system, model=p.key.model,
             scenario=p.key.scenario, path=opts.out / layout.result_dir(p.key), run_style=p.imp.run_style,
@@ -491,7 +502,7 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
                                    f"was changed", path=opts.out / layout.model_mapping(division, submitter),
                                    rule="package.model_mapping_conflict", hint="use another custom model name")
             mapping[name] = official
-        atomic_write_text(target, json.dumps(mapping, indent=2, sort_keys=True) + "\n")
+        _write_text(target, json.dumps(mapping, indent=2, sort_keys=True) + "\n")
 
     _write_documents(root, layout, division, submitter, items)
     for p in items:
@@ -508,10 +519,10 @@ def _write_documents(root: Path, layout: Layout, division: str, submitter: str, 
     entries = [(p.key, p.imp) for p in items]
     doc = root / layout.documentation_dir(division, submitter)
     if not (doc / "README.md").exists():
-        atomic_write_text(doc / "README.md", documents.documentation_readme(submitter, division, entries,
+        _write_text(doc / "README.md", documents.documentation_readme(submitter, division, entries,
                                                                             version=layout.version))
     if not (doc / "calibration.md").exists():
-        atomic_write_text(doc / "calibration.md",
+        _write_text(doc / "calibration.md",
                           documents.calibration_md(entries, {p.key: p.measurements for p in items}))
     src = root / layout.src_dir(division, submitter)
     copied = None
@@ -522,8 +533,8 @@ def _write_documents(root: Path, layout: Layout, division: str, submitter: str, 
         if not (src / copied).exists():
             documents.copy_source_tree(Path(subtool.__file__).parent, src / copied / "subtool")
     if not (src / "README.md").exists():
-        atomic_write_text(src / "README.md", documents.src_readme(entries, copied=copied))
+        _write_text(src / "README.md", documents.src_readme(entries, copied=copied))
     for model in sorted({p.key.model for p in items}):
         target = src / model / "README.md"
         if not target.exists():
-            atomic_write_text(target, documents.model_src_readme(model, [e for e in entries if e[0].model == model]))
+            _write_text(target, documents.model_src_readme(model, [e for e in entries if e[0].model == model]))

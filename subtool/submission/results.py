@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from subtool.errors import SubtoolError
-from subtool.fsutil import atomic_write_text
 from subtool.submission.importers import ImportedResult
 from subtool.submission.layout import Layout, ResultKey
 from subtool.submission.truncate import (MAX_ACCURACY_LOG_SIZE, append_hash, is_already_truncated, read_hash,
@@ -31,6 +30,13 @@ COMPLIANCE_ACC_FILES = ("accuracy.txt", "baseline_accuracy.txt", "compliance_acc
 class WrittenResult:
     accuracy_sha256: str
     full_logs: list[Path]
+    outside: list[Path]
+
+
+def _write(path: Path, text: str) -> None:
+    """Plain write: the staging tree is published as a whole (and made durable) by the package stage."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -55,7 +61,7 @@ def _copy_small_accuracy_log(src_dir: Path, dst_dir: Path) -> None:
 
 
 def _stage_accuracy(src_dir: Path, dst_dir: Path, accuracy_txt: str | None, full_copy: Path | None, *,
-                    need_entries: bool, hash_only: bool = False) -> tuple[str | None, Path | None]:
+                    need_entries: bool, written: list[Path], hash_only: bool = False) -> tuple[str | None, Path | None]:
     """Truncate + hash an accuracy directory's log the official way; returns (sha256, full copy path)."""
     src_log = src_dir / ACCURACY_LOG
     if not src_log.is_file():
@@ -64,10 +70,10 @@ def _stage_accuracy(src_dir: Path, dst_dir: Path, accuracy_txt: str | None, full
     dst_txt = dst_dir / "accuracy.txt"
     if accuracy_txt is not None and is_already_truncated(accuracy_txt, src_log):
         _copy(src_log, dst_dir / ACCURACY_LOG)          # truncated before (by the official tool or subtool)
-        atomic_write_text(dst_txt, accuracy_txt)
+        _write(dst_txt, accuracy_txt)
         return read_hash(accuracy_txt), None
     outcome = truncate_accuracy_log(src_log, dst_dir / ACCURACY_LOG, full_copy=full_copy,
-                                    need_entries=need_entries)
+                                    need_entries=need_entries, written=written)
     existing = read_hash(accuracy_txt)
     if existing and existing != outcome.sha256:
         raise SubtoolError(f"accuracy.txt carries hash={existing[:12]}…, but {ACCURACY_LOG} hashes to "
@@ -80,7 +86,7 @@ def _stage_accuracy(src_dir: Path, dst_dir: Path, accuracy_txt: str | None, full
         text = accuracy_txt
     else:
         text = append_hash(accuracy_txt or "", outcome.sha256)
-    atomic_write_text(dst_txt, text)
+    _write(dst_txt, text)
     return outcome.sha256, outcome.full_copy
 
 
@@ -91,6 +97,7 @@ def write_result(root: Path, layout: Layout, key: ResultKey, imp: ImportedResult
     meas_dir = root / layout.measurements_dir(key)
     full_base = full_logs / key.division / key.submitter / key.system / key.model / key.scenario
     kept: list[Path] = []
+    outside: list[Path] = []            # files written outside the staging tree (full logs), to make durable
 
     perf_dst = result_dir / "performance" / "run_1"
     _copy_logs(imp.perf_dir, perf_dst, what="performance run")
@@ -99,13 +106,13 @@ def write_result(root: Path, layout: Layout, key: ResultKey, imp: ImportedResult
     acc_dst = result_dir / "accuracy"
     _copy_logs(imp.acc_dir, acc_dst, what="accuracy run")
     sha, full = _stage_accuracy(imp.acc_dir, acc_dst, accuracy_txt, full_base / "accuracy" / ACCURACY_LOG,
-                                need_entries=True)
+                                need_entries=True, written=outside)
     if full:
         kept.append(full)
 
-    atomic_write_text(root / layout.measurements_file(key), json.dumps(measurements, indent=2) + "\n")
-    atomic_write_text(meas_dir / "user.conf", user_conf_text)
-    atomic_write_text(meas_dir / "README.md", readme)
+    _write(root / layout.measurements_file(key), json.dumps(measurements, indent=2) + "\n")
+    _write(meas_dir / "user.conf", user_conf_text)
+    _write(meas_dir / "README.md", readme)
     if imp.mlperf_conf is not None:
         _copy(imp.mlperf_conf, meas_dir / "mlperf.conf")
 
@@ -128,7 +135,7 @@ def write_result(root: Path, layout: Layout, key: ResultKey, imp: ImportedResult
                     txt = acc_src / "accuracy.txt"
                     _, full = _stage_accuracy(
                         acc_src, dst / "accuracy", txt.read_text(encoding="utf-8") if txt.is_file() else None,
-                        full_base / test / "accuracy" / ACCURACY_LOG, need_entries=False,
+                        full_base / test / "accuracy" / ACCURACY_LOG, need_entries=False, written=outside,
                         hash_only=test in ("TEST07", "TEST09"))
                     if full:
                         kept.append(full)
@@ -139,4 +146,4 @@ def write_result(root: Path, layout: Layout, key: ResultKey, imp: ImportedResult
                                rule="import.compliance_empty",
                                hint="give the directory run_verification.py wrote (verify_*.txt, performance/, "
                                     "accuracy/)")
-    return WrittenResult(accuracy_sha256=sha or "", full_logs=kept)
+    return WrittenResult(accuracy_sha256=sha or "", full_logs=kept, outside=outside)
