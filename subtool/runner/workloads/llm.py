@@ -1,0 +1,168 @@
+"""The LLM workloads (llama3.1-8b, llama2-70b-99/99.9, gptj-99/99.9) behind the runner's Workload interface.
+
+One code path for the three families: the spec table (llm_specs.py) says which data set reader, generation
+settings, accuracy line and thresholds a benchmark uses; the SUT backends (local torch, or an OpenAI-compatible
+endpoint) answer with token ids and per-response token counts, so LoadGen reports tokens/s, TTFT and TPOT.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.runner.workloads.llm_specs import LLM_SPECS, LlmSpec, accuracy_shortfalls
+
+DEMO_SETTINGS_FILE = "subtool_demo.json"     # in the embedded demo's checkpoint: its generation length
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How the SUT generates: the reference's settings unless overridden (which leaves the closed division)."""
+    max_new_tokens: int
+    min_new_tokens: int
+    num_beams: int
+    output_dtype: str
+    token_latencies: bool
+
+
+def demo_settings(model_path: Path) -> dict:
+    """The embedded demo's own settings ({} for any other checkpoint)."""
+    demo_file = Path(model_path) / DEMO_SETTINGS_FILE
+    return json.loads(demo_file.read_text()) if demo_file.is_file() else {}
+
+
+def generation_for(spec: LlmSpec, model_path: Path, extra: dict) -> Generation:
+    max_new = int(demo_settings(model_path).get("max_new_tokens", spec.max_new_tokens))
+    if extra.get("max_new_tokens"):
+        max_new = int(extra["max_new_tokens"])
+    if max_new < 1:
+        raise SubtoolError(f"max_new_tokens must be at least 1, not {max_new}", rule="run.max_new_tokens")
+    return Generation(max_new_tokens=max_new, min_new_tokens=min(spec.min_new_tokens, max_new),
+                      num_beams=spec.num_beams, output_dtype=spec.output_dtype,
+                      token_latencies=spec.token_latencies)
+
+
+class LlmQSL:
+    """LoadGen's query sample library over prompts already in memory (loading is a no-op)."""
+
+    def __init__(self, count: int, performance_count: int):
+        import mlperf_loadgen as lg
+
+        self.count = count
+        self.performance_count = min(performance_count, count)
+        self.handle = lg.ConstructQSL(self.count, self.performance_count, self._load, self._unload)
+
+    def _load(self, indices):
+        pass
+
+    def _unload(self, indices):
+        pass
+
+    def destroy(self) -> None:
+        import mlperf_loadgen as lg
+
+        lg.DestroyQSL(self.handle)
+
+
+class LlmWorkload:
+    def __init__(self, name: str):
+        from subtool.runner.workloads.base import BenchmarkSpec
+
+        self.llm = LLM_SPECS[name]
+        self.spec = BenchmarkSpec(name=name, loadgen_model=self.llm.loadgen_model,
+                                  sample_count=self.llm.sample_count, scenarios=self.llm.scenarios,
+                                  backends=tuple(SUT_BACKENDS), token_metrics=self.llm.token_latencies,
+                                  extra={"round": self.llm.round})
+        self._config: dict = {}
+
+    def check_model(self, model_path: Path) -> dict:
+        from subtool.runner.workloads.llm_data import check_checkpoint
+
+        # weights are checked by the local backends only: a network SUT needs just the tokenizer
+        self._config = check_checkpoint(self.llm, model_path, need_weights=False)
+        return self._config
+
+    def demo_assets(self) -> tuple[Path, Path]:
+        from subtool.runner.workloads.llm_demo import demo_assets
+
+        assets = demo_assets(self.llm)
+        return assets.model_path, assets.dataset_path
+
+    def load(self, model_path: Path, dataset_path: Path, cache_dir: Path | None):
+        from subtool.runner.workloads.base import LoadedData
+        from subtool.runner.workloads.llm_data import load_data
+
+        data = load_data(self.llm, model_path, dataset_path)
+        return LoadedData(payload=data, sample_count=len(data.prompts), description=data.description,
+                          dataset_sha256=data.dataset_sha256)
+
+    def make_sut(self, model_path: Path, data, config):
+        factory = SUT_BACKENDS.get(config.backend)
+        if factory is None:
+            raise SubtoolError(f"unknown backend {config.backend!r} for {self.spec.name}; choose one of "
+                               f"{', '.join(SUT_BACKENDS)}", rule="run.backend")
+        return factory(self.llm, Path(model_path), data.payload, config)
+
+    def make_qsl(self, data):
+        return LlmQSL(data.sample_count, self.spec.sample_count)
+
+    def accuracy(self, data, accuracy_log: Path) -> tuple[dict, str]:
+        from subtool.runner.workloads.llm_accuracy import accuracy_line, llm_accuracy, read_token_log
+
+        payload = data.payload
+        tokens = read_token_log(accuracy_log, self.llm.output_dtype)
+        metrics = llm_accuracy(tokens, payload.targets, payload.tokenizer, accuracy_log)
+        short = accuracy_shortfalls(self.llm, metrics)
+        if short:
+            print(f"note: below the closed-division accuracy targets of {self.spec.name}: {'; '.join(short)}",
+                  file=sys.stderr)
+        return metrics, accuracy_line(metrics, values_as_strings=self.llm.values_as_strings)
+
+    def measurements(self, demo: bool, model_path: Path, precision: str) -> dict:
+        return {"input_data_types": "int32", "retraining": "No",
+                "starting_weights_filename": ("subtool embedded demo: random weights" if demo else self.llm.weights),
+                "weight_data_types": precision, "weight_transformations": "none"}
+
+
+# ------------------------------------------------------------------------------------------------ backends
+def _torch_sut(device: str):
+    def factory(spec: LlmSpec, model_path: Path, data, config):
+        from subtool.runner.suts.llm_local import TorchLlmSUT
+        from subtool.runner.workloads.llm_data import check_checkpoint
+
+        check_checkpoint(spec, model_path, need_weights=True)
+        demo = demo_settings(model_path)
+        # the tiny demo model runs fastest in wide batches on one thread (no OpenMP hand-offs per tiny matmul)
+        batch_size = max(config.batch_size, int(demo.get("batch_size", 0)))
+        threads = config.threads or demo.get("threads")
+        return TorchLlmSUT(model_path, data.prompts, generation_for(spec, model_path, config.extra),
+                           eos_token_id=data.tokenizer.eos_token_id, pad_token_id=data.tokenizer.pad_token_id,
+                           batch_size=batch_size, device=device, precision=config.precision,
+                           threads=threads, engine=str(config.extra.get("engine") or "auto"))
+    return factory
+
+
+def _openai_sut(spec: LlmSpec, model_path: Path, data, config):
+    from subtool.runner.suts.llm_openai import OpenAICompletionsSUT
+
+    extra = config.extra
+    if not extra.get("endpoint"):
+        raise SubtoolError("the openai backend needs --endpoint URL (an OpenAI-compatible server)",
+                           rule="run.endpoint", hint="e.g. --endpoint http://127.0.0.1:8000 for vLLM")
+    return OpenAICompletionsSUT(
+        endpoint=str(extra["endpoint"]), prompts=data.prompts, tokenizer=data.tokenizer,
+        generation=generation_for(spec, model_path, extra),
+        api_key_env=extra.get("api_key_env"), served_model=extra.get("served_model"),
+        concurrency=int(extra.get("concurrency") or config.batch_size),
+        timeout_s=float(extra.get("request_timeout_s") or 600.0))
+
+
+# backend name → factory(LlmSpec, model_path, LlmData, SutConfig)
+SUT_BACKENDS = {"torch-cpu": _torch_sut("cpu"), "torch-cuda": _torch_sut("cuda"), "openai": _openai_sut}
+
+
+def workload(name: str) -> LlmWorkload:
+    return LlmWorkload(name)
