@@ -16,6 +16,7 @@ from subtool.runner.suts.bert_fast_plan import pack_inputs, sequence_capacity  #
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH  # noqa: E402
 
 FP8 = torch.cuda.get_device_capability() >= (8, 9)
+pytestmark = pytest.mark.gpu
 
 
 def forward(model, f, indices, bucket):
