@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -59,10 +60,15 @@ def build_tree(dest: Path, results: int, runs) -> int:
     return count
 
 
-def time_once(cmd: list[str], cwd: Path) -> tuple[float, int]:
+def time_once(cmd: list[str], cwd: Path) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (the process and its workers), exit code."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start, proc.returncode
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.returncode
 
 
 def main() -> int:
@@ -89,14 +95,17 @@ def main() -> int:
             official_cmd = [sys.executable, "-m", "submission_checker.main", "--input", str(tree),
                             "--version", "v6.1", "--csv", str(work / "official.csv")]
         # Interleaved, best of --repeat each: both see the same machine load.
-        ours_times, official_times = [], []
+        ours_times, official_times, ours_cpu, official_cpu = [], [], [], []
         ours_rc = official_rc = 0
+        load_before = os.getloadavg()[0]
         for _ in range(args.repeat):
-            seconds, ours_rc = time_once(ours_cmd, ROOT)
+            seconds, cpu, ours_rc = time_once(ours_cmd, ROOT)
             ours_times.append(seconds)
+            ours_cpu.append(cpu)
             if official_cmd:
-                seconds, official_rc = time_once(official_cmd, cwd)
+                seconds, cpu, official_rc = time_once(official_cmd, cwd)
                 official_times.append(seconds)
+                official_cpu.append(cpu)
         ours_s = min(ours_times)
         record = {
             "benchmark": "checker_speed",
@@ -104,9 +113,10 @@ def main() -> int:
             "repeat": args.repeat,
             "subtool_seconds": round(ours_s, 3),
             "subtool_all_seconds": [round(t, 3) for t in ours_times],
+            "subtool_cpu_seconds": round(min(ours_cpu), 3),
             "subtool_exit": ours_rc,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "platform": platform.platform()},
+                        "platform": platform.platform(), "load_average_at_start": round(load_before, 2)},
             "command": "python bench/checker_speed.py" + (" --official CHECKOUT" if args.official else ""),
         }
         if official_cmd:
@@ -114,6 +124,8 @@ def main() -> int:
             same_rows = _rows(work / "ours.csv") == _rows(work / "official.csv")
             record.update({"official_seconds": round(official_s, 3),
                            "official_all_seconds": [round(t, 3) for t in official_times],
+                           "official_cpu_seconds": round(min(official_cpu), 3),
+                           "cpu_ratio": round(min(official_cpu) / min(ours_cpu), 1),
                            "official_exit": official_rc,
                            "speedup": round(official_s / ours_s, 1), "same_summary_rows": same_rows})
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ class ResultContext:
 
     def __post_init__(self) -> None:
         self.out.result = self.job.result_id
-        self._listings: dict[str, dict[str, bool]] = {}
+        self._listings: dict[str, dict[str, os.DirEntry]] = {}
 
     # ---- configuration
     @cached_property
@@ -81,13 +81,13 @@ class ResultContext:
     def abs(self, rel: str) -> str:
         return os.path.join(self.job.root, rel)
 
-    def entries(self, rel_dir: str) -> dict[str, bool]:
-        """Names in a folder → is it a file; one scandir per folder and result (no stat calls)."""
+    def entries(self, rel_dir: str) -> dict[str, os.DirEntry]:
+        """A folder's entries by name; one scandir per folder and result (types are looked up lazily)."""
         listing = self._listings.get(rel_dir)
         if listing is None:
             try:
                 with os.scandir(self.abs(rel_dir)) as it:
-                    listing = {e.name: e.is_file() for e in it}
+                    listing = {e.name: e for e in it}
             except OSError:
                 listing = {}
             self._listings[rel_dir] = listing
@@ -99,7 +99,11 @@ class ResultContext:
 
     def is_file(self, rel: str) -> bool:
         parent, _, name = rel.rpartition("/")
-        return self.entries(parent).get(name, False)
+        entry = self.entries(parent).get(name)
+        return entry is not None and entry.is_file()
+
+    def files(self, rel_dir: str) -> list[str]:
+        return [name for name, entry in self.entries(rel_dir).items() if entry.is_file()]
 
     # ---- logs, each parsed once
     @cached_property

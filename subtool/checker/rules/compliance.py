@@ -117,7 +117,7 @@ def _test01_accuracy_fallback(ctx: ResultContext, base: str) -> None:
                 "TEST01 accuracy check failed (no 'TEST PASS') and there is no accuracy/ folder to compare",
                 "make the SUT deterministic, or run TEST01's accuracy comparison and keep its accuracy/ folder")
         return
-    files = [name for name, is_file in ctx.entries(acc).items() if is_file]
+    files = ctx.files(acc)
     diff = (set(files) ^ set(TEST01_ACC_FILES)) - _ALWAYS_OPTIONAL
     if diff:
         out.add(FILE_LIST, acc, f"TEST01 accuracy/ files differ from the expected set: {', '.join(sorted(diff))}",
@@ -161,7 +161,7 @@ def _perf_verification(ctx: ResultContext, test: str, base: str, verify: list[st
     if not ctx.exists(run):
         out.add(MISSING, run, f"{test} has no performance/run_1 folder", f"copy the {test} performance logs there")
         return
-    files = [name for name, is_file in ctx.entries(run).items() if is_file]
+    files = ctx.files(run)
     diff = (set(files) ^ set(COMPLIANCE_PERF_FILES)) - COMPLIANCE_PERF_OPTIONAL
     if diff:
         out.add(FILE_LIST, run, f"{test} performance/run_1 files differ from the expected set: "

@@ -26,7 +26,7 @@ def measurements_json_rel(ctx: ResultContext) -> str | None:
     folder = ctx.measurements_rel
     if ctx.cfg.layout.measurements_json_in_dir:
         return f"{folder}/measurements.json"
-    names = sorted(name for name, is_file in ctx.entries(folder).items() if is_file)
+    names = sorted(ctx.files(folder))
     system, scenario = ctx.job.system, ctx.job.scenario
     for name in names:
         if name.startswith(system) and (name.endswith(f"_{scenario}.json") or name.endswith(".json")):
