@@ -78,16 +78,26 @@ def run(
     precision: str = typer.Option("fp32", help="fp32 (others with GPU backends)."),
     batch_size: int = typer.Option(32, help="Samples per forward pass."),
     threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: all cores)."),
+    demo: bool = typer.Option(False, "--demo", help="Embedded demo (tiny random-weight model); no paths."),
+    endpoint: Optional[str] = typer.Option(None, help="LLMs: OpenAI-compatible server URL (backend openai)."),
+    api_key_env: Optional[str] = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="LLMs: override the generation length."),
+    engine: Optional[str] = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
     json_out: bool = typer.Option(False, "--json", help="Print the run record as JSON on stdout."),
 ) -> None:
     """Run one benchmark scenario through LoadGen (performance and/or accuracy) into a run directory."""
     from subtool.runner.api import RunOptions, run_benchmark
 
+    try:
+        backend, extra = _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env,
+                                    max_new_tokens, engine)
+    except SubtoolError as err:
+        _fail(err)
     opts = RunOptions(
         model=model, scenario=scenario, mode=mode, model_path=model_path, dataset_path=dataset_path,
         out=out, run_style=run_style, target_qps=target_qps, target_latency_ms=target_latency_ms,
         min_duration_ms=min_duration_ms, user_conf=user_conf, backend=backend, precision=precision,
-        batch_size=batch_size, threads=threads, argv=["subtool", *sys.argv[1:]],
+        batch_size=batch_size, threads=threads, extra=extra, argv=["subtool", *sys.argv[1:]],
     )
     try:
         record = run_benchmark(opts, console=_console())
@@ -95,6 +105,17 @@ def run(
         _fail(err)
     if json_out:
         _emit_json(record)
+
+
+def _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env, max_new_tokens, engine):
+    """Backend options that go into RunOptions.extra; --endpoint implies the openai backend."""
+    if demo and (model_path is not None or dataset_path is not None):
+        raise SubtoolError("--demo runs the embedded demo: drop --model-path/--dataset-path", rule="cli.usage")
+    extra = {k: v for k, v in (("endpoint", endpoint), ("api_key_env", api_key_env),
+                                ("max_new_tokens", max_new_tokens), ("engine", engine)) if v is not None}
+    if endpoint and backend == "torch-cpu":
+        backend = "openai"
+    return backend, extra
 
 
 # ----------------------------------------------------------------------------------------------- package
@@ -249,16 +270,26 @@ def all_(
     from_stage: Optional[str] = typer.Option(None, help="Start at this stage (run, package, check, pack, publish)."),
     only: Optional[str] = typer.Option(None, help="Run only this stage."),
     force: bool = typer.Option(False, help="Re-run stages even when their inputs did not change."),
+    demo: bool = typer.Option(False, "--demo", help="Embedded demo (tiny random-weight model); no paths."),
+    endpoint: Optional[str] = typer.Option(None, help="LLMs: OpenAI-compatible server URL (backend openai)."),
+    api_key_env: Optional[str] = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="LLMs: override the generation length."),
+    engine: Optional[str] = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """run → package → check → pack (→ publish): the whole job in one command."""
     from subtool.pipeline import PipelineOptions, run_pipeline
 
+    try:
+        backend, extra = _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env,
+                                    max_new_tokens, engine)
+    except SubtoolError as err:
+        _fail(err)
     opts = PipelineOptions(
         submitter=submitter, model=model, scenario=scenario, model_path=model_path, dataset_path=dataset_path,
         out=out, run_style=run_style, division=division, system=system, system_file=system_file,
         version=version, name=name, target_qps=target_qps, backend=backend, batch_size=batch_size, fork=fork,
-        upstream=upstream, base=base, no_pr=no_pr, from_stage=from_stage, only=only, force=force,
+        upstream=upstream, base=base, no_pr=no_pr, from_stage=from_stage, only=only, force=force, extra=extra,
         argv=["subtool", *sys.argv[1:]],
     )
     try:

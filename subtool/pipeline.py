@@ -47,6 +47,7 @@ class PipelineOptions:
     from_stage: str | None = None
     only: str | None = None
     force: bool = False
+    extra: dict = field(default_factory=dict)     # backend options for the run (RunOptions.extra)
     argv: list[str] = field(default_factory=list)
 
 
@@ -213,7 +214,7 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
     # 1. run
     run_inputs = _fingerprint("run", opts.model, _scenario_name(opts.scenario), opts.run_style, opts.target_qps,
                               opts.backend, opts.batch_size, _file_identity(opts.model_path),
-                              _file_identity(opts.dataset_path))
+                              _file_identity(opts.dataset_path), *([opts.extra] if opts.extra else []))
     stage("run", run_inputs, lambda: _do_run(opts, paths["runs"], console))
     run_record = _read_run_record(run_dir)
     outcome.run = _headline(run_record)
@@ -264,7 +265,7 @@ def _do_run(opts: PipelineOptions, runs: Path, console) -> dict:
     record = run_benchmark(RunOptions(
         model=opts.model, scenario=opts.scenario, mode="both", model_path=opts.model_path,
         dataset_path=opts.dataset_path, out=runs, run_style=opts.run_style, target_qps=opts.target_qps,
-        backend=opts.backend, batch_size=opts.batch_size, argv=opts.argv), console=console)
+        backend=opts.backend, batch_size=opts.batch_size, extra=dict(opts.extra), argv=opts.argv), console=console)
     return {"run_dir": str(runs / record["model"] / record["scenario"])}
 
 

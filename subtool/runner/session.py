@@ -74,7 +74,11 @@ def run_session(spec: SessionSpec, console) -> dict:
             if mode == "performance":
                 entry.update(result_validity=lg_run.validity, result=lg_run.result,
                              result_field=lg_run.result_field, units=RESULT_UNITS[spec.scenario])
-                say(f"  {lg_run.result_field} = {lg_run.result}  ({lg_run.validity})")
+                # a workload may report in its own units (the LLMs: tokens/s, TTFT/TPOT percentiles)
+                perf_metrics = getattr(workload, "performance_metrics", None)
+                if perf_metrics is not None:
+                    entry.update(perf_metrics(outdir / "mlperf_log_detail.txt", spec.scenario))
+                say(f"  {entry['result_field']} = {entry['result']}  ({lg_run.validity})")
             else:
                 metrics, line = workload.accuracy(data, outdir / "mlperf_log_accuracy.json")
                 atomic_write_text(outdir / "accuracy.txt", line + "\n")

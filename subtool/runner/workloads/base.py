@@ -71,6 +71,11 @@ class Workload(Protocol):
 WORKLOAD_MODULES: dict[str, str] = {
     "bert-99": "subtool.runner.workloads.bert",
     "bert-99.9": "subtool.runner.workloads.bert",
+    "llama3.1-8b": "subtool.runner.workloads.llm",
+    "llama2-70b-99": "subtool.runner.workloads.llm",
+    "llama2-70b-99.9": "subtool.runner.workloads.llm",
+    "gptj-99": "subtool.runner.workloads.llm",
+    "gptj-99.9": "subtool.runner.workloads.llm",
 }
 
 

@@ -45,6 +45,42 @@ def generation_for(spec: LlmSpec, model_path: Path, extra: dict) -> Generation:
                       token_latencies=spec.token_latencies)
 
 
+TOKEN_RESULT_FIELDS = {"Offline": "result_tokens_per_second", "Server": "result_completed_tokens_per_second"}
+PERCENTILES = ("50.00", "90.00", "95.00", "99.00")
+
+
+def token_metrics(values: dict, scenario: str, token_latencies: bool) -> dict:
+    """From a LoadGen detail log's values: the tokens/s result, TTFT/TPOT percentiles (ms) and the limits."""
+    def ms(key: str):
+        v = values.get(key)
+        return round(v / 1e6, 3) if isinstance(v, (int, float)) else None
+
+    def percentiles(fmt: str) -> dict:
+        found = {f"p{p.split('.')[0]}": ms(fmt.format(p)) for p in PERCENTILES}
+        return {k: v for k, v in found.items() if v is not None}
+
+    out: dict = {}
+    field = TOKEN_RESULT_FIELDS.get(scenario)
+    if token_latencies and field and isinstance(values.get(field), (int, float)):
+        out.update(result=float(values[field]), result_field=field, units="Tokens/s")
+    for key in ("result_samples_per_second", "result_completed_samples_per_sec"):
+        if isinstance(values.get(key), (int, float)):
+            out["samples_per_second"] = float(values[key])
+    latency = percentiles("result_{}_percentile_latency_ns")
+    if latency:
+        out["latency_ms"] = latency
+    ttft = percentiles("result_first_token_{}_percentile_latency_ns")
+    if ttft:
+        out["ttft_ms"] = ttft
+    tpot = percentiles("result_time_per_output_token_{}_percentile_ns")
+    if tpot:
+        out["tpot_ms"] = tpot
+    limits = {"ttft_ms": ms("requested_server_ttft_latency"), "tpot_ms": ms("requested_server_tpot_latency")}
+    if scenario == "Server" and token_latencies and any(limits.values()):
+        out["limits"] = {k: v for k, v in limits.items() if v}
+    return out
+
+
 class LlmQSL:
     """LoadGen's query sample library over prompts already in memory (loading is a no-op)."""
 
@@ -120,6 +156,12 @@ class LlmWorkload:
             print(f"note: below the closed-division accuracy targets of {self.spec.name}: {'; '.join(short)}",
                   file=sys.stderr)
         return metrics, accuracy_line(metrics, values_as_strings=self.llm.values_as_strings)
+
+    def performance_metrics(self, detail_log: Path, scenario: str) -> dict:
+        """Tokens/s as the result (what the checker and the results table use), plus TTFT/TPOT percentiles."""
+        from subtool.runner.harness import read_detail_log
+
+        return token_metrics(read_detail_log(detail_log), scenario, self.llm.token_latencies)
 
     def measurements(self, demo: bool, model_path: Path, precision: str) -> dict:
         return {"input_data_types": "int32", "retraining": "No",
