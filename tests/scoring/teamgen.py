@@ -129,6 +129,21 @@ def generate_logs(cache: Path) -> Logs:
                 user_conf={b: c for b, (_, c) in plan.items()})
 
 
+# The test competition: team → (the category the default rules must put it in, how its hand-in is built)
+COMPETITION = {
+    "Alpha": ("NVIDIA GPUs", dict(results={"bert-99": 0, "llama2-70b-99.9": 1})),
+    "Beta": ("AMD GPUs", dict(overrides=AMD_GPU, results={"bert-99": 2})),
+    "Gamma": ("CPUs", dict(overrides=CPU_ONLY, results={"bert-99": 3})),
+    "Delta": ("NVIDIA GPUs", dict(results={"bert-99": 1, "llama2-70b-99.9": 3},
+                                  failing_accuracy=("llama2-70b-99.9",))),
+    "Epsilon": ("NVIDIA GPUs", dict(overrides={"accelerator_model_name": "NVIDIA GeForce RTX 4090",
+                                               "accelerators_per_node": "2"}, results={"bert-99": 4})),
+    # fails the checker as a whole: an invalid status in its system description
+    "Zeta": ("Intel GPUs and accelerators", dict(overrides={"accelerator_model_name": "Intel Data Center GPU Max 1550",
+                                                            "status": "sometime"}, results={"bert-99": 0})),
+}
+
+
 @dataclass
 class TeamSpec:
     team: str
