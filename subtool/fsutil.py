@@ -76,7 +76,8 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
+    _remove_abandoned_staging(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".staging", dir=final.parent))
     os.chmod(tmp, _DIR_MODE)
     try:
         yield tmp
@@ -90,6 +91,33 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
     os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_abandoned_staging(final: Path) -> None:
+    """Staging directories of a process that was killed (SIGKILL, power loss) are garbage: remove them."""
+    prefix = f".{final.name}."
+    for sibling in final.parent.iterdir():
+        name = sibling.name
+        if not (name.startswith(prefix) and (name.endswith(".staging") or ".old-" in name)):
+            continue
+        parts = name[len(prefix):].split(".")
+        pid_text = parts[0] if name.endswith(".staging") else name.rsplit("-", 1)[-1]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        if ".old-" in name and not final.exists():
+            os.replace(sibling, final)  # killed between the two renames: the previous version comes back
+        else:
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

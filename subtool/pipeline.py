@@ -107,6 +107,24 @@ class State:
         atomic_write_json(self.path, self.data)
 
 
+def _failpoint(stage: str, point: str) -> None:
+    """Fault injection for the resume tests: SUBTOOL_FAILPOINT=<stage>:<start|end>:<kill|int>.
+
+    `start` fires after the stage is marked running, `end` after its outputs are written but before it is
+    marked done — the two moments where an interruption is most likely to leave something inconsistent.
+    """
+    spec = os.environ.get("SUBTOOL_FAILPOINT")
+    if not spec:
+        return
+    want_stage, want_point, action = (spec.split(":") + ["", ""])[:3]
+    if (want_stage, want_point) != (stage, point):
+        return
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL if action == "kill" else signal.SIGINT)
+    time.sleep(5)  # the signal is delivered before this returns
+
+
 def _fingerprint(*parts: object) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -199,7 +217,9 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
         state.mark(name, "running", fingerprint)
         t0 = time.time()
         try:
+            _failpoint(name, "start")
             outputs = action()
+            _failpoint(name, "end")
         except KeyboardInterrupt:
             console.print(f"[red]interrupted in {name}[/]: nothing half-written; run the same command again "
                           "to resume from this stage")

@@ -1,0 +1,51 @@
+"""Fixtures shared across the suite: a tiny random-weight BERT checkpoint and small generated SQuAD files.
+
+They are made by the project's own demo generator (real Hugging Face checkpoint files, real SQuAD JSON), once
+per session. Tests that use them need torch and transformers; they are requested only by such tests.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def subtool_cache(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "subtool-cache"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(subtool_cache, monkeypatch):
+    # one cache for the session (demo assets are costly to make), never the user's ~/.cache
+    monkeypatch.setenv("SUBTOOL_CACHE", str(subtool_cache))
+
+
+@pytest.fixture(scope="session")
+def tiny_words():
+    from subtool.runner.demo import generate_vocabulary
+
+    return generate_vocabulary(random.Random(7), n=400)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_words):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from subtool.runner.demo import write_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "model"
+    write_checkpoint(path, tiny_words)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_squad(tmp_path_factory, tiny_words):
+    """40 questions, 5 of them on two-window contexts: 45 features."""
+    from subtool.runner.demo import generate_squad
+
+    path = tmp_path_factory.mktemp("data") / "small-squad.json"
+    path.write_text(json.dumps(generate_squad(tiny_words, random.Random(3), n_questions=40, n_two_window=5)))
+    return path
