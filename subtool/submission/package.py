@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +32,7 @@ from subtool.submission.system import (SystemDescription, apply_overrides, defau
 
 STAGING_PREFIX = ".subtool-staging-"
 FILE_SIZE_LIMIT = 50 * 1024 * 1024     # the official checker's per-file limit
+MAX_PARALLEL_RESULTS = 4
 ASIDE_PREFIX = ".subtool-old-"
 _USER_CONF_KEYS = (("target_qps", "target_qps"), ("target_latency_ns", None), ("min_duration_ms", "min_duration"),
                    ("min_query_count", "min_query_count"), ("max_query_count", "max_query_count"),
@@ -478,12 +480,23 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
                                     f"--system-file)")
         result.systems.append(opts.out / rel)
 
-    # results
-    for p in items:
+    # results: SHA-256 is the bottleneck (one core per log), so several results are hashed at once
+    def write_one(p: _Planned):
         readme = documents.result_readme(p.key, p.imp, version=layout.version, accuracy_line=p.accuracy_line)
-        written = write_result(root, layout, p.key, p.imp, accuracy_txt=p.accuracy_txt,
-                               measurements=p.measurements, readme=readme, user_conf_text=p.user_conf_text,
-                               full_logs=full_logs)
+        return write_result(root, layout, p.key, p.imp, accuracy_txt=p.accuracy_txt,
+                            measurements=p.measurements, readme=readme, user_conf_text=p.user_conf_text,
+                            full_logs=full_logs)
+
+    workers = max(1, min(len(items), os.cpu_count() or 1, MAX_PARALLEL_RESULTS))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(write_one, p) for p in items]
+        try:
+            written_all = [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    for p, written in zip(items, written_all):
         durable += written.outside
         result.results.append(PackagedResult(
             division=division, submitter=submitter, system=p.key.system, model=p.key.model,
