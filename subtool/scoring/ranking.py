@@ -32,7 +32,7 @@ class Competitor:
     def base_row(self) -> dict:
         return {"team": self.submitter, "system": self.system, "input": self.entry.input,
                 "system_name": self.fields.get("system_name", ""),
-                "accelerator": _accelerator(self.fields), "flags": [f.rule for f in self.entry.flags]}
+                "accelerator": _accelerator(self.fields), "flags": sorted({f.rule for f in self.entry.flags})}
 
 
 def _accelerator(fields: dict) -> str:
@@ -116,7 +116,7 @@ def _bonus(rules: Rules, task: Task, comp: Competitor, result: ResultRecord) -> 
               "mlperf_model": result.mlperf_model, "scenario": result.scenario, "accuracy": result.accuracy,
               "units": result.units}
     won = [b for b in rules.bonuses if b.applies(task.name, fields)]
-    return round(sum(b.points for b in won), 2), [b.name for b in won]
+    return round(float(sum(b.points for b in won)), 2), [b.name for b in won]
 
 
 def build_leaderboard(entries: list[EntryRecord], rules: Rules) -> dict:
@@ -214,9 +214,8 @@ def build_leaderboard(entries: list[EntryRecord], rules: Rules) -> dict:
     for entry in entries:
         if entry.error:
             disqualified.append({"input": entry.input, "team": ", ".join(entry.teams), "system": "",
-                                 "category": "", "task": "", "reason": f"{entry.error['rule']}: "
-                                                                       f"{entry.error['message']}"})
-            continue
+                                 "category": "", "task": "",
+                                 "reason": f"{entry.error['rule']}: {entry.error['message']}"})
     for comp in competitors:
         if not picked[comp.key]:
             found = ", ".join(sorted({f"{r.model}/{r.scenario}" for r in comp.results})) or "none"

@@ -1,0 +1,145 @@
+"""The files handed in beside a tarball are compared with what the tarball holds: a summary JSON that claims
+another result, .tstamps from another day, a tarball re-packed after the manifest was written, missing files,
+the same team handed in twice. Each is a flag; the rules decide which flags disqualify."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from subtool.cli import app
+from subtool.scoring.integrity import Flag, check_tstamps, parse_tstamp
+from subtool.scoring.rules import default_rules_text
+from subtool.submission.pack_inputs import date_u
+
+NAME = "mlperf_submission_short"
+
+
+def _edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=4))
+
+
+def _repack(tarball: Path, member: str, change) -> None:
+    """Rebuild the tarball with one member's bytes changed (a hand edit after `subtool pack`)."""
+    with tarfile.open(tarball, "r:gz") as old:
+        items = [(m, old.extractfile(m).read() if m.isfile() else None) for m in old.getmembers()]
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as new:
+        for info, data in items:
+            if data is not None and info.name == member:
+                data = change(data)
+                info.size = len(data)
+            new.addfile(info, io.BytesIO(data) if data is not None else None)
+    tarball.write_bytes(gzip.compress(raw.getvalue(), mtime=0))
+
+
+def _flags(doc: dict) -> dict[str, list[tuple[str, str]]]:
+    return {e["teams"][0]: sorted((f["rule"], f["message"]) for f in e["flags"]) for e in doc["entries"]}
+
+
+def test_mismatches_are_flagged_and_the_rules_decide_which_disqualify(sc_copy, tmp_path):
+    handins = sc_copy(["Alpha", "Beta", "Gamma", "Delta", "Epsilon"])
+    # Alpha claims 1.5× its BERT throughput
+    claimed = {}
+
+    def boost(data):
+        row = next(r for k, r in data.items() if k.isdigit() and r["Model"] == "bert-99")
+        claimed["value"] = row["Result"] * 1.5
+        row["Result"] = claimed["value"]
+
+    _edit_json(handins / "Alpha" / f"{NAME}_summary.json", boost)
+
+    # Epsilon claims a better accuracy and a result it never ran
+    def dress_up(data):
+        data["0"]["Accuracy"] = "F1: 95.0"
+        data["1"] = {**data["0"], "Model": "bert-99.9", "MlperfModel": "bert-99.9"}
+
+    _edit_json(handins / "Epsilon" / f"{NAME}_summary.json", dress_up)
+    # Beta's .tstamps say the runs happened a day later
+    tstamps = handins / "Beta" / f"{NAME}.tstamps"
+    shifted = [date_u(parse_tstamp(ln) + timedelta(days=1)) for ln in tstamps.read_text().splitlines()]
+    tstamps.write_text("\n".join(shifted) + "\n")
+    # Gamma edited accuracy.txt inside the tarball after packing
+    target = "open/Gamma/results/cluster/bert-99/Offline/accuracy/accuracy.txt"
+    _repack(handins / "Gamma" / f"{NAME}.tar.gz", target, lambda b: b.replace(b'"f1": 90.874', b'"f1": 90.999'))
+    # Delta handed in no .run, and edited its .md after packing
+    (handins / "Delta" / f"{NAME}.run").unlink()
+    md = handins / "Delta" / f"{NAME}.md"
+    md.write_text(md.read_text() + "\nWe also won the hackathon.\n")
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(default_rules_text().replace("disqualify = []", 'disqualify = ["summary.result_mismatch"]'))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--rules", str(rules), "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "leaderboard.json").read_text())
+    flags = _flags(doc)
+
+    # a companion edited after packing no longer matches the manifest either
+    assert [rule for rule, _ in flags["Alpha"]] == ["manifest.artifact_mismatch", "summary.result_mismatch"]
+    assert flags["Alpha"][0][1] == f"{NAME}_summary.json changed after packing (sha256 differs)"
+    assert f"says Alpha/cluster/bert-99/Offline = {claimed['value']:g}, the tarball's log says" in flags["Alpha"][1][1]
+    assert [rule for rule, _ in flags["Epsilon"]] == ["manifest.artifact_mismatch", "summary.accuracy_mismatch",
+                                                     "summary.unknown_result"]
+    assert "F1: 95.0" in flags["Epsilon"][1][1] and "bert-99.9" in flags["Epsilon"][2][1]
+    assert [rule for rule, _ in flags["Beta"]] == ["manifest.artifact_mismatch", "tstamps.outside"]
+    assert flags["Beta"][1][1].startswith("Beta/cluster/bert-99/Offline ran ")
+    assert [rule for rule, _ in flags["Gamma"]] == ["manifest.member_mismatch", "manifest.tarball_mismatch",
+                                                   "summary.accuracy_mismatch", "summary.tarball_hash"]
+    assert flags["Gamma"][0][1] == f"{target} differs from the manifest"
+    assert flags["Delta"] == [("handin.missing_file", f"no {NAME}.run beside the tarball"),
+                              ("manifest.artifact_mismatch", f"{NAME}.md changed after packing (sha256 differs)")]
+
+    nvidia = next(c for c in doc["categories"] if c["name"] == "NVIDIA GPUs")
+    overall = {r["team"]: r for r in nvidia["overall"]}
+    assert overall["Alpha"]["status"] == "disqualified"                  # the one flag the rules disqualify on
+    assert overall["Alpha"]["reason"].startswith("summary.result_mismatch: ")
+    assert overall["Epsilon"]["status"] == "ranked" and overall["Epsilon"]["flags"] == [
+        "manifest.artifact_mismatch", "summary.accuracy_mismatch", "summary.unknown_result"]
+    ranked = {r["team"] for c in doc["categories"] for r in c["overall"] if r["status"] == "ranked"}
+    assert ranked == {"Beta", "Gamma", "Delta", "Epsilon"}
+    md_text = (out / "leaderboard.md").read_text()
+    assert "## Flags (handed-in files that disagree with the tarball)" in md_text and "tstamps.outside" in md_text
+
+
+def test_the_same_team_handed_in_twice_is_flagged_on_both(sc_copy, tmp_path):
+    handins = sc_copy(["Beta"])
+    sc_copy(["Beta"], dest="handins/resubmitted")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "leaderboard.json").read_text())
+    assert [e["flags"] for e in doc["entries"]] == [
+        [{"rule": "entry.duplicate", "message": "Beta/cluster is also in handins/resubmitted/Beta/"
+                                                f"{NAME}.tar.gz"}],
+        [{"rule": "entry.duplicate", "message": f"Beta/cluster is also in handins/Beta/{NAME}.tar.gz"}]]
+    rows = next(c for c in doc["categories"] if c["name"] == "AMD GPUs")["overall"]
+    assert [(r["rank"], r["input"]) for r in rows] == [(1, f"handins/Beta/{NAME}.tar.gz"),
+                                                       (1, f"handins/resubmitted/Beta/{NAME}.tar.gz")]
+
+
+def test_tstamps_parsing_and_windows(tmp_path):
+    assert parse_tstamp("Fri Nov  6 01:02:03 UTC 2026") == datetime(2026, 11, 6, 1, 2, 3, tzinfo=timezone.utc)
+    assert parse_tstamp("2026-11-06T01:02:03Z") == datetime(2026, 11, 6, 1, 2, 3, tzinfo=timezone.utc)
+    assert parse_tstamp("yesterday") is None
+    begin = datetime(2026, 11, 26, 1, 52, 6, tzinfo=timezone.utc)
+    path = tmp_path / "x.tstamps"
+    path.write_text(f"{date_u(begin)}\n{date_u(begin + timedelta(minutes=3))}\n")
+    inside = ("T/s/bert-99/Offline", begin + timedelta(seconds=5), begin + timedelta(minutes=2))
+    late = ("T/s/bert-99/Server", begin + timedelta(minutes=10), begin + timedelta(minutes=11))
+    assert check_tstamps(str(path), [inside], 0) == []
+    assert [f.rule for f in check_tstamps(str(path), [inside, late], 120)] == ["tstamps.outside"]
+    assert check_tstamps(str(path), [late], 900) == []                  # slack covers it
+    path.write_text(f"{date_u(begin)}\n")
+    assert check_tstamps(str(path), [inside], 0) == [Flag("tstamps.unreadable",
+                                                          "x.tstamps has 1 lines: not before/after pairs")]
+    path.write_text("Thursday, late\n")
+    assert check_tstamps(str(path), [inside], 0)[0].message.startswith("x.tstamps line 1 is not a `date -u` time")
