@@ -269,6 +269,7 @@ def _recover(out: Path) -> None:
         if len(parts) >= 2:
             final = out / parts[0] / parts[1]
             if not final.exists():
+                final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(entry, final)
                 continue
         shutil.rmtree(entry, ignore_errors=True)
@@ -298,8 +299,11 @@ def _confirm_replace(labels: list[str], confirm: Callable[[str], bool] | None) -
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Inside staging a plain write is enough: the whole directory is made durable, then renamed into place."""
+    """Write inside staging. The file may be a hard link shared with the live tree: unlink it first, so that the
+    live tree never sees the change before the swap. No fsync here; the staging tree is synced once."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
     path.write_text(text, encoding="utf-8")
 
 

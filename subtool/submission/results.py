@@ -7,6 +7,7 @@ LoadGen traces and harness extras stay behind, untruncated accuracy logs go to t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -33,15 +34,21 @@ class WrittenResult:
     outside: list[Path]
 
 
+def _fresh(path: Path) -> Path:
+    """Staging files may be hard links shared with the live tree: never write through one, replace it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return path
+
+
 def _write(path: Path, text: str) -> None:
     """Plain write: the staging tree is published as a whole (and made durable) by the package stage."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    _fresh(path).write_text(text, encoding="utf-8")
 
 
 def _copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
+    shutil.copyfile(src, _fresh(dst))
 
 
 def _copy_logs(src_dir: Path, dst_dir: Path, *, what: str) -> None:

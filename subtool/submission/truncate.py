@@ -164,6 +164,8 @@ def truncate_accuracy_log(src: Path, dst: Path, *, full_copy: Path | None, need_
         truncated = size >= VIEWABLE_SIZE
         dst = Path(dst)
         dst.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            dst.unlink()                # never write through a hard link into a published tree
         dst.write_bytes(bytes(head) + ELLIPSIS + tail if truncated else bytes(head))
         if written is not None:
             written.append(dst)

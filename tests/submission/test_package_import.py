@@ -349,3 +349,21 @@ def test_from_with_scenario_picks_among_results(pkg_lg, tmp_path):
     with pytest.raises(SubtoolError, match="no result matches --model \\* --scenario Server; found ") as exc:
         package_results(opts(tmp_path / "t2", pkg_lg["mlc"], system=None, scenario="Server"))
     assert "bert-99/Offline" in exc.value.message
+
+
+def test_interruption_after_merging_model_mapping_leaves_it(pkg_lg, tmp_path, monkeypatch):
+    run = pkg_lg["Offline"]
+    out = tmp_path / "tree"
+    package_results(opts(out, perf=run / "performance/run_1", acc=run / "accuracy", model="bert-a=bert-99",
+                         division="open"))
+    before = snapshot(out)
+
+    def boom(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(package_mod, "_write_documents", boom)     # after model_mapping.json was merged
+    with pytest.raises(KeyboardInterrupt):
+        package_results(opts(out, perf=run / "performance/run_1", acc=run / "accuracy", model="bert-b=bert-99",
+                             division="open"))
+    assert snapshot(out) == before
+    assert json.loads((out / "open/TeamX/model_mapping.json").read_text()) == {"bert-a": "bert-99"}
