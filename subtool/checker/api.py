@@ -105,16 +105,36 @@ def _validate(tree: Path, opts: CheckOptions) -> None:
                            hint="see subtool/checker/RULES.md for the rule ids, e.g. perf.min_duration")
 
 
+_PENDING: list[ResultJob] = []   # the jobs, inherited by forked workers (so they are never pickled)
+
+
+def _check_slice(bounds: tuple[int, int]) -> list[ResultOutcome]:
+    outcomes = check_results(_PENDING[bounds[0]:bounds[1]])
+    for outcome in outcomes:
+        outcome.job = None   # the parent has it; do not send it back
+    return outcomes
+
+
 def _run_jobs(jobs: list[ResultJob]) -> list[ResultOutcome]:
-    workers = min(os.cpu_count() or 1, 8)
-    if len(jobs) < PARALLEL_MIN_RESULTS or workers < 2:
+    """Check every result; on several cores, forked workers take slices while this process checks the first."""
+    global _PENDING
+    cores = min(os.cpu_count() or 1, 8)
+    if len(jobs) < PARALLEL_MIN_RESULTS or cores < 2:
         return [check_result(job) for job in jobs]
-    size = max(8, len(jobs) // (workers * 4))
-    batches = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-        outcomes: list[ResultOutcome] = []
-        for part in pool.map(check_results, batches):
-            outcomes.extend(part)
+    step = -(-len(jobs) // cores)
+    slices = [(i, min(i + step, len(jobs))) for i in range(0, len(jobs), step)]
+    _PENDING = jobs
+    try:
+        with ProcessPoolExecutor(max_workers=len(slices) - 1, mp_context=get_context("fork")) as pool:
+            futures = [pool.submit(_check_slice, b) for b in slices[1:]]
+            outcomes = check_results(jobs[slices[0][0]:slices[0][1]])
+            for (start, _end), future in zip(slices[1:], futures):
+                part = future.result()
+                for offset, outcome in enumerate(part):
+                    outcome.job = jobs[start + offset]
+                outcomes.extend(part)
+    finally:
+        _PENDING = []
     return outcomes
 
 

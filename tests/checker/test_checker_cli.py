@@ -161,3 +161,26 @@ def test_official_diff_reports_a_crash(case_trees, official_checkout):
 def test_official_path_that_is_not_a_checker(case_trees, tmp_path):
     result = runner.invoke(app, ["check", str(case_trees["bert_open_valid"]), "--official", str(tmp_path)])
     assert result.exit_code == 2 and "no official submission checker" in result.stderr
+
+
+def test_parallel_and_serial_checks_agree(case_trees, tmp_path, monkeypatch):
+    """Results checked by forked workers come back complete and in tree order."""
+    import subtool.checker.api as api
+
+    tree = tmp_path / "many"
+    for name in ("bert_closed_valid", "llama2_open_valid", "wrong_submitter", "missing_perf_log"):
+        for team in case_trees[name].glob("*/TeamX"):
+            dest = tree / team.parent.name / name          # one submitter folder per case
+            shutil.copytree(team, dest)
+            for system_json in dest.glob("systems/*.json"):
+                data = json.loads(system_json.read_text())
+                if data["submitter"] == "TeamX":
+                    data["submitter"] = name
+                system_json.write_text(json.dumps(data))
+    serial = check_tree(tree, CheckOptions())
+    monkeypatch.setattr(api, "PARALLEL_MIN_RESULTS", 1)
+    parallel = check_tree(tree, CheckOptions())
+    assert len(serial.results) == 7 and 0 < len(serial.rows) < 7
+    assert [r.to_dict() for r in parallel.results] == [r.to_dict() for r in serial.results]
+    assert [f.to_dict() for f in parallel.findings] == [f.to_dict() for f in serial.findings]
+    assert parallel.rows == serial.rows
