@@ -183,10 +183,10 @@ def _score(job: InputJob, rules: Rules, scratch: Path, entry: EntryRecord) -> No
     members: dict[str, str] = {}
     if tarball is not None:
         entry.compressed_bytes = tarball.stat().st_size
-        entry.sha256 = sha256_of(tarball)
         unpacked = scratch / "x"
         unpacked.mkdir(mode=0o700)
         stats: ExtractStats = extract_tarball(tarball, unpacked, rules.limits)
+        entry.sha256 = sha256_of(tarball)       # after the limits: a huge file is refused before it is read
         entry.members, entry.unpacked_bytes = stats.members, stats.unpacked_bytes
         root = _tree_root(unpacked)
         if root is None:

@@ -66,10 +66,13 @@ class _BoundedReader:
         self._raw = raw
         self._stats = stats
         ratio_cap = max(int(limits.max_ratio * compressed), limits.ratio_grace_bytes)
-        # headers and padding come on top of the files' bytes: one 512-byte header (+ padding) per member
-        size_cap = limits.max_total_bytes + (limits.max_members + 2) * 1536 + (1 << 20)
-        self._ratio_cap, self._size_cap = ratio_cap, size_cap
+        self._ratio_cap, self._size_cap = ratio_cap, self.size_cap(limits)
         self._limits, self._compressed = limits, compressed
+
+    @staticmethod
+    def size_cap(limits: ExtractLimits) -> int:
+        # headers and padding come on top of the files' bytes: one 512-byte header (+ padding) per member
+        return limits.max_total_bytes + (limits.max_members + 2) * 1536 + (1 << 20)
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
@@ -188,6 +191,10 @@ def extract_tarball(path: Path, dest: Path, limits: ExtractLimits) -> ExtractSta
     path, dest = Path(path), Path(dest)
     stats = ExtractStats(compressed_bytes=path.stat().st_size)
     _sniff(path)
+    # gzip never shrinks data much below its size: a tarball this big cannot unpack within the limit.
+    if stats.compressed_bytes > 1.02 * _BoundedReader.size_cap(limits) + (1 << 20):
+        raise Refused("extract.too_large", f"the tarball alone is {_mib(stats.compressed_bytes)}, more than it may "
+                                           f"unpack to ({_mib(limits.max_total_bytes)}, limit max_total_bytes)")
     gate = _MemberGate(limits, stats)
     try:
         with open(path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:

@@ -108,3 +108,16 @@ def test_score_refuses_every_hostile_tarball_and_ranks_the_good_teams(sc_copy, t
     # one line per refused team on the terminal too, and the --json outcome on stdout
     assert "extract.absolute_path: refused: member" in result.stderr
     assert json.loads(result.stdout)["counts"]["errors"] == len(CASES)
+
+
+def test_a_tarball_bigger_than_the_unpack_limit_is_refused_before_it_is_read(tmp_path):
+    import gzip
+
+    big = tmp_path / "big.tar.gz"
+    big.write_bytes(gzip.compress(os.urandom(8 << 20), compresslevel=1))   # 8 MiB that gzip cannot shrink
+    dest = tmp_path / "x"
+    dest.mkdir()
+    with pytest.raises(Refused) as refused:
+        extract_tarball(big, dest, ExtractLimits(**HOSTILE_LIMITS))
+    assert refused.value.rule == "extract.too_large" and refused.value.message.startswith("the tarball alone is")
+    assert list(dest.iterdir()) == []
