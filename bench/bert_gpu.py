@@ -15,17 +15,19 @@ What it measures, each under LoadGen with the QSL holding all 10,833 features:
      under the 130 ms bert-99 latency bound;
   5. forward-only ceilings (a CUDA graph replayed back to back) and a kernel-time profile of one batch.
 
-    python bench/bert_gpu.py --out bench/results/bert_gpu.json [--work DIR] [--quick]
+    python bench/bert_gpu.py --out bench/results/bert_gpu.json [--work DIR] [--budget TOKENS] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,7 +53,8 @@ def environment() -> dict:
 
     env = {"python": platform.python_version(), "torch": torch.__version__,
            "transformers": transformers.__version__, "cuda": torch.version.cuda,
-           "gpu": torch.cuda.get_device_name(), "capability": ".".join(map(str, torch.cuda.get_device_capability()))}
+           "gpu": torch.cuda.get_device_name(), "capability": ".".join(map(str, torch.cuda.get_device_capability())),
+           "cpu_cores": os.cpu_count()}
     try:
         import triton
 
@@ -160,14 +163,16 @@ def reference_sut(ckpt: Path, features):
     return PaddedReference(ckpt, features, batch_size=1, device="cuda")
 
 
-def fp32_ground_truth(ckpt: Path, features) -> dict[int, np.ndarray]:
-    """fp32 logits of every feature: samples of equal length batched together (no padding: batch-1 math)."""
+def transformers_logits(ckpt: Path, features, dtype: str = "fp32") -> dict[int, np.ndarray]:
+    """transformers' logits of every feature: samples of equal length batched together (no padding, so the
+    arithmetic is batch-1's); fp32 with TF32 off is the ground truth."""
     import torch
     from transformers import BertForQuestionAnswering
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    model = BertForQuestionAnswering.from_pretrained(str(ckpt), dtype=torch.float32).cuda().eval()
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    model = BertForQuestionAnswering.from_pretrained(str(ckpt), dtype=torch_dtype).cuda().eval()
     out: dict[int, np.ndarray] = {}
     lengths = features.seq_lengths
     with torch.inference_mode():
@@ -186,6 +191,57 @@ def fp32_ground_truth(ckpt: Path, features) -> dict[int, np.ndarray]:
     del model
     torch.cuda.empty_cache()
     return out
+
+
+def packed_logits(model, features, budget: int) -> dict[int, np.ndarray]:
+    """Every feature through a PackedBert eagerly (no LoadGen, no graphs): for accuracy variants."""
+    import torch
+
+    from subtool.runner.suts.bert_fast_plan import TokenBatcher, pack_inputs, sequence_capacity
+
+    batcher = TokenBatcher(features.seq_lengths, budget)
+    batcher.add(np.arange(len(features)), np.arange(len(features)))
+    out: dict[int, np.ndarray] = {}
+    t = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
+    with torch.inference_mode():
+        while (batch := batcher.take()) is not None:
+            p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, batch.indices,
+                            batch.bucket)
+            res = torch.zeros((sequence_capacity(batch.bucket) * MAX_SEQ_LENGTH + 1, 2), device="cuda")
+            model.forward(t(p.input_ids), t(p.segment_ids), t(p.position_ids), t(p.out_rows), t(p.cu_seqlens), res,
+                          sequences=p.sequences)
+            arr = res[:p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).cpu().numpy()
+            for row, i in enumerate(batch.indices):
+                out[int(i)] = arr[row]
+    return out
+
+
+def logit_error(logits: dict[int, np.ndarray], truth: dict[int, np.ndarray], features) -> dict:
+    """Relative L2 error of the logits over real tokens, and how often the start/end argmax moved."""
+    num = den = 0.0
+    same_start = same_end = 0
+    for i, ref in truth.items():
+        n = int(features.seq_lengths[i])
+        got = logits[i][:n]
+        num += float(((got - ref[:n]) ** 2).sum())
+        den += float((ref[:n] ** 2).sum())
+        same_start += int(got[:, 0].argmax() == ref[:n, 0].argmax())
+        same_end += int(got[:, 1].argmax() == ref[:n, 1].argmax())
+    k = max(1, len(truth))
+    return {"rel_l2": round((num / den) ** 0.5, 5), "start_argmax_same": round(same_start / k, 4),
+            "end_argmax_same": round(same_end / k, 4)}
+
+
+def margins(truth: dict[int, np.ndarray], features) -> dict:
+    """How close the ground truth's best and second-best start logits are, relative to the logits' spread:
+    small margins make any low-precision arithmetic move answers."""
+    rel = []
+    for i, ref in truth.items():
+        n = int(features.seq_lengths[i])
+        s = np.sort(ref[:n, 0])
+        rel.append((s[-1] - s[-2]) / max(1e-9, float(s.std())))
+    rel = np.asarray(rel)
+    return {"top1_minus_top2_over_std_p10_p50_p90": np.percentile(rel, [10, 50, 90]).round(4).tolist()}
 
 
 def agreement(data, logits: dict[int, np.ndarray], truth_answers: dict[str, str]) -> dict:
@@ -287,7 +343,7 @@ def kernel_profile(model, features, tokens: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ main
-def fast_block(name, ckpt, data, qsl, precision, budget, work, truth_answers, results, quick, server):
+def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answers, results, quick, server):
     """One torch-cuda configuration: build (graph capture), Offline perf, accuracy, optional Server search."""
     import torch
 
@@ -320,7 +376,9 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth_answers, re
         entry["accuracy_run"] = acc
         entry["answered_features"] = len(logits)
         entry["vs_fp32"] = agreement(data, logits, truth_answers)
-        log(f"{name}: vs fp32 answers {entry['vs_fp32']}")
+        entry["logits_vs_fp32"] = logit_error(logits, truth, data.features)
+        del logits
+        log(f"{name}: vs fp32 answers {entry['vs_fp32']} logits {entry['logits_vs_fp32']}")
         if server:
             entry["server"] = server_search(sut, qsl, entry["offline_samples_per_s"], work / f"{name}-server",
                                             quick)
@@ -333,17 +391,33 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth_answers, re
         ceilings.append(forward_ceiling(sut.model, data.features, tokens))
         log(f"{name}: forward-only {ceilings[-1]}")
     entry["forward_only"] = ceilings
-    variants = {}
-    if sut.model.fused_gelu:                      # what each fusion is worth, at the budget
-        sut.model.fused_gelu = False
-        variants["gelu_not_fused_into_gemm"] = forward_ceiling(sut.model, data.features, budget)
-        sut.model.fused_gelu = True
-    if sut.model.kernels == "triton" and precision != "fp8":
-        sut.model.kernels = "torch"
-        variants["layernorm_in_torch_ops"] = forward_ceiling(sut.model, data.features, budget)
-        sut.model.kernels = "triton"
-    entry["forward_only_variants"] = variants
-    log(f"{name}: variants {variants}")
+    entry["forward_only_variants"] = variants = {}
+    m = sut.model
+
+    def variant(label, attr, value, accuracy=False):
+        old = getattr(m, attr)
+        setattr(m, attr, value)
+        try:
+            v = forward_ceiling(m, data.features, budget)
+            if accuracy:
+                logits = packed_logits(m, data.features, budget)
+                v["vs_fp32"] = agreement(data, logits, truth_answers)
+                v["logits_vs_fp32"] = logit_error(logits, truth, data.features)
+            variants[label] = v
+        except Exception as exc:  # noqa: BLE001 - a variant that does not run is a finding, not a failure
+            variants[label] = {"failed": repr(exc)[:300]}
+        finally:
+            setattr(m, attr, old)
+        log(f"{name}: variant {label}: {variants[label]}")
+
+    if m.fused_gelu:                                          # what each choice is worth, at the budget
+        variant("exact_gelu_not_fused_into_gemm", "fused_gelu", False, accuracy=True)
+    if m.kernels == "triton" and precision != "fp8":
+        variant("layernorm_in_torch_ops", "kernels", "torch")
+    if precision == "fp8":
+        variant("fp8_without_fast_accumulation", "fp8_fast_accum", False, accuracy=True)
+        variant("fp8_ffn_only_attention_projections_bf16", "fp8_ops", frozenset({"ff1", "ff2"}), accuracy=True)
+    variant("cudnn_ragged_attention", "attention", "cudnn", accuracy=not quick)
     entry["profile"] = kernel_profile(sut.model, data.features, budget)
     log(f"{name}: profile {entry['profile']['share']} gemm {entry['profile']['gemm_tflops']} TFLOP/s")
     del sut
@@ -377,7 +451,8 @@ def server_search(sut, qsl, offline_qps: float, work: Path, quick: bool) -> dict
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench/results/bert_gpu.json"))
-    ap.add_argument("--work", type=Path, default=Path("/tmp/subtool-bert-gpu"))
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "subtool-bert-gpu",
+                    help="scratch: generated checkpoint, demo data, LoadGen logs")
     ap.add_argument("--budget", type=int, default=16384, help="token budget per batch of the fast SUT")
     ap.add_argument("--reference-samples", type=int, default=800)
     ap.add_argument("--precisions", default="bf16,fp8")
@@ -410,11 +485,16 @@ def main() -> None:
     report["runs"] = results
     try:
         t0 = time.time()
-        truth = fp32_ground_truth(ckpt, f)
+        truth = transformers_logits(ckpt, f, "fp32")
         truth_answers = best_answers(data.examples, f, truth, data.tokenizer.convert_ids_to_tokens)
         report["ground_truth"] = {"what": "transformers fp32 (TF32 off), equal-length groups = batch-1 math",
-                                  "seconds": round(time.time() - t0, 1)}
-        log(f"fp32 ground truth in {time.time() - t0:.1f} s")
+                                  "seconds": round(time.time() - t0, 1), "margins": margins(truth, f)}
+        log(f"fp32 ground truth in {time.time() - t0:.1f} s {report['ground_truth']['margins']}")
+        control = transformers_logits(ckpt, f, "bf16")
+        report["control_transformers_bf16"] = {"vs_fp32": agreement(data, control, truth_answers),
+                                               "logits": logit_error(control, truth, f)}
+        del control
+        log(f"control: transformers bf16 {report['control_transformers_bf16']}")
 
         ref = reference_sut(ckpt, f)
         try:
@@ -437,7 +517,7 @@ def main() -> None:
                 continue
             try:
                 fast_block(f"torch-cuda-{precision}", ckpt, data, qsl, precision, args.budget, args.work,
-                           truth_answers, results, args.quick, server=True)
+                           truth, truth_answers, results, args.quick, server=True)
             except Exception as exc:  # noqa: BLE001 - one precision failing must not lose the others' numbers
                 import traceback
 

@@ -36,6 +36,7 @@ class RunOptions:
     precision: str = "fp32"
     batch_size: int = 32
     threads: int | None = None
+    compliance: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)       # backend-specific options, passed to the SUT
     argv: list[str] = field(default_factory=list)
 
@@ -91,6 +92,10 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
         raise SubtoolError(f"{spec.name} has no {scenario} scenario; choose one of {', '.join(spec.scenarios)}",
                            rule="run.scenario")
     modes = _modes(opts.mode)
+    unknown = [t for t in opts.compliance if t not in spec.compliance]
+    if unknown:
+        raise SubtoolError(f"compliance test {', '.join(unknown)} does not apply to {spec.name} or is not run by "
+                           f"subtool (available: {', '.join(spec.compliance) or 'none'})", rule="run.compliance")
     if opts.backend not in spec.backends:
         raise SubtoolError(f"unknown backend {opts.backend!r} for {spec.name}; choose one of "
                            f"{', '.join(spec.backends)}", rule="run.backend")
@@ -134,6 +139,7 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
                               cache_dir=str(cache_root() / "features"),
                               result_path=str(stage / ".session-result.json"), batch_size=opts.batch_size,
                               threads=opts.threads, precision=opts.precision, backend=opts.backend, demo=demo,
+                              compliance=list(opts.compliance),
                               extra=dict(opts.extra))
         outcome = _run_child(session, stage)
         record = _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, outcome, previous)
@@ -185,9 +191,15 @@ def _carry_over_other_modes(final_dir: Path, stage: Path, modes: list[str]) -> d
             shutil.copytree(final_dir / mode, stage / mode)
             if mode in old_modes:
                 kept[mode] = old_modes[mode]
+    try:
+        old_compliance = json.loads((final_dir / "run.json").read_text()).get("compliance") or {}
+    except (FileNotFoundError, json.JSONDecodeError, OSError):
+        old_compliance = {}
     for name in ("TEST01", "TEST04", "TEST06"):
         if (final_dir / name).is_dir():
             shutil.copytree(final_dir / name, stage / name)
+            if name in old_compliance:
+                kept.setdefault("__compliance__", {})[name] = old_compliance[name]
     return kept
 
 
@@ -213,7 +225,7 @@ def _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, 
         "tstamps": outcome["tstamps"],
         "command": list(opts.argv) or ["subtool", "run", "--model", spec.name, "--scenario", scenario],
         "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
-        "modes": {**previous, **outcome["modes"]},
-        "compliance": {},
+        "modes": {**{k: v for k, v in previous.items() if k != "__compliance__"}, **outcome["modes"]},
+        "compliance": {**previous.get("__compliance__", {}), **outcome.get("compliance", {})},
         "measurements": outcome["measurements"],
     }

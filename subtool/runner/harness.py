@@ -139,6 +139,9 @@ def run_loadgen(sut_handle, qsl_handle, settings, *, scenario: str, mode: str, o
     # silently turn a normal run into a compliance run.
     audit = audit_config if audit_config is not None else outdir / "no-audit.config"
     lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log, str(audit))
+    trace = outdir / "mlperf_log_trace.json"
+    if trace.is_file() and trace.stat().st_size == 0:
+        trace.unlink()  # LoadGen leaves an empty trace file when tracing is off; it is no result
     values = read_detail_log(outdir / "mlperf_log_detail.txt")
     field = RESULT_FIELD[scenario]
     result = values.get(field)

@@ -33,6 +33,7 @@ class SessionSpec:
     precision: str = "fp32"
     backend: str = "torch-cpu"
     demo: bool = False
+    compliance: list[str] = field(default_factory=list)   # e.g. ["TEST01"], run after the modes
     extra: dict = field(default_factory=dict)      # backend-specific options (e.g. endpoint URL)
 
 
@@ -85,13 +86,66 @@ def run_session(spec: SessionSpec, console) -> dict:
                 entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
                 say("  " + "  ".join(f"{k} = {v:.3f}" for k, v in entry["metrics"].items()))
             modes[mode] = entry
+        compliance = {test: _run_compliance(test, workload, data, sut, qsl, settings, spec, stage, say)
+                      for test in spec.compliance}
         tstamps.append(date_u())
     finally:
         sut.stop()
         qsl.destroy()
     return {"ok": True, "samples": data.sample_count, "description": data.description,
-            "dataset_sha256": data.dataset_sha256, "modes": modes, "tstamps": tstamps,
+            "dataset_sha256": data.dataset_sha256, "modes": modes, "compliance": compliance, "tstamps": tstamps,
             "measurements": workload.measurements(spec.demo, model_path, spec.precision)}
+
+
+def _run_compliance(test, workload, data, sut, qsl, settings, spec: SessionSpec, stage: Path, say) -> dict:
+    """An audited performance run plus its verification against this run directory's own results."""
+    import shutil
+
+    from subtool.runner import compliance as comp
+    from subtool.runner.harness import run_loadgen
+
+    reference_acc = stage / "accuracy" / "mlperf_log_accuracy.json"
+    reference_perf = stage / "performance" / "run_1" / "mlperf_log_detail.txt"
+    for needed in (reference_acc, reference_perf):
+        if not needed.is_file():
+            raise SubtoolError(f"{test} compares with the submission's own runs, and this one is missing",
+                               path=needed, rule="run.compliance_needs_runs",
+                               hint="run --mode both (or run the missing mode first) before --compliance")
+    test_dir = stage / test
+    if test_dir.exists():
+        shutil.rmtree(test_dir)
+    audit = comp.write_audit_config(stage / f".audit-{test}.config", workload.spec.loadgen_model, test)
+    perf_dir = test_dir / "performance" / "run_1"
+    say(f"loadgen: {spec.model} {spec.scenario} {test} (performance run with accuracy sampling) …")
+    try:
+        lg_run = run_loadgen(sut.handle, qsl.handle, settings, scenario=spec.scenario, mode="performance",
+                             outdir=perf_dir, audit_config=audit)
+    finally:
+        audit.unlink(missing_ok=True)
+    if lg_run.errors:
+        raise SubtoolError(f"LoadGen reported errors: {'; '.join(lg_run.errors)}",
+                           path=perf_dir / "mlperf_log_detail.txt", rule="run.loadgen_error")
+    acc_dir = test_dir / "accuracy"
+    acc_dir.mkdir(parents=True, exist_ok=True)
+    sampled_log = acc_dir / "mlperf_log_accuracy.json"
+    shutil.move(perf_dir / "mlperf_log_accuracy.json", sampled_log)
+    v_acc = comp.verify_accuracy(reference_acc, sampled_log)
+    v_perf = comp.verify_performance(reference_perf, perf_dir / "mlperf_log_detail.txt")
+    atomic_write_text(test_dir / "verify_accuracy.txt", v_acc.text)
+    atomic_write_text(test_dir / "verify_performance.txt", v_perf.text)
+    entry = {"dir": test, "accuracy_pass": v_acc.passed, "performance_pass": v_perf.passed,
+             "result": lg_run.result}
+    if hasattr(workload, "accuracy_on_samples"):
+        sampled = {int(e["qsl_idx"]) for e in json.loads(sampled_log.read_text())}
+        baseline, baseline_line = workload.accuracy_on_samples(data, reference_acc, sampled)
+        observed, observed_line = workload.accuracy_on_samples(data, sampled_log, sampled)
+        atomic_write_text(acc_dir / "baseline_accuracy.txt", baseline_line + "\n")
+        atomic_write_text(acc_dir / "compliance_accuracy.txt", observed_line + "\n")
+        atomic_write_text(acc_dir / "accuracy.txt", observed_line + "\n")
+        entry.update(baseline=baseline, compliance=observed, samples=len(sampled))
+    say(f"  {test}: accuracy {'PASS' if v_acc.passed else 'FAIL'}, performance "
+        f"{'PASS' if v_perf.passed else 'FAIL'}")
+    return entry
 
 
 def main(argv: list[str]) -> int:

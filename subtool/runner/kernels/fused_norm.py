@@ -33,10 +33,10 @@ def _add_layernorm_kernel(X, R, W, B, Y, Q, S, stride_x, stride_r, stride_y, str
     tl.store(Y + row * stride_y + cols, y_low, mask=inside)
     if QUANT:
         yq = tl.where(inside, y_low.to(tl.float32), 0.0)
-        scale = tl.maximum(tl.max(tl.abs(yq), axis=0), 1e-6) / 448.0
-        q = tl.minimum(tl.maximum(yq / scale, -448.0), 448.0)
+        amax = tl.maximum(tl.max(tl.abs(yq), axis=0), 1e-6)
+        q = tl.minimum(tl.maximum(yq * (448.0 / amax), -448.0), 448.0)   # one division per row, not per element
         tl.store(Q + row * stride_q + cols, q.to(Q.dtype.element_ty), mask=inside)
-        tl.store(S + row, scale)
+        tl.store(S + row, amax / 448.0)
 
 
 @triton.jit
@@ -51,10 +51,10 @@ def _rowwise_fp8_kernel(X, BIAS, Q, S, stride_x, stride_q, n_cols,
     if GELU:
         x = 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
     x = tl.where(inside, x, 0.0)
-    scale = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-6) / 448.0
-    q = tl.minimum(tl.maximum(x / scale, -448.0), 448.0)
+    amax = tl.maximum(tl.max(tl.abs(x), axis=0), 1e-6)
+    q = tl.minimum(tl.maximum(x * (448.0 / amax), -448.0), 448.0)
     tl.store(Q + row * stride_q + cols, q.to(Q.dtype.element_ty), mask=inside)
-    tl.store(S + row, scale)
+    tl.store(S + row, amax / 448.0)
 
 
 def _warps(block: int) -> int:

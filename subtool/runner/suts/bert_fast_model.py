@@ -23,6 +23,7 @@ from subtool.errors import SubtoolError
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
+FP8_OPS = ("qkv", "o", "ff1", "ff2")
 FP8_MAX = 448.0
 
 
@@ -134,6 +135,10 @@ class PackedBert:
                                rule="run.precision", hint="use --precision bf16")
         self.kernels = kernels
         self.flash = cuda and precision != "fp32" and flash_varlen_available()
+        self.attention = "flash" if self.flash else "padded"     # "cudnn": cuDNN's ragged path, where it works
+        self.fp8_fast_accum = True
+        # which of each layer's products run in fp8 (the others in bf16)
+        self.fp8_ops = frozenset(FP8_OPS if precision == "fp8" else ())
         # cuBLASLt's bias+GELU epilogue is GELU's tanh form: within bf16 rounding of the exact one
         self.fused_gelu = (cuda and precision in ("bf16", "fp16")) if fused_gelu is None else fused_gelu
         self.scale = 1.0 / math.sqrt(self.shape.head_dim)
@@ -173,12 +178,13 @@ class PackedBert:
 
     def _linear(self, weight, bias) -> dict:
         torch = self.torch
-        if self.precision != "fp8":
-            return {"w": self._to(weight), "b": self._to(bias)}
-        w32 = weight.to(self.device, torch.float32)
-        scale = (w32.abs().amax(dim=1).clamp(min=1e-12) / FP8_MAX)          # one scale per output channel
-        wq = (w32 / scale[:, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).contiguous()
-        return {"wq": wq, "ws": scale[None, :].contiguous(), "b": self._to(bias)}
+        lin = {"w": self._to(weight), "b": self._to(bias)}     # fp8 keeps these for the products it leaves bf16
+        if self.precision == "fp8":
+            w32 = weight.to(self.device, torch.float32)
+            scale = (w32.abs().amax(dim=1).clamp(min=1e-12) / FP8_MAX)          # one scale per output channel
+            lin["wq"] = (w32 / scale[:, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).contiguous()
+            lin["ws"] = scale[None, :].contiguous()
+        return lin
 
     # ------------------------------------------------------------------------------------------ building blocks
     def _add_ln(self, x, res, ln, quantize: bool = False):
@@ -192,21 +198,24 @@ class PackedBert:
         return y, None, None
 
     def _mm(self, x, lin: dict, xq=None, xs=None, bias: bool = True):
+        """x @ W.T + b: in fp8 (from x's quantized rows) when they are given, else in the compute dtype."""
         torch = self.torch
-        if self.precision == "fp8":
+        if xq is not None:
             return torch._scaled_mm(xq, lin["wq"].t(), scale_a=xs, scale_b=lin["ws"],
                                     bias=lin["b"] if bias else None, out_dtype=torch.bfloat16,
-                                    use_fast_accum=True)
+                                    use_fast_accum=self.fp8_fast_accum)
         return torch.nn.functional.linear(x, lin["w"], lin["b"] if bias else None)
 
-    def _ffn_in(self, x, lin: dict, xq=None, xs=None):
-        """The first feed-forward product and its GELU: bf16 output, or fp8 + row scales for the second."""
+    def _ffn_in(self, x, lin: dict, xq=None, xs=None, quantize_out: bool = False):
+        """The first feed-forward product and its GELU: (bf16 or None, e4m3 rows or None, row scales or None)."""
         torch = self.torch
-        if self.precision == "fp8":
+        if quantize_out:
             from subtool.runner.kernels.fused_norm import rowwise_fp8
 
             h = self._mm(x, lin, xq, xs, bias=False)
             return None, *rowwise_fp8(h, bias=lin["b"], gelu=True)
+        if xq is not None:
+            return torch.nn.functional.gelu(self._mm(x, lin, xq, xs)), None, None
         if self.fused_gelu:
             return torch._addmm_activation(lin["b"], x, lin["w"].t(), use_gelu=True), None, None
         h = torch.nn.functional.linear(x, lin["w"], lin["b"])
@@ -218,7 +227,12 @@ class PackedBert:
         h, d = self.shape.heads, self.shape.head_dim
         qkv = qkv.view(t, 3, h, d)
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
-        if self.flash:
+        if self.attention == "cudnn":
+            out = torch.ops.aten._cudnn_attention_forward(
+                q, k, v, None, cu_seqlens, cu_seqlens, MAX_SEQ_LENGTH, MAX_SEQ_LENGTH, False, 0.0, False, False,
+                scale=self.scale)[0]
+            return out.reshape(t, h * d)
+        if self.attention == "flash":
             out = torch.ops.aten._flash_attention_forward(
                 q, k, v, cu_seqlens, cu_seqlens, MAX_SEQ_LENGTH, MAX_SEQ_LENGTH, 0.0, False, False,
                 scale=self.scale)[0]
@@ -254,24 +268,25 @@ class PackedBert:
     def forward(self, input_ids, segment_ids, position_ids, rows, cu_seqlens, out, sequences: int | None = None):
         """Write the start/end logits of one packed batch into `out` ([>= rows.max()+1, 2] float32)."""
         torch = self.torch
-        fp8 = self.precision == "fp8"
+        ops = self.fp8_ops
+        quant_ln = bool(ops & {"qkv", "ff1"})
         emb = torch.nn.functional.embedding(input_ids, self.word) + \
             torch.nn.functional.embedding(position_ids, self.pos)
-        x, xq, xs = self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln, fp8)
+        x, xq, xs = self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln, quant_ln)
         for layer in self.layers:
-            qkv = self._mm(x, layer["qkv"], xq, xs)
+            qkv = self._mm(x, layer["qkv"], *((xq, xs) if "qkv" in ops else (None, None)))
             a = self._attention(qkv, cu_seqlens, rows, sequences)
-            if fp8:
+            if "o" in ops:
                 from subtool.runner.kernels.fused_norm import rowwise_fp8
 
-                aq, a_s = rowwise_fp8(a)
-                o = self._mm(None, layer["o"], aq, a_s)
+                o = self._mm(None, layer["o"], *rowwise_fp8(a))
             else:
                 o = self._mm(a, layer["o"])
-            x, xq, xs = self._add_ln(o, x, layer["ln1"], fp8)
-            h, hq, hs = self._ffn_in(x, layer["ff1"], xq, xs)
+            x, xq, xs = self._add_ln(o, x, layer["ln1"], quant_ln)
+            h, hq, hs = self._ffn_in(x, layer["ff1"], *((xq, xs) if "ff1" in ops else (None, None)),
+                                     quantize_out="ff2" in ops)
             f = self._mm(h, layer["ff2"], hq, hs)
-            x, xq, xs = self._add_ln(f, x, layer["ln2"], fp8)
+            x, xq, xs = self._add_ln(f, x, layer["ln2"], quant_ln)
         logits = torch.nn.functional.linear(x.float(), self.qa_w, self.qa_b)
         out.zero_()
         out.index_copy_(0, rows.long(), logits)

@@ -14,7 +14,9 @@ import numpy as np
 
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH
 
-MIN_TOKENS_PER_SEQUENCE = 16      # cu_seqlens capacity of a bucket is bucket // this (short samples pack densely)
+# cu_seqlens capacity of a bucket is bucket // this. Every slot costs flash attention empty thread blocks (it
+# launches sequences x heads x 3 of them), so capacity stays near what SQuAD-length samples need.
+MIN_TOKENS_PER_SEQUENCE = 64
 BULK_FACTOR = 8                   # a backlog of this many budgets is packed by length, not by arrival order
 
 
@@ -30,7 +32,7 @@ def token_buckets(budget: int, fine_step: int = 256, fine_limit: int = 2048, coa
 
 def sequence_capacity(bucket: int) -> int:
     """How many sequences a graph of this many tokens accepts (its cu_seqlens holds capacity + 1 offsets)."""
-    return max(1, bucket // MIN_TOKENS_PER_SEQUENCE)
+    return max(4, bucket // MIN_TOKENS_PER_SEQUENCE)
 
 
 def choose_bucket(tokens: int, sequences: int, buckets: tuple) -> int:

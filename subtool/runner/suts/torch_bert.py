@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +34,6 @@ class TorchBertSUT:
     def __init__(self, model_path, features: SquadFeatures, batch_size: int = 32, device: str = "cpu",
                  threads: int | None = None, precision: str = "fp32"):
         import torch
-        from transformers import BertForQuestionAnswering
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -45,11 +45,9 @@ class TorchBertSUT:
             torch.set_num_threads(threads)
         self.torch = torch
         self.device = torch.device(device)
-        try:
-            self.model = BertForQuestionAnswering.from_pretrained(str(model_path), dtype=torch.float32)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise SubtoolError(f"cannot load the checkpoint: {str(exc).splitlines()[0]}", path=model_path,
-                               rule="model.load") from None
+        from subtool.runner.workloads.bert import load_bert_qa
+
+        self.model = load_bert_qa(Path(model_path), torch.float32)
         self.model.eval().to(self.device)
         self.features = features
         self.batch_size = max(1, int(batch_size))

@@ -148,7 +148,7 @@ class GraphExecutor:
             for bucket in sorted(self.buckets, reverse=True):
                 lengths = _capture_lengths(bucket)
                 n = int(lengths.sum())
-                ids = np.arange(n, dtype=np.int64) % 1000 + 1000
+                ids = np.arange(n, dtype=np.int64) % self.model.word.shape[0]
                 fake = np.zeros((lengths.size, MAX_SEQ_LENGTH), np.int32)
                 fake[np.arange(MAX_SEQ_LENGTH)[None, :] < lengths[:, None]] = ids[:n]
                 packed = pack_inputs(fake, np.zeros_like(fake), lengths.astype(np.int32),

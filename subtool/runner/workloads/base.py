@@ -22,6 +22,7 @@ class BenchmarkSpec:
     scenarios: tuple[str, ...] = ("Offline", "Server", "SingleStream", "MultiStream")
     backends: tuple[str, ...] = ("torch-cpu",)
     token_metrics: bool = False    # LLMs: tokens/s and TTFT/TPOT (use_token_latencies)
+    compliance: tuple[str, ...] = ()   # compliance tests a closed-division result needs and subtool can run
     extra: dict = field(default_factory=dict)
 
 

@@ -1,0 +1,98 @@
+"""`subtool run --find-perf`: measure the SUT with short probe runs and write the user.conf for the full run.
+
+Teams do this by hand today: guess target_qps, run, read the summary, edit user.conf, run again. The probes are
+ordinary LoadGen performance runs (in a scratch directory) that grow until they last long enough to be a fair
+measurement; the Server target is then checked with real Server runs and lowered until LoadGen calls it VALID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.fsutil import atomic_write_text
+from subtool.runner.api import RunOptions, run_benchmark
+from subtool.runner.harness import check_scenario
+
+PROBE_MIN_SECONDS = 3.0
+OFFLINE_PROBE_SAMPLES = (64, 512, 4096)
+SERVER_START_FRACTION = 0.8     # of the Offline throughput
+SERVER_STEP_DOWN = 0.8
+SERVER_TRIES = 4
+
+
+def _probe(opts: RunOptions, scratch: Path, conf_lines: list[str], console) -> dict:
+    conf = scratch / "probe.user.conf"
+    conf.write_text("\n".join(conf_lines) + "\n")
+    probe_opts = dataclasses.replace(opts, mode="performance", out=scratch / "runs", user_conf=conf,
+                                     run_style="short", compliance=[])
+    record = run_benchmark(probe_opts, console=None)
+    perf = record["modes"]["performance"]
+    seconds = float(perf.get("seconds") or 0.0)
+    if console is not None:
+        console.print(f"  probe: {perf['result_field']} = {perf['result']} ({perf['result_validity']}, "
+                      f"{seconds:.1f} s)")
+    return {"result": perf["result"], "validity": perf["result_validity"], "seconds": seconds}
+
+
+def find_performance(opts: RunOptions, console=None) -> dict:
+    from subtool.runner.workloads.base import get_workload
+
+    spec = get_workload(opts.model).spec
+    scenario = check_scenario(opts.scenario)
+    lg = spec.loadgen_model
+    say = console.print if console is not None else (lambda *a, **k: None)
+    say(f"find-perf: probing {spec.name} {scenario} …")
+    found: dict[str, float] = {}
+    probes: list[dict] = []
+    scratch = Path(tempfile.mkdtemp(prefix="subtool-find-perf-"))
+    try:
+        if scenario in ("Offline", "Server"):
+            throughput = None
+            for n in OFFLINE_PROBE_SAMPLES:
+                n = min(n, spec.sample_count)
+                p = _probe(dataclasses.replace(opts, scenario="Offline"), scratch,
+                           [f"{lg}.Offline.target_qps = {n / 1.1:.3f}", f"{lg}.Offline.min_duration = 1"], console)
+                probes.append({"scenario": "Offline", "samples": n, **p})
+                throughput = p["result"]
+                if p["seconds"] >= PROBE_MIN_SECONDS or n >= spec.sample_count:
+                    break
+            if not throughput:
+                raise SubtoolError("the probe runs measured no throughput", rule="run.find_perf")
+            if scenario == "Offline":
+                found["target_qps"] = round(throughput, 2)
+            else:
+                qps = throughput * SERVER_START_FRACTION
+                for _ in range(SERVER_TRIES):
+                    p = _probe(dataclasses.replace(opts, scenario="Server"), scratch,
+                               [f"{lg}.Server.target_qps = {qps:.3f}", f"{lg}.Server.min_duration = 5000",
+                                f"{lg}.Server.min_query_count = {max(100, int(qps * 5))}"], console)
+                    probes.append({"scenario": "Server", "target_qps": qps, **p})
+                    if p["validity"] == "VALID":
+                        break
+                    qps *= SERVER_STEP_DOWN
+                else:
+                    raise SubtoolError(f"no VALID Server run down to {qps:.1f} queries/s", rule="run.find_perf",
+                                       hint="the SUT cannot meet the latency bound; try a smaller --batch-size")
+                found["target_qps"] = round(qps, 2)
+        else:
+            p = _probe(opts, scratch, [f"{lg}.{scenario}.target_latency = 1",
+                                       f"{lg}.{scenario}.min_duration = 2000",
+                                       f"{lg}.{scenario}.min_query_count = 64"], console)
+            probes.append({"scenario": scenario, **p})
+            found["target_latency"] = round(float(p["result"]) / 1e6, 3)   # ns → ms
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    conf_path = Path(opts.out) / spec.name / f"{scenario}.user.conf"
+    lines = [f"# found by subtool run --find-perf ({len(probes)} probe runs)"]
+    lines += [f"{lg}.{scenario}.{key} = {value}" for key, value in found.items()]
+    atomic_write_text(conf_path, "\n".join(lines) + "\n")
+    say(f"find-perf: {', '.join(f'{k} = {v}' for k, v in found.items())} → {conf_path}")
+    say(f"  next: subtool run --model {spec.name} --scenario {scenario} --user-conf {conf_path} "
+        "--run-style valid")
+    return {"model": spec.name, "scenario": scenario, "found": found, "user_conf": str(conf_path),
+            "probes": probes}
