@@ -69,3 +69,26 @@ def test_checkpoint_without_a_qa_head_is_refused(tmp_path, tiny_checkpoint):
     save_file({k: v for k, v in sd.items() if not k.startswith("qa_outputs")}, str(bad / "model.safetensors"))
     with pytest.raises(SubtoolError, match="no tensor qa_outputs.weight"):
         PackedBert(bad, device="cpu", precision="fp32")
+
+
+def test_the_mlperf_reference_checkpoint_layout_loads_the_same_weights(tmp_path, tiny_checkpoint, small_features,
+                                                                       hf_logits):
+    """bert_config.json + model.pytorch (a state dict, here wrapped as {"model": ...}) as the reference ships it."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file
+
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    shutil.copy(tiny_checkpoint / "vocab.txt", ref / "vocab.txt")
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    google = {k: cfg[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                                  "vocab_size", "max_position_embeddings", "type_vocab_size", "hidden_act")}
+    (ref / "bert_config.json").write_text(json.dumps(google))
+    torch.save({"model": load_file(str(tiny_checkpoint / "model.safetensors"))}, ref / "model.pytorch")
+    f = small_features.features
+    out = run_packed(PackedBert(ref, device="cpu", precision="fp32"), f, [0, 1, 2], 2048)
+    for row in range(3):
+        n = int(f.seq_lengths[row])
+        np.testing.assert_allclose(out[row, :n], hf_logits[row], rtol=1e-4, atol=1e-5)

@@ -42,7 +42,10 @@ class BertShape:
 
 
 def read_shape(model_path: Path) -> BertShape:
-    path = Path(model_path) / "config.json"
+    from subtool.runner.workloads.bert import REFERENCE_CONFIG, checkpoint_format
+
+    model_path = Path(model_path)
+    path = model_path / ("config.json" if checkpoint_format(model_path) == "hf" else REFERENCE_CONFIG)
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -70,17 +73,24 @@ def read_shape(model_path: Path) -> BertShape:
 def load_state_dict(model_path: Path) -> dict:
     import torch
 
+    from subtool.runner.workloads.bert import REFERENCE_WEIGHTS, checkpoint_format
+
     model_path = Path(model_path)
     st = model_path / "model.safetensors"
     try:
+        if checkpoint_format(model_path) == "mlperf-pytorch":
+            state = torch.load(model_path / REFERENCE_WEIGHTS, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and isinstance(state.get("model"), dict):
+                state = state["model"]
+            return state
         if st.exists():
             from safetensors.torch import load_file
 
             return load_file(str(st))
         return torch.load(model_path / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise SubtoolError(f"cannot read the weights: {str(exc).splitlines()[0]}", path=model_path,
-                           rule="model.load") from None
+    except Exception as exc:  # torch raises several unrelated types for a damaged or foreign file
+        raise SubtoolError(f"cannot read the weights: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}",
+                           path=model_path, rule="model.load") from None
 
 
 class _Weights:
