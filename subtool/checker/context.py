@@ -102,6 +102,17 @@ class ResultContext:
         entry = self.entries(parent).get(name)
         return entry is not None and entry.is_file()
 
+    def size(self, rel: str) -> int | None:
+        """Size of a file in a listed folder (the stat is cached on the entry); None when absent."""
+        parent, _, name = rel.rpartition("/")
+        entry = self.entries(parent).get(name)
+        if entry is None:
+            return None
+        try:
+            return entry.stat().st_size
+        except OSError:
+            return None
+
     def files(self, rel_dir: str) -> list[str]:
         return [name for name, entry in self.entries(rel_dir).items() if entry.is_file()]
 

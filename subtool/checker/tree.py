@@ -30,9 +30,10 @@ class Discovery:
         return self.scopes.setdefault(key, Collector())
 
 
-def subdirs(path: Path) -> list[str]:
+def subdirs(path: Path | str) -> list[str]:
     try:
-        return sorted(e.name for e in os.scandir(path) if e.is_dir())
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir())
     except OSError:
         return []
 
@@ -77,17 +78,19 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
                         f"model_mapping.json maps {', '.join(bad)} to something that is not a benchmark name",
                         "map each folder name to an official benchmark name (a string)")
             mapping = {k: v for k, v in data.items() if isinstance(v, str)}
-    for system in subdirs(sub / "results"):
+    results = os.path.join(sub, "results")
+    for system in subdirs(results):
         sys_key = system_json_rel(division, submitter, system)
         sys_out = found.scope(sys_key)
         system_json = load_system(root, division, submitter, system, sys_out)
         if system_json is not None:
             check_system(system_json, division, submitter, sys_key, sys_out)
         system_type = (system_json or {}).get("system_type")
-        for model in subdirs(sub / "results" / system):
+        system_dir = os.path.join(results, system)
+        for model in subdirs(system_dir):
             model_rel = f"{sub_rel}/results/{system}/{model}"
             mlperf_model = cfg.resolve(model, mapping)
-            scenarios = subdirs(root / model_rel)
+            scenarios = subdirs(os.path.join(system_dir, model))
             check_benchmark(cfg, division, model_rel, model, mlperf_model, system_type, scenarios,
                             found.scope(model_rel))
             for scenario in scenarios:

@@ -186,9 +186,8 @@ def _example_line(metric: str) -> str:
 
 def _truncated(ctx: ResultContext) -> None:
     rel = f"{ctx.result_rel}/accuracy/mlperf_log_accuracy.json"
-    try:
-        size = os.stat(ctx.abs(rel)).st_size
-    except OSError:
+    size = ctx.size(rel)
+    if size is None:
         return  # missing: reported by the layout rules
     if size > MAX_ACCURACY_LOG_BYTES:
         ctx.out.add(NOT_TRUNCATED, rel, f"mlperf_log_accuracy.json is {size} bytes (limit {MAX_ACCURACY_LOG_BYTES})",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 from subtool.checker.config import LARGE_FILE_BYTES, MEASUREMENTS_FILES
 from subtool.checker.context import ResultContext
@@ -83,7 +82,7 @@ def check_measurement_files(ctx: ResultContext) -> None:
             out_hint = ("the user.conf LoadGen loaded for this run" if name == "user.conf"
                         else "a README.md saying how to reproduce the run")
             ctx.out.add(MISSING_FILE, rel, f"{name} is missing", f"add {out_hint} to {folder}/")
-        elif os.path.getsize(ctx.abs(rel)) == 0:
+        elif ctx.size(rel) == 0:
             ctx.out.add(EMPTY_FILE, rel, f"{name} is empty", f"fill {name}; the official checker rejects empty "
                         "files")
 
@@ -93,13 +92,8 @@ def check_large_files(ctx: ResultContext) -> None:
     for run in ("performance/run_1", "accuracy"):
         folder = f"{ctx.result_rel}/{run}"
         for name in ("mlperf_log_trace.json", "mlperf_log_accuracy.json"):
-            if not ctx.is_file(f"{folder}/{name}"):
-                continue
-            try:
-                size = os.path.getsize(ctx.abs(f"{folder}/{name}"))
-            except OSError:
-                continue
-            if size > LARGE_FILE_BYTES:
+            size = ctx.size(f"{folder}/{name}") if ctx.is_file(f"{folder}/{name}") else None
+            if size is not None and size > LARGE_FILE_BYTES:
                 ctx.out.add(LARGE_FILE, f"{folder}/{name}", f"file is {size / 1e6:.1f} MB (over 50 MB)",
                             "truncate accuracy logs and leave traces (mlperf_log_trace.json) out of the tree")
 

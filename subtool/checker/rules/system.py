@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from subtool.checker.config import (
@@ -51,7 +52,7 @@ def system_json_rel(division: str, submitter: str, system: str) -> str:
 
 def load_system(root: Path, division: str, submitter: str, system: str, out: Collector) -> dict | None:
     rel = system_json_rel(division, submitter, system)
-    data, problem = read_json_object(root / rel)
+    data, problem = read_json_object(os.path.join(root, rel))
     if data is None:
         if problem == "is missing":
             out.add(MISSING_FILE, rel, f"system description {system}.json is missing",
