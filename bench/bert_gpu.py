@@ -483,6 +483,9 @@ def main() -> None:
     qsl = BertQSL(f, len(f))
     results: list[dict] = []
     report["runs"] = results
+
+    def save() -> None:                    # after every block: a run cut short still leaves its numbers
+        atomic_write_json(args.out, report)
     try:
         t0 = time.time()
         truth = transformers_logits(ckpt, f, "fp32")
@@ -510,6 +513,7 @@ def main() -> None:
                         "precision": "fp32", "batch_size": 1, "padding": 384, "offline": [r],
                         "offline_samples_per_s": r["result"]})
         log(f"reference: {r['result']:.1f} samples/s {r['validity']}")
+        save()
 
         for precision in [p for p in args.precisions.split(",") if p]:
             if precision == "fp8" and torch.cuda.get_device_capability() < (8, 9):
@@ -523,10 +527,11 @@ def main() -> None:
 
                 traceback.print_exc()
                 results.append({"name": f"torch-cuda-{precision}", "failed": repr(exc)[:500]})
+            save()
     finally:
         qsl.destroy()
         report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        atomic_write_json(args.out, report)
+        save()
         log(f"wrote {args.out}")
     table = [(r["name"], r.get("offline_samples_per_s"), (r.get("server") or {}).get("best_valid_target_qps"),
               (r.get("vs_fp32") or {}).get("f1")) for r in results]
