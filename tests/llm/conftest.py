@@ -44,3 +44,19 @@ def short_user_conf(path, loadgen_model: str, scenario: str, **settings) -> str:
     lines += [f"{loadgen_model}.{scenario}.{k} = {v}" for k, v in settings.items()]
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def llama3_offline_run(tmp_path_factory, llama3_small):
+    """One local-SUT llama3.1-8b Offline run (performance + accuracy) on the small data set: its run directory."""
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    out = tmp_path_factory.mktemp("llama3-offline")
+    conf = short_user_conf(out / "user.conf", "llama3_1-8b", "Offline", target_qps=1000)
+    res = CliRunner().invoke(app, ["run", "--model", "llama3.1-8b", "--model-path", str(llama3_small.model_path),
+                                   "--dataset-path", str(llama3_small.dataset_path), "--out", str(out / "runs"),
+                                   "--user-conf", conf])
+    assert res.exit_code == 0, res.output
+    return out / "runs/llama3.1-8b/Offline"

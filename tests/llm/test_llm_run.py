@@ -24,19 +24,14 @@ def _tokens(run_dir, dtype="int32") -> dict[int, list[int]]:
     return {e["qsl_idx"]: np.frombuffer(bytes.fromhex(e["data"]), dtype=dtype).tolist() for e in entries}
 
 
-def test_llama3_offline_reports_tokens_per_second_and_rouge(tmp_path, llama3_small):
-    conf = short_user_conf(tmp_path / "user.conf", "llama3_1-8b", "Offline", target_qps=1000)
-    res = _run("--model", "llama3.1-8b", "--model-path", llama3_small.model_path, "--dataset-path",
-               llama3_small.dataset_path, "--out", tmp_path / "runs", "--user-conf", conf)
-    assert res.exit_code == 0, res.output
-    run_dir = tmp_path / "runs/llama3.1-8b/Offline"
+def test_llama3_offline_reports_tokens_per_second_and_rouge(llama3_offline_run):
+    run_dir = llama3_offline_run
     record = json.loads((run_dir / "run.json").read_text())
     perf = record["modes"]["performance"]
     assert perf["result_field"] == "result_tokens_per_second" and perf["units"] == "Tokens/s"
     assert perf["result_validity"] == "VALID"
     # every demo answer is 16 tokens (the demo's length; random weights never say EOS first)
-    assert perf["result"] == np.float64(perf["samples_per_second"] * 16).round(0) or \
-        abs(perf["result"] / perf["samples_per_second"] - 16) < 0.01
+    assert abs(perf["result"] / perf["samples_per_second"] - 16) < 0.01
     detail = (run_dir / "performance/run_1/mlperf_log_detail.txt").read_text()
     assert '"key": "requested_use_token_latencies", "value": true' in detail
     acc = (run_dir / "accuracy/accuracy.txt").read_text()
