@@ -6,19 +6,21 @@ one bad tarball never stops the others. The scratch folder is removed before ret
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool.scoring.extract import ExtractStats, Refused, extract_tarball
-from subtool.scoring.inputs import DIVISIONS, REQUIRED_COMPANIONS, COMPANIONS, InputJob, is_tree
+from subtool.scoring.inputs import COMPANIONS, REQUIRED_COMPANIONS, InputJob, is_tree
 from subtool.scoring.integrity import (Flag, check_manifest, check_summary, check_tstamps, member_hashes,
                                        sha256_of)
 from subtool.scoring.rules import Rules
 
 # With require_accuracy these fail a result's accuracy even where the open division only notes them.
 ACCURACY_GATES = ("acc.below_threshold", "acc.above_upper_limit", "acc.metric_missing", "acc.metric_unparseable")
+_COMPLIANCE_PATH = re.compile(r"/TEST\d\d(/|$)")
 _FIELD_CAP = 200
 _MAX_REASONS = 4
 
@@ -142,8 +144,10 @@ def _results(report, rules: Rules) -> tuple[list[ResultRecord], list[str]]:
         own = by_result.get(v.result, [])
         gates = [f for f in own if f.rule in ACCURACY_GATES and f.severity != "waived"
                  and rules.check.require_accuracy and f.severity != "error"]
-        acc_errors = [f for f in own if f.rule.startswith("acc.") and f.severity == "error"]
-        perf_errors = [f for f in own if f.rule.startswith("perf.") and f.severity == "error"]
+        # The two VirtualClient-style modes describe the result's own runs, not its compliance runs (TEST0x).
+        main_runs = [f for f in own if f.severity == "error" and not _COMPLIANCE_PATH.search(f.path)]
+        acc_errors = [f for f in main_runs if f.rule.startswith("acc.")]
+        perf_errors = [f for f in main_runs if f.rule.startswith("perf.")]
         accuracy_ok = not acc_errors and not gates
         passed = bool(v.passed) and accuracy_ok
         records.append(ResultRecord(
@@ -244,4 +248,4 @@ def score_input(job: InputJob, rules: Rules, scratch_root: str) -> EntryRecord:
     return entry
 
 
-__all__ = ["EntryRecord", "ResultRecord", "SystemRecord", "score_input", "DIVISIONS"]
+__all__ = ["EntryRecord", "ResultRecord", "SystemRecord", "score_input"]

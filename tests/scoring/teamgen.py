@@ -66,6 +66,8 @@ BENCHMARKS = {
 }
 # Seconds the SUT waits before answering the one Offline query; longer than min_duration keeps LoadGen VALID.
 DELAYS = (0.06, 0.08, 0.11, 0.15, 0.2)
+# One more performance run answered at once: it ends before min_duration, so LoadGen calls it INVALID.
+INVALID_RUN = len(DELAYS)
 
 SYSTEM = {
     "division": "open", "submitter": "TeamX", "status": "available", "system_name": "Team box",
@@ -92,7 +94,7 @@ MEASUREMENTS = {"input_data_types": "int32", "retraining": "No", "starting_weigh
 
 @dataclass(frozen=True)
 class Logs:
-    """LoadGen output folders: perf[benchmark][i] (one per delay), acc[benchmark], user_conf[benchmark]."""
+    """LoadGen output folders: perf[benchmark][i] (one per delay, then INVALID_RUN), acc[benchmark], user_conf."""
 
     perf: dict
     acc: dict
@@ -105,7 +107,7 @@ def generate_logs(cache: Path) -> Logs:
     for bench, spec in BENCHMARKS.items():
         folder = cache / bench
         conf = folder / "user.conf"
-        runs = [["performance", str(folder / f"perf{i}"), d] for i, d in enumerate(DELAYS)]
+        runs = [["performance", str(folder / f"perf{i}"), d] for i, d in enumerate((*DELAYS, 0.0))]
         runs.append(["accuracy", str(folder / "acc"), 0.0])
         plan[bench] = (folder, conf)
         if (folder / ".done").exists():
@@ -124,7 +126,7 @@ def generate_logs(cache: Path) -> Logs:
         if proc.returncode != 0:
             raise RuntimeError(f"LoadGen worker failed for {bench}: {err[-2000:]}")
         (folder / ".done").write_text("ok\n")
-    return Logs(perf={b: [f / f"perf{i}" for i in range(len(DELAYS))] for b, (f, _) in plan.items()},
+    return Logs(perf={b: [f / f"perf{i}" for i in range(len(DELAYS) + 1)] for b, (f, _) in plan.items()},
                 acc={b: f / "acc" for b, (f, _) in plan.items()},
                 user_conf={b: c for b, (_, c) in plan.items()})
 
@@ -136,6 +138,8 @@ COMPETITION = {
     "Gamma": ("CPUs", dict(overrides=CPU_ONLY, results={"bert-99": 3})),
     "Delta": ("NVIDIA GPUs", dict(results={"bert-99": 1, "llama2-70b-99.9": 3},
                                   failing_accuracy=("llama2-70b-99.9",))),
+    # LoadGen judged its performance run INVALID
+    "Eta": ("AMD GPUs", dict(overrides=AMD_GPU, results={"bert-99": INVALID_RUN})),
     "Epsilon": ("NVIDIA GPUs", dict(overrides={"accelerator_model_name": "NVIDIA GeForce RTX 4090",
                                                "accelerators_per_node": "2"}, results={"bert-99": 4})),
     # fails the checker as a whole: an invalid status in its system description

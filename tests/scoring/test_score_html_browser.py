@@ -107,7 +107,7 @@ def test_browser_renders_tables_and_one_chart_per_category(page, tmp_path):
     assert sum(t["cls"] == "overall" for t in tables) == len(doc["categories"])
     assert all(t["box"]["h"] > 20 and t["box"]["w"] > 200 for t in tables)
     dq = next(t for t in tables if t["cls"] == "disqualified")
-    assert dq["rows"] == len(doc["disqualified"]) == 2
+    assert dq["rows"] == len(doc["disqualified"]) == 3
 
 
 @needs_browser

@@ -4,6 +4,7 @@ ranks and points, the disqualified teams with the checker's reasons, every outpu
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import shutil
@@ -29,7 +30,7 @@ def _score(*args: str):
 
 @pytest.fixture(scope="module")
 def board(sc_handins, tmp_path_factory):
-    """All six teams scored once (two workers); the module's tests read the outputs."""
+    """All seven teams scored once (two workers); the module's tests read the outputs."""
     root = tmp_path_factory.mktemp("sc-board")
     handins = root / "handins"
     for team in COMPETITION:
@@ -62,7 +63,7 @@ def test_teams_land_in_their_hardware_categories(board):
     assert placed == {team: category for team, (category, _) in COMPETITION.items()}
     assert [c["name"] for c in doc["categories"]] == ["CPUs", "NVIDIA GPUs", "AMD GPUs",
                                                       "Intel GPUs and accelerators"]   # the rules' order
-    assert doc["counts"] == {"inputs": 6, "scored": 6, "errors": 0, "ranked": 5, "disqualified": 2, "flagged": 0}
+    assert doc["counts"] == {"inputs": 7, "scored": 7, "errors": 0, "ranked": 5, "disqualified": 3, "flagged": 0}
 
 
 def test_task_ranks_follow_the_logged_throughput_and_points_are_relative_to_the_best(board):
@@ -101,16 +102,17 @@ def test_a_team_the_checker_fails_is_listed_with_the_reason(board):
     assert [(r["team"], r["status"]) for r in zeta] == [("Zeta", "disqualified")]
     assert "system.status_invalid" in zeta[0]["reason"] and "open/Zeta/systems/cluster.json" in zeta[0]["reason"]
     dq = {(d["team"], d["task"]): d["reason"] for d in doc["disqualified"]}
-    assert set(dq) == {("Delta", "Llama2-70B Offline"), ("Zeta", "BERT-99 Offline")}
+    assert set(dq) == {("Delta", "Llama2-70B Offline"), ("Zeta", "BERT-99 Offline"), ("Eta", "BERT-99 Offline")}
     assert "sometime" in dq[("Zeta", "BERT-99 Offline")]
+    assert dq[("Eta", "BERT-99 Offline")].startswith("perf.result_invalid: ")
     assert "Zeta" in board["stderr"] and "system.status_invalid" in board["stderr"]
 
 
 def test_honest_hand_ins_raise_no_flags(board):
     for entry in board["doc"]["entries"]:
         assert entry["flags"] == [], entry["input"]
-        assert entry["sha256"] == __import__("hashlib").sha256(
-            (board["handins"].parent / entry["input"]).read_bytes()).hexdigest()
+        tarball = board["handins"].parent / entry["input"]
+        assert entry["sha256"] == hashlib.sha256(tarball.read_bytes()).hexdigest()
         assert entry["status"] == "scored" and entry["kind"] == "tarball"
 
 
@@ -133,10 +135,12 @@ def test_csv_and_markdown_carry_the_same_tables(board):
 def test_verdict_metrics_one_row_per_result(board):
     rows = list(csv.DictReader(io.StringIO((board["out"] / "metrics.csv").read_text())))
     key = {(r["submitter"], r["benchmark"]): r for r in rows}
-    assert len(rows) == 8 and len(key) == 8
+    assert len(rows) == 9 and len(key) == 9
     assert key[("Delta", "llama2-70b-99.9")]["AccuracyMode"] == "0.0"
     assert key[("Delta", "llama2-70b-99.9")]["PerformanceMode"] == "1.0"
     assert key[("Alpha", "bert-99")]["AccuracyMode"] == "1.0" and key[("Alpha", "bert-99")]["Units"] == "Samples/s"
+    assert (key[("Eta", "bert-99")]["AccuracyMode"], key[("Eta", "bert-99")]["PerformanceMode"]) == ("1.0", "0.0")
+    assert "perf.result_invalid" in key[("Eta", "bert-99")]["failed"].split()
     assert all(r["scenario"] == "Offline" for r in rows)
 
 
