@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from subtool.scoring.extract import ExtractStats, Refused, extract_tarball
+from subtool.scoring.extract import ExtractStats, Refused, check_tree_files, extract_tarball
 from subtool.scoring.inputs import COMPANIONS, REQUIRED_COMPANIONS, InputJob, is_tree
 from subtool.scoring.integrity import (Flag, check_manifest, check_summary, check_tstamps, member_hashes,
                                        sha256_of)
@@ -204,6 +204,8 @@ def _score(job: InputJob, rules: Rules, scratch: Path, entry: EntryRecord) -> No
                                         f"no {COMPANIONS[kind].format(job.name)} beside the tarball"))
     else:
         root = Path(job.path)
+        stats = check_tree_files(root, rules.limits)
+        entry.members, entry.unpacked_bytes = stats.members, stats.unpacked_bytes
 
     report = _check(root, rules)
     entry.results, entry.tree_errors = _results(report, rules)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -218,4 +219,38 @@ def extract_tarball(path: Path, dest: Path, limits: ExtractLimits) -> ExtractSta
         raise Refused("extract.io", f"cannot unpack ({exc.strerror or exc})") from exc
     if stats.members == 0:
         raise Refused("extract.empty", "the archive holds no files")
+    return stats
+
+
+def check_tree_files(root: Path, limits: ExtractLimits) -> ExtractStats:
+    """An already-extracted tree gets the same policy as a tarball: plain files and folders only, within the
+    limits. A link could make the checker read (and the leaderboard show) files from outside the tree."""
+    stats = ExtractStats()
+    root = Path(root)
+    for current, dirs, files in os.walk(root, followlinks=False):
+        for name in sorted(dirs) + sorted(files):
+            path = Path(current) / name
+            rel = path.relative_to(root).as_posix()
+            st = os.lstat(path)
+            stats.members += 1
+            if stats.members > limits.max_members:
+                raise Refused("extract.too_many_members", f"the tree holds more than {limits.max_members} files "
+                                                          "and folders (limit max_members)")
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(path)
+                resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+                outside = os.path.isabs(target) or resolved == ".." or resolved.startswith("../")
+                where = "pointing outside the tree" if outside else "inside the tree"
+                raise Refused("extract.link_outside" if outside else "extract.link",
+                              f"{rel!r} is a symbolic link {where} (to {target[:120]!r}); a submission holds plain "
+                              "files only")
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                raise Refused("extract.special_member", f"{rel!r} is not a regular file or folder")
+            stats.files += 1
+            stats.unpacked_bytes += st.st_size
+            if stats.unpacked_bytes > limits.max_total_bytes:
+                raise Refused("extract.too_large", f"the tree holds more than {_mib(limits.max_total_bytes)} "
+                                                   "(limit max_total_bytes)")
     return stats

@@ -69,8 +69,9 @@ def bar_chart(category: str, rows: list[dict], tasks: list[str]) -> str:
             if points <= 0:
                 continue
             width = plot * points / best
+            tip = f"{_e(row['team'])} — {_e(name)}: {fmt_points(points)}"
             parts.append(f'<rect class="bar" x="{x:.1f}" y="{y}" width="{width:.1f}" height="{_BAR_HEIGHT}" '
-                         f'fill="{colour}"><title>{_e(row["team"])} — {_e(name)}: {fmt_points(points)}</title></rect>')
+                         f'fill="{colour}"><title>{tip}</title></rect>')
             x += width
         parts.append(f'<text x="{x + 6:.1f}" y="{y + 15}" font-size="12">{fmt_points(row["total"])}</text>')
     axis_y = legend_height + max(1, len(ranked)) * (_BAR_HEIGHT + _BAR_GAP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,21 @@ def test_a_tarball_bigger_than_the_unpack_limit_is_refused_before_it_is_read(tmp
         extract_tarball(big, dest, ExtractLimits(**HOSTILE_LIMITS))
     assert refused.value.rule == "extract.too_large" and refused.value.message.startswith("the tarball alone is")
     assert list(dest.iterdir()) == []
+
+
+def test_an_extracted_tree_with_a_link_out_of_it_is_refused_and_nothing_leaks(sc_handins, tmp_path):
+    tree = tmp_path / "tree"
+    shutil.copytree(sc_handins["_trees"] / "Beta" / "tree", tree)
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"accelerator_model_name": "TOP-SECRET-VALUE"}))
+    system = tree / "open" / "Beta" / "systems" / "cluster.json"
+    system.unlink()
+    system.symlink_to(secret)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["score", str(tree), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads((out / "leaderboard.json").read_text())["entries"][0]
+    assert entry["error"] == {"rule": "extract.link_outside", "message": (
+        "refused: 'open/Beta/systems/cluster.json' is a symbolic link pointing outside the tree (to "
+        f"{str(secret)!r}); a submission holds plain files only")}
+    assert not any("TOP-SECRET-VALUE" in p.read_text() for p in out.iterdir())
