@@ -1,6 +1,7 @@
 """How fast `subtool check` is on a 1,000-result tree, and how that compares with the official checker.
 
-    python bench/checker_speed.py [--official CHECKOUT] [--results 1000] [--repeat 3] [--out bench/results/checker_speed.json]
+    python bench/checker_speed.py [--official CHECKOUT] [--results 1000] [--repeat 3] [--tree TREE]
+                                  [--out bench/results/checker_speed.json]
 
 The tree is generated from real LoadGen logs (tests/checker/treegen.py: an instant SUT, official seeds):
 closed bert-99 edge systems (Offline + SingleStream, TEST01) and closed llama3.1-8b / llama2-70b-99.9
@@ -77,13 +78,18 @@ def main() -> int:
     parser.add_argument("--results", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "checker_speed.json")
+    parser.add_argument("--tree", type=Path, default=None,
+                        help="time this existing tree instead of generating one (no LoadGen needed)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="subtool-bench-") as tmp:
         tmp = Path(tmp)
-        runs = generate_runs(tmp / "runs")
-        tree = tmp / "tree"
-        count = build_tree(tree, args.results, runs)
+        if args.tree:
+            tree = args.tree.resolve()
+            count = sum(1 for _ in tree.glob("*/*/results/*/*/*") if _.is_dir())
+        else:
+            tree = tmp / "tree"
+            count = build_tree(tree, args.results, generate_runs(tmp / "runs"))
         work = tmp / "work"
         work.mkdir()
         ours_cmd = [sys.executable, "-m", "subtool.cli", "check", str(tree), "--csv", str(work / "ours.csv")]
