@@ -108,3 +108,12 @@ def test_a_model_too_large_for_memory_is_refused_before_loading(tmp_path, llama3
                "--out", tmp_path / "runs", "--mode", "accuracy")
     _assert_clean_failure(res, tmp_path / "runs", "model.too_large")
     assert "GiB" in res.output
+
+
+def test_continuous_batching_gives_the_same_tokens_as_batched(tmp_path, llama3_small, llama3_offline_run):
+    # 5 slots for 24 prompts: slots are refilled as sequences finish, over one preallocated KV cache
+    res = _run("--model", "llama3.1-8b", "--mode", "accuracy", "--model-path", llama3_small.model_path,
+               "--dataset-path", llama3_small.dataset_path, "--out", tmp_path, "--engine", "continuous",
+               "--batch-size", "5")
+    assert res.exit_code == 0, res.output
+    assert _tokens(tmp_path / "llama3.1-8b/Offline") == _tokens(llama3_offline_run)

@@ -173,12 +173,16 @@ class LlmWorkload:
 def _torch_sut(device: str):
     def factory(spec: LlmSpec, model_path: Path, data, config):
         from subtool.runner.suts.llm_local import TorchLlmSUT
+        from subtool.runner.workloads.base import SutConfig
         from subtool.runner.workloads.llm_data import check_checkpoint
 
         check_checkpoint(spec, model_path, need_weights=True)
         demo = demo_settings(model_path)
-        # the tiny demo model runs fastest in wide batches on one thread (no OpenMP hand-offs per tiny matmul)
-        batch_size = max(config.batch_size, int(demo.get("batch_size", 0)))
+        # the tiny demo model runs fastest in wide batches on one thread (no OpenMP hand-offs per tiny matmul);
+        # a --batch-size other than the default still wins
+        batch_size = config.batch_size
+        if demo.get("batch_size") and batch_size == SutConfig().batch_size:
+            batch_size = int(demo["batch_size"])
         threads = config.threads or demo.get("threads")
         return TorchLlmSUT(model_path, data.prompts, generation_for(spec, model_path, config.extra),
                            eos_token_id=data.tokenizer.eos_token_id, pad_token_id=data.tokenizer.pad_token_id,
