@@ -156,7 +156,8 @@ def main() -> None:
             print(json.dumps(run), file=sys.stderr)
 
     doc = {"bench": "score_many", "teams_generated": args.teams, "generate_seconds": round(generated, 1),
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                       "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
            "goal": "under 1 s per tarball on 2 cores; memory flat in the number of tarballs", "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
