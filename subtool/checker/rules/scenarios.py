@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from subtool.checker.config import RoundConfig
+from subtool.checker.config import VERSIONS, RoundConfig, round_config
 from subtool.checker.findings import Collector
 from subtool.checker.rules import define
 
@@ -38,6 +38,9 @@ def check_benchmark(cfg: RoundConfig, division: str, model_rel: str, folder: str
     if rules is None:
         via = f" (resolved to '{mlperf_model}')" if mlperf_model != folder else ""
         hint = ("use an official benchmark name as the folder name: " + ", ".join(cfg.model_names))
+        elsewhere = [v for v in VERSIONS if v != cfg.version and round_config(v).model(mlperf_model) is not None]
+        if elsewhere:
+            hint = f"{mlperf_model} is a benchmark of {', '.join(elsewhere)}: check with --version {elsewhere[-1]}; or " + hint
         if division == "open":
             hint += "; or map the folder to one in open/<submitter>/model_mapping.json"
         out.add(UNKNOWN_MODEL, model_rel, f"'{folder}'{via} is not a {cfg.version} benchmark", hint)
