@@ -78,7 +78,7 @@ def check_fits(model_path, config: dict, precision: str, device: str) -> None:
 class TorchLlmSUT:
     def __init__(self, model_path, prompts: list[np.ndarray], generation, *, eos_token_id, pad_token_id,
                  batch_size: int = 32, device: str = "cpu", precision: str = "fp32", threads: int | None = None,
-                 engine: str = "auto"):
+                 engine: str = "auto", model=None):
         import json
 
         import torch
@@ -93,8 +93,10 @@ class TorchLlmSUT:
             raise SubtoolError("fp16 is not supported on CPU", rule="run.precision", hint="use fp32 or bf16")
         if threads:
             torch.set_num_threads(threads)
-        config = json.loads((model_path / "config.json").read_text())
-        check_fits(model_path, config, precision, device)
+        # `model`: an already built model (the GPU bench builds random weights in place instead of loading)
+        config = model.config.to_dict() if model is not None else json.loads((model_path / "config.json").read_text())
+        if model is None:
+            check_fits(model_path, config, precision, device)
         self.torch = torch
         self.device = torch.device(device)
         self.generation = generation
@@ -105,7 +107,8 @@ class TorchLlmSUT:
         self.pad_id = int(pad_token_id if pad_token_id is not None else (self.eos_ids or [0])[0])
         self.batch_size = max(1, int(batch_size))
         self.np_dtype = np.dtype(generation.output_dtype)
-        self.model = self._load_model(model_path, torch, getattr(torch, _TORCH_DTYPES[precision]), device)
+        self.model = model if model is not None else \
+            self._load_model(model_path, torch, getattr(torch, _TORCH_DTYPES[precision]), device)
         import inspect
 
         # transformers 5 renamed past_key_values to cache

@@ -1,0 +1,202 @@
+"""LLM throughput on one GPU under LoadGen: a reference-style SUT (transformers `generate` on batches in arrival
+order, as language/llama2-70b/SUT.py does) against subtool's SUT (continuous batching over a preallocated KV
+cache, CUDA-graph decode step), on the same prompts.
+
+Llama-3.1-8B architecture with random weights in bf16 (no download), prompts of CNN-DailyMail-like lengths
+(~780 tokens), 128 generated tokens per prompt (EOS ignored, as min_new_tokens=128). Offline for both; Server for
+subtool's SUT at a fraction of its Offline rate, with TTFT/TPOT percentiles against the llama3.1-8b limits.
+
+    python bench/llm_gpu.py --out bench/results/llm_gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Best published per-GPU Offline figure for llama3.1-8b on H100 found in public MLPerf results material:
+# Red Hat, MLPerf Inference v5.1, one H100, FP8 weights with vLLM 0.10.0: 5777 tokens/s Offline.
+PUBLISHED = {"tokens_per_second": 5777.0, "source": "Red Hat MLPerf Inference v5.1 llama3.1-8b Offline, 1x H100, "
+             "FP8, vLLM 0.10.0 (Red Hat blog on its v5.1 results)"}
+
+
+def build_model(layers: int):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=layers,
+                         num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
+                         rope_theta=500000.0, bos_token_id=128000, eos_token_id=[128001, 128008, 128009],
+                         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+                         tie_word_embeddings=False)
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(config)
+    torch.set_default_dtype(torch.float32)
+    for p in model.parameters():              # small random weights keep activations finite in bf16
+        p.data.normal_(0.0, 0.02)
+    return model.eval()
+
+
+def make_prompts(n: int, mean: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.normal(mean, 0.35 * mean, n), 0.25 * mean, 2.4 * mean).astype(int)
+    return [rng.integers(1000, 120000, size=int(k), dtype=np.int64).astype(np.int32) for k in lengths]
+
+
+class ReferenceStyleSUT:
+    """Batches in arrival order, left padding, `model.generate`, one response per sample with its token count."""
+
+    def __init__(self, model, prompts, batch_size: int, new_tokens: int):
+        import mlperf_loadgen as lg
+
+        self.lg, self.model, self.prompts = lg, model, prompts
+        self.batch_size, self.new_tokens = batch_size, new_tokens
+        self.q: queue.Queue = queue.Queue()
+        self.worker = threading.Thread(target=self._work, daemon=True)
+        self.worker.start()
+        self.handle = lg.ConstructSUT(self.issue, lambda: None)
+
+    def issue(self, samples):
+        samples = list(samples)
+        for i in range(0, len(samples), self.batch_size):
+            self.q.put([(s.id, s.index) for s in samples[i:i + self.batch_size]])
+
+    def _work(self):
+        import torch
+
+        while True:
+            batch = self.q.get()
+            if batch is None:
+                return
+            seqs = [self.prompts[idx] for _, idx in batch]
+            width = max(len(s) for s in seqs)
+            ids = torch.zeros((len(seqs), width), dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, s in enumerate(seqs):
+                ids[r, width - len(s):] = torch.from_numpy(s.astype(np.int64))
+                mask[r, width - len(s):] = 1
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=ids.cuda(), attention_mask=mask.cuda(), do_sample=False,
+                                          num_beams=1, max_new_tokens=self.new_tokens,
+                                          min_new_tokens=self.new_tokens, pad_token_id=0)
+            for (qid, _), row in zip(batch, out[:, width:].cpu().numpy().astype(np.int32)):
+                self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, row.ctypes.data, row.nbytes,
+                                                                          len(row))])
+
+    def stop(self):
+        self.q.put(None)
+        self.worker.join()
+        self.lg.DestroySUT(self.handle)
+
+
+def run_loadgen(sut_handle, n: int, scenario: str, conf_lines: list[str], outdir: Path) -> dict:
+    import mlperf_loadgen as lg
+
+    from subtool.runner.harness import read_detail_log
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    conf = outdir / "user.conf"
+    conf.write_text("\n".join(f"llama3_1-8b.{scenario}.{line}" for line in conf_lines) + "\n")
+    settings = lg.TestSettings()
+    settings.scenario = getattr(lg.TestScenario, scenario)
+    settings.FromConfig(str(conf), "llama3_1-8b", scenario)
+    settings.mode = lg.TestMode.PerformanceOnly
+    log = lg.LogSettings()
+    log.log_output.outdir = str(outdir)
+    log.log_output.copy_summary_to_stdout = False
+    qsl = lg.ConstructQSL(n, n, lambda x: None, lambda x: None)
+    t0 = time.time()
+    lg.StartTestWithLogSettings(sut_handle, qsl, settings, log, str(outdir / "none.config"))
+    seconds = time.time() - t0
+    lg.DestroyQSL(qsl)
+    values = read_detail_log(outdir / "mlperf_log_detail.txt")
+    from subtool.runner.workloads.llm import token_metrics
+
+    out = token_metrics(values, scenario, True)
+    out.update(validity=values.get("result_validity"), seconds=round(seconds, 1),
+               samples=values.get("generated_samples_per_query") or values.get("result_query_count"))
+    return out
+
+
+def offline_conf(n: int) -> list[str]:
+    return [f"performance_sample_count_override = {n}", f"min_query_count = {n}", "min_duration = 1000",
+            f"target_qps = {n / 1.1:.3f}"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=1024)
+    ap.add_argument("--ref-samples", type=int, default=128)
+    ap.add_argument("--ref-batch", type=int, default=64)
+    ap.add_argument("--slots", type=int, default=128)
+    ap.add_argument("--prompt-len", type=int, default=780)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--server-fraction", type=float, default=0.6)
+    ap.add_argument("--server-seconds", type=int, default=60)
+    ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/llm_gpu.json"))
+    args = ap.parse_args()
+
+    import torch
+    import transformers
+
+    from subtool.runner.suts.llm_local import TorchLlmSUT
+    from subtool.runner.workloads.llm import Generation
+
+    t0 = time.time()
+    model = build_model(args.layers)
+    prompts = make_prompts(max(args.samples, args.ref_samples), args.prompt_len)
+    result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+              "transformers": transformers.__version__, "model": f"Llama-3.1-8B architecture ({args.layers} "
+              "layers), random weights, bf16", "prompt_tokens_mean": float(np.mean([len(p) for p in prompts])),
+              "new_tokens": args.new_tokens, "build_seconds": round(time.time() - t0, 1), "published": PUBLISHED}
+    work = Path(tempfile.mkdtemp(prefix="llm-bench-"))
+
+    if not args.skip_reference:
+        ref = ReferenceStyleSUT(model, prompts, args.ref_batch, args.new_tokens)
+        result["reference_offline"] = {"batch": args.ref_batch, **run_loadgen(
+            ref.handle, args.ref_samples, "Offline", offline_conf(args.ref_samples), work / "ref")}
+        ref.stop()
+        print(json.dumps(result["reference_offline"]), flush=True)
+
+    gen = Generation(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, num_beams=1,
+                     output_dtype="int32", token_latencies=True)
+    sut = TorchLlmSUT(None, prompts, gen, eos_token_id=[128001, 128008, 128009], pad_token_id=0,
+                      batch_size=args.slots, device="cuda", precision="bf16", engine="continuous", model=model)
+    result["subtool_offline"] = {"slots": args.slots, **run_loadgen(
+        sut.handle, args.samples, "Offline", offline_conf(args.samples), work / "subtool")}
+    print(json.dumps(result["subtool_offline"]), flush=True)
+    sps = result["subtool_offline"].get("samples_per_second") or 0
+    if sps and args.server_seconds > 0:
+        qps = round(sps * args.server_fraction, 3)
+        conf = [f"performance_sample_count_override = {args.samples}", f"target_qps = {qps}",
+                f"min_duration = {args.server_seconds * 1000}", "min_query_count = 100"]
+        result["subtool_server"] = {"target_qps": qps, **run_loadgen(sut.handle, args.samples, "Server", conf,
+                                                                     work / "server")}
+        print(json.dumps(result["subtool_server"]), flush=True)
+    sut.stop()
+    ours = result["subtool_offline"].get("result")
+    if ours:
+        result["ratio_to_published"] = round(ours / PUBLISHED["tokens_per_second"], 3)
+        if result.get("reference_offline", {}).get("result"):
+            result["speedup_vs_reference"] = round(ours / result["reference_offline"]["result"], 2)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, args.out)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
