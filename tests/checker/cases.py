@@ -313,6 +313,18 @@ def m_early_stopping(b):
     set_log_value(_perf_detail(res(b, "closed", "box", BERT, "SingleStream")), "early_stopping_met", False)
 
 
+def m_server_latency(b):
+    llm_closed(b, LLAMA31)
+    set_log_value(_perf_detail(res(b, "closed", "dc", LLAMA31, "Server")), "effective_target_latency_ns",
+                  30_000_000_000)
+
+
+def m_inferred_from_offline(b):
+    # An Offline run filed as SingleStream: SingleStream may not be inferred from Offline.
+    b.system("open", SUB, "box")
+    b.result("open", SUB, "box", BERT, "SingleStream", run_key="bert-99/Offline")
+
+
 def v50_legacy(b):
     b.system("closed", SUB, "box")
     for scenario in ("Offline", "SingleStream"):
@@ -387,6 +399,8 @@ CASES: list[Case] = [
     Case("missing_src", m_missing_src, expect_rules=("layout.missing_dir",)),
     Case("dataset_size_open", m_dataset_size_open, expect_rules=("acc.dataset_size",)),
     Case("early_stopping_not_met", m_early_stopping, expect_rules=("perf.early_stopping",)),
+    Case("server_latency_over_limit", m_server_latency, expect_rules=("perf.latency",)),
+    Case("inferred_from_offline", m_inferred_from_offline, expect_rules=("perf.inferred_scenario",)),
 ]
 CASES_BY_NAME = {c.name: c for c in CASES}
 
