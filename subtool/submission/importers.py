@@ -192,7 +192,8 @@ def _is_mlc_system_dir(path: Path) -> bool:
         return True
     for model_dir in _subdirs(path):
         for scen in _subdirs(model_dir):
-            if scen.name in SCENARIOS and (scen / "performance").is_dir():
+            # a subtool run directory (run.json) has the same shape below `runs/`; it is not MLC's
+            if scen.name in SCENARIOS and (scen / "performance").is_dir() and not (scen / "run.json").is_file():
                 return True
     return False
 
@@ -329,15 +330,16 @@ def discover(path: Path) -> list[ImportedResult]:
         raise SubtoolError("--from directory does not exist", path=path, rule="import.not_found")
     if (path / "run.json").is_file():
         return [import_run_dir(path)]
+    # `subtool run` writes <out>/runs/<model>/<scenario>/run.json: a parent of run directories
+    run_dirs = sorted({p.parent for depth in ("*/run.json", "*/*/run.json", "*/*/*/run.json")
+                       for p in path.glob(depth) if not any(part.startswith(".") for part in p.parts[-4:])})
+    if run_dirs:
+        return [import_run_dir(d) for d in run_dirs]
     if _is_mlc_system_dir(path):
         return import_mlc_system(path)
     systems = [d for d in _subdirs(path) if _is_mlc_system_dir(d)]
     if systems:
         return [r for d in systems for r in import_mlc_system(d)]
-    run_dirs = sorted({p.parent for depth in ("*/run.json", "*/*/run.json", "*/*/*/run.json")
-                       for p in path.glob(depth)})
-    if run_dirs:
-        return [import_run_dir(d) for d in run_dirs]
     raise SubtoolError("not a subtool run directory (no run.json) nor an MLC results directory (no "
                        "<system>/system_meta.json or <system>/<model>/<scenario>/performance/run_1)",
                        path=path, rule="import.not_recognised",

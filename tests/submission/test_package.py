@@ -208,3 +208,16 @@ def test_subtool_check_passes_the_tree_with_the_short_run_waived(pkg_lg, tmp_pat
     assert rules == {"perf.min_duration"}
     r = runner.invoke(app, ["check", str(out), "--waive", "perf.min_duration"])
     assert r.exit_code == 0, r.output
+
+
+def test_from_the_runs_parent_directory(pkg_lg, tmp_path):
+    """`subtool run --out OUT/runs` writes OUT/runs/<model>/<scenario>; --from OUT/runs packages all of them."""
+    runs = tmp_path / "out" / "runs"
+    shutil.copytree(pkg_lg["demo_Offline"], runs / "bert-99" / "Offline")
+    shutil.copytree(pkg_lg["Server"], runs / "bert-99" / "Server")
+    res = package_results(pkg_opts(tmp_path / "tree", runs, system=None, division="open"))
+    assert sorted((r.scenario, r.demo) for r in res.results) == [("Offline", True), ("Server", False)]
+    assert all(Path(r.source).parent == runs / "bert-99" for r in res.results)
+    assert all("demo" in r.system for r in res.results if r.demo)
+    readme = (res.results[0].path / "README.md").read_text()
+    assert "Imported from a subtool run directory" in readme and "MLC" not in readme
