@@ -83,6 +83,10 @@ def run(
     api_key_env: Optional[str] = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
     max_new_tokens: Optional[int] = typer.Option(None, help="LLMs: override the generation length."),
     engine: Optional[str] = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
+    compliance: List[str] = typer.Option([], help="Compliance test to run after the modes, e.g. TEST01."),
+    find_perf: bool = typer.Option(False, "--find-perf",
+                                   help="Short probe run that measures the SUT and writes the user.conf "
+                                        "(target_qps / target_latency) for the full run; runs nothing else."),
     json_out: bool = typer.Option(False, "--json", help="Print the run record as JSON on stdout."),
 ) -> None:
     """Run one benchmark scenario through LoadGen (performance and/or accuracy) into a run directory."""
@@ -97,10 +101,16 @@ def run(
         model=model, scenario=scenario, mode=mode, model_path=model_path, dataset_path=dataset_path,
         out=out, run_style=run_style, target_qps=target_qps, target_latency_ms=target_latency_ms,
         min_duration_ms=min_duration_ms, user_conf=user_conf, backend=backend, precision=precision,
-        batch_size=batch_size, threads=threads, extra=extra, argv=["subtool", *sys.argv[1:]],
+        batch_size=batch_size, threads=threads, extra=extra, compliance=list(compliance),
+        argv=["subtool", *sys.argv[1:]],
     )
     try:
-        record = run_benchmark(opts, console=_console())
+        if find_perf:
+            from subtool.runner.find_perf import find_performance
+
+            record = find_performance(opts, console=_console())
+        else:
+            record = run_benchmark(opts, console=_console())
     except SubtoolError as err:
         _fail(err)
     if json_out:
@@ -275,6 +285,8 @@ def all_(
     api_key_env: Optional[str] = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
     max_new_tokens: Optional[int] = typer.Option(None, help="LLMs: override the generation length."),
     engine: Optional[str] = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
+    compliance: Optional[List[str]] = typer.Option(
+        None, help="Compliance tests to run (default: those the model needs, for closed-division runs)."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """run → package → check → pack (→ publish): the whole job in one command."""
@@ -290,7 +302,7 @@ def all_(
         out=out, run_style=run_style, division=division, system=system, system_file=system_file,
         version=version, name=name, target_qps=target_qps, backend=backend, batch_size=batch_size, fork=fork,
         upstream=upstream, base=base, no_pr=no_pr, from_stage=from_stage, only=only, force=force, extra=extra,
-        argv=["subtool", *sys.argv[1:]],
+        compliance=compliance, argv=["subtool", *sys.argv[1:]],
     )
     try:
         outcome = run_pipeline(opts, console=_console())

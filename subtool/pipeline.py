@@ -48,6 +48,7 @@ class PipelineOptions:
     only: str | None = None
     force: bool = False
     extra: dict = field(default_factory=dict)     # backend options for the run (RunOptions.extra)
+    compliance: list[str] | None = None      # None: what the model needs when the division is closed
     argv: list[str] = field(default_factory=list)
 
 
@@ -234,8 +235,9 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
     # 1. run
     run_inputs = _fingerprint("run", opts.model, _scenario_name(opts.scenario), opts.run_style, opts.target_qps,
                               opts.backend, opts.batch_size, _file_identity(opts.model_path),
-                              _file_identity(opts.dataset_path), *([opts.extra] if opts.extra else []))
-    stage("run", run_inputs, lambda: _do_run(opts, paths["runs"], console))
+                              _file_identity(opts.dataset_path), *([opts.extra] if opts.extra else []),
+                              *([tests] if (tests := _compliance_tests(opts)) else []))
+    stage("run", run_inputs, lambda: _do_run(opts, paths["runs"], tests, console))
     run_record = _read_run_record(run_dir)
     outcome.run = _headline(run_record)
 
@@ -279,13 +281,25 @@ def _scenario_name(scenario: str) -> str:
     return check_scenario(scenario)
 
 
-def _do_run(opts: PipelineOptions, runs: Path, console) -> dict:
+def _compliance_tests(opts: PipelineOptions) -> list[str]:
+    """Explicit --compliance, else the tests the model needs when the result goes to the closed division."""
+    if opts.compliance is not None:
+        return list(opts.compliance)
+    from subtool.runner.workloads.base import get_workload
+
+    demo = (opts.model_path is None and opts.dataset_path is None) or bool(opts.extra.get("demo"))
+    division = opts.division or ("open" if demo else "closed")
+    return list(get_workload(opts.model).spec.compliance) if division == "closed" else []
+
+
+def _do_run(opts: PipelineOptions, runs: Path, compliance: list[str], console) -> dict:
     from subtool.runner.api import RunOptions, run_benchmark
 
     record = run_benchmark(RunOptions(
         model=opts.model, scenario=opts.scenario, mode="both", model_path=opts.model_path,
         dataset_path=opts.dataset_path, out=runs, run_style=opts.run_style, target_qps=opts.target_qps,
-        backend=opts.backend, batch_size=opts.batch_size, extra=dict(opts.extra), argv=opts.argv), console=console)
+        backend=opts.backend, batch_size=opts.batch_size, extra=dict(opts.extra), compliance=compliance,
+        argv=opts.argv), console=console)
     return {"run_dir": str(runs / record["model"] / record["scenario"])}
 
 

@@ -57,10 +57,11 @@ def user_conf_settings(scenario: str, run_style: str, sample_count: int, *, targ
         duration = SHORT_MIN_DURATION_MS[scenario]
     if scenario == "Offline":
         qps = target_qps
-        if run_style == "short":
-            # the one Offline query must still cover the whole data set (closed division needs it)
+        if run_style == "short" and qps is None:
+            # by default the one Offline query still covers the whole data set (closed division needs it);
+            # an explicit --target-qps is taken as given
             needed = sample_count / (OFFLINE_MARGIN * (duration or 600000) / 1000.0)
-            qps = max(qps or 0.0, math.ceil(needed * 1000) / 1000 + 0.001)
+            qps = math.ceil(needed * 1000) / 1000 + 0.001
         if qps:
             settings["target_qps"] = qps
     elif scenario == "Server":

@@ -46,7 +46,7 @@ def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkp
                 "--mode", "accuracy").exit_code == 0
     acc_before = (out / "bert-99/Offline/accuracy/accuracy.txt").read_text()
     res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", out,
-               "--mode", "performance", "--scenario", "offline")
+               "--mode", "performance", "--scenario", "offline", "--target-qps", "41")
     assert res.exit_code == 0, res.output
     run_dir = out / "bert-99/Offline"
     assert (run_dir / "accuracy/accuracy.txt").read_text() == acc_before

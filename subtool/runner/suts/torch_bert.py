@@ -25,8 +25,12 @@ class SutStats:
 
 
 def plan_batches(indices: list[int], lengths: np.ndarray, batch_size: int) -> list[list[int]]:
-    """Positions into `indices`, grouped by sequence length (longest first) into batches of batch_size."""
-    order = sorted(range(len(indices)), key=lambda i: -int(lengths[indices[i]]))
+    """Positions into `indices`, grouped by sequence length (longest first) into batches of batch_size.
+
+    Ties are broken by sample index, so the same set of samples always forms the same batches: results then
+    do not depend on the order LoadGen issued them in (TEST01 compares answers byte for byte).
+    """
+    order = sorted(range(len(indices)), key=lambda i: (-int(lengths[indices[i]]), indices[i]))
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
