@@ -145,6 +145,9 @@ def package(
     out: Path = typer.Option(..., help="Tree root (holds closed/ and open/)."),
     full_logs: Optional[Path] = typer.Option(None, help="Where untruncated accuracy logs are kept."),
     force: bool = typer.Option(False, help="Replace a result that is already in the tree."),
+    model_path: Optional[Path] = typer.Option(
+        None, help="With --dataset-path: compute a missing accuracy.txt with subtool's accuracy script."),
+    dataset_path: Optional[Path] = typer.Option(None, help="The data set the accuracy log was made from."),
     json_out: bool = typer.Option(False, "--json", help="Print what was packaged as JSON on stdout."),
 ) -> None:
     """Lay results out as the official submission tree."""
@@ -155,8 +158,18 @@ def package(
         scenario=scenario, submitter=submitter, division=division, system=system, system_file=system_file,
         version=version, out=out, full_logs=full_logs, force=force,
     )
+    scorer = None
+    if (model_path is None) != (dataset_path is None):
+        _fail(SubtoolError("--model-path and --dataset-path go together (they score a missing accuracy.txt)",
+                           rule="cli.usage"))
+    if model_path is not None:
+        def scorer(imp):
+            from subtool.runner.api import accuracy_text
+
+            return accuracy_text(imp.bench.name, model_path, dataset_path,
+                                 imp.acc_dir / "mlperf_log_accuracy.json")
     try:
-        result = package_results(opts, console=_console())
+        result = package_results(opts, console=_console(), accuracy_scorer=scorer)
     except SubtoolError as err:
         _fail(err)
     if json_out:

@@ -229,3 +229,18 @@ def _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, 
         "compliance": {**previous.get("__compliance__", {}), **outcome.get("compliance", {})},
         "measurements": outcome["measurements"],
     }
+
+
+def accuracy_text(model: str, model_path: Path, dataset_path: Path, accuracy_log: Path) -> str:
+    """accuracy.txt for a LoadGen accuracy log written by any harness, with the workload's own scoring.
+
+    The log must come from the same data set and tokenizer (the sample indices refer to its features).
+    """
+    from subtool.runner.demo import cache_root
+    from subtool.runner.workloads.base import get_workload
+
+    workload = get_workload(model)
+    workload.check_model(Path(model_path))
+    data = workload.load(Path(model_path), Path(dataset_path), cache_root() / "features")
+    _, line = workload.accuracy(data, Path(accuracy_log))
+    return line + "\n"
