@@ -197,7 +197,7 @@ def packed_logits(model, features, budget: int) -> dict[int, np.ndarray]:
     """Every feature through a PackedBert eagerly (no LoadGen, no graphs): for accuracy variants."""
     import torch
 
-    from subtool.runner.suts.bert_fast_plan import TokenBatcher, pack_inputs, sequence_capacity
+    from subtool.runner.suts.bert_fast_plan import TokenBatcher, pack_inputs
 
     batcher = TokenBatcher(features.seq_lengths, budget)
     batcher.add(np.arange(len(features)), np.arange(len(features)))
@@ -206,8 +206,8 @@ def packed_logits(model, features, budget: int) -> dict[int, np.ndarray]:
     with torch.inference_mode():
         while (batch := batcher.take()) is not None:
             p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, batch.indices,
-                            batch.bucket)
-            res = torch.zeros((sequence_capacity(batch.bucket) * MAX_SEQ_LENGTH + 1, 2), device="cuda")
+                            batch.bucket, batch.capacity)
+            res = torch.zeros((batch.capacity * MAX_SEQ_LENGTH + 1, 2), device="cuda")
             model.forward(t(p.input_ids), t(p.segment_ids), t(p.position_ids), t(p.out_rows), t(p.cu_seqlens), res,
                           sequences=p.sequences)
             arr = res[:p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).cpu().numpy()
@@ -259,16 +259,17 @@ def forward_ceiling(model, features, tokens: int, reps: int = 20) -> dict:
     """Samples/s of the forward alone: one CUDA graph of a full `tokens` batch of real samples, replayed."""
     import torch
 
-    from subtool.runner.suts.bert_fast_plan import TokenBatcher, pack_inputs, sequence_capacity
+    from subtool.runner.suts.bert_fast_plan import TokenBatcher, pack_inputs
 
     batcher = TokenBatcher(features.seq_lengths, tokens, (tokens,))
     order = np.random.default_rng(0).permutation(len(features))
     batcher.add(order, order)
     batch = batcher.take()
-    p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, batch.indices, tokens)
+    p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, batch.indices, tokens,
+                    batch.capacity)
     t = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
     ins = [t(p.input_ids), t(p.segment_ids), t(p.position_ids), t(p.out_rows), t(p.cu_seqlens)]
-    out = torch.zeros((sequence_capacity(tokens) * MAX_SEQ_LENGTH + 1, 2), device="cuda")
+    out = torch.zeros((batch.capacity * MAX_SEQ_LENGTH + 1, 2), device="cuda")
     side = torch.cuda.Stream()
     with torch.inference_mode():
         side.wait_stream(torch.cuda.current_stream())
@@ -289,7 +290,7 @@ def forward_ceiling(model, features, tokens: int, reps: int = 20) -> dict:
     ms = start.elapsed_time(end) / reps
     del g
     mean_len = float(features.seq_lengths.mean())
-    return {"tokens": p.tokens, "sequences": p.sequences, "ms_per_batch": round(ms, 3),
+    return {"tokens": p.tokens, "sequences": p.sequences, "capacity": batch.capacity, "ms_per_batch": round(ms, 3),
             "tokens_per_s": round(p.tokens / ms * 1000), "samples_per_s_at_mean_length":
             round(p.tokens / ms * 1000 / mean_len, 1)}
 
@@ -299,16 +300,17 @@ def kernel_profile(model, features, tokens: int) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from subtool.runner.suts.bert_fast_plan import TokenBatcher, pack_inputs, sequence_capacity
+    from subtool.runner.suts.bert_fast_plan import TokenBatcher, pack_inputs
 
     batcher = TokenBatcher(features.seq_lengths, tokens, (tokens,))
     order = np.random.default_rng(1).permutation(len(features))
     batcher.add(order, order)
     batch = batcher.take()
-    p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, batch.indices, tokens)
+    p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, batch.indices, tokens,
+                    batch.capacity)
     t = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
     ins = [t(p.input_ids), t(p.segment_ids), t(p.position_ids), t(p.out_rows), t(p.cu_seqlens)]
-    out = torch.zeros((sequence_capacity(tokens) * MAX_SEQ_LENGTH + 1, 2), device="cuda")
+    out = torch.zeros((batch.capacity * MAX_SEQ_LENGTH + 1, 2), device="cuda")
     with torch.inference_mode():
         model.forward(*ins, out)
         torch.cuda.synchronize()
@@ -417,7 +419,6 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answ
     if precision == "fp8":
         variant("fp8_without_fast_accumulation", "fp8_fast_accum", False, accuracy=True)
         variant("fp8_ffn_only_attention_projections_bf16", "fp8_ops", frozenset({"ff1", "ff2"}), accuracy=True)
-    variant("cudnn_ragged_attention", "attention", "cudnn", accuracy=not quick)
     entry["profile"] = kernel_profile(sut.model, data.features, budget)
     log(f"{name}: profile {entry['profile']['share']} gemm {entry['profile']['gemm_tflops']} TFLOP/s")
     del sut

@@ -7,8 +7,9 @@ import threading
 import numpy as np
 import pytest
 
-from subtool.runner.suts.bert_fast_plan import (BULK_FACTOR, ResponseLedger, TokenBatcher, choose_bucket,
-                                                pack_inputs, sequence_capacity, token_buckets)
+from subtool.runner.suts.bert_fast_plan import (BULK_FACTOR, ResponseLedger, TokenBatcher, capacities,
+                                                choose_bucket, choose_shape, pack_inputs, sequence_capacity,
+                                                token_buckets)
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH
 
 
@@ -43,6 +44,18 @@ def test_choose_bucket_is_the_smallest_that_holds_tokens_and_sequences():
         choose_bucket(4097, 1, buckets)
 
 
+def test_capacities_run_from_full_length_samples_to_short_ones():
+    assert capacities(256) == (4, 8)
+    assert capacities(16384) == (64, 128, 256, 512)
+    for bucket in token_buckets(16384):
+        caps = capacities(bucket)
+        assert caps[0] * MAX_SEQ_LENGTH >= bucket            # the smallest still holds full-length samples
+        assert list(caps) == sorted(set(caps)) and caps[-1] == sequence_capacity(bucket)
+    # a batch runs at the smallest capacity that holds it
+    assert choose_shape(16000, 42, token_buckets(16384)) == (16384, 64)
+    assert choose_shape(16000, 65, token_buckets(16384)) == (16384, 128)
+
+
 @pytest.mark.parametrize("budget", [384, 4096, 16384])
 def test_offline_backlog_answers_every_sample_once_within_budget(budget):
     lengths = squad_like_lengths(10833)
@@ -57,7 +70,9 @@ def test_offline_backlog_answers_every_sample_once_within_budget(budget):
     assert np.array_equal(ids.astype(np.int64), idx + 1000)  # ids travel with their samples
     for b in batches:
         assert b.tokens == int(lengths[b.indices].sum()) <= budget
-        assert b.bucket >= b.tokens and len(b) <= sequence_capacity(b.bucket)
+        assert b.bucket >= b.tokens and len(b) <= b.capacity <= sequence_capacity(b.bucket)
+        assert b.capacity in capacities(b.bucket) and (b.capacity == capacities(b.bucket)[0] or
+                                                       len(b) > b.capacity // 2)
     # packed longest-first with short ones in the gaps: all but the last few batches are nearly full
     full = [b.tokens / budget for b in batches[:-3]]
     if budget >= 4096:
@@ -117,15 +132,15 @@ def test_pack_inputs_lays_tokens_back_to_back():
     ids = np.arange(4 * MAX_SEQ_LENGTH, dtype=np.int32).reshape(4, MAX_SEQ_LENGTH)
     seg = (np.arange(MAX_SEQ_LENGTH) % 2).astype(np.int8)[None, :].repeat(4, 0)
     lengths = np.array([5, 3, 384, 2], dtype=np.int32)
-    p = pack_inputs(ids, seg, lengths, np.array([1, 3, 0]), 256)
+    p = pack_inputs(ids, seg, lengths, np.array([1, 3, 0]), 256, 4)
     assert p.tokens == 10 and p.sequences == 3
     assert p.input_ids[:10].tolist() == [384, 385, 386, 1152, 1153, 0, 1, 2, 3, 4]
     assert p.position_ids[:10].tolist() == [0, 1, 2, 0, 1, 0, 1, 2, 3, 4]
     assert p.segment_ids[:10].tolist() == [0, 1, 0, 0, 1, 0, 1, 0, 1, 0]
     assert p.out_rows[:10].tolist() == [0, 1, 2, 384, 385, 768, 769, 770, 771, 772]
-    dump = sequence_capacity(256) * MAX_SEQ_LENGTH
+    dump = 4 * MAX_SEQ_LENGTH
     assert (p.out_rows[10:] == dump).all() and (p.input_ids[10:] == 0).all()
-    assert p.cu_seqlens.size == sequence_capacity(256) + 1
+    assert p.cu_seqlens.size == 4 + 1
     assert p.cu_seqlens[:4].tolist() == [0, 3, 5, 10] and (p.cu_seqlens[4:] == 10).all()
     with pytest.raises(ValueError):
         pack_inputs(ids, seg, lengths, np.array([2]), 256)      # 384 tokens in a 256 bucket

@@ -14,9 +14,8 @@ import numpy as np
 
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH
 
-# cu_seqlens capacity of a bucket is bucket // this. Every slot costs flash attention empty thread blocks (it
-# launches sequences x heads x 3 of them), so capacity stays near what SQuAD-length samples need.
-MIN_TOKENS_PER_SEQUENCE = 64
+# The most sequences a batch of `bucket` tokens may hold is bucket // this (shorter samples pack more densely).
+MIN_TOKENS_PER_SEQUENCE = 32
 BULK_FACTOR = 8                   # a backlog of this many budgets is packed by length, not by arrival order
 
 
@@ -30,17 +29,39 @@ def token_buckets(budget: int, fine_step: int = 256, fine_limit: int = 2048, coa
     return tuple(sorted(sizes))
 
 
+def capacities(bucket: int) -> tuple:
+    """The cu_seqlens capacities a bucket's graphs are captured with: powers of two from what full-length
+    samples need up to bucket // MIN_TOKENS_PER_SEQUENCE. Flash attention launches sequences x heads x 3 thread
+    blocks whatever the sequences hold, so a batch runs with the smallest capacity that fits it."""
+    top = max(4, bucket // MIN_TOKENS_PER_SEQUENCE)
+    c = 4
+    while c * MAX_SEQ_LENGTH < bucket:
+        c *= 2
+    out = []
+    while c < top:
+        out.append(c)
+        c *= 2
+    out.append(top)
+    return tuple(out)
+
+
 def sequence_capacity(bucket: int) -> int:
-    """How many sequences a graph of this many tokens accepts (its cu_seqlens holds capacity + 1 offsets)."""
-    return max(4, bucket // MIN_TOKENS_PER_SEQUENCE)
+    """The most sequences a bucket accepts."""
+    return capacities(bucket)[-1]
+
+
+def choose_shape(tokens: int, sequences: int, buckets: tuple) -> tuple[int, int]:
+    """(bucket, capacity): the smallest bucket holding this many tokens and sequences, at its smallest capacity."""
+    for b in buckets:
+        if b >= tokens:
+            for c in capacities(b):
+                if c >= sequences:
+                    return b, c
+    raise ValueError(f"no bucket holds {tokens} tokens in {sequences} sequences (largest {buckets[-1]})")
 
 
 def choose_bucket(tokens: int, sequences: int, buckets: tuple) -> int:
-    """The smallest bucket that holds this many tokens and sequences."""
-    for b in buckets:
-        if b >= tokens and sequence_capacity(b) >= sequences:
-            return b
-    raise ValueError(f"no bucket holds {tokens} tokens in {sequences} sequences (largest {buckets[-1]})")
+    return choose_shape(tokens, sequences, buckets)[0]
 
 
 @dataclass(frozen=True)
@@ -49,6 +70,7 @@ class Batch:
     indices: np.ndarray           # int64 QSL indices, same order
     tokens: int                   # real tokens
     bucket: int                   # the graph size it runs at
+    capacity: int                 # the sequences its graph has room for
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -126,7 +148,7 @@ class TokenBatcher:
             if not self._idx.size:
                 self._sorted = False
         tokens = int(self.lengths[batch_idx].sum())
-        return Batch(batch_ids, batch_idx, tokens, choose_bucket(tokens, batch_idx.size, self.buckets))
+        return Batch(batch_ids, batch_idx, tokens, *choose_shape(tokens, batch_idx.size, self.buckets))
 
     def _take_packed(self, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self._sorted:
@@ -175,24 +197,24 @@ class PackedInputs:
     position_ids: np.ndarray      # int32 [bucket]
     # where each token's logits go in the [sequences * 384 (+1 dump row)] output; padding → the dump row
     out_rows: np.ndarray          # int32 [bucket]
-    cu_seqlens: np.ndarray        # int32 [sequence_capacity(bucket) + 1], unused sequences empty
+    cu_seqlens: np.ndarray        # int32 [capacity + 1], unused sequences empty
     sequences: int
     tokens: int
 
 
 def pack_inputs(input_ids: np.ndarray, segment_ids: np.ndarray, seq_lengths: np.ndarray, indices: np.ndarray,
-                bucket: int, out_rows_capacity: int | None = None) -> PackedInputs:
-    """Gather the samples' real tokens back to back; the dump row index is out_rows_capacity (default
-    sequence_capacity(bucket) * 384)."""
+                bucket: int, capacity: int | None = None) -> PackedInputs:
+    """Gather the samples' real tokens back to back. Padding tokens point at the dump row, capacity * 384
+    (capacity defaults to the bucket's largest)."""
     indices = np.asarray(indices, dtype=np.int64)
     lens = seq_lengths[indices].astype(np.int64)
     n = int(lens.sum())
     if n > bucket:
         raise ValueError(f"{n} tokens do not fit a bucket of {bucket}")
-    cap = sequence_capacity(bucket)
+    cap = sequence_capacity(bucket) if capacity is None else int(capacity)
     if indices.size > cap:
-        raise ValueError(f"{indices.size} sequences do not fit a bucket of {bucket}")
-    dump = out_rows_capacity if out_rows_capacity is not None else cap * MAX_SEQ_LENGTH
+        raise ValueError(f"{indices.size} sequences do not fit a capacity of {cap}")
+    dump = cap * MAX_SEQ_LENGTH
     mask = np.arange(MAX_SEQ_LENGTH)[None, :] < lens[:, None]
     ids = np.zeros(bucket, np.int32)
     seg = np.zeros(bucket, np.int32)

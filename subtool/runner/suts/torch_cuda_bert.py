@@ -20,8 +20,8 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.runner.suts.bert_fast_model import PRECISIONS, PackedBert
-from subtool.runner.suts.bert_fast_plan import (Batch, PackedInputs, ResponseLedger, TokenBatcher, pack_inputs,
-                                                sequence_capacity, token_buckets)
+from subtool.runner.suts.bert_fast_plan import (Batch, PackedInputs, ResponseLedger, TokenBatcher, capacities,
+                                                pack_inputs, sequence_capacity, token_buckets)
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH, SquadFeatures
 
 RESPONSE_BYTES = MAX_SEQ_LENGTH * 2 * 4          # [384, 2] float32 per sample
@@ -76,7 +76,7 @@ class EagerExecutor:
         def t(a):
             return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
 
-        rows = sequence_capacity(packed.input_ids.size) * MAX_SEQ_LENGTH + 1
+        rows = (packed.cu_seqlens.size - 1) * MAX_SEQ_LENGTH + 1
         out = torch.empty((rows, 2), dtype=torch.float32, device=dev)
         with torch.inference_mode():
             self.model.forward(t(packed.input_ids), t(packed.segment_ids), t(packed.position_ids),
@@ -92,7 +92,8 @@ class EagerExecutor:
 
 
 class GraphExecutor:
-    """One CUDA graph per bucket over shared static buffers; copies on their own stream, pinned host memory."""
+    """One CUDA graph per (bucket, capacity) over shared static buffers; copies on their own stream, pinned
+    host memory."""
 
     def __init__(self, model: PackedBert, buckets: tuple, slots: int):
         torch = model.torch
@@ -118,12 +119,11 @@ class GraphExecutor:
             s.dev_out = torch.zeros((out_rows - 1, 2), dtype=torch.float32, device=dev)
             s.h2d, s.computed, s.d2h = (torch.cuda.Event() for _ in range(3))
             self.slots.append(s)
-        self.graphs: dict[int, object] = {}
+        self.graphs: dict[tuple[int, int], object] = {}
         self._capture()
 
-    def _views(self, buf, bucket: int):
+    def _views(self, buf, bucket: int, cap: int):
         t = self.tmax
-        cap = sequence_capacity(bucket)
         return (buf[0:bucket], buf[t:t + bucket], buf[2 * t:2 * t + bucket], buf[3 * t:3 * t + bucket],
                 buf[4 * t:4 * t + cap + 1])
 
@@ -135,9 +135,8 @@ class GraphExecutor:
         host[3 * t:3 * t + b] = packed.out_rows
         host[4 * t:4 * t + packed.cu_seqlens.size] = packed.cu_seqlens
 
-    def _run(self, bucket: int) -> None:
-        cap = sequence_capacity(bucket)
-        ids, seg, pos, rows, cu = self._views(self.static_in, bucket)
+    def _run(self, bucket: int, cap: int) -> None:
+        ids, seg, pos, rows, cu = self._views(self.static_in, bucket, cap)
         self.model.forward(ids, seg, pos, rows, cu, self.static_out[:cap * MAX_SEQ_LENGTH + 1])
 
     def _capture(self) -> None:
@@ -146,24 +145,25 @@ class GraphExecutor:
         side = torch.cuda.Stream(self.model.device)
         with torch.inference_mode():
             for bucket in sorted(self.buckets, reverse=True):
-                lengths = _capture_lengths(bucket)
-                n = int(lengths.sum())
-                ids = np.arange(n, dtype=np.int64) % self.model.word.shape[0]
-                fake = np.zeros((lengths.size, MAX_SEQ_LENGTH), np.int32)
-                fake[np.arange(MAX_SEQ_LENGTH)[None, :] < lengths[:, None]] = ids[:n]
-                packed = pack_inputs(fake, np.zeros_like(fake), lengths.astype(np.int32),
-                                     np.arange(lengths.size), bucket)
-                host = np.zeros(self.static_in.numel(), np.int32)
-                self._fill(host, packed)
-                self.static_in.copy_(torch.from_numpy(host))
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    self._run(bucket)                  # warm-up: cuBLAS handles, Triton compilation
-                torch.cuda.current_stream().wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=pool, stream=side):
-                    self._run(bucket)
-                self.graphs[bucket] = graph
+                for cap in capacities(bucket):
+                    lengths = _capture_lengths(bucket, cap)
+                    n = int(lengths.sum())
+                    ids = np.arange(n, dtype=np.int64) % self.model.word.shape[0]
+                    fake = np.zeros((lengths.size, MAX_SEQ_LENGTH), np.int32)
+                    fake[np.arange(MAX_SEQ_LENGTH)[None, :] < lengths[:, None]] = ids[:n]
+                    packed = pack_inputs(fake, np.zeros_like(fake), lengths.astype(np.int32),
+                                         np.arange(lengths.size), bucket, cap)
+                    host = np.zeros(self.static_in.numel(), np.int32)
+                    self._fill(host, packed)
+                    self.static_in.copy_(torch.from_numpy(host))
+                    side.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(side):
+                        self._run(bucket, cap)             # warm-up: cuBLAS handles, Triton compilation
+                    torch.cuda.current_stream().wait_stream(side)
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph, pool=pool, stream=side):
+                        self._run(bucket, cap)
+                    self.graphs[(bucket, cap)] = graph
         torch.cuda.synchronize()
 
     def submit(self, slot: _Slot, packed: PackedInputs) -> None:
@@ -176,7 +176,7 @@ class GraphExecutor:
         self.compute.wait_event(slot.h2d)
         with torch.cuda.stream(self.compute):
             self.static_in.copy_(slot.dev_in, non_blocking=True)
-            self.graphs[packed.input_ids.size].replay()
+            self.graphs[(packed.input_ids.size, packed.cu_seqlens.size - 1)].replay()
             slot.dev_out[:n].copy_(self.static_out[:n], non_blocking=True)
             slot.computed.record(self.compute)
         self.copy.wait_event(slot.computed)
@@ -191,11 +191,14 @@ class GraphExecutor:
         return slot.host_out_np[:sequences * MAX_SEQ_LENGTH]
 
 
-def _capture_lengths(bucket: int) -> np.ndarray:
-    """Sequence lengths that fill a bucket (what they hold does not matter to the captured graph)."""
-    full, rest = divmod(bucket, MAX_SEQ_LENGTH)
-    lengths = [MAX_SEQ_LENGTH] * full + ([rest] if rest else [])
-    return np.asarray(lengths, dtype=np.int64)
+def _capture_lengths(bucket: int, capacity: int) -> np.ndarray:
+    """Sequence lengths that fill a bucket within a capacity (what they hold does not matter to the graph)."""
+    count = min(capacity, bucket)
+    lengths = np.full(count, bucket // count, dtype=np.int64)
+    lengths[:bucket % count] += 1
+    if lengths.max() > MAX_SEQ_LENGTH:
+        raise ValueError(f"capacity {capacity} cannot fill a bucket of {bucket}")
+    return lengths
 
 
 class TorchCudaBertSUT:
@@ -256,7 +259,7 @@ class TorchCudaBertSUT:
                 if self._error is not None:
                     raise RuntimeError("an earlier batch failed")
                 packed = pack_inputs(self.features.input_ids, self.features.segment_ids, self.lengths,
-                                     batch.indices, batch.bucket)
+                                     batch.indices, batch.bucket, batch.capacity)
                 self.executor.submit(slot, packed)
             except BaseException as exc:  # reported by stop(); LoadGen would otherwise wait forever
                 if self._error is None:
@@ -304,6 +307,7 @@ class TorchCudaBertSUT:
     def stats(self) -> dict:
         return {"batches": self.batches, "real_tokens": self.real_tokens, "padded_tokens": self.padded_tokens,
                 "token_budget": self.budget, "buckets": len(self.buckets),
+                "graph_shapes": len(getattr(self.executor, "graphs", {})),
                 "graphs": isinstance(self.executor, GraphExecutor), "issued": self.ledger.issued,
                 "answered": self.ledger.answered}
 
