@@ -110,6 +110,13 @@ def run_loadgen(sut_handle, n: int, scenario: str, conf_lines: list[str], outdir
     settings = lg.TestSettings()
     settings.scenario = getattr(lg.TestScenario, scenario)
     settings.FromConfig(str(conf), "llama3_1-8b", scenario)
+    # LoadGen applies its built-in mlperf.conf only on the first FromConfig of a process: set what the later
+    # runs of this one process need by hand (token latencies, the llama3.1-8b Server TTFT/TPOT limits)
+    settings.use_token_latencies = True
+    if scenario == "Server":
+        settings.server_target_latency_ns = 0
+        settings.ttft_latency = 2_000_000_000
+        settings.tpot_latency = 100_000_000
     settings.mode = lg.TestMode.PerformanceOnly
     log = lg.LogSettings()
     log.log_output.outdir = str(outdir)
