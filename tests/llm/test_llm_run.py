@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from subtool.cli import app
@@ -117,3 +118,16 @@ def test_continuous_batching_gives_the_same_tokens_as_batched(tmp_path, llama3_s
                "--batch-size", "5")
     assert res.exit_code == 0, res.output
     assert _tokens(tmp_path / "llama3.1-8b/Offline") == _tokens(llama3_offline_run)
+
+
+@pytest.mark.slow
+def test_all_demo_passes_the_checker(tmp_path):
+    # the whole path on the full demo data set (13,368 samples): run → package → check → pack (about a minute)
+    res = runner.invoke(app, ["all", "--submitter", "TeamX", "--model", "llama3.1-8b", "--demo", "--out",
+                              str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    outcome = json.loads(res.stdout[res.stdout.index("{"):])
+    assert outcome["check_ok"] is True and outcome["run"]["units"] == "Tokens/s"
+    summary = json.loads((tmp_path / "artifacts/mlperf_submission_short_summary.json").read_text())
+    assert summary["0"]["Units"] == "Tokens/s" and summary["0"]["Model"] == "llama3.1-8b"
+    assert "ROUGE1" in summary["0"]["Accuracy"]
