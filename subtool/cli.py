@@ -83,6 +83,10 @@ def run(
     api_key_env: Optional[str] = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
     max_new_tokens: Optional[int] = typer.Option(None, help="LLMs: override the generation length."),
     engine: Optional[str] = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
+    ray_address: Optional[str] = typer.Option(None, help="Spread the run over Ray workers: local (a cluster on "
+                                              "this machine), auto (the running one) or HOST:PORT."),
+    workers: Optional[int] = typer.Option(None, help="Ray workers (default: one per free GPU or CPU); "
+                                                     "--backend names what each runs."),
     compliance: List[str] = typer.Option([], help="Compliance test to run after the modes, e.g. TEST01."),
     find_perf: bool = typer.Option(False, "--find-perf",
                                    help="Short probe run that measures the SUT and writes the user.conf "
@@ -95,6 +99,7 @@ def run(
     try:
         backend, extra = _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env,
                                     max_new_tokens, engine)
+        backend, extra = _ray_extra(backend, extra, ray_address, workers)
     except SubtoolError as err:
         _fail(err)
     opts = RunOptions(
@@ -126,6 +131,19 @@ def _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env, m
     if endpoint and backend == "torch-cpu":
         backend = "openai"
     return backend, extra
+
+
+def _ray_extra(backend, extra, ray_address, workers):
+    """--ray-address/--workers run the backend on Ray workers: backend ray, the named one inside each worker
+    (no address: $RAY_ADDRESS, else a local cluster)."""
+    if ray_address is None and workers is None:
+        return backend, extra
+    if workers is not None and workers < 1:
+        raise SubtoolError(f"--workers must be at least 1, not {workers}", rule="cli.usage")
+    inner = "torch-cpu" if backend == "ray" else backend
+    extra = {**extra, "inner_backend": inner}
+    extra.update({k: v for k, v in (("ray_address", ray_address), ("workers", workers)) if v is not None})
+    return "ray", extra
 
 
 # ----------------------------------------------------------------------------------------------- package
@@ -298,6 +316,10 @@ def all_(
     api_key_env: Optional[str] = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
     max_new_tokens: Optional[int] = typer.Option(None, help="LLMs: override the generation length."),
     engine: Optional[str] = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
+    ray_address: Optional[str] = typer.Option(None, help="Spread the run over Ray workers: local (a cluster on "
+                                              "this machine), auto (the running one) or HOST:PORT."),
+    workers: Optional[int] = typer.Option(None, help="Ray workers (default: one per free GPU or CPU); "
+                                                     "--backend names what each runs."),
     compliance: Optional[List[str]] = typer.Option(
         None, help="Compliance tests to run (default: those the model needs, for closed-division runs)."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
@@ -308,6 +330,7 @@ def all_(
     try:
         backend, extra = _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env,
                                     max_new_tokens, engine)
+        backend, extra = _ray_extra(backend, extra, ray_address, workers)
     except SubtoolError as err:
         _fail(err)
     opts = PipelineOptions(

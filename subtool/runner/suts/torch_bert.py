@@ -34,25 +34,51 @@ def plan_batches(indices: list[int], lengths: np.ndarray, batch_size: int) -> li
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def load_qa_model(model_path, device: str = "cpu", precision: str = "fp32", threads: int | None = None):
+    """transformers' BertForQuestionAnswering in eval mode on `device`, fp32 (the torch-cpu backend's model;
+    the Ray workers load theirs the same way)."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    if precision != "fp32":
+        raise SubtoolError(f"precision {precision!r} is not supported by the torch-cpu backend",
+                           rule="run.precision", hint="use --precision fp32 on CPU")
+    if threads:
+        torch.set_num_threads(threads)
+    from subtool.runner.workloads.bert import load_bert_qa
+
+    model = load_bert_qa(Path(model_path), torch.float32)
+    return model.eval().to(torch.device(device))
+
+
+def bert_qa_logits(model, features, indices, device) -> np.ndarray:
+    """[len(indices), 384, 2] float32 start/end logits for these feature indices, in their order, from one
+    forward padded only to the longest of them. `features` needs input_ids, input_mask, segment_ids and
+    seq_lengths (a SquadFeatures, or the Ray workers' copy of those four arrays)."""
+    import torch
+
+    n = int(max(features.seq_lengths[i] for i in indices))
+    ids = torch.from_numpy(features.input_ids[indices, :n].astype(np.int64)).to(device)
+    mask = torch.from_numpy(features.input_mask[indices, :n].astype(np.int64)).to(device)
+    seg = torch.from_numpy(features.segment_ids[indices, :n].astype(np.int64)).to(device)
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, token_type_ids=seg)
+    logits = torch.stack([out.start_logits, out.end_logits], dim=-1).float().cpu().numpy()
+    full = np.zeros((len(indices), MAX_SEQ_LENGTH, 2), dtype=np.float32)
+    full[:, :n, :] = logits
+    return full
+
+
 class TorchBertSUT:
     def __init__(self, model_path, features: SquadFeatures, batch_size: int = 32, device: str = "cpu",
                  threads: int | None = None, precision: str = "fp32"):
         import torch
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-
-        if precision != "fp32":
-            raise SubtoolError(f"precision {precision!r} is not supported by the torch-cpu backend",
-                               rule="run.precision", hint="use --precision fp32 on CPU")
-        if threads:
-            torch.set_num_threads(threads)
         self.torch = torch
         self.device = torch.device(device)
-        from subtool.runner.workloads.bert import load_bert_qa
-
-        self.model = load_bert_qa(Path(model_path), torch.float32)
-        self.model.eval().to(self.device)
+        self.model = load_qa_model(model_path, device, precision, threads)
         self.features = features
         self.batch_size = max(1, int(batch_size))
         self.stats = SutStats()
@@ -104,18 +130,7 @@ class TorchBertSUT:
 
     def infer(self, indices: list[int]) -> np.ndarray:
         """[len(indices), 384, 2] float32 logits for these feature indices, in their order."""
-        torch = self.torch
-        f = self.features
-        n = int(max(f.seq_lengths[i] for i in indices))
-        ids = torch.from_numpy(f.input_ids[indices, :n].astype(np.int64)).to(self.device)
-        mask = torch.from_numpy(f.input_mask[indices, :n].astype(np.int64)).to(self.device)
-        seg = torch.from_numpy(f.segment_ids[indices, :n].astype(np.int64)).to(self.device)
-        with torch.inference_mode():
-            out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=seg)
-        logits = torch.stack([out.start_logits, out.end_logits], dim=-1).float().cpu().numpy()
-        full = np.zeros((len(indices), MAX_SEQ_LENGTH, 2), dtype=np.float32)
-        full[:, :n, :] = logits
-        return full
+        return bert_qa_logits(self.model, self.features, indices, self.device)
 
     def run_samples(self, samples: list[tuple[int, int]]) -> None:
         indices = [idx for _, idx in samples]

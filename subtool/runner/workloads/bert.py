@@ -349,8 +349,14 @@ def _torch_cuda_sut(model_path: Path, features: SquadFeatures, config):
                             token_budget=config.extra.get("token_budget"), slots=config.extra.get("slots", 2))
 
 
+def _ray_sut(model_path: Path, features: SquadFeatures, config):
+    from subtool.runner.suts.ray_pool import make_ray_sut
+
+    return make_ray_sut(model_path, features, config)
+
+
 # backend name → factory(model_path, features, SutConfig); GPU backends register here too
-SUT_BACKENDS = {"torch-cpu": _torch_cpu_sut, "torch-cuda": _torch_cuda_sut}
+SUT_BACKENDS = {"torch-cpu": _torch_cpu_sut, "torch-cuda": _torch_cuda_sut, "ray": _ray_sut}
 
 
 def workload(name: str) -> BertWorkload:
