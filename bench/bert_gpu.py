@@ -355,7 +355,8 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answ
     t0 = time.time()
     sut = TorchCudaBertSUT(ckpt, data.features, precision=precision, token_budget=budget)
     build_s = round(time.time() - t0, 1)
-    log(f"{name}: built in {build_s} s ({len(sut.buckets)} graphs, kernels={sut.model.kernels}, "
+    log(f"{name}: built in {build_s} s ({sut.stats()['graph_shapes']} graphs over {len(sut.buckets)} buckets, "
+        f"kernels={sut.model.kernels}, "
         f"flash={sut.model.flash})")
     entry = {"name": name, "sut": "torch-cuda", "precision": precision, "token_budget": budget,
              "build_s": build_s, "buckets": list(sut.buckets)}
