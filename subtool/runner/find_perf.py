@@ -55,7 +55,9 @@ def find_performance(opts: RunOptions, console=None) -> dict:
             for n in OFFLINE_PROBE_SAMPLES:
                 n = min(n, spec.sample_count)
                 p = _probe(dataclasses.replace(opts, scenario="Offline"), scratch,
-                           [f"{lg}.Offline.target_qps = {n / 1.1:.3f}", f"{lg}.Offline.min_duration = 1"], console)
+                           [f"{lg}.Offline.target_qps = {n / 1.1:.3f}", f"{lg}.Offline.min_duration = 1",
+                            # LoadGen's built-in conf sets a floor of one full data set per Offline query
+                            f"{lg}.Offline.min_query_count = {n}"], console)
                 probes.append({"scenario": "Offline", "samples": n, **p})
                 throughput = p["result"]
                 if p["seconds"] >= PROBE_MIN_SECONDS or n >= spec.sample_count:

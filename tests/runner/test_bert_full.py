@@ -64,9 +64,17 @@ def test_reference_state_dict_with_missing_weights_is_refused(tmp_path, small_sq
     assert not (tmp_path / "o" / "bert-99" / "Offline").exists()
 
 
+def small_conf(tmp_path):
+    """A user.conf sized to the 45-sample test set: LoadGen otherwise issues at least 10,833 samples."""
+    conf = tmp_path / "small.user.conf"
+    conf.write_text("bert.Offline.target_qps = 41\nbert.Offline.min_duration = 1000\n"
+                    "bert.Offline.performance_sample_count_override = 45\nbert.Offline.min_query_count = 45\n")
+    return conf
+
+
 def test_test01_runs_and_verifies_against_the_submission_runs(tmp_path, tiny_checkpoint, small_squad):
     res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path,
-               "--compliance", "TEST01", "--json")
+               "--compliance", "TEST01", "--user-conf", small_conf(tmp_path), "--json")
     assert res.exit_code == 0, res.output
     run_dir = tmp_path / "bert-99" / "Offline"
     t01 = run_dir / "TEST01"
@@ -90,7 +98,7 @@ def test_test01_runs_and_verifies_against_the_submission_runs(tmp_path, tiny_che
 
 def test_compliance_needs_the_submission_runs(tmp_path, tiny_checkpoint, small_squad):
     res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path,
-               "--mode", "performance", "--compliance", "TEST01", "--target-qps", "41")
+               "--mode", "performance", "--compliance", "TEST01", "--user-conf", small_conf(tmp_path))
     assert res.exit_code == 2 and "run.compliance_needs_runs" in res.output
     res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path,
                "--compliance", "TEST06")

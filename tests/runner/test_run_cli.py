@@ -45,8 +45,11 @@ def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkp
     assert _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", out,
                 "--mode", "accuracy").exit_code == 0
     acc_before = (out / "bert-99/Offline/accuracy/accuracy.txt").read_text()
+    conf = tmp_path / "small.user.conf"
+    conf.write_text("bert.Offline.target_qps = 41\nbert.Offline.min_duration = 500\n"
+                    "bert.Offline.min_query_count = 45\n")
     res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", out,
-               "--mode", "performance", "--scenario", "offline", "--target-qps", "41")
+               "--mode", "performance", "--scenario", "offline", "--user-conf", conf)
     assert res.exit_code == 0, res.output
     run_dir = out / "bert-99/Offline"
     assert (run_dir / "accuracy/accuracy.txt").read_text() == acc_before
