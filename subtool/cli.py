@@ -74,8 +74,9 @@ def run(
     target_latency_ms: Optional[float] = typer.Option(None, help="SingleStream/MultiStream expected latency."),
     min_duration_ms: Optional[int] = typer.Option(None, help="Override the run style's minimum duration."),
     user_conf: Optional[Path] = typer.Option(None, help="Use this user.conf instead of writing one."),
-    backend: str = typer.Option("torch-cpu", help="SUT backend."),
-    precision: str = typer.Option("fp32", help="fp32 (others with GPU backends)."),
+    backend: str = typer.Option("auto", help="SUT backend: auto (torch-cuda when a GPU is visible, else "
+                                             "torch-cpu), torch-cpu, torch-cuda, ray, openai (LLMs)."),
+    precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16, fp8."),
     batch_size: int = typer.Option(32, help="Samples per forward pass."),
     threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: all cores)."),
     demo: bool = typer.Option(False, "--demo", help="Embedded demo (tiny random-weight model); no paths."),
@@ -128,7 +129,7 @@ def _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env, m
         raise SubtoolError("--demo runs the embedded demo: drop --model-path/--dataset-path", rule="cli.usage")
     extra = {k: v for k, v in (("endpoint", endpoint), ("api_key_env", api_key_env),
                                 ("max_new_tokens", max_new_tokens), ("engine", engine)) if v is not None}
-    if endpoint and backend == "torch-cpu":
+    if endpoint and backend in ("auto", "torch-cpu"):
         backend = "openai"
     return backend, extra
 
@@ -302,7 +303,8 @@ def all_(
     version: str = typer.Option("v6.1", help="Submission round."),
     name: str = typer.Option("mlperf_submission_short", help="Base name of the artifacts."),
     target_qps: Optional[float] = typer.Option(None, help="Target QPS for the performance run."),
-    backend: str = typer.Option("torch-cpu", help="SUT backend."),
+    backend: str = typer.Option("auto", help="SUT backend (auto: torch-cuda with bf16 when a GPU is "
+                                             "visible, else torch-cpu)."),
     batch_size: int = typer.Option(32, help="Samples per forward pass."),
     fork: Optional[str] = typer.Option(None, help="Publish to this fork when given."),
     upstream: Optional[str] = typer.Option(None, help="OWNER/REPO for the pull request."),

@@ -38,7 +38,7 @@ class PipelineOptions:
     version: str = "v6.1"
     name: str = "mlperf_submission_short"
     target_qps: float | None = None
-    backend: str = "torch-cpu"
+    backend: str = "auto"
     batch_size: int = 32
     fork: str | None = None
     upstream: str | None = None

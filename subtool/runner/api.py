@@ -32,8 +32,8 @@ class RunOptions:
     target_latency_ms: float | None = None
     min_duration_ms: int | None = None
     user_conf: Path | None = None
-    backend: str = "torch-cpu"
-    precision: str = "fp32"
+    backend: str = "auto"
+    precision: str = "auto"
     batch_size: int = 32
     threads: int | None = None
     compliance: list[str] = field(default_factory=list)
@@ -96,9 +96,12 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
     if unknown:
         raise SubtoolError(f"compliance test {', '.join(unknown)} does not apply to {spec.name} or is not run by "
                            f"subtool (available: {', '.join(spec.compliance) or 'none'})", rule="run.compliance")
+    opts = resolve_backend(opts, spec, say)
     if opts.backend not in spec.backends:
         raise SubtoolError(f"unknown backend {opts.backend!r} for {spec.name}; choose one of "
                            f"{', '.join(spec.backends)}", rule="run.backend")
+    if hasattr(workload, "check_backend"):
+        workload.check_backend(opts.backend, opts.precision)   # fail before any data or weights are loaded
     demo = opts.model_path is None and opts.dataset_path is None
     if not demo and (opts.model_path is None or opts.dataset_path is None):
         missing = "--dataset-path" if opts.dataset_path is None else "--model-path"
@@ -125,25 +128,29 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
                                   target_qps=opts.target_qps, target_latency_ms=opts.target_latency_ms,
                                   min_duration_ms=opts.min_duration_ms)
     final_dir = run_dir_for(out, opts.model, scenario)
-    with staged_directory(final_dir) as stage:
-        previous = _carry_over_other_modes(final_dir, stage, modes)
-        user_conf = stage / "user.conf"
-        if opts.user_conf is not None:
-            shutil.copyfile(opts.user_conf, user_conf)
-            settings = {"from_file": str(opts.user_conf)}
-        else:
-            write_user_conf(user_conf, spec.loadgen_model, scenario, settings,
-                            header=f"written by subtool {__version__} (run style: {opts.run_style})")
-        session = SessionSpec(model=spec.name, scenario=scenario, modes=modes, model_path=str(model_path),
-                              dataset_path=str(dataset_path), user_conf=str(user_conf), stage=str(stage),
-                              cache_dir=str(cache_root() / "features"),
-                              result_path=str(stage / ".session-result.json"), batch_size=opts.batch_size,
-                              threads=opts.threads, precision=opts.precision, backend=opts.backend, demo=demo,
-                              compliance=list(opts.compliance),
-                              extra=dict(opts.extra))
-        outcome = _run_child(session, stage)
-        record = _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, outcome, previous)
-        atomic_write_json(stage / "run.json", record)
+    try:
+        with staged_directory(final_dir) as stage:
+            previous = _carry_over_other_modes(final_dir, stage, modes)
+            user_conf = stage / "user.conf"
+            if opts.user_conf is not None:
+                shutil.copyfile(opts.user_conf, user_conf)
+                settings = {"from_file": str(opts.user_conf)}
+            else:
+                write_user_conf(user_conf, spec.loadgen_model, scenario, settings,
+                                header=f"written by subtool {__version__} (run style: {opts.run_style})")
+            session = SessionSpec(model=spec.name, scenario=scenario, modes=modes, model_path=str(model_path),
+                                  dataset_path=str(dataset_path), user_conf=str(user_conf), stage=str(stage),
+                                  cache_dir=str(cache_root() / "features"),
+                                  result_path=str(stage / ".session-result.json"), batch_size=opts.batch_size,
+                                  threads=opts.threads, precision=opts.precision, backend=opts.backend, demo=demo,
+                                  compliance=list(opts.compliance),
+                                  extra=dict(opts.extra))
+            outcome = _run_child(session, stage)
+            record = _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, outcome, previous)
+            atomic_write_json(stage / "run.json", record)
+    except BaseException:
+        _remove_if_empty(final_dir.parent)   # a failed first run leaves no empty <model>/ folder behind
+        raise
     say(f"run directory: {final_dir}")
     return record
 
@@ -173,6 +180,35 @@ def _run_child(session: SessionSpec, stage: Path) -> dict:
         raise SubtoolError(err["message"], path=err.get("path"), rule=err.get("rule"), hint=err.get("hint"),
                            exit_code=err.get("exit_code", 2))
     return outcome
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_backend(opts: RunOptions, spec, say) -> RunOptions:
+    """`auto` backend → torch-cuda when a GPU is visible and the workload has that backend, else torch-cpu;
+    `auto` precision → bf16 on the GPU (the fast path), fp32 on the CPU."""
+    import dataclasses
+
+    backend, precision = opts.backend, opts.precision
+    if backend == "auto":
+        backend = "torch-cuda" if "torch-cuda" in spec.backends and _cuda_available() else "torch-cpu"
+        say(f"backend: {backend} (auto)")
+    if precision == "auto":
+        precision = "bf16" if backend == "torch-cuda" else "fp32"
+    return dataclasses.replace(opts, backend=backend, precision=precision)
 
 
 def _carry_over_other_modes(final_dir: Path, stage: Path, modes: list[str]) -> dict:

@@ -309,6 +309,15 @@ class BertWorkload:
                           description=f"{len(data.examples)} questions → {len(data.features)} features",
                           dataset_sha256=data.dataset_sha256)
 
+    def check_backend(self, backend: str, precision: str) -> None:
+        if backend == "torch-cuda":
+            from subtool.runner.suts.torch_cuda_bert import check_request
+
+            check_request(precision)
+        elif backend == "torch-cpu" and precision != "fp32":
+            raise SubtoolError(f"precision {precision!r} is not supported by the torch-cpu backend",
+                               rule="run.precision", hint="use --precision fp32 on CPU, or --backend torch-cuda")
+
     def make_sut(self, model_path: Path, data, config):
         factory = SUT_BACKENDS.get(config.backend)
         if factory is None:
