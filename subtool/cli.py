@@ -141,7 +141,7 @@ def _ray_extra(backend, extra, ray_address, workers):
         return backend, extra
     if workers is not None and workers < 1:
         raise SubtoolError(f"--workers must be at least 1, not {workers}", rule="cli.usage")
-    inner = "torch-cpu" if backend == "ray" else backend
+    inner = "torch-cpu" if backend == "ray" else backend      # auto: decided by the cluster's GPUs
     extra = {**extra, "inner_backend": inner}
     extra.update({k: v for k, v in (("ray_address", ray_address), ("workers", workers)) if v is not None})
     return "ray", extra

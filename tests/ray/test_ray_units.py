@@ -38,7 +38,8 @@ def test_a_worker_computes_the_reference_logits(tiny_checkpoint, small_features,
     assert worker.ready()["error"] is None
     indices = [44, 3, 17, 0, 29, 8, 40, 12, 5, 33, 21]        # unsorted, mixed lengths, more than one batch
     got = worker.infer(indices)
-    assert got.shape == (len(indices), 384, 2) and got.dtype == np.float32
+    longest = int(max(f.seq_lengths[i] for i in indices))
+    assert got.shape == (len(indices), longest, 2) and got.dtype == np.float32     # the driver pads to 384
     ref = transformers_logits(tiny_checkpoint, f, indices)
     for row, i in enumerate(indices):
         n = int(f.seq_lengths[i])
@@ -73,6 +74,8 @@ def test_options_come_from_the_sut_config(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     cfg = RayPoolConfig.from_sut_config(SutConfig(extra={"workers": 16, "inner_backend": "torch-cuda"}))
     assert (cfg.address, cfg.workers, cfg.resource, cfg.per_worker) == ("10.0.0.1:6379", 16, "GPU", 1)
+    auto = RayPoolConfig.from_sut_config(SutConfig(extra={"inner_backend": "auto"}))
+    assert auto.resolved(0).inner_backend == "torch-cpu" and auto.resolved(4).inner_backend == "torch-cuda"
     for extra, message in (({"workers": 0}, "--workers must be"), ({"inner_backend": "tpu"}, "cannot run 'tpu'"),
                            ({"depth": 0}, "depth must be"), ({"task_timeout_s": -1}, "task_timeout_s must")):
         with pytest.raises(SubtoolError, match=message):
@@ -83,3 +86,13 @@ def test_cli_refuses_zero_workers_in_one_line(tmp_path):
     res = CliRunner().invoke(app, ["run", "--demo", "--workers", "0", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "--workers must be at least 1" in res.output
     assert "Traceback" not in res.output and not any(tmp_path.iterdir())
+
+
+def test_cli_ray_options_name_what_each_worker_runs():
+    from subtool.cli import _ray_extra
+
+    assert _ray_extra("torch-cpu", {"engine": "x"}, None, None) == ("torch-cpu", {"engine": "x"})
+    assert _ray_extra("auto", {}, None, 4) == ("ray", {"inner_backend": "auto", "workers": 4})
+    assert _ray_extra("ray", {}, "auto", None) == ("ray", {"inner_backend": "torch-cpu", "ray_address": "auto"})
+    assert _ray_extra("torch-cuda", {}, "node1:6379", 16) == \
+        ("ray", {"inner_backend": "torch-cuda", "ray_address": "node1:6379", "workers": 16})

@@ -30,9 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from subtool import __version__
 from subtool.errors import SubtoolError
+from subtool.runner.workloads.squad import MAX_SEQ_LENGTH
 
 LOCAL = "local"
+AUTO = "auto"
 CONNECT_PROBE_S = 5.0
 FREE_RESOURCES_WAIT_S = 15.0       # what a cluster may need to free the resources of actors just killed
 
@@ -41,7 +44,7 @@ FREE_RESOURCES_WAIT_S = 15.0       # what a cluster may need to free the resourc
 class RayPoolConfig:
     address: str = LOCAL               # local | auto | HOST:PORT | ray://HOST:PORT
     workers: int | None = None         # default: one per free GPU (torch-cuda) or per free CPU (torch-cpu)
-    inner_backend: str = "torch-cpu"   # the model each worker runs (ray_worker.ENGINES)
+    inner_backend: str = "torch-cpu"   # the model each worker runs (ray_worker.ENGINES), or auto
     cpus_per_worker: int = 1           # torch threads of a CPU worker, and the CPUs it reserves
     depth: int = 2                     # chunks a worker holds at once
     chunk: int = 32                    # most samples in one request (the batch size)
@@ -55,7 +58,7 @@ class RayPoolConfig:
         extra = dict(config.extra or {})
         address = str(extra.get("ray_address") or os.environ.get("RAY_ADDRESS") or LOCAL)
         inner = str(extra.get("inner_backend") or "torch-cpu")
-        if inner not in ENGINES:
+        if inner not in ENGINES and inner != AUTO:
             raise SubtoolError(f"the ray backend cannot run {inner!r} on its workers; choose one of "
                                f"{', '.join(ENGINES)}", rule="run.backend")
         workers = extra.get("workers")
@@ -80,7 +83,15 @@ class RayPoolConfig:
     def resource(self) -> str:
         from subtool.runner.suts.ray_worker import ENGINES
 
-        return ENGINES[self.inner_backend][2]
+        return ENGINES[self.inner_backend][2] if self.inner_backend != AUTO else "CPU"
+
+    def resolved(self, cluster_gpus: float) -> "RayPoolConfig":
+        """`auto` workers: torch-cuda when the cluster has GPUs (wherever they are), else torch-cpu."""
+        if self.inner_backend != AUTO:
+            return self
+        import dataclasses
+
+        return dataclasses.replace(self, inner_backend="torch-cuda" if cluster_gpus >= 1 else "torch-cpu")
 
     @property
     def per_worker(self) -> int:
@@ -237,6 +248,10 @@ class RayBertSUT:
         self._owns = connect(cfg)
         self.workers: list[_Worker] = []
         try:
+            if cfg.inner_backend == AUTO:
+                self.cfg = cfg = cfg.resolved(ray.cluster_resources().get("GPU", 0.0))
+                _say(f"workers run {cfg.inner_backend} (auto)")
+            check_precision(cfg.inner_backend, precision)
             count = self._worker_count()
             threads = threads or (cfg.cpus_per_worker if cfg.resource == "CPU" else None)
             opts = {"num_cpus": cfg.cpus_per_worker, "num_gpus": 0} if cfg.resource == "CPU" else \
@@ -306,6 +321,11 @@ class RayBertSUT:
                                    hint="every node needs subtool and its dependencies installed (the same "
                                         "versions as this one)") from None
             worker.node, worker.pid = info["node"], info["pid"]
+            if info.get("subtool") != __version__:
+                raise SubtoolError(f"Ray worker {worker.number} on {worker.node} runs subtool "
+                                   f"{info.get('subtool')}, this process {__version__}", rule="run.ray_start",
+                                   hint="install the same subtool on every node (or run them all from one "
+                                        "container image)")
             err = info["error"]
             if err:
                 where = f"on {worker.node}: " if self.cfg.address != LOCAL else ""
@@ -378,10 +398,12 @@ class RayBertSUT:
             keep = self.ledger.settle(task.items)
             task.worker.samples += len(keep)
             self._dispatch_locked()
+        full = np.zeros((len(keep), MAX_SEQ_LENGTH, 2), dtype=np.float32)   # the reply stops at its longest
+        full[:, :logits.shape[1]] = logits[keep]
         responses = []
-        for pos in keep:
-            row = logits[pos]
-            responses.append(self.lg.QuerySampleResponse(task.items[pos][0], row.ctypes.data, row.nbytes))
+        for row, pos in enumerate(keep):
+            responses.append(self.lg.QuerySampleResponse(task.items[pos][0], full[row].ctypes.data,
+                                                         full[row].nbytes))
         if responses:
             self.lg.QuerySamplesComplete(responses)
 
@@ -500,11 +522,16 @@ def make_ray_sut(model_path, features, config) -> RayBertSUT:
                            hint="pip install 'mlperf-subtool[ray]' (or pip install 'ray>=2.9') on every node") \
             from None
     cfg = RayPoolConfig.from_sut_config(config)
-    if cfg.inner_backend == "torch-cpu" and config.precision != "fp32":
-        raise SubtoolError(f"precision {config.precision!r} is not supported by torch-cpu workers",
-                           rule="run.precision", hint="use --precision fp32, or torch-cuda workers")
-    if cfg.inner_backend == "torch-cuda":
+    if cfg.inner_backend != AUTO:
+        check_precision(cfg.inner_backend, config.precision)     # before any cluster starts
+    return RayBertSUT(model_path, features, cfg, precision=config.precision, threads=config.threads)
+
+
+def check_precision(inner: str, precision: str) -> None:
+    if inner == "torch-cpu" and precision != "fp32":
+        raise SubtoolError(f"precision {precision!r} is not supported by torch-cpu workers",
+                           rule="run.precision", hint="use --precision fp32, or --backend torch-cuda workers")
+    if inner == "torch-cuda":
         from subtool.runner.suts.torch_cuda_bert import check_request
 
-        check_request(config.precision, device="cpu")     # the precision only: this node may have no GPU
-    return RayBertSUT(model_path, features, cfg, precision=config.precision, threads=config.threads)
+        check_request(precision, device="cpu")     # the precision only: this node may have no GPU
