@@ -35,14 +35,14 @@ def offline_settings():
     return s
 
 
-def kill_when(sut: RayBertSUT, answered: int, victims) -> threading.Thread:
-    """SIGKILL the victims' worker processes once LoadGen holds this many answers (mid-run: work still queued)."""
+def kill_when(sut: RayBertSUT, answered: int, victims, sig=signal.SIGKILL) -> threading.Thread:
+    """Signal the victims' worker processes once LoadGen holds this many answers (mid-run: work still queued)."""
     def watch():
         deadline = time.monotonic() + 120
         while sut.ledger.answered < answered and time.monotonic() < deadline:
             time.sleep(0.002)
         for w in victims:
-            os.kill(w.pid, signal.SIGKILL)
+            os.kill(w.pid, sig)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -132,17 +132,24 @@ def test_a_worker_killed_mid_run_is_covered_by_the_survivor(ray_cluster, demo_sl
 
 def test_losing_every_worker_ends_the_run_with_one_clear_error(ray_cluster, demo_slice, tmp_path):
     model_path, features = demo_slice
-    sut = RayBertSUT(model_path, features, RayPoolConfig(workers=2, chunk=32))
-    killer = kill_when(sut, 500, sut.workers)
+    sut = RayBertSUT(model_path, features, RayPoolConfig(workers=2, chunk=32, task_timeout_s=2))
+    dead, hung = sut.workers
+    killers = [kill_when(sut, 500, [dead]), kill_when(sut, 500, [hung], signal.SIGSTOP)]   # one dies, one hangs
     try:
         run = accuracy_run(sut, features, tmp_path)      # returns: LoadGen is never left waiting
     finally:
         with pytest.raises(SubtoolError, match="all 2 Ray workers are lost") as err:
             sut.stop()
-    killer.join()
+        for k in killers:
+            k.join()
+        try:                                         # the driver has SIGKILLed it through Ray; make sure
+            os.kill(hung.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     assert err.value.rule == "run.sut_error" and not run.errors
     stats = sut.stats()
     assert stats["issued"] == stats["answered"] == len(features) and stats["alive"] == 0
+    assert any("no answer within 2 s" in d for d in stats["deaths"])
     entries = json.loads((tmp_path / "mlperf_log_accuracy.json").read_text())
     assert sorted(e["qsl_idx"] for e in entries) == list(range(len(features)))
 
