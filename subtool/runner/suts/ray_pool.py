@@ -135,8 +135,10 @@ def connect(cfg: RayPoolConfig) -> bool:
     try:
         ray.init(address=cfg.address, **quiet)
     except ConnectionError as exc:
-        raise SubtoolError(f"cannot join the Ray cluster at {cfg.address}: {str(exc).splitlines()[0]}",
-                           rule="run.ray_connect",
+        what = ("no Ray cluster runs on this node (--ray-address auto joins one started here with `ray start`)"
+                if cfg.address == "auto" else
+                f"cannot join the Ray cluster at {cfg.address}: {str(exc).splitlines()[0]}")
+        raise SubtoolError(what, rule="run.ray_connect",
                            hint="start one with `ray start --head` on this or another node, set RAY_ADDRESS, "
                                 "or use --ray-address local") from None
     except Exception as exc:  # ray.exceptions.AuthenticationError and friends: name them, no traceback
@@ -286,10 +288,14 @@ class RayBertSUT:
                                hint="start the worker nodes with `ray start --address=HEAD:6379`"
                                     + (" on machines with GPUs" if kind == "GPU" else ""))
         if count * per > total:
+            most = int(total // per)
             raise SubtoolError(f"{count} {cfg.inner_backend} workers need {count * per} {kind}; the Ray cluster "
                                f"has {total:g} on {nodes} node{'s' if nodes != 1 else ''}",
-                               rule="run.ray_resources", hint=f"ask for at most {int(total // per)} workers, or "
-                                                              "add nodes with `ray start --address=HEAD:6379`")
+                               rule="run.ray_resources",
+                               hint=(f"ask for at most {most} workers, or add" if most else "add") +
+                                    " nodes with `ray start --address=HEAD:6379`" +
+                                    (" (GPU workers need nodes where Ray sees GPUs; --backend torch-cpu runs "
+                                     "on CPUs)" if kind == "GPU" and not most else ""))
         deadline = time.monotonic() + FREE_RESOURCES_WAIT_S
         while ray.available_resources().get(kind, 0.0) < count * per:
             if time.monotonic() > deadline:
