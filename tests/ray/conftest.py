@@ -1,6 +1,6 @@
 """The Ray backend's tests: one local Ray cluster (2 CPUs) for the whole package, shared by every test.
 
-They skip when Ray is not installed (it is the optional extra `mlperf-subtool[ray]`). Ray's own start-up takes
+Each module skips when Ray is not installed (it is the optional extra `mlperf-subtool[ray]`). Ray's own start-up takes
 seconds, so the cluster is started once and every test reuses it: in-process SUTs join it directly, and
 `subtool run` child processes join it through --ray-address HOST:PORT, the way a multi-node run joins a
 `ray start --head` cluster.
@@ -9,11 +9,6 @@ seconds, so the cluster is started once and every test reuses it: in-process SUT
 from __future__ import annotations
 
 import pytest
-
-pytest.importorskip("ray", reason="Ray is not installed (pip install 'mlperf-subtool[ray]')")
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("mlperf_loadgen")
 
 
 @pytest.fixture(scope="package")

@@ -13,14 +13,20 @@ import time
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from subtool.cli import app
-from subtool.errors import SubtoolError
-from subtool.runner.harness import run_loadgen
-from subtool.runner.suts.ray_pool import RayBertSUT, RayPoolConfig
-from subtool.runner.suts.ray_worker import BertWorker, ModelInputs
-from subtool.runner.workloads.bert import BertQSL, read_accuracy_log
+pytest.importorskip("ray", reason="Ray is not installed (pip install 'mlperf-subtool[ray]')")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("mlperf_loadgen")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from subtool.cli import app  # noqa: E402
+from subtool.errors import SubtoolError  # noqa: E402
+from subtool.runner.harness import run_loadgen  # noqa: E402
+from subtool.runner.suts.ray_pool import RayBertSUT, RayPoolConfig  # noqa: E402
+from subtool.runner.suts.ray_worker import BertWorker, ModelInputs  # noqa: E402
+from subtool.runner.workloads.bert import BertQSL, read_accuracy_log  # noqa: E402
 
 runner = CliRunner()
 

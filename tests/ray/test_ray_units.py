@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from subtool.cli import app
-from subtool.errors import SubtoolError
-from subtool.runner.suts.ray_pool import ExactlyOnceLedger, RayPoolConfig
-from subtool.runner.suts.ray_worker import BertWorker, ModelInputs
-from subtool.runner.workloads.base import SutConfig
+pytest.importorskip("ray", reason="Ray is not installed (pip install 'mlperf-subtool[ray]')")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("mlperf_loadgen")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from subtool.cli import app  # noqa: E402
+from subtool.errors import SubtoolError  # noqa: E402
+from subtool.runner.suts.ray_pool import ExactlyOnceLedger, RayPoolConfig  # noqa: E402
+from subtool.runner.suts.ray_worker import BertWorker, ModelInputs  # noqa: E402
+from subtool.runner.workloads.base import SutConfig  # noqa: E402
 
 
 def transformers_logits(checkpoint, features, indices):
