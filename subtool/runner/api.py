@@ -206,7 +206,7 @@ def resolve_backend(opts: RunOptions, spec, say) -> RunOptions:
     if backend == "auto":
         backend = "torch-cuda" if "torch-cuda" in spec.backends and _cuda_available() else "torch-cpu"
         say(f"backend: {backend} (auto)")
-    if precision == "auto":
+    if precision == "auto" and backend != "ray":   # Ray workers decide once they see the cluster's GPUs
         precision = "bf16" if backend == "torch-cuda" else "fp32"
     return dataclasses.replace(opts, backend=backend, precision=precision)
 
@@ -249,7 +249,7 @@ def _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, 
         "demo": demo,
         "division_hint": "open" if demo else "closed",
         "backend": opts.backend,
-        "precision": opts.precision,
+        "precision": outcome.get("precision", opts.precision),
         "batch_size": opts.batch_size,
         "model_path": None if demo else str(model_path),
         "dataset_path": None if demo else str(dataset_path),

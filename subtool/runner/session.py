@@ -92,9 +92,11 @@ def run_session(spec: SessionSpec, console) -> dict:
     finally:
         sut.stop()
         qsl.destroy()
+    precision = getattr(sut, "precision", spec.precision)   # a SUT that chose it itself (Ray: auto) says which
     return {"ok": True, "samples": data.sample_count, "description": data.description,
             "dataset_sha256": data.dataset_sha256, "modes": modes, "compliance": compliance, "tstamps": tstamps,
-            "measurements": workload.measurements(spec.demo, model_path, spec.precision)}
+            "precision": precision,
+            "measurements": workload.measurements(spec.demo, model_path, precision)}
 
 
 def _run_compliance(test, workload, data, sut, qsl, settings, spec: SessionSpec, stage: Path, say) -> dict:

@@ -253,6 +253,9 @@ class RayBertSUT:
             if cfg.inner_backend == AUTO:
                 self.cfg = cfg = cfg.resolved(ray.cluster_resources().get("GPU", 0.0))
                 _say(f"workers run {cfg.inner_backend} (auto)")
+            if precision == "auto":
+                precision = "bf16" if cfg.inner_backend == "torch-cuda" else "fp32"
+            self.precision = precision
             check_precision(cfg.inner_backend, precision)
             count = self._worker_count()
             threads = threads or (cfg.cpus_per_worker if cfg.resource == "CPU" else None)
@@ -528,7 +531,7 @@ def make_ray_sut(model_path, features, config) -> RayBertSUT:
                            hint="pip install 'mlperf-subtool[ray]' (or pip install 'ray>=2.9') on every node") \
             from None
     cfg = RayPoolConfig.from_sut_config(config)
-    if cfg.inner_backend != AUTO:
+    if cfg.inner_backend != AUTO and config.precision != "auto":
         check_precision(cfg.inner_backend, config.precision)     # before any cluster starts
     return RayBertSUT(model_path, features, cfg, precision=config.precision, threads=config.threads)
 
