@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from subtool import __version__
-from subtool.errors import EXIT_USAGE, SubtoolError
+from subtool.errors import SubtoolError
 
 app = typer.Typer(
     name="subtool",
@@ -177,16 +177,16 @@ def package(
         scenario=scenario, submitter=submitter, division=division, system=system, system_file=system_file,
         version=version, out=out, full_logs=full_logs, force=force,
     )
-    scorer = None
     if (model_path is None) != (dataset_path is None):
         _fail(SubtoolError("--model-path and --dataset-path go together (they score a missing accuracy.txt)",
                            rule="cli.usage"))
-    if model_path is not None:
-        def scorer(imp):
-            from subtool.runner.api import accuracy_text
 
-            return accuracy_text(imp.bench.name, model_path, dataset_path,
-                                 imp.acc_dir / "mlperf_log_accuracy.json")
+    def score_with_subtool(imp):
+        from subtool.runner.api import accuracy_text
+
+        return accuracy_text(imp.bench.name, model_path, dataset_path, imp.acc_dir / "mlperf_log_accuracy.json")
+
+    scorer = score_with_subtool if model_path is not None else None
     try:
         result = package_results(opts, console=_console(), accuracy_scorer=scorer)
     except SubtoolError as err:

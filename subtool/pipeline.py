@@ -226,7 +226,7 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
                           "to resume from this stage")
             raise
         except SubtoolError as err:
-            err.hint = err.hint or f"fix this, then run the same command again: finished stages are kept"
+            err.hint = err.hint or "fix this, then run the same command again: finished stages are kept"
             raise
         state.mark(name, "done", fingerprint, outputs)
         outcome.stages[name] = f"done in {time.time() - t0:.1f} s"

@@ -7,9 +7,34 @@ per session. Tests that use them need torch and transformers; they are requested
 from __future__ import annotations
 
 import json
+import os
 import random
+from pathlib import Path
 
 import pytest
+
+
+def official_checker_dir() -> Path | None:
+    """`tools/submission` of a scratch copy of mlcommons/inference: $SUBTOOL_OFFICIAL, else /tmp/official.
+
+    Tests that compare with the official checker use it when present and skip otherwise (CI has no copy).
+    """
+    root = Path(os.environ.get("SUBTOOL_OFFICIAL", "/tmp/official"))
+    for candidate in (root / "tools" / "submission", root):
+        if (candidate / "submission_checker" / "main.py").is_file():
+            return candidate
+    return None
+
+
+OFFICIAL_SKIP = "official MLCommons checker not present (set SUBTOOL_OFFICIAL to a copy of mlcommons/inference)"
+
+
+@pytest.fixture(scope="session")
+def official_checker():
+    checker = official_checker_dir()
+    if checker is None:
+        pytest.skip(OFFICIAL_SKIP)
+    return checker
 
 
 @pytest.fixture(scope="session")

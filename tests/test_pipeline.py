@@ -138,16 +138,11 @@ def test_bad_submitter_and_stage_names_are_one_line_errors(tmp_path):
     assert not (tmp_path / "o" / "submission").exists()
 
 
-OFFICIAL = Path(os.environ.get("SUBTOOL_OFFICIAL", "/tmp/official")) / "tools" / "submission"
-
-
-@pytest.mark.skipif(not (OFFICIAL / "submission_checker").is_dir(),
-                    reason="official MLCommons checker not present (set SUBTOOL_OFFICIAL to a scratch copy)")
-def test_official_checker_reports_only_the_short_run_duration(reference_run, tmp_path):
+def test_official_checker_reports_only_the_short_run_duration(reference_run, tmp_path, official_checker):
     tree = tmp_path / "tree"
     shutil.copytree(reference_run[0] / "submission", tree)
     proc = subprocess.run([sys.executable, "-m", "submission_checker.main", "--input", str(tree),
-                           "--version", "v6.1"], cwd=OFFICIAL, capture_output=True, text=True)
+                           "--version", "v6.1"], cwd=official_checker, capture_output=True, text=True)
     errors = [line for line in proc.stderr.splitlines() if " ERROR]" in line]
     duration = [e for e in errors if "Test duration less than 600s" in e]
     others = [e for e in errors if e not in duration and "NoResults" not in e and "SUMMARY" not in e

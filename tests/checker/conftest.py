@@ -4,7 +4,6 @@ official checker's recorded verdicts."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,9 @@ def official_data():
 
 
 @pytest.fixture(scope="session")
-def official_checkout():
-    path = Path(os.environ.get("SUBTOOL_OFFICIAL_CHECKER", "/tmp/official"))
-    if not (path / "tools" / "submission" / "submission_checker" / "main.py").is_file() and \
-            not (path / "submission_checker" / "main.py").is_file():
-        pytest.skip("official checker not available (set SUBTOOL_OFFICIAL_CHECKER to a checkout of "
-                    "mlcommons/inference)")
-    return path
+def official_checkout(official_checker):
+    """The inference checkout (or bare tools/submission copy) holding the official checker."""
+    return official_checker.parent.parent if official_checker.name == "submission" else official_checker
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from subtool.cli import app
 
-from .conftest import SMALL, short_user_conf
+from .conftest import short_user_conf
 from .openai_server import TinyCompletionsServer
 
 runner = CliRunner()
