@@ -77,7 +77,8 @@ def run(
     backend: str = typer.Option("auto", help="SUT backend: auto (torch-cuda when a GPU is visible, else "
                                              "torch-cpu), torch-cpu, torch-cuda, ray, openai (LLMs)."),
     precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16, fp8."),
-    batch_size: int = typer.Option(32, help="Samples per forward pass."),
+    batch_size: Optional[int] = typer.Option(None, help="Samples per forward pass (default 32; the LLM demos "
+                                                        "choose their own; torch-cuda: ×384 tokens)."),
     threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: all cores)."),
     demo: bool = typer.Option(False, "--demo", help="Embedded demo (tiny random-weight model); no paths."),
     endpoint: Optional[str] = typer.Option(None, help="LLMs: OpenAI-compatible server URL (backend openai)."),
@@ -305,7 +306,8 @@ def all_(
     target_qps: Optional[float] = typer.Option(None, help="Target QPS for the performance run."),
     backend: str = typer.Option("auto", help="SUT backend (auto: torch-cuda with bf16 when a GPU is "
                                              "visible, else torch-cpu)."),
-    batch_size: int = typer.Option(32, help="Samples per forward pass."),
+    batch_size: Optional[int] = typer.Option(None, help="Samples per forward pass (default 32; the LLM demos "
+                                                        "choose their own; torch-cuda: ×384 tokens)."),
     fork: Optional[str] = typer.Option(None, help="Publish to this fork when given."),
     upstream: Optional[str] = typer.Option(None, help="OWNER/REPO for the pull request."),
     base: str = typer.Option("main", help="Base branch for publishing."),

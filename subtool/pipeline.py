@@ -39,7 +39,7 @@ class PipelineOptions:
     name: str = "mlperf_submission_short"
     target_qps: float | None = None
     backend: str = "auto"
-    batch_size: int = 32
+    batch_size: int | None = None
     fork: str | None = None
     upstream: str | None = None
     base: str = "main"

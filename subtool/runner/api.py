@@ -34,7 +34,7 @@ class RunOptions:
     user_conf: Path | None = None
     backend: str = "auto"
     precision: str = "auto"
-    batch_size: int = 32
+    batch_size: int | None = None
     threads: int | None = None
     compliance: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)       # backend-specific options, passed to the SUT

@@ -28,7 +28,7 @@ class SessionSpec:
     stage: str
     cache_dir: str
     result_path: str
-    batch_size: int = 32
+    batch_size: int | None = None    # None: the default (32), and the workload may choose its own
     threads: int | None = None
     precision: str = "fp32"
     backend: str = "torch-cpu"
@@ -55,7 +55,9 @@ def run_session(spec: SessionSpec, console) -> dict:
     stage = Path(spec.stage)
     settings = load_test_settings(Path(spec.user_conf), workload.spec.loadgen_model, spec.scenario)
     sut = workload.make_sut(model_path, data, SutConfig(backend=spec.backend, precision=spec.precision,
-                                                        batch_size=spec.batch_size, threads=spec.threads,
+                                                        batch_size=spec.batch_size or 32,
+                                                        batch_size_given=spec.batch_size is not None,
+                                                        threads=spec.threads,
                                                         extra=dict(spec.extra)))
     qsl = workload.make_qsl(data)
     modes: dict[str, dict] = {}

@@ -40,6 +40,7 @@ class SutConfig:
     backend: str = "torch-cpu"
     precision: str = "fp32"
     batch_size: int = 32
+    batch_size_given: bool = True   # False: the user left --batch-size alone, a workload may pick its own
     threads: int | None = None
     extra: dict = field(default_factory=dict)
 

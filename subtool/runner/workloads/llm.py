@@ -173,15 +173,14 @@ class LlmWorkload:
 def _torch_sut(device: str):
     def factory(spec: LlmSpec, model_path: Path, data, config):
         from subtool.runner.suts.llm_local import TorchLlmSUT
-        from subtool.runner.workloads.base import SutConfig
         from subtool.runner.workloads.llm_data import check_checkpoint
 
         check_checkpoint(spec, model_path, need_weights=True)
         demo = demo_settings(model_path)
         # the tiny demo model runs fastest in wide batches on one thread (no OpenMP hand-offs per tiny matmul);
-        # a --batch-size other than the default still wins
+        # an explicit --batch-size still wins
         batch_size = config.batch_size
-        if demo.get("batch_size") and batch_size == SutConfig().batch_size:
+        if demo.get("batch_size") and not config.batch_size_given:
             batch_size = int(demo["batch_size"])
         threads = config.threads or demo.get("threads")
         return TorchLlmSUT(model_path, data.prompts, generation_for(spec, model_path, config.extra),
