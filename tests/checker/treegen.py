@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-WORKER = Path(__file__).with_name("loadgen_worker.py")
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # bench/ scripts import this module too
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
+from support.loadgen_trees import MEASUREMENTS, TOKEN_ANSWER, LoadGenJob, run_loadgen, system_json  # noqa: E402
 
 # benchmark → how LoadGen knows it, QSL sizes, token answers, scenarios we generate, accuracy.txt line
 BENCHMARKS = {
@@ -39,22 +40,11 @@ BENCHMARKS = {
 V50_SEEDS = {"qsl_rng_seed": 6023615788873153749, "sample_index_rng_seed": 15036839855038426416,
              "schedule_rng_seed": 9933818062894767841}
 
-SYSTEM = {
-    "division": "closed", "submitter": "TeamX", "status": "available", "system_name": "Test box (2 CPU)",
-    "number_of_nodes": "1", "host_processor_model_name": "Test CPU", "host_processors_per_node": "1",
-    "host_processor_core_count": "2", "host_memory_capacity": "24 GB", "host_storage_capacity": "100 GB",
-    "host_storage_type": "SSD", "accelerators_per_node": "0", "accelerator_model_name": "N/A (CPU only)",
-    "accelerator_memory_capacity": "N/A", "framework": "PyTorch 2.13", "operating_system": "Ubuntu 22.04",
-    "system_type": "edge", "other_software_stack": "Python 3.11", "host_processor_frequency": "2.0 GHz",
-    "host_processor_caches": "N/A", "host_memory_configuration": "1x24GB", "host_processor_interconnect": "",
-    "host_networking": "Ethernet", "host_networking_topology": "N/A", "accelerator_frequency": "",
-    "accelerator_host_interconnect": "N/A", "accelerator_interconnect": "N/A",
-    "accelerator_interconnect_topology": "", "accelerator_memory_configuration": "N/A",
-    "accelerator_on-chip_memories": "", "cooling": "air", "hw_notes": "", "sw_notes": "",
-    "host_network_card_count": "1", "system_type_detail": "workstation",
-}
-MEASUREMENTS = {"input_data_types": "int32", "retraining": "No", "starting_weights_filename": "model.pt",
-                "weight_data_types": "fp32", "weight_transformations": "none"}
+SYSTEM = system_json(
+    division="closed", system_name="Test box (2 CPU)", accelerator_model_name="N/A (CPU only)",
+    framework="PyTorch 2.13", host_processor_frequency="2.0 GHz", host_processor_caches="N/A",
+    host_memory_configuration="1x24GB", host_processor_interconnect="", accelerator_frequency="",
+    accelerator_interconnect_topology="", **{"accelerator_on-chip_memories": ""})
 
 
 @dataclass(frozen=True)
@@ -92,19 +82,14 @@ def _generate(cache: Path, name: str, benchmark: str, scenario: str, *, seeds: d
     folder.mkdir(parents=True)
     qps = target_qps or int(spec_b["perf"] * 1.2 * 10)  # samples per query = qps × 0.1 s × 1.1 ≥ perf count
     conf.write_text(_user_conf(spec_b["conf_model"], scenario, qps))
-    spec = {"conf_model": spec_b["conf_model"], "scenario": scenario, "user_conf": str(conf),
-            "total": spec_b["total"], "perf_count": spec_b["perf"],
-            "tokens": spec_b["tokens"] if tokens is None else tokens, "offline_delay_s": offline_delay,
-            "settings": {"single_stream_expected_latency_ns": 1000} if scenario == "SingleStream" else {},
-            "seeds": seeds or {},
-            "runs": [[mode, str(folder / ("performance" if mode == "performance" else "accuracy"))]
-                     for mode in modes]}
-    spec_path = folder / "spec.json"
-    spec_path.write_text(json.dumps(spec))
-    proc = subprocess.run([sys.executable, str(WORKER), str(spec_path)], capture_output=True, text=True,
-                          timeout=300)
-    if proc.returncode != 0:
-        raise RuntimeError(f"LoadGen worker failed for {name}: {proc.stderr[-2000:]}")
+    delay = offline_delay if scenario == "Offline" else 0.0
+    run_loadgen([LoadGenJob(
+        conf_model=spec_b["conf_model"], scenario=scenario, user_conf=conf, total=spec_b["total"],
+        perf_count=spec_b["perf"], tokens=spec_b["tokens"] if tokens is None else tokens, answer=TOKEN_ANSWER,
+        settings={"single_stream_expected_latency_ns": 1000} if scenario == "SingleStream" else {},
+        seeds=seeds or {},
+        runs=tuple((mode, folder / ("performance" if mode == "performance" else "accuracy"), delay)
+                   for mode in modes))])
     done.write_text("ok\n")
     return run
 

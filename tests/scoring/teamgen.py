@@ -12,46 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# One LoadGen process per benchmark (LoadGen counts conf files per process). argv[1] = spec JSON.
-WORKER = r"""
-import array, json, sys, time
-from pathlib import Path
-import mlperf_loadgen as lg
-spec = json.loads(Path(sys.argv[1]).read_text())
-payload = array.array("i", list(range(1, 17)))
-ptr, _ = payload.buffer_info()
-nbytes = payload.itemsize * len(payload)
-state = {"delay": 0.0}
-def issue(samples):
-    time.sleep(state["delay"])
-    if spec["tokens"]:
-        lg.FirstTokenComplete([lg.QuerySampleResponse(s.id, ptr, payload.itemsize, 1) for s in samples])
-        lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, ptr, nbytes, len(payload)) for s in samples])
-    else:
-        lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, ptr, nbytes) for s in samples])
-sut = lg.ConstructSUT(issue, lambda: None)
-qsl = lg.ConstructQSL(spec["total"], spec["total"], lambda s: None, lambda s: None)
-settings = lg.TestSettings()
-settings.scenario = lg.TestScenario.Offline
-if settings.FromConfig(spec["user_conf"], spec["conf_model"], "Offline") != 0:
-    raise SystemExit("FromConfig failed")
-for mode, outdir, delay in spec["runs"]:
-    Path(outdir).mkdir(parents=True, exist_ok=True)
-    state["delay"] = delay
-    settings.mode = lg.TestMode.PerformanceOnly if mode == "performance" else lg.TestMode.AccuracyOnly
-    log = lg.LogSettings()
-    log.log_output.outdir = outdir
-    log.log_output.copy_summary_to_stdout = False
-    log.enable_trace = False
-    lg.StartTestWithLogSettings(sut, qsl, settings, log, str(Path(outdir) / "no-audit.config"))
-lg.DestroyQSL(qsl)
-lg.DestroySUT(sut)
-"""
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # bench/score_many.py imports this module too
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
+from support.loadgen_trees import MEASUREMENTS, TOKEN_ANSWER, LoadGenJob, run_loadgen, system_json  # noqa: E402
 
 # benchmark folder → LoadGen's model name, QSL size, token answers, the accuracy script's line
 BENCHMARKS = {
@@ -69,27 +36,20 @@ DELAYS = (0.06, 0.08, 0.11, 0.15, 0.2)
 # One more performance run answered at once: it ends before min_duration, so LoadGen calls it INVALID.
 INVALID_RUN = len(DELAYS)
 
-SYSTEM = {
-    "division": "open", "submitter": "TeamX", "status": "available", "system_name": "Team box",
-    "number_of_nodes": "1", "host_processor_model_name": "AMD EPYC 9654", "host_processors_per_node": "2",
-    "host_processor_core_count": "96", "host_memory_capacity": "768 GB", "host_storage_capacity": "4 TB",
-    "host_storage_type": "NVMe SSD", "accelerators_per_node": "4", "accelerator_model_name": "NVIDIA H100-SXM-80GB",
-    "accelerator_memory_capacity": "80 GB", "framework": "PyTorch 2.4", "operating_system": "Ubuntu 22.04",
-    "system_type": "datacenter", "other_software_stack": "CUDA 12.4", "host_processor_frequency": "2.4 GHz",
-    "host_processor_caches": "384 MB", "host_memory_configuration": "24x32GB", "host_processor_interconnect": "N/A",
-    "host_networking": "Infiniband", "host_networking_topology": "N/A", "accelerator_frequency": "N/A",
-    "accelerator_host_interconnect": "PCIe 5.0", "accelerator_interconnect": "NVLink",
-    "accelerator_interconnect_topology": "N/A", "accelerator_memory_configuration": "HBM3",
-    "accelerator_on-chip_memories": "N/A", "cooling": "air", "hw_notes": "", "sw_notes": "",
-    "host_network_card_count": "1", "system_type_detail": "cluster",
-}
+SYSTEM = system_json(
+    system_name="Team box", host_processor_model_name="AMD EPYC 9654", host_processors_per_node="2",
+    host_processor_core_count="96", host_memory_capacity="768 GB", host_storage_capacity="4 TB",
+    host_storage_type="NVMe SSD", accelerators_per_node="4", accelerator_model_name="NVIDIA H100-SXM-80GB",
+    accelerator_memory_capacity="80 GB", system_type="datacenter", other_software_stack="CUDA 12.4",
+    host_processor_frequency="2.4 GHz", host_processor_caches="384 MB", host_memory_configuration="24x32GB",
+    host_networking="Infiniband", accelerator_host_interconnect="PCIe 5.0", accelerator_interconnect="NVLink",
+    accelerator_memory_configuration="HBM3", system_type_detail="cluster")
 CPU_ONLY = {"accelerators_per_node": "0", "accelerator_model_name": "N/A", "accelerator_memory_capacity": "N/A",
             "accelerator_host_interconnect": "N/A", "accelerator_interconnect": "N/A",
             "accelerator_memory_configuration": "N/A", "host_processor_model_name": "Intel Xeon Platinum 8480+"}
 AMD_GPU = {"accelerator_model_name": "AMD Instinct MI300X", "accelerator_memory_capacity": "192 GB",
            "accelerator_interconnect": "Infinity Fabric"}
-MEASUREMENTS = {"input_data_types": "int32", "retraining": "No", "starting_weights_filename": "model.pt",
-                "weight_data_types": "fp16", "weight_transformations": "none"}
+MEASUREMENTS = {**MEASUREMENTS, "weight_data_types": "fp16"}
 
 
 @dataclass(frozen=True)
@@ -103,12 +63,12 @@ class Logs:
 
 def generate_logs(cache: Path) -> Logs:
     cache.mkdir(parents=True, exist_ok=True)
-    procs, plan = [], {}
+    jobs, plan = [], {}
     for bench, spec in BENCHMARKS.items():
         folder = cache / bench
         conf = folder / "user.conf"
-        runs = [["performance", str(folder / f"perf{i}"), d] for i, d in enumerate((*DELAYS, 0.0))]
-        runs.append(["accuracy", str(folder / "acc"), 0.0])
+        runs = [("performance", folder / f"perf{i}", d) for i, d in enumerate((*DELAYS, 0.0))]
+        runs.append(("accuracy", folder / "acc", 0.0))
         plan[bench] = (folder, conf)
         if (folder / ".done").exists():
             continue
@@ -116,15 +76,10 @@ def generate_logs(cache: Path) -> Logs:
         folder.mkdir(parents=True)
         conf.write_text(f"{spec['conf_model']}.Offline.min_duration = 50\n"
                         f"{spec['conf_model']}.Offline.target_qps = {spec['target_qps']}\n")
-        spec_file = folder / "spec.json"
-        spec_file.write_text(json.dumps({"conf_model": spec["conf_model"], "total": spec["total"],
-                                         "tokens": spec["tokens"], "user_conf": str(conf), "runs": runs}))
-        procs.append((bench, folder, subprocess.Popen([sys.executable, "-c", WORKER, str(spec_file)], cwd=folder,
-                                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
-    for bench, folder, proc in procs:
-        _, err = proc.communicate(timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"LoadGen worker failed for {bench}: {err[-2000:]}")
+        jobs.append(LoadGenJob(conf_model=spec["conf_model"], scenario="Offline", user_conf=conf,
+                               total=spec["total"], tokens=spec["tokens"], answer=TOKEN_ANSWER, runs=tuple(runs)))
+    run_loadgen(jobs)
+    for bench, (folder, _conf) in plan.items():
         (folder / ".done").write_text("ok\n")
     return Logs(perf={b: [f / f"perf{i}" for i in range(len(DELAYS) + 1)] for b, (f, _) in plan.items()},
                 acc={b: f / "acc" for b, (f, _) in plan.items()},

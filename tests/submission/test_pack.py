@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.errors import SubtoolError
+from support.loadgen_trees import MEASUREMENTS, ZERO_ANSWER, LoadGenJob, run_loadgen, system_json
 
 NAME = "mlperf_submission_short"
 ARTIFACTS = [f"{NAME}.tar.gz", f"{NAME}_summary.json", f"{NAME}_summary.csv", f"{NAME}.run", f"{NAME}.tstamps",
@@ -31,53 +32,8 @@ ARTIFACTS = [f"{NAME}.tar.gz", f"{NAME}_summary.json", f"{NAME}_summary.csv", f"
 DATE_U = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 123]\d "
                     r"\d\d:\d\d:\d\d UTC \d{4}$")
 
-# One LoadGen run: argv = outdir scenario mode. Offline sleeps past min_duration so the result is VALID.
-LOADGEN_SCRIPT = r"""
-import array, sys, time
-from pathlib import Path
-import mlperf_loadgen as lg
-out, scenario, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-out.mkdir(parents=True, exist_ok=True)
-conf = out / "user.conf"
-conf.write_text(f"bert.{scenario}.min_duration = 50\nbert.{scenario}.target_qps = 100000\n"
-                f"bert.{scenario}.target_latency = 0.04\nbert.{scenario}.min_query_count = 1024\n")
-settings = lg.TestSettings()
-settings.FromConfig(str(conf), "bert", scenario)
-settings.scenario = getattr(lg.TestScenario, scenario)
-settings.mode = lg.TestMode.PerformanceOnly if mode == "performance" else lg.TestMode.AccuracyOnly
-payload = array.array("B", [0] * 8)
-addr, size = payload.buffer_info()
-def issue(queries):
-    if mode == "performance":
-        time.sleep(0.07 if scenario == "Offline" else 5e-5)
-    lg.QuerySamplesComplete([lg.QuerySampleResponse(q.id, addr, size) for q in queries])
-sut = lg.ConstructSUT(issue, lambda: None)
-qsl = lg.ConstructQSL(10833, 10833, lambda s: None, lambda s: None)
-log = lg.LogSettings()
-log.log_output.outdir = str(out)
-log.log_output.copy_summary_to_stdout = False
-log.enable_trace = False
-lg.StartTestWithLogSettings(sut, qsl, settings, log)
-lg.DestroyQSL(qsl)
-lg.DestroySUT(sut)
-"""
-
-SYSTEM = {
-    "division": "open", "submitter": "TeamX", "status": "available", "system_name": "TeamX test box",
-    "number_of_nodes": "1", "host_processor_model_name": "Test CPU 9000", "host_processors_per_node": "1",
-    "host_processor_core_count": "2", "host_memory_capacity": "24 GB", "host_storage_capacity": "100 GB",
-    "host_storage_type": "SSD", "accelerators_per_node": "0", "accelerator_model_name": "N/A",
-    "accelerator_memory_capacity": "N/A", "framework": "PyTorch 2.4", "operating_system": "Ubuntu 22.04",
-    "system_type": "edge", "other_software_stack": "Python 3.11", "host_processor_frequency": "3 GHz",
-    "host_processor_caches": "32 MB", "host_memory_configuration": "2x12 GB", "host_processor_interconnect": "N/A",
-    "host_networking": "Ethernet", "host_networking_topology": "N/A", "accelerator_frequency": "N/A",
-    "accelerator_host_interconnect": "N/A", "accelerator_interconnect": "N/A",
-    "accelerator_interconnect_topology": "N/A", "accelerator_memory_configuration": "N/A",
-    "accelerator_on-chip_memories": "N/A", "cooling": "air", "hw_notes": "", "sw_notes": "",
-    "host_network_card_count": "1", "system_type_detail": "workstation",
-}
-MEASUREMENTS = {"input_data_types": "int32", "retraining": "No", "starting_weights_filename": "bert.pt",
-                "weight_data_types": "fp32", "weight_transformations": "none"}
+SYSTEM = system_json(host_processor_model_name="Test CPU 9000")
+MEASUREMENTS = {**MEASUREMENTS, "starting_weights_filename": "bert.pt"}
 SCENARIOS = ("Offline", "SingleStream")
 WAIVE_SHORT = ["--waive", "perf.min_duration"]
 
@@ -87,9 +43,18 @@ WAIVE_SHORT = ["--waive", "perf.min_duration"]
 def loadgen_logs(tmp_path_factory) -> Path:
     pytest.importorskip("mlperf_loadgen", reason="the pack tests lay out real LoadGen logs (pip install .[run])")
     root = tmp_path_factory.mktemp("loadgen")
-    procs = [subprocess.Popen([sys.executable, "-c", LOADGEN_SCRIPT, str(root / sc / mode), sc, mode])
-             for sc in SCENARIOS for mode in ("performance", "accuracy")]
-    assert all(p.wait(timeout=120) == 0 for p in procs)
+    jobs = []
+    for sc in SCENARIOS:
+        for mode in ("performance", "accuracy"):
+            out = root / sc / mode
+            out.mkdir(parents=True)
+            (out / "user.conf").write_text(f"bert.{sc}.min_duration = 50\nbert.{sc}.target_qps = 100000\n"
+                                           f"bert.{sc}.target_latency = 0.04\nbert.{sc}.min_query_count = 1024\n")
+            # Offline sleeps past min_duration so the result is VALID
+            delay = (0.07 if sc == "Offline" else 5e-5) if mode == "performance" else 0.0
+            jobs.append(LoadGenJob(conf_model="bert", scenario=sc, user_conf=out / "user.conf", answer=ZERO_ANSWER,
+                                   runs=((mode, out, delay),)))
+    run_loadgen(jobs, timeout=120)
     return root
 
 
