@@ -91,14 +91,28 @@ def run_session(spec: SessionSpec, console) -> dict:
         compliance = {test: _run_compliance(test, workload, data, sut, qsl, settings, spec, stage, say)
                       for test in spec.compliance}
         tstamps.append(date_u())
+        # how the work was spread (Ray: workers, nodes, lost workers, re-issued samples; GPU: batches, graphs)
+        sut_stats = _sut_stats(sut)
     finally:
         sut.stop()
         qsl.destroy()
     precision = getattr(sut, "precision", spec.precision)   # a SUT that chose it itself (Ray: auto) says which
     return {"ok": True, "samples": data.sample_count, "description": data.description,
             "dataset_sha256": data.dataset_sha256, "modes": modes, "compliance": compliance, "tstamps": tstamps,
-            "precision": precision,
+            "precision": precision, "sut_stats": sut_stats,
             "measurements": workload.measurements(spec.demo, model_path, precision)}
+
+
+def _sut_stats(sut) -> dict | None:
+    """A SUT's counters, whether it offers them as a method (Ray, torch-cuda) or a dataclass (CPU SUTs)."""
+    import dataclasses
+
+    stats = getattr(sut, "stats", None)
+    if callable(stats):
+        return stats()
+    if dataclasses.is_dataclass(stats):
+        return dataclasses.asdict(stats)
+    return None
 
 
 def _run_compliance(test, workload, data, sut, qsl, settings, spec: SessionSpec, stage: Path, say) -> dict:

@@ -72,6 +72,9 @@ def test_offline_demo_on_two_workers_answers_every_sample_once(ray_cluster, tmp_
     run_dir = tmp_path / "bert-99" / "Offline"
     record = json.loads((run_dir / "run.json").read_text())
     assert record["backend"] == "ray" and record["demo"] is True
+    spread = record["sut"]                                   # how the run was spread is part of the record
+    assert spread["workers"] == 2 and spread["alive"] == 2 and spread["dropped"] == 0
+    assert all(w["samples"] > 0 for w in spread["per_worker"])
     assert record["modes"]["performance"]["result_validity"] == "VALID"
     detail = (run_dir / "performance/run_1/mlperf_log_detail.txt").read_text()
     assert '"key": "effective_samples_per_query", "value": 10833' in detail

@@ -27,6 +27,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, tiny_checkpoint, small_sq
     assert record["run_style"] == "short" and len(record["tstamps"]) == 2
     perf = record["modes"]["performance"]
     assert perf["result_validity"] == "VALID" and perf["result"] > 0
+    assert record["sut"]["samples"] >= 10833 + 45 and record["sut"]["batches"] > 0   # perf query + accuracy
     detail = (run_dir / "performance/run_1/mlperf_log_detail.txt").read_text()
     assert "Multiple conf files" not in detail
     # the Offline query of a short run still covers the official sample count
