@@ -243,12 +243,15 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
 
     # 2. package
     system_file_id = _file_identity(opts.system_file)
-    pkg_inputs = _fingerprint("package", tree_digest(run_dir), opts.submitter, opts.division, opts.system,
+    run_digest = tree_digest(run_dir)      # the run dir holds the full accuracy log: hash it once
+    pkg_inputs = _fingerprint("package", run_digest, opts.submitter, opts.division, opts.system,
                               system_file_id, opts.version)
     stage("package", pkg_inputs, lambda: _do_package(opts, run_dir, paths, console))
 
     # 3. check
-    check_inputs = _fingerprint("check", tree_digest(paths["tree"]), opts.version, sorted(waive))
+    # check, pack and publish only read the tree: one digest after packaging serves all three
+    tree_id = tree_digest(paths["tree"])
+    check_inputs = _fingerprint("check", tree_id, opts.version, sorted(waive))
     check_out = stage("check", check_inputs, lambda: _do_check(opts, paths, waive, console))
     if check_out is None:
         check_out = (state.data["stages"].get("check") or {}).get("outputs") or {}
@@ -257,7 +260,7 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
         outcome.findings = check_out.get("findings", [])
 
     # 4. pack
-    pack_inputs = _fingerprint("pack", tree_digest(paths["tree"]), tree_digest(run_dir), opts.name,
+    pack_inputs = _fingerprint("pack", tree_id, run_digest, opts.name,
                                opts.version, sorted(waive))
     pack_out = stage("pack", pack_inputs, lambda: _do_pack(opts, run_dir, paths, waive, console))
     if pack_out:
@@ -265,7 +268,7 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
 
     # 5. publish
     if opts.fork:
-        pub_inputs = _fingerprint("publish", tree_digest(paths["tree"]), opts.fork, opts.upstream, opts.base,
+        pub_inputs = _fingerprint("publish", tree_id, opts.fork, opts.upstream, opts.base,
                                   opts.no_pr)
         pub_out = stage("publish", pub_inputs, lambda: _do_publish(opts, paths, console))
         if pub_out:

@@ -218,19 +218,17 @@ def _carry_over_other_modes(final_dir: Path, stage: Path, modes: list[str]) -> d
     if not final_dir.is_dir():
         return {}
     try:
-        old_modes = json.loads((final_dir / "run.json").read_text()).get("modes") or {}
+        old_record = json.loads((final_dir / "run.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError, OSError):
-        old_modes = {}
+        old_record = {}
+    old_modes = old_record.get("modes") or {}
+    old_compliance = old_record.get("compliance") or {}
     kept = {}
     for mode in ("performance", "accuracy"):
         if mode not in modes and (final_dir / mode).is_dir():
             shutil.copytree(final_dir / mode, stage / mode)
             if mode in old_modes:
                 kept[mode] = old_modes[mode]
-    try:
-        old_compliance = json.loads((final_dir / "run.json").read_text()).get("compliance") or {}
-    except (FileNotFoundError, json.JSONDecodeError, OSError):
-        old_compliance = {}
     for name in ("TEST01", "TEST04", "TEST06"):
         if (final_dir / name).is_dir():
             shutil.copytree(final_dir / name, stage / name)
