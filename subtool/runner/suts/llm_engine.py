@@ -1,17 +1,34 @@
 """Continuous batching for Llama checkpoints in plain PyTorch: a fixed set of slots over one preallocated KV cache.
 
-Every decode step advances all slots at once (one token each; on CUDA the step is a captured CUDA graph). A slot
-whose sequence ends (EOS or the length limit) is answered at once and refilled with the next waiting prompt,
-which is prefilled on its own and writes its keys and values into that slot's rows of the cache. The model's own
-modules (projections, norms, MLP, rotary embedding) do the arithmetic, so rope scaling and GQA follow the
-checkpoint's config; only the attention bookkeeping is ours.
+Every decode step advances all slots at once (one token each). A slot whose sequence ends (EOS or the length
+limit) is answered at once and refilled with a waiting prompt. What makes it fast:
+
+- Prefill in batches: free slots are refilled together, their prompts run as one right-padded batch (causal
+  attention keeps the padding out of every real token's view) of up to `prefill_tokens` tokens, so the
+  projections are large matrix products. Waiting prompts are taken longest first, so a batch pads little and
+  the slots of one wave have similar lengths.
+- Decode attention reads only the part of the cache that is in use: the keys up to the longest live sequence,
+  rounded up to `key_block`, with one CUDA graph captured per such length (lazily, sharing one memory pool).
+  With grouped-query attention the query heads of one key/value head attend as a group of queries over that
+  head's keys, so the cache is read once, never expanded per query head.
+- One matrix product for q, k and v and one for gate and up (the module weights become views of the fused
+  weights, so memory does not grow); rotary tables computed once for every position.
+- fp8 (`weights="fp8"`): every projection of the decoder layers in e4m3 with one scale per output channel and
+  one per token row of the input (torch._scaled_mm), which halves the bytes a decode step reads and doubles the
+  prefill's matrix throughput on Hopper; embeddings, norms, attention and the LM head stay in bf16.
+
+The model's own norm modules and rotary embedding do the arithmetic, so rope scaling, GQA and epsilons follow the
+checkpoint's config. Works on CPU too (no graphs), which is how the tests exercise the scheduling.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
+
+FP8_MAX = 448.0
 
 
 def supports(model, generation) -> str | None:
@@ -26,27 +43,140 @@ def supports(model, generation) -> str | None:
     return None
 
 
+def plan_prefill(lengths: list[int], token_budget: int) -> list[list[int]]:
+    """Split prompts (in the order given) into consecutive batches whose padded size, rows × longest prompt,
+    stays within token_budget (a prompt longer than the budget runs alone)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i, n in enumerate(lengths):
+        if current and max(longest, n) * (len(current) + 1) > token_budget:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def key_bucket(longest: int, block: int, cap: int) -> int:
+    """Keys a decode step attends over: the longest live sequence rounded up to a whole block, at most cap."""
+    return min(cap, -(-max(1, longest) // block) * block)
+
+
+@dataclass
+class EngineStats:
+    prefill_batches: int = 0
+    prefill_rows: int = 0
+    prefill_padded_tokens: int = 0
+    prefill_tokens: int = 0
+    decode_steps: int = 0
+    decode_slot_steps: int = 0
+    graphs: int = 0
+
+
+class _Linear:
+    """y = x @ W.T (+ b), in the model's dtype or in fp8 with per-channel weight and per-row input scales."""
+
+    def __init__(self, torch, weight, bias, fp8: bool):
+        self.torch = torch
+        self.w, self.b = weight, bias
+        self.fp8 = fp8
+        if fp8:
+            w32 = weight.float()
+            scale = w32.abs().amax(dim=1).clamp(min=1e-12) / FP8_MAX
+            self.wq_t = (w32 / scale[:, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).t()
+            self.ws = scale[None, :].contiguous()
+            del w32
+
+    def __call__(self, x):
+        torch = self.torch
+        if not self.fp8:
+            return torch.nn.functional.linear(x, self.w, self.b)
+        shape = x.shape
+        rows = x.reshape(-1, shape[-1])
+        pad = (-rows.shape[0]) % 16                # _scaled_mm wants row counts in whole 16s
+        if pad:
+            rows = torch.nn.functional.pad(rows, (0, 0, 0, pad))
+        q, s = _rowwise_fp8(torch, rows)
+        y = torch._scaled_mm(q, self.wq_t, scale_a=s, scale_b=self.ws, bias=self.b, out_dtype=x.dtype,
+                             use_fast_accum=True)
+        if pad:
+            y = y[:-pad]
+        return y.reshape(*shape[:-1], y.shape[-1])
+
+
+def _rowwise_fp8(torch, rows):
+    try:
+        from subtool.runner.kernels.fused_norm import rowwise_fp8
+    except ImportError:                            # no Triton: the same arithmetic in three torch kernels
+        amax = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12)
+        scale = amax / FP8_MAX
+        return (rows.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
+    return rowwise_fp8(rows)
+
+
+def _fuse(torch, modules) -> tuple:
+    """One weight (and bias) for several linear modules side by side; the modules keep views into it."""
+    weight = torch.cat([m.weight.data for m in modules]).contiguous()
+    has_bias = modules[0].bias is not None
+    bias = torch.cat([m.bias.data for m in modules]).contiguous() if has_bias else None
+    start = 0
+    for m in modules:
+        n = m.weight.shape[0]
+        m.weight = torch.nn.Parameter(weight[start:start + n], requires_grad=False)
+        if has_bias:
+            m.bias = torch.nn.Parameter(bias[start:start + n], requires_grad=False)
+        start += n
+    return weight, bias
+
+
 class ContinuousEngine:
-    def __init__(self, model, *, slots: int, max_len: int, eos_ids: list[int], generation, prompts=None):
+    def __init__(self, model, *, slots: int, max_len: int, eos_ids: list[int], generation, prompts=None,
+                 prefill_tokens: int = 16384, key_block: int = 256, weights: str = "model"):
         import torch
 
+        if weights not in ("model", "fp8"):
+            raise ValueError(f"weights must be 'model' or 'fp8', not {weights!r}")
         self.torch = torch
         self.model = model
         self.generation = generation
         self.eos_ids = list(eos_ids)
         self.slots = int(slots)
         self.max_len = int(max_len)
+        self.prefill_tokens = max(1, int(prefill_tokens))
+        self.key_block = max(1, int(key_block))
         inner = model.model
         self.embed, self.layers, self.norm, self.lm_head = inner.embed_tokens, inner.layers, inner.norm, model.lm_head
-        self.rotary = inner.rotary_emb
-        attn = self.layers[0].self_attn
         cfg = model.config
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
+        self.group = self.n_heads // self.n_kv
+        attn = self.layers[0].self_attn
         self.head_dim = attn.head_dim
         self.scaling = attn.scaling
         weight = self.embed.weight
         self.device, self.dtype = weight.device, weight.dtype
+        fp8 = weights == "fp8"
+        if fp8 and self.device.type != "cuda":
+            raise ValueError("fp8 weights need a CUDA device")
+        self.weights = weights
+        self.proj = []
+        with torch.no_grad():
+            for layer in self.layers:
+                a, m = layer.self_attn, layer.mlp
+                qkv_w, qkv_b = _fuse(torch, [a.q_proj, a.k_proj, a.v_proj])
+                gu_w, gu_b = _fuse(torch, [m.gate_proj, m.up_proj])
+                self.proj.append({"qkv": _Linear(torch, qkv_w, qkv_b, fp8),
+                                  "o": _Linear(torch, a.o_proj.weight, a.o_proj.bias, fp8),
+                                  "gate_up": _Linear(torch, gu_w, gu_b, fp8),
+                                  "down": _Linear(torch, m.down_proj.weight, m.down_proj.bias, fp8),
+                                  "act": m.act_fn})
+            positions = torch.arange(self.max_len, device=self.device)[None]
+            cos, sin = inner.rotary_emb(weight[:1, :1], positions)
+            self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype)          # [max_len, head_dim]
+        self.intermediate = self.layers[0].mlp.gate_proj.weight.shape[0]
         shape = (len(self.layers), self.slots, self.n_kv, self.max_len, self.head_dim)
         self.k_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
         self.v_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
@@ -58,37 +188,53 @@ class ContinuousEngine:
         self.slot_index = torch.arange(self.slots, device=self.device)
         self.key_index = torch.arange(self.max_len, device=self.device)
         self.eos_tensor = torch.tensor(self.eos_ids or [-1], device=self.device)
-        self.graph = None
+        self.graphs: dict[int, object] = {}
+        self.graph_pool = None
         self.completed: set[int] = set()
+        self.stats = EngineStats()
 
     # arithmetic ----------------------------------------------------------------------------------------
-    def _qkv(self, layer, h, position_ids):
-        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+    def _rotate(self, x, cos, sin):
+        """Rotary embedding of x [..., T, head_dim] with cos/sin broadcastable to it (rotate-half form)."""
+        half = self.head_dim // 2
+        rotated = self.torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos + rotated * sin
 
+    def _layer_qkv(self, i: int, h, cos, sin):
+        """q [B, heads, T, D], k and v [B, kv, T, D] of layer i for the normed hidden states h [B, T, H]."""
         b, t, _ = h.shape
-        attn = layer.self_attn
-        q = attn.q_proj(h).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-        k = attn.k_proj(h).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
-        v = attn.v_proj(h).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
-        cos, sin = self.rotary(v, position_ids)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        return q, k, v
+        qkv = self.proj[i]["qkv"](h)
+        nq, nk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        q = qkv[..., :nq].view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = qkv[..., nq:nq + nk].view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+        v = qkv[..., nq + nk:].view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+        return self._rotate(q, cos, sin), self._rotate(k, cos, sin), v
 
-    def _decode_step(self) -> None:
+    def _mlp(self, i: int, x):
+        p = self.proj[i]
+        gu = p["gate_up"](x)
+        return p["down"](p["act"](gu[..., :self.intermediate]) * gu[..., self.intermediate:])
+
+    def _decode_step(self, keys: int) -> None:
+        """One token for every slot, attending over the first `keys` cache positions."""
         torch = self.torch
         F = torch.nn.functional
+        s = self.slots
         pos = self.positions
-        x = self.embed(self.tokens[:, None])                                   # [S, 1, H]
-        mask = (self.key_index[None, :] <= pos[:, None])[:, None, None, :]      # [S, 1, 1, L]
+        x = self.embed(self.tokens[:, None])                                       # [S, 1, H]
+        cos, sin = self.cos[pos][:, None, None, :], self.sin[pos][:, None, None, :]  # [S, 1, 1, D]
+        mask = (self.key_index[None, :keys] <= pos[:, None])[:, None, None, :]      # [S, 1, 1, keys]
         for i, layer in enumerate(self.layers):
             h = layer.input_layernorm(x)
-            q, k, v = self._qkv(layer, h, pos[:, None])
+            q, k, v = self._layer_qkv(i, h, cos, sin)
             self.k_cache[i, self.slot_index, :, pos] = k[:, :, 0]
             self.v_cache[i, self.slot_index, :, pos] = v[:, :, 0]
-            o = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i], attn_mask=mask,
-                                               scale=self.scaling, enable_gqa=self.n_heads != self.n_kv)
-            x = x + layer.self_attn.o_proj(o.transpose(1, 2).reshape(self.slots, 1, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            # the query heads of one kv head as a group of queries over that head's keys: [S, kv, group, D]
+            qg = q.reshape(s, self.n_kv, self.group, self.head_dim)
+            o = F.scaled_dot_product_attention(qg, self.k_cache[i, :, :, :keys], self.v_cache[i, :, :, :keys],
+                                               attn_mask=mask, scale=self.scaling)
+            x = x + self.proj[i]["o"](o.reshape(s, 1, -1))
+            x = x + self._mlp(i, layer.post_attention_layernorm(x))
         logits = self.lm_head(self.norm(x))[:, 0].float()
         if self.eos_ids:
             blocked = (~self.allow_eos)[:, None]
@@ -96,76 +242,116 @@ class ContinuousEngine:
             logits[:, self.eos_tensor] = torch.where(blocked, torch.full_like(eos_cols, float("-inf")), eos_cols)
         self.next_tokens.copy_(logits.argmax(dim=-1))
 
-    def _prefill(self, slot: int, prompt: np.ndarray, allow_eos: bool) -> int:
+    def _prefill(self, slots: list[int], prompts: list[np.ndarray], allow_eos: bool) -> list[int]:
+        """Prompts into the given slots' cache rows as one right-padded batch; the first token of each."""
         torch = self.torch
         F = torch.nn.functional
-        ids = torch.from_numpy(prompt.astype(np.int64))[None].to(self.device)
-        n = ids.shape[1]
-        position_ids = torch.arange(n, device=self.device)[None]
+        b = len(prompts)
+        t = max(len(p) for p in prompts)
+        ids = np.zeros((b, t), dtype=np.int64)
+        for r, p in enumerate(prompts):
+            ids[r, :len(p)] = p
+        ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
+        last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
+        rows = torch.tensor(slots, device=self.device)
+        cos, sin = self.cos[:t][None, None], self.sin[:t][None, None]                 # [1, 1, T, D]
         x = self.embed(ids)
         for i, layer in enumerate(self.layers):
             h = layer.input_layernorm(x)
-            q, k, v = self._qkv(layer, h, position_ids)
-            self.k_cache[i, slot, :, :n] = k[0]
-            self.v_cache[i, slot, :, :n] = v[0]
+            q, k, v = self._layer_qkv(i, h, cos, sin)
+            self.k_cache[i, rows, :, :t] = k
+            self.v_cache[i, rows, :, :t] = v
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scaling,
                                                enable_gqa=self.n_heads != self.n_kv)
-            x = x + layer.self_attn.o_proj(o.transpose(1, 2).reshape(1, n, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        logits = self.lm_head(self.norm(x[:, -1:]))[0, 0].float()
+            x = x + self.proj[i]["o"](o.transpose(1, 2).reshape(b, t, -1))
+            x = x + self._mlp(i, layer.post_attention_layernorm(x))
+        x_last = x[torch.arange(b, device=self.device), last]                           # [B, H]
+        logits = self.lm_head(self.norm(x_last)).float()
         if not allow_eos and self.eos_ids:
-            logits[self.eos_ids] = float("-inf")
-        return int(logits.argmax())
+            logits[:, self.eos_ids] = float("-inf")
+        self.stats.prefill_batches += 1
+        self.stats.prefill_rows += b
+        self.stats.prefill_padded_tokens += b * t
+        self.stats.prefill_tokens += sum(len(p) for p in prompts)
+        return logits.argmax(dim=-1).tolist()
 
-    def _step(self) -> None:
+    def _step(self, keys: int) -> None:
+        self.stats.decode_steps += 1
         if self.device.type != "cuda":
-            self._decode_step()
+            self._decode_step(keys)
             return
+        graph = self.graphs.get(keys)
+        if graph is None:
+            graph = self._capture(keys)
+        graph.replay()
+
+    def _capture(self, keys: int):
         torch = self.torch
-        if self.graph is None:
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(2):                 # warm-up outside the graph (kernels, allocator)
-                    self._decode_step()
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._decode_step()
-            self.graph = graph
-        self.graph.replay()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):                 # warm-up outside the graph (kernels, allocator)
+                self._decode_step(keys)
+        torch.cuda.current_stream().wait_stream(stream)
+        if self.graph_pool is None:
+            self.graph_pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        # the graphs share one pool: they never run at once, and their results live outside it
+        with torch.cuda.graph(graph, pool=self.graph_pool):
+            self._decode_step(keys)
+        self.graphs[keys] = graph
+        self.stats.graphs = len(self.graphs)
+        return graph
+
+    def warm_up(self, lengths: list[int]) -> None:
+        """Capture the decode graphs the given prompt lengths will need, before any timed work."""
+        if self.device.type != "cuda":
+            return
+        longest = min(self.max_len, max(lengths) + self.generation.max_new_tokens)
+        with self.torch.inference_mode():
+            for keys in range(self.key_block, key_bucket(longest, self.key_block, self.max_len) + 1,
+                              self.key_block):
+                if keys not in self.graphs:
+                    self._capture(keys)
+            if key_bucket(longest, self.key_block, self.max_len) not in self.graphs:
+                self._capture(key_bucket(longest, self.key_block, self.max_len))
+        self.positions.zero_()
 
     # scheduling ----------------------------------------------------------------------------------------
     def run(self, pending: list[tuple[int, int]], sut) -> None:
         """Generate for every (query id, sample index) in pending and whatever arrives meanwhile."""
         torch = self.torch
         g = self.generation
-        waiting = deque(pending)
+        lengths = [len(sut.prompts[i]) for _, i in pending]
+        order = sorted(range(len(pending)), key=lambda j: -lengths[j])
+        waiting = deque(pending[j] for j in order)
         qids: list[int | None] = [None] * self.slots
         outputs: list[list[int]] = [[] for _ in range(self.slots)]
+        tokens = np.zeros(self.slots, dtype=np.int64)
+        positions = np.zeros(self.slots, dtype=np.int64)
         eos = set(self.eos_ids)
+        # refill only once this many slots are free (or nothing runs): prefill batches stay large
+        admit = max(1, self.slots // 8)
         with torch.inference_mode():
             while True:
                 waiting.extend(sut.more_work())
-                for slot in range(self.slots):
-                    while qids[slot] is None and waiting:
-                        qid, index = waiting.popleft()
-                        prompt = sut.prompts[index]
-                        if len(prompt) + g.max_new_tokens > self.max_len:
-                            raise ValueError(f"sample {index}: {len(prompt)} prompt tokens exceed the cache")
-                        first = self._prefill(slot, prompt, allow_eos=g.min_new_tokens <= 0)
-                        sut.first_token(qid, first)
-                        if first in eos or g.max_new_tokens == 1:
-                            self._finish(sut, qid, [first])
-                            continue
-                        qids[slot], outputs[slot] = qid, [first]
-                        self.tokens[slot] = first
-                        self.positions[slot] = len(prompt)
-                        self.allow_eos[slot] = g.min_new_tokens <= 1
+                free = [s for s in range(self.slots) if qids[s] is None]
+                busy_count = self.slots - len(free)
+                if waiting and free and (len(free) >= min(admit, len(waiting)) or busy_count == 0):
+                    self._admit(free, waiting, sut, qids, outputs, tokens, positions, eos)
                 busy = [s for s in range(self.slots) if qids[s] is not None]
                 if not busy:
+                    if waiting:
+                        continue
                     return
-                self._step()
+                self.tokens.copy_(torch.from_numpy(tokens))
+                self.positions.copy_(torch.from_numpy(positions))
+                if g.min_new_tokens > 1:
+                    self.allow_eos.copy_(torch.from_numpy(np.array(
+                        [len(outputs[s]) >= g.min_new_tokens for s in range(self.slots)])))
+                keys = key_bucket(int(positions[busy].max()) + 1, self.key_block, self.max_len)
+                self._step(keys)
+                self.stats.decode_slot_steps += len(busy)
                 nxt = self.next_tokens.tolist()
                 for slot in busy:
                     token = nxt[slot]
@@ -173,13 +359,34 @@ class ContinuousEngine:
                     if token in eos or len(outputs[slot]) >= g.max_new_tokens:
                         self._finish(sut, qids[slot], outputs[slot])
                         qids[slot] = None
-                        self.positions[slot] = 0
-                self.tokens.copy_(self.next_tokens)
-                self.positions.add_(torch.tensor([1 if qids[s] is not None else 0 for s in range(self.slots)],
-                                                 device=self.device))
-                if g.min_new_tokens > 1:
-                    self.allow_eos.copy_(torch.tensor([len(outputs[s]) >= g.min_new_tokens
-                                                       for s in range(self.slots)], device=self.device))
+                        tokens[slot] = 0
+                        positions[slot] = 0
+                    else:
+                        tokens[slot] = token
+                        positions[slot] += 1
+
+    def _admit(self, free, waiting, sut, qids, outputs, tokens, positions, eos) -> None:
+        g = self.generation
+        taken = []
+        while waiting and len(taken) < len(free):
+            qid, index = waiting.popleft()
+            prompt = sut.prompts[index]
+            if len(prompt) + g.max_new_tokens > self.max_len:
+                raise ValueError(f"sample {index}: {len(prompt)} prompt tokens exceed the cache")
+            taken.append((qid, prompt))
+        slot_iter = iter(free)
+        for batch in plan_prefill([len(p) for _, p in taken], self.prefill_tokens):
+            rows = [taken[j] for j in batch]
+            slots = [next(slot_iter) for _ in rows]
+            firsts = self._prefill(slots, [p for _, p in rows], allow_eos=g.min_new_tokens <= 0)
+            for slot, (qid, prompt), first in zip(slots, rows, firsts):
+                sut.first_token(qid, first)
+                if first in eos or g.max_new_tokens == 1:
+                    self._finish(sut, qid, [first])
+                    continue
+                qids[slot], outputs[slot] = qid, [first]
+                tokens[slot] = first
+                positions[slot] = len(prompt)
 
     def _finish(self, sut, qid: int, tokens: list[int]) -> None:
         sut.complete(qid, tokens)
