@@ -1,6 +1,8 @@
 """A PyTorch SUT for the LLM benchmarks (transformers checkpoints: Llama, GPT-J).
 
-LoadGen hands queries to `issue_queries` from its own thread; a worker thread generates. Two engines:
+`LlmGenerator` holds the model and the generation loop and knows nothing of LoadGen (each Ray worker runs one,
+ray_llm_worker.py); `TorchLlmSUT` is its LoadGen adapter: LoadGen hands queries to `issue_queries` from its
+own thread and a worker thread generates. Two engines:
 
 - `batched` (CPU, and beam search): waiting samples are sorted by prompt length and run in batches padded on the
   left to the longest prompt; greedy decoding with a KV cache, each row completed the moment it ends.
@@ -75,7 +77,14 @@ def check_fits(model_path, config: dict, precision: str, device: str) -> None:
                                 "serving engine")
 
 
-class TorchLlmSUT:
+class LlmGenerator:
+    """The model and its generation loop, without LoadGen: what the local SUT and each Ray worker run.
+
+    `run(pending, sink)` generates for every (query id, sample index) in pending; the sink receives
+    `first_token(qid, token)` (only when the benchmark measures token latencies) and `complete(qid, tokens)`, and
+    the continuous engine asks it for `more_work()` (samples that arrived meanwhile, non-blocking) every step.
+    """
+
     def __init__(self, model_path, prompts: list[np.ndarray], generation, *, eos_token_id, pad_token_id,
                  batch_size: int = 32, device: str = "cpu", precision: str = "fp32", threads: int | None = None,
                  engine: str = "auto", model=None):
@@ -106,7 +115,6 @@ class TorchLlmSUT:
         self.eos_ids = sorted(set(eos if isinstance(eos, list) else [eos])) if eos is not None else []
         self.pad_id = int(pad_token_id if pad_token_id is not None else (self.eos_ids or [0])[0])
         self.batch_size = max(1, int(batch_size))
-        self.np_dtype = np.dtype(generation.output_dtype)
         self.model = model if model is not None else \
             self._load_model(model_path, torch, getattr(torch, _TORCH_DTYPES[precision]), device)
         import inspect
@@ -123,14 +131,7 @@ class TorchLlmSUT:
             self.engine = ContinuousEngine(self.model, slots=self.batch_size, max_len=max_len,
                                            eos_ids=self.eos_ids, generation=generation)
         self.stats = SutStats()
-        self._queue: queue.Queue = queue.Queue()
-        self._error: BaseException | None = None
-        import mlperf_loadgen as lg
-
-        self.lg = lg
-        self._worker = threading.Thread(target=self._work, name="subtool-llm-sut", daemon=True)
-        self._worker.start()
-        self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+        self._sink = None
 
     # setup ---------------------------------------------------------------------------------------------
     def _load_model(self, model_path, torch, dtype, device):
@@ -165,65 +166,27 @@ class TorchLlmSUT:
                                    hint="use --engine batched")
         return engine
 
-    # LoadGen callbacks ---------------------------------------------------------------------------------
-    def issue_queries(self, query_samples) -> None:
-        self._queue.put([(qs.id, qs.index) for qs in query_samples])
+    # generation ----------------------------------------------------------------------------------------
+    def run(self, pending: list[tuple[int, int]], sink) -> None:
+        """Generate for every (query id, sample index) in pending, and (continuous engine) whatever the sink's
+        more_work() adds meanwhile; returns when no sample is left."""
+        self._sink = sink
+        if self.engine is not None:
+            self.engine.run(pending, self)
+        else:
+            self.run_batches(pending)
 
-    def flush_queries(self) -> None:
-        pass
-
-    # responses -----------------------------------------------------------------------------------------
     def first_token(self, query_id: int, token: int) -> None:
-        if not self.generation.token_latencies:
-            return
-        arr = np.array([token], dtype=self.np_dtype)
-        self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes)])
+        if self.generation.token_latencies:
+            self._sink.first_token(query_id, token)
 
     def complete(self, query_id: int, tokens: list[int]) -> None:
-        arr = np.asarray(tokens, dtype=self.np_dtype)
-        response = self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes, len(tokens))
-        self.lg.QuerySamplesComplete([response])
         self.stats.samples += 1
         self.stats.generated_tokens += len(tokens)
-
-    # the worker ----------------------------------------------------------------------------------------
-    def _drain(self, first: list) -> tuple[list, bool]:
-        """Everything queued now (the Offline query arrives whole; Server queries trickle in)."""
-        pending = list(first)
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return pending, False
-            if item is None:
-                return pending, True
-            pending.extend(item)
-
-    def _work(self) -> None:
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            if item is None:
-                return
-            pending, stop = self._drain(item)
-            try:
-                if self.engine is not None:
-                    self.engine.run(pending, self)
-                else:
-                    self.run_batches(pending)
-            except BaseException as exc:  # reported by stop(); LoadGen would otherwise wait forever
-                self._error = exc
-                done = self.engine.completed if self.engine is not None else set()
-                for qid, _ in pending:
-                    if qid not in done:
-                        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, 0, 0, 0)])
+        self._sink.complete(query_id, tokens)
 
     def more_work(self) -> list:
-        """For the continuous engine: samples that arrived since it started (non-blocking)."""
-        pending, stop = self._drain([])
-        if stop:
-            self._queue.put(None)
-        return pending
+        return self._sink.more_work()
 
     # the batched engine --------------------------------------------------------------------------------
     def run_batches(self, samples: list[tuple[int, int]]) -> None:
@@ -300,6 +263,95 @@ class TorchLlmSUT:
                     break
             self.first_token(rows[r][0], tokens[0])
             self.complete(rows[r][0], tokens)
+
+
+class TorchLlmSUT:
+    """The LoadGen adapter over an LlmGenerator: LoadGen's thread queues the samples it issues, a worker thread
+    generates them; first tokens go to lg.FirstTokenComplete, answers (with their token count) to
+    QuerySamplesComplete. Every issued sample is answered once, also when generation fails (empty, and stop()
+    raises)."""
+
+    def __init__(self, model_path, prompts: list[np.ndarray], generation, **options):
+        import mlperf_loadgen as lg
+
+        self.generator = LlmGenerator(model_path, prompts, generation, **options)
+        self.generation = generation
+        self.stats = self.generator.stats
+        self.np_dtype = np.dtype(generation.output_dtype)
+        self._queue: queue.Queue = queue.Queue()
+        self._open: set[int] = set()
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self.lg = lg
+        self._worker = threading.Thread(target=self._work, name="subtool-llm-sut", daemon=True)
+        self._worker.start()
+        self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+
+    # LoadGen callbacks ---------------------------------------------------------------------------------
+    def issue_queries(self, query_samples) -> None:
+        items = [(qs.id, qs.index) for qs in query_samples]
+        with self._lock:
+            self._open.update(qid for qid, _ in items)
+        self._queue.put(items)
+
+    def flush_queries(self) -> None:
+        pass
+
+    # the generator's sink ------------------------------------------------------------------------------
+    def first_token(self, query_id: int, token: int) -> None:
+        arr = np.array([token], dtype=self.np_dtype)
+        self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes)])
+
+    def complete(self, query_id: int, tokens: list[int]) -> None:
+        with self._lock:
+            if query_id not in self._open:
+                return
+            self._open.discard(query_id)
+        arr = np.asarray(tokens, dtype=self.np_dtype)
+        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes,
+                                                                  len(tokens))])
+
+    def more_work(self) -> list:
+        """Samples that arrived since the engine started (non-blocking)."""
+        pending, stop = self._drain([])
+        if stop:
+            self._queue.put(None)
+        return pending
+
+    # the worker ----------------------------------------------------------------------------------------
+    def _drain(self, first: list) -> tuple[list, bool]:
+        """Everything queued now (the Offline query arrives whole; Server queries trickle in)."""
+        pending = list(first)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return pending, False
+            if item is None:
+                return pending, True
+            pending.extend(item)
+
+    def _work(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                return
+            pending, stop = self._drain(item)
+            if self._error is not None:
+                self._answer_empty()
+                continue
+            try:
+                self.generator.run(pending, self)
+            except BaseException as exc:  # reported by stop(); LoadGen would otherwise wait forever
+                self._error = exc
+                self._answer_empty()
+
+    def _answer_empty(self) -> None:
+        with self._lock:
+            open_now, self._open = sorted(self._open), set()
+        if open_now:
+            self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, 0, 0, 0) for qid in open_now])
 
     def stop(self) -> None:
         self._queue.put(None)

@@ -202,6 +202,75 @@ class ExactlyOnceLedger:
         return out
 
 
+def worker_count(ray, cfg: RayPoolConfig) -> int:
+    """How many workers to start: --workers, or one per free GPU/CPU; refused when the cluster cannot hold them."""
+    kind, per = cfg.resource, cfg.per_worker
+    total = ray.cluster_resources().get(kind, 0.0)
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    count = cfg.workers or int(ray.available_resources().get(kind, 0.0) // per)
+    if count < 1:
+        raise SubtoolError(f"the Ray cluster has no free {kind} for a {cfg.inner_backend} worker "
+                           f"({total:g} in all on {nodes} node{'s' if nodes != 1 else ''})",
+                           rule="run.ray_resources",
+                           hint="start the worker nodes with `ray start --address=HEAD:6379`"
+                                + (" on machines with GPUs" if kind == "GPU" else ""))
+    if count * per > total:
+        most = int(total // per)
+        raise SubtoolError(f"{count} {cfg.inner_backend} workers need {count * per} {kind}; the Ray cluster "
+                           f"has {total:g} on {nodes} node{'s' if nodes != 1 else ''}",
+                           rule="run.ray_resources",
+                           hint=(f"ask for at most {most} workers, or add" if most else "add") +
+                                " nodes with `ray start --address=HEAD:6379`" +
+                                (" (GPU workers need nodes where Ray sees GPUs; --backend torch-cpu runs "
+                                 "on CPUs)" if kind == "GPU" and not most else ""))
+    deadline = time.monotonic() + FREE_RESOURCES_WAIT_S
+    while ray.available_resources().get(kind, 0.0) < count * per:
+        if time.monotonic() > deadline:
+            free = ray.available_resources().get(kind, 0.0)
+            raise SubtoolError(f"{count} {cfg.inner_backend} workers need {count * per} {kind}; only "
+                               f"{free:g} of the cluster's {total:g} are free (other Ray jobs hold the rest)",
+                               rule="run.ray_resources", hint="wait for those jobs or ask for fewer workers")
+        time.sleep(0.2)
+    return count
+
+
+def await_ready(ray, cfg: RayPoolConfig, workers: list) -> list[dict]:
+    """Wait for every worker's `ready()`; the first setup failure (or version mismatch) is one clear error.
+    Each worker's node and pid are filled in; the ready() answers come back in worker order."""
+    pending = {w.handle.ready.remote(): w for w in workers}
+    answers = {}
+    deadline = time.monotonic() + cfg.start_timeout_s
+    while pending:
+        left = deadline - time.monotonic()
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, left))
+        if not ready:
+            raise SubtoolError(f"{len(pending)} of {len(workers)} Ray workers did not start within "
+                               f"{cfg.start_timeout_s:g} s", rule="run.ray_start",
+                               hint="see `ray status` for pending resources; a large model may need a "
+                                    "longer start_timeout_s")
+        worker = pending.pop(ready[0])
+        try:
+            info = ray.get(ready[0])
+        except Exception as exc:
+            raise SubtoolError(f"Ray worker {worker.number} died while starting: "
+                               f"{exc.__class__.__name__}: {_first_line(exc)}", rule="run.ray_start",
+                               hint="every node needs subtool and its dependencies installed (the same "
+                                    "versions as this one)") from None
+        worker.node, worker.pid = info["node"], info["pid"]
+        if info.get("subtool") != __version__:
+            raise SubtoolError(f"Ray worker {worker.number} on {worker.node} runs subtool "
+                               f"{info.get('subtool')}, this process {__version__}", rule="run.ray_start",
+                               hint="install the same subtool on every node (or run them all from one "
+                                    "container image)")
+        err = info["error"]
+        if err:
+            where = f"on {worker.node}: " if cfg.address != LOCAL else ""
+            raise SubtoolError(f"Ray worker {worker.number} {where}{err['message']}", path=err.get("path"),
+                               rule=err.get("rule") or "run.ray_start", hint=err.get("hint"))
+        answers[worker.number] = info
+    return [answers[w.number] for w in workers]
+
+
 @dataclass
 class _Worker:
     number: int
@@ -257,7 +326,7 @@ class RayBertSUT:
                 precision = "bf16" if cfg.inner_backend == "torch-cuda" else "fp32"
             self.precision = precision
             check_precision(cfg.inner_backend, precision)
-            count = self._worker_count()
+            count = worker_count(ray, cfg)
             threads = threads or (cfg.cpus_per_worker if cfg.resource == "CPU" else None)
             opts = {"num_cpus": cfg.cpus_per_worker, "num_gpus": 0} if cfg.resource == "CPU" else \
                 {"num_cpus": 0, "num_gpus": 1}
@@ -266,7 +335,7 @@ class RayBertSUT:
             handles = [actor.remote(cfg.inner_backend, str(Path(model_path).resolve()), inputs, precision,
                                     cfg.chunk, threads) for _ in range(count)]
             self.workers = [_Worker(i, h) for i, h in enumerate(handles)]
-            self._await_ready()
+            await_ready(ray, cfg, self.workers)
         except BaseException:
             self._release()
             raise
@@ -276,70 +345,6 @@ class RayBertSUT:
         self._collector = threading.Thread(target=self._collect, name="subtool-ray-collect", daemon=True)
         self._collector.start()
         self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
-
-    # ------------------------------------------------------------------------------------------ start-up
-    def _worker_count(self) -> int:
-        ray, cfg = self.ray, self.cfg
-        kind, per = cfg.resource, cfg.per_worker
-        total = ray.cluster_resources().get(kind, 0.0)
-        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-        count = cfg.workers or int(ray.available_resources().get(kind, 0.0) // per)
-        if count < 1:
-            raise SubtoolError(f"the Ray cluster has no free {kind} for a {cfg.inner_backend} worker "
-                               f"({total:g} in all on {nodes} node{'s' if nodes != 1 else ''})",
-                               rule="run.ray_resources",
-                               hint="start the worker nodes with `ray start --address=HEAD:6379`"
-                                    + (" on machines with GPUs" if kind == "GPU" else ""))
-        if count * per > total:
-            most = int(total // per)
-            raise SubtoolError(f"{count} {cfg.inner_backend} workers need {count * per} {kind}; the Ray cluster "
-                               f"has {total:g} on {nodes} node{'s' if nodes != 1 else ''}",
-                               rule="run.ray_resources",
-                               hint=(f"ask for at most {most} workers, or add" if most else "add") +
-                                    " nodes with `ray start --address=HEAD:6379`" +
-                                    (" (GPU workers need nodes where Ray sees GPUs; --backend torch-cpu runs "
-                                     "on CPUs)" if kind == "GPU" and not most else ""))
-        deadline = time.monotonic() + FREE_RESOURCES_WAIT_S
-        while ray.available_resources().get(kind, 0.0) < count * per:
-            if time.monotonic() > deadline:
-                free = ray.available_resources().get(kind, 0.0)
-                raise SubtoolError(f"{count} {cfg.inner_backend} workers need {count * per} {kind}; only "
-                                   f"{free:g} of the cluster's {total:g} are free (other Ray jobs hold the rest)",
-                                   rule="run.ray_resources", hint="wait for those jobs or ask for fewer workers")
-            time.sleep(0.2)
-        return count
-
-    def _await_ready(self) -> None:
-        ray = self.ray
-        pending = {w.handle.ready.remote(): w for w in self.workers}
-        deadline = time.monotonic() + self.cfg.start_timeout_s
-        while pending:
-            left = deadline - time.monotonic()
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, left))
-            if not ready:
-                raise SubtoolError(f"{len(pending)} of {len(self.workers)} Ray workers did not start within "
-                                   f"{self.cfg.start_timeout_s:g} s", rule="run.ray_start",
-                                   hint="see `ray status` for pending resources; a large model may need a "
-                                        "longer start_timeout_s")
-            worker = pending.pop(ready[0])
-            try:
-                info = ray.get(ready[0])
-            except Exception as exc:
-                raise SubtoolError(f"Ray worker {worker.number} died while starting: "
-                                   f"{exc.__class__.__name__}: {_first_line(exc)}", rule="run.ray_start",
-                                   hint="every node needs subtool and its dependencies installed (the same "
-                                        "versions as this one)") from None
-            worker.node, worker.pid = info["node"], info["pid"]
-            if info.get("subtool") != __version__:
-                raise SubtoolError(f"Ray worker {worker.number} on {worker.node} runs subtool "
-                                   f"{info.get('subtool')}, this process {__version__}", rule="run.ray_start",
-                                   hint="install the same subtool on every node (or run them all from one "
-                                        "container image)")
-            err = info["error"]
-            if err:
-                where = f"on {worker.node}: " if self.cfg.address != LOCAL else ""
-                raise SubtoolError(f"Ray worker {worker.number} {where}{err['message']}", path=err.get("path"),
-                                   rule=err.get("rule") or "run.ray_start", hint=err.get("hint"))
 
     # ------------------------------------------------------------------------------------ LoadGen side
     def issue_queries(self, query_samples) -> None:

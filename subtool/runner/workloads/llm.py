@@ -170,24 +170,35 @@ class LlmWorkload:
 
 
 # ------------------------------------------------------------------------------------------------ backends
+def torch_sut_options(spec: LlmSpec, model_path: Path, data, config) -> dict:
+    """The torch generator's settings (the local SUT's, and each Ray worker's): LlmGenerator keywords."""
+    demo = demo_settings(model_path)
+    # the tiny demo model runs fastest in wide batches on one thread (no OpenMP hand-offs per tiny matmul);
+    # an explicit --batch-size still wins
+    batch_size = config.batch_size
+    if demo.get("batch_size") and not config.batch_size_given:
+        batch_size = int(demo["batch_size"])
+    return dict(generation=generation_for(spec, model_path, config.extra),
+                eos_token_id=data.tokenizer.eos_token_id, pad_token_id=data.tokenizer.pad_token_id,
+                batch_size=batch_size, precision=config.precision, threads=config.threads or demo.get("threads"),
+                engine=str(config.extra.get("engine") or "auto"))
+
+
 def _torch_sut(device: str):
     def factory(spec: LlmSpec, model_path: Path, data, config):
         from subtool.runner.suts.llm_local import TorchLlmSUT
         from subtool.runner.workloads.llm_data import check_checkpoint
 
         check_checkpoint(spec, model_path, need_weights=True)
-        demo = demo_settings(model_path)
-        # the tiny demo model runs fastest in wide batches on one thread (no OpenMP hand-offs per tiny matmul);
-        # an explicit --batch-size still wins
-        batch_size = config.batch_size
-        if demo.get("batch_size") and not config.batch_size_given:
-            batch_size = int(demo["batch_size"])
-        threads = config.threads or demo.get("threads")
-        return TorchLlmSUT(model_path, data.prompts, generation_for(spec, model_path, config.extra),
-                           eos_token_id=data.tokenizer.eos_token_id, pad_token_id=data.tokenizer.pad_token_id,
-                           batch_size=batch_size, device=device, precision=config.precision,
-                           threads=threads, engine=str(config.extra.get("engine") or "auto"))
+        options = torch_sut_options(spec, model_path, data, config)
+        return TorchLlmSUT(model_path, data.prompts, options.pop("generation"), device=device, **options)
     return factory
+
+
+def _ray_sut(spec: LlmSpec, model_path: Path, data, config):
+    from subtool.runner.suts.ray_llm import make_ray_llm_sut
+
+    return make_ray_llm_sut(spec, model_path, data, config)
 
 
 def _openai_sut(spec: LlmSpec, model_path: Path, data, config):
@@ -206,7 +217,8 @@ def _openai_sut(spec: LlmSpec, model_path: Path, data, config):
 
 
 # backend name → factory(LlmSpec, model_path, LlmData, SutConfig)
-SUT_BACKENDS = {"torch-cpu": _torch_sut("cpu"), "torch-cuda": _torch_sut("cuda"), "openai": _openai_sut}
+SUT_BACKENDS = {"torch-cpu": _torch_sut("cpu"), "torch-cuda": _torch_sut("cuda"), "openai": _openai_sut,
+                "ray": _ray_sut}
 
 
 def workload(name: str) -> LlmWorkload:
