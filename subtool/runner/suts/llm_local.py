@@ -87,7 +87,7 @@ class LlmGenerator:
 
     def __init__(self, model_path, prompts: list[np.ndarray], generation, *, eos_token_id, pad_token_id,
                  batch_size: int = 32, device: str = "cpu", precision: str = "fp32", threads: int | None = None,
-                 engine: str = "auto", model=None):
+                 engine: str = "auto", model=None, engine_options: dict | None = None):
         import json
 
         import torch
@@ -128,8 +128,9 @@ class LlmGenerator:
             from subtool.runner.suts.llm_engine import ContinuousEngine
 
             max_len = int(self.lengths.max()) + generation.max_new_tokens
+            # engine_options: the engine's own tuning keywords (fp8 weights, prefill token budget …)
             self.engine = ContinuousEngine(self.model, slots=self.batch_size, max_len=max_len,
-                                           eos_ids=self.eos_ids, generation=generation)
+                                           eos_ids=self.eos_ids, generation=generation, **(engine_options or {}))
         self.stats = SutStats()
         self._sink = None
 
@@ -145,8 +146,9 @@ class LlmGenerator:
             kwargs["device_map"] = "auto"        # spread layers over every visible GPU
         try:
             model = AutoModelForCausalLM.from_pretrained(str(model_path), local_files_only=True, **kwargs)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise SubtoolError(f"cannot load the checkpoint: {str(exc).splitlines()[0]}", path=model_path,
+        except Exception as exc:  # OSError, ValueError, safetensors' SafetensorError …: the files, not our code
+            first = (str(exc).splitlines() or [""])[0]
+            raise SubtoolError(f"cannot load the checkpoint: {exc.__class__.__name__}: {first}", path=model_path,
                                rule="model.load") from None
         if "device_map" not in kwargs:
             model.to(self.device)

@@ -1,0 +1,230 @@
+"""Tokens/s of one LoadGen Offline LLM run spread over 1, 2 … Ray workers (the `ray` backend's LLM path,
+`RayLlmSUT`), one GPU per worker or CPU workers.
+
+Each worker builds its own copy of the model: the Llama-3.1-8B architecture (bench/llm_gpu.py's config) with
+random weights, seeded identically on every worker, in bf16 on its GPU; no checkpoint, no download. Prompts are
+synthetic with CNN-DailyMail-like lengths (~780 tokens by default, bench/llm_gpu.py's make_prompts), 128 new
+tokens each with min_new_tokens=128, so EOS never ends a sample early and every point generates the same tokens.
+Workers build, load and warm up (real generations and the decode graphs' capture) before LoadGen starts; every
+point is a real LoadGen Offline performance run in this process and runs `--repeats` times (the best counts).
+Ray's local cluster is started inside the script, sized for the largest point: no network, no `ray start`.
+
+GPU (e.g. a 2-GPU machine; writes bench/results/ray_llm_scaling_gpu_2x<GPU>.json):
+
+    python bench/ray_llm_scaling.py --device cuda --workers 1,2
+
+CPU smoke run (a tiny config of the same architecture; writes bench/results/ray_llm_scaling_cpu.json):
+
+    python bench/ray_llm_scaling.py --device cpu --workers 1,2 --layers 2 --hidden 64 --samples 96 \\
+        --prompt-len 64 --new-tokens 16 --slots 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from subtool.fsutil import atomic_write_json  # noqa: E402
+
+EOS_IDS = [128001, 128008, 128009]
+SEED = 20261126
+
+
+class RandomLlama:
+    """A picklable model factory (it travels to every worker): Llama-3.1-8B's architecture, `layers` layers,
+    hidden size `hidden` (4096 is the real one; smaller keeps its proportions for a CPU run), weights drawn
+    N(0, 0.02) from one seed so every worker holds the same model."""
+
+    def __init__(self, layers: int = 32, hidden: int = 4096, device: str = "cuda", dtype: str = "bfloat16",
+                 seed: int = SEED):
+        self.layers, self.hidden, self.device, self.dtype, self.seed = layers, hidden, device, dtype, seed
+
+    def config(self):
+        from transformers import LlamaConfig
+
+        heads = max(1, self.hidden // 128)                     # 32 heads of 128 at 4096
+        kv = max(1, heads // 4)                                # 8 key/value heads at 4096 (GQA)
+        inter = 14336 if self.hidden == 4096 else int(self.hidden * 3.5)
+        return LlamaConfig(vocab_size=128256, hidden_size=self.hidden, intermediate_size=inter,
+                           num_hidden_layers=self.layers, num_attention_heads=heads, num_key_value_heads=kv,
+                           max_position_embeddings=131072, rope_theta=500000.0, bos_token_id=128000,
+                           eos_token_id=EOS_IDS,
+                           rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+                           tie_word_embeddings=False)
+
+    def __call__(self):
+        import torch
+        from transformers import LlamaForCausalLM
+
+        torch.manual_seed(self.seed)
+        dtype = getattr(torch, self.dtype)
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(self.device):
+                model = LlamaForCausalLM(self.config())
+        finally:
+            torch.set_default_dtype(previous)
+        for p in model.parameters():              # small random weights keep activations finite in bf16
+            p.data.normal_(0.0, 0.02)
+        return model.eval()
+
+
+def make_prompts(n: int, mean: int, seed: int = 0) -> list[np.ndarray]:
+    """bench/llm_gpu.py's synthetic prompts (~N(mean, 0.35 mean), clipped), token ids 1000..120000."""
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.normal(mean, 0.35 * mean, n), 0.25 * mean, 2.4 * mean).astype(int)
+    return [rng.integers(1000, 120000, size=int(k), dtype=np.int64).astype(np.int32) for k in lengths]
+
+
+def loadgen_offline(sut, samples: int, outdir: Path) -> dict:
+    import mlperf_loadgen as lg
+
+    from subtool.runner.harness import read_detail_log
+    from subtool.runner.workloads.llm import token_metrics
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    settings = lg.TestSettings()
+    settings.scenario = lg.TestScenario.Offline
+    settings.mode = lg.TestMode.PerformanceOnly
+    settings.offline_expected_qps = samples / 1.1          # one query of exactly `samples` (min_query_count)
+    settings.min_query_count = samples
+    settings.min_duration_ms = 0                         # the query's size, not a duration, ends the run
+    settings.performance_sample_count_override = samples
+    settings.use_token_latencies = True
+    log = lg.LogSettings()
+    log.log_output.outdir = str(outdir)
+    log.log_output.copy_summary_to_stdout = False
+    qsl = lg.ConstructQSL(samples, samples, lambda x: None, lambda x: None)
+    t0 = time.time()
+    cpu0 = time.process_time()
+    lg.StartTestWithLogSettings(sut.handle, qsl, settings, log, str(outdir / "no-audit.config"))
+    seconds = time.time() - t0
+    cpu = time.process_time() - cpu0
+    lg.DestroyQSL(qsl)
+    values = read_detail_log(outdir / "mlperf_log_detail.txt")
+    metrics = token_metrics(values, "Offline", True)
+    return {"samples": values.get("generated_samples_per_query"),
+            "tokens_per_second": metrics.get("result"), "samples_per_second": metrics.get("samples_per_second"),
+            "seconds": round(seconds, 2), "validity": values.get("result_validity"),
+            "driver_cpu_seconds": round(cpu, 2), "loadgen_errors": list(values["__errors__"])}
+
+
+def measure(workers: int, prompts, args, outdir: Path) -> dict:
+    from subtool.runner.suts.ray_llm import RayLlmSUT
+    from subtool.runner.suts.ray_llm_worker import GeneratorSpec
+    from subtool.runner.suts.ray_pool import RayPoolConfig
+    from subtool.runner.workloads.llm import Generation
+
+    cuda = args.device == "cuda"
+    gen = Generation(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, num_beams=1,
+                     output_dtype="int32", token_latencies=True)
+    factory = RandomLlama(args.layers, args.hidden, args.device, "bfloat16" if cuda else "float32")
+    spec = GeneratorSpec(model_path=None, generation=gen, eos_token_id=EOS_IDS, pad_token_id=0,
+                         batch_size=args.slots, precision="bf16" if cuda else "fp32", threads=args.threads,
+                         engine=args.engine, model_factory=factory,
+                         engine_options={"weights": args.weights} if args.weights != "model" else None)
+    cfg = RayPoolConfig(workers=workers, inner_backend="torch-cuda" if cuda else "torch-cpu",
+                        cpus_per_worker=args.threads, start_timeout_s=1800.0)
+    t0 = time.time()
+    sut = RayLlmSUT(spec, prompts, cfg, warm_up=min(args.slots, len(prompts)))
+    setup = round(time.time() - t0, 1)
+    runs = []
+    try:
+        for r in range(args.repeats):
+            runs.append(loadgen_offline(sut, len(prompts), outdir / f"w{workers}-r{r}"))
+            print(f"{workers} worker(s), run {r + 1}: {runs[-1]['tokens_per_second']} tokens/s "
+                  f"({runs[-1]['validity']})", flush=True)
+        stats = sut.stats()
+    finally:
+        sut.stop()
+    best = max(runs, key=lambda x: x["tokens_per_second"] or 0)
+    return {"workers": workers, "tokens_per_second": best["tokens_per_second"],
+            "samples_per_second": best["samples_per_second"], "seconds": best["seconds"],
+            "validity": best["validity"], "setup_seconds": setup, "engine": stats["engine"],
+            "capacity": stats["capacity"],
+            "samples_per_worker": [w["samples"] for w in stats["per_worker"]], "lost_workers": len(stats["deaths"]),
+            "reissued": stats["reissued"], "runs": runs}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    ap.add_argument("--workers", default="1,2", help="worker counts, comma-separated (GPUs: at most the GPUs)")
+    ap.add_argument("--samples", type=int, default=1024, help="prompts in the Offline query")
+    ap.add_argument("--prompt-len", type=int, default=780, help="mean prompt length (tokens)")
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=4096, help="4096: Llama-3.1-8B; smaller for a CPU run")
+    ap.add_argument("--slots", type=int, default=128, help="continuous engine slots (CPU: batch size) per worker")
+    ap.add_argument("--engine", default="auto", help="auto (continuous on CUDA, batched on CPU), batched, "
+                                                     "continuous")
+    ap.add_argument("--weights", default="model", help="model (bf16) or fp8 (the continuous engine's fp8 "
+                                                       "projections)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (and reserved CPUs) per CPU worker")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None, help="default: bench/results/ray_llm_scaling_"
+                                                           "gpu_<N>x<GPU>.json or ray_llm_scaling_cpu.json")
+    args = ap.parse_args()
+    counts = sorted({int(c) for c in args.workers.split(",")})
+
+    import ray
+    import torch
+    import transformers
+
+    cuda = args.device == "cuda"
+    gpus = torch.cuda.device_count() if cuda else 0
+    if cuda and gpus < max(counts):
+        sys.exit(f"{max(counts)} workers need {max(counts)} GPUs; torch sees {gpus}")
+    gpu_name = torch.cuda.get_device_name(0) if cuda else None
+    if args.out is None:
+        tag = f"gpu_{max(counts)}x{gpu_name.split()[-1]}" if cuda else "cpu"
+        args.out = REPO / "bench" / "results" / f"ray_llm_scaling_{tag}.json"
+    cpus = os.cpu_count() or 1
+    ray.init(num_cpus=max(cpus, max(counts) * args.threads), num_gpus=gpus, include_dashboard=False,
+             logging_level=logging.WARNING)
+    prompts = make_prompts(args.samples, args.prompt_len)
+    model = f"Llama-3.1-8B architecture ({args.layers} layers, hidden {args.hidden}), random weights, " + \
+        ("bf16" if cuda else "fp32") + (", fp8 projections" if args.weights == "fp8" else "")
+    out = {"bench": "ray_llm_scaling", "device": args.device, "model": model, "samples": args.samples,
+           "prompt_tokens_mean": round(float(np.mean([len(p) for p in prompts])), 1),
+           "new_tokens": args.new_tokens, "slots": args.slots, "repeats": args.repeats,
+           "machine": {"cpus": cpus, "gpus": gpus, "gpu_name": gpu_name, "python": platform.python_version(),
+                       "torch": torch.__version__, "transformers": transformers.__version__,
+                       "ray": ray.__version__, "platform": platform.platform(),
+                       "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}}
+    try:
+        with tempfile.TemporaryDirectory(prefix="ray-llm-bench-") as tmp:
+            out["points"] = [measure(n, prompts, args, Path(tmp)) for n in counts]
+    finally:
+        ray.shutdown()
+    out["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    base = out["points"][0]
+    for p in out["points"]:
+        if base["tokens_per_second"] and p["tokens_per_second"]:
+            speedup = p["tokens_per_second"] / base["tokens_per_second"]
+            p["speedup"] = round(speedup, 3)
+            p["scaling_efficiency"] = round(speedup * base["workers"] / p["workers"], 3)
+    atomic_write_json(args.out, out)
+    print(json.dumps([{k: p.get(k) for k in ("workers", "tokens_per_second", "samples_per_second", "seconds",
+                                             "validity", "speedup", "scaling_efficiency")}
+                      for p in out["points"]], indent=1))
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
