@@ -140,12 +140,22 @@ def test_cuda_graph_engine_matches_generate_and_fp8_answers_everything():
     engine.warm_up([len(p) for p in prompts])
     sut = Recorder(prompts)
     engine.run([(i, i) for i in range(24)], sut)
-    assert sut.done == expected
-    assert engine.stats.graphs >= 2                # several key lengths, one graph each
+    assert sut.done == expected                    # fp32: the key-bucket path, one graph per key length
+    assert not engine.flash and engine.stats.graphs >= 2
 
-    bf16 = _model("cuda").to(torch.bfloat16)
-    fp8 = ContinuousEngine(bf16, slots=8, max_len=128, eos_ids=[2], generation=_generation(max_new, max_new),
-                           weights="fp8")
+    # bf16: flash decode (each slot's own keys) and the bucketed path agree with each other token for token
+    runs = {}
+    for attention in ("flash", "sdpa"):
+        bf16 = _model("cuda").to(torch.bfloat16)
+        eng = ContinuousEngine(bf16, slots=8, max_len=128, eos_ids=[2], generation=_generation(max_new, 0),
+                               prefill_tokens=256, key_block=32, decode_attention=attention)
+        runs[attention] = Recorder(prompts)
+        eng.run([(i, i) for i in range(24)], runs[attention])
+    same = sum(runs["flash"].done[i] == runs["sdpa"].done[i] for i in range(24))
+    assert same >= 22, f"flash and sdpa decode agree on {same} of 24 sequences"
+
+    fp8 = ContinuousEngine(_model("cuda").to(torch.bfloat16), slots=8, max_len=128, eos_ids=[2],
+                           generation=_generation(max_new, max_new), weights="fp8")
     sut8 = Recorder(prompts)
     fp8.run([(i, i) for i in range(24)], sut8)
     assert sorted(sut8.done) == list(range(24)) and all(len(t) == max_new for t in sut8.done.values())

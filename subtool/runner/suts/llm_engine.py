@@ -7,9 +7,11 @@ limit) is answered at once and refilled with a waiting prompt. What makes it fas
   attention keeps the padding out of every real token's view) of up to `prefill_tokens` tokens, so the
   projections are large matrix products. Waiting prompts are taken longest first, so a batch pads little and
   the slots of one wave have similar lengths.
-- Decode attention reads only the part of the cache that is in use: the keys up to the longest live sequence,
-  rounded up to `key_block`, with one CUDA graph captured per such length (lazily, sharing one memory pool).
-  With grouped-query attention the query heads of one key/value head attend as a group of queries over that
+- Decode attention reads only the part of the cache that is in use. On a GPU, flash attention's
+  variable-length kernel reads each slot's own keys (`seqused_k`: its length, not the cache's) straight from the
+  cache, with grouped-query attention native, in one CUDA graph. Elsewhere (CPU, or a torch without that
+  kernel) the step attends over the keys up to the longest live sequence, rounded up to `key_block`, one graph
+  per such length on CUDA, and the query heads of one key/value head attend as a group of queries over that
   head's keys, so the cache is read once, never expanded per query head.
 - One matrix product for q, k and v and one for gate and up (the module weights become views of the fused
   weights, so memory does not grow); rotary tables computed once for every position.
@@ -108,13 +110,23 @@ class _Linear:
 
 
 def _rowwise_fp8(torch, rows):
-    try:
-        from subtool.runner.kernels.fused_norm import rowwise_fp8
-    except ImportError:                            # no Triton: the same arithmetic in three torch kernels
-        amax = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12)
-        scale = amax / FP8_MAX
-        return (rows.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
-    return rowwise_fp8(rows)
+    """e4m3 rows and their float32 scales [rows, 1]."""
+    if rows.shape[1] <= 8192:                      # the Triton kernel holds a whole row in one program
+        try:
+            from subtool.runner.kernels.fused_norm import rowwise_fp8
+        except ImportError:
+            pass
+        else:
+            return rowwise_fp8(rows)
+    amax = torch.linalg.vector_norm(rows, ord=float("inf"), dim=1, keepdim=True, dtype=torch.float32)
+    scale = amax.clamp(min=1e-12) / FP8_MAX
+    return (rows / scale).to(torch.float8_e4m3fn), scale
+
+
+def flash_decode_available(torch) -> bool:
+    """Whether this torch's flash attention takes per-sequence key counts (seqused_k)."""
+    op = getattr(torch.ops.aten, "_flash_attention_forward", None)
+    return op is not None and "seqused_k" in str(op.default._schema)
 
 
 def _fuse(torch, modules) -> tuple:
@@ -134,11 +146,14 @@ def _fuse(torch, modules) -> tuple:
 
 class ContinuousEngine:
     def __init__(self, model, *, slots: int, max_len: int, eos_ids: list[int], generation, prompts=None,
-                 prefill_tokens: int = 16384, key_block: int = 256, weights: str = "model"):
+                 prefill_tokens: int = 16384, key_block: int = 256, weights: str = "model",
+                 decode_attention: str = "auto"):
         import torch
 
         if weights not in ("model", "fp8"):
             raise ValueError(f"weights must be 'model' or 'fp8', not {weights!r}")
+        if decode_attention not in ("auto", "flash", "sdpa"):
+            raise ValueError(f"decode_attention must be auto, flash or sdpa, not {decode_attention!r}")
         self.torch = torch
         self.model = model
         self.generation = generation
@@ -177,7 +192,14 @@ class ContinuousEngine:
             cos, sin = inner.rotary_emb(weight[:1, :1], positions)
             self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype)          # [max_len, head_dim]
         self.intermediate = self.layers[0].mlp.gate_proj.weight.shape[0]
-        shape = (len(self.layers), self.slots, self.n_kv, self.max_len, self.head_dim)
+        flash_ok = (self.device.type == "cuda" and self.dtype in (torch.bfloat16, torch.float16)
+                    and flash_decode_available(torch))
+        if decode_attention == "flash" and not flash_ok:
+            raise ValueError("flash decode attention needs a CUDA device, bf16/fp16 and a torch whose flash "
+                             "attention takes seqused_k")
+        self.flash = flash_ok and decode_attention != "sdpa"
+        # token-major per slot, so one layer's cache is also flash attention's packed [slots × max_len, kv, D]
+        shape = (len(self.layers), self.slots, self.max_len, self.n_kv, self.head_dim)
         self.k_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
         self.v_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
         # the decode step's inputs and output live in fixed tensors (CUDA graph replay reads them in place)
@@ -187,6 +209,9 @@ class ContinuousEngine:
         self.next_tokens = torch.zeros(self.slots, dtype=torch.long, device=self.device)
         self.slot_index = torch.arange(self.slots, device=self.device)
         self.key_index = torch.arange(self.max_len, device=self.device)
+        # flash decode: a slot's query heads of one kv head are that slot's `group` query rows for that head
+        slot_starts = torch.arange(self.slots + 1, device=self.device, dtype=torch.int32)
+        self.cu_q, self.cu_k = slot_starts * self.group, slot_starts * self.max_len
         self.eos_tensor = torch.tensor(self.eos_ids or [-1], device=self.device)
         self.graphs: dict[int, object] = {}
         self.graph_pool = None
@@ -216,23 +241,38 @@ class ContinuousEngine:
         return p["down"](p["act"](gu[..., :self.intermediate]) * gu[..., self.intermediate:])
 
     def _decode_step(self, keys: int) -> None:
-        """One token for every slot, attending over the first `keys` cache positions."""
+        """One token for every slot, attending over the first `keys` cache positions (all of each slot's own
+        keys with flash attention)."""
         torch = self.torch
-        F = torch.nn.functional
         s = self.slots
         pos = self.positions
         x = self.embed(self.tokens[:, None])                                       # [S, 1, H]
         cos, sin = self.cos[pos][:, None, None, :], self.sin[pos][:, None, None, :]  # [S, 1, 1, D]
-        mask = (self.key_index[None, :keys] <= pos[:, None])[:, None, None, :]      # [S, 1, 1, keys]
+        if self.flash:
+            used = (pos + 1).to(torch.int32)
+        else:
+            mask = (self.key_index[None, :keys] <= pos[:, None])[:, None, None, :]  # [S, 1, 1, keys]
         for i, layer in enumerate(self.layers):
             h = layer.input_layernorm(x)
             q, k, v = self._layer_qkv(i, h, cos, sin)
-            self.k_cache[i, self.slot_index, :, pos] = k[:, :, 0]
-            self.v_cache[i, self.slot_index, :, pos] = v[:, :, 0]
-            # the query heads of one kv head as a group of queries over that head's keys: [S, kv, group, D]
-            qg = q.reshape(s, self.n_kv, self.group, self.head_dim)
-            o = F.scaled_dot_product_attention(qg, self.k_cache[i, :, :, :keys], self.v_cache[i, :, :, :keys],
-                                               attn_mask=mask, scale=self.scaling)
+            self.k_cache[i, self.slot_index, pos] = k[:, :, 0]
+            self.v_cache[i, self.slot_index, pos] = v[:, :, 0]
+            if self.flash:
+                # [S, kv·group, 1, D] → rows (slot, g) × heads kv: the kernel then reads each kv head's keys once
+                # for all its query heads, not once per query head
+                qr = q.reshape(s, self.n_kv, self.group, self.head_dim).transpose(1, 2).reshape(-1, self.n_kv,
+                                                                                                self.head_dim)
+                o = torch.ops.aten._flash_attention_forward(
+                    qr, self.k_cache[i].view(-1, self.n_kv, self.head_dim),
+                    self.v_cache[i].view(-1, self.n_kv, self.head_dim), self.cu_q, self.cu_k, self.group,
+                    self.max_len, 0.0, False, False, scale=self.scaling, seqused_k=used)[0]
+                o = o.view(s, self.group, self.n_kv, self.head_dim).transpose(1, 2)     # [S, kv, group, D]
+            else:
+                # the query heads of one kv head as a group of queries over that head's keys: [S, kv, group, D]
+                qg = q.reshape(s, self.n_kv, self.group, self.head_dim)
+                o = torch.nn.functional.scaled_dot_product_attention(
+                    qg, self.k_cache[i, :, :keys].transpose(1, 2), self.v_cache[i, :, :keys].transpose(1, 2),
+                    attn_mask=mask, scale=self.scaling)
             x = x + self.proj[i]["o"](o.reshape(s, 1, -1))
             x = x + self._mlp(i, layer.post_attention_layernorm(x))
         logits = self.lm_head(self.norm(x))[:, 0].float()
@@ -259,8 +299,8 @@ class ContinuousEngine:
         for i, layer in enumerate(self.layers):
             h = layer.input_layernorm(x)
             q, k, v = self._layer_qkv(i, h, cos, sin)
-            self.k_cache[i, rows, :, :t] = k
-            self.v_cache[i, rows, :, :t] = v
+            self.k_cache[i, rows, :t] = k.transpose(1, 2)
+            self.v_cache[i, rows, :t] = v.transpose(1, 2)
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scaling,
                                                enable_gqa=self.n_heads != self.n_kv)
             x = x + self.proj[i]["o"](o.transpose(1, 2).reshape(b, t, -1))
@@ -277,6 +317,8 @@ class ContinuousEngine:
 
     def _step(self, keys: int) -> None:
         self.stats.decode_steps += 1
+        if self.flash:
+            keys = self.max_len
         if self.device.type != "cuda":
             self._decode_step(keys)
             return
@@ -307,14 +349,16 @@ class ContinuousEngine:
         """Capture the decode graphs the given prompt lengths will need, before any timed work."""
         if self.device.type != "cuda":
             return
-        longest = min(self.max_len, max(lengths) + self.generation.max_new_tokens)
+        if self.flash:
+            needed = [self.max_len]
+        else:
+            longest = min(self.max_len, max(lengths) + self.generation.max_new_tokens)
+            top = key_bucket(longest, self.key_block, self.max_len)
+            needed = sorted(set(range(self.key_block, top + 1, self.key_block)) | {top})
         with self.torch.inference_mode():
-            for keys in range(self.key_block, key_bucket(longest, self.key_block, self.max_len) + 1,
-                              self.key_block):
+            for keys in needed:
                 if keys not in self.graphs:
                     self._capture(keys)
-            if key_bucket(longest, self.key_block, self.max_len) not in self.graphs:
-                self._capture(key_bucket(longest, self.key_block, self.max_len))
         self.positions.zero_()
 
     # scheduling ----------------------------------------------------------------------------------------
