@@ -1,11 +1,18 @@
-"""Compliance tests run by the runner: TEST01 (accuracy sampled in a performance run), with its verification.
+"""Compliance tests run by the runner, each an audited LoadGen run plus subtool's own verification.
 
-TEST01 proves that the SUT computes real answers in performance mode: LoadGen, steered by the test's
+TEST01 (bert) proves that the SUT computes real answers in performance mode: LoadGen, steered by the test's
 audit.config, logs a sample of the responses of a performance run; the verification compares them with the
 accuracy run's responses for the same samples, and the run's score with the submission's (within 10 %, or 20 %
-for fast SingleStream/MultiStream). The outputs are laid out as the official tree wants them under TEST01/:
+for fast SingleStream/MultiStream). Its outputs are laid out as the official tree wants them under TEST01/:
 performance/run_1/ (the audited run's logs), accuracy/ (its sampled accuracy log, plus baseline/compliance
 accuracy on the same samples), verify_accuracy.txt and verify_performance.txt.
+
+TEST06 (the LLMs) proves that the token counts behind tokens/s and TTFT are honest: a short performance run
+logs about 100 responses with the token count the SUT reported for each (and, outside Offline, the first token
+it reported early); the verification checks that the early first token is the answer's first token, that an
+answer ends with at most one EOS, and that the reported count is the number of tokens returned. Its outputs
+under TEST06/: verify_accuracy.txt and accuracy/mlperf_log_accuracy.json (what the official checker reads),
+plus performance/run_1/ with the audited run's own logs, which stay in the run directory.
 """
 
 from __future__ import annotations
@@ -17,9 +24,18 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_write_text
 
-# The official audit settings for TEST01 (compliance/TEST01/<model>/audit.config in mlcommons/inference).
-TEST01_AUDIT = {
-    "bert": {"mode": 2, "accuracy_log_rng_seed": 720381539243781796, "accuracy_log_sampling_target": 4096},
+# The official audit settings (compliance/<test>[/<model>]/audit.config in mlcommons/inference), keyed by
+# LoadGen model name; "*" applies to every model the test is run for (TEST06 has one config for all the LLMs).
+AUDIT_SETTINGS = {
+    "TEST01": {
+        "bert": {"mode": 2, "accuracy_log_rng_seed": 720381539243781796, "accuracy_log_sampling_target": 4096},
+    },
+    "TEST06": {
+        "*": {"mode": 2, "accuracy_log_rng_seed": 720381539243781796, "accuracy_log_sampling_target": 100,
+              "min_query_count": 100, "min_duration": 0,
+              # equal-issue mode off: the test looks at single answers
+              "sample_concatenate_permutation": 0},
+    },
 }
 PERF_TOLERANCE = 0.10
 PERF_TOLERANCE_FAST_STREAM = 0.20          # SingleStream ≤ 200 µs or MultiStream ≤ 1.6 ms results (ns)
@@ -32,12 +48,13 @@ class VerifyOutcome:
 
 
 def write_audit_config(path: Path, loadgen_model: str, test: str) -> Path:
-    if test != "TEST01":
-        raise SubtoolError(f"compliance test {test} is not run by subtool for this model", rule="run.compliance")
-    values = TEST01_AUDIT.get(loadgen_model)
+    per_model = AUDIT_SETTINGS.get(test)
+    if per_model is None:
+        raise SubtoolError(f"compliance test {test} is not run by subtool", rule="run.compliance")
+    values = per_model.get(loadgen_model, per_model.get("*"))
     if values is None:
-        raise SubtoolError(f"no TEST01 audit settings for {loadgen_model}", rule="run.compliance")
-    lines = ["# TEST01 audit settings (official values), written by subtool"]
+        raise SubtoolError(f"no {test} audit settings for {loadgen_model}", rule="run.compliance")
+    lines = [f"# {test} audit settings (official values), written by subtool"]
     lines += [f"*.*.{key} = {value}" for key, value in values.items()]
     return atomic_write_text(path, "\n".join(lines) + "\n")
 
@@ -115,3 +132,111 @@ def verify_performance(reference_detail: Path, test_detail: Path) -> VerifyOutco
     lines.append(f"tolerance = {tolerance:.0%}")
     lines.append("TEST PASS" if passed else "TEST FAIL: test score outside the tolerance")
     return VerifyOutcome(passed, "\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------- TEST06
+TOKEN_DTYPES = ("int16", "int32", "int64", "float32")
+_LISTED = 10                                # offending qsl_idx values named per check in verify_accuracy.txt
+
+
+@dataclass
+class Test06Outcome(VerifyOutcome):
+    first_token: str                        # "True" | "False" | "Skipped" (Offline reports no first token)
+    eos: bool
+    sample_length: bool
+    samples: int
+
+
+def _tokens(hex_text: object, dtype) -> list[int] | None:
+    """A logged response's token ids, or None when it is not whole tokens of the benchmark's type."""
+    import numpy as np
+
+    try:
+        raw = bytes.fromhex(str(hex_text))
+        return np.frombuffer(raw, dtype=dtype).tolist()
+    except ValueError:
+        return None
+
+
+def _trailing_eos_ok(tokens: list[int], eos_token_id: int) -> bool:
+    """At most one EOS at the end. The first token is left out of the count, as in the official check: an
+    answer of exactly [EOS, EOS] is allowed (a model whose minimum output is two tokens may stop at once)."""
+    run = 0
+    for token in reversed(tokens[1:]):
+        if token != eos_token_id:
+            break
+        run += 1
+    return run < 2
+
+
+def _listed(qsl: list, detail: str = "") -> str:
+    shown = ", ".join(str(q) for q in qsl[:_LISTED]) + (f" and {len(qsl) - _LISTED} more" if len(qsl) > _LISTED
+                                                        else "")
+    return shown + detail
+
+
+def verify_test06(accuracy_log: Path, *, scenario: str, dtype: str, eos_token_id: int) -> Test06Outcome:
+    """The three TEST06 checks on the audited run's accuracy log, written as the official verification writes
+    them (the lines both checkers read), followed by which samples failed and 'TEST PASS' / 'TEST FAIL'."""
+    if dtype not in TOKEN_DTYPES:
+        raise SubtoolError(f"unknown token type {dtype!r} (one of {', '.join(TOKEN_DTYPES)})",
+                           rule="run.compliance")
+    entries = _entries(accuracy_log)
+    if not isinstance(entries, list):
+        raise SubtoolError("accuracy log is not a list of responses", path=accuracy_log, rule="compliance.log_parse")
+    check_first = scenario != "Offline"       # LoadGen logs the early first token only outside Offline
+    undecodable, first_bad, eos_bad, eos_inside, no_count, length_bad = [], [], [], [], [], []
+    for e in entries:
+        if not isinstance(e, dict):
+            undecodable.append(None)
+            continue
+        qsl = e.get("qsl_idx")
+        tokens = _tokens(e.get("data", ""), dtype)
+        if tokens is None:
+            undecodable.append(qsl)
+            continue
+        if check_first:
+            first = _tokens(e["token_data"], dtype) if "token_data" in e else None
+            # the early report must be the answer's beginning; an empty early report proves nothing
+            if first is None or (tokens and not first) or first != tokens[:len(first)]:
+                first_bad.append(qsl)
+        if not _trailing_eos_ok(tokens, eos_token_id):
+            eos_bad.append(qsl)
+        elif eos_token_id in tokens[:-1]:
+            eos_inside.append(qsl)
+        count = e.get("token_count")
+        if not isinstance(count, int) or isinstance(count, bool):
+            no_count.append(qsl)
+        elif count != len(tokens):
+            length_bad.append((qsl, count, len(tokens)))
+    first_pass = not first_bad and not undecodable
+    eos_pass = not eos_bad and not undecodable
+    length_pass = bool(entries) and not length_bad and not no_count and not undecodable
+    first_word = str(first_pass) if check_first else "Skipped"
+    passed = first_pass and eos_pass and length_pass
+    lines = [f"First token check pass: {first_word}", f"EOS check pass: {eos_pass}",
+             f"Sample length check pass: {length_pass}",
+             "TEST06 verification complete" if passed else "TEST06 verification failed",
+             f"responses checked = {len(entries)} (scenario {scenario}, tokens {dtype}, EOS id {eos_token_id})"]
+    if not entries:
+        lines.append("no responses were logged: the audited run sampled none (was the TEST06 audit config read?)")
+    if undecodable:
+        lines.append(f"responses that are not whole {dtype} tokens: qsl_idx {_listed(undecodable)}")
+    if first_bad:
+        lines.append(f"first token reported early differs from the answer's first token: qsl_idx "
+                     f"{_listed(first_bad)}")
+    if eos_bad:
+        lines.append(f"answer ends with more than one EOS: qsl_idx {_listed(eos_bad)}")
+    if eos_inside:
+        lines.append(f"note: EOS inside the answer (not counted: the official check looks at its end only): "
+                     f"qsl_idx {_listed(eos_inside)}")
+    if no_count:
+        lines.append(f"no token_count logged (LoadGen logs it when use_token_latencies is on): qsl_idx "
+                     f"{_listed(no_count)}")
+    if length_bad:
+        q, reported, returned = length_bad[0]
+        lines.append(f"reported token count differs from the tokens returned: qsl_idx "
+                     f"{_listed([b[0] for b in length_bad], f' (qsl_idx {q}: reported {reported}, returned {returned})')}")
+    lines.append("TEST PASS" if passed else "TEST FAIL")
+    return Test06Outcome(passed=passed, text="\n".join(lines) + "\n", first_token=first_word, eos=eos_pass,
+                         sample_length=length_pass, samples=len(entries))

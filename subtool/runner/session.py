@@ -116,19 +116,19 @@ def _sut_stats(sut) -> dict | None:
 
 
 def _run_compliance(test, workload, data, sut, qsl, settings, spec: SessionSpec, stage: Path, say) -> dict:
-    """An audited performance run plus its verification against this run directory's own results."""
+    if test == "TEST06":
+        return _run_test06(workload, data, sut, qsl, settings, spec, stage, say)
+    return _run_test01(test, workload, data, sut, qsl, settings, spec, stage, say)
+
+
+def _audited_run(test, workload, sut, qsl, settings, spec: SessionSpec, stage: Path, say):
+    """The test's performance run under its official audit settings: TEST0x/performance/run_1/ holds its logs
+    and TEST0x/accuracy/mlperf_log_accuracy.json the responses LoadGen sampled. Returns (LoadGen run, test dir)."""
     import shutil
 
     from subtool.runner import compliance as comp
     from subtool.runner.harness import run_loadgen
 
-    reference_acc = stage / "accuracy" / "mlperf_log_accuracy.json"
-    reference_perf = stage / "performance" / "run_1" / "mlperf_log_detail.txt"
-    for needed in (reference_acc, reference_perf):
-        if not needed.is_file():
-            raise SubtoolError(f"{test} compares with the submission's own runs, and this one is missing",
-                               path=needed, rule="run.compliance_needs_runs",
-                               hint="run --mode both (or run the missing mode first) before --compliance")
     test_dir = stage / test
     if test_dir.exists():
         shutil.rmtree(test_dir)
@@ -145,8 +145,45 @@ def _run_compliance(test, workload, data, sut, qsl, settings, spec: SessionSpec,
                            path=perf_dir / "mlperf_log_detail.txt", rule="run.loadgen_error")
     acc_dir = test_dir / "accuracy"
     acc_dir.mkdir(parents=True, exist_ok=True)
+    shutil.move(perf_dir / "mlperf_log_accuracy.json", acc_dir / "mlperf_log_accuracy.json")
+    return lg_run, test_dir
+
+
+def _run_test06(workload, data, sut, qsl, settings, spec: SessionSpec, stage: Path, say) -> dict:
+    """TEST06 checks the audited run's answers on their own: no submission run to compare with."""
+    from subtool.runner import compliance as comp
+
+    token_output = getattr(workload, "token_output", None)
+    if token_output is None:
+        raise SubtoolError(f"TEST06 checks token answers; {spec.model} does not answer in tokens",
+                           rule="run.compliance")
+    dtype, eos_token_id = token_output(data)
+    lg_run, test_dir = _audited_run("TEST06", workload, sut, qsl, settings, spec, stage, say)
+    outcome = comp.verify_test06(test_dir / "accuracy" / "mlperf_log_accuracy.json", scenario=spec.scenario,
+                                 dtype=dtype, eos_token_id=eos_token_id)
+    atomic_write_text(test_dir / "verify_accuracy.txt", outcome.text)
+    say(f"  TEST06: {outcome.samples} answers; first token {outcome.first_token}, EOS {outcome.eos}, "
+        f"sample length {outcome.sample_length} → {'PASS' if outcome.passed else 'FAIL'}")
+    return {"dir": "TEST06", "accuracy_pass": outcome.passed, "first_token": outcome.first_token,
+            "eos": outcome.eos, "sample_length": outcome.sample_length, "samples": outcome.samples,
+            "result": lg_run.result}
+
+
+def _run_test01(test, workload, data, sut, qsl, settings, spec: SessionSpec, stage: Path, say) -> dict:
+    """An audited performance run plus its verification against this run directory's own results."""
+    from subtool.runner import compliance as comp
+
+    reference_acc = stage / "accuracy" / "mlperf_log_accuracy.json"
+    reference_perf = stage / "performance" / "run_1" / "mlperf_log_detail.txt"
+    for needed in (reference_acc, reference_perf):
+        if not needed.is_file():
+            raise SubtoolError(f"{test} compares with the submission's own runs, and this one is missing",
+                               path=needed, rule="run.compliance_needs_runs",
+                               hint="run --mode both (or run the missing mode first) before --compliance")
+    lg_run, test_dir = _audited_run(test, workload, sut, qsl, settings, spec, stage, say)
+    perf_dir = test_dir / "performance" / "run_1"
+    acc_dir = test_dir / "accuracy"
     sampled_log = acc_dir / "mlperf_log_accuracy.json"
-    shutil.move(perf_dir / "mlperf_log_accuracy.json", sampled_log)
     v_acc = comp.verify_accuracy(reference_acc, sampled_log)
     v_perf = comp.verify_performance(reference_perf, perf_dir / "mlperf_log_detail.txt")
     atomic_write_text(test_dir / "verify_accuracy.txt", v_acc.text)

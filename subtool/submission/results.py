@@ -23,6 +23,9 @@ LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt")
 ACCURACY_LOG = "mlperf_log_accuracy.json"
 # Compliance tests whose accuracy log the official tool truncates (and hashes).
 TRUNCATED_TESTS = ("TEST01", "TEST07", "TEST09")
+# Compliance tests whose tree folder holds no performance logs (the official verification copies only the
+# accuracy log next to its verify_accuracy.txt).
+LOG_ONLY_TESTS = ("TEST06",)
 COMPLIANCE_TOP_FILES = ("verify_accuracy.txt", "verify_performance.txt", "verify_output_len.txt")
 COMPLIANCE_ACC_FILES = ("accuracy.txt", "baseline_accuracy.txt", "compliance_accuracy.txt")
 
@@ -129,7 +132,9 @@ def write_result(root: Path, layout: Layout, key: ResultKey, imp: ImportedResult
             if (src / name).is_file():
                 _copy(src / name, dst / name)
         perf_src = src / "performance" / "run_1"
-        if perf_src.is_dir():
+        # TEST06's verification hands in only its verdict and the sampled answers; the audited run's own logs
+        # stay with the run
+        if perf_src.is_dir() and test not in LOG_ONLY_TESTS:
             _copy_logs(perf_src, dst / "performance" / "run_1", what=f"{test} performance run")
             _copy_small_accuracy_log(perf_src, dst / "performance" / "run_1")
         acc_src = src / "accuracy"

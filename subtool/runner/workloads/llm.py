@@ -111,7 +111,7 @@ class LlmWorkload:
         self.spec = BenchmarkSpec(name=name, loadgen_model=self.llm.loadgen_model,
                                   sample_count=self.llm.sample_count, scenarios=self.llm.scenarios,
                                   backends=tuple(SUT_BACKENDS), token_metrics=self.llm.token_latencies,
-                                  extra={"round": self.llm.round})
+                                  compliance=("TEST06",), extra={"round": self.llm.round})
         self._config: dict = {}
 
     def check_model(self, model_path: Path) -> dict:
@@ -156,6 +156,10 @@ class LlmWorkload:
             print(f"note: below the closed-division accuracy targets of {self.spec.name}: {'; '.join(short)}",
                   file=sys.stderr)
         return metrics, accuracy_line(metrics, values_as_strings=self.llm.values_as_strings)
+
+    def token_output(self, data) -> tuple[str, int]:
+        """How answers are logged (token type) and the EOS id a SUT stops on: what TEST06 checks them with."""
+        return self.llm.output_dtype, int(data.payload.tokenizer.eos_token_id)
 
     def performance_metrics(self, detail_log: Path, scenario: str) -> dict:
         """Tokens/s as the result (what the checker and the results table use), plus TTFT/TPOT percentiles."""
