@@ -15,8 +15,8 @@ GPU (e.g. a 2-GPU machine; writes bench/results/ray_llm_scaling_gpu_2x<GPU>.json
 
 CPU smoke run (a tiny config of the same architecture; writes bench/results/ray_llm_scaling_cpu.json):
 
-    python bench/ray_llm_scaling.py --device cpu --workers 1,2 --layers 2 --hidden 64 --samples 96 \\
-        --prompt-len 64 --new-tokens 16 --slots 16
+    python bench/ray_llm_scaling.py --device cpu --workers 1,2 --layers 2 --hidden 128 --samples 384 \\
+        --prompt-len 128 --new-tokens 16 --slots 32 --repeats 2
 """
 
 from __future__ import annotations
