@@ -186,6 +186,7 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
 
     console = console or Console(stderr=True)
     _check_submitter(opts.submitter)
+    _check_round(opts)
     out = Path(opts.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -290,9 +291,24 @@ def _compliance_tests(opts: PipelineOptions) -> list[str]:
         return list(opts.compliance)
     from subtool.runner.workloads.base import get_workload
 
+    return list(get_workload(opts.model).spec.compliance) if _division(opts) == "closed" else []
+
+
+def _division(opts: PipelineOptions) -> str:
     demo = (opts.model_path is None and opts.dataset_path is None) or bool(opts.extra.get("demo"))
-    division = opts.division or ("open" if demo else "closed")
-    return list(get_workload(opts.model).spec.compliance) if division == "closed" else []
+    return opts.division or ("open" if demo else "closed")
+
+
+def _check_round(opts: PipelineOptions) -> None:
+    """A closed result of a benchmark the round lists only in another variant would fail at packaging: say so
+    before the run."""
+    from subtool.submission.layout import check_version
+    from subtool.submission.models import benchmark
+    from subtool.submission.round_models import refuse_closed
+
+    bench = benchmark(opts.model)
+    if bench is not None and _division(opts) == "closed":
+        refuse_closed(bench, check_version(opts.version))
 
 
 def _do_run(opts: PipelineOptions, runs: Path, compliance: list[str], console) -> dict:

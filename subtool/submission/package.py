@@ -10,6 +10,7 @@ failure or an interruption leaves the previous tree as it was; an existing resul
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from subtool.submission.importers import ImportedResult, discover, import_loose
 from subtool.submission.layout import DIVISIONS, Layout, ResultKey, check_name, layout_for
 from subtool.submission.models import accuracy_line_ok, format_accuracy_line
 from subtool.submission.results import write_result
+from subtool.submission.round_models import filed_as
 from subtool.submission.truncate import make_durable
 from subtool.submission.system import (SystemDescription, apply_overrides, default_system_name, detect_system,
                                        load_overrides, split_overrides, validation_errors)
@@ -339,6 +341,9 @@ def package_results(opts: PackageOptions, console=None, *, accuracy_scorer: Accu
     seen: dict[ResultKey, ImportedResult] = {}
     for imp in imported:
         division = _division(opts, imp)
+        filed = filed_as(imp.bench, layout.version, division, path=imp.source)
+        if filed is not imp.bench:     # the folder keeps its name; model_mapping.json files it as the round's
+            imp = dataclasses.replace(imp, bench=filed)
         versions = (imp.run or {}).get("versions") or {}
         if not versions.get("loadgen") and imp.perf_log.loadgen_version:
             versions = {**versions, "loadgen": imp.perf_log.loadgen_version}
