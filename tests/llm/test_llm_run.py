@@ -131,3 +131,16 @@ def test_all_demo_passes_the_checker(tmp_path):
     summary = json.loads((tmp_path / "artifacts/mlperf_submission_short_summary.json").read_text())
     assert summary["0"]["Units"] == "Tokens/s" and summary["0"]["Model"] == "llama3.1-8b"
     assert "ROUGE1" in summary["0"]["Accuracy"]
+
+
+def test_precisions_the_backend_cannot_run_are_refused_before_loading(tmp_path, llama3_small, gptj_small):
+    out = tmp_path / "runs"
+    base = ["--model", "llama3.1-8b", "--model-path", llama3_small.model_path, "--dataset-path",
+            llama3_small.dataset_path, "--out", out]
+    res = _run(*base, "--backend", "torch-cpu", "--precision", "fp8")
+    _assert_clean_failure(res, out, "run.precision")
+    assert "torch-cuda" in res.output
+    res = _run("--model", "gptj-99", "--model-path", gptj_small.model_path, "--dataset-path",
+               gptj_small.dataset_path, "--out", out, "--backend", "torch-cuda", "--precision", "fp8")
+    _assert_clean_failure(res, out, "run.precision")
+    assert "beam search" in res.output

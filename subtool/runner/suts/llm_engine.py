@@ -25,10 +25,13 @@ checkpoint's config. Works on CPU too (no graphs), which is how the tests exerci
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 FP8_MAX = 448.0
 
@@ -39,6 +42,8 @@ def supports(model, generation) -> str | None:
         return "beam search (gptj) needs the batched engine"
     if getattr(model.config, "model_type", None) != "llama":
         return f"model_type {getattr(model.config, 'model_type', None)!r} (only llama)"
+    if getattr(model.config, "hidden_act", "silu") != "silu":
+        return f"activation {model.config.hidden_act!r} (only silu)"
     devices = set(getattr(model, "hf_device_map", {}).values())
     if len(devices) > 1:
         return "the model is spread over several devices"
@@ -78,49 +83,69 @@ class EngineStats:
     graphs: int = 0
 
 
-class _Linear:
-    """y = x @ W.T (+ b), in the model's dtype or in fp8 with per-channel weight and per-row input scales."""
-
-    def __init__(self, torch, weight, bias, fp8: bool):
-        self.torch = torch
-        self.w, self.b = weight, bias
-        self.fp8 = fp8
-        if fp8:
-            w32 = weight.float()
-            scale = w32.abs().amax(dim=1).clamp(min=1e-12) / FP8_MAX
-            self.wq_t = (w32 / scale[:, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).t()
-            self.ws = scale[None, :].contiguous()
-            del w32
-
-    def __call__(self, x):
-        torch = self.torch
-        if not self.fp8:
-            return torch.nn.functional.linear(x, self.w, self.b)
-        shape = x.shape
-        rows = x.reshape(-1, shape[-1])
-        pad = (-rows.shape[0]) % 16                # _scaled_mm wants row counts in whole 16s
-        if pad:
-            rows = torch.nn.functional.pad(rows, (0, 0, 0, pad))
-        q, s = _rowwise_fp8(torch, rows)
-        y = torch._scaled_mm(q, self.wq_t, scale_a=s, scale_b=self.ws, bias=self.b, out_dtype=x.dtype,
-                             use_fast_accum=True)
-        if pad:
-            y = y[:-pad]
-        return y.reshape(*shape[:-1], y.shape[-1])
+# arithmetic of one decoder layer: pure functions of tensors, so torch.compile can fuse the element-wise work
+# around the matrix products (norms, rotary, SiLU·up, fp8 quantisation) once for all layers -------------------
+def rms_norm(x, weight, eps: float):
+    """Llama's RMSNorm: in float32, cast back, times the weight (as transformers computes it)."""
+    x32 = x.float()
+    return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
-def _rowwise_fp8(torch, rows):
-    """e4m3 rows and their float32 scales [rows, 1]."""
-    if rows.shape[1] <= 8192:                      # the Triton kernel holds a whole row in one program
-        try:
-            from subtool.runner.kernels.fused_norm import rowwise_fp8
-        except ImportError:
-            pass
-        else:
-            return rowwise_fp8(rows)
-    amax = torch.linalg.vector_norm(rows, ord=float("inf"), dim=1, keepdim=True, dtype=torch.float32)
-    scale = amax.clamp(min=1e-12) / FP8_MAX
-    return (rows / scale).to(torch.float8_e4m3fn), scale
+def linear(x, lin: tuple):
+    """x @ W.T (+ b) for lin = (W, b, W8, w_scale): in x's dtype when W8 is None, else in fp8 e4m3 with one scale
+    per row of x (computed here) and one per output channel of W (torch._scaled_mm)."""
+    weight, bias, weight8, weight_scale = lin
+    if weight8 is None:
+        return F.linear(x, weight, bias)
+    rows = x.reshape(-1, x.shape[-1])
+    scale = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
+    y = torch._scaled_mm((rows.float() / scale).to(torch.float8_e4m3fn), weight8, scale_a=scale,
+                         scale_b=weight_scale, bias=bias, out_dtype=x.dtype, use_fast_accum=True)
+    return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+def rotate(x, cos, sin):
+    """Rotary embedding (rotate-half form) of x [..., D] with cos/sin broadcastable to it."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def attention_inputs(x, norm_weight, eps: float, qkv: tuple, cos, sin, n_heads: int, n_kv: int, head_dim: int):
+    """q [B, T, heads, D], k and v [B, T, kv, D] (rotary applied) from the hidden states x [B, T, H]."""
+    b, t, _ = x.shape
+    y = linear(rms_norm(x, norm_weight, eps), qkv)
+    nq, nk = n_heads * head_dim, n_kv * head_dim
+    q = y[..., :nq].view(b, t, n_heads, head_dim)
+    k = y[..., nq:nq + nk].view(b, t, n_kv, head_dim)
+    v = y[..., nq + nk:].view(b, t, n_kv, head_dim)
+    return rotate(q, cos, sin), rotate(k, cos, sin), v
+
+
+def attention_output(x, attended, o_proj: tuple, norm_weight, eps: float, gate_up: tuple, down: tuple,
+                     intermediate: int):
+    """The rest of the layer: output projection and residual, then RMSNorm, SiLU(gate)·up, down and residual."""
+    x = x + linear(attended, o_proj)
+    gu = linear(rms_norm(x, norm_weight, eps), gate_up)
+    return x + linear(F.silu(gu[..., :intermediate]) * gu[..., intermediate:], down)
+
+
+def quantized(weight, bias, fp8: bool) -> tuple:
+    """A projection as `linear` takes it; with fp8, its weight in e4m3 with one scale per output channel."""
+    if not fp8:
+        return (weight, bias, None, None)
+    w32 = weight.float()
+    scale = w32.abs().amax(dim=1).clamp(min=1e-12) / FP8_MAX
+    weight8 = (w32 / scale[:, None]).to(torch.float8_e4m3fn).t()
+    return (None, bias, weight8, scale[None, :].contiguous())
+
+
+def compile_default(device) -> bool:
+    """torch.compile the layer arithmetic by default on CUDA with Triton (SUBTOOL_LLM_COMPILE=0 turns it off)."""
+    if device.type != "cuda" or os.environ.get("SUBTOOL_LLM_COMPILE", "1") == "0":
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
 
 
 def flash_decode_available(torch) -> bool:
@@ -147,14 +172,11 @@ def _fuse(torch, modules) -> tuple:
 class ContinuousEngine:
     def __init__(self, model, *, slots: int, max_len: int, eos_ids: list[int], generation, prompts=None,
                  prefill_tokens: int = 16384, key_block: int = 256, weights: str = "model",
-                 decode_attention: str = "auto"):
-        import torch
-
+                 decode_attention: str = "auto", compile: bool | None = None):
         if weights not in ("model", "fp8"):
             raise ValueError(f"weights must be 'model' or 'fp8', not {weights!r}")
         if decode_attention not in ("auto", "flash", "sdpa"):
             raise ValueError(f"decode_attention must be auto, flash or sdpa, not {decode_attention!r}")
-        self.torch = torch
         self.model = model
         self.generation = generation
         self.eos_ids = list(eos_ids)
@@ -177,20 +199,31 @@ class ContinuousEngine:
         if fp8 and self.device.type != "cuda":
             raise ValueError("fp8 weights need a CUDA device")
         self.weights = weights
-        self.proj = []
+        self.eps = float(getattr(cfg, "rms_norm_eps", 1e-6))
+        self.layer_weights = []
         with torch.no_grad():
             for layer in self.layers:
                 a, m = layer.self_attn, layer.mlp
                 qkv_w, qkv_b = _fuse(torch, [a.q_proj, a.k_proj, a.v_proj])
                 gu_w, gu_b = _fuse(torch, [m.gate_proj, m.up_proj])
-                self.proj.append({"qkv": _Linear(torch, qkv_w, qkv_b, fp8),
-                                  "o": _Linear(torch, a.o_proj.weight, a.o_proj.bias, fp8),
-                                  "gate_up": _Linear(torch, gu_w, gu_b, fp8),
-                                  "down": _Linear(torch, m.down_proj.weight, m.down_proj.bias, fp8),
-                                  "act": m.act_fn})
+                self.layer_weights.append({
+                    "in_norm": layer.input_layernorm.weight, "post_norm": layer.post_attention_layernorm.weight,
+                    "qkv": quantized(qkv_w, qkv_b, fp8), "o": quantized(a.o_proj.weight, a.o_proj.bias, fp8),
+                    "gate_up": quantized(gu_w, gu_b, fp8), "down": quantized(m.down_proj.weight, m.down_proj.bias,
+                                                                             fp8)})
             positions = torch.arange(self.max_len, device=self.device)[None]
             cos, sin = inner.rotary_emb(weight[:1, :1], positions)
             self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype)          # [max_len, head_dim]
+        self.compiled = compile_default(self.device) if compile is None else bool(compile)
+        if self.compiled:
+            # decode shapes never change; prefill batches do (rows, tokens)
+            self._in_decode = torch.compile(attention_inputs, fullgraph=True, dynamic=False)
+            self._out_decode = torch.compile(attention_output, fullgraph=True, dynamic=False)
+            self._in_prefill = torch.compile(attention_inputs, fullgraph=True, dynamic=True)
+            self._out_prefill = torch.compile(attention_output, fullgraph=True, dynamic=True)
+        else:
+            self._in_decode = self._in_prefill = attention_inputs
+            self._out_decode = self._out_prefill = attention_output
         self.intermediate = self.layers[0].mlp.gate_proj.weight.shape[0]
         flash_ok = (self.device.type == "cuda" and self.dtype in (torch.bfloat16, torch.float16)
                     and flash_decode_available(torch))
@@ -218,32 +251,18 @@ class ContinuousEngine:
         self.completed: set[int] = set()
         self.stats = EngineStats()
 
-    # arithmetic ----------------------------------------------------------------------------------------
-    def _rotate(self, x, cos, sin):
-        """Rotary embedding of x [..., T, head_dim] with cos/sin broadcastable to it (rotate-half form)."""
-        half = self.head_dim // 2
-        rotated = self.torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rotated * sin
+    # the model ---------------------------------------------------------------------------------------
+    def _inputs(self, fn, i: int, x, cos, sin):
+        w = self.layer_weights[i]
+        return fn(x, w["in_norm"], self.eps, w["qkv"], cos, sin, self.n_heads, self.n_kv, self.head_dim)
 
-    def _layer_qkv(self, i: int, h, cos, sin):
-        """q [B, heads, T, D], k and v [B, kv, T, D] of layer i for the normed hidden states h [B, T, H]."""
-        b, t, _ = h.shape
-        qkv = self.proj[i]["qkv"](h)
-        nq, nk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
-        q = qkv[..., :nq].view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-        k = qkv[..., nq:nq + nk].view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
-        v = qkv[..., nq + nk:].view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
-        return self._rotate(q, cos, sin), self._rotate(k, cos, sin), v
-
-    def _mlp(self, i: int, x):
-        p = self.proj[i]
-        gu = p["gate_up"](x)
-        return p["down"](p["act"](gu[..., :self.intermediate]) * gu[..., self.intermediate:])
+    def _outputs(self, fn, i: int, x, attended):
+        w = self.layer_weights[i]
+        return fn(x, attended, w["o"], w["post_norm"], self.eps, w["gate_up"], w["down"], self.intermediate)
 
     def _decode_step(self, keys: int) -> None:
         """One token for every slot, attending over the first `keys` cache positions (all of each slot's own
         keys with flash attention)."""
-        torch = self.torch
         s = self.slots
         pos = self.positions
         x = self.embed(self.tokens[:, None])                                       # [S, 1, H]
@@ -252,29 +271,25 @@ class ContinuousEngine:
             used = (pos + 1).to(torch.int32)
         else:
             mask = (self.key_index[None, :keys] <= pos[:, None])[:, None, None, :]  # [S, 1, 1, keys]
-        for i, layer in enumerate(self.layers):
-            h = layer.input_layernorm(x)
-            q, k, v = self._layer_qkv(i, h, cos, sin)
-            self.k_cache[i, self.slot_index, pos] = k[:, :, 0]
-            self.v_cache[i, self.slot_index, pos] = v[:, :, 0]
+        for i in range(len(self.layers)):
+            q, k, v = self._inputs(self._in_decode, i, x, cos, sin)                 # [S, 1, heads|kv, D]
+            self.k_cache[i, self.slot_index, pos] = k[:, 0]
+            self.v_cache[i, self.slot_index, pos] = v[:, 0]
+            # the query heads of one kv head as that head's group of query rows: [S, kv, group, D]
+            qg = q[:, 0].view(s, self.n_kv, self.group, self.head_dim)
             if self.flash:
-                # [S, kv·group, 1, D] → rows (slot, g) × heads kv: the kernel then reads each kv head's keys once
-                # for all its query heads, not once per query head
-                qr = q.reshape(s, self.n_kv, self.group, self.head_dim).transpose(1, 2).reshape(-1, self.n_kv,
-                                                                                                self.head_dim)
+                # rows (slot, g) × kv heads: the kernel reads each kv head's keys once for all its query heads
                 o = torch.ops.aten._flash_attention_forward(
-                    qr, self.k_cache[i].view(-1, self.n_kv, self.head_dim),
+                    qg.transpose(1, 2).reshape(-1, self.n_kv, self.head_dim),
+                    self.k_cache[i].view(-1, self.n_kv, self.head_dim),
                     self.v_cache[i].view(-1, self.n_kv, self.head_dim), self.cu_q, self.cu_k, self.group,
                     self.max_len, 0.0, False, False, scale=self.scaling, seqused_k=used)[0]
-                o = o.view(s, self.group, self.n_kv, self.head_dim).transpose(1, 2)     # [S, kv, group, D]
+                o = o.view(s, self.group, self.n_kv, self.head_dim).transpose(1, 2)
             else:
-                # the query heads of one kv head as a group of queries over that head's keys: [S, kv, group, D]
-                qg = q.reshape(s, self.n_kv, self.group, self.head_dim)
-                o = torch.nn.functional.scaled_dot_product_attention(
+                o = F.scaled_dot_product_attention(
                     qg, self.k_cache[i, :, :keys].transpose(1, 2), self.v_cache[i, :, :keys].transpose(1, 2),
                     attn_mask=mask, scale=self.scaling)
-            x = x + self.proj[i]["o"](o.reshape(s, 1, -1))
-            x = x + self._mlp(i, layer.post_attention_layernorm(x))
+            x = self._outputs(self._out_decode, i, x, o.reshape(s, 1, -1))
         logits = self.lm_head(self.norm(x))[:, 0].float()
         if self.eos_ids:
             blocked = (~self.allow_eos)[:, None]
@@ -284,27 +299,24 @@ class ContinuousEngine:
 
     def _prefill(self, slots: list[int], prompts: list[np.ndarray], allow_eos: bool) -> list[int]:
         """Prompts into the given slots' cache rows as one right-padded batch; the first token of each."""
-        torch = self.torch
-        F = torch.nn.functional
         b = len(prompts)
         t = max(len(p) for p in prompts)
         ids = np.zeros((b, t), dtype=np.int64)
         for r, p in enumerate(prompts):
             ids[r, :len(p)] = p
-        ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
+        ids = torch.from_numpy(ids).to(self.device)
         last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
         rows = torch.tensor(slots, device=self.device)
-        cos, sin = self.cos[:t][None, None], self.sin[:t][None, None]                 # [1, 1, T, D]
+        cos, sin = self.cos[:t][None, :, None], self.sin[:t][None, :, None]           # [1, T, 1, D]
         x = self.embed(ids)
-        for i, layer in enumerate(self.layers):
-            h = layer.input_layernorm(x)
-            q, k, v = self._layer_qkv(i, h, cos, sin)
-            self.k_cache[i, rows, :t] = k.transpose(1, 2)
-            self.v_cache[i, rows, :t] = v.transpose(1, 2)
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scaling,
+        for i in range(len(self.layers)):
+            q, k, v = self._inputs(self._in_prefill, i, x, cos, sin)                 # [B, T, heads|kv, D]
+            self.k_cache[i, rows, :t] = k
+            self.v_cache[i, rows, :t] = v
+            o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                               is_causal=True, scale=self.scaling,
                                                enable_gqa=self.n_heads != self.n_kv)
-            x = x + self.proj[i]["o"](o.transpose(1, 2).reshape(b, t, -1))
-            x = x + self._mlp(i, layer.post_attention_layernorm(x))
+            x = self._outputs(self._out_prefill, i, x, o.transpose(1, 2).reshape(b, t, -1))
         x_last = x[torch.arange(b, device=self.device), last]                           # [B, H]
         logits = self.lm_head(self.norm(x_last)).float()
         if not allow_eos and self.eos_ids:
@@ -328,7 +340,6 @@ class ContinuousEngine:
         graph.replay()
 
     def _capture(self, keys: int):
-        torch = self.torch
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -355,7 +366,7 @@ class ContinuousEngine:
             longest = min(self.max_len, max(lengths) + self.generation.max_new_tokens)
             top = key_bucket(longest, self.key_block, self.max_len)
             needed = sorted(set(range(self.key_block, top + 1, self.key_block)) | {top})
-        with self.torch.inference_mode():
+        with torch.inference_mode():
             for keys in needed:
                 if keys not in self.graphs:
                     self._capture(keys)
@@ -364,7 +375,6 @@ class ContinuousEngine:
     # scheduling ----------------------------------------------------------------------------------------
     def run(self, pending: list[tuple[int, int]], sut) -> None:
         """Generate for every (query id, sample index) in pending and whatever arrives meanwhile."""
-        torch = self.torch
         g = self.generation
         lengths = [len(sut.prompts[i]) for _, i in pending]
         order = sorted(range(len(pending)), key=lambda j: -lengths[j])

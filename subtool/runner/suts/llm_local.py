@@ -25,7 +25,8 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 
-_TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# fp8: the model loads in bf16 and the continuous engine keeps e4m3 copies of the decoder layers' projections
+_TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16"}
 
 
 @dataclass
@@ -64,7 +65,7 @@ def check_fits(model_path, config: dict, precision: str, device: str) -> None:
     on_disk = checkpoint_bytes(model_path)
     disk_width = {"float32": 4, "float16": 2, "bfloat16": 2}.get(str(config.get("torch_dtype")
                                                                      or config.get("dtype") or "float32"), 4)
-    width = {"fp32": 4, "bf16": 2, "fp16": 2}[precision]
+    width = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 3}[precision]      # fp8: bf16 weights + e4m3 copies
     needed = int(on_disk / disk_width * width * 1.05)
     available = _available_memory(device)
     if available is not None and needed > available:
@@ -100,6 +101,9 @@ class LlmGenerator:
                                f"{', '.join(_TORCH_DTYPES)}", rule="run.precision")
         if device == "cpu" and precision == "fp16":
             raise SubtoolError("fp16 is not supported on CPU", rule="run.precision", hint="use fp32 or bf16")
+        if precision == "fp8" and (device != "cuda" or engine == "batched"):
+            raise SubtoolError("fp8 runs on the continuous engine on a GPU only", rule="run.precision",
+                               hint="use --backend torch-cuda (and --engine auto or continuous), or bf16")
         if threads:
             torch.set_num_threads(threads)
         # `model`: an already built model (the GPU bench builds random weights in place instead of loading)
@@ -128,9 +132,14 @@ class LlmGenerator:
             from subtool.runner.suts.llm_engine import ContinuousEngine
 
             max_len = int(self.lengths.max()) + generation.max_new_tokens
-            # engine_options: the engine's own tuning keywords (fp8 weights, prefill token budget …)
+            # engine_options: the engine's own tuning keywords (prefill token budget …)
+            options = dict(engine_options or {})
+            if precision == "fp8":
+                options["weights"] = "fp8"
             self.engine = ContinuousEngine(self.model, slots=self.batch_size, max_len=max_len,
-                                           eos_ids=self.eos_ids, generation=generation, **(engine_options or {}))
+                                           eos_ids=self.eos_ids, generation=generation, **options)
+        elif precision == "fp8":
+            raise SubtoolError("fp8 runs on the continuous engine only", rule="run.precision")
         self.stats = SutStats()
         self._sink = None
 

@@ -145,6 +145,17 @@ class LlmWorkload:
     def make_qsl(self, data):
         return LlmQSL(data.sample_count, self.spec.sample_count)
 
+    def check_backend(self, backend: str, precision: str) -> None:
+        """Precisions the local backends can run, refused before any data or weights load."""
+        allowed = {"torch-cpu": ("fp32", "bf16"), "torch-cuda": ("fp32", "bf16", "fp16", "fp8")}.get(backend)
+        if allowed and precision != "auto" and precision not in allowed:
+            hint = "fp8 and fp16 run on --backend torch-cuda" if backend == "torch-cpu" else None
+            raise SubtoolError(f"precision {precision!r} is not supported by the {backend} backend for "
+                               f"{self.spec.name}; choose {', '.join(allowed)}", rule="run.precision", hint=hint)
+        if precision == "fp8" and self.llm.num_beams > 1:
+            raise SubtoolError(f"fp8 runs on the continuous engine, which does not do the beam search "
+                               f"{self.spec.name} needs", rule="run.precision", hint="use bf16 or fp16")
+
     def accuracy(self, data, accuracy_log: Path) -> tuple[dict, str]:
         from subtool.runner.workloads.llm_accuracy import accuracy_line, llm_accuracy, read_token_log
 
