@@ -141,18 +141,19 @@ def test_cuda_graph_engine_matches_generate_and_fp8_answers_everything():
     sut = Recorder(prompts)
     engine.run([(i, i) for i in range(24)], sut)
     assert sut.done == expected                    # fp32: the key-bucket path, one graph per key length
-    assert not engine.flash and engine.stats.graphs >= 2
+    assert engine.decode_attention == "sdpa" and engine.stats.graphs >= 2
 
-    # bf16: flash decode (each slot's own keys) and the bucketed path agree with each other token for token
+    # bf16: the Triton and flash decode kernels (each slot's own keys) and the bucketed path agree
     runs = {}
-    for attention in ("flash", "sdpa"):
+    for attention in ("triton", "flash", "sdpa"):
         bf16 = _model("cuda").to(torch.bfloat16)
         eng = ContinuousEngine(bf16, slots=8, max_len=128, eos_ids=[2], generation=_generation(max_new, 0),
                                prefill_tokens=256, key_block=32, decode_attention=attention)
         runs[attention] = Recorder(prompts)
         eng.run([(i, i) for i in range(24)], runs[attention])
-    same = sum(runs["flash"].done[i] == runs["sdpa"].done[i] for i in range(24))
-    assert same >= 22, f"flash and sdpa decode agree on {same} of 24 sequences"
+    for attention in ("triton", "flash"):
+        same = sum(runs[attention].done[i] == runs["sdpa"].done[i] for i in range(24))
+        assert same >= 22, f"{attention} and sdpa decode agree on {same} of 24 sequences"
 
     fp8 = ContinuousEngine(_model("cuda").to(torch.bfloat16), slots=8, max_len=128, eos_ids=[2],
                            generation=_generation(max_new, max_new), weights="fp8")

@@ -7,20 +7,24 @@ limit) is answered at once and refilled with a waiting prompt. What makes it fas
   attention keeps the padding out of every real token's view) of up to `prefill_tokens` tokens, so the
   projections are large matrix products. Waiting prompts are taken longest first, so a batch pads little and
   the slots of one wave have similar lengths.
-- Decode attention reads only the part of the cache that is in use. On a GPU, flash attention's
-  variable-length kernel reads each slot's own keys (`seqused_k`: its length, not the cache's) straight from the
-  cache, with grouped-query attention native, in one CUDA graph. Elsewhere (CPU, or a torch without that
-  kernel) the step attends over the keys up to the longest live sequence, rounded up to `key_block`, one graph
-  per such length on CUDA, and the query heads of one key/value head attend as a group of queries over that
-  head's keys, so the cache is read once, never expanded per query head.
+- Decode attention reads only each slot's own keys, straight from the cache, in one CUDA graph for every step:
+  a split-key Triton kernel (kernels/decode_attention.py: the query heads of one kv head as one small tile, so
+  the keys are read once per kv head and no tensor-core work is wasted on 64-row query tiles), or flash
+  attention's variable-length kernel with per-slot key counts (`seqused_k`). Without either (CPU, fp32) the
+  step attends over the keys up to the longest live sequence, rounded up to `key_block` (one graph per such
+  length on CUDA), each kv head's query heads again as one group of queries.
 - One matrix product for q, k and v and one for gate and up (the module weights become views of the fused
   weights, so memory does not grow); rotary tables computed once for every position.
+- The layer arithmetic around the matrix products (RMSNorm, rotary, SiLU·up, fp8 row quantisation) is written
+  as pure functions of tensors and, on CUDA, torch.compile'd once for all layers, so it runs as a few fused
+  kernels instead of dozens of element-wise ones.
 - fp8 (`weights="fp8"`): every projection of the decoder layers in e4m3 with one scale per output channel and
   one per token row of the input (torch._scaled_mm), which halves the bytes a decode step reads and doubles the
   prefill's matrix throughput on Hopper; embeddings, norms, attention and the LM head stay in bf16.
 
-The model's own norm modules and rotary embedding do the arithmetic, so rope scaling, GQA and epsilons follow the
-checkpoint's config. Works on CPU too (no graphs), which is how the tests exercise the scheduling.
+The rotary tables come from the model's own rotary embedding, so rope scaling follows the checkpoint's config;
+the arithmetic matches transformers' Llama (the tests compare tokens with its greedy `generate`). Works on CPU
+too (no graphs, no compilation), which is how the tests exercise the scheduling.
 """
 
 from __future__ import annotations
@@ -154,6 +158,23 @@ def flash_decode_available(torch) -> bool:
     return op is not None and "seqused_k" in str(op.default._schema)
 
 
+def choose_decode_attention(asked: str, device, dtype) -> str:
+    """triton (split-key decode kernel) where Triton runs, else flash (varlen, seqused_k), else sdpa (keys up
+    to the longest live sequence): the first two read only each slot's own keys."""
+    import importlib.util
+
+    half = device.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
+    usable = {"triton": half and importlib.util.find_spec("triton") is not None,
+              "flash": half and flash_decode_available(torch), "sdpa": True}
+    if asked == "auto":
+        return next(name for name in ("triton", "flash", "sdpa") if usable[name])
+    if not usable[asked]:
+        raise ValueError(f"{asked} decode attention needs a CUDA device, bf16/fp16"
+                         + (" and Triton" if asked == "triton" else " and a torch whose flash attention takes "
+                            "seqused_k"))
+    return asked
+
+
 def _fuse(torch, modules) -> tuple:
     """One weight (and bias) for several linear modules side by side; the modules keep views into it."""
     weight = torch.cat([m.weight.data for m in modules]).contiguous()
@@ -175,8 +196,8 @@ class ContinuousEngine:
                  decode_attention: str = "auto", compile: bool | None = None):
         if weights not in ("model", "fp8"):
             raise ValueError(f"weights must be 'model' or 'fp8', not {weights!r}")
-        if decode_attention not in ("auto", "flash", "sdpa"):
-            raise ValueError(f"decode_attention must be auto, flash or sdpa, not {decode_attention!r}")
+        if decode_attention not in ("auto", "triton", "flash", "sdpa"):
+            raise ValueError(f"decode_attention must be auto, triton, flash or sdpa, not {decode_attention!r}")
         self.model = model
         self.generation = generation
         self.eos_ids = list(eos_ids)
@@ -225,12 +246,14 @@ class ContinuousEngine:
             self._in_decode = self._in_prefill = attention_inputs
             self._out_decode = self._out_prefill = attention_output
         self.intermediate = self.layers[0].mlp.gate_proj.weight.shape[0]
-        flash_ok = (self.device.type == "cuda" and self.dtype in (torch.bfloat16, torch.float16)
-                    and flash_decode_available(torch))
-        if decode_attention == "flash" and not flash_ok:
-            raise ValueError("flash decode attention needs a CUDA device, bf16/fp16 and a torch whose flash "
-                             "attention takes seqused_k")
-        self.flash = flash_ok and decode_attention != "sdpa"
+        self.decode_attention = choose_decode_attention(decode_attention, self.device, self.dtype)
+        self.own_keys = self.decode_attention != "sdpa"      # each slot reads its own keys: one graph for every step
+        self.triton_attention = None
+        if self.decode_attention == "triton":
+            from subtool.runner.kernels.decode_attention import DecodeAttention
+
+            self.triton_attention = DecodeAttention(self.slots, self.n_heads, self.n_kv, self.head_dim,
+                                                    self.max_len, self.device)
         # token-major per slot, so one layer's cache is also flash attention's packed [slots × max_len, kv, D]
         shape = (len(self.layers), self.slots, self.max_len, self.n_kv, self.head_dim)
         self.k_cache = torch.zeros(shape, device=self.device, dtype=self.dtype)
@@ -267,7 +290,7 @@ class ContinuousEngine:
         pos = self.positions
         x = self.embed(self.tokens[:, None])                                       # [S, 1, H]
         cos, sin = self.cos[pos][:, None, None, :], self.sin[pos][:, None, None, :]  # [S, 1, 1, D]
-        if self.flash:
+        if self.own_keys:
             used = (pos + 1).to(torch.int32)
         else:
             mask = (self.key_index[None, :keys] <= pos[:, None])[:, None, None, :]  # [S, 1, 1, keys]
@@ -277,7 +300,9 @@ class ContinuousEngine:
             self.v_cache[i, self.slot_index, pos] = v[:, 0]
             # the query heads of one kv head as that head's group of query rows: [S, kv, group, D]
             qg = q[:, 0].view(s, self.n_kv, self.group, self.head_dim)
-            if self.flash:
+            if self.triton_attention is not None:
+                o = self.triton_attention(q[:, 0], self.k_cache[i], self.v_cache[i], used, self.scaling)
+            elif self.decode_attention == "flash":
                 # rows (slot, g) × kv heads: the kernel reads each kv head's keys once for all its query heads
                 o = torch.ops.aten._flash_attention_forward(
                     qg.transpose(1, 2).reshape(-1, self.n_kv, self.head_dim),
@@ -329,7 +354,7 @@ class ContinuousEngine:
 
     def _step(self, keys: int) -> None:
         self.stats.decode_steps += 1
-        if self.flash:
+        if self.own_keys:
             keys = self.max_len
         if self.device.type != "cuda":
             self._decode_step(keys)
@@ -357,20 +382,26 @@ class ContinuousEngine:
         return graph
 
     def warm_up(self, lengths: list[int]) -> None:
-        """Capture the decode graphs the given prompt lengths will need, before any timed work."""
+        """Compile and capture what the given prompt lengths will need (decode graphs; with torch.compile, the
+        prefill kernels for one row and for several), before any timed work."""
         if self.device.type != "cuda":
             return
-        if self.flash:
+        if self.own_keys:
             needed = [self.max_len]
         else:
             longest = min(self.max_len, max(lengths) + self.generation.max_new_tokens)
             top = key_bucket(longest, self.key_block, self.max_len)
             needed = sorted(set(range(self.key_block, top + 1, self.key_block)) | {top})
         with torch.inference_mode():
+            if self.compiled:
+                # dummy prompts into slots that hold nothing yet (their rows are rewritten when admitted)
+                self._prefill([0, 1], [np.ones(48, dtype=np.int64), np.ones(40, dtype=np.int64)], True)
+                self._prefill([0], [np.ones(min(97, self.max_len), dtype=np.int64)], True)
             for keys in needed:
                 if keys not in self.graphs:
                     self._capture(keys)
         self.positions.zero_()
+        self.stats = EngineStats(graphs=len(self.graphs))
 
     # scheduling ----------------------------------------------------------------------------------------
     def run(self, pending: list[tuple[int, int]], sut) -> None:

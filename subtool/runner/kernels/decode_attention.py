@@ -1,0 +1,117 @@
+"""Decode attention for grouped-query models: one new query token per sequence over that sequence's cached keys.
+
+Flash attention's kernels tile 64-128 query rows, but a decode step has one query per head, so almost all of
+their matrix work is padding and the step turns compute-bound. Here a program owns one (sequence, kv head, key
+split): it loads the `group` query heads that share that kv head as one 16-row tile, streams only the split's
+part of the sequence's keys and values (each read once for the whole group), and keeps an online softmax. A
+second kernel merges the splits by their log-sum-exp. Splits past a sequence's length do nothing, so one
+launch shape serves every step (CUDA graphs) and short sequences cost what they hold.
+
+Cache layout: [sequences, max_len, kv_heads, head_dim] (token-major, what the engine keeps per layer).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+ROWS = 16                  # the smallest tile tl.dot takes; holds up to 16 query heads per kv head
+
+
+@triton.jit
+def _split_kernel(Q, K, V, LENS, O_PART, LSE_PART, scale,
+                  stride_qs, stride_qh, stride_ks, stride_kt, stride_kh, stride_os, stride_oh, stride_osplit,
+                  GROUP: tl.constexpr, D: tl.constexpr, SPLIT: tl.constexpr, BLOCK_N: tl.constexpr,
+                  ROWS: tl.constexpr):
+    seq = tl.program_id(0).to(tl.int64)
+    head = tl.program_id(1).to(tl.int64)
+    split = tl.program_id(2)
+    length = tl.load(LENS + seq)
+    start = split * SPLIT
+    end = tl.minimum(start + SPLIT, length)
+    rows = tl.arange(0, ROWS)
+    dims = tl.arange(0, D)
+    row_ok = rows < GROUP
+    q = tl.load(Q + seq * stride_qs + (head * GROUP + rows)[:, None] * stride_qh + dims[None, :],
+                mask=row_ok[:, None], other=0.0)
+    m_i = tl.full([ROWS], float("-inf"), tl.float32)
+    l_i = tl.zeros([ROWS], tl.float32)
+    acc = tl.zeros([ROWS, D], tl.float32)
+    base = seq * stride_ks + head * stride_kh
+    for b in range(0, SPLIT // BLOCK_N):            # a fixed trip count; blocks past the end are skipped
+        n = start + b * BLOCK_N
+        if n < end:
+            keys = n + tl.arange(0, BLOCK_N)
+            key_ok = keys < end
+            offs = base + keys[:, None] * stride_kt + dims[None, :]
+            k = tl.load(K + offs, mask=key_ok[:, None], other=0.0)
+            s = tl.dot(q, tl.trans(k)) * scale
+            s = tl.where(key_ok[None, :], s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            p = tl.exp(s - m_new[:, None])
+            alpha = tl.exp(m_i - m_new)
+            v = tl.load(V + offs, mask=key_ok[:, None], other=0.0)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            m_i = m_new
+    has = l_i > 0
+    out = acc / tl.where(has, l_i, 1.0)[:, None]
+    lse = tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf"))
+    o_offs = seq * stride_os + (head * GROUP + rows)[:, None] * stride_oh + split * stride_osplit + dims[None, :]
+    tl.store(O_PART + o_offs, out, mask=row_ok[:, None])
+    tl.store(LSE_PART + (seq * tl.num_programs(1) * GROUP + head * GROUP + rows) * tl.num_programs(2) + split,
+             lse, mask=row_ok)
+
+
+@triton.jit
+def _merge_kernel(O_PART, LSE_PART, OUT, stride_os, stride_oh, stride_osplit, stride_out_s, stride_out_h,
+                  HEADS: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr):
+    seq = tl.program_id(0).to(tl.int64)
+    head = tl.program_id(1).to(tl.int64)
+    splits = tl.arange(0, SPLITS)
+    dims = tl.arange(0, D)
+    lse = tl.load(LSE_PART + (seq * HEADS + head) * SPLITS + splits)
+    top = tl.max(lse, axis=0)
+    w = tl.where(lse > float("-inf"), tl.exp(lse - top), 0.0)
+    parts = tl.load(O_PART + seq * stride_os + head * stride_oh + splits[:, None] * stride_osplit + dims[None, :])
+    out = tl.sum(parts * w[:, None], axis=0) / tl.sum(w, axis=0)
+    tl.store(OUT + seq * stride_out_s + head * stride_out_h + dims, out.to(OUT.dtype.element_ty))
+
+
+class DecodeAttention:
+    """Buffers for one shape (sequences, heads, kv heads, head_dim, max_len), reused every step."""
+
+    def __init__(self, sequences: int, heads: int, kv_heads: int, head_dim: int, max_len: int, device,
+                 split: int = 256, block_n: int = 64):
+        import torch
+
+        if split % block_n:
+            raise ValueError(f"split {split} must be a multiple of block_n {block_n}")
+        if heads % kv_heads or heads // kv_heads > ROWS:
+            raise ValueError(f"{heads} query heads over {kv_heads} kv heads: groups of at most {ROWS} only")
+        if head_dim & (head_dim - 1) or head_dim < 16:
+            raise ValueError(f"head_dim {head_dim}: a power of two ≥ 16 only")
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
+        self.group = heads // kv_heads
+        self.split, self.block_n = split, block_n
+        self.splits = triton.next_power_of_2(-(-max_len // split))
+        self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)
+        self.lse_part = torch.empty((sequences, heads, self.splits), device=device, dtype=torch.float32)
+
+    def __call__(self, q, k_cache, v_cache, lengths, scale: float, out=None):
+        """q [S, heads, D]; caches [S, max_len, kv, D]; lengths [S] int32 (keys each query sees) → [S, heads, D]."""
+        import torch
+
+        s = q.shape[0]
+        if out is None:
+            out = torch.empty_like(q)
+        o_part, lse_part = self.o_part, self.lse_part
+        _split_kernel[(s, self.kv_heads, self.splits)](
+            q, k_cache, v_cache, lengths, o_part, lse_part, scale,
+            q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+            o_part.stride(0), o_part.stride(1), o_part.stride(2),
+            GROUP=self.group, D=self.head_dim, SPLIT=self.split, BLOCK_N=self.block_n, ROWS=ROWS, num_warps=4)
+        _merge_kernel[(s, self.heads)](
+            o_part, lse_part, out, o_part.stride(0), o_part.stride(1), o_part.stride(2), out.stride(0),
+            out.stride(1), HEADS=self.heads, D=self.head_dim, SPLITS=self.splits, num_warps=4)
+        return out
