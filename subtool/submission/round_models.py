@@ -48,7 +48,8 @@ def refuse_closed(bench: Benchmark, version: str, *, path=None) -> None:
         f"with its own accuracy target), and the closed division cannot file one as the other", path=path,
         rule="package.model_not_in_round",
         hint=f"run --model {other.name} for the closed division, or use --division open (model_mapping.json "
-             f"files it as {other.name})" + (f", or --version {older[-1]}" if older else ""))
+             f"files it as {other.name})"
+             + (f", or --version {older[-1]} with runs of that round's LoadGen" if older else ""))
 
 
 def filed_as(bench: Benchmark, version: str, division: str, *, path=None) -> Benchmark:
