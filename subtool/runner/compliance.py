@@ -235,8 +235,9 @@ def verify_test06(accuracy_log: Path, *, scenario: str, dtype: str, eos_token_id
                      f"{_listed(no_count)}")
     if length_bad:
         q, reported, returned = length_bad[0]
+        example = f" (qsl_idx {q}: reported {reported}, returned {returned})"
         lines.append(f"reported token count differs from the tokens returned: qsl_idx "
-                     f"{_listed([b[0] for b in length_bad], f' (qsl_idx {q}: reported {reported}, returned {returned})')}")
+                     f"{_listed([b[0] for b in length_bad], example)}")
     lines.append("TEST PASS" if passed else "TEST FAIL")
     return Test06Outcome(passed=passed, text="\n".join(lines) + "\n", first_token=first_word, eos=eos_pass,
                          sample_length=length_pass, samples=len(entries))

@@ -1,6 +1,7 @@
 """llama2-70b-99 under v6.1, which lists only llama2-70b-99.9: the open division files it through
 model_mapping.json (both checkers accept the tree), the closed division refuses it in one line naming the rule and
-what to use, before any run; the official checker's verdict is recorded in tests/fixtures/llm/official_round_names.json."""
+what to use, before any run; the official checker's verdict is recorded in
+tests/fixtures/llm/official_round_names.json."""
 
 from __future__ import annotations
 
