@@ -11,12 +11,12 @@ Ray's local cluster is started inside the script, sized for the largest point: n
 
 GPU (e.g. a 2-GPU machine; writes bench/results/ray_llm_scaling_gpu_2x<GPU>.json):
 
-    python bench/ray_llm_scaling.py --device cuda --workers 1,2
+    python bench/ray_llm_scaling.py --device cuda --workers 1,2 --in-process
 
 CPU smoke run (a tiny config of the same architecture; writes bench/results/ray_llm_scaling_cpu.json):
 
     python bench/ray_llm_scaling.py --device cpu --workers 1,2 --layers 2 --hidden 128 --samples 384 \\
-        --prompt-len 128 --new-tokens 16 --slots 32 --repeats 2
+        --prompt-len 128 --new-tokens 16 --slots 32 --repeats 2 --in-process
 """
 
 from __future__ import annotations
@@ -160,6 +160,43 @@ def measure(workers: int, prompts, args, outdir: Path) -> dict:
             "reissued": stats["reissued"], "runs": runs}
 
 
+def measure_in_process(prompts, args, outdir: Path) -> dict:
+    """The same generator without Ray (TorchLlmSUT in this process, one GPU or `--threads` CPU threads): the
+    reference for what Ray's streaming costs."""
+    from subtool.runner.suts.llm_local import TorchLlmSUT
+    from subtool.runner.suts.ray_llm_worker import _Discard
+    from subtool.runner.workloads.llm import Generation
+
+    cuda = args.device == "cuda"
+    gen = Generation(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, num_beams=1,
+                     output_dtype="int32", token_latencies=True)
+    t0 = time.time()
+    model = RandomLlama(args.layers, args.hidden, args.device, "bfloat16" if cuda else "float32")()
+    sut = TorchLlmSUT(None, prompts, gen, eos_token_id=EOS_IDS, pad_token_id=0, batch_size=args.slots,
+                      device=args.device, precision="bf16" if cuda else "fp32", threads=args.threads,
+                      engine=args.engine, model=model,
+                      engine_options={"weights": args.weights} if args.weights != "model" else None)
+    g = sut.generator
+    order = np.argsort([-len(p) for p in prompts], kind="stable")[:args.slots]
+    g.run([(-1 - i, int(idx)) for i, idx in enumerate(order)], _Discard())          # as the workers warm up
+    if getattr(g.engine, "warm_up", None) is not None:
+        g.engine.warm_up([len(p) for p in prompts])
+    setup = round(time.time() - t0, 1)
+    try:
+        runs = [loadgen_offline(sut, len(prompts), outdir / f"in-process-r{r}") for r in range(args.repeats)]
+    finally:
+        sut.stop()
+    del model, sut, g
+    if cuda:
+        import torch
+
+        torch.cuda.empty_cache()
+    best = max(runs, key=lambda x: x["tokens_per_second"] or 0)
+    print(f"in process (no Ray): {best['tokens_per_second']} tokens/s ({best['validity']})", flush=True)
+    return {"tokens_per_second": best["tokens_per_second"], "samples_per_second": best["samples_per_second"],
+            "seconds": best["seconds"], "validity": best["validity"], "setup_seconds": setup, "runs": runs}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
@@ -176,6 +213,8 @@ def main() -> int:
                                                        "projections)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (and reserved CPUs) per CPU worker")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--in-process", action="store_true", help="also measure the same generator without Ray "
+                                                              "(TorchLlmSUT in this process)")
     ap.add_argument("--out", type=Path, default=None, help="default: bench/results/ray_llm_scaling_"
                                                            "gpu_<N>x<GPU>.json or ray_llm_scaling_cpu.json")
     args = ap.parse_args()
@@ -208,6 +247,8 @@ def main() -> int:
                        "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}}
     try:
         with tempfile.TemporaryDirectory(prefix="ray-llm-bench-") as tmp:
+            if args.in_process:
+                out["in_process"] = measure_in_process(prompts, args, Path(tmp))
             out["points"] = [measure(n, prompts, args, Path(tmp)) for n in counts]
     finally:
         ray.shutdown()
@@ -218,9 +259,13 @@ def main() -> int:
             speedup = p["tokens_per_second"] / base["tokens_per_second"]
             p["speedup"] = round(speedup, 3)
             p["scaling_efficiency"] = round(speedup * base["workers"] / p["workers"], 3)
+        if out.get("in_process", {}).get("tokens_per_second") and p["tokens_per_second"]:
+            p["vs_in_process_per_worker"] = round(p["tokens_per_second"] / p["workers"]
+                                                  / out["in_process"]["tokens_per_second"], 3)
     atomic_write_json(args.out, out)
     print(json.dumps([{k: p.get(k) for k in ("workers", "tokens_per_second", "samples_per_second", "seconds",
-                                             "validity", "speedup", "scaling_efficiency")}
+                                             "validity", "speedup", "scaling_efficiency",
+                                             "vs_in_process_per_worker")}
                       for p in out["points"]], indent=1))
     print(f"written: {args.out}")
     return 0

@@ -107,6 +107,16 @@ def test_workers_that_cannot_load_the_model_give_one_clear_error(ray_cluster, tm
     assert not any(out.rglob("run.json"))
 
 
+def test_a_precision_the_workers_cannot_run_is_refused_before_any_starts(tmp_path, llama3_demo, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    res = runner.invoke(app, ["run", "--model", "llama3.1-8b", "--demo", "--backend", "torch-cpu", "--precision",
+                              "fp16", "--workers", "2", "--out", str(tmp_path / "runs")])
+    assert res.exit_code != 0, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "[run.precision]" in errors[0], res.output
+    assert "ray:" not in res.output                                   # refused before a cluster or worker started
+
+
 # ---------------------------------------------------------------------------------- a worker killed
 def test_a_worker_killed_mid_run_is_covered_by_the_survivor(ray_cluster, tmp_path, llama3_demo, capfd):
     import ray

@@ -166,7 +166,7 @@ class RayLlmSUT:
             precision = spec.precision
             if precision == "auto":
                 precision = "bf16" if device == "cuda" else "fp32"
-            check_precision(device, precision)
+            # an unsupported precision is refused by every worker's LlmGenerator, in one line (await_ready)
             threads = spec.threads or (cfg.cpus_per_worker if device == "cpu" else None)
             self.spec = spec = dataclasses.replace(spec, device=device, precision=precision, threads=threads)
             self.precision = precision
@@ -382,15 +382,6 @@ class RayLlmSUT:
                                rule="run.sut_error")
 
 
-def check_precision(device: str, precision: str) -> None:
-    """The torch backends' precision rules (llm_local), checked here before any worker starts."""
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise SubtoolError(f"precision {precision!r} is not supported by the torch backends; choose fp32, bf16 "
-                           "or fp16", rule="run.precision")
-    if device == "cpu" and precision == "fp16":
-        raise SubtoolError("fp16 is not supported on CPU", rule="run.precision", hint="use fp32 or bf16")
-
-
 def make_ray_llm_sut(llm_spec, model_path, data, config) -> RayLlmSUT:
     """SUT_BACKENDS factory for the LLMs: SutConfig.extra holds ray_address, workers and inner_backend."""
     try:
@@ -401,13 +392,13 @@ def make_ray_llm_sut(llm_spec, model_path, data, config) -> RayLlmSUT:
             from None
     from pathlib import Path
 
-    from subtool.runner.workloads.llm import torch_sut_options
+    from subtool.runner.workloads.llm import LlmWorkload, torch_sut_options
     from subtool.runner.workloads.llm_data import check_checkpoint
 
     cfg = RayPoolConfig.from_sut_config(config)
     check_checkpoint(llm_spec, Path(model_path), need_weights=True)
     options = torch_sut_options(llm_spec, Path(model_path), data, config)
-    if cfg.inner_backend != AUTO and config.precision != "auto":      # before any cluster starts
-        check_precision("cuda" if cfg.resource == "GPU" else "cpu", config.precision)
+    if cfg.inner_backend != AUTO:                # the inner backend's precision rules, before any cluster starts
+        LlmWorkload(llm_spec.name).check_backend(cfg.inner_backend, config.precision)
     spec = GeneratorSpec(model_path=str(Path(model_path).resolve()), **options)
     return RayLlmSUT(spec, data.prompts, dataclasses.replace(cfg, chunk=spec.batch_size))
