@@ -92,6 +92,29 @@ def test_llama3_demo_on_two_workers_passes_package_and_check(ray_cluster, tmp_pa
     assert sorted(tokens) == list(range(13368)) and all(len(t) == DEMO_TOKENS for t in tokens.values())
 
 
+def test_server_on_two_workers_reports_ttft_and_tpot(ray_cluster, tmp_path, subtool_cache):
+    from subtool.runner.workloads.llm_demo import demo_assets
+    from subtool.runner.workloads.llm_specs import LLM_SPECS
+
+    small = demo_assets(LLM_SPECS["llama3.1-8b"], cache=subtool_cache, sample_count=24)
+    conf = tmp_path / "user.conf"
+    conf.write_text("".join(f"llama3_1-8b.Server.{k} = {v}\n" for k, v in (
+        ("performance_sample_count_override", 24), ("min_query_count", 48), ("min_duration", 10),
+        ("target_qps", 40))))
+    res = runner.invoke(app, ["run", "--model", "llama3.1-8b", "--scenario", "Server", "--mode", "performance",
+                              "--model-path", str(small.model_path), "--dataset-path", str(small.dataset_path),
+                              "--batch-size", "8", "--workers", "2", "--ray-address", ray_cluster,
+                              "--user-conf", str(conf), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "llama3.1-8b/Server/run.json").read_text())
+    perf = record["modes"]["performance"]
+    assert perf["result_field"] == "result_completed_tokens_per_second" and perf["result"] > 0
+    assert 0 < perf["ttft_ms"]["p50"] <= perf["ttft_ms"]["p99"] and perf["tpot_ms"]["p99"] > 0
+    spread = record["sut"]
+    assert spread["issued"] == spread["answered"] >= 48 and spread["capacity"] == 16
+    assert all(w["samples"] > 0 for w in spread["per_worker"])     # single-sample queries reach both workers
+
+
 def test_workers_that_cannot_load_the_model_give_one_clear_error(ray_cluster, tmp_path, llama3_demo):
     model_path, dataset_path, _ = llama3_demo
     broken = tmp_path / "model"
