@@ -3,8 +3,9 @@ order, as language/llama2-70b/SUT.py does) against subtool's SUT (continuous bat
 cache, CUDA-graph decode step), on the same prompts.
 
 Llama-3.1-8B architecture with random weights in bf16 (no download), prompts of CNN-DailyMail-like lengths
-(~780 tokens), 128 generated tokens per prompt (EOS ignored, as min_new_tokens=128). Offline for both; Server for
-subtool's SUT at a fraction of its Offline rate, with TTFT/TPOT percentiles against the llama3.1-8b limits.
+(~780 tokens), 128 generated tokens per prompt (EOS ignored, as min_new_tokens=128). Offline for both, subtool's
+engine in bf16 and in fp8 (e4m3 projections and KV cache: `--precision fp8`; `--variants precision:slots,...`);
+Server for the last variant at fractions of its Offline rate, with TTFT/TPOT percentiles against the llama3.1-8b limits and LoadGen's verdict lines.
 
     python bench/llm_gpu.py --out bench/results/llm_gpu.json
 """
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import queue
+import sys
 import tempfile
 import threading
 import time
@@ -28,18 +30,20 @@ PUBLISHED = {"tokens_per_second": 5777.0, "source": "Red Hat MLPerf Inference v5
              "FP8, vLLM 0.10.0 (Red Hat blog on its v5.1 results)"}
 
 
-def build_model(layers: int):
+def build_model(layers: int, device: str = "cuda", tiny: bool = False):
+    """Llama-3.1-8B's architecture with `layers` layers; `tiny` shrinks the widths (a CPU smoke run of the bench)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=layers,
-                         num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
+    widths = dict(hidden_size=256, intermediate_size=512, num_attention_heads=8, num_key_value_heads=2) if tiny \
+        else dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8)
+    config = LlamaConfig(vocab_size=128256, num_hidden_layers=layers, max_position_embeddings=131072, **widths,
                          rope_theta=500000.0, bos_token_id=128000, eos_token_id=[128001, 128008, 128009],
                          rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                        "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
                          tie_word_embeddings=False)
     torch.set_default_dtype(torch.bfloat16)
-    with torch.device("cuda"):
+    with torch.device(device):
         model = LlamaForCausalLM(config)
     torch.set_default_dtype(torch.float32)
     for p in model.parameters():              # small random weights keep activations finite in bf16
@@ -85,8 +89,9 @@ class ReferenceStyleSUT:
             for r, s in enumerate(seqs):
                 ids[r, width - len(s):] = torch.from_numpy(s.astype(np.int64))
                 mask[r, width - len(s):] = 1
+            device = self.model.device
             with torch.inference_mode():
-                out = self.model.generate(input_ids=ids.cuda(), attention_mask=mask.cuda(), do_sample=False,
+                out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                                           num_beams=1, max_new_tokens=self.new_tokens,
                                           min_new_tokens=self.new_tokens, pad_token_id=0)
             for (qid, _), row in zip(batch, out[:, width:].cpu().numpy().astype(np.int32)):
@@ -131,7 +136,13 @@ def run_loadgen(sut_handle, n: int, scenario: str, conf_lines: list[str], outdir
 
     out = token_metrics(values, scenario, True)
     out.update(validity=values.get("result_validity"), seconds=round(seconds, 1),
-               samples=values.get("generated_samples_per_query") or values.get("result_query_count"))
+               queries=values.get("generated_query_count"))
+    summary = (outdir / "mlperf_log_summary.txt").read_text(errors="replace").splitlines()
+    # what LoadGen says was not met, when the run is INVALID (its summary's check lines)
+    out["checks"] = [line.strip() for line in summary
+                     if line.strip().startswith(("Min duration satisfied", "Min queries satisfied",
+                                                 "Early stopping satisfied", "TTFT", "TPOT", " * "))
+                     or "constraint" in line.lower()][:12]
     return out
 
 
@@ -140,20 +151,37 @@ def offline_conf(n: int) -> list[str]:
             f"target_qps = {n / 1.1:.3f}"]
 
 
+def parse_variants(text: str) -> list[dict]:
+    """"bf16:128,fp8:256" → the engine's weights and slots of each subtool run."""
+    out = []
+    for item in text.split(","):
+        weights, _, slots = item.partition(":")
+        if weights not in ("bf16", "fp8"):
+            raise SystemExit(f"--variants: {weights!r} is not bf16 or fp8")
+        out.append({"weights": weights, "slots": int(slots or 128)})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=1024)
     ap.add_argument("--ref-samples", type=int, default=128)
     ap.add_argument("--ref-batch", type=int, default=64)
-    ap.add_argument("--slots", type=int, default=128)
+    ap.add_argument("--variants", default="bf16:128,fp8:128", help="subtool runs, weights:slots, comma-separated")
+    ap.add_argument("--prefill-tokens", type=int, default=16384)
     ap.add_argument("--prompt-len", type=int, default=780)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--layers", type=int, default=32)
-    ap.add_argument("--server-fraction", type=float, default=0.6)
+    ap.add_argument("--server-fractions", default="0.6,0.8", help="Server target QPS as fractions of the best "
+                    "Offline samples/s (the last variant's engine serves them)")
     ap.add_argument("--server-seconds", type=int, default=60)
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run with --tiny")
+    ap.add_argument("--tiny", action="store_true", help="narrow layers (a smoke run of this script)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/llm_gpu.json"))
     args = ap.parse_args()
+
+    import gc
 
     import torch
     import transformers
@@ -162,12 +190,14 @@ def main() -> None:
     from subtool.runner.workloads.llm import Generation
 
     t0 = time.time()
-    model = build_model(args.layers)
+    model = build_model(args.layers, args.device, args.tiny)
     prompts = make_prompts(max(args.samples, args.ref_samples), args.prompt_len)
-    result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+    cuda = args.device == "cuda"
+    result = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
               "transformers": transformers.__version__, "model": f"Llama-3.1-8B architecture ({args.layers} "
               "layers), random weights, bf16", "prompt_tokens_mean": float(np.mean([len(p) for p in prompts])),
-              "new_tokens": args.new_tokens, "build_seconds": round(time.time() - t0, 1), "published": PUBLISHED}
+              "new_tokens": args.new_tokens, "build_seconds": round(time.time() - t0, 1), "published": PUBLISHED,
+              "command": "python bench/llm_gpu.py " + " ".join(sys.argv[1:])}
     work = Path(tempfile.mkdtemp(prefix="llm-bench-"))
 
     if not args.skip_reference:
@@ -179,22 +209,50 @@ def main() -> None:
 
     gen = Generation(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, num_beams=1,
                      output_dtype="int32", token_latencies=True)
-    sut = TorchLlmSUT(None, prompts, gen, eos_token_id=[128001, 128008, 128009], pad_token_id=0,
-                      batch_size=args.slots, device="cuda", precision="bf16", engine="continuous", model=model)
-    result["subtool_offline"] = {"slots": args.slots, **run_loadgen(
-        sut.handle, args.samples, "Offline", offline_conf(args.samples), work / "subtool")}
-    print(json.dumps(result["subtool_offline"]), flush=True)
-    sps = result["subtool_offline"].get("samples_per_second") or 0
-    if sps and args.server_seconds > 0:
-        qps = round(sps * args.server_fraction, 3)
+    variants = parse_variants(args.variants)
+    result["subtool_offline"] = []
+    sut = None
+    for k, v in enumerate(variants):
+        if sut is not None:
+            sut.stop()
+            sut = None
+            gc.collect()
+            if cuda:
+                torch.cuda.empty_cache()
+        t1 = time.time()
+        # the path `subtool run --precision fp8|bf16` takes (fp8: e4m3 projections and, with Triton, KV cache)
+        sut = TorchLlmSUT(None, prompts, gen, eos_token_id=[128001, 128008, 128009], pad_token_id=0,
+                          batch_size=v["slots"], device=args.device, precision=v["weights"], engine="continuous",
+                          model=model, engine_options={"prefill_tokens": args.prefill_tokens})
+        engine = sut.generator.engine if hasattr(sut, "generator") else sut.engine
+        engine.warm_up([len(p) for p in prompts[:args.samples]])
+        setup = round(time.time() - t1, 1)
+        point = {**v, "prefill_tokens": args.prefill_tokens, "setup_seconds": setup, **run_loadgen(
+            sut.handle, args.samples, "Offline", offline_conf(args.samples), work / f"offline{k}")}
+        point["engine"] = {"weights": engine.weights, "kv_cache": "fp8" if engine.kv_fp8 else "bf16",
+                           "decode_attention": engine.decode_attention, "compiled": engine.compiled,
+                           **vars(engine.stats)}
+        if cuda:
+            point["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        result["subtool_offline"].append(point)
+        print(json.dumps(point), flush=True)
+
+    best = max(result["subtool_offline"], key=lambda p: p.get("result") or 0)
+    sps = result["subtool_offline"][-1].get("samples_per_second") or 0
+    result["subtool_server"] = []
+    for fraction in [float(f) for f in args.server_fractions.split(",") if f] if args.server_seconds > 0 else []:
+        qps = round(sps * fraction, 3)
         conf = [f"performance_sample_count_override = {args.samples}", f"target_qps = {qps}",
-                f"min_duration = {args.server_seconds * 1000}", "min_query_count = 100"]
-        result["subtool_server"] = {"target_qps": qps, **run_loadgen(sut.handle, args.samples, "Server", conf,
-                                                                     work / "server")}
-        print(json.dumps(result["subtool_server"]), flush=True)
-    sut.stop()
-    ours = result["subtool_offline"].get("result")
+                f"min_duration = {args.server_seconds * 1000}", "min_query_count = 800"]
+        point = {"weights": variants[-1]["weights"], "fraction_of_offline": fraction, "target_qps": qps,
+                 **run_loadgen(sut.handle, args.samples, "Server", conf, work / f"server{fraction}")}
+        result["subtool_server"].append(point)
+        print(json.dumps(point), flush=True)
+    if sut is not None:
+        sut.stop()
+    ours = best.get("result")
     if ours:
+        result["best_offline"] = {"weights": best["weights"], "slots": best["slots"], "tokens_per_second": ours}
         result["ratio_to_published"] = round(ours / PUBLISHED["tokens_per_second"], 3)
         if result.get("reference_offline", {}).get("result"):
             result["speedup_vs_reference"] = round(ours / result["reference_offline"]["result"], 2)

@@ -7,7 +7,8 @@ part of the sequence's keys and values (each read once for the whole group), and
 second kernel merges the splits by their log-sum-exp. Splits past a sequence's length do nothing, so one
 launch shape serves every step (CUDA graphs) and short sequences cost what they hold.
 
-Cache layout: [sequences, max_len, kv_heads, head_dim] (token-major, what the engine keeps per layer).
+Cache layout: [sequences, max_len, kv_heads, head_dim] (token-major, what the engine keeps per layer), in the
+queries' dtype or in fp8 e4m3 at unit scale (widened to the queries' dtype as it is read).
 """
 
 from __future__ import annotations
@@ -44,14 +45,14 @@ def _split_kernel(Q, K, V, LENS, O_PART, LSE_PART, scale,
             keys = n + tl.arange(0, BLOCK_N)
             key_ok = keys < end
             offs = base + keys[:, None] * stride_kt + dims[None, :]
-            k = tl.load(K + offs, mask=key_ok[:, None], other=0.0)
+            k = tl.load(K + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)     # fp8 caches widen here
             s = tl.dot(q, tl.trans(k)) * scale
             s = tl.where(key_ok[None, :], s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, axis=1))
             p = tl.exp(s - m_new[:, None])
             alpha = tl.exp(m_i - m_new)
-            v = tl.load(V + offs, mask=key_ok[:, None], other=0.0)
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            v = tl.load(V + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)
+            acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v)
             l_i = l_i * alpha + tl.sum(p, axis=1)
             m_i = m_new
     has = l_i > 0

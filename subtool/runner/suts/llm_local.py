@@ -135,7 +135,12 @@ class LlmGenerator:
             # engine_options: the engine's own tuning keywords (prefill token budget …)
             options = dict(engine_options or {})
             if precision == "fp8":
-                options["weights"] = "fp8"
+                from subtool.runner.suts.llm_engine import choose_decode_attention
+
+                # fp8 projections, and an fp8 KV cache where the Triton decode kernel can read it
+                options.setdefault("weights", "fp8")
+                if choose_decode_attention("auto", self.device, torch.bfloat16) == "triton":
+                    options.setdefault("kv_cache", "fp8")
             self.engine = ContinuousEngine(self.model, slots=self.batch_size, max_len=max_len,
                                            eos_ids=self.eos_ids, generation=generation, **options)
         elif precision == "fp8":
