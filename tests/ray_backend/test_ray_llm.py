@@ -1,6 +1,6 @@
-"""The LLM benchmarks on Ray workers: `subtool all` on the llama3.1-8b demo over two workers (run → package → check),
-a worker killed mid-run, workers that cannot load the model, and the driver's dispatch and the worker on their own
-(no cluster)."""
+"""The LLM benchmarks on Ray workers: `subtool all` on the llama3.1-8b demo over two workers (run → package →
+check), Server, a worker killed mid-run, every worker lost, workers that cannot load the model, and the driver's
+dispatch and the worker on their own (no cluster)."""
 
 from __future__ import annotations
 
