@@ -132,11 +132,10 @@ def measure(workers: int, prompts, args, outdir: Path) -> dict:
     cuda = args.device == "cuda"
     gen = Generation(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, num_beams=1,
                      output_dtype="int32", token_latencies=True)
-    factory = RandomLlama(args.layers, args.hidden, args.device, "bfloat16" if cuda else "float32")
+    factory = RandomLlama(args.layers, args.hidden, args.device, "float32" if args.precision == "fp32" else "bfloat16")
     spec = GeneratorSpec(model_path=None, generation=gen, eos_token_id=EOS_IDS, pad_token_id=0,
-                         batch_size=args.slots, precision="bf16" if cuda else "fp32", threads=args.threads,
-                         engine=args.engine, model_factory=factory,
-                         engine_options={"weights": args.weights} if args.weights != "model" else None)
+                         batch_size=args.slots, precision=args.precision, threads=args.threads,
+                         engine=args.engine, model_factory=factory)
     cfg = RayPoolConfig(workers=workers, inner_backend="torch-cuda" if cuda else "torch-cpu",
                         cpus_per_worker=args.threads, start_timeout_s=1800.0)
     t0 = time.time()
@@ -171,11 +170,11 @@ def measure_in_process(prompts, args, outdir: Path) -> dict:
     gen = Generation(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, num_beams=1,
                      output_dtype="int32", token_latencies=True)
     t0 = time.time()
-    model = RandomLlama(args.layers, args.hidden, args.device, "bfloat16" if cuda else "float32")()
+    model = RandomLlama(args.layers, args.hidden, args.device,
+                        "float32" if args.precision == "fp32" else "bfloat16")()
     sut = TorchLlmSUT(None, prompts, gen, eos_token_id=EOS_IDS, pad_token_id=0, batch_size=args.slots,
-                      device=args.device, precision="bf16" if cuda else "fp32", threads=args.threads,
-                      engine=args.engine, model=model,
-                      engine_options={"weights": args.weights} if args.weights != "model" else None)
+                      device=args.device, precision=args.precision, threads=args.threads, engine=args.engine,
+                      model=model)
     g = sut.generator
     order = np.argsort([-len(p) for p in prompts], kind="stable")[:args.slots]
     g.run([(-1 - i, int(idx)) for i, idx in enumerate(order)], _Discard())          # as the workers warm up
@@ -209,8 +208,8 @@ def main() -> int:
     ap.add_argument("--slots", type=int, default=128, help="continuous engine slots (CPU: batch size) per worker")
     ap.add_argument("--engine", default="auto", help="auto (continuous on CUDA, batched on CPU), batched, "
                                                      "continuous")
-    ap.add_argument("--weights", default="model", help="model (bf16) or fp8 (the continuous engine's fp8 "
-                                                       "projections)")
+    ap.add_argument("--precision", default=None, help="bf16 (the GPU default), fp8 (GPU: e4m3 projections and KV "
+                                                      "cache, as --precision fp8 runs), fp32 (the CPU default)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (and reserved CPUs) per CPU worker")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--in-process", action="store_true", help="also measure the same generator without Ray "
@@ -219,6 +218,7 @@ def main() -> int:
                                                            "gpu_<N>x<GPU>.json or ray_llm_scaling_cpu.json")
     args = ap.parse_args()
     counts = sorted({int(c) for c in args.workers.split(",")})
+    args.precision = args.precision or ("bf16" if args.device == "cuda" else "fp32")
 
     import ray
     import torch
@@ -237,8 +237,10 @@ def main() -> int:
              logging_level=logging.WARNING)
     prompts = make_prompts(args.samples, args.prompt_len)
     model = f"Llama-3.1-8B architecture ({args.layers} layers, hidden {args.hidden}), random weights, " + \
-        ("bf16" if cuda else "fp32") + (", fp8 projections" if args.weights == "fp8" else "")
-    out = {"bench": "ray_llm_scaling", "device": args.device, "model": model, "samples": args.samples,
+        {"fp8": "bf16 with fp8 projections (and KV cache where the Triton decode kernel runs)"}.get(
+            args.precision, args.precision)
+    out = {"bench": "ray_llm_scaling", "device": args.device, "model": model, "precision": args.precision,
+           "samples": args.samples,
            "prompt_tokens_mean": round(float(np.mean([len(p) for p in prompts])), 1),
            "new_tokens": args.new_tokens, "slots": args.slots, "repeats": args.repeats,
            "machine": {"cpus": cpus, "gpus": gpus, "gpu_name": gpu_name, "python": platform.python_version(),
