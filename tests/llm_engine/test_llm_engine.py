@@ -54,19 +54,23 @@ class Recorder:
         return []
 
 
+EOS_BOOST = 1.6
+
+
 def _model(device="cpu"):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(7)
-    cfg = LlamaConfig(vocab_size=384, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=384, hidden_size=128, intermediate_size=160, num_hidden_layers=2,
                       num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=512,
                       rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                     "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
                       eos_token_id=2, bos_token_id=1, tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg).to(device).eval()
-    with torch.no_grad():                          # larger weights: decisive logits, EOS reachable
+    with torch.no_grad():                          # larger weights: decisive logits
         for p in model.parameters():
             p.mul_(4.0)
+        model.lm_head.weight[2].mul_(EOS_BOOST)    # EOS reachable: some sequences end early, not all
     return model
 
 

@@ -160,20 +160,21 @@ def flash_decode_available(torch) -> bool:
     return op is not None and "seqused_k" in str(op.default._schema)
 
 
-def choose_decode_attention(asked: str, device, dtype) -> str:
-    """triton (split-key decode kernel) where Triton runs, else flash (varlen, seqused_k), else sdpa (keys up
-    to the longest live sequence): the first two read only each slot's own keys."""
+def choose_decode_attention(asked: str, device, dtype, head_dim: int = 128, group: int = 1) -> str:
+    """triton (split-key decode kernel) where Triton runs and the shape suits it, else flash (varlen,
+    seqused_k), else sdpa (keys up to the longest live sequence): the first two read only each slot's own keys."""
     import importlib.util
 
     half = device.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
-    usable = {"triton": half and importlib.util.find_spec("triton") is not None,
+    kernel_shape = head_dim >= 16 and not head_dim & (head_dim - 1) and group <= 16
+    usable = {"triton": half and kernel_shape and importlib.util.find_spec("triton") is not None,
               "flash": half and flash_decode_available(torch), "sdpa": True}
     if asked == "auto":
         return next(name for name in ("triton", "flash", "sdpa") if usable[name])
     if not usable[asked]:
         raise ValueError(f"{asked} decode attention needs a CUDA device, bf16/fp16"
-                         + (" and Triton" if asked == "triton" else " and a torch whose flash attention takes "
-                            "seqused_k"))
+                         + (", Triton, a power-of-two head_dim ≥ 16 and at most 16 query heads per kv head"
+                            if asked == "triton" else " and a torch whose flash attention takes seqused_k"))
     return asked
 
 
@@ -250,7 +251,8 @@ class ContinuousEngine:
             self._in_decode = self._in_prefill = attention_inputs
             self._out_decode = self._out_prefill = attention_output
         self.intermediate = self.layers[0].mlp.gate_proj.weight.shape[0]
-        self.decode_attention = choose_decode_attention(decode_attention, self.device, self.dtype)
+        self.decode_attention = choose_decode_attention(decode_attention, self.device, self.dtype, self.head_dim,
+                                                        self.group)
         if kv_cache == "fp8" and self.decode_attention != "triton":
             raise ValueError("an fp8 KV cache needs the Triton decode attention (CUDA, bf16/fp16, Triton)")
         self.kv_fp8 = kv_cache == "fp8"

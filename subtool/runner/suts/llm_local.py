@@ -139,7 +139,10 @@ class LlmGenerator:
 
                 # fp8 projections, and an fp8 KV cache where the Triton decode kernel can read it
                 options.setdefault("weights", "fp8")
-                if choose_decode_attention("auto", self.device, torch.bfloat16) == "triton":
+                cfg = self.model.config
+                head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+                group = cfg.num_attention_heads // cfg.num_key_value_heads
+                if choose_decode_attention("auto", self.device, torch.bfloat16, head_dim, group) == "triton":
                     options.setdefault("kv_cache", "fp8")
             self.engine = ContinuousEngine(self.model, slots=self.batch_size, max_len=max_len,
                                            eos_ids=self.eos_ids, generation=generation, **options)
