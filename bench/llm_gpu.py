@@ -5,9 +5,10 @@ cache, CUDA-graph decode step), on the same prompts.
 Llama-3.1-8B architecture with random weights in bf16 (no download), prompts of CNN-DailyMail-like lengths
 (~780 tokens), 128 generated tokens per prompt (EOS ignored, as min_new_tokens=128). Offline for both, subtool's
 engine in bf16 and in fp8 (e4m3 projections and KV cache: `--precision fp8`; `--variants precision:slots,...`);
-Server for the last variant at fractions of its Offline rate, with TTFT/TPOT percentiles against the llama3.1-8b limits and LoadGen's verdict lines.
+Server for the last variant at fractions of its Offline rate, with TTFT/TPOT percentiles against the llama3.1-8b
+limits and LoadGen's verdict lines. fp8 halves the KV cache, so it gets twice the slots in the same memory.
 
-    python bench/llm_gpu.py --out bench/results/llm_gpu.json
+    python bench/llm_gpu.py --server-seconds 50 --out bench/results/llm_gpu.json
 """
 
 from __future__ import annotations
@@ -167,12 +168,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1024)
     ap.add_argument("--ref-samples", type=int, default=128)
     ap.add_argument("--ref-batch", type=int, default=64)
-    ap.add_argument("--variants", default="bf16:128,fp8:128", help="subtool runs, weights:slots, comma-separated")
+    ap.add_argument("--variants", default="bf16:128,fp8:256", help="subtool runs, weights:slots, comma-separated")
     ap.add_argument("--prefill-tokens", type=int, default=16384)
     ap.add_argument("--prompt-len", type=int, default=780)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--layers", type=int, default=32)
-    ap.add_argument("--server-fractions", default="0.6,0.8", help="Server target QPS as fractions of the best "
+    ap.add_argument("--server-fractions", default="0.5,0.6", help="Server target QPS as fractions of the best "
                     "Offline samples/s (the last variant's engine serves them)")
     ap.add_argument("--server-seconds", type=int, default=60)
     ap.add_argument("--skip-reference", action="store_true")

@@ -111,9 +111,11 @@ def linear(x, lin: tuple):
 
 
 def rotate(x, cos, sin):
-    """Rotary embedding (rotate-half form) of x [..., D] with cos/sin broadcastable to it."""
+    """Rotary embedding (rotate-half form) of x [..., D]; cos/sin hold the first half of the table's columns
+    (the second half repeats it), broadcastable to x [..., D/2]."""
     half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
 def attention_inputs(x, norm_weight, eps: float, qkv: tuple, cos, sin, n_heads: int, n_kv: int, head_dim: int):
@@ -239,9 +241,17 @@ class ContinuousEngine:
                                                                              fp8)})
             positions = torch.arange(self.max_len, device=self.device)[None]
             cos, sin = inner.rotary_emb(weight[:1, :1], positions)
-            self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype)          # [max_len, head_dim]
+            half = self.head_dim // 2
+            halves_equal = torch.equal(cos[..., :half], cos[..., half:]) and torch.equal(sin[..., :half], sin[..., half:])
+            if not halves_equal:
+                raise ValueError("rotary tables whose two halves differ are not supported")
+            self.cos, self.sin = cos[0, :, :half].to(self.dtype), sin[0, :, :half].to(self.dtype)  # [max_len, D/2]
         self.compiled = compile_default(self.device) if compile is None else bool(compile)
         if self.compiled:
+            # every engine of a process adds compiled variants (dtype, fp8 or not, one row or several) of the same
+            # two functions: more than dynamo's default of 8 per function when a process builds several engines
+            limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+            setattr(torch._dynamo.config, limit, max(64, getattr(torch._dynamo.config, limit)))
             # decode shapes never change; prefill batches do (rows, tokens)
             self._in_decode = torch.compile(attention_inputs, fullgraph=True, dynamic=False)
             self._out_decode = torch.compile(attention_output, fullgraph=True, dynamic=False)
