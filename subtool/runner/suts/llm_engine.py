@@ -242,8 +242,7 @@ class ContinuousEngine:
             positions = torch.arange(self.max_len, device=self.device)[None]
             cos, sin = inner.rotary_emb(weight[:1, :1], positions)
             half = self.head_dim // 2
-            halves_equal = torch.equal(cos[..., :half], cos[..., half:]) and torch.equal(sin[..., :half], sin[..., half:])
-            if not halves_equal:
+            if not all(torch.equal(t[..., :half], t[..., half:]) for t in (cos, sin)):
                 raise ValueError("rotary tables whose two halves differ are not supported")
             self.cos, self.sin = cos[0, :, :half].to(self.dtype), sin[0, :, :half].to(self.dtype)  # [max_len, D/2]
         self.compiled = compile_default(self.device) if compile is None else bool(compile)
