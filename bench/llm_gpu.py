@@ -216,7 +216,7 @@ def main() -> None:
     for k, v in enumerate(variants):
         if sut is not None:
             sut.stop()
-            sut = None
+            sut = engine = None              # the previous engine's KV cache must go before the next one's
             gc.collect()
             if cuda:
                 torch.cuda.empty_cache()
