@@ -41,6 +41,16 @@ def _fail(err: SubtoolError) -> None:
     raise typer.Exit(err.exit_code)
 
 
+def _said(choice):
+    """A round subtool chose for the user (not the one they gave, not the default): one line saying which, why."""
+    if choice.reason:
+        from rich.markup import escape
+
+        _console().print(f"[cyan]round {choice.version}[/]: {escape(choice.reason)}", highlight=False,
+                         soft_wrap=True)
+    return choice
+
+
 def _emit_json(obj: object) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
     sys.stdout.flush()
@@ -90,6 +100,8 @@ def run(
     workers: Optional[int] = typer.Option(None, help="Ray workers (default: one per free GPU or CPU); "
                                                      "--backend names what each runs."),
     compliance: List[str] = typer.Option([], help="Compliance test to run after the modes, e.g. TEST01."),
+    version: Optional[str] = typer.Option(None, help="Submission round the run is for; LoadGen gets its RNG seeds "
+                                                     "(default v6.1, or the latest round that lists the model)."),
     find_perf: bool = typer.Option(False, "--find-perf",
                                    help="Short probe run that measures the SUT and writes the user.conf "
                                         "(target_qps / target_latency) for the full run; runs nothing else."),
@@ -102,6 +114,9 @@ def run(
         backend, extra = _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env,
                                     max_new_tokens, engine)
         backend, extra = _ray_extra(backend, extra, ray_address, workers)
+        from subtool.submission.round_models import choose_round
+
+        run_round = _said(choose_round([model], version)).version
     except SubtoolError as err:
         _fail(err)
     opts = RunOptions(
@@ -109,7 +124,7 @@ def run(
         out=out, run_style=run_style, target_qps=target_qps, target_latency_ms=target_latency_ms,
         min_duration_ms=min_duration_ms, user_conf=user_conf, backend=backend, precision=precision,
         batch_size=batch_size, threads=threads, extra=extra, compliance=list(compliance),
-        argv=["subtool", *sys.argv[1:]],
+        argv=["subtool", *sys.argv[1:]], round=run_round,
     )
     try:
         if find_perf:
@@ -161,7 +176,8 @@ def package(
     division: Optional[str] = typer.Option(None, help="open or closed (default: from the run; demo → open)."),
     system: Optional[str] = typer.Option(None, help="System name (default: detected)."),
     system_file: Optional[Path] = typer.Option(None, help="TOML/JSON with system description overrides."),
-    version: str = typer.Option("v6.1", help="Submission round: v6.1, v6.0 (current layout) or v5.1, v5.0."),
+    version: Optional[str] = typer.Option(None, help="Submission round: v6.1, v6.0 (current layout) or v5.1, v5.0 "
+                                                     "(default v6.1, or the latest round that lists the models)."),
     out: Path = typer.Option(..., help="Tree root (holds closed/ and open/)."),
     full_logs: Optional[Path] = typer.Option(None, help="Where untruncated accuracy logs are kept."),
     force: bool = typer.Option(False, help="Replace a result that is already in the tree."),
@@ -172,7 +188,12 @@ def package(
 ) -> None:
     """Lay results out as the official submission tree."""
     from subtool.submission.package import PackageOptions, package_results
+    from subtool.submission.round_models import choose_round_for_runs
 
+    try:
+        version = _said(choose_round_for_runs(from_dir, [model or ""], version)).version
+    except SubtoolError as err:
+        _fail(err)
     opts = PackageOptions(
         from_dirs=list(from_dir), perf=perf, acc=acc, compliance=list(compliance), model=model,
         scenario=scenario, submitter=submitter, division=division, system=system, system_file=system_file,
@@ -200,7 +221,8 @@ def package(
 @app.command()
 def check(
     tree: Path = typer.Argument(..., help="Submission root (holds closed/ and/or open/)."),
-    version: str = typer.Option("v6.1", help="Rules of this round: v6.1, v6.0, v5.1, v5.0."),
+    version: Optional[str] = typer.Option(None, help="Rules of this round: v6.1, v6.0, v5.1, v5.0 (default v6.1, "
+                                                     "or the latest round that lists the tree's models)."),
     submitter: Optional[str] = typer.Option(None, help="Only check this submitter."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Write summary.csv (official columns) here."),
     report: Optional[Path] = typer.Option(None, help="Write the JSON report with every finding here."),
@@ -212,10 +234,12 @@ def check(
     """Check a submission tree with the official rules; exit 0 only when there are no errors."""
     from subtool.checker.api import CheckOptions, check_tree
     from subtool.checker.report import print_human, report_to_dict, write_report_json, write_summary_csv
+    from subtool.submission.round_models import choose_round_for_tree
 
-    opts = CheckOptions(version=version, submitter=submitter, waive=frozenset(waive),
-                        skip_compliance=skip_compliance, official=official)
     try:
+        version = _said(choose_round_for_tree(tree, version)).version
+        opts = CheckOptions(version=version, submitter=submitter, waive=frozenset(waive),
+                            skip_compliance=skip_compliance, official=official)
         rep = check_tree(tree, opts)
     except SubtoolError as err:
         _fail(err)
@@ -236,7 +260,8 @@ def pack(
     out: Optional[Path] = typer.Option(None, help="Directory for the artifacts."),
     name: str = typer.Option("mlperf_submission_short", help="Base name of the artifacts."),
     runs: List[Path] = typer.Option([], help="Run directories (for .run and .tstamps); optional."),
-    version: str = typer.Option("v6.1", help="Rules used for the summary."),
+    version: Optional[str] = typer.Option(None, help="Rules used for the summary (default v6.1, or the latest "
+                                                     "round that lists the tree's models)."),
     waive: List[str] = typer.Option([], help="Rule id waived in the summary (repeatable)."),
     verify: Optional[Path] = typer.Option(None, help="Verify this tarball against its manifest and re-check it."),
     json_out: bool = typer.Option(False, "--json", help="Print the artifact paths as JSON on stdout."),
@@ -246,10 +271,15 @@ def pack(
 
     try:
         if verify is not None:
-            result = verify_tarball(verify, version=version, console=_console())
+            from subtool.submission.layout import DEFAULT_VERSION
+
+            result = verify_tarball(verify, version=version or DEFAULT_VERSION, console=_console())
         else:
             if tree is None or out is None:
                 raise SubtoolError("pack needs TREE and --out (or --verify TARBALL)", rule="cli.usage")
+            from subtool.submission.round_models import choose_round_for_tree
+
+            version = _said(choose_round_for_tree(tree, version)).version
             result = pack_tree(PackOptions(tree=tree, out=out, name=name, runs=list(runs), version=version,
                                            waive=frozenset(waive)), console=_console())
     except SubtoolError as err:
@@ -301,7 +331,8 @@ def all_(
     division: Optional[str] = typer.Option(None, help="open or closed (demo: open)."),
     system: Optional[str] = typer.Option(None, help="System name (default: detected)."),
     system_file: Optional[Path] = typer.Option(None, help="System description overrides (TOML/JSON)."),
-    version: str = typer.Option("v6.1", help="Submission round."),
+    version: Optional[str] = typer.Option(None, help="Submission round (default v6.1, or the latest round that "
+                                                     "lists the model)."),
     name: str = typer.Option("mlperf_submission_short", help="Base name of the artifacts."),
     target_qps: Optional[float] = typer.Option(None, help="Target QPS for the performance run."),
     backend: str = typer.Option("auto", help="SUT backend (auto: torch-cuda with bf16 when a GPU is "

@@ -18,6 +18,7 @@ from pathlib import Path
 from subtool import __version__
 from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError
 from subtool.fsutil import atomic_write_json
+from subtool.submission.layout import DEFAULT_VERSION
 
 STAGES = ("run", "package", "check", "pack", "publish")
 STATE_SCHEMA = "subtool.state/1"
@@ -35,7 +36,7 @@ class PipelineOptions:
     division: str | None = None
     system: str | None = None
     system_file: Path | None = None
-    version: str = "v6.1"
+    version: str | None = None        # None: the default round, or the latest that lists the model
     name: str = "mlperf_submission_short"
     target_qps: float | None = None
     backend: str = "auto"
@@ -186,6 +187,7 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
 
     console = console or Console(stderr=True)
     _check_submitter(opts.submitter)
+    opts = _with_round(opts, console)
     _check_round(opts)
     out = Path(opts.out)
     try:
@@ -237,7 +239,8 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
     run_inputs = _fingerprint("run", opts.model, _scenario_name(opts.scenario), opts.run_style, opts.target_qps,
                               opts.backend, opts.batch_size, _file_identity(opts.model_path),
                               _file_identity(opts.dataset_path), *([opts.extra] if opts.extra else []),
-                              *([tests] if (tests := _compliance_tests(opts)) else []))
+                              *([tests] if (tests := _compliance_tests(opts)) else []),
+                              *([opts.version] if opts.version != DEFAULT_VERSION else []))   # its seeds
     stage("run", run_inputs, lambda: _do_run(opts, paths["runs"], tests, console))
     run_record = _read_run_record(run_dir)
     outcome.run = _headline(run_record)
@@ -299,6 +302,18 @@ def _division(opts: PipelineOptions) -> str:
     return opts.division or ("open" if demo else "closed")
 
 
+def _with_round(opts: PipelineOptions, console) -> PipelineOptions:
+    """Options with the round every stage works for: --version, else the default or the model's last round."""
+    import dataclasses
+
+    from subtool.submission.round_models import choose_round
+
+    choice = choose_round([opts.model], opts.version)
+    if choice.reason:
+        console.print(f"[cyan]round {choice.version}[/]: {choice.reason}", highlight=False)
+    return dataclasses.replace(opts, version=choice.version)
+
+
 def _check_round(opts: PipelineOptions) -> None:
     """A closed result of a benchmark the round lists only in another variant would fail at packaging: say so
     before the run."""
@@ -318,7 +333,7 @@ def _do_run(opts: PipelineOptions, runs: Path, compliance: list[str], console) -
         model=opts.model, scenario=opts.scenario, mode="both", model_path=opts.model_path,
         dataset_path=opts.dataset_path, out=runs, run_style=opts.run_style, target_qps=opts.target_qps,
         backend=opts.backend, batch_size=opts.batch_size, extra=dict(opts.extra), compliance=compliance,
-        argv=opts.argv), console=console)
+        argv=opts.argv, round=opts.version), console=console)
     return {"run_dir": str(runs / record["model"] / record["scenario"])}
 
 

@@ -39,6 +39,7 @@ class RunOptions:
     compliance: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)       # backend-specific options, passed to the SUT
     argv: list[str] = field(default_factory=list)
+    round: str | None = None     # submission round whose official RNG seeds LoadGen uses; None: LoadGen's own
 
 
 def date_u(t: float | None = None) -> str:
@@ -111,6 +112,7 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
         raise SubtoolError("dataset file not found", path=opts.dataset_path, rule="dataset.missing")
     if opts.user_conf is not None and not Path(opts.user_conf).is_file():
         raise SubtoolError("user.conf not found", path=opts.user_conf, rule="run.user_conf")
+    seeds = round_seeds(opts.round)
     out = Path(opts.out)
     _check_writable(out)
 
@@ -144,7 +146,7 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
                                   result_path=str(stage / ".session-result.json"), batch_size=opts.batch_size,
                                   threads=opts.threads, precision=opts.precision, backend=opts.backend, demo=demo,
                                   compliance=list(opts.compliance),
-                                  extra=dict(opts.extra))
+                                  extra=dict(opts.extra), round=opts.round, seeds=seeds)
             outcome = _run_child(session, stage)
             record = _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, outcome, previous)
             atomic_write_json(stage / "run.json", record)
@@ -153,6 +155,28 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
         raise
     say(f"run directory: {final_dir}")
     return record
+
+
+def round_seeds(version: str | None) -> dict[str, int] | None:
+    """A submission round's official LoadGen RNG seeds (None: no round asked, LoadGen's built-in ones)."""
+    if version is None:
+        return None
+    from subtool.checker.config import VERSIONS, round_config
+
+    if version not in VERSIONS:
+        raise SubtoolError(f"unknown submission round {version!r}", rule="run.version",
+                           hint=f"use one of {', '.join(VERSIONS)}")
+    return dict(round_config(version).seeds)
+
+
+def _seeds_record(seeds: dict | None) -> dict | None:
+    """run.json "seeds": the seeds LoadGen ran with, who set them, and the round they belong to."""
+    if not seeds:
+        return None
+    from subtool.checker.config import round_of_seeds
+
+    values = {k: seeds[k] for k in ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")}
+    return {"round": round_of_seeds(*values.values()), **values, "set_by": seeds.get("set_by")}
 
 
 def _run_child(session: SessionSpec, stage: Path) -> dict:
@@ -263,6 +287,7 @@ def _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, 
         "modes": {**{k: v for k, v in previous.items() if k != "__compliance__"}, **outcome["modes"]},
         "compliance": {**previous.get("__compliance__", {}), **outcome.get("compliance", {})},
         "measurements": outcome["measurements"],
+        "seeds": _seeds_record(outcome.get("seeds")),
     }
 
 

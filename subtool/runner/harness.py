@@ -110,6 +110,9 @@ def read_detail_log(path: Path) -> dict[str, object]:
     return values
 
 
+SEED_KEYS = ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")
+
+
 def load_test_settings(user_conf: Path, loadgen_model: str, scenario: str):
     """TestSettings from user.conf, loaded once per process.
 
@@ -124,6 +127,25 @@ def load_test_settings(user_conf: Path, loadgen_model: str, scenario: str):
     if rc != 0:
         raise SubtoolError("LoadGen rejected user.conf", path=user_conf, rule="run.user_conf")
     return settings
+
+
+def settings_seeds(settings) -> dict[str, int]:
+    """The RNG seeds a TestSettings will run with."""
+    return {key: int(getattr(settings, key)) for key in SEED_KEYS}
+
+
+def use_round_seeds(settings, seeds: dict[str, int] | None) -> bool:
+    """Give loaded settings a submission round's RNG seeds; True when they differ from LoadGen's built-in ones.
+
+    LoadGen takes the seeds from its built-in mlperf.conf (its own round's) and reads them from no user.conf, so
+    a run for another round (gptj: v5.0) sets them here, after FromConfig and before the first test.
+    """
+    if not seeds:
+        return False
+    changed = settings_seeds(settings) != {key: int(seeds[key]) for key in SEED_KEYS}
+    for key in SEED_KEYS:
+        setattr(settings, key, int(seeds[key]))
+    return changed
 
 
 def run_loadgen(sut_handle, qsl_handle, settings, *, scenario: str, mode: str, outdir: Path,

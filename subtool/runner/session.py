@@ -35,11 +35,13 @@ class SessionSpec:
     demo: bool = False
     compliance: list[str] = field(default_factory=list)   # e.g. ["TEST01"], run after the modes
     extra: dict = field(default_factory=dict)      # backend-specific options (e.g. endpoint URL)
+    round: str | None = None        # the submission round the run is for; None: LoadGen's own
+    seeds: dict | None = None       # that round's RNG seeds, when they are not LoadGen's built-in ones
 
 
 def run_session(spec: SessionSpec, console) -> dict:
     from subtool.runner.api import date_u
-    from subtool.runner.harness import RESULT_UNITS, load_test_settings, run_loadgen
+    from subtool.runner.harness import RESULT_UNITS, load_test_settings, run_loadgen, settings_seeds, use_round_seeds
     from subtool.runner.workloads.base import SutConfig, get_workload
 
     say = console.print
@@ -54,6 +56,10 @@ def run_session(spec: SessionSpec, console) -> dict:
             f"{workload.spec.sample_count}, so this result cannot go to the closed division")
     stage = Path(spec.stage)
     settings = load_test_settings(Path(spec.user_conf), workload.spec.loadgen_model, spec.scenario)
+    seeds = {**settings_seeds(settings), "set_by": "loadgen mlperf.conf"}
+    if use_round_seeds(settings, spec.seeds):
+        seeds = {**settings_seeds(settings), "set_by": f"subtool ({spec.round} official seeds)"}
+        say(f"seeds: the {spec.round} round's official RNG seeds (LoadGen's built-in ones are another round's)")
     sut = workload.make_sut(model_path, data, SutConfig(backend=spec.backend, precision=spec.precision,
                                                         batch_size=spec.batch_size or 32,
                                                         batch_size_given=spec.batch_size is not None,
@@ -99,7 +105,7 @@ def run_session(spec: SessionSpec, console) -> dict:
     precision = getattr(sut, "precision", spec.precision)   # a SUT that chose it itself (Ray: auto) says which
     return {"ok": True, "samples": data.sample_count, "description": data.description,
             "dataset_sha256": data.dataset_sha256, "modes": modes, "compliance": compliance, "tstamps": tstamps,
-            "precision": precision, "sut_stats": sut_stats,
+            "precision": precision, "sut_stats": sut_stats, "seeds": seeds,
             "measurements": workload.measurements(spec.demo, model_path, precision)}
 
 

@@ -5,12 +5,21 @@ Both are the same LoadGen model on the same data set and differ only in the accu
 can still be handed in to the open division, in a folder of its own name that model_mapping.json files as the
 variant the round knows. The closed division reads no model_mapping.json: there the result must be run as the
 listed variant, or packaged for a round that lists it.
+
+A benchmark the default round does not know at all (gptj, last run in v5.0) goes, unless --version says
+otherwise, to the newest round that lists it: choose_round and its tree and run-directory forms decide that for
+`subtool all` and the stage commands, and the runner then gives LoadGen that round's RNG seeds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
 from subtool.errors import SubtoolError
-from subtool.submission.models import BENCHMARKS, Benchmark
+from subtool.submission.layout import DEFAULT_VERSION, check_version
+from subtool.submission.models import BENCHMARKS, Benchmark, benchmark
 
 
 def _listed(name: str, version: str) -> bool:
@@ -49,7 +58,8 @@ def refuse_closed(bench: Benchmark, version: str, *, path=None) -> None:
         rule="package.model_not_in_round",
         hint=f"run --model {other.name} for the closed division, or use --division open (model_mapping.json "
              f"files it as {other.name})"
-             + (f", or --version {older[-1]} with runs of that round's LoadGen" if older else ""))
+             + (f", or --version {older[-1]} for run and package (the run then uses that round's seeds)"
+                if older else ""))
 
 
 def filed_as(bench: Benchmark, version: str, division: str, *, path=None) -> Benchmark:
@@ -58,3 +68,99 @@ def filed_as(bench: Benchmark, version: str, division: str, *, path=None) -> Ben
         refuse_closed(bench, version, path=path)
         return bench
     return stand_in(bench, version) or bench
+
+
+# ------------------------------------------------------------------------------------ choosing the round
+@dataclass(frozen=True)
+class RoundChoice:
+    """The round a command works for, and why, when it is not the one the user gave or the default."""
+
+    version: str
+    reason: str | None = None       # None: given with --version, or the default round fits
+
+
+def _fits_default(name: str, mapping: Mapping[str, str] | None = None) -> bool:
+    """The default round takes `name`: it lists it, files it through model_mapping.json, or lists a variant of
+    it (the open division files that one; the closed division refuses it with a hint, see refuse_closed)."""
+    from subtool.checker.config import round_config
+
+    rules = round_config(DEFAULT_VERSION)
+    if rules.model(rules.resolve(name, mapping)) is not None:
+        return True
+    bench = benchmark(name)
+    return bench is not None and stand_in(bench, DEFAULT_VERSION) is not None
+
+
+def _lists(version: str, name: str, mapping: Mapping[str, str] | None = None) -> bool:
+    from subtool.checker.config import round_config
+
+    rules = round_config(version)
+    return rules.model(rules.resolve(name, mapping)) is not None
+
+
+def choose_round(models: Iterable[str], version: str | None, *,
+                 mapping: Mapping[str, str] | None = None) -> RoundChoice:
+    """--version when given; else the default round, unless it does not know one of `models` (gptj-99 left after
+    v5.0): then the newest round that lists them all. None of them anywhere: the default (the checker says why)."""
+    from subtool.checker.config import VERSIONS
+
+    if version is not None:
+        return RoundChoice(check_version(version))
+    names = sorted(set(models))
+    strangers = [n for n in names if not _fits_default(n, mapping)]
+    if not strangers:
+        return RoundChoice(DEFAULT_VERSION)
+    for older in sorted(VERSIONS, reverse=True):
+        if older != DEFAULT_VERSION and all(_lists(older, n, mapping) for n in names):
+            what = ", ".join(strangers)
+            return RoundChoice(older, f"{what} {'is' if len(strangers) == 1 else 'are'} not in the {DEFAULT_VERSION} "
+                                      f"model list; {older} is the latest round that lists "
+                                      f"{'it' if len(names) == 1 else 'them all'} (--version chooses another)")
+    return RoundChoice(DEFAULT_VERSION)
+
+
+def tree_models(tree: Path) -> tuple[list[str], dict[str, str]]:
+    """The model folders of a submission tree (<division>/<submitter>/results/<system>/<model>) and the
+    model_mapping.json entries of its submitters."""
+    import json
+
+    models: set[str] = set()
+    mapping: dict[str, str] = {}
+    for results in Path(tree).glob("*/*/results"):
+        if results.parts[-3] not in ("closed", "open", "network") or not results.is_dir():
+            continue
+        models.update(p.name for p in results.glob("*/*") if p.is_dir())
+        mapping_file = results.parent / "model_mapping.json"
+        try:
+            loaded = json.loads(mapping_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(loaded, dict):
+            mapping.update({k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)})
+    return sorted(models), mapping
+
+
+def choose_round_for_tree(tree: Path, version: str | None) -> RoundChoice:
+    """The round a submission tree is checked or packed under: --version, else the one its models point to."""
+    if version is not None:
+        return RoundChoice(check_version(version))
+    models, mapping = tree_models(tree)
+    return choose_round(models, None, mapping=mapping)
+
+
+def choose_round_for_runs(run_dirs: Iterable[Path], models: Iterable[str], version: str | None) -> RoundChoice:
+    """The round results are packaged for: --version, else the one their benchmarks point to (each run
+    directory's run.json names its benchmark; loose logs name theirs with --model)."""
+    import json
+
+    if version is not None:
+        return RoundChoice(check_version(version))
+    names = [m for m in models if m]
+    for run_dir in run_dirs:
+        try:
+            record = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue           # not a subtool run directory: the importer says what it is
+        if isinstance(record, dict) and isinstance(record.get("model"), str):
+            names.append(record["model"])
+    return choose_round(names, None)
