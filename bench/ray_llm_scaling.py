@@ -186,6 +186,9 @@ def measure_in_process(prompts, args, outdir: Path) -> dict:
     finally:
         sut.stop()
     del model, sut, g
+    import gc
+
+    gc.collect()                     # the generator's cycles hold its KV cache, which the workers' GPUs need
     if cuda:
         import torch
 
