@@ -93,6 +93,7 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
         raise SubtoolError(f"{spec.name} has no {scenario} scenario; choose one of {', '.join(spec.scenarios)}",
                            rule="run.scenario")
     modes = _modes(opts.mode)
+    seeds = round_seeds(opts.round)
     unknown = [t for t in opts.compliance if t not in spec.compliance]
     if unknown:
         raise SubtoolError(f"compliance test {', '.join(unknown)} does not apply to {spec.name} or is not run by "
@@ -112,7 +113,6 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
         raise SubtoolError("dataset file not found", path=opts.dataset_path, rule="dataset.missing")
     if opts.user_conf is not None and not Path(opts.user_conf).is_file():
         raise SubtoolError("user.conf not found", path=opts.user_conf, rule="run.user_conf")
-    seeds = round_seeds(opts.round)
     out = Path(opts.out)
     _check_writable(out)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from subtool.errors import SubtoolError
-from subtool.submission.layout import DEFAULT_VERSION, check_version
+from subtool.submission.layout import DEFAULT_VERSION
 from subtool.submission.models import BENCHMARKS, Benchmark, benchmark
 
 
@@ -105,7 +105,7 @@ def choose_round(models: Iterable[str], version: str | None, *,
     from subtool.checker.config import VERSIONS
 
     if version is not None:
-        return RoundChoice(check_version(version))
+        return RoundChoice(version)        # the stage that uses it says when it is no round
     names = sorted(set(models))
     strangers = [n for n in names if not _fits_default(n, mapping)]
     if not strangers:
@@ -143,7 +143,7 @@ def tree_models(tree: Path) -> tuple[list[str], dict[str, str]]:
 def choose_round_for_tree(tree: Path, version: str | None) -> RoundChoice:
     """The round a submission tree is checked or packed under: --version, else the one its models point to."""
     if version is not None:
-        return RoundChoice(check_version(version))
+        return RoundChoice(version)        # the stage that uses it says when it is no round
     models, mapping = tree_models(tree)
     return choose_round(models, None, mapping=mapping)
 
@@ -154,7 +154,7 @@ def choose_round_for_runs(run_dirs: Iterable[Path], models: Iterable[str], versi
     import json
 
     if version is not None:
-        return RoundChoice(check_version(version))
+        return RoundChoice(version)        # the stage that uses it says when it is no round
     names = [m for m in models if m]
     for run_dir in run_dirs:
         try:

@@ -48,8 +48,6 @@ def test_round_choice_for_models():
     # no round lists them all, or an unknown name: the default, and the checker says what is wrong
     assert choose_round(["llama3.1-8b", "gptj-99"], None) == RoundChoice("v6.1")
     assert choose_round(["no-such-model"], None) == RoundChoice("v6.1")
-    with pytest.raises(Exception, match="unknown submission round"):
-        choose_round(["gptj-99"], "v4.0")
 
 
 def test_round_choice_for_trees_and_run_dirs(tmp_path):
@@ -178,6 +176,9 @@ def test_run_command_takes_the_round(gptj_small, tmp_path):
     assert "round v5.0" not in res.output
     seeds = json.loads((tmp_path / "runs/gptj-99/Offline/run.json").read_text())["seeds"]
     assert seeds["round"] == "v6.1" and seeds["set_by"] == "loadgen mlperf.conf"
+    res = runner.invoke(app, ["run", "--model", "gptj-99", "--demo", "--out", str(tmp_path / "r2"),
+                              "--version", "v4.0"])
+    assert res.exit_code == 2 and "[run.version]" in res.output and not (tmp_path / "r2/gptj-99").exists()
 
 
 def test_official_checker_v5_0(gptj_all, official_checker, tmp_path):
