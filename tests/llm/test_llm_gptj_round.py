@@ -135,7 +135,10 @@ def test_the_v5_0_tree_passes_subtool_checker(gptj_all):
     assert (tree / RESULT / "accuracy/accuracy.txt").is_file()
     assert (tree / "open/TeamX/measurements/box1/gptj-99/Offline").is_dir()      # the v5 layout
     assert not (tree / "open/TeamX/model_mapping.json").exists()
-    findings = json.loads((out / "check/report.json").read_text())["findings"]
+    report = json.loads((out / "check/report.json").read_text())
+    # gptj's rounds reported its inferred tokens/s, as the official summary's Units column says
+    assert {r["units"] for r in report["results"]} == {"Tokens/s"}
+    findings = report["findings"]
     # only the small data set (the accuracy run covers 24 of 13,368 samples, the performance run loaded 24) and
     # the waived short run: no seed or model finding
     assert {(f["severity"], f["rule"]) for f in findings if f["severity"] in ("error", "waived")} == {
