@@ -196,7 +196,7 @@ def _fuse(torch, modules) -> tuple:
 
 
 class ContinuousEngine:
-    def __init__(self, model, *, slots: int, max_len: int, eos_ids: list[int], generation, prompts=None,
+    def __init__(self, model, *, slots: int, max_len: int, eos_ids: list[int], generation,
                  prefill_tokens: int = 16384, key_block: int = 256, weights: str = "model",
                  decode_attention: str = "auto", compile: bool | None = None, kv_cache: str = "model"):
         if weights not in ("model", "fp8"):
