@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llm_synthetic import EOS_IDS, RandomLlama, make_prompts  # noqa: E402
+
 # Best published per-GPU Offline figure for llama3.1-8b on H100 found in public MLPerf results material:
 # Red Hat, MLPerf Inference v5.1, one H100, FP8 weights with vLLM 0.10.0: 5777 tokens/s Offline.
 PUBLISHED = {"tokens_per_second": 5777.0, "source": "Red Hat MLPerf Inference v5.1 llama3.1-8b Offline, 1x H100, "
@@ -32,30 +35,8 @@ PUBLISHED = {"tokens_per_second": 5777.0, "source": "Red Hat MLPerf Inference v5
 
 
 def build_model(layers: int, device: str = "cuda", tiny: bool = False):
-    """Llama-3.1-8B's architecture with `layers` layers; `tiny` shrinks the widths (a CPU smoke run of the bench)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    widths = dict(hidden_size=256, intermediate_size=512, num_attention_heads=8, num_key_value_heads=2) if tiny \
-        else dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8)
-    config = LlamaConfig(vocab_size=128256, num_hidden_layers=layers, max_position_embeddings=131072, **widths,
-                         rope_theta=500000.0, bos_token_id=128000, eos_token_id=[128001, 128008, 128009],
-                         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
-                         tie_word_embeddings=False)
-    torch.set_default_dtype(torch.bfloat16)
-    with torch.device(device):
-        model = LlamaForCausalLM(config)
-    torch.set_default_dtype(torch.float32)
-    for p in model.parameters():              # small random weights keep activations finite in bf16
-        p.data.normal_(0.0, 0.02)
-    return model.eval()
-
-
-def make_prompts(n: int, mean: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    lengths = np.clip(rng.normal(mean, 0.35 * mean, n), 0.25 * mean, 2.4 * mean).astype(int)
-    return [rng.integers(1000, 120000, size=int(k), dtype=np.int64).astype(np.int32) for k in lengths]
+    """Llama-3.1-8B's architecture with `layers` layers in bf16; `tiny` narrows it (a CPU smoke run)."""
+    return RandomLlama(layers, 256 if tiny else 4096, device)()
 
 
 class ReferenceStyleSUT:
@@ -222,7 +203,7 @@ def main() -> None:
                 torch.cuda.empty_cache()
         t1 = time.time()
         # the path `subtool run --precision fp8|bf16` takes (fp8: e4m3 projections and, with Triton, KV cache)
-        sut = TorchLlmSUT(None, prompts, gen, eos_token_id=[128001, 128008, 128009], pad_token_id=0,
+        sut = TorchLlmSUT(None, prompts, gen, eos_token_id=EOS_IDS, pad_token_id=0,
                           batch_size=v["slots"], device=args.device, precision=v["weights"], engine="continuous",
                           model=model, engine_options={"prefill_tokens": args.prefill_tokens})
         engine = sut.generator.engine if hasattr(sut, "generator") else sut.engine

@@ -1,9 +1,9 @@
 """Tokens/s of one LoadGen Offline LLM run spread over 1, 2 … Ray workers (the `ray` backend's LLM path,
 `RayLlmSUT`), one GPU per worker or CPU workers.
 
-Each worker builds its own copy of the model: the Llama-3.1-8B architecture (bench/llm_gpu.py's config) with
+Each worker builds its own copy of the model: the Llama-3.1-8B architecture (bench/llm_synthetic.py's RandomLlama) with
 random weights, seeded identically on every worker, in bf16 on its GPU; no checkpoint, no download. Prompts are
-synthetic with CNN-DailyMail-like lengths (~780 tokens by default, bench/llm_gpu.py's make_prompts), 128 new
+synthetic with CNN-DailyMail-like lengths (~780 tokens by default, bench/llm_synthetic.py), 128 new
 tokens each with min_new_tokens=128, so EOS never ends a sample early and every point generates the same tokens.
 Workers build, load and warm up (real generations and the decode graphs' capture) before LoadGen starts; every
 point is a real LoadGen Offline performance run in this process and runs `--repeats` times (the best counts).
@@ -38,56 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from subtool.fsutil import atomic_write_json  # noqa: E402
 
-EOS_IDS = [128001, 128008, 128009]
-SEED = 20261126
-
-
-class RandomLlama:
-    """A picklable model factory (it travels to every worker): Llama-3.1-8B's architecture, `layers` layers,
-    hidden size `hidden` (4096 is the real one; smaller keeps its proportions for a CPU run), weights drawn
-    N(0, 0.02) from one seed so every worker holds the same model."""
-
-    def __init__(self, layers: int = 32, hidden: int = 4096, device: str = "cuda", dtype: str = "bfloat16",
-                 seed: int = SEED):
-        self.layers, self.hidden, self.device, self.dtype, self.seed = layers, hidden, device, dtype, seed
-
-    def config(self):
-        from transformers import LlamaConfig
-
-        heads = max(1, self.hidden // 128)                     # 32 heads of 128 at 4096
-        kv = max(1, heads // 4)                                # 8 key/value heads at 4096 (GQA)
-        inter = 14336 if self.hidden == 4096 else int(self.hidden * 3.5)
-        return LlamaConfig(vocab_size=128256, hidden_size=self.hidden, intermediate_size=inter,
-                           num_hidden_layers=self.layers, num_attention_heads=heads, num_key_value_heads=kv,
-                           max_position_embeddings=131072, rope_theta=500000.0, bos_token_id=128000,
-                           eos_token_id=EOS_IDS,
-                           rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
-                           tie_word_embeddings=False)
-
-    def __call__(self):
-        import torch
-        from transformers import LlamaForCausalLM
-
-        torch.manual_seed(self.seed)
-        dtype = getattr(torch, self.dtype)
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(dtype)
-        try:
-            with torch.device(self.device):
-                model = LlamaForCausalLM(self.config())
-        finally:
-            torch.set_default_dtype(previous)
-        for p in model.parameters():              # small random weights keep activations finite in bf16
-            p.data.normal_(0.0, 0.02)
-        return model.eval()
-
-
-def make_prompts(n: int, mean: int, seed: int = 0) -> list[np.ndarray]:
-    """bench/llm_gpu.py's synthetic prompts (~N(mean, 0.35 mean), clipped), token ids 1000..120000."""
-    rng = np.random.default_rng(seed)
-    lengths = np.clip(rng.normal(mean, 0.35 * mean, n), 0.25 * mean, 2.4 * mean).astype(int)
-    return [rng.integers(1000, 120000, size=int(k), dtype=np.int64).astype(np.int32) for k in lengths]
+import llm_synthetic  # noqa: E402  (bench/ is this script's folder)
+from llm_synthetic import EOS_IDS, RandomLlama, make_prompts  # noqa: E402,F401
 
 
 def loadgen_offline(sut, samples: int, outdir: Path) -> dict:
@@ -238,6 +190,8 @@ def main() -> int:
     cpus = os.cpu_count() or 1
     ray.init(num_cpus=max(cpus, max(counts) * args.threads), num_gpus=gpus, include_dashboard=False,
              logging_level=logging.WARNING)
+    # the workers cannot import bench/ modules: the model factory travels by value
+    ray.cloudpickle.register_pickle_by_value(llm_synthetic)
     prompts = make_prompts(args.samples, args.prompt_len)
     model = f"Llama-3.1-8B architecture ({args.layers} layers, hidden {args.hidden}), random weights, " + \
         {"fp8": "bf16 with fp8 projections (and KV cache where the Triton decode kernel runs)"}.get(
