@@ -33,7 +33,7 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.runner.suts.ray_pool import (AUTO, ExactlyOnceLedger, RayPoolConfig, _first_line, _loss_errors, _say,
-                                          await_ready, connect, worker_count)
+                                          await_ready, connect, require_ray, worker_count)
 from subtool.runner.suts.ray_llm_worker import GeneratorSpec
 
 POLL_WAIT_S = 0.25              # how long a worker's poll waits for its first new event
@@ -384,12 +384,7 @@ class RayLlmSUT:
 
 def make_ray_llm_sut(llm_spec, model_path, data, config) -> RayLlmSUT:
     """SUT_BACKENDS factory for the LLMs: SutConfig.extra holds ray_address, workers and inner_backend."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise SubtoolError("the ray backend needs Ray, which is not installed", rule="run.backend",
-                           hint="pip install 'mlperf-subtool[ray]' (or pip install 'ray>=2.9') on every node") \
-            from None
+    require_ray()
     from pathlib import Path
 
     from subtool.runner.workloads.llm import LlmWorkload, torch_sut_options

@@ -527,14 +527,19 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-def make_ray_sut(model_path, features, config) -> RayBertSUT:
-    """SUT_BACKENDS factory: SutConfig.extra holds ray_address, workers and inner_backend (default torch-cpu)."""
+def require_ray() -> None:
+    """One clear line when the ray backend is asked for without Ray installed."""
     try:
         import ray  # noqa: F401
     except ImportError:
         raise SubtoolError("the ray backend needs Ray, which is not installed", rule="run.backend",
                            hint="pip install 'mlperf-subtool[ray]' (or pip install 'ray>=2.9') on every node") \
             from None
+
+
+def make_ray_sut(model_path, features, config) -> RayBertSUT:
+    """SUT_BACKENDS factory: SutConfig.extra holds ray_address, workers and inner_backend (default torch-cpu)."""
+    require_ray()
     cfg = RayPoolConfig.from_sut_config(config)
     if cfg.inner_backend != AUTO and config.precision != "auto":
         check_precision(cfg.inner_backend, config.precision)     # before any cluster starts
