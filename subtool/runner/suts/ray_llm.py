@@ -33,7 +33,8 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.runner.suts.ray_pool import (AUTO, ExactlyOnceLedger, RayPoolConfig, _first_line, _loss_errors, _say,
-                                          await_ready, connect, require_ray, worker_count)
+                                          await_ready, connect, release_workers, report_run_end,
+                                          require_ray, worker_count)
 from subtool.runner.suts.ray_llm_worker import GeneratorSpec
 
 POLL_WAIT_S = 0.25              # how long a worker's poll waits for its first new event
@@ -354,14 +355,7 @@ class RayLlmSUT:
         return {w.number: {k: v for k, v in a.items() if k not in drop} for w, a in zip(live, answers)}
 
     def _release(self) -> None:
-        for w in self.workers:
-            try:
-                self.ray.kill(w.handle, no_restart=True)
-            except Exception:  # already gone
-                pass
-        if self._owns:
-            self.ray.shutdown()
-            self._owns = False
+        self._owns = release_workers(self.ray, self.workers, self._owns)
 
     def stop(self) -> None:
         self._stopping = True
@@ -369,17 +363,7 @@ class RayLlmSUT:
         self._collector.join()
         self.lg.DestroySUT(self.handle)
         self._release()
-        if self.deaths and self._error is None:
-            _say(f"the run completed after losing {len(self.deaths)} worker{'s' if len(self.deaths) != 1 else ''}"
-                 f" ({self.dispatch.reissued} samples re-issued): " + "; ".join(self.deaths))
-        if self._error is not None:
-            raise SubtoolError(f"the Ray SUT failed during the run: {self._error}", rule="run.sut_error",
-                               hint="see the `ray:` lines above; `ray status` and the Ray logs on the node "
-                                    "(/tmp/ray/session_latest/logs) say why a worker died")
-        problems = self.dispatch.ledger.problems()
-        if problems:
-            raise SubtoolError("the Ray SUT's answers do not match what LoadGen issued: " + "; ".join(problems),
-                               rule="run.sut_error")
+        report_run_end(self.deaths, self.dispatch.reissued, self._error, self.dispatch.ledger)
 
 
 def make_ray_llm_sut(llm_spec, model_path, data, config) -> RayLlmSUT:

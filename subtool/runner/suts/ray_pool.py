@@ -494,31 +494,41 @@ class RayBertSUT:
                     "reissued": self.reissued, "deaths": list(self.deaths), "error": self._error}
 
     def _release(self) -> None:
-        for w in self.workers:
-            try:
-                self.ray.kill(w.handle, no_restart=True)
-            except Exception:  # already gone
-                pass
-        if self._owns:
-            self.ray.shutdown()
-            self._owns = False
+        self._owns = release_workers(self.ray, self.workers, self._owns)
 
     def stop(self) -> None:
         self._done.put(None)
         self._collector.join()
         self.lg.DestroySUT(self.handle)
         self._release()
-        if self.deaths and self._error is None:
-            _say(f"the run completed after losing {len(self.deaths)} worker{'s' if len(self.deaths) != 1 else ''}"
-                 f" ({self.reissued} samples re-issued): " + "; ".join(self.deaths))
-        if self._error is not None:
-            raise SubtoolError(f"the Ray SUT failed during the run: {self._error}", rule="run.sut_error",
-                               hint="see the `ray:` lines above; `ray status` and the Ray logs on the node "
-                                    "(/tmp/ray/session_latest/logs) say why a worker died")
-        problems = self.ledger.problems()
-        if problems:
-            raise SubtoolError("the Ray SUT's answers do not match what LoadGen issued: " + "; ".join(problems),
-                               rule="run.sut_error")
+        report_run_end(self.deaths, self.reissued, self._error, self.ledger)
+
+
+def release_workers(ray, workers, owns_ray: bool) -> bool:
+    """Kill the pool's actors, and shut Ray down if this process started it; returns whether it still owns it."""
+    for w in workers:
+        try:
+            ray.kill(w.handle, no_restart=True)
+        except Exception:  # already gone
+            pass
+    if owns_ray:
+        ray.shutdown()
+    return False
+
+
+def report_run_end(deaths: list[str], reissued: int, error: str | None, ledger: ExactlyOnceLedger) -> None:
+    """After a Ray run: say which workers were lost, then raise the run's error or a mismatch with LoadGen."""
+    if deaths and error is None:
+        _say(f"the run completed after losing {len(deaths)} worker{'s' if len(deaths) != 1 else ''}"
+             f" ({reissued} samples re-issued): " + "; ".join(deaths))
+    if error is not None:
+        raise SubtoolError(f"the Ray SUT failed during the run: {error}", rule="run.sut_error",
+                           hint="see the `ray:` lines above; `ray status` and the Ray logs on the node "
+                                "(/tmp/ray/session_latest/logs) say why a worker died")
+    problems = ledger.problems()
+    if problems:
+        raise SubtoolError("the Ray SUT's answers do not match what LoadGen issued: " + "; ".join(problems),
+                           rule="run.sut_error")
 
 
 def _first_line(exc: BaseException) -> str:
