@@ -11,10 +11,7 @@ tests/fixtures/llm/official_gptj_v5.json.
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,8 @@ from subtool.checker.config import round_config
 from subtool.cli import app
 from subtool.submission.round_models import (RoundChoice, choose_round, choose_round_for_runs,
                                              choose_round_for_tree)
+from support.official import official_errors
+
 from .conftest import short_user_conf
 
 runner = CliRunner()
@@ -189,12 +188,6 @@ def test_official_checker_v5_0(gptj_all, official_checker, tmp_path):
     list is recorded. Its modular checker also fails its min_query_count check on any Offline gptj result (the
     benchmark is missing from its table of minimum samples per query: a KeyError it reports as an error)."""
     out, _ = gptj_all
-    copy = tmp_path / "official_copy"
-    shutil.copytree(out / "submission", copy)
-    proc = subprocess.run([sys.executable, "-m", "submission_checker.main", "--input", str(copy), "--version",
-                           "v5.0", "--csv", str(tmp_path / "summary.csv")],
-                          cwd=official_checker, capture_output=True, text=True, timeout=300)
-    text = (proc.stdout + proc.stderr).replace(str(copy), "TREE")
-    errors = sorted(re.sub(r"^\[[^\]]*ERROR\] ", "", ln) for ln in text.splitlines() if " ERROR] " in ln)
+    errors, text = official_errors(official_checker, out / "submission", "v5.0", tmp_path)
     assert errors == RECORDED["small_open_gptj-99_v5.0"]["errors"]
     assert "Traceback" not in text and not [e for e in errors if "seed" in e.lower() or "model" in e.lower()]

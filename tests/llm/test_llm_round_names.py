@@ -6,10 +6,6 @@ tests/fixtures/llm/official_round_names.json."""
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +14,7 @@ from typer.testing import CliRunner
 from subtool.cli import app
 from subtool.submission.models import BENCHMARKS
 from subtool.submission.round_models import filed_as, stand_in
+from support.official import official_errors
 
 runner = CliRunner()
 RECORDED = json.loads((Path(__file__).parents[1] / "fixtures" / "llm" / "official_round_names.json").read_text())
@@ -49,13 +46,7 @@ def test_open_tree_files_llama2_70b_99_as_the_round_lists_it(open_all):
 
 
 def test_official_checker_accepts_the_open_tree(open_all, official_checker, tmp_path):
-    copy = tmp_path / "official_copy"
-    shutil.copytree(open_all / "submission", copy)
-    proc = subprocess.run([sys.executable, "-m", "submission_checker.main", "--input", str(copy), "--version",
-                           "v6.1", "--csv", str(tmp_path / "summary.csv")],
-                          cwd=official_checker, capture_output=True, text=True, timeout=300)
-    out = (proc.stdout + proc.stderr).replace(str(copy), "TREE")
-    errors = sorted(re.sub(r"^\[[^\]]*ERROR\] ", "", ln) for ln in out.splitlines() if " ERROR] " in ln)
+    errors, out = official_errors(official_checker, open_all / "submission", "v6.1", tmp_path)
     assert errors == RECORDED["open_llama2-70b-99_v6.1"]["errors"]
     assert "Traceback" not in out and not [e for e in errors if "model" in e.lower()]
 

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.runner.compliance import verify_test06
+from support.official import official_errors
 
 from .conftest import short_user_conf
 
@@ -131,20 +132,9 @@ def test_subtool_check_fails_a_failed_test06(closed_tree, offline_run, tmp_path)
     assert "EOS False" in failed[0]["message"]
 
 
-def _official(checker: Path, tree: Path, tmp_path: Path) -> tuple[list[str], str]:
-    """The official checker's ERROR lines, and its whole output, with the tree's path written TREE."""
-    copy = tmp_path / "official_copy"
-    shutil.copytree(tree, copy)
-    proc = subprocess.run([sys.executable, "-m", "submission_checker.main", "--input", str(copy), "--version",
-                           "v6.1", "--csv", str(tmp_path / "summary.csv")],
-                          cwd=checker, capture_output=True, text=True, timeout=300)
-    out = (proc.stdout + proc.stderr).replace(str(copy), "TREE")
-    return sorted(re.sub(r"^\[[^\]]*ERROR\] ", "", ln) for ln in out.splitlines() if " ERROR] " in ln), out
-
-
 def test_official_checker_accepts_the_test06_part(closed_tree, official_checker, tmp_path):
     recorded = RECORDED["checker"]["closed_llama3.1-8b_Offline_v6.1"]
-    errors, output = _official(official_checker, closed_tree, tmp_path)
+    errors, output = official_errors(official_checker, closed_tree, "v6.1", tmp_path)
     assert errors == recorded["errors"]
     assert not [e for e in errors if "TEST06" in e or "ompliance" in e]
     assert recorded["compliance_passed"] in output
