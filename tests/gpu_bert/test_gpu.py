@@ -57,10 +57,22 @@ def test_low_precision_forward_tracks_fp32(tiny_checkpoint, small_features, prec
     f = small_features.features
     ref = forward(PackedBert(tiny_checkpoint, "cuda", "fp32"), f, range(len(f)), 45 * MAX_SEQ_LENGTH)
     fast = PackedBert(tiny_checkpoint, "cuda", precision)
-    assert fast.flash
+    assert fast.attention == "triton"
     out = forward(fast, f, range(len(f)), 45 * MAX_SEQ_LENGTH)
     assert np.isfinite(out).all()
     assert rel(out, ref) < tolerance
+
+
+def test_triton_and_flash_attention_give_the_same_forward(tiny_checkpoint, small_features):
+    f = small_features.features
+    model = PackedBert(tiny_checkpoint, "cuda", "bf16")
+    if not model.flash:
+        pytest.skip("this torch build has no flash varlen kernel")
+    assert model.attention == "triton"
+    ours = forward(model, f, range(len(f)), 45 * MAX_SEQ_LENGTH)
+    model.attention = "flash"
+    theirs = forward(model, f, range(len(f)), 45 * MAX_SEQ_LENGTH)
+    assert rel(ours, theirs) < 0.01
 
 
 def test_graph_replay_equals_the_eager_forward(tiny_checkpoint, small_features):

@@ -1,15 +1,18 @@
 """BERT question answering written out for inference over packed tokens, loading a Hugging Face checkpoint.
 
 Samples are packed back to back (no padding to 384): token i of the batch belongs to the sequence that
-`cu_seqlens` puts it in. Every matrix product then runs over the real tokens only; attention runs per sequence
-(flash attention's variable-length path on a GPU, a padded scaled-dot-product fallback elsewhere). At load the
-query/key/value projections are concatenated into one weight, so each layer makes four matrix products: QKV,
-attention output, and the two feed-forward ones. On the fast path the bias+GELU is the matrix product's
+`cu_seqlens` puts it in. Every matrix product then runs over the real tokens only; attention runs per sequence.
+At load the query/key/value projections are concatenated into one weight, so each layer makes four matrix
+products: QKV, attention output, and the two feed-forward ones. On the fast path the bias+GELU is the matrix product's
 epilogue and residual+LayerNorm is one Triton kernel; with fp8 those kernels also quantize their output row by
 row for the next product.
 
 The forward writes [sequences * 384 + 1, 2] float32 start/end logits: row s*384 + p is position p of sequence s
 (zeros beyond its length, as the reference pads), the last row collects the padding tokens.
+
+Attention over the packed tokens is subtool's Triton kernel (kernels/packed_attention.py: 64-token tiles, so
+short sequences waste less than flash's 128) where Triton is present, else flash attention's varlen kernel, else
+(CPU, fp32) per-sequence padding to the batch's longest.
 """
 
 from __future__ import annotations
@@ -145,8 +148,11 @@ class PackedBert:
                                rule="run.precision", hint="use --precision bf16")
         self.kernels = kernels
         self.flash = cuda and precision != "fp32" and flash_varlen_available()
-        self.attention = "flash" if self.flash else "padded"     # "cudnn": cuDNN's ragged path, where it works
+        self.attention = ("triton" if kernels == "triton" and _packed_attention_fits(self.shape.head_dim) else
+                          "flash" if self.flash else "padded")
         self.fp8_fast_accum = True
+        # fp8: the first feed-forward product finishes with bias, GELU and e4m3 in its own epilogue (Triton)
+        self.fp8_fused_ffn = precision == "fp8" and self.shape.hidden % 64 == 0
         # which of each layer's products run in fp8 (the others in bf16)
         self.fp8_ops = frozenset(FP8_OPS if precision == "fp8" else ())
         # cuBLASLt's bias+GELU epilogue is GELU's tanh form: within bf16 rounding of the exact one
@@ -182,6 +188,9 @@ class PackedBert:
                 "ln2": (self._to(w.get(p + "output.LayerNorm.weight"), f32),
                         self._to(w.get(p + "output.LayerNorm.bias"), f32)),
             }
+            if self.precision == "fp8":
+                self._static_ffn_scale(layer, w.get(p + "intermediate.dense.weight"),
+                                       w.get(p + "intermediate.dense.bias"))
             self.layers.append(layer)
         self.qa_w = self._to(w.get("qa_outputs.weight", encoder=False), f32)
         self.qa_b = self._to(w.get("qa_outputs.bias", encoder=False), f32)
@@ -196,6 +205,16 @@ class PackedBert:
             lin["ws"] = scale[None, :].contiguous()
         return lin
 
+    def _static_ffn_scale(self, layer: dict, ff1_weight, ff1_bias) -> None:
+        """The fused fp8 feed-forward writes GELU's output at one static scale, a bound of what it can hold;
+        that scale moves into the second product's weight scales, whose input rows then have scale 1."""
+        from subtool.runner.kernels.fp8_gemm import gelu_output_bound
+
+        dev = self.device
+        scale = gelu_output_bound(ff1_weight.to(dev), ff1_bias.to(dev), *layer["ln1"]) / FP8_MAX
+        layer["ff1"]["out_scale"] = scale
+        layer["ff2"]["ws_unit_rows"] = (layer["ff2"]["ws"] * scale).contiguous()
+
     # ------------------------------------------------------------------------------------------ building blocks
     def _add_ln(self, x, res, ln, quantize: bool = False):
         """LayerNorm(x + res) in the compute dtype, and (with fp8) its row-quantized copy and row scales."""
@@ -207,18 +226,25 @@ class PackedBert:
         y = self.torch.nn.functional.layer_norm(y, (y.shape[-1],), ln[0], ln[1], self.shape.eps).to(self.dtype)
         return y, None, None
 
-    def _mm(self, x, lin: dict, xq=None, xs=None, bias: bool = True):
+    def _mm(self, x, lin: dict, xq=None, xs=None, bias: bool = True, w_scale=None):
         """x @ W.T + b: in fp8 (from x's quantized rows) when they are given, else in the compute dtype."""
         torch = self.torch
         if xq is not None:
-            return torch._scaled_mm(xq, lin["wq"].t(), scale_a=xs, scale_b=lin["ws"],
+            w_scale = lin["ws"] if w_scale is None else w_scale
+            return torch._scaled_mm(xq, lin["wq"].t(), scale_a=xs, scale_b=w_scale,
                                     bias=lin["b"] if bias else None, out_dtype=torch.bfloat16,
                                     use_fast_accum=self.fp8_fast_accum)
         return torch.nn.functional.linear(x, lin["w"], lin["b"] if bias else None)
 
-    def _ffn_in(self, x, lin: dict, xq=None, xs=None, quantize_out: bool = False):
-        """The first feed-forward product and its GELU: (bf16 or None, e4m3 rows or None, row scales or None)."""
+    def _ffn_in(self, x, lin: dict, xq=None, xs=None, quantize_out: bool = False, fused: bool = False):
+        """The first feed-forward product and its GELU: (bf16 or None, e4m3 rows or None, row scales or None).
+        `fused`: one Triton product from e4m3 x, its output at the layer's static scale (row scales all 1)."""
         torch = self.torch
+        if fused:
+            from subtool.runner.kernels.fp8_gemm import fp8_gelu_linear
+
+            hq = fp8_gelu_linear(xq, xs, lin["wq"], lin["ws"], lin["b"], lin["out_scale"])
+            return None, hq, torch.ones((hq.shape[0], 1), device=hq.device, dtype=torch.float32)
         if quantize_out:
             from subtool.runner.kernels.fused_norm import rowwise_fp8
 
@@ -237,11 +263,10 @@ class PackedBert:
         h, d = self.shape.heads, self.shape.head_dim
         qkv = qkv.view(t, 3, h, d)
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
-        if self.attention == "cudnn":
-            out = torch.ops.aten._cudnn_attention_forward(
-                q, k, v, None, cu_seqlens, cu_seqlens, MAX_SEQ_LENGTH, MAX_SEQ_LENGTH, False, 0.0, False, False,
-                scale=self.scale)[0]
-            return out.reshape(t, h * d)
+        if self.attention == "triton":
+            from subtool.runner.kernels.packed_attention import packed_attention
+
+            return packed_attention(qkv, cu_seqlens, MAX_SEQ_LENGTH, self.scale)
         if self.attention == "flash":
             out = torch.ops.aten._flash_attention_forward(
                 q, k, v, cu_seqlens, cu_seqlens, MAX_SEQ_LENGTH, MAX_SEQ_LENGTH, 0.0, False, False,
@@ -293,14 +318,21 @@ class PackedBert:
             else:
                 o = self._mm(a, layer["o"])
             x, xq, xs = self._add_ln(o, x, layer["ln1"], quant_ln)
-            h, hq, hs = self._ffn_in(x, layer["ff1"], *((xq, xs) if "ff1" in ops else (None, None)),
-                                     quantize_out="ff2" in ops)
-            f = self._mm(h, layer["ff2"], hq, hs)
+            ff1_in = (xq, xs) if "ff1" in ops else (None, None)
+            fused = "ff2" in ops and ff1_in[0] is not None and self.fp8_fused_ffn
+            h, hq, hs = self._ffn_in(x, layer["ff1"], *ff1_in, quantize_out="ff2" in ops, fused=fused)
+            f = self._mm(h, layer["ff2"], hq, hs, w_scale=layer["ff2"]["ws_unit_rows"] if fused else None)
             x, xq, xs = self._add_ln(f, x, layer["ln2"], quant_ln)
         logits = torch.nn.functional.linear(x.float(), self.qa_w, self.qa_b)
         out.zero_()
         out.index_copy_(0, rows.long(), logits)
         return out
+
+
+def _packed_attention_fits(head_dim: int) -> bool:
+    from subtool.runner.kernels.packed_attention import fits
+
+    return fits(head_dim)
 
 
 def _triton_ok() -> bool:

@@ -214,7 +214,7 @@ class TorchCudaBertSUT:
                                rule="run.batch_size", hint=f"use a token budget of at least {MAX_SEQ_LENGTH}")
         self.buckets = token_buckets(self.budget)
         self.model = PackedBert(model_path, device=device, precision=precision, kernels=kernels)
-        use_graphs = self.model.flash if graphs is None else graphs
+        use_graphs = self.model.attention != "padded" if graphs is None else graphs
         if use_graphs:
             self.executor = GraphExecutor(self.model, self.buckets, slots)
         else:

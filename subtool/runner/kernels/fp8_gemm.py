@@ -1,0 +1,96 @@
+"""BERT's first feed-forward product in fp8 with bias, GELU and the next product's quantization as its epilogue.
+
+cuBLAS's fp8 product cannot apply GELU, so the bf16 result of x @ W1.T (tokens x 4096) used to go to memory,
+come back for bias+GELU+row-wise quantization and go out again as e4m3: about 270 MB of traffic per layer for
+a 16k-token batch, as much time as the product itself spends on a third of its work. Here the product's tile is
+finished in registers (row scale x column scale, + bias, GELU's tanh form, x 1/out_scale, e4m3) and only the
+e4m3 result is written.
+
+The output has one static scale (a float, not a row-wise amax, which would need the whole row before any tile
+is written); `gelu_output_bound` derives it from the weights so nothing can overflow, and e4m3's exponent
+keeps 3 significant bits for every value down to 1/28,000 of the bound.
+"""
+
+from __future__ import annotations
+
+import math
+
+import triton
+import triton.language as tl
+
+FP8_MAX = 448.0
+# the fastest of 13 tilings for 16k x 1024 x 4096 on an H200: 171 us, against 195 us for cuBLAS's fp8 product
+# (120 us) plus the separate bias+GELU+quantization pass
+BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, WARPS, STAGES = 128, 128, 64, 8, 4, 4
+
+
+@triton.jit
+def _fp8_gelu_gemm_kernel(a_desc, b_desc, A_SCALE, B_SCALE, BIAS, C, M, N, inv_out_scale, stride_cm,
+                          K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                          GROUP_M: tl.constexpr):
+    pid = tl.program_id(0)
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    per_group = GROUP_M * tiles_n                   # neighbouring programs share rows of A in L2
+    group = pid // per_group
+    first_m = group * GROUP_M
+    group_rows = tl.minimum(tiles_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % per_group) % group_rows
+    pid_n = (pid % per_group) // group_rows
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k in range(0, K, BLOCK_K):                  # tiles by TMA; rows past M read as zeros
+        a = a_desc.load([pid_m * BLOCK_M, k])
+        b = b_desc.load([pid_n * BLOCK_N, k])
+        acc = tl.dot(a, b.T, acc)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rm < M
+    col_ok = rn < N
+    a_scale = tl.load(A_SCALE + rm, mask=row_ok, other=0.0)
+    b_scale = tl.load(B_SCALE + rn, mask=col_ok, other=0.0)
+    bias = tl.load(BIAS + rn, mask=col_ok, other=0.0).to(tl.float32)
+    h = acc * a_scale[:, None] * b_scale[None, :] + bias[None, :]
+    g = h * tl.sigmoid(1.5957691216057308 * (h + 0.044715 * h * h * h))     # GELU, tanh form
+    q = tl.minimum(tl.maximum(g * inv_out_scale, -448.0), 448.0)
+    tl.store(C + rm.to(tl.int64)[:, None] * stride_cm + rn[None, :], q.to(C.dtype.element_ty),
+             mask=row_ok[:, None] & col_ok[None, :])
+
+
+def gelu_output_bound(weight, bias, ln_weight, ln_bias) -> float:
+    """An upper bound of |GELU(W x + b)| for every x a LayerNorm(ln_weight, ln_bias) can output.
+
+    A LayerNorm output is ln_weight * z + ln_bias with |z|_2 <= sqrt(n), so by Cauchy-Schwarz
+    |(W x)_j| <= sqrt(n) |W_j * ln_weight|_2 + |W_j . ln_bias|; GELU never grows a value's magnitude beyond
+    max(|h|, 0.17)."""
+    import torch
+
+    w = weight.float()
+    n = w.shape[1]
+    bound = math.sqrt(n) * (w * ln_weight.float()[None, :]).norm(dim=1) + (w @ ln_bias.float()).abs() \
+        + bias.float().abs()
+    return max(float(bound.max()), 0.17) * (1 + 1e-3)             # float32 rounding of the bound itself
+
+
+def fp8_gelu_linear(xq, x_scale, wq, w_scale, bias, out_scale: float, block_m: int = BLOCK_M,
+                    block_n: int = BLOCK_N, block_k: int = BLOCK_K, group_m: int = GROUP_M, num_warps: int = WARPS,
+                    num_stages: int = STAGES):
+    """e4m3(GELU(x @ W.T + bias) / out_scale) from e4m3 x [M, K] (float32 row scales [M, 1]) and e4m3 W [N, K]
+    (float32 column scales [1, N]); returns the e4m3 [M, N] result."""
+    import torch
+
+    m, k = xq.shape
+    n, k2 = wq.shape
+    if k != k2 or k % block_k:
+        raise ValueError(f"fp8_gelu_linear: K must match and be a multiple of {block_k}: x {tuple(xq.shape)}, "
+                         f"W {tuple(wq.shape)}")
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    out = torch.empty((m, n), device=xq.device, dtype=torch.float8_e4m3fn)
+    if m:
+        grid = (triton.cdiv(m, block_m) * triton.cdiv(n, block_n),)
+        _fp8_gelu_gemm_kernel[grid](TensorDescriptor.from_tensor(xq, [block_m, block_k]),
+                                    TensorDescriptor.from_tensor(wq, [block_n, block_k]), x_scale, w_scale, bias,
+                                    out, m, n, 1.0 / out_scale, out.stride(0), K=k, BLOCK_M=block_m,
+                                    BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=group_m, num_warps=num_warps,
+                                    num_stages=num_stages)
+    return out

@@ -1,0 +1,51 @@
+"""The packed (variable-length) attention kernel against softmax attention, sequence by sequence.
+
+Runs on a CUDA GPU, or on the CPU through Triton's interpreter (TRITON_INTERPRET=1, in a child process since
+Triton reads it at import); skipped where Triton is not installed (the CPU-only torch wheels don't bring it)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+CHECK = r'''
+import math, sys, torch
+from subtool.runner.kernels.packed_attention import packed_attention
+device = sys.argv[1]
+dtype = torch.float32 if device == "cpu" else torch.bfloat16
+torch.manual_seed(0)
+H, D = 4, 64
+lengths = [1, 63, 64, 65, 130, 7]          # around the 64-token tiles, and a sequence of one token
+n = sum(lengths)
+capacity = 8                               # two unused (empty) sequences at the end, as a graph's shape has
+tokens = n + 5                             # and padding tokens past the last sequence
+cu = torch.tensor([0] + [sum(lengths[:i + 1]) for i in range(len(lengths))] + [n] * (capacity - len(lengths)),
+                  dtype=torch.int32, device=device)
+qkv = torch.randn(tokens, 3, H, D, device=device, dtype=dtype) * 2
+out = packed_attention(qkv, cu, max_len=160).float()
+worst = 0.0
+for s in range(len(lengths)):
+    a, b = int(cu[s]), int(cu[s + 1])
+    q, k, v = (qkv[a:b, i].float().transpose(0, 1) for i in range(3))          # [H, L, D]
+    ref = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(D), -1) @ v
+    worst = max(worst, (out[a:b].view(b - a, H, D).transpose(0, 1) - ref).abs().max().item())
+print(worst)
+assert worst < (1e-4 if device == "cpu" else 3e-2), worst
+'''
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton")
+def test_packed_attention_matches_softmax_attention_per_sequence():
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    env = dict(os.environ)
+    if device == "cpu":
+        env["TRITON_INTERPRET"] = "1"
+    res = subprocess.run([sys.executable, "-c", CHECK, device], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
