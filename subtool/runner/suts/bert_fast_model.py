@@ -151,8 +151,10 @@ class PackedBert:
         self.attention = ("triton" if kernels == "triton" and _packed_attention_fits(self.shape.head_dim) else
                           "flash" if self.flash else "padded")
         self.fp8_fast_accum = True
-        # fp8: the first feed-forward product finishes with bias, GELU and e4m3 in its own epilogue (Triton)
-        self.fp8_fused_ffn = precision == "fp8" and self.shape.hidden % 64 == 0
+        # fp8: the first feed-forward product finishes with bias, GELU and e4m3 in its own epilogue (a Triton
+        # kernel fed by TMA, so Hopper and later; Ada keeps cuBLAS's product and a separate quantizing pass)
+        self.fp8_fused_ffn = (precision == "fp8" and cuda and self.shape.hidden % 64 == 0
+                              and torch.cuda.get_device_capability(self.device) >= (9, 0))
         # which of each layer's products run in fp8 (the others in bf16)
         self.fp8_ops = frozenset(FP8_OPS if precision == "fp8" else ())
         # cuBLASLt's bias+GELU epilogue is GELU's tanh form: within bf16 rounding of the exact one
