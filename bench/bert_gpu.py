@@ -444,7 +444,8 @@ def server_search(sut, qsl, offline_qps: float, work: Path, quick: bool) -> dict
         r = loadgen_run(sut, qsl, server_settings(qps, duration), "Server", "performance", work / f"q{i}")
         r["target_qps"] = qps
         trials.append(r)
-        log(f"server: target {qps} → {r['validity']} p99 {r.get('result_99.00_percentile_latency_ns', 0) / 1e6:.1f} ms"
+        p99_ms = r.get('result_99.00_percentile_latency_ns', 0) / 1e6
+        log(f"server: target {qps} → {r['validity']} p99 {p99_ms:.1f} ms"
             f" completed {r.get('result_completed_samples_per_sec')}")
         if r["validity"] == "VALID":
             best = max(best or 0, qps)

@@ -1,4 +1,4 @@
-"""The fast SUT on a real GPU: graphs, Triton and flash attention, Triton kernels, bf16/fp8 against fp32. Skipped without CUDA."""
+"""The fast SUT on a real GPU: graphs, Triton and flash attention, bf16/fp8 against fp32. Skipped without CUDA."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 cuBLAS's fp8 product cannot apply GELU, so the bf16 result of x @ W1.T (tokens x 4096) used to go to memory,
 come back for bias+GELU+row-wise quantization and go out again as e4m3: about 270 MB of traffic per layer for
-a 16k-token batch, as much time as the product itself spends on a third of its work. Here the product's tile is
+a 16k-token batch, 75 of the 196 us the pair took on an H100 (the product alone: 120 us). Here the product's tile is
 finished in registers (row scale x column scale, + bias, GELU's tanh form, x 1/out_scale, e4m3) and only the
-e4m3 result is written.
+e4m3 result is written. BERT-large's fp8 forward of a 16k-token batch on an H100: 15.2 ms, against 15.8 with
+cuBLAS's product and the separate pass (bench/results/bert_gpu_h100.json).
 
 The output has one static scale (a float, not a row-wise amax, which would need the whole row before any tile
 is written); `gelu_output_bound` derives it from the weights so nothing can overflow, and e4m3's exponent
