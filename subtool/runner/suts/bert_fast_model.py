@@ -3,9 +3,10 @@
 Samples are packed back to back (no padding to 384): token i of the batch belongs to the sequence that
 `cu_seqlens` puts it in. Every matrix product then runs over the real tokens only; attention runs per sequence.
 At load the query/key/value projections are concatenated into one weight, so each layer makes four matrix
-products: QKV, attention output, and the two feed-forward ones. On the fast path the bias+GELU is the matrix product's
-epilogue and residual+LayerNorm is one Triton kernel; with fp8 those kernels also quantize their output row by
-row for the next product.
+products: QKV, attention output, and the two feed-forward ones. On the fast path the bias+GELU is the matrix
+product's epilogue and residual+LayerNorm is one Triton kernel. With fp8 the LayerNorm kernel also quantizes its
+output row by row for the next product, and on Hopper the first feed-forward product is one Triton kernel that
+applies bias and GELU and writes e4m3 at a static, weight-derived scale (kernels/fp8_gemm.py).
 
 The forward writes [sequences * 384 + 1, 2] float32 start/end logits: row s*384 + p is position p of sequence s
 (zeros beyond its length, as the reference pads), the last row collects the padding tokens.
