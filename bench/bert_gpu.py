@@ -61,9 +61,12 @@ def environment() -> dict:
         env["triton"] = triton.__version__
     except ImportError:
         env["triton"] = "absent"
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    env["loadgen"] = version("mlcommons-loadgen")
+    try:
+        env["loadgen"] = version("mlcommons-loadgen")
+    except PackageNotFoundError:                 # --forward-only runs without it
+        env["loadgen"] = "absent"
     try:
         env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,memory.total,clocks.max.sm",
                                         "--format=csv,noheader"], capture_output=True, text=True,
@@ -393,20 +396,28 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answ
         sut.stop()
         entry["sut_stats"] = sut.stats()
     results.append(entry)
+    forward_study(name, sut.model, data, precision, budget, entry, quick, truth, truth_answers)
+    del sut
+    torch.cuda.empty_cache()
+    return entry
+
+
+def forward_study(name, m, data, precision, budget, entry, quick, truth=None, truth_answers=None) -> None:
+    """Forward-only ceilings, what each implementation choice is worth at the budget (with the answers' F1 against
+    fp32 where the fp32 answers are given), and a kernel profile, into `entry`."""
     ceilings = []
     for tokens in ((budget,) if quick else sorted({budget // 2, budget, budget * 2})):
-        ceilings.append(forward_ceiling(sut.model, data.features, tokens))
+        ceilings.append(forward_ceiling(m, data.features, tokens))
         log(f"{name}: forward-only {ceilings[-1]}")
     entry["forward_only"] = ceilings
     entry["forward_only_variants"] = variants = {}
-    m = sut.model
 
     def variant(label, attr, value, accuracy=False):
         old = getattr(m, attr)
         setattr(m, attr, value)
         try:
             v = forward_ceiling(m, data.features, budget)
-            if accuracy:
+            if accuracy and truth is not None:
                 logits = packed_logits(m, data.features, budget)
                 v["vs_fp32"] = agreement(data, logits, truth_answers)
                 v["logits_vs_fp32"] = logit_error(logits, truth, data.features)
@@ -424,14 +435,28 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answ
     if m.kernels == "triton" and precision != "fp8":
         variant("layernorm_in_torch_ops", "kernels", "torch")
     if precision == "fp8":
-        variant("fp8_gelu_quantized_after_the_cublas_product", "fp8_fused_ffn", False, accuracy=True)
+        if m.fp8_fused_ffn:
+            variant("fp8_gelu_quantized_after_the_cublas_product", "fp8_fused_ffn", False, accuracy=True)
         variant("fp8_without_fast_accumulation", "fp8_fast_accum", False, accuracy=True)
         variant("fp8_ffn_only_attention_projections_bf16", "fp8_ops", frozenset({"ff1", "ff2"}), accuracy=True)
-    entry["profile"] = kernel_profile(sut.model, data.features, budget)
+    entry["profile"] = kernel_profile(m, data.features, budget)
     log(f"{name}: profile {entry['profile']['share']} gemm {entry['profile']['gemm_tflops']} TFLOP/s")
-    del sut
+
+
+def forward_only_block(name, ckpt, data, precision, budget, results, quick) -> None:
+    """--forward-only: the model without LoadGen, graphs per bucket or fp32 answers; a minute per precision."""
+    import torch
+
+    from subtool.runner.suts.bert_fast_model import PackedBert
+
+    t0 = time.time()
+    model = PackedBert(ckpt, device="cuda", precision=precision)
+    entry = {"name": name, "sut": "torch-cuda (forward only)", "precision": precision, "token_budget": budget,
+             "load_s": round(time.time() - t0, 1), "kernels": model.kernels, "attention": model.attention}
+    results.append(entry)
+    forward_study(name, model, data, precision, budget, entry, quick)
+    del model
     torch.cuda.empty_cache()
-    return entry
 
 
 def server_search(sut, qsl, offline_qps: float, work: Path, quick: bool) -> dict:
@@ -467,6 +492,9 @@ def main() -> None:
     ap.add_argument("--reference-samples", type=int, default=800)
     ap.add_argument("--precisions", default="bf16,fp8")
     ap.add_argument("--quick", action="store_true", help="shorter runs, to check the script itself")
+    ap.add_argument("--forward-only", action="store_true",
+                    help="only the model's forward (ceilings, variants, profile): no LoadGen, reference or fp32 "
+                         "answers; for trying a kernel change in a minute of device time")
     args = ap.parse_args()
 
     import torch
@@ -490,9 +518,18 @@ def main() -> None:
                          "p50_p90_p99_tokens": np.percentile(f.seq_lengths, [50, 90, 99]).tolist(),
                          "source": "subtool embedded demo (SQuAD-like lengths)"}
     log(f"assets in {time.time() - t0:.1f} s: {report['dataset']}")
-    qsl = BertQSL(f, len(f))
     results: list[dict] = []
     report["runs"] = results
+    if args.forward_only:
+        report["mode"] = "forward only: no LoadGen runs, no accuracy"
+        for precision in [p for p in args.precisions.split(",") if p]:
+            forward_only_block(f"torch-cuda-{precision}", ckpt, data, precision, args.budget, results, args.quick)
+            atomic_write_json(args.out, report)
+        report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        atomic_write_json(args.out, report)
+        log(f"wrote {args.out}")
+        return
+    qsl = BertQSL(f, len(f))
 
     def save() -> None:                    # after every block: a run cut short still leaves its numbers
         atomic_write_json(args.out, report)
