@@ -7,8 +7,8 @@ so a 180-token sequence pads to 192 x 192. Programs whose tile starts past their
 which lets one grid (capacity x tiles, heads) serve every batch of a CUDA graph's shape.
 
 On an H100 (16 heads of 64, SQuAD-like lengths, 16k tokens) one call takes 78 us against flash varlen's 134 us;
-BERT-large's whole forward of such a batch, 20.4 ms against 21.3 (bf16) and 15.2 against 16.8 (fp8)
-(bench/results/bert_gpu_h100.json).
+BERT-large's whole forward of such a batch, 19.8-20.4 ms against 20.9-21.3 (bf16) and 15.1-15.2 against 15.7-16.8
+(fp8) in two runs (bench/results/bert_gpu_h100*.json).
 
 Layout: the fused projection's output [tokens, 3, heads, head_dim] (q, k, v of a token side by side) and
 cu_seqlens [capacity + 1] (unused sequences empty); the result is [tokens, heads * head_dim] in q's dtype.
