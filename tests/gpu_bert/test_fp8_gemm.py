@@ -1,21 +1,17 @@
 """The fused fp8 feed-forward product (bias + GELU + e4m3 output in the epilogue) and its static output scale.
 
-The kernel runs on a CUDA GPU with fp8 (Ada/Hopper), or on the CPU through Triton's interpreter
-(TRITON_INTERPRET=1, in a child process since Triton reads it at import); skipped where Triton is not installed
-(the CPU-only torch wheels don't bring it). The interpreter's float→e4m3 conversion does not round to nearest,
-so its tolerance is wider than the GPU's."""
+The kernel runs on a CUDA GPU with fp8 (Ada/Hopper), or through Triton's interpreter (support/triton_check.py),
+whose float→e4m3 conversion does not round to nearest, so its tolerance is wider than the GPU's."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton")
+from support.triton_check import needs_triton, run_kernel_check
+
+pytestmark = needs_triton
 
 CHECK = r'''
 import sys, torch
@@ -45,15 +41,7 @@ assert err < (0.1 if device == "cpu" else 0.04), err
 
 
 def test_fused_fp8_feed_forward_matches_torch():
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9) else "cpu"
-    env = dict(os.environ)
-    if device == "cpu":
-        env["TRITON_INTERPRET"] = "1"
-    res = subprocess.run([sys.executable, "-c", CHECK, device], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
+    run_kernel_check(CHECK, min_capability=(8, 9))
 
 
 def test_static_gelu_scale_bounds_every_layernorm_output_and_is_tight():

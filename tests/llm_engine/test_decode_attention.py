@@ -1,16 +1,9 @@
-"""The split-key decode attention kernel against plain softmax attention, per sequence and query head.
-
-Runs on a CUDA GPU, or on the CPU through Triton's interpreter (TRITON_INTERPRET=1, in a child process since
-Triton reads it at import); skipped where Triton is not installed (the CPU-only torch wheels don't bring it)."""
+"""The split-key decode attention kernel against plain softmax attention, per sequence and query head, on a CUDA
+GPU or through Triton's interpreter (support/triton_check.py)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-
-import pytest
+from support.triton_check import needs_triton, run_kernel_check
 
 CHECK = r'''
 import math, sys, torch
@@ -37,14 +30,6 @@ assert worst < (1e-4 if device == "cpu" else 3e-2), worst
 '''
 
 
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton")
+@needs_triton
 def test_split_key_decode_attention_matches_softmax_attention():
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    env = dict(os.environ)
-    if device == "cpu":
-        env["TRITON_INTERPRET"] = "1"
-    res = subprocess.run([sys.executable, "-c", CHECK, device], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
+    run_kernel_check(CHECK)
