@@ -435,6 +435,8 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
     if m.kernels == "triton" and precision != "fp8":
         variant("layernorm_in_torch_ops", "kernels", "torch")
     if precision == "fp8":
+        if m.attention == "triton":
+            variant("fp8_attention_output_quantized_row_by_row", "fp8_attention_out", False, accuracy=True)
         if m.fp8_fused_ffn:
             variant("fp8_gelu_quantized_after_the_cublas_product", "fp8_fused_ffn", False, accuracy=True)
         variant("fp8_without_fast_accumulation", "fp8_fast_accum", False, accuracy=True)

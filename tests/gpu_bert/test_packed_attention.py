@@ -28,6 +28,14 @@ for s in range(len(lengths)):
     worst = max(worst, (out[a:b].view(b - a, H, D).transpose(0, 1) - ref).abs().max().item())
 print(worst)
 assert worst < (1e-4 if device == "cpu" else 3e-2), worst
+# e4m3 output at a static scale: |attention| <= max |v|, so that bound keeps every value in range
+bound = qkv[:n, 2].float().abs().max().item()
+q8 = packed_attention(qkv, cu, max_len=160, out_scale=bound / 448)
+assert q8.dtype == torch.float8_e4m3fn
+deq = q8[:n].float() * (bound / 448)
+rel = ((deq - out[:n]).norm() / out[:n].norm()).item()
+print(rel)
+assert rel < (0.1 if device == "cpu" else 0.04), rel       # the interpreter's e4m3 conversion truncates
 '''
 
 

@@ -58,17 +58,22 @@ def _fp8_gelu_gemm_kernel(a_desc, b_desc, A_SCALE, B_SCALE, BIAS, C, M, N, inv_o
              mask=row_ok[:, None] & col_ok[None, :])
 
 
-def gelu_output_bound(weight, bias, ln_weight, ln_bias) -> float:
-    """An upper bound of |GELU(W x + b)| for every x a LayerNorm(ln_weight, ln_bias) can output.
+def linear_output_bound(weight, bias, ln_weight, ln_bias) -> float:
+    """An upper bound of |W x + b| for every x a LayerNorm(ln_weight, ln_bias) can output.
 
     A LayerNorm output is ln_weight * z + ln_bias with |z|_2 <= sqrt(n), so by Cauchy-Schwarz
-    |(W x)_j| <= sqrt(n) |W_j * ln_weight|_2 + |W_j . ln_bias|; GELU never grows a value's magnitude beyond
-    max(|h|, 0.17)."""
+    |(W x)_j| <= sqrt(n) |W_j * ln_weight|_2 + |W_j . ln_bias|."""
     w = weight.float()
     n = w.shape[1]
     bound = math.sqrt(n) * (w * ln_weight.float()[None, :]).norm(dim=1) + (w @ ln_bias.float()).abs() \
         + bias.float().abs()
-    return max(float(bound.max()), 0.17) * (1 + 1e-3)             # float32 rounding of the bound itself
+    return float(bound.max()) * (1 + 1e-3)                       # float32 rounding of the bound itself
+
+
+def gelu_output_bound(weight, bias, ln_weight, ln_bias) -> float:
+    """An upper bound of |GELU(W x + b)| over LayerNorm outputs x: GELU never grows a magnitude beyond
+    max(|h|, 0.17)."""
+    return max(linear_output_bound(weight, bias, ln_weight, ln_bias), 0.17)
 
 
 def fp8_gelu_linear(xq, x_scale, wq, w_scale, bias, out_scale: float, block_m: int = BLOCK_M,

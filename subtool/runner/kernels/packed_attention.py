@@ -47,9 +47,10 @@ def _key_block(q, acc, l_i, m_i, QKV, k_base, v_base, first_key, length, stride_
 
 
 @triton.jit
-def _packed_attention_kernel(QKV, O, CU, stride_t, stride_o, scale_log2,
-                             HEADS: tl.constexpr, D: tl.constexpr, TILES: tl.constexpr, KEY_TILES: tl.constexpr,
-                             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FIXED_TRIPS: tl.constexpr):
+def _packed_attention_kernel(QKV, O, CU, stride_t, stride_o, scale_log2, inv_out_scale,
+                             QUANT: tl.constexpr, HEADS: tl.constexpr, D: tl.constexpr, TILES: tl.constexpr,
+                             KEY_TILES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                             FIXED_TRIPS: tl.constexpr):
     pid = tl.program_id(0)
     head = tl.program_id(1)
     seq = pid // TILES
@@ -80,6 +81,8 @@ def _packed_attention_kernel(QKV, O, CU, stride_t, stride_o, scale_log2,
             acc, l_i, m_i = _key_block(q, acc, l_i, m_i, QKV, k_base, v_base, n, length, stride_t, scale_log2,
                                        D, BLOCK_N)
     out = acc / l_i[:, None]
+    if QUANT:                                       # e4m3 at a static scale for an fp8 output projection
+        out = tl.minimum(tl.maximum(out * inv_out_scale, -448.0), 448.0)
     tl.store(O + q_tok[:, None] * stride_o + head * D + dims[None, :], out.to(O.dtype.element_ty),
              mask=row_ok[:, None])
 
@@ -89,9 +92,10 @@ def fits(head_dim: int) -> bool:
     return head_dim >= 16 and head_dim & (head_dim - 1) == 0
 
 
-def packed_attention(qkv, cu_seqlens, max_len: int, scale: float | None = None, block_m: int = BLOCK_M,
-                     block_n: int = BLOCK_N, num_warps: int = 4, num_stages: int = 3):
-    """softmax(q k^T * scale) v per sequence: qkv [tokens, 3, heads, head_dim] → [tokens, heads * head_dim]."""
+def packed_attention(qkv, cu_seqlens, max_len: int, scale: float | None = None, out_scale: float | None = None,
+                     block_m: int = BLOCK_M, block_n: int = BLOCK_N, num_warps: int = 4, num_stages: int = 3):
+    """softmax(q k^T * scale) v per sequence: qkv [tokens, 3, heads, head_dim] → [tokens, heads * head_dim], in
+    q's dtype, or with `out_scale` in e4m3 as value / out_scale (a bound of |v| / 448 keeps it in range)."""
     import torch
 
     tokens, three, heads, d = qkv.shape
@@ -100,14 +104,16 @@ def packed_attention(qkv, cu_seqlens, max_len: int, scale: float | None = None, 
                          f"got {tuple(qkv.shape)}")
     if qkv.stride(3) != 1 or qkv.stride(2) != d or qkv.stride(1) != heads * d:
         raise ValueError("packed attention needs each token's q, k, v rows contiguous")
-    out = torch.empty((tokens, heads * d), device=qkv.device, dtype=qkv.dtype)
+    dtype = qkv.dtype if out_scale is None else torch.float8_e4m3fn
+    out = torch.empty((tokens, heads * d), device=qkv.device, dtype=dtype)
     sequences = cu_seqlens.numel() - 1
     tiles = triton.cdiv(max_len, block_m)
     key_tiles = triton.cdiv(max_len, block_n)
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     if tokens and sequences:
         _packed_attention_kernel[(sequences * tiles, heads)](
-            qkv, out, cu_seqlens, qkv.stride(0), out.stride(0), scale * LOG2E, HEADS=heads, D=d, TILES=tiles,
+            qkv, out, cu_seqlens, qkv.stride(0), out.stride(0), scale * LOG2E,
+            1.0 if out_scale is None else 1.0 / out_scale, QUANT=out_scale is not None, HEADS=heads, D=d, TILES=tiles,
             KEY_TILES=key_tiles, BLOCK_M=block_m, BLOCK_N=block_n,
             FIXED_TRIPS=os.environ.get("TRITON_INTERPRET") == "1", num_warps=num_warps, num_stages=num_stages)
     return out

@@ -156,6 +156,8 @@ class PackedBert:
         # kernel fed by TMA, so Hopper and later; Ada keeps cuBLAS's product and a separate quantizing pass)
         self.fp8_fused_ffn = (precision == "fp8" and cuda and self.shape.hidden % 64 == 0
                               and torch.cuda.get_device_capability(self.device) >= (9, 0))
+        # fp8: the attention kernel writes e4m3 for the output projection at a static, weight-derived scale
+        self.fp8_attention_out = precision == "fp8"
         # which of each layer's products run in fp8 (the others in bf16)
         self.fp8_ops = frozenset(FP8_OPS if precision == "fp8" else ())
         # cuBLASLt's bias+GELU epilogue is GELU's tanh form: within bf16 rounding of the exact one
@@ -194,6 +196,9 @@ class PackedBert:
             if self.precision == "fp8":
                 self._static_ffn_scale(layer, w.get(p + "intermediate.dense.weight"),
                                        w.get(p + "intermediate.dense.bias"))
+                self._static_attention_scale(layer, w.get(p + "attention.self.value.weight"),
+                                             w.get(p + "attention.self.value.bias"),
+                                             self.layers[-1]["ln2"] if self.layers else self.emb_ln)
             self.layers.append(layer)
         self.qa_w = self._to(w.get("qa_outputs.weight", encoder=False), f32)
         self.qa_b = self._to(w.get("qa_outputs.bias", encoder=False), f32)
@@ -218,6 +223,17 @@ class PackedBert:
         layer["ff1"]["out_scale"] = scale
         layer["ff2"]["ws_unit_rows"] = (layer["ff2"]["ws"] * scale).contiguous()
 
+    def _static_attention_scale(self, layer: dict, v_weight, v_bias, ln_in) -> None:
+        """Attention's output is a convex mix of value rows, so a bound of the value projection over what the
+        LayerNorm before it can output bounds it too: the attention kernel writes e4m3 at that static scale and
+        the output projection's weight scales take it over, its input rows at scale 1."""
+        from subtool.runner.kernels.fp8_gemm import linear_output_bound
+
+        dev = self.device
+        scale = linear_output_bound(v_weight.to(dev), v_bias.to(dev), *ln_in) / FP8_MAX
+        layer["o"]["in_scale"] = scale
+        layer["o"]["ws_unit_rows"] = (layer["o"]["ws"] * scale).contiguous()
+
     # ------------------------------------------------------------------------------------------ building blocks
     def _add_ln(self, x, res, ln, quantize: bool = False):
         """LayerNorm(x + res) in the compute dtype, and (with fp8) its row-quantized copy and row scales."""
@@ -239,15 +255,14 @@ class PackedBert:
                                     use_fast_accum=self.fp8_fast_accum)
         return torch.nn.functional.linear(x, lin["w"], lin["b"] if bias else None)
 
-    def _ffn_in(self, x, lin: dict, xq=None, xs=None, quantize_out: bool = False, fused: bool = False):
+    def _ffn_in(self, x, lin: dict, xq=None, xs=None, quantize_out: bool = False, unit_rows=None):
         """The first feed-forward product and its GELU: (bf16 or None, e4m3 rows or None, row scales or None).
-        `fused`: one Triton product from e4m3 x, its output at the layer's static scale (row scales all 1)."""
+        With `unit_rows`: one Triton product from e4m3 x, its output at the layer's static scale (rows at 1)."""
         torch = self.torch
-        if fused:
+        if unit_rows is not None:
             from subtool.runner.kernels.fp8_gemm import fp8_gelu_linear
 
-            hq = fp8_gelu_linear(xq, xs, lin["wq"], lin["ws"], lin["b"], lin["out_scale"])
-            return None, hq, torch.ones((hq.shape[0], 1), device=hq.device, dtype=torch.float32)
+            return None, fp8_gelu_linear(xq, xs, lin["wq"], lin["ws"], lin["b"], lin["out_scale"]), unit_rows
         if quantize_out:
             from subtool.runner.kernels.fused_norm import rowwise_fp8
 
@@ -311,19 +326,26 @@ class PackedBert:
         emb = torch.nn.functional.embedding(input_ids, self.word) + \
             torch.nn.functional.embedding(position_ids, self.pos)
         x, xq, xs = self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln, quant_ln)
+        # the row scales of inputs written at a static scale (folded into the weight scales)
+        unit_rows = torch.ones((x.shape[0], 1), device=x.device, dtype=torch.float32) if ops else None
         for layer in self.layers:
             qkv = self._mm(x, layer["qkv"], *((xq, xs) if "qkv" in ops else (None, None)))
-            a = self._attention(qkv, cu_seqlens, rows, sequences)
-            if "o" in ops:
+            if "o" in ops and self.attention == "triton" and self.fp8_attention_out:
+                from subtool.runner.kernels.packed_attention import packed_attention
+
+                aq = packed_attention(qkv, cu_seqlens, MAX_SEQ_LENGTH, self.scale, out_scale=layer["o"]["in_scale"])
+                o = self._mm(None, layer["o"], aq, unit_rows, w_scale=layer["o"]["ws_unit_rows"])
+            elif "o" in ops:
                 from subtool.runner.kernels.fused_norm import rowwise_fp8
 
-                o = self._mm(None, layer["o"], *rowwise_fp8(a))
+                o = self._mm(None, layer["o"], *rowwise_fp8(self._attention(qkv, cu_seqlens, rows, sequences)))
             else:
-                o = self._mm(a, layer["o"])
+                o = self._mm(self._attention(qkv, cu_seqlens, rows, sequences), layer["o"])
             x, xq, xs = self._add_ln(o, x, layer["ln1"], quant_ln)
             ff1_in = (xq, xs) if "ff1" in ops else (None, None)
             fused = "ff2" in ops and ff1_in[0] is not None and self.fp8_fused_ffn
-            h, hq, hs = self._ffn_in(x, layer["ff1"], *ff1_in, quantize_out="ff2" in ops, fused=fused)
+            h, hq, hs = self._ffn_in(x, layer["ff1"], *ff1_in, quantize_out="ff2" in ops,
+                                     unit_rows=unit_rows if fused else None)
             f = self._mm(h, layer["ff2"], hq, hs, w_scale=layer["ff2"]["ws_unit_rows"] if fused else None)
             x, xq, xs = self._add_ln(f, x, layer["ln2"], quant_ln)
         logits = torch.nn.functional.linear(x.float(), self.qa_w, self.qa_b)
