@@ -352,6 +352,19 @@ def kernel_profile(model, features, tokens: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ main
+def ground_truth(report: dict, ckpt, data):
+    """The fp32 batch-1-equivalent logits and their answers, recorded in `report`."""
+    from subtool.runner.workloads.squad_eval import best_answers
+
+    t0 = time.time()
+    truth = transformers_logits(ckpt, data.features, "fp32")
+    truth_answers = best_answers(data.examples, data.features, truth, data.tokenizer.convert_ids_to_tokens)
+    report["ground_truth"] = {"what": "transformers fp32 (TF32 off), equal-length groups = batch-1 math",
+                              "seconds": round(time.time() - t0, 1), "margins": margins(truth, data.features)}
+    log(f"fp32 ground truth in {time.time() - t0:.1f} s {report['ground_truth']['margins']}")
+    return truth, truth_answers
+
+
 def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answers, results, quick, server):
     """One torch-cuda configuration: build (graph capture), Offline perf, accuracy, optional Server search."""
     import torch
@@ -445,9 +458,9 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
     log(f"{name}: profile {entry['profile']['share']} gemm {entry['profile']['gemm_tflops']} TFLOP/s")
 
 
-def forward_only_block(name, ckpt, data, precision, budget, results, quick) -> None:
-    """--forward-only: the model without LoadGen, graphs per bucket or fp32 answers (both precisions and the
-    assets took 28 s on an H100)."""
+def forward_only_block(name, ckpt, data, precision, budget, results, quick, truth=None, truth_answers=None) -> None:
+    """--forward-only: the model without LoadGen or graphs per bucket (both precisions and the assets took 28 s
+    on an H100); with the fp32 answers (--accuracy), also the F1 of this configuration and its variants."""
     import torch
 
     from subtool.runner.suts.bert_fast_model import PackedBert
@@ -457,7 +470,12 @@ def forward_only_block(name, ckpt, data, precision, budget, results, quick) -> N
     entry = {"name": name, "sut": "torch-cuda (forward only)", "precision": precision, "token_budget": budget,
              "load_s": round(time.time() - t0, 1), "kernels": model.kernels, "attention": model.attention}
     results.append(entry)
-    forward_study(name, model, data, precision, budget, entry, quick)
+    if truth is not None:
+        logits = packed_logits(model, data.features, budget)
+        entry["vs_fp32"] = agreement(data, logits, truth_answers)
+        entry["logits_vs_fp32"] = logit_error(logits, truth, data.features)
+        log(f"{name}: vs fp32 answers {entry['vs_fp32']} logits {entry['logits_vs_fp32']}")
+    forward_study(name, model, data, precision, budget, entry, quick, truth, truth_answers)
     del model
     torch.cuda.empty_cache()
 
@@ -498,13 +516,15 @@ def main() -> None:
     ap.add_argument("--forward-only", action="store_true",
                     help="only the model's forward (ceilings, variants, profile): no LoadGen, reference or fp32 "
                          "answers; for trying a kernel change in a minute of device time")
+    ap.add_argument("--accuracy", action="store_true",
+                    help="with --forward-only: also the fp32 answers (about 40 s) and each configuration's F1 "
+                         "against them")
     args = ap.parse_args()
 
     import torch
 
     from subtool.fsutil import atomic_write_json
     from subtool.runner.workloads.bert import BertQSL
-    from subtool.runner.workloads.squad_eval import best_answers
 
     if not torch.cuda.is_available():
         sys.exit("bench/bert_gpu.py needs a CUDA GPU")
@@ -524,9 +544,13 @@ def main() -> None:
     results: list[dict] = []
     report["runs"] = results
     if args.forward_only:
-        report["mode"] = "forward only: no LoadGen runs, no accuracy"
+        truth = truth_answers = None
+        if args.accuracy:
+            truth, truth_answers = ground_truth(report, ckpt, data)
+        report["mode"] = "forward only: no LoadGen runs" + ("" if args.accuracy else ", no accuracy")
         for precision in [p for p in args.precisions.split(",") if p]:
-            forward_only_block(f"torch-cuda-{precision}", ckpt, data, precision, args.budget, results, args.quick)
+            forward_only_block(f"torch-cuda-{precision}", ckpt, data, precision, args.budget, results, args.quick,
+                               truth, truth_answers)
             atomic_write_json(args.out, report)
         report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         atomic_write_json(args.out, report)
@@ -537,12 +561,7 @@ def main() -> None:
     def save() -> None:                    # after every block: a run cut short still leaves its numbers
         atomic_write_json(args.out, report)
     try:
-        t0 = time.time()
-        truth = transformers_logits(ckpt, f, "fp32")
-        truth_answers = best_answers(data.examples, f, truth, data.tokenizer.convert_ids_to_tokens)
-        report["ground_truth"] = {"what": "transformers fp32 (TF32 off), equal-length groups = batch-1 math",
-                                  "seconds": round(time.time() - t0, 1), "margins": margins(truth, f)}
-        log(f"fp32 ground truth in {time.time() - t0:.1f} s {report['ground_truth']['margins']}")
+        truth, truth_answers = ground_truth(report, ckpt, data)
         control = transformers_logits(ckpt, f, "bf16")
         report["control_transformers_bf16"] = {"vs_fp32": agreement(data, control, truth_answers),
                                                "logits": logit_error(control, truth, f)}

@@ -333,7 +333,9 @@ class PackedBert:
             if "o" in ops and self.attention == "triton" and self.fp8_attention_out:
                 from subtool.runner.kernels.packed_attention import packed_attention
 
-                aq = packed_attention(qkv, cu_seqlens, MAX_SEQ_LENGTH, self.scale, out_scale=layer["o"]["in_scale"])
+                h, d = self.shape.heads, self.shape.head_dim
+                aq = packed_attention(qkv.view(qkv.shape[0], 3, h, d), cu_seqlens, MAX_SEQ_LENGTH, self.scale,
+                                      out_scale=layer["o"]["in_scale"])
                 o = self._mm(None, layer["o"], aq, unit_rows, w_scale=layer["o"]["ws_unit_rows"])
             elif "o" in ops:
                 from subtool.runner.kernels.fused_norm import rowwise_fp8
