@@ -9,8 +9,9 @@ What it measures, each under LoadGen with the QSL holding all 10,833 features:
      shorter query: at ~70 samples/s the whole data set would take minutes);
   2. the ground truth: fp32 answers of every feature (transformers, fp32 without TF32, samples grouped by
      exact length, i.e. batch-1 arithmetic);
-  3. torch-cuda in bf16 (and fp8 where the GPU has it): Offline performance, then an accuracy run whose
-     answers are scored against the fp32 ones (F1, fp32 answers as ground truth);
+  3. torch-cuda in bf16, fp16 (float32 residual stream) and fp8 where the GPU has it: Offline performance,
+     then an accuracy run whose answers are scored against the fp32 ones (F1, fp32 answers as ground truth);
+     transformers' own bf16 and fp16 models are scored the same way, as controls;
   4. torch-cuda in the Server scenario: a search for the highest target QPS that LoadGen still calls VALID
      under the 130 ms bert-99 latency bound;
   5. forward-only ceilings (a CUDA graph replayed back to back) and a kernel-time profile of one batch.
@@ -174,7 +175,7 @@ def transformers_logits(ckpt: Path, features, dtype: str = "fp32") -> dict[int, 
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     model = BertForQuestionAnswering.from_pretrained(str(ckpt), dtype=torch_dtype).cuda().eval()
     out: dict[int, np.ndarray] = {}
     lengths = features.seq_lengths
@@ -425,9 +426,11 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
     entry["forward_only"] = ceilings
     entry["forward_only_variants"] = variants = {}
 
-    def variant(label, attr, value, accuracy=False):
-        old = getattr(m, attr)
-        setattr(m, attr, value)
+    def variant(label, attr, value, accuracy=False, **more):
+        changes = {attr: value, **more}
+        old = {a: getattr(m, a) for a in changes}
+        for a, v in changes.items():
+            setattr(m, a, v)
         try:
             v = forward_ceiling(m, data.features, budget)
             if accuracy and truth is not None:
@@ -438,13 +441,20 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
         except Exception as exc:  # noqa: BLE001 - a variant that does not run is a finding, not a failure
             variants[label] = {"failed": repr(exc)[:300]}
         finally:
-            setattr(m, attr, old)
+            for a, v in old.items():
+                setattr(m, a, v)
         log(f"{name}: variant {label}: {variants[label]}")
 
     if m.attention == "triton" and m.flash:                   # what each choice is worth, at the budget
         variant("flash_varlen_attention", "attention", "flash", accuracy=True)
     if m.fused_gelu:
         variant("exact_gelu_not_fused_into_gemm", "fused_gelu", False, accuracy=True)
+    if m.residual_fp32 or m.sublayer_out_fp32:
+        variant("residual_stream_in_compute_dtype", "residual_fp32", False, accuracy=True, sublayer_out_fp32=False)
+    if m.sublayer_out_fp32:
+        variant("float32_residual_but_products_write_compute_dtype", "sublayer_out_fp32", False, accuracy=True)
+    if precision == "bf16" and m.kernels == "triton" and not m.residual_fp32:
+        variant("float32_residual_stream_as_fp16_has", "residual_fp32", True, accuracy=True, sublayer_out_fp32=True)
     if m.kernels == "triton" and precision != "fp8":
         variant("layernorm_in_torch_ops", "kernels", "torch")
     if precision == "fp8":
@@ -511,7 +521,7 @@ def main() -> None:
                     help="scratch: generated checkpoint, demo data, LoadGen logs")
     ap.add_argument("--budget", type=int, default=16384, help="token budget per batch of the fast SUT")
     ap.add_argument("--reference-samples", type=int, default=800)
-    ap.add_argument("--precisions", default="bf16,fp8")
+    ap.add_argument("--precisions", default="bf16,fp16,fp8")
     ap.add_argument("--quick", action="store_true", help="shorter runs, to check the script itself")
     ap.add_argument("--forward-only", action="store_true",
                     help="only the model's forward (ceilings, variants, profile): no LoadGen, reference or fp32 "
@@ -562,11 +572,12 @@ def main() -> None:
         atomic_write_json(args.out, report)
     try:
         truth, truth_answers = ground_truth(report, ckpt, data)
-        control = transformers_logits(ckpt, f, "bf16")
-        report["control_transformers_bf16"] = {"vs_fp32": agreement(data, control, truth_answers),
-                                               "logits": logit_error(control, truth, f)}
-        del control
-        log(f"control: transformers bf16 {report['control_transformers_bf16']}")
+        for dtype in ("bf16", "fp16"):            # transformers' own model at the same precisions
+            control = transformers_logits(ckpt, f, dtype)
+            report[f"control_transformers_{dtype}"] = {"vs_fp32": agreement(data, control, truth_answers),
+                                                       "logits": logit_error(control, truth, f)}
+            del control
+            log(f"control: transformers {dtype} {report[f'control_transformers_{dtype}']}")
 
         ref = reference_sut(ckpt, f)
         try:

@@ -86,7 +86,7 @@ def run(
     user_conf: Optional[Path] = typer.Option(None, help="Use this user.conf instead of writing one."),
     backend: str = typer.Option("auto", help="SUT backend: auto (torch-cuda when a GPU is visible, else "
                                              "torch-cpu), torch-cpu, torch-cuda, ray, openai (LLMs)."),
-    precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16, fp8."),
+    precision: str = typer.Option("auto", help="auto (on GPU fp16 for BERT, bf16 for LLMs; fp32 on CPU), fp32, bf16, fp16, fp8."),
     batch_size: Optional[int] = typer.Option(None, help="Samples per forward pass (default 32; the LLM demos "
                                                         "choose their own; torch-cuda: ×384 tokens)."),
     threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: all cores)."),

@@ -223,7 +223,7 @@ def _cuda_available() -> bool:
 
 def resolve_backend(opts: RunOptions, spec, say) -> RunOptions:
     """`auto` backend → torch-cuda when a GPU is visible and the workload has that backend, else torch-cpu;
-    `auto` precision → bf16 on the GPU (the fast path), fp32 on the CPU."""
+    `auto` precision → the workload's GPU precision on the GPU (fp16 for BERT, bf16 for LLMs), fp32 on the CPU."""
     import dataclasses
 
     backend, precision = opts.backend, opts.precision
@@ -231,7 +231,7 @@ def resolve_backend(opts: RunOptions, spec, say) -> RunOptions:
         backend = "torch-cuda" if "torch-cuda" in spec.backends and _cuda_available() else "torch-cpu"
         say(f"backend: {backend} (auto)")
     if precision == "auto" and backend != "ray":   # Ray workers decide once they see the cluster's GPUs
-        precision = "bf16" if backend == "torch-cuda" else "fp32"
+        precision = spec.gpu_precision if backend == "torch-cuda" else "fp32"
     return dataclasses.replace(opts, backend=backend, precision=precision)
 
 

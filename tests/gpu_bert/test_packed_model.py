@@ -51,6 +51,17 @@ def test_a_samples_logits_do_not_depend_on_its_batch(packed_fp32, small_features
             np.testing.assert_allclose(out[batch.index(i)], alone[i], rtol=1e-5, atol=1e-6)
 
 
+def test_a_float32_residual_stream_gives_the_same_logits(tiny_checkpoint, small_features, hf_logits):
+    """The residual kept apart from the next products' input (fp16's accuracy-first path) changes no answer."""
+    model = PackedBert(tiny_checkpoint, device="cpu", precision="fp32", residual_fp32=True)
+    assert model.residual_fp32
+    f = small_features.features
+    out = run_packed(model, f, [0, 1, 2], 2048)
+    for row in range(3):
+        n = int(f.seq_lengths[row])
+        np.testing.assert_allclose(out[row, :n], hf_logits[row], rtol=1e-4, atol=1e-5)
+
+
 def test_unsupported_precision_and_fp8_without_gpu_are_refused(tiny_checkpoint):
     with pytest.raises(SubtoolError, match="precision 'int4' is not supported"):
         PackedBert(tiny_checkpoint, device="cpu", precision="int4")

@@ -113,3 +113,19 @@ def test_cli_refuses_an_unsupported_precision(tmp_path, tiny_checkpoint, small_s
                                    str(tmp_path / "runs")])
     assert res.exit_code == 2, res.output
     assert "precision 'int4' is not supported" in res.output and "run.precision" in res.output
+
+
+def test_auto_precision_is_fp16_for_bert_and_bf16_for_llms_on_the_gpu_and_fp32_on_the_cpu():
+    from subtool.runner.api import RunOptions, resolve_backend
+    from subtool.runner.workloads.base import BenchmarkSpec
+    from subtool.runner.workloads.bert import workload
+
+    bert = workload("bert-99").spec
+    llm = BenchmarkSpec(name="llama2-70b-99", loadgen_model="llama2-70b", sample_count=24576,
+                        backends=("torch-cpu", "torch-cuda"))
+    said = []
+    pick = lambda spec, backend: resolve_backend(RunOptions(backend=backend), spec, said.append).precision  # noqa: E731
+    assert pick(bert, "torch-cuda") == "fp16"
+    assert pick(llm, "torch-cuda") == "bf16"
+    assert pick(bert, "torch-cpu") == "fp32"
+    assert resolve_backend(RunOptions(backend="torch-cuda", precision="bf16"), bert, said.append).precision == "bf16"

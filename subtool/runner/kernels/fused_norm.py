@@ -14,12 +14,15 @@ FP8_MAX = 448.0
 
 
 @triton.jit
-def _add_layernorm_kernel(X, R, W, B, Y, Q, S, stride_x, stride_r, stride_y, stride_q, n_cols, eps,
-                          HAS_RES: tl.constexpr, QUANT: tl.constexpr, BLOCK: tl.constexpr):
+def _add_layernorm_kernel(X, R, BIAS, W, B, Y, Y32, Q, S, stride_x, stride_r, stride_y, stride_q, n_cols, eps,
+                          HAS_RES: tl.constexpr, HAS_BIAS: tl.constexpr, KEEP32: tl.constexpr,
+                          QUANT: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     inside = cols < n_cols
     x = tl.load(X + row * stride_x + cols, mask=inside, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        x += tl.load(BIAS + cols, mask=inside, other=0.0).to(tl.float32)
     if HAS_RES:
         x += tl.load(R + row * stride_r + cols, mask=inside, other=0.0).to(tl.float32)
     mean = tl.sum(x, axis=0) / n_cols
@@ -31,6 +34,8 @@ def _add_layernorm_kernel(X, R, W, B, Y, Q, S, stride_x, stride_r, stride_y, str
     y = centred * rstd * w + b
     y_low = y.to(Y.dtype.element_ty)
     tl.store(Y + row * stride_y + cols, y_low, mask=inside)
+    if KEEP32:
+        tl.store(Y32 + row * stride_y + cols, y, mask=inside)
     if QUANT:
         yq = tl.where(inside, y_low.to(tl.float32), 0.0)
         amax = tl.maximum(tl.max(tl.abs(yq), axis=0), 1e-6)
@@ -63,21 +68,25 @@ def _warps(block: int) -> int:
     return 4 if block <= 1024 else 8
 
 
-def add_layernorm(x, residual, weight, bias, eps: float, quantize: bool = False):
-    """(LayerNorm(x + residual) in x's dtype, its e4m3 rows or None, their float32 [rows, 1] scales or None)."""
+def add_layernorm(x, residual, weight, bias, eps: float, quantize: bool = False, x_bias=None,
+                  dtype=None, keep_fp32: bool = False):
+    """LayerNorm(x + x_bias + residual): (the result in `dtype` (default x's), its e4m3 rows or None, their float32
+    [rows, 1] scales or None, and with `keep_fp32` a float32 copy (a residual stream kept in float32) or None)."""
     import torch
 
     rows, n = x.shape
     block = triton.next_power_of_2(n)
-    y = torch.empty_like(x)
+    y = torch.empty((rows, n), device=x.device, dtype=dtype or x.dtype)
+    y32 = torch.empty((rows, n), device=x.device, dtype=torch.float32) if keep_fp32 else y
     q = torch.empty((rows, n), device=x.device, dtype=torch.float8_e4m3fn) if quantize else y
     s = torch.empty((rows, 1), device=x.device, dtype=torch.float32) if quantize else weight
     res = residual if residual is not None else x
     if rows:
-        _add_layernorm_kernel[(rows,)](x, res, weight, bias, y, q, s, x.stride(0), res.stride(0), y.stride(0),
-                                       q.stride(0), n, eps, HAS_RES=residual is not None, QUANT=quantize,
-                                       BLOCK=block, num_warps=_warps(block))
-    return y, (q if quantize else None), (s if quantize else None)
+        _add_layernorm_kernel[(rows,)](x, res, x_bias if x_bias is not None else weight, weight, bias, y, y32, q, s,
+                                       x.stride(0), res.stride(0), y.stride(0), q.stride(0), n, eps,
+                                       HAS_RES=residual is not None, HAS_BIAS=x_bias is not None,
+                                       KEEP32=keep_fp32, QUANT=quantize, BLOCK=block, num_warps=_warps(block))
+    return y, (q if quantize else None), (s if quantize else None), (y32 if keep_fp32 else None)
 
 
 def rowwise_fp8(x, bias=None, gelu: bool = False):

@@ -323,7 +323,9 @@ class RayBertSUT:
                 self.cfg = cfg = cfg.resolved(ray.cluster_resources().get("GPU", 0.0))
                 _say(f"workers run {cfg.inner_backend} (auto)")
             if precision == "auto":
-                precision = "bf16" if cfg.inner_backend == "torch-cuda" else "fp32"
+                from subtool.runner.workloads.bert import GPU_PRECISION
+
+                precision = GPU_PRECISION if cfg.inner_backend == "torch-cuda" else "fp32"
             self.precision = precision
             check_precision(cfg.inner_backend, precision)
             count = worker_count(ray, cfg)

@@ -23,6 +23,7 @@ class BenchmarkSpec:
     backends: tuple[str, ...] = ("torch-cpu",)
     token_metrics: bool = False    # LLMs: tokens/s and TTFT/TPOT (use_token_latencies)
     compliance: tuple[str, ...] = ()   # compliance tests a closed-division result needs and subtool can run
+    gpu_precision: str = "bf16"    # what `--precision auto` means on the torch-cuda backend
     extra: dict = field(default_factory=dict)
 
 
