@@ -24,7 +24,7 @@ FP8_MAX = 448.0
 # The fastest of 24 variants probed for 16k x 1024 x 4096 on an H200 (tilings, persistent or not, GELU form,
 # store): persistent programs, one per SM, walking the tiles (flattened, so the next tile's loads overlap this
 # one's epilogue), GELU through the tanh.approx instruction, and the e4m3 tile stored by TMA: 135.5 us, against
-# 162 us for the one-tile-per-program kernel with a sigmoid GELU that this replaced. Tiles arrive by TMA (Hopper;
+# 162 us for the best one-tile-per-program tiling with the sigmoid GELU this replaced. Tiles arrive by TMA (Hopper;
 # Triton's interpreter emulates it), so the model uses this kernel on compute capability 9.0 and later only.
 BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, WARPS, STAGES = 128, 256, 128, 8, 8, 3
 
