@@ -43,12 +43,9 @@ def _fail(err: SubtoolError) -> None:
 
 def _said(choice):
     """A round subtool chose for the user (not the one they gave, not the default): one line saying which, why."""
-    if choice.reason:
-        from rich.markup import escape
+    from subtool.submission.round_models import announce
 
-        _console().print(f"[cyan]round {choice.version}[/]: {escape(choice.reason)}", highlight=False,
-                         soft_wrap=True)
-    return choice
+    return announce(choice, _console())
 
 
 def _emit_json(obj: object) -> None:

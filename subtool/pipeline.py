@@ -306,12 +306,9 @@ def _with_round(opts: PipelineOptions, console) -> PipelineOptions:
     """Options with the round every stage works for: --version, else the default or the model's last round."""
     import dataclasses
 
-    from subtool.submission.round_models import choose_round
+    from subtool.submission.round_models import announce, choose_round
 
-    choice = choose_round([opts.model], opts.version)
-    if choice.reason:
-        console.print(f"[cyan]round {choice.version}[/]: {choice.reason}", highlight=False)
-    return dataclasses.replace(opts, version=choice.version)
+    return dataclasses.replace(opts, version=announce(choose_round([opts.model], opts.version), console).version)
 
 
 def _check_round(opts: PipelineOptions) -> None:

@@ -22,11 +22,12 @@ from subtool.submission.layout import DEFAULT_VERSION
 from subtool.submission.models import BENCHMARKS, Benchmark, benchmark
 
 
-def _listed(name: str, version: str) -> bool:
+def _listed(name: str, version: str, mapping: Mapping[str, str] | None = None) -> bool:
+    """`version` lists `name`, itself or through a model_mapping.json entry."""
     from subtool.checker.config import round_config
 
     rules = round_config(version)
-    return rules.model(rules.resolve(name)) is not None
+    return rules.model(rules.resolve(name, mapping)) is not None
 
 
 def stand_in(bench: Benchmark, version: str) -> Benchmark | None:
@@ -82,20 +83,10 @@ class RoundChoice:
 def _fits_default(name: str, mapping: Mapping[str, str] | None = None) -> bool:
     """The default round takes `name`: it lists it, files it through model_mapping.json, or lists a variant of
     it (the open division files that one; the closed division refuses it with a hint, see refuse_closed)."""
-    from subtool.checker.config import round_config
-
-    rules = round_config(DEFAULT_VERSION)
-    if rules.model(rules.resolve(name, mapping)) is not None:
+    if _listed(name, DEFAULT_VERSION, mapping):
         return True
     bench = benchmark(name)
     return bench is not None and stand_in(bench, DEFAULT_VERSION) is not None
-
-
-def _lists(version: str, name: str, mapping: Mapping[str, str] | None = None) -> bool:
-    from subtool.checker.config import round_config
-
-    rules = round_config(version)
-    return rules.model(rules.resolve(name, mapping)) is not None
 
 
 def choose_round(models: Iterable[str], version: str | None, *,
@@ -111,7 +102,7 @@ def choose_round(models: Iterable[str], version: str | None, *,
     if not strangers:
         return RoundChoice(DEFAULT_VERSION)
     for older in sorted(VERSIONS, reverse=True):
-        if older != DEFAULT_VERSION and all(_lists(older, n, mapping) for n in names):
+        if older != DEFAULT_VERSION and all(_listed(n, older, mapping) for n in names):
             what = ", ".join(strangers)
             return RoundChoice(older, f"{what} {'is' if len(strangers) == 1 else 'are'} not in the {DEFAULT_VERSION} "
                                       f"model list; {older} is the latest round that lists "
@@ -119,24 +110,30 @@ def choose_round(models: Iterable[str], version: str | None, *,
     return RoundChoice(DEFAULT_VERSION)
 
 
+def announce(choice: RoundChoice, console) -> RoundChoice:
+    """One line on `console` when subtool chose the round (not given, not the default): which, and why."""
+    if choice.reason:
+        from rich.markup import escape
+
+        console.print(f"[cyan]round {choice.version}[/]: {escape(choice.reason)}", highlight=False, soft_wrap=True)
+    return choice
+
+
 def tree_models(tree: Path) -> tuple[list[str], dict[str, str]]:
     """The model folders of a submission tree (<division>/<submitter>/results/<system>/<model>) and the
     model_mapping.json entries of its submitters."""
-    import json
+    from subtool.checker.config import DIVISIONS
+    from subtool.checker.logs import read_json_object
 
     models: set[str] = set()
     mapping: dict[str, str] = {}
     for results in Path(tree).glob("*/*/results"):
-        if results.parts[-3] not in ("closed", "open", "network") or not results.is_dir():
+        if results.parts[-3] not in DIVISIONS or not results.is_dir():
             continue
         models.update(p.name for p in results.glob("*/*") if p.is_dir())
-        mapping_file = results.parent / "model_mapping.json"
-        try:
-            loaded = json.loads(mapping_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(loaded, dict):
-            mapping.update({k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)})
+        loaded, _problem = read_json_object(results.parent / "model_mapping.json")   # the checker reports it
+        if loaded is not None:
+            mapping.update({k: v for k, v in loaded.items() if isinstance(v, str)})
     return sorted(models), mapping
 
 
