@@ -174,8 +174,9 @@ def _seeds_record(seeds: dict | None) -> dict | None:
     if not seeds:
         return None
     from subtool.checker.config import round_of_seeds
+    from subtool.runner.harness import SEED_KEYS
 
-    values = {k: seeds[k] for k in ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")}
+    values = {k: seeds[k] for k in SEED_KEYS}
     return {"round": round_of_seeds(*values.values()), **values, "set_by": seeds.get("set_by")}
 
 
