@@ -355,7 +355,8 @@ class RayLlmSUT:
         return {w.number: {k: v for k, v in a.items() if k not in drop} for w, a in zip(live, answers)}
 
     def _release(self) -> None:
-        self._owns = release_workers(self.ray, self.workers, self._owns)
+        release_workers(self.ray, self.workers, self._owns)
+        self._owns = False
 
     def stop(self) -> None:
         self._stopping = True

@@ -496,7 +496,8 @@ class RayBertSUT:
                     "reissued": self.reissued, "deaths": list(self.deaths), "error": self._error}
 
     def _release(self) -> None:
-        self._owns = release_workers(self.ray, self.workers, self._owns)
+        release_workers(self.ray, self.workers, self._owns)
+        self._owns = False
 
     def stop(self) -> None:
         self._done.put(None)
@@ -506,8 +507,8 @@ class RayBertSUT:
         report_run_end(self.deaths, self.reissued, self._error, self.ledger)
 
 
-def release_workers(ray, workers, owns_ray: bool) -> bool:
-    """Kill the pool's actors, and shut Ray down if this process started it; returns whether it still owns it."""
+def release_workers(ray, workers, owns_ray: bool) -> None:
+    """Kill the pool's actors, and shut Ray down if this process started it."""
     for w in workers:
         try:
             ray.kill(w.handle, no_restart=True)
@@ -515,7 +516,6 @@ def release_workers(ray, workers, owns_ray: bool) -> bool:
             pass
     if owns_ray:
         ray.shutdown()
-    return False
 
 
 def report_run_end(deaths: list[str], reissued: int, error: str | None, ledger: ExactlyOnceLedger) -> None:
