@@ -18,8 +18,9 @@ limit) is answered at once and refilled with a waiting prompt. What makes it fas
 - The layer arithmetic around the matrix products (RMSNorm, rotary, SiLU·up, fp8 row quantisation) is written
   as pure functions of tensors and, on CUDA, torch.compile'd once for all layers, so it runs as a few fused
   kernels instead of dozens of element-wise ones.
-- fp8 KV cache (`kv_cache="fp8"`, Triton decode attention only): keys and values kept in e4m3 at unit scale
-  (saturating), as serving engines' fp8 KV caches do, halving the bytes attention reads per decode step.
+- fp8 KV cache (`kv_cache="fp8"`, Triton decode attention only; `"auto"`: with fp8 weights wherever the decode
+  attention is Triton's): keys and values kept in e4m3 at unit scale (saturating), as serving engines' fp8 KV
+  caches do, halving the bytes attention reads per decode step.
 - fp8 (`weights="fp8"`): every projection of the decoder layers in e4m3 with one scale per output channel and
   one per token row of the input (torch._scaled_mm), which halves the bytes a decode step reads and doubles the
   prefill's matrix throughput on Hopper; embeddings, norms, attention and the LM head stay in bf16.
@@ -162,14 +163,14 @@ def flash_decode_available(torch) -> bool:
     return op is not None and "seqused_k" in str(op.default._schema)
 
 
-def choose_decode_attention(asked: str, device, dtype, head_dim: int = 128, group: int = 1) -> str:
+def choose_decode_attention(asked: str, device, dtype, head_dim: int, group: int) -> str:
     """triton (split-key decode kernel) where Triton runs and the shape suits it, else flash (varlen,
     seqused_k), else sdpa (keys up to the longest live sequence): the first two read only each slot's own keys."""
-    import importlib.util
+    from subtool.runner.kernels import head_dim_fits, triton_available
 
     half = device.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
-    kernel_shape = head_dim >= 16 and not head_dim & (head_dim - 1) and group <= 16
-    usable = {"triton": half and kernel_shape and importlib.util.find_spec("triton") is not None,
+    kernel_shape = head_dim_fits(head_dim) and group <= 16         # kernels/decode_attention.py's ROWS
+    usable = {"triton": half and kernel_shape and triton_available(),
               "flash": half and flash_decode_available(torch), "sdpa": True}
     if asked == "auto":
         return next(name for name in ("triton", "flash", "sdpa") if usable[name])
@@ -201,8 +202,8 @@ class ContinuousEngine:
                  decode_attention: str = "auto", compile: bool | None = None, kv_cache: str = "model"):
         if weights not in ("model", "fp8"):
             raise ValueError(f"weights must be 'model' or 'fp8', not {weights!r}")
-        if kv_cache not in ("model", "fp8"):
-            raise ValueError(f"kv_cache must be 'model' or 'fp8', not {kv_cache!r}")
+        if kv_cache not in ("model", "fp8", "auto"):
+            raise ValueError(f"kv_cache must be 'model', 'fp8' or 'auto', not {kv_cache!r}")
         if decode_attention not in ("auto", "triton", "flash", "sdpa"):
             raise ValueError(f"decode_attention must be auto, triton, flash or sdpa, not {decode_attention!r}")
         self.model = model
@@ -264,7 +265,7 @@ class ContinuousEngine:
                                                         self.group)
         if kv_cache == "fp8" and self.decode_attention != "triton":
             raise ValueError("an fp8 KV cache needs the Triton decode attention (CUDA, bf16/fp16, Triton)")
-        self.kv_fp8 = kv_cache == "fp8"
+        self.kv_fp8 = kv_cache == "fp8" or (kv_cache == "auto" and fp8 and self.decode_attention == "triton")
         self.own_keys = self.decode_attention != "sdpa"      # each slot reads its own keys: one graph for every step
         self.triton_attention = None
         if self.decode_attention == "triton":

@@ -135,15 +135,9 @@ class LlmGenerator:
             # engine_options: the engine's own tuning keywords (prefill token budget …)
             options = dict(engine_options or {})
             if precision == "fp8":
-                from subtool.runner.suts.llm_engine import choose_decode_attention
-
-                # fp8 projections, and an fp8 KV cache where the Triton decode kernel can read it
+                # fp8 projections, and an fp8 KV cache where the engine's decode attention is the Triton kernel
                 options.setdefault("weights", "fp8")
-                cfg = self.model.config
-                head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-                group = cfg.num_attention_heads // cfg.num_key_value_heads
-                if choose_decode_attention("auto", self.device, torch.bfloat16, head_dim, group) == "triton":
-                    options.setdefault("kv_cache", "fp8")
+                options.setdefault("kv_cache", "auto")
             self.engine = ContinuousEngine(self.model, slots=self.batch_size, max_len=max_len,
                                            eos_ids=self.eos_ids, generation=generation, **options)
         elif precision == "fp8":
