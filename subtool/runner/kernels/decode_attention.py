@@ -16,6 +16,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from subtool.runner.kernels import head_dim_fits
+
 ROWS = 16                  # the smallest tile tl.dot takes; holds up to 16 query heads per kv head
 
 
@@ -90,7 +92,7 @@ class DecodeAttention:
             raise ValueError(f"split {split} must be a multiple of block_n {block_n}")
         if heads % kv_heads or heads // kv_heads > ROWS:
             raise ValueError(f"{heads} query heads over {kv_heads} kv heads: groups of at most {ROWS} only")
-        if head_dim & (head_dim - 1) or head_dim < 16:
+        if not head_dim_fits(head_dim):
             raise ValueError(f"head_dim {head_dim}: a power of two ≥ 16 only")
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.group = heads // kv_heads

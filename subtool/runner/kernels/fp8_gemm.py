@@ -15,10 +15,11 @@ keeps 3 significant bits for every value down to 1/28,000 of the bound.
 from __future__ import annotations
 
 import math
-import os
 
 import triton
 import triton.language as tl
+
+from subtool.runner.kernels import interpreted
 
 FP8_MAX = 448.0
 # The fastest of 24 variants probed for 16k x 1024 x 4096 on an H200 (tilings, persistent or not, GELU form,
@@ -119,7 +120,7 @@ def fp8_gelu_linear(xq, x_scale, wq, w_scale, bias, out_scale: float, block_m: i
 
     out = torch.empty((m, n), device=xq.device, dtype=torch.float8_e4m3fn)
     if m:
-        compiled = os.environ.get("TRITON_INTERPRET") != "1"
+        compiled = not interpreted()
         tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
         programs = min(tiles, torch.cuda.get_device_properties(xq.device).multi_processor_count) if compiled \
             else tiles

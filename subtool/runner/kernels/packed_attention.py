@@ -7,8 +7,8 @@ so a 180-token sequence pads to 192 x 192. Programs whose tile starts past their
 which lets one grid (capacity x tiles, heads) serve every batch of a CUDA graph's shape.
 
 On an H100 (16 heads of 64, SQuAD-like lengths, 16k tokens) one call takes 78 us against flash varlen's 134 us;
-BERT-large's whole forward of such a batch, 19.8-20.4 ms against 20.9-21.3 (bf16) and 15.1-15.2 against 15.7-16.8
-(fp8) in two runs (bench/results/bert_gpu_h100*.json).
+BERT-large's whole forward of such a batch, 19.96 ms against 21.24 (bf16) and 14.33 against 15.01 (fp8)
+(bench/results/bert_gpu_h100.json).
 
 Layout: the fused projection's output [tokens, 3, heads, head_dim] (q, k, v of a token side by side) and
 cu_seqlens [capacity + 1] (unused sequences empty); the result is [tokens, heads * head_dim] in q's dtype.
@@ -18,10 +18,11 @@ Tokens past cu_seqlens[-1] (a bucket's padding) are left unwritten.
 from __future__ import annotations
 
 import math
-import os
 
 import triton
 import triton.language as tl
+
+from subtool.runner.kernels import head_dim_fits, interpreted
 
 BLOCK_M = 64
 BLOCK_N = 64
@@ -87,11 +88,6 @@ def _packed_attention_kernel(QKV, O, CU, stride_t, stride_o, scale_log2, inv_out
              mask=row_ok[:, None])
 
 
-def fits(head_dim: int) -> bool:
-    """tl.dot needs a power-of-two head dimension of at least 16."""
-    return head_dim >= 16 and head_dim & (head_dim - 1) == 0
-
-
 def packed_attention(qkv, cu_seqlens, max_len: int, scale: float | None = None, out_scale: float | None = None,
                      block_m: int = BLOCK_M, block_n: int = BLOCK_N, num_warps: int = 4, num_stages: int = 3):
     """softmax(q k^T * scale) v per sequence: qkv [tokens, 3, heads, head_dim] → [tokens, heads * head_dim], in
@@ -99,7 +95,7 @@ def packed_attention(qkv, cu_seqlens, max_len: int, scale: float | None = None, 
     import torch
 
     tokens, three, heads, d = qkv.shape
-    if three != 3 or not fits(d):
+    if three != 3 or not head_dim_fits(d):
         raise ValueError(f"packed attention needs [tokens, 3, heads, head_dim] with a power-of-two head_dim, "
                          f"got {tuple(qkv.shape)}")
     if qkv.stride(3) != 1 or qkv.stride(2) != d or qkv.stride(1) != heads * d:
@@ -115,5 +111,5 @@ def packed_attention(qkv, cu_seqlens, max_len: int, scale: float | None = None, 
             qkv, out, cu_seqlens, qkv.stride(0), out.stride(0), scale * LOG2E,
             1.0 if out_scale is None else 1.0 / out_scale, QUANT=out_scale is not None, HEADS=heads, D=d, TILES=tiles,
             KEY_TILES=key_tiles, BLOCK_M=block_m, BLOCK_N=block_n,
-            FIXED_TRIPS=os.environ.get("TRITON_INTERPRET") == "1", num_warps=num_warps, num_stages=num_stages)
+            FIXED_TRIPS=interpreted(), num_warps=num_warps, num_stages=num_stages)
     return out

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from subtool.errors import SubtoolError
+from subtool.runner.kernels import head_dim_fits, triton_available
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
@@ -146,13 +147,13 @@ class PackedBert:
                       "fp8": torch.bfloat16}[precision]
         self.shape = read_shape(model_path)
         if kernels == "auto":
-            kernels = "triton" if cuda and precision != "fp32" and _triton_ok() else "torch"
+            kernels = "triton" if cuda and precision != "fp32" and triton_available() else "torch"
         if precision == "fp8" and kernels != "triton":
             raise SubtoolError("fp8 needs a CUDA GPU with Triton (its quantizing kernels are Triton kernels)",
                                rule="run.precision", hint="use --precision bf16")
         self.kernels = kernels
         self.flash = cuda and precision != "fp32" and flash_varlen_available()
-        self.attention = ("triton" if kernels == "triton" and _packed_attention_fits(self.shape.head_dim) else
+        self.attention = ("triton" if kernels == "triton" and head_dim_fits(self.shape.head_dim) else
                           "flash" if self.flash else "padded")
         self.fp8_fast_accum = True
         # fp8: the first feed-forward product finishes with bias, GELU and e4m3 in its own epilogue (a Triton
@@ -304,7 +305,8 @@ class PackedBert:
         h = torch.nn.functional.linear(x, lin["w"], lin["b"])
         return torch.nn.functional.gelu(h), None, None
 
-    def _attention(self, qkv, cu_seqlens, rows, sequences):
+    def _attention(self, qkv, cu_seqlens, rows, sequences, out_scale: float | None = None):
+        """Attention per packed sequence; with `out_scale` (Triton kernel only) its e4m3 output at that scale."""
         torch = self.torch
         t = qkv.shape[0]
         h, d = self.shape.heads, self.shape.head_dim
@@ -313,7 +315,7 @@ class PackedBert:
         if self.attention == "triton":
             from subtool.runner.kernels.packed_attention import packed_attention
 
-            return packed_attention(qkv, cu_seqlens, MAX_SEQ_LENGTH, self.scale)
+            return packed_attention(qkv, cu_seqlens, MAX_SEQ_LENGTH, self.scale, out_scale=out_scale)
         if self.attention == "flash":
             out = torch.ops.aten._flash_attention_forward(
                 q, k, v, cu_seqlens, cu_seqlens, MAX_SEQ_LENGTH, MAX_SEQ_LENGTH, 0.0, False, False,
@@ -361,11 +363,7 @@ class PackedBert:
         for layer in self.layers:
             qkv = self._mm(x, layer["qkv"], *((xq, xs) if "qkv" in ops else (None, None)))
             if "o" in ops and self.attention == "triton" and self.fp8_attention_out:
-                from subtool.runner.kernels.packed_attention import packed_attention
-
-                h, d = self.shape.heads, self.shape.head_dim
-                aq = packed_attention(qkv.view(qkv.shape[0], 3, h, d), cu_seqlens, MAX_SEQ_LENGTH, self.scale,
-                                      out_scale=layer["o"]["in_scale"])
+                aq = self._attention(qkv, cu_seqlens, rows, sequences, out_scale=layer["o"]["in_scale"])
                 o, ob = self._sublayer_out(None, layer["o"], aq, unit_rows, w_scale=layer["o"]["ws_unit_rows"])
             elif "o" in ops:
                 from subtool.runner.kernels.fused_norm import rowwise_fp8
@@ -386,17 +384,3 @@ class PackedBert:
         out.zero_()
         out.index_copy_(0, rows.long(), logits)
         return out
-
-
-def _packed_attention_fits(head_dim: int) -> bool:
-    from subtool.runner.kernels.packed_attention import fits
-
-    return fits(head_dim)
-
-
-def _triton_ok() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
