@@ -258,6 +258,12 @@ def agreement(data, logits: dict[int, np.ndarray], truth_answers: dict[str, str]
     return {k: round(v, 3) for k, v in scores.items()}
 
 
+def scored(data, logits: dict[int, np.ndarray], truth, truth_answers) -> dict:
+    """A run's logits against the fp32 ones: {"vs_fp32": EM/F1 of its answers, "logits_vs_fp32": logit error}."""
+    return {"vs_fp32": agreement(data, logits, truth_answers),
+            "logits_vs_fp32": logit_error(logits, truth, data.features)}
+
+
 # ------------------------------------------------------------------------------------------------ ceilings
 def forward_ceiling(model, features, tokens: int, reps: int = 20) -> dict:
     """Samples/s of the forward alone: one CUDA graph of a full `tokens` batch of real samples, replayed."""
@@ -399,8 +405,7 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answ
         logits = read_accuracy_log(work / f"{name}-acc" / "mlperf_log_accuracy.json")
         entry["accuracy_run"] = acc
         entry["answered_features"] = len(logits)
-        entry["vs_fp32"] = agreement(data, logits, truth_answers)
-        entry["logits_vs_fp32"] = logit_error(logits, truth, data.features)
+        entry.update(scored(data, logits, truth, truth_answers))
         del logits
         log(f"{name}: vs fp32 answers {entry['vs_fp32']} logits {entry['logits_vs_fp32']}")
         if server:
@@ -434,9 +439,7 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
         try:
             v = forward_ceiling(m, data.features, budget)
             if accuracy and truth is not None:
-                logits = packed_logits(m, data.features, budget)
-                v["vs_fp32"] = agreement(data, logits, truth_answers)
-                v["logits_vs_fp32"] = logit_error(logits, truth, data.features)
+                v.update(scored(data, packed_logits(m, data.features, budget), truth, truth_answers))
             variants[label] = v
         except Exception as exc:  # noqa: BLE001 - a variant that does not run is a finding, not a failure
             variants[label] = {"failed": repr(exc)[:300]}
@@ -481,9 +484,7 @@ def forward_only_block(name, ckpt, data, precision, budget, results, quick, trut
              "load_s": round(time.time() - t0, 1), "kernels": model.kernels, "attention": model.attention}
     results.append(entry)
     if truth is not None:
-        logits = packed_logits(model, data.features, budget)
-        entry["vs_fp32"] = agreement(data, logits, truth_answers)
-        entry["logits_vs_fp32"] = logit_error(logits, truth, data.features)
+        entry.update(scored(data, packed_logits(model, data.features, budget), truth, truth_answers))
         log(f"{name}: vs fp32 answers {entry['vs_fp32']} logits {entry['logits_vs_fp32']}")
     forward_study(name, model, data, precision, budget, entry, quick, truth, truth_answers)
     del model
