@@ -7,8 +7,6 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from subtool.cli import app
 from subtool.errors import SubtoolError
 from subtool.submission.package import PackageOptions, package_results
 from subtool.submission.system import validation_errors
+from support.official import official_errors
 
 runner = CliRunner()
 
@@ -163,17 +162,6 @@ def test_system_overrides_file_and_invalid_value(pkg_lg, tmp_path):
 
 
 # ------------------------------------------------------------------------------ the official checker
-def _official(checker: Path, tree: Path, version: str, tmp_path: Path) -> list[str]:
-    copy = tmp_path / f"official_{version}"
-    shutil.copytree(tree, copy)
-    proc = subprocess.run([sys.executable, "-m", "submission_checker.main", "--input", str(copy), "--version",
-                           version, "--csv", str(tmp_path / f"summary_{version}.csv")],
-                          cwd=checker, capture_output=True, text=True, timeout=300)
-    out = proc.stdout + proc.stderr
-    errors = [re.sub(r"^\[[^\]]*ERROR\] ", "", ln) for ln in out.splitlines() if " ERROR] " in ln]
-    return [e.replace(str(copy), "TREE") for e in errors]
-
-
 # What the official checker said about these trees, recorded as data: only the 600 s minimum duration (the rule a
 # short run waives) and its roll-up lines.
 VERDICTS = json.loads((Path(__file__).parents[1] / "fixtures" / "package" / "official_verdicts.json").read_text())
@@ -193,7 +181,7 @@ def test_official_checker_verdicts(pkg_lg, pkg_official, tmp_path, case, inputs,
                                                          "results", "systems"]
         assert (sub / "measurements/box1/bert-99/Offline/box1_Offline.json").is_file()
     expected = VERDICTS["cases"][case]
-    errors = _official(pkg_official, out, expected["version"], tmp_path)
+    errors, _ = official_errors(pkg_official, out, expected["version"], tmp_path)
     assert sorted(errors) == expected["errors"]
     assert all("Test duration less than 600s" in e or re.match(r"^(Some .*[Cc]hecks failed|NoResults|SUMMARY)", e)
                for e in errors)
