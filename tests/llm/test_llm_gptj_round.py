@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from subtool.checker.config import round_config
 from subtool.cli import app
+from subtool.runner.harness import SEED_KEYS, read_detail_log
 from subtool.submission.round_models import (RoundChoice, choose_round, choose_round_for_runs,
                                              choose_round_for_tree)
 from support.official import official_errors
@@ -28,7 +29,6 @@ from .conftest import short_user_conf
 runner = CliRunner()
 RECORDED = json.loads((Path(__file__).parents[1] / "fixtures" / "llm" / "official_gptj_v5.json").read_text())
 RESULT = "open/TeamX/results/box1/gptj-99/Offline"
-SEED_KEYS = ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")
 
 
 # --------------------------------------------------------------------------------------------- round choice
@@ -96,13 +96,9 @@ def gptj_all(tmp_path_factory, gptj_run):
 
 
 def _effective_seeds(detail_log: Path) -> dict[str, int]:
-    seeds = {}
-    for line in detail_log.read_text().splitlines():
-        if line.startswith(":::MLLOG"):
-            entry = json.loads(line[len(":::MLLOG"):])
-            if entry["key"].startswith("effective_") and entry["key"][len("effective_"):] in SEED_KEYS:
-                seeds[entry["key"][len("effective_"):]] = entry["value"]
-    return seeds
+    """The seeds LoadGen says it ran with (its effective_* keys)."""
+    values = read_detail_log(detail_log)
+    return {k: values[f"effective_{k}"] for k in SEED_KEYS if f"effective_{k}" in values}
 
 
 def _one_round_line(output: str) -> str:
