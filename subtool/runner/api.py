@@ -128,26 +128,31 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
 
     settings = user_conf_settings(scenario, opts.run_style, spec.sample_count,
                                   target_qps=opts.target_qps, target_latency_ms=opts.target_latency_ms,
-                                  min_duration_ms=opts.min_duration_ms)
+                                  min_duration_ms=opts.min_duration_ms, loadgen_model=spec.loadgen_model)
     final_dir = run_dir_for(out, opts.model, scenario)
     try:
         with staged_directory(final_dir) as stage:
             previous = _carry_over_other_modes(final_dir, stage, modes)
             user_conf = stage / "user.conf"
+            header = f"written by subtool {__version__} (run style: {opts.run_style})"
+            short_settings = None
             if opts.user_conf is not None:
                 shutil.copyfile(opts.user_conf, user_conf)
                 settings = {"from_file": str(opts.user_conf)}
             else:
-                write_user_conf(user_conf, spec.loadgen_model, scenario, settings,
-                                header=f"written by subtool {__version__} (run style: {opts.run_style})")
+                write_user_conf(user_conf, spec.loadgen_model, scenario, settings, header=header)
+                if opts.run_style == "short" and "performance" in modes:
+                    short_settings = dict(settings)    # the session sizes them to the SUT
             session = SessionSpec(model=spec.name, scenario=scenario, modes=modes, model_path=str(model_path),
                                   dataset_path=str(dataset_path), user_conf=str(user_conf), stage=str(stage),
                                   cache_dir=str(cache_root() / "features"),
                                   result_path=str(stage / ".session-result.json"), batch_size=opts.batch_size,
                                   threads=opts.threads, precision=opts.precision, backend=opts.backend, demo=demo,
                                   compliance=list(opts.compliance),
-                                  extra=dict(opts.extra), round=opts.round, seeds=seeds)
+                                  extra=dict(opts.extra), round=opts.round, seeds=seeds,
+                                  short_settings=short_settings, user_conf_header=header)
             outcome = _run_child(session, stage)
+            settings = outcome.get("settings", settings)    # a short run's, as sized to the SUT
             record = _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, outcome, previous)
             atomic_write_json(stage / "run.json", record)
     except BaseException:
@@ -289,7 +294,19 @@ def _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, 
         "compliance": {**previous.get("__compliance__", {}), **outcome.get("compliance", {})},
         "measurements": outcome["measurements"],
         "seeds": _seeds_record(outcome.get("seeds")),
+        "sizing": outcome.get("sizing"),
+        "waives": short_run_waives(scenario, opts.run_style, settings),
     }
+
+
+def short_run_waives(scenario: str, run_style: str, settings: dict) -> list[str]:
+    """The official minimums a short run does not meet, in words (run.json "waives"; empty for valid runs)."""
+    if run_style != "short":
+        return []
+    out = ["600 s minimum duration (perf.min_duration)"]
+    if str(settings.get("sample_concatenate_permutation", "")) == "0":
+        out.append("equal-issue mode: the run issues part of the data set, not whole copies of it")
+    return out
 
 
 def accuracy_text(model: str, model_path: Path, dataset_path: Path, accuracy_log: Path) -> str:

@@ -22,8 +22,16 @@ RESULT_FIELD = {
 RESULT_UNITS = {"Offline": "Samples/s", "Server": "Queries/s", "SingleStream": "Latency (ms)",
                 "MultiStream": "Latency (ms)"}
 
-# Short runs keep every official setting except how long they last.
+# Short runs keep every official setting except how long they last (see runner/sizing.py for how a short run
+# is sized to the SUT so that LoadGen still calls it VALID).
 SHORT_MIN_DURATION_MS = {"Offline": 1000, "Server": 10000, "SingleStream": 10000, "MultiStream": 10000}
+# Queries LoadGen's early-stopping estimate needs when every query meets its latency (LoadGen's own answer:
+# p99 for Server, p90 for SingleStream); fewer and the run is INVALID whatever its duration.
+SHORT_MIN_QUERIES = {"Server": 500, "SingleStream": 64}
+# LoadGen models whose built-in mlperf.conf turns on equal-issue mode (sample_concatenate_permutation): every
+# latency-scenario run then issues a whole multiple of the data set (13,368 queries for llama3.1-8b). Short runs
+# turn it off, and say so.
+EQUAL_ISSUE_MODELS = frozenset({"gptj", "llama2-70b", "llama3_1-8b", "llama3_1-405b", "mixtral-8x7b"})
 OFFLINE_MARGIN = 1.1  # LoadGen sizes the Offline query as expected_qps * min_duration * 1.1
 
 
@@ -47,7 +55,8 @@ def check_scenario(scenario: str) -> str:
 
 
 def user_conf_settings(scenario: str, run_style: str, sample_count: int, *, target_qps: float | None,
-                       target_latency_ms: float | None, min_duration_ms: int | None) -> dict[str, object]:
+                       target_latency_ms: float | None, min_duration_ms: int | None,
+                       loadgen_model: str = "") -> dict[str, object]:
     """The keys subtool writes into user.conf for one scenario (LoadGen's own names, without the model prefix)."""
     if run_style not in ("short", "valid"):
         raise SubtoolError(f"unknown run style {run_style!r}; choose short or valid", rule="run.style")
@@ -68,10 +77,15 @@ def user_conf_settings(scenario: str, run_style: str, sample_count: int, *, targ
         if target_qps:
             settings["target_qps"] = target_qps
         if run_style == "short":
-            settings["min_query_count"] = max(100, int((target_qps or 10) * (duration or 10000) / 1000))
+            settings["min_query_count"] = max(SHORT_MIN_QUERIES["Server"],
+                                              int((target_qps or 0) * (duration or 10000) / 1000))
     else:
         if target_latency_ms:
             settings["target_latency"] = target_latency_ms
+        if run_style == "short" and scenario in SHORT_MIN_QUERIES:
+            settings["min_query_count"] = SHORT_MIN_QUERIES[scenario]
+    if run_style == "short" and scenario != "Offline" and loadgen_model in EQUAL_ISSUE_MODELS:
+        settings["sample_concatenate_permutation"] = 0
     if duration is not None:
         settings["min_duration"] = int(duration)
     return settings

@@ -37,6 +37,10 @@ class SessionSpec:
     extra: dict = field(default_factory=dict)      # backend-specific options (e.g. endpoint URL)
     round: str | None = None        # the submission round the run is for; None: LoadGen's own
     seeds: dict | None = None       # that round's RNG seeds, when they are not LoadGen's built-in ones
+    # a short run whose user.conf subtool wrote: the settings in it, which the session sizes to the SUT
+    # (runner/sizing.py) and writes back; None: the user.conf is taken as given
+    short_settings: dict | None = None
+    user_conf_header: str = ""
 
 
 def run_session(spec: SessionSpec, console) -> dict:
@@ -55,17 +59,23 @@ def run_session(spec: SessionSpec, console) -> dict:
         say(f"[yellow]warning[/]: {data.sample_count} samples; the official {workload.spec.name} data set has "
             f"{workload.spec.sample_count}, so this result cannot go to the closed division")
     stage = Path(spec.stage)
-    settings = load_test_settings(Path(spec.user_conf), workload.spec.loadgen_model, spec.scenario)
-    seeds = {**settings_seeds(settings), "set_by": "loadgen mlperf.conf"}
-    if use_round_seeds(settings, spec.seeds):
-        seeds = {**settings_seeds(settings), "set_by": f"subtool ({spec.round} official seeds)"}
-        say(f"seeds: the {spec.round} round's official RNG seeds (LoadGen's built-in ones are another round's)")
     sut = workload.make_sut(model_path, data, SutConfig(backend=spec.backend, precision=spec.precision,
                                                         batch_size=spec.batch_size or 32,
                                                         batch_size_given=spec.batch_size is not None,
                                                         threads=spec.threads,
                                                         extra=dict(spec.extra)))
     qsl = workload.make_qsl(data)
+    try:
+        sizer = _short_sizer(spec, workload, sut, qsl, data.sample_count, say)
+        settings = load_test_settings(Path(spec.user_conf), workload.spec.loadgen_model, spec.scenario)
+    except BaseException:
+        sut.stop()
+        qsl.destroy()
+        raise
+    seeds = {**settings_seeds(settings), "set_by": "loadgen mlperf.conf"}
+    if use_round_seeds(settings, spec.seeds):
+        seeds = {**settings_seeds(settings), "set_by": f"subtool ({spec.round} official seeds)"}
+        say(f"seeds: the {spec.round} round's official RNG seeds (LoadGen's built-in ones are another round's)")
     modes: dict[str, dict] = {}
     tstamps: list[str] = []
     try:
@@ -74,8 +84,11 @@ def run_session(spec: SessionSpec, console) -> dict:
             outdir = stage / ("performance/run_1" if mode == "performance" else "accuracy")
             say(f"loadgen: {spec.model} {spec.scenario} {mode} …")
             t1 = time.time()
-            lg_run = run_loadgen(sut.handle, qsl.handle, settings, scenario=spec.scenario, mode=mode,
-                                 outdir=outdir)
+            if mode == "performance" and sizer is not None:
+                lg_run = sizer.run(settings, outdir)
+            else:
+                lg_run = run_loadgen(sut.handle, qsl.handle, settings, scenario=spec.scenario, mode=mode,
+                                     outdir=outdir)
             if lg_run.errors:
                 raise SubtoolError(f"LoadGen reported errors: {'; '.join(lg_run.errors)}",
                                    path=outdir / "mlperf_log_detail.txt", rule="run.loadgen_error")
@@ -106,7 +119,28 @@ def run_session(spec: SessionSpec, console) -> dict:
     return {"ok": True, "samples": data.sample_count, "description": data.description,
             "dataset_sha256": data.dataset_sha256, "modes": modes, "compliance": compliance, "tstamps": tstamps,
             "precision": precision, "sut_stats": sut_stats, "seeds": seeds,
-            "measurements": workload.measurements(spec.demo, model_path, precision)}
+            "measurements": workload.measurements(spec.demo, model_path, precision),
+            **({"settings": sizer.settings, "sizing": sizer.record()} if sizer is not None else {})}
+
+
+def _short_sizer(spec: SessionSpec, workload, sut, qsl, sample_count: int, say):
+    """For a short run with subtool's own user.conf: measure the SUT where the scenario needs it, write the
+    sized settings into user.conf (before LoadGen reads it), and return the ShortRun that grows the
+    performance run until LoadGen calls it VALID. None for other runs."""
+    if spec.short_settings is None:
+        return None
+    from subtool.runner import sizing
+
+    settings, probe = dict(spec.short_settings), None
+    if sizing.needs_probe(spec.scenario, settings):
+        say(f"short run: measuring the SUT to size the {spec.scenario} run …")
+        probe = sizing.probe(sut.handle, qsl.handle, spec.scenario, sample_count)
+        settings = sizing.initial(spec.scenario, settings, probe)
+    run = sizing.ShortRun(sut=sut.handle, qsl=qsl.handle, scenario=spec.scenario,
+                          loadgen_model=workload.spec.loadgen_model, user_conf=Path(spec.user_conf),
+                          header=spec.user_conf_header, settings=settings, probe=probe, say=say)
+    run.write_conf()
+    return run
 
 
 def _sut_stats(sut) -> dict | None:
