@@ -36,6 +36,7 @@ FLAG_IDS = {
     "manifest.member_mismatch": "a file inside the tarball differs from the manifest (or is missing or extra)",
     "manifest.artifact_mismatch": "a companion file differs from the manifest",
     "entry.duplicate": "two inputs hold the same submitter and system",
+    "entry.copied_logs": "two inputs hold the same LoadGen performance log (byte for byte), whatever their names",
 }
 _REL_TOL = 1e-4
 _NUMBER_PAIR = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\s*[:=]\s*(-?[0-9][0-9.eE+-]*)")
@@ -210,15 +211,6 @@ def check_tstamps(path: str, windows: list[tuple[str, datetime, datetime]], slac
 
 
 # ----------------------------------------------------------------------------------------------- manifest
-def member_hashes(root: Path) -> dict[str, str]:
-    out = {}
-    for current, _dirs, files in os.walk(root):
-        for f in files:
-            p = Path(current) / f
-            out[p.relative_to(root).as_posix()] = sha256_of(p)
-    return out
-
-
 def check_manifest(path: str, tarball: Path, tarball_sha256: str, members: dict[str, str]) -> list[Flag]:
     from subtool.errors import SubtoolError
     from subtool.submission.pack_manifest import parse_manifest

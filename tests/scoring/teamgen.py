@@ -32,7 +32,7 @@ BENCHMARKS = {
                                            "'gen_len': 7239872, 'gen_num': 24576, 'tokens_per_sample': 294.6}"),
 }
 # Seconds the SUT waits before answering the one Offline query; longer than min_duration keeps LoadGen VALID.
-DELAYS = (0.06, 0.08, 0.11, 0.15, 0.2)
+DELAYS = (0.06, 0.08, 0.11, 0.15, 0.2, 0.25)
 # One more performance run answered at once: it ends before min_duration, so LoadGen calls it INVALID.
 INVALID_RUN = len(DELAYS)
 
@@ -99,7 +99,7 @@ COMPETITION = {
                                                "accelerators_per_node": "2"}, results={"bert-99": 4})),
     # fails the checker as a whole: an invalid status in its system description
     "Zeta": ("Intel GPUs and accelerators", dict(overrides={"accelerator_model_name": "Intel Data Center GPU Max 1550",
-                                                            "status": "sometime"}, results={"bert-99": 0})),
+                                                            "status": "sometime"}, results={"bert-99": 5})),
 }
 
 
