@@ -258,6 +258,10 @@ def extract_tarball(path: Path, dest: Path, limits: ExtractLimits) -> ExtractSta
         raise Refused("extract.corrupt", f"the tar archive is damaged ({exc})") from exc
     except OSError as exc:
         raise Refused("extract.io", f"cannot unpack ({exc.strerror or exc})") from exc
+    except (ValueError, OverflowError, LookupError, TypeError) as exc:
+        # tarfile parses header fields with int() and friends: a malformed field surfaces as one of these
+        raise Refused("extract.corrupt", f"a tar header is malformed ({type(exc).__name__}: {str(exc)[:200]})") \
+            from exc
     if stats.members == 0:
         raise Refused("extract.empty", "the archive holds no files")
     return stats
