@@ -31,7 +31,9 @@ from subtool.scoring.entry import EntryRecord, remove_scratch, score_input, scra
 from subtool.scoring.inputs import InputJob, discover
 from subtool.scoring.rules import Rules, load_rules
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# Lone surrogates (UTF-8 cannot hold them) and control characters but tab and newline (a terminal would run
+# an escape sequence from a team's system description when the CLI prints a reason)
+_UNWRITABLE = re.compile("[\ud800-\udfff\x00-\x08\x0b-\x1f\x7f]")
 OUTPUT_FILES = ("leaderboard.csv", "leaderboard.json", "leaderboard.md", "leaderboard.html")
 MAX_DEFAULT_JOBS = 4
 TASKS_PER_CHILD = 40
@@ -222,9 +224,10 @@ def leaderboard_document(entries: list[EntryRecord], rules: Rules) -> dict:
 
 def writable(value):
     """A copy of `value` that every output can hold: text that is not valid Unicode (a lone surrogate from a JSON
-    escape or an undecodable name) gets U+FFFD in its place, and a NaN or ±Infinity becomes null."""
+    escape or an undecodable name) or a control character gets U+FFFD in its place, and a NaN or ±Infinity
+    becomes null."""
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
+        return _UNWRITABLE.sub("\ufffd", value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -280,7 +283,7 @@ def score(opts: ScoreOptions, console=None) -> ScoreResult:
         entries = _score_all(jobs, rules, scratch, workers, console)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    doc = leaderboard_document(entries, rules)
+    doc = writable(leaderboard_document(entries, rules))      # the --json outcome prints it too
     files = write_outputs(doc, out, entries, opts.metrics)
     return ScoreResult(out=out, files=files, counts=doc["counts"], seconds=time.perf_counter() - start,
                        jobs=workers, leaderboard=doc)

@@ -98,4 +98,5 @@ def test_text_no_output_can_hold_is_replaced_before_writing(sc_handins, tmp_path
     doc, _ = _score([tree], out, "--jobs", "1")
     assert doc["entries"][0]["error"] is None
     assert "AMD Instinct \ufffd" in (out / "leaderboard.csv").read_text(encoding="utf-8")
-    assert writable({"a": [float("nan"), float("inf"), "x\udcffy"]}) == {"a": [None, None, "x\ufffdy"]}
+    assert writable({"a": [float("nan"), float("inf"), "x\udcffy", "e\x1b[2Jf\tg\n"]}) == \
+        {"a": [None, None, "x\ufffdy", "e\ufffd[2Jf\tg\n"]}
