@@ -146,65 +146,77 @@ class _MemberGate:
         self.seen: set[str] = set()
 
     def __call__(self, member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-        limits, stats = self.limits, self.stats
-        stats.members += 1
-        if stats.members > limits.max_members:
-            raise Refused("extract.too_many_members", f"more than {limits.max_members} members (limit max_members)")
-        name = member.name
-        shown = ascii(name[:120])
-        if not name or "\x00" in name:
-            raise Refused("extract.bad_name", f"a member has an empty or NUL-containing name: {shown}")
-        _check_text(name, shown, "member")
-        if member.issym() or member.islnk():
-            _check_text(member.linkname, ascii(member.linkname[:120]), f"the link target of member {shown}")
-        if len(name) > limits.max_name_length:
-            raise Refused("extract.bad_name", f"member name longer than {limits.max_name_length} characters: {shown}")
-        if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or (len(name) > 1 and name[1] == ":"):
-            raise Refused("extract.absolute_path", f"member {shown} has an absolute path")
-        parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-        if ".." in parts:
-            raise Refused("extract.path_traversal", f"member {shown} climbs out of the archive with '..'")
-        if not parts:
-            raise Refused("extract.bad_name", f"member {shown} names no path")
-        if len(parts) > limits.max_depth:
-            raise Refused("extract.bad_name", f"member {shown} is nested deeper than {limits.max_depth} folders")
-        if member.issym() or member.islnk():
-            kind = "symbolic link" if member.issym() else "hard link"
-            target = member.linkname
-            if member.issym():
-                resolved = os.path.normpath(os.path.join(os.path.dirname("/".join(parts)), target))
-            else:
-                resolved = os.path.normpath(target)
-            outside = os.path.isabs(target) or resolved == ".." or resolved.startswith("../")
-            where = "pointing outside the archive" if outside else "inside the archive"
-            raise Refused("extract.link_outside" if outside else "extract.link",
-                          f"member {shown} is a {kind} {where} (to {target[:120]!r}); a submission holds plain "
-                          "files only")
-        if member.ischr() or member.isblk() or member.isfifo():
-            kind = "character device" if member.ischr() else "block device" if member.isblk() else "FIFO"
-            raise Refused("extract.special_member", f"member {shown} is a {kind}")
-        if not (member.isreg() or member.isdir()):
-            raise Refused("extract.special_member", f"member {shown} is not a regular file or folder "
-                                                    f"(tar type {member.type!r})")
+        self.stats.members += 1
+        if self.stats.members > self.limits.max_members:
+            raise Refused("extract.too_many_members",
+                          f"more than {self.limits.max_members} members (limit max_members)")
+        shown = ascii(member.name[:120])
+        parts = _path_parts(member, self.limits, shown)
+        _refuse_links_and_specials(member, parts, shown)
         key = "/".join(parts)
         if key in self.seen:
             raise Refused("extract.duplicate_member", f"member {shown} appears twice in the archive")
         self.seen.add(key)
         if member.isreg():
-            if member.size > limits.max_member_bytes:
-                raise Refused("extract.too_large", f"member {shown} is {_mib(member.size)} "
-                                                   f"(limit max_member_bytes {_mib(limits.max_member_bytes)})")
-            stats.unpacked_bytes += member.size
-            stats.files += 1
-            if stats.unpacked_bytes > limits.max_total_bytes:
-                raise Refused("extract.too_large",
-                              f"unpacks to more than {_mib(limits.max_total_bytes)} (limit max_total_bytes)")
+            self._count(member, shown)
         try:
-            filtered = tarfile.data_filter(member, dest)
+            return tarfile.data_filter(member, dest)
         except tarfile.FilterError as exc:
             raise Refused("extract.unsafe_member", f"member {shown} refused by tarfile's data filter: {exc}") from exc
-        # A member may only land in a folder that came before it (no implicit parents over odd names).
-        return filtered
+
+    def _count(self, member: tarfile.TarInfo, shown: str) -> None:
+        limits, stats = self.limits, self.stats
+        if member.size > limits.max_member_bytes:
+            raise Refused("extract.too_large", f"member {shown} is {_mib(member.size)} "
+                                               f"(limit max_member_bytes {_mib(limits.max_member_bytes)})")
+        stats.unpacked_bytes += member.size
+        stats.files += 1
+        if stats.unpacked_bytes > limits.max_total_bytes:
+            raise Refused("extract.too_large",
+                          f"unpacks to more than {_mib(limits.max_total_bytes)} (limit max_total_bytes)")
+
+
+def _path_parts(member: tarfile.TarInfo, limits: ExtractLimits, shown: str) -> list[str]:
+    """The member's path as folder names, once it is known to be UTF-8 text that stays inside the archive."""
+    name = member.name
+    if not name or "\x00" in name:
+        raise Refused("extract.bad_name", f"a member has an empty or NUL-containing name: {shown}")
+    _check_text(name, shown, "member")
+    if member.issym() or member.islnk():
+        _check_text(member.linkname, ascii(member.linkname[:120]), f"the link target of member {shown}")
+    if len(name) > limits.max_name_length:
+        raise Refused("extract.bad_name", f"member name longer than {limits.max_name_length} characters: {shown}")
+    if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or (len(name) > 1 and name[1] == ":"):
+        raise Refused("extract.absolute_path", f"member {shown} has an absolute path")
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise Refused("extract.path_traversal", f"member {shown} climbs out of the archive with '..'")
+    if not parts:
+        raise Refused("extract.bad_name", f"member {shown} names no path")
+    if len(parts) > limits.max_depth:
+        raise Refused("extract.bad_name", f"member {shown} is nested deeper than {limits.max_depth} folders")
+    return parts
+
+
+def _refuse_links_and_specials(member: tarfile.TarInfo, parts: list[str], shown: str) -> None:
+    if member.issym() or member.islnk():
+        kind = "symbolic link" if member.issym() else "hard link"
+        target = member.linkname
+        if member.issym():
+            resolved = os.path.normpath(os.path.join(os.path.dirname("/".join(parts)), target))
+        else:
+            resolved = os.path.normpath(target)
+        outside = os.path.isabs(target) or resolved == ".." or resolved.startswith("../")
+        where = "pointing outside the archive" if outside else "inside the archive"
+        raise Refused("extract.link_outside" if outside else "extract.link",
+                      f"member {shown} is a {kind} {where} (to {ascii(target[:120])}); a submission holds plain "
+                      "files only")
+    if member.ischr() or member.isblk() or member.isfifo():
+        kind = "character device" if member.ischr() else "block device" if member.isblk() else "FIFO"
+        raise Refused("extract.special_member", f"member {shown} is a {kind}")
+    if not (member.isreg() or member.isdir()):
+        raise Refused("extract.special_member", f"member {shown} is not a regular file or folder "
+                                                f"(tar type {member.type!r})")
 
 
 def _read_to_the_end(reader: _BoundedReader) -> None:
