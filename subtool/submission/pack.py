@@ -25,7 +25,7 @@ from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
 from subtool.submission.pack_inputs import RunInfo, TreeInfo, read_run_dir, scan_tree
-from subtool.submission.pack_manifest import Manifest, parse_manifest
+from subtool.submission.pack_manifest import Manifest
 from subtool.submission.pack_report import (FindingView, ReportInput, ResultView, relative_finding_path,
                                              render_report)
 from subtool.submission.pack_runscript import PackCommand, render_run_script, render_tstamps
