@@ -83,11 +83,11 @@ def test_ranking_never_uses_a_non_finite_value_even_when_the_checker_passed_it(b
     assert rows["Bad"]["status"] == "disqualified"
 
 
-@pytest.mark.parametrize("line", ["max_points = inf", "max_points = nan", "weight = -inf"])
+@pytest.mark.parametrize("line", ["max_points = inf", "max_points = nan", "weight = inf", "rank_points = [nan]"])
 def test_rules_refuse_non_finite_numbers(line):
-    text = default_rules_text().replace("max_points = 100\nweight = 1.0", f"{line}\n", 1)
-    if "max_points" not in line:
-        text = default_rules_text().replace("weight = 1.0", line, 1)
+    """TOML has inf and nan: a rule file must not bring them into the points."""
+    text = default_rules_text().replace("max_points = 100\nweight = 1.0\n", f"{line}\n", 1)
+    assert line in text
     with pytest.raises(SubtoolError) as err:
         parse_rules(text, "rules.toml", "0")
-    assert err.value.rule == "score.rules"
+    assert err.value.rule == "score.rules" and "finite" in err.value.message
