@@ -114,6 +114,10 @@ def check_summary(path: str, results: list, tarball_sha256: str | None, tarball_
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return [Flag("summary.unreadable", f"{name} is not JSON ({exc.msg} at line {exc.lineno})")]
+    except RecursionError:
+        return [Flag("summary.unreadable", f"{name} nests its JSON too deeply to be a summary")]
+    except ValueError as exc:           # e.g. an integer longer than Python's 4300-digit limit
+        return [Flag("summary.unreadable", f"{name} is not usable JSON ({str(exc)[:120]})")]
     if not isinstance(data, dict):
         return [Flag("summary.unreadable", f"{name} is not a JSON object")]
     rows = [v for k, v in data.items() if str(k).isdigit() and isinstance(v, dict)]

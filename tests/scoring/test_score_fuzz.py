@@ -132,6 +132,14 @@ def test_fuzz_summary_json(doc, raw, results, tmp_path_factory):
     _flags(check_summary(str(path), results, "0" * 64, TARBALL))
 
 
+def test_summary_json_nested_100000_deep_or_with_a_5000_digit_number_is_a_flag(tmp_path):
+    for name, text in (("deep", "[" * 100_000 + "]" * 100_000), ("digits", '{"0": {"Result": ' + "9" * 5000 + "}}")):
+        path = tmp_path / f"{name}_summary.json"
+        path.write_text(text)
+        flags = check_summary(str(path), RESULTS, "0" * 64, TARBALL)
+        assert [f.rule for f in flags] == ["summary.unreadable"], flags
+
+
 _STAMP = st.one_of(st.text(max_size=40), st.sampled_from(["Fri Nov  6 01:02:03 UTC 2026", "2026-11-06T01:02:03Z",
                                                           "Sat 07 Nov 2026 01:02:03 AM UTC", "9999-99-99",
                                                           "Fri Nov  6 01:02:03 UTC 99999"]))
