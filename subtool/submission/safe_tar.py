@@ -300,8 +300,8 @@ def check_tree_files(root: Path, limits: ExtractLimits) -> ExtractStats:
                 outside = os.path.isabs(target) or resolved == ".." or resolved.startswith("../")
                 where = "pointing outside the tree" if outside else "inside the tree"
                 raise Refused("extract.link_outside" if outside else "extract.link",
-                              f"{ascii(rel)} is a symbolic link {where} (to {target[:120]!r}); a submission holds plain "
-                              "files only")
+                              f"{ascii(rel)} is a symbolic link {where} (to {target[:120]!r}); a submission holds "
+                              "plain files only")
             if stat.S_ISDIR(st.st_mode):
                 continue
             if not stat.S_ISREG(st.st_mode):

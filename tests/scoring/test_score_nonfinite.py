@@ -27,7 +27,7 @@ def _strict(text: str):
 
 
 def _tree_with_result(sc_handins, root, team: str, value: bytes):
-    tree = root / f"{team}-{value.decode()}"
+    tree = root / f"{team}-{value.decode()[:10]}"
     shutil.copytree(sc_handins["_trees"] / team / "tree", tree)
     for log in tree.rglob("performance/run_1/mlperf_log_detail.txt"):
         data, count = _RESULT.subn(rb"\g<1>" + value, log.read_bytes())
@@ -39,7 +39,7 @@ def _tree_with_result(sc_handins, root, team: str, value: bytes):
 def test_nan_and_infinity_results_are_not_ranked_and_json_stays_strict(sc_handins, tmp_path):
     trees = tmp_path / "trees"
     # Beta and Eta share a category (AMD GPUs): an Infinity there would take every point from Beta
-    for team, value in (("Eta", b"Infinity"), ("Gamma", b"NaN"), ("Epsilon", b"-Infinity")):
+    for team, value in (("Eta", b"Infinity"), ("Gamma", b"NaN"), ("Zeta", b"-Infinity"), ("Epsilon", b"9" * 5000)):
         _tree_with_result(sc_handins, trees, team, value)
     shutil.copytree(sc_handins["_trees"] / "Beta" / "tree", trees / "Beta")
     out = tmp_path / "out"
@@ -54,9 +54,10 @@ def test_nan_and_infinity_results_are_not_ranked_and_json_stays_strict(sc_handin
     ranked = {r["team"] for c in doc["categories"] for r in c["overall"] if r["status"] == "ranked"}
     assert ranked == {"Beta"}
     results = {r["submitter"]: r for e in doc["entries"] for r in e["results"]}
-    for team in ("Eta", "Gamma", "Epsilon"):
+    assert [e["error"] for e in doc["entries"]] == [None] * 5
+    for team in ("Eta", "Gamma", "Zeta", "Epsilon"):
         assert results[team]["value"] is None and not results[team]["passed"], results[team]
-    for team in ("Eta", "Gamma", "Epsilon"):        # said in the reason, whoever saw it first (checker or score)
+    for team in ("Eta", "Gamma", "Zeta", "Epsilon"):  # the reason says it, whoever saw it first
         assert any("finite" in reason.lower() or "nan" in reason.lower() or "inf" in reason.lower()
                    for reason in results[team]["reasons"]), results[team]["reasons"]
 
@@ -91,3 +92,15 @@ def test_rules_refuse_non_finite_numbers(line):
     with pytest.raises(SubtoolError) as err:
         parse_rules(text, "rules.toml", "0")
     assert err.value.rule == "score.rules" and "finite" in err.value.message
+
+
+def test_the_tree_reader_score_uses_survives_deep_json_and_huge_numbers(sc_handins, tmp_path):
+    """scan_tree reads the system descriptions and detail logs for categories and run times: a description nested
+    100,000 deep, or a log value with 5000 digits, leaves that value out instead of raising."""
+    from subtool.submission.pack_inputs import scan_tree
+
+    tree = _tree_with_result(sc_handins, tmp_path, "Beta", b"9" * 5000)
+    (tree / "open" / "Beta" / "systems" / "cluster.json").write_text("[" * 100_000 + "]" * 100_000)
+    info = scan_tree(tree)
+    assert [s.fields for s in info.systems] in ([], [{}])
+    assert [r.perf.get("result_samples_per_second") for r in info.results] == [None]
