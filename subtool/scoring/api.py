@@ -4,13 +4,18 @@ Inputs are scored in a process pool (one input per task, a bounded number in fli
 few dozen inputs) so memory stays flat however many tarballs there are; the main process only keeps each
 entry's small record. Each input unpacks into its own folder inside one private scratch folder under --out,
 removed when scoring ends. A worker that dies (killed, out of memory) costs only the inputs it held: they are
-retried one by one in a fresh worker, and an input that kills a worker twice becomes that entry's error.
+retried one by one, each alone in a fresh process and a fresh scratch folder, and only an input that kills that
+process too becomes an error (score.worker_died, with the signal).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -21,11 +26,14 @@ from pathlib import Path
 
 from subtool import __version__
 from subtool.errors import SubtoolError
-from subtool.fsutil import atomic_write_json, atomic_write_text
-from subtool.scoring.entry import EntryRecord, score_input
+from subtool.fsutil import atomic_write_text
+from subtool.scoring.entry import EntryRecord, remove_scratch, score_input, scratch_folders
 from subtool.scoring.inputs import InputJob, discover
 from subtool.scoring.rules import Rules, load_rules
 
+# Lone surrogates (UTF-8 cannot hold them) and control characters but tab and newline (a terminal would run
+# an escape sequence from a team's system description when the CLI prints a reason)
+_UNWRITABLE = re.compile("[\ud800-\udfff\x00-\x08\x0b-\x1f\x7f]")
 OUTPUT_FILES = ("leaderboard.csv", "leaderboard.json", "leaderboard.md", "leaderboard.html")
 MAX_DEFAULT_JOBS = 4
 TASKS_PER_CHILD = 40
@@ -60,7 +68,7 @@ class ScoreResult:
 
 
 # ------------------------------------------------------------------------------------------- the workers
-def _pool(workers: int) -> ProcessPoolExecutor:
+def _context():
     import multiprocessing
 
     methods = multiprocessing.get_all_start_methods()
@@ -68,16 +76,25 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
     kwargs = {"max_tasks_per_child": TASKS_PER_CHILD} if sys.version_info >= (3, 11) else {}
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, **kwargs)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), **kwargs)
 
 
 def _died(job: InputJob, why: str) -> EntryRecord:
-    return EntryRecord(index=job.index, input=job.display, kind=job.kind, name=job.name,
+    return EntryRecord(index=job.index, input=job.display, kind=job.kind, name=job.name, retried=True,
                        error={"rule": "score.worker_died", "message": why})
 
 
-def _run_pool(jobs: list[InputJob], rules: Rules, scratch: str, workers: int, done) -> None:
+def _pool_pass(jobs: list[InputJob], rules: Rules, scratch: str, workers: int, done) -> list[InputJob]:
+    """Score `jobs` in a pool; return the ones whose worker pool broke under them (they are not scored).
+
+    When one worker dies, ProcessPoolExecutor fails every future in flight, so which input killed it is not
+    known here: all of them become suspects, and a fresh pool takes the inputs not yet started.
+    """
     pending = list(reversed(jobs))
     suspects: list[InputJob] = []
     pool = _pool(workers)
@@ -103,14 +120,55 @@ def _run_pool(jobs: list[InputJob], rules: Rules, scratch: str, workers: int, do
                 pool = _pool(workers)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    for job in sorted(suspects, key=lambda j: j.index):   # alone in a fresh worker, so a culprit is found
-        solo = _pool(1)
+    return sorted(suspects, key=lambda j: j.index)
+
+
+def _solo_main(conn, job: InputJob, rules: Rules, scratch: str) -> None:
+    try:
+        conn.send(score_input(job, rules, scratch))
+    finally:
+        conn.close()
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
         try:
-            done(solo.submit(score_input, job, rules, scratch).result())
-        except BrokenProcessPool:
-            done(_died(job, "the scoring worker died on this input (killed or out of memory)"))
-        finally:
-            solo.shutdown(wait=True, cancel_futures=True)
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        cause = " (the out-of-memory killer, or someone)" if name == "SIGKILL" else ""
+        return f"killed by {name}{cause}"
+    return f"exited with status {exitcode} before it answered"
+
+
+def _solo(job: InputJob, rules: Rules, scratch: str) -> EntryRecord:
+    """Score one suspect alone in a fresh process and a fresh scratch folder; a second death is its own."""
+    for left in scratch_folders(scratch, job):           # what the killed worker left behind
+        remove_scratch(left)
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_solo_main, args=(send, job, rules, scratch), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        entry = receive.recv()
+    except (EOFError, OSError):
+        entry = None
+    finally:
+        receive.close()
+        proc.join()
+    for left in scratch_folders(scratch, job):
+        remove_scratch(left)
+    if entry is None:
+        return _died(job, "the scoring worker died on this input twice (once beside other inputs, then alone): "
+                          + _death(proc.exitcode))
+    entry.retried = True
+    return entry
+
+
+def _run_pool(jobs: list[InputJob], rules: Rules, scratch: str, workers: int, done) -> None:
+    for job in _pool_pass(jobs, rules, scratch, workers, done):
+        done(_solo(job, rules, scratch))
 
 
 def _score_all(jobs: list[InputJob], rules: Rules, scratch: str, workers: int, console) -> list[EntryRecord]:
@@ -156,11 +214,27 @@ def leaderboard_document(entries: list[EntryRecord], rules: Rules) -> dict:
         "rules": rules.summary(),
         "counts": {"inputs": len(entries), "scored": sum(1 for e in entries if not e.error),
                    "errors": sum(1 for e in entries if e.error), "ranked": ranked,
-                   "disqualified": len(out_of_ranking), "flagged": sum(1 for e in entries if e.flags)},
+                   "disqualified": len(out_of_ranking), "flagged": sum(1 for e in entries if e.flags),
+                   "retried": sum(1 for e in entries if e.retried)},
         "categories": board["categories"],
         "disqualified": board["disqualified"],
         "entries": [e.to_dict() for e in entries],
     }
+
+
+def writable(value):
+    """A copy of `value` that every output can hold: text that is not valid Unicode (a lone surrogate from a JSON
+    escape or an undecodable name) or a control character gets U+FFFD in its place, and a NaN or ±Infinity
+    becomes null."""
+    if isinstance(value, str):
+        return _UNWRITABLE.sub("\ufffd", value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {writable(k): writable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [writable(v) for v in value]
+    return value
 
 
 def write_outputs(doc: dict, out: Path, entries: list[EntryRecord], metrics: Path | None) -> dict[str, Path]:
@@ -168,14 +242,17 @@ def write_outputs(doc: dict, out: Path, entries: list[EntryRecord], metrics: Pat
     from subtool.scoring.metrics import metric_rows, metrics_format, render_metrics
     from subtool.scoring.tables import leaderboard_csv, leaderboard_md
 
+    doc = writable(doc)
     files = {
         "csv": atomic_write_text(out / "leaderboard.csv", leaderboard_csv(doc)),
-        "json": atomic_write_json(out / "leaderboard.json", doc),
+        # strict JSON: writable() left no NaN or Infinity, and allow_nan=False makes sure of it
+        "json": atomic_write_text(out / "leaderboard.json", json.dumps(doc, indent=2, allow_nan=False) + "\n"),
         "md": atomic_write_text(out / "leaderboard.md", leaderboard_md(doc)),
         "html": atomic_write_text(out / "leaderboard.html", leaderboard_html(doc)),
     }
     if metrics is not None:
-        files["metrics"] = atomic_write_text(metrics, render_metrics(metric_rows(entries), metrics_format(metrics)))
+        files["metrics"] = atomic_write_text(metrics, render_metrics(writable(metric_rows(entries)),
+                                                                     metrics_format(metrics)))
     return files
 
 
@@ -206,7 +283,7 @@ def score(opts: ScoreOptions, console=None) -> ScoreResult:
         entries = _score_all(jobs, rules, scratch, workers, console)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    doc = leaderboard_document(entries, rules)
+    doc = writable(leaderboard_document(entries, rules))      # the --json outcome prints it too
     files = write_outputs(doc, out, entries, opts.metrics)
     return ScoreResult(out=out, files=files, counts=doc["counts"], seconds=time.perf_counter() - start,
                        jobs=workers, leaderboard=doc)

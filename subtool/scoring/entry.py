@@ -5,23 +5,25 @@ one bad tarball never stops the others. The scratch folder is removed before ret
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from subtool.scoring.extract import ExtractStats, Refused, check_tree_files, extract_tarball
+from subtool.scoring.extract import ExtractStats, Refused, check_tree_files, extract_tarball, file_hashes
 from subtool.scoring.inputs import COMPANIONS, REQUIRED_COMPANIONS, InputJob, is_tree
-from subtool.scoring.integrity import (Flag, check_manifest, check_summary, check_tstamps, member_hashes,
-                                       sha256_of)
+from subtool.scoring.integrity import Flag, check_manifest, check_summary, check_tstamps, sha256_of
 from subtool.scoring.rules import Rules
 
 # With require_accuracy these fail a result's accuracy even where the open division only notes them.
 ACCURACY_GATES = ("acc.below_threshold", "acc.above_upper_limit", "acc.metric_missing", "acc.metric_unparseable")
 _COMPLIANCE_PATH = re.compile(r"/TEST\d\d(/|$)")
 _FIELD_CAP = 200
+NON_FINITE = "score.non_finite"
 _MAX_REASONS = 4
 
 
@@ -74,6 +76,8 @@ class EntryRecord:
     results: list[ResultRecord] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
     tree_errors: list[str] = field(default_factory=list)
+    log_hashes: dict[str, str] = field(default_factory=dict)   # sha256 → path of each performance detail log
+    retried: bool = False             # its first worker died (with others' inputs): scored again, alone
 
     @property
     def teams(self) -> list[str]:
@@ -93,6 +97,7 @@ class EntryRecord:
             "results": [r.to_dict() for r in self.results],
             "flags": [f.to_dict() for f in self.flags],
             "tree_errors": list(self.tree_errors),
+            "retried": self.retried,
         }
 
 
@@ -131,6 +136,19 @@ def _reasons(verdict, findings_by_result: dict, shared: list, gates: list) -> li
     return out[:_MAX_REASONS]
 
 
+def _finite(value: object) -> tuple[float | None, str]:
+    """(the value, "") for a usable number; (None, how it read) for NaN or ±Infinity, which no rank may use."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return (None, "") if value is None else (None, repr(value)[:40])
+    try:
+        number = float(value)
+    except OverflowError:           # an int too big for a float
+        return None, "too large"
+    if not math.isfinite(number):
+        return None, str(number)
+    return value, ""
+
+
 def _results(report, rules: Rules) -> tuple[list[ResultRecord], list[str]]:
     by_result: dict[str, list] = {}
     shared = []
@@ -149,13 +167,18 @@ def _results(report, rules: Rules) -> tuple[list[ResultRecord], list[str]]:
         acc_errors = [f for f in main_runs if f.rule.startswith("acc.")]
         perf_errors = [f for f in main_runs if f.rule.startswith("perf.")]
         accuracy_ok = not acc_errors and not gates
-        passed = bool(v.passed) and accuracy_ok
+        value, not_finite = _finite(v.value)
+        passed = bool(v.passed) and accuracy_ok and not not_finite
+        reasons = [] if passed else _reasons(v, by_result, shared, gates)
+        if not_finite:
+            reasons = [f"{NON_FINITE}: the result is {not_finite}, not a finite number", *reasons][:_MAX_REASONS]
         records.append(ResultRecord(
             result_id=v.result, division=v.division, submitter=v.submitter, system=v.system, model=v.model,
-            mlperf_model=v.mlperf_model, scenario=v.scenario, value=v.value, units=v.units, accuracy=v.accuracy,
-            run_style=v.run_style, passed=passed, accuracy_ok=accuracy_ok, performance_ok=not perf_errors,
-            failed=sorted(set(v.failed) | {f.rule for f in gates}), waived=list(v.waived),
-            reasons=[] if passed else _reasons(v, by_result, shared, gates)))
+            mlperf_model=v.mlperf_model, scenario=v.scenario, value=value, units=v.units, accuracy=v.accuracy,
+            run_style=v.run_style, passed=passed, accuracy_ok=accuracy_ok,
+            performance_ok=not perf_errors and not not_finite,
+            failed=sorted(set(v.failed) | {f.rule for f in gates} | ({NON_FINITE} if not_finite else set())),
+            waived=list(v.waived), reasons=reasons))
     tree_errors = [f"{f.rule}: {f.message} ({f.path})" for f in shared if f.severity == "error"]
     return records, tree_errors
 
@@ -172,6 +195,19 @@ def _systems(root: Path, rules: Rules) -> tuple[list[SystemRecord], list[tuple[s
     windows = [(f"{r.submitter}/{r.system}/{r.model}/{r.scenario}", r.window.begin, r.window.end)
                for r in info.results if r.window is not None]
     return systems, windows
+
+
+def _performance_logs(root: Path) -> dict[str, str]:
+    """sha256 → path of every performance detail log: LoadGen stamps each run with its own times and seeds, so
+    two hand-ins that share one hold a copy of someone's run."""
+    found = {}
+    for current, dirs, files in os.walk(root):
+        dirs.sort()
+        here = Path(current)
+        if "mlperf_log_detail.txt" in files and "performance" in here.relative_to(root).parts:
+            path = here / "mlperf_log_detail.txt"
+            found.setdefault(sha256_of(path), path.relative_to(root).as_posix())
+    return found
 
 
 def _check(root: Path, rules: Rules):
@@ -197,7 +233,7 @@ def _score(job: InputJob, rules: Rules, scratch: Path, entry: EntryRecord) -> No
             raise Refused("extract.no_tree", "the archive holds no closed/, open/ or network/ folder at its top: "
                                              "not a submission tree")
         if "manifest" in job.companions:
-            members = member_hashes(unpacked)
+            members = file_hashes(unpacked)
         for kind in REQUIRED_COMPANIONS:
             if kind not in job.companions:
                 entry.flags.append(Flag("handin.missing_file",
@@ -209,6 +245,7 @@ def _score(job: InputJob, rules: Rules, scratch: Path, entry: EntryRecord) -> No
 
     report = _check(root, rules)
     entry.results, entry.tree_errors = _results(report, rules)
+    entry.log_hashes = _performance_logs(root)
     entry.systems, windows = _systems(root, rules)
 
     if "summary_json" in job.companions:
@@ -220,14 +257,29 @@ def _score(job: InputJob, rules: Rules, scratch: Path, entry: EntryRecord) -> No
         entry.flags += check_manifest(job.companions["manifest"], tarball, entry.sha256, members)
 
 
+def remove_scratch(scratch: Path) -> None:
+    shutil.rmtree(scratch, ignore_errors=True)
+    if scratch.exists():  # read-only folders from the archive: make them writable, then retry
+        for current, dirs, _files in os.walk(scratch):
+            for d in dirs:
+                os.chmod(os.path.join(current, d), 0o700)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def scratch_folders(scratch_root: str, job: InputJob) -> list[Path]:
+    """The scratch folders of `job`'s attempts (a killed worker leaves its own behind)."""
+    return sorted(Path(scratch_root).glob(f"{job.index:05d}-*"))
+
+
 def score_input(job: InputJob, rules: Rules, scratch_root: str) -> EntryRecord:
     from subtool.errors import SubtoolError
 
     start = time.perf_counter()
     entry = EntryRecord(index=job.index, input=job.display, kind=job.kind, name=job.name)
-    scratch = Path(scratch_root) / f"{job.index:05d}"
+    scratch = None
     try:
-        scratch.mkdir(mode=0o700)
+        # A fresh folder for every attempt: a retry never meets what a killed worker left behind.
+        scratch = Path(tempfile.mkdtemp(prefix=f"{job.index:05d}-", dir=scratch_root))
         _score(job, rules, scratch, entry)
     except Refused as exc:
         entry.error = {"rule": exc.rule, "message": f"refused: {exc.message}"}
@@ -238,16 +290,12 @@ def score_input(job: InputJob, rules: Rules, scratch_root: str) -> EntryRecord:
     except Exception as exc:  # noqa: BLE001 - a stranger's input must never stop the other teams' scoring
         entry.error = {"rule": "score.internal", "message": f"{type(exc).__name__}: {exc}"[:500]}
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        if scratch.exists():  # read-only folders from the archive: make them writable, then retry
-            for current, dirs, _files in os.walk(scratch):
-                for d in dirs:
-                    os.chmod(os.path.join(current, d), 0o700)
-            shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            remove_scratch(scratch)
     entry.seconds = time.perf_counter() - start
     if entry.error:
         entry.results, entry.systems = [], []
     return entry
 
 
-__all__ = ["EntryRecord", "ResultRecord", "SystemRecord", "score_input"]
+__all__ = ["EntryRecord", "ResultRecord", "SystemRecord", "remove_scratch", "score_input", "scratch_folders"]

@@ -36,6 +36,7 @@ FLAG_IDS = {
     "manifest.member_mismatch": "a file inside the tarball differs from the manifest (or is missing or extra)",
     "manifest.artifact_mismatch": "a companion file differs from the manifest",
     "entry.duplicate": "two inputs hold the same submitter and system",
+    "entry.copied_logs": "two inputs hold the same LoadGen performance log (byte for byte), whatever their names",
 }
 _REL_TOL = 1e-4
 _NUMBER_PAIR = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\s*[:=]\s*(-?[0-9][0-9.eE+-]*)")
@@ -113,6 +114,10 @@ def check_summary(path: str, results: list, tarball_sha256: str | None, tarball_
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return [Flag("summary.unreadable", f"{name} is not JSON ({exc.msg} at line {exc.lineno})")]
+    except RecursionError:
+        return [Flag("summary.unreadable", f"{name} nests its JSON too deeply to be a summary")]
+    except ValueError as exc:           # e.g. an integer longer than Python's 4300-digit limit
+        return [Flag("summary.unreadable", f"{name} is not usable JSON ({str(exc)[:120]})")]
     if not isinstance(data, dict):
         return [Flag("summary.unreadable", f"{name} is not a JSON object")]
     rows = [v for k, v in data.items() if str(k).isdigit() and isinstance(v, dict)]
@@ -210,15 +215,6 @@ def check_tstamps(path: str, windows: list[tuple[str, datetime, datetime]], slac
 
 
 # ----------------------------------------------------------------------------------------------- manifest
-def member_hashes(root: Path) -> dict[str, str]:
-    out = {}
-    for current, _dirs, files in os.walk(root):
-        for f in files:
-            p = Path(current) / f
-            out[p.relative_to(root).as_posix()] = sha256_of(p)
-    return out
-
-
 def check_manifest(path: str, tarball: Path, tarball_sha256: str, members: dict[str, str]) -> list[Flag]:
     from subtool.errors import SubtoolError
     from subtool.submission.pack_manifest import parse_manifest

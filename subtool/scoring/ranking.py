@@ -6,10 +6,11 @@ A competitor is one (input, submitter, system). Ties share a rank (1, 1, 3).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from subtool.scoring.crosscheck import cross_check
 from subtool.scoring.entry import EntryRecord, ResultRecord, SystemRecord
-from subtool.scoring.integrity import Flag
 from subtool.scoring.rules import Rules, Task
 
 UNKNOWN_CATEGORY = "Uncategorised"
@@ -62,28 +63,25 @@ def _competitors(entries: list[EntryRecord], rules: Rules) -> list[Competitor]:
     return out
 
 
-def mark_duplicates(entries: list[EntryRecord]) -> None:
-    """Two inputs with the same submitter/system: flag both (one team handed in twice, or a name clash)."""
-    owners: dict[tuple, list[EntryRecord]] = {}
-    for entry in entries:
-        for key in sorted({(r.submitter, r.system) for r in entry.results}):
-            owners.setdefault(key, []).append(entry)
-    for (submitter, system), group in owners.items():
-        if len(group) > 1:
-            for entry in group:
-                others = ", ".join(e.input for e in group if e is not entry)
-                entry.flags.append(Flag("entry.duplicate", f"{submitter}/{system} is also in {others}"))
-
-
 def _pick(task: Task, comp: Competitor, divisions: tuple[str, ...]) -> ResultRecord | None:
     matches = [r for r in comp.results if task.matches(r.model, r.mlperf_model, r.scenario)
                and r.division in divisions]
     if not matches:
         return None
-    good = [r for r in matches if r.passed and isinstance(r.value, (int, float)) and r.value > 0]
+    good = [r for r in matches if r.passed and _usable(r.value)]
     if good:
         return (min if task.lower_is_better else max)(good, key=lambda r: r.value)
     return matches[0]
+
+
+def _usable(value: object) -> bool:
+    """Only a positive finite number is ranked: an Infinity would take every point, a NaN breaks every sort."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) and value > 0
+    except OverflowError:           # an int beyond any float
+        return False
 
 
 def _dq_reason(result: ResultRecord) -> str:
@@ -91,7 +89,9 @@ def _dq_reason(result: ResultRecord) -> str:
         return "; ".join(result.reasons)
     if not result.passed:
         return "the checker fails it: " + ", ".join(result.failed)
-    return "no result value in the performance log"
+    if result.value is None:
+        return "no result value in the performance log"
+    return f"the result {result.value!r} is not a positive finite number"
 
 
 def _share_ranks(rows: list[dict], key: str, descending: bool) -> None:
@@ -120,7 +120,7 @@ def _bonus(rules: Rules, task: Task, comp: Competitor, result: ResultRecord) -> 
 
 
 def build_leaderboard(entries: list[EntryRecord], rules: Rules) -> dict:
-    mark_duplicates(entries)
+    cross_check(entries)
     competitors = _competitors(entries, rules)
     integrity_dq = set(rules.integrity.disqualify)
     for comp in competitors:
@@ -162,7 +162,7 @@ def build_leaderboard(entries: list[EntryRecord], rules: Rules) -> dict:
                 row = {**comp.base_row(), "category": category, "task": task.name, "value": result.value,
                        "units": result.units, "accuracy": result.accuracy, "run_style": result.run_style,
                        "division": result.division, "result": result.result_id}
-                usable = result.passed and isinstance(result.value, (int, float)) and result.value > 0
+                usable = result.passed and _usable(result.value)
                 if comp.dq_reasons or not usable:
                     reason = "; ".join(comp.dq_reasons) if comp.dq_reasons else _dq_reason(result)
                     row.update(status="disqualified", rank=None, points=0.0, bonus=0.0, bonus_for=[], reason=reason)

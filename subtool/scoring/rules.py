@@ -7,6 +7,7 @@ with the file and the key), and turned into frozen dataclasses that travel to th
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -166,6 +167,8 @@ class _Reader:
 
     def number(self, key: str, default: float, minimum: float | None = None) -> float:
         value = self.get(key, (int, float), default)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(key, "must be a finite number (not nan or inf)")
         if minimum is not None and value < minimum:
             raise self.fail(key, f"must be ≥ {minimum:g}")
         return float(value)
@@ -264,8 +267,8 @@ def _task(table: dict, index: int, source: str) -> Task:
     if points not in POINT_SCHEMES:
         raise r.fail("points", f"must be one of {', '.join(POINT_SCHEMES)}")
     rank_points = r.get("rank_points", list, [])
-    if not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in rank_points):
-        raise r.fail("rank_points", "must be a list of numbers")
+    if not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) for p in rank_points):
+        raise r.fail("rank_points", "must be a list of finite numbers")
     if points == "rank" and not rank_points:
         raise r.fail("rank_points", "is required when points = \"rank\"", hint="e.g. rank_points = [100, 80, 60]")
     lower = scenario.lower() in LOWER_IS_BETTER_SCENARIOS

@@ -1,13 +1,16 @@
 """The leaderboard document → leaderboard.csv and leaderboard.md (tabulate). JSON is the document itself.
 
 Team names, system names and reasons come from strangers' tarballs: CSV cells that a spreadsheet would run as a
-formula are prefixed with a quote, Markdown cells have their pipes and line breaks escaped.
+formula are prefixed with a quote; Markdown cells have HTML escaped like leaderboard.html does, and their pipes,
+link/image/emphasis characters and line breaks made inert.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import io
+import re
 
 CSV_COLUMNS = ("category", "board", "rank", "status", "team", "system", "input", "accelerator", "value", "units",
                "accuracy", "points", "bonus", "total", "flags", "reason")
@@ -65,9 +68,15 @@ def leaderboard_csv(doc: dict) -> str:
     return buf.getvalue()
 
 
+_MD_PUNCTUATION = re.compile(r"([\\`\[\]|])")
+
+
 def md_cell(value: object) -> str:
+    """Team-controlled text as inert Markdown: HTML escaped (a renderer would run <img onerror=…>), the characters
+    that open links, images and code spans backslash-escaped, pipes escaped, line breaks flattened."""
     text = "" if value is None else str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    text = " ".join(text.replace("\r", "\n").split("\n"))
+    return _MD_PUNCTUATION.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def _table(headers: list[str], rows: list[list[object]]) -> str:

@@ -6,8 +6,8 @@ pack_tree writes, into one staging folder beside the final place, `<name>.tar.gz
 previous ones, so a failure leaves no half-written artifact. A tree the checker finds errors in is still packed
 (a team must hand in something) but the verdict says FAIL everywhere and `.ok` is false (exit 1).
 
-verify_tarball re-hashes the artifacts and every member against the manifest, unpacks the members into a
-temporary folder and re-runs the checker there with the rules version and waivers recorded at pack time.
+verify_tarball (pack_verify.py) re-hashes the artifacts and every member against the manifest, unpacks the tarball
+safely into a temporary folder and re-runs the checker there with the rules version recorded at pack time.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
 from subtool.submission.pack_inputs import RunInfo, TreeInfo, read_run_dir, scan_tree
-from subtool.submission.pack_manifest import Manifest, parse_manifest
+from subtool.submission.pack_manifest import Manifest
 from subtool.submission.pack_report import (FindingView, ReportInput, ResultView, relative_finding_path,
                                              render_report)
 from subtool.submission.pack_runscript import PackCommand, render_run_script, render_tstamps
 from subtool.submission.pack_summary import render_summary_json
-from subtool.submission.pack_tarball import DIVISIONS, iter_tree, read_tarball, write_tarball
+from subtool.submission.pack_tarball import DIVISIONS, iter_tree, write_tarball
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 OFFICIAL_MIN_DURATION_MS = 600_000
@@ -67,27 +67,6 @@ class PackResult:
             "artifacts": {k: str(v) for k, v in self.artifacts.items()}, "sha256": dict(self.sha256),
             "errors": self.errors, "warnings": self.warnings, "waived": self.waived, "members": self.members,
             "tarball_bytes": self.tarball_bytes, "run_style": self.run_style,
-        }
-
-
-@dataclass
-class VerifyResult:
-    ok: bool
-    tarball: Path
-    manifest: Path
-    version: str
-    waive: tuple[str, ...]
-    verdict: str                      # the re-run checker's: PASS | FAIL | "" (not re-run: the files are damaged)
-    members_checked: int
-    artifacts_checked: int
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {
-            "ok": self.ok, "tarball": str(self.tarball), "manifest": str(self.manifest), "version": self.version,
-            "waive": list(self.waive), "verdict": self.verdict, "members_checked": self.members_checked,
-            "artifacts_checked": self.artifacts_checked, "problems": list(self.problems), "notes": list(self.notes),
         }
 
 
@@ -316,77 +295,5 @@ def _say_verdict(say, result: PackResult, findings: list[FindingView]) -> None:
         say(f"  {f.rule} {f.path}: {f.message}", highlight=False, markup=False)
 
 
-# ----------------------------------------------------------------------------------------------- verify
-def _manifest_path(tarball: Path) -> tuple[str, Path]:
-    name = tarball.name
-    for suffix in (".tar.gz", ".tgz"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return name, tarball.with_name(f"{name}.sha256")
-
-
-def verify_tarball(path: Path, version: str = "v6.1", console=None) -> VerifyResult:
-    tarball = Path(path)
-    say = console.print if console is not None else (lambda *a, **k: None)
-    if not tarball.is_file():
-        raise SubtoolError("no such tarball", path=tarball, rule="pack.verify")
-    name, manifest_path = _manifest_path(tarball)
-    if not manifest_path.is_file():
-        raise SubtoolError("no manifest beside the tarball", path=manifest_path, rule="pack.verify",
-                           hint="keep the .sha256 file that `subtool pack` wrote next to the tarball")
-    manifest = parse_manifest(manifest_path.read_text(encoding="utf-8", errors="replace"), manifest_path)
-    problems: list[str] = []
-    notes: list[str] = []
-    if manifest.version != version:
-        notes.append(f"re-checked with the rules recorded at pack time ({manifest.version}), not {version}")
-    if manifest.name != name:
-        problems.append(f"the manifest is for {manifest.name}.tar.gz, not {tarball.name} (renamed?)")
-
-    tar_entry = f"{manifest.name}.tar.gz"
-    if tar_entry not in manifest.artifacts:
-        problems.append(f"the manifest has no hash for {tar_entry}")
-    for fname, digest in sorted(manifest.artifacts.items()):
-        target = tarball if fname == tar_entry else manifest_path.with_name(fname)
-        if not target.is_file():
-            problems.append(f"{fname}: missing (listed in the manifest)")
-        elif sha256_file(target) != digest:
-            problems.append(f"{fname}: sha256 differs from the manifest (changed after packing)")
-
-    verdict = ""
-    with tempfile.TemporaryDirectory(prefix="subtool-verify-") as tmp:
-        unpacked = Path(tmp) / "tree"
-        unpacked.mkdir()
-        members, tar_problems = read_tarball(tarball, unpacked)
-        problems += tar_problems
-        for member in sorted(set(manifest.members) - set(members)):
-            problems.append(f"{member}: in the manifest but not in the tarball")
-        for member in sorted(set(members) - set(manifest.members)):
-            problems.append(f"{member}: in the tarball but not in the manifest")
-        for member in sorted(set(members) & set(manifest.members)):
-            if members[member] != manifest.members[member]:
-                problems.append(f"{member}: sha256 differs from the manifest")
-        if not tar_problems:
-            say(f"verify: re-checking {len(members)} files (rules {manifest.version}"
-                + (f", waived: {', '.join(manifest.waive)}" if manifest.waive else "") + ")", highlight=False)
-            report = _run_checker(unpacked, manifest.version, frozenset(manifest.waive))
-            verdict = _verdict(report)
-            errors = [f for f in _finding_views(report, unpacked) if f.severity == "error"]
-            for f in errors:
-                problems.append(f"checker: {f.rule} {f.path}: {f.message}")
-            if manifest.verdict and manifest.verdict != verdict:
-                problems.append(f"the checker now says {verdict}; at pack time it said {manifest.verdict}")
-
-    result = VerifyResult(ok=not problems, tarball=tarball, manifest=manifest_path, version=manifest.version,
-                          waive=manifest.waive, verdict=verdict, members_checked=len(members),
-                          artifacts_checked=len(manifest.artifacts), problems=problems, notes=notes)
-    for note in notes:
-        say(f"verify: {note}", highlight=False)
-    if result.ok:
-        say(f"[bold green]verified[/]: {tarball.name} matches its manifest ({result.members_checked} files, "
-            f"{result.artifacts_checked} artifacts) and the checker says {verdict}.", highlight=False)
-    else:
-        say(f"[bold red]verify failed[/]: {len(problems)} problem(s) with {tarball.name}:", highlight=False)
-        for problem in problems[:20]:
-            say(f"  {problem}", highlight=False, markup=False)
-    return result
+# verify lives in pack_verify (it unpacks through safe_tar, the extraction `subtool score` uses)
+from subtool.submission.pack_verify import VerifyResult, verify_tarball  # noqa: E402,F401

@@ -61,7 +61,7 @@ def read_detail_keys(path: Path) -> dict[str, object]:
                     continue
                 try:
                     entry = json.loads(line[len(_MLLOG):])
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):     # not JSON, a 5000-digit number, nested too deep
                     continue
                 key = entry.get("key") if isinstance(entry, dict) else None
                 if key in _DETAIL_KEYS and key not in found:
@@ -164,7 +164,7 @@ class TreeInfo:
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):    # ValueError: not UTF-8, not JSON, a 5000-digit number
         return {}
     return data if isinstance(data, dict) else {}
 

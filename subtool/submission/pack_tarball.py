@@ -1,4 +1,4 @@
-"""A byte-for-byte reproducible, streamed gzip tarball of a submission tree, and a safe reader for it.
+"""A byte-for-byte reproducible, streamed gzip tarball of a submission tree (read back through safe_tar).
 
 Reproducible means: the same tree gives the same bytes on the same machine, whatever the files' owners, mtimes,
 umask or directory order. So members go in sorted order, with uid/gid 0, empty owner names, one fixed mtime,
@@ -14,7 +14,6 @@ import hashlib
 import os
 import stat
 import tarfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator
@@ -23,6 +22,7 @@ from subtool.errors import SubtoolError
 
 DIVISIONS = ("closed", "open", "network")
 CHUNK = 1 << 20
+_UNREADABLE = ("extract.truncated", "extract.corrupt", "extract.trailing_data", "extract.io")
 
 
 def fixed_mtime() -> int:
@@ -174,60 +174,16 @@ def write_tarball(tree: Path, dest: BinaryIO, out_dir: Path | None = None, compr
     return stats
 
 
-def _safe_member_path(name: str) -> PurePosixPath | None:
-    p = PurePosixPath(name)
-    if p.is_absolute() or not p.parts or any(part in ("..", "") for part in p.parts):
-        return None
-    if p.parts[0] not in DIVISIONS:
-        return None
-    return p
+def read_tarball(path: Path, extract_to: Path) -> tuple[dict[str, str], list[str]]:
+    """Unpack `path` into the empty folder `extract_to` through the safe extraction (safe_tar) and hash every
+    member: (archive path → sha256, problems). A refused archive gives no hashes and one problem naming the rule."""
+    from subtool.submission.safe_tar import ExtractLimits, Refused, extract_tarball, file_hashes
 
-
-def read_tarball(path: Path, extract_to: Path | None) -> tuple[dict[str, str], list[str]]:
-    """Read a tarball member by member: sha256 of each regular file, plus problems with unsafe members.
-
-    When `extract_to` is given, regular files and folders are written there (never links, devices or paths that
-    leave the folder), so the checker can run on exactly the bytes that were hashed.
-    """
-    hashes: dict[str, str] = {}
-    problems: list[str] = []
     try:
-        with tarfile.open(path, mode="r:gz") as tar:
-            for member in tar:
-                rel = _safe_member_path(member.name)
-                if rel is None:
-                    problems.append(f"unsafe or unexpected member path in the tarball: {member.name!r}")
-                    continue
-                if member.isdir():
-                    if extract_to is not None:
-                        (extract_to / rel).mkdir(parents=True, exist_ok=True)
-                    continue
-                if not member.isreg():
-                    problems.append(f"member is not a regular file or folder: {member.name}")
-                    continue
-                if rel.as_posix() in hashes:
-                    problems.append(f"member appears twice in the tarball: {member.name}")
-                    continue
-                src = tar.extractfile(member)
-                assert src is not None  # regular members always have data
-                digest = hashlib.sha256()
-                dest_fh = None
-                if extract_to is not None:
-                    target = extract_to / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    dest_fh = open(target, "wb")
-                try:
-                    while True:
-                        block = src.read(CHUNK)
-                        if not block:
-                            break
-                        digest.update(block)
-                        if dest_fh is not None:
-                            dest_fh.write(block)
-                finally:
-                    if dest_fh is not None:
-                        dest_fh.close()
-                hashes[rel.as_posix()] = digest.hexdigest()
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        problems.append(f"the tarball cannot be read to the end: {exc}")
-    return hashes, problems
+        extract_tarball(Path(path), Path(extract_to), ExtractLimits())
+    except Refused as exc:
+        lead = "cannot be read to the end" if exc.rule in _UNREADABLE else "is refused"
+        return {}, [f"the tarball {lead} ({exc.rule}): {exc.message}"]
+    hashes = file_hashes(Path(extract_to))
+    return hashes, [f"{m}: outside closed/, open/ and network/ (pack never writes it)" for m in sorted(hashes)
+                    if PurePosixPath(m).parts[0] not in DIVISIONS]

@@ -6,6 +6,7 @@ nothing outside the scratch folder was touched.
 from __future__ import annotations
 
 import bz2
+import copy
 import gzip
 import hashlib
 import io
@@ -22,7 +23,7 @@ def _members(good: Path) -> list[tuple[tarfile.TarInfo, bytes | None]]:
 
 def _write(dest: Path, members, *, compress=True, fmt=tarfile.PAX_FORMAT) -> Path:
     raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=fmt) as tar:
+    with tarfile.open(fileobj=raw, mode="w", format=fmt, encoding="utf-8", errors="surrogateescape") as tar:
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     dest.write_bytes(gzip.compress(raw.getvalue(), mtime=0) if compress else raw.getvalue())
@@ -43,6 +44,40 @@ def _special(name: str, kind: bytes, linkname: str = "", **attrs) -> tuple[tarfi
     for key, value in attrs.items():
         setattr(info, key, value)
     return info, None
+
+
+def _renamed(base, old: str, new: str):
+    out = []
+    for info, data in base:
+        info = copy.copy(info)
+        info.name = info.name.replace(old, new)
+        out.append((info, data))
+    return out
+
+
+def damaged_gzip(good: Path, dest: Path) -> Path:
+    """One digit of the team's result changed inside the compressed stream, gzip's CRC32 trailer left as it was:
+    what a flipped bit on disk or an edit with a hex editor gives (`gzip -t` says "crc error")."""
+    packed = good.read_bytes()
+    tar_bytes = gzip.decompress(packed)
+    marker = b'"result_samples_per_second", "value": '
+    at = tar_bytes.index(marker) + len(marker)
+    digit = tar_bytes[at:at + 1]
+    changed = tar_bytes[:at] + (b"9" if digit != b"9" else b"8") + tar_bytes[at + 1:]
+    body = gzip.compress(changed, mtime=0)
+    dest.write_bytes(body[:-8] + packed[-8:])     # the new stream, the old CRC32 and length
+    return dest
+
+
+def sparse_member(name: str, real_size: int) -> tuple[tarfile.TarInfo, bytes]:
+    """A GNU sparse (PAX 1.0) member of one data byte whose header declares `real_size` bytes: tarfile would
+    write all of them (holes as zeros) when it extracts it."""
+    body = b"1\n0\n1\n".ljust(512, b"\0") + b"x"
+    info = tarfile.TarInfo(name + ".sparse")
+    info.size = len(body)
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
+                        "GNU.sparse.realsize": str(real_size)}
+    return info, body
 
 
 def build(case: str, good: Path, dest: Path, sandbox: Path) -> Path:
@@ -101,6 +136,24 @@ def build(case: str, good: Path, dest: Path, sandbox: Path) -> Path:
         data = good.read_bytes()
         dest.write_bytes(data[: len(data) * 3 // 5])
         return dest
+    if case == "crc_flipped":
+        return damaged_gzip(good, dest)
+    if case == "cut_6_bytes":
+        dest.write_bytes(good.read_bytes()[:-6])
+        return dest
+    if case == "trailing_garbage":
+        dest.write_bytes(good.read_bytes() + b"this is not gzip")
+        return dest
+    if case == "data_after_tar_end":
+        tar_bytes = gzip.decompress(good.read_bytes())
+        dest.write_bytes(gzip.compress(tar_bytes + b"hidden from tar".ljust(512, b"\0"), mtime=0))
+        return dest
+    if case == "non_utf8_name":          # the system folder's name is not UTF-8 (bytes 0xff 0xfe)
+        return _write(dest, _renamed(base, "/cluster", "/clu\udcff\udcfester"), fmt=tarfile.GNU_FORMAT)
+    if case == "control_char_name":
+        return _write(dest, _renamed(base, "/cluster", "/clu\x1b[31mster"))
+    if case == "sparse_2gib":
+        return _write(dest, base + [sparse_member(f"{evil}/big.bin", 2 << 30)])
     if case == "no_tree":
         return _write(dest, [_file("notes/readme.txt", b"hello\n")])
     if case == "empty_archive":
@@ -129,6 +182,13 @@ CASES = {
     "bzip2": "extract.not_gzip",
     "garbage": "extract.not_gzip",
     "truncated": "extract.truncated",
+    "crc_flipped": "extract.corrupt",
+    "cut_6_bytes": "extract.truncated",
+    "trailing_garbage": "extract.corrupt",
+    "data_after_tar_end": "extract.trailing_data",
+    "non_utf8_name": "extract.name_not_utf8",
+    "control_char_name": "extract.bad_name",
+    "sparse_2gib": "extract.too_large",
     "no_tree": "extract.no_tree",
     "empty_archive": "extract.empty",
 }

@@ -117,10 +117,15 @@ def test_the_same_team_handed_in_twice_is_flagged_on_both(sc_copy, tmp_path):
     result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--jobs", "1"])
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "leaderboard.json").read_text())
+    log = "open/Beta/results/cluster/bert-99/Offline/performance/run_1/mlperf_log_detail.txt"
     assert [e["flags"] for e in doc["entries"]] == [
         [{"rule": "entry.duplicate", "message": "Beta/cluster is also in handins/resubmitted/Beta/"
-                                                f"{NAME}.tar.gz"}],
-        [{"rule": "entry.duplicate", "message": f"Beta/cluster is also in handins/Beta/{NAME}.tar.gz"}]]
+                                                f"{NAME}.tar.gz"},
+         {"rule": "entry.copied_logs", "message": f"{log} is byte for byte in handins/resubmitted/Beta/{NAME}.tar.gz "
+                                                  "too: one LoadGen run handed in twice"}],
+        [{"rule": "entry.duplicate", "message": f"Beta/cluster is also in handins/Beta/{NAME}.tar.gz"},
+         {"rule": "entry.copied_logs", "message": f"{log} is byte for byte in handins/Beta/{NAME}.tar.gz too: one "
+                                                  "LoadGen run handed in twice"}]]
     rows = next(c for c in doc["categories"] if c["name"] == "AMD GPUs")["overall"]
     assert [(r["rank"], r["input"]) for r in rows] == [(1, f"handins/Beta/{NAME}.tar.gz"),
                                                        (1, f"handins/resubmitted/Beta/{NAME}.tar.gz")]

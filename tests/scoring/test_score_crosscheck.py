@@ -1,0 +1,71 @@
+"""Impersonation and copies (issue 19, item 5): a tarball that carries another team's folder is refused alone,
+the team it imitates is left unflagged; two teams that hand in the same LoadGen logs under different names are
+both flagged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from typer.testing import CliRunner
+
+import teamgen
+from subtool.cli import app
+
+TARBALL = "mlperf_submission_short.tar.gz"
+
+
+def _score(handins, out):
+    result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--jobs", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "leaderboard.json").read_text())
+
+
+def _by_folder(doc) -> dict:
+    return {e["input"].split("/")[1]: e for e in doc["entries"]}
+
+
+def test_a_tarball_under_another_teams_folder_is_refused_and_the_owner_left_alone(sc_copy, tmp_path):
+    handins = sc_copy(["Alpha", "Beta", "Gamma"])
+    shutil.copy(handins / "Alpha" / TARBALL, handins / "Beta" / TARBALL)     # Beta hands in Alpha's results
+    doc = _score(handins, tmp_path / "out")
+    entries = _by_folder(doc)
+    assert entries["Beta"]["error"]["rule"] == "entry.impersonation"
+    assert "open/Alpha/" in entries["Beta"]["error"]["message"]
+    assert "handins/Alpha/" in entries["Beta"]["error"]["message"]
+    assert entries["Alpha"]["error"] is None
+    assert not [f for f in entries["Alpha"]["flags"] if f["rule"].startswith("entry.")]
+    alpha = next(r for c in doc["categories"] for r in c["overall"] if r["team"] == "Alpha")
+    assert alpha["status"] == "ranked" and "entry.duplicate" not in alpha["flags"]
+
+
+def test_a_team_handed_in_twice_under_folders_that_do_not_say_whose_flags_both(sc_copy, tmp_path):
+    handins = sc_copy(["Alpha", "Gamma"])
+    shutil.copytree(handins / "Alpha", handins / "upload-17")
+    shutil.move(handins / "Alpha", handins / "upload-03")
+    doc = _score(handins, tmp_path / "out")
+    entries = _by_folder(doc)
+    for folder in ("upload-03", "upload-17"):
+        assert entries[folder]["error"] is None
+        assert {f["rule"] for f in entries[folder]["flags"]} >= {"entry.duplicate", "entry.copied_logs"}
+
+
+def test_the_same_logs_under_another_name_flag_both_teams(sc_handins, sc_copy, tmp_path):
+    handins = sc_copy(["Alpha", "Gamma", "Beta"])
+    # Kappa copies Gamma's tree, renames the team folder and its system description, packs it with subtool
+    tree = tmp_path / "kappa-tree"
+    shutil.copytree(sc_handins["_trees"] / "Gamma" / "tree", tree)
+    (tree / "open" / "Gamma").rename(tree / "open" / "Kappa")
+    system = tree / "open" / "Kappa" / "systems" / "cluster.json"
+    system.write_text(system.read_text().replace('"Gamma', '"Kappa'))
+    teamgen.pack_team(tree, handins / "Kappa")
+    doc = _score(handins, tmp_path / "out")
+    entries = _by_folder(doc)
+    for team, other in (("Gamma", "Kappa"), ("Kappa", "Gamma")):
+        copied = [f for f in entries[team]["flags"] if f["rule"] == "entry.copied_logs"]
+        assert len(copied) == 1 and f"handins/{other}/{TARBALL}" in copied[0]["message"]
+        assert "mlperf_log_detail.txt" in copied[0]["message"]
+    for team in ("Alpha", "Beta"):
+        assert not [f for f in entries[team]["flags"] if f["rule"].startswith("entry.")]
+    md = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "entry.copied_logs" in md

@@ -1,0 +1,125 @@
+"""A scoring worker killed for real (SIGKILL from outside, as the out-of-memory killer does) while it scores
+(issue 19, item 3): the inputs it held are scored again, each alone in a fresh process and scratch folder, and
+keep their score; only an input whose worker is killed again is reported, with the signal that killed it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from subtool.scoring.api import ScoreOptions, score
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers through Linux /proc")
+TEAMS = ("Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Eta")
+
+
+def _processes() -> dict[int, int]:
+    """pid → parent pid of every process (Linux /proc)."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as fh:
+                    out[int(name)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def scoring_workers() -> list[int]:
+    """The processes the multiprocessing forkserver started for this test process: the scoring workers."""
+    procs = _processes()
+    me = os.getpid()
+    servers = {p for p, parent in procs.items() if parent == me and b"multiprocessing.forkserver" in _cmdline(p)}
+    return [p for p, parent in procs.items() if parent in servers]
+
+
+class Killer(threading.Thread):
+    """Watches the scratch folders under `out`; when an attempt at an input `targets` selects starts, SIGKILLs
+    every scoring worker (the one holding that input among them)."""
+
+    def __init__(self, out: Path, targets) -> None:
+        super().__init__(daemon=True)
+        self.out, self.targets = out, targets
+        self.seen: set[str] = set()
+        self.kills: list[tuple[str, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for attempt in self.out.glob(".score-scratch-*/*"):
+                if attempt.name in self.seen or not self.targets(attempt.name):
+                    continue
+                self.seen.add(attempt.name)
+                for pid in scoring_workers():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        self.kills.append((attempt.name, pid))
+                    except ProcessLookupError:
+                        pass
+            time.sleep(0.002)
+
+
+def _handins(sc_handins, root: Path) -> Path:
+    for team in TEAMS:
+        shutil.copytree(sc_handins[team], root / team)
+    return root
+
+
+def _run(handins: Path, out: Path, killer: Killer):
+    killer.start()
+    try:
+        return score(ScoreOptions(inputs=[handins], out=out, jobs=2))
+    finally:
+        killer.stop.set()
+        killer.join()
+
+
+def _ranked(doc) -> dict:
+    return {(r["team"], c["name"]): r["total"] for c in doc["categories"] for r in c["overall"]
+            if r["status"] == "ranked"}
+
+
+def test_a_killed_worker_costs_no_team_its_score(sc_handins, tmp_path):
+    handins = _handins(sc_handins, tmp_path / "handins")
+    reference = score(ScoreOptions(inputs=[handins], out=tmp_path / "ref", jobs=1)).leaderboard
+
+    out = tmp_path / "out"
+    killer = Killer(out, targets=lambda name: not killer.kills)        # one kill, at the first input started
+    result = _run(handins, out, killer)
+    assert killer.kills, "no scoring worker was seen to kill"
+    doc = result.leaderboard
+    assert [e["error"] for e in doc["entries"]] == [None] * len(TEAMS)
+    assert any(e["retried"] for e in doc["entries"]) and doc["counts"]["retried"] >= 1   # the pool broke
+    assert _ranked(doc) == _ranked(reference)
+    assert not list(out.glob(".score-scratch-*"))                    # every scratch folder removed
+
+
+def test_only_the_input_that_kills_its_worker_again_is_reported(sc_handins, tmp_path):
+    handins = _handins(sc_handins, tmp_path / "handins")
+    out = tmp_path / "out"
+    culprit = sorted(TEAMS).index("Gamma")                            # inputs are numbered in path order
+    killer = Killer(out, targets=lambda name: name.startswith(f"{culprit:05d}-"))
+    doc = _run(handins, out, killer).leaderboard
+    assert len(killer.kills) >= 2 and len({name for name, _ in killer.kills}) == 2   # in the pool, then alone
+    errors = {e["input"]: e["error"] for e in doc["entries"] if e["error"]}
+    assert list(errors) == ["handins/Gamma/mlperf_submission_short.tar.gz"]
+    error = errors["handins/Gamma/mlperf_submission_short.tar.gz"]
+    assert error["rule"] == "score.worker_died" and "killed by SIGKILL" in error["message"]
+    ranked = {team for team, _ in _ranked(doc)}
+    assert ranked == {"Alpha", "Beta", "Delta", "Epsilon"}             # Eta: INVALID, never ranked
+    assert not list(out.glob(".score-scratch-*"))
