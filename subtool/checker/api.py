@@ -191,6 +191,14 @@ def check_tree(tree: Path, opts: CheckOptions) -> CheckReport:
     return report
 
 
+def _product(a: object, b: object) -> int | str:
+    """number_of_nodes × accelerators_per_node; "" when either is not a whole number (system rules say why)."""
+    try:
+        return int(a) * int(b)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return ""
+
+
 def _summary_row(tree: Path, version: str, outcome: ResultOutcome) -> dict:
     """One summary.csv row, with the values the official checker writes (raw Python values; see report.py)."""
     job = outcome.job
@@ -219,7 +227,7 @@ def _summary_row(tree: Path, version: str, outcome: ResultOutcome) -> dict:
         "host_processor_core_count": sj.get("host_processor_core_count"),
         "accelerator_model_name": sj.get("accelerator_model_name"),
         "accelerators_per_node": sj.get("accelerators_per_node"),
-        "total_accelerators": int(sj.get("number_of_nodes")) * int(sj.get("accelerators_per_node")),
+        "total_accelerators": _product(sj.get("number_of_nodes"), sj.get("accelerators_per_node")),
         "Location": os.path.dirname(perf_log),
         "framework": sj.get("framework"),
         "operating_system": sj.get("operating_system"),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 from subtool.checker.config import ACCURACY_PATTERNS, HASH_LINE, MAX_ACCURACY_LOG_BYTES
 from subtool.checker.context import ResultContext
 from subtool.checker.logs import read_text_lines
 from subtool.checker.rules import define
+from subtool.checker.rules.inputs import NOT_FINITE
 
 LOG_CORRUPT = define(
     "acc.log_corrupt", "error",
@@ -74,6 +76,10 @@ def check_accuracy(ctx: ResultContext) -> None:
     out = ctx.out
     log = ctx.acc_log
     if log is not None:
+        log.decode_all()
+        if log.non_finite:
+            out.add(NOT_FINITE, ctx.acc_rel, f"accuracy log values are not finite numbers: {log.non_finite_text()}",
+                    "copy the accuracy run's mlperf_log_detail.txt again; LoadGen never writes NaN or Infinity")
         if not log.readable:
             out.add(LOG_CORRUPT, ctx.acc_rel, f"accuracy log {'; '.join(log.problems[:3])}",
                     "copy the accuracy run's mlperf_log_detail.txt again; never edit it")
@@ -119,6 +125,7 @@ def _accuracy_txt(ctx: ResultContext) -> None:
     above: dict[str, tuple[str, float]] = {}
     metrics: dict[str, str] = {}
     unparseable: list[str] = []
+    not_finite: list[str] = []
     hash_value = None
     for line in lines:
         if HASH_LINE.match(line) and bounds:
@@ -133,6 +140,9 @@ def _accuracy_txt(ctx: ResultContext) -> None:
             except ValueError:
                 unparseable.append(f"{bound.metric}={text}")
                 continue
+            if not math.isfinite(number):
+                not_finite.append(f"{bound.metric}={text[:40]}")
+                continue
             if number >= bound.value:
                 seen[i] = True
             else:
@@ -143,8 +153,8 @@ def _accuracy_txt(ctx: ResultContext) -> None:
             m = ACCURACY_PATTERNS[bound.metric].match(line)
             if m:
                 try:
-                    if float(m.group(1)) > bound.value:
-                        above[bound.metric] = (m.group(1), bound.value)
+                    if not float(m.group(1)) <= bound.value:   # (Infinity is above, never NaN-silently below)
+                        above[bound.metric] = (m.group(1)[:40], bound.value)
                 except ValueError:
                     unparseable.append(f"{bound.metric}={m.group(1)}")
         if all(seen) and hash_value:
@@ -159,11 +169,14 @@ def _accuracy_txt(ctx: ResultContext) -> None:
     for metric, (text, maximum) in above.items():
         ctx.out.add(ABOVE, rel, f"{metric} {text} is above the upper limit {maximum:.6g}",
                     "generation length is out of range: check max_new_tokens / stop tokens", severity=soft)
+    for text in not_finite:
+        ctx.out.add(NOT_FINITE, rel, f"accuracy value {text} is not a finite number",
+                    "write accuracy.txt again with the accuracy script")
     for text in unparseable:
         ctx.out.add(METRIC_UNPARSEABLE, rel, f"accuracy value {text} is not a number",
                     "write accuracy.txt again with the accuracy script")
     for i, bound in enumerate(bounds):
-        if not seen[i] and bound.metric not in below:
+        if not seen[i] and bound.metric not in below and not any(t.startswith(bound.metric + "=") for t in not_finite):
             example = _example_line(bound.metric)
             ctx.out.add(METRIC_MISSING, rel, f"no {bound.metric} value found in accuracy.txt",
                         f"accuracy.txt must contain the accuracy script's line, e.g. {example}",
