@@ -295,3 +295,36 @@ def test_an_output_path_below_a_file_is_one_line_exit_2(case_trees, tmp_path):
     result = runner.invoke(app, ["check", str(case_trees["bert_closed_valid"]), "--report",
                                  str(blocker / "sub" / "report.json")])
     assert result.exit_code == 2 and "[cli.output]" in result.stderr and "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------- 7 in `subtool ci`: the PR gate
+def _git(*args: str, cwd: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.com", GIT_CONFIG_NOSYSTEM="1", HOME=str(cwd))
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env)
+
+
+def test_ci_gate_fails_a_pull_request_that_adds_a_loop(tree_copy, tmp_path):
+    """The issue's probe through `subtool ci`: a PR adds `results/loop -> loop` beside an INVALID result."""
+    repo = tree_copy("bert_open_valid")
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / ".github" / "workflows" / "check.yml").write_text("on: pull_request\n")
+    (repo / "README.md").write_text("# results\n")
+    _git("init", "-q", "-b", "main", cwd=repo)
+    _git("add", "-A", cwd=repo)
+    _git("commit", "-q", "-m", "base", cwd=repo)
+    _git("checkout", "-q", "-b", "pr", cwd=repo)
+    set_log_value(repo / OPEN_OFFLINE / "performance/run_1/mlperf_log_detail.txt", "result_validity", "INVALID")
+    (repo / "open/TeamX/results/loop").symlink_to("loop")
+    _git("add", "-A", cwd=repo)
+    _git("commit", "-q", "-m", "TeamX: new logs", cwd=repo)
+    result = runner.invoke(app, ["ci", str(repo), "--base-ref", "main", "--json"],
+                           env={"GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")})
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert [r["result"] for r in doc["results"]] == [OPEN_OFFLINE]
+    rules = {f["rule"] for f in doc["findings"] if f["severity"] == "error"}
+    assert {"tree.symlink", "perf.result_invalid"} <= rules
+    # the repository's own folders are no divisions: no warning about .git or .github
+    assert not [f for f in doc["findings"] if f["rule"] == "layout.unknown_division"]
