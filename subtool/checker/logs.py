@@ -13,6 +13,7 @@ import math
 import os
 import re
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,11 +244,21 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_FLOAT_MAX = int(sys.float_info.max)
+
+
+def _finite_int(text: str) -> int:
+    value = int(text)   # (over Python's digit limit: ValueError, a reason like any malformed number)
+    if abs(value) > _FLOAT_MAX:   # no rule could compare or divide it as a float
+        raise _NonFiniteNumber(text[:20] + "…")
+    return value
+
+
 def parse_json(data: bytes | str) -> tuple[Any, Problem | None]:
     """The checker's one JSON parser: (value, None), or (None, why) for any input; it never raises.
 
-    Strict where Python's json is lenient: NaN, Infinity and numbers too large for a float (1e999) are
-    refused (JSON has no non-finite numbers); nesting too deep for the parser and integers too long to
+    Strict where Python's json is lenient: NaN, Infinity and numbers too large for a float (1e999, or an
+    integer of 310 digits) are refused (JSON has no non-finite numbers); nesting too deep for the parser and integers too long to
     convert are reasons, not exceptions.
     """
     if isinstance(data, bytes):
@@ -256,7 +267,8 @@ def parse_json(data: bytes | str) -> tuple[Any, Problem | None]:
         except UnicodeDecodeError:
             return None, Problem("is not UTF-8 text")
     try:
-        return json.loads(data, parse_constant=_no_constant, parse_float=_finite_float), None
+        return json.loads(data, parse_constant=_no_constant, parse_float=_finite_float,
+                          parse_int=_finite_int), None
     except _NonFiniteNumber as exc:
         return None, NonFinite(f"holds {str(exc)[:40]}, which is not a finite number (JSON has no NaN or "
                                "Infinity)")

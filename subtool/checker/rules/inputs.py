@@ -22,8 +22,8 @@ SYMLINK = define(
     "inside it, nowhere (dangling) or to itself (a loop). A submission holds plain files and folders; `subtool "
     "pack` and `subtool publish` refuse a tree with a link by this same rule, before anything is written or "
     "pushed.",
-    "follows links: a link to a file outside the tree is read (and published by a plain copy), a loop stops "
-    "the directory walk")
+    "accepted: a link is read through where the checker opens a file and otherwise ignored (a loop beside a "
+    "result passes)")
 UNREADABLE = define(
     "tree.unreadable", "error",
     "A file or folder in a division folder cannot be read (permissions, I/O error). Everything beside it is "
