@@ -46,6 +46,7 @@ def test_a_link_loop_hides_no_sibling_and_fails_the_gate(tree_copy):
     set_log_value(tree / OPEN_OFFLINE / "performance/run_1/mlperf_log_detail.txt", "result_validity", "INVALID")
     (tree / "open/TeamX/results/loop").symlink_to("loop")
     (tree / "open/TeamX/results/box/loop2").symlink_to("loop2")
+    (tree / "open/TeamX/results/box/bert-99/Server").symlink_to("Server")   # where a result folder would be
     result = runner.invoke(app, ["check", str(tree), "--json"])
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
@@ -54,6 +55,9 @@ def test_a_link_loop_hides_no_sibling_and_fails_the_gate(tree_copy):
     assert ("perf.result_invalid", f"{OPEN_OFFLINE}/performance/run_1/mlperf_log_detail.txt") in rules
     assert ("tree.symlink", "open/TeamX/results/loop") in rules
     assert ("tree.symlink", "open/TeamX/results/box/loop2") in rules
+    server = next(f for f in doc["findings"] if f["path"] == "open/TeamX/results/box/bert-99/Server")
+    assert server["rule"] == "tree.symlink" and server["result"] is None   # no such result: listed with the tree's
+    assert "open/TeamX/results/box/bert-99/Server" in result.stderr
     loop = next(f for f in doc["findings"] if f["path"] == "open/TeamX/results/loop")
     assert "loop" in loop["message"] and loop["hint"]
     assert "0/0 results pass" not in result.stderr and "Traceback" not in result.output
