@@ -453,6 +453,10 @@ def ci(
     opts = CiOptions(checkout=checkout, base_ref=base_ref, version=version, waive=frozenset(waive),
                      skip_compliance=skip_compliance, summary=summary)
     try:
+        if summary:
+            from subtool.checker.report import check_output_path
+
+            check_output_path(summary, "--summary")
         outcome = run_ci(opts, console=_console())
     except SubtoolError as err:
         _fail(err)

@@ -63,7 +63,7 @@ def check_output_path(path: str | Path, option: str) -> None:
                            hint="choose a folder you can write to", exit_code=EXIT_USAGE)
 
 
-_DEFAULT_NAME = {"--csv": "summary.csv", "--report": "report.json"}
+_DEFAULT_NAME = {"--csv": "summary.csv", "--report": "report.json", "--summary": "summary.md"}
 
 
 def _written(option: str, path: str | Path, write) -> Path:

@@ -332,3 +332,17 @@ def test_ci_gate_fails_a_pull_request_that_adds_a_loop(tree_copy, tmp_path):
     assert {"tree.symlink", "perf.result_invalid"} <= rules
     # the repository's own folders are no divisions: no warning about .git or .github
     assert not [f for f in doc["findings"] if f["rule"] == "layout.unknown_division"]
+
+
+def test_ci_summary_that_is_a_folder_is_one_line_exit_2(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "open/TeamX/results").mkdir(parents=True)
+    (repo / "open/TeamX/results/notes.txt").write_text("x\n")
+    _git("init", "-q", "-b", "main", cwd=repo)
+    _git("commit", "-q", "--allow-empty", "-m", "base", cwd=repo)
+    _git("add", "-A", cwd=repo)
+    _git("commit", "-q", "-m", "pr", cwd=repo)
+    result = runner.invoke(app, ["ci", str(repo), "--base-ref", "HEAD~1", "--summary", str(tmp_path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "[cli.output]" in errors[0]
