@@ -146,6 +146,7 @@ def test_unreadable_entries_are_findings_and_hide_nothing(case_trees):
         os.chmod(tree / SINGLE / "accuracy", 0o000)
         os.chmod(tree / OFFLINE / "README.md", 0o000)
         (tree / "closed" / "TeamX" / "results" / "box" / "locked").mkdir(mode=0o000)
+        (tree / "open").mkdir(mode=0o000)   # a whole division nobody can list
         doc = _check_as_nobody(tree)
     finally:
         for path in work.rglob("*"):
@@ -154,7 +155,8 @@ def test_unreadable_entries_are_findings_and_hide_nothing(case_trees):
         shutil.rmtree(work)
     assert sorted(r["result"] for r in doc["results"]) == [OFFLINE, SINGLE]
     unreadable = {f["path"]: f for f in doc["findings"] if f["rule"] == "tree.unreadable"}
-    assert set(unreadable) >= {f"{SINGLE}/accuracy", f"{OFFLINE}/README.md", "closed/TeamX/results/box/locked"}
+    assert set(unreadable) == {f"{SINGLE}/accuracy", f"{OFFLINE}/README.md", "closed/TeamX/results/box/locked",
+                               "open"}
     assert unreadable[f"{SINGLE}/accuracy"]["result"] == SINGLE
     assert not doc["ok"] and not any(r["passed"] for r in doc["results"])
 
