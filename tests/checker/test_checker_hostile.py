@@ -193,6 +193,21 @@ def test_non_finite_accuracy_and_summary_values_fail(tree_copy):
     assert _verdicts(report) == {OFFLINE: False, SINGLE: False}
 
 
+@pytest.mark.parametrize("target", [f"{OFFLINE}/measurements.json", "closed/TeamX/systems/box.json"])
+@pytest.mark.parametrize("number", ["NaN", "-Infinity", "1e999", "1" + "0" * 400])
+def test_non_finite_numbers_in_json_files_fail(tree_copy, target, number):
+    tree = tree_copy("bert_closed_valid")
+    path = tree / target
+    data = json.loads(path.read_text())
+    data["extra_number"] = "PLACEHOLDER"
+    path.write_text(json.dumps(data).replace('"PLACEHOLDER"', number))
+    report = check_tree(tree, CheckOptions())
+    (finding,) = [f for f in report.findings if f.rule == "value.not_finite"]
+    assert finding.path == target and finding.severity == "error"
+    # the system description fails both results; one result's measurements.json only that result
+    assert _verdicts(report) == {OFFLINE: False, SINGLE: target.startswith(OFFLINE)}
+
+
 # ------------------------------------------------------------------------ 8: Infinity, deep JSON
 def test_infinity_in_an_integer_system_field_is_a_finding(tree_copy):
     tree = tree_copy("bert_closed_valid")
