@@ -258,8 +258,8 @@ def parse_json(data: bytes | str) -> tuple[Any, Problem | None]:
     """The checker's one JSON parser: (value, None), or (None, why) for any input; it never raises.
 
     Strict where Python's json is lenient: NaN, Infinity and numbers too large for a float (1e999, or an
-    integer of 310 digits) are refused (JSON has no non-finite numbers); nesting too deep for the parser and integers too long to
-    convert are reasons, not exceptions.
+    integer of 310 digits) are refused (JSON has no non-finite numbers); nesting too deep for the parser and
+    integers too long to convert are reasons, not exceptions.
     """
     if isinstance(data, bytes):
         try:

@@ -2,6 +2,11 @@
 
 Shared findings (submitter folders, system descriptions, benchmark folders) are kept once, in a scope, and
 every result under that scope fails with them.
+
+The walk never follows a link and never drops a listing for one bad entry: each link, special file and
+unreadable entry below a submitter folder is a finding of its own (tree.*), filed with the result or submitter
+that holds it, and everything beside it is still checked. Hidden folders and files at the root (.git,
+.github, README.md) are the repository's own.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
 # Spellings the strict reader must refuse or survive: non-finite constants, floats that overflow, integers
 # over Python's digit limit, deep nesting, numbers with odd syntax.
 hostile_fragments = st.sampled_from([
-    "NaN", "Infinity", "-Infinity", "1e999", "-1e400", "9" * 5000, "1" + "0" * 400, "-" + "9" * 320, "nan", "inf", "1_000", "0x10", "+1", ".5",
+    "NaN", "Infinity", "-Infinity", "1e999", "-1e400", "9" * 5000, "1" + "0" * 400, "-" + "9" * 320,
+    "nan", "inf", "1_000", "0x10", "+1", ".5",
     "[" * 5000 + "]" * 5000, "[" * 100_000, '{"a":' * 3000 + "1" + "}" * 3000, '"\\ud800"', "\x00", "",
 ])
 
