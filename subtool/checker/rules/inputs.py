@@ -76,17 +76,3 @@ def refuse_link(path: Path | str, tree: Path | str, stage: str) -> SubtoolError:
     """The one-line refusal pack and publish raise for a link (same rule id as check's finding)."""
     return SubtoolError(f"{describe_link(path, tree)}; {stage} refuses symbolic links", path=path, rule=SYMLINK,
                         hint=LINK_HINT, exit_code=EXIT_USAGE)
-
-
-def find_links(top: Path | str) -> list[Path]:
-    """Every symbolic link at or below `top` (links are not followed; unreadable folders are skipped), sorted."""
-    top = Path(top)
-    if top.is_symlink():
-        return [top]
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                found.append(path)
-    return sorted(found)
