@@ -5,7 +5,8 @@ fast) and `checker-long` (many examples, random seeds). The long run is
 
     SUBTOOL_FUZZ=checker-long .venv/bin/python -m pytest -q tests/checker/test_checker_fuzz.py
 
-(8 minutes on a busy 2-core machine at the default 2000 examples; raise FUZZ_EXAMPLES to go further). Documented in
+(8 minutes on a busy 2-core machine at the default 2000 examples; raise FUZZ_EXAMPLES to go further).
+Documented in
 subtool/checker/RULES.md, "Fuzzing the readers".
 """
 
