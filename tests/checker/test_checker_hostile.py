@@ -136,21 +136,23 @@ def _check_as_nobody(tree: Path) -> dict:
 
 
 def test_unreadable_entries_are_findings_and_hide_nothing(case_trees):
-    work = Path(tempfile.mkdtemp(prefix="subtool-eacces-"))
+    work = Path(tempfile.mkdtemp(prefix="subtool-eacces-"))   # (not tmp_path: its parents are private)
+    tree = work / "tree"
+    locked = [tree / SINGLE / "accuracy", tree / OFFLINE / "README.md",
+              tree / "closed" / "TeamX" / "results" / "box" / "locked", tree / "open"]   # a whole division too
     try:
         os.chmod(work, 0o755)
-        tree = work / "tree"
         shutil.copytree(case_trees["bert_closed_valid"], tree)
         for path in [tree, *tree.rglob("*")]:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        os.chmod(tree / SINGLE / "accuracy", 0o000)
-        os.chmod(tree / OFFLINE / "README.md", 0o000)
-        (tree / "closed" / "TeamX" / "results" / "box" / "locked").mkdir(mode=0o000)
-        (tree / "open").mkdir(mode=0o000)   # a whole division nobody can list
+        for path in locked:
+            if not path.exists():
+                path.mkdir()
+            os.chmod(path, 0o000)
         doc = _check_as_nobody(tree)
     finally:
-        for path in work.rglob("*"):
-            if not path.is_symlink():
+        for path in locked:
+            if path.exists():
                 os.chmod(path, 0o755)
         shutil.rmtree(work)
     assert sorted(r["result"] for r in doc["results"]) == [OFFLINE, SINGLE]
