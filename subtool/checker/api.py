@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -151,6 +151,14 @@ def _waive(finding: Finding, opts: CheckOptions) -> Finding:
                    finding.result)
 
 
+def _orphan(finding: Finding, checked: set[str]) -> Finding:
+    """A finding on a folder that looked like a result but is none (a link where a scenario folder would be)
+    belongs to no result: it is listed with the tree's findings, never lost under a result nobody prints."""
+    if finding.result is None or finding.result in checked:
+        return finding
+    return replace(finding, result=None)
+
+
 def check_tree(tree: Path, opts: CheckOptions) -> CheckReport:
     tree = Path(tree)
     _validate(tree, opts)
@@ -159,7 +167,9 @@ def check_tree(tree: Path, opts: CheckOptions) -> CheckReport:
     outcomes = _run_jobs(found.jobs)
 
     findings: list[Finding] = [_waive(f, opts) for f in found.tree.findings]
-    scope_findings = {key: [_waive(f, opts) for f in col.findings] for key, col in found.scopes.items()}
+    checked = {job.result_id for job in found.jobs}
+    scope_findings = {key: [_waive(_orphan(f, checked), opts) for f in col.findings]
+                      for key, col in found.scopes.items()}
     for key in found.scopes:
         findings.extend(scope_findings[key])
 
@@ -191,6 +201,14 @@ def check_tree(tree: Path, opts: CheckOptions) -> CheckReport:
     return report
 
 
+def _product(a: object, b: object) -> int | str:
+    """number_of_nodes × accelerators_per_node; "" when either is not a whole number (system rules say why)."""
+    try:
+        return int(a) * int(b)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return ""
+
+
 def _summary_row(tree: Path, version: str, outcome: ResultOutcome) -> dict:
     """One summary.csv row, with the values the official checker writes (raw Python values; see report.py)."""
     job = outcome.job
@@ -219,7 +237,7 @@ def _summary_row(tree: Path, version: str, outcome: ResultOutcome) -> dict:
         "host_processor_core_count": sj.get("host_processor_core_count"),
         "accelerator_model_name": sj.get("accelerator_model_name"),
         "accelerators_per_node": sj.get("accelerators_per_node"),
-        "total_accelerators": int(sj.get("number_of_nodes")) * int(sj.get("accelerators_per_node")),
+        "total_accelerators": _product(sj.get("number_of_nodes"), sj.get("accelerators_per_node")),
         "Location": os.path.dirname(perf_log),
         "framework": sj.get("framework"),
         "operating_system": sj.get("operating_system"),

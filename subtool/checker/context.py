@@ -11,6 +11,13 @@ from subtool.checker.findings import Collector
 from subtool.checker.logs import LoadgenLog, read_loadgen_log
 
 
+def _is_link(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return True
+
+
 @dataclass(frozen=True)
 class ResultJob:
     root: str
@@ -82,12 +89,16 @@ class ResultContext:
         return os.path.join(self.job.root, rel)
 
     def entries(self, rel_dir: str) -> dict[str, os.DirEntry]:
-        """A folder's entries by name; one scandir per folder and result (types are looked up lazily)."""
+        """A folder's entries by name; one scandir per folder and result (types are looked up lazily).
+
+        Symbolic links are left out: the tree scan reports each one (tree.symlink), and no rule reads through
+        one. A folder that cannot be listed is empty here (the scan reports it as tree.unreadable).
+        """
         listing = self._listings.get(rel_dir)
         if listing is None:
             try:
                 with os.scandir(self.abs(rel_dir)) as it:
-                    listing = {e.name: e for e in it}
+                    listing = {e.name: e for e in it if not _is_link(e)}
             except OSError:
                 listing = {}
             self._listings[rel_dir] = listing
@@ -100,7 +111,10 @@ class ResultContext:
     def is_file(self, rel: str) -> bool:
         parent, _, name = rel.rpartition("/")
         entry = self.entries(parent).get(name)
-        return entry is not None and entry.is_file()
+        try:
+            return entry is not None and entry.is_file(follow_symlinks=False)
+        except OSError:
+            return False
 
     def size(self, rel: str) -> int | None:
         """Size of a file in a listed folder (the stat is cached on the entry); None when absent."""
@@ -109,12 +123,12 @@ class ResultContext:
         if entry is None:
             return None
         try:
-            return entry.stat().st_size
+            return entry.stat(follow_symlinks=False).st_size
         except OSError:
             return None
 
     def files(self, rel_dir: str) -> list[str]:
-        return [name for name, entry in self.entries(rel_dir).items() if entry.is_file()]
+        return [name for name in self.entries(rel_dir) if self.is_file(f"{rel_dir}/{name}")]
 
     # ---- logs, each parsed once
     @cached_property

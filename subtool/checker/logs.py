@@ -7,9 +7,13 @@ is checked (a line cut short is how a truncated copy shows up).
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import re
+import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,7 @@ class LoadgenLog:
     values: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)       # LoadGen error messages (is_error entries)
     problems: list[str] = field(default_factory=list)     # unreadable / not a detail log / corrupt lines
+    non_finite: list[str] = field(default_factory=list)   # keys whose value is NaN or ±Infinity
 
     def __getitem__(self, key: str) -> Any:
         return self.get(key)
@@ -57,8 +62,11 @@ class LoadgenLog:
             return default
         try:
             value = _scalar(raw)
-        except ValueError:
-            self.problems.append(f"the {key} entry is not valid JSON")
+        except ValueError as exc:
+            if isinstance(exc.args[0] if exc.args else None, NonFinite):
+                self.non_finite.append(key)   # reported as value.not_finite, not as a corrupt log
+            else:
+                self.problems.append(f"the {key} entry is not valid JSON")
             value = None
         self.values[key] = value
         return value
@@ -71,7 +79,11 @@ class LoadgenLog:
         return not self.problems
 
     def decode_all(self) -> dict[str, Any]:
+        """Every kept key's value; afterwards `problems` and `non_finite` name every bad one."""
         return {key: self.get(key) for key in self.raw}
+
+    def non_finite_text(self) -> str:
+        return ", ".join(f"{key} = {self.raw[key][:40].decode('utf-8', 'replace')}" for key in self.non_finite)
 
 
 _KEY_RE = re.compile(
@@ -84,11 +96,16 @@ def read_file(path: Path | str, limit: int | None = None) -> bytes:
     """The file's bytes (at most `limit`) in four system calls; OSError as open() would raise it.
 
     Checking a tree is mostly small reads, and on a VM each system call costs ~10 µs: the buffered open()
-    path makes twice as many.
+    path makes twice as many. A symbolic link is not followed (ELOOP) and anything but a regular file (a FIFO
+    would block, /dev/zero would never end) is refused with EINVAL: a submission holds plain files.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
+                          "is a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file", str(path))
+        size = st.st_size
         want = size + 1 if limit is None else min(size + 1, limit)
         chunks = [os.read(fd, want)]
         if limit is None and len(chunks[0]) == want:   # the file grew (or lied about its size): read the rest
@@ -97,6 +114,13 @@ def read_file(path: Path | str, limit: int | None = None) -> bytes:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """Why a file could not be read, in words (a link, a folder, a special file, permissions)."""
+    if exc.errno == errno.ELOOP:
+        return "cannot be read (it is a symbolic link; a submission holds plain files)"
+    return f"cannot be read ({exc.strerror or exc})"
 
 
 def read_loadgen_log(path: Path | str) -> LoadgenLog:
@@ -112,7 +136,7 @@ def read_loadgen_log(path: Path | str) -> LoadgenLog:
     try:
         blob = read_file(path)
     except OSError as exc:
-        log.problems.append(f"cannot be read ({exc.strerror or exc})")
+        log.problems.append(describe_os_error(exc))
         return log
     if not blob.startswith(MARKER):
         log.problems.append("is empty" if not blob.strip() else
@@ -152,18 +176,19 @@ def _line_of(blob: bytes, offset: int) -> int:
 
 
 def _scalar(raw: bytes) -> Any:
-    if raw[:1] == b'"' or raw[:1] in (b"[", b"{"):
-        return json.loads(raw)
+    """A detail-log value, read by the one strict JSON parser (NaN, Infinity, 1e999 are refused)."""
     if raw == b"true":
         return True
     if raw == b"false":
         return False
     if raw == b"null":
         return None
-    try:
+    if raw.isdigit() and len(raw) < 19:   # the common case, without the parser
         return int(raw)
-    except ValueError:
-        return float(raw)
+    value, problem = parse_json(raw)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 def _errors(blob: bytes, pos: int, stop: int, log: LoadgenLog) -> None:
@@ -172,10 +197,9 @@ def _errors(blob: bytes, pos: int, stop: int, log: LoadgenLog) -> None:
         end = blob.find(b"\n", hit)
         end = len(blob) if end < 0 else end
         pos = end
-        try:
-            entry = json.loads(blob[start + len(MARKER):end])
-        except ValueError:
-            log.problems.append(f"line {_line_of(blob, start)} is not valid JSON")
+        entry, problem = parse_json(blob[start + len(MARKER):end])
+        if problem is not None:
+            log.problems.append(f"line {_line_of(blob, start)} {problem}")
             continue
         if isinstance(entry, dict) and (entry.get("metadata") or {}).get("is_error"):
             log.errors.append(str(entry.get("value")))
@@ -186,7 +210,7 @@ def read_text_lines(path: Path, limit_bytes: int = 8 * 1024 * 1024) -> tuple[lis
     try:
         data = read_file(path, limit_bytes + 1)
     except OSError as exc:
-        return None, f"cannot be read ({exc.strerror or exc})"
+        return None, describe_os_error(exc)
     if len(data) > limit_bytes:
         data = data[:limit_bytes]
     try:
@@ -196,20 +220,141 @@ def read_text_lines(path: Path, limit_bytes: int = 8 * 1024 * 1024) -> tuple[lis
     return text.splitlines(keepends=True), None
 
 
-def read_json_object(path: Path) -> tuple[dict | None, str | None]:
-    """A JSON object from `path`; (None, reason) when missing, unreadable, malformed or not an object."""
+# ------------------------------------------------------------------------------------------------- JSON
+class Problem(str):
+    """Why a file or a value cannot be used, in words (a str, so callers may simply print it)."""
+
+
+class NonFinite(Problem):
+    """The reason is a NaN or ±Infinity number: rules report these as value.not_finite."""
+
+
+class _NonFiniteNumber(Exception):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NonFiniteNumber(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFiniteNumber(text)
+    return value
+
+
+_FLOAT_MAX = int(sys.float_info.max)
+
+
+def _finite_int(text: str) -> int:
+    value = int(text)   # (over Python's digit limit: ValueError, a reason like any malformed number)
+    if abs(value) > _FLOAT_MAX:   # no rule could compare or divide it as a float
+        raise _NonFiniteNumber(text[:20] + "…")
+    return value
+
+
+def parse_json(data: bytes | str) -> tuple[Any, Problem | None]:
+    """The checker's one JSON parser: (value, None), or (None, why) for any input; it never raises.
+
+    Strict where Python's json is lenient: NaN, Infinity and numbers too large for a float (1e999, or an
+    integer of 310 digits) are refused (JSON has no non-finite numbers); nesting too deep for the parser and
+    integers too long to convert are reasons, not exceptions.
+    """
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, Problem("is not UTF-8 text")
+    try:
+        return json.loads(data, parse_constant=_no_constant, parse_float=_finite_float,
+                          parse_int=_finite_int), None
+    except _NonFiniteNumber as exc:
+        return None, NonFinite(f"holds {str(exc)[:40]}, which is not a finite number (JSON has no NaN or "
+                               "Infinity)")
+    except RecursionError:
+        return None, Problem("is nested too deeply to read")
+    except ValueError as exc:   # JSONDecodeError, and integers over Python's digit limit
+        return None, Problem(f"is not valid JSON ({str(exc)[:120]})")
+
+
+def read_json_object(path: Path | str) -> tuple[dict | None, str | None]:
+    """A JSON object from `path`; (None, reason) when missing, unreadable, malformed or not an object.
+
+    Every JSON file the checker reads goes through here (and so through parse_json).
+    """
     try:
         data = read_file(path)
     except FileNotFoundError:
-        return None, "is missing"
+        return None, Problem("is missing")
     except OSError as exc:
-        return None, f"cannot be read ({exc.strerror or exc})"
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        return None, "is not UTF-8 text"
-    except ValueError as exc:
-        return None, f"is not valid JSON ({exc})"
+        return None, Problem(describe_os_error(exc))
+    obj, problem = parse_json(data)
+    if problem is not None:
+        return None, problem
     if not isinstance(obj, dict):
-        return None, f"must hold a JSON object, found {type(obj).__name__}"
+        return None, Problem(f"must hold a JSON object, found {type(obj).__name__}")
     return obj, None
+
+
+# ------------------------------------------------------------------------------------------ summary log
+SUMMARY_LIMIT_BYTES = 1 << 20          # a LoadGen summary is a few kB
+_SUMMARY_HEADER = "MLPerf Results Summary"
+_SUMMARY_LINE = re.compile(r"^\s*(?:\*\s*)?([^:]+?)\s*:\s*(.*?)\s*$")
+_PLAIN_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+_SUMMARY_END = re.compile(r"^(No errors|\d+ ERRORS?) encountered")
+
+
+@dataclass
+class SummaryLog:
+    """mlperf_log_summary.txt as `label → text` (first occurrence wins); `problem` says why it cannot be used."""
+
+    path: Path
+    values: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None
+
+    def number(self, label: str) -> tuple[float | None, Problem | None]:
+        """(value, None), or (None, why) when the label is absent or its text is not a finite number."""
+        text = self.values.get(label)
+        if text is None:
+            return None, Problem(f"has no '{label}' line")
+        if _PLAIN_NUMBER.match(text):
+            value = float(text)
+            if math.isfinite(value):
+                return value, None
+        elif text.strip().lower().lstrip("+-") not in ("nan", "inf", "infinity"):
+            return None, Problem(f"gives {label} as {text[:40]!r}, not a number")
+        return None, NonFinite(f"gives {label} as {text[:40]!r}, not a finite number")
+
+
+def read_summary(path: Path | str) -> SummaryLog:
+    """Parse LoadGen's summary log; on any trouble `.problem` says what (never raises)."""
+    summary = SummaryLog(Path(path))
+    try:
+        data = read_file(path, SUMMARY_LIMIT_BYTES + 1)
+    except OSError as exc:
+        summary.problem = describe_os_error(exc)
+        return summary
+    if len(data) > SUMMARY_LIMIT_BYTES:
+        summary.problem = f"is over {SUMMARY_LIMIT_BYTES >> 10} kB: not a LoadGen summary"
+        return summary
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        summary.problem = "is not UTF-8 text (binary garbage?)"
+        return summary
+    if not text.strip():
+        summary.problem = "is empty"
+        return summary
+    if _SUMMARY_HEADER not in text[:400]:
+        summary.problem = f"is not a LoadGen summary (no '{_SUMMARY_HEADER}' heading)"
+        return summary
+    lines = text.splitlines()
+    for line in lines:
+        m = _SUMMARY_LINE.match(line)
+        if m and m.group(1) not in summary.values:
+            summary.values[m.group(1)] = m.group(2)
+    last = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
+    if not _SUMMARY_END.match(last):
+        summary.problem = "is cut short (it does not end with LoadGen's error count line)"
+    return summary

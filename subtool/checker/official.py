@@ -23,7 +23,8 @@ _PERF_SUFFIX = "/performance/run_1/mlperf_log_detail.txt"
 _RESULTS = re.compile(r"(?<!No)Results (\S+) (\S+)\s*$")
 _NO_RESULTS = re.compile(r"NoResults (\S+)\s*$")
 # Rules where subtool is stricter on purpose, and rules a user waives on purpose: explained differences.
-STRICTER_RULES = frozenset({"perf.result_invalid", "perf.loadgen_error"})
+STRICTER_RULES = frozenset({"perf.result_invalid", "perf.loadgen_error", "summary.mismatch", "tree.symlink",
+                            "value.not_finite"})
 
 
 @dataclass

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from collections import defaultdict
 from pathlib import Path
 
 from subtool.checker.api import SUMMARY_COLUMNS, CheckReport
+from subtool.errors import EXIT_USAGE, SubtoolError
 from subtool.fsutil import atomic_write_json, atomic_write_text
 
 REPORT_SCHEMA = "subtool.check/1"
@@ -42,8 +45,38 @@ def _official_dict(diff: object) -> object:
     return to_dict() if callable(to_dict) else diff
 
 
-def write_report_json(report: CheckReport, path: str | Path) -> Path:
-    return atomic_write_json(path, report_to_dict(report))
+def check_output_path(path: str | Path, option: str) -> None:
+    """Refuse, before any checking, an output path that cannot become a file: one line, exit 2."""
+    path = Path(path)
+    if path.is_dir():
+        raise SubtoolError(f"{option} names a folder, not a file", path=path, rule="cli.output",
+                           hint=f"give a file path, e.g. {option} {path / _DEFAULT_NAME.get(option, 'out')}",
+                           exit_code=EXIT_USAGE)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SubtoolError(f"{option}: {parent} is not a folder, so nothing can be written below it", path=path,
+                           rule="cli.output", hint="choose a path whose parents are folders", exit_code=EXIT_USAGE)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SubtoolError(f"{option}: no permission to write in {parent}", path=path, rule="cli.output",
+                           hint="choose a folder you can write to", exit_code=EXIT_USAGE)
+
+
+_DEFAULT_NAME = {"--csv": "summary.csv", "--report": "report.json", "--summary": "summary.md"}
+
+
+def _written(option: str, path: str | Path, write) -> Path:
+    try:
+        return write()
+    except OSError as exc:
+        what = "is a folder" if exc.errno == errno.EISDIR else (exc.strerror or str(exc))
+        raise SubtoolError(f"{option}: cannot write the file ({what})", path=path, rule="cli.output",
+                           hint="give a writable file path", exit_code=EXIT_USAGE) from None
+
+
+def write_report_json(report: CheckReport, path: str | Path, option: str = "--report") -> Path:
+    return _written(option, path, lambda: atomic_write_json(path, report_to_dict(report)))
 
 
 def summary_csv_text(report: CheckReport) -> str:
@@ -55,8 +88,8 @@ def summary_csv_text(report: CheckReport) -> str:
     return buf.getvalue()
 
 
-def write_summary_csv(report: CheckReport, path: str | Path) -> Path:
-    return atomic_write_text(path, summary_csv_text(report))
+def write_summary_csv(report: CheckReport, path: str | Path, option: str = "--csv") -> Path:
+    return _written(option, path, lambda: atomic_write_text(path, summary_csv_text(report)))
 
 
 def _fmt_value(value: float | None, units: str) -> str:
@@ -124,4 +157,5 @@ def _print_finding(console, f, escape) -> None:
         console.print(f"            fix: {escape(f.hint)}", highlight=False, soft_wrap=True)
 
 
-__all__ = ["print_human", "report_to_dict", "write_report_json", "write_summary_csv", "summary_csv_text"]
+__all__ = ["check_output_path", "print_human", "report_to_dict", "write_report_json", "write_summary_csv",
+           "summary_csv_text"]

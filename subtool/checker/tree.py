@@ -2,6 +2,11 @@
 
 Shared findings (submitter folders, system descriptions, benchmark folders) are kept once, in a scope, and
 every result under that scope fails with them.
+
+The walk never follows a link and never drops a listing for one bad entry: each link, special file and
+unreadable entry below a submitter folder is a finding of its own (tree.*), filed with the result or submitter
+that holds it, and everything beside it is still checked. Hidden folders and files at the root (.git,
+.github, README.md) are the repository's own.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from pathlib import Path
 from subtool.checker.config import DIVISIONS, RoundConfig
 from subtool.checker.context import ResultJob
 from subtool.checker.findings import Collector
-from subtool.checker.logs import read_json_object
-from subtool.checker.rules import layout
+from subtool.checker.logs import NonFinite, read_json_object
+from subtool.checker.rules import inputs, layout
 from subtool.checker.rules.scenarios import MAPPING_INVALID, check_benchmark
 from subtool.checker.rules.system import check_system, load_system, system_json_rel
 
@@ -30,24 +35,128 @@ class Discovery:
         return self.scopes.setdefault(key, Collector())
 
 
-def subdirs(path: Path | str) -> list[str]:
+# ------------------------------------------------------------------------------------------- the walker
+# An entry's kind, from the directory listing alone (links are never followed).
+DIR, FILE, LINK, OTHER = "dir", "file", "link", "other"
+_RESULT_ROOTS = ("results", "measurements", "compliance")
+
+
+def listing(path: Path | str) -> dict[str, str] | None:
+    """name → kind for one folder, links not followed; None when the folder cannot be listed.
+
+    One entry whose type cannot be told is OTHER (reported by the scan); it never hides its siblings.
+    """
     try:
         with os.scandir(path) as it:
-            return sorted(e.name for e in it if e.is_dir())
+            entries = list(it)
     except OSError:
-        return []
+        return None
+    kinds = {}
+    for e in entries:
+        try:
+            if e.is_symlink():
+                kinds[e.name] = LINK
+            elif e.is_dir(follow_symlinks=False):
+                kinds[e.name] = DIR
+            elif e.is_file(follow_symlinks=False):
+                kinds[e.name] = FILE
+            else:
+                kinds[e.name] = OTHER
+        except OSError:
+            kinds[e.name] = OTHER
+    return kinds
 
 
+def subdirs(path: Path | str) -> list[str]:
+    """The real folders in `path` (not links to folders), sorted; [] when it cannot be listed (the scan says so)."""
+    kinds = listing(path) or {}
+    return sorted(name for name, kind in kinds.items() if kind == DIR)
+
+
+def scope_of(rel: str) -> tuple[str, str | None]:
+    """Where a finding on `rel` belongs: (scope key, result id or None).
+
+    A path inside a result folder (v6) or its v5 measurements/compliance twin fails that result; one elsewhere
+    under a submitter fails the submitter's results; anything higher belongs to the tree.
+    """
+    parts = rel.split("/")
+    if len(parts) >= 6 and parts[2] in _RESULT_ROOTS:
+        rid = "/".join([parts[0], parts[1], "results", *parts[3:6]])
+        return rid, rid
+    if len(parts) >= 2:
+        return "/".join(parts[:2]), None
+    return "", None
+
+
+def _note_entry(found: Discovery, root: Path, rel: str, kind: str, reason: str | None = None) -> None:
+    key, rid = scope_of(rel)
+    out = found.tree if not key else found.scopes.setdefault(key, Collector(result=rid))
+    if kind == LINK:
+        out.add(inputs.SYMLINK, rel, inputs.describe_link(root / rel, root), inputs.LINK_HINT)
+    elif kind == OTHER:
+        out.add(inputs.SPECIAL_FILE, rel, "is neither a regular file nor a folder (FIFO, socket or device?)",
+                "remove it: a submission holds plain files and folders")
+    else:
+        out.add(inputs.UNREADABLE, rel, f"{'folder' if kind == DIR else 'file'} cannot be read ({reason})",
+                "make it readable (chmod a+rX) or remove it; everything beside it was still checked")
+
+
+def scan(root: Path, top: str, found: Discovery) -> bool:
+    """Report every link, special file and unreadable entry at or below `top`; False when `top` itself is unreadable."""
+    stack = [top]
+    top_ok = True
+    while stack:
+        rel = stack.pop()
+        kinds = listing(root / rel)
+        if kinds is None:
+            reason = _why_unlistable(root / rel)
+            _note_entry(found, root, rel, DIR, reason)
+            top_ok = top_ok and rel != top
+            continue
+        for name, kind in sorted(kinds.items()):
+            child = f"{rel}/{name}"
+            if kind == DIR:
+                stack.append(child)
+            elif kind in (LINK, OTHER):
+                _note_entry(found, root, child, kind)
+            elif not os.access(root / child, os.R_OK):
+                _note_entry(found, root, child, FILE, "permission denied")
+    return top_ok
+
+
+def _why_unlistable(path: Path) -> str:
+    try:
+        with os.scandir(path):
+            return "unknown error"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+# ---------------------------------------------------------------------------------------------- discover
 def discover(root: Path, cfg: RoundConfig, submitter_filter: str | None) -> Discovery:
     found = Discovery()
-    for division in subdirs(root):
+    top = listing(root) or {}
+    for division, kind in sorted(top.items()):
+        if division.startswith("."):
+            continue   # .git, .github: the repository's own, not a division
         if division not in DIVISIONS:
-            layout.note_stray_dir(found.tree, division)
+            if kind == DIR:
+                layout.note_stray_dir(found.tree, division)
+            continue   # a file at the top (README.md, LICENSE) is the repository's own
+        if kind != DIR:
+            _note_entry(found, root, division, kind)
             continue
-        for submitter in subdirs(root / division):
+        kinds = listing(root / division)
+        if kinds is None:
+            _note_entry(found, root, division, DIR, _why_unlistable(root / division))
+            continue
+        for submitter, sub_kind in sorted(kinds.items()):
             if submitter_filter is not None and submitter != submitter_filter:
                 continue
-            _submitter(root, cfg, division, submitter, found)
+            if sub_kind in (LINK, OTHER):
+                _note_entry(found, root, f"{division}/{submitter}", sub_kind)
+            elif sub_kind == DIR and scan(root, f"{division}/{submitter}", found):
+                _submitter(root, cfg, division, submitter, found)
     return found
 
 
@@ -56,28 +165,17 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
     sub = root / sub_rel
     sub_key = sub_rel
     out = found.scope(sub_key)
-    if not (sub / "results").is_dir():
+    here = listing(sub) or {}
+    if here.get("results") != DIR:
         found.tree.add(layout.MISSING_DIR, f"{sub_rel}/results", "results/ folder is missing",
                        "put each result under results/<system>/<model>/<scenario>/")
         return
-    _generation(cfg, sub, sub_rel, out)
+    _generation(cfg, here, sub_rel, out)
     code = cfg.layout.code_dir
-    if not (sub / code).is_dir():
+    if here.get(code) != DIR:
         out.add(layout.MISSING_DIR, f"{sub_rel}/{code}", f"{code}/ folder is missing",
                 f"put the code used for the runs (or a README pointing to it) in {sub_rel}/{code}/")
-    mapping = {}
-    if division == "open" and (sub / "model_mapping.json").exists():
-        data, problem = read_json_object(sub / "model_mapping.json")
-        if data is None:
-            out.add(MAPPING_INVALID, f"{sub_rel}/model_mapping.json", f"model_mapping.json {problem}",
-                    'write {"<your model folder>": "<official benchmark, e.g. bert-99>"}')
-        else:
-            bad = [k for k, v in data.items() if not isinstance(v, str)]
-            if bad:
-                out.add(MAPPING_INVALID, f"{sub_rel}/model_mapping.json",
-                        f"model_mapping.json maps {', '.join(bad)} to something that is not a benchmark name",
-                        "map each folder name to an official benchmark name (a string)")
-            mapping = {k: v for k, v in data.items() if isinstance(v, str)}
+    mapping = _mapping(sub, sub_rel, out) if division == "open" and here.get("model_mapping.json") == FILE else {}
     results = os.path.join(sub, "results")
     for system in subdirs(results):
         sys_key = system_json_rel(division, submitter, system)
@@ -98,13 +196,29 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
                                 system=system, model=model, scenario=scenario, mlperf_model=mlperf_model,
                                 system_json=system_json)
                 found.jobs.append(job)
-                found.job_scopes[job.result_id] = [sub_key, sys_key, model_rel]
+                # the result's own key last: links and unreadable entries inside it (see scope_of)
+                found.job_scopes[job.result_id] = [sub_key, sys_key, model_rel, job.result_id]
 
 
-def _generation(cfg: RoundConfig, sub: Path, sub_rel: str, out: Collector) -> None:
+def _mapping(sub: Path, sub_rel: str, out: Collector) -> dict[str, str]:
+    data, problem = read_json_object(sub / "model_mapping.json")
+    if data is None:
+        rule = inputs.NOT_FINITE if isinstance(problem, NonFinite) else MAPPING_INVALID
+        out.add(rule, f"{sub_rel}/model_mapping.json", f"model_mapping.json {problem}",
+                'write {"<your model folder>": "<official benchmark, e.g. bert-99>"}')
+        return {}
+    bad = [k for k, v in data.items() if not isinstance(v, str)]
+    if bad:
+        out.add(MAPPING_INVALID, f"{sub_rel}/model_mapping.json",
+                f"model_mapping.json maps {', '.join(bad)} to something that is not a benchmark name",
+                "map each folder name to an official benchmark name (a string)")
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def _generation(cfg: RoundConfig, here: dict[str, str], sub_rel: str, out: Collector) -> None:
     """A v6 tree checked with v5 rules (or the reverse) fails everywhere; say why once, up front."""
-    has_v5_dirs = (sub / "measurements").is_dir() or (sub / "compliance").is_dir()
-    if cfg.layout.name == "v5" and not (sub / "measurements").is_dir():
+    has_v5_dirs = here.get("measurements") == DIR or here.get("compliance") == DIR
+    if cfg.layout.name == "v5" and here.get("measurements") != DIR:
         out.add(layout.LEGACY_LAYOUT, f"{sub_rel}/measurements",
                 f"{cfg.version} keeps measurements.json, user.conf and README.md under "
                 f"{sub_rel}/measurements/<system>/<model>/<scenario>/, and this tree has no measurements/ folder",

@@ -6,12 +6,12 @@ verdicts come from the checker, never from this module.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from subtool.checker.logs import parse_json, read_json_object
 from subtool.errors import SubtoolError
 from subtool.submission.pack_tarball import DIVISIONS
 
@@ -59,9 +59,8 @@ def read_detail_keys(path: Path) -> dict[str, object]:
             for line in fh:
                 if not line.startswith(_MLLOG):
                     continue
-                try:
-                    entry = json.loads(line[len(_MLLOG):])
-                except (ValueError, RecursionError):     # not JSON, a 5000-digit number, nested too deep
+                entry, problem = parse_json(line[len(_MLLOG):])   # the checker's strict reader: never raises
+                if problem is not None:
                     continue
                 key = entry.get("key") if isinstance(entry, dict) else None
                 if key in _DETAIL_KEYS and key not in found:
@@ -162,15 +161,18 @@ class TreeInfo:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):    # ValueError: not UTF-8, not JSON, a 5000-digit number
-        return {}
-    return data if isinstance(data, dict) else {}
+    data, _problem = read_json_object(path)   # the checker reports what is wrong with it
+    return data or {}
 
 
 def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+    """Real folders only: a link is never followed (pack refuses it by rule tree.symlink before this runs)."""
+    if path.is_symlink() or not path.is_dir():
+        return []
+    try:
+        return sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
 
 
 def scan_tree(tree: Path) -> TreeInfo:
@@ -237,12 +239,9 @@ def read_run_dir(path: Path) -> RunInfo:
     if not record_path.is_file():
         raise SubtoolError("no run.json: not a subtool run directory", path=path, rule="pack.run_dir",
                            hint="--runs takes the directories `subtool run` wrote (e.g. OUT/runs/bert-99/Offline)")
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SubtoolError(f"run.json is not valid JSON ({exc})", path=record_path, rule="pack.run_dir") from exc
-    if not isinstance(record, dict):
-        raise SubtoolError("run.json is not a JSON object", path=record_path, rule="pack.run_dir")
+    record, problem = read_json_object(record_path)
+    if record is None:
+        raise SubtoolError(f"run.json {problem}", path=record_path, rule="pack.run_dir")
     command = record.get("command") or []
     if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
         raise SubtoolError("run.json `command` is not a list of strings", path=record_path, rule="pack.run_dir")

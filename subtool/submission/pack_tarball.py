@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator
 
+from subtool.checker.rules.inputs import refuse_link
 from subtool.errors import SubtoolError
 
 DIVISIONS = ("closed", "open", "network")
@@ -99,7 +100,10 @@ def iter_tree(tree: Path, out_dir: Path | None = None) -> Iterator[tuple[str, Pa
     the top of the tree (notes, the official checker's private-id file) is not part of the submission.
     """
     tree = Path(tree)
-    divisions = [d for d in DIVISIONS if (tree / d).is_dir() and not (tree / d).is_symlink()]
+    for d in DIVISIONS:
+        if (tree / d).is_symlink():
+            raise refuse_link(tree / d, tree, "pack")
+    divisions = [d for d in DIVISIONS if (tree / d).is_dir()]
     if not divisions:
         raise SubtoolError("no closed/, open/ or network/ folder: this is not a submission tree", path=tree,
                            rule="pack.empty_tree", hint="pass the tree root given to `subtool package --out`")
@@ -107,9 +111,8 @@ def iter_tree(tree: Path, out_dir: Path | None = None) -> Iterator[tuple[str, Pa
 
     def walk(path: Path, rel: PurePosixPath) -> Iterator[tuple[str, Path, os.stat_result]]:
         st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):
-            raise SubtoolError("symbolic links are not packed (the tarball must hold what was checked)",
-                               path=path, rule="pack.symlink", hint="replace the link with a copy of its target")
+        if stat.S_ISLNK(st.st_mode):   # the tarball must hold what was checked: one rule with check and publish
+            raise refuse_link(path, tree, "pack")
         if stat.S_ISDIR(st.st_mode):
             if out_real is not None and Path(os.path.realpath(path)) == out_real:
                 raise SubtoolError("the artifact folder is inside the tree it packs", path=path,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from subtool import __version__
+from subtool.checker.rules.inputs import refuse_link
 from subtool.errors import EXIT_USAGE, SubtoolError
 from subtool.submission.publish_git import FileEntry
 
@@ -53,16 +54,21 @@ class PublishContent:
         return sorted({s.division for s in self.submitters})
 
 
-def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _subdirs(path: Path, links: bool = False) -> list[Path]:
+    """Folders in `path` (hidden ones left out); with `links`, links are kept too, so that they are refused."""
+    return sorted(p for p in path.iterdir()
+                  if (p.is_dir() or (links and p.is_symlink())) and not p.name.startswith("."))
 
 
 def find_submitters(tree: Path) -> list[SubmitterDir]:
     if not tree.is_dir():
         raise SubtoolError("the submission tree does not exist or is not a directory", path=tree,
                            rule="publish.tree", exit_code=EXIT_USAGE)
+    for div in DIVISIONS:
+        if (tree / div).is_symlink():
+            raise refuse_link(tree / div, tree, "publish")
     found = [SubmitterDir(div, sub.name) for div in DIVISIONS if (tree / div).is_dir()
-             for sub in _subdirs(tree / div)]
+             for sub in _subdirs(tree / div, links=True)]
     if not found:
         raise SubtoolError("no <division>/<submitter>/ directory to publish (expected closed/, open/ or network/)",
                            path=tree, rule="publish.tree", exit_code=EXIT_USAGE,
@@ -71,35 +77,32 @@ def find_submitters(tree: Path) -> list[SubmitterDir]:
 
 
 def _walk_files(tree: Path, sub: SubmitterDir) -> list[FileEntry]:
+    """Every file under the submitter folder. A link anywhere (to a file or a folder, inside or outside the
+    tree, dangling or a loop) refuses the whole publish, before anything is fetched or pushed: the rule
+    check and pack apply too (tree.symlink)."""
     entries: list[FileEntry] = []
     root = tree / sub.rel
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    if root.is_symlink():
+        raise refuse_link(root, tree, "publish")
+
+    def unreadable(exc: OSError) -> None:
+        raise SubtoolError(f"cannot be read ({exc.strerror or exc})", path=exc.filename or root,
+                           rule="publish.tree", exit_code=EXIT_USAGE, hint="make it readable or remove it")
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        for name in sorted(dirnames + filenames):
+            if (Path(dirpath) / name).is_symlink():
+                raise refuse_link(Path(dirpath) / name, tree, "publish")
         for name in sorted(filenames):
             path = Path(dirpath) / name
             rel = path.relative_to(tree).as_posix()
             if any(ch in rel for ch in "\n\r\t\0"):
                 raise SubtoolError("file name contains a control character", path=path, rule="publish.tree",
                                    exit_code=EXIT_USAGE)
-            target = path.resolve() if path.is_symlink() else path
-            if not target.is_file():
-                raise SubtoolError("not a regular file (dangling link or special file)", path=path,
+            if not path.is_file():
+                raise SubtoolError("not a regular file (FIFO, socket or device)", path=path,
                                    rule="publish.tree", exit_code=EXIT_USAGE)
-            entries.append(FileEntry(rel, target, os.access(target, os.X_OK)))
-        # Links to directories are published as the directory they point to.
-        for d in list(dirnames):
-            if (Path(dirpath) / d).is_symlink():
-                dirnames.remove(d)
-                entries.extend(_walk_linked(tree, Path(dirpath) / d))
-    return entries
-
-
-def _walk_linked(tree: Path, link: Path) -> list[FileEntry]:
-    entries = []
-    real = link.resolve()
-    for path in sorted(real.rglob("*")):
-        if path.is_file() and ".git" not in path.relative_to(real).parts:
-            rel = (link / path.relative_to(real)).relative_to(tree).as_posix()
             entries.append(FileEntry(rel, path, os.access(path, os.X_OK)))
     return entries
 

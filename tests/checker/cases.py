@@ -325,6 +325,35 @@ def m_inferred_from_offline(b):
     b.result("open", SUB, "box", BERT, "SingleStream", run_key="bert-99/Offline")
 
 
+# hostile input (issue 19): what the official checker accepts, crashes on, or never reads
+def m_nan_result(b):
+    set_log_value(_perf_detail(_closed_offline(b)), "result_samples_per_second", float("nan"))
+
+
+def m_infinity_system_field(b):
+    bert_closed(b)
+    path = b.root / "closed" / SUB / "systems" / "box.json"
+    path.write_text(path.read_text().replace('"number_of_nodes": "1"', '"number_of_nodes": Infinity'))
+
+
+def m_deep_system_json(b):
+    bert_closed(b)
+    (b.root / "closed" / SUB / "systems" / "box.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
+def m_summary_lies(b):
+    summary = _closed_offline(b) / "performance" / "run_1" / "mlperf_log_summary.txt"
+    lines = summary.read_text().splitlines(keepends=True)
+    i = next(i for i, ln in enumerate(lines) if ln.startswith("Samples per second:"))
+    lines[i] = "Samples per second: 9" + lines[i].split(":", 1)[1].strip()[1:] + "\n"   # one digit changed
+    summary.write_text("".join(lines))
+
+
+def m_link_loop_beside_result(b):
+    bert_open(b)
+    (b.root / "open" / SUB / "results" / "loop").symlink_to("loop")
+
+
 def v50_legacy(b):
     b.system("closed", SUB, "box")
     for scenario in ("Offline", "SingleStream"):
@@ -401,6 +430,14 @@ CASES: list[Case] = [
     Case("early_stopping_not_met", m_early_stopping, expect_rules=("perf.early_stopping",)),
     Case("server_latency_over_limit", m_server_latency, expect_rules=("perf.latency",)),
     Case("inferred_from_offline", m_inferred_from_offline, expect_rules=("perf.inferred_scenario",)),
+    Case("nan_result", m_nan_result, expect_rules=("value.not_finite",),
+         stricter={rid("closed", "box", BERT, "Offline"): "value.not_finite"}),
+    Case("infinity_system_field", m_infinity_system_field, expect_rules=("value.not_finite",), crash=True),
+    Case("deep_system_json", m_deep_system_json, expect_rules=("system.unreadable",), crash=True),
+    Case("summary_lies", m_summary_lies, expect_rules=("summary.mismatch",),
+         stricter={rid("closed", "box", BERT, "Offline"): "summary.mismatch"}),
+    Case("link_loop_beside_result", m_link_loop_beside_result, expect_rules=("tree.symlink",),
+         stricter={rid("open", "box", BERT, "Offline"): "tree.symlink"}),
 ]
 CASES_BY_NAME = {c.name: c for c in CASES}
 

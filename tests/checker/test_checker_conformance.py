@@ -15,6 +15,7 @@ import pytest
 from cases import CASES, CASES_BY_NAME
 
 from subtool.checker.api import SUMMARY_COLUMNS, CheckOptions, check_tree
+from subtool.checker.official import STRICTER_RULES
 from subtool.checker.report import summary_csv_text
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checker"
@@ -55,7 +56,7 @@ def test_verdicts_match_official(name, case_trees, official_data):
             assert official_pass, f"{name}: {rid} is marked stricter but the official checker fails it too"
             assert not verdict.passed and case.stricter[rid] in verdict.failed, (
                 f"{name}: {rid} should fail with {case.stricter[rid]}, failed with {verdict.failed}")
-            assert set(verdict.failed) <= {"perf.result_invalid", "perf.loadgen_error"}
+            assert set(verdict.failed) <= STRICTER_RULES
         elif case.waive and not official_pass:
             # Waived on request: subtool passes; the official errors are only about the waived rule.
             assert verdict.passed and set(verdict.waived) == set(case.waive)

@@ -370,7 +370,7 @@ def test_failure_leaves_previous_artifacts_and_no_partial_files(tree, tmp_path):
     (tree / "open" / "TeamX" / "src" / "link").symlink_to(tree / "open" / "TeamX" / "src" / "README.md")
     result = _pack(tree, out, *WAIVE_SHORT)
     assert result.exit_code == 2
-    assert "[pack.symlink]" in result.output and "link" in result.output
+    assert "[tree.symlink]" in result.output and "link" in result.output
     assert _read_bytes(out) == before
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACTS)
 

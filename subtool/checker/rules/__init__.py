@@ -34,7 +34,7 @@ def define(rule_id: str, severity: str, summary: str, official: str) -> str:
 def all_rules() -> dict[str, Rule]:
     # Importing the modules registers their rules.
     from subtool.checker.rules import (  # noqa: F401
-        accuracy, compliance, layout, measurements, performance, scenarios, system,
+        accuracy, compliance, inputs, layout, measurements, performance, scenarios, summary, system,
     )
 
     return RULES

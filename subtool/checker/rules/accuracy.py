@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import dataclass, field
 
 from subtool.checker.config import ACCURACY_PATTERNS, HASH_LINE, MAX_ACCURACY_LOG_BYTES
 from subtool.checker.context import ResultContext
 from subtool.checker.logs import read_text_lines
 from subtool.checker.rules import define
+from subtool.checker.rules.inputs import NOT_FINITE
 
 LOG_CORRUPT = define(
     "acc.log_corrupt", "error",
@@ -74,6 +77,10 @@ def check_accuracy(ctx: ResultContext) -> None:
     out = ctx.out
     log = ctx.acc_log
     if log is not None:
+        log.decode_all()
+        if log.non_finite:
+            out.add(NOT_FINITE, ctx.acc_rel, f"accuracy log values are not finite numbers: {log.non_finite_text()}",
+                    "copy the accuracy run's mlperf_log_detail.txt again; LoadGen never writes NaN or Infinity")
         if not log.readable:
             out.add(LOG_CORRUPT, ctx.acc_rel, f"accuracy log {'; '.join(log.problems[:3])}",
                     "copy the accuracy run's mlperf_log_detail.txt again; never edit it")
@@ -102,6 +109,19 @@ def _dataset(ctx: ResultContext, log) -> None:
                     f"be {want})")
 
 
+@dataclass
+class _MetricScan:
+    """What accuracy.txt says about the benchmark's metrics, before any finding is made of it."""
+
+    seen: list[bool]
+    below: dict[str, tuple[str, float]] = field(default_factory=dict)
+    above: dict[str, tuple[str, float]] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)
+    unparseable: list[str] = field(default_factory=list)
+    not_finite: dict[str, str] = field(default_factory=dict)   # metric → its text
+    hash_value: str | None = None
+
+
 def _accuracy_txt(ctx: ResultContext) -> None:
     rel = f"{ctx.result_rel}/accuracy/accuracy.txt"
     if not ctx.is_file(rel):
@@ -111,18 +131,17 @@ def _accuracy_txt(ctx: ResultContext) -> None:
         ctx.out.add(RESULT_UNREADABLE, rel, f"accuracy.txt {problem}", "write accuracy.txt again with the "
                     "accuracy script")
         return
-    open_div = ctx.job.division == "open"
     bounds = ctx.rules.accuracy(ctx.scenario)
-    uppers = ctx.rules.accuracy_upper()
-    seen = [False] * len(bounds)
-    below: dict[str, tuple[str, float]] = {}
-    above: dict[str, tuple[str, float]] = {}
-    metrics: dict[str, str] = {}
-    unparseable: list[str] = []
-    hash_value = None
+    scan = _scan_metrics(lines, bounds, ctx.rules.accuracy_upper())
+    ctx.accuracy_metrics = scan.metrics
+    _report_metrics(ctx, rel, bounds, scan)
+
+
+def _scan_metrics(lines: list[str], bounds, uppers) -> _MetricScan:
+    scan = _MetricScan(seen=[False] * len(bounds))
     for line in lines:
         if HASH_LINE.match(line) and bounds:
-            hash_value = HASH_LINE.match(line).group(1)
+            scan.hash_value = HASH_LINE.match(line).group(1)
         for i, bound in enumerate(bounds):
             m = ACCURACY_PATTERNS[bound.metric].match(line)
             if not m:
@@ -131,44 +150,54 @@ def _accuracy_txt(ctx: ResultContext) -> None:
             try:
                 number = float(text)
             except ValueError:
-                unparseable.append(f"{bound.metric}={text}")
+                scan.unparseable.append(f"{bound.metric}={text}")
+                continue
+            if not math.isfinite(number):   # (400 digits are a float infinity)
+                scan.not_finite[bound.metric] = text[:40]
                 continue
             if number >= bound.value:
-                seen[i] = True
+                scan.seen[i] = True
             else:
-                below[bound.metric] = (text, bound.value)
+                scan.below[bound.metric] = (text, bound.value)
             if text:
-                metrics[bound.metric] = text
+                scan.metrics[bound.metric] = text
         for bound in uppers:
             m = ACCURACY_PATTERNS[bound.metric].match(line)
             if m:
                 try:
-                    if float(m.group(1)) > bound.value:
-                        above[bound.metric] = (m.group(1), bound.value)
+                    if not float(m.group(1)) <= bound.value:   # (Infinity is above, never NaN-silently below)
+                        scan.above[bound.metric] = (m.group(1)[:40], bound.value)
                 except ValueError:
-                    unparseable.append(f"{bound.metric}={m.group(1)}")
-        if all(seen) and hash_value:
+                    scan.unparseable.append(f"{bound.metric}={m.group(1)}")
+        if all(scan.seen) and scan.hash_value:
             break  # the official reader stops here too; later lines are not looked at
-    ctx.accuracy_metrics = metrics
+    return scan
+
+
+def _report_metrics(ctx: ResultContext, rel: str, bounds, scan: _MetricScan) -> None:
+    open_div = ctx.job.division == "open"
     soft = "info" if open_div else None
-    for metric, (text, minimum) in below.items():
+    for metric, (text, minimum) in scan.below.items():
         ctx.out.add(BELOW, rel, f"{metric} {text} is below the {ctx.cfg.version} threshold {minimum:.6g}",
                     "open-division results report accuracy without a threshold" if open_div else
                     "use the reference model/precision or fix preprocessing; closed results must reach the "
                     "threshold", severity=soft)
-    for metric, (text, maximum) in above.items():
+    for metric, (text, maximum) in scan.above.items():
         ctx.out.add(ABOVE, rel, f"{metric} {text} is above the upper limit {maximum:.6g}",
                     "generation length is out of range: check max_new_tokens / stop tokens", severity=soft)
-    for text in unparseable:
+    for metric, text in scan.not_finite.items():
+        ctx.out.add(NOT_FINITE, rel, f"accuracy value {metric}={text} is not a finite number",
+                    "write accuracy.txt again with the accuracy script")
+    for text in scan.unparseable:
         ctx.out.add(METRIC_UNPARSEABLE, rel, f"accuracy value {text} is not a number",
                     "write accuracy.txt again with the accuracy script")
     for i, bound in enumerate(bounds):
-        if not seen[i] and bound.metric not in below:
+        if not scan.seen[i] and bound.metric not in scan.below and bound.metric not in scan.not_finite:
             example = _example_line(bound.metric)
             ctx.out.add(METRIC_MISSING, rel, f"no {bound.metric} value found in accuracy.txt",
                         f"accuracy.txt must contain the accuracy script's line, e.g. {example}",
                         severity="warning" if open_div else None)
-    if not hash_value:
+    if not scan.hash_value:
         ctx.out.add(HASH_MISSING, rel, "accuracy.txt has no hash= line",
                     "truncate the accuracy log the official way: keep the first and last 4096 bytes and "
                     "append a blank line and hash=<sha256 of the full log> to accuracy.txt (subtool package "

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 from subtool.checker.config import (
     ACCURACY_PATTERNS, COMPLIANCE_DELTA_PERCENT, COMPLIANCE_PERF_FILES, COMPLIANCE_PERF_OPTIONAL, TEST01_ACC_FILES,
 )
 from subtool.checker.context import ResultContext
 from subtool.checker.logs import read_text_lines
 from subtool.checker.rules import define
+from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.checker.rules.performance import check_perf_log
 
 MISSING = define(
@@ -139,6 +142,10 @@ def _test01_accuracy_fallback(ctx: ResultContext, base: str) -> None:
         values[name] = found
     for b in bounds:
         base_v, comp_v = values["baseline_accuracy.txt"][b.metric], values["compliance_accuracy.txt"][b.metric]
+        if not (math.isfinite(base_v) and math.isfinite(comp_v)):
+            out.add(NOT_FINITE, acc, f"TEST01: {b.metric} is not a finite number ({base_v} / {comp_v})",
+                    "re-run TEST01's accuracy comparison")
+            return
         if base_v == 0 or comp_v == 0:
             out.add(FAILED, acc, f"TEST01: {b.metric} missing from baseline or compliance accuracy",
                     "re-run TEST01's accuracy comparison")

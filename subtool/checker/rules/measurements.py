@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from subtool.checker.config import MEASUREMENTS_FIELDS
 from subtool.checker.context import ResultContext
-from subtool.checker.logs import read_json_object
+from subtool.checker.logs import NonFinite, read_json_object
 from subtool.checker.rules import define
+from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.checker.rules.layout import MISSING_FILE, check_measurement_files
 
 UNREADABLE = define(
@@ -46,7 +47,8 @@ def check_measurements(ctx: ResultContext) -> dict | None:
         return None
     data, problem = read_json_object(ctx.abs(rel))
     if data is None:
-        ctx.out.add(UNREADABLE, rel, f"measurements JSON {problem}", "rewrite it as one JSON object")
+        rule = NOT_FINITE if isinstance(problem, NonFinite) else UNREADABLE
+        ctx.out.add(rule, rel, f"measurements JSON {problem}", "rewrite it as one JSON object of finite values")
         return None
     for key in MEASUREMENTS_FIELDS:
         if key not in data:

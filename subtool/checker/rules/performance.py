@@ -9,6 +9,8 @@ from subtool.checker.config import (
 from subtool.checker.context import ResultContext
 from subtool.checker.logs import LoadgenLog
 from subtool.checker.rules import define
+from subtool.checker.rules.inputs import NOT_FINITE
+from subtool.checker.rules.summary import check_summary
 
 LOG_CORRUPT = define(
     "perf.log_corrupt", "error",
@@ -83,6 +85,10 @@ MISSING_KEY = define(
 def check_perf_log(ctx: ResultContext, log: LoadgenLog, rel: str, main_run: bool) -> None:
     """Every rule on one performance log; `main_run` is False for compliance runs (TEST01/TEST04)."""
     out = ctx.out
+    log.decode_all()   # every value now, so that a bad one is reported here, whichever rule reads it
+    if log.non_finite:
+        out.add(NOT_FINITE, rel, f"performance log values are not finite numbers: {log.non_finite_text()}",
+                "copy mlperf_log_detail.txt again from the run directory; LoadGen never writes NaN or Infinity")
     if not log.readable:
         out.add(LOG_CORRUPT, rel, f"performance log {'; '.join(log.problems[:3])}",
                 "copy mlperf_log_detail.txt again from the run directory; never edit it")
@@ -116,6 +122,7 @@ def check_perf_log(ctx: ResultContext, log: LoadgenLog, rel: str, main_run: bool
         value = _result_value(ctx, log, rel, scenario, inferred_ok)
         if main_run:
             ctx.result_value = value
+    check_summary(ctx, log, rel, scenario)
     if main_run:
         validity = log["result_validity"]
         if validity != "VALID":
@@ -267,6 +274,8 @@ def _inferred(ctx: ResultContext, rel: str, scenario: str) -> bool:
 def _result_value(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str, inferred_ok: bool) -> float | None:
     key = ctx.rules.result_field(scenario)
     raw = log[key] if key else None
+    if key in log.non_finite:
+        return None   # reported as value.not_finite
     if not isinstance(raw, (int, float)) or isinstance(raw, bool):
         ctx.out.add(RESULT_MISSING, rel, f"result field {key or '(none for ' + scenario + ')'} is missing",
                     "use the complete log LoadGen wrote for this scenario")
@@ -294,7 +303,7 @@ def _infer(ctx: ResultContext, log: LoadgenLog, rel: str, ran: str, folder: str,
                 ctx.out.add(EARLY_STOPPING, rel, "not enough samples for an early-stopping estimate",
                             "run more queries")
             return est * 8 / MS_PER_NS
-    except (TypeError, ValueError, ZeroDivisionError):
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
         ctx.out.add(RESULT_MISSING, rel, f"cannot infer the {folder} result from this {ran} log",
                     "run the scenario itself")
         return None

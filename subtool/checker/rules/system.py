@@ -9,8 +9,9 @@ from subtool.checker.config import (
     AVAILABILITIES, SYSTEM_MEANINGFUL_FIELDS, SYSTEM_NETWORK_FIELDS, SYSTEM_REQUIRED_FIELDS, SYSTEM_TYPES,
 )
 from subtool.checker.findings import Collector
-from subtool.checker.logs import read_json_object
+from subtool.checker.logs import NonFinite, read_json_object
 from subtool.checker.rules import define
+from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.checker.rules.layout import MISSING_FILE
 
 UNREADABLE = define(
@@ -57,6 +58,9 @@ def load_system(root: Path, division: str, submitter: str, system: str, out: Col
         if problem == "is missing":
             out.add(MISSING_FILE, rel, f"system description {system}.json is missing",
                     "describe the machine in systems/<system>.json (subtool package writes one)")
+        elif isinstance(problem, NonFinite):
+            out.add(NOT_FINITE, rel, f"system description {problem}",
+                    "write numbers as finite values, or as strings (e.g. \"1\")")
         else:
             out.add(UNREADABLE, rel, f"system description {problem}", "rewrite it as one JSON object")
         return None
@@ -115,5 +119,5 @@ def _is_int(value: object) -> bool:
     try:
         int(value)  # type: ignore[arg-type]
         return True
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
