@@ -153,7 +153,7 @@ def _publish(opts: PublishOptions, console: Any, token: Optional[str], redact: R
         if opts.dry_run:
             existing = forge.find_pull(upstream=opts.upstream or "", base=opts.base, head_owner=fork.owner or "",
                                        branch=branch)
-            say(f"would reuse pull request {existing.html_url}" if existing else
+            say(f"would reuse pull request {forge.pull_link(existing)[0]}" if existing else
                 f"would open a pull request '{title}' against {opts.upstream}:{opts.base}")
         else:
             try:
@@ -164,8 +164,8 @@ def _publish(opts: PublishOptions, console: Any, token: Optional[str], redact: R
                 err.hint = (f"the branch {branch} is on the fork; re-run the same command, or open "
                             f"{compare_url(derive_web_url(api_url), opts.upstream or '', opts.base, fork.owner, branch)}")
                 raise
-            result.pr_url, result.pr_number, result.pr_created = pr.html_url, pr.number, created
-            say(f"pull request {'opened' if created else 'already open, reused'}: {pr.html_url}")
+            (result.pr_url, result.pr_number), result.pr_created = forge.pull_link(pr), created
+            say(f"pull request {'opened' if created else 'already open, reused'}: {result.pr_url}")
     elif opts.upstream and result.commit:
         web = derive_web_url(api_url)
         result.compare_url = compare_url(web, opts.upstream, opts.base, fork.owner, branch)
