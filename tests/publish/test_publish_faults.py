@@ -42,21 +42,25 @@ def test_already_exists_but_nothing_listed_is_one_line_exit_3(tmp_path, forge, u
     assert [s for _m, _p, s in forge.requests("POST", r"/pulls$")] == [201, 0, 422]
 
 
-@pytest.mark.parametrize("what, fault", [
-    ("redirect to https", dict(status=301, raw=b"", headers={"Location": "https://127.0.0.1:1/api/v3/user"})),
-    ("redirect elsewhere", dict(status=301, raw=b"", headers={"Location": "http://example.invalid/api/v3/user"})),
-    ("empty 200", dict(status=200, raw=b"", headers={"Content-Type": "application/json"})),
-    ("html 200", dict(status=200, raw=b"<html><body>Sign in</body></html>", headers={"Content-Type": "text/html"})),
-    ("broken json", dict(status=200, raw=b'{"login": ', headers={"Content-Type": "application/json"})),
-    ("json of the wrong shape", dict(status=200, raw=b'[1, 2, 3]', headers={"Content-Type": "application/json"})),
-])
-@pytest.mark.parametrize("where", [r"^GET /api/v3/user$", r"^GET /api/v3/repos/alice/results$",
-                                   r"^POST /api/v3/repos/comp/results/pulls$"])
+NOT_THE_API = {
+    "redirect to https": dict(status=301, raw=b"", headers={"Location": "https://127.0.0.1:1/api/v3/user"}),
+    "redirect elsewhere": dict(status=301, raw=b"", headers={"Location": "http://example.invalid/api/v3/user"}),
+    "empty 200": dict(status=200, raw=b"", headers={"Content-Type": "application/json"}),
+    "html 200": dict(status=200, raw=b"<html><body>Sign in</body></html>", headers={"Content-Type": "text/html"}),
+    "broken json": dict(status=200, raw=b'{"login": ', headers={"Content-Type": "application/json"}),
+    "json of the wrong shape": dict(status=200, raw=b"[1, 2, 3]", headers={"Content-Type": "application/json"}),
+}
+USER, FORK, OPEN = r"^GET /api/v3/user$", r"^GET /api/v3/repos/alice/results$", PULLS
+
+
+@pytest.mark.parametrize("where, what", [(USER, what) for what in NOT_THE_API] + [
+    (FORK, "html 200"), (FORK, "json of the wrong shape"), (FORK, "empty 200"),
+    (OPEN, "redirect to https"), (OPEN, "broken json"), (OPEN, "empty 200")])
 def test_answers_that_are_not_the_api_are_a_clean_error(forge, users, alice_fork, tree, fast, monkeypatch, what,
-                                                        fault, where):
+                                                        where):
     """In process, so that any exception other than SubtoolError fails the test with its traceback."""
     monkeypatch.setenv("GITHUB_TOKEN", users.alice)
-    forge.inject(where, count=10, **fault)
+    forge.inject(where, count=10, **NOT_THE_API[what])
     with pytest.raises(SubtoolError) as info:
         publish_tree(fast(tree, alice_fork))
     err = info.value
