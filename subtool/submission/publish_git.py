@@ -87,12 +87,28 @@ def default_cache_root() -> Path:
     return Path(base) / "subtool" / "forks"
 
 
+# Every way a user's environment or global config can make git write what it sends (the Authorization header
+# in http.<url>.extraHeader included) somewhere. trace2 reads its targets and its configParams/envVars lists from
+# the system and global config only, never from `-c` or GIT_CONFIG_COUNT, and a non-empty environment variable
+# overrides each: so each is set here, to "off" or to a pattern that matches nothing.
+TRACING_OFF = {
+    "GIT_TRACE2": "0", "GIT_TRACE2_EVENT": "0", "GIT_TRACE2_PERF": "0",
+    "GIT_TRACE2_CONFIG_PARAMS": "subtool.no-such-setting", "GIT_TRACE2_ENV_VARS": "SUBTOOL_NO_SUCH_VARIABLE",
+    "GIT_TRACE2_REDACT": "1", "GIT_TRACE_REDACT": "1",
+    "GIT_TRACE": "0", "GIT_TRACE_CURL": "0", "GIT_TRACE_PACKET": "0", "GIT_TRACE_PERFORMANCE": "0",
+    "GIT_TRACE_SETUP": "0", "GIT_TRACE_PACK_ACCESS": "0", "GIT_TRACE_SHALLOW": "0", "GIT_TRACE_REFS": "0",
+    "GIT_TRACE_FSMONITOR": "0",
+}
+# Unset rather than set: git turns curl's verbose mode on when these exist at all, whatever their value.
+_UNSET = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CURL_VERBOSE", "GIT_TRACE_CURL_NO_DATA",
+          "GIT_CONFIG_COUNT", "GIT_CONFIG_PARAMETERS", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_OBJECT_DIRECTORY",
+          "GIT_ALTERNATE_OBJECT_DIRECTORIES")
+
+
 def _clean_environment(extra_config: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GIT_TRACE", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))
-           and k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CURL_VERBOSE", "GIT_CONFIG_COUNT",
-                         "GIT_CONFIG_PARAMETERS", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_OBJECT_DIRECTORY",
-                         "GIT_ALTERNATE_OBJECT_DIRECTORIES")}
+           if not k.startswith(("GIT_TRACE", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")) and k not in _UNSET}
+    env.update(TRACING_OFF)
     env.update(LC_ALL="C", LANGUAGE="C", GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never")
     # A bare cache has no hooks worth running and must not pick up a user's commit template or signing prompt.
     config = {"core.hooksPath": os.devnull, "commit.gpgSign": "false", "gc.auto": "0",
