@@ -261,17 +261,39 @@ class FileEntry:
     executable: bool
 
 
-def build_tree(git: Git, base_commit: str, files: Sequence[FileEntry], replace: Sequence[str]) -> str:
-    """The base commit's tree with every `replace` directory emptied and `files` written in; returns its id."""
+@dataclass(frozen=True)
+class BlobEntry:
+    """A file that is already a git object (on the branch being published to), kept as it is."""
+
+    path: str
+    mode: str
+    sha: str
+
+
+def list_entries(git: Git, treeish: str) -> list[BlobEntry]:
+    """Every non-directory entry of a tree, recursively (trees only: the blobs need not be here)."""
+    raw = git.run("ls-tree", "-r", "-z", "--full-tree", treeish).stdout
+    entries = []
+    for item in filter(None, raw.split(b"\0")):
+        meta, _, path = item.partition(b"\t")
+        mode, _kind, sha = meta.decode().split()
+        entries.append(BlobEntry(path.decode("utf-8", "surrogateescape"), mode, sha))
+    return entries
+
+
+def build_tree(git: Git, base: str, files: Sequence[FileEntry], replace: Sequence[str],
+               known: Sequence[BlobEntry] = ()) -> str:
+    """The tree of `base` (a commit or tree) with every `replace` directory emptied and `files` (from disk) and
+    `known` (existing objects) written in; returns its id."""
     index_dir = Path(tempfile.mkdtemp(prefix="subtool-index-"))
     index_env = {"GIT_INDEX_FILE": str(index_dir / "index")}
     try:
-        git.run("read-tree", base_commit, env=index_env)
-        ours = {f.path for f in files}
+        git.run("read-tree", base, env=index_env)
+        ours = {f.path for f in files} | {k.path for k in known}
         our_dirs = {p.rsplit("/", i)[0] for p in ours for i in range(1, p.count("/") + 1)}
         emptied = set(replace)
         removals: list[bytes] = []
-        for raw in filter(None, git.run("ls-tree", "-r", "-z", "--name-only", base_commit).stdout.split(b"\0")):
+        for raw in filter(None, git.run("ls-tree", "-r", "-z", "--name-only", base).stdout.split(b"\0")):
             path = raw.decode("utf-8", "surrogateescape")
             ancestors = {path.rsplit("/", i)[0] for i in range(1, path.count("/") + 1)}
             # Emptied result directories go; so does a file where we need a directory, or the reverse.
@@ -279,15 +301,18 @@ def build_tree(git: Git, base_commit: str, files: Sequence[FileEntry], replace: 
                 removals.append(b"0 " + ZERO_SHA.encode() + b"\t" + raw + b"\0")
         if removals:
             git.run("update-index", "-z", "--index-info", stdin=b"".join(removals), env=index_env)
+        info = b"".join(f"{k.mode} {k.sha}\t".encode() + k.path.encode("utf-8", "surrogateescape") + b"\0"
+                        for k in known)
         if files:
             paths = "".join(f"{f.source}\n" for f in files).encode("utf-8", "surrogateescape")
             shas = git.out("hash-object", "-w", "--no-filters", "--stdin-paths", stdin=paths).split()
             if len(shas) != len(files):
                 raise SubtoolError("git hash-object returned fewer ids than files", rule="publish.git")
-            info = b"".join(
+            info += b"".join(
                 f"{'100755' if f.executable else '100644'} {sha}\t".encode() + f.path.encode("utf-8") + b"\0"
                 for f, sha in zip(files, shas)
             )
+        if info:
             git.run("update-index", "-z", "--add", "--replace", "--index-info", stdin=info, env=index_env)
         # --missing-ok: the base's blobs were not fetched (blob-less clone) and need not be; the fork has them.
         return git.out("write-tree", "--missing-ok", env=index_env)
