@@ -75,7 +75,10 @@ def _short_reason(folder: Path) -> str | None:
 def _system_is_demo(submitter_dir: Path, system: str) -> bool:
     if system.lower().endswith("-demo"):
         return True
-    data, _problem = read_json_object(submitter_dir / "systems" / f"{system}.json")
+    try:
+        data, _problem = read_json_object(submitter_dir / "systems" / f"{system}.json")
+    except RecursionError:                  # JSON nested deeper than Python's parser goes: not a description
+        return False
     if data is None:
         return False
     if "(DEMO)" in str(data.get("system_name", "")).upper():
