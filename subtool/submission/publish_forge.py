@@ -155,9 +155,10 @@ class Forge:
         existing = self.find_pull(upstream=upstream, base=base, head_owner=head_owner, branch=branch)
         if existing is not None:
             changes = {}
-            if explicit_title and existing.title != title:
+            old_title, old_body = self._call("reading the pull request", lambda: (existing.title, existing.body))
+            if explicit_title and old_title != title:
                 changes["title"] = title
-            if (existing.body or "") != body:
+            if (old_body or "") != body:
                 changes["body"] = body
             if changes:
                 self._call("updating the pull request", lambda: existing.edit(**changes))

@@ -51,11 +51,13 @@ NOT_THE_API = {
     "json of the wrong shape": dict(status=200, raw=b"[1, 2, 3]", headers={"Content-Type": "application/json"}),
 }
 USER, FORK, OPEN = r"^GET /api/v3/user$", r"^GET /api/v3/repos/alice/results$", PULLS
+LIST = r"^GET /api/v3/repos/comp/results/pulls\?"
 
 
 @pytest.mark.parametrize("where, what", [(USER, what) for what in NOT_THE_API] + [
     (FORK, "html 200"), (FORK, "json of the wrong shape"), (FORK, "empty 200"),
-    (OPEN, "redirect to https"), (OPEN, "broken json"), (OPEN, "empty 200")])
+    (OPEN, "redirect to https"), (OPEN, "broken json"), (OPEN, "empty 200"),
+    (LIST, "html 200"), (LIST, "json of the wrong shape")])
 def test_answers_that_are_not_the_api_are_a_clean_error(forge, users, alice_fork, tree, fast, monkeypatch, what,
                                                         where):
     """In process, so that any exception other than SubtoolError fails the test with its traceback."""
@@ -66,7 +68,7 @@ def test_answers_that_are_not_the_api_are_a_clean_error(forge, users, alice_fork
     err = info.value
     assert (err.rule, err.exit_code) == ("publish.api", 3), (what, err.one_line())
     assert "\n" not in err.one_line()
-    if where.startswith("^GET"):
+    if where in (USER, FORK):
         assert "--api-url" in (err.hint or "")
         assert forge.branch_sha("alice/results", "subtool/TeamX") is None     # checks come before the push
 
