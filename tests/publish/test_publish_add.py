@@ -107,3 +107,16 @@ def test_other_teams_on_the_same_branch_name_are_not_carried(tmp_path, forge, us
     doc = _quick(fast, users, monkeypatch, alice_fork, make_tree(tmp_path / "x" / "tree"))
     assert doc["kept"] == []
     assert not any(p.startswith("open/TeamY/") for p in fork_files(forge, BRANCH))
+
+
+def test_adding_works_on_a_plain_git_fork_without_an_api(tmp_path):
+    """A local bare repository (no API, no token), as in the README's demo → publish → score walk-through."""
+    from .helpers import branch_files, make_results_repo
+    from subtool.submission.publish import PublishOptions
+
+    fork = make_results_repo(tmp_path / "forge")
+    for name, files in (("bert", None), ("llama", LLAMA_FILES)):
+        publish_tree(PublishOptions(tree=make_tree(tmp_path / name, files), fork=str(fork), cache=tmp_path / "c"))
+    published = branch_files(fork, BRANCH)
+    assert f"{LLAMA}/accuracy/accuracy.txt" in published and f"{BERT}/accuracy/accuracy.txt" in published
+    assert git("--git-dir", str(fork), "rev-list", "--count", BRANCH) == "2"     # still one commit on the base
