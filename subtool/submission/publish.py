@@ -120,14 +120,7 @@ def _publish(opts: PublishOptions, console: Any, token: Optional[str], redact: R
     content = scan_tree(Path(opts.tree))
     marks = read_marks(content.tree, content.results)
     if marks and not opts.allow_short:
-        first = marks.results[0]
-        more = f" and {len(marks.results) - 1} more" if len(marks.results) > 1 else ""
-        raise SubtoolError(
-            f"the tree holds {marks.label} results, which are not submittable ({first}: {marks.why(first)}"
-            f"{', ' + marks.reasons[first] if first in marks.reasons else ''}{more})", path=opts.tree,
-            rule="publish.short_run", exit_code=EXIT_USAGE,
-            hint="publish a valid run (--run-style valid), or pass --allow-short to publish it anyway, marked "
-                 f"{marks.label} in the commit, the pull request title and its body")
+        raise _refusal(marks, opts.tree)
     fork = parse_fork(opts.fork)
     if opts.upstream and not _UPSTREAM.match(opts.upstream):
         raise SubtoolError(f"--upstream must be OWNER/REPO, got '{opts.upstream}'", rule="publish.upstream",
@@ -166,32 +159,49 @@ def _publish(opts: PublishOptions, console: Any, token: Optional[str], redact: R
         git = g.Git(git_dir, token=token, urls=urls, redact=redact, retries=opts.retries,
                     backoff_s=opts.backoff_s, sleep=sleep, note=say)
         words = _push_branch(git, fork, opts, content, marks, branch, result, say, forge, has_token=bool(token))
-    title, body = words.title, words.body
-
-    if forge is not None and result.commit:
-        if opts.dry_run:
-            existing = forge.find_pull(upstream=opts.upstream or "", base=opts.base, head_owner=fork.owner or "",
-                                       branch=branch)
-            say(f"would reuse pull request {forge.pull_link(existing)[0]}" if existing else
-                f"would open a pull request '{title}' against {opts.upstream}:{opts.base}")
-        else:
-            try:
-                pr, created = forge.ensure_pull(upstream=opts.upstream or "", base=opts.base,
-                                                head_owner=fork.owner or "", branch=branch, title=title,
-                                                body=body,
-                                                explicit_title=opts.title is not None or bool(result.not_submittable))
-            except SubtoolError as err:
-                err.hint = (f"the branch {branch} is on the fork; re-run the same command, or open "
-                            f"{compare_url(derive_web_url(api_url), opts.upstream or '', opts.base, fork.owner, branch)}")
-                raise
-            (result.pr_url, result.pr_number), result.pr_created = forge.pull_link(pr), created
-            say(f"pull request {'opened' if created else 'already open, reused'}: {result.pr_url}")
-    elif opts.upstream and result.commit:
-        web = derive_web_url(api_url)
-        result.compare_url = compare_url(web, opts.upstream, opts.base, fork.owner, branch)
-        if not opts.dry_run:
-            say(f"open the pull request here: {result.compare_url}")
+    _pull_request(opts, forge, fork, api_url, branch, words, result, say)
     return result
+
+
+def _refusal(marks: Marks, tree: Path) -> SubtoolError:
+    first = marks.results[0]
+    more = f" and {len(marks.results) - 1} more" if len(marks.results) > 1 else ""
+    return SubtoolError(
+        f"the tree holds {marks.label} results, which are not submittable ({first}: {marks.why(first)}"
+        f"{', ' + marks.reasons[first] if first in marks.reasons else ''}{more})", path=tree,
+        rule="publish.short_run", exit_code=EXIT_USAGE,
+        hint="publish a valid run (--run-style valid), or pass --allow-short to publish it anyway, marked "
+             f"{marks.label} in the commit, the pull request title and its body")
+
+
+def _pull_request(opts: PublishOptions, forge: Any, fork: ForkLocation, api_url: Optional[str], branch: str,
+                  words: "_Words", result: PublishResult, say: _Say) -> None:
+    """Open or reuse the pull request (or, without an API, print the compare URL)."""
+    if not result.commit:
+        return
+    if forge is None:
+        if opts.upstream:
+            result.compare_url = compare_url(derive_web_url(api_url), opts.upstream, opts.base, fork.owner, branch)
+            if not opts.dry_run:
+                say(f"open the pull request here: {result.compare_url}")
+        return
+    if opts.dry_run:
+        existing = forge.find_pull(upstream=opts.upstream or "", base=opts.base, head_owner=fork.owner or "",
+                                   branch=branch)
+        say(f"would reuse pull request {forge.pull_link(existing)[0]}" if existing else
+            f"would open a pull request '{words.title}' against {opts.upstream}:{opts.base}")
+        return
+    try:
+        # An explicit title, or a DEMO / short-run mark, is worth changing an open pull request's title for.
+        pr, created = forge.ensure_pull(upstream=opts.upstream or "", base=opts.base, head_owner=fork.owner or "",
+                                        branch=branch, title=words.title, body=words.body,
+                                        explicit_title=opts.title is not None or bool(result.not_submittable))
+        (result.pr_url, result.pr_number), result.pr_created = forge.pull_link(pr), created
+    except SubtoolError as err:
+        err.hint = (f"the branch {branch} is on the fork; re-run the same command, or open "
+                    f"{compare_url(derive_web_url(api_url), opts.upstream or '', opts.base, fork.owner, branch)}")
+        raise
+    say(f"pull request {'opened' if created else 'already open, reused'}: {result.pr_url}")
 
 
 def _cache_error(git: g.Git, failure: g.GitFailure) -> SubtoolError:

@@ -9,7 +9,7 @@ from subtool.errors import SubtoolError
 from subtool.submission.publish import publish_tree
 
 from .conftest import UPSTREAM, github
-from .test_publish_forge import pull_creations, run_cli
+from .test_publish_forge import run_cli
 
 PULLS = r"^POST /api/v3/repos/comp/results/pulls$"
 
