@@ -139,9 +139,7 @@ def run_ci(opts: CiOptions, console: Any = None) -> CiOutcome:
     outcome.markdown = render_markdown(outcome, opts)
     outcome.annotations = list(annotations(outcome.findings))
     if opts.summary is not None:
-        opts.summary.parent.mkdir(parents=True, exist_ok=True)
-        with open(opts.summary, "a", encoding="utf-8") as fh:   # appended: other steps write to it as well
-            fh.write(outcome.markdown)
+        _append_summary(opts.summary, outcome.markdown)
     if console is not None:
         _print_human(outcome, console)
     return outcome
@@ -171,6 +169,17 @@ def printable(text: object) -> str:
     character survives, so no name can start a line of its own and be read as a workflow command."""
     return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
                             else f"\\u{ord(m.group()):04x}", str(text))
+
+
+def _append_summary(path: Path, markdown: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:   # appended: other steps write to it as well
+            fh.write(markdown)
+    except OSError as exc:
+        raise SubtoolError(f"cannot append the report to the step summary ({exc.strerror or exc})", path=path,
+                           rule="ci.summary", exit_code=EXIT_USAGE,
+                           hint="give --summary (or $GITHUB_STEP_SUMMARY) a writable file") from None
 
 
 def _print_human(outcome: CiOutcome, console: Any) -> None:

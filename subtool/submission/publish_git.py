@@ -198,25 +198,46 @@ def remote_url(fork: ForkLocation) -> str:
 @contextlib.contextmanager
 def locked_cache(git_dir: Path) -> Iterator[Path]:
     """Create the bare cache on first use (atomically) and hold an exclusive lock while publishing."""
-    git_dir.parent.mkdir(parents=True, exist_ok=True)
     lock_path = git_dir.with_name(git_dir.name + ".lock")
-    with open(lock_path, "a+") as lock:
+    try:
+        git_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a+")
+    except OSError as exc:
+        raise _unwritable_cache(git_dir.parent, exc) from None
+    with lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             if not (git_dir / "HEAD").exists():
-                tmp = Path(tempfile.mkdtemp(prefix=f".{git_dir.name}.", dir=git_dir.parent))
-                try:
-                    subprocess.run(["git", "init", "--bare", "-q", str(tmp)], check=True, capture_output=True,
-                                   env=_clean_environment({}))
-                    if git_dir.exists():
-                        shutil.rmtree(git_dir)
-                    os.replace(tmp, git_dir)
-                except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise
+                _create_cache(git_dir)
             yield git_dir
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _create_cache(git_dir: Path) -> None:
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{git_dir.name}.", dir=git_dir.parent))
+    except OSError as exc:
+        raise _unwritable_cache(git_dir.parent, exc) from None
+    try:
+        proc = subprocess.run(["git", "init", "--bare", "-q", str(tmp)], capture_output=True,
+                              env=_clean_environment({}))
+        if proc.returncode != 0:
+            reason = last_line(proc.stderr.decode("utf-8", "replace"))
+            raise SubtoolError(f"git init failed in the fork cache ({reason})", path=git_dir.parent, rule="publish.cache", exit_code=EXIT_USAGE,
+                               hint="pass --cache with a writable folder on a local disk")
+        if git_dir.exists():
+            shutil.rmtree(git_dir)
+        os.replace(tmp, git_dir)
+    except OSError as exc:
+        raise _unwritable_cache(git_dir.parent, exc) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _unwritable_cache(folder: Path, exc: OSError) -> SubtoolError:
+    return SubtoolError(f"cannot write the fork cache ({exc.strerror or exc})", path=folder, rule="publish.cache",
+                        exit_code=EXIT_USAGE, hint="pass --cache with a writable folder on a local disk")
 
 
 def set_remote(git: Git, name: str, url: str) -> None:
