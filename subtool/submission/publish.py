@@ -265,8 +265,10 @@ def _build(git: g.Git, opts: PublishOptions, content: PublishContent, marks: Mar
         else:
             result.kept = sorted(keep_ids)
             marks = marks.merge(earlier, keep_ids)
-    first = g.build_tree(git, base_commit, [], kept.replace, kept.entries) if kept.entries else base_commit
-    tree = g.build_tree(git, first, content.files, content.replace)
+    # One pass over the index: the branch's entries that this tree does not bring again, then this tree.
+    ours, covered = {f.path for f in content.files}, tuple(f"{d}/" for d in content.replace)
+    known = [e for e in kept.entries if e.path not in ours and not e.path.startswith(covered)]
+    tree = g.build_tree(git, base_commit, content.files, sorted({*content.replace, *kept.replace}), known)
     result.not_submittable = marks.results
     if result.kept:
         say(f"keeping {len(result.kept)} result(s) already on the branch: {', '.join(result.kept)}", note=True)
