@@ -125,3 +125,20 @@ def test_escaping_follows_githubs_rules_and_spells_out_control_characters():
     assert line == ("::error file=open/a%2Cb%3Ac/x%25%0D%0A\\x0b\\x85.json,title=system.missing::"
                     "50%25 off%0Anext\\x1b[31m — fix:it")
     assert printable("a\nb\u2028c\x7f") == "a\\x0ab\\u2028c\\x7f"
+
+
+try:
+    from hypothesis import given, settings, strategies as st
+except ImportError:                                            # pragma: no cover - hypothesis is in the test extra
+    given = None
+
+if given is not None:
+    @settings(max_examples=300, deadline=None)
+    @given(path=st.text(), message=st.text(), hint=st.text(), severity=st.sampled_from(["error", "warning"]))
+    def test_any_name_or_message_makes_exactly_one_well_formed_annotation(path, message, hint, severity):
+        [line] = annotations([Finding("layout.x", severity, path, message, hint, None)])
+        assert len(line.splitlines()) == 1 and line == line.strip("\r\n")
+        [(name, props, data)] = workflow_commands(line)
+        assert name == severity and props == {"file": _spelled(path), "title": "layout.x"}
+        assert data == _spelled(message + (f" — {hint}" if hint else ""))
+        assert len(printable(path).splitlines()) <= 1
