@@ -7,6 +7,8 @@ pull request changes, run the checker on those submitters only, append a Markdow
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,21 +135,56 @@ def run_ci(opts: CiOptions, console: Any = None) -> CiOutcome:
     for name in names:
         check_opts = CheckOptions(version=opts.version, submitter=name, waive=frozenset(opts.waive),
                                   skip_compliance=opts.skip_compliance, official=None)
-        outcome.reports[name] = check_tree(Path(opts.checkout), check_opts)
+        outcome.reports[name] = _only_changed(check_tree(Path(opts.checkout), check_opts), changes)
     outcome.markdown = render_markdown(outcome, opts)
     outcome.annotations = list(annotations(outcome.findings))
     if opts.summary is not None:
-        opts.summary.parent.mkdir(parents=True, exist_ok=True)
-        with open(opts.summary, "a", encoding="utf-8") as fh:   # appended: other steps write to it as well
-            fh.write(outcome.markdown)
+        _append_summary(opts.summary, outcome.markdown)
     if console is not None:
         _print_human(outcome, console)
     return outcome
 
 
+def _only_changed(report: Any, changes: ChangeSet) -> Any:
+    """The report cut to the submitter directories the pull request changes.
+
+    The checker looks at the whole checkout: the repository's own folders (`.git`, `.github`, tools, docs) are
+    not divisions, and a same-named submitter in another division is not part of this pull request.
+    """
+    dirs = [s.rel for s in changes.submitters if s.exists]
+
+    def ours(path: str) -> bool:
+        return any(path == d or path.startswith(d + "/") for d in dirs)
+
+    return dataclasses.replace(report, findings=[f for f in report.findings if ours(f.path)],
+                               results=[r for r in report.results if ours(r.result)])
+
+
+# Characters that end a line for GitHub's runner or for a terminal, or that a terminal interprets.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: object) -> str:
+    """Text from the pull request (folder names, messages quoting them) made safe for a log line: no control
+    character survives, so no name can start a line of its own and be read as a workflow command."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                            else f"\\u{ord(m.group()):04x}", str(text))
+
+
+def _append_summary(path: Path, markdown: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:   # appended: other steps write to it as well
+            fh.write(markdown)
+    except OSError as exc:
+        raise SubtoolError(f"cannot append the report to the step summary ({exc.strerror or exc})", path=path,
+                           rule="ci.summary", exit_code=EXIT_USAGE,
+                           hint="give --summary (or $GITHUB_STEP_SUMMARY) a writable file") from None
+
+
 def _print_human(outcome: CiOutcome, console: Any) -> None:
     changes = outcome.changes
-    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    say = lambda text: console.print(printable(text), markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     if not changes.submitters:
         say("no submitter directory changed; nothing to check")
         return
@@ -166,7 +203,8 @@ def _print_human(outcome: CiOutcome, console: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------- output
 def _cell(text: object) -> str:
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ").strip()
+    text = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ").strip()
+    return printable(text)
 
 
 def _value(res: Any) -> str:
@@ -221,7 +259,8 @@ def render_markdown(outcome: CiOutcome, opts: CiOptions) -> str:
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """GitHub's escaping for a workflow command's message; other control characters are spelled out as well."""
+    return printable(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def _escape_property(text: str) -> str:

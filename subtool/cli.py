@@ -305,13 +305,16 @@ def publish(
     no_pr: bool = typer.Option(False, help="Push only; print the compare URL to open the PR by hand."),
     dry_run: bool = typer.Option(False, help="Show what would be pushed; push nothing."),
     cache: Optional[Path] = typer.Option(None, help="Where the fork clone is cached."),
+    allow_short: bool = typer.Option(False, help="Publish DEMO / short-run results, marked as such (else refused)."),
+    replace: bool = typer.Option(False, help="The branch holds this tree only (default: add to what it holds)."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """Push the submission to a branch of your fork and open the pull request."""
     from subtool.submission.publish import PublishOptions, publish_tree
 
     opts = PublishOptions(tree=tree, fork=fork, upstream=upstream, base=base, branch=branch, title=title,
-                          api_url=api_url, token_env=token_env, no_pr=no_pr, dry_run=dry_run, cache=cache)
+                          api_url=api_url, token_env=token_env, no_pr=no_pr, dry_run=dry_run, cache=cache,
+                          allow_short=allow_short, replace=replace)
     try:
         result = publish_tree(opts, console=_console())
     except SubtoolError as err:

@@ -19,6 +19,9 @@ from subtool.errors import EXIT_REMOTE, EXIT_USAGE, SubtoolError
 from subtool.submission import publish_git as g
 from subtool.submission.publish_content import (PublishContent, commit_message, default_branch, default_title,
                                                 pr_body, scan_tree)
+from subtool.submission.publish_marks import (Marks, body_with, marks_from_message, message_with, read_marks,
+                                              title_with)
+from subtool.submission.publish_merge import Kept, kept_from_branch, merged_view, only_on_branch, result_id
 from subtool.submission.publish_remote import (ForkLocation, Redactor, compare_url, derive_api_url,
                                                derive_web_url, parse_fork, resolve_token)
 
@@ -40,6 +43,8 @@ class PublishOptions:
     no_pr: bool = False
     dry_run: bool = False
     cache: Optional[Path] = None
+    allow_short: bool = False     # publish DEMO / short-run results (marked as such) instead of refusing them
+    replace: bool = False         # the branch holds this tree only, dropping what earlier publishes put there
     # Network behaviour: attempts after the first, first back-off (doubles each time), API pacing.
     retries: int = 3
     backoff_s: float = 1.0
@@ -65,6 +70,10 @@ class PublishResult:
     pr_number: Optional[int] = None
     pr_created: bool = False
     changes: list[str] = field(default_factory=list)   # "A closed/team/…" lines, base → published tree
+    kept: list[str] = field(default_factory=list)      # results already on the branch that stay there
+    dropped: list[str] = field(default_factory=list)   # results on the branch that --replace removed
+    not_submittable: list[str] = field(default_factory=list)   # DEMO / short-run results on the branch
+    title: Optional[str] = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,12 +118,14 @@ def publish_tree(opts: PublishOptions, console: Any = None, *,
 def _publish(opts: PublishOptions, console: Any, token: Optional[str], redact: Redactor,
              sleep: Callable[[float], None]) -> PublishResult:
     content = scan_tree(Path(opts.tree))
+    marks = read_marks(content.tree, content.results)
+    if marks and not opts.allow_short:
+        raise _refusal(marks, opts.tree)
     fork = parse_fork(opts.fork)
     if opts.upstream and not _UPSTREAM.match(opts.upstream):
         raise SubtoolError(f"--upstream must be OWNER/REPO, got '{opts.upstream}'", rule="publish.upstream",
                            exit_code=EXIT_USAGE)
     branch = g.check_branch_name(opts.branch or default_branch(content))
-    title = opts.title or default_title(content)
     api_url = derive_api_url(fork, opts.api_url)
     result = PublishResult(branch=branch, commit=None, pushed=False, fork=fork.url, upstream=opts.upstream,
                            base=opts.base, dry_run=opts.dry_run)
@@ -147,31 +158,50 @@ def _publish(opts: PublishOptions, console: Any, token: Optional[str], redact: R
     with g.locked_cache(g.cache_dir_for(cache_root, fork)) as git_dir:
         git = g.Git(git_dir, token=token, urls=urls, redact=redact, retries=opts.retries,
                     backoff_s=opts.backoff_s, sleep=sleep, note=say)
-        _push_branch(git, fork, opts, content, branch, title, result, say, forge, has_token=bool(token))
-
-    if forge is not None and result.commit:
-        if opts.dry_run:
-            existing = forge.find_pull(upstream=opts.upstream or "", base=opts.base, head_owner=fork.owner or "",
-                                       branch=branch)
-            say(f"would reuse pull request {existing.html_url}" if existing else
-                f"would open a pull request '{title}' against {opts.upstream}:{opts.base}")
-        else:
-            try:
-                pr, created = forge.ensure_pull(upstream=opts.upstream or "", base=opts.base,
-                                                head_owner=fork.owner or "", branch=branch, title=title,
-                                                body=pr_body(content), explicit_title=opts.title is not None)
-            except SubtoolError as err:
-                err.hint = (f"the branch {branch} is on the fork; re-run the same command, or open "
-                            f"{compare_url(derive_web_url(api_url), opts.upstream or '', opts.base, fork.owner, branch)}")
-                raise
-            result.pr_url, result.pr_number, result.pr_created = pr.html_url, pr.number, created
-            say(f"pull request {'opened' if created else 'already open, reused'}: {pr.html_url}")
-    elif opts.upstream and result.commit:
-        web = derive_web_url(api_url)
-        result.compare_url = compare_url(web, opts.upstream, opts.base, fork.owner, branch)
-        if not opts.dry_run:
-            say(f"open the pull request here: {result.compare_url}")
+        words = _push_branch(git, fork, opts, content, marks, branch, result, say, forge, has_token=bool(token))
+    _pull_request(opts, forge, fork, api_url, branch, words, result, say)
     return result
+
+
+def _refusal(marks: Marks, tree: Path) -> SubtoolError:
+    first = marks.results[0]
+    more = f" and {len(marks.results) - 1} more" if len(marks.results) > 1 else ""
+    return SubtoolError(
+        f"the tree holds {marks.label} results, which are not submittable ({first}: {marks.why(first)}"
+        f"{', ' + marks.reasons[first] if first in marks.reasons else ''}{more})", path=tree,
+        rule="publish.short_run", exit_code=EXIT_USAGE,
+        hint="publish a valid run (--run-style valid), or pass --allow-short to publish it anyway, marked "
+             f"{marks.label} in the commit, the pull request title and its body")
+
+
+def _pull_request(opts: PublishOptions, forge: Any, fork: ForkLocation, api_url: Optional[str], branch: str,
+                  words: "_Words", result: PublishResult, say: _Say) -> None:
+    """Open or reuse the pull request (or, without an API, print the compare URL)."""
+    if not result.commit:
+        return
+    if forge is None:
+        if opts.upstream:
+            result.compare_url = compare_url(derive_web_url(api_url), opts.upstream, opts.base, fork.owner, branch)
+            if not opts.dry_run:
+                say(f"open the pull request here: {result.compare_url}")
+        return
+    if opts.dry_run:
+        existing = forge.find_pull(upstream=opts.upstream or "", base=opts.base, head_owner=fork.owner or "",
+                                   branch=branch)
+        say(f"would reuse pull request {forge.pull_link(existing)[0]}" if existing else
+            f"would open a pull request '{words.title}' against {opts.upstream}:{opts.base}")
+        return
+    try:
+        # An explicit title, or a DEMO / short-run mark, is worth changing an open pull request's title for.
+        pr, created = forge.ensure_pull(upstream=opts.upstream or "", base=opts.base, head_owner=fork.owner or "",
+                                        branch=branch, title=words.title, body=words.body,
+                                        explicit_title=opts.title is not None or bool(result.not_submittable))
+        (result.pr_url, result.pr_number), result.pr_created = forge.pull_link(pr), created
+    except SubtoolError as err:
+        err.hint = (f"the branch {branch} is on the fork; re-run the same command, or open "
+                    f"{compare_url(derive_web_url(api_url), opts.upstream or '', opts.base, fork.owner, branch)}")
+        raise
+    say(f"pull request {'opened' if created else 'already open, reused'}: {result.pr_url}")
 
 
 def _cache_error(git: g.Git, failure: g.GitFailure) -> SubtoolError:
@@ -180,57 +210,115 @@ def _cache_error(git: g.Git, failure: g.GitFailure) -> SubtoolError:
                         hint="delete that folder (it is only a cache) and re-run the same command")
 
 
-def _push_branch(git: g.Git, fork: ForkLocation, opts: PublishOptions, content: PublishContent, branch: str,
-                 title: str, result: PublishResult, say: _Say, forge: Any, has_token: bool) -> None:
+@dataclass
+class _Words:
+    """What the commit and the pull request say, for the content the branch will hold."""
+
+    title: str
+    message: str
+    body: str
+
+
+def _words(opts: PublishOptions, view: PublishContent, marks: Marks) -> _Words:
+    title = title_with(opts.title or default_title(view), marks)
+    return _Words(title, message_with(commit_message(view, title), marks), body_with(pr_body(view), marks))
+
+
+def _fetch(git: g.Git, fork: ForkLocation, opts: PublishOptions, branch: str, say: _Say,
+           forge: Any) -> tuple[str, Optional[str]]:
+    """Fetch the base (and the branch when it exists) into the cache; (base commit, branch tip or None)."""
+    heads = g.ls_remote_heads(git, "origin", [opts.base, branch])
+    base_remote = "origin"
+    if opts.base not in heads:
+        if forge is None:
+            raise SubtoolError(f"the base branch '{opts.base}' does not exist on the fork", path=fork.url,
+                               rule="publish.base_missing", exit_code=EXIT_REMOTE,
+                               hint="pass --base with an existing branch, or push that branch to the fork first")
+        # A fork that copied only the default branch: take the base from the upstream (the API said it exists).
+        g.set_remote(git, "upstream", forge.upstream_clone_url)
+        base_remote = "upstream"
+        say(f"the fork has no branch '{opts.base}'; starting from the upstream's", note=True)
+    say(f"fetching {opts.base} from {fork.url if base_remote == 'origin' else opts.upstream}")
+    old_tip = heads.get(branch)
+    if base_remote == "origin":
+        wanted = {opts.base: BASE_REF, **({branch: BRANCH_REF} if old_tip else {})}
+        base_commit = g.fetch(git, "origin", wanted, shallow=True)[opts.base]
+    else:
+        base_commit = g.fetch(git, "upstream", {opts.base: BASE_REF}, shallow=False)[opts.base]
+        if old_tip:
+            g.fetch(git, "origin", {branch: BRANCH_REF}, shallow=True)
+    return base_commit, old_tip
+
+
+def _build(git: g.Git, opts: PublishOptions, content: PublishContent, marks: Marks, base_commit: str,
+           old_tip: Optional[str], result: PublishResult, say: _Say) -> tuple[str, _Words]:
+    """The tree to publish: base, then what the branch holds for these submitters (unless --replace), then
+    this tree; and the words that describe it."""
+    kept = Kept()
+    if old_tip:
+        kept = kept_from_branch(g.list_entries(git, old_tip), content.submitter_names)
+        earlier = marks_from_message(git.out("log", "-1", "--format=%B", old_tip))
+        keep_ids = {result_id(r) for r in only_on_branch(kept, content)}
+        if opts.replace:
+            result.dropped = sorted(keep_ids)
+            kept = Kept()
+        else:
+            result.kept = sorted(keep_ids)
+            marks = marks.merge(earlier, keep_ids)
+    # One pass over the index: the branch's entries that this tree does not bring again, then this tree.
+    ours, covered = {f.path for f in content.files}, tuple(f"{d}/" for d in content.replace)
+    known = [e for e in kept.entries if e.path not in ours and not e.path.startswith(covered)]
+    tree = g.build_tree(git, base_commit, content.files, sorted({*content.replace, *kept.replace}), known)
+    result.not_submittable = marks.results
+    if result.kept:
+        say(f"keeping {len(result.kept)} result(s) already on the branch: {', '.join(result.kept)}", note=True)
+    if result.dropped:
+        say(f"--replace: dropping {len(result.dropped)} result(s) from the branch: {', '.join(result.dropped)}",
+            note=True)
+    if marks:
+        say(f"publishing {marks.label} results, marked as such (--allow-short): {', '.join(marks.results)}",
+            note=True)
+    return tree, _words(opts, merged_view(content, kept), marks)
+
+
+def _push_branch(git: g.Git, fork: ForkLocation, opts: PublishOptions, content: PublishContent, marks: Marks,
+                 branch: str, result: PublishResult, say: _Say, forge: Any, has_token: bool) -> _Words:
     where = fork.url
     try:
         g.set_remote(git, "origin", g.remote_url(fork))
     except g.GitFailure as failure:
         raise _cache_error(git, failure) from None
     try:
-        heads = g.ls_remote_heads(git, "origin", [opts.base, branch])
-        base_remote = "origin"
-        if opts.base not in heads:
-            if forge is None:
-                raise SubtoolError(f"the base branch '{opts.base}' does not exist on the fork", path=where,
-                                   rule="publish.base_missing", exit_code=EXIT_REMOTE,
-                                   hint="pass --base with an existing branch, or push that branch to the fork first")
-            # A fork that copied only the default branch: take the base from the upstream (the API said it exists).
-            g.set_remote(git, "upstream", forge.upstream_clone_url)
-            base_remote = "upstream"
-            say(f"the fork has no branch '{opts.base}'; starting from the upstream's", note=True)
-        say(f"fetching {opts.base} from {where if base_remote == 'origin' else opts.upstream}")
-        old_tip = heads.get(branch)
-        if base_remote == "origin":
-            wanted = {opts.base: BASE_REF, **({branch: BRANCH_REF} if old_tip else {})}
-            base_commit = g.fetch(git, "origin", wanted, shallow=True)[opts.base]
-        else:
-            base_commit = g.fetch(git, "upstream", {opts.base: BASE_REF}, shallow=False)[opts.base]
-            if old_tip:
-                g.fetch(git, "origin", {branch: BRANCH_REF}, shallow=True)
+        base_commit, old_tip = _fetch(git, fork, opts, branch, say, forge)
     except g.GitFailure as failure:
         raise g.remote_error(failure, where=where, has_token=has_token, action="reading the fork") from None
 
     result.base_commit = base_commit
     try:
-        tree = g.build_tree(git, base_commit, content.files, content.replace)
-        base_tree = g.tree_of(git, base_commit)
-        result.changes = [f"{status} {path}" for status, path in g.diff_names(git, base_tree, tree)]
+        tree, words = _build(git, opts, content, marks, base_commit, old_tip, result, say)
+        result.title = words.title
+        result.changes = [f"{status} {path}" for status, path in g.diff_names(git, g.tree_of(git, base_commit), tree)]
         old_tree = g.tree_of(git, old_tip) if old_tip else None
     except g.GitFailure as failure:
         raise _cache_error(git, failure) from None
     if old_tip and old_tree == tree:
         result.commit, result.up_to_date = old_tip, True
         say(f"branch {branch} on the fork already holds this submission ({old_tip[:12]}); nothing to push")
-        return
+        return words
     if not result.changes:
         result.up_to_date = True
         say(f"the base branch {opts.base} already holds exactly these files; nothing to publish", note=True)
-        return
+        return words
+    _commit_and_push(git, opts, content, tree, base_commit, old_tip, branch, words, result, say, has_token, where)
+    return words
+
+
+def _commit_and_push(git: g.Git, opts: PublishOptions, content: PublishContent, tree: str, base_commit: str,
+                     old_tip: Optional[str], branch: str, words: _Words, result: PublishResult, say: _Say,
+                     has_token: bool, where: str) -> None:
     name, email = g.identity(content.submitter_names[0])
     try:
-        result.commit = g.commit_tree(git, tree, base_commit, commit_message(content, title),
-                                      author_name=name, author_email=email)
+        result.commit = g.commit_tree(git, tree, base_commit, words.message, author_name=name, author_email=email)
     except g.GitFailure as failure:
         raise _cache_error(git, failure) from None
     summary = f"{len(result.changes)} file(s) changed against {opts.base} ({base_commit[:12]})"

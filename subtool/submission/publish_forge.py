@@ -15,6 +15,14 @@ from subtool.submission.publish_remote import Redactor, derive_web_url
 T = TypeVar("T")
 
 
+def _not_the_api() -> tuple[type[BaseException], ...]:
+    from github.GithubException import BadAttributeException
+
+    # ValueError covers a JSON body cut short; the rest come from an answer of the wrong shape (PyGithub reads
+    # an empty body as None, a page that is not JSON as {"data": …}, and asserts on URLs outside base_url).
+    return (ValueError, TypeError, AttributeError, KeyError, IndexError, AssertionError, BadAttributeException)
+
+
 class Forge:
     def __init__(self, api_url: str, token: str, *, redact: Redactor, retries: int = 3, backoff_s: float = 1.0,
                  seconds_between_writes: float = 1.0, seconds_between_requests: float = 0.25,
@@ -70,6 +78,22 @@ class Forge:
             raise SubtoolError(f"{what}: network failure, gave up after retries ({reason})", path=where,
                                rule="publish.network", exit_code=EXIT_REMOTE,
                                hint="re-run the same command when the connection is back") from None
+        except RuntimeError as exc:          # PyGithub refuses a 301 to another scheme, host or path
+            raise SubtoolError(f"{what}: the API address redirects elsewhere ({self.redact(_first_line(exc))})",
+                               path=where, rule="publish.api", exit_code=EXIT_REMOTE, hint=_API_HINT) from None
+        except _not_the_api() as exc:          # an empty, non-JSON or wrongly shaped answer
+            raise SubtoolError(f"{what}: the answer is not GitHub's REST API ({type(exc).__name__}: "
+                               f"{self.redact(_first_line(exc))})", path=where, rule="publish.api",
+                               exit_code=EXIT_REMOTE, hint=_API_HINT) from None
+
+    def _text(self, what: str, fn: Callable[[], object], *,
+              not_found: Optional[Callable[[], SubtoolError]] = None) -> str:
+        """A field the rest of publishing relies on: a non-empty string, or one line saying the API is not one."""
+        value = self._call(what, fn, not_found=not_found)
+        if not isinstance(value, str) or not value:
+            raise SubtoolError(f"{what}: the answer is not GitHub's REST API (a field is missing)",
+                               path=self.api_url, rule="publish.api", exit_code=EXIT_REMOTE, hint=_API_HINT)
+        return value
 
     # -------------------------------------------------------------------------------------------- checks
     def preflight(self, *, upstream: str, base: str, fork: str, say: Callable[[str], None]) -> None:
@@ -78,7 +102,7 @@ class Forge:
             "no GitHub-compatible REST API answers here (404 on /user)", path=self.api_url, rule="publish.no_api",
             exit_code=EXIT_REMOTE, hint="pass --api-url with the forge's API address, or --no-pr to push only")
         user = self._call("checking the token", lambda: self.gh.get_user(), not_found=no_api)
-        self.login = self._call("checking the token", lambda: user.login, not_found=no_api)
+        self.login = self._text("checking the token", lambda: user.login, not_found=no_api)
         up = self._call(f"reading {upstream}", lambda: self.gh.get_repo(upstream), not_found=lambda: SubtoolError(
             f"the upstream repository {upstream} does not exist or the token cannot see it", path=self.api_url,
             rule="publish.upstream_missing", exit_code=EXIT_REMOTE, hint="check --upstream OWNER/REPO"))
@@ -90,17 +114,20 @@ class Forge:
             f"the fork {fork} does not exist or the token cannot see it", path=self.api_url,
             rule="publish.fork_missing", exit_code=EXIT_REMOTE,
             hint=f"fork it first: {self.web_url}/{upstream}/fork, then pass its URL to --fork"))
+        for repo, name in ((up, upstream), (fk, fork)):      # a page that is not the API has no html_url
+            self._text(f"reading {name}", lambda: repo.html_url)
         permissions = self._call(f"reading {fork}", lambda: fk.permissions)
-        if permissions is None or not permissions.push:
+        if self._call(f"reading {fork}", lambda: permissions is None or permissions.push is not True):
             raise SubtoolError(f"the token's user ({self.login}) has no push rights to {fork}", path=self.api_url,
                                rule="publish.no_push_rights", exit_code=EXIT_REMOTE,
                                hint="push to your own fork, with a token that may write its contents")
-        if _network(fk) != _network(up):
-            raise SubtoolError(f"{fork} is not a fork of {upstream} (its network is {_network(fk)})",
+        fork_network = self._text(f"reading {fork}", lambda: _network(fk))
+        if fork_network != self._text(f"reading {upstream}", lambda: _network(up)):
+            raise SubtoolError(f"{fork} is not a fork of {upstream} (its network is {fork_network})",
                                path=self.api_url, rule="publish.not_a_fork", exit_code=EXIT_REMOTE,
                                hint=f"fork {upstream} and publish to that fork")
-        self.fork_owner = fk.owner.login
-        self.upstream_clone_url = up.clone_url
+        self.fork_owner = self._text(f"reading {fork}", lambda: fk.owner.login)
+        self.upstream_clone_url = self._text(f"reading {upstream}", lambda: up.clone_url)
         self._upstream = up
         say(f"{self.login} may push to {fork}; pull request goes to {upstream}:{base}")
 
@@ -111,6 +138,15 @@ class Forge:
                            lambda: list(self._upstream.get_pulls(state="open", head=f"{owner}:{branch}", base=base)))
         return pulls[0] if pulls else None
 
+    def pull_link(self, pr: Any) -> tuple[str, int]:
+        """(web address, number) of a pull request, checked: a forge that answers nonsense gets one line."""
+        url = self._text("reading the pull request", lambda: pr.html_url)
+        number = self._call("reading the pull request", lambda: pr.number)
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise SubtoolError("reading the pull request: the answer is not GitHub's REST API (no number)",
+                               path=self.api_url, rule="publish.api", exit_code=EXIT_REMOTE, hint=_API_HINT)
+        return url, number
+
     def ensure_pull(self, *, upstream: str, base: str, head_owner: str, branch: str, title: str, body: str,
                     explicit_title: bool) -> tuple[Any, bool]:
         """The open pull request for the branch, created when there is none; (pull, created)."""
@@ -119,9 +155,10 @@ class Forge:
         existing = self.find_pull(upstream=upstream, base=base, head_owner=head_owner, branch=branch)
         if existing is not None:
             changes = {}
-            if explicit_title and existing.title != title:
+            old_title, old_body = self._call("reading the pull request", lambda: (existing.title, existing.body))
+            if explicit_title and old_title != title:
                 changes["title"] = title
-            if (existing.body or "") != body:
+            if (old_body or "") != body:
                 changes["body"] = body
             if changes:
                 self._call("updating the pull request", lambda: existing.edit(**changes))
@@ -139,9 +176,24 @@ class Forge:
                 raise
 
         pr = self._call("opening the pull request", create)
-        if pr is None:
-            return self.find_pull(upstream=upstream, base=base, head_owner=head_owner, branch=branch), False
-        return pr, True
+        if pr is not None:
+            return pr, True
+        found = self.find_pull(upstream=upstream, base=base, head_owner=head_owner, branch=branch)
+        if found is None:
+            raise SubtoolError(f"opening the pull request: the forge says one already exists for {head} into "
+                               f"{base}, but lists none", path=self.api_url, rule="publish.api",
+                               exit_code=EXIT_REMOTE,
+                               hint="it may be closed or still being created: look at the upstream's pull requests")
+        return found, False
+
+
+_API_HINT = ("check --api-url (or GITHUB_API_URL): it must be the forge's REST API itself, e.g. "
+             "https://api.github.com or https://HOST/api/v3 for GitHub Enterprise; or pass --no-pr to push only")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines() or [""])[0][:200]
 
 
 def _network(repo: Any) -> str:

@@ -87,12 +87,28 @@ def default_cache_root() -> Path:
     return Path(base) / "subtool" / "forks"
 
 
+# Every way a user's environment or global config can make git write what it sends (the Authorization header
+# in http.<url>.extraHeader included) somewhere. trace2 reads its targets and its configParams/envVars lists from
+# the system and global config only, never from `-c` or GIT_CONFIG_COUNT, and a non-empty environment variable
+# overrides each: so each is set here, to "off" or to a pattern that matches nothing.
+TRACING_OFF = {
+    "GIT_TRACE2": "0", "GIT_TRACE2_EVENT": "0", "GIT_TRACE2_PERF": "0",
+    "GIT_TRACE2_CONFIG_PARAMS": "subtool.no-such-setting", "GIT_TRACE2_ENV_VARS": "SUBTOOL_NO_SUCH_VARIABLE",
+    "GIT_TRACE2_REDACT": "1", "GIT_TRACE_REDACT": "1",
+    "GIT_TRACE": "0", "GIT_TRACE_CURL": "0", "GIT_TRACE_PACKET": "0", "GIT_TRACE_PERFORMANCE": "0",
+    "GIT_TRACE_SETUP": "0", "GIT_TRACE_PACK_ACCESS": "0", "GIT_TRACE_SHALLOW": "0", "GIT_TRACE_REFS": "0",
+    "GIT_TRACE_FSMONITOR": "0",
+}
+# Unset rather than set: git turns curl's verbose mode on when these exist at all, whatever their value.
+_UNSET = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CURL_VERBOSE", "GIT_TRACE_CURL_NO_DATA",
+          "GIT_CONFIG_COUNT", "GIT_CONFIG_PARAMETERS", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_OBJECT_DIRECTORY",
+          "GIT_ALTERNATE_OBJECT_DIRECTORIES")
+
+
 def _clean_environment(extra_config: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GIT_TRACE", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))
-           and k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CURL_VERBOSE", "GIT_CONFIG_COUNT",
-                         "GIT_CONFIG_PARAMETERS", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_OBJECT_DIRECTORY",
-                         "GIT_ALTERNATE_OBJECT_DIRECTORIES")}
+           if not k.startswith(("GIT_TRACE", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")) and k not in _UNSET}
+    env.update(TRACING_OFF)
     env.update(LC_ALL="C", LANGUAGE="C", GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never")
     # A bare cache has no hooks worth running and must not pick up a user's commit template or signing prompt.
     config = {"core.hooksPath": os.devnull, "commit.gpgSign": "false", "gc.auto": "0",
@@ -182,25 +198,46 @@ def remote_url(fork: ForkLocation) -> str:
 @contextlib.contextmanager
 def locked_cache(git_dir: Path) -> Iterator[Path]:
     """Create the bare cache on first use (atomically) and hold an exclusive lock while publishing."""
-    git_dir.parent.mkdir(parents=True, exist_ok=True)
     lock_path = git_dir.with_name(git_dir.name + ".lock")
-    with open(lock_path, "a+") as lock:
+    try:
+        git_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a+")
+    except OSError as exc:
+        raise _unwritable_cache(git_dir.parent, exc) from None
+    with lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             if not (git_dir / "HEAD").exists():
-                tmp = Path(tempfile.mkdtemp(prefix=f".{git_dir.name}.", dir=git_dir.parent))
-                try:
-                    subprocess.run(["git", "init", "--bare", "-q", str(tmp)], check=True, capture_output=True,
-                                   env=_clean_environment({}))
-                    if git_dir.exists():
-                        shutil.rmtree(git_dir)
-                    os.replace(tmp, git_dir)
-                except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise
+                _create_cache(git_dir)
             yield git_dir
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _create_cache(git_dir: Path) -> None:
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{git_dir.name}.", dir=git_dir.parent))
+    except OSError as exc:
+        raise _unwritable_cache(git_dir.parent, exc) from None
+    try:
+        proc = subprocess.run(["git", "init", "--bare", "-q", str(tmp)], capture_output=True,
+                              env=_clean_environment({}))
+        if proc.returncode != 0:
+            reason = last_line(proc.stderr.decode("utf-8", "replace"))
+            raise SubtoolError(f"git init failed in the fork cache ({reason})", path=git_dir.parent, rule="publish.cache", exit_code=EXIT_USAGE,
+                               hint="pass --cache with a writable folder on a local disk")
+        if git_dir.exists():
+            shutil.rmtree(git_dir)
+        os.replace(tmp, git_dir)
+    except OSError as exc:
+        raise _unwritable_cache(git_dir.parent, exc) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _unwritable_cache(folder: Path, exc: OSError) -> SubtoolError:
+    return SubtoolError(f"cannot write the fork cache ({exc.strerror or exc})", path=folder, rule="publish.cache",
+                        exit_code=EXIT_USAGE, hint="pass --cache with a writable folder on a local disk")
 
 
 def set_remote(git: Git, name: str, url: str) -> None:
@@ -245,17 +282,39 @@ class FileEntry:
     executable: bool
 
 
-def build_tree(git: Git, base_commit: str, files: Sequence[FileEntry], replace: Sequence[str]) -> str:
-    """The base commit's tree with every `replace` directory emptied and `files` written in; returns its id."""
+@dataclass(frozen=True)
+class BlobEntry:
+    """A file that is already a git object (on the branch being published to), kept as it is."""
+
+    path: str
+    mode: str
+    sha: str
+
+
+def list_entries(git: Git, treeish: str) -> list[BlobEntry]:
+    """Every non-directory entry of a tree, recursively (trees only: the blobs need not be here)."""
+    raw = git.run("ls-tree", "-r", "-z", "--full-tree", treeish).stdout
+    entries = []
+    for item in filter(None, raw.split(b"\0")):
+        meta, _, path = item.partition(b"\t")
+        mode, _kind, sha = meta.decode().split()
+        entries.append(BlobEntry(path.decode("utf-8", "surrogateescape"), mode, sha))
+    return entries
+
+
+def build_tree(git: Git, base: str, files: Sequence[FileEntry], replace: Sequence[str],
+               known: Sequence[BlobEntry] = ()) -> str:
+    """The tree of `base` (a commit or tree) with every `replace` directory emptied and `files` (from disk) and
+    `known` (existing objects) written in; returns its id."""
     index_dir = Path(tempfile.mkdtemp(prefix="subtool-index-"))
     index_env = {"GIT_INDEX_FILE": str(index_dir / "index")}
     try:
-        git.run("read-tree", base_commit, env=index_env)
-        ours = {f.path for f in files}
+        git.run("read-tree", base, env=index_env)
+        ours = {f.path for f in files} | {k.path for k in known}
         our_dirs = {p.rsplit("/", i)[0] for p in ours for i in range(1, p.count("/") + 1)}
         emptied = set(replace)
         removals: list[bytes] = []
-        for raw in filter(None, git.run("ls-tree", "-r", "-z", "--name-only", base_commit).stdout.split(b"\0")):
+        for raw in filter(None, git.run("ls-tree", "-r", "-z", "--name-only", base).stdout.split(b"\0")):
             path = raw.decode("utf-8", "surrogateescape")
             ancestors = {path.rsplit("/", i)[0] for i in range(1, path.count("/") + 1)}
             # Emptied result directories go; so does a file where we need a directory, or the reverse.
@@ -263,15 +322,18 @@ def build_tree(git: Git, base_commit: str, files: Sequence[FileEntry], replace: 
                 removals.append(b"0 " + ZERO_SHA.encode() + b"\t" + raw + b"\0")
         if removals:
             git.run("update-index", "-z", "--index-info", stdin=b"".join(removals), env=index_env)
+        info = b"".join(f"{k.mode} {k.sha}\t".encode() + k.path.encode("utf-8", "surrogateescape") + b"\0"
+                        for k in known)
         if files:
             paths = "".join(f"{f.source}\n" for f in files).encode("utf-8", "surrogateescape")
             shas = git.out("hash-object", "-w", "--no-filters", "--stdin-paths", stdin=paths).split()
             if len(shas) != len(files):
                 raise SubtoolError("git hash-object returned fewer ids than files", rule="publish.git")
-            info = b"".join(
+            info += b"".join(
                 f"{'100755' if f.executable else '100644'} {sha}\t".encode() + f.path.encode("utf-8") + b"\0"
                 for f, sha in zip(files, shas)
             )
+        if info:
             git.run("update-index", "-z", "--add", "--replace", "--index-info", stdin=info, env=index_env)
         # --missing-ok: the base's blobs were not fetched (blob-less clone) and need not be; the fork has them.
         return git.out("write-tree", "--missing-ok", env=index_env)

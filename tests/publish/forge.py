@@ -8,14 +8,16 @@ No real forge installs on the machines this suite runs on, so this stands in for
   validation GitHub does: 401 "Bad credentials", 404 "Not Found", 422 "Validation Failed" for a missing head or
   base branch and for a second open pull request from the same head. Every URL it returns is built from its own
   address, as PyGithub requires.
-- fault injection: answer the next N matching requests with a status (5xx, a rate limit) or drop the connection
-  in the middle of the request body (network down mid-push).
+- fault injection: answer the next N matching requests with a status (5xx, a rate limit), with raw bytes (an
+  empty or non-JSON body, a redirect), drop the connection in the middle of the request body (network down
+  mid-push), or apply the request and then drop its answer (the answer lost on the way back).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
+import io
 import itertools
 import json
 import os
@@ -73,9 +75,11 @@ class Fault:
     pattern: str
     count: int
     status: int = 502
-    body: Optional[dict] = None
+    body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False        # close the connection after reading half the request body, answer nothing
+    raw: Optional[bytes] = None   # answer with exactly these bytes as the body (status and headers as given)
+    lose_answer: bool = False     # apply the request as usual, then close the connection without answering
     hits: int = 0
 
 
@@ -276,6 +280,9 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is None:
                 return False
             fault.hits += 1
+        if fault.lose_answer:
+            self._apply_and_lose_answer()
+            return True
         if fault.drop:
             length = int(self.headers.get("Content-Length") or 1 << 16)
             self._read_body(limit=max(1, length // 2))
@@ -287,24 +294,44 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
             return True
         self._read_body()
+        if fault.raw is not None:
+            self._send(fault.status, fault.raw, fault.headers)
+            return True
         body = fault.body if fault.body is not None else {"message": "Server Error"}
         self._json(fault.status, body, fault.headers)
         return True
+
+    def _apply_and_lose_answer(self) -> None:
+        """Run the request through the forge (its effect stays), throw the answer away, cut the connection."""
+        real, self.wfile = self.wfile, io.BytesIO()
+        try:
+            self._route_request()
+        finally:
+            self.wfile = real
+        self.forge.log.append((self.command, self.path, 0))
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _dispatch(self) -> None:
         try:
             if self._fault():
                 return
-            path = urlsplit(self.path).path
-            if path.startswith("/api/v3/") or path == "/api/v3":
-                self._api()
-            elif _GIT_PATH.match(path):
-                self._git()
-            else:
-                self._read_body()
-                self._send(404, b"Not Found\n", {"Content-Type": "text/plain"})
+            self._route_request()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _route_request(self) -> None:
+        path = urlsplit(self.path).path
+        if path.startswith("/api/v3/") or path == "/api/v3":
+            self._api()
+        elif _GIT_PATH.match(path):
+            self._git()
+        else:
+            self._read_body()
+            self._send(404, b"Not Found\n", {"Content-Type": "text/plain"})
 
     def _credentials(self) -> tuple[bool, Optional[str]]:
         """(sent credentials?, login or None when they are wrong)."""

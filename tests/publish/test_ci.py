@@ -209,3 +209,12 @@ def test_workflow_linters_pass_here_and_catch_a_bad_workflow(tmp_path):
         "        timeout-minute: 3\n")
     caught = subprocess.run([str(script), str(bad)], env=env, capture_output=True, text=True, timeout=120)
     assert caught.returncode == 1 and "problems found by" in caught.stderr
+
+
+def test_ci_unwritable_summary_is_one_line_exit_2(checkout, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    result = ci(str(checkout), "--base-ref", "origin/main", "--waive", "perf.min_duration",
+                "--summary", str(tmp_path / "afile" / "summary.md"))
+    assert result.exit_code == 2, result.output
+    assert "ci.summary" in result.stderr and "step summary" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)

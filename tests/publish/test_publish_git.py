@@ -201,3 +201,12 @@ def test_broken_cache_is_a_clear_error_and_deleting_it_recovers(tmp_path, fork, 
     assert info.value.path == str(clone) and "delete that folder" in info.value.hint
     shutil.rmtree(clone)
     assert publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=cache)).pushed
+
+
+def test_unwritable_cache_is_one_line_exit_2(tmp_path, fork, tree):
+    (tmp_path / "afile").write_text("x")
+    cache = tmp_path / "afile" / "cache"            # a file where a folder is needed
+    code, doc, err = run_cli(str(tree), "--fork", str(fork), "--cache", str(cache))
+    assert code == 2 and doc is None, err
+    assert "cannot write the fork cache" in err and "publish.cache" in err and "Traceback" not in err
+    assert rev(fork, BRANCH) is None

@@ -112,3 +112,45 @@ def test_error_messages_are_scrubbed(forge, users, alice_fork, tree, fast, monke
         publish_tree(fast(tree, alice_fork))
     assert "teapot" in info.value.message and users.alice not in info.value.message
     assert users.alice not in str(info.value)
+
+
+def _tracing_user(home: Path, traces: Path) -> dict[str, str]:
+    """A user whose global git config and environment trace everything git does, redaction off."""
+    home.mkdir(parents=True, exist_ok=True)
+    traces.mkdir(parents=True, exist_ok=True)
+    (home / ".gitconfig").write_text(
+        "[trace2]\n"
+        f"\teventTarget = {traces / 'cfg-event.log'}\n"
+        f"\tnormalTarget = {traces / 'cfg-normal.log'}\n"
+        f"\tperfTarget = {traces / 'cfg-perf.log'}\n"
+        "\tconfigParams = http.*,*extraheader*,core.*\n"
+        "\tenvVars = GIT_CONFIG_VALUE_0,GIT_CONFIG_VALUE_1,GIT_CONFIG_VALUE_5,GIT_CONFIG_VALUE_6\n")
+    return {"GIT_TRACE": str(traces / "trace.log"), "GIT_TRACE_CURL": str(traces / "curl.log"),
+            "GIT_TRACE_PACKET": str(traces / "packet.log"), "GIT_CURL_VERBOSE": "1", "GIT_TRACE_REDACT": "0",
+            "GIT_TRACE2_REDACT": "0", "GIT_TRACE2_EVENT": str(traces / "env-event.log"),
+            "GIT_TRACE2_CONFIG_PARAMS": "http.*", "GIT_TRACE2_ENV_VARS": "GIT_CONFIG_VALUE_5"}
+
+
+def test_a_users_git_tracing_never_records_the_token(tmp_path, forge, users, alice_fork, tree):
+    """trace2 (config and environment), GIT_TRACE*, GIT_CURL_VERBOSE: git runs with all of them off."""
+    home, traces = tmp_path / "home", tmp_path / "traces"
+    tracing = _tracing_user(home, traces)
+    # Control: this set-up does record an extraHeader value when git runs under it as given.
+    control_env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("GIT_")}
+    control_env.update(tracing, HOME=str(home), GIT_CONFIG_COUNT="1",
+                       GIT_CONFIG_KEY_0=f"http.{forge.url}/.extraHeader",
+                       GIT_CONFIG_VALUE_0="Authorization: Basic Q09OVFJPTC1TRUNSRVQ=")
+    subprocess.run(["git", "ls-remote", alice_fork], env=control_env, capture_output=True, timeout=60)
+    recorded = b"".join(p.read_bytes() for p in traces.iterdir())
+    assert b"Q09OVFJPTC1TRUNSRVQ=" in recorded
+    for p in traces.iterdir():
+        p.unlink()
+
+    proc = run_cli([str(tree), "--fork", alice_fork, "--upstream", UPSTREAM, "--api-url", forge.api_url, "--json"],
+                   {"GITHUB_TOKEN": users.alice, **tracing}, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert_clean(users.alice, "stdout", proc.stdout.encode())
+    assert_clean(users.alice, "stderr", proc.stderr.encode())
+    for path, data in all_bytes_under(traces):
+        assert_clean(users.alice, str(path), data)
+    assert forge.branch_sha("alice/results", "subtool/TeamX") is not None
