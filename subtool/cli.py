@@ -6,6 +6,7 @@ the functions so that `subtool check` never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -25,10 +26,19 @@ app = typer.Typer(
 )
 
 
+CI_LOG_WIDTH = 240     # not a terminal (a CI log, a file): lines this long before a table or a rule folds
+
+
 def _console():
+    """Human output on stderr. In a terminal rich fits it to the window; in a CI log or a file (no terminal, no
+    $COLUMNS) there is no window: lines are not wrapped at 80 columns mid-sentence and paths are never cut."""
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=True)
+    if sys.stderr.isatty() or os.environ.get("COLUMNS"):
+        return Console(stderr=True)
+    return Console(stderr=True, width=CI_LOG_WIDTH, soft_wrap=True)
 
 
 def _fail(err: SubtoolError) -> None:
@@ -108,6 +118,8 @@ def run(
     from subtool.runner.api import RunOptions, run_benchmark
 
     try:
+        _validate_run_options(model=model, scenario=scenario, mode=mode, run_style=run_style, backend=backend,
+                              precision=precision, version=version, engine=engine)
         backend, extra = _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env,
                                     max_new_tokens, engine)
         backend, extra = _ray_extra(backend, extra, ray_address, workers)
@@ -158,6 +170,43 @@ def _ray_extra(backend, extra, ray_address, workers):
     extra = {**extra, "inner_backend": inner}
     extra.update({k: v for k, v in (("ray_address", ray_address), ("workers", workers)) if v is not None})
     return "ray", extra
+
+
+BACKENDS = ("auto", "torch-cpu", "torch-cuda", "ray", "openai")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp8")
+RUN_STYLES = ("short", "valid")
+RUN_MODES = ("both", "performance", "accuracy")
+ENGINES = ("auto", "batched", "continuous")
+
+
+def _choice(flag: str, value, choices) -> None:
+    if value is not None and value not in choices:
+        import difflib
+
+        near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        raise SubtoolError(f"{flag} {value!r} is not one of {', '.join(map(str, choices))}", rule="cli.usage",
+                           hint=f"did you mean {flag} {near[0]}?" if near else None)
+
+
+def _validate_run_options(*, model=None, scenario=None, mode=None, run_style=None, backend=None, precision=None,
+                          division=None, version=None, engine=None) -> str | None:
+    """Every option of a benchmark run, checked before anything runs (a typo must not cost the benchmark);
+    returns the scenario's canonical spelling. Imports nothing heavy."""
+    from subtool.runner.harness import check_scenario
+    from subtool.runner.workloads.base import WORKLOAD_MODULES
+    from subtool.submission.layout import DIVISIONS, check_version
+
+    if model is not None and model not in WORKLOAD_MODULES:
+        _choice("--model", model, sorted(WORKLOAD_MODULES))
+    _choice("--mode", mode, RUN_MODES)
+    _choice("--run-style", run_style, RUN_STYLES)
+    _choice("--backend", backend, BACKENDS)
+    _choice("--precision", precision, PRECISIONS)
+    _choice("--division", division, DIVISIONS)
+    _choice("--engine", engine, ENGINES)
+    if version is not None:
+        check_version(version)
+    return check_scenario(scenario) if scenario is not None else None
 
 
 # ----------------------------------------------------------------------------------------------- package
@@ -354,12 +403,16 @@ def all_(
                                                      "--backend names what each runs."),
     compliance: Optional[List[str]] = typer.Option(
         None, help="Compliance tests to run (default: those the model needs, for closed-division runs)."),
+    wait: bool = typer.Option(False, "--wait", help="Another subtool is writing to --out: wait for it to finish "
+                                                     "instead of stopping."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """run → package → check → pack (→ publish): the whole job in one command."""
     from subtool.pipeline import PipelineOptions, run_pipeline
 
     try:
+        _validate_run_options(model=model, scenario=scenario, run_style=run_style, backend=backend,
+                              division=division, version=version, engine=engine)
         backend, extra = _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env,
                                     max_new_tokens, engine)
         backend, extra = _ray_extra(backend, extra, ray_address, workers)
@@ -370,7 +423,7 @@ def all_(
         out=out, run_style=run_style, division=division, system=system, system_file=system_file,
         version=version, name=name, target_qps=target_qps, backend=backend, batch_size=batch_size, fork=fork,
         upstream=upstream, base=base, no_pr=no_pr, from_stage=from_stage, only=only, force=force, extra=extra,
-        compliance=compliance, argv=["subtool", *sys.argv[1:]],
+        compliance=compliance, argv=["subtool", *sys.argv[1:]], wait=wait,
     )
     try:
         outcome = run_pipeline(opts, console=_console())
@@ -497,12 +550,142 @@ def score(
         _emit_json(result.to_dict())
 
 
-def main() -> None:
+_TERMINATED = False
+SIGNAL_GRACE_S = 5.0     # after SIGTERM/Ctrl-C, how long the main thread gets to unwind before the watchdog exits
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (Slurm's time limit, `kill`) is handled like Ctrl-C: the same clean-up paths run."""
+    import signal
+
+    from subtool.errors import Terminated
+
+    global _TERMINATED
+    if _TERMINATED:
+        return                      # a second SIGTERM must not interrupt the clean-up of the first
+    _TERMINATED = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Terminated()
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM raises in the main thread like Ctrl-C. Python runs signal handlers only when the main thread runs
+    Python code, and it may be waiting inside LoadGen's native code for minutes; so the C-level handler also
+    writes the signal to a pipe that a watchdog thread reads: if the process is still alive SIGNAL_GRACE_S
+    later, the watchdog removes what is in flight, records the stage as interrupted and exits (143 or 130)."""
+    import os
+    import signal
+    import threading
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app()
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except (OSError, ValueError):
+        return
+    threading.Thread(target=_watchdog, args=(read_end,), name="subtool-signal-watchdog", daemon=True).start()
+
+
+def _watchdog(read_end: int) -> None:
+    import os
+    import signal
+    import time
+
+    from subtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
+    from subtool.fsutil import emergency_cleanup
+
+    while True:
+        data = os.read(read_end, 64)
+        if not data:
+            return
+        got = {b for b in data if b in (signal.SIGTERM, signal.SIGINT)}
+        if got:
+            break
+    time.sleep(SIGNAL_GRACE_S)
+    code = EXIT_TERMINATED if signal.SIGTERM in got else EXIT_INTERRUPTED
+    emergency_cleanup()
+    with contextlib.suppress(Exception):
+        what = "terminated (SIGTERM)" if code == EXIT_TERMINATED else "interrupted"
+        sys.stderr.write(f"{what} while the benchmark was running: what it was writing is removed; run the same "
+                         "command again to resume\n")
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _print_line(text: str, hint: str | None = None) -> None:
+    from rich.markup import escape
+
+    console = _console()
+    console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    if hint:
+        console.print(f"  hint: {escape(hint)}", highlight=False, soft_wrap=True)
+
+
+def _reported(exc: BaseException | None) -> bool:
+    """Some exception in the chain (typer wraps Ctrl-C twice) was already explained to the user."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if getattr(exc, "subtool_reported", False):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _command_name() -> str:
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return words[0] if words else "subtool"
+
+
+def _exit_for(exc: BaseException) -> int:
+    """The one line (and exit code) for an exception that escaped a command."""
+    import os
+    import traceback
+
+    from subtool.errors import EXIT_BUG, EXIT_REMOTE, os_error
+
+    if isinstance(exc, SubtoolError):
+        _print_line(exc.one_line(), exc.hint)
+        return exc.exit_code
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        _print_line(f"network failure: {exc} [remote.network]", "check the network and run the same command again")
+        return EXIT_REMOTE
+    if isinstance(exc, OSError):
+        err = os_error(exc, action="cannot read or write")
+        _print_line(err.one_line(), err.hint)
+        return err.exit_code
+    if os.environ.get("SUBTOOL_DEBUG"):
+        traceback.print_exception(exc)
+    detail = (str(exc).strip().splitlines() or [""])[0][:200]
+    _print_line(f"`subtool {_command_name()}` failed unexpectedly ({type(exc).__name__}"
+                f"{': ' + detail if detail else ''}): this is a bug in subtool [internal]",
+                None if os.environ.get("SUBTOOL_DEBUG") else
+                "run it again with SUBTOOL_DEBUG=1 for the traceback, and report it")
+    return EXIT_BUG
+
+
+def main() -> None:
+    """Entry point: every way a command can end is one line and a distinct exit code, never a traceback."""
+    from subtool.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED
+
+    _install_signal_handlers()
+    code = 0
+    try:
+        app()          # exits through SystemExit; typer turns Ctrl-C (and our SIGTERM) into exit 130
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else EXIT_BUG)
+        if code == EXIT_INTERRUPTED or _TERMINATED:
+            code = EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
+            if not _reported(done):
+                what = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+                with contextlib.suppress(Exception):
+                    _console().print(f"[bold red]{what}[/] — nothing half-written; run the same command again "
+                                     "to resume where it stopped.", highlight=False, soft_wrap=True)
     except KeyboardInterrupt:
-        _console().print("[bold red]interrupted[/] — re-run the same command to resume where it stopped.")
-        sys.exit(130)
+        code = EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        code = _exit_for(exc)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
