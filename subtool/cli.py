@@ -51,6 +51,18 @@ def _fail(err: SubtoolError) -> None:
     raise typer.Exit(err.exit_code)
 
 
+def _outputs(*options) -> None:
+    """(flag, path, is_directory) of each output option: refused before anything runs when it cannot be
+    written, with one line (exit 2), creating nothing."""
+    from subtool.fsutil import check_output_path
+
+    try:
+        for flag, path, is_dir in options:
+            check_output_path(path, flag, directory=is_dir)
+    except SubtoolError as err:
+        _fail(err)
+
+
 def _said(choice):
     """A round subtool chose for the user (not the one they gave, not the default): one line saying which, why."""
     from subtool.submission.round_models import announce
@@ -115,6 +127,7 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print the run record as JSON on stdout."),
 ) -> None:
     """Run one benchmark scenario through LoadGen (performance and/or accuracy) into a run directory."""
+    _outputs(("--out", out, True))
     from subtool.runner.api import RunOptions, run_benchmark
 
     try:
@@ -233,10 +246,15 @@ def package(
     json_out: bool = typer.Option(False, "--json", help="Print what was packaged as JSON on stdout."),
 ) -> None:
     """Lay results out as the official submission tree."""
+    _outputs(("--out", out, True), ("--full-logs", full_logs, True))
+    from subtool.fsutil import check_name_fits, undo_on_error
     from subtool.submission.package import PackageOptions, package_results
     from subtool.submission.round_models import choose_round_for_runs
 
     try:
+        _validate_run_options(division=division, version=version)
+        for flag, value in (("--submitter", submitter), ("--system", system)):
+            check_name_fits(value or "", out, flag)
         version = _said(choose_round_for_runs(from_dir, [model or ""], version)).version
     except SubtoolError as err:
         _fail(err)
@@ -256,7 +274,8 @@ def package(
 
     scorer = score_with_subtool if model_path is not None else None
     try:
-        result = package_results(opts, console=_console(), accuracy_scorer=scorer)
+        with undo_on_error(out, full_logs or out.with_name(out.name + "_full_logs")):   # a failure leaves nothing
+            result = package_results(opts, console=_console(), accuracy_scorer=scorer)
     except SubtoolError as err:
         _fail(err)
     if json_out:
@@ -278,6 +297,7 @@ def check(
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
 ) -> None:
     """Check a submission tree with the official rules; exit 0 only when there are no errors."""
+    _outputs(("--csv", csv, False), ("--report", report, False))
     from subtool.checker.api import CheckOptions, check_tree
     from subtool.checker.report import print_human, report_to_dict, write_report_json, write_summary_csv
     from subtool.submission.round_models import choose_round_for_tree
@@ -313,6 +333,7 @@ def pack(
     json_out: bool = typer.Option(False, "--json", help="Print the artifact paths as JSON on stdout."),
 ) -> None:
     """Make the competition artifacts: tarball, summary JSON/CSV, .run, .tstamps, .md, sha256 manifest."""
+    _outputs(("--out", out, True))
     from subtool.submission.pack import PackOptions, pack_tree, verify_tarball
 
     try:
@@ -352,6 +373,7 @@ def publish(
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """Push the submission to a branch of your fork and open the pull request."""
+    _outputs(("--cache", cache, True))
     from subtool.submission.publish import PublishOptions, publish_tree
 
     opts = PublishOptions(tree=tree, fork=fork, upstream=upstream, base=base, branch=branch, title=title,
@@ -408,6 +430,7 @@ def all_(
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """run → package → check → pack (→ publish): the whole job in one command."""
+    _outputs(("--out", out, True))
     from subtool.pipeline import PipelineOptions, run_pipeline
 
     try:
@@ -445,6 +468,7 @@ def system(
     out: Optional[Path] = typer.Option(None, help="Also write the JSON to this file."),
 ) -> None:
     """Print the detected system description (systems/<system>.json); edit it with --set/--file; validate."""
+    _outputs(("--out", out, False))
     from rich.markup import escape
 
     from subtool.fsutil import atomic_write_text
@@ -496,6 +520,7 @@ def ci(
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """For results repositories' CI: check only the submitter directories a pull request changes."""
+    _outputs(("--summary", summary, False))
     from subtool.ci import CiOptions, run_ci
 
     opts = CiOptions(checkout=checkout, base_ref=base_ref, version=version, waive=frozenset(waive),
@@ -524,6 +549,7 @@ def score(
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """Verify every team's hand-in, rank teams within hardware categories, write the leaderboards."""
+    _outputs(("--out", out, True), ("--metrics", metrics, False))
     from rich.markup import escape
 
     from subtool.scoring.api import ScoreOptions, score as score_inputs

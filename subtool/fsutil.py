@@ -318,3 +318,117 @@ def _owned_by_live_pid(name: str) -> bool:
 
     pids = [int(p) for p in re.findall(r"(?:^|[.-])(\d{2,9})(?=[.-]|$)", name)]
     return any(pid != os.getpid() and _pid_alive(pid) for pid in pids)
+
+
+# ------------------------------------------------------------------------------------ nothing left behind
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _snapshot(root: Path) -> set[str]:
+    if not root.is_dir():
+        return set()
+    seen = {str(root)}
+    for dirpath, dirnames, filenames in os.walk(root):
+        seen.update(os.path.join(dirpath, n) for n in dirnames + filenames)
+    return seen
+
+
+@contextlib.contextmanager
+def undo_on_error(*roots: str | Path) -> Iterator[list[Path]]:
+    """For a stage that writes below several roots (a tree, its full logs): if the block fails, a root it
+    created is removed whole (with the parents it made); below a root that was there, every file the block
+    listed (in the yielded list) that was not there before is removed, then every new directory left empty.
+    Files that were there before are never removed. An OSError from the block becomes a one-line SubtoolError
+    (io.<errno>)."""
+    paths = [Path(r) for r in roots if r is not None]
+    before = {str(p): _snapshot(p) for p in paths}
+    ancestors = {str(p): _existing_ancestor(p) for p in paths}
+    written: list[Path] = []
+    try:
+        yield written
+    except BaseException as exc:
+        old = set().union(*before.values())
+        for f in written:
+            if str(f) not in old:
+                with contextlib.suppress(OSError):
+                    os.unlink(f)
+        for p in paths:
+            if not before[str(p)]:
+                shutil.rmtree(p, ignore_errors=True)    # the block made this root: all of it is new
+            _remove_new_empty_dirs(p, before[str(p)], ancestors[str(p)])
+        if isinstance(exc, OSError) and not isinstance(exc, SubtoolError):
+            raise os_error(exc, action="cannot write", path=exc.filename or (paths[0] if paths else None)) from None
+        raise
+
+
+def check_name_fits(name: str, directory: str | Path, flag: str) -> None:
+    """A name that becomes a folder (submitter, system) must fit NAME_MAX with subtool's staging decoration:
+    refuse it before anything runs, not after the benchmark."""
+    if name and not name_fits(name, directory):
+        raise SubtoolError(f"{flag} is {len(name)} characters: too long for a folder name on this file system",
+                           path=directory, rule="io.name_too_long", hint=f"use a shorter {flag}")
+
+
+def _remove_new_empty_dirs(root: Path, before: set[str], ancestor: Path) -> None:
+    if root.is_dir():
+        for dirpath, _dirnames, _files in os.walk(root, topdown=False):
+            if dirpath not in before and dirpath != str(root):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+    if before:
+        return
+    d = root
+    while d != ancestor and d != d.parent:           # the root and the parents the block made, if empty
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+        d = d.parent
+
+
+def name_fits(name: str, directory: str | Path, *, overhead: int = 48) -> bool:
+    """`name` (plus `overhead` bytes of temporary-name decoration) fits the file system's NAME_MAX there."""
+    try:
+        limit = os.pathconf(_existing_ancestor(Path(directory).absolute()), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    return len(os.fsencode(name)) + overhead <= limit
+
+
+# ------------------------------------------------------------------------------------- output pre-flight
+def check_output_path(path: str | Path | None, flag: str, *, directory: bool = False) -> None:
+    """Refuse, before anything runs and without creating anything, an output path that cannot be written: a
+    directory where a file goes (or a file where a directory goes), a parent that is a file, a read-only or
+    unwritable parent, a name too long. A full disk shows only when writing: the writers handle that."""
+    import errno
+
+    if path is None:
+        return
+    path = Path(path)
+    problem = None
+    if path.exists() and directory and not path.is_dir():
+        problem = OSError(errno.ENOTDIR, "exists and is not a directory", str(path))
+    elif path.is_dir() and not directory:
+        problem = IsADirectoryError(errno.EISDIR, "is a directory, and this option names a file", str(path))
+    else:
+        parent = _existing_ancestor(path if directory else path.parent)
+        too_long = [p for p in path.parts if len(os.fsencode(p)) > _name_max(parent)]
+        if too_long:
+            problem = OSError(errno.ENAMETOOLONG, "File name too long", str(path))
+        elif not parent.is_dir():
+            problem = NotADirectoryError(errno.ENOTDIR, f"{parent} is a file, not a directory", str(path))
+        elif not os.access(parent, os.W_OK | os.X_OK):
+            problem = PermissionError(errno.EACCES, f"{parent} is not writable", str(path))
+        elif path.exists() and not os.access(path, os.W_OK):
+            problem = PermissionError(errno.EACCES, "not writable", str(path))
+    if problem is not None:
+        err = os_error(problem, action=f"{flag} cannot be written", path=path)
+        raise err
+
+
+def _name_max(directory: Path) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255

@@ -216,6 +216,8 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
 
     console = console or Console(stderr=True)
     _check_submitter(opts.submitter)
+    for flag, name in (("--submitter", opts.submitter), ("--system", opts.system)):
+        fsutil.check_name_fits(name or "", opts.out, flag)
     opts = _with_round(opts, console)
     _check_round(opts)
     selected = _selected(opts)
@@ -418,10 +420,11 @@ def _headline(record: dict) -> dict:
 def _do_package(opts: PipelineOptions, run_dir: Path, paths: dict, console) -> dict:
     from subtool.submission.package import PackageOptions, package_results
 
-    result = package_results(PackageOptions(
-        from_dirs=[run_dir], perf=None, acc=None, compliance=[], model=None, scenario=None,
-        submitter=opts.submitter, division=opts.division, system=opts.system, system_file=opts.system_file,
-        version=opts.version, out=paths["tree"], full_logs=paths["full_logs"], force=True), console=console)
+    with fsutil.undo_on_error(paths["tree"], paths["full_logs"]):   # a failure leaves no new folder or file
+        result = package_results(PackageOptions(
+            from_dirs=[run_dir], perf=None, acc=None, compliance=[], model=None, scenario=None,
+            submitter=opts.submitter, division=opts.division, system=opts.system, system_file=opts.system_file,
+            version=opts.version, out=paths["tree"], full_logs=paths["full_logs"], force=True), console=console)
     return {"tree": str(paths["tree"]), "results": result.to_dict().get("results", [])}
 
 
