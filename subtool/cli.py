@@ -334,6 +334,7 @@ def pack(
 ) -> None:
     """Make the competition artifacts: tarball, summary JSON/CSV, .run, .tstamps, .md, sha256 manifest."""
     _outputs(("--out", out, True))
+    from subtool.fsutil import undo_on_error
     from subtool.submission.pack import PackOptions, pack_tree, verify_tarball
 
     try:
@@ -347,8 +348,9 @@ def pack(
             from subtool.submission.round_models import choose_round_for_tree
 
             version = _said(choose_round_for_tree(tree, version)).version
-            result = pack_tree(PackOptions(tree=tree, out=out, name=name, runs=list(runs), version=version,
-                                           waive=frozenset(waive)), console=_console())
+            with undo_on_error(out):                 # a failure leaves no new folder or file
+                result = pack_tree(PackOptions(tree=tree, out=out, name=name, runs=list(runs), version=version,
+                                               waive=frozenset(waive)), console=_console())
     except SubtoolError as err:
         _fail(err)
     if json_out:
@@ -552,12 +554,14 @@ def score(
     _outputs(("--out", out, True), ("--metrics", metrics, False))
     from rich.markup import escape
 
+    from subtool.fsutil import undo_on_error
     from subtool.scoring.api import ScoreOptions, score as score_inputs
 
     console = _console()
     try:
-        result = score_inputs(ScoreOptions(inputs=list(inputs), out=out, rules=rules, metrics=metrics, jobs=jobs),
-                              console=console)
+        with undo_on_error(out, metrics):           # a failure (a full disk) leaves no new folder or file
+            result = score_inputs(ScoreOptions(inputs=list(inputs), out=out, rules=rules, metrics=metrics,
+                                               jobs=jobs), console=console)
     except SubtoolError as err:
         _fail(err)
     c = result.counts
