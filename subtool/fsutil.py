@@ -267,6 +267,7 @@ def exclusive(directory: str | Path, *, wait: bool = False, on_wait=None) -> Ite
     except OSError as exc:
         remove_dirs(created)
         raise os_error(exc, action="cannot create the lock file", path=path) from None
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -280,6 +281,7 @@ def exclusive(directory: str | Path, *, wait: bool = False, on_wait=None) -> Ite
             if on_wait is not None:
                 on_wait(holder)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        held = True
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -287,8 +289,9 @@ def exclusive(directory: str | Path, *, wait: bool = False, on_wait=None) -> Ite
             raise os_error(exc, path=path) from None
         yield path
     finally:
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
+        if held:                               # only the holder clears its pid; a refused caller never does
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
         os.close(fd)                           # closing the descriptor releases the lock
 
 
