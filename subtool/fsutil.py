@@ -302,6 +302,7 @@ def remove_leftovers(root: str | Path) -> list[Path]:
     Call it only while holding `exclusive(root)`: a name without a pid cannot be told from a live writer's."""
     removed: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]          # a clone (the publish cache) is git's
         for name in filenames:
             if name.startswith(".") and name.endswith(".tmp") and not _owned_by_live_pid(name):
                 with contextlib.suppress(OSError):
