@@ -652,16 +652,6 @@ def _print_line(text: str, hint: str | None = None) -> None:
         console.print(f"  hint: {escape(hint)}", highlight=False, soft_wrap=True)
 
 
-def _reported(exc: BaseException | None) -> bool:
-    """Some exception in the chain (typer wraps Ctrl-C twice) was already explained to the user."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if getattr(exc, "subtool_reported", False):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
-
-
 def _command_name() -> str:
     words = [a for a in sys.argv[1:] if not a.startswith("-")]
     return words[0] if words else "subtool"
@@ -696,26 +686,45 @@ def _exit_for(exc: BaseException) -> int:
 
 def main() -> None:
     """Entry point: every way a command can end is one line and a distinct exit code, never a traceback."""
-    from subtool.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED
+    from subtool.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED, interruption_explained
 
     _install_signal_handlers()
-    code = 0
     try:
-        app()          # exits through SystemExit; typer turns Ctrl-C (and our SIGTERM) into exit 130
+        # not standalone: usage errors come here (one line, not typer's box); typer turns Ctrl-C (and our
+        # SIGTERM) into exit 130 and `raise typer.Exit(n)` into a returned n
+        returned = app(standalone_mode=False)
+        code = returned if isinstance(returned, int) else 0
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else EXIT_BUG)
-        if code == EXIT_INTERRUPTED or _TERMINATED:
-            code = EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
-            if not _reported(done):
-                what = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
-                with contextlib.suppress(Exception):
-                    _console().print(f"[bold red]{what}[/] — nothing half-written; run the same command again "
-                                     "to resume where it stopped.", highlight=False, soft_wrap=True)
-    except KeyboardInterrupt:
-        code = EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
+    except (KeyboardInterrupt, typer.Abort):
+        code = EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
-        code = _exit_for(exc)
+        code = _usage_error(exc) if _is_usage_error(exc) else _exit_for(exc)
+    if code == EXIT_INTERRUPTED or _TERMINATED:
+        code = EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
+        if not interruption_explained():
+            what = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+            with contextlib.suppress(Exception):
+                _console().print(f"[bold red]{what}[/] — nothing half-written; run the same command again to "
+                                 "resume where it stopped.", highlight=False, soft_wrap=True)
     sys.exit(code)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """click's ClickException (typer vendors its own click, so matched by name): a bad command line."""
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
+
+
+def _usage_error(exc) -> int:
+    """A bad command line (unknown option, missing argument, a value of the wrong type): one line, not typer's
+    box; with no command at all, the help."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        exc.show()
+        return exc.exit_code
+    ctx = getattr(exc, "ctx", None)
+    where = f"subtool {ctx.info_name}" if ctx is not None and ctx.parent is not None else "subtool"
+    _print_line(f"{exc.format_message()} [cli.usage]", f"`{where} --help` lists every option")
+    return exc.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -51,6 +51,18 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so that every cleanup path that handles Ctrl-C runs."""
 
 
+_INTERRUPTION_EXPLAINED = False
+
+
+def interruption_explained(value: bool | None = None) -> bool:
+    """A stage that caught Ctrl-C/SIGTERM and told the user what it means sets this, so the CLI adds no second
+    line (typer turns the exception into an exit code, so the exception itself cannot carry it)."""
+    global _INTERRUPTION_EXPLAINED
+    if value is not None:
+        _INTERRUPTION_EXPLAINED = value
+    return _INTERRUPTION_EXPLAINED
+
+
 class FileSystemError(SubtoolError, OSError):
     """A SubtoolError made from an OSError: still an OSError (errno kept) for callers that handle those."""
 

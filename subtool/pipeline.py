@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool import __version__
-from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError, Terminated
+from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError, Terminated, interruption_explained
 from subtool import fsutil
 from subtool.fsutil import atomic_write_json, exclusive, remove_leftovers
 from subtool.submission.layout import DEFAULT_VERSION
@@ -322,7 +322,7 @@ def _stage_runner(opts: PipelineOptions, state: State, selected: list[str], outc
             why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
             console.print(f"[red]{why} in {name}[/]: nothing half-written; run the same command again "
                           "to resume from this stage", highlight=False, soft_wrap=True)
-            exc.subtool_reported = True      # the CLI prints no second line
+            interruption_explained(True)      # the CLI prints no second line
             raise
         except SubtoolError as err:
             err.hint = err.hint or "fix this, then run the same command again: finished stages are kept"

@@ -74,3 +74,28 @@ def test_ci_log_summary_table_keeps_whole_paths(monkeypatch):
         _print_summary(outcome, console, 1.0)
     text = cap.get()
     assert long_path in text and "…" not in text        # on one line, whole: a CI log can be searched for it
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["all", "--submitter", "T", "--divison", "closed"], "No such option: --divison"),
+    (["run", "--batch-size", "x"], "--batch-size"),
+    (["score", "--jobs", "two", "x", "--out", "o"], "--jobs"),
+    (["check"], "Missing argument"),
+    (["frobnicate"], "No such command"),
+])
+def test_a_bad_command_line_is_one_line_not_a_box(tmp_path, argv, says):
+    proc = subprocess.run([sys.executable, "-m", "subtool.cli", *argv], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2, proc.stderr
+    assert len(errors) == 1 and says in errors[0] and "[cli.usage]" in errors[0], proc.stderr
+    assert "╭" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_and_version_still_exit_0(tmp_path):
+    for argv in (["--help"], ["all", "--help"], ["--version"]):
+        proc = subprocess.run([sys.executable, "-m", "subtool.cli", *argv], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout.strip(), (argv, proc.stderr)
+    bare = subprocess.run([sys.executable, "-m", "subtool.cli"], cwd=tmp_path, capture_output=True, text=True)
+    assert bare.returncode == 2 and "Usage" in bare.stdout + bare.stderr
