@@ -249,37 +249,21 @@ def _run_stages(opts: PipelineOptions, out: Path, selected: list[str], console) 
         outcome.stages["publish"] = "not asked (no --fork)"
     started = time.time()
     stage = _stage_runner(opts, state, selected, outcome, console)
-
-    # 1. run: finished only while its run directory is as it was left (same digest)
-    run_digest = tree_digest(run_dir)
-    run_inputs = _fingerprint("run", opts.model, scenario, opts.run_style, opts.target_qps,
-                              opts.backend, opts.batch_size, _file_identity(opts.model_path),
-                              _file_identity(opts.dataset_path), *([opts.extra] if opts.extra else []),
-                              *([tests] if (tests := _compliance_tests(opts)) else []),
-                              *([opts.version] if opts.version != DEFAULT_VERSION else []))   # its seeds
-    if stage("run", run_inputs, lambda: _do_run(opts, paths["runs"], tests, console), key=result_key,
-             intact=lambda done: done.get("outputs", {}).get("digest", run_digest) == run_digest
-             and (run_dir / "run.json").is_file()) is not None:
-        run_digest = tree_digest(run_dir)
-    outcome.run = _headline(_read_run_record(run_dir))
-
-    # 2. package: finished while the tree still holds what it packaged
-    pkg_inputs = _fingerprint("package", run_digest, opts.submitter, opts.division, opts.system,
-                              _file_identity(opts.system_file), opts.version)
-    stage("package", pkg_inputs, lambda: _do_package(opts, run_dir, paths, console), key=result_key,
-          intact=lambda done: all(Path(r.get("path", "")).is_dir() for r in done["outputs"].get("results", [])))
+    run_digest = _run_and_package(opts, stage, paths, run_dir, result_key, outcome, console)
     state.data["trees"][tree_key] = opts.version
 
     # 3. check, 4. pack, 5. publish read only the tree: one digest after packaging serves all three
     tree_id = tree_digest(paths["tree"])
     check_inputs = _fingerprint("check", tree_id, opts.version, sorted(waive))
-    check_out = stage("check", check_inputs, lambda: _do_check(opts, paths, waive, console), key=tree_key)
+    check_out = stage("check", check_inputs, lambda: _do_check(opts, paths, waive, console), key=tree_key,
+                      intact=lambda done: all((paths["check"] / f).is_file() for f in ("summary.csv", "report.json")))
     if "ok" in (check_out or {}):
         outcome.check_ok = bool(check_out["ok"])
         outcome.findings = check_out.get("findings", [])
     pack_inputs = _fingerprint("pack", tree_id, run_digest, opts.name, opts.version, sorted(waive))
     pack_out = stage("pack", pack_inputs, lambda: _do_pack(opts, run_dir, paths, waive, console), key=tree_key,
-                     intact=lambda done: all(Path(p).is_file() for p in done["outputs"].get("artifacts", {}).values()))
+                     intact=lambda done: all((paths["artifacts"] / Path(p).name).is_file()
+                                             for p in done["outputs"].get("artifacts", {}).values()))
     if pack_out:
         outcome.artifacts = pack_out.get("artifacts", {})
     if opts.fork:
@@ -289,6 +273,33 @@ def _run_stages(opts: PipelineOptions, out: Path, selected: list[str], console) 
             outcome.publish = pub_out
     _print_summary(outcome, console, time.time() - started)
     return outcome
+
+
+def _run_and_package(opts: PipelineOptions, stage, paths: dict, run_dir: Path, result_key: str, outcome: Outcome,
+                     console) -> str:
+    """Stages 1 and 2, both keyed by model/scenario; returns the run directory's digest."""
+    scenario = run_dir.name
+    # 1. run: finished only while its run directory is as it was left (same digest)
+    run_digest = tree_digest(run_dir)
+    run_inputs = _fingerprint("run", opts.model, scenario, opts.run_style, opts.target_qps,
+                              opts.backend, opts.batch_size, _file_identity(opts.model_path),
+                              _file_identity(opts.dataset_path), *([opts.extra] if opts.extra else []),
+                              *([tests] if (tests := _compliance_tests(opts)) else []),
+                              *([opts.version] if opts.version != DEFAULT_VERSION else []))   # its seeds
+    run_out = stage("run", run_inputs, lambda: _do_run(opts, paths["runs"], tests, console), key=result_key,
+                    intact=lambda done: done["outputs"].get("digest", run_digest) == run_digest
+                    and (run_dir / "run.json").is_file())
+    if outcome.stages["run"].startswith("done"):          # it ran just now: its digest is the new one
+        run_digest = run_out.get("digest") or tree_digest(run_dir)
+    outcome.run = _headline(_read_run_record(run_dir))
+
+    # 2. package: finished while the tree still holds what it packaged
+    pkg_inputs = _fingerprint("package", run_digest, opts.submitter, opts.division, opts.system,
+                              _file_identity(opts.system_file), opts.version)
+    stage("package", pkg_inputs, lambda: _do_package(opts, run_dir, paths, console), key=result_key,
+          intact=lambda done: bool(done["outputs"].get("result_dirs"))
+          and all((paths["tree"] / d).is_dir() for d in done["outputs"]["result_dirs"]))
+    return run_digest
 
 
 def _stage_runner(opts: PipelineOptions, state: State, selected: list[str], outcome: Outcome, console):
@@ -425,7 +436,11 @@ def _do_package(opts: PipelineOptions, run_dir: Path, paths: dict, console) -> d
             from_dirs=[run_dir], perf=None, acc=None, compliance=[], model=None, scenario=None,
             submitter=opts.submitter, division=opts.division, system=opts.system, system_file=opts.system_file,
             version=opts.version, out=paths["tree"], full_logs=paths["full_logs"], force=True), console=console)
-    return {"tree": str(paths["tree"]), "results": result.to_dict().get("results", [])}
+    results = result.to_dict().get("results", [])
+    tree = Path(paths["tree"]).resolve()
+    dirs = [os.path.relpath(Path(r["path"]).resolve(), tree) for r in results if r.get("path")]
+    return {"tree": str(paths["tree"]), "results": results,
+            "result_dirs": [d for d in dirs if not d.startswith("..")]}   # relative: an OUT copied elsewhere
 
 
 def _do_check(opts: PipelineOptions, paths: dict, waive: frozenset[str], console) -> dict:

@@ -81,6 +81,7 @@ def test_interrupted_stage_resumes_to_the_same_artifacts(reference_run, tmp_path
     state = json.loads((out / "state.json").read_text())
     for s in ("package", "check", "pack"):
         state["stages"].pop(s, None)
+        state.get("finished", {}).pop(s, None)
     (out / "state.json").write_text(json.dumps(state))
     for sub in ("submission", "full_logs", "check", "artifacts"):
         shutil.rmtree(out / sub, ignore_errors=True)
