@@ -634,6 +634,7 @@ def _watchdog(read_end: int) -> None:
             break
     time.sleep(SIGNAL_GRACE_S)
     code = EXIT_TERMINATED if signal.SIGTERM in got else EXIT_INTERRUPTED
+    _kill_children()                # e.g. the LoadGen session process, which would keep writing
     emergency_cleanup()
     with contextlib.suppress(Exception):
         what = "terminated (SIGTERM)" if code == EXIT_TERMINATED else "interrupted"
@@ -682,6 +683,23 @@ def _exit_for(exc: BaseException) -> int:
                 None if os.environ.get("SUBTOOL_DEBUG") else
                 "run it again with SUBTOOL_DEBUG=1 for the traceback, and report it")
     return EXIT_BUG
+
+
+def _kill_children() -> None:
+    """SIGKILL this process's children (Linux /proc); nothing elsewhere."""
+    import os
+    import signal
+
+    me = str(os.getpid())
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError):
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    ppid = fh.read().rsplit(b")", 1)[1].split()[1].decode()
+                if ppid == me:
+                    os.kill(int(entry), signal.SIGKILL)
 
 
 def main() -> None:

@@ -142,9 +142,11 @@ import ctypes, sys
 from subtool import cli, fsutil
 cli.SIGNAL_GRACE_S = 0.5
 cli._install_signal_handlers()
+import subprocess
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 with fsutil.staged_directory(sys.argv[1]) as d:
     (d / "half").write_text("half written")
-    print(d, flush=True)
+    print(d, child.pid, flush=True)
     mutex = ctypes.create_string_buffer(64)          # PTHREAD_MUTEX_INITIALIZER is all zeros
     libc = ctypes.CDLL(None)
     libc.pthread_mutex_lock(mutex)
@@ -158,8 +160,8 @@ def test_sigterm_while_the_main_thread_is_stuck_in_native_code(tmp_path):
     final = tmp_path / "result"
     proc = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(final)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    staging = Path(proc.stdout.readline().strip())
-    assert staging.is_dir()
+    staging, child = proc.stdout.readline().split()
+    assert Path(staging).is_dir()
     time.sleep(0.3)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -168,3 +170,17 @@ def test_sigterm_while_the_main_thread_is_stuck_in_native_code(tmp_path):
     assert time.monotonic() - t0 < 10
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []          # neither the staging directory nor the result
+    _wait_gone(int(child))                          # the child (LoadGen's session) does not write on
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return                      # a zombie: dead, waiting for init to reap it
+        except FileNotFoundError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"child {pid} still running")
