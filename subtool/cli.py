@@ -6,6 +6,7 @@ the functions so that `subtool check` never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -25,10 +26,19 @@ app = typer.Typer(
 )
 
 
+CI_LOG_WIDTH = 240     # not a terminal (a CI log, a file): lines this long before a table or a rule folds
+
+
 def _console():
+    """Human output on stderr. In a terminal rich fits it to the window; in a CI log or a file (no terminal, no
+    $COLUMNS) there is no window: lines are not wrapped at 80 columns mid-sentence and paths are never cut."""
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=True)
+    if sys.stderr.isatty() or os.environ.get("COLUMNS"):
+        return Console(stderr=True)
+    return Console(stderr=True, width=CI_LOG_WIDTH, soft_wrap=True)
 
 
 def _fail(err: SubtoolError) -> None:
@@ -39,6 +49,18 @@ def _fail(err: SubtoolError) -> None:
     if err.hint:
         console.print(f"  hint: {escape(err.hint)}", highlight=False, soft_wrap=True)
     raise typer.Exit(err.exit_code)
+
+
+def _outputs(*options) -> None:
+    """(flag, path, is_directory) of each output option: refused before anything runs when it cannot be
+    written, with one line (exit 2), creating nothing."""
+    from subtool.fsutil import check_output_path
+
+    try:
+        for flag, path, is_dir in options:
+            check_output_path(path, flag, directory=is_dir)
+    except SubtoolError as err:
+        _fail(err)
 
 
 def _said(choice):
@@ -105,9 +127,12 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print the run record as JSON on stdout."),
 ) -> None:
     """Run one benchmark scenario through LoadGen (performance and/or accuracy) into a run directory."""
+    _outputs(("--out", out, True))
     from subtool.runner.api import RunOptions, run_benchmark
 
     try:
+        _validate_run_options(model=model, scenario=scenario, mode=mode, run_style=run_style, backend=backend,
+                              precision=precision, version=version, engine=engine)
         backend, extra = _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env,
                                     max_new_tokens, engine)
         backend, extra = _ray_extra(backend, extra, ray_address, workers)
@@ -160,6 +185,43 @@ def _ray_extra(backend, extra, ray_address, workers):
     return "ray", extra
 
 
+BACKENDS = ("auto", "torch-cpu", "torch-cuda", "ray", "openai")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp8")
+RUN_STYLES = ("short", "valid")
+RUN_MODES = ("both", "performance", "accuracy")
+ENGINES = ("auto", "batched", "continuous")
+
+
+def _choice(flag: str, value, choices) -> None:
+    if value is not None and value not in choices:
+        import difflib
+
+        near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        raise SubtoolError(f"{flag} {value!r} is not one of {', '.join(map(str, choices))}", rule="cli.usage",
+                           hint=f"did you mean {flag} {near[0]}?" if near else None)
+
+
+def _validate_run_options(*, model=None, scenario=None, mode=None, run_style=None, backend=None, precision=None,
+                          division=None, version=None, engine=None) -> str | None:
+    """Every option of a benchmark run, checked before anything runs (a typo must not cost the benchmark);
+    returns the scenario's canonical spelling. Imports nothing heavy."""
+    from subtool.runner.harness import check_scenario
+    from subtool.runner.workloads.base import WORKLOAD_MODULES
+    from subtool.submission.layout import DIVISIONS, check_version
+
+    if model is not None and model not in WORKLOAD_MODULES:
+        _choice("--model", model, sorted(WORKLOAD_MODULES))
+    _choice("--mode", mode, RUN_MODES)
+    _choice("--run-style", run_style, RUN_STYLES)
+    _choice("--backend", backend, BACKENDS)
+    _choice("--precision", precision, PRECISIONS)
+    _choice("--division", division, DIVISIONS)
+    _choice("--engine", engine, ENGINES)
+    if version is not None:
+        check_version(version)
+    return check_scenario(scenario) if scenario is not None else None
+
+
 # ----------------------------------------------------------------------------------------------- package
 @app.command()
 def package(
@@ -184,10 +246,15 @@ def package(
     json_out: bool = typer.Option(False, "--json", help="Print what was packaged as JSON on stdout."),
 ) -> None:
     """Lay results out as the official submission tree."""
+    _outputs(("--out", out, True), ("--full-logs", full_logs, True))
+    from subtool.fsutil import check_name_fits, undo_on_error
     from subtool.submission.package import PackageOptions, package_results
     from subtool.submission.round_models import choose_round_for_runs
 
     try:
+        _validate_run_options(division=division, version=version)
+        for flag, value in (("--submitter", submitter), ("--system", system)):
+            check_name_fits(value or "", out, flag)
         version = _said(choose_round_for_runs(from_dir, [model or ""], version)).version
     except SubtoolError as err:
         _fail(err)
@@ -207,7 +274,8 @@ def package(
 
     scorer = score_with_subtool if model_path is not None else None
     try:
-        result = package_results(opts, console=_console(), accuracy_scorer=scorer)
+        with undo_on_error(out, full_logs or out.with_name(out.name + "_full_logs")):   # a failure leaves nothing
+            result = package_results(opts, console=_console(), accuracy_scorer=scorer)
     except SubtoolError as err:
         _fail(err)
     if json_out:
@@ -229,6 +297,7 @@ def check(
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
 ) -> None:
     """Check a submission tree with the official rules; exit 0 only when there are no errors."""
+    _outputs(("--csv", csv, False), ("--report", report, False))
     from subtool.checker.api import CheckOptions, check_tree
     from subtool.checker.report import (
         check_output_path, print_human, report_to_dict, write_report_json, write_summary_csv,
@@ -269,6 +338,8 @@ def pack(
     json_out: bool = typer.Option(False, "--json", help="Print the artifact paths as JSON on stdout."),
 ) -> None:
     """Make the competition artifacts: tarball, summary JSON/CSV, .run, .tstamps, .md, sha256 manifest."""
+    _outputs(("--out", out, True))
+    from subtool.fsutil import undo_on_error
     from subtool.submission.pack import PackOptions, pack_tree, verify_tarball
 
     try:
@@ -282,8 +353,9 @@ def pack(
             from subtool.submission.round_models import choose_round_for_tree
 
             version = _said(choose_round_for_tree(tree, version)).version
-            result = pack_tree(PackOptions(tree=tree, out=out, name=name, runs=list(runs), version=version,
-                                           waive=frozenset(waive)), console=_console())
+            with undo_on_error(out):                 # a failure leaves no new folder or file
+                result = pack_tree(PackOptions(tree=tree, out=out, name=name, runs=list(runs), version=version,
+                                               waive=frozenset(waive)), console=_console())
     except SubtoolError as err:
         _fail(err)
     if json_out:
@@ -310,6 +382,7 @@ def publish(
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """Push the submission to a branch of your fork and open the pull request."""
+    _outputs(("--cache", cache, True))
     from subtool.submission.publish import PublishOptions, publish_tree
 
     opts = PublishOptions(tree=tree, fork=fork, upstream=upstream, base=base, branch=branch, title=title,
@@ -362,12 +435,17 @@ def all_(
                                                      "--backend names what each runs."),
     compliance: Optional[List[str]] = typer.Option(
         None, help="Compliance tests to run (default: those the model needs, for closed-division runs)."),
+    wait: bool = typer.Option(False, "--wait", help="Another subtool is writing to --out: wait for it to finish "
+                                                     "instead of stopping."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """run → package → check → pack (→ publish): the whole job in one command."""
+    _outputs(("--out", out, True))
     from subtool.pipeline import PipelineOptions, run_pipeline
 
     try:
+        _validate_run_options(model=model, scenario=scenario, run_style=run_style, backend=backend,
+                              division=division, version=version, engine=engine)
         backend, extra = _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env,
                                     max_new_tokens, engine)
         backend, extra = _ray_extra(backend, extra, ray_address, workers)
@@ -378,7 +456,7 @@ def all_(
         out=out, run_style=run_style, division=division, system=system, system_file=system_file,
         version=version, name=name, target_qps=target_qps, backend=backend, batch_size=batch_size, fork=fork,
         upstream=upstream, base=base, no_pr=no_pr, from_stage=from_stage, only=only, force=force, extra=extra,
-        compliance=compliance, argv=["subtool", *sys.argv[1:]],
+        compliance=compliance, argv=["subtool", *sys.argv[1:]], wait=wait,
     )
     try:
         outcome = run_pipeline(opts, console=_console())
@@ -400,6 +478,7 @@ def system(
     out: Optional[Path] = typer.Option(None, help="Also write the JSON to this file."),
 ) -> None:
     """Print the detected system description (systems/<system>.json); edit it with --set/--file; validate."""
+    _outputs(("--out", out, False))
     from rich.markup import escape
 
     from subtool.fsutil import atomic_write_text
@@ -451,6 +530,7 @@ def ci(
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """For results repositories' CI: check only the submitter directories a pull request changes."""
+    _outputs(("--summary", summary, False))
     from subtool.ci import CiOptions, run_ci
 
     opts = CiOptions(checkout=checkout, base_ref=base_ref, version=version, waive=frozenset(waive),
@@ -483,14 +563,17 @@ def score(
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """Verify every team's hand-in, rank teams within hardware categories, write the leaderboards."""
+    _outputs(("--out", out, True), ("--metrics", metrics, False))
     from rich.markup import escape
 
+    from subtool.fsutil import undo_on_error
     from subtool.scoring.api import ScoreOptions, score as score_inputs
 
     console = _console()
     try:
-        result = score_inputs(ScoreOptions(inputs=list(inputs), out=out, rules=rules, metrics=metrics, jobs=jobs),
-                              console=console)
+        with undo_on_error(out, metrics):           # a failure (a full disk) leaves no new folder or file
+            result = score_inputs(ScoreOptions(inputs=list(inputs), out=out, rules=rules, metrics=metrics,
+                                               jobs=jobs), console=console)
     except SubtoolError as err:
         _fail(err)
     c = result.counts
@@ -509,12 +592,169 @@ def score(
         _emit_json(result.to_dict())
 
 
-def main() -> None:
+_TERMINATED = False
+SIGNAL_GRACE_S = 5.0     # after SIGTERM/Ctrl-C, how long the main thread gets to unwind before the watchdog exits
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (Slurm's time limit, `kill`) is handled like Ctrl-C: the same clean-up paths run."""
+    import signal
+
+    from subtool.errors import Terminated
+
+    global _TERMINATED
+    if _TERMINATED:
+        return                      # a second SIGTERM must not interrupt the clean-up of the first
+    _TERMINATED = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Terminated()
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM raises in the main thread like Ctrl-C. Python runs signal handlers only when the main thread runs
+    Python code, and it may be waiting inside LoadGen's native code for minutes; so the C-level handler also
+    writes the signal to a pipe that a watchdog thread reads: if the process is still alive SIGNAL_GRACE_S
+    later, the watchdog removes what is in flight, records the stage as interrupted and exits (143 or 130)."""
+    import os
+    import signal
+    import threading
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app()
-    except KeyboardInterrupt:
-        _console().print("[bold red]interrupted[/] — re-run the same command to resume where it stopped.")
-        sys.exit(130)
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except (OSError, ValueError):
+        return
+    threading.Thread(target=_watchdog, args=(read_end,), name="subtool-signal-watchdog", daemon=True).start()
+
+
+def _watchdog(read_end: int) -> None:
+    import os
+    import signal
+    import time
+
+    from subtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
+    from subtool.fsutil import emergency_cleanup
+
+    while True:
+        data = os.read(read_end, 64)
+        if not data:
+            return
+        got = {b for b in data if b in (signal.SIGTERM, signal.SIGINT)}
+        if got:
+            break
+    time.sleep(SIGNAL_GRACE_S)
+    code = EXIT_TERMINATED if signal.SIGTERM in got else EXIT_INTERRUPTED
+    _kill_children()                # e.g. the LoadGen session process, which would keep writing
+    emergency_cleanup()
+    with contextlib.suppress(Exception):
+        what = "terminated (SIGTERM)" if code == EXIT_TERMINATED else "interrupted"
+        sys.stderr.write(f"{what} while the benchmark was running: what it was writing is removed; run the same "
+                         "command again to resume\n")
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _print_line(text: str, hint: str | None = None) -> None:
+    from rich.markup import escape
+
+    console = _console()
+    console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    if hint:
+        console.print(f"  hint: {escape(hint)}", highlight=False, soft_wrap=True)
+
+
+def _command_name() -> str:
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return words[0] if words else "subtool"
+
+
+def _exit_for(exc: BaseException) -> int:
+    """The one line (and exit code) for an exception that escaped a command."""
+    import os
+    import traceback
+
+    from subtool.errors import EXIT_BUG, EXIT_REMOTE, os_error
+
+    if isinstance(exc, SubtoolError):
+        _print_line(exc.one_line(), exc.hint)
+        return exc.exit_code
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        _print_line(f"network failure: {exc} [remote.network]", "check the network and run the same command again")
+        return EXIT_REMOTE
+    if isinstance(exc, OSError):
+        err = os_error(exc, action="cannot read or write")
+        _print_line(err.one_line(), err.hint)
+        return err.exit_code
+    if os.environ.get("SUBTOOL_DEBUG"):
+        traceback.print_exception(exc)
+    detail = (str(exc).strip().splitlines() or [""])[0][:200]
+    _print_line(f"`subtool {_command_name()}` failed unexpectedly ({type(exc).__name__}"
+                f"{': ' + detail if detail else ''}): this is a bug in subtool [internal]",
+                None if os.environ.get("SUBTOOL_DEBUG") else
+                "run it again with SUBTOOL_DEBUG=1 for the traceback, and report it")
+    return EXIT_BUG
+
+
+def _kill_children() -> None:
+    """SIGKILL this process's children (Linux /proc); nothing elsewhere."""
+    import os
+    import signal
+
+    me = str(os.getpid())
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError):
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    ppid = fh.read().rsplit(b")", 1)[1].split()[1].decode()
+                if ppid == me:
+                    os.kill(int(entry), signal.SIGKILL)
+
+
+def main() -> None:
+    """Entry point: every way a command can end is one line and a distinct exit code, never a traceback."""
+    from subtool.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED, interruption_explained
+
+    _install_signal_handlers()
+    try:
+        # not standalone: usage errors come here (one line, not typer's box); typer turns Ctrl-C (and our
+        # SIGTERM) into exit 130 and `raise typer.Exit(n)` into a returned n
+        returned = app(standalone_mode=False)
+        code = returned if isinstance(returned, int) else 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else EXIT_BUG)
+    except (KeyboardInterrupt, typer.Abort):
+        code = EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        code = _usage_error(exc) if _is_usage_error(exc) else _exit_for(exc)
+    if code == EXIT_INTERRUPTED or _TERMINATED:
+        code = EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
+        if not interruption_explained():
+            what = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+            with contextlib.suppress(Exception):
+                _console().print(f"[bold red]{what}[/] — nothing half-written; run the same command again to "
+                                 "resume where it stopped.", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """click's ClickException (typer vendors its own click, so matched by name): a bad command line."""
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
+
+
+def _usage_error(exc) -> int:
+    """A bad command line (unknown option, missing argument, a value of the wrong type): one line, not typer's
+    box; with no command at all, the help."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        exc.show()
+        return exc.exit_code
+    ctx = getattr(exc, "ctx", None)
+    where = f"subtool {ctx.info_name}" if ctx is not None and ctx.parent is not None else "subtool"
+    _print_line(f"{exc.format_message()} [cli.usage]", f"`{where} --help` lists every option")
+    return exc.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,9 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_REMOTE = 3
+EXIT_BUG = 70              # an unexpected exception: a bug in subtool (sysexits' EX_SOFTWARE)
+EXIT_INTERRUPTED = 130     # Ctrl-C (128 + SIGINT)
+EXIT_TERMINATED = 143      # SIGTERM, e.g. Slurm's time limit (128 + SIGTERM)
 
 
 class SubtoolError(Exception):
@@ -42,3 +45,50 @@ class SubtoolError(Exception):
 
     def __str__(self) -> str:  # pragma: no cover - trivial
         return self.one_line()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that every cleanup path that handles Ctrl-C runs."""
+
+
+_INTERRUPTION_EXPLAINED = False
+
+
+def interruption_explained(value: bool | None = None) -> bool:
+    """A stage that caught Ctrl-C/SIGTERM and told the user what it means sets this, so the CLI adds no second
+    line (typer turns the exception into an exit code, so the exception itself cannot carry it)."""
+    global _INTERRUPTION_EXPLAINED
+    if value is not None:
+        _INTERRUPTION_EXPLAINED = value
+    return _INTERRUPTION_EXPLAINED
+
+
+class FileSystemError(SubtoolError, OSError):
+    """A SubtoolError made from an OSError: still an OSError (errno kept) for callers that handle those."""
+
+    def __init__(self, message: str, *, errno: int | None, **kwargs) -> None:
+        SubtoolError.__init__(self, message, **kwargs)
+        self.errno = errno
+
+
+def os_error(exc: OSError, *, action: str = "cannot write", path: str | Path | None = None) -> SubtoolError:
+    """An OSError (full disk, read-only file system, a name too long, a directory where a file belongs…) as
+    the one-line error a user can act on: the path, what failed and why, rule `io.<errno name>`."""
+    import errno as _errno
+
+    name = _errno.errorcode.get(exc.errno or 0, "error").lower()
+    where = path if path is not None else (exc.filename if exc.filename is not None else None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hints = {"enospc": "free space on that file system, or choose another output path",
+             "edquot": "free space in your quota, or choose another output path",
+             "enametoolong": "use a shorter name or a shorter output path",
+             "erofs": "choose an output path on a writable file system",
+             "eacces": "choose another output path or fix its permissions",
+             "eperm": "choose another output path or fix its permissions",
+             "exdev": "keep the output path on one file system",
+             "eisdir": "give a file name, not a directory",
+             "enotdir": "a part of the path is a file, not a directory"}
+    if isinstance(exc, SubtoolError):
+        return exc
+    return FileSystemError(f"{action}: {reason}", errno=exc.errno, path=where, rule=f"io.{name}",
+                           hint=hints.get(name))

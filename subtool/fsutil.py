@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from subtool.errors import SubtoolError, os_error
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -21,22 +23,68 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 _DIR_MODE = 0o777 & ~_umask()
 
+# What this process is writing right now (temporary files, staging directories) and what else must be undone,
+# for an exit that cannot unwind the main thread: SIGTERM while it waits inside LoadGen's native code.
+_IN_FLIGHT: set[str] = set()
+EMERGENCY_CALLBACKS: list = []
+
+
+def emergency_cleanup() -> None:
+    """Remove what is in flight and run the registered callbacks; for an exit through os._exit()."""
+    for callback in list(EMERGENCY_CALLBACKS):
+        with contextlib.suppress(Exception):
+            callback()
+    for path in list(_IN_FLIGHT):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def make_dirs(path: str | Path) -> list[Path]:
+    """mkdir -p that returns the directories it created, outermost first, for `remove_dirs` to undo.
+
+    Raises SubtoolError (rule io.<errno>) when a directory cannot be made; nothing it made is left then."""
+    path = Path(path)
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    created: list[Path] = []
+    try:
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                if not d.is_dir():
+                    raise
+                continue
+            created.append(d)
+    except OSError as exc:
+        remove_dirs(created)
+        raise os_error(exc, action="cannot create the directory", path=exc.filename or path) from None
+    return created
+
+
+def remove_dirs(created: list[Path]) -> None:
+    """Remove directories `make_dirs` created, innermost first, where they are still empty."""
+    for d in reversed(created):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
+def _tmp_sibling_prefix(path: Path) -> str:
+    # the writer's pid lets a later run tell an abandoned temporary file from a live one (remove_leftovers);
+    # the name is cut so that it never runs past NAME_MAX when the final one fits
+    return f".{path.name[:48]}.{os.getpid()}."
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; a result file must read like any other
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_output_file(path) as fh:
+        fh.write(data)
     return path
 
 
@@ -48,23 +96,64 @@ def atomic_write_json(path: str | Path, obj: object) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+class _CallerError(Exception):
+    """Wraps what the caller's block raised, so that it passes through unchanged (not as a write error)."""
+
+
 @contextlib.contextmanager
 def atomic_output_file(path: str | Path, mode: str = "wb") -> Iterator:
-    """Open a temporary sibling for streaming writes; it replaces `path` only if the block finishes."""
+    """Open a temporary sibling for streaming writes; it replaces `path` only if the block finishes.
+
+    A failure to write (full disk, read-only or unwritable path, a name too long, a directory in the way)
+    leaves neither the temporary file nor any directory this made, and raises SubtoolError (io.<errno>, exit
+    2) naming `path`; what the block itself raises passes through unchanged, after the same clean-up."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    created: list[Path] = []
+    tmp = None
     try:
+        created = make_dirs(path.parent)
+        if path.is_dir():
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_sibling_prefix(path), suffix=".tmp", dir=path.parent)
+        _IN_FLIGHT.add(tmp)
         with os.fdopen(fd, mode) as fh:
-            yield fh
+            try:
+                yield fh
+            except OSError as exc:
+                if isinstance(exc, SubtoolError) or exc.filename not in (None, tmp):
+                    raise _CallerError() from exc
+                raise                  # a write to `fh` failed (ENOSPC, EDQUOT, EIO): a write error of `path`
+            except BaseException as exc:
+                raise _CallerError() from exc
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; a result file must read like any other
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        remove_dirs(created)
+        if isinstance(exc, _CallerError):
+            raise exc.__cause__ from None
+        if isinstance(exc, OSError):
+            raise os_error(exc, path=path) from None
         raise
+    finally:
+        _IN_FLIGHT.discard(tmp)
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy `src` to `dst` through a temporary sibling: `dst` is the whole file or untouched, and a failed copy
+    (a full disk half way through a 65 MB log) leaves no partial file and no directory it made."""
+    src = Path(src)
+    try:
+        fin = open(src, "rb")
+    except OSError as exc:
+        raise os_error(exc, action="cannot read", path=src) from None
+    with fin, atomic_output_file(dst) as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+    return Path(dst)
 
 
 @contextlib.contextmanager
@@ -75,20 +164,34 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
     interruption at any point leaves either the old or the new directory, never a mix.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_staging(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".staging", dir=final.parent))
-    os.chmod(tmp, _DIR_MODE)
+    created = make_dirs(final.parent)
+    try:
+        _remove_abandoned_staging(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name[:48]}.{os.getpid()}.", suffix=".staging",
+                                    dir=final.parent))
+        os.chmod(tmp, _DIR_MODE)
+        _IN_FLIGHT.add(str(tmp))
+    except OSError as exc:
+        remove_dirs(created)
+        raise os_error(exc, action="cannot create the directory", path=final) from None
+    old = None
     try:
         yield tmp
-    except BaseException:
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not final.exists():
+            os.replace(old, final)           # the second rename failed: the previous version comes back
+        remove_dirs(created)
+        if isinstance(exc, OSError) and not isinstance(exc, SubtoolError) and \
+                (exc.filename is None or str(exc.filename).startswith(str(tmp))):
+            raise os_error(exc, path=final) from None
         raise
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
+    finally:
+        _IN_FLIGHT.discard(str(tmp))
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -129,3 +232,207 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
                 break
             h.update(block)
     return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ one writer
+LOCK_NAME = ".subtool.lock"
+
+
+def _lock_holder(fd: int) -> str:
+    for _ in range(20):                       # the holder writes its pid right after it takes the lock
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        if text:
+            return text
+        import time
+
+        time.sleep(0.05)
+    return "unknown"
+
+
+@contextlib.contextmanager
+def exclusive(directory: str | Path, *, wait: bool = False, on_wait=None) -> Iterator[Path]:
+    """Hold `directory/.subtool.lock` (flock) for the block; the file records the holder's pid.
+
+    A second process stops at once with one line naming the holder's pid (rule out.locked), or with
+    `wait=True` waits until the holder is done (`on_wait(pid)` is called once first). The kernel drops the lock
+    when the holder dies, even by SIGKILL, so a crashed run never leaves a stale lock.
+    """
+    import fcntl
+
+    directory = Path(directory)
+    created = make_dirs(directory)
+    path = directory / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+    except OSError as exc:
+        remove_dirs(created)
+        raise os_error(exc, action="cannot create the lock file", path=path) from None
+    held = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            if not wait:
+                raise SubtoolError(f"another subtool (pid {holder}) is writing to this output directory",
+                                   path=directory, rule="out.locked",
+                                   hint="let it finish, pass --wait to queue behind it, or choose another --out"
+                                   ) from None
+            if on_wait is not None:
+                on_wait(holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        held = True
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            raise os_error(exc, path=path) from None
+        yield path
+    finally:
+        if held:                               # only the holder clears its pid; a refused caller never does
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+        os.close(fd)                           # closing the descriptor releases the lock
+
+
+def remove_leftovers(root: str | Path) -> list[Path]:
+    """Remove what interrupted writers left below `root`: hidden `*.tmp` files and `*.staging` directories
+    whose writer is gone. A name that carries a live process's id is kept; so is everything else.
+
+    Call it only while holding `exclusive(root)`: a name without a pid cannot be told from a live writer's."""
+    removed: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]          # a clone (the publish cache) is git's
+        for name in filenames:
+            if name.startswith(".") and name.endswith(".tmp") and not _owned_by_live_pid(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(dirpath, name))
+                    removed.append(Path(dirpath, name))
+        for name in list(dirnames):
+            if name.startswith(".") and (name.endswith(".staging") or name.startswith(".subtool-staging-")):
+                dirnames.remove(name)
+                if not _owned_by_live_pid(name):
+                    shutil.rmtree(os.path.join(dirpath, name), ignore_errors=True)
+                    removed.append(Path(dirpath, name))
+    return removed
+
+
+def _owned_by_live_pid(name: str) -> bool:
+    import re
+
+    pids = [int(p) for p in re.findall(r"(?:^|[.-])(\d{2,9})(?=[.-]|$)", name)]
+    return any(pid != os.getpid() and _pid_alive(pid) for pid in pids)
+
+
+# ------------------------------------------------------------------------------------ nothing left behind
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _snapshot(root: Path) -> set[str]:
+    if not root.is_dir():
+        return set()
+    seen = {str(root)}
+    for dirpath, dirnames, filenames in os.walk(root):
+        seen.update(os.path.join(dirpath, n) for n in dirnames + filenames)
+    return seen
+
+
+@contextlib.contextmanager
+def undo_on_error(*roots: str | Path) -> Iterator[list[Path]]:
+    """For a stage that writes below several roots (a tree, its full logs): if the block fails, a root it
+    created is removed whole (with the parents it made); below a root that was there, every file the block
+    listed (in the yielded list) that was not there before is removed, then every new directory left empty.
+    Files that were there before are never removed. An OSError from the block becomes a one-line SubtoolError
+    (io.<errno>)."""
+    paths = [Path(r) for r in roots if r is not None]
+    before = {str(p): _snapshot(p) for p in paths}
+    ancestors = {str(p): _existing_ancestor(p) for p in paths}
+    written: list[Path] = []
+    try:
+        yield written
+    except BaseException as exc:
+        old = set().union(*before.values())
+        for f in written:
+            if str(f) not in old:
+                with contextlib.suppress(OSError):
+                    os.unlink(f)
+        for p in paths:
+            if not before[str(p)]:
+                shutil.rmtree(p, ignore_errors=True)    # the block made this root: all of it is new
+            _remove_new_empty_dirs(p, before[str(p)], ancestors[str(p)])
+        if isinstance(exc, OSError) and not isinstance(exc, SubtoolError):
+            raise os_error(exc, action="cannot write", path=exc.filename or (paths[0] if paths else None)) from None
+        raise
+
+
+def check_name_fits(name: str, directory: str | Path, flag: str) -> None:
+    """A name that becomes a folder (submitter, system) must fit NAME_MAX with subtool's staging decoration:
+    refuse it before anything runs, not after the benchmark."""
+    if name and not name_fits(name, directory):
+        raise SubtoolError(f"{flag} is {len(name)} characters: too long for a folder name on this file system",
+                           path=directory, rule="io.name_too_long", hint=f"use a shorter {flag}")
+
+
+def _remove_new_empty_dirs(root: Path, before: set[str], ancestor: Path) -> None:
+    if root.is_dir():
+        for dirpath, _dirnames, _files in os.walk(root, topdown=False):
+            if dirpath not in before and dirpath != str(root):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+    if before:
+        return
+    d = root
+    while d != ancestor and d != d.parent:           # the root and the parents the block made, if empty
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+        d = d.parent
+
+
+def name_fits(name: str, directory: str | Path, *, overhead: int = 48) -> bool:
+    """`name` (plus `overhead` bytes of temporary-name decoration) fits the file system's NAME_MAX there."""
+    try:
+        limit = os.pathconf(_existing_ancestor(Path(directory).absolute()), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    return len(os.fsencode(name)) + overhead <= limit
+
+
+# ------------------------------------------------------------------------------------- output pre-flight
+def check_output_path(path: str | Path | None, flag: str, *, directory: bool = False) -> None:
+    """Refuse, before anything runs and without creating anything, an output path that cannot be written: a
+    directory where a file goes (or a file where a directory goes), a parent that is a file, a read-only or
+    unwritable parent, a name too long. A full disk shows only when writing: the writers handle that."""
+    import errno
+
+    if path is None:
+        return
+    path = Path(path)
+    problem = None
+    if path.exists() and directory and not path.is_dir():
+        problem = OSError(errno.ENOTDIR, "exists and is not a directory", str(path))
+    elif path.is_dir() and not directory:
+        problem = IsADirectoryError(errno.EISDIR, "is a directory, and this option names a file", str(path))
+    else:
+        parent = _existing_ancestor(path if directory else path.parent)
+        too_long = [p for p in path.parts if len(os.fsencode(p)) > _name_max(parent)]
+        if too_long:
+            problem = OSError(errno.ENAMETOOLONG, "File name too long", str(path))
+        elif not parent.is_dir():
+            problem = NotADirectoryError(errno.ENOTDIR, f"{parent} is a file, not a directory", str(path))
+        elif not os.access(parent, os.W_OK | os.X_OK):
+            problem = PermissionError(errno.EACCES, f"{parent} is not writable", str(path))
+        elif path.exists() and not os.access(path, os.W_OK):
+            problem = PermissionError(errno.EACCES, "not writable", str(path))
+    if problem is not None:
+        err = os_error(problem, action=f"{flag} cannot be written", path=path)
+        raise err
+
+
+def _name_max(directory: Path) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255

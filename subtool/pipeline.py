@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool import __version__
-from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError
-from subtool.fsutil import atomic_write_json
+from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError, Terminated, interruption_explained
+from subtool import fsutil
+from subtool.fsutil import atomic_write_json, exclusive, remove_leftovers
 from subtool.submission.layout import DEFAULT_VERSION
 
 STAGES = ("run", "package", "check", "pack", "publish")
@@ -51,6 +52,7 @@ class PipelineOptions:
     extra: dict = field(default_factory=dict)     # backend options for the run (RunOptions.extra)
     compliance: list[str] | None = None      # None: what the model needs when the division is closed
     argv: list[str] = field(default_factory=list)
+    wait: bool = False                        # another subtool holds OUT: wait for it instead of stopping
 
 
 @dataclass
@@ -85,27 +87,44 @@ def short_run_waivers(scenario: str, run_style: str) -> frozenset[str]:
 
 # ------------------------------------------------------------------------------------------------ state
 class State:
+    """OUT/state.json: `stages` holds each stage's latest status (running, done, interrupted); `finished` keeps
+    every finished stage by what it was for (model/scenario for run and package, the round's tree for the
+    rest), so that one `--out` remembers several benchmarks and rounds, not only the last command's."""
+
     def __init__(self, path: Path):
         self.path = path
-        self.data = {"schema": STATE_SCHEMA, "stages": {}}
+        self.data = {"schema": STATE_SCHEMA, "stages": {}, "finished": {}, "trees": {}}
         if path.is_file():
             try:
                 loaded = json.loads(path.read_text())
-                if loaded.get("schema") == STATE_SCHEMA:
-                    self.data = loaded
-            except (json.JSONDecodeError, OSError):
+                if isinstance(loaded, dict) and loaded.get("schema") == STATE_SCHEMA \
+                        and isinstance(loaded.get("stages"), dict):
+                    self.data.update(loaded)
+            except (ValueError, OSError, RecursionError):
                 pass  # an unreadable state means nothing is known to be finished: run everything
+        for name in ("finished", "trees"):
+            if not isinstance(self.data.get(name), dict):
+                self.data[name] = {}
 
-    def finished(self, stage: str, fingerprint: str) -> dict | None:
-        entry = self.data["stages"].get(stage)
-        if entry and entry.get("status") == "done" and entry.get("inputs") == fingerprint:
+    def finished(self, stage: str, fingerprint: str, key: str = "") -> dict | None:
+        entry = (self.data["finished"].get(stage) or {}).get(key)
+        if not isinstance(entry, dict):
+            entry = self.data["stages"].get(stage)         # a state.json from before `finished` existed
+        if isinstance(entry, dict) and entry.get("status") == "done" and entry.get("inputs") == fingerprint:
             return entry
         return None
 
-    def mark(self, stage: str, status: str, fingerprint: str, outputs: dict | None = None) -> None:
-        self.data["stages"][stage] = {"status": status, "inputs": fingerprint, "outputs": outputs or {},
-                                      "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                      "subtool": __version__}
+    def mark(self, stage: str, status: str, fingerprint: str, outputs: dict | None = None, key: str = "") -> None:
+        entry = {"status": status, "inputs": fingerprint, "outputs": outputs or {},
+                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "subtool": __version__}
+        if key:
+            entry["for"] = key
+        self.data["stages"][stage] = entry
+        finished = self.data["finished"].setdefault(stage, {})
+        if status == "done":
+            finished[key] = entry
+        else:
+            finished.pop(key, None)         # being redone: its earlier outputs are no longer known to stand
         atomic_write_json(self.path, self.data)
 
 
@@ -182,104 +201,159 @@ def _check_submitter(name: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- stages
+def out_paths(out: Path, version: str) -> dict[str, Path]:
+    """Where each stage writes. One tree per round: the default round's tree is OUT/submission (with check/,
+    artifacts/, full_logs/ beside it); another round's lives under OUT/<round>/, so packing a v5.0 result never
+    mixes rounds in one tree, and artifacts that said PASS are never overwritten by another round's."""
+    out = Path(out)
+    base = out if version == DEFAULT_VERSION else out / version
+    return {"runs": out / "runs", "tree": base / "submission", "full_logs": base / "full_logs",
+            "check": base / "check", "artifacts": base / "artifacts"}
+
+
 def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
     from rich.console import Console
 
     console = console or Console(stderr=True)
     _check_submitter(opts.submitter)
+    for flag, name in (("--submitter", opts.submitter), ("--system", opts.system)):
+        fsutil.check_name_fits(name or "", opts.out, flag)
     opts = _with_round(opts, console)
     _check_round(opts)
-    out = Path(opts.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SubtoolError(f"cannot create the output directory: {exc.strerror}", path=out,
-                           rule="run.out_dir") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise SubtoolError("output directory is not writable", path=out, rule="run.out_dir")
     selected = _selected(opts)
+    out = Path(opts.out)
+
+    def waiting(pid: str) -> None:
+        console.print(f"waiting for subtool pid {pid}, which is writing to {out} (--wait)", markup=False,
+                      highlight=False, soft_wrap=True)
+
+    with exclusive(out, wait=opts.wait, on_wait=waiting):
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise SubtoolError("output directory is not writable", path=out, rule="run.out_dir")
+        for left in remove_leftovers(out):
+            console.print(f"removed what an interrupted run left: {left}", markup=False, highlight=False,
+                          soft_wrap=True)
+        return _run_stages(opts, out, selected, console)
+
+
+def _run_stages(opts: PipelineOptions, out: Path, selected: list[str], console) -> Outcome:
     state = State(out / "state.json")
-    paths = {"runs": out / "runs", "tree": out / "submission", "full_logs": out / "full_logs",
-             "check": out / "check", "artifacts": out / "artifacts"}
-    run_dir = paths["runs"] / opts.model / _scenario_name(opts.scenario)
-    waive = short_run_waivers(_scenario_name(opts.scenario), opts.run_style)
+    paths = out_paths(out, opts.version)
+    _check_tree_round(state, out, paths["tree"], opts.version)
+    scenario = _scenario_name(opts.scenario)
+    run_dir = paths["runs"] / opts.model / scenario
+    result_key, tree_key = f"{opts.model}/{scenario}", str(paths["tree"].relative_to(out))
+    waive = short_run_waivers(scenario, opts.run_style)
     outcome = Outcome(out=out, stages={s: "not asked" for s in STAGES})
     if not opts.fork:
         outcome.stages["publish"] = "not asked (no --fork)"
     started = time.time()
+    stage = _stage_runner(opts, state, selected, outcome, console)
+    run_digest = _run_and_package(opts, stage, paths, run_dir, result_key, outcome, console)
+    state.data["trees"][tree_key] = opts.version
 
-    def stage(name: str, fingerprint: str, action):
-        if name not in selected:
-            return None
-        index = STAGES.index(name) + 1
-        done = None if opts.force else state.finished(name, fingerprint)
-        if done is not None:
-            console.print(f"[dim][{index}/5] {name}: unchanged since {done['at']}, skipped[/]")
-            outcome.stages[name] = "skipped (unchanged)"
-            return done["outputs"]
-        console.rule(f"[bold][{index}/5] {name}")
-        state.mark(name, "running", fingerprint)
-        t0 = time.time()
-        try:
-            _failpoint(name, "start")
-            outputs = action()
-            _failpoint(name, "end")
-        except KeyboardInterrupt:
-            console.print(f"[red]interrupted in {name}[/]: nothing half-written; run the same command again "
-                          "to resume from this stage")
-            raise
-        except SubtoolError as err:
-            err.hint = err.hint or "fix this, then run the same command again: finished stages are kept"
-            raise
-        state.mark(name, "done", fingerprint, outputs)
-        outcome.stages[name] = f"done in {time.time() - t0:.1f} s"
-        return outputs
+    # 3. check, 4. pack, 5. publish read only the tree: one digest after packaging serves all three
+    tree_id = tree_digest(paths["tree"])
+    check_inputs = _fingerprint("check", tree_id, opts.version, sorted(waive))
+    check_out = stage("check", check_inputs, lambda: _do_check(opts, paths, waive, console), key=tree_key,
+                      intact=lambda done: all((paths["check"] / f).is_file() for f in ("summary.csv", "report.json")))
+    if "ok" in (check_out or {}):
+        outcome.check_ok = bool(check_out["ok"])
+        outcome.findings = check_out.get("findings", [])
+    pack_inputs = _fingerprint("pack", tree_id, run_digest, opts.name, opts.version, sorted(waive))
+    pack_out = stage("pack", pack_inputs, lambda: _do_pack(opts, run_dir, paths, waive, console), key=tree_key,
+                     intact=lambda done: all((paths["artifacts"] / Path(p).name).is_file()
+                                             for p in done["outputs"].get("artifacts", {}).values()))
+    if pack_out:
+        outcome.artifacts = pack_out.get("artifacts", {})
+    if opts.fork:
+        pub_inputs = _fingerprint("publish", tree_id, opts.fork, opts.upstream, opts.base, opts.no_pr)
+        pub_out = stage("publish", pub_inputs, lambda: _do_publish(opts, paths, console), key=tree_key)
+        if pub_out:
+            outcome.publish = pub_out
+    _print_summary(outcome, console, time.time() - started)
+    return outcome
 
-    # 1. run
-    run_inputs = _fingerprint("run", opts.model, _scenario_name(opts.scenario), opts.run_style, opts.target_qps,
+
+def _run_and_package(opts: PipelineOptions, stage, paths: dict, run_dir: Path, result_key: str, outcome: Outcome,
+                     console) -> str:
+    """Stages 1 and 2, both keyed by model/scenario; returns the run directory's digest."""
+    scenario = run_dir.name
+    # 1. run: finished only while its run directory is as it was left (same digest)
+    run_digest = tree_digest(run_dir)
+    run_inputs = _fingerprint("run", opts.model, scenario, opts.run_style, opts.target_qps,
                               opts.backend, opts.batch_size, _file_identity(opts.model_path),
                               _file_identity(opts.dataset_path), *([opts.extra] if opts.extra else []),
                               *([tests] if (tests := _compliance_tests(opts)) else []),
                               *([opts.version] if opts.version != DEFAULT_VERSION else []))   # its seeds
-    stage("run", run_inputs, lambda: _do_run(opts, paths["runs"], tests, console))
-    run_record = _read_run_record(run_dir)
-    outcome.run = _headline(run_record)
+    run_out = stage("run", run_inputs, lambda: _do_run(opts, paths["runs"], tests, console), key=result_key,
+                    intact=lambda done: done["outputs"].get("digest", run_digest) == run_digest
+                    and (run_dir / "run.json").is_file())
+    if outcome.stages["run"].startswith("done"):          # it ran just now: its digest is the new one
+        run_digest = run_out.get("digest") or tree_digest(run_dir)
+    outcome.run = _headline(_read_run_record(run_dir))
 
-    # 2. package
-    system_file_id = _file_identity(opts.system_file)
-    run_digest = tree_digest(run_dir)      # the run dir holds the full accuracy log: hash it once
+    # 2. package: finished while the tree still holds what it packaged
     pkg_inputs = _fingerprint("package", run_digest, opts.submitter, opts.division, opts.system,
-                              system_file_id, opts.version)
-    stage("package", pkg_inputs, lambda: _do_package(opts, run_dir, paths, console))
+                              _file_identity(opts.system_file), opts.version)
+    stage("package", pkg_inputs, lambda: _do_package(opts, run_dir, paths, console), key=result_key,
+          intact=lambda done: bool(done["outputs"].get("result_dirs"))
+          and all((paths["tree"] / d).is_dir() for d in done["outputs"]["result_dirs"]))
+    return run_digest
 
-    # 3. check
-    # check, pack and publish only read the tree: one digest after packaging serves all three
-    tree_id = tree_digest(paths["tree"])
-    check_inputs = _fingerprint("check", tree_id, opts.version, sorted(waive))
-    check_out = stage("check", check_inputs, lambda: _do_check(opts, paths, waive, console))
-    if check_out is None:
-        check_out = (state.data["stages"].get("check") or {}).get("outputs") or {}
-    if "ok" in check_out:
-        outcome.check_ok = bool(check_out["ok"])
-        outcome.findings = check_out.get("findings", [])
 
-    # 4. pack
-    pack_inputs = _fingerprint("pack", tree_id, run_digest, opts.name,
-                               opts.version, sorted(waive))
-    pack_out = stage("pack", pack_inputs, lambda: _do_pack(opts, run_dir, paths, waive, console))
-    if pack_out:
-        outcome.artifacts = pack_out.get("artifacts", {})
+def _stage_runner(opts: PipelineOptions, state: State, selected: list[str], outcome: Outcome, console):
+    """`stage(name, fingerprint, action, key, intact)`: skip a finished stage whose inputs did not change and
+    whose outputs are still intact, else run it, recording running → done (or interrupted) in state.json."""
 
-    # 5. publish
-    if opts.fork:
-        pub_inputs = _fingerprint("publish", tree_id, opts.fork, opts.upstream, opts.base,
-                                  opts.no_pr)
-        pub_out = stage("publish", pub_inputs, lambda: _do_publish(opts, paths, console))
-        if pub_out:
-            outcome.publish = pub_out
+    def stage(name: str, fingerprint: str, action, *, key: str, intact=None):
+        if name not in selected:
+            done = state.finished(name, fingerprint, key)
+            return done["outputs"] if done else None
+        index = STAGES.index(name) + 1
+        done = None if opts.force else state.finished(name, fingerprint, key)
+        if done is not None and (intact is None or intact(done)):
+            console.print(f"[dim][{index}/5] {name}: unchanged since {done['at']}, skipped[/]")
+            outcome.stages[name] = "skipped (unchanged)"
+            return done["outputs"]
+        console.rule(f"[bold][{index}/5] {name}")
+        state.mark(name, "running", fingerprint, key=key)
+        t0 = time.time()
 
-    _print_summary(outcome, console, time.time() - started)
-    return outcome
+        def interrupted() -> None:      # also run by the signal watchdog when the main thread cannot unwind
+            state.mark(name, "interrupted", fingerprint, key=key)
+
+        fsutil.EMERGENCY_CALLBACKS.append(interrupted)
+        try:
+            _failpoint(name, "start")
+            outputs = action()
+            _failpoint(name, "end")
+        except KeyboardInterrupt as exc:
+            interrupted()
+            why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            console.print(f"[red]{why} in {name}[/]: nothing half-written; run the same command again "
+                          "to resume from this stage", highlight=False, soft_wrap=True)
+            interruption_explained(True)      # the CLI prints no second line
+            raise
+        except SubtoolError as err:
+            err.hint = err.hint or "fix this, then run the same command again: finished stages are kept"
+            raise
+        finally:
+            fsutil.EMERGENCY_CALLBACKS.remove(interrupted)
+        state.mark(name, "done", fingerprint, outputs, key=key)
+        outcome.stages[name] = f"done in {time.time() - t0:.1f} s"
+        return outputs
+
+    return stage
+
+
+def _check_tree_round(state: State, out: Path, tree: Path, version: str) -> None:
+    """A tree holds one round: refuse to add results of another round to a tree state.json says is not it."""
+    recorded = state.data["trees"].get(str(tree.relative_to(out)))
+    if recorded and recorded != version and tree.exists():
+        raise SubtoolError(f"the tree holds {recorded} results and this run is for {version}; a tree holds one "
+                           "round", path=tree, rule="pipeline.round_mismatch",
+                           hint=f"use --version {recorded}, or another --out for {version}")
 
 
 def _scenario_name(scenario: str) -> str:
@@ -331,7 +405,8 @@ def _do_run(opts: PipelineOptions, runs: Path, compliance: list[str], console) -
         dataset_path=opts.dataset_path, out=runs, run_style=opts.run_style, target_qps=opts.target_qps,
         backend=opts.backend, batch_size=opts.batch_size, extra=dict(opts.extra), compliance=compliance,
         argv=opts.argv, round=opts.version), console=console)
-    return {"run_dir": str(runs / record["model"] / record["scenario"])}
+    run_dir = runs / record["model"] / record["scenario"]
+    return {"run_dir": str(run_dir), "digest": tree_digest(run_dir)}
 
 
 def _read_run_record(run_dir: Path) -> dict:
@@ -356,11 +431,16 @@ def _headline(record: dict) -> dict:
 def _do_package(opts: PipelineOptions, run_dir: Path, paths: dict, console) -> dict:
     from subtool.submission.package import PackageOptions, package_results
 
-    result = package_results(PackageOptions(
-        from_dirs=[run_dir], perf=None, acc=None, compliance=[], model=None, scenario=None,
-        submitter=opts.submitter, division=opts.division, system=opts.system, system_file=opts.system_file,
-        version=opts.version, out=paths["tree"], full_logs=paths["full_logs"], force=True), console=console)
-    return {"tree": str(paths["tree"]), "results": result.to_dict().get("results", [])}
+    with fsutil.undo_on_error(paths["tree"], paths["full_logs"]):   # a failure leaves no new folder or file
+        result = package_results(PackageOptions(
+            from_dirs=[run_dir], perf=None, acc=None, compliance=[], model=None, scenario=None,
+            submitter=opts.submitter, division=opts.division, system=opts.system, system_file=opts.system_file,
+            version=opts.version, out=paths["tree"], full_logs=paths["full_logs"], force=True), console=console)
+    results = result.to_dict().get("results", [])
+    tree = Path(paths["tree"]).resolve()
+    dirs = [os.path.relpath(Path(r["path"]).resolve(), tree) for r in results if r.get("path")]
+    return {"tree": str(paths["tree"]), "results": results,
+            "result_dirs": [d for d in dirs if not d.startswith("..")]}   # relative: an OUT copied elsewhere
 
 
 def _do_check(opts: PipelineOptions, paths: dict, waive: frozenset[str], console) -> dict:
@@ -401,8 +481,8 @@ def _print_summary(outcome: Outcome, console, seconds: float) -> None:
 
     run = outcome.run
     table = Table(title=f"subtool all — {seconds:.0f} s", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")      # a path too long for the width folds onto the next line, never cut
     label = f"{run.get('model')} {run.get('scenario')}"
     if run.get("demo"):
         label += " (embedded demo: random weights, open division)"

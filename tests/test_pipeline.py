@@ -81,6 +81,7 @@ def test_interrupted_stage_resumes_to_the_same_artifacts(reference_run, tmp_path
     state = json.loads((out / "state.json").read_text())
     for s in ("package", "check", "pack"):
         state["stages"].pop(s, None)
+        state.get("finished", {}).pop(s, None)
     (out / "state.json").write_text(json.dumps(state))
     for sub in ("submission", "full_logs", "check", "artifacts"):
         shutil.rmtree(out / sub, ignore_errors=True)
@@ -148,3 +149,173 @@ def test_official_checker_reports_only_the_short_run_duration(reference_run, tmp
     others = [e for e in errors if e not in duration and "NoResults" not in e and "SUMMARY" not in e
               and "Some performance checks" not in e]
     assert duration and not others, errors
+
+
+# ------------------------------------------------------------------ one writer per --out, SIGTERM, leftovers
+def _wait_for(predicate, timeout: float = 300, what: str = "") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _run_staging(runs: Path) -> list[Path]:
+    return [p for p in runs.iterdir() if p.name.endswith(".staging")] if runs.is_dir() else []
+
+
+def _leftovers(out: Path) -> list[Path]:
+    return [p for p in out.rglob(".*") if p.name.endswith((".staging", ".tmp")) or "staging-" in p.name]
+
+
+def test_a_second_command_on_one_out_stops_or_waits_and_sigterm_cleans_up(tmp_path):
+    """Two real `subtool all` on one --out: the second stops at once naming the first's pid (or queues with
+    --wait); SIGTERM (Slurm's time limit) to the first records the stage as interrupted, leaves nothing, 143."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "subtool.cli", "all", "--submitter", "TeamX", "--out", str(out)]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runs = out / "runs" / "bert-99"
+    _wait_for(lambda: any((p / "user.conf").exists() for p in _run_staging(runs)), what="the first run's staging")
+    assert (out / ".subtool.lock").read_text().strip() == str(first.pid)
+
+    t0 = time.time()
+    second = _all(out)
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert second.returncode == 2 and len(errors) == 1 and f"pid {first.pid}" in errors[0], second.stderr
+    assert time.time() - t0 < 30
+    assert _run_staging(runs), "the second command touched the first one's staging folder"
+
+    waiter_log = tmp_path / "waiter.err"
+    with open(waiter_log, "w") as err:
+        waiter = subprocess.Popen(cmd + ["--wait", "--only", "check"], stdout=subprocess.DEVNULL, stderr=err)
+    _wait_for(lambda: f"waiting for subtool pid {first.pid}" in waiter_log.read_text(), 60, "--wait to queue")
+
+    t0 = time.time()
+    first.send_signal(signal.SIGTERM)
+    _, first_err = first.communicate(timeout=120)
+    assert first.returncode == 143, first_err
+    assert time.time() - t0 < 30
+    assert "terminated (SIGTERM) in run" in first_err and "Traceback" not in first_err
+    assert json.loads((out / "state.json").read_text())["stages"]["run"]["status"] == "interrupted"
+    assert not (runs / "Offline").exists() and _leftovers(out) == []
+
+    assert waiter.wait(timeout=120) == 2        # it got OUT once the first was gone: there is no finished run
+    assert "no finished run" in waiter_log.read_text()
+
+
+def test_resume_is_keyed_by_model_and_scenario(reference_run, tmp_path):
+    """Another benchmark run (here interrupted) in the same --out does not make the finished one run again."""
+    out = tmp_path / "out"
+    shutil.copytree(reference_run[0], out)
+    run_json = (out / "runs/bert-99/Offline/run.json").read_bytes()
+    other = subprocess.Popen([sys.executable, "-m", "subtool.cli", "all", "--submitter", "TeamX", "--out", str(out),
+                              "--model", "bert-99.9"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: _run_staging(out / "runs" / "bert-99.9"), what="the bert-99.9 run")
+    other.send_signal(signal.SIGTERM)
+    assert other.wait(timeout=120) == 143
+    assert json.loads((out / "state.json").read_text())["stages"]["run"]["for"] == "bert-99.9/Offline"
+
+    proc = _all(out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    stages = json.loads(proc.stdout)["stages"]
+    assert all(stages[s] == "skipped (unchanged)" for s in STAGES_BEFORE_PUBLISH), stages
+    assert (out / "runs/bert-99/Offline/run.json").read_bytes() == run_json
+
+
+def test_the_next_run_removes_what_interrupted_writers_left(reference_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference_run[0], out)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = [out / "artifacts" / ".mlperf_submission_short.k2x9q_7a.staging" / "mlperf_submission_short.tar.gz",
+            out / "submission" / f".subtool-staging-open--TeamX--{dead.pid}" / "open" / "TeamX" / "x",
+            out / "full_logs" / "open" / f".mlperf_log_accuracy.json.{dead.pid}.tmp",
+            out / f".state.json.{dead.pid}.a1b2c3.tmp"]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half written")
+    live = out / "check" / f".summary.csv.{os.getpid()}.zz.tmp"     # a writer that is still alive: kept
+    live.write_text("being written")
+    proc = _all(out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert _leftovers(out) == [live]
+    assert (out / "artifacts" / "mlperf_submission_short.tar.gz").is_file()
+
+
+def _tmpfs(path: Path, size: str) -> bool:
+    path.mkdir()
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_package_on_a_full_disk_is_one_line_and_leaves_nothing(reference_run, tmp_path):
+    mnt = tmp_path / "small"
+    if not _tmpfs(mnt, "1m"):
+        pytest.skip("cannot mount a tmpfs here (not root); test_package_write_faults covers it by injection")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "subtool.cli", "package", "--from",
+                               str(reference_run[0] / "runs/bert-99/Offline"), "--submitter", "TeamX",
+                               "--out", str(mnt / "a" / "tree")], capture_output=True, text=True)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert proc.returncode == 2 and len(errors) == 1 and "[io.enospc]" in errors[0], proc.stderr
+        assert list(mnt.iterdir()) == []          # no empty folders, no partial copy of the 65 MB log
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+PACKAGE_FAULT = """\
+import errno, os, sys
+real_replace, real_fsync = os.replace, os.fsync
+fault = os.environ["FAULT"]
+def replace(src, dst, *a, **k):
+    if fault == "EXDEV" and "tree" in str(dst):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(src), None, str(dst))
+    return real_replace(src, dst, *a, **k)
+def fsync(fd):
+    if fault == "ENOSPC":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real_fsync(fd)
+os.replace, os.fsync = replace, fsync
+from subtool.cli import main
+sys.argv = ["subtool", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("fault", ["ENOSPC", "EXDEV"])
+def test_package_write_faults_are_one_line_and_leave_nothing(reference_run, tmp_path, fault):
+    proc = subprocess.run([sys.executable, "-c", PACKAGE_FAULT, "package", "--from",
+                           str(reference_run[0] / "runs/bert-99/Offline"), "--submitter", "TeamX",
+                           "--out", str(tmp_path / "out" / "tree")], capture_output=True, text=True,
+                          env={**os.environ, "FAULT": fault})
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and f"[io.{fault.lower()}]" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []         # the tree, its full logs and the folder above: all gone
+
+
+def test_another_round_gets_its_own_tree_and_never_overwrites_artifacts(reference_run, tmp_path):
+    """A result packed for another round goes to OUT/<round>/: the default round's tree and the artifacts that
+    said PASS stay as they were, byte for byte."""
+    out = tmp_path / "out"
+    shutil.copytree(reference_run[0], out)
+    before = _artifact_bytes(out)
+    tree_before = {str(p.relative_to(out)): p.read_bytes() for p in (out / "submission").rglob("*") if p.is_file()}
+    proc = _all(out, "--version", "v6.0", "--from-stage", "package", "--json")
+    assert proc.returncode in (0, 1), proc.stderr
+    doc = json.loads(proc.stdout)
+    assert all(Path(p).parent == out / "v6.0" / "artifacts" for p in doc["artifacts"].values())
+    assert (out / "v6.0" / "submission" / "open" / "TeamX").is_dir()
+    assert _artifact_bytes(out) == before
+    assert {str(p.relative_to(out)): p.read_bytes() for p in (out / "submission").rglob("*")
+            if p.is_file()} == tree_before
+
+    # a tree state.json records under another round (an older subtool's default) is refused, not mixed
+    state = json.loads((out / "state.json").read_text())
+    state["trees"]["submission"] = "v6.0"
+    (out / "state.json").write_text(json.dumps(state))
+    proc = _all(out, "--from-stage", "package")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "pipeline.round_mismatch" in errors[0], proc.stderr
+    assert _artifact_bytes(out) == before

@@ -67,3 +67,74 @@ def test_killed_between_the_two_renames_restores_the_previous_version(tmp_path):
         assert (final / "x").read_text() == "old"   # restored before the new staging started
         (d / "x").write_text("new")
     assert (final / "x").read_text() == "new"
+
+
+def test_undo_on_error_removes_only_what_the_block_made(tmp_path):
+    from subtool.fsutil import undo_on_error
+
+    existing = tmp_path / "logs"
+    (existing / "old").mkdir(parents=True)
+    (existing / "old" / "kept.json").write_text("from an earlier run")
+    new_root = tmp_path / "new" / "tree"
+    with pytest.raises(RuntimeError):
+        with undo_on_error(new_root, existing) as written:
+            (new_root / "open").mkdir(parents=True)
+            (existing / "old" / "kept.json").write_text("rewritten in place")   # listed, but was there before
+            (existing / "fresh" / "deep").mkdir(parents=True)
+            (existing / "fresh" / "deep" / "copy.json").write_text("half")
+            written += [existing / "old" / "kept.json", existing / "fresh" / "deep" / "copy.json"]
+            raise RuntimeError("disk full")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]            # the new root and its parent: gone
+    assert sorted(str(p.relative_to(existing)) for p in existing.rglob("*")) == ["old", "old/kept.json"]
+
+
+def test_undo_on_error_turns_an_oserror_into_one_line(tmp_path):
+    import errno
+
+    from subtool.errors import SubtoolError
+    from subtool.fsutil import undo_on_error
+
+    with pytest.raises(SubtoolError) as info:
+        with undo_on_error(tmp_path / "tree"):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+    assert info.value.rule == "io.exdev" and info.value.exit_code == 2 and str(tmp_path / "tree") in str(info.value)
+
+
+def test_remove_leftovers_keeps_a_live_writers_files(tmp_path):
+    from subtool.fsutil import remove_leftovers
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        gone = [tmp_path / f".a.json.{dead.pid}.x.tmp", tmp_path / "sub" / ".pack.abc_def1.staging"]
+        kept = [tmp_path / f".b.json.{child.pid}.y.tmp", tmp_path / "visible.tmp", tmp_path / ".git" / ".c.tmp"]
+        for p in gone + kept:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            (p.mkdir() if p.name.endswith(".staging") else p.write_text("x"))
+        assert sorted(remove_leftovers(tmp_path)) == sorted(gone)
+        assert all(p.exists() for p in kept) and not any(p.exists() for p in gone)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_exclusive_refuses_a_second_holder_with_its_pid(tmp_path):
+    from subtool.errors import SubtoolError
+    from subtool.fsutil import exclusive
+
+    code = ("import sys, time; from subtool.fsutil import exclusive\n"
+            "with exclusive(sys.argv[1]):\n"
+            "    print('held', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SubtoolError) as info:
+            with exclusive(tmp_path):
+                pass
+        assert info.value.rule == "out.locked" and f"pid {holder.pid}" in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive(tmp_path) as lock:       # the kernel dropped the killed holder's lock
+        assert lock.read_text().strip() == str(os.getpid())
