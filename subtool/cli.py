@@ -299,15 +299,10 @@ def check(
     """Check a submission tree with the official rules; exit 0 only when there are no errors."""
     _outputs(("--csv", csv, False), ("--report", report, False))
     from subtool.checker.api import CheckOptions, check_tree
-    from subtool.checker.report import (
-        check_output_path, print_human, report_to_dict, write_report_json, write_summary_csv,
-    )
+    from subtool.checker.report import print_human, report_to_dict, write_report_json, write_summary_csv
     from subtool.submission.round_models import choose_round_for_tree
 
     try:
-        for option, path in (("--csv", csv), ("--report", report)):
-            if path:
-                check_output_path(path, option)
         version = _said(choose_round_for_tree(tree, version)).version
         opts = CheckOptions(version=version, submitter=submitter, waive=frozenset(waive),
                             skip_compliance=skip_compliance, official=official)
@@ -536,10 +531,6 @@ def ci(
     opts = CiOptions(checkout=checkout, base_ref=base_ref, version=version, waive=frozenset(waive),
                      skip_compliance=skip_compliance, summary=summary)
     try:
-        if summary:
-            from subtool.checker.report import check_output_path
-
-            check_output_path(summary, "--summary")
         outcome = run_ci(opts, console=_console())
     except SubtoolError as err:
         _fail(err)

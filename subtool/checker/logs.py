@@ -248,7 +248,9 @@ _FLOAT_MAX = int(sys.float_info.max)
 
 
 def _finite_int(text: str) -> int:
-    value = int(text)   # (over Python's digit limit: ValueError, a reason like any malformed number)
+    if len(text.lstrip("-")) > 309:   # past any float, and int() would refuse it past Python's digit limit
+        raise _NonFiniteNumber(text[:20] + "…")
+    value = int(text)
     if abs(value) > _FLOAT_MAX:   # no rule could compare or divide it as a float
         raise _NonFiniteNumber(text[:20] + "…")
     return value

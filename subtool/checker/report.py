@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -43,27 +42,6 @@ def _official_dict(diff: object) -> object:
         return None
     to_dict = getattr(diff, "to_dict", None)
     return to_dict() if callable(to_dict) else diff
-
-
-def check_output_path(path: str | Path, option: str) -> None:
-    """Refuse, before any checking, an output path that cannot become a file: one line, exit 2."""
-    path = Path(path)
-    if path.is_dir():
-        raise SubtoolError(f"{option} names a folder, not a file", path=path, rule="cli.output",
-                           hint=f"give a file path, e.g. {option} {path / _DEFAULT_NAME.get(option, 'out')}",
-                           exit_code=EXIT_USAGE)
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise SubtoolError(f"{option}: {parent} is not a folder, so nothing can be written below it", path=path,
-                           rule="cli.output", hint="choose a path whose parents are folders", exit_code=EXIT_USAGE)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SubtoolError(f"{option}: no permission to write in {parent}", path=path, rule="cli.output",
-                           hint="choose a folder you can write to", exit_code=EXIT_USAGE)
-
-
-_DEFAULT_NAME = {"--csv": "summary.csv", "--report": "report.json", "--summary": "summary.md"}
 
 
 def _written(option: str, path: str | Path, write) -> Path:
@@ -157,5 +135,5 @@ def _print_finding(console, f, escape) -> None:
         console.print(f"            fix: {escape(f.hint)}", highlight=False, soft_wrap=True)
 
 
-__all__ = ["check_output_path", "print_human", "report_to_dict", "write_report_json", "write_summary_csv",
+__all__ = ["print_human", "report_to_dict", "write_report_json", "write_summary_csv",
            "summary_csv_text"]

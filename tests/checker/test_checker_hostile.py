@@ -308,7 +308,7 @@ def test_an_output_path_that_is_a_folder_is_one_line_exit_2(case_trees, tmp_path
     result = runner.invoke(app, ["check", str(case_trees["bert_closed_valid"]), option, str(tmp_path)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and "[cli.output]" in errors[0] and "folder" in errors[0]
+    assert len(errors) == 1 and option in errors[0] and "[io.eisdir]" in errors[0] and "directory" in errors[0]
     assert "results pass" not in result.stderr   # refused before checking
 
 
@@ -317,7 +317,7 @@ def test_an_output_path_below_a_file_is_one_line_exit_2(case_trees, tmp_path):
     blocker.write_text("x")
     result = runner.invoke(app, ["check", str(case_trees["bert_closed_valid"]), "--report",
                                  str(blocker / "sub" / "report.json")])
-    assert result.exit_code == 2 and "[cli.output]" in result.stderr and "Traceback" not in result.output
+    assert result.exit_code == 2 and "[io.enotdir]" in result.stderr and "Traceback" not in result.output
 
 
 # ------------------------------------------------------------------- 7 in `subtool ci`: the PR gate
@@ -364,4 +364,4 @@ def test_ci_summary_that_is_a_folder_is_one_line_exit_2(tmp_path):
     result = runner.invoke(app, ["ci", str(repo), "--base-ref", "HEAD~1", "--summary", str(tmp_path)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and "[cli.output]" in errors[0]
+    assert len(errors) == 1 and "--summary" in errors[0] and "[io.eisdir]" in errors[0]
