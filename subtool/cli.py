@@ -416,6 +416,8 @@ def all_(
     upstream: Optional[str] = typer.Option(None, help="OWNER/REPO for the pull request."),
     base: str = typer.Option("main", help="Base branch for publishing."),
     no_pr: bool = typer.Option(False, help="Publish: push only."),
+    allow_short: bool = typer.Option(False, help="Publish: allow DEMO / short-run results, marked as such."),
+    replace: bool = typer.Option(False, help="Publish: the branch holds this tree only (default: add to it)."),
     from_stage: Optional[str] = typer.Option(None, help="Start at this stage (run, package, check, pack, publish)."),
     only: Optional[str] = typer.Option(None, help="Run only this stage."),
     force: bool = typer.Option(False, help="Re-run stages even when their inputs did not change."),
@@ -450,7 +452,7 @@ def all_(
         submitter=submitter, model=model, scenario=scenario, model_path=model_path, dataset_path=dataset_path,
         out=out, run_style=run_style, division=division, system=system, system_file=system_file,
         version=version, name=name, target_qps=target_qps, backend=backend, batch_size=batch_size, fork=fork,
-        upstream=upstream, base=base, no_pr=no_pr, from_stage=from_stage, only=only, force=force, extra=extra,
+        upstream=upstream, base=base, no_pr=no_pr, allow_short=allow_short, replace=replace, from_stage=from_stage, only=only, force=force, extra=extra,
         compliance=compliance, argv=["subtool", *sys.argv[1:]], wait=wait,
     )
     try:

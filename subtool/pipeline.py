@@ -46,6 +46,8 @@ class PipelineOptions:
     upstream: str | None = None
     base: str = "main"
     no_pr: bool = False
+    allow_short: bool = False     # publish: DEMO / short-run trees are refused unless asked for (and then marked)
+    replace: bool = False         # publish: the branch holds this tree only
     from_stage: str | None = None
     only: str | None = None
     force: bool = False
@@ -267,7 +269,8 @@ def _run_stages(opts: PipelineOptions, out: Path, selected: list[str], console) 
     if pack_out:
         outcome.artifacts = pack_out.get("artifacts", {})
     if opts.fork:
-        pub_inputs = _fingerprint("publish", tree_id, opts.fork, opts.upstream, opts.base, opts.no_pr)
+        pub_inputs = _fingerprint("publish", tree_id, opts.fork, opts.upstream, opts.base, opts.no_pr,
+                                  opts.allow_short, opts.replace)
         pub_out = stage("publish", pub_inputs, lambda: _do_publish(opts, paths, console), key=tree_key)
         if pub_out:
             outcome.publish = pub_out
@@ -472,7 +475,7 @@ def _do_publish(opts: PipelineOptions, paths: dict, console) -> dict:
     result = publish_tree(PublishOptions(
         tree=paths["tree"], fork=opts.fork, upstream=opts.upstream, base=opts.base, branch=None, title=None,
         api_url=os.environ.get("GITHUB_API_URL"), token_env=None, no_pr=opts.no_pr, dry_run=False,
-        cache=Path(opts.out) / ".publish-cache"), console=console)
+        cache=Path(opts.out) / ".publish-cache", allow_short=opts.allow_short, replace=opts.replace), console=console)
     return result.to_dict()
 
 
