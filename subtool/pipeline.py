@@ -381,7 +381,9 @@ def _do_check(opts: PipelineOptions, paths: dict, waive: frozenset[str], console
 def _do_pack(opts: PipelineOptions, run_dir: Path, paths: dict, waive: frozenset[str], console) -> dict:
     from subtool.submission.pack import PackOptions, pack_tree
 
-    result = pack_tree(PackOptions(tree=paths["tree"], out=paths["artifacts"], name=opts.name, runs=[run_dir],
+    # this run, and every earlier run under runs/ whose results the tree holds: .run/.tstamps cover them all
+    result = pack_tree(PackOptions(tree=paths["tree"], out=paths["artifacts"], name=opts.name,
+                                   runs=[run_dir, paths["runs"]],
                                    version=opts.version, waive=waive), console=console)
     return {"ok": bool(result.ok), "artifacts": {k: str(v) for k, v in result.artifacts.items()}}
 

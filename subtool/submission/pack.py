@@ -24,10 +24,11 @@ from pathlib import Path
 from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
-from subtool.submission.pack_inputs import RunInfo, TreeInfo, read_run_dir, scan_tree
+from subtool.submission.pack_inputs import RunInfo, TreeInfo, scan_tree
 from subtool.submission.pack_manifest import Manifest, parse_manifest
 from subtool.submission.pack_report import (FindingView, ReportInput, ResultView, relative_finding_path,
                                              render_report)
+from subtool.submission.pack_runs import collect_runs
 from subtool.submission.pack_runscript import PackCommand, render_run_script, render_tstamps
 from subtool.submission.pack_summary import render_summary_json
 from subtool.submission.pack_tarball import DIVISIONS, iter_tree, read_tarball, write_tarball
@@ -223,7 +224,9 @@ def _write_text(path: Path, text: str) -> str:
 
 def pack_tree(opts: PackOptions, console=None) -> PackResult:
     tree, out = _check_options(opts)
-    runs = [read_run_dir(Path(p)) for p in opts.runs]
+    tree_info = scan_tree(tree)
+    packed = collect_runs([Path(p) for p in opts.runs], tree_info)   # every run whose results the tree holds
+    runs = packed.runs
     waive = frozenset(opts.waive)
     names = artifact_names(opts.name)
     say = console.print if console is not None else (lambda *a, **k: None)
@@ -248,7 +251,6 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
             f"({stats.size / 1e6:.1f} MB)", highlight=False)
         verdict = _verdict(report)
         findings = _finding_views(report, tree)
-        tree_info = scan_tree(tree)
         run_style = _run_style(runs, report, tree_info, waive)
         demo = any(r.demo for r in runs) or any(_marked_demo(s) for s in tree_info.systems)
 
@@ -258,10 +260,10 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
         hashes = {names["tarball"]: stats.sha256, names["summary_csv"]: sha256_file(staged["summary_csv"])}
         command = PackCommand(tree=Path(opts.tree), out=Path(opts.out), name=opts.name, runs=[Path(r) for r in opts.runs],
                               version=opts.version, waive=tuple(sorted(waive)))
-        hashes[names["run"]] = _write_text(staged["run"], render_run_script(opts.name, runs, tree_info, command,
+        hashes[names["run"]] = _write_text(staged["run"], render_run_script(opts.name, packed, tree_info, command,
                                                                             run_style))
         os.chmod(staged["run"], 0o755)   # a script someone can re-run as ./<name>.run
-        tstamps = render_tstamps(runs, tree_info)
+        tstamps = render_tstamps(packed, tree_info)
         hashes[names["tstamps"]] = _write_text(staged["tstamps"], tstamps)
         rows = list(getattr(report, "rows", []) or [])
         hashes[names["md"]] = _write_text(staged["md"], render_report(ReportInput(

@@ -182,6 +182,57 @@ def _system_type(benches) -> str:
     return "datacenter,edge"
 
 
+_SUITES = ("datacenter", "edge")
+# Fields a joining result may widen in a system description already in the tree (never narrow).
+MERGED_SYSTEM_FIELDS = ("system_type", "number_of_nodes")
+
+
+def _suites_of(system_type: object) -> set[str]:
+    return {p.strip() for p in str(system_type or "").lower().split(",") if p.strip() in _SUITES}
+
+
+def merged_system_type(current: object, benches) -> str:
+    """The type that lists every benchmark: the current one when it already does, else widened to
+    `datacenter,edge` (the official checker's form for a system in both suites)."""
+    suites = _suites_of(current)
+    if not suites:
+        return _system_type(benches)
+    for bench in benches:
+        if not suites & set(bench.suites):
+            suites.add(bench.suites[0])
+    return "datacenter,edge" if suites == set(_SUITES) else suites.pop()
+
+
+def run_nodes(imp: ImportedResult) -> int:
+    """Nodes a run spread over, from run.json's SUT record (Ray: the node of each worker); 1 when it says none."""
+    sut = (imp.run or {}).get("sut")
+    workers = sut.get("per_worker") if isinstance(sut, dict) else None
+    nodes = {str(w["node"]) for w in workers or [] if isinstance(w, dict) and w.get("node")}
+    return max(1, len(nodes))
+
+
+def _as_count(value: object) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return 0
+
+
+def _existing_system(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _merged_fields(current: dict, imps: list[ImportedResult]) -> dict:
+    """system_type and number_of_nodes that hold the results already described and the joining ones."""
+    nodes = max([_as_count(current.get("number_of_nodes")), *(run_nodes(i) for i in imps)])
+    return {"system_type": merged_system_type(current.get("system_type"), [i.bench for i in imps]),
+            "number_of_nodes": nodes}
+
+
 def _user_conf_text(imp: ImportedResult) -> str:
     if imp.user_conf is not None:
         text = imp.user_conf.read_text(encoding="utf-8", errors="replace")
@@ -368,7 +419,8 @@ def package_results(opts: PackageOptions, console=None, *, accuracy_scorer: Accu
     descriptions: dict[tuple[str, str], SystemDescription] = {}
     for (division, system), info in systems.items():
         desc = info["detected"]
-        desc = apply_overrides(desc, {"system_type": _system_type(i.bench for i in system_inputs[(division, system)])})
+        current = _existing_system(out / layout.system_json(division, submitter, system))
+        desc = apply_overrides(desc, _merged_fields(current, system_inputs[(division, system)]))
         if info["meta"]:
             desc = apply_overrides(desc, {k: v for k, v in info["meta"].items() if v not in (None, "")})
         desc = apply_overrides(desc, sys_overrides)
@@ -472,7 +524,11 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
                 current = json.loads(target.read_text(encoding="utf-8"))
             except ValueError:
                 current = None
-            if current != desc.fields:
+            if isinstance(current, dict) and _only_merged_fields_differ(current, desc.fields, opts):
+                _write_text(target, json.dumps({**current, **{k: desc.fields[k] for k in MERGED_SYSTEM_FIELDS}},
+                                               indent=2) + "\n")
+                result.notes.append(_widened_note(rel, current, desc.fields))
+            elif current != desc.fields:
                 if opts.system_file is not None and opts.force:
                     _write_text(target, desc.to_json())
                     result.notes.append(f"replaced {rel} (--force with --system-file)")
@@ -482,6 +538,10 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
                                        hint="pass --force to replace it, or edit the file in the tree")
                 else:
                     result.notes.append(f"kept the existing {rel} (detected values not applied)")
+                    widened = {k: desc.fields[k] for k in MERGED_SYSTEM_FIELDS if current.get(k) != desc.fields[k]}
+                    if isinstance(current, dict) and widened:
+                        _write_text(target, json.dumps({**current, **widened}, indent=2) + "\n")
+                        result.notes.append(_widened_note(rel, current, desc.fields))
         else:
             _write_text(target, desc.to_json())
             if desc.guessed:
@@ -536,6 +596,19 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
                                         f"official checker rejects files over 50 MB")
 
 
+def _only_merged_fields_differ(current: dict, fields: dict, opts: PackageOptions) -> bool:
+    """The description in the tree is the one these results would get, but for the fields they widen."""
+    rest = [k for k in set(current) | set(fields) if k not in MERGED_SYSTEM_FIELDS]
+    return (any(current.get(k) != fields.get(k) for k in MERGED_SYSTEM_FIELDS)
+            and all(current.get(k) == fields.get(k) for k in rest)
+            and (opts.system_file is None or not opts.force))
+
+
+def _widened_note(rel: Path, current: dict, fields: dict) -> str:
+    changes = [f"{k} {current.get(k)!r} → {fields[k]!r}" for k in MERGED_SYSTEM_FIELDS if current.get(k) != fields[k]]
+    return f"updated {rel} for the results joining it: {', '.join(changes)}"
+
+
 def _write_documents(root: Path, layout: Layout, division: str, submitter: str, items: list[_Planned]) -> None:
     """documentation/ and src/ (code/): written when missing, never overwritten (the submitter may edit them)."""
     entries = [(p.key, p.imp) for p in items]
@@ -551,9 +624,13 @@ def _write_documents(root: Path, layout: Layout, division: str, submitter: str, 
     if any(p.imp.kind == "run_dir" for p in items):
         import subtool
 
-        copied = f"subtool-{__version__}"
+        copied = documents.SOURCE_DIR
         if not (src / copied).exists():
             documents.copy_source_tree(Path(subtool.__file__).parent, src / copied / "subtool")
+        # an installable project: `pip install './src/subtool-<version>[run]'` works from the tree alone
+        for name, text in (("pyproject.toml", documents.source_pyproject()), ("README.md", documents.source_readme())):
+            if not (src / copied / name).exists():
+                _write_text(src / copied / name, text)
     if not (src / "README.md").exists():
         _write_text(src / "README.md", documents.src_readme(entries, copied=copied))
     for model in sorted({p.key.model for p in items}):
