@@ -36,6 +36,7 @@ STAGING_PREFIX = ".subtool-staging-"
 FILE_SIZE_LIMIT = 50 * 1024 * 1024     # the official checker's per-file limit
 MAX_PARALLEL_RESULTS = 4
 ASIDE_PREFIX = ".subtool-old-"
+FULL_LOGS_DIR = ".full_logs"            # default home of the untruncated accuracy logs, inside --out
 _USER_CONF_KEYS = (("target_qps", "target_qps"), ("target_latency_ns", None), ("min_duration_ms", "min_duration"),
                    ("min_query_count", "min_query_count"), ("max_query_count", "max_query_count"),
                    ("samples_per_query", None))
@@ -380,7 +381,8 @@ def package_results(opts: PackageOptions, console=None, *, accuracy_scorer: Accu
     if opts.system is not None:
         check_name(opts.system, "system name", flag="--system")
     out = Path(opts.out).expanduser()
-    full_logs = Path(opts.full_logs).expanduser() if opts.full_logs else out.with_name(out.name + "_full_logs")
+    # inside what the user named (hidden: not part of the tree, never packed or published), or where they chose
+    full_logs = Path(opts.full_logs).expanduser() if opts.full_logs else out / FULL_LOGS_DIR
     sys_overrides, meas_overrides = split_overrides(load_overrides(opts.system_file)) if opts.system_file \
         else ({}, {})
     imported = _gather(opts)

@@ -27,6 +27,7 @@ from subtool.schemas import load_schema
 
 SCHEMA_NAME = "system_desc"
 NOT_DETECTED = "not detected"
+CPU_ONLY_ACCELERATOR = "N/A (CPU only)"
 # Keys of an overrides file that are not system fields.
 MEASUREMENTS_KEY = "measurements"
 
@@ -224,7 +225,7 @@ def default_system_name(fields: dict[str, Any], *, demo: bool = False) -> str:
     cpu = f"{fields.get('host_processors_per_node', 1)}x{_short_cpu(str(fields.get('host_processor_model_name', 'CPU')))}"
     n_acc = str(fields.get("accelerators_per_node", "0")).strip()
     name = cpu
-    if n_acc not in ("0", "") and fields.get("accelerator_model_name") not in (None, "", "N/A"):
+    if n_acc not in ("0", "") and fields.get("accelerator_model_name") not in (None, "", "N/A", CPU_ONLY_ACCELERATOR):
         name = f"{n_acc}x{'_'.join(str(fields['accelerator_model_name']).split())}_{cpu}"
     name = re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("._")
     if demo and "demo" not in name.lower():
@@ -290,8 +291,9 @@ def detect_system(*, submitter: str, division: str, system_type: str = "edge",
         if len(gpus) > 1:
             guessed += ["accelerator_interconnect", "accelerator_interconnect_topology"]
     else:
-        # CPU-only: the checker reads 0 as "empty", so the count is the string "0".
-        f.update({"accelerators_per_node": "0", "accelerator_model_name": "N/A",
+        # CPU-only: the checker reads 0 as "empty", so the count is the string "0". The model name reaches the
+        # summary, where a bare "N/A" becomes null in the JSON (pandas reads it as missing) but stays in the CSV.
+        f.update({"accelerators_per_node": "0", "accelerator_model_name": CPU_ONLY_ACCELERATOR,
                   "accelerator_memory_capacity": "N/A", "accelerator_memory_configuration": "N/A",
                   "accelerator_frequency": "N/A", "accelerator_host_interconnect": "N/A",
                   "accelerator_interconnect": "N/A", "accelerator_interconnect_topology": "N/A",

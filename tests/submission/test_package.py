@@ -71,8 +71,8 @@ def test_run_dir_to_v61_tree(pkg_lg, tmp_path):
     readme = (result / "README.md").read_text()
     assert "Run style: short — not submittable: min_duration waived" in readme
     assert "subtool run --model bert-99 --scenario Offline" in readme
-    # nothing but the tree at the root; no staging left behind
-    assert sorted(p.name for p in out.iterdir()) == ["closed"]
+    # nothing but the tree (and the hidden full logs) at the root; no staging left behind
+    assert sorted(p.name for p in out.iterdir()) == [".full_logs", "closed"]
 
 
 def test_accuracy_log_truncated_officially_and_full_log_kept(pkg_lg, tmp_path, pkg_accuracy_line):
@@ -89,7 +89,11 @@ def test_accuracy_log_truncated_officially_and_full_log_kept(pkg_lg, tmp_path, p
     assert (acc / "accuracy.txt").read_text() == f"{pkg_accuracy_line}\n\nhash={sha}\n"
     full = res.full_logs / "closed/TeamX/box1/bert-99/Offline/accuracy/mlperf_log_accuracy.json"
     assert full.read_bytes() == original
-    assert res.full_logs == tmp_path / "tree_full_logs"
+    # kept inside what the user named (hidden: never packed or published), nothing written beside it; on one
+    # filesystem the full log is a second name of the run's file, not a second copy of its bytes
+    assert res.full_logs == out / ".full_logs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]
+    assert full.stat().st_ino == (pkg_lg["Offline"] / "accuracy" / "mlperf_log_accuracy.json").stat().st_ino
     # TEST01's sampled accuracy log: truncated too, with its own hash
     t01 = out / "closed/TeamX/results/box1/bert-99/Offline/TEST01/accuracy"
     t01_src = (pkg_lg["Offline"] / "TEST01/accuracy/mlperf_log_accuracy.json").read_bytes()

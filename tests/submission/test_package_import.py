@@ -27,10 +27,19 @@ def opts(out: Path, *from_dirs: Path, **kw) -> PackageOptions:
     return PackageOptions(**base)
 
 
+FULL_LOGS = ".full_logs"      # package's default home of the untruncated logs, inside --out; kept, never part of it
+
+
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file's bytes and inode: 'unchanged' means neither rewritten nor replaced."""
+    """Every file's bytes and inode in the tree (the kept full logs aside): 'unchanged' means neither rewritten
+    nor replaced."""
     return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_ino)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).parts[0] != FULL_LOGS}
+
+
+def top(root: Path) -> list[str]:
+    """What lies at the tree root besides the kept full logs (staging or moved-aside folders would show here)."""
+    return sorted(p.name for p in root.iterdir() if p.name != FULL_LOGS)
 
 
 def files_below(d: Path) -> set[str]:
@@ -200,7 +209,7 @@ def test_bad_logs_leave_tree_unchanged(pkg_lg, pkg_copy, tmp_path, damage, rule)
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and f"[{rule}]" in errors[0], r.stderr
     assert snapshot(out) == before
-    assert sorted(p.name for p in out.iterdir()) == ["closed"]
+    assert top(out) == ["closed"]
 
 
 def test_duplicate_inputs_and_existing_result(pkg_lg, tmp_path):
@@ -242,7 +251,7 @@ def test_adding_never_clobbers_and_force_replaces_only_its_result(pkg_lg, tmp_pa
     assert '"liquid"' in (sub / "systems" / "box1.json").read_text()
     assert {p.name for p in (sub / "results").iterdir()} == {"box1", "box2"}
     assert {p.name for p in (sub / "results" / "box1" / "bert-99").iterdir()} == {"SingleStream", "Server"}
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert not [p for p in top(out) if p.startswith(".")]
 
 
 def test_system_file_conflicting_with_tree_needs_force(pkg_lg, tmp_path):
@@ -275,7 +284,7 @@ def test_interrupted_package_leaves_previous_tree(pkg_lg, tmp_path, monkeypatch)
         package_results(opts(out, pkg_lg["Offline"]))
     assert calls["n"] == 2
     assert snapshot(out) == before
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert not [p for p in top(out) if p.startswith(".")]
 
 
 def test_killed_between_renames_is_recovered(pkg_lg, tmp_path):
@@ -288,7 +297,7 @@ def test_killed_between_renames_is_recovered(pkg_lg, tmp_path):
     after = snapshot(out)
     assert all(after.get(k) == v for k, v in before.items())
     assert "closed/TeamX/results/box1/bert-99/Offline/accuracy/accuracy.txt" in after
-    assert sorted(p.name for p in out.iterdir()) == ["closed"]
+    assert top(out) == ["closed"]
 
 
 # ------------------------------------------------------------------------------------ accuracy sources
