@@ -350,7 +350,9 @@ def _headline(record: dict) -> dict:
     acc = (record.get("modes") or {}).get("accuracy") or {}
     return {"model": record.get("model"), "scenario": record.get("scenario"), "demo": record.get("demo"),
             "run_style": record.get("run_style"), "result": perf.get("result"), "units": perf.get("units"),
-            "validity": perf.get("result_validity"), "accuracy": acc.get("metrics")}
+            "validity": perf.get("result_validity"), "accuracy": acc.get("metrics"),
+            # LoadGen's percentiles (ms): query latency, and TTFT/TPOT for LLM runs with token latencies
+            **{k: perf[k] for k in ("latency_ms", "ttft_ms", "tpot_ms") if isinstance(perf.get(k), dict)}}
 
 
 def _do_package(opts: PipelineOptions, run_dir: Path, paths: dict, console) -> dict:
@@ -401,6 +403,8 @@ def _do_publish(opts: PipelineOptions, paths: dict, console) -> dict:
 def _print_summary(outcome: Outcome, console, seconds: float) -> None:
     from rich.table import Table
 
+    from subtool.submission.pack_report import format_number
+
     run = outcome.run
     table = Table(title=f"subtool all — {seconds:.0f} s", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -414,7 +418,10 @@ def _print_summary(outcome: Outcome, console, seconds: float) -> None:
         table.add_row("result", f"{run['result']:.2f} {run.get('units') or ''} ({run.get('validity')})")
     if run.get("accuracy"):
         acc = run["accuracy"]
-        table.add_row("accuracy", ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+        table.add_row("accuracy", ", ".join(f"{k} {format_number(v)}" for k, v in acc.items()))
+    for key, title in (("ttft_ms", "TTFT (ms)"), ("tpot_ms", "TPOT (ms)")):
+        if run.get(key):
+            table.add_row(title, ", ".join(f"{p} {format_number(v)}" for p, v in run[key].items()))
     if outcome.check_ok is not None:
         waived = sorted({f["rule"] for f in outcome.findings if f.get("severity") == "waived"})
         errors = [f for f in outcome.findings if f.get("severity") == "error"]

@@ -98,7 +98,8 @@ def read_detail_log(path: Path, *, expect_mode: str | None = None) -> DetailLog:
                 raise SubtoolError(f"performance log has no '{key}' entry: the run did not finish or the log is "
                                    f"cut short", path=path, rule="import.truncated_log")
     if expect_mode and log.mode != expect_mode:
-        raise SubtoolError(f"this is a {log.mode} log (effective_test_mode={log.get('effective_test_mode')}), "
+        article = "an" if str(log.mode)[:1].lower() in "aeiou" else "a"
+        raise SubtoolError(f"this is {article} {log.mode} log (effective_test_mode={log.get('effective_test_mode')}), "
                            f"but it was given as the {expect_mode} log", path=path, rule="import.wrong_mode",
                            hint="--perf takes the PerformanceOnly run, --acc the AccuracyOnly run")
     return log

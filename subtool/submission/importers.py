@@ -113,10 +113,16 @@ def _check_model(bench: Benchmark, logs: list[DetailLog], user_conf: Path | None
                          f"{bench.dataset_size} (the checker will report it)")
 
 
+def with_article(word: str) -> str:
+    """"an Offline", "a Server": the article English wants before a scenario or mode name."""
+    return f"{'an' if word[:1].upper() in 'AEIOU' else 'a'} {word}"
+
+
 def _check_scenario(scenario: str, logs: list[DetailLog], claimed_from: str) -> str:
     for log in logs:
         if log.scenario != scenario:
-            raise SubtoolError(f"this is a {log.scenario} log, but it was given as {scenario} ({claimed_from})",
+            raise SubtoolError(f"this is {with_article(str(log.scenario))} log, but it was given as {scenario} "
+                               f"({claimed_from})",
                                path=log.path, rule="import.scenario_mismatch",
                                hint=f"package it as --scenario {log.scenario}, or give the {scenario} logs")
     return scenario

@@ -198,7 +198,7 @@ def render_report(data: ReportInput) -> str:
         extras = [f"{k}={v}" for k, v in sorted(run.settings.items())]
         versions = [f"{k} {v}" for k, v in sorted(run.versions.items())]
         env = [f"{k}={v}" for k, v in sorted(run.env.items())]
-        lines.append(f"- run `{run.path.name}` ({run.model} {run.scenario}, {run.run_style or 'style unknown'}"
+        lines.append(f"- run `{run.path.parent.name}/{run.path.name}` ({run.model} {run.scenario}, {run.run_style or 'style unknown'}"
                      f"{', demo' if run.demo else ''}): " + "; ".join(
                          part for part in (", ".join(extras), ", ".join(versions), ", ".join(env)) if part))
     if data.runs:
