@@ -213,3 +213,66 @@ def test_from_the_runs_parent_directory(pkg_lg, tmp_path):
     assert all("demo" in r.system for r in res.results if r.demo)
     readme = (res.results[0].path / "README.md").read_text()
     assert "Imported from a subtool run directory" in readme and "MLC" not in readme
+
+
+# ------------------------------------------------------------------ a second benchmark joins (issue 20 item 9)
+def test_system_type_widens_to_list_every_benchmark_never_narrows():
+    from subtool.submission.models import BENCHMARKS
+    from subtool.submission.package import merged_system_type
+
+    bert, llama = BENCHMARKS["bert-99"], BENCHMARKS["llama3.1-8b"]
+    assert merged_system_type("edge", [llama]) == "datacenter,edge"
+    assert merged_system_type("datacenter", [bert]) == "datacenter,edge"
+    assert merged_system_type("edge", [bert]) == "edge"
+    assert merged_system_type("edge,datacenter", [bert, llama]) == "datacenter,edge"
+    assert merged_system_type("", [bert, llama]) == "datacenter,edge"         # a new system: from its results
+    assert merged_system_type(None, [llama]) == "datacenter"
+    assert merged_system_type("mainframe", [bert]) == "edge"                  # garbage: as for a new system
+
+
+def test_nodes_come_from_the_runs_workers_and_lying_records_count_one():
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from subtool.submission.package import run_nodes
+
+    def imp(run):
+        return type("Imp", (), {"run": run})()
+
+    assert run_nodes(imp({"sut": {"per_worker": [{"node": "a"}, {"node": "b"}, {"node": "a"}]}})) == 2
+    assert run_nodes(imp({"sut": {"workers": 4}})) == 1
+    assert run_nodes(imp(None)) == 1
+
+    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=4),
+                               lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                             max_size=3), max_leaves=8)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.dictionaries(st.sampled_from(["sut", "per_worker", "node"]), json_values, max_size=2))
+    def never_raises(run):
+        assert run_nodes(imp(run)) >= 1
+
+    never_raises()
+
+
+def test_all_commands_name_the_tree_they_were_packaged_into():
+    from subtool.submission.documents import _retarget
+    from subtool.submission.layout import ResultKey
+
+    key = ResultKey("open", "TeamY", "box", "bert-99", "Offline")
+    assert _retarget(["subtool", "all", "--submitter", "TeamX", "--out", "o"], key) == \
+        ["subtool", "all", "--submitter", "TeamY", "--out", "o"]
+    assert _retarget(["subtool", "all", "--submitter=TeamX", "--system", "old"], key) == \
+        ["subtool", "all", "--submitter=TeamY", "--system", "box"]
+    assert _retarget(["subtool", "run", "--model", "bert-99"], key) == ["subtool", "run", "--model", "bert-99"]
+
+
+def test_source_pyproject_carries_the_installed_extras():
+    import tomllib
+
+    from subtool.submission.documents import source_pyproject
+
+    doc = tomllib.loads(source_pyproject())
+    assert doc["project"]["name"] == "mlperf-subtool" and doc["project"]["version"] == "0.1.0"
+    assert any(r.startswith("torch") for r in doc["project"]["optional-dependencies"]["run"])
+    assert any(r.startswith("tomli") and "python_version" in r for r in doc["project"]["dependencies"])
+    assert doc["project"]["scripts"] == {"subtool": "subtool.cli:main"}
