@@ -284,6 +284,10 @@ def _measurements(imp: ImportedResult, overrides: dict) -> dict:
     from subtool.schemas import load_schema
 
     m = {**imp.bench.measurements, **imp.measurements, **overrides}
+    if "starting_weights_filename" not in {**imp.measurements, **overrides} and imp.bench.measurements:
+        imp.notes.append(f"measurements.json names the reference weights ({m.get('starting_weights_filename')}): "
+                         "nothing beside the logs said which weights ran; set starting_weights_filename in a "
+                         "measurements.json beside them, or in --system-file's [measurements]")
     if imp.run and imp.run.get("precision") and "weight_data_types" not in imp.measurements \
             and "weight_data_types" not in overrides:
         m["weight_data_types"] = str(imp.run["precision"])
