@@ -117,6 +117,42 @@ def test_loose_logs_nvidia_style(pkg_lg, tmp_path):
     assert (result / "TEST01" / "verify_accuracy.txt").is_file()
     meas = json.loads((result / "measurements.json").read_text())
     assert meas["starting_weights_filename"].endswith("model.pytorch")   # bert-99 reference defaults
+    # …and the README says that nothing named the weights, instead of claiming the reference ones silently
+    assert "names the reference weights" in " ".join((result / "README.md").read_text().split())
+
+
+def _loose_args(run: Path, out: Path, *extra: str) -> list[str]:
+    return ["package", "--perf", str(run / "performance" / "run_1"), "--acc", str(run / "accuracy"), "--model",
+            "bert-99", "--submitter", "TeamX", "--out", str(out), *extra]
+
+
+def test_loose_logs_inside_a_demo_run_stay_a_demo(pkg_lg, tmp_path):
+    demo = pkg_lg["demo_Offline"]
+    r = runner.invoke(app, _loose_args(demo, tmp_path / "closed", "--division", "closed"))
+    assert r.exit_code == 2 and "[package.demo_closed]" in r.output
+    r = runner.invoke(app, _loose_args(demo, tmp_path / "tree", "--system", "box", "--json"))
+    assert r.exit_code == 0, r.output
+    [res] = json.loads(r.stdout)["results"]
+    assert res["demo"] is True and res["division"] == "open" and res["system"] == "box-demo"
+    result = Path(res["path"])
+    assert "**DEMO**" in (result / "README.md").read_text()
+    weights = json.loads((result / "measurements.json").read_text())["starting_weights_filename"]
+    assert weights == "subtool embedded demo: random weights"
+
+
+@pytest.mark.parametrize("record", ["{not json", "[1, 2]", '{"demo": true, "modes": {"performance": {"dir": "x"}}}',
+                                    '{"demo": true, "modes": "performance"}'])
+def test_loose_logs_beside_a_foreign_or_lying_run_json_are_not_a_demo(pkg_lg, pkg_copy, tmp_path, record):
+    run = pkg_copy(pkg_lg["Offline"])
+    (run / "run.json").write_text(record)
+    r = runner.invoke(app, _loose_args(run, tmp_path / "tree", "--division", "closed", "--system", "box",
+                                       "--json"))
+    if '"modes": "performance"' in record:       # modes not a table: the default folders are the run's
+        assert r.exit_code == 2 and "[package.demo_closed]" in r.output
+        return
+    assert r.exit_code == 0, r.output
+    [res] = json.loads(r.stdout)["results"]
+    assert res["demo"] is False and res["division"] == "closed"
 
 
 def test_loose_scenario_read_from_logs_when_not_given(pkg_lg, tmp_path):
