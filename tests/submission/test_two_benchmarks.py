@@ -89,8 +89,9 @@ def test_official_checker_takes_both_benchmarks_of_the_shared_system(two_demos, 
               and not re.search(r"Test duration less than 600s|Some .* failed for|SUMMARY: submission has errors|"
                                 r"NoResults", ln)]
     assert errors == [], errors
-    assert {row.split(",")[6] for row in (tmp_path / "official.csv").read_text().splitlines()[1:]} == \
-        {'"bert-99"', '"llama3.1-8b"'}
+    # both results are read as results of the shared, widened system: only the short duration stops them
+    short = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "Test duration less than 600s" in ln]
+    assert len(short) == 2 and any("/bert-99/" in ln for ln in short) and any("/llama3.1-8b/" in ln for ln in short)
 
 
 def test_a_multi_node_run_sets_number_of_nodes(two_demos, tmp_path):
@@ -209,7 +210,8 @@ def test_latency_percentiles_reach_md_summary_and_json_in_one_notation(two_demos
     assert all(set(v["latency_ms"]) >= {"p50", "p90", "p99"} for v in lat.values())
     md = (art / f"{NAME}.md").read_text()
     assert "## Latency percentiles" in md and "| llama3.1-8b Offline | query latency |" in md
-    assert not re.search(r"\de[+-]\d", md)                          # no 7.35088e+06
+    ours = md.split("## Checker findings")[0]                        # the findings quote the checker's words
+    assert not re.search(r"\de[+-]\d", ours)                        # no 7.35088e+06
     assert docs[1]["doc"]["run"]["latency_ms"]["p99"] > 0           # `all --json`
     res = _cli("pack", out / "submission", "--out", tmp_path / "art", "--runs", out / "runs", "--waive",
                "perf.min_duration", "--json")
