@@ -127,6 +127,44 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
     return "\n".join(lines) + "\n"
 
 
+RESULTS_HEADING = "## Results in this tree"
+RESULTS_HEADINGS = (RESULTS_HEADING, "## Results packaged in this run")   # the second: trees of earlier versions
+
+
+def result_line(key: ResultKey, imp: ImportedResult) -> str:
+    style = "short run, not submittable" if imp.run_style == "short" else "valid run"
+    return f"- {key.system} / {key.model} / {key.scenario} — {style}" + (" — DEMO" if imp.demo else "")
+
+
+def src_line(key: ResultKey, imp: ImportedResult) -> str:
+    cmd = reproduce_command(imp, key)
+    if cmd:
+        return f"- {key.model} {key.scenario}: `{cmd}`"
+    return (f"- {key.model} {key.scenario}: produced by {_SOURCES.get(imp.kind, imp.kind)}; add the harness code "
+            f"and the command you used")
+
+
+def add_list_items(text: str, items: list[str], headings: tuple[str, ...] = ()) -> str:
+    """`text` with the list items it lacks added after the last item of its list (the one under one of
+    `headings`, else the last list in the text): a file written for the first results of a tree also names the
+    ones that joined later. Unchanged when nothing is missing or the list is gone (the submitter rewrote it)."""
+    lines = text.splitlines()
+    missing = [i for i in items if i not in lines]
+    if not missing:
+        return text
+    start = next((n for n, line in enumerate(lines) if line.strip() in headings), None) if headings else 0
+    if start is None:
+        return text
+    in_list = [n for n in range(start, len(lines)) if lines[n].startswith("- ")]
+    if headings:       # the items right under the heading, up to the next heading
+        stop = next((n for n in range(start + 1, len(lines)) if lines[n].startswith("#")), len(lines))
+        in_list = [n for n in in_list if n < stop]
+    if not in_list:
+        return text
+    last = in_list[-1]
+    return "\n".join(lines[: last + 1] + missing + lines[last + 1:]) + ("\n" if text.endswith("\n") else "")
+
+
 def documentation_readme(submitter: str, division: str, entries: Iterable[tuple[ResultKey, ImportedResult]],
                          *, version: str) -> str:
     entries = list(entries)
@@ -138,11 +176,9 @@ def documentation_readme(submitter: str, division: str, entries: Iterable[tuple[
     lines += [f"This tree was laid out by subtool {__version__}; its source is in `{src}/{SOURCE_DIR}/` (install it "
               f"from the submitter folder with `{install_command(src)}`).",
               "Each result directory has a README.md with its settings and the command that reproduces it.",
-              "Untruncated accuracy logs are kept outside the tree; their sha256 is the `hash=` line of each",
-              "accuracy.txt.", "", "## Results packaged in this run", ""]
-    for key, imp in entries:
-        style = "short run, not submittable" if imp.run_style == "short" else "valid run"
-        lines.append(f"- {key.system} / {key.model} / {key.scenario} — {style}" + (" — DEMO" if imp.demo else ""))
+              "Untruncated accuracy logs are kept outside the submitter folders (where `subtool package` said);",
+              "their sha256 is the `hash=` line of each accuracy.txt.", "", RESULTS_HEADING, ""]
+    lines += [result_line(key, imp) for key, imp in entries]
     lines += ["", "## Reproduce", "",
               "From the submitter folder, the one above `documentation/` (each result's README.md has its exact "
               "command):",
@@ -170,13 +206,7 @@ def src_readme(entries: Iterable[tuple[ResultKey, ImportedResult]], *, copied: s
         lines += [f"`{copied}/` is the source of subtool {__version__}, the harness that ran the subtool results "
                   f"below (LoadGen SUT, QSL and accuracy scripts included). Install it from the folder above "
                   f"`src/`: `{install_command()}`.", ""]
-    for key, imp in entries:
-        cmd = reproduce_command(imp, key)
-        if cmd:
-            lines.append(f"- {key.model} {key.scenario}: `{cmd}`")
-        else:
-            lines.append(f"- {key.model} {key.scenario}: produced by {_SOURCES.get(imp.kind, imp.kind)}; add the "
-                         f"harness code and the command you used")
+    lines += [src_line(key, imp) for key, imp in entries]
     return "\n".join(lines) + "\n"
 
 

@@ -615,6 +615,16 @@ def _widened_note(rel: Path, current: dict, fields: dict) -> str:
     return f"updated {rel} for the results joining it: {', '.join(changes)}"
 
 
+def _add_lines(path: Path, items: list[str], headings: tuple[str, ...] = ()) -> None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return                  # not ours to repair: the checker reads the tree as it is
+    updated = documents.add_list_items(text, items, headings)
+    if updated != text:
+        _write_text(path, updated)
+
+
 def _write_documents(root: Path, layout: Layout, division: str, submitter: str, items: list[_Planned]) -> None:
     """documentation/ and src/ (code/): written when missing, never overwritten (the submitter may edit them)."""
     entries = [(p.key, p.imp) for p in items]
@@ -622,6 +632,9 @@ def _write_documents(root: Path, layout: Layout, division: str, submitter: str, 
     if not (doc / "README.md").exists():
         _write_text(doc / "README.md", documents.documentation_readme(submitter, division, entries,
                                                                             version=layout.version))
+    else:   # results joining a tree: listed too (the rest of the file is the submitter's)
+        _add_lines(doc / "README.md", [documents.result_line(k, i) for k, i in entries],
+                   documents.RESULTS_HEADINGS)
     if not (doc / "calibration.md").exists():
         _write_text(doc / "calibration.md",
                           documents.calibration_md(entries, {p.key: p.measurements for p in items}))
@@ -639,6 +652,8 @@ def _write_documents(root: Path, layout: Layout, division: str, submitter: str, 
                 _write_text(src / copied / name, text)
     if not (src / "README.md").exists():
         _write_text(src / "README.md", documents.src_readme(entries, copied=copied))
+    else:
+        _add_lines(src / "README.md", [documents.src_line(k, i) for k, i in entries])
     for model in sorted({p.key.model for p in items}):
         target = src / model / "README.md"
         if not target.exists():

@@ -276,3 +276,21 @@ def test_source_pyproject_carries_the_installed_extras():
     assert any(r.startswith("torch") for r in doc["project"]["optional-dependencies"]["run"])
     assert any(r.startswith("tomli") and "python_version" in r for r in doc["project"]["dependencies"])
     assert doc["project"]["scripts"] == {"subtool": "subtool.cli:main"}
+
+
+def test_documents_of_a_tree_name_the_results_that_join_it_and_keep_the_submitters_words(pkg_lg, tmp_path):
+    out = tmp_path / "tree"
+    package_results(pkg_opts(out, pkg_lg["Offline"]))
+    sub = out / "closed" / "TeamX"
+    doc, src = sub / "documentation" / "README.md", sub / "src" / "README.md"
+    doc.write_text(doc.read_text().replace("## Reproduce", "Our notes stay.\n\n## Reproduce"))
+    package_results(pkg_opts(out, pkg_lg["SingleStream"]))
+    text = doc.read_text()
+    assert "- box1 / bert-99 / Offline — short run" in text and "- box1 / bert-99 / SingleStream — short run" in text
+    assert "Our notes stay." in text and text.count("## Reproduce") == 1
+    listed = [ln for ln in src.read_text().splitlines() if ln.startswith("- bert-99 ")]
+    assert [ln.split(":")[0] for ln in listed] == ["- bert-99 Offline", "- bert-99 SingleStream"]
+    # the source copy installs from the tree: `pip install './src/subtool-0.1.0[run]'`
+    assert (sub / "src" / "subtool-0.1.0" / "pyproject.toml").is_file()
+    readme = (sub / "results" / "box1" / "bert-99" / "SingleStream" / "README.md").read_text()
+    assert "pip install './src/subtool-0.1.0[run]'" in readme and "mlperf-subtool==" not in readme
