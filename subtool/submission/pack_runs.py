@@ -108,14 +108,22 @@ def collect_runs(paths: list[Path], tree: TreeInfo) -> PackedRuns:
                       orphans=[r for r in tree.results if r.rel_dir not in claimed])
 
 
-def covered(result: ResultInfo, pairs: list[list[str]]) -> bool:
-    """A pair of `date -u` lines (second resolution) holds the result's LoadGen run times."""
+def covered(result: ResultInfo, pairs: list[list[str]], slack_s: float = 0.0) -> bool:
+    """A pair of `date -u` lines (whole seconds) holds the result's LoadGen run times, as the scorer reads them;
+    `slack_s` forgives the fraction of a second `date -u` cuts off the run's own closing stamp."""
     if result.window is None:
         return True
     for pair in pairs:
         if len(pair) != 2:
             continue
         begin, end = parse_date_u(pair[0]), parse_date_u(pair[1])
-        if begin and end and begin <= result.window.begin and result.window.end < end + timedelta(seconds=1):
+        if begin and end and begin <= result.window.begin and result.window.end <= end + timedelta(seconds=slack_s):
             return True
     return False
+
+
+def uncovered(packed: PackedRuns, results: list[ResultInfo], pairs: list[list[str]]) -> list[ResultInfo]:
+    """Results no pair holds: a run's own results within its pair (to the second), any other within any pair."""
+    own = {r.rel_dir: run.tstamps for run in packed.runs for r in packed.results_of(run)}
+    return [r for r in results if not ((r.rel_dir in own and covered(r, [own[r.rel_dir]], slack_s=1.0))
+                                       or covered(r, pairs))]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from subtool import __version__
 from subtool.submission.pack_inputs import ResultInfo, RunInfo, TimeWindow, TreeInfo, is_secret
-from subtool.submission.pack_runs import PackedRuns, covered, first_moment
+from subtool.submission.pack_runs import PackedRuns, covered, first_moment, uncovered
 
 
 @dataclass
@@ -207,8 +207,8 @@ def render_tstamps(packed: PackedRuns, tree: TreeInfo) -> str:
         if windows:
             pairs = [TimeWindow(min(w.begin for w in windows), max(w.end for w in windows)).lines()]
     else:
-        for result in tree.results:
-            if result.window is not None and not covered(result, pairs):
+        for result in uncovered(packed, tree.results, list(pairs)):
+            if not covered(result, pairs):       # an earlier orphan's pair may hold it
                 pairs.append(result.window.lines())
     unique = list({tuple(p): p for p in pairs}.values())
     lines = [line for pair in sorted(unique, key=first_moment) for line in pair]
