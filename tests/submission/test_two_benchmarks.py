@@ -121,6 +121,11 @@ def test_reproduction_steps_work_from_the_tree(two_demos, tmp_path):
     readme = (_result_dirs(out / "submission")["llama3.1-8b"] / "README.md").read_text()
     assert "pip install './src/subtool-0.1.0[run]'" in readme and "mlperf-subtool==" not in readme
     assert "subtool all --submitter TeamX --model llama3.1-8b --demo" in readme
+    # the submitter's documents name the second benchmark too, not only the first packaged
+    docs_readme = (sub / "documentation" / "README.md").read_text()
+    assert re.search(r"^- \S+ / bert-99 / Offline", docs_readme, re.M)
+    assert re.search(r"^- \S+ / llama3\.1-8b / Offline", docs_readme, re.M)
+    assert "--model llama3.1-8b --demo" in (sub / "src" / "README.md").read_text()
     # the copy installs as the distribution that ran, with its `run` extra, without any package index
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
                            "-q", "-w", str(tmp_path / "wheel"), str(copy)], capture_output=True, text=True,
