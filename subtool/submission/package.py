@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.submission import documents
 from subtool.submission.importers import ImportedResult, discover, import_loose

@@ -20,7 +20,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from subtool.cli import app
