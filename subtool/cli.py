@@ -325,7 +325,8 @@ def pack(
     tree: Optional[Path] = typer.Argument(None, help="Submission root to pack."),
     out: Optional[Path] = typer.Option(None, help="Directory for the artifacts."),
     name: str = typer.Option("mlperf_submission_short", help="Base name of the artifacts."),
-    runs: List[Path] = typer.Option([], help="Run directories (for .run and .tstamps); optional."),
+    runs: List[Path] = typer.Option([], help="Run directories (for .run and .tstamps), or a folder of them "
+                                            "(OUT/runs: those whose results the tree holds); optional."),
     version: Optional[str] = typer.Option(None, help="Rules used for the summary (default v6.1, or the latest "
                                                      "round that lists the tree's models)."),
     waive: List[str] = typer.Option([], help="Rule id waived in the summary (repeatable)."),

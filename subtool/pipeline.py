@@ -428,7 +428,9 @@ def _headline(record: dict) -> dict:
     acc = (record.get("modes") or {}).get("accuracy") or {}
     return {"model": record.get("model"), "scenario": record.get("scenario"), "demo": record.get("demo"),
             "run_style": record.get("run_style"), "result": perf.get("result"), "units": perf.get("units"),
-            "validity": perf.get("result_validity"), "accuracy": acc.get("metrics")}
+            "validity": perf.get("result_validity"), "accuracy": acc.get("metrics"),
+            # LoadGen's percentiles (ms): query latency, and TTFT/TPOT for LLM runs with token latencies
+            **{k: perf[k] for k in ("latency_ms", "ttft_ms", "tpot_ms") if isinstance(perf.get(k), dict)}}
 
 
 def _do_package(opts: PipelineOptions, run_dir: Path, paths: dict, console) -> dict:
@@ -464,7 +466,9 @@ def _do_check(opts: PipelineOptions, paths: dict, waive: frozenset[str], console
 def _do_pack(opts: PipelineOptions, run_dir: Path, paths: dict, waive: frozenset[str], console) -> dict:
     from subtool.submission.pack import PackOptions, pack_tree
 
-    result = pack_tree(PackOptions(tree=paths["tree"], out=paths["artifacts"], name=opts.name, runs=[run_dir],
+    # this run, and every earlier run under runs/ whose results the tree holds: .run/.tstamps cover them all
+    result = pack_tree(PackOptions(tree=paths["tree"], out=paths["artifacts"], name=opts.name,
+                                   runs=[run_dir, paths["runs"]],
                                    version=opts.version, waive=waive), console=console)
     return {"ok": bool(result.ok), "artifacts": {k: str(v) for k, v in result.artifacts.items()}}
 
@@ -482,6 +486,8 @@ def _do_publish(opts: PipelineOptions, paths: dict, console) -> dict:
 def _print_summary(outcome: Outcome, console, seconds: float) -> None:
     from rich.table import Table
 
+    from subtool.submission.pack_report import format_number
+
     run = outcome.run
     table = Table(title=f"subtool all — {seconds:.0f} s", show_header=False, title_justify="left")
     table.add_column(style="bold", no_wrap=True)
@@ -495,7 +501,10 @@ def _print_summary(outcome: Outcome, console, seconds: float) -> None:
         table.add_row("result", f"{run['result']:.2f} {run.get('units') or ''} ({run.get('validity')})")
     if run.get("accuracy"):
         acc = run["accuracy"]
-        table.add_row("accuracy", ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+        table.add_row("accuracy", ", ".join(f"{k} {format_number(v)}" for k, v in acc.items()))
+    for key, title in (("ttft_ms", "TTFT (ms)"), ("tpot_ms", "TPOT (ms)")):
+        if run.get(key):
+            table.add_row(title, ", ".join(f"{p} {format_number(v)}" for p, v in run[key].items()))
     if outcome.check_ok is not None:
         waived = sorted({f["rule"] for f in outcome.findings if f.get("severity") == "waived"})
         errors = [f for f in outcome.findings if f.get("severity") == "error"]

@@ -105,7 +105,9 @@ def run_session(spec: SessionSpec, console) -> dict:
                 metrics, line = workload.accuracy(data, outdir / "mlperf_log_accuracy.json")
                 atomic_write_text(outdir / "accuracy.txt", line + "\n")
                 entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-                say("  " + "  ".join(f"{k} = {v:.3f}" for k, v in entry["metrics"].items()))
+                # counts as counts (gen_num = 13368), scores to 4 places, never an exponent
+                say("  " + "  ".join(f"{k} = {round(v, 4) if isinstance(v, float) else v}"
+                                     for k, v in entry["metrics"].items()))
             modes[mode] = entry
         compliance = {test: _run_compliance(test, workload, data, sut, qsl, settings, spec, stage, say)
                       for test in spec.compliance}

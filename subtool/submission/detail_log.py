@@ -98,7 +98,38 @@ def read_detail_log(path: Path, *, expect_mode: str | None = None) -> DetailLog:
                 raise SubtoolError(f"performance log has no '{key}' entry: the run did not finish or the log is "
                                    f"cut short", path=path, rule="import.truncated_log")
     if expect_mode and log.mode != expect_mode:
-        raise SubtoolError(f"this is a {log.mode} log (effective_test_mode={log.get('effective_test_mode')}), "
+        article = "an" if str(log.mode)[:1].lower() in "aeiou" else "a"
+        raise SubtoolError(f"this is {article} {log.mode} log (effective_test_mode={log.get('effective_test_mode')}), "
                            f"but it was given as the {expect_mode} log", path=path, rule="import.wrong_mode",
                            hint="--perf takes the PerformanceOnly run, --acc the AccuracyOnly run")
     return log
+
+
+# LoadGen's percentile keys (ns): the latency of each query, and for LLM runs with token latencies the time to first
+# token and the time per output token.
+PERCENTILES = ("50.00", "90.00", "95.00", "97.00", "99.00", "99.90")
+_LATENCY_KEYS = (("latency_ms", "result_{}_percentile_latency_ns"),
+                 ("ttft_ms", "result_first_token_{}_percentile_latency_ns"),
+                 ("tpot_ms", "result_time_per_output_token_{}_percentile_ns"))
+
+
+def _percentile_name(p: str) -> str:
+    whole, _, frac = p.partition(".")
+    return f"p{whole}" + (f".{frac.rstrip('0')}" if frac.rstrip("0") else "")
+
+
+def latency_percentiles(values: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{"latency_ms" | "ttft_ms" | "tpot_ms": {"p50": ms, "p90": ms, …}} from a detail log's values; only finite,
+    non-negative numbers, so a lying log gives fewer entries, never garbage."""
+    import math
+
+    out: dict[str, dict[str, float]] = {}
+    for name, template in _LATENCY_KEYS:
+        found = {}
+        for p in PERCENTILES:
+            v = values.get(template.format(p))
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0:
+                found[_percentile_name(p)] = round(v / 1e6, 3)
+        if found:
+            out[name] = found
+    return out

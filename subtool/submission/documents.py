@@ -13,7 +13,7 @@ from typing import Iterable
 
 from subtool import __version__
 from subtool.submission.importers import ImportedResult
-from subtool.submission.layout import ResultKey
+from subtool.submission.layout import ResultKey, layout_for
 
 DEMO_BANNER = ("> **DEMO** — produced by subtool's embedded demo (random weights, generated data). It shows the "
                "workflow; it is not a benchmark result and must not be published as one.\n")
@@ -38,10 +38,40 @@ def _result_value(imp: ImportedResult) -> str:
     return f"{value} ({key})"
 
 
-def reproduce_command(imp: ImportedResult) -> str | None:
+SOURCE_DIR = f"subtool-{__version__}"
+
+
+def install_command(src: str = "src") -> str:
+    """Installs the copy of subtool the tree holds (no package index needed), run from the submitter folder."""
+    return f"pip install {shlex.quote(f'./{src}/{SOURCE_DIR}[run]')}"
+
+
+def _retarget(cmd: list[str], key: ResultKey) -> list[str]:
+    """`subtool all` as run, with the submitter, division and system this result was packaged under: re-packaged
+    under another name, the command that reproduces it names the tree's, not the first one."""
+    if len(cmd) < 2 or cmd[1] != "all":
+        return cmd
+    out = list(cmd)
+    for flag, value, always in (("--submitter", key.submitter, True), ("--division", key.division, False),
+                                ("--system", key.system, False)):
+        for i, arg in enumerate(out):
+            if arg == flag and i + 1 < len(out):
+                out[i + 1] = value
+                break
+            if arg.startswith(flag + "="):
+                out[i] = f"{flag}={value}"
+                break
+        else:
+            if always:
+                out[2:2] = [flag, value]
+    return out
+
+
+def reproduce_command(imp: ImportedResult, key: ResultKey | None = None) -> str | None:
     cmd = (imp.run or {}).get("command")
     if isinstance(cmd, list) and cmd:
-        return " ".join(shlex.quote(str(c)) for c in cmd)
+        args = [str(c) for c in cmd]
+        return shlex.join(_retarget(args, key) if key is not None else args)
     if isinstance(cmd, str) and cmd:
         return cmd
     return None
@@ -80,9 +110,12 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
         if name in settings:
             lines.append(f"| {name} | {settings[name]} |")
     lines += ["", "## How to reproduce", ""]
-    cmd = reproduce_command(imp)
+    cmd = reproduce_command(imp, key)
     if cmd:
-        lines += ["```bash", f"pip install mlperf-subtool=={__version__}", cmd, "```"]
+        src = layout_for(version).src_dir(key.division, key.submitter).name
+        lines += [f"From `{key.division}/{key.submitter}/`, install the subtool that ran from its copy in `{src}/` "
+                  "(with the `run` extra: LoadGen, torch, transformers), then run the command:", "",
+                  "```bash", install_command(src), cmd, "```"]
     elif imp.kind == "mlc":
         lines += ["These logs were produced with MLC (mlcommons mlperf-automations); see the README MLC wrote "
                   "beside them for the exact `mlcr` command."]
@@ -94,6 +127,44 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
     return "\n".join(lines) + "\n"
 
 
+RESULTS_HEADING = "## Results in this tree"
+RESULTS_HEADINGS = (RESULTS_HEADING, "## Results packaged in this run")   # the second: trees of earlier versions
+
+
+def result_line(key: ResultKey, imp: ImportedResult) -> str:
+    style = "short run, not submittable" if imp.run_style == "short" else "valid run"
+    return f"- {key.system} / {key.model} / {key.scenario} — {style}" + (" — DEMO" if imp.demo else "")
+
+
+def src_line(key: ResultKey, imp: ImportedResult) -> str:
+    cmd = reproduce_command(imp, key)
+    if cmd:
+        return f"- {key.model} {key.scenario}: `{cmd}`"
+    return (f"- {key.model} {key.scenario}: produced by {_SOURCES.get(imp.kind, imp.kind)}; add the harness code "
+            f"and the command you used")
+
+
+def add_list_items(text: str, items: list[str], headings: tuple[str, ...] = ()) -> str:
+    """`text` with the list items it lacks added after the last item of its list (the one under one of
+    `headings`, else the last list in the text): a file written for the first results of a tree also names the
+    ones that joined later. Unchanged when nothing is missing or the list is gone (the submitter rewrote it)."""
+    lines = text.splitlines()
+    missing = [i for i in items if i not in lines]
+    if not missing:
+        return text
+    start = next((n for n, line in enumerate(lines) if line.strip() in headings), None) if headings else 0
+    if start is None:
+        return text
+    in_list = [n for n in range(start, len(lines)) if lines[n].startswith("- ")]
+    if headings:       # the items right under the heading, up to the next heading
+        stop = next((n for n in range(start + 1, len(lines)) if lines[n].startswith("#")), len(lines))
+        in_list = [n for n in in_list if n < stop]
+    if not in_list:
+        return text
+    last = in_list[-1]
+    return "\n".join(lines[: last + 1] + missing + lines[last + 1:]) + ("\n" if text.endswith("\n") else "")
+
+
 def documentation_readme(submitter: str, division: str, entries: Iterable[tuple[ResultKey, ImportedResult]],
                          *, version: str) -> str:
     entries = list(entries)
@@ -101,14 +172,17 @@ def documentation_readme(submitter: str, division: str, entries: Iterable[tuple[
     lines = [f"# {submitter} — MLPerf Inference {version} ({division} division)", ""]
     if demo:
         lines += [DEMO_BANNER]
-    lines += [f"This tree was laid out by subtool {__version__} (`pip install mlperf-subtool=={__version__}`).",
+    src = layout_for(version).src_dir(division, submitter).name
+    lines += [f"This tree was laid out by subtool {__version__}; its source is in `{src}/{SOURCE_DIR}/` (install it "
+              f"from the submitter folder with `{install_command(src)}`).",
               "Each result directory has a README.md with its settings and the command that reproduces it.",
-              "Untruncated accuracy logs are kept outside the tree; their sha256 is the `hash=` line of each",
-              "accuracy.txt.", "", "## Results packaged in this run", ""]
-    for key, imp in entries:
-        style = "short run, not submittable" if imp.run_style == "short" else "valid run"
-        lines.append(f"- {key.system} / {key.model} / {key.scenario} — {style}" + (" — DEMO" if imp.demo else ""))
-    lines += ["", "## Reproduce", "", "```bash", f"pip install mlperf-subtool=={__version__}",
+              "Untruncated accuracy logs are kept outside the submitter folders (where `subtool package` said);",
+              "their sha256 is the `hash=` line of each accuracy.txt.", "", RESULTS_HEADING, ""]
+    lines += [result_line(key, imp) for key, imp in entries]
+    lines += ["", "## Reproduce", "",
+              "From the submitter folder, the one above `documentation/` (each result's README.md has its exact "
+              "command):",
+              "", "```bash", install_command(src),
               f"subtool all --submitter {submitter}   # or: subtool run / package / check / pack", "```", ""]
     return "\n".join(lines)
 
@@ -130,21 +204,16 @@ def src_readme(entries: Iterable[tuple[ResultKey, ImportedResult]], *, copied: s
     lines = ["# Code", ""]
     if copied:
         lines += [f"`{copied}/` is the source of subtool {__version__}, the harness that ran the subtool results "
-                  f"below (LoadGen SUT, QSL and accuracy scripts included).", ""]
-    for key, imp in entries:
-        cmd = reproduce_command(imp)
-        if cmd:
-            lines.append(f"- {key.model} {key.scenario}: `{cmd}`")
-        else:
-            lines.append(f"- {key.model} {key.scenario}: produced by {_SOURCES.get(imp.kind, imp.kind)}; add the "
-                         f"harness code and the command you used")
+                  f"below (LoadGen SUT, QSL and accuracy scripts included). Install it from the folder above "
+                  f"`src/`: `{install_command()}`.", ""]
+    lines += [src_line(key, imp) for key, imp in entries]
     return "\n".join(lines) + "\n"
 
 
 def model_src_readme(model: str, entries: Iterable[tuple[ResultKey, ImportedResult]]) -> str:
     lines = [f"# {model}", ""]
     for key, imp in entries:
-        cmd = reproduce_command(imp)
+        cmd = reproduce_command(imp, key)
         how = f"`{cmd}`" if cmd else f"imported from {_SOURCES.get(imp.kind, imp.kind)}"
         lines.append(f"- {key.scenario} on {key.system}: {how}")
     return "\n".join(lines) + "\n"
@@ -165,3 +234,58 @@ def copy_source_tree(src: Path, dst: Path) -> int:
             shutil.copy2(path, target)
             count += 1
     return count
+
+
+# ------------------------------------------------------------------------------- installable source copy
+def _requirements(dist) -> tuple[list[str], dict[str, list[str]]]:
+    """Requires-Dist split into the core dependencies and the extras (`; extra == "run"` markers)."""
+    import re
+
+    core: list[str] = []
+    extras: dict[str, list[str]] = {name: [] for name in dist.metadata.get_all("Provides-Extra") or []}
+    for spec in dist.requires or []:
+        req, _, marker = (part.strip() for part in spec.partition(";"))
+        found = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
+        if found:
+            rest = re.sub(r"""\s*(and\s+)?extra\s*==\s*["'][^"']+["']\s*(and\s+)?""", " ", marker).strip()
+            extras.setdefault(found.group(1), []).append(f"{req}; {rest}" if rest else req)
+        else:
+            core.append(f"{req}; {marker}" if marker else req)
+    return core, extras
+
+
+def _toml_list(items: list[str]) -> str:
+    import json
+
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def source_pyproject(dist_name: str = "mlperf-subtool") -> str:
+    """A pyproject.toml that installs the copied source as the distribution that ran (name, version, Python,
+    dependencies, extras and the `subtool` command, from the installed metadata)."""
+    import importlib.metadata as md
+    import json
+
+    try:
+        dist = md.distribution(dist_name)
+        core, extras = _requirements(dist)
+        python = dist.metadata.get("Requires-Python") or ">=3.10"
+        scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
+    except md.PackageNotFoundError:          # run from a checkout that was never installed
+        core, extras, python, scripts = [], {}, ">=3.10", {"subtool": "subtool.cli:main"}
+    lines = ["# Written by subtool from the metadata of the installation that produced this submission.",
+             "[build-system]", 'requires = ["setuptools>=68"]', 'build-backend = "setuptools.build_meta"', "",
+             "[project]", f"name = {json.dumps(dist_name)}", f"version = {json.dumps(__version__)}",
+             'readme = "README.md"', f"requires-python = {json.dumps(python)}",
+             f"dependencies = {_toml_list(core)}", "", "[project.optional-dependencies]"]
+    lines += [f"{json.dumps(name)} = {_toml_list(reqs)}" for name, reqs in sorted(extras.items())]
+    lines += ["", "[project.scripts]"] + [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in sorted(scripts.items())]
+    lines += ["", "[tool.setuptools.packages.find]", 'include = ["subtool*"]', "",
+              "[tool.setuptools.package-data]", '"*" = ["*.json", "*.toml", "*.md"]', ""]
+    return "\n".join(lines)
+
+
+def source_readme() -> str:
+    return (f"# subtool {__version__}\n\nThe source of the subtool that produced this submission. Install it with "
+            f"the `run` extra to re-run the benchmark: `pip install './{SOURCE_DIR}[run]'` from the folder above "
+            f"this one.\n")

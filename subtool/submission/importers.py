@@ -113,10 +113,16 @@ def _check_model(bench: Benchmark, logs: list[DetailLog], user_conf: Path | None
                          f"{bench.dataset_size} (the checker will report it)")
 
 
+def with_article(word: str) -> str:
+    """"an Offline", "a Server": the article English wants before a scenario or mode name."""
+    return f"{'an' if word[:1].upper() in 'AEIOU' else 'a'} {word}"
+
+
 def _check_scenario(scenario: str, logs: list[DetailLog], claimed_from: str) -> str:
     for log in logs:
         if log.scenario != scenario:
-            raise SubtoolError(f"this is a {log.scenario} log, but it was given as {scenario} ({claimed_from})",
+            raise SubtoolError(f"this is {with_article(str(log.scenario))} log, but it was given as {scenario} "
+                               f"({claimed_from})",
                                path=log.path, rule="import.scenario_mismatch",
                                hint=f"package it as --scenario {log.scenario}, or give the {scenario} logs")
     return scenario
@@ -313,13 +319,39 @@ def import_loose(perf_dir: Path, acc_dir: Path | None, *, model: str | None, sce
                                 acc_dir / "measurements.json")
     tests = _loose_compliance(compliance)
     _check_compliance(tests, scenario)
+    run = _enclosing_run(perf_dir, acc_dir)
+    measurements = _read_json(meas_path, "measurements.json") if meas_path else {}
+    if run is not None and run.get("demo"):
+        # logs copied out of (or pointed into) a demo run: they stay a demo, with the demo's own weights
+        measurements = {**dict(run.get("measurements") or {}), **measurements}
     return ImportedResult(
         kind="loose", source=perf_dir, model=custom, bench=bench, scenario=scenario, perf_dir=perf_dir,
         perf_log=perf, acc_dir=acc_dir, acc_log=acc, compliance=tests, user_conf=user_conf,
-        mlperf_conf=_first_existing(perf_dir / "mlperf.conf"),
-        measurements=_read_json(meas_path, "measurements.json") if meas_path else {},
-        accuracy_txt=_accuracy_txt(acc_dir), run_style=_run_style(perf), notes=notes,
+        mlperf_conf=_first_existing(perf_dir / "mlperf.conf"), measurements=measurements,
+        accuracy_txt=_accuracy_txt(acc_dir), run=run, demo=bool(run and run.get("demo")),
+        run_style=str((run or {}).get("run_style") or _run_style(perf)), notes=notes,
     )
+
+
+def _enclosing_run(perf_dir: Path, acc_dir: Path) -> dict | None:
+    """run.json of the subtool run directory these loose logs lie in (`<run>/performance/run_1`, `<run>/accuracy`),
+    when it is that run's: its recorded performance log must be the one given."""
+    for log_dir in (perf_dir, acc_dir):
+        for parent in list(log_dir.resolve().parents)[:3]:
+            path = parent / "run.json"
+            if not path.is_file():
+                continue
+            try:
+                run = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            if not isinstance(run, dict):
+                return None
+            modes = run.get("modes") if isinstance(run.get("modes"), dict) else {}
+            recorded = {parent / str((modes.get(m) if isinstance(modes.get(m), dict) else {}).get("dir") or default)
+                        for m, default in (("performance", "performance/run_1"), ("accuracy", "accuracy"))}
+            return run if log_dir.resolve() in {p.resolve() for p in recorded} else None
+    return None
 
 
 # ------------------------------------------------------------------------------------------ discovery

@@ -24,10 +24,12 @@ from pathlib import Path
 from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
-from subtool.submission.pack_inputs import RunInfo, TreeInfo, read_run_dir, scan_tree
+from subtool.submission.detail_log import latency_percentiles, read_detail_log
+from subtool.submission.pack_inputs import RunInfo, TreeInfo, scan_tree
 from subtool.submission.pack_manifest import Manifest
 from subtool.submission.pack_report import (FindingView, ReportInput, ResultView, relative_finding_path,
                                              render_report)
+from subtool.submission.pack_runs import collect_runs
 from subtool.submission.pack_runscript import PackCommand, render_run_script, render_tstamps
 from subtool.submission.pack_summary import render_summary_json
 from subtool.submission.pack_tarball import DIVISIONS, iter_tree, write_tarball
@@ -60,6 +62,7 @@ class PackResult:
     members: int
     tarball_bytes: int
     run_style: str
+    latencies: dict = field(default_factory=dict)   # result folder → {"ttft_ms" | "tpot_ms" | …: {"p50": ms, …}}
 
     def to_dict(self) -> dict:
         return {
@@ -67,6 +70,7 @@ class PackResult:
             "artifacts": {k: str(v) for k, v in self.artifacts.items()}, "sha256": dict(self.sha256),
             "errors": self.errors, "warnings": self.warnings, "waived": self.waived, "members": self.members,
             "tarball_bytes": self.tarball_bytes, "run_style": self.run_style,
+            "latency_percentiles": dict(self.latencies),
         }
 
 
@@ -109,6 +113,38 @@ def _result_views(report) -> dict[str, ResultView]:
                                           value=getattr(r, "value", None), units=str(getattr(r, "units", "") or ""),
                                           accuracy=str(getattr(r, "accuracy", "") or ""))
     return views
+
+
+def _portable(report, tree: Path):
+    """The report with each summary row's Location relative to the tree, as the official checker writes it when
+    run from the tree's root: the packer's own folders stay out of the hand-in, and the same tree packed anywhere
+    gives the same summary."""
+    import dataclasses
+
+    rows = []
+    for row in getattr(report, "rows", None) or []:
+        row = dict(row)
+        if isinstance(row.get("Location"), str):
+            row["Location"] = relative_finding_path(row["Location"], tree)
+        rows.append(row)
+    return dataclasses.replace(report, rows=rows) if dataclasses.is_dataclass(report) else report
+
+
+def result_latencies(tree: Path, tree_info: TreeInfo) -> dict[str, dict]:
+    """Latency percentiles (ms) of each result's performance run, from its detail log in the tree (LLMs: TTFT and
+    TPOT too); a log the checker refuses gives none here, the checker says why."""
+    out = {}
+    for result in tree_info.results:
+        logs = sorted((tree / result.rel_dir / "performance").glob("run_*/mlperf_log_detail.txt"))
+        if not logs:
+            continue
+        try:
+            values = read_detail_log(logs[0]).values
+        except SubtoolError:
+            continue
+        if found := latency_percentiles(values):
+            out[result.rel_dir] = found
+    return out
 
 
 def _verdict(report) -> str:
@@ -202,7 +238,9 @@ def _write_text(path: Path, text: str) -> str:
 
 def pack_tree(opts: PackOptions, console=None) -> PackResult:
     tree, out = _check_options(opts)
-    runs = [read_run_dir(Path(p)) for p in opts.runs]
+    tree_info = scan_tree(tree)
+    packed = collect_runs([Path(p) for p in opts.runs], tree_info)   # every run whose results the tree holds
+    runs = packed.runs
     waive = frozenset(opts.waive)
     names = artifact_names(opts.name)
     say = console.print if console is not None else (lambda *a, **k: None)
@@ -227,27 +265,30 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
             f"({stats.size / 1e6:.1f} MB)", highlight=False)
         verdict = _verdict(report)
         findings = _finding_views(report, tree)
-        tree_info = scan_tree(tree)
         run_style = _run_style(runs, report, tree_info, waive)
         demo = any(r.demo for r in runs) or any(_marked_demo(s) for s in tree_info.systems)
 
         from subtool.checker.report import write_summary_csv
 
+        report = _portable(report, tree)
         write_summary_csv(report, staged["summary_csv"])
         hashes = {names["tarball"]: stats.sha256, names["summary_csv"]: sha256_file(staged["summary_csv"])}
         command = PackCommand(tree=Path(opts.tree), out=Path(opts.out), name=opts.name, runs=[Path(r) for r in opts.runs],
                               version=opts.version, waive=tuple(sorted(waive)))
-        hashes[names["run"]] = _write_text(staged["run"], render_run_script(opts.name, runs, tree_info, command,
+        hashes[names["run"]] = _write_text(staged["run"], render_run_script(opts.name, packed, tree_info, command,
                                                                             run_style))
         os.chmod(staged["run"], 0o755)   # a script someone can re-run as ./<name>.run
-        tstamps = render_tstamps(runs, tree_info)
+        tstamps = render_tstamps(packed, tree_info)
         hashes[names["tstamps"]] = _write_text(staged["tstamps"], tstamps)
         rows = list(getattr(report, "rows", []) or [])
+        latencies = result_latencies(tree, tree_info)
         hashes[names["md"]] = _write_text(staged["md"], render_report(ReportInput(
             name=opts.name, version=opts.version, verdict=verdict, waive=tuple(sorted(waive)), run_style=run_style,
             demo=demo, tree=tree_info, runs=runs, rows=rows, findings=findings, tstamps=tstamps,
-            hashes=dict(hashes), verdicts=_result_views(report))))
+            hashes=dict(hashes), verdicts=_result_views(report), latencies=latencies)))
         block = _subtool_block(opts, verdict, findings, run_style, demo, runs, tree_info, hashes, stats)
+        if latencies:
+            block["latency_percentiles"] = latencies
         hashes[names["summary_json"]] = _write_text(staged["summary_json"],
                                                     render_summary_json(staged["summary_csv"], block))
         manifest = Manifest(name=opts.name, version=opts.version, waive=tuple(sorted(waive)), verdict=verdict,
@@ -264,7 +305,8 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
     result = PackResult(ok=bool(report.ok), verdict=verdict, name=opts.name, out=out,
                         artifacts={kind: out / fname for kind, fname in names.items()}, sha256=hashes,
                         errors=counts["error"], warnings=counts["warning"], waived=counts["waived"],
-                        members=len(stats.members), tarball_bytes=stats.size, run_style=run_style)
+                        members=len(stats.members), tarball_bytes=stats.size, run_style=run_style,
+                        latencies=latencies)
     _say_verdict(say, result, findings)
     return result
 

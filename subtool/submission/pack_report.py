@@ -60,12 +60,30 @@ class ReportInput:
     tstamps: str
     hashes: dict[str, str] = field(default_factory=dict)
     verdicts: dict[str, ResultView] = field(default_factory=dict)   # result id (its folder in the tree) → verdict
+    latencies: dict[str, dict] = field(default_factory=dict)        # result folder → {"ttft_ms": {"p50": …}, …}
+
+
+def format_number(value: float | int) -> str:
+    """One notation for every number a reader sees: counts as integers (13368, not 13368.000), large values in
+    plain fixed point (7350879.6, not 7.35088e+06), small ones to six significant digits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if abs(value) >= 1e5:
+        return f"{value:.1f}"
+    text = f"{value:.6g}"
+    return f"{value:.6f}".rstrip("0") if "e" in text and abs(value) >= 1e-6 else text
 
 
 def _cell(value: object) -> str:
     if value is None or value == "":
         return "–"
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    text = format_number(value) if isinstance(value, (int, float)) else str(value)
     return " ".join(text.replace("|", "\\|").split())
 
 
@@ -163,6 +181,8 @@ def render_report(data: ReportInput) -> str:
         lines.append("No results found under `results/`.")
     lines.append("")
 
+    lines += _latency_lines(data)
+
     lines += ["## Notable settings", ""]
     settings = []
     for result in tree.results:
@@ -178,7 +198,7 @@ def render_report(data: ReportInput) -> str:
         extras = [f"{k}={v}" for k, v in sorted(run.settings.items())]
         versions = [f"{k} {v}" for k, v in sorted(run.versions.items())]
         env = [f"{k}={v}" for k, v in sorted(run.env.items())]
-        lines.append(f"- run `{run.path.name}` ({run.model} {run.scenario}, {run.run_style or 'style unknown'}"
+        lines.append(f"- run `{run.path.parent.name}/{run.path.name}` ({run.model} {run.scenario}, {run.run_style or 'style unknown'}"
                      f"{', demo' if run.demo else ''}): " + "; ".join(
                          part for part in (", ".join(extras), ", ".join(versions), ", ".join(env)) if part))
     if data.runs:
@@ -215,6 +235,28 @@ def render_report(data: ReportInput) -> str:
     lines += ["", f"`{data.name}_summary.json` and `{data.name}.sha256` list these hashes too; "
               f"`subtool pack --verify {data.name}.tar.gz` checks them and re-runs the checker.", ""]
     return "\n".join(lines)
+
+
+_LATENCY_TITLES = (("ttft_ms", "time to first token"), ("tpot_ms", "time per output token"),
+                   ("latency_ms", "query latency"))
+
+
+def _latency_lines(data: ReportInput) -> list[str]:
+    """LoadGen's percentiles of each result's performance run (ms): TTFT and TPOT for the LLMs, query latency."""
+    rows = []
+    columns: list[str] = []
+    for result in data.tree.results:
+        for key, title in _LATENCY_TITLES:
+            found = (data.latencies.get(result.rel_dir) or {}).get(key)
+            if found:
+                columns += [p for p in found if p not in columns]
+                rows.append((f"{result.model} {result.scenario}", title, found))
+    if not rows:
+        return []
+    columns.sort(key=lambda p: float(p[1:]))
+    table = [[label, title, *(found.get(p) for p in columns)] for label, title, found in rows]
+    return ["## Latency percentiles (ms, from the performance logs)", "",
+            *_table(["Result", "Metric", *columns], table), ""]
 
 
 def relative_finding_path(path: object, tree: Path) -> str:

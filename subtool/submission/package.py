@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.submission import documents
 from subtool.submission.importers import ImportedResult, discover, import_loose
@@ -36,6 +35,7 @@ STAGING_PREFIX = ".subtool-staging-"
 FILE_SIZE_LIMIT = 50 * 1024 * 1024     # the official checker's per-file limit
 MAX_PARALLEL_RESULTS = 4
 ASIDE_PREFIX = ".subtool-old-"
+FULL_LOGS_DIR = ".full_logs"            # default home of the untruncated accuracy logs, inside --out
 _USER_CONF_KEYS = (("target_qps", "target_qps"), ("target_latency_ns", None), ("min_duration_ms", "min_duration"),
                    ("min_query_count", "min_query_count"), ("max_query_count", "max_query_count"),
                    ("samples_per_query", None))
@@ -182,6 +182,57 @@ def _system_type(benches) -> str:
     return "datacenter,edge"
 
 
+_SUITES = ("datacenter", "edge")
+# Fields a joining result may widen in a system description already in the tree (never narrow).
+MERGED_SYSTEM_FIELDS = ("system_type", "number_of_nodes")
+
+
+def _suites_of(system_type: object) -> set[str]:
+    return {p.strip() for p in str(system_type or "").lower().split(",") if p.strip() in _SUITES}
+
+
+def merged_system_type(current: object, benches) -> str:
+    """The type that lists every benchmark: the current one when it already does, else widened to
+    `datacenter,edge` (the official checker's form for a system in both suites)."""
+    suites = _suites_of(current)
+    if not suites:
+        return _system_type(benches)
+    for bench in benches:
+        if not suites & set(bench.suites):
+            suites.add(bench.suites[0])
+    return "datacenter,edge" if suites == set(_SUITES) else suites.pop()
+
+
+def run_nodes(imp: ImportedResult) -> int:
+    """Nodes a run spread over, from run.json's SUT record (Ray: the node of each worker); 1 when it says none."""
+    sut = (imp.run or {}).get("sut")
+    workers = sut.get("per_worker") if isinstance(sut, dict) else None
+    nodes = {str(w["node"]) for w in workers or [] if isinstance(w, dict) and w.get("node")}
+    return max(1, len(nodes))
+
+
+def _as_count(value: object) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return 0
+
+
+def _existing_system(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _merged_fields(current: dict, imps: list[ImportedResult]) -> dict:
+    """system_type and number_of_nodes that hold the results already described and the joining ones."""
+    nodes = max([_as_count(current.get("number_of_nodes")), *(run_nodes(i) for i in imps)])
+    return {"system_type": merged_system_type(current.get("system_type"), [i.bench for i in imps]),
+            "number_of_nodes": nodes}
+
+
 def _user_conf_text(imp: ImportedResult) -> str:
     if imp.user_conf is not None:
         text = imp.user_conf.read_text(encoding="utf-8", errors="replace")
@@ -232,6 +283,10 @@ def _measurements(imp: ImportedResult, overrides: dict) -> dict:
     from subtool.schemas import load_schema
 
     m = {**imp.bench.measurements, **imp.measurements, **overrides}
+    if "starting_weights_filename" not in {**imp.measurements, **overrides} and imp.bench.measurements:
+        imp.notes.append(f"measurements.json names the reference weights ({m.get('starting_weights_filename')}): "
+                         "nothing beside the logs said which weights ran; set starting_weights_filename in a "
+                         "measurements.json beside them, or in --system-file's [measurements]")
     if imp.run and imp.run.get("precision") and "weight_data_types" not in imp.measurements \
             and "weight_data_types" not in overrides:
         m["weight_data_types"] = str(imp.run["precision"])
@@ -329,7 +384,8 @@ def package_results(opts: PackageOptions, console=None, *, accuracy_scorer: Accu
     if opts.system is not None:
         check_name(opts.system, "system name", flag="--system")
     out = Path(opts.out).expanduser()
-    full_logs = Path(opts.full_logs).expanduser() if opts.full_logs else out.with_name(out.name + "_full_logs")
+    # inside what the user named (hidden: not part of the tree, never packed or published), or where they chose
+    full_logs = Path(opts.full_logs).expanduser() if opts.full_logs else out / FULL_LOGS_DIR
     sys_overrides, meas_overrides = split_overrides(load_overrides(opts.system_file)) if opts.system_file \
         else ({}, {})
     imported = _gather(opts)
@@ -368,7 +424,8 @@ def package_results(opts: PackageOptions, console=None, *, accuracy_scorer: Accu
     descriptions: dict[tuple[str, str], SystemDescription] = {}
     for (division, system), info in systems.items():
         desc = info["detected"]
-        desc = apply_overrides(desc, {"system_type": _system_type(i.bench for i in system_inputs[(division, system)])})
+        current = _existing_system(out / layout.system_json(division, submitter, system))
+        desc = apply_overrides(desc, _merged_fields(current, system_inputs[(division, system)]))
         if info["meta"]:
             desc = apply_overrides(desc, {k: v for k, v in info["meta"].items() if v not in (None, "")})
         desc = apply_overrides(desc, sys_overrides)
@@ -472,7 +529,11 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
                 current = json.loads(target.read_text(encoding="utf-8"))
             except ValueError:
                 current = None
-            if current != desc.fields:
+            if isinstance(current, dict) and _only_merged_fields_differ(current, desc.fields, opts):
+                _write_text(target, json.dumps({**current, **{k: desc.fields[k] for k in MERGED_SYSTEM_FIELDS}},
+                                               indent=2) + "\n")
+                result.notes.append(_widened_note(rel, current, desc.fields))
+            elif current != desc.fields:
                 if opts.system_file is not None and opts.force:
                     _write_text(target, desc.to_json())
                     result.notes.append(f"replaced {rel} (--force with --system-file)")
@@ -482,6 +543,10 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
                                        hint="pass --force to replace it, or edit the file in the tree")
                 else:
                     result.notes.append(f"kept the existing {rel} (detected values not applied)")
+                    widened = {k: desc.fields[k] for k in MERGED_SYSTEM_FIELDS if current.get(k) != desc.fields[k]}
+                    if isinstance(current, dict) and widened:
+                        _write_text(target, json.dumps({**current, **widened}, indent=2) + "\n")
+                        result.notes.append(_widened_note(rel, current, desc.fields))
         else:
             _write_text(target, desc.to_json())
             if desc.guessed:
@@ -536,6 +601,29 @@ def _stage_group(root: Path, layout: Layout, division: str, submitter: str, item
                                         f"official checker rejects files over 50 MB")
 
 
+def _only_merged_fields_differ(current: dict, fields: dict, opts: PackageOptions) -> bool:
+    """The description in the tree is the one these results would get, but for the fields they widen."""
+    rest = [k for k in set(current) | set(fields) if k not in MERGED_SYSTEM_FIELDS]
+    return (any(current.get(k) != fields.get(k) for k in MERGED_SYSTEM_FIELDS)
+            and all(current.get(k) == fields.get(k) for k in rest)
+            and (opts.system_file is None or not opts.force))
+
+
+def _widened_note(rel: Path, current: dict, fields: dict) -> str:
+    changes = [f"{k} {current.get(k)!r} → {fields[k]!r}" for k in MERGED_SYSTEM_FIELDS if current.get(k) != fields[k]]
+    return f"updated {rel} for the results joining it: {', '.join(changes)}"
+
+
+def _add_lines(path: Path, items: list[str], headings: tuple[str, ...] = ()) -> None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return                  # not ours to repair: the checker reads the tree as it is
+    updated = documents.add_list_items(text, items, headings)
+    if updated != text:
+        _write_text(path, updated)
+
+
 def _write_documents(root: Path, layout: Layout, division: str, submitter: str, items: list[_Planned]) -> None:
     """documentation/ and src/ (code/): written when missing, never overwritten (the submitter may edit them)."""
     entries = [(p.key, p.imp) for p in items]
@@ -543,6 +631,9 @@ def _write_documents(root: Path, layout: Layout, division: str, submitter: str, 
     if not (doc / "README.md").exists():
         _write_text(doc / "README.md", documents.documentation_readme(submitter, division, entries,
                                                                             version=layout.version))
+    else:   # results joining a tree: listed too (the rest of the file is the submitter's)
+        _add_lines(doc / "README.md", [documents.result_line(k, i) for k, i in entries],
+                   documents.RESULTS_HEADINGS)
     if not (doc / "calibration.md").exists():
         _write_text(doc / "calibration.md",
                           documents.calibration_md(entries, {p.key: p.measurements for p in items}))
@@ -551,11 +642,17 @@ def _write_documents(root: Path, layout: Layout, division: str, submitter: str, 
     if any(p.imp.kind == "run_dir" for p in items):
         import subtool
 
-        copied = f"subtool-{__version__}"
+        copied = documents.SOURCE_DIR
         if not (src / copied).exists():
             documents.copy_source_tree(Path(subtool.__file__).parent, src / copied / "subtool")
+        # an installable project: `pip install './src/subtool-<version>[run]'` works from the tree alone
+        for name, text in (("pyproject.toml", documents.source_pyproject()), ("README.md", documents.source_readme())):
+            if not (src / copied / name).exists():
+                _write_text(src / copied / name, text)
     if not (src / "README.md").exists():
         _write_text(src / "README.md", documents.src_readme(entries, copied=copied))
+    else:
+        _add_lines(src / "README.md", [documents.src_line(k, i) for k, i in entries])
     for model in sorted({p.key.model for p in items}):
         target = src / model / "README.md"
         if not target.exists():

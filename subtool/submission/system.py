@@ -27,6 +27,7 @@ from subtool.schemas import load_schema
 
 SCHEMA_NAME = "system_desc"
 NOT_DETECTED = "not detected"
+CPU_ONLY_ACCELERATOR = "N/A (CPU only)"
 # Keys of an overrides file that are not system fields.
 MEASUREMENTS_KEY = "measurements"
 
@@ -224,7 +225,7 @@ def default_system_name(fields: dict[str, Any], *, demo: bool = False) -> str:
     cpu = f"{fields.get('host_processors_per_node', 1)}x{_short_cpu(str(fields.get('host_processor_model_name', 'CPU')))}"
     n_acc = str(fields.get("accelerators_per_node", "0")).strip()
     name = cpu
-    if n_acc not in ("0", "") and fields.get("accelerator_model_name") not in (None, "", "N/A"):
+    if n_acc not in ("0", "") and fields.get("accelerator_model_name") not in (None, "", "N/A", CPU_ONLY_ACCELERATOR):
         name = f"{n_acc}x{'_'.join(str(fields['accelerator_model_name']).split())}_{cpu}"
     name = re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("._")
     if demo and "demo" not in name.lower():
@@ -290,8 +291,9 @@ def detect_system(*, submitter: str, division: str, system_type: str = "edge",
         if len(gpus) > 1:
             guessed += ["accelerator_interconnect", "accelerator_interconnect_topology"]
     else:
-        # CPU-only: the checker reads 0 as "empty", so the count is the string "0".
-        f.update({"accelerators_per_node": "0", "accelerator_model_name": "N/A",
+        # CPU-only: the checker reads 0 as "empty", so the count is the string "0". The model name reaches the
+        # summary, where a bare "N/A" becomes null in the JSON (pandas reads it as missing) but stays in the CSV.
+        f.update({"accelerators_per_node": "0", "accelerator_model_name": CPU_ONLY_ACCELERATOR,
                   "accelerator_memory_capacity": "N/A", "accelerator_memory_configuration": "N/A",
                   "accelerator_frequency": "N/A", "accelerator_host_interconnect": "N/A",
                   "accelerator_interconnect": "N/A", "accelerator_interconnect_topology": "N/A",
@@ -344,14 +346,46 @@ def load_overrides(path: Path) -> dict[str, Any]:
     return data
 
 
+# Fields the official checker reads beyond the schema's own: a power submission's, the network division's, and
+# the nameplate power it takes from the description when there is no nameplate file.
+POWER_FIELDS = ("power_management", "filesystem", "boot_firmware_version", "management_firmware_version",
+                "other_hardware", "number_of_type_nics_installed", "nics_enabled_firmware", "nics_enabled_os",
+                "nics_enabled_connected", "network_speed_mbit", "power_supply_quantity_and_rating_watts",
+                "power_supply_details", "disk_drives", "disk_controllers", "system_power_only",
+                "system_power_capacity")
+NETWORK_FIELDS = ("is_network", "network_type", "network_media", "network_rate", "nic_loadgen", "number_nic_loadgen",
+                  "net_software_stack_loadgen", "network_protocol", "number_connections", "nic_sut", "number_nic_sut",
+                  "net_software_stack_sut", "network_topology")
+
+
+def known_fields() -> set[str]:
+    return set(load_schema(SCHEMA_NAME)["properties"]) | set(POWER_FIELDS) | set(NETWORK_FIELDS)
+
+
+def check_known_field(name: str, *, flag: str = "--set") -> None:
+    """A field name nobody reads is a typo: one line naming it and the schema, with the nearest known names."""
+    import difflib
+
+    known = known_fields()
+    if name in known:
+        return
+    near = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    guess = f"; did you mean {' or '.join(near)}?" if near else ""
+    raise SubtoolError(f"{flag} {name!r}: unknown system field, not in the system description schema "
+                       f"(subtool/schemas/{SCHEMA_NAME}.schema.json) nor among the official checker's power and "
+                       f"network fields{guess}", rule="system.unknown_field")
+
+
 def parse_set(items: list[str]) -> dict[str, str]:
-    """`--set key=value` pairs; values stay strings (the checker treats 0 as empty, "0" is fine)."""
+    """`--set key=value` pairs; values stay strings (the checker treats 0 as empty, "0" is fine). A key that is
+    no system field is refused (a typo would otherwise vanish into the JSON unnoticed)."""
     out = {}
     for item in items:
         if "=" not in item:
             raise SubtoolError(f"--set {item!r} must be key=value", rule="cli.usage",
                                hint="e.g. --set cooling=air")
         k, v = item.split("=", 1)
+        check_known_field(k.strip())
         out[k.strip()] = v.strip()
     return out
 

@@ -101,6 +101,19 @@ def _keep_full_copy(tmp: Path, final: Path, sha256: str, size: int) -> None:
     sidecar.write_text(f"{sha256}  {final.name}\n")
 
 
+def _link(src: Path, dst: Path) -> bool:
+    """Keep the full log as a second name of the same file when both lie on one filesystem: a 65 MB log is then
+    stored once, not twice (a run directory is replaced as a whole by a later run, never rewritten in place, so
+    the kept log cannot change under the hash). False when a copy is needed (another filesystem, no links)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(dst)
+    try:
+        os.link(src, dst)
+    except OSError:
+        return False
+    return True
+
+
 def _copy_whole(src: Path, dst: Path, errors: list) -> None:
     """Copy inside the kernel (copy_file_range, as cp does); runs in a thread while the caller hashes."""
     try:
@@ -137,8 +150,9 @@ def truncate_accuracy_log(src: Path, dst: Path, *, full_copy: Path | None, need_
         full_copy = Path(full_copy)
         full_copy.parent.mkdir(parents=True, exist_ok=True)
         tmp_full = full_copy.with_name(f".{full_copy.name}.{os.getpid()}.tmp")
-        copier = threading.Thread(target=_copy_whole, args=(src, tmp_full, copy_errors), daemon=True)
-        copier.start()
+        if not _link(src, tmp_full):
+            copier = threading.Thread(target=_copy_whole, args=(src, tmp_full, copy_errors), daemon=True)
+            copier.start()
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     try:

@@ -217,3 +217,28 @@ def pkg_official(official_checker):
 def pkg_accuracy_line() -> str:
     return PKG_ACCURACY_LINE
 # ======================================================================== end of package (pkg_) fixtures
+
+
+# ======================================================================== two demos (two_) fixtures
+# One team, two benchmarks, one --out: the README's bert demo, then the llama3.1-8b demo, each a real
+# `subtool all` (run → package → check → pack) in its own process. Made once per session: several tests read it.
+TWO_DEMO_COMMANDS = (["--submitter", "TeamX"], ["--submitter", "TeamX", "--model", "llama3.1-8b", "--demo"])
+
+
+@pytest.fixture(scope="session")
+def two_demos(tmp_path_factory, subtool_cache):
+    pytest.importorskip("torch")
+    pytest.importorskip("mlperf_loadgen")
+    import os
+
+    out = tmp_path_factory.mktemp("two_demos") / "out"
+    docs = []
+    for args in TWO_DEMO_COMMANDS:
+        proc = subprocess.run([sys.executable, "-m", "subtool.cli", "all", *args, "--out", str(out), "--json"],
+                              capture_output=True, text=True, timeout=1500,
+                              env={**os.environ, "SUBTOOL_CACHE": str(subtool_cache)})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        docs.append({"doc": json.loads(proc.stdout), "stderr": proc.stderr, "argv": ["subtool", "all", *args,
+                                                                                       "--out", str(out), "--json"]})
+    return out, docs
+# ==================================================================== end of two demos (two_) fixtures

@@ -327,10 +327,19 @@ def test_run_script_and_tstamps_from_run_directories(tree, tmp_path):
     assert f"date -u >> {NAME}.tstamps" in script
     if shutil.which("bash"):
         assert subprocess.run(["bash", "-n", str(out / f"{NAME}.run")]).returncode == 0
-    # oldest run first, one before/after pair per run
-    assert (out / f"{NAME}.tstamps").read_text().splitlines() == [
+    # oldest run first, one before/after pair per run; these run directories hold none of the tree's logs, so the
+    # packed results get a pair of their own LoadGen times (else the .tstamps would not cover what was packed)
+    lines = (out / f"{NAME}.tstamps").read_text().splitlines()
+    assert lines[:4] == [
         "Wed Nov 25 23:00:00 UTC 2026", "Wed Nov 25 23:10:00 UTC 2026",
         "Thu Nov 26 01:52:06 UTC 2026", "Thu Nov 26 01:55:10 UTC 2026"]
+    assert len(lines) in (6, 8) and all(DATE_U.match(line) for line in lines[4:])   # one pair, or one per result
+    from subtool.scoring.integrity import check_tstamps
+    from subtool.submission.pack_inputs import scan_tree
+
+    windows = [(r.rel_dir, r.window.begin, r.window.end) for r in scan_tree(tree).results]
+    assert check_tstamps(str(out / f"{NAME}.tstamps"), windows, slack_s=0) == []   # the scorer's own test
+    assert "commands are unknown" in script and "bert.Offline.min_duration = 50" in script
     md = (out / f"{NAME}.md").read_text()
     assert "embedded demo" in md and "short run" in md
 
@@ -456,3 +465,106 @@ def test_demo_systems_are_recognised_without_run_directories():
     assert _marked_demo(SystemInfo("open", "T", "1xCPU-demo", "open/T/systems/1xCPU-demo.json", {}))
     assert _marked_demo(SystemInfo("open", "T", "box", "p", {"hw_notes": "DEMO: embedded demo run"}))
     assert not _marked_demo(SystemInfo("open", "T", "box", "p", {"system_name": "TeamX box", "hw_notes": ""}))
+
+
+# ------------------------------------------------------------------- several runs, one hand-in (issue 20)
+def _producing_run(tree: Path, root: Path, scenario: str, **overrides) -> Path:
+    """A run directory that holds the tree's own performance log of `scenario` (so it produced that result),
+    with a before/after pair around the result's LoadGen times."""
+    from subtool.submission.pack_inputs import scan_tree
+
+    [result] = [r for r in scan_tree(tree).results if r.scenario == scenario]
+    pair = result.window.lines()
+    overrides.setdefault("command", ["subtool", "all", "--submitter", "TeamX", "--scenario", scenario])
+    run = _run_dir(root / "bert-99" / scenario, scenario=scenario, tstamps=pair, **overrides)
+    (run / "performance" / "run_1").mkdir(parents=True)
+    shutil.copy(tree / result.rel_dir / "performance" / "run_1" / "mlperf_log_detail.txt",
+                run / "performance" / "run_1" / "mlperf_log_detail.txt")
+    return run
+
+
+def test_a_folder_of_runs_contributes_those_the_tree_holds_and_tstamps_cover_every_result(tree, tmp_path):
+    from subtool.scoring.integrity import check_tstamps
+    from subtool.submission.pack_inputs import scan_tree
+
+    runs = tmp_path / "runs"
+    _producing_run(tree, runs, "Offline")
+    _run_dir(runs / "bert-99" / "Server", scenario="Server", command=["subtool", "all", "--scenario", "Server"])
+    _run_dir(runs / ".hidden" / "x", command=["subtool", "all", "--hidden"])
+    out = tmp_path / "out"
+    result = _pack(tree, out, "--runs", str(runs), *WAIVE_SHORT)
+    assert result.exit_code == 0, result.output
+    script = (out / f"{NAME}.run").read_text()
+    assert "subtool all --submitter TeamX --scenario Offline" in script
+    assert "--scenario Server" not in script and "--hidden" not in script    # not in this tree
+    assert "packed as open/TeamX/results/box/bert-99/Offline" in script
+    # SingleStream came from no run directory given: its settings are quoted and its LoadGen times kept
+    assert "commands are unknown" in script and "bert.SingleStream.min_duration = 50" in script
+    stamps = (out / f"{NAME}.tstamps").read_text().splitlines()
+    # the run's pair, and SingleStream's own LoadGen times unless that pair already holds them
+    assert len(stamps) in (2, 4) and all(DATE_U.match(s) for s in stamps)
+    windows = [(r.rel_dir, r.window.begin, r.window.end) for r in scan_tree(tree).results]
+    assert check_tstamps(str(out / f"{NAME}.tstamps"), windows, slack_s=0) == []   # the scorer's own test
+
+
+def test_a_runs_folder_with_no_run_directory_is_one_line_error(tree, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _pack(tree, tmp_path / "out", "--runs", str(tmp_path / "empty"))
+    assert result.exit_code == 2 and "[pack.run_dir]" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_all_under_another_submitter_gets_its_package_step(tree, tmp_path):
+    run = _producing_run(tree, tmp_path / "runs", "Offline",
+                         command=["subtool", "all", "--submitter", "OldTeam", "--out", "o"])
+    out = tmp_path / "out"
+    assert _pack(tree, out, "--runs", str(run), *WAIVE_SHORT).exit_code == 0
+    script = (out / f"{NAME}.run").read_text()
+    assert f"\nsubtool package --from {run} --submitter TeamX --division open --system box --out {tree}\n" in script
+    assert "`subtool all` above also packs" not in script and f"\nsubtool pack {tree} " in script
+
+
+def test_latency_percentiles_reach_md_summary_and_json(tree, tmp_path):
+    out = tmp_path / "out"
+    result = _pack(tree, out, *WAIVE_SHORT)
+    assert result.exit_code == 0, result.output
+    lat = _stdout_json(result)["latency_percentiles"]
+    assert set(lat) == {f"open/TeamX/results/box/bert-99/{sc}" for sc in SCENARIOS}
+    assert all(set(v["latency_ms"]) >= {"p50", "p90", "p99"} and v["latency_ms"]["p50"] >= 0 for v in lat.values())
+    assert json.loads((out / f"{NAME}_summary.json").read_text())["subtool"]["latency_percentiles"] == lat
+    md = (out / f"{NAME}.md").read_text()
+    assert "## Latency percentiles" in md and "| bert-99 SingleStream | query latency |" in md
+    # Location is the tree's, not the packer's folders
+    summary = (out / f"{NAME}_summary.csv").read_text()
+    assert str(tree) not in summary and '"open/TeamX/results/box/bert-99/Offline/performance/run_1"' in summary
+
+
+def test_latency_percentiles_of_token_runs_and_lying_values():
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from subtool.submission.detail_log import latency_percentiles
+
+    values = {"result_first_token_50.00_percentile_latency_ns": 12_500_000,
+              "result_first_token_99.00_percentile_latency_ns": 1.9e9,
+              "result_time_per_output_token_99.90_percentile_ns": 4_000_000,
+              "result_99.00_percentile_latency_ns": float("nan"), "result_90.00_percentile_latency_ns": -5,
+              "result_50.00_percentile_latency_ns": True, "result_95.00_percentile_latency_ns": "7"}
+    assert latency_percentiles(values) == {"ttft_ms": {"p50": 12.5, "p99": 1900.0}, "tpot_ms": {"p99.9": 4.0}}
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.dictionaries(st.sampled_from(["result_first_token_50.00_percentile_latency_ns",
+                                            "result_99.00_percentile_latency_ns", "other"]),
+                           st.one_of(st.none(), st.booleans(), st.floats(), st.integers(), st.text(max_size=5))))
+    def never_garbage(values):
+        for found in latency_percentiles(values).values():
+            assert all(isinstance(v, float) and v == v and 0 <= v < float("inf") for v in found.values())
+
+    never_garbage()
+
+
+def test_numbers_have_one_notation():
+    from subtool.submission.pack_report import format_number
+
+    assert [format_number(v) for v in (13368.0, 13368, 7350879.6, 1437911, 0.001262, 90.874, 12.3456789)] == \
+        ["13368", "13368", "7350879.6", "1437911", "0.001262", "90.874", "12.3457"]
+    assert "e" not in format_number(2.5e-5) and format_number(float("nan")) == "nan"

@@ -71,8 +71,8 @@ def test_run_dir_to_v61_tree(pkg_lg, tmp_path):
     readme = (result / "README.md").read_text()
     assert "Run style: short — not submittable: min_duration waived" in readme
     assert "subtool run --model bert-99 --scenario Offline" in readme
-    # nothing but the tree at the root; no staging left behind
-    assert sorted(p.name for p in out.iterdir()) == ["closed"]
+    # nothing but the tree (and the hidden full logs) at the root; no staging left behind
+    assert sorted(p.name for p in out.iterdir()) == [".full_logs", "closed"]
 
 
 def test_accuracy_log_truncated_officially_and_full_log_kept(pkg_lg, tmp_path, pkg_accuracy_line):
@@ -89,7 +89,11 @@ def test_accuracy_log_truncated_officially_and_full_log_kept(pkg_lg, tmp_path, p
     assert (acc / "accuracy.txt").read_text() == f"{pkg_accuracy_line}\n\nhash={sha}\n"
     full = res.full_logs / "closed/TeamX/box1/bert-99/Offline/accuracy/mlperf_log_accuracy.json"
     assert full.read_bytes() == original
-    assert res.full_logs == tmp_path / "tree_full_logs"
+    # kept inside what the user named (hidden: never packed or published), nothing written beside it; on one
+    # filesystem the full log is a second name of the run's file, not a second copy of its bytes
+    assert res.full_logs == out / ".full_logs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]
+    assert full.stat().st_ino == (pkg_lg["Offline"] / "accuracy" / "mlperf_log_accuracy.json").stat().st_ino
     # TEST01's sampled accuracy log: truncated too, with its own hash
     t01 = out / "closed/TeamX/results/box1/bert-99/Offline/TEST01/accuracy"
     t01_src = (pkg_lg["Offline"] / "TEST01/accuracy/mlperf_log_accuracy.json").read_bytes()
@@ -209,3 +213,84 @@ def test_from_the_runs_parent_directory(pkg_lg, tmp_path):
     assert all("demo" in r.system for r in res.results if r.demo)
     readme = (res.results[0].path / "README.md").read_text()
     assert "Imported from a subtool run directory" in readme and "MLC" not in readme
+
+
+# ------------------------------------------------------------------ a second benchmark joins (issue 20 item 9)
+def test_system_type_widens_to_list_every_benchmark_never_narrows():
+    from subtool.submission.models import BENCHMARKS
+    from subtool.submission.package import merged_system_type
+
+    bert, llama = BENCHMARKS["bert-99"], BENCHMARKS["llama3.1-8b"]
+    assert merged_system_type("edge", [llama]) == "datacenter,edge"
+    assert merged_system_type("datacenter", [bert]) == "datacenter,edge"
+    assert merged_system_type("edge", [bert]) == "edge"
+    assert merged_system_type("edge,datacenter", [bert, llama]) == "datacenter,edge"
+    assert merged_system_type("", [bert, llama]) == "datacenter,edge"         # a new system: from its results
+    assert merged_system_type(None, [llama]) == "datacenter"
+    assert merged_system_type("mainframe", [bert]) == "edge"                  # garbage: as for a new system
+
+
+def test_nodes_come_from_the_runs_workers_and_lying_records_count_one():
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from subtool.submission.package import run_nodes
+
+    def imp(run):
+        return type("Imp", (), {"run": run})()
+
+    assert run_nodes(imp({"sut": {"per_worker": [{"node": "a"}, {"node": "b"}, {"node": "a"}]}})) == 2
+    assert run_nodes(imp({"sut": {"workers": 4}})) == 1
+    assert run_nodes(imp(None)) == 1
+
+    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=4),
+                               lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                             max_size=3), max_leaves=8)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.dictionaries(st.sampled_from(["sut", "per_worker", "node"]), json_values, max_size=2))
+    def never_raises(run):
+        assert run_nodes(imp(run)) >= 1
+
+    never_raises()
+
+
+def test_all_commands_name_the_tree_they_were_packaged_into():
+    from subtool.submission.documents import _retarget
+    from subtool.submission.layout import ResultKey
+
+    key = ResultKey("open", "TeamY", "box", "bert-99", "Offline")
+    assert _retarget(["subtool", "all", "--submitter", "TeamX", "--out", "o"], key) == \
+        ["subtool", "all", "--submitter", "TeamY", "--out", "o"]
+    assert _retarget(["subtool", "all", "--submitter=TeamX", "--system", "old"], key) == \
+        ["subtool", "all", "--submitter=TeamY", "--system", "box"]
+    assert _retarget(["subtool", "run", "--model", "bert-99"], key) == ["subtool", "run", "--model", "bert-99"]
+
+
+def test_source_pyproject_carries_the_installed_extras():
+    import tomllib
+
+    from subtool.submission.documents import source_pyproject
+
+    doc = tomllib.loads(source_pyproject())
+    assert doc["project"]["name"] == "mlperf-subtool" and doc["project"]["version"] == "0.1.0"
+    assert any(r.startswith("torch") for r in doc["project"]["optional-dependencies"]["run"])
+    assert any(r.startswith("tomli") and "python_version" in r for r in doc["project"]["dependencies"])
+    assert doc["project"]["scripts"] == {"subtool": "subtool.cli:main"}
+
+
+def test_documents_of_a_tree_name_the_results_that_join_it_and_keep_the_submitters_words(pkg_lg, tmp_path):
+    out = tmp_path / "tree"
+    package_results(pkg_opts(out, pkg_lg["Offline"]))
+    sub = out / "closed" / "TeamX"
+    doc, src = sub / "documentation" / "README.md", sub / "src" / "README.md"
+    doc.write_text(doc.read_text().replace("## Reproduce", "Our notes stay.\n\n## Reproduce"))
+    package_results(pkg_opts(out, pkg_lg["SingleStream"]))
+    text = doc.read_text()
+    assert "- box1 / bert-99 / Offline — short run" in text and "- box1 / bert-99 / SingleStream — short run" in text
+    assert "Our notes stay." in text and text.count("## Reproduce") == 1
+    listed = [ln for ln in src.read_text().splitlines() if ln.startswith("- bert-99 ")]
+    assert [ln.split(":")[0] for ln in listed] == ["- bert-99 Offline", "- bert-99 SingleStream"]
+    # the source copy installs from the tree: `pip install './src/subtool-0.1.0[run]'`
+    assert (sub / "src" / "subtool-0.1.0" / "pyproject.toml").is_file()
+    readme = (sub / "results" / "box1" / "bert-99" / "SingleStream" / "README.md").read_text()
+    assert "pip install './src/subtool-0.1.0[run]'" in readme and "mlperf-subtool==" not in readme

@@ -27,10 +27,19 @@ def opts(out: Path, *from_dirs: Path, **kw) -> PackageOptions:
     return PackageOptions(**base)
 
 
+FULL_LOGS = ".full_logs"      # package's default home of the untruncated logs, inside --out; kept, never part of it
+
+
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file's bytes and inode: 'unchanged' means neither rewritten nor replaced."""
+    """Every file's bytes and inode in the tree (the kept full logs aside): 'unchanged' means neither rewritten
+    nor replaced."""
     return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_ino)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).parts[0] != FULL_LOGS}
+
+
+def top(root: Path) -> list[str]:
+    """What lies at the tree root besides the kept full logs (staging or moved-aside folders would show here)."""
+    return sorted(p.name for p in root.iterdir() if p.name != FULL_LOGS)
 
 
 def files_below(d: Path) -> set[str]:
@@ -108,6 +117,42 @@ def test_loose_logs_nvidia_style(pkg_lg, tmp_path):
     assert (result / "TEST01" / "verify_accuracy.txt").is_file()
     meas = json.loads((result / "measurements.json").read_text())
     assert meas["starting_weights_filename"].endswith("model.pytorch")   # bert-99 reference defaults
+    # …and the README says that nothing named the weights, instead of claiming the reference ones silently
+    assert "names the reference weights" in " ".join((result / "README.md").read_text().split())
+
+
+def _loose_args(run: Path, out: Path, *extra: str) -> list[str]:
+    return ["package", "--perf", str(run / "performance" / "run_1"), "--acc", str(run / "accuracy"), "--model",
+            "bert-99", "--submitter", "TeamX", "--out", str(out), *extra]
+
+
+def test_loose_logs_inside_a_demo_run_stay_a_demo(pkg_lg, tmp_path):
+    demo = pkg_lg["demo_Offline"]
+    r = runner.invoke(app, _loose_args(demo, tmp_path / "closed", "--division", "closed"))
+    assert r.exit_code == 2 and "[package.demo_closed]" in r.output
+    r = runner.invoke(app, _loose_args(demo, tmp_path / "tree", "--system", "box", "--json"))
+    assert r.exit_code == 0, r.output
+    [res] = json.loads(r.stdout)["results"]
+    assert res["demo"] is True and res["division"] == "open" and res["system"] == "box-demo"
+    result = Path(res["path"])
+    assert "**DEMO**" in (result / "README.md").read_text()
+    weights = json.loads((result / "measurements.json").read_text())["starting_weights_filename"]
+    assert weights == "subtool embedded demo: random weights"
+
+
+@pytest.mark.parametrize("record", ["{not json", "[1, 2]", '{"demo": true, "modes": {"performance": {"dir": "x"}}}',
+                                    '{"demo": true, "modes": "performance"}'])
+def test_loose_logs_beside_a_foreign_or_lying_run_json_are_not_a_demo(pkg_lg, pkg_copy, tmp_path, record):
+    run = pkg_copy(pkg_lg["Offline"])
+    (run / "run.json").write_text(record)
+    r = runner.invoke(app, _loose_args(run, tmp_path / "tree", "--division", "closed", "--system", "box",
+                                       "--json"))
+    if '"modes": "performance"' in record:       # modes not a table: the default folders are the run's
+        assert r.exit_code == 2 and "[package.demo_closed]" in r.output
+        return
+    assert r.exit_code == 0, r.output
+    [res] = json.loads(r.stdout)["results"]
+    assert res["demo"] is False and res["division"] == "closed"
 
 
 def test_loose_scenario_read_from_logs_when_not_given(pkg_lg, tmp_path):
@@ -144,7 +189,7 @@ def test_server_log_given_as_offline(pkg_lg, tmp_path):
 
 def test_accuracy_log_given_as_performance(pkg_lg, tmp_path):
     run = pkg_lg["Offline"]
-    with pytest.raises(SubtoolError, match="this is a accuracy log .* given as the performance log") as exc:
+    with pytest.raises(SubtoolError, match="this is an accuracy log .* given as the performance log") as exc:
         package_results(opts(tmp_path / "t", perf=run / "accuracy", acc=run / "performance/run_1",
                              model="bert-99"))
     assert exc.value.rule == "import.wrong_mode"
@@ -200,7 +245,7 @@ def test_bad_logs_leave_tree_unchanged(pkg_lg, pkg_copy, tmp_path, damage, rule)
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and f"[{rule}]" in errors[0], r.stderr
     assert snapshot(out) == before
-    assert sorted(p.name for p in out.iterdir()) == ["closed"]
+    assert top(out) == ["closed"]
 
 
 def test_duplicate_inputs_and_existing_result(pkg_lg, tmp_path):
@@ -242,7 +287,7 @@ def test_adding_never_clobbers_and_force_replaces_only_its_result(pkg_lg, tmp_pa
     assert '"liquid"' in (sub / "systems" / "box1.json").read_text()
     assert {p.name for p in (sub / "results").iterdir()} == {"box1", "box2"}
     assert {p.name for p in (sub / "results" / "box1" / "bert-99").iterdir()} == {"SingleStream", "Server"}
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert not [p for p in top(out) if p.startswith(".")]
 
 
 def test_system_file_conflicting_with_tree_needs_force(pkg_lg, tmp_path):
@@ -275,7 +320,7 @@ def test_interrupted_package_leaves_previous_tree(pkg_lg, tmp_path, monkeypatch)
         package_results(opts(out, pkg_lg["Offline"]))
     assert calls["n"] == 2
     assert snapshot(out) == before
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert not [p for p in top(out) if p.startswith(".")]
 
 
 def test_killed_between_renames_is_recovered(pkg_lg, tmp_path):
@@ -286,9 +331,12 @@ def test_killed_between_renames_is_recovered(pkg_lg, tmp_path):
     (out / f"{STAGING_PREFIX}closed--TeamX--99999" / "closed").mkdir(parents=True)
     package_results(opts(out, pkg_lg["Offline"]))
     after = snapshot(out)
-    assert all(after.get(k) == v for k, v in before.items())
+    # the two lists of the tree's results name the joining one; everything else is as it was
+    lists = {"closed/TeamX/documentation/README.md", "closed/TeamX/src/README.md"}
+    assert all(after.get(k) == v for k, v in before.items() if k not in lists)
+    assert all(b"bert-99 / Offline" in after[k][0] or b"bert-99 Offline" in after[k][0] for k in lists)
     assert "closed/TeamX/results/box1/bert-99/Offline/accuracy/accuracy.txt" in after
-    assert sorted(p.name for p in out.iterdir()) == ["closed"]
+    assert top(out) == ["closed"]
 
 
 # ------------------------------------------------------------------------------------ accuracy sources

@@ -47,8 +47,9 @@ def test_detected_description_is_valid_and_cpu_only_count_is_a_string():
     assert validation_errors(desc.fields, division="closed", submitter="TeamX") == []
     with open("/proc/cpuinfo") as fh:
         assert any(desc.fields["host_processor_model_name"] in line for line in fh)
-    if desc.fields["accelerator_model_name"] == "N/A":
-        assert desc.fields["accelerators_per_node"] == "0"       # the checker reads the number 0 as empty
+    if desc.fields["accelerators_per_node"] == "0":             # the checker reads the number 0 as empty
+        # "N/A" alone would be null in the summary JSON (pandas' missing value) and "N/A" in the CSV
+        assert desc.fields["accelerator_model_name"] == "N/A (CPU only)"
     assert desc.fields["host_processor_core_count"] >= 1
     assert "subtool" in desc.fields["other_software_stack"]
     assert "cooling" in desc.guessed
@@ -143,3 +144,21 @@ def test_cli_system_validate(tmp_path):
     broken.write_text("{")
     r = runner.invoke(app, ["system", "--validate", str(broken)])
     assert r.exit_code == 2 and "[system.bad_json]" in r.stderr
+
+
+def test_cli_system_set_refuses_an_unknown_field(tmp_path):
+    out = tmp_path / "sys.json"
+    r = runner.invoke(app, ["system", "--submitter", "TeamX", "--set", "nosuchfield=1", "--out", str(out)])
+    assert r.exit_code == 2
+    assert r.stdout == "" and not out.exists()
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "'nosuchfield'" in lines[0] and "system_desc.schema.json" in lines[0] and "[system.unknown_field]" in lines[0]
+    # a typo of a real field names it
+    r = runner.invoke(app, ["system", "--set", "colling=air"])
+    assert r.exit_code == 2 and "did you mean cooling" in r.stderr
+    # schema fields and the official checker's power/network fields are accepted
+    r = runner.invoke(app, ["system", "--submitter", "TeamX", "--set", "cooling=air", "--set",
+                            "system_power_capacity=1200", "--set", "hw_notes=x"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["system_power_capacity"] == "1200"

@@ -97,9 +97,9 @@ def accuracy_shortfalls(spec: LlmSpec, metrics: dict) -> list[str]:
     for key, low in spec.thresholds:
         value = metrics.get(key)
         if value is not None and value < low:
-            out.append(f"{key} {value:g} < {low:g}")
+            out.append(f"{key} {value} < {low}")   # plain: 1437911 < 7350879.6, no exponents
     for key, high in spec.upper_limits:
         value = metrics.get(key)
         if value is not None and value > high:
-            out.append(f"{key} {value:g} > {high:g}")
+            out.append(f"{key} {value} > {high}")
     return out
