@@ -24,7 +24,7 @@ def _thresholds(model: str) -> dict[str, float]:
 def _set(path, values: dict[str, float]) -> None:
     text = path.read_text()
     for metric, value in values.items():
-        text, n = re.subn(re.escape(KEYS[metric]) + r"[0-9.]+", KEYS[metric] + repr(round(value, 6)), text, count=1)
+        text, n = re.subn(re.escape(KEYS[metric]) + r"[0-9.]+", KEYS[metric] + repr(value), text, count=1)
         assert n == 1, metric
     path.write_text(text)
 
