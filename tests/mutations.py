@@ -145,9 +145,20 @@ class Outcome:
     seconds: float
 
 
+def official_env() -> dict[str, str]:
+    """The scratch copy has no shared/ beside it: point the tests at the official checker this checkout finds."""
+    if os.environ.get("SUBTOOL_OFFICIAL"):
+        return {}
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import official_checker_dir
+
+    found = official_checker_dir()
+    return {"SUBTOOL_OFFICIAL": str(found)} if found else {}
+
+
 def run_test(copy: Path, test: str, python: str, timeout: int) -> tuple[str, str]:
     """'passed', 'failed' or 'skipped', and the summary line."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(copy), str(copy / "tests")]),
+    env = {**os.environ, **official_env(), "PYTHONPATH": os.pathsep.join([str(copy), str(copy / "tests")]),
            "PYTHONDONTWRITEBYTECODE": "1"}
     cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", test]
     try:

@@ -1,6 +1,7 @@
 """`subtool score` at the accuracy boundary: teams whose hand-ins sit exactly at, just over and just under the
 round's thresholds (bert-99 F1, and each Llama2-70B-99.9 metric), packed by the real pack stage and scored
-through the CLI. At or over is ranked; 0.01 under is disqualified for that task, naming the metric."""
+through the CLI. At or over is ranked; 0.01 under is disqualified for that task, naming the metric. The thresholds
+are the published ones written out (reference × fraction), never read from the code under test."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import re
 
 from typer.testing import CliRunner
 
-from subtool.checker.config import round_config
 from subtool.cli import app
 
 KEYS = {"F1": '"f1": ', "ROUGE1": "'rouge1': ", "ROUGE2": "'rouge2': ", "ROUGEL": "'rougeL': ",
@@ -17,8 +17,13 @@ KEYS = {"F1": '"f1": ', "ROUGE1": "'rouge1': ", "ROUGE2": "'rouge2': ", "ROUGEL"
 STEP = 0.01
 
 
+THRESHOLDS = {"bert-99": {"F1": 90.874 * 0.99},
+              "llama2-70b-99.9": {"ROUGE1": 44.4312 * 0.999, "ROUGE2": 22.0352 * 0.999, "ROUGEL": 28.6162 * 0.999,
+                                  "TOKENS_PER_SAMPLE": 294.45 * 0.9}}
+
+
 def _thresholds(model: str) -> dict[str, float]:
-    return {b.metric: b.value for b in round_config("v6.1").model(model).accuracy("Offline")}
+    return THRESHOLDS[model]
 
 
 def _set(path, values: dict[str, float]) -> None:

@@ -10,10 +10,9 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from subtool.checker.config import round_config
 from subtool.cli import app
 
-(THRESHOLD,) = (b.value for b in round_config("v6.1").model("bert-99").accuracy("Offline"))
+THRESHOLD = 90.874 * 0.99           # bert-99's published F1 limit (never read from the code under test)
 STEP = 0.01
 
 
