@@ -53,7 +53,7 @@ MUTATIONS = (
              "streamed pieces joined with a space: a real BPE tokenizer re-tokenizes differently"),
     Mutation("publish-recovery-raise", "subtool/submission/publish_forge.py",
              "return None", "raise",
-             "tests/publish/test_publish_forge.py",
+             "tests/publish",
              "a 422 'already exists' after a retried POST (applied, answer lost) is an error, not a recovery",
              anchor='if exc.status == 422 and "already exists" in _describe(exc.data):'),
     Mutation("accuracy-half-point-low", "subtool/checker/config.py",
