@@ -14,26 +14,43 @@ from pathlib import Path
 import pytest
 
 
-def official_checker_dir() -> Path | None:
-    """`tools/submission` of a scratch copy of mlcommons/inference: $SUBTOOL_OFFICIAL, else /tmp/official.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The copy of the official checker beside the project (shared/official/, as CI lays it out: a fresh clone with
+# shared/ next to it). A git worktree sits a level or two deeper than the main checkout, so its parents are looked
+# at too; the device machine's copy of the work tree carries shared/ inside it.
+OFFICIAL_COPY = Path("shared") / "official" / "inference-b66003e"
 
-    Tests that compare with the official checker use it when present and skip otherwise (CI has no copy).
-    """
-    root = Path(os.environ.get("SUBTOOL_OFFICIAL", "/tmp/official"))
-    for candidate in (root / "tools" / "submission", root):
-        if (candidate / "submission_checker" / "main.py").is_file():
-            return candidate
+
+def official_checker_dir() -> Path | None:
+    """`tools/submission` of the official checker: $SUBTOOL_OFFICIAL when set (a checkout of mlcommons/inference
+    or a bare tools/submission), else the shared copy beside the repository; None when neither is there."""
+    explicit = os.environ.get("SUBTOOL_OFFICIAL")
+    roots = [Path(explicit)] if explicit else [base / OFFICIAL_COPY for base in (REPO_ROOT, *REPO_ROOT.parents[:3])]
+    for root in roots:
+        for candidate in (root / "tools" / "submission", root):
+            if (candidate / "submission_checker" / "main.py").is_file():
+                return candidate
     return None
 
 
-OFFICIAL_SKIP = "official MLCommons checker not present (set SUBTOOL_OFFICIAL to a copy of mlcommons/inference)"
+def official_skip_reason() -> str:
+    explicit = os.environ.get("SUBTOOL_OFFICIAL")
+    if explicit:
+        return f"SUBTOOL_OFFICIAL={explicit} holds no official checker (tools/submission/submission_checker/main.py)"
+    return (f"official MLCommons checker not found: no ../{OFFICIAL_COPY.as_posix()} beside the repository; set "
+            "SUBTOOL_OFFICIAL to a checkout of mlcommons/inference")
+
+
+OFFICIAL_SKIP = official_skip_reason()
 
 
 @pytest.fixture(scope="session")
 def official_checker():
     checker = official_checker_dir()
     if checker is None:
-        pytest.skip(OFFICIAL_SKIP)
+        pytest.skip(official_skip_reason())
+    for module in ("yaml", "numpy"):        # the official checker imports both
+        pytest.importorskip(module, reason=f"the official checker needs {module} (pip install -e '.[test]')")
     return checker
 
 

@@ -206,6 +206,9 @@ class TreeBuilder:
                    test: str, run: Run, *, full_duration: bool = True) -> Path:
         base = self.compliance_dir(division, submitter, system, model_folder, scenario) / test
         base.mkdir(parents=True, exist_ok=True)
+        # HAND-WRITTEN: the verify_*.txt files below are fixed text, not the output of the official compliance
+        # scripts on these runs. They test how a verification file is read (place, PASS/FAIL line), not that the
+        # audit passes; see tests/fixtures/README.md.
         if test == "TEST01":
             perf = base / "performance" / "run_1"
             _copy_logs(run.perf, perf, accuracy_json=False)

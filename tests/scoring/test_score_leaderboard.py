@@ -148,17 +148,18 @@ def test_verdict_metrics_one_row_per_result(board):
 def test_metrics_json_uses_virtualclient_names(board, tmp_path):
     out = tmp_path / "again"
     _score(str(board["handins"] / "Delta"), "--out", str(out), "--metrics", str(out / "m.json"), "--jobs", "1")
-    rows = json.loads((out / "m.json").read_text())
+    rows = json.loads((out / "m.json").read_text())["results"]
     llama = next(r for r in rows if r["benchmark"] == "llama2-70b-99.9")
     names = {m["metricName"]: m for m in llama["metrics"]}
-    assert names["llama2-70b-99.9-Offline-AccuracyMode"]["metricValue"] == 0.0
-    assert names["llama2-70b-99.9-Offline-AccuracyMode"]["metricUnit"] == "PASS/FAIL"
-    assert names["llama2-70b-99.9-Offline-PerformanceMode"] == {
-        "metricName": "llama2-70b-99.9-Offline-PerformanceMode", "metricValue": 1.0, "metricUnit": "VALID/INVALID",
+    stem = "cluster-PyTorch_k_99_9_MaxP-Offline"          # <system>-<harness>_k_<variant>_<power>-<scenario>
+    assert names[f"{stem}-AccuracyMode"]["metricValue"] == 0.0
+    assert names[f"{stem}-AccuracyMode"]["metricUnit"] == "PASS/FAIL"
+    assert names[f"{stem}-PerformanceMode"] == {
+        "metricName": f"{stem}-PerformanceMode", "metricValue": 1.0, "metricUnit": "VALID/INVALID",
         "metricRelativity": "HigherIsBetter", "metricMetadata": {
             "input": "Delta/mlperf_submission_short.tar.gz", "submitter": "Delta", "system": "cluster",
             "benchmark": "llama2-70b-99.9", "scenario": "Offline"}}
-    assert names["llama2-70b-99.9-Offline-Result"]["metricUnit"] == "Tokens/s"
+    assert names[f"{stem}-Result"]["metricUnit"] == "Tokens/s"
 
 
 def test_trees_single_tarballs_and_wrapped_tarballs_are_inputs_too(sc_handins, tmp_path):

@@ -104,7 +104,8 @@ def _pkg_make_run_dir(run_dir: Path, scenario: str, *, seeds: dict | None, test0
     if test01:
         t = run_dir / "TEST01"
         # The TEST01 audit run logs sampled accuracy in performance mode; run_verification.py moves that log to
-        # TEST01/accuracy and writes the two verdict files.
+        # TEST01/accuracy and writes the two verdict files. HAND-WRITTEN here: the two verdict files are fixed
+        # text, not run_verification.py's output on this run (see tests/fixtures/README.md).
         (t / "accuracy").mkdir(parents=True, exist_ok=True)
         shutil.move(str(t / "performance" / "run_1" / "mlperf_log_accuracy.json"),
                     t / "accuracy" / "mlperf_log_accuracy.json")

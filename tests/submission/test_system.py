@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,12 +57,28 @@ def test_detected_description_is_valid_and_cpu_only_count_is_a_string():
     assert "cooling" in desc.guessed
 
 
-def test_detection_does_not_import_torch_without_a_gpu_driver():
+def _imports_torch(path: str) -> bool:
     code = ("import sys; from subtool.submission.system import detect_system; "
             "detect_system(submitter='x', division='open'); print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, "PATH": path}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    return {"True": True, "False": False}[out.strip()]
+
+
+def test_detection_imports_torch_only_for_a_driver_without_nvidia_smi(tmp_path):
+    """torch is imported only to list GPUs when a driver is there and nvidia-smi is not; the answer is exact on a
+    CPU machine (never) and on a GPU machine (only without nvidia-smi on PATH), so either kind can fail it."""
+    no_smi = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                             if d and not (Path(d) / "nvidia-smi").exists())
     has_driver = Path("/dev/nvidiactl").exists() or Path("/dev/kfd").exists()
-    assert out.strip() == ("True" if has_driver else "False") or has_driver
+    torch_installed = importlib.util.find_spec("torch") is not None
+    assert _imports_torch(no_smi) is (has_driver and torch_installed)
+    # nvidia-smi answering: detection reads it and never needs torch, driver or not
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200, 143771, 1980, 5, 16, 570.86'\n")
+    smi.chmod(0o755)
+    assert _imports_torch(os.pathsep.join([str(smi.parent), no_smi])) is False
 
 
 def test_messages_name_the_field_and_the_allowed_values():
