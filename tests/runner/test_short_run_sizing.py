@@ -16,18 +16,9 @@ from subtool.runner.harness import read_detail_log
 
 import instant_sut  # noqa: E402  (tests/runner is on sys.path: pytest's rootdir-relative import)
 
+# instant_backend (tests/runner/conftest.py): bert's backend "instant", here and in the benchmark's child process
+
 runner = CliRunner()
-
-
-@pytest.fixture
-def instant_backend(tmp_path, monkeypatch):
-    """bert's backend "instant", in this process and in the benchmark's child process."""
-    from subtool.runner.workloads import bert
-
-    monkeypatch.setitem(bert.SUT_BACKENDS, instant_sut.BACKEND, instant_sut._factory)
-    site = instant_sut.sitecustomize(tmp_path / "site")
-    monkeypatch.setenv("PYTHONPATH", str(site))
-    return instant_sut.BACKEND
 
 
 def _run(tmp_path, checkpoint, squad, scenario, *extra):
