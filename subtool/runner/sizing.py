@@ -35,6 +35,7 @@ PROBE_FIRST_SAMPLES = 8
 SERVER_MAX_QPS = 1000.0       # a short Server run's load: half the measured throughput, at most this
 SERVER_LOAD_FRACTION = 0.5
 SERVER_STEP_DOWN = 0.5
+SERVER_MAX_SECONDS = 90.0     # no Server try is planned to last longer
 
 # LoadGen's TestSettings attribute for each user.conf key subtool writes (target_* depend on the scenario)
 _TARGET_ATTR = {"Offline": ("offline_expected_qps", 1.0), "Server": ("server_target_qps", 1.0),
@@ -118,7 +119,12 @@ def regrow(scenario: str, settings: dict, values: dict, seconds: float, reason: 
         new["min_query_count"] = max(int(need * 1.2) + 1, old + 1)
     elif reason == "latency" and scenario == "Server":
         qps = float(settings.get("target_qps") or values.get("effective_target_qps") or 1.0)
-        new["target_qps"] = round(qps * SERVER_STEP_DOWN, 3)
+        completed = float(values.get("result_completed_samples_per_sec") or qps)
+        new["target_qps"] = round(min(qps * SERVER_STEP_DOWN, completed * SERVER_STEP_DOWN), 3)
+        # a lighter load makes the run longer (min_query_count / target_qps): past a minute and a half, stop
+        # and let the run stand as INVALID (a SUT this slow, or this jittery, needs find-perf and a valid run)
+        if int(new.get("min_query_count") or 0) / max(new["target_qps"], 1e-9) > SERVER_MAX_SECONDS:
+            return None
     else:
         return None
     return new if new != settings else None

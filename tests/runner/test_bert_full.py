@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.runner import compliance
+from subtool.runner.harness import read_detail_log
 
 runner = CliRunner()
 
@@ -163,7 +164,10 @@ def test_multistream_runs(tmp_path, tiny_checkpoint, small_squad):
                "--min-duration-ms", "1500")
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "bert-99/MultiStream/run.json").read_text())
-    assert record["modes"]["performance"]["result"] > 0
+    perf = record["modes"]["performance"]
+    values = read_detail_log(tmp_path / "bert-99/MultiStream/performance/run_1/mlperf_log_detail.txt")
+    assert perf["result_validity"] == "VALID" == values["result_validity"] and values["early_stopping_met"] is True
+    assert perf["result"] == float(values["early_stopping_latency_ms"]) > 0
 
 
 def _verify_numbers(text: str) -> dict[str, int]:
