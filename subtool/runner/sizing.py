@@ -100,8 +100,9 @@ def regrow(scenario: str, settings: dict, values: dict, seconds: float, reason: 
             needed = rate * GROW_MARGIN / OFFLINE_MARGIN
             new["target_qps"] = _round_up(max(needed, 2.0 * old))
         elif scenario in ("SingleStream", "MultiStream"):
-            old_ms = float(settings.get("target_latency")
-                           or (values.get("effective_target_latency_ns") or 10_000_000) / 1e6)
+            kind = "single" if scenario == "SingleStream" else "multi"
+            requested = values.get(f"requested_{kind}_stream_expected_latency_ns") or 10_000_000
+            old_ms = float(settings.get("target_latency") or float(requested) / 1e6)
             shrink = max(duration_s / max(seconds, 1e-6) * GROW_MARGIN, 2.0)
             new["target_latency"] = max(round(old_ms / shrink, 6), 1e-6)
         else:

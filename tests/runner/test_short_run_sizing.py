@@ -122,3 +122,11 @@ def test_a_run_invalid_for_another_reason_is_not_regrown():
               "result_perf_constraints_met": True, "early_stopping_met": True}
     assert sizing.why_invalid(values) == ""
     assert sizing.why_invalid({"result_validity": "VALID"}) == ""
+
+
+def test_regrow_stream_scenarios_expect_a_shorter_latency_when_the_run_ended_early():
+    values = {"result_validity": "INVALID", "result_min_duration_met": False,
+              "requested_single_stream_expected_latency_ns": 10_000_000}
+    # LoadGen's own 10 ms (no target in user.conf); the run lasted 0.1 s of the 10 s it needed
+    grown = sizing.regrow("SingleStream", {"min_duration": 10000}, values, 0.1, "duration")
+    assert grown["target_latency"] == pytest.approx(10.0 / 150, rel=1e-3)
