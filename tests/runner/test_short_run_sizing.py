@@ -130,3 +130,19 @@ def test_regrow_stream_scenarios_expect_a_shorter_latency_when_the_run_ended_ear
     # LoadGen's own 10 ms (no target in user.conf); the run lasted 0.1 s of the 10 s it needed
     grown = sizing.regrow("SingleStream", {"min_duration": 10000}, values, 0.1, "duration")
     assert grown["target_latency"] == pytest.approx(10.0 / 150, rel=1e-3)
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream"])
+def test_a_stream_run_that_expected_a_slower_sut_is_grown_until_valid(tmp_path, tiny_checkpoint, small_squad,
+                                                                      instant_backend, scenario):
+    """--target-latency-ms 100 on an instant SUT: LoadGen generates too few queries, ends early (and logs
+    'Ran out of generated queries'); the short run expects a shorter latency and runs again, ending VALID with
+    no LoadGen error in the log that counts."""
+    run_dir, record = _run(tmp_path, tiny_checkpoint, small_squad, scenario, "--min-duration-ms", "1000",
+                           "--target-latency-ms", "100")
+    tries = record["sizing"]["tries"]
+    assert record["sizing"]["probe"] is None and len(tries) >= 2
+    assert tries[0]["reason"] == "duration" and tries[-1]["validity"] == "VALID"
+    assert _conf(run_dir)["target_latency"] < 100
+    values = read_detail_log(run_dir / "performance/run_1/mlperf_log_detail.txt")
+    assert values["result_validity"] == "VALID" and values["__errors__"] == []
