@@ -158,6 +158,8 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
     except BaseException:
         _remove_if_empty(final_dir.parent)   # a failed first run leaves no empty <model>/ folder behind
         raise
+    if record["waives"]:
+        say(f"short run (not submittable): waives the official {'; '.join(record['waives'])}")
     say(f"run directory: {final_dir}")
     return record
 

@@ -45,7 +45,7 @@ class SessionSpec:
 
 def run_session(spec: SessionSpec, console) -> dict:
     from subtool.runner.api import date_u
-    from subtool.runner.harness import RESULT_UNITS, load_test_settings, run_loadgen, settings_seeds, use_round_seeds
+    from subtool.runner.harness import load_test_settings, settings_seeds, use_round_seeds
     from subtool.runner.workloads.base import SutConfig, get_workload
 
     say = console.print
@@ -81,34 +81,7 @@ def run_session(spec: SessionSpec, console) -> dict:
     try:
         tstamps.append(date_u())
         for mode in spec.modes:
-            outdir = stage / ("performance/run_1" if mode == "performance" else "accuracy")
-            say(f"loadgen: {spec.model} {spec.scenario} {mode} …")
-            t1 = time.time()
-            if mode == "performance" and sizer is not None:
-                lg_run = sizer.run(settings, outdir)
-            else:
-                lg_run = run_loadgen(sut.handle, qsl.handle, settings, scenario=spec.scenario, mode=mode,
-                                     outdir=outdir)
-            if lg_run.errors:
-                raise SubtoolError(f"LoadGen reported errors: {'; '.join(lg_run.errors)}",
-                                   path=outdir / "mlperf_log_detail.txt", rule="run.loadgen_error")
-            entry: dict = {"dir": str(outdir.relative_to(stage)), "seconds": round(time.time() - t1, 2)}
-            if mode == "performance":
-                entry.update(result_validity=lg_run.validity, result=lg_run.result,
-                             result_field=lg_run.result_field, units=RESULT_UNITS[spec.scenario])
-                # a workload may report in its own units (the LLMs: tokens/s, TTFT/TPOT percentiles)
-                perf_metrics = getattr(workload, "performance_metrics", None)
-                if perf_metrics is not None:
-                    entry.update(perf_metrics(outdir / "mlperf_log_detail.txt", spec.scenario))
-                say(f"  {entry['result_field']} = {entry['result']}  ({lg_run.validity})")
-            else:
-                metrics, line = workload.accuracy(data, outdir / "mlperf_log_accuracy.json")
-                atomic_write_text(outdir / "accuracy.txt", line + "\n")
-                entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-                # counts as counts (gen_num = 13368), scores to 4 places, never an exponent
-                say("  " + "  ".join(f"{k} = {round(v, 4) if isinstance(v, float) else v}"
-                                     for k, v in entry["metrics"].items()))
-            modes[mode] = entry
+            modes[mode] = _run_mode(mode, spec, workload, data, sut, qsl, settings, sizer, say)
         compliance = {test: _run_compliance(test, workload, data, sut, qsl, settings, spec, stage, say)
                       for test in spec.compliance}
         tstamps.append(date_u())
@@ -123,6 +96,41 @@ def run_session(spec: SessionSpec, console) -> dict:
             "precision": precision, "sut_stats": sut_stats, "seeds": seeds,
             "measurements": workload.measurements(spec.demo, model_path, precision),
             **({"settings": sizer.settings, "sizing": sizer.record()} if sizer is not None else {})}
+
+
+def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, sizer, say) -> dict:
+    """One LoadGen mode into its folder of the stage; its run.json entry (result, or accuracy metrics)."""
+    from subtool.runner.harness import RESULT_UNITS, run_loadgen
+
+    stage = Path(spec.stage)
+    outdir = stage / ("performance/run_1" if mode == "performance" else "accuracy")
+    say(f"loadgen: {spec.model} {spec.scenario} {mode} …")
+    t1 = time.time()
+    if mode == "performance" and sizer is not None:
+        lg_run = sizer.run(settings, outdir)
+    else:
+        lg_run = run_loadgen(sut.handle, qsl.handle, settings, scenario=spec.scenario, mode=mode,
+                             outdir=outdir)
+    if lg_run.errors:
+        raise SubtoolError(f"LoadGen reported errors: {'; '.join(lg_run.errors)}",
+                           path=outdir / "mlperf_log_detail.txt", rule="run.loadgen_error")
+    entry: dict = {"dir": str(outdir.relative_to(stage)), "seconds": round(time.time() - t1, 2)}
+    if mode == "performance":
+        entry.update(result_validity=lg_run.validity, result=lg_run.result,
+                     result_field=lg_run.result_field, units=RESULT_UNITS[spec.scenario])
+        # a workload may report in its own units (the LLMs: tokens/s, TTFT/TPOT percentiles)
+        perf_metrics = getattr(workload, "performance_metrics", None)
+        if perf_metrics is not None:
+            entry.update(perf_metrics(outdir / "mlperf_log_detail.txt", spec.scenario))
+        say(f"  {entry['result_field']} = {entry['result']}  ({lg_run.validity})")
+    else:
+        metrics, line = workload.accuracy(data, outdir / "mlperf_log_accuracy.json")
+        atomic_write_text(outdir / "accuracy.txt", line + "\n")
+        entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        # counts as counts (gen_num = 13368), scores to 4 places, never an exponent
+        say("  " + "  ".join(f"{k} = {round(v, 4) if isinstance(v, float) else v}"
+                             for k, v in entry["metrics"].items()))
+    return entry
 
 
 def _short_sizer(spec: SessionSpec, workload, sut, qsl, sample_count: int, say):

@@ -35,11 +35,13 @@ PROBE_FIRST_SAMPLES = 8
 SERVER_MAX_QPS = 1000.0       # a short Server run's load: half the measured throughput, at most this
 SERVER_LOAD_FRACTION = 0.5
 SERVER_STEP_DOWN = 0.5
+SERVER_MAX_SECONDS = 90.0     # no Server try is planned to last longer
 
 # LoadGen's TestSettings attribute for each user.conf key subtool writes (target_* depend on the scenario)
 _TARGET_ATTR = {"Offline": ("offline_expected_qps", 1.0), "Server": ("server_target_qps", 1.0),
                 "SingleStream": ("single_stream_expected_latency_ns", 1e6),
                 "MultiStream": ("multi_stream_expected_latency_ns", 1e6)}
+RAN_OUT = "Ran out of generated queries"   # LoadGen's error when a latency scenario expected a slower SUT
 _EARLY_TOTAL = re.compile(r"at least (\d+) queries")
 _EARLY_MORE = re.compile(r"at least (\d+) more queries")
 
@@ -99,10 +101,16 @@ def regrow(scenario: str, settings: dict, values: dict, seconds: float, reason: 
             needed = rate * GROW_MARGIN / OFFLINE_MARGIN
             new["target_qps"] = _round_up(max(needed, 2.0 * old))
         elif scenario in ("SingleStream", "MultiStream"):
-            old_ms = float(settings.get("target_latency")
-                           or (values.get("effective_target_latency_ns") or 10_000_000) / 1e6)
+            kind = "single" if scenario == "SingleStream" else "multi"
+            requested = values.get(f"requested_{kind}_stream_expected_latency_ns") or 10_000_000
+            old_ms = float(settings.get("target_latency") or float(requested) / 1e6)
             shrink = max(duration_s / max(seconds, 1e-6) * GROW_MARGIN, 2.0)
-            new["target_latency"] = max(round(old_ms / shrink, 6), 1e-6)
+            new_ms = old_ms / shrink
+            # SingleStream logs the query rate it kept up, LoadGen's overhead included: the latency to expect
+            qps = float(values.get("result_qps_with_loadgen_overhead") or 0.0)
+            if qps > 0:
+                new_ms = min(1000.0 / (qps * GROW_MARGIN), old_ms / 2.0)
+            new["target_latency"] = max(round(new_ms, 6), 1e-6)
         else:
             new["min_query_count"] = max(2 * queries, int(settings.get("min_query_count") or 0) * 2, 64)
     elif reason in ("queries", "early_stopping"):
@@ -118,7 +126,12 @@ def regrow(scenario: str, settings: dict, values: dict, seconds: float, reason: 
         new["min_query_count"] = max(int(need * 1.2) + 1, old + 1)
     elif reason == "latency" and scenario == "Server":
         qps = float(settings.get("target_qps") or values.get("effective_target_qps") or 1.0)
-        new["target_qps"] = round(qps * SERVER_STEP_DOWN, 3)
+        completed = float(values.get("result_completed_samples_per_sec") or qps)
+        new["target_qps"] = round(min(qps * SERVER_STEP_DOWN, completed * SERVER_STEP_DOWN), 3)
+        # a lighter load makes the run longer (min_query_count / target_qps): past a minute and a half, stop
+        # and let the run stand as INVALID (a SUT this slow, or this jittery, needs find-perf and a valid run)
+        if int(new.get("min_query_count") or 0) / max(new["target_qps"], 1e-9) > SERVER_MAX_SECONDS:
+            return None
     else:
         return None
     return new if new != settings else None
@@ -202,8 +215,10 @@ def _probe_result(scenario: str, values: dict, n: int, seconds: float) -> dict:
     if scenario == "Server":
         rate = float(values.get("result_samples_per_second") or 0.0) or n / max(seconds, 1e-6)
         return {"scenario": "Offline", "samples": n, "seconds": round(seconds, 3), "throughput": rate}
-    mean = values.get("result_mean_query_latency_ns") or values.get("result_mean_latency_ns")
-    latency = float(mean) / 1e9 if isinstance(mean, (int, float)) and mean > 0 else seconds / max(n, 1)
+    # the median, not the mean: the first queries' warm-up would make the run expect a slower SUT than it is
+    p50 = values.get("result_50.00_percentile_per_query_latency_ns") or \
+        values.get("result_50.00_percentile_latency_ns")
+    latency = float(p50) / 1e9 if isinstance(p50, (int, float)) and p50 > 0 else seconds / max(n, 1)
     return {"scenario": scenario, "queries": n, "seconds": round(seconds, 3), "latency_s": latency}
 
 
@@ -238,8 +253,14 @@ class ShortRun:
             seconds = time.perf_counter() - t0
             values = read_detail_log(outdir / "mlperf_log_detail.txt")
             reason = why_invalid(values)
+            # LoadGen logs an error when the SUT was faster than the run expected and the generated queries
+            # ran out before the minimum duration: the run was too short, which a bigger one fixes
+            sizing_errors = [e for e in lg_run.errors if RAN_OUT in e]
+            if sizing_errors:
+                reason = "duration"
             self.tries.append(Try(dict(self.settings), lg_run.validity, reason, seconds))
-            if lg_run.errors or not reason or len(self.tries) >= MAX_TRIES:
+            other_errors = len(lg_run.errors) > len(sizing_errors)
+            if other_errors or not reason or len(self.tries) >= MAX_TRIES:
                 return lg_run
             grown = regrow(self.scenario, self.settings, values, seconds, reason)
             if grown is None:

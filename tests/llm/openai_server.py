@@ -2,7 +2,10 @@
 demo models) on 127.0.0.1 with the wire format of vLLM's /v1/models and /v1/completions, streaming included.
 
 Greedy decoding, one request at a time (a lock), token ids in the stream as vLLM sends them with
-`return_tokens_as_token_ids` (logprobs.tokens = ["token_id:N"]), or text only (`token_ids=False`). It can refuse
+`return_tokens_as_token_ids` (logprobs.tokens = ["token_id:N"]), or text only (`token_ids=False`). Streamed text
+is incrementally detokenized, as real servers do: each chunk carries what the decoded answer grew by, so with a
+BPE tokenizer (`bpe_checkpoint` in test_llm_network.py) the pieces join with "" and nothing else.
+`generated` keeps each prompt's token ids, for the tests to compare with. It can refuse
 the first requests with 503 (retry tests) and require a bearer key.
 """
 
@@ -30,6 +33,7 @@ class TinyCompletionsServer:
         self.token_ids = token_ids
         self.name = name
         self.requests = 0
+        self.generated: dict[tuple[int, ...], list[int]] = {}    # prompt ids → the answer's token ids
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -56,11 +60,13 @@ class TinyCompletionsServer:
             cache = DynamicCache()
             ids = torch.tensor([prompt_ids])
             out = self.model(input_ids=ids, cache=cache, use_cache=True)
+            answer = self.generated[tuple(prompt_ids)] = []
             for step in range(max_tokens):
                 logits = out.logits[0, -1].float()
                 if step < min_tokens:
                     logits[self.eos] = float("-inf")
                 token = int(logits.argmax())
+                answer.append(token)
                 yield token
                 if token == self.eos:
                     return
@@ -133,9 +139,16 @@ class TinyCompletionsServer:
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
+                done: list[int] = []
+                sent = ""
                 for token in tokens:
-                    text = server.tokenizer.decode([token], skip_special_tokens=True)
-                    choice = {"index": 0, "text": (" " + text) if text else "", "finish_reason": None}
+                    # incremental detokenization, as vLLM streams: each chunk's text is what the answer's text
+                    # grew by (a BPE piece such as "ing" or " the": no separator is added between pieces)
+                    done.append(token)
+                    full = server.tokenizer.decode(done, skip_special_tokens=True)
+                    text = full[len(sent):] if full.startswith(sent) else ""
+                    sent = full if full.startswith(sent) else sent
+                    choice = {"index": 0, "text": text, "finish_reason": None}
                     if with_ids:
                         choice["logprobs"] = {"tokens": [f"token_id:{token}"], "token_logprobs": [0.0]}
                     self._chunk(f"data: {json.dumps({'choices': [choice]})}\n\n")

@@ -60,6 +60,66 @@ def test_text_only_servers_are_retokenized(tmp_path, llama3_small, local_tokens)
     assert _tokens(tmp_path / "llama3.1-8b/Offline") == local_tokens      # one word, one token
 
 
+@pytest.fixture(scope="module")
+def bpe_checkpoint(tmp_path_factory, llama3_small):
+    """The tiny llama checkpoint with a real byte-level BPE tokenizer of the same vocabulary size, trained here
+    (the `tokenizers` library, no download) on generated text: decoded answers are BPE pieces ("ing", " the"),
+    which only join back into the answer with "" (real servers' tokenizers are BPE; the demo's is one word per
+    token, under which any separator re-tokenizes to the same ids)."""
+    import random
+    import shutil
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    model_dir = tmp_path_factory.mktemp("bpe") / "model"
+    shutil.copytree(llama3_small.model_path, model_dir)
+    vocab_size = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+    rng = random.Random(20)
+    syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"] + ["ing", "tion", "er", "ed", "st"]
+    words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(4000)]
+    text = [" ".join(rng.choice(words) for _ in range(40)) + rng.choice([".", ",", "!", "?"]) for _ in range(3000)]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(text, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    assert tok.get_vocab_size() == vocab_size and tok.token_to_id("</s>") == 2
+    tok.save(str(model_dir / "tokenizer.json"))
+    return model_dir
+
+
+def _pieces(tokenizer, ids: list[int]) -> list[str]:
+    """What an incrementally detokenizing server streams for these ids."""
+    out, sent = [], ""
+    for k in range(1, len(ids) + 1):
+        full = tokenizer.decode(ids[:k], skip_special_tokens=True)
+        out.append(full[len(sent):])
+        sent = full
+    return out
+
+
+def test_text_only_bpe_server_pieces_join_with_nothing_between(tmp_path, llama3_small, bpe_checkpoint):
+    from transformers import AutoTokenizer
+
+    with TinyCompletionsServer(bpe_checkpoint, token_ids=False) as server:
+        res = _run("--model", "llama3.1-8b", "--mode", "accuracy", "--model-path", bpe_checkpoint,
+                   "--dataset-path", llama3_small.dataset_path, "--out", tmp_path, "--endpoint", server.url)
+        generated = dict(server.generated)
+    assert res.exit_code == 0, res.output
+    tokenizer = AutoTokenizer.from_pretrained(str(bpe_checkpoint))
+    prompts = [r["tok_input"] for r in json.loads(llama3_small.dataset_path.read_text())]
+    got = _tokens(tmp_path / "llama3.1-8b/Offline")
+    joined_with_spaces_differs = 0
+    for i, prompt in enumerate(prompts):
+        pieces = _pieces(tokenizer, generated[tuple(prompt)])
+        expected = tokenizer("".join(pieces), add_special_tokens=False)["input_ids"]
+        assert got[i] == expected, f"sample {i}: {pieces}"
+        joined_with_spaces_differs += tokenizer(" ".join(pieces), add_special_tokens=False)["input_ids"] != expected
+    # the test has teeth: the pieces are BPE pieces, and a separator between them changes the answer
+    assert joined_with_spaces_differs == len(prompts)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

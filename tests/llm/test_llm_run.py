@@ -144,3 +144,27 @@ def test_precisions_the_backend_cannot_run_are_refused_before_loading(tmp_path, 
                gptj_small.dataset_path, "--out", out, "--backend", "torch-cuda", "--precision", "fp8")
     _assert_clean_failure(res, out, "run.precision")
     assert "beam search" in res.output
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "Server"])
+def test_llm_short_latency_run_is_short_valid_and_names_what_it_waives(tmp_path, llama3_small, scenario):
+    """A short run's own settings (no --user-conf): LoadGen's equal-issue mode would issue the whole data set
+    (13,368 queries for the real one, all 24 here); the short run issues what early stopping needs, is VALID,
+    and says which official minimums it gives up."""
+    res = _run("--model", "llama3.1-8b", "--scenario", scenario, "--mode", "performance", "--model-path",
+               llama3_small.model_path, "--dataset-path", llama3_small.dataset_path, "--out", tmp_path,
+               "--max-new-tokens", "4", "--min-duration-ms", "1000")
+    assert res.exit_code == 0, res.output
+    run_dir = tmp_path / "llama3.1-8b" / scenario
+    record = json.loads((run_dir / "run.json").read_text())
+    from subtool.runner.harness import SHORT_MIN_QUERIES, read_detail_log
+
+    values = read_detail_log(run_dir / "performance/run_1/mlperf_log_detail.txt")
+    assert values["result_validity"] == "VALID" == record["modes"]["performance"]["result_validity"]
+    assert values["effective_sample_concatenate_permutation"] is False
+    assert "llama3_1-8b." + scenario + ".sample_concatenate_permutation = 0" in (run_dir / "user.conf").read_text()
+    # what LoadGen's early-stopping estimate needs, not a multiple of the data set (equal issue: 13,368)
+    assert SHORT_MIN_QUERIES[scenario] <= values["result_query_count"] < 2 * SHORT_MIN_QUERIES[scenario]
+    assert record["waives"] == ["600 s minimum duration (perf.min_duration)",
+                                "equal-issue mode: the run issues part of the data set, not whole copies of it"]
+    assert "waives the official 600 s minimum duration" in " ".join(res.output.split())

@@ -5,3 +5,17 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("mlperf_loadgen")
+
+
+@pytest.fixture
+def instant_backend(tmp_path, monkeypatch):
+    """bert's backend "instant" (tests/runner/instant_sut.py), in this process and in the benchmark's child
+    process (through a sitecustomize on PYTHONPATH), so `subtool run --backend instant` takes the CLI's path."""
+    import instant_sut
+
+    from subtool.runner.workloads import bert
+
+    monkeypatch.setitem(bert.SUT_BACKENDS, instant_sut.BACKEND, instant_sut._factory)
+    site = instant_sut.sitecustomize(tmp_path / "site")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    return instant_sut.BACKEND

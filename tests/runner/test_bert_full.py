@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.runner import compliance
+from subtool.runner.harness import read_detail_log
 
 runner = CliRunner()
 
@@ -163,4 +164,70 @@ def test_multistream_runs(tmp_path, tiny_checkpoint, small_squad):
                "--min-duration-ms", "1500")
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "bert-99/MultiStream/run.json").read_text())
-    assert record["modes"]["performance"]["result"] > 0
+    perf = record["modes"]["performance"]
+    values = read_detail_log(tmp_path / "bert-99/MultiStream/performance/run_1/mlperf_log_detail.txt")
+    assert perf["result_validity"] == "VALID" == values["result_validity"] and values["early_stopping_met"] is True
+    assert perf["result"] == float(values["early_stopping_latency_ms"]) > 0
+
+
+def _verify_numbers(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.rpartition(" = ")
+        if sep and value.strip().lstrip("-").isdigit():
+            out[key] = int(value)
+    return out
+
+
+def _score(text: str, name: str) -> float:
+    return float(next(ln for ln in text.splitlines() if ln.startswith(name + " = ")).split(" = ")[1])
+
+
+def _test01_run(tmp_path, tiny_checkpoint, small_squad, backend, *extra):
+    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path, "--backend",
+               backend, "--compliance", "TEST01", *extra)
+    assert res.exit_code == 0, res.output
+    run_dir = tmp_path / "bert-99" / "Offline"
+    return run_dir, json.loads((run_dir / "run.json").read_text())
+
+
+def test_test01_passes_with_the_verification_numbers(tmp_path, tiny_checkpoint, small_squad, instant_backend):
+    """A SUT whose answers do not depend on the mode: every response TEST01 sampled equals the accuracy run's,
+    and the verification counts them against the accuracy run's own log (45 answers), not against itself."""
+    run_dir, record = _test01_run(tmp_path, tiny_checkpoint, small_squad, instant_backend)
+    sampled = json.loads((run_dir / "TEST01/accuracy/mlperf_log_accuracy.json").read_text())
+    verify = (run_dir / "TEST01/verify_accuracy.txt").read_text()
+    numbers = _verify_numbers(verify)
+    assert len(sampled) > 45 and numbers == {
+        "accuracy run entries": 45, "accuracy run duplicate qsl_idx": 0, "compliance run entries": len(sampled),
+        "compliance run qsl_idx matched": len(sampled), "compliance run data mismatch": 0,
+        "compliance run qsl_idx missing from the accuracy run": 0}
+    assert verify.rstrip().endswith("TEST PASS")
+    perf = (run_dir / "TEST01/verify_performance.txt").read_text()
+    entry = record["compliance"]["TEST01"]
+    assert entry["accuracy_pass"] is True
+    # the reference is the submission's performance run, the test score the audited run's (an instant SUT's
+    # rate follows the machine's load, so whether they agree within 10 % is not for this test to say)
+    ref, test = _score(perf, "Reference score"), _score(perf, "Test score")
+    assert ref == record["modes"]["performance"]["result"] and test == entry["result"]
+    assert entry["performance_pass"] is (abs(test / ref - 1) <= 0.10)
+    assert perf.rstrip().endswith("TEST PASS" if entry["performance_pass"] else "outside the tolerance")
+
+
+def test_test01_fails_when_the_accuracy_run_answered_differently(tmp_path, tiny_checkpoint, small_squad,
+                                                                 instant_backend):
+    """The accuracy run's answers differ from what the SUT answers in performance mode (the cheat TEST01
+    exists to catch): the verification FAILs, counting every sampled response as a mismatch."""
+    run_dir, _ = _test01_run(tmp_path, tiny_checkpoint, small_squad, instant_backend)
+    acc_log = run_dir / "accuracy/mlperf_log_accuracy.json"
+    entries = json.loads(acc_log.read_text())
+    for e in entries:            # other logits than the SUT gives now: 0x3f800000 (1.0) for the first float
+        e["data"] = "0000803f" + e["data"][8:]
+    acc_log.write_text(json.dumps(entries))
+    run_dir, record = _test01_run(tmp_path, tiny_checkpoint, small_squad, instant_backend, "--mode", "performance")
+    sampled = json.loads((run_dir / "TEST01/accuracy/mlperf_log_accuracy.json").read_text())
+    verify = (run_dir / "TEST01/verify_accuracy.txt").read_text()
+    numbers = _verify_numbers(verify)
+    assert numbers["compliance run data mismatch"] == len(sampled) > 0
+    assert numbers["compliance run qsl_idx matched"] == 0 and verify.rstrip().endswith("TEST FAIL")
+    assert record["compliance"]["TEST01"]["accuracy_pass"] is False

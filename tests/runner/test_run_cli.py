@@ -58,14 +58,23 @@ def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkp
     assert set(record["modes"]) == {"performance", "accuracy"}
 
 
-@pytest.mark.parametrize("scenario", ["SingleStream", "Server"])
+# Server on this SUT is left to tests/runner/test_short_run_sizing.py (an instant SUT): the torch-cpu SUT's p99
+# latency on a shared 2-core machine decides its validity more than subtool does. MultiStream: test_bert_full.
+@pytest.mark.parametrize("scenario", ["SingleStream"])
 def test_other_scenarios_run_valid(tmp_path, tiny_checkpoint, small_squad, scenario):
-    extra = ["--target-qps", "50"] if scenario == "Server" else ["--target-latency-ms", "0.5"]
+    from subtool.runner.harness import read_detail_log
+
     res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path,
-               "--scenario", scenario, "--mode", "performance", "--min-duration-ms", "1500", *extra)
+               "--scenario", scenario, "--mode", "performance", "--min-duration-ms", "1500")
     assert res.exit_code == 0, res.output
-    record = json.loads((tmp_path / "bert-99" / scenario / "run.json").read_text())
-    assert record["modes"]["performance"]["result"] is not None
+    run_dir = tmp_path / "bert-99" / scenario
+    record = json.loads((run_dir / "run.json").read_text())
+    perf = record["modes"]["performance"]
+    values = read_detail_log(run_dir / "performance/run_1/mlperf_log_detail.txt")
+    # VALID by LoadGen's own verdict: long enough, and enough queries for its early-stopping estimate
+    assert perf["result_validity"] == "VALID" == values["result_validity"]
+    assert values["result_min_duration_met"] is True and values["early_stopping_met"] is True
+    assert perf["result"] == pytest.approx(float(values[perf["result_field"]])) and perf["result"] > 0
 
 
 def test_bad_inputs_give_one_clear_line_and_leave_nothing(tmp_path, tiny_checkpoint, small_squad):

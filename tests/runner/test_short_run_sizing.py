@@ -16,18 +16,9 @@ from subtool.runner.harness import read_detail_log
 
 import instant_sut  # noqa: E402  (tests/runner is on sys.path: pytest's rootdir-relative import)
 
+# instant_backend (tests/runner/conftest.py): bert's backend "instant", here and in the benchmark's child process
+
 runner = CliRunner()
-
-
-@pytest.fixture
-def instant_backend(tmp_path, monkeypatch):
-    """bert's backend "instant", in this process and in the benchmark's child process."""
-    from subtool.runner.workloads import bert
-
-    monkeypatch.setitem(bert.SUT_BACKENDS, instant_sut.BACKEND, instant_sut._factory)
-    site = instant_sut.sitecustomize(tmp_path / "site")
-    monkeypatch.setenv("PYTHONPATH", str(site))
-    return instant_sut.BACKEND
 
 
 def _run(tmp_path, checkpoint, squad, scenario, *extra):
@@ -131,3 +122,27 @@ def test_a_run_invalid_for_another_reason_is_not_regrown():
               "result_perf_constraints_met": True, "early_stopping_met": True}
     assert sizing.why_invalid(values) == ""
     assert sizing.why_invalid({"result_validity": "VALID"}) == ""
+
+
+def test_regrow_stream_scenarios_expect_a_shorter_latency_when_the_run_ended_early():
+    values = {"result_validity": "INVALID", "result_min_duration_met": False,
+              "requested_single_stream_expected_latency_ns": 10_000_000}
+    # LoadGen's own 10 ms (no target in user.conf); the run lasted 0.1 s of the 10 s it needed
+    grown = sizing.regrow("SingleStream", {"min_duration": 10000}, values, 0.1, "duration")
+    assert grown["target_latency"] == pytest.approx(10.0 / 150, rel=1e-3)
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream"])
+def test_a_stream_run_that_expected_a_slower_sut_is_grown_until_valid(tmp_path, tiny_checkpoint, small_squad,
+                                                                      instant_backend, scenario):
+    """--target-latency-ms 100 on an instant SUT: LoadGen generates too few queries, ends early (and logs
+    'Ran out of generated queries'); the short run expects a shorter latency and runs again, ending VALID with
+    no LoadGen error in the log that counts."""
+    run_dir, record = _run(tmp_path, tiny_checkpoint, small_squad, scenario, "--min-duration-ms", "1000",
+                           "--target-latency-ms", "100")
+    tries = record["sizing"]["tries"]
+    assert record["sizing"]["probe"] is None and len(tries) >= 2
+    assert tries[0]["reason"] == "duration" and tries[-1]["validity"] == "VALID"
+    assert _conf(run_dir)["target_latency"] < 100
+    values = read_detail_log(run_dir / "performance/run_1/mlperf_log_detail.txt")
+    assert values["result_validity"] == "VALID" and values["__errors__"] == []

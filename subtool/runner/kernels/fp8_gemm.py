@@ -14,12 +14,12 @@ keeps 3 significant bits for every value down to 1/28,000 of the bound.
 
 from __future__ import annotations
 
-import math
-
 import triton
 import triton.language as tl
 
 from subtool.runner.kernels import interpreted
+# the static output scale is pure torch (fp8_scale.py: no Triton needed to compute or test it)
+from subtool.runner.kernels.fp8_scale import gelu_output_bound, linear_output_bound  # noqa: F401
 
 FP8_MAX = 448.0
 # The fastest of 24 variants probed for 16k x 1024 x 4096 on an H200 (tilings, persistent or not, GELU form,
@@ -82,24 +82,6 @@ def _fp8_gelu_gemm_kernel(a_desc, b_desc, c_desc, A_SCALE, B_SCALE, BIAS, M, N, 
     else:
         _gelu_tile(tl.program_id(0), a_desc, b_desc, c_desc, A_SCALE, B_SCALE, BIAS, M, N, inv_out_scale, K,
                    BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, False)
-
-
-def linear_output_bound(weight, bias, ln_weight, ln_bias) -> float:
-    """An upper bound of |W x + b| for every x a LayerNorm(ln_weight, ln_bias) can output.
-
-    A LayerNorm output is ln_weight * z + ln_bias with |z|_2 <= sqrt(n), so by Cauchy-Schwarz
-    |(W x)_j| <= sqrt(n) |W_j * ln_weight|_2 + |W_j . ln_bias|."""
-    w = weight.float()
-    n = w.shape[1]
-    bound = math.sqrt(n) * (w * ln_weight.float()[None, :]).norm(dim=1) + (w @ ln_bias.float()).abs() \
-        + bias.float().abs()
-    return float(bound.max()) * (1 + 1e-3)                       # float32 rounding of the bound itself
-
-
-def gelu_output_bound(weight, bias, ln_weight, ln_bias) -> float:
-    """An upper bound of |GELU(W x + b)| over LayerNorm outputs x: GELU never grows a magnitude beyond
-    max(|h|, 0.17)."""
-    return max(linear_output_bound(weight, bias, ln_weight, ln_bias), 0.17)
 
 
 def fp8_gelu_linear(xq, x_scale, wq, w_scale, bias, out_scale: float, block_m: int = BLOCK_M,

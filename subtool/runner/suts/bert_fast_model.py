@@ -229,7 +229,7 @@ class PackedBert:
     def _static_ffn_scale(self, layer: dict, ff1_weight, ff1_bias) -> None:
         """The fused fp8 feed-forward writes GELU's output at one static scale, a bound of what it can hold;
         that scale moves into the second product's weight scales, whose input rows then have scale 1."""
-        from subtool.runner.kernels.fp8_gemm import gelu_output_bound
+        from subtool.runner.kernels.fp8_scale import gelu_output_bound
 
         dev = self.device
         scale = gelu_output_bound(ff1_weight.to(dev), ff1_bias.to(dev), *layer["ln1"]) / FP8_MAX
@@ -240,7 +240,7 @@ class PackedBert:
         """Attention's output is a convex mix of value rows, so a bound of the value projection over what the
         LayerNorm before it can output bounds it too: the attention kernel writes e4m3 at that static scale and
         the output projection's weight scales take it over, its input rows at scale 1."""
-        from subtool.runner.kernels.fp8_gemm import linear_output_bound
+        from subtool.runner.kernels.fp8_scale import linear_output_bound
 
         dev = self.device
         scale = linear_output_bound(v_weight.to(dev), v_bias.to(dev), *ln_in) / FP8_MAX
