@@ -224,3 +224,41 @@ def test_latency_percentiles_reach_md_summary_and_json_in_one_notation(two_demos
     stderr = " ".join(docs[1]["stderr"].split())
     assert "gen_num = 13368 " in stderr and "13368.000" not in stderr
     assert re.search(r"gen_len \d+ < 7350879\.6", stderr)            # not 1.43791e+06 < 7.35088e+06
+
+
+# ------------------------------------------------------------------------------- items 7, 8 and 12 together
+def _git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_two_demos_publish_to_a_local_fork_and_score_as_one_hand_in(two_demos, tmp_path):
+    """Issue 20's walk-through: bert demo + llama demo in one --out, publish to a local fork, score the artifacts:
+    one hand-in, both results, no integrity finding, both on the branch — and a demo is published only when
+    the user says so, marked as a demo."""
+    out, _ = two_demos
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    _git("init", "-q", "-b", "main", cwd=seed)
+    (seed / "README.md").write_text("results\n")
+    _git("add", "-A", cwd=seed)
+    _git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "start", cwd=seed)
+    fork = tmp_path / "fork.git"
+    _git("clone", "-q", "--bare", str(seed), str(fork))
+
+    refused = _cli("publish", out / "submission", "--fork", fork, "--cache", tmp_path / "cache")
+    assert refused.exit_code == 2 and "publish.short_run" in refused.stderr, refused.output
+    assert _git("--git-dir", str(fork), "branch", "--list", "subtool/*") == ""          # nothing was pushed
+
+    res = _cli("publish", out / "submission", "--fork", fork, "--cache", tmp_path / "cache", "--allow-short")
+    assert res.exit_code == 0, res.output
+    [branch] = _git("--git-dir", str(fork), "branch", "--list", "subtool/*").split()
+    files = _git("--git-dir", str(fork), "ls-tree", "-r", "--name-only", branch).splitlines()
+    for model in ("bert-99", "llama3.1-8b"):
+        assert any(re.match(rf"open/TeamX/results/[^/]+/{re.escape(model)}/Offline/performance/run_1/"
+                            r"mlperf_log_detail\.txt$", f) for f in files), (model, files)
+    assert "DEMO" in _git("--git-dir", str(fork), "log", "-1", "--format=%B", branch)
+
+    score = _cli("score", out / "artifacts", "--out", tmp_path / "score", "--json")
+    assert score.exit_code == 0, score.output
+    [entry] = json.loads((tmp_path / "score" / "leaderboard.json").read_text())["entries"]
+    assert entry["flags"] == [] and {r["model"] for r in entry["results"]} == {"bert-99", "llama3.1-8b"}
