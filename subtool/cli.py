@@ -201,6 +201,17 @@ def _choice(flag: str, value, choices) -> None:
                            hint=f"did you mean {flag} {near[0]}?" if near else None)
 
 
+def _registered_backends() -> tuple[str, ...]:
+    """Backends a model family registered in this process beyond the built-in names (its SUT_BACKENDS table;
+    the tests' instant SUT is one). Only families already imported are read: a family that was never imported
+    registered nothing, and importing one here would cost the start-up time the early check exists to save."""
+    names: list[str] = []
+    for module in ("subtool.runner.workloads.bert", "subtool.runner.workloads.llm"):
+        table = getattr(sys.modules.get(module), "SUT_BACKENDS", None) or {}
+        names += [name for name in table if name not in BACKENDS]
+    return tuple(names)
+
+
 def _validate_run_options(*, model=None, scenario=None, mode=None, run_style=None, backend=None, precision=None,
                           division=None, version=None, engine=None) -> str | None:
     """Every option of a benchmark run, checked before anything runs (a typo must not cost the benchmark);
@@ -213,7 +224,7 @@ def _validate_run_options(*, model=None, scenario=None, mode=None, run_style=Non
         _choice("--model", model, sorted(WORKLOAD_MODULES))
     _choice("--mode", mode, RUN_MODES)
     _choice("--run-style", run_style, RUN_STYLES)
-    _choice("--backend", backend, BACKENDS)
+    _choice("--backend", backend, BACKENDS + _registered_backends())
     _choice("--precision", precision, PRECISIONS)
     _choice("--division", division, DIVISIONS)
     _choice("--engine", engine, ENGINES)

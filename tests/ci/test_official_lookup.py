@@ -3,7 +3,7 @@ when set, else the shared copy beside the repository; when neither holds it, the
 
 from __future__ import annotations
 
-import conftest
+from support import official as conftest   # where the lookup lives (tests/conftest.py uses it)
 
 
 def _fake_checker(root):

@@ -112,7 +112,7 @@ def test_cli_refuses_an_unsupported_precision(tmp_path, tiny_checkpoint, small_s
                                    str(tiny_checkpoint), "--dataset-path", str(small_squad), "--out",
                                    str(tmp_path / "runs")])
     assert res.exit_code == 2, res.output
-    assert "precision 'int4' is not supported" in res.output and "run.precision" in res.output
+    assert "--precision 'int4' is not one of" in res.output and "[cli.usage]" in res.output   # before any load
 
 
 def test_auto_precision_is_fp16_for_bert_and_bf16_for_llms_on_the_gpu_and_fp32_on_the_cpu():

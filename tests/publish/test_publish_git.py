@@ -208,5 +208,5 @@ def test_unwritable_cache_is_one_line_exit_2(tmp_path, fork, tree):
     cache = tmp_path / "afile" / "cache"            # a file where a folder is needed
     code, doc, err = run_cli(str(tree), "--fork", str(fork), "--cache", str(cache))
     assert code == 2 and doc is None, err
-    assert "cannot write the fork cache" in err and "publish.cache" in err and "Traceback" not in err
+    assert "--cache cannot be written" in err and "[io.enotdir]" in err and "Traceback" not in err
     assert rev(fork, BRANCH) is None

@@ -80,11 +80,11 @@ def test_other_scenarios_run_valid(tmp_path, tiny_checkpoint, small_squad, scena
 def test_bad_inputs_give_one_clear_line_and_leave_nothing(tmp_path, tiny_checkpoint, small_squad):
     out = tmp_path / "runs"
     cases = [
-        (["--model", "resnet50"], "unknown model"),
+        (["--model", "resnet50"], "--model 'resnet50' is not one of"),
         (["--model-path", tiny_checkpoint, "--dataset-path", tmp_path / "nope.json"], "dataset file not found"),
         (["--model-path", tiny_checkpoint], "--dataset-path is missing"),
         (["--scenario", "Batch"], "unknown scenario"),
-        (["--run-style", "long"], "unknown run style"),
+        (["--run-style", "long"], "--run-style 'long' is not one of"),
     ]
     for args, message in cases:
         res = _run(*args, "--out", out)

@@ -141,7 +141,7 @@ def test_unwritable_out_dir(pkg_lg, tmp_path):
     r = runner.invoke(app, ["package", "--from", str(pkg_lg["Offline"]), "--submitter", "TeamX",
                             "--out", str(blocker / "tree")])
     assert r.exit_code == 2
-    assert "[package.out_unwritable]" in r.stderr and "output directory" in r.stderr
+    assert "--out cannot be written" in r.stderr and "[io.enotdir]" in r.stderr   # refused before anything runs
     assert blocker.read_text() == "not a directory"
 
 
