@@ -35,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchmeta import Provenance  # noqa: E402
 
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH  # noqa: E402
 
@@ -515,7 +518,7 @@ def server_search(sut, qsl, offline_qps: float, work: Path, quick: bool) -> dict
             "trials": trials}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench/results/bert_gpu.json"))
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "subtool-bert-gpu",
@@ -530,7 +533,12 @@ def main() -> None:
     ap.add_argument("--accuracy", action="store_true",
                     help="with --forward-only: also the fp32 answers (about 40 s) and each configuration's F1 "
                          "against them")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    prov = Provenance()
 
     import torch
 
@@ -540,7 +548,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("bench/bert_gpu.py needs a CUDA GPU")
     args.work.mkdir(parents=True, exist_ok=True)
-    report: dict = {"schema": "subtool.bench.bert_gpu/1", "command": " ".join(["python", *sys.argv]),
+    report: dict = {"schema": "subtool.bench.bert_gpu/1", "command": prov.command,
                     "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "environment": environment(),
                     "model": {"config": LARGE, "weights": "random (seed 20261126), BERT-large shape"}}
     log(f"environment {report['environment']}")
@@ -563,7 +571,7 @@ def main() -> None:
             forward_only_block(f"torch-cuda-{precision}", ckpt, data, precision, args.budget, results, args.quick,
                                truth, truth_answers)
             atomic_write_json(args.out, report)
-        report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        report.update(prov.record())
         atomic_write_json(args.out, report)
         log(f"wrote {args.out}")
         return
@@ -611,7 +619,7 @@ def main() -> None:
             save()
     finally:
         qsl.destroy()
-        report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        report.update(prov.record())
         save()
         log(f"wrote {args.out}")
     table = [(r["name"], r.get("offline_samples_per_s"), (r.get("server") or {}).get("best_valid_target_qps"),
