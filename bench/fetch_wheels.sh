@@ -38,7 +38,8 @@ done
 official=${1:-${SUBTOOL_OFFICIAL:-}}
 if [ -n "$official" ]; then
   if [ ! -f "$official/tools/submission/submission_checker/main.py" ]; then
-    echo "fetch_wheels: $official is not a checkout of mlcommons/inference (no tools/submission/submission_checker/main.py)" >&2
+    echo "fetch_wheels: $official is not a checkout of mlcommons/inference" \
+         "(no tools/submission/submission_checker/main.py)" >&2
     exit 2
   fi
   rm -rf "$DEST/official"
