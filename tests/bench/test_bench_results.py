@@ -140,3 +140,19 @@ def test_every_result_the_docs_link_exists():
         for name in re.findall(r"`(\w+\.json)`", doc.read_text()):
             if name.startswith(("ray_", "bert_gpu", "llm_gpu", "checker_speed", "pack_", "package_", "score_")):
                 assert (RESULTS / name).is_file(), f"{doc.name} names {name}, which bench/results lacks"
+
+
+def test_gpu_check_summary_prints_each_results_headline(tmp_path):
+    import shutil
+
+    shutil.copy(RESULTS / "bert_gpu_h100.json", tmp_path / "gpu_check_bert.json")
+    shutil.copy(RESULTS / "llm_gpu.json", tmp_path / "gpu_check_llm.json")
+    (tmp_path / "checker_speed_device.json").write_text("{not json")          # a cut-short file is skipped
+    proc = subprocess.run([sys.executable, "bench/gpu_check_summary.py", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("gpu_check_bert.json: python bench/bert_gpu.py")
+    assert "  torch-cuda-fp8: Offline 6377.53 samples/s, Server best VALID 6343, F1 vs fp32 65.491" in lines
+    assert "  subtool fp8, 256 slots: 5578.75 tokens/s VALID" in lines
+    assert not any("checker_speed_device" in line for line in lines)
