@@ -82,7 +82,8 @@ def test_recorded_commands_are_ones_their_script_accepts():
     ("bench/package_speed.py", ["--results", "1", "--size-mb", "1"]),
 ])
 def test_script_writes_its_exact_command_machine_and_load(tmp_path, script, args):
-    pytest.importorskip("mlperf_loadgen")
+    if script == "bench/package_speed.py":
+        pytest.importorskip("mlperf_loadgen")                   # it makes real LoadGen logs
     out = tmp_path / "result.json"
     argv = [script, *args, "--out", str(out)]
     proc = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=300)
