@@ -14,7 +14,8 @@
 #                                                                    → $RESULTS_DIR/checker_speed_device.json
 # RESULTS_DIR defaults to bench/results. The last lines printed are a summary: each part's exit status and
 # its headline numbers. When $OUT is set (the device tool's return folder), the JSONs and the full log are
-# copied there. Exit status 0 when every part that ran passed, else 1; 2 when the set-up failed.
+# copied there. Exit status 0 when every part that ran passed and every requirement was found, else 1
+# (2 for an unknown part name).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -31,6 +32,7 @@ if [ ${#parts[@]} -eq 0 ]; then
 fi
 say() { echo "[gpu_check $(date -u +%H:%M:%S)] $*" | tee -a "$LOG"; }
 
+declare -A status
 # ---------------------------------------------------------------------------------------------- 0. set-up
 requirements=$("$PY" - <<'EOF'
 import re, tomllib
@@ -42,9 +44,13 @@ print(" ".join(r.split(";")[0].split("#")[0].strip().replace(" ", "") for r in r
 EOF
 ) || { say "cannot read pyproject.toml"; exit 2; }
 say "requirements: $requirements"
-if ! "$PY" -m pip install -q --no-index --find-links wheels/ $requirements 2>&1 | tee -a "$LOG"; then
-  say "set-up failed: a requirement above is neither installed nor in wheels/ (run bench/fetch_wheels.sh, add it there)"
-  exit 2
+if ! "$PY" -m pip install -q --no-index --find-links wheels/ $requirements >>"$LOG" 2>&1; then
+  missing=()          # one at a time, so one missing package costs only what needs it
+  for req in $requirements; do
+    "$PY" -m pip install -q --no-index --find-links wheels/ "$req" >>"$LOG" 2>&1 || missing+=("$req")
+  done
+  say "set-up: neither installed nor in wheels/ (add to bench/fetch_wheels.sh): ${missing[*]}"
+  status[setup]=1
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 "$PY" - <<'EOF' 2>&1 | tee -a "$LOG"
@@ -59,7 +65,6 @@ print("versions:", ", ".join(f"{n} {version(n)}" for n in names))
 print("cuda:", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
 EOF
 
-declare -A status
 run_part() {            # run_part NAME COMMAND...: log it, remember its exit status
   local name=$1; shift
   say "$name: $*"
@@ -72,7 +77,7 @@ for part in "${parts[@]}"; do
   case $part in
     tests)
       if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-        say "tests: torch sees no CUDA GPU, so every GPU test would skip"; status[tests]=1; continue
+        say "tests: torch is missing or sees no CUDA GPU, so every GPU test would skip"; status[tests]=1; continue
       fi
       mapfile -t files < <({ echo tests/gpu_bert; echo tests/llm_engine;
                              grep -rlE "pytest\.mark\.gpu" tests --include='test_*.py' |
@@ -96,6 +101,7 @@ done
 # ---------------------------------------------------------------------------------------------- summary
 say "summary"
 {
+  [ -n "${status[setup]:-}" ] && echo "set-up: some requirements missing (see above); parts that need them fail"
   for part in "${parts[@]}"; do echo "part $part: exit ${status[$part]}"; done
   [ -n "${status[tests]:-}" ] && grep -E "^=* ?[0-9]+ (passed|failed|skipped|error).* in [0-9.]+s" "$LOG" | tail -1
   "$PY" bench/gpu_check_summary.py "$RESULTS"
@@ -107,4 +113,5 @@ if [ -n "${OUT:-}" ]; then
   done
 fi
 for part in "${parts[@]}"; do [ "${status[$part]}" = 0 ] || exit 1; done
+[ -z "${status[setup]:-}" ] || exit 1
 exit 0
