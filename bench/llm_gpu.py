@@ -34,7 +34,8 @@ from llm_synthetic import EOS_IDS, RandomLlama, make_prompts  # noqa: E402
 # Red Hat, MLPerf Inference v5.1, one H100, FP8 weights with vLLM 0.10.0: 5777 tokens/s Offline.
 PUBLISHED = {"tokens_per_second": 5777.0, "source": "Red Hat MLPerf Inference v5.1 llama3.1-8b Offline, 1x H100, "
              "FP8, vLLM 0.10.0 (Red Hat blog on its v5.1 results)",
-             "url": "https://www.redhat.com/en/blog/efficient-and-reproducible-llm-inference-red-hat-mlperf-inference-v51-results"}
+             "url": "https://www.redhat.com/en/blog/"
+                    "efficient-and-reproducible-llm-inference-red-hat-mlperf-inference-v51-results"}
 
 
 def build_model(layers: int, device: str = "cuda", tiny: bool = False):
