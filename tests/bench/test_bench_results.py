@@ -121,6 +121,8 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("package_speed", lambda d: _fmt(d["cp_plus_sync_MBps"])),
     ("package_speed", lambda d: _fmt(d["sha256_one_core_MBps"])),
     ("publish_speed", lambda d: f"{d['timings']['first_publish']['seconds']:.2f} s"),
+    ("checker_speed", lambda d: f"{d['speedup']}×"),            # wall-time ratio
+    ("checker_speed", lambda d: f"{d['cpu_ratio']}×"),          # CPU-time ratio
     ("pack_speed", lambda d: _fmt(d["runs"][0]["pack_mb_per_s"])),
 ]
 
