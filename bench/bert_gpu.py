@@ -35,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchmeta import Provenance  # noqa: E402
 
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH  # noqa: E402
 
@@ -472,8 +475,9 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
 
 
 def forward_only_block(name, ckpt, data, precision, budget, results, quick, truth=None, truth_answers=None) -> None:
-    """--forward-only: the model without LoadGen or graphs per bucket (both precisions and the assets took 28 s
-    on an H100); with the fp32 answers (--accuracy), also the F1 of this configuration and its variants."""
+    """--forward-only: the model without LoadGen or graphs per bucket (bench/results/bert_gpu_h100_forward_only.json:
+    24 s from start to finish on an H100); with the fp32 answers (--accuracy), also the F1 of this configuration
+    and its variants."""
     import torch
 
     from subtool.runner.suts.bert_fast_model import PackedBert
@@ -515,7 +519,7 @@ def server_search(sut, qsl, offline_qps: float, work: Path, quick: bool) -> dict
             "trials": trials}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench/results/bert_gpu.json"))
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "subtool-bert-gpu",
@@ -528,9 +532,15 @@ def main() -> None:
                     help="only the model's forward (ceilings, variants, profile): no LoadGen, reference or fp32 "
                          "answers; for trying a kernel change in a minute of device time")
     ap.add_argument("--accuracy", action="store_true",
-                    help="with --forward-only: also the fp32 answers (about 40 s) and each configuration's F1 "
+                    help="with --forward-only: also the fp32 answers (36 s on an H100: bert_gpu_h100.json's "
+                         "ground_truth) and each configuration's F1 "
                          "against them")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    prov = Provenance()
 
     import torch
 
@@ -540,7 +550,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("bench/bert_gpu.py needs a CUDA GPU")
     args.work.mkdir(parents=True, exist_ok=True)
-    report: dict = {"schema": "subtool.bench.bert_gpu/1", "command": " ".join(["python", *sys.argv]),
+    report: dict = {"schema": "subtool.bench.bert_gpu/1", "command": prov.command,
                     "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "environment": environment(),
                     "model": {"config": LARGE, "weights": "random (seed 20261126), BERT-large shape"}}
     log(f"environment {report['environment']}")
@@ -563,7 +573,7 @@ def main() -> None:
             forward_only_block(f"torch-cuda-{precision}", ckpt, data, precision, args.budget, results, args.quick,
                                truth, truth_answers)
             atomic_write_json(args.out, report)
-        report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        report.update(prov.record())
         atomic_write_json(args.out, report)
         log(f"wrote {args.out}")
         return
@@ -611,7 +621,7 @@ def main() -> None:
             save()
     finally:
         qsl.destroy()
-        report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        report.update(prov.record())
         save()
         log(f"wrote {args.out}")
     table = [(r["name"], r.get("offline_samples_per_s"), (r.get("server") or {}).get("best_valid_target_qps"),

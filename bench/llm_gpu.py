@@ -26,12 +26,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the checkout's subtool
+from benchmeta import Provenance  # noqa: E402
 from llm_synthetic import EOS_IDS, RandomLlama, make_prompts  # noqa: E402
 
 # Best published per-GPU Offline figure for llama3.1-8b on H100 found in public MLPerf results material:
 # Red Hat, MLPerf Inference v5.1, one H100, FP8 weights with vLLM 0.10.0: 5777 tokens/s Offline.
 PUBLISHED = {"tokens_per_second": 5777.0, "source": "Red Hat MLPerf Inference v5.1 llama3.1-8b Offline, 1x H100, "
-             "FP8, vLLM 0.10.0 (Red Hat blog on its v5.1 results)"}
+             "FP8, vLLM 0.10.0 (Red Hat blog on its v5.1 results)",
+             "url": "https://www.redhat.com/en/blog/"
+                    "efficient-and-reproducible-llm-inference-red-hat-mlperf-inference-v51-results"}
 
 
 def build_model(layers: int, device: str = "cuda", tiny: bool = False):
@@ -144,8 +148,8 @@ def parse_variants(text: str) -> list[dict]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=1024)
     ap.add_argument("--ref-samples", type=int, default=128)
     ap.add_argument("--ref-batch", type=int, default=64)
@@ -161,7 +165,12 @@ def main() -> None:
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run with --tiny")
     ap.add_argument("--tiny", action="store_true", help="narrow layers (a smoke run of this script)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/llm_gpu.json"))
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    prov = Provenance()
 
     import gc
 
@@ -178,8 +187,7 @@ def main() -> None:
     result = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
               "transformers": transformers.__version__, "model": f"Llama-3.1-8B architecture ({args.layers} "
               "layers), random weights, bf16", "prompt_tokens_mean": float(np.mean([len(p) for p in prompts])),
-              "new_tokens": args.new_tokens, "build_seconds": round(time.time() - t0, 1), "published": PUBLISHED,
-              "command": "python bench/llm_gpu.py " + " ".join(sys.argv[1:])}
+              "new_tokens": args.new_tokens, "build_seconds": round(time.time() - t0, 1), "published": PUBLISHED}
     work = Path(tempfile.mkdtemp(prefix="llm-bench-"))
 
     if not args.skip_reference:
@@ -238,6 +246,7 @@ def main() -> None:
         result["ratio_to_published"] = round(ours / PUBLISHED["tokens_per_second"], 3)
         if result.get("reference_offline", {}).get("result"):
             result["speedup_vs_reference"] = round(ours / result["reference_offline"]["result"], 2)
+    result.update(prov.record())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -21,7 +20,12 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from subtool.submission.pack_tarball import read_tarball, write_tarball
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout's subtool, not another one
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchmeta import Provenance  # noqa: E402
+
+from subtool.submission.pack_tarball import read_tarball, write_tarball  # noqa: E402
 
 LINE = (':::MLLOG {{"key": "result_samples_per_second", "value": {v:.3f}, "time_ms": {t:.6f}, "namespace": '
         '"mlperf::logging", "event_type": "POINT_IN_TIME", "metadata": {{"is_error": false, "is_warning": false, '
@@ -56,12 +60,17 @@ def build_tree(root: Path, total_mb: int) -> tuple[int, int]:
     return files, written
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mb", type=int, default=256)
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=int, default=256, help="size of the synthetic tree (whole 11 MB results)")
     ap.add_argument("--levels", type=int, nargs="+", default=[6, 9])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pack_speed.json")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    prov = Provenance()
 
     with tempfile.TemporaryDirectory(prefix="pack-bench-") as tmp:
         tree = Path(tmp) / "tree"
@@ -94,8 +103,8 @@ def main() -> None:
                 "verify_peak_heap_mb": round(verify_peak / 1e6, 2),
             })
             tarball.unlink()
-    doc = {"bench": "pack_speed", "files": files, "content_mb": round(content / 1e6, 1),
-           "python": platform.python_version(), "cpus": os.cpu_count(), "runs": runs}
+    doc = {"bench": "pack_speed", "files": files, "content_mb": round(content / 1e6, 1), "runs": runs,
+           **prov.record()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     json.dump(doc, sys.stdout, indent=2)

@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -30,6 +29,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout's subtool, not another one
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchmeta import Provenance  # noqa: E402
 
 LOADGEN = r"""
 import array, sys, time
@@ -117,13 +121,18 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", type=int, default=200)
     ap.add_argument("--size-mb", type=int, default=100)
     ap.add_argument("--workdir", type=Path, default=None, help="scratch directory (default: a temp dir)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "package_speed.json")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    prov = Provenance()
 
     from subtool.submission.package import PackageOptions, package_results
 
@@ -187,10 +196,8 @@ def main() -> int:
             "package_MBps": round(mb / pkg_s, 1), "package_plus_sync_MBps": round(mb / pkg_sync_s, 1),
             "package_vs_cp_plus_sync": round(cp_sync_s / pkg_sync_s, 2),
             "sha256_one_core_MBps": round(sha_mbps, 1),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
             "peak_rss_mb_before": round(rss_before, 1), "peak_rss_mb_after": round(rss_after, 1),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            **prov.record(),
         }
         print(json.dumps(doc, indent=2))
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,14 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from subtool.submission.publish import PublishOptions, publish_tree
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout's subtool, not another one
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchmeta import Provenance  # noqa: E402
+
+from subtool.submission.publish import PublishOptions, publish_tree  # noqa: E402
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -63,12 +67,17 @@ def build_tree(root: Path) -> Path:
     return tree
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the other submitters' files in the base")
     parser.add_argument("--files", type=int, default=4000, help="number of those files")
     parser.add_argument("--out", type=Path, default=Path("bench/results/publish_speed.json"))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    prov = Provenance()
     with tempfile.TemporaryDirectory(prefix="publish-bench-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
@@ -90,8 +99,7 @@ def main() -> None:
         plain = {"seconds": round(time.perf_counter() - t0, 3), "bytes": du(root / "plain-clone")}
         report = {
             "bench": "publish_speed",
-            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                        "git": git("--version").strip()},
+            **prov.record(git=git("--version").strip()),
             "base": {"files": args.files, "bytes": du(root / "seed" / "closed"),
                      "bare_repo_bytes": du(bare), "build_seconds": round(setup_s, 2)},
             "cache_bytes_after": du(cache),

@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,6 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from subtool.fsutil import atomic_write_json  # noqa: E402
+
+from benchmeta import Provenance  # noqa: E402  (bench/ is this script's folder)
 
 import llm_synthetic  # noqa: E402  (bench/ is this script's folder)
 from llm_synthetic import EOS_IDS, RandomLlama, make_prompts  # noqa: E402,F401
@@ -151,7 +152,7 @@ def measure_in_process(prompts, args, outdir: Path) -> dict:
             "seconds": best["seconds"], "validity": best["validity"], "setup_seconds": setup, "runs": runs}
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--workers", default="1,2", help="worker counts, comma-separated (GPUs: at most the GPUs)")
@@ -171,13 +172,17 @@ def main() -> int:
                                                               "(TorchLlmSUT in this process)")
     ap.add_argument("--out", type=Path, default=None, help="default: bench/results/ray_llm_scaling_"
                                                            "gpu_<N>x<GPU>.json or ray_llm_scaling_cpu.json")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    prov = Provenance()
     counts = sorted({int(c) for c in args.workers.split(",")})
     args.precision = args.precision or ("bf16" if args.device == "cuda" else "fp32")
 
     import ray
     import torch
-    import transformers
 
     cuda = args.device == "cuda"
     gpus = torch.cuda.device_count() if cuda else 0
@@ -199,11 +204,7 @@ def main() -> int:
     out = {"bench": "ray_llm_scaling", "device": args.device, "model": model, "precision": args.precision,
            "samples": args.samples,
            "prompt_tokens_mean": round(float(np.mean([len(p) for p in prompts])), 1),
-           "new_tokens": args.new_tokens, "slots": args.slots, "repeats": args.repeats,
-           "machine": {"cpus": cpus, "gpus": gpus, "gpu_name": gpu_name, "python": platform.python_version(),
-                       "torch": torch.__version__, "transformers": transformers.__version__,
-                       "ray": ray.__version__, "platform": platform.platform(),
-                       "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}}
+           "new_tokens": args.new_tokens, "slots": args.slots, "repeats": args.repeats}
     try:
         with tempfile.TemporaryDirectory(prefix="ray-llm-bench-") as tmp:
             if args.in_process:
@@ -211,7 +212,7 @@ def main() -> int:
             out["points"] = [measure(n, prompts, args, Path(tmp)) for n in counts]
     finally:
         ray.shutdown()
-    out["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    out.update(prov.record(torch_gpus=gpus, gpu_name=gpu_name))
     base = out["points"][0]
     for p in out["points"]:
         if base["tokens_per_second"] and p["tokens_per_second"]:

@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +27,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+sys.path.insert(0, str(REPO / "bench"))
+
+from benchmeta import Provenance  # noqa: E402
 
 from subtool.fsutil import atomic_write_json  # noqa: E402
 
@@ -178,7 +181,7 @@ def measure_in_process(model_path: Path, features, args) -> dict:
     return {"threads": 1, "samples": args.samples, "samples_per_second": round(args.samples / dt, 2)}
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", default=None, help="comma-separated counts (default 1,2,4 on CPU; 1,2,4,… "
                                                     "up to the GPUs with --device cuda)")
@@ -190,7 +193,12 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=2000, help="samples in the Offline query (≤ 10833)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "ray_scaling.json")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    prov = Provenance()
     args.precision = args.precision or ("bf16" if args.device == "cuda" else "fp32")
 
     import ray
@@ -221,13 +229,10 @@ def main() -> int:
     # CPU: room for every pool at once (more workers than cores is the point of the 4-worker figure)
     cpus = max(os.cpu_count() or 1, sum(counts) if args.device == "cpu" else 1)
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
-    machine = {"cpus": os.cpu_count(), "gpus": gpus,
-               "gpu_name": torch.cuda.get_device_name(0) if gpus else None,
-               "python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
-               "platform": platform.platform(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    gpu_name = torch.cuda.get_device_name(0) if gpus else None
     out = {"bench": "ray_scaling", "device": args.device, "model": model_name, "precision": args.precision,
            "batch_size": args.batch_size, "samples_per_run": args.samples, "repeats": args.repeats,
-           "machine": machine, "goal": "CPU: 2 workers >= 1.6x the samples/s of 1 worker (compute-bound model)",
+           "goal": "CPU: 2 workers >= 1.6x the samples/s of 1 worker (compute-bound model)",
            "points": []}
     try:
         if args.device == "cpu":
@@ -247,7 +252,7 @@ def main() -> int:
     if 1 in by and 2 in by:
         out["two_vs_one"] = round(by[2] / by[1], 3)
         out["goal_met"] = out["two_vs_one"] >= 1.6
-    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    out.update(prov.record(torch_gpus=gpus, gpu_name=gpu_name))
     atomic_write_json(args.out, out)
     print(json.dumps({k: out[k] for k in ("two_vs_one", "goal_met") if k in out}))
     return 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -27,7 +26,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "scoring"))
 
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO))   # the checkout's subtool
+
 import teamgen  # noqa: E402  (the scoring tests' generator of real hand-ins)
+from benchmeta import Provenance  # noqa: E402
 
 from subtool.scoring.api import ScoreOptions, score  # noqa: E402
 
@@ -119,14 +122,19 @@ class MemorySampler(threading.Thread):
                 "peak_rss_main_mib": round(self.peak_main / 1024, 1), "processes": self.max_processes}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teams", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--steps", type=int, nargs="*", default=None, help="team counts to score (default: 50, "
                         "100, … up to --teams)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "score_many.json")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    prov = Provenance()
     steps = args.steps or sorted({n for n in (50, 100, 200, args.teams) if n <= args.teams})
 
     with tempfile.TemporaryDirectory(prefix="score-many-") as tmp:
@@ -156,8 +164,7 @@ def main() -> None:
             print(json.dumps(run), file=sys.stderr)
 
     doc = {"bench": "score_many", "teams_generated": args.teams, "generate_seconds": round(generated, 1),
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                       "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+           **prov.record(),
            "goal": "under 1 s per tarball on 2 cores; memory flat in the number of tarballs", "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")

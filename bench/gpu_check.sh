@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Every GPU test and the headline GPU benches in one command, on a machine with an NVIDIA GPU and no network.
+#
+#   bash bench/gpu_check.sh [tests] [bert] [llm] [checker]    # no part named: tests bert llm (+ checker when
+#                                                             # wheels/official holds the official checker)
+#
+# 0. Installs subtool's requirements from wheels/ (git-ignored; bench/fetch_wheels.sh fills it on a machine
+#    with PyPI) with `pip install --no-index --find-links wheels/`: only what the machine's Python lacks.
+#    The checkout's subtool is used through PYTHONPATH.
+# 1. tests:   pytest on tests/gpu_bert, tests/llm_engine and every other test file with a test marked gpu.
+# 2. bert:    python bench/bert_gpu.py --quick                     → $RESULTS_DIR/gpu_check_bert.json
+# 3. llm:     python bench/llm_gpu.py, 256 prompts, one Server point → $RESULTS_DIR/gpu_check_llm.json
+# 4. checker: python bench/checker_speed.py --official wheels/official (the machine's cores, idle)
+#                                                                    → $RESULTS_DIR/checker_speed_device.json
+# RESULTS_DIR defaults to bench/results. The last lines printed are a summary: each part's exit status and
+# its headline numbers. When $OUT is set (the device tool's return folder), the JSONs and the full log are
+# copied there. Exit status 0 when every part that ran passed and every requirement was found, else 1
+# (2 for an unknown part name).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+RESULTS=${RESULTS_DIR:-bench/results}
+LOG=${TMPDIR:-/tmp}/gpu_check.log
+export PYTHONUNBUFFERED=1
+mkdir -p "$RESULTS"
+: >"$LOG"
+
+parts=("$@")
+if [ ${#parts[@]} -eq 0 ]; then
+  parts=(tests bert llm)
+  [ -f wheels/official/tools/submission/submission_checker/main.py ] && parts+=(checker)
+fi
+say() { echo "[gpu_check $(date -u +%H:%M:%S)] $*" | tee -a "$LOG"; }
+
+declare -A status
+# ---------------------------------------------------------------------------------------------- 0. set-up
+requirements=$("$PY" - <<'EOF'
+import re, tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+reqs = project["dependencies"] + project["optional-dependencies"]["run"] + project["optional-dependencies"]["test"]
+# PyGithub serves `subtool publish` only, which no GPU test or bench runs
+print(" ".join(r.split(";")[0].split("#")[0].strip().replace(" ", "") for r in reqs
+               if not re.match(r"(?i)pygithub|tomli\b", r)))
+EOF
+) || { say "cannot read pyproject.toml"; exit 2; }
+say "requirements: $requirements"
+if ! "$PY" -m pip install -q --no-index --find-links wheels/ $requirements >>"$LOG" 2>&1; then
+  missing=()          # one at a time, so one missing package costs only what needs it
+  for req in $requirements; do
+    "$PY" -m pip install -q --no-index --find-links wheels/ "$req" >>"$LOG" 2>&1 || missing+=("$req")
+  done
+  say "set-up: neither installed nor in wheels/ (add to bench/fetch_wheels.sh): ${missing[*]}"
+  status[setup]=1
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+"$PY" - <<'EOF' 2>&1 | tee -a "$LOG"
+import importlib.metadata as md, torch
+def version(name):
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return "absent"
+names = ("torch", "transformers", "triton", "mlcommons-loadgen", "typer", "rich", "pytest")
+print("versions:", ", ".join(f"{n} {version(n)}" for n in names))
+print("cuda:", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
+EOF
+
+run_part() {            # run_part NAME COMMAND...: log it, remember its exit status
+  local name=$1; shift
+  say "$name: $*"
+  "$@" 2>&1 | tee -a "$LOG"
+  status[$name]=${PIPESTATUS[0]}
+  say "$name: exit ${status[$name]}"
+}
+
+for part in "${parts[@]}"; do
+  case $part in
+    tests)
+      if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+        say "tests: torch is missing or sees no CUDA GPU, so every GPU test would skip"; status[tests]=1; continue
+      fi
+      mapfile -t files < <({ echo tests/gpu_bert; echo tests/llm_engine;
+                             grep -rlE "pytest\.mark\.gpu" tests --include='test_*.py' |
+                               grep -vE "^tests/(gpu_bert|llm_engine)/"; } | sort -u)
+      run_part tests "$PY" -m pytest -q -rs -p no:cacheprovider "${files[@]}" ;;
+    bert)
+      rm -f "$RESULTS/gpu_check_bert.json"
+      run_part bert "$PY" bench/bert_gpu.py --quick --out "$RESULTS/gpu_check_bert.json" ;;
+    llm)
+      rm -f "$RESULTS/gpu_check_llm.json"
+      run_part llm "$PY" bench/llm_gpu.py --samples 256 --ref-samples 64 --server-fractions 0.6 \
+               --server-seconds 20 --out "$RESULTS/gpu_check_llm.json" ;;
+    checker)
+      rm -f "$RESULTS/checker_speed_device.json"
+      run_part checker "$PY" bench/checker_speed.py --official wheels/official --repeat 3 \
+               --out "$RESULTS/checker_speed_device.json" ;;
+    *) say "unknown part '$part' (tests, bert, llm, checker)"; exit 2 ;;
+  esac
+done
+
+# ---------------------------------------------------------------------------------------------- summary
+say "summary"
+{
+  [ -n "${status[setup]:-}" ] && echo "set-up: some requirements missing (see above); parts that need them fail"
+  for part in "${parts[@]}"; do echo "part $part: exit ${status[$part]}"; done
+  [ -n "${status[tests]:-}" ] && grep -E "^=* ?[0-9]+ (passed|failed|skipped|error).* in [0-9.]+s" "$LOG" | tail -1
+  "$PY" bench/gpu_check_summary.py "$RESULTS"
+} 2>&1 | tee -a "$LOG"
+if [ -n "${OUT:-}" ]; then
+  cp "$LOG" "$OUT/" 2>/dev/null
+  for f in gpu_check_bert gpu_check_llm checker_speed_device; do
+    [ -f "$RESULTS/$f.json" ] && cp "$RESULTS/$f.json" "$OUT/"
+  done
+fi
+for part in "${parts[@]}"; do [ "${status[$part]}" = 0 ] || exit 1; done
+[ -z "${status[setup]:-}" ] || exit 1
+exit 0

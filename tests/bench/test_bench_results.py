@@ -1,0 +1,161 @@
+"""bench/results/*.json say how they were made, and the README's figures are the JSONs' figures.
+
+Every result records the command that made it (one its committed script accepts), the machine and the load;
+a value the script of its time did not record says "not recorded" and the file's `provenance` says why. The
+scripts themselves write those fields (run end to end on tiny sizes here), and the README quotes what the JSON
+it links holds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "bench" / "results"
+NOT_RECORDED = "not recorded"
+MACHINE_KEYS = ("cpus", "cpu_model", "gpu", "python", "platform", "torch", "loadgen")
+FILES = sorted(RESULTS.glob("*.json"))
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_result_records_command_machine_and_load(path):
+    doc = _load(path)
+    command = doc.get("command")
+    assert isinstance(command, str) and command, f"{path.name}: no command"
+    if command == NOT_RECORDED:
+        assert doc.get("provenance"), f"{path.name}: command not recorded and no provenance saying why"
+    else:
+        assert re.fullmatch(r"python bench/\w+\.py( .*)?", command), f"{path.name}: {command!r}"
+        assert (REPO / shlex.split(command)[1]).is_file(), f"{path.name}: no script {shlex.split(command)[1]}"
+    machine = doc.get("machine")
+    assert isinstance(machine, dict), f"{path.name}: no machine"
+    missing = [k for k in MACHINE_KEYS if k not in machine or machine[k] in ("", [])]
+    assert not missing, f"{path.name}: machine lacks {missing}"
+    load = doc.get("load")
+    assert isinstance(load, dict) and set(load) >= {"start", "end"}, f"{path.name}: no load start/end"
+    for when in ("start", "end"):
+        value = load[when]
+        assert value == NOT_RECORDED or (isinstance(value, list) and len(value) == 3), f"{path.name}: load {when}"
+    if NOT_RECORDED in json.dumps({k: doc[k] for k in ("machine", "load")}):
+        assert doc.get("provenance"), f"{path.name}: fields not recorded, and no provenance saying so"
+
+
+PARSE = r"""
+import importlib.util, json, os, shlex, sys
+script, commands = sys.argv[1], json.loads(sys.argv[2])
+sys.path.insert(0, os.path.dirname(script))                      # as `python bench/x.py` has it
+spec = importlib.util.spec_from_file_location("bench_script", script)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+for command in commands:
+    module.build_parser().parse_args(shlex.split(command)[2:])   # exits 2 on an argument the script lacks
+"""
+
+
+def test_recorded_commands_are_ones_their_script_accepts():
+    by_script: dict[str, list[str]] = {}
+    for path in FILES:
+        command = _load(path)["command"]
+        if command != NOT_RECORDED:
+            by_script.setdefault(shlex.split(command)[1], []).append(command)
+    assert by_script
+    for script, commands in by_script.items():
+        proc = subprocess.run([sys.executable, "-c", PARSE, str(REPO / script), json.dumps(commands)], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"{script} refuses one of {commands}: {proc.stderr[-600:]}"
+
+
+@pytest.mark.parametrize("script, args", [
+    ("bench/pack_speed.py", ["--mb", "1", "--levels", "1"]),
+    ("bench/publish_speed.py", ["--mb", "1", "--files", "8"]),
+    ("bench/package_speed.py", ["--results", "1", "--size-mb", "1"]),
+])
+def test_script_writes_its_exact_command_machine_and_load(tmp_path, script, args):
+    if script == "bench/package_speed.py":
+        pytest.importorskip("mlperf_loadgen")                   # it makes real LoadGen logs
+    out = tmp_path / "result.json"
+    argv = [script, *args, "--out", str(out)]
+    proc = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = _load(out)
+    assert doc["command"] == shlex.join(["python", *argv])
+    assert doc["machine"]["cpus"] >= 1 and doc["machine"]["cpu_model"] not in ("", NOT_RECORDED)
+    assert set(MACHINE_KEYS) <= set(doc["machine"])
+    for when in ("start", "end"):
+        assert len(doc["load"][when]) == 3 and all(x >= 0 for x in doc["load"][when])
+    assert doc["started"] <= doc["finished"]
+
+
+# --------------------------------------------------------------------------------------- README's figures
+def _readme_performance() -> str:
+    text = (REPO / "README.md").read_text()
+    return text[text.index("## Performance"):text.index("## How it is built")]
+
+
+def _run(doc: dict, name: str) -> dict:
+    return next(r for r in doc["runs"] if r["name"] == name)
+
+
+def _fmt(x: float, digits: int = 0) -> str:
+    return f"{x:,.{digits}f}"
+
+
+FIGURES = [  # (result file, figure the README must quote, computed from the JSON)
+    ("bert_gpu_h100", lambda d: _fmt(_run(d, "torch-cuda-fp16")["offline_samples_per_s"])),
+    ("bert_gpu_h100", lambda d: _fmt(_run(d, "torch-cuda-bf16")["offline_samples_per_s"])),
+    ("bert_gpu_h100", lambda d: _fmt(_run(d, "torch-cuda-fp8")["offline_samples_per_s"])),
+    ("bert_gpu_h100", lambda d: _fmt(_run(d, "torch-cuda-fp16")["vs_fp32"]["f1"], 2)),
+    ("bert_gpu_h100", lambda d: _fmt(_run(d, "reference-fp32-bs1-pad384")["offline_samples_per_s"], 1)),
+    ("package_speed", lambda d: _fmt(d["package_MBps"])),
+    ("package_speed", lambda d: _fmt(d["cp_plus_sync_MBps"])),
+    ("package_speed", lambda d: _fmt(d["sha256_one_core_MBps"])),
+    ("publish_speed", lambda d: f"{d['timings']['first_publish']['seconds']:.2f} s"),
+    ("checker_speed", lambda d: f"{d['speedup']}×"),            # wall-time ratio
+    ("checker_speed", lambda d: f"{d['cpu_ratio']}×"),          # CPU-time ratio
+    ("pack_speed", lambda d: _fmt(d["runs"][0]["pack_mb_per_s"])),
+]
+
+
+@pytest.mark.parametrize("stem, figure", FIGURES, ids=[f"{s}-{i}" for i, (s, _) in enumerate(FIGURES)])
+def test_readme_quotes_the_json_it_links(stem, figure):
+    section = _readme_performance()
+    assert f"bench/results/{stem}.json" in section, f"README's Performance section does not link {stem}.json"
+    value = figure(_load(RESULTS / f"{stem}.json"))
+    assert value in section, f"README does not quote {value} from {stem}.json"
+
+
+def test_every_result_the_docs_link_exists():
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for name in re.findall(r"bench/results/([\w.-]+\.json)", doc.read_text()):
+            assert (RESULTS / name).is_file(), f"{doc.name} links bench/results/{name}, which does not exist"
+    for doc in sorted((REPO / "docs").glob("*.md")):       # the docs' tables name their result files bare
+        for name in re.findall(r"`(\w+\.json)`", doc.read_text()):
+            if name.startswith(("ray_", "bert_gpu", "llm_gpu", "checker_speed", "pack_", "package_", "score_")):
+                assert (RESULTS / name).is_file(), f"{doc.name} names {name}, which bench/results lacks"
+
+
+def test_gpu_check_summary_prints_each_results_headline(tmp_path):
+    import shutil
+
+    shutil.copy(RESULTS / "bert_gpu_h100.json", tmp_path / "gpu_check_bert.json")
+    shutil.copy(RESULTS / "llm_gpu.json", tmp_path / "gpu_check_llm.json")
+    (tmp_path / "checker_speed_device.json").write_text("{not json")          # a cut-short file is skipped
+    proc = subprocess.run([sys.executable, "bench/gpu_check_summary.py", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("gpu_check_bert.json: python bench/bert_gpu.py")
+    assert "  torch-cuda-fp8: Offline 6377.53 samples/s, Server best VALID 6343, F1 vs fp32 65.491" in lines
+    assert "  subtool fp8, 256 slots: 5578.75 tokens/s VALID" in lines
+    assert not any("checker_speed_device" in line for line in lines)
