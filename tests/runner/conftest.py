@@ -1,5 +1,7 @@
 """The runner's tests need the model stack; the shared fixtures live in tests/conftest.py."""
 
+import os
+
 import pytest
 
 pytest.importorskip("torch")
@@ -17,5 +19,7 @@ def instant_backend(tmp_path, monkeypatch):
 
     monkeypatch.setitem(bert.SUT_BACKENDS, instant_sut.BACKEND, instant_sut._factory)
     site = instant_sut.sitecustomize(tmp_path / "site")
-    monkeypatch.setenv("PYTHONPATH", str(site))
+    # prepended, never replacing: the child must import the same subtool as this process (a scratch copy under
+    # tests/mutations.py would otherwise run the installed code in the child and hide every mutation there)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
     return instant_sut.BACKEND
