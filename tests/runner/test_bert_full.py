@@ -211,7 +211,8 @@ def test_test01_passes_with_the_verification_numbers(tmp_path, tiny_checkpoint, 
     ref, test = _score(perf, "Reference score"), _score(perf, "Test score")
     assert ref == record["modes"]["performance"]["result"] and test == entry["result"]
     assert entry["performance_pass"] is (abs(test / ref - 1) <= 0.10)
-    assert perf.rstrip().endswith("TEST PASS" if entry["performance_pass"] else "outside the tolerance")
+    # an instant SUT's audited run may end outside the tolerance or INVALID (it is not re-sized); either is a FAIL
+    assert perf.rstrip().endswith("TEST PASS") if entry["performance_pass"] else "TEST FAIL" in perf
 
 
 def test_test01_fails_when_the_accuracy_run_answered_differently(tmp_path, tiny_checkpoint, small_squad,
