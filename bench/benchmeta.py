@@ -27,8 +27,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NOT_RECORDED = "not recorded"
-PACKAGES = {"torch": "torch", "transformers": "transformers", "loadgen": "mlcommons-loadgen", "ray": "ray",
-            "triton": "triton", "subtool": "mlperf-subtool"}
+PACKAGES = {
+    "torch": "torch",
+    "transformers": "transformers",
+    "loadgen": "mlcommons-loadgen",
+    "ray": "ray",
+    "triton": "triton",
+    "subtool": "mlperf-subtool",
+}
 
 
 def command(argv: list[str] | None = None) -> str:
@@ -56,8 +62,12 @@ def cpu_model() -> str:
 def gpus() -> list[str]:
     """The GPUs' names from nvidia-smi (no torch import); [] when there is none or no driver."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
@@ -72,10 +82,16 @@ def package_version(dist: str) -> str:
 
 def machine() -> dict:
     found = gpus()
-    info = {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "gpu": found[0] if found else None,
-            "gpus": len(found), "python": platform.python_version(), "platform": platform.platform()}
+    info = {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "gpu": found[0] if found else None,
+        "gpus": len(found),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
     info.update({key: package_version(dist) for key, dist in PACKAGES.items()})
-    torch = sys.modules.get("torch")                # the build string (…+cu130) once the script imported torch
+    torch = sys.modules.get("torch")  # the build string (…+cu130) once the script imported torch
     if torch is not None:
         info["torch"] = getattr(torch, "__version__", info["torch"])
     return info
@@ -98,5 +114,10 @@ class Provenance:
         self.load_start = load()
 
     def record(self, **machine_extra) -> dict:
-        return {"command": self.command, "machine": {**machine(), **machine_extra},
-                "load": {"start": self.load_start, "end": load()}, "started": self.started, "finished": utc()}
+        return {
+            "command": self.command,
+            "machine": {**machine(), **machine_extra},
+            "load": {"start": self.load_start, "end": load()},
+            "started": self.started,
+            "finished": utc(),
+        }

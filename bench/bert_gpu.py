@@ -41,8 +41,15 @@ from benchmeta import Provenance  # noqa: E402
 
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH  # noqa: E402
 
-LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-             vocab_size=30522, max_position_embeddings=512, type_vocab_size=2)
+LARGE = dict(
+    hidden_size=1024,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    intermediate_size=4096,
+    vocab_size=30522,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+)
 SERVER_LATENCY_NS = 130_000_000
 
 
@@ -55,10 +62,15 @@ def environment() -> dict:
     import torch
     import transformers
 
-    env = {"python": platform.python_version(), "torch": torch.__version__,
-           "transformers": transformers.__version__, "cuda": torch.version.cuda,
-           "gpu": torch.cuda.get_device_name(), "capability": ".".join(map(str, torch.cuda.get_device_capability())),
-           "cpu_cores": os.cpu_count()}
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda": torch.version.cuda,
+        "gpu": torch.cuda.get_device_name(),
+        "capability": ".".join(map(str, torch.cuda.get_device_capability())),
+        "cpu_cores": os.cpu_count(),
+    }
     try:
         import triton
 
@@ -69,12 +81,15 @@ def environment() -> dict:
 
     try:
         env["loadgen"] = version("mlcommons-loadgen")
-    except PackageNotFoundError:                 # --forward-only runs without it
+    except PackageNotFoundError:  # --forward-only runs without it
         env["loadgen"] = "absent"
     try:
-        env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,memory.total,clocks.max.sm",
-                                        "--format=csv,noheader"], capture_output=True, text=True,
-                                       timeout=20).stdout.strip()
+        env["driver"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version,memory.total,clocks.max.sm", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         env["driver"] = "unknown"
     return env
@@ -138,12 +153,27 @@ def loadgen_run(sut, qsl, settings, scenario: str, mode: str, outdir: Path) -> d
     detail = read_detail_log(outdir / "mlperf_log_detail.txt")
     out = {"scenario": scenario, "mode": mode, "wall_s": round(wall, 2), "errors": run.errors}
     if mode == "performance":
-        keys = ("result_samples_per_second", "result_completed_samples_per_sec", "result_scheduled_samples_per_sec",
-                "result_validity", "result_min_duration_met", "result_min_queries_met", "result_perf_constraints_met",
-                "result_99.00_percentile_latency_ns", "result_90.00_percentile_latency_ns", "result_mean_latency_ns",
-                "result_max_latency_ns", "generated_query_count", "generated_samples_per_query",
-                "effective_target_qps", "effective_min_duration_ms", "effective_min_query_count",
-                "effective_samples_per_query", "effective_target_latency_ns", "early_stopping_result")
+        keys = (
+            "result_samples_per_second",
+            "result_completed_samples_per_sec",
+            "result_scheduled_samples_per_sec",
+            "result_validity",
+            "result_min_duration_met",
+            "result_min_queries_met",
+            "result_perf_constraints_met",
+            "result_99.00_percentile_latency_ns",
+            "result_90.00_percentile_latency_ns",
+            "result_mean_latency_ns",
+            "result_max_latency_ns",
+            "generated_query_count",
+            "generated_samples_per_query",
+            "effective_target_qps",
+            "effective_min_duration_ms",
+            "effective_min_query_count",
+            "effective_samples_per_query",
+            "effective_target_latency_ns",
+            "early_stopping_result",
+        )
         out.update({k: detail.get(k) for k in keys if k in detail})
         out["result"] = run.result
         out["validity"] = run.validity
@@ -186,7 +216,7 @@ def transformers_logits(ckpt: Path, features, dtype: str = "fp32") -> dict[int, 
         for n in np.unique(lengths):
             group = np.flatnonzero(lengths == n)
             for start in range(0, group.size, 64):
-                idx = group[start:start + 64]
+                idx = group[start : start + 64]
                 ids = torch.from_numpy(features.input_ids[idx, :n].astype(np.int64)).cuda()
                 seg = torch.from_numpy(features.segment_ids[idx, :n].astype(np.int64)).cuda()
                 res = model(input_ids=ids, token_type_ids=seg)
@@ -212,12 +242,25 @@ def packed_logits(model, features, budget: int) -> dict[int, np.ndarray]:
     t = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
     with torch.inference_mode():
         while (batch := batcher.take()) is not None:
-            p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, batch.indices,
-                            batch.bucket, batch.capacity)
+            p = pack_inputs(
+                features.input_ids,
+                features.segment_ids,
+                features.seq_lengths,
+                batch.indices,
+                batch.bucket,
+                batch.capacity,
+            )
             res = torch.zeros((batch.capacity * MAX_SEQ_LENGTH + 1, 2), device="cuda")
-            model.forward(t(p.input_ids), t(p.segment_ids), t(p.position_ids), t(p.out_rows), t(p.cu_seqlens), res,
-                          sequences=p.sequences)
-            arr = res[:p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).cpu().numpy()
+            model.forward(
+                t(p.input_ids),
+                t(p.segment_ids),
+                t(p.position_ids),
+                t(p.out_rows),
+                t(p.cu_seqlens),
+                res,
+                sequences=p.sequences,
+            )
+            arr = res[: p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).cpu().numpy()
             for row, i in enumerate(batch.indices):
                 out[int(i)] = arr[row]
     return out
@@ -235,8 +278,11 @@ def logit_error(logits: dict[int, np.ndarray], truth: dict[int, np.ndarray], fea
         same_start += int(got[:, 0].argmax() == ref[:n, 0].argmax())
         same_end += int(got[:, 1].argmax() == ref[:n, 1].argmax())
     k = max(1, len(truth))
-    return {"rel_l2": round((num / den) ** 0.5, 5), "start_argmax_same": round(same_start / k, 4),
-            "end_argmax_same": round(same_end / k, 4)}
+    return {
+        "rel_l2": round((num / den) ** 0.5, 5),
+        "start_argmax_same": round(same_start / k, 4),
+        "end_argmax_same": round(same_end / k, 4),
+    }
 
 
 def margins(truth: dict[int, np.ndarray], features) -> dict:
@@ -263,8 +309,10 @@ def agreement(data, logits: dict[int, np.ndarray], truth_answers: dict[str, str]
 
 def scored(data, logits: dict[int, np.ndarray], truth, truth_answers) -> dict:
     """A run's logits against the fp32 ones: {"vs_fp32": EM/F1 of its answers, "logits_vs_fp32": logit error}."""
-    return {"vs_fp32": agreement(data, logits, truth_answers),
-            "logits_vs_fp32": logit_error(logits, truth, data.features)}
+    return {
+        "vs_fp32": agreement(data, logits, truth_answers),
+        "logits_vs_fp32": logit_error(logits, truth, data.features),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ ceilings
@@ -278,8 +326,9 @@ def forward_ceiling(model, features, tokens: int, reps: int = 20) -> dict:
     order = np.random.default_rng(0).permutation(len(features))
     batcher.add(order, order)
     batch = batcher.take()
-    p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, batch.indices, tokens,
-                    batch.capacity)
+    p = pack_inputs(
+        features.input_ids, features.segment_ids, features.seq_lengths, batch.indices, tokens, batch.capacity
+    )
     t = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
     ins = [t(p.input_ids), t(p.segment_ids), t(p.position_ids), t(p.out_rows), t(p.cu_seqlens)]
     out = torch.zeros((batch.capacity * MAX_SEQ_LENGTH + 1, 2), device="cuda")
@@ -303,9 +352,14 @@ def forward_ceiling(model, features, tokens: int, reps: int = 20) -> dict:
     ms = start.elapsed_time(end) / reps
     del g
     mean_len = float(features.seq_lengths.mean())
-    return {"tokens": p.tokens, "sequences": p.sequences, "capacity": batch.capacity, "ms_per_batch": round(ms, 3),
-            "tokens_per_s": round(p.tokens / ms * 1000), "samples_per_s_at_mean_length":
-            round(p.tokens / ms * 1000 / mean_len, 1)}
+    return {
+        "tokens": p.tokens,
+        "sequences": p.sequences,
+        "capacity": batch.capacity,
+        "ms_per_batch": round(ms, 3),
+        "tokens_per_s": round(p.tokens / ms * 1000),
+        "samples_per_s_at_mean_length": round(p.tokens / ms * 1000 / mean_len, 1),
+    }
 
 
 def kernel_profile(model, features, tokens: int) -> dict:
@@ -319,8 +373,9 @@ def kernel_profile(model, features, tokens: int) -> dict:
     order = np.random.default_rng(1).permutation(len(features))
     batcher.add(order, order)
     batch = batcher.take()
-    p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, batch.indices, tokens,
-                    batch.capacity)
+    p = pack_inputs(
+        features.input_ids, features.segment_ids, features.seq_lengths, batch.indices, tokens, batch.capacity
+    )
     t = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
     ins = [t(p.input_ids), t(p.segment_ids), t(p.position_ids), t(p.out_rows), t(p.cu_seqlens)]
     out = torch.zeros((batch.capacity * MAX_SEQ_LENGTH + 1, 2), device="cuda")
@@ -336,29 +391,49 @@ def kernel_profile(model, features, tokens: int) -> dict:
         if not us or ev.key.startswith("aten::") or ev.key.startswith("cuda"):
             continue
         k = ev.key.lower()
-        kind = ("attention (flash varlen)" if "flash" in k else
-                "attention (triton packed)" if "_packed_attention" in k else
-                "gemm+gelu+fp8 (triton)" if "_fp8_gelu_gemm" in k else
-                "gemm" if any(s in k for s in ("gemm", "nvjet", "sm90", "cutlass", "cublas", "xmma", "matmul", "f8f8"))
-                else
-                "layernorm+quant (triton)" if "_add_layernorm" in k else
-                "fp8 quant / gelu (triton)" if "_rowwise_fp8" in k else
-                "embedding" if "embedding" in k or "index" in k else "other")
+        kind = (
+            "attention (flash varlen)"
+            if "flash" in k
+            else "attention (triton packed)"
+            if "_packed_attention" in k
+            else "gemm+gelu+fp8 (triton)"
+            if "_fp8_gelu_gemm" in k
+            else "gemm"
+            if any(s in k for s in ("gemm", "nvjet", "sm90", "cutlass", "cublas", "xmma", "matmul", "f8f8"))
+            else "layernorm+quant (triton)"
+            if "_add_layernorm" in k
+            else "fp8 quant / gelu (triton)"
+            if "_rowwise_fp8" in k
+            else "embedding"
+            if "embedding" in k or "index" in k
+            else "other"
+        )
         groups[kind] = groups.get(kind, 0.0) + us
     total = sum(groups.values())
     sh = model.shape
     lens = features.seq_lengths[batch.indices].astype(np.int64)
     gemm_flops = 2 * p.tokens * sh.layers * (4 * sh.hidden * sh.hidden + 2 * sh.hidden * sh.intermediate)
     attn_flops = 4 * sh.layers * sh.hidden * int((lens * lens).sum())
-    top = sorted(((ev.key, getattr(ev, "device_time_total", 0.0) or getattr(ev, "cuda_time_total", 0.0))
-                  for ev in prof.key_averages() if not ev.key.startswith("aten::")), key=lambda x: -x[1])[:12]
-    return {"tokens": p.tokens, "kernel_ms": round(total / 1000, 3),
-            "share": {k: round(v / total, 3) for k, v in sorted(groups.items(), key=lambda x: -x[1])},
-            "gemm_tflops": round(gemm_flops / ((sum(v for k, v in groups.items() if k.startswith("gemm")) or 1.0)
-                                               * 1e-6) / 1e12, 1),
-            "attention_tflops": round(attn_flops / ((sum(v for k, v in groups.items() if k.startswith("attention"))
-                                                     or 1.0) * 1e-6) / 1e12, 1),
-            "top_kernels_us": [(k[:90], round(v, 1)) for k, v in top]}
+    top = sorted(
+        (
+            (ev.key, getattr(ev, "device_time_total", 0.0) or getattr(ev, "cuda_time_total", 0.0))
+            for ev in prof.key_averages()
+            if not ev.key.startswith("aten::")
+        ),
+        key=lambda x: -x[1],
+    )[:12]
+    return {
+        "tokens": p.tokens,
+        "kernel_ms": round(total / 1000, 3),
+        "share": {k: round(v / total, 3) for k, v in sorted(groups.items(), key=lambda x: -x[1])},
+        "gemm_tflops": round(
+            gemm_flops / ((sum(v for k, v in groups.items() if k.startswith("gemm")) or 1.0) * 1e-6) / 1e12, 1
+        ),
+        "attention_tflops": round(
+            attn_flops / ((sum(v for k, v in groups.items() if k.startswith("attention")) or 1.0) * 1e-6) / 1e12, 1
+        ),
+        "top_kernels_us": [(k[:90], round(v, 1)) for k, v in top],
+    }
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -369,8 +444,11 @@ def ground_truth(report: dict, ckpt, data):
     t0 = time.time()
     truth = transformers_logits(ckpt, data.features, "fp32")
     truth_answers = best_answers(data.examples, data.features, truth, data.tokenizer.convert_ids_to_tokens)
-    report["ground_truth"] = {"what": "transformers fp32 (TF32 off), equal-length groups = batch-1 math",
-                              "seconds": round(time.time() - t0, 1), "margins": margins(truth, data.features)}
+    report["ground_truth"] = {
+        "what": "transformers fp32 (TF32 off), equal-length groups = batch-1 math",
+        "seconds": round(time.time() - t0, 1),
+        "margins": margins(truth, data.features),
+    }
     log(f"fp32 ground truth in {time.time() - t0:.1f} s {report['ground_truth']['margins']}")
     return truth, truth_answers
 
@@ -385,21 +463,34 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answ
     t0 = time.time()
     sut = TorchCudaBertSUT(ckpt, data.features, precision=precision, token_budget=budget)
     build_s = round(time.time() - t0, 1)
-    log(f"{name}: built in {build_s} s ({sut.stats()['graph_shapes']} graphs over {len(sut.buckets)} buckets, "
+    log(
+        f"{name}: built in {build_s} s ({sut.stats()['graph_shapes']} graphs over {len(sut.buckets)} buckets, "
         f"kernels={sut.model.kernels}, "
-        f"attention={sut.model.attention})")
-    entry = {"name": name, "sut": "torch-cuda", "precision": precision, "token_budget": budget,
-             "build_s": build_s, "buckets": list(sut.buckets)}
+        f"attention={sut.model.attention})"
+    )
+    entry = {
+        "name": name,
+        "sut": "torch-cuda",
+        "precision": precision,
+        "token_budget": budget,
+        "build_s": build_s,
+        "buckets": list(sut.buckets),
+    }
     try:
         runs = []
         for rep in range(1 if quick else 2):
             before = sut.stats()
-            r = loadgen_run(sut, qsl, offline_settings(10000, 3000), "Offline", "performance",
-                            work / f"{name}-offline-{rep}")
+            r = loadgen_run(
+                sut, qsl, offline_settings(10000, 3000), "Offline", "performance", work / f"{name}-offline-{rep}"
+            )
             after = sut.stats()
             r["batches"] = after["batches"] - before["batches"]
-            r["padding_overhead"] = round((after["padded_tokens"] - before["padded_tokens"])
-                                          / max(1, after["real_tokens"] - before["real_tokens"]) - 1, 4)
+            r["padding_overhead"] = round(
+                (after["padded_tokens"] - before["padded_tokens"])
+                / max(1, after["real_tokens"] - before["real_tokens"])
+                - 1,
+                4,
+            )
             runs.append(r)
             log(f"{name}: Offline {r['result']:.1f} samples/s {r['validity']} ({r['wall_s']} s)")
         entry["offline"] = runs
@@ -412,8 +503,7 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answ
         del logits
         log(f"{name}: vs fp32 answers {entry['vs_fp32']} logits {entry['logits_vs_fp32']}")
         if server:
-            entry["server"] = server_search(sut, qsl, entry["offline_samples_per_s"], work / f"{name}-server",
-                                            quick)
+            entry["server"] = server_search(sut, qsl, entry["offline_samples_per_s"], work / f"{name}-server", quick)
     finally:
         sut.stop()
         entry["sut_stats"] = sut.stats()
@@ -428,7 +518,7 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
     """Forward-only ceilings, what each implementation choice is worth at the budget (with the answers' F1 against
     fp32 where the fp32 answers are given), and a kernel profile, into `entry`."""
     ceilings = []
-    for tokens in ((budget,) if quick else sorted({budget // 2, budget, budget * 2})):
+    for tokens in (budget,) if quick else sorted({budget // 2, budget, budget * 2}):
         ceilings.append(forward_ceiling(m, data.features, tokens))
         log(f"{name}: forward-only {ceilings[-1]}")
     entry["forward_only"] = ceilings
@@ -451,7 +541,7 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
                 setattr(m, a, v)
         log(f"{name}: variant {label}: {variants[label]}")
 
-    if m.attention == "triton" and m.flash:                   # what each choice is worth, at the budget
+    if m.attention == "triton" and m.flash:  # what each choice is worth, at the budget
         variant("flash_varlen_attention", "attention", "flash", accuracy=True)
     if m.fused_gelu:
         variant("exact_gelu_not_fused_into_gemm", "fused_gelu", False, accuracy=True)
@@ -484,8 +574,15 @@ def forward_only_block(name, ckpt, data, precision, budget, results, quick, trut
 
     t0 = time.time()
     model = PackedBert(ckpt, device="cuda", precision=precision)
-    entry = {"name": name, "sut": "torch-cuda (forward only)", "precision": precision, "token_budget": budget,
-             "load_s": round(time.time() - t0, 1), "kernels": model.kernels, "attention": model.attention}
+    entry = {
+        "name": name,
+        "sut": "torch-cuda (forward only)",
+        "precision": precision,
+        "token_budget": budget,
+        "load_s": round(time.time() - t0, 1),
+        "kernels": model.kernels,
+        "attention": model.attention,
+    }
     results.append(entry)
     if truth is not None:
         entry.update(scored(data, packed_logits(model, data.features, budget), truth, truth_answers))
@@ -505,9 +602,11 @@ def server_search(sut, qsl, offline_qps: float, work: Path, quick: bool) -> dict
         r = loadgen_run(sut, qsl, server_settings(qps, duration), "Server", "performance", work / f"q{i}")
         r["target_qps"] = qps
         trials.append(r)
-        p99_ms = r.get('result_99.00_percentile_latency_ns', 0) / 1e6
-        log(f"server: target {qps} → {r['validity']} p99 {p99_ms:.1f} ms"
-            f" completed {r.get('result_completed_samples_per_sec')}")
+        p99_ms = r.get("result_99.00_percentile_latency_ns", 0) / 1e6
+        log(
+            f"server: target {qps} → {r['validity']} p99 {p99_ms:.1f} ms"
+            f" completed {r.get('result_completed_samples_per_sec')}"
+        )
         if r["validity"] == "VALID":
             best = max(best or 0, qps)
             qps = round(qps * 1.04)
@@ -515,26 +614,40 @@ def server_search(sut, qsl, offline_qps: float, work: Path, quick: bool) -> dict
             if best is not None:
                 break
             qps = round(qps * 0.93)
-    return {"best_valid_target_qps": best, "min_duration_ms": duration, "latency_bound_ms": SERVER_LATENCY_NS / 1e6,
-            "trials": trials}
+    return {
+        "best_valid_target_qps": best,
+        "min_duration_ms": duration,
+        "latency_bound_ms": SERVER_LATENCY_NS / 1e6,
+        "trials": trials,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench/results/bert_gpu.json"))
-    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "subtool-bert-gpu",
-                    help="scratch: generated checkpoint, demo data, LoadGen logs")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "subtool-bert-gpu",
+        help="scratch: generated checkpoint, demo data, LoadGen logs",
+    )
     ap.add_argument("--budget", type=int, default=16384, help="token budget per batch of the fast SUT")
     ap.add_argument("--reference-samples", type=int, default=800)
     ap.add_argument("--precisions", default="bf16,fp16,fp8")
     ap.add_argument("--quick", action="store_true", help="shorter runs, to check the script itself")
-    ap.add_argument("--forward-only", action="store_true",
-                    help="only the model's forward (ceilings, variants, profile): no LoadGen, reference or fp32 "
-                         "answers; for trying a kernel change in a minute of device time")
-    ap.add_argument("--accuracy", action="store_true",
-                    help="with --forward-only: also the fp32 answers (36 s on an H100: bert_gpu_h100.json's "
-                         "ground_truth) and each configuration's F1 "
-                         "against them")
+    ap.add_argument(
+        "--forward-only",
+        action="store_true",
+        help="only the model's forward (ceilings, variants, profile): no LoadGen, reference or fp32 "
+        "answers; for trying a kernel change in a minute of device time",
+    )
+    ap.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="with --forward-only: also the fp32 answers (36 s on an H100: bert_gpu_h100.json's "
+        "ground_truth) and each configuration's F1 "
+        "against them",
+    )
     return ap
 
 
@@ -550,17 +663,24 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("bench/bert_gpu.py needs a CUDA GPU")
     args.work.mkdir(parents=True, exist_ok=True)
-    report: dict = {"schema": "subtool.bench.bert_gpu/1", "command": prov.command,
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "environment": environment(),
-                    "model": {"config": LARGE, "weights": "random (seed 20261126), BERT-large shape"}}
+    report: dict = {
+        "schema": "subtool.bench.bert_gpu/1",
+        "command": prov.command,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "environment": environment(),
+        "model": {"config": LARGE, "weights": "random (seed 20261126), BERT-large shape"},
+    }
     log(f"environment {report['environment']}")
     t0 = time.time()
     ckpt, _, data = make_assets(args.work)
     f = data.features
-    report["dataset"] = {"features": len(f), "questions": len(data.examples),
-                         "mean_tokens": round(float(f.seq_lengths.mean()), 1),
-                         "p50_p90_p99_tokens": np.percentile(f.seq_lengths, [50, 90, 99]).tolist(),
-                         "source": "subtool embedded demo (SQuAD-like lengths)"}
+    report["dataset"] = {
+        "features": len(f),
+        "questions": len(data.examples),
+        "mean_tokens": round(float(f.seq_lengths.mean()), 1),
+        "p50_p90_p99_tokens": np.percentile(f.seq_lengths, [50, 90, 99]).tolist(),
+        "source": "subtool embedded demo (SQuAD-like lengths)",
+    }
     log(f"assets in {time.time() - t0:.1f} s: {report['dataset']}")
     results: list[dict] = []
     report["runs"] = results
@@ -570,8 +690,9 @@ def main() -> None:
             truth, truth_answers = ground_truth(report, ckpt, data)
         report["mode"] = "forward only: no LoadGen runs" + ("" if args.accuracy else ", no accuracy")
         for precision in [p for p in args.precisions.split(",") if p]:
-            forward_only_block(f"torch-cuda-{precision}", ckpt, data, precision, args.budget, results, args.quick,
-                               truth, truth_answers)
+            forward_only_block(
+                f"torch-cuda-{precision}", ckpt, data, precision, args.budget, results, args.quick, truth, truth_answers
+            )
             atomic_write_json(args.out, report)
         report.update(prov.record())
         atomic_write_json(args.out, report)
@@ -579,14 +700,17 @@ def main() -> None:
         return
     qsl = BertQSL(f, len(f))
 
-    def save() -> None:                    # after every block: a run cut short still leaves its numbers
+    def save() -> None:  # after every block: a run cut short still leaves its numbers
         atomic_write_json(args.out, report)
+
     try:
         truth, truth_answers = ground_truth(report, ckpt, data)
-        for dtype in ("bf16", "fp16"):            # transformers' own model at the same precisions
+        for dtype in ("bf16", "fp16"):  # transformers' own model at the same precisions
             control = transformers_logits(ckpt, f, dtype)
-            report[f"control_transformers_{dtype}"] = {"vs_fp32": agreement(data, control, truth_answers),
-                                                       "logits": logit_error(control, truth, f)}
+            report[f"control_transformers_{dtype}"] = {
+                "vs_fp32": agreement(data, control, truth_answers),
+                "logits": logit_error(control, truth, f),
+            }
             del control
             log(f"control: transformers {dtype} {report[f'control_transformers_{dtype}']}")
 
@@ -594,15 +718,29 @@ def main() -> None:
         try:
             ref_n = 300 if args.quick else args.reference_samples
             qps = 70.0
-            r = loadgen_run(ref, qsl, offline_settings(qps, int(ref_n / qps / 1.1 * 1000)), "Offline",
-                            "performance", args.work / "reference-offline")
+            r = loadgen_run(
+                ref,
+                qsl,
+                offline_settings(qps, int(ref_n / qps / 1.1 * 1000)),
+                "Offline",
+                "performance",
+                args.work / "reference-offline",
+            )
         finally:
             ref.stop()
         del ref
         torch.cuda.empty_cache()
-        results.append({"name": "reference-fp32-bs1-pad384", "sut": "transformers BertForQuestionAnswering",
-                        "precision": "fp32", "batch_size": 1, "padding": 384, "offline": [r],
-                        "offline_samples_per_s": r["result"]})
+        results.append(
+            {
+                "name": "reference-fp32-bs1-pad384",
+                "sut": "transformers BertForQuestionAnswering",
+                "precision": "fp32",
+                "batch_size": 1,
+                "padding": 384,
+                "offline": [r],
+                "offline_samples_per_s": r["result"],
+            }
+        )
         log(f"reference: {r['result']:.1f} samples/s {r['validity']}")
         save()
 
@@ -611,8 +749,20 @@ def main() -> None:
                 results.append({"name": "torch-cuda-fp8", "skipped": "GPU has no fp8"})
                 continue
             try:
-                fast_block(f"torch-cuda-{precision}", ckpt, data, qsl, precision, args.budget, args.work,
-                           truth, truth_answers, results, args.quick, server=True)
+                fast_block(
+                    f"torch-cuda-{precision}",
+                    ckpt,
+                    data,
+                    qsl,
+                    precision,
+                    args.budget,
+                    args.work,
+                    truth,
+                    truth_answers,
+                    results,
+                    args.quick,
+                    server=True,
+                )
             except Exception as exc:  # noqa: BLE001 - one precision failing must not lose the others' numbers
                 import traceback
 
@@ -624,8 +774,15 @@ def main() -> None:
         report.update(prov.record())
         save()
         log(f"wrote {args.out}")
-    table = [(r["name"], r.get("offline_samples_per_s"), (r.get("server") or {}).get("best_valid_target_qps"),
-              (r.get("vs_fp32") or {}).get("f1")) for r in results]
+    table = [
+        (
+            r["name"],
+            r.get("offline_samples_per_s"),
+            (r.get("server") or {}).get("best_valid_target_qps"),
+            (r.get("vs_fp32") or {}).get("f1"),
+        )
+        for r in results
+    ]
     for row in table:
         print("{:32s} offline {!s:>10} server {!s:>8} f1_vs_fp32 {!s:>8}".format(*row))
 

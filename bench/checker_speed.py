@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "checker"))
 
 sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))   # the checkout's subtool
+sys.path.insert(0, str(ROOT))  # the checkout's subtool
 
 from benchmeta import Provenance  # noqa: E402
 from treegen import TreeBuilder, generate_runs  # noqa: E402
@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "checker_speed.json")
-    parser.add_argument("--tree", type=Path, default=None,
-                        help="time this existing tree instead of generating one (no LoadGen needed)")
+    parser.add_argument(
+        "--tree", type=Path, default=None, help="time this existing tree instead of generating one (no LoadGen needed)"
+    )
     return parser
 
 
@@ -127,10 +128,19 @@ def main() -> int:
             from subtool.checker.official import locate_checker
 
             cwd = locate_checker(args.official)
-            official_cmd = [sys.executable, "-m", "submission_checker.main", "--input", str(tree),
-                            "--version", "v6.1", "--csv", str(work / "official.csv")]
+            official_cmd = [
+                sys.executable,
+                "-m",
+                "submission_checker.main",
+                "--input",
+                str(tree),
+                "--version",
+                "v6.1",
+                "--csv",
+                str(work / "official.csv"),
+            ]
         env = child_env(tmp / "pycache")
-        time_once(ours_cmd, ROOT, env)                      # untimed warm-up: disk cache and bytecode
+        time_once(ours_cmd, ROOT, env)  # untimed warm-up: disk cache and bytecode
         if official_cmd:
             time_once(official_cmd, cwd, env)
         # Interleaved, best of --repeat each: both see the same machine load.
@@ -160,12 +170,17 @@ def main() -> int:
         if official_cmd:
             official_s = min(official_times)
             same_rows = _rows(work / "ours.csv") == _rows(work / "official.csv")
-            record.update({"official_seconds": round(official_s, 3),
-                           "official_all_seconds": [round(t, 3) for t in official_times],
-                           "official_cpu_seconds": round(min(official_cpu), 3),
-                           "cpu_ratio": round(min(official_cpu) / min(ours_cpu), 1),
-                           "official_exit": official_rc,
-                           "speedup": round(official_s / ours_s, 1), "same_summary_rows": same_rows})
+            record.update(
+                {
+                    "official_seconds": round(official_s, 3),
+                    "official_all_seconds": [round(t, 3) for t in official_times],
+                    "official_cpu_seconds": round(min(official_cpu), 3),
+                    "cpu_ratio": round(min(official_cpu) / min(ours_cpu), 1),
+                    "official_exit": official_rc,
+                    "speedup": round(official_s / ours_s, 1),
+                    "same_summary_rows": same_rows,
+                }
+            )
     record.update(prov.record())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")

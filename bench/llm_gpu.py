@@ -26,16 +26,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the checkout's subtool
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
 from llm_synthetic import EOS_IDS, RandomLlama, make_prompts  # noqa: E402
 
 # Best published per-GPU Offline figure for llama3.1-8b on H100 found in public MLPerf results material:
 # Red Hat, MLPerf Inference v5.1, one H100, FP8 weights with vLLM 0.10.0: 5777 tokens/s Offline.
-PUBLISHED = {"tokens_per_second": 5777.0, "source": "Red Hat MLPerf Inference v5.1 llama3.1-8b Offline, 1x H100, "
-             "FP8, vLLM 0.10.0 (Red Hat blog on its v5.1 results)",
-             "url": "https://www.redhat.com/en/blog/"
-                    "efficient-and-reproducible-llm-inference-red-hat-mlperf-inference-v51-results"}
+PUBLISHED = {
+    "tokens_per_second": 5777.0,
+    "source": "Red Hat MLPerf Inference v5.1 llama3.1-8b Offline, 1x H100, "
+    "FP8, vLLM 0.10.0 (Red Hat blog on its v5.1 results)",
+    "url": "https://www.redhat.com/en/blog/"
+    "efficient-and-reproducible-llm-inference-red-hat-mlperf-inference-v51-results",
+}
 
 
 def build_model(layers: int, device: str = "cuda", tiny: bool = False):
@@ -59,7 +62,7 @@ class ReferenceStyleSUT:
     def issue(self, samples):
         samples = list(samples)
         for i in range(0, len(samples), self.batch_size):
-            self.q.put([(s.id, s.index) for s in samples[i:i + self.batch_size]])
+            self.q.put([(s.id, s.index) for s in samples[i : i + self.batch_size]])
 
     def _work(self):
         import torch
@@ -73,16 +76,21 @@ class ReferenceStyleSUT:
             ids = torch.zeros((len(seqs), width), dtype=torch.long)
             mask = torch.zeros_like(ids)
             for r, s in enumerate(seqs):
-                ids[r, width - len(s):] = torch.from_numpy(s.astype(np.int64))
-                mask[r, width - len(s):] = 1
+                ids[r, width - len(s) :] = torch.from_numpy(s.astype(np.int64))
+                mask[r, width - len(s) :] = 1
             device = self.model.device
             with torch.inference_mode():
-                out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                                          num_beams=1, max_new_tokens=self.new_tokens,
-                                          min_new_tokens=self.new_tokens, pad_token_id=0)
+                out = self.model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    do_sample=False,
+                    num_beams=1,
+                    max_new_tokens=self.new_tokens,
+                    min_new_tokens=self.new_tokens,
+                    pad_token_id=0,
+                )
             for (qid, _), row in zip(batch, out[:, width:].cpu().numpy().astype(np.int32)):
-                self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, row.ctypes.data, row.nbytes,
-                                                                          len(row))])
+                self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, row.ctypes.data, row.nbytes, len(row))])
 
     def stop(self):
         self.q.put(None)
@@ -121,24 +129,33 @@ def run_loadgen(sut_handle, n: int, scenario: str, conf_lines: list[str], outdir
     from subtool.runner.workloads.llm import token_metrics
 
     out = token_metrics(values, scenario, True)
-    out.update(validity=values.get("result_validity"), seconds=round(seconds, 1),
-               queries=values.get("generated_query_count"))
+    out.update(
+        validity=values.get("result_validity"), seconds=round(seconds, 1), queries=values.get("generated_query_count")
+    )
     summary = (outdir / "mlperf_log_summary.txt").read_text(errors="replace").splitlines()
     # what LoadGen says was not met, when the run is INVALID (its summary's check lines)
-    out["checks"] = [line.strip() for line in summary
-                     if line.strip().startswith(("Min duration satisfied", "Min queries satisfied",
-                                                 "Early stopping satisfied", "TTFT", "TPOT", " * "))
-                     or "constraint" in line.lower()][:12]
+    out["checks"] = [
+        line.strip()
+        for line in summary
+        if line.strip().startswith(
+            ("Min duration satisfied", "Min queries satisfied", "Early stopping satisfied", "TTFT", "TPOT", " * ")
+        )
+        or "constraint" in line.lower()
+    ][:12]
     return out
 
 
 def offline_conf(n: int) -> list[str]:
-    return [f"performance_sample_count_override = {n}", f"min_query_count = {n}", "min_duration = 1000",
-            f"target_qps = {n / 1.1:.3f}"]
+    return [
+        f"performance_sample_count_override = {n}",
+        f"min_query_count = {n}",
+        "min_duration = 1000",
+        f"target_qps = {n / 1.1:.3f}",
+    ]
 
 
 def parse_variants(text: str) -> list[dict]:
-    """"bf16:128,fp8:256" → the engine's weights and slots of each subtool run."""
+    """ "bf16:128,fp8:256" → the engine's weights and slots of each subtool run."""
     out = []
     for item in text.split(","):
         weights, _, slots = item.partition(":")
@@ -158,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--prompt-len", type=int, default=780)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--layers", type=int, default=32)
-    ap.add_argument("--server-fractions", default="0.5,0.6", help="Server target QPS as fractions of the best "
-                    "Offline samples/s (the last variant's engine serves them)")
+    ap.add_argument(
+        "--server-fractions",
+        default="0.5,0.6",
+        help="Server target QPS as fractions of the best Offline samples/s (the last variant's engine serves them)",
+    )
     ap.add_argument("--server-seconds", type=int, default=60)
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run with --tiny")
@@ -184,44 +204,75 @@ def main() -> None:
     model = build_model(args.layers, args.device, args.tiny)
     prompts = make_prompts(max(args.samples, args.ref_samples), args.prompt_len)
     cuda = args.device == "cuda"
-    result = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
-              "transformers": transformers.__version__, "model": f"Llama-3.1-8B architecture ({args.layers} "
-              "layers), random weights, bf16", "prompt_tokens_mean": float(np.mean([len(p) for p in prompts])),
-              "new_tokens": args.new_tokens, "build_seconds": round(time.time() - t0, 1), "published": PUBLISHED}
+    result = {
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "model": f"Llama-3.1-8B architecture ({args.layers} layers), random weights, bf16",
+        "prompt_tokens_mean": float(np.mean([len(p) for p in prompts])),
+        "new_tokens": args.new_tokens,
+        "build_seconds": round(time.time() - t0, 1),
+        "published": PUBLISHED,
+    }
     work = Path(tempfile.mkdtemp(prefix="llm-bench-"))
 
     if not args.skip_reference:
         ref = ReferenceStyleSUT(model, prompts, args.ref_batch, args.new_tokens)
-        result["reference_offline"] = {"batch": args.ref_batch, **run_loadgen(
-            ref.handle, args.ref_samples, "Offline", offline_conf(args.ref_samples), work / "ref")}
+        result["reference_offline"] = {
+            "batch": args.ref_batch,
+            **run_loadgen(ref.handle, args.ref_samples, "Offline", offline_conf(args.ref_samples), work / "ref"),
+        }
         ref.stop()
         print(json.dumps(result["reference_offline"]), flush=True)
 
-    gen = Generation(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, num_beams=1,
-                     output_dtype="int32", token_latencies=True)
+    gen = Generation(
+        max_new_tokens=args.new_tokens,
+        min_new_tokens=args.new_tokens,
+        num_beams=1,
+        output_dtype="int32",
+        token_latencies=True,
+    )
     variants = parse_variants(args.variants)
     result["subtool_offline"] = []
     sut = None
     for k, v in enumerate(variants):
         if sut is not None:
             sut.stop()
-            sut = engine = None              # the previous engine's KV cache must go before the next one's
+            sut = engine = None  # the previous engine's KV cache must go before the next one's
             gc.collect()
             if cuda:
                 torch.cuda.empty_cache()
         t1 = time.time()
         # the path `subtool run --precision fp8|bf16` takes (fp8: e4m3 projections and, with Triton, KV cache)
-        sut = TorchLlmSUT(None, prompts, gen, eos_token_id=EOS_IDS, pad_token_id=0,
-                          batch_size=v["slots"], device=args.device, precision=v["weights"], engine="continuous",
-                          model=model, engine_options={"prefill_tokens": args.prefill_tokens})
+        sut = TorchLlmSUT(
+            None,
+            prompts,
+            gen,
+            eos_token_id=EOS_IDS,
+            pad_token_id=0,
+            batch_size=v["slots"],
+            device=args.device,
+            precision=v["weights"],
+            engine="continuous",
+            model=model,
+            engine_options={"prefill_tokens": args.prefill_tokens},
+        )
         engine = sut.generator.engine if hasattr(sut, "generator") else sut.engine
-        engine.warm_up([len(p) for p in prompts[:args.samples]])
+        engine.warm_up([len(p) for p in prompts[: args.samples]])
         setup = round(time.time() - t1, 1)
-        point = {**v, "prefill_tokens": args.prefill_tokens, "setup_seconds": setup, **run_loadgen(
-            sut.handle, args.samples, "Offline", offline_conf(args.samples), work / f"offline{k}")}
-        point["engine"] = {"weights": engine.weights, "kv_cache": "fp8" if engine.kv_fp8 else "bf16",
-                           "decode_attention": engine.decode_attention, "compiled": engine.compiled,
-                           **vars(engine.stats)}
+        point = {
+            **v,
+            "prefill_tokens": args.prefill_tokens,
+            "setup_seconds": setup,
+            **run_loadgen(sut.handle, args.samples, "Offline", offline_conf(args.samples), work / f"offline{k}"),
+        }
+        point["engine"] = {
+            "weights": engine.weights,
+            "kv_cache": "fp8" if engine.kv_fp8 else "bf16",
+            "decode_attention": engine.decode_attention,
+            "compiled": engine.compiled,
+            **vars(engine.stats),
+        }
         if cuda:
             point["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
         result["subtool_offline"].append(point)
@@ -232,10 +283,18 @@ def main() -> None:
     result["subtool_server"] = []
     for fraction in [float(f) for f in args.server_fractions.split(",") if f] if args.server_seconds > 0 else []:
         qps = round(sps * fraction, 3)
-        conf = [f"performance_sample_count_override = {args.samples}", f"target_qps = {qps}",
-                f"min_duration = {args.server_seconds * 1000}", "min_query_count = 800"]
-        point = {"weights": variants[-1]["weights"], "fraction_of_offline": fraction, "target_qps": qps,
-                 **run_loadgen(sut.handle, args.samples, "Server", conf, work / f"server{fraction}")}
+        conf = [
+            f"performance_sample_count_override = {args.samples}",
+            f"target_qps = {qps}",
+            f"min_duration = {args.server_seconds * 1000}",
+            "min_query_count = 800",
+        ]
+        point = {
+            "weights": variants[-1]["weights"],
+            "fraction_of_offline": fraction,
+            "target_qps": qps,
+            **run_loadgen(sut.handle, args.samples, "Server", conf, work / f"server{fraction}"),
+        }
         result["subtool_server"].append(point)
         print(json.dumps(point), flush=True)
     if sut is not None:

@@ -15,23 +15,37 @@ class RandomLlama:
     the real one; smaller keeps its proportions for a CPU run), weights drawn N(0, 0.02) from one seed so every
     Ray worker holds the same model (small weights keep activations finite in bf16)."""
 
-    def __init__(self, layers: int = 32, hidden: int = 4096, device: str = "cuda", dtype: str = "bfloat16",
-                 seed: int = SEED):
+    def __init__(
+        self, layers: int = 32, hidden: int = 4096, device: str = "cuda", dtype: str = "bfloat16", seed: int = SEED
+    ):
         self.layers, self.hidden, self.device, self.dtype, self.seed = layers, hidden, device, dtype, seed
 
     def config(self):
         from transformers import LlamaConfig
 
-        heads = max(1, self.hidden // 128)                     # 32 heads of 128 at 4096
-        kv = max(1, heads // 4)                                # 8 key/value heads at 4096 (GQA)
+        heads = max(1, self.hidden // 128)  # 32 heads of 128 at 4096
+        kv = max(1, heads // 4)  # 8 key/value heads at 4096 (GQA)
         inter = 14336 if self.hidden == 4096 else int(self.hidden * 3.5)
-        return LlamaConfig(vocab_size=128256, hidden_size=self.hidden, intermediate_size=inter,
-                           num_hidden_layers=self.layers, num_attention_heads=heads, num_key_value_heads=kv,
-                           max_position_embeddings=131072, rope_theta=500000.0, bos_token_id=128000,
-                           eos_token_id=EOS_IDS,
-                           rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
-                           tie_word_embeddings=False)
+        return LlamaConfig(
+            vocab_size=128256,
+            hidden_size=self.hidden,
+            intermediate_size=inter,
+            num_hidden_layers=self.layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv,
+            max_position_embeddings=131072,
+            rope_theta=500000.0,
+            bos_token_id=128000,
+            eos_token_id=EOS_IDS,
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192,
+            },
+            tie_word_embeddings=False,
+        )
 
     def __call__(self):
         import torch

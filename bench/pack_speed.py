@@ -20,16 +20,18 @@ import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout's subtool, not another one
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's subtool, not another one
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmeta import Provenance  # noqa: E402
 
 from subtool.submission.pack_tarball import read_tarball, write_tarball  # noqa: E402
 
-LINE = (':::MLLOG {{"key": "result_samples_per_second", "value": {v:.3f}, "time_ms": {t:.6f}, "namespace": '
-        '"mlperf::logging", "event_type": "POINT_IN_TIME", "metadata": {{"is_error": false, "is_warning": false, '
-        '"file": "results.cc", "line_no": {n}, "pid": 4242, "tid": 4242}}}}\n')
+LINE = (
+    ':::MLLOG {{"key": "result_samples_per_second", "value": {v:.3f}, "time_ms": {t:.6f}, "namespace": '
+    '"mlperf::logging", "event_type": "POINT_IN_TIME", "metadata": {{"is_error": false, "is_warning": false, '
+    '"file": "results.cc", "line_no": {n}, "pid": 4242, "tid": 4242}}}}\n'
+)
 
 
 def build_tree(root: Path, total_mb: int) -> tuple[int, int]:
@@ -42,8 +44,10 @@ def build_tree(root: Path, total_mb: int) -> tuple[int, int]:
         res = sub / f"model{model:03d}" / "Offline"
         (res / "performance" / "run_1").mkdir(parents=True)
         (res / "accuracy").mkdir()
-        for path, size in ((res / "performance" / "run_1" / "mlperf_log_detail.txt", 8_000_000),
-                           (res / "accuracy" / "mlperf_log_detail.txt", 2_000_000)):
+        for path, size in (
+            (res / "performance" / "run_1" / "mlperf_log_detail.txt", 8_000_000),
+            (res / "accuracy" / "mlperf_log_detail.txt", 2_000_000),
+        ):
             with open(path, "w") as fh:
                 n = 0
                 while n < size:
@@ -95,16 +99,21 @@ def main() -> None:
             verify_peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             assert not problems and hashes == stats.members
-            runs.append({
-                "gzip_level": level, "pack_s": round(pack_s, 3), "pack_mb_per_s": round(content / 1e6 / pack_s, 1),
-                "tarball_mb": round(stats.size / 1e6, 2), "ratio": round(stats.size / content, 3),
-                "pack_peak_heap_mb": round(pack_peak / 1e6, 2), "verify_read_extract_s": round(verify_s, 3),
-                "verify_mb_per_s": round(content / 1e6 / verify_s, 1),
-                "verify_peak_heap_mb": round(verify_peak / 1e6, 2),
-            })
+            runs.append(
+                {
+                    "gzip_level": level,
+                    "pack_s": round(pack_s, 3),
+                    "pack_mb_per_s": round(content / 1e6 / pack_s, 1),
+                    "tarball_mb": round(stats.size / 1e6, 2),
+                    "ratio": round(stats.size / content, 3),
+                    "pack_peak_heap_mb": round(pack_peak / 1e6, 2),
+                    "verify_read_extract_s": round(verify_s, 3),
+                    "verify_mb_per_s": round(content / 1e6 / verify_s, 1),
+                    "verify_peak_heap_mb": round(verify_peak / 1e6, 2),
+                }
+            )
             tarball.unlink()
-    doc = {"bench": "pack_speed", "files": files, "content_mb": round(content / 1e6, 1), "runs": runs,
-           **prov.record()}
+    doc = {"bench": "pack_speed", "files": files, "content_mb": round(content / 1e6, 1), "runs": runs, **prov.record()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     json.dump(doc, sys.stdout, indent=2)

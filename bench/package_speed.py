@@ -12,7 +12,8 @@ detail/summary logs come from a real LoadGen run (instant SUT) and whose accurac
 Reports MB/s of accuracy-log bytes for both, and the package process's peak RSS before and after (memory
 must stay flat: one 4 MiB buffer, whatever the log size).
 
-    python bench/package_speed.py [--results 200] [--size-mb 100] [--workdir DIR] [--out bench/results/package_speed.json]
+    python bench/package_speed.py [--results 200] [--size-mb 100] [--workdir DIR]
+        [--out bench/results/package_speed.json]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout's subtool, not another one
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's subtool, not another one
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmeta import Provenance  # noqa: E402
@@ -52,10 +53,14 @@ log = lg.LogSettings(); log.log_output.outdir = out; log.log_output.copy_summary
 log.enable_trace = False
 lg.StartTestWithLogSettings(sut, qsl, s, log)
 """
-MEASUREMENTS = {"input_data_types": "int32", "retraining": "No", "starting_weights_filename": "model.pytorch",
-                "weight_data_types": "fp32", "weight_transformations": "none"}
-SYSTEM_META = {"status": "available", "cooling": "air", "host_memory_configuration": "bench",
-               "system_type": "edge"}
+MEASUREMENTS = {
+    "input_data_types": "int32",
+    "retraining": "No",
+    "starting_weights_filename": "model.pytorch",
+    "weight_data_types": "fp32",
+    "weight_transformations": "none",
+}
+SYSTEM_META = {"status": "available", "cooling": "air", "host_memory_configuration": "bench", "system_type": "edge"}
 
 
 def loadgen_template(work: Path) -> Path:
@@ -65,8 +70,9 @@ def loadgen_template(work: Path) -> Path:
     conf.write_text("bert.Offline.target_qps = 100000\nbert.Offline.min_duration = 200\n")
     for mode, sub in (("performance", "performance/run_1"), ("accuracy", "accuracy")):
         (tpl / sub).mkdir(parents=True)
-        subprocess.run([sys.executable, "-c", LOADGEN, str(tpl / sub), mode, str(conf)], cwd=work, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-c", LOADGEN, str(tpl / sub), mode, str(conf)], cwd=work, check=True, capture_output=True
+        )
     shutil.copy(conf, tpl / "user.conf")
     (tpl / "accuracy" / "accuracy.txt").write_text('{"exact_match": 83.4, "f1": 90.5}\n')
     return tpl
@@ -175,9 +181,22 @@ def main() -> int:
 
         rss_before = rss_mb()
         t0 = time.perf_counter()
-        res = package_results(PackageOptions(
-            from_dirs=[src], perf=None, acc=None, compliance=[], model=None, scenario=None, submitter="Bench",
-            division="open", system=None, system_file=None, out=work / "tree", full_logs=work / "full_logs"))
+        res = package_results(
+            PackageOptions(
+                from_dirs=[src],
+                perf=None,
+                acc=None,
+                compliance=[],
+                model=None,
+                scenario=None,
+                submitter="Bench",
+                division="open",
+                system=None,
+                system_file=None,
+                out=work / "tree",
+                full_logs=work / "full_logs",
+            )
+        )
         pkg_s = time.perf_counter() - t0
         os.sync()
         pkg_sync_s = time.perf_counter() - t0
@@ -187,16 +206,24 @@ def main() -> int:
         mb = acc_bytes / 1e6
         doc = {
             "bench": "package_speed",
-            "results": args.results, "accuracy_log_mb": args.size_mb,
-            "accuracy_bytes": acc_bytes, "source_bytes": src_bytes, "tree_bytes": tree_bytes,
+            "results": args.results,
+            "accuracy_log_mb": args.size_mb,
+            "accuracy_bytes": acc_bytes,
+            "source_bytes": src_bytes,
+            "tree_bytes": tree_bytes,
             "generate_s": round(gen_s, 2),
-            "cp_s": round(cp_s, 2), "cp_plus_sync_s": round(cp_sync_s, 2),
-            "package_s": round(pkg_s, 2), "package_plus_sync_s": round(pkg_sync_s, 2),
-            "cp_MBps": round(mb / cp_s, 1), "cp_plus_sync_MBps": round(mb / cp_sync_s, 1),
-            "package_MBps": round(mb / pkg_s, 1), "package_plus_sync_MBps": round(mb / pkg_sync_s, 1),
+            "cp_s": round(cp_s, 2),
+            "cp_plus_sync_s": round(cp_sync_s, 2),
+            "package_s": round(pkg_s, 2),
+            "package_plus_sync_s": round(pkg_sync_s, 2),
+            "cp_MBps": round(mb / cp_s, 1),
+            "cp_plus_sync_MBps": round(mb / cp_sync_s, 1),
+            "package_MBps": round(mb / pkg_s, 1),
+            "package_plus_sync_MBps": round(mb / pkg_sync_s, 1),
             "package_vs_cp_plus_sync": round(cp_sync_s / pkg_sync_s, 2),
             "sha256_one_core_MBps": round(sha_mbps, 1),
-            "peak_rss_mb_before": round(rss_before, 1), "peak_rss_mb_after": round(rss_after, 1),
+            "peak_rss_mb_before": round(rss_before, 1),
+            "peak_rss_mb_after": round(rss_after, 1),
             **prov.record(),
         }
         print(json.dumps(doc, indent=2))

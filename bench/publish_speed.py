@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout's subtool, not another one
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's subtool, not another one
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmeta import Provenance  # noqa: E402
@@ -29,8 +29,12 @@ from subtool.submission.publish import PublishOptions, publish_tree  # noqa: E40
 
 def git(*args: str, cwd: Path | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.invalid", GIT_COMMITTER_NAME="bench",
-               GIT_COMMITTER_EMAIL="bench@example.invalid")
+    env.update(
+        GIT_AUTHOR_NAME="bench",
+        GIT_AUTHOR_EMAIL="bench@example.invalid",
+        GIT_COMMITTER_NAME="bench",
+        GIT_COMMITTER_EMAIL="bench@example.invalid",
+    )
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout
 
 
@@ -58,8 +62,12 @@ def build_repo(root: Path, total_mb: int, files: int) -> Path:
 def build_tree(root: Path) -> Path:
     tree = root / "tree"
     res = tree / "open" / "TeamX" / "results" / "box" / "bert-99" / "Offline"
-    for rel, size in (("performance/run_1/mlperf_log_detail.txt", 200_000), ("accuracy/accuracy.txt", 100),
-                      ("accuracy/mlperf_log_accuracy.json", 8_200), ("measurements.json", 300)):
+    for rel, size in (
+        ("performance/run_1/mlperf_log_detail.txt", 200_000),
+        ("accuracy/accuracy.txt", 100),
+        ("accuracy/mlperf_log_accuracy.json", 8_200),
+        ("measurements.json", 300),
+    ):
         (res / rel).parent.mkdir(parents=True, exist_ok=True)
         (res / rel).write_bytes(os.urandom(size // 2).hex().encode()[:size])
     (tree / "open" / "TeamX" / "systems").mkdir(parents=True)
@@ -100,8 +108,12 @@ def main() -> None:
         report = {
             "bench": "publish_speed",
             **prov.record(git=git("--version").strip()),
-            "base": {"files": args.files, "bytes": du(root / "seed" / "closed"),
-                     "bare_repo_bytes": du(bare), "build_seconds": round(setup_s, 2)},
+            "base": {
+                "files": args.files,
+                "bytes": du(root / "seed" / "closed"),
+                "bare_repo_bytes": du(bare),
+                "build_seconds": round(setup_s, 2),
+            },
             "cache_bytes_after": du(cache),
             "plain_clone_for_comparison": plain,
             "timings": timings,

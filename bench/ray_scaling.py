@@ -35,8 +35,14 @@ from benchmeta import Provenance  # noqa: E402
 from subtool.fsutil import atomic_write_json  # noqa: E402
 
 # the compute-bound variant of the demo model: same vocabulary and layout, wider layers
-COMPUTE_CONFIG = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
-                      max_position_embeddings=512, type_vocab_size=2)
+COMPUTE_CONFIG = dict(
+    hidden_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=512,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+)
 COMPUTE_MODEL_VERSION = "1"
 
 
@@ -79,9 +85,9 @@ def offline_settings(samples: int):
 
 
 def loadgen_offline(sut, features, samples: int, outdir: Path) -> dict:
-    from subtool.runner.harness import read_detail_log
     import mlperf_loadgen as lg
 
+    from subtool.runner.harness import read_detail_log
     from subtool.runner.workloads.bert import BertQSL
 
     qsl = BertQSL(features, samples)
@@ -91,17 +97,23 @@ def loadgen_offline(sut, features, samples: int, outdir: Path) -> dict:
     outdir.mkdir(parents=True, exist_ok=True)
     try:
         t0, cpu0 = time.perf_counter(), time.process_time()
-        lg.StartTestWithLogSettings(sut.handle, qsl.handle, offline_settings(samples), log,
-                                    str(outdir / "no-audit.config"))
+        lg.StartTestWithLogSettings(
+            sut.handle, qsl.handle, offline_settings(samples), log, str(outdir / "no-audit.config")
+        )
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     finally:
         qsl.destroy()
     detail = read_detail_log(outdir / "mlperf_log_detail.txt")
     n = int(detail.get("effective_samples_per_query") or 0)
     # the driver's CPU (LoadGen, the dispatch/collect threads, Ray's client threads): what one process can feed
-    return {"samples": n, "samples_per_second": round(float(detail["result_samples_per_second"]), 2),
-            "wall_seconds": round(wall, 2), "driver_cpu_seconds": round(cpu, 3),
-            "driver_cpu_us_per_sample": round(cpu / max(n, 1) * 1e6, 1), "loadgen_errors": detail["__errors__"]}
+    return {
+        "samples": n,
+        "samples_per_second": round(float(detail["result_samples_per_second"]), 2),
+        "wall_seconds": round(wall, 2),
+        "driver_cpu_seconds": round(cpu, 3),
+        "driver_cpu_us_per_sample": round(cpu / max(n, 1) * 1e6, 1),
+        "loadgen_errors": detail["__errors__"],
+    }
 
 
 def start_pool(model_path: Path, features, workers: int, args):
@@ -112,26 +124,34 @@ def start_pool(model_path: Path, features, workers: int, args):
 
     inner = "torch-cuda" if args.device == "cuda" else "torch-cpu"
     t0 = time.perf_counter()
-    sut = RayBertSUT(model_path, features, RayPoolConfig(workers=workers, inner_backend=inner,
-                                                         chunk=args.batch_size),
-                     precision=args.precision)
+    sut = RayBertSUT(
+        model_path,
+        features,
+        RayPoolConfig(workers=workers, inner_backend=inner, chunk=args.batch_size),
+        precision=args.precision,
+    )
     warm = np.arange(min(len(features), 4 * args.batch_size))
-    ray.get([w.handle.infer.remote(warm.tolist()) for w in sut.workers])   # first forwards are slow
+    ray.get([w.handle.infer.remote(warm.tolist()) for w in sut.workers])  # first forwards are slow
     return sut, round(time.perf_counter() - t0, 2)
 
 
 def point(workers: int, sut, start_seconds: float, runs: list) -> dict:
     stats = sut.stats()
     best = max(runs, key=lambda r: r["samples_per_second"])
-    return {"workers": workers, "samples_per_second": best["samples_per_second"], "runs": runs,
-            "start_seconds": start_seconds,
-            "samples_per_worker": [w["samples"] for w in stats["per_worker"]],
-            "chunks_per_worker": [w["chunks"] for w in stats["per_worker"]]}
+    return {
+        "workers": workers,
+        "samples_per_second": best["samples_per_second"],
+        "runs": runs,
+        "start_seconds": start_seconds,
+        "samples_per_worker": [w["samples"] for w in stats["per_worker"]],
+        "chunks_per_worker": [w["chunks"] for w in stats["per_worker"]],
+    }
 
 
 def measure_ray(model_path: Path, features, counts: list[int], args, outdir: Path) -> list[dict]:
     """CPU: every pool up at once (idle workers cost nothing) and the repeats interleaved, 1, 2, 4, 1, 2, 4 …,
     so a change in the machine's background load hits every count alike. GPUs: one pool at a time."""
+
     def run(n, sut, r):
         res = loadgen_offline(sut, features, args.samples, outdir / f"w{n}_r{r}")
         res["load_average"] = round(os.getloadavg()[0], 2)
@@ -171,7 +191,7 @@ def measure_in_process(model_path: Path, features, args) -> dict:
     model = load_qa_model(model_path, "cpu", "fp32", 1)
     idx = list(range(args.samples))
     try:
-        bert_qa_logits(model, features, idx[:args.batch_size], "cpu")
+        bert_qa_logits(model, features, idx[: args.batch_size], "cpu")
         t0 = time.perf_counter()
         for batch in plan_batches(idx, np.asarray(features.seq_lengths), args.batch_size):
             bert_qa_logits(model, features, [idx[i] for i in batch], "cpu")
@@ -183,8 +203,11 @@ def measure_in_process(model_path: Path, features, args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", default=None, help="comma-separated counts (default 1,2,4 on CPU; 1,2,4,… "
-                                                    "up to the GPUs with --device cuda)")
+    ap.add_argument(
+        "--workers",
+        default=None,
+        help="comma-separated counts (default 1,2,4 on CPU; 1,2,4,… up to the GPUs with --device cuda)",
+    )
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--model", choices=("compute", "demo"), default="compute")
     ap.add_argument("--model-path", type=Path, default=None, help="a real checkpoint instead of a demo model")
@@ -214,8 +237,9 @@ def main() -> int:
         model_path, model_name = compute_model(assets.model_path), "demo architecture at hidden 128 (compute-bound)"
     else:
         model_path, model_name = assets.model_path, "embedded demo (hidden 64)"
-    features = load_data(assets.model_path, assets.dataset_path, cache_root() / "features",
-                         check_checkpoint(assets.model_path)).features
+    features = load_data(
+        assets.model_path, assets.dataset_path, cache_root() / "features", check_checkpoint(assets.model_path)
+    ).features
     args.samples = min(args.samples, len(features))
     gpus = torch.cuda.device_count() if args.device == "cuda" else 0
     if args.workers:
@@ -230,10 +254,17 @@ def main() -> int:
     cpus = max(os.cpu_count() or 1, sum(counts) if args.device == "cpu" else 1)
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
     gpu_name = torch.cuda.get_device_name(0) if gpus else None
-    out = {"bench": "ray_scaling", "device": args.device, "model": model_name, "precision": args.precision,
-           "batch_size": args.batch_size, "samples_per_run": args.samples, "repeats": args.repeats,
-           "goal": "CPU: 2 workers >= 1.6x the samples/s of 1 worker (compute-bound model)",
-           "points": []}
+    out = {
+        "bench": "ray_scaling",
+        "device": args.device,
+        "model": model_name,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "samples_per_run": args.samples,
+        "repeats": args.repeats,
+        "goal": "CPU: 2 workers >= 1.6x the samples/s of 1 worker (compute-bound model)",
+        "points": [],
+    }
     try:
         if args.device == "cpu":
             out["in_process_one_thread"] = measure_in_process(model_path, features, args)
@@ -244,8 +275,10 @@ def main() -> int:
         for p in out["points"]:
             p["speedup_vs_first"] = round(p["samples_per_second"] / base["samples_per_second"], 3)
             p["efficiency"] = round(p["speedup_vs_first"] * base["workers"] / p["workers"], 3)
-            print(f"{p['workers']} workers: {p['samples_per_second']} samples/s (x{p['speedup_vs_first']}, "
-                  f"samples per worker {p['samples_per_worker']})")
+            print(
+                f"{p['workers']} workers: {p['samples_per_second']} samples/s (x{p['speedup_vs_first']}, "
+                f"samples per worker {p['samples_per_worker']})"
+            )
     finally:
         ray.shutdown()
     by = {p["workers"]: p["samples_per_second"] for p in out["points"]}

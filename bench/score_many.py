@@ -27,16 +27,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "scoring"))
 
 sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO))   # the checkout's subtool
+sys.path.insert(0, str(REPO))  # the checkout's subtool
 
 import teamgen  # noqa: E402  (the scoring tests' generator of real hand-ins)
 from benchmeta import Provenance  # noqa: E402
 
 from subtool.scoring.api import ScoreOptions, score  # noqa: E402
 
-HARDWARE = [{}, teamgen.AMD_GPU, teamgen.CPU_ONLY,
-            {"accelerator_model_name": "Intel Data Center GPU Max 1550", "accelerators_per_node": "4"},
-            {"accelerator_model_name": "NVIDIA GeForce RTX 4090", "accelerators_per_node": "2"}]
+HARDWARE = [
+    {},
+    teamgen.AMD_GPU,
+    teamgen.CPU_ONLY,
+    {"accelerator_model_name": "Intel Data Center GPU Max 1550", "accelerators_per_node": "4"},
+    {"accelerator_model_name": "NVIDIA GeForce RTX 4090", "accelerators_per_node": "2"},
+]
 
 
 def _spec(i: int) -> teamgen.TeamSpec:
@@ -44,8 +48,9 @@ def _spec(i: int) -> teamgen.TeamSpec:
     if i % 2 == 0:
         results["llama2-70b-99.9"] = (i // 2) % len(teamgen.DELAYS)
     failing = ("bert-99",) if i % 10 == 9 else ()
-    return teamgen.TeamSpec(f"Team{i:03d}", overrides=HARDWARE[i % len(HARDWARE)], results=results,
-                            failing_accuracy=failing)
+    return teamgen.TeamSpec(
+        f"Team{i:03d}", overrides=HARDWARE[i % len(HARDWARE)], results=results, failing_accuracy=failing
+    )
 
 
 def _make(args: tuple) -> str:
@@ -57,7 +62,7 @@ def _make(args: tuple) -> str:
     for path in artifacts.values():
         shutil.copy(path, dest / path.name)
     shutil.rmtree(Path(work) / "build" / spec.team)
-    if i % 25 == 24:   # a hand-in that was cut short on upload
+    if i % 25 == 24:  # a hand-in that was cut short on upload
         tarball = dest / "mlperf_submission_short.tar.gz"
         data = tarball.read_bytes()
         tarball.write_bytes(data[: len(data) // 2])
@@ -117,17 +122,21 @@ class MemorySampler(threading.Thread):
     def stop(self) -> dict:
         self.stop_flag.set()
         self.join()
-        return {"peak_rss_all_processes_mib": round(self.peak_total / 1024, 1),
-                "peak_rss_one_process_mib": round(self.peak_single / 1024, 1),
-                "peak_rss_main_mib": round(self.peak_main / 1024, 1), "processes": self.max_processes}
+        return {
+            "peak_rss_all_processes_mib": round(self.peak_total / 1024, 1),
+            "peak_rss_one_process_mib": round(self.peak_single / 1024, 1),
+            "peak_rss_main_mib": round(self.peak_main / 1024, 1),
+            "processes": self.max_processes,
+        }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teams", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--steps", type=int, nargs="*", default=None, help="team counts to score (default: 50, "
-                        "100, … up to --teams)")
+    parser.add_argument(
+        "--steps", type=int, nargs="*", default=None, help="team counts to score (default: 50, 100, … up to --teams)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "score_many.json")
     return parser
 
@@ -156,16 +165,26 @@ def main() -> None:
             seconds = time.perf_counter() - start
             memory = sampler.stop()
             entries = result.leaderboard["entries"]
-            run = {"tarballs": n, "jobs": result.jobs, "seconds": round(seconds, 2),
-                   "seconds_per_tarball": round(seconds / n, 3),
-                   "mean_worker_seconds_per_tarball": round(sum(e["seconds"] for e in entries) / n, 3),
-                   **memory, "counts": result.counts}
+            run = {
+                "tarballs": n,
+                "jobs": result.jobs,
+                "seconds": round(seconds, 2),
+                "seconds_per_tarball": round(seconds / n, 3),
+                "mean_worker_seconds_per_tarball": round(sum(e["seconds"] for e in entries) / n, 3),
+                **memory,
+                "counts": result.counts,
+            }
             runs.append(run)
             print(json.dumps(run), file=sys.stderr)
 
-    doc = {"bench": "score_many", "teams_generated": args.teams, "generate_seconds": round(generated, 1),
-           **prov.record(),
-           "goal": "under 1 s per tarball on 2 cores; memory flat in the number of tarballs", "runs": runs}
+    doc = {
+        "bench": "score_many",
+        "teams_generated": args.teams,
+        "generate_seconds": round(generated, 1),
+        **prov.record(),
+        "goal": "under 1 s per tarball on 2 cores; memory flat in the number of tarballs",
+        "runs": runs,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, SubtoolError
 
 DIVISIONS = ("closed", "open", "network")
-MAX_TABLE_ROWS = 300          # the step summary is capped at 1 MiB; the JSON report carries everything
+MAX_TABLE_ROWS = 300  # the step summary is capped at 1 MiB; the JSON report carries everything
 
 
 @dataclass
@@ -27,14 +28,14 @@ class CiOptions:
     version: str = "v6.1"
     waive: frozenset[str] = frozenset()
     skip_compliance: bool = False
-    summary: Optional[Path] = None       # Markdown appended here (the CLI passes $GITHUB_STEP_SUMMARY)
+    summary: Path | None = None  # Markdown appended here (the CLI passes $GITHUB_STEP_SUMMARY)
 
 
 @dataclass(frozen=True)
 class ChangedSubmitter:
     division: str
     submitter: str
-    exists: bool          # False when the pull request deletes the directory
+    exists: bool  # False when the pull request deletes the directory
 
     @property
     def rel(self) -> str:
@@ -46,13 +47,13 @@ class ChangeSet:
     merge_base: str
     head: str
     submitters: list[ChangedSubmitter]
-    other_paths: list[str]        # changed paths outside any submitter directory
+    other_paths: list[str]  # changed paths outside any submitter directory
 
 
 @dataclass
 class CiOutcome:
     changes: ChangeSet
-    reports: dict[str, Any] = field(default_factory=dict)    # submitter name → CheckReport
+    reports: dict[str, Any] = field(default_factory=dict)  # submitter name → CheckReport
     markdown: str = ""
     annotations: list[str] = field(default_factory=list)
 
@@ -95,23 +96,37 @@ def changed_submitters(checkout: Path, base_ref: str) -> ChangeSet:
     """The submitter directories that differ between the merge base of `base_ref` and HEAD."""
     checkout = Path(checkout)
     if not checkout.is_dir() or _git(checkout, "rev-parse", "--git-dir").returncode != 0:
-        raise SubtoolError("not a git checkout", path=checkout, rule="ci.checkout", exit_code=EXIT_USAGE,
-                           hint="run subtool ci in (or on) the results repository checked out at the PR's head")
+        raise SubtoolError(
+            "not a git checkout",
+            path=checkout,
+            rule="ci.checkout",
+            exit_code=EXIT_USAGE,
+            hint="run subtool ci in (or on) the results repository checked out at the PR's head",
+        )
     if _git(checkout, "rev-parse", "--verify", "-q", f"{base_ref}^{{commit}}").returncode != 0:
-        raise SubtoolError(f"the base ref '{base_ref}' is not in the checkout", path=checkout, rule="ci.base_ref",
-                           exit_code=EXIT_USAGE,
-                           hint="fetch it (actions/checkout with fetch-depth: 0), then pass e.g. origin/main")
+        raise SubtoolError(
+            f"the base ref '{base_ref}' is not in the checkout",
+            path=checkout,
+            rule="ci.base_ref",
+            exit_code=EXIT_USAGE,
+            hint="fetch it (actions/checkout with fetch-depth: 0), then pass e.g. origin/main",
+        )
     head = _git(checkout, "rev-parse", "HEAD").stdout.decode().strip()
     base = _git(checkout, "merge-base", base_ref, "HEAD")
     if base.returncode != 0:
-        raise SubtoolError(f"HEAD and '{base_ref}' share no history in this checkout", path=checkout,
-                           rule="ci.base_ref", exit_code=EXIT_USAGE,
-                           hint="the checkout is probably shallow: use actions/checkout with fetch-depth: 0")
+        raise SubtoolError(
+            f"HEAD and '{base_ref}' share no history in this checkout",
+            path=checkout,
+            rule="ci.base_ref",
+            exit_code=EXIT_USAGE,
+            hint="the checkout is probably shallow: use actions/checkout with fetch-depth: 0",
+        )
     merge_base = base.stdout.decode().strip()
     diff = _git(checkout, "diff", "--name-only", "-z", "--no-renames", merge_base, "HEAD")
     if diff.returncode != 0:
-        raise SubtoolError(f"git diff failed: {diff.stderr.decode().strip()}", path=checkout, rule="ci.git",
-                           exit_code=EXIT_USAGE)
+        raise SubtoolError(
+            f"git diff failed: {diff.stderr.decode().strip()}", path=checkout, rule="ci.git", exit_code=EXIT_USAGE
+        )
     paths = [p.decode("utf-8", "surrogateescape") for p in diff.stdout.split(b"\0") if p]
     found: dict[tuple[str, str], None] = {}
     other: list[str] = []
@@ -133,8 +148,13 @@ def run_ci(opts: CiOptions, console: Any = None) -> CiOutcome:
     outcome = CiOutcome(changes)
     names = sorted({s.submitter for s in changes.submitters if s.exists})
     for name in names:
-        check_opts = CheckOptions(version=opts.version, submitter=name, waive=frozenset(opts.waive),
-                                  skip_compliance=opts.skip_compliance, official=None)
+        check_opts = CheckOptions(
+            version=opts.version,
+            submitter=name,
+            waive=frozenset(opts.waive),
+            skip_compliance=opts.skip_compliance,
+            official=None,
+        )
         outcome.reports[name] = _only_changed(check_tree(Path(opts.checkout), check_opts), changes)
     outcome.markdown = render_markdown(outcome, opts)
     outcome.annotations = list(annotations(outcome.findings))
@@ -156,8 +176,11 @@ def _only_changed(report: Any, changes: ChangeSet) -> Any:
     def ours(path: str) -> bool:
         return any(path == d or path.startswith(d + "/") for d in dirs)
 
-    return dataclasses.replace(report, findings=[f for f in report.findings if ours(f.path)],
-                               results=[r for r in report.results if ours(r.result)])
+    return dataclasses.replace(
+        report,
+        findings=[f for f in report.findings if ours(f.path)],
+        results=[r for r in report.results if ours(r.result)],
+    )
 
 
 # Characters that end a line for GitHub's runner or for a terminal, or that a terminal interprets.
@@ -167,19 +190,24 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 def printable(text: object) -> str:
     """Text from the pull request (folder names, messages quoting them) made safe for a log line: no control
     character survives, so no name can start a line of its own and be read as a workflow command."""
-    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                            else f"\\u{ord(m.group()):04x}", str(text))
+    return _UNPRINTABLE.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", str(text)
+    )
 
 
 def _append_summary(path: Path, markdown: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:   # appended: other steps write to it as well
+        with open(path, "a", encoding="utf-8") as fh:  # appended: other steps write to it as well
             fh.write(markdown)
     except OSError as exc:
-        raise SubtoolError(f"cannot append the report to the step summary ({exc.strerror or exc})", path=path,
-                           rule="ci.summary", exit_code=EXIT_USAGE,
-                           hint="give --summary (or $GITHUB_STEP_SUMMARY) a writable file") from None
+        raise SubtoolError(
+            f"cannot append the report to the step summary ({exc.strerror or exc})",
+            path=path,
+            rule="ci.summary",
+            exit_code=EXIT_USAGE,
+            hint="give --summary (or $GITHUB_STEP_SUMMARY) a writable file",
+        ) from None
 
 
 def _print_human(outcome: CiOutcome, console: Any) -> None:
@@ -222,8 +250,10 @@ def render_markdown(outcome: CiOutcome, opts: CiOptions) -> str:
     checked = [s for s in changes.submitters if s.exists]
     removed = [s for s in changes.submitters if not s.exists]
     status = "**passed**" if outcome.ok else f"**failed** with {outcome.errors} error(s)"
-    lines.append(f"Checked {len(checked)} submitter director{'y' if len(checked) == 1 else 'ies'} changed against "
-                 f"`{_cell(opts.base_ref)}` (merge base `{changes.merge_base[:12]}`): {status}.")
+    lines.append(
+        f"Checked {len(checked)} submitter director{'y' if len(checked) == 1 else 'ies'} changed against "
+        f"`{_cell(opts.base_ref)}` (merge base `{changes.merge_base[:12]}`): {status}."
+    )
     if removed:
         lines.append(f"Removed (not checked): {', '.join(f'`{_cell(s.rel)}`' for s in removed)}.")
     if opts.waive:
@@ -231,13 +261,17 @@ def render_markdown(outcome: CiOutcome, opts: CiOptions) -> str:
     lines.append("")
     results = [r for rep in outcome.reports.values() for r in rep.results]
     if results:
-        lines += ["| Result | Verdict | Performance | Accuracy | Run | Waived | Failing rules |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| Result | Verdict | Performance | Accuracy | Run | Waived | Failing rules |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for res in results[:MAX_TABLE_ROWS]:
             verdict = "✅ pass" if res.passed else "❌ fail"
-            lines.append(f"| `{_cell(res.result)}` | {verdict} | {_cell(_value(res))} | {_cell(res.accuracy or '-')} "
-                         f"| {_cell(res.run_style)} | {_cell(', '.join(res.waived) or '-')} "
-                         f"| {_cell(', '.join(res.failed) or '-')} |")
+            lines.append(
+                f"| `{_cell(res.result)}` | {verdict} | {_cell(_value(res))} | {_cell(res.accuracy or '-')} "
+                f"| {_cell(res.run_style)} | {_cell(', '.join(res.waived) or '-')} "
+                f"| {_cell(', '.join(res.failed) or '-')} |"
+            )
         if len(results) > MAX_TABLE_ROWS:
             lines.append(f"| … {len(results) - MAX_TABLE_ROWS} more results | | | | | | |")
         lines.append("")
@@ -247,8 +281,9 @@ def render_markdown(outcome: CiOutcome, opts: CiOptions) -> str:
     if shown:
         lines += ["| Severity | Rule | Path | Message | Fix |", "|---|---|---|---|---|"]
         for f in shown[:MAX_TABLE_ROWS]:
-            lines.append(f"| {f.severity} | `{_cell(f.rule)}` | `{_cell(f.path)}` | {_cell(f.message)} "
-                         f"| {_cell(f.hint or '')} |")
+            lines.append(
+                f"| {f.severity} | `{_cell(f.rule)}` | `{_cell(f.path)}` | {_cell(f.message)} | {_cell(f.hint or '')} |"
+            )
         if len(shown) > MAX_TABLE_ROWS:
             lines.append(f"| … {len(shown) - MAX_TABLE_ROWS} more | | | | |")
         lines.append("")
@@ -273,5 +308,6 @@ def annotations(findings: Iterable[Any]) -> Iterable[str]:
         if f.severity not in ("error", "warning"):
             continue
         message = f.message + (f" — {f.hint}" if f.hint else "")
-        yield (f"::{f.severity} file={_escape_property(f.path)},title={_escape_property(f.rule)}::"
-               f"{_escape_data(message)}")
+        yield (
+            f"::{f.severity} file={_escape_property(f.path)},title={_escape_property(f.rule)}::{_escape_data(message)}"
+        )

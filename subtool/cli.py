@@ -10,7 +10,6 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -26,7 +25,7 @@ app = typer.Typer(
 )
 
 
-CI_LOG_WIDTH = 240     # not a terminal (a CI log, a file): lines this long before a table or a rule folds
+CI_LOG_WIDTH = 240  # not a terminal (a CI log, a file): lines this long before a table or a rule folds
 
 
 def _console():
@@ -83,8 +82,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """subtool: MLPerf Inference submissions, end to end."""
 
@@ -95,35 +95,50 @@ def run(
     model: str = typer.Option("bert-99", help="Benchmark: bert-99 (more in later releases)."),
     scenario: str = typer.Option("Offline", help="Offline, Server, SingleStream or MultiStream."),
     mode: str = typer.Option("both", help="performance, accuracy or both."),
-    model_path: Optional[Path] = typer.Option(None, help="Checkpoint directory; omit for the embedded demo."),
-    dataset_path: Optional[Path] = typer.Option(None, help="SQuAD v1.1 dev JSON; omit for the embedded demo."),
+    model_path: Path | None = typer.Option(None, help="Checkpoint directory; omit for the embedded demo."),
+    dataset_path: Path | None = typer.Option(None, help="SQuAD v1.1 dev JSON; omit for the embedded demo."),
     out: Path = typer.Option(Path("subtool-out/runs"), help="Parent directory of the run directory."),
     run_style: str = typer.Option("short", help="short (try things, not submittable) or valid (official)."),
-    target_qps: Optional[float] = typer.Option(None, help="Offline/Server target QPS written into user.conf."),
-    target_latency_ms: Optional[float] = typer.Option(None, help="SingleStream/MultiStream expected latency."),
-    min_duration_ms: Optional[int] = typer.Option(None, help="Override the run style's minimum duration."),
-    user_conf: Optional[Path] = typer.Option(None, help="Use this user.conf instead of writing one."),
-    backend: str = typer.Option("auto", help="SUT backend: auto (torch-cuda when a GPU is visible, else "
-                                             "torch-cpu), torch-cpu, torch-cuda, ray, openai (LLMs)."),
-    precision: str = typer.Option("auto", help="auto (on GPU fp16 for BERT, bf16 for LLMs; fp32 on CPU), fp32, bf16, fp16, fp8."),
-    batch_size: Optional[int] = typer.Option(None, help="Samples per forward pass (default 32; the LLM demos "
-                                                        "choose their own; torch-cuda: ×384 tokens)."),
-    threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: all cores)."),
+    target_qps: float | None = typer.Option(None, help="Offline/Server target QPS written into user.conf."),
+    target_latency_ms: float | None = typer.Option(None, help="SingleStream/MultiStream expected latency."),
+    min_duration_ms: int | None = typer.Option(None, help="Override the run style's minimum duration."),
+    user_conf: Path | None = typer.Option(None, help="Use this user.conf instead of writing one."),
+    backend: str = typer.Option(
+        "auto",
+        help="SUT backend: auto (torch-cuda when a GPU is visible, else "
+        "torch-cpu), torch-cpu, torch-cuda, ray, openai (LLMs).",
+    ),
+    precision: str = typer.Option(
+        "auto", help="auto (on GPU fp16 for BERT, bf16 for LLMs; fp32 on CPU), fp32, bf16, fp16, fp8."
+    ),
+    batch_size: int | None = typer.Option(
+        None, help="Samples per forward pass (default 32; the LLM demos choose their own; torch-cuda: ×384 tokens)."
+    ),
+    threads: int | None = typer.Option(None, help="torch intra-op threads (default: all cores)."),
     demo: bool = typer.Option(False, "--demo", help="Embedded demo (tiny random-weight model); no paths."),
-    endpoint: Optional[str] = typer.Option(None, help="LLMs: OpenAI-compatible server URL (backend openai)."),
-    api_key_env: Optional[str] = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
-    max_new_tokens: Optional[int] = typer.Option(None, help="LLMs: override the generation length."),
-    engine: Optional[str] = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
-    ray_address: Optional[str] = typer.Option(None, help="Spread the run over Ray workers: local (a cluster on "
-                                              "this machine), auto (the running one) or HOST:PORT."),
-    workers: Optional[int] = typer.Option(None, help="Ray workers (default: one per free GPU or CPU); "
-                                                     "--backend names what each runs."),
-    compliance: List[str] = typer.Option([], help="Compliance test to run after the modes, e.g. TEST01."),
-    version: Optional[str] = typer.Option(None, help="Submission round the run is for; LoadGen gets its RNG seeds "
-                                                     "(default v6.1, or the latest round that lists the model)."),
-    find_perf: bool = typer.Option(False, "--find-perf",
-                                   help="Short probe run that measures the SUT and writes the user.conf "
-                                        "(target_qps / target_latency) for the full run; runs nothing else."),
+    endpoint: str | None = typer.Option(None, help="LLMs: OpenAI-compatible server URL (backend openai)."),
+    api_key_env: str | None = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
+    max_new_tokens: int | None = typer.Option(None, help="LLMs: override the generation length."),
+    engine: str | None = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
+    ray_address: str | None = typer.Option(
+        None,
+        help="Spread the run over Ray workers: local (a cluster on this machine), auto (the running one) or HOST:PORT.",
+    ),
+    workers: int | None = typer.Option(
+        None, help="Ray workers (default: one per free GPU or CPU); --backend names what each runs."
+    ),
+    compliance: list[str] = typer.Option([], help="Compliance test to run after the modes, e.g. TEST01."),
+    version: str | None = typer.Option(
+        None,
+        help="Submission round the run is for; LoadGen gets its RNG seeds "
+        "(default v6.1, or the latest round that lists the model).",
+    ),
+    find_perf: bool = typer.Option(
+        False,
+        "--find-perf",
+        help="Short probe run that measures the SUT and writes the user.conf "
+        "(target_qps / target_latency) for the full run; runs nothing else.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the run record as JSON on stdout."),
 ) -> None:
     """Run one benchmark scenario through LoadGen (performance and/or accuracy) into a run directory."""
@@ -131,10 +146,19 @@ def run(
     from subtool.runner.api import RunOptions, run_benchmark
 
     try:
-        _validate_run_options(model=model, scenario=scenario, mode=mode, run_style=run_style, backend=backend,
-                              precision=precision, version=version, engine=engine)
-        backend, extra = _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env,
-                                    max_new_tokens, engine)
+        _validate_run_options(
+            model=model,
+            scenario=scenario,
+            mode=mode,
+            run_style=run_style,
+            backend=backend,
+            precision=precision,
+            version=version,
+            engine=engine,
+        )
+        backend, extra = _llm_extra(
+            demo, model_path, dataset_path, backend, endpoint, api_key_env, max_new_tokens, engine
+        )
         backend, extra = _ray_extra(backend, extra, ray_address, workers)
         from subtool.submission.round_models import choose_round
 
@@ -142,11 +166,25 @@ def run(
     except SubtoolError as err:
         _fail(err)
     opts = RunOptions(
-        model=model, scenario=scenario, mode=mode, model_path=model_path, dataset_path=dataset_path,
-        out=out, run_style=run_style, target_qps=target_qps, target_latency_ms=target_latency_ms,
-        min_duration_ms=min_duration_ms, user_conf=user_conf, backend=backend, precision=precision,
-        batch_size=batch_size, threads=threads, extra=extra, compliance=list(compliance),
-        argv=["subtool", *sys.argv[1:]], round=run_round,
+        model=model,
+        scenario=scenario,
+        mode=mode,
+        model_path=model_path,
+        dataset_path=dataset_path,
+        out=out,
+        run_style=run_style,
+        target_qps=target_qps,
+        target_latency_ms=target_latency_ms,
+        min_duration_ms=min_duration_ms,
+        user_conf=user_conf,
+        backend=backend,
+        precision=precision,
+        batch_size=batch_size,
+        threads=threads,
+        extra=extra,
+        compliance=list(compliance),
+        argv=["subtool", *sys.argv[1:]],
+        round=run_round,
     )
     try:
         if find_perf:
@@ -165,8 +203,16 @@ def _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env, m
     """Backend options that go into RunOptions.extra; --endpoint implies the openai backend."""
     if demo and (model_path is not None or dataset_path is not None):
         raise SubtoolError("--demo runs the embedded demo: drop --model-path/--dataset-path", rule="cli.usage")
-    extra = {k: v for k, v in (("endpoint", endpoint), ("api_key_env", api_key_env),
-                                ("max_new_tokens", max_new_tokens), ("engine", engine)) if v is not None}
+    extra = {
+        k: v
+        for k, v in (
+            ("endpoint", endpoint),
+            ("api_key_env", api_key_env),
+            ("max_new_tokens", max_new_tokens),
+            ("engine", engine),
+        )
+        if v is not None
+    }
     if endpoint and backend in ("auto", "torch-cpu"):
         backend = "openai"
     return backend, extra
@@ -179,7 +225,7 @@ def _ray_extra(backend, extra, ray_address, workers):
         return backend, extra
     if workers is not None and workers < 1:
         raise SubtoolError(f"--workers must be at least 1, not {workers}", rule="cli.usage")
-    inner = "torch-cpu" if backend == "ray" else backend      # auto: decided by the cluster's GPUs
+    inner = "torch-cpu" if backend == "ray" else backend  # auto: decided by the cluster's GPUs
     extra = {**extra, "inner_backend": inner}
     extra.update({k: v for k, v in (("ray_address", ray_address), ("workers", workers)) if v is not None})
     return "ray", extra
@@ -197,8 +243,11 @@ def _choice(flag: str, value, choices) -> None:
         import difflib
 
         near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-        raise SubtoolError(f"{flag} {value!r} is not one of {', '.join(map(str, choices))}", rule="cli.usage",
-                           hint=f"did you mean {flag} {near[0]}?" if near else None)
+        raise SubtoolError(
+            f"{flag} {value!r} is not one of {', '.join(map(str, choices))}",
+            rule="cli.usage",
+            hint=f"did you mean {flag} {near[0]}?" if near else None,
+        )
 
 
 def _registered_backends() -> tuple[str, ...]:
@@ -212,8 +261,18 @@ def _registered_backends() -> tuple[str, ...]:
     return tuple(names)
 
 
-def _validate_run_options(*, model=None, scenario=None, mode=None, run_style=None, backend=None, precision=None,
-                          division=None, version=None, engine=None) -> str | None:
+def _validate_run_options(
+    *,
+    model=None,
+    scenario=None,
+    mode=None,
+    run_style=None,
+    backend=None,
+    precision=None,
+    division=None,
+    version=None,
+    engine=None,
+) -> str | None:
     """Every option of a benchmark run, checked before anything runs (a typo must not cost the benchmark);
     returns the scenario's canonical spelling. Imports nothing heavy."""
     from subtool.runner.harness import check_scenario
@@ -236,24 +295,28 @@ def _validate_run_options(*, model=None, scenario=None, mode=None, run_style=Non
 # ----------------------------------------------------------------------------------------------- package
 @app.command()
 def package(
-    from_dir: List[Path] = typer.Option([], "--from", help="subtool run directory or MLC raw results dir."),
-    perf: Optional[Path] = typer.Option(None, help="Loose LoadGen performance log directory."),
-    acc: Optional[Path] = typer.Option(None, help="Loose LoadGen accuracy log directory."),
-    compliance: List[str] = typer.Option([], help="TEST01=DIR (repeatable) for loose logs."),
-    model: Optional[str] = typer.Option(None, help="Benchmark of loose logs (checked against the logs)."),
-    scenario: Optional[str] = typer.Option(None, help="Scenario of loose logs (checked against the logs)."),
+    from_dir: list[Path] = typer.Option([], "--from", help="subtool run directory or MLC raw results dir."),
+    perf: Path | None = typer.Option(None, help="Loose LoadGen performance log directory."),
+    acc: Path | None = typer.Option(None, help="Loose LoadGen accuracy log directory."),
+    compliance: list[str] = typer.Option([], help="TEST01=DIR (repeatable) for loose logs."),
+    model: str | None = typer.Option(None, help="Benchmark of loose logs (checked against the logs)."),
+    scenario: str | None = typer.Option(None, help="Scenario of loose logs (checked against the logs)."),
     submitter: str = typer.Option(..., help="Organisation / team name (letters, digits, - and _)."),
-    division: Optional[str] = typer.Option(None, help="open or closed (default: from the run; demo → open)."),
-    system: Optional[str] = typer.Option(None, help="System name (default: detected)."),
-    system_file: Optional[Path] = typer.Option(None, help="TOML/JSON with system description overrides."),
-    version: Optional[str] = typer.Option(None, help="Submission round: v6.1, v6.0 (current layout) or v5.1, v5.0 "
-                                                     "(default v6.1, or the latest round that lists the models)."),
+    division: str | None = typer.Option(None, help="open or closed (default: from the run; demo → open)."),
+    system: str | None = typer.Option(None, help="System name (default: detected)."),
+    system_file: Path | None = typer.Option(None, help="TOML/JSON with system description overrides."),
+    version: str | None = typer.Option(
+        None,
+        help="Submission round: v6.1, v6.0 (current layout) or v5.1, v5.0 "
+        "(default v6.1, or the latest round that lists the models).",
+    ),
     out: Path = typer.Option(..., help="Tree root (holds closed/ and open/)."),
-    full_logs: Optional[Path] = typer.Option(None, help="Where untruncated accuracy logs are kept."),
+    full_logs: Path | None = typer.Option(None, help="Where untruncated accuracy logs are kept."),
     force: bool = typer.Option(False, help="Replace a result that is already in the tree."),
-    model_path: Optional[Path] = typer.Option(
-        None, help="With --dataset-path: compute a missing accuracy.txt with subtool's accuracy script."),
-    dataset_path: Optional[Path] = typer.Option(None, help="The data set the accuracy log was made from."),
+    model_path: Path | None = typer.Option(
+        None, help="With --dataset-path: compute a missing accuracy.txt with subtool's accuracy script."
+    ),
+    dataset_path: Path | None = typer.Option(None, help="The data set the accuracy log was made from."),
     json_out: bool = typer.Option(False, "--json", help="Print what was packaged as JSON on stdout."),
 ) -> None:
     """Lay results out as the official submission tree."""
@@ -270,13 +333,27 @@ def package(
     except SubtoolError as err:
         _fail(err)
     opts = PackageOptions(
-        from_dirs=list(from_dir), perf=perf, acc=acc, compliance=list(compliance), model=model,
-        scenario=scenario, submitter=submitter, division=division, system=system, system_file=system_file,
-        version=version, out=out, full_logs=full_logs, force=force,
+        from_dirs=list(from_dir),
+        perf=perf,
+        acc=acc,
+        compliance=list(compliance),
+        model=model,
+        scenario=scenario,
+        submitter=submitter,
+        division=division,
+        system=system,
+        system_file=system_file,
+        version=version,
+        out=out,
+        full_logs=full_logs,
+        force=force,
     )
     if (model_path is None) != (dataset_path is None):
-        _fail(SubtoolError("--model-path and --dataset-path go together (they score a missing accuracy.txt)",
-                           rule="cli.usage"))
+        _fail(
+            SubtoolError(
+                "--model-path and --dataset-path go together (they score a missing accuracy.txt)", rule="cli.usage"
+            )
+        )
 
     def score_with_subtool(imp):
         from subtool.runner.api import accuracy_text
@@ -285,7 +362,7 @@ def package(
 
     scorer = score_with_subtool if model_path is not None else None
     try:
-        with undo_on_error(out, full_logs or out.with_name(out.name + "_full_logs")):   # a failure leaves nothing
+        with undo_on_error(out, full_logs or out.with_name(out.name + "_full_logs")):  # a failure leaves nothing
             result = package_results(opts, console=_console(), accuracy_scorer=scorer)
     except SubtoolError as err:
         _fail(err)
@@ -297,14 +374,17 @@ def package(
 @app.command()
 def check(
     tree: Path = typer.Argument(..., help="Submission root (holds closed/ and/or open/)."),
-    version: Optional[str] = typer.Option(None, help="Rules of this round: v6.1, v6.0, v5.1, v5.0 (default v6.1, "
-                                                     "or the latest round that lists the tree's models)."),
-    submitter: Optional[str] = typer.Option(None, help="Only check this submitter."),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="Write summary.csv (official columns) here."),
-    report: Optional[Path] = typer.Option(None, help="Write the JSON report with every finding here."),
-    waive: List[str] = typer.Option([], help="Rule id to waive (repeatable), e.g. perf.min_duration."),
+    version: str | None = typer.Option(
+        None,
+        help="Rules of this round: v6.1, v6.0, v5.1, v5.0 (default v6.1, "
+        "or the latest round that lists the tree's models).",
+    ),
+    submitter: str | None = typer.Option(None, help="Only check this submitter."),
+    csv: Path | None = typer.Option(None, "--csv", help="Write summary.csv (official columns) here."),
+    report: Path | None = typer.Option(None, help="Write the JSON report with every finding here."),
+    waive: list[str] = typer.Option([], help="Rule id to waive (repeatable), e.g. perf.min_duration."),
     skip_compliance: bool = typer.Option(False, help="Do not require compliance test results."),
-    official: Optional[Path] = typer.Option(None, help="Official checker checkout: also run it and diff."),
+    official: Path | None = typer.Option(None, help="Official checker checkout: also run it and diff."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
 ) -> None:
     """Check a submission tree with the official rules; exit 0 only when there are no errors."""
@@ -315,8 +395,13 @@ def check(
 
     try:
         version = _said(choose_round_for_tree(tree, version)).version
-        opts = CheckOptions(version=version, submitter=submitter, waive=frozenset(waive),
-                            skip_compliance=skip_compliance, official=official)
+        opts = CheckOptions(
+            version=version,
+            submitter=submitter,
+            waive=frozenset(waive),
+            skip_compliance=skip_compliance,
+            official=official,
+        )
         rep = check_tree(tree, opts)
         if csv:
             write_summary_csv(rep, csv)
@@ -333,15 +418,19 @@ def check(
 # -------------------------------------------------------------------------------------------------- pack
 @app.command()
 def pack(
-    tree: Optional[Path] = typer.Argument(None, help="Submission root to pack."),
-    out: Optional[Path] = typer.Option(None, help="Directory for the artifacts."),
+    tree: Path | None = typer.Argument(None, help="Submission root to pack."),
+    out: Path | None = typer.Option(None, help="Directory for the artifacts."),
     name: str = typer.Option("mlperf_submission_short", help="Base name of the artifacts."),
-    runs: List[Path] = typer.Option([], help="Run directories (for .run and .tstamps), or a folder of them "
-                                            "(OUT/runs: those whose results the tree holds); optional."),
-    version: Optional[str] = typer.Option(None, help="Rules used for the summary (default v6.1, or the latest "
-                                                     "round that lists the tree's models)."),
-    waive: List[str] = typer.Option([], help="Rule id waived in the summary (repeatable)."),
-    verify: Optional[Path] = typer.Option(None, help="Verify this tarball against its manifest and re-check it."),
+    runs: list[Path] = typer.Option(
+        [],
+        help="Run directories (for .run and .tstamps), or a folder of them "
+        "(OUT/runs: those whose results the tree holds); optional.",
+    ),
+    version: str | None = typer.Option(
+        None, help="Rules used for the summary (default v6.1, or the latest round that lists the tree's models)."
+    ),
+    waive: list[str] = typer.Option([], help="Rule id waived in the summary (repeatable)."),
+    verify: Path | None = typer.Option(None, help="Verify this tarball against its manifest and re-check it."),
     json_out: bool = typer.Option(False, "--json", help="Print the artifact paths as JSON on stdout."),
 ) -> None:
     """Make the competition artifacts: tarball, summary JSON/CSV, .run, .tstamps, .md, sha256 manifest."""
@@ -360,9 +449,13 @@ def pack(
             from subtool.submission.round_models import choose_round_for_tree
 
             version = _said(choose_round_for_tree(tree, version)).version
-            with undo_on_error(out):                 # a failure leaves no new folder or file
-                result = pack_tree(PackOptions(tree=tree, out=out, name=name, runs=list(runs), version=version,
-                                               waive=frozenset(waive)), console=_console())
+            with undo_on_error(out):  # a failure leaves no new folder or file
+                result = pack_tree(
+                    PackOptions(
+                        tree=tree, out=out, name=name, runs=list(runs), version=version, waive=frozenset(waive)
+                    ),
+                    console=_console(),
+                )
     except SubtoolError as err:
         _fail(err)
     if json_out:
@@ -375,15 +468,15 @@ def pack(
 def publish(
     tree: Path = typer.Argument(..., help="Submission root whose submitter directories are published."),
     fork: str = typer.Option(..., help="Git URL of your fork of the results repository."),
-    upstream: Optional[str] = typer.Option(None, help="OWNER/REPO the pull request goes to."),
+    upstream: str | None = typer.Option(None, help="OWNER/REPO the pull request goes to."),
     base: str = typer.Option("main", help="Base branch (upstream) to start from and open the PR against."),
-    branch: Optional[str] = typer.Option(None, help="Branch to push (default: derived from the submitter)."),
-    title: Optional[str] = typer.Option(None, help="Pull request title."),
-    api_url: Optional[str] = typer.Option(None, envvar="GITHUB_API_URL", help="REST API base URL."),
-    token_env: Optional[str] = typer.Option(None, help="Name of the env variable holding the token."),
+    branch: str | None = typer.Option(None, help="Branch to push (default: derived from the submitter)."),
+    title: str | None = typer.Option(None, help="Pull request title."),
+    api_url: str | None = typer.Option(None, envvar="GITHUB_API_URL", help="REST API base URL."),
+    token_env: str | None = typer.Option(None, help="Name of the env variable holding the token."),
     no_pr: bool = typer.Option(False, help="Push only; print the compare URL to open the PR by hand."),
     dry_run: bool = typer.Option(False, help="Show what would be pushed; push nothing."),
-    cache: Optional[Path] = typer.Option(None, help="Where the fork clone is cached."),
+    cache: Path | None = typer.Option(None, help="Where the fork clone is cached."),
     allow_short: bool = typer.Option(False, help="Publish DEMO / short-run results, marked as such (else refused)."),
     replace: bool = typer.Option(False, help="The branch holds this tree only (default: add to what it holds)."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
@@ -392,9 +485,21 @@ def publish(
     _outputs(("--cache", cache, True))
     from subtool.submission.publish import PublishOptions, publish_tree
 
-    opts = PublishOptions(tree=tree, fork=fork, upstream=upstream, base=base, branch=branch, title=title,
-                          api_url=api_url, token_env=token_env, no_pr=no_pr, dry_run=dry_run, cache=cache,
-                          allow_short=allow_short, replace=replace)
+    opts = PublishOptions(
+        tree=tree,
+        fork=fork,
+        upstream=upstream,
+        base=base,
+        branch=branch,
+        title=title,
+        api_url=api_url,
+        token_env=token_env,
+        no_pr=no_pr,
+        dry_run=dry_run,
+        cache=cache,
+        allow_short=allow_short,
+        replace=replace,
+    )
     try:
         result = publish_tree(opts, console=_console())
     except SubtoolError as err:
@@ -409,43 +514,51 @@ def all_(
     submitter: str = typer.Option(..., help="Organisation / team name (letters, digits, - and _)."),
     model: str = typer.Option("bert-99", help="Benchmark."),
     scenario: str = typer.Option("Offline", help="Scenario."),
-    model_path: Optional[Path] = typer.Option(None, help="Checkpoint directory; omit for the embedded demo."),
-    dataset_path: Optional[Path] = typer.Option(None, help="Dataset file; omit for the embedded demo."),
+    model_path: Path | None = typer.Option(None, help="Checkpoint directory; omit for the embedded demo."),
+    dataset_path: Path | None = typer.Option(None, help="Dataset file; omit for the embedded demo."),
     out: Path = typer.Option(Path("subtool-out"), help="Output directory (runs, tree, check, artifacts)."),
     run_style: str = typer.Option("short", help="short or valid."),
-    division: Optional[str] = typer.Option(None, help="open or closed (demo: open)."),
-    system: Optional[str] = typer.Option(None, help="System name (default: detected)."),
-    system_file: Optional[Path] = typer.Option(None, help="System description overrides (TOML/JSON)."),
-    version: Optional[str] = typer.Option(None, help="Submission round (default v6.1, or the latest round that "
-                                                     "lists the model)."),
+    division: str | None = typer.Option(None, help="open or closed (demo: open)."),
+    system: str | None = typer.Option(None, help="System name (default: detected)."),
+    system_file: Path | None = typer.Option(None, help="System description overrides (TOML/JSON)."),
+    version: str | None = typer.Option(
+        None, help="Submission round (default v6.1, or the latest round that lists the model)."
+    ),
     name: str = typer.Option("mlperf_submission_short", help="Base name of the artifacts."),
-    target_qps: Optional[float] = typer.Option(None, help="Target QPS for the performance run."),
-    backend: str = typer.Option("auto", help="SUT backend (auto: torch-cuda with bf16 when a GPU is "
-                                             "visible, else torch-cpu)."),
-    batch_size: Optional[int] = typer.Option(None, help="Samples per forward pass (default 32; the LLM demos "
-                                                        "choose their own; torch-cuda: ×384 tokens)."),
-    fork: Optional[str] = typer.Option(None, help="Publish to this fork when given."),
-    upstream: Optional[str] = typer.Option(None, help="OWNER/REPO for the pull request."),
+    target_qps: float | None = typer.Option(None, help="Target QPS for the performance run."),
+    backend: str = typer.Option(
+        "auto", help="SUT backend (auto: torch-cuda with bf16 when a GPU is visible, else torch-cpu)."
+    ),
+    batch_size: int | None = typer.Option(
+        None, help="Samples per forward pass (default 32; the LLM demos choose their own; torch-cuda: ×384 tokens)."
+    ),
+    fork: str | None = typer.Option(None, help="Publish to this fork when given."),
+    upstream: str | None = typer.Option(None, help="OWNER/REPO for the pull request."),
     base: str = typer.Option("main", help="Base branch for publishing."),
     no_pr: bool = typer.Option(False, help="Publish: push only."),
     allow_short: bool = typer.Option(False, help="Publish: allow DEMO / short-run results, marked as such."),
     replace: bool = typer.Option(False, help="Publish: the branch holds this tree only (default: add to it)."),
-    from_stage: Optional[str] = typer.Option(None, help="Start at this stage (run, package, check, pack, publish)."),
-    only: Optional[str] = typer.Option(None, help="Run only this stage."),
+    from_stage: str | None = typer.Option(None, help="Start at this stage (run, package, check, pack, publish)."),
+    only: str | None = typer.Option(None, help="Run only this stage."),
     force: bool = typer.Option(False, help="Re-run stages even when their inputs did not change."),
     demo: bool = typer.Option(False, "--demo", help="Embedded demo (tiny random-weight model); no paths."),
-    endpoint: Optional[str] = typer.Option(None, help="LLMs: OpenAI-compatible server URL (backend openai)."),
-    api_key_env: Optional[str] = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
-    max_new_tokens: Optional[int] = typer.Option(None, help="LLMs: override the generation length."),
-    engine: Optional[str] = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
-    ray_address: Optional[str] = typer.Option(None, help="Spread the run over Ray workers: local (a cluster on "
-                                              "this machine), auto (the running one) or HOST:PORT."),
-    workers: Optional[int] = typer.Option(None, help="Ray workers (default: one per free GPU or CPU); "
-                                                     "--backend names what each runs."),
-    compliance: Optional[List[str]] = typer.Option(
-        None, help="Compliance tests to run (default: those the model needs, for closed-division runs)."),
-    wait: bool = typer.Option(False, "--wait", help="Another subtool is writing to --out: wait for it to finish "
-                                                     "instead of stopping."),
+    endpoint: str | None = typer.Option(None, help="LLMs: OpenAI-compatible server URL (backend openai)."),
+    api_key_env: str | None = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
+    max_new_tokens: int | None = typer.Option(None, help="LLMs: override the generation length."),
+    engine: str | None = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
+    ray_address: str | None = typer.Option(
+        None,
+        help="Spread the run over Ray workers: local (a cluster on this machine), auto (the running one) or HOST:PORT.",
+    ),
+    workers: int | None = typer.Option(
+        None, help="Ray workers (default: one per free GPU or CPU); --backend names what each runs."
+    ),
+    compliance: list[str] | None = typer.Option(
+        None, help="Compliance tests to run (default: those the model needs, for closed-division runs)."
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="Another subtool is writing to --out: wait for it to finish instead of stopping."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """run → package → check → pack (→ publish): the whole job in one command."""
@@ -453,19 +566,50 @@ def all_(
     from subtool.pipeline import PipelineOptions, run_pipeline
 
     try:
-        _validate_run_options(model=model, scenario=scenario, run_style=run_style, backend=backend,
-                              division=division, version=version, engine=engine)
-        backend, extra = _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env,
-                                    max_new_tokens, engine)
+        _validate_run_options(
+            model=model,
+            scenario=scenario,
+            run_style=run_style,
+            backend=backend,
+            division=division,
+            version=version,
+            engine=engine,
+        )
+        backend, extra = _llm_extra(
+            demo, model_path, dataset_path, backend, endpoint, api_key_env, max_new_tokens, engine
+        )
         backend, extra = _ray_extra(backend, extra, ray_address, workers)
     except SubtoolError as err:
         _fail(err)
     opts = PipelineOptions(
-        submitter=submitter, model=model, scenario=scenario, model_path=model_path, dataset_path=dataset_path,
-        out=out, run_style=run_style, division=division, system=system, system_file=system_file,
-        version=version, name=name, target_qps=target_qps, backend=backend, batch_size=batch_size, fork=fork,
-        upstream=upstream, base=base, no_pr=no_pr, allow_short=allow_short, replace=replace, from_stage=from_stage, only=only, force=force, extra=extra,
-        compliance=compliance, argv=["subtool", *sys.argv[1:]], wait=wait,
+        submitter=submitter,
+        model=model,
+        scenario=scenario,
+        model_path=model_path,
+        dataset_path=dataset_path,
+        out=out,
+        run_style=run_style,
+        division=division,
+        system=system,
+        system_file=system_file,
+        version=version,
+        name=name,
+        target_qps=target_qps,
+        backend=backend,
+        batch_size=batch_size,
+        fork=fork,
+        upstream=upstream,
+        base=base,
+        no_pr=no_pr,
+        allow_short=allow_short,
+        replace=replace,
+        from_stage=from_stage,
+        only=only,
+        force=force,
+        extra=extra,
+        compliance=compliance,
+        argv=["subtool", *sys.argv[1:]],
+        wait=wait,
     )
     try:
         outcome = run_pipeline(opts, console=_console())
@@ -480,19 +624,25 @@ def all_(
 @app.command()
 def system(
     submitter: str = typer.Option("", help="Organisation / team name written into the description."),
-    division: Optional[str] = typer.Option(None, help="open (default) or closed; must match the tree folder."),
-    set_: List[str] = typer.Option([], "--set", help="Override a field: key=value (repeatable)."),
-    file: Optional[Path] = typer.Option(None, "--file", help="Overrides from a TOML or JSON file."),
-    validate: Optional[Path] = typer.Option(None, help="Only validate this system JSON; exit 1 if invalid."),
-    out: Optional[Path] = typer.Option(None, help="Also write the JSON to this file."),
+    division: str | None = typer.Option(None, help="open (default) or closed; must match the tree folder."),
+    set_: list[str] = typer.Option([], "--set", help="Override a field: key=value (repeatable)."),
+    file: Path | None = typer.Option(None, "--file", help="Overrides from a TOML or JSON file."),
+    validate: Path | None = typer.Option(None, help="Only validate this system JSON; exit 1 if invalid."),
+    out: Path | None = typer.Option(None, help="Also write the JSON to this file."),
 ) -> None:
     """Print the detected system description (systems/<system>.json); edit it with --set/--file; validate."""
     _outputs(("--out", out, False))
     from rich.markup import escape
 
     from subtool.fsutil import atomic_write_text
-    from subtool.submission.system import (apply_overrides, detect_system, load_overrides, parse_set,
-                                           split_overrides, validation_errors)
+    from subtool.submission.system import (
+        apply_overrides,
+        detect_system,
+        load_overrides,
+        parse_set,
+        split_overrides,
+        validation_errors,
+    )
 
     console = _console()
     try:
@@ -500,11 +650,16 @@ def system(
             try:
                 fields = json.loads(validate.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
-                raise SubtoolError(f"cannot read the system JSON: {exc}", path=validate, rule="system.bad_json")
+                raise SubtoolError(
+                    f"cannot read the system JSON: {exc}", path=validate, rule="system.bad_json"
+                ) from None
             errors = validation_errors(fields, division=division, submitter=submitter or None)
             for err in errors:
-                console.print(f"[bold red]error:[/] {escape(f'{validate}: {err} [system.invalid]')}",
-                              highlight=False, soft_wrap=True)
+                console.print(
+                    f"[bold red]error:[/] {escape(f'{validate}: {err} [system.invalid]')}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             if not errors:
                 console.print(escape(f"{validate}: valid"), highlight=False)
             raise typer.Exit(1 if errors else 0)
@@ -520,8 +675,11 @@ def system(
         _fail(err)
     sys.stdout.write(desc.to_json())
     if desc.guessed:
-        console.print(escape(f"note: not detected, please set: {', '.join(desc.guessed)} (--set key=value)"),
-                      highlight=False, soft_wrap=True)
+        console.print(
+            escape(f"note: not detected, please set: {', '.join(desc.guessed)} (--set key=value)"),
+            highlight=False,
+            soft_wrap=True,
+        )
     for err in validation_errors(desc.fields, division=division or "open", submitter=submitter or None):
         console.print(escape(f"warning: {err}"), highlight=False, soft_wrap=True)
 
@@ -532,18 +690,25 @@ def ci(
     checkout: Path = typer.Argument(..., help="Checkout of the results repository at the pull request's head."),
     base_ref: str = typer.Option(..., help="The pull request's base, fetched into the checkout, e.g. origin/main."),
     version: str = typer.Option("v6.1", help="Rules of this round: v6.1, v6.0, v5.1, v5.0."),
-    waive: List[str] = typer.Option([], help="Rule id to waive (repeatable), e.g. perf.min_duration."),
+    waive: list[str] = typer.Option([], help="Rule id to waive (repeatable), e.g. perf.min_duration."),
     skip_compliance: bool = typer.Option(False, help="Do not require compliance test results."),
-    summary: Optional[Path] = typer.Option(None, envvar="GITHUB_STEP_SUMMARY",
-                                           help="Append the Markdown report here (default: $GITHUB_STEP_SUMMARY)."),
+    summary: Path | None = typer.Option(
+        None, envvar="GITHUB_STEP_SUMMARY", help="Append the Markdown report here (default: $GITHUB_STEP_SUMMARY)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """For results repositories' CI: check only the submitter directories a pull request changes."""
     _outputs(("--summary", summary, False))
     from subtool.ci import CiOptions, run_ci
 
-    opts = CiOptions(checkout=checkout, base_ref=base_ref, version=version, waive=frozenset(waive),
-                     skip_compliance=skip_compliance, summary=summary)
+    opts = CiOptions(
+        checkout=checkout,
+        base_ref=base_ref,
+        version=version,
+        waive=frozenset(waive),
+        skip_compliance=skip_compliance,
+        summary=summary,
+    )
     try:
         outcome = run_ci(opts, console=_console())
     except SubtoolError as err:
@@ -560,11 +725,11 @@ def ci(
 
 @app.command()
 def score(
-    inputs: List[Path] = typer.Argument(..., help="Team tarballs, folders of them, or extracted submission trees."),
+    inputs: list[Path] = typer.Argument(..., help="Team tarballs, folders of them, or extracted submission trees."),
     out: Path = typer.Option(..., help="Folder for leaderboard.csv, .json, .md and .html."),
-    rules: Optional[Path] = typer.Option(None, help="Scoring rules TOML (default: SCC BERT-99 + Llama2-70B Offline)."),
-    metrics: Optional[Path] = typer.Option(None, help="Also write per-result verdict metrics here (.json or .csv)."),
-    jobs: Optional[int] = typer.Option(None, help="Inputs scored in parallel (default: CPU cores, at most 4)."),
+    rules: Path | None = typer.Option(None, help="Scoring rules TOML (default: SCC BERT-99 + Llama2-70B Offline)."),
+    metrics: Path | None = typer.Option(None, help="Also write per-result verdict metrics here (.json or .csv)."),
+    jobs: int | None = typer.Option(None, help="Inputs scored in parallel (default: CPU cores, at most 4)."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
 ) -> None:
     """Verify every team's hand-in, rank teams within hardware categories, write the leaderboards."""
@@ -572,33 +737,46 @@ def score(
     from rich.markup import escape
 
     from subtool.fsutil import undo_on_error
-    from subtool.scoring.api import ScoreOptions, score as score_inputs
+    from subtool.scoring.api import ScoreOptions
+    from subtool.scoring.api import score as score_inputs
 
     console = _console()
     try:
-        with undo_on_error(out, metrics):           # a failure (a full disk) leaves no new folder or file
-            result = score_inputs(ScoreOptions(inputs=list(inputs), out=out, rules=rules, metrics=metrics,
-                                               jobs=jobs), console=console)
+        with undo_on_error(out, metrics):  # a failure (a full disk) leaves no new folder or file
+            result = score_inputs(
+                ScoreOptions(inputs=list(inputs), out=out, rules=rules, metrics=metrics, jobs=jobs), console=console
+            )
     except SubtoolError as err:
         _fail(err)
     c = result.counts
     for cat in result.leaderboard["categories"]:
-        top = ", ".join(f"{r['rank']}. {r['team']} ({r['total']:.2f})" for r in cat["overall"]
-                        if r["status"] == "ranked")
+        top = ", ".join(
+            f"{r['rank']}. {r['team']} ({r['total']:.2f})" for r in cat["overall"] if r["status"] == "ranked"
+        )
         console.print(escape(f"{cat['name']}: {top or 'nobody ranked'}"), highlight=False, soft_wrap=True)
     for dq in result.leaderboard["disqualified"]:
         who = dq["team"] or dq["input"]
-        console.print(f"[red]not ranked[/] {escape(who)}{escape(' / ' + dq['task'] if dq['task'] else '')}: "
-                      f"{escape(dq['reason'])}", highlight=False, soft_wrap=True)
-    console.print(escape(f"score: {c['inputs']} inputs, {c['scored']} scored, {c['errors']} refused, {c['ranked']} "
-                         f"ranked, {c['flagged']} flagged in {result.seconds:.1f} s ({result.jobs} workers) → "
-                         f"{result.out}"), highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]not ranked[/] {escape(who)}{escape(' / ' + dq['task'] if dq['task'] else '')}: "
+            f"{escape(dq['reason'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        escape(
+            f"score: {c['inputs']} inputs, {c['scored']} scored, {c['errors']} refused, {c['ranked']} "
+            f"ranked, {c['flagged']} flagged in {result.seconds:.1f} s ({result.jobs} workers) → "
+            f"{result.out}"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
     if json_out:
         _emit_json(result.to_dict())
 
 
 _TERMINATED = False
-SIGNAL_GRACE_S = 5.0     # after SIGTERM/Ctrl-C, how long the main thread gets to unwind before the watchdog exits
+SIGNAL_GRACE_S = 5.0  # after SIGTERM/Ctrl-C, how long the main thread gets to unwind before the watchdog exits
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -609,7 +787,7 @@ def _on_sigterm(signum, frame) -> None:
 
     global _TERMINATED
     if _TERMINATED:
-        return                      # a second SIGTERM must not interrupt the clean-up of the first
+        return  # a second SIGTERM must not interrupt the clean-up of the first
     _TERMINATED = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise Terminated()
@@ -651,12 +829,14 @@ def _watchdog(read_end: int) -> None:
             break
     time.sleep(SIGNAL_GRACE_S)
     code = EXIT_TERMINATED if signal.SIGTERM in got else EXIT_INTERRUPTED
-    _kill_children()                # e.g. the LoadGen session process, which would keep writing
+    _kill_children()  # e.g. the LoadGen session process, which would keep writing
     emergency_cleanup()
     with contextlib.suppress(Exception):
         what = "terminated (SIGTERM)" if code == EXIT_TERMINATED else "interrupted"
-        sys.stderr.write(f"{what} while the benchmark was running: what it was writing is removed; run the same "
-                         "command again to resume\n")
+        sys.stderr.write(
+            f"{what} while the benchmark was running: what it was writing is removed; run the same "
+            "command again to resume\n"
+        )
         sys.stderr.flush()
     os._exit(code)
 
@@ -695,10 +875,13 @@ def _exit_for(exc: BaseException) -> int:
     if os.environ.get("SUBTOOL_DEBUG"):
         traceback.print_exception(exc)
     detail = (str(exc).strip().splitlines() or [""])[0][:200]
-    _print_line(f"`subtool {_command_name()}` failed unexpectedly ({type(exc).__name__}"
-                f"{': ' + detail if detail else ''}): this is a bug in subtool [internal]",
-                None if os.environ.get("SUBTOOL_DEBUG") else
-                "run it again with SUBTOOL_DEBUG=1 for the traceback, and report it")
+    _print_line(
+        f"`subtool {_command_name()}` failed unexpectedly ({type(exc).__name__}"
+        f"{': ' + detail if detail else ''}): this is a bug in subtool [internal]",
+        None
+        if os.environ.get("SUBTOOL_DEBUG")
+        else "run it again with SUBTOOL_DEBUG=1 for the traceback, and report it",
+    )
     return EXIT_BUG
 
 
@@ -740,8 +923,12 @@ def main() -> None:
         if not interruption_explained():
             what = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
             with contextlib.suppress(Exception):
-                _console().print(f"[bold red]{what}[/] — nothing half-written; run the same command again to "
-                                 "resume where it stopped.", highlight=False, soft_wrap=True)
+                _console().print(
+                    f"[bold red]{what}[/] — nothing half-written; run the same command again to "
+                    "resume where it stopped.",
+                    highlight=False,
+                    soft_wrap=True,
+                )
     sys.exit(code)
 
 

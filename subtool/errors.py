@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 # Exit codes shared by every subcommand (see README "Exit codes").
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_REMOTE = 3
-EXIT_BUG = 70              # an unexpected exception: a bug in subtool (sysexits' EX_SOFTWARE)
-EXIT_INTERRUPTED = 130     # Ctrl-C (128 + SIGINT)
-EXIT_TERMINATED = 143      # SIGTERM, e.g. Slurm's time limit (128 + SIGTERM)
+EXIT_BUG = 70  # an unexpected exception: a bug in subtool (sysexits' EX_SOFTWARE)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM, e.g. Slurm's time limit (128 + SIGTERM)
 
 
 class SubtoolError(Exception):
@@ -79,16 +78,17 @@ def os_error(exc: OSError, *, action: str = "cannot write", path: str | Path | N
     name = _errno.errorcode.get(exc.errno or 0, "error").lower()
     where = path if path is not None else (exc.filename if exc.filename is not None else None)
     reason = exc.strerror or str(exc) or type(exc).__name__
-    hints = {"enospc": "free space on that file system, or choose another output path",
-             "edquot": "free space in your quota, or choose another output path",
-             "enametoolong": "use a shorter name or a shorter output path",
-             "erofs": "choose an output path on a writable file system",
-             "eacces": "choose another output path or fix its permissions",
-             "eperm": "choose another output path or fix its permissions",
-             "exdev": "keep the output path on one file system",
-             "eisdir": "give a file name, not a directory",
-             "enotdir": "a part of the path is a file, not a directory"}
+    hints = {
+        "enospc": "free space on that file system, or choose another output path",
+        "edquot": "free space in your quota, or choose another output path",
+        "enametoolong": "use a shorter name or a shorter output path",
+        "erofs": "choose an output path on a writable file system",
+        "eacces": "choose another output path or fix its permissions",
+        "eperm": "choose another output path or fix its permissions",
+        "exdev": "keep the output path on one file system",
+        "eisdir": "give a file name, not a directory",
+        "enotdir": "a part of the path is a file, not a directory",
+    }
     if isinstance(exc, SubtoolError):
         return exc
-    return FileSystemError(f"{action}: {reason}", errno=exc.errno, path=where, rule=f"io.{name}",
-                           hint=hints.get(name))
+    return FileSystemError(f"{action}: {reason}", errno=exc.errno, path=where, rule=f"io.{name}", hint=hints.get(name))

@@ -8,8 +8,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from subtool.errors import SubtoolError, os_error
 
@@ -122,7 +122,7 @@ def atomic_output_file(path: str | Path, mode: str = "wb") -> Iterator:
             except OSError as exc:
                 if isinstance(exc, SubtoolError) or exc.filename not in (None, tmp):
                     raise _CallerError() from exc
-                raise                  # a write to `fh` failed (ENOSPC, EDQUOT, EIO): a write error of `path`
+                raise  # a write to `fh` failed (ENOSPC, EDQUOT, EIO): a write error of `path`
             except BaseException as exc:
                 raise _CallerError() from exc
             fh.flush()
@@ -167,8 +167,7 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
     created = make_dirs(final.parent)
     try:
         _remove_abandoned_staging(final)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name[:48]}.{os.getpid()}.", suffix=".staging",
-                                    dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name[:48]}.{os.getpid()}.", suffix=".staging", dir=final.parent))
         os.chmod(tmp, _DIR_MODE)
         _IN_FLIGHT.add(str(tmp))
     except OSError as exc:
@@ -184,10 +183,13 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not final.exists():
-            os.replace(old, final)           # the second rename failed: the previous version comes back
+            os.replace(old, final)  # the second rename failed: the previous version comes back
         remove_dirs(created)
-        if isinstance(exc, OSError) and not isinstance(exc, SubtoolError) and \
-                (exc.filename is None or str(exc.filename).startswith(str(tmp))):
+        if (
+            isinstance(exc, OSError)
+            and not isinstance(exc, SubtoolError)
+            and (exc.filename is None or str(exc.filename).startswith(str(tmp)))
+        ):
             raise os_error(exc, path=final) from None
         raise
     finally:
@@ -213,7 +215,7 @@ def _remove_abandoned_staging(final: Path) -> None:
         name = sibling.name
         if not (name.startswith(prefix) and (name.endswith(".staging") or ".old-" in name)):
             continue
-        parts = name[len(prefix):].split(".")
+        parts = name[len(prefix) :].split(".")
         pid_text = parts[0] if name.endswith(".staging") else name.rsplit("-", 1)[-1]
         if not pid_text.isdigit() or _pid_alive(int(pid_text)):
             continue
@@ -239,7 +241,7 @@ LOCK_NAME = ".subtool.lock"
 
 
 def _lock_holder(fd: int) -> str:
-    for _ in range(20):                       # the holder writes its pid right after it takes the lock
+    for _ in range(20):  # the holder writes its pid right after it takes the lock
         text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
         if text:
             return text
@@ -274,10 +276,12 @@ def exclusive(directory: str | Path, *, wait: bool = False, on_wait=None) -> Ite
         except BlockingIOError:
             holder = _lock_holder(fd)
             if not wait:
-                raise SubtoolError(f"another subtool (pid {holder}) is writing to this output directory",
-                                   path=directory, rule="out.locked",
-                                   hint="let it finish, pass --wait to queue behind it, or choose another --out"
-                                   ) from None
+                raise SubtoolError(
+                    f"another subtool (pid {holder}) is writing to this output directory",
+                    path=directory,
+                    rule="out.locked",
+                    hint="let it finish, pass --wait to queue behind it, or choose another --out",
+                ) from None
             if on_wait is not None:
                 on_wait(holder)
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -289,10 +293,10 @@ def exclusive(directory: str | Path, *, wait: bool = False, on_wait=None) -> Ite
             raise os_error(exc, path=path) from None
         yield path
     finally:
-        if held:                               # only the holder clears its pid; a refused caller never does
+        if held:  # only the holder clears its pid; a refused caller never does
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
-        os.close(fd)                           # closing the descriptor releases the lock
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def remove_leftovers(root: str | Path) -> list[Path]:
@@ -302,7 +306,7 @@ def remove_leftovers(root: str | Path) -> list[Path]:
     Call it only while holding `exclusive(root)`: a name without a pid cannot be told from a live writer's."""
     removed: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != ".git"]          # a clone (the publish cache) is git's
+        dirnames[:] = [d for d in dirnames if d != ".git"]  # a clone (the publish cache) is git's
         for name in filenames:
             if name.startswith(".") and name.endswith(".tmp") and not _owned_by_live_pid(name):
                 with contextlib.suppress(OSError):
@@ -361,7 +365,7 @@ def undo_on_error(*roots: str | Path) -> Iterator[list[Path]]:
                     os.unlink(f)
         for p in paths:
             if not before[str(p)]:
-                shutil.rmtree(p, ignore_errors=True)    # the block made this root: all of it is new
+                shutil.rmtree(p, ignore_errors=True)  # the block made this root: all of it is new
             _remove_new_empty_dirs(p, before[str(p)], ancestors[str(p)])
         if isinstance(exc, OSError) and not isinstance(exc, SubtoolError):
             raise os_error(exc, action="cannot write", path=exc.filename or (paths[0] if paths else None)) from None
@@ -372,8 +376,12 @@ def check_name_fits(name: str, directory: str | Path, flag: str) -> None:
     """A name that becomes a folder (submitter, system) must fit NAME_MAX with subtool's staging decoration:
     refuse it before anything runs, not after the benchmark."""
     if name and not name_fits(name, directory):
-        raise SubtoolError(f"{flag} is {len(name)} characters: too long for a folder name on this file system",
-                           path=directory, rule="io.name_too_long", hint=f"use a shorter {flag}")
+        raise SubtoolError(
+            f"{flag} is {len(name)} characters: too long for a folder name on this file system",
+            path=directory,
+            rule="io.name_too_long",
+            hint=f"use a shorter {flag}",
+        )
 
 
 def _remove_new_empty_dirs(root: Path, before: set[str], ancestor: Path) -> None:
@@ -385,7 +393,7 @@ def _remove_new_empty_dirs(root: Path, before: set[str], ancestor: Path) -> None
     if before:
         return
     d = root
-    while d != ancestor and d != d.parent:           # the root and the parents the block made, if empty
+    while d != ancestor and d != d.parent:  # the root and the parents the block made, if empty
         with contextlib.suppress(OSError):
             os.rmdir(d)
         d = d.parent

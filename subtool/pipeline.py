@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from subtool import __version__
+from subtool import __version__, fsutil
 from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError, Terminated, interruption_explained
-from subtool import fsutil
 from subtool.fsutil import atomic_write_json, exclusive, remove_leftovers
 from subtool.submission.layout import DEFAULT_VERSION
 
@@ -37,7 +36,7 @@ class PipelineOptions:
     division: str | None = None
     system: str | None = None
     system_file: Path | None = None
-    version: str | None = None        # None: the default round, or the latest that lists the model
+    version: str | None = None  # None: the default round, or the latest that lists the model
     name: str = "mlperf_submission_short"
     target_qps: float | None = None
     backend: str = "auto"
@@ -46,22 +45,22 @@ class PipelineOptions:
     upstream: str | None = None
     base: str = "main"
     no_pr: bool = False
-    allow_short: bool = False     # publish: DEMO / short-run trees are refused unless asked for (and then marked)
-    replace: bool = False         # publish: the branch holds this tree only
+    allow_short: bool = False  # publish: DEMO / short-run trees are refused unless asked for (and then marked)
+    replace: bool = False  # publish: the branch holds this tree only
     from_stage: str | None = None
     only: str | None = None
     force: bool = False
-    extra: dict = field(default_factory=dict)     # backend options for the run (RunOptions.extra)
-    compliance: list[str] | None = None      # None: what the model needs when the division is closed
+    extra: dict = field(default_factory=dict)  # backend options for the run (RunOptions.extra)
+    compliance: list[str] | None = None  # None: what the model needs when the division is closed
     argv: list[str] = field(default_factory=list)
-    wait: bool = False                        # another subtool holds OUT: wait for it instead of stopping
+    wait: bool = False  # another subtool holds OUT: wait for it instead of stopping
 
 
 @dataclass
 class Outcome:
     out: Path
-    stages: dict[str, str]                        # stage → "done" | "skipped (unchanged)" | "not asked"
-    run: dict = field(default_factory=dict)       # the run record's headline
+    stages: dict[str, str]  # stage → "done" | "skipped (unchanged)" | "not asked"
+    run: dict = field(default_factory=dict)  # the run record's headline
     check_ok: bool | None = None
     findings: list[dict] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
@@ -72,9 +71,16 @@ class Outcome:
         return EXIT_CHECK_FAILED if self.check_ok is False else EXIT_OK
 
     def to_dict(self) -> dict:
-        return {"out": str(self.out), "stages": self.stages, "run": self.run, "check_ok": self.check_ok,
-                "findings": self.findings, "artifacts": self.artifacts, "publish": self.publish,
-                "exit_code": self.exit_code}
+        return {
+            "out": str(self.out),
+            "stages": self.stages,
+            "run": self.run,
+            "check_ok": self.check_ok,
+            "findings": self.findings,
+            "artifacts": self.artifacts,
+            "publish": self.publish,
+            "exit_code": self.exit_code,
+        }
 
 
 def short_run_waivers(scenario: str, run_style: str) -> frozenset[str]:
@@ -98,8 +104,11 @@ class State:
         if path.is_file():
             try:
                 loaded = json.loads(path.read_text())
-                if isinstance(loaded, dict) and loaded.get("schema") == STATE_SCHEMA \
-                        and isinstance(loaded.get("stages"), dict):
+                if (
+                    isinstance(loaded, dict)
+                    and loaded.get("schema") == STATE_SCHEMA
+                    and isinstance(loaded.get("stages"), dict)
+                ):
                     self.data.update(loaded)
             except (ValueError, OSError, RecursionError):
                 pass  # an unreadable state means nothing is known to be finished: run everything
@@ -110,14 +119,19 @@ class State:
     def finished(self, stage: str, fingerprint: str, key: str = "") -> dict | None:
         entry = (self.data["finished"].get(stage) or {}).get(key)
         if not isinstance(entry, dict):
-            entry = self.data["stages"].get(stage)         # a state.json from before `finished` existed
+            entry = self.data["stages"].get(stage)  # a state.json from before `finished` existed
         if isinstance(entry, dict) and entry.get("status") == "done" and entry.get("inputs") == fingerprint:
             return entry
         return None
 
     def mark(self, stage: str, status: str, fingerprint: str, outputs: dict | None = None, key: str = "") -> None:
-        entry = {"status": status, "inputs": fingerprint, "outputs": outputs or {},
-                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "subtool": __version__}
+        entry = {
+            "status": status,
+            "inputs": fingerprint,
+            "outputs": outputs or {},
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "subtool": __version__,
+        }
         if key:
             entry["for"] = key
         self.data["stages"][stage] = entry
@@ -125,7 +139,7 @@ class State:
         if status == "done":
             finished[key] = entry
         else:
-            finished.pop(key, None)         # being redone: its earlier outputs are no longer known to stand
+            finished.pop(key, None)  # being redone: its earlier outputs are no longer known to stand
         atomic_write_json(self.path, self.data)
 
 
@@ -164,8 +178,11 @@ def _file_identity(path: Path | None) -> object:
         st = path.stat()
         return [str(path.resolve()), st.st_size, st.st_mtime_ns]
     if path.is_dir():
-        return [[str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
-                for p in sorted(path.rglob("*")) if p.is_file()]
+        return [
+            [str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(path.rglob("*"))
+            if p.is_file()
+        ]
     return str(path)
 
 
@@ -197,8 +214,11 @@ def _check_submitter(name: str) -> None:
     import re
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
-        raise SubtoolError(f"submitter {name!r} may hold only letters, digits, '-', '_' and '.'",
-                           rule="package.submitter_name", hint="e.g. --submitter TeamX")
+        raise SubtoolError(
+            f"submitter {name!r} may hold only letters, digits, '-', '_' and '.'",
+            rule="package.submitter_name",
+            hint="e.g. --submitter TeamX",
+        )
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -208,8 +228,13 @@ def out_paths(out: Path, version: str) -> dict[str, Path]:
     mixes rounds in one tree, and artifacts that said PASS are never overwritten by another round's."""
     out = Path(out)
     base = out if version == DEFAULT_VERSION else out / version
-    return {"runs": out / "runs", "tree": base / "submission", "full_logs": base / "full_logs",
-            "check": base / "check", "artifacts": base / "artifacts"}
+    return {
+        "runs": out / "runs",
+        "tree": base / "submission",
+        "full_logs": base / "full_logs",
+        "check": base / "check",
+        "artifacts": base / "artifacts",
+    }
 
 
 def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
@@ -225,15 +250,20 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
     out = Path(opts.out)
 
     def waiting(pid: str) -> None:
-        console.print(f"waiting for subtool pid {pid}, which is writing to {out} (--wait)", markup=False,
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"waiting for subtool pid {pid}, which is writing to {out} (--wait)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
     with exclusive(out, wait=opts.wait, on_wait=waiting):
         if not os.access(out, os.W_OK | os.X_OK):
             raise SubtoolError("output directory is not writable", path=out, rule="run.out_dir")
         for left in remove_leftovers(out):
-            console.print(f"removed what an interrupted run left: {left}", markup=False, highlight=False,
-                          soft_wrap=True)
+            console.print(
+                f"removed what an interrupted run left: {left}", markup=False, highlight=False, soft_wrap=True
+            )
         return _run_stages(opts, out, selected, console)
 
 
@@ -256,20 +286,32 @@ def _run_stages(opts: PipelineOptions, out: Path, selected: list[str], console) 
     # 3. check, 4. pack, 5. publish read only the tree: one digest after packaging serves all three
     tree_id = tree_digest(paths["tree"])
     check_inputs = _fingerprint("check", tree_id, opts.version, sorted(waive))
-    check_out = stage("check", check_inputs, lambda: _do_check(opts, paths, waive, console), key=tree_key,
-                      intact=lambda done: all((paths["check"] / f).is_file() for f in ("summary.csv", "report.json")))
+    check_out = stage(
+        "check",
+        check_inputs,
+        lambda: _do_check(opts, paths, waive, console),
+        key=tree_key,
+        intact=lambda done: all((paths["check"] / f).is_file() for f in ("summary.csv", "report.json")),
+    )
     if "ok" in (check_out or {}):
         outcome.check_ok = bool(check_out["ok"])
         outcome.findings = check_out.get("findings", [])
     pack_inputs = _fingerprint("pack", tree_id, run_digest, opts.name, opts.version, sorted(waive))
-    pack_out = stage("pack", pack_inputs, lambda: _do_pack(opts, run_dir, paths, waive, console), key=tree_key,
-                     intact=lambda done: all((paths["artifacts"] / Path(p).name).is_file()
-                                             for p in done["outputs"].get("artifacts", {}).values()))
+    pack_out = stage(
+        "pack",
+        pack_inputs,
+        lambda: _do_pack(opts, run_dir, paths, waive, console),
+        key=tree_key,
+        intact=lambda done: all(
+            (paths["artifacts"] / Path(p).name).is_file() for p in done["outputs"].get("artifacts", {}).values()
+        ),
+    )
     if pack_out:
         outcome.artifacts = pack_out.get("artifacts", {})
     if opts.fork:
-        pub_inputs = _fingerprint("publish", tree_id, opts.fork, opts.upstream, opts.base, opts.no_pr,
-                                  opts.allow_short, opts.replace)
+        pub_inputs = _fingerprint(
+            "publish", tree_id, opts.fork, opts.upstream, opts.base, opts.no_pr, opts.allow_short, opts.replace
+        )
         pub_out = stage("publish", pub_inputs, lambda: _do_publish(opts, paths, console), key=tree_key)
         if pub_out:
             outcome.publish = pub_out
@@ -277,30 +319,60 @@ def _run_stages(opts: PipelineOptions, out: Path, selected: list[str], console) 
     return outcome
 
 
-def _run_and_package(opts: PipelineOptions, stage, paths: dict, run_dir: Path, result_key: str, outcome: Outcome,
-                     console) -> str:
+def _run_and_package(
+    opts: PipelineOptions, stage, paths: dict, run_dir: Path, result_key: str, outcome: Outcome, console
+) -> str:
     """Stages 1 and 2, both keyed by model/scenario; returns the run directory's digest."""
     scenario = run_dir.name
     # 1. run: finished only while its run directory is as it was left (same digest)
     run_digest = tree_digest(run_dir)
-    run_inputs = _fingerprint("run", opts.model, scenario, opts.run_style, opts.target_qps,
-                              opts.backend, opts.batch_size, _file_identity(opts.model_path),
-                              _file_identity(opts.dataset_path), *([opts.extra] if opts.extra else []),
-                              *([tests] if (tests := _compliance_tests(opts)) else []),
-                              *([opts.version] if opts.version != DEFAULT_VERSION else []))   # its seeds
-    run_out = stage("run", run_inputs, lambda: _do_run(opts, paths["runs"], tests, console), key=result_key,
-                    intact=lambda done: done["outputs"].get("digest", run_digest) == run_digest
-                    and (run_dir / "run.json").is_file())
-    if outcome.stages["run"].startswith("done"):          # it ran just now: its digest is the new one
+    run_inputs = _fingerprint(
+        "run",
+        opts.model,
+        scenario,
+        opts.run_style,
+        opts.target_qps,
+        opts.backend,
+        opts.batch_size,
+        _file_identity(opts.model_path),
+        _file_identity(opts.dataset_path),
+        *([opts.extra] if opts.extra else []),
+        *([tests] if (tests := _compliance_tests(opts)) else []),
+        *([opts.version] if opts.version != DEFAULT_VERSION else []),
+    )  # its seeds
+    run_out = stage(
+        "run",
+        run_inputs,
+        lambda: _do_run(opts, paths["runs"], tests, console),
+        key=result_key,
+        intact=lambda done: (
+            done["outputs"].get("digest", run_digest) == run_digest and (run_dir / "run.json").is_file()
+        ),
+    )
+    if outcome.stages["run"].startswith("done"):  # it ran just now: its digest is the new one
         run_digest = run_out.get("digest") or tree_digest(run_dir)
     outcome.run = _headline(_read_run_record(run_dir))
 
     # 2. package: finished while the tree still holds what it packaged
-    pkg_inputs = _fingerprint("package", run_digest, opts.submitter, opts.division, opts.system,
-                              _file_identity(opts.system_file), opts.version)
-    stage("package", pkg_inputs, lambda: _do_package(opts, run_dir, paths, console), key=result_key,
-          intact=lambda done: bool(done["outputs"].get("result_dirs"))
-          and all((paths["tree"] / d).is_dir() for d in done["outputs"]["result_dirs"]))
+    pkg_inputs = _fingerprint(
+        "package",
+        run_digest,
+        opts.submitter,
+        opts.division,
+        opts.system,
+        _file_identity(opts.system_file),
+        opts.version,
+    )
+    stage(
+        "package",
+        pkg_inputs,
+        lambda: _do_package(opts, run_dir, paths, console),
+        key=result_key,
+        intact=lambda done: (
+            bool(done["outputs"].get("result_dirs"))
+            and all((paths["tree"] / d).is_dir() for d in done["outputs"]["result_dirs"])
+        ),
+    )
     return run_digest
 
 
@@ -322,7 +394,7 @@ def _stage_runner(opts: PipelineOptions, state: State, selected: list[str], outc
         state.mark(name, "running", fingerprint, key=key)
         t0 = time.time()
 
-        def interrupted() -> None:      # also run by the signal watchdog when the main thread cannot unwind
+        def interrupted() -> None:  # also run by the signal watchdog when the main thread cannot unwind
             state.mark(name, "interrupted", fingerprint, key=key)
 
         fsutil.EMERGENCY_CALLBACKS.append(interrupted)
@@ -333,9 +405,12 @@ def _stage_runner(opts: PipelineOptions, state: State, selected: list[str], outc
         except KeyboardInterrupt as exc:
             interrupted()
             why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-            console.print(f"[red]{why} in {name}[/]: nothing half-written; run the same command again "
-                          "to resume from this stage", highlight=False, soft_wrap=True)
-            interruption_explained(True)      # the CLI prints no second line
+            console.print(
+                f"[red]{why} in {name}[/]: nothing half-written; run the same command again to resume from this stage",
+                highlight=False,
+                soft_wrap=True,
+            )
+            interruption_explained(True)  # the CLI prints no second line
             raise
         except SubtoolError as err:
             err.hint = err.hint or "fix this, then run the same command again: finished stages are kept"
@@ -353,9 +428,12 @@ def _check_tree_round(state: State, out: Path, tree: Path, version: str) -> None
     """A tree holds one round: refuse to add results of another round to a tree state.json says is not it."""
     recorded = state.data["trees"].get(str(tree.relative_to(out)))
     if recorded and recorded != version and tree.exists():
-        raise SubtoolError(f"the tree holds {recorded} results and this run is for {version}; a tree holds one "
-                           "round", path=tree, rule="pipeline.round_mismatch",
-                           hint=f"use --version {recorded}, or another --out for {version}")
+        raise SubtoolError(
+            f"the tree holds {recorded} results and this run is for {version}; a tree holds one round",
+            path=tree,
+            rule="pipeline.round_mismatch",
+            hint=f"use --version {recorded}, or another --out for {version}",
+        )
 
 
 def _scenario_name(scenario: str) -> str:
@@ -402,11 +480,25 @@ def _check_round(opts: PipelineOptions) -> None:
 def _do_run(opts: PipelineOptions, runs: Path, compliance: list[str], console) -> dict:
     from subtool.runner.api import RunOptions, run_benchmark
 
-    record = run_benchmark(RunOptions(
-        model=opts.model, scenario=opts.scenario, mode="both", model_path=opts.model_path,
-        dataset_path=opts.dataset_path, out=runs, run_style=opts.run_style, target_qps=opts.target_qps,
-        backend=opts.backend, batch_size=opts.batch_size, extra=dict(opts.extra), compliance=compliance,
-        argv=opts.argv, round=opts.version), console=console)
+    record = run_benchmark(
+        RunOptions(
+            model=opts.model,
+            scenario=opts.scenario,
+            mode="both",
+            model_path=opts.model_path,
+            dataset_path=opts.dataset_path,
+            out=runs,
+            run_style=opts.run_style,
+            target_qps=opts.target_qps,
+            backend=opts.backend,
+            batch_size=opts.batch_size,
+            extra=dict(opts.extra),
+            compliance=compliance,
+            argv=opts.argv,
+            round=opts.version,
+        ),
+        console=console,
+    )
     run_dir = runs / record["model"] / record["scenario"]
     return {"run_dir": str(run_dir), "digest": tree_digest(run_dir)}
 
@@ -415,70 +507,125 @@ def _read_run_record(run_dir: Path) -> dict:
     try:
         return json.loads((run_dir / "run.json").read_text())
     except FileNotFoundError:
-        raise SubtoolError("no finished run here", path=run_dir / "run.json", rule="pipeline.no_run",
-                           hint="run the 'run' stage first (drop --from-stage/--only)") from None
+        raise SubtoolError(
+            "no finished run here",
+            path=run_dir / "run.json",
+            rule="pipeline.no_run",
+            hint="run the 'run' stage first (drop --from-stage/--only)",
+        ) from None
     except json.JSONDecodeError:
-        raise SubtoolError("run.json is damaged", path=run_dir / "run.json", rule="pipeline.no_run",
-                           hint="re-run with --only run") from None
+        raise SubtoolError(
+            "run.json is damaged", path=run_dir / "run.json", rule="pipeline.no_run", hint="re-run with --only run"
+        ) from None
 
 
 def _headline(record: dict) -> dict:
     perf = (record.get("modes") or {}).get("performance") or {}
     acc = (record.get("modes") or {}).get("accuracy") or {}
-    return {"model": record.get("model"), "scenario": record.get("scenario"), "demo": record.get("demo"),
-            "run_style": record.get("run_style"), "result": perf.get("result"), "units": perf.get("units"),
-            "validity": perf.get("result_validity"), "accuracy": acc.get("metrics"),
-            # LoadGen's percentiles (ms): query latency, and TTFT/TPOT for LLM runs with token latencies
-            **{k: perf[k] for k in ("latency_ms", "ttft_ms", "tpot_ms") if isinstance(perf.get(k), dict)}}
+    return {
+        "model": record.get("model"),
+        "scenario": record.get("scenario"),
+        "demo": record.get("demo"),
+        "run_style": record.get("run_style"),
+        "result": perf.get("result"),
+        "units": perf.get("units"),
+        "validity": perf.get("result_validity"),
+        "accuracy": acc.get("metrics"),
+        # LoadGen's percentiles (ms): query latency, and TTFT/TPOT for LLM runs with token latencies
+        **{k: perf[k] for k in ("latency_ms", "ttft_ms", "tpot_ms") if isinstance(perf.get(k), dict)},
+    }
 
 
 def _do_package(opts: PipelineOptions, run_dir: Path, paths: dict, console) -> dict:
     from subtool.submission.package import PackageOptions, package_results
 
-    with fsutil.undo_on_error(paths["tree"], paths["full_logs"]):   # a failure leaves no new folder or file
-        result = package_results(PackageOptions(
-            from_dirs=[run_dir], perf=None, acc=None, compliance=[], model=None, scenario=None,
-            submitter=opts.submitter, division=opts.division, system=opts.system, system_file=opts.system_file,
-            version=opts.version, out=paths["tree"], full_logs=paths["full_logs"], force=True), console=console)
+    with fsutil.undo_on_error(paths["tree"], paths["full_logs"]):  # a failure leaves no new folder or file
+        result = package_results(
+            PackageOptions(
+                from_dirs=[run_dir],
+                perf=None,
+                acc=None,
+                compliance=[],
+                model=None,
+                scenario=None,
+                submitter=opts.submitter,
+                division=opts.division,
+                system=opts.system,
+                system_file=opts.system_file,
+                version=opts.version,
+                out=paths["tree"],
+                full_logs=paths["full_logs"],
+                force=True,
+            ),
+            console=console,
+        )
     results = result.to_dict().get("results", [])
     tree = Path(paths["tree"]).resolve()
     dirs = [os.path.relpath(Path(r["path"]).resolve(), tree) for r in results if r.get("path")]
-    return {"tree": str(paths["tree"]), "results": results,
-            "result_dirs": [d for d in dirs if not d.startswith("..")]}   # relative: an OUT copied elsewhere
+    return {
+        "tree": str(paths["tree"]),
+        "results": results,
+        "result_dirs": [d for d in dirs if not d.startswith("..")],
+    }  # relative: an OUT copied elsewhere
 
 
 def _do_check(opts: PipelineOptions, paths: dict, waive: frozenset[str], console) -> dict:
     from subtool.checker.api import CheckOptions, check_tree
     from subtool.checker.report import print_human, report_to_dict, write_report_json, write_summary_csv
 
-    report = check_tree(paths["tree"], CheckOptions(version=opts.version, submitter=opts.submitter,
-                                                    waive=waive))
+    report = check_tree(paths["tree"], CheckOptions(version=opts.version, submitter=opts.submitter, waive=waive))
     write_summary_csv(report, paths["check"] / "summary.csv")
     write_report_json(report, paths["check"] / "report.json")
     print_human(report, console)
     doc = report_to_dict(report)
     findings = [f for f in doc.get("findings", []) if f.get("severity") in ("error", "waived")]
-    return {"ok": bool(report.ok), "summary_csv": str(paths["check"] / "summary.csv"),
-            "report": str(paths["check"] / "report.json"), "findings": findings}
+    return {
+        "ok": bool(report.ok),
+        "summary_csv": str(paths["check"] / "summary.csv"),
+        "report": str(paths["check"] / "report.json"),
+        "findings": findings,
+    }
 
 
 def _do_pack(opts: PipelineOptions, run_dir: Path, paths: dict, waive: frozenset[str], console) -> dict:
     from subtool.submission.pack import PackOptions, pack_tree
 
     # this run, and every earlier run under runs/ whose results the tree holds: .run/.tstamps cover them all
-    result = pack_tree(PackOptions(tree=paths["tree"], out=paths["artifacts"], name=opts.name,
-                                   runs=[run_dir, paths["runs"]],
-                                   version=opts.version, waive=waive), console=console)
+    result = pack_tree(
+        PackOptions(
+            tree=paths["tree"],
+            out=paths["artifacts"],
+            name=opts.name,
+            runs=[run_dir, paths["runs"]],
+            version=opts.version,
+            waive=waive,
+        ),
+        console=console,
+    )
     return {"ok": bool(result.ok), "artifacts": {k: str(v) for k, v in result.artifacts.items()}}
 
 
 def _do_publish(opts: PipelineOptions, paths: dict, console) -> dict:
     from subtool.submission.publish import PublishOptions, publish_tree
 
-    result = publish_tree(PublishOptions(
-        tree=paths["tree"], fork=opts.fork, upstream=opts.upstream, base=opts.base, branch=None, title=None,
-        api_url=os.environ.get("GITHUB_API_URL"), token_env=None, no_pr=opts.no_pr, dry_run=False,
-        cache=Path(opts.out) / ".publish-cache", allow_short=opts.allow_short, replace=opts.replace), console=console)
+    result = publish_tree(
+        PublishOptions(
+            tree=paths["tree"],
+            fork=opts.fork,
+            upstream=opts.upstream,
+            base=opts.base,
+            branch=None,
+            title=None,
+            api_url=os.environ.get("GITHUB_API_URL"),
+            token_env=None,
+            no_pr=opts.no_pr,
+            dry_run=False,
+            cache=Path(opts.out) / ".publish-cache",
+            allow_short=opts.allow_short,
+            replace=opts.replace,
+        ),
+        console=console,
+    )
     return result.to_dict()
 
 
@@ -490,7 +637,7 @@ def _print_summary(outcome: Outcome, console, seconds: float) -> None:
     run = outcome.run
     table = Table(title=f"subtool all — {seconds:.0f} s", show_header=False, title_justify="left")
     table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")      # a path too long for the width folds onto the next line, never cut
+    table.add_column(overflow="fold")  # a path too long for the width folds onto the next line, never cut
     label = f"{run.get('model')} {run.get('scenario')}"
     if run.get("demo"):
         label += " (embedded demo: random weights, open division)"

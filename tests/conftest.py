@@ -10,10 +10,7 @@ import json
 import random
 
 import pytest
-
-
 from support.official import official_checker_dir, official_skip_reason
-
 
 OFFICIAL_SKIP = official_skip_reason()
 
@@ -23,7 +20,7 @@ def official_checker():
     checker = official_checker_dir()
     if checker is None:
         pytest.skip(official_skip_reason())
-    for module in ("yaml", "numpy"):        # the official checker imports both
+    for module in ("yaml", "numpy"):  # the official checker imports both
         pytest.importorskip(module, reason=f"the official checker needs {module} (pip install -e '.[test]')")
     return checker
 

@@ -33,87 +33,131 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class Mutation:
     id: str
-    file: str          # relative to the repository root
-    original: str      # one line, stripped of its indentation; must occur exactly once (after `anchor`, if given)
-    mutated: str       # the replacement line, same indentation
-    test: str          # pytest node id (or file) that must fail
+    file: str  # relative to the repository root
+    original: str  # one line, stripped of its indentation; must occur exactly once (after `anchor`, if given)
+    mutated: str  # the replacement line, same indentation
+    test: str  # pytest node id (or file) that must fail
     why: str
-    anchor: str = ""   # text before the line, when `original` alone is not unique
+    anchor: str = ""  # text before the line, when `original` alone is not unique
 
 
 MUTATIONS = (
-    Mutation("test01-self-compare", "subtool/runner/session.py",
-             "v_acc = comp.verify_accuracy(reference_acc, sampled_log)",
-             "v_acc = comp.verify_accuracy(sampled_log, sampled_log)",
-             "tests/runner/test_bert_full.py",
-             "TEST01 compares the audited run's sampled log with itself: it can never fail"),
-    Mutation("stream-join-space", "subtool/runner/suts/llm_openai.py",
-             'text = "".join(text_parts)', 'text = " ".join(text_parts)',
-             "tests/llm/test_llm_network.py",
-             "streamed pieces joined with a space: a real BPE tokenizer re-tokenizes differently"),
-    Mutation("publish-recovery-raise", "subtool/submission/publish_forge.py",
-             "return None", "raise",
-             "tests/publish",
-             "a 422 'already exists' after a retried POST (applied, answer lost) is an error, not a recovery",
-             anchor='if exc.status == 422 and "already exists" in _describe(exc.data):'),
-    Mutation("accuracy-half-point-low", "subtool/checker/config.py",
-             "return self.reference * self.fraction",
-             "return self.reference * self.fraction - 0.5",
-             "tests/checker/test_accuracy_boundary.py",
-             "every accuracy metric passes 0.5 points under the round's threshold (checker, pack and score)"),
-    Mutation("accuracy-half-point-low-scoring", "subtool/checker/config.py",
-             "return self.reference * self.fraction",
-             "return self.reference * self.fraction - 0.5",
-             "tests/scoring/test_score_accuracy_boundary.py",
-             "the same, seen from `subtool score`: a team 0.01 under the F1 threshold is ranked"),
-    Mutation("accuracy-half-point-low-pack", "subtool/checker/config.py",
-             "return self.reference * self.fraction",
-             "return self.reference * self.fraction - 0.5",
-             "tests/submission/test_accuracy_boundary_pack.py",
-             "the same, seen from `subtool package` + `subtool pack`: a tree 0.01 under the threshold packs PASS"),
-    Mutation("pack-member-clock", "subtool/submission/pack_tarball.py",
-             "info.mtime = mtime", "info.mtime = int(__import__('time').time())",
-             "tests/submission/test_pack.py::test_two_packs_of_the_same_tree_give_identical_bytes",
-             "every member's mtime is the packing time: two packs of one tree differ"),
-    Mutation("pack-gzip-clock", "subtool/submission/pack_tarball.py",
-             'with gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=compresslevel, mtime=0) as gz:',
-             'with gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=compresslevel, mtime=None) as gz:',
-             "tests/submission/test_pack.py::test_two_packs_of_the_same_tree_give_identical_bytes",
-             "the gzip header carries the packing time: two packs of one tree differ"),
-    Mutation("best-result-worst", "subtool/scoring/ranking.py",
-             "return (min if task.lower_is_better else max)(good, key=lambda r: r.value)",
-             "return (max if task.lower_is_better else min)(good, key=lambda r: r.value)",
-             "tests/scoring/test_score_best_result.py",
-             "a team with several results is ranked on its worst"),
-    Mutation("metrics-avg-is-max", "subtool/scoring/metrics.py",
-             '"avg": sum(values) / len(values)})', '"avg": max(values)})',
-             "tests/scoring/test_score_metrics.py",
-             "VirtualClient metrics: the average over repeated runs is not the average"),
-    Mutation("lint-nothing-checked-passes", ".ci/lint-workflows",
-             "exit 3", "exit 0",
-             "tests/ci/test_ci_scripts.py",
-             "the workflow linter script passes when no linter could be installed",
-             anchor='note "no linter available: nothing was checked"'),
-    Mutation("torch-without-driver", "subtool/submission/system.py",
-             'if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/kfd")):',
-             'if False:',
-             "tests/submission/test_system.py::test_detection_imports_torch_only_for_a_driver_without_nvidia_smi",
-             "system detection imports torch on a machine with no GPU driver (slow, and torch may be absent)"),
+    Mutation(
+        "test01-self-compare",
+        "subtool/runner/session.py",
+        "v_acc = comp.verify_accuracy(reference_acc, sampled_log)",
+        "v_acc = comp.verify_accuracy(sampled_log, sampled_log)",
+        "tests/runner/test_bert_full.py",
+        "TEST01 compares the audited run's sampled log with itself: it can never fail",
+    ),
+    Mutation(
+        "stream-join-space",
+        "subtool/runner/suts/llm_openai.py",
+        'text = "".join(text_parts)',
+        'text = " ".join(text_parts)',
+        "tests/llm/test_llm_network.py",
+        "streamed pieces joined with a space: a real BPE tokenizer re-tokenizes differently",
+    ),
+    Mutation(
+        "publish-recovery-raise",
+        "subtool/submission/publish_forge.py",
+        "return None",
+        "raise",
+        "tests/publish",
+        "a 422 'already exists' after a retried POST (applied, answer lost) is an error, not a recovery",
+        anchor='if exc.status == 422 and "already exists" in _describe(exc.data):',
+    ),
+    Mutation(
+        "accuracy-half-point-low",
+        "subtool/checker/config.py",
+        "return self.reference * self.fraction",
+        "return self.reference * self.fraction - 0.5",
+        "tests/checker/test_accuracy_boundary.py",
+        "every accuracy metric passes 0.5 points under the round's threshold (checker, pack and score)",
+    ),
+    Mutation(
+        "accuracy-half-point-low-scoring",
+        "subtool/checker/config.py",
+        "return self.reference * self.fraction",
+        "return self.reference * self.fraction - 0.5",
+        "tests/scoring/test_score_accuracy_boundary.py",
+        "the same, seen from `subtool score`: a team 0.01 under the F1 threshold is ranked",
+    ),
+    Mutation(
+        "accuracy-half-point-low-pack",
+        "subtool/checker/config.py",
+        "return self.reference * self.fraction",
+        "return self.reference * self.fraction - 0.5",
+        "tests/submission/test_accuracy_boundary_pack.py",
+        "the same, seen from `subtool package` + `subtool pack`: a tree 0.01 under the threshold packs PASS",
+    ),
+    Mutation(
+        "pack-member-clock",
+        "subtool/submission/pack_tarball.py",
+        "info.mtime = mtime",
+        "info.mtime = int(__import__('time').time())",
+        "tests/submission/test_pack.py::test_two_packs_of_the_same_tree_give_identical_bytes",
+        "every member's mtime is the packing time: two packs of one tree differ",
+    ),
+    Mutation(
+        "pack-gzip-clock",
+        "subtool/submission/pack_tarball.py",
+        'with gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=compresslevel, mtime=0) as gz:',
+        'with gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=compresslevel, mtime=None) as gz:',
+        "tests/submission/test_pack.py::test_two_packs_of_the_same_tree_give_identical_bytes",
+        "the gzip header carries the packing time: two packs of one tree differ",
+    ),
+    Mutation(
+        "best-result-worst",
+        "subtool/scoring/ranking.py",
+        "return (min if task.lower_is_better else max)(good, key=lambda r: r.value)",
+        "return (max if task.lower_is_better else min)(good, key=lambda r: r.value)",
+        "tests/scoring/test_score_best_result.py",
+        "a team with several results is ranked on its worst",
+    ),
+    Mutation(
+        "metrics-avg-is-max",
+        "subtool/scoring/metrics.py",
+        '"avg": sum(values) / len(values)})',
+        '"avg": max(values)})',
+        "tests/scoring/test_score_metrics.py",
+        "VirtualClient metrics: the average over repeated runs is not the average",
+    ),
+    Mutation(
+        "lint-nothing-checked-passes",
+        ".ci/lint-workflows",
+        "exit 3",
+        "exit 0",
+        "tests/ci/test_ci_scripts.py",
+        "the workflow linter script passes when no linter could be installed",
+        anchor='note "no linter available: nothing was checked"',
+    ),
+    Mutation(
+        "torch-without-driver",
+        "subtool/submission/system.py",
+        'if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/kfd")):',
+        "if False:",
+        "tests/submission/test_system.py::test_detection_imports_torch_only_for_a_driver_without_nvidia_smi",
+        "system detection imports torch on a machine with no GPU driver (slow, and torch may be absent)",
+    ),
 )
 
 
 # ----------------------------------------------------------------------------------------------- scratch
 def scratch_copy(dest: Path) -> Path:
     """The repository's files (tracked, and untracked but not ignored) copied into dest; no .venv, no .git."""
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            capture_output=True, check=True).stdout.split(b"\0")
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
     for raw in listed:
         if not raw:
             continue
         rel = raw.decode()
         src = ROOT / rel
         if not src.is_file():
-            continue          # deleted in the work tree but still in the index
+            continue  # deleted in the work tree but still in the index
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
@@ -158,8 +202,12 @@ def official_env() -> dict[str, str]:
 
 def run_test(copy: Path, test: str, python: str, timeout: int) -> tuple[str, str]:
     """'passed', 'failed' or 'skipped', and the summary line."""
-    env = {**os.environ, **official_env(), "PYTHONPATH": os.pathsep.join([str(copy), str(copy / "tests")]),
-           "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        **official_env(),
+        "PYTHONPATH": os.pathsep.join([str(copy), str(copy / "tests")]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", test]
     try:
         proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
@@ -169,15 +217,16 @@ def run_test(copy: Path, test: str, python: str, timeout: int) -> tuple[str, str
     summary = lines[-1] if lines else ""
     if proc.returncode == 0:
         return ("passed" if re.search(r"\d+ passed", summary) else "skipped"), summary
-    if proc.returncode == 5:                 # nothing collected
+    if proc.returncode == 5:  # nothing collected
         return "skipped", summary
     return "failed", summary
 
 
 def check_imports(copy: Path, python: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(copy)}
-    where = subprocess.run([python, "-c", "import subtool; print(subtool.__file__)"], cwd=copy, env=env,
-                           capture_output=True, text=True).stdout.strip()
+    where = subprocess.run(
+        [python, "-c", "import subtool; print(subtool.__file__)"], cwd=copy, env=env, capture_output=True, text=True
+    ).stdout.strip()
     if not where.startswith(str(copy)):
         sys.exit(f"mutations: `import subtool` resolves to {where or 'nothing'}, not the scratch copy {copy}")
 

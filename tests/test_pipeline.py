@@ -71,8 +71,7 @@ def test_rerun_skips_every_finished_stage(reference_run, tmp_path):
 
 @pytest.mark.parametrize("stage", ["package", "check", "pack"])
 @pytest.mark.parametrize("point,action", [("start", "kill"), ("end", "kill"), ("start", "int")])
-def test_interrupted_stage_resumes_to_the_same_artifacts(reference_run, tmp_path,
-                                                        stage, point, action):
+def test_interrupted_stage_resumes_to_the_same_artifacts(reference_run, tmp_path, stage, point, action):
     """A kill after the benchmark ran never re-runs it, and the resumed artifacts equal an uninterrupted run's."""
     ref_out = reference_run[0]
     out = tmp_path / "out"
@@ -101,7 +100,7 @@ def test_interrupted_stage_resumes_to_the_same_artifacts(reference_run, tmp_path
     assert doc["stages"]["run"] == "skipped (unchanged)"
     assert (out / "runs/bert-99/Offline/run.json").read_bytes() == run_json
     assert _artifact_bytes(out).keys() == _artifact_bytes(ref_out).keys()
-    ref_tar = (ref_out / "artifacts/mlperf_submission_short.tar.gz")
+    ref_tar = ref_out / "artifacts/mlperf_submission_short.tar.gz"
     # The tree records its own location in the summary, so compare the tarball, which holds only the tree.
     assert (out / "artifacts/mlperf_submission_short.tar.gz").read_bytes() == ref_tar.read_bytes()
     assert not [p for p in out.rglob("*.staging")]
@@ -114,27 +113,32 @@ def test_killed_during_the_benchmark_resumes_and_leaves_no_partial_run(tmp_path)
     deadline = time.time() + 120
     runs = out / "runs" / "bert-99"
     while time.time() < deadline:
-        if runs.is_dir() and any(p.name.endswith(".staging") and (p / "user.conf").exists()
-                                 for p in runs.iterdir()):
+        if runs.is_dir() and any(p.name.endswith(".staging") and (p / "user.conf").exists() for p in runs.iterdir()):
             break
         time.sleep(0.05)
-    time.sleep(1.0)   # inside the LoadGen run
+    time.sleep(1.0)  # inside the LoadGen run
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (runs / "Offline").exists()      # no half-written run directory
+    assert not (runs / "Offline").exists()  # no half-written run directory
     state = json.loads((out / "state.json").read_text())
     assert state["stages"]["run"]["status"] == "running"
     resumed = _all(out, "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert (runs / "Offline" / "run.json").is_file()
-    assert [p.name for p in runs.iterdir()] == ["Offline"]   # the abandoned staging directory is gone
+    assert [p.name for p in runs.iterdir()] == ["Offline"]  # the abandoned staging directory is gone
 
 
 def test_bad_submitter_and_stage_names_are_one_line_errors(tmp_path):
-    for args, words in ((["--submitter", "Team X"], "submitter"), (["--submitter", "a/b"], "submitter"),
-                        (["--submitter", "T", "--only", "bake"], "not a stage")):
-        proc = subprocess.run([sys.executable, "-m", "subtool.cli", "all", *args, "--out", str(tmp_path / "o")],
-                              capture_output=True, text=True)
+    for args, words in (
+        (["--submitter", "Team X"], "submitter"),
+        (["--submitter", "a/b"], "submitter"),
+        (["--submitter", "T", "--only", "bake"], "not a stage"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "subtool.cli", "all", *args, "--out", str(tmp_path / "o")],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o" / "submission").exists()
 
@@ -142,12 +146,19 @@ def test_bad_submitter_and_stage_names_are_one_line_errors(tmp_path):
 def test_official_checker_reports_only_the_short_run_duration(reference_run, tmp_path, official_checker):
     tree = tmp_path / "tree"
     shutil.copytree(reference_run[0] / "submission", tree)
-    proc = subprocess.run([sys.executable, "-m", "submission_checker.main", "--input", str(tree),
-                           "--version", "v6.1"], cwd=official_checker, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "submission_checker.main", "--input", str(tree), "--version", "v6.1"],
+        cwd=official_checker,
+        capture_output=True,
+        text=True,
+    )
     errors = [line for line in proc.stderr.splitlines() if " ERROR]" in line]
     duration = [e for e in errors if "Test duration less than 600s" in e]
-    others = [e for e in errors if e not in duration and "NoResults" not in e and "SUMMARY" not in e
-              and "Some performance checks" not in e]
+    others = [
+        e
+        for e in errors
+        if e not in duration and "NoResults" not in e and "SUMMARY" not in e and "Some performance checks" not in e
+    ]
     assert duration and not others, errors
 
 
@@ -200,7 +211,7 @@ def test_a_second_command_on_one_out_stops_or_waits_and_sigterm_cleans_up(tmp_pa
     assert json.loads((out / "state.json").read_text())["stages"]["run"]["status"] == "interrupted"
     assert not (runs / "Offline").exists() and _leftovers(out) == []
 
-    assert waiter.wait(timeout=120) == 2        # it got OUT once the first was gone: there is no finished run
+    assert waiter.wait(timeout=120) == 2  # it got OUT once the first was gone: there is no finished run
     assert "no finished run" in waiter_log.read_text()
 
 
@@ -209,8 +220,11 @@ def test_resume_is_keyed_by_model_and_scenario(reference_run, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(reference_run[0], out)
     run_json = (out / "runs/bert-99/Offline/run.json").read_bytes()
-    other = subprocess.Popen([sys.executable, "-m", "subtool.cli", "all", "--submitter", "TeamX", "--out", str(out),
-                              "--model", "bert-99.9"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    other = subprocess.Popen(
+        [sys.executable, "-m", "subtool.cli", "all", "--submitter", "TeamX", "--out", str(out), "--model", "bert-99.9"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_for(lambda: _run_staging(out / "runs" / "bert-99.9"), what="the bert-99.9 run")
     other.send_signal(signal.SIGTERM)
     assert other.wait(timeout=120) == 143
@@ -228,14 +242,16 @@ def test_the_next_run_removes_what_interrupted_writers_left(reference_run, tmp_p
     shutil.copytree(reference_run[0], out)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    left = [out / "artifacts" / ".mlperf_submission_short.k2x9q_7a.staging" / "mlperf_submission_short.tar.gz",
-            out / "submission" / f".subtool-staging-open--TeamX--{dead.pid}" / "open" / "TeamX" / "x",
-            out / "full_logs" / "open" / f".mlperf_log_accuracy.json.{dead.pid}.tmp",
-            out / f".state.json.{dead.pid}.a1b2c3.tmp"]
+    left = [
+        out / "artifacts" / ".mlperf_submission_short.k2x9q_7a.staging" / "mlperf_submission_short.tar.gz",
+        out / "submission" / f".subtool-staging-open--TeamX--{dead.pid}" / "open" / "TeamX" / "x",
+        out / "full_logs" / "open" / f".mlperf_log_accuracy.json.{dead.pid}.tmp",
+        out / f".state.json.{dead.pid}.a1b2c3.tmp",
+    ]
     for path in left:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("half written")
-    live = out / "check" / f".summary.csv.{os.getpid()}.zz.tmp"     # a writer that is still alive: kept
+    live = out / "check" / f".summary.csv.{os.getpid()}.zz.tmp"  # a writer that is still alive: kept
     live.write_text("being written")
     proc = _all(out, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -245,8 +261,12 @@ def test_the_next_run_removes_what_interrupted_writers_left(reference_run, tmp_p
 
 def _tmpfs(path: Path, size: str) -> bool:
     path.mkdir()
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_package_on_a_full_disk_is_one_line_and_leaves_nothing(reference_run, tmp_path):
@@ -254,12 +274,25 @@ def test_package_on_a_full_disk_is_one_line_and_leaves_nothing(reference_run, tm
     if not _tmpfs(mnt, "1m"):
         pytest.skip("cannot mount a tmpfs here (not root); test_package_write_faults covers it by injection")
     try:
-        proc = subprocess.run([sys.executable, "-m", "subtool.cli", "package", "--from",
-                               str(reference_run[0] / "runs/bert-99/Offline"), "--submitter", "TeamX",
-                               "--out", str(mnt / "a" / "tree")], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "subtool.cli",
+                "package",
+                "--from",
+                str(reference_run[0] / "runs/bert-99/Offline"),
+                "--submitter",
+                "TeamX",
+                "--out",
+                str(mnt / "a" / "tree"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert proc.returncode == 2 and len(errors) == 1 and "[io.enospc]" in errors[0], proc.stderr
-        assert list(mnt.iterdir()) == []          # no empty folders, no partial copy of the 65 MB log
+        assert list(mnt.iterdir()) == []  # no empty folders, no partial copy of the 65 MB log
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -285,14 +318,27 @@ main()
 
 @pytest.mark.parametrize("fault", ["ENOSPC", "EXDEV"])
 def test_package_write_faults_are_one_line_and_leave_nothing(reference_run, tmp_path, fault):
-    proc = subprocess.run([sys.executable, "-c", PACKAGE_FAULT, "package", "--from",
-                           str(reference_run[0] / "runs/bert-99/Offline"), "--submitter", "TeamX",
-                           "--out", str(tmp_path / "out" / "tree")], capture_output=True, text=True,
-                          env={**os.environ, "FAULT": fault})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PACKAGE_FAULT,
+            "package",
+            "--from",
+            str(reference_run[0] / "runs/bert-99/Offline"),
+            "--submitter",
+            "TeamX",
+            "--out",
+            str(tmp_path / "out" / "tree"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FAULT": fault},
+    )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and f"[io.{fault.lower()}]" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
-    assert list(tmp_path.iterdir()) == []         # the tree, its full logs and the folder above: all gone
+    assert list(tmp_path.iterdir()) == []  # the tree, its full logs and the folder above: all gone
 
 
 def test_another_round_gets_its_own_tree_and_never_overwrites_artifacts(reference_run, tmp_path):
@@ -308,8 +354,9 @@ def test_another_round_gets_its_own_tree_and_never_overwrites_artifacts(referenc
     assert all(Path(p).parent == out / "v6.0" / "artifacts" for p in doc["artifacts"].values())
     assert (out / "v6.0" / "submission" / "open" / "TeamX").is_dir()
     assert _artifact_bytes(out) == before
-    assert {str(p.relative_to(out)): p.read_bytes() for p in (out / "submission").rglob("*")
-            if p.is_file()} == tree_before
+    assert {
+        str(p.relative_to(out)): p.read_bytes() for p in (out / "submission").rglob("*") if p.is_file()
+    } == tree_before
 
     # a tree state.json records under another round (an older subtool's default) is refused, not mixed
     state = json.loads((out / "state.json").read_text())

@@ -24,11 +24,37 @@ from subtool.errors import SubtoolError
 __all__ = ["CheckOptions", "CheckReport", "Finding", "ResultVerdict", "check_tree", "SUMMARY_COLUMNS"]
 
 SUMMARY_COLUMNS = (
-    "Organization", "Availability", "Division", "SystemType", "SystemName", "Platform", "Model", "MlperfModel",
-    "Scenario", "Result", "Accuracy", "number_of_nodes", "host_processor_model_name", "host_processors_per_node",
-    "host_processor_core_count", "accelerator_model_name", "accelerators_per_node", "total_accelerators",
-    "Location", "framework", "operating_system", "notes", "compliance", "errors", "version", "inferred",
-    "has_power", "Units", "weight_data_types", "design_power_watts", "PrivateID",
+    "Organization",
+    "Availability",
+    "Division",
+    "SystemType",
+    "SystemName",
+    "Platform",
+    "Model",
+    "MlperfModel",
+    "Scenario",
+    "Result",
+    "Accuracy",
+    "number_of_nodes",
+    "host_processor_model_name",
+    "host_processors_per_node",
+    "host_processor_core_count",
+    "accelerator_model_name",
+    "accelerators_per_node",
+    "total_accelerators",
+    "Location",
+    "framework",
+    "operating_system",
+    "notes",
+    "compliance",
+    "errors",
+    "version",
+    "inferred",
+    "has_power",
+    "Units",
+    "weight_data_types",
+    "design_power_watts",
+    "PrivateID",
 )
 
 # Below this many results a process pool costs more than it saves.
@@ -47,21 +73,21 @@ class CheckOptions:
 
 @dataclass
 class ResultVerdict:
-    result: str               # division/submitter/results/system/model/scenario
+    result: str  # division/submitter/results/system/model/scenario
     division: str
     submitter: str
     system: str
     model: str
     mlperf_model: str
     scenario: str
-    path: str                 # the result folder on disk
+    path: str  # the result folder on disk
     passed: bool
     value: float | None
     units: str
     accuracy: str
-    run_style: str            # "valid" or "short" (min_duration below 600 s)
-    waived: list[str] = field(default_factory=list)   # rule ids waived for this result
-    failed: list[str] = field(default_factory=list)   # rule ids that fail it (own and shared findings)
+    run_style: str  # "valid" or "short" (min_duration below 600 s)
+    waived: list[str] = field(default_factory=list)  # rule ids waived for this result
+    failed: list[str] = field(default_factory=list)  # rule ids that fail it (own and shared findings)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -87,31 +113,44 @@ class CheckReport:
 
 def _validate(tree: Path, opts: CheckOptions) -> None:
     if opts.version not in VERSIONS:
-        raise SubtoolError(f"unknown round {opts.version!r}", rule="cli.version",
-                           hint=f"use one of {', '.join(VERSIONS)}")
+        raise SubtoolError(
+            f"unknown round {opts.version!r}", rule="cli.version", hint=f"use one of {', '.join(VERSIONS)}"
+        )
     if not tree.exists():
-        raise SubtoolError("submission tree does not exist", path=tree, rule="layout.tree",
-                           hint="pass the folder that holds closed/ and/or open/")
+        raise SubtoolError(
+            "submission tree does not exist",
+            path=tree,
+            rule="layout.tree",
+            hint="pass the folder that holds closed/ and/or open/",
+        )
     if not tree.is_dir():
-        raise SubtoolError("submission tree is not a directory", path=tree, rule="layout.tree",
-                           hint="pass the folder that holds closed/ and/or open/ (unpack a tarball first)")
+        raise SubtoolError(
+            "submission tree is not a directory",
+            path=tree,
+            rule="layout.tree",
+            hint="pass the folder that holds closed/ and/or open/ (unpack a tarball first)",
+        )
     if not os.access(tree, os.R_OK | os.X_OK):
-        raise SubtoolError("submission tree cannot be read", path=tree, rule="layout.tree",
-                           hint="check the folder's permissions")
+        raise SubtoolError(
+            "submission tree cannot be read", path=tree, rule="layout.tree", hint="check the folder's permissions"
+        )
     known = all_rules()
     unknown = sorted(r for r in opts.waive if r not in known)
     if unknown:
-        raise SubtoolError(f"cannot waive unknown rule {', '.join(unknown)}", rule="cli.waive",
-                           hint="see subtool/checker/RULES.md for the rule ids, e.g. perf.min_duration")
+        raise SubtoolError(
+            f"cannot waive unknown rule {', '.join(unknown)}",
+            rule="cli.waive",
+            hint="see subtool/checker/RULES.md for the rule ids, e.g. perf.min_duration",
+        )
 
 
-_PENDING: list[ResultJob] = []   # the jobs, inherited by forked workers (so they are never pickled)
+_PENDING: list[ResultJob] = []  # the jobs, inherited by forked workers (so they are never pickled)
 
 
 def _check_slice(bounds: tuple[int, int]) -> list[ResultOutcome]:
-    outcomes = check_results(_PENDING[bounds[0]:bounds[1]])
+    outcomes = check_results(_PENDING[bounds[0] : bounds[1]])
     for outcome in outcomes:
-        outcome.job = None   # the parent has it; do not send it back
+        outcome.job = None  # the parent has it; do not send it back
     return outcomes
 
 
@@ -127,7 +166,7 @@ def _run_jobs(jobs: list[ResultJob]) -> list[ResultOutcome]:
     try:
         with ProcessPoolExecutor(max_workers=len(slices) - 1, mp_context=get_context("fork")) as pool:
             futures = [pool.submit(_check_slice, b) for b in slices[1:]]
-            outcomes = check_results(jobs[slices[0][0]:slices[0][1]])
+            outcomes = check_results(jobs[slices[0][0] : slices[0][1]])
             for (start, _end), future in zip(slices[1:], futures):
                 part = future.result()
                 for offset, outcome in enumerate(part):
@@ -142,13 +181,15 @@ def _waive(finding: Finding, opts: CheckOptions) -> Finding:
     if finding.severity == "waived":
         return finding
     by_rule = finding.rule in opts.waive
-    by_compliance = opts.skip_compliance and (finding.rule.startswith("compliance.")
-                                              or bool(_COMPLIANCE_PATH.search(finding.path)))
+    by_compliance = opts.skip_compliance and (
+        finding.rule.startswith("compliance.") or bool(_COMPLIANCE_PATH.search(finding.path))
+    )
     if not (by_rule or by_compliance):
         return finding
     why = "--skip-compliance" if by_compliance and not by_rule else f"--waive {finding.rule}"
-    return Finding(finding.rule, "waived", finding.path, f"{finding.message} [waived by {why}]", finding.hint,
-                   finding.result)
+    return Finding(
+        finding.rule, "waived", finding.path, f"{finding.message} [waived by {why}]", finding.hint, finding.result
+    )
 
 
 def _orphan(finding: Finding, checked: set[str]) -> Finding:
@@ -168,8 +209,9 @@ def check_tree(tree: Path, opts: CheckOptions) -> CheckReport:
 
     findings: list[Finding] = [_waive(f, opts) for f in found.tree.findings]
     checked = {job.result_id for job in found.jobs}
-    scope_findings = {key: [_waive(_orphan(f, checked), opts) for f in col.findings]
-                      for key, col in found.scopes.items()}
+    scope_findings = {
+        key: [_waive(_orphan(f, checked), opts) for f in col.findings] for key, col in found.scopes.items()
+    }
     for key in found.scopes:
         findings.extend(scope_findings[key])
 
@@ -185,15 +227,33 @@ def check_tree(tree: Path, opts: CheckOptions) -> CheckReport:
         waived = sorted({f.rule for f in everything if f.severity == "waived"})
         short = any(f.rule == "perf.min_duration" and not _COMPLIANCE_PATH.search(f.path) for f in own)
         verdict = ResultVerdict(
-            result=job.result_id, division=job.division, submitter=job.submitter, system=job.system,
-            model=job.model, mlperf_model=job.mlperf_model, scenario=job.scenario,
-            path=str(tree / job.result_id), passed=not failed, value=outcome.result_value, units=outcome.units,
-            accuracy=outcome.accuracy, run_style="short" if short else "valid", waived=waived, failed=failed)
+            result=job.result_id,
+            division=job.division,
+            submitter=job.submitter,
+            system=job.system,
+            model=job.model,
+            mlperf_model=job.mlperf_model,
+            scenario=job.scenario,
+            path=str(tree / job.result_id),
+            passed=not failed,
+            value=outcome.result_value,
+            units=outcome.units,
+            accuracy=outcome.accuracy,
+            run_style="short" if short else "valid",
+            waived=waived,
+            failed=failed,
+        )
         results.append(verdict)
         if verdict.passed and outcome.result_value is not None:
             rows.append(_summary_row(tree, opts.version, outcome))
-    report = CheckReport(tree=str(tree), version=opts.version, findings=findings, results=results, rows=rows,
-                         waived_rules=sorted(opts.waive))
+    report = CheckReport(
+        tree=str(tree),
+        version=opts.version,
+        findings=findings,
+        results=results,
+        rows=rows,
+        waived_rules=sorted(opts.waive),
+    )
     if opts.official is not None:
         from subtool.checker.official import diff_with_official
 

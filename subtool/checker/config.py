@@ -2,7 +2,8 @@
 
 A round module holds one `ROUND` dict:
   version, layout ("v5" | "v6": where measurements, compliance runs and code live), seeds, aliases (folder
-  name → benchmark), nameplate_power (the round reads systems/<system>_power.yaml), models: {benchmark: entry}. An entry may carry
+  name → benchmark), nameplate_power (the round reads systems/<system>_power.yaml),
+  models: {benchmark: entry}. An entry may carry
   accuracy          ((metric, reference, fraction), …)   minimum = reference × fraction; or {scenario: (…)}
   accuracy_upper    ((metric, reference, fraction), …)   maximum = reference × fraction
   performance_sample_count, dataset_size, accuracy_sample_count (int, or {scenario: int})
@@ -17,9 +18,9 @@ A round module holds one `ROUND` dict:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Mapping
+from functools import cache
 
 from subtool.checker.rounds import ROUNDS
 
@@ -46,10 +47,20 @@ RESULT_FIELDS = {
 }
 
 # Benchmarks that report tokens: they need use_token_latencies and, in Server/Interactive, TTFT/TPOT limits.
-LLM_MODELS = frozenset({
-    "llama2-70b-99", "llama2-70b-99.9", "llama2-70b-interactive-99", "llama2-70b-interactive-99.9",
-    "mixtral-8x7b", "llama3.1-405b", "llama3.1-8b", "llama3.1-8b-edge", "deepseek-r1", "gpt-oss-120b",
-})
+LLM_MODELS = frozenset(
+    {
+        "llama2-70b-99",
+        "llama2-70b-99.9",
+        "llama2-70b-interactive-99",
+        "llama2-70b-interactive-99.9",
+        "mixtral-8x7b",
+        "llama3.1-405b",
+        "llama3.1-8b",
+        "llama3.1-8b-edge",
+        "deepseek-r1",
+        "gpt-oss-120b",
+    }
+)
 
 _MS = 1_000_000
 # p99 time-to-first-token / time-per-output-token limits, ns, by benchmark and LoadGen scenario.
@@ -67,13 +78,36 @@ LLM_TOKEN_LIMITS = {
 
 # Closed-division Offline runs must put at least this many samples in their one query.
 OFFLINE_MIN_SAMPLES_PER_QUERY = {
-    "resnet": 24576, "retinanet": 24576, "bert-99": 10833, "bert-99.9": 10833, "dlrm-v2-99": 24576,
-    "dlrm-v2-99.9": 24576, "3d-unet-99": 43, "3d-unet-99.9": 43, "rnnt": 2513, "llama3.1-8b": 13368,
-    "llama3.1-8b-edge": 5000, "llama2-70b-99": 24576, "llama2-70b-99.9": 24576,
-    "llama2-70b-interactive-99": 24576, "llama2-70b-interactive-99.9": 24576, "stable-diffusion-xl": 5000,
-    "mixtral-8x7b": 15000, "llama3.1-405b": 8313, "rgat": 788379, "deepseek-r1": 4388, "gpt-oss-120b": 6396,
-    "whisper": 1633, "pointpainting": 6636, "yolo-99": 1525, "yolo-95": 1525, "dlrm-v3": 349823,
-    "qwen3-vl-235b-a22b": 48289, "wan-2.2-t2v-a14b": 50, "e2e-rag-qna": 824, "e2e-rag-db": 2515,
+    "resnet": 24576,
+    "retinanet": 24576,
+    "bert-99": 10833,
+    "bert-99.9": 10833,
+    "dlrm-v2-99": 24576,
+    "dlrm-v2-99.9": 24576,
+    "3d-unet-99": 43,
+    "3d-unet-99.9": 43,
+    "rnnt": 2513,
+    "llama3.1-8b": 13368,
+    "llama3.1-8b-edge": 5000,
+    "llama2-70b-99": 24576,
+    "llama2-70b-99.9": 24576,
+    "llama2-70b-interactive-99": 24576,
+    "llama2-70b-interactive-99.9": 24576,
+    "stable-diffusion-xl": 5000,
+    "mixtral-8x7b": 15000,
+    "llama3.1-405b": 8313,
+    "rgat": 788379,
+    "deepseek-r1": 4388,
+    "gpt-oss-120b": 6396,
+    "whisper": 1633,
+    "pointpainting": 6636,
+    "yolo-99": 1525,
+    "yolo-95": 1525,
+    "dlrm-v3": 349823,
+    "qwen3-vl-235b-a22b": 48289,
+    "wan-2.2-t2v-a14b": 50,
+    "e2e-rag-qna": 824,
+    "e2e-rag-db": 2515,
 }
 
 # How each accuracy metric appears in accuracy.txt (the line the accuracy script prints).
@@ -110,12 +144,26 @@ HASH_LINE = re.compile(r"^hash=(\w+)$")
 # Compliance accuracy (TEST01 non-deterministic fallback): allowed relative difference, percent.
 COMPLIANCE_DELTA_PERCENT = {"stable-diffusion-xl": {"CLIP_SCORE": 1, "FID_SCORE": 2}}
 
-UNITS = {"SingleStream": "Latency (ms)", "MultiStream": "Latency (ms)", "Offline": "Samples/s",
-         "Server": "Queries/s", "Interactive": "Queries/s"}
+UNITS = {
+    "SingleStream": "Latency (ms)",
+    "MultiStream": "Latency (ms)",
+    "Offline": "Samples/s",
+    "Server": "Queries/s",
+    "Interactive": "Queries/s",
+}
 SPECIAL_UNITS = {
-    **{m: {"Offline": "Tokens/s", "Server": "Tokens/s", "Interactive": "Tokens/s"}
-       for m in ("llama3.1-8b", "llama2-70b-99", "llama2-70b-99.9", "mixtral-8x7b", "llama3.1-405b",
-                 "deepseek-r1", "gpt-oss-120b")},
+    **{
+        m: {"Offline": "Tokens/s", "Server": "Tokens/s", "Interactive": "Tokens/s"}
+        for m in (
+            "llama3.1-8b",
+            "llama2-70b-99",
+            "llama2-70b-99.9",
+            "mixtral-8x7b",
+            "llama3.1-405b",
+            "deepseek-r1",
+            "gpt-oss-120b",
+        )
+    },
     "llama3.1-8b-edge": {"Offline": "Tokens/s"},
     # gptj's rounds (up to v5.0) reported its inferred tokens/s
     **{m: {"Offline": "Tokens/s", "Server": "Tokens/s"} for m in ("gptj-99", "gptj-99.9")},
@@ -124,42 +172,102 @@ SPECIAL_UNITS = {
 }
 
 SYSTEM_REQUIRED_FIELDS = (
-    "division", "submitter", "status", "system_name", "number_of_nodes", "host_processor_model_name",
-    "host_processors_per_node", "host_processor_core_count", "host_memory_capacity", "host_storage_capacity",
-    "host_storage_type", "accelerators_per_node", "accelerator_model_name", "accelerator_memory_capacity",
-    "framework", "operating_system", "system_type", "other_software_stack", "host_processor_frequency",
-    "host_processor_caches", "host_memory_configuration", "host_processor_interconnect", "host_networking",
-    "host_networking_topology", "accelerator_frequency", "accelerator_host_interconnect",
-    "accelerator_interconnect", "accelerator_interconnect_topology", "accelerator_memory_configuration",
-    "accelerator_on-chip_memories", "cooling", "hw_notes", "sw_notes", "host_network_card_count",
+    "division",
+    "submitter",
+    "status",
+    "system_name",
+    "number_of_nodes",
+    "host_processor_model_name",
+    "host_processors_per_node",
+    "host_processor_core_count",
+    "host_memory_capacity",
+    "host_storage_capacity",
+    "host_storage_type",
+    "accelerators_per_node",
+    "accelerator_model_name",
+    "accelerator_memory_capacity",
+    "framework",
+    "operating_system",
+    "system_type",
+    "other_software_stack",
+    "host_processor_frequency",
+    "host_processor_caches",
+    "host_memory_configuration",
+    "host_processor_interconnect",
+    "host_networking",
+    "host_networking_topology",
+    "accelerator_frequency",
+    "accelerator_host_interconnect",
+    "accelerator_interconnect",
+    "accelerator_interconnect_topology",
+    "accelerator_memory_configuration",
+    "accelerator_on-chip_memories",
+    "cooling",
+    "hw_notes",
+    "sw_notes",
+    "host_network_card_count",
     "system_type_detail",
 )
 # Required fields whose value must be "meaningful": the official test is Python truthiness (0, "", [] fail).
-SYSTEM_MEANINGFUL_FIELDS = frozenset({
-    "division", "submitter", "system_type", "status", "system_name", "number_of_nodes",
-    "host_processor_model_name", "host_processors_per_node", "host_processor_core_count",
-    "host_memory_capacity", "host_memory_configuration", "host_storage_capacity", "host_storage_type",
-    "host_networking", "host_network_card_count", "host_networking_topology", "accelerators_per_node",
-    "accelerator_model_name", "accelerator_memory_capacity", "accelerator_host_interconnect",
-    "accelerator_memory_configuration", "accelerator_interconnect", "cooling", "framework",
-    "operating_system", "other_software_stack",
-})
+SYSTEM_MEANINGFUL_FIELDS = frozenset(
+    {
+        "division",
+        "submitter",
+        "system_type",
+        "status",
+        "system_name",
+        "number_of_nodes",
+        "host_processor_model_name",
+        "host_processors_per_node",
+        "host_processor_core_count",
+        "host_memory_capacity",
+        "host_memory_configuration",
+        "host_storage_capacity",
+        "host_storage_type",
+        "host_networking",
+        "host_network_card_count",
+        "host_networking_topology",
+        "accelerators_per_node",
+        "accelerator_model_name",
+        "accelerator_memory_capacity",
+        "accelerator_host_interconnect",
+        "accelerator_memory_configuration",
+        "accelerator_interconnect",
+        "cooling",
+        "framework",
+        "operating_system",
+        "other_software_stack",
+    }
+)
 SYSTEM_NETWORK_FIELDS = (
-    "is_network", "network_type", "network_media", "network_rate", "nic_loadgen", "number_nic_loadgen",
-    "net_software_stack_loadgen", "network_protocol", "number_connections", "nic_sut", "number_nic_sut",
-    "net_software_stack_sut", "network_topology",
+    "is_network",
+    "network_type",
+    "network_media",
+    "network_rate",
+    "nic_loadgen",
+    "number_nic_loadgen",
+    "net_software_stack_loadgen",
+    "network_protocol",
+    "number_connections",
+    "nic_sut",
+    "number_nic_sut",
+    "net_software_stack_sut",
+    "network_topology",
 )
 NETWORK_SUT_NAME_MARK = "Network SUT"
 
-MEASUREMENTS_FIELDS = ("input_data_types", "retraining", "starting_weights_filename", "weight_data_types",
-                       "weight_transformations")
+MEASUREMENTS_FIELDS = (
+    "input_data_types",
+    "retraining",
+    "starting_weights_filename",
+    "weight_data_types",
+    "weight_transformations",
+)
 MEASUREMENTS_FILES = ("user.conf", "README.md")
 
 COMPLIANCE_PERF_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt")
-COMPLIANCE_PERF_OPTIONAL = frozenset({"mlperf_log_accuracy.json", "mlperf_log_trace.json", "results.json",
-                                      ".gitkeep"})
-TEST01_ACC_FILES = ("mlperf_log_accuracy.json", "accuracy.txt", "baseline_accuracy.txt",
-                    "compliance_accuracy.txt")
+COMPLIANCE_PERF_OPTIONAL = frozenset({"mlperf_log_accuracy.json", "mlperf_log_trace.json", "results.json", ".gitkeep"})
+TEST01_ACC_FILES = ("mlperf_log_accuracy.json", "accuracy.txt", "baseline_accuracy.txt", "compliance_accuracy.txt")
 
 
 @dataclass(frozen=True)
@@ -167,9 +275,9 @@ class Layout:
     """Where a result's files live, relative to the submitter directory, for one layout generation."""
 
     name: str
-    code_dir: str                 # src (v6) | code (v5)
-    measurements_dir: str         # template with {system} {model} {scenario}
-    compliance_dir: str           # template: the folder holding TEST01/, TEST04/, …
+    code_dir: str  # src (v6) | code (v5)
+    measurements_dir: str  # template with {system} {model} {scenario}
+    compliance_dir: str  # template: the folder holding TEST01/, TEST04/, …
     measurements_json_in_dir: bool  # v6: measurements.json; v5: <system>[_<scenario>].json
 
     def measurements(self, system: str, model: str, scenario: str) -> str:
@@ -181,8 +289,9 @@ class Layout:
 
 LAYOUTS = {
     "v6": Layout("v6", "src", "results/{system}/{model}/{scenario}", "results/{system}/{model}/{scenario}", True),
-    "v5": Layout("v5", "code", "measurements/{system}/{model}/{scenario}",
-                 "compliance/{system}/{model}/{scenario}", False),
+    "v5": Layout(
+        "v5", "code", "measurements/{system}/{model}/{scenario}", "compliance/{system}/{model}/{scenario}", False
+    ),
 }
 
 
@@ -288,7 +397,7 @@ class RoundConfig:
         return ModelRules(name, entry)
 
 
-@lru_cache(maxsize=None)
+@cache
 def round_config(version: str) -> RoundConfig:
     return RoundConfig(ROUNDS[version])
 

@@ -25,9 +25,9 @@ class ResultJob:
     division: str
     submitter: str
     system: str
-    model: str            # folder name
-    scenario: str         # folder name
-    mlperf_model: str     # benchmark the folder resolves to
+    model: str  # folder name
+    scenario: str  # folder name
+    mlperf_model: str  # benchmark the folder resolves to
     system_json: dict | None
 
     @property
@@ -77,13 +77,13 @@ class ResultContext:
 
     @cached_property
     def measurements_rel(self) -> str:
-        return f"{self.submitter_rel}/" + self.cfg.layout.measurements(self.job.system, self.job.model,
-                                                                      self.job.scenario)
+        return f"{self.submitter_rel}/" + self.cfg.layout.measurements(
+            self.job.system, self.job.model, self.job.scenario
+        )
 
     @cached_property
     def compliance_rel(self) -> str:
-        return f"{self.submitter_rel}/" + self.cfg.layout.compliance(self.job.system, self.job.model,
-                                                                    self.job.scenario)
+        return f"{self.submitter_rel}/" + self.cfg.layout.compliance(self.job.system, self.job.model, self.job.scenario)
 
     def abs(self, rel: str) -> str:
         return os.path.join(self.job.root, rel)

@@ -10,15 +10,21 @@ from subtool.checker.rules import RULES
 @dataclass(frozen=True)
 class Finding:
     rule: str
-    severity: str          # "error" | "warning" | "info" | "waived"
-    path: str              # relative to the tree root
+    severity: str  # "error" | "warning" | "info" | "waived"
+    path: str  # relative to the tree root
     message: str
     hint: str
-    result: str | None     # the result id it belongs to; None for a system / benchmark / submitter finding
+    result: str | None  # the result id it belongs to; None for a system / benchmark / submitter finding
 
     def to_dict(self) -> dict:
-        return {"rule": self.rule, "severity": self.severity, "path": self.path, "message": self.message,
-                "hint": self.hint, "result": self.result}
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "path": self.path,
+            "message": self.message,
+            "hint": self.hint,
+            "result": self.result,
+        }
 
 
 @dataclass

@@ -22,22 +22,53 @@ MARKER = b":::MLLOG "
 _ERROR_MARK = b'"is_error": true'
 
 # Keys any rule reads; everything else is skipped (but still shape-checked).
-WANTED_KEYS = frozenset({
-    "loadgen_version", "loadgen_git_status_message", "sut_name", "qsl_reported_total_count",
-    "qsl_reported_performance_count", "effective_scenario", "effective_test_mode", "effective_samples_per_query",
-    "effective_target_qps", "effective_target_latency_ns", "effective_min_duration_ms",
-    "effective_min_query_count", "effective_qsl_rng_seed", "effective_sample_index_rng_seed",
-    "effective_schedule_rng_seed", "effective_performance_sample_count", "effective_accuracy_sample_count",
-    "effective_sample_concatenate_permutation", "requested_use_token_latencies", "result_validity",
-    "result_invalid_reason", "result_min_duration_met", "result_min_queries_met", "early_stopping_met",
-    "early_stopping_result", "result_samples_per_second", "result_completed_samples_per_sec",
-    "result_tokens_per_second", "result_completed_tokens_per_second", "result_inferred_tokens_per_second",
-    "result_inferred_completed_tokens_per_second", "early_stopping_latency_ss", "early_stopping_latency_ms",
-    "result_90.00_percentile_latency_ns", "result_99.00_percentile_latency_ns", "result_mean_latency_ns",
-    "result_99.00_percentile_per_query_latency_ns", "result_mean_query_latency_ns",
-    "result_qps_without_loadgen_overhead", "result_first_token_99.00_percentile_latency_ns",
-    "result_time_per_output_token_99.00_percentile_ns", "result_query_count", "num_errors",
-})
+WANTED_KEYS = frozenset(
+    {
+        "loadgen_version",
+        "loadgen_git_status_message",
+        "sut_name",
+        "qsl_reported_total_count",
+        "qsl_reported_performance_count",
+        "effective_scenario",
+        "effective_test_mode",
+        "effective_samples_per_query",
+        "effective_target_qps",
+        "effective_target_latency_ns",
+        "effective_min_duration_ms",
+        "effective_min_query_count",
+        "effective_qsl_rng_seed",
+        "effective_sample_index_rng_seed",
+        "effective_schedule_rng_seed",
+        "effective_performance_sample_count",
+        "effective_accuracy_sample_count",
+        "effective_sample_concatenate_permutation",
+        "requested_use_token_latencies",
+        "result_validity",
+        "result_invalid_reason",
+        "result_min_duration_met",
+        "result_min_queries_met",
+        "early_stopping_met",
+        "early_stopping_result",
+        "result_samples_per_second",
+        "result_completed_samples_per_sec",
+        "result_tokens_per_second",
+        "result_completed_tokens_per_second",
+        "result_inferred_tokens_per_second",
+        "result_inferred_completed_tokens_per_second",
+        "early_stopping_latency_ss",
+        "early_stopping_latency_ms",
+        "result_90.00_percentile_latency_ns",
+        "result_99.00_percentile_latency_ns",
+        "result_mean_latency_ns",
+        "result_99.00_percentile_per_query_latency_ns",
+        "result_mean_query_latency_ns",
+        "result_qps_without_loadgen_overhead",
+        "result_first_token_99.00_percentile_latency_ns",
+        "result_time_per_output_token_99.00_percentile_ns",
+        "result_query_count",
+        "num_errors",
+    }
+)
 
 
 @dataclass
@@ -45,11 +76,11 @@ class LoadgenLog:
     """What a detail log says, as far as the rules care. `problems` lists why it could not be fully read."""
 
     path: Path
-    raw: dict[str, bytes] = field(default_factory=dict)   # key → its JSON value, decoded on first use
+    raw: dict[str, bytes] = field(default_factory=dict)  # key → its JSON value, decoded on first use
     values: dict[str, Any] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)       # LoadGen error messages (is_error entries)
-    problems: list[str] = field(default_factory=list)     # unreadable / not a detail log / corrupt lines
-    non_finite: list[str] = field(default_factory=list)   # keys whose value is NaN or ±Infinity
+    errors: list[str] = field(default_factory=list)  # LoadGen error messages (is_error entries)
+    problems: list[str] = field(default_factory=list)  # unreadable / not a detail log / corrupt lines
+    non_finite: list[str] = field(default_factory=list)  # keys whose value is NaN or ±Infinity
 
     def __getitem__(self, key: str) -> Any:
         return self.get(key)
@@ -64,7 +95,7 @@ class LoadgenLog:
             value = _scalar(raw)
         except ValueError as exc:
             if isinstance(exc.args[0] if exc.args else None, NonFinite):
-                self.non_finite.append(key)   # reported as value.not_finite, not as a corrupt log
+                self.non_finite.append(key)  # reported as value.not_finite, not as a corrupt log
             else:
                 self.problems.append(f"the {key} entry is not valid JSON")
             value = None
@@ -87,9 +118,11 @@ class LoadgenLog:
 
 
 _KEY_RE = re.compile(
-    rb':::MLLOG \{"key": "(' + b"|".join(re.escape(k.encode()) for k in sorted(WANTED_KEYS, key=len, reverse=True))
-    + rb')", "value": (.*?), "time_ms": ')
-_BIG_LINE = b'{"key": "loaded_qsl_set"'   # one sample index per loaded sample: most of the file's bytes
+    rb':::MLLOG \{"key": "('
+    + b"|".join(re.escape(k.encode()) for k in sorted(WANTED_KEYS, key=len, reverse=True))
+    + rb')", "value": (.*?), "time_ms": '
+)
+_BIG_LINE = b'{"key": "loaded_qsl_set"'  # one sample index per loaded sample: most of the file's bytes
 
 
 def read_file(path: Path | str, limit: int | None = None) -> bytes:
@@ -103,12 +136,15 @@ def read_file(path: Path | str, limit: int | None = None) -> bytes:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
-                          "is a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file", str(path))
+            raise OSError(
+                errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
+                "is a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file",
+                str(path),
+            )
         size = st.st_size
         want = size + 1 if limit is None else min(size + 1, limit)
         chunks = [os.read(fd, want)]
-        if limit is None and len(chunks[0]) == want:   # the file grew (or lied about its size): read the rest
+        if limit is None and len(chunks[0]) == want:  # the file grew (or lied about its size): read the rest
             while chunk := os.read(fd, 1 << 20):
                 chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -139,19 +175,21 @@ def read_loadgen_log(path: Path | str) -> LoadgenLog:
         log.problems.append(describe_os_error(exc))
         return log
     if not blob.startswith(MARKER):
-        log.problems.append("is empty" if not blob.strip() else
-                            "is not a LoadGen detail log (its first line has no ':::MLLOG' marker)")
+        log.problems.append(
+            "is empty" if not blob.strip() else "is not a LoadGen detail log (its first line has no ':::MLLOG' marker)"
+        )
         return log
     if not blob.isascii():
         try:
             blob.decode("utf-8")
         except UnicodeDecodeError as exc:
-            log.problems.append(f"line {_line_of(blob, exc.start)} holds bytes that are not UTF-8 text "
-                                "(binary garbage?)")
+            log.problems.append(
+                f"line {_line_of(blob, exc.start)} holds bytes that are not UTF-8 text (binary garbage?)"
+            )
     end = len(blob)
-    while end and blob[end - 1] in b"\r\n \t":   # (rstrip would copy the whole file)
+    while end and blob[end - 1] in b"\r\n \t":  # (rstrip would copy the whole file)
         end -= 1
-    if blob[end - 1:end] != b"}":
+    if blob[end - 1 : end] != b"}":
         log.problems.append(f"line {_line_of(blob, end)} is cut short (the file looks truncated)")
     segments = []
     pos = 0
@@ -164,9 +202,9 @@ def read_loadgen_log(path: Path | str) -> LoadgenLog:
     for a, b in segments:
         for m in _KEY_RE.finditer(blob, a, b):
             key = m.group(1).decode()
-            if key not in raw:   # the first occurrence wins, as in the official reader
+            if key not in raw:  # the first occurrence wins, as in the official reader
                 raw[key] = m.group(2)
-    for a, b in segments:   # LoadGen never logs an error inside a sample-index line
+    for a, b in segments:  # LoadGen never logs an error inside a sample-index line
         _errors(blob, a, b, log)
     return log
 
@@ -183,7 +221,7 @@ def _scalar(raw: bytes) -> Any:
         return False
     if raw == b"null":
         return None
-    if raw.isdigit() and len(raw) < 19:   # the common case, without the parser
+    if raw.isdigit() and len(raw) < 19:  # the common case, without the parser
         return int(raw)
     value, problem = parse_json(raw)
     if problem is not None:
@@ -197,7 +235,7 @@ def _errors(blob: bytes, pos: int, stop: int, log: LoadgenLog) -> None:
         end = blob.find(b"\n", hit)
         end = len(blob) if end < 0 else end
         pos = end
-        entry, problem = parse_json(blob[start + len(MARKER):end])
+        entry, problem = parse_json(blob[start + len(MARKER) : end])
         if problem is not None:
             log.problems.append(f"line {_line_of(blob, start)} {problem}")
             continue
@@ -248,10 +286,10 @@ _FLOAT_MAX = int(sys.float_info.max)
 
 
 def _finite_int(text: str) -> int:
-    if len(text.lstrip("-")) > 309:   # past any float, and int() would refuse it past Python's digit limit
+    if len(text.lstrip("-")) > 309:  # past any float, and int() would refuse it past Python's digit limit
         raise _NonFiniteNumber(text[:20] + "…")
     value = int(text)
-    if abs(value) > _FLOAT_MAX:   # no rule could compare or divide it as a float
+    if abs(value) > _FLOAT_MAX:  # no rule could compare or divide it as a float
         raise _NonFiniteNumber(text[:20] + "…")
     return value
 
@@ -269,14 +307,12 @@ def parse_json(data: bytes | str) -> tuple[Any, Problem | None]:
         except UnicodeDecodeError:
             return None, Problem("is not UTF-8 text")
     try:
-        return json.loads(data, parse_constant=_no_constant, parse_float=_finite_float,
-                          parse_int=_finite_int), None
+        return json.loads(data, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_finite_int), None
     except _NonFiniteNumber as exc:
-        return None, NonFinite(f"holds {str(exc)[:40]}, which is not a finite number (JSON has no NaN or "
-                               "Infinity)")
+        return None, NonFinite(f"holds {str(exc)[:40]}, which is not a finite number (JSON has no NaN or Infinity)")
     except RecursionError:
         return None, Problem("is nested too deeply to read")
-    except ValueError as exc:   # JSONDecodeError, and integers over Python's digit limit
+    except ValueError as exc:  # JSONDecodeError, and integers over Python's digit limit
         return None, Problem(f"is not valid JSON ({str(exc)[:120]})")
 
 
@@ -300,7 +336,7 @@ def read_json_object(path: Path | str) -> tuple[dict | None, str | None]:
 
 
 # ------------------------------------------------------------------------------------------ summary log
-SUMMARY_LIMIT_BYTES = 1 << 20          # a LoadGen summary is a few kB
+SUMMARY_LIMIT_BYTES = 1 << 20  # a LoadGen summary is a few kB
 _SUMMARY_HEADER = "MLPerf Results Summary"
 _SUMMARY_LINE = re.compile(r"^\s*(?:\*\s*)?([^:]+?)\s*:\s*(.*?)\s*$")
 _PLAIN_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")

@@ -23,8 +23,9 @@ _PERF_SUFFIX = "/performance/run_1/mlperf_log_detail.txt"
 _RESULTS = re.compile(r"(?<!No)Results (\S+) (\S+)\s*$")
 _NO_RESULTS = re.compile(r"NoResults (\S+)\s*$")
 # Rules where subtool is stricter on purpose, and rules a user waives on purpose: explained differences.
-STRICTER_RULES = frozenset({"perf.result_invalid", "perf.loadgen_error", "summary.mismatch", "tree.symlink",
-                            "value.not_finite"})
+STRICTER_RULES = frozenset(
+    {"perf.result_invalid", "perf.loadgen_error", "summary.mismatch", "tree.symlink", "value.not_finite"}
+)
 
 
 @dataclass
@@ -33,20 +34,27 @@ class OfficialDiff:
     returncode: int
     seconds: float
     crashed: bool
-    crash: str                                   # last lines of the traceback when it crashed
-    verdicts: dict[str, bool] = field(default_factory=dict)       # result id → official pass
-    errors: dict[str, list[str]] = field(default_factory=dict)     # result id → official error lines
+    crash: str  # last lines of the traceback when it crashed
+    verdicts: dict[str, bool] = field(default_factory=dict)  # result id → official pass
+    errors: dict[str, list[str]] = field(default_factory=dict)  # result id → official error lines
     disagreements: list[dict] = field(default_factory=list)
-    summary_csv: str = ""                                          # its summary.csv, paths as given
+    summary_csv: str = ""  # its summary.csv, paths as given
 
     @property
     def agrees(self) -> bool:
         return not self.disagreements
 
     def to_dict(self) -> dict:
-        return {"command": self.command, "returncode": self.returncode, "seconds": round(self.seconds, 3),
-                "crashed": self.crashed, "crash": self.crash, "verdicts": self.verdicts,
-                "errors": self.errors, "disagreements": self.disagreements}
+        return {
+            "command": self.command,
+            "returncode": self.returncode,
+            "seconds": round(self.seconds, 3),
+            "crashed": self.crashed,
+            "crash": self.crash,
+            "verdicts": self.verdicts,
+            "errors": self.errors,
+            "disagreements": self.disagreements,
+        }
 
 
 def locate_checker(path: Path) -> Path:
@@ -55,31 +63,51 @@ def locate_checker(path: Path) -> Path:
     for candidate in (path / "tools" / "submission", path, path.parent):
         if (candidate / "submission_checker" / "main.py").is_file():
             return candidate
-    raise SubtoolError("no official submission checker found here", path=path, rule="cli.official",
-                       hint="pass a checkout of github.com/mlcommons/inference (or its tools/submission folder)")
+    raise SubtoolError(
+        "no official submission checker found here",
+        path=path,
+        rule="cli.official",
+        hint="pass a checkout of github.com/mlcommons/inference (or its tools/submission folder)",
+    )
 
 
-def run_official(checkout: Path, tree: Path, version: str, *, submitter: str | None = None,
-                 skip_compliance: bool = False, timeout: float = 3600,
-                 python: str | None = None) -> OfficialDiff:
+def run_official(
+    checkout: Path,
+    tree: Path,
+    version: str,
+    *,
+    submitter: str | None = None,
+    skip_compliance: bool = False,
+    timeout: float = 3600,
+    python: str | None = None,
+) -> OfficialDiff:
     """Run the official checker on a copy of `tree`; verdicts keyed by subtool result ids."""
     cwd = locate_checker(checkout)
     with tempfile.TemporaryDirectory(prefix="subtool-official-") as tmp:
         copy = Path(tmp) / "tree"
         shutil.copytree(tree, copy, symlinks=True)
-        cmd = [python or sys.executable, "-m", "submission_checker.main", "--input", str(copy),
-               "--version", version, "--csv", str(Path(tmp) / "summary.csv")]
+        cmd = [
+            python or sys.executable,
+            "-m",
+            "submission_checker.main",
+            "--input",
+            str(copy),
+            "--version",
+            version,
+            "--csv",
+            str(Path(tmp) / "summary.csv"),
+        ]
         if submitter:
             cmd += ["--submitter", submitter]
         if skip_compliance:
             cmd.append("--skip_compliance")
         start = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, errors="replace",
-                                  timeout=timeout)
+            proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, errors="replace", timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise SubtoolError(f"the official checker did not finish within {timeout:.0f} s", path=cwd,
-                               rule="cli.official") from None
+            raise SubtoolError(
+                f"the official checker did not finish within {timeout:.0f} s", path=cwd, rule="cli.official"
+            ) from None
         except OSError as exc:
             raise SubtoolError(f"cannot run the official checker: {exc}", path=cwd, rule="cli.official") from None
         seconds = time.perf_counter() - start
@@ -92,12 +120,11 @@ def run_official(checkout: Path, tree: Path, version: str, *, submitter: str | N
         return diff
 
 
-def parse_official_output(output: str, root: str, returncode: int, seconds: float,
-                          command: list[str]) -> OfficialDiff:
+def parse_official_output(output: str, root: str, returncode: int, seconds: float, command: list[str]) -> OfficialDiff:
     crashed = "Traceback (most recent call last)" in output
     crash = ""
     if crashed:
-        tail = output[output.rindex("Traceback (most recent call last)"):].strip().splitlines()
+        tail = output[output.rindex("Traceback (most recent call last)") :].strip().splitlines()
         crash = "\n".join(tail[-3:])
     diff = OfficialDiff(command=command, returncode=returncode, seconds=seconds, crashed=crashed, crash=crash)
     prefix = root.rstrip("/") + "/"
@@ -105,7 +132,7 @@ def parse_official_output(output: str, root: str, returncode: int, seconds: floa
     def result_id(log_path: str) -> str | None:
         if not log_path.startswith(prefix) or not log_path.endswith(_PERF_SUFFIX):
             return None
-        return log_path[len(prefix):-len(_PERF_SUFFIX)]
+        return log_path[len(prefix) : -len(_PERF_SUFFIX)]
 
     for line in output.splitlines():
         m = _NO_RESULTS.search(line)
@@ -117,7 +144,7 @@ def parse_official_output(output: str, root: str, returncode: int, seconds: floa
             diff.verdicts[rid] = True
             continue
         if "ERROR" in line and prefix in line:
-            rel = line[line.index(prefix) + len(prefix):]
+            rel = line[line.index(prefix) + len(prefix) :]
             parts = rel.split("/")
             if len(parts) >= 6:
                 rid = "/".join(parts[:6])
@@ -147,20 +174,35 @@ def compare(report, diff: OfficialDiff) -> list[dict]:
             explained = f"waived by request: {', '.join(verdict.waived)}"
         elif not verdict.passed and official and set(verdict.failed) <= STRICTER_RULES:
             explained = f"subtool is stricter: {', '.join(verdict.failed)}"
-        rows.append({"result": rid, "subtool": "pass" if verdict.passed else "fail", "official": official_text,
-                     "subtool_failed_rules": verdict.failed, "official_errors": diff.errors.get(rid, []),
-                     "explained": explained})
+        rows.append(
+            {
+                "result": rid,
+                "subtool": "pass" if verdict.passed else "fail",
+                "official": official_text,
+                "subtool_failed_rules": verdict.failed,
+                "official_errors": diff.errors.get(rid, []),
+                "explained": explained,
+            }
+        )
     for rid, official in sorted(diff.verdicts.items()):
         if rid not in ours:
-            rows.append({"result": rid, "subtool": "not checked", "official": "pass" if official else "fail",
-                         "subtool_failed_rules": [], "official_errors": diff.errors.get(rid, []),
-                         "explained": ""})
+            rows.append(
+                {
+                    "result": rid,
+                    "subtool": "not checked",
+                    "official": "pass" if official else "fail",
+                    "subtool_failed_rules": [],
+                    "official_errors": diff.errors.get(rid, []),
+                    "explained": "",
+                }
+            )
     return rows
 
 
 def diff_with_official(tree: Path, opts, report) -> OfficialDiff:
-    diff = run_official(opts.official, tree, opts.version, submitter=opts.submitter,
-                        skip_compliance=opts.skip_compliance)
+    diff = run_official(
+        opts.official, tree, opts.version, submitter=opts.submitter, skip_compliance=opts.skip_compliance
+    )
     diff.disagreements = compare(report, diff)
     return diff
 
@@ -170,14 +212,18 @@ def print_official_diff(diff: OfficialDiff, console) -> None:
 
     console.print(f"[bold]official checker[/] ({diff.seconds:.1f} s, exit {diff.returncode})", highlight=False)
     if diff.crashed:
-        console.print(f"  [red]crashed with a traceback:[/] {escape(diff.crash.splitlines()[-1] if diff.crash else '')}",
-                      highlight=False)
+        console.print(
+            f"  [red]crashed with a traceback:[/] {escape(diff.crash.splitlines()[-1] if diff.crash else '')}",
+            highlight=False,
+        )
     if diff.agrees:
         console.print("  [green]same verdict for every result[/]", highlight=False)
         return
     for row in diff.disagreements:
         why = f"  ({escape(row['explained'])})" if row["explained"] else ""
-        console.print(f"  [yellow]differs[/] {escape(row['result'])}: subtool {row['subtool']}, official "
-                      f"{row['official']}{why}", highlight=False)
+        console.print(
+            f"  [yellow]differs[/] {escape(row['result'])}: subtool {row['subtool']}, official {row['official']}{why}",
+            highlight=False,
+        )
         for message in row["official_errors"][:3]:
             console.print(f"      official: {escape(message)}", highlight=False)

@@ -28,8 +28,12 @@ def report_to_dict(report: CheckReport) -> dict:
         "version": report.version,
         "ok": report.ok,
         "waived_rules": report.waived_rules,
-        "counts": {"results": len(report.results), "passed": sum(r.passed for r in report.results),
-                   "failed": sum(not r.passed for r in report.results), **{k: counts[k] for k in _ORDER}},
+        "counts": {
+            "results": len(report.results),
+            "passed": sum(r.passed for r in report.results),
+            "failed": sum(not r.passed for r in report.results),
+            **{k: counts[k] for k in _ORDER},
+        },
         "results": [r.to_dict() for r in report.results],
         "findings": [f.to_dict() for f in report.findings],
         "summary_rows": report.rows,
@@ -49,8 +53,13 @@ def _written(option: str, path: str | Path, write) -> Path:
         return write()
     except OSError as exc:
         what = "is a folder" if exc.errno == errno.EISDIR else (exc.strerror or str(exc))
-        raise SubtoolError(f"{option}: cannot write the file ({what})", path=path, rule="cli.output",
-                           hint="give a writable file path", exit_code=EXIT_USAGE) from None
+        raise SubtoolError(
+            f"{option}: cannot write the file ({what})",
+            path=path,
+            rule="cli.output",
+            hint="give a writable file path",
+            exit_code=EXIT_USAGE,
+        ) from None
 
 
 def write_report_json(report: CheckReport, path: str | Path, option: str = "--report") -> Path:
@@ -104,23 +113,24 @@ def print_human(report: CheckReport, console) -> None:
         console.print(f"{badge} {escape(verdict.result)}  {escape(value)}{acc}", highlight=False)
         inherited = [r for r in verdict.failed if r not in {f.rule for f in own}]
         if inherited:
-            console.print(f"    [red]fails with shared findings above:[/] {escape(', '.join(inherited))}",
-                          highlight=False)
+            console.print(
+                f"    [red]fails with shared findings above:[/] {escape(', '.join(inherited))}", highlight=False
+            )
         for f in own:
             _print_finding(console, f, escape)
         for rule in verdict.waived:
             why = "short run" if rule == "perf.min_duration" else "waived on request"
             console.print(f"    [magenta]{escape(rule)} waived ({why})[/]", highlight=False)
     if clean:
-        console.print(f"[bold green]PASS[/] {clean} more results without findings (listed in --json / --report)",
-                      highlight=False)
+        console.print(
+            f"[bold green]PASS[/] {clean} more results without findings (listed in --json / --report)", highlight=False
+        )
     passed = sum(r.passed for r in report.results)
     total = len(report.results)
     errors = sum(f.severity == "error" for f in report.findings)
     colour = "green" if report.ok else "red"
     tail = f"; waived: {', '.join(report.waived_rules)}" if report.waived_rules else ""
-    console.print(f"[bold {colour}]{passed}/{total} results pass, {errors} error(s){escape(tail)}[/]",
-                  highlight=False)
+    console.print(f"[bold {colour}]{passed}/{total} results pass, {errors} error(s){escape(tail)}[/]", highlight=False)
     if report.official_diff is not None:
         from subtool.checker.official import print_official_diff
 
@@ -129,11 +139,13 @@ def print_human(report: CheckReport, console) -> None:
 
 def _print_finding(console, f, escape) -> None:
     style = _STYLE[f.severity]
-    console.print(f"    [{style}]{f.severity:<7}[/] [bold]{escape(f.rule)}[/] {escape(f.path)}: {escape(f.message)}",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"    [{style}]{f.severity:<7}[/] [bold]{escape(f.rule)}[/] {escape(f.path)}: {escape(f.message)}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if f.hint and f.severity in ("error", "warning"):
         console.print(f"            fix: {escape(f.hint)}", highlight=False, soft_wrap=True)
 
 
-__all__ = ["print_human", "report_to_dict", "write_report_json", "write_summary_csv",
-           "summary_csv_text"]
+__all__ = ["print_human", "report_to_dict", "write_report_json", "write_summary_csv", "summary_csv_text"]

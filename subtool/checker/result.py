@@ -35,8 +35,12 @@ def check_result(job: ResultJob) -> ResultOutcome:
     check_compliance(ctx)
     units = ctx.rules.units(ctx.scenario) if ctx.rules else ""
     return ResultOutcome(
-        job=job, findings=ctx.out.findings, result_value=ctx.result_value,
-        accuracy=accuracy_summary(ctx.accuracy_metrics), units=units, inferred=ctx.inferred,
+        job=job,
+        findings=ctx.out.findings,
+        result_value=ctx.result_value,
+        accuracy=accuracy_summary(ctx.accuracy_metrics),
+        units=units,
+        inferred=ctx.inferred,
         weight_data_types=(measurements or {}).get("weight_data_types", ""),
         effective_scenario=ctx.perf_log["effective_scenario"] if ctx.perf_log is not None else None,
     )

@@ -27,9 +27,9 @@ from subtool.checker.rules.system import check_system, load_system, system_json_
 @dataclass
 class Discovery:
     jobs: list[ResultJob] = field(default_factory=list)
-    scopes: dict[str, Collector] = field(default_factory=dict)   # scope key → its findings
+    scopes: dict[str, Collector] = field(default_factory=dict)  # scope key → its findings
     job_scopes: dict[str, list[str]] = field(default_factory=dict)  # result id → scope keys
-    tree: Collector = field(default_factory=Collector)             # findings that belong to no result
+    tree: Collector = field(default_factory=Collector)  # findings that belong to no result
 
     def scope(self, key: str) -> Collector:
         return self.scopes.setdefault(key, Collector())
@@ -94,11 +94,19 @@ def _note_entry(found: Discovery, root: Path, rel: str, kind: str, reason: str |
     if kind == LINK:
         out.add(inputs.SYMLINK, rel, inputs.describe_link(root / rel, root), inputs.LINK_HINT)
     elif kind == OTHER:
-        out.add(inputs.SPECIAL_FILE, rel, "is neither a regular file nor a folder (FIFO, socket or device?)",
-                "remove it: a submission holds plain files and folders")
+        out.add(
+            inputs.SPECIAL_FILE,
+            rel,
+            "is neither a regular file nor a folder (FIFO, socket or device?)",
+            "remove it: a submission holds plain files and folders",
+        )
     else:
-        out.add(inputs.UNREADABLE, rel, f"{'folder' if kind == DIR else 'file'} cannot be read ({reason})",
-                "make it readable (chmod a+rX) or remove it; everything beside it was still checked")
+        out.add(
+            inputs.UNREADABLE,
+            rel,
+            f"{'folder' if kind == DIR else 'file'} cannot be read ({reason})",
+            "make it readable (chmod a+rX) or remove it; everything beside it was still checked",
+        )
 
 
 def scan(root: Path, top: str, found: Discovery) -> bool:
@@ -138,11 +146,11 @@ def discover(root: Path, cfg: RoundConfig, submitter_filter: str | None) -> Disc
     top = listing(root) or {}
     for division, kind in sorted(top.items()):
         if division.startswith("."):
-            continue   # .git, .github: the repository's own, not a division
+            continue  # .git, .github: the repository's own, not a division
         if division not in DIVISIONS:
             if kind == DIR:
                 layout.note_stray_dir(found.tree, division)
-            continue   # a file at the top (README.md, LICENSE) is the repository's own
+            continue  # a file at the top (README.md, LICENSE) is the repository's own
         if kind != DIR:
             _note_entry(found, root, division, kind)
             continue
@@ -167,14 +175,22 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
     out = found.scope(sub_key)
     here = listing(sub) or {}
     if here.get("results") != DIR:
-        found.tree.add(layout.MISSING_DIR, f"{sub_rel}/results", "results/ folder is missing",
-                       "put each result under results/<system>/<model>/<scenario>/")
+        found.tree.add(
+            layout.MISSING_DIR,
+            f"{sub_rel}/results",
+            "results/ folder is missing",
+            "put each result under results/<system>/<model>/<scenario>/",
+        )
         return
     _generation(cfg, here, sub_rel, out)
     code = cfg.layout.code_dir
     if here.get(code) != DIR:
-        out.add(layout.MISSING_DIR, f"{sub_rel}/{code}", f"{code}/ folder is missing",
-                f"put the code used for the runs (or a README pointing to it) in {sub_rel}/{code}/")
+        out.add(
+            layout.MISSING_DIR,
+            f"{sub_rel}/{code}",
+            f"{code}/ folder is missing",
+            f"put the code used for the runs (or a README pointing to it) in {sub_rel}/{code}/",
+        )
     mapping = _mapping(sub, sub_rel, out) if division == "open" and here.get("model_mapping.json") == FILE else {}
     results = os.path.join(sub, "results")
     for system in subdirs(results):
@@ -189,12 +205,21 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
             model_rel = f"{sub_rel}/results/{system}/{model}"
             mlperf_model = cfg.resolve(model, mapping)
             scenarios = subdirs(os.path.join(system_dir, model))
-            check_benchmark(cfg, division, model_rel, model, mlperf_model, system_type, scenarios,
-                            found.scope(model_rel))
+            check_benchmark(
+                cfg, division, model_rel, model, mlperf_model, system_type, scenarios, found.scope(model_rel)
+            )
             for scenario in scenarios:
-                job = ResultJob(root=str(root), version=cfg.version, division=division, submitter=submitter,
-                                system=system, model=model, scenario=scenario, mlperf_model=mlperf_model,
-                                system_json=system_json)
+                job = ResultJob(
+                    root=str(root),
+                    version=cfg.version,
+                    division=division,
+                    submitter=submitter,
+                    system=system,
+                    model=model,
+                    scenario=scenario,
+                    mlperf_model=mlperf_model,
+                    system_json=system_json,
+                )
                 found.jobs.append(job)
                 # the result's own key last: links and unreadable entries inside it (see scope_of)
                 found.job_scopes[job.result_id] = [sub_key, sys_key, model_rel, job.result_id]
@@ -204,14 +229,21 @@ def _mapping(sub: Path, sub_rel: str, out: Collector) -> dict[str, str]:
     data, problem = read_json_object(sub / "model_mapping.json")
     if data is None:
         rule = inputs.NOT_FINITE if isinstance(problem, NonFinite) else MAPPING_INVALID
-        out.add(rule, f"{sub_rel}/model_mapping.json", f"model_mapping.json {problem}",
-                'write {"<your model folder>": "<official benchmark, e.g. bert-99>"}')
+        out.add(
+            rule,
+            f"{sub_rel}/model_mapping.json",
+            f"model_mapping.json {problem}",
+            'write {"<your model folder>": "<official benchmark, e.g. bert-99>"}',
+        )
         return {}
     bad = [k for k, v in data.items() if not isinstance(v, str)]
     if bad:
-        out.add(MAPPING_INVALID, f"{sub_rel}/model_mapping.json",
-                f"model_mapping.json maps {', '.join(bad)} to something that is not a benchmark name",
-                "map each folder name to an official benchmark name (a string)")
+        out.add(
+            MAPPING_INVALID,
+            f"{sub_rel}/model_mapping.json",
+            f"model_mapping.json maps {', '.join(bad)} to something that is not a benchmark name",
+            "map each folder name to an official benchmark name (a string)",
+        )
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
@@ -219,14 +251,19 @@ def _generation(cfg: RoundConfig, here: dict[str, str], sub_rel: str, out: Colle
     """A v6 tree checked with v5 rules (or the reverse) fails everywhere; say why once, up front."""
     has_v5_dirs = here.get("measurements") == DIR or here.get("compliance") == DIR
     if cfg.layout.name == "v5" and here.get("measurements") != DIR:
-        out.add(layout.LEGACY_LAYOUT, f"{sub_rel}/measurements",
-                f"{cfg.version} keeps measurements.json, user.conf and README.md under "
-                f"{sub_rel}/measurements/<system>/<model>/<scenario>/, and this tree has no measurements/ folder",
-                "this looks like a v6-layout tree: check it with --version v6.1 (or v6.0), or package it again "
-                f"with --version {cfg.version}")
+        out.add(
+            layout.LEGACY_LAYOUT,
+            f"{sub_rel}/measurements",
+            f"{cfg.version} keeps measurements.json, user.conf and README.md under "
+            f"{sub_rel}/measurements/<system>/<model>/<scenario>/, and this tree has no measurements/ folder",
+            "this looks like a v6-layout tree: check it with --version v6.1 (or v6.0), or package it again "
+            f"with --version {cfg.version}",
+        )
     elif cfg.layout.name == "v6" and has_v5_dirs:
-        out.add(layout.LEGACY_LAYOUT, sub_rel,
-                f"{cfg.version} keeps measurements and compliance runs inside each result folder, but this tree "
-                "has v5-style measurements/ or compliance/ folders",
-                "check it with --version v5.1 (or v5.0), or package it again with --version "
-                f"{cfg.version}")
+        out.add(
+            layout.LEGACY_LAYOUT,
+            sub_rel,
+            f"{cfg.version} keeps measurements and compliance runs inside each result folder, but this tree "
+            "has v5-style measurements/ or compliance/ folders",
+            f"check it with --version v5.1 (or v5.0), or package it again with --version {cfg.version}",
+        )

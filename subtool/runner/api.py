@@ -37,9 +37,9 @@ class RunOptions:
     batch_size: int | None = None
     threads: int | None = None
     compliance: list[str] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)       # backend-specific options, passed to the SUT
+    extra: dict = field(default_factory=dict)  # backend-specific options, passed to the SUT
     argv: list[str] = field(default_factory=list)
-    round: str | None = None     # submission round whose official RNG seeds LoadGen uses; None: LoadGen's own
+    round: str | None = None  # submission round whose official RNG seeds LoadGen uses; None: LoadGen's own
 
 
 def date_u(t: float | None = None) -> str:
@@ -64,8 +64,9 @@ def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SubtoolError(f"cannot create the output directory: {exc.strerror}", path=out,
-                           rule="run.out_dir") from None
+        raise SubtoolError(
+            f"cannot create the output directory: {exc.strerror}", path=out, rule="run.out_dir"
+        ) from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise SubtoolError("output directory is not writable", path=out, rule="run.out_dir")
 
@@ -90,25 +91,33 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
     spec = workload.spec
     scenario = check_scenario(opts.scenario)
     if scenario not in spec.scenarios:
-        raise SubtoolError(f"{spec.name} has no {scenario} scenario; choose one of {', '.join(spec.scenarios)}",
-                           rule="run.scenario")
+        raise SubtoolError(
+            f"{spec.name} has no {scenario} scenario; choose one of {', '.join(spec.scenarios)}", rule="run.scenario"
+        )
     modes = _modes(opts.mode)
     seeds = round_seeds(opts.round)
     unknown = [t for t in opts.compliance if t not in spec.compliance]
     if unknown:
-        raise SubtoolError(f"compliance test {', '.join(unknown)} does not apply to {spec.name} or is not run by "
-                           f"subtool (available: {', '.join(spec.compliance) or 'none'})", rule="run.compliance")
+        raise SubtoolError(
+            f"compliance test {', '.join(unknown)} does not apply to {spec.name} or is not run by "
+            f"subtool (available: {', '.join(spec.compliance) or 'none'})",
+            rule="run.compliance",
+        )
     opts = resolve_backend(opts, spec, say)
     if opts.backend not in spec.backends:
-        raise SubtoolError(f"unknown backend {opts.backend!r} for {spec.name}; choose one of "
-                           f"{', '.join(spec.backends)}", rule="run.backend")
+        raise SubtoolError(
+            f"unknown backend {opts.backend!r} for {spec.name}; choose one of {', '.join(spec.backends)}",
+            rule="run.backend",
+        )
     if hasattr(workload, "check_backend"):
-        workload.check_backend(opts.backend, opts.precision)   # fail before any data or weights are loaded
+        workload.check_backend(opts.backend, opts.precision)  # fail before any data or weights are loaded
     demo = opts.model_path is None and opts.dataset_path is None
     if not demo and (opts.model_path is None or opts.dataset_path is None):
         missing = "--dataset-path" if opts.dataset_path is None else "--model-path"
-        raise SubtoolError(f"{missing} is missing: give both --model-path and --dataset-path, or neither for "
-                           "the embedded demo", rule="run.inputs")
+        raise SubtoolError(
+            f"{missing} is missing: give both --model-path and --dataset-path, or neither for the embedded demo",
+            rule="run.inputs",
+        )
     if opts.dataset_path is not None and not Path(opts.dataset_path).is_file():
         raise SubtoolError("dataset file not found", path=opts.dataset_path, rule="dataset.missing")
     if opts.user_conf is not None and not Path(opts.user_conf).is_file():
@@ -119,16 +128,21 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
     from subtool.runner.demo import cache_root
 
     if demo:
-        say(f"[cyan]demo[/]: embedded tiny {spec.name} model (random weights) on generated data — "
-            "open division only")
+        say(f"[cyan]demo[/]: embedded tiny {spec.name} model (random weights) on generated data — open division only")
         model_path, dataset_path = workload.demo_assets()
     else:
         model_path, dataset_path = Path(opts.model_path), Path(opts.dataset_path)
     workload.check_model(model_path)
 
-    settings = user_conf_settings(scenario, opts.run_style, spec.sample_count,
-                                  target_qps=opts.target_qps, target_latency_ms=opts.target_latency_ms,
-                                  min_duration_ms=opts.min_duration_ms, loadgen_model=spec.loadgen_model)
+    settings = user_conf_settings(
+        scenario,
+        opts.run_style,
+        spec.sample_count,
+        target_qps=opts.target_qps,
+        target_latency_ms=opts.target_latency_ms,
+        min_duration_ms=opts.min_duration_ms,
+        loadgen_model=spec.loadgen_model,
+    )
     final_dir = run_dir_for(out, opts.model, scenario)
     try:
         with staged_directory(final_dir) as stage:
@@ -142,21 +156,35 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
             else:
                 write_user_conf(user_conf, spec.loadgen_model, scenario, settings, header=header)
                 if opts.run_style == "short" and "performance" in modes:
-                    short_settings = dict(settings)    # the session sizes them to the SUT
-            session = SessionSpec(model=spec.name, scenario=scenario, modes=modes, model_path=str(model_path),
-                                  dataset_path=str(dataset_path), user_conf=str(user_conf), stage=str(stage),
-                                  cache_dir=str(cache_root() / "features"),
-                                  result_path=str(stage / ".session-result.json"), batch_size=opts.batch_size,
-                                  threads=opts.threads, precision=opts.precision, backend=opts.backend, demo=demo,
-                                  compliance=list(opts.compliance),
-                                  extra=dict(opts.extra), round=opts.round, seeds=seeds,
-                                  short_settings=short_settings, user_conf_header=header)
+                    short_settings = dict(settings)  # the session sizes them to the SUT
+            session = SessionSpec(
+                model=spec.name,
+                scenario=scenario,
+                modes=modes,
+                model_path=str(model_path),
+                dataset_path=str(dataset_path),
+                user_conf=str(user_conf),
+                stage=str(stage),
+                cache_dir=str(cache_root() / "features"),
+                result_path=str(stage / ".session-result.json"),
+                batch_size=opts.batch_size,
+                threads=opts.threads,
+                precision=opts.precision,
+                backend=opts.backend,
+                demo=demo,
+                compliance=list(opts.compliance),
+                extra=dict(opts.extra),
+                round=opts.round,
+                seeds=seeds,
+                short_settings=short_settings,
+                user_conf_header=header,
+            )
             outcome = _run_child(session, stage)
-            settings = outcome.get("settings", settings)    # a short run's, as sized to the SUT
+            settings = outcome.get("settings", settings)  # a short run's, as sized to the SUT
             record = _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, outcome, previous)
             atomic_write_json(stage / "run.json", record)
     except BaseException:
-        _remove_if_empty(final_dir.parent)   # a failed first run leaves no empty <model>/ folder behind
+        _remove_if_empty(final_dir.parent)  # a failed first run leaves no empty <model>/ folder behind
         raise
     if record["waives"]:
         say(f"short run (not submittable): waives the official {'; '.join(record['waives'])}")
@@ -171,8 +199,9 @@ def round_seeds(version: str | None) -> dict[str, int] | None:
     from subtool.checker.config import VERSIONS, round_config
 
     if version not in VERSIONS:
-        raise SubtoolError(f"unknown submission round {version!r}", rule="run.version",
-                           hint=f"use one of {', '.join(VERSIONS)}")
+        raise SubtoolError(
+            f"unknown submission round {version!r}", rule="run.version", hint=f"use one of {', '.join(VERSIONS)}"
+        )
     return dict(round_config(version).seeds)
 
 
@@ -202,15 +231,23 @@ def _run_child(session: SessionSpec, stage: Path) -> dict:
     try:
         outcome = json.loads(result_path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        raise SubtoolError(f"the benchmark process died (exit code {proc.returncode}) before reporting",
-                           path=stage, rule="run.crashed",
-                           hint="see the messages above; re-run the same command to try again") from None
+        raise SubtoolError(
+            f"the benchmark process died (exit code {proc.returncode}) before reporting",
+            path=stage,
+            rule="run.crashed",
+            hint="see the messages above; re-run the same command to try again",
+        ) from None
     finally:
         result_path.unlink(missing_ok=True)
     if not outcome.get("ok"):
         err = outcome["error"]
-        raise SubtoolError(err["message"], path=err.get("path"), rule=err.get("rule"), hint=err.get("hint"),
-                           exit_code=err.get("exit_code", 2))
+        raise SubtoolError(
+            err["message"],
+            path=err.get("path"),
+            rule=err.get("rule"),
+            hint=err.get("hint"),
+            exit_code=err.get("exit_code", 2),
+        )
     return outcome
 
 
@@ -238,7 +275,7 @@ def resolve_backend(opts: RunOptions, spec, say) -> RunOptions:
     if backend == "auto":
         backend = "torch-cuda" if "torch-cuda" in spec.backends and _cuda_available() else "torch-cpu"
         say(f"backend: {backend} (auto)")
-    if precision == "auto" and backend != "ray":   # Ray workers decide once they see the cluster's GPUs
+    if precision == "auto" and backend != "ray":  # Ray workers decide once they see the cluster's GPUs
         precision = spec.gpu_precision if backend == "torch-cuda" else "fp32"
     return dataclasses.replace(opts, backend=backend, precision=precision)
 

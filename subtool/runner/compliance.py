@@ -31,14 +31,19 @@ AUDIT_SETTINGS = {
         "bert": {"mode": 2, "accuracy_log_rng_seed": 720381539243781796, "accuracy_log_sampling_target": 4096},
     },
     "TEST06": {
-        "*": {"mode": 2, "accuracy_log_rng_seed": 720381539243781796, "accuracy_log_sampling_target": 100,
-              "min_query_count": 100, "min_duration": 0,
-              # equal-issue mode off: the test looks at single answers
-              "sample_concatenate_permutation": 0},
+        "*": {
+            "mode": 2,
+            "accuracy_log_rng_seed": 720381539243781796,
+            "accuracy_log_sampling_target": 100,
+            "min_query_count": 100,
+            "min_duration": 0,
+            # equal-issue mode off: the test looks at single answers
+            "sample_concatenate_permutation": 0,
+        },
     },
 }
 PERF_TOLERANCE = 0.10
-PERF_TOLERANCE_FAST_STREAM = 0.20          # SingleStream ≤ 200 µs or MultiStream ≤ 1.6 ms results (ns)
+PERF_TOLERANCE_FAST_STREAM = 0.20  # SingleStream ≤ 200 µs or MultiStream ≤ 1.6 ms results (ns)
 
 
 @dataclass
@@ -88,15 +93,20 @@ def verify_accuracy(accuracy_run_log: Path, test_log: Path) -> VerifyOutcome:
         else:
             mismatched += 1
     passed = mismatched == 0 and missing == 0 and matched > 0
-    text = "\n".join([
-        f"accuracy run entries = {len(reference)}",
-        f"accuracy run duplicate qsl_idx = {duplicates}",
-        f"compliance run entries = {len(test)}",
-        f"compliance run qsl_idx matched = {matched}",
-        f"compliance run data mismatch = {mismatched}",
-        f"compliance run qsl_idx missing from the accuracy run = {missing}",
-        "TEST PASS" if passed else "TEST FAIL",
-    ]) + "\n"
+    text = (
+        "\n".join(
+            [
+                f"accuracy run entries = {len(reference)}",
+                f"accuracy run duplicate qsl_idx = {duplicates}",
+                f"compliance run entries = {len(test)}",
+                f"compliance run qsl_idx matched = {matched}",
+                f"compliance run data mismatch = {mismatched}",
+                f"compliance run qsl_idx missing from the accuracy run = {missing}",
+                "TEST PASS" if passed else "TEST FAIL",
+            ]
+        )
+        + "\n"
+    )
     return VerifyOutcome(passed, text)
 
 
@@ -126,7 +136,8 @@ def verify_performance(reference_detail: Path, test_detail: Path) -> VerifyOutco
         return VerifyOutcome(False, "\n".join(lines) + "\n")
     tolerance = PERF_TOLERANCE
     if (ref_scenario == "SingleStream" and ref_score <= 200000) or (
-            ref_scenario == "MultiStream" and ref_score <= 1600000):
+        ref_scenario == "MultiStream" and ref_score <= 1600000
+    ):
         tolerance = PERF_TOLERANCE_FAST_STREAM
     passed = ref_score * (1 - tolerance) <= test_score <= ref_score * (1 + tolerance)
     lines.append(f"tolerance = {tolerance:.0%}")
@@ -136,12 +147,12 @@ def verify_performance(reference_detail: Path, test_detail: Path) -> VerifyOutco
 
 # --------------------------------------------------------------------------------------------------- TEST06
 TOKEN_DTYPES = ("int16", "int32", "int64", "float32")
-_LISTED = 10                                # offending qsl_idx values named per check in verify_accuracy.txt
+_LISTED = 10  # offending qsl_idx values named per check in verify_accuracy.txt
 
 
 @dataclass
 class Test06Outcome(VerifyOutcome):
-    first_token: str                        # "True" | "False" | "Skipped" (Offline reports no first token)
+    first_token: str  # "True" | "False" | "Skipped" (Offline reports no first token)
     eos: bool
     sample_length: bool
     samples: int
@@ -170,8 +181,7 @@ def _trailing_eos_ok(tokens: list[int], eos_token_id: int) -> bool:
 
 
 def _listed(qsl: list, detail: str = "") -> str:
-    shown = ", ".join(str(q) for q in qsl[:_LISTED]) + (f" and {len(qsl) - _LISTED} more" if len(qsl) > _LISTED
-                                                        else "")
+    shown = ", ".join(str(q) for q in qsl[:_LISTED]) + (f" and {len(qsl) - _LISTED} more" if len(qsl) > _LISTED else "")
     return shown + detail
 
 
@@ -179,12 +189,11 @@ def verify_test06(accuracy_log: Path, *, scenario: str, dtype: str, eos_token_id
     """The three TEST06 checks on the audited run's accuracy log, written as the official verification writes
     them (the lines both checkers read), followed by which samples failed and 'TEST PASS' / 'TEST FAIL'."""
     if dtype not in TOKEN_DTYPES:
-        raise SubtoolError(f"unknown token type {dtype!r} (one of {', '.join(TOKEN_DTYPES)})",
-                           rule="run.compliance")
+        raise SubtoolError(f"unknown token type {dtype!r} (one of {', '.join(TOKEN_DTYPES)})", rule="run.compliance")
     entries = _entries(accuracy_log)
     if not isinstance(entries, list):
         raise SubtoolError("accuracy log is not a list of responses", path=accuracy_log, rule="compliance.log_parse")
-    check_first = scenario != "Offline"       # LoadGen logs the early first token only outside Offline
+    check_first = scenario != "Offline"  # LoadGen logs the early first token only outside Offline
     undecodable, first_bad, eos_bad, eos_inside, no_count, length_bad = [], [], [], [], [], []
     for e in entries:
         if not isinstance(e, dict):
@@ -198,7 +207,7 @@ def verify_test06(accuracy_log: Path, *, scenario: str, dtype: str, eos_token_id
         if check_first:
             first = _tokens(e["token_data"], dtype) if "token_data" in e else None
             # the early report must be the answer's beginning; an empty early report proves nothing
-            if first is None or (tokens and not first) or first != tokens[:len(first)]:
+            if first is None or (tokens and not first) or first != tokens[: len(first)]:
                 first_bad.append(qsl)
         if not _trailing_eos_ok(tokens, eos_token_id):
             eos_bad.append(qsl)
@@ -214,30 +223,43 @@ def verify_test06(accuracy_log: Path, *, scenario: str, dtype: str, eos_token_id
     length_pass = bool(entries) and not length_bad and not no_count and not undecodable
     first_word = str(first_pass) if check_first else "Skipped"
     passed = first_pass and eos_pass and length_pass
-    lines = [f"First token check pass: {first_word}", f"EOS check pass: {eos_pass}",
-             f"Sample length check pass: {length_pass}",
-             "TEST06 verification complete" if passed else "TEST06 verification failed",
-             f"responses checked = {len(entries)} (scenario {scenario}, tokens {dtype}, EOS id {eos_token_id})"]
+    lines = [
+        f"First token check pass: {first_word}",
+        f"EOS check pass: {eos_pass}",
+        f"Sample length check pass: {length_pass}",
+        "TEST06 verification complete" if passed else "TEST06 verification failed",
+        f"responses checked = {len(entries)} (scenario {scenario}, tokens {dtype}, EOS id {eos_token_id})",
+    ]
     if not entries:
         lines.append("no responses were logged: the audited run sampled none (was the TEST06 audit config read?)")
     if undecodable:
         lines.append(f"responses that are not whole {dtype} tokens: qsl_idx {_listed(undecodable)}")
     if first_bad:
-        lines.append(f"first token reported early differs from the answer's first token: qsl_idx "
-                     f"{_listed(first_bad)}")
+        lines.append(f"first token reported early differs from the answer's first token: qsl_idx {_listed(first_bad)}")
     if eos_bad:
         lines.append(f"answer ends with more than one EOS: qsl_idx {_listed(eos_bad)}")
     if eos_inside:
-        lines.append(f"note: EOS inside the answer (not counted: the official check looks at its end only): "
-                     f"qsl_idx {_listed(eos_inside)}")
+        lines.append(
+            f"note: EOS inside the answer (not counted: the official check looks at its end only): "
+            f"qsl_idx {_listed(eos_inside)}"
+        )
     if no_count:
-        lines.append(f"no token_count logged (LoadGen logs it when use_token_latencies is on): qsl_idx "
-                     f"{_listed(no_count)}")
+        lines.append(
+            f"no token_count logged (LoadGen logs it when use_token_latencies is on): qsl_idx {_listed(no_count)}"
+        )
     if length_bad:
         q, reported, returned = length_bad[0]
         example = f" (qsl_idx {q}: reported {reported}, returned {returned})"
-        lines.append(f"reported token count differs from the tokens returned: qsl_idx "
-                     f"{_listed([b[0] for b in length_bad], example)}")
+        lines.append(
+            f"reported token count differs from the tokens returned: qsl_idx "
+            f"{_listed([b[0] for b in length_bad], example)}"
+        )
     lines.append("TEST PASS" if passed else "TEST FAIL")
-    return Test06Outcome(passed=passed, text="\n".join(lines) + "\n", first_token=first_word, eos=eos_pass,
-                         sample_length=length_pass, samples=len(entries))
+    return Test06Outcome(
+        passed=passed,
+        text="\n".join(lines) + "\n",
+        first_token=first_word,
+        eos=eos_pass,
+        sample_length=length_pass,
+        samples=len(entries),
+    )

@@ -19,14 +19,20 @@ from subtool.fsutil import atomic_write_text, staged_directory
 DEMO_VERSION = "2"
 DEMO_SEED = 20261126
 N_QUESTIONS = 10570
-N_TWO_WINDOW_QUESTIONS = 263       # 10,570 questions + 263 extra windows = 10,833 features
+N_TWO_WINDOW_QUESTIONS = 263  # 10,570 questions + 263 extra windows = 10,833 features
 QUESTIONS_PER_PARAGRAPH = 5
 PARAGRAPHS_PER_ARTICLE = 48
 VOCAB_WORDS = 3000
 
 # The tiny model: BERT's architecture, a few layers, random weights.
-DEMO_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
-                   max_position_embeddings=512, type_vocab_size=2)
+DEMO_CONFIG = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=256,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+)
 
 _CONSONANTS = "bcdfghjklmnprstvwz"
 _VOWELS = "aeiou"
@@ -54,8 +60,9 @@ def demo_assets(cache: Path | None = None) -> DemoAssets:
     with staged_directory(root) as tmp:
         words = generate_vocabulary(random.Random(DEMO_SEED))
         write_checkpoint(tmp / "model", words)
-        atomic_write_text(tmp / assets.dataset_path.name,
-                          json.dumps(generate_squad(words, random.Random(DEMO_SEED + 1))))
+        atomic_write_text(
+            tmp / assets.dataset_path.name, json.dumps(generate_squad(words, random.Random(DEMO_SEED + 1)))
+        )
         atomic_write_text(tmp / "COMPLETE", f"subtool demo assets v{DEMO_VERSION}\n")
     return assets
 
@@ -89,7 +96,9 @@ def write_checkpoint(model_dir: Path, words: list[str]) -> None:
     model.save_pretrained(model_dir)
     (model_dir / "SUBTOOL_DEMO.txt").write_text(
         "Embedded demo model: BERT architecture, random weights (seed "
-        f"{DEMO_SEED}). Its answers are meaningless; it exists to exercise the pipeline.\n", encoding="utf-8")
+        f"{DEMO_SEED}). Its answers are meaningless; it exists to exercise the pipeline.\n",
+        encoding="utf-8",
+    )
 
 
 def _sentence_text(rng: random.Random, words: list[str], n_tokens: int) -> list[str]:
@@ -119,11 +128,12 @@ def _context_length(rng: random.Random, long: bool) -> int:
     return int(min(360, max(30, rng.lognormvariate(5.0, 0.4))))
 
 
-def generate_squad(words: list[str], rng: random.Random, n_questions: int = N_QUESTIONS,
-                   n_two_window: int = N_TWO_WINDOW_QUESTIONS) -> dict:
+def generate_squad(
+    words: list[str], rng: random.Random, n_questions: int = N_QUESTIONS, n_two_window: int = N_TWO_WINDOW_QUESTIONS
+) -> dict:
     """A SQuAD v1.1 JSON document of n_questions questions, n_two_window of them on contexts long enough for
     two windows, so that feature conversion yields n_questions + n_two_window features."""
-    sizes: list[tuple[int, bool]] = []           # (questions, long context) per paragraph
+    sizes: list[tuple[int, bool]] = []  # (questions, long context) per paragraph
     full_long, rest_long = divmod(n_two_window, QUESTIONS_PER_PARAGRAPH)
     sizes += [(QUESTIONS_PER_PARAGRAPH, True)] * full_long + ([(rest_long, True)] if rest_long else [])
     short_questions = n_questions - n_two_window
@@ -147,9 +157,14 @@ def generate_squad(words: list[str], rng: random.Random, n_questions: int = N_QU
             q_words = [rng.choice(words) for _ in range(rng.randint(6, 14))]
             start = rng.randrange(len(context_words))
             length = rng.randint(1, min(4, len(context_words) - start))
-            answer = " ".join(context_words[start:start + length]).rstrip(".")
-            qas.append({"id": f"demo{qid:06d}", "question": " ".join(q_words).capitalize() + "?",
-                        "answers": [{"answer_start": offsets[start], "text": answer}]})
+            answer = " ".join(context_words[start : start + length]).rstrip(".")
+            qas.append(
+                {
+                    "id": f"demo{qid:06d}",
+                    "question": " ".join(q_words).capitalize() + "?",
+                    "answers": [{"answer_start": offsets[start], "text": answer}],
+                }
+            )
             qid += 1
         articles[-1]["paragraphs"].append({"context": context, "qas": qas})
     return {"version": "1.1", "subtool_demo": True, "data": articles}

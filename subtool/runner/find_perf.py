@@ -19,7 +19,7 @@ from subtool.runner.harness import check_scenario
 
 PROBE_MIN_SECONDS = 3.0
 OFFLINE_PROBE_SAMPLES = (64, 512, 4096)
-SERVER_START_FRACTION = 0.8     # of the Offline throughput
+SERVER_START_FRACTION = 0.8  # of the Offline throughput
 SERVER_STEP_DOWN = 0.8
 SERVER_TRIES = 4
 
@@ -27,14 +27,16 @@ SERVER_TRIES = 4
 def _probe(opts: RunOptions, scratch: Path, conf_lines: list[str], console) -> dict:
     conf = scratch / "probe.user.conf"
     conf.write_text("\n".join(conf_lines) + "\n")
-    probe_opts = dataclasses.replace(opts, mode="performance", out=scratch / "runs", user_conf=conf,
-                                     run_style="short", compliance=[])
+    probe_opts = dataclasses.replace(
+        opts, mode="performance", out=scratch / "runs", user_conf=conf, run_style="short", compliance=[]
+    )
     record = run_benchmark(probe_opts, console=None)
     perf = record["modes"]["performance"]
     seconds = float(perf.get("seconds") or 0.0)
     if console is not None:
-        console.print(f"  probe: {perf['result_field']} = {perf['result']} ({perf['result_validity']}, "
-                      f"{seconds:.1f} s)")
+        console.print(
+            f"  probe: {perf['result_field']} = {perf['result']} ({perf['result_validity']}, {seconds:.1f} s)"
+        )
     return {"result": perf["result"], "validity": perf["result_validity"], "seconds": seconds}
 
 
@@ -54,10 +56,17 @@ def find_performance(opts: RunOptions, console=None) -> dict:
             throughput = None
             for n in OFFLINE_PROBE_SAMPLES:
                 n = min(n, spec.sample_count)
-                p = _probe(dataclasses.replace(opts, scenario="Offline"), scratch,
-                           [f"{lg}.Offline.target_qps = {n / 1.1:.3f}", f"{lg}.Offline.min_duration = 1",
-                            # LoadGen's built-in conf sets a floor of one full data set per Offline query
-                            f"{lg}.Offline.min_query_count = {n}"], console)
+                p = _probe(
+                    dataclasses.replace(opts, scenario="Offline"),
+                    scratch,
+                    [
+                        f"{lg}.Offline.target_qps = {n / 1.1:.3f}",
+                        f"{lg}.Offline.min_duration = 1",
+                        # LoadGen's built-in conf sets a floor of one full data set per Offline query
+                        f"{lg}.Offline.min_query_count = {n}",
+                    ],
+                    console,
+                )
                 probes.append({"scenario": "Offline", "samples": n, **p})
                 throughput = p["result"]
                 if p["seconds"] >= PROBE_MIN_SECONDS or n >= spec.sample_count:
@@ -69,23 +78,40 @@ def find_performance(opts: RunOptions, console=None) -> dict:
             else:
                 qps = throughput * SERVER_START_FRACTION
                 for _ in range(SERVER_TRIES):
-                    p = _probe(dataclasses.replace(opts, scenario="Server"), scratch,
-                               [f"{lg}.Server.target_qps = {qps:.3f}", f"{lg}.Server.min_duration = 5000",
-                                f"{lg}.Server.min_query_count = {max(100, int(qps * 5))}"], console)
+                    p = _probe(
+                        dataclasses.replace(opts, scenario="Server"),
+                        scratch,
+                        [
+                            f"{lg}.Server.target_qps = {qps:.3f}",
+                            f"{lg}.Server.min_duration = 5000",
+                            f"{lg}.Server.min_query_count = {max(100, int(qps * 5))}",
+                        ],
+                        console,
+                    )
                     probes.append({"scenario": "Server", "target_qps": qps, **p})
                     if p["validity"] == "VALID":
                         break
                     qps *= SERVER_STEP_DOWN
                 else:
-                    raise SubtoolError(f"no VALID Server run down to {qps:.1f} queries/s", rule="run.find_perf",
-                                       hint="the SUT cannot meet the latency bound; try a smaller --batch-size")
+                    raise SubtoolError(
+                        f"no VALID Server run down to {qps:.1f} queries/s",
+                        rule="run.find_perf",
+                        hint="the SUT cannot meet the latency bound; try a smaller --batch-size",
+                    )
                 found["target_qps"] = round(qps, 2)
         else:
-            p = _probe(opts, scratch, [f"{lg}.{scenario}.target_latency = 1",
-                                       f"{lg}.{scenario}.min_duration = 2000",
-                                       f"{lg}.{scenario}.min_query_count = 64"], console)
+            p = _probe(
+                opts,
+                scratch,
+                [
+                    f"{lg}.{scenario}.target_latency = 1",
+                    f"{lg}.{scenario}.min_duration = 2000",
+                    f"{lg}.{scenario}.min_query_count = 64",
+                ],
+                console,
+            )
             probes.append({"scenario": scenario, **p})
-            found["target_latency"] = round(float(p["result"]) / 1e6, 3)   # ns → ms
+            found["target_latency"] = round(float(p["result"]) / 1e6, 3)  # ns → ms
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -94,7 +120,5 @@ def find_performance(opts: RunOptions, console=None) -> dict:
     lines += [f"{lg}.{scenario}.{key} = {value}" for key, value in found.items()]
     atomic_write_text(conf_path, "\n".join(lines) + "\n")
     say(f"find-perf: {', '.join(f'{k} = {v}' for k, v in found.items())} → {conf_path}")
-    say(f"  next: subtool run --model {spec.name} --scenario {scenario} --user-conf {conf_path} "
-        "--run-style valid")
-    return {"model": spec.name, "scenario": scenario, "found": found, "user_conf": str(conf_path),
-            "probes": probes}
+    say(f"  next: subtool run --model {spec.name} --scenario {scenario} --user-conf {conf_path} --run-style valid")
+    return {"model": spec.name, "scenario": scenario, "found": found, "user_conf": str(conf_path), "probes": probes}

@@ -19,8 +19,12 @@ RESULT_FIELD = {
     "SingleStream": "early_stopping_latency_ss",
     "MultiStream": "early_stopping_latency_ms",
 }
-RESULT_UNITS = {"Offline": "Samples/s", "Server": "Queries/s", "SingleStream": "Latency (ms)",
-                "MultiStream": "Latency (ms)"}
+RESULT_UNITS = {
+    "Offline": "Samples/s",
+    "Server": "Queries/s",
+    "SingleStream": "Latency (ms)",
+    "MultiStream": "Latency (ms)",
+}
 
 # Short runs keep every official setting except how long they last (see runner/sizing.py for how a short run
 # is sized to the SUT so that LoadGen still calls it VALID).
@@ -50,13 +54,19 @@ def check_scenario(scenario: str) -> str:
     for s in SCENARIOS:
         if scenario.lower() == s.lower():
             return s
-    raise SubtoolError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}",
-                       rule="run.scenario")
+    raise SubtoolError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}", rule="run.scenario")
 
 
-def user_conf_settings(scenario: str, run_style: str, sample_count: int, *, target_qps: float | None,
-                       target_latency_ms: float | None, min_duration_ms: int | None,
-                       loadgen_model: str = "") -> dict[str, object]:
+def user_conf_settings(
+    scenario: str,
+    run_style: str,
+    sample_count: int,
+    *,
+    target_qps: float | None,
+    target_latency_ms: float | None,
+    min_duration_ms: int | None,
+    loadgen_model: str = "",
+) -> dict[str, object]:
     """The keys subtool writes into user.conf for one scenario (LoadGen's own names, without the model prefix)."""
     if run_style not in ("short", "valid"):
         raise SubtoolError(f"unknown run style {run_style!r}; choose short or valid", rule="run.style")
@@ -77,8 +87,9 @@ def user_conf_settings(scenario: str, run_style: str, sample_count: int, *, targ
         if target_qps:
             settings["target_qps"] = target_qps
         if run_style == "short":
-            settings["min_query_count"] = max(SHORT_MIN_QUERIES["Server"],
-                                              int((target_qps or 0) * (duration or 10000) / 1000))
+            settings["min_query_count"] = max(
+                SHORT_MIN_QUERIES["Server"], int((target_qps or 0) * (duration or 10000) / 1000)
+            )
     else:
         if target_latency_ms:
             settings["target_latency"] = target_latency_ms
@@ -91,8 +102,9 @@ def user_conf_settings(scenario: str, run_style: str, sample_count: int, *, targ
     return settings
 
 
-def write_user_conf(path: Path, loadgen_model: str, scenario: str, settings: dict[str, object],
-                    header: str = "") -> Path:
+def write_user_conf(
+    path: Path, loadgen_model: str, scenario: str, settings: dict[str, object], header: str = ""
+) -> Path:
     lines = [f"# {line}" for line in header.splitlines()] if header else []
     for key, value in settings.items():
         if isinstance(value, float):
@@ -111,7 +123,7 @@ def read_detail_log(path: Path) -> dict[str, object]:
                 if not line.startswith(":::MLLOG"):
                     continue
                 try:
-                    entry = json.loads(line[len(":::MLLOG"):])
+                    entry = json.loads(line[len(":::MLLOG") :])
                 except json.JSONDecodeError:
                     continue
                 key = entry.get("key")
@@ -162,8 +174,9 @@ def use_round_seeds(settings, seeds: dict[str, int] | None) -> bool:
     return changed
 
 
-def run_loadgen(sut_handle, qsl_handle, settings, *, scenario: str, mode: str, outdir: Path,
-                audit_config: Path | None = None) -> LoadGenRun:
+def run_loadgen(
+    sut_handle, qsl_handle, settings, *, scenario: str, mode: str, outdir: Path, audit_config: Path | None = None
+) -> LoadGenRun:
     import mlperf_loadgen as lg
 
     outdir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +195,12 @@ def run_loadgen(sut_handle, qsl_handle, settings, *, scenario: str, mode: str, o
     values = read_detail_log(outdir / "mlperf_log_detail.txt")
     field = RESULT_FIELD[scenario]
     result = values.get(field)
-    return LoadGenRun(outdir=outdir, mode=mode, scenario=scenario,
-                      validity=values.get("result_validity") if mode == "performance" else None,
-                      result=float(result) if isinstance(result, (int, float)) else None,
-                      result_field=field, errors=list(values["__errors__"]))
+    return LoadGenRun(
+        outdir=outdir,
+        mode=mode,
+        scenario=scenario,
+        validity=values.get("result_validity") if mode == "performance" else None,
+        result=float(result) if isinstance(result, (int, float)) else None,
+        result_field=field,
+        errors=list(values["__errors__"]),
+    )

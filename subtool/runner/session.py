@@ -28,15 +28,15 @@ class SessionSpec:
     stage: str
     cache_dir: str
     result_path: str
-    batch_size: int | None = None    # None: the default (32), and the workload may choose its own
+    batch_size: int | None = None  # None: the default (32), and the workload may choose its own
     threads: int | None = None
     precision: str = "fp32"
     backend: str = "torch-cpu"
     demo: bool = False
-    compliance: list[str] = field(default_factory=list)   # e.g. ["TEST01"], run after the modes
-    extra: dict = field(default_factory=dict)      # backend-specific options (e.g. endpoint URL)
-    round: str | None = None        # the submission round the run is for; None: LoadGen's own
-    seeds: dict | None = None       # that round's RNG seeds, when they are not LoadGen's built-in ones
+    compliance: list[str] = field(default_factory=list)  # e.g. ["TEST01"], run after the modes
+    extra: dict = field(default_factory=dict)  # backend-specific options (e.g. endpoint URL)
+    round: str | None = None  # the submission round the run is for; None: LoadGen's own
+    seeds: dict | None = None  # that round's RNG seeds, when they are not LoadGen's built-in ones
     # a short run whose user.conf subtool wrote: the settings in it, which the session sizes to the SUT
     # (runner/sizing.py) and writes back; None: the user.conf is taken as given
     short_settings: dict | None = None
@@ -56,14 +56,23 @@ def run_session(spec: SessionSpec, console) -> dict:
     data = workload.load(model_path, Path(spec.dataset_path), Path(spec.cache_dir))
     say(f"data: {data.description} ({time.time() - t0:.1f} s)")
     if data.sample_count != workload.spec.sample_count:
-        say(f"[yellow]warning[/]: {data.sample_count} samples; the official {workload.spec.name} data set has "
-            f"{workload.spec.sample_count}, so this result cannot go to the closed division")
+        say(
+            f"[yellow]warning[/]: {data.sample_count} samples; the official {workload.spec.name} data set has "
+            f"{workload.spec.sample_count}, so this result cannot go to the closed division"
+        )
     stage = Path(spec.stage)
-    sut = workload.make_sut(model_path, data, SutConfig(backend=spec.backend, precision=spec.precision,
-                                                        batch_size=spec.batch_size or 32,
-                                                        batch_size_given=spec.batch_size is not None,
-                                                        threads=spec.threads,
-                                                        extra=dict(spec.extra)))
+    sut = workload.make_sut(
+        model_path,
+        data,
+        SutConfig(
+            backend=spec.backend,
+            precision=spec.precision,
+            batch_size=spec.batch_size or 32,
+            batch_size_given=spec.batch_size is not None,
+            threads=spec.threads,
+            extra=dict(spec.extra),
+        ),
+    )
     qsl = workload.make_qsl(data)
     try:
         sizer = _short_sizer(spec, workload, sut, qsl, data.sample_count, say)
@@ -82,20 +91,31 @@ def run_session(spec: SessionSpec, console) -> dict:
         tstamps.append(date_u())
         for mode in spec.modes:
             modes[mode] = _run_mode(mode, spec, workload, data, sut, qsl, settings, sizer, say)
-        compliance = {test: _run_compliance(test, workload, data, sut, qsl, settings, spec, stage, say)
-                      for test in spec.compliance}
+        compliance = {
+            test: _run_compliance(test, workload, data, sut, qsl, settings, spec, stage, say)
+            for test in spec.compliance
+        }
         tstamps.append(date_u())
         # how the work was spread (Ray: workers, nodes, lost workers, re-issued samples; GPU: batches, graphs)
         sut_stats = _sut_stats(sut)
     finally:
         sut.stop()
         qsl.destroy()
-    precision = getattr(sut, "precision", spec.precision)   # a SUT that chose it itself (Ray: auto) says which
-    return {"ok": True, "samples": data.sample_count, "description": data.description,
-            "dataset_sha256": data.dataset_sha256, "modes": modes, "compliance": compliance, "tstamps": tstamps,
-            "precision": precision, "sut_stats": sut_stats, "seeds": seeds,
-            "measurements": workload.measurements(spec.demo, model_path, precision),
-            **({"settings": sizer.settings, "sizing": sizer.record()} if sizer is not None else {})}
+    precision = getattr(sut, "precision", spec.precision)  # a SUT that chose it itself (Ray: auto) says which
+    return {
+        "ok": True,
+        "samples": data.sample_count,
+        "description": data.description,
+        "dataset_sha256": data.dataset_sha256,
+        "modes": modes,
+        "compliance": compliance,
+        "tstamps": tstamps,
+        "precision": precision,
+        "sut_stats": sut_stats,
+        "seeds": seeds,
+        "measurements": workload.measurements(spec.demo, model_path, precision),
+        **({"settings": sizer.settings, "sizing": sizer.record()} if sizer is not None else {}),
+    }
 
 
 def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, sizer, say) -> dict:
@@ -109,15 +129,21 @@ def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, 
     if mode == "performance" and sizer is not None:
         lg_run = sizer.run(settings, outdir)
     else:
-        lg_run = run_loadgen(sut.handle, qsl.handle, settings, scenario=spec.scenario, mode=mode,
-                             outdir=outdir)
+        lg_run = run_loadgen(sut.handle, qsl.handle, settings, scenario=spec.scenario, mode=mode, outdir=outdir)
     if lg_run.errors:
-        raise SubtoolError(f"LoadGen reported errors: {'; '.join(lg_run.errors)}",
-                           path=outdir / "mlperf_log_detail.txt", rule="run.loadgen_error")
+        raise SubtoolError(
+            f"LoadGen reported errors: {'; '.join(lg_run.errors)}",
+            path=outdir / "mlperf_log_detail.txt",
+            rule="run.loadgen_error",
+        )
     entry: dict = {"dir": str(outdir.relative_to(stage)), "seconds": round(time.time() - t1, 2)}
     if mode == "performance":
-        entry.update(result_validity=lg_run.validity, result=lg_run.result,
-                     result_field=lg_run.result_field, units=RESULT_UNITS[spec.scenario])
+        entry.update(
+            result_validity=lg_run.validity,
+            result=lg_run.result,
+            result_field=lg_run.result_field,
+            units=RESULT_UNITS[spec.scenario],
+        )
         # a workload may report in its own units (the LLMs: tokens/s, TTFT/TPOT percentiles)
         perf_metrics = getattr(workload, "performance_metrics", None)
         if perf_metrics is not None:
@@ -128,8 +154,9 @@ def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, 
         atomic_write_text(outdir / "accuracy.txt", line + "\n")
         entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         # counts as counts (gen_num = 13368), scores to 4 places, never an exponent
-        say("  " + "  ".join(f"{k} = {round(v, 4) if isinstance(v, float) else v}"
-                             for k, v in entry["metrics"].items()))
+        say(
+            "  " + "  ".join(f"{k} = {round(v, 4) if isinstance(v, float) else v}" for k, v in entry["metrics"].items())
+        )
     return entry
 
 
@@ -146,9 +173,17 @@ def _short_sizer(spec: SessionSpec, workload, sut, qsl, sample_count: int, say):
         say(f"short run: measuring the SUT to size the {spec.scenario} run …")
         probe = sizing.probe(sut.handle, qsl.handle, spec.scenario, sample_count)
         settings = sizing.initial(spec.scenario, settings, probe)
-    run = sizing.ShortRun(sut=sut.handle, qsl=qsl.handle, scenario=spec.scenario,
-                          loadgen_model=workload.spec.loadgen_model, user_conf=Path(spec.user_conf),
-                          header=spec.user_conf_header, settings=settings, probe=probe, say=say)
+    run = sizing.ShortRun(
+        sut=sut.handle,
+        qsl=qsl.handle,
+        scenario=spec.scenario,
+        loadgen_model=workload.spec.loadgen_model,
+        user_conf=Path(spec.user_conf),
+        header=spec.user_conf_header,
+        settings=settings,
+        probe=probe,
+        say=say,
+    )
     run.write_conf()
     return run
 
@@ -186,13 +221,23 @@ def _audited_run(test, workload, sut, qsl, settings, spec: SessionSpec, stage: P
     perf_dir = test_dir / "performance" / "run_1"
     say(f"loadgen: {spec.model} {spec.scenario} {test} (performance run with accuracy sampling) …")
     try:
-        lg_run = run_loadgen(sut.handle, qsl.handle, settings, scenario=spec.scenario, mode="performance",
-                             outdir=perf_dir, audit_config=audit)
+        lg_run = run_loadgen(
+            sut.handle,
+            qsl.handle,
+            settings,
+            scenario=spec.scenario,
+            mode="performance",
+            outdir=perf_dir,
+            audit_config=audit,
+        )
     finally:
         audit.unlink(missing_ok=True)
     if lg_run.errors:
-        raise SubtoolError(f"LoadGen reported errors: {'; '.join(lg_run.errors)}",
-                           path=perf_dir / "mlperf_log_detail.txt", rule="run.loadgen_error")
+        raise SubtoolError(
+            f"LoadGen reported errors: {'; '.join(lg_run.errors)}",
+            path=perf_dir / "mlperf_log_detail.txt",
+            rule="run.loadgen_error",
+        )
     acc_dir = test_dir / "accuracy"
     acc_dir.mkdir(parents=True, exist_ok=True)
     shutil.move(perf_dir / "mlperf_log_accuracy.json", acc_dir / "mlperf_log_accuracy.json")
@@ -205,18 +250,31 @@ def _run_test06(workload, data, sut, qsl, settings, spec: SessionSpec, stage: Pa
 
     token_output = getattr(workload, "token_output", None)
     if token_output is None:
-        raise SubtoolError(f"TEST06 checks token answers; {spec.model} does not answer in tokens",
-                           rule="run.compliance")
+        raise SubtoolError(
+            f"TEST06 checks token answers; {spec.model} does not answer in tokens", rule="run.compliance"
+        )
     dtype, eos_token_id = token_output(data)
     lg_run, test_dir = _audited_run("TEST06", workload, sut, qsl, settings, spec, stage, say)
-    outcome = comp.verify_test06(test_dir / "accuracy" / "mlperf_log_accuracy.json", scenario=spec.scenario,
-                                 dtype=dtype, eos_token_id=eos_token_id)
+    outcome = comp.verify_test06(
+        test_dir / "accuracy" / "mlperf_log_accuracy.json",
+        scenario=spec.scenario,
+        dtype=dtype,
+        eos_token_id=eos_token_id,
+    )
     atomic_write_text(test_dir / "verify_accuracy.txt", outcome.text)
-    say(f"  TEST06: {outcome.samples} answers; first token {outcome.first_token}, EOS {outcome.eos}, "
-        f"sample length {outcome.sample_length} → {'PASS' if outcome.passed else 'FAIL'}")
-    return {"dir": "TEST06", "accuracy_pass": outcome.passed, "first_token": outcome.first_token,
-            "eos": outcome.eos, "sample_length": outcome.sample_length, "samples": outcome.samples,
-            "result": lg_run.result}
+    say(
+        f"  TEST06: {outcome.samples} answers; first token {outcome.first_token}, EOS {outcome.eos}, "
+        f"sample length {outcome.sample_length} → {'PASS' if outcome.passed else 'FAIL'}"
+    )
+    return {
+        "dir": "TEST06",
+        "accuracy_pass": outcome.passed,
+        "first_token": outcome.first_token,
+        "eos": outcome.eos,
+        "sample_length": outcome.sample_length,
+        "samples": outcome.samples,
+        "result": lg_run.result,
+    }
 
 
 def _run_test01(test, workload, data, sut, qsl, settings, spec: SessionSpec, stage: Path, say) -> dict:
@@ -227,9 +285,12 @@ def _run_test01(test, workload, data, sut, qsl, settings, spec: SessionSpec, sta
     reference_perf = stage / "performance" / "run_1" / "mlperf_log_detail.txt"
     for needed in (reference_acc, reference_perf):
         if not needed.is_file():
-            raise SubtoolError(f"{test} compares with the submission's own runs, and this one is missing",
-                               path=needed, rule="run.compliance_needs_runs",
-                               hint="run --mode both (or run the missing mode first) before --compliance")
+            raise SubtoolError(
+                f"{test} compares with the submission's own runs, and this one is missing",
+                path=needed,
+                rule="run.compliance_needs_runs",
+                hint="run --mode both (or run the missing mode first) before --compliance",
+            )
     lg_run, test_dir = _audited_run(test, workload, sut, qsl, settings, spec, stage, say)
     perf_dir = test_dir / "performance" / "run_1"
     acc_dir = test_dir / "accuracy"
@@ -238,8 +299,7 @@ def _run_test01(test, workload, data, sut, qsl, settings, spec: SessionSpec, sta
     v_perf = comp.verify_performance(reference_perf, perf_dir / "mlperf_log_detail.txt")
     atomic_write_text(test_dir / "verify_accuracy.txt", v_acc.text)
     atomic_write_text(test_dir / "verify_performance.txt", v_perf.text)
-    entry = {"dir": test, "accuracy_pass": v_acc.passed, "performance_pass": v_perf.passed,
-             "result": lg_run.result}
+    entry = {"dir": test, "accuracy_pass": v_acc.passed, "performance_pass": v_perf.passed, "result": lg_run.result}
     if hasattr(workload, "accuracy_on_samples"):
         sampled = {int(e["qsl_idx"]) for e in json.loads(sampled_log.read_text())}
         baseline, baseline_line = workload.accuracy_on_samples(data, reference_acc, sampled)
@@ -248,8 +308,7 @@ def _run_test01(test, workload, data, sut, qsl, settings, spec: SessionSpec, sta
         atomic_write_text(acc_dir / "compliance_accuracy.txt", observed_line + "\n")
         atomic_write_text(acc_dir / "accuracy.txt", observed_line + "\n")
         entry.update(baseline=baseline, compliance=observed, samples=len(sampled))
-    say(f"  {test}: accuracy {'PASS' if v_acc.passed else 'FAIL'}, performance "
-        f"{'PASS' if v_perf.passed else 'FAIL'}")
+    say(f"  {test}: accuracy {'PASS' if v_acc.passed else 'FAIL'}, performance {'PASS' if v_perf.passed else 'FAIL'}")
     return entry
 
 
@@ -261,8 +320,16 @@ def main(argv: list[str]) -> int:
     try:
         outcome = run_session(spec, console)
     except SubtoolError as err:
-        outcome = {"ok": False, "error": {"message": err.message, "path": err.path, "rule": err.rule,
-                                          "hint": err.hint, "exit_code": err.exit_code}}
+        outcome = {
+            "ok": False,
+            "error": {
+                "message": err.message,
+                "path": err.path,
+                "rule": err.rule,
+                "hint": err.hint,
+                "exit_code": err.exit_code,
+            },
+        }
     atomic_write_json(spec.result_path, outcome)
     return 0 if outcome["ok"] else 2
 

@@ -28,20 +28,23 @@ from pathlib import Path
 from subtool.runner.harness import OFFLINE_MARGIN
 
 MAX_TRIES = 6
-GROW_MARGIN = 1.5             # size for this much more than the measurement says is just enough
-PROBE_SECONDS = 0.5           # a probe grows until it lasts this long …
-PROBE_MAX_SAMPLES = 1 << 20   # … or holds this many samples
+GROW_MARGIN = 1.5  # size for this much more than the measurement says is just enough
+PROBE_SECONDS = 0.5  # a probe grows until it lasts this long …
+PROBE_MAX_SAMPLES = 1 << 20  # … or holds this many samples
 PROBE_FIRST_SAMPLES = 8
-SERVER_MAX_QPS = 1000.0       # a short Server run's load: half the measured throughput, at most this
+SERVER_MAX_QPS = 1000.0  # a short Server run's load: half the measured throughput, at most this
 SERVER_LOAD_FRACTION = 0.5
 SERVER_STEP_DOWN = 0.5
-SERVER_MAX_SECONDS = 90.0     # no Server try is planned to last longer
+SERVER_MAX_SECONDS = 90.0  # no Server try is planned to last longer
 
 # LoadGen's TestSettings attribute for each user.conf key subtool writes (target_* depend on the scenario)
-_TARGET_ATTR = {"Offline": ("offline_expected_qps", 1.0), "Server": ("server_target_qps", 1.0),
-                "SingleStream": ("single_stream_expected_latency_ns", 1e6),
-                "MultiStream": ("multi_stream_expected_latency_ns", 1e6)}
-RAN_OUT = "Ran out of generated queries"   # LoadGen's error when a latency scenario expected a slower SUT
+_TARGET_ATTR = {
+    "Offline": ("offline_expected_qps", 1.0),
+    "Server": ("server_target_qps", 1.0),
+    "SingleStream": ("single_stream_expected_latency_ns", 1e6),
+    "MultiStream": ("multi_stream_expected_latency_ns", 1e6),
+}
+RAN_OUT = "Ran out of generated queries"  # LoadGen's error when a latency scenario expected a slower SUT
 _EARLY_TOTAL = re.compile(r"at least (\d+) queries")
 _EARLY_MORE = re.compile(r"at least (\d+) more queries")
 
@@ -49,14 +52,19 @@ _EARLY_MORE = re.compile(r"at least (\d+) more queries")
 @dataclass
 class Try:
     """One performance run of a short run: its settings, what LoadGen said, and how long it took."""
+
     settings: dict
     validity: str | None
     reason: str
     seconds: float
 
     def to_dict(self) -> dict:
-        return {"settings": dict(self.settings), "validity": self.validity, "reason": self.reason,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "settings": dict(self.settings),
+            "validity": self.validity,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def apply(settings_obj, scenario: str, settings: dict) -> None:
@@ -181,7 +189,7 @@ def probe(sut_handle, qsl_handle, scenario: str, sample_count: int, scratch: Pat
             settings.performance_sample_count_override = max(1, min(sample_count, n))
             if scenario == "Server":
                 settings.scenario = lg.TestScenario.Offline
-                settings.min_duration_ms = 1000       # one query of expected_qps * 1 s * 1.1 = n samples
+                settings.min_duration_ms = 1000  # one query of expected_qps * 1 s * 1.1 = n samples
                 settings.offline_expected_qps = n / OFFLINE_MARGIN
                 settings.min_query_count = 1
             else:
@@ -216,8 +224,7 @@ def _probe_result(scenario: str, values: dict, n: int, seconds: float) -> dict:
         rate = float(values.get("result_samples_per_second") or 0.0) or n / max(seconds, 1e-6)
         return {"scenario": "Offline", "samples": n, "seconds": round(seconds, 3), "throughput": rate}
     # the median, not the mean: the first queries' warm-up would make the run expect a slower SUT than it is
-    p50 = values.get("result_50.00_percentile_per_query_latency_ns") or \
-        values.get("result_50.00_percentile_latency_ns")
+    p50 = values.get("result_50.00_percentile_per_query_latency_ns") or values.get("result_50.00_percentile_latency_ns")
     latency = float(p50) / 1e9 if isinstance(p50, (int, float)) and p50 > 0 else seconds / max(n, 1)
     return {"scenario": scenario, "queries": n, "seconds": round(seconds, 3), "latency_s": latency}
 
@@ -226,6 +233,7 @@ def _probe_result(scenario: str, values: dict, n: int, seconds: float) -> dict:
 class ShortRun:
     """A short run's performance mode: run, and while LoadGen calls it INVALID for a reason a bigger (or, for
     Server, lighter) run fixes, re-size and run again; the settings that ran end up in user.conf."""
+
     sut: object
     qsl: object
     scenario: str
@@ -248,8 +256,9 @@ class ShortRun:
         self.tries = []
         while True:
             t0 = time.perf_counter()
-            lg_run = run_loadgen(self.sut, self.qsl, settings_obj, scenario=self.scenario, mode="performance",
-                                 outdir=outdir)
+            lg_run = run_loadgen(
+                self.sut, self.qsl, settings_obj, scenario=self.scenario, mode="performance", outdir=outdir
+            )
             seconds = time.perf_counter() - t0
             values = read_detail_log(outdir / "mlperf_log_detail.txt")
             reason = why_invalid(values)
@@ -265,8 +274,10 @@ class ShortRun:
             grown = regrow(self.scenario, self.settings, values, seconds, reason)
             if grown is None:
                 return lg_run
-            self.say(f"  short run INVALID ({_WHY[reason]}); again with "
-                     + ", ".join(f"{k} = {v}" for k, v in grown.items() if self.settings.get(k) != v))
+            self.say(
+                f"  short run INVALID ({_WHY[reason]}); again with "
+                + ", ".join(f"{k} = {v}" for k, v in grown.items() if self.settings.get(k) != v)
+            )
             self.settings = grown
             apply(settings_obj, self.scenario, grown)
             self.write_conf()
@@ -276,9 +287,12 @@ class ShortRun:
         return {"probe": self.probe, "tries": [t.to_dict() for t in self.tries]}
 
 
-_WHY = {"duration": "it ended before its minimum duration", "queries": "too few queries",
-        "early_stopping": "too few queries for LoadGen's early-stopping estimate",
-        "latency": "the SUT answered the Server load too late"}
+_WHY = {
+    "duration": "it ended before its minimum duration",
+    "queries": "too few queries",
+    "early_stopping": "too few queries for LoadGen's early-stopping estimate",
+    "latency": "the SUT answered the Server load too late",
+}
 
 
 def _clear(outdir: Path) -> None:

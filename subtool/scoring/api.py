@@ -59,12 +59,21 @@ class ScoreResult:
     leaderboard: dict = field(repr=False, default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"out": str(self.out), "files": {k: str(v) for k, v in self.files.items()}, "counts": self.counts,
-                "seconds": round(self.seconds, 3), "jobs": self.jobs,
-                "categories": [{"name": c["name"],
-                                "overall": [{k: r[k] for k in ("rank", "team", "system", "total", "status")}
-                                            for r in c["overall"]]} for c in self.leaderboard.get("categories", [])],
-                "disqualified": self.leaderboard.get("disqualified", [])}
+        return {
+            "out": str(self.out),
+            "files": {k: str(v) for k, v in self.files.items()},
+            "counts": self.counts,
+            "seconds": round(self.seconds, 3),
+            "jobs": self.jobs,
+            "categories": [
+                {
+                    "name": c["name"],
+                    "overall": [{k: r[k] for k in ("rank", "team", "system", "total", "status")} for r in c["overall"]],
+                }
+                for c in self.leaderboard.get("categories", [])
+            ],
+            "disqualified": self.leaderboard.get("disqualified", []),
+        }
 
 
 # ------------------------------------------------------------------------------------------- the workers
@@ -85,8 +94,14 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _died(job: InputJob, why: str) -> EntryRecord:
-    return EntryRecord(index=job.index, input=job.display, kind=job.kind, name=job.name, retried=True,
-                       error={"rule": "score.worker_died", "message": why})
+    return EntryRecord(
+        index=job.index,
+        input=job.display,
+        kind=job.kind,
+        name=job.name,
+        retried=True,
+        error={"rule": "score.worker_died", "message": why},
+    )
 
 
 def _pool_pass(jobs: list[InputJob], rules: Rules, scratch: str, workers: int, done) -> list[InputJob]:
@@ -143,7 +158,7 @@ def _death(exitcode: int | None) -> str:
 
 def _solo(job: InputJob, rules: Rules, scratch: str) -> EntryRecord:
     """Score one suspect alone in a fresh process and a fresh scratch folder; a second death is its own."""
-    for left in scratch_folders(scratch, job):           # what the killed worker left behind
+    for left in scratch_folders(scratch, job):  # what the killed worker left behind
         remove_scratch(left)
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
@@ -160,8 +175,11 @@ def _solo(job: InputJob, rules: Rules, scratch: str) -> EntryRecord:
     for left in scratch_folders(scratch, job):
         remove_scratch(left)
     if entry is None:
-        return _died(job, "the scoring worker died on this input twice (once beside other inputs, then alone): "
-                          + _death(proc.exitcode))
+        return _died(
+            job,
+            "the scoring worker died on this input twice (once beside other inputs, then alone): "
+            + _death(proc.exitcode),
+        )
     entry.retried = True
     return entry
 
@@ -177,8 +195,15 @@ def _score_all(jobs: list[InputJob], rules: Rules, scratch: str, workers: int, c
     if console is not None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        progress = Progress(TextColumn("score"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.description}"), console=console, transient=False)
+        progress = Progress(
+            TextColumn("score"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=False,
+        )
         progress.start()
         bar = progress.add_task("", total=len(jobs))
 
@@ -212,10 +237,15 @@ def leaderboard_document(entries: list[EntryRecord], rules: Rules) -> dict:
         "title": rules.title,
         "subtool_version": __version__,
         "rules": rules.summary(),
-        "counts": {"inputs": len(entries), "scored": sum(1 for e in entries if not e.error),
-                   "errors": sum(1 for e in entries if e.error), "ranked": ranked,
-                   "disqualified": len(out_of_ranking), "flagged": sum(1 for e in entries if e.flags),
-                   "retried": sum(1 for e in entries if e.retried)},
+        "counts": {
+            "inputs": len(entries),
+            "scored": sum(1 for e in entries if not e.error),
+            "errors": sum(1 for e in entries if e.error),
+            "ranked": ranked,
+            "disqualified": len(out_of_ranking),
+            "flagged": sum(1 for e in entries if e.flags),
+            "retried": sum(1 for e in entries if e.retried),
+        },
         "categories": board["categories"],
         "disqualified": board["disqualified"],
         "entries": [e.to_dict() for e in entries],
@@ -251,8 +281,9 @@ def write_outputs(doc: dict, out: Path, entries: list[EntryRecord], metrics: Pat
         "html": atomic_write_text(out / "leaderboard.html", leaderboard_html(doc)),
     }
     if metrics is not None:
-        files["metrics"] = atomic_write_text(metrics, render_metrics(writable(metric_rows(entries)),
-                                                                     metrics_format(metrics)))
+        files["metrics"] = atomic_write_text(
+            metrics, render_metrics(writable(metric_rows(entries)), metrics_format(metrics))
+        )
     return files
 
 
@@ -283,7 +314,8 @@ def score(opts: ScoreOptions, console=None) -> ScoreResult:
         entries = _score_all(jobs, rules, scratch, workers, console)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    doc = writable(leaderboard_document(entries, rules))      # the --json outcome prints it too
+    doc = writable(leaderboard_document(entries, rules))  # the --json outcome prints it too
     files = write_outputs(doc, out, entries, opts.metrics)
-    return ScoreResult(out=out, files=files, counts=doc["counts"], seconds=time.perf_counter() - start,
-                       jobs=workers, leaderboard=doc)
+    return ScoreResult(
+        out=out, files=files, counts=doc["counts"], seconds=time.perf_counter() - start, jobs=workers, leaderboard=doc
+    )

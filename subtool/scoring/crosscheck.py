@@ -55,10 +55,12 @@ def refuse_impersonators(entries: list[EntryRecord]) -> None:
             if entry in owners or entry.error:
                 continue
             division = next((r.division for r in entry.results if r.submitter == submitter), "open")
-            entry.error = {"rule": "entry.impersonation",
-                           "message": f"holds results under {division}/{submitter}/, which "
-                                      f"{', '.join(e.input for e in owners)} handed in; this hand-in's place "
-                                      f"({entry.input}) does not name {submitter}"}
+            entry.error = {
+                "rule": "entry.impersonation",
+                "message": f"holds results under {division}/{submitter}/, which "
+                f"{', '.join(e.input for e in owners)} handed in; this hand-in's place "
+                f"({entry.input}) does not name {submitter}",
+            }
             entry.results, entry.systems = [], []
 
 
@@ -85,17 +87,24 @@ def mark_copies(entries: list[EntryRecord]) -> None:
     for entry in entries:
         if entry.error:
             continue
-        shared = [(path, [o for o in holders[d] if o is not entry]) for d, path in sorted(entry.log_hashes.items(),
-                                                                                         key=lambda kv: kv[1])]
+        shared = [
+            (path, [o for o in holders[d] if o is not entry])
+            for d, path in sorted(entry.log_hashes.items(), key=lambda kv: kv[1])
+        ]
         shared = [(path, others) for path, others in shared if others]
         if not shared:
             continue
         others = sorted({o.input for _, group in shared for o in group})
         more = f" and {len(others) - 3} more" if len(others) > 3 else ""
         logs = f" (and {len(shared) - 1} more log(s))" if len(shared) > 1 else ""
-        entry.flags.append(Flag("entry.copied_logs", f"{shared[0][0]}{logs} is byte for byte in "
-                                                     f"{', '.join(others[:3])}{more} too: one LoadGen run handed "
-                                                     "in twice"))
+        entry.flags.append(
+            Flag(
+                "entry.copied_logs",
+                f"{shared[0][0]}{logs} is byte for byte in "
+                f"{', '.join(others[:3])}{more} too: one LoadGen run handed "
+                "in twice",
+            )
+        )
 
 
 def cross_check(entries: list[EntryRecord]) -> None:

@@ -49,7 +49,7 @@ class ResultRecord:
     units: str
     accuracy: str
     run_style: str
-    passed: bool                      # checker verdict and (require_accuracy) the accuracy threshold
+    passed: bool  # checker verdict and (require_accuracy) the accuracy threshold
     accuracy_ok: bool
     performance_ok: bool
     failed: list[str] = field(default_factory=list)
@@ -66,7 +66,7 @@ class EntryRecord:
     input: str
     kind: str
     name: str
-    error: dict | None = None         # {"rule", "message"} when the input could not be scored at all
+    error: dict | None = None  # {"rule", "message"} when the input could not be scored at all
     sha256: str = ""
     compressed_bytes: int = 0
     unpacked_bytes: int = 0
@@ -76,8 +76,8 @@ class EntryRecord:
     results: list[ResultRecord] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
     tree_errors: list[str] = field(default_factory=list)
-    log_hashes: dict[str, str] = field(default_factory=dict)   # sha256 → path of each performance detail log
-    retried: bool = False             # its first worker died (with others' inputs): scored again, alone
+    log_hashes: dict[str, str] = field(default_factory=dict)  # sha256 → path of each performance detail log
+    retried: bool = False  # its first worker died (with others' inputs): scored again, alone
 
     @property
     def teams(self) -> list[str]:
@@ -85,15 +85,29 @@ class EntryRecord:
 
     def to_dict(self) -> dict:
         return {
-            "index": self.index, "input": self.input, "kind": self.kind, "teams": self.teams,
-            "status": "error" if self.error else "scored", "error": self.error, "sha256": self.sha256,
-            "compressed_bytes": self.compressed_bytes, "unpacked_bytes": self.unpacked_bytes,
-            "members": self.members, "seconds": round(self.seconds, 3),
-            "systems": [{"division": s.division, "submitter": s.submitter, "system": s.system,
-                         "category": s.category, "accelerator_model_name": s.fields.get("accelerator_model_name", ""),
-                         "accelerators_per_node": s.fields.get("accelerators_per_node", ""),
-                         "host_processor_model_name": s.fields.get("host_processor_model_name", "")}
-                        for s in self.systems],
+            "index": self.index,
+            "input": self.input,
+            "kind": self.kind,
+            "teams": self.teams,
+            "status": "error" if self.error else "scored",
+            "error": self.error,
+            "sha256": self.sha256,
+            "compressed_bytes": self.compressed_bytes,
+            "unpacked_bytes": self.unpacked_bytes,
+            "members": self.members,
+            "seconds": round(self.seconds, 3),
+            "systems": [
+                {
+                    "division": s.division,
+                    "submitter": s.submitter,
+                    "system": s.system,
+                    "category": s.category,
+                    "accelerator_model_name": s.fields.get("accelerator_model_name", ""),
+                    "accelerators_per_node": s.fields.get("accelerators_per_node", ""),
+                    "host_processor_model_name": s.fields.get("host_processor_model_name", ""),
+                }
+                for s in self.systems
+            ],
             "results": [r.to_dict() for r in self.results],
             "flags": [f.to_dict() for f in self.flags],
             "tree_errors": list(self.tree_errors),
@@ -107,7 +121,7 @@ def _tree_root(folder: Path) -> Path | None:
     entries = [p for p in folder.iterdir()]
     dirs = [p for p in entries if p.is_dir() and not p.is_symlink()]
     if len(dirs) == 1 and is_tree(dirs[0]):
-        return dirs[0]      # a tarball made with `tar czf x.tar.gz submission_dir` (MLC's way)
+        return dirs[0]  # a tarball made with `tar czf x.tar.gz submission_dir` (MLC's way)
     return None
 
 
@@ -123,8 +137,11 @@ def _reasons(verdict, findings_by_result: dict, shared: list, gates: list) -> li
     mine = [f for f in findings_by_result.get(verdict.result, []) if f.severity == "error"]
     failed = set(verdict.failed)
     scope = verdict.result.split("/results/")[0] + "/"
-    inherited = [f for f in shared if f.severity == "error" and f.rule in failed
-                 and (f.path.startswith(scope) or f.path == scope.rstrip("/"))]
+    inherited = [
+        f
+        for f in shared
+        if f.severity == "error" and f.rule in failed and (f.path.startswith(scope) or f.path == scope.rstrip("/"))
+    ]
     grouped: dict[tuple[str, str], list[str]] = {}
     for f in [*mine, *inherited, *gates]:
         messages = grouped.setdefault((f.rule, f.path), [])
@@ -142,7 +159,7 @@ def _finite(value: object) -> tuple[float | None, str]:
         return (None, "") if value is None else (None, repr(value)[:40])
     try:
         number = float(value)
-    except OverflowError:           # an int too big for a float
+    except OverflowError:  # an int too big for a float
         return None, "too large"
     if not math.isfinite(number):
         return None, str(number)
@@ -160,8 +177,14 @@ def _results(report, rules: Rules) -> tuple[list[ResultRecord], list[str]]:
     records = []
     for v in report.results:
         own = by_result.get(v.result, [])
-        gates = [f for f in own if f.rule in ACCURACY_GATES and f.severity != "waived"
-                 and rules.check.require_accuracy and f.severity != "error"]
+        gates = [
+            f
+            for f in own
+            if f.rule in ACCURACY_GATES
+            and f.severity != "waived"
+            and rules.check.require_accuracy
+            and f.severity != "error"
+        ]
         # The two VirtualClient-style modes describe the result's own runs, not its compliance runs (TEST0x).
         main_runs = [f for f in own if f.severity == "error" and not _COMPLIANCE_PATH.search(f.path)]
         acc_errors = [f for f in main_runs if f.rule.startswith("acc.")]
@@ -172,13 +195,27 @@ def _results(report, rules: Rules) -> tuple[list[ResultRecord], list[str]]:
         reasons = [] if passed else _reasons(v, by_result, shared, gates)
         if not_finite:
             reasons = [f"{NON_FINITE}: the result is {not_finite}, not a finite number", *reasons][:_MAX_REASONS]
-        records.append(ResultRecord(
-            result_id=v.result, division=v.division, submitter=v.submitter, system=v.system, model=v.model,
-            mlperf_model=v.mlperf_model, scenario=v.scenario, value=value, units=v.units, accuracy=v.accuracy,
-            run_style=v.run_style, passed=passed, accuracy_ok=accuracy_ok,
-            performance_ok=not perf_errors and not not_finite,
-            failed=sorted(set(v.failed) | {f.rule for f in gates} | ({NON_FINITE} if not_finite else set())),
-            waived=list(v.waived), reasons=reasons))
+        records.append(
+            ResultRecord(
+                result_id=v.result,
+                division=v.division,
+                submitter=v.submitter,
+                system=v.system,
+                model=v.model,
+                mlperf_model=v.mlperf_model,
+                scenario=v.scenario,
+                value=value,
+                units=v.units,
+                accuracy=v.accuracy,
+                run_style=v.run_style,
+                passed=passed,
+                accuracy_ok=accuracy_ok,
+                performance_ok=not perf_errors and not not_finite,
+                failed=sorted(set(v.failed) | {f.rule for f in gates} | ({NON_FINITE} if not_finite else set())),
+                waived=list(v.waived),
+                reasons=reasons,
+            )
+        )
     tree_errors = [f"{f.rule}: {f.message} ({f.path})" for f in shared if f.severity == "error"]
     return records, tree_errors
 
@@ -192,8 +229,11 @@ def _systems(root: Path, rules: Rules) -> tuple[list[SystemRecord], list[tuple[s
         fields = _scalar_fields(s.fields)
         fields.update(division=s.division, submitter=s.submitter, system=s.name)
         systems.append(SystemRecord(s.division, s.submitter, s.name, rules.category_of(fields), fields))
-    windows = [(f"{r.submitter}/{r.system}/{r.model}/{r.scenario}", r.window.begin, r.window.end)
-               for r in info.results if r.window is not None]
+    windows = [
+        (f"{r.submitter}/{r.system}/{r.model}/{r.scenario}", r.window.begin, r.window.end)
+        for r in info.results
+        if r.window is not None
+    ]
     return systems, windows
 
 
@@ -213,8 +253,9 @@ def _performance_logs(root: Path) -> dict[str, str]:
 def _check(root: Path, rules: Rules):
     from subtool.checker.api import CheckOptions, check_tree
 
-    opts = CheckOptions(version=rules.check.version, waive=frozenset(rules.check.waive),
-                        skip_compliance=rules.check.skip_compliance)
+    opts = CheckOptions(
+        version=rules.check.version, waive=frozenset(rules.check.waive), skip_compliance=rules.check.skip_compliance
+    )
     return check_tree(root, opts)
 
 
@@ -226,18 +267,21 @@ def _score(job: InputJob, rules: Rules, scratch: Path, entry: EntryRecord) -> No
         unpacked = scratch / "x"
         unpacked.mkdir(mode=0o700)
         stats: ExtractStats = extract_tarball(tarball, unpacked, rules.limits)
-        entry.sha256 = sha256_of(tarball)       # after the limits: a huge file is refused before it is read
+        entry.sha256 = sha256_of(tarball)  # after the limits: a huge file is refused before it is read
         entry.members, entry.unpacked_bytes = stats.members, stats.unpacked_bytes
         root = _tree_root(unpacked)
         if root is None:
-            raise Refused("extract.no_tree", "the archive holds no closed/, open/ or network/ folder at its top: "
-                                             "not a submission tree")
+            raise Refused(
+                "extract.no_tree",
+                "the archive holds no closed/, open/ or network/ folder at its top: not a submission tree",
+            )
         if "manifest" in job.companions:
             members = file_hashes(unpacked)
         for kind in REQUIRED_COMPANIONS:
             if kind not in job.companions:
-                entry.flags.append(Flag("handin.missing_file",
-                                        f"no {COMPANIONS[kind].format(job.name)} beside the tarball"))
+                entry.flags.append(
+                    Flag("handin.missing_file", f"no {COMPANIONS[kind].format(job.name)} beside the tarball")
+                )
     else:
         root = Path(job.path)
         stats = check_tree_files(root, rules.limits)
@@ -249,8 +293,12 @@ def _score(job: InputJob, rules: Rules, scratch: Path, entry: EntryRecord) -> No
     entry.systems, windows = _systems(root, rules)
 
     if "summary_json" in job.companions:
-        entry.flags += check_summary(job.companions["summary_json"], entry.results, entry.sha256 or None,
-                                     tarball.name if tarball is not None else None)
+        entry.flags += check_summary(
+            job.companions["summary_json"],
+            entry.results,
+            entry.sha256 or None,
+            tarball.name if tarball is not None else None,
+        )
     if "tstamps" in job.companions:
         entry.flags += check_tstamps(job.companions["tstamps"], windows, rules.integrity.tstamps_slack_s)
     if tarball is not None and "manifest" in job.companions:

@@ -1,8 +1,22 @@
 """Scoring unpacks through the project's one safe extraction, which lives on the pack side
 (subtool/submission/safe_tar.py) so that `subtool pack --verify` uses the very same checks and limits."""
 
-from subtool.submission.safe_tar import (ExtractLimits, ExtractStats, Refused, check_tree_files, extract_tarball,
-                                         file_hashes, filters_available)
+from subtool.submission.safe_tar import (
+    ExtractLimits,
+    ExtractStats,
+    Refused,
+    check_tree_files,
+    extract_tarball,
+    file_hashes,
+    filters_available,
+)
 
-__all__ = ["ExtractLimits", "ExtractStats", "Refused", "check_tree_files", "extract_tarball", "file_hashes",
-           "filters_available"]
+__all__ = [
+    "ExtractLimits",
+    "ExtractStats",
+    "Refused",
+    "check_tree_files",
+    "extract_tarball",
+    "file_hashes",
+    "filters_available",
+]

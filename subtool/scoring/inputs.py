@@ -15,8 +15,14 @@ from subtool.errors import SubtoolError
 
 DIVISIONS = ("closed", "open", "network")
 TARBALL_SUFFIXES = (".tar.gz", ".tgz")
-COMPANIONS = {"summary_json": "{}_summary.json", "tstamps": "{}.tstamps", "run": "{}.run", "md": "{}.md",
-              "manifest": "{}.sha256", "summary_csv": "{}_summary.csv"}
+COMPANIONS = {
+    "summary_json": "{}_summary.json",
+    "tstamps": "{}.tstamps",
+    "run": "{}.run",
+    "md": "{}.md",
+    "manifest": "{}.sha256",
+    "summary_csv": "{}_summary.csv",
+}
 # What a team must hand in beside the tarball (the .sha256 and the CSV are subtool's extras).
 REQUIRED_COMPANIONS = ("summary_json", "tstamps", "run", "md")
 MAX_SCAN_DEPTH = 4
@@ -25,11 +31,11 @@ MAX_SCAN_DEPTH = 4
 @dataclass(frozen=True)
 class InputJob:
     index: int
-    kind: str                        # "tarball" | "tree"
-    path: str                        # absolute path of the tarball or tree root
-    display: str                     # how outputs name it
-    name: str                        # artifact base name (tarball) or folder name (tree)
-    companions: dict = field(default_factory=dict)   # kind → absolute path of the files that exist
+    kind: str  # "tarball" | "tree"
+    path: str  # absolute path of the tarball or tree root
+    display: str  # how outputs name it
+    name: str  # artifact base name (tarball) or folder name (tree)
+    companions: dict = field(default_factory=dict)  # kind → absolute path of the files that exist
 
 
 def is_tree(path: Path) -> bool:
@@ -61,8 +67,14 @@ def _tree_companions(tree: Path) -> dict[str, str]:
         return found
     for kind, pattern in COMPANIONS.items():
         prefix, suffix = pattern.split("{}")
-        matches = [n for n in names if n.endswith(suffix) and n.startswith(prefix) and (tree / n).is_file()
-                   and (kind != "md" or n != "README.md")]
+        matches = [
+            n
+            for n in names
+            if n.endswith(suffix)
+            and n.startswith(prefix)
+            and (tree / n).is_file()
+            and (kind != "md" or n != "README.md")
+        ]
         if kind == "md":
             matches = [n for n in matches if Path(n).stem + "_summary.json" in names]
         if len(matches) == 1:
@@ -114,14 +126,21 @@ def discover(inputs: list[Path], out_dir: Path | None = None) -> list[InputJob]:
         else:
             stem = path.name
             companions = _tree_companions(path)
-        jobs.append(InputJob(index=len(jobs), kind=kind, path=str(Path(real)), display=display, name=stem,
-                             companions=companions))
+        jobs.append(
+            InputJob(
+                index=len(jobs), kind=kind, path=str(Path(real)), display=display, name=stem, companions=companions
+            )
+        )
 
     for raw in inputs:
         path = Path(raw)
         if not path.exists():
-            raise SubtoolError("no such file or folder", path=path, rule="score.input",
-                               hint="pass tarballs, folders of tarballs, or extracted submission trees")
+            raise SubtoolError(
+                "no such file or folder",
+                path=path,
+                rule="score.input",
+                hint="pass tarballs, folders of tarballs, or extracted submission trees",
+            )
         base = path.absolute().parent
         if path.is_file():
             add("tarball", path.absolute(), base)
@@ -130,9 +149,12 @@ def discover(inputs: list[Path], out_dir: Path | None = None) -> list[InputJob]:
         elif path.is_dir():
             found = _scan(path.absolute(), out_dir)
             if not found:
-                raise SubtoolError("no .tar.gz / .tgz and no submission tree (closed/, open/) in this folder",
-                                   path=path, rule="score.input",
-                                   hint=f"tarballs are looked for up to {MAX_SCAN_DEPTH} folders deep")
+                raise SubtoolError(
+                    "no .tar.gz / .tgz and no submission tree (closed/, open/) in this folder",
+                    path=path,
+                    rule="score.input",
+                    hint=f"tarballs are looked for up to {MAX_SCAN_DEPTH} folders deep",
+                )
             for kind, item in found:
                 add(kind, item, base)
         else:

@@ -116,7 +116,7 @@ def check_summary(path: str, results: list, tarball_sha256: str | None, tarball_
         return [Flag("summary.unreadable", f"{name} is not JSON ({exc.msg} at line {exc.lineno})")]
     except RecursionError:
         return [Flag("summary.unreadable", f"{name} nests its JSON too deeply to be a summary")]
-    except ValueError as exc:           # e.g. an integer longer than Python's 4300-digit limit
+    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
         return [Flag("summary.unreadable", f"{name} is not usable JSON ({str(exc)[:120]})")]
     if not isinstance(data, dict):
         return [Flag("summary.unreadable", f"{name} is not a JSON object")]
@@ -135,37 +135,57 @@ def check_summary(path: str, results: list, tarball_sha256: str | None, tarball_
         claimed.add((result.submitter, result.system, result.model, result.scenario))
         said, real = _as_float(row.get("Result")), result.value
         if said is not None and real is not None and not _close(said, real):
-            flags.append(Flag("summary.result_mismatch",
-                              f"{name} says {label} = {said:g}, the tarball's log says {real:g}"))
+            flags.append(
+                Flag("summary.result_mismatch", f"{name} says {label} = {said:g}, the tarball's log says {real:g}")
+            )
         elif said is None or real is None:
             if not (said is None and real is None):
-                flags.append(Flag("summary.result_mismatch",
-                                  f"{name} says {label} = {row.get('Result')!r}, the tarball's log says {real!r}"))
+                flags.append(
+                    Flag(
+                        "summary.result_mismatch",
+                        f"{name} says {label} = {row.get('Result')!r}, the tarball's log says {real!r}",
+                    )
+                )
         acc = row.get("Accuracy")
         if acc is not None and result.accuracy and _accuracy_differs(str(acc), result.accuracy):
-            flags.append(Flag("summary.accuracy_mismatch",
-                              f"{name} says {label} accuracy {acc}, the tarball's accuracy.txt gives "
-                              f"{result.accuracy}"))
+            flags.append(
+                Flag(
+                    "summary.accuracy_mismatch",
+                    f"{name} says {label} accuracy {acc}, the tarball's accuracy.txt gives {result.accuracy}",
+                )
+            )
     for r in results:
         if r.passed and (r.submitter, r.system, r.model, r.scenario) not in claimed:
-            flags.append(Flag("summary.missing_result",
-                              f"{name} has no row for {r.submitter}/{r.system}/{r.model}/{r.scenario}, which the "
-                              "checker accepts"))
+            flags.append(
+                Flag(
+                    "summary.missing_result",
+                    f"{name} has no row for {r.submitter}/{r.system}/{r.model}/{r.scenario}, which the checker accepts",
+                )
+            )
     if not rows and not results:
         flags.append(Flag("summary.unreadable", f"{name} has no result rows"))
     block = data.get("subtool")
     if isinstance(block, dict) and tarball_sha256 and tarball_name:
-        recorded = (block.get("artifacts") or {}).get(tarball_name) if isinstance(block.get("artifacts"), dict) \
-            else None
+        recorded = (
+            (block.get("artifacts") or {}).get(tarball_name) if isinstance(block.get("artifacts"), dict) else None
+        )
         if isinstance(recorded, str) and recorded != tarball_sha256:
-            flags.append(Flag("summary.tarball_hash", f"{name} records sha256 {recorded[:12]}… for {tarball_name}, "
-                                                      f"the tarball is {tarball_sha256[:12]}…"))
+            flags.append(
+                Flag(
+                    "summary.tarball_hash",
+                    f"{name} records sha256 {recorded[:12]}… for {tarball_name}, the tarball is {tarball_sha256[:12]}…",
+                )
+            )
     return flags
 
 
 # ------------------------------------------------------------------------------------------------ tstamps
-_TSTAMP_FORMATS = ("%a %b %d %H:%M:%S UTC %Y", "%a %b %d %H:%M:%S GMT %Y", "%a %d %b %Y %H:%M:%S UTC",
-                   "%a %d %b %Y %I:%M:%S %p UTC")
+_TSTAMP_FORMATS = (
+    "%a %b %d %H:%M:%S UTC %Y",
+    "%a %b %d %H:%M:%S GMT %Y",
+    "%a %d %b %Y %H:%M:%S UTC",
+    "%a %d %b %Y %I:%M:%S %p UTC",
+)
 
 
 def parse_tstamp(line: str) -> datetime | None:
@@ -208,9 +228,12 @@ def check_tstamps(path: str, windows: list[tuple[str, datetime, datetime]], slac
     for label, begin, end in windows:
         if not any(b - slack <= begin and end <= e + slack for b, e in pairs):
             span = ", ".join(f"{b:%Y-%m-%d %H:%M:%S}–{e:%H:%M:%S}" for b, e in pairs[:3])
-            flags.append(Flag("tstamps.outside",
-                              f"{label} ran {begin:%Y-%m-%d %H:%M:%S}–{end:%H:%M:%S} UTC (LoadGen), outside "
-                              f"{name}'s {span} UTC"))
+            flags.append(
+                Flag(
+                    "tstamps.outside",
+                    f"{label} ran {begin:%Y-%m-%d %H:%M:%S}–{end:%H:%M:%S} UTC (LoadGen), outside {name}'s {span} UTC",
+                )
+            )
     return flags
 
 
@@ -232,8 +255,12 @@ def check_manifest(path: str, tarball: Path, tarball_sha256: str, members: dict[
     if recorded is None:
         flags.append(Flag("manifest.tarball_mismatch", f"{Path(path).name} records no hash for {tarball.name}"))
     elif recorded != tarball_sha256:
-        flags.append(Flag("manifest.tarball_mismatch",
-                          f"{tarball.name} is {tarball_sha256[:12]}…, {Path(path).name} says {recorded[:12]}…"))
+        flags.append(
+            Flag(
+                "manifest.tarball_mismatch",
+                f"{tarball.name} is {tarball_sha256[:12]}…, {Path(path).name} says {recorded[:12]}…",
+            )
+        )
     for fname, digest in sorted(manifest.artifacts.items()):
         if fname in (tar_entry, tarball.name):
             continue
@@ -243,8 +270,11 @@ def check_manifest(path: str, tarball: Path, tarball_sha256: str, members: dict[
     changed = sorted(m for m in set(members) & set(manifest.members) if members[m] != manifest.members[m])
     missing = sorted(set(manifest.members) - set(members))
     extra = sorted(set(members) - set(manifest.members))
-    for what, items in (("differs from the manifest", changed), ("is in the manifest but not in the tarball", missing),
-                        ("is in the tarball but not in the manifest", extra)):
+    for what, items in (
+        ("differs from the manifest", changed),
+        ("is in the manifest but not in the tarball", missing),
+        ("is in the tarball but not in the manifest", extra),
+    ):
         if items:
             more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
             flags.append(Flag("manifest.member_mismatch", f"{items[0]} {what}{more}"))

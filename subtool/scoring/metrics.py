@@ -25,24 +25,43 @@ import csv
 import io
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from subtool.errors import SubtoolError
 
-CSV_COLUMNS = ("input", "submitter", "system", "category", "division", "benchmark", "scenario", "AccuracyMode",
-               "PerformanceMode", "Result", "Units", "run_style", "failed", "benchmark_group", "metric")
+CSV_COLUMNS = (
+    "input",
+    "submitter",
+    "system",
+    "category",
+    "division",
+    "benchmark",
+    "scenario",
+    "AccuracyMode",
+    "PerformanceMode",
+    "Result",
+    "Units",
+    "run_style",
+    "failed",
+    "benchmark_group",
+    "metric",
+)
 FORMATS = (".json", ".csv")
 MODES = (("AccuracyMode", "PASS/FAIL"), ("PerformanceMode", "VALID/INVALID"))
-_VARIANT_SUFFIX = re.compile(r"-(9\d(?:\.9+)?)$")     # -99, -99.9, -95 (yolo-95)
+_VARIANT_SUFFIX = re.compile(r"-(9\d(?:\.9+)?)$")  # -99, -99.9, -95 (yolo-95)
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+]+")
 
 
 def metrics_format(path: Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise SubtoolError("the metrics file must end in .json or .csv", path=path, rule="score.metrics",
-                           hint="e.g. --metrics metrics.json")
+        raise SubtoolError(
+            "the metrics file must end in .json or .csv",
+            path=path,
+            rule="score.metrics",
+            hint="e.g. --metrics metrics.json",
+        )
     return suffix[1:]
 
 
@@ -52,7 +71,7 @@ def _token(text: str, default: str) -> str:
     return cleaned or default
 
 
-@lru_cache(maxsize=None)
+@cache
 def _target_fraction(model: str) -> float | None:
     """The accuracy target of a model without a -99/-99.9 suffix, from the newest round that knows it."""
     from subtool.checker.config import round_config
@@ -92,8 +111,13 @@ def metric_stem(system: str, framework: str, model: str, units: str, scenario: s
 
 # ------------------------------------------------------------------------------------------------- rows
 def _metric(name: str, value: float, unit: str, relativity: str, meta: dict) -> dict:
-    return {"metricName": name, "metricValue": value, "metricUnit": unit, "metricRelativity": relativity,
-            "metricMetadata": meta}
+    return {
+        "metricName": name,
+        "metricValue": value,
+        "metricUnit": unit,
+        "metricRelativity": relativity,
+        "metricMetadata": meta,
+    }
 
 
 def metric_rows(entries: list) -> list[dict]:
@@ -107,20 +131,44 @@ def metric_rows(entries: list) -> list[dict]:
             stem = metric_stem(r.system, fields.get("framework", ""), benchmark, r.units, r.scenario)
             acc = 1.0 if r.accuracy_ok else 0.0
             perf = 1.0 if r.performance_ok else 0.0
-            meta = {"input": entry.input, "submitter": r.submitter, "system": r.system, "benchmark": benchmark,
-                    "scenario": r.scenario}
-            metrics = [_metric(f"{stem}-AccuracyMode", acc, "PASS/FAIL", "HigherIsBetter", meta),
-                       _metric(f"{stem}-PerformanceMode", perf, "VALID/INVALID", "HigherIsBetter", meta)]
+            meta = {
+                "input": entry.input,
+                "submitter": r.submitter,
+                "system": r.system,
+                "benchmark": benchmark,
+                "scenario": r.scenario,
+            }
+            metrics = [
+                _metric(f"{stem}-AccuracyMode", acc, "PASS/FAIL", "HigherIsBetter", meta),
+                _metric(f"{stem}-PerformanceMode", perf, "VALID/INVALID", "HigherIsBetter", meta),
+            ]
             if isinstance(r.value, (int, float)) and not isinstance(r.value, bool):
                 lower = r.scenario.lower() in ("singlestream", "multistream")
-                metrics.append(_metric(f"{stem}-Result", float(r.value), r.units,
-                                       "LowerIsBetter" if lower else "HigherIsBetter", meta))
-            rows.append({"input": entry.input, "submitter": r.submitter, "system": r.system,
-                         "category": system.category if system else "", "division": r.division,
-                         "benchmark": benchmark, "scenario": r.scenario, "AccuracyMode": acc,
-                         "PerformanceMode": perf, "Result": r.value, "Units": r.units, "run_style": r.run_style,
-                         "failed": list(r.failed), "benchmark_group": benchmark_group(benchmark), "metric": stem,
-                         "metrics": metrics})
+                metrics.append(
+                    _metric(
+                        f"{stem}-Result", float(r.value), r.units, "LowerIsBetter" if lower else "HigherIsBetter", meta
+                    )
+                )
+            rows.append(
+                {
+                    "input": entry.input,
+                    "submitter": r.submitter,
+                    "system": r.system,
+                    "category": system.category if system else "",
+                    "division": r.division,
+                    "benchmark": benchmark,
+                    "scenario": r.scenario,
+                    "AccuracyMode": acc,
+                    "PerformanceMode": perf,
+                    "Result": r.value,
+                    "Units": r.units,
+                    "run_style": r.run_style,
+                    "failed": list(r.failed),
+                    "benchmark_group": benchmark_group(benchmark),
+                    "metric": stem,
+                    "metrics": metrics,
+                }
+            )
     return rows
 
 
@@ -130,13 +178,23 @@ def aggregate(rows: list[dict]) -> list[dict]:
     for row in rows:
         for m in row["metrics"]:
             key = (row["submitter"], row["benchmark_group"], m["metricName"])
-            group = groups.setdefault(key, {"scenario": row["benchmark_group"], "metricName": m["metricName"],
-                                            "metricUnit": m["metricUnit"],
-                                            "metricRelativity": m["metricRelativity"], "values": [],
-                                            "metricMetadata": {"submitter": row["submitter"],
-                                                               "system": row["system"],
-                                                               "benchmark": row["benchmark"],
-                                                               "scenario": row["scenario"], "inputs": []}})
+            group = groups.setdefault(
+                key,
+                {
+                    "scenario": row["benchmark_group"],
+                    "metricName": m["metricName"],
+                    "metricUnit": m["metricUnit"],
+                    "metricRelativity": m["metricRelativity"],
+                    "values": [],
+                    "metricMetadata": {
+                        "submitter": row["submitter"],
+                        "system": row["system"],
+                        "benchmark": row["benchmark"],
+                        "scenario": row["scenario"],
+                        "inputs": [],
+                    },
+                },
+            )
             group["values"].append(m["metricValue"])
             if row["input"] not in group["metricMetadata"]["inputs"]:
                 group["metricMetadata"]["inputs"].append(row["input"])
@@ -144,8 +202,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
     for key in sorted(groups):
         group = groups[key]
         values = group.pop("values")
-        out.append({**group, "count": len(values), "min": min(values), "max": max(values),
-                    "avg": sum(values) / len(values)})
+        out.append(
+            {**group, "count": len(values), "min": min(values), "max": max(values), "avg": sum(values) / len(values)}
+        )
     return out
 
 
@@ -157,6 +216,7 @@ def render_metrics(rows: list[dict], fmt: str) -> str:
     writer.writerow(CSV_COLUMNS)
     for row in rows:
         values = [" ".join(row[c]) if c == "failed" else row[c] for c in CSV_COLUMNS]
-        writer.writerow(["" if v is None else ("'" + v if isinstance(v, str) and v[:1] in "=+-@" else v)
-                         for v in values])
+        writer.writerow(
+            ["" if v is None else ("'" + v if isinstance(v, str) and v[:1] in "=+-@" else v) for v in values]
+        )
     return buf.getvalue()

@@ -31,9 +31,14 @@ class Competitor:
         return (self.entry.index, self.submitter, self.system)
 
     def base_row(self) -> dict:
-        return {"team": self.submitter, "system": self.system, "input": self.entry.input,
-                "system_name": self.fields.get("system_name", ""),
-                "accelerator": _accelerator(self.fields), "flags": sorted({f.rule for f in self.entry.flags})}
+        return {
+            "team": self.submitter,
+            "system": self.system,
+            "input": self.entry.input,
+            "system_name": self.fields.get("system_name", ""),
+            "accelerator": _accelerator(self.fields),
+            "flags": sorted({f.rule for f in self.entry.flags}),
+        }
 
 
 def _accelerator(fields: dict) -> str:
@@ -64,8 +69,7 @@ def _competitors(entries: list[EntryRecord], rules: Rules) -> list[Competitor]:
 
 
 def _pick(task: Task, comp: Competitor, divisions: tuple[str, ...]) -> ResultRecord | None:
-    matches = [r for r in comp.results if task.matches(r.model, r.mlperf_model, r.scenario)
-               and r.division in divisions]
+    matches = [r for r in comp.results if task.matches(r.model, r.mlperf_model, r.scenario) and r.division in divisions]
     if not matches:
         return None
     good = [r for r in matches if r.passed and _usable(r.value)]
@@ -80,7 +84,7 @@ def _usable(value: object) -> bool:
         return False
     try:
         return math.isfinite(value) and value > 0
-    except OverflowError:           # an int beyond any float
+    except OverflowError:  # an int beyond any float
         return False
 
 
@@ -112,9 +116,16 @@ def _points(task: Task, value: float, best: float, rank: int) -> float:
 
 
 def _bonus(rules: Rules, task: Task, comp: Competitor, result: ResultRecord) -> tuple[float, list[str]]:
-    fields = {**comp.fields, "division": result.division, "run_style": result.run_style, "model": result.model,
-              "mlperf_model": result.mlperf_model, "scenario": result.scenario, "accuracy": result.accuracy,
-              "units": result.units}
+    fields = {
+        **comp.fields,
+        "division": result.division,
+        "run_style": result.run_style,
+        "model": result.model,
+        "mlperf_model": result.mlperf_model,
+        "scenario": result.scenario,
+        "accuracy": result.accuracy,
+        "units": result.units,
+    }
     won = [b for b in rules.bonuses if b.applies(task.name, fields)]
     return round(float(sum(b.points for b in won)), 2), [b.name for b in won]
 
@@ -151,17 +162,33 @@ def build_leaderboard(entries: list[EntryRecord], rules: Rules) -> dict:
         tables = {}
         totals: dict[tuple, dict] = {}
         for comp in members:
-            totals[comp.key] = {**comp.base_row(), "category": category, "tasks": {}, "points": 0.0, "bonus": 0.0,
-                                "total": 0.0, "ranked_tasks": 0, "reasons": list(comp.dq_reasons)}
+            totals[comp.key] = {
+                **comp.base_row(),
+                "category": category,
+                "tasks": {},
+                "points": 0.0,
+                "bonus": 0.0,
+                "total": 0.0,
+                "ranked_tasks": 0,
+                "reasons": list(comp.dq_reasons),
+            }
         for task in rules.tasks:
             ranked, dq = [], []
             for comp in members:
                 result = picked[comp.key].get(task.name)
                 if result is None:
                     continue
-                row = {**comp.base_row(), "category": category, "task": task.name, "value": result.value,
-                       "units": result.units, "accuracy": result.accuracy, "run_style": result.run_style,
-                       "division": result.division, "result": result.result_id}
+                row = {
+                    **comp.base_row(),
+                    "category": category,
+                    "task": task.name,
+                    "value": result.value,
+                    "units": result.units,
+                    "accuracy": result.accuracy,
+                    "run_style": result.run_style,
+                    "division": result.division,
+                    "result": result.result_id,
+                }
                 usable = result.passed and _usable(result.value)
                 if comp.dq_reasons or not usable:
                     reason = "; ".join(comp.dq_reasons) if comp.dq_reasons else _dq_reason(result)
@@ -170,8 +197,16 @@ def build_leaderboard(entries: list[EntryRecord], rules: Rules) -> dict:
                     totals[comp.key]["tasks"][task.name] = None
                     if not comp.dq_reasons:
                         totals[comp.key]["reasons"].append(f"{task.name}: {reason}")
-                    disqualified.append({"input": comp.entry.input, "team": comp.submitter, "system": comp.system,
-                                         "category": category, "task": task.name, "reason": reason})
+                    disqualified.append(
+                        {
+                            "input": comp.entry.input,
+                            "team": comp.submitter,
+                            "system": comp.system,
+                            "category": category,
+                            "task": task.name,
+                            "reason": reason,
+                        }
+                    )
                     continue
                 row.update(status="ranked", reason="")
                 bonus, bonus_for = _bonus(rules, task, comp, result)
@@ -195,37 +230,73 @@ def build_leaderboard(entries: list[EntryRecord], rules: Rules) -> dict:
             total = totals[comp.key]
             total["total"] = round(total["points"] + total["bonus"], 2)
             if comp.dq_reasons or total["ranked_tasks"] == 0:
-                total.update(status="disqualified", rank=None, total=0.0,
-                             reason="; ".join(total["reasons"]) or "no task ranked")
+                total.update(
+                    status="disqualified", rank=None, total=0.0, reason="; ".join(total["reasons"]) or "no task ranked"
+                )
                 overall_dq.append(total)
                 if comp.dq_reasons:
-                    disqualified.append({"input": comp.entry.input, "team": comp.submitter, "system": comp.system,
-                                         "category": category, "task": "", "reason": total["reason"]})
+                    disqualified.append(
+                        {
+                            "input": comp.entry.input,
+                            "team": comp.submitter,
+                            "system": comp.system,
+                            "category": category,
+                            "task": "",
+                            "reason": total["reason"],
+                        }
+                    )
             else:
                 total.update(status="ranked", reason="; ".join(total["reasons"]))
                 overall_ranked.append(total)
         _share_ranks(overall_ranked, "total", descending=True)
         for row in [*overall_ranked, *overall_dq]:
             row.pop("reasons", None)
-        categories.append({"name": category, "overall": overall_ranked + overall_dq,
-                           "tasks": {t.name: tables.get(t.name, []) for t in rules.tasks}})
+        categories.append(
+            {
+                "name": category,
+                "overall": overall_ranked + overall_dq,
+                "tasks": {t.name: tables.get(t.name, []) for t in rules.tasks},
+            }
+        )
 
     unranked = []
     for entry in entries:
         if entry.error:
-            disqualified.append({"input": entry.input, "team": ", ".join(entry.teams), "system": "",
-                                 "category": "", "task": "",
-                                 "reason": f"{entry.error['rule']}: {entry.error['message']}"})
+            disqualified.append(
+                {
+                    "input": entry.input,
+                    "team": ", ".join(entry.teams),
+                    "system": "",
+                    "category": "",
+                    "task": "",
+                    "reason": f"{entry.error['rule']}: {entry.error['message']}",
+                }
+            )
     for comp in competitors:
         if not picked[comp.key]:
             found = ", ".join(sorted({f"{r.model}/{r.scenario}" for r in comp.results})) or "none"
-            unranked.append({"input": comp.entry.input, "team": comp.submitter, "system": comp.system,
-                             "category": comp.category, "task": "",
-                             "reason": f"no result for a scored task (found: {found})"})
+            unranked.append(
+                {
+                    "input": comp.entry.input,
+                    "team": comp.submitter,
+                    "system": comp.system,
+                    "category": comp.category,
+                    "task": "",
+                    "reason": f"no result for a scored task (found: {found})",
+                }
+            )
     for entry in entries:
         if not entry.error and not entry.results:
             why = "; ".join(entry.tree_errors[:3]) or "the tree holds no results"
-            unranked.append({"input": entry.input, "team": ", ".join(entry.teams), "system": "", "category": "",
-                             "task": "", "reason": f"no results: {why}"})
+            unranked.append(
+                {
+                    "input": entry.input,
+                    "team": ", ".join(entry.teams),
+                    "system": "",
+                    "category": "",
+                    "task": "",
+                    "reason": f"no results: {why}",
+                }
+            )
     disqualified += unranked
     return {"categories": categories, "disqualified": disqualified}

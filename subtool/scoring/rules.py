@@ -40,12 +40,11 @@ class CheckSettings:
 @dataclass(frozen=True)
 class CategoryRule:
     name: str
-    match: tuple[tuple[str, str], ...]          # (field, regex), all must match
+    match: tuple[tuple[str, str], ...]  # (field, regex), all must match
 
     def fits(self, fields: dict) -> bool:
         # A field the description lacks never matches (an empty pattern must not catch missing data).
-        return all(key in fields and re.search(pattern, str(fields[key]), re.IGNORECASE)
-                   for key, pattern in self.match)
+        return all(key in fields and re.search(pattern, str(fields[key]), re.IGNORECASE) for key, pattern in self.match)
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,7 @@ class Task:
 
     def matches(self, model: str, mlperf_model: str, scenario: str) -> bool:
         models = {m.lower() for m in self.models}
-        return scenario.lower() == self.scenario.lower() and (model.lower() in models
-                                                              or mlperf_model.lower() in models)
+        return scenario.lower() == self.scenario.lower() and (model.lower() in models or mlperf_model.lower() in models)
 
 
 @dataclass(frozen=True)
@@ -70,13 +68,12 @@ class Bonus:
     name: str
     points: float
     match: tuple[tuple[str, str], ...]
-    tasks: tuple[str, ...] = ()                 # empty: every task
+    tasks: tuple[str, ...] = ()  # empty: every task
 
     def applies(self, task: str, fields: dict) -> bool:
         if self.tasks and task not in self.tasks:
             return False
-        return all(re.search(pattern, str(fields.get(key, "") or ""), re.IGNORECASE)
-                   for key, pattern in self.match)
+        return all(re.search(pattern, str(fields.get(key, "") or ""), re.IGNORECASE) for key, pattern in self.match)
 
 
 @dataclass(frozen=True)
@@ -88,7 +85,7 @@ class Integrity:
 @dataclass(frozen=True)
 class Rules:
     title: str
-    source: str                                 # "default" or the file's name
+    source: str  # "default" or the file's name
     sha256: str
     check: CheckSettings
     limits: ExtractLimits
@@ -114,19 +111,39 @@ class Rules:
 
     def summary(self) -> dict:
         return {
-            "title": self.title, "source": self.source, "sha256": self.sha256,
-            "check": {"version": self.check.version, "waive": list(self.check.waive),
-                      "skip_compliance": self.check.skip_compliance,
-                      "require_accuracy": self.check.require_accuracy, "divisions": list(self.check.divisions)},
+            "title": self.title,
+            "source": self.source,
+            "sha256": self.sha256,
+            "check": {
+                "version": self.check.version,
+                "waive": list(self.check.waive),
+                "skip_compliance": self.check.skip_compliance,
+                "require_accuracy": self.check.require_accuracy,
+                "divisions": list(self.check.divisions),
+            },
             "failed_result": self.failed_result,
             "categories": self.category_names,
-            "tasks": [{"name": t.name, "models": list(t.models), "scenario": t.scenario, "points": t.points,
-                       "max_points": t.max_points, "rank_points": list(t.rank_points), "weight": t.weight,
-                       "lower_is_better": t.lower_is_better} for t in self.tasks],
-            "bonuses": [{"name": b.name, "points": b.points, "match": dict(b.match), "tasks": list(b.tasks)}
-                        for b in self.bonuses],
-            "integrity": {"tstamps_slack_s": self.integrity.tstamps_slack_s,
-                          "disqualify": list(self.integrity.disqualify)},
+            "tasks": [
+                {
+                    "name": t.name,
+                    "models": list(t.models),
+                    "scenario": t.scenario,
+                    "points": t.points,
+                    "max_points": t.max_points,
+                    "rank_points": list(t.rank_points),
+                    "weight": t.weight,
+                    "lower_is_better": t.lower_is_better,
+                }
+                for t in self.tasks
+            ],
+            "bonuses": [
+                {"name": b.name, "points": b.points, "match": dict(b.match), "tasks": list(b.tasks)}
+                for b in self.bonuses
+            ],
+            "integrity": {
+                "tstamps_slack_s": self.integrity.tstamps_slack_s,
+                "disqualify": list(self.integrity.disqualify),
+            },
         }
 
 
@@ -195,9 +212,12 @@ class _Reader:
     def done(self) -> None:
         extra = sorted(set(self.table) - self.used)
         if extra:
-            raise SubtoolError(f"{self.where}: unknown key{'s' if len(extra) > 1 else ''} {', '.join(extra)}",
-                               path=self.source, rule=RULE, hint="see the default rules (subtool/scoring/"
-                               "default_rules.toml) for the keys each table takes")
+            raise SubtoolError(
+                f"{self.where}: unknown key{'s' if len(extra) > 1 else ''} {', '.join(extra)}",
+                path=self.source,
+                rule=RULE,
+                hint="see the default rules (subtool/scoring/default_rules.toml) for the keys each table takes",
+            )
 
 
 def _tables(reader: _Reader, key: str) -> list[dict]:
@@ -218,14 +238,22 @@ def _check_settings(root: _Reader) -> CheckSettings:
     waive = r.strings("waive", ("perf.min_duration",))
     unknown = [w for w in waive if w not in all_rules()]
     if unknown:
-        raise r.fail("waive", f"unknown checker rule {', '.join(unknown)}",
-                     hint="see subtool/checker/RULES.md for the rule ids, e.g. perf.min_duration")
+        raise r.fail(
+            "waive",
+            f"unknown checker rule {', '.join(unknown)}",
+            hint="see subtool/checker/RULES.md for the rule ids, e.g. perf.min_duration",
+        )
     divisions = r.strings("divisions", ("open", "closed"))
     bad = [d for d in divisions if d not in ("open", "closed", "network")]
     if bad:
         raise r.fail("divisions", f"unknown division {', '.join(bad)}", hint="open, closed or network")
-    settings = CheckSettings(version=version, waive=waive, skip_compliance=r.get("skip_compliance", bool, False),
-                             require_accuracy=r.get("require_accuracy", bool, True), divisions=divisions)
+    settings = CheckSettings(
+        version=version,
+        waive=waive,
+        skip_compliance=r.get("skip_compliance", bool, False),
+        require_accuracy=r.get("require_accuracy", bool, True),
+        divisions=divisions,
+    )
     r.done()
     return settings
 
@@ -270,13 +298,20 @@ def _task(table: dict, index: int, source: str) -> Task:
     if not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) for p in rank_points):
         raise r.fail("rank_points", "must be a list of finite numbers")
     if points == "rank" and not rank_points:
-        raise r.fail("rank_points", "is required when points = \"rank\"", hint="e.g. rank_points = [100, 80, 60]")
+        raise r.fail("rank_points", 'is required when points = "rank"', hint="e.g. rank_points = [100, 80, 60]")
     lower = scenario.lower() in LOWER_IS_BETTER_SCENARIOS
-    task = Task(name=name, models=r.strings("models", required=True), scenario=scenario, points=points,
-                max_points=r.number("max_points", 100.0, minimum=0), rank_points=tuple(float(p) for p in rank_points),
-                weight=r.number("weight", 1.0, minimum=0), lower_is_better=r.get("lower_is_better", bool, lower))
+    task = Task(
+        name=name,
+        models=r.strings("models", required=True),
+        scenario=scenario,
+        points=points,
+        max_points=r.number("max_points", 100.0, minimum=0),
+        rank_points=tuple(float(p) for p in rank_points),
+        weight=r.number("weight", 1.0, minimum=0),
+        lower_is_better=r.get("lower_is_better", bool, lower),
+    )
     if not task.models:
-        raise r.fail("models", "must name at least one benchmark, e.g. [\"bert-99\"]")
+        raise r.fail("models", 'must name at least one benchmark, e.g. ["bert-99"]')
     r.done()
     return task
 
@@ -304,25 +339,42 @@ def parse_rules(text: str, source: str, sha256: str) -> Rules:
         r.done()
     tasks = [_task(t, i, source) for i, t in enumerate(_tables(root, "task"))]
     if not tasks:
-        raise SubtoolError("no [[task]]: nothing would be ranked", path=source, rule=RULE,
-                           hint="add a [[task]] table per benchmark/scenario that counts")
+        raise SubtoolError(
+            "no [[task]]: nothing would be ranked",
+            path=source,
+            rule=RULE,
+            hint="add a [[task]] table per benchmark/scenario that counts",
+        )
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise SubtoolError("two [[task]] tables have the same name", path=source, rule=RULE)
     bonuses = []
     for i, table in enumerate(_tables(root, "bonus")):
         r = _Reader(table, f"bonus[{i}]", source)
-        bonus = Bonus(name=r.get("name", str, required=True), points=r.number("points", 0.0),
-                      match=r.patterns("match"), tasks=r.strings("tasks", ()))
+        bonus = Bonus(
+            name=r.get("name", str, required=True),
+            points=r.number("points", 0.0),
+            match=r.patterns("match"),
+            tasks=r.strings("tasks", ()),
+        )
         unknown = [t for t in bonus.tasks if t not in names]
         if unknown:
             raise r.fail("tasks", f"names no [[task]]: {', '.join(unknown)}")
         bonuses.append(bonus)
         r.done()
     root.done()
-    return Rules(title=title, source=source, sha256=sha256, check=check, limits=limits, integrity=integrity,
-                 failed_result=failed_result, categories=tuple(categories), tasks=tuple(tasks),
-                 bonuses=tuple(bonuses))
+    return Rules(
+        title=title,
+        source=source,
+        sha256=sha256,
+        check=check,
+        limits=limits,
+        integrity=integrity,
+        failed_result=failed_result,
+        categories=tuple(categories),
+        tasks=tuple(tasks),
+        bonuses=tuple(bonuses),
+    )
 
 
 def default_rules_text() -> str:

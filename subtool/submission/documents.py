@@ -8,24 +8,46 @@ of the subtool source that ran; for imported logs a note naming the harness, for
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from subtool import __version__
 from subtool.submission.importers import ImportedResult
 from subtool.submission.layout import ResultKey, layout_for
 
-DEMO_BANNER = ("> **DEMO** — produced by subtool's embedded demo (random weights, generated data). It shows the "
-               "workflow; it is not a benchmark result and must not be published as one.\n")
+DEMO_BANNER = (
+    "> **DEMO** — produced by subtool's embedded demo (random weights, generated data). It shows the "
+    "workflow; it is not a benchmark result and must not be published as one.\n"
+)
 SHORT_LINE = "Run style: short — not submittable: min_duration waived"
-_SETTINGS = ("scenario", "test_mode", "target_qps", "target_latency_ns", "samples_per_query", "min_duration_ms",
-             "min_query_count", "max_query_count", "performance_sample_count", "accuracy_sample_count",
-             "max_async_queries", "qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")
-_SOURCES = {"run_dir": "a subtool run directory", "mlc": "MLC's raw results layout",
-            "loose": "LoadGen log directories given on the command line"}
-_RESULT_FIELDS = {"Offline": "result_samples_per_second", "Server": "result_completed_samples_per_sec",
-                  "SingleStream": "early_stopping_latency_ss", "MultiStream": "early_stopping_latency_ms",
-                  "Interactive": "result_completed_samples_per_sec"}
+_SETTINGS = (
+    "scenario",
+    "test_mode",
+    "target_qps",
+    "target_latency_ns",
+    "samples_per_query",
+    "min_duration_ms",
+    "min_query_count",
+    "max_query_count",
+    "performance_sample_count",
+    "accuracy_sample_count",
+    "max_async_queries",
+    "qsl_rng_seed",
+    "sample_index_rng_seed",
+    "schedule_rng_seed",
+)
+_SOURCES = {
+    "run_dir": "a subtool run directory",
+    "mlc": "MLC's raw results layout",
+    "loose": "LoadGen log directories given on the command line",
+}
+_RESULT_FIELDS = {
+    "Offline": "result_samples_per_second",
+    "Server": "result_completed_samples_per_sec",
+    "SingleStream": "early_stopping_latency_ss",
+    "MultiStream": "early_stopping_latency_ms",
+    "Interactive": "result_completed_samples_per_sec",
+}
 
 
 def _result_value(imp: ImportedResult) -> str:
@@ -52,8 +74,11 @@ def _retarget(cmd: list[str], key: ResultKey) -> list[str]:
     if len(cmd) < 2 or cmd[1] != "all":
         return cmd
     out = list(cmd)
-    for flag, value, always in (("--submitter", key.submitter, True), ("--division", key.division, False),
-                                ("--system", key.system, False)):
+    for flag, value, always in (
+        ("--submitter", key.submitter, True),
+        ("--division", key.division, False),
+        ("--system", key.system, False),
+    ):
         for i, arg in enumerate(out):
             if arg == flag and i + 1 < len(out):
                 out[i + 1] = value
@@ -87,7 +112,8 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
         lines += ["Run style: valid (official minimum duration and query counts)", ""]
     bench = imp.bench.name
     lines += [
-        f"- Benchmark: {bench}" + (f" (custom model `{key.model}`, see model_mapping.json)" if imp.custom_model else ""),
+        f"- Benchmark: {bench}"
+        + (f" (custom model `{key.model}`, see model_mapping.json)" if imp.custom_model else ""),
         f"- Scenario: {key.scenario}",
         f"- Division: {key.division}",
         f"- Submitter: {key.submitter}",
@@ -102,8 +128,9 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
     if run.get("backend") or run.get("precision"):
         lines.append(f"- Backend: {run.get('backend', '?')}, precision {run.get('precision', '?')}")
     if run.get("tstamps"):
-        lines.append(f"- Run started {run['tstamps'][0]}" + (f", ended {run['tstamps'][-1]}"
-                                                            if len(run["tstamps"]) > 1 else ""))
+        lines.append(
+            f"- Run started {run['tstamps'][0]}" + (f", ended {run['tstamps'][-1]}" if len(run["tstamps"]) > 1 else "")
+        )
     lines += ["", "## Settings (from mlperf_log_detail.txt)", "", "| setting | value |", "|---|---|"]
     settings = imp.perf_log.settings()
     for name in _SETTINGS:
@@ -113,22 +140,32 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
     cmd = reproduce_command(imp, key)
     if cmd:
         src = layout_for(version).src_dir(key.division, key.submitter).name
-        lines += [f"From `{key.division}/{key.submitter}/`, install the subtool that ran from its copy in `{src}/` "
-                  "(with the `run` extra: LoadGen, torch, transformers), then run the command:", "",
-                  "```bash", install_command(src), cmd, "```"]
+        lines += [
+            f"From `{key.division}/{key.submitter}/`, install the subtool that ran from its copy in `{src}/` "
+            "(with the `run` extra: LoadGen, torch, transformers), then run the command:",
+            "",
+            "```bash",
+            install_command(src),
+            cmd,
+            "```",
+        ]
     elif imp.kind == "mlc":
-        lines += ["These logs were produced with MLC (mlcommons mlperf-automations); see the README MLC wrote "
-                  "beside them for the exact `mlcr` command."]
+        lines += [
+            "These logs were produced with MLC (mlcommons mlperf-automations); see the README MLC wrote "
+            "beside them for the exact `mlcr` command."
+        ]
     else:
-        lines += ["These logs were produced by the submitter's own harness; its code and command belong in "
-                  "`src/` (v5.x: `code/`)."]
+        lines += [
+            "These logs were produced by the submitter's own harness; its code and command belong in "
+            "`src/` (v5.x: `code/`)."
+        ]
     if imp.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in imp.notes]
     return "\n".join(lines) + "\n"
 
 
 RESULTS_HEADING = "## Results in this tree"
-RESULTS_HEADINGS = (RESULTS_HEADING, "## Results packaged in this run")   # the second: trees of earlier versions
+RESULTS_HEADINGS = (RESULTS_HEADING, "## Results packaged in this run")  # the second: trees of earlier versions
 
 
 def result_line(key: ResultKey, imp: ImportedResult) -> str:
@@ -140,8 +177,10 @@ def src_line(key: ResultKey, imp: ImportedResult) -> str:
     cmd = reproduce_command(imp, key)
     if cmd:
         return f"- {key.model} {key.scenario}: `{cmd}`"
-    return (f"- {key.model} {key.scenario}: produced by {_SOURCES.get(imp.kind, imp.kind)}; add the harness code "
-            f"and the command you used")
+    return (
+        f"- {key.model} {key.scenario}: produced by {_SOURCES.get(imp.kind, imp.kind)}; add the harness code "
+        f"and the command you used"
+    )
 
 
 def add_list_items(text: str, items: list[str], headings: tuple[str, ...] = ()) -> str:
@@ -156,34 +195,47 @@ def add_list_items(text: str, items: list[str], headings: tuple[str, ...] = ()) 
     if start is None:
         return text
     in_list = [n for n in range(start, len(lines)) if lines[n].startswith("- ")]
-    if headings:       # the items right under the heading, up to the next heading
+    if headings:  # the items right under the heading, up to the next heading
         stop = next((n for n in range(start + 1, len(lines)) if lines[n].startswith("#")), len(lines))
         in_list = [n for n in in_list if n < stop]
     if not in_list:
         return text
     last = in_list[-1]
-    return "\n".join(lines[: last + 1] + missing + lines[last + 1:]) + ("\n" if text.endswith("\n") else "")
+    return "\n".join(lines[: last + 1] + missing + lines[last + 1 :]) + ("\n" if text.endswith("\n") else "")
 
 
-def documentation_readme(submitter: str, division: str, entries: Iterable[tuple[ResultKey, ImportedResult]],
-                         *, version: str) -> str:
+def documentation_readme(
+    submitter: str, division: str, entries: Iterable[tuple[ResultKey, ImportedResult]], *, version: str
+) -> str:
     entries = list(entries)
     demo = any(imp.demo for _, imp in entries)
     lines = [f"# {submitter} — MLPerf Inference {version} ({division} division)", ""]
     if demo:
         lines += [DEMO_BANNER]
     src = layout_for(version).src_dir(division, submitter).name
-    lines += [f"This tree was laid out by subtool {__version__}; its source is in `{src}/{SOURCE_DIR}/` (install it "
-              f"from the submitter folder with `{install_command(src)}`).",
-              "Each result directory has a README.md with its settings and the command that reproduces it.",
-              "Untruncated accuracy logs are kept outside the submitter folders (where `subtool package` said);",
-              "their sha256 is the `hash=` line of each accuracy.txt.", "", RESULTS_HEADING, ""]
+    lines += [
+        f"This tree was laid out by subtool {__version__}; its source is in `{src}/{SOURCE_DIR}/` (install it "
+        f"from the submitter folder with `{install_command(src)}`).",
+        "Each result directory has a README.md with its settings and the command that reproduces it.",
+        "Untruncated accuracy logs are kept outside the submitter folders (where `subtool package` said);",
+        "their sha256 is the `hash=` line of each accuracy.txt.",
+        "",
+        RESULTS_HEADING,
+        "",
+    ]
     lines += [result_line(key, imp) for key, imp in entries]
-    lines += ["", "## Reproduce", "",
-              "From the submitter folder, the one above `documentation/` (each result's README.md has its exact "
-              "command):",
-              "", "```bash", install_command(src),
-              f"subtool all --submitter {submitter}   # or: subtool run / package / check / pack", "```", ""]
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "From the submitter folder, the one above `documentation/` (each result's README.md has its exact command):",
+        "",
+        "```bash",
+        install_command(src),
+        f"subtool all --submitter {submitter}   # or: subtool run / package / check / pack",
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -192,8 +244,10 @@ def calibration_md(entries: Iterable[tuple[ResultKey, ImportedResult]], measurem
     types = sorted({str(m.get("weight_data_types", "?")) for m in measurements.values()}) or ["?"]
     low_precision = [t for t in types if any(q in t.lower() for q in ("int", "fp8", "fp4", "nf4"))]
     if low_precision:
-        lines += [f"Weights are {', '.join(types)}. Describe the calibration/quantization procedure and data "
-                  f"here (the rules require it for quantized closed-division submissions)."]
+        lines += [
+            f"Weights are {', '.join(types)}. Describe the calibration/quantization procedure and data "
+            f"here (the rules require it for quantized closed-division submissions)."
+        ]
     else:
         lines += [f"No calibration: the weights are used as released ({', '.join(types)}), without quantization."]
     return "\n".join(lines) + "\n"
@@ -203,9 +257,12 @@ def src_readme(entries: Iterable[tuple[ResultKey, ImportedResult]], *, copied: s
     entries = list(entries)
     lines = ["# Code", ""]
     if copied:
-        lines += [f"`{copied}/` is the source of subtool {__version__}, the harness that ran the subtool results "
-                  f"below (LoadGen SUT, QSL and accuracy scripts included). Install it from the folder above "
-                  f"`src/`: `{install_command()}`.", ""]
+        lines += [
+            f"`{copied}/` is the source of subtool {__version__}, the harness that ran the subtool results "
+            f"below (LoadGen SUT, QSL and accuracy scripts included). Install it from the folder above "
+            f"`src/`: `{install_command()}`.",
+            "",
+        ]
     lines += [src_line(key, imp) for key, imp in entries]
     return "\n".join(lines) + "\n"
 
@@ -271,21 +328,40 @@ def source_pyproject(dist_name: str = "mlperf-subtool") -> str:
         core, extras = _requirements(dist)
         python = dist.metadata.get("Requires-Python") or ">=3.10"
         scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
-    except md.PackageNotFoundError:          # run from a checkout that was never installed
+    except md.PackageNotFoundError:  # run from a checkout that was never installed
         core, extras, python, scripts = [], {}, ">=3.10", {"subtool": "subtool.cli:main"}
-    lines = ["# Written by subtool from the metadata of the installation that produced this submission.",
-             "[build-system]", 'requires = ["setuptools>=68"]', 'build-backend = "setuptools.build_meta"', "",
-             "[project]", f"name = {json.dumps(dist_name)}", f"version = {json.dumps(__version__)}",
-             'readme = "README.md"', f"requires-python = {json.dumps(python)}",
-             f"dependencies = {_toml_list(core)}", "", "[project.optional-dependencies]"]
+    lines = [
+        "# Written by subtool from the metadata of the installation that produced this submission.",
+        "[build-system]",
+        'requires = ["setuptools>=68"]',
+        'build-backend = "setuptools.build_meta"',
+        "",
+        "[project]",
+        f"name = {json.dumps(dist_name)}",
+        f"version = {json.dumps(__version__)}",
+        'readme = "README.md"',
+        f"requires-python = {json.dumps(python)}",
+        f"dependencies = {_toml_list(core)}",
+        "",
+        "[project.optional-dependencies]",
+    ]
     lines += [f"{json.dumps(name)} = {_toml_list(reqs)}" for name, reqs in sorted(extras.items())]
     lines += ["", "[project.scripts]"] + [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in sorted(scripts.items())]
-    lines += ["", "[tool.setuptools.packages.find]", 'include = ["subtool*"]', "",
-              "[tool.setuptools.package-data]", '"*" = ["*.json", "*.toml", "*.md"]', ""]
+    lines += [
+        "",
+        "[tool.setuptools.packages.find]",
+        'include = ["subtool*"]',
+        "",
+        "[tool.setuptools.package-data]",
+        '"*" = ["*.json", "*.toml", "*.md"]',
+        "",
+    ]
     return "\n".join(lines)
 
 
 def source_readme() -> str:
-    return (f"# subtool {__version__}\n\nThe source of the subtool that produced this submission. Install it with "
-            f"the `run` extra to re-run the benchmark: `pip install './{SOURCE_DIR}[run]'` from the folder above "
-            f"this one.\n")
+    return (
+        f"# subtool {__version__}\n\nThe source of the subtool that produced this submission. Install it with "
+        f"the `run` extra to re-run the benchmark: `pip install './{SOURCE_DIR}[run]'` from the folder above "
+        f"this one.\n"
+    )

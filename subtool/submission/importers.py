@@ -23,25 +23,25 @@ OFFICIAL_MIN_DURATION_MS = 600000
 
 @dataclass
 class ImportedResult:
-    kind: str                          # "run_dir" | "mlc" | "loose"
+    kind: str  # "run_dir" | "mlc" | "loose"
     source: Path
-    model: str                         # directory name in the tree (a custom name in the open division)
-    bench: Benchmark                   # the official benchmark it is measured as
+    model: str  # directory name in the tree (a custom name in the open division)
+    bench: Benchmark  # the official benchmark it is measured as
     scenario: str
     perf_dir: Path
     perf_log: DetailLog
     acc_dir: Path
     acc_log: DetailLog
     compliance: dict[str, Path] = field(default_factory=dict)
-    user_conf: Path | None = None      # None → reconstructed from the detail log
+    user_conf: Path | None = None  # None → reconstructed from the detail log
     mlperf_conf: Path | None = None
     measurements: dict[str, Any] = field(default_factory=dict)
-    accuracy_txt: str | None = None    # as found; None when missing
+    accuracy_txt: str | None = None  # as found; None when missing
     accuracy_metrics: dict | None = None
-    system_meta: dict | None = None    # MLC's system_meta.json
-    system_hint: str | None = None     # system directory name the source used
+    system_meta: dict | None = None  # MLC's system_meta.json
+    system_hint: str | None = None  # system directory name the source used
     division_hint: str | None = None
-    run: dict | None = None            # run.json
+    run: dict | None = None  # run.json
     demo: bool = False
     run_style: str = "valid"
     notes: list[str] = field(default_factory=list)
@@ -85,17 +85,21 @@ def conf_models(user_conf: Path) -> set[str]:
     return names
 
 
-def _check_model(bench: Benchmark, logs: list[DetailLog], user_conf: Path | None, *, claimed_from: str,
-                 notes: list[str], demo: bool) -> None:
+def _check_model(
+    bench: Benchmark, logs: list[DetailLog], user_conf: Path | None, *, claimed_from: str, notes: list[str], demo: bool
+) -> None:
     """Refuse logs that are evidently of another benchmark than the one claimed."""
     if user_conf is not None:
         names = conf_models(user_conf)
         foreign = sorted(n for n in names if n != bench.conf_name)
         if foreign and bench.conf_name not in names:
-            raise SubtoolError(f"user.conf sets {', '.join(foreign)} but the result is {bench.name} "
-                               f"({claimed_from}); LoadGen would not have applied it",
-                               path=user_conf, rule="import.model_mismatch",
-                               hint=f"{bench.name}'s settings are written '{bench.conf_name}.<Scenario>.<key>'")
+            raise SubtoolError(
+                f"user.conf sets {', '.join(foreign)} but the result is {bench.name} "
+                f"({claimed_from}); LoadGen would not have applied it",
+                path=user_conf,
+                rule="import.model_mismatch",
+                hint=f"{bench.name}'s settings are written '{bench.conf_name}.<Scenario>.<key>'",
+            )
     for log in logs:
         if log.mode != "accuracy":
             continue
@@ -104,27 +108,34 @@ def _check_model(bench: Benchmark, logs: list[DetailLog], user_conf: Path | None
             continue
         others = [b.name for b in find_by_dataset_size(total) if b.conf_name != bench.conf_name]
         if others:
-            raise SubtoolError(f"these logs are of a data set with {total} samples, which is "
-                               f"{' or '.join(others)}, not {bench.name} ({claimed_from})",
-                               path=log.path, rule="import.model_mismatch",
-                               hint="give the logs of the benchmark you name, or name the benchmark they are of")
+            raise SubtoolError(
+                f"these logs are of a data set with {total} samples, which is "
+                f"{' or '.join(others)}, not {bench.name} ({claimed_from})",
+                path=log.path,
+                rule="import.model_mismatch",
+                hint="give the logs of the benchmark you name, or name the benchmark they are of",
+            )
         if not demo:
-            notes.append(f"accuracy run covered {total} samples; {bench.name}'s data set has "
-                         f"{bench.dataset_size} (the checker will report it)")
+            notes.append(
+                f"accuracy run covered {total} samples; {bench.name}'s data set has "
+                f"{bench.dataset_size} (the checker will report it)"
+            )
 
 
 def with_article(word: str) -> str:
-    """"an Offline", "a Server": the article English wants before a scenario or mode name."""
+    """ "an Offline", "a Server": the article English wants before a scenario or mode name."""
     return f"{'an' if word[:1].upper() in 'AEIOU' else 'a'} {word}"
 
 
 def _check_scenario(scenario: str, logs: list[DetailLog], claimed_from: str) -> str:
     for log in logs:
         if log.scenario != scenario:
-            raise SubtoolError(f"this is {with_article(str(log.scenario))} log, but it was given as {scenario} "
-                               f"({claimed_from})",
-                               path=log.path, rule="import.scenario_mismatch",
-                               hint=f"package it as --scenario {log.scenario}, or give the {scenario} logs")
+            raise SubtoolError(
+                f"this is {with_article(str(log.scenario))} log, but it was given as {scenario} ({claimed_from})",
+                path=log.path,
+                rule="import.scenario_mismatch",
+                hint=f"package it as --scenario {log.scenario}, or give the {scenario} logs",
+            )
     return scenario
 
 
@@ -183,12 +194,26 @@ def import_run_dir(run_dir: Path) -> ImportedResult:
     tests = {t: d for t, d in tests.items() if d.is_dir()}
     _check_compliance(tests, scenario)
     return ImportedResult(
-        kind="run_dir", source=run_dir, model=custom, bench=bench, scenario=scenario,
-        perf_dir=perf_dir, perf_log=perf, acc_dir=acc_dir, acc_log=acc, compliance=tests,
-        user_conf=user_conf, mlperf_conf=_first_existing(run_dir / "mlperf.conf"),
-        measurements=dict(run.get("measurements") or {}), accuracy_txt=_accuracy_txt(acc_dir),
-        accuracy_metrics=(modes.get("accuracy") or {}).get("metrics"), division_hint=run.get("division_hint"),
-        run=run, demo=demo, run_style=str(run.get("run_style") or _run_style(perf)), notes=notes,
+        kind="run_dir",
+        source=run_dir,
+        model=custom,
+        bench=bench,
+        scenario=scenario,
+        perf_dir=perf_dir,
+        perf_log=perf,
+        acc_dir=acc_dir,
+        acc_log=acc,
+        compliance=tests,
+        user_conf=user_conf,
+        mlperf_conf=_first_existing(run_dir / "mlperf.conf"),
+        measurements=dict(run.get("measurements") or {}),
+        accuracy_txt=_accuracy_txt(acc_dir),
+        accuracy_metrics=(modes.get("accuracy") or {}).get("metrics"),
+        division_hint=run.get("division_hint"),
+        run=run,
+        demo=demo,
+        run_style=str(run.get("run_style") or _run_style(perf)),
+        notes=notes,
     )
 
 
@@ -223,32 +248,43 @@ def import_mlc_system(system_dir: Path) -> list[ImportedResult]:
                 continue
             results.append(_import_mlc_result(system_dir, model_dir, scen_dir, system_meta))
     if not results:
-        raise SubtoolError("no results found: expected <model>/<scenario>/performance/run_1 below the system "
-                           "directory", path=system_dir, rule="import.not_recognised")
+        raise SubtoolError(
+            "no results found: expected <model>/<scenario>/performance/run_1 below the system directory",
+            path=system_dir,
+            rule="import.not_recognised",
+        )
     return results
 
 
 def _import_mlc_result(system_dir: Path, model_dir: Path, scen_dir: Path, system_meta: dict | None) -> ImportedResult:
-    perf_dir = _require_dir(scen_dir / "performance" / "run_1", "performance/run_1",
-                            "MLC writes the performance run to <model>/<scenario>/performance/run_1")
-    acc_dir = _require_dir(scen_dir / "accuracy", "accuracy run",
-                           "run the accuracy mode with MLC (--mode=accuracy) before packaging")
+    perf_dir = _require_dir(
+        scen_dir / "performance" / "run_1",
+        "performance/run_1",
+        "MLC writes the performance run to <model>/<scenario>/performance/run_1",
+    )
+    acc_dir = _require_dir(
+        scen_dir / "accuracy", "accuracy run", "run the accuracy mode with MLC (--mode=accuracy) before packaging"
+    )
     perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
     acc = read_detail_log(acc_dir / "mlperf_log_detail.txt", expect_mode="accuracy")
     scenario = _check_scenario(scen_dir.name, [perf, acc], f"directory {scen_dir}")
     # MLC maps a custom model name to the official benchmark in model_mapping.json beside the logs.
-    mapping_path = _first_existing(perf_dir / "model_mapping.json", acc_dir / "model_mapping.json",
-                                   scen_dir / "model_mapping.json", system_dir / "model_mapping.json")
+    mapping_path = _first_existing(
+        perf_dir / "model_mapping.json",
+        acc_dir / "model_mapping.json",
+        scen_dir / "model_mapping.json",
+        system_dir / "model_mapping.json",
+    )
     official = model_dir.name
     if mapping_path is not None:
         official = _read_json(mapping_path, "model_mapping.json").get(model_dir.name, official)
     bench = require_benchmark(official, where=str(model_dir))
     user_conf = _first_existing(scen_dir / "user.conf", perf_dir / "user.conf", acc_dir / "user.conf")
     notes: list[str] = []
-    _check_model(bench, [perf, acc], user_conf, claimed_from=f"directory {model_dir.name}", notes=notes,
-                 demo=False)
-    meas_path = _first_existing(scen_dir / "measurements.json", perf_dir / "measurements.json",
-                                acc_dir / "measurements.json")
+    _check_model(bench, [perf, acc], user_conf, claimed_from=f"directory {model_dir.name}", notes=notes, demo=False)
+    meas_path = _first_existing(
+        scen_dir / "measurements.json", perf_dir / "measurements.json", acc_dir / "measurements.json"
+    )
     if meas_path is None:
         legacy = sorted(scen_dir.glob(f"*_{scenario}.json"))
         meas_path = legacy[0] if legacy else None
@@ -261,12 +297,25 @@ def _import_mlc_result(system_dir: Path, model_dir: Path, scen_dir: Path, system
     _check_compliance(tests, scenario)
     division = (meta or {}).get("division")
     return ImportedResult(
-        kind="mlc", source=scen_dir, model=model_dir.name, bench=bench, scenario=scenario,
-        perf_dir=perf_dir, perf_log=perf, acc_dir=acc_dir, acc_log=acc, compliance=tests, user_conf=user_conf,
+        kind="mlc",
+        source=scen_dir,
+        model=model_dir.name,
+        bench=bench,
+        scenario=scenario,
+        perf_dir=perf_dir,
+        perf_log=perf,
+        acc_dir=acc_dir,
+        acc_log=acc,
+        compliance=tests,
+        user_conf=user_conf,
         mlperf_conf=_first_existing(scen_dir / "mlperf.conf", perf_dir / "mlperf.conf"),
-        measurements=measurements, accuracy_txt=_accuracy_txt(acc_dir), system_meta=meta,
-        system_hint=system_dir.name, division_hint=division if division in ("open", "closed") else None,
-        run_style=_run_style(perf), notes=notes,
+        measurements=measurements,
+        accuracy_txt=_accuracy_txt(acc_dir),
+        system_meta=meta,
+        system_hint=system_dir.name,
+        division_hint=division if division in ("open", "closed") else None,
+        run_style=_run_style(perf),
+        notes=notes,
     )
 
 
@@ -275,34 +324,42 @@ def _loose_compliance(specs: list[str]) -> dict[str, Path]:
     tests = {}
     for spec in specs:
         if "=" not in spec:
-            raise SubtoolError(f"--compliance {spec!r} must be TEST0x=DIR", rule="cli.usage",
-                               hint="e.g. --compliance TEST01=logs/TEST01")
+            raise SubtoolError(
+                f"--compliance {spec!r} must be TEST0x=DIR",
+                rule="cli.usage",
+                hint="e.g. --compliance TEST01=logs/TEST01",
+            )
         test, d = spec.split("=", 1)
         test = test.strip().upper()
         if test not in TESTS:
-            raise SubtoolError(f"unknown compliance test {test!r}", rule="cli.usage",
-                               hint=f"one of {', '.join(TESTS)}")
+            raise SubtoolError(f"unknown compliance test {test!r}", rule="cli.usage", hint=f"one of {', '.join(TESTS)}")
         path = Path(d)
         if (path / test).is_dir() and not (path / "performance").is_dir():
-            path = path / test            # the parent run_verification.py was given as --output_dir
+            path = path / test  # the parent run_verification.py was given as --output_dir
         if test in tests:
             raise SubtoolError(f"{test} given twice", rule="import.duplicate")
         tests[test] = _require_dir(path, f"{test} directory", "give the directory run_verification.py wrote")
     return tests
 
 
-def import_loose(perf_dir: Path, acc_dir: Path | None, *, model: str | None, scenario: str | None,
-                 compliance: list[str]) -> ImportedResult:
+def import_loose(
+    perf_dir: Path, acc_dir: Path | None, *, model: str | None, scenario: str | None, compliance: list[str]
+) -> ImportedResult:
     """`--perf DIR --acc DIR [--compliance TEST01=DIR] --model M [--scenario S]`."""
     if not model:
-        raise SubtoolError("loose logs need --model (LoadGen logs do not name the benchmark)", rule="cli.usage",
-                           hint="e.g. --model bert-99 (or --model my-bert=bert-99 in the open division)")
+        raise SubtoolError(
+            "loose logs need --model (LoadGen logs do not name the benchmark)",
+            rule="cli.usage",
+            hint="e.g. --model bert-99 (or --model my-bert=bert-99 in the open division)",
+        )
     if acc_dir is None:
         raise SubtoolError("--perf needs --acc: the official tree needs the accuracy run too", rule="cli.usage")
-    perf_dir = _require_dir(Path(perf_dir), "--perf directory", "give the directory LoadGen wrote the "
-                                                                "PerformanceOnly logs to")
-    acc_dir = _require_dir(Path(acc_dir), "--acc directory", "give the directory LoadGen wrote the AccuracyOnly "
-                                                             "logs to")
+    perf_dir = _require_dir(
+        Path(perf_dir), "--perf directory", "give the directory LoadGen wrote the PerformanceOnly logs to"
+    )
+    acc_dir = _require_dir(
+        Path(acc_dir), "--acc directory", "give the directory LoadGen wrote the AccuracyOnly logs to"
+    )
     custom, official = split_model(model)
     bench = require_benchmark(official)
     perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
@@ -315,8 +372,9 @@ def import_loose(perf_dir: Path, acc_dir: Path | None, *, model: str | None, sce
     user_conf = _first_existing(perf_dir / "user.conf", perf_dir.parent / "user.conf", acc_dir / "user.conf")
     notes: list[str] = []
     _check_model(bench, [perf, acc], user_conf, claimed_from="--model", notes=notes, demo=False)
-    meas_path = _first_existing(perf_dir / "measurements.json", perf_dir.parent / "measurements.json",
-                                acc_dir / "measurements.json")
+    meas_path = _first_existing(
+        perf_dir / "measurements.json", perf_dir.parent / "measurements.json", acc_dir / "measurements.json"
+    )
     tests = _loose_compliance(compliance)
     _check_compliance(tests, scenario)
     run = _enclosing_run(perf_dir, acc_dir)
@@ -325,11 +383,24 @@ def import_loose(perf_dir: Path, acc_dir: Path | None, *, model: str | None, sce
         # logs copied out of (or pointed into) a demo run: they stay a demo, with the demo's own weights
         measurements = {**dict(run.get("measurements") or {}), **measurements}
     return ImportedResult(
-        kind="loose", source=perf_dir, model=custom, bench=bench, scenario=scenario, perf_dir=perf_dir,
-        perf_log=perf, acc_dir=acc_dir, acc_log=acc, compliance=tests, user_conf=user_conf,
-        mlperf_conf=_first_existing(perf_dir / "mlperf.conf"), measurements=measurements,
-        accuracy_txt=_accuracy_txt(acc_dir), run=run, demo=bool(run and run.get("demo")),
-        run_style=str((run or {}).get("run_style") or _run_style(perf)), notes=notes,
+        kind="loose",
+        source=perf_dir,
+        model=custom,
+        bench=bench,
+        scenario=scenario,
+        perf_dir=perf_dir,
+        perf_log=perf,
+        acc_dir=acc_dir,
+        acc_log=acc,
+        compliance=tests,
+        user_conf=user_conf,
+        mlperf_conf=_first_existing(perf_dir / "mlperf.conf"),
+        measurements=measurements,
+        accuracy_txt=_accuracy_txt(acc_dir),
+        run=run,
+        demo=bool(run and run.get("demo")),
+        run_style=str((run or {}).get("run_style") or _run_style(perf)),
+        notes=notes,
     )
 
 
@@ -348,8 +419,10 @@ def _enclosing_run(perf_dir: Path, acc_dir: Path) -> dict | None:
             if not isinstance(run, dict):
                 return None
             modes = run.get("modes") if isinstance(run.get("modes"), dict) else {}
-            recorded = {parent / str((modes.get(m) if isinstance(modes.get(m), dict) else {}).get("dir") or default)
-                        for m, default in (("performance", "performance/run_1"), ("accuracy", "accuracy"))}
+            recorded = {
+                parent / str((modes.get(m) if isinstance(modes.get(m), dict) else {}).get("dir") or default)
+                for m, default in (("performance", "performance/run_1"), ("accuracy", "accuracy"))
+            }
             return run if log_dir.resolve() in {p.resolve() for p in recorded} else None
     return None
 
@@ -363,8 +436,14 @@ def discover(path: Path) -> list[ImportedResult]:
     if (path / "run.json").is_file():
         return [import_run_dir(path)]
     # `subtool run` writes <out>/runs/<model>/<scenario>/run.json: a parent of run directories
-    run_dirs = sorted({p.parent for depth in ("*/run.json", "*/*/run.json", "*/*/*/run.json")
-                       for p in path.glob(depth) if not any(part.startswith(".") for part in p.parts[-4:])})
+    run_dirs = sorted(
+        {
+            p.parent
+            for depth in ("*/run.json", "*/*/run.json", "*/*/*/run.json")
+            for p in path.glob(depth)
+            if not any(part.startswith(".") for part in p.parts[-4:])
+        }
+    )
     if run_dirs:
         return [import_run_dir(d) for d in run_dirs]
     if _is_mlc_system_dir(path):
@@ -372,7 +451,10 @@ def discover(path: Path) -> list[ImportedResult]:
     systems = [d for d in _subdirs(path) if _is_mlc_system_dir(d)]
     if systems:
         return [r for d in systems for r in import_mlc_system(d)]
-    raise SubtoolError("not a subtool run directory (no run.json) nor an MLC results directory (no "
-                       "<system>/system_meta.json or <system>/<model>/<scenario>/performance/run_1)",
-                       path=path, rule="import.not_recognised",
-                       hint="for loose LoadGen logs use --perf DIR --acc DIR --model M --scenario S")
+    raise SubtoolError(
+        "not a subtool run directory (no run.json) nor an MLC results directory (no "
+        "<system>/system_meta.json or <system>/<model>/<scenario>/performance/run_1)",
+        path=path,
+        rule="import.not_recognised",
+        hint="for loose LoadGen logs use --perf DIR --acc DIR --model M --scenario S",
+    )

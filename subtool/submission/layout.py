@@ -30,17 +30,21 @@ def check_name(value: str, what: str, *, flag: str | None = None) -> str:
         raise SubtoolError(
             f"{what} {value!r} cannot be a directory name in the submission tree",
             rule="package.bad_name",
-            hint=(f"use letters, digits, '.', '_', '+' and '-' only (no spaces or '/'), e.g. "
-                  f"{re.sub(r'[^A-Za-z0-9._+-]+', '_', value).strip('._') or 'TeamX'!r}"
-                  + (f" in {flag}" if flag else "")),
+            hint=(
+                f"use letters, digits, '.', '_', '+' and '-' only (no spaces or '/'), e.g. "
+                f"{re.sub(r'[^A-Za-z0-9._+-]+', '_', value).strip('._') or 'TeamX'!r}" + (f" in {flag}" if flag else "")
+            ),
         )
     return value
 
 
 def check_version(version: str) -> str:
     if version not in VERSIONS:
-        raise SubtoolError(f"unknown submission round {version!r}", rule="package.bad_version",
-                           hint=f"use one of {', '.join(VERSIONS)}")
+        raise SubtoolError(
+            f"unknown submission round {version!r}",
+            rule="package.bad_version",
+            hint=f"use one of {', '.join(VERSIONS)}",
+        )
     return version
 
 
@@ -87,14 +91,14 @@ class Layout:
     # -- per result ---------------------------------------------------------------------------------------
     def result_dir(self, key: ResultKey) -> Path:
         """performance/run_1 and accuracy live here (both layouts)."""
-        return (self.submitter_dir(key.division, key.submitter) / "results" / key.system / key.model
-                / key.scenario)
+        return self.submitter_dir(key.division, key.submitter) / "results" / key.system / key.model / key.scenario
 
     def measurements_dir(self, key: ResultKey) -> Path:
         """measurements.json (v5: <system>_<scenario>.json), user.conf, README.md, mlperf.conf."""
         if self.legacy:
-            return (self.submitter_dir(key.division, key.submitter) / "measurements" / key.system / key.model
-                    / key.scenario)
+            return (
+                self.submitter_dir(key.division, key.submitter) / "measurements" / key.system / key.model / key.scenario
+            )
         return self.result_dir(key)
 
     def measurements_file(self, key: ResultKey) -> Path:
@@ -104,8 +108,14 @@ class Layout:
 
     def compliance_dir(self, key: ResultKey, test: str) -> Path:
         if self.legacy:
-            return (self.submitter_dir(key.division, key.submitter) / "compliance" / key.system / key.model
-                    / key.scenario / test)
+            return (
+                self.submitter_dir(key.division, key.submitter)
+                / "compliance"
+                / key.system
+                / key.model
+                / key.scenario
+                / test
+            )
         return self.result_dir(key) / test
 
     def owned_dirs(self, key: ResultKey) -> list[Path]:

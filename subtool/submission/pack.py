@@ -27,8 +27,7 @@ from subtool.fsutil import sha256_file
 from subtool.submission.detail_log import latency_percentiles, read_detail_log
 from subtool.submission.pack_inputs import RunInfo, TreeInfo, scan_tree
 from subtool.submission.pack_manifest import Manifest
-from subtool.submission.pack_report import (FindingView, ReportInput, ResultView, relative_finding_path,
-                                             render_report)
+from subtool.submission.pack_report import FindingView, ReportInput, ResultView, relative_finding_path, render_report
 from subtool.submission.pack_runs import collect_runs
 from subtool.submission.pack_runscript import PackCommand, render_run_script, render_tstamps
 from subtool.submission.pack_summary import render_summary_json
@@ -62,14 +61,22 @@ class PackResult:
     members: int
     tarball_bytes: int
     run_style: str
-    latencies: dict = field(default_factory=dict)   # result folder → {"ttft_ms" | "tpot_ms" | …: {"p50": ms, …}}
+    latencies: dict = field(default_factory=dict)  # result folder → {"ttft_ms" | "tpot_ms" | …: {"p50": ms, …}}
 
     def to_dict(self) -> dict:
         return {
-            "ok": self.ok, "verdict": self.verdict, "name": self.name, "out": str(self.out),
-            "artifacts": {k: str(v) for k, v in self.artifacts.items()}, "sha256": dict(self.sha256),
-            "errors": self.errors, "warnings": self.warnings, "waived": self.waived, "members": self.members,
-            "tarball_bytes": self.tarball_bytes, "run_style": self.run_style,
+            "ok": self.ok,
+            "verdict": self.verdict,
+            "name": self.name,
+            "out": str(self.out),
+            "artifacts": {k: str(v) for k, v in self.artifacts.items()},
+            "sha256": dict(self.sha256),
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "waived": self.waived,
+            "members": self.members,
+            "tarball_bytes": self.tarball_bytes,
+            "run_style": self.run_style,
             "latency_percentiles": dict(self.latencies),
         }
 
@@ -94,10 +101,16 @@ def _run_checker(tree: Path, version: str, waive: frozenset[str]):
 
 
 def _finding_views(report, tree: Path) -> list[FindingView]:
-    views = [FindingView(rule=str(getattr(f, "rule", "")), severity=str(getattr(f, "severity", "")),
-                         path=relative_finding_path(getattr(f, "path", None), tree),
-                         message=str(getattr(f, "message", "")), hint=str(getattr(f, "hint", "") or ""))
-             for f in report.findings]
+    views = [
+        FindingView(
+            rule=str(getattr(f, "rule", "")),
+            severity=str(getattr(f, "severity", "")),
+            path=relative_finding_path(getattr(f, "path", None), tree),
+            message=str(getattr(f, "message", "")),
+            hint=str(getattr(f, "hint", "") or ""),
+        )
+        for f in report.findings
+    ]
     order = {"error": 0, "waived": 1, "warning": 2, "info": 3}
     return sorted(views, key=lambda v: (order.get(v.severity, 4), v.path, v.rule, v.message))
 
@@ -107,11 +120,14 @@ def _result_views(report) -> dict[str, ResultView]:
     for r in getattr(report, "results", None) or []:
         result_id = getattr(r, "result", None)
         if isinstance(result_id, str):
-            views[result_id] = ResultView(passed=bool(getattr(r, "passed", False)),
-                                          failed=list(getattr(r, "failed", []) or []),
-                                          waived=list(getattr(r, "waived", []) or []),
-                                          value=getattr(r, "value", None), units=str(getattr(r, "units", "") or ""),
-                                          accuracy=str(getattr(r, "accuracy", "") or ""))
+            views[result_id] = ResultView(
+                passed=bool(getattr(r, "passed", False)),
+                failed=list(getattr(r, "failed", []) or []),
+                waived=list(getattr(r, "waived", []) or []),
+                value=getattr(r, "value", None),
+                units=str(getattr(r, "units", "") or ""),
+                accuracy=str(getattr(r, "accuracy", "") or ""),
+            )
     return views
 
 
@@ -154,20 +170,31 @@ def _verdict(report) -> str:
 # ------------------------------------------------------------------------------------------------- pack
 def _check_options(opts: PackOptions) -> tuple[Path, Path]:
     if not _NAME.match(opts.name):
-        raise SubtoolError(f"artifact name {opts.name!r} is not a plain file name", rule="pack.name",
-                           hint="use letters, digits, '.', '_' and '-', e.g. mlperf_submission_short")
+        raise SubtoolError(
+            f"artifact name {opts.name!r} is not a plain file name",
+            rule="pack.name",
+            hint="use letters, digits, '.', '_' and '-', e.g. mlperf_submission_short",
+        )
     tree, out = Path(opts.tree), Path(opts.out)
     if not tree.is_dir():
         raise SubtoolError("the tree to pack does not exist or is not a folder", path=tree, rule="pack.tree")
     if not any((tree / d).is_dir() for d in DIVISIONS):
-        raise SubtoolError("no closed/, open/ or network/ folder: this is not a submission tree", path=tree,
-                           rule="pack.empty_tree", hint="pass the tree root given to `subtool package --out`")
+        raise SubtoolError(
+            "no closed/, open/ or network/ folder: this is not a submission tree",
+            path=tree,
+            rule="pack.empty_tree",
+            hint="pass the tree root given to `subtool package --out`",
+        )
     out_real = Path(os.path.realpath(out))
     for division in DIVISIONS:
         div_real = Path(os.path.realpath(tree / division))
         if out_real == div_real or div_real in out_real.parents:
-            raise SubtoolError("the artifact folder is inside the tree it packs", path=out,
-                               rule="pack.out_inside_tree", hint="give --out a folder outside closed/ and open/")
+            raise SubtoolError(
+                "the artifact folder is inside the tree it packs",
+                path=out,
+                rule="pack.out_inside_tree",
+                hint="give --out a folder outside closed/ and open/",
+            )
     return tree, out
 
 
@@ -175,8 +202,9 @@ def _run_style(runs: list[RunInfo], report, tree_info: TreeInfo, waive: frozense
     """The run directories say it; else the checker (per result); else the LoadGen logs' min_duration."""
     styles = sorted({r.run_style for r in runs if r.run_style})
     if not styles:
-        styles = sorted({str(getattr(r, "run_style")) for r in getattr(report, "results", None) or []
-                         if getattr(r, "run_style", None)})
+        styles = sorted(
+            {str(r.run_style) for r in getattr(report, "results", None) or [] if getattr(r, "run_style", None)}
+        )
     if styles:
         return styles[0] if len(styles) == 1 else "mixed (" + ", ".join(styles) + ")"
     durations = [r.perf.get("effective_min_duration_ms") for r in tree_info.results]
@@ -191,21 +219,36 @@ def _run_style(runs: list[RunInfo], report, tree_info: TreeInfo, waive: frozense
 def _marked_demo(system) -> bool:
     """Without run directories: `subtool package` names demo systems `…-demo` and starts their notes with DEMO."""
     f = system.fields
-    return (system.name.endswith("-demo") or "(DEMO)" in str(f.get("system_name", ""))
-            or any(str(f.get(k, "")).startswith("DEMO") for k in ("hw_notes", "sw_notes")))
+    return (
+        system.name.endswith("-demo")
+        or "(DEMO)" in str(f.get("system_name", ""))
+        or any(str(f.get(k, "")).startswith("DEMO") for k in ("hw_notes", "sw_notes"))
+    )
 
 
 def _versions(runs: list[RunInfo], tree_info: TreeInfo) -> dict:
-    versions: dict[str, object] = {"subtool": __version__, "python_packing": platform.python_version(),
-                                   "loadgen_in_logs": tree_info.loadgen_versions()}
+    versions: dict[str, object] = {
+        "subtool": __version__,
+        "python_packing": platform.python_version(),
+        "loadgen_in_logs": tree_info.loadgen_versions(),
+    }
     for run in runs:
         for key, value in run.versions.items():
             versions.setdefault(key, value)
     return versions
 
 
-def _subtool_block(opts: PackOptions, verdict: str, findings: list[FindingView], run_style: str, demo: bool,
-                   runs: list[RunInfo], tree_info: TreeInfo, hashes: dict[str, str], stats) -> dict:
+def _subtool_block(
+    opts: PackOptions,
+    verdict: str,
+    findings: list[FindingView],
+    run_style: str,
+    demo: bool,
+    runs: list[RunInfo],
+    tree_info: TreeInfo,
+    hashes: dict[str, str],
+    stats,
+) -> dict:
     def brief(f: FindingView) -> dict:
         return {"rule": f.rule, "path": f.path, "message": f.message, **({"hint": f.hint} if f.hint else {})}
 
@@ -222,8 +265,12 @@ def _subtool_block(opts: PackOptions, verdict: str, findings: list[FindingView],
         "demo": demo,
         "versions": _versions(runs, tree_info),
         "artifacts": dict(sorted(hashes.items())),
-        "tarball": {"files": len(stats.members), "folders": stats.directories, "bytes": stats.size,
-                    "content_bytes": stats.content_bytes},
+        "tarball": {
+            "files": len(stats.members),
+            "folders": stats.directories,
+            "bytes": stats.size,
+            "content_bytes": stats.content_bytes,
+        },
     }
 
 
@@ -239,7 +286,7 @@ def _write_text(path: Path, text: str) -> str:
 def pack_tree(opts: PackOptions, console=None) -> PackResult:
     tree, out = _check_options(opts)
     tree_info = scan_tree(tree)
-    packed = collect_runs([Path(p) for p in opts.runs], tree_info)   # every run whose results the tree holds
+    packed = collect_runs([Path(p) for p in opts.runs], tree_info)  # every run whose results the tree holds
     runs = packed.runs
     waive = frozenset(opts.waive)
     names = artifact_names(opts.name)
@@ -248,8 +295,12 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
     # Hash the tree before the checker reads it and compare with what goes into the tarball after: the tarball
     # holds exactly the bytes that were checked. This pass also rejects links and odd files before any output.
     before = _hash_tree(tree, out)
-    say(f"pack: checking {tree} (rules {opts.version}"
-        + (f", waived: {', '.join(sorted(waive))}" if waive else "") + ")", highlight=False)
+    say(
+        f"pack: checking {tree} (rules {opts.version}"
+        + (f", waived: {', '.join(sorted(waive))}" if waive else "")
+        + ")",
+        highlight=False,
+    )
     report = _run_checker(tree, opts.version, waive)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -261,8 +312,11 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
             fh.flush()
             os.fsync(fh.fileno())
         _ensure_unchanged(tree, before, stats.members)
-        say(f"pack: {len(stats.members)} files ({stats.content_bytes / 1e6:.1f} MB) → {names['tarball']} "
-            f"({stats.size / 1e6:.1f} MB)", highlight=False)
+        say(
+            f"pack: {len(stats.members)} files ({stats.content_bytes / 1e6:.1f} MB) → {names['tarball']} "
+            f"({stats.size / 1e6:.1f} MB)",
+            highlight=False,
+        )
         verdict = _verdict(report)
         findings = _finding_views(report, tree)
         run_style = _run_style(runs, report, tree_info, waive)
@@ -273,26 +327,58 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
         report = _portable(report, tree)
         write_summary_csv(report, staged["summary_csv"])
         hashes = {names["tarball"]: stats.sha256, names["summary_csv"]: sha256_file(staged["summary_csv"])}
-        command = PackCommand(tree=Path(opts.tree), out=Path(opts.out), name=opts.name, runs=[Path(r) for r in opts.runs],
-                              version=opts.version, waive=tuple(sorted(waive)))
-        hashes[names["run"]] = _write_text(staged["run"], render_run_script(opts.name, packed, tree_info, command,
-                                                                            run_style))
-        os.chmod(staged["run"], 0o755)   # a script someone can re-run as ./<name>.run
+        command = PackCommand(
+            tree=Path(opts.tree),
+            out=Path(opts.out),
+            name=opts.name,
+            runs=[Path(r) for r in opts.runs],
+            version=opts.version,
+            waive=tuple(sorted(waive)),
+        )
+        hashes[names["run"]] = _write_text(
+            staged["run"], render_run_script(opts.name, packed, tree_info, command, run_style)
+        )
+        os.chmod(staged["run"], 0o755)  # a script someone can re-run as ./<name>.run
         tstamps = render_tstamps(packed, tree_info)
         hashes[names["tstamps"]] = _write_text(staged["tstamps"], tstamps)
         rows = list(getattr(report, "rows", []) or [])
         latencies = result_latencies(tree, tree_info)
-        hashes[names["md"]] = _write_text(staged["md"], render_report(ReportInput(
-            name=opts.name, version=opts.version, verdict=verdict, waive=tuple(sorted(waive)), run_style=run_style,
-            demo=demo, tree=tree_info, runs=runs, rows=rows, findings=findings, tstamps=tstamps,
-            hashes=dict(hashes), verdicts=_result_views(report), latencies=latencies)))
+        hashes[names["md"]] = _write_text(
+            staged["md"],
+            render_report(
+                ReportInput(
+                    name=opts.name,
+                    version=opts.version,
+                    verdict=verdict,
+                    waive=tuple(sorted(waive)),
+                    run_style=run_style,
+                    demo=demo,
+                    tree=tree_info,
+                    runs=runs,
+                    rows=rows,
+                    findings=findings,
+                    tstamps=tstamps,
+                    hashes=dict(hashes),
+                    verdicts=_result_views(report),
+                    latencies=latencies,
+                )
+            ),
+        )
         block = _subtool_block(opts, verdict, findings, run_style, demo, runs, tree_info, hashes, stats)
         if latencies:
             block["latency_percentiles"] = latencies
-        hashes[names["summary_json"]] = _write_text(staged["summary_json"],
-                                                    render_summary_json(staged["summary_csv"], block))
-        manifest = Manifest(name=opts.name, version=opts.version, waive=tuple(sorted(waive)), verdict=verdict,
-                            subtool_version=__version__, artifacts=dict(hashes), members=dict(stats.members))
+        hashes[names["summary_json"]] = _write_text(
+            staged["summary_json"], render_summary_json(staged["summary_csv"], block)
+        )
+        manifest = Manifest(
+            name=opts.name,
+            version=opts.version,
+            waive=tuple(sorted(waive)),
+            verdict=verdict,
+            subtool_version=__version__,
+            artifacts=dict(hashes),
+            members=dict(stats.members),
+        )
         _write_text(staged["manifest"], manifest.render())
 
         # Everything is written: now move it into place (manifest last, so it never names missing files).
@@ -302,11 +388,21 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
         shutil.rmtree(staging, ignore_errors=True)
 
     counts = {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "waived")}
-    result = PackResult(ok=bool(report.ok), verdict=verdict, name=opts.name, out=out,
-                        artifacts={kind: out / fname for kind, fname in names.items()}, sha256=hashes,
-                        errors=counts["error"], warnings=counts["warning"], waived=counts["waived"],
-                        members=len(stats.members), tarball_bytes=stats.size, run_style=run_style,
-                        latencies=latencies)
+    result = PackResult(
+        ok=bool(report.ok),
+        verdict=verdict,
+        name=opts.name,
+        out=out,
+        artifacts={kind: out / fname for kind, fname in names.items()},
+        sha256=hashes,
+        errors=counts["error"],
+        warnings=counts["warning"],
+        waived=counts["waived"],
+        members=len(stats.members),
+        tarball_bytes=stats.size,
+        run_style=run_style,
+        latencies=latencies,
+    )
     _say_verdict(say, result, findings)
     return result
 
@@ -318,21 +414,32 @@ def _hash_tree(tree: Path, out: Path) -> dict[str, str]:
 def _ensure_unchanged(tree: Path, before: dict[str, str], packed: dict[str, str]) -> None:
     changed = sorted(set(before) ^ set(packed) | {n for n in set(before) & set(packed) if before[n] != packed[n]})
     if changed:
-        raise SubtoolError(f"the tree changed while it was being checked and packed ({len(changed)} file(s), e.g. "
-                           f"{changed[0]})", path=tree, rule="pack.tree_changed",
-                           hint="let whatever writes into the tree finish, then pack again")
+        raise SubtoolError(
+            f"the tree changed while it was being checked and packed ({len(changed)} file(s), e.g. {changed[0]})",
+            path=tree,
+            rule="pack.tree_changed",
+            hint="let whatever writes into the tree finish, then pack again",
+        )
 
 
 def _say_verdict(say, result: PackResult, findings: list[FindingView]) -> None:
-    say(f"pack: artifacts in {result.out}: " + ", ".join(Path(p).name for p in result.artifacts.values()),
-        highlight=False)
+    say(
+        f"pack: artifacts in {result.out}: " + ", ".join(Path(p).name for p in result.artifacts.values()),
+        highlight=False,
+    )
     waived = f", {result.waived} waived" if result.waived else ""
     if result.ok:
-        say(f"[bold green]PASS[/]: the checker found no errors ({result.warnings} warning(s){waived}); "
-            f"run style {result.run_style}.", highlight=False)
+        say(
+            f"[bold green]PASS[/]: the checker found no errors ({result.warnings} warning(s){waived}); "
+            f"run style {result.run_style}.",
+            highlight=False,
+        )
         return
-    say(f"[bold red]FAIL[/]: the checker found {result.errors} error(s){waived}. The artifacts were written anyway "
-        "(a team must hand in something) and say FAIL; fix these and pack again:", highlight=False)
+    say(
+        f"[bold red]FAIL[/]: the checker found {result.errors} error(s){waived}. The artifacts were written anyway "
+        "(a team must hand in something) and say FAIL; fix these and pack again:",
+        highlight=False,
+    )
     for f in [f for f in findings if f.severity == "error"][:10]:
         say(f"  {f.rule} {f.path}: {f.message}", highlight=False, markup=False)
 

@@ -20,11 +20,26 @@ _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Keys quoted in the report and the .run; everything else in the detail log is left to the checker.
 _DETAIL_KEYS = {
-    "loadgen_version", "test_datetime", "power_begin", "power_end", "result_validity", "effective_scenario",
-    "effective_test_mode", "effective_min_duration_ms", "effective_target_qps", "effective_target_latency_ns",
-    "effective_samples_per_query", "effective_min_query_count", "result_samples_per_second",
-    "result_completed_samples_per_sec", "result_completed_tokens_per_second", "result_tokens_per_second",
-    "early_stopping_latency_ss", "early_stopping_latency_ms", "result_query_count", "num_errors",
+    "loadgen_version",
+    "test_datetime",
+    "power_begin",
+    "power_end",
+    "result_validity",
+    "effective_scenario",
+    "effective_test_mode",
+    "effective_min_duration_ms",
+    "effective_target_qps",
+    "effective_target_latency_ns",
+    "effective_samples_per_query",
+    "effective_min_query_count",
+    "result_samples_per_second",
+    "result_completed_samples_per_sec",
+    "result_completed_tokens_per_second",
+    "result_tokens_per_second",
+    "early_stopping_latency_ss",
+    "early_stopping_latency_ms",
+    "result_query_count",
+    "num_errors",
 }
 _MAIN_RESULT_KEY = {
     "Offline": ("result_samples_per_second", "Samples/s"),
@@ -40,8 +55,9 @@ _SECRET_VALUE_PREFIXES = ("ghp_", "gho_", "ghs_", "github_pat_", "hf_", "sk-", "
 def date_u(moment: datetime) -> str:
     """`date -u` output in the C locale, e.g. `Fri Nov  6 01:52:06 UTC 2026` (day padded with a space)."""
     moment = moment.astimezone(timezone.utc)
-    return (f"{_WEEKDAYS[moment.weekday()]} {_MONTHS[moment.month - 1]} {moment.day:2d} "
-            f"{moment:%H:%M:%S} UTC {moment.year}")
+    return (
+        f"{_WEEKDAYS[moment.weekday()]} {_MONTHS[moment.month - 1]} {moment.day:2d} {moment:%H:%M:%S} UTC {moment.year}"
+    )
 
 
 def is_secret(name: str, value: object) -> bool:
@@ -59,7 +75,7 @@ def read_detail_keys(path: Path) -> dict[str, object]:
             for line in fh:
                 if not line.startswith(_MLLOG):
                     continue
-                entry, problem = parse_json(line[len(_MLLOG):])   # the checker's strict reader: never raises
+                entry, problem = parse_json(line[len(_MLLOG) :])  # the checker's strict reader: never raises
                 if problem is not None:
                     continue
                 key = entry.get("key") if isinstance(entry, dict) else None
@@ -125,7 +141,7 @@ class ResultInfo:
     system: str
     model: str
     scenario: str
-    rel_dir: str                       # results/<system>/<model>/<scenario>, relative to the tree
+    rel_dir: str  # results/<system>/<model>/<scenario>, relative to the tree
     perf: dict = field(default_factory=dict)
     accuracy_line: str = ""
     compliance: list[str] = field(default_factory=list)
@@ -136,7 +152,7 @@ class ResultInfo:
         key, unit = _MAIN_RESULT_KEY.get(self.scenario, ("result_samples_per_second", ""))
         value = self.perf.get(key)
         if isinstance(value, (int, float)) and key == "early_stopping_latency_ss":
-            value = value / 1e6   # ns → ms, as the checker reports it
+            value = value / 1e6  # ns → ms, as the checker reports it
         elif isinstance(value, (int, float)) and key == "early_stopping_latency_ms":
             value = value / 1e6
         return value, unit
@@ -161,7 +177,7 @@ class TreeInfo:
 
 
 def _read_json(path: Path) -> dict:
-    data, _problem = read_json_object(path)   # the checker reports what is wrong with it
+    data, _problem = read_json_object(path)  # the checker reports what is wrong with it
     return data or {}
 
 
@@ -185,19 +201,26 @@ def scan_tree(tree: Path) -> TreeInfo:
             systems_dir = sub_dir / "systems"
             if systems_dir.is_dir():
                 for sys_json in sorted(systems_dir.glob("*.json")):
-                    systems.append(SystemInfo(division, submitter, sys_json.stem,
-                                              sys_json.relative_to(tree).as_posix(), _read_json(sys_json)))
+                    systems.append(
+                        SystemInfo(
+                            division,
+                            submitter,
+                            sys_json.stem,
+                            sys_json.relative_to(tree).as_posix(),
+                            _read_json(sys_json),
+                        )
+                    )
             for system_dir in _subdirs(sub_dir / "results"):
                 for model_dir in _subdirs(system_dir):
                     for scenario_dir in _subdirs(model_dir):
-                        results.append(_scan_result(tree, division, submitter, system_dir.name, model_dir.name,
-                                                    scenario_dir))
+                        results.append(
+                            _scan_result(tree, division, submitter, system_dir.name, model_dir.name, scenario_dir)
+                        )
     return TreeInfo(Path(tree), systems, results)
 
 
 def _scan_result(tree: Path, division: str, submitter: str, system: str, model: str, scenario_dir: Path):
-    info = ResultInfo(division, submitter, system, model, scenario_dir.name,
-                      scenario_dir.relative_to(tree).as_posix())
+    info = ResultInfo(division, submitter, system, model, scenario_dir.name, scenario_dir.relative_to(tree).as_posix())
     perf_logs = sorted((scenario_dir / "performance").glob("run_*/mlperf_log_detail.txt"))
     if perf_logs:
         info.perf = read_detail_keys(perf_logs[0])
@@ -207,11 +230,17 @@ def _scan_result(tree: Path, division: str, submitter: str, system: str, model: 
         info.accuracy_line = next((ln for ln in lines if ln and not ln.startswith("hash=")), "")
     sub_dir = tree / division / submitter
     v5_compliance = sub_dir / "compliance" / system / model / scenario_dir.name
-    info.compliance = sorted({p.name for p in [*_subdirs(scenario_dir), *_subdirs(v5_compliance)]
-                              if p.name.startswith("TEST")})
-    detail_logs = sorted(scenario_dir.rglob("mlperf_log_detail.txt")) + sorted(v5_compliance.rglob("mlperf_log_detail.txt"))
+    info.compliance = sorted(
+        {p.name for p in [*_subdirs(scenario_dir), *_subdirs(v5_compliance)] if p.name.startswith("TEST")}
+    )
+    detail_logs = sorted(scenario_dir.rglob("mlperf_log_detail.txt")) + sorted(
+        v5_compliance.rglob("mlperf_log_detail.txt")
+    )
     info.window = window_of(detail_logs)
-    for conf in (scenario_dir / "user.conf", sub_dir / "measurements" / system / model / scenario_dir.name / "user.conf"):
+    for conf in (
+        scenario_dir / "user.conf",
+        sub_dir / "measurements" / system / model / scenario_dir.name / "user.conf",
+    ):
         if conf.is_file():
             info.user_conf = conf.read_text(encoding="utf-8", errors="replace")
             break
@@ -237,8 +266,12 @@ def read_run_dir(path: Path) -> RunInfo:
     path = Path(path)
     record_path = path / "run.json"
     if not record_path.is_file():
-        raise SubtoolError("no run.json: not a subtool run directory", path=path, rule="pack.run_dir",
-                           hint="--runs takes the directories `subtool run` wrote (e.g. OUT/runs/bert-99/Offline)")
+        raise SubtoolError(
+            "no run.json: not a subtool run directory",
+            path=path,
+            rule="pack.run_dir",
+            hint="--runs takes the directories `subtool run` wrote (e.g. OUT/runs/bert-99/Offline)",
+        )
     record, problem = read_json_object(record_path)
     if record is None:
         raise SubtoolError(f"run.json {problem}", path=record_path, rule="pack.run_dir")
@@ -252,8 +285,14 @@ def read_run_dir(path: Path) -> RunInfo:
     env = {str(k): str(v) for k, v in (record.get("env") or {}).items() if not is_secret(str(k), v)}
     versions = {str(k): str(v) for k, v in (record.get("versions") or {}).items()}
     return RunInfo(
-        path=path, model=str(record.get("model", "")), scenario=str(record.get("scenario", "")),
-        run_style=str(record.get("run_style", "")), demo=bool(record.get("demo", False)), command=list(command),
-        tstamps=tstamps, env=env, versions=versions,
+        path=path,
+        model=str(record.get("model", "")),
+        scenario=str(record.get("scenario", "")),
+        run_style=str(record.get("run_style", "")),
+        demo=bool(record.get("demo", False)),
+        command=list(command),
+        tstamps=tstamps,
+        env=env,
+        versions=versions,
         settings=record.get("settings") if isinstance(record.get("settings"), dict) else {},
     )

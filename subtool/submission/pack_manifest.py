@@ -25,14 +25,15 @@ class Manifest:
     waive: tuple[str, ...]
     verdict: str
     subtool_version: str
-    artifacts: dict[str, str] = field(default_factory=dict)   # file name beside the manifest → sha256
-    members: dict[str, str] = field(default_factory=dict)     # path inside the tarball → sha256
+    artifacts: dict[str, str] = field(default_factory=dict)  # file name beside the manifest → sha256
+    members: dict[str, str] = field(default_factory=dict)  # path inside the tarball → sha256
 
     def render(self) -> str:
         lines = [
             MAGIC,
             f"# Check the artifacts: sha256sum -c {self.name}.sha256",
-            f"# Check them, every file in the tarball, and re-run the checker: subtool pack --verify {self.name}.tar.gz",
+            "# Check them, every file in the tarball, and re-run the checker: "
+            f"subtool pack --verify {self.name}.tar.gz",
             f"# name: {self.name}",
             f"# rules: {self.version}",
             f"# waive: {' '.join(self.waive)}",
@@ -47,8 +48,12 @@ class Manifest:
 def parse_manifest(text: str, source: Path) -> Manifest:
     lines = text.splitlines()
     if not lines or lines[0].strip() != MAGIC:
-        raise SubtoolError("not a subtool pack manifest (first line differs)", path=source, rule="pack.manifest",
-                           hint="verify needs the .sha256 file that `subtool pack` wrote beside the tarball")
+        raise SubtoolError(
+            "not a subtool pack manifest (first line differs)",
+            path=source,
+            rule="pack.manifest",
+            hint="verify needs the .sha256 file that `subtool pack` wrote beside the tarball",
+        )
     settings: dict[str, str] = {}
     artifacts: dict[str, str] = {}
     members: dict[str, str] = {}
@@ -56,10 +61,11 @@ def parse_manifest(text: str, source: Path) -> Manifest:
         if not line.strip():
             continue
         if line.startswith("# member "):
-            digest, sep, path = line[len("# member "):].partition("  ")
+            digest, sep, path = line[len("# member ") :].partition("  ")
             if not sep or not _HEX.match(digest) or not path:
-                raise SubtoolError(f"line {number} is not `# member <sha256>  <path>`", path=source,
-                                   rule="pack.manifest")
+                raise SubtoolError(
+                    f"line {number} is not `# member <sha256>  <path>`", path=source, rule="pack.manifest"
+                )
             members[path] = digest
         elif line.startswith("# "):
             key, sep, value = line[2:].partition(":")

@@ -13,13 +13,31 @@ from subtool.submission.pack_inputs import ResultInfo, RunInfo, TreeInfo
 
 # The system JSON fields in the order a reader wants them; the rest follow alphabetically.
 _PLATFORM_ORDER = (
-    "system_name", "status", "system_type", "number_of_nodes",
-    "host_processor_model_name", "host_processors_per_node", "host_processor_core_count",
-    "host_processor_frequency", "host_processor_caches", "host_memory_capacity", "host_memory_configuration",
-    "host_storage_capacity", "host_storage_type",
-    "accelerator_model_name", "accelerators_per_node", "accelerator_memory_capacity",
-    "accelerator_memory_configuration", "accelerator_host_interconnect", "accelerator_interconnect",
-    "framework", "operating_system", "other_software_stack", "cooling", "hw_notes", "sw_notes",
+    "system_name",
+    "status",
+    "system_type",
+    "number_of_nodes",
+    "host_processor_model_name",
+    "host_processors_per_node",
+    "host_processor_core_count",
+    "host_processor_frequency",
+    "host_processor_caches",
+    "host_memory_capacity",
+    "host_memory_configuration",
+    "host_storage_capacity",
+    "host_storage_type",
+    "accelerator_model_name",
+    "accelerators_per_node",
+    "accelerator_memory_capacity",
+    "accelerator_memory_configuration",
+    "accelerator_host_interconnect",
+    "accelerator_interconnect",
+    "framework",
+    "operating_system",
+    "other_software_stack",
+    "cooling",
+    "hw_notes",
+    "sw_notes",
 )
 _SKIP_PLATFORM = {"division", "submitter"}
 
@@ -28,7 +46,7 @@ _SKIP_PLATFORM = {"division", "submitter"}
 class FindingView:
     rule: str
     severity: str
-    path: str          # relative to the tree when it lies inside it
+    path: str  # relative to the tree when it lies inside it
     message: str
     hint: str = ""
 
@@ -49,7 +67,7 @@ class ResultView:
 class ReportInput:
     name: str
     version: str
-    verdict: str                         # PASS | FAIL
+    verdict: str  # PASS | FAIL
     waive: tuple[str, ...]
     run_style: str
     demo: bool
@@ -59,8 +77,8 @@ class ReportInput:
     findings: list[FindingView]
     tstamps: str
     hashes: dict[str, str] = field(default_factory=dict)
-    verdicts: dict[str, ResultView] = field(default_factory=dict)   # result id (its folder in the tree) → verdict
-    latencies: dict[str, dict] = field(default_factory=dict)        # result folder → {"ttft_ms": {"p50": …}, …}
+    verdicts: dict[str, ResultView] = field(default_factory=dict)  # result id (its folder in the tree) → verdict
+    latencies: dict[str, dict] = field(default_factory=dict)  # result folder → {"ttft_ms": {"p50": …}, …}
 
 
 def format_number(value: float | int) -> str:
@@ -95,8 +113,12 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
 
 def _row_for(result: ResultInfo, rows: list[dict]) -> dict | None:
     for row in rows:
-        if (str(row.get("Platform")) == result.system and str(row.get("Model")) == result.model
-                and str(row.get("Scenario")) == result.scenario and str(row.get("Division")) == result.division):
+        if (
+            str(row.get("Platform")) == result.system
+            and str(row.get("Model")) == result.model
+            and str(row.get("Scenario")) == result.scenario
+            and str(row.get("Division")) == result.division
+        ):
             return row
     return None
 
@@ -121,25 +143,32 @@ def _verdict_paragraph(data: ReportInput, counts: dict[str, int]) -> list[str]:
     if data.verdict == "PASS":
         line = f"**Verdict: PASS**: {checker} found no errors."
     else:
-        line = (f"**Verdict: FAIL**: {checker} found {counts['error']} error(s). These artifacts were packed so "
-                "that there is something to hand in, but the submission does not pass: fix the errors listed "
-                "under *Checker findings* and pack again.")
+        line = (
+            f"**Verdict: FAIL**: {checker} found {counts['error']} error(s). These artifacts were packed so "
+            "that there is something to hand in, but the submission does not pass: fix the errors listed "
+            "under *Checker findings* and pack again."
+        )
     out = [line]
     short_errors = [f for f in data.findings if f.severity == "error" and f.rule == "perf.min_duration"]
     if short_errors and "perf.min_duration" not in data.waive:
-        out.append("The runs are shorter than the official 600 s. For a competition's short run, pack with "
-                   "`--waive perf.min_duration`: the checker then reports the rule as waived and checks "
-                   "everything else.")
+        out.append(
+            "The runs are shorter than the official 600 s. For a competition's short run, pack with "
+            "`--waive perf.min_duration`: the checker then reports the rule as waived and checks "
+            "everything else."
+        )
     if data.waive:
         waived = ", ".join(f"`{r}`" for r in data.waive)
-        out.append(f"Waived rules: {waived} ({counts['waived']} finding(s) waived; they are listed below, "
-                   "not hidden).")
+        out.append(f"Waived rules: {waived} ({counts['waived']} finding(s) waived; they are listed below, not hidden).")
     if data.run_style == "short":
-        out.append("This is a **short run**: fine for the competition's quick task and for trying things, "
-                   "not submittable as an official MLPerf result.")
+        out.append(
+            "This is a **short run**: fine for the competition's quick task and for trying things, "
+            "not submittable as an official MLPerf result."
+        )
     if data.demo:
-        out.append("These results come from subtool's **embedded demo** (random weights, generated data): the "
-                   "numbers measure the machinery, not the model.")
+        out.append(
+            "These results come from subtool's **embedded demo** (random weights, generated data): the "
+            "numbers measure the machinery, not the model."
+        )
     return out
 
 
@@ -149,15 +178,18 @@ def render_report(data: ReportInput) -> str:
     lines = [f"# MLPerf Inference submission: {', '.join(tree.submitters) or 'unknown submitter'}", ""]
     lines += [p for para in _verdict_paragraph(data, counts) for p in (para, "")]
 
-    lines += _table(["Submission", ""], [
-        ["Submitter", ", ".join(tree.submitters)],
-        ["Division", ", ".join(tree.divisions)],
-        ["Systems", ", ".join(s.name for s in tree.systems)],
-        ["Rules", data.version],
-        ["Run style", data.run_style],
-        ["LoadGen", ", ".join(tree.loadgen_versions())],
-        ["Checker", f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['waived']} waived"],
-    ]) + [""]
+    lines += _table(
+        ["Submission", ""],
+        [
+            ["Submitter", ", ".join(tree.submitters)],
+            ["Division", ", ".join(tree.divisions)],
+            ["Systems", ", ".join(s.name for s in tree.systems)],
+            ["Rules", data.version],
+            ["Run style", data.run_style],
+            ["LoadGen", ", ".join(tree.loadgen_versions())],
+            ["Checker", f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['waived']} waived"],
+        ],
+    ) + [""]
 
     lines += ["## Results", ""]
     table = []
@@ -171,12 +203,24 @@ def render_report(data: ReportInput) -> str:
         elif row is not None:
             value, unit, accuracy = row.get("Result", value), row.get("Units", unit), row.get("Accuracy", accuracy)
         errors = _errors_in(result, data.findings)
-        table.append([result.system, result.model, result.scenario, value, unit, accuracy,
-                      result.perf.get("result_validity"), ", ".join(result.compliance),
-                      _result_verdict(view, errors, row)])
+        table.append(
+            [
+                result.system,
+                result.model,
+                result.scenario,
+                value,
+                unit,
+                accuracy,
+                result.perf.get("result_validity"),
+                ", ".join(result.compliance),
+                _result_verdict(view, errors, row),
+            ]
+        )
     if table:
-        lines += _table(["System", "Model", "Scenario", "Result", "Units", "Accuracy", "LoadGen verdict",
-                         "Compliance", "Checker"], table)
+        lines += _table(
+            ["System", "Model", "Scenario", "Result", "Units", "Accuracy", "LoadGen verdict", "Compliance", "Checker"],
+            table,
+        )
     else:
         lines.append("No results found under `results/`.")
     lines.append("")
@@ -187,20 +231,42 @@ def render_report(data: ReportInput) -> str:
     settings = []
     for result in tree.results:
         p = result.perf
-        settings.append([f"{result.model} {result.scenario}", p.get("effective_test_mode"),
-                         p.get("effective_target_qps"), p.get("effective_target_latency_ns"),
-                         p.get("effective_min_duration_ms"), p.get("effective_samples_per_query"),
-                         p.get("result_query_count"), p.get("num_errors")])
+        settings.append(
+            [
+                f"{result.model} {result.scenario}",
+                p.get("effective_test_mode"),
+                p.get("effective_target_qps"),
+                p.get("effective_target_latency_ns"),
+                p.get("effective_min_duration_ms"),
+                p.get("effective_samples_per_query"),
+                p.get("result_query_count"),
+                p.get("num_errors"),
+            ]
+        )
     if settings:
-        lines += _table(["Result", "Mode", "target_qps", "target_latency_ns", "min_duration_ms",
-                         "samples_per_query", "queries", "LoadGen errors"], settings) + [""]
+        lines += _table(
+            [
+                "Result",
+                "Mode",
+                "target_qps",
+                "target_latency_ns",
+                "min_duration_ms",
+                "samples_per_query",
+                "queries",
+                "LoadGen errors",
+            ],
+            settings,
+        ) + [""]
     for run in data.runs:
         extras = [f"{k}={v}" for k, v in sorted(run.settings.items())]
         versions = [f"{k} {v}" for k, v in sorted(run.versions.items())]
         env = [f"{k}={v}" for k, v in sorted(run.env.items())]
-        lines.append(f"- run `{run.path.parent.name}/{run.path.name}` ({run.model} {run.scenario}, {run.run_style or 'style unknown'}"
-                     f"{', demo' if run.demo else ''}): " + "; ".join(
-                         part for part in (", ".join(extras), ", ".join(versions), ", ".join(env)) if part))
+        lines.append(
+            f"- run `{run.path.parent.name}/{run.path.name}` "
+            f"({run.model} {run.scenario}, {run.run_style or 'style unknown'}"
+            f"{', demo' if run.demo else ''}): "
+            + "; ".join(part for part in (", ".join(extras), ", ".join(versions), ", ".join(env)) if part)
+        )
     if data.runs:
         lines.append("")
 
@@ -209,8 +275,9 @@ def render_report(data: ReportInput) -> str:
         f = system.fields
         ordered = [k for k in _PLATFORM_ORDER if k in f] + sorted(k for k in f if k not in _PLATFORM_ORDER)
         lines += [f"### {f.get('system_name') or system.name} (`{system.rel_path}`)", ""]
-        lines += _table(["Field", "Value"], [[k, f[k]] for k in ordered if k not in _SKIP_PLATFORM
-                                             and f[k] not in (None, "")]) + [""]
+        lines += _table(
+            ["Field", "Value"], [[k, f[k]] for k in ordered if k not in _SKIP_PLATFORM and f[k] not in (None, "")]
+        ) + [""]
     if not tree.systems:
         lines += ["No system description (`systems/<system>.json`) in the tree.", ""]
 
@@ -232,13 +299,20 @@ def render_report(data: ReportInput) -> str:
 
     lines += ["## Artifacts", ""]
     lines += _table(["File", "sha256"], [[f"`{k}`", f"`{v}`"] for k, v in sorted(data.hashes.items())])
-    lines += ["", f"`{data.name}_summary.json` and `{data.name}.sha256` list these hashes too; "
-              f"`subtool pack --verify {data.name}.tar.gz` checks them and re-runs the checker.", ""]
+    lines += [
+        "",
+        f"`{data.name}_summary.json` and `{data.name}.sha256` list these hashes too; "
+        f"`subtool pack --verify {data.name}.tar.gz` checks them and re-runs the checker.",
+        "",
+    ]
     return "\n".join(lines)
 
 
-_LATENCY_TITLES = (("ttft_ms", "time to first token"), ("tpot_ms", "time per output token"),
-                   ("latency_ms", "query latency"))
+_LATENCY_TITLES = (
+    ("ttft_ms", "time to first token"),
+    ("tpot_ms", "time per output token"),
+    ("latency_ms", "query latency"),
+)
 
 
 def _latency_lines(data: ReportInput) -> list[str]:
@@ -255,8 +329,12 @@ def _latency_lines(data: ReportInput) -> list[str]:
         return []
     columns.sort(key=lambda p: float(p[1:]))
     table = [[label, title, *(found.get(p) for p in columns)] for label, title, found in rows]
-    return ["## Latency percentiles (ms, from the performance logs)", "",
-            *_table(["Result", "Metric", *columns], table), ""]
+    return [
+        "## Latency percentiles (ms, from the performance logs)",
+        "",
+        *_table(["Result", "Metric", *columns], table),
+        "",
+    ]
 
 
 def relative_finding_path(path: object, tree: Path) -> str:

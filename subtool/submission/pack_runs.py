@@ -17,14 +17,14 @@ from subtool.submission.pack_inputs import ResultInfo, RunInfo, TreeInfo, read_r
 
 _DETAIL = "mlperf_log_detail.txt"
 _RUN_JSON_DEPTHS = ("*/run.json", "*/*/run.json", "*/*/*/run.json")
-_MAX_LOG_BYTES = 64 << 20           # a detail log larger than this is not LoadGen's; never hashed
+_MAX_LOG_BYTES = 64 << 20  # a detail log larger than this is not LoadGen's; never hashed
 
 
 @dataclass
 class PackedRuns:
-    runs: list[RunInfo]                                          # oldest first
-    produced: dict[Path, list[ResultInfo]] = field(default_factory=dict)   # run path → results it produced
-    orphans: list[ResultInfo] = field(default_factory=list)     # results no run directory produced
+    runs: list[RunInfo]  # oldest first
+    produced: dict[Path, list[ResultInfo]] = field(default_factory=dict)  # run path → results it produced
+    orphans: list[ResultInfo] = field(default_factory=list)  # results no run directory produced
 
     def results_of(self, run: RunInfo) -> list[ResultInfo]:
         return self.produced.get(run.path, [])
@@ -62,13 +62,23 @@ def _candidates(path: Path) -> tuple[list[Path], bool]:
     if (path / "run.json").is_file():
         return [path], True
     if path.is_dir():
-        found = sorted({p.parent for depth in _RUN_JSON_DEPTHS for p in path.glob(depth)
-                        if not any(part.startswith(".") for part in p.relative_to(path).parts)})
+        found = sorted(
+            {
+                p.parent
+                for depth in _RUN_JSON_DEPTHS
+                for p in path.glob(depth)
+                if not any(part.startswith(".") for part in p.relative_to(path).parts)
+            }
+        )
         if found:
             return found, False
-    raise SubtoolError("no run.json here or below: not a subtool run directory", path=path, rule="pack.run_dir",
-                       hint="--runs takes the directories `subtool run` wrote (e.g. OUT/runs/bert-99/Offline) "
-                            "or the folder that holds them (OUT/runs)")
+    raise SubtoolError(
+        "no run.json here or below: not a subtool run directory",
+        path=path,
+        rule="pack.run_dir",
+        hint="--runs takes the directories `subtool run` wrote (e.g. OUT/runs/bert-99/Offline) "
+        "or the folder that holds them (OUT/runs)",
+    )
 
 
 def parse_date_u(line: str) -> datetime | None:
@@ -81,7 +91,7 @@ def parse_date_u(line: str) -> datetime | None:
 
 def first_moment(pair: list[str]) -> datetime:
     moment = parse_date_u(pair[0]) if pair else None
-    return moment or datetime.max.replace(tzinfo=timezone.utc)   # unreadable: after the readable ones
+    return moment or datetime.max.replace(tzinfo=timezone.utc)  # unreadable: after the readable ones
 
 
 def collect_runs(paths: list[Path], tree: TreeInfo) -> PackedRuns:
@@ -97,15 +107,14 @@ def collect_runs(paths: list[Path], tree: TreeInfo) -> PackedRuns:
                 continue
             results = [by_digest[d] for d in sorted(_detail_digests(run_dir)) if d in by_digest]
             if not explicit and not results:
-                continue                  # a run whose results are not in this tree
+                continue  # a run whose results are not in this tree
             seen.add(key)
             run = read_run_dir(run_dir)
             runs.append(run)
             produced[run.path] = sorted({r.rel_dir: r for r in results}.values(), key=lambda r: r.rel_dir)
     runs.sort(key=lambda r: first_moment(r.tstamps))
     claimed = {r.rel_dir for results in produced.values() for r in results}
-    return PackedRuns(runs=runs, produced=produced,
-                      orphans=[r for r in tree.results if r.rel_dir not in claimed])
+    return PackedRuns(runs=runs, produced=produced, orphans=[r for r in tree.results if r.rel_dir not in claimed])
 
 
 def covered(result: ResultInfo, pairs: list[list[str]], slack_s: float = 0.0) -> bool:
@@ -125,5 +134,8 @@ def covered(result: ResultInfo, pairs: list[list[str]], slack_s: float = 0.0) ->
 def uncovered(packed: PackedRuns, results: list[ResultInfo], pairs: list[list[str]]) -> list[ResultInfo]:
     """Results no pair holds: a run's own results within its pair (to the second), any other within any pair."""
     own = {r.rel_dir: run.tstamps for run in packed.runs for r in packed.results_of(run)}
-    return [r for r in results if not ((r.rel_dir in own and covered(r, [own[r.rel_dir]], slack_s=1.0))
-                                       or covered(r, pairs))]
+    return [
+        r
+        for r in results
+        if not ((r.rel_dir in own and covered(r, [own[r.rel_dir]], slack_s=1.0)) or covered(r, pairs))
+    ]

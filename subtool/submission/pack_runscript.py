@@ -103,8 +103,10 @@ def _source_lines(tree: TreeInfo) -> list[str]:
                 copies = sorted(base.glob("subtool-*/pyproject.toml")) if base.is_dir() else []
                 if copies:
                     rel = copies[-1].parent.relative_to(tree.root).as_posix()
-                    return ["# Install the subtool that ran from its copy in the tarball (no package index needed):",
-                            f"#   pip install {shlex.quote('./' + rel + '[run]')}   # from the unpacked tree's root"]
+                    return [
+                        "# Install the subtool that ran from its copy in the tarball (no package index needed):",
+                        f"#   pip install {shlex.quote('./' + rel + '[run]')}   # from the unpacked tree's root",
+                    ]
     return []
 
 
@@ -148,18 +150,23 @@ def render_run_script(name: str, packed: PackedRuns, tree: TreeInfo, pack: PackC
         lines.append(f"# {index}. {label}{style}{demo}")
         lines += [f"#    packed as {r.rel_dir}" for r in packed.results_of(run)]
         lines += _export_lines({k: v for k, v in run.env.items() if common.get(k) != v})
-        lines += [f"date -u >> {shlex.quote(name + '.tstamps')}", shlex.join(run.command),
-                  f"date -u >> {shlex.quote(name + '.tstamps')}", ""]
+        lines += [
+            f"date -u >> {shlex.quote(name + '.tstamps')}",
+            shlex.join(run.command),
+            f"date -u >> {shlex.quote(name + '.tstamps')}",
+            "",
+        ]
     if packed.orphans:
-        lines += ["# Results packed from logs no run directory given to `subtool pack --runs` holds (their",
-                  "# commands are unknown; .tstamps has their LoadGen run times). Their LoadGen settings:"]
+        lines += [
+            "# Results packed from logs no run directory given to `subtool pack --runs` holds (their",
+            "# commands are unknown; .tstamps has their LoadGen run times). Their LoadGen settings:",
+        ]
         lines += _conf_lines(packed.orphans) + [""]
     by_package = [run for run in runs if run.command and not made_by_all(run, packed.results_of(run))]
     if not by_package:
         lines += ["# `subtool all` above also packs; these artifacts were made by:", "# " + shlex.join(pack.argv()), ""]
     else:
-        lines += [*_package_lines(by_package, packed, tree, pack), "# Pack the artifacts", shlex.join(pack.argv()),
-                  ""]
+        lines += [*_package_lines(by_package, packed, tree, pack), "# Pack the artifacts", shlex.join(pack.argv()), ""]
     return "\n".join(lines)
 
 
@@ -174,8 +181,10 @@ def _conf_lines(results: list[ResultInfo]) -> list[str]:
 
 def _package_lines(runs: list[RunInfo], packed: PackedRuns, tree: TreeInfo, pack: PackCommand) -> list[str]:
     """`subtool package` is not recorded in run directories; rebuild it from the tree, and say so."""
-    lines = ["# Lay the runs out as the submission tree (rebuilt from the tree: run directories do not record",
-             "# this command; pass the system JSON below with --system-file to get the same description)"]
+    lines = [
+        "# Lay the runs out as the submission tree (rebuilt from the tree: run directories do not record",
+        "# this command; pass the system JSON below with --system-file to get the same description)",
+    ]
     groups: dict[tuple[str, str, str], list[RunInfo]] = {}
     for run in runs:
         keys = {(r.division, r.submitter, r.system) for r in packed.results_of(run)}
@@ -208,7 +217,7 @@ def render_tstamps(packed: PackedRuns, tree: TreeInfo) -> str:
             pairs = [TimeWindow(min(w.begin for w in windows), max(w.end for w in windows)).lines()]
     else:
         for result in uncovered(packed, tree.results, list(pairs)):
-            if not covered(result, pairs):       # an earlier orphan's pair may hold it
+            if not covered(result, pairs):  # an earlier orphan's pair may hold it
                 pairs.append(result.window.lines())
     unique = list({tuple(p): p for p in pairs}.values())
     lines = [line for pair in sorted(unique, key=first_moment) for line in pair]

@@ -14,9 +14,10 @@ import hashlib
 import os
 import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from subtool.checker.rules.inputs import refuse_link
 from subtool.errors import SubtoolError
@@ -34,8 +35,11 @@ def fixed_mtime() -> int:
     try:
         value = int(raw)
     except ValueError as exc:
-        raise SubtoolError(f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds", rule="pack.mtime",
-                           hint="unset it or give seconds since 1970, e.g. SOURCE_DATE_EPOCH=0") from exc
+        raise SubtoolError(
+            f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds",
+            rule="pack.mtime",
+            hint="unset it or give seconds since 1970, e.g. SOURCE_DATE_EPOCH=0",
+        ) from exc
     if value < 0:
         raise SubtoolError(f"SOURCE_DATE_EPOCH={raw!r} is negative", rule="pack.mtime")
     return value
@@ -45,7 +49,7 @@ def fixed_mtime() -> int:
 class TarballStats:
     sha256: str = ""
     size: int = 0
-    members: dict[str, str] = field(default_factory=dict)   # archive path of each regular file → sha256
+    members: dict[str, str] = field(default_factory=dict)  # archive path of each regular file → sha256
     directories: int = 0
     content_bytes: int = 0
 
@@ -83,13 +87,18 @@ class _HashingReader:
 def _archive_name(rel: PurePosixPath, source: Path) -> str:
     name = rel.as_posix()
     if "\n" in name or "\r" in name:
-        raise SubtoolError("a file name contains a line break; it cannot be listed in the manifest",
-                           path=source, rule="pack.bad_name", hint="rename the file")
+        raise SubtoolError(
+            "a file name contains a line break; it cannot be listed in the manifest",
+            path=source,
+            rule="pack.bad_name",
+            hint="rename the file",
+        )
     try:
         name.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise SubtoolError("a file name is not valid UTF-8", path=source, rule="pack.bad_name",
-                           hint="rename the file") from exc
+        raise SubtoolError(
+            "a file name is not valid UTF-8", path=source, rule="pack.bad_name", hint="rename the file"
+        ) from exc
     return name
 
 
@@ -105,26 +114,35 @@ def iter_tree(tree: Path, out_dir: Path | None = None) -> Iterator[tuple[str, Pa
             raise refuse_link(tree / d, tree, "pack")
     divisions = [d for d in DIVISIONS if (tree / d).is_dir()]
     if not divisions:
-        raise SubtoolError("no closed/, open/ or network/ folder: this is not a submission tree", path=tree,
-                           rule="pack.empty_tree", hint="pass the tree root given to `subtool package --out`")
+        raise SubtoolError(
+            "no closed/, open/ or network/ folder: this is not a submission tree",
+            path=tree,
+            rule="pack.empty_tree",
+            hint="pass the tree root given to `subtool package --out`",
+        )
     out_real = Path(os.path.realpath(out_dir)) if out_dir is not None else None
 
     def walk(path: Path, rel: PurePosixPath) -> Iterator[tuple[str, Path, os.stat_result]]:
         st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):   # the tarball must hold what was checked: one rule with check and publish
+        if stat.S_ISLNK(st.st_mode):  # the tarball must hold what was checked: one rule with check and publish
             raise refuse_link(path, tree, "pack")
         if stat.S_ISDIR(st.st_mode):
             if out_real is not None and Path(os.path.realpath(path)) == out_real:
-                raise SubtoolError("the artifact folder is inside the tree it packs", path=path,
-                                   rule="pack.out_inside_tree", hint="give --out a folder outside closed/ and open/")
+                raise SubtoolError(
+                    "the artifact folder is inside the tree it packs",
+                    path=path,
+                    rule="pack.out_inside_tree",
+                    hint="give --out a folder outside closed/ and open/",
+                )
             yield _archive_name(rel, path), path, st
             for entry in sorted(os.listdir(path)):
                 yield from walk(path / entry, rel / entry)
         elif stat.S_ISREG(st.st_mode):
             yield _archive_name(rel, path), path, st
         else:
-            raise SubtoolError("not a regular file or folder", path=path, rule="pack.special_file",
-                               hint="remove it from the tree")
+            raise SubtoolError(
+                "not a regular file or folder", path=path, rule="pack.special_file", hint="remove it from the tree"
+            )
 
     for division in divisions:
         yield from walk(tree / division, PurePosixPath(division))
@@ -166,8 +184,12 @@ def write_tarball(tree: Path, dest: BinaryIO, out_dir: Path | None = None, compr
                     continue
                 with open(path, "rb") as fh:
                     if os.fstat(fh.fileno()).st_size != info.size:
-                        raise SubtoolError("the file changed size while it was being packed", path=path,
-                                           rule="pack.tree_changed", hint="let the writer finish, then pack again")
+                        raise SubtoolError(
+                            "the file changed size while it was being packed",
+                            path=path,
+                            rule="pack.tree_changed",
+                            hint="let the writer finish, then pack again",
+                        )
                     reader = _HashingReader(fh)
                     tar.addfile(info, reader)
                 stats.members[name] = reader.hash.hexdigest()
@@ -188,5 +210,8 @@ def read_tarball(path: Path, extract_to: Path) -> tuple[dict[str, str], list[str
         lead = "cannot be read to the end" if exc.rule in _UNREADABLE else "is refused"
         return {}, [f"the tarball {lead} ({exc.rule}): {exc.message}"]
     hashes = file_hashes(Path(extract_to))
-    return hashes, [f"{m}: outside closed/, open/ and network/ (pack never writes it)" for m in sorted(hashes)
-                    if PurePosixPath(m).parts[0] not in DIVISIONS]
+    return hashes, [
+        f"{m}: outside closed/, open/ and network/ (pack never writes it)"
+        for m in sorted(hashes)
+        if PurePosixPath(m).parts[0] not in DIVISIONS
+    ]

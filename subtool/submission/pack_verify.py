@@ -34,8 +34,8 @@ class VerifyResult:
     tarball: Path
     manifest: Path
     version: str
-    waive: tuple[str, ...]            # the waivers applied (taken from the manifest, short-run ones only)
-    verdict: str                      # the re-run checker's: PASS | FAIL | "" (not re-run: the files are damaged)
+    waive: tuple[str, ...]  # the waivers applied (taken from the manifest, short-run ones only)
+    verdict: str  # the re-run checker's: PASS | FAIL | "" (not re-run: the files are damaged)
     members_checked: int
     artifacts_checked: int
     problems: list[str] = field(default_factory=list)
@@ -45,11 +45,18 @@ class VerifyResult:
 
     def to_dict(self) -> dict:
         return {
-            "ok": self.ok, "tarball": str(self.tarball), "manifest": str(self.manifest), "version": self.version,
-            "waive": list(self.waive), "waivers_from": self.waivers_from,
-            "waivers_refused": list(self.waivers_refused), "verdict": self.verdict,
-            "members_checked": self.members_checked, "artifacts_checked": self.artifacts_checked,
-            "problems": list(self.problems), "notes": list(self.notes),
+            "ok": self.ok,
+            "tarball": str(self.tarball),
+            "manifest": str(self.manifest),
+            "version": self.version,
+            "waive": list(self.waive),
+            "waivers_from": self.waivers_from,
+            "waivers_refused": list(self.waivers_refused),
+            "verdict": self.verdict,
+            "members_checked": self.members_checked,
+            "artifacts_checked": self.artifacts_checked,
+            "problems": list(self.problems),
+            "notes": list(self.notes),
         }
 
 
@@ -67,11 +74,16 @@ def _read_manifest(tarball: Path) -> tuple[str, Path, Manifest]:
         raise SubtoolError("no such tarball", path=tarball, rule="pack.verify")
     name, manifest_path = _manifest_path(tarball)
     if not manifest_path.is_file():
-        raise SubtoolError("no manifest beside the tarball", path=manifest_path, rule="pack.verify",
-                           hint="keep the .sha256 file that `subtool pack` wrote next to the tarball")
+        raise SubtoolError(
+            "no manifest beside the tarball",
+            path=manifest_path,
+            rule="pack.verify",
+            hint="keep the .sha256 file that `subtool pack` wrote next to the tarball",
+        )
     if manifest_path.stat().st_size > _MAX_MANIFEST_BYTES:
-        raise SubtoolError(f"the manifest is larger than {_MAX_MANIFEST_BYTES >> 20} MiB", path=manifest_path,
-                           rule="pack.manifest")
+        raise SubtoolError(
+            f"the manifest is larger than {_MAX_MANIFEST_BYTES >> 20} MiB", path=manifest_path, rule="pack.manifest"
+        )
     text = manifest_path.read_text(encoding="utf-8", errors="replace")
     return name, manifest_path, parse_manifest(text, manifest_path)
 
@@ -79,8 +91,7 @@ def _read_manifest(tarball: Path) -> tuple[str, Path, Manifest]:
 def split_waivers(manifest: Manifest) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(applied, refused): the manifest's waivers that a short run explains, and the others."""
     asked = sorted(set(manifest.waive))
-    return (tuple(w for w in asked if w in SHORT_RUN_WAIVERS),
-            tuple(w for w in asked if w not in SHORT_RUN_WAIVERS))
+    return (tuple(w for w in asked if w in SHORT_RUN_WAIVERS), tuple(w for w in asked if w not in SHORT_RUN_WAIVERS))
 
 
 def _artifact_problems(tarball: Path, manifest_path: Path, manifest: Manifest, name: str) -> list[str]:
@@ -102,8 +113,11 @@ def _artifact_problems(tarball: Path, manifest_path: Path, manifest: Manifest, n
 def _member_problems(members: dict[str, str], manifest: Manifest) -> list[str]:
     problems = [f"{m}: in the manifest but not in the tarball" for m in sorted(set(manifest.members) - set(members))]
     problems += [f"{m}: in the tarball but not in the manifest" for m in sorted(set(members) - set(manifest.members))]
-    problems += [f"{m}: sha256 differs from the manifest" for m in sorted(set(members) & set(manifest.members))
-                 if members[m] != manifest.members[m]]
+    problems += [
+        f"{m}: sha256 differs from the manifest"
+        for m in sorted(set(members) & set(manifest.members))
+        if members[m] != manifest.members[m]
+    ]
     return problems
 
 
@@ -112,8 +126,9 @@ def _recheck(unpacked: Path, manifest: Manifest, applied: tuple[str, ...]) -> tu
 
     report = _run_checker(unpacked, manifest.version, frozenset(applied))
     verdict = _verdict(report)
-    problems = [f"checker: {f.rule} {f.path}: {f.message}" for f in _finding_views(report, unpacked)
-                if f.severity == "error"]
+    problems = [
+        f"checker: {f.rule} {f.path}: {f.message}" for f in _finding_views(report, unpacked) if f.severity == "error"
+    ]
     if manifest.verdict and manifest.verdict != verdict:
         problems.append(f"the checker now says {verdict}; at pack time it said {manifest.verdict}")
     return verdict, problems
@@ -127,8 +142,10 @@ def verify_tarball(path: Path, version: str = "v6.1", console=None) -> VerifyRes
     notes = []
     if manifest.version != version:
         notes.append(f"re-checked with the rules recorded at pack time ({manifest.version}), not {version}")
-    notes.append("waivers applied, taken from the manifest (unsigned: whoever hands in can edit it): "
-                 + (", ".join(applied) or "none"))
+    notes.append(
+        "waivers applied, taken from the manifest (unsigned: whoever hands in can edit it): "
+        + (", ".join(applied) or "none")
+    )
     problems = [f"the manifest waives {w}, which a short run cannot explain: not applied" for w in refused]
     problems += _artifact_problems(tarball, manifest_path, manifest, name)
 
@@ -140,15 +157,29 @@ def verify_tarball(path: Path, version: str = "v6.1", console=None) -> VerifyRes
         problems += tar_problems
         if not tar_problems:
             problems += _member_problems(members, manifest)
-            say(f"verify: re-checking {len(members)} files (rules {manifest.version}, waived from the manifest: "
-                + (", ".join(applied) or "none") + ")", highlight=False, markup=False)
+            say(
+                f"verify: re-checking {len(members)} files (rules {manifest.version}, waived from the manifest: "
+                + (", ".join(applied) or "none")
+                + ")",
+                highlight=False,
+                markup=False,
+            )
             verdict, check_problems = _recheck(unpacked, manifest, applied)
             problems += check_problems
 
-    result = VerifyResult(ok=not problems, tarball=tarball, manifest=manifest_path, version=manifest.version,
-                          waive=applied, verdict=verdict, members_checked=len(members),
-                          artifacts_checked=len(manifest.artifacts), problems=problems, notes=notes,
-                          waivers_refused=refused)
+    result = VerifyResult(
+        ok=not problems,
+        tarball=tarball,
+        manifest=manifest_path,
+        version=manifest.version,
+        waive=applied,
+        verdict=verdict,
+        members_checked=len(members),
+        artifacts_checked=len(manifest.artifacts),
+        problems=problems,
+        notes=notes,
+        waivers_refused=refused,
+    )
     _say(say, result)
     return result
 
@@ -158,8 +189,11 @@ def _say(say, result: VerifyResult) -> None:
         say(f"verify: {note}", highlight=False, markup=False)
     name = escape(result.tarball.name)
     if result.ok:
-        say(f"[bold green]verified[/]: {name} matches its manifest ({result.members_checked} files, "
-            f"{result.artifacts_checked} artifacts) and the checker says {result.verdict}.", highlight=False)
+        say(
+            f"[bold green]verified[/]: {name} matches its manifest ({result.members_checked} files, "
+            f"{result.artifacts_checked} artifacts) and the checker says {result.verdict}.",
+            highlight=False,
+        )
         return
     say(f"[bold red]verify failed[/]: {len(result.problems)} problem(s) with {name}:", highlight=False)
     for problem in result.problems[:20]:

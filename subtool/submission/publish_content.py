@@ -12,7 +12,6 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from subtool import __version__
 from subtool.checker.rules.inputs import refuse_link
@@ -56,23 +55,36 @@ class PublishContent:
 
 def _subdirs(path: Path, links: bool = False) -> list[Path]:
     """Folders in `path` (hidden ones left out); with `links`, links are kept too, so that they are refused."""
-    return sorted(p for p in path.iterdir()
-                  if (p.is_dir() or (links and p.is_symlink())) and not p.name.startswith("."))
+    return sorted(
+        p for p in path.iterdir() if (p.is_dir() or (links and p.is_symlink())) and not p.name.startswith(".")
+    )
 
 
 def find_submitters(tree: Path) -> list[SubmitterDir]:
     if not tree.is_dir():
-        raise SubtoolError("the submission tree does not exist or is not a directory", path=tree,
-                           rule="publish.tree", exit_code=EXIT_USAGE)
+        raise SubtoolError(
+            "the submission tree does not exist or is not a directory",
+            path=tree,
+            rule="publish.tree",
+            exit_code=EXIT_USAGE,
+        )
     for div in DIVISIONS:
         if (tree / div).is_symlink():
             raise refuse_link(tree / div, tree, "publish")
-    found = [SubmitterDir(div, sub.name) for div in DIVISIONS if (tree / div).is_dir()
-             for sub in _subdirs(tree / div, links=True)]
+    found = [
+        SubmitterDir(div, sub.name)
+        for div in DIVISIONS
+        if (tree / div).is_dir()
+        for sub in _subdirs(tree / div, links=True)
+    ]
     if not found:
-        raise SubtoolError("no <division>/<submitter>/ directory to publish (expected closed/, open/ or network/)",
-                           path=tree, rule="publish.tree", exit_code=EXIT_USAGE,
-                           hint="give the tree root written by `subtool package --out`")
+        raise SubtoolError(
+            "no <division>/<submitter>/ directory to publish (expected closed/, open/ or network/)",
+            path=tree,
+            rule="publish.tree",
+            exit_code=EXIT_USAGE,
+            hint="give the tree root written by `subtool package --out`",
+        )
     return found
 
 
@@ -86,8 +98,13 @@ def _walk_files(tree: Path, sub: SubmitterDir) -> list[FileEntry]:
         raise refuse_link(root, tree, "publish")
 
     def unreadable(exc: OSError) -> None:
-        raise SubtoolError(f"cannot be read ({exc.strerror or exc})", path=exc.filename or root,
-                           rule="publish.tree", exit_code=EXIT_USAGE, hint="make it readable or remove it")
+        raise SubtoolError(
+            f"cannot be read ({exc.strerror or exc})",
+            path=exc.filename or root,
+            rule="publish.tree",
+            exit_code=EXIT_USAGE,
+            hint="make it readable or remove it",
+        )
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if d != ".git")
@@ -98,11 +115,13 @@ def _walk_files(tree: Path, sub: SubmitterDir) -> list[FileEntry]:
             path = Path(dirpath) / name
             rel = path.relative_to(tree).as_posix()
             if any(ch in rel for ch in "\n\r\t\0"):
-                raise SubtoolError("file name contains a control character", path=path, rule="publish.tree",
-                                   exit_code=EXIT_USAGE)
+                raise SubtoolError(
+                    "file name contains a control character", path=path, rule="publish.tree", exit_code=EXIT_USAGE
+                )
             if not path.is_file():
-                raise SubtoolError("not a regular file (FIFO, socket or device)", path=path,
-                                   rule="publish.tree", exit_code=EXIT_USAGE)
+                raise SubtoolError(
+                    "not a regular file (FIFO, socket or device)", path=path, rule="publish.tree", exit_code=EXIT_USAGE
+                )
             entries.append(FileEntry(rel, path, os.access(path, os.X_OK)))
     return entries
 
@@ -130,11 +149,17 @@ def scan_tree(tree: Path) -> PublishContent:
                             systems.add(system.name)
                             scenarios.setdefault(model.name, set()).add(scenario.name)
     if not files:
-        raise SubtoolError("the submitter directories hold no files", path=tree, rule="publish.tree",
-                           exit_code=EXIT_USAGE)
+        raise SubtoolError(
+            "the submitter directories hold no files", path=tree, rule="publish.tree", exit_code=EXIT_USAGE
+        )
     return PublishContent(
-        tree=tree, submitters=submitters, files=sorted(files, key=lambda f: f.path), replace=sorted(replace),
-        systems=sorted(systems), models=sorted(scenarios), scenarios={m: sorted(s) for m, s in scenarios.items()},
+        tree=tree,
+        submitters=submitters,
+        files=sorted(files, key=lambda f: f.path),
+        replace=sorted(replace),
+        systems=sorted(systems),
+        models=sorted(scenarios),
+        scenarios={m: sorted(s) for m, s in scenarios.items()},
         results=sorted(results),
     )
 
@@ -154,7 +179,7 @@ def default_title(content: PublishContent) -> str:
     return f"{who}: {what} results ({', '.join(content.divisions)})"
 
 
-def commit_message(content: PublishContent, title: Optional[str]) -> str:
+def commit_message(content: PublishContent, title: str | None) -> str:
     lines = [title or default_title(content), ""]
     lines.append(f"Submitters: {', '.join(s.rel for s in content.submitters)}")
     lines.append(f"Systems: {', '.join(content.systems) or 'none'}")

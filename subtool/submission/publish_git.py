@@ -17,9 +17,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence
 from urllib.parse import urlsplit
 
 from subtool.errors import EXIT_REMOTE, EXIT_USAGE, SubtoolError
@@ -33,11 +33,17 @@ _AUTH = re.compile(
     r"terminal prompts disabled|Invalid username or password|Permission denied \(publickey",
     re.I,
 )
-_FORBIDDEN = re.compile(r"returned error: 403|Permission to .* denied|denied to |access denied|"
-                        r"insufficient permission|unable to create temporary object directory|"
-                        r"Permission denied", re.I)
-_MISSING = re.compile(r"Repository not found|returned error: 404|does not appear to be a git repository|"
-                      r"not found: did you run git update-server-info|No such file or directory", re.I)
+_FORBIDDEN = re.compile(
+    r"returned error: 403|Permission to .* denied|denied to |access denied|"
+    r"insufficient permission|unable to create temporary object directory|"
+    r"Permission denied",
+    re.I,
+)
+_MISSING = re.compile(
+    r"Repository not found|returned error: 404|does not appear to be a git repository|"
+    r"not found: did you run git update-server-info|No such file or directory",
+    re.I,
+)
 _REJECTED = re.compile(r"stale info|\[rejected\]|\(fetch first\)|non-fast-forward", re.I)
 _NETWORK = re.compile(
     r"Could not resolve host|Failed to connect|Connection refused|Connection reset|Connection timed out|"
@@ -63,7 +69,7 @@ class GitFailure(Exception):
 
 def last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    refused = [ln.replace("\t", " ") for ln in lines if ln.startswith("!")]   # push --porcelain ref status
+    refused = [ln.replace("\t", " ") for ln in lines if ln.startswith("!")]  # push --porcelain ref status
     fatal = [ln for ln in lines if ln.lower().startswith(("fatal:", "error:", "remote:"))]
     return (refused or fatal or lines or ["no message"])[-1]
 
@@ -92,27 +98,56 @@ def default_cache_root() -> Path:
 # the system and global config only, never from `-c` or GIT_CONFIG_COUNT, and a non-empty environment variable
 # overrides each: so each is set here, to "off" or to a pattern that matches nothing.
 TRACING_OFF = {
-    "GIT_TRACE2": "0", "GIT_TRACE2_EVENT": "0", "GIT_TRACE2_PERF": "0",
-    "GIT_TRACE2_CONFIG_PARAMS": "subtool.no-such-setting", "GIT_TRACE2_ENV_VARS": "SUBTOOL_NO_SUCH_VARIABLE",
-    "GIT_TRACE2_REDACT": "1", "GIT_TRACE_REDACT": "1",
-    "GIT_TRACE": "0", "GIT_TRACE_CURL": "0", "GIT_TRACE_PACKET": "0", "GIT_TRACE_PERFORMANCE": "0",
-    "GIT_TRACE_SETUP": "0", "GIT_TRACE_PACK_ACCESS": "0", "GIT_TRACE_SHALLOW": "0", "GIT_TRACE_REFS": "0",
+    "GIT_TRACE2": "0",
+    "GIT_TRACE2_EVENT": "0",
+    "GIT_TRACE2_PERF": "0",
+    "GIT_TRACE2_CONFIG_PARAMS": "subtool.no-such-setting",
+    "GIT_TRACE2_ENV_VARS": "SUBTOOL_NO_SUCH_VARIABLE",
+    "GIT_TRACE2_REDACT": "1",
+    "GIT_TRACE_REDACT": "1",
+    "GIT_TRACE": "0",
+    "GIT_TRACE_CURL": "0",
+    "GIT_TRACE_PACKET": "0",
+    "GIT_TRACE_PERFORMANCE": "0",
+    "GIT_TRACE_SETUP": "0",
+    "GIT_TRACE_PACK_ACCESS": "0",
+    "GIT_TRACE_SHALLOW": "0",
+    "GIT_TRACE_REFS": "0",
     "GIT_TRACE_FSMONITOR": "0",
 }
 # Unset rather than set: git turns curl's verbose mode on when these exist at all, whatever their value.
-_UNSET = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CURL_VERBOSE", "GIT_TRACE_CURL_NO_DATA",
-          "GIT_CONFIG_COUNT", "GIT_CONFIG_PARAMETERS", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_OBJECT_DIRECTORY",
-          "GIT_ALTERNATE_OBJECT_DIRECTORIES")
+_UNSET = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_CURL_VERBOSE",
+    "GIT_TRACE_CURL_NO_DATA",
+    "GIT_CONFIG_COUNT",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+)
 
 
 def _clean_environment(extra_config: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GIT_TRACE", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")) and k not in _UNSET}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GIT_TRACE", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")) and k not in _UNSET
+    }
     env.update(TRACING_OFF)
     env.update(LC_ALL="C", LANGUAGE="C", GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never")
     # A bare cache has no hooks worth running and must not pick up a user's commit template or signing prompt.
-    config = {"core.hooksPath": os.devnull, "commit.gpgSign": "false", "gc.auto": "0",
-              "core.autocrlf": "false", "credential.interactive": "false", **extra_config}
+    config = {
+        "core.hooksPath": os.devnull,
+        "commit.gpgSign": "false",
+        "gc.auto": "0",
+        "core.autocrlf": "false",
+        "credential.interactive": "false",
+        **extra_config,
+    }
     env["GIT_CONFIG_COUNT"] = str(len(config))
     for i, (key, value) in enumerate(config.items()):
         env[f"GIT_CONFIG_KEY_{i}"] = key
@@ -120,7 +155,7 @@ def _clean_environment(extra_config: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _auth_scope(url: str) -> Optional[str]:
+def _auth_scope(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme.lower() in ("http", "https") and parts.netloc:
         return f"{parts.scheme.lower()}://{parts.netloc}/"
@@ -130,9 +165,19 @@ def _auth_scope(url: str) -> Optional[str]:
 class Git:
     """Runs git against one bare repository with the token in the environment and retries for the network."""
 
-    def __init__(self, git_dir: Path, *, token: Optional[str], urls: Iterable[str], redact: Redactor,
-                 retries: int = 3, backoff_s: float = 1.0, timeout_s: float = 600.0,
-                 sleep: Callable[[float], None] = time.sleep, note: Callable[[str], None] = lambda _m: None) -> None:
+    def __init__(
+        self,
+        git_dir: Path,
+        *,
+        token: str | None,
+        urls: Iterable[str],
+        redact: Redactor,
+        retries: int = 3,
+        backoff_s: float = 1.0,
+        timeout_s: float = 600.0,
+        sleep: Callable[[float], None] = time.sleep,
+        note: Callable[[str], None] = lambda _m: None,
+    ) -> None:
         self.git_dir = git_dir
         self.redact = redact
         self.retries = max(0, retries)
@@ -146,12 +191,23 @@ class Git:
                 extra[f"http.{scope}.extraHeader"] = basic_auth_header(token)
         self.env = _clean_environment(extra)
 
-    def run(self, *args: str, stdin: Optional[bytes] = None, env: Optional[dict[str, str]] = None,
-            check: bool = True, timeout: Optional[float] = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        *args: str,
+        stdin: bytes | None = None,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> subprocess.CompletedProcess:
         full_env = dict(self.env, **(env or {}))
         try:
-            proc = subprocess.run(["git", "--git-dir", str(self.git_dir), *args], input=stdin,
-                                  capture_output=True, env=full_env, timeout=timeout or self.timeout_s)
+            proc = subprocess.run(
+                ["git", "--git-dir", str(self.git_dir), *args],
+                input=stdin,
+                capture_output=True,
+                env=full_env,
+                timeout=timeout or self.timeout_s,
+            )
         except subprocess.TimeoutExpired as exc:
             raise GitFailure(list(args), 124, f"timed out after {exc.timeout:.0f} s", "network") from None
         if check and proc.returncode != 0:
@@ -159,7 +215,7 @@ class Git:
             raise GitFailure(list(args), proc.returncode, stderr, classify(stderr))
         return proc
 
-    def out(self, *args: str, stdin: Optional[bytes] = None, env: Optional[dict[str, str]] = None) -> str:
+    def out(self, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> str:
         return self.run(*args, stdin=stdin, env=env).stdout.decode("utf-8", "surrogateescape").strip()
 
     def remote(self, *args: str, what: str) -> subprocess.CompletedProcess:
@@ -171,10 +227,12 @@ class Git:
             except GitFailure as failure:
                 if failure.kind != "network" or attempt >= self.retries:
                     raise
-                delay = self.backoff_s * (2 ** attempt)
+                delay = self.backoff_s * (2**attempt)
                 attempt += 1
-                self.note(f"{what}: network trouble ({last_line(failure.stderr)}); retry {attempt}/{self.retries}"
-                          f" in {delay:.1f} s")
+                self.note(
+                    f"{what}: network trouble ({last_line(failure.stderr)}); retry {attempt}/{self.retries}"
+                    f" in {delay:.1f} s"
+                )
                 self.sleep(delay)
 
 
@@ -220,12 +278,18 @@ def _create_cache(git_dir: Path) -> None:
     except OSError as exc:
         raise _unwritable_cache(git_dir.parent, exc) from None
     try:
-        proc = subprocess.run(["git", "init", "--bare", "-q", str(tmp)], capture_output=True,
-                              env=_clean_environment({}))
+        proc = subprocess.run(
+            ["git", "init", "--bare", "-q", str(tmp)], capture_output=True, env=_clean_environment({})
+        )
         if proc.returncode != 0:
             reason = last_line(proc.stderr.decode("utf-8", "replace"))
-            raise SubtoolError(f"git init failed in the fork cache ({reason})", path=git_dir.parent, rule="publish.cache", exit_code=EXIT_USAGE,
-                               hint="pass --cache with a writable folder on a local disk")
+            raise SubtoolError(
+                f"git init failed in the fork cache ({reason})",
+                path=git_dir.parent,
+                rule="publish.cache",
+                exit_code=EXIT_USAGE,
+                hint="pass --cache with a writable folder on a local disk",
+            )
         if git_dir.exists():
             shutil.rmtree(git_dir)
         os.replace(tmp, git_dir)
@@ -236,8 +300,13 @@ def _create_cache(git_dir: Path) -> None:
 
 
 def _unwritable_cache(folder: Path, exc: OSError) -> SubtoolError:
-    return SubtoolError(f"cannot write the fork cache ({exc.strerror or exc})", path=folder, rule="publish.cache",
-                        exit_code=EXIT_USAGE, hint="pass --cache with a writable folder on a local disk")
+    return SubtoolError(
+        f"cannot write the fork cache ({exc.strerror or exc})",
+        path=folder,
+        rule="publish.cache",
+        exit_code=EXIT_USAGE,
+        hint="pass --cache with a writable folder on a local disk",
+    )
 
 
 def set_remote(git: Git, name: str, url: str) -> None:
@@ -256,7 +325,7 @@ def ls_remote_heads(git: Git, remote: str, branches: Sequence[str]) -> dict[str,
     for line in proc.stdout.decode().splitlines():
         sha, _, ref = line.partition("\t")
         if ref.startswith("refs/heads/"):
-            heads[ref[len("refs/heads/"):]] = sha
+            heads[ref[len("refs/heads/") :]] = sha
     return heads
 
 
@@ -269,16 +338,17 @@ def fetch(git: Git, remote: str, refs: dict[str, str], *, shallow: bool) -> dict
     """
     depth = ["--depth=1", "--filter=blob:none"] if shallow else []
     specs = [f"+refs/heads/{branch}:{local}" for branch, local in refs.items()]
-    git.remote("fetch", "-q", "--no-tags", "--no-write-fetch-head", *depth, remote, *specs,
-               what=f"fetching {', '.join(refs)}")
+    git.remote(
+        "fetch", "-q", "--no-tags", "--no-write-fetch-head", *depth, remote, *specs, what=f"fetching {', '.join(refs)}"
+    )
     return {branch: git.out("rev-parse", local) for branch, local in refs.items()}
 
 
 # --------------------------------------------------------------------------------------------- commit
 @dataclass(frozen=True)
 class FileEntry:
-    path: str          # posix path relative to the tree root == path in the fork
-    source: Path       # file on disk
+    path: str  # posix path relative to the tree root == path in the fork
+    source: Path  # file on disk
     executable: bool
 
 
@@ -302,8 +372,9 @@ def list_entries(git: Git, treeish: str) -> list[BlobEntry]:
     return entries
 
 
-def build_tree(git: Git, base: str, files: Sequence[FileEntry], replace: Sequence[str],
-               known: Sequence[BlobEntry] = ()) -> str:
+def build_tree(
+    git: Git, base: str, files: Sequence[FileEntry], replace: Sequence[str], known: Sequence[BlobEntry] = ()
+) -> str:
     """The tree of `base` (a commit or tree) with every `replace` directory emptied and `files` (from disk) and
     `known` (existing objects) written in; returns its id."""
     index_dir = Path(tempfile.mkdtemp(prefix="subtool-index-"))
@@ -322,8 +393,9 @@ def build_tree(git: Git, base: str, files: Sequence[FileEntry], replace: Sequenc
                 removals.append(b"0 " + ZERO_SHA.encode() + b"\t" + raw + b"\0")
         if removals:
             git.run("update-index", "-z", "--index-info", stdin=b"".join(removals), env=index_env)
-        info = b"".join(f"{k.mode} {k.sha}\t".encode() + k.path.encode("utf-8", "surrogateescape") + b"\0"
-                        for k in known)
+        info = b"".join(
+            f"{k.mode} {k.sha}\t".encode() + k.path.encode("utf-8", "surrogateescape") + b"\0" for k in known
+        )
         if files:
             paths = "".join(f"{f.source}\n" for f in files).encode("utf-8", "surrogateescape")
             shas = git.out("hash-object", "-w", "--no-filters", "--stdin-paths", stdin=paths).split()
@@ -362,22 +434,28 @@ def diff_names(git: Git, old_tree: str, new_tree: str) -> list[tuple[str, str]]:
 
 
 def commit_tree(git: Git, tree: str, parent: str, message: str, *, author_name: str, author_email: str) -> str:
-    env = {"GIT_AUTHOR_NAME": author_name, "GIT_AUTHOR_EMAIL": author_email,
-           "GIT_COMMITTER_NAME": author_name, "GIT_COMMITTER_EMAIL": author_email}
+    env = {
+        "GIT_AUTHOR_NAME": author_name,
+        "GIT_AUTHOR_EMAIL": author_email,
+        "GIT_COMMITTER_NAME": author_name,
+        "GIT_COMMITTER_EMAIL": author_email,
+    }
     return git.out("commit-tree", tree, "-p", parent, "-F", "-", stdin=message.encode("utf-8"), env=env)
 
 
 def identity(submitter: str) -> tuple[str, str]:
     """The user's git identity when configured, else the submitter's name with a reserved-domain address."""
+
     def get(key: str) -> str:
         proc = subprocess.run(["git", "config", "--get", key], capture_output=True, text=True)
         return proc.stdout.strip() if proc.returncode == 0 else ""
+
     name = os.environ.get("GIT_AUTHOR_NAME") or get("user.name") or submitter
     email = os.environ.get("GIT_AUTHOR_EMAIL") or get("user.email") or "subtool@users.invalid"
     return name, email
 
 
-def push(git: Git, remote: str, commit: str, branch: str, expected_old: Optional[str]) -> None:
+def push(git: Git, remote: str, commit: str, branch: str, expected_old: str | None) -> None:
     """Point refs/heads/<branch> at `commit`, but only if it still is where we last saw it (or absent)."""
     lease = f"--force-with-lease=refs/heads/{branch}:{expected_old or ''}"
     git.remote("push", "--porcelain", "-q", lease, remote, f"{commit}:refs/heads/{branch}", what=f"pushing {branch}")
@@ -386,9 +464,12 @@ def push(git: Git, remote: str, commit: str, branch: str, expected_old: Optional
 def check_branch_name(name: str) -> str:
     proc = subprocess.run(["git", "check-ref-format", "--branch", name], capture_output=True, text=True)
     if proc.returncode != 0 or name.startswith("-"):
-        raise SubtoolError(f"'{name}' is not a valid branch name", rule="publish.branch",
-                           hint="use letters, digits, '-', '_', '.' and '/' (no '..', no trailing '/')",
-                           exit_code=EXIT_USAGE)
+        raise SubtoolError(
+            f"'{name}' is not a valid branch name",
+            rule="publish.branch",
+            hint="use letters, digits, '-', '_', '.' and '/' (no '..', no trailing '/')",
+            exit_code=EXIT_USAGE,
+        )
     return proc.stdout.strip()
 
 
@@ -397,26 +478,50 @@ def remote_error(failure: GitFailure, *, where: str, has_token: bool, action: st
     detail = last_line(failure.stderr)
     if failure.kind == "auth":
         if has_token:
-            return SubtoolError(f"{action}: the token was refused ({detail})", path=where,
-                                rule="publish.bad_token", exit_code=EXIT_REMOTE,
-                                hint="check that the token is valid and not expired")
-        return SubtoolError(f"{action}: authentication required and no token was given ({detail})", path=where,
-                            rule="publish.no_token", exit_code=EXIT_REMOTE,
-                            hint="export GITHUB_TOKEN (or GH_TOKEN, or name a variable with --token-env)")
+            return SubtoolError(
+                f"{action}: the token was refused ({detail})",
+                path=where,
+                rule="publish.bad_token",
+                exit_code=EXIT_REMOTE,
+                hint="check that the token is valid and not expired",
+            )
+        return SubtoolError(
+            f"{action}: authentication required and no token was given ({detail})",
+            path=where,
+            rule="publish.no_token",
+            exit_code=EXIT_REMOTE,
+            hint="export GITHUB_TOKEN (or GH_TOKEN, or name a variable with --token-env)",
+        )
     if failure.kind == "forbidden":
-        return SubtoolError(f"{action}: no push rights ({detail})", path=where, rule="publish.no_push_rights",
-                            exit_code=EXIT_REMOTE,
-                            hint="push to your own fork, with a token that may write its contents")
+        return SubtoolError(
+            f"{action}: no push rights ({detail})",
+            path=where,
+            rule="publish.no_push_rights",
+            exit_code=EXIT_REMOTE,
+            hint="push to your own fork, with a token that may write its contents",
+        )
     if failure.kind == "missing":
-        return SubtoolError(f"{action}: the fork does not exist or cannot be seen ({detail})", path=where,
-                            rule="publish.fork_missing", exit_code=EXIT_REMOTE,
-                            hint="fork the results repository first, and check the URL given to --fork")
+        return SubtoolError(
+            f"{action}: the fork does not exist or cannot be seen ({detail})",
+            path=where,
+            rule="publish.fork_missing",
+            exit_code=EXIT_REMOTE,
+            hint="fork the results repository first, and check the URL given to --fork",
+        )
     if failure.kind == "rejected":
-        return SubtoolError(f"{action}: the branch changed on the fork while publishing ({detail})", path=where,
-                            rule="publish.branch_moved", exit_code=EXIT_REMOTE,
-                            hint="re-run the same command; it starts again from what is on the fork now")
+        return SubtoolError(
+            f"{action}: the branch changed on the fork while publishing ({detail})",
+            path=where,
+            rule="publish.branch_moved",
+            exit_code=EXIT_REMOTE,
+            hint="re-run the same command; it starts again from what is on the fork now",
+        )
     if failure.kind == "network":
-        return SubtoolError(f"{action}: network failure, gave up after retries ({detail})", path=where,
-                            rule="publish.network", exit_code=EXIT_REMOTE,
-                            hint="nothing was pushed; re-run the same command when the connection is back")
+        return SubtoolError(
+            f"{action}: network failure, gave up after retries ({detail})",
+            path=where,
+            rule="publish.network",
+            exit_code=EXIT_REMOTE,
+            hint="nothing was pushed; re-run the same command when the connection is back",
+        )
     return SubtoolError(f"{action}: git failed ({detail})", path=where, rule="publish.git", exit_code=EXIT_REMOTE)

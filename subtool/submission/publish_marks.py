@@ -24,9 +24,9 @@ _MESSAGE_LINE = re.compile(rf"^{MESSAGE_PREFIX} \((?P<why>[^)]*)\): (?P<result>\
 
 @dataclass
 class Marks:
-    demo: set[str] = field(default_factory=set)     # result ids (division/submitter/results/system/model/scenario)
+    demo: set[str] = field(default_factory=set)  # result ids (division/submitter/results/system/model/scenario)
     short: set[str] = field(default_factory=set)
-    reasons: dict[str, str] = field(default_factory=dict)   # result id → why it is short (first found)
+    reasons: dict[str, str] = field(default_factory=dict)  # result id → why it is short (first found)
 
     def __bool__(self) -> bool:
         return bool(self.demo or self.short)
@@ -42,10 +42,13 @@ class Marks:
     def why(self, result: str) -> str:
         return ", ".join(w for w, on in (("DEMO", result in self.demo), ("short run", result in self.short)) if on)
 
-    def merge(self, other: "Marks", keep: set[str]) -> "Marks":
+    def merge(self, other: Marks, keep: set[str]) -> Marks:
         """These marks plus `other`'s for the results in `keep`."""
-        return Marks(self.demo | (other.demo & keep), self.short | (other.short & keep),
-                     {**{k: v for k, v in other.reasons.items() if k in keep}, **self.reasons})
+        return Marks(
+            self.demo | (other.demo & keep),
+            self.short | (other.short & keep),
+            {**{k: v for k, v in other.reasons.items() if k in keep}, **self.reasons},
+        )
 
 
 def read_marks(tree: Path, results: list[tuple[str, str, str, str, str]]) -> Marks:
@@ -77,7 +80,7 @@ def _system_is_demo(submitter_dir: Path, system: str) -> bool:
         return True
     try:
         data, _problem = read_json_object(submitter_dir / "systems" / f"{system}.json")
-    except RecursionError:                  # JSON nested deeper than Python's parser goes: not a description
+    except RecursionError:  # JSON nested deeper than Python's parser goes: not a description
         return False
     if data is None:
         return False
@@ -102,10 +105,14 @@ def title_with(title: str, marks: Marks) -> str:
 def body_with(body: str, marks: Marks) -> str:
     if not marks:
         return body
-    lines = [f"> **{marks.label}: not submittable.** Published with `--allow-short`; these results are a "
-             "demonstration or a short run, not an MLPerf result:", ">"]
-    lines += [f"> - `{r}` ({marks.why(r)}{': ' + marks.reasons[r] if r in marks.reasons else ''})"
-              for r in marks.results]
+    lines = [
+        f"> **{marks.label}: not submittable.** Published with `--allow-short`; these results are a "
+        "demonstration or a short run, not an MLPerf result:",
+        ">",
+    ]
+    lines += [
+        f"> - `{r}` ({marks.why(r)}{': ' + marks.reasons[r] if r in marks.reasons else ''})" for r in marks.results
+    ]
     return "\n".join(lines) + "\n\n" + body
 
 

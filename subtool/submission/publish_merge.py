@@ -9,21 +9,21 @@ this tree (each of its result directories replacing that). `--replace` skips the
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from subtool.submission.publish_content import DIVISIONS, RESULT_ROOTS, PublishContent, SubmitterDir
 from subtool.submission.publish_git import BlobEntry, FileEntry
 
-Result = tuple[str, str, str, str, str]     # division, submitter, system, model, scenario
+Result = tuple[str, str, str, str, str]  # division, submitter, system, model, scenario
 
 
 @dataclass
 class Kept:
-    entries: list[BlobEntry] = field(default_factory=list)   # the team's files on the branch
-    replace: list[str] = field(default_factory=list)         # result directories the branch holds
-    results: list[Result] = field(default_factory=list)      # of those, the ones under results/
+    entries: list[BlobEntry] = field(default_factory=list)  # the team's files on the branch
+    replace: list[str] = field(default_factory=list)  # result directories the branch holds
+    results: list[Result] = field(default_factory=list)  # of those, the ones under results/
     submitters: list[SubmitterDir] = field(default_factory=list)
 
 
@@ -69,10 +69,17 @@ def merged_view(content: PublishContent, kept: Kept) -> PublishContent:
         scenarios.setdefault(r[3], set()).add(r[4])
     paths = {f.path for f in content.files}
     replaced = tuple(f"{d}/" for d in content.replace)
-    extra = [FileEntry(e.path, Path(e.path), e.mode == "100755") for e in kept.entries
-             if e.path not in paths and not e.path.startswith(replaced)]
+    extra = [
+        FileEntry(e.path, Path(e.path), e.mode == "100755")
+        for e in kept.entries
+        if e.path not in paths and not e.path.startswith(replaced)
+    ]
     return dataclasses.replace(
-        content, submitters=sorted(set(content.submitters) | set(kept.submitters), key=lambda s: s.rel),
-        files=sorted([*content.files, *extra], key=lambda f: f.path), results=results,
-        systems=sorted({r[2] for r in results}), models=sorted(scenarios),
-        scenarios={m: sorted(s) for m, s in scenarios.items()})
+        content,
+        submitters=sorted(set(content.submitters) | set(kept.submitters), key=lambda s: s.rel),
+        files=sorted([*content.files, *extra], key=lambda f: f.path),
+        results=results,
+        systems=sorted({r[2] for r in results}),
+        models=sorted(scenarios),
+        scenarios={m: sorted(s) for m, s in scenarios.items()},
+    )

@@ -8,8 +8,8 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
 from subtool.errors import EXIT_USAGE, SubtoolError
@@ -27,12 +27,12 @@ class ForkLocation:
 
     url: str
     kind: str
-    host: Optional[str]
-    owner: Optional[str]
-    name: Optional[str]
+    host: str | None
+    owner: str | None
+    name: str | None
 
     @property
-    def full_name(self) -> Optional[str]:
+    def full_name(self) -> str | None:
         return f"{self.owner}/{self.name}" if self.owner and self.name else None
 
     @property
@@ -40,7 +40,7 @@ class ForkLocation:
         return self.kind in ("http", "ssh") and bool(self.full_name)
 
 
-def _owner_and_name(path: str) -> tuple[Optional[str], Optional[str]]:
+def _owner_and_name(path: str) -> tuple[str | None, str | None]:
     parts = [p for p in path.strip("/").split("/") if p]
     if len(parts) < 2:
         return None, (parts[0].removesuffix(".git") if parts else None)
@@ -72,9 +72,12 @@ def parse_fork(url: str) -> ForkLocation:
         owner, name = _owner_and_name(parts.path)
         return ForkLocation(url, "local", None, owner, name)
     if scheme and len(scheme) > 1:
-        raise SubtoolError(f"unsupported fork URL scheme '{scheme}'", rule="publish.fork_url",
-                           hint="use https://, ssh://, git@host:owner/repo.git, file:// or a local path",
-                           exit_code=EXIT_USAGE)
+        raise SubtoolError(
+            f"unsupported fork URL scheme '{scheme}'",
+            rule="publish.fork_url",
+            hint="use https://, ssh://, git@host:owner/repo.git, file:// or a local path",
+            exit_code=EXIT_USAGE,
+        )
     match = _SCP_LIKE.match(url)
     if match and not os.path.exists(url):
         owner, name = _owner_and_name(match.group("path"))
@@ -83,7 +86,7 @@ def parse_fork(url: str) -> ForkLocation:
     return ForkLocation(url, "local", None, owner, name)
 
 
-def derive_api_url(fork: ForkLocation, explicit: Optional[str]) -> Optional[str]:
+def derive_api_url(fork: ForkLocation, explicit: str | None) -> str | None:
     """The REST v3 base URL: the flag/env value, api.github.com for github.com, else GitHub Enterprise's /api/v3."""
     if explicit:
         return explicit.rstrip("/")
@@ -95,7 +98,7 @@ def derive_api_url(fork: ForkLocation, explicit: Optional[str]) -> Optional[str]
     return f"{scheme}://{fork.host}/api/v3"
 
 
-def derive_web_url(api_url: Optional[str]) -> str:
+def derive_web_url(api_url: str | None) -> str:
     """The forge's web root, for compare links: github.com for the public API, the prefix before /api/v3 else."""
     if not api_url or api_url.rstrip("/") == GITHUB_API:
         return f"https://{GITHUB_HOST}"
@@ -106,12 +109,12 @@ def derive_web_url(api_url: Optional[str]) -> str:
     return api_url
 
 
-def compare_url(web_url: str, upstream: str, base: str, fork_owner: Optional[str], branch: str) -> str:
+def compare_url(web_url: str, upstream: str, base: str, fork_owner: str | None, branch: str) -> str:
     head = f"{fork_owner}:{branch}" if fork_owner else branch
     return f"{web_url.rstrip('/')}/{upstream}/compare/{base}...{head}?expand=1"
 
 
-def resolve_token(token_env: Optional[str], environ: Mapping[str, str] | None = None) -> Optional[str]:
+def resolve_token(token_env: str | None, environ: Mapping[str, str] | None = None) -> str | None:
     """The token from --token-env's variable, else GITHUB_TOKEN, else GH_TOKEN; None when there is none."""
     environ = os.environ if environ is None else environ
     if token_env:
@@ -139,7 +142,7 @@ def basic_auth_header(token: str) -> str:
 class Redactor:
     """Replaces every spelling of the token (plain, inside Basic auth) before text leaves the process."""
 
-    def __init__(self, token: Optional[str]) -> None:
+    def __init__(self, token: str | None) -> None:
         self._secrets: list[str] = []
         if token:
             self._secrets = [token, basic_auth_header(token).split(" ", 2)[2]]

@@ -16,8 +16,13 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.submission.importers import ImportedResult
 from subtool.submission.layout import Layout, ResultKey
-from subtool.submission.truncate import (MAX_ACCURACY_LOG_SIZE, append_hash, is_already_truncated, read_hash,
-                                         truncate_accuracy_log)
+from subtool.submission.truncate import (
+    MAX_ACCURACY_LOG_SIZE,
+    append_hash,
+    is_already_truncated,
+    read_hash,
+    truncate_accuracy_log,
+)
 
 LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt")
 ACCURACY_LOG = "mlperf_log_accuracy.json"
@@ -58,8 +63,12 @@ def _copy_logs(src_dir: Path, dst_dir: Path, *, what: str) -> None:
     for name in LOG_FILES:
         src = src_dir / name
         if not src.is_file():
-            raise SubtoolError(f"{what} has no {name}", path=src, rule="import.missing_log",
-                               hint="copy the directory LoadGen wrote, with all its files")
+            raise SubtoolError(
+                f"{what} has no {name}",
+                path=src,
+                rule="import.missing_log",
+                hint="copy the directory LoadGen wrote, with all its files",
+            )
         _copy(src, dst_dir / name)
 
 
@@ -70,28 +79,44 @@ def _copy_small_accuracy_log(src_dir: Path, dst_dir: Path) -> None:
         _copy(src, dst_dir / ACCURACY_LOG)
 
 
-def _stage_accuracy(src_dir: Path, dst_dir: Path, accuracy_txt: str | None, full_copy: Path | None, *,
-                    need_entries: bool, written: list[Path], hash_only: bool = False) -> tuple[str | None, Path | None]:
+def _stage_accuracy(
+    src_dir: Path,
+    dst_dir: Path,
+    accuracy_txt: str | None,
+    full_copy: Path | None,
+    *,
+    need_entries: bool,
+    written: list[Path],
+    hash_only: bool = False,
+) -> tuple[str | None, Path | None]:
     """Truncate + hash an accuracy directory's log the official way; returns (sha256, full copy path)."""
     src_log = src_dir / ACCURACY_LOG
     if not src_log.is_file():
-        raise SubtoolError("accuracy log is missing", path=src_log, rule="import.missing_log",
-                           hint="the accuracy run writes mlperf_log_accuracy.json; copy it with the other logs")
+        raise SubtoolError(
+            "accuracy log is missing",
+            path=src_log,
+            rule="import.missing_log",
+            hint="the accuracy run writes mlperf_log_accuracy.json; copy it with the other logs",
+        )
     dst_txt = dst_dir / "accuracy.txt"
     if accuracy_txt is not None and is_already_truncated(accuracy_txt, src_log):
-        _copy(src_log, dst_dir / ACCURACY_LOG)          # truncated before (by the official tool or subtool)
+        _copy(src_log, dst_dir / ACCURACY_LOG)  # truncated before (by the official tool or subtool)
         _write(dst_txt, accuracy_txt)
         return read_hash(accuracy_txt), None
-    outcome = truncate_accuracy_log(src_log, dst_dir / ACCURACY_LOG, full_copy=full_copy,
-                                    need_entries=need_entries, written=written)
+    outcome = truncate_accuracy_log(
+        src_log, dst_dir / ACCURACY_LOG, full_copy=full_copy, need_entries=need_entries, written=written
+    )
     existing = read_hash(accuracy_txt)
     if existing and existing != outcome.sha256:
-        raise SubtoolError(f"accuracy.txt carries hash={existing[:12]}…, but {ACCURACY_LOG} hashes to "
-                           f"{outcome.sha256[:12]}…: they are from different runs", path=src_dir / "accuracy.txt",
-                           rule="import.accuracy_hash_mismatch",
-                           hint="give the accuracy.txt that was computed from this accuracy log")
+        raise SubtoolError(
+            f"accuracy.txt carries hash={existing[:12]}…, but {ACCURACY_LOG} hashes to "
+            f"{outcome.sha256[:12]}…: they are from different runs",
+            path=src_dir / "accuracy.txt",
+            rule="import.accuracy_hash_mismatch",
+            hint="give the accuracy.txt that was computed from this accuracy log",
+        )
     if hash_only:
-        text = f"hash={outcome.sha256}\n"                # TEST07/TEST09: the official tool writes only the hash
+        text = f"hash={outcome.sha256}\n"  # TEST07/TEST09: the official tool writes only the hash
     elif existing:
         text = accuracy_txt
     else:
@@ -100,14 +125,24 @@ def _stage_accuracy(src_dir: Path, dst_dir: Path, accuracy_txt: str | None, full
     return outcome.sha256, outcome.full_copy
 
 
-def write_result(root: Path, layout: Layout, key: ResultKey, imp: ImportedResult, *, accuracy_txt: str,
-                 measurements: dict, readme: str, user_conf_text: str, full_logs: Path) -> WrittenResult:
+def write_result(
+    root: Path,
+    layout: Layout,
+    key: ResultKey,
+    imp: ImportedResult,
+    *,
+    accuracy_txt: str,
+    measurements: dict,
+    readme: str,
+    user_conf_text: str,
+    full_logs: Path,
+) -> WrittenResult:
     """Lay one imported result out below `root` (a staging copy of the tree)."""
     result_dir = root / layout.result_dir(key)
     meas_dir = root / layout.measurements_dir(key)
     full_base = full_logs / key.division / key.submitter / key.system / key.model / key.scenario
     kept: list[Path] = []
-    outside: list[Path] = []            # files written outside the staging tree (full logs), to make durable
+    outside: list[Path] = []  # files written outside the staging tree (full logs), to make durable
 
     perf_dst = result_dir / "performance" / "run_1"
     _copy_logs(imp.perf_dir, perf_dst, what="performance run")
@@ -115,8 +150,9 @@ def write_result(root: Path, layout: Layout, key: ResultKey, imp: ImportedResult
 
     acc_dst = result_dir / "accuracy"
     _copy_logs(imp.acc_dir, acc_dst, what="accuracy run")
-    sha, full = _stage_accuracy(imp.acc_dir, acc_dst, accuracy_txt, full_base / "accuracy" / ACCURACY_LOG,
-                                need_entries=True, written=outside)
+    sha, full = _stage_accuracy(
+        imp.acc_dir, acc_dst, accuracy_txt, full_base / "accuracy" / ACCURACY_LOG, need_entries=True, written=outside
+    )
     if full:
         kept.append(full)
 
@@ -146,16 +182,23 @@ def write_result(root: Path, layout: Layout, key: ResultKey, imp: ImportedResult
                 if test in TRUNCATED_TESTS:
                     txt = acc_src / "accuracy.txt"
                     _, full = _stage_accuracy(
-                        acc_src, dst / "accuracy", txt.read_text(encoding="utf-8") if txt.is_file() else None,
-                        full_base / test / "accuracy" / ACCURACY_LOG, need_entries=False, written=outside,
-                        hash_only=test in ("TEST07", "TEST09"))
+                        acc_src,
+                        dst / "accuracy",
+                        txt.read_text(encoding="utf-8") if txt.is_file() else None,
+                        full_base / test / "accuracy" / ACCURACY_LOG,
+                        need_entries=False,
+                        written=outside,
+                        hash_only=test in ("TEST07", "TEST09"),
+                    )
                     if full:
                         kept.append(full)
                 else:
                     _copy(acc_src / ACCURACY_LOG, dst / "accuracy" / ACCURACY_LOG)
         if not dst.exists():
-            raise SubtoolError(f"{test} directory holds none of the files the checker reads", path=src,
-                               rule="import.compliance_empty",
-                               hint="give the directory run_verification.py wrote (verify_*.txt, performance/, "
-                                    "accuracy/)")
+            raise SubtoolError(
+                f"{test} directory holds none of the files the checker reads",
+                path=src,
+                rule="import.compliance_empty",
+                hint="give the directory run_verification.py wrote (verify_*.txt, performance/, accuracy/)",
+            )
     return WrittenResult(accuracy_sha256=sha or "", full_logs=kept, outside=outside)

@@ -55,12 +55,13 @@ def refuse_closed(bench: Benchmark, version: str, *, path=None) -> None:
     older = rounds_listing(bench.name)
     raise SubtoolError(
         f"{bench.name} is not a {version} benchmark ({version} lists {other.name}: the same model and data set "
-        f"with its own accuracy target), and the closed division cannot file one as the other", path=path,
+        f"with its own accuracy target), and the closed division cannot file one as the other",
+        path=path,
         rule="package.model_not_in_round",
         hint=f"run --model {other.name} for the closed division, or use --division open (model_mapping.json "
-             f"files it as {other.name})"
-             + (f", or --version {older[-1]} for run and package (the run then uses that round's seeds)"
-                if older else ""))
+        f"files it as {other.name})"
+        + (f", or --version {older[-1]} for run and package (the run then uses that round's seeds)" if older else ""),
+    )
 
 
 def filed_as(bench: Benchmark, version: str, division: str, *, path=None) -> Benchmark:
@@ -77,7 +78,7 @@ class RoundChoice:
     """The round a command works for, and why, when it is not the one the user gave or the default."""
 
     version: str
-    reason: str | None = None       # None: given with --version, or the default round fits
+    reason: str | None = None  # None: given with --version, or the default round fits
 
 
 def _fits_default(name: str, mapping: Mapping[str, str] | None = None) -> bool:
@@ -89,14 +90,15 @@ def _fits_default(name: str, mapping: Mapping[str, str] | None = None) -> bool:
     return bench is not None and stand_in(bench, DEFAULT_VERSION) is not None
 
 
-def choose_round(models: Iterable[str], version: str | None, *,
-                 mapping: Mapping[str, str] | None = None) -> RoundChoice:
+def choose_round(
+    models: Iterable[str], version: str | None, *, mapping: Mapping[str, str] | None = None
+) -> RoundChoice:
     """--version when given; else the default round, unless it does not know one of `models` (gptj-99 left after
     v5.0): then the newest round that lists them all. None of them anywhere: the default (the checker says why)."""
     from subtool.checker.config import VERSIONS
 
     if version is not None:
-        return RoundChoice(version)        # the stage that uses it says when it is no round
+        return RoundChoice(version)  # the stage that uses it says when it is no round
     names = sorted(set(models))
     strangers = [n for n in names if not _fits_default(n, mapping)]
     if not strangers:
@@ -104,9 +106,12 @@ def choose_round(models: Iterable[str], version: str | None, *,
     for older in sorted(VERSIONS, reverse=True):
         if older != DEFAULT_VERSION and all(_listed(n, older, mapping) for n in names):
             what = ", ".join(strangers)
-            return RoundChoice(older, f"{what} {'is' if len(strangers) == 1 else 'are'} not in the {DEFAULT_VERSION} "
-                                      f"model list; {older} is the latest round that lists "
-                                      f"{'it' if len(names) == 1 else 'them all'} (--version chooses another)")
+            return RoundChoice(
+                older,
+                f"{what} {'is' if len(strangers) == 1 else 'are'} not in the {DEFAULT_VERSION} "
+                f"model list; {older} is the latest round that lists "
+                f"{'it' if len(names) == 1 else 'them all'} (--version chooses another)",
+            )
     return RoundChoice(DEFAULT_VERSION)
 
 
@@ -131,7 +136,7 @@ def tree_models(tree: Path) -> tuple[list[str], dict[str, str]]:
         if results.parts[-3] not in DIVISIONS or not results.is_dir():
             continue
         models.update(p.name for p in results.glob("*/*") if p.is_dir())
-        loaded, _problem = read_json_object(results.parent / "model_mapping.json")   # the checker reports it
+        loaded, _problem = read_json_object(results.parent / "model_mapping.json")  # the checker reports it
         if loaded is not None:
             mapping.update({k: v for k, v in loaded.items() if isinstance(v, str)})
     return sorted(models), mapping
@@ -140,7 +145,7 @@ def tree_models(tree: Path) -> tuple[list[str], dict[str, str]]:
 def choose_round_for_tree(tree: Path, version: str | None) -> RoundChoice:
     """The round a submission tree is checked or packed under: --version, else the one its models point to."""
     if version is not None:
-        return RoundChoice(version)        # the stage that uses it says when it is no round
+        return RoundChoice(version)  # the stage that uses it says when it is no round
     models, mapping = tree_models(tree)
     return choose_round(models, None, mapping=mapping)
 
@@ -151,13 +156,13 @@ def choose_round_for_runs(run_dirs: Iterable[Path], models: Iterable[str], versi
     import json
 
     if version is not None:
-        return RoundChoice(version)        # the stage that uses it says when it is no round
+        return RoundChoice(version)  # the stage that uses it says when it is no round
     names = [m for m in models if m]
     for run_dir in run_dirs:
         try:
             record = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            continue           # not a subtool run directory: the importer says what it is
+            continue  # not a subtool run directory: the importer says what it is
         if isinstance(record, dict) and isinstance(record.get("model"), str):
             names.append(record["model"])
     return choose_round(names, None)

@@ -28,8 +28,13 @@ from pathlib import Path, PurePosixPath
 _GZIP_MAGIC = b"\x1f\x8b"
 _OTHER_FORMATS = ((b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"), (b"\x28\xb5\x2f\xfd", "zstd"))
 # Member types whose body tarfile reads into memory (PAX / GNU long-name headers): bounded separately.
-_META_TYPES = {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
-               tarfile.GNUTYPE_LONGLINK}
+_META_TYPES = {
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+}
 _MAX_META_BYTES = 1 << 20
 _CHUNK = 1 << 20
 _CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
@@ -40,8 +45,8 @@ class ExtractLimits:
     max_members: int = 10_000
     max_member_bytes: int = 256 << 20
     max_total_bytes: int = 1 << 30
-    max_ratio: float = 200.0               # unpacked bytes / compressed bytes
-    ratio_grace_bytes: int = 1 << 20       # a tarball may always unpack to this much, whatever its ratio
+    max_ratio: float = 200.0  # unpacked bytes / compressed bytes
+    ratio_grace_bytes: int = 1 << 20  # a tarball may always unpack to this much, whatever its ratio
     max_name_length: int = 1024
     max_depth: int = 32
 
@@ -50,8 +55,8 @@ class ExtractLimits:
 class ExtractStats:
     members: int = 0
     files: int = 0
-    unpacked_bytes: int = 0                # sum of the regular files' sizes
-    stream_bytes: int = 0                  # the whole decompressed tar stream (headers and padding too)
+    unpacked_bytes: int = 0  # sum of the regular files' sizes
+    stream_bytes: int = 0  # the whole decompressed tar stream (headers and padding too)
     compressed_bytes: int = 0
 
 
@@ -87,12 +92,16 @@ class _BoundedReader:
         data = self._raw.read(size)
         self._stats.stream_bytes += len(data)
         if self._stats.stream_bytes > self._size_cap:
-            raise Refused("extract.too_large",
-                          f"unpacks to more than {_mib(self._limits.max_total_bytes)} (limit max_total_bytes)")
+            raise Refused(
+                "extract.too_large",
+                f"unpacks to more than {_mib(self._limits.max_total_bytes)} (limit max_total_bytes)",
+            )
         if self._stats.stream_bytes > self._ratio_cap:
-            raise Refused("extract.ratio",
-                          f"compression ratio above {self._limits.max_ratio:g} ({_mib(self._compressed)} "
-                          f"unpacks to more than {_mib(self._ratio_cap)}): a gzip or tar bomb")
+            raise Refused(
+                "extract.ratio",
+                f"compression ratio above {self._limits.max_ratio:g} ({_mib(self._compressed)} "
+                f"unpacks to more than {_mib(self._ratio_cap)}): a gzip or tar bomb",
+            )
         return data
 
 
@@ -105,8 +114,10 @@ class _BoundedTarInfo(tarfile.TarInfo):
 
     def _proc_member(self, tarfile_):  # noqa: D401 - tarfile's hook
         if self.type in _META_TYPES and self.size > _MAX_META_BYTES:
-            raise Refused("extract.header_too_large",
-                          f"a tar extension header of {_mib(self.size)} (more than {_mib(_MAX_META_BYTES)})")
+            raise Refused(
+                "extract.header_too_large",
+                f"a tar extension header of {_mib(self.size)} (more than {_mib(_MAX_META_BYTES)})",
+            )
         return super()._proc_member(tarfile_)
 
 
@@ -115,8 +126,9 @@ def _check_text(text: str, shown: str, what: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise Refused("extract.name_not_utf8", f"{what} {shown} is not valid UTF-8; name the files in UTF-8 "
-                                               "and pack again") from None
+        raise Refused(
+            "extract.name_not_utf8", f"{what} {shown} is not valid UTF-8; name the files in UTF-8 and pack again"
+        ) from None
     bad = sorted(_CONTROL.intersection(text))
     if bad:
         raise Refused("extract.bad_name", f"{what} {shown} holds a control character ({bad[0]!r})")
@@ -148,8 +160,9 @@ class _MemberGate:
     def __call__(self, member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
         self.stats.members += 1
         if self.stats.members > self.limits.max_members:
-            raise Refused("extract.too_many_members",
-                          f"more than {self.limits.max_members} members (limit max_members)")
+            raise Refused(
+                "extract.too_many_members", f"more than {self.limits.max_members} members (limit max_members)"
+            )
         shown = ascii(member.name[:120])
         parts = _path_parts(member, self.limits, shown)
         _refuse_links_and_specials(member, parts, shown)
@@ -167,13 +180,16 @@ class _MemberGate:
     def _count(self, member: tarfile.TarInfo, shown: str) -> None:
         limits, stats = self.limits, self.stats
         if member.size > limits.max_member_bytes:
-            raise Refused("extract.too_large", f"member {shown} is {_mib(member.size)} "
-                                               f"(limit max_member_bytes {_mib(limits.max_member_bytes)})")
+            raise Refused(
+                "extract.too_large",
+                f"member {shown} is {_mib(member.size)} (limit max_member_bytes {_mib(limits.max_member_bytes)})",
+            )
         stats.unpacked_bytes += member.size
         stats.files += 1
         if stats.unpacked_bytes > limits.max_total_bytes:
-            raise Refused("extract.too_large",
-                          f"unpacks to more than {_mib(limits.max_total_bytes)} (limit max_total_bytes)")
+            raise Refused(
+                "extract.too_large", f"unpacks to more than {_mib(limits.max_total_bytes)} (limit max_total_bytes)"
+            )
 
 
 def _path_parts(member: tarfile.TarInfo, limits: ExtractLimits, shown: str) -> list[str]:
@@ -208,15 +224,17 @@ def _refuse_links_and_specials(member: tarfile.TarInfo, parts: list[str], shown:
             resolved = os.path.normpath(target)
         outside = os.path.isabs(target) or resolved == ".." or resolved.startswith("../")
         where = "pointing outside the archive" if outside else "inside the archive"
-        raise Refused("extract.link_outside" if outside else "extract.link",
-                      f"member {shown} is a {kind} {where} (to {ascii(target[:120])}); a submission holds plain "
-                      "files only")
+        raise Refused(
+            "extract.link_outside" if outside else "extract.link",
+            f"member {shown} is a {kind} {where} (to {ascii(target[:120])}); a submission holds plain files only",
+        )
     if member.ischr() or member.isblk() or member.isfifo():
         kind = "character device" if member.ischr() else "block device" if member.isblk() else "FIFO"
         raise Refused("extract.special_member", f"member {shown} is a {kind}")
     if not (member.isreg() or member.isdir()):
-        raise Refused("extract.special_member", f"member {shown} is not a regular file or folder "
-                                                f"(tar type {member.type!r})")
+        raise Refused(
+            "extract.special_member", f"member {shown} is not a regular file or folder (tar type {member.type!r})"
+        )
 
 
 def _read_to_the_end(reader: _BoundedReader) -> None:
@@ -231,28 +249,40 @@ def _read_to_the_end(reader: _BoundedReader) -> None:
         if not block:
             return
         if block.count(0) != len(block):
-            raise Refused("extract.trailing_data", "the archive holds data after tar's end-of-archive marker "
-                                                   "(hidden from tar, never checked)")
+            raise Refused(
+                "extract.trailing_data",
+                "the archive holds data after tar's end-of-archive marker (hidden from tar, never checked)",
+            )
 
 
 def extract_tarball(path: Path, dest: Path, limits: ExtractLimits) -> ExtractStats:
     """Unpack `path` into the empty folder `dest`; raise Refused (nothing outside `dest` is ever touched)."""
     if not filters_available():
-        raise Refused("extract.python_too_old",
-                      "this Python has no tarfile extraction filters (needs 3.10.12+, 3.11.4+ or 3.12+)")
+        raise Refused(
+            "extract.python_too_old", "this Python has no tarfile extraction filters (needs 3.10.12+, 3.11.4+ or 3.12+)"
+        )
     path, dest = Path(path), Path(dest)
     stats = ExtractStats(compressed_bytes=path.stat().st_size)
     _sniff(path)
     # gzip never shrinks data much below its size: a tarball this big cannot unpack within the limit.
     if stats.compressed_bytes > 1.02 * _BoundedReader.size_cap(limits) + (1 << 20):
-        raise Refused("extract.too_large", f"the tarball alone is {_mib(stats.compressed_bytes)}, more than it may "
-                                           f"unpack to ({_mib(limits.max_total_bytes)}, limit max_total_bytes)")
+        raise Refused(
+            "extract.too_large",
+            f"the tarball alone is {_mib(stats.compressed_bytes)}, more than it may "
+            f"unpack to ({_mib(limits.max_total_bytes)}, limit max_total_bytes)",
+        )
     gate = _MemberGate(limits, stats)
     try:
         with open(path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
             reader = _BoundedReader(gz, limits, stats.compressed_bytes, stats)
-            with tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo, errorlevel=2,
-                              encoding="utf-8", errors="surrogateescape") as tar:
+            with tarfile.open(
+                fileobj=reader,
+                mode="r|",
+                tarinfo=_BoundedTarInfo,
+                errorlevel=2,
+                encoding="utf-8",
+                errors="surrogateescape",
+            ) as tar:
                 tar.extractall(dest, filter=gate)
             _read_to_the_end(reader)
     except Refused:
@@ -272,8 +302,7 @@ def extract_tarball(path: Path, dest: Path, limits: ExtractLimits) -> ExtractSta
         raise Refused("extract.io", f"cannot unpack ({exc.strerror or exc})") from exc
     except (ValueError, OverflowError, LookupError, TypeError) as exc:
         # tarfile parses header fields with int() and friends: a malformed field surfaces as one of these
-        raise Refused("extract.corrupt", f"a tar header is malformed ({type(exc).__name__}: {str(exc)[:200]})") \
-            from exc
+        raise Refused("extract.corrupt", f"a tar header is malformed ({type(exc).__name__}: {str(exc)[:200]})") from exc
     if stats.members == 0:
         raise Refused("extract.empty", "the archive holds no files")
     return stats
@@ -292,16 +321,20 @@ def check_tree_files(root: Path, limits: ExtractLimits) -> ExtractStats:
             st = os.lstat(path)
             stats.members += 1
             if stats.members > limits.max_members:
-                raise Refused("extract.too_many_members", f"the tree holds more than {limits.max_members} files "
-                                                          "and folders (limit max_members)")
+                raise Refused(
+                    "extract.too_many_members",
+                    f"the tree holds more than {limits.max_members} files and folders (limit max_members)",
+                )
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(path)
                 resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
                 outside = os.path.isabs(target) or resolved == ".." or resolved.startswith("../")
                 where = "pointing outside the tree" if outside else "inside the tree"
-                raise Refused("extract.link_outside" if outside else "extract.link",
-                              f"{ascii(rel)} is a symbolic link {where} (to {target[:120]!r}); a submission holds "
-                              "plain files only")
+                raise Refused(
+                    "extract.link_outside" if outside else "extract.link",
+                    f"{ascii(rel)} is a symbolic link {where} (to {target[:120]!r}); a submission holds "
+                    "plain files only",
+                )
             if stat.S_ISDIR(st.st_mode):
                 continue
             if not stat.S_ISREG(st.st_mode):
@@ -309,8 +342,10 @@ def check_tree_files(root: Path, limits: ExtractLimits) -> ExtractStats:
             stats.files += 1
             stats.unpacked_bytes += st.st_size
             if stats.unpacked_bytes > limits.max_total_bytes:
-                raise Refused("extract.too_large", f"the tree holds more than {_mib(limits.max_total_bytes)} "
-                                                   "(limit max_total_bytes)")
+                raise Refused(
+                    "extract.too_large",
+                    f"the tree holds more than {_mib(limits.max_total_bytes)} (limit max_total_bytes)",
+                )
     return stats
 
 

@@ -39,7 +39,7 @@ def required_fields() -> list[str]:
 @dataclass
 class SystemDescription:
     fields: dict[str, Any]
-    guessed: list[str] = field(default_factory=list)   # fields filled with a placeholder, to be checked
+    guessed: list[str] = field(default_factory=list)  # fields filled with a placeholder, to be checked
 
     def to_json(self) -> str:
         return json.dumps(self.fields, indent=2) + "\n"
@@ -48,7 +48,7 @@ class SystemDescription:
 # --------------------------------------------------------------------------------------------- probing
 def _read(path: str) -> str | None:
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        with open(path, encoding="utf-8", errors="replace") as fh:
             return fh.read()
     except OSError:
         return None
@@ -132,10 +132,12 @@ def _storage(path: str = "/") -> tuple[str, str]:
 def _network() -> tuple[str, int]:
     nics = []
     for dev in sorted(Path("/sys/class/net").glob("*")):
-        if (dev / "device").exists():        # physical (or paravirtual) NICs, not lo/bridges/ifb
+        if (dev / "device").exists():  # physical (or paravirtual) NICs, not lo/bridges/ifb
             speed = (_read(str(dev / "speed")) or "").strip()
-            nics.append(f"{dev.name}" + (f" {int(speed) // 1000} Gbit/s" if speed.lstrip("-").isdigit()
-                                         and int(speed) >= 1000 else ""))
+            nics.append(
+                f"{dev.name}"
+                + (f" {int(speed) // 1000} Gbit/s" if speed.lstrip("-").isdigit() and int(speed) >= 1000 else "")
+            )
     return (f"Ethernet ({', '.join(nics)})" if nics else "none"), len(nics)
 
 
@@ -145,8 +147,13 @@ def _nvidia_smi() -> list[dict[str, str]]:
         return []
     query = "name,memory.total,clocks.max.sm,pcie.link.gen.max,pcie.link.width.max,driver_version"
     try:
-        out = subprocess.run([exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            [exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     gpus = []
@@ -173,8 +180,16 @@ def _torch_gpus() -> list[dict[str, str]]:
         gpus = []
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            gpus.append({"name": p.name, "memory_mib": str(p.total_memory // (1 << 20)), "sm_mhz": "",
-                         "pcie_gen": "", "pcie_width": "", "driver": ""})
+            gpus.append(
+                {
+                    "name": p.name,
+                    "memory_mib": str(p.total_memory // (1 << 20)),
+                    "sm_mhz": "",
+                    "pcie_gen": "",
+                    "pcie_width": "",
+                    "driver": "",
+                }
+            )
         return gpus
     except Exception:  # noqa: BLE001 - a broken torch must not stop packaging
         return []
@@ -201,14 +216,26 @@ def probe_host() -> dict[str, Any]:
     gpus = _nvidia_smi() or _torch_gpus()
     storage_cap, storage_type = _storage()
     networking, nic_count = _network()
-    return {"cpu": _cpu_info(), "memory": _memory_bytes(), "storage": (storage_cap, storage_type),
-            "network": (networking, nic_count), "gpus": gpus, "os": _os_name()}
+    return {
+        "cpu": _cpu_info(),
+        "memory": _memory_bytes(),
+        "storage": (storage_cap, storage_type),
+        "network": (networking, nic_count),
+        "gpus": gpus,
+        "os": _os_name(),
+    }
 
 
 # ------------------------------------------------------------------------------------------ detection
 def _framework(versions: dict[str, str]) -> str:
-    names = (("torch", "PyTorch"), ("transformers", "transformers"), ("tensorrt", "TensorRT"),
-             ("onnxruntime", "ONNX Runtime"), ("vllm", "vLLM"), ("tensorflow", "TensorFlow"))
+    names = (
+        ("torch", "PyTorch"),
+        ("transformers", "transformers"),
+        ("tensorrt", "TensorRT"),
+        ("onnxruntime", "ONNX Runtime"),
+        ("vllm", "vLLM"),
+        ("tensorflow", "TensorFlow"),
+    )
     parts = [f"{label} {versions[k]}" for k, label in names if versions.get(k)]
     if not parts:
         parts = [f"{label} {v}" for k, label in names[:2] if (v := _pkg_version(k))]
@@ -222,7 +249,9 @@ def _short_cpu(model: str) -> str:
 
 def default_system_name(fields: dict[str, Any], *, demo: bool = False) -> str:
     """A directory-safe system name from the hardware, e.g. `1xNVIDIA_H100_80GB_HBM3_2xAMD_EPYC_9654`."""
-    cpu = f"{fields.get('host_processors_per_node', 1)}x{_short_cpu(str(fields.get('host_processor_model_name', 'CPU')))}"
+    cpu = (
+        f"{fields.get('host_processors_per_node', 1)}x{_short_cpu(str(fields.get('host_processor_model_name', 'CPU')))}"
+    )
     n_acc = str(fields.get("accelerators_per_node", "0")).strip()
     name = cpu
     if n_acc not in ("0", "") and fields.get("accelerator_model_name") not in (None, "", "N/A", CPU_ONLY_ACCELERATOR):
@@ -233,9 +262,15 @@ def default_system_name(fields: dict[str, Any], *, demo: bool = False) -> str:
     return name
 
 
-def detect_system(*, submitter: str, division: str, system_type: str = "edge",
-                  versions: dict[str, str] | None = None, demo: bool = False,
-                  status: str = "available") -> SystemDescription:
+def detect_system(
+    *,
+    submitter: str,
+    division: str,
+    system_type: str = "edge",
+    versions: dict[str, str] | None = None,
+    demo: bool = False,
+    status: str = "available",
+) -> SystemDescription:
     """Describe this host as the official checker wants it; placeholders are listed in `.guessed`."""
     host = probe_host()
     versions = dict(versions or {})
@@ -258,7 +293,8 @@ def detect_system(*, submitter: str, division: str, system_type: str = "edge",
         "host_processor_caches": cpu["caches"],
         "host_processor_interconnect": "N/A" if cpu["sockets"] == 1 else NOT_DETECTED,
         "host_memory_capacity": _human_bytes(mem) if mem else NOT_DETECTED,
-        "host_memory_configuration": f"{_human_bytes(mem)} total, module layout {NOT_DETECTED}" if mem
+        "host_memory_configuration": f"{_human_bytes(mem)} total, module layout {NOT_DETECTED}"
+        if mem
         else NOT_DETECTED,
         "host_storage_capacity": host["storage"][0],
         "host_storage_type": host["storage"][1],
@@ -274,30 +310,42 @@ def detect_system(*, submitter: str, division: str, system_type: str = "edge",
     guessed += ["cooling", "host_memory_configuration"]
     if gpus:
         g = gpus[0]
-        f.update({
-            "accelerators_per_node": len(gpus),
-            "accelerator_model_name": g["name"],
-            "accelerator_memory_capacity": f"{round(int(g['memory_mib']) / 1024)} GB" if g["memory_mib"].isdigit()
-            else NOT_DETECTED,
-            "accelerator_memory_configuration": NOT_DETECTED,
-            "accelerator_frequency": f"{g['sm_mhz']} MHz" if g["sm_mhz"].isdigit() else NOT_DETECTED,
-            "accelerator_host_interconnect": (f"PCIe Gen{g['pcie_gen']} x{g['pcie_width']}"
-                                              if g["pcie_gen"].isdigit() else "PCIe"),
-            "accelerator_interconnect": "N/A" if len(gpus) == 1 else NOT_DETECTED,
-            "accelerator_interconnect_topology": "N/A" if len(gpus) == 1 else NOT_DETECTED,
-            "accelerator_on-chip_memories": "",
-        })
+        f.update(
+            {
+                "accelerators_per_node": len(gpus),
+                "accelerator_model_name": g["name"],
+                "accelerator_memory_capacity": f"{round(int(g['memory_mib']) / 1024)} GB"
+                if g["memory_mib"].isdigit()
+                else NOT_DETECTED,
+                "accelerator_memory_configuration": NOT_DETECTED,
+                "accelerator_frequency": f"{g['sm_mhz']} MHz" if g["sm_mhz"].isdigit() else NOT_DETECTED,
+                "accelerator_host_interconnect": (
+                    f"PCIe Gen{g['pcie_gen']} x{g['pcie_width']}" if g["pcie_gen"].isdigit() else "PCIe"
+                ),
+                "accelerator_interconnect": "N/A" if len(gpus) == 1 else NOT_DETECTED,
+                "accelerator_interconnect_topology": "N/A" if len(gpus) == 1 else NOT_DETECTED,
+                "accelerator_on-chip_memories": "",
+            }
+        )
         guessed.append("accelerator_memory_configuration")
         if len(gpus) > 1:
             guessed += ["accelerator_interconnect", "accelerator_interconnect_topology"]
     else:
         # CPU-only: the checker reads 0 as "empty", so the count is the string "0". The model name reaches the
         # summary, where a bare "N/A" becomes null in the JSON (pandas reads it as missing) but stays in the CSV.
-        f.update({"accelerators_per_node": "0", "accelerator_model_name": CPU_ONLY_ACCELERATOR,
-                  "accelerator_memory_capacity": "N/A", "accelerator_memory_configuration": "N/A",
-                  "accelerator_frequency": "N/A", "accelerator_host_interconnect": "N/A",
-                  "accelerator_interconnect": "N/A", "accelerator_interconnect_topology": "N/A",
-                  "accelerator_on-chip_memories": "N/A"})
+        f.update(
+            {
+                "accelerators_per_node": "0",
+                "accelerator_model_name": CPU_ONLY_ACCELERATOR,
+                "accelerator_memory_capacity": "N/A",
+                "accelerator_memory_configuration": "N/A",
+                "accelerator_frequency": "N/A",
+                "accelerator_host_interconnect": "N/A",
+                "accelerator_interconnect": "N/A",
+                "accelerator_interconnect_topology": "N/A",
+                "accelerator_on-chip_memories": "N/A",
+            }
+        )
     stack = [f"Python {versions.get('python') or platform.python_version()}"]
     lg = versions.get("loadgen") or _pkg_version("mlcommons-loadgen")
     if lg:
@@ -323,8 +371,9 @@ def load_overrides(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise SubtoolError(f"cannot read system overrides: {exc.strerror}", path=path,
-                           rule="system.bad_overrides") from None
+        raise SubtoolError(
+            f"cannot read system overrides: {exc.strerror}", path=path, rule="system.bad_overrides"
+        ) from None
     if path.suffix.lower() == ".toml":
         if sys.version_info >= (3, 11):
             import tomllib
@@ -338,24 +387,52 @@ def load_overrides(path: Path) -> dict[str, Any]:
         try:
             data = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
-            raise SubtoolError(f"not valid JSON: {exc}", path=path, rule="system.bad_overrides",
-                               hint="use a .toml file, or JSON with an object at the top") from None
+            raise SubtoolError(
+                f"not valid JSON: {exc}",
+                path=path,
+                rule="system.bad_overrides",
+                hint="use a .toml file, or JSON with an object at the top",
+            ) from None
     if not isinstance(data, dict):
-        raise SubtoolError("overrides must be a table/object of field = value", path=path,
-                           rule="system.bad_overrides")
+        raise SubtoolError("overrides must be a table/object of field = value", path=path, rule="system.bad_overrides")
     return data
 
 
 # Fields the official checker reads beyond the schema's own: a power submission's, the network division's, and
 # the nameplate power it takes from the description when there is no nameplate file.
-POWER_FIELDS = ("power_management", "filesystem", "boot_firmware_version", "management_firmware_version",
-                "other_hardware", "number_of_type_nics_installed", "nics_enabled_firmware", "nics_enabled_os",
-                "nics_enabled_connected", "network_speed_mbit", "power_supply_quantity_and_rating_watts",
-                "power_supply_details", "disk_drives", "disk_controllers", "system_power_only",
-                "system_power_capacity")
-NETWORK_FIELDS = ("is_network", "network_type", "network_media", "network_rate", "nic_loadgen", "number_nic_loadgen",
-                  "net_software_stack_loadgen", "network_protocol", "number_connections", "nic_sut", "number_nic_sut",
-                  "net_software_stack_sut", "network_topology")
+POWER_FIELDS = (
+    "power_management",
+    "filesystem",
+    "boot_firmware_version",
+    "management_firmware_version",
+    "other_hardware",
+    "number_of_type_nics_installed",
+    "nics_enabled_firmware",
+    "nics_enabled_os",
+    "nics_enabled_connected",
+    "network_speed_mbit",
+    "power_supply_quantity_and_rating_watts",
+    "power_supply_details",
+    "disk_drives",
+    "disk_controllers",
+    "system_power_only",
+    "system_power_capacity",
+)
+NETWORK_FIELDS = (
+    "is_network",
+    "network_type",
+    "network_media",
+    "network_rate",
+    "nic_loadgen",
+    "number_nic_loadgen",
+    "net_software_stack_loadgen",
+    "network_protocol",
+    "number_connections",
+    "nic_sut",
+    "number_nic_sut",
+    "net_software_stack_sut",
+    "network_topology",
+)
 
 
 def known_fields() -> set[str]:
@@ -371,9 +448,12 @@ def check_known_field(name: str, *, flag: str = "--set") -> None:
         return
     near = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
     guess = f"; did you mean {' or '.join(near)}?" if near else ""
-    raise SubtoolError(f"{flag} {name!r}: unknown system field, not in the system description schema "
-                       f"(subtool/schemas/{SCHEMA_NAME}.schema.json) nor among the official checker's power and "
-                       f"network fields{guess}", rule="system.unknown_field")
+    raise SubtoolError(
+        f"{flag} {name!r}: unknown system field, not in the system description schema "
+        f"(subtool/schemas/{SCHEMA_NAME}.schema.json) nor among the official checker's power and "
+        f"network fields{guess}",
+        rule="system.unknown_field",
+    )
 
 
 def parse_set(items: list[str]) -> dict[str, str]:
@@ -382,8 +462,7 @@ def parse_set(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         if "=" not in item:
-            raise SubtoolError(f"--set {item!r} must be key=value", rule="cli.usage",
-                               hint="e.g. --set cooling=air")
+            raise SubtoolError(f"--set {item!r} must be key=value", rule="cli.usage", hint="e.g. --set cooling=air")
         k, v = item.split("=", 1)
         check_known_field(k.strip())
         out[k.strip()] = v.strip()
@@ -395,8 +474,7 @@ def split_overrides(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     data = dict(data)
     meas = data.pop(MEASUREMENTS_KEY, None) or {}
     if not isinstance(meas, dict):
-        raise SubtoolError("'measurements' must be a table of measurements.json fields",
-                           rule="system.bad_overrides")
+        raise SubtoolError("'measurements' must be a table of measurements.json fields", rule="system.bad_overrides")
     return data, meas
 
 
@@ -429,16 +507,19 @@ def _message(err, schema: dict) -> str:
         return f"field '{name}' is empty; the official checker needs a meaningful value"
     if err.validator == "anyOf":
         if name in ("accelerators_per_node", "host_network_card_count"):
-            return (f"field '{name}' is {value!r}; allowed values: a whole number ≥ 1, or \"0\" as a string "
-                    f"(the checker reads the number 0 as empty)")
+            return (
+                f"field '{name}' is {value!r}; allowed values: a whole number ≥ 1, or \"0\" as a string "
+                f"(the checker reads the number 0 as empty)"
+            )
         return f"field '{name}' is {value!r}; allowed values: a whole number ≥ 1 (e.g. 1 or \"1\")"
     if err.validator == "type":
         return f"field '{name}' is {value!r}; allowed values: text or a number"
     return f"field '{name}': {err.message}"
 
 
-def validation_errors(fields: dict[str, Any], *, division: str | None = None,
-                      submitter: str | None = None) -> list[str]:
+def validation_errors(
+    fields: dict[str, Any], *, division: str | None = None, submitter: str | None = None
+) -> list[str]:
     """Every problem with a system description, one message per field (empty list: valid)."""
     from jsonschema import Draft202012Validator
 
@@ -454,21 +535,32 @@ def validation_errors(fields: dict[str, Any], *, division: str | None = None,
         seen.add(name)
         errors.append(_message(err, schema))
     if division and str(fields.get("division", "")).lower() not in ("", division.lower()) and "division" not in seen:
-        errors.append(f"field 'division' is {fields.get('division')!r} but the result is in the {division} "
-                      f"division; allowed values: {division}")
-    if submitter and isinstance(fields.get("submitter"), str) and fields["submitter"] \
-            and fields["submitter"].lower() != submitter.lower():
-        errors.append(f"field 'submitter' is {fields['submitter']!r} but the submitter directory is "
-                      f"{submitter!r}; allowed values: {submitter}")
+        errors.append(
+            f"field 'division' is {fields.get('division')!r} but the result is in the {division} "
+            f"division; allowed values: {division}"
+        )
+    if (
+        submitter
+        and isinstance(fields.get("submitter"), str)
+        and fields["submitter"]
+        and fields["submitter"].lower() != submitter.lower()
+    ):
+        errors.append(
+            f"field 'submitter' is {fields['submitter']!r} but the submitter directory is "
+            f"{submitter!r}; allowed values: {submitter}"
+        )
     return errors
 
 
-def validate_system(fields: dict[str, Any], *, path: Path | str | None = None, division: str | None = None,
-                    submitter: str | None = None) -> None:
+def validate_system(
+    fields: dict[str, Any], *, path: Path | str | None = None, division: str | None = None, submitter: str | None = None
+) -> None:
     """Raise one SubtoolError listing every problem (fields named, allowed values given)."""
     errors = validation_errors(fields, division=division, submitter=submitter)
     if errors:
-        raise SubtoolError("invalid system description: " + "; ".join(errors), path=path,
-                           rule="system.invalid",
-                           hint="fix the fields in your overrides file (--system-file) or with "
-                                "`subtool system --set key=value`")
+        raise SubtoolError(
+            "invalid system description: " + "; ".join(errors),
+            path=path,
+            rule="system.invalid",
+            hint="fix the fields in your overrides file (--system-file) or with `subtool system --set key=value`",
+        )

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 
-VIEWABLE_SIZE = 4096            # bytes kept from each end
-MAX_ACCURACY_LOG_SIZE = 10240   # the checker's "is truncated" limit
+VIEWABLE_SIZE = 4096  # bytes kept from each end
+MAX_ACCURACY_LOG_SIZE = 10240  # the checker's "is truncated" limit
 ELLIPSIS = b"\n\n...\n\n"
 CHUNK = 4 << 20
 _HASH_LINE = re.compile(r"^hash=([\w\d]+)$")
@@ -47,8 +47,8 @@ def append_hash(accuracy_txt: str, sha256: str) -> str:
 class TruncatedLog:
     sha256: str
     size: int
-    truncated: bool          # False when the log was short enough to keep whole
-    full_copy: Path | None   # where the untruncated log was kept (None when not asked)
+    truncated: bool  # False when the log was short enough to keep whole
+    full_copy: Path | None  # where the untruncated log was kept (None when not asked)
 
 
 def _check_shape(head: bytes, tail: bytes, size: int, path: Path, *, need_entries: bool) -> None:
@@ -57,32 +57,56 @@ def _check_shape(head: bytes, tail: bytes, size: int, path: Path, *, need_entrie
     start = head.lstrip()
     end = tail.rstrip()
     if not start.startswith(b"["):
-        raise SubtoolError("accuracy log does not parse: it is not the JSON list LoadGen writes",
-                           path=path, rule="import.accuracy_log_unparsable", hint=hint)
+        raise SubtoolError(
+            "accuracy log does not parse: it is not the JSON list LoadGen writes",
+            path=path,
+            rule="import.accuracy_log_unparsable",
+            hint=hint,
+        )
     if not end.endswith(b"]"):
-        raise SubtoolError("accuracy log does not parse: it does not end with ']' (cut short?)",
-                           path=path, rule="import.accuracy_log_unparsable", hint=hint)
+        raise SubtoolError(
+            "accuracy log does not parse: it does not end with ']' (cut short?)",
+            path=path,
+            rule="import.accuracy_log_unparsable",
+            hint=hint,
+        )
     if size <= VIEWABLE_SIZE:
         try:
             entries = json.loads(head.decode("utf-8"))
         except ValueError as exc:
-            raise SubtoolError(f"accuracy log does not parse: {exc}", path=path,
-                               rule="import.accuracy_log_unparsable", hint=hint) from None
+            raise SubtoolError(
+                f"accuracy log does not parse: {exc}", path=path, rule="import.accuracy_log_unparsable", hint=hint
+            ) from None
         if not isinstance(entries, list) or any(not isinstance(e, dict) or "qsl_idx" not in e for e in entries):
-            raise SubtoolError("accuracy log does not parse: entries need qsl_idx and data", path=path,
-                               rule="import.accuracy_log_unparsable", hint=hint)
+            raise SubtoolError(
+                "accuracy log does not parse: entries need qsl_idx and data",
+                path=path,
+                rule="import.accuracy_log_unparsable",
+                hint=hint,
+            )
         if need_entries and not entries:
-            raise SubtoolError("accuracy log has no entries: was it written by a performance run?", path=path,
-                               rule="import.accuracy_log_empty",
-                               hint="give the log of the AccuracyOnly run (accuracy mode)")
+            raise SubtoolError(
+                "accuracy log has no entries: was it written by a performance run?",
+                path=path,
+                rule="import.accuracy_log_empty",
+                hint="give the log of the AccuracyOnly run (accuracy mode)",
+            )
         return
     body = start[1:].lstrip()
     if not body.startswith(b"{") or b'"qsl_idx"' not in head:
-        raise SubtoolError("accuracy log does not parse: the first entry has no qsl_idx", path=path,
-                           rule="import.accuracy_log_unparsable", hint=hint)
+        raise SubtoolError(
+            "accuracy log does not parse: the first entry has no qsl_idx",
+            path=path,
+            rule="import.accuracy_log_unparsable",
+            hint=hint,
+        )
     if not end[:-1].rstrip().endswith(b"}"):
-        raise SubtoolError("accuracy log does not parse: the last entry is incomplete (cut short?)", path=path,
-                           rule="import.accuracy_log_unparsable", hint=hint)
+        raise SubtoolError(
+            "accuracy log does not parse: the last entry is incomplete (cut short?)",
+            path=path,
+            rule="import.accuracy_log_unparsable",
+            hint=hint,
+        )
 
 
 def _keep_full_copy(tmp: Path, final: Path, sha256: str, size: int) -> None:
@@ -130,8 +154,9 @@ def _copy_whole(src: Path, dst: Path, errors: list) -> None:
         errors.append(exc)
 
 
-def truncate_accuracy_log(src: Path, dst: Path, *, full_copy: Path | None, need_entries: bool = True,
-                          written: list[Path] | None = None) -> TruncatedLog:
+def truncate_accuracy_log(
+    src: Path, dst: Path, *, full_copy: Path | None, need_entries: bool = True, written: list[Path] | None = None
+) -> TruncatedLog:
     """Hash `src`, keep it whole at `full_copy` and write the official truncated form to `dst`.
 
     The whole-file copy runs in the kernel on a second thread while this one reads and hashes, so the pass is
@@ -179,14 +204,18 @@ def truncate_accuracy_log(src: Path, dst: Path, *, full_copy: Path | None, need_
         dst = Path(dst)
         dst.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
-            dst.unlink()                # never write through a hard link into a published tree
+            dst.unlink()  # never write through a hard link into a published tree
         dst.write_bytes(bytes(head) + ELLIPSIS + tail if truncated else bytes(head))
         if written is not None:
             written.append(dst)
         if tmp_full is not None:
             if tmp_full.stat().st_size != size:
-                raise SubtoolError("accuracy log changed while it was being copied", path=src,
-                                   rule="import.accuracy_log_changed", hint="package again once the run finished")
+                raise SubtoolError(
+                    "accuracy log changed while it was being copied",
+                    path=src,
+                    rule="import.accuracy_log_changed",
+                    hint="package again once the run finished",
+                )
             _keep_full_copy(tmp_full, full_copy, sha, size)
             tmp_full = None
             if written is not None:

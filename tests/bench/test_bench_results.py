@@ -71,19 +71,27 @@ def test_recorded_commands_are_ones_their_script_accepts():
             by_script.setdefault(shlex.split(command)[1], []).append(command)
     assert by_script
     for script, commands in by_script.items():
-        proc = subprocess.run([sys.executable, "-c", PARSE, str(REPO / script), json.dumps(commands)], cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", PARSE, str(REPO / script), json.dumps(commands)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, f"{script} refuses one of {commands}: {proc.stderr[-600:]}"
 
 
-@pytest.mark.parametrize("script, args", [
-    ("bench/pack_speed.py", ["--mb", "1", "--levels", "1"]),
-    ("bench/publish_speed.py", ["--mb", "1", "--files", "8"]),
-    ("bench/package_speed.py", ["--results", "1", "--size-mb", "1"]),
-])
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("bench/pack_speed.py", ["--mb", "1", "--levels", "1"]),
+        ("bench/publish_speed.py", ["--mb", "1", "--files", "8"]),
+        ("bench/package_speed.py", ["--results", "1", "--size-mb", "1"]),
+    ],
+)
 def test_script_writes_its_exact_command_machine_and_load(tmp_path, script, args):
     if script == "bench/package_speed.py":
-        pytest.importorskip("mlperf_loadgen")                   # it makes real LoadGen logs
+        pytest.importorskip("mlperf_loadgen")  # it makes real LoadGen logs
     out = tmp_path / "result.json"
     argv = [script, *args, "--out", str(out)]
     proc = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -100,7 +108,7 @@ def test_script_writes_its_exact_command_machine_and_load(tmp_path, script, args
 # --------------------------------------------------------------------------------------- README's figures
 def _readme_performance() -> str:
     text = (REPO / "README.md").read_text()
-    return text[text.index("## Performance"):text.index("## How it is built")]
+    return text[text.index("## Performance") : text.index("## How it is built")]
 
 
 def _run(doc: dict, name: str) -> dict:
@@ -121,8 +129,8 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("package_speed", lambda d: _fmt(d["cp_plus_sync_MBps"])),
     ("package_speed", lambda d: _fmt(d["sha256_one_core_MBps"])),
     ("publish_speed", lambda d: f"{d['timings']['first_publish']['seconds']:.2f} s"),
-    ("checker_speed", lambda d: f"{d['speedup']}×"),            # wall-time ratio
-    ("checker_speed", lambda d: f"{d['cpu_ratio']}×"),          # CPU-time ratio
+    ("checker_speed", lambda d: f"{d['speedup']}×"),  # wall-time ratio
+    ("checker_speed", lambda d: f"{d['cpu_ratio']}×"),  # CPU-time ratio
     ("pack_speed", lambda d: _fmt(d["runs"][0]["pack_mb_per_s"])),
 ]
 
@@ -139,7 +147,7 @@ def test_every_result_the_docs_link_exists():
     for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
         for name in re.findall(r"bench/results/([\w.-]+\.json)", doc.read_text()):
             assert (RESULTS / name).is_file(), f"{doc.name} links bench/results/{name}, which does not exist"
-    for doc in sorted((REPO / "docs").glob("*.md")):       # the docs' tables name their result files bare
+    for doc in sorted((REPO / "docs").glob("*.md")):  # the docs' tables name their result files bare
         for name in re.findall(r"`(\w+\.json)`", doc.read_text()):
             if name.startswith(("ray_", "bert_gpu", "llm_gpu", "checker_speed", "pack_", "package_", "score_")):
                 assert (RESULTS / name).is_file(), f"{doc.name} names {name}, which bench/results lacks"
@@ -150,9 +158,14 @@ def test_gpu_check_summary_prints_each_results_headline(tmp_path):
 
     shutil.copy(RESULTS / "bert_gpu_h100.json", tmp_path / "gpu_check_bert.json")
     shutil.copy(RESULTS / "llm_gpu.json", tmp_path / "gpu_check_llm.json")
-    (tmp_path / "checker_speed_device.json").write_text("{not json")          # a cut-short file is skipped
-    proc = subprocess.run([sys.executable, "bench/gpu_check_summary.py", str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    (tmp_path / "checker_speed_device.json").write_text("{not json")  # a cut-short file is skipped
+    proc = subprocess.run(
+        [sys.executable, "bench/gpu_check_summary.py", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("gpu_check_bert.json: python bench/bert_gpu.py")

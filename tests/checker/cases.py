@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from treegen import TreeBuilder, set_log_value
 
@@ -33,11 +33,11 @@ class Case:
     build: Callable[[TreeBuilder], None]
     version: str = "v6.1"
     layout: str = "v6"
-    expect_rules: tuple[str, ...] = ()          # rule ids subtool must report as errors
+    expect_rules: tuple[str, ...] = ()  # rule ids subtool must report as errors
     waive: tuple[str, ...] = ()
-    stricter: dict[str, str] = field(default_factory=dict)   # result id → rule that makes subtool fail
-    crash: bool = False                          # the official checker crashes on this tree
-    crash_fails: tuple[str, ...] = ()            # crash cases: the results subtool fails (default: all)
+    stricter: dict[str, str] = field(default_factory=dict)  # result id → rule that makes subtool fail
+    crash: bool = False  # the official checker crashes on this tree
+    crash_fails: tuple[str, ...] = ()  # crash cases: the results subtool fails (default: all)
     note: str = ""
 
 
@@ -236,7 +236,7 @@ def m_datacenter_bert(b):
 
 
 def m_bad_seed(b):
-    bert_closed(b)   # v6.1 logs (LoadGen 6.0.17) checked with the v6.0 rules
+    bert_closed(b)  # v6.1 logs (LoadGen 6.0.17) checked with the v6.0 rules
 
 
 def m_v6_tree_under_v50(b):
@@ -255,10 +255,21 @@ def m_small_offline_query_closed(b):
 def m_loadgen_error(b):
     bert_open(b)
     p = _perf_detail(res(b, "open", "box", BERT, "Offline"))
-    error = {"key": "error_runtime", "value": "Multiple conf files are used. This is not valid for official submission.",
-             "time_ms": 0.01, "namespace": "mlperf::logging", "event_type": "POINT_IN_TIME",
-             "metadata": {"is_error": True, "is_warning": False, "file": "test_settings_internal.cc",
-                          "line_no": 1, "pid": 1, "tid": 1}}
+    error = {
+        "key": "error_runtime",
+        "value": "Multiple conf files are used. This is not valid for official submission.",
+        "time_ms": 0.01,
+        "namespace": "mlperf::logging",
+        "event_type": "POINT_IN_TIME",
+        "metadata": {
+            "is_error": True,
+            "is_warning": False,
+            "file": "test_settings_internal.cc",
+            "line_no": 1,
+            "pid": 1,
+            "tid": 1,
+        },
+    }
     with p.open("a") as fh:
         fh.write(":::MLLOG " + json.dumps(error) + "\n")
 
@@ -277,8 +288,11 @@ def m_cut_short(b):
 
 def m_ttft(b):
     llm_closed(b, LLAMA2)
-    set_log_value(_perf_detail(res(b, "closed", "dc", LLAMA2, "Server")),
-                  "result_first_token_99.00_percentile_latency_ns", 2_500_000_000)
+    set_log_value(
+        _perf_detail(res(b, "closed", "dc", LLAMA2, "Server")),
+        "result_first_token_99.00_percentile_latency_ns",
+        2_500_000_000,
+    )
 
 
 def m_token_latencies_off(b):
@@ -304,8 +318,11 @@ def m_missing_src(b):
 
 def m_dataset_size_open(b):
     bert_open(b)
-    set_log_value(res(b, "open", "box", BERT, "Offline") / "accuracy" / "mlperf_log_detail.txt",
-                  "effective_accuracy_sample_count", 500)
+    set_log_value(
+        res(b, "open", "box", BERT, "Offline") / "accuracy" / "mlperf_log_detail.txt",
+        "effective_accuracy_sample_count",
+        500,
+    )
 
 
 def m_early_stopping(b):
@@ -315,8 +332,9 @@ def m_early_stopping(b):
 
 def m_server_latency(b):
     llm_closed(b, LLAMA31)
-    set_log_value(_perf_detail(res(b, "closed", "dc", LLAMA31, "Server")), "effective_target_latency_ns",
-                  30_000_000_000)
+    set_log_value(
+        _perf_detail(res(b, "closed", "dc", LLAMA31, "Server")), "effective_target_latency_ns", 30_000_000_000
+    )
 
 
 def m_inferred_from_offline(b):
@@ -345,7 +363,7 @@ def m_summary_lies(b):
     summary = _closed_offline(b) / "performance" / "run_1" / "mlperf_log_summary.txt"
     lines = summary.read_text().splitlines(keepends=True)
     i = next(i for i, ln in enumerate(lines) if ln.startswith("Samples per second:"))
-    lines[i] = "Samples per second: 9" + lines[i].split(":", 1)[1].strip()[1:] + "\n"   # one digit changed
+    lines[i] = "Samples per second: 9" + lines[i].split(":", 1)[1].strip()[1:] + "\n"  # one digit changed
     summary.write_text("".join(lines))
 
 
@@ -368,25 +386,43 @@ CASES: list[Case] = [
     Case("llama2_open_valid", lambda b: llm_open(b, LLAMA2)),
     Case("llama31_closed_valid", lambda b: llm_closed(b, LLAMA31)),
     Case("llama31_open_valid", lambda b: llm_open(b, LLAMA31)),
-    Case("bert_closed_v50_legacy_layout", v50_legacy, version="v5.0", layout="v5",
-         note="a v5-layout tree (measurements/, compliance/, code/) with v5.0 seeds, checked with v5.0 rules"),
+    Case(
+        "bert_closed_v50_legacy_layout",
+        v50_legacy,
+        version="v5.0",
+        layout="v5",
+        note="a v5-layout tree (measurements/, compliance/, code/) with v5.0 seeds, checked with v5.0 rules",
+    ),
     Case("bert_open_open_mapping", m_open_model_mapping),
     # the embedded demo's shape: open division, short run; waiving min_duration is the only difference
-    Case("demo_open_short_run_waived", lambda b: bert_open(b, full_duration=False),
-         expect_rules=(), waive=("perf.min_duration",),
-         note="official fails only with 'Test duration less than 600s'; subtool passes with the rule waived"),
+    Case(
+        "demo_open_short_run_waived",
+        lambda b: bert_open(b, full_duration=False),
+        expect_rules=(),
+        waive=("perf.min_duration",),
+        note="official fails only with 'Test duration less than 600s'; subtool passes with the rule waived",
+    ),
     Case("short_run_open", lambda b: bert_open(b, full_duration=False), expect_rules=("perf.min_duration",)),
     # one mutation per rule
-    Case("missing_perf_log", m_missing_perf_log, expect_rules=("layout.missing_file",), crash=True,
-         crash_fails=(rid("closed", "box", BERT, "Offline"),)),
+    Case(
+        "missing_perf_log",
+        m_missing_perf_log,
+        expect_rules=("layout.missing_file",),
+        crash=True,
+        crash_fails=(rid("closed", "box", BERT, "Offline"),),
+    ),
     Case("missing_accuracy_txt", m_missing_accuracy_txt, expect_rules=("layout.missing_file",)),
     Case("missing_user_conf", m_missing_user_conf, expect_rules=("layout.missing_file",)),
     Case("empty_readme", m_empty_readme, expect_rules=("layout.empty_file",)),
     Case("missing_system_json", m_missing_system_json, expect_rules=("layout.missing_file",), crash=True),
     Case("malformed_system_json", m_malformed_system_json, expect_rules=("system.unreadable",), crash=True),
     Case("short_duration_closed", m_short_duration, expect_rules=("perf.min_duration",)),
-    Case("invalid_result", m_invalid_result, expect_rules=("perf.result_invalid",),
-         stricter={rid("open", "box", BERT, "Offline"): "perf.result_invalid"}),
+    Case(
+        "invalid_result",
+        m_invalid_result,
+        expect_rules=("perf.result_invalid",),
+        stricter={rid("open", "box", BERT, "Offline"): "perf.result_invalid"},
+    ),
     Case("low_accuracy_closed", m_low_accuracy_closed, expect_rules=("acc.below_threshold",)),
     Case("low_accuracy_open", m_low_accuracy_open),
     Case("empty_system_field", m_empty_system_field, expect_rules=("system.field_empty",)),
@@ -397,8 +433,7 @@ CASES: list[Case] = [
     Case("bad_status", m_bad_status, expect_rules=("system.status_invalid",)),
     Case("unknown_model_closed", m_unknown_model_closed, expect_rules=("model.unknown",), crash=True),
     Case("unknown_model_open", m_unknown_model_open, expect_rules=("model.unknown",)),
-    Case("malformed_model_mapping", m_malformed_model_mapping, expect_rules=("model.mapping_invalid",),
-         crash=True),
+    Case("malformed_model_mapping", m_malformed_model_mapping, expect_rules=("model.mapping_invalid",), crash=True),
     Case("not_truncated", m_not_truncated, expect_rules=("acc.not_truncated",)),
     Case("hash_missing_closed", m_hash_missing_closed, expect_rules=("acc.hash_missing",)),
     Case("hash_missing_open", m_hash_missing_open),
@@ -410,17 +445,31 @@ CASES: list[Case] = [
     Case("llm_missing_server_or_interactive", m_llm_missing_server, expect_rules=("scenario.missing_required",)),
     Case("datacenter_bert_closed", m_datacenter_bert, expect_rules=("scenario.not_for_system_type",), crash=True),
     Case("bad_seed_v60_rules", m_bad_seed, version="v6.0", expect_rules=("perf.seeds",)),
-    Case("v6_tree_under_v50", m_v6_tree_under_v50, version="v5.0", expect_rules=("layout.wrong_generation",),
-         crash=True),
+    Case(
+        "v6_tree_under_v50", m_v6_tree_under_v50, version="v5.0", expect_rules=("layout.wrong_generation",), crash=True
+    ),
     Case("sample_count", m_sample_count, expect_rules=("perf.sample_count",)),
-    Case("small_offline_query_closed", m_small_offline_query_closed,
-         expect_rules=("perf.offline_samples_per_query",)),
-    Case("loadgen_error_perf", m_loadgen_error, expect_rules=("perf.loadgen_error",),
-         stricter={rid("open", "box", BERT, "Offline"): "perf.loadgen_error"}),
-    Case("binary_garbage_perf_log", m_binary_garbage, expect_rules=("perf.log_corrupt",), crash=True,
-         crash_fails=(rid("closed", "box", BERT, "Offline"),)),
-    Case("perf_log_cut_short", m_cut_short, expect_rules=("perf.log_corrupt",), crash=True,
-         crash_fails=(rid("closed", "box", BERT, "Offline"),)),
+    Case("small_offline_query_closed", m_small_offline_query_closed, expect_rules=("perf.offline_samples_per_query",)),
+    Case(
+        "loadgen_error_perf",
+        m_loadgen_error,
+        expect_rules=("perf.loadgen_error",),
+        stricter={rid("open", "box", BERT, "Offline"): "perf.loadgen_error"},
+    ),
+    Case(
+        "binary_garbage_perf_log",
+        m_binary_garbage,
+        expect_rules=("perf.log_corrupt",),
+        crash=True,
+        crash_fails=(rid("closed", "box", BERT, "Offline"),),
+    ),
+    Case(
+        "perf_log_cut_short",
+        m_cut_short,
+        expect_rules=("perf.log_corrupt",),
+        crash=True,
+        crash_fails=(rid("closed", "box", BERT, "Offline"),),
+    ),
     Case("ttft_over_limit", m_ttft, expect_rules=("perf.ttft_tpot",)),
     Case("token_latencies_off", m_token_latencies_off, expect_rules=("perf.token_latencies",)),
     Case("gen_len_above_limit", m_gen_len_above, expect_rules=("acc.above_upper_limit",)),
@@ -430,14 +479,26 @@ CASES: list[Case] = [
     Case("early_stopping_not_met", m_early_stopping, expect_rules=("perf.early_stopping",)),
     Case("server_latency_over_limit", m_server_latency, expect_rules=("perf.latency",)),
     Case("inferred_from_offline", m_inferred_from_offline, expect_rules=("perf.inferred_scenario",)),
-    Case("nan_result", m_nan_result, expect_rules=("value.not_finite",),
-         stricter={rid("closed", "box", BERT, "Offline"): "value.not_finite"}),
+    Case(
+        "nan_result",
+        m_nan_result,
+        expect_rules=("value.not_finite",),
+        stricter={rid("closed", "box", BERT, "Offline"): "value.not_finite"},
+    ),
     Case("infinity_system_field", m_infinity_system_field, expect_rules=("value.not_finite",), crash=True),
     Case("deep_system_json", m_deep_system_json, expect_rules=("system.unreadable",), crash=True),
-    Case("summary_lies", m_summary_lies, expect_rules=("summary.mismatch",),
-         stricter={rid("closed", "box", BERT, "Offline"): "summary.mismatch"}),
-    Case("link_loop_beside_result", m_link_loop_beside_result, expect_rules=("tree.symlink",),
-         stricter={rid("open", "box", BERT, "Offline"): "tree.symlink"}),
+    Case(
+        "summary_lies",
+        m_summary_lies,
+        expect_rules=("summary.mismatch",),
+        stricter={rid("closed", "box", BERT, "Offline"): "summary.mismatch"},
+    ),
+    Case(
+        "link_loop_beside_result",
+        m_link_loop_beside_result,
+        expect_rules=("tree.symlink",),
+        stricter={rid("open", "box", BERT, "Offline"): "tree.symlink"},
+    ),
 ]
 CASES_BY_NAME = {c.name: c for c in CASES}
 

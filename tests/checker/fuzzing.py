@@ -21,11 +21,19 @@ from hypothesis import strategies as st
 from subtool.checker.logs import MARKER, WANTED_KEYS
 
 settings.register_profile(
-    "checker-ci", max_examples=40, deadline=None, derandomize=True, database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+    "checker-ci",
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 settings.register_profile(
-    "checker-long", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "2000")), deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+    "checker-long",
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "2000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 FUZZ = settings.get_profile(os.environ.get("SUBTOOL_FUZZ", "checker-ci"))
 
 
@@ -37,18 +45,46 @@ def _scale(n: int) -> int:
 SLOW = settings(FUZZ, max_examples=_scale(3))
 
 # ----------------------------------------------------------------------------------------- JSON text
-scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10 ** 30), max_value=10 ** 30)
-           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 # Spellings the strict reader must refuse or survive: non-finite constants, floats that overflow, integers
 # over Python's digit limit, deep nesting, numbers with odd syntax.
-hostile_fragments = st.sampled_from([
-    "NaN", "Infinity", "-Infinity", "1e999", "-1e400", "9" * 5000, "1" + "0" * 400, "-" + "9" * 320,
-    "nan", "inf", "1_000", "0x10", "+1", ".5",
-    "[" * 5000 + "]" * 5000, "[" * 100_000, '{"a":' * 3000 + "1" + "}" * 3000, '"\\ud800"', "\x00", "",
-])
+hostile_fragments = st.sampled_from(
+    [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1e999",
+        "-1e400",
+        "9" * 5000,
+        "1" + "0" * 400,
+        "-" + "9" * 320,
+        "nan",
+        "inf",
+        "1_000",
+        "0x10",
+        "+1",
+        ".5",
+        "[" * 5000 + "]" * 5000,
+        "[" * 100_000,
+        '{"a":' * 3000 + "1" + "}" * 3000,
+        '"\\ud800"',
+        "\x00",
+        "",
+    ]
+)
 
 
 @st.composite
@@ -58,9 +94,9 @@ def json_texts(draw) -> str:
     if kind == 0:
         return draw(hostile_fragments)
     text = json.dumps(draw(json_values), allow_nan=True)
-    if kind == 1:   # cut short
+    if kind == 1:  # cut short
         return text[: draw(st.integers(0, len(text)))]
-    if kind == 2:   # a hostile value somewhere inside
+    if kind == 2:  # a hostile value somewhere inside
         cut = draw(st.integers(0, len(text)))
         return text[:cut] + draw(hostile_fragments) + text[cut:]
     return text
@@ -81,15 +117,23 @@ def detail_log_bytes(draw) -> bytes:
         key = draw(log_keys)
         value = draw(json_texts()) if kind < 3 else json.dumps(draw(json_values), allow_nan=True)
         if kind == 4:
-            lines.append(MARKER + ('{"key": %s, "value": %s, "time_ms": 1.0, "namespace": "mlperf::logging", '
-                                   '"event_type": "POINT_IN_TIME", "metadata": {"is_error": true, "is_warning": '
-                                   'false, "file": "x", "line_no": 1, "pid": 1, "tid": 1}}'
-                                   % (json.dumps(key), value)).encode("utf-8", "surrogatepass"))
+            lines.append(
+                MARKER
+                + (
+                    f'{{"key": {json.dumps(key)}, "value": {value}, "time_ms": 1.0, "namespace": "mlperf::logging", '
+                    '"event_type": "POINT_IN_TIME", "metadata": {"is_error": true, "is_warning": '
+                    'false, "file": "x", "line_no": 1, "pid": 1, "tid": 1}}'
+                ).encode("utf-8", "surrogatepass")
+            )
         elif kind == 5:
             lines.append(draw(st.binary(max_size=60)))
         else:
-            lines.append(MARKER + ('{"key": %s, "value": %s, "time_ms": 1.0, "namespace": "mlperf::logging"}'
-                                   % (json.dumps(key), value)).encode("utf-8", "surrogatepass"))
+            lines.append(
+                MARKER
+                + (
+                    f'{{"key": {json.dumps(key)}, "value": {value}, "time_ms": 1.0, "namespace": "mlperf::logging"}}'
+                ).encode("utf-8", "surrogatepass")
+            )
     blob = b"\n".join(lines) + draw(st.sampled_from([b"\n", b"", b"\r\n"]))
     if draw(st.booleans()):
         blob = blob[: draw(st.integers(0, len(blob)))]
@@ -97,13 +141,40 @@ def detail_log_bytes(draw) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------- summaries
-SUMMARY_LABELS = ["Scenario", "Mode", "Result is", "Samples per second", "Tokens per second",
-                  "Completed samples per second", "Completed tokens per second",
-                  "Early stopping 90.0th percentile estimate", "Early stopping 99.0th percentile estimate",
-                  "SUT name"]
-summary_values = (st.sampled_from(["VALID", "INVALID", "Offline", "Server", "SingleStream", "nan", "inf",
-                                   "-inf", "Infinity", "1e999", "80868.5", "1.0439e+06", "", "9" * 400])
-                  | st.text(max_size=20) | st.floats(allow_nan=True, allow_infinity=True).map(repr))
+SUMMARY_LABELS = [
+    "Scenario",
+    "Mode",
+    "Result is",
+    "Samples per second",
+    "Tokens per second",
+    "Completed samples per second",
+    "Completed tokens per second",
+    "Early stopping 90.0th percentile estimate",
+    "Early stopping 99.0th percentile estimate",
+    "SUT name",
+]
+summary_values = (
+    st.sampled_from(
+        [
+            "VALID",
+            "INVALID",
+            "Offline",
+            "Server",
+            "SingleStream",
+            "nan",
+            "inf",
+            "-inf",
+            "Infinity",
+            "1e999",
+            "80868.5",
+            "1.0439e+06",
+            "",
+            "9" * 400,
+        ]
+    )
+    | st.text(max_size=20)
+    | st.floats(allow_nan=True, allow_infinity=True).map(repr)
+)
 
 
 @st.composite
@@ -113,8 +184,13 @@ def summary_bytes(draw) -> bytes:
         label = draw(st.sampled_from(SUMMARY_LABELS) | st.text(max_size=15))
         lines.append(f"{draw(st.sampled_from(['', ' * ', '  ']))}{label} : {draw(summary_values)}")
     if draw(st.booleans()):
-        lines.append(draw(st.sampled_from(["No errors encountered during test.", "2 ERRORS encountered. See "
-                                           "detailed log.", "garbage"])))
+        lines.append(
+            draw(
+                st.sampled_from(
+                    ["No errors encountered during test.", "2 ERRORS encountered. See detailed log.", "garbage"]
+                )
+            )
+        )
     blob = "\n".join(lines).encode("utf-8", "surrogatepass")
     if draw(st.booleans()):
         blob = blob[: draw(st.integers(0, len(blob)))]

@@ -13,26 +13,48 @@ import re
 import shutil
 
 import pytest
-
-from subtool.checker.api import CheckOptions, check_tree
 from support.official import official_errors
 
+from subtool.checker.api import CheckOptions, check_tree
+
 # where each metric's number sits in the accuracy script's line
-KEYS = {"F1": '"f1": ', "ROUGE1": "'rouge1': ", "ROUGE2": "'rouge2': ", "ROUGEL": "'rougeL': ",
-        "ROUGELSUM": "'rougeLsum': ", "GEN_LEN": "'gen_len': ", "TOKENS_PER_SAMPLE": "'tokens_per_sample': "}
-CASES = {"bert_closed_valid": "bert-99", "llama2_closed_valid": "llama2-70b-99.9",
-         "llama31_closed_valid": "llama3.1-8b"}
+KEYS = {
+    "F1": '"f1": ',
+    "ROUGE1": "'rouge1': ",
+    "ROUGE2": "'rouge2': ",
+    "ROUGEL": "'rougeL': ",
+    "ROUGELSUM": "'rougeLsum': ",
+    "GEN_LEN": "'gen_len': ",
+    "TOKENS_PER_SAMPLE": "'tokens_per_sample': ",
+}
+CASES = {
+    "bert_closed_valid": "bert-99",
+    "llama2_closed_valid": "llama2-70b-99.9",
+    "llama31_closed_valid": "llama3.1-8b",
+}
 STEP = 0.01
 # closed-division lower limits and upper limits, v6.1 (tools/submission's accuracy targets at b66003e)
 LOWER = {
     "bert-99": {"F1": 90.874 * 0.99},
-    "llama2-70b-99.9": {"ROUGE1": 44.4312 * 0.999, "ROUGE2": 22.0352 * 0.999, "ROUGEL": 28.6162 * 0.999,
-                        "TOKENS_PER_SAMPLE": 294.45 * 0.9},
-    "llama3.1-8b": {"ROUGE1": 38.7792 * 0.99, "ROUGE2": 15.9075 * 0.99, "ROUGEL": 24.4957 * 0.99,
-                    "ROUGELSUM": 35.793 * 0.99, "GEN_LEN": 8167644 * 0.9},
+    "llama2-70b-99.9": {
+        "ROUGE1": 44.4312 * 0.999,
+        "ROUGE2": 22.0352 * 0.999,
+        "ROUGEL": 28.6162 * 0.999,
+        "TOKENS_PER_SAMPLE": 294.45 * 0.9,
+    },
+    "llama3.1-8b": {
+        "ROUGE1": 38.7792 * 0.99,
+        "ROUGE2": 15.9075 * 0.99,
+        "ROUGEL": 24.4957 * 0.99,
+        "ROUGELSUM": 35.793 * 0.99,
+        "GEN_LEN": 8167644 * 0.9,
+    },
 }
-UPPER = {"bert-99": {}, "llama2-70b-99.9": {"TOKENS_PER_SAMPLE": 294.45 * 1.1},
-         "llama3.1-8b": {"GEN_LEN": 8167644 * 1.1}}
+UPPER = {
+    "bert-99": {},
+    "llama2-70b-99.9": {"TOKENS_PER_SAMPLE": 294.45 * 1.1},
+    "llama3.1-8b": {"GEN_LEN": 8167644 * 1.1},
+}
 
 
 def _accuracy_txt(tree, model):
@@ -51,8 +73,11 @@ def _set(path, values: dict[str, float]) -> None:
 
 def _accuracy_findings(tree, model) -> list[tuple[str, str]]:
     report = check_tree(tree, CheckOptions(version="v6.1"))
-    return [(f.rule, f.message) for f in report.findings
-            if f.rule.startswith("acc.") and f.severity == "error" and f"/{model}/Offline" in f.path]
+    return [
+        (f.rule, f.message)
+        for f in report.findings
+        if f.rule.startswith("acc.") and f.severity == "error" and f"/{model}/Offline" in f.path
+    ]
 
 
 def _bounds(model):

@@ -20,8 +20,14 @@ from subtool.cli import app
 runner = CliRunner()
 # Files whose damage must fail the check (others, e.g. README.md or a truncated accuracy log, may stay valid
 # for the official checker too).
-CRITICAL = {"mlperf_log_detail.txt", "accuracy.txt", "measurements.json", "box.json", "verify_accuracy.txt",
-            "verify_performance.txt"}
+CRITICAL = {
+    "mlperf_log_detail.txt",
+    "accuracy.txt",
+    "measurements.json",
+    "box.json",
+    "verify_accuracy.txt",
+    "verify_performance.txt",
+}
 DEMO = "open/TeamX/results/box/bert-99/Offline"
 
 
@@ -54,7 +60,7 @@ def test_csv_and_report_files(case_trees, tmp_path):
     assert csv_path.read_text() == summary_csv_text(check_tree(tree, CheckOptions()))
     report = json.loads(report_path.read_text())
     assert report["schema"] == "subtool.check/1" and report["counts"]["passed"] == 2
-    assert not list(csv_path.parent.glob(".*tmp"))   # atomic writes leave no temporaries
+    assert not list(csv_path.parent.glob(".*tmp"))  # atomic writes leave no temporaries
 
 
 def test_failures_are_grouped_by_result_with_fix(case_trees):
@@ -88,14 +94,17 @@ def test_v6_rules_on_a_v5_tree_say_so(case_trees):
     rules = {f.rule for f in report.findings if f.severity == "error"}
     assert "layout.wrong_generation" in rules and "perf.seeds" in rules
     seed = next(f for f in report.findings if f.rule == "perf.seeds")
-    assert "v5.0" in seed.hint   # it tells which round the logs' seeds belong to
+    assert "v5.0" in seed.hint  # it tells which round the logs' seeds belong to
 
 
-@pytest.mark.parametrize("args, words", [
-    (["check", "/nonexistent/tree"], "does not exist"),
-    (["check", ".", "--version", "v4.9"], "unknown round"),
-    (["check", ".", "--waive", "perf.no_such_rule"], "cannot waive unknown rule"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["check", "/nonexistent/tree"], "does not exist"),
+        (["check", ".", "--version", "v4.9"], "unknown round"),
+        (["check", ".", "--waive", "perf.no_such_rule"], "cannot waive unknown rule"),
+    ],
+)
 def test_usage_errors_are_one_line_and_exit_2(args, words):
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and words in result.stderr
@@ -127,7 +136,7 @@ def test_never_a_traceback_whatever_a_file_holds(case_trees, tmp_path):
             shutil.rmtree(tree)
         shutil.copytree(src, tree)
         damage(tree / rel)
-        report = check_tree(tree, CheckOptions())      # must not raise
+        report = check_tree(tree, CheckOptions())  # must not raise
         assert len(report.results) == 2 and all(isinstance(r.passed, bool) for r in report.results)
         # (half an accuracy.txt keeps its metric line and a hash= prefix: valid for the official checker too)
         if rel.name in CRITICAL and not (rel.name == "accuracy.txt" and i % len(damages) == 2):
@@ -170,7 +179,7 @@ def test_parallel_and_serial_checks_agree(case_trees, tmp_path, monkeypatch):
     tree = tmp_path / "many"
     for name in ("bert_closed_valid", "llama2_open_valid", "wrong_submitter", "missing_perf_log"):
         for team in case_trees[name].glob("*/TeamX"):
-            dest = tree / team.parent.name / name          # one submitter folder per case
+            dest = tree / team.parent.name / name  # one submitter folder per case
             shutil.copytree(team, dest)
             for system_json in dest.glob("systems/*.json"):
                 data = json.loads(system_json.read_text())

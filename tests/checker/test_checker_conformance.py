@@ -55,18 +55,21 @@ def test_verdicts_match_official(name, case_trees, official_data):
         if rid in case.stricter:
             assert official_pass, f"{name}: {rid} is marked stricter but the official checker fails it too"
             assert not verdict.passed and case.stricter[rid] in verdict.failed, (
-                f"{name}: {rid} should fail with {case.stricter[rid]}, failed with {verdict.failed}")
+                f"{name}: {rid} should fail with {case.stricter[rid]}, failed with {verdict.failed}"
+            )
             assert set(verdict.failed) <= STRICTER_RULES
         elif case.waive and not official_pass:
             # Waived on request: subtool passes; the official errors are only about the waived rule.
             assert verdict.passed and set(verdict.waived) == set(case.waive)
             official_errors = [e for e in recorded["errors"].get(rid, []) if "Checks failed" not in e]
-            assert official_errors and all("Test duration less than 600s" in e for e in official_errors), \
+            assert official_errors and all("Test duration less than 600s" in e for e in official_errors), (
                 official_errors
+            )
         else:
             assert verdict.passed == official_pass, (
                 f"{name}: {rid} subtool {'passes' if verdict.passed else 'fails ' + str(verdict.failed)}, "
-                f"official {'passes' if official_pass else 'fails: ' + str(recorded['errors'].get(rid))}")
+                f"official {'passes' if official_pass else 'fails: ' + str(recorded['errors'].get(rid))}"
+            )
 
 
 @pytest.mark.parametrize("name", CSV_CASES)

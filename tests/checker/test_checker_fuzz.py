@@ -14,16 +14,28 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from fuzzing import (
+    FUZZ,
+    SLOW,
+    any_bytes,
+    detail_log_bytes,
+    hostile_fragments,
+    json_objects,
+    json_texts,
+    summary_bytes,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzzing import (
-    FUZZ, SLOW, any_bytes, detail_log_bytes, hostile_fragments, json_objects, json_texts, summary_bytes,
-)
 from subtool.checker.api import CheckOptions, _product, check_tree
 from subtool.checker.findings import Collector
 from subtool.checker.logs import (
-    NonFinite, parse_json, read_json_object, read_loadgen_log, read_summary, read_text_lines,
+    NonFinite,
+    parse_json,
+    read_json_object,
+    read_loadgen_log,
+    read_summary,
+    read_text_lines,
 )
 from subtool.checker.rules import all_rules
 from subtool.checker.rules.system import check_system
@@ -125,7 +137,7 @@ def test_system_json_through_the_reader(text):
 
 # ------------------------------------------------------------------------------- whole trees
 OFFLINE = "closed/TeamX/results/box/bert-99/Offline"
-TARGETS = {   # file → what to write there
+TARGETS = {  # file → what to write there
     f"{OFFLINE}/performance/run_1/mlperf_log_detail.txt": "log",
     f"{OFFLINE}/performance/run_1/mlperf_log_summary.txt": "summary",
     f"{OFFLINE}/accuracy/mlperf_log_detail.txt": "log",
@@ -148,9 +160,12 @@ def fuzz_tree(case_trees, tmp_path_factory):
 
 
 def _strategy(kind: str):
-    return {"log": st.one_of(detail_log_bytes(), any_bytes), "summary": st.one_of(summary_bytes(), any_bytes),
-            "json": st.one_of(json_texts().map(lambda t: t.encode("utf-8", "surrogatepass")), any_bytes),
-            "bytes": any_bytes}[kind]
+    return {
+        "log": st.one_of(detail_log_bytes(), any_bytes),
+        "summary": st.one_of(summary_bytes(), any_bytes),
+        "json": st.one_of(json_texts().map(lambda t: t.encode("utf-8", "surrogatepass")), any_bytes),
+        "bytes": any_bytes,
+    }[kind]
 
 
 def _assert_sound(report) -> None:
@@ -180,9 +195,19 @@ def test_a_hostile_value_in_a_real_log_never_passes(fuzz_tree, data):
     on that value, never a traceback."""
     path = fuzz_tree / OFFLINE / "performance/run_1/mlperf_log_detail.txt"
     original = path.read_bytes()
-    key = data.draw(st.sampled_from(["result_samples_per_second", "result_validity", "effective_min_duration_ms",
-                                     "effective_qsl_rng_seed", "effective_scenario",
-                                     "effective_performance_sample_count", "result_99.00_percentile_latency_ns"]))
+    key = data.draw(
+        st.sampled_from(
+            [
+                "result_samples_per_second",
+                "result_validity",
+                "effective_min_duration_ms",
+                "effective_qsl_rng_seed",
+                "effective_scenario",
+                "effective_performance_sample_count",
+                "result_99.00_percentile_latency_ns",
+            ]
+        )
+    )
     fragment = data.draw(hostile_fragments)
     marker = f'"key": "{key}", "value": '.encode()
     start = original.index(marker) + len(marker)

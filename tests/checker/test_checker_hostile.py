@@ -13,11 +13,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from treegen import set_log_value
 from typer.testing import CliRunner
 
 from subtool.checker.api import CheckOptions, check_tree
 from subtool.cli import app
-from treegen import set_log_value
 
 runner = CliRunner()
 OFFLINE = "closed/TeamX/results/box/bert-99/Offline"
@@ -46,17 +46,17 @@ def test_a_link_loop_hides_no_sibling_and_fails_the_gate(tree_copy):
     set_log_value(tree / OPEN_OFFLINE / "performance/run_1/mlperf_log_detail.txt", "result_validity", "INVALID")
     (tree / "open/TeamX/results/loop").symlink_to("loop")
     (tree / "open/TeamX/results/box/loop2").symlink_to("loop2")
-    (tree / "open/TeamX/results/box/bert-99/Server").symlink_to("Server")   # where a result folder would be
+    (tree / "open/TeamX/results/box/bert-99/Server").symlink_to("Server")  # where a result folder would be
     result = runner.invoke(app, ["check", str(tree), "--json"])
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
-    assert [r["result"] for r in doc["results"]] == [OPEN_OFFLINE]          # the sibling is still checked
+    assert [r["result"] for r in doc["results"]] == [OPEN_OFFLINE]  # the sibling is still checked
     rules = {(f["rule"], f["path"]) for f in doc["findings"] if f["severity"] == "error"}
     assert ("perf.result_invalid", f"{OPEN_OFFLINE}/performance/run_1/mlperf_log_detail.txt") in rules
     assert ("tree.symlink", "open/TeamX/results/loop") in rules
     assert ("tree.symlink", "open/TeamX/results/box/loop2") in rules
     server = next(f for f in doc["findings"] if f["path"] == "open/TeamX/results/box/bert-99/Server")
-    assert server["rule"] == "tree.symlink" and server["result"] is None   # no such result: listed with the tree's
+    assert server["rule"] == "tree.symlink" and server["result"] is None  # no such result: listed with the tree's
     assert "open/TeamX/results/box/bert-99/Server" in result.stderr
     loop = next(f for f in doc["findings"] if f["path"] == "open/TeamX/results/loop")
     assert "loop" in loop["message"] and loop["hint"]
@@ -88,9 +88,10 @@ def test_a_log_that_is_a_link_is_never_read_through(tree_copy, tmp_path):
     log.unlink()
     log.symlink_to(fifo)
     os.mkfifo(tree / SINGLE / "accuracy" / "pipe")
-    report = check_tree(tree, CheckOptions())   # returns (a hang here is the bug)
-    assert ("tree.symlink", f"{OFFLINE}/performance/run_1/mlperf_log_detail.txt") in \
-        {(f.rule, f.path) for f in report.findings}
+    report = check_tree(tree, CheckOptions())  # returns (a hang here is the bug)
+    assert ("tree.symlink", f"{OFFLINE}/performance/run_1/mlperf_log_detail.txt") in {
+        (f.rule, f.path) for f in report.findings
+    }
     assert ("tree.special_file", f"{SINGLE}/accuracy/pipe") in {(f.rule, f.path) for f in report.findings}
     assert _verdicts(report) == {OFFLINE: False, SINGLE: False}
 
@@ -113,33 +114,42 @@ def test_hidden_folders_and_root_files_are_not_divisions(tree_copy):
     (tree / "LICENSE").write_text("MIT\n")
     report = check_tree(tree, CheckOptions())
     assert report.ok and not [f for f in report.findings if f.severity in ("error", "warning")]
-    (tree / "tools").mkdir()   # a visible folder that is no division is still worth a warning
-    assert [f.path for f in check_tree(tree, CheckOptions()).findings if f.rule == "layout.unknown_division"] == \
-        ["tools"]
+    (tree / "tools").mkdir()  # a visible folder that is no division is still worth a warning
+    assert [f.path for f in check_tree(tree, CheckOptions()).findings if f.rule == "layout.unknown_division"] == [
+        "tools"
+    ]
 
 
 def _check_as_nobody(tree: Path) -> dict:
     """Run `subtool check --json` as an unprivileged user (root reads everything, so EACCES needs one)."""
-    code = ("import json, sys; from pathlib import Path; from subtool.checker.api import CheckOptions, check_tree; "
-            "from subtool.checker.report import report_to_dict; "
-            "print(json.dumps(report_to_dict(check_tree(Path(sys.argv[1]), CheckOptions()))))")
+    code = (
+        "import json, sys; from pathlib import Path; from subtool.checker.api import CheckOptions, check_tree; "
+        "from subtool.checker.report import report_to_dict; "
+        "print(json.dumps(report_to_dict(check_tree(Path(sys.argv[1]), CheckOptions()))))"
+    )
     cmd = [sys.executable, "-c", code, str(tree)]
     if os.geteuid() == 0:
         if not shutil.which("setpriv"):
             pytest.skip("running as root without setpriv: cannot make a file unreadable")
         cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
-                                                        os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     return json.loads(proc.stdout)
 
 
 def test_unreadable_entries_are_findings_and_hide_nothing(case_trees):
-    work = Path(tempfile.mkdtemp(prefix="subtool-eacces-"))   # (not tmp_path: its parents are private)
+    work = Path(tempfile.mkdtemp(prefix="subtool-eacces-"))  # (not tmp_path: its parents are private)
     tree = work / "tree"
-    locked = [tree / SINGLE / "accuracy", tree / OFFLINE / "README.md",
-              tree / "closed" / "TeamX" / "results" / "box" / "locked", tree / "open"]   # a whole division too
+    locked = [
+        tree / SINGLE / "accuracy",
+        tree / OFFLINE / "README.md",
+        tree / "closed" / "TeamX" / "results" / "box" / "locked",
+        tree / "open",
+    ]  # a whole division too
     try:
         os.chmod(work, 0o755)
         shutil.copytree(case_trees["bert_closed_valid"], tree)
@@ -157,19 +167,21 @@ def test_unreadable_entries_are_findings_and_hide_nothing(case_trees):
         shutil.rmtree(work)
     assert sorted(r["result"] for r in doc["results"]) == [OFFLINE, SINGLE]
     unreadable = {f["path"]: f for f in doc["findings"] if f["rule"] == "tree.unreadable"}
-    assert set(unreadable) == {f"{SINGLE}/accuracy", f"{OFFLINE}/README.md", "closed/TeamX/results/box/locked",
-                               "open"}
+    assert set(unreadable) == {f"{SINGLE}/accuracy", f"{OFFLINE}/README.md", "closed/TeamX/results/box/locked", "open"}
     assert unreadable[f"{SINGLE}/accuracy"]["result"] == SINGLE
     assert not doc["ok"] and not any(r["passed"] for r in doc["results"])
 
 
 # ------------------------------------------------------------------------------ 4: non-finite numbers
-@pytest.mark.parametrize("key, value", [
-    ("result_samples_per_second", float("nan")),
-    ("result_samples_per_second", float("inf")),
-    ("result_99.00_percentile_latency_ns", float("-inf")),
-    ("effective_min_duration_ms", float("inf")),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("result_samples_per_second", float("nan")),
+        ("result_samples_per_second", float("inf")),
+        ("result_99.00_percentile_latency_ns", float("-inf")),
+        ("effective_min_duration_ms", float("inf")),
+    ],
+)
 def test_non_finite_detail_log_values_fail(tree_copy, key, value):
     tree = tree_copy("bert_closed_valid")
     set_log_value(tree / OFFLINE / "performance" / "run_1" / "mlperf_log_detail.txt", key, value)
@@ -177,14 +189,14 @@ def test_non_finite_detail_log_values_fail(tree_copy, key, value):
     (finding,) = [f for f in report.findings if f.rule == "value.not_finite"]
     assert finding.severity == "error" and key in finding.message and finding.result == OFFLINE
     assert _verdicts(report) == {OFFLINE: False, SINGLE: True}
-    assert all(row["Result"] == row["Result"] for row in report.rows)   # no NaN reaches summary.csv
+    assert all(row["Result"] == row["Result"] for row in report.rows)  # no NaN reaches summary.csv
     assert [row["Scenario"] for row in report.rows] == ["SingleStream"]
 
 
 def test_non_finite_accuracy_and_summary_values_fail(tree_copy):
     tree = tree_copy("bert_closed_valid")
     acc = tree / OFFLINE / "accuracy" / "accuracy.txt"
-    acc.write_text(acc.read_text().replace('"f1": 90.874', '"f1": ' + "9" * 400))   # float() of it is inf
+    acc.write_text(acc.read_text().replace('"f1": 90.874', '"f1": ' + "9" * 400))  # float() of it is inf
     summary = _summary(tree, SINGLE)
     text = summary.read_text()
     line = next(ln for ln in text.splitlines() if "Early stopping 90.0th percentile estimate" in ln)
@@ -224,10 +236,13 @@ def test_infinity_in_an_integer_system_field_is_a_finding(tree_copy):
     assert doc["summary_rows"] == [] and not any(r["passed"] for r in doc["results"])
 
 
-@pytest.mark.parametrize("target, rule", [
-    ("closed/TeamX/systems/box.json", "system.unreadable"),
-    (f"{OFFLINE}/measurements.json", "measurements.unreadable"),
-])
+@pytest.mark.parametrize(
+    "target, rule",
+    [
+        ("closed/TeamX/systems/box.json", "system.unreadable"),
+        (f"{OFFLINE}/measurements.json", "measurements.unreadable"),
+    ],
+)
 def test_json_nested_100000_deep_is_a_finding(tree_copy, target, rule):
     tree = tree_copy("bert_closed_valid")
     (tree / target).write_text(DEEP)
@@ -243,10 +258,14 @@ def test_deep_json_in_model_mapping_and_in_log_lines(tree_copy):
     log = result_dir / "performance" / "run_1" / "mlperf_log_detail.txt"
     lines = log.read_text().splitlines(keepends=True)
     # an error entry and a wanted value, each nested 100,000 deep
-    lines.insert(3, ':::MLLOG {"key": "error_invalid_config", "value": ' + DEEP +
-                 ', "time_ms": 1.0, "namespace": "mlperf::logging", "event_type": "POINT_IN_TIME", '
-                 '"metadata": {"is_error": true, "is_warning": false, "file": "x", "line_no": 1, "pid": 1, '
-                 '"tid": 1}}\n')
+    lines.insert(
+        3,
+        ':::MLLOG {"key": "error_invalid_config", "value": '
+        + DEEP
+        + ', "time_ms": 1.0, "namespace": "mlperf::logging", "event_type": "POINT_IN_TIME", '
+        '"metadata": {"is_error": true, "is_warning": false, "file": "x", "line_no": 1, "pid": 1, '
+        '"tid": 1}}\n',
+    )
     log.write_text("".join(lines).replace('"key": "sut_name", "value": "PySUT"', f'"key": "sut_name", "value": {DEEP}'))
     report = check_tree(tree, CheckOptions())
     rules = _rules(report)
@@ -261,7 +280,7 @@ def test_a_summary_that_lies_about_the_result_fails(tree_copy):
     text = summary.read_text()
     line = next(ln for ln in text.splitlines() if ln.startswith("Samples per second:"))
     value = line.split(":")[1].strip()
-    summary.write_text(text.replace(line, "Samples per second: 9" + value[1:]))   # one digit changed
+    summary.write_text(text.replace(line, "Samples per second: 9" + value[1:]))  # one digit changed
     report = check_tree(tree, CheckOptions())
     (finding,) = [f for f in report.findings if f.rule == "summary.mismatch"]
     assert finding.severity == "error" and "Samples per second" in finding.message and finding.result == OFFLINE
@@ -294,12 +313,18 @@ def test_an_unusable_summary_is_a_warning(tree_copy, damage):
     tree = tree_copy("bert_closed_valid")
     summary = _summary(tree, OFFLINE)
     text = summary.read_text()
-    summary.write_bytes({"empty": b"", "garbage": bytes(range(256)) * 4, "cut": text[: len(text) // 3].encode(),
-                         "no_verdict": text.replace("Result is : VALID\n", "").encode()}[damage])
+    summary.write_bytes(
+        {
+            "empty": b"",
+            "garbage": bytes(range(256)) * 4,
+            "cut": text[: len(text) // 3].encode(),
+            "no_verdict": text.replace("Result is : VALID\n", "").encode(),
+        }[damage]
+    )
     report = check_tree(tree, CheckOptions())
     (finding,) = [f for f in report.findings if f.rule == "summary.unreadable"]
     assert finding.severity == "warning" and finding.result == OFFLINE
-    assert report.ok   # the official checker accepts it: the detail log decides
+    assert report.ok  # the official checker accepts it: the detail log decides
 
 
 # ------------------------------------------------------------------------- 11: output paths
@@ -309,22 +334,29 @@ def test_an_output_path_that_is_a_folder_is_one_line_exit_2(case_trees, tmp_path
     assert result.exit_code == 2 and "Traceback" not in result.output
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and option in errors[0] and "[io.eisdir]" in errors[0] and "directory" in errors[0]
-    assert "results pass" not in result.stderr   # refused before checking
+    assert "results pass" not in result.stderr  # refused before checking
 
 
 def test_an_output_path_below_a_file_is_one_line_exit_2(case_trees, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = runner.invoke(app, ["check", str(case_trees["bert_closed_valid"]), "--report",
-                                 str(blocker / "sub" / "report.json")])
+    result = runner.invoke(
+        app, ["check", str(case_trees["bert_closed_valid"]), "--report", str(blocker / "sub" / "report.json")]
+    )
     assert result.exit_code == 2 and "[io.enotdir]" in result.stderr and "Traceback" not in result.output
 
 
 # ------------------------------------------------------------------- 7 in `subtool ci`: the PR gate
 def _git(*args: str, cwd: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.com", GIT_CONFIG_NOSYSTEM="1", HOME=str(cwd))
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+        GIT_CONFIG_NOSYSTEM="1",
+        HOME=str(cwd),
+    )
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env)
 
 
@@ -342,8 +374,11 @@ def test_ci_gate_fails_a_pull_request_that_adds_a_loop(tree_copy, tmp_path):
     (repo / "open/TeamX/results/loop").symlink_to("loop")
     _git("add", "-A", cwd=repo)
     _git("commit", "-q", "-m", "TeamX: new logs", cwd=repo)
-    result = runner.invoke(app, ["ci", str(repo), "--base-ref", "main", "--json"],
-                           env={"GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")})
+    result = runner.invoke(
+        app,
+        ["ci", str(repo), "--base-ref", "main", "--json"],
+        env={"GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")},
+    )
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
     assert [r["result"] for r in doc["results"]] == [OPEN_OFFLINE]

@@ -22,7 +22,7 @@ def test_reads_the_keys_rules_need_from_a_real_log(perf_log):
     assert log.readable and not log.errors
     assert log["effective_scenario"] == "Offline"
     assert log["result_validity"] == "VALID"
-    assert log["effective_qsl_rng_seed"] == 2085463073848966840   # LoadGen 6.0.17 → the v6.1 seeds
+    assert log["effective_qsl_rng_seed"] == 2085463073848966840  # LoadGen 6.0.17 → the v6.1 seeds
     assert log["effective_schedule_rng_seed"] == 16159082839903944936
     assert log["effective_performance_sample_count"] == 10833
     assert isinstance(log["result_samples_per_second"], (int, float)) and log["result_samples_per_second"] > 0
@@ -32,7 +32,7 @@ def test_reads_the_keys_rules_need_from_a_real_log(perf_log):
 def test_agrees_with_a_plain_json_reading_of_every_line(perf_log):
     plain = {}
     for line in perf_log.read_text().splitlines():
-        entry = json.loads(line[len(":::MLLOG "):])
+        entry = json.loads(line[len(":::MLLOG ") :])
         plain.setdefault(entry["key"], entry["value"])
     log = read_loadgen_log(perf_log)
     decoded = log.decode_all()
@@ -40,22 +40,30 @@ def test_agrees_with_a_plain_json_reading_of_every_line(perf_log):
 
 
 def test_error_entries_are_collected(perf_log):
-    entry = {"key": "error_invalid_config", "value": "Multiple conf files are used.", "time_ms": 1.0,
-             "namespace": "mlperf::logging", "event_type": "POINT_IN_TIME",
-             "metadata": {"is_error": True, "is_warning": False, "file": "x", "line_no": 1, "pid": 1, "tid": 1}}
+    entry = {
+        "key": "error_invalid_config",
+        "value": "Multiple conf files are used.",
+        "time_ms": 1.0,
+        "namespace": "mlperf::logging",
+        "event_type": "POINT_IN_TIME",
+        "metadata": {"is_error": True, "is_warning": False, "file": "x", "line_no": 1, "pid": 1, "tid": 1},
+    }
     with perf_log.open("a") as fh:
         fh.write(":::MLLOG " + json.dumps(entry) + "\n")
     log = read_loadgen_log(perf_log)
     assert log.errors == ["Multiple conf files are used."]
 
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda b: b"", "is empty"),
-    (lambda b: b"hello world\n" + b, "not a LoadGen detail log"),
-    (lambda b: b[: len(b) // 2], "cut short"),
-    (lambda b: b[:300] + b"\xff\xfe\x81garbage\xc3\x28" + b[300:], "not UTF-8"),
-    (lambda b: bytes(range(256)) * 40, "not a LoadGen detail log"),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda b: b"", "is empty"),
+        (lambda b: b"hello world\n" + b, "not a LoadGen detail log"),
+        (lambda b: b[: len(b) // 2], "cut short"),
+        (lambda b: b[:300] + b"\xff\xfe\x81garbage\xc3\x28" + b[300:], "not UTF-8"),
+        (lambda b: bytes(range(256)) * 40, "not a LoadGen detail log"),
+    ],
+)
 def test_damage_becomes_a_problem_never_an_exception(perf_log, damage, words):
     perf_log.write_bytes(damage(perf_log.read_bytes()))
     log = read_loadgen_log(perf_log)

@@ -24,27 +24,56 @@ from support.loadgen_trees import MEASUREMENTS, TOKEN_ANSWER, LoadGenJob, run_lo
 
 # benchmark → how LoadGen knows it, QSL sizes, token answers, scenarios we generate, accuracy.txt line
 BENCHMARKS = {
-    "bert-99": dict(conf_model="bert", total=10833, perf=10833, tokens=False,
-                    scenarios=("Offline", "SingleStream"), compliance="TEST01",
-                    accuracy='{"exact_match": 83.65, "f1": 90.874}'),
-    "llama2-70b-99.9": dict(conf_model="llama2-70b", total=24576, perf=24576, tokens=True,
-                            scenarios=("Offline", "Server"), compliance="TEST06",
-                            accuracy="{'rouge1': 44.4312, 'rouge2': 22.0352, 'rougeL': 28.6162, "
-                                     "'rougeLsum': 42.0, 'gen_len': 7239872, 'gen_num': 24576, "
-                                     "'tokens_per_sample': 294.6}"),
-    "llama3.1-8b": dict(conf_model="llama3_1-8b", total=13368, perf=13368, tokens=True,
-                        scenarios=("Offline", "Server"), compliance="TEST06",
-                        accuracy="{'rouge1': 38.7792, 'rouge2': 15.9075, 'rougeL': 24.4957, "
-                                 "'rougeLsum': 35.793, 'gen_len': 8167644, 'gen_num': 13368}"),
+    "bert-99": dict(
+        conf_model="bert",
+        total=10833,
+        perf=10833,
+        tokens=False,
+        scenarios=("Offline", "SingleStream"),
+        compliance="TEST01",
+        accuracy='{"exact_match": 83.65, "f1": 90.874}',
+    ),
+    "llama2-70b-99.9": dict(
+        conf_model="llama2-70b",
+        total=24576,
+        perf=24576,
+        tokens=True,
+        scenarios=("Offline", "Server"),
+        compliance="TEST06",
+        accuracy="{'rouge1': 44.4312, 'rouge2': 22.0352, 'rougeL': 28.6162, "
+        "'rougeLsum': 42.0, 'gen_len': 7239872, 'gen_num': 24576, "
+        "'tokens_per_sample': 294.6}",
+    ),
+    "llama3.1-8b": dict(
+        conf_model="llama3_1-8b",
+        total=13368,
+        perf=13368,
+        tokens=True,
+        scenarios=("Offline", "Server"),
+        compliance="TEST06",
+        accuracy="{'rouge1': 38.7792, 'rouge2': 15.9075, 'rougeL': 24.4957, "
+        "'rougeLsum': 35.793, 'gen_len': 8167644, 'gen_num': 13368}",
+    ),
 }
-V50_SEEDS = {"qsl_rng_seed": 6023615788873153749, "sample_index_rng_seed": 15036839855038426416,
-             "schedule_rng_seed": 9933818062894767841}
+V50_SEEDS = {
+    "qsl_rng_seed": 6023615788873153749,
+    "sample_index_rng_seed": 15036839855038426416,
+    "schedule_rng_seed": 9933818062894767841,
+}
 
 SYSTEM = system_json(
-    division="closed", system_name="Test box (2 CPU)", accelerator_model_name="N/A (CPU only)",
-    framework="PyTorch 2.13", host_processor_frequency="2.0 GHz", host_processor_caches="N/A",
-    host_memory_configuration="1x24GB", host_processor_interconnect="", accelerator_frequency="",
-    accelerator_interconnect_topology="", **{"accelerator_on-chip_memories": ""})
+    division="closed",
+    system_name="Test box (2 CPU)",
+    accelerator_model_name="N/A (CPU only)",
+    framework="PyTorch 2.13",
+    host_processor_frequency="2.0 GHz",
+    host_processor_caches="N/A",
+    host_memory_configuration="1x24GB",
+    host_processor_interconnect="",
+    accelerator_frequency="",
+    accelerator_interconnect_topology="",
+    **{"accelerator_on-chip_memories": ""},
+)
 
 
 @dataclass(frozen=True)
@@ -67,9 +96,18 @@ def _user_conf(conf_model: str, scenario: str, target_qps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _generate(cache: Path, name: str, benchmark: str, scenario: str, *, seeds: dict | None = None,
-              target_qps: int | None = None, offline_delay: float = 0.15, modes=("performance", "accuracy"),
-              tokens: bool | None = None) -> Run:
+def _generate(
+    cache: Path,
+    name: str,
+    benchmark: str,
+    scenario: str,
+    *,
+    seeds: dict | None = None,
+    target_qps: int | None = None,
+    offline_delay: float = 0.15,
+    modes=("performance", "accuracy"),
+    tokens: bool | None = None,
+) -> Run:
     spec_b = BENCHMARKS[benchmark]
     folder = cache / name
     conf = folder / "user.conf"
@@ -83,13 +121,24 @@ def _generate(cache: Path, name: str, benchmark: str, scenario: str, *, seeds: d
     qps = target_qps or int(spec_b["perf"] * 1.2 * 10)  # samples per query = qps × 0.1 s × 1.1 ≥ perf count
     conf.write_text(_user_conf(spec_b["conf_model"], scenario, qps))
     delay = offline_delay if scenario == "Offline" else 0.0
-    run_loadgen([LoadGenJob(
-        conf_model=spec_b["conf_model"], scenario=scenario, user_conf=conf, total=spec_b["total"],
-        perf_count=spec_b["perf"], tokens=spec_b["tokens"] if tokens is None else tokens, answer=TOKEN_ANSWER,
-        settings={"single_stream_expected_latency_ns": 1000} if scenario == "SingleStream" else {},
-        seeds=seeds or {},
-        runs=tuple((mode, folder / ("performance" if mode == "performance" else "accuracy"), delay)
-                   for mode in modes))])
+    run_loadgen(
+        [
+            LoadGenJob(
+                conf_model=spec_b["conf_model"],
+                scenario=scenario,
+                user_conf=conf,
+                total=spec_b["total"],
+                perf_count=spec_b["perf"],
+                tokens=spec_b["tokens"] if tokens is None else tokens,
+                answer=TOKEN_ANSWER,
+                settings={"single_stream_expected_latency_ns": 1000} if scenario == "SingleStream" else {},
+                seeds=seeds or {},
+                runs=tuple(
+                    (mode, folder / ("performance" if mode == "performance" else "accuracy"), delay) for mode in modes
+                ),
+            )
+        ]
+    )
     done.write_text("ok\n")
     return run
 
@@ -102,12 +151,14 @@ def generate_runs(cache: Path) -> dict[str, Run]:
         for scenario in spec["scenarios"]:
             runs[f"{benchmark}/{scenario}"] = _generate(cache, f"{benchmark}-{scenario}", benchmark, scenario)
     for scenario in ("Offline", "SingleStream"):
-        runs[f"v5.0/bert-99/{scenario}"] = _generate(cache, f"v50-bert-99-{scenario}", "bert-99", scenario,
-                                                     seeds=V50_SEEDS)
+        runs[f"v5.0/bert-99/{scenario}"] = _generate(
+            cache, f"v50-bert-99-{scenario}", "bert-99", scenario, seeds=V50_SEEDS
+        )
     # LoadGen's own INVALID verdict (Offline answered before min_duration); a performance-only run whose
     # accuracy folder is the valid Offline run's.
-    invalid = _generate(cache, "invalid-bert-99-Offline", "bert-99", "Offline", offline_delay=0.0,
-                        modes=("performance",))
+    invalid = _generate(
+        cache, "invalid-bert-99-Offline", "bert-99", "Offline", offline_delay=0.0, modes=("performance",)
+    )
     runs["invalid/bert-99/Offline"] = replace(invalid, acc=runs["bert-99/Offline"].acc)
     return runs
 
@@ -128,7 +179,7 @@ def set_log_value(detail: Path, key: str, value: object) -> None:
     out = []
     for line in detail.read_text().splitlines(keepends=True):
         if line.startswith(":::MLLOG ") and f'"key": "{key}"' in line[:80]:
-            entry = json.loads(line[len(":::MLLOG "):])
+            entry = json.loads(line[len(":::MLLOG ") :])
             if entry["key"] == key:
                 entry["value"] = value
                 line = ":::MLLOG " + json.dumps(entry) + "\n"
@@ -169,9 +220,19 @@ class TreeBuilder:
         (doc / "README.md").write_text("Test submission.\n")
         return path
 
-    def result(self, division: str, submitter: str, system: str, benchmark: str, scenario: str, *,
-               run_key: str | None = None, folder: str | None = None, full_duration: bool = True,
-               compliance: bool | None = None) -> Path:
+    def result(
+        self,
+        division: str,
+        submitter: str,
+        system: str,
+        benchmark: str,
+        scenario: str,
+        *,
+        run_key: str | None = None,
+        folder: str | None = None,
+        full_duration: bool = True,
+        compliance: bool | None = None,
+    ) -> Path:
         run = self.runs[run_key or f"{benchmark}/{scenario}"]
         spec = BENCHMARKS[benchmark]
         model_folder = folder or benchmark
@@ -192,8 +253,16 @@ class TreeBuilder:
         shutil.copyfile(run.user_conf, meas / "user.conf")
         (meas / "README.md").write_text(f"{benchmark} {scenario}: instant SUT, LoadGen 6.0.17.\n")
         if compliance if compliance is not None else division in ("closed", "network"):
-            self.compliance(division, submitter, system, model_folder, scenario, spec["compliance"], run,
-                            full_duration=full_duration)
+            self.compliance(
+                division,
+                submitter,
+                system,
+                model_folder,
+                scenario,
+                spec["compliance"],
+                run,
+                full_duration=full_duration,
+            )
         return res
 
     def compliance_dir(self, division: str, submitter: str, system: str, model_folder: str, scenario: str) -> Path:
@@ -202,8 +271,18 @@ class TreeBuilder:
             return sub / "results" / system / model_folder / scenario
         return sub / "compliance" / system / model_folder / scenario
 
-    def compliance(self, division: str, submitter: str, system: str, model_folder: str, scenario: str,
-                   test: str, run: Run, *, full_duration: bool = True) -> Path:
+    def compliance(
+        self,
+        division: str,
+        submitter: str,
+        system: str,
+        model_folder: str,
+        scenario: str,
+        test: str,
+        run: Run,
+        *,
+        full_duration: bool = True,
+    ) -> Path:
         base = self.compliance_dir(division, submitter, system, model_folder, scenario) / test
         base.mkdir(parents=True, exist_ok=True)
         # HAND-WRITTEN: the verify_*.txt files below are fixed text, not the output of the official compliance
@@ -215,12 +294,14 @@ class TreeBuilder:
             if full_duration:
                 set_log_value(perf / "mlperf_log_detail.txt", "effective_min_duration_ms", 600000)
             (base / "verify_accuracy.txt").write_text(
-                "Reading accuracy mode results...\nReading performance mode results...\n"
-                "TEST PASS\n")
+                "Reading accuracy mode results...\nReading performance mode results...\nTEST PASS\n"
+            )
             (base / "verify_performance.txt").write_text(
-                "reference score: 1.0\ntest score: 1.0\ndeviation: 0.0\nTEST PASS\n")
+                "reference score: 1.0\ntest score: 1.0\ndeviation: 0.0\nTEST PASS\n"
+            )
         elif test == "TEST06":
             (base / "verify_accuracy.txt").write_text(
                 "First token check pass: True\nEOS check pass: True\nSample length check pass: True\n"
-                "TEST06 verification complete\n")
+                "TEST06 verification complete\n"
+            )
         return base

@@ -24,8 +24,12 @@ def _bare_path(tmp_path: Path) -> str:
 
 
 def test_lint_workflows_fails_when_no_linter_is_available(tmp_path):
-    env = {"PATH": _bare_path(tmp_path), "HOME": str(tmp_path), "SUBTOOL_LINT_NO_INSTALL": "1",
-           "SUBTOOL_LINT_CACHE": str(tmp_path / "empty-cache")}
+    env = {
+        "PATH": _bare_path(tmp_path),
+        "HOME": str(tmp_path),
+        "SUBTOOL_LINT_NO_INSTALL": "1",
+        "SUBTOOL_LINT_CACHE": str(tmp_path / "empty-cache"),
+    }
     res = subprocess.run([shutil.which("bash"), str(LINT)], env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 3, res.stderr
     assert "no linter available: nothing was checked" in res.stderr
@@ -35,8 +39,12 @@ def test_lint_workflows_fails_when_no_linter_is_available(tmp_path):
 
 def test_lint_workflows_fails_when_installing_fails(tmp_path):
     # no node/npm on PATH and a python that cannot make a venv: every install fails, so nothing is checked
-    env = {"PATH": _bare_path(tmp_path), "HOME": str(tmp_path), "PYTHON": str(tmp_path / "no-python"),
-           "SUBTOOL_LINT_CACHE": str(tmp_path / "empty-cache")}
+    env = {
+        "PATH": _bare_path(tmp_path),
+        "HOME": str(tmp_path),
+        "PYTHON": str(tmp_path / "no-python"),
+        "SUBTOOL_LINT_CACHE": str(tmp_path / "empty-cache"),
+    }
     res = subprocess.run([shutil.which("bash"), str(LINT)], env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 3, res.stderr
     assert "pip install failed" in res.stderr and "nothing was checked" in res.stderr

@@ -3,7 +3,7 @@ when set, else the shared copy beside the repository; when neither holds it, the
 
 from __future__ import annotations
 
-from support import official as conftest   # where the lookup lives (tests/conftest.py uses it)
+from support import official as conftest  # where the lookup lives (tests/conftest.py uses it)
 
 
 def _fake_checker(root):
@@ -25,8 +25,9 @@ def test_subtool_official_wins_and_may_be_a_checkout_or_tools_submission(tmp_pat
 def test_an_empty_subtool_official_is_not_silently_replaced(tmp_path, monkeypatch):
     monkeypatch.setenv("SUBTOOL_OFFICIAL", str(tmp_path))
     assert conftest.official_checker_dir() is None
-    assert conftest.official_skip_reason() == (f"SUBTOOL_OFFICIAL={tmp_path} holds no official checker "
-                                               "(tools/submission/submission_checker/main.py)")
+    assert conftest.official_skip_reason() == (
+        f"SUBTOOL_OFFICIAL={tmp_path} holds no official checker (tools/submission/submission_checker/main.py)"
+    )
 
 
 def test_without_the_variable_the_shared_copy_beside_the_repository_is_used(tmp_path, monkeypatch):
@@ -37,4 +38,4 @@ def test_without_the_variable_the_shared_copy_beside_the_repository_is_used(tmp_
     assert conftest.official_checker_dir() is None
     assert "../shared/official/inference-b66003e" in conftest.official_skip_reason()
     submission = _fake_checker(tmp_path / "work" / "shared" / "official" / "inference-b66003e")
-    assert conftest.official_checker_dir() == submission            # CI's layout: a clone with shared/ beside it
+    assert conftest.official_checker_dir() == submission  # CI's layout: a clone with shared/ beside it

@@ -16,8 +16,14 @@ JUNK = bytes(range(256)) * 8 + b"\x00\xff\xfe" * 100
 
 
 def subtool(*args: str, cwd: Path, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "subtool.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "subtool.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def error_lines(text: str) -> list[str]:
@@ -40,7 +46,7 @@ def garbage(tmp_path):
     for sub in ("performance/run_1", "accuracy"):
         (res / sub).mkdir(parents=True)
     (res / "performance/run_1/mlperf_log_detail.txt").write_bytes(JUNK)
-    (res / "performance/run_1/mlperf_log_summary.txt").mkdir()          # a directory where a log belongs
+    (res / "performance/run_1/mlperf_log_summary.txt").mkdir()  # a directory where a log belongs
     (res / "accuracy/mlperf_log_accuracy.json").write_bytes(b"")
     (res / "accuracy/accuracy.txt").write_bytes(JUNK)
     (g / "tree/open/TeamX/systems").mkdir(parents=True)
@@ -59,33 +65,71 @@ def garbage(tmp_path):
 PERF = "tree/open/TeamX/results/sys/bert-99/Offline/performance/run_1"
 ACC = "tree/open/TeamX/results/sys/bert-99/Offline/accuracy"
 COMMANDS = {
-    "check": [["check", "junk.bin"], ["check", "empty"], ["check", "tree"], ["check", "tree", "--version", "v5.0"],
-              ["check", "tree", "--csv", "dir"], ["check", "tree", "--report", "junk.bin/r.json"]],
-    "pack": [["pack", "junk.bin", "--out", "o"], ["pack", "dir", "--out", "o"], ["pack", "tree", "--out", "o"],
-             ["pack", "--verify", "junk.tar.gz"], ["pack", "--verify", "empty"], ["pack", "--verify", "dir"],
-             ["pack", "tree", "--out", "junk.bin"]],
-    "package": [["package", "--from", "junk.bin", "--submitter", "T", "--out", "o"],
-                ["package", "--from", "dir", "--submitter", "T", "--out", "o"],
-                ["package", "--from", "run", "--submitter", "T", "--out", "o"],
-                ["package", "--from", "run-dir-json", "--submitter", "T", "--out", "o"],
-                ["package", "--from", "mlc", "--submitter", "T", "--out", "o"],
-                ["package", "--perf", PERF, "--acc", ACC, "--model", "bert-99", "--scenario", "Offline",
-                 "--submitter", "T", "--out", "o"],
-                ["package", "--perf", "junk.bin", "--acc", "empty", "--model", "bert-99", "--submitter", "T",
-                 "--out", "o"],
-                ["package", "--from", "run", "--submitter", "T", "--out", "o", "--system-file", "junk.toml"]],
-    "system": [["system", "--validate", "junk.json"], ["system", "--validate", "dir"], ["system", "--validate", "empty"],
-               ["system", "--file", "junk.toml"], ["system", "--file", "dir"], ["system", "--out", "dir"]],
+    "check": [
+        ["check", "junk.bin"],
+        ["check", "empty"],
+        ["check", "tree"],
+        ["check", "tree", "--version", "v5.0"],
+        ["check", "tree", "--csv", "dir"],
+        ["check", "tree", "--report", "junk.bin/r.json"],
+    ],
+    "pack": [
+        ["pack", "junk.bin", "--out", "o"],
+        ["pack", "dir", "--out", "o"],
+        ["pack", "tree", "--out", "o"],
+        ["pack", "--verify", "junk.tar.gz"],
+        ["pack", "--verify", "empty"],
+        ["pack", "--verify", "dir"],
+        ["pack", "tree", "--out", "junk.bin"],
+    ],
+    "package": [
+        ["package", "--from", "junk.bin", "--submitter", "T", "--out", "o"],
+        ["package", "--from", "dir", "--submitter", "T", "--out", "o"],
+        ["package", "--from", "run", "--submitter", "T", "--out", "o"],
+        ["package", "--from", "run-dir-json", "--submitter", "T", "--out", "o"],
+        ["package", "--from", "mlc", "--submitter", "T", "--out", "o"],
+        [
+            "package",
+            "--perf",
+            PERF,
+            "--acc",
+            ACC,
+            "--model",
+            "bert-99",
+            "--scenario",
+            "Offline",
+            "--submitter",
+            "T",
+            "--out",
+            "o",
+        ],
+        ["package", "--perf", "junk.bin", "--acc", "empty", "--model", "bert-99", "--submitter", "T", "--out", "o"],
+        ["package", "--from", "run", "--submitter", "T", "--out", "o", "--system-file", "junk.toml"],
+    ],
+    "system": [
+        ["system", "--validate", "junk.json"],
+        ["system", "--validate", "dir"],
+        ["system", "--validate", "empty"],
+        ["system", "--file", "junk.toml"],
+        ["system", "--file", "dir"],
+        ["system", "--out", "dir"],
+    ],
     "score": [["score", "dir", "--out", "o"], ["score", "junk.tar.gz", "--out", "junk.bin"]],
     "ci": [["ci", "dir", "--base-ref", "x"], ["ci", "junk.bin", "--base-ref", "x"]],
-    "publish": [["publish", "junk.bin", "--fork", "file:///nonexistent", "--dry-run"],
-                ["publish", "dir", "--fork", "file:///nonexistent", "--dry-run"],
-                ["publish", "tree", "--fork", "junk.bin", "--dry-run", "--cache", "junk.bin/c"]],
-    "all": [["all", "--submitter", "T", "--out", "state-out", "--only", "package"],
-            ["all", "--submitter", "T", "--out", "junk.bin"],
-            ["all", "--submitter", "T", "--out", "o", "--system-file", "junk.toml", "--from-stage", "package"]],
-    "run": [["run", "--dataset-path", "junk.json", "--model-path", "dir", "--out", "o"],
-            ["run", "--dataset-path", "dir", "--model-path", "dir", "--out", "o"]],
+    "publish": [
+        ["publish", "junk.bin", "--fork", "file:///nonexistent", "--dry-run"],
+        ["publish", "dir", "--fork", "file:///nonexistent", "--dry-run"],
+        ["publish", "tree", "--fork", "junk.bin", "--dry-run", "--cache", "junk.bin/c"],
+    ],
+    "all": [
+        ["all", "--submitter", "T", "--out", "state-out", "--only", "package"],
+        ["all", "--submitter", "T", "--out", "junk.bin"],
+        ["all", "--submitter", "T", "--out", "o", "--system-file", "junk.toml", "--from-stage", "package"],
+    ],
+    "run": [
+        ["run", "--dataset-path", "junk.json", "--model-path", "dir", "--out", "o"],
+        ["run", "--dataset-path", "dir", "--model-path", "dir", "--out", "o"],
+    ],
 }
 
 
@@ -95,8 +139,8 @@ def test_every_command_on_garbage_ends_in_one_line(garbage, command):
         proc = subtool(*args, cwd=garbage)
         both = proc.stdout + proc.stderr
         assert "Traceback" not in both, (args, both)
-        assert proc.returncode in (1, 2, 3), (args, proc.returncode, both)     # never 0, never 70 (a bug)
-        if proc.returncode != 1:                    # 1 = the checker's findings, printed as a report
+        assert proc.returncode in (1, 2, 3), (args, proc.returncode, both)  # never 0, never 70 (a bug)
+        if proc.returncode != 1:  # 1 = the checker's findings, printed as a report
             assert len(error_lines(proc.stderr)) == 1, (args, proc.stderr)
 
 
@@ -123,16 +167,18 @@ main()
 @pytest.mark.parametrize("debug", [False, True])
 def test_an_unexpected_exception_is_one_line_saying_it_is_a_bug(tmp_path, debug):
     (tmp_path / "tree/open/TeamX/results").mkdir(parents=True)
-    env = {**os.environ, "SUBTOOL_DEBUG": "1"} if debug else {k: v for k, v in os.environ.items()
-                                                             if k != "SUBTOOL_DEBUG"}
-    proc = subprocess.run([sys.executable, "-c", BUG, "check", "tree"], cwd=tmp_path, capture_output=True,
-                          text=True, env=env)
+    env = (
+        {**os.environ, "SUBTOOL_DEBUG": "1"} if debug else {k: v for k, v in os.environ.items() if k != "SUBTOOL_DEBUG"}
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", BUG, "check", "tree"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 70, proc.stderr
     lines = error_lines(proc.stderr)
     assert len(lines) == 1 and "bug" in lines[0] and "ValueError" in lines[0] and "subtool check" in lines[0]
     assert "second line" not in lines[0]
     if debug:
-        assert "Traceback" in proc.stderr           # asked for: the developer gets it
+        assert "Traceback" in proc.stderr  # asked for: the developer gets it
     else:
         assert "Traceback" not in proc.stderr and "SUBTOOL_DEBUG=1" in proc.stderr
 
@@ -158,8 +204,9 @@ def test_sigterm_while_the_main_thread_is_stuck_in_native_code(tmp_path):
     """Python runs the SIGTERM handler only when the main thread runs Python code: the watchdog exits 143 and
     removes the staging directory even while the main thread never returns from native code."""
     final = tmp_path / "result"
-    proc = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(final)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WATCHDOG, str(final)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     staging, child = proc.stdout.readline().split()
     assert Path(staging).is_dir()
     time.sleep(0.3)
@@ -169,8 +216,8 @@ def test_sigterm_while_the_main_thread_is_stuck_in_native_code(tmp_path):
     assert proc.returncode == 143, err
     assert time.monotonic() - t0 < 10
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []          # neither the staging directory nor the result
-    _wait_gone(int(child))                          # the child (LoadGen's session) does not write on
+    assert list(tmp_path.iterdir()) == []  # neither the staging directory nor the result
+    _wait_gone(int(child))  # the child (LoadGen's session) does not write on
 
 
 def _wait_gone(pid: int) -> None:
@@ -179,7 +226,7 @@ def _wait_gone(pid: int) -> None:
         try:
             with open(f"/proc/{pid}/stat") as fh:
                 if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return                      # a zombie: dead, waiting for init to reap it
+                    return  # a zombie: dead, waiting for init to reap it
         except FileNotFoundError:
             return
         time.sleep(0.05)

@@ -9,15 +9,17 @@ import time
 
 import pytest
 
-BLOCK_HEAVY = ("import sys\n"
-               "class Block:\n"
-               "    def find_spec(self, name, path=None, target=None):\n"
-               "        if name.split('.')[0] in ('torch', 'transformers', 'mlperf_loadgen', 'ray'):\n"
-               "            raise ImportError('blocked heavy import: ' + name)\n"
-               "sys.meta_path.insert(0, Block())\n"
-               "from subtool.cli import main\n"
-               "sys.argv = ['subtool'] + sys.argv[1:]\n"
-               "main()\n")
+BLOCK_HEAVY = (
+    "import sys\n"
+    "class Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('torch', 'transformers', 'mlperf_loadgen', 'ray'):\n"
+    "            raise ImportError('blocked heavy import: ' + name)\n"
+    "sys.meta_path.insert(0, Block())\n"
+    "from subtool.cli import main\n"
+    "sys.argv = ['subtool'] + sys.argv[1:]\n"
+    "main()\n"
+)
 
 BAD = [
     (["all", "--submitter", "T", "--division", "closd"], "--division", "closed"),
@@ -43,9 +45,13 @@ BAD = [
 def test_a_bad_option_is_refused_before_anything_runs(tmp_path, argv, names, suggests):
     """Refused at once: one line, exit 2, the model stack never imported, nothing created in --out."""
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", BLOCK_HEAVY, *argv, *(["--out", "o"] if "--out" not in argv
-                                                                      else [])],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_HEAVY, *argv, *(["--out", "o"] if "--out" not in argv else [])],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2, proc.stderr
     assert len(errors) == 1 and names in errors[0], proc.stderr
@@ -63,29 +69,37 @@ def test_ci_log_summary_table_keeps_whole_paths(monkeypatch):
     from subtool.cli import _console
 
     monkeypatch.delenv("COLUMNS", raising=False)
-    monkeypatch.setattr(sys, "stderr", io.StringIO())        # a CI log: not a terminal
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a CI log: not a terminal
     from subtool.pipeline import Outcome, _print_summary
 
     long_path = "/scratch/cluster/teams/" + "x" * 120 + "/subtool-out/artifacts/mlperf_submission_short.tar.gz"
-    outcome = Outcome(out=None, stages={"run": "done"}, run={"model": "bert-99", "scenario": "Offline"},
-                      artifacts={"tarball": long_path})
+    outcome = Outcome(
+        out=None,
+        stages={"run": "done"},
+        run={"model": "bert-99", "scenario": "Offline"},
+        artifacts={"tarball": long_path},
+    )
     console = _console()
     with console.capture() as cap:
         _print_summary(outcome, console, 1.0)
     text = cap.get()
-    assert long_path in text and "…" not in text        # on one line, whole: a CI log can be searched for it
+    assert long_path in text and "…" not in text  # on one line, whole: a CI log can be searched for it
 
 
-@pytest.mark.parametrize("argv,says", [
-    (["all", "--submitter", "T", "--divison", "closed"], "No such option: --divison"),
-    (["run", "--batch-size", "x"], "--batch-size"),
-    (["score", "--jobs", "two", "x", "--out", "o"], "--jobs"),
-    (["check"], "Missing argument"),
-    (["frobnicate"], "No such command"),
-])
+@pytest.mark.parametrize(
+    "argv,says",
+    [
+        (["all", "--submitter", "T", "--divison", "closed"], "No such option: --divison"),
+        (["run", "--batch-size", "x"], "--batch-size"),
+        (["score", "--jobs", "two", "x", "--out", "o"], "--jobs"),
+        (["check"], "Missing argument"),
+        (["frobnicate"], "No such command"),
+    ],
+)
 def test_a_bad_command_line_is_one_line_not_a_box(tmp_path, argv, says):
-    proc = subprocess.run([sys.executable, "-m", "subtool.cli", *argv], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "subtool.cli", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2, proc.stderr
     assert len(errors) == 1 and says in errors[0] and "[cli.usage]" in errors[0], proc.stderr
@@ -94,8 +108,9 @@ def test_a_bad_command_line_is_one_line_not_a_box(tmp_path, argv, says):
 
 def test_help_and_version_still_exit_0(tmp_path):
     for argv in (["--help"], ["all", "--help"], ["--version"]):
-        proc = subprocess.run([sys.executable, "-m", "subtool.cli", *argv], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "subtool.cli", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 0 and proc.stdout.strip(), (argv, proc.stderr)
     bare = subprocess.run([sys.executable, "-m", "subtool.cli"], cwd=tmp_path, capture_output=True, text=True)
     assert bare.returncode == 2 and "Usage" in bare.stdout + bare.stderr

@@ -30,8 +30,14 @@ OUTPUTS = [
 
 
 def subtool(*args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "subtool.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "subtool.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def listing(root: Path) -> set[str]:
@@ -68,7 +74,7 @@ def test_an_unwritable_output_path_is_one_line_and_exit_2(work, what, argv, is_d
         assert proc.returncode == 2, (what, why, proc.stderr)
         assert len(errors) == 1 and "[io." in errors[0], (what, why, proc.stderr)
         assert "Traceback" not in proc.stderr
-        assert listing(work) == before, (what, why)             # nothing made, not even an empty folder
+        assert listing(work) == before, (what, why)  # nothing made, not even an empty folder
 
 
 @pytest.fixture()
@@ -76,8 +82,10 @@ def full_disk(tmp_path):
     """A 256 KiB tmpfs filled to the last byte (root only; skipped elsewhere: the injected tests cover it)."""
     mnt = tmp_path / "full"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (not root)")
     try:
         with open(mnt / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
@@ -88,16 +96,22 @@ def full_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-@pytest.mark.parametrize("argv", [["check", "tree", "--csv", "{P}/sub/summary.csv"],
-                                  ["check", "tree", "--report", "{P}/report.json"],
-                                  ["system", "--out", "{P}/new/system.json"],
-                                  ["score", "junk.tar.gz", "--out", "{P}/board"]], ids=lambda a: " ".join(a[:1] + a[-2:-1]))
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "tree", "--csv", "{P}/sub/summary.csv"],
+        ["check", "tree", "--report", "{P}/report.json"],
+        ["system", "--out", "{P}/new/system.json"],
+        ["score", "junk.tar.gz", "--out", "{P}/board"],
+    ],
+    ids=lambda a: " ".join(a[:1] + a[-2:-1]),
+)
 def test_a_full_disk_is_one_line_and_leaves_nothing(work, full_disk, argv):
     proc = subtool(*[a.replace("{P}", str(full_disk)) for a in argv], cwd=work)
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "[io.enospc]" in errors[0], proc.stderr
-    assert [p.name for p in full_disk.iterdir()] == ["filler"]          # no temporary file, no empty folder
+    assert [p.name for p in full_disk.iterdir()] == ["filler"]  # no temporary file, no empty folder
 
 
 INJECT = """\
@@ -120,13 +134,25 @@ main()
 
 
 @pytest.mark.parametrize("fault", ["ENOSPC", "EXDEV"])
-@pytest.mark.parametrize("argv", [["check", "tree", "--csv", "out/sub/summary.csv", "--report", "out/r.json"],
-                                  ["system", "--out", "out/new/system.json"],
-                                  ["score", "junk.tar.gz", "--out", "out/board"]], ids=lambda a: a[0])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "tree", "--csv", "out/sub/summary.csv", "--report", "out/r.json"],
+        ["system", "--out", "out/new/system.json"],
+        ["score", "junk.tar.gz", "--out", "out/board"],
+    ],
+    ids=lambda a: a[0],
+)
 def test_injected_write_faults_are_one_line_and_leave_nothing(work, fault, argv):
     before = listing(work)
-    proc = subprocess.run([sys.executable, "-c", INJECT, *argv], cwd=work, capture_output=True, text=True,
-                          env={**os.environ, "FAULT": fault}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", INJECT, *argv],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FAULT": fault},
+        timeout=120,
+    )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2, proc.stderr
     assert len(errors) == 1 and f"[io.{fault.lower()}]" in errors[0] and "Traceback" not in proc.stderr
@@ -142,5 +168,5 @@ def test_a_directory_in_place_of_the_written_file_is_one_line(tmp_path):
     with pytest.raises(SubtoolError) as info:
         atomic_write_text(tmp_path / "report.json", "{}")
     assert info.value.rule == "io.eisdir" and info.value.exit_code == 2
-    assert isinstance(info.value, OSError) and info.value.errno == errno.EISDIR   # callers catching OSError still do
+    assert isinstance(info.value, OSError) and info.value.errno == errno.EISDIR  # callers catching OSError still do
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]

@@ -27,8 +27,10 @@ def hf_logits(tiny_checkpoint, small_features):
     with torch.inference_mode():
         for i in range(len(f)):
             n = int(f.seq_lengths[i])
-            res = model(input_ids=torch.from_numpy(f.input_ids[i:i + 1, :n].astype("int64")),
-                        token_type_ids=torch.from_numpy(f.segment_ids[i:i + 1, :n].astype("int64")))
+            res = model(
+                input_ids=torch.from_numpy(f.input_ids[i : i + 1, :n].astype("int64")),
+                token_type_ids=torch.from_numpy(f.segment_ids[i : i + 1, :n].astype("int64")),
+            )
             out[i] = torch.stack([res.start_logits[0], res.end_logits[0]], -1).numpy()
     return out
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from support.triton_check import needs_triton, run_kernel_check
 
-
-CHECK = r'''
+CHECK = r"""
 import sys, torch
 from subtool.runner.kernels.fp8_gemm import fp8_gelu_linear, gelu_output_bound
 device = sys.argv[1]
@@ -36,7 +34,7 @@ assert out.dtype == torch.float8_e4m3fn and out.shape == (M, N)
 err = ((out.float().cpu() * scale - ref).norm() / ref.norm()).item()
 print(err)
 assert err < (0.1 if device == "cpu" else 0.04), err
-'''
+"""
 
 
 @needs_triton
@@ -54,7 +52,7 @@ def test_static_gelu_scale_bounds_every_layernorm_output_and_is_tight():
     ln_w, ln_b = torch.randn(n, generator=g), torch.randn(n, generator=g) * 0.3
     w, b = torch.randn(out, n, generator=g) * 0.1, torch.randn(out, generator=g)
     bound = gelu_output_bound(w, b, ln_w, ln_b)
-    z = torch.nn.functional.layer_norm(torch.randn(4096, n, generator=g) * 3, (n,))       # |z|_2 = sqrt(n)
+    z = torch.nn.functional.layer_norm(torch.randn(4096, n, generator=g) * 3, (n,))  # |z|_2 = sqrt(n)
     seen = torch.nn.functional.gelu(torch.nn.functional.layer_norm(z, (n,), ln_w, ln_b) @ w.T + b).abs().max()
     assert seen <= bound
     # the worst case: z along the heaviest row, signs matching the bias terms

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from support.triton_check import needs_triton, run_kernel_check
 
-CHECK = r'''
+CHECK = r"""
 import sys, torch
 from subtool.runner.kernels.fused_norm import add_layernorm
 device = sys.argv[1]
@@ -32,7 +32,7 @@ y, q, s, y32 = add_layernorm(to(x, low), to(res, low), to(w), to(b), 1e-12)
 assert q is None and s is None and y32 is None and y.dtype == low
 ref = torch.nn.functional.layer_norm(x.bfloat16().float() + res.bfloat16().float(), (n,), w, b, 1e-12)
 assert ((y.float().cpu() - ref).norm() / ref.norm()).item() < 1e-2
-'''
+"""
 
 
 @needs_triton

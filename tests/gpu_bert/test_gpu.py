@@ -24,9 +24,16 @@ def forward(model, f, indices, bucket):
     out = torch.full((sequence_capacity(bucket) * MAX_SEQ_LENGTH + 1, 2), float("nan"), device="cuda")
     t = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
     with torch.inference_mode():
-        model.forward(t(p.input_ids), t(p.segment_ids), t(p.position_ids), t(p.out_rows), t(p.cu_seqlens), out,
-                      sequences=p.sequences)
-    return out[:p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).cpu().numpy()
+        model.forward(
+            t(p.input_ids),
+            t(p.segment_ids),
+            t(p.position_ids),
+            t(p.out_rows),
+            t(p.cu_seqlens),
+            out,
+            sequences=p.sequences,
+        )
+    return out[: p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).cpu().numpy()
 
 
 def rel(a, b):
@@ -115,5 +122,5 @@ def test_sut_answers_every_sample_once_on_the_gpu(tmp_path, tiny_checkpoint, sma
     assert sorted(e["qsl_idx"] for e in entries) == list(range(len(f)))
     logits = read_accuracy_log(tmp_path / "mlperf_log_accuracy.json")
     ref = np.concatenate([hf_logits[i] for i in range(len(f))])
-    got = np.concatenate([logits[i][:int(f.seq_lengths[i])] for i in range(len(f))])
+    got = np.concatenate([logits[i][: int(f.seq_lengths[i])] for i in range(len(f))])
     assert rel(got, ref) < 0.03

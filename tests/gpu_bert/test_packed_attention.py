@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from support.triton_check import needs_triton, run_kernel_check
 
-CHECK = r'''
+CHECK = r"""
 import math, sys, torch
 from subtool.runner.kernels.packed_attention import packed_attention
 device = sys.argv[1]
@@ -36,7 +36,7 @@ deq = q8[:n].float() * (bound / 448)
 rel = ((deq - out[:n]).norm() / out[:n].norm()).item()
 print(rel)
 assert rel < (0.1 if device == "cpu" else 0.04), rel       # the interpreter's e4m3 conversion truncates
-'''
+"""
 
 
 @needs_triton

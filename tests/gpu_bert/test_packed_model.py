@@ -16,12 +16,19 @@ from subtool.runner.workloads.squad import MAX_SEQ_LENGTH  # noqa: E402
 
 def run_packed(model, features, indices, bucket):
     p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, np.asarray(indices), bucket)
-    out = torch.full((sequence_capacity(bucket) * MAX_SEQ_LENGTH + 1, 2), float("nan"))   # poisoned
+    out = torch.full((sequence_capacity(bucket) * MAX_SEQ_LENGTH + 1, 2), float("nan"))  # poisoned
     t = torch.from_numpy
     with torch.inference_mode():
-        model.forward(t(p.input_ids), t(p.segment_ids), t(p.position_ids), t(p.out_rows), t(p.cu_seqlens), out,
-                      sequences=p.sequences)
-    return out[:p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).numpy()
+        model.forward(
+            t(p.input_ids),
+            t(p.segment_ids),
+            t(p.position_ids),
+            t(p.out_rows),
+            t(p.cu_seqlens),
+            out,
+            sequences=p.sequences,
+        )
+    return out[: p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +43,7 @@ def test_packed_forward_matches_transformers(packed_fp32, small_features, hf_log
     for row, i in enumerate(indices):
         n = int(f.seq_lengths[i])
         np.testing.assert_allclose(out[row, :n], hf_logits[i], rtol=1e-4, atol=1e-5)
-        assert not out[row, n:].any()        # beyond the sequence: zeros, as the reference pads
+        assert not out[row, n:].any()  # beyond the sequence: zeros, as the reference pads
 
 
 def test_a_samples_logits_do_not_depend_on_its_batch(packed_fp32, small_features, rng):
@@ -82,8 +89,9 @@ def test_checkpoint_without_a_qa_head_is_refused(tmp_path, tiny_checkpoint):
         PackedBert(bad, device="cpu", precision="fp32")
 
 
-def test_the_mlperf_reference_checkpoint_layout_loads_the_same_weights(tmp_path, tiny_checkpoint, small_features,
-                                                                       hf_logits):
+def test_the_mlperf_reference_checkpoint_layout_loads_the_same_weights(
+    tmp_path, tiny_checkpoint, small_features, hf_logits
+):
     """bert_config.json + model.pytorch (a state dict, here wrapped as {"model": ...}) as the reference ships it."""
     import json
     import shutil
@@ -94,8 +102,19 @@ def test_the_mlperf_reference_checkpoint_layout_loads_the_same_weights(tmp_path,
     ref.mkdir()
     shutil.copy(tiny_checkpoint / "vocab.txt", ref / "vocab.txt")
     cfg = json.loads((tiny_checkpoint / "config.json").read_text())
-    google = {k: cfg[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                                  "vocab_size", "max_position_embeddings", "type_vocab_size", "hidden_act")}
+    google = {
+        k: cfg[k]
+        for k in (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "vocab_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+            "hidden_act",
+        )
+    }
     (ref / "bert_config.json").write_text(json.dumps(google))
     torch.save({"model": load_file(str(tiny_checkpoint / "model.safetensors"))}, ref / "model.pytorch")
     f = small_features.features

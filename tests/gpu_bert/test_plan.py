@@ -7,9 +7,17 @@ import threading
 import numpy as np
 import pytest
 
-from subtool.runner.suts.bert_fast_plan import (BULK_FACTOR, ResponseLedger, TokenBatcher, capacities,
-                                                choose_bucket, choose_shape, pack_inputs, sequence_capacity,
-                                                token_buckets)
+from subtool.runner.suts.bert_fast_plan import (
+    BULK_FACTOR,
+    ResponseLedger,
+    TokenBatcher,
+    capacities,
+    choose_bucket,
+    choose_shape,
+    pack_inputs,
+    sequence_capacity,
+    token_buckets,
+)
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH
 
 
@@ -49,7 +57,7 @@ def test_capacities_run_from_full_length_samples_to_short_ones():
     assert capacities(16384) == (64, 128, 256, 512)
     for bucket in token_buckets(16384):
         caps = capacities(bucket)
-        assert caps[0] * MAX_SEQ_LENGTH >= bucket            # the smallest still holds full-length samples
+        assert caps[0] * MAX_SEQ_LENGTH >= bucket  # the smallest still holds full-length samples
         assert list(caps) == sorted(set(caps)) and caps[-1] == sequence_capacity(bucket)
     # a batch runs at the smallest capacity that holds it
     assert choose_shape(16000, 42, token_buckets(16384)) == (16384, 64)
@@ -62,7 +70,7 @@ def test_offline_backlog_answers_every_sample_once_within_budget(budget):
     batcher = TokenBatcher(lengths, budget)
     rng = np.random.default_rng(1)
     order = rng.permutation(lengths.size)
-    batcher.add(order + 1000, order)                  # query ids differ from indices on purpose
+    batcher.add(order + 1000, order)  # query ids differ from indices on purpose
     batches = drain(batcher)
     ids = np.concatenate([b.query_ids for b in batches])
     idx = np.concatenate([b.indices for b in batches])
@@ -71,8 +79,9 @@ def test_offline_backlog_answers_every_sample_once_within_budget(budget):
     for b in batches:
         assert b.tokens == int(lengths[b.indices].sum()) <= budget
         assert b.bucket >= b.tokens and len(b) <= b.capacity <= sequence_capacity(b.bucket)
-        assert b.capacity in capacities(b.bucket) and (b.capacity == capacities(b.bucket)[0] or
-                                                       len(b) > b.capacity // 2)
+        assert b.capacity in capacities(b.bucket) and (
+            b.capacity == capacities(b.bucket)[0] or len(b) > b.capacity // 2
+        )
     # packed longest-first with short ones in the gaps: all but the last few batches are nearly full
     full = [b.tokens / budget for b in batches[:-3]]
     if budget >= 4096:
@@ -85,7 +94,7 @@ def test_small_backlog_is_served_in_arrival_order():
     batcher = TokenBatcher(lengths, 1024)
     batcher.add(np.arange(25), np.arange(25))
     first = batcher.take()
-    assert first.indices.tolist() == list(range(10))   # the ten oldest fit 1024 tokens
+    assert first.indices.tolist() == list(range(10))  # the ten oldest fit 1024 tokens
     batcher.add(np.arange(25, 30), np.arange(25, 30))
     rest = drain(batcher)
     taken = [i for b in rest for i in b.indices.tolist()]
@@ -96,7 +105,7 @@ def test_first_fit_fills_the_gap_with_later_samples():
     lengths = np.array([300, 300, 300, 200, 100, 50])
     batcher = TokenBatcher(lengths, 1000)
     batcher.add(np.arange(6), np.arange(6))
-    assert batcher.take().indices.tolist() == [0, 1, 2, 4]   # 200 does not fit the last 100, 100 does
+    assert batcher.take().indices.tolist() == [0, 1, 2, 4]  # 200 does not fit the last 100, 100 does
 
 
 def test_trickle_and_bulk_mixed_every_sample_once_from_threads():
@@ -112,10 +121,10 @@ def test_trickle_and_bulk_mixed_every_sample_once_from_threads():
 
     t = threading.Thread(target=consume)
     t.start()
-    for start in range(0, 1000, 7):                   # arrivals one query at a time, as in Server
+    for start in range(0, 1000, 7):  # arrivals one query at a time, as in Server
         stop = min(start + 7, 1000)
         batcher.add(np.arange(start, stop), np.arange(start, stop))
-    batcher.add(np.arange(1000, 3000), np.arange(1000, 3000))   # then a bulk of many budgets
+    batcher.add(np.arange(1000, 3000), np.arange(1000, 3000))  # then a bulk of many budgets
     assert 2000 * 150 > BULK_FACTOR * 2048
     batcher.close()
     t.join(timeout=30)
@@ -143,7 +152,7 @@ def test_pack_inputs_lays_tokens_back_to_back():
     assert p.cu_seqlens.size == 4 + 1
     assert p.cu_seqlens[:4].tolist() == [0, 3, 5, 10] and (p.cu_seqlens[4:] == 10).all()
     with pytest.raises(ValueError):
-        pack_inputs(ids, seg, lengths, np.array([2]), 256)      # 384 tokens in a 256 bucket
+        pack_inputs(ids, seg, lengths, np.array([2]), 256)  # 384 tokens in a 256 bucket
 
 
 def test_ledger_counts_missing_duplicate_and_unknown_answers():

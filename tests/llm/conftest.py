@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("mlperf_loadgen")
 pytest.importorskip("rouge_score")
 
-SMALL = 24      # samples in the test data sets
+SMALL = 24  # samples in the test data sets
 
 
 def _assets(tmp_path_factory, name: str):
@@ -38,9 +38,11 @@ def gptj_small(tmp_path_factory):
 
 def short_user_conf(path, loadgen_model: str, scenario: str, **settings) -> str:
     """A user.conf whose performance run covers SMALL samples (LoadGen's mlperf.conf would ask for 13,368)."""
-    lines = [f"{loadgen_model}.{scenario}.performance_sample_count_override = {SMALL}",
-             f"{loadgen_model}.{scenario}.min_query_count = {SMALL}",
-             f"{loadgen_model}.{scenario}.min_duration = 10"]   # 24 samples always take longer
+    lines = [
+        f"{loadgen_model}.{scenario}.performance_sample_count_override = {SMALL}",
+        f"{loadgen_model}.{scenario}.min_query_count = {SMALL}",
+        f"{loadgen_model}.{scenario}.min_duration = 10",
+    ]  # 24 samples always take longer
     lines += [f"{loadgen_model}.{scenario}.{k} = {v}" for k, v in settings.items()]
     path.write_text("\n".join(lines) + "\n")
     return str(path)
@@ -55,8 +57,21 @@ def llama3_offline_run(tmp_path_factory, llama3_small):
 
     out = tmp_path_factory.mktemp("llama3-offline")
     conf = short_user_conf(out / "user.conf", "llama3_1-8b", "Offline", target_qps=1000)
-    res = CliRunner().invoke(app, ["run", "--model", "llama3.1-8b", "--model-path", str(llama3_small.model_path),
-                                   "--dataset-path", str(llama3_small.dataset_path), "--out", str(out / "runs"),
-                                   "--user-conf", conf])
+    res = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "llama3.1-8b",
+            "--model-path",
+            str(llama3_small.model_path),
+            "--dataset-path",
+            str(llama3_small.dataset_path),
+            "--out",
+            str(out / "runs"),
+            "--user-conf",
+            conf,
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out / "runs/llama3.1-8b/Offline"

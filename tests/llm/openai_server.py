@@ -18,8 +18,15 @@ from pathlib import Path
 
 
 class TinyCompletionsServer:
-    def __init__(self, model_path: Path, *, api_key: str | None = None, fail_first: int = 0,
-                 token_ids: bool = True, name: str = "tiny-demo"):
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        api_key: str | None = None,
+        fail_first: int = 0,
+        token_ids: bool = True,
+        name: str = "tiny-demo",
+    ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -33,7 +40,7 @@ class TinyCompletionsServer:
         self.token_ids = token_ids
         self.name = name
         self.requests = 0
-        self.generated: dict[tuple[int, ...], list[int]] = {}    # prompt ids → the answer's token ids
+        self.generated: dict[tuple[int, ...], list[int]] = {}  # prompt ids → the answer's token ids
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -127,13 +134,25 @@ class TinyCompletionsServer:
                 prompt = body["prompt"]
                 ids = prompt if isinstance(prompt, list) else server.tokenizer(prompt)["input_ids"]
                 tokens = server.generate(ids, int(body.get("max_tokens", 16)), int(body.get("min_tokens", 0)))
-                with_ids = server.token_ids and body.get("return_tokens_as_token_ids") and \
-                    body.get("logprobs") is not None
+                with_ids = (
+                    server.token_ids and body.get("return_tokens_as_token_ids") and body.get("logprobs") is not None
+                )
                 if not body.get("stream"):
                     out = list(tokens)
-                    self._json(200, {"object": "text_completion", "model": server.name, "choices": [
-                        {"index": 0, "text": server.tokenizer.decode(out, skip_special_tokens=True),
-                         "finish_reason": "stop" if out and out[-1] == server.eos else "length"}]})
+                    self._json(
+                        200,
+                        {
+                            "object": "text_completion",
+                            "model": server.name,
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "text": server.tokenizer.decode(out, skip_special_tokens=True),
+                                    "finish_reason": "stop" if out and out[-1] == server.eos else "length",
+                                }
+                            ],
+                        },
+                    )
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
@@ -146,7 +165,7 @@ class TinyCompletionsServer:
                     # grew by (a BPE piece such as "ing" or " the": no separator is added between pieces)
                     done.append(token)
                     full = server.tokenizer.decode(done, skip_special_tokens=True)
-                    text = full[len(sent):] if full.startswith(sent) else ""
+                    text = full[len(sent) :] if full.startswith(sent) else ""
                     sent = full if full.startswith(sent) else sent
                     choice = {"index": 0, "text": text, "finish_reason": None}
                     if with_ids:

@@ -18,8 +18,7 @@ def test_each_reference_format_loads(llama3_small, llama2_small, gptj_small):
     l3 = load_data(LLM_SPECS["llama3.1-8b"], llama3_small.model_path, llama3_small.dataset_path)
     records = json.loads(llama3_small.dataset_path.read_text())
     assert len(l3.prompts) == SMALL and l3.prompts[0].tolist() == records[0]["tok_input"]
-    assert l3.targets[3] == records[3]["output"] and set(records[0]) == {"instruction", "input", "tok_input",
-                                                                           "output"}
+    assert l3.targets[3] == records[3]["output"] and set(records[0]) == {"instruction", "input", "tok_input", "output"}
     l2 = load_data(LLM_SPECS["llama2-70b-99"], llama2_small.model_path, llama2_small.dataset_path)
     import pandas as pd
 
@@ -32,13 +31,16 @@ def test_each_reference_format_loads(llama3_small, llama2_small, gptj_small):
     assert gj.prompts[0].tolist() == expected and "tok_input" not in first
 
 
-@pytest.mark.parametrize("content, rule", [
-    (b"[]", "dataset.format"),
-    (b'{"data": []}', "dataset.format"),
-    (json.dumps([{"tok_input": [], "output": "x"}]).encode(), "dataset.format"),
-    (json.dumps([{"tok_input": ["a"], "output": "x"}]).encode(), "dataset.format"),
-    (json.dumps([{"tok_input": [10 ** 9], "output": "x"}]).encode(), "dataset.tokenizer_mismatch"),
-])
+@pytest.mark.parametrize(
+    "content, rule",
+    [
+        (b"[]", "dataset.format"),
+        (b'{"data": []}', "dataset.format"),
+        (json.dumps([{"tok_input": [], "output": "x"}]).encode(), "dataset.format"),
+        (json.dumps([{"tok_input": ["a"], "output": "x"}]).encode(), "dataset.format"),
+        (json.dumps([{"tok_input": [10**9], "output": "x"}]).encode(), "dataset.tokenizer_mismatch"),
+    ],
+)
 def test_not_the_reference_json_is_one_clear_error(tmp_path, llama3_small, content, rule):
     path = tmp_path / "cnn_eval.json"
     path.write_bytes(content)

@@ -15,14 +15,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support.official import official_errors
 from typer.testing import CliRunner
 
 from subtool.checker.config import round_config
 from subtool.cli import app
 from subtool.runner.harness import SEED_KEYS, read_detail_log
-from subtool.submission.round_models import (RoundChoice, choose_round, choose_round_for_runs,
-                                             choose_round_for_tree)
-from support.official import official_errors
+from subtool.submission.round_models import RoundChoice, choose_round, choose_round_for_runs, choose_round_for_tree
 
 from .conftest import short_user_conf
 
@@ -36,7 +35,7 @@ def test_round_choice_for_models():
     gptj = choose_round(["gptj-99"], None)
     assert gptj.version == "v5.0" and "gptj-99 is not in the v6.1 model list" in gptj.reason
     assert choose_round(["gptj-99.9"], None).version == "v5.0"
-    assert choose_round(["gptj-99"], "v6.1") == RoundChoice("v6.1")            # --version wins
+    assert choose_round(["gptj-99"], "v6.1") == RoundChoice("v6.1")  # --version wins
     assert choose_round(["gptj-99"], "v5.1") == RoundChoice("v5.1")
     assert choose_round(["bert-99"], None) == RoundChoice("v6.1")
     assert choose_round(["llama3.1-8b"], None) == RoundChoice("v6.1")
@@ -63,7 +62,7 @@ def test_round_choice_for_trees_and_run_dirs(tmp_path):
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps({"model": "gptj-99"}))
     assert choose_round_for_runs([run_dir], [], None).version == "v5.0"
-    assert choose_round_for_runs([tmp_path / "loose"], ["gptj-99"], None).version == "v5.0"   # --model of loose logs
+    assert choose_round_for_runs([tmp_path / "loose"], ["gptj-99"], None).version == "v5.0"  # --model of loose logs
     assert choose_round_for_runs([run_dir], [], "v6.1") == RoundChoice("v6.1")
 
 
@@ -76,9 +75,22 @@ def gptj_run(tmp_path_factory, gptj_small):
     for at least 13,368, two minutes of beam search here)."""
     out = tmp_path_factory.mktemp("gptj-run")
     conf = short_user_conf(out / "user.conf", "gptj", "Offline", target_qps=1000)
-    res = runner.invoke(app, ["run", "--model", "gptj-99", "--model-path", str(gptj_small.model_path),
-                              "--dataset-path", str(gptj_small.dataset_path), "--out", str(out / "runs"),
-                              "--user-conf", conf])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "gptj-99",
+            "--model-path",
+            str(gptj_small.model_path),
+            "--dataset-path",
+            str(gptj_small.dataset_path),
+            "--out",
+            str(out / "runs"),
+            "--user-conf",
+            conf,
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out / "runs/gptj-99/Offline", res.output
 
@@ -88,9 +100,28 @@ def gptj_all(tmp_path_factory, gptj_run):
     """`subtool all --model gptj-99 --from-stage package` (no --version) over that run: (output dir, console)."""
     out = tmp_path_factory.mktemp("gptj-all") / "out"
     shutil.copytree(gptj_run[0], out / "runs/gptj-99/Offline")
-    res = runner.invoke(app, ["all", "--submitter", "TeamX", "--model", "gptj-99", "--model-path", "unused",
-                              "--dataset-path", "unused", "--division", "open", "--system", "box1",
-                              "--from-stage", "package", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "all",
+            "--submitter",
+            "TeamX",
+            "--model",
+            "gptj-99",
+            "--model-path",
+            "unused",
+            "--dataset-path",
+            "unused",
+            "--division",
+            "open",
+            "--system",
+            "box1",
+            "--from-stage",
+            "package",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code in (0, 1), res.output
     return out, res.output
 
@@ -104,7 +135,7 @@ def _effective_seeds(detail_log: Path) -> dict[str, int]:
 def _one_round_line(output: str) -> str:
     said = [ln for ln in output.splitlines() if ln.startswith("round ")]
     assert len(said) == 1, output
-    return " ".join(output[output.index(said[0]):].split())
+    return " ".join(output[output.index(said[0]) :].split())
 
 
 def test_run_and_all_say_which_round_and_why(gptj_run, gptj_all):
@@ -121,15 +152,15 @@ def test_the_run_uses_the_v5_0_seeds(gptj_run):
     assert {k: record["seeds"][k] for k in SEED_KEYS} == want
     for mode_log in ("performance/run_1/mlperf_log_detail.txt", "accuracy/mlperf_log_detail.txt"):
         assert _effective_seeds(run_dir / mode_log) == want
-    assert want != dict(round_config("v6.1").seeds)        # LoadGen's own would have been v6.1's
+    assert want != dict(round_config("v6.1").seeds)  # LoadGen's own would have been v6.1's
 
 
 def test_the_v5_0_tree_passes_subtool_checker(gptj_all):
     out, _ = gptj_all
-    tree = out / "v5.0" / "submission"        # a round other than the default gets its own tree (issue 20 item 11)
+    tree = out / "v5.0" / "submission"  # a round other than the default gets its own tree (issue 20 item 11)
     assert not (out / "submission").exists()
     assert (tree / RESULT / "accuracy/accuracy.txt").is_file()
-    assert (tree / "open/TeamX/measurements/box1/gptj-99/Offline").is_dir()      # the v5 layout
+    assert (tree / "open/TeamX/measurements/box1/gptj-99/Offline").is_dir()  # the v5 layout
     assert not (tree / "open/TeamX/model_mapping.json").exists()
     report = json.loads((out / "v5.0" / "check/report.json").read_text())
     # gptj's rounds reported its inferred tokens/s, as the official summary's Units column says
@@ -138,7 +169,10 @@ def test_the_v5_0_tree_passes_subtool_checker(gptj_all):
     # only the small data set (the accuracy run covers 24 of 13,368 samples, the performance run loaded 24) and
     # the waived short run: no seed or model finding
     assert {(f["severity"], f["rule"]) for f in findings if f["severity"] in ("error", "waived")} == {
-        ("error", "acc.dataset_size"), ("error", "perf.sample_count"), ("waived", "perf.min_duration")}
+        ("error", "acc.dataset_size"),
+        ("error", "perf.sample_count"),
+        ("waived", "perf.min_duration"),
+    }
 
 
 def test_stage_commands_choose_v5_0_too(gptj_all, tmp_path):
@@ -152,12 +186,39 @@ def test_stage_commands_choose_v5_0_too(gptj_all, tmp_path):
     res = runner.invoke(app, ["check", str(tree), "--version", "v6.1", "--json"])
     assert "round v5.0" not in res.output and "model.unknown" in res.output
     # package from the run directory, without --version: a v5 tree again
-    res = runner.invoke(app, ["package", "--from", str(out / "runs/gptj-99/Offline"), "--submitter", "TeamX",
-                              "--system", "box1", "--division", "open", "--out", str(tmp_path / "tree")])
+    res = runner.invoke(
+        app,
+        [
+            "package",
+            "--from",
+            str(out / "runs/gptj-99/Offline"),
+            "--submitter",
+            "TeamX",
+            "--system",
+            "box1",
+            "--division",
+            "open",
+            "--out",
+            str(tmp_path / "tree"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "round v5.0" in res.output and (tmp_path / "tree/open/TeamX/measurements/box1/gptj-99").is_dir()
-    res = runner.invoke(app, ["pack", str(tree), "--out", str(tmp_path / "art"), "--waive", "perf.min_duration",
-                              "--waive", "acc.dataset_size", "--waive", "perf.sample_count"])
+    res = runner.invoke(
+        app,
+        [
+            "pack",
+            str(tree),
+            "--out",
+            str(tmp_path / "art"),
+            "--waive",
+            "perf.min_duration",
+            "--waive",
+            "acc.dataset_size",
+            "--waive",
+            "perf.sample_count",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "round v5.0" in res.output
     assert "v5.0" in (tmp_path / "art/mlperf_submission_short.sha256").read_text()
@@ -166,18 +227,42 @@ def test_stage_commands_choose_v5_0_too(gptj_all, tmp_path):
 def test_run_command_takes_the_round(gptj_small, tmp_path):
     """`subtool run --version v6.1` keeps LoadGen's own seeds and says nothing about rounds."""
     conf = tmp_path / "user.conf"
-    conf.write_text("gptj.Offline.performance_sample_count_override = 24\ngptj.Offline.min_query_count = 4\n"
-                    "gptj.Offline.min_duration = 10\ngptj.Offline.target_qps = 4\n")
-    res = runner.invoke(app, ["run", "--model", "gptj-99", "--mode", "performance", "--model-path",
-                              str(gptj_small.model_path), "--dataset-path", str(gptj_small.dataset_path),
-                              "--out", str(tmp_path / "runs"), "--user-conf", str(conf), "--version", "v6.1"])
+    conf.write_text(
+        "gptj.Offline.performance_sample_count_override = 24\ngptj.Offline.min_query_count = 4\n"
+        "gptj.Offline.min_duration = 10\ngptj.Offline.target_qps = 4\n"
+    )
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "gptj-99",
+            "--mode",
+            "performance",
+            "--model-path",
+            str(gptj_small.model_path),
+            "--dataset-path",
+            str(gptj_small.dataset_path),
+            "--out",
+            str(tmp_path / "runs"),
+            "--user-conf",
+            str(conf),
+            "--version",
+            "v6.1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "round v5.0" not in res.output
     seeds = json.loads((tmp_path / "runs/gptj-99/Offline/run.json").read_text())["seeds"]
     assert seeds["round"] == "v6.1" and seeds["set_by"] == "loadgen mlperf.conf"
-    res = runner.invoke(app, ["run", "--model", "gptj-99", "--demo", "--out", str(tmp_path / "r2"),
-                              "--version", "v4.0"])
-    assert res.exit_code == 2 and "unknown submission round 'v4.0'" in res.output and not (tmp_path / "r2/gptj-99").exists()
+    res = runner.invoke(
+        app, ["run", "--model", "gptj-99", "--demo", "--out", str(tmp_path / "r2"), "--version", "v4.0"]
+    )
+    assert (
+        res.exit_code == 2
+        and "unknown submission round 'v4.0'" in res.output
+        and not (tmp_path / "r2/gptj-99").exists()
+    )
 
 
 def test_official_checker_v5_0(gptj_all, official_checker, tmp_path):

@@ -33,31 +33,60 @@ def local_tokens(llama3_offline_run):
     return _tokens(llama3_offline_run)
 
 
-def test_streamed_answers_equal_the_local_sut_and_report_token_metrics(tmp_path, llama3_small, local_tokens,
-                                                                       monkeypatch):
+def test_streamed_answers_equal_the_local_sut_and_report_token_metrics(
+    tmp_path, llama3_small, local_tokens, monkeypatch
+):
     monkeypatch.setenv("TINY_KEY", "sk-test-secret")
     conf = short_user_conf(tmp_path / "user.conf", "llama3_1-8b", "Server", target_qps=20)
     with TinyCompletionsServer(llama3_small.model_path, api_key="sk-test-secret", fail_first=2) as server:
-        res = _run("--model", "llama3.1-8b", "--scenario", "Server", "--model-path", llama3_small.model_path,
-                   "--dataset-path", llama3_small.dataset_path, "--out", tmp_path / "runs", "--user-conf", conf,
-                   "--endpoint", server.url, "--api-key-env", "TINY_KEY", "--json")
+        res = _run(
+            "--model",
+            "llama3.1-8b",
+            "--scenario",
+            "Server",
+            "--model-path",
+            llama3_small.model_path,
+            "--dataset-path",
+            llama3_small.dataset_path,
+            "--out",
+            tmp_path / "runs",
+            "--user-conf",
+            conf,
+            "--endpoint",
+            server.url,
+            "--api-key-env",
+            "TINY_KEY",
+            "--json",
+        )
     assert res.exit_code == 0, res.output
     run_dir = tmp_path / "runs/llama3.1-8b/Server"
     record = json.loads((run_dir / "run.json").read_text())
     assert record["backend"] == "openai"
-    assert _tokens(run_dir) == local_tokens                   # two 503s were retried, nothing lost
+    assert _tokens(run_dir) == local_tokens  # two 503s were retried, nothing lost
     perf = record["modes"]["performance"]
     assert perf["result_field"] == "result_completed_tokens_per_second" and perf["result"] > 0
     assert perf["ttft_ms"]["p50"] > 0 and perf["tpot_ms"]["p50"] > 0
-    assert "sk-test-secret" not in json.dumps(record) + res.output   # the key is never written
+    assert "sk-test-secret" not in json.dumps(record) + res.output  # the key is never written
 
 
 def test_text_only_servers_are_retokenized(tmp_path, llama3_small, local_tokens):
     with TinyCompletionsServer(llama3_small.model_path, token_ids=False) as server:
-        res = _run("--model", "llama3.1-8b", "--mode", "accuracy", "--model-path", llama3_small.model_path,
-                   "--dataset-path", llama3_small.dataset_path, "--out", tmp_path, "--endpoint", server.url)
+        res = _run(
+            "--model",
+            "llama3.1-8b",
+            "--mode",
+            "accuracy",
+            "--model-path",
+            llama3_small.model_path,
+            "--dataset-path",
+            llama3_small.dataset_path,
+            "--out",
+            tmp_path,
+            "--endpoint",
+            server.url,
+        )
     assert res.exit_code == 0, res.output
-    assert _tokens(tmp_path / "llama3.1-8b/Offline") == local_tokens      # one word, one token
+    assert _tokens(tmp_path / "llama3.1-8b/Offline") == local_tokens  # one word, one token
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +110,15 @@ def bpe_checkpoint(tmp_path_factory, llama3_small):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(text, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tok.train_from_iterator(
+        text,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=["<unk>", "<s>", "</s>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     assert tok.get_vocab_size() == vocab_size and tok.token_to_id("</s>") == 2
     tok.save(str(model_dir / "tokenizer.json"))
     return model_dir
@@ -94,7 +129,7 @@ def _pieces(tokenizer, ids: list[int]) -> list[str]:
     out, sent = [], ""
     for k in range(1, len(ids) + 1):
         full = tokenizer.decode(ids[:k], skip_special_tokens=True)
-        out.append(full[len(sent):])
+        out.append(full[len(sent) :])
         sent = full
     return out
 
@@ -103,8 +138,20 @@ def test_text_only_bpe_server_pieces_join_with_nothing_between(tmp_path, llama3_
     from transformers import AutoTokenizer
 
     with TinyCompletionsServer(bpe_checkpoint, token_ids=False) as server:
-        res = _run("--model", "llama3.1-8b", "--mode", "accuracy", "--model-path", bpe_checkpoint,
-                   "--dataset-path", llama3_small.dataset_path, "--out", tmp_path, "--endpoint", server.url)
+        res = _run(
+            "--model",
+            "llama3.1-8b",
+            "--mode",
+            "accuracy",
+            "--model-path",
+            bpe_checkpoint,
+            "--dataset-path",
+            llama3_small.dataset_path,
+            "--out",
+            tmp_path,
+            "--endpoint",
+            server.url,
+        )
         generated = dict(server.generated)
     assert res.exit_code == 0, res.output
     tokenizer = AutoTokenizer.from_pretrained(str(bpe_checkpoint))
@@ -132,9 +179,20 @@ def _one_error(res, rule):
 
 
 def test_unreachable_endpoint_is_one_clear_line(tmp_path, llama3_small):
-    res = _run("--model", "llama3.1-8b", "--mode", "accuracy", "--model-path", llama3_small.model_path,
-               "--dataset-path", llama3_small.dataset_path, "--out", tmp_path / "runs", "--endpoint",
-               f"http://127.0.0.1:{_free_port()}")
+    res = _run(
+        "--model",
+        "llama3.1-8b",
+        "--mode",
+        "accuracy",
+        "--model-path",
+        llama3_small.model_path,
+        "--dataset-path",
+        llama3_small.dataset_path,
+        "--out",
+        tmp_path / "runs",
+        "--endpoint",
+        f"http://127.0.0.1:{_free_port()}",
+    )
     _one_error(res, "run.endpoint_unreachable")
     assert "connection refused" in res.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("run.json"))
@@ -150,8 +208,11 @@ def test_api_key_problems_are_named(llama3_small, monkeypatch):
     monkeypatch.delenv("NO_SUCH_KEY", raising=False)
     monkeypatch.setenv("WRONG_KEY", "not-it")
     with TinyCompletionsServer(llama3_small.model_path, api_key="k") as server:
-        for env, rule in (("NO_SUCH_KEY", "run.api_key"), (None, "run.endpoint_auth"),
-                          ("WRONG_KEY", "run.endpoint_auth")):
+        for env, rule in (
+            ("NO_SUCH_KEY", "run.api_key"),
+            (None, "run.endpoint_auth"),
+            ("WRONG_KEY", "run.endpoint_auth"),
+        ):
             with pytest.raises(SubtoolError) as err:
                 OpenAICompletionsSUT(server.url, [], None, gen, api_key_env=env)
             assert err.value.rule == rule
@@ -159,10 +220,21 @@ def test_api_key_problems_are_named(llama3_small, monkeypatch):
 
 
 def test_a_server_that_keeps_failing_stops_the_run_and_leaves_nothing(tmp_path, llama3_small):
-    with TinyCompletionsServer(llama3_small.model_path, fail_first=10 ** 6) as server:
-        res = _run("--model", "llama3.1-8b", "--mode", "accuracy", "--model-path", llama3_small.model_path,
-                   "--dataset-path", llama3_small.dataset_path, "--out", tmp_path / "runs", "--endpoint",
-                   server.url)
+    with TinyCompletionsServer(llama3_small.model_path, fail_first=10**6) as server:
+        res = _run(
+            "--model",
+            "llama3.1-8b",
+            "--mode",
+            "accuracy",
+            "--model-path",
+            llama3_small.model_path,
+            "--dataset-path",
+            llama3_small.dataset_path,
+            "--out",
+            tmp_path / "runs",
+            "--endpoint",
+            server.url,
+        )
     _one_error(res, "run.endpoint_failed")
     assert "HTTP 503" in res.output
     assert not any((tmp_path / "runs").rglob("run.json"))

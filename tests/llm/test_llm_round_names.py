@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
+from support.official import official_errors
 from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.submission.models import BENCHMARKS
 from subtool.submission.round_models import filed_as, stand_in
-from support.official import official_errors
 
 runner = CliRunner()
 RECORDED = json.loads((Path(__file__).parents[1] / "fixtures" / "llm" / "official_round_names.json").read_text())
@@ -25,9 +25,27 @@ SUB = "open/TeamX"
 def open_all(tmp_path_factory, llama2_small):
     """`subtool all --model llama2-70b-99 --division open` on the small data set: its output directory."""
     out = tmp_path_factory.mktemp("l2-99") / "out"
-    res = runner.invoke(app, ["all", "--submitter", "TeamX", "--model", "llama2-70b-99", "--model-path",
-                              str(llama2_small.model_path), "--dataset-path", str(llama2_small.dataset_path),
-                              "--division", "open", "--system", "box1", "--out", str(out), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "all",
+            "--submitter",
+            "TeamX",
+            "--model",
+            "llama2-70b-99",
+            "--model-path",
+            str(llama2_small.model_path),
+            "--dataset-path",
+            str(llama2_small.dataset_path),
+            "--division",
+            "open",
+            "--system",
+            "box1",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert res.exit_code in (0, 1), res.output
     return out
 
@@ -42,7 +60,9 @@ def test_open_tree_files_llama2_70b_99_as_the_round_lists_it(open_all):
     # what `subtool all` found: only the small data set (and the waived short run)
     findings = json.loads((open_all / "check" / "report.json").read_text())["findings"]
     assert {(f["severity"], f["rule"]) for f in findings if f["severity"] in ("error", "waived")} == {
-        ("error", "acc.dataset_size"), ("waived", "perf.min_duration")}
+        ("error", "acc.dataset_size"),
+        ("waived", "perf.min_duration"),
+    }
 
 
 def test_official_checker_accepts_the_open_tree(open_all, official_checker, tmp_path):
@@ -54,8 +74,24 @@ def test_official_checker_accepts_the_open_tree(open_all, official_checker, tmp_
 def test_closed_package_refuses_in_one_line(open_all, tmp_path):
     run_dir = open_all / "runs/llama2-70b-99/Offline"
     out = tmp_path / "tree"
-    res = runner.invoke(app, ["package", "--from", str(run_dir), "--submitter", "TeamX", "--system", "box1",
-                              "--division", "closed", "--version", "v6.1", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "package",
+            "--from",
+            str(run_dir),
+            "--submitter",
+            "TeamX",
+            "--system",
+            "box1",
+            "--division",
+            "closed",
+            "--version",
+            "v6.1",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 2
     errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "[package.model_not_in_round]" in errors[0], res.output
@@ -63,8 +99,24 @@ def test_closed_package_refuses_in_one_line(open_all, tmp_path):
     assert "--model llama2-70b-99.9" in res.output and "--version v6.0" in res.output
     assert not out.exists()
     # v6.0 still lists it: the same run goes to its closed division under its own name
-    res = runner.invoke(app, ["package", "--from", str(run_dir), "--submitter", "TeamX", "--system", "box1",
-                              "--division", "closed", "--version", "v6.0", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "package",
+            "--from",
+            str(run_dir),
+            "--submitter",
+            "TeamX",
+            "--system",
+            "box1",
+            "--division",
+            "closed",
+            "--version",
+            "v6.0",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (out / "closed/TeamX/results/box1/llama2-70b-99/Offline").is_dir()
     assert not (out / "closed/TeamX/model_mapping.json").exists()
@@ -72,8 +124,22 @@ def test_closed_package_refuses_in_one_line(open_all, tmp_path):
 
 def test_closed_all_refuses_before_running(tmp_path):
     out = tmp_path / "out"
-    res = runner.invoke(app, ["all", "--submitter", "TeamX", "--model", "llama2-70b-99", "--model-path",
-                              str(tmp_path / "ckpt"), "--dataset-path", str(tmp_path / "data.pkl"), "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "all",
+            "--submitter",
+            "TeamX",
+            "--model",
+            "llama2-70b-99",
+            "--model-path",
+            str(tmp_path / "ckpt"),
+            "--dataset-path",
+            str(tmp_path / "data.pkl"),
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 2
     assert "[package.model_not_in_round]" in res.output and "llama2-70b-99.9" in res.output
     assert not (out / "runs").exists()
@@ -82,8 +148,8 @@ def test_closed_all_refuses_before_running(tmp_path):
 def test_stand_ins():
     b = BENCHMARKS
     assert stand_in(b["llama2-70b-99"], "v6.1") is b["llama2-70b-99.9"]
-    assert stand_in(b["llama2-70b-99"], "v6.0") is None          # listed there
+    assert stand_in(b["llama2-70b-99"], "v6.0") is None  # listed there
     assert stand_in(b["llama3.1-8b"], "v6.1") is None
-    assert stand_in(b["gptj-99"], "v6.1") is None                # no variant in v6.1 at all: left to the checker
+    assert stand_in(b["gptj-99"], "v6.1") is None  # no variant in v6.1 at all: left to the checker
     assert filed_as(b["llama2-70b-99"], "v6.1", "open") is b["llama2-70b-99.9"]
     assert filed_as(b["bert-99"], "v6.1", "closed") is b["bert-99"]

@@ -45,9 +45,24 @@ def test_llama3_offline_reports_tokens_per_second_and_rouge(llama3_offline_run):
 
 def test_llama3_server_reports_ttft_and_tpot(tmp_path, llama3_small):
     conf = short_user_conf(tmp_path / "user.conf", "llama3_1-8b", "Server", target_qps=40)
-    res = _run("--model", "llama3.1-8b", "--scenario", "Server", "--mode", "performance", "--model-path",
-               llama3_small.model_path, "--dataset-path", llama3_small.dataset_path, "--out", tmp_path,
-               "--user-conf", conf, "--batch-size", "8")
+    res = _run(
+        "--model",
+        "llama3.1-8b",
+        "--scenario",
+        "Server",
+        "--mode",
+        "performance",
+        "--model-path",
+        llama3_small.model_path,
+        "--dataset-path",
+        llama3_small.dataset_path,
+        "--out",
+        tmp_path,
+        "--user-conf",
+        conf,
+        "--batch-size",
+        "8",
+    )
     assert res.exit_code == 0, res.output
     perf = json.loads((tmp_path / "llama3.1-8b/Server/run.json").read_text())["modes"]["performance"]
     assert perf["result_field"] == "result_completed_tokens_per_second" and perf["result"] > 0
@@ -57,18 +72,40 @@ def test_llama3_server_reports_ttft_and_tpot(tmp_path, llama3_small):
 
 
 def test_gptj_beam_search_and_llama2_pickle_accuracy(tmp_path, gptj_small, llama2_small):
-    res = _run("--model", "gptj-99", "--mode", "accuracy", "--model-path", gptj_small.model_path,
-               "--dataset-path", gptj_small.dataset_path, "--out", tmp_path, "--batch-size", "8")
+    res = _run(
+        "--model",
+        "gptj-99",
+        "--mode",
+        "accuracy",
+        "--model-path",
+        gptj_small.model_path,
+        "--dataset-path",
+        gptj_small.dataset_path,
+        "--out",
+        tmp_path,
+        "--batch-size",
+        "8",
+    )
     assert res.exit_code == 0, res.output
-    gptj_tokens = _tokens(tmp_path / "gptj-99/Offline", dtype="int64")     # the gpt-j reference logs int64
+    gptj_tokens = _tokens(tmp_path / "gptj-99/Offline", dtype="int64")  # the gpt-j reference logs int64
     assert sorted(gptj_tokens) == list(range(SMALL)) and all(len(t) >= 1 for t in gptj_tokens.values())
     assert "'rouge1': '" in (tmp_path / "gptj-99/Offline/accuracy/accuracy.txt").read_text()
 
-    res = _run("--model", "llama2-70b-99.9", "--mode", "accuracy", "--model-path", llama2_small.model_path,
-               "--dataset-path", llama2_small.dataset_path, "--out", tmp_path)
+    res = _run(
+        "--model",
+        "llama2-70b-99.9",
+        "--mode",
+        "accuracy",
+        "--model-path",
+        llama2_small.model_path,
+        "--dataset-path",
+        llama2_small.dataset_path,
+        "--out",
+        tmp_path,
+    )
     assert res.exit_code == 0, res.output
     line = (tmp_path / "llama2-70b-99.9/Offline/accuracy/accuracy.txt").read_text()
-    assert "'tokens_per_sample': 16.0" in line and "'rouge1': '" not in line      # floats, as the reference
+    assert "'tokens_per_sample': 16.0" in line and "'rouge1': '" not in line  # floats, as the reference
 
 
 def _assert_clean_failure(res, out, rule: str):
@@ -84,17 +121,18 @@ def test_bad_inputs_give_one_clear_line_and_leave_nothing(tmp_path, llama3_small
 
     _assert_clean_failure(_run(*base, "--dataset-path", tmp_path / "missing.json"), out, "dataset.missing")
 
-    wrong = tmp_path / "wrong.json"                 # CNN-DailyMail as it comes, not the reference's file
+    wrong = tmp_path / "wrong.json"  # CNN-DailyMail as it comes, not the reference's file
     wrong.write_text(json.dumps([{"article": "x", "highlights": "y"}]))
     res = _run(*base, "--dataset-path", wrong)
     _assert_clean_failure(res, out, "dataset.format")
     assert "tok_input" in res.output
 
-    bert = tmp_path / "bert"                        # a bert checkpoint is not a Llama
+    bert = tmp_path / "bert"  # a bert checkpoint is not a Llama
     bert.mkdir()
     (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    res = _run("--model", "llama3.1-8b", "--model-path", bert, "--dataset-path", llama3_small.dataset_path,
-               "--out", out)
+    res = _run(
+        "--model", "llama3.1-8b", "--model-path", bert, "--dataset-path", llama3_small.dataset_path, "--out", out
+    )
     _assert_clean_failure(res, out, "model.architecture")
 
 
@@ -103,19 +141,42 @@ def test_a_model_too_large_for_memory_is_refused_before_loading(tmp_path, llama3
 
     big = tmp_path / "big"
     shutil.copytree(llama3_small.model_path, big)
-    with open(big / "model.safetensors", "r+b") as fh:       # sparse: claims 256 GiB, uses no disk
+    with open(big / "model.safetensors", "r+b") as fh:  # sparse: claims 256 GiB, uses no disk
         fh.truncate(1 << 38)
-    res = _run("--model", "llama3.1-8b", "--model-path", big, "--dataset-path", llama3_small.dataset_path,
-               "--out", tmp_path / "runs", "--mode", "accuracy")
+    res = _run(
+        "--model",
+        "llama3.1-8b",
+        "--model-path",
+        big,
+        "--dataset-path",
+        llama3_small.dataset_path,
+        "--out",
+        tmp_path / "runs",
+        "--mode",
+        "accuracy",
+    )
     _assert_clean_failure(res, tmp_path / "runs", "model.too_large")
     assert "GiB" in res.output
 
 
 def test_continuous_batching_gives_the_same_tokens_as_batched(tmp_path, llama3_small, llama3_offline_run):
     # 5 slots for 24 prompts: slots are refilled as sequences finish, over one preallocated KV cache
-    res = _run("--model", "llama3.1-8b", "--mode", "accuracy", "--model-path", llama3_small.model_path,
-               "--dataset-path", llama3_small.dataset_path, "--out", tmp_path, "--engine", "continuous",
-               "--batch-size", "5")
+    res = _run(
+        "--model",
+        "llama3.1-8b",
+        "--mode",
+        "accuracy",
+        "--model-path",
+        llama3_small.model_path,
+        "--dataset-path",
+        llama3_small.dataset_path,
+        "--out",
+        tmp_path,
+        "--engine",
+        "continuous",
+        "--batch-size",
+        "5",
+    )
     assert res.exit_code == 0, res.output
     assert _tokens(tmp_path / "llama3.1-8b/Offline") == _tokens(llama3_offline_run)
 
@@ -123,10 +184,11 @@ def test_continuous_batching_gives_the_same_tokens_as_batched(tmp_path, llama3_s
 @pytest.mark.slow
 def test_all_demo_passes_the_checker(tmp_path):
     # the whole path on the full demo data set (13,368 samples): run → package → check → pack (about a minute)
-    res = runner.invoke(app, ["all", "--submitter", "TeamX", "--model", "llama3.1-8b", "--demo", "--out",
-                              str(tmp_path), "--json"])
+    res = runner.invoke(
+        app, ["all", "--submitter", "TeamX", "--model", "llama3.1-8b", "--demo", "--out", str(tmp_path), "--json"]
+    )
     assert res.exit_code == 0, res.output
-    outcome = json.loads(res.stdout[res.stdout.index("{"):])
+    outcome = json.loads(res.stdout[res.stdout.index("{") :])
     assert outcome["check_ok"] is True and outcome["run"]["units"] == "Tokens/s"
     summary = json.loads((tmp_path / "artifacts/mlperf_submission_short_summary.json").read_text())
     assert summary["0"]["Units"] == "Tokens/s" and summary["0"]["Model"] == "llama3.1-8b"
@@ -135,13 +197,33 @@ def test_all_demo_passes_the_checker(tmp_path):
 
 def test_precisions_the_backend_cannot_run_are_refused_before_loading(tmp_path, llama3_small, gptj_small):
     out = tmp_path / "runs"
-    base = ["--model", "llama3.1-8b", "--model-path", llama3_small.model_path, "--dataset-path",
-            llama3_small.dataset_path, "--out", out]
+    base = [
+        "--model",
+        "llama3.1-8b",
+        "--model-path",
+        llama3_small.model_path,
+        "--dataset-path",
+        llama3_small.dataset_path,
+        "--out",
+        out,
+    ]
     res = _run(*base, "--backend", "torch-cpu", "--precision", "fp8")
     _assert_clean_failure(res, out, "run.precision")
     assert "torch-cuda" in res.output
-    res = _run("--model", "gptj-99", "--model-path", gptj_small.model_path, "--dataset-path",
-               gptj_small.dataset_path, "--out", out, "--backend", "torch-cuda", "--precision", "fp8")
+    res = _run(
+        "--model",
+        "gptj-99",
+        "--model-path",
+        gptj_small.model_path,
+        "--dataset-path",
+        gptj_small.dataset_path,
+        "--out",
+        out,
+        "--backend",
+        "torch-cuda",
+        "--precision",
+        "fp8",
+    )
     _assert_clean_failure(res, out, "run.precision")
     assert "beam search" in res.output
 
@@ -151,9 +233,24 @@ def test_llm_short_latency_run_is_short_valid_and_names_what_it_waives(tmp_path,
     """A short run's own settings (no --user-conf): LoadGen's equal-issue mode would issue the whole data set
     (13,368 queries for the real one, all 24 here); the short run issues what early stopping needs, is VALID,
     and says which official minimums it gives up."""
-    res = _run("--model", "llama3.1-8b", "--scenario", scenario, "--mode", "performance", "--model-path",
-               llama3_small.model_path, "--dataset-path", llama3_small.dataset_path, "--out", tmp_path,
-               "--max-new-tokens", "4", "--min-duration-ms", "1000")
+    res = _run(
+        "--model",
+        "llama3.1-8b",
+        "--scenario",
+        scenario,
+        "--mode",
+        "performance",
+        "--model-path",
+        llama3_small.model_path,
+        "--dataset-path",
+        llama3_small.dataset_path,
+        "--out",
+        tmp_path,
+        "--max-new-tokens",
+        "4",
+        "--min-duration-ms",
+        "1000",
+    )
     assert res.exit_code == 0, res.output
     run_dir = tmp_path / "llama3.1-8b" / scenario
     record = json.loads((run_dir / "run.json").read_text())
@@ -166,6 +263,8 @@ def test_llm_short_latency_run_is_short_valid_and_names_what_it_waives(tmp_path,
     # the floor LoadGen's early-stopping estimate needs, as LoadGen took it: equal issue would have rounded it
     # up to whole copies of the data set (13,368 for the real one; 72 or 504 for these 24 samples)
     assert values["effective_min_query_count"] == SHORT_MIN_QUERIES[scenario] <= values["result_query_count"]
-    assert record["waives"] == ["600 s minimum duration (perf.min_duration)",
-                                "equal-issue mode: the run issues part of the data set, not whole copies of it"]
+    assert record["waives"] == [
+        "600 s minimum duration (perf.min_duration)",
+        "equal-issue mode: the run issues part of the data set, not whole copies of it",
+    ]
     assert "waives the official 600 s minimum duration" in " ".join(res.output.split())

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.official import official_errors
 from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.runner.compliance import verify_test06
-from support.official import official_errors
 
 from .conftest import short_user_conf
 
@@ -42,8 +42,20 @@ def offline_run(tmp_path_factory, llama3_small):
     """A closed-division llama3.1-8b Offline run (both modes) with TEST06: its run directory."""
     out = tmp_path_factory.mktemp("t06-offline")
     conf = short_user_conf(out / "user.conf", "llama3_1-8b", "Offline", target_qps=1000)
-    res = _run("--model", "llama3.1-8b", "--model-path", llama3_small.model_path, "--dataset-path",
-               llama3_small.dataset_path, "--out", out / "runs", "--user-conf", conf, "--compliance", "TEST06")
+    res = _run(
+        "--model",
+        "llama3.1-8b",
+        "--model-path",
+        llama3_small.model_path,
+        "--dataset-path",
+        llama3_small.dataset_path,
+        "--out",
+        out / "runs",
+        "--user-conf",
+        conf,
+        "--compliance",
+        "TEST06",
+    )
     assert res.exit_code == 0, res.output
     return out / "runs/llama3.1-8b/Offline"
 
@@ -53,9 +65,26 @@ def server_run(tmp_path_factory, llama3_small):
     """Server reports the first token early (FirstTokenComplete), so TEST06 checks it there."""
     out = tmp_path_factory.mktemp("t06-server")
     conf = short_user_conf(out / "user.conf", "llama3_1-8b", "Server", target_qps=40)
-    res = _run("--model", "llama3.1-8b", "--scenario", "Server", "--mode", "performance", "--model-path",
-               llama3_small.model_path, "--dataset-path", llama3_small.dataset_path, "--out", out / "runs",
-               "--user-conf", conf, "--batch-size", "8", "--compliance", "TEST06")
+    res = _run(
+        "--model",
+        "llama3.1-8b",
+        "--scenario",
+        "Server",
+        "--mode",
+        "performance",
+        "--model-path",
+        llama3_small.model_path,
+        "--dataset-path",
+        llama3_small.dataset_path,
+        "--out",
+        out / "runs",
+        "--user-conf",
+        conf,
+        "--batch-size",
+        "8",
+        "--compliance",
+        "TEST06",
+    )
     assert res.exit_code == 0, res.output
     return out / "runs/llama3.1-8b/Server"
 
@@ -63,8 +92,22 @@ def server_run(tmp_path_factory, llama3_small):
 @pytest.fixture(scope="module")
 def closed_tree(tmp_path_factory, offline_run):
     out = tmp_path_factory.mktemp("t06-tree") / "tree"
-    res = runner.invoke(app, ["package", "--from", str(offline_run), "--submitter", "TeamX", "--system", "box1",
-                              "--division", "closed", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "package",
+            "--from",
+            str(offline_run),
+            "--submitter",
+            "TeamX",
+            "--system",
+            "box1",
+            "--division",
+            "closed",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out
 
@@ -73,8 +116,11 @@ def closed_tree(tmp_path_factory, offline_run):
 def test_offline_run_audits_and_verifies(offline_run):
     t06 = offline_run / "TEST06"
     assert sorted(str(p.relative_to(t06)) for p in t06.rglob("*") if p.is_file()) == [
-        "accuracy/mlperf_log_accuracy.json", "performance/run_1/mlperf_log_detail.txt",
-        "performance/run_1/mlperf_log_summary.txt", "verify_accuracy.txt"]
+        "accuracy/mlperf_log_accuracy.json",
+        "performance/run_1/mlperf_log_detail.txt",
+        "performance/run_1/mlperf_log_summary.txt",
+        "verify_accuracy.txt",
+    ]
     detail = (t06 / "performance/run_1/mlperf_log_detail.txt").read_text()
     # the official audit settings reached LoadGen: 100 sampled answers, equal-issue mode off
     assert '"key": "effective_accuracy_log_sampling_target", "value": 100' in detail
@@ -82,20 +128,35 @@ def test_offline_run_audits_and_verifies(offline_run):
     entries = json.loads((t06 / "accuracy/mlperf_log_accuracy.json").read_text())
     assert len(entries) >= 90 and all("token_count" in e and "token_data" not in e for e in entries)
     lines = (t06 / "verify_accuracy.txt").read_text().splitlines()
-    assert lines[:4] == ["First token check pass: Skipped", "EOS check pass: True", "Sample length check pass: True",
-                         "TEST06 verification complete"]
+    assert lines[:4] == [
+        "First token check pass: Skipped",
+        "EOS check pass: True",
+        "Sample length check pass: True",
+        "TEST06 verification complete",
+    ]
     assert lines[-1] == "TEST PASS"
     entry = json.loads((offline_run / "run.json").read_text())["compliance"]["TEST06"]
-    assert entry == {**entry, "dir": "TEST06", "accuracy_pass": True, "first_token": "Skipped", "eos": True,
-                     "sample_length": True, "samples": len(entries)}
+    assert entry == {
+        **entry,
+        "dir": "TEST06",
+        "accuracy_pass": True,
+        "first_token": "Skipped",
+        "eos": True,
+        "sample_length": True,
+        "samples": len(entries),
+    }
 
 
 def test_server_run_checks_the_early_first_token(server_run):
     entries = json.loads((server_run / "TEST06/accuracy/mlperf_log_accuracy.json").read_text())
     assert entries and all(e["token_data"] and e["data"].startswith(e["token_data"]) for e in entries)
     lines = (server_run / "TEST06/verify_accuracy.txt").read_text().splitlines()
-    assert lines[:4] == ["First token check pass: True", "EOS check pass: True", "Sample length check pass: True",
-                         "TEST06 verification complete"]
+    assert lines[:4] == [
+        "First token check pass: True",
+        "EOS check pass: True",
+        "Sample length check pass: True",
+        "TEST06 verification complete",
+    ]
     assert json.loads((server_run / "run.json").read_text())["compliance"]["TEST06"]["first_token"] == "True"
 
 
@@ -103,9 +164,12 @@ def test_server_run_checks_the_early_first_token(server_run):
 def test_tree_holds_what_the_official_verification_hands_in(closed_tree, offline_run):
     t06 = closed_tree / "closed/TeamX/results/box1/llama3.1-8b/Offline/TEST06"
     assert sorted(str(p.relative_to(t06)) for p in t06.rglob("*") if p.is_file()) == [
-        "accuracy/mlperf_log_accuracy.json", "verify_accuracy.txt"]
-    assert (t06 / "accuracy/mlperf_log_accuracy.json").read_bytes() == \
-        (offline_run / "TEST06/accuracy/mlperf_log_accuracy.json").read_bytes()
+        "accuracy/mlperf_log_accuracy.json",
+        "verify_accuracy.txt",
+    ]
+    assert (t06 / "accuracy/mlperf_log_accuracy.json").read_bytes() == (
+        offline_run / "TEST06/accuracy/mlperf_log_accuracy.json"
+    ).read_bytes()
 
 
 def test_subtool_check_passes_the_compliance_rules(closed_tree):
@@ -120,12 +184,14 @@ def test_subtool_check_fails_a_failed_test06(closed_tree, offline_run, tmp_path)
     tree = tmp_path / "tree"
     shutil.copytree(closed_tree, tree)
     t06 = tree / "closed/TeamX/results/box1/llama3.1-8b/Offline/TEST06"
-    entries = _edit(offline_run / "TEST06/accuracy/mlperf_log_accuracy.json", "eos_repeated_at_end",
-                    eos=_eos_from(offline_run))
+    entries = _edit(
+        offline_run / "TEST06/accuracy/mlperf_log_accuracy.json", "eos_repeated_at_end", eos=_eos_from(offline_run)
+    )
     log = t06 / "accuracy/mlperf_log_accuracy.json"
     log.write_text(json.dumps(entries))
     (t06 / "verify_accuracy.txt").write_text(
-        verify_test06(log, scenario="Offline", dtype="int32", eos_token_id=_eos_from(offline_run)).text)
+        verify_test06(log, scenario="Offline", dtype="int32", eos_token_id=_eos_from(offline_run)).text
+    )
     res = runner.invoke(app, ["check", str(tree), "--json"])
     failed = [f for f in json.loads(res.stdout)["findings"] if f["rule"] == "compliance.failed"]
     assert len(failed) == 1 and failed[0]["path"].endswith("TEST06/verify_accuracy.txt")
@@ -159,7 +225,7 @@ def _edit(log: Path, case: str, *, eos: int) -> list[dict]:
     entries = json.loads(log.read_text())
     e = entries[3]
     tokens = _ids(e["data"])
-    assert eos not in tokens          # the demo model's answers stop at their length, never on EOS
+    assert eos not in tokens  # the demo model's answers stop at their length, never on EOS
     if case == "first_token_mismatch":
         e["token_data"] = _hex([_ids(e["token_data"])[0] + 1])
     elif case == "eos_repeated_at_end":
@@ -172,7 +238,7 @@ def _edit(log: Path, case: str, *, eos: int) -> list[dict]:
         e["data"], e["token_count"] = _hex([eos, eos]), 2
         if "token_data" in e:
             e["token_data"] = _hex([eos])
-    elif case == "no_token_count":    # how LoadGen logs a model without token latencies (gpt-j)
+    elif case == "no_token_count":  # how LoadGen logs a model without token latencies (gpt-j)
         for entry in entries:
             entry.pop("token_count")
     else:
@@ -180,13 +246,12 @@ def _edit(log: Path, case: str, *, eos: int) -> list[dict]:
     return entries
 
 
-CASES = {   # case → the detail line subtool adds (None: none expected)
+CASES = {  # case → the detail line subtool adds (None: none expected)
     "first_token_mismatch": "first token reported early differs from the answer's first token: qsl_idx {qsl}",
     "eos_repeated_at_end": "answer ends with more than one EOS: qsl_idx {qsl}",
     "token_count_mismatch": "reported token count differs from the tokens returned: qsl_idx {qsl} (qsl_idx {qsl}: "
-                            "reported {n1}, returned {n})",
-    "eos_inside": "note: EOS inside the answer (not counted: the official check looks at its end only): "
-                  "qsl_idx {qsl}",
+    "reported {n1}, returned {n})",
+    "eos_inside": "note: EOS inside the answer (not counted: the official check looks at its end only): qsl_idx {qsl}",
     "answer_of_two_eos": None,
     "no_token_count": "no token_count logged (LoadGen logs it when use_token_latencies is on): qsl_idx",
 }
@@ -215,7 +280,7 @@ def test_verification_of_edited_logs(server_run, tmp_path, case):
 def test_offline_skips_the_first_token_check(offline_run, tmp_path):
     eos = _eos_from(offline_run)
     entries = json.loads((offline_run / "TEST06/accuracy/mlperf_log_accuracy.json").read_text())
-    entries[0]["token_data"] = _hex([_ids(entries[0]["data"])[0] + 1])     # ignored: Offline has no early token
+    entries[0]["token_data"] = _hex([_ids(entries[0]["data"])[0] + 1])  # ignored: Offline has no early token
     log = tmp_path / "log.json"
     log.write_text(json.dumps(entries))
     out = verify_test06(log, scenario="Offline", dtype="int32", eos_token_id=eos)
@@ -240,12 +305,17 @@ def test_official_verification_agrees(server_run, official_checker, tmp_path, ca
     comp = tmp_path / "comp"
     comp.mkdir()
     (comp / "mlperf_log_accuracy.json").write_text(
-        json.dumps(_edit(server_run / "TEST06/accuracy/mlperf_log_accuracy.json", case, eos=eos)))
+        json.dumps(_edit(server_run / "TEST06/accuracy/mlperf_log_accuracy.json", case, eos=eos))
+    )
     # its -e option arrives as a string and then never equals a token, so EOS is checked only with the default
     # id, 2: the demo tokenizer's
     assert eos == 2
-    proc = subprocess.run([sys.executable, str(script), "-c", str(comp), "-o", str(tmp_path / "out"), "-s", "Server",
-                           "-d", "int32"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(script), "-c", str(comp), "-o", str(tmp_path / "out"), "-s", "Server", "-d", "int32"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     expected = RECORDED["verification"][case]
     if expected.get("official_crashes"):
         assert proc.returncode != 0 and "KeyError" in proc.stderr

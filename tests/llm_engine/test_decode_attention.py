@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from support.triton_check import needs_triton, run_kernel_check
 
-CHECK = r'''
+CHECK = r"""
 import math, sys, torch
 from subtool.runner.kernels.decode_attention import DecodeAttention
 device = sys.argv[1]
@@ -27,7 +27,7 @@ for s in range(S):
         worst = max(worst, (out[s, h] - ref).abs().max().item())
 print(worst)
 assert worst < (1e-4 if device == "cpu" else 3e-2), worst
-'''
+"""
 
 
 @needs_triton

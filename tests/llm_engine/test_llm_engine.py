@@ -18,7 +18,7 @@ def test_prefill_batches_stay_within_the_token_budget_and_keep_order():
     assert [i for b in batches for i in b] == list(range(len(lengths)))
     for b in batches:
         assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 2048
-    assert [8] in batches                          # longer than the budget: alone
+    assert [8] in batches  # longer than the budget: alone
 
 
 def test_key_buckets_round_up_to_blocks_and_stop_at_the_cache():
@@ -48,7 +48,7 @@ class Recorder:
 
     def more_work(self):
         self.calls.append(len(self.done))
-        if self.late and len(self.done) >= 3:        # arrivals while the engine runs (Server)
+        if self.late and len(self.done) >= 3:  # arrivals while the engine runs (Server)
             late, self.late = self.late, []
             return late
         return []
@@ -61,16 +61,30 @@ def _model(device="cpu"):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(7)
-    cfg = LlamaConfig(vocab_size=384, hidden_size=128, intermediate_size=160, num_hidden_layers=2,
-                      num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=512,
-                      rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                    "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
-                      eos_token_id=2, bos_token_id=1, tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=384,
+        hidden_size=128,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64,
+        },
+        eos_token_id=2,
+        bos_token_id=1,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(cfg).to(device).eval()
-    with torch.no_grad():                          # larger weights: decisive logits
+    with torch.no_grad():  # larger weights: decisive logits
         for p in model.parameters():
             p.mul_(4.0)
-        model.lm_head.weight[2].mul_(EOS_BOOST)    # EOS reachable: some sequences end early, not all
+        model.lm_head.weight[2].mul_(EOS_BOOST)  # EOS reachable: some sequences end early, not all
     return model
 
 
@@ -84,18 +98,26 @@ def _reference(model, prompts, max_new, min_new):
     for i, p in enumerate(prompts):
         ids = torch.from_numpy(p.astype(np.int64))[None].to(model.device)
         with torch.inference_mode():
-            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                 max_new_tokens=max_new, min_new_tokens=min_new, eos_token_id=2, pad_token_id=0)
-        row = gen[0, ids.shape[1]:].tolist()
-        out[i] = row[:row.index(2) + 1] if 2 in row else row
+            gen = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=max_new,
+                min_new_tokens=min_new,
+                eos_token_id=2,
+                pad_token_id=0,
+            )
+        row = gen[0, ids.shape[1] :].tolist()
+        out[i] = row[: row.index(2) + 1] if 2 in row else row
     return out
 
 
 def _generation(max_new, min_new):
     from subtool.runner.workloads.llm import Generation
 
-    return Generation(max_new_tokens=max_new, min_new_tokens=min_new, num_beams=1, output_dtype="int32",
-                      token_latencies=True)
+    return Generation(
+        max_new_tokens=max_new, min_new_tokens=min_new, num_beams=1, output_dtype="int32", token_latencies=True
+    )
 
 
 @pytest.mark.parametrize("slots,budget,min_new", [(4, 64, 0), (16, 10_000, 0), (3, 128, 6)])
@@ -107,8 +129,15 @@ def test_engine_matches_greedy_generate_whatever_the_batching(slots, budget, min
     max_new = 12
     expected = _reference(model, prompts, max_new, min_new)
     assert any(len(v) < max_new for v in expected.values()), "some sequences should end on EOS"
-    engine = ContinuousEngine(model, slots=slots, max_len=max(len(p) for p in prompts) + max_new, eos_ids=[2],
-                              generation=_generation(max_new, min_new), prefill_tokens=budget, key_block=16)
+    engine = ContinuousEngine(
+        model,
+        slots=slots,
+        max_len=max(len(p) for p in prompts) + max_new,
+        eos_ids=[2],
+        generation=_generation(max_new, min_new),
+        prefill_tokens=budget,
+        key_block=16,
+    )
     pending = [(1000 + i, i) for i in range(14)]
     sut = Recorder(prompts, late=[(1000 + i, i) for i in range(14, 20)])
     engine.run(pending, sut)
@@ -117,7 +146,7 @@ def test_engine_matches_greedy_generate_whatever_the_batching(slots, budget, min
     assert all(sut.first[q] == t[0] for q, t in sut.done.items())
     assert engine.completed == set(sut.done)
     assert engine.stats.prefill_rows == 20
-    if budget == 64:                               # small budget: several prompts per batch, never one big one
+    if budget == 64:  # small budget: several prompts per batch, never one big one
         assert 20 > engine.stats.prefill_batches > 1
 
 
@@ -138,8 +167,16 @@ def _cuda_run(prompts, max_new, min_new=0, model=None, **options):
     from subtool.runner.suts.llm_engine import ContinuousEngine
 
     model = model if model is not None else _model("cuda").to(torch.bfloat16)
-    engine = ContinuousEngine(model, slots=8, max_len=128, eos_ids=[2], generation=_generation(max_new, min_new),
-                              prefill_tokens=256, key_block=32, **options)
+    engine = ContinuousEngine(
+        model,
+        slots=8,
+        max_len=128,
+        eos_ids=[2],
+        generation=_generation(max_new, min_new),
+        prefill_tokens=256,
+        key_block=32,
+        **options,
+    )
     engine.warm_up([len(p) for p in prompts])
     sut = Recorder(prompts)
     engine.run([(i, i) for i in range(len(prompts))], sut)
@@ -153,7 +190,7 @@ def test_cuda_graph_engine_in_fp32_matches_generate():
     model = _model("cuda")
     expected = _reference(model, prompts, 10, 0)
     engine, done = _cuda_run(prompts, 10, model=model)
-    assert engine.decode_attention == "sdpa" and engine.stats.graphs >= 2     # one graph per key length
+    assert engine.decode_attention == "sdpa" and engine.stats.graphs >= 2  # one graph per key length
     assert done == expected
 
 

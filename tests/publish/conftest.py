@@ -51,8 +51,9 @@ def forge(tmp_path: Path, users: Users):
 def github(forge: TestForge, token: str):
     from github import Auth, Github
 
-    return Github(base_url=forge.api_url, auth=Auth.Token(token), seconds_between_writes=0,
-                  seconds_between_requests=0, retry=None)
+    return Github(
+        base_url=forge.api_url, auth=Auth.Token(token), seconds_between_writes=0, seconds_between_requests=0, retry=None
+    )
 
 
 @pytest.fixture
@@ -75,7 +76,15 @@ def fast(tmp_path: Path):
     def make(tree: Path, fork: str, **kwargs) -> PublishOptions:
         kwargs.setdefault("cache", tmp_path / "cache")
         kwargs.setdefault("upstream", UPSTREAM)
-        return PublishOptions(tree=tree, fork=fork, retries=kwargs.pop("retries", 2), backoff_s=0.0,
-                              seconds_between_writes=0.0, seconds_between_requests=0.0, timeout_s=10, **kwargs)
+        return PublishOptions(
+            tree=tree,
+            fork=fork,
+            retries=kwargs.pop("retries", 2),
+            backoff_s=0.0,
+            seconds_between_writes=0.0,
+            seconds_between_requests=0.0,
+            timeout_s=10,
+            **kwargs,
+        )
 
     return make

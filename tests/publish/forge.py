@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 _GIT_PATH = re.compile(r"^/(?P<owner>[^/]+)/(?P<name>[^/]+?)\.git(?P<rest>/.*)$")
@@ -42,7 +42,7 @@ class Repo:
     owner: str
     name: str
     private: bool = False
-    parent: Optional[str] = None           # full name of the repository this one was forked from
+    parent: str | None = None  # full name of the repository this one was forked from
     default_branch: str = "main"
     writers: set[str] = field(default_factory=set)
 
@@ -55,7 +55,7 @@ class Repo:
 class Pull:
     id: int
     number: int
-    repo: str                # base repository full name
+    repo: str  # base repository full name
     base: str
     head_repo: str
     head_ref: str
@@ -77,9 +77,9 @@ class Fault:
     status: int = 502
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False        # close the connection after reading half the request body, answer nothing
-    raw: Optional[bytes] = None   # answer with exactly these bytes as the body (status and headers as given)
-    lose_answer: bool = False     # apply the request as usual, then close the connection without answering
+    drop: bool = False  # close the connection after reading half the request body, answer nothing
+    raw: bytes | None = None  # answer with exactly these bytes as the body (status and headers as given)
+    lose_answer: bool = False  # apply the request as usual, then close the connection without answering
     hits: int = 0
 
 
@@ -97,7 +97,7 @@ class TestForge:
         self.repos: dict[str, Repo] = {}
         self.pulls: dict[str, list[Pull]] = {}
         self.faults: list[Fault] = []
-        self.log: list[tuple[str, str, int]] = []   # (method, path, status) of every request
+        self.log: list[tuple[str, str, int]] = []  # (method, path, status) of every request
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
         forge = self
@@ -108,7 +108,7 @@ class TestForge:
         Handler.forge = forge
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------------------- lifecycle
     @property
@@ -120,7 +120,7 @@ class TestForge:
     def api_url(self) -> str:
         return f"{self.url}/api/v3"
 
-    def start(self) -> "TestForge":
+    def start(self) -> TestForge:
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="test-forge", daemon=True)
         self._thread.start()
         return self
@@ -152,8 +152,15 @@ class TestForge:
         only = ["--single-branch", "--branch", parent.default_branch] if default_branch_only else []
         _git("clone", "-q", "--bare", *only, str(self.repo_path(parent.owner, parent.name)), str(path))
         _git("--git-dir", str(path), "config", "uploadpack.allowFilter", "true")
-        repo = Repo(next(self._ids), owner, parent.name, private=parent.private, parent=parent.full_name,
-                    default_branch=parent.default_branch, writers={owner})
+        repo = Repo(
+            next(self._ids),
+            owner,
+            parent.name,
+            private=parent.private,
+            parent=parent.full_name,
+            default_branch=parent.default_branch,
+            writers={owner},
+        )
         self.repos[repo.full_name] = repo
         return repo
 
@@ -163,10 +170,21 @@ class TestForge:
     def git_url(self, owner: str, name: str) -> str:
         return f"{self.url}/{owner}/{name}.git"
 
-    def branch_sha(self, full_name: str, branch: str) -> Optional[str]:
+    def branch_sha(self, full_name: str, branch: str) -> str | None:
         repo = self.repos[full_name]
-        proc = subprocess.run(["git", "--git-dir", str(self.repo_path(repo.owner, repo.name)), "rev-parse",
-                               "--verify", "-q", f"refs/heads/{branch}"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                "git",
+                "--git-dir",
+                str(self.repo_path(repo.owner, repo.name)),
+                "rev-parse",
+                "--verify",
+                "-q",
+                f"refs/heads/{branch}",
+            ],
+            capture_output=True,
+            text=True,
+        )
         return proc.stdout.strip() or None
 
     def inject(self, pattern: str, count: int = 1, **kwargs: Any) -> Fault:
@@ -185,22 +203,44 @@ class TestForge:
 
     # ------------------------------------------------------------------------------------------ JSON views
     def user_json(self, login: str) -> dict:
-        return {"login": login, "id": abs(hash(login)) % 10**6, "node_id": f"U_{login}", "type": "User",
-                "site_admin": False, "url": f"{self.api_url}/users/{login}", "html_url": f"{self.url}/{login}"}
+        return {
+            "login": login,
+            "id": abs(hash(login)) % 10**6,
+            "node_id": f"U_{login}",
+            "type": "User",
+            "site_admin": False,
+            "url": f"{self.api_url}/users/{login}",
+            "html_url": f"{self.url}/{login}",
+        }
 
-    def repo_json(self, repo: Repo, viewer: Optional[str], *, full: bool = True) -> dict:
+    def repo_json(self, repo: Repo, viewer: str | None, *, full: bool = True) -> dict:
         data = {
-            "id": repo.id, "node_id": f"R_{repo.id}", "name": repo.name, "full_name": repo.full_name,
-            "owner": self.user_json(repo.owner), "private": repo.private, "fork": repo.parent is not None,
-            "html_url": f"{self.url}/{repo.full_name}", "url": f"{self.api_url}/repos/{repo.full_name}",
-            "clone_url": self.git_url(repo.owner, repo.name), "default_branch": repo.default_branch,
-            "visibility": "private" if repo.private else "public", "description": None,
+            "id": repo.id,
+            "node_id": f"R_{repo.id}",
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "owner": self.user_json(repo.owner),
+            "private": repo.private,
+            "fork": repo.parent is not None,
+            "html_url": f"{self.url}/{repo.full_name}",
+            "url": f"{self.api_url}/repos/{repo.full_name}",
+            "clone_url": self.git_url(repo.owner, repo.name),
+            "default_branch": repo.default_branch,
+            "visibility": "private" if repo.private else "public",
+            "description": None,
             "pulls_url": f"{self.api_url}/repos/{repo.full_name}/pulls{{/number}}",
-            "created_at": "2026-01-01T00:00:00Z", "updated_at": _now(), "pushed_at": _now(),
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": _now(),
+            "pushed_at": _now(),
         }
         if viewer is not None:
-            data["permissions"] = {"admin": viewer == repo.owner, "maintain": viewer in repo.writers,
-                                   "push": viewer in repo.writers, "triage": True, "pull": True}
+            data["permissions"] = {
+                "admin": viewer == repo.owner,
+                "maintain": viewer in repo.writers,
+                "push": viewer in repo.writers,
+                "triage": True,
+                "pull": True,
+            }
         if full and repo.parent:
             data["parent"] = self.repo_json(self.repos[repo.parent], viewer, full=False)
             data["source"] = self.repo_json(self.repos[self.network_root(repo.full_name)], viewer, full=False)
@@ -210,17 +250,37 @@ class TestForge:
         base_repo, head_repo = self.repos[pr.repo], self.repos[pr.head_repo]
         api = f"{self.api_url}/repos/{pr.repo}/pulls/{pr.number}"
         return {
-            "url": api, "id": pr.id, "node_id": f"PR_{pr.id}", "number": pr.number, "state": pr.state,
-            "html_url": f"{self.url}/{pr.repo}/pull/{pr.number}", "locked": False, "title": pr.title,
-            "body": pr.body, "user": self.user_json(pr.user), "created_at": pr.created_at,
-            "updated_at": pr.updated_at, "closed_at": None, "merged_at": None, "merged": False, "draft": False,
+            "url": api,
+            "id": pr.id,
+            "node_id": f"PR_{pr.id}",
+            "number": pr.number,
+            "state": pr.state,
+            "html_url": f"{self.url}/{pr.repo}/pull/{pr.number}",
+            "locked": False,
+            "title": pr.title,
+            "body": pr.body,
+            "user": self.user_json(pr.user),
+            "created_at": pr.created_at,
+            "updated_at": pr.updated_at,
+            "closed_at": None,
+            "merged_at": None,
+            "merged": False,
+            "draft": False,
             "maintainer_can_modify": pr.maintainer_can_modify,
-            "head": {"label": f"{head_repo.owner}:{pr.head_ref}", "ref": pr.head_ref,
-                     "sha": self.branch_sha(pr.head_repo, pr.head_ref), "user": self.user_json(head_repo.owner),
-                     "repo": self.repo_json(head_repo, None, full=False)},
-            "base": {"label": f"{base_repo.owner}:{pr.base}", "ref": pr.base,
-                     "sha": self.branch_sha(pr.repo, pr.base), "user": self.user_json(base_repo.owner),
-                     "repo": self.repo_json(base_repo, None, full=False)},
+            "head": {
+                "label": f"{head_repo.owner}:{pr.head_ref}",
+                "ref": pr.head_ref,
+                "sha": self.branch_sha(pr.head_repo, pr.head_ref),
+                "user": self.user_json(head_repo.owner),
+                "repo": self.repo_json(head_repo, None, full=False),
+            },
+            "base": {
+                "label": f"{base_repo.owner}:{pr.base}",
+                "ref": pr.base,
+                "sha": self.branch_sha(pr.repo, pr.base),
+                "user": self.user_json(base_repo.owner),
+                "repo": self.repo_json(base_repo, None, full=False),
+            },
         }
 
 
@@ -242,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._dispatch()
 
-    def _read_body(self, limit: Optional[int] = None) -> bytes:
+    def _read_body(self, limit: int | None = None) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
             while True:
@@ -267,10 +327,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.forge.log.append((self.command, self.path, status))
 
-    def _json(self, status: int, obj: Any, extra: Optional[dict[str, str]] = None) -> None:
-        headers = {"Content-Type": "application/json; charset=utf-8", "X-GitHub-Media-Type": "github.v3",
-                   "X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4999",
-                   "X-RateLimit-Reset": str(int(time.time()) + 3600), **(extra or {})}
+    def _json(self, status: int, obj: Any, extra: dict[str, str] | None = None) -> None:
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "X-GitHub-Media-Type": "github.v3",
+            "X-RateLimit-Limit": "5000",
+            "X-RateLimit-Remaining": "4999",
+            "X-RateLimit-Reset": str(int(time.time()) + 3600),
+            **(extra or {}),
+        }
         self._send(status, json.dumps(obj).encode(), headers)
 
     def _fault(self) -> bool:
@@ -333,7 +398,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._read_body()
             self._send(404, b"Not Found\n", {"Content-Type": "text/plain"})
 
-    def _credentials(self) -> tuple[bool, Optional[str]]:
+    def _credentials(self) -> tuple[bool, str | None]:
         """(sent credentials?, login or None when they are wrong)."""
         header = self.headers.get("Authorization", "")
         if not header:
@@ -368,16 +433,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, b"Authentication required\n", {"WWW-Authenticate": 'Basic realm="test-forge"'})
             return
         if pushing and login not in repo.writers:
-            self._send(403, f"Permission to {repo.full_name}.git denied to {login}.\n".encode(),
-                       {"Content-Type": "text/plain"})
+            self._send(
+                403, f"Permission to {repo.full_name}.git denied to {login}.\n".encode(), {"Content-Type": "text/plain"}
+            )
             return
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_PROJECT_ROOT": str(self.forge.root),
-            "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": unquote(parts.path), "QUERY_STRING": parts.query,
-            "REQUEST_METHOD": self.command, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": login or "", "REMOTE_ADDR": "127.0.0.1",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": str(self.forge.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": unquote(parts.path),
+            "QUERY_STRING": parts.query,
+            "REQUEST_METHOD": self.command,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_USER": login or "",
+            "REMOTE_ADDR": "127.0.0.1",
             "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""), "HOME": str(self.forge.root),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+            "HOME": str(self.forge.root),
             "GIT_CONFIG_NOSYSTEM": "1",
         }
         proc = subprocess.run(["git", "http-backend"], input=body, capture_output=True, env=env)
@@ -397,7 +470,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _api(self) -> None:
         forge = self.forge
         parts = urlsplit(self.path)
-        route = parts.path[len("/api/v3"):].rstrip("/") or "/"
+        route = parts.path[len("/api/v3") :].rstrip("/") or "/"
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         raw = self._read_body()
         payload = json.loads(raw) if raw.strip() else {}
@@ -412,10 +485,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(404, {"message": "Not Found", "documentation_url": _DOCS, "status": "404"})
 
     def _invalid(self, errors: list[dict]) -> None:
-        self._json(422, {"message": "Validation Failed", "errors": errors, "documentation_url": _DOCS,
-                         "status": "422"})
+        self._json(422, {"message": "Validation Failed", "errors": errors, "documentation_url": _DOCS, "status": "422"})
 
-    def _route(self, route: str, query: dict, payload: dict, login: Optional[str]) -> None:
+    def _route(self, route: str, query: dict, payload: dict, login: str | None) -> None:
         forge, method = self.forge, self.command
         if route == "/user" and method == "GET":
             if login is None:
@@ -438,19 +510,30 @@ class _Handler(BaseHTTPRequestHandler):
             if login is None:
                 self._json(401, {"message": "Requires authentication", "documentation_url": _DOCS})
                 return
-            fork = forge.fork(repo.full_name, payload.get("organization") or login,
-                              default_branch_only=bool(payload.get("default_branch_only")))
+            fork = forge.fork(
+                repo.full_name,
+                payload.get("organization") or login,
+                default_branch_only=bool(payload.get("default_branch_only")),
+            )
             self._json(202, forge.repo_json(fork, login))
         elif rest.startswith("/branches/") and method == "GET":
-            branch = unquote(rest[len("/branches/"):])
+            branch = unquote(rest[len("/branches/") :])
             sha = forge.branch_sha(repo.full_name, branch)
             if sha is None:
                 self._json(404, {"message": "Branch not found", "documentation_url": _DOCS, "status": "404"})
                 return
-            self._json(200, {"name": branch, "protected": False,
-                             "commit": {"sha": sha, "url": f"{forge.api_url}/repos/{repo.full_name}/commits/{sha}"},
-                             "_links": {"self": f"{forge.api_url}/repos/{repo.full_name}/branches/{branch}",
-                                        "html": f"{forge.url}/{repo.full_name}/tree/{branch}"}})
+            self._json(
+                200,
+                {
+                    "name": branch,
+                    "protected": False,
+                    "commit": {"sha": sha, "url": f"{forge.api_url}/repos/{repo.full_name}/commits/{sha}"},
+                    "_links": {
+                        "self": f"{forge.api_url}/repos/{repo.full_name}/branches/{branch}",
+                        "html": f"{forge.url}/{repo.full_name}/tree/{branch}",
+                    },
+                },
+            )
         elif rest == "/pulls" and method == "GET":
             self._json(200, [forge.pull_json(p) for p in self._list_pulls(repo, query)])
         elif rest == "/pulls" and method == "POST":
@@ -473,7 +556,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._not_found()
 
-    def _head_repo(self, repo: Repo, head: str) -> tuple[Optional[Repo], str]:
+    def _head_repo(self, repo: Repo, head: str) -> tuple[Repo | None, str]:
         owner, sep, ref = head.partition(":")
         if not sep:
             return repo, head
@@ -493,7 +576,7 @@ class _Handler(BaseHTTPRequestHandler):
             pulls = [p for p in pulls if head_repo and p.head_repo == head_repo.full_name and p.head_ref == ref]
         return pulls
 
-    def _create_pull(self, repo: Repo, payload: dict, login: Optional[str]) -> None:
+    def _create_pull(self, repo: Repo, payload: dict, login: str | None) -> None:
         forge = self.forge
         if login is None:
             self._json(401, {"message": "Requires authentication", "documentation_url": _DOCS})
@@ -512,18 +595,40 @@ class _Handler(BaseHTTPRequestHandler):
             self._invalid(errors)
             return
         assert head_repo is not None
-        duplicate = [p for p in forge.pulls.get(repo.full_name, [])
-                     if p.state == "open" and p.head_repo == head_repo.full_name and p.head_ref == ref
-                     and p.base == payload["base"]]
+        duplicate = [
+            p
+            for p in forge.pulls.get(repo.full_name, [])
+            if p.state == "open"
+            and p.head_repo == head_repo.full_name
+            and p.head_ref == ref
+            and p.base == payload["base"]
+        ]
         if duplicate:
-            self._invalid([{"resource": "PullRequest", "code": "custom",
-                            "message": f"A pull request already exists for {head_repo.owner}:{ref}."}])
+            self._invalid(
+                [
+                    {
+                        "resource": "PullRequest",
+                        "code": "custom",
+                        "message": f"A pull request already exists for {head_repo.owner}:{ref}.",
+                    }
+                ]
+            )
             return
         pulls = forge.pulls.setdefault(repo.full_name, [])
-        pr = Pull(id=next(forge._ids), number=len(pulls) + 1, repo=repo.full_name, base=payload["base"],
-                  head_repo=head_repo.full_name, head_ref=ref, title=payload["title"], body=payload.get("body") or "",
-                  user=login, maintainer_can_modify=bool(payload.get("maintainer_can_modify", True)),
-                  created_at=_now(), updated_at=_now())
+        pr = Pull(
+            id=next(forge._ids),
+            number=len(pulls) + 1,
+            repo=repo.full_name,
+            base=payload["base"],
+            head_repo=head_repo.full_name,
+            head_ref=ref,
+            title=payload["title"],
+            body=payload.get("body") or "",
+            user=login,
+            maintainer_can_modify=bool(payload.get("maintainer_can_modify", True)),
+            created_at=_now(),
+            updated_at=_now(),
+        )
         pulls.append(pr)
         self._json(201, forge.pull_json(pr), {"Location": f"{forge.api_url}/repos/{repo.full_name}/pulls/{pr.number}"})
 

@@ -7,9 +7,13 @@ import subprocess
 from pathlib import Path
 
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test Maintainer", "GIT_AUTHOR_EMAIL": "maintainer@example.invalid",
-    "GIT_COMMITTER_NAME": "Test Maintainer", "GIT_COMMITTER_EMAIL": "maintainer@example.invalid",
-    "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
+    "GIT_AUTHOR_NAME": "Test Maintainer",
+    "GIT_AUTHOR_EMAIL": "maintainer@example.invalid",
+    "GIT_COMMITTER_NAME": "Test Maintainer",
+    "GIT_COMMITTER_EMAIL": "maintainer@example.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "LC_ALL": "C",
 }
 
 

@@ -26,8 +26,15 @@ def loadgen_logs(root: Path) -> Path:
         out = root / mode
         out.mkdir(parents=True, exist_ok=True)
         (out / "user.conf").write_text(USER_CONF)
-        jobs.append(LoadGenJob(conf_model="bert", scenario="Offline", user_conf=out / "user.conf",
-                               answer=ZERO_ANSWER, runs=((mode, out, delay),)))
+        jobs.append(
+            LoadGenJob(
+                conf_model="bert",
+                scenario="Offline",
+                user_conf=out / "user.conf",
+                answer=ZERO_ANSWER,
+                runs=((mode, out, delay),),
+            )
+        )
     run_loadgen(jobs, timeout=120)
     return root
 
@@ -40,7 +47,8 @@ def lay_out_submitter(repo: Path, logs: Path, division: str, submitter: str, sys
         (sub / folder / "README.md").write_text(f"# {submitter} {folder}\n")
     (sub / "systems").mkdir(exist_ok=True)
     (sub / "systems" / f"{system}.json").write_text(
-        json.dumps({**SYSTEM, "division": division, "submitter": submitter}, indent=2) + "\n")
+        json.dumps({**SYSTEM, "division": division, "submitter": submitter}, indent=2) + "\n"
+    )
     res = sub / "results" / system / "bert-99" / "Offline"
     (res / "performance" / "run_1").mkdir(parents=True, exist_ok=True)
     (res / "accuracy").mkdir(exist_ok=True)

@@ -40,8 +40,10 @@ def checkout(tmp_path, logs) -> Path:
     upstream = tmp_path / "upstream"
     upstream.mkdir()
     git("init", "-q", "-b", "main", cwd=upstream)
-    write_files(upstream, {"README.md": "# results\n",
-                           "closed/Broken/results/box/bert-99/Offline/README.md": "no logs at all\n"})
+    write_files(
+        upstream,
+        {"README.md": "# results\n", "closed/Broken/results/box/bert-99/Offline/README.md": "no logs at all\n"},
+    )
     git("add", "-A", cwd=upstream)
     git("commit", "-q", "-m", "base", cwd=upstream)
     clone = tmp_path / "checkout"
@@ -61,14 +63,21 @@ def ci(*args: str, env: dict | None = None):
 def test_ci_checks_only_the_changed_submitter(checkout, tmp_path):
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
-    result = ci(str(checkout), "--base-ref", "origin/main", "--waive", "perf.min_duration", "--json",
-                env={"GITHUB_STEP_SUMMARY": str(summary)})
+    result = ci(
+        str(checkout),
+        "--base-ref",
+        "origin/main",
+        "--waive",
+        "perf.min_duration",
+        "--json",
+        env={"GITHUB_STEP_SUMMARY": str(summary)},
+    )
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["ok"] and doc["checked"] == ["open/TeamX"]
     assert [r["result"] for r in doc["results"]] == [RESULT]
     text = summary.read_text()
-    assert text.startswith("earlier step\n")                        # appended, never overwritten
+    assert text.startswith("earlier step\n")  # appended, never overwritten
     assert f"| `{RESULT}` | ✅ pass |" in text and "perf.min_duration" in text
     assert "Broken" not in text
     # the whole tree would fail: Broken is in the base, and only the PR's directories are checked
@@ -78,12 +87,12 @@ def test_ci_checks_only_the_changed_submitter(checkout, tmp_path):
 
 def test_ci_errors_fail_with_annotations_and_a_table(checkout, tmp_path):
     system = checkout / "open/TeamX/systems/box.json"
-    system.write_text(system.read_text().replace('"host_processor_model_name": "Test CPU"',
-                                                 '"host_processor_model_name": ""'))
+    system.write_text(
+        system.read_text().replace('"host_processor_model_name": "Test CPU"', '"host_processor_model_name": ""')
+    )
     git("commit", "-q", "-am", "forget the processor", cwd=checkout)
     summary = tmp_path / "summary.md"
-    result = ci(str(checkout), "--base-ref", "origin/main", "--waive", "perf.min_duration",
-                "--summary", str(summary))
+    result = ci(str(checkout), "--base-ref", "origin/main", "--waive", "perf.min_duration", "--summary", str(summary))
     assert result.exit_code == 1
     lines = [ln for ln in result.stdout.splitlines() if ln.startswith("::error ")]
     assert lines and all(ln.startswith("::error file=open/TeamX/") for ln in lines)
@@ -127,8 +136,15 @@ def test_ci_usage_errors(checkout, tmp_path):
     assert result.exit_code == 2
     shallow = tmp_path / "shallow"
     git("clone", "-q", "--depth", "1", "--branch", "teamx", f"file://{checkout}", str(shallow))
-    git("fetch", "-q", "--depth", "1", f"file://{checkout}", "refs/remotes/origin/main:refs/remotes/origin/base",
-        cwd=shallow)
+    git(
+        "fetch",
+        "-q",
+        "--depth",
+        "1",
+        f"file://{checkout}",
+        "refs/remotes/origin/main:refs/remotes/origin/base",
+        cwd=shallow,
+    )
     with pytest.raises(SubtoolError) as info:
         changed_submitters(shallow, "origin/base")
     assert info.value.rule == "ci.base_ref" and "fetch-depth: 0" in info.value.hint
@@ -146,7 +162,7 @@ def test_annotation_escaping():
 # ------------------------------------------------------------------------------------------ workflows
 def _load(name: str) -> dict:
     data = yaml.safe_load((WORKFLOWS / name).read_text())
-    data["on"] = data.pop(True, data.get("on"))          # YAML 1.1 reads the key `on` as True
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as True
     return data
 
 
@@ -179,17 +195,26 @@ def _subtool_on_path(tmp_path: Path) -> str:
 
 def test_reusable_workflow_check_step_runs_as_on_github(checkout, tmp_path):
     """Run the workflow's own `run:` script with the env GitHub would give it, in a PR checkout."""
-    step = next(s for s in _load("check-results.yml")["jobs"]["check"]["steps"] if "subtool" in s.get("run", "")
-                and "ci" in s["run"])
+    step = next(
+        s
+        for s in _load("check-results.yml")["jobs"]["check"]["steps"]
+        if "subtool" in s.get("run", "") and "ci" in s["run"]
+    )
     summary = tmp_path / "summary.md"
-    env = {**os.environ, "PATH": _subtool_on_path(tmp_path), "GITHUB_STEP_SUMMARY": str(summary),
-           "BASE_REF": "main", "VERSION": "v6.1", "WAIVE": "perf.min_duration", "SKIP_COMPLIANCE": "false"}
+    env = {
+        **os.environ,
+        "PATH": _subtool_on_path(tmp_path),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "BASE_REF": "main",
+        "VERSION": "v6.1",
+        "WAIVE": "perf.min_duration",
+        "SKIP_COMPLIANCE": "false",
+    }
     ok = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=checkout, env=env, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert f"| `{RESULT}` | ✅ pass |" in summary.read_text()
-    env["WAIVE"] = ""                    # a short run without the waiver fails, with annotations
-    failing = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=checkout, env=env, capture_output=True,
-                             text=True)
+    env["WAIVE"] = ""  # a short run without the waiver fails, with annotations
+    failing = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=checkout, env=env, capture_output=True, text=True)
     assert failing.returncode == 1
     assert "::error file=open/TeamX/" in failing.stdout and "title=perf.min_duration" in failing.stdout
 
@@ -205,16 +230,24 @@ def test_workflow_linters_pass_here_and_catch_a_bad_workflow(tmp_path):
     bad.mkdir()
     (bad / "bad.yml").write_text(
         "name: bad\non: pull_request_target\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
-        "      - uses: actions/checkout@v4\n      - run: echo \"${{ github.event.pull_request.title }}\"\n"
-        "        timeout-minute: 3\n")
+        '      - uses: actions/checkout@v4\n      - run: echo "${{ github.event.pull_request.title }}"\n'
+        "        timeout-minute: 3\n"
+    )
     caught = subprocess.run([str(script), str(bad)], env=env, capture_output=True, text=True, timeout=120)
     assert caught.returncode == 1 and "problems found by" in caught.stderr
 
 
 def test_ci_unwritable_summary_is_one_line_exit_2(checkout, tmp_path):
     (tmp_path / "afile").write_text("x")
-    result = ci(str(checkout), "--base-ref", "origin/main", "--waive", "perf.min_duration",
-                "--summary", str(tmp_path / "afile" / "summary.md"))
+    result = ci(
+        str(checkout),
+        "--base-ref",
+        "origin/main",
+        "--waive",
+        "perf.min_duration",
+        "--summary",
+        str(tmp_path / "afile" / "summary.md"),
+    )
     assert result.exit_code == 2, result.output
-    assert "--summary" in result.stderr and "[io.enotdir]" in result.stderr   # refused before checking
+    assert "--summary" in result.stderr and "[io.enotdir]" in result.stderr  # refused before checking
     assert result.exception is None or isinstance(result.exception, SystemExit)

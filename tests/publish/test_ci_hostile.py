@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from subtool.ci import annotations, printable
 from subtool.checker.findings import Finding
+from subtool.ci import annotations, printable
 
 from .helpers import git, write_files
 from .results_tree import lay_out_submitter, loadgen_logs
@@ -35,8 +35,15 @@ def checkout(tmp_path, logs) -> Path:
     upstream = tmp_path / "upstream"
     upstream.mkdir()
     git("init", "-q", "-b", "main", cwd=upstream)
-    write_files(upstream, {"README.md": "# results\n", ".github/workflows/check.yml": "on: pull_request\n",
-                           "tools/score.py": "print('hi')\n", ".hidden/notes.txt": "x\n"})
+    write_files(
+        upstream,
+        {
+            "README.md": "# results\n",
+            ".github/workflows/check.yml": "on: pull_request\n",
+            "tools/score.py": "print('hi')\n",
+            ".hidden/notes.txt": "x\n",
+        },
+    )
     git("add", "-A", cwd=upstream)
     git("commit", "-q", "-m", "base", cwd=upstream)
     clone = tmp_path / "checkout"
@@ -48,7 +55,7 @@ def checkout(tmp_path, logs) -> Path:
     model = sub / "results" / HOSTILE_SYSTEM / "bert-99"
     (model / "Offline").rename(model / HOSTILE_SCENARIO)
     lay_out_submitter(clone, logs, "closed", HOSTILE_SUBMITTER)
-    (clone / ".github" / "workflows" / "check.yml").write_text("on: [pull_request]\n")   # the PR touches these too
+    (clone / ".github" / "workflows" / "check.yml").write_text("on: [pull_request]\n")  # the PR touches these too
     (clone / "tools" / "score.py").write_text("print('hello')\n")
     git("add", "-A", cwd=clone)
     git("commit", "-q", "-m", "hostile names", cwd=clone)
@@ -58,8 +65,9 @@ def checkout(tmp_path, logs) -> Path:
 def _subtool(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     code = "import sys; from subtool.cli import main; sys.argv[0] = 'subtool'; main()"
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def _unescape(text: str) -> str:
@@ -99,8 +107,14 @@ def test_folder_names_cannot_write_workflow_commands(checkout, tmp_path):
     assert any(HOSTILE_SUBMITTER in f["path"] for f in findings)
     assert sorted(doc["checked"]) == sorted(["open/TeamX", f"closed/{HOSTILE_SUBMITTER}"])
 
-    expected = [(f["severity"], {"file": _spelled(f["path"]), "title": f["rule"]},
-                 _spelled(f["message"] + (f" — {f['hint']}" if f["hint"] else ""))) for f in findings]
+    expected = [
+        (
+            f["severity"],
+            {"file": _spelled(f["path"]), "title": f["rule"]},
+            _spelled(f["message"] + (f" — {f['hint']}" if f["hint"] else "")),
+        )
+        for f in findings
+    ]
     for run in (plain.stdout + plain.stderr, as_json.stderr):
         commands = workflow_commands(run)
         # exactly one annotation per finding, each naming its file and rule: nothing injected, nothing lost
@@ -119,20 +133,24 @@ def test_the_repositorys_own_folders_are_not_findings(checkout):
 
 
 def test_escaping_follows_githubs_rules_and_spells_out_control_characters():
-    finding = Finding("system.missing", "error", "open/a,b:c/x%\r\n\x0b\x85.json", "50% off\nnext\x1b[31m",
-                      "fix:it", None)
+    finding = Finding(
+        "system.missing", "error", "open/a,b:c/x%\r\n\x0b\x85.json", "50% off\nnext\x1b[31m", "fix:it", None
+    )
     [line] = annotations([finding])
-    assert line == ("::error file=open/a%2Cb%3Ac/x%25%0D%0A\\x0b\\x85.json,title=system.missing::"
-                    "50%25 off%0Anext\\x1b[31m — fix:it")
+    assert line == (
+        "::error file=open/a%2Cb%3Ac/x%25%0D%0A\\x0b\\x85.json,title=system.missing::50%25 off%0Anext\\x1b[31m — fix:it"
+    )
     assert printable("a\nb\u2028c\x7f") == "a\\x0ab\\u2028c\\x7f"
 
 
 try:
-    from hypothesis import given, settings, strategies as st
-except ImportError:                                            # pragma: no cover - hypothesis is in the test extra
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is in the test extra
     given = None
 
 if given is not None:
+
     @settings(max_examples=300, deadline=None)
     @given(path=st.text(), message=st.text(), hint=st.text(), severity=st.sampled_from(["error", "warning"]))
     def test_any_name_or_message_makes_exactly_one_well_formed_annotation(path, message, hint, severity):

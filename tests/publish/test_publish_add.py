@@ -30,8 +30,11 @@ def _quick(fast, users, monkeypatch, fork, tree, **kwargs) -> dict:
 
 
 def _publish(tmp_path, forge, users, fork, tree, *extra):
-    proc = run_cli([str(tree), "--fork", fork, "--upstream", UPSTREAM, "--api-url", forge.api_url, "--json",
-                    *extra], {"GITHUB_TOKEN": users.alice}, tmp_path)
+    proc = run_cli(
+        [str(tree), "--fork", fork, "--upstream", UPSTREAM, "--api-url", forge.api_url, "--json", *extra],
+        {"GITHUB_TOKEN": users.alice},
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout), proc.stderr
 
@@ -40,8 +43,7 @@ def _results_on_branch(forge) -> set[str]:
     return {"/".join(p.split("/")[:6]) for p in fork_files(forge, BRANCH) if p.startswith("open/TeamX/results/")}
 
 
-def test_second_benchmark_from_another_folder_adds_to_the_branch(tmp_path, forge, users, alice_fork, fast,
-                                                                 monkeypatch):
+def test_second_benchmark_from_another_folder_adds_to_the_branch(tmp_path, forge, users, alice_fork, fast, monkeypatch):
     bert_tree = make_tree(tmp_path / "out-bert" / "tree")
     llama_tree = make_tree(tmp_path / "out-llama" / "tree", LLAMA_FILES)
     first, _ = _publish(tmp_path, forge, users, alice_fork, bert_tree)
@@ -53,10 +55,10 @@ def test_second_benchmark_from_another_folder_adds_to_the_branch(tmp_path, forge
     assert "keeping 1 result(s) already on the branch" in err
     files = fork_files(forge, BRANCH)
     assert _results_on_branch(forge) == {BERT, LLAMA}
-    assert files[f"{BERT}/accuracy/accuracy.txt"] == '{"exact_match": 1.0, "f1": 2.0}\n'   # the first, intact
+    assert files[f"{BERT}/accuracy/accuracy.txt"] == '{"exact_match": 1.0, "f1": 2.0}\n'  # the first, intact
     assert files[f"{LLAMA}/accuracy/accuracy.txt"] == '{"ROUGE1": 44.4}\n'
     assert "open/TeamX/documentation/README.md" in files and "open/TeamX/documentation/llama.md" in files
-    assert f"{BERT}/stale_from_old_run.txt" not in files             # the base's stale log stays replaced
+    assert f"{BERT}/stale_from_old_run.txt" not in files  # the base's stale log stays replaced
     assert "closed/OtherTeam/systems/sysA.json" in files
     bare = forge.repo_path("alice", "results")
     assert git("--git-dir", str(bare), "rev-parse", f"{BRANCH}^") == forge.branch_sha(UPSTREAM, "main")
@@ -67,11 +69,11 @@ def test_second_benchmark_from_another_folder_adds_to_the_branch(tmp_path, forge
     assert len(pulls) == 1 and pull_creations(forge) == 1
     pr = pulls[0]
     assert pr.head.sha == second["commit"]
-    assert pr.title == "TeamX: bert-99 results (open)"            # the open pull request keeps its title
+    assert pr.title == "TeamX: bert-99 results (open)"  # the open pull request keeps its title
     assert "| open | TeamX | sys1 | bert-99 | Offline |" in pr.body
     assert "| open | TeamX | sys1 | llama2-70b-99 | Offline |" in pr.body
 
-    again = _quick(fast, users, monkeypatch, alice_fork, llama_tree)      # nothing new: nothing pushed
+    again = _quick(fast, users, monkeypatch, alice_fork, llama_tree)  # nothing new: nothing pushed
     assert again["up_to_date"] and not again["pushed"] and again["commit"] == second["commit"]
     # the first folder again, with a changed result: it replaces its own result and keeps the other one
     (bert_tree / BERT / "accuracy" / "accuracy.txt").write_text('{"exact_match": 1.0, "f1": 3.0}\n')
@@ -98,11 +100,12 @@ def test_replace_keeps_only_this_tree(tmp_path, forge, users, alice_fork, fast, 
     assert "llama2-70b-99" in pr.body and "| bert-99 |" not in pr.body
 
 
-def test_other_teams_on_the_same_branch_name_are_not_carried(tmp_path, forge, users, alice_fork, fast,
-                                                             monkeypatch):
+def test_other_teams_on_the_same_branch_name_are_not_carried(tmp_path, forge, users, alice_fork, fast, monkeypatch):
     """Only the publishing submitters' directories are kept from the branch, never another team's."""
-    other = make_tree(tmp_path / "other" / "tree", {"open/TeamY/results/s/bert-99/Offline/a.txt": "y\n",
-                                                    "open/TeamY/systems/s.json": "{}\n"})
+    other = make_tree(
+        tmp_path / "other" / "tree",
+        {"open/TeamY/results/s/bert-99/Offline/a.txt": "y\n", "open/TeamY/systems/s.json": "{}\n"},
+    )
     _quick(fast, users, monkeypatch, alice_fork, other, branch=BRANCH)
     doc = _quick(fast, users, monkeypatch, alice_fork, make_tree(tmp_path / "x" / "tree"))
     assert doc["kept"] == []
@@ -111,12 +114,13 @@ def test_other_teams_on_the_same_branch_name_are_not_carried(tmp_path, forge, us
 
 def test_adding_works_on_a_plain_git_fork_without_an_api(tmp_path):
     """A local bare repository (no API, no token), as in the README's demo → publish → score walk-through."""
-    from .helpers import branch_files, make_results_repo
     from subtool.submission.publish import PublishOptions
+
+    from .helpers import branch_files, make_results_repo
 
     fork = make_results_repo(tmp_path / "forge")
     for name, files in (("bert", None), ("llama", LLAMA_FILES)):
         publish_tree(PublishOptions(tree=make_tree(tmp_path / name, files), fork=str(fork), cache=tmp_path / "c"))
     published = branch_files(fork, BRANCH)
     assert f"{LLAMA}/accuracy/accuracy.txt" in published and f"{BERT}/accuracy/accuracy.txt" in published
-    assert git("--git-dir", str(fork), "rev-list", "--count", BRANCH) == "2"     # still one commit on the base
+    assert git("--git-dir", str(fork), "rev-list", "--count", BRANCH) == "2"  # still one commit on the base

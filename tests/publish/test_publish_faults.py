@@ -21,7 +21,7 @@ def test_pull_request_applied_but_answer_lost_is_found_and_reused(forge, users, 
     result = publish_tree(fast(tree, alice_fork, retries=2))
     assert fault.hits == 1
     statuses = [s for _m, _p, s in forge.requests("POST", r"/api/v3/repos/comp/results/pulls$")]
-    assert statuses == [201, 0, 422]          # applied, answer lost; the retry is refused as a duplicate
+    assert statuses == [201, 0, 422]  # applied, answer lost; the retry is refused as a duplicate
     pulls = list(github(forge, users.organizers).get_repo(UPSTREAM).get_pulls(state="all"))
     assert len(pulls) == 1
     assert (result.pr_number, result.pr_url, result.pr_created) == (pulls[0].number, pulls[0].html_url, False)
@@ -33,8 +33,11 @@ def test_already_exists_but_nothing_listed_is_one_line_exit_3(tmp_path, forge, u
     forge.inject(PULLS, count=1, lose_answer=True)
     # the first listing (before opening) and the one after the 422 both come back empty
     forge.inject(r"^GET /api/v3/repos/comp/results/pulls\?", count=2, status=200, body=[])
-    proc = run_cli([str(tree), "--fork", alice_fork, "--upstream", UPSTREAM, "--api-url", forge.api_url],
-                   {"GITHUB_TOKEN": users.alice}, tmp_path)
+    proc = run_cli(
+        [str(tree), "--fork", alice_fork, "--upstream", UPSTREAM, "--api-url", forge.api_url],
+        {"GITHUB_TOKEN": users.alice},
+        tmp_path,
+    )
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
@@ -54,12 +57,21 @@ USER, FORK, OPEN = r"^GET /api/v3/user$", r"^GET /api/v3/repos/alice/results$", 
 LIST = r"^GET /api/v3/repos/comp/results/pulls\?"
 
 
-@pytest.mark.parametrize("where, what", [(USER, what) for what in NOT_THE_API] + [
-    (FORK, "html 200"), (FORK, "json of the wrong shape"), (FORK, "empty 200"),
-    (OPEN, "redirect to https"), (OPEN, "broken json"), (OPEN, "empty 200"),
-    (LIST, "html 200"), (LIST, "json of the wrong shape")])
-def test_answers_that_are_not_the_api_are_a_clean_error(forge, users, alice_fork, tree, fast, monkeypatch, what,
-                                                        where):
+@pytest.mark.parametrize(
+    "where, what",
+    [(USER, what) for what in NOT_THE_API]
+    + [
+        (FORK, "html 200"),
+        (FORK, "json of the wrong shape"),
+        (FORK, "empty 200"),
+        (OPEN, "redirect to https"),
+        (OPEN, "broken json"),
+        (OPEN, "empty 200"),
+        (LIST, "html 200"),
+        (LIST, "json of the wrong shape"),
+    ],
+)
+def test_answers_that_are_not_the_api_are_a_clean_error(forge, users, alice_fork, tree, fast, monkeypatch, what, where):
     """In process, so that any exception other than SubtoolError fails the test with its traceback."""
     monkeypatch.setenv("GITHUB_TOKEN", users.alice)
     forge.inject(where, count=10, **NOT_THE_API[what])
@@ -70,15 +82,23 @@ def test_answers_that_are_not_the_api_are_a_clean_error(forge, users, alice_fork
     assert "\n" not in err.one_line()
     if where in (USER, FORK):
         assert "--api-url" in (err.hint or "")
-        assert forge.branch_sha("alice/results", "subtool/TeamX") is None     # checks come before the push
+        assert forge.branch_sha("alice/results", "subtool/TeamX") is None  # checks come before the push
 
 
 def test_cli_redirect_to_https_is_one_line_exit_3(tmp_path, forge, users, alice_fork, tree):
     """What the user types: an http:// API address that the forge moved to https://."""
-    forge.inject(r"^GET /api/v3/user$", count=10, status=301, raw=b"",
-                 headers={"Location": forge.api_url.replace("http://", "https://") + "/user"})
-    proc = run_cli([str(tree), "--fork", alice_fork, "--upstream", UPSTREAM, "--api-url", forge.api_url],
-                   {"GITHUB_TOKEN": users.alice}, tmp_path)
+    forge.inject(
+        r"^GET /api/v3/user$",
+        count=10,
+        status=301,
+        raw=b"",
+        headers={"Location": forge.api_url.replace("http://", "https://") + "/user"},
+    )
+    proc = run_cli(
+        [str(tree), "--fork", alice_fork, "--upstream", UPSTREAM, "--api-url", forge.api_url],
+        {"GITHUB_TOKEN": users.alice},
+        tmp_path,
+    )
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]

@@ -38,13 +38,24 @@ def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.
     full_env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "GITHUB_API_URL")}
     full_env.update(env, XDG_CACHE_HOME=str(tmp_path / "xdg-cache"), HOME=str(tmp_path / "home"))
     code = "import sys; from subtool.cli import main; sys.argv[0] = 'subtool'; main()"
-    return subprocess.run([sys.executable, "-c", code, "publish", *args], capture_output=True, text=True,
-                          env=full_env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code, "publish", *args], capture_output=True, text=True, env=full_env, timeout=120
+    )
 
 
 def test_cli_publish_opens_pr_and_rerun_reuses_it(tmp_path, forge, users, alice_fork, tree):
-    args = [str(tree), "--fork", alice_fork, "--upstream", UPSTREAM, "--base", "scc25", "--api-url",
-            forge.api_url, "--json"]
+    args = [
+        str(tree),
+        "--fork",
+        alice_fork,
+        "--upstream",
+        UPSTREAM,
+        "--base",
+        "scc25",
+        "--api-url",
+        forge.api_url,
+        "--json",
+    ]
     first = run_cli(args, {"GITHUB_TOKEN": users.alice}, tmp_path)
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)
@@ -70,8 +81,12 @@ def test_cli_publish_opens_pr_and_rerun_reuses_it(tmp_path, forge, users, alice_
     second = run_cli(args, {"GITHUB_TOKEN": users.alice}, tmp_path)
     assert second.returncode == 0, second.stderr
     again = json.loads(second.stdout)
-    assert (again["pushed"], again["pr_created"], again["pr_url"], again["commit"]) == \
-        (False, False, doc["pr_url"], doc["commit"])
+    assert (again["pushed"], again["pr_created"], again["pr_url"], again["commit"]) == (
+        False,
+        False,
+        doc["pr_url"],
+        doc["commit"],
+    )
     assert "already open, reused" in second.stderr and doc["pr_url"] in second.stderr
     assert pushes(forge) == 1 and pull_creations(forge) == 1
     assert github(forge, users.organizers).get_repo(UPSTREAM).get_pulls(state="all").totalCount == 1
@@ -137,8 +152,9 @@ def test_blobless_cache_holds_no_other_submitters_files(forge, users, alice_fork
     monkeypatch.setenv("GITHUB_TOKEN", users.alice)
     publish_tree(fast(tree, alice_fork))
     [cache] = [p for p in (tmp_path / "cache").iterdir() if p.suffix == ".git"]
-    other = git("--git-dir", str(forge.repo_path("comp", "results")), "rev-parse",
-                "main:closed/OtherTeam/systems/sysA.json")
+    other = git(
+        "--git-dir", str(forge.repo_path("comp", "results")), "rev-parse", "main:closed/OtherTeam/systems/sysA.json"
+    )
     missing = git("--git-dir", str(cache), "rev-list", "--objects", "--missing=print", "refs/subtool/base")
     assert f"?{other}" in missing.splitlines()
     # and building the commit fetched nothing after the first fetch: one ls-remote, one fetch (2 POSTs), one push
@@ -158,7 +174,7 @@ def test_no_token_fails_before_any_network(forge, alice_fork, tree, fast, monkey
     err = _error(fast(tree, alice_fork))
     assert (err.rule, err.exit_code) == ("publish.no_token", 2)
     assert "--no-pr" in err.hint
-    assert forge.log[-1][1].endswith("/forks")     # nothing after the fixture made the fork
+    assert forge.log[-1][1].endswith("/forks")  # nothing after the fixture made the fork
 
 
 def test_bad_token_is_a_clean_401(forge, users, alice_fork, tree, fast, monkeypatch):
@@ -183,7 +199,7 @@ def test_no_push_rights_through_the_api_and_through_git(forge, users, alice_fork
     monkeypatch.setenv("GITHUB_TOKEN", users.mallory)
     err = _error(fast(tree, alice_fork))
     assert (err.rule, err.exit_code) == ("publish.no_push_rights", 3)
-    err = _error(fast(tree, alice_fork, no_pr=True))          # no API checks: git itself gets the 403
+    err = _error(fast(tree, alice_fork, no_pr=True))  # no API checks: git itself gets the 403
     assert (err.rule, err.exit_code) == ("publish.no_push_rights", 3)
     assert forge.branch_sha("alice/results", BRANCH) is None
 
@@ -221,9 +237,13 @@ def test_primary_rate_limit_fails_fast_with_reset_time(forge, users, alice_fork,
     import time
 
     monkeypatch.setenv("GITHUB_TOKEN", users.alice)
-    forge.inject(r"^GET /api/v3/user$", count=10, status=403,
-                 body={"message": "API rate limit exceeded for user ID 1.", "documentation_url": "x"},
-                 headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 3000)})
+    forge.inject(
+        r"^GET /api/v3/user$",
+        count=10,
+        status=403,
+        body={"message": "API rate limit exceeded for user ID 1.", "documentation_url": "x"},
+        headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 3000)},
+    )
     err = _error(fast(tree, alice_fork))
     assert (err.rule, err.exit_code) == ("publish.rate_limit", 3)
     assert "resets in about" in err.message
@@ -232,8 +252,13 @@ def test_primary_rate_limit_fails_fast_with_reset_time(forge, users, alice_fork,
 
 def test_secondary_rate_limit_is_waited_out(forge, users, alice_fork, tree, fast, monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", users.alice)
-    forge.inject(r"^GET /api/v3/repos/alice/results$", count=1, status=403, headers={"Retry-After": "0"},
-                 body={"message": "You have exceeded a secondary rate limit. Please wait a few minutes."})
+    forge.inject(
+        r"^GET /api/v3/repos/alice/results$",
+        count=1,
+        status=403,
+        headers={"Retry-After": "0"},
+        body={"message": "You have exceeded a secondary rate limit. Please wait a few minutes."},
+    )
     result = publish_tree(fast(tree, alice_fork))
     assert result.pr_created
 
@@ -278,7 +303,7 @@ def test_network_down_mid_push_fails_cleanly_with_nothing_pushed(forge, users, a
 def test_api_unreachable_is_a_network_error(users, alice_fork, tree, fast, monkeypatch):
     import socket
 
-    with socket.socket() as probe:                 # a port with nobody listening
+    with socket.socket() as probe:  # a port with nobody listening
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}/api/v3"
     monkeypatch.setenv("GITHUB_TOKEN", users.alice)
@@ -303,7 +328,7 @@ def test_forge_validates_like_github(forge, users, alice_fork):
         upstream.create_pull(title="t", body="", base="main", head="alice:topic")
     assert info.value.status == 422 and "already exists" in info.value.data["errors"][0]["message"]
     with pytest.raises(BadCredentialsException):
-        github(forge, "ghp_wrong").get_user().login
+        _ = github(forge, "ghp_wrong").get_user().login
     assert [p.head.ref for p in upstream.get_pulls(head="alice:topic")] == ["topic"]
     assert list(upstream.get_pulls(head="alice:other")) == []
 

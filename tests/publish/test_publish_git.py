@@ -48,7 +48,7 @@ def test_push_to_local_bare_fork_then_rerun_is_idempotent(tmp_path, fork, tree):
         assert published[rel] == text
     assert published["README.md"] == BASE_FILES["README.md"]
     assert "closed/OtherTeam/systems/sysA.json" in published
-    assert "open/TeamX/documentation/earlier.md" in published          # written over, never deleted
+    assert "open/TeamX/documentation/earlier.md" in published  # written over, never deleted
     assert "open/TeamX/results/sys1/bert-99/Offline/stale_from_old_run.txt" not in published  # result replaced
     message = git("--git-dir", str(fork), "log", "-1", "--format=%B", BRANCH)
     assert message.splitlines()[0] == "TeamX: bert-99 results (open)"
@@ -68,13 +68,14 @@ def test_changed_tree_replaces_the_single_commit(tmp_path, fork, tree):
     cache = tmp_path / "cache"
     opts = PublishOptions(tree=tree, fork=f"file://{fork}", cache=cache)
     first = publish_tree(opts)
-    (tree / "open/TeamX/results/sys1/bert-99/Offline/accuracy/accuracy.txt").write_text("{\"f1\": 3.0}\n")
+    (tree / "open/TeamX/results/sys1/bert-99/Offline/accuracy/accuracy.txt").write_text('{"f1": 3.0}\n')
     second = publish_tree(opts)
     assert second.pushed and second.commit != first.commit
     assert rev(fork, BRANCH) == second.commit
     assert git("--git-dir", str(fork), "rev-parse", f"{BRANCH}^") == rev(fork, "main")
-    assert branch_files(fork, BRANCH)["open/TeamX/results/sys1/bert-99/Offline/accuracy/accuracy.txt"] == \
-        "{\"f1\": 3.0}\n"
+    assert (
+        branch_files(fork, BRANCH)["open/TeamX/results/sys1/bert-99/Offline/accuracy/accuracy.txt"] == '{"f1": 3.0}\n'
+    )
     # A fresh cache (another machine) sees the same branch and finds nothing to do.
     again = publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=tmp_path / "other-cache"))
     assert again.up_to_date and not again.pushed and again.commit == second.commit
@@ -91,12 +92,22 @@ def test_dry_run_pushes_nothing_and_lists_changes(tmp_path, fork, tree):
 
 
 def test_branch_and_title_options(tmp_path, fork, tree):
-    code, doc, err = run_cli(str(tree), "--fork", str(fork), "--branch", "scc25/teamx", "--title",
-                             "TeamX SCC25 bert", "--cache", str(tmp_path / "c"), "--no-pr")
+    code, doc, err = run_cli(
+        str(tree),
+        "--fork",
+        str(fork),
+        "--branch",
+        "scc25/teamx",
+        "--title",
+        "TeamX SCC25 bert",
+        "--cache",
+        str(tmp_path / "c"),
+        "--no-pr",
+    )
     assert code == 0, err
     assert rev(fork, "scc25/teamx") == doc["commit"]
     assert git("--git-dir", str(fork), "log", "-1", "--format=%s", "scc25/teamx") == "TeamX SCC25 bert"
-    assert doc["compare_url"] is None          # no --upstream: nothing to compare against
+    assert doc["compare_url"] is None  # no --upstream: nothing to compare against
 
 
 def test_base_branch_missing_fails_cleanly(tmp_path, fork, tree):
@@ -154,8 +165,9 @@ def test_executable_bit_is_published(tmp_path, fork):
     script.write_text("#!/bin/sh\necho run\n")
     script.chmod(0o755)
     publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=tmp_path / "c"))
-    listing = git("--git-dir", str(fork), "ls-tree", "-r", BRANCH, "open/TeamX/src/run.sh",
-                  "open/TeamX/documentation/README.md")
+    listing = git(
+        "--git-dir", str(fork), "ls-tree", "-r", BRANCH, "open/TeamX/src/run.sh", "open/TeamX/documentation/README.md"
+    )
     modes = {line.split("\t")[1]: line.split()[0] for line in listing.splitlines()}
     assert modes["open/TeamX/src/run.sh"] == "100755"
     assert set(modes.values()) == {"100755", "100644"}
@@ -205,7 +217,7 @@ def test_broken_cache_is_a_clear_error_and_deleting_it_recovers(tmp_path, fork, 
 
 def test_unwritable_cache_is_one_line_exit_2(tmp_path, fork, tree):
     (tmp_path / "afile").write_text("x")
-    cache = tmp_path / "afile" / "cache"            # a file where a folder is needed
+    cache = tmp_path / "afile" / "cache"  # a file where a folder is needed
     code, doc, err = run_cli(str(tree), "--fork", str(fork), "--cache", str(cache))
     assert code == 2 and doc is None, err
     assert "--cache cannot be written" in err and "[io.enotdir]" in err and "Traceback" not in err

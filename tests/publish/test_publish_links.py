@@ -34,15 +34,16 @@ def _run_cli(args: list[str], token: str, tmp_path: Path) -> subprocess.Complete
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "GITHUB_API_URL")}
     env.update(GITHUB_TOKEN=token, XDG_CACHE_HOME=str(tmp_path / "xdg-cache"), HOME=str(tmp_path / "home"))
     code = "import sys; from subtool.cli import main; sys.argv[0] = 'subtool'; main()"
-    return subprocess.run([sys.executable, "-c", code, "publish", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code, "publish", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_link_to_the_gh_config_is_refused_before_anything_is_pushed(tmp_path, forge, users, alice_fork, tree):
     gh = _gh_config(tmp_path, users.alice)
     (tree / "open/TeamX/documentation/notes").symlink_to(gh)
     args = [str(tree), "--fork", alice_fork, "--upstream", UPSTREAM, "--api-url", forge.api_url]
-    before = list(forge.log)   # (the fixture forked the upstream through the API)
+    before = list(forge.log)  # (the fixture forked the upstream through the API)
     result = _run_cli(args, users.alice, tmp_path)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -85,10 +86,11 @@ def _make(link: Path, target: Path) -> Path:
     return link
 
 
-@pytest.mark.parametrize("kind", ["root_folder", "outside_file", "relative_outside", "inside_file", "dangling",
-                                  "loop", "submitter", "division"])
-def test_every_link_is_refused_with_the_checker_rule(tmp_path, forge, users, alice_fork, tree, fast, monkeypatch,
-                                                     kind):
+@pytest.mark.parametrize(
+    "kind",
+    ["root_folder", "outside_file", "relative_outside", "inside_file", "dangling", "loop", "submitter", "division"],
+)
+def test_every_link_is_refused_with_the_checker_rule(tmp_path, forge, users, alice_fork, tree, fast, monkeypatch, kind):
     monkeypatch.setenv("GITHUB_TOKEN", users.alice)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     link = _link(tree, tmp_path, kind)

@@ -6,18 +6,28 @@ import pytest
 
 from subtool.errors import SubtoolError
 from subtool.submission.publish_git import classify, last_line
-from subtool.submission.publish_remote import (Redactor, basic_auth_header, compare_url, derive_api_url,
-                                               derive_web_url, parse_fork, resolve_token)
+from subtool.submission.publish_remote import (
+    Redactor,
+    basic_auth_header,
+    compare_url,
+    derive_api_url,
+    derive_web_url,
+    parse_fork,
+    resolve_token,
+)
 
 
-@pytest.mark.parametrize("url, kind, host, full_name", [
-    ("https://github.com/alice/results.git", "http", "github.com", "alice/results"),
-    ("https://github.com/alice/results", "http", "github.com", "alice/results"),
-    ("http://127.0.0.1:8123/alice/results.git", "http", "127.0.0.1:8123", "alice/results"),
-    ("git@github.com:alice/results.git", "ssh", "github.com", "alice/results"),
-    ("ssh://git@ghe.example.com/alice/results.git", "ssh", "ghe.example.com", "alice/results"),
-    ("file:///srv/git/alice/results.git", "local", None, "alice/results"),
-])
+@pytest.mark.parametrize(
+    "url, kind, host, full_name",
+    [
+        ("https://github.com/alice/results.git", "http", "github.com", "alice/results"),
+        ("https://github.com/alice/results", "http", "github.com", "alice/results"),
+        ("http://127.0.0.1:8123/alice/results.git", "http", "127.0.0.1:8123", "alice/results"),
+        ("git@github.com:alice/results.git", "ssh", "github.com", "alice/results"),
+        ("ssh://git@ghe.example.com/alice/results.git", "ssh", "ghe.example.com", "alice/results"),
+        ("file:///srv/git/alice/results.git", "local", None, "alice/results"),
+    ],
+)
 def test_parse_fork(url, kind, host, full_name):
     fork = parse_fork(url)
     assert (fork.kind, fork.host, fork.full_name) == (kind, host, full_name)
@@ -45,8 +55,10 @@ def test_api_and_web_urls():
     assert derive_web_url("https://api.github.com") == "https://github.com"
     assert derive_web_url(None) == "https://github.com"
     assert derive_web_url("https://ghe.corp/api/v3") == "https://ghe.corp"
-    assert compare_url("https://github.com", "mlcommons/res", "main", "alice", "subtool/T") == \
-        "https://github.com/mlcommons/res/compare/main...alice:subtool/T?expand=1"
+    assert (
+        compare_url("https://github.com", "mlcommons/res", "main", "alice", "subtool/T")
+        == "https://github.com/mlcommons/res/compare/main...alice:subtool/T?expand=1"
+    )
 
 
 def test_token_lookup_order():
@@ -67,24 +79,31 @@ def test_redactor_hides_plain_and_basic_auth_spellings():
     assert Redactor(None)("unchanged") == "unchanged"
 
 
-@pytest.mark.parametrize("stderr, kind", [
-    ("fatal: Authentication failed for 'https://x/a/r.git/'", "auth"),
-    ("fatal: could not read Username for 'https://x': terminal prompts disabled", "auth"),
-    ("fatal: unable to access 'http://x/a/r.git/': The requested URL returned error: 403", "forbidden"),
-    ("remote: Repository not found.\nfatal: repository 'https://x/a/r.git/' not found", "missing"),
-    ("fatal: '/tmp/none.git' does not appear to be a git repository", "missing"),
-    ("fatal: unable to access 'http://127.0.0.1:1/': Failed to connect to 127.0.0.1 port 1", "network"),
-    ("error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502", "network"),
-    ("send-pack: unexpected disconnect while reading sideband packet\nfatal: the remote end hung up unexpectedly",
-     "network"),
-    ("!\trefs/heads/x:refs/heads/x\t[rejected] (stale info)", "rejected"),
-    ("fatal: something else entirely", "other"),
-])
+@pytest.mark.parametrize(
+    "stderr, kind",
+    [
+        ("fatal: Authentication failed for 'https://x/a/r.git/'", "auth"),
+        ("fatal: could not read Username for 'https://x': terminal prompts disabled", "auth"),
+        ("fatal: unable to access 'http://x/a/r.git/': The requested URL returned error: 403", "forbidden"),
+        ("remote: Repository not found.\nfatal: repository 'https://x/a/r.git/' not found", "missing"),
+        ("fatal: '/tmp/none.git' does not appear to be a git repository", "missing"),
+        ("fatal: unable to access 'http://127.0.0.1:1/': Failed to connect to 127.0.0.1 port 1", "network"),
+        ("error: RPC failed; HTTP 502 curl 22 The requested URL returned error: 502", "network"),
+        (
+            "send-pack: unexpected disconnect while reading sideband packet\n"
+            "fatal: the remote end hung up unexpectedly",
+            "network",
+        ),
+        ("!\trefs/heads/x:refs/heads/x\t[rejected] (stale info)", "rejected"),
+        ("fatal: something else entirely", "other"),
+    ],
+)
 def test_git_failure_classes(stderr, kind):
     assert classify(stderr) == kind
 
 
 def test_last_line_prefers_ref_status_then_fatal():
     assert last_line("hint: x\nfatal: the reason\nmore\n") == "fatal: the reason"
-    assert last_line("!\tref\t[rejected] (stale info)\nerror: failed to push some refs") == \
-        "! ref [rejected] (stale info)"
+    assert (
+        last_line("!\tref\t[rejected] (stale info)\nerror: failed to push some refs") == "! ref [rejected] (stale info)"
+    )

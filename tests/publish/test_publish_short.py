@@ -20,8 +20,16 @@ from .test_publish_forge import run_cli
 BRANCH = "subtool/TeamX"
 SHORT = "open/TeamX/results/box/bert-99/Offline"
 BERT = "open/TeamX/results/sys1/bert-99/Offline"
-DEMO_SYSTEM = json.dumps({"system_name": "sys1 (DEMO)", "division": "open",
-                          "hw_notes": "DEMO: embedded demo run (random weights); not a benchmark result."}) + "\n"
+DEMO_SYSTEM = (
+    json.dumps(
+        {
+            "system_name": "sys1 (DEMO)",
+            "division": "open",
+            "hw_notes": "DEMO: embedded demo run (random weights); not a benchmark result.",
+        }
+    )
+    + "\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +46,11 @@ def short_tree(tmp_path, logs) -> Path:
 
 
 def _cli(tmp_path, forge, users, fork, tree, *extra):
-    return run_cli([str(tree), "--fork", fork, "--upstream", UPSTREAM, "--api-url", forge.api_url, *extra],
-                   {"GITHUB_TOKEN": users.alice}, tmp_path)
+    return run_cli(
+        [str(tree), "--fork", fork, "--upstream", UPSTREAM, "--api-url", forge.api_url, *extra],
+        {"GITHUB_TOKEN": users.alice},
+        tmp_path,
+    )
 
 
 def test_short_run_is_refused_before_anything_is_sent(tmp_path, forge, users, alice_fork, short_tree):
@@ -67,7 +78,8 @@ def test_allowed_short_run_says_so_in_commit_title_and_body(tmp_path, forge, use
 
 
 def test_demo_tree_is_refused_then_marked_and_the_mark_stays_when_a_valid_run_joins(
-        tmp_path, forge, users, alice_fork, fast, monkeypatch):
+    tmp_path, forge, users, alice_fork, fast, monkeypatch
+):
     demo = make_tree(tmp_path / "demo", {**TREE_FILES, "open/TeamX/systems/sys1.json": DEMO_SYSTEM})
     monkeypatch.setenv("GITHUB_TOKEN", users.alice)
     with pytest.raises(Exception) as info:
@@ -77,7 +89,7 @@ def test_demo_tree_is_refused_then_marked_and_the_mark_stays_when_a_valid_run_jo
     first = publish_tree(fast(demo, alice_fork, allow_short=True))
     assert first.title == "[DEMO] TeamX: bert-99 results (open)" and first.not_submittable == [BERT]
 
-    valid = make_tree(tmp_path / "valid", LLAMA_FILES)       # no mark: no --allow-short needed
+    valid = make_tree(tmp_path / "valid", LLAMA_FILES)  # no mark: no --allow-short needed
     second = publish_tree(fast(valid, alice_fork))
     assert second.pushed and second.kept == [BERT] and second.not_submittable == [BERT]
     pr = github(forge, users.organizers).get_repo(UPSTREAM).get_pull(first.pr_number)
@@ -90,25 +102,39 @@ def test_demo_tree_is_refused_then_marked_and_the_mark_stays_when_a_valid_run_jo
 RESULT = ("open", "TeamX", "sys1", "bert-99", "Offline")
 
 
-@pytest.mark.parametrize("detail, readme, system, expected", [
-    (None, None, None, (False, False)),
-    (b"", b"", b"", (False, False)),
-    (b"\xff\xfe garbage", b"\x00" * 10, b"[1, 2]", (False, False)),
-    (b':::MLLOG {"key": "effective_min_duration_ms", "value": 600000, "time_ms": 1.0}\n', None, None,
-     (False, False)),
-    (b':::MLLOG {"key": "effective_min_duration_ms", "value": 599999, "time_ms": 1.0}\n', None, None,
-     (True, False)),
-    (b':::MLLOG {"key": "effective_min_duration_ms", "value": "short", "time_ms": 1.0}\n', None, None,
-     (False, False)),
-    (b':::MLLOG {"key": "effective_min_duration_ms", "value": NaN, "time_ms": 1.0}\n', None, None,
-     (False, False)),
-    (None, b"# x\nRun style: short \xe2\x80\x94 not submittable\n", None, (True, False)),
-    (None, b"> **DEMO** \xe2\x80\x94 produced by subtool\n", None, (False, True)),
-    (None, None, b'{"system_name": "box (demo)"}', (False, True)),
-    (None, None, b'{"system_name": "box", "sw_notes": "  demo: x"}', (False, True)),
-    (None, None, b'{"system_name": {"nested": "(DEMO)"}}', (False, True)),
-    (None, None, b"[" * 100000, (False, False)),
-])
+@pytest.mark.parametrize(
+    "detail, readme, system, expected",
+    [
+        (None, None, None, (False, False)),
+        (b"", b"", b"", (False, False)),
+        (b"\xff\xfe garbage", b"\x00" * 10, b"[1, 2]", (False, False)),
+        (
+            b':::MLLOG {"key": "effective_min_duration_ms", "value": 600000, "time_ms": 1.0}\n',
+            None,
+            None,
+            (False, False),
+        ),
+        (
+            b':::MLLOG {"key": "effective_min_duration_ms", "value": 599999, "time_ms": 1.0}\n',
+            None,
+            None,
+            (True, False),
+        ),
+        (
+            b':::MLLOG {"key": "effective_min_duration_ms", "value": "short", "time_ms": 1.0}\n',
+            None,
+            None,
+            (False, False),
+        ),
+        (b':::MLLOG {"key": "effective_min_duration_ms", "value": NaN, "time_ms": 1.0}\n', None, None, (False, False)),
+        (None, b"# x\nRun style: short \xe2\x80\x94 not submittable\n", None, (True, False)),
+        (None, b"> **DEMO** \xe2\x80\x94 produced by subtool\n", None, (False, True)),
+        (None, None, b'{"system_name": "box (demo)"}', (False, True)),
+        (None, None, b'{"system_name": "box", "sw_notes": "  demo: x"}', (False, True)),
+        (None, None, b'{"system_name": {"nested": "(DEMO)"}}', (False, True)),
+        (None, None, b"[" * 100000, (False, False)),
+    ],
+)
 def test_marks_readers_never_raise(tmp_path, detail, readme, system, expected):
     folder = tmp_path / "/".join(RESULT[:2]) / "results" / "/".join(RESULT[2:])
     folder.mkdir(parents=True)

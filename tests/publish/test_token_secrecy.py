@@ -26,8 +26,10 @@ def all_bytes_under(root: Path) -> list[tuple[Path, bytes]]:
 
 def git_objects(git_dir: Path) -> bytes:
     """Every object's content, uncompressed (grepping packs on disk would miss compressed text)."""
-    proc = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "--batch-all-objects", "--batch",
-                           "--unordered"], capture_output=True)
+    proc = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "cat-file", "--batch-all-objects", "--batch", "--unordered"],
+        capture_output=True,
+    )
     return proc.stdout
 
 
@@ -44,8 +46,9 @@ def test_token_appears_nowhere(tmp_path, forge, users, alice_fork, tree):
         assert proc.returncode == 0, proc.stderr
         outputs.append(proc)
     # Failures print the most detail: a token the fork refuses, one the API refuses, a network that drops.
-    refused = run_cli([str(tree), "--fork", alice_fork, "--no-pr", "--branch", "x"], {"GH_TOKEN": users.mallory},
-                      tmp_path)
+    refused = run_cli(
+        [str(tree), "--fork", alice_fork, "--no-pr", "--branch", "x"], {"GH_TOKEN": users.mallory}, tmp_path
+    )
     assert refused.returncode == 3 and "no push rights" in refused.stderr
     outputs.append(refused)
     bad = "ghp_" + "f" * 36
@@ -96,8 +99,11 @@ def test_token_is_in_no_argv_and_scoped_to_the_forge(forge, users, alice_fork, t
     assert any("push" in argv for argv, _ in git_calls)
     for argv, env in git_calls:
         assert all(users.alice not in arg for arg in argv)
-        headers = {env[k.replace("KEY", "VALUE")]: env[k] for k in env if k.startswith("GIT_CONFIG_KEY_")
-                   and env[k].endswith(".extraHeader")}
+        headers = {
+            env[k.replace("KEY", "VALUE")]: env[k]
+            for k in env
+            if k.startswith("GIT_CONFIG_KEY_") and env[k].endswith(".extraHeader")
+        }
         for value, key in headers.items():
             assert key == f"http.{forge.url}/.extraHeader"
             assert users.alice not in value and value.startswith("Authorization: Basic ")
@@ -106,8 +112,12 @@ def test_token_is_in_no_argv_and_scoped_to_the_forge(forge, users, alice_fork, t
 def test_error_messages_are_scrubbed(forge, users, alice_fork, tree, fast, monkeypatch):
     """Even a message that would quote the token (here: a forge echoing it) reaches the user redacted."""
     monkeypatch.setenv("GITHUB_TOKEN", users.alice)
-    forge.inject(r"^GET /api/v3/repos/alice/results$", count=1, status=418,
-                 body={"message": f"teapot says token {users.alice} is odd"})
+    forge.inject(
+        r"^GET /api/v3/repos/alice/results$",
+        count=1,
+        status=418,
+        body={"message": f"teapot says token {users.alice} is odd"},
+    )
     with pytest.raises(SubtoolError) as info:
         publish_tree(fast(tree, alice_fork))
     assert "teapot" in info.value.message and users.alice not in info.value.message
@@ -124,11 +134,19 @@ def _tracing_user(home: Path, traces: Path) -> dict[str, str]:
         f"\tnormalTarget = {traces / 'cfg-normal.log'}\n"
         f"\tperfTarget = {traces / 'cfg-perf.log'}\n"
         "\tconfigParams = http.*,*extraheader*,core.*\n"
-        "\tenvVars = GIT_CONFIG_VALUE_0,GIT_CONFIG_VALUE_1,GIT_CONFIG_VALUE_5,GIT_CONFIG_VALUE_6\n")
-    return {"GIT_TRACE": str(traces / "trace.log"), "GIT_TRACE_CURL": str(traces / "curl.log"),
-            "GIT_TRACE_PACKET": str(traces / "packet.log"), "GIT_CURL_VERBOSE": "1", "GIT_TRACE_REDACT": "0",
-            "GIT_TRACE2_REDACT": "0", "GIT_TRACE2_EVENT": str(traces / "env-event.log"),
-            "GIT_TRACE2_CONFIG_PARAMS": "http.*", "GIT_TRACE2_ENV_VARS": "GIT_CONFIG_VALUE_5"}
+        "\tenvVars = GIT_CONFIG_VALUE_0,GIT_CONFIG_VALUE_1,GIT_CONFIG_VALUE_5,GIT_CONFIG_VALUE_6\n"
+    )
+    return {
+        "GIT_TRACE": str(traces / "trace.log"),
+        "GIT_TRACE_CURL": str(traces / "curl.log"),
+        "GIT_TRACE_PACKET": str(traces / "packet.log"),
+        "GIT_CURL_VERBOSE": "1",
+        "GIT_TRACE_REDACT": "0",
+        "GIT_TRACE2_REDACT": "0",
+        "GIT_TRACE2_EVENT": str(traces / "env-event.log"),
+        "GIT_TRACE2_CONFIG_PARAMS": "http.*",
+        "GIT_TRACE2_ENV_VARS": "GIT_CONFIG_VALUE_5",
+    }
 
 
 def test_a_users_git_tracing_never_records_the_token(tmp_path, forge, users, alice_fork, tree):
@@ -137,17 +155,24 @@ def test_a_users_git_tracing_never_records_the_token(tmp_path, forge, users, ali
     tracing = _tracing_user(home, traces)
     # Control: this set-up does record an extraHeader value when git runs under it as given.
     control_env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("GIT_")}
-    control_env.update(tracing, HOME=str(home), GIT_CONFIG_COUNT="1",
-                       GIT_CONFIG_KEY_0=f"http.{forge.url}/.extraHeader",
-                       GIT_CONFIG_VALUE_0="Authorization: Basic Q09OVFJPTC1TRUNSRVQ=")
+    control_env.update(
+        tracing,
+        HOME=str(home),
+        GIT_CONFIG_COUNT="1",
+        GIT_CONFIG_KEY_0=f"http.{forge.url}/.extraHeader",
+        GIT_CONFIG_VALUE_0="Authorization: Basic Q09OVFJPTC1TRUNSRVQ=",
+    )
     subprocess.run(["git", "ls-remote", alice_fork], env=control_env, capture_output=True, timeout=60)
     recorded = b"".join(p.read_bytes() for p in traces.iterdir())
     assert b"Q09OVFJPTC1TRUNSRVQ=" in recorded
     for p in traces.iterdir():
         p.unlink()
 
-    proc = run_cli([str(tree), "--fork", alice_fork, "--upstream", UPSTREAM, "--api-url", forge.api_url, "--json"],
-                   {"GITHUB_TOKEN": users.alice, **tracing}, tmp_path)
+    proc = run_cli(
+        [str(tree), "--fork", alice_fork, "--upstream", UPSTREAM, "--api-url", forge.api_url, "--json"],
+        {"GITHUB_TOKEN": users.alice, **tracing},
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert_clean(users.alice, "stdout", proc.stdout.encode())
     assert_clean(users.alice, "stderr", proc.stderr.encode())

@@ -35,8 +35,9 @@ def demo_features(subtool_cache):
     from subtool.runner.workloads.bert import check_checkpoint, load_data
 
     assets = demo_assets(subtool_cache)
-    data = load_data(assets.model_path, assets.dataset_path, subtool_cache / "features",
-                     check_checkpoint(assets.model_path))
+    data = load_data(
+        assets.model_path, assets.dataset_path, subtool_cache / "features", check_checkpoint(assets.model_path)
+    )
     return assets.model_path, data.features
 
 

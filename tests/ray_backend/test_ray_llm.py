@@ -27,7 +27,7 @@ from subtool.runner.suts.ray_pool import RayPoolConfig  # noqa: E402
 from subtool.runner.workloads.llm import Generation  # noqa: E402
 
 runner = CliRunner()
-DEMO_TOKENS = 16          # every demo answer (random weights never say EOS first)
+DEMO_TOKENS = 16  # every demo answer (random weights never say EOS first)
 
 
 @pytest.fixture(scope="package")
@@ -41,10 +41,17 @@ def llama3_demo(subtool_cache):
 
 
 def demo_spec(model_path, data, batch_size=64) -> GeneratorSpec:
-    gen = Generation(max_new_tokens=DEMO_TOKENS, min_new_tokens=1, num_beams=1, output_dtype="int32",
-                     token_latencies=True)
-    return GeneratorSpec(model_path=str(model_path), generation=gen, eos_token_id=data.tokenizer.eos_token_id,
-                         pad_token_id=data.tokenizer.pad_token_id, batch_size=batch_size, threads=1)
+    gen = Generation(
+        max_new_tokens=DEMO_TOKENS, min_new_tokens=1, num_beams=1, output_dtype="int32", token_latencies=True
+    )
+    return GeneratorSpec(
+        model_path=str(model_path),
+        generation=gen,
+        eos_token_id=data.tokenizer.eos_token_id,
+        pad_token_id=data.tokenizer.pad_token_id,
+        batch_size=batch_size,
+        threads=1,
+    )
 
 
 def accuracy_tokens(log) -> dict[int, list[int]]:
@@ -73,17 +80,33 @@ def run_offline_accuracy(sut, samples: int, outdir):
 
 # ------------------------------------------------------------------------------------------ the CLI
 def test_llama3_demo_on_two_workers_passes_package_and_check(ray_cluster, tmp_path, llama3_demo):
-    res = runner.invoke(app, ["all", "--submitter", "TeamX", "--model", "llama3.1-8b", "--demo", "--workers", "2",
-                              "--ray-address", ray_cluster, "--out", str(tmp_path), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "all",
+            "--submitter",
+            "TeamX",
+            "--model",
+            "llama3.1-8b",
+            "--demo",
+            "--workers",
+            "2",
+            "--ray-address",
+            ray_cluster,
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    outcome = json.loads(res.stdout[res.stdout.index("{"):])
+    outcome = json.loads(res.stdout[res.stdout.index("{") :])
     assert outcome["check_ok"] is True and outcome["run"]["units"] == "Tokens/s"
     run_dir = next(tmp_path.rglob("llama3.1-8b/Offline/run.json")).parent
     record = json.loads((run_dir / "run.json").read_text())
     assert record["backend"] == "ray" and record["precision"] == "fp32"
-    spread = record["sut"]                                   # how the run was spread is part of the record
+    spread = record["sut"]  # how the run was spread is part of the record
     assert spread["workers"] == spread["alive"] == 2 and spread["engine"] == "batched"
-    assert spread["issued"] == spread["answered"] == 2 * 13368          # performance + accuracy, each once
+    assert spread["issued"] == spread["answered"] == 2 * 13368  # performance + accuracy, each once
     assert spread["dropped"] == spread["duplicates"] == spread["reissued"] == 0
     assert all(w["samples"] > 0 and w["tokens"] == DEMO_TOKENS * w["samples"] for w in spread["per_worker"])
     perf = record["modes"]["performance"]
@@ -98,13 +121,43 @@ def test_server_on_two_workers_reports_ttft_and_tpot(ray_cluster, tmp_path, subt
 
     small = demo_assets(LLM_SPECS["llama3.1-8b"], cache=subtool_cache, sample_count=24)
     conf = tmp_path / "user.conf"
-    conf.write_text("".join(f"llama3_1-8b.Server.{k} = {v}\n" for k, v in (
-        ("performance_sample_count_override", 24), ("min_query_count", 48), ("min_duration", 10),
-        ("target_qps", 40))))
-    res = runner.invoke(app, ["run", "--model", "llama3.1-8b", "--scenario", "Server", "--mode", "performance",
-                              "--model-path", str(small.model_path), "--dataset-path", str(small.dataset_path),
-                              "--batch-size", "8", "--workers", "2", "--ray-address", ray_cluster,
-                              "--user-conf", str(conf), "--out", str(tmp_path)])
+    conf.write_text(
+        "".join(
+            f"llama3_1-8b.Server.{k} = {v}\n"
+            for k, v in (
+                ("performance_sample_count_override", 24),
+                ("min_query_count", 48),
+                ("min_duration", 10),
+                ("target_qps", 40),
+            )
+        )
+    )
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "llama3.1-8b",
+            "--scenario",
+            "Server",
+            "--mode",
+            "performance",
+            "--model-path",
+            str(small.model_path),
+            "--dataset-path",
+            str(small.dataset_path),
+            "--batch-size",
+            "8",
+            "--workers",
+            "2",
+            "--ray-address",
+            ray_cluster,
+            "--user-conf",
+            str(conf),
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "llama3.1-8b/Server/run.json").read_text())
     perf = record["modes"]["performance"]
@@ -112,7 +165,7 @@ def test_server_on_two_workers_reports_ttft_and_tpot(ray_cluster, tmp_path, subt
     assert 0 < perf["ttft_ms"]["p50"] <= perf["ttft_ms"]["p99"] and perf["tpot_ms"]["p99"] > 0
     spread = record["sut"]
     assert spread["issued"] == spread["answered"] >= 48 and spread["capacity"] == 16
-    assert all(w["samples"] > 0 for w in spread["per_worker"])     # single-sample queries reach both workers
+    assert all(w["samples"] > 0 for w in spread["per_worker"])  # single-sample queries reach both workers
 
 
 def test_workers_that_cannot_load_the_model_give_one_clear_error(ray_cluster, tmp_path, llama3_demo):
@@ -120,10 +173,26 @@ def test_workers_that_cannot_load_the_model_give_one_clear_error(ray_cluster, tm
     broken = tmp_path / "model"
     shutil.copytree(model_path, broken)
     weights = broken / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])           # present, the right size class, unreadable
+    weights.write_bytes(weights.read_bytes()[:100])  # present, the right size class, unreadable
     out = tmp_path / "runs"
-    res = runner.invoke(app, ["run", "--model", "llama3.1-8b", "--model-path", str(broken), "--dataset-path",
-                              str(dataset_path), "--workers", "2", "--ray-address", ray_cluster, "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "llama3.1-8b",
+            "--model-path",
+            str(broken),
+            "--dataset-path",
+            str(dataset_path),
+            "--workers",
+            "2",
+            "--ray-address",
+            ray_cluster,
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code != 0
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Ray worker" in errors[0] and "[model.load]" in errors[0], res.output
@@ -132,12 +201,27 @@ def test_workers_that_cannot_load_the_model_give_one_clear_error(ray_cluster, tm
 
 def test_a_precision_the_workers_cannot_run_is_refused_before_any_starts(tmp_path, llama3_demo, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    res = runner.invoke(app, ["run", "--model", "llama3.1-8b", "--demo", "--backend", "torch-cpu", "--precision",
-                              "fp16", "--workers", "2", "--out", str(tmp_path / "runs")])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "llama3.1-8b",
+            "--demo",
+            "--backend",
+            "torch-cpu",
+            "--precision",
+            "fp16",
+            "--workers",
+            "2",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+    )
     assert res.exit_code != 0, res.output
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "[run.precision]" in errors[0], res.output
-    assert "ray:" not in res.output                                   # refused before a cluster or worker started
+    assert "ray:" not in res.output  # refused before a cluster or worker started
 
 
 # ---------------------------------------------------------------------------------- a worker killed
@@ -161,7 +245,7 @@ def test_a_worker_killed_mid_run_is_covered_by_the_survivor(ray_cluster, tmp_pat
     run_offline_accuracy(sut, samples, tmp_path)
     killer.join()
     stats = sut.stats()
-    sut.stop()                                                     # no error: the survivor finished everything
+    sut.stop()  # no error: the survivor finished everything
     assert stats["alive"] == 1 and len(stats["deaths"]) == 1 and stats["deaths"][0].startswith("worker 0 ")
     assert stats["reissued"] > 0 and stats["issued"] == stats["answered"] == samples
     assert stats["dropped"] == stats["duplicates"] == 0
@@ -189,7 +273,7 @@ def test_losing_every_worker_answers_everything_and_stop_raises(ray_cluster, tmp
 
     killer = threading.Thread(target=kill_all, daemon=True)
     killer.start()
-    run_offline_accuracy(sut, samples, tmp_path)                   # returns: every open sample answered empty
+    run_offline_accuracy(sut, samples, tmp_path)  # returns: every open sample answered empty
     killer.join()
     stats = sut.stats()
     assert stats["alive"] == 0 and stats["issued"] == stats["answered"] == samples
@@ -204,16 +288,16 @@ def test_a_worker_streams_first_tokens_and_answers(llama3_demo):
     worker = LlmWorker(demo_spec(model_path, data, batch_size=4), data.prompts[:40])
     info = worker.ready()
     assert info["error"] is None and info["engine"] == "batched" and info["slots"] == 4
-    assert worker.warm_up([0, 1]) > 0 and worker.stats()["samples"] == 0      # warm-up leaves no trace
+    assert worker.warm_up([0, 1]) > 0 and worker.stats()["samples"] == 0  # warm-up leaves no trace
     worker.submit([(100 + i, i) for i in range(10)])
-    worker.submit([(200 + i, 10 + i) for i in range(30)])              # arrives while the first batches run
+    worker.submit([(200 + i, 10 + i) for i in range(30)])  # arrives while the first batches run
     firsts, done = {}, {}
     deadline = time.monotonic() + 60
     while len(done) < 40 and time.monotonic() < deadline:
         events = worker.poll(0.5)
         assert events["error"] is None
         for qid, token in events["first"]:
-            assert qid not in done and qid not in firsts                # the first token comes first, once
+            assert qid not in done and qid not in firsts  # the first token comes first, once
             firsts[qid] = token
         for qid, tokens in events["done"]:
             assert qid not in done
@@ -221,7 +305,7 @@ def test_a_worker_streams_first_tokens_and_answers(llama3_demo):
     assert sorted(done) == sorted([100 + i for i in range(10)] + [200 + i for i in range(30)])
     assert all(len(t) == DEMO_TOKENS and t[0] == firsts[q] for q, t in done.items())
     assert worker.stats()["samples"] == 40 and worker.stats()["generated_tokens"] == 40 * DEMO_TOKENS
-    assert worker.poll(0.01) == {"first": [], "done": [], "error": None}   # nothing twice
+    assert worker.poll(0.01) == {"first": [], "done": [], "error": None}  # nothing twice
 
 
 def test_a_worker_that_cannot_load_reports_why_as_data(tmp_path, llama3_demo):
@@ -244,13 +328,13 @@ def test_dispatch_fills_each_worker_to_capacity_longest_prompt_first():
     d.issue([(100 + i, i) for i in range(10)])
     sends = d.take()
     sent = [idx for _, items in sends for _, idx in items]
-    assert sent == [6, 1, 3, 9, 5, 8, 2, 7]                           # by prompt length, 60 … 15
+    assert sent == [6, 1, 3, 9, 5, 8, 2, 7]  # by prompt length, 60 … 15
     assert len(a.outstanding) == len(b.outstanding) == 4 and len(d.pending) == 2
-    assert d.take() == []                                              # full: the rest waits in the driver
-    answered = d.finish(a, [(100 + 6, [1, 2]), (999, [3])])           # 999: never issued, dropped
+    assert d.take() == []  # full: the rest waits in the driver
+    answered = d.finish(a, [(100 + 6, [1, 2]), (999, [3])])  # 999: never issued, dropped
     assert answered == [(106, [1, 2])] and a.samples == 1 and a.tokens == 2
-    (worker, items), = d.take()
-    assert worker is a and items == [(104, 4)]                         # one freed slot, one more sample
+    ((worker, items),) = d.take()
+    assert worker is a and items == [(104, 4)]  # one freed slot, one more sample
 
 
 def test_a_short_queue_is_split_between_the_workers_with_room():
@@ -267,7 +351,7 @@ def test_a_lost_workers_samples_go_back_first_and_are_answered_once():
     lost = d.lose(a)
     assert [idx for _, idx in lost] == [6, 1, 3, 9] and not a.alive
     assert [idx for _, idx in list(d.pending)[:4]] == [6, 1, 3, 9] and d.reissued == 4
-    assert d.finish(a, [(106, [7])]) == []                            # a late answer of the lost worker: dropped
+    assert d.finish(a, [(106, [7])]) == []  # a late answer of the lost worker: dropped
     d.finish(b, [(qid, [1]) for qid in list(b.outstanding)])
     while d.pending:
         for w, items in d.take():

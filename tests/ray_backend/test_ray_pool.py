@@ -43,6 +43,7 @@ def offline_settings():
 
 def kill_when(sut: RayBertSUT, answered: int, victims, sig=signal.SIGKILL) -> threading.Thread:
     """Signal the victims' worker processes once LoadGen holds this many answers (mid-run: work still queued)."""
+
     def watch():
         deadline = time.monotonic() + 120
         while sut.ledger.answered < answered and time.monotonic() < deadline:
@@ -58,36 +59,71 @@ def kill_when(sut: RayBertSUT, answered: int, victims, sig=signal.SIGKILL) -> th
 def accuracy_run(sut, features, outdir):
     qsl = BertQSL(features, len(features))
     try:
-        return run_loadgen(sut.handle, qsl.handle, offline_settings(), scenario="Offline", mode="accuracy",
-                           outdir=outdir)
+        return run_loadgen(
+            sut.handle, qsl.handle, offline_settings(), scenario="Offline", mode="accuracy", outdir=outdir
+        )
     finally:
         qsl.destroy()
 
 
 # ------------------------------------------------------------------------------------------ the CLI
 def test_offline_demo_on_two_workers_answers_every_sample_once(ray_cluster, tmp_path):
-    res = runner.invoke(app, ["run", "--demo", "--workers", "2", "--ray-address", ray_cluster, "--out",
-                              str(tmp_path), "--mode", "both", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--demo",
+            "--workers",
+            "2",
+            "--ray-address",
+            ray_cluster,
+            "--out",
+            str(tmp_path),
+            "--mode",
+            "both",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     run_dir = tmp_path / "bert-99" / "Offline"
     record = json.loads((run_dir / "run.json").read_text())
     assert record["backend"] == "ray" and record["demo"] is True
-    spread = record["sut"]                                   # how the run was spread is part of the record
+    spread = record["sut"]  # how the run was spread is part of the record
     assert spread["workers"] == 2 and spread["alive"] == 2 and spread["dropped"] == 0
     assert all(w["samples"] > 0 for w in spread["per_worker"])
     assert record["modes"]["performance"]["result_validity"] == "VALID"
     detail = (run_dir / "performance/run_1/mlperf_log_detail.txt").read_text()
     assert '"key": "effective_samples_per_query", "value": 10833' in detail
     entries = json.loads((run_dir / "accuracy/mlperf_log_accuracy.json").read_text())
-    assert sorted(e["qsl_idx"] for e in entries) == list(range(10833))   # every sample exactly once
-    assert {len(e["data"]) for e in entries} == {384 * 2 * 4 * 2}       # every answer is a full logits block
+    assert sorted(e["qsl_idx"] for e in entries) == list(range(10833))  # every sample exactly once
+    assert {len(e["data"]) for e in entries} == {384 * 2 * 4 * 2}  # every answer is a full logits block
     assert json.loads((run_dir / "accuracy/accuracy.txt").read_text()).keys() == {"exact_match", "f1"}
 
 
 def test_server_demo_on_two_workers_is_valid(ray_cluster, tmp_path):
-    res = runner.invoke(app, ["run", "--demo", "--backend", "ray", "--workers", "2", "--ray-address", ray_cluster,
-                              "--scenario", "Server", "--mode", "performance", "--target-qps", "250",
-                              "--min-duration-ms", "2000", "--out", str(tmp_path)])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--demo",
+            "--backend",
+            "ray",
+            "--workers",
+            "2",
+            "--ray-address",
+            ray_cluster,
+            "--scenario",
+            "Server",
+            "--mode",
+            "performance",
+            "--target-qps",
+            "250",
+            "--min-duration-ms",
+            "2000",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "bert-99" / "Server" / "run.json").read_text())
     perf = record["modes"]["performance"]
@@ -100,12 +136,26 @@ def test_server_demo_on_two_workers_is_valid(ray_cluster, tmp_path):
 
 
 def test_an_address_nobody_listens_on_fails_at_once(tmp_path, tiny_checkpoint, small_squad):
-    with socket.socket() as s:                      # a port that was free a moment ago: nothing listens there
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.monotonic()
-    res = runner.invoke(app, ["run", "--model-path", str(tiny_checkpoint), "--dataset-path", str(small_squad),
-                              "--workers", "2", "--ray-address", f"127.0.0.1:{port}", "--out", str(tmp_path)])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--model-path",
+            str(tiny_checkpoint),
+            "--dataset-path",
+            str(small_squad),
+            "--workers",
+            "2",
+            "--ray-address",
+            f"127.0.0.1:{port}",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 2 and f"no Ray cluster answers at 127.0.0.1:{port}" in res.output
     assert "run.ray_connect" in res.output and "Traceback" not in res.output
     assert time.monotonic() - t0 < 60 and not (tmp_path / "bert-99" / "Offline").exists()
@@ -120,7 +170,7 @@ def test_a_worker_killed_mid_run_is_covered_by_the_survivor(ray_cluster, demo_sl
     try:
         run = accuracy_run(sut, features, tmp_path)
     finally:
-        sut.stop()                                   # raises if anything went unanswered or answered twice
+        sut.stop()  # raises if anything went unanswered or answered twice
     killer.join()
     assert not run.errors
     stats = sut.stats()
@@ -145,15 +195,15 @@ def test_losing_every_worker_ends_the_run_with_one_clear_error(ray_cluster, demo
     model_path, features = demo_slice
     sut = RayBertSUT(model_path, features, RayPoolConfig(workers=2, chunk=32, task_timeout_s=2))
     dead, hung = sut.workers
-    killers = [kill_when(sut, 500, [dead]), kill_when(sut, 500, [hung], signal.SIGSTOP)]   # one dies, one hangs
+    killers = [kill_when(sut, 500, [dead]), kill_when(sut, 500, [hung], signal.SIGSTOP)]  # one dies, one hangs
     try:
-        run = accuracy_run(sut, features, tmp_path)      # returns: LoadGen is never left waiting
+        run = accuracy_run(sut, features, tmp_path)  # returns: LoadGen is never left waiting
     finally:
         with pytest.raises(SubtoolError, match="all 2 Ray workers are lost") as err:
             sut.stop()
         for k in killers:
             k.join()
-        try:                                         # the driver has SIGKILLed it through Ray; make sure
+        try:  # the driver has SIGKILLed it through Ray; make sure
             os.kill(hung.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
@@ -165,7 +215,6 @@ def test_losing_every_worker_ends_the_run_with_one_clear_error(ray_cluster, demo
     assert sorted(e["qsl_idx"] for e in entries) == list(range(len(features)))
 
 
-def test_more_workers_than_the_cluster_holds_is_refused_before_any_starts(ray_cluster, small_features,
-                                                                          tiny_checkpoint):
+def test_more_workers_than_the_cluster_holds_is_refused_before_any_starts(ray_cluster, small_features, tiny_checkpoint):
     with pytest.raises(SubtoolError, match="3 torch-cpu workers need 3 CPU; the Ray cluster has 2 on 1 node"):
         RayBertSUT(tiny_checkpoint, small_features, RayPoolConfig(workers=3))

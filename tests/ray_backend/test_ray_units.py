@@ -30,8 +30,10 @@ def transformers_logits(checkpoint, features, indices):
     with torch.inference_mode():
         for i in indices:
             n = int(features.seq_lengths[i])
-            res = model(input_ids=torch.from_numpy(features.input_ids[i:i + 1, :n].astype(np.int64)),
-                        token_type_ids=torch.from_numpy(features.segment_ids[i:i + 1, :n].astype(np.int64)))
+            res = model(
+                input_ids=torch.from_numpy(features.input_ids[i : i + 1, :n].astype(np.int64)),
+                token_type_ids=torch.from_numpy(features.segment_ids[i : i + 1, :n].astype(np.int64)),
+            )
             out[i] = torch.stack([res.start_logits[0], res.end_logits[0]], -1).numpy()
     return out
 
@@ -42,14 +44,14 @@ def test_a_worker_computes_the_reference_logits(tiny_checkpoint, small_features,
     # the torch-cuda engine's packed forward runs on the CPU here (fp32, eager): same arithmetic, no GPU
     worker = BertWorker(inner, str(tiny_checkpoint), ModelInputs.from_features(f), batch_size=8, device="cpu")
     assert worker.ready()["error"] is None
-    indices = [44, 3, 17, 0, 29, 8, 40, 12, 5, 33, 21]        # unsorted, mixed lengths, more than one batch
+    indices = [44, 3, 17, 0, 29, 8, 40, 12, 5, 33, 21]  # unsorted, mixed lengths, more than one batch
     got = worker.infer(indices)
     longest = int(max(f.seq_lengths[i] for i in indices))
-    assert got.shape == (len(indices), longest, 2) and got.dtype == np.float32     # the driver pads to 384
+    assert got.shape == (len(indices), longest, 2) and got.dtype == np.float32  # the driver pads to 384
     ref = transformers_logits(tiny_checkpoint, f, indices)
     for row, i in enumerate(indices):
         n = int(f.seq_lengths[i])
-        np.testing.assert_allclose(got[row, :n], ref[i], rtol=1e-4, atol=1e-5)   # padding rows: unread
+        np.testing.assert_allclose(got[row, :n], ref[i], rtol=1e-4, atol=1e-5)  # padding rows: unread
     assert worker.samples == len(indices)
 
 
@@ -65,7 +67,7 @@ def test_the_ledger_passes_each_sample_on_exactly_once():
     ledger = ExactlyOnceLedger()
     ledger.issue([(10, 0), (11, 1), (12, 2)])
     assert ledger.settle([(11, 1), (10, 0)]) == [0, 1]
-    assert ledger.settle([(10, 0), (12, 2), (99, 5)]) == [1]       # 10 again and 99 never issued: dropped
+    assert ledger.settle([(10, 0), (12, 2), (99, 5)]) == [1]  # 10 again and 99 never issued: dropped
     assert ledger.issued == ledger.answered == 3 and ledger.dropped == 2 and ledger.outstanding == 0
     assert ledger.problems() == ["2 answers for samples already answered or never issued (not passed on)"]
     ledger.issue([(13, 3)])
@@ -75,15 +77,24 @@ def test_the_ledger_passes_each_sample_on_exactly_once():
 def test_options_come_from_the_sut_config(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cfg = RayPoolConfig.from_sut_config(SutConfig(backend="ray", batch_size=16))
-    assert (cfg.address, cfg.workers, cfg.inner_backend, cfg.chunk, cfg.resource) == \
-        ("local", None, "torch-cpu", 16, "CPU")
+    assert (cfg.address, cfg.workers, cfg.inner_backend, cfg.chunk, cfg.resource) == (
+        "local",
+        None,
+        "torch-cpu",
+        16,
+        "CPU",
+    )
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     cfg = RayPoolConfig.from_sut_config(SutConfig(extra={"workers": 16, "inner_backend": "torch-cuda"}))
     assert (cfg.address, cfg.workers, cfg.resource, cfg.per_worker) == ("10.0.0.1:6379", 16, "GPU", 1)
     auto = RayPoolConfig.from_sut_config(SutConfig(extra={"inner_backend": "auto"}))
     assert auto.resolved(0).inner_backend == "torch-cpu" and auto.resolved(4).inner_backend == "torch-cuda"
-    for extra, message in (({"workers": 0}, "--workers must be"), ({"inner_backend": "tpu"}, "cannot run 'tpu'"),
-                           ({"depth": 0}, "depth must be"), ({"task_timeout_s": -1}, "task_timeout_s must")):
+    for extra, message in (
+        ({"workers": 0}, "--workers must be"),
+        ({"inner_backend": "tpu"}, "cannot run 'tpu'"),
+        ({"depth": 0}, "depth must be"),
+        ({"task_timeout_s": -1}, "task_timeout_s must"),
+    ):
         with pytest.raises(SubtoolError, match=message):
             RayPoolConfig.from_sut_config(SutConfig(extra=extra))
 
@@ -100,5 +111,7 @@ def test_cli_ray_options_name_what_each_worker_runs():
     assert _ray_extra("torch-cpu", {"engine": "x"}, None, None) == ("torch-cpu", {"engine": "x"})
     assert _ray_extra("auto", {}, None, 4) == ("ray", {"inner_backend": "auto", "workers": 4})
     assert _ray_extra("ray", {}, "auto", None) == ("ray", {"inner_backend": "torch-cpu", "ray_address": "auto"})
-    assert _ray_extra("torch-cuda", {}, "node1:6379", 16) == \
-        ("ray", {"inner_backend": "torch-cuda", "ray_address": "node1:6379", "workers": 16})
+    assert _ray_extra("torch-cuda", {}, "node1:6379", 16) == (
+        "ray",
+        {"inner_backend": "torch-cuda", "ray_address": "node1:6379", "workers": 16},
+    )

@@ -16,7 +16,7 @@ class InstantSUT:
         import numpy as np
 
         self._lg = lg
-        self._answer = np.zeros((seq_len, 2), dtype=np.float32)     # start/end logits, as bert answers
+        self._answer = np.zeros((seq_len, 2), dtype=np.float32)  # start/end logits, as bert answers
         self._ptr, self._bytes = self._answer.ctypes.data, self._answer.nbytes
         self.samples = 0
         self.handle = lg.ConstructSUT(self._issue, self._flush)
@@ -47,5 +47,6 @@ def sitecustomize(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     here = Path(__file__).resolve().parent
     (directory / "sitecustomize.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(here)!r})\nimport instant_sut\ninstant_sut.register()\n")
+        f"import sys\nsys.path.insert(0, {str(here)!r})\nimport instant_sut\ninstant_sut.register()\n"
+    )
     return directory

@@ -30,26 +30,39 @@ def reference_format_checkpoint(tmp_path_factory, tiny_checkpoint):
     model = BertForQuestionAnswering.from_pretrained(str(tiny_checkpoint))
     torch.save(model.state_dict(), ref / "model.pytorch")
     cfg = json.loads((tiny_checkpoint / "config.json").read_text())
-    google = {k: cfg[k] for k in ("attention_probs_dropout_prob", "hidden_act", "hidden_dropout_prob",
-                                  "hidden_size", "initializer_range", "intermediate_size",
-                                  "max_position_embeddings", "num_attention_heads", "num_hidden_layers",
-                                  "type_vocab_size", "vocab_size")}
+    google = {
+        k: cfg[k]
+        for k in (
+            "attention_probs_dropout_prob",
+            "hidden_act",
+            "hidden_dropout_prob",
+            "hidden_size",
+            "initializer_range",
+            "intermediate_size",
+            "max_position_embeddings",
+            "num_attention_heads",
+            "num_hidden_layers",
+            "type_vocab_size",
+            "vocab_size",
+        )
+    }
     (ref / "bert_config.json").write_text(json.dumps(google))
     shutil.copy(tiny_checkpoint / "vocab.txt", ref / "vocab.txt")
     return ref
 
 
-def test_reference_checkpoint_gives_the_same_answers_as_the_hf_one(tmp_path, tiny_checkpoint, small_squad,
-                                                                   reference_format_checkpoint):
+def test_reference_checkpoint_gives_the_same_answers_as_the_hf_one(
+    tmp_path, tiny_checkpoint, small_squad, reference_format_checkpoint
+):
     for name, ckpt in (("hf", tiny_checkpoint), ("ref", reference_format_checkpoint)):
-        res = _run("--model-path", ckpt, "--dataset-path", small_squad, "--out", tmp_path / name, "--mode",
-                   "accuracy")
+        res = _run("--model-path", ckpt, "--dataset-path", small_squad, "--out", tmp_path / name, "--mode", "accuracy")
         assert res.exit_code == 0, res.output
     hf = (tmp_path / "hf/bert-99/Offline/accuracy/accuracy.txt").read_text()
     ref = (tmp_path / "ref/bert-99/Offline/accuracy/accuracy.txt").read_text()
     assert hf == ref
-    assert (tmp_path / "hf/bert-99/Offline/accuracy/mlperf_log_accuracy.json").read_bytes() == \
-        (tmp_path / "ref/bert-99/Offline/accuracy/mlperf_log_accuracy.json").read_bytes()
+    assert (tmp_path / "hf/bert-99/Offline/accuracy/mlperf_log_accuracy.json").read_bytes() == (
+        tmp_path / "ref/bert-99/Offline/accuracy/mlperf_log_accuracy.json"
+    ).read_bytes()
 
 
 def test_reference_state_dict_with_missing_weights_is_refused(tmp_path, small_squad, reference_format_checkpoint):
@@ -68,21 +81,40 @@ def test_reference_state_dict_with_missing_weights_is_refused(tmp_path, small_sq
 def small_conf(tmp_path):
     """A user.conf sized to the 45-sample test set: LoadGen otherwise issues at least 10,833 samples."""
     conf = tmp_path / "small.user.conf"
-    conf.write_text("bert.Offline.target_qps = 41\nbert.Offline.min_duration = 1000\n"
-                    "bert.Offline.performance_sample_count_override = 45\nbert.Offline.min_query_count = 45\n")
+    conf.write_text(
+        "bert.Offline.target_qps = 41\nbert.Offline.min_duration = 1000\n"
+        "bert.Offline.performance_sample_count_override = 45\nbert.Offline.min_query_count = 45\n"
+    )
     return conf
 
 
 def test_test01_runs_and_verifies_against_the_submission_runs(tmp_path, tiny_checkpoint, small_squad):
-    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path,
-               "--compliance", "TEST01", "--user-conf", small_conf(tmp_path), "--json")
+    res = _run(
+        "--model-path",
+        tiny_checkpoint,
+        "--dataset-path",
+        small_squad,
+        "--out",
+        tmp_path,
+        "--compliance",
+        "TEST01",
+        "--user-conf",
+        small_conf(tmp_path),
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     run_dir = tmp_path / "bert-99" / "Offline"
     t01 = run_dir / "TEST01"
     assert sorted(p.name for p in (t01 / "accuracy").iterdir()) == [
-        "accuracy.txt", "baseline_accuracy.txt", "compliance_accuracy.txt", "mlperf_log_accuracy.json"]
+        "accuracy.txt",
+        "baseline_accuracy.txt",
+        "compliance_accuracy.txt",
+        "mlperf_log_accuracy.json",
+    ]
     assert sorted(p.name for p in (t01 / "performance/run_1").iterdir()) == [
-        "mlperf_log_detail.txt", "mlperf_log_summary.txt"]
+        "mlperf_log_detail.txt",
+        "mlperf_log_summary.txt",
+    ]
     detail = (t01 / "performance/run_1/mlperf_log_detail.txt").read_text()
     assert "Found Audit Config file" in detail and "Multiple conf files" not in detail
     assert '"key": "effective_accuracy_log_rng_seed", "value": 720381539243781796' in detail
@@ -98,11 +130,24 @@ def test_test01_runs_and_verifies_against_the_submission_runs(tmp_path, tiny_che
 
 
 def test_compliance_needs_the_submission_runs(tmp_path, tiny_checkpoint, small_squad):
-    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path,
-               "--mode", "performance", "--compliance", "TEST01", "--user-conf", small_conf(tmp_path))
+    res = _run(
+        "--model-path",
+        tiny_checkpoint,
+        "--dataset-path",
+        small_squad,
+        "--out",
+        tmp_path,
+        "--mode",
+        "performance",
+        "--compliance",
+        "TEST01",
+        "--user-conf",
+        small_conf(tmp_path),
+    )
     assert res.exit_code == 2 and "run.compliance_needs_runs" in res.output
-    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path,
-               "--compliance", "TEST06")
+    res = _run(
+        "--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path, "--compliance", "TEST06"
+    )
     assert res.exit_code == 2 and "run.compliance" in res.output
 
 
@@ -124,17 +169,25 @@ def test_verify_accuracy_fails_on_a_changed_or_unknown_answer(tmp_path):
 
 def _detail(path, scenario, score, validity="VALID"):
     field = {"Offline": "result_samples_per_second", "SingleStream": "early_stopping_latency_ss"}[scenario]
-    lines = [{"key": "effective_scenario", "value": scenario}, {"key": field, "value": score},
-             {"key": "result_validity", "value": validity}]
+    lines = [
+        {"key": "effective_scenario", "value": scenario},
+        {"key": field, "value": score},
+        {"key": "result_validity", "value": validity},
+    ]
     path.write_text("".join(":::MLLOG " + json.dumps(e) + "\n" for e in lines))
     return path
 
 
-@pytest.mark.parametrize("scenario,ref,test,ok", [
-    ("Offline", 1000.0, 950.0, True), ("Offline", 1000.0, 880.0, False), ("Offline", 1000.0, 1099.0, True),
-    ("SingleStream", 100000.0, 119000.0, True),     # fast SingleStream: 20 % tolerance
-    ("SingleStream", 300000.0, 340000.0, False),
-])
+@pytest.mark.parametrize(
+    "scenario,ref,test,ok",
+    [
+        ("Offline", 1000.0, 950.0, True),
+        ("Offline", 1000.0, 880.0, False),
+        ("Offline", 1000.0, 1099.0, True),
+        ("SingleStream", 100000.0, 119000.0, True),  # fast SingleStream: 20 % tolerance
+        ("SingleStream", 300000.0, 340000.0, False),
+    ],
+)
 def test_verify_performance_tolerance(tmp_path, scenario, ref, test, ok):
     r = _detail(tmp_path / "r.txt", scenario, ref)
     t = _detail(tmp_path / "t.txt", scenario, test)
@@ -149,19 +202,42 @@ def test_verify_performance_fails_an_invalid_run(tmp_path):
 
 @pytest.mark.parametrize("scenario,key", [("Offline", "target_qps"), ("SingleStream", "target_latency")])
 def test_find_perf_writes_the_user_conf_for_the_full_run(tmp_path, tiny_checkpoint, small_squad, scenario, key):
-    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path,
-               "--scenario", scenario, "--find-perf", "--json")
+    res = _run(
+        "--model-path",
+        tiny_checkpoint,
+        "--dataset-path",
+        small_squad,
+        "--out",
+        tmp_path,
+        "--scenario",
+        scenario,
+        "--find-perf",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     conf = (tmp_path / "bert-99" / f"{scenario}.user.conf").read_text()
     line = [ln for ln in conf.splitlines() if ln.startswith(f"bert.{scenario}.{key} = ")]
     assert line and float(line[0].split("=")[1]) > 0
-    assert not (tmp_path / "bert-99" / scenario).exists()    # probes leave no run directory behind
+    assert not (tmp_path / "bert-99" / scenario).exists()  # probes leave no run directory behind
 
 
 def test_multistream_runs(tmp_path, tiny_checkpoint, small_squad):
-    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path,
-               "--scenario", "MultiStream", "--mode", "performance", "--target-latency-ms", "0.5",
-               "--min-duration-ms", "1500")
+    res = _run(
+        "--model-path",
+        tiny_checkpoint,
+        "--dataset-path",
+        small_squad,
+        "--out",
+        tmp_path,
+        "--scenario",
+        "MultiStream",
+        "--mode",
+        "performance",
+        "--target-latency-ms",
+        "0.5",
+        "--min-duration-ms",
+        "1500",
+    )
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "bert-99/MultiStream/run.json").read_text())
     perf = record["modes"]["performance"]
@@ -184,8 +260,19 @@ def _score(text: str, name: str) -> float:
 
 
 def _test01_run(tmp_path, tiny_checkpoint, small_squad, backend, *extra):
-    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path, "--backend",
-               backend, "--compliance", "TEST01", *extra)
+    res = _run(
+        "--model-path",
+        tiny_checkpoint,
+        "--dataset-path",
+        small_squad,
+        "--out",
+        tmp_path,
+        "--backend",
+        backend,
+        "--compliance",
+        "TEST01",
+        *extra,
+    )
     assert res.exit_code == 0, res.output
     run_dir = tmp_path / "bert-99" / "Offline"
     return run_dir, json.loads((run_dir / "run.json").read_text())
@@ -199,9 +286,13 @@ def test_test01_passes_with_the_verification_numbers(tmp_path, tiny_checkpoint, 
     verify = (run_dir / "TEST01/verify_accuracy.txt").read_text()
     numbers = _verify_numbers(verify)
     assert len(sampled) > 45 and numbers == {
-        "accuracy run entries": 45, "accuracy run duplicate qsl_idx": 0, "compliance run entries": len(sampled),
-        "compliance run qsl_idx matched": len(sampled), "compliance run data mismatch": 0,
-        "compliance run qsl_idx missing from the accuracy run": 0}
+        "accuracy run entries": 45,
+        "accuracy run duplicate qsl_idx": 0,
+        "compliance run entries": len(sampled),
+        "compliance run qsl_idx matched": len(sampled),
+        "compliance run data mismatch": 0,
+        "compliance run qsl_idx missing from the accuracy run": 0,
+    }
     assert verify.rstrip().endswith("TEST PASS")
     perf = (run_dir / "TEST01/verify_performance.txt").read_text()
     entry = record["compliance"]["TEST01"]
@@ -215,14 +306,15 @@ def test_test01_passes_with_the_verification_numbers(tmp_path, tiny_checkpoint, 
     assert perf.rstrip().endswith("TEST PASS") if entry["performance_pass"] else "TEST FAIL" in perf
 
 
-def test_test01_fails_when_the_accuracy_run_answered_differently(tmp_path, tiny_checkpoint, small_squad,
-                                                                 instant_backend):
+def test_test01_fails_when_the_accuracy_run_answered_differently(
+    tmp_path, tiny_checkpoint, small_squad, instant_backend
+):
     """The accuracy run's answers differ from what the SUT answers in performance mode (the cheat TEST01
     exists to catch): the verification FAILs, counting every sampled response as a mismatch."""
     run_dir, _ = _test01_run(tmp_path, tiny_checkpoint, small_squad, instant_backend)
     acc_log = run_dir / "accuracy/mlperf_log_accuracy.json"
     entries = json.loads(acc_log.read_text())
-    for e in entries:            # other logits than the SUT gives now: 0x3f800000 (1.0) for the first float
+    for e in entries:  # other logits than the SUT gives now: 0x3f800000 (1.0) for the first float
         e["data"] = "0000803f" + e["data"][8:]
     acc_log.write_text(json.dumps(entries))
     run_dir, record = _test01_run(tmp_path, tiny_checkpoint, small_squad, instant_backend, "--mode", "performance")

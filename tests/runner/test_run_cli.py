@@ -18,8 +18,7 @@ def _run(*args):
 
 
 def test_run_writes_a_complete_run_directory(tmp_path, tiny_checkpoint, small_squad):
-    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path / "runs",
-               "--json")
+    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path / "runs", "--json")
     assert res.exit_code == 0, res.output
     run_dir = tmp_path / "runs" / "bert-99" / "Offline"
     record = json.loads((run_dir / "run.json").read_text())
@@ -27,7 +26,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, tiny_checkpoint, small_sq
     assert record["run_style"] == "short" and len(record["tstamps"]) == 2
     perf = record["modes"]["performance"]
     assert perf["result_validity"] == "VALID" and perf["result"] > 0
-    assert record["sut"]["samples"] >= 10833 + 45 and record["sut"]["batches"] > 0   # perf query + accuracy
+    assert record["sut"]["samples"] >= 10833 + 45 and record["sut"]["batches"] > 0  # perf query + accuracy
     detail = (run_dir / "performance/run_1/mlperf_log_detail.txt").read_text()
     assert "Multiple conf files" not in detail
     # the Offline query of a short run still covers the official sample count
@@ -35,7 +34,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, tiny_checkpoint, small_sq
     acc = (run_dir / "accuracy/accuracy.txt").read_text().strip()
     assert json.loads(acc).keys() == {"exact_match", "f1"}
     entries = json.loads((run_dir / "accuracy/mlperf_log_accuracy.json").read_text())
-    assert sorted(e["qsl_idx"] for e in entries) == list(range(45))   # every sample answered exactly once
+    assert sorted(e["qsl_idx"] for e in entries) == list(range(45))  # every sample answered exactly once
     conf = (run_dir / "user.conf").read_text()
     assert "bert.Offline.target_qps" in conf and "bert.Offline.min_duration = 1000" in conf
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
@@ -43,14 +42,31 @@ def test_run_writes_a_complete_run_directory(tmp_path, tiny_checkpoint, small_sq
 
 def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkpoint, small_squad):
     out = tmp_path / "runs"
-    assert _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", out,
-                "--mode", "accuracy").exit_code == 0
+    assert (
+        _run(
+            "--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", out, "--mode", "accuracy"
+        ).exit_code
+        == 0
+    )
     acc_before = (out / "bert-99/Offline/accuracy/accuracy.txt").read_text()
     conf = tmp_path / "small.user.conf"
-    conf.write_text("bert.Offline.target_qps = 41\nbert.Offline.min_duration = 500\n"
-                    "bert.Offline.min_query_count = 45\n")
-    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", out,
-               "--mode", "performance", "--scenario", "offline", "--user-conf", conf)
+    conf.write_text(
+        "bert.Offline.target_qps = 41\nbert.Offline.min_duration = 500\nbert.Offline.min_query_count = 45\n"
+    )
+    res = _run(
+        "--model-path",
+        tiny_checkpoint,
+        "--dataset-path",
+        small_squad,
+        "--out",
+        out,
+        "--mode",
+        "performance",
+        "--scenario",
+        "offline",
+        "--user-conf",
+        conf,
+    )
     assert res.exit_code == 0, res.output
     run_dir = out / "bert-99/Offline"
     assert (run_dir / "accuracy/accuracy.txt").read_text() == acc_before
@@ -64,8 +80,20 @@ def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkp
 def test_other_scenarios_run_valid(tmp_path, tiny_checkpoint, small_squad, scenario):
     from subtool.runner.harness import read_detail_log
 
-    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path,
-               "--scenario", scenario, "--mode", "performance", "--min-duration-ms", "1500")
+    res = _run(
+        "--model-path",
+        tiny_checkpoint,
+        "--dataset-path",
+        small_squad,
+        "--out",
+        tmp_path,
+        "--scenario",
+        scenario,
+        "--mode",
+        "performance",
+        "--min-duration-ms",
+        "1500",
+    )
     assert res.exit_code == 0, res.output
     run_dir = tmp_path / "bert-99" / scenario
     record = json.loads((run_dir / "run.json").read_text())

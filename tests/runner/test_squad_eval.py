@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from subtool.runner.workloads.squad import SquadExample, convert_examples_to_features
-from subtool.runner.workloads.squad_eval import (best_answers, exact_match, f1, normalize_answer,
-                                                 project_to_original, squad_v11_scores)
+from subtool.runner.workloads.squad_eval import (
+    best_answers,
+    exact_match,
+    f1,
+    normalize_answer,
+    project_to_original,
+    squad_v11_scores,
+)
 
 
 def test_normalisation_drops_case_punctuation_articles_and_extra_spaces():
@@ -27,8 +33,10 @@ def test_exact_match_and_f1_by_hand():
 
 
 def test_scores_take_the_best_ground_truth_and_average_in_percent():
-    examples = [SquadExample("1", "q", ["w"], ["Denver Broncos", "Broncos"], 0),
-                SquadExample("2", "q", ["w"], ["Carolina Panthers"], 0)]
+    examples = [
+        SquadExample("1", "q", ["w"], ["Denver Broncos", "Broncos"], 0),
+        SquadExample("2", "q", ["w"], ["Carolina Panthers"], 0),
+    ]
     scores = squad_v11_scores({"1": "Broncos", "2": "Panthers"}, examples)
     assert scores["exact_match"] == pytest.approx(50.0)
     assert scores["f1"] == pytest.approx((100 + 100 * 2 * (1 * 0.5) / 1.5) / 2)
@@ -37,7 +45,7 @@ def test_scores_take_the_best_ground_truth_and_average_in_percent():
 def test_projection_restores_original_characters():
     assert project_to_original("1895 - 1943", "(1895-1943).") == "1895-1943"
     assert project_to_original("steve smith", "Steve Smith's") == "Steve Smith"
-    assert project_to_original("zzz", "Steve") == "Steve"   # cannot align → whole original span
+    assert project_to_original("zzz", "Steve") == "Steve"  # cannot align → whole original span
 
 
 def test_oracle_logits_decode_to_the_ground_truth(tiny_checkpoint, tiny_words):
@@ -48,7 +56,7 @@ def test_oracle_logits_decode_to_the_ground_truth(tiny_checkpoint, tiny_words):
     words = [w.capitalize() + ("." if i % 7 == 6 else "") for i, w in enumerate((tiny_words * 2)[:500])]
     examples, answers = [], []
     for i, (start, length) in enumerate([(3, 2), (100, 1), (420, 3), (480, 4)]):
-        text = " ".join(words[start:start + length]).rstrip(".")
+        text = " ".join(words[start : start + length]).rstrip(".")
         examples.append(SquadExample(f"q{i}", " ".join(tiny_words[10:18]) + "?", words, [text], 0))
         answers.append((start, start + length - 1))
     feats = convert_examples_to_features(examples, tok)

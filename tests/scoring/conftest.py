@@ -12,10 +12,12 @@ from hypothesis import HealthCheck, settings
 
 # Fuzzing (test_score_fuzz.py): a bounded number of examples in CI; a long run is
 #   HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest -q tests/scoring/test_score_fuzz.py
-settings.register_profile("ci", max_examples=60, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.register_profile("long", max_examples=5000, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.register_profile(
+    "long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -52,4 +54,3 @@ def sc_copy(sc_handins, tmp_path):
         return root
 
     return copy
-

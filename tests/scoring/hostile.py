@@ -62,10 +62,10 @@ def damaged_gzip(good: Path, dest: Path) -> Path:
     tar_bytes = gzip.decompress(packed)
     marker = b'"result_samples_per_second", "value": '
     at = tar_bytes.index(marker) + len(marker)
-    digit = tar_bytes[at:at + 1]
-    changed = tar_bytes[:at] + (b"9" if digit != b"9" else b"8") + tar_bytes[at + 1:]
+    digit = tar_bytes[at : at + 1]
+    changed = tar_bytes[:at] + (b"9" if digit != b"9" else b"8") + tar_bytes[at + 1 :]
     body = gzip.compress(changed, mtime=0)
-    dest.write_bytes(body[:-8] + packed[-8:])     # the new stream, the old CRC32 and length
+    dest.write_bytes(body[:-8] + packed[-8:])  # the new stream, the old CRC32 and length
     return dest
 
 
@@ -75,8 +75,12 @@ def sparse_member(name: str, real_size: int) -> tuple[tarfile.TarInfo, bytes]:
     body = b"1\n0\n1\n".ljust(512, b"\0") + b"x"
     info = tarfile.TarInfo(name + ".sparse")
     info.size = len(body)
-    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
-                        "GNU.sparse.realsize": str(real_size)}
+    info.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": name,
+        "GNU.sparse.realsize": str(real_size),
+    }
     return info, body
 
 
@@ -92,11 +96,18 @@ def build(case: str, good: Path, dest: Path, sandbox: Path) -> Path:
     if case == "traversal_shallow":
         return _write(dest, base + [_file("../escape-shallow.txt", b"pwned\n")])
     if case == "symlink_outside":
-        return _write(dest, base + [_special(f"{evil}", tarfile.SYMTYPE, str(sandbox / "outside-dir")),
-                                    _file(f"{evil}/pwned.txt", b"pwned\n")])
+        return _write(
+            dest,
+            base
+            + [
+                _special(f"{evil}", tarfile.SYMTYPE, str(sandbox / "outside-dir")),
+                _file(f"{evil}/pwned.txt", b"pwned\n"),
+            ],
+        )
     if case == "symlink_relative_outside":
-        return _write(dest, base + [_special(f"{evil}", tarfile.SYMTYPE, "../" * 8),
-                                    _file(f"{evil}/pwned-rel.txt", b"pwned\n")])
+        return _write(
+            dest, base + [_special(f"{evil}", tarfile.SYMTYPE, "../" * 8), _file(f"{evil}/pwned-rel.txt", b"pwned\n")]
+        )
     if case == "symlink_inside":
         return _write(dest, base + [_special(f"{evil}", tarfile.SYMTYPE, "../systems")])
     if case == "hardlink_outside":
@@ -148,7 +159,7 @@ def build(case: str, good: Path, dest: Path, sandbox: Path) -> Path:
         tar_bytes = gzip.decompress(good.read_bytes())
         dest.write_bytes(gzip.compress(tar_bytes + b"hidden from tar".ljust(512, b"\0"), mtime=0))
         return dest
-    if case == "non_utf8_name":          # the system folder's name is not UTF-8 (bytes 0xff 0xfe)
+    if case == "non_utf8_name":  # the system folder's name is not UTF-8 (bytes 0xff 0xfe)
         return _write(dest, _renamed(base, "/cluster", "/clu\udcff\udcfester"), fmt=tarfile.GNU_FORMAT)
     if case == "control_char_name":
         return _write(dest, _renamed(base, "/cluster", "/clu\x1b[31mster"))
@@ -195,8 +206,14 @@ CASES = {
 # Tight enough for the cases above, loose enough for a real team's tarball (~40 members, ~0.5 MB, ratio ~3).
 HOSTILE_LIMITS = {"max_members": 200, "max_total_bytes": 4 << 20, "max_ratio": 8, "ratio_grace_bytes": 1 << 20}
 # Paths a successful attack would create (relative to the sandbox).
-ESCAPE_TARGETS = ("abs-target.txt", "escape-traversal.txt", "escape-shallow.txt", "outside-dir/pwned.txt",
-                  "outside.txt", "pwned-rel.txt")
+ESCAPE_TARGETS = (
+    "abs-target.txt",
+    "escape-traversal.txt",
+    "escape-shallow.txt",
+    "outside-dir/pwned.txt",
+    "outside.txt",
+    "pwned-rel.txt",
+)
 
 
 def snapshot(root: Path, skip: Path | None = None) -> dict[str, tuple]:

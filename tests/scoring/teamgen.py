@@ -22,14 +22,24 @@ from support.loadgen_trees import MEASUREMENTS, TOKEN_ANSWER, LoadGenJob, run_lo
 
 # benchmark folder → LoadGen's model name, QSL size, token answers, the accuracy script's line
 BENCHMARKS = {
-    "bert-99": dict(conf_model="bert", total=10833, tokens=False, target_qps=100000,
-                    accuracy='{"exact_match": 83.65, "f1": 90.874}',
-                    failing_accuracy='{"exact_match": 61.2, "f1": 72.5}'),
-    "llama2-70b-99.9": dict(conf_model="llama2-70b", total=24576, tokens=True, target_qps=200000,
-                          accuracy="{'rouge1': 44.4312, 'rouge2': 22.0352, 'rougeL': 28.6162, 'rougeLsum': 42.0, "
-                                   "'gen_len': 7239872, 'gen_num': 24576, 'tokens_per_sample': 294.6}",
-                          failing_accuracy="{'rouge1': 30.1, 'rouge2': 12.0, 'rougeL': 20.5, 'rougeLsum': 28.0, "
-                                           "'gen_len': 7239872, 'gen_num': 24576, 'tokens_per_sample': 294.6}"),
+    "bert-99": dict(
+        conf_model="bert",
+        total=10833,
+        tokens=False,
+        target_qps=100000,
+        accuracy='{"exact_match": 83.65, "f1": 90.874}',
+        failing_accuracy='{"exact_match": 61.2, "f1": 72.5}',
+    ),
+    "llama2-70b-99.9": dict(
+        conf_model="llama2-70b",
+        total=24576,
+        tokens=True,
+        target_qps=200000,
+        accuracy="{'rouge1': 44.4312, 'rouge2': 22.0352, 'rougeL': 28.6162, 'rougeLsum': 42.0, "
+        "'gen_len': 7239872, 'gen_num': 24576, 'tokens_per_sample': 294.6}",
+        failing_accuracy="{'rouge1': 30.1, 'rouge2': 12.0, 'rougeL': 20.5, 'rougeLsum': 28.0, "
+        "'gen_len': 7239872, 'gen_num': 24576, 'tokens_per_sample': 294.6}",
+    ),
 }
 # Seconds the SUT waits before answering the one Offline query; longer than min_duration keeps LoadGen VALID.
 DELAYS = (0.06, 0.08, 0.11, 0.15, 0.2, 0.25)
@@ -37,18 +47,41 @@ DELAYS = (0.06, 0.08, 0.11, 0.15, 0.2, 0.25)
 INVALID_RUN = len(DELAYS)
 
 SYSTEM = system_json(
-    system_name="Team box", host_processor_model_name="AMD EPYC 9654", host_processors_per_node="2",
-    host_processor_core_count="96", host_memory_capacity="768 GB", host_storage_capacity="4 TB",
-    host_storage_type="NVMe SSD", accelerators_per_node="4", accelerator_model_name="NVIDIA H100-SXM-80GB",
-    accelerator_memory_capacity="80 GB", system_type="datacenter", other_software_stack="CUDA 12.4",
-    host_processor_frequency="2.4 GHz", host_processor_caches="384 MB", host_memory_configuration="24x32GB",
-    host_networking="Infiniband", accelerator_host_interconnect="PCIe 5.0", accelerator_interconnect="NVLink",
-    accelerator_memory_configuration="HBM3", system_type_detail="cluster")
-CPU_ONLY = {"accelerators_per_node": "0", "accelerator_model_name": "N/A", "accelerator_memory_capacity": "N/A",
-            "accelerator_host_interconnect": "N/A", "accelerator_interconnect": "N/A",
-            "accelerator_memory_configuration": "N/A", "host_processor_model_name": "Intel Xeon Platinum 8480+"}
-AMD_GPU = {"accelerator_model_name": "AMD Instinct MI300X", "accelerator_memory_capacity": "192 GB",
-           "accelerator_interconnect": "Infinity Fabric"}
+    system_name="Team box",
+    host_processor_model_name="AMD EPYC 9654",
+    host_processors_per_node="2",
+    host_processor_core_count="96",
+    host_memory_capacity="768 GB",
+    host_storage_capacity="4 TB",
+    host_storage_type="NVMe SSD",
+    accelerators_per_node="4",
+    accelerator_model_name="NVIDIA H100-SXM-80GB",
+    accelerator_memory_capacity="80 GB",
+    system_type="datacenter",
+    other_software_stack="CUDA 12.4",
+    host_processor_frequency="2.4 GHz",
+    host_processor_caches="384 MB",
+    host_memory_configuration="24x32GB",
+    host_networking="Infiniband",
+    accelerator_host_interconnect="PCIe 5.0",
+    accelerator_interconnect="NVLink",
+    accelerator_memory_configuration="HBM3",
+    system_type_detail="cluster",
+)
+CPU_ONLY = {
+    "accelerators_per_node": "0",
+    "accelerator_model_name": "N/A",
+    "accelerator_memory_capacity": "N/A",
+    "accelerator_host_interconnect": "N/A",
+    "accelerator_interconnect": "N/A",
+    "accelerator_memory_configuration": "N/A",
+    "host_processor_model_name": "Intel Xeon Platinum 8480+",
+}
+AMD_GPU = {
+    "accelerator_model_name": "AMD Instinct MI300X",
+    "accelerator_memory_capacity": "192 GB",
+    "accelerator_interconnect": "Infinity Fabric",
+}
 MEASUREMENTS = {**MEASUREMENTS, "weight_data_types": "fp16"}
 
 
@@ -76,24 +109,46 @@ def generate_logs(cache: Path) -> Logs:
             continue
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        conf.write_text(f"{spec['conf_model']}.Offline.min_duration = 50\n"
-                        f"{spec['conf_model']}.Offline.target_qps = {spec['target_qps']}\n")
-        jobs.append(LoadGenJob(conf_model=spec["conf_model"], scenario="Offline", user_conf=conf,
-                               total=spec["total"], tokens=spec["tokens"], answer=TOKEN_ANSWER, runs=tuple(runs)))
+        conf.write_text(
+            f"{spec['conf_model']}.Offline.min_duration = 50\n"
+            f"{spec['conf_model']}.Offline.target_qps = {spec['target_qps']}\n"
+        )
+        jobs.append(
+            LoadGenJob(
+                conf_model=spec["conf_model"],
+                scenario="Offline",
+                user_conf=conf,
+                total=spec["total"],
+                tokens=spec["tokens"],
+                answer=TOKEN_ANSWER,
+                runs=tuple(runs),
+            )
+        )
         # The INVALID run: a few samples answered at once against a 60 s min_duration, so LoadGen calls it
         # INVALID however slow the machine is (an instant answer to the whole data set could take 50 ms).
         invalid_conf = folder / "invalid.conf"
-        invalid_conf.write_text(f"{spec['conf_model']}.Offline.min_duration = 60000\n"
-                                f"{spec['conf_model']}.Offline.target_qps = 0.1\n")
-        jobs.append(LoadGenJob(conf_model=spec["conf_model"], scenario="Offline", user_conf=invalid_conf,
-                               total=spec["total"], tokens=spec["tokens"], answer=TOKEN_ANSWER,
-                               runs=(("performance", folder / f"perf{INVALID_RUN}", 0.0),)))
+        invalid_conf.write_text(
+            f"{spec['conf_model']}.Offline.min_duration = 60000\n{spec['conf_model']}.Offline.target_qps = 0.1\n"
+        )
+        jobs.append(
+            LoadGenJob(
+                conf_model=spec["conf_model"],
+                scenario="Offline",
+                user_conf=invalid_conf,
+                total=spec["total"],
+                tokens=spec["tokens"],
+                answer=TOKEN_ANSWER,
+                runs=(("performance", folder / f"perf{INVALID_RUN}", 0.0),),
+            )
+        )
     run_loadgen(jobs)
-    for bench, (folder, _conf) in plan.items():
+    for folder, _conf in plan.values():
         (folder / ".done").write_text("ok\n")
-    return Logs(perf={b: [f / f"perf{i}" for i in range(len(DELAYS) + 1)] for b, (f, _) in plan.items()},
-                acc={b: f / "acc" for b, (f, _) in plan.items()},
-                user_conf={b: c for b, (_, c) in plan.items()})
+    return Logs(
+        perf={b: [f / f"perf{i}" for i in range(len(DELAYS) + 1)] for b, (f, _) in plan.items()},
+        acc={b: f / "acc" for b, (f, _) in plan.items()},
+        user_conf={b: c for b, (_, c) in plan.items()},
+    )
 
 
 # The test competition: team → (the category the default rules must put it in, how its hand-in is built)
@@ -101,15 +156,24 @@ COMPETITION = {
     "Alpha": ("NVIDIA GPUs", dict(results={"bert-99": 0, "llama2-70b-99.9": 1})),
     "Beta": ("AMD GPUs", dict(overrides=AMD_GPU, results={"bert-99": 2})),
     "Gamma": ("CPUs", dict(overrides=CPU_ONLY, results={"bert-99": 3})),
-    "Delta": ("NVIDIA GPUs", dict(results={"bert-99": 1, "llama2-70b-99.9": 3},
-                                  failing_accuracy=("llama2-70b-99.9",))),
+    "Delta": ("NVIDIA GPUs", dict(results={"bert-99": 1, "llama2-70b-99.9": 3}, failing_accuracy=("llama2-70b-99.9",))),
     # LoadGen judged its performance run INVALID
     "Eta": ("AMD GPUs", dict(overrides=AMD_GPU, results={"bert-99": INVALID_RUN})),
-    "Epsilon": ("NVIDIA GPUs", dict(overrides={"accelerator_model_name": "NVIDIA GeForce RTX 4090",
-                                               "accelerators_per_node": "2"}, results={"bert-99": 4})),
+    "Epsilon": (
+        "NVIDIA GPUs",
+        dict(
+            overrides={"accelerator_model_name": "NVIDIA GeForce RTX 4090", "accelerators_per_node": "2"},
+            results={"bert-99": 4},
+        ),
+    ),
     # fails the checker as a whole: an invalid status in its system description
-    "Zeta": ("Intel GPUs and accelerators", dict(overrides={"accelerator_model_name": "Intel Data Center GPU Max 1550",
-                                                            "status": "sometime"}, results={"bert-99": 5})),
+    "Zeta": (
+        "Intel GPUs and accelerators",
+        dict(
+            overrides={"accelerator_model_name": "Intel Data Center GPU Max 1550", "status": "sometime"},
+            results={"bert-99": 5},
+        ),
+    ),
 }
 
 
@@ -117,9 +181,9 @@ COMPETITION = {
 class TeamSpec:
     team: str
     system: str = "cluster"
-    overrides: dict = field(default_factory=dict)            # system JSON fields (the hardware category)
-    results: dict = field(default_factory=lambda: {"bert-99": 0})   # benchmark → index into DELAYS
-    failing_accuracy: tuple[str, ...] = ()                    # benchmarks whose accuracy misses the threshold
+    overrides: dict = field(default_factory=dict)  # system JSON fields (the hardware category)
+    results: dict = field(default_factory=lambda: {"bert-99": 0})  # benchmark → index into DELAYS
+    failing_accuracy: tuple[str, ...] = ()  # benchmarks whose accuracy misses the threshold
 
 
 def _truncate(full: Path, dest: Path) -> str:

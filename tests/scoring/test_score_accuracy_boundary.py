@@ -12,14 +12,25 @@ from typer.testing import CliRunner
 
 from subtool.cli import app
 
-KEYS = {"F1": '"f1": ', "ROUGE1": "'rouge1': ", "ROUGE2": "'rouge2': ", "ROUGEL": "'rougeL': ",
-        "TOKENS_PER_SAMPLE": "'tokens_per_sample': "}
+KEYS = {
+    "F1": '"f1": ',
+    "ROUGE1": "'rouge1': ",
+    "ROUGE2": "'rouge2': ",
+    "ROUGEL": "'rougeL': ",
+    "TOKENS_PER_SAMPLE": "'tokens_per_sample': ",
+}
 STEP = 0.01
 
 
-THRESHOLDS = {"bert-99": {"F1": 90.874 * 0.99},
-              "llama2-70b-99.9": {"ROUGE1": 44.4312 * 0.999, "ROUGE2": 22.0352 * 0.999, "ROUGEL": 28.6162 * 0.999,
-                                  "TOKENS_PER_SAMPLE": 294.45 * 0.9}}
+THRESHOLDS = {
+    "bert-99": {"F1": 90.874 * 0.99},
+    "llama2-70b-99.9": {
+        "ROUGE1": 44.4312 * 0.999,
+        "ROUGE2": 22.0352 * 0.999,
+        "ROUGEL": 28.6162 * 0.999,
+        "TOKENS_PER_SAMPLE": 294.45 * 0.9,
+    },
+}
 
 
 def _thresholds(model: str) -> dict[str, float]:
@@ -39,10 +50,12 @@ def test_score_ranks_at_and_over_the_threshold_and_disqualifies_just_under(sc_lo
 
     bert, llama = _thresholds("bert-99"), _thresholds("llama2-70b-99.9")
     assert set(bert) == {"F1"} and set(llama) == {"ROUGE1", "ROUGE2", "ROUGEL", "TOKENS_PER_SAMPLE"}
-    teams = {"AtLine": (bert, llama),
-             "Over": ({m: v + STEP for m, v in bert.items()}, {m: v + STEP for m, v in llama.items()}),
-             "UnderF1": ({"F1": bert["F1"] - STEP}, llama)}
-    for metric in llama:                 # one team per Llama metric just under, the others exactly at
+    teams = {
+        "AtLine": (bert, llama),
+        "Over": ({m: v + STEP for m, v in bert.items()}, {m: v + STEP for m, v in llama.items()}),
+        "UnderF1": ({"F1": bert["F1"] - STEP}, llama),
+    }
+    for metric in llama:  # one team per Llama metric just under, the others exactly at
         teams[f"Under{metric.title().replace('_', '')}"] = (bert, {**llama, metric: llama[metric] - STEP})
     handins = tmp_path / "handins"
     for team, (bert_values, llama_values) in teams.items():
@@ -58,8 +71,10 @@ def test_score_ranks_at_and_over_the_threshold_and_disqualifies_just_under(sc_lo
     board = json.loads((out / "leaderboard.json").read_text())
     (category,) = board["categories"]
     rows = {(task, row["team"]): row for task, table in category["tasks"].items() for row in table}
-    for task, low in (("BERT-99 Offline", {"UnderF1"}),
-                      ("Llama2-70B Offline", {t for t in teams if t.startswith("Under") and t != "UnderF1"})):
+    for task, low in (
+        ("BERT-99 Offline", {"UnderF1"}),
+        ("Llama2-70B Offline", {t for t in teams if t.startswith("Under") and t != "UnderF1"}),
+    ):
         for team in teams:
             row = rows[(task, team)]
             if team in low:

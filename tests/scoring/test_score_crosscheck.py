@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 
+import teamgen
 from typer.testing import CliRunner
 
-import teamgen
 from subtool.cli import app
 
 TARBALL = "mlperf_submission_short.tar.gz"
@@ -27,7 +27,7 @@ def _by_folder(doc) -> dict:
 
 def test_a_tarball_under_another_teams_folder_is_refused_and_the_owner_left_alone(sc_copy, tmp_path):
     handins = sc_copy(["Alpha", "Beta", "Gamma"])
-    shutil.copy(handins / "Alpha" / TARBALL, handins / "Beta" / TARBALL)     # Beta hands in Alpha's results
+    shutil.copy(handins / "Alpha" / TARBALL, handins / "Beta" / TARBALL)  # Beta hands in Alpha's results
     doc = _score(handins, tmp_path / "out")
     entries = _by_folder(doc)
     assert entries["Beta"]["error"]["rule"] == "entry.impersonation"

@@ -11,9 +11,9 @@ import shutil
 import subprocess
 
 import pytest
+from hostile import build, damaged_gzip
 from typer.testing import CliRunner
 
-from hostile import build, damaged_gzip
 from subtool.cli import app
 from subtool.scoring.api import writable
 from subtool.scoring.extract import ExtractLimits, Refused, extract_tarball
@@ -48,8 +48,12 @@ def test_the_damaged_tarball_really_is_damaged_and_would_rank_first(sc_handins, 
 
 def test_crc_truncation_and_garbage_are_refused_per_team_and_the_others_ranked(sc_copy, tmp_path):
     handins = sc_copy(["Alpha", "Gamma"])
-    cases = {"crc_flipped": "extract.corrupt", "cut_6_bytes": "extract.truncated",
-             "trailing_garbage": "extract.corrupt", "data_after_tar_end": "extract.trailing_data"}
+    cases = {
+        "crc_flipped": "extract.corrupt",
+        "cut_6_bytes": "extract.truncated",
+        "trailing_garbage": "extract.corrupt",
+        "data_after_tar_end": "extract.trailing_data",
+    }
     for case in cases:
         (handins / case).mkdir()
         build(case, handins / "Alpha" / TARBALL, handins / case / TARBALL, tmp_path)
@@ -59,7 +63,7 @@ def test_crc_truncation_and_garbage_are_refused_per_team_and_the_others_ranked(s
     assert ranked == {"Alpha", "Gamma"}
     crc = next(e for e in doc["entries"] if e["input"].startswith("handins/crc_flipped/"))
     assert "CRC check failed" in crc["error"]["message"]
-    for case, rule in cases.items():        # one line per refused team on the terminal
+    for rule in cases.values():  # one line per refused team on the terminal
         assert f"{rule}: refused:" in result.stderr
 
 
@@ -71,8 +75,8 @@ def test_a_non_utf8_system_folder_refuses_that_team_and_every_output_is_written(
     doc, _ = _score([handins], out, "--jobs", "2", "--metrics", str(tmp_path / "metrics.csv"))
     assert _errors(doc) == {"Mallory": "extract.name_not_utf8"}
     for name in ("leaderboard.csv", "leaderboard.json", "leaderboard.md", "leaderboard.html"):
-        (out / name).read_bytes().decode("utf-8")                     # strict UTF-8, all four written
-    assert "\\udcff" in (out / "leaderboard.json").read_text()            # the name is shown escaped, ASCII only
+        (out / name).read_bytes().decode("utf-8")  # strict UTF-8, all four written
+    assert "\\udcff" in (out / "leaderboard.json").read_text()  # the name is shown escaped, ASCII only
     ranked = {r["team"] for c in doc["categories"] for r in c["overall"] if r["status"] == "ranked"}
     assert ranked == {"Alpha", "Gamma"}
 
@@ -80,8 +84,10 @@ def test_a_non_utf8_system_folder_refuses_that_team_and_every_output_is_written(
 def test_an_extracted_tree_with_a_non_utf8_folder_is_refused(sc_handins, tmp_path):
     tree = tmp_path / "trees" / "Beta"
     shutil.copytree(sc_handins["_trees"] / "Beta" / "tree", tree)
-    os.rename(os.fsencode(tree / "open" / "Beta" / "results" / "cluster"),
-              os.fsencode(tree / "open" / "Beta" / "results") + b"/clu\xffster")
+    os.rename(
+        os.fsencode(tree / "open" / "Beta" / "results" / "cluster"),
+        os.fsencode(tree / "open" / "Beta" / "results") + b"/clu\xffster",
+    )
     doc, _ = _score([tree], tmp_path / "out", "--jobs", "1")
     assert [e["error"]["rule"] for e in doc["entries"]] == ["extract.name_not_utf8"]
 
@@ -92,11 +98,15 @@ def test_text_no_output_can_hold_is_replaced_before_writing(sc_handins, tmp_path
     tree = tmp_path / "trees" / "Beta"
     shutil.copytree(sc_handins["_trees"] / "Beta" / "tree", tree)
     system = tree / "open" / "Beta" / "systems" / "cluster.json"
-    system.write_text(system.read_text().replace('"accelerator_model_name": "AMD Instinct MI300X"',
-                                                  '"accelerator_model_name": "AMD Instinct \\udcff MI300X"'))
+    system.write_text(
+        system.read_text().replace(
+            '"accelerator_model_name": "AMD Instinct MI300X"', '"accelerator_model_name": "AMD Instinct \\udcff MI300X"'
+        )
+    )
     out = tmp_path / "out"
     doc, _ = _score([tree], out, "--jobs", "1")
     assert doc["entries"][0]["error"] is None
     assert "AMD Instinct \ufffd" in (out / "leaderboard.csv").read_text(encoding="utf-8")
-    assert writable({"a": [float("nan"), float("inf"), "x\udcffy", "e\x1b[2Jf\tg\n"]}) == \
-        {"a": [None, None, "x\ufffdy", "e\ufffd[2Jf\tg\n"]}
+    assert writable({"a": [float("nan"), float("inf"), "x\udcffy", "e\x1b[2Jf\tg\n"]}) == {
+        "a": [None, None, "x\ufffdy", "e\ufffd[2Jf\tg\n"]
+    }

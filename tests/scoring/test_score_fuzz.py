@@ -23,21 +23,41 @@ from subtool.scoring.extract import ExtractLimits, Refused, extract_tarball
 from subtool.scoring.inputs import InputJob
 from subtool.scoring.integrity import Flag, check_manifest, check_summary, check_tstamps
 
-LIMITS = ExtractLimits(max_members=50, max_member_bytes=1 << 16, max_total_bytes=1 << 18, max_ratio=50,
-                       ratio_grace_bytes=1 << 16, max_name_length=200, max_depth=8)
+LIMITS = ExtractLimits(
+    max_members=50,
+    max_member_bytes=1 << 16,
+    max_total_bytes=1 << 18,
+    max_ratio=50,
+    ratio_grace_bytes=1 << 16,
+    max_name_length=200,
+    max_depth=8,
+)
 TARBALL = "mlperf_submission_short.tar.gz"
 
 # ------------------------------------------------------------------------------------------- tarballs
-_NAME_PARTS = st.one_of(st.sampled_from(["open", "closed", "T", "results", "..", ".", "", "systems", "a b",
-                                         "x\udcff", "\x1b[1m", "/", "C:", "\\", "é"]),
-                        st.text(min_size=1, max_size=12))
+_NAME_PARTS = st.one_of(
+    st.sampled_from(
+        ["open", "closed", "T", "results", "..", ".", "", "systems", "a b", "x\udcff", "\x1b[1m", "/", "C:", "\\", "é"]
+    ),
+    st.text(min_size=1, max_size=12),
+)
 _NAMES = st.lists(_NAME_PARTS, min_size=1, max_size=6).map("/".join)
-_TYPES = st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE,
-                          tarfile.CHRTYPE, b"V", b"7"])
-_MEMBER = st.tuples(_NAMES, _TYPES, st.binary(max_size=300), _NAMES,
-                    st.dictionaries(st.sampled_from(["comment", "path", "linkpath", "size", "GNU.sparse.size",
-                                                     "GNU.sparse.realsize", "hdrcharset"]),
-                                    st.text(max_size=20), max_size=2))
+_TYPES = st.sampled_from(
+    [tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE, tarfile.CHRTYPE, b"V", b"7"]
+)
+_MEMBER = st.tuples(
+    _NAMES,
+    _TYPES,
+    st.binary(max_size=300),
+    _NAMES,
+    st.dictionaries(
+        st.sampled_from(
+            ["comment", "path", "linkpath", "size", "GNU.sparse.size", "GNU.sparse.realsize", "hdrcharset"]
+        ),
+        st.text(max_size=20),
+        max_size=2,
+    ),
+)
 
 
 def _tar_bytes(members, fmt) -> bytes:
@@ -53,7 +73,7 @@ def _tar_bytes(members, fmt) -> bytes:
             try:
                 tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
             except (ValueError, UnicodeError):
-                continue                               # a member tarfile itself cannot write: leave it out
+                continue  # a member tarfile itself cannot write: leave it out
     return raw.getvalue()
 
 
@@ -63,7 +83,7 @@ def _assert_only_inside(dest: Path) -> None:
             p = Path(current) / name
             assert not p.is_symlink() and (p.is_dir() or p.is_file()), p
             assert os.path.realpath(p).startswith(os.path.realpath(dest) + os.sep), p
-            name.encode("utf-8")                       # every name that got through is writable text
+            name.encode("utf-8")  # every name that got through is writable text
 
 
 def _extract(data: bytes, tmp: Path) -> None:
@@ -79,8 +99,12 @@ def _extract(data: bytes, tmp: Path) -> None:
     assert sorted(os.listdir(tmp)) == ["in.tar.gz", "x"]
 
 
-@given(members=st.lists(_MEMBER, max_size=6), fmt=st.sampled_from([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT]),
-       tail=st.binary(max_size=16), cut=st.integers(min_value=0, max_value=40))
+@given(
+    members=st.lists(_MEMBER, max_size=6),
+    fmt=st.sampled_from([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT]),
+    tail=st.binary(max_size=16),
+    cut=st.integers(min_value=0, max_value=40),
+)
 def test_fuzz_tar_members_and_names(members, fmt, tail, cut, tmp_path_factory):
     packed = gzip.compress(_tar_bytes(members, fmt), mtime=0)
     if cut:
@@ -88,8 +112,9 @@ def test_fuzz_tar_members_and_names(members, fmt, tail, cut, tmp_path_factory):
     _extract(packed + tail, tmp_path_factory.mktemp("fz"))
 
 
-@given(flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)), min_size=1,
-                      max_size=4))
+@given(
+    flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)), min_size=1, max_size=4)
+)
 def test_fuzz_bytes_of_a_real_tarball(flips, sc_handins, tmp_path_factory):
     data = bytearray((sc_handins["Beta"] / TARBALL).read_bytes())
     for at, value in flips:
@@ -104,21 +129,40 @@ def test_fuzz_garbage_tarballs(data, tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------------------ companions
-_JSON = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
-                                                                                  max_size=4),
-                     max_leaves=20)
-_ROW_KEYS = st.sampled_from(["Division", "Organization", "Platform", "Model", "Scenario", "Result", "Accuracy",
-                             "subtool", "artifacts"])
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+_ROW_KEYS = st.sampled_from(
+    ["Division", "Organization", "Platform", "Model", "Scenario", "Result", "Accuracy", "subtool", "artifacts"]
+)
 _SUMMARY = st.one_of(
     _JSON,
-    st.dictionaries(st.one_of(st.sampled_from(["0", "1", "12", "subtool"]), st.text(max_size=4)),
-                    st.dictionaries(_ROW_KEYS, _JSON, max_size=8), max_size=4),
+    st.dictionaries(
+        st.one_of(st.sampled_from(["0", "1", "12", "subtool"]), st.text(max_size=4)),
+        st.dictionaries(_ROW_KEYS, _JSON, max_size=8),
+        max_size=4,
+    ),
 )
-RESULTS = [ResultRecord(result_id="open/T/results/box/bert-99/Offline", division="open", submitter="T", system="box",
-                        model="bert-99", mlperf_model="bert-99", scenario="Offline", value=1234.5, units="Samples/s",
-                        accuracy="exact_match: 83.6 f1: 90.9", run_style="short", passed=True, accuracy_ok=True,
-                        performance_ok=True)]
+RESULTS = [
+    ResultRecord(
+        result_id="open/T/results/box/bert-99/Offline",
+        division="open",
+        submitter="T",
+        system="box",
+        model="bert-99",
+        mlperf_model="bert-99",
+        scenario="Offline",
+        value=1234.5,
+        units="Samples/s",
+        accuracy="exact_match: 83.6 f1: 90.9",
+        run_style="short",
+        passed=True,
+        accuracy_ok=True,
+        performance_ok=True,
+    )
+]
 
 
 def _flags(flags) -> None:
@@ -140,9 +184,18 @@ def test_summary_json_nested_100000_deep_or_with_a_5000_digit_number_is_a_flag(t
         assert [f.rule for f in flags] == ["summary.unreadable"], flags
 
 
-_STAMP = st.one_of(st.text(max_size=40), st.sampled_from(["Fri Nov  6 01:02:03 UTC 2026", "2026-11-06T01:02:03Z",
-                                                          "Sat 07 Nov 2026 01:02:03 AM UTC", "9999-99-99",
-                                                          "Fri Nov  6 01:02:03 UTC 99999"]))
+_STAMP = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            "Fri Nov  6 01:02:03 UTC 2026",
+            "2026-11-06T01:02:03Z",
+            "Sat 07 Nov 2026 01:02:03 AM UTC",
+            "9999-99-99",
+            "Fri Nov  6 01:02:03 UTC 99999",
+        ]
+    ),
+)
 
 
 @given(lines=st.lists(_STAMP, max_size=8), raw=st.one_of(st.none(), st.binary(max_size=200)))
@@ -151,8 +204,11 @@ def test_fuzz_tstamps(lines, raw, tmp_path_factory):
 
     path = tmp_path_factory.mktemp("fz") / "x.tstamps"
     path.write_bytes(raw if raw is not None else "\n".join(lines).encode("utf-8", "surrogatepass"))
-    window = ("T/box/bert-99/Offline", datetime(2026, 11, 6, 1, 0, tzinfo=timezone.utc),
-              datetime(2026, 11, 6, 1, 1, tzinfo=timezone.utc))
+    window = (
+        "T/box/bert-99/Offline",
+        datetime(2026, 11, 6, 1, 0, tzinfo=timezone.utc),
+        datetime(2026, 11, 6, 1, 1, tzinfo=timezone.utc),
+    )
     _flags(check_tstamps(str(path), [window], 120.0))
 
 
@@ -164,8 +220,11 @@ _MANIFEST_LINES = st.one_of(
 )
 
 
-@given(lines=st.lists(_MANIFEST_LINES, max_size=10), magic=st.booleans(),
-       members=st.dictionaries(st.text(max_size=10), st.sampled_from(["0" * 64, "1" * 64]), max_size=3))
+@given(
+    lines=st.lists(_MANIFEST_LINES, max_size=10),
+    magic=st.booleans(),
+    members=st.dictionaries(st.text(max_size=10), st.sampled_from(["0" * 64, "1" * 64]), max_size=3),
+)
 def test_fuzz_manifest_as_score_reads_it(lines, magic, members, tmp_path_factory):
     from subtool.submission.pack_manifest import MAGIC
 
@@ -178,10 +237,19 @@ def test_fuzz_manifest_as_score_reads_it(lines, magic, members, tmp_path_factory
 
 
 # ------------------------------------------------------------------------------------ one whole entry
-_TREE_MEMBER = st.tuples(st.one_of(_NAMES, _NAMES.map(lambda n: "open/T/" + n),
-                                   st.sampled_from(["open/T/systems/box.json", "open/T/results/box/bert-99/Offline/"
-                                                    "performance/run_1/mlperf_log_detail.txt"])),
-                         st.just(tarfile.REGTYPE), st.binary(max_size=300), st.just(""), st.just({}))
+_TREE_MEMBER = st.tuples(
+    st.one_of(
+        _NAMES,
+        _NAMES.map(lambda n: "open/T/" + n),
+        st.sampled_from(
+            ["open/T/systems/box.json", "open/T/results/box/bert-99/Offline/performance/run_1/mlperf_log_detail.txt"]
+        ),
+    ),
+    st.just(tarfile.REGTYPE),
+    st.binary(max_size=300),
+    st.just(""),
+    st.just({}),
+)
 
 
 @given(members=st.lists(st.one_of(_MEMBER, _TREE_MEMBER), max_size=5))

@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hostile import CASES, ESCAPE_TARGETS, HOSTILE_LIMITS, build, snapshot
 from typer.testing import CliRunner
 
-from hostile import CASES, ESCAPE_TARGETS, HOSTILE_LIMITS, build, snapshot
 from subtool.cli import app
 from subtool.scoring.extract import ExtractLimits, Refused, extract_tarball
 from subtool.scoring.rules import default_rules_text
@@ -40,10 +40,10 @@ def test_extraction_refuses_the_case_and_writes_only_inside_its_folder(case, sc_
     with pytest.raises(Refused) as refused:
         extract_tarball(tarball, dest, ExtractLimits(**HOSTILE_LIMITS))
     assert refused.value.rule == CASES[case], refused.value.message
-    assert refused.value.message                       # says which member and why
+    assert refused.value.message  # says which member and why
     assert snapshot(sandbox, skip=dest) == before
     assert not [t for t in ESCAPE_TARGETS if (sandbox / t).exists()]
-    for current, dirs, files in os.walk(dest):         # nothing but plain files and folders was written
+    for current, dirs, files in os.walk(dest):  # nothing but plain files and folders was written
         for name in dirs + files:
             p = Path(current) / name
             assert not p.is_symlink() and (p.is_dir() or p.is_file()), p
@@ -88,14 +88,19 @@ def test_score_refuses_every_hostile_tarball_and_ranks_the_good_teams(sc_copy, t
     out = tmp_path / "out"
     before = snapshot(tmp_path, skip=out)
 
-    result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--rules", str(rules),
-                                      "--jobs", "2", "--json"])
+    result = CliRunner().invoke(
+        app, ["score", str(handins), "--out", str(out), "--rules", str(rules), "--jobs", "2", "--json"]
+    )
     assert result.exit_code == 0, result.output
 
-    assert snapshot(tmp_path, skip=out) == before            # inputs untouched, nothing written beside them
+    assert snapshot(tmp_path, skip=out) == before  # inputs untouched, nothing written beside them
     assert not [t for t in ESCAPE_TARGETS if (tmp_path / t).exists()]
-    assert sorted(p.name for p in out.iterdir()) == ["leaderboard.csv", "leaderboard.html", "leaderboard.json",
-                                                     "leaderboard.md"]                  # scratch folder removed
+    assert sorted(p.name for p in out.iterdir()) == [
+        "leaderboard.csv",
+        "leaderboard.html",
+        "leaderboard.json",
+        "leaderboard.md",
+    ]  # scratch folder removed
     doc = json.loads((out / "leaderboard.json").read_text())
     errors = {e["input"].split("/")[1]: e["error"] for e in doc["entries"] if e["error"]}
     assert {name.removeprefix("hostile-"): err["rule"] for name, err in errors.items()} == CASES
@@ -115,7 +120,7 @@ def test_a_tarball_bigger_than_the_unpack_limit_is_refused_before_it_is_read(tmp
     import gzip
 
     big = tmp_path / "big.tar.gz"
-    big.write_bytes(gzip.compress(os.urandom(8 << 20), compresslevel=1))   # 8 MiB that gzip cannot shrink
+    big.write_bytes(gzip.compress(os.urandom(8 << 20), compresslevel=1))  # 8 MiB that gzip cannot shrink
     dest = tmp_path / "x"
     dest.mkdir()
     with pytest.raises(Refused) as refused:
@@ -136,7 +141,11 @@ def test_an_extracted_tree_with_a_link_out_of_it_is_refused_and_nothing_leaks(sc
     result = CliRunner().invoke(app, ["score", str(tree), "--out", str(out), "--jobs", "1"])
     assert result.exit_code == 0, result.output
     entry = json.loads((out / "leaderboard.json").read_text())["entries"][0]
-    assert entry["error"] == {"rule": "extract.link_outside", "message": (
-        "refused: 'open/Beta/systems/cluster.json' is a symbolic link pointing outside the tree (to "
-        f"{str(secret)!r}); a submission holds plain files only")}
+    assert entry["error"] == {
+        "rule": "extract.link_outside",
+        "message": (
+            "refused: 'open/Beta/systems/cluster.json' is a symbolic link pointing outside the tree (to "
+            f"{str(secret)!r}); a submission holds plain files only"
+        ),
+    }
     assert not any("TOP-SECRET-VALUE" in p.read_text() for p in out.iterdir())

@@ -16,15 +16,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from teamgen import COMPETITION
 from typer.testing import CliRunner
 
 from subtool.cli import app
-from teamgen import COMPETITION
 
 CHROMIUM = Path(os.environ.get("SUBTOOL_CHROMIUM") or "/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
-needs_browser = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no headless browser at {CHROMIUM}: apt-get install "
-                                "-y chromium (Debian), or set SUBTOOL_CHROMIUM to a Chromium/Chrome binary")
+needs_browser = pytest.mark.skipif(
+    not CHROMIUM.is_file(),
+    reason=f"no headless browser at {CHROMIUM}: apt-get install "
+    "-y chromium (Debian), or set SUBTOOL_CHROMIUM to a Chromium/Chrome binary",
+)
 # Appended to a copy of the page only: measures what the browser laid out and writes it into the DOM.
 MEASURE = """<script>
 window.addEventListener("load", () => {
@@ -44,8 +47,18 @@ window.addEventListener("load", () => {
 
 
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", *args]
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
 
 
@@ -68,7 +81,7 @@ def page(sc_handins, tmp_path_factory) -> Path:
 
 def test_page_is_self_contained(page):
     html = page.read_text()
-    assert set(re.findall(r"https?://[^\"' >]+", html)) == {"http://www.w3.org/2000/svg"}   # a namespace only
+    assert set(re.findall(r"https?://[^\"' >]+", html)) == {"http://www.w3.org/2000/svg"}  # a namespace only
     assert not re.search(r"\s(src|href)=", html) and "<link" not in html and "<script" not in html
 
 
@@ -81,8 +94,9 @@ def test_browser_renders_tables_and_one_chart_per_category(page, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     found = re.search(r'<pre id="layout">(.*?)</pre>', dom.stdout, re.S)
     assert found, dom.stdout[-2000:]
-    layout = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<")
-                        .replace("&gt;", ">"))
+    layout = json.loads(
+        found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    )
 
     charts = {c["category"]: c for c in layout["charts"]}
     assert list(charts) == [c["name"] for c in doc["categories"]]
@@ -99,8 +113,11 @@ def test_browser_renders_tables_and_one_chart_per_category(page, tmp_path):
     nvidia = charts["NVIDIA GPUs"]["bars"]
     rows_y = sorted({b["y"] for b in nvidia})
     widths = [sum(b["w"] for b in nvidia if b["y"] == y) for y in rows_y]
-    totals = [r["total"] for r in next(c for c in doc["categories"] if c["name"] == "NVIDIA GPUs")["overall"]
-              if r["status"] == "ranked"]
+    totals = [
+        r["total"]
+        for r in next(c for c in doc["categories"] if c["name"] == "NVIDIA GPUs")["overall"]
+        if r["status"] == "ranked"
+    ]
     assert [w / widths[0] for w in widths] == pytest.approx([t / totals[0] for t in totals], abs=0.01)
 
     tables = layout["tables"]
@@ -113,13 +130,14 @@ def test_browser_renders_tables_and_one_chart_per_category(page, tmp_path):
 @needs_browser
 def test_screenshot_is_taken_and_kept(page, tmp_path):
     png = tmp_path / "leaderboard.png"
-    shot = _chromium(f"--screenshot={png}", "--window-size=1200,1600", "--hide-scrollbars", page.as_uri(),
-                     profile=tmp_path / "p2")
+    shot = _chromium(
+        f"--screenshot={png}", "--window-size=1200,1600", "--hide-scrollbars", page.as_uri(), profile=tmp_path / "p2"
+    )
     assert shot.returncode == 0 and png.is_file(), shot.stderr[-2000:]
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1200, 1600)
-    assert len(data) > 40_000          # a blank page compresses to a few KB; tables, text and bars do not
+    assert len(data) > 40_000  # a blank page compresses to a few KB; tables, text and bars do not
     shutil.copyfile(png, _artifact_dir() / "leaderboard.png")
     shutil.copyfile(page, _artifact_dir() / "leaderboard.html")

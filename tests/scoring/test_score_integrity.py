@@ -87,23 +87,35 @@ def test_mismatches_are_flagged_and_the_rules_decide_which_disqualify(sc_copy, t
     assert [rule for rule, _ in flags["Alpha"]] == ["manifest.artifact_mismatch", "summary.result_mismatch"]
     assert flags["Alpha"][0][1] == f"{NAME}_summary.json changed after packing (sha256 differs)"
     assert f"says Alpha/cluster/bert-99/Offline = {claimed['value']:g}, the tarball's log says" in flags["Alpha"][1][1]
-    assert [rule for rule, _ in flags["Epsilon"]] == ["manifest.artifact_mismatch", "summary.accuracy_mismatch",
-                                                     "summary.unknown_result"]
+    assert [rule for rule, _ in flags["Epsilon"]] == [
+        "manifest.artifact_mismatch",
+        "summary.accuracy_mismatch",
+        "summary.unknown_result",
+    ]
     assert "F1: 95.0" in flags["Epsilon"][1][1] and "bert-99.9" in flags["Epsilon"][2][1]
     assert [rule for rule, _ in flags["Beta"]] == ["manifest.artifact_mismatch", "tstamps.outside"]
     assert flags["Beta"][1][1].startswith("Beta/cluster/bert-99/Offline ran ")
-    assert [rule for rule, _ in flags["Gamma"]] == ["manifest.member_mismatch", "manifest.tarball_mismatch",
-                                                   "summary.accuracy_mismatch", "summary.tarball_hash"]
+    assert [rule for rule, _ in flags["Gamma"]] == [
+        "manifest.member_mismatch",
+        "manifest.tarball_mismatch",
+        "summary.accuracy_mismatch",
+        "summary.tarball_hash",
+    ]
     assert flags["Gamma"][0][1] == f"{target} differs from the manifest"
-    assert flags["Delta"] == [("handin.missing_file", f"no {NAME}.run beside the tarball"),
-                              ("manifest.artifact_mismatch", f"{NAME}.md changed after packing (sha256 differs)")]
+    assert flags["Delta"] == [
+        ("handin.missing_file", f"no {NAME}.run beside the tarball"),
+        ("manifest.artifact_mismatch", f"{NAME}.md changed after packing (sha256 differs)"),
+    ]
 
     nvidia = next(c for c in doc["categories"] if c["name"] == "NVIDIA GPUs")
     overall = {r["team"]: r for r in nvidia["overall"]}
-    assert overall["Alpha"]["status"] == "disqualified"                  # the one flag the rules disqualify on
+    assert overall["Alpha"]["status"] == "disqualified"  # the one flag the rules disqualify on
     assert overall["Alpha"]["reason"].startswith("summary.result_mismatch: ")
     assert overall["Epsilon"]["status"] == "ranked" and overall["Epsilon"]["flags"] == [
-        "manifest.artifact_mismatch", "summary.accuracy_mismatch", "summary.unknown_result"]
+        "manifest.artifact_mismatch",
+        "summary.accuracy_mismatch",
+        "summary.unknown_result",
+    ]
     ranked = {r["team"] for c in doc["categories"] for r in c["overall"] if r["status"] == "ranked"}
     assert ranked == {"Beta", "Gamma", "Delta", "Epsilon"}
     md_text = (out / "leaderboard.md").read_text()
@@ -119,16 +131,27 @@ def test_the_same_team_handed_in_twice_is_flagged_on_both(sc_copy, tmp_path):
     doc = json.loads((out / "leaderboard.json").read_text())
     log = "open/Beta/results/cluster/bert-99/Offline/performance/run_1/mlperf_log_detail.txt"
     assert [e["flags"] for e in doc["entries"]] == [
-        [{"rule": "entry.duplicate", "message": "Beta/cluster is also in handins/resubmitted/Beta/"
-                                                f"{NAME}.tar.gz"},
-         {"rule": "entry.copied_logs", "message": f"{log} is byte for byte in handins/resubmitted/Beta/{NAME}.tar.gz "
-                                                  "too: one LoadGen run handed in twice"}],
-        [{"rule": "entry.duplicate", "message": f"Beta/cluster is also in handins/Beta/{NAME}.tar.gz"},
-         {"rule": "entry.copied_logs", "message": f"{log} is byte for byte in handins/Beta/{NAME}.tar.gz too: one "
-                                                  "LoadGen run handed in twice"}]]
+        [
+            {"rule": "entry.duplicate", "message": f"Beta/cluster is also in handins/resubmitted/Beta/{NAME}.tar.gz"},
+            {
+                "rule": "entry.copied_logs",
+                "message": f"{log} is byte for byte in handins/resubmitted/Beta/{NAME}.tar.gz "
+                "too: one LoadGen run handed in twice",
+            },
+        ],
+        [
+            {"rule": "entry.duplicate", "message": f"Beta/cluster is also in handins/Beta/{NAME}.tar.gz"},
+            {
+                "rule": "entry.copied_logs",
+                "message": f"{log} is byte for byte in handins/Beta/{NAME}.tar.gz too: one LoadGen run handed in twice",
+            },
+        ],
+    ]
     rows = next(c for c in doc["categories"] if c["name"] == "AMD GPUs")["overall"]
-    assert [(r["rank"], r["input"]) for r in rows] == [(1, f"handins/Beta/{NAME}.tar.gz"),
-                                                       (1, f"handins/resubmitted/Beta/{NAME}.tar.gz")]
+    assert [(r["rank"], r["input"]) for r in rows] == [
+        (1, f"handins/Beta/{NAME}.tar.gz"),
+        (1, f"handins/resubmitted/Beta/{NAME}.tar.gz"),
+    ]
 
 
 def test_tstamps_parsing_and_windows(tmp_path):
@@ -142,9 +165,10 @@ def test_tstamps_parsing_and_windows(tmp_path):
     late = ("T/s/bert-99/Server", begin + timedelta(minutes=10), begin + timedelta(minutes=11))
     assert check_tstamps(str(path), [inside], 0) == []
     assert [f.rule for f in check_tstamps(str(path), [inside, late], 120)] == ["tstamps.outside"]
-    assert check_tstamps(str(path), [late], 900) == []                  # slack covers it
+    assert check_tstamps(str(path), [late], 900) == []  # slack covers it
     path.write_text(f"{date_u(begin)}\n")
-    assert check_tstamps(str(path), [inside], 0) == [Flag("tstamps.unreadable",
-                                                          "x.tstamps has 1 lines: not before/after pairs")]
+    assert check_tstamps(str(path), [inside], 0) == [
+        Flag("tstamps.unreadable", "x.tstamps has 1 lines: not before/after pairs")
+    ]
     path.write_text("Thursday, late\n")
     assert check_tstamps(str(path), [inside], 0)[0].message.startswith("x.tstamps line 1 is not a `date -u` time")

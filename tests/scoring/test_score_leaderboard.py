@@ -13,11 +13,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from teamgen import COMPETITION
 from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.scoring.rules import default_rules_text
-from teamgen import COMPETITION
 
 TARBALL = "mlperf_submission_short.tar.gz"
 
@@ -37,8 +37,13 @@ def board(sc_handins, tmp_path_factory):
         shutil.copytree(sc_handins[team], handins / team)
     out = root / "out"
     result = _score(str(handins), "--out", str(out), "--metrics", str(out / "metrics.csv"), "--jobs", "2")
-    return {"out": out, "handins": handins, "stdout": json.loads(result.stdout), "stderr": result.stderr,
-            "doc": json.loads((out / "leaderboard.json").read_text())}
+    return {
+        "out": out,
+        "handins": handins,
+        "stdout": json.loads(result.stdout),
+        "stderr": result.stderr,
+        "doc": json.loads((out / "leaderboard.json").read_text()),
+    }
 
 
 def _category(doc: dict, name: str) -> dict:
@@ -61,10 +66,21 @@ def test_teams_land_in_their_hardware_categories(board):
     doc = board["doc"]
     placed = {row["team"]: cat["name"] for cat in doc["categories"] for row in cat["overall"]}
     assert placed == {team: category for team, (category, _) in COMPETITION.items()}
-    assert [c["name"] for c in doc["categories"]] == ["CPUs", "NVIDIA GPUs", "AMD GPUs",
-                                                      "Intel GPUs and accelerators"]   # the rules' order
-    assert doc["counts"] == {"inputs": 7, "scored": 7, "errors": 0, "ranked": 5, "disqualified": 3, "flagged": 0,
-                             "retried": 0}
+    assert [c["name"] for c in doc["categories"]] == [
+        "CPUs",
+        "NVIDIA GPUs",
+        "AMD GPUs",
+        "Intel GPUs and accelerators",
+    ]  # the rules' order
+    assert doc["counts"] == {
+        "inputs": 7,
+        "scored": 7,
+        "errors": 0,
+        "ranked": 5,
+        "disqualified": 3,
+        "flagged": 0,
+        "retried": 0,
+    }
 
 
 def test_task_ranks_follow_the_logged_throughput_and_points_are_relative_to_the_best(board):
@@ -91,7 +107,7 @@ def test_failed_accuracy_is_disqualified_with_the_checkers_reason_and_scores_zer
     overall = {r["team"]: r for r in nvidia["overall"]}
     bert = {r["team"]: r["points"] for r in nvidia["tasks"]["BERT-99 Offline"]}
     assert overall["Alpha"]["total"] == pytest.approx(bert["Alpha"] + 100.0)
-    assert overall["Delta"]["status"] == "ranked" and overall["Delta"]["total"] == bert["Delta"]   # llama: 0
+    assert overall["Delta"]["status"] == "ranked" and overall["Delta"]["total"] == bert["Delta"]  # llama: 0
     assert overall["Delta"]["tasks"] == {"BERT-99 Offline": bert["Delta"], "Llama2-70B Offline": None}
     totals = [r["total"] for r in nvidia["overall"]]
     assert totals == sorted(totals, reverse=True)
@@ -126,8 +142,13 @@ def test_csv_and_markdown_carry_the_same_tables(board):
     assert by[("CPUs", "BERT-99 Offline", "Gamma")]["units"] == "Samples/s"
     assert {r["board"] for r in rows} == {"overall", "BERT-99 Offline", "Llama2-70B Offline"}
     md = (board["out"] / "leaderboard.md").read_text()
-    for heading in ("# Student Cluster Competition: MLPerf Inference", "## NVIDIA GPUs", "### Overall",
-                    "### Llama2-70B Offline", "## Disqualified and not ranked"):
+    for heading in (
+        "# Student Cluster Competition: MLPerf Inference",
+        "## NVIDIA GPUs",
+        "### Overall",
+        "### Llama2-70B Offline",
+        "## Disqualified and not ranked",
+    ):
         assert heading in md.splitlines(), heading
     assert "| Rank   | Team    | System   | Accelerator" in md
     assert "4 × NVIDIA H100-SXM-80GB" in md and "2 × NVIDIA GeForce RTX 4090" in md
@@ -151,26 +172,40 @@ def test_metrics_json_uses_virtualclient_names(board, tmp_path):
     rows = json.loads((out / "m.json").read_text())["results"]
     llama = next(r for r in rows if r["benchmark"] == "llama2-70b-99.9")
     names = {m["metricName"]: m for m in llama["metrics"]}
-    stem = "cluster-PyTorch_k_99_9_MaxP-Offline"          # <system>-<harness>_k_<variant>_<power>-<scenario>
+    stem = "cluster-PyTorch_k_99_9_MaxP-Offline"  # <system>-<harness>_k_<variant>_<power>-<scenario>
     assert names[f"{stem}-AccuracyMode"]["metricValue"] == 0.0
     assert names[f"{stem}-AccuracyMode"]["metricUnit"] == "PASS/FAIL"
     assert names[f"{stem}-PerformanceMode"] == {
-        "metricName": f"{stem}-PerformanceMode", "metricValue": 1.0, "metricUnit": "VALID/INVALID",
-        "metricRelativity": "HigherIsBetter", "metricMetadata": {
-            "input": "Delta/mlperf_submission_short.tar.gz", "submitter": "Delta", "system": "cluster",
-            "benchmark": "llama2-70b-99.9", "scenario": "Offline"}}
+        "metricName": f"{stem}-PerformanceMode",
+        "metricValue": 1.0,
+        "metricUnit": "VALID/INVALID",
+        "metricRelativity": "HigherIsBetter",
+        "metricMetadata": {
+            "input": "Delta/mlperf_submission_short.tar.gz",
+            "submitter": "Delta",
+            "system": "cluster",
+            "benchmark": "llama2-70b-99.9",
+            "scenario": "Offline",
+        },
+    }
     assert names[f"{stem}-Result"]["metricUnit"] == "Tokens/s"
 
 
 def test_trees_single_tarballs_and_wrapped_tarballs_are_inputs_too(sc_handins, tmp_path):
-    tree = sc_handins["_trees"] / "Beta" / "tree"                     # already extracted
-    wrapped = tmp_path / "wrapped"                                       # MLC: tar czf x.tar.gz submission_dir
+    tree = sc_handins["_trees"] / "Beta" / "tree"  # already extracted
+    wrapped = tmp_path / "wrapped"  # MLC: tar czf x.tar.gz submission_dir
     shutil.copytree(sc_handins["_trees"] / "Gamma" / "tree", wrapped / "mlperf_submission")
-    subprocess.run(["tar", "czf", str(tmp_path / "gamma.tar.gz"), "-C", str(wrapped), "mlperf_submission"],
-                   check=True)
+    subprocess.run(["tar", "czf", str(tmp_path / "gamma.tar.gz"), "-C", str(wrapped), "mlperf_submission"], check=True)
     out = tmp_path / "out"
-    result = _score(str(tree), str(sc_handins["Epsilon"] / TARBALL), str(tmp_path / "gamma.tar.gz"),
-                    "--out", str(out), "--jobs", "1")
+    result = _score(
+        str(tree),
+        str(sc_handins["Epsilon"] / TARBALL),
+        str(tmp_path / "gamma.tar.gz"),
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+    )
     doc = json.loads((out / "leaderboard.json").read_text())
     kinds = {e["input"]: (e["kind"], e["teams"], e["flags"]) for e in doc["entries"]}
     assert kinds["tree"] == ("tree", ["Beta"], [])
@@ -178,10 +213,16 @@ def test_trees_single_tarballs_and_wrapped_tarballs_are_inputs_too(sc_handins, t
     assert kinds["gamma.tar.gz"][:2] == ("tarball", ["Gamma"])
     # handed in without its companions: each missing file is flagged, the result still counts
     assert sorted(f["message"] for f in kinds["gamma.tar.gz"][2]) == [
-        "no gamma.md beside the tarball", "no gamma.run beside the tarball", "no gamma.tstamps beside the tarball",
-        "no gamma_summary.json beside the tarball"]
-    assert {r["team"] for c in doc["categories"] for r in c["overall"] if r["status"] == "ranked"} == \
-        {"Beta", "Gamma", "Epsilon"}
+        "no gamma.md beside the tarball",
+        "no gamma.run beside the tarball",
+        "no gamma.tstamps beside the tarball",
+        "no gamma_summary.json beside the tarball",
+    ]
+    assert {r["team"] for c in doc["categories"] for r in c["overall"] if r["status"] == "ranked"} == {
+        "Beta",
+        "Gamma",
+        "Epsilon",
+    }
     assert json.loads(result.stdout)["counts"]["scored"] == 3
 
 
@@ -189,10 +230,14 @@ def test_rules_file_rank_points_bonus_and_disqualify_on_a_failed_task(sc_copy, t
     handins = sc_copy(["Alpha", "Delta", "Epsilon"])
     text = default_rules_text()
     text = text.replace('failed_result = "zero"', 'failed_result = "disqualify"')
-    text = text.replace('points = "relative"\nmax_points = 100\nweight = 1.0\n\n[[task]]\nname = "Llama2-70B',
-                        'points = "rank"\nrank_points = [50, 30]\nweight = 2.0\n\n[[task]]\nname = "Llama2-70B')
-    text += ('\n[[bonus]]\nname = "consumer GPU"\npoints = 5\ntasks = ["BERT-99 Offline"]\n'
-             "match = { accelerator_model_name = 'geforce' }\n")
+    text = text.replace(
+        'points = "relative"\nmax_points = 100\nweight = 1.0\n\n[[task]]\nname = "Llama2-70B',
+        'points = "rank"\nrank_points = [50, 30]\nweight = 2.0\n\n[[task]]\nname = "Llama2-70B',
+    )
+    text += (
+        '\n[[bonus]]\nname = "consumer GPU"\npoints = 5\ntasks = ["BERT-99 Offline"]\n'
+        "match = { accelerator_model_name = 'geforce' }\n"
+    )
     rules = tmp_path / "rules.toml"
     rules.write_text(text)
     out = tmp_path / "out"
@@ -201,8 +246,8 @@ def test_rules_file_rank_points_bonus_and_disqualify_on_a_failed_task(sc_copy, t
     nvidia = _category(doc, "NVIDIA GPUs")
     bert = nvidia["tasks"]["BERT-99 Offline"]
     ranked = [r for r in bert if r["status"] == "ranked"]
-    assert [r["team"] for r in ranked] == ["Alpha", "Epsilon"]        # Delta is out altogether
-    assert [r["points"] for r in ranked] == [100.0, 60.0]               # rank points × weight 2
+    assert [r["team"] for r in ranked] == ["Alpha", "Epsilon"]  # Delta is out altogether
+    assert [r["points"] for r in ranked] == [100.0, 60.0]  # rank points × weight 2
     assert ranked[1]["bonus"] == 5.0 and ranked[1]["bonus_for"] == ["consumer GPU"]
     overall = {r["team"]: r for r in nvidia["overall"]}
     assert overall["Epsilon"]["total"] == 65.0 and overall["Alpha"]["total"] == 200.0
@@ -215,15 +260,17 @@ def test_bad_rules_and_bad_inputs_are_usage_errors(tmp_path):
     rules = tmp_path / "rules.toml"
     rules.write_text(default_rules_text().replace('version = "v6.1"', 'version = "v6.1"\nverison = "v6.0"'))
     (tmp_path / "in").mkdir()
-    result = CliRunner().invoke(app, ["score", str(tmp_path / "in"), "--out", str(tmp_path / "o"),
-                                      "--rules", str(rules)])
+    result = CliRunner().invoke(
+        app, ["score", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--rules", str(rules)]
+    )
     assert result.exit_code == 2
     assert "check: unknown key verison [score.rules]" in result.output
     result = CliRunner().invoke(app, ["score", str(tmp_path / "in"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "no .tar.gz / .tgz and no submission tree" in result.output
     result = CliRunner().invoke(app, ["score", str(tmp_path / "missing.tar.gz"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "no such file or folder [score.input]" in result.output
-    result = CliRunner().invoke(app, ["score", str(tmp_path / "in"), "--out", str(tmp_path / "o"),
-                                      "--metrics", str(tmp_path / "m.xlsx")])
+    result = CliRunner().invoke(
+        app, ["score", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--metrics", str(tmp_path / "m.xlsx")]
+    )
     assert result.exit_code == 2 and "must end in .json or .csv" in result.output
-    assert not (tmp_path / "o").exists()                                # nothing written before the work starts
+    assert not (tmp_path / "o").exists()  # nothing written before the work starts

@@ -33,10 +33,10 @@ def test_html_and_links_in_team_names_are_inert_in_leaderboard_md(sc_handins, tm
     md = (out / "leaderboard.md").read_text()
     assert "&lt;img src=x onerror=alert(1)&gt;" in md and "<img" not in md and "<script" not in md
     html = markdown_it.MarkdownIt("commonmark").enable("table").render(md)
-    assert "<table>" in html                                      # the tables still render as tables
+    assert "<table>" in html  # the tables still render as tables
     for tag in ("<img", "<script", "<a ", "<b>", "<code>"):
         assert tag not in html, tag
-    assert "Eve&lt;img src=x onerror=alert(1)&gt;" in html          # shown as the text it is
+    assert "Eve&lt;img src=x onerror=alert(1)&gt;" in html  # shown as the text it is
 
 
 def test_md_cell_escapes_what_starts_html_links_code_and_cells():

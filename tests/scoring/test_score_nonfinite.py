@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from subtool.cli import app
+from subtool.errors import SubtoolError
 from subtool.scoring.entry import EntryRecord, ResultRecord, SystemRecord
 from subtool.scoring.ranking import build_leaderboard
 from subtool.scoring.rules import default_rules_text, parse_rules
-from subtool.errors import SubtoolError
 
 _RESULT = re.compile(rb'("key": "result_samples_per_second", "value": )[-0-9.eE+]+')
 
@@ -43,8 +43,9 @@ def test_nan_and_infinity_results_are_not_ranked_and_json_stays_strict(sc_handin
         _tree_with_result(sc_handins, trees, team, value)
     shutil.copytree(sc_handins["_trees"] / "Beta" / "tree", trees / "Beta")
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["score", str(trees), "--out", str(out), "--jobs", "1",
-                                      "--metrics", str(tmp_path / "metrics.json")])
+    result = CliRunner().invoke(
+        app, ["score", str(trees), "--out", str(out), "--jobs", "1", "--metrics", str(tmp_path / "metrics.json")]
+    )
     assert result.exit_code == 0, result.output
     doc = _strict((out / "leaderboard.json").read_text())
     _strict((tmp_path / "metrics.json").read_text())
@@ -58,24 +59,38 @@ def test_nan_and_infinity_results_are_not_ranked_and_json_stays_strict(sc_handin
     for team in ("Eta", "Gamma", "Zeta", "Epsilon"):
         assert results[team]["value"] is None and not results[team]["passed"], results[team]
     for team in ("Eta", "Gamma", "Zeta", "Epsilon"):  # the reason says it, whoever saw it first
-        assert any("finite" in reason.lower() or "nan" in reason.lower() or "inf" in reason.lower()
-                   for reason in results[team]["reasons"]), results[team]["reasons"]
+        assert any(
+            "finite" in reason.lower() or "nan" in reason.lower() or "inf" in reason.lower()
+            for reason in results[team]["reasons"]
+        ), results[team]["reasons"]
 
 
 def _entry(index: int, team: str, value: float) -> EntryRecord:
-    fields = {"accelerator_model_name": "NVIDIA H100", "accelerators_per_node": "1", "submitter": team,
-              "system": "box"}
+    fields = {"accelerator_model_name": "NVIDIA H100", "accelerators_per_node": "1", "submitter": team, "system": "box"}
     rules = parse_rules(default_rules_text(), "default", "0")
     system = SystemRecord("open", team, "box", rules.category_of(fields), fields)
-    result = ResultRecord(result_id=f"open/{team}/results/box/bert-99/Offline", division="open", submitter=team,
-                          system="box", model="bert-99", mlperf_model="bert-99", scenario="Offline", value=value,
-                          units="Samples/s", accuracy="F1: 90.9", run_style="short", passed=True, accuracy_ok=True,
-                          performance_ok=True)
-    return EntryRecord(index=index, input=f"{team}/x.tar.gz", kind="tarball", name="x", systems=[system],
-                       results=[result])
+    result = ResultRecord(
+        result_id=f"open/{team}/results/box/bert-99/Offline",
+        division="open",
+        submitter=team,
+        system="box",
+        model="bert-99",
+        mlperf_model="bert-99",
+        scenario="Offline",
+        value=value,
+        units="Samples/s",
+        accuracy="F1: 90.9",
+        run_style="short",
+        passed=True,
+        accuracy_ok=True,
+        performance_ok=True,
+    )
+    return EntryRecord(
+        index=index, input=f"{team}/x.tar.gz", kind="tarball", name="x", systems=[system], results=[result]
+    )
 
 
-@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 10 ** 400])
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 10**400])
 def test_ranking_never_uses_a_non_finite_value_even_when_the_checker_passed_it(bad):
     rules = parse_rules(default_rules_text(), "default", "0")
     board = build_leaderboard([_entry(0, "Good", 1234.5), _entry(1, "Bad", bad)], rules)

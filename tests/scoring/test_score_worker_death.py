@@ -90,8 +90,9 @@ def _run(handins: Path, out: Path, killer: Killer):
 
 
 def _ranked(doc) -> dict:
-    return {(r["team"], c["name"]): r["total"] for c in doc["categories"] for r in c["overall"]
-            if r["status"] == "ranked"}
+    return {
+        (r["team"], c["name"]): r["total"] for c in doc["categories"] for r in c["overall"] if r["status"] == "ranked"
+    }
 
 
 def test_a_killed_worker_costs_no_team_its_score(sc_handins, tmp_path):
@@ -99,27 +100,27 @@ def test_a_killed_worker_costs_no_team_its_score(sc_handins, tmp_path):
     reference = score(ScoreOptions(inputs=[handins], out=tmp_path / "ref", jobs=1)).leaderboard
 
     out = tmp_path / "out"
-    killer = Killer(out, targets=lambda name: not killer.kills)        # one kill, at the first input started
+    killer = Killer(out, targets=lambda name: not killer.kills)  # one kill, at the first input started
     result = _run(handins, out, killer)
     assert killer.kills, "no scoring worker was seen to kill"
     doc = result.leaderboard
     assert [e["error"] for e in doc["entries"]] == [None] * len(TEAMS)
-    assert any(e["retried"] for e in doc["entries"]) and doc["counts"]["retried"] >= 1   # the pool broke
+    assert any(e["retried"] for e in doc["entries"]) and doc["counts"]["retried"] >= 1  # the pool broke
     assert _ranked(doc) == _ranked(reference)
-    assert not list(out.glob(".score-scratch-*"))                    # every scratch folder removed
+    assert not list(out.glob(".score-scratch-*"))  # every scratch folder removed
 
 
 def test_only_the_input_that_kills_its_worker_again_is_reported(sc_handins, tmp_path):
     handins = _handins(sc_handins, tmp_path / "handins")
     out = tmp_path / "out"
-    culprit = sorted(TEAMS).index("Gamma")                            # inputs are numbered in path order
+    culprit = sorted(TEAMS).index("Gamma")  # inputs are numbered in path order
     killer = Killer(out, targets=lambda name: name.startswith(f"{culprit:05d}-"))
     doc = _run(handins, out, killer).leaderboard
-    assert len(killer.kills) >= 2 and len({name for name, _ in killer.kills}) == 2   # in the pool, then alone
+    assert len(killer.kills) >= 2 and len({name for name, _ in killer.kills}) == 2  # in the pool, then alone
     errors = {e["input"]: e["error"] for e in doc["entries"] if e["error"]}
     assert list(errors) == ["handins/Gamma/mlperf_submission_short.tar.gz"]
     error = errors["handins/Gamma/mlperf_submission_short.tar.gz"]
     assert error["rule"] == "score.worker_died" and "killed by SIGKILL" in error["message"]
     ranked = {team for team, _ in _ranked(doc)}
-    assert ranked == {"Alpha", "Beta", "Delta", "Epsilon"}             # Eta: INVALID, never ranked
+    assert ranked == {"Alpha", "Beta", "Delta", "Epsilon"}  # Eta: INVALID, never ranked
     assert not list(out.glob(".score-scratch-*"))

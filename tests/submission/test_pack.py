@@ -21,17 +21,26 @@ import time
 from pathlib import Path
 
 import pytest
+from support.loadgen_trees import MEASUREMENTS, ZERO_ANSWER, LoadGenJob, run_loadgen, system_json
 from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.errors import SubtoolError
-from support.loadgen_trees import MEASUREMENTS, ZERO_ANSWER, LoadGenJob, run_loadgen, system_json
 
 NAME = "mlperf_submission_short"
-ARTIFACTS = [f"{NAME}.tar.gz", f"{NAME}_summary.json", f"{NAME}_summary.csv", f"{NAME}.run", f"{NAME}.tstamps",
-             f"{NAME}.md", f"{NAME}.sha256"]
-DATE_U = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 123]\d "
-                    r"\d\d:\d\d:\d\d UTC \d{4}$")
+ARTIFACTS = [
+    f"{NAME}.tar.gz",
+    f"{NAME}_summary.json",
+    f"{NAME}_summary.csv",
+    f"{NAME}.run",
+    f"{NAME}.tstamps",
+    f"{NAME}.md",
+    f"{NAME}.sha256",
+]
+DATE_U = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 123]\d "
+    r"\d\d:\d\d:\d\d UTC \d{4}$"
+)
 
 SYSTEM = system_json(host_processor_model_name="Test CPU 9000")
 MEASUREMENTS = {**MEASUREMENTS, "starting_weights_filename": "bert.pt"}
@@ -49,12 +58,21 @@ def loadgen_logs(tmp_path_factory) -> Path:
         for mode in ("performance", "accuracy"):
             out = root / sc / mode
             out.mkdir(parents=True)
-            (out / "user.conf").write_text(f"bert.{sc}.min_duration = 50\nbert.{sc}.target_qps = 100000\n"
-                                           f"bert.{sc}.target_latency = 0.04\nbert.{sc}.min_query_count = 1024\n")
+            (out / "user.conf").write_text(
+                f"bert.{sc}.min_duration = 50\nbert.{sc}.target_qps = 100000\n"
+                f"bert.{sc}.target_latency = 0.04\nbert.{sc}.min_query_count = 1024\n"
+            )
             # Offline sleeps past min_duration so the result is VALID
             delay = (0.07 if sc == "Offline" else 5e-5) if mode == "performance" else 0.0
-            jobs.append(LoadGenJob(conf_model="bert", scenario=sc, user_conf=out / "user.conf", answer=ZERO_ANSWER,
-                                   runs=((mode, out, delay),)))
+            jobs.append(
+                LoadGenJob(
+                    conf_model="bert",
+                    scenario=sc,
+                    user_conf=out / "user.conf",
+                    answer=ZERO_ANSWER,
+                    runs=((mode, out, delay),),
+                )
+            )
     run_loadgen(jobs, timeout=120)
     return root
 
@@ -82,8 +100,9 @@ def template_tree(loadgen_logs, tmp_path_factory) -> Path:
         for fname in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
             shutil.copy(loadgen_logs / sc / "performance" / fname, res / "performance" / "run_1" / fname)
             shutil.copy(loadgen_logs / sc / "accuracy" / fname, res / "accuracy" / fname)
-        digest = _truncate(loadgen_logs / sc / "accuracy" / "mlperf_log_accuracy.json",
-                           res / "accuracy" / "mlperf_log_accuracy.json")
+        digest = _truncate(
+            loadgen_logs / sc / "accuracy" / "mlperf_log_accuracy.json", res / "accuracy" / "mlperf_log_accuracy.json"
+        )
         (res / "accuracy" / "accuracy.txt").write_text(f'{{"exact_match": 0.5, "f1": 1.5}}\n\nhash={digest}\n')
         (res / "measurements.json").write_text(json.dumps(MEASUREMENTS, indent=2))
         shutil.copy(loadgen_logs / sc / "performance" / "user.conf", res / "user.conf")
@@ -128,7 +147,7 @@ def test_two_packs_of_the_same_tree_give_identical_bytes(tree, tmp_path, monkeyp
     second = _pack(tree, out, *WAIVE_SHORT)
     assert second.exit_code == 0, second.output
     assert _read_bytes(out) == before
-    assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACTS)   # no staging leftovers
+    assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACTS)  # no staging leftovers
 
 
 def test_tarball_ignores_owners_times_modes_and_location(tree, tmp_path):
@@ -150,8 +169,8 @@ def test_tarball_members_are_normalised_and_only_divisions(tree, tmp_path):
     assert _pack(tree, tmp_path / "out", *WAIVE_SHORT).exit_code == 0
     tarball = tmp_path / "out" / f"{NAME}.tar.gz"
     raw = tarball.read_bytes()
-    assert raw[:4] == b"\x1f\x8b\x08\x00"          # gzip, no FNAME flag: the temp file's name is not recorded
-    assert raw[4:8] == b"\x00\x00\x00\x00"         # no timestamp in the gzip header
+    assert raw[:4] == b"\x1f\x8b\x08\x00"  # gzip, no FNAME flag: the temp file's name is not recorded
+    assert raw[4:8] == b"\x00\x00\x00\x00"  # no timestamp in the gzip header
     with tarfile.open(tarball, "r:gz") as tar:
         members = tar.getmembers()
     names = [m.name for m in members]
@@ -172,7 +191,7 @@ def test_verify_passes_and_uses_the_recorded_waivers(tree, tmp_path):
     assert packed.exit_code == 0, packed.output
     doc = _stdout_json(packed)
     assert doc["ok"] and doc["verdict"] == "PASS" and doc["waived"] >= 2 and doc["errors"] == 0
-    verified = _verify(out / f"{NAME}.tar.gz")          # no --waive: it comes from the manifest
+    verified = _verify(out / f"{NAME}.tar.gz")  # no --waive: it comes from the manifest
     assert verified.exit_code == 0, verified.output
     report = _stdout_json(verified)
     assert report["ok"] and report["verdict"] == "PASS" and report["waive"] == ["perf.min_duration"]
@@ -181,8 +200,11 @@ def test_verify_passes_and_uses_the_recorded_waivers(tree, tmp_path):
 
 def _rewrite_tarball(src: Path, dst: Path, change) -> None:
     """Re-create the tarball with one member's bytes changed (what a careless re-pack by hand would do)."""
-    with tarfile.open(src, "r:gz") as old, gzip.GzipFile(dst, "wb", mtime=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as new:
+    with (
+        tarfile.open(src, "r:gz") as old,
+        gzip.GzipFile(dst, "wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as new,
+    ):
         for member in old.getmembers():
             data = old.extractfile(member).read() if member.isfile() else None
             if data is not None:
@@ -197,8 +219,9 @@ def test_tampered_tarball_fails_verify(tree, tmp_path):
     tarball = out / f"{NAME}.tar.gz"
     target = "open/TeamX/results/box/bert-99/Offline/accuracy/accuracy.txt"
     tampered = tmp_path / "tampered.tar.gz"
-    _rewrite_tarball(tarball, tampered,
-                     lambda name, data: data.replace(b'"f1": 1.5', b'"f1": 91.5') if name == target else data)
+    _rewrite_tarball(
+        tarball, tampered, lambda name, data: data.replace(b'"f1": 1.5', b'"f1": 91.5') if name == target else data
+    )
     shutil.move(tampered, tarball)
     result = _verify(tarball)
     assert result.exit_code == 1
@@ -213,8 +236,11 @@ def test_tarball_rebuilt_with_a_matching_manifest_line_still_fails(tree, tmp_pat
     assert _pack(tree, out, *WAIVE_SHORT).exit_code == 0
     tarball, manifest = out / f"{NAME}.tar.gz", out / f"{NAME}.sha256"
     target = "open/TeamX/systems/box.json"
-    _rewrite_tarball(tarball, tmp_path / "t.tar.gz",
-                     lambda name, data: data.replace(b"Test CPU 9000", b"Test CPU 9999") if name == target else data)
+    _rewrite_tarball(
+        tarball,
+        tmp_path / "t.tar.gz",
+        lambda name, data: data.replace(b"Test CPU 9000", b"Test CPU 9999") if name == target else data,
+    )
     old_hash = hashlib.sha256(tarball.read_bytes()).hexdigest()
     shutil.move(tmp_path / "t.tar.gz", tarball)
     new_hash = hashlib.sha256(tarball.read_bytes()).hexdigest()
@@ -263,7 +289,7 @@ def test_manifest_is_checkable_with_sha256sum(tree, tmp_path):
 # ------------------------------------------------------------------------------------------- verdicts
 def test_tree_with_errors_is_packed_but_says_fail(tree, tmp_path):
     out = tmp_path / "out"
-    result = _pack(tree, out)                       # short run, perf.min_duration not waived
+    result = _pack(tree, out)  # short run, perf.min_duration not waived
     assert result.exit_code == 1, result.output
     doc = _stdout_json(result)
     assert doc["ok"] is False and doc["verdict"] == "FAIL" and doc["errors"] >= 2
@@ -275,7 +301,7 @@ def test_tree_with_errors_is_packed_but_says_fail(tree, tmp_path):
     assert summary["subtool"]["verdict"] == "FAIL"
     assert {e["rule"] for e in summary["subtool"]["errors"]} >= {"perf.min_duration"}
     assert "# verdict: FAIL" in (out / f"{NAME}.sha256").read_text()
-    assert _verify(out / f"{NAME}.tar.gz").exit_code == 1     # verify re-runs the checker: still FAIL
+    assert _verify(out / f"{NAME}.tar.gz").exit_code == 1  # verify re-runs the checker: still FAIL
 
 
 # ------------------------------------------------------------------------------------------ summary
@@ -286,15 +312,17 @@ def test_summary_json_is_mlc_form_plus_subtool_block(tree, tmp_path):
     assert _pack(tree, out, *WAIVE_SHORT).exit_code == 0
     text = (out / f"{NAME}_summary.json").read_text()
     mlc = pandas.read_csv(out / f"{NAME}_summary.csv").T.to_json(orient="columns", indent=4)
-    assert text.startswith(mlc[:-2].rstrip("\n"))          # the rows are byte-for-byte pandas' output
+    assert text.startswith(mlc[:-2].rstrip("\n"))  # the rows are byte-for-byte pandas' output
     data = json.loads(text)
     block = data.pop("subtool")
     assert data == json.loads(mlc)
     assert sorted(data) == [str(i) for i in range(len(data))] and len(data) == 2
     assert {row["Scenario"] for row in data.values()} == set(SCENARIOS)
     assert block["verdict"] == "PASS" and block["waivers"] == ["perf.min_duration"] and block["run_style"] == "short"
-    hashes = {name: hashlib.sha256((out / name).read_bytes()).hexdigest()
-              for name in (f"{NAME}.tar.gz", f"{NAME}_summary.csv", f"{NAME}.run", f"{NAME}.tstamps", f"{NAME}.md")}
+    hashes = {
+        name: hashlib.sha256((out / name).read_bytes()).hexdigest()
+        for name in (f"{NAME}.tar.gz", f"{NAME}_summary.csv", f"{NAME}.run", f"{NAME}.tstamps", f"{NAME}.md")
+    }
     assert block["artifacts"] == hashes
     assert block["versions"]["loadgen_in_logs"][0].startswith("6.")
 
@@ -302,8 +330,13 @@ def test_summary_json_is_mlc_form_plus_subtool_block(tree, tmp_path):
 # ----------------------------------------------------------------------------------- .run / .tstamps
 def _run_dir(path: Path, **overrides) -> Path:
     record = {
-        "schema": "subtool.run/1", "subtool_version": "0.1.0", "model": "bert-99", "scenario": "Offline",
-        "run_style": "short", "demo": True, "versions": {"loadgen": "6.0.17", "torch": "2.13.0"},
+        "schema": "subtool.run/1",
+        "subtool_version": "0.1.0",
+        "model": "bert-99",
+        "scenario": "Offline",
+        "run_style": "short",
+        "demo": True,
+        "versions": {"loadgen": "6.0.17", "torch": "2.13.0"},
         "settings": {"target_qps": 100000, "min_duration_ms": 50},
         "tstamps": ["Thu Nov 26 01:52:06 UTC 2026", "Thu Nov 26 01:55:10 UTC 2026"],
         "command": ["subtool", "run", "--model", "bert-99", "--scenario", "Offline", "--out", "my runs"],
@@ -317,9 +350,12 @@ def _run_dir(path: Path, **overrides) -> Path:
 
 def test_run_script_and_tstamps_from_run_directories(tree, tmp_path):
     run_a = _run_dir(tmp_path / "runs" / "Offline")
-    run_b = _run_dir(tmp_path / "runs" / "SingleStream", scenario="SingleStream",
-                     tstamps=["Wed Nov 25 23:00:00 UTC 2026", "Wed Nov 25 23:10:00 UTC 2026"],
-                     command=["subtool", "run", "--scenario", "SingleStream"])
+    run_b = _run_dir(
+        tmp_path / "runs" / "SingleStream",
+        scenario="SingleStream",
+        tstamps=["Wed Nov 25 23:00:00 UTC 2026", "Wed Nov 25 23:10:00 UTC 2026"],
+        command=["subtool", "run", "--scenario", "SingleStream"],
+    )
     out = tmp_path / "out"
     result = _pack(tree, out, "--runs", str(run_a), "--runs", str(run_b), *WAIVE_SHORT)
     assert result.exit_code == 0, result.output
@@ -337,14 +373,17 @@ def test_run_script_and_tstamps_from_run_directories(tree, tmp_path):
     # packed results get a pair of their own LoadGen times (else the .tstamps would not cover what was packed)
     lines = (out / f"{NAME}.tstamps").read_text().splitlines()
     assert lines[:4] == [
-        "Wed Nov 25 23:00:00 UTC 2026", "Wed Nov 25 23:10:00 UTC 2026",
-        "Thu Nov 26 01:52:06 UTC 2026", "Thu Nov 26 01:55:10 UTC 2026"]
-    assert len(lines) in (6, 8) and all(DATE_U.match(line) for line in lines[4:])   # one pair, or one per result
+        "Wed Nov 25 23:00:00 UTC 2026",
+        "Wed Nov 25 23:10:00 UTC 2026",
+        "Thu Nov 26 01:52:06 UTC 2026",
+        "Thu Nov 26 01:55:10 UTC 2026",
+    ]
+    assert len(lines) in (6, 8) and all(DATE_U.match(line) for line in lines[4:])  # one pair, or one per result
     from subtool.scoring.integrity import check_tstamps
     from subtool.submission.pack_inputs import scan_tree
 
     windows = [(r.rel_dir, r.window.begin, r.window.end) for r in scan_tree(tree).results]
-    assert check_tstamps(str(out / f"{NAME}.tstamps"), windows, slack_s=0) == []   # the scorer's own test
+    assert check_tstamps(str(out / f"{NAME}.tstamps"), windows, slack_s=0) == []  # the scorer's own test
     assert "commands are unknown" in script and "bert.Offline.min_duration = 50" in script
     md = (out / f"{NAME}.md").read_text()
     assert "embedded demo" in md and "short run" in md
@@ -361,6 +400,7 @@ def test_tstamps_from_loadgen_logs_without_run_directories(tree, tmp_path):
             if '"key": "power_begin"' in line:
                 begins.append(json.loads(line.split(":::MLLOG ", 1)[1])["value"])
     from datetime import datetime
+
     first = min(datetime.strptime(b, "%m-%d-%Y %H:%M:%S.%f") for b in begins)
     assert lines[0] == first.strftime("%a %b ") + f"{first.day:2d}" + first.strftime(" %H:%M:%S UTC %Y")
     script = (out / f"{NAME}.run").read_text()
@@ -418,7 +458,7 @@ def test_truncated_tarball_fails_verify(tree, tmp_path):
     result = _verify(tarball)
     assert result.exit_code == 1
     doc = _stdout_json(result)
-    assert doc["verdict"] == ""                     # nothing trustworthy to re-check
+    assert doc["verdict"] == ""  # nothing trustworthy to re-check
     assert any("cannot be read to the end" in p for p in doc["problems"])
 
 
@@ -446,11 +486,27 @@ def test_official_checker_reads_the_unpacked_tarball_like_the_tree(tree, tmp_pat
     unpacked = tmp_path / "unpacked"
     with tarfile.open(out / f"{NAME}.tar.gz", "r:gz") as tar:
         tar.extractall(unpacked, filter="data")
-    run = subprocess.run([sys.executable, "-m", "submission_checker.main", "--input", str(unpacked), "--version",
-                          "v6.1", "--csv", str(tmp_path / "official.csv")], cwd=official, capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "submission_checker.main",
+            "--input",
+            str(unpacked),
+            "--version",
+            "v6.1",
+            "--csv",
+            str(tmp_path / "official.csv"),
+        ],
+        cwd=official,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     errors = [ln for ln in (run.stdout + run.stderr).splitlines() if " ERROR] " in ln]
-    specific = [ln for ln in errors if not re.search(r"Some .* failed for|SUMMARY: submission has errors|NoResults", ln)]
+    specific = [
+        ln for ln in errors if not re.search(r"Some .* failed for|SUMMARY: submission has errors|NoResults", ln)
+    ]
     assert len(specific) == 2 and all("Test duration less than 600s" in ln for ln in specific), errors
 
 
@@ -484,8 +540,10 @@ def _producing_run(tree: Path, root: Path, scenario: str, **overrides) -> Path:
     overrides.setdefault("command", ["subtool", "all", "--submitter", "TeamX", "--scenario", scenario])
     run = _run_dir(root / "bert-99" / scenario, scenario=scenario, tstamps=pair, **overrides)
     (run / "performance" / "run_1").mkdir(parents=True)
-    shutil.copy(tree / result.rel_dir / "performance" / "run_1" / "mlperf_log_detail.txt",
-                run / "performance" / "run_1" / "mlperf_log_detail.txt")
+    shutil.copy(
+        tree / result.rel_dir / "performance" / "run_1" / "mlperf_log_detail.txt",
+        run / "performance" / "run_1" / "mlperf_log_detail.txt",
+    )
     return run
 
 
@@ -502,7 +560,7 @@ def test_a_folder_of_runs_contributes_those_the_tree_holds_and_tstamps_cover_eve
     assert result.exit_code == 0, result.output
     script = (out / f"{NAME}.run").read_text()
     assert "subtool all --submitter TeamX --scenario Offline" in script
-    assert "--scenario Server" not in script and "--hidden" not in script    # not in this tree
+    assert "--scenario Server" not in script and "--hidden" not in script  # not in this tree
     assert "packed as open/TeamX/results/box/bert-99/Offline" in script
     # SingleStream came from no run directory given: its settings are quoted and its LoadGen times kept
     assert "commands are unknown" in script and "bert.SingleStream.min_duration = 50" in script
@@ -510,7 +568,7 @@ def test_a_folder_of_runs_contributes_those_the_tree_holds_and_tstamps_cover_eve
     # the run's pair, and SingleStream's own LoadGen times unless that pair already holds them
     assert len(stamps) in (2, 4) and all(DATE_U.match(s) for s in stamps)
     windows = [(r.rel_dir, r.window.begin, r.window.end) for r in scan_tree(tree).results]
-    assert check_tstamps(str(out / f"{NAME}.tstamps"), windows, slack_s=0) == []   # the scorer's own test
+    assert check_tstamps(str(out / f"{NAME}.tstamps"), windows, slack_s=0) == []  # the scorer's own test
 
 
 def test_a_runs_folder_with_no_run_directory_is_one_line_error(tree, tmp_path):
@@ -521,8 +579,9 @@ def test_a_runs_folder_with_no_run_directory_is_one_line_error(tree, tmp_path):
 
 
 def test_all_under_another_submitter_gets_its_package_step(tree, tmp_path):
-    run = _producing_run(tree, tmp_path / "runs", "Offline",
-                         command=["subtool", "all", "--submitter", "OldTeam", "--out", "o"])
+    run = _producing_run(
+        tree, tmp_path / "runs", "Offline", command=["subtool", "all", "--submitter", "OldTeam", "--out", "o"]
+    )
     out = tmp_path / "out"
     assert _pack(tree, out, "--runs", str(run), *WAIVE_SHORT).exit_code == 0
     script = (out / f"{NAME}.run").read_text()
@@ -546,21 +605,31 @@ def test_latency_percentiles_reach_md_summary_and_json(tree, tmp_path):
 
 
 def test_latency_percentiles_of_token_runs_and_lying_values():
-    from hypothesis import HealthCheck, given, settings, strategies as st
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     from subtool.submission.detail_log import latency_percentiles
 
-    values = {"result_first_token_50.00_percentile_latency_ns": 12_500_000,
-              "result_first_token_99.00_percentile_latency_ns": 1.9e9,
-              "result_time_per_output_token_99.90_percentile_ns": 4_000_000,
-              "result_99.00_percentile_latency_ns": float("nan"), "result_90.00_percentile_latency_ns": -5,
-              "result_50.00_percentile_latency_ns": True, "result_95.00_percentile_latency_ns": "7"}
+    values = {
+        "result_first_token_50.00_percentile_latency_ns": 12_500_000,
+        "result_first_token_99.00_percentile_latency_ns": 1.9e9,
+        "result_time_per_output_token_99.90_percentile_ns": 4_000_000,
+        "result_99.00_percentile_latency_ns": float("nan"),
+        "result_90.00_percentile_latency_ns": -5,
+        "result_50.00_percentile_latency_ns": True,
+        "result_95.00_percentile_latency_ns": "7",
+    }
     assert latency_percentiles(values) == {"ttft_ms": {"p50": 12.5, "p99": 1900.0}, "tpot_ms": {"p99.9": 4.0}}
 
     @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(st.dictionaries(st.sampled_from(["result_first_token_50.00_percentile_latency_ns",
-                                            "result_99.00_percentile_latency_ns", "other"]),
-                           st.one_of(st.none(), st.booleans(), st.floats(), st.integers(), st.text(max_size=5))))
+    @given(
+        st.dictionaries(
+            st.sampled_from(
+                ["result_first_token_50.00_percentile_latency_ns", "result_99.00_percentile_latency_ns", "other"]
+            ),
+            st.one_of(st.none(), st.booleans(), st.floats(), st.integers(), st.text(max_size=5)),
+        )
+    )
     def never_garbage(values):
         for found in latency_percentiles(values).values():
             assert all(isinstance(v, float) and v == v and 0 <= v < float("inf") for v in found.values())
@@ -571,6 +640,13 @@ def test_latency_percentiles_of_token_runs_and_lying_values():
 def test_numbers_have_one_notation():
     from subtool.submission.pack_report import format_number
 
-    assert [format_number(v) for v in (13368.0, 13368, 7350879.6, 1437911, 0.001262, 90.874, 12.3456789)] == \
-        ["13368", "13368", "7350879.6", "1437911", "0.001262", "90.874", "12.3457"]
+    assert [format_number(v) for v in (13368.0, 13368, 7350879.6, 1437911, 0.001262, 90.874, 12.3456789)] == [
+        "13368",
+        "13368",
+        "7350879.6",
+        "1437911",
+        "0.001262",
+        "90.874",
+        "12.3457",
+    ]
     assert "e" not in format_number(2.5e-5) and format_number(float("nan")) == "nan"

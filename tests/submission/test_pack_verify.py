@@ -29,15 +29,18 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scoring"))
 import hostile  # noqa: E402  (the scoring tests' hostile tarballs)
 import teamgen  # noqa: E402  (the scoring tests' real-LoadGen team trees)
+
 from subtool.cli import app  # noqa: E402
 from subtool.errors import SubtoolError  # noqa: E402
 from subtool.submission.pack_manifest import MAGIC, parse_manifest  # noqa: E402
 from subtool.submission.pack_verify import SHORT_RUN_WAIVERS, verify_tarball  # noqa: E402
 
-settings.register_profile("ci", max_examples=60, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
-settings.register_profile("long", max_examples=5000, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.register_profile(
+    "long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 NAME = "mlperf_submission_short"
@@ -54,19 +57,36 @@ def bert_logs(tmp_path_factory) -> teamgen.Logs:
     conf, invalid_conf = folder / "user.conf", folder / "invalid.conf"
     conf.write_text("bert.Offline.min_duration = 50\nbert.Offline.target_qps = 100000\n")
     invalid_conf.write_text("bert.Offline.min_duration = 60000\nbert.Offline.target_qps = 0.1\n")
-    teamgen.run_loadgen([
-        teamgen.LoadGenJob(conf_model="bert", scenario="Offline", user_conf=conf, total=10833,
-                           runs=(("performance", folder / "valid", 0.06), ("accuracy", folder / "acc", 0.0))),
-        teamgen.LoadGenJob(conf_model="bert", scenario="Offline", user_conf=invalid_conf, total=10833,
-                           runs=(("performance", folder / "invalid", 0.0),))])
-    return teamgen.Logs(perf={"bert-99": [folder / "valid", folder / "invalid"]}, acc={"bert-99": folder / "acc"},
-                        user_conf={"bert-99": conf})
+    teamgen.run_loadgen(
+        [
+            teamgen.LoadGenJob(
+                conf_model="bert",
+                scenario="Offline",
+                user_conf=conf,
+                total=10833,
+                runs=(("performance", folder / "valid", 0.06), ("accuracy", folder / "acc", 0.0)),
+            ),
+            teamgen.LoadGenJob(
+                conf_model="bert",
+                scenario="Offline",
+                user_conf=invalid_conf,
+                total=10833,
+                runs=(("performance", folder / "invalid", 0.0),),
+            ),
+        ]
+    )
+    return teamgen.Logs(
+        perf={"bert-99": [folder / "valid", folder / "invalid"]},
+        acc={"bert-99": folder / "acc"},
+        user_conf={"bert-99": conf},
+    )
 
 
 def _packed(logs, root: Path, run: int, *waive: str) -> Path:
     tree = teamgen.build_team_tree(root / "tree", logs, teamgen.TeamSpec("TeamV", results={"bert-99": run}))
-    result = CliRunner().invoke(app, ["pack", str(tree), "--out", str(root / "out"), "--json",
-                                      *[a for w in waive for a in ("--waive", w)]])
+    result = CliRunner().invoke(
+        app, ["pack", str(tree), "--out", str(root / "out"), "--json", *[a for w in waive for a in ("--waive", w)]]
+    )
     assert result.exit_code in (0, 1), result.output
     return root / "out" / f"{NAME}.tar.gz"
 
@@ -78,7 +98,7 @@ def packed_valid(bert_logs, tmp_path_factory) -> Path:
 
 def _verify(tarball: Path):
     result = CliRunner().invoke(app, ["pack", "--verify", str(tarball), "--json"])
-    return result, json.loads(result.stdout[result.stdout.index("{"):])
+    return result, json.loads(result.stdout[result.stdout.index("{") :])
 
 
 def _copy_handin(packed: Path, dest: Path) -> Path:
@@ -119,8 +139,11 @@ def test_a_manifest_that_waives_an_invalid_result_does_not_verify(bert_logs, tmp
 def test_a_waiver_added_to_the_manifest_by_hand_is_refused(packed_valid, tmp_path):
     tarball = _copy_handin(packed_valid, tmp_path / "h")
     manifest = tarball.with_name(f"{NAME}.sha256")
-    manifest.write_text(manifest.read_text().replace("# waive: perf.min_duration",
-                                                     "# waive: acc.below_threshold perf.min_duration system.no_such"))
+    manifest.write_text(
+        manifest.read_text().replace(
+            "# waive: perf.min_duration", "# waive: acc.below_threshold perf.min_duration system.no_such"
+        )
+    )
     result, doc = _verify(tarball)
     assert result.exit_code == 1
     assert doc["waivers_refused"] == ["acc.below_threshold", "system.no_such"]
@@ -138,7 +161,7 @@ def test_verify_refuses_each_hostile_tarball_with_the_rule_score_gives(case, pac
     hostile.build(case, good, tarball, sandbox)
     result, doc = _verify(tarball)
     assert result.exit_code == 1
-    assert doc["verdict"] == ""                                   # nothing trustworthy was re-checked
+    assert doc["verdict"] == ""  # nothing trustworthy was re-checked
     assert any(f"({hostile.CASES[case]})" in p for p in doc["problems"]), doc["problems"]
     assert not [t for t in hostile.ESCAPE_TARGETS if (sandbox / t).exists()]
 
@@ -157,7 +180,7 @@ def test_a_2_gib_sparse_member_is_refused_before_anything_is_written(packed_vali
     result = verify_tarball(tarball)
     assert time.perf_counter() - start < 30
     assert any("(extract.too_large)" in p and "2048.0 MiB" in p for p in result.problems), result.problems
-    assert list(scratch.iterdir()) == []                          # its temporary folder is gone as well
+    assert list(scratch.iterdir()) == []  # its temporary folder is gone as well
 
 
 def _pax_bomb(dest: Path, header_bytes: int) -> Path:
@@ -167,7 +190,7 @@ def _pax_bomb(dest: Path, header_bytes: int) -> Path:
     header = tarfile.TarInfo("././@PaxHeader")
     header.type = tarfile.XHDTYPE
     header.size = body_len
-    comp = zlib.compressobj(1, zlib.DEFLATED, 31)                 # gzip container
+    comp = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip container
     with open(dest, "wb") as fh:
         fh.write(comp.compress(header.tobuf(format=tarfile.USTAR_FORMAT)))
         digits = str(body_len)
@@ -200,12 +223,15 @@ def test_a_256_mib_pax_header_is_refused_without_reading_it_into_memory(packed_v
 # ------------------------------------------------------------------------------- fuzzing the manifest
 _LINES = st.one_of(
     st.text(max_size=80),
-    st.builds(lambda k, v: f"# {k}: {v}", st.sampled_from(["name", "rules", "waive", "verdict", "subtool", "x"]),
-              st.text(max_size=40)),
-    st.builds(lambda d, p: f"# member {d}  {p}", st.text("0123456789abcdef", min_size=60, max_size=66),
-              st.text(max_size=40)),
-    st.builds(lambda d, p: f"{d}  {p}", st.text("0123456789abcdefABC", min_size=62, max_size=66),
-              st.text(max_size=40)),
+    st.builds(
+        lambda k, v: f"# {k}: {v}",
+        st.sampled_from(["name", "rules", "waive", "verdict", "subtool", "x"]),
+        st.text(max_size=40),
+    ),
+    st.builds(
+        lambda d, p: f"# member {d}  {p}", st.text("0123456789abcdef", min_size=60, max_size=66), st.text(max_size=40)
+    ),
+    st.builds(lambda d, p: f"{d}  {p}", st.text("0123456789abcdefABC", min_size=62, max_size=66), st.text(max_size=40)),
 )
 
 
@@ -222,8 +248,9 @@ def test_fuzz_manifest_parser_only_ever_raises_a_subtool_error(lines, magic):
 
 
 @given(data=st.binary(max_size=4096))
-def test_fuzz_verify_on_garbage_beside_a_real_manifest_gives_problems_not_exceptions(data, packed_valid,
-                                                                                       tmp_path_factory):
+def test_fuzz_verify_on_garbage_beside_a_real_manifest_gives_problems_not_exceptions(
+    data, packed_valid, tmp_path_factory
+):
     folder = tmp_path_factory.mktemp("fuzz-verify")
     tarball = folder / f"{NAME}.tar.gz"
     tarball.write_bytes(gzip.compress(data) if data[:1] == b"\x00" else data)

@@ -10,20 +10,31 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support.official import official_errors
 from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.errors import SubtoolError
 from subtool.submission.package import PackageOptions, package_results
 from subtool.submission.system import validation_errors
-from support.official import official_errors
 
 runner = CliRunner()
 
 
 def pkg_opts(out: Path, *from_dirs: Path, **kw) -> PackageOptions:
-    base = dict(from_dirs=list(from_dirs), perf=None, acc=None, compliance=[], model=None, scenario=None,
-                submitter="TeamX", division=None, system="box1", system_file=None, out=out)
+    base = dict(
+        from_dirs=list(from_dirs),
+        perf=None,
+        acc=None,
+        compliance=[],
+        model=None,
+        scenario=None,
+        submitter="TeamX",
+        division=None,
+        system="box1",
+        system_file=None,
+        out=out,
+    )
     base.update(kw)
     return PackageOptions(**base)
 
@@ -36,19 +47,28 @@ def tree_files(root: Path) -> dict[str, bytes]:
 def test_run_dir_to_v61_tree(pkg_lg, tmp_path):
     out = tmp_path / "tree"
     res = package_results(pkg_opts(out, pkg_lg["Offline"]))
-    assert [(r.division, r.system, r.model, r.scenario, r.run_style) for r in res.results] == \
-        [("closed", "box1", "bert-99", "Offline", "short")]
+    assert [(r.division, r.system, r.model, r.scenario, r.run_style) for r in res.results] == [
+        ("closed", "box1", "bert-99", "Offline", "short")
+    ]
     sub = out / "closed" / "TeamX"
     result = sub / "results" / "box1" / "bert-99" / "Offline"
     expected = {
-        "README.md", "measurements.json", "user.conf",
-        "performance/run_1/mlperf_log_summary.txt", "performance/run_1/mlperf_log_detail.txt",
+        "README.md",
+        "measurements.json",
+        "user.conf",
+        "performance/run_1/mlperf_log_summary.txt",
+        "performance/run_1/mlperf_log_detail.txt",
         "performance/run_1/mlperf_log_accuracy.json",
-        "accuracy/mlperf_log_summary.txt", "accuracy/mlperf_log_detail.txt", "accuracy/accuracy.txt",
+        "accuracy/mlperf_log_summary.txt",
+        "accuracy/mlperf_log_detail.txt",
+        "accuracy/accuracy.txt",
         "accuracy/mlperf_log_accuracy.json",
-        "TEST01/verify_accuracy.txt", "TEST01/verify_performance.txt",
-        "TEST01/performance/run_1/mlperf_log_summary.txt", "TEST01/performance/run_1/mlperf_log_detail.txt",
-        "TEST01/accuracy/mlperf_log_accuracy.json", "TEST01/accuracy/accuracy.txt",
+        "TEST01/verify_accuracy.txt",
+        "TEST01/verify_performance.txt",
+        "TEST01/performance/run_1/mlperf_log_summary.txt",
+        "TEST01/performance/run_1/mlperf_log_detail.txt",
+        "TEST01/accuracy/mlperf_log_accuracy.json",
+        "TEST01/accuracy/accuracy.txt",
     }
     assert {str(p.relative_to(result)) for p in result.rglob("*") if p.is_file()} == expected
     # the performance logs are byte-identical copies
@@ -104,8 +124,9 @@ def test_accuracy_log_truncated_officially_and_full_log_kept(pkg_lg, tmp_path, p
 
 def test_cli_package_json_and_demo_labels(pkg_lg, tmp_path):
     out = tmp_path / "tree"
-    r = runner.invoke(app, ["package", "--from", str(pkg_lg["demo_Offline"]), "--submitter", "TeamX",
-                            "--out", str(out), "--json"])
+    r = runner.invoke(
+        app, ["package", "--from", str(pkg_lg["demo_Offline"]), "--submitter", "TeamX", "--out", str(out), "--json"]
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     [res] = doc["results"]
@@ -138,17 +159,20 @@ def test_bad_submitter_name_one_line_error(pkg_lg, tmp_path, name):
 def test_unwritable_out_dir(pkg_lg, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    r = runner.invoke(app, ["package", "--from", str(pkg_lg["Offline"]), "--submitter", "TeamX",
-                            "--out", str(blocker / "tree")])
+    r = runner.invoke(
+        app, ["package", "--from", str(pkg_lg["Offline"]), "--submitter", "TeamX", "--out", str(blocker / "tree")]
+    )
     assert r.exit_code == 2
-    assert "--out cannot be written" in r.stderr and "[io.enotdir]" in r.stderr   # refused before anything runs
+    assert "--out cannot be written" in r.stderr and "[io.enotdir]" in r.stderr  # refused before anything runs
     assert blocker.read_text() == "not a directory"
 
 
 def test_system_overrides_file_and_invalid_value(pkg_lg, tmp_path):
     good = tmp_path / "sys.toml"
-    good.write_text('cooling = "air"\nhost_memory_configuration = "2x12 GB"\nstatus = "preview"\n'
-                    '[measurements]\nweight_data_types = "bf16"\n')
+    good.write_text(
+        'cooling = "air"\nhost_memory_configuration = "2x12 GB"\nstatus = "preview"\n'
+        '[measurements]\nweight_data_types = "bf16"\n'
+    )
     out = tmp_path / "tree"
     package_results(pkg_opts(out, pkg_lg["Offline"], system_file=good))
     sysjson = json.loads((out / "closed/TeamX/systems/box1.json").read_text())
@@ -171,24 +195,35 @@ def test_system_overrides_file_and_invalid_value(pkg_lg, tmp_path):
 VERDICTS = json.loads((Path(__file__).parents[1] / "fixtures" / "package" / "official_verdicts.json").read_text())
 
 
-@pytest.mark.parametrize("case,inputs,kw", [
-    ("closed_v6.1", ["Offline", "SingleStream"], dict(division="closed")),
-    ("closed_v5.1", ["v51_Offline", "v51_SingleStream"], dict(division="closed", version="v5.1")),
-    ("open_demo_v6.1", ["demo_Offline", "Server"], dict(division="open", system="box1-demo")),
-])
+@pytest.mark.parametrize(
+    "case,inputs,kw",
+    [
+        ("closed_v6.1", ["Offline", "SingleStream"], dict(division="closed")),
+        ("closed_v5.1", ["v51_Offline", "v51_SingleStream"], dict(division="closed", version="v5.1")),
+        ("open_demo_v6.1", ["demo_Offline", "Server"], dict(division="open", system="box1-demo")),
+    ],
+)
 def test_official_checker_verdicts(pkg_lg, pkg_official, tmp_path, case, inputs, kw):
     out = tmp_path / "tree"
     package_results(pkg_opts(out, *[pkg_lg[i] for i in inputs], **kw))
     if kw.get("version") == "v5.1":
         sub = out / "closed/TeamX"
-        assert sorted(p.name for p in sub.iterdir()) == ["code", "compliance", "documentation", "measurements",
-                                                         "results", "systems"]
+        assert sorted(p.name for p in sub.iterdir()) == [
+            "code",
+            "compliance",
+            "documentation",
+            "measurements",
+            "results",
+            "systems",
+        ]
         assert (sub / "measurements/box1/bert-99/Offline/box1_Offline.json").is_file()
     expected = VERDICTS["cases"][case]
     errors, _ = official_errors(pkg_official, out, expected["version"], tmp_path)
     assert sorted(errors) == expected["errors"]
-    assert all("Test duration less than 600s" in e or re.match(r"^(Some .*[Cc]hecks failed|NoResults|SUMMARY)", e)
-               for e in errors)
+    assert all(
+        "Test duration less than 600s" in e or re.match(r"^(Some .*[Cc]hecks failed|NoResults|SUMMARY)", e)
+        for e in errors
+    )
 
 
 def test_subtool_check_passes_the_tree_with_the_short_run_waived(pkg_lg, tmp_path):
@@ -225,13 +260,14 @@ def test_system_type_widens_to_list_every_benchmark_never_narrows():
     assert merged_system_type("datacenter", [bert]) == "datacenter,edge"
     assert merged_system_type("edge", [bert]) == "edge"
     assert merged_system_type("edge,datacenter", [bert, llama]) == "datacenter,edge"
-    assert merged_system_type("", [bert, llama]) == "datacenter,edge"         # a new system: from its results
+    assert merged_system_type("", [bert, llama]) == "datacenter,edge"  # a new system: from its results
     assert merged_system_type(None, [llama]) == "datacenter"
-    assert merged_system_type("mainframe", [bert]) == "edge"                  # garbage: as for a new system
+    assert merged_system_type("mainframe", [bert]) == "edge"  # garbage: as for a new system
 
 
 def test_nodes_come_from_the_runs_workers_and_lying_records_count_one():
-    from hypothesis import HealthCheck, given, settings, strategies as st
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     from subtool.submission.package import run_nodes
 
@@ -242,9 +278,11 @@ def test_nodes_come_from_the_runs_workers_and_lying_records_count_one():
     assert run_nodes(imp({"sut": {"workers": 4}})) == 1
     assert run_nodes(imp(None)) == 1
 
-    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=4),
-                               lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                             max_size=3), max_leaves=8)
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=4),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=8,
+    )
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.dictionaries(st.sampled_from(["sut", "per_worker", "node"]), json_values, max_size=2))
@@ -259,10 +297,21 @@ def test_all_commands_name_the_tree_they_were_packaged_into():
     from subtool.submission.layout import ResultKey
 
     key = ResultKey("open", "TeamY", "box", "bert-99", "Offline")
-    assert _retarget(["subtool", "all", "--submitter", "TeamX", "--out", "o"], key) == \
-        ["subtool", "all", "--submitter", "TeamY", "--out", "o"]
-    assert _retarget(["subtool", "all", "--submitter=TeamX", "--system", "old"], key) == \
-        ["subtool", "all", "--submitter=TeamY", "--system", "box"]
+    assert _retarget(["subtool", "all", "--submitter", "TeamX", "--out", "o"], key) == [
+        "subtool",
+        "all",
+        "--submitter",
+        "TeamY",
+        "--out",
+        "o",
+    ]
+    assert _retarget(["subtool", "all", "--submitter=TeamX", "--system", "old"], key) == [
+        "subtool",
+        "all",
+        "--submitter=TeamY",
+        "--system",
+        "box",
+    ]
     assert _retarget(["subtool", "run", "--model", "bert-99"], key) == ["subtool", "run", "--model", "bert-99"]
 
 

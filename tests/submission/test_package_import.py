@@ -21,20 +21,34 @@ runner = CliRunner()
 
 
 def opts(out: Path, *from_dirs: Path, **kw) -> PackageOptions:
-    base = dict(from_dirs=list(from_dirs), perf=None, acc=None, compliance=[], model=None, scenario=None,
-                submitter="TeamX", division=None, system="box1", system_file=None, out=out)
+    base = dict(
+        from_dirs=list(from_dirs),
+        perf=None,
+        acc=None,
+        compliance=[],
+        model=None,
+        scenario=None,
+        submitter="TeamX",
+        division=None,
+        system="box1",
+        system_file=None,
+        out=out,
+    )
     base.update(kw)
     return PackageOptions(**base)
 
 
-FULL_LOGS = ".full_logs"      # package's default home of the untruncated logs, inside --out; kept, never part of it
+FULL_LOGS = ".full_logs"  # package's default home of the untruncated logs, inside --out; kept, never part of it
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
     """Every file's bytes and inode in the tree (the kept full logs aside): 'unchanged' means neither rewritten
     nor replaced."""
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_ino)
-            for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).parts[0] != FULL_LOGS}
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_ino)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).parts[0] != FULL_LOGS
+    }
 
 
 def top(root: Path) -> list[str]:
@@ -52,8 +66,10 @@ def test_mlc_raw_results_both_layouts(pkg_lg, tmp_path, version, pkg_accuracy_li
     out = tmp_path / "tree"
     res = package_results(opts(out, pkg_lg["mlc"], system=None, version=version))
     system = "mlc_box-reference-cpu-pytorch"
-    assert sorted((r.division, r.system, r.scenario) for r in res.results) == \
-        [("open", system, "Offline"), ("open", system, "SingleStream")]
+    assert sorted((r.division, r.system, r.scenario) for r in res.results) == [
+        ("open", system, "Offline"),
+        ("open", system, "SingleStream"),
+    ]
     sub = out / "open" / "TeamX"
     sysjson = json.loads((sub / "systems" / f"{system}.json").read_text())
     # system_meta.json wins over detection; the folder decides division and submitter
@@ -63,16 +79,24 @@ def test_mlc_raw_results_both_layouts(pkg_lg, tmp_path, version, pkg_accuracy_li
     if version == "v6.1":
         meas_dir, t01 = result, result / "TEST01"
         assert files_below(result / "performance" / "run_1") == {
-            "mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json"}
+            "mlperf_log_summary.txt",
+            "mlperf_log_detail.txt",
+            "mlperf_log_accuracy.json",
+        }
         meas_file = meas_dir / "measurements.json"
     else:
         meas_dir = sub / "measurements" / system / "bert-99" / "Offline"
         t01 = sub / "compliance" / system / "bert-99" / "Offline" / "TEST01"
         meas_file = meas_dir / f"{system}_Offline.json"
         assert files_below(result) == {
-            "performance/run_1/mlperf_log_summary.txt", "performance/run_1/mlperf_log_detail.txt",
-            "performance/run_1/mlperf_log_accuracy.json", "accuracy/mlperf_log_summary.txt",
-            "accuracy/mlperf_log_detail.txt", "accuracy/accuracy.txt", "accuracy/mlperf_log_accuracy.json"}
+            "performance/run_1/mlperf_log_summary.txt",
+            "performance/run_1/mlperf_log_detail.txt",
+            "performance/run_1/mlperf_log_accuracy.json",
+            "accuracy/mlperf_log_summary.txt",
+            "accuracy/mlperf_log_detail.txt",
+            "accuracy/accuracy.txt",
+            "accuracy/mlperf_log_accuracy.json",
+        }
         assert (sub / "code" / "bert-99" / "README.md").is_file() and not (sub / "src").exists()
     assert files_below(meas_dir) >= {"README.md", "user.conf", meas_file.name}
     assert json.loads(meas_file.read_text())["starting_weights_filename"] == "model.pytorch"
@@ -102,10 +126,31 @@ def test_mlc_missing_accuracy_txt_names_the_file(pkg_lg, pkg_copy, tmp_path):
 def test_loose_logs_nvidia_style(pkg_lg, tmp_path):
     loose = pkg_lg["loose"]
     out = tmp_path / "tree"
-    r = runner.invoke(app, ["package", "--perf", str(loose / "Offline_performance"), "--acc",
-                            str(loose / "Offline_accuracy"), "--compliance", f"TEST01={loose / 'Offline_TEST01'}",
-                            "--model", "bert-99", "--scenario", "Offline", "--division", "open",
-                            "--submitter", "TeamX", "--system", "dgx", "--out", str(out), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "package",
+            "--perf",
+            str(loose / "Offline_performance"),
+            "--acc",
+            str(loose / "Offline_accuracy"),
+            "--compliance",
+            f"TEST01={loose / 'Offline_TEST01'}",
+            "--model",
+            "bert-99",
+            "--scenario",
+            "Offline",
+            "--division",
+            "open",
+            "--submitter",
+            "TeamX",
+            "--system",
+            "dgx",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     [res] = json.loads(r.stdout)["results"]
     result = Path(res["path"])
@@ -116,14 +161,26 @@ def test_loose_logs_nvidia_style(pkg_lg, tmp_path):
     assert "bert.Offline.target_qps = 100000" in conf and "bert.Offline.min_duration = 200" in conf
     assert (result / "TEST01" / "verify_accuracy.txt").is_file()
     meas = json.loads((result / "measurements.json").read_text())
-    assert meas["starting_weights_filename"].endswith("model.pytorch")   # bert-99 reference defaults
+    assert meas["starting_weights_filename"].endswith("model.pytorch")  # bert-99 reference defaults
     # …and the README says that nothing named the weights, instead of claiming the reference ones silently
     assert "names the reference weights" in " ".join((result / "README.md").read_text().split())
 
 
 def _loose_args(run: Path, out: Path, *extra: str) -> list[str]:
-    return ["package", "--perf", str(run / "performance" / "run_1"), "--acc", str(run / "accuracy"), "--model",
-            "bert-99", "--submitter", "TeamX", "--out", str(out), *extra]
+    return [
+        "package",
+        "--perf",
+        str(run / "performance" / "run_1"),
+        "--acc",
+        str(run / "accuracy"),
+        "--model",
+        "bert-99",
+        "--submitter",
+        "TeamX",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_loose_logs_inside_a_demo_run_stay_a_demo(pkg_lg, tmp_path):
@@ -140,14 +197,20 @@ def test_loose_logs_inside_a_demo_run_stay_a_demo(pkg_lg, tmp_path):
     assert weights == "subtool embedded demo: random weights"
 
 
-@pytest.mark.parametrize("record", ["{not json", "[1, 2]", '{"demo": true, "modes": {"performance": {"dir": "x"}}}',
-                                    '{"demo": true, "modes": "performance"}'])
+@pytest.mark.parametrize(
+    "record",
+    [
+        "{not json",
+        "[1, 2]",
+        '{"demo": true, "modes": {"performance": {"dir": "x"}}}',
+        '{"demo": true, "modes": "performance"}',
+    ],
+)
 def test_loose_logs_beside_a_foreign_or_lying_run_json_are_not_a_demo(pkg_lg, pkg_copy, tmp_path, record):
     run = pkg_copy(pkg_lg["Offline"])
     (run / "run.json").write_text(record)
-    r = runner.invoke(app, _loose_args(run, tmp_path / "tree", "--division", "closed", "--system", "box",
-                                       "--json"))
-    if '"modes": "performance"' in record:       # modes not a table: the default folders are the run's
+    r = runner.invoke(app, _loose_args(run, tmp_path / "tree", "--division", "closed", "--system", "box", "--json"))
+    if '"modes": "performance"' in record:  # modes not a table: the default folders are the run's
         assert r.exit_code == 2 and "[package.demo_closed]" in r.output
         return
     assert r.exit_code == 0, r.output
@@ -157,30 +220,54 @@ def test_loose_logs_beside_a_foreign_or_lying_run_json_are_not_a_demo(pkg_lg, pk
 
 def test_loose_scenario_read_from_logs_when_not_given(pkg_lg, tmp_path):
     run = pkg_lg["SingleStream"]
-    res = package_results(opts(tmp_path / "t", perf=run / "performance/run_1", acc=run / "accuracy",
-                               model="bert-99", division="open"))
+    res = package_results(
+        opts(tmp_path / "t", perf=run / "performance/run_1", acc=run / "accuracy", model="bert-99", division="open")
+    )
     assert res.results[0].scenario == "SingleStream"
 
 
 def test_open_division_custom_model_mapping(pkg_lg, tmp_path):
     run = pkg_lg["Offline"]
     out = tmp_path / "t"
-    package_results(opts(out, perf=run / "performance/run_1", acc=run / "accuracy", model="my-bert=bert-99",
-                         division="open"))
+    package_results(
+        opts(out, perf=run / "performance/run_1", acc=run / "accuracy", model="my-bert=bert-99", division="open")
+    )
     sub = out / "open" / "TeamX"
     assert (sub / "results" / "box1" / "my-bert" / "Offline" / "accuracy" / "accuracy.txt").is_file()
     assert json.loads((sub / "model_mapping.json").read_text()) == {"my-bert": "bert-99"}
     with pytest.raises(SubtoolError, match="only allowed in the open division"):
-        package_results(opts(tmp_path / "t2", perf=run / "performance/run_1", acc=run / "accuracy",
-                             model="my-bert=bert-99", division="closed"))
+        package_results(
+            opts(
+                tmp_path / "t2",
+                perf=run / "performance/run_1",
+                acc=run / "accuracy",
+                model="my-bert=bert-99",
+                division="closed",
+            )
+        )
 
 
 # ----------------------------------------------------------------------------------------- bad input
 def test_server_log_given_as_offline(pkg_lg, tmp_path):
     run = pkg_lg["Server"]
-    r = runner.invoke(app, ["package", "--perf", str(run / "performance/run_1"), "--acc", str(run / "accuracy"),
-                            "--model", "bert-99", "--scenario", "Offline", "--submitter", "TeamX",
-                            "--out", str(tmp_path / "t")])
+    r = runner.invoke(
+        app,
+        [
+            "package",
+            "--perf",
+            str(run / "performance/run_1"),
+            "--acc",
+            str(run / "accuracy"),
+            "--model",
+            "bert-99",
+            "--scenario",
+            "Offline",
+            "--submitter",
+            "TeamX",
+            "--out",
+            str(tmp_path / "t"),
+        ],
+    )
     assert r.exit_code == 2
     assert "this is a Server log, but it was given as Offline" in r.stderr
     assert "[import.scenario_mismatch]" in r.stderr and "--scenario Server" in r.stderr
@@ -190,16 +277,14 @@ def test_server_log_given_as_offline(pkg_lg, tmp_path):
 def test_accuracy_log_given_as_performance(pkg_lg, tmp_path):
     run = pkg_lg["Offline"]
     with pytest.raises(SubtoolError, match="this is an accuracy log .* given as the performance log") as exc:
-        package_results(opts(tmp_path / "t", perf=run / "accuracy", acc=run / "performance/run_1",
-                             model="bert-99"))
+        package_results(opts(tmp_path / "t", perf=run / "accuracy", acc=run / "performance/run_1", model="bert-99"))
     assert exc.value.rule == "import.wrong_mode"
 
 
 def test_logs_of_another_model(pkg_lg, pkg_copy, tmp_path):
     llama = pkg_lg["llama_Offline"]
     with pytest.raises(SubtoolError) as exc:
-        package_results(opts(tmp_path / "t", perf=llama / "performance/run_1", acc=llama / "accuracy",
-                             model="bert-99"))
+        package_results(opts(tmp_path / "t", perf=llama / "performance/run_1", acc=llama / "accuracy", model="bert-99"))
     assert exc.value.rule == "import.model_mismatch" and "24576 samples" in exc.value.message
     assert "llama2-70b-99" in exc.value.message
     # a run directory whose run.json names another model than its user.conf was run with
@@ -217,12 +302,15 @@ def _good_tree(pkg_lg, out: Path) -> dict:
     return snapshot(out)
 
 
-@pytest.mark.parametrize("damage,rule", [
-    ("accuracy_cut", "import.accuracy_log_unparsable"),
-    ("accuracy_garbage", "import.accuracy_log_unparsable"),
-    ("detail_cut", "import.truncated_log"),
-    ("hash_mismatch", "import.accuracy_hash_mismatch"),
-])
+@pytest.mark.parametrize(
+    "damage,rule",
+    [
+        ("accuracy_cut", "import.accuracy_log_unparsable"),
+        ("accuracy_garbage", "import.accuracy_log_unparsable"),
+        ("detail_cut", "import.truncated_log"),
+        ("hash_mismatch", "import.accuracy_hash_mismatch"),
+    ],
+)
 def test_bad_logs_leave_tree_unchanged(pkg_lg, pkg_copy, tmp_path, damage, rule):
     out = tmp_path / "tree"
     before = _good_tree(pkg_lg, out)
@@ -239,8 +327,9 @@ def test_bad_logs_leave_tree_unchanged(pkg_lg, pkg_copy, tmp_path, damage, rule)
         detail.write_bytes(data[: len(data) // 2])
     else:
         (run / "accuracy" / "accuracy.txt").write_text('{"exact_match": 1.0, "f1": 2.0}\n\nhash=' + "0" * 64 + "\n")
-    r = runner.invoke(app, ["package", "--from", str(run), "--submitter", "TeamX", "--system", "box1",
-                            "--out", str(out)])
+    r = runner.invoke(
+        app, ["package", "--from", str(run), "--submitter", "TeamX", "--system", "box1", "--out", str(out)]
+    )
     assert r.exit_code == 2
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and f"[{rule}]" in errors[0], r.stderr
@@ -254,8 +343,20 @@ def test_duplicate_inputs_and_existing_result(pkg_lg, tmp_path):
         package_results(opts(out, pkg_lg["Offline"], pkg_lg["Offline"]))
     assert exc.value.rule == "package.duplicate_result" and not out.exists()
     before = _good_tree(pkg_lg, out)
-    r = runner.invoke(app, ["package", "--from", str(pkg_lg["SingleStream"]), "--submitter", "TeamX",
-                            "--system", "box1", "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "package",
+            "--from",
+            str(pkg_lg["SingleStream"]),
+            "--submitter",
+            "TeamX",
+            "--system",
+            "box1",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 2 and "[package.result_exists]" in r.stderr and "--force" in r.stderr
     assert snapshot(out) == before
     # a "no" at the prompt changes nothing either
@@ -269,12 +370,13 @@ def test_duplicate_inputs_and_existing_result(pkg_lg, tmp_path):
 def test_adding_never_clobbers_and_force_replaces_only_its_result(pkg_lg, tmp_path):
     out = tmp_path / "tree"
     package_results(opts(out, pkg_lg["SingleStream"]))
-    package_results(opts(out, pkg_lg["Offline"], system="box2"))          # another system
-    package_results(opts(out, pkg_lg["Server"], division="closed"))       # another scenario, same system
+    package_results(opts(out, pkg_lg["Offline"], system="box2"))  # another system
+    package_results(opts(out, pkg_lg["Server"], division="closed"))  # another scenario, same system
     sub = out / "closed" / "TeamX"
     (sub / "documentation" / "README.md").write_text("edited by the team\n")
     (sub / "systems" / "box1.json").write_text(
-        (sub / "systems" / "box1.json").read_text().replace('"not detected"', '"liquid"'))
+        (sub / "systems" / "box1.json").read_text().replace('"not detected"', '"liquid"')
+    )
     before = snapshot(out)
     res = package_results(opts(out, pkg_lg["Offline"], system="box2", force=True))
     assert res.results[0].replaced
@@ -311,7 +413,7 @@ def test_interrupted_package_leaves_previous_tree(pkg_lg, tmp_path, monkeypatch)
 
     def interrupted(*a, **kw):
         calls["n"] += 1
-        if calls["n"] == 2:                      # the TEST01 log, after the main accuracy log was written
+        if calls["n"] == 2:  # the TEST01 log, after the main accuracy log was written
             raise KeyboardInterrupt
         return real(*a, **kw)
 
@@ -353,11 +455,16 @@ def test_accuracy_from_run_json_metrics_or_scorer(pkg_lg, pkg_copy, tmp_path):
         seen.append(imp.acc_dir / "mlperf_log_accuracy.json")
         return '{"exact_match": 80.0, "f1": 88.0}\n'
 
-    res = package_results(opts(tmp_path / "t2", perf=run / "performance/run_1", acc=run / "accuracy",
-                               model="bert-99", division="open"), accuracy_scorer=scorer)
+    res = package_results(
+        opts(tmp_path / "t2", perf=run / "performance/run_1", acc=run / "accuracy", model="bert-99", division="open"),
+        accuracy_scorer=scorer,
+    )
     assert seen == [run / "accuracy" / "mlperf_log_accuracy.json"]
-    assert (res.results[0].path / "accuracy" / "accuracy.txt").read_text().startswith(
-        '{"exact_match": 80.0, "f1": 88.0}\n\nhash=')
+    assert (
+        (res.results[0].path / "accuracy" / "accuracy.txt")
+        .read_text()
+        .startswith('{"exact_match": 80.0, "f1": 88.0}\n\nhash=')
+    )
 
 
 def test_already_truncated_input_is_kept(pkg_lg, tmp_path):
@@ -365,12 +472,20 @@ def test_already_truncated_input_is_kept(pkg_lg, tmp_path):
     package_results(opts(first, pkg_lg["Offline"], division="open"))
     result = first / "open/TeamX/results/box1/bert-99/Offline"
     # re-package the published result as loose logs (what a team does with a tree from last round)
-    res = package_results(opts(tmp_path / "second", perf=result / "performance/run_1", acc=result / "accuracy",
-                               model="bert-99", division="open"))
+    res = package_results(
+        opts(
+            tmp_path / "second",
+            perf=result / "performance/run_1",
+            acc=result / "accuracy",
+            model="bert-99",
+            division="open",
+        )
+    )
     again = res.results[0].path / "accuracy"
     assert (again / "accuracy.txt").read_bytes() == (result / "accuracy" / "accuracy.txt").read_bytes()
-    assert (again / "mlperf_log_accuracy.json").read_bytes() == \
-        (result / "accuracy" / "mlperf_log_accuracy.json").read_bytes()
+    assert (again / "mlperf_log_accuracy.json").read_bytes() == (
+        result / "accuracy" / "mlperf_log_accuracy.json"
+    ).read_bytes()
 
 
 def test_full_logs_never_deleted_on_replace(pkg_lg, pkg_copy, tmp_path):
@@ -401,16 +516,18 @@ def test_from_with_scenario_picks_among_results(pkg_lg, tmp_path):
 def test_interruption_after_merging_model_mapping_leaves_it(pkg_lg, tmp_path, monkeypatch):
     run = pkg_lg["Offline"]
     out = tmp_path / "tree"
-    package_results(opts(out, perf=run / "performance/run_1", acc=run / "accuracy", model="bert-a=bert-99",
-                         division="open"))
+    package_results(
+        opts(out, perf=run / "performance/run_1", acc=run / "accuracy", model="bert-a=bert-99", division="open")
+    )
     before = snapshot(out)
 
     def boom(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(package_mod, "_write_documents", boom)     # after model_mapping.json was merged
+    monkeypatch.setattr(package_mod, "_write_documents", boom)  # after model_mapping.json was merged
     with pytest.raises(KeyboardInterrupt):
-        package_results(opts(out, perf=run / "performance/run_1", acc=run / "accuracy", model="bert-b=bert-99",
-                             division="open"))
+        package_results(
+            opts(out, perf=run / "performance/run_1", acc=run / "accuracy", model="bert-b=bert-99", division="open")
+        )
     assert snapshot(out) == before
     assert json.loads((out / "open/TeamX/model_mapping.json").read_text()) == {"bert-a": "bert-99"}

@@ -11,7 +11,6 @@ percentiles reach the .md, the summary and --json, in one number notation (item 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -50,8 +49,8 @@ def test_run_and_tstamps_cover_both_benchmarks_and_the_scorer_flags_nothing(two_
     script = (art / f"{NAME}.run").read_text()
     bert, llama = (shlex.join(d["argv"]) for d in docs)
     assert script.count(bert + "\n") == 1 and script.count(llama + "\n") == 1
-    assert script.index(bert) < script.index(llama)                # oldest run first
-    assert script.count(f"date -u >> {NAME}.tstamps") == 4         # a pair around each run
+    assert script.index(bert) < script.index(llama)  # oldest run first
+    assert script.count(f"date -u >> {NAME}.tstamps") == 4  # a pair around each run
     for model in ("bert-99", "llama3.1-8b"):
         assert re.search(rf"packed as open/TeamX/results/[^/]+/{re.escape(model)}/Offline", script)
     if shutil.which("bash"):
@@ -63,7 +62,7 @@ def test_run_and_tstamps_cover_both_benchmarks_and_the_scorer_flags_nothing(two_
     assert res.exit_code == 0, res.output
     board = json.loads((tmp_path / "score" / "leaderboard.json").read_text())
     [entry] = board["entries"]
-    assert entry["flags"] == [], entry["flags"]                    # tstamps.outside was the bug
+    assert entry["flags"] == [], entry["flags"]  # tstamps.outside was the bug
     assert {r["model"] for r in entry["results"]} == {"bert-99", "llama3.1-8b"}
 
 
@@ -72,7 +71,7 @@ def test_shared_system_lists_both_suites(two_demos):
     out, docs = two_demos
     tree = out / "submission"
     _, system = _system(tree)
-    assert system["system_type"] == "datacenter,edge"              # bert-99 is edge, llama3.1-8b datacenter
+    assert system["system_type"] == "datacenter,edge"  # bert-99 is edge, llama3.1-8b datacenter
     assert "system_type 'edge' → 'datacenter,edge'" in " ".join(docs[1]["stderr"].split())
     assert docs[1]["doc"]["check_ok"] is True
     rows = (out / "artifacts" / f"{NAME}_summary.csv").read_text().splitlines()[1:]
@@ -81,12 +80,33 @@ def test_shared_system_lists_both_suites(two_demos):
 
 def test_official_checker_takes_both_benchmarks_of_the_shared_system(two_demos, official_checker, tmp_path):
     out, _ = two_demos
-    proc = subprocess.run([sys.executable, "-m", "submission_checker.main", "--input", str(out / "submission"),
-                           "--version", "v6.1", "--csv", str(tmp_path / "official.csv")], cwd=official_checker,
-                          capture_output=True, text=True, timeout=300)
-    errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if " ERROR] " in ln
-              and not re.search(r"Test duration less than 600s|Some .* failed for|SUMMARY: submission has errors|"
-                                r"NoResults", ln)]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "submission_checker.main",
+            "--input",
+            str(out / "submission"),
+            "--version",
+            "v6.1",
+            "--csv",
+            str(tmp_path / "official.csv"),
+        ],
+        cwd=official_checker,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    errors = [
+        ln
+        for ln in (proc.stdout + proc.stderr).splitlines()
+        if " ERROR] " in ln
+        and not re.search(
+            r"Test duration less than 600s|Some .* failed for|SUMMARY: submission has errors|"
+            r"NoResults",
+            ln,
+        )
+    ]
     assert errors == [], errors
     # both results are read as results of the shared, widened system: only the short duration stops them
     short = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "Test duration less than 600s" in ln]
@@ -100,15 +120,18 @@ def test_a_multi_node_run_sets_number_of_nodes(two_demos, tmp_path):
     run = tmp_path / "runs" / "llama3.1-8b" / "Offline"
     shutil.copytree(out / "runs" / "llama3.1-8b" / "Offline", run)
     record = json.loads((run / "run.json").read_text())
-    record["sut"] = {"workers": 3, "per_worker": [{"node": "10.0.0.1", "samples": 1}, {"node": "10.0.0.2"},
-                                                  {"node": "10.0.0.2"}]}
+    record["sut"] = {
+        "workers": 3,
+        "per_worker": [{"node": "10.0.0.1", "samples": 1}, {"node": "10.0.0.2"}, {"node": "10.0.0.2"}],
+    }
     (run / "run.json").write_text(json.dumps(record))
-    res = _cli("package", "--from", run, "--submitter", "TeamX", "--out", tree, "--force",
-               "--full-logs", tmp_path / "full")
+    res = _cli(
+        "package", "--from", run, "--submitter", "TeamX", "--out", tree, "--force", "--full-logs", tmp_path / "full"
+    )
     assert res.exit_code == 0, res.output
     _, system = _system(tree)
-    assert system["number_of_nodes"] == 2                          # two Ray nodes ran it
-    assert system["system_type"] == "datacenter,edge"              # widened, never narrowed again
+    assert system["number_of_nodes"] == 2  # two Ray nodes ran it
+    assert system["system_type"] == "datacenter,edge"  # widened, never narrowed again
     assert "number_of_nodes 1 → 2" in " ".join(res.output.split())
 
 
@@ -126,9 +149,24 @@ def test_reproduction_steps_work_from_the_tree(two_demos, tmp_path):
     assert re.search(r"^- \S+ / llama3\.1-8b / Offline", docs_readme, re.M)
     assert "--model llama3.1-8b --demo" in (sub / "src" / "README.md").read_text()
     # the copy installs as the distribution that ran, with its `run` extra, without any package index
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                           "-q", "-w", str(tmp_path / "wheel"), str(copy)], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(tmp_path / "wheel"),
+            str(copy),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     [wheel] = list((tmp_path / "wheel").glob("mlperf_subtool-0.1.0-*.whl"))
     with zipfile.ZipFile(wheel) as zf:
@@ -163,7 +201,7 @@ def test_summary_is_portable_and_says_the_same_in_csv_and_json(two_demos):
     art = out / "artifacts"
     csv_text = (art / f"{NAME}_summary.csv").read_text()
     json_text = (art / f"{NAME}_summary.json").read_text()
-    assert str(out) not in csv_text and str(out).replace("/", "\\/") not in json_text   # no packer's paths
+    assert str(out) not in csv_text and str(out).replace("/", "\\/") not in json_text  # no packer's paths
     import csv
 
     rows = list(csv.DictReader(csv_text.splitlines()))
@@ -182,15 +220,26 @@ def test_full_accuracy_logs_are_stored_once(two_demos):
     for model in ("bert-99", "llama3.1-8b"):
         run_log = out / "runs" / model / "Offline" / "accuracy" / "mlperf_log_accuracy.json"
         [kept] = list((out / "full_logs").glob(f"open/TeamX/*/{model}/Offline/accuracy/mlperf_log_accuracy.json"))
-        assert kept.stat().st_ino == run_log.stat().st_ino          # one file, two names: not 2 x 65 MB
+        assert kept.stat().st_ino == run_log.stat().st_ino  # one file, two names: not 2 x 65 MB
 
 
 def test_loose_logs_of_a_demo_stay_a_demo_inside_out(two_demos, tmp_path):
     out, _ = two_demos
     run = out / "runs" / "bert-99" / "Offline"
     tree = tmp_path / "loose"
-    args = ["package", "--perf", run / "performance" / "run_1", "--acc", run / "accuracy", "--model", "bert-99",
-            "--submitter", "TeamZ", "--out", tree]
+    args = [
+        "package",
+        "--perf",
+        run / "performance" / "run_1",
+        "--acc",
+        run / "accuracy",
+        "--model",
+        "bert-99",
+        "--submitter",
+        "TeamZ",
+        "--out",
+        tree,
+    ]
     res = _cli(*args, "--division", "closed")
     assert res.exit_code == 2 and "[package.demo_closed]" in res.output
     res = _cli(*args)
@@ -200,7 +249,7 @@ def test_loose_logs_of_a_demo_stay_a_demo_inside_out(two_demos, tmp_path):
     assert "**DEMO**" in (result / "README.md").read_text()
     weights = json.loads((result / "measurements.json").read_text())["starting_weights_filename"]
     assert "zenodo" not in weights and "demo" in weights.lower()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["loose"]   # no loose_full_logs beside --out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loose"]  # no loose_full_logs beside --out
     assert list((tree / ".full_logs").rglob("mlperf_log_accuracy.json"))
 
 
@@ -214,16 +263,25 @@ def test_latency_percentiles_reach_md_summary_and_json_in_one_notation(two_demos
     assert all(set(v["latency_ms"]) >= {"p50", "p90", "p99"} for v in lat.values())
     md = (art / f"{NAME}.md").read_text()
     assert "## Latency percentiles" in md and "| llama3.1-8b Offline | query latency |" in md
-    ours = md.split("## Checker findings")[0]                        # the findings quote the checker's words
-    assert not re.search(r"\de[+-]\d", ours)                        # no 7.35088e+06
-    assert docs[1]["doc"]["run"]["latency_ms"]["p99"] > 0           # `all --json`
-    res = _cli("pack", out / "submission", "--out", tmp_path / "art", "--runs", out / "runs", "--waive",
-               "perf.min_duration", "--json")
+    ours = md.split("## Checker findings")[0]  # the findings quote the checker's words
+    assert not re.search(r"\de[+-]\d", ours)  # no 7.35088e+06
+    assert docs[1]["doc"]["run"]["latency_ms"]["p99"] > 0  # `all --json`
+    res = _cli(
+        "pack",
+        out / "submission",
+        "--out",
+        tmp_path / "art",
+        "--runs",
+        out / "runs",
+        "--waive",
+        "perf.min_duration",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["latency_percentiles"] == lat     # `pack --json`
+    assert json.loads(res.stdout)["latency_percentiles"] == lat  # `pack --json`
     stderr = " ".join(docs[1]["stderr"].split())
     assert "gen_num = 13368 " in stderr and "13368.000" not in stderr
-    assert re.search(r"gen_len \d+ < 7350879\.6", stderr)            # not 1.43791e+06 < 7.35088e+06
+    assert re.search(r"gen_len \d+ < 7350879\.6", stderr)  # not 1.43791e+06 < 7.35088e+06
 
 
 # ------------------------------------------------------------------------------- items 7, 8 and 12 together
@@ -247,15 +305,21 @@ def test_two_demos_publish_to_a_local_fork_and_score_as_one_hand_in(two_demos, t
 
     refused = _cli("publish", out / "submission", "--fork", fork, "--cache", tmp_path / "cache")
     assert refused.exit_code == 2 and "publish.short_run" in refused.stderr, refused.output
-    assert _git("--git-dir", str(fork), "branch", "--list", "subtool/*") == ""          # nothing was pushed
+    assert _git("--git-dir", str(fork), "branch", "--list", "subtool/*") == ""  # nothing was pushed
 
     res = _cli("publish", out / "submission", "--fork", fork, "--cache", tmp_path / "cache", "--allow-short")
     assert res.exit_code == 0, res.output
     [branch] = _git("--git-dir", str(fork), "branch", "--list", "subtool/*").split()
     files = _git("--git-dir", str(fork), "ls-tree", "-r", "--name-only", branch).splitlines()
     for model in ("bert-99", "llama3.1-8b"):
-        assert any(re.match(rf"open/TeamX/results/[^/]+/{re.escape(model)}/Offline/performance/run_1/"
-                            r"mlperf_log_detail\.txt$", f) for f in files), (model, files)
+        assert any(
+            re.match(
+                rf"open/TeamX/results/[^/]+/{re.escape(model)}/Offline/performance/run_1/"
+                r"mlperf_log_detail\.txt$",
+                f,
+            )
+            for f in files
+        ), (model, files)
     assert "DEMO" in _git("--git-dir", str(fork), "log", "-1", "--format=%B", branch)
 
     score = _cli("score", out / "artifacts", "--out", tmp_path / "score", "--json")

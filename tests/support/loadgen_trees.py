@@ -21,21 +21,49 @@ ZERO_ANSWER = bytes(8)
 
 # Every field the official checker requires in systems/<system>.json, in the order the trees write them.
 _SYSTEM = {
-    "division": "open", "submitter": "TeamX", "status": "available", "system_name": "TeamX test box",
-    "number_of_nodes": "1", "host_processor_model_name": "Test CPU", "host_processors_per_node": "1",
-    "host_processor_core_count": "2", "host_memory_capacity": "24 GB", "host_storage_capacity": "100 GB",
-    "host_storage_type": "SSD", "accelerators_per_node": "0", "accelerator_model_name": "N/A",
-    "accelerator_memory_capacity": "N/A", "framework": "PyTorch 2.4", "operating_system": "Ubuntu 22.04",
-    "system_type": "edge", "other_software_stack": "Python 3.11", "host_processor_frequency": "3 GHz",
-    "host_processor_caches": "32 MB", "host_memory_configuration": "2x12 GB", "host_processor_interconnect": "N/A",
-    "host_networking": "Ethernet", "host_networking_topology": "N/A", "accelerator_frequency": "N/A",
-    "accelerator_host_interconnect": "N/A", "accelerator_interconnect": "N/A",
-    "accelerator_interconnect_topology": "N/A", "accelerator_memory_configuration": "N/A",
-    "accelerator_on-chip_memories": "N/A", "cooling": "air", "hw_notes": "", "sw_notes": "",
-    "host_network_card_count": "1", "system_type_detail": "workstation",
+    "division": "open",
+    "submitter": "TeamX",
+    "status": "available",
+    "system_name": "TeamX test box",
+    "number_of_nodes": "1",
+    "host_processor_model_name": "Test CPU",
+    "host_processors_per_node": "1",
+    "host_processor_core_count": "2",
+    "host_memory_capacity": "24 GB",
+    "host_storage_capacity": "100 GB",
+    "host_storage_type": "SSD",
+    "accelerators_per_node": "0",
+    "accelerator_model_name": "N/A",
+    "accelerator_memory_capacity": "N/A",
+    "framework": "PyTorch 2.4",
+    "operating_system": "Ubuntu 22.04",
+    "system_type": "edge",
+    "other_software_stack": "Python 3.11",
+    "host_processor_frequency": "3 GHz",
+    "host_processor_caches": "32 MB",
+    "host_memory_configuration": "2x12 GB",
+    "host_processor_interconnect": "N/A",
+    "host_networking": "Ethernet",
+    "host_networking_topology": "N/A",
+    "accelerator_frequency": "N/A",
+    "accelerator_host_interconnect": "N/A",
+    "accelerator_interconnect": "N/A",
+    "accelerator_interconnect_topology": "N/A",
+    "accelerator_memory_configuration": "N/A",
+    "accelerator_on-chip_memories": "N/A",
+    "cooling": "air",
+    "hw_notes": "",
+    "sw_notes": "",
+    "host_network_card_count": "1",
+    "system_type_detail": "workstation",
 }
-MEASUREMENTS = {"input_data_types": "int32", "retraining": "No", "starting_weights_filename": "model.pt",
-                "weight_data_types": "fp32", "weight_transformations": "none"}
+MEASUREMENTS = {
+    "input_data_types": "int32",
+    "retraining": "No",
+    "starting_weights_filename": "model.pt",
+    "weight_data_types": "fp32",
+    "weight_transformations": "none",
+}
 
 
 def system_json(**overrides: str) -> dict:
@@ -72,19 +100,35 @@ class LoadGenJob:
     seeds: dict = field(default_factory=dict)
 
     def spec(self) -> str:
-        return json.dumps({
-            "conf_model": self.conf_model, "scenario": self.scenario, "user_conf": str(self.user_conf),
-            "runs": [[mode, str(outdir), delay] for mode, outdir, delay in self.runs],
-            "total": self.total, "perf_count": self.perf_count or self.total, "tokens": self.tokens,
-            "answer": self.answer.hex(), "settings": {**self.settings, **self.seeds},
-        })
+        return json.dumps(
+            {
+                "conf_model": self.conf_model,
+                "scenario": self.scenario,
+                "user_conf": str(self.user_conf),
+                "runs": [[mode, str(outdir), delay] for mode, outdir, delay in self.runs],
+                "total": self.total,
+                "perf_count": self.perf_count or self.total,
+                "tokens": self.tokens,
+                "answer": self.answer.hex(),
+                "settings": {**self.settings, **self.seeds},
+            }
+        )
 
 
 def run_loadgen(jobs: list[LoadGenJob], *, timeout: float = 300) -> None:
     """Run every job in its own fresh process (concurrently); RuntimeError with LoadGen's stderr if one fails."""
-    procs = [(job, subprocess.Popen([sys.executable, str(Path(__file__).resolve()), job.spec()],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-             for job in jobs]
+    procs = [
+        (
+            job,
+            subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), job.spec()],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for job in jobs
+    ]
     failures = []
     for job, proc in procs:
         _out, err = proc.communicate(timeout=timeout)

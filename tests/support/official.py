@@ -33,8 +33,10 @@ def official_skip_reason() -> str:
     explicit = os.environ.get("SUBTOOL_OFFICIAL")
     if explicit:
         return f"SUBTOOL_OFFICIAL={explicit} holds no official checker (tools/submission/submission_checker/main.py)"
-    return (f"official MLCommons checker not found: no ../{OFFICIAL_COPY.as_posix()} beside the repository; set "
-            "SUBTOOL_OFFICIAL to a checkout of mlcommons/inference")
+    return (
+        f"official MLCommons checker not found: no ../{OFFICIAL_COPY.as_posix()} beside the repository; set "
+        "SUBTOOL_OFFICIAL to a checkout of mlcommons/inference"
+    )
 
 
 def official_errors(checker: Path, tree: Path, version: str, tmp_path: Path) -> tuple[list[str], str]:
@@ -42,8 +44,22 @@ def official_errors(checker: Path, tree: Path, version: str, tmp_path: Path) -> 
     runs on a copy: it writes into the tree it checks."""
     copy = tmp_path / f"official_copy_{version}"
     shutil.copytree(tree, copy)
-    proc = subprocess.run([sys.executable, "-m", "submission_checker.main", "--input", str(copy), "--version",
-                           version, "--csv", str(tmp_path / f"summary_{version}.csv")],
-                          cwd=checker, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "submission_checker.main",
+            "--input",
+            str(copy),
+            "--version",
+            version,
+            "--csv",
+            str(tmp_path / f"summary_{version}.csv"),
+        ],
+        cwd=checker,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = (proc.stdout + proc.stderr).replace(str(copy), "TREE")
     return sorted(re.sub(r"^\[[^\]]*ERROR\] ", "", ln) for ln in out.splitlines() if " ERROR] " in ln), out

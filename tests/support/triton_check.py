@@ -24,6 +24,7 @@ def run_kernel_check(script: str, min_capability: tuple[int, int] = (0, 0)) -> N
     env = dict(os.environ)
     if not gpu:
         env["TRITON_INTERPRET"] = "1"
-    res = subprocess.run([sys.executable, "-c", script, "cuda" if gpu else "cpu"], env=env, capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", script, "cuda" if gpu else "cpu"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stdout + res.stderr

@@ -43,13 +43,15 @@ def test_a_killed_process_leaves_nothing_that_the_next_run_keeps(tmp_path):
     with staged_directory(final) as d:
         (d / "x").write_text("old")
     # a process that dies (SIGKILL) inside the staging block
-    code = ("import os, signal, sys; from subtool.fsutil import staged_directory\n"
-            "with staged_directory(sys.argv[1]) as d:\n"
-            "    (d / 'x').write_text('half')\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys; from subtool.fsutil import staged_directory\n"
+        "with staged_directory(sys.argv[1]) as d:\n"
+        "    (d / 'x').write_text('half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(final)])
     assert proc.returncode == -9
-    assert len(list(tmp_path.iterdir())) == 2          # the abandoned staging dir is still there
+    assert len(list(tmp_path.iterdir())) == 2  # the abandoned staging dir is still there
     with staged_directory(final) as d:
         (d / "x").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]
@@ -61,10 +63,10 @@ def test_killed_between_the_two_renames_restores_the_previous_version(tmp_path):
     with staged_directory(final) as d:
         (d / "x").write_text("old")
     # what a kill between "final → .old-PID" and "staging → final" leaves behind
-    dead_pid = 2 ** 22 + 12345
+    dead_pid = 2**22 + 12345
     os.replace(final, tmp_path / f".result.old-{dead_pid}")
     with staged_directory(final) as d:
-        assert (final / "x").read_text() == "old"   # restored before the new staging started
+        assert (final / "x").read_text() == "old"  # restored before the new staging started
         (d / "x").write_text("new")
     assert (final / "x").read_text() == "new"
 
@@ -79,12 +81,12 @@ def test_undo_on_error_removes_only_what_the_block_made(tmp_path):
     with pytest.raises(RuntimeError):
         with undo_on_error(new_root, existing) as written:
             (new_root / "open").mkdir(parents=True)
-            (existing / "old" / "kept.json").write_text("rewritten in place")   # listed, but was there before
+            (existing / "old" / "kept.json").write_text("rewritten in place")  # listed, but was there before
             (existing / "fresh" / "deep").mkdir(parents=True)
             (existing / "fresh" / "deep" / "copy.json").write_text("half")
             written += [existing / "old" / "kept.json", existing / "fresh" / "deep" / "copy.json"]
             raise RuntimeError("disk full")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]            # the new root and its parent: gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]  # the new root and its parent: gone
     assert sorted(str(p.relative_to(existing)) for p in existing.rglob("*")) == ["old", "old/kept.json"]
 
 
@@ -123,9 +125,11 @@ def test_exclusive_refuses_a_second_holder_with_its_pid(tmp_path):
     from subtool.errors import SubtoolError
     from subtool.fsutil import exclusive
 
-    code = ("import sys, time; from subtool.fsutil import exclusive\n"
-            "with exclusive(sys.argv[1]):\n"
-            "    print('held', flush=True); time.sleep(60)\n")
+    code = (
+        "import sys, time; from subtool.fsutil import exclusive\n"
+        "with exclusive(sys.argv[1]):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -136,5 +140,5 @@ def test_exclusive_refuses_a_second_holder_with_its_pid(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    with exclusive(tmp_path) as lock:       # the kernel dropped the killed holder's lock
+    with exclusive(tmp_path) as lock:  # the kernel dropped the killed holder's lock
         assert lock.read_text().strip() == str(os.getpid())

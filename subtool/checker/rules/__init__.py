@@ -14,9 +14,9 @@ SEVERITIES = ("error", "warning", "info", "waived")
 @dataclass(frozen=True)
 class Rule:
     id: str
-    severity: str     # default severity; some rules downgrade in the open division
+    severity: str  # default severity; some rules downgrade in the open division
     summary: str
-    official: str     # what the official checker does for the same problem
+    official: str  # what the official checker does for the same problem
 
 
 RULES: dict[str, Rule] = {}
@@ -34,7 +34,15 @@ def define(rule_id: str, severity: str, summary: str, official: str) -> str:
 def all_rules() -> dict[str, Rule]:
     # Importing the modules registers their rules.
     from subtool.checker.rules import (  # noqa: F401
-        accuracy, compliance, inputs, layout, measurements, performance, scenarios, summary, system,
+        accuracy,
+        compliance,
+        inputs,
+        layout,
+        measurements,
+        performance,
+        scenarios,
+        summary,
+        system,
     )
 
     return RULES

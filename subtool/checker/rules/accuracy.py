@@ -14,50 +14,76 @@ from subtool.checker.rules import define
 from subtool.checker.rules.inputs import NOT_FINITE
 
 LOG_CORRUPT = define(
-    "acc.log_corrupt", "error",
+    "acc.log_corrupt",
+    "error",
     "The accuracy detail log is not a clean LoadGen log (wrong first line, cut short, invalid JSON, garbage).",
-    "crashes with a traceback")
+    "crashes with a traceback",
+)
 LOADGEN_ERROR = define(
-    "acc.loadgen_error", "error", "LoadGen logged an error during the accuracy run.",
-    "'has loadgen errors', fails the result")
+    "acc.loadgen_error",
+    "error",
+    "LoadGen logged an error during the accuracy run.",
+    "'has loadgen errors', fails the result",
+)
 RESULT_UNREADABLE = define(
-    "acc.result_unreadable", "error", "accuracy.txt cannot be read as text.",
-    "an exception inside the check, reported as a failed check")
+    "acc.result_unreadable",
+    "error",
+    "accuracy.txt cannot be read as text.",
+    "an exception inside the check, reported as a failed check",
+)
 BELOW = define(
-    "acc.below_threshold", "error",
+    "acc.below_threshold",
+    "error",
     "A closed-division accuracy metric is below the round's threshold (e.g. bert-99 F1 ≥ 89.96526). In the "
     "open division it is reported as info.",
-    "'accuracy not met', fails closed results; open results pass")
+    "'accuracy not met', fails closed results; open results pass",
+)
 ABOVE = define(
-    "acc.above_upper_limit", "error",
+    "acc.above_upper_limit",
+    "error",
     "A metric with an upper limit is above it (llama2-70b tokens_per_sample ≤ 323.895, llama3.1-8b gen_len "
     "≤ 8984408.4). Info in the open division.",
-    "'accuracy not met: upper limit', fails closed results")
+    "'accuracy not met: upper limit', fails closed results",
+)
 METRIC_MISSING = define(
-    "acc.metric_missing", "error",
-    "accuracy.txt has no line the benchmark's metric pattern matches (e.g. {\"exact_match\": …, \"f1\": …}). "
+    "acc.metric_missing",
+    "error",
+    'accuracy.txt has no line the benchmark\'s metric pattern matches (e.g. {"exact_match": …, "f1": …}). '
     "Warning in the open division.",
-    "fails closed results silently (the metric is simply not seen); open results pass")
+    "fails closed results silently (the metric is simply not seen); open results pass",
+)
 METRIC_UNPARSEABLE = define(
-    "acc.metric_unparseable", "error", "A metric in accuracy.txt is not a number.",
-    "an exception inside the check, reported as a failed check")
+    "acc.metric_unparseable",
+    "error",
+    "A metric in accuracy.txt is not a number.",
+    "an exception inside the check, reported as a failed check",
+)
 HASH_MISSING = define(
-    "acc.hash_missing", "error",
+    "acc.hash_missing",
+    "error",
     "accuracy.txt has no 'hash=<sha256 of the full accuracy log>' line (written when the log is truncated). "
     "Warning in the open division.",
-    "'not hash value for accuracy.txt', fails closed results; open results pass")
+    "'not hash value for accuracy.txt', fails closed results; open results pass",
+)
 NOT_TRUNCATED = define(
-    "acc.not_truncated", "error", "accuracy/mlperf_log_accuracy.json is over 10240 bytes.",
-    "'is not truncated', fails the result")
+    "acc.not_truncated",
+    "error",
+    "accuracy/mlperf_log_accuracy.json is over 10240 bytes.",
+    "'is not truncated', fails the result",
+)
 DATASET_SIZE = define(
-    "acc.dataset_size", "error",
+    "acc.dataset_size",
+    "error",
     "The accuracy run did not cover the whole data set (accuracy sample count ≠ the benchmark's data set size, "
     "e.g. bert 10833), in both divisions.",
-    "'accuracy run does not cover all dataset', fails the result")
+    "'accuracy run does not cover all dataset', fails the result",
+)
 EXTRA_FILES = define(
-    "acc.extra_files", "error",
+    "acc.extra_files",
+    "error",
     "stable-diffusion-xl / wan-2.2 accuracy folders must hold the round's sample images / videos.",
-    "'expected to have the following extra files', fails the result")
+    "'expected to have the following extra files', fails the result",
+)
 
 # Sample outputs some rounds require beside the accuracy log: {benchmark: {round: {folder: [file stems]}}}.
 EXTRA_ACCURACY_FILES = {
@@ -79,16 +105,27 @@ def check_accuracy(ctx: ResultContext) -> None:
     if log is not None:
         log.decode_all()
         if log.non_finite:
-            out.add(NOT_FINITE, ctx.acc_rel, f"accuracy log values are not finite numbers: {log.non_finite_text()}",
-                    "copy the accuracy run's mlperf_log_detail.txt again; LoadGen never writes NaN or Infinity")
+            out.add(
+                NOT_FINITE,
+                ctx.acc_rel,
+                f"accuracy log values are not finite numbers: {log.non_finite_text()}",
+                "copy the accuracy run's mlperf_log_detail.txt again; LoadGen never writes NaN or Infinity",
+            )
         if not log.readable:
-            out.add(LOG_CORRUPT, ctx.acc_rel, f"accuracy log {'; '.join(log.problems[:3])}",
-                    "copy the accuracy run's mlperf_log_detail.txt again; never edit it")
-        if log.errors:   # every error counts here, even "built with uncommitted changes" (as officially)
-            out.add(LOADGEN_ERROR, ctx.acc_rel,
-                    f"LoadGen logged {len(log.errors)} error(s): {'; '.join(log.errors[:3])}",
-                    "fix the cause and re-run the accuracy run (a LoadGen built from a clean checkout or the "
-                    "PyPI wheel does not log 'uncommitted changes')")
+            out.add(
+                LOG_CORRUPT,
+                ctx.acc_rel,
+                f"accuracy log {'; '.join(log.problems[:3])}",
+                "copy the accuracy run's mlperf_log_detail.txt again; never edit it",
+            )
+        if log.errors:  # every error counts here, even "built with uncommitted changes" (as officially)
+            out.add(
+                LOADGEN_ERROR,
+                ctx.acc_rel,
+                f"LoadGen logged {len(log.errors)} error(s): {'; '.join(log.errors[:3])}",
+                "fix the cause and re-run the accuracy run (a LoadGen built from a clean checkout or the "
+                "PyPI wheel does not log 'uncommitted changes')",
+            )
         if ctx.rules is not None:
             _dataset(ctx, log)
     if ctx.rules is not None:
@@ -99,14 +136,17 @@ def check_accuracy(ctx: ResultContext) -> None:
 
 def _dataset(ctx: ResultContext, log) -> None:
     want = ctx.rules.accuracy_sample_count(ctx.scenario)
-    key = "effective_accuracy_sample_count" if log.has("effective_accuracy_sample_count") \
-        else "qsl_reported_total_count"
+    key = (
+        "effective_accuracy_sample_count" if log.has("effective_accuracy_sample_count") else "qsl_reported_total_count"
+    )
     found = log[key]
     if found != want:
-        ctx.out.add(DATASET_SIZE, ctx.acc_rel,
-                    f"the accuracy run covered {found} samples, {ctx.job.mlperf_model} has {want}",
-                    f"run accuracy mode over the full data set ({want} samples; the QSL's total count must "
-                    f"be {want})")
+        ctx.out.add(
+            DATASET_SIZE,
+            ctx.acc_rel,
+            f"the accuracy run covered {found} samples, {ctx.job.mlperf_model} has {want}",
+            f"run accuracy mode over the full data set ({want} samples; the QSL's total count must be {want})",
+        )
 
 
 @dataclass
@@ -118,7 +158,7 @@ class _MetricScan:
     above: dict[str, tuple[str, float]] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
     unparseable: list[str] = field(default_factory=list)
-    not_finite: dict[str, str] = field(default_factory=dict)   # metric → its text
+    not_finite: dict[str, str] = field(default_factory=dict)  # metric → its text
     hash_value: str | None = None
 
 
@@ -128,8 +168,9 @@ def _accuracy_txt(ctx: ResultContext) -> None:
         return  # reported by the layout rules
     lines, problem = read_text_lines(ctx.abs(rel))
     if lines is None:
-        ctx.out.add(RESULT_UNREADABLE, rel, f"accuracy.txt {problem}", "write accuracy.txt again with the "
-                    "accuracy script")
+        ctx.out.add(
+            RESULT_UNREADABLE, rel, f"accuracy.txt {problem}", "write accuracy.txt again with the accuracy script"
+        )
         return
     bounds = ctx.rules.accuracy(ctx.scenario)
     scan = _scan_metrics(lines, bounds, ctx.rules.accuracy_upper())
@@ -152,7 +193,7 @@ def _scan_metrics(lines: list[str], bounds, uppers) -> _MetricScan:
             except ValueError:
                 scan.unparseable.append(f"{bound.metric}={text}")
                 continue
-            if not math.isfinite(number):   # (400 digits are a float infinity)
+            if not math.isfinite(number):  # (400 digits are a float infinity)
                 scan.not_finite[bound.metric] = text[:40]
                 continue
             if number >= bound.value:
@@ -165,7 +206,7 @@ def _scan_metrics(lines: list[str], bounds, uppers) -> _MetricScan:
             m = ACCURACY_PATTERNS[bound.metric].match(line)
             if m:
                 try:
-                    if not float(m.group(1)) <= bound.value:   # (Infinity is above, never NaN-silently below)
+                    if not float(m.group(1)) <= bound.value:  # (Infinity is above, never NaN-silently below)
                         scan.above[bound.metric] = (m.group(1)[:40], bound.value)
                 except ValueError:
                     scan.unparseable.append(f"{bound.metric}={m.group(1)}")
@@ -178,30 +219,57 @@ def _report_metrics(ctx: ResultContext, rel: str, bounds, scan: _MetricScan) -> 
     open_div = ctx.job.division == "open"
     soft = "info" if open_div else None
     for metric, (text, minimum) in scan.below.items():
-        ctx.out.add(BELOW, rel, f"{metric} {text} is below the {ctx.cfg.version} threshold {minimum:.6g}",
-                    "open-division results report accuracy without a threshold" if open_div else
-                    "use the reference model/precision or fix preprocessing; closed results must reach the "
-                    "threshold", severity=soft)
+        ctx.out.add(
+            BELOW,
+            rel,
+            f"{metric} {text} is below the {ctx.cfg.version} threshold {minimum:.6g}",
+            "open-division results report accuracy without a threshold"
+            if open_div
+            else "use the reference model/precision or fix preprocessing; closed results must reach the threshold",
+            severity=soft,
+        )
     for metric, (text, maximum) in scan.above.items():
-        ctx.out.add(ABOVE, rel, f"{metric} {text} is above the upper limit {maximum:.6g}",
-                    "generation length is out of range: check max_new_tokens / stop tokens", severity=soft)
+        ctx.out.add(
+            ABOVE,
+            rel,
+            f"{metric} {text} is above the upper limit {maximum:.6g}",
+            "generation length is out of range: check max_new_tokens / stop tokens",
+            severity=soft,
+        )
     for metric, text in scan.not_finite.items():
-        ctx.out.add(NOT_FINITE, rel, f"accuracy value {metric}={text} is not a finite number",
-                    "write accuracy.txt again with the accuracy script")
+        ctx.out.add(
+            NOT_FINITE,
+            rel,
+            f"accuracy value {metric}={text} is not a finite number",
+            "write accuracy.txt again with the accuracy script",
+        )
     for text in scan.unparseable:
-        ctx.out.add(METRIC_UNPARSEABLE, rel, f"accuracy value {text} is not a number",
-                    "write accuracy.txt again with the accuracy script")
+        ctx.out.add(
+            METRIC_UNPARSEABLE,
+            rel,
+            f"accuracy value {text} is not a number",
+            "write accuracy.txt again with the accuracy script",
+        )
     for i, bound in enumerate(bounds):
         if not scan.seen[i] and bound.metric not in scan.below and bound.metric not in scan.not_finite:
             example = _example_line(bound.metric)
-            ctx.out.add(METRIC_MISSING, rel, f"no {bound.metric} value found in accuracy.txt",
-                        f"accuracy.txt must contain the accuracy script's line, e.g. {example}",
-                        severity="warning" if open_div else None)
+            ctx.out.add(
+                METRIC_MISSING,
+                rel,
+                f"no {bound.metric} value found in accuracy.txt",
+                f"accuracy.txt must contain the accuracy script's line, e.g. {example}",
+                severity="warning" if open_div else None,
+            )
     if not scan.hash_value:
-        ctx.out.add(HASH_MISSING, rel, "accuracy.txt has no hash= line",
-                    "truncate the accuracy log the official way: keep the first and last 4096 bytes and "
-                    "append a blank line and hash=<sha256 of the full log> to accuracy.txt (subtool package "
-                    "does this)", severity="warning" if open_div else None)
+        ctx.out.add(
+            HASH_MISSING,
+            rel,
+            "accuracy.txt has no hash= line",
+            "truncate the accuracy log the official way: keep the first and last 4096 bytes and "
+            "append a blank line and hash=<sha256 of the full log> to accuracy.txt (subtool package "
+            "does this)",
+            severity="warning" if open_div else None,
+        )
 
 
 def _example_line(metric: str) -> str:
@@ -219,9 +287,13 @@ def _truncated(ctx: ResultContext) -> None:
     if size is None:
         return  # missing: reported by the layout rules
     if size > MAX_ACCURACY_LOG_BYTES:
-        ctx.out.add(NOT_TRUNCATED, rel, f"mlperf_log_accuracy.json is {size} bytes (limit {MAX_ACCURACY_LOG_BYTES})",
-                    "keep the full log outside the tree and truncate this copy to its first and last 4096 bytes "
-                    "(subtool package does it and records the hash in accuracy.txt)")
+        ctx.out.add(
+            NOT_TRUNCATED,
+            rel,
+            f"mlperf_log_accuracy.json is {size} bytes (limit {MAX_ACCURACY_LOG_BYTES})",
+            "keep the full log outside the tree and truncate this copy to its first and last 4096 bytes "
+            "(subtool package does it and records the hash in accuracy.txt)",
+        )
 
 
 def _extra_files(ctx: ResultContext) -> None:
@@ -238,8 +310,12 @@ def _extra_files(ctx: ResultContext) -> None:
             continue
         missing += [f"{folder}/{s}" for s in stems if s not in present]
     if missing:
-        ctx.out.add(EXTRA_FILES, acc, f"missing sample outputs: {', '.join(missing[:10])}",
-                    "copy the listed sample outputs from the accuracy run into the accuracy folder")
+        ctx.out.add(
+            EXTRA_FILES,
+            acc,
+            f"missing sample outputs: {', '.join(missing[:10])}",
+            "copy the listed sample outputs from the accuracy run into the accuracy folder",
+        )
 
 
 def accuracy_summary(metrics: dict[str, str]) -> str:

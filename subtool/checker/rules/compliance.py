@@ -5,7 +5,11 @@ from __future__ import annotations
 import math
 
 from subtool.checker.config import (
-    ACCURACY_PATTERNS, COMPLIANCE_DELTA_PERCENT, COMPLIANCE_PERF_FILES, COMPLIANCE_PERF_OPTIONAL, TEST01_ACC_FILES,
+    ACCURACY_PATTERNS,
+    COMPLIANCE_DELTA_PERCENT,
+    COMPLIANCE_PERF_FILES,
+    COMPLIANCE_PERF_OPTIONAL,
+    TEST01_ACC_FILES,
 )
 from subtool.checker.context import ResultContext
 from subtool.checker.logs import read_text_lines
@@ -14,20 +18,26 @@ from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.checker.rules.performance import check_perf_log
 
 MISSING = define(
-    "compliance.missing", "error",
+    "compliance.missing",
+    "error",
     "A compliance test the benchmark needs (TEST01 for bert, TEST06 for the LLMs, TEST04 …) or one of its "
     "files (verify_accuracy.txt, verify_performance.txt, performance/run_1/mlperf_log_detail.txt) is missing.",
-    "'Missing TEST0x in compliance dir' / 'Missing … file', fails the result")
+    "'Missing TEST0x in compliance dir' / 'Missing … file', fails the result",
+)
 FAILED = define(
-    "compliance.failed", "error",
+    "compliance.failed",
+    "error",
     "A compliance verification did not pass (no 'TEST PASS'; TEST06 first-token / EOS / length checks; "
     "TEST01 accuracy outside the allowed delta).",
-    "'Compliance test … failed', fails the result")
+    "'Compliance test … failed', fails the result",
+)
 FILE_LIST = define(
-    "compliance.file_list", "error",
+    "compliance.file_list",
+    "error",
     "A compliance run folder holds other files than expected (TEST01/04 performance/run_1: the summary and "
     "detail logs; TEST01 accuracy/: accuracy log, accuracy.txt, baseline_ and compliance_accuracy.txt).",
-    "'has file list mismatch', fails the result")
+    "'has file list mismatch', fails the result",
+)
 
 _ALWAYS_OPTIONAL = frozenset({"mlperf_log_trace.json", "results.json", ".gitkeep"})
 _ACC_VERIFY = ("TEST01", "TEST06", "TEST07", "TEST08")
@@ -45,37 +55,60 @@ def _check_test(ctx: ResultContext, test: str) -> None:
     out = ctx.out
     base = f"{ctx.compliance_rel}/{test}"
     if not ctx.exists(base):
-        out.add(MISSING, base, f"{test} compliance run is missing",
-                f"run the {test} audit (compliance/{test} in the inference repo), verify it, and copy its "
-                f"folder here")
+        out.add(
+            MISSING,
+            base,
+            f"{test} compliance run is missing",
+            f"run the {test} audit (compliance/{test} in the inference repo), verify it, and copy its folder here",
+        )
         return
     lines = {}
     for name in ("verify_accuracy.txt", "verify_performance.txt", "verify_output_len.txt"):
         if ctx.exists(f"{base}/{name}"):
             text, problem = read_text_lines(ctx.abs(f"{base}/{name}"))
             if text is None:
-                out.add(FAILED, f"{base}/{name}", f"{test}/{name} {problem}",
-                        f"run {test}'s verification again and keep its output unchanged")
+                out.add(
+                    FAILED,
+                    f"{base}/{name}",
+                    f"{test}/{name} {problem}",
+                    f"run {test}'s verification again and keep its output unchanged",
+                )
                 text = []
             lines[name] = text
     if test in _ACC_VERIFY and "verify_accuracy.txt" not in lines:
-        out.add(MISSING, f"{base}/verify_accuracy.txt", f"{test}/verify_accuracy.txt is missing",
-                f"run {test}'s verification script and keep its output")
+        out.add(
+            MISSING,
+            f"{base}/verify_accuracy.txt",
+            f"{test}/verify_accuracy.txt is missing",
+            f"run {test}'s verification script and keep its output",
+        )
     if test in _PERF_VERIFY:
         if "verify_performance.txt" not in lines:
-            out.add(MISSING, f"{base}/verify_performance.txt", f"{test}/verify_performance.txt is missing",
-                    f"run {test}'s verify_performance.py and keep its output")
+            out.add(
+                MISSING,
+                f"{base}/verify_performance.txt",
+                f"{test}/verify_performance.txt is missing",
+                f"run {test}'s verify_performance.py and keep its output",
+            )
         perf_rel = f"{base}/performance/run_1/mlperf_log_detail.txt"
         log = ctx.log(perf_rel)
         if log is None:
-            out.add(MISSING, perf_rel, f"{test} performance log is missing",
-                    f"copy the {test} run's LoadGen logs into {test}/performance/run_1/")
+            out.add(
+                MISSING,
+                perf_rel,
+                f"{test} performance log is missing",
+                f"copy the {test} run's LoadGen logs into {test}/performance/run_1/",
+            )
         else:
             check_perf_log(ctx, log, perf_rel, main_run=False)
         _perf_verification(ctx, test, base, lines.get("verify_performance.txt"))
     if test == "TEST09" and "verify_output_len.txt" not in lines:
-        out.add(MISSING, f"{base}/verify_output_len.txt", "TEST09/verify_output_len.txt is missing",
-                "run TEST09's verification script and keep its output")
+        out.add(
+            MISSING,
+            f"{base}/verify_output_len.txt",
+            "TEST09/verify_output_len.txt is missing",
+            "run TEST09's verification script and keep its output",
+        )
     _acc_verification(ctx, test, base, lines)
 
 
@@ -95,20 +128,30 @@ def _acc_verification(ctx: ResultContext, test: str, base: str, lines: dict) -> 
         eos = "EOS check pass: True" in got
         length = "Sample length check pass: True" in got
         if not (first and eos and length):
-            out.add(FAILED, f"{base}/verify_accuracy.txt",
-                    f"TEST06 failed: first token {first}, EOS {eos}, sample length {length}",
-                    "fix the SUT's output (first token must match, end with EOS, respect max length) and "
-                    "re-run TEST06")
+            out.add(
+                FAILED,
+                f"{base}/verify_accuracy.txt",
+                f"TEST06 failed: first token {first}, EOS {eos}, sample length {length}",
+                "fix the SUT's output (first token must match, end with EOS, respect max length) and re-run TEST06",
+            )
     elif test in ("TEST07", "TEST08") and verify is not None:
         text = "".join(verify) if test == "TEST07" else None
         passed = ("TEST PASS" in text) if text is not None else ("TEST PASS" in _stripped(verify))
         if not passed:
-            out.add(FAILED, f"{base}/verify_accuracy.txt", f"{test} accuracy verification did not pass",
-                    f"fix the cause and re-run {test}")
+            out.add(
+                FAILED,
+                f"{base}/verify_accuracy.txt",
+                f"{test} accuracy verification did not pass",
+                f"fix the cause and re-run {test}",
+            )
     elif test == "TEST09" and lines.get("verify_output_len.txt") is not None:
         if "TEST PASS" not in "".join(lines["verify_output_len.txt"]):
-            out.add(FAILED, f"{base}/verify_output_len.txt", "TEST09 output length check did not pass",
-                    "fix the output lengths and re-run TEST09")
+            out.add(
+                FAILED,
+                f"{base}/verify_output_len.txt",
+                "TEST09 output length check did not pass",
+                "fix the output lengths and re-run TEST09",
+            )
 
 
 def _test01_accuracy_fallback(ctx: ResultContext, base: str) -> None:
@@ -116,15 +159,22 @@ def _test01_accuracy_fallback(ctx: ResultContext, base: str) -> None:
     out = ctx.out
     acc = f"{base}/accuracy"
     if not ctx.exists(acc):
-        out.add(FAILED, f"{base}/verify_accuracy.txt",
-                "TEST01 accuracy check failed (no 'TEST PASS') and there is no accuracy/ folder to compare",
-                "make the SUT deterministic, or run TEST01's accuracy comparison and keep its accuracy/ folder")
+        out.add(
+            FAILED,
+            f"{base}/verify_accuracy.txt",
+            "TEST01 accuracy check failed (no 'TEST PASS') and there is no accuracy/ folder to compare",
+            "make the SUT deterministic, or run TEST01's accuracy comparison and keep its accuracy/ folder",
+        )
         return
     files = ctx.files(acc)
     diff = (set(files) ^ set(TEST01_ACC_FILES)) - _ALWAYS_OPTIONAL
     if diff:
-        out.add(FILE_LIST, acc, f"TEST01 accuracy/ files differ from the expected set: {', '.join(sorted(diff))}",
-                f"keep exactly {', '.join(TEST01_ACC_FILES)}")
+        out.add(
+            FILE_LIST,
+            acc,
+            f"TEST01 accuracy/ files differ from the expected set: {', '.join(sorted(diff))}",
+            f"keep exactly {', '.join(TEST01_ACC_FILES)}",
+        )
         return
     bounds = ctx.rules.accuracy(ctx.scenario)
     values = {}
@@ -143,27 +193,44 @@ def _test01_accuracy_fallback(ctx: ResultContext, base: str) -> None:
     for b in bounds:
         base_v, comp_v = values["baseline_accuracy.txt"][b.metric], values["compliance_accuracy.txt"][b.metric]
         if not (math.isfinite(base_v) and math.isfinite(comp_v)):
-            out.add(NOT_FINITE, acc, f"TEST01: {b.metric} is not a finite number ({base_v} / {comp_v})",
-                    "re-run TEST01's accuracy comparison")
+            out.add(
+                NOT_FINITE,
+                acc,
+                f"TEST01: {b.metric} is not a finite number ({base_v} / {comp_v})",
+                "re-run TEST01's accuracy comparison",
+            )
             return
         if base_v == 0 or comp_v == 0:
-            out.add(FAILED, acc, f"TEST01: {b.metric} missing from baseline or compliance accuracy",
-                    "re-run TEST01's accuracy comparison")
+            out.add(
+                FAILED,
+                acc,
+                f"TEST01: {b.metric} missing from baseline or compliance accuracy",
+                "re-run TEST01's accuracy comparison",
+            )
             return
         allowed = COMPLIANCE_DELTA_PERCENT.get(ctx.job.mlperf_model, {}).get(
-            b.metric, 0.1 if "99.9" in ctx.job.mlperf_model else 1)
+            b.metric, 0.1 if "99.9" in ctx.job.mlperf_model else 1
+        )
         delta = abs(1 - base_v / comp_v) * 100
         if delta > allowed:
-            out.add(FAILED, acc, f"TEST01: {b.metric} differs by {delta:.3f}% (allowed {allowed}%)",
-                    "the SUT answers differently when LoadGen logs accuracy in performance mode; fix it")
+            out.add(
+                FAILED,
+                acc,
+                f"TEST01: {b.metric} differs by {delta:.3f}% (allowed {allowed}%)",
+                "the SUT answers differently when LoadGen logs accuracy in performance mode; fix it",
+            )
             return
 
 
 def _perf_verification(ctx: ResultContext, test: str, base: str, verify: list[str] | None) -> None:
     out = ctx.out
     if verify is not None and not any("TEST PASS" in line for line in verify):
-        out.add(FAILED, f"{base}/verify_performance.txt", f"{test} performance verification did not pass",
-                f"the {test} run's performance differs too much from the submission run; re-run both")
+        out.add(
+            FAILED,
+            f"{base}/verify_performance.txt",
+            f"{test} performance verification did not pass",
+            f"the {test} run's performance differs too much from the submission run; re-run both",
+        )
     run = f"{base}/performance/run_1"
     if not ctx.exists(run):
         out.add(MISSING, run, f"{test} has no performance/run_1 folder", f"copy the {test} performance logs there")
@@ -171,7 +238,9 @@ def _perf_verification(ctx: ResultContext, test: str, base: str, verify: list[st
     files = ctx.files(run)
     diff = (set(files) ^ set(COMPLIANCE_PERF_FILES)) - COMPLIANCE_PERF_OPTIONAL
     if diff:
-        out.add(FILE_LIST, run, f"{test} performance/run_1 files differ from the expected set: "
-                f"{', '.join(sorted(diff))}", f"keep exactly {', '.join(COMPLIANCE_PERF_FILES)} "
-                "(mlperf_log_accuracy.json may stay)")
-
+        out.add(
+            FILE_LIST,
+            run,
+            f"{test} performance/run_1 files differ from the expected set: {', '.join(sorted(diff))}",
+            f"keep exactly {', '.join(COMPLIANCE_PERF_FILES)} (mlperf_log_accuracy.json may stay)",
+        )

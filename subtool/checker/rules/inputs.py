@@ -17,33 +17,42 @@ from subtool.checker.rules import define
 from subtool.errors import EXIT_USAGE, SubtoolError
 
 SYMLINK = define(
-    "tree.symlink", "error",
+    "tree.symlink",
+    "error",
     "A symbolic link in a division folder (closed/, open/, network/), wherever it points: outside the tree, "
     "inside it, nowhere (dangling) or to itself (a loop). A submission holds plain files and folders; `subtool "
     "pack` and `subtool publish` refuse a tree with a link by this same rule, before anything is written or "
     "pushed.",
     "accepted: a link is read through where the checker opens a file and otherwise ignored (a loop beside a "
-    "result passes)")
+    "result passes)",
+)
 UNREADABLE = define(
-    "tree.unreadable", "error",
+    "tree.unreadable",
+    "error",
     "A file or folder in a division folder cannot be read (permissions, I/O error). Everything beside it is "
     "still checked.",
-    "crashes with a traceback, or skips the folder silently")
+    "crashes with a traceback, or skips the folder silently",
+)
 SPECIAL_FILE = define(
-    "tree.special_file", "error",
-    "An entry that is neither a regular file nor a folder (FIFO, socket, device): reading it could block or "
-    "never end.",
-    "hangs on a FIFO")
+    "tree.special_file",
+    "error",
+    "An entry that is neither a regular file nor a folder (FIFO, socket, device): reading it could block or never end.",
+    "hangs on a FIFO",
+)
 NOT_FINITE = define(
-    "value.not_finite", "error",
+    "value.not_finite",
+    "error",
     "A number the checker reads is NaN or ±Infinity (or too large for a float, e.g. 1e999): a LoadGen detail "
     "log value (result, latency, settings), an accuracy.txt metric, a summary log value, or any number in a "
     "JSON file (system description, measurements.json, model_mapping.json). No such number is a result; JSON "
     "has none.",
-    "accepts them: a NaN or Infinity result passes and is written to summary.csv")
+    "accepts them: a NaN or Infinity result passes and is written to summary.csv",
+)
 
-LINK_HINT = ("replace the link with a copy of what it points to: a submission holds plain files and folders "
-             "(check, pack, publish and score all refuse links)")
+LINK_HINT = (
+    "replace the link with a copy of what it points to: a submission holds plain files and folders "
+    "(check, pack, publish and score all refuse links)"
+)
 
 
 def _inside(path: str, root: str) -> bool:
@@ -74,5 +83,10 @@ def describe_link(path: Path | str, tree: Path | str) -> str:
 
 def refuse_link(path: Path | str, tree: Path | str, stage: str) -> SubtoolError:
     """The one-line refusal pack and publish raise for a link (same rule id as check's finding)."""
-    return SubtoolError(f"{describe_link(path, tree)}; {stage} refuses symbolic links", path=path, rule=SYMLINK,
-                        hint=LINK_HINT, exit_code=EXIT_USAGE)
+    return SubtoolError(
+        f"{describe_link(path, tree)}; {stage} refuses symbolic links",
+        path=path,
+        rule=SYMLINK,
+        hint=LINK_HINT,
+        exit_code=EXIT_USAGE,
+    )

@@ -2,46 +2,61 @@
 
 from __future__ import annotations
 
-
 from subtool.checker.config import LARGE_FILE_BYTES, MEASUREMENTS_FILES
 from subtool.checker.context import ResultContext
 from subtool.checker.findings import Collector
 from subtool.checker.rules import define
 
 MISSING_FILE = define(
-    "layout.missing_file", "error",
+    "layout.missing_file",
+    "error",
     "A file every result needs is missing (performance or accuracy detail log, accuracy.txt, "
     "mlperf_log_accuracy.json, measurements.json, user.conf, README.md, systems/<system>.json).",
-    "fails the result; crashes with a traceback when a detail log or the system JSON is missing")
+    "fails the result; crashes with a traceback when a detail log or the system JSON is missing",
+)
 MISSING_DIR = define(
-    "layout.missing_dir", "error",
+    "layout.missing_dir",
+    "error",
     "A folder the round requires is missing: results/, src/ (v6) or code/ (v5), measurements/ (v5).",
-    "fails every result of the submitter (src/code); crashes when results/ or a v5 measurements folder "
-    "is missing")
+    "fails every result of the submitter (src/code); crashes when results/ or a v5 measurements folder is missing",
+)
 EMPTY_FILE = define(
-    "layout.empty_file", "error", "user.conf or README.md of a result is empty.",
-    "'is having empty' error, fails the result")
+    "layout.empty_file",
+    "error",
+    "user.conf or README.md of a result is empty.",
+    "'is having empty' error, fails the result",
+)
 LEGACY_LAYOUT = define(
-    "layout.wrong_generation", "error",
+    "layout.wrong_generation",
+    "error",
     "The tree is laid out for another generation of rounds (v5.x keeps measurements/ and compliance/ "
     "beside results/ and code/ instead of src/; v6.x keeps everything in the result folder).",
-    "crashes (v5.x rules on a v6 tree) or reports the files as missing (v6.x rules on a v5 tree)")
+    "crashes (v5.x rules on a v6 tree) or reports the files as missing (v6.x rules on a v5 tree)",
+)
 STRAY_DIR = define(
-    "layout.unknown_division", "warning",
+    "layout.unknown_division",
+    "warning",
     "A folder at the tree root that is not closed/, open/ or network/ is ignored.",
-    "silently ignored")
+    "silently ignored",
+)
 LARGE_FILE = define(
-    "layout.large_file", "warning",
+    "layout.large_file",
+    "warning",
     "A file is over 50 MB; results repositories reject such files.",
-    "not checked by the current checker (older versions rejected files over 50 MB)")
+    "not checked by the current checker (older versions rejected files over 50 MB)",
+)
 MISSING_SUMMARY = define(
-    "layout.missing_summary", "warning",
+    "layout.missing_summary",
+    "warning",
     "A run folder has no mlperf_log_summary.txt (reviewers read it; the checker reads the detail log).",
-    "not checked outside compliance and power runs")
+    "not checked outside compliance and power runs",
+)
 POWER_UNCHECKED = define(
-    "layout.power_not_checked", "warning",
+    "layout.power_not_checked",
+    "warning",
     "The result has a performance/power folder; subtool does not check power measurements.",
-    "runs the Power WG checks")
+    "runs the Power WG checks",
+)
 
 
 def check_result_files(ctx: ResultContext) -> None:
@@ -50,27 +65,46 @@ def check_result_files(ctx: ResultContext) -> None:
     perf_present = ctx.is_file(ctx.perf_rel)
     acc_present = ctx.is_file(ctx.acc_rel)
     if not perf_present:
-        out.add(MISSING_FILE, ctx.perf_rel, "performance detail log mlperf_log_detail.txt is missing",
-                "copy the performance run's LoadGen logs into performance/run_1/")
+        out.add(
+            MISSING_FILE,
+            ctx.perf_rel,
+            "performance detail log mlperf_log_detail.txt is missing",
+            "copy the performance run's LoadGen logs into performance/run_1/",
+        )
     if not acc_present:
-        out.add(MISSING_FILE, ctx.acc_rel, "accuracy detail log mlperf_log_detail.txt is missing",
-                "copy the accuracy run's LoadGen logs into accuracy/")
-    for name, hint in (("accuracy.txt", "run the benchmark's accuracy script on mlperf_log_accuracy.json "
-                                        "and save its output as accuracy/accuracy.txt"),
-                       ("mlperf_log_accuracy.json", "copy the accuracy run's mlperf_log_accuracy.json "
-                                                    "(truncated) into accuracy/")):
+        out.add(
+            MISSING_FILE,
+            ctx.acc_rel,
+            "accuracy detail log mlperf_log_detail.txt is missing",
+            "copy the accuracy run's LoadGen logs into accuracy/",
+        )
+    for name, hint in (
+        (
+            "accuracy.txt",
+            "run the benchmark's accuracy script on mlperf_log_accuracy.json "
+            "and save its output as accuracy/accuracy.txt",
+        ),
+        ("mlperf_log_accuracy.json", "copy the accuracy run's mlperf_log_accuracy.json (truncated) into accuracy/"),
+    ):
         rel = f"{ctx.result_rel}/accuracy/{name}"
         if not ctx.is_file(rel):
             out.add(MISSING_FILE, rel, f"{name} is missing", hint)
     for run in ("performance/run_1", "accuracy"):
         folder = f"{ctx.result_rel}/{run}"
         if ctx.exists(folder) and not ctx.exists(f"{folder}/mlperf_log_summary.txt"):
-            out.add(MISSING_SUMMARY, f"{folder}/mlperf_log_summary.txt", "mlperf_log_summary.txt is missing",
-                    "copy LoadGen's summary log beside the detail log")
+            out.add(
+                MISSING_SUMMARY,
+                f"{folder}/mlperf_log_summary.txt",
+                "mlperf_log_summary.txt is missing",
+                "copy LoadGen's summary log beside the detail log",
+            )
     if ctx.exists(f"{ctx.result_rel}/performance/power"):
-        out.add(POWER_UNCHECKED, f"{ctx.result_rel}/performance/power",
-                "power measurements are present but not checked by subtool",
-                "run the official checker (subtool check --official PATH) for power results")
+        out.add(
+            POWER_UNCHECKED,
+            f"{ctx.result_rel}/performance/power",
+            "power measurements are present but not checked by subtool",
+            "run the official checker (subtool check --official PATH) for power results",
+        )
     check_large_files(ctx)
 
 
@@ -79,12 +113,14 @@ def check_measurement_files(ctx: ResultContext) -> None:
     for name in MEASUREMENTS_FILES:
         rel = f"{folder}/{name}"
         if not ctx.is_file(rel):
-            out_hint = ("the user.conf LoadGen loaded for this run" if name == "user.conf"
-                        else "a README.md saying how to reproduce the run")
+            out_hint = (
+                "the user.conf LoadGen loaded for this run"
+                if name == "user.conf"
+                else "a README.md saying how to reproduce the run"
+            )
             ctx.out.add(MISSING_FILE, rel, f"{name} is missing", f"add {out_hint} to {folder}/")
         elif ctx.size(rel) == 0:
-            ctx.out.add(EMPTY_FILE, rel, f"{name} is empty", f"fill {name}; the official checker rejects empty "
-                        "files")
+            ctx.out.add(EMPTY_FILE, rel, f"{name} is empty", f"fill {name}; the official checker rejects empty files")
 
 
 def check_large_files(ctx: ResultContext) -> None:
@@ -94,10 +130,18 @@ def check_large_files(ctx: ResultContext) -> None:
         for name in ("mlperf_log_trace.json", "mlperf_log_accuracy.json"):
             size = ctx.size(f"{folder}/{name}") if ctx.is_file(f"{folder}/{name}") else None
             if size is not None and size > LARGE_FILE_BYTES:
-                ctx.out.add(LARGE_FILE, f"{folder}/{name}", f"file is {size / 1e6:.1f} MB (over 50 MB)",
-                            "truncate accuracy logs and leave traces (mlperf_log_trace.json) out of the tree")
+                ctx.out.add(
+                    LARGE_FILE,
+                    f"{folder}/{name}",
+                    f"file is {size / 1e6:.1f} MB (over 50 MB)",
+                    "truncate accuracy logs and leave traces (mlperf_log_trace.json) out of the tree",
+                )
 
 
 def note_stray_dir(out: Collector, name: str) -> None:
-    out.add(STRAY_DIR, name, f"'{name}' is not a division folder and is ignored",
-            "put results under closed/, open/ or network/")
+    out.add(
+        STRAY_DIR,
+        name,
+        f"'{name}' is not a division folder and is ignored",
+        "put results under closed/, open/ or network/",
+    )

@@ -10,16 +10,21 @@ from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.checker.rules.layout import MISSING_FILE, check_measurement_files
 
 UNREADABLE = define(
-    "measurements.unreadable", "error", "measurements.json is not a readable JSON object.",
-    "crashes with a traceback")
+    "measurements.unreadable", "error", "measurements.json is not a readable JSON object.", "crashes with a traceback"
+)
 FIELD_MISSING = define(
-    "measurements.field_missing", "error",
+    "measurements.field_missing",
+    "error",
     "measurements.json lacks a required field (input_data_types, retraining, starting_weights_filename, "
     "weight_data_types, weight_transformations).",
-    "'field … is missing', fails the result")
+    "'field … is missing', fails the result",
+)
 FIELD_EMPTY = define(
-    "measurements.field_empty", "error", "A required measurements.json field is empty.",
-    "'field … is missing meaningful value', fails the result")
+    "measurements.field_empty",
+    "error",
+    "A required measurements.json field is empty.",
+    "'field … is missing meaningful value', fails the result",
+)
 
 
 def measurements_json_rel(ctx: ResultContext) -> str | None:
@@ -42,8 +47,9 @@ def check_measurements(ctx: ResultContext) -> dict | None:
     if rel is None or not ctx.exists(rel):
         where = rel or f"{ctx.measurements_rel}/{ctx.job.system}.json"
         name = "measurements.json" if ctx.cfg.layout.measurements_json_in_dir else f"{ctx.job.system}.json"
-        ctx.out.add(MISSING_FILE, where, f"{name} is missing",
-                    f"write {name} with the fields {', '.join(MEASUREMENTS_FIELDS)}")
+        ctx.out.add(
+            MISSING_FILE, where, f"{name} is missing", f"write {name} with the fields {', '.join(MEASUREMENTS_FIELDS)}"
+        )
         return None
     data, problem = read_json_object(ctx.abs(rel))
     if data is None:
@@ -52,8 +58,12 @@ def check_measurements(ctx: ResultContext) -> dict | None:
         return None
     for key in MEASUREMENTS_FIELDS:
         if key not in data:
-            ctx.out.add(FIELD_MISSING, rel, f"field '{key}' is missing", f"add \"{key}\" to {rel}")
+            ctx.out.add(FIELD_MISSING, rel, f"field '{key}' is missing", f'add "{key}" to {rel}')
         elif not data[key]:
-            ctx.out.add(FIELD_EMPTY, rel, f"field '{key}' is empty",
-                        f"give \"{key}\" a meaningful value (e.g. \"fp32\", \"No\", \"none\")")
+            ctx.out.add(
+                FIELD_EMPTY,
+                rel,
+                f"field '{key}' is empty",
+                f'give "{key}" a meaningful value (e.g. "fp32", "No", "none")',
+            )
     return data

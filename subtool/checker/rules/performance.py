@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from subtool.checker.config import (
-    EARLY_STOPPING_SCENARIOS, LLM_TOKEN_LIMITS, MIN_DURATION_MS, MS_PER_NS, OFFLINE_MIN_SAMPLES_PER_QUERY,
-    SCENARIO_BY_LOWER, round_of_seeds,
+    EARLY_STOPPING_SCENARIOS,
+    LLM_TOKEN_LIMITS,
+    MIN_DURATION_MS,
+    MS_PER_NS,
+    OFFLINE_MIN_SAMPLES_PER_QUERY,
+    SCENARIO_BY_LOWER,
+    round_of_seeds,
 )
 from subtool.checker.context import ResultContext
 from subtool.checker.logs import LoadgenLog
@@ -13,96 +18,145 @@ from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.checker.rules.summary import check_summary
 
 LOG_CORRUPT = define(
-    "perf.log_corrupt", "error",
+    "perf.log_corrupt",
+    "error",
     "The performance detail log is not a clean LoadGen log: wrong first line, lines cut short, invalid JSON "
     "or binary garbage.",
-    "crashes with a traceback (RuntimeError / UnicodeDecodeError in the log reader)")
+    "crashes with a traceback (RuntimeError / UnicodeDecodeError in the log reader)",
+)
 LOADGEN_ERROR = define(
-    "perf.loadgen_error", "error",
-    "LoadGen logged an error during the performance run (\"Loadgen built with uncommitted changes\" "
-    "excepted).",
+    "perf.loadgen_error",
+    "error",
+    'LoadGen logged an error during the performance run ("Loadgen built with uncommitted changes" excepted).',
     "ignored unless --submission-exceptions is given (the flag meant to relax it turns the check on); "
-    "subtool is deliberately stricter")
+    "subtool is deliberately stricter",
+)
 SAMPLE_COUNT = define(
-    "perf.sample_count", "error",
+    "perf.sample_count",
+    "error",
     "performance_sample_count is below the benchmark's (bert 10833, llama2-70b 24576, llama3.1-8b 13368 …).",
-    "'performance_sample_count, found …, needs to be >= …', fails the result")
+    "'performance_sample_count, found …, needs to be >= …', fails the result",
+)
 SEEDS = define(
-    "perf.seeds", "error",
+    "perf.seeds",
+    "error",
     "The RNG seeds are not the round's official ones; LoadGen's built-in mlperf.conf decides them, so the "
     "LoadGen version decides the round (6.0.17 → v6.1).",
-    "'qsl_rng_seed is wrong' (and the other two), fails the result")
+    "'qsl_rng_seed is wrong' (and the other two), fails the result",
+)
 EARLY_STOPPING = define(
-    "perf.early_stopping", "error",
+    "perf.early_stopping",
+    "error",
     "Server/SingleStream/MultiStream: LoadGen's early-stopping condition was not met.",
-    "'Early stopping condition was not met', fails the result")
+    "'Early stopping condition was not met', fails the result",
+)
 LATENCY = define(
-    "perf.latency", "error",
+    "perf.latency",
+    "error",
     "The latency the run targeted (Server) or reached (p99) exceeds the benchmark's limit.",
-    "'Latency constraint … not met', fails the result")
+    "'Latency constraint … not met', fails the result",
+)
 MIN_QUERIES = define(
-    "perf.min_queries", "error",
+    "perf.min_queries",
+    "error",
     "min_query_count is below the round's minimum for a scenario without early stopping.",
-    "'Required minimum Query Count not met by user config', fails the result")
+    "'Required minimum Query Count not met by user config', fails the result",
+)
 OFFLINE_SPQ = define(
-    "perf.offline_samples_per_query", "error",
+    "perf.offline_samples_per_query",
+    "error",
     "Closed-division Offline run with fewer samples per query than the benchmark needs (bert 10833).",
-    "'Required minimum samples per query not met by user config', fails the result")
+    "'Required minimum samples per query not met by user config', fails the result",
+)
 MIN_DURATION = define(
-    "perf.min_duration", "error",
+    "perf.min_duration",
+    "error",
     "min_duration is below 600000 ms (600 s). Short runs break it on purpose: --waive perf.min_duration.",
-    "'Test duration less than 600s in user config', fails the result")
+    "'Test duration less than 600s in user config', fails the result",
+)
 NETWORK_SUT = define(
-    "perf.network_sut_name", "error", "Network-division runs need 'Network SUT' in the SUT name.",
-    "'invalid sut name for network mode', fails the result")
+    "perf.network_sut_name",
+    "error",
+    "Network-division runs need 'Network SUT' in the SUT name.",
+    "'invalid sut name for network mode', fails the result",
+)
 TOKEN_LATENCIES = define(
-    "perf.token_latencies", "error", "LLM benchmarks must run with use_token_latencies enabled.",
-    "'use_token_latencies flag needs to be enabled', fails the result")
+    "perf.token_latencies",
+    "error",
+    "LLM benchmarks must run with use_token_latencies enabled.",
+    "'use_token_latencies flag needs to be enabled', fails the result",
+)
 TTFT_TPOT = define(
-    "perf.ttft_tpot", "error",
+    "perf.ttft_tpot",
+    "error",
     "LLM Server/Interactive: p99 time-to-first-token or time-per-output-token is not below the limit "
     "(llama2-70b Server 2 s / 200 ms; llama3.1-8b Server 2 s / 100 ms …).",
-    "'Failed extra check for TTFT and TPOT', fails the result")
+    "'Failed extra check for TTFT and TPOT', fails the result",
+)
 INFERRED = define(
-    "perf.inferred_scenario", "error",
+    "perf.inferred_scenario",
+    "error",
     "The log's scenario differs from the folder's and the result may not be inferred from it (only edge "
     "systems may infer Offline/MultiStream from SingleStream, Offline from MultiStream).",
-    "'Result can not be inferred', fails the result")
+    "'Result can not be inferred', fails the result",
+)
 RESULT_MISSING = define(
-    "perf.result_missing", "error", "The log has no usable value in the scenario's result field.",
-    "an exception inside the check, reported as a failed check")
+    "perf.result_missing",
+    "error",
+    "The log has no usable value in the scenario's result field.",
+    "an exception inside the check, reported as a failed check",
+)
 RESULT_INVALID = define(
-    "perf.result_invalid", "error",
+    "perf.result_invalid",
+    "error",
     "LoadGen judged the performance run INVALID (result_validity).",
-    "accepted: the current checker never fails an INVALID result (a known hole); subtool is deliberately "
-    "stricter")
+    "accepted: the current checker never fails an INVALID result (a known hole); subtool is deliberately stricter",
+)
 MISSING_KEY = define(
-    "perf.missing_key", "error",
+    "perf.missing_key",
+    "error",
     "A setting the rules read is absent from the performance detail log (log cut short or not from LoadGen).",
-    "an exception inside the check, reported as a failed check")
+    "an exception inside the check, reported as a failed check",
+)
 
 
 def check_perf_log(ctx: ResultContext, log: LoadgenLog, rel: str, main_run: bool) -> None:
     """Every rule on one performance log; `main_run` is False for compliance runs (TEST01/TEST04)."""
     out = ctx.out
-    log.decode_all()   # every value now, so that a bad one is reported here, whichever rule reads it
+    log.decode_all()  # every value now, so that a bad one is reported here, whichever rule reads it
     if log.non_finite:
-        out.add(NOT_FINITE, rel, f"performance log values are not finite numbers: {log.non_finite_text()}",
-                "copy mlperf_log_detail.txt again from the run directory; LoadGen never writes NaN or Infinity")
+        out.add(
+            NOT_FINITE,
+            rel,
+            f"performance log values are not finite numbers: {log.non_finite_text()}",
+            "copy mlperf_log_detail.txt again from the run directory; LoadGen never writes NaN or Infinity",
+        )
     if not log.readable:
-        out.add(LOG_CORRUPT, rel, f"performance log {'; '.join(log.problems[:3])}",
-                "copy mlperf_log_detail.txt again from the run directory; never edit it")
+        out.add(
+            LOG_CORRUPT,
+            rel,
+            f"performance log {'; '.join(log.problems[:3])}",
+            "copy mlperf_log_detail.txt again from the run directory; never edit it",
+        )
         if not log.raw:
             return
     bad = [e for e in log.errors if "Loadgen built with uncommitted changes" not in e]
     if bad:
-        out.add(LOADGEN_ERROR, rel, f"LoadGen logged {len(bad)} error(s): {'; '.join(bad[:3])}",
-                "fix the cause and re-run; a run with LoadGen errors is not a valid result (\"Multiple conf "
-                "files are used\" means pass only user.conf to TestSettings.FromConfig)")
+        out.add(
+            LOADGEN_ERROR,
+            rel,
+            f"LoadGen logged {len(bad)} error(s): {'; '.join(bad[:3])}",
+            'fix the cause and re-run; a run with LoadGen errors is not a valid result ("Multiple conf '
+            'files are used" means pass only user.conf to TestSettings.FromConfig)',
+        )
     scenario = log["effective_scenario"]
     if not isinstance(scenario, str):
-        out.add(MISSING_KEY, rel, "effective_scenario is missing from the log",
-                "use the complete mlperf_log_detail.txt LoadGen wrote")
+        out.add(
+            MISSING_KEY,
+            rel,
+            "effective_scenario is missing from the log",
+            "use the complete mlperf_log_detail.txt LoadGen wrote",
+        )
         return
     rules = ctx.rules
     model = ctx.job.mlperf_model
@@ -127,8 +181,12 @@ def check_perf_log(ctx: ResultContext, log: LoadgenLog, rel: str, main_run: bool
         validity = log["result_validity"]
         if validity != "VALID":
             reason = log["result_invalid_reason"] or "no reason given"
-            out.add(RESULT_INVALID, rel, f"LoadGen judged the run {validity or 'without a verdict'}: {reason}",
-                    "meet LoadGen's conditions (min duration, min queries, early stopping, latency) and re-run")
+            out.add(
+                RESULT_INVALID,
+                rel,
+                f"LoadGen judged the run {validity or 'without a verdict'}: {reason}",
+                "meet LoadGen's conditions (min duration, min queries, early stopping, latency) and re-run",
+            )
 
 
 def _int(log: LoadgenLog, key: str) -> int | None:
@@ -146,9 +204,13 @@ def _sample_count(ctx: ResultContext, log: LoadgenLog, rel: str) -> None:
     if found is None:
         return _missing(ctx, rel, "effective_performance_sample_count")
     if found < need:
-        ctx.out.add(SAMPLE_COUNT, rel, f"performance_sample_count is {found}, {ctx.job.mlperf_model} needs ≥ {need}",
-                    f"let the QSL report {need} performance samples (LoadGen's mlperf.conf sets "
-                    "performance_sample_count_override; do not override it in user.conf)")
+        ctx.out.add(
+            SAMPLE_COUNT,
+            rel,
+            f"performance_sample_count is {found}, {ctx.job.mlperf_model} needs ≥ {need}",
+            f"let the QSL report {need} performance samples (LoadGen's mlperf.conf sets "
+            "performance_sample_count_override; do not override it in user.conf)",
+        )
 
 
 def _seeds(ctx: ResultContext, log: LoadgenLog, rel: str) -> None:
@@ -159,11 +221,15 @@ def _seeds(ctx: ResultContext, log: LoadgenLog, rel: str) -> None:
         return
     other = round_of_seeds(got["qsl_rng_seed"], got["sample_index_rng_seed"], got["schedule_rng_seed"])
     if other:
-        hint = (f"these are the {other} seeds: check with --version {other}, or run with the LoadGen release "
-                f"of {ctx.cfg.version}")
+        hint = (
+            f"these are the {other} seeds: check with --version {other}, or run with the LoadGen release "
+            f"of {ctx.cfg.version}"
+        )
     else:
-        hint = ("do not set seeds in user.conf; LoadGen's built-in mlperf.conf carries the official ones "
-                "(mlcommons-loadgen 6.0.17 → v6.1)")
+        hint = (
+            "do not set seeds in user.conf; LoadGen's built-in mlperf.conf carries the official ones "
+            "(mlcommons-loadgen 6.0.17 → v6.1)"
+        )
     details = ", ".join(f"{k}={got[k]} (expected {want[k]})" for k in wrong)
     ctx.out.add(SEEDS, rel, f"seeds are not the {ctx.cfg.version} ones: {details}", hint)
 
@@ -172,15 +238,22 @@ def _latency(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) -> No
     rules = ctx.rules
     if scenario in EARLY_STOPPING_SCENARIOS:
         if not log["early_stopping_met"]:
-            ctx.out.add(EARLY_STOPPING, rel,
-                        f"early stopping condition not met: {log['early_stopping_result'] or 'no estimate'}",
-                        "run longer (more queries) or lower the load so LoadGen can estimate the latency")
+            ctx.out.add(
+                EARLY_STOPPING,
+                rel,
+                f"early stopping condition not met: {log['early_stopping_result'] or 'no estimate'}",
+                "run longer (more queries) or lower the load so LoadGen can estimate the latency",
+            )
             return
         limit = rules.latency_ns(scenario) if rules else None
         target = _int(log, "effective_target_latency_ns")
         if limit and target is not None and target > limit:
-            ctx.out.add(LATENCY, rel, f"target latency {target} ns exceeds the {limit} ns limit",
-                        "lower target_latency in user.conf to the benchmark's limit or below")
+            ctx.out.add(
+                LATENCY,
+                rel,
+                f"target latency {target} ns exceeds the {limit} ns limit",
+                "lower target_latency in user.conf to the benchmark's limit or below",
+            )
         return
     fixed = ctx.scenario
     limit = rules.latency_ns(fixed) if rules else None
@@ -194,15 +267,23 @@ def _min_queries(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) -
         need = ctx.rules.min_queries(scenario)
         found = _int(log, "effective_min_query_count")
         if need and (found is None or found < need):
-            ctx.out.add(MIN_QUERIES, rel, f"min_query_count is {found}, {scenario} needs ≥ {need}",
-                        f"set {scenario}.min_query_count ≥ {need} in user.conf (or drop the override)")
+            ctx.out.add(
+                MIN_QUERIES,
+                rel,
+                f"min_query_count is {found}, {scenario} needs ≥ {need}",
+                f"set {scenario}.min_query_count ≥ {need} in user.conf (or drop the override)",
+            )
     if scenario == "Offline" and ctx.job.division == "closed":
         need = OFFLINE_MIN_SAMPLES_PER_QUERY.get(ctx.job.mlperf_model)
         found = _int(log, "effective_samples_per_query")
         if need is not None and (found is None or found < need):
-            ctx.out.add(OFFLINE_SPQ, rel, f"Offline samples_per_query is {found}, closed needs ≥ {need}",
-                        "raise target_qps (samples per query = target_qps × min_duration) so one query holds "
-                        f"at least {need} samples")
+            ctx.out.add(
+                OFFLINE_SPQ,
+                rel,
+                f"Offline samples_per_query is {found}, closed needs ≥ {need}",
+                "raise target_qps (samples per query = target_qps × min_duration) so one query holds "
+                f"at least {need} samples",
+            )
 
 
 def _min_duration(ctx: ResultContext, log: LoadgenLog, rel: str) -> None:
@@ -210,10 +291,13 @@ def _min_duration(ctx: ResultContext, log: LoadgenLog, rel: str) -> None:
     if found is None:
         return _missing(ctx, rel, "effective_min_duration_ms")
     if found < MIN_DURATION_MS:
-        ctx.out.add(MIN_DURATION, rel, f"min_duration is {found} ms, official runs need ≥ {MIN_DURATION_MS} ms "
-                    "(short run)",
-                    "re-run with --run-style valid for a submittable result, or pass --waive perf.min_duration "
-                    "to accept a short run")
+        ctx.out.add(
+            MIN_DURATION,
+            rel,
+            f"min_duration is {found} ms, official runs need ≥ {MIN_DURATION_MS} ms (short run)",
+            "re-run with --run-style valid for a submittable result, or pass --waive perf.min_duration "
+            "to accept a short run",
+        )
 
 
 def _network_sut(ctx: ResultContext, log: LoadgenLog, rel: str) -> None:
@@ -221,34 +305,53 @@ def _network_sut(ctx: ResultContext, log: LoadgenLog, rel: str) -> None:
     if isinstance(raw, str) and raw.lower() == "true":
         name = log["sut_name"] or ""
         if "Network SUT" not in str(name):
-            ctx.out.add(NETWORK_SUT, rel, f"SUT name {name!r} lacks 'Network SUT'",
-                        "name the network SUT so that it contains 'Network SUT'")
+            ctx.out.add(
+                NETWORK_SUT,
+                rel,
+                f"SUT name {name!r} lacks 'Network SUT'",
+                "name the network SUT so that it contains 'Network SUT'",
+            )
 
 
 def _llm(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) -> None:
     if not log["requested_use_token_latencies"]:
-        ctx.out.add(TOKEN_LATENCIES, rel, "use_token_latencies is not enabled",
-                    "LLM runs report tokens: set use_token_latencies = 1 (LoadGen's mlperf.conf does it for "
-                    "the official model names) and answer with FirstTokenComplete + token counts")
+        ctx.out.add(
+            TOKEN_LATENCIES,
+            rel,
+            "use_token_latencies is not enabled",
+            "LLM runs report tokens: set use_token_latencies = 1 (LoadGen's mlperf.conf does it for "
+            "the official model names) and answer with FirstTokenComplete + token counts",
+        )
         return
     if scenario not in ("Server", "Interactive"):
         return
     limits = LLM_TOKEN_LIMITS.get(ctx.job.mlperf_model, {}).get(scenario)
     if limits is None:
-        ctx.out.add(TTFT_TPOT, rel, f"no TTFT/TPOT limits for {ctx.job.mlperf_model} {scenario}",
-                    "this benchmark has no such scenario in the round")
+        ctx.out.add(
+            TTFT_TPOT,
+            rel,
+            f"no TTFT/TPOT limits for {ctx.job.mlperf_model} {scenario}",
+            "this benchmark has no such scenario in the round",
+        )
         return
     ttft = _int(log, "result_first_token_99.00_percentile_latency_ns")
     tpot = _int(log, "result_time_per_output_token_99.00_percentile_ns")
     if ttft is None or tpot is None:
-        ctx.out.add(TTFT_TPOT, rel, "TTFT or TPOT percentiles are missing from the log",
-                    "run with use_token_latencies and report first tokens (FirstTokenComplete)")
+        ctx.out.add(
+            TTFT_TPOT,
+            rel,
+            "TTFT or TPOT percentiles are missing from the log",
+            "run with use_token_latencies and report first tokens (FirstTokenComplete)",
+        )
         return
     if not (ttft < limits[0] and tpot < limits[1]):
-        ctx.out.add(TTFT_TPOT, rel,
-                    f"p99 TTFT {ttft / 1e6:.1f} ms / TPOT {tpot / 1e6:.2f} ms; limits are "
-                    f"{limits[0] / 1e6:.0f} ms / {limits[1] / 1e6:.0f} ms (both must be below)",
-                    "lower the Server target QPS until both p99 values are below the limits")
+        ctx.out.add(
+            TTFT_TPOT,
+            rel,
+            f"p99 TTFT {ttft / 1e6:.1f} ms / TPOT {tpot / 1e6:.2f} ms; limits are "
+            f"{limits[0] / 1e6:.0f} ms / {limits[1] / 1e6:.0f} ms (both must be below)",
+            "lower the Server target QPS until both p99 values are below the limits",
+        )
 
 
 _INFERABLE = {("singlestream", "multistream"), ("multistream", "offline"), ("singlestream", "offline")}
@@ -260,13 +363,18 @@ def _inferred(ctx: ResultContext, rel: str, scenario: str) -> bool:
         return True
     system_type = str((ctx.job.system_json or {}).get("system_type", ""))
     if "edge" not in system_type.lower():
-        ctx.out.add(INFERRED, rel, f"the log is a {scenario} run in a {ctx.job.scenario} folder; a "
-                    f"{system_type or 'non-edge'} system cannot infer results",
-                    "move the logs to the folder of the scenario they ran")
+        ctx.out.add(
+            INFERRED,
+            rel,
+            f"the log is a {scenario} run in a {ctx.job.scenario} folder; a "
+            f"{system_type or 'non-edge'} system cannot infer results",
+            "move the logs to the folder of the scenario they ran",
+        )
         return False
     if (ran, folder) not in _INFERABLE:
-        ctx.out.add(INFERRED, rel, f"{ctx.job.scenario} cannot be inferred from a {scenario} run",
-                    "run the scenario itself")
+        ctx.out.add(
+            INFERRED, rel, f"{ctx.job.scenario} cannot be inferred from a {scenario} run", "run the scenario itself"
+        )
         return False
     return True
 
@@ -275,10 +383,14 @@ def _result_value(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str, 
     key = ctx.rules.result_field(scenario)
     raw = log[key] if key else None
     if key in log.non_finite:
-        return None   # reported as value.not_finite
+        return None  # reported as value.not_finite
     if not isinstance(raw, (int, float)) or isinstance(raw, bool):
-        ctx.out.add(RESULT_MISSING, rel, f"result field {key or '(none for ' + scenario + ')'} is missing",
-                    "use the complete log LoadGen wrote for this scenario")
+        ctx.out.add(
+            RESULT_MISSING,
+            rel,
+            f"result field {key or '(none for ' + scenario + ')'} is missing",
+            "use the complete log LoadGen wrote for this scenario",
+        )
         return None
     value = float(raw)
     if scenario in ("SingleStream", "MultiStream"):
@@ -295,17 +407,22 @@ def _infer(ctx: ResultContext, log: LoadgenLog, rel: str, ran: str, folder: str,
         if folder == "Offline" and ran == "SingleStream":
             return float(log["result_qps_without_loadgen_overhead"])
         if folder == "Offline" and ran == "MultiStream":
-            return float(log["effective_samples_per_query"]) * 1000 / (float(log["result_mean_query_latency_ns"])
-                                                                      / MS_PER_NS)
+            return (
+                float(log["effective_samples_per_query"])
+                * 1000
+                / (float(log["result_mean_query_latency_ns"]) / MS_PER_NS)
+            )
         if folder == "MultiStream" and ran == "SingleStream":
             est = float(log["early_stopping_latency_ms"])
             if est == 0:
-                ctx.out.add(EARLY_STOPPING, rel, "not enough samples for an early-stopping estimate",
-                            "run more queries")
+                ctx.out.add(
+                    EARLY_STOPPING, rel, "not enough samples for an early-stopping estimate", "run more queries"
+                )
             return est * 8 / MS_PER_NS
     except (TypeError, ValueError, ZeroDivisionError, OverflowError):
-        ctx.out.add(RESULT_MISSING, rel, f"cannot infer the {folder} result from this {ran} log",
-                    "run the scenario itself")
+        ctx.out.add(
+            RESULT_MISSING, rel, f"cannot infer the {folder} result from this {ran} log", "run the scenario itself"
+        )
         return None
     if folder == "Interactive" and ran != "Server":
         ctx.out.add(INFERRED, rel, "Interactive results come from Server runs only", "run the scenario itself")

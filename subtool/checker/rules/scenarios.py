@@ -7,40 +7,61 @@ from subtool.checker.findings import Collector
 from subtool.checker.rules import define
 
 UNKNOWN_MODEL = define(
-    "model.unknown", "error",
+    "model.unknown",
+    "error",
     "The model folder names no benchmark of the round (directly, by alias, or through the open division's "
     "model_mapping.json).",
-    "crashes with a traceback in the closed division (TypeError in lower_list); fails the result in open")
+    "crashes with a traceback in the closed division (TypeError in lower_list); fails the result in open",
+)
 MAPPING_INVALID = define(
-    "model.mapping_invalid", "error",
+    "model.mapping_invalid",
+    "error",
     "open/<submitter>/model_mapping.json is not a JSON object of folder name → benchmark name.",
-    "crashes with a traceback")
+    "crashes with a traceback",
+)
 NOT_FOR_SYSTEM_TYPE = define(
-    "scenario.not_for_system_type", "error",
+    "scenario.not_for_system_type",
+    "error",
     "The benchmark has no required scenarios for the system's type in this round (e.g. bert-99 on a "
     "datacenter-only system).",
-    "crashes with a traceback (TypeError in lower_list)")
+    "crashes with a traceback (TypeError in lower_list)",
+)
 MISSING_REQUIRED = define(
-    "scenario.missing_required", "error",
+    "scenario.missing_required",
+    "error",
     "A closed/network benchmark lacks a required scenario (or one of Server/Interactive where the round asks "
     "for either); every result of the benchmark fails.",
-    "'does not have all required scenarios', fails every scenario of the benchmark")
+    "'does not have all required scenarios', fails every scenario of the benchmark",
+)
 UNKNOWN_SCENARIO = define(
-    "scenario.unknown", "error",
+    "scenario.unknown",
+    "error",
     "A scenario folder the benchmark does not have in this round (closed/network).",
-    "'has all unknown scenarios', fails every scenario of the benchmark")
+    "'has all unknown scenarios', fails every scenario of the benchmark",
+)
 
 
-def check_benchmark(cfg: RoundConfig, division: str, model_rel: str, folder: str, mlperf_model: str,
-                    system_type: object, scenario_dirs: list[str], out: Collector) -> bool:
+def check_benchmark(
+    cfg: RoundConfig,
+    division: str,
+    model_rel: str,
+    folder: str,
+    mlperf_model: str,
+    system_type: object,
+    scenario_dirs: list[str],
+    out: Collector,
+) -> bool:
     """Findings for one model folder; returns False when its results cannot be checked at all."""
     rules = cfg.model(mlperf_model)
     if rules is None:
         via = f" (resolved to '{mlperf_model}')" if mlperf_model != folder else ""
-        hint = ("use an official benchmark name as the folder name: " + ", ".join(cfg.model_names))
+        hint = "use an official benchmark name as the folder name: " + ", ".join(cfg.model_names)
         elsewhere = [v for v in VERSIONS if v != cfg.version and round_config(v).model(mlperf_model) is not None]
         if elsewhere:
-            hint = f"{mlperf_model} is a benchmark of {', '.join(elsewhere)}: check with --version {elsewhere[-1]}; or " + hint
+            hint = (
+                f"{mlperf_model} is a benchmark of {', '.join(elsewhere)}: check with --version {elsewhere[-1]}; or "
+                + hint
+            )
         if division == "open":
             hint += "; or map the folder to one in open/<submitter>/model_mapping.json"
         out.add(UNKNOWN_MODEL, model_rel, f"'{folder}'{via} is not a {cfg.version} benchmark", hint)
@@ -49,9 +70,12 @@ def check_benchmark(cfg: RoundConfig, division: str, model_rel: str, folder: str
         return True
     pair = rules.scenarios(system_type)
     if pair is None or pair[0] is None:
-        out.add(NOT_FOR_SYSTEM_TYPE, model_rel,
-                f"{mlperf_model} is not a {system_type} benchmark in {cfg.version}",
-                "fix system_type in the system description, or submit this benchmark in the open division")
+        out.add(
+            NOT_FOR_SYSTEM_TYPE,
+            model_rel,
+            f"{mlperf_model} is not a {system_type} benchmark in {cfg.version}",
+            "fix system_type in the system description, or submit this benchmark in the open division",
+        )
         return True
     required = [s.lower() for s in pair[0]]
     optional = [s.lower() for s in pair[1]]
@@ -61,11 +85,17 @@ def check_benchmark(cfg: RoundConfig, division: str, model_rel: str, folder: str
         missing.append("Server or Interactive")
     unknown = [s for s in scenario_dirs if s.lower() not in set(required) | set(optional)]
     if missing:
-        out.add(MISSING_REQUIRED, model_rel,
-                f"{system_type} {mlperf_model} needs {', '.join(missing)} (found: {', '.join(scenario_dirs) or 'none'})",
-                "run and package the missing scenarios, or submit in the open division")
+        out.add(
+            MISSING_REQUIRED,
+            model_rel,
+            f"{system_type} {mlperf_model} needs {', '.join(missing)} (found: {', '.join(scenario_dirs) or 'none'})",
+            "run and package the missing scenarios, or submit in the open division",
+        )
     if unknown:
-        out.add(UNKNOWN_SCENARIO, model_rel,
-                f"{', '.join(unknown)} is not a scenario of {mlperf_model} for {system_type} systems in "
-                f"{cfg.version}", "remove the folder or fix its name")
+        out.add(
+            UNKNOWN_SCENARIO,
+            model_rel,
+            f"{', '.join(unknown)} is not a scenario of {mlperf_model} for {system_type} systems in {cfg.version}",
+            "remove the folder or fix its name",
+        )
     return True

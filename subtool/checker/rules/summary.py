@@ -16,17 +16,21 @@ from subtool.checker.rules import define
 from subtool.checker.rules.inputs import NOT_FINITE
 
 MISMATCH = define(
-    "summary.mismatch", "error",
+    "summary.mismatch",
+    "error",
     "A performance run's mlperf_log_summary.txt disagrees with its mlperf_log_detail.txt about the scenario, "
     "the verdict (Result is : VALID/INVALID) or the result value (beyond the summary's 6-digit rounding). "
     "The two files come from different runs, or one was edited.",
-    "not checked (the checker never reads the summary); subtool is deliberately stricter")
+    "not checked (the checker never reads the summary); subtool is deliberately stricter",
+)
 UNREADABLE = define(
-    "summary.unreadable", "warning",
+    "summary.unreadable",
+    "warning",
     "A performance run's mlperf_log_summary.txt cannot be compared with the detail log: empty, cut short, not "
     "a LoadGen summary, binary garbage, or without the verdict or result line. A warning because no official "
     "check reads the summary; the verdict comes from the detail log.",
-    "not checked")
+    "not checked",
+)
 
 # detail-log result key → the summary's label for the same number
 SUMMARY_LABELS = {
@@ -55,24 +59,33 @@ def check_summary(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) 
         return
     told = summary.values.get("Scenario")
     if told is not None and told != scenario:
-        ctx.out.add(MISMATCH, summary_rel, f"the summary is for a {told[:40]!r} run, the detail log for {scenario}",
-                    hint_redo)
+        ctx.out.add(
+            MISMATCH, summary_rel, f"the summary is for a {told[:40]!r} run, the detail log for {scenario}", hint_redo
+        )
     verdict = summary.values.get("Result is")
     validity = log["result_validity"]
     if verdict is None:
         ctx.out.add(UNREADABLE, summary_rel, "mlperf_log_summary.txt has no 'Result is' line", hint_redo)
     elif isinstance(validity, str) and verdict != validity:
-        ctx.out.add(MISMATCH, summary_rel, f"the summary says the run is {verdict[:40]!r}, the detail log says "
-                    f"{validity}", hint_redo)
+        ctx.out.add(
+            MISMATCH,
+            summary_rel,
+            f"the summary says the run is {verdict[:40]!r}, the detail log says {validity}",
+            hint_redo,
+        )
     key = ctx.rules.result_field(scenario) if ctx.rules else None
     label = SUMMARY_LABELS.get(key or "")
     detail = log[key] if key else None
     if label is None or not isinstance(detail, (int, float)) or isinstance(detail, bool):
-        return   # nothing to compare (the performance rules report a missing result)
+        return  # nothing to compare (the performance rules report a missing result)
     value, problem = summary.number(label)
     if value is None:
         rule = NOT_FINITE if isinstance(problem, NonFinite) else UNREADABLE
         ctx.out.add(rule, summary_rel, f"mlperf_log_summary.txt {problem}", hint_redo)
     elif not math.isclose(value, float(detail), rel_tol=REL_TOLERANCE):
-        ctx.out.add(MISMATCH, summary_rel, f"the summary's {label} is {summary.values[label][:40]}, the detail "
-                    f"log's {key} is {detail}", hint_redo)
+        ctx.out.add(
+            MISMATCH,
+            summary_rel,
+            f"the summary's {label} is {summary.values[label][:40]}, the detail log's {key} is {detail}",
+            hint_redo,
+        )

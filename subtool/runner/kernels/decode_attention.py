@@ -18,14 +18,32 @@ import triton.language as tl
 
 from subtool.runner.kernels import head_dim_fits
 
-ROWS = 16                  # the smallest tile tl.dot takes; holds up to 16 query heads per kv head
+ROWS = 16  # the smallest tile tl.dot takes; holds up to 16 query heads per kv head
 
 
 @triton.jit
-def _split_kernel(Q, K, V, LENS, O_PART, LSE_PART, scale,
-                  stride_qs, stride_qh, stride_ks, stride_kt, stride_kh, stride_os, stride_oh, stride_osplit,
-                  GROUP: tl.constexpr, D: tl.constexpr, SPLIT: tl.constexpr, BLOCK_N: tl.constexpr,
-                  ROWS: tl.constexpr):
+def _split_kernel(
+    Q,
+    K,
+    V,
+    LENS,
+    O_PART,
+    LSE_PART,
+    scale,
+    stride_qs,
+    stride_qh,
+    stride_ks,
+    stride_kt,
+    stride_kh,
+    stride_os,
+    stride_oh,
+    stride_osplit,
+    GROUP: tl.constexpr,
+    D: tl.constexpr,
+    SPLIT: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    ROWS: tl.constexpr,
+):
     seq = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1).to(tl.int64)
     split = tl.program_id(2)
@@ -35,19 +53,22 @@ def _split_kernel(Q, K, V, LENS, O_PART, LSE_PART, scale,
     rows = tl.arange(0, ROWS)
     dims = tl.arange(0, D)
     row_ok = rows < GROUP
-    q = tl.load(Q + seq * stride_qs + (head * GROUP + rows)[:, None] * stride_qh + dims[None, :],
-                mask=row_ok[:, None], other=0.0)
+    q = tl.load(
+        Q + seq * stride_qs + (head * GROUP + rows)[:, None] * stride_qh + dims[None, :],
+        mask=row_ok[:, None],
+        other=0.0,
+    )
     m_i = tl.full([ROWS], float("-inf"), tl.float32)
     l_i = tl.zeros([ROWS], tl.float32)
     acc = tl.zeros([ROWS, D], tl.float32)
     base = seq * stride_ks + head * stride_kh
-    for b in range(0, SPLIT // BLOCK_N):            # a fixed trip count; blocks past the end are skipped
+    for b in range(0, SPLIT // BLOCK_N):  # a fixed trip count; blocks past the end are skipped
         n = start + b * BLOCK_N
         if n < end:
             keys = n + tl.arange(0, BLOCK_N)
             key_ok = keys < end
             offs = base + keys[:, None] * stride_kt + dims[None, :]
-            k = tl.load(K + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)     # fp8 caches widen here
+            k = tl.load(K + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches widen here
             s = tl.dot(q, tl.trans(k)) * scale
             s = tl.where(key_ok[None, :], s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -62,13 +83,27 @@ def _split_kernel(Q, K, V, LENS, O_PART, LSE_PART, scale,
     lse = tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf"))
     o_offs = seq * stride_os + (head * GROUP + rows)[:, None] * stride_oh + split * stride_osplit + dims[None, :]
     tl.store(O_PART + o_offs, out, mask=row_ok[:, None])
-    tl.store(LSE_PART + (seq * tl.num_programs(1) * GROUP + head * GROUP + rows) * tl.num_programs(2) + split,
-             lse, mask=row_ok)
+    tl.store(
+        LSE_PART + (seq * tl.num_programs(1) * GROUP + head * GROUP + rows) * tl.num_programs(2) + split,
+        lse,
+        mask=row_ok,
+    )
 
 
 @triton.jit
-def _merge_kernel(O_PART, LSE_PART, OUT, stride_os, stride_oh, stride_osplit, stride_out_s, stride_out_h,
-                  HEADS: tl.constexpr, D: tl.constexpr, SPLITS: tl.constexpr):
+def _merge_kernel(
+    O_PART,
+    LSE_PART,
+    OUT,
+    stride_os,
+    stride_oh,
+    stride_osplit,
+    stride_out_s,
+    stride_out_h,
+    HEADS: tl.constexpr,
+    D: tl.constexpr,
+    SPLITS: tl.constexpr,
+):
     seq = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1).to(tl.int64)
     splits = tl.arange(0, SPLITS)
@@ -84,8 +119,17 @@ def _merge_kernel(O_PART, LSE_PART, OUT, stride_os, stride_oh, stride_osplit, st
 class DecodeAttention:
     """Buffers for one shape (sequences, heads, kv heads, head_dim, max_len), reused every step."""
 
-    def __init__(self, sequences: int, heads: int, kv_heads: int, head_dim: int, max_len: int, device,
-                 split: int = 256, block_n: int = 64):
+    def __init__(
+        self,
+        sequences: int,
+        heads: int,
+        kv_heads: int,
+        head_dim: int,
+        max_len: int,
+        device,
+        split: int = 256,
+        block_n: int = 64,
+    ):
         import torch
 
         if split % block_n:
@@ -110,11 +154,40 @@ class DecodeAttention:
             out = torch.empty_like(q)
         o_part, lse_part = self.o_part, self.lse_part
         _split_kernel[(s, self.kv_heads, self.splits)](
-            q, k_cache, v_cache, lengths, o_part, lse_part, scale,
-            q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-            o_part.stride(0), o_part.stride(1), o_part.stride(2),
-            GROUP=self.group, D=self.head_dim, SPLIT=self.split, BLOCK_N=self.block_n, ROWS=ROWS, num_warps=4)
+            q,
+            k_cache,
+            v_cache,
+            lengths,
+            o_part,
+            lse_part,
+            scale,
+            q.stride(0),
+            q.stride(1),
+            k_cache.stride(0),
+            k_cache.stride(1),
+            k_cache.stride(2),
+            o_part.stride(0),
+            o_part.stride(1),
+            o_part.stride(2),
+            GROUP=self.group,
+            D=self.head_dim,
+            SPLIT=self.split,
+            BLOCK_N=self.block_n,
+            ROWS=ROWS,
+            num_warps=4,
+        )
         _merge_kernel[(s, self.heads)](
-            o_part, lse_part, out, o_part.stride(0), o_part.stride(1), o_part.stride(2), out.stride(0),
-            out.stride(1), HEADS=self.heads, D=self.head_dim, SPLITS=self.splits, num_warps=4)
+            o_part,
+            lse_part,
+            out,
+            o_part.stride(0),
+            o_part.stride(1),
+            o_part.stride(2),
+            out.stride(0),
+            out.stride(1),
+            HEADS=self.heads,
+            D=self.head_dim,
+            SPLITS=self.splits,
+            num_warps=4,
+        )
         return out

@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 
 from subtool.runner.kernels import interpreted
+
 # the static output scale is pure torch (fp8_scale.py: no Triton needed to compute or test it)
 from subtool.runner.kernels.fp8_scale import gelu_output_bound, linear_output_bound  # noqa: F401
 
@@ -33,13 +34,12 @@ BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, WARPS, STAGES = 128, 256, 128, 8, 8, 3
 @triton.jit
 def _tanh_approx(x):
     # one MUFU instruction (max relative error ~2^-11, far below e4m3's 2^-4 step) instead of exp and a division
-    return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True,
-                                     pack=1)
+    return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1)
 
 
 @triton.jit
 def _grouped_tile(tile, tiles_m, tiles_n, GROUP_M: tl.constexpr):
-    per_group = GROUP_M * tiles_n                   # neighbouring tiles share rows of A in L2
+    per_group = GROUP_M * tiles_n  # neighbouring tiles share rows of A in L2
     group = tile // per_group
     first_m = group * GROUP_M
     group_rows = tl.minimum(tiles_m - first_m, GROUP_M)
@@ -47,12 +47,27 @@ def _grouped_tile(tile, tiles_m, tiles_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
-def _gelu_tile(tile, a_desc, b_desc, c_desc, A_SCALE, B_SCALE, BIAS, M, N, inv_out_scale, K: tl.constexpr,
-               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-               TANH_ASM: tl.constexpr):
+def _gelu_tile(
+    tile,
+    a_desc,
+    b_desc,
+    c_desc,
+    A_SCALE,
+    B_SCALE,
+    BIAS,
+    M,
+    N,
+    inv_out_scale,
+    K: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    TANH_ASM: tl.constexpr,
+):
     pid_m, pid_n = _grouped_tile(tile, tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    for k in range(0, K, BLOCK_K):                  # tiles by TMA; rows past M read as zeros
+    for k in range(0, K, BLOCK_K):  # tiles by TMA; rows past M read as zeros
         acc = tl.dot(a_desc.load([pid_m * BLOCK_M, k]), b_desc.load([pid_n * BLOCK_N, k]).T, acc)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -60,33 +75,91 @@ def _gelu_tile(tile, a_desc, b_desc, c_desc, A_SCALE, B_SCALE, BIAS, M, N, inv_o
     b_scale = tl.load(B_SCALE + rn, mask=rn < N, other=0.0)
     bias = tl.load(BIAS + rn, mask=rn < N, other=0.0).to(tl.float32)
     h = acc * a_scale[:, None] * b_scale[None, :] + bias[None, :]
-    inner = h + 0.044715 * h * h * h                # GELU, tanh form
+    inner = h + 0.044715 * h * h * h  # GELU, tanh form
     if TANH_ASM:
         g = (0.5 * inv_out_scale) * h * (1.0 + _tanh_approx(0.7978845608028654 * inner))
     else:
         g = h * tl.sigmoid(1.5957691216057308 * inner) * inv_out_scale
     q = tl.minimum(tl.maximum(g, -448.0), 448.0)
-    c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], q.to(tl.float8e4nv))    # TMA drops rows past M
+    c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], q.to(tl.float8e4nv))  # TMA drops rows past M
 
 
 @triton.jit
-def _fp8_gelu_gemm_kernel(a_desc, b_desc, c_desc, A_SCALE, B_SCALE, BIAS, M, N, inv_out_scale,
-                          K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                          GROUP_M: tl.constexpr, PROGRAMS: tl.constexpr, COMPILED: tl.constexpr):
+def _fp8_gelu_gemm_kernel(
+    a_desc,
+    b_desc,
+    c_desc,
+    A_SCALE,
+    B_SCALE,
+    BIAS,
+    M,
+    N,
+    inv_out_scale,
+    K: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    PROGRAMS: tl.constexpr,
+    COMPILED: tl.constexpr,
+):
     # compiled: persistent programs (the next tile's loads overlap this one's epilogue) and PTX's tanh. Triton's
     # interpreter runs no PTX and cannot loop from a program id, so there each program does one tile.
     if COMPILED:
         for tile in tl.range(tl.program_id(0), tl.cdiv(M, BLOCK_M) * tl.cdiv(N, BLOCK_N), PROGRAMS, flatten=True):
-            _gelu_tile(tile, a_desc, b_desc, c_desc, A_SCALE, B_SCALE, BIAS, M, N, inv_out_scale, K, BLOCK_M,
-                       BLOCK_N, BLOCK_K, GROUP_M, True)
+            _gelu_tile(
+                tile,
+                a_desc,
+                b_desc,
+                c_desc,
+                A_SCALE,
+                B_SCALE,
+                BIAS,
+                M,
+                N,
+                inv_out_scale,
+                K,
+                BLOCK_M,
+                BLOCK_N,
+                BLOCK_K,
+                GROUP_M,
+                True,
+            )
     else:
-        _gelu_tile(tl.program_id(0), a_desc, b_desc, c_desc, A_SCALE, B_SCALE, BIAS, M, N, inv_out_scale, K,
-                   BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, False)
+        _gelu_tile(
+            tl.program_id(0),
+            a_desc,
+            b_desc,
+            c_desc,
+            A_SCALE,
+            B_SCALE,
+            BIAS,
+            M,
+            N,
+            inv_out_scale,
+            K,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+            GROUP_M,
+            False,
+        )
 
 
-def fp8_gelu_linear(xq, x_scale, wq, w_scale, bias, out_scale: float, block_m: int = BLOCK_M,
-                    block_n: int = BLOCK_N, block_k: int | None = None, group_m: int = GROUP_M,
-                    num_warps: int = WARPS, num_stages: int = STAGES):
+def fp8_gelu_linear(
+    xq,
+    x_scale,
+    wq,
+    w_scale,
+    bias,
+    out_scale: float,
+    block_m: int = BLOCK_M,
+    block_n: int = BLOCK_N,
+    block_k: int | None = None,
+    group_m: int = GROUP_M,
+    num_warps: int = WARPS,
+    num_stages: int = STAGES,
+):
     """e4m3(GELU(x @ W.T + bias) / out_scale) from e4m3 x [M, K] (float32 row scales [M, 1]) and e4m3 W [N, K]
     (float32 column scales [1, N]); returns the e4m3 [M, N] result. K must be a multiple of 64."""
     import torch
@@ -96,19 +169,34 @@ def fp8_gelu_linear(xq, x_scale, wq, w_scale, bias, out_scale: float, block_m: i
     if block_k is None:
         block_k = BLOCK_K if k % BLOCK_K == 0 else 64
     if k != k2 or k % block_k:
-        raise ValueError(f"fp8_gelu_linear: K must match and be a multiple of {block_k}: x {tuple(xq.shape)}, "
-                         f"W {tuple(wq.shape)}")
+        raise ValueError(
+            f"fp8_gelu_linear: K must match and be a multiple of {block_k}: x {tuple(xq.shape)}, W {tuple(wq.shape)}"
+        )
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     out = torch.empty((m, n), device=xq.device, dtype=torch.float8_e4m3fn)
     if m:
         compiled = not interpreted()
         tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
-        programs = min(tiles, torch.cuda.get_device_properties(xq.device).multi_processor_count) if compiled \
-            else tiles
+        programs = min(tiles, torch.cuda.get_device_properties(xq.device).multi_processor_count) if compiled else tiles
         _fp8_gelu_gemm_kernel[(programs,)](
-            TensorDescriptor.from_tensor(xq, [block_m, block_k]), TensorDescriptor.from_tensor(wq, [block_n, block_k]),
-            TensorDescriptor.from_tensor(out, [block_m, block_n]), x_scale, w_scale, bias, m, n, 1.0 / out_scale,
-            K=k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=group_m, PROGRAMS=programs,
-            COMPILED=compiled, num_warps=num_warps, num_stages=num_stages)
+            TensorDescriptor.from_tensor(xq, [block_m, block_k]),
+            TensorDescriptor.from_tensor(wq, [block_n, block_k]),
+            TensorDescriptor.from_tensor(out, [block_m, block_n]),
+            x_scale,
+            w_scale,
+            bias,
+            m,
+            n,
+            1.0 / out_scale,
+            K=k,
+            BLOCK_M=block_m,
+            BLOCK_N=block_n,
+            BLOCK_K=block_k,
+            GROUP_M=group_m,
+            PROGRAMS=programs,
+            COMPILED=compiled,
+            num_warps=num_warps,
+            num_stages=num_stages,
+        )
     return out

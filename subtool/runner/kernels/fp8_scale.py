@@ -16,9 +16,10 @@ def linear_output_bound(weight, bias, ln_weight, ln_bias) -> float:
     |(W x)_j| <= sqrt(n) |W_j * ln_weight|_2 + |W_j . ln_bias|."""
     w = weight.float()
     n = w.shape[1]
-    bound = math.sqrt(n) * (w * ln_weight.float()[None, :]).norm(dim=1) + (w @ ln_bias.float()).abs() \
-        + bias.float().abs()
-    return float(bound.max()) * (1 + 1e-3)                       # float32 rounding of the bound itself
+    bound = (
+        math.sqrt(n) * (w * ln_weight.float()[None, :]).norm(dim=1) + (w @ ln_bias.float()).abs() + bias.float().abs()
+    )
+    return float(bound.max()) * (1 + 1e-3)  # float32 rounding of the bound itself
 
 
 def gelu_output_bound(weight, bias, ln_weight, ln_bias) -> float:

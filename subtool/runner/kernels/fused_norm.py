@@ -14,9 +14,28 @@ FP8_MAX = 448.0
 
 
 @triton.jit
-def _add_layernorm_kernel(X, R, BIAS, W, B, Y, Y32, Q, S, stride_x, stride_r, stride_y, stride_q, n_cols, eps,
-                          HAS_RES: tl.constexpr, HAS_BIAS: tl.constexpr, KEEP32: tl.constexpr,
-                          QUANT: tl.constexpr, BLOCK: tl.constexpr):
+def _add_layernorm_kernel(
+    X,
+    R,
+    BIAS,
+    W,
+    B,
+    Y,
+    Y32,
+    Q,
+    S,
+    stride_x,
+    stride_r,
+    stride_y,
+    stride_q,
+    n_cols,
+    eps,
+    HAS_RES: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    KEEP32: tl.constexpr,
+    QUANT: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     inside = cols < n_cols
@@ -39,14 +58,15 @@ def _add_layernorm_kernel(X, R, BIAS, W, B, Y, Y32, Q, S, stride_x, stride_r, st
     if QUANT:
         yq = tl.where(inside, y_low.to(tl.float32), 0.0)
         amax = tl.maximum(tl.max(tl.abs(yq), axis=0), 1e-6)
-        q = tl.minimum(tl.maximum(yq * (448.0 / amax), -448.0), 448.0)   # one division per row, not per element
+        q = tl.minimum(tl.maximum(yq * (448.0 / amax), -448.0), 448.0)  # one division per row, not per element
         tl.store(Q + row * stride_q + cols, q.to(Q.dtype.element_ty), mask=inside)
         tl.store(S + row, amax / 448.0)
 
 
 @triton.jit
-def _rowwise_fp8_kernel(X, BIAS, Q, S, stride_x, stride_q, n_cols,
-                        HAS_BIAS: tl.constexpr, GELU: tl.constexpr, BLOCK: tl.constexpr):
+def _rowwise_fp8_kernel(
+    X, BIAS, Q, S, stride_x, stride_q, n_cols, HAS_BIAS: tl.constexpr, GELU: tl.constexpr, BLOCK: tl.constexpr
+):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     inside = cols < n_cols
@@ -68,8 +88,9 @@ def _warps(block: int) -> int:
     return 4 if block <= 1024 else 8
 
 
-def add_layernorm(x, residual, weight, bias, eps: float, quantize: bool = False, x_bias=None,
-                  dtype=None, keep_fp32: bool = False):
+def add_layernorm(
+    x, residual, weight, bias, eps: float, quantize: bool = False, x_bias=None, dtype=None, keep_fp32: bool = False
+):
     """LayerNorm(x + x_bias + residual): (the result in `dtype` (default x's), its e4m3 rows or None, their float32
     [rows, 1] scales or None, and with `keep_fp32` a float32 copy (a residual stream kept in float32) or None)."""
     import torch
@@ -82,10 +103,29 @@ def add_layernorm(x, residual, weight, bias, eps: float, quantize: bool = False,
     s = torch.empty((rows, 1), device=x.device, dtype=torch.float32) if quantize else weight
     res = residual if residual is not None else x
     if rows:
-        _add_layernorm_kernel[(rows,)](x, res, x_bias if x_bias is not None else weight, weight, bias, y, y32, q, s,
-                                       x.stride(0), res.stride(0), y.stride(0), q.stride(0), n, eps,
-                                       HAS_RES=residual is not None, HAS_BIAS=x_bias is not None,
-                                       KEEP32=keep_fp32, QUANT=quantize, BLOCK=block, num_warps=_warps(block))
+        _add_layernorm_kernel[(rows,)](
+            x,
+            res,
+            x_bias if x_bias is not None else weight,
+            weight,
+            bias,
+            y,
+            y32,
+            q,
+            s,
+            x.stride(0),
+            res.stride(0),
+            y.stride(0),
+            q.stride(0),
+            n,
+            eps,
+            HAS_RES=residual is not None,
+            HAS_BIAS=x_bias is not None,
+            KEEP32=keep_fp32,
+            QUANT=quantize,
+            BLOCK=block,
+            num_warps=_warps(block),
+        )
     return y, (q if quantize else None), (s if quantize else None), (y32 if keep_fp32 else None)
 
 
@@ -98,6 +138,17 @@ def rowwise_fp8(x, bias=None, gelu: bool = False):
     q = torch.empty((rows, n), device=x.device, dtype=torch.float8_e4m3fn)
     s = torch.empty((rows, 1), device=x.device, dtype=torch.float32)
     if rows:
-        _rowwise_fp8_kernel[(rows,)](x, bias if bias is not None else x, q, s, x.stride(0), q.stride(0), n,
-                                     HAS_BIAS=bias is not None, GELU=gelu, BLOCK=block, num_warps=_warps(block))
+        _rowwise_fp8_kernel[(rows,)](
+            x,
+            bias if bias is not None else x,
+            q,
+            s,
+            x.stride(0),
+            q.stride(0),
+            n,
+            HAS_BIAS=bias is not None,
+            GELU=gelu,
+            BLOCK=block,
+            num_warps=_warps(block),
+        )
     return q, s

@@ -30,8 +30,21 @@ LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _key_block(q, acc, l_i, m_i, QKV, k_base, v_base, first_key, length, stride_t, scale_log2,
-               D: tl.constexpr, BLOCK_N: tl.constexpr):
+def _key_block(
+    q,
+    acc,
+    l_i,
+    m_i,
+    QKV,
+    k_base,
+    v_base,
+    first_key,
+    length,
+    stride_t,
+    scale_log2,
+    D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     """One block of keys folded into the online softmax of a query tile."""
     keys = first_key + tl.arange(0, BLOCK_N)
     key_ok = keys < length
@@ -48,10 +61,23 @@ def _key_block(q, acc, l_i, m_i, QKV, k_base, v_base, first_key, length, stride_
 
 
 @triton.jit
-def _packed_attention_kernel(QKV, O, CU, stride_t, stride_o, scale_log2, inv_out_scale,
-                             QUANT: tl.constexpr, HEADS: tl.constexpr, D: tl.constexpr, TILES: tl.constexpr,
-                             KEY_TILES: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                             FIXED_TRIPS: tl.constexpr):
+def _packed_attention_kernel(
+    QKV,
+    O,  # noqa: E741 (the attention output, named as in the papers)
+    CU,
+    stride_t,
+    stride_o,
+    scale_log2,
+    inv_out_scale,
+    QUANT: tl.constexpr,
+    HEADS: tl.constexpr,
+    D: tl.constexpr,
+    TILES: tl.constexpr,
+    KEY_TILES: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    FIXED_TRIPS: tl.constexpr,
+):
     pid = tl.program_id(0)
     head = tl.program_id(1)
     seq = pid // TILES
@@ -75,29 +101,40 @@ def _packed_attention_kernel(QKV, O, CU, stride_t, stride_o, scale_log2, inv_out
         # (1.2x faster on an H100), so this form is for the interpreter only
         for b in range(0, KEY_TILES):
             if b * BLOCK_N < length:
-                acc, l_i, m_i = _key_block(q, acc, l_i, m_i, QKV, k_base, v_base, b * BLOCK_N, length, stride_t,
-                                           scale_log2, D, BLOCK_N)
+                acc, l_i, m_i = _key_block(
+                    q, acc, l_i, m_i, QKV, k_base, v_base, b * BLOCK_N, length, stride_t, scale_log2, D, BLOCK_N
+                )
     else:
         for n in range(0, length, BLOCK_N):
-            acc, l_i, m_i = _key_block(q, acc, l_i, m_i, QKV, k_base, v_base, n, length, stride_t, scale_log2,
-                                       D, BLOCK_N)
+            acc, l_i, m_i = _key_block(
+                q, acc, l_i, m_i, QKV, k_base, v_base, n, length, stride_t, scale_log2, D, BLOCK_N
+            )
     out = acc / l_i[:, None]
-    if QUANT:                                       # e4m3 at a static scale for an fp8 output projection
+    if QUANT:  # e4m3 at a static scale for an fp8 output projection
         out = tl.minimum(tl.maximum(out * inv_out_scale, -448.0), 448.0)
-    tl.store(O + q_tok[:, None] * stride_o + head * D + dims[None, :], out.to(O.dtype.element_ty),
-             mask=row_ok[:, None])
+    tl.store(O + q_tok[:, None] * stride_o + head * D + dims[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None])
 
 
-def packed_attention(qkv, cu_seqlens, max_len: int, scale: float | None = None, out_scale: float | None = None,
-                     block_m: int = BLOCK_M, block_n: int = BLOCK_N, num_warps: int = 4, num_stages: int = 3):
+def packed_attention(
+    qkv,
+    cu_seqlens,
+    max_len: int,
+    scale: float | None = None,
+    out_scale: float | None = None,
+    block_m: int = BLOCK_M,
+    block_n: int = BLOCK_N,
+    num_warps: int = 4,
+    num_stages: int = 3,
+):
     """softmax(q k^T * scale) v per sequence: qkv [tokens, 3, heads, head_dim] → [tokens, heads * head_dim], in
     q's dtype, or with `out_scale` in e4m3 as value / out_scale (a bound of |v| / 448 keeps it in range)."""
     import torch
 
     tokens, three, heads, d = qkv.shape
     if three != 3 or not head_dim_fits(d):
-        raise ValueError(f"packed attention needs [tokens, 3, heads, head_dim] with a power-of-two head_dim, "
-                         f"got {tuple(qkv.shape)}")
+        raise ValueError(
+            f"packed attention needs [tokens, 3, heads, head_dim] with a power-of-two head_dim, got {tuple(qkv.shape)}"
+        )
     if qkv.stride(3) != 1 or qkv.stride(2) != d or qkv.stride(1) != heads * d:
         raise ValueError("packed attention needs each token's q, k, v rows contiguous")
     dtype = qkv.dtype if out_scale is None else torch.float8_e4m3fn
@@ -108,8 +145,22 @@ def packed_attention(qkv, cu_seqlens, max_len: int, scale: float | None = None, 
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     if tokens and sequences:
         _packed_attention_kernel[(sequences * tiles, heads)](
-            qkv, out, cu_seqlens, qkv.stride(0), out.stride(0), scale * LOG2E,
-            1.0 if out_scale is None else 1.0 / out_scale, QUANT=out_scale is not None, HEADS=heads, D=d, TILES=tiles,
-            KEY_TILES=key_tiles, BLOCK_M=block_m, BLOCK_N=block_n,
-            FIXED_TRIPS=interpreted(), num_warps=num_warps, num_stages=num_stages)
+            qkv,
+            out,
+            cu_seqlens,
+            qkv.stride(0),
+            out.stride(0),
+            scale * LOG2E,
+            1.0 if out_scale is None else 1.0 / out_scale,
+            QUANT=out_scale is not None,
+            HEADS=heads,
+            D=d,
+            TILES=tiles,
+            KEY_TILES=key_tiles,
+            BLOCK_M=block_m,
+            BLOCK_N=block_n,
+            FIXED_TRIPS=interpreted(),
+            num_warps=num_warps,
+            num_stages=num_stages,
+        )
     return out

@@ -59,21 +59,33 @@ def read_shape(model_path: Path) -> BertShape:
         raise SubtoolError(f"cannot read config.json: {exc}", path=path, rule="model.config") from None
     act = cfg.get("hidden_act", "gelu")
     if act not in ("gelu", "gelu_new", "gelu_python"):
-        raise SubtoolError(f"hidden_act {act!r}: the torch-cuda backend implements BERT's GELU only", path=path,
-                           rule="model.architecture", hint="use --backend torch-cpu for this checkpoint")
+        raise SubtoolError(
+            f"hidden_act {act!r}: the torch-cuda backend implements BERT's GELU only",
+            path=path,
+            rule="model.architecture",
+            hint="use --backend torch-cpu for this checkpoint",
+        )
     if cfg.get("position_embedding_type", "absolute") != "absolute":
-        raise SubtoolError("the torch-cuda backend implements absolute position embeddings only", path=path,
-                           rule="model.architecture", hint="use --backend torch-cpu for this checkpoint")
-    shape = BertShape(hidden=int(cfg["hidden_size"]), heads=int(cfg["num_attention_heads"]),
-                      intermediate=int(cfg["intermediate_size"]), layers=int(cfg["num_hidden_layers"]),
-                      eps=float(cfg.get("layer_norm_eps", 1e-12)),
-                      max_positions=int(cfg.get("max_position_embeddings", 512)))
+        raise SubtoolError(
+            "the torch-cuda backend implements absolute position embeddings only",
+            path=path,
+            rule="model.architecture",
+            hint="use --backend torch-cpu for this checkpoint",
+        )
+    shape = BertShape(
+        hidden=int(cfg["hidden_size"]),
+        heads=int(cfg["num_attention_heads"]),
+        intermediate=int(cfg["intermediate_size"]),
+        layers=int(cfg["num_hidden_layers"]),
+        eps=float(cfg.get("layer_norm_eps", 1e-12)),
+        max_positions=int(cfg.get("max_position_embeddings", 512)),
+    )
     if shape.hidden % shape.heads:
-        raise SubtoolError("hidden_size is not a multiple of num_attention_heads", path=path,
-                           rule="model.config")
+        raise SubtoolError("hidden_size is not a multiple of num_attention_heads", path=path, rule="model.config")
     if shape.max_positions < MAX_SEQ_LENGTH:
-        raise SubtoolError(f"max_position_embeddings {shape.max_positions} < {MAX_SEQ_LENGTH}", path=path,
-                           rule="model.config")
+        raise SubtoolError(
+            f"max_position_embeddings {shape.max_positions} < {MAX_SEQ_LENGTH}", path=path, rule="model.config"
+        )
     return shape
 
 
@@ -96,8 +108,11 @@ def load_state_dict(model_path: Path) -> dict:
             return load_file(str(st))
         return torch.load(model_path / "pytorch_model.bin", map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a damaged or foreign file
-        raise SubtoolError(f"cannot read the weights: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}",
-                           path=model_path, rule="model.load") from None
+        raise SubtoolError(
+            f"cannot read the weights: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}",
+            path=model_path,
+            rule="model.load",
+        ) from None
 
 
 class _Weights:
@@ -112,14 +127,18 @@ class _Weights:
         key = (self.prefix if encoder else "") + name
         alternatives = [key]
         if key.endswith("LayerNorm.weight"):
-            alternatives.append(key[:-len("weight")] + "gamma")
+            alternatives.append(key[: -len("weight")] + "gamma")
         if key.endswith("LayerNorm.bias"):
-            alternatives.append(key[:-len("bias")] + "beta")
+            alternatives.append(key[: -len("bias")] + "beta")
         for k in alternatives:
             if k in self.sd:
                 return self.sd[k]
-        raise SubtoolError(f"the checkpoint has no tensor {key}", path=self.path, rule="model.weights",
-                           hint="the torch-cuda backend needs a BertForQuestionAnswering checkpoint")
+        raise SubtoolError(
+            f"the checkpoint has no tensor {key}",
+            path=self.path,
+            rule="model.weights",
+            hint="the torch-cuda backend needs a BertForQuestionAnswering checkpoint",
+        )
 
 
 def flash_varlen_available() -> bool:
@@ -131,35 +150,56 @@ def flash_varlen_available() -> bool:
 class PackedBert:
     """The model's weights on one device in the run's precision, and the packed forward over them."""
 
-    def __init__(self, model_path: Path, device: str = "cuda", precision: str = "bf16", kernels: str = "auto",
-                 fused_gelu: bool | None = None, residual_fp32: bool | None = None,
-                 sublayer_out_fp32: bool | None = None):
+    def __init__(
+        self,
+        model_path: Path,
+        device: str = "cuda",
+        precision: str = "bf16",
+        kernels: str = "auto",
+        fused_gelu: bool | None = None,
+        residual_fp32: bool | None = None,
+        sublayer_out_fp32: bool | None = None,
+    ):
         import torch
 
         if precision not in PRECISIONS:
-            raise SubtoolError(f"precision {precision!r} is not supported; choose one of {', '.join(PRECISIONS)}",
-                               rule="run.precision")
+            raise SubtoolError(
+                f"precision {precision!r} is not supported; choose one of {', '.join(PRECISIONS)}", rule="run.precision"
+            )
         self.torch = torch
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
         self.precision = precision
-        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
-                      "fp8": torch.bfloat16}[precision]
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}[
+            precision
+        ]
         self.shape = read_shape(model_path)
         if kernels == "auto":
             kernels = "triton" if cuda and precision != "fp32" and triton_available() else "torch"
         if precision == "fp8" and kernels != "triton":
-            raise SubtoolError("fp8 needs a CUDA GPU with Triton (its quantizing kernels are Triton kernels)",
-                               rule="run.precision", hint="use --precision bf16")
+            raise SubtoolError(
+                "fp8 needs a CUDA GPU with Triton (its quantizing kernels are Triton kernels)",
+                rule="run.precision",
+                hint="use --precision bf16",
+            )
         self.kernels = kernels
         self.flash = cuda and precision != "fp32" and flash_varlen_available()
-        self.attention = ("triton" if kernels == "triton" and head_dim_fits(self.shape.head_dim) else
-                          "flash" if self.flash else "padded")
+        self.attention = (
+            "triton"
+            if kernels == "triton" and head_dim_fits(self.shape.head_dim)
+            else "flash"
+            if self.flash
+            else "padded"
+        )
         self.fp8_fast_accum = True
         # fp8: the first feed-forward product finishes with bias, GELU and e4m3 in its own epilogue (a Triton
         # kernel fed by TMA, so Hopper and later; Ada keeps cuBLAS's product and a separate quantizing pass)
-        self.fp8_fused_ffn = (precision == "fp8" and cuda and self.shape.hidden % 64 == 0
-                              and torch.cuda.get_device_capability(self.device) >= (9, 0))
+        self.fp8_fused_ffn = (
+            precision == "fp8"
+            and cuda
+            and self.shape.hidden % 64 == 0
+            and torch.cuda.get_device_capability(self.device) >= (9, 0)
+        )
         # fp8: the attention kernel writes e4m3 for the output projection at a static, weight-derived scale
         self.fp8_attention_out = precision == "fp8"
         # which of each layer's products run in fp8 (the others in bf16)
@@ -189,8 +229,10 @@ class PackedBert:
         self.word = self._to(w.get("embeddings.word_embeddings.weight"))
         self.pos = self._to(w.get("embeddings.position_embeddings.weight"))
         self.type = self._to(w.get("embeddings.token_type_embeddings.weight"))
-        self.emb_ln = (self._to(w.get("embeddings.LayerNorm.weight"), f32),
-                       self._to(w.get("embeddings.LayerNorm.bias"), f32))
+        self.emb_ln = (
+            self._to(w.get("embeddings.LayerNorm.weight"), f32),
+            self._to(w.get("embeddings.LayerNorm.bias"), f32),
+        )
         self.layers = []
         for i in range(self.shape.layers):
             p = f"encoder.layer.{i}."
@@ -199,29 +241,37 @@ class PackedBert:
             layer = {
                 "qkv": self._linear(qkv_w, qkv_b),
                 "o": self._linear(w.get(p + "attention.output.dense.weight"), w.get(p + "attention.output.dense.bias")),
-                "ln1": (self._to(w.get(p + "attention.output.LayerNorm.weight"), f32),
-                        self._to(w.get(p + "attention.output.LayerNorm.bias"), f32)),
+                "ln1": (
+                    self._to(w.get(p + "attention.output.LayerNorm.weight"), f32),
+                    self._to(w.get(p + "attention.output.LayerNorm.bias"), f32),
+                ),
                 "ff1": self._linear(w.get(p + "intermediate.dense.weight"), w.get(p + "intermediate.dense.bias")),
                 "ff2": self._linear(w.get(p + "output.dense.weight"), w.get(p + "output.dense.bias")),
-                "ln2": (self._to(w.get(p + "output.LayerNorm.weight"), f32),
-                        self._to(w.get(p + "output.LayerNorm.bias"), f32)),
+                "ln2": (
+                    self._to(w.get(p + "output.LayerNorm.weight"), f32),
+                    self._to(w.get(p + "output.LayerNorm.bias"), f32),
+                ),
             }
             if self.precision == "fp8":
-                self._static_ffn_scale(layer, w.get(p + "intermediate.dense.weight"),
-                                       w.get(p + "intermediate.dense.bias"))
-                self._static_attention_scale(layer, w.get(p + "attention.self.value.weight"),
-                                             w.get(p + "attention.self.value.bias"),
-                                             self.layers[-1]["ln2"] if self.layers else self.emb_ln)
+                self._static_ffn_scale(
+                    layer, w.get(p + "intermediate.dense.weight"), w.get(p + "intermediate.dense.bias")
+                )
+                self._static_attention_scale(
+                    layer,
+                    w.get(p + "attention.self.value.weight"),
+                    w.get(p + "attention.self.value.bias"),
+                    self.layers[-1]["ln2"] if self.layers else self.emb_ln,
+                )
             self.layers.append(layer)
         self.qa_w = self._to(w.get("qa_outputs.weight", encoder=False), f32)
         self.qa_b = self._to(w.get("qa_outputs.bias", encoder=False), f32)
 
     def _linear(self, weight, bias) -> dict:
         torch = self.torch
-        lin = {"w": self._to(weight), "b": self._to(bias)}     # fp8 keeps these for the products it leaves bf16
+        lin = {"w": self._to(weight), "b": self._to(bias)}  # fp8 keeps these for the products it leaves bf16
         if self.precision == "fp8":
             w32 = weight.to(self.device, torch.float32)
-            scale = (w32.abs().amax(dim=1).clamp(min=1e-12) / FP8_MAX)          # one scale per output channel
+            scale = w32.abs().amax(dim=1).clamp(min=1e-12) / FP8_MAX  # one scale per output channel
             lin["wq"] = (w32 / scale[:, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).contiguous()
             lin["ws"] = scale[None, :].contiguous()
         return lin
@@ -254,8 +304,17 @@ class PackedBert:
         if self.kernels == "triton":
             from subtool.runner.kernels.fused_norm import add_layernorm
 
-            y, q, s, y32 = add_layernorm(x, res, ln[0], ln[1], self.shape.eps, quantize=quantize, x_bias=x_bias,
-                                         dtype=self.dtype, keep_fp32=self.residual_fp32)
+            y, q, s, y32 = add_layernorm(
+                x,
+                res,
+                ln[0],
+                ln[1],
+                self.shape.eps,
+                quantize=quantize,
+                x_bias=x_bias,
+                dtype=self.dtype,
+                keep_fp32=self.residual_fp32,
+            )
             return y, q, s, (y if y32 is None else y32)
         y = x.float()
         if x_bias is not None:
@@ -280,9 +339,15 @@ class PackedBert:
         torch = self.torch
         if xq is not None:
             w_scale = lin["ws"] if w_scale is None else w_scale
-            return torch._scaled_mm(xq, lin["wq"].t(), scale_a=xs, scale_b=w_scale,
-                                    bias=lin["b"] if bias else None, out_dtype=torch.bfloat16,
-                                    use_fast_accum=self.fp8_fast_accum)
+            return torch._scaled_mm(
+                xq,
+                lin["wq"].t(),
+                scale_a=xs,
+                scale_b=w_scale,
+                bias=lin["b"] if bias else None,
+                out_dtype=torch.bfloat16,
+                use_fast_accum=self.fp8_fast_accum,
+            )
         return torch.nn.functional.linear(x, lin["w"], lin["b"] if bias else None)
 
     def _ffn_in(self, x, lin: dict, xq=None, xs=None, quantize_out: bool = False, unit_rows=None):
@@ -318,8 +383,8 @@ class PackedBert:
             return packed_attention(qkv, cu_seqlens, MAX_SEQ_LENGTH, self.scale, out_scale=out_scale)
         if self.attention == "flash":
             out = torch.ops.aten._flash_attention_forward(
-                q, k, v, cu_seqlens, cu_seqlens, MAX_SEQ_LENGTH, MAX_SEQ_LENGTH, 0.0, False, False,
-                scale=self.scale)[0]
+                q, k, v, cu_seqlens, cu_seqlens, MAX_SEQ_LENGTH, MAX_SEQ_LENGTH, 0.0, False, False, scale=self.scale
+            )[0]
             return out.reshape(t, h * d)
         return self._padded_attention(q, k, v, cu_seqlens, rows, sequences)
 
@@ -329,12 +394,12 @@ class PackedBert:
         if sequences is None:
             raise ValueError("the padded attention path needs the host-side sequence count")
         t, h, d = q.shape
-        lengths = (cu_seqlens[1:sequences + 1] - cu_seqlens[:sequences]).long()
+        lengths = (cu_seqlens[1 : sequences + 1] - cu_seqlens[:sequences]).long()
         longest = int(lengths.max()) if sequences else 1
         rows = rows.long()
         real = rows < sequences * MAX_SEQ_LENGTH
         slot = (rows // MAX_SEQ_LENGTH) * longest + rows % MAX_SEQ_LENGTH
-        slot = torch.where(real, slot, torch.full_like(slot, sequences * longest))   # padding → a dump slot
+        slot = torch.where(real, slot, torch.full_like(slot, sequences * longest))  # padding → a dump slot
 
         def pad(x):
             buf = x.new_zeros(sequences * longest + 1, h, d)
@@ -342,8 +407,9 @@ class PackedBert:
             return buf[:-1].view(sequences, longest, h, d).transpose(1, 2)
 
         keep = torch.arange(longest, device=q.device)[None, :] < lengths[:, None]
-        out = torch.nn.functional.scaled_dot_product_attention(pad(q), pad(k), pad(v),
-                                                               attn_mask=keep[:, None, None, :], scale=self.scale)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            pad(q), pad(k), pad(v), attn_mask=keep[:, None, None, :], scale=self.scale
+        )
         out = out.transpose(1, 2).reshape(sequences * longest, h * d)
         out = torch.cat([out, out.new_zeros(1, h * d)])
         return out[slot]
@@ -354,10 +420,10 @@ class PackedBert:
         torch = self.torch
         ops = self.fp8_ops
         quant_ln = bool(ops & {"qkv", "ff1"})
-        emb = torch.nn.functional.embedding(input_ids, self.word) + \
-            torch.nn.functional.embedding(position_ids, self.pos)
-        x, xq, xs, r = self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln,
-                                    quant_ln)
+        emb = torch.nn.functional.embedding(input_ids, self.word) + torch.nn.functional.embedding(
+            position_ids, self.pos
+        )
+        x, xq, xs, r = self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln, quant_ln)
         # the row scales of inputs written at a static scale (folded into the weight scales)
         unit_rows = torch.ones((x.shape[0], 1), device=x.device, dtype=torch.float32) if ops else None
         for layer in self.layers:
@@ -368,17 +434,18 @@ class PackedBert:
             elif "o" in ops:
                 from subtool.runner.kernels.fused_norm import rowwise_fp8
 
-                o, ob = self._sublayer_out(None, layer["o"],
-                                           *rowwise_fp8(self._attention(qkv, cu_seqlens, rows, sequences)))
+                o, ob = self._sublayer_out(
+                    None, layer["o"], *rowwise_fp8(self._attention(qkv, cu_seqlens, rows, sequences))
+                )
             else:
                 o, ob = self._sublayer_out(self._attention(qkv, cu_seqlens, rows, sequences), layer["o"])
             x, xq, xs, r = self._add_ln(o, r, layer["ln1"], quant_ln, x_bias=ob)
             ff1_in = (xq, xs) if "ff1" in ops else (None, None)
             fused = "ff2" in ops and ff1_in[0] is not None and self.fp8_fused_ffn
-            h, hq, hs = self._ffn_in(x, layer["ff1"], *ff1_in, quantize_out="ff2" in ops,
-                                     unit_rows=unit_rows if fused else None)
-            f, fb = self._sublayer_out(h, layer["ff2"], hq, hs,
-                                       w_scale=layer["ff2"]["ws_unit_rows"] if fused else None)
+            h, hq, hs = self._ffn_in(
+                x, layer["ff1"], *ff1_in, quantize_out="ff2" in ops, unit_rows=unit_rows if fused else None
+            )
+            f, fb = self._sublayer_out(h, layer["ff2"], hq, hs, w_scale=layer["ff2"]["ws_unit_rows"] if fused else None)
             x, xq, xs, r = self._add_ln(f, r, layer["ln2"], quant_ln, x_bias=fb)
         logits = torch.nn.functional.linear(r.float(), self.qa_w, self.qa_b)
         out.zero_()

@@ -16,7 +16,7 @@ from subtool.runner.workloads.squad import MAX_SEQ_LENGTH
 
 # The most sequences a batch of `bucket` tokens may hold is bucket // this (shorter samples pack more densely).
 MIN_TOKENS_PER_SEQUENCE = 32
-BULK_FACTOR = 8                   # a backlog of this many budgets is packed by length, not by arrival order
+BULK_FACTOR = 8  # a backlog of this many budgets is packed by length, not by arrival order
 
 
 def token_buckets(budget: int, fine_step: int = 256, fine_limit: int = 2048, coarse_step: int = 512) -> tuple:
@@ -66,11 +66,11 @@ def choose_bucket(tokens: int, sequences: int, buckets: tuple) -> int:
 
 @dataclass(frozen=True)
 class Batch:
-    query_ids: np.ndarray         # uint64 LoadGen response ids
-    indices: np.ndarray           # int64 QSL indices, same order
-    tokens: int                   # real tokens
-    bucket: int                   # the graph size it runs at
-    capacity: int                 # the sequences its graph has room for
+    query_ids: np.ndarray  # uint64 LoadGen response ids
+    indices: np.ndarray  # int64 QSL indices, same order
+    tokens: int  # real tokens
+    bucket: int  # the graph size it runs at
+    capacity: int  # the sequences its graph has room for
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -95,7 +95,7 @@ class TokenBatcher:
         self.max_sequences = sequence_capacity(self.buckets[-1])
         self._ids = np.zeros(0, np.uint64)
         self._idx = np.zeros(0, np.int64)
-        self._sorted = False          # the pool is ordered longest first (bulk mode)
+        self._sorted = False  # the pool is ordered longest first (bulk mode)
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._closed = False
@@ -184,7 +184,7 @@ def _head_tail(lens: np.ndarray, budget: int, max_sequences: int) -> tuple[int, 
     window = lens[:max_sequences]
     head = int(np.searchsorted(np.cumsum(window), budget, side="right"))
     room = budget - int(window[:head].sum())
-    shortest = lens[head:][::-1][:max_sequences - head]
+    shortest = lens[head:][::-1][: max_sequences - head]
     tail = int(np.searchsorted(np.cumsum(shortest), room, side="right"))
     return head, tail
 
@@ -192,18 +192,25 @@ def _head_tail(lens: np.ndarray, budget: int, max_sequences: int) -> tuple[int, 
 @dataclass
 class PackedInputs:
     """One batch laid out for the packed forward, every array padded to the bucket size."""
-    input_ids: np.ndarray         # int32 [bucket]
-    segment_ids: np.ndarray       # int32 [bucket]
-    position_ids: np.ndarray      # int32 [bucket]
+
+    input_ids: np.ndarray  # int32 [bucket]
+    segment_ids: np.ndarray  # int32 [bucket]
+    position_ids: np.ndarray  # int32 [bucket]
     # where each token's logits go in the [sequences * 384 (+1 dump row)] output; padding → the dump row
-    out_rows: np.ndarray          # int32 [bucket]
-    cu_seqlens: np.ndarray        # int32 [capacity + 1], unused sequences empty
+    out_rows: np.ndarray  # int32 [bucket]
+    cu_seqlens: np.ndarray  # int32 [capacity + 1], unused sequences empty
     sequences: int
     tokens: int
 
 
-def pack_inputs(input_ids: np.ndarray, segment_ids: np.ndarray, seq_lengths: np.ndarray, indices: np.ndarray,
-                bucket: int, capacity: int | None = None) -> PackedInputs:
+def pack_inputs(
+    input_ids: np.ndarray,
+    segment_ids: np.ndarray,
+    seq_lengths: np.ndarray,
+    indices: np.ndarray,
+    bucket: int,
+    capacity: int | None = None,
+) -> PackedInputs:
     """Gather the samples' real tokens back to back. Padding tokens point at the dump row, capacity * 384
     (capacity defaults to the bucket's largest)."""
     indices = np.asarray(indices, dtype=np.int64)
@@ -227,7 +234,7 @@ def pack_inputs(input_ids: np.ndarray, segment_ids: np.ndarray, seq_lengths: np.
     rows[:n] = (np.arange(indices.size, dtype=np.int32)[:, None] * MAX_SEQ_LENGTH + grid)[mask]
     cu = np.full(cap + 1, n, np.int32)
     cu[0] = 0
-    cu[1:indices.size + 1] = np.cumsum(lens)
+    cu[1 : indices.size + 1] = np.cumsum(lens)
     return PackedInputs(ids, seg, pos, rows, cu, int(indices.size), n)
 
 

@@ -106,8 +106,15 @@ def linear(x, lin: tuple):
         return F.linear(x, weight, bias)
     rows = x.reshape(-1, x.shape[-1])
     scale = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
-    y = torch._scaled_mm((rows.float() / scale).to(torch.float8_e4m3fn), weight8, scale_a=scale,
-                         scale_b=weight_scale, bias=bias, out_dtype=x.dtype, use_fast_accum=True)
+    y = torch._scaled_mm(
+        (rows.float() / scale).to(torch.float8_e4m3fn),
+        weight8,
+        scale_a=scale,
+        scale_b=weight_scale,
+        bias=bias,
+        out_dtype=x.dtype,
+        use_fast_accum=True,
+    )
     return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
@@ -125,13 +132,14 @@ def attention_inputs(x, norm_weight, eps: float, qkv: tuple, cos, sin, n_heads: 
     y = linear(rms_norm(x, norm_weight, eps), qkv)
     nq, nk = n_heads * head_dim, n_kv * head_dim
     q = y[..., :nq].view(b, t, n_heads, head_dim)
-    k = y[..., nq:nq + nk].view(b, t, n_kv, head_dim)
-    v = y[..., nq + nk:].view(b, t, n_kv, head_dim)
+    k = y[..., nq : nq + nk].view(b, t, n_kv, head_dim)
+    v = y[..., nq + nk :].view(b, t, n_kv, head_dim)
     return rotate(q, cos, sin), rotate(k, cos, sin), v
 
 
-def attention_output(x, attended, o_proj: tuple, norm_weight, eps: float, gate_up: tuple, down: tuple,
-                     intermediate: int):
+def attention_output(
+    x, attended, o_proj: tuple, norm_weight, eps: float, gate_up: tuple, down: tuple, intermediate: int
+):
     """The rest of the layer: output projection and residual, then RMSNorm, SiLU(gate)·up, down and residual."""
     x = x + linear(attended, o_proj)
     gu = linear(rms_norm(x, norm_weight, eps), gate_up)
@@ -169,15 +177,23 @@ def choose_decode_attention(asked: str, device, dtype, head_dim: int, group: int
     from subtool.runner.kernels import head_dim_fits, triton_available
 
     half = device.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
-    kernel_shape = head_dim_fits(head_dim) and group <= 16         # kernels/decode_attention.py's ROWS
-    usable = {"triton": half and kernel_shape and triton_available(),
-              "flash": half and flash_decode_available(torch), "sdpa": True}
+    kernel_shape = head_dim_fits(head_dim) and group <= 16  # kernels/decode_attention.py's ROWS
+    usable = {
+        "triton": half and kernel_shape and triton_available(),
+        "flash": half and flash_decode_available(torch),
+        "sdpa": True,
+    }
     if asked == "auto":
         return next(name for name in ("triton", "flash", "sdpa") if usable[name])
     if not usable[asked]:
-        raise ValueError(f"{asked} decode attention needs a CUDA device, bf16/fp16"
-                         + (", Triton, a power-of-two head_dim ≥ 16 and at most 16 query heads per kv head"
-                            if asked == "triton" else " and a torch whose flash attention takes seqused_k"))
+        raise ValueError(
+            f"{asked} decode attention needs a CUDA device, bf16/fp16"
+            + (
+                ", Triton, a power-of-two head_dim ≥ 16 and at most 16 query heads per kv head"
+                if asked == "triton"
+                else " and a torch whose flash attention takes seqused_k"
+            )
+        )
     return asked
 
 
@@ -189,17 +205,29 @@ def _fuse(torch, modules) -> tuple:
     start = 0
     for m in modules:
         n = m.weight.shape[0]
-        m.weight = torch.nn.Parameter(weight[start:start + n], requires_grad=False)
+        m.weight = torch.nn.Parameter(weight[start : start + n], requires_grad=False)
         if has_bias:
-            m.bias = torch.nn.Parameter(bias[start:start + n], requires_grad=False)
+            m.bias = torch.nn.Parameter(bias[start : start + n], requires_grad=False)
         start += n
     return weight, bias
 
 
 class ContinuousEngine:
-    def __init__(self, model, *, slots: int, max_len: int, eos_ids: list[int], generation,
-                 prefill_tokens: int = 16384, key_block: int = 256, weights: str = "model",
-                 decode_attention: str = "auto", compile: bool | None = None, kv_cache: str = "model"):
+    def __init__(
+        self,
+        model,
+        *,
+        slots: int,
+        max_len: int,
+        eos_ids: list[int],
+        generation,
+        prefill_tokens: int = 16384,
+        key_block: int = 256,
+        weights: str = "model",
+        decode_attention: str = "auto",
+        compile: bool | None = None,
+        kv_cache: str = "model",
+    ):
         if weights not in ("model", "fp8"):
             raise ValueError(f"weights must be 'model' or 'fp8', not {weights!r}")
         if kv_cache not in ("model", "fp8", "auto"):
@@ -235,11 +263,16 @@ class ContinuousEngine:
                 a, m = layer.self_attn, layer.mlp
                 qkv_w, qkv_b = _fuse(torch, [a.q_proj, a.k_proj, a.v_proj])
                 gu_w, gu_b = _fuse(torch, [m.gate_proj, m.up_proj])
-                self.layer_weights.append({
-                    "in_norm": layer.input_layernorm.weight, "post_norm": layer.post_attention_layernorm.weight,
-                    "qkv": quantized(qkv_w, qkv_b, fp8), "o": quantized(a.o_proj.weight, a.o_proj.bias, fp8),
-                    "gate_up": quantized(gu_w, gu_b, fp8), "down": quantized(m.down_proj.weight, m.down_proj.bias,
-                                                                             fp8)})
+                self.layer_weights.append(
+                    {
+                        "in_norm": layer.input_layernorm.weight,
+                        "post_norm": layer.post_attention_layernorm.weight,
+                        "qkv": quantized(qkv_w, qkv_b, fp8),
+                        "o": quantized(a.o_proj.weight, a.o_proj.bias, fp8),
+                        "gate_up": quantized(gu_w, gu_b, fp8),
+                        "down": quantized(m.down_proj.weight, m.down_proj.bias, fp8),
+                    }
+                )
             positions = torch.arange(self.max_len, device=self.device)[None]
             cos, sin = inner.rotary_emb(weight[:1, :1], positions)
             half = self.head_dim // 2
@@ -261,18 +294,20 @@ class ContinuousEngine:
             self._in_decode = self._in_prefill = attention_inputs
             self._out_decode = self._out_prefill = attention_output
         self.intermediate = self.layers[0].mlp.gate_proj.weight.shape[0]
-        self.decode_attention = choose_decode_attention(decode_attention, self.device, self.dtype, self.head_dim,
-                                                        self.group)
+        self.decode_attention = choose_decode_attention(
+            decode_attention, self.device, self.dtype, self.head_dim, self.group
+        )
         if kv_cache == "fp8" and self.decode_attention != "triton":
             raise ValueError("an fp8 KV cache needs the Triton decode attention (CUDA, bf16/fp16, Triton)")
         self.kv_fp8 = kv_cache == "fp8" or (kv_cache == "auto" and fp8 and self.decode_attention == "triton")
-        self.own_keys = self.decode_attention != "sdpa"      # each slot reads its own keys: one graph for every step
+        self.own_keys = self.decode_attention != "sdpa"  # each slot reads its own keys: one graph for every step
         self.triton_attention = None
         if self.decode_attention == "triton":
             from subtool.runner.kernels.decode_attention import DecodeAttention
 
-            self.triton_attention = DecodeAttention(self.slots, self.n_heads, self.n_kv, self.head_dim,
-                                                    self.max_len, self.device)
+            self.triton_attention = DecodeAttention(
+                self.slots, self.n_heads, self.n_kv, self.head_dim, self.max_len, self.device
+            )
         # token-major per slot, so one layer's cache is also flash attention's packed [slots × max_len, kv, D]
         shape = (len(self.layers), self.slots, self.max_len, self.n_kv, self.head_dim)
         # fp8: keys and values stored in e4m3 as they are (unit scale, saturating), halving what decode reads
@@ -315,14 +350,14 @@ class ContinuousEngine:
         keys with flash attention)."""
         s = self.slots
         pos = self.positions
-        x = self.embed(self.tokens[:, None])                                       # [S, 1, H]
+        x = self.embed(self.tokens[:, None])  # [S, 1, H]
         cos, sin = self.cos[pos][:, None, None, :], self.sin[pos][:, None, None, :]  # [S, 1, 1, D]
         if self.own_keys:
             used = (pos + 1).to(torch.int32)
         else:
             mask = (self.key_index[None, :keys] <= pos[:, None])[:, None, None, :]  # [S, 1, 1, keys]
         for i in range(len(self.layers)):
-            q, k, v = self._inputs(self._in_decode, i, x, cos, sin)                 # [S, 1, heads|kv, D]
+            q, k, v = self._inputs(self._in_decode, i, x, cos, sin)  # [S, 1, heads|kv, D]
             self.k_cache[i, self.slot_index, pos] = self._stored(k[:, 0])
             self.v_cache[i, self.slot_index, pos] = self._stored(v[:, 0])
             # the query heads of one kv head as that head's group of query rows: [S, kv, group, D]
@@ -334,13 +369,26 @@ class ContinuousEngine:
                 o = torch.ops.aten._flash_attention_forward(
                     qg.transpose(1, 2).reshape(-1, self.n_kv, self.head_dim),
                     self.k_cache[i].view(-1, self.n_kv, self.head_dim),
-                    self.v_cache[i].view(-1, self.n_kv, self.head_dim), self.cu_q, self.cu_k, self.group,
-                    self.max_len, 0.0, False, False, scale=self.scaling, seqused_k=used)[0]
+                    self.v_cache[i].view(-1, self.n_kv, self.head_dim),
+                    self.cu_q,
+                    self.cu_k,
+                    self.group,
+                    self.max_len,
+                    0.0,
+                    False,
+                    False,
+                    scale=self.scaling,
+                    seqused_k=used,
+                )[0]
                 o = o.view(s, self.group, self.n_kv, self.head_dim).transpose(1, 2)
             else:
                 o = F.scaled_dot_product_attention(
-                    qg, self.k_cache[i, :, :keys].transpose(1, 2), self.v_cache[i, :, :keys].transpose(1, 2),
-                    attn_mask=mask, scale=self.scaling)
+                    qg,
+                    self.k_cache[i, :, :keys].transpose(1, 2),
+                    self.v_cache[i, :, :keys].transpose(1, 2),
+                    attn_mask=mask,
+                    scale=self.scaling,
+                )
             x = self._outputs(self._out_decode, i, x, o.reshape(s, 1, -1))
         logits = self.lm_head(self.norm(x))[:, 0].float()
         if self.eos_ids:
@@ -355,21 +403,26 @@ class ContinuousEngine:
         t = max(len(p) for p in prompts)
         ids = np.zeros((b, t), dtype=np.int64)
         for r, p in enumerate(prompts):
-            ids[r, :len(p)] = p
+            ids[r, : len(p)] = p
         ids = torch.from_numpy(ids).to(self.device)
         last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
         rows = torch.tensor(slots, device=self.device)
-        cos, sin = self.cos[:t][None, :, None], self.sin[:t][None, :, None]           # [1, T, 1, D]
+        cos, sin = self.cos[:t][None, :, None], self.sin[:t][None, :, None]  # [1, T, 1, D]
         x = self.embed(ids)
         for i in range(len(self.layers)):
-            q, k, v = self._inputs(self._in_prefill, i, x, cos, sin)                 # [B, T, heads|kv, D]
+            q, k, v = self._inputs(self._in_prefill, i, x, cos, sin)  # [B, T, heads|kv, D]
             self.k_cache[i, rows, :t] = self._stored(k)
             self.v_cache[i, rows, :t] = self._stored(v)
-            o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                               is_causal=True, scale=self.scaling,
-                                               enable_gqa=self.n_heads != self.n_kv)
+            o = F.scaled_dot_product_attention(
+                q.transpose(1, 2),
+                k.transpose(1, 2),
+                v.transpose(1, 2),
+                is_causal=True,
+                scale=self.scaling,
+                enable_gqa=self.n_heads != self.n_kv,
+            )
             x = self._outputs(self._out_prefill, i, x, o.transpose(1, 2).reshape(b, t, -1))
-        x_last = x[torch.arange(b, device=self.device), last]                           # [B, H]
+        x_last = x[torch.arange(b, device=self.device), last]  # [B, H]
         logits = self.lm_head(self.norm(x_last)).float()
         if not allow_eos and self.eos_ids:
             logits[:, self.eos_ids] = float("-inf")
@@ -395,7 +448,7 @@ class ContinuousEngine:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(2):                 # warm-up outside the graph (kernels, allocator)
+            for _ in range(2):  # warm-up outside the graph (kernels, allocator)
                 self._decode_step(keys)
         torch.cuda.current_stream().wait_stream(stream)
         if self.graph_pool is None:
@@ -459,8 +512,9 @@ class ContinuousEngine:
                 self.tokens.copy_(torch.from_numpy(tokens))
                 self.positions.copy_(torch.from_numpy(positions))
                 if g.min_new_tokens > 1:
-                    self.allow_eos.copy_(torch.from_numpy(np.array(
-                        [len(outputs[s]) >= g.min_new_tokens for s in range(self.slots)])))
+                    self.allow_eos.copy_(
+                        torch.from_numpy(np.array([len(outputs[s]) >= g.min_new_tokens for s in range(self.slots)]))
+                    )
                 keys = key_bucket(int(positions[busy].max()) + 1, self.key_block, self.max_len)
                 self._step(keys)
                 self.stats.decode_slot_steps += len(busy)

@@ -39,7 +39,7 @@ class SutStats:
 def plan_batches(indices: list[int], lengths: np.ndarray, batch_size: int) -> list[list[int]]:
     """Positions into `indices`, grouped by prompt length (longest first) into batches of batch_size."""
     order = sorted(range(len(indices)), key=lambda i: -int(lengths[indices[i]]))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def _available_memory(device: str) -> int | None:
@@ -63,19 +63,23 @@ def check_fits(model_path, config: dict, precision: str, device: str) -> None:
     from subtool.runner.workloads.llm_data import checkpoint_bytes
 
     on_disk = checkpoint_bytes(model_path)
-    disk_width = {"float32": 4, "float16": 2, "bfloat16": 2}.get(str(config.get("torch_dtype")
-                                                                     or config.get("dtype") or "float32"), 4)
-    width = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 3}[precision]      # fp8: bf16 weights + e4m3 copies
+    disk_width = {"float32": 4, "float16": 2, "bfloat16": 2}.get(
+        str(config.get("torch_dtype") or config.get("dtype") or "float32"), 4
+    )
+    width = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 3}[precision]  # fp8: bf16 weights + e4m3 copies
     needed = int(on_disk / disk_width * width * 1.05)
     available = _available_memory(device)
     if available is not None and needed > available:
         where = "GPU memory (all visible GPUs)" if device == "cuda" else "free RAM"
-        raise SubtoolError(f"the model needs about {needed / 2**30:.1f} GiB in {precision} but only "
-                           f"{available / 2**30:.1f} GiB of {where} is available", path=model_path,
-                           rule="model.too_large",
-                           hint="use a GPU backend with more or larger GPUs (--backend torch-cuda spreads the "
-                                "model over every visible GPU), a lower --precision, or --backend openai with a "
-                                "serving engine")
+        raise SubtoolError(
+            f"the model needs about {needed / 2**30:.1f} GiB in {precision} but only "
+            f"{available / 2**30:.1f} GiB of {where} is available",
+            path=model_path,
+            rule="model.too_large",
+            hint="use a GPU backend with more or larger GPUs (--backend torch-cuda spreads the "
+            "model over every visible GPU), a lower --precision, or --backend openai with a "
+            "serving engine",
+        )
 
 
 class LlmGenerator:
@@ -86,24 +90,45 @@ class LlmGenerator:
     the continuous engine asks it for `more_work()` (samples that arrived meanwhile, non-blocking) every step.
     """
 
-    def __init__(self, model_path, prompts: list[np.ndarray], generation, *, eos_token_id, pad_token_id,
-                 batch_size: int = 32, device: str = "cpu", precision: str = "fp32", threads: int | None = None,
-                 engine: str = "auto", model=None, engine_options: dict | None = None):
+    def __init__(
+        self,
+        model_path,
+        prompts: list[np.ndarray],
+        generation,
+        *,
+        eos_token_id,
+        pad_token_id,
+        batch_size: int = 32,
+        device: str = "cpu",
+        precision: str = "fp32",
+        threads: int | None = None,
+        engine: str = "auto",
+        model=None,
+        engine_options: dict | None = None,
+    ):
         import json
 
         import torch
 
         if device == "cuda" and not torch.cuda.is_available():
-            raise SubtoolError("--backend torch-cuda but torch sees no CUDA device", rule="run.device",
-                               hint="use --backend torch-cpu, or install a CUDA build of torch")
+            raise SubtoolError(
+                "--backend torch-cuda but torch sees no CUDA device",
+                rule="run.device",
+                hint="use --backend torch-cpu, or install a CUDA build of torch",
+            )
         if precision not in _TORCH_DTYPES:
-            raise SubtoolError(f"precision {precision!r} is not supported by the torch backends; choose "
-                               f"{', '.join(_TORCH_DTYPES)}", rule="run.precision")
+            raise SubtoolError(
+                f"precision {precision!r} is not supported by the torch backends; choose {', '.join(_TORCH_DTYPES)}",
+                rule="run.precision",
+            )
         if device == "cpu" and precision == "fp16":
             raise SubtoolError("fp16 is not supported on CPU", rule="run.precision", hint="use fp32 or bf16")
         if precision == "fp8" and (device != "cuda" or engine == "batched"):
-            raise SubtoolError("fp8 runs on the continuous engine on a GPU only", rule="run.precision",
-                               hint="use --backend torch-cuda (and --engine auto or continuous), or bf16")
+            raise SubtoolError(
+                "fp8 runs on the continuous engine on a GPU only",
+                rule="run.precision",
+                hint="use --backend torch-cuda (and --engine auto or continuous), or bf16",
+            )
         if threads:
             torch.set_num_threads(threads)
         # `model`: an already built model (the GPU bench builds random weights in place instead of loading)
@@ -119,8 +144,11 @@ class LlmGenerator:
         self.eos_ids = sorted(set(eos if isinstance(eos, list) else [eos])) if eos is not None else []
         self.pad_id = int(pad_token_id if pad_token_id is not None else (self.eos_ids or [0])[0])
         self.batch_size = max(1, int(batch_size))
-        self.model = model if model is not None else \
-            self._load_model(model_path, torch, getattr(torch, _TORCH_DTYPES[precision]), device)
+        self.model = (
+            model
+            if model is not None
+            else self._load_model(model_path, torch, getattr(torch, _TORCH_DTYPES[precision]), device)
+        )
         import inspect
 
         # transformers 5 renamed past_key_values to cache
@@ -138,8 +166,14 @@ class LlmGenerator:
                 # fp8 projections, and an fp8 KV cache where the engine's decode attention is the Triton kernel
                 options.setdefault("weights", "fp8")
                 options.setdefault("kv_cache", "auto")
-            self.engine = ContinuousEngine(self.model, slots=self.batch_size, max_len=max_len,
-                                           eos_ids=self.eos_ids, generation=generation, **options)
+            self.engine = ContinuousEngine(
+                self.model,
+                slots=self.batch_size,
+                max_len=max_len,
+                eos_ids=self.eos_ids,
+                generation=generation,
+                **options,
+            )
         elif precision == "fp8":
             raise SubtoolError("fp8 runs on the continuous engine only", rule="run.precision")
         self.stats = SutStats()
@@ -154,13 +188,14 @@ class LlmGenerator:
         hf_logging.set_verbosity_error()
         kwargs = {"dtype": dtype}
         if device == "cuda" and torch.cuda.device_count() > 1:
-            kwargs["device_map"] = "auto"        # spread layers over every visible GPU
+            kwargs["device_map"] = "auto"  # spread layers over every visible GPU
         try:
             model = AutoModelForCausalLM.from_pretrained(str(model_path), local_files_only=True, **kwargs)
         except Exception as exc:  # OSError, ValueError, safetensors' SafetensorError …: the files, not our code
             first = (str(exc).splitlines() or [""])[0]
-            raise SubtoolError(f"cannot load the checkpoint: {exc.__class__.__name__}: {first}", path=model_path,
-                               rule="model.load") from None
+            raise SubtoolError(
+                f"cannot load the checkpoint: {exc.__class__.__name__}: {first}", path=model_path, rule="model.load"
+            ) from None
         if "device_map" not in kwargs:
             model.to(self.device)
         return model.eval()
@@ -175,8 +210,11 @@ class LlmGenerator:
 
             reason = supports(self.model, self.generation)
             if reason:
-                raise SubtoolError(f"the continuous engine cannot run this model: {reason}", rule="run.engine",
-                                   hint="use --engine batched")
+                raise SubtoolError(
+                    f"the continuous engine cannot run this model: {reason}",
+                    rule="run.engine",
+                    hint="use --engine batched",
+                )
         return engine
 
     # generation ----------------------------------------------------------------------------------------
@@ -219,8 +257,8 @@ class LlmGenerator:
         ids = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(seqs), width), dtype=np.int64)
         for r, s in enumerate(seqs):
-            ids[r, width - len(s):] = s
-            mask[r, width - len(s):] = 1
+            ids[r, width - len(s) :] = s
+            mask[r, width - len(s) :] = 1
         first_device = self.model.get_input_embeddings().weight.device
         return torch.from_numpy(ids).to(first_device), torch.from_numpy(mask).to(first_device)
 
@@ -240,8 +278,14 @@ class LlmGenerator:
         outputs: list[list[int]] = [[] for _ in rows]
         open_rows = set(range(len(rows)))
         with torch.inference_mode():
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True,
-                             logits_to_keep=1, **{self.cache_kw: cache})
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=position,
+                use_cache=True,
+                logits_to_keep=1,
+                **{self.cache_kw: cache},
+            )
             for step in range(self.generation.max_new_tokens):
                 nxt = self._pick(out.logits[:, -1, :].float(), step)
                 tokens = nxt.tolist()
@@ -256,21 +300,33 @@ class LlmGenerator:
                     break
                 mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
                 position = position[:, -1:] + 1
-                out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position,
-                                 use_cache=True, **{self.cache_kw: cache})
+                out = self.model(
+                    input_ids=nxt[:, None],
+                    attention_mask=mask,
+                    position_ids=position,
+                    use_cache=True,
+                    **{self.cache_kw: cache},
+                )
 
     def _beam_batch(self, rows) -> None:
         ids, mask = self._padded(rows)
         g = self.generation
         with self.torch.inference_mode():
-            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=g.max_new_tokens,
-                                      min_new_tokens=g.min_new_tokens, num_beams=g.num_beams, early_stopping=True,
-                                      do_sample=False, pad_token_id=self.pad_id,
-                                      eos_token_id=self.eos_ids or None)
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=g.max_new_tokens,
+                min_new_tokens=g.min_new_tokens,
+                num_beams=g.num_beams,
+                early_stopping=True,
+                do_sample=False,
+                pad_token_id=self.pad_id,
+                eos_token_id=self.eos_ids or None,
+            )
         eos = set(self.eos_ids)
-        for r, row in enumerate(out[:, ids.shape[1]:].tolist()):
+        for r, row in enumerate(out[:, ids.shape[1] :].tolist()):
             tokens = []
-            for t in row:                    # up to and including the first EOS; the rest is padding
+            for t in row:  # up to and including the first EOS; the rest is padding
                 tokens.append(t)
                 if t in eos:
                     break
@@ -321,8 +377,7 @@ class TorchLlmSUT:
                 return
             self._open.discard(query_id)
         arr = np.asarray(tokens, dtype=self.np_dtype)
-        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes,
-                                                                  len(tokens))])
+        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes, len(tokens))])
 
     def more_work(self) -> list:
         """Samples that arrived since the engine started (non-blocking)."""

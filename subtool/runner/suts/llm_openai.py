@@ -44,11 +44,14 @@ class Endpoint:
     base_path: str
 
     @classmethod
-    def parse(cls, url: str) -> "Endpoint":
+    def parse(cls, url: str) -> Endpoint:
         parsed = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise SubtoolError(f"endpoint {url!r} is not an http(s) URL", rule="run.endpoint",
-                               hint="e.g. --endpoint http://127.0.0.1:8000")
+            raise SubtoolError(
+                f"endpoint {url!r} is not an http(s) URL",
+                rule="run.endpoint",
+                hint="e.g. --endpoint http://127.0.0.1:8000",
+            )
         path = parsed.path.rstrip("/")
         if path.endswith("/v1"):
             path = path[:-3]
@@ -67,15 +70,29 @@ def _api_key(env_name: str | None) -> str | None:
         return None
     value = os.environ.get(env_name)
     if not value:
-        raise SubtoolError(f"--api-key-env names {env_name}, but that variable is not set", rule="run.api_key",
-                           hint=f"export {env_name}=... before the run (the key is never written to disk)")
+        raise SubtoolError(
+            f"--api-key-env names {env_name}, but that variable is not set",
+            rule="run.api_key",
+            hint=f"export {env_name}=... before the run (the key is never written to disk)",
+        )
     return value
 
 
 class OpenAICompletionsSUT:
-    def __init__(self, endpoint: str, prompts: list[np.ndarray], tokenizer, generation, *,
-                 api_key_env: str | None = None, served_model: str | None = None, concurrency: int = 32,
-                 timeout_s: float = 600.0, max_retries: int = 6, backoff_s: float = 0.5):
+    def __init__(
+        self,
+        endpoint: str,
+        prompts: list[np.ndarray],
+        tokenizer,
+        generation,
+        *,
+        api_key_env: str | None = None,
+        served_model: str | None = None,
+        concurrency: int = 32,
+        timeout_s: float = 600.0,
+        max_retries: int = 6,
+        backoff_s: float = 0.5,
+    ):
         import mlperf_loadgen as lg
 
         self.lg = lg
@@ -95,8 +112,10 @@ class OpenAICompletionsSUT:
         self._queue: queue.Queue = queue.Queue()
         self._error: str | None = None
         self._error_lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._work, name=f"subtool-openai-{i}", daemon=True)
-                         for i in range(max(1, int(concurrency)))]
+        self._workers = [
+            threading.Thread(target=self._work, name=f"subtool-openai-{i}", daemon=True)
+            for i in range(max(1, int(concurrency)))
+        ]
         for w in self._workers:
             w.start()
         self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
@@ -107,15 +126,23 @@ class OpenAICompletionsSUT:
         try:
             status, body = self._get("/v1/models", timeout=min(30.0, self.timeout_s))
         except (OSError, http.client.HTTPException) as exc:
-            raise SubtoolError(f"cannot reach the endpoint {self.endpoint.url('/v1/models')}: "
-                               f"{_reason(exc)}", rule="run.endpoint_unreachable",
-                               hint="start the server (e.g. vllm serve MODEL) or fix --endpoint") from None
+            raise SubtoolError(
+                f"cannot reach the endpoint {self.endpoint.url('/v1/models')}: {_reason(exc)}",
+                rule="run.endpoint_unreachable",
+                hint="start the server (e.g. vllm serve MODEL) or fix --endpoint",
+            ) from None
         if status in (401, 403):
-            raise SubtoolError(f"the endpoint refused the request (HTTP {status})", rule="run.endpoint_auth",
-                               hint="pass --api-key-env VAR with the variable that holds the API key")
+            raise SubtoolError(
+                f"the endpoint refused the request (HTTP {status})",
+                rule="run.endpoint_auth",
+                hint="pass --api-key-env VAR with the variable that holds the API key",
+            )
         if status != 200:
-            raise SubtoolError(f"{self.endpoint.url('/v1/models')} answered HTTP {status}", rule="run.endpoint",
-                               hint="--endpoint must be the base URL of an OpenAI-compatible server")
+            raise SubtoolError(
+                f"{self.endpoint.url('/v1/models')} answered HTTP {status}",
+                rule="run.endpoint",
+                hint="--endpoint must be the base URL of an OpenAI-compatible server",
+            )
         try:
             return str(json.loads(body)["data"][0]["id"])
         except (ValueError, KeyError, IndexError, TypeError):
@@ -162,8 +189,15 @@ class OpenAICompletionsSUT:
 
     def _body(self, index: int) -> bytes:
         g = self.generation
-        body = {"model": self.model, "prompt": [int(t) for t in self.prompts[index]], "max_tokens": g.max_new_tokens,
-                "temperature": 0.0, "stream": True, "logprobs": 0, "return_tokens_as_token_ids": True}
+        body = {
+            "model": self.model,
+            "prompt": [int(t) for t in self.prompts[index]],
+            "max_tokens": g.max_new_tokens,
+            "temperature": 0.0,
+            "stream": True,
+            "logprobs": 0,
+            "return_tokens_as_token_ids": True,
+        }
         if g.min_new_tokens > 1:
             body["min_tokens"] = g.min_new_tokens
         if g.num_beams > 1:
@@ -172,7 +206,7 @@ class OpenAICompletionsSUT:
 
     def _generate(self, qid: int, index: int, conn):
         body = self._body(index)
-        state = {"first_sent": False}      # a retried request must not report its first token twice
+        state = {"first_sent": False}  # a retried request must not report its first token twice
         for attempt in range(self.max_retries + 1):
             try:
                 if conn is None:
@@ -185,14 +219,15 @@ class OpenAICompletionsSUT:
                 conn = _close(conn)
                 if not exc.retryable or attempt == self.max_retries:
                     raise
-                delay = exc.retry_after if exc.retry_after is not None else self.backoff_s * 2 ** attempt
+                delay = exc.retry_after if exc.retry_after is not None else self.backoff_s * 2**attempt
                 time.sleep(delay * (1 + 0.1 * random.random()))
             except (OSError, http.client.HTTPException) as exc:
                 conn = _close(conn)
                 if attempt == self.max_retries:
-                    raise EndpointError(f"{self.endpoint.url('/v1/completions')}: {_reason(exc)}",
-                                        retryable=False) from None
-                time.sleep(self.backoff_s * 2 ** attempt)
+                    raise EndpointError(
+                        f"{self.endpoint.url('/v1/completions')}: {_reason(exc)}", retryable=False
+                    ) from None
+                time.sleep(self.backoff_s * 2**attempt)
         raise EndpointError("retries exhausted", retryable=False)
 
     def _stream(self, conn, body: bytes, qid: int, state: dict):
@@ -202,9 +237,11 @@ class OpenAICompletionsSUT:
         if resp.status != 200:
             detail = resp.read()[:300].decode("utf-8", "replace").strip()
             retry_after = resp.getheader("Retry-After")
-            raise EndpointError(f"HTTP {resp.status} from /v1/completions: {detail}",
-                                retryable=resp.status in RETRY_STATUS,
-                                retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None)
+            raise EndpointError(
+                f"HTTP {resp.status} from /v1/completions: {detail}",
+                retryable=resp.status in RETRY_STATUS,
+                retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
         ids: list[int] | None = []
         text_parts: list[str] = []
         while True:
@@ -220,7 +257,7 @@ class OpenAICompletionsSUT:
             try:
                 choice = json.loads(payload)["choices"][0]
             except (ValueError, KeyError, IndexError, TypeError):
-                continue            # usage-only or keep-alive chunks
+                continue  # usage-only or keep-alive chunks
             text = choice.get("text") or ""
             chunk_ids = _token_ids(choice)
             if chunk_ids is None:
@@ -260,8 +297,11 @@ class OpenAICompletionsSUT:
             w.join()
         self.lg.DestroySUT(self.handle)
         if self._error is not None:
-            raise SubtoolError(f"the endpoint failed during the run: {self._error}", rule="run.endpoint_failed",
-                               hint="check the server's log; the run directory was not changed")
+            raise SubtoolError(
+                f"the endpoint failed during the run: {self._error}",
+                rule="run.endpoint_failed",
+                hint="check the server's log; the run directory was not changed",
+            )
 
 
 def _token_ids(choice: dict) -> list[int] | None:

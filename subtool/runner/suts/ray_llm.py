@@ -32,13 +32,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from subtool.errors import SubtoolError
-from subtool.runner.suts.ray_pool import (AUTO, ExactlyOnceLedger, RayPoolConfig, _first_line, _loss_errors, _say,
-                                          await_ready, connect, release_workers, report_run_end,
-                                          require_ray, worker_count)
 from subtool.runner.suts.ray_llm_worker import GeneratorSpec
+from subtool.runner.suts.ray_pool import (
+    AUTO,
+    ExactlyOnceLedger,
+    RayPoolConfig,
+    _first_line,
+    _loss_errors,
+    _say,
+    await_ready,
+    connect,
+    release_workers,
+    report_run_end,
+    require_ray,
+    worker_count,
+)
 
-POLL_WAIT_S = 0.25              # how long a worker's poll waits for its first new event
-ACTOR_CONCURRENCY = 4           # a blocking poll, a submit, and room for stats
+POLL_WAIT_S = 0.25  # how long a worker's poll waits for its first new event
+ACTOR_CONCURRENCY = 4  # a blocking poll, a submit, and room for stats
 STATS_WAIT_S = 10.0
 
 
@@ -50,7 +61,7 @@ class _Worker:
     pid: int = 0
     alive: bool = True
     slots: int = 0
-    outstanding: dict = field(default_factory=dict)      # qid → sample index, in order of submission
+    outstanding: dict = field(default_factory=dict)  # qid → sample index, in order of submission
     samples: int = 0
     tokens: int = 0
     submits: int = 0
@@ -83,8 +94,10 @@ class Dispatcher:
         split it evenly among them (so the tail does not all land on one worker)."""
         sends: dict[int, tuple[_Worker, list]] = {}
         while self.pending:
-            room = sorted((w for w in self.workers if w.alive and len(w.outstanding) < self.capacity),
-                          key=lambda w: (len(w.outstanding), w.samples, w.number))
+            room = sorted(
+                (w for w in self.workers if w.alive and len(w.outstanding) < self.capacity),
+                key=lambda w: (len(w.outstanding), w.samples, w.number),
+            )
             if not room:
                 break
             share = math.ceil(len(self.pending) / len(room))
@@ -139,8 +152,9 @@ class Dispatcher:
 class RayLlmSUT:
     """An LLM's LoadGen SUT over a pool of Ray workers (ray_llm_worker.LlmWorker)."""
 
-    def __init__(self, spec: GeneratorSpec, prompts: list, cfg: RayPoolConfig, capacity: int | None = None,
-                 warm_up: int = 0):
+    def __init__(
+        self, spec: GeneratorSpec, prompts: list, cfg: RayPoolConfig, capacity: int | None = None, warm_up: int = 0
+    ):
         import mlperf_loadgen as lg
         import ray
 
@@ -172,10 +186,12 @@ class RayLlmSUT:
             self.spec = spec = dataclasses.replace(spec, device=device, precision=precision, threads=threads)
             self.precision = precision
             count = worker_count(ray, cfg)
-            opts = {"num_cpus": cfg.cpus_per_worker, "num_gpus": 0} if device == "cpu" else \
-                {"num_cpus": 0, "num_gpus": 1}
-            actor = ray.remote(LlmWorker).options(max_restarts=0, max_task_retries=0,
-                                                  max_concurrency=ACTOR_CONCURRENCY, **opts)
+            opts = (
+                {"num_cpus": cfg.cpus_per_worker, "num_gpus": 0} if device == "cpu" else {"num_cpus": 0, "num_gpus": 1}
+            )
+            actor = ray.remote(LlmWorker).options(
+                max_restarts=0, max_task_retries=0, max_concurrency=ACTOR_CONCURRENCY, **opts
+            )
             prompts_ref = ray.put(list(prompts))
             self.workers = [_Worker(i, actor.remote(spec, prompts_ref)) for i in range(count)]
             infos = await_ready(ray, cfg, self.workers)
@@ -190,8 +206,10 @@ class RayLlmSUT:
             raise
         self.dispatch = Dispatcher(self.workers, np.array([len(p) for p in prompts]), self.capacity)
         nodes = sorted({w.node for w in self.workers})
-        _say(f"{len(self.workers)} workers ({cfg.inner_backend}, {self.engine} engine, {self.capacity} samples "
-             f"in flight each) on {len(nodes)} node{'s' if len(nodes) != 1 else ''}: {', '.join(nodes)}")
+        _say(
+            f"{len(self.workers)} workers ({cfg.inner_backend}, {self.engine} engine, {self.capacity} samples "
+            f"in flight each) on {len(nodes)} node{'s' if len(nodes) != 1 else ''}: {', '.join(nodes)}"
+        )
         self._collector = threading.Thread(target=self._collect, name="subtool-ray-llm", daemon=True)
         self._collector.start()
         for w in self.workers:
@@ -206,8 +224,10 @@ class RayLlmSUT:
         try:
             seconds = self.ray.get(refs, timeout=self.cfg.start_timeout_s)
         except Exception as exc:
-            raise SubtoolError(f"a Ray worker failed while warming up: {exc.__class__.__name__}: "
-                               f"{_first_line(exc)}", rule="run.ray_start") from None
+            raise SubtoolError(
+                f"a Ray worker failed while warming up: {exc.__class__.__name__}: {_first_line(exc)}",
+                rule="run.ray_start",
+            ) from None
         _say(f"warm-up: {count} samples per worker in {max(seconds):.1f} s")
 
     # ------------------------------------------------------------------------------------ LoadGen side
@@ -263,7 +283,7 @@ class RayLlmSUT:
             return
         with self._lock:
             if not worker.alive:
-                return                   # written off: its samples went elsewhere; never answer late
+                return  # written off: its samples went elsewhere; never answer late
             if events["first"] or events["done"]:
                 worker.last_progress = time.monotonic()
             firsts = []
@@ -276,12 +296,14 @@ class RayLlmSUT:
             self._send_locked()
         if firsts and self.token_latencies:
             arrays = [np.array([t], dtype=self.np_dtype) for _, t in firsts]
-            self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(qid, a.ctypes.data, a.nbytes)
-                                        for (qid, _), a in zip(firsts, arrays)])
+            self.lg.FirstTokenComplete(
+                [self.lg.QuerySampleResponse(qid, a.ctypes.data, a.nbytes) for (qid, _), a in zip(firsts, arrays)]
+            )
         if done:
             arrays = [np.asarray(t, dtype=self.np_dtype) for _, t in done]
-            self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, a.ctypes.data, a.nbytes, len(t))
-                                          for (qid, t), a in zip(done, arrays)])
+            self.lg.QuerySamplesComplete(
+                [self.lg.QuerySampleResponse(qid, a.ctypes.data, a.nbytes, len(t)) for (qid, t), a in zip(done, arrays)]
+            )
         if worker.alive and not self._stopping:
             self._poll(worker)
 
@@ -296,7 +318,7 @@ class RayLlmSUT:
     def _lose(self, worker: _Worker, why: str) -> None:
         """Write a worker off and give its samples to the others (or, with none left, fail the run)."""
         try:
-            self.ray.kill(worker.handle, no_restart=True)    # a worker written off must never answer late
+            self.ray.kill(worker.handle, no_restart=True)  # a worker written off must never answer late
         except Exception:  # already gone
             pass
         with self._lock:
@@ -308,8 +330,10 @@ class RayLlmSUT:
             if survivors and self._error is None:
                 self._send_locked()
         if survivors:
-            _say(f"{worker.name()} lost ({why}); {len(items)} samples in flight re-issued to the {survivors} "
-                 f"remaining worker{'s' if survivors != 1 else ''}")
+            _say(
+                f"{worker.name()} lost ({why}); {len(items)} samples in flight re-issued to the {survivors} "
+                f"remaining worker{'s' if survivors != 1 else ''}"
+            )
             return
         self._fail(f"all {len(self.workers)} Ray workers are lost (the last: {worker.name()}, {why})")
 
@@ -335,15 +359,30 @@ class RayLlmSUT:
         generators = self._worker_stats()
         with self._lock:
             d = self.dispatch
-            return {"workers": len(self.workers), "alive": d.survivors, "engine": self.engine,
-                    "capacity": self.capacity,
-                    "per_worker": [{"node": w.node, "samples": w.samples, "tokens": w.tokens, "submits": w.submits,
-                                    "alive": w.alive, **({"generator": generators[w.number]}
-                                                         if w.number in generators else {})}
-                                   for w in self.workers],
-                    "issued": d.ledger.issued, "answered": d.ledger.answered, "dropped": d.ledger.dropped,
-                    "duplicates": d.ledger.duplicates, "reissued": d.reissued, "deaths": list(self.deaths),
-                    "error": self._error}
+            return {
+                "workers": len(self.workers),
+                "alive": d.survivors,
+                "engine": self.engine,
+                "capacity": self.capacity,
+                "per_worker": [
+                    {
+                        "node": w.node,
+                        "samples": w.samples,
+                        "tokens": w.tokens,
+                        "submits": w.submits,
+                        "alive": w.alive,
+                        **({"generator": generators[w.number]} if w.number in generators else {}),
+                    }
+                    for w in self.workers
+                ],
+                "issued": d.ledger.issued,
+                "answered": d.ledger.answered,
+                "dropped": d.ledger.dropped,
+                "duplicates": d.ledger.duplicates,
+                "reissued": d.reissued,
+                "deaths": list(self.deaths),
+                "error": self._error,
+            }
 
     def _worker_stats(self) -> dict[int, dict]:
         live = [w for w in self.workers if w.alive]
@@ -378,7 +417,7 @@ def make_ray_llm_sut(llm_spec, model_path, data, config) -> RayLlmSUT:
     cfg = RayPoolConfig.from_sut_config(config)
     check_checkpoint(llm_spec, Path(model_path), need_weights=True)
     options = torch_sut_options(llm_spec, Path(model_path), data, config)
-    if cfg.inner_backend != AUTO:                # the inner backend's precision rules, before any cluster starts
+    if cfg.inner_backend != AUTO:  # the inner backend's precision rules, before any cluster starts
         LlmWorkload(llm_spec.name).check_backend(cfg.inner_backend, config.precision)
     spec = GeneratorSpec(model_path=str(Path(model_path).resolve()), **options)
     return RayLlmSUT(spec, data.prompts, dataclasses.replace(cfg, chunk=spec.batch_size))

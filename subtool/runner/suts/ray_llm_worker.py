@@ -20,8 +20,8 @@ import os
 import queue
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from subtool.errors import SubtoolError
 
@@ -29,11 +29,12 @@ from subtool.errors import SubtoolError
 @dataclass(frozen=True)
 class GeneratorSpec:
     """How a worker builds its LlmGenerator (everything picklable: it travels to every worker)."""
-    model_path: str | None             # the checkpoint, at the same path on every node
-    generation: object                 # workloads.llm.Generation
+
+    model_path: str | None  # the checkpoint, at the same path on every node
+    generation: object  # workloads.llm.Generation
     eos_token_id: object
     pad_token_id: int | None
-    batch_size: int                    # the continuous engine's slots, or the batched engine's batch
+    batch_size: int  # the continuous engine's slots, or the batched engine's batch
     device: str = "cpu"
     precision: str = "fp32"
     threads: int | None = None
@@ -65,19 +66,23 @@ class LlmWorker:
         self.pid = os.getpid()
         self.generator = None
         self.error: dict | None = None
-        self.failure: str | None = None           # generation failed after start-up
+        self.failure: str | None = None  # generation failed after start-up
         self._inbox: queue.Queue = queue.Queue()
         self._cond = threading.Condition()
         self._first: list = []
         self._done: list = []
-        self._busy = threading.Lock()             # the generator runs one loop at a time (warm-up or work)
+        self._busy = threading.Lock()  # the generator runs one loop at a time (warm-up or work)
         try:
             self.generator = self._build(spec, prompts)
         except SubtoolError as err:
             self.error = {"message": err.message, "path": err.path, "rule": err.rule, "hint": err.hint}
         except Exception as exc:  # torch, CUDA, transformers: whatever stops the model from loading
-            self.error = {"message": f"{exc.__class__.__name__}: {_first_line(exc)}", "path": None,
-                          "rule": "run.ray_worker_setup", "hint": None}
+            self.error = {
+                "message": f"{exc.__class__.__name__}: {_first_line(exc)}",
+                "path": None,
+                "rule": "run.ray_worker_setup",
+                "hint": None,
+            }
         if self.generator is not None:
             self._thread = threading.Thread(target=self._loop, name="subtool-llm-worker", daemon=True)
             self._thread.start()
@@ -89,19 +94,33 @@ class LlmWorker:
         from subtool.runner.suts.llm_local import LlmGenerator
 
         model = spec.model_factory() if spec.model_factory is not None else None
-        return LlmGenerator(Path(spec.model_path) if spec.model_path else None, prompts, spec.generation,
-                            eos_token_id=spec.eos_token_id, pad_token_id=spec.pad_token_id,
-                            batch_size=spec.batch_size, device=spec.device, precision=spec.precision,
-                            threads=spec.threads, engine=spec.engine, model=model,
-                            engine_options=spec.engine_options)
+        return LlmGenerator(
+            Path(spec.model_path) if spec.model_path else None,
+            prompts,
+            spec.generation,
+            eos_token_id=spec.eos_token_id,
+            pad_token_id=spec.pad_token_id,
+            batch_size=spec.batch_size,
+            device=spec.device,
+            precision=spec.precision,
+            threads=spec.threads,
+            engine=spec.engine,
+            model=model,
+            engine_options=spec.engine_options,
+        )
 
     def ready(self) -> dict:
         from subtool import __version__
 
         g = self.generator
-        return {"node": self.node, "pid": self.pid, "subtool": __version__, "error": self.error,
-                "engine": g.engine_name if g is not None else None,
-                "slots": g.batch_size if g is not None else None}
+        return {
+            "node": self.node,
+            "pid": self.pid,
+            "subtool": __version__,
+            "error": self.error,
+            "engine": g.engine_name if g is not None else None,
+            "slots": g.batch_size if g is not None else None,
+        }
 
     def warm_up(self, indices: list[int]) -> float:
         """Generate these samples once, answers discarded (kernels, allocator, CUDA graph capture), before any
@@ -115,7 +134,7 @@ class LlmWorker:
         g = self.generator
         with self._busy:
             g.run([(-1 - i, int(idx)) for i, idx in enumerate(indices)], _Discard())
-            capture = getattr(g.engine, "warm_up", None)       # the decode graphs every prompt length needs
+            capture = getattr(g.engine, "warm_up", None)  # the decode graphs every prompt length needs
             if capture is not None:
                 capture([int(n) for n in g.lengths])
             g.stats = SutStats()
@@ -143,8 +162,12 @@ class LlmWorker:
         import dataclasses
 
         g = self.generator
-        out = {"node": self.node, "pid": self.pid, "engine": g.engine_name if g is not None else None,
-               **(dataclasses.asdict(g.stats) if g is not None else {})}
+        out = {
+            "node": self.node,
+            "pid": self.pid,
+            "engine": g.engine_name if g is not None else None,
+            **(dataclasses.asdict(g.stats) if g is not None else {}),
+        }
         engine_stats = getattr(getattr(g, "engine", None), "stats", None)
         if dataclasses.is_dataclass(engine_stats):
             out["engine_stats"] = dataclasses.asdict(engine_stats)

@@ -37,34 +37,37 @@ from subtool.runner.workloads.squad import MAX_SEQ_LENGTH
 LOCAL = "local"
 AUTO = "auto"
 CONNECT_PROBE_S = 5.0
-FREE_RESOURCES_WAIT_S = 15.0       # what a cluster may need to free the resources of actors just killed
+FREE_RESOURCES_WAIT_S = 15.0  # what a cluster may need to free the resources of actors just killed
 
 
 @dataclass(frozen=True)
 class RayPoolConfig:
-    address: str = LOCAL               # local | auto | HOST:PORT | ray://HOST:PORT
-    workers: int | None = None         # default: one per free GPU (torch-cuda) or per free CPU (torch-cpu)
-    inner_backend: str = "torch-cpu"   # the model each worker runs (ray_worker.ENGINES), or auto
-    cpus_per_worker: int = 1           # torch threads of a CPU worker, and the CPUs it reserves
-    depth: int = 2                     # chunks a worker holds at once
-    chunk: int = 32                    # most samples in one request (the batch size)
-    start_timeout_s: float = 600.0     # for every worker to load its model
-    task_timeout_s: float = 600.0      # a chunk unanswered this long counts as a lost worker
+    address: str = LOCAL  # local | auto | HOST:PORT | ray://HOST:PORT
+    workers: int | None = None  # default: one per free GPU (torch-cuda) or per free CPU (torch-cpu)
+    inner_backend: str = "torch-cpu"  # the model each worker runs (ray_worker.ENGINES), or auto
+    cpus_per_worker: int = 1  # torch threads of a CPU worker, and the CPUs it reserves
+    depth: int = 2  # chunks a worker holds at once
+    chunk: int = 32  # most samples in one request (the batch size)
+    start_timeout_s: float = 600.0  # for every worker to load its model
+    task_timeout_s: float = 600.0  # a chunk unanswered this long counts as a lost worker
 
     @classmethod
-    def from_sut_config(cls, config) -> "RayPoolConfig":
+    def from_sut_config(cls, config) -> RayPoolConfig:
         from subtool.runner.suts.ray_worker import ENGINES
 
         extra = dict(config.extra or {})
         address = str(extra.get("ray_address") or os.environ.get("RAY_ADDRESS") or LOCAL)
         inner = str(extra.get("inner_backend") or "torch-cpu")
         if inner not in ENGINES and inner != AUTO:
-            raise SubtoolError(f"the ray backend cannot run {inner!r} on its workers; choose one of "
-                               f"{', '.join(ENGINES)}", rule="run.backend")
+            raise SubtoolError(
+                f"the ray backend cannot run {inner!r} on its workers; choose one of {', '.join(ENGINES)}",
+                rule="run.backend",
+            )
         workers = extra.get("workers")
         if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-            raise SubtoolError(f"--workers must be a whole number of at least 1, not {workers!r}",
-                               rule="run.ray_workers")
+            raise SubtoolError(
+                f"--workers must be a whole number of at least 1, not {workers!r}", rule="run.ray_workers"
+            )
         numbers = {}
         for key in ("cpus_per_worker", "depth"):
             value = extra.get(key, getattr(cls, key))
@@ -76,8 +79,9 @@ class RayPoolConfig:
             if not isinstance(value, (int, float)) or value <= 0:
                 raise SubtoolError(f"{key} must be a positive number of seconds, not {value!r}", rule="run.ray")
             numbers[key] = float(value)
-        return cls(address=address, workers=workers, inner_backend=inner, chunk=max(1, int(config.batch_size)),
-                   **numbers)
+        return cls(
+            address=address, workers=workers, inner_backend=inner, chunk=max(1, int(config.batch_size)), **numbers
+        )
 
     @property
     def resource(self) -> str:
@@ -85,7 +89,7 @@ class RayPoolConfig:
 
         return ENGINES[self.inner_backend][2] if self.inner_backend != AUTO else "CPU"
 
-    def resolved(self, cluster_gpus: float) -> "RayPoolConfig":
+    def resolved(self, cluster_gpus: float) -> RayPoolConfig:
         """`auto` workers: torch-cuda when the cluster has GPUs (wherever they are), else torch-cpu."""
         if self.inner_backend != AUTO:
             return self
@@ -111,10 +115,13 @@ def _probe(address: str) -> None:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_PROBE_S):
             pass
     except OSError as exc:
-        raise SubtoolError(f"no Ray cluster answers at {address} ({exc.strerror or exc})", rule="run.ray_connect",
-                           hint="start one with `ray start --head --port=6379` (and `ray start "
-                                "--address=HEAD:6379` on every other node), or use --ray-address local for a "
-                                "cluster on this machine only") from None
+        raise SubtoolError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc})",
+            rule="run.ray_connect",
+            hint="start one with `ray start --head --port=6379` (and `ray start "
+            "--address=HEAD:6379` on every other node), or use --ray-address local for a "
+            "cluster on this machine only",
+        ) from None
 
 
 def connect(cfg: RayPoolConfig) -> bool:
@@ -135,18 +142,25 @@ def connect(cfg: RayPoolConfig) -> bool:
     try:
         ray.init(address=cfg.address, **quiet)
     except ConnectionError as exc:
-        what = ("no Ray cluster runs on this node (--ray-address auto joins one started here with `ray start`)"
-                if cfg.address == "auto" else
-                f"cannot join the Ray cluster at {cfg.address}: {str(exc).splitlines()[0]}")
-        raise SubtoolError(what, rule="run.ray_connect",
-                           hint="start one with `ray start --head` on this or another node, set RAY_ADDRESS, "
-                                "or use --ray-address local") from None
+        what = (
+            "no Ray cluster runs on this node (--ray-address auto joins one started here with `ray start`)"
+            if cfg.address == "auto"
+            else f"cannot join the Ray cluster at {cfg.address}: {str(exc).splitlines()[0]}"
+        )
+        raise SubtoolError(
+            what,
+            rule="run.ray_connect",
+            hint="start one with `ray start --head` on this or another node, set RAY_ADDRESS, "
+            "or use --ray-address local",
+        ) from None
     except Exception as exc:  # ray.exceptions.AuthenticationError and friends: name them, no traceback
-        raise SubtoolError(f"cannot join the Ray cluster at {cfg.address}: {exc.__class__.__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}", rule="run.ray_connect",
-                           hint="every node and this process need the same Ray version and, with token "
-                                "authentication, the same token (RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)") \
-            from None
+        raise SubtoolError(
+            f"cannot join the Ray cluster at {cfg.address}: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}",
+            rule="run.ray_connect",
+            hint="every node and this process need the same Ray version and, with token "
+            "authentication, the same token (RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)",
+        ) from None
     return True
 
 
@@ -154,8 +168,14 @@ def _loss_errors() -> tuple:
     """Errors that mean the worker (or its node) is gone, not that the model failed on the input."""
     import ray.exceptions as rex
 
-    return (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError,
-            rex.OutOfMemoryError, rex.LocalRayletDiedError)
+    return (
+        rex.RayActorError,
+        rex.WorkerCrashedError,
+        rex.NodeDiedError,
+        rex.ObjectLostError,
+        rex.OutOfMemoryError,
+        rex.LocalRayletDiedError,
+    )
 
 
 class ExactlyOnceLedger:
@@ -166,8 +186,8 @@ class ExactlyOnceLedger:
         self._open: dict[int, int] = {}
         self.issued = 0
         self.answered = 0
-        self.duplicates = 0          # ids issued again while still open
-        self.dropped = 0             # answers for ids not open (already answered, or never issued)
+        self.duplicates = 0  # ids issued again while still open
+        self.dropped = 0  # answers for ids not open (already answered, or never issued)
 
     def issue(self, items) -> None:
         for qid, idx in items:
@@ -209,27 +229,37 @@ def worker_count(ray, cfg: RayPoolConfig) -> int:
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     count = cfg.workers or int(ray.available_resources().get(kind, 0.0) // per)
     if count < 1:
-        raise SubtoolError(f"the Ray cluster has no free {kind} for a {cfg.inner_backend} worker "
-                           f"({total:g} in all on {nodes} node{'s' if nodes != 1 else ''})",
-                           rule="run.ray_resources",
-                           hint="start the worker nodes with `ray start --address=HEAD:6379`"
-                                + (" on machines with GPUs" if kind == "GPU" else ""))
+        raise SubtoolError(
+            f"the Ray cluster has no free {kind} for a {cfg.inner_backend} worker "
+            f"({total:g} in all on {nodes} node{'s' if nodes != 1 else ''})",
+            rule="run.ray_resources",
+            hint="start the worker nodes with `ray start --address=HEAD:6379`"
+            + (" on machines with GPUs" if kind == "GPU" else ""),
+        )
     if count * per > total:
         most = int(total // per)
-        raise SubtoolError(f"{count} {cfg.inner_backend} workers need {count * per} {kind}; the Ray cluster "
-                           f"has {total:g} on {nodes} node{'s' if nodes != 1 else ''}",
-                           rule="run.ray_resources",
-                           hint=(f"ask for at most {most} workers, or add" if most else "add") +
-                                " nodes with `ray start --address=HEAD:6379`" +
-                                (" (GPU workers need nodes where Ray sees GPUs; --backend torch-cpu runs "
-                                 "on CPUs)" if kind == "GPU" and not most else ""))
+        raise SubtoolError(
+            f"{count} {cfg.inner_backend} workers need {count * per} {kind}; the Ray cluster "
+            f"has {total:g} on {nodes} node{'s' if nodes != 1 else ''}",
+            rule="run.ray_resources",
+            hint=(f"ask for at most {most} workers, or add" if most else "add")
+            + " nodes with `ray start --address=HEAD:6379`"
+            + (
+                " (GPU workers need nodes where Ray sees GPUs; --backend torch-cpu runs on CPUs)"
+                if kind == "GPU" and not most
+                else ""
+            ),
+        )
     deadline = time.monotonic() + FREE_RESOURCES_WAIT_S
     while ray.available_resources().get(kind, 0.0) < count * per:
         if time.monotonic() > deadline:
             free = ray.available_resources().get(kind, 0.0)
-            raise SubtoolError(f"{count} {cfg.inner_backend} workers need {count * per} {kind}; only "
-                               f"{free:g} of the cluster's {total:g} are free (other Ray jobs hold the rest)",
-                               rule="run.ray_resources", hint="wait for those jobs or ask for fewer workers")
+            raise SubtoolError(
+                f"{count} {cfg.inner_backend} workers need {count * per} {kind}; only "
+                f"{free:g} of the cluster's {total:g} are free (other Ray jobs hold the rest)",
+                rule="run.ray_resources",
+                hint="wait for those jobs or ask for fewer workers",
+            )
         time.sleep(0.2)
     return count
 
@@ -244,29 +274,37 @@ def await_ready(ray, cfg: RayPoolConfig, workers: list) -> list[dict]:
         left = deadline - time.monotonic()
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, left))
         if not ready:
-            raise SubtoolError(f"{len(pending)} of {len(workers)} Ray workers did not start within "
-                               f"{cfg.start_timeout_s:g} s", rule="run.ray_start",
-                               hint="see `ray status` for pending resources; a large model may need a "
-                                    "longer start_timeout_s")
+            raise SubtoolError(
+                f"{len(pending)} of {len(workers)} Ray workers did not start within {cfg.start_timeout_s:g} s",
+                rule="run.ray_start",
+                hint="see `ray status` for pending resources; a large model may need a longer start_timeout_s",
+            )
         worker = pending.pop(ready[0])
         try:
             info = ray.get(ready[0])
         except Exception as exc:
-            raise SubtoolError(f"Ray worker {worker.number} died while starting: "
-                               f"{exc.__class__.__name__}: {_first_line(exc)}", rule="run.ray_start",
-                               hint="every node needs subtool and its dependencies installed (the same "
-                                    "versions as this one)") from None
+            raise SubtoolError(
+                f"Ray worker {worker.number} died while starting: {exc.__class__.__name__}: {_first_line(exc)}",
+                rule="run.ray_start",
+                hint="every node needs subtool and its dependencies installed (the same versions as this one)",
+            ) from None
         worker.node, worker.pid = info["node"], info["pid"]
         if info.get("subtool") != __version__:
-            raise SubtoolError(f"Ray worker {worker.number} on {worker.node} runs subtool "
-                               f"{info.get('subtool')}, this process {__version__}", rule="run.ray_start",
-                               hint="install the same subtool on every node (or run them all from one "
-                                    "container image)")
+            raise SubtoolError(
+                f"Ray worker {worker.number} on {worker.node} runs subtool "
+                f"{info.get('subtool')}, this process {__version__}",
+                rule="run.ray_start",
+                hint="install the same subtool on every node (or run them all from one container image)",
+            )
         err = info["error"]
         if err:
             where = f"on {worker.node}: " if cfg.address != LOCAL else ""
-            raise SubtoolError(f"Ray worker {worker.number} {where}{err['message']}", path=err.get("path"),
-                               rule=err.get("rule") or "run.ray_start", hint=err.get("hint"))
+            raise SubtoolError(
+                f"Ray worker {worker.number} {where}{err['message']}",
+                path=err.get("path"),
+                rule=err.get("rule") or "run.ray_start",
+                hint=err.get("hint"),
+            )
         answers[worker.number] = info
     return [answers[w.number] for w in workers]
 
@@ -289,7 +327,7 @@ class _Worker:
 @dataclass
 class _Task:
     worker: _Worker
-    items: list                      # [(qid, qsl index)]
+    items: list  # [(qid, qsl index)]
     future: object
     sent: float = field(default_factory=time.monotonic)
 
@@ -297,8 +335,7 @@ class _Task:
 class RayBertSUT:
     """BERT's LoadGen SUT over a pool of Ray workers (ray_worker.BertWorker)."""
 
-    def __init__(self, model_path, features, cfg: RayPoolConfig, precision: str = "fp32",
-                 threads: int | None = None):
+    def __init__(self, model_path, features, cfg: RayPoolConfig, precision: str = "fp32", threads: int | None = None):
         import mlperf_loadgen as lg
         import ray
 
@@ -313,7 +350,7 @@ class RayBertSUT:
         self.reissued = 0
         self._cond = threading.Condition()
         self._pending: deque = deque()
-        self._inflight: dict = {}        # ObjectRef → _Task
+        self._inflight: dict = {}  # ObjectRef → _Task
         self._done: queue.Queue = queue.Queue()
         self._error: str | None = None
         self._owns = connect(cfg)
@@ -330,28 +367,34 @@ class RayBertSUT:
             check_precision(cfg.inner_backend, precision)
             count = worker_count(ray, cfg)
             threads = threads or (cfg.cpus_per_worker if cfg.resource == "CPU" else None)
-            opts = {"num_cpus": cfg.cpus_per_worker, "num_gpus": 0} if cfg.resource == "CPU" else \
-                {"num_cpus": 0, "num_gpus": 1}
+            opts = (
+                {"num_cpus": cfg.cpus_per_worker, "num_gpus": 0}
+                if cfg.resource == "CPU"
+                else {"num_cpus": 0, "num_gpus": 1}
+            )
             actor = ray.remote(BertWorker).options(max_restarts=0, max_task_retries=0, **opts)
             inputs = ray.put(ModelInputs.from_features(features))
-            handles = [actor.remote(cfg.inner_backend, str(Path(model_path).resolve()), inputs, precision,
-                                    cfg.chunk, threads) for _ in range(count)]
+            handles = [
+                actor.remote(cfg.inner_backend, str(Path(model_path).resolve()), inputs, precision, cfg.chunk, threads)
+                for _ in range(count)
+            ]
             self.workers = [_Worker(i, h) for i, h in enumerate(handles)]
             await_ready(ray, cfg, self.workers)
         except BaseException:
             self._release()
             raise
         nodes = sorted({w.node for w in self.workers})
-        _say(f"{len(self.workers)} workers ({cfg.inner_backend}, {cfg.per_worker} {cfg.resource} each) on "
-             f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}: {', '.join(nodes)}")
+        _say(
+            f"{len(self.workers)} workers ({cfg.inner_backend}, {cfg.per_worker} {cfg.resource} each) on "
+            f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}: {', '.join(nodes)}"
+        )
         self._collector = threading.Thread(target=self._collect, name="subtool-ray-collect", daemon=True)
         self._collector.start()
         self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
 
     # ------------------------------------------------------------------------------------ LoadGen side
     def issue_queries(self, query_samples) -> None:
-        items = sorted(((qs.id, qs.index) for qs in query_samples),
-                       key=lambda s: (-int(self.lengths[s[1]]), s[1]))
+        items = sorted(((qs.id, qs.index) for qs in query_samples), key=lambda s: (-int(self.lengths[s[1]]), s[1]))
         with self._cond:
             self.ledger.issue(items)
             if self._error is None:
@@ -399,7 +442,7 @@ class RayBertSUT:
         with self._cond:
             task = self._inflight.pop(ref, None)
             if task is None:
-                return                  # its worker was already written off; the chunk went elsewhere
+                return  # its worker was already written off; the chunk went elsewhere
             task.worker.inflight -= 1
         try:
             logits = task.future.result()
@@ -407,19 +450,21 @@ class RayBertSUT:
             self._lose(task.worker, f"{exc.__class__.__name__}", also=[task])
             return
         except Exception as exc:
-            self._fail(f"{task.worker.name()} failed on a chunk of {len(task.items)} samples: "
-                       f"{exc.__class__.__name__}: {_first_line(exc)}", also=[task])
+            self._fail(
+                f"{task.worker.name()} failed on a chunk of {len(task.items)} samples: "
+                f"{exc.__class__.__name__}: {_first_line(exc)}",
+                also=[task],
+            )
             return
         with self._cond:
             keep = self.ledger.settle(task.items)
             task.worker.samples += len(keep)
             self._dispatch_locked()
-        full = np.zeros((len(keep), MAX_SEQ_LENGTH, 2), dtype=np.float32)   # the reply stops at its longest
-        full[:, :logits.shape[1]] = logits[keep]
+        full = np.zeros((len(keep), MAX_SEQ_LENGTH, 2), dtype=np.float32)  # the reply stops at its longest
+        full[:, : logits.shape[1]] = logits[keep]
         responses = []
         for row, pos in enumerate(keep):
-            responses.append(self.lg.QuerySampleResponse(task.items[pos][0], full[row].ctypes.data,
-                                                         full[row].nbytes))
+            responses.append(self.lg.QuerySampleResponse(task.items[pos][0], full[row].ctypes.data, full[row].nbytes))
         if responses:
             self.lg.QuerySamplesComplete(responses)
 
@@ -434,7 +479,7 @@ class RayBertSUT:
     def _lose(self, worker: _Worker, why: str, also: list | None = None) -> None:
         """Write a worker off and give its chunks (the one that failed plus any still in flight) to the others."""
         try:
-            self.ray.kill(worker.handle, no_restart=True)    # a worker written off must never answer late
+            self.ray.kill(worker.handle, no_restart=True)  # a worker written off must never answer late
         except Exception:  # already gone
             pass
         with self._cond:
@@ -457,13 +502,14 @@ class RayBertSUT:
                 orphans = items
         if orphans is None:
             if first or items:
-                _say(f"{worker.name()} lost ({why}); {len(items)} in-flight samples re-issued to the "
-                     f"{survivors} remaining worker{'s' if survivors != 1 else ''}")
+                _say(
+                    f"{worker.name()} lost ({why}); {len(items)} in-flight samples re-issued to the "
+                    f"{survivors} remaining worker{'s' if survivors != 1 else ''}"
+                )
             return
         if first:
             self.deaths.append(f"{worker.name()}: {why}")
-        self._fail(f"all {len(self.workers)} Ray workers are lost (the last: {worker.name()}, {why})",
-                   orphans=orphans)
+        self._fail(f"all {len(self.workers)} Ray workers are lost (the last: {worker.name()}, {why})", orphans=orphans)
 
     def _fail(self, message: str, also: list | None = None, orphans: list | None = None) -> None:
         """Stop computing: answer every open sample empty so LoadGen finishes, and keep the error for stop()."""
@@ -488,12 +534,20 @@ class RayBertSUT:
     # -------------------------------------------------------------------------------------------- end
     def stats(self) -> dict:
         with self._cond:
-            return {"workers": len(self.workers), "alive": sum(1 for w in self.workers if w.alive),
-                    "per_worker": [{"node": w.node, "samples": w.samples, "chunks": w.chunks, "alive": w.alive}
-                                   for w in self.workers],
-                    "issued": self.ledger.issued, "answered": self.ledger.answered,
-                    "dropped": self.ledger.dropped, "duplicates": self.ledger.duplicates,
-                    "reissued": self.reissued, "deaths": list(self.deaths), "error": self._error}
+            return {
+                "workers": len(self.workers),
+                "alive": sum(1 for w in self.workers if w.alive),
+                "per_worker": [
+                    {"node": w.node, "samples": w.samples, "chunks": w.chunks, "alive": w.alive} for w in self.workers
+                ],
+                "issued": self.ledger.issued,
+                "answered": self.ledger.answered,
+                "dropped": self.ledger.dropped,
+                "duplicates": self.ledger.duplicates,
+                "reissued": self.reissued,
+                "deaths": list(self.deaths),
+                "error": self._error,
+            }
 
     def _release(self) -> None:
         release_workers(self.ray, self.workers, self._owns)
@@ -521,16 +575,22 @@ def release_workers(ray, workers, owns_ray: bool) -> None:
 def report_run_end(deaths: list[str], reissued: int, error: str | None, ledger: ExactlyOnceLedger) -> None:
     """After a Ray run: say which workers were lost, then raise the run's error or a mismatch with LoadGen."""
     if deaths and error is None:
-        _say(f"the run completed after losing {len(deaths)} worker{'s' if len(deaths) != 1 else ''}"
-             f" ({reissued} samples re-issued): " + "; ".join(deaths))
+        _say(
+            f"the run completed after losing {len(deaths)} worker{'s' if len(deaths) != 1 else ''}"
+            f" ({reissued} samples re-issued): " + "; ".join(deaths)
+        )
     if error is not None:
-        raise SubtoolError(f"the Ray SUT failed during the run: {error}", rule="run.sut_error",
-                           hint="see the `ray:` lines above; `ray status` and the Ray logs on the node "
-                                "(/tmp/ray/session_latest/logs) say why a worker died")
+        raise SubtoolError(
+            f"the Ray SUT failed during the run: {error}",
+            rule="run.sut_error",
+            hint="see the `ray:` lines above; `ray status` and the Ray logs on the node "
+            "(/tmp/ray/session_latest/logs) say why a worker died",
+        )
     problems = ledger.problems()
     if problems:
-        raise SubtoolError("the Ray SUT's answers do not match what LoadGen issued: " + "; ".join(problems),
-                           rule="run.sut_error")
+        raise SubtoolError(
+            "the Ray SUT's answers do not match what LoadGen issued: " + "; ".join(problems), rule="run.sut_error"
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -544,9 +604,11 @@ def require_ray() -> None:
     try:
         import ray  # noqa: F401
     except ImportError:
-        raise SubtoolError("the ray backend needs Ray, which is not installed", rule="run.backend",
-                           hint="pip install 'mlperf-subtool[ray]' (or pip install 'ray>=2.9') on every node") \
-            from None
+        raise SubtoolError(
+            "the ray backend needs Ray, which is not installed",
+            rule="run.backend",
+            hint="pip install 'mlperf-subtool[ray]' (or pip install 'ray>=2.9') on every node",
+        ) from None
 
 
 def make_ray_sut(model_path, features, config) -> RayBertSUT:
@@ -554,15 +616,18 @@ def make_ray_sut(model_path, features, config) -> RayBertSUT:
     require_ray()
     cfg = RayPoolConfig.from_sut_config(config)
     if cfg.inner_backend != AUTO and config.precision != "auto":
-        check_precision(cfg.inner_backend, config.precision)     # before any cluster starts
+        check_precision(cfg.inner_backend, config.precision)  # before any cluster starts
     return RayBertSUT(model_path, features, cfg, precision=config.precision, threads=config.threads)
 
 
 def check_precision(inner: str, precision: str) -> None:
     if inner == "torch-cpu" and precision != "fp32":
-        raise SubtoolError(f"precision {precision!r} is not supported by torch-cpu workers",
-                           rule="run.precision", hint="use --precision fp32, or --backend torch-cuda workers")
+        raise SubtoolError(
+            f"precision {precision!r} is not supported by torch-cpu workers",
+            rule="run.precision",
+            hint="use --precision fp32, or --backend torch-cuda workers",
+        )
     if inner == "torch-cuda":
         from subtool.runner.suts.torch_cuda_bert import check_request
 
-        check_request(precision, device="cpu")     # the precision only: this node may have no GPU
+        check_request(precision, device="cpu")  # the precision only: this node may have no GPU

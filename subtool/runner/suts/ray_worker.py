@@ -2,7 +2,8 @@
 
 The driver (ray_pool.py) sends each actor the checkpoint path and, once, the four feature arrays the forward
 reads (through Ray's object store, so a node fetches them once and its actors share that copy); from then on a
-request is a list of feature indices and a reply is their float32 logits, [n, longest of them, 2]. Nothing here imports Ray:
+request is a list of feature indices and a reply is their float32 logits, [n, longest of them, 2].
+Nothing here imports Ray:
 the driver wraps `BertWorker` in `ray.remote`, so the class also runs (and is tested) in a plain process.
 """
 
@@ -21,13 +22,14 @@ from subtool.runner.workloads.squad import MAX_SEQ_LENGTH
 @dataclass(frozen=True)
 class ModelInputs:
     """The part of SquadFeatures a forward reads (the answer-decoding maps stay with the driver)."""
-    input_ids: np.ndarray          # int32 [n, 384]
-    input_mask: np.ndarray         # int8  [n, 384]
-    segment_ids: np.ndarray        # int8  [n, 384]
-    seq_lengths: np.ndarray        # int32 [n]
+
+    input_ids: np.ndarray  # int32 [n, 384]
+    input_mask: np.ndarray  # int8  [n, 384]
+    segment_ids: np.ndarray  # int8  [n, 384]
+    seq_lengths: np.ndarray  # int32 [n]
 
     @classmethod
-    def from_features(cls, features) -> "ModelInputs":
+    def from_features(cls, features) -> ModelInputs:
         return cls(features.input_ids, features.input_mask, features.segment_ids, features.seq_lengths)
 
     def __len__(self) -> int:
@@ -37,8 +39,9 @@ class ModelInputs:
 class PaddedEngine:
     """The torch-cpu backend's model and forward (transformers' BERT, batches padded to their longest)."""
 
-    def __init__(self, model_path: str, inputs: ModelInputs, precision: str, batch_size: int, device: str,
-                 threads: int | None):
+    def __init__(
+        self, model_path: str, inputs: ModelInputs, precision: str, batch_size: int, device: str, threads: int | None
+    ):
         from subtool.runner.suts.torch_bert import load_qa_model
 
         self.inputs = inputs
@@ -59,8 +62,9 @@ class PackedEngine:
     """The torch-cuda backend's model (packed variable-length forward) run eagerly, one token-budget batch at
     a time: the GPU SUT's arithmetic without its CUDA graphs and copy streams."""
 
-    def __init__(self, model_path: str, inputs: ModelInputs, precision: str, batch_size: int, device: str,
-                 threads: int | None):
+    def __init__(
+        self, model_path: str, inputs: ModelInputs, precision: str, batch_size: int, device: str, threads: int | None
+    ):
         from subtool.runner.suts.bert_fast_model import PackedBert
         from subtool.runner.suts.torch_cuda_bert import check_request
 
@@ -85,13 +89,14 @@ class PackedEngine:
         batcher.add(np.arange(len(indices), dtype=np.uint64), np.asarray(indices, dtype=np.int64))
         with torch.inference_mode():
             while (batch := batcher.take()) is not None:
-                p = pack_inputs(f.input_ids, f.segment_ids, self.lengths, batch.indices, batch.bucket,
-                                batch.capacity)
-                t = [torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-                     for a in (p.input_ids, p.segment_ids, p.position_ids, p.out_rows, p.cu_seqlens)]
+                p = pack_inputs(f.input_ids, f.segment_ids, self.lengths, batch.indices, batch.bucket, batch.capacity)
+                t = [
+                    torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+                    for a in (p.input_ids, p.segment_ids, p.position_ids, p.out_rows, p.cu_seqlens)
+                ]
                 out = torch.empty((batch.capacity * MAX_SEQ_LENGTH + 1, 2), dtype=torch.float32, device=dev)
                 self.model.forward(*t, out, sequences=p.sequences)
-                rows = out[:p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).cpu().numpy()
+                rows = out[: p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).cpu().numpy()
                 result[batch.query_ids.astype(np.int64)] = rows
         return result
 
@@ -107,8 +112,16 @@ class BertWorker:
     """One actor's state. A setup failure is kept and reported by `ready()` (as data, so the driver can name
     the node and the cause in one line), never raised from the constructor where Ray would bury it."""
 
-    def __init__(self, inner_backend: str, model_path: str, inputs: ModelInputs, precision: str = "fp32",
-                 batch_size: int = 32, threads: int | None = None, device: str | None = None):
+    def __init__(
+        self,
+        inner_backend: str,
+        model_path: str,
+        inputs: ModelInputs,
+        precision: str = "fp32",
+        batch_size: int = 32,
+        threads: int | None = None,
+        device: str | None = None,
+    ):
         self.node = socket.gethostname()
         self.pid = os.getpid()
         self.engine = None
@@ -125,8 +138,12 @@ class BertWorker:
         except SubtoolError as err:
             self.error = {"message": err.message, "path": err.path, "rule": err.rule, "hint": err.hint}
         except Exception as exc:  # torch, CUDA, transformers: whatever stops the model from loading
-            self.error = {"message": f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                          "path": None, "rule": "run.ray_worker_setup", "hint": None}
+            self.error = {
+                "message": f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                "path": None,
+                "rule": "run.ray_worker_setup",
+                "hint": None,
+            }
 
     def ready(self) -> dict:
         from subtool import __version__

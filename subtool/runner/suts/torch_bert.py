@@ -31,7 +31,7 @@ def plan_batches(indices: list[int], lengths: np.ndarray, batch_size: int) -> li
     do not depend on the order LoadGen issued them in (TEST01 compares answers byte for byte).
     """
     order = sorted(range(len(indices)), key=lambda i: (-int(lengths[indices[i]]), indices[i]))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def load_qa_model(model_path, device: str = "cpu", precision: str = "fp32", threads: int | None = None):
@@ -43,8 +43,11 @@ def load_qa_model(model_path, device: str = "cpu", precision: str = "fp32", thre
     hf_logging.disable_progress_bar()
 
     if precision != "fp32":
-        raise SubtoolError(f"precision {precision!r} is not supported by the torch-cpu backend",
-                           rule="run.precision", hint="use --precision fp32 on CPU")
+        raise SubtoolError(
+            f"precision {precision!r} is not supported by the torch-cpu backend",
+            rule="run.precision",
+            hint="use --precision fp32 on CPU",
+        )
     if threads:
         torch.set_num_threads(threads)
     from subtool.runner.workloads.bert import load_bert_qa
@@ -72,8 +75,15 @@ def bert_qa_logits(model, features, indices, device) -> np.ndarray:
 
 
 class TorchBertSUT:
-    def __init__(self, model_path, features: SquadFeatures, batch_size: int = 32, device: str = "cpu",
-                 threads: int | None = None, precision: str = "fp32"):
+    def __init__(
+        self,
+        model_path,
+        features: SquadFeatures,
+        batch_size: int = 32,
+        device: str = "cpu",
+        threads: int | None = None,
+        precision: str = "fp32",
+    ):
         import torch
 
         self.torch = torch

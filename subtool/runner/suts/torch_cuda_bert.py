@@ -20,40 +20,57 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.runner.suts.bert_fast_model import PRECISIONS, PackedBert
-from subtool.runner.suts.bert_fast_plan import (Batch, PackedInputs, ResponseLedger, TokenBatcher, capacities,
-                                                pack_inputs, sequence_capacity, token_buckets)
+from subtool.runner.suts.bert_fast_plan import (
+    Batch,
+    PackedInputs,
+    ResponseLedger,
+    TokenBatcher,
+    capacities,
+    pack_inputs,
+    sequence_capacity,
+    token_buckets,
+)
 from subtool.runner.workloads.squad import MAX_SEQ_LENGTH, SquadFeatures
 
-RESPONSE_BYTES = MAX_SEQ_LENGTH * 2 * 4          # [384, 2] float32 per sample
+RESPONSE_BYTES = MAX_SEQ_LENGTH * 2 * 4  # [384, 2] float32 per sample
 
 
 def check_request(precision: str, device: str = "cuda") -> None:
     """Refuse what cannot run before any weights are loaded: an unknown precision, no GPU, fp8 without Hopper/Ada."""
     if precision not in PRECISIONS:
-        raise SubtoolError(f"precision {precision!r} is not supported by the torch-cuda backend; choose one of "
-                           f"{', '.join(PRECISIONS)}", rule="run.precision")
+        raise SubtoolError(
+            f"precision {precision!r} is not supported by the torch-cuda backend; choose one of "
+            f"{', '.join(PRECISIONS)}",
+            rule="run.precision",
+        )
     if device != "cuda":
         return
     import torch
 
     if not torch.cuda.is_available():
-        raise SubtoolError("the torch-cuda backend needs a CUDA GPU, and torch sees none "
-                           f"(torch {torch.__version__}, torch.cuda.is_available() is False)",
-                           rule="run.device", hint="use --backend torch-cpu, or check the driver and "
-                                                   "CUDA_VISIBLE_DEVICES")
+        raise SubtoolError(
+            "the torch-cuda backend needs a CUDA GPU, and torch sees none "
+            f"(torch {torch.__version__}, torch.cuda.is_available() is False)",
+            rule="run.device",
+            hint="use --backend torch-cpu, or check the driver and CUDA_VISIBLE_DEVICES",
+        )
     if precision == "fp8" and torch.cuda.get_device_capability() < (8, 9):
         name = torch.cuda.get_device_name()
-        raise SubtoolError(f"fp8 needs an Ada or Hopper GPU (compute capability 8.9+); {name} has "
-                           f"{'.'.join(map(str, torch.cuda.get_device_capability()))}", rule="run.precision",
-                           hint="use --precision bf16")
+        raise SubtoolError(
+            f"fp8 needs an Ada or Hopper GPU (compute capability 8.9+); {name} has "
+            f"{'.'.join(map(str, torch.cuda.get_device_capability()))}",
+            rule="run.precision",
+            hint="use --precision bf16",
+        )
 
 
 @dataclass
 class _Slot:
     """Buffers of one batch in flight."""
+
     number: int
-    host_in: object                # pinned int32 tensor (or numpy on the eager path)
-    host_out: object               # pinned float32 [rows, 2]
+    host_in: object  # pinned int32 tensor (or numpy on the eager path)
+    host_out: object  # pinned float32 [rows, 2]
     dev_in: object = None
     dev_out: object = None
     h2d: object = None
@@ -79,8 +96,15 @@ class EagerExecutor:
         rows = (packed.cu_seqlens.size - 1) * MAX_SEQ_LENGTH + 1
         out = torch.empty((rows, 2), dtype=torch.float32, device=dev)
         with torch.inference_mode():
-            self.model.forward(t(packed.input_ids), t(packed.segment_ids), t(packed.position_ids),
-                               t(packed.out_rows), t(packed.cu_seqlens), out, sequences=packed.sequences)
+            self.model.forward(
+                t(packed.input_ids),
+                t(packed.segment_ids),
+                t(packed.position_ids),
+                t(packed.out_rows),
+                t(packed.cu_seqlens),
+                out,
+                sequences=packed.sequences,
+            )
         n = packed.sequences * MAX_SEQ_LENGTH
         slot.host_out[:n] = out[:n].cpu().numpy()
 
@@ -88,7 +112,7 @@ class EagerExecutor:
         pass
 
     def outputs(self, slot: _Slot, sequences: int) -> np.ndarray:
-        return slot.host_out[:sequences * MAX_SEQ_LENGTH]
+        return slot.host_out[: sequences * MAX_SEQ_LENGTH]
 
 
 class GraphExecutor:
@@ -111,8 +135,11 @@ class GraphExecutor:
         self.static_out = torch.zeros((out_rows, 2), dtype=torch.float32, device=dev)
         self.slots = []
         for i in range(slots):
-            s = _Slot(i, torch.zeros(width, dtype=torch.int32).pin_memory(),
-                      torch.zeros((out_rows - 1, 2), dtype=torch.float32).pin_memory())
+            s = _Slot(
+                i,
+                torch.zeros(width, dtype=torch.int32).pin_memory(),
+                torch.zeros((out_rows - 1, 2), dtype=torch.float32).pin_memory(),
+            )
             s.host_in_np = s.host_in.numpy()
             s.host_out_np = s.host_out.numpy()
             s.dev_in = torch.zeros(width, dtype=torch.int32, device=dev)
@@ -124,20 +151,25 @@ class GraphExecutor:
 
     def _views(self, buf, bucket: int, cap: int):
         t = self.tmax
-        return (buf[0:bucket], buf[t:t + bucket], buf[2 * t:2 * t + bucket], buf[3 * t:3 * t + bucket],
-                buf[4 * t:4 * t + cap + 1])
+        return (
+            buf[0:bucket],
+            buf[t : t + bucket],
+            buf[2 * t : 2 * t + bucket],
+            buf[3 * t : 3 * t + bucket],
+            buf[4 * t : 4 * t + cap + 1],
+        )
 
     def _fill(self, host: np.ndarray, packed: PackedInputs) -> None:
         t, b = self.tmax, packed.input_ids.size
         host[0:b] = packed.input_ids
-        host[t:t + b] = packed.segment_ids
-        host[2 * t:2 * t + b] = packed.position_ids
-        host[3 * t:3 * t + b] = packed.out_rows
-        host[4 * t:4 * t + packed.cu_seqlens.size] = packed.cu_seqlens
+        host[t : t + b] = packed.segment_ids
+        host[2 * t : 2 * t + b] = packed.position_ids
+        host[3 * t : 3 * t + b] = packed.out_rows
+        host[4 * t : 4 * t + packed.cu_seqlens.size] = packed.cu_seqlens
 
     def _run(self, bucket: int, cap: int) -> None:
         ids, seg, pos, rows, cu = self._views(self.static_in, bucket, cap)
-        self.model.forward(ids, seg, pos, rows, cu, self.static_out[:cap * MAX_SEQ_LENGTH + 1])
+        self.model.forward(ids, seg, pos, rows, cu, self.static_out[: cap * MAX_SEQ_LENGTH + 1])
 
     def _capture(self) -> None:
         torch = self.torch
@@ -151,14 +183,15 @@ class GraphExecutor:
                     ids = np.arange(n, dtype=np.int64) % self.model.word.shape[0]
                     fake = np.zeros((lengths.size, MAX_SEQ_LENGTH), np.int32)
                     fake[np.arange(MAX_SEQ_LENGTH)[None, :] < lengths[:, None]] = ids[:n]
-                    packed = pack_inputs(fake, np.zeros_like(fake), lengths.astype(np.int32),
-                                         np.arange(lengths.size), bucket, cap)
+                    packed = pack_inputs(
+                        fake, np.zeros_like(fake), lengths.astype(np.int32), np.arange(lengths.size), bucket, cap
+                    )
                     host = np.zeros(self.static_in.numel(), np.int32)
                     self._fill(host, packed)
                     self.static_in.copy_(torch.from_numpy(host))
                     side.wait_stream(torch.cuda.current_stream())
                     with torch.cuda.stream(side):
-                        self._run(bucket, cap)             # warm-up: cuBLAS handles, Triton compilation
+                        self._run(bucket, cap)  # warm-up: cuBLAS handles, Triton compilation
                     torch.cuda.current_stream().wait_stream(side)
                     graph = torch.cuda.CUDAGraph()
                     with torch.cuda.graph(graph, pool=pool, stream=side):
@@ -188,30 +221,42 @@ class GraphExecutor:
         slot.d2h.synchronize()
 
     def outputs(self, slot: _Slot, sequences: int) -> np.ndarray:
-        return slot.host_out_np[:sequences * MAX_SEQ_LENGTH]
+        return slot.host_out_np[: sequences * MAX_SEQ_LENGTH]
 
 
 def _capture_lengths(bucket: int, capacity: int) -> np.ndarray:
     """Sequence lengths that fill a bucket within a capacity (what they hold does not matter to the graph)."""
     count = min(capacity, bucket)
     lengths = np.full(count, bucket // count, dtype=np.int64)
-    lengths[:bucket % count] += 1
+    lengths[: bucket % count] += 1
     if lengths.max() > MAX_SEQ_LENGTH:
         raise ValueError(f"capacity {capacity} cannot fill a bucket of {bucket}")
     return lengths
 
 
 class TorchCudaBertSUT:
-    def __init__(self, model_path, features: SquadFeatures, precision: str = "bf16", batch_size: int = 32,
-                 token_budget: int | None = None, device: str = "cuda", slots: int = 2,
-                 graphs: bool | None = None, kernels: str = "auto"):
+    def __init__(
+        self,
+        model_path,
+        features: SquadFeatures,
+        precision: str = "bf16",
+        batch_size: int = 32,
+        token_budget: int | None = None,
+        device: str = "cuda",
+        slots: int = 2,
+        graphs: bool | None = None,
+        kernels: str = "auto",
+    ):
         check_request(precision, device)
         self.features = features
         self.lengths = np.asarray(features.seq_lengths, dtype=np.int64)
         self.budget = int(token_budget or max(1, int(batch_size)) * MAX_SEQ_LENGTH)
         if self.budget < MAX_SEQ_LENGTH:
-            raise SubtoolError(f"a token budget of {self.budget} cannot hold a {MAX_SEQ_LENGTH}-token sample",
-                               rule="run.batch_size", hint=f"use a token budget of at least {MAX_SEQ_LENGTH}")
+            raise SubtoolError(
+                f"a token budget of {self.budget} cannot hold a {MAX_SEQ_LENGTH}-token sample",
+                rule="run.batch_size",
+                hint=f"use a token budget of at least {MAX_SEQ_LENGTH}",
+            )
         self.buckets = token_buckets(self.budget)
         self.model = PackedBert(model_path, device=device, precision=precision, kernels=kernels)
         use_graphs = self.model.attention != "padded" if graphs is None else graphs
@@ -258,8 +303,14 @@ class TorchCudaBertSUT:
             try:
                 if self._error is not None:
                     raise RuntimeError("an earlier batch failed")
-                packed = pack_inputs(self.features.input_ids, self.features.segment_ids, self.lengths,
-                                     batch.indices, batch.bucket, batch.capacity)
+                packed = pack_inputs(
+                    self.features.input_ids,
+                    self.features.segment_ids,
+                    self.lengths,
+                    batch.indices,
+                    batch.bucket,
+                    batch.capacity,
+                )
                 self.executor.submit(slot, packed)
             except BaseException as exc:  # reported by stop(); LoadGen would otherwise wait forever
                 if self._error is None:
@@ -298,18 +349,25 @@ class TorchCudaBertSUT:
             responses = [lg.QuerySampleResponse(q, 0, 0) for q in ids]
         else:
             base = logits.ctypes.data
-            responses = [lg.QuerySampleResponse(q, base + i * RESPONSE_BYTES, RESPONSE_BYTES)
-                         for i, q in enumerate(ids)]
+            responses = [
+                lg.QuerySampleResponse(q, base + i * RESPONSE_BYTES, RESPONSE_BYTES) for i, q in enumerate(ids)
+            ]
         self.ledger.answer(ids)
         lg.QuerySamplesComplete(responses)
 
     # ------------------------------------------------------------------------------------------------
     def stats(self) -> dict:
-        return {"batches": self.batches, "real_tokens": self.real_tokens, "padded_tokens": self.padded_tokens,
-                "token_budget": self.budget, "buckets": len(self.buckets),
-                "graph_shapes": len(getattr(self.executor, "graphs", {})),
-                "graphs": isinstance(self.executor, GraphExecutor), "issued": self.ledger.issued,
-                "answered": self.ledger.answered}
+        return {
+            "batches": self.batches,
+            "real_tokens": self.real_tokens,
+            "padded_tokens": self.padded_tokens,
+            "token_budget": self.budget,
+            "buckets": len(self.buckets),
+            "graph_shapes": len(getattr(self.executor, "graphs", {})),
+            "graphs": isinstance(self.executor, GraphExecutor),
+            "issued": self.ledger.issued,
+            "answered": self.ledger.answered,
+        }
 
     def stop(self) -> None:
         self.batcher.close()
@@ -322,5 +380,6 @@ class TorchCudaBertSUT:
         if self.ledger.outstanding:
             problems.append(f"{self.ledger.outstanding} samples never answered")
         if problems:
-            raise SubtoolError("the SUT's answers do not match what LoadGen issued: " + "; ".join(problems),
-                               rule="run.sut_error")
+            raise SubtoolError(
+                "the SUT's answers do not match what LoadGen issued: " + "; ".join(problems), rule="run.sut_error"
+            )

@@ -16,23 +16,24 @@ from subtool.errors import SubtoolError
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    name: str                      # official benchmark name, e.g. "bert-99"
-    loadgen_model: str             # model name in LoadGen's mlperf.conf / user.conf, e.g. "bert"
-    sample_count: int              # official data set size = performance_sample_count
+    name: str  # official benchmark name, e.g. "bert-99"
+    loadgen_model: str  # model name in LoadGen's mlperf.conf / user.conf, e.g. "bert"
+    sample_count: int  # official data set size = performance_sample_count
     scenarios: tuple[str, ...] = ("Offline", "Server", "SingleStream", "MultiStream")
     backends: tuple[str, ...] = ("torch-cpu",)
-    token_metrics: bool = False    # LLMs: tokens/s and TTFT/TPOT (use_token_latencies)
-    compliance: tuple[str, ...] = ()   # compliance tests a closed-division result needs and subtool can run
-    gpu_precision: str = "bf16"    # what `--precision auto` means on the torch-cuda backend
+    token_metrics: bool = False  # LLMs: tokens/s and TTFT/TPOT (use_token_latencies)
+    compliance: tuple[str, ...] = ()  # compliance tests a closed-division result needs and subtool can run
+    gpu_precision: str = "bf16"  # what `--precision auto` means on the torch-cuda backend
     extra: dict = field(default_factory=dict)
 
 
 @dataclass
 class LoadedData:
     """Whatever the workload loaded, plus the facts the run record keeps."""
-    payload: object                # workload-specific (features, prompts, …)
-    sample_count: int              # samples the QSL holds
-    description: str               # one line for the console, e.g. "10570 questions → 10833 features"
+
+    payload: object  # workload-specific (features, prompts, …)
+    sample_count: int  # samples the QSL holds
+    description: str  # one line for the console, e.g. "10570 questions → 10833 features"
     dataset_sha256: str
 
 
@@ -41,19 +42,19 @@ class SutConfig:
     backend: str = "torch-cpu"
     precision: str = "fp32"
     batch_size: int = 32
-    batch_size_given: bool = True   # False: the user left --batch-size alone, a workload may pick its own
+    batch_size_given: bool = True  # False: the user left --batch-size alone, a workload may pick its own
     threads: int | None = None
     extra: dict = field(default_factory=dict)
 
 
 class Sut(Protocol):
-    handle: object                 # from mlperf_loadgen.ConstructSUT
+    handle: object  # from mlperf_loadgen.ConstructSUT
 
     def stop(self) -> None: ...
 
 
 class Qsl(Protocol):
-    handle: object                 # from mlperf_loadgen.ConstructQSL
+    handle: object  # from mlperf_loadgen.ConstructQSL
 
     def destroy(self) -> None: ...
 
@@ -85,6 +86,7 @@ WORKLOAD_MODULES: dict[str, str] = {
 def get_workload(name: str) -> Workload:
     module = WORKLOAD_MODULES.get(name)
     if module is None:
-        raise SubtoolError(f"unknown model {name!r}; subtool runs {', '.join(sorted(WORKLOAD_MODULES))}",
-                           rule="run.model")
+        raise SubtoolError(
+            f"unknown model {name!r}; subtool runs {', '.join(sorted(WORKLOAD_MODULES))}", rule="run.model"
+        )
     return importlib.import_module(module).workload(name)

@@ -11,8 +11,15 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_output_file
-from subtool.runner.workloads.squad import (DOC_STRIDE, MAX_QUERY_LENGTH, MAX_SEQ_LENGTH, SquadExample,
-                                            SquadFeatures, convert_examples_to_features, read_squad_examples)
+from subtool.runner.workloads.squad import (
+    DOC_STRIDE,
+    MAX_QUERY_LENGTH,
+    MAX_SEQ_LENGTH,
+    SquadExample,
+    SquadFeatures,
+    convert_examples_to_features,
+    read_squad_examples,
+)
 from subtool.runner.workloads.squad_eval import best_answers, squad_v11_scores
 
 FEATURE_CACHE_VERSION = "1"
@@ -20,10 +27,10 @@ FEATURE_CACHE_VERSION = "1"
 
 @dataclass(frozen=True)
 class BertSpec:
-    name: str                   # official benchmark name
-    loadgen_model: str          # the model name in LoadGen's mlperf.conf / user.conf
-    sample_count: int           # features in the official data set = performance_sample_count
-    f1_target: float            # closed-division accuracy threshold
+    name: str  # official benchmark name
+    loadgen_model: str  # the model name in LoadGen's mlperf.conf / user.conf
+    sample_count: int  # features in the official data set = performance_sample_count
+    f1_target: float  # closed-division accuracy threshold
     output_dtype: str = "float32"
 
 
@@ -66,42 +73,55 @@ def checkpoint_format(model_path: Path) -> str:
 def check_checkpoint(model_path: Path) -> dict:
     """Refuse checkpoints that are not a BERT question-answering model before loading any weights."""
     if not model_path.is_dir():
-        raise SubtoolError("model directory not found", path=model_path, rule="model.missing",
-                           hint="--model-path takes a Hugging Face checkpoint directory (config.json, "
-                                "model.safetensors or pytorch_model.bin, vocab.txt) or the MLPerf reference "
-                                "files (bert_config.json, model.pytorch, vocab.txt)")
+        raise SubtoolError(
+            "model directory not found",
+            path=model_path,
+            rule="model.missing",
+            hint="--model-path takes a Hugging Face checkpoint directory (config.json, "
+            "model.safetensors or pytorch_model.bin, vocab.txt) or the MLPerf reference "
+            "files (bert_config.json, model.pytorch, vocab.txt)",
+        )
     fmt = checkpoint_format(model_path)
     config_path = model_path / ("config.json" if fmt == "hf" else REFERENCE_CONFIG)
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SubtoolError("config.json missing", path=config_path, rule="model.config",
-                           hint="a Hugging Face checkpoint needs config.json; the MLPerf reference one needs "
-                                "bert_config.json and model.pytorch") from None
+        raise SubtoolError(
+            "config.json missing",
+            path=config_path,
+            rule="model.config",
+            hint="a Hugging Face checkpoint needs config.json; the MLPerf reference one needs "
+            "bert_config.json and model.pytorch",
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise SubtoolError(f"{config_path.name} is not valid JSON", path=config_path,
-                           rule="model.config") from None
+        raise SubtoolError(f"{config_path.name} is not valid JSON", path=config_path, rule="model.config") from None
     if not isinstance(config, dict):
         raise SubtoolError(f"{config_path.name} is not a JSON object", path=config_path, rule="model.config")
     if fmt == "mlperf-pytorch":
         missing = [k for k in BERT_CONFIG_KEYS if k not in config]
         if missing:
-            raise SubtoolError(f"not a BERT config: no {', '.join(missing)}", path=config_path,
-                               rule="model.architecture")
+            raise SubtoolError(
+                f"not a BERT config: no {', '.join(missing)}", path=config_path, rule="model.architecture"
+            )
         config = {**config, "model_type": "bert", "architectures": ["BertForQuestionAnswering"]}
     if config.get("model_type") != "bert":
-        raise SubtoolError(f"model_type is {config.get('model_type')!r}, bert-99 needs a BERT checkpoint",
-                           path=config_path, rule="model.architecture")
+        raise SubtoolError(
+            f"model_type is {config.get('model_type')!r}, bert-99 needs a BERT checkpoint",
+            path=config_path,
+            rule="model.architecture",
+        )
     archs = config.get("architectures") or ["BertForQuestionAnswering"]
     if "BertForQuestionAnswering" not in archs:
-        raise SubtoolError(f"architectures {archs} has no BertForQuestionAnswering head", path=config_path,
-                           rule="model.architecture",
-                           hint="use a SQuAD fine-tuned BERT (e.g. the MLPerf bert-large checkpoint)")
+        raise SubtoolError(
+            f"architectures {archs} has no BertForQuestionAnswering head",
+            path=config_path,
+            rule="model.architecture",
+            hint="use a SQuAD fine-tuned BERT (e.g. the MLPerf bert-large checkpoint)",
+        )
     if not (model_path / "vocab.txt").exists() and not (model_path / "tokenizer.json").exists():
         raise SubtoolError("vocab.txt missing", path=model_path / "vocab.txt", rule="model.vocab")
     if fmt == "hf" and not any((model_path / f).exists() for f in ("model.safetensors", "pytorch_model.bin")):
-        raise SubtoolError("no weights (model.safetensors or pytorch_model.bin)", path=model_path,
-                           rule="model.weights")
+        raise SubtoolError("no weights (model.safetensors or pytorch_model.bin)", path=model_path, rule="model.weights")
     return config
 
 
@@ -119,8 +139,9 @@ def load_bert_qa(model_path: Path, dtype=None):
         try:
             return BertForQuestionAnswering.from_pretrained(str(model_path), dtype=dtype)
         except (OSError, ValueError, RuntimeError) as exc:
-            raise SubtoolError(f"cannot load the checkpoint: {str(exc).splitlines()[0]}", path=model_path,
-                               rule="model.load") from None
+            raise SubtoolError(
+                f"cannot load the checkpoint: {str(exc).splitlines()[0]}", path=model_path, rule="model.load"
+            ) from None
     config = json.loads((model_path / REFERENCE_CONFIG).read_text(encoding="utf-8"))
     known = {k: v for k, v in config.items() if k in BertConfig().to_dict()}
     model = BertForQuestionAnswering(BertConfig(**known))
@@ -128,16 +149,20 @@ def load_bert_qa(model_path: Path, dtype=None):
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a damaged or foreign file
-        raise SubtoolError(f"cannot read the state dict: {exc.__class__.__name__}", path=weights,
-                           rule="model.load") from None
+        raise SubtoolError(
+            f"cannot read the state dict: {exc.__class__.__name__}", path=weights, rule="model.load"
+        ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
     if missing:
-        raise SubtoolError(f"{len(missing)} weights missing from the state dict (e.g. {missing[0]})", path=weights,
-                           rule="model.weights",
-                           hint="model.pytorch must be a state dict of transformers' BertForQuestionAnswering")
+        raise SubtoolError(
+            f"{len(missing)} weights missing from the state dict (e.g. {missing[0]})",
+            path=weights,
+            rule="model.weights",
+            hint="model.pytorch must be a state dict of transformers' BertForQuestionAnswering",
+        )
     return model.to(dtype)
 
 
@@ -154,8 +179,11 @@ def wordpiece_tokenizer(vocab_file: Path):
         lines = sum(1 for line in fh if line.rstrip("\n"))
     if len(tokenizer) < lines:
         # transformers silently ignores a vocabulary passed under a name it does not know: every word → [UNK]
-        raise SubtoolError(f"the tokenizer read {len(tokenizer)} of the {lines} tokens in vocab.txt",
-                           path=vocab_file, rule="model.vocab")
+        raise SubtoolError(
+            f"the tokenizer read {len(tokenizer)} of the {lines} tokens in vocab.txt",
+            path=vocab_file,
+            rule="model.vocab",
+        )
     return tokenizer
 
 
@@ -169,9 +197,12 @@ def load_tokenizer(model_path: Path, config: dict):
         tokenizer = BertTokenizerFast.from_pretrained(str(model_path))
     vocab_size = config.get("vocab_size")
     if vocab_size is not None and len(tokenizer) > int(vocab_size):
-        raise SubtoolError(f"vocabulary has {len(tokenizer)} tokens but the model embeds only {vocab_size}",
-                           path=vocab if vocab.exists() else model_path, rule="model.vocab_mismatch",
-                           hint="the vocab.txt must be the one the checkpoint was trained with")
+        raise SubtoolError(
+            f"vocabulary has {len(tokenizer)} tokens but the model embeds only {vocab_size}",
+            path=vocab if vocab.exists() else model_path,
+            rule="model.vocab_mismatch",
+            hint="the vocab.txt must be the one the checkpoint was trained with",
+        )
     return tokenizer
 
 
@@ -182,10 +213,13 @@ def load_data(model_path: Path, dataset_path: Path, cache_dir: Path | None, conf
     features = None
     cache_file = None
     if cache_dir is not None:
-        vocab_sha = hashlib.sha256("\n".join(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
-                                   .encode()).hexdigest()
-        key = hashlib.sha256(f"{FEATURE_CACHE_VERSION}:{dataset_sha}:{vocab_sha}:{MAX_SEQ_LENGTH}:"
-                             f"{MAX_QUERY_LENGTH}:{DOC_STRIDE}".encode()).hexdigest()[:24]
+        vocab_sha = hashlib.sha256(
+            "\n".join(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))).encode()
+        ).hexdigest()
+        key = hashlib.sha256(
+            f"{FEATURE_CACHE_VERSION}:{dataset_sha}:{vocab_sha}:{MAX_SEQ_LENGTH}:"
+            f"{MAX_QUERY_LENGTH}:{DOC_STRIDE}".encode()
+        ).hexdigest()[:24]
         cache_file = cache_dir / f"squad-features-{key}.npz"
         if cache_file.exists():
             try:
@@ -215,12 +249,12 @@ def read_accuracy_log(path: Path, seq_len: int = MAX_SEQ_LENGTH) -> dict[int, np
             raw = bytes.fromhex(entry["data"])
             idx = int(entry["qsl_idx"])
         except (KeyError, TypeError, ValueError):
-            raise SubtoolError("accuracy log entry without qsl_idx/data hex", path=path,
-                               rule="acc.log_parse") from None
+            raise SubtoolError("accuracy log entry without qsl_idx/data hex", path=path, rule="acc.log_parse") from None
         arr = np.frombuffer(raw, dtype=np.float32)
         if arr.size % 2:
-            raise SubtoolError(f"qsl_idx {idx}: {arr.size} floats is not a list of (start, end) pairs", path=path,
-                               rule="acc.log_parse")
+            raise SubtoolError(
+                f"qsl_idx {idx}: {arr.size} floats is not a list of (start, end) pairs", path=path, rule="acc.log_parse"
+            )
         logits[idx] = arr.reshape(-1, 2)
     return logits
 
@@ -229,9 +263,12 @@ def accuracy(data: BertData, accuracy_log: Path) -> dict[str, float]:
     logits = read_accuracy_log(accuracy_log)
     missing = len(data.features) - len(logits.keys() & set(range(len(data.features))))
     if missing:
-        raise SubtoolError(f"the accuracy log answers {len(data.features) - missing} of {len(data.features)} "
-                           "samples; an accuracy run must cover every sample", path=accuracy_log,
-                           rule="acc.incomplete_log")
+        raise SubtoolError(
+            f"the accuracy log answers {len(data.features) - missing} of {len(data.features)} "
+            "samples; an accuracy run must cover every sample",
+            path=accuracy_log,
+            rule="acc.incomplete_log",
+        )
     predictions = best_answers(data.examples, data.features, logits, data.tokenizer.convert_ids_to_tokens)
     return squad_v11_scores(predictions, data.examples)
 
@@ -245,8 +282,9 @@ def accuracy_on_samples(data: BertData, accuracy_log: Path, qsl_indices: set[int
     logits = {i: v for i, v in read_accuracy_log(accuracy_log).items() if i in qsl_indices}
     covered = sorted({int(data.features.example_index[i]) for i in logits if i < len(data.features)})
     if not covered:
-        raise SubtoolError("no sampled feature belongs to the data set", path=accuracy_log,
-                           rule="compliance.empty_sample")
+        raise SubtoolError(
+            "no sampled feature belongs to the data set", path=accuracy_log, rule="compliance.empty_sample"
+        )
     predictions = best_answers(data.examples, data.features, logits, data.tokenizer.convert_ids_to_tokens)
     return squad_v11_scores(predictions, [data.examples[i] for i in covered])
 
@@ -286,9 +324,14 @@ class BertWorkload:
         from subtool.runner.workloads.base import BenchmarkSpec
 
         w = WORKLOADS[name]
-        self.spec = BenchmarkSpec(name=w.name, loadgen_model=w.loadgen_model, sample_count=w.sample_count,
-                                  backends=tuple(SUT_BACKENDS), compliance=("TEST01",),
-                                  gpu_precision=GPU_PRECISION)
+        self.spec = BenchmarkSpec(
+            name=w.name,
+            loadgen_model=w.loadgen_model,
+            sample_count=w.sample_count,
+            backends=tuple(SUT_BACKENDS),
+            compliance=("TEST01",),
+            gpu_precision=GPU_PRECISION,
+        )
         self._config: dict = {}
 
     def check_model(self, model_path: Path) -> dict:
@@ -306,9 +349,12 @@ class BertWorkload:
 
         config = self._config or check_checkpoint(model_path)
         data = load_data(model_path, dataset_path, cache_dir, config)
-        return LoadedData(payload=data, sample_count=len(data.features),
-                          description=f"{len(data.examples)} questions → {len(data.features)} features",
-                          dataset_sha256=data.dataset_sha256)
+        return LoadedData(
+            payload=data,
+            sample_count=len(data.features),
+            description=f"{len(data.examples)} questions → {len(data.features)} features",
+            dataset_sha256=data.dataset_sha256,
+        )
 
     def check_backend(self, backend: str, precision: str) -> None:
         if backend == "torch-cuda":
@@ -316,14 +362,19 @@ class BertWorkload:
 
             check_request(precision)
         elif backend == "torch-cpu" and precision != "fp32":
-            raise SubtoolError(f"precision {precision!r} is not supported by the torch-cpu backend",
-                               rule="run.precision", hint="use --precision fp32 on CPU, or --backend torch-cuda")
+            raise SubtoolError(
+                f"precision {precision!r} is not supported by the torch-cpu backend",
+                rule="run.precision",
+                hint="use --precision fp32 on CPU, or --backend torch-cuda",
+            )
 
     def make_sut(self, model_path: Path, data, config):
         factory = SUT_BACKENDS.get(config.backend)
         if factory is None:
-            raise SubtoolError(f"unknown backend {config.backend!r} for {self.spec.name}; choose one of "
-                               f"{', '.join(SUT_BACKENDS)}", rule="run.backend")
+            raise SubtoolError(
+                f"unknown backend {config.backend!r} for {self.spec.name}; choose one of {', '.join(SUT_BACKENDS)}",
+                rule="run.backend",
+            )
         return factory(model_path, data.payload.features, config)
 
     def make_qsl(self, data):
@@ -338,25 +389,35 @@ class BertWorkload:
         return scores, accuracy_line(scores)
 
     def measurements(self, demo: bool, model_path: Path, precision: str) -> dict:
-        return {"input_data_types": "int32", "retraining": "No",
-                "starting_weights_filename": ("subtool embedded demo: random weights" if demo
-                                              else Path(model_path).name),
-                "weight_data_types": precision, "weight_transformations": "none"}
+        return {
+            "input_data_types": "int32",
+            "retraining": "No",
+            "starting_weights_filename": ("subtool embedded demo: random weights" if demo else Path(model_path).name),
+            "weight_data_types": precision,
+            "weight_transformations": "none",
+        }
 
 
 def _torch_cpu_sut(model_path: Path, features: SquadFeatures, config):
     from subtool.runner.suts.torch_bert import TorchBertSUT
 
-    return TorchBertSUT(model_path, features, batch_size=config.batch_size, threads=config.threads,
-                        precision=config.precision)
+    return TorchBertSUT(
+        model_path, features, batch_size=config.batch_size, threads=config.threads, precision=config.precision
+    )
 
 
 def _torch_cuda_sut(model_path: Path, features: SquadFeatures, config):
     from subtool.runner.suts.torch_cuda_bert import TorchCudaBertSUT, check_request
 
     check_request(config.precision)
-    return TorchCudaBertSUT(model_path, features, precision=config.precision, batch_size=config.batch_size,
-                            token_budget=config.extra.get("token_budget"), slots=config.extra.get("slots", 2))
+    return TorchCudaBertSUT(
+        model_path,
+        features,
+        precision=config.precision,
+        batch_size=config.batch_size,
+        token_budget=config.extra.get("token_budget"),
+        slots=config.extra.get("slots", 2),
+    )
 
 
 def _ray_sut(model_path: Path, features: SquadFeatures, config):

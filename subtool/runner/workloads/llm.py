@@ -15,12 +15,13 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.runner.workloads.llm_specs import LLM_SPECS, LlmSpec, accuracy_shortfalls
 
-DEMO_SETTINGS_FILE = "subtool_demo.json"     # in the embedded demo's checkpoint: its generation length
+DEMO_SETTINGS_FILE = "subtool_demo.json"  # in the embedded demo's checkpoint: its generation length
 
 
 @dataclass(frozen=True)
 class Generation:
     """How the SUT generates: the reference's settings unless overridden (which leaves the closed division)."""
+
     max_new_tokens: int
     min_new_tokens: int
     num_beams: int
@@ -40,9 +41,13 @@ def generation_for(spec: LlmSpec, model_path: Path, extra: dict) -> Generation:
         max_new = int(extra["max_new_tokens"])
     if max_new < 1:
         raise SubtoolError(f"max_new_tokens must be at least 1, not {max_new}", rule="run.max_new_tokens")
-    return Generation(max_new_tokens=max_new, min_new_tokens=min(spec.min_new_tokens, max_new),
-                      num_beams=spec.num_beams, output_dtype=spec.output_dtype,
-                      token_latencies=spec.token_latencies)
+    return Generation(
+        max_new_tokens=max_new,
+        min_new_tokens=min(spec.min_new_tokens, max_new),
+        num_beams=spec.num_beams,
+        output_dtype=spec.output_dtype,
+        token_latencies=spec.token_latencies,
+    )
 
 
 TOKEN_RESULT_FIELDS = {"Offline": "result_tokens_per_second", "Server": "result_completed_tokens_per_second"}
@@ -51,6 +56,7 @@ PERCENTILES = ("50.00", "90.00", "95.00", "99.00")
 
 def token_metrics(values: dict, scenario: str, token_latencies: bool) -> dict:
     """From a LoadGen detail log's values: the tokens/s result, TTFT/TPOT percentiles (ms) and the limits."""
+
     def ms(key: str):
         v = values.get(key)
         return round(v / 1e6, 3) if isinstance(v, (int, float)) else None
@@ -108,10 +114,16 @@ class LlmWorkload:
         from subtool.runner.workloads.base import BenchmarkSpec
 
         self.llm = LLM_SPECS[name]
-        self.spec = BenchmarkSpec(name=name, loadgen_model=self.llm.loadgen_model,
-                                  sample_count=self.llm.sample_count, scenarios=self.llm.scenarios,
-                                  backends=tuple(SUT_BACKENDS), token_metrics=self.llm.token_latencies,
-                                  compliance=("TEST06",), extra={"round": self.llm.round})
+        self.spec = BenchmarkSpec(
+            name=name,
+            loadgen_model=self.llm.loadgen_model,
+            sample_count=self.llm.sample_count,
+            scenarios=self.llm.scenarios,
+            backends=tuple(SUT_BACKENDS),
+            token_metrics=self.llm.token_latencies,
+            compliance=("TEST06",),
+            extra={"round": self.llm.round},
+        )
         self._config: dict = {}
 
     def check_model(self, model_path: Path) -> dict:
@@ -132,14 +144,20 @@ class LlmWorkload:
         from subtool.runner.workloads.llm_data import load_data
 
         data = load_data(self.llm, model_path, dataset_path)
-        return LoadedData(payload=data, sample_count=len(data.prompts), description=data.description,
-                          dataset_sha256=data.dataset_sha256)
+        return LoadedData(
+            payload=data,
+            sample_count=len(data.prompts),
+            description=data.description,
+            dataset_sha256=data.dataset_sha256,
+        )
 
     def make_sut(self, model_path: Path, data, config):
         factory = SUT_BACKENDS.get(config.backend)
         if factory is None:
-            raise SubtoolError(f"unknown backend {config.backend!r} for {self.spec.name}; choose one of "
-                               f"{', '.join(SUT_BACKENDS)}", rule="run.backend")
+            raise SubtoolError(
+                f"unknown backend {config.backend!r} for {self.spec.name}; choose one of {', '.join(SUT_BACKENDS)}",
+                rule="run.backend",
+            )
         return factory(self.llm, Path(model_path), data.payload, config)
 
     def make_qsl(self, data):
@@ -150,11 +168,18 @@ class LlmWorkload:
         allowed = {"torch-cpu": ("fp32", "bf16"), "torch-cuda": ("fp32", "bf16", "fp16", "fp8")}.get(backend)
         if allowed and precision != "auto" and precision not in allowed:
             hint = "fp8 and fp16 run on --backend torch-cuda" if backend == "torch-cpu" else None
-            raise SubtoolError(f"precision {precision!r} is not supported by the {backend} backend for "
-                               f"{self.spec.name}; choose {', '.join(allowed)}", rule="run.precision", hint=hint)
+            raise SubtoolError(
+                f"precision {precision!r} is not supported by the {backend} backend for "
+                f"{self.spec.name}; choose {', '.join(allowed)}",
+                rule="run.precision",
+                hint=hint,
+            )
         if precision == "fp8" and self.llm.num_beams > 1:
-            raise SubtoolError(f"fp8 runs on the continuous engine, which does not do the beam search "
-                               f"{self.spec.name} needs", rule="run.precision", hint="use bf16 or fp16")
+            raise SubtoolError(
+                f"fp8 runs on the continuous engine, which does not do the beam search {self.spec.name} needs",
+                rule="run.precision",
+                hint="use bf16 or fp16",
+            )
 
     def accuracy(self, data, accuracy_log: Path) -> tuple[dict, str]:
         from subtool.runner.workloads.llm_accuracy import accuracy_line, llm_accuracy, read_token_log
@@ -164,8 +189,10 @@ class LlmWorkload:
         metrics = llm_accuracy(tokens, payload.targets, payload.tokenizer, accuracy_log)
         short = accuracy_shortfalls(self.llm, metrics)
         if short:
-            print(f"note: below the closed-division accuracy targets of {self.spec.name}: {'; '.join(short)}",
-                  file=sys.stderr)
+            print(
+                f"note: below the closed-division accuracy targets of {self.spec.name}: {'; '.join(short)}",
+                file=sys.stderr,
+            )
         return metrics, accuracy_line(metrics, values_as_strings=self.llm.values_as_strings)
 
     def token_output(self, data) -> tuple[str, int]:
@@ -179,9 +206,13 @@ class LlmWorkload:
         return token_metrics(read_detail_log(detail_log), scenario, self.llm.token_latencies)
 
     def measurements(self, demo: bool, model_path: Path, precision: str) -> dict:
-        return {"input_data_types": "int32", "retraining": "No",
-                "starting_weights_filename": ("subtool embedded demo: random weights" if demo else self.llm.weights),
-                "weight_data_types": precision, "weight_transformations": "none"}
+        return {
+            "input_data_types": "int32",
+            "retraining": "No",
+            "starting_weights_filename": ("subtool embedded demo: random weights" if demo else self.llm.weights),
+            "weight_data_types": precision,
+            "weight_transformations": "none",
+        }
 
 
 # ------------------------------------------------------------------------------------------------ backends
@@ -193,10 +224,15 @@ def torch_sut_options(spec: LlmSpec, model_path: Path, data, config) -> dict:
     batch_size = config.batch_size
     if demo.get("batch_size") and not config.batch_size_given:
         batch_size = int(demo["batch_size"])
-    return dict(generation=generation_for(spec, model_path, config.extra),
-                eos_token_id=data.tokenizer.eos_token_id, pad_token_id=data.tokenizer.pad_token_id,
-                batch_size=batch_size, precision=config.precision, threads=config.threads or demo.get("threads"),
-                engine=str(config.extra.get("engine") or "auto"))
+    return dict(
+        generation=generation_for(spec, model_path, config.extra),
+        eos_token_id=data.tokenizer.eos_token_id,
+        pad_token_id=data.tokenizer.pad_token_id,
+        batch_size=batch_size,
+        precision=config.precision,
+        threads=config.threads or demo.get("threads"),
+        engine=str(config.extra.get("engine") or "auto"),
+    )
 
 
 def _torch_sut(device: str):
@@ -207,6 +243,7 @@ def _torch_sut(device: str):
         check_checkpoint(spec, model_path, need_weights=True)
         options = torch_sut_options(spec, model_path, data, config)
         return TorchLlmSUT(model_path, data.prompts, options.pop("generation"), device=device, **options)
+
     return factory
 
 
@@ -221,19 +258,30 @@ def _openai_sut(spec: LlmSpec, model_path: Path, data, config):
 
     extra = config.extra
     if not extra.get("endpoint"):
-        raise SubtoolError("the openai backend needs --endpoint URL (an OpenAI-compatible server)",
-                           rule="run.endpoint", hint="e.g. --endpoint http://127.0.0.1:8000 for vLLM")
+        raise SubtoolError(
+            "the openai backend needs --endpoint URL (an OpenAI-compatible server)",
+            rule="run.endpoint",
+            hint="e.g. --endpoint http://127.0.0.1:8000 for vLLM",
+        )
     return OpenAICompletionsSUT(
-        endpoint=str(extra["endpoint"]), prompts=data.prompts, tokenizer=data.tokenizer,
+        endpoint=str(extra["endpoint"]),
+        prompts=data.prompts,
+        tokenizer=data.tokenizer,
         generation=generation_for(spec, model_path, extra),
-        api_key_env=extra.get("api_key_env"), served_model=extra.get("served_model"),
+        api_key_env=extra.get("api_key_env"),
+        served_model=extra.get("served_model"),
         concurrency=int(extra.get("concurrency") or config.batch_size),
-        timeout_s=float(extra.get("request_timeout_s") or 600.0))
+        timeout_s=float(extra.get("request_timeout_s") or 600.0),
+    )
 
 
 # backend name → factory(LlmSpec, model_path, LlmData, SutConfig)
-SUT_BACKENDS = {"torch-cpu": _torch_sut("cpu"), "torch-cuda": _torch_sut("cuda"), "openai": _openai_sut,
-                "ray": _ray_sut}
+SUT_BACKENDS = {
+    "torch-cpu": _torch_sut("cpu"),
+    "torch-cuda": _torch_sut("cuda"),
+    "openai": _openai_sut,
+    "ray": _ray_sut,
+}
 
 
 def workload(name: str) -> LlmWorkload:

@@ -36,11 +36,11 @@ def read_token_log(path: Path, dtype: str) -> dict[int, np.ndarray]:
             idx = int(entry["qsl_idx"])
             raw = bytes.fromhex(entry["data"])
         except (KeyError, TypeError, ValueError):
-            raise SubtoolError("accuracy log entry without qsl_idx/data hex", path=path,
-                               rule="acc.log_parse") from None
+            raise SubtoolError("accuracy log entry without qsl_idx/data hex", path=path, rule="acc.log_parse") from None
         if len(raw) % np_dtype.itemsize:
-            raise SubtoolError(f"qsl_idx {idx}: {len(raw)} bytes is not a list of {dtype} token ids", path=path,
-                               rule="acc.log_parse")
+            raise SubtoolError(
+                f"qsl_idx {idx}: {len(raw)} bytes is not a list of {dtype} token ids", path=path, rule="acc.log_parse"
+            )
         out.setdefault(idx, np.frombuffer(raw, dtype=np_dtype))
     return out
 
@@ -90,8 +90,11 @@ def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, flo
     try:
         from rouge_score import rouge_scorer
     except ImportError:
-        raise SubtoolError("the LLM accuracy step needs rouge-score", rule="run.dependency",
-                           hint="pip install 'mlperf-subtool[run]' (or: pip install rouge-score nltk)") from None
+        raise SubtoolError(
+            "the LLM accuracy step needs rouge-score",
+            rule="run.dependency",
+            hint="pip install 'mlperf-subtool[run]' (or: pip install rouge-score nltk)",
+        ) from None
     scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), tokenizer=_StemmingTokenizer())
     sums = dict.fromkeys(ROUGE_KEYS, 0.0)
     for pred, ref in zip(predictions, references):
@@ -112,8 +115,11 @@ def llm_accuracy(tokens: dict[int, np.ndarray], targets: list[str], tokenizer, p
     n = len(targets)
     missing = n - len(tokens.keys() & set(range(n)))
     if missing:
-        raise SubtoolError(f"the accuracy log answers {n - missing} of {n} samples; an accuracy run must cover "
-                           "every sample", path=path, rule="acc.incomplete_log")
+        raise SubtoolError(
+            f"the accuracy log answers {n - missing} of {n} samples; an accuracy run must cover every sample",
+            path=path,
+            rule="acc.incomplete_log",
+        )
     order = list(range(n))
     ids = [tokens[i].astype(np.int64).tolist() for i in order]
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
@@ -121,8 +127,12 @@ def llm_accuracy(tokens: dict[int, np.ndarray], targets: list[str], tokenizer, p
     refs = postprocess([targets[i] for i in order])
     metrics: dict = rouge_scores(preds, refs)
     gen_tok_len = int(sum(len(t) for t in ids))
-    metrics.update(gen_len=int(sum(len(p) for p in preds)), gen_num=n, gen_tok_len=gen_tok_len,
-                   tokens_per_sample=round(gen_tok_len / n, 1))
+    metrics.update(
+        gen_len=int(sum(len(p) for p in preds)),
+        gen_num=n,
+        gen_tok_len=gen_tok_len,
+        tokens_per_sample=round(gen_tok_len / n, 1),
+    )
     return metrics
 
 

@@ -20,18 +20,24 @@ import numpy as np
 from subtool.errors import SubtoolError
 from subtool.runner.workloads.llm_specs import LlmSpec
 
-GPTJ_PROMPT = ("Below is an instruction that describes a task, paired with an input that provides further context. "
-               "Write a response that appropriately completes the request.\n\n"
-               "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:")
+GPTJ_PROMPT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+)
 GPTJ_MAX_PROMPT_TOKENS = 1919
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 @dataclass
 class LlmData:
-    prompts: list[np.ndarray]          # int32 token ids per sample
-    targets: list[str]                 # reference outputs
+    prompts: list[np.ndarray]  # int32 token ids per sample
+    targets: list[str]  # reference outputs
     tokenizer: object
     dataset_sha256: str
     description: str
@@ -51,9 +57,12 @@ def sha256_file(path: Path) -> str:
 
 def _read_config(model_path: Path) -> dict:
     if not model_path.is_dir():
-        raise SubtoolError("model directory not found", path=model_path, rule="model.missing",
-                           hint="--model-path takes a Hugging Face checkpoint directory (config.json, weights, "
-                                "tokenizer.json)")
+        raise SubtoolError(
+            "model directory not found",
+            path=model_path,
+            rule="model.missing",
+            hint="--model-path takes a Hugging Face checkpoint directory (config.json, weights, tokenizer.json)",
+        )
     config_path = model_path / "config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -71,12 +80,16 @@ def check_checkpoint(spec: LlmSpec, model_path: Path, *, need_weights: bool = Tr
     model_path = Path(model_path)
     config = _read_config(model_path)
     if config.get("model_type") not in spec.model_types:
-        raise SubtoolError(f"model_type is {config.get('model_type')!r}; {spec.name} needs a "
-                           f"{' or '.join(spec.model_types)} checkpoint", path=model_path / "config.json",
-                           rule="model.architecture")
+        raise SubtoolError(
+            f"model_type is {config.get('model_type')!r}; {spec.name} needs a "
+            f"{' or '.join(spec.model_types)} checkpoint",
+            path=model_path / "config.json",
+            rule="model.architecture",
+        )
     if not any((model_path / f).exists() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
-        raise SubtoolError("no tokenizer (tokenizer.json, tokenizer.model or vocab.json)", path=model_path,
-                           rule="model.tokenizer")
+        raise SubtoolError(
+            "no tokenizer (tokenizer.json, tokenizer.model or vocab.json)", path=model_path, rule="model.tokenizer"
+        )
     if need_weights and not any((model_path / f).exists() for f in WEIGHT_FILES):
         raise SubtoolError(f"no weights ({', '.join(WEIGHT_FILES)})", path=model_path, rule="model.weights")
     return config
@@ -98,8 +111,9 @@ def load_tokenizer(model_path: Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
-        raise SubtoolError(f"cannot load the tokenizer: {str(exc).splitlines()[0]}", path=model_path,
-                           rule="model.tokenizer") from None
+        raise SubtoolError(
+            f"cannot load the tokenizer: {str(exc).splitlines()[0]}", path=model_path, rule="model.tokenizer"
+        ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -111,14 +125,23 @@ def _json_records(path: Path, spec: LlmSpec) -> list:
         with open(path, "rb") as fh:
             records = json.load(fh)
     except FileNotFoundError:
-        raise SubtoolError("dataset file not found", path=path, rule="dataset.missing",
-                           hint=f"{spec.name} reads {spec.dataset_hint}") from None
+        raise SubtoolError(
+            "dataset file not found", path=path, rule="dataset.missing", hint=f"{spec.name} reads {spec.dataset_hint}"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise SubtoolError(f"not a JSON file; {spec.name} reads {spec.dataset_file}", path=path,
-                           rule="dataset.format", hint=spec.dataset_hint) from None
+        raise SubtoolError(
+            f"not a JSON file; {spec.name} reads {spec.dataset_file}",
+            path=path,
+            rule="dataset.format",
+            hint=spec.dataset_hint,
+        ) from None
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
-        raise SubtoolError(f"expected a JSON list of sample objects ({spec.dataset_file})", path=path,
-                           rule="dataset.format", hint=spec.dataset_hint)
+        raise SubtoolError(
+            f"expected a JSON list of sample objects ({spec.dataset_file})",
+            path=path,
+            rule="dataset.format",
+            hint=spec.dataset_hint,
+        )
     return records
 
 
@@ -128,17 +151,22 @@ def _token_ids(value, path: Path, index: int, field: str) -> np.ndarray:
     except (TypeError, ValueError):
         ids = None
     if ids is None or ids.ndim != 1 or ids.size == 0 or ids.min() < 0:
-        raise SubtoolError(f"sample {index}: '{field}' is not a non-empty list of token ids", path=path,
-                           rule="dataset.format")
+        raise SubtoolError(
+            f"sample {index}: '{field}' is not a non-empty list of token ids", path=path, rule="dataset.format"
+        )
     return ids.astype(np.int32)
 
 
 def _require_fields(record: dict, fields: tuple[str, ...], path: Path, index: int, spec: LlmSpec) -> None:
     missing = [f for f in fields if f not in record]
     if missing:
-        raise SubtoolError(f"sample {index} has no {', '.join(repr(m) for m in missing)}; this is not "
-                           f"{spec.dataset_file} as the {spec.name} reference writes it", path=path,
-                           rule="dataset.format", hint=spec.dataset_hint)
+        raise SubtoolError(
+            f"sample {index} has no {', '.join(repr(m) for m in missing)}; this is not "
+            f"{spec.dataset_file} as the {spec.name} reference writes it",
+            path=path,
+            rule="dataset.format",
+            hint=spec.dataset_hint,
+        )
 
 
 def read_cnn_llama3(path: Path, spec: LlmSpec) -> tuple[list[np.ndarray], list[str]]:
@@ -161,13 +189,30 @@ def read_openorca_pickle(path: Path, spec: LlmSpec) -> tuple[list[np.ndarray], l
         raise SubtoolError("dataset file not found", path=path, rule="dataset.missing", hint=spec.dataset_hint)
     try:
         df = pd.read_pickle(path)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
-            IndexError, KeyError, UnicodeDecodeError):
-        raise SubtoolError(f"not a pandas pickle; {spec.name} reads {spec.dataset_file}", path=path,
-                           rule="dataset.format", hint=spec.dataset_hint) from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+        UnicodeDecodeError,
+    ):
+        raise SubtoolError(
+            f"not a pandas pickle; {spec.name} reads {spec.dataset_file}",
+            path=path,
+            rule="dataset.format",
+            hint=spec.dataset_hint,
+        ) from None
     if not isinstance(df, pd.DataFrame) or not {"tok_input", "output"} <= set(df.columns):
-        raise SubtoolError(f"expected a DataFrame with columns 'tok_input' and 'output' ({spec.dataset_file})",
-                           path=path, rule="dataset.format", hint=spec.dataset_hint)
+        raise SubtoolError(
+            f"expected a DataFrame with columns 'tok_input' and 'output' ({spec.dataset_file})",
+            path=path,
+            rule="dataset.format",
+            hint=spec.dataset_hint,
+        )
     if len(df) == 0:
         raise SubtoolError("the data set is empty", path=path, rule="dataset.format")
     prompts = [_token_ids(v, path, i, "tok_input") for i, v in enumerate(df["tok_input"].tolist())]
@@ -198,11 +243,20 @@ def load_data(spec: LlmSpec, model_path: Path, dataset_path: Path) -> LlmData:
     vocab = len(tokenizer)
     for i, p in enumerate(prompts):
         if int(p.max()) >= vocab:
-            raise SubtoolError(f"sample {i} has token id {int(p.max())}, beyond the tokenizer's {vocab} tokens; "
-                               "the data set was tokenized for another model", path=dataset_path,
-                               rule="dataset.tokenizer_mismatch")
+            raise SubtoolError(
+                f"sample {i} has token id {int(p.max())}, beyond the tokenizer's {vocab} tokens; "
+                "the data set was tokenized for another model",
+                path=dataset_path,
+                rule="dataset.tokenizer_mismatch",
+            )
     lengths = [len(p) for p in prompts]
-    description = (f"{len(prompts)} prompts, {min(lengths)}-{max(lengths)} tokens "
-                   f"(mean {sum(lengths) / len(lengths):.0f})")
-    return LlmData(prompts=prompts, targets=targets, tokenizer=tokenizer, dataset_sha256=sha256_file(dataset_path),
-                   description=description)
+    description = (
+        f"{len(prompts)} prompts, {min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f})"
+    )
+    return LlmData(
+        prompts=prompts,
+        targets=targets,
+        tokenizer=tokenizer,
+        dataset_sha256=sha256_file(dataset_path),
+        description=description,
+    )

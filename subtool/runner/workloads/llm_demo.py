@@ -32,8 +32,10 @@ DEMO_SETTINGS = {"max_new_tokens": DEMO_MAX_NEW_TOKENS, "batch_size": 256, "thre
 FAMILY_SETTINGS = {"gptj": {"batch_size": 64}}
 VOCAB_WORDS = 2000
 
-LLAMA3_INSTRUCTION = ("Summarize the following news article in 128 tokens. Please output the summary only, "
-                      "without any other text.\n\nArticle:\n{input}\n\nSummary:")
+LLAMA3_INSTRUCTION = (
+    "Summarize the following news article in 128 tokens. Please output the summary only, "
+    "without any other text.\n\nArticle:\n{input}\n\nSummary:"
+)
 GPTJ_INSTRUCTION = "Summarize the following news article:"
 LLAMA2_SYSTEM = "You are an AI assistant. Provide a detailed answer so user don't need to search outside."
 LLAMA2_PROMPT_SYSTEM = "<s>[INST] <<SYS>>\n{}\n<</SYS>>\n\n{} [/INST]"
@@ -43,8 +45,15 @@ SPECIALS = ["<unk>", "<s>", "</s>"]
 PUNCTUATION = [".", ",", ":", "?", "[", "]", "/", "<", ">", "'", "<<", ">>"]
 
 # tiny configurations of each family's architecture
-LLAMA_TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False)
+LLAMA_TINY = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    tie_word_embeddings=False,
+)
 GPTJ_TINY = dict(n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=512, tie_word_embeddings=False)
 
 _CONSONANTS = "bcdfghjklmnprstvwz"
@@ -84,9 +93,14 @@ def generate_vocabulary(rng: random.Random, n: int = VOCAB_WORDS) -> list[str]:
 
 
 def _template_words() -> list[str]:
-    texts = (LLAMA3_INSTRUCTION, GPTJ_INSTRUCTION, LLAMA2_SYSTEM, LLAMA2_PROMPT_SYSTEM,
-             "Below is an instruction that describes a task, paired with an input that provides further context. "
-             "Write a response that appropriately completes the request. ### Instruction: Input: Response:")
+    texts = (
+        LLAMA3_INSTRUCTION,
+        GPTJ_INSTRUCTION,
+        LLAMA2_SYSTEM,
+        LLAMA2_PROMPT_SYSTEM,
+        "Below is an instruction that describes a task, paired with an input that provides further context. "
+        "Write a response that appropriately completes the request. ### Instruction: Input: Response:",
+    )
     return sorted({t for text in texts for t in _TOKEN_RE.findall(text)})
 
 
@@ -100,8 +114,9 @@ def build_tokenizer(words: list[str]):
         vocab.setdefault(token, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="</s>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>"
+    )
 
 
 def write_checkpoint(model_dir: Path, family: str, words: list[str]):
@@ -112,8 +127,12 @@ def write_checkpoint(model_dir: Path, family: str, words: list[str]):
     model_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(words)
     tokenizer.save_pretrained(model_dir)
-    ids = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-               pad_token_id=tokenizer.pad_token_id)
+    ids = dict(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(DEMO_SEED)
     if family == "gptj":
         from transformers import GPTJConfig, GPTJForCausalLM
@@ -125,11 +144,14 @@ def write_checkpoint(model_dir: Path, family: str, words: list[str]):
         rope = 500000.0 if family == "llama3.1" else 10000.0
         model = LlamaForCausalLM(LlamaConfig(**LLAMA_TINY, rope_theta=rope, **ids))
     model.save_pretrained(model_dir)
-    (model_dir / "subtool_demo.json").write_text(json.dumps({**DEMO_SETTINGS, **FAMILY_SETTINGS.get(family, {})})
-                                                 + "\n")
+    (model_dir / "subtool_demo.json").write_text(
+        json.dumps({**DEMO_SETTINGS, **FAMILY_SETTINGS.get(family, {})}) + "\n"
+    )
     (model_dir / "SUBTOOL_DEMO.txt").write_text(
         f"Embedded demo model: {family} architecture, tiny, random weights (seed {DEMO_SEED}). Its output is "
-        "meaningless; it exists to exercise the pipeline.\n", encoding="utf-8")
+        "meaningless; it exists to exercise the pipeline.\n",
+        encoding="utf-8",
+    )
     return tokenizer
 
 
@@ -163,8 +185,9 @@ def write_dataset(path: Path, spec: LlmSpec, words: list[str], tokenizer, rng: r
         if spec.dataset_format == "cnn-llama3":
             prompt = LLAMA3_INSTRUCTION.format(input=article)
             tok = [tokenizer.bos_token_id, *tokenizer(prompt, add_special_tokens=False)["input_ids"]]
-            records.append({"instruction": {"llama": LLAMA3_INSTRUCTION}, "input": article, "tok_input": tok,
-                            "output": summary})
+            records.append(
+                {"instruction": {"llama": LLAMA3_INSTRUCTION}, "input": article, "tok_input": tok, "output": summary}
+            )
         else:
             records.append({"instruction": GPTJ_INSTRUCTION, "input": article, "output": summary})
     atomic_write_text(path, json.dumps(records))
@@ -184,8 +207,19 @@ def _write_openorca(path: Path, words: list[str], tokenizer, rng: random.Random,
         tok_input = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         tok_output = tokenizer(answer, add_special_tokens=False)["input_ids"]
         origin = origins[i % len(origins)]
-        rows.append({"id": f"{origin}.{i}", "system_prompt": system, "question": question, "output": answer,
-                     "input": prompt, "tok_input": tok_input, "tok_output": tok_output, "origin": origin,
-                     "tok_input_length": len(tok_input), "tok_output_length": len(tok_output)})
+        rows.append(
+            {
+                "id": f"{origin}.{i}",
+                "system_prompt": system,
+                "question": question,
+                "output": answer,
+                "input": prompt,
+                "tok_input": tok_input,
+                "tok_output": tok_output,
+                "origin": origin,
+                "tok_input_length": len(tok_input),
+                "tok_output_length": len(tok_output),
+            }
+        )
     with atomic_output_file(path) as fh:
         pd.DataFrame(rows).to_pickle(fh)

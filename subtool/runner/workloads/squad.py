@@ -25,30 +25,30 @@ DOC_STRIDE = 128
 class SquadExample:
     qas_id: str
     question: str
-    doc_words: list[str]          # the context split on whitespace
-    answers: list[str]            # ground-truth answer texts (dev set: several per question)
-    context_id: int               # index of the paragraph, so its tokenization can be shared
+    doc_words: list[str]  # the context split on whitespace
+    answers: list[str]  # ground-truth answer texts (dev set: several per question)
+    context_id: int  # index of the paragraph, so its tokenization can be shared
 
 
 @dataclass
 class SquadFeatures:
     """All features of a data set as dense arrays plus the per-feature maps the answer decoding needs."""
 
-    input_ids: np.ndarray          # int32 [n, MAX_SEQ_LENGTH]
-    input_mask: np.ndarray         # int8  [n, MAX_SEQ_LENGTH]
-    segment_ids: np.ndarray        # int8  [n, MAX_SEQ_LENGTH]
-    seq_lengths: np.ndarray        # int32 [n]
-    example_index: np.ndarray      # int32 [n]
+    input_ids: np.ndarray  # int32 [n, MAX_SEQ_LENGTH]
+    input_mask: np.ndarray  # int8  [n, MAX_SEQ_LENGTH]
+    segment_ids: np.ndarray  # int8  [n, MAX_SEQ_LENGTH]
+    seq_lengths: np.ndarray  # int32 [n]
+    example_index: np.ndarray  # int32 [n]
     # per token position: the context word it came from (-1 outside the context), and whether this window is
     # the one where that token has the most context (the answer decoding only starts spans there)
-    token_to_word: np.ndarray      # int32 [n, MAX_SEQ_LENGTH]
+    token_to_word: np.ndarray  # int32 [n, MAX_SEQ_LENGTH]
     token_is_max_context: np.ndarray  # bool [n, MAX_SEQ_LENGTH]
 
     def save(self, path: str | Path) -> None:
         np.savez(path, **{k: getattr(self, k) for k in self.__dataclass_fields__})
 
     @classmethod
-    def load(cls, path: str | Path) -> "SquadFeatures":
+    def load(cls, path: str | Path) -> SquadFeatures:
         with np.load(path) as data:
             return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
@@ -81,16 +81,20 @@ def read_squad_examples(path: str | Path) -> list[SquadExample]:
         with open(path, "rb") as fh:
             doc = json.load(fh)
     except FileNotFoundError:
-        raise SubtoolError("dataset file not found", path=path, rule="dataset.missing",
-                           hint="pass the SQuAD v1.1 dev file (dev-v1.1.json) with --dataset-path") from None
+        raise SubtoolError(
+            "dataset file not found",
+            path=path,
+            rule="dataset.missing",
+            hint="pass the SQuAD v1.1 dev file (dev-v1.1.json) with --dataset-path",
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SubtoolError(f"not valid JSON ({exc.__class__.__name__})", path=path,
-                           rule="dataset.squad_v1.1") from None
+        raise SubtoolError(f"not valid JSON ({exc.__class__.__name__})", path=path, rule="dataset.squad_v1.1") from None
     except OSError as exc:
         raise SubtoolError(f"cannot read dataset: {exc.strerror}", path=path, rule="dataset.unreadable") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-        raise SubtoolError("not a SQuAD v1.1 file: expected a JSON object with a 'data' list", path=path,
-                           rule="dataset.squad_v1.1")
+        raise SubtoolError(
+            "not a SQuAD v1.1 file: expected a JSON object with a 'data' list", path=path, rule="dataset.squad_v1.1"
+        )
     version = str(doc.get("version", "1.1"))
     examples: list[SquadExample] = []
     context_id = 0
@@ -102,14 +106,23 @@ def read_squad_examples(path: str | Path) -> list[SquadExample]:
                     if qa.get("is_impossible"):
                         raise SubtoolError(
                             f"SQuAD {version} file with unanswerable questions; bert-99 uses SQuAD v1.1",
-                            path=path, rule="dataset.squad_v1.1")
-                    examples.append(SquadExample(
-                        qas_id=str(qa["id"]), question=qa["question"], doc_words=words,
-                        answers=[a["text"] for a in qa.get("answers", [])], context_id=context_id))
+                            path=path,
+                            rule="dataset.squad_v1.1",
+                        )
+                    examples.append(
+                        SquadExample(
+                            qas_id=str(qa["id"]),
+                            question=qa["question"],
+                            doc_words=words,
+                            answers=[a["text"] for a in qa.get("answers", [])],
+                            context_id=context_id,
+                        )
+                    )
                 context_id += 1
     except (KeyError, TypeError) as exc:
-        raise SubtoolError(f"not a SQuAD v1.1 file: missing or malformed field {exc}", path=path,
-                           rule="dataset.squad_v1.1") from None
+        raise SubtoolError(
+            f"not a SQuAD v1.1 file: missing or malformed field {exc}", path=path, rule="dataset.squad_v1.1"
+        ) from None
     if not examples:
         raise SubtoolError("the dataset holds no questions", path=path, rule="dataset.squad_v1.1")
     return examples
@@ -155,10 +168,13 @@ def _wordpiece_per_word(tokenizer, words: list[str]) -> list[list[str]]:
     return [tokenizer.tokenize(w) for w in words]
 
 
-def convert_examples_to_features(examples: list[SquadExample], tokenizer,
-                                 max_seq_length: int = MAX_SEQ_LENGTH,
-                                 max_query_length: int = MAX_QUERY_LENGTH,
-                                 doc_stride: int = DOC_STRIDE) -> SquadFeatures:
+def convert_examples_to_features(
+    examples: list[SquadExample],
+    tokenizer,
+    max_seq_length: int = MAX_SEQ_LENGTH,
+    max_query_length: int = MAX_QUERY_LENGTH,
+    doc_stride: int = DOC_STRIDE,
+) -> SquadFeatures:
     cls_id, sep_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
     context_cache: dict[int, tuple[list[str], list[int]]] = {}
     ids_rows: list[np.ndarray] = []
@@ -187,10 +203,10 @@ def convert_examples_to_features(examples: list[SquadExample], tokenizer,
             ids = np.zeros(max_seq_length, dtype=np.int32)
             seg = np.zeros(max_seq_length, dtype=np.int8)
             ids[0] = cls_id
-            ids[1:1 + len(query)] = query_ids
+            ids[1 : 1 + len(query)] = query_ids
             ids[1 + len(query)] = sep_id
             doc_off = 2 + len(query)
-            ids[doc_off:doc_off + length] = doc_ids[start:start + length]
+            ids[doc_off : doc_off + length] = doc_ids[start : start + length]
             ids[doc_off + length] = sep_id
             seg[doc_off:n] = 1
             ids_rows.append(ids)
@@ -198,12 +214,12 @@ def convert_examples_to_features(examples: list[SquadExample], tokenizer,
             lengths.append(n)
             ex_index.append(ei)
             words = np.full(max_seq_length, -1, dtype=np.int32)
-            words[doc_off:doc_off + length] = piece_word[start:start + length]
+            words[doc_off : doc_off + length] = piece_word[start : start + length]
             best = np.zeros(max_seq_length, dtype=bool)
             if len(spans) == 1:
-                best[doc_off:doc_off + length] = True
+                best[doc_off : doc_off + length] = True
             else:
-                best[doc_off:doc_off + length] = [_best_window(spans, si, start + i) for i in range(length)]
+                best[doc_off : doc_off + length] = [_best_window(spans, si, start + i) for i in range(length)]
             word_rows.append(words)
             best_rows.append(best)
 
@@ -214,6 +230,12 @@ def convert_examples_to_features(examples: list[SquadExample], tokenizer,
     input_mask = (np.arange(max_seq_length)[None, :] < seq_lengths[:, None]).astype(np.int8)
     token_to_word = np.stack(word_rows) if n else np.zeros((0, max_seq_length), np.int32)
     is_max = np.stack(best_rows) if n else np.zeros((0, max_seq_length), bool)
-    return SquadFeatures(input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids,
-                         seq_lengths=seq_lengths, example_index=np.asarray(ex_index, dtype=np.int32),
-                         token_to_word=token_to_word, token_is_max_context=is_max)
+    return SquadFeatures(
+        input_ids=input_ids,
+        input_mask=input_mask,
+        segment_ids=segment_ids,
+        seq_lengths=seq_lengths,
+        example_index=np.asarray(ex_index, dtype=np.int32),
+        token_to_word=token_to_word,
+        token_is_max_context=is_max,
+    )

@@ -112,7 +112,7 @@ def project_to_original(pred_text: str, orig_text: str) -> str:
     tok_to_ns = {t: i for i, t in enumerate(tok_index)}
     if start not in tok_to_ns or end not in tok_to_ns:
         return orig_text
-    return orig_text[orig_index[tok_to_ns[start]]:orig_index[tok_to_ns[end]] + 1]
+    return orig_text[orig_index[tok_to_ns[start]] : orig_index[tok_to_ns[end]] + 1]
 
 
 def _top(values: np.ndarray, k: int) -> np.ndarray:
@@ -121,8 +121,9 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
     return idx[np.argsort(-values[idx], kind="stable")]
 
 
-def best_answers(examples: list[SquadExample], features: SquadFeatures, logits: dict[int, np.ndarray],
-                 id_to_token) -> dict[str, str]:
+def best_answers(
+    examples: list[SquadExample], features: SquadFeatures, logits: dict[int, np.ndarray], id_to_token
+) -> dict[str, str]:
     """The highest-scoring valid span of each example over all its features.
 
     `logits[feature_index]` is a [seq, 2] array of start/end logits; a feature without logits (missing from the
@@ -156,10 +157,10 @@ def best_answers(examples: list[SquadExample], features: SquadFeatures, logits: 
             answers[ex.qas_id] = ""
             continue
         _, fi, s, e = best
-        pieces = id_to_token(features.input_ids[fi, s:e + 1].tolist())
+        pieces = id_to_token(features.input_ids[fi, s : e + 1].tolist())
         pred_text = " ".join(pieces).replace(" ##", "").replace("##", "")
         pred_text = " ".join(pred_text.split())
         words = features.token_to_word[fi]
-        orig_text = " ".join(ex.doc_words[words[s]:words[e] + 1])
+        orig_text = " ".join(ex.doc_words[words[s] : words[e] + 1])
         answers[ex.qas_id] = project_to_original(pred_text, orig_text)
     return answers
