@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmeta import Provenance  # noqa: E402
 
-from subtool.runner.workloads.squad import MAX_SEQ_LENGTH  # noqa: E402
+from subtool.runner.bert.squad import MAX_SEQ_LENGTH  # noqa: E402
 
 LARGE = dict(
     hidden_size=1024,
@@ -100,8 +100,8 @@ def make_assets(work: Path):
     import torch
     from transformers import BertConfig, BertForQuestionAnswering
 
-    from subtool.runner.demo import demo_assets
-    from subtool.runner.workloads.bert import check_checkpoint, load_data
+    from subtool.runner.bert.demo import demo_assets
+    from subtool.runner.bert.workload import check_checkpoint, load_data
 
     demo = demo_assets(work / "cache")
     ckpt = work / "bert-large-random"
@@ -185,7 +185,7 @@ def reference_sut(ckpt: Path, features):
     """The reference's way: transformers BERT, fp32, one sample per forward, padded to 384."""
     import torch
 
-    from subtool.runner.suts.torch_bert import TorchBertSUT
+    from subtool.runner.bert.sut_cpu import TorchBertSUT
 
     class PaddedReference(TorchBertSUT):
         def infer(self, indices):
@@ -234,7 +234,7 @@ def packed_logits(model, features, budget: int) -> dict[int, np.ndarray]:
     """Every feature through a PackedBert eagerly (no LoadGen, no graphs): for accuracy variants."""
     import torch
 
-    from subtool.runner.suts.bert_fast_plan import TokenBatcher, pack_inputs
+    from subtool.runner.bert.packed_plan import TokenBatcher, pack_inputs
 
     batcher = TokenBatcher(features.seq_lengths, budget)
     batcher.add(np.arange(len(features)), np.arange(len(features)))
@@ -299,7 +299,7 @@ def margins(truth: dict[int, np.ndarray], features) -> dict:
 
 def agreement(data, logits: dict[int, np.ndarray], truth_answers: dict[str, str]) -> dict:
     """EM/F1 of these logits' answers, scored with the fp32 answers as the only ground truth."""
-    from subtool.runner.workloads.squad_eval import best_answers, squad_v11_scores
+    from subtool.runner.bert.squad_eval import best_answers, squad_v11_scores
 
     preds = best_answers(data.examples, data.features, logits, data.tokenizer.convert_ids_to_tokens)
     examples = [dataclasses.replace(ex, answers=[truth_answers[ex.qas_id]]) for ex in data.examples]
@@ -320,7 +320,7 @@ def forward_ceiling(model, features, tokens: int, reps: int = 20) -> dict:
     """Samples/s of the forward alone: one CUDA graph of a full `tokens` batch of real samples, replayed."""
     import torch
 
-    from subtool.runner.suts.bert_fast_plan import TokenBatcher, pack_inputs
+    from subtool.runner.bert.packed_plan import TokenBatcher, pack_inputs
 
     batcher = TokenBatcher(features.seq_lengths, tokens, (tokens,))
     order = np.random.default_rng(0).permutation(len(features))
@@ -367,7 +367,7 @@ def kernel_profile(model, features, tokens: int) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from subtool.runner.suts.bert_fast_plan import TokenBatcher, pack_inputs
+    from subtool.runner.bert.packed_plan import TokenBatcher, pack_inputs
 
     batcher = TokenBatcher(features.seq_lengths, tokens, (tokens,))
     order = np.random.default_rng(1).permutation(len(features))
@@ -439,7 +439,7 @@ def kernel_profile(model, features, tokens: int) -> dict:
 # ------------------------------------------------------------------------------------------------ main
 def ground_truth(report: dict, ckpt, data):
     """The fp32 batch-1-equivalent logits and their answers, recorded in `report`."""
-    from subtool.runner.workloads.squad_eval import best_answers
+    from subtool.runner.bert.squad_eval import best_answers
 
     t0 = time.time()
     truth = transformers_logits(ckpt, data.features, "fp32")
@@ -457,8 +457,8 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answ
     """One torch-cuda configuration: build (graph capture), Offline perf, accuracy, optional Server search."""
     import torch
 
-    from subtool.runner.suts.torch_cuda_bert import TorchCudaBertSUT
-    from subtool.runner.workloads.bert import read_accuracy_log
+    from subtool.runner.bert.sut_cuda import TorchCudaBertSUT
+    from subtool.runner.bert.workload import read_accuracy_log
 
     t0 = time.time()
     sut = TorchCudaBertSUT(ckpt, data.features, precision=precision, token_budget=budget)
@@ -570,7 +570,7 @@ def forward_only_block(name, ckpt, data, precision, budget, results, quick, trut
     and its variants."""
     import torch
 
-    from subtool.runner.suts.bert_fast_model import PackedBert
+    from subtool.runner.bert.packed_model import PackedBert
 
     t0 = time.time()
     model = PackedBert(ckpt, device="cuda", precision=precision)
@@ -658,7 +658,7 @@ def main() -> None:
     import torch
 
     from subtool.fsutil import atomic_write_json
-    from subtool.runner.workloads.bert import BertQSL
+    from subtool.runner.bert.workload import BertQSL
 
     if not torch.cuda.is_available():
         sys.exit("bench/bert_gpu.py needs a CUDA GPU")

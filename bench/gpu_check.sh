@@ -7,7 +7,8 @@
 # 0. Installs subtool's requirements from wheels/ (git-ignored; bench/fetch_wheels.sh fills it on a machine
 #    with PyPI) with `pip install --no-index --find-links wheels/`: only what the machine's Python lacks.
 #    The checkout's subtool is used through PYTHONPATH.
-# 1. tests:   pytest on tests/gpu_bert, tests/llm_engine and every other test file with a test marked gpu.
+# 1. tests:   pytest on GPU_TEST_FILES (the packed BERT, the kernels, the LLM engine) and every test file with a
+#             test marked gpu.
 # 2. bert:    python bench/bert_gpu.py --quick                     → $RESULTS_DIR/gpu_check_bert.json
 # 3. llm:     python bench/llm_gpu.py, 256 prompts, one Server point → $RESULTS_DIR/gpu_check_llm.json
 # 4. checker: python bench/checker_speed.py --official wheels/official (the machine's cores, idle)
@@ -20,6 +21,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 RESULTS=${RESULTS_DIR:-bench/results}
+# The test files whose tests run the CUDA paths when a GPU is there (on a CPU they run the same code through
+# torch-cpu or Triton's interpreter): the packed BERT, its plan and kernels, the LLM engine.
+GPU_TEST_FILES=(tests/runner/bert/test_bert_gpu.py tests/runner/bert/test_packed_model.py tests/runner/bert/test_packed_plan.py
+                tests/runner/bert/test_sut_cpu.py tests/runner/kernels tests/runner/llm/test_llm_engine.py)
 LOG=${TMPDIR:-/tmp}/gpu_check.log
 export PYTHONUNBUFFERED=1
 mkdir -p "$RESULTS"
@@ -79,9 +84,8 @@ for part in "${parts[@]}"; do
       if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
         say "tests: torch is missing or sees no CUDA GPU, so every GPU test would skip"; status[tests]=1; continue
       fi
-      mapfile -t files < <({ echo tests/gpu_bert; echo tests/llm_engine;
-                             grep -rlE "pytest\.mark\.gpu" tests --include='test_*.py' |
-                               grep -vE "^tests/(gpu_bert|llm_engine)/"; } | sort -u)
+      mapfile -t files < <({ printf '%s\n' "${GPU_TEST_FILES[@]}";
+                             grep -rlE "pytest\.mark\.gpu" tests --include='test_*.py'; } | sort -u)
       run_part tests "$PY" -m pytest -q -rs -p no:cacheprovider "${files[@]}" ;;
     bert)
       rm -f "$RESULTS/gpu_check_bert.json"

@@ -126,7 +126,7 @@ def run_loadgen(sut_handle, n: int, scenario: str, conf_lines: list[str], outdir
     seconds = time.time() - t0
     lg.DestroyQSL(qsl)
     values = read_detail_log(outdir / "mlperf_log_detail.txt")
-    from subtool.runner.workloads.llm import token_metrics
+    from subtool.runner.llm.workload import token_metrics
 
     out = token_metrics(values, scenario, True)
     out.update(
@@ -197,8 +197,8 @@ def main() -> None:
     import torch
     import transformers
 
-    from subtool.runner.suts.llm_local import TorchLlmSUT
-    from subtool.runner.workloads.llm import Generation
+    from subtool.runner.llm.sut_torch import TorchLlmSUT
+    from subtool.runner.llm.workload import Generation
 
     t0 = time.time()
     model = build_model(args.layers, args.device, args.tiny)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmeta import Provenance  # noqa: E402
 
-from subtool.submission.pack_tarball import read_tarball, write_tarball  # noqa: E402
+from subtool.pack.tarball import read_tarball, write_tarball  # noqa: E402
 
 LINE = (
     ':::MLLOG {{"key": "result_samples_per_second", "value": {v:.3f}, "time_ms": {t:.6f}, "namespace": '

@@ -140,7 +140,7 @@ def main() -> int:
     args = build_parser().parse_args()
     prov = Provenance()
 
-    from subtool.submission.package import PackageOptions, package_results
+    from subtool.package.api import PackageOptions, package_results
 
     size = args.size_mb * 1_000_000
     work = Path(tempfile.mkdtemp(prefix="package_speed-", dir=args.workdir))

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmeta import Provenance  # noqa: E402
 
-from subtool.submission.publish import PublishOptions, publish_tree  # noqa: E402
+from subtool.publish.api import PublishOptions, publish_tree  # noqa: E402
 
 
 def git(*args: str, cwd: Path | None = None) -> str:

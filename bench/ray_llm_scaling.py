@@ -46,7 +46,7 @@ def loadgen_offline(sut, samples: int, outdir: Path) -> dict:
     import mlperf_loadgen as lg
 
     from subtool.runner.harness import read_detail_log
-    from subtool.runner.workloads.llm import token_metrics
+    from subtool.runner.llm.workload import token_metrics
 
     outdir.mkdir(parents=True, exist_ok=True)
     settings = lg.TestSettings()
@@ -81,10 +81,10 @@ def loadgen_offline(sut, samples: int, outdir: Path) -> dict:
 
 
 def measure(workers: int, prompts, args, outdir: Path) -> dict:
-    from subtool.runner.suts.ray_llm import RayLlmSUT
-    from subtool.runner.suts.ray_llm_worker import GeneratorSpec
-    from subtool.runner.suts.ray_pool import RayPoolConfig
-    from subtool.runner.workloads.llm import Generation
+    from subtool.runner.bert.sut_ray import RayPoolConfig
+    from subtool.runner.llm.ray_worker import GeneratorSpec
+    from subtool.runner.llm.sut_ray import RayLlmSUT
+    from subtool.runner.llm.workload import Generation
 
     cuda = args.device == "cuda"
     gen = Generation(
@@ -146,9 +146,9 @@ def measure(workers: int, prompts, args, outdir: Path) -> dict:
 def measure_in_process(prompts, args, outdir: Path) -> dict:
     """The same generator without Ray (TorchLlmSUT in this process, one GPU or `--threads` CPU threads): the
     reference for what Ray's streaming costs."""
-    from subtool.runner.suts.llm_local import TorchLlmSUT
-    from subtool.runner.suts.ray_llm_worker import _Discard
-    from subtool.runner.workloads.llm import Generation
+    from subtool.runner.llm.ray_worker import _Discard
+    from subtool.runner.llm.sut_torch import TorchLlmSUT
+    from subtool.runner.llm.workload import Generation
 
     cuda = args.device == "cuda"
     gen = Generation(

@@ -87,8 +87,8 @@ def offline_settings(samples: int):
 def loadgen_offline(sut, features, samples: int, outdir: Path) -> dict:
     import mlperf_loadgen as lg
 
+    from subtool.runner.bert.workload import BertQSL
     from subtool.runner.harness import read_detail_log
-    from subtool.runner.workloads.bert import BertQSL
 
     qsl = BertQSL(features, samples)
     log = lg.LogSettings()
@@ -120,7 +120,7 @@ def start_pool(model_path: Path, features, workers: int, args):
     import numpy as np
     import ray
 
-    from subtool.runner.suts.ray_pool import RayBertSUT, RayPoolConfig
+    from subtool.runner.bert.sut_ray import RayBertSUT, RayPoolConfig
 
     inner = "torch-cuda" if args.device == "cuda" else "torch-cpu"
     t0 = time.perf_counter()
@@ -185,7 +185,7 @@ def measure_in_process(model_path: Path, features, args) -> dict:
     import numpy as np
     import torch
 
-    from subtool.runner.suts.torch_bert import bert_qa_logits, load_qa_model, plan_batches
+    from subtool.runner.bert.sut_cpu import bert_qa_logits, load_qa_model, plan_batches
 
     threads = torch.get_num_threads()
     model = load_qa_model(model_path, "cpu", "fp32", 1)
@@ -227,8 +227,8 @@ def main() -> int:
     import ray
     import torch
 
-    from subtool.runner.demo import cache_root, demo_assets
-    from subtool.runner.workloads.bert import check_checkpoint, load_data
+    from subtool.runner.bert.demo import cache_root, demo_assets
+    from subtool.runner.bert.workload import check_checkpoint, load_data
 
     assets = demo_assets()
     if args.model_path is not None:

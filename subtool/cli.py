@@ -64,7 +64,7 @@ def _outputs(*options) -> None:
 
 def _said(choice):
     """A round subtool chose for the user (not the one they gave, not the default): one line saying which, why."""
-    from subtool.submission.round_models import announce
+    from subtool.mlperf.round_choice import announce
 
     return announce(choice, _console())
 
@@ -160,7 +160,7 @@ def run(
             demo, model_path, dataset_path, backend, endpoint, api_key_env, max_new_tokens, engine
         )
         backend, extra = _ray_extra(backend, extra, ray_address, workers)
-        from subtool.submission.round_models import choose_round
+        from subtool.mlperf.round_choice import choose_round
 
         run_round = _said(choose_round([model], version)).version
     except SubtoolError as err:
@@ -255,7 +255,7 @@ def _registered_backends() -> tuple[str, ...]:
     the tests' instant SUT is one). Only families already imported are read: a family that was never imported
     registered nothing, and importing one here would cost the start-up time the early check exists to save."""
     names: list[str] = []
-    for module in ("subtool.runner.workloads.bert", "subtool.runner.workloads.llm"):
+    for module in ("subtool.runner.bert.workload", "subtool.runner.llm.workload"):
         table = getattr(sys.modules.get(module), "SUT_BACKENDS", None) or {}
         names += [name for name in table if name not in BACKENDS]
     return tuple(names)
@@ -275,9 +275,9 @@ def _validate_run_options(
 ) -> str | None:
     """Every option of a benchmark run, checked before anything runs (a typo must not cost the benchmark);
     returns the scenario's canonical spelling. Imports nothing heavy."""
+    from subtool.mlperf.layout import DIVISIONS, check_version
     from subtool.runner.harness import check_scenario
-    from subtool.runner.workloads.base import WORKLOAD_MODULES
-    from subtool.submission.layout import DIVISIONS, check_version
+    from subtool.runner.workload import WORKLOAD_MODULES
 
     if model is not None and model not in WORKLOAD_MODULES:
         _choice("--model", model, sorted(WORKLOAD_MODULES))
@@ -322,8 +322,8 @@ def package(
     """Lay results out as the official submission tree."""
     _outputs(("--out", out, True), ("--full-logs", full_logs, True))
     from subtool.fsutil import check_name_fits, undo_on_error
-    from subtool.submission.package import PackageOptions, package_results
-    from subtool.submission.round_models import choose_round_for_runs
+    from subtool.mlperf.round_choice import choose_round_for_runs
+    from subtool.package.api import PackageOptions, package_results
 
     try:
         _validate_run_options(division=division, version=version)
@@ -391,7 +391,7 @@ def check(
     _outputs(("--csv", csv, False), ("--report", report, False))
     from subtool.checker.api import CheckOptions, check_tree
     from subtool.checker.report import print_human, report_to_dict, write_report_json, write_summary_csv
-    from subtool.submission.round_models import choose_round_for_tree
+    from subtool.mlperf.round_choice import choose_round_for_tree
 
     try:
         version = _said(choose_round_for_tree(tree, version)).version
@@ -436,17 +436,17 @@ def pack(
     """Make the competition artifacts: tarball, summary JSON/CSV, .run, .tstamps, .md, sha256 manifest."""
     _outputs(("--out", out, True))
     from subtool.fsutil import undo_on_error
-    from subtool.submission.pack import PackOptions, pack_tree, verify_tarball
+    from subtool.pack.api import PackOptions, pack_tree, verify_tarball
 
     try:
         if verify is not None:
-            from subtool.submission.layout import DEFAULT_VERSION
+            from subtool.mlperf.layout import DEFAULT_VERSION
 
             result = verify_tarball(verify, version=version or DEFAULT_VERSION, console=_console())
         else:
             if tree is None or out is None:
                 raise SubtoolError("pack needs TREE and --out (or --verify TARBALL)", rule="cli.usage")
-            from subtool.submission.round_models import choose_round_for_tree
+            from subtool.mlperf.round_choice import choose_round_for_tree
 
             version = _said(choose_round_for_tree(tree, version)).version
             with undo_on_error(out):  # a failure leaves no new folder or file
@@ -483,7 +483,7 @@ def publish(
 ) -> None:
     """Push the submission to a branch of your fork and open the pull request."""
     _outputs(("--cache", cache, True))
-    from subtool.submission.publish import PublishOptions, publish_tree
+    from subtool.publish.api import PublishOptions, publish_tree
 
     opts = PublishOptions(
         tree=tree,
@@ -635,7 +635,7 @@ def system(
     from rich.markup import escape
 
     from subtool.fsutil import atomic_write_text
-    from subtool.submission.system import (
+    from subtool.package.system import (
         apply_overrides,
         detect_system,
         load_overrides,

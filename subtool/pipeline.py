@@ -18,7 +18,7 @@ from pathlib import Path
 from subtool import __version__, fsutil
 from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError, Terminated, interruption_explained
 from subtool.fsutil import atomic_write_json, exclusive, remove_leftovers
-from subtool.submission.layout import DEFAULT_VERSION
+from subtool.mlperf.layout import DEFAULT_VERSION
 
 STAGES = ("run", "package", "check", "pack", "publish")
 STATE_SCHEMA = "subtool.state/1"
@@ -446,7 +446,7 @@ def _compliance_tests(opts: PipelineOptions) -> list[str]:
     """Explicit --compliance, else the tests the model needs when the result goes to the closed division."""
     if opts.compliance is not None:
         return list(opts.compliance)
-    from subtool.runner.workloads.base import get_workload
+    from subtool.runner.workload import get_workload
 
     return list(get_workload(opts.model).spec.compliance) if _division(opts) == "closed" else []
 
@@ -460,7 +460,7 @@ def _with_round(opts: PipelineOptions, console) -> PipelineOptions:
     """Options with the round every stage works for: --version, else the default or the model's last round."""
     import dataclasses
 
-    from subtool.submission.round_models import announce, choose_round
+    from subtool.mlperf.round_choice import announce, choose_round
 
     return dataclasses.replace(opts, version=announce(choose_round([opts.model], opts.version), console).version)
 
@@ -468,9 +468,9 @@ def _with_round(opts: PipelineOptions, console) -> PipelineOptions:
 def _check_round(opts: PipelineOptions) -> None:
     """A closed result of a benchmark the round lists only in another variant would fail at packaging: say so
     before the run."""
-    from subtool.submission.layout import check_version
-    from subtool.submission.models import benchmark
-    from subtool.submission.round_models import refuse_closed
+    from subtool.mlperf.benchmarks import benchmark
+    from subtool.mlperf.layout import check_version
+    from subtool.mlperf.round_choice import refuse_closed
 
     bench = benchmark(opts.model)
     if bench is not None and _division(opts) == "closed":
@@ -537,7 +537,7 @@ def _headline(record: dict) -> dict:
 
 
 def _do_package(opts: PipelineOptions, run_dir: Path, paths: dict, console) -> dict:
-    from subtool.submission.package import PackageOptions, package_results
+    from subtool.package.api import PackageOptions, package_results
 
     with fsutil.undo_on_error(paths["tree"], paths["full_logs"]):  # a failure leaves no new folder or file
         result = package_results(
@@ -588,7 +588,7 @@ def _do_check(opts: PipelineOptions, paths: dict, waive: frozenset[str], console
 
 
 def _do_pack(opts: PipelineOptions, run_dir: Path, paths: dict, waive: frozenset[str], console) -> dict:
-    from subtool.submission.pack import PackOptions, pack_tree
+    from subtool.pack.api import PackOptions, pack_tree
 
     # this run, and every earlier run under runs/ whose results the tree holds: .run/.tstamps cover them all
     result = pack_tree(
@@ -606,7 +606,7 @@ def _do_pack(opts: PipelineOptions, run_dir: Path, paths: dict, waive: frozenset
 
 
 def _do_publish(opts: PipelineOptions, paths: dict, console) -> dict:
-    from subtool.submission.publish import PublishOptions, publish_tree
+    from subtool.publish.api import PublishOptions, publish_tree
 
     result = publish_tree(
         PublishOptions(
@@ -632,7 +632,7 @@ def _do_publish(opts: PipelineOptions, paths: dict, console) -> dict:
 def _print_summary(outcome: Outcome, console, seconds: float) -> None:
     from rich.table import Table
 
-    from subtool.submission.pack_report import format_number
+    from subtool.pack.report import format_number
 
     run = outcome.run
     table = Table(title=f"subtool all — {seconds:.0f} s", show_header=False, title_justify="left")

@@ -14,6 +14,9 @@ from support.official import official_checker_dir, official_skip_reason
 
 OFFICIAL_SKIP = official_skip_reason()
 
+# The package and pack tests' LoadGen runs, trees and the two-demo hand-in (session fixtures, made once).
+pytest_plugins = ["support.submission_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def official_checker():
@@ -38,7 +41,7 @@ def _isolated_cache(subtool_cache, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_words():
-    from subtool.runner.demo import generate_vocabulary
+    from subtool.runner.bert.demo import generate_vocabulary
 
     return generate_vocabulary(random.Random(7), n=400)
 
@@ -47,7 +50,7 @@ def tiny_words():
 def tiny_checkpoint(tmp_path_factory, tiny_words):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from subtool.runner.demo import write_checkpoint
+    from subtool.runner.bert.demo import write_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "model"
     write_checkpoint(path, tiny_words)
@@ -57,7 +60,7 @@ def tiny_checkpoint(tmp_path_factory, tiny_words):
 @pytest.fixture(scope="session")
 def small_squad(tmp_path_factory, tiny_words):
     """40 questions, 5 of them on two-window contexts: 45 features."""
-    from subtool.runner.demo import generate_squad
+    from subtool.runner.bert.demo import generate_squad
 
     path = tmp_path_factory.mktemp("data") / "small-squad.json"
     path.write_text(json.dumps(generate_squad(tiny_words, random.Random(3), n_questions=40, n_two_window=5)))

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
-from subtool.checker.config import VERSIONS, round_config
 from subtool.checker.context import ResultJob
 from subtool.checker.findings import Finding
 from subtool.checker.result import ResultOutcome, check_result, check_results
 from subtool.checker.rules import all_rules
 from subtool.checker.tree import Discovery, discover
 from subtool.errors import SubtoolError
+from subtool.mlperf.round import VERSIONS, round_config
 
 __all__ = ["CheckOptions", "CheckReport", "Finding", "ResultVerdict", "check_tree", "SUMMARY_COLUMNS"]
 

@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from subtool.checker.config import SCENARIO_BY_LOWER, ModelRules, RoundConfig, round_config
 from subtool.checker.findings import Collector
-from subtool.checker.logs import LoadgenLog, read_loadgen_log
+from subtool.mlperf.logs import LoadgenLog, read_loadgen_log
+from subtool.mlperf.round import SCENARIO_BY_LOWER, ModelRules, RoundConfig, round_config
 
 
 def _is_link(entry: os.DirEntry) -> bool:

@@ -15,13 +15,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from subtool.checker.config import DIVISIONS, RoundConfig
 from subtool.checker.context import ResultJob
 from subtool.checker.findings import Collector
-from subtool.checker.logs import NonFinite, read_json_object
 from subtool.checker.rules import inputs, layout
 from subtool.checker.rules.scenarios import MAPPING_INVALID, check_benchmark
 from subtool.checker.rules.system import check_system, load_system, system_json_rel
+from subtool.mlperf.logs import NonFinite, read_json_object
+from subtool.mlperf.round import DIVISIONS, RoundConfig
 
 
 @dataclass

@@ -84,7 +84,7 @@ def _versions() -> dict[str, str]:
 
 
 def run_benchmark(opts: RunOptions, console=None) -> dict:
-    from subtool.runner.workloads.base import get_workload
+    from subtool.runner.workload import get_workload
 
     say = console.print if console is not None else (lambda *a, **k: None)
     workload = get_workload(opts.model)
@@ -125,7 +125,7 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
     out = Path(opts.out)
     _check_writable(out)
 
-    from subtool.runner.demo import cache_root
+    from subtool.runner.bert.demo import cache_root
 
     if demo:
         say(f"[cyan]demo[/]: embedded tiny {spec.name} model (random weights) on generated data — open division only")
@@ -196,7 +196,7 @@ def round_seeds(version: str | None) -> dict[str, int] | None:
     """A submission round's official LoadGen RNG seeds (None: no round asked, LoadGen's built-in ones)."""
     if version is None:
         return None
-    from subtool.checker.config import VERSIONS, round_config
+    from subtool.mlperf.round import VERSIONS, round_config
 
     if version not in VERSIONS:
         raise SubtoolError(
@@ -209,7 +209,7 @@ def _seeds_record(seeds: dict | None) -> dict | None:
     """run.json "seeds": the seeds LoadGen ran with, who set them, and the round they belong to."""
     if not seeds:
         return None
-    from subtool.checker.config import round_of_seeds
+    from subtool.mlperf.round import round_of_seeds
     from subtool.runner.harness import SEED_KEYS
 
     values = {k: seeds[k] for k in SEED_KEYS}
@@ -353,8 +353,8 @@ def accuracy_text(model: str, model_path: Path, dataset_path: Path, accuracy_log
 
     The log must come from the same data set and tokenizer (the sample indices refer to its features).
     """
-    from subtool.runner.demo import cache_root
-    from subtool.runner.workloads.base import get_workload
+    from subtool.runner.bert.demo import cache_root
+    from subtool.runner.workload import get_workload
 
     workload = get_workload(model)
     workload.check_model(Path(model_path))

@@ -41,7 +41,7 @@ def _probe(opts: RunOptions, scratch: Path, conf_lines: list[str], console) -> d
 
 
 def find_performance(opts: RunOptions, console=None) -> dict:
-    from subtool.runner.workloads.base import get_workload
+    from subtool.runner.workload import get_workload
 
     spec = get_workload(opts.model).spec
     scenario = check_scenario(opts.scenario)

@@ -46,7 +46,7 @@ class SessionSpec:
 def run_session(spec: SessionSpec, console) -> dict:
     from subtool.runner.api import date_u
     from subtool.runner.harness import load_test_settings, settings_seeds, use_round_seeds
-    from subtool.runner.workloads.base import SutConfig, get_workload
+    from subtool.runner.workload import SutConfig, get_workload
 
     say = console.print
     workload = get_workload(spec.model)

@@ -37,7 +37,7 @@ _UNWRITABLE = re.compile("[\ud800-\udfff\x00-\x08\x0b-\x1f\x7f]")
 OUTPUT_FILES = ("leaderboard.csv", "leaderboard.json", "leaderboard.md", "leaderboard.html")
 MAX_DEFAULT_JOBS = 4
 TASKS_PER_CHILD = 40
-_PRELOAD = ["subtool.scoring.entry", "subtool.checker.api", "subtool.checker.rules", "subtool.submission.pack_inputs"]
+_PRELOAD = ["subtool.scoring.entry", "subtool.checker.api", "subtool.checker.rules", "subtool.pack.inputs"]
 
 
 @dataclass

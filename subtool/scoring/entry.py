@@ -221,7 +221,7 @@ def _results(report, rules: Rules) -> tuple[list[ResultRecord], list[str]]:
 
 
 def _systems(root: Path, rules: Rules) -> tuple[list[SystemRecord], list[tuple[str, object, object]]]:
-    from subtool.submission.pack_inputs import scan_tree
+    from subtool.pack.inputs import scan_tree
 
     info = scan_tree(root)
     systems = []

@@ -1,7 +1,7 @@
 """Scoring unpacks through the project's one safe extraction, which lives on the pack side
-(subtool/submission/safe_tar.py) so that `subtool pack --verify` uses the very same checks and limits."""
+(subtool/pack/safe_tar.py) so that `subtool pack --verify` uses the very same checks and limits."""
 
-from subtool.submission.safe_tar import (
+from subtool.pack.safe_tar import (
     ExtractLimits,
     ExtractStats,
     Refused,

@@ -240,7 +240,7 @@ def check_tstamps(path: str, windows: list[tuple[str, datetime, datetime]], slac
 # ----------------------------------------------------------------------------------------------- manifest
 def check_manifest(path: str, tarball: Path, tarball_sha256: str, members: dict[str, str]) -> list[Flag]:
     from subtool.errors import SubtoolError
-    from subtool.submission.pack_manifest import parse_manifest
+    from subtool.pack.manifest import parse_manifest
 
     text, problem = _read_small(path, "manifest.unreadable")
     if problem:

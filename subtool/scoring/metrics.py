@@ -74,7 +74,7 @@ def _token(text: str, default: str) -> str:
 @cache
 def _target_fraction(model: str) -> float | None:
     """The accuracy target of a model without a -99/-99.9 suffix, from the newest round that knows it."""
-    from subtool.checker.config import round_config
+    from subtool.mlperf.round import round_config
 
     for version in ("v6.1", "v6.0", "v5.1", "v5.0"):
         rules = round_config(version).model(model)

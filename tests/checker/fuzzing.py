@@ -18,7 +18,7 @@ import os
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from subtool.checker.logs import MARKER, WANTED_KEYS
+from subtool.mlperf.logs import MARKER, WANTED_KEYS
 
 settings.register_profile(
     "checker-ci",

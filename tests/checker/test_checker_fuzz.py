@@ -29,7 +29,9 @@ from hypothesis import strategies as st
 
 from subtool.checker.api import CheckOptions, _product, check_tree
 from subtool.checker.findings import Collector
-from subtool.checker.logs import (
+from subtool.checker.rules import all_rules
+from subtool.checker.rules.system import check_system
+from subtool.mlperf.logs import (
     NonFinite,
     parse_json,
     read_json_object,
@@ -37,8 +39,6 @@ from subtool.checker.logs import (
     read_summary,
     read_text_lines,
 )
-from subtool.checker.rules import all_rules
-from subtool.checker.rules.system import check_system
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="subtool-fuzz-"))
 RULES = all_rules()

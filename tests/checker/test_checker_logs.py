@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from subtool.checker.logs import read_json_object, read_loadgen_log, read_text_lines
+from subtool.mlperf.logs import read_json_object, read_loadgen_log, read_text_lines
 
 
 @pytest.fixture()

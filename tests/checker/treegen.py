@@ -2,7 +2,7 @@
 
 `generate_runs(cache)` runs mlperf_loadgen once per benchmark/scenario with an instant SUT (100 ms minimum
 duration, official seeds from the installed LoadGen) and keeps the logs; `TreeBuilder` lays them out as an
-official tree by hand (this module does not use subtool.submission), and the mutators break one rule each.
+official tree by hand (this module does not use subtool.package), and the mutators break one rule each.
 
 One stand-in: a 600 s run cannot be part of a fast test suite, so `full_duration=True` rewrites the
 `effective_min_duration_ms` entry of a copied log to 600000 (everything else is what LoadGen wrote). Results

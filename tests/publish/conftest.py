@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from subtool.submission.publish import PublishOptions
+from subtool.publish.api import PublishOptions
 
 from .forge import TestForge
 from .helpers import BASE_FILES, git, make_tree, write_files

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from subtool.submission.publish import publish_tree
+from subtool.publish.api import publish_tree
 
 from .conftest import UPSTREAM, github
 from .helpers import git, make_tree
@@ -114,7 +114,7 @@ def test_other_teams_on_the_same_branch_name_are_not_carried(tmp_path, forge, us
 
 def test_adding_works_on_a_plain_git_fork_without_an_api(tmp_path):
     """A local bare repository (no API, no token), as in the README's demo → publish → score walk-through."""
-    from subtool.submission.publish import PublishOptions
+    from subtool.publish.api import PublishOptions
 
     from .helpers import branch_files, make_results_repo
 

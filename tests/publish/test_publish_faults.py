@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from subtool.errors import SubtoolError
-from subtool.submission.publish import publish_tree
+from subtool.publish.api import publish_tree
 
 from .conftest import UPSTREAM, github
 from .test_publish_forge import run_cli

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from subtool.errors import SubtoolError
-from subtool.submission.publish import publish_tree
+from subtool.publish.api import publish_tree
 
 from .conftest import UPSTREAM, github
 from .helpers import BASE_FILES, TREE_FILES, git

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.errors import SubtoolError
-from subtool.submission.publish import PublishOptions, publish_tree
+from subtool.publish.api import PublishOptions, publish_tree
 
 from .helpers import BASE_FILES, TREE_FILES, branch_files, git, make_results_repo, make_tree, rev
 
@@ -175,8 +175,8 @@ def test_executable_bit_is_published(tmp_path, fork):
 
 def test_branch_moved_on_fork_is_not_overwritten(tmp_path, fork, tree):
     """The push carries a lease: a branch that changed since it was read is left alone."""
-    from subtool.submission import publish_git as g
-    from subtool.submission.publish_remote import Redactor, parse_fork
+    from subtool.publish import git as g
+    from subtool.publish.remote import Redactor, parse_fork
 
     ours = publish_tree(PublishOptions(tree=tree, fork=str(fork), cache=tmp_path / "c")).commit
     someone_elses = rev(fork, "main")

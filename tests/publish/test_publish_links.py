@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from subtool.errors import SubtoolError
-from subtool.submission.publish import publish_tree
+from subtool.publish.api import publish_tree
 
 from .conftest import UPSTREAM
 
@@ -107,7 +107,7 @@ def test_every_link_is_refused_with_the_checker_rule(tmp_path, forge, users, ali
 def test_check_and_pack_give_the_same_rule_for_the_same_link(tmp_path, tree):
     """One rule for the three stages: check reports tree.symlink on the link, pack refuses with it."""
     from subtool.checker.api import CheckOptions, check_tree
-    from subtool.submission.pack import PackOptions, pack_tree
+    from subtool.pack.api import PackOptions, pack_tree
 
     gh = _gh_config(tmp_path, "ghp_" + "0" * 36)
     link = tree / "open" / "TeamX" / "documentation" / "notes"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from subtool.errors import SubtoolError
-from subtool.submission.publish_git import classify, last_line
-from subtool.submission.publish_remote import (
+from subtool.publish.git import classify, last_line
+from subtool.publish.remote import (
     Redactor,
     basic_auth_header,
     compare_url,

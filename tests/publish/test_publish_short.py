@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from subtool.submission.publish import publish_tree
-from subtool.submission.publish_marks import marks_from_message, message_with, read_marks
+from subtool.publish.api import publish_tree
+from subtool.publish.marks import marks_from_message, message_with, read_marks
 
 from .conftest import UPSTREAM, github
 from .helpers import TREE_FILES, git, make_tree

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from subtool.errors import SubtoolError
-from subtool.submission.publish import publish_tree
+from subtool.publish.api import publish_tree
 
 from .conftest import UPSTREAM
 from .test_publish_forge import run_cli

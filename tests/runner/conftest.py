@@ -15,7 +15,7 @@ def instant_backend(tmp_path, monkeypatch):
     process (through a sitecustomize on PYTHONPATH), so `subtool run --backend instant` takes the CLI's path."""
     import instant_sut
 
-    from subtool.runner.workloads import bert
+    from subtool.runner.bert import workload as bert
 
     monkeypatch.setitem(bert.SUT_BACKENDS, instant_sut.BACKEND, instant_sut._factory)
     site = instant_sut.sitecustomize(tmp_path / "site")
@@ -23,3 +23,21 @@ def instant_backend(tmp_path, monkeypatch):
     # tests/mutations.py would otherwise run the installed code in the child and hide every mutation there)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
     return instant_sut.BACKEND
+
+
+# The Ray backend's tests (bert and llm): one local Ray cluster (2 CPUs), started once and shared. Ray's own start-up
+# takes seconds; in-process SUTs join it directly, `subtool run` children through --ray-address HOST:PORT.
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """The cluster's GCS address (HOST:PORT); this process is connected to it as a driver."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

@@ -38,7 +38,7 @@ def _factory(model_path, features, config):
 
 
 def register() -> None:
-    from subtool.runner.workloads import bert
+    from subtool.runner.bert import workload as bert
 
     bert.SUT_BACKENDS[BACKEND] = _factory
 

@@ -222,7 +222,7 @@ def build_team_tree(root: Path, logs: Logs, spec: TeamSpec) -> Path:
 
 def pack_team(tree: Path, out: Path, name: str = "mlperf_submission_short") -> dict[str, Path]:
     """The competition artifacts through the real pack stage (short runs: perf.min_duration waived)."""
-    from subtool.submission.pack import PackOptions, pack_tree
+    from subtool.pack.api import PackOptions, pack_tree
 
     result = pack_tree(PackOptions(tree=tree, out=out, name=name, waive=frozenset({"perf.min_duration"})))
     return dict(result.artifacts)

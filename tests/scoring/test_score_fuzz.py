@@ -226,7 +226,7 @@ _MANIFEST_LINES = st.one_of(
     members=st.dictionaries(st.text(max_size=10), st.sampled_from(["0" * 64, "1" * 64]), max_size=3),
 )
 def test_fuzz_manifest_as_score_reads_it(lines, magic, members, tmp_path_factory):
-    from subtool.submission.pack_manifest import MAGIC
+    from subtool.pack.manifest import MAGIC
 
     folder = tmp_path_factory.mktemp("fz")
     tarball = folder / TARBALL

@@ -14,9 +14,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from subtool.cli import app
+from subtool.pack.inputs import date_u
 from subtool.scoring.integrity import Flag, check_tstamps, parse_tstamp
 from subtool.scoring.rules import default_rules_text
-from subtool.submission.pack_inputs import date_u
 
 NAME = "mlperf_submission_short"
 

@@ -112,7 +112,7 @@ def test_rules_refuse_non_finite_numbers(line):
 def test_the_tree_reader_score_uses_survives_deep_json_and_huge_numbers(sc_handins, tmp_path):
     """scan_tree reads the system descriptions and detail logs for categories and run times: a description nested
     100,000 deep, or a log value with 5000 digits, leaves that value out instead of raising."""
-    from subtool.submission.pack_inputs import scan_tree
+    from subtool.pack.inputs import scan_tree
 
     tree = _tree_with_result(sc_handins, tmp_path, "Beta", b"9" * 5000)
     (tree / "open" / "Beta" / "systems" / "cluster.json").write_text("[" * 100_000 + "]" * 100_000)

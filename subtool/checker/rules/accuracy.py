@@ -7,11 +7,11 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from subtool.checker.config import ACCURACY_PATTERNS, HASH_LINE, MAX_ACCURACY_LOG_BYTES
 from subtool.checker.context import ResultContext
-from subtool.checker.logs import read_text_lines
 from subtool.checker.rules import define
 from subtool.checker.rules.inputs import NOT_FINITE
+from subtool.mlperf.logs import read_text_lines
+from subtool.mlperf.round import ACCURACY_PATTERNS, HASH_LINE, MAX_ACCURACY_LOG_BYTES
 
 LOG_CORRUPT = define(
     "acc.log_corrupt",

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import math
 
-from subtool.checker.config import (
+from subtool.checker.context import ResultContext
+from subtool.checker.rules import define
+from subtool.checker.rules.inputs import NOT_FINITE
+from subtool.checker.rules.performance import check_perf_log
+from subtool.mlperf.logs import read_text_lines
+from subtool.mlperf.round import (
     ACCURACY_PATTERNS,
     COMPLIANCE_DELTA_PERCENT,
     COMPLIANCE_PERF_FILES,
     COMPLIANCE_PERF_OPTIONAL,
     TEST01_ACC_FILES,
 )
-from subtool.checker.context import ResultContext
-from subtool.checker.logs import read_text_lines
-from subtool.checker.rules import define
-from subtool.checker.rules.inputs import NOT_FINITE
-from subtool.checker.rules.performance import check_perf_log
 
 MISSING = define(
     "compliance.missing",

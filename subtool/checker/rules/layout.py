@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from subtool.checker.config import LARGE_FILE_BYTES, MEASUREMENTS_FILES
 from subtool.checker.context import ResultContext
 from subtool.checker.findings import Collector
 from subtool.checker.rules import define
+from subtool.mlperf.round import LARGE_FILE_BYTES, MEASUREMENTS_FILES
 
 MISSING_FILE = define(
     "layout.missing_file",

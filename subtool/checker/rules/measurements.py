@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from subtool.checker.config import MEASUREMENTS_FIELDS
 from subtool.checker.context import ResultContext
-from subtool.checker.logs import NonFinite, read_json_object
 from subtool.checker.rules import define
 from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.checker.rules.layout import MISSING_FILE, check_measurement_files
+from subtool.mlperf.logs import NonFinite, read_json_object
+from subtool.mlperf.round import MEASUREMENTS_FIELDS
 
 UNREADABLE = define(
     "measurements.unreadable", "error", "measurements.json is not a readable JSON object.", "crashes with a traceback"

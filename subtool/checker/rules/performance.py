@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from subtool.checker.config import (
+from subtool.checker.context import ResultContext
+from subtool.checker.rules import define
+from subtool.checker.rules.inputs import NOT_FINITE
+from subtool.checker.rules.summary import check_summary
+from subtool.mlperf.logs import LoadgenLog
+from subtool.mlperf.round import (
     EARLY_STOPPING_SCENARIOS,
     LLM_TOKEN_LIMITS,
     MIN_DURATION_MS,
@@ -11,11 +16,6 @@ from subtool.checker.config import (
     SCENARIO_BY_LOWER,
     round_of_seeds,
 )
-from subtool.checker.context import ResultContext
-from subtool.checker.logs import LoadgenLog
-from subtool.checker.rules import define
-from subtool.checker.rules.inputs import NOT_FINITE
-from subtool.checker.rules.summary import check_summary
 
 LOG_CORRUPT = define(
     "perf.log_corrupt",

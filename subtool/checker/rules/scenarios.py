@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from subtool.checker.config import VERSIONS, RoundConfig, round_config
 from subtool.checker.findings import Collector
 from subtool.checker.rules import define
+from subtool.mlperf.round import VERSIONS, RoundConfig, round_config
 
 UNKNOWN_MODEL = define(
     "model.unknown",

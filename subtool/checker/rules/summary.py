@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 
 from subtool.checker.context import ResultContext
-from subtool.checker.logs import LoadgenLog, NonFinite, read_summary
 from subtool.checker.rules import define
 from subtool.checker.rules.inputs import NOT_FINITE
+from subtool.mlperf.logs import LoadgenLog, NonFinite, read_summary
 
 MISMATCH = define(
     "summary.mismatch",

@@ -5,18 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from subtool.checker.config import (
+from subtool.checker.findings import Collector
+from subtool.checker.rules import define
+from subtool.checker.rules.inputs import NOT_FINITE
+from subtool.checker.rules.layout import MISSING_FILE
+from subtool.mlperf.logs import NonFinite, read_json_object
+from subtool.mlperf.round import (
     AVAILABILITIES,
     SYSTEM_MEANINGFUL_FIELDS,
     SYSTEM_NETWORK_FIELDS,
     SYSTEM_REQUIRED_FIELDS,
     SYSTEM_TYPES,
 )
-from subtool.checker.findings import Collector
-from subtool.checker.logs import NonFinite, read_json_object
-from subtool.checker.rules import define
-from subtool.checker.rules.inputs import NOT_FINITE
-from subtool.checker.rules.layout import MISSING_FILE
 
 UNREADABLE = define(
     "system.unreadable", "error", "The system description is not a readable JSON object.", "crashes with a traceback"

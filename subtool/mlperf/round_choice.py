@@ -1,0 +1,168 @@
+"""Which benchmark a result is filed as in the round it is packaged for, when the round does not list its own.
+
+A round may keep only one accuracy variant of a model: v6.1 lists llama2-70b-99.9 and no longer llama2-70b-99.
+Both are the same LoadGen model on the same data set and differ only in the accuracy target, so a -99 result
+can still be handed in to the open division, in a folder of its own name that model_mapping.json files as the
+variant the round knows. The closed division reads no model_mapping.json: there the result must be run as the
+listed variant, or packaged for a round that lists it.
+
+A benchmark the default round does not know at all (gptj, last run in v5.0) goes, unless --version says
+otherwise, to the newest round that lists it: choose_round and its tree and run-directory forms decide that for
+`subtool all` and the stage commands, and the runner then gives LoadGen that round's RNG seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.mlperf.benchmarks import BENCHMARKS, Benchmark, benchmark
+from subtool.mlperf.layout import DEFAULT_VERSION
+
+
+def _listed(name: str, version: str, mapping: Mapping[str, str] | None = None) -> bool:
+    """`version` lists `name`, itself or through a model_mapping.json entry."""
+    from subtool.mlperf.round import round_config
+
+    rules = round_config(version)
+    return rules.model(rules.resolve(name, mapping)) is not None
+
+
+def stand_in(bench: Benchmark, version: str) -> Benchmark | None:
+    """The variant of `bench` that `version` lists instead of it (None when it lists `bench`, or no variant)."""
+    if _listed(bench.name, version):
+        return None
+    for other in BENCHMARKS.values():
+        if other.conf_name == bench.conf_name and other.name != bench.name and _listed(other.name, version):
+            return other
+    return None
+
+
+def rounds_listing(name: str) -> list[str]:
+    """The rounds that list `name`, oldest first."""
+    from subtool.mlperf.round import VERSIONS
+
+    return [v for v in VERSIONS if _listed(name, v)]
+
+
+def refuse_closed(bench: Benchmark, version: str, *, path=None) -> None:
+    """A closed-division result of a benchmark the round replaced by a variant: one line saying what to use."""
+    other = stand_in(bench, version)
+    if other is None:
+        return
+    older = rounds_listing(bench.name)
+    raise SubtoolError(
+        f"{bench.name} is not a {version} benchmark ({version} lists {other.name}: the same model and data set "
+        f"with its own accuracy target), and the closed division cannot file one as the other",
+        path=path,
+        rule="package.model_not_in_round",
+        hint=f"run --model {other.name} for the closed division, or use --division open (model_mapping.json "
+        f"files it as {other.name})"
+        + (f", or --version {older[-1]} for run and package (the run then uses that round's seeds)" if older else ""),
+    )
+
+
+def filed_as(bench: Benchmark, version: str, division: str, *, path=None) -> Benchmark:
+    """The benchmark a result of `bench` is filed as in `version`: itself, or (open division) its stand-in."""
+    if division != "open":
+        refuse_closed(bench, version, path=path)
+        return bench
+    return stand_in(bench, version) or bench
+
+
+# ------------------------------------------------------------------------------------ choosing the round
+@dataclass(frozen=True)
+class RoundChoice:
+    """The round a command works for, and why, when it is not the one the user gave or the default."""
+
+    version: str
+    reason: str | None = None  # None: given with --version, or the default round fits
+
+
+def _fits_default(name: str, mapping: Mapping[str, str] | None = None) -> bool:
+    """The default round takes `name`: it lists it, files it through model_mapping.json, or lists a variant of
+    it (the open division files that one; the closed division refuses it with a hint, see refuse_closed)."""
+    if _listed(name, DEFAULT_VERSION, mapping):
+        return True
+    bench = benchmark(name)
+    return bench is not None and stand_in(bench, DEFAULT_VERSION) is not None
+
+
+def choose_round(
+    models: Iterable[str], version: str | None, *, mapping: Mapping[str, str] | None = None
+) -> RoundChoice:
+    """--version when given; else the default round, unless it does not know one of `models` (gptj-99 left after
+    v5.0): then the newest round that lists them all. None of them anywhere: the default (the checker says why)."""
+    from subtool.mlperf.round import VERSIONS
+
+    if version is not None:
+        return RoundChoice(version)  # the stage that uses it says when it is no round
+    names = sorted(set(models))
+    strangers = [n for n in names if not _fits_default(n, mapping)]
+    if not strangers:
+        return RoundChoice(DEFAULT_VERSION)
+    for older in sorted(VERSIONS, reverse=True):
+        if older != DEFAULT_VERSION and all(_listed(n, older, mapping) for n in names):
+            what = ", ".join(strangers)
+            return RoundChoice(
+                older,
+                f"{what} {'is' if len(strangers) == 1 else 'are'} not in the {DEFAULT_VERSION} "
+                f"model list; {older} is the latest round that lists "
+                f"{'it' if len(names) == 1 else 'them all'} (--version chooses another)",
+            )
+    return RoundChoice(DEFAULT_VERSION)
+
+
+def announce(choice: RoundChoice, console) -> RoundChoice:
+    """One line on `console` when subtool chose the round (not given, not the default): which, and why."""
+    if choice.reason:
+        from rich.markup import escape
+
+        console.print(f"[cyan]round {choice.version}[/]: {escape(choice.reason)}", highlight=False, soft_wrap=True)
+    return choice
+
+
+def tree_models(tree: Path) -> tuple[list[str], dict[str, str]]:
+    """The model folders of a submission tree (<division>/<submitter>/results/<system>/<model>) and the
+    model_mapping.json entries of its submitters."""
+    from subtool.mlperf.logs import read_json_object
+    from subtool.mlperf.round import DIVISIONS
+
+    models: set[str] = set()
+    mapping: dict[str, str] = {}
+    for results in Path(tree).glob("*/*/results"):
+        if results.parts[-3] not in DIVISIONS or not results.is_dir():
+            continue
+        models.update(p.name for p in results.glob("*/*") if p.is_dir())
+        loaded, _problem = read_json_object(results.parent / "model_mapping.json")  # the checker reports it
+        if loaded is not None:
+            mapping.update({k: v for k, v in loaded.items() if isinstance(v, str)})
+    return sorted(models), mapping
+
+
+def choose_round_for_tree(tree: Path, version: str | None) -> RoundChoice:
+    """The round a submission tree is checked or packed under: --version, else the one its models point to."""
+    if version is not None:
+        return RoundChoice(version)  # the stage that uses it says when it is no round
+    models, mapping = tree_models(tree)
+    return choose_round(models, None, mapping=mapping)
+
+
+def choose_round_for_runs(run_dirs: Iterable[Path], models: Iterable[str], version: str | None) -> RoundChoice:
+    """The round results are packaged for: --version, else the one their benchmarks point to (each run
+    directory's run.json names its benchmark; loose logs name theirs with --model)."""
+    import json
+
+    if version is not None:
+        return RoundChoice(version)  # the stage that uses it says when it is no round
+    names = [m for m in models if m]
+    for run_dir in run_dirs:
+        try:
+            record = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not a subtool run directory: the importer says what it is
+        if isinstance(record, dict) and isinstance(record.get("model"), str):
+            names.append(record["model"])
+    return choose_round(names, None)

@@ -1,0 +1,448 @@
+"""`subtool pack`: the competition artifacts, and `subtool pack --verify`: proof that they are what was checked.
+
+pack_tree writes, into one staging folder beside the final place, `<name>.tar.gz` (reproducible, streamed),
+`<name>_summary.csv` (the checker's), `<name>_summary.json` (MLC's form + a `subtool` block), `<name>.run`,
+`<name>.tstamps`, `<name>.md` and the `<name>.sha256` manifest; only when all are written do they replace the
+previous ones, so a failure leaves no half-written artifact. A tree the checker finds errors in is still packed
+(a team must hand in something) but the verdict says FAIL everywhere and `.ok` is false (exit 1).
+
+verify_tarball (pack_verify.py) re-hashes the artifacts and every member against the manifest, unpacks the tarball
+safely into a temporary folder and re-runs the checker there with the rules version recorded at pack time.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from subtool import __version__
+from subtool.errors import SubtoolError
+from subtool.fsutil import sha256_file
+from subtool.mlperf.detail_log import latency_percentiles, read_detail_log
+from subtool.pack.inputs import RunInfo, TreeInfo, scan_tree
+from subtool.pack.manifest import Manifest
+from subtool.pack.report import FindingView, ReportInput, ResultView, relative_finding_path, render_report
+from subtool.pack.runs import collect_runs
+from subtool.pack.runscript import PackCommand, render_run_script, render_tstamps
+from subtool.pack.summary import render_summary_json
+from subtool.pack.tarball import DIVISIONS, iter_tree, write_tarball
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+OFFICIAL_MIN_DURATION_MS = 600_000
+
+
+@dataclass
+class PackOptions:
+    tree: Path
+    out: Path
+    name: str = "mlperf_submission_short"
+    runs: list[Path] = field(default_factory=list)
+    version: str = "v6.1"
+    waive: frozenset[str] = frozenset()
+
+
+@dataclass
+class PackResult:
+    ok: bool
+    verdict: str
+    name: str
+    out: Path
+    artifacts: dict[str, Path]
+    sha256: dict[str, str]
+    errors: int
+    warnings: int
+    waived: int
+    members: int
+    tarball_bytes: int
+    run_style: str
+    latencies: dict = field(default_factory=dict)  # result folder → {"ttft_ms" | "tpot_ms" | …: {"p50": ms, …}}
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "verdict": self.verdict,
+            "name": self.name,
+            "out": str(self.out),
+            "artifacts": {k: str(v) for k, v in self.artifacts.items()},
+            "sha256": dict(self.sha256),
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "waived": self.waived,
+            "members": self.members,
+            "tarball_bytes": self.tarball_bytes,
+            "run_style": self.run_style,
+            "latency_percentiles": dict(self.latencies),
+        }
+
+
+def artifact_names(name: str) -> dict[str, str]:
+    return {
+        "tarball": f"{name}.tar.gz",
+        "summary_json": f"{name}_summary.json",
+        "summary_csv": f"{name}_summary.csv",
+        "run": f"{name}.run",
+        "tstamps": f"{name}.tstamps",
+        "md": f"{name}.md",
+        "manifest": f"{name}.sha256",
+    }
+
+
+# ------------------------------------------------------------------------------------------------ checker
+def _run_checker(tree: Path, version: str, waive: frozenset[str]):
+    from subtool.checker.api import CheckOptions, check_tree
+
+    return check_tree(tree, CheckOptions(version=version, waive=frozenset(waive)))
+
+
+def _finding_views(report, tree: Path) -> list[FindingView]:
+    views = [
+        FindingView(
+            rule=str(getattr(f, "rule", "")),
+            severity=str(getattr(f, "severity", "")),
+            path=relative_finding_path(getattr(f, "path", None), tree),
+            message=str(getattr(f, "message", "")),
+            hint=str(getattr(f, "hint", "") or ""),
+        )
+        for f in report.findings
+    ]
+    order = {"error": 0, "waived": 1, "warning": 2, "info": 3}
+    return sorted(views, key=lambda v: (order.get(v.severity, 4), v.path, v.rule, v.message))
+
+
+def _result_views(report) -> dict[str, ResultView]:
+    views = {}
+    for r in getattr(report, "results", None) or []:
+        result_id = getattr(r, "result", None)
+        if isinstance(result_id, str):
+            views[result_id] = ResultView(
+                passed=bool(getattr(r, "passed", False)),
+                failed=list(getattr(r, "failed", []) or []),
+                waived=list(getattr(r, "waived", []) or []),
+                value=getattr(r, "value", None),
+                units=str(getattr(r, "units", "") or ""),
+                accuracy=str(getattr(r, "accuracy", "") or ""),
+            )
+    return views
+
+
+def _portable(report, tree: Path):
+    """The report with each summary row's Location relative to the tree, as the official checker writes it when
+    run from the tree's root: the packer's own folders stay out of the hand-in, and the same tree packed anywhere
+    gives the same summary."""
+    import dataclasses
+
+    rows = []
+    for row in getattr(report, "rows", None) or []:
+        row = dict(row)
+        if isinstance(row.get("Location"), str):
+            row["Location"] = relative_finding_path(row["Location"], tree)
+        rows.append(row)
+    return dataclasses.replace(report, rows=rows) if dataclasses.is_dataclass(report) else report
+
+
+def result_latencies(tree: Path, tree_info: TreeInfo) -> dict[str, dict]:
+    """Latency percentiles (ms) of each result's performance run, from its detail log in the tree (LLMs: TTFT and
+    TPOT too); a log the checker refuses gives none here, the checker says why."""
+    out = {}
+    for result in tree_info.results:
+        logs = sorted((tree / result.rel_dir / "performance").glob("run_*/mlperf_log_detail.txt"))
+        if not logs:
+            continue
+        try:
+            values = read_detail_log(logs[0]).values
+        except SubtoolError:
+            continue
+        if found := latency_percentiles(values):
+            out[result.rel_dir] = found
+    return out
+
+
+def _verdict(report) -> str:
+    return "PASS" if report.ok else "FAIL"
+
+
+# ------------------------------------------------------------------------------------------------- pack
+def _check_options(opts: PackOptions) -> tuple[Path, Path]:
+    if not _NAME.match(opts.name):
+        raise SubtoolError(
+            f"artifact name {opts.name!r} is not a plain file name",
+            rule="pack.name",
+            hint="use letters, digits, '.', '_' and '-', e.g. mlperf_submission_short",
+        )
+    tree, out = Path(opts.tree), Path(opts.out)
+    if not tree.is_dir():
+        raise SubtoolError("the tree to pack does not exist or is not a folder", path=tree, rule="pack.tree")
+    if not any((tree / d).is_dir() for d in DIVISIONS):
+        raise SubtoolError(
+            "no closed/, open/ or network/ folder: this is not a submission tree",
+            path=tree,
+            rule="pack.empty_tree",
+            hint="pass the tree root given to `subtool package --out`",
+        )
+    out_real = Path(os.path.realpath(out))
+    for division in DIVISIONS:
+        div_real = Path(os.path.realpath(tree / division))
+        if out_real == div_real or div_real in out_real.parents:
+            raise SubtoolError(
+                "the artifact folder is inside the tree it packs",
+                path=out,
+                rule="pack.out_inside_tree",
+                hint="give --out a folder outside closed/ and open/",
+            )
+    return tree, out
+
+
+def _run_style(runs: list[RunInfo], report, tree_info: TreeInfo, waive: frozenset[str]) -> str:
+    """The run directories say it; else the checker (per result); else the LoadGen logs' min_duration."""
+    styles = sorted({r.run_style for r in runs if r.run_style})
+    if not styles:
+        styles = sorted(
+            {str(r.run_style) for r in getattr(report, "results", None) or [] if getattr(r, "run_style", None)}
+        )
+    if styles:
+        return styles[0] if len(styles) == 1 else "mixed (" + ", ".join(styles) + ")"
+    durations = [r.perf.get("effective_min_duration_ms") for r in tree_info.results]
+    durations = [d for d in durations if isinstance(d, (int, float))]
+    if durations and min(durations) < OFFICIAL_MIN_DURATION_MS:
+        return "short"
+    if "perf.min_duration" in waive:
+        return "short"
+    return "valid" if durations else "unknown"
+
+
+def _marked_demo(system) -> bool:
+    """Without run directories: `subtool package` names demo systems `…-demo` and starts their notes with DEMO."""
+    f = system.fields
+    return (
+        system.name.endswith("-demo")
+        or "(DEMO)" in str(f.get("system_name", ""))
+        or any(str(f.get(k, "")).startswith("DEMO") for k in ("hw_notes", "sw_notes"))
+    )
+
+
+def _versions(runs: list[RunInfo], tree_info: TreeInfo) -> dict:
+    versions: dict[str, object] = {
+        "subtool": __version__,
+        "python_packing": platform.python_version(),
+        "loadgen_in_logs": tree_info.loadgen_versions(),
+    }
+    for run in runs:
+        for key, value in run.versions.items():
+            versions.setdefault(key, value)
+    return versions
+
+
+def _subtool_block(
+    opts: PackOptions,
+    verdict: str,
+    findings: list[FindingView],
+    run_style: str,
+    demo: bool,
+    runs: list[RunInfo],
+    tree_info: TreeInfo,
+    hashes: dict[str, str],
+    stats,
+) -> dict:
+    def brief(f: FindingView) -> dict:
+        return {"rule": f.rule, "path": f.path, "message": f.message, **({"hint": f.hint} if f.hint else {})}
+
+    return {
+        "schema": "subtool.pack/1",
+        "name": opts.name,
+        "verdict": verdict,
+        "rules": opts.version,
+        "waivers": sorted(opts.waive),
+        "counts": {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "waived")},
+        "errors": [brief(f) for f in findings if f.severity == "error"],
+        "waived": [brief(f) for f in findings if f.severity == "waived"],
+        "run_style": run_style,
+        "demo": demo,
+        "versions": _versions(runs, tree_info),
+        "artifacts": dict(sorted(hashes.items())),
+        "tarball": {
+            "files": len(stats.members),
+            "folders": stats.directories,
+            "bytes": stats.size,
+            "content_bytes": stats.content_bytes,
+        },
+    }
+
+
+def _write_text(path: Path, text: str) -> str:
+    data = text.encode("utf-8")
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return sha256_file(path)
+
+
+def pack_tree(opts: PackOptions, console=None) -> PackResult:
+    tree, out = _check_options(opts)
+    tree_info = scan_tree(tree)
+    packed = collect_runs([Path(p) for p in opts.runs], tree_info)  # every run whose results the tree holds
+    runs = packed.runs
+    waive = frozenset(opts.waive)
+    names = artifact_names(opts.name)
+    say = console.print if console is not None else (lambda *a, **k: None)
+
+    # Hash the tree before the checker reads it and compare with what goes into the tarball after: the tarball
+    # holds exactly the bytes that were checked. This pass also rejects links and odd files before any output.
+    before = _hash_tree(tree, out)
+    say(
+        f"pack: checking {tree} (rules {opts.version}"
+        + (f", waived: {', '.join(sorted(waive))}" if waive else "")
+        + ")",
+        highlight=False,
+    )
+    report = _run_checker(tree, opts.version, waive)
+
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{opts.name}.", suffix=".staging", dir=out))
+    try:
+        staged = {kind: staging / fname for kind, fname in names.items()}
+        with open(staged["tarball"], "wb") as fh:
+            stats = write_tarball(tree, fh, out_dir=out)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _ensure_unchanged(tree, before, stats.members)
+        say(
+            f"pack: {len(stats.members)} files ({stats.content_bytes / 1e6:.1f} MB) → {names['tarball']} "
+            f"({stats.size / 1e6:.1f} MB)",
+            highlight=False,
+        )
+        verdict = _verdict(report)
+        findings = _finding_views(report, tree)
+        run_style = _run_style(runs, report, tree_info, waive)
+        demo = any(r.demo for r in runs) or any(_marked_demo(s) for s in tree_info.systems)
+
+        from subtool.checker.report import write_summary_csv
+
+        report = _portable(report, tree)
+        write_summary_csv(report, staged["summary_csv"])
+        hashes = {names["tarball"]: stats.sha256, names["summary_csv"]: sha256_file(staged["summary_csv"])}
+        command = PackCommand(
+            tree=Path(opts.tree),
+            out=Path(opts.out),
+            name=opts.name,
+            runs=[Path(r) for r in opts.runs],
+            version=opts.version,
+            waive=tuple(sorted(waive)),
+        )
+        hashes[names["run"]] = _write_text(
+            staged["run"], render_run_script(opts.name, packed, tree_info, command, run_style)
+        )
+        os.chmod(staged["run"], 0o755)  # a script someone can re-run as ./<name>.run
+        tstamps = render_tstamps(packed, tree_info)
+        hashes[names["tstamps"]] = _write_text(staged["tstamps"], tstamps)
+        rows = list(getattr(report, "rows", []) or [])
+        latencies = result_latencies(tree, tree_info)
+        hashes[names["md"]] = _write_text(
+            staged["md"],
+            render_report(
+                ReportInput(
+                    name=opts.name,
+                    version=opts.version,
+                    verdict=verdict,
+                    waive=tuple(sorted(waive)),
+                    run_style=run_style,
+                    demo=demo,
+                    tree=tree_info,
+                    runs=runs,
+                    rows=rows,
+                    findings=findings,
+                    tstamps=tstamps,
+                    hashes=dict(hashes),
+                    verdicts=_result_views(report),
+                    latencies=latencies,
+                )
+            ),
+        )
+        block = _subtool_block(opts, verdict, findings, run_style, demo, runs, tree_info, hashes, stats)
+        if latencies:
+            block["latency_percentiles"] = latencies
+        hashes[names["summary_json"]] = _write_text(
+            staged["summary_json"], render_summary_json(staged["summary_csv"], block)
+        )
+        manifest = Manifest(
+            name=opts.name,
+            version=opts.version,
+            waive=tuple(sorted(waive)),
+            verdict=verdict,
+            subtool_version=__version__,
+            artifacts=dict(hashes),
+            members=dict(stats.members),
+        )
+        _write_text(staged["manifest"], manifest.render())
+
+        # Everything is written: now move it into place (manifest last, so it never names missing files).
+        for kind in ("tarball", "summary_csv", "summary_json", "run", "tstamps", "md", "manifest"):
+            os.replace(staged[kind], out / names[kind])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "waived")}
+    result = PackResult(
+        ok=bool(report.ok),
+        verdict=verdict,
+        name=opts.name,
+        out=out,
+        artifacts={kind: out / fname for kind, fname in names.items()},
+        sha256=hashes,
+        errors=counts["error"],
+        warnings=counts["warning"],
+        waived=counts["waived"],
+        members=len(stats.members),
+        tarball_bytes=stats.size,
+        run_style=run_style,
+        latencies=latencies,
+    )
+    _say_verdict(say, result, findings)
+    return result
+
+
+def _hash_tree(tree: Path, out: Path) -> dict[str, str]:
+    return {name: sha256_file(path) for name, path, st in iter_tree(tree, out) if stat.S_ISREG(st.st_mode)}
+
+
+def _ensure_unchanged(tree: Path, before: dict[str, str], packed: dict[str, str]) -> None:
+    changed = sorted(set(before) ^ set(packed) | {n for n in set(before) & set(packed) if before[n] != packed[n]})
+    if changed:
+        raise SubtoolError(
+            f"the tree changed while it was being checked and packed ({len(changed)} file(s), e.g. {changed[0]})",
+            path=tree,
+            rule="pack.tree_changed",
+            hint="let whatever writes into the tree finish, then pack again",
+        )
+
+
+def _say_verdict(say, result: PackResult, findings: list[FindingView]) -> None:
+    say(
+        f"pack: artifacts in {result.out}: " + ", ".join(Path(p).name for p in result.artifacts.values()),
+        highlight=False,
+    )
+    waived = f", {result.waived} waived" if result.waived else ""
+    if result.ok:
+        say(
+            f"[bold green]PASS[/]: the checker found no errors ({result.warnings} warning(s){waived}); "
+            f"run style {result.run_style}.",
+            highlight=False,
+        )
+        return
+    say(
+        f"[bold red]FAIL[/]: the checker found {result.errors} error(s){waived}. The artifacts were written anyway "
+        "(a team must hand in something) and say FAIL; fix these and pack again:",
+        highlight=False,
+    )
+    for f in [f for f in findings if f.severity == "error"][:10]:
+        say(f"  {f.rule} {f.path}: {f.message}", highlight=False, markup=False)
+
+
+# verify lives in pack_verify (it unpacks through safe_tar, the extraction `subtool score` uses)
+from subtool.pack.verify import VerifyResult, verify_tarball  # noqa: E402,F401

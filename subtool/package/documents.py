@@ -1,0 +1,367 @@
+"""The human-readable files of the tree: each result's README.md, `documentation/`, and `src/` (`code/` in v5).
+
+A README says where the result came from, how it was run (short runs are labelled not submittable, demo runs
+are labelled demo) and how to reproduce it. `src/` holds what produced the logs: for subtool's own runs a copy
+of the subtool source that ran; for imported logs a note naming the harness, for the submitter to complete.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+
+from subtool import __version__
+from subtool.mlperf.layout import ResultKey, layout_for
+from subtool.package.importers import ImportedResult
+
+DEMO_BANNER = (
+    "> **DEMO** — produced by subtool's embedded demo (random weights, generated data). It shows the "
+    "workflow; it is not a benchmark result and must not be published as one.\n"
+)
+SHORT_LINE = "Run style: short — not submittable: min_duration waived"
+_SETTINGS = (
+    "scenario",
+    "test_mode",
+    "target_qps",
+    "target_latency_ns",
+    "samples_per_query",
+    "min_duration_ms",
+    "min_query_count",
+    "max_query_count",
+    "performance_sample_count",
+    "accuracy_sample_count",
+    "max_async_queries",
+    "qsl_rng_seed",
+    "sample_index_rng_seed",
+    "schedule_rng_seed",
+)
+_SOURCES = {
+    "run_dir": "a subtool run directory",
+    "mlc": "MLC's raw results layout",
+    "loose": "LoadGen log directories given on the command line",
+}
+_RESULT_FIELDS = {
+    "Offline": "result_samples_per_second",
+    "Server": "result_completed_samples_per_sec",
+    "SingleStream": "early_stopping_latency_ss",
+    "MultiStream": "early_stopping_latency_ms",
+    "Interactive": "result_completed_samples_per_sec",
+}
+
+
+def _result_value(imp: ImportedResult) -> str:
+    key = _RESULT_FIELDS.get(imp.scenario)
+    value = imp.perf_log.get(key) if key else None
+    if value is None:
+        return "not in the log"
+    if imp.scenario in ("SingleStream", "MultiStream"):
+        return f"{float(value) / 1e6:.3f} ms ({key})"
+    return f"{value} ({key})"
+
+
+SOURCE_DIR = f"subtool-{__version__}"
+
+
+def install_command(src: str = "src") -> str:
+    """Installs the copy of subtool the tree holds (no package index needed), run from the submitter folder."""
+    return f"pip install {shlex.quote(f'./{src}/{SOURCE_DIR}[run]')}"
+
+
+def _retarget(cmd: list[str], key: ResultKey) -> list[str]:
+    """`subtool all` as run, with the submitter, division and system this result was packaged under: re-packaged
+    under another name, the command that reproduces it names the tree's, not the first one."""
+    if len(cmd) < 2 or cmd[1] != "all":
+        return cmd
+    out = list(cmd)
+    for flag, value, always in (
+        ("--submitter", key.submitter, True),
+        ("--division", key.division, False),
+        ("--system", key.system, False),
+    ):
+        for i, arg in enumerate(out):
+            if arg == flag and i + 1 < len(out):
+                out[i + 1] = value
+                break
+            if arg.startswith(flag + "="):
+                out[i] = f"{flag}={value}"
+                break
+        else:
+            if always:
+                out[2:2] = [flag, value]
+    return out
+
+
+def reproduce_command(imp: ImportedResult, key: ResultKey | None = None) -> str | None:
+    cmd = (imp.run or {}).get("command")
+    if isinstance(cmd, list) and cmd:
+        args = [str(c) for c in cmd]
+        return shlex.join(_retarget(args, key) if key is not None else args)
+    if isinstance(cmd, str) and cmd:
+        return cmd
+    return None
+
+
+def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy_line: str | None) -> str:
+    lines = [f"# {key.model} {key.scenario} on {key.system}", ""]
+    if imp.demo:
+        lines += [DEMO_BANNER]
+    if imp.run_style == "short":
+        lines += [SHORT_LINE, ""]
+    else:
+        lines += ["Run style: valid (official minimum duration and query counts)", ""]
+    bench = imp.bench.name
+    lines += [
+        f"- Benchmark: {bench}"
+        + (f" (custom model `{key.model}`, see model_mapping.json)" if imp.custom_model else ""),
+        f"- Scenario: {key.scenario}",
+        f"- Division: {key.division}",
+        f"- Submitter: {key.submitter}",
+        f"- Submission round: {version}",
+        f"- Result: {_result_value(imp)}, LoadGen verdict {imp.perf_log.get('result_validity', 'unknown')}",
+    ]
+    if accuracy_line:
+        lines.append(f"- Accuracy: `{accuracy_line}`")
+    lines.append(f"- LoadGen: {imp.perf_log.loadgen_version or 'unknown'}")
+    lines.append(f"- Imported from {_SOURCES.get(imp.kind, imp.kind)}; packaged by subtool {__version__}")
+    run = imp.run or {}
+    if run.get("backend") or run.get("precision"):
+        lines.append(f"- Backend: {run.get('backend', '?')}, precision {run.get('precision', '?')}")
+    if run.get("tstamps"):
+        lines.append(
+            f"- Run started {run['tstamps'][0]}" + (f", ended {run['tstamps'][-1]}" if len(run["tstamps"]) > 1 else "")
+        )
+    lines += ["", "## Settings (from mlperf_log_detail.txt)", "", "| setting | value |", "|---|---|"]
+    settings = imp.perf_log.settings()
+    for name in _SETTINGS:
+        if name in settings:
+            lines.append(f"| {name} | {settings[name]} |")
+    lines += ["", "## How to reproduce", ""]
+    cmd = reproduce_command(imp, key)
+    if cmd:
+        src = layout_for(version).src_dir(key.division, key.submitter).name
+        lines += [
+            f"From `{key.division}/{key.submitter}/`, install the subtool that ran from its copy in `{src}/` "
+            "(with the `run` extra: LoadGen, torch, transformers), then run the command:",
+            "",
+            "```bash",
+            install_command(src),
+            cmd,
+            "```",
+        ]
+    elif imp.kind == "mlc":
+        lines += [
+            "These logs were produced with MLC (mlcommons mlperf-automations); see the README MLC wrote "
+            "beside them for the exact `mlcr` command."
+        ]
+    else:
+        lines += [
+            "These logs were produced by the submitter's own harness; its code and command belong in "
+            "`src/` (v5.x: `code/`)."
+        ]
+    if imp.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in imp.notes]
+    return "\n".join(lines) + "\n"
+
+
+RESULTS_HEADING = "## Results in this tree"
+RESULTS_HEADINGS = (RESULTS_HEADING, "## Results packaged in this run")  # the second: trees of earlier versions
+
+
+def result_line(key: ResultKey, imp: ImportedResult) -> str:
+    style = "short run, not submittable" if imp.run_style == "short" else "valid run"
+    return f"- {key.system} / {key.model} / {key.scenario} — {style}" + (" — DEMO" if imp.demo else "")
+
+
+def src_line(key: ResultKey, imp: ImportedResult) -> str:
+    cmd = reproduce_command(imp, key)
+    if cmd:
+        return f"- {key.model} {key.scenario}: `{cmd}`"
+    return (
+        f"- {key.model} {key.scenario}: produced by {_SOURCES.get(imp.kind, imp.kind)}; add the harness code "
+        f"and the command you used"
+    )
+
+
+def add_list_items(text: str, items: list[str], headings: tuple[str, ...] = ()) -> str:
+    """`text` with the list items it lacks added after the last item of its list (the one under one of
+    `headings`, else the last list in the text): a file written for the first results of a tree also names the
+    ones that joined later. Unchanged when nothing is missing or the list is gone (the submitter rewrote it)."""
+    lines = text.splitlines()
+    missing = [i for i in items if i not in lines]
+    if not missing:
+        return text
+    start = next((n for n, line in enumerate(lines) if line.strip() in headings), None) if headings else 0
+    if start is None:
+        return text
+    in_list = [n for n in range(start, len(lines)) if lines[n].startswith("- ")]
+    if headings:  # the items right under the heading, up to the next heading
+        stop = next((n for n in range(start + 1, len(lines)) if lines[n].startswith("#")), len(lines))
+        in_list = [n for n in in_list if n < stop]
+    if not in_list:
+        return text
+    last = in_list[-1]
+    return "\n".join(lines[: last + 1] + missing + lines[last + 1 :]) + ("\n" if text.endswith("\n") else "")
+
+
+def documentation_readme(
+    submitter: str, division: str, entries: Iterable[tuple[ResultKey, ImportedResult]], *, version: str
+) -> str:
+    entries = list(entries)
+    demo = any(imp.demo for _, imp in entries)
+    lines = [f"# {submitter} — MLPerf Inference {version} ({division} division)", ""]
+    if demo:
+        lines += [DEMO_BANNER]
+    src = layout_for(version).src_dir(division, submitter).name
+    lines += [
+        f"This tree was laid out by subtool {__version__}; its source is in `{src}/{SOURCE_DIR}/` (install it "
+        f"from the submitter folder with `{install_command(src)}`).",
+        "Each result directory has a README.md with its settings and the command that reproduces it.",
+        "Untruncated accuracy logs are kept outside the submitter folders (where `subtool package` said);",
+        "their sha256 is the `hash=` line of each accuracy.txt.",
+        "",
+        RESULTS_HEADING,
+        "",
+    ]
+    lines += [result_line(key, imp) for key, imp in entries]
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "From the submitter folder, the one above `documentation/` (each result's README.md has its exact command):",
+        "",
+        "```bash",
+        install_command(src),
+        f"subtool all --submitter {submitter}   # or: subtool run / package / check / pack",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def calibration_md(entries: Iterable[tuple[ResultKey, ImportedResult]], measurements: dict) -> str:
+    lines = ["# Calibration", ""]
+    types = sorted({str(m.get("weight_data_types", "?")) for m in measurements.values()}) or ["?"]
+    low_precision = [t for t in types if any(q in t.lower() for q in ("int", "fp8", "fp4", "nf4"))]
+    if low_precision:
+        lines += [
+            f"Weights are {', '.join(types)}. Describe the calibration/quantization procedure and data "
+            f"here (the rules require it for quantized closed-division submissions)."
+        ]
+    else:
+        lines += [f"No calibration: the weights are used as released ({', '.join(types)}), without quantization."]
+    return "\n".join(lines) + "\n"
+
+
+def src_readme(entries: Iterable[tuple[ResultKey, ImportedResult]], *, copied: str | None) -> str:
+    entries = list(entries)
+    lines = ["# Code", ""]
+    if copied:
+        lines += [
+            f"`{copied}/` is the source of subtool {__version__}, the harness that ran the subtool results "
+            f"below (LoadGen SUT, QSL and accuracy scripts included). Install it from the folder above "
+            f"`src/`: `{install_command()}`.",
+            "",
+        ]
+    lines += [src_line(key, imp) for key, imp in entries]
+    return "\n".join(lines) + "\n"
+
+
+def model_src_readme(model: str, entries: Iterable[tuple[ResultKey, ImportedResult]]) -> str:
+    lines = [f"# {model}", ""]
+    for key, imp in entries:
+        cmd = reproduce_command(imp, key)
+        how = f"`{cmd}`" if cmd else f"imported from {_SOURCES.get(imp.kind, imp.kind)}"
+        lines.append(f"- {key.scenario} on {key.system}: {how}")
+    return "\n".join(lines) + "\n"
+
+
+def copy_source_tree(src: Path, dst: Path) -> int:
+    """Copy a Python package without caches or dot files (the checker rejects both); returns files copied."""
+    import shutil
+
+    count = 0
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            continue
+        if path.is_file() and path.suffix not in (".pyc", ".pyo") and " " not in path.name:
+            target = dst / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            count += 1
+    return count
+
+
+# ------------------------------------------------------------------------------- installable source copy
+def _requirements(dist) -> tuple[list[str], dict[str, list[str]]]:
+    """Requires-Dist split into the core dependencies and the extras (`; extra == "run"` markers)."""
+    import re
+
+    core: list[str] = []
+    extras: dict[str, list[str]] = {name: [] for name in dist.metadata.get_all("Provides-Extra") or []}
+    for spec in dist.requires or []:
+        req, _, marker = (part.strip() for part in spec.partition(";"))
+        found = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
+        if found:
+            rest = re.sub(r"""\s*(and\s+)?extra\s*==\s*["'][^"']+["']\s*(and\s+)?""", " ", marker).strip()
+            extras.setdefault(found.group(1), []).append(f"{req}; {rest}" if rest else req)
+        else:
+            core.append(f"{req}; {marker}" if marker else req)
+    return core, extras
+
+
+def _toml_list(items: list[str]) -> str:
+    import json
+
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def source_pyproject(dist_name: str = "mlperf-subtool") -> str:
+    """A pyproject.toml that installs the copied source as the distribution that ran (name, version, Python,
+    dependencies, extras and the `subtool` command, from the installed metadata)."""
+    import importlib.metadata as md
+    import json
+
+    try:
+        dist = md.distribution(dist_name)
+        core, extras = _requirements(dist)
+        python = dist.metadata.get("Requires-Python") or ">=3.10"
+        scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
+    except md.PackageNotFoundError:  # run from a checkout that was never installed
+        core, extras, python, scripts = [], {}, ">=3.10", {"subtool": "subtool.cli:main"}
+    lines = [
+        "# Written by subtool from the metadata of the installation that produced this submission.",
+        "[build-system]",
+        'requires = ["setuptools>=68"]',
+        'build-backend = "setuptools.build_meta"',
+        "",
+        "[project]",
+        f"name = {json.dumps(dist_name)}",
+        f"version = {json.dumps(__version__)}",
+        'readme = "README.md"',
+        f"requires-python = {json.dumps(python)}",
+        f"dependencies = {_toml_list(core)}",
+        "",
+        "[project.optional-dependencies]",
+    ]
+    lines += [f"{json.dumps(name)} = {_toml_list(reqs)}" for name, reqs in sorted(extras.items())]
+    lines += ["", "[project.scripts]"] + [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in sorted(scripts.items())]
+    lines += [
+        "",
+        "[tool.setuptools.packages.find]",
+        'include = ["subtool*"]',
+        "",
+        "[tool.setuptools.package-data]",
+        '"*" = ["*.json", "*.toml", "*.md"]',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def source_readme() -> str:
+    return (
+        f"# subtool {__version__}\n\nThe source of the subtool that produced this submission. Install it with "
+        f"the `run` extra to re-run the benchmark: `pip install './{SOURCE_DIR}[run]'` from the folder above "
+        f"this one.\n"
+    )

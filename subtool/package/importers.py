@@ -1,0 +1,460 @@
+"""Turn what a harness left on disk into `ImportedResult`s: subtool run directories, MLC's raw results layout,
+and loose LoadGen log directories (NVIDIA's harness and hand-written ones).
+
+Every importer reads model, scenario, mode and settings back from the LoadGen logs and refuses a mismatch with
+what the user or the directory name claims. Nothing here writes; the package stage lays the results out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from subtool.errors import SubtoolError
+from subtool.mlperf.benchmarks import Benchmark, find_by_dataset_size, require_benchmark, split_model
+from subtool.mlperf.detail_log import DetailLog, read_detail_log
+from subtool.mlperf.layout import SCENARIOS
+
+TESTS = ("TEST01", "TEST04", "TEST06", "TEST07", "TEST08", "TEST09")
+OFFICIAL_MIN_DURATION_MS = 600000
+
+
+@dataclass
+class ImportedResult:
+    kind: str  # "run_dir" | "mlc" | "loose"
+    source: Path
+    model: str  # directory name in the tree (a custom name in the open division)
+    bench: Benchmark  # the official benchmark it is measured as
+    scenario: str
+    perf_dir: Path
+    perf_log: DetailLog
+    acc_dir: Path
+    acc_log: DetailLog
+    compliance: dict[str, Path] = field(default_factory=dict)
+    user_conf: Path | None = None  # None → reconstructed from the detail log
+    mlperf_conf: Path | None = None
+    measurements: dict[str, Any] = field(default_factory=dict)
+    accuracy_txt: str | None = None  # as found; None when missing
+    accuracy_metrics: dict | None = None
+    system_meta: dict | None = None  # MLC's system_meta.json
+    system_hint: str | None = None  # system directory name the source used
+    division_hint: str | None = None
+    run: dict | None = None  # run.json
+    demo: bool = False
+    run_style: str = "valid"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def custom_model(self) -> bool:
+        return self.model != self.bench.name
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SubtoolError(f"{what} is missing", path=path, rule="import.missing_file") from None
+    except ValueError as exc:
+        raise SubtoolError(f"{what} is not valid JSON: {exc}", path=path, rule="import.bad_json") from None
+    if not isinstance(data, dict):
+        raise SubtoolError(f"{what} must hold a JSON object", path=path, rule="import.bad_json")
+    return data
+
+
+def _first_existing(*paths: Path) -> Path | None:
+    for p in paths:
+        if p is not None and p.is_file():
+            return p
+    return None
+
+
+def conf_models(user_conf: Path) -> set[str]:
+    """Model names used in a LoadGen conf file (`<model>.<Scenario>.<key> = value`), '*' excluded."""
+    names = set()
+    for raw in user_conf.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if "=" not in line:
+            continue
+        key = line.split("=", 1)[0].strip()
+        parts = key.rsplit(".", 2)
+        if len(parts) == 3 and parts[0] != "*":
+            names.add(parts[0])
+    return names
+
+
+def _check_model(
+    bench: Benchmark, logs: list[DetailLog], user_conf: Path | None, *, claimed_from: str, notes: list[str], demo: bool
+) -> None:
+    """Refuse logs that are evidently of another benchmark than the one claimed."""
+    if user_conf is not None:
+        names = conf_models(user_conf)
+        foreign = sorted(n for n in names if n != bench.conf_name)
+        if foreign and bench.conf_name not in names:
+            raise SubtoolError(
+                f"user.conf sets {', '.join(foreign)} but the result is {bench.name} "
+                f"({claimed_from}); LoadGen would not have applied it",
+                path=user_conf,
+                rule="import.model_mismatch",
+                hint=f"{bench.name}'s settings are written '{bench.conf_name}.<Scenario>.<key>'",
+            )
+    for log in logs:
+        if log.mode != "accuracy":
+            continue
+        total = log.get("qsl_reported_total_count")
+        if total is None or total == bench.dataset_size:
+            continue
+        others = [b.name for b in find_by_dataset_size(total) if b.conf_name != bench.conf_name]
+        if others:
+            raise SubtoolError(
+                f"these logs are of a data set with {total} samples, which is "
+                f"{' or '.join(others)}, not {bench.name} ({claimed_from})",
+                path=log.path,
+                rule="import.model_mismatch",
+                hint="give the logs of the benchmark you name, or name the benchmark they are of",
+            )
+        if not demo:
+            notes.append(
+                f"accuracy run covered {total} samples; {bench.name}'s data set has "
+                f"{bench.dataset_size} (the checker will report it)"
+            )
+
+
+def with_article(word: str) -> str:
+    """ "an Offline", "a Server": the article English wants before a scenario or mode name."""
+    return f"{'an' if word[:1].upper() in 'AEIOU' else 'a'} {word}"
+
+
+def _check_scenario(scenario: str, logs: list[DetailLog], claimed_from: str) -> str:
+    for log in logs:
+        if log.scenario != scenario:
+            raise SubtoolError(
+                f"this is {with_article(str(log.scenario))} log, but it was given as {scenario} ({claimed_from})",
+                path=log.path,
+                rule="import.scenario_mismatch",
+                hint=f"package it as --scenario {log.scenario}, or give the {scenario} logs",
+            )
+    return scenario
+
+
+def _compliance_dirs(base: Path) -> dict[str, Path]:
+    return {t: base / t for t in TESTS if (base / t).is_dir()}
+
+
+def _check_compliance(tests: dict[str, Path], scenario: str) -> None:
+    for test, d in tests.items():
+        detail = d / "performance" / "run_1" / "mlperf_log_detail.txt"
+        if detail.is_file():
+            log = read_detail_log(detail, expect_mode="performance")
+            _check_scenario(scenario, [log], f"{test} compliance run")
+
+
+def _run_style(perf: DetailLog) -> str:
+    md = perf.get("effective_min_duration_ms")
+    return "short" if isinstance(md, (int, float)) and md < OFFICIAL_MIN_DURATION_MS else "valid"
+
+
+def _accuracy_txt(acc_dir: Path) -> str | None:
+    p = acc_dir / "accuracy.txt"
+    return p.read_text(encoding="utf-8", errors="replace") if p.is_file() else None
+
+
+def _require_dir(path: Path, what: str, hint: str) -> Path:
+    if not path.is_dir():
+        raise SubtoolError(f"{what} is missing", path=path, rule="import.missing_dir", hint=hint)
+    return path
+
+
+# ------------------------------------------------------------------------------------- subtool run dirs
+def import_run_dir(run_dir: Path) -> ImportedResult:
+    run_dir = Path(run_dir)
+    run = _read_json(run_dir / "run.json", "run.json")
+    for key in ("model", "scenario"):
+        if not run.get(key):
+            raise SubtoolError(f"run.json has no '{key}'", path=run_dir / "run.json", rule="import.bad_run_json")
+    model_spec = str(run.get("model_name") and f"{run['model_name']}={run['model']}" or run["model"])
+    custom, official = split_model(model_spec)
+    bench = require_benchmark(official, where=str(run_dir / "run.json"))
+    modes = run.get("modes") or {}
+    perf_dir = run_dir / ((modes.get("performance") or {}).get("dir") or "performance/run_1")
+    acc_dir = run_dir / ((modes.get("accuracy") or {}).get("dir") or "accuracy")
+    _require_dir(perf_dir, "performance run", "run `subtool run --mode performance` (or both) first")
+    _require_dir(acc_dir, "accuracy run", "the official tree needs an accuracy run: `subtool run --mode accuracy`")
+    perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
+    acc = read_detail_log(acc_dir / "mlperf_log_detail.txt", expect_mode="accuracy")
+    scenario = _check_scenario(str(run["scenario"]), [perf, acc], f"run.json of {run_dir}")
+    user_conf = _first_existing(run_dir / "user.conf")
+    demo = bool(run.get("demo"))
+    notes: list[str] = []
+    _check_model(bench, [perf, acc], user_conf, claimed_from="run.json", notes=notes, demo=demo)
+    tests = {t: run_dir / (info or {}).get("dir", t) for t, info in (run.get("compliance") or {}).items()}
+    tests.update({t: d for t, d in _compliance_dirs(run_dir).items() if t not in tests})
+    tests = {t: d for t, d in tests.items() if d.is_dir()}
+    _check_compliance(tests, scenario)
+    return ImportedResult(
+        kind="run_dir",
+        source=run_dir,
+        model=custom,
+        bench=bench,
+        scenario=scenario,
+        perf_dir=perf_dir,
+        perf_log=perf,
+        acc_dir=acc_dir,
+        acc_log=acc,
+        compliance=tests,
+        user_conf=user_conf,
+        mlperf_conf=_first_existing(run_dir / "mlperf.conf"),
+        measurements=dict(run.get("measurements") or {}),
+        accuracy_txt=_accuracy_txt(acc_dir),
+        accuracy_metrics=(modes.get("accuracy") or {}).get("metrics"),
+        division_hint=run.get("division_hint"),
+        run=run,
+        demo=demo,
+        run_style=str(run.get("run_style") or _run_style(perf)),
+        notes=notes,
+    )
+
+
+# ------------------------------------------------------------------------------------ MLC raw results
+def _is_mlc_system_dir(path: Path) -> bool:
+    if (path / "system_meta.json").is_file():
+        return True
+    for model_dir in _subdirs(path):
+        for scen in _subdirs(model_dir):
+            # a subtool run directory (run.json) has the same shape below `runs/`; it is not MLC's
+            if scen.name in SCENARIOS and (scen / "performance").is_dir() and not (scen / "run.json").is_file():
+                return True
+    return False
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def import_mlc_system(system_dir: Path) -> list[ImportedResult]:
+    """`<system>/system_meta.json` + `<model>/<scenario>/{performance/run_1, accuracy, TEST0x}`."""
+    system_dir = Path(system_dir)
+    meta_path = system_dir / "system_meta.json"
+    system_meta = _read_json(meta_path, "system_meta.json") if meta_path.is_file() else None
+    results = []
+    for model_dir in _subdirs(system_dir):
+        for scen_dir in _subdirs(model_dir):
+            if scen_dir.name not in SCENARIOS:
+                continue
+            results.append(_import_mlc_result(system_dir, model_dir, scen_dir, system_meta))
+    if not results:
+        raise SubtoolError(
+            "no results found: expected <model>/<scenario>/performance/run_1 below the system directory",
+            path=system_dir,
+            rule="import.not_recognised",
+        )
+    return results
+
+
+def _import_mlc_result(system_dir: Path, model_dir: Path, scen_dir: Path, system_meta: dict | None) -> ImportedResult:
+    perf_dir = _require_dir(
+        scen_dir / "performance" / "run_1",
+        "performance/run_1",
+        "MLC writes the performance run to <model>/<scenario>/performance/run_1",
+    )
+    acc_dir = _require_dir(
+        scen_dir / "accuracy", "accuracy run", "run the accuracy mode with MLC (--mode=accuracy) before packaging"
+    )
+    perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
+    acc = read_detail_log(acc_dir / "mlperf_log_detail.txt", expect_mode="accuracy")
+    scenario = _check_scenario(scen_dir.name, [perf, acc], f"directory {scen_dir}")
+    # MLC maps a custom model name to the official benchmark in model_mapping.json beside the logs.
+    mapping_path = _first_existing(
+        perf_dir / "model_mapping.json",
+        acc_dir / "model_mapping.json",
+        scen_dir / "model_mapping.json",
+        system_dir / "model_mapping.json",
+    )
+    official = model_dir.name
+    if mapping_path is not None:
+        official = _read_json(mapping_path, "model_mapping.json").get(model_dir.name, official)
+    bench = require_benchmark(official, where=str(model_dir))
+    user_conf = _first_existing(scen_dir / "user.conf", perf_dir / "user.conf", acc_dir / "user.conf")
+    notes: list[str] = []
+    _check_model(bench, [perf, acc], user_conf, claimed_from=f"directory {model_dir.name}", notes=notes, demo=False)
+    meas_path = _first_existing(
+        scen_dir / "measurements.json", perf_dir / "measurements.json", acc_dir / "measurements.json"
+    )
+    if meas_path is None:
+        legacy = sorted(scen_dir.glob(f"*_{scenario}.json"))
+        meas_path = legacy[0] if legacy else None
+    measurements = _read_json(meas_path, "measurements.json") if meas_path else {}
+    meta = system_meta
+    if meta is None:
+        inner = _first_existing(perf_dir / "system_meta.json", acc_dir / "system_meta.json")
+        meta = _read_json(inner, "system_meta.json") if inner else None
+    tests = _compliance_dirs(scen_dir)
+    _check_compliance(tests, scenario)
+    division = (meta or {}).get("division")
+    return ImportedResult(
+        kind="mlc",
+        source=scen_dir,
+        model=model_dir.name,
+        bench=bench,
+        scenario=scenario,
+        perf_dir=perf_dir,
+        perf_log=perf,
+        acc_dir=acc_dir,
+        acc_log=acc,
+        compliance=tests,
+        user_conf=user_conf,
+        mlperf_conf=_first_existing(scen_dir / "mlperf.conf", perf_dir / "mlperf.conf"),
+        measurements=measurements,
+        accuracy_txt=_accuracy_txt(acc_dir),
+        system_meta=meta,
+        system_hint=system_dir.name,
+        division_hint=division if division in ("open", "closed") else None,
+        run_style=_run_style(perf),
+        notes=notes,
+    )
+
+
+# ------------------------------------------------------------------------------------- loose log dirs
+def _loose_compliance(specs: list[str]) -> dict[str, Path]:
+    tests = {}
+    for spec in specs:
+        if "=" not in spec:
+            raise SubtoolError(
+                f"--compliance {spec!r} must be TEST0x=DIR",
+                rule="cli.usage",
+                hint="e.g. --compliance TEST01=logs/TEST01",
+            )
+        test, d = spec.split("=", 1)
+        test = test.strip().upper()
+        if test not in TESTS:
+            raise SubtoolError(f"unknown compliance test {test!r}", rule="cli.usage", hint=f"one of {', '.join(TESTS)}")
+        path = Path(d)
+        if (path / test).is_dir() and not (path / "performance").is_dir():
+            path = path / test  # the parent run_verification.py was given as --output_dir
+        if test in tests:
+            raise SubtoolError(f"{test} given twice", rule="import.duplicate")
+        tests[test] = _require_dir(path, f"{test} directory", "give the directory run_verification.py wrote")
+    return tests
+
+
+def import_loose(
+    perf_dir: Path, acc_dir: Path | None, *, model: str | None, scenario: str | None, compliance: list[str]
+) -> ImportedResult:
+    """`--perf DIR --acc DIR [--compliance TEST01=DIR] --model M [--scenario S]`."""
+    if not model:
+        raise SubtoolError(
+            "loose logs need --model (LoadGen logs do not name the benchmark)",
+            rule="cli.usage",
+            hint="e.g. --model bert-99 (or --model my-bert=bert-99 in the open division)",
+        )
+    if acc_dir is None:
+        raise SubtoolError("--perf needs --acc: the official tree needs the accuracy run too", rule="cli.usage")
+    perf_dir = _require_dir(
+        Path(perf_dir), "--perf directory", "give the directory LoadGen wrote the PerformanceOnly logs to"
+    )
+    acc_dir = _require_dir(
+        Path(acc_dir), "--acc directory", "give the directory LoadGen wrote the AccuracyOnly logs to"
+    )
+    custom, official = split_model(model)
+    bench = require_benchmark(official)
+    perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
+    acc = read_detail_log(acc_dir / "mlperf_log_detail.txt", expect_mode="accuracy")
+    if scenario:
+        _check_scenario(scenario, [perf, acc], "--scenario")
+    else:
+        scenario = perf.scenario
+        _check_scenario(scenario, [acc], "the performance log's scenario")
+    user_conf = _first_existing(perf_dir / "user.conf", perf_dir.parent / "user.conf", acc_dir / "user.conf")
+    notes: list[str] = []
+    _check_model(bench, [perf, acc], user_conf, claimed_from="--model", notes=notes, demo=False)
+    meas_path = _first_existing(
+        perf_dir / "measurements.json", perf_dir.parent / "measurements.json", acc_dir / "measurements.json"
+    )
+    tests = _loose_compliance(compliance)
+    _check_compliance(tests, scenario)
+    run = _enclosing_run(perf_dir, acc_dir)
+    measurements = _read_json(meas_path, "measurements.json") if meas_path else {}
+    if run is not None and run.get("demo"):
+        # logs copied out of (or pointed into) a demo run: they stay a demo, with the demo's own weights
+        measurements = {**dict(run.get("measurements") or {}), **measurements}
+    return ImportedResult(
+        kind="loose",
+        source=perf_dir,
+        model=custom,
+        bench=bench,
+        scenario=scenario,
+        perf_dir=perf_dir,
+        perf_log=perf,
+        acc_dir=acc_dir,
+        acc_log=acc,
+        compliance=tests,
+        user_conf=user_conf,
+        mlperf_conf=_first_existing(perf_dir / "mlperf.conf"),
+        measurements=measurements,
+        accuracy_txt=_accuracy_txt(acc_dir),
+        run=run,
+        demo=bool(run and run.get("demo")),
+        run_style=str((run or {}).get("run_style") or _run_style(perf)),
+        notes=notes,
+    )
+
+
+def _enclosing_run(perf_dir: Path, acc_dir: Path) -> dict | None:
+    """run.json of the subtool run directory these loose logs lie in (`<run>/performance/run_1`, `<run>/accuracy`),
+    when it is that run's: its recorded performance log must be the one given."""
+    for log_dir in (perf_dir, acc_dir):
+        for parent in list(log_dir.resolve().parents)[:3]:
+            path = parent / "run.json"
+            if not path.is_file():
+                continue
+            try:
+                run = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            if not isinstance(run, dict):
+                return None
+            modes = run.get("modes") if isinstance(run.get("modes"), dict) else {}
+            recorded = {
+                parent / str((modes.get(m) if isinstance(modes.get(m), dict) else {}).get("dir") or default)
+                for m, default in (("performance", "performance/run_1"), ("accuracy", "accuracy"))
+            }
+            return run if log_dir.resolve() in {p.resolve() for p in recorded} else None
+    return None
+
+
+# ------------------------------------------------------------------------------------------ discovery
+def discover(path: Path) -> list[ImportedResult]:
+    """Recognise what `--from DIR` points at and import every result below it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise SubtoolError("--from directory does not exist", path=path, rule="import.not_found")
+    if (path / "run.json").is_file():
+        return [import_run_dir(path)]
+    # `subtool run` writes <out>/runs/<model>/<scenario>/run.json: a parent of run directories
+    run_dirs = sorted(
+        {
+            p.parent
+            for depth in ("*/run.json", "*/*/run.json", "*/*/*/run.json")
+            for p in path.glob(depth)
+            if not any(part.startswith(".") for part in p.parts[-4:])
+        }
+    )
+    if run_dirs:
+        return [import_run_dir(d) for d in run_dirs]
+    if _is_mlc_system_dir(path):
+        return import_mlc_system(path)
+    systems = [d for d in _subdirs(path) if _is_mlc_system_dir(d)]
+    if systems:
+        return [r for d in systems for r in import_mlc_system(d)]
+    raise SubtoolError(
+        "not a subtool run directory (no run.json) nor an MLC results directory (no "
+        "<system>/system_meta.json or <system>/<model>/<scenario>/performance/run_1)",
+        path=path,
+        rule="import.not_recognised",
+        hint="for loose LoadGen logs use --perf DIR --acc DIR --model M --scenario S",
+    )

@@ -1,0 +1,438 @@
+"""`subtool publish`: put the submitter directories on a branch of the fork and open (or reuse) the pull request.
+
+Order of work, chosen so that a failure leaves nothing half-done: read the tree; check the token and, when an
+API exists, that the upstream, its base branch and the fork exist and that the token may push; fetch the base;
+build the commit in a cached bare clone (no work tree, so a multi-gigabyte results repository is never checked
+out); push one ref with a lease; then find or open the pull request. Re-running with the same inputs changes
+nothing: the branch's tree is compared first and an open pull request for the branch is reused.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from subtool.errors import EXIT_REMOTE, EXIT_USAGE, SubtoolError
+from subtool.publish import git as g
+from subtool.publish.content import (
+    PublishContent,
+    commit_message,
+    default_branch,
+    default_title,
+    pr_body,
+    scan_tree,
+)
+from subtool.publish.marks import Marks, body_with, marks_from_message, message_with, read_marks, title_with
+from subtool.publish.merge import Kept, kept_from_branch, merged_view, only_on_branch, result_id
+from subtool.publish.remote import (
+    ForkLocation,
+    Redactor,
+    compare_url,
+    derive_api_url,
+    derive_web_url,
+    parse_fork,
+    resolve_token,
+)
+
+_UPSTREAM = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+BASE_REF = "refs/subtool/base"
+BRANCH_REF = "refs/subtool/branch"
+
+
+@dataclass
+class PublishOptions:
+    tree: Path
+    fork: str
+    upstream: str | None = None
+    base: str = "main"
+    branch: str | None = None
+    title: str | None = None
+    api_url: str | None = None
+    token_env: str | None = None
+    no_pr: bool = False
+    dry_run: bool = False
+    cache: Path | None = None
+    allow_short: bool = False  # publish DEMO / short-run results (marked as such) instead of refusing them
+    replace: bool = False  # the branch holds this tree only, dropping what earlier publishes put there
+    # Network behaviour: attempts after the first, first back-off (doubles each time), API pacing.
+    retries: int = 3
+    backoff_s: float = 1.0
+    seconds_between_writes: float = 1.0
+    seconds_between_requests: float = 0.25
+    max_rate_limit_wait_s: float = 120.0
+    timeout_s: float = 30.0
+
+
+@dataclass
+class PublishResult:
+    branch: str
+    commit: str | None
+    pushed: bool
+    pr_url: str | None = None
+    compare_url: str | None = None
+    fork: str = ""
+    upstream: str | None = None
+    base: str = "main"
+    base_commit: str | None = None
+    dry_run: bool = False
+    up_to_date: bool = False
+    pr_number: int | None = None
+    pr_created: bool = False
+    changes: list[str] = field(default_factory=list)  # "A closed/team/…" lines, base → published tree
+    kept: list[str] = field(default_factory=list)  # results already on the branch that stay there
+    dropped: list[str] = field(default_factory=list)  # results on the branch that --replace removed
+    not_submittable: list[str] = field(default_factory=list)  # DEMO / short-run results on the branch
+    title: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Say:
+    """Human progress on the console (stderr), with the token scrubbed from every line."""
+
+    def __init__(self, console: Any, redact: Redactor, result_notes: list[str]) -> None:
+        self.console = console
+        self.redact = redact
+        self.notes = result_notes
+
+    def __call__(self, text: str, *, note: bool = False) -> None:
+        text = self.redact(text)
+        if note:
+            self.notes.append(text)
+        if self.console is not None:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _scrub(err: SubtoolError, redact: Redactor) -> SubtoolError:
+    err.message = redact(err.message)
+    err.hint = redact(err.hint) if err.hint else err.hint
+    err.args = (err.message,)
+    return err
+
+
+def publish_tree(
+    opts: PublishOptions, console: Any = None, *, sleep: Callable[[float], None] = time.sleep
+) -> PublishResult:
+    token: str | None = None
+    redact = Redactor(None)
+    try:
+        token = resolve_token(opts.token_env)
+        redact = Redactor(token)
+        return _publish(opts, console, token, redact, sleep)
+    except SubtoolError as err:
+        raise _scrub(err, redact) from None
+
+
+def _publish(
+    opts: PublishOptions, console: Any, token: str | None, redact: Redactor, sleep: Callable[[float], None]
+) -> PublishResult:
+    content = scan_tree(Path(opts.tree))
+    marks = read_marks(content.tree, content.results)
+    if marks and not opts.allow_short:
+        raise _refusal(marks, opts.tree)
+    fork = parse_fork(opts.fork)
+    if opts.upstream and not _UPSTREAM.match(opts.upstream):
+        raise SubtoolError(
+            f"--upstream must be OWNER/REPO, got '{opts.upstream}'", rule="publish.upstream", exit_code=EXIT_USAGE
+        )
+    branch = g.check_branch_name(opts.branch or default_branch(content))
+    api_url = derive_api_url(fork, opts.api_url)
+    result = PublishResult(
+        branch=branch,
+        commit=None,
+        pushed=False,
+        fork=fork.url,
+        upstream=opts.upstream,
+        base=opts.base,
+        dry_run=opts.dry_run,
+    )
+    say = _Say(console, redact, result.notes)
+
+    wants_pr = bool(opts.upstream) and not opts.no_pr
+    if wants_pr and not fork.has_api:
+        say(f"{fork.url} is a plain git location with no pull-request API: pushing only", note=True)
+        wants_pr = False
+    forge = None
+    if wants_pr:
+        if not token:
+            if not opts.dry_run:
+                raise SubtoolError(
+                    "no token: opening a pull request needs one",
+                    rule="publish.no_token",
+                    exit_code=EXIT_USAGE,
+                    hint="export GITHUB_TOKEN (or GH_TOKEN, or --token-env NAME), or pass --no-pr to push only",
+                )
+            say("no token: the dry run skips the pull-request checks", note=True)
+        else:
+            from subtool.publish.forge import Forge
+
+            forge = Forge(
+                api_url or "",
+                token,
+                redact=redact,
+                retries=opts.retries,
+                backoff_s=opts.backoff_s,
+                seconds_between_writes=opts.seconds_between_writes,
+                seconds_between_requests=opts.seconds_between_requests,
+                max_rate_limit_wait_s=opts.max_rate_limit_wait_s,
+                timeout_s=opts.timeout_s,
+            )
+            forge.preflight(upstream=opts.upstream or "", base=opts.base, fork=fork.full_name or "", say=say)
+
+    cache_root = Path(opts.cache) if opts.cache else g.default_cache_root()
+    urls = [g.remote_url(fork)] + ([forge.upstream_clone_url] if forge else [])
+    with g.locked_cache(g.cache_dir_for(cache_root, fork)) as git_dir:
+        git = g.Git(
+            git_dir,
+            token=token,
+            urls=urls,
+            redact=redact,
+            retries=opts.retries,
+            backoff_s=opts.backoff_s,
+            sleep=sleep,
+            note=say,
+        )
+        words = _push_branch(git, fork, opts, content, marks, branch, result, say, forge, has_token=bool(token))
+    _pull_request(opts, forge, fork, api_url, branch, words, result, say)
+    return result
+
+
+def _refusal(marks: Marks, tree: Path) -> SubtoolError:
+    first = marks.results[0]
+    more = f" and {len(marks.results) - 1} more" if len(marks.results) > 1 else ""
+    return SubtoolError(
+        f"the tree holds {marks.label} results, which are not submittable ({first}: {marks.why(first)}"
+        f"{', ' + marks.reasons[first] if first in marks.reasons else ''}{more})",
+        path=tree,
+        rule="publish.short_run",
+        exit_code=EXIT_USAGE,
+        hint="publish a valid run (--run-style valid), or pass --allow-short to publish it anyway, marked "
+        f"{marks.label} in the commit, the pull request title and its body",
+    )
+
+
+def _pull_request(
+    opts: PublishOptions,
+    forge: Any,
+    fork: ForkLocation,
+    api_url: str | None,
+    branch: str,
+    words: _Words,
+    result: PublishResult,
+    say: _Say,
+) -> None:
+    """Open or reuse the pull request (or, without an API, print the compare URL)."""
+    if not result.commit:
+        return
+    if forge is None:
+        if opts.upstream:
+            result.compare_url = compare_url(derive_web_url(api_url), opts.upstream, opts.base, fork.owner, branch)
+            if not opts.dry_run:
+                say(f"open the pull request here: {result.compare_url}")
+        return
+    if opts.dry_run:
+        existing = forge.find_pull(
+            upstream=opts.upstream or "", base=opts.base, head_owner=fork.owner or "", branch=branch
+        )
+        say(
+            f"would reuse pull request {forge.pull_link(existing)[0]}"
+            if existing
+            else f"would open a pull request '{words.title}' against {opts.upstream}:{opts.base}"
+        )
+        return
+    try:
+        # An explicit title, or a DEMO / short-run mark, is worth changing an open pull request's title for.
+        pr, created = forge.ensure_pull(
+            upstream=opts.upstream or "",
+            base=opts.base,
+            head_owner=fork.owner or "",
+            branch=branch,
+            title=words.title,
+            body=words.body,
+            explicit_title=opts.title is not None or bool(result.not_submittable),
+        )
+        (result.pr_url, result.pr_number), result.pr_created = forge.pull_link(pr), created
+    except SubtoolError as err:
+        err.hint = (
+            f"the branch {branch} is on the fork; re-run the same command, or open "
+            f"{compare_url(derive_web_url(api_url), opts.upstream or '', opts.base, fork.owner, branch)}"
+        )
+        raise
+    say(f"pull request {'opened' if created else 'already open, reused'}: {result.pr_url}")
+
+
+def _cache_error(git: g.Git, failure: g.GitFailure) -> SubtoolError:
+    return SubtoolError(
+        f"git failed in the fork cache ({g.last_line(failure.stderr)})",
+        path=git.git_dir,
+        rule="publish.git",
+        exit_code=EXIT_USAGE,
+        hint="delete that folder (it is only a cache) and re-run the same command",
+    )
+
+
+@dataclass
+class _Words:
+    """What the commit and the pull request say, for the content the branch will hold."""
+
+    title: str
+    message: str
+    body: str
+
+
+def _words(opts: PublishOptions, view: PublishContent, marks: Marks) -> _Words:
+    title = title_with(opts.title or default_title(view), marks)
+    return _Words(title, message_with(commit_message(view, title), marks), body_with(pr_body(view), marks))
+
+
+def _fetch(
+    git: g.Git, fork: ForkLocation, opts: PublishOptions, branch: str, say: _Say, forge: Any
+) -> tuple[str, str | None]:
+    """Fetch the base (and the branch when it exists) into the cache; (base commit, branch tip or None)."""
+    heads = g.ls_remote_heads(git, "origin", [opts.base, branch])
+    base_remote = "origin"
+    if opts.base not in heads:
+        if forge is None:
+            raise SubtoolError(
+                f"the base branch '{opts.base}' does not exist on the fork",
+                path=fork.url,
+                rule="publish.base_missing",
+                exit_code=EXIT_REMOTE,
+                hint="pass --base with an existing branch, or push that branch to the fork first",
+            )
+        # A fork that copied only the default branch: take the base from the upstream (the API said it exists).
+        g.set_remote(git, "upstream", forge.upstream_clone_url)
+        base_remote = "upstream"
+        say(f"the fork has no branch '{opts.base}'; starting from the upstream's", note=True)
+    say(f"fetching {opts.base} from {fork.url if base_remote == 'origin' else opts.upstream}")
+    old_tip = heads.get(branch)
+    if base_remote == "origin":
+        wanted = {opts.base: BASE_REF, **({branch: BRANCH_REF} if old_tip else {})}
+        base_commit = g.fetch(git, "origin", wanted, shallow=True)[opts.base]
+    else:
+        base_commit = g.fetch(git, "upstream", {opts.base: BASE_REF}, shallow=False)[opts.base]
+        if old_tip:
+            g.fetch(git, "origin", {branch: BRANCH_REF}, shallow=True)
+    return base_commit, old_tip
+
+
+def _build(
+    git: g.Git,
+    opts: PublishOptions,
+    content: PublishContent,
+    marks: Marks,
+    base_commit: str,
+    old_tip: str | None,
+    result: PublishResult,
+    say: _Say,
+) -> tuple[str, _Words]:
+    """The tree to publish: base, then what the branch holds for these submitters (unless --replace), then
+    this tree; and the words that describe it."""
+    kept = Kept()
+    if old_tip:
+        kept = kept_from_branch(g.list_entries(git, old_tip), content.submitter_names)
+        earlier = marks_from_message(git.out("log", "-1", "--format=%B", old_tip))
+        keep_ids = {result_id(r) for r in only_on_branch(kept, content)}
+        if opts.replace:
+            result.dropped = sorted(keep_ids)
+            kept = Kept()
+        else:
+            result.kept = sorted(keep_ids)
+            marks = marks.merge(earlier, keep_ids)
+    # One pass over the index: the branch's entries that this tree does not bring again, then this tree.
+    ours, covered = {f.path for f in content.files}, tuple(f"{d}/" for d in content.replace)
+    known = [e for e in kept.entries if e.path not in ours and not e.path.startswith(covered)]
+    tree = g.build_tree(git, base_commit, content.files, sorted({*content.replace, *kept.replace}), known)
+    result.not_submittable = marks.results
+    if result.kept:
+        say(f"keeping {len(result.kept)} result(s) already on the branch: {', '.join(result.kept)}", note=True)
+    if result.dropped:
+        say(
+            f"--replace: dropping {len(result.dropped)} result(s) from the branch: {', '.join(result.dropped)}",
+            note=True,
+        )
+    if marks:
+        say(f"publishing {marks.label} results, marked as such (--allow-short): {', '.join(marks.results)}", note=True)
+    return tree, _words(opts, merged_view(content, kept), marks)
+
+
+def _push_branch(
+    git: g.Git,
+    fork: ForkLocation,
+    opts: PublishOptions,
+    content: PublishContent,
+    marks: Marks,
+    branch: str,
+    result: PublishResult,
+    say: _Say,
+    forge: Any,
+    has_token: bool,
+) -> _Words:
+    where = fork.url
+    try:
+        g.set_remote(git, "origin", g.remote_url(fork))
+    except g.GitFailure as failure:
+        raise _cache_error(git, failure) from None
+    try:
+        base_commit, old_tip = _fetch(git, fork, opts, branch, say, forge)
+    except g.GitFailure as failure:
+        raise g.remote_error(failure, where=where, has_token=has_token, action="reading the fork") from None
+
+    result.base_commit = base_commit
+    try:
+        tree, words = _build(git, opts, content, marks, base_commit, old_tip, result, say)
+        result.title = words.title
+        result.changes = [f"{status} {path}" for status, path in g.diff_names(git, g.tree_of(git, base_commit), tree)]
+        old_tree = g.tree_of(git, old_tip) if old_tip else None
+    except g.GitFailure as failure:
+        raise _cache_error(git, failure) from None
+    if old_tip and old_tree == tree:
+        result.commit, result.up_to_date = old_tip, True
+        say(f"branch {branch} on the fork already holds this submission ({old_tip[:12]}); nothing to push")
+        return words
+    if not result.changes:
+        result.up_to_date = True
+        say(f"the base branch {opts.base} already holds exactly these files; nothing to publish", note=True)
+        return words
+    _commit_and_push(git, opts, content, tree, base_commit, old_tip, branch, words, result, say, has_token, where)
+    return words
+
+
+def _commit_and_push(
+    git: g.Git,
+    opts: PublishOptions,
+    content: PublishContent,
+    tree: str,
+    base_commit: str,
+    old_tip: str | None,
+    branch: str,
+    words: _Words,
+    result: PublishResult,
+    say: _Say,
+    has_token: bool,
+    where: str,
+) -> None:
+    name, email = g.identity(content.submitter_names[0])
+    try:
+        result.commit = g.commit_tree(git, tree, base_commit, words.message, author_name=name, author_email=email)
+    except g.GitFailure as failure:
+        raise _cache_error(git, failure) from None
+    summary = f"{len(result.changes)} file(s) changed against {opts.base} ({base_commit[:12]})"
+    if opts.dry_run:
+        say(f"dry run: would push {result.commit[:12]} to {branch} on {where}: {summary}")
+        for line in result.changes:
+            say(f"  {line}")
+        return
+    say(f"pushing {branch} ({summary})")
+    try:
+        g.push(git, "origin", result.commit, branch, old_tip)
+    except g.GitFailure as failure:
+        raise g.remote_error(failure, where=where, has_token=has_token, action=f"pushing {branch}") from None
+    result.pushed = True
+    say(f"pushed {result.commit[:12]} to {branch} on {where}")

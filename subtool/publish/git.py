@@ -1,0 +1,527 @@
+"""Git plumbing for publishing: a cached bare clone of the fork, a commit built without a work tree, a push.
+
+Everything goes through `git` subprocesses. The token reaches git only through the environment
+(GIT_CONFIG_COUNT → http.<forge>/.extraHeader), so it is in no argv, no remote URL, no .git/config and no
+message git prints. Network operations are retried with exponential back-off; a push updates one ref, which
+the server applies only after the whole pack arrived, so a failed push leaves nothing half-pushed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from subtool.errors import EXIT_REMOTE, EXIT_USAGE, SubtoolError
+from subtool.publish.remote import ForkLocation, Redactor, basic_auth_header
+
+ZERO_SHA = "0" * 40
+
+# What git prints for each kind of failure (LC_ALL=C). Checked in this order.
+_AUTH = re.compile(
+    r"Authentication failed|could not read Username|could not read Password|returned error: 401|"
+    r"terminal prompts disabled|Invalid username or password|Permission denied \(publickey",
+    re.I,
+)
+_FORBIDDEN = re.compile(
+    r"returned error: 403|Permission to .* denied|denied to |access denied|"
+    r"insufficient permission|unable to create temporary object directory|"
+    r"Permission denied",
+    re.I,
+)
+_MISSING = re.compile(
+    r"Repository not found|returned error: 404|does not appear to be a git repository|"
+    r"not found: did you run git update-server-info|No such file or directory",
+    re.I,
+)
+_REJECTED = re.compile(r"stale info|\[rejected\]|\(fetch first\)|non-fast-forward", re.I)
+_NETWORK = re.compile(
+    r"Could not resolve host|Failed to connect|Connection refused|Connection reset|Connection timed out|"
+    r"Operation timed out|timed out|RPC failed|early EOF|remote end hung up|unexpected disconnect|"
+    r"Empty reply from server|returned error: 5\d\d|HTTP/\d(\.\d)? 5\d\d|SSL|transfer closed|"
+    r"Recv failure|Send failure|Could not read from remote repository|the remote end hung up",
+    re.I,
+)
+
+
+@dataclass
+class GitFailure(Exception):
+    """A git command that failed; `kind` is auth, forbidden, missing, rejected, network or other."""
+
+    args_: Sequence[str]
+    returncode: int
+    stderr: str
+    kind: str
+
+    def __str__(self) -> str:
+        return f"git {' '.join(self.args_[:1])} failed ({self.kind}): {last_line(self.stderr)}"
+
+
+def last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    refused = [ln.replace("\t", " ") for ln in lines if ln.startswith("!")]  # push --porcelain ref status
+    fatal = [ln for ln in lines if ln.lower().startswith(("fatal:", "error:", "remote:"))]
+    return (refused or fatal or lines or ["no message"])[-1]
+
+
+def classify(stderr: str) -> str:
+    if _AUTH.search(stderr):
+        return "auth"
+    if _MISSING.search(stderr):
+        return "missing"
+    if _FORBIDDEN.search(stderr):
+        return "forbidden"
+    if _REJECTED.search(stderr):
+        return "rejected"
+    if _NETWORK.search(stderr):
+        return "network"
+    return "other"
+
+
+def default_cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "subtool" / "forks"
+
+
+# Every way a user's environment or global config can make git write what it sends (the Authorization header
+# in http.<url>.extraHeader included) somewhere. trace2 reads its targets and its configParams/envVars lists from
+# the system and global config only, never from `-c` or GIT_CONFIG_COUNT, and a non-empty environment variable
+# overrides each: so each is set here, to "off" or to a pattern that matches nothing.
+TRACING_OFF = {
+    "GIT_TRACE2": "0",
+    "GIT_TRACE2_EVENT": "0",
+    "GIT_TRACE2_PERF": "0",
+    "GIT_TRACE2_CONFIG_PARAMS": "subtool.no-such-setting",
+    "GIT_TRACE2_ENV_VARS": "SUBTOOL_NO_SUCH_VARIABLE",
+    "GIT_TRACE2_REDACT": "1",
+    "GIT_TRACE_REDACT": "1",
+    "GIT_TRACE": "0",
+    "GIT_TRACE_CURL": "0",
+    "GIT_TRACE_PACKET": "0",
+    "GIT_TRACE_PERFORMANCE": "0",
+    "GIT_TRACE_SETUP": "0",
+    "GIT_TRACE_PACK_ACCESS": "0",
+    "GIT_TRACE_SHALLOW": "0",
+    "GIT_TRACE_REFS": "0",
+    "GIT_TRACE_FSMONITOR": "0",
+}
+# Unset rather than set: git turns curl's verbose mode on when these exist at all, whatever their value.
+_UNSET = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_CURL_VERBOSE",
+    "GIT_TRACE_CURL_NO_DATA",
+    "GIT_CONFIG_COUNT",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+)
+
+
+def _clean_environment(extra_config: dict[str, str]) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GIT_TRACE", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")) and k not in _UNSET
+    }
+    env.update(TRACING_OFF)
+    env.update(LC_ALL="C", LANGUAGE="C", GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never")
+    # A bare cache has no hooks worth running and must not pick up a user's commit template or signing prompt.
+    config = {
+        "core.hooksPath": os.devnull,
+        "commit.gpgSign": "false",
+        "gc.auto": "0",
+        "core.autocrlf": "false",
+        "credential.interactive": "false",
+        **extra_config,
+    }
+    env["GIT_CONFIG_COUNT"] = str(len(config))
+    for i, (key, value) in enumerate(config.items()):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+def _auth_scope(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme.lower() in ("http", "https") and parts.netloc:
+        return f"{parts.scheme.lower()}://{parts.netloc}/"
+    return None
+
+
+class Git:
+    """Runs git against one bare repository with the token in the environment and retries for the network."""
+
+    def __init__(
+        self,
+        git_dir: Path,
+        *,
+        token: str | None,
+        urls: Iterable[str],
+        redact: Redactor,
+        retries: int = 3,
+        backoff_s: float = 1.0,
+        timeout_s: float = 600.0,
+        sleep: Callable[[float], None] = time.sleep,
+        note: Callable[[str], None] = lambda _m: None,
+    ) -> None:
+        self.git_dir = git_dir
+        self.redact = redact
+        self.retries = max(0, retries)
+        self.backoff_s = max(0.0, backoff_s)
+        self.timeout_s = timeout_s
+        self.sleep = sleep
+        self.note = note
+        extra: dict[str, str] = {}
+        if token:
+            for scope in sorted({s for s in map(_auth_scope, urls) if s}):
+                extra[f"http.{scope}.extraHeader"] = basic_auth_header(token)
+        self.env = _clean_environment(extra)
+
+    def run(
+        self,
+        *args: str,
+        stdin: bytes | None = None,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> subprocess.CompletedProcess:
+        full_env = dict(self.env, **(env or {}))
+        try:
+            proc = subprocess.run(
+                ["git", "--git-dir", str(self.git_dir), *args],
+                input=stdin,
+                capture_output=True,
+                env=full_env,
+                timeout=timeout or self.timeout_s,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise GitFailure(list(args), 124, f"timed out after {exc.timeout:.0f} s", "network") from None
+        if check and proc.returncode != 0:
+            stderr = self.redact((proc.stderr + proc.stdout).decode("utf-8", "replace"))
+            raise GitFailure(list(args), proc.returncode, stderr, classify(stderr))
+        return proc
+
+    def out(self, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> str:
+        return self.run(*args, stdin=stdin, env=env).stdout.decode("utf-8", "surrogateescape").strip()
+
+    def remote(self, *args: str, what: str) -> subprocess.CompletedProcess:
+        """A command that talks to a remote: retried with back-off while the failure looks like the network."""
+        attempt = 0
+        while True:
+            try:
+                return self.run(*args)
+            except GitFailure as failure:
+                if failure.kind != "network" or attempt >= self.retries:
+                    raise
+                delay = self.backoff_s * (2**attempt)
+                attempt += 1
+                self.note(
+                    f"{what}: network trouble ({last_line(failure.stderr)}); retry {attempt}/{self.retries}"
+                    f" in {delay:.1f} s"
+                )
+                self.sleep(delay)
+
+
+# ----------------------------------------------------------------------------------------------- cache
+def cache_dir_for(cache_root: Path, fork: ForkLocation) -> Path:
+    if fork.kind == "local" and "://" not in fork.url:
+        key_source = os.path.abspath(fork.url)
+    else:
+        key_source = fork.url.rstrip("/").removesuffix(".git")
+    digest = hashlib.sha256(key_source.encode()).hexdigest()[:16]
+    label = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{fork.owner or 'fork'}-{fork.name or 'repo'}").strip("-")
+    return cache_root / f"{label}-{digest}.git"
+
+
+def remote_url(fork: ForkLocation) -> str:
+    if fork.kind == "local" and "://" not in fork.url:
+        return os.path.abspath(fork.url)
+    return fork.url
+
+
+@contextlib.contextmanager
+def locked_cache(git_dir: Path) -> Iterator[Path]:
+    """Create the bare cache on first use (atomically) and hold an exclusive lock while publishing."""
+    lock_path = git_dir.with_name(git_dir.name + ".lock")
+    try:
+        git_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a+")
+    except OSError as exc:
+        raise _unwritable_cache(git_dir.parent, exc) from None
+    with lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            if not (git_dir / "HEAD").exists():
+                _create_cache(git_dir)
+            yield git_dir
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _create_cache(git_dir: Path) -> None:
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{git_dir.name}.", dir=git_dir.parent))
+    except OSError as exc:
+        raise _unwritable_cache(git_dir.parent, exc) from None
+    try:
+        proc = subprocess.run(
+            ["git", "init", "--bare", "-q", str(tmp)], capture_output=True, env=_clean_environment({})
+        )
+        if proc.returncode != 0:
+            reason = last_line(proc.stderr.decode("utf-8", "replace"))
+            raise SubtoolError(
+                f"git init failed in the fork cache ({reason})",
+                path=git_dir.parent,
+                rule="publish.cache",
+                exit_code=EXIT_USAGE,
+                hint="pass --cache with a writable folder on a local disk",
+            )
+        if git_dir.exists():
+            shutil.rmtree(git_dir)
+        os.replace(tmp, git_dir)
+    except OSError as exc:
+        raise _unwritable_cache(git_dir.parent, exc) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _unwritable_cache(folder: Path, exc: OSError) -> SubtoolError:
+    return SubtoolError(
+        f"cannot write the fork cache ({exc.strerror or exc})",
+        path=folder,
+        rule="publish.cache",
+        exit_code=EXIT_USAGE,
+        hint="pass --cache with a writable folder on a local disk",
+    )
+
+
+def set_remote(git: Git, name: str, url: str) -> None:
+    current = git.run("config", "--get", f"remote.{name}.url", check=False)
+    if current.returncode != 0:
+        git.run("remote", "add", name, url)
+    elif current.stdout.decode().strip() != url:
+        git.run("remote", "set-url", name, url)
+
+
+def ls_remote_heads(git: Git, remote: str, branches: Sequence[str]) -> dict[str, str]:
+    """{branch: sha} for the branches that exist on the remote."""
+    refs = [f"refs/heads/{b}" for b in branches]
+    proc = git.remote("ls-remote", "--heads", remote, *refs, what=f"listing branches of {remote}")
+    heads: dict[str, str] = {}
+    for line in proc.stdout.decode().splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.startswith("refs/heads/"):
+            heads[ref[len("refs/heads/") :]] = sha
+    return heads
+
+
+def fetch(git: Git, remote: str, refs: dict[str, str], *, shallow: bool) -> dict[str, str]:
+    """Fetch {branch: local_ref} in one round trip; returns {branch: sha}.
+
+    Shallow and blob-less where the server allows it: building the commit needs the base's trees only, so a
+    results repository of many gigabytes costs a few megabytes. The server already has every blob of the base,
+    so the push never needs them either.
+    """
+    depth = ["--depth=1", "--filter=blob:none"] if shallow else []
+    specs = [f"+refs/heads/{branch}:{local}" for branch, local in refs.items()]
+    git.remote(
+        "fetch", "-q", "--no-tags", "--no-write-fetch-head", *depth, remote, *specs, what=f"fetching {', '.join(refs)}"
+    )
+    return {branch: git.out("rev-parse", local) for branch, local in refs.items()}
+
+
+# --------------------------------------------------------------------------------------------- commit
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # posix path relative to the tree root == path in the fork
+    source: Path  # file on disk
+    executable: bool
+
+
+@dataclass(frozen=True)
+class BlobEntry:
+    """A file that is already a git object (on the branch being published to), kept as it is."""
+
+    path: str
+    mode: str
+    sha: str
+
+
+def list_entries(git: Git, treeish: str) -> list[BlobEntry]:
+    """Every non-directory entry of a tree, recursively (trees only: the blobs need not be here)."""
+    raw = git.run("ls-tree", "-r", "-z", "--full-tree", treeish).stdout
+    entries = []
+    for item in filter(None, raw.split(b"\0")):
+        meta, _, path = item.partition(b"\t")
+        mode, _kind, sha = meta.decode().split()
+        entries.append(BlobEntry(path.decode("utf-8", "surrogateescape"), mode, sha))
+    return entries
+
+
+def build_tree(
+    git: Git, base: str, files: Sequence[FileEntry], replace: Sequence[str], known: Sequence[BlobEntry] = ()
+) -> str:
+    """The tree of `base` (a commit or tree) with every `replace` directory emptied and `files` (from disk) and
+    `known` (existing objects) written in; returns its id."""
+    index_dir = Path(tempfile.mkdtemp(prefix="subtool-index-"))
+    index_env = {"GIT_INDEX_FILE": str(index_dir / "index")}
+    try:
+        git.run("read-tree", base, env=index_env)
+        ours = {f.path for f in files} | {k.path for k in known}
+        our_dirs = {p.rsplit("/", i)[0] for p in ours for i in range(1, p.count("/") + 1)}
+        emptied = set(replace)
+        removals: list[bytes] = []
+        for raw in filter(None, git.run("ls-tree", "-r", "-z", "--name-only", base).stdout.split(b"\0")):
+            path = raw.decode("utf-8", "surrogateescape")
+            ancestors = {path.rsplit("/", i)[0] for i in range(1, path.count("/") + 1)}
+            # Emptied result directories go; so does a file where we need a directory, or the reverse.
+            if ancestors & emptied or path in our_dirs or ancestors & ours:
+                removals.append(b"0 " + ZERO_SHA.encode() + b"\t" + raw + b"\0")
+        if removals:
+            git.run("update-index", "-z", "--index-info", stdin=b"".join(removals), env=index_env)
+        info = b"".join(
+            f"{k.mode} {k.sha}\t".encode() + k.path.encode("utf-8", "surrogateescape") + b"\0" for k in known
+        )
+        if files:
+            paths = "".join(f"{f.source}\n" for f in files).encode("utf-8", "surrogateescape")
+            shas = git.out("hash-object", "-w", "--no-filters", "--stdin-paths", stdin=paths).split()
+            if len(shas) != len(files):
+                raise SubtoolError("git hash-object returned fewer ids than files", rule="publish.git")
+            info += b"".join(
+                f"{'100755' if f.executable else '100644'} {sha}\t".encode() + f.path.encode("utf-8") + b"\0"
+                for f, sha in zip(files, shas)
+            )
+        if info:
+            git.run("update-index", "-z", "--add", "--replace", "--index-info", stdin=info, env=index_env)
+        # --missing-ok: the base's blobs were not fetched (blob-less clone) and need not be; the fork has them.
+        return git.out("write-tree", "--missing-ok", env=index_env)
+    finally:
+        shutil.rmtree(index_dir, ignore_errors=True)
+
+
+def tree_of(git: Git, commit: str) -> str:
+    return git.out("rev-parse", f"{commit}^{{tree}}")
+
+
+def parents_of(git: Git, commit: str) -> list[str]:
+    proc = git.run("rev-list", "--parents", "-n", "1", commit, check=False)
+    words = proc.stdout.decode().split()
+    return words[1:]
+
+
+def diff_names(git: Git, old_tree: str, new_tree: str) -> list[tuple[str, str]]:
+    raw = git.run("diff-tree", "-r", "-z", "--no-renames", "--name-status", old_tree, new_tree).stdout
+    items = raw.split(b"\0")
+    changes = []
+    for status, path in zip(items[0::2], items[1::2]):
+        if status:
+            changes.append((status.decode(), path.decode("utf-8", "surrogateescape")))
+    return changes
+
+
+def commit_tree(git: Git, tree: str, parent: str, message: str, *, author_name: str, author_email: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": author_name,
+        "GIT_AUTHOR_EMAIL": author_email,
+        "GIT_COMMITTER_NAME": author_name,
+        "GIT_COMMITTER_EMAIL": author_email,
+    }
+    return git.out("commit-tree", tree, "-p", parent, "-F", "-", stdin=message.encode("utf-8"), env=env)
+
+
+def identity(submitter: str) -> tuple[str, str]:
+    """The user's git identity when configured, else the submitter's name with a reserved-domain address."""
+
+    def get(key: str) -> str:
+        proc = subprocess.run(["git", "config", "--get", key], capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    name = os.environ.get("GIT_AUTHOR_NAME") or get("user.name") or submitter
+    email = os.environ.get("GIT_AUTHOR_EMAIL") or get("user.email") or "subtool@users.invalid"
+    return name, email
+
+
+def push(git: Git, remote: str, commit: str, branch: str, expected_old: str | None) -> None:
+    """Point refs/heads/<branch> at `commit`, but only if it still is where we last saw it (or absent)."""
+    lease = f"--force-with-lease=refs/heads/{branch}:{expected_old or ''}"
+    git.remote("push", "--porcelain", "-q", lease, remote, f"{commit}:refs/heads/{branch}", what=f"pushing {branch}")
+
+
+def check_branch_name(name: str) -> str:
+    proc = subprocess.run(["git", "check-ref-format", "--branch", name], capture_output=True, text=True)
+    if proc.returncode != 0 or name.startswith("-"):
+        raise SubtoolError(
+            f"'{name}' is not a valid branch name",
+            rule="publish.branch",
+            hint="use letters, digits, '-', '_', '.' and '/' (no '..', no trailing '/')",
+            exit_code=EXIT_USAGE,
+        )
+    return proc.stdout.strip()
+
+
+def remote_error(failure: GitFailure, *, where: str, has_token: bool, action: str) -> SubtoolError:
+    """Turn a git failure into the one-line error a user can act on."""
+    detail = last_line(failure.stderr)
+    if failure.kind == "auth":
+        if has_token:
+            return SubtoolError(
+                f"{action}: the token was refused ({detail})",
+                path=where,
+                rule="publish.bad_token",
+                exit_code=EXIT_REMOTE,
+                hint="check that the token is valid and not expired",
+            )
+        return SubtoolError(
+            f"{action}: authentication required and no token was given ({detail})",
+            path=where,
+            rule="publish.no_token",
+            exit_code=EXIT_REMOTE,
+            hint="export GITHUB_TOKEN (or GH_TOKEN, or name a variable with --token-env)",
+        )
+    if failure.kind == "forbidden":
+        return SubtoolError(
+            f"{action}: no push rights ({detail})",
+            path=where,
+            rule="publish.no_push_rights",
+            exit_code=EXIT_REMOTE,
+            hint="push to your own fork, with a token that may write its contents",
+        )
+    if failure.kind == "missing":
+        return SubtoolError(
+            f"{action}: the fork does not exist or cannot be seen ({detail})",
+            path=where,
+            rule="publish.fork_missing",
+            exit_code=EXIT_REMOTE,
+            hint="fork the results repository first, and check the URL given to --fork",
+        )
+    if failure.kind == "rejected":
+        return SubtoolError(
+            f"{action}: the branch changed on the fork while publishing ({detail})",
+            path=where,
+            rule="publish.branch_moved",
+            exit_code=EXIT_REMOTE,
+            hint="re-run the same command; it starts again from what is on the fork now",
+        )
+    if failure.kind == "network":
+        return SubtoolError(
+            f"{action}: network failure, gave up after retries ({detail})",
+            path=where,
+            rule="publish.network",
+            exit_code=EXIT_REMOTE,
+            hint="nothing was pushed; re-run the same command when the connection is back",
+        )
+    return SubtoolError(f"{action}: git failed ({detail})", path=where, rule="publish.git", exit_code=EXIT_REMOTE)

@@ -1,0 +1,453 @@
+"""BERT question answering written out for inference over packed tokens, loading a Hugging Face checkpoint.
+
+Samples are packed back to back (no padding to 384): token i of the batch belongs to the sequence that
+`cu_seqlens` puts it in. Every matrix product then runs over the real tokens only; attention runs per sequence.
+At load the query/key/value projections are concatenated into one weight, so each layer makes four matrix
+products: QKV, attention output, and the two feed-forward ones. On the fast path the bias+GELU is the matrix
+product's epilogue and residual+LayerNorm is one Triton kernel. With fp8 the LayerNorm kernel also quantizes its
+output row by row for the next product, on Hopper the first feed-forward product is one Triton kernel that
+applies bias and GELU and writes e4m3 at a static, weight-derived scale (kernels/fp8_gemm.py), and the attention
+kernel writes e4m3 for the output projection at a static bound of the value projection. fp16 keeps the residual
+stream in float32 (the accuracy-first path; see `residual_fp32`).
+
+The forward writes [sequences * 384 + 1, 2] float32 start/end logits: row s*384 + p is position p of sequence s
+(zeros beyond its length, as the reference pads), the last row collects the padding tokens.
+
+Attention over the packed tokens is subtool's Triton kernel (kernels/packed_attention.py: 64-token tiles, so
+short sequences waste less than flash's 128) where Triton is present, else flash attention's varlen kernel, else
+(CPU, fp32) per-sequence padding to the batch's longest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.runner.bert.squad import MAX_SEQ_LENGTH
+from subtool.runner.kernels import head_dim_fits, triton_available
+
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
+FP8_OPS = ("qkv", "o", "ff1", "ff2")
+FP8_MAX = 448.0
+
+
+@dataclass(frozen=True)
+class BertShape:
+    hidden: int
+    heads: int
+    intermediate: int
+    layers: int
+    eps: float
+    max_positions: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+def read_shape(model_path: Path) -> BertShape:
+    from subtool.runner.bert.workload import REFERENCE_CONFIG, checkpoint_format
+
+    model_path = Path(model_path)
+    path = model_path / ("config.json" if checkpoint_format(model_path) == "hf" else REFERENCE_CONFIG)
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SubtoolError(f"cannot read config.json: {exc}", path=path, rule="model.config") from None
+    act = cfg.get("hidden_act", "gelu")
+    if act not in ("gelu", "gelu_new", "gelu_python"):
+        raise SubtoolError(
+            f"hidden_act {act!r}: the torch-cuda backend implements BERT's GELU only",
+            path=path,
+            rule="model.architecture",
+            hint="use --backend torch-cpu for this checkpoint",
+        )
+    if cfg.get("position_embedding_type", "absolute") != "absolute":
+        raise SubtoolError(
+            "the torch-cuda backend implements absolute position embeddings only",
+            path=path,
+            rule="model.architecture",
+            hint="use --backend torch-cpu for this checkpoint",
+        )
+    shape = BertShape(
+        hidden=int(cfg["hidden_size"]),
+        heads=int(cfg["num_attention_heads"]),
+        intermediate=int(cfg["intermediate_size"]),
+        layers=int(cfg["num_hidden_layers"]),
+        eps=float(cfg.get("layer_norm_eps", 1e-12)),
+        max_positions=int(cfg.get("max_position_embeddings", 512)),
+    )
+    if shape.hidden % shape.heads:
+        raise SubtoolError("hidden_size is not a multiple of num_attention_heads", path=path, rule="model.config")
+    if shape.max_positions < MAX_SEQ_LENGTH:
+        raise SubtoolError(
+            f"max_position_embeddings {shape.max_positions} < {MAX_SEQ_LENGTH}", path=path, rule="model.config"
+        )
+    return shape
+
+
+def load_state_dict(model_path: Path) -> dict:
+    import torch
+
+    from subtool.runner.bert.workload import REFERENCE_WEIGHTS, checkpoint_format
+
+    model_path = Path(model_path)
+    st = model_path / "model.safetensors"
+    try:
+        if checkpoint_format(model_path) == "mlperf-pytorch":
+            state = torch.load(model_path / REFERENCE_WEIGHTS, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and isinstance(state.get("model"), dict):
+                state = state["model"]
+            return state
+        if st.exists():
+            from safetensors.torch import load_file
+
+            return load_file(str(st))
+        return torch.load(model_path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for a damaged or foreign file
+        raise SubtoolError(
+            f"cannot read the weights: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}",
+            path=model_path,
+            rule="model.load",
+        ) from None
+
+
+class _Weights:
+    """Looks names up with or without the `bert.` prefix and under either LayerNorm naming."""
+
+    def __init__(self, sd: dict, model_path: Path):
+        self.sd = sd
+        self.path = model_path
+        self.prefix = "bert." if "bert.embeddings.word_embeddings.weight" in sd else ""
+
+    def get(self, name: str, encoder: bool = True):
+        key = (self.prefix if encoder else "") + name
+        alternatives = [key]
+        if key.endswith("LayerNorm.weight"):
+            alternatives.append(key[: -len("weight")] + "gamma")
+        if key.endswith("LayerNorm.bias"):
+            alternatives.append(key[: -len("bias")] + "beta")
+        for k in alternatives:
+            if k in self.sd:
+                return self.sd[k]
+        raise SubtoolError(
+            f"the checkpoint has no tensor {key}",
+            path=self.path,
+            rule="model.weights",
+            hint="the torch-cuda backend needs a BertForQuestionAnswering checkpoint",
+        )
+
+
+def flash_varlen_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and hasattr(torch.ops.aten, "_flash_attention_forward")
+
+
+class PackedBert:
+    """The model's weights on one device in the run's precision, and the packed forward over them."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        device: str = "cuda",
+        precision: str = "bf16",
+        kernels: str = "auto",
+        fused_gelu: bool | None = None,
+        residual_fp32: bool | None = None,
+        sublayer_out_fp32: bool | None = None,
+    ):
+        import torch
+
+        if precision not in PRECISIONS:
+            raise SubtoolError(
+                f"precision {precision!r} is not supported; choose one of {', '.join(PRECISIONS)}", rule="run.precision"
+            )
+        self.torch = torch
+        self.device = torch.device(device)
+        cuda = self.device.type == "cuda"
+        self.precision = precision
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}[
+            precision
+        ]
+        self.shape = read_shape(model_path)
+        if kernels == "auto":
+            kernels = "triton" if cuda and precision != "fp32" and triton_available() else "torch"
+        if precision == "fp8" and kernels != "triton":
+            raise SubtoolError(
+                "fp8 needs a CUDA GPU with Triton (its quantizing kernels are Triton kernels)",
+                rule="run.precision",
+                hint="use --precision bf16",
+            )
+        self.kernels = kernels
+        self.flash = cuda and precision != "fp32" and flash_varlen_available()
+        self.attention = (
+            "triton"
+            if kernels == "triton" and head_dim_fits(self.shape.head_dim)
+            else "flash"
+            if self.flash
+            else "padded"
+        )
+        self.fp8_fast_accum = True
+        # fp8: the first feed-forward product finishes with bias, GELU and e4m3 in its own epilogue (a Triton
+        # kernel fed by TMA, so Hopper and later; Ada keeps cuBLAS's product and a separate quantizing pass)
+        self.fp8_fused_ffn = (
+            precision == "fp8"
+            and cuda
+            and self.shape.hidden % 64 == 0
+            and torch.cuda.get_device_capability(self.device) >= (9, 0)
+        )
+        # fp8: the attention kernel writes e4m3 for the output projection at a static, weight-derived scale
+        self.fp8_attention_out = precision == "fp8"
+        # which of each layer's products run in fp8 (the others in bf16)
+        self.fp8_ops = frozenset(FP8_OPS if precision == "fp8" else ())
+        # cuBLASLt's bias+GELU epilogue is GELU's tanh form: within bf16 rounding of the exact one
+        self.fused_gelu = (cuda and precision in ("bf16", "fp16")) if fused_gelu is None else fused_gelu
+        # fp16 is the accuracy-first precision: the residual stream between LayerNorms stays float32, and the
+        # two products that feed it (attention output, second feed-forward) write float32, their bias added by
+        # the LayerNorm kernel. Fewer roundings on the path every layer adds to: answers agree with fp32 at
+        # F1 99.64 instead of 99.25 (99.58 with the float32 residual alone), for 11 % more forward time on an
+        # H100 (bench/results/bert_gpu_h100.json). bf16 is the fastest 16-bit path and keeps everything in bf16
+        # (F1 94.8; 97.2 with the float32 residual).
+        exact = cuda and kernels == "triton" and precision == "fp16"
+        self.residual_fp32 = exact if residual_fp32 is None else residual_fp32
+        self.sublayer_out_fp32 = cuda and (exact if sublayer_out_fp32 is None else sublayer_out_fp32)
+        self.scale = 1.0 / math.sqrt(self.shape.head_dim)
+        w = _Weights(load_state_dict(model_path), Path(model_path))
+        self._load(w)
+
+    # ------------------------------------------------------------------------------------------- weights
+    def _to(self, t, dtype=None):
+        return t.to(device=self.device, dtype=dtype or self.dtype).contiguous()
+
+    def _load(self, w: _Weights) -> None:
+        torch = self.torch
+        f32 = torch.float32
+        self.word = self._to(w.get("embeddings.word_embeddings.weight"))
+        self.pos = self._to(w.get("embeddings.position_embeddings.weight"))
+        self.type = self._to(w.get("embeddings.token_type_embeddings.weight"))
+        self.emb_ln = (
+            self._to(w.get("embeddings.LayerNorm.weight"), f32),
+            self._to(w.get("embeddings.LayerNorm.bias"), f32),
+        )
+        self.layers = []
+        for i in range(self.shape.layers):
+            p = f"encoder.layer.{i}."
+            qkv_w = torch.cat([w.get(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")])
+            qkv_b = torch.cat([w.get(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
+            layer = {
+                "qkv": self._linear(qkv_w, qkv_b),
+                "o": self._linear(w.get(p + "attention.output.dense.weight"), w.get(p + "attention.output.dense.bias")),
+                "ln1": (
+                    self._to(w.get(p + "attention.output.LayerNorm.weight"), f32),
+                    self._to(w.get(p + "attention.output.LayerNorm.bias"), f32),
+                ),
+                "ff1": self._linear(w.get(p + "intermediate.dense.weight"), w.get(p + "intermediate.dense.bias")),
+                "ff2": self._linear(w.get(p + "output.dense.weight"), w.get(p + "output.dense.bias")),
+                "ln2": (
+                    self._to(w.get(p + "output.LayerNorm.weight"), f32),
+                    self._to(w.get(p + "output.LayerNorm.bias"), f32),
+                ),
+            }
+            if self.precision == "fp8":
+                self._static_ffn_scale(
+                    layer, w.get(p + "intermediate.dense.weight"), w.get(p + "intermediate.dense.bias")
+                )
+                self._static_attention_scale(
+                    layer,
+                    w.get(p + "attention.self.value.weight"),
+                    w.get(p + "attention.self.value.bias"),
+                    self.layers[-1]["ln2"] if self.layers else self.emb_ln,
+                )
+            self.layers.append(layer)
+        self.qa_w = self._to(w.get("qa_outputs.weight", encoder=False), f32)
+        self.qa_b = self._to(w.get("qa_outputs.bias", encoder=False), f32)
+
+    def _linear(self, weight, bias) -> dict:
+        torch = self.torch
+        lin = {"w": self._to(weight), "b": self._to(bias)}  # fp8 keeps these for the products it leaves bf16
+        if self.precision == "fp8":
+            w32 = weight.to(self.device, torch.float32)
+            scale = w32.abs().amax(dim=1).clamp(min=1e-12) / FP8_MAX  # one scale per output channel
+            lin["wq"] = (w32 / scale[:, None]).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).contiguous()
+            lin["ws"] = scale[None, :].contiguous()
+        return lin
+
+    def _static_ffn_scale(self, layer: dict, ff1_weight, ff1_bias) -> None:
+        """The fused fp8 feed-forward writes GELU's output at one static scale, a bound of what it can hold;
+        that scale moves into the second product's weight scales, whose input rows then have scale 1."""
+        from subtool.runner.kernels.fp8_scale import gelu_output_bound
+
+        dev = self.device
+        scale = gelu_output_bound(ff1_weight.to(dev), ff1_bias.to(dev), *layer["ln1"]) / FP8_MAX
+        layer["ff1"]["out_scale"] = scale
+        layer["ff2"]["ws_unit_rows"] = (layer["ff2"]["ws"] * scale).contiguous()
+
+    def _static_attention_scale(self, layer: dict, v_weight, v_bias, ln_in) -> None:
+        """Attention's output is a convex mix of value rows, so a bound of the value projection over what the
+        LayerNorm before it can output bounds it too: the attention kernel writes e4m3 at that static scale and
+        the output projection's weight scales take it over, its input rows at scale 1."""
+        from subtool.runner.kernels.fp8_scale import linear_output_bound
+
+        dev = self.device
+        scale = linear_output_bound(v_weight.to(dev), v_bias.to(dev), *ln_in) / FP8_MAX
+        layer["o"]["in_scale"] = scale
+        layer["o"]["ws_unit_rows"] = (layer["o"]["ws"] * scale).contiguous()
+
+    # ------------------------------------------------------------------------------------------ building blocks
+    def _add_ln(self, x, res, ln, quantize: bool = False, x_bias=None):
+        """LayerNorm(x + x_bias + res): (the next products' input in the compute dtype, with fp8 its row-quantized
+        copy and row scales, the residual for the next LayerNorm: float32 with `residual_fp32`, else the input)."""
+        if self.kernels == "triton":
+            from subtool.runner.kernels.fused_norm import add_layernorm
+
+            y, q, s, y32 = add_layernorm(
+                x,
+                res,
+                ln[0],
+                ln[1],
+                self.shape.eps,
+                quantize=quantize,
+                x_bias=x_bias,
+                dtype=self.dtype,
+                keep_fp32=self.residual_fp32,
+            )
+            return y, q, s, (y if y32 is None else y32)
+        y = x.float()
+        if x_bias is not None:
+            y = y + x_bias.float()
+        if res is not None:
+            y = y + res.float()
+        y = self.torch.nn.functional.layer_norm(y, (y.shape[-1],), ln[0], ln[1], self.shape.eps)
+        low = y.to(self.dtype)
+        return low, None, None, (y if self.residual_fp32 else low)
+
+    def _sublayer_out(self, x, lin: dict, xq=None, xs=None, w_scale=None):
+        """A product whose result goes to residual+LayerNorm: (result, the bias still to add or None). In float32
+        the bias moves to the LayerNorm kernel (a bf16/fp16 product with a float32 output takes no bias); on
+        the other paths it stays in the product's epilogue: moving it measured the same (±1 %, H100 and H200)."""
+        torch = self.torch
+        if xq is None and self.sublayer_out_fp32:
+            return torch.mm(x, lin["w"].t(), out_dtype=torch.float32), lin["b"]
+        return self._mm(x, lin, xq, xs, w_scale=w_scale), None
+
+    def _mm(self, x, lin: dict, xq=None, xs=None, bias: bool = True, w_scale=None):
+        """x @ W.T + b: in fp8 (from x's quantized rows) when they are given, else in the compute dtype."""
+        torch = self.torch
+        if xq is not None:
+            w_scale = lin["ws"] if w_scale is None else w_scale
+            return torch._scaled_mm(
+                xq,
+                lin["wq"].t(),
+                scale_a=xs,
+                scale_b=w_scale,
+                bias=lin["b"] if bias else None,
+                out_dtype=torch.bfloat16,
+                use_fast_accum=self.fp8_fast_accum,
+            )
+        return torch.nn.functional.linear(x, lin["w"], lin["b"] if bias else None)
+
+    def _ffn_in(self, x, lin: dict, xq=None, xs=None, quantize_out: bool = False, unit_rows=None):
+        """The first feed-forward product and its GELU: (bf16 or None, e4m3 rows or None, row scales or None).
+        With `unit_rows`: one Triton product from e4m3 x, its output at the layer's static scale (rows at 1)."""
+        torch = self.torch
+        if unit_rows is not None:
+            from subtool.runner.kernels.fp8_gemm import fp8_gelu_linear
+
+            return None, fp8_gelu_linear(xq, xs, lin["wq"], lin["ws"], lin["b"], lin["out_scale"]), unit_rows
+        if quantize_out:
+            from subtool.runner.kernels.fused_norm import rowwise_fp8
+
+            h = self._mm(x, lin, xq, xs, bias=False)
+            return None, *rowwise_fp8(h, bias=lin["b"], gelu=True)
+        if xq is not None:
+            return torch.nn.functional.gelu(self._mm(x, lin, xq, xs)), None, None
+        if self.fused_gelu:
+            return torch._addmm_activation(lin["b"], x, lin["w"].t(), use_gelu=True), None, None
+        h = torch.nn.functional.linear(x, lin["w"], lin["b"])
+        return torch.nn.functional.gelu(h), None, None
+
+    def _attention(self, qkv, cu_seqlens, rows, sequences, out_scale: float | None = None):
+        """Attention per packed sequence; with `out_scale` (Triton kernel only) its e4m3 output at that scale."""
+        torch = self.torch
+        t = qkv.shape[0]
+        h, d = self.shape.heads, self.shape.head_dim
+        qkv = qkv.view(t, 3, h, d)
+        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
+        if self.attention == "triton":
+            from subtool.runner.kernels.packed_attention import packed_attention
+
+            return packed_attention(qkv, cu_seqlens, MAX_SEQ_LENGTH, self.scale, out_scale=out_scale)
+        if self.attention == "flash":
+            out = torch.ops.aten._flash_attention_forward(
+                q, k, v, cu_seqlens, cu_seqlens, MAX_SEQ_LENGTH, MAX_SEQ_LENGTH, 0.0, False, False, scale=self.scale
+            )[0]
+            return out.reshape(t, h * d)
+        return self._padded_attention(q, k, v, cu_seqlens, rows, sequences)
+
+    def _padded_attention(self, q, k, v, cu_seqlens, rows, sequences):
+        """Attention per sequence via padding to the longest one (CPU and fp32: no varlen kernel there)."""
+        torch = self.torch
+        if sequences is None:
+            raise ValueError("the padded attention path needs the host-side sequence count")
+        t, h, d = q.shape
+        lengths = (cu_seqlens[1 : sequences + 1] - cu_seqlens[:sequences]).long()
+        longest = int(lengths.max()) if sequences else 1
+        rows = rows.long()
+        real = rows < sequences * MAX_SEQ_LENGTH
+        slot = (rows // MAX_SEQ_LENGTH) * longest + rows % MAX_SEQ_LENGTH
+        slot = torch.where(real, slot, torch.full_like(slot, sequences * longest))  # padding → a dump slot
+
+        def pad(x):
+            buf = x.new_zeros(sequences * longest + 1, h, d)
+            buf.index_copy_(0, slot, x)
+            return buf[:-1].view(sequences, longest, h, d).transpose(1, 2)
+
+        keep = torch.arange(longest, device=q.device)[None, :] < lengths[:, None]
+        out = torch.nn.functional.scaled_dot_product_attention(
+            pad(q), pad(k), pad(v), attn_mask=keep[:, None, None, :], scale=self.scale
+        )
+        out = out.transpose(1, 2).reshape(sequences * longest, h * d)
+        out = torch.cat([out, out.new_zeros(1, h * d)])
+        return out[slot]
+
+    # ------------------------------------------------------------------------------------------- the forward
+    def forward(self, input_ids, segment_ids, position_ids, rows, cu_seqlens, out, sequences: int | None = None):
+        """Write the start/end logits of one packed batch into `out` ([>= rows.max()+1, 2] float32)."""
+        torch = self.torch
+        ops = self.fp8_ops
+        quant_ln = bool(ops & {"qkv", "ff1"})
+        emb = torch.nn.functional.embedding(input_ids, self.word) + torch.nn.functional.embedding(
+            position_ids, self.pos
+        )
+        x, xq, xs, r = self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln, quant_ln)
+        # the row scales of inputs written at a static scale (folded into the weight scales)
+        unit_rows = torch.ones((x.shape[0], 1), device=x.device, dtype=torch.float32) if ops else None
+        for layer in self.layers:
+            qkv = self._mm(x, layer["qkv"], *((xq, xs) if "qkv" in ops else (None, None)))
+            if "o" in ops and self.attention == "triton" and self.fp8_attention_out:
+                aq = self._attention(qkv, cu_seqlens, rows, sequences, out_scale=layer["o"]["in_scale"])
+                o, ob = self._sublayer_out(None, layer["o"], aq, unit_rows, w_scale=layer["o"]["ws_unit_rows"])
+            elif "o" in ops:
+                from subtool.runner.kernels.fused_norm import rowwise_fp8
+
+                o, ob = self._sublayer_out(
+                    None, layer["o"], *rowwise_fp8(self._attention(qkv, cu_seqlens, rows, sequences))
+                )
+            else:
+                o, ob = self._sublayer_out(self._attention(qkv, cu_seqlens, rows, sequences), layer["o"])
+            x, xq, xs, r = self._add_ln(o, r, layer["ln1"], quant_ln, x_bias=ob)
+            ff1_in = (xq, xs) if "ff1" in ops else (None, None)
+            fused = "ff2" in ops and ff1_in[0] is not None and self.fp8_fused_ffn
+            h, hq, hs = self._ffn_in(
+                x, layer["ff1"], *ff1_in, quantize_out="ff2" in ops, unit_rows=unit_rows if fused else None
+            )
+            f, fb = self._sublayer_out(h, layer["ff2"], hq, hs, w_scale=layer["ff2"]["ws_unit_rows"] if fused else None)
+            x, xq, xs, r = self._add_ln(f, r, layer["ln2"], quant_ln, x_bias=fb)
+        logits = torch.nn.functional.linear(r.float(), self.qa_w, self.qa_b)
+        out.zero_()
+        out.index_copy_(0, rows.long(), logits)
+        return out

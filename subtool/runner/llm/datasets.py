@@ -1,0 +1,262 @@
+"""Reading the LLM benchmarks' preprocessed data sets as the references ship them, and their checkpoints.
+
+- llama3.1-8b: `cnn_eval.json`, a JSON list of {"instruction", "input", "tok_input": [ids], "output"} (the
+  reference's download_cnndm.py; prompts already tokenized with the Llama-3.1 tokenizer).
+- llama2-70b: `open_orca_gpt4_tokenized_llama.sampled_24576.pkl`, a pickled pandas DataFrame with at least the
+  columns "tok_input" (ids) and "output" (reference answer) (the reference's processorca.py).
+- gptj: `cnn_eval.json`, a JSON list of {"instruction", "input", "output"}; the prompt is the reference's
+  Alpaca-style template, tokenized here with the checkpoint's tokenizer (truncated at 1,919 tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from subtool.errors import SubtoolError
+from subtool.runner.llm.specs import LlmSpec
+
+GPTJ_PROMPT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+)
+GPTJ_MAX_PROMPT_TOKENS = 1919
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+@dataclass
+class LlmData:
+    prompts: list[np.ndarray]  # int32 token ids per sample
+    targets: list[str]  # reference outputs
+    tokenizer: object
+    dataset_sha256: str
+    description: str
+
+    @property
+    def input_lengths(self) -> np.ndarray:
+        return np.array([len(p) for p in self.prompts], dtype=np.int64)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_config(model_path: Path) -> dict:
+    if not model_path.is_dir():
+        raise SubtoolError(
+            "model directory not found",
+            path=model_path,
+            rule="model.missing",
+            hint="--model-path takes a Hugging Face checkpoint directory (config.json, weights, tokenizer.json)",
+        )
+    config_path = model_path / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SubtoolError("config.json missing", path=config_path, rule="model.config") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SubtoolError("config.json is not valid JSON", path=config_path, rule="model.config") from None
+    if not isinstance(config, dict):
+        raise SubtoolError("config.json is not a JSON object", path=config_path, rule="model.config")
+    return config
+
+
+def check_checkpoint(spec: LlmSpec, model_path: Path, *, need_weights: bool = True) -> dict:
+    """Refuse a checkpoint of another architecture, or without weights or tokenizer, before loading anything."""
+    model_path = Path(model_path)
+    config = _read_config(model_path)
+    if config.get("model_type") not in spec.model_types:
+        raise SubtoolError(
+            f"model_type is {config.get('model_type')!r}; {spec.name} needs a "
+            f"{' or '.join(spec.model_types)} checkpoint",
+            path=model_path / "config.json",
+            rule="model.architecture",
+        )
+    if not any((model_path / f).exists() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+        raise SubtoolError(
+            "no tokenizer (tokenizer.json, tokenizer.model or vocab.json)", path=model_path, rule="model.tokenizer"
+        )
+    if need_weights and not any((model_path / f).exists() for f in WEIGHT_FILES):
+        raise SubtoolError(f"no weights ({', '.join(WEIGHT_FILES)})", path=model_path, rule="model.weights")
+    return config
+
+
+def checkpoint_bytes(model_path: Path) -> int:
+    """Bytes of weights on disk (safetensors or .bin shards)."""
+    total = 0
+    for pattern in ("*.safetensors", "pytorch_model*.bin"):
+        total += sum(p.stat().st_size for p in Path(model_path).glob(pattern))
+    return total
+
+
+def load_tokenizer(model_path: Path):
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SubtoolError(
+            f"cannot load the tokenizer: {str(exc).splitlines()[0]}", path=model_path, rule="model.tokenizer"
+        ) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+# ------------------------------------------------------------------------------------------------ readers
+def _json_records(path: Path, spec: LlmSpec) -> list:
+    try:
+        with open(path, "rb") as fh:
+            records = json.load(fh)
+    except FileNotFoundError:
+        raise SubtoolError(
+            "dataset file not found", path=path, rule="dataset.missing", hint=f"{spec.name} reads {spec.dataset_hint}"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SubtoolError(
+            f"not a JSON file; {spec.name} reads {spec.dataset_file}",
+            path=path,
+            rule="dataset.format",
+            hint=spec.dataset_hint,
+        ) from None
+    if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
+        raise SubtoolError(
+            f"expected a JSON list of sample objects ({spec.dataset_file})",
+            path=path,
+            rule="dataset.format",
+            hint=spec.dataset_hint,
+        )
+    return records
+
+
+def _token_ids(value, path: Path, index: int, field: str) -> np.ndarray:
+    try:
+        ids = np.asarray(value, dtype=np.int64)
+    except (TypeError, ValueError):
+        ids = None
+    if ids is None or ids.ndim != 1 or ids.size == 0 or ids.min() < 0:
+        raise SubtoolError(
+            f"sample {index}: '{field}' is not a non-empty list of token ids", path=path, rule="dataset.format"
+        )
+    return ids.astype(np.int32)
+
+
+def _require_fields(record: dict, fields: tuple[str, ...], path: Path, index: int, spec: LlmSpec) -> None:
+    missing = [f for f in fields if f not in record]
+    if missing:
+        raise SubtoolError(
+            f"sample {index} has no {', '.join(repr(m) for m in missing)}; this is not "
+            f"{spec.dataset_file} as the {spec.name} reference writes it",
+            path=path,
+            rule="dataset.format",
+            hint=spec.dataset_hint,
+        )
+
+
+def read_cnn_llama3(path: Path, spec: LlmSpec) -> tuple[list[np.ndarray], list[str]]:
+    records = _json_records(path, spec)
+    prompts, targets = [], []
+    for i, r in enumerate(records):
+        _require_fields(r, ("tok_input", "output"), path, i, spec)
+        prompts.append(_token_ids(r["tok_input"], path, i, "tok_input"))
+        targets.append(str(r["output"]))
+    return prompts, targets
+
+
+def read_openorca_pickle(path: Path, spec: LlmSpec) -> tuple[list[np.ndarray], list[str]]:
+    """The reference's pickled DataFrame. Unpickling runs code from the file: only give files you trust."""
+    import pickle
+
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise SubtoolError("dataset file not found", path=path, rule="dataset.missing", hint=spec.dataset_hint)
+    try:
+        df = pd.read_pickle(path)
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+        UnicodeDecodeError,
+    ):
+        raise SubtoolError(
+            f"not a pandas pickle; {spec.name} reads {spec.dataset_file}",
+            path=path,
+            rule="dataset.format",
+            hint=spec.dataset_hint,
+        ) from None
+    if not isinstance(df, pd.DataFrame) or not {"tok_input", "output"} <= set(df.columns):
+        raise SubtoolError(
+            f"expected a DataFrame with columns 'tok_input' and 'output' ({spec.dataset_file})",
+            path=path,
+            rule="dataset.format",
+            hint=spec.dataset_hint,
+        )
+    if len(df) == 0:
+        raise SubtoolError("the data set is empty", path=path, rule="dataset.format")
+    prompts = [_token_ids(v, path, i, "tok_input") for i, v in enumerate(df["tok_input"].tolist())]
+    return prompts, [str(v) for v in df["output"].tolist()]
+
+
+def read_cnn_gptj(path: Path, spec: LlmSpec, tokenizer) -> tuple[list[np.ndarray], list[str]]:
+    records = _json_records(path, spec)
+    prompts, targets = [], []
+    for i, r in enumerate(records):
+        _require_fields(r, ("instruction", "input", "output"), path, i, spec)
+        text = GPTJ_PROMPT.format(instruction=r["instruction"], input=r["input"])
+        ids = tokenizer(text, truncation=True, max_length=GPTJ_MAX_PROMPT_TOKENS)["input_ids"]
+        prompts.append(np.asarray(ids, dtype=np.int32))
+        targets.append(str(r["output"]))
+    return prompts, targets
+
+
+def load_data(spec: LlmSpec, model_path: Path, dataset_path: Path) -> LlmData:
+    dataset_path = Path(dataset_path)
+    tokenizer = load_tokenizer(model_path)
+    if spec.dataset_format == "cnn-llama3":
+        prompts, targets = read_cnn_llama3(dataset_path, spec)
+    elif spec.dataset_format == "openorca-pickle":
+        prompts, targets = read_openorca_pickle(dataset_path, spec)
+    else:
+        prompts, targets = read_cnn_gptj(dataset_path, spec, tokenizer)
+    vocab = len(tokenizer)
+    for i, p in enumerate(prompts):
+        if int(p.max()) >= vocab:
+            raise SubtoolError(
+                f"sample {i} has token id {int(p.max())}, beyond the tokenizer's {vocab} tokens; "
+                "the data set was tokenized for another model",
+                path=dataset_path,
+                rule="dataset.tokenizer_mismatch",
+            )
+    lengths = [len(p) for p in prompts]
+    description = (
+        f"{len(prompts)} prompts, {min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f})"
+    )
+    return LlmData(
+        prompts=prompts,
+        targets=targets,
+        tokenizer=tokenizer,
+        dataset_sha256=sha256_file(dataset_path),
+        description=description,
+    )

@@ -1,0 +1,429 @@
+"""A PyTorch SUT for the LLM benchmarks (transformers checkpoints: Llama, GPT-J).
+
+`LlmGenerator` holds the model and the generation loop and knows nothing of LoadGen (each Ray worker runs one,
+ray_llm_worker.py); `TorchLlmSUT` is its LoadGen adapter: LoadGen hands queries to `issue_queries` from its
+own thread and a worker thread generates. Two engines:
+
+- `batched` (CPU, and beam search): waiting samples are sorted by prompt length and run in batches padded on the
+  left to the longest prompt; greedy decoding with a KV cache, each row completed the moment it ends.
+- `continuous` (CUDA, greedy): a fixed set of slots over one preallocated KV cache; every decode step advances
+  all busy slots at once (a CUDA graph once warmed up), and a finished slot is refilled with the next prompt
+  (prefilled on its own) without waiting for the rest of the batch. See engine.py.
+
+Each response carries the generated token ids (the reference's dtype) and their count, so LoadGen computes
+tokens/s; with token latencies on, the first token goes to `lg.FirstTokenComplete` as soon as it exists (TTFT).
+A sequence that ends on EOS keeps the EOS token once at its end, as the reference SUTs return it (TEST06).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from subtool.errors import SubtoolError
+
+# fp8: the model loads in bf16 and the continuous engine keeps e4m3 copies of the decoder layers' projections
+_TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16"}
+
+
+@dataclass
+class SutStats:
+    samples: int = 0
+    batches: int = 0
+    generated_tokens: int = 0
+
+
+def plan_batches(indices: list[int], lengths: np.ndarray, batch_size: int) -> list[list[int]]:
+    """Positions into `indices`, grouped by prompt length (longest first) into batches of batch_size."""
+    order = sorted(range(len(indices)), key=lambda i: -int(lengths[indices[i]]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _available_memory(device: str) -> int | None:
+    """Bytes the weights may use: free memory of every visible GPU, or MemAvailable on Linux; None if unknown."""
+    if device == "cuda":
+        import torch
+
+        return sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_fits(model_path, config: dict, precision: str, device: str) -> None:
+    """Refuse, before loading, a checkpoint whose weights cannot fit the memory of the chosen device."""
+    from subtool.runner.llm.datasets import checkpoint_bytes
+
+    on_disk = checkpoint_bytes(model_path)
+    disk_width = {"float32": 4, "float16": 2, "bfloat16": 2}.get(
+        str(config.get("torch_dtype") or config.get("dtype") or "float32"), 4
+    )
+    width = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 3}[precision]  # fp8: bf16 weights + e4m3 copies
+    needed = int(on_disk / disk_width * width * 1.05)
+    available = _available_memory(device)
+    if available is not None and needed > available:
+        where = "GPU memory (all visible GPUs)" if device == "cuda" else "free RAM"
+        raise SubtoolError(
+            f"the model needs about {needed / 2**30:.1f} GiB in {precision} but only "
+            f"{available / 2**30:.1f} GiB of {where} is available",
+            path=model_path,
+            rule="model.too_large",
+            hint="use a GPU backend with more or larger GPUs (--backend torch-cuda spreads the "
+            "model over every visible GPU), a lower --precision, or --backend openai with a "
+            "serving engine",
+        )
+
+
+class LlmGenerator:
+    """The model and its generation loop, without LoadGen: what the local SUT and each Ray worker run.
+
+    `run(pending, sink)` generates for every (query id, sample index) in pending; the sink receives
+    `first_token(qid, token)` (only when the benchmark measures token latencies) and `complete(qid, tokens)`, and
+    the continuous engine asks it for `more_work()` (samples that arrived meanwhile, non-blocking) every step.
+    """
+
+    def __init__(
+        self,
+        model_path,
+        prompts: list[np.ndarray],
+        generation,
+        *,
+        eos_token_id,
+        pad_token_id,
+        batch_size: int = 32,
+        device: str = "cpu",
+        precision: str = "fp32",
+        threads: int | None = None,
+        engine: str = "auto",
+        model=None,
+        engine_options: dict | None = None,
+    ):
+        import json
+
+        import torch
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise SubtoolError(
+                "--backend torch-cuda but torch sees no CUDA device",
+                rule="run.device",
+                hint="use --backend torch-cpu, or install a CUDA build of torch",
+            )
+        if precision not in _TORCH_DTYPES:
+            raise SubtoolError(
+                f"precision {precision!r} is not supported by the torch backends; choose {', '.join(_TORCH_DTYPES)}",
+                rule="run.precision",
+            )
+        if device == "cpu" and precision == "fp16":
+            raise SubtoolError("fp16 is not supported on CPU", rule="run.precision", hint="use fp32 or bf16")
+        if precision == "fp8" and (device != "cuda" or engine == "batched"):
+            raise SubtoolError(
+                "fp8 runs on the continuous engine on a GPU only",
+                rule="run.precision",
+                hint="use --backend torch-cuda (and --engine auto or continuous), or bf16",
+            )
+        if threads:
+            torch.set_num_threads(threads)
+        # `model`: an already built model (the GPU bench builds random weights in place instead of loading)
+        config = model.config.to_dict() if model is not None else json.loads((model_path / "config.json").read_text())
+        if model is None:
+            check_fits(model_path, config, precision, device)
+        self.torch = torch
+        self.device = torch.device(device)
+        self.generation = generation
+        self.prompts = prompts
+        self.lengths = np.array([len(p) for p in prompts], dtype=np.int64)
+        eos = eos_token_id if eos_token_id is not None else config.get("eos_token_id")
+        self.eos_ids = sorted(set(eos if isinstance(eos, list) else [eos])) if eos is not None else []
+        self.pad_id = int(pad_token_id if pad_token_id is not None else (self.eos_ids or [0])[0])
+        self.batch_size = max(1, int(batch_size))
+        self.model = (
+            model
+            if model is not None
+            else self._load_model(model_path, torch, getattr(torch, _TORCH_DTYPES[precision]), device)
+        )
+        import inspect
+
+        # transformers 5 renamed past_key_values to cache
+        params = inspect.signature(self.model.forward).parameters
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.engine_name = self._choose_engine(engine, device)
+        self.engine = None
+        if self.engine_name == "continuous":
+            from subtool.runner.llm.engine import ContinuousEngine
+
+            max_len = int(self.lengths.max()) + generation.max_new_tokens
+            # engine_options: the engine's own tuning keywords (prefill token budget …)
+            options = dict(engine_options or {})
+            if precision == "fp8":
+                # fp8 projections, and an fp8 KV cache where the engine's decode attention is the Triton kernel
+                options.setdefault("weights", "fp8")
+                options.setdefault("kv_cache", "auto")
+            self.engine = ContinuousEngine(
+                self.model,
+                slots=self.batch_size,
+                max_len=max_len,
+                eos_ids=self.eos_ids,
+                generation=generation,
+                **options,
+            )
+        elif precision == "fp8":
+            raise SubtoolError("fp8 runs on the continuous engine only", rule="run.precision")
+        self.stats = SutStats()
+        self._sink = None
+
+    # setup ---------------------------------------------------------------------------------------------
+    def _load_model(self, model_path, torch, dtype, device):
+        from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        kwargs = {"dtype": dtype}
+        if device == "cuda" and torch.cuda.device_count() > 1:
+            kwargs["device_map"] = "auto"  # spread layers over every visible GPU
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(model_path), local_files_only=True, **kwargs)
+        except Exception as exc:  # OSError, ValueError, safetensors' SafetensorError …: the files, not our code
+            first = (str(exc).splitlines() or [""])[0]
+            raise SubtoolError(
+                f"cannot load the checkpoint: {exc.__class__.__name__}: {first}", path=model_path, rule="model.load"
+            ) from None
+        if "device_map" not in kwargs:
+            model.to(self.device)
+        return model.eval()
+
+    def _choose_engine(self, engine: str, device: str) -> str:
+        if engine not in ("auto", "batched", "continuous"):
+            raise SubtoolError(f"unknown engine {engine!r}; choose auto, batched or continuous", rule="run.engine")
+        if engine == "auto":
+            engine = "continuous" if device == "cuda" and self.generation.num_beams == 1 else "batched"
+        if engine == "continuous":
+            from subtool.runner.llm.engine import supports
+
+            reason = supports(self.model, self.generation)
+            if reason:
+                raise SubtoolError(
+                    f"the continuous engine cannot run this model: {reason}",
+                    rule="run.engine",
+                    hint="use --engine batched",
+                )
+        return engine
+
+    # generation ----------------------------------------------------------------------------------------
+    def run(self, pending: list[tuple[int, int]], sink) -> None:
+        """Generate for every (query id, sample index) in pending, and (continuous engine) whatever the sink's
+        more_work() adds meanwhile; returns when no sample is left."""
+        self._sink = sink
+        if self.engine is not None:
+            self.engine.run(pending, self)
+        else:
+            self.run_batches(pending)
+
+    def first_token(self, query_id: int, token: int) -> None:
+        if self.generation.token_latencies:
+            self._sink.first_token(query_id, token)
+
+    def complete(self, query_id: int, tokens: list[int]) -> None:
+        self.stats.samples += 1
+        self.stats.generated_tokens += len(tokens)
+        self._sink.complete(query_id, tokens)
+
+    def more_work(self) -> list:
+        return self._sink.more_work()
+
+    # the batched engine --------------------------------------------------------------------------------
+    def run_batches(self, samples: list[tuple[int, int]]) -> None:
+        indices = [idx for _, idx in samples]
+        for batch in plan_batches(indices, self.lengths, self.batch_size):
+            rows = [samples[i] for i in batch]
+            if self.generation.num_beams > 1:
+                self._beam_batch(rows)
+            else:
+                self._greedy_batch(rows)
+            self.stats.batches += 1
+
+    def _padded(self, rows):
+        torch = self.torch
+        seqs = [self.prompts[idx] for _, idx in rows]
+        width = max(len(s) for s in seqs)
+        ids = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=np.int64)
+        for r, s in enumerate(seqs):
+            ids[r, width - len(s) :] = s
+            mask[r, width - len(s) :] = 1
+        first_device = self.model.get_input_embeddings().weight.device
+        return torch.from_numpy(ids).to(first_device), torch.from_numpy(mask).to(first_device)
+
+    def _pick(self, logits, step: int):
+        if step < self.generation.min_new_tokens and self.eos_ids:
+            logits[:, self.eos_ids] = float("-inf")
+        return logits.argmax(dim=-1)
+
+    def _greedy_batch(self, rows) -> None:
+        torch = self.torch
+        from transformers import DynamicCache
+
+        ids, mask = self._padded(rows)
+        position = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        eos = set(self.eos_ids)
+        outputs: list[list[int]] = [[] for _ in rows]
+        open_rows = set(range(len(rows)))
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=position,
+                use_cache=True,
+                logits_to_keep=1,
+                **{self.cache_kw: cache},
+            )
+            for step in range(self.generation.max_new_tokens):
+                nxt = self._pick(out.logits[:, -1, :].float(), step)
+                tokens = nxt.tolist()
+                for r in sorted(open_rows):
+                    outputs[r].append(tokens[r])
+                    if step == 0:
+                        self.first_token(rows[r][0], tokens[r])
+                    if tokens[r] in eos or step == self.generation.max_new_tokens - 1:
+                        open_rows.discard(r)
+                        self.complete(rows[r][0], outputs[r])
+                if not open_rows:
+                    break
+                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+                position = position[:, -1:] + 1
+                out = self.model(
+                    input_ids=nxt[:, None],
+                    attention_mask=mask,
+                    position_ids=position,
+                    use_cache=True,
+                    **{self.cache_kw: cache},
+                )
+
+    def _beam_batch(self, rows) -> None:
+        ids, mask = self._padded(rows)
+        g = self.generation
+        with self.torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=g.max_new_tokens,
+                min_new_tokens=g.min_new_tokens,
+                num_beams=g.num_beams,
+                early_stopping=True,
+                do_sample=False,
+                pad_token_id=self.pad_id,
+                eos_token_id=self.eos_ids or None,
+            )
+        eos = set(self.eos_ids)
+        for r, row in enumerate(out[:, ids.shape[1] :].tolist()):
+            tokens = []
+            for t in row:  # up to and including the first EOS; the rest is padding
+                tokens.append(t)
+                if t in eos:
+                    break
+            self.first_token(rows[r][0], tokens[0])
+            self.complete(rows[r][0], tokens)
+
+
+class TorchLlmSUT:
+    """The LoadGen adapter over an LlmGenerator: LoadGen's thread queues the samples it issues, a worker thread
+    generates them; first tokens go to lg.FirstTokenComplete, answers (with their token count) to
+    QuerySamplesComplete. Every issued sample is answered once, also when generation fails (empty, and stop()
+    raises)."""
+
+    def __init__(self, model_path, prompts: list[np.ndarray], generation, **options):
+        import mlperf_loadgen as lg
+
+        self.generator = LlmGenerator(model_path, prompts, generation, **options)
+        self.generation = generation
+        self.stats = self.generator.stats
+        self.np_dtype = np.dtype(generation.output_dtype)
+        self._queue: queue.Queue = queue.Queue()
+        self._open: set[int] = set()
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self.lg = lg
+        self._worker = threading.Thread(target=self._work, name="subtool-llm-sut", daemon=True)
+        self._worker.start()
+        self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+
+    # LoadGen callbacks ---------------------------------------------------------------------------------
+    def issue_queries(self, query_samples) -> None:
+        items = [(qs.id, qs.index) for qs in query_samples]
+        with self._lock:
+            self._open.update(qid for qid, _ in items)
+        self._queue.put(items)
+
+    def flush_queries(self) -> None:
+        pass
+
+    # the generator's sink ------------------------------------------------------------------------------
+    def first_token(self, query_id: int, token: int) -> None:
+        arr = np.array([token], dtype=self.np_dtype)
+        self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes)])
+
+    def complete(self, query_id: int, tokens: list[int]) -> None:
+        with self._lock:
+            if query_id not in self._open:
+                return
+            self._open.discard(query_id)
+        arr = np.asarray(tokens, dtype=self.np_dtype)
+        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes, len(tokens))])
+
+    def more_work(self) -> list:
+        """Samples that arrived since the engine started (non-blocking)."""
+        pending, stop = self._drain([])
+        if stop:
+            self._queue.put(None)
+        return pending
+
+    # the worker ----------------------------------------------------------------------------------------
+    def _drain(self, first: list) -> tuple[list, bool]:
+        """Everything queued now (the Offline query arrives whole; Server queries trickle in)."""
+        pending = list(first)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return pending, False
+            if item is None:
+                return pending, True
+            pending.extend(item)
+
+    def _work(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                return
+            pending, stop = self._drain(item)
+            if self._error is not None:
+                self._answer_empty()
+                continue
+            try:
+                self.generator.run(pending, self)
+            except BaseException as exc:  # reported by stop(); LoadGen would otherwise wait forever
+                self._error = exc
+                self._answer_empty()
+
+    def _answer_empty(self) -> None:
+        with self._lock:
+            open_now, self._open = sorted(self._open), set()
+        if open_now:
+            self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, 0, 0, 0) for qid in open_now])
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._worker.join()
+        self.lg.DestroySUT(self.handle)
+        if self._error is not None:
+            raise SubtoolError(f"the SUT failed during the run: {self._error!r}", rule="run.sut_error")

@@ -1,0 +1,288 @@
+"""The LLM workloads (llama3.1-8b, llama2-70b-99/99.9, gptj-99/99.9) behind the runner's Workload interface.
+
+One code path for the three families: the spec table (llm_specs.py) says which data set reader, generation
+settings, accuracy line and thresholds a benchmark uses; the SUT backends (local torch, or an OpenAI-compatible
+endpoint) answer with token ids and per-response token counts, so LoadGen reports tokens/s, TTFT and TPOT.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.runner.llm.specs import LLM_SPECS, LlmSpec, accuracy_shortfalls
+
+DEMO_SETTINGS_FILE = "subtool_demo.json"  # in the embedded demo's checkpoint: its generation length
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How the SUT generates: the reference's settings unless overridden (which leaves the closed division)."""
+
+    max_new_tokens: int
+    min_new_tokens: int
+    num_beams: int
+    output_dtype: str
+    token_latencies: bool
+
+
+def demo_settings(model_path: Path) -> dict:
+    """The embedded demo's own settings ({} for any other checkpoint)."""
+    demo_file = Path(model_path) / DEMO_SETTINGS_FILE
+    return json.loads(demo_file.read_text()) if demo_file.is_file() else {}
+
+
+def generation_for(spec: LlmSpec, model_path: Path, extra: dict) -> Generation:
+    max_new = int(demo_settings(model_path).get("max_new_tokens", spec.max_new_tokens))
+    if extra.get("max_new_tokens"):
+        max_new = int(extra["max_new_tokens"])
+    if max_new < 1:
+        raise SubtoolError(f"max_new_tokens must be at least 1, not {max_new}", rule="run.max_new_tokens")
+    return Generation(
+        max_new_tokens=max_new,
+        min_new_tokens=min(spec.min_new_tokens, max_new),
+        num_beams=spec.num_beams,
+        output_dtype=spec.output_dtype,
+        token_latencies=spec.token_latencies,
+    )
+
+
+TOKEN_RESULT_FIELDS = {"Offline": "result_tokens_per_second", "Server": "result_completed_tokens_per_second"}
+PERCENTILES = ("50.00", "90.00", "95.00", "99.00")
+
+
+def token_metrics(values: dict, scenario: str, token_latencies: bool) -> dict:
+    """From a LoadGen detail log's values: the tokens/s result, TTFT/TPOT percentiles (ms) and the limits."""
+
+    def ms(key: str):
+        v = values.get(key)
+        return round(v / 1e6, 3) if isinstance(v, (int, float)) else None
+
+    def percentiles(fmt: str) -> dict:
+        found = {f"p{p.split('.')[0]}": ms(fmt.format(p)) for p in PERCENTILES}
+        return {k: v for k, v in found.items() if v is not None}
+
+    out: dict = {}
+    field = TOKEN_RESULT_FIELDS.get(scenario)
+    if token_latencies and field and isinstance(values.get(field), (int, float)):
+        out.update(result=float(values[field]), result_field=field, units="Tokens/s")
+    for key in ("result_samples_per_second", "result_completed_samples_per_sec"):
+        if isinstance(values.get(key), (int, float)):
+            out["samples_per_second"] = float(values[key])
+    latency = percentiles("result_{}_percentile_latency_ns")
+    if latency:
+        out["latency_ms"] = latency
+    ttft = percentiles("result_first_token_{}_percentile_latency_ns")
+    if ttft:
+        out["ttft_ms"] = ttft
+    tpot = percentiles("result_time_per_output_token_{}_percentile_ns")
+    if tpot:
+        out["tpot_ms"] = tpot
+    limits = {"ttft_ms": ms("requested_server_ttft_latency"), "tpot_ms": ms("requested_server_tpot_latency")}
+    if scenario == "Server" and token_latencies and any(limits.values()):
+        out["limits"] = {k: v for k, v in limits.items() if v}
+    return out
+
+
+class LlmQSL:
+    """LoadGen's query sample library over prompts already in memory (loading is a no-op)."""
+
+    def __init__(self, count: int, performance_count: int):
+        import mlperf_loadgen as lg
+
+        self.count = count
+        self.performance_count = min(performance_count, count)
+        self.handle = lg.ConstructQSL(self.count, self.performance_count, self._load, self._unload)
+
+    def _load(self, indices):
+        pass
+
+    def _unload(self, indices):
+        pass
+
+    def destroy(self) -> None:
+        import mlperf_loadgen as lg
+
+        lg.DestroyQSL(self.handle)
+
+
+class LlmWorkload:
+    def __init__(self, name: str):
+        from subtool.runner.workload import BenchmarkSpec
+
+        self.llm = LLM_SPECS[name]
+        self.spec = BenchmarkSpec(
+            name=name,
+            loadgen_model=self.llm.loadgen_model,
+            sample_count=self.llm.sample_count,
+            scenarios=self.llm.scenarios,
+            backends=tuple(SUT_BACKENDS),
+            token_metrics=self.llm.token_latencies,
+            compliance=("TEST06",),
+            extra={"round": self.llm.round},
+        )
+        self._config: dict = {}
+
+    def check_model(self, model_path: Path) -> dict:
+        from subtool.runner.llm.datasets import check_checkpoint
+
+        # weights are checked by the local backends only: a network SUT needs just the tokenizer
+        self._config = check_checkpoint(self.llm, model_path, need_weights=False)
+        return self._config
+
+    def demo_assets(self) -> tuple[Path, Path]:
+        from subtool.runner.llm.demo import demo_assets
+
+        assets = demo_assets(self.llm)
+        return assets.model_path, assets.dataset_path
+
+    def load(self, model_path: Path, dataset_path: Path, cache_dir: Path | None):
+        from subtool.runner.llm.datasets import load_data
+        from subtool.runner.workload import LoadedData
+
+        data = load_data(self.llm, model_path, dataset_path)
+        return LoadedData(
+            payload=data,
+            sample_count=len(data.prompts),
+            description=data.description,
+            dataset_sha256=data.dataset_sha256,
+        )
+
+    def make_sut(self, model_path: Path, data, config):
+        factory = SUT_BACKENDS.get(config.backend)
+        if factory is None:
+            raise SubtoolError(
+                f"unknown backend {config.backend!r} for {self.spec.name}; choose one of {', '.join(SUT_BACKENDS)}",
+                rule="run.backend",
+            )
+        return factory(self.llm, Path(model_path), data.payload, config)
+
+    def make_qsl(self, data):
+        return LlmQSL(data.sample_count, self.spec.sample_count)
+
+    def check_backend(self, backend: str, precision: str) -> None:
+        """Precisions the local backends can run, refused before any data or weights load."""
+        allowed = {"torch-cpu": ("fp32", "bf16"), "torch-cuda": ("fp32", "bf16", "fp16", "fp8")}.get(backend)
+        if allowed and precision != "auto" and precision not in allowed:
+            hint = "fp8 and fp16 run on --backend torch-cuda" if backend == "torch-cpu" else None
+            raise SubtoolError(
+                f"precision {precision!r} is not supported by the {backend} backend for "
+                f"{self.spec.name}; choose {', '.join(allowed)}",
+                rule="run.precision",
+                hint=hint,
+            )
+        if precision == "fp8" and self.llm.num_beams > 1:
+            raise SubtoolError(
+                f"fp8 runs on the continuous engine, which does not do the beam search {self.spec.name} needs",
+                rule="run.precision",
+                hint="use bf16 or fp16",
+            )
+
+    def accuracy(self, data, accuracy_log: Path) -> tuple[dict, str]:
+        from subtool.runner.llm.accuracy import accuracy_line, llm_accuracy, read_token_log
+
+        payload = data.payload
+        tokens = read_token_log(accuracy_log, self.llm.output_dtype)
+        metrics = llm_accuracy(tokens, payload.targets, payload.tokenizer, accuracy_log)
+        short = accuracy_shortfalls(self.llm, metrics)
+        if short:
+            print(
+                f"note: below the closed-division accuracy targets of {self.spec.name}: {'; '.join(short)}",
+                file=sys.stderr,
+            )
+        return metrics, accuracy_line(metrics, values_as_strings=self.llm.values_as_strings)
+
+    def token_output(self, data) -> tuple[str, int]:
+        """How answers are logged (token type) and the EOS id a SUT stops on: what TEST06 checks them with."""
+        return self.llm.output_dtype, int(data.payload.tokenizer.eos_token_id)
+
+    def performance_metrics(self, detail_log: Path, scenario: str) -> dict:
+        """Tokens/s as the result (what the checker and the results table use), plus TTFT/TPOT percentiles."""
+        from subtool.runner.harness import read_detail_log
+
+        return token_metrics(read_detail_log(detail_log), scenario, self.llm.token_latencies)
+
+    def measurements(self, demo: bool, model_path: Path, precision: str) -> dict:
+        return {
+            "input_data_types": "int32",
+            "retraining": "No",
+            "starting_weights_filename": ("subtool embedded demo: random weights" if demo else self.llm.weights),
+            "weight_data_types": precision,
+            "weight_transformations": "none",
+        }
+
+
+# ------------------------------------------------------------------------------------------------ backends
+def torch_sut_options(spec: LlmSpec, model_path: Path, data, config) -> dict:
+    """The torch generator's settings (the local SUT's, and each Ray worker's): LlmGenerator keywords."""
+    demo = demo_settings(model_path)
+    # the tiny demo model runs fastest in wide batches on one thread (no OpenMP hand-offs per tiny matmul);
+    # an explicit --batch-size still wins
+    batch_size = config.batch_size
+    if demo.get("batch_size") and not config.batch_size_given:
+        batch_size = int(demo["batch_size"])
+    return dict(
+        generation=generation_for(spec, model_path, config.extra),
+        eos_token_id=data.tokenizer.eos_token_id,
+        pad_token_id=data.tokenizer.pad_token_id,
+        batch_size=batch_size,
+        precision=config.precision,
+        threads=config.threads or demo.get("threads"),
+        engine=str(config.extra.get("engine") or "auto"),
+    )
+
+
+def _torch_sut(device: str):
+    def factory(spec: LlmSpec, model_path: Path, data, config):
+        from subtool.runner.llm.datasets import check_checkpoint
+        from subtool.runner.llm.sut_torch import TorchLlmSUT
+
+        check_checkpoint(spec, model_path, need_weights=True)
+        options = torch_sut_options(spec, model_path, data, config)
+        return TorchLlmSUT(model_path, data.prompts, options.pop("generation"), device=device, **options)
+
+    return factory
+
+
+def _ray_sut(spec: LlmSpec, model_path: Path, data, config):
+    from subtool.runner.llm.sut_ray import make_ray_llm_sut
+
+    return make_ray_llm_sut(spec, model_path, data, config)
+
+
+def _openai_sut(spec: LlmSpec, model_path: Path, data, config):
+    from subtool.runner.llm.sut_openai import OpenAICompletionsSUT
+
+    extra = config.extra
+    if not extra.get("endpoint"):
+        raise SubtoolError(
+            "the openai backend needs --endpoint URL (an OpenAI-compatible server)",
+            rule="run.endpoint",
+            hint="e.g. --endpoint http://127.0.0.1:8000 for vLLM",
+        )
+    return OpenAICompletionsSUT(
+        endpoint=str(extra["endpoint"]),
+        prompts=data.prompts,
+        tokenizer=data.tokenizer,
+        generation=generation_for(spec, model_path, extra),
+        api_key_env=extra.get("api_key_env"),
+        served_model=extra.get("served_model"),
+        concurrency=int(extra.get("concurrency") or config.batch_size),
+        timeout_s=float(extra.get("request_timeout_s") or 600.0),
+    )
+
+
+# backend name → factory(LlmSpec, model_path, LlmData, SutConfig)
+SUT_BACKENDS = {
+    "torch-cpu": _torch_sut("cpu"),
+    "torch-cuda": _torch_sut("cuda"),
+    "openai": _openai_sut,
+    "ray": _ray_sut,
+}
+
+
+def workload(name: str) -> LlmWorkload:
+    return LlmWorkload(name)

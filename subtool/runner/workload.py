@@ -1,0 +1,92 @@
+"""What a workload (one model family) gives the runner, and the registry of benchmark names.
+
+The session drives any workload the same way: load data → SUT and QSL → LoadGen modes → accuracy. A new model
+family is one module implementing `Workload` plus an entry in `WORKLOAD_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from subtool.errors import SubtoolError
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str  # official benchmark name, e.g. "bert-99"
+    loadgen_model: str  # model name in LoadGen's mlperf.conf / user.conf, e.g. "bert"
+    sample_count: int  # official data set size = performance_sample_count
+    scenarios: tuple[str, ...] = ("Offline", "Server", "SingleStream", "MultiStream")
+    backends: tuple[str, ...] = ("torch-cpu",)
+    token_metrics: bool = False  # LLMs: tokens/s and TTFT/TPOT (use_token_latencies)
+    compliance: tuple[str, ...] = ()  # compliance tests a closed-division result needs and subtool can run
+    gpu_precision: str = "bf16"  # what `--precision auto` means on the torch-cuda backend
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class LoadedData:
+    """Whatever the workload loaded, plus the facts the run record keeps."""
+
+    payload: object  # workload-specific (features, prompts, …)
+    sample_count: int  # samples the QSL holds
+    description: str  # one line for the console, e.g. "10570 questions → 10833 features"
+    dataset_sha256: str
+
+
+@dataclass
+class SutConfig:
+    backend: str = "torch-cpu"
+    precision: str = "fp32"
+    batch_size: int = 32
+    batch_size_given: bool = True  # False: the user left --batch-size alone, a workload may pick its own
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Sut(Protocol):
+    handle: object  # from mlperf_loadgen.ConstructSUT
+
+    def stop(self) -> None: ...
+
+
+class Qsl(Protocol):
+    handle: object  # from mlperf_loadgen.ConstructQSL
+
+    def destroy(self) -> None: ...
+
+
+class Workload(Protocol):
+    spec: BenchmarkSpec
+
+    def check_model(self, model_path: Path) -> dict: ...
+    def demo_assets(self) -> tuple[Path, Path]: ...
+    def load(self, model_path: Path, dataset_path: Path, cache_dir: Path | None) -> LoadedData: ...
+    def make_sut(self, model_path: Path, data: LoadedData, config: SutConfig) -> Sut: ...
+    def make_qsl(self, data: LoadedData) -> Qsl: ...
+    def accuracy(self, data: LoadedData, accuracy_log: Path) -> tuple[dict, str]: ...
+    def measurements(self, demo: bool, model_path: Path, precision: str) -> dict: ...
+
+
+# benchmark name → module defining `workload(name) -> Workload`
+WORKLOAD_MODULES: dict[str, str] = {
+    "bert-99": "subtool.runner.bert.workload",
+    "bert-99.9": "subtool.runner.bert.workload",
+    "llama3.1-8b": "subtool.runner.llm.workload",
+    "llama2-70b-99": "subtool.runner.llm.workload",
+    "llama2-70b-99.9": "subtool.runner.llm.workload",
+    "gptj-99": "subtool.runner.llm.workload",
+    "gptj-99.9": "subtool.runner.llm.workload",
+}
+
+
+def get_workload(name: str) -> Workload:
+    module = WORKLOAD_MODULES.get(name)
+    if module is None:
+        raise SubtoolError(
+            f"unknown model {name!r}; subtool runs {', '.join(sorted(WORKLOAD_MODULES))}", rule="run.model"
+        )
+    return importlib.import_module(module).workload(name)

@@ -1,0 +1,268 @@
+"""The system description: detection on this host, the schema, overrides, `subtool system` and its messages."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from subtool.cli import app
+from subtool.errors import SubtoolError
+from subtool.package.system import (
+    apply_overrides,
+    default_system_name,
+    detect_system,
+    load_overrides,
+    parse_set,
+    required_fields,
+    validate_system,
+    validation_errors,
+)
+from subtool.schemas import load_schema
+
+runner = CliRunner()
+
+# The official checker's SYSTEM_DESC_REQUIRED_FIELDS (v6.1), restated here so that a schema edit that drops
+# one fails this test.
+OFFICIAL_REQUIRED = {
+    "division",
+    "submitter",
+    "status",
+    "system_name",
+    "number_of_nodes",
+    "host_processor_model_name",
+    "host_processors_per_node",
+    "host_processor_core_count",
+    "host_memory_capacity",
+    "host_storage_capacity",
+    "host_storage_type",
+    "accelerators_per_node",
+    "accelerator_model_name",
+    "accelerator_memory_capacity",
+    "framework",
+    "operating_system",
+    "system_type",
+    "other_software_stack",
+    "host_processor_frequency",
+    "host_processor_caches",
+    "host_memory_configuration",
+    "host_processor_interconnect",
+    "host_networking",
+    "host_networking_topology",
+    "accelerator_frequency",
+    "accelerator_host_interconnect",
+    "accelerator_interconnect",
+    "accelerator_interconnect_topology",
+    "accelerator_memory_configuration",
+    "accelerator_on-chip_memories",
+    "cooling",
+    "hw_notes",
+    "sw_notes",
+    "host_network_card_count",
+    "system_type_detail",
+}
+
+
+def test_schema_covers_every_official_field():
+    assert set(required_fields()) == OFFICIAL_REQUIRED
+    schema = load_schema("system_desc")
+    assert set(schema["properties"]["status"]["enum"]) >= {"available", "preview", "rdi"}
+    assert set(schema["properties"]["system_type"]["enum"]) == {
+        "datacenter",
+        "edge",
+        "datacenter,edge",
+        "edge,datacenter",
+    }
+
+
+def test_detected_description_is_valid_and_cpu_only_count_is_a_string():
+    desc = detect_system(submitter="TeamX", division="closed")
+    assert set(desc.fields) >= OFFICIAL_REQUIRED
+    assert validation_errors(desc.fields, division="closed", submitter="TeamX") == []
+    with open("/proc/cpuinfo") as fh:
+        assert any(desc.fields["host_processor_model_name"] in line for line in fh)
+    if desc.fields["accelerators_per_node"] == "0":  # the checker reads the number 0 as empty
+        # "N/A" alone would be null in the summary JSON (pandas' missing value) and "N/A" in the CSV
+        assert desc.fields["accelerator_model_name"] == "N/A (CPU only)"
+    assert desc.fields["host_processor_core_count"] >= 1
+    assert "subtool" in desc.fields["other_software_stack"]
+    assert "cooling" in desc.guessed
+
+
+def _imports_torch(path: str) -> bool:
+    code = (
+        "import sys; from subtool.package.system import detect_system; "
+        "detect_system(submitter='x', division='open'); print('torch' in sys.modules)"
+    )
+    env = {**os.environ, "PATH": path}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    return {"True": True, "False": False}[out.strip()]
+
+
+def test_detection_imports_torch_only_for_a_driver_without_nvidia_smi(tmp_path):
+    """torch is imported only to list GPUs when a driver is there and nvidia-smi is not; the answer is exact on a
+    CPU machine (never) and on a GPU machine (only without nvidia-smi on PATH), so either kind can fail it."""
+    no_smi = os.pathsep.join(
+        d for d in os.environ.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "nvidia-smi").exists()
+    )
+    has_driver = Path("/dev/nvidiactl").exists() or Path("/dev/kfd").exists()
+    torch_installed = importlib.util.find_spec("torch") is not None
+    assert _imports_torch(no_smi) is (has_driver and torch_installed)
+    # nvidia-smi answering: detection reads it and never needs torch, driver or not
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200, 143771, 1980, 5, 16, 570.86'\n")
+    smi.chmod(0o755)
+    assert _imports_torch(os.pathsep.join([str(smi.parent), no_smi])) is False
+
+
+def test_messages_name_the_field_and_the_allowed_values():
+    fields = detect_system(submitter="TeamX", division="open").fields
+    bad = dict(
+        fields,
+        status="sold",
+        system_type="laptop",
+        accelerators_per_node=0,
+        cooling="",
+        number_of_nodes="two",
+        division="closed",
+    )
+    del bad["hw_notes"]
+    errors = validation_errors(bad, division="open", submitter="Other")
+    assert "field 'status' is 'sold'; allowed values: available, preview, rdi" in errors
+    assert (
+        "field 'system_type' is 'laptop'; allowed values: datacenter, edge, datacenter,edge, edge,datacenter" in errors
+    )
+    assert any(e.startswith("field 'accelerators_per_node' is 0") and '"0"' in e for e in errors)
+    assert "field 'cooling' is empty; the official checker needs a meaningful value" in errors
+    assert any(e.startswith("field 'number_of_nodes' is 'two'; allowed values: a whole number") for e in errors)
+    assert "field 'hw_notes' is missing (the official checker requires it)" in errors
+    assert any("field 'division' is 'closed'" in e and "allowed values: open" in e for e in errors)
+    assert any("field 'submitter' is 'TeamX'" in e and "allowed values: Other" in e for e in errors)
+    with pytest.raises(SubtoolError) as exc:
+        validate_system(bad, path="systems/x.json")
+    assert exc.value.rule == "system.invalid" and "systems/x.json" in exc.value.one_line()
+
+
+def test_overrides_toml_json_and_set(tmp_path):
+    toml = tmp_path / "o.toml"
+    toml.write_text('cooling = "liquid"\nnumber_of_nodes = 2\n[measurements]\nweight_data_types = "int8"\n')
+    data = load_overrides(toml)
+    assert data["cooling"] == "liquid" and data["measurements"] == {"weight_data_types": "int8"}
+    js = tmp_path / "o.json"
+    js.write_text('{"cooling": "air"}')
+    assert load_overrides(js) == {"cooling": "air"}
+    js.write_text("{not json")
+    with pytest.raises(SubtoolError, match="not valid JSON") as exc:
+        load_overrides(js)
+    assert exc.value.rule == "system.bad_overrides"
+    assert parse_set(["accelerators_per_node=0", "host_networking = 100G IB"]) == {
+        "accelerators_per_node": "0",
+        "host_networking": "100G IB",
+    }
+    with pytest.raises(SubtoolError, match="key=value"):
+        parse_set(["cooling"])
+    desc = apply_overrides(detect_system(submitter="T", division="open"), {"cooling": "air"})
+    assert desc.fields["cooling"] == "air" and "cooling" not in desc.guessed
+
+
+def test_default_system_name_is_a_directory_name():
+    name = default_system_name(
+        {
+            "host_processors_per_node": 2,
+            "host_processor_model_name": "Intel(R) Xeon(R) Platinum 8480C CPU @ 2.00GHz",
+            "accelerators_per_node": 8,
+            "accelerator_model_name": "NVIDIA H100 80GB HBM3",
+        }
+    )
+    assert name == "8xNVIDIA_H100_80GB_HBM3_2xIntel_Xeon_Platinum_8480C"
+    assert (
+        default_system_name({"host_processor_model_name": "AMD EPYC", "accelerators_per_node": "0"}, demo=True)
+        == "1xAMD_EPYC-demo"
+    )
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def test_cli_system_prints_detected_json_with_overrides(tmp_path):
+    over = tmp_path / "o.toml"
+    over.write_text('cooling = "air"\nhost_memory_configuration = "4x8 GB"\n')
+    out = tmp_path / "sys.json"
+    r = runner.invoke(
+        app,
+        [
+            "system",
+            "--submitter",
+            "TeamX",
+            "--division",
+            "closed",
+            "--file",
+            str(over),
+            "--set",
+            "status=preview",
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert (doc["submitter"], doc["division"], doc["status"], doc["cooling"]) == ("TeamX", "closed", "preview", "air")
+    assert json.loads(out.read_text()) == doc
+    assert "warning" not in r.stderr
+
+
+def test_cli_system_validate(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(detect_system(submitter="TeamX", division="open").fields))
+    r = runner.invoke(app, ["system", "--validate", str(good)])
+    assert r.exit_code == 0 and "valid" in r.stderr
+    bad = tmp_path / "bad.json"
+    fields = json.loads(good.read_text())
+    fields.update(status="sold", accelerators_per_node=0)
+    bad.write_text(json.dumps(fields))
+    r = runner.invoke(app, ["system", "--validate", str(bad)])
+    assert r.exit_code == 1
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 2 and all(str(bad) in ln and "[system.invalid]" in ln for ln in lines)
+    assert any("'status' is 'sold'; allowed values: available, preview, rdi" in ln for ln in lines)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    r = runner.invoke(app, ["system", "--validate", str(broken)])
+    assert r.exit_code == 2 and "[system.bad_json]" in r.stderr
+
+
+def test_cli_system_set_refuses_an_unknown_field(tmp_path):
+    out = tmp_path / "sys.json"
+    r = runner.invoke(app, ["system", "--submitter", "TeamX", "--set", "nosuchfield=1", "--out", str(out)])
+    assert r.exit_code == 2
+    assert r.stdout == "" and not out.exists()
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert (
+        "'nosuchfield'" in lines[0] and "system_desc.schema.json" in lines[0] and "[system.unknown_field]" in lines[0]
+    )
+    # a typo of a real field names it
+    r = runner.invoke(app, ["system", "--set", "colling=air"])
+    assert r.exit_code == 2 and "did you mean cooling" in r.stderr
+    # schema fields and the official checker's power/network fields are accepted
+    r = runner.invoke(
+        app,
+        [
+            "system",
+            "--submitter",
+            "TeamX",
+            "--set",
+            "cooling=air",
+            "--set",
+            "system_power_capacity=1200",
+            "--set",
+            "hw_notes=x",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["system_power_capacity"] == "1200"

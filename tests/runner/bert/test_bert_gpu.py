@@ -1,0 +1,126 @@
+"""The fast SUT on a real GPU: graphs, Triton and flash attention, bf16/fp8 against fp32. Skipped without CUDA."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA GPU", allow_module_level=True)
+
+from subtool.runner.bert.packed_model import PackedBert  # noqa: E402
+from subtool.runner.bert.packed_plan import pack_inputs, sequence_capacity  # noqa: E402
+from subtool.runner.bert.squad import MAX_SEQ_LENGTH  # noqa: E402
+
+FP8 = torch.cuda.get_device_capability() >= (8, 9)
+pytestmark = pytest.mark.gpu
+
+
+def forward(model, f, indices, bucket):
+    p = pack_inputs(f.input_ids, f.segment_ids, f.seq_lengths, np.asarray(indices), bucket)
+    out = torch.full((sequence_capacity(bucket) * MAX_SEQ_LENGTH + 1, 2), float("nan"), device="cuda")
+    t = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
+    with torch.inference_mode():
+        model.forward(
+            t(p.input_ids),
+            t(p.segment_ids),
+            t(p.position_ids),
+            t(p.out_rows),
+            t(p.cu_seqlens),
+            out,
+            sequences=p.sequences,
+        )
+    return out[: p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).cpu().numpy()
+
+
+def rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_kernels_match_torch():
+    from subtool.runner.kernels.fused_norm import add_layernorm, rowwise_fp8
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(333, 1024, device="cuda", generator=g).bfloat16()
+    r = torch.randn(333, 1024, device="cuda", generator=g).bfloat16()
+    w = torch.randn(1024, device="cuda", generator=g)
+    b = torch.randn(1024, device="cuda", generator=g)
+    y, q, s, _ = add_layernorm(x, r, w, b, 1e-12, quantize=FP8)
+    ref = torch.nn.functional.layer_norm(x.float() + r.float(), (1024,), w, b, 1e-12)
+    assert rel(y.float().cpu().numpy(), ref.cpu().numpy()) < 1e-2
+    if FP8:
+        assert rel((q.float() * s).cpu().numpy(), y.float().cpu().numpy()) < 0.05
+        h = torch.randn(200, 4096, device="cuda", generator=g).bfloat16()
+        q, s = rowwise_fp8(h, bias=b.repeat(4).bfloat16(), gelu=True)
+        ref = torch.nn.functional.gelu(h.float() + b.repeat(4).bfloat16().float())
+        assert rel((q.float() * s).cpu().numpy(), ref.cpu().numpy()) < 0.05
+
+
+@pytest.mark.parametrize("precision,tolerance", [("bf16", 0.03), ("fp16", 0.01)] + ([("fp8", 0.12)] if FP8 else []))
+def test_low_precision_forward_tracks_fp32(tiny_checkpoint, small_features, precision, tolerance):
+    f = small_features.features
+    ref = forward(PackedBert(tiny_checkpoint, "cuda", "fp32"), f, range(len(f)), 45 * MAX_SEQ_LENGTH)
+    fast = PackedBert(tiny_checkpoint, "cuda", precision)
+    assert fast.attention == "triton"
+    out = forward(fast, f, range(len(f)), 45 * MAX_SEQ_LENGTH)
+    assert np.isfinite(out).all()
+    assert rel(out, ref) < tolerance
+
+
+def test_triton_and_flash_attention_give_the_same_forward(tiny_checkpoint, small_features):
+    f = small_features.features
+    model = PackedBert(tiny_checkpoint, "cuda", "bf16")
+    if not model.flash:
+        pytest.skip("this torch build has no flash varlen kernel")
+    assert model.attention == "triton"
+    ours = forward(model, f, range(len(f)), 45 * MAX_SEQ_LENGTH)
+    model.attention = "flash"
+    theirs = forward(model, f, range(len(f)), 45 * MAX_SEQ_LENGTH)
+    assert rel(ours, theirs) < 0.01
+
+
+def test_graph_replay_equals_the_eager_forward(tiny_checkpoint, small_features):
+    from subtool.runner.bert.packed_plan import choose_shape, token_buckets
+    from subtool.runner.bert.sut_cuda import GraphExecutor
+
+    f = small_features.features
+    model = PackedBert(tiny_checkpoint, "cuda", "bf16")
+    ex = GraphExecutor(model, token_buckets(4096), slots=2)
+    for n, indices in enumerate(([0, 1, 2], [5], list(range(6, 14)))):
+        tokens = int(f.seq_lengths[indices].sum())
+        bucket, cap = choose_shape(tokens, len(indices), ex.buckets)
+        p = pack_inputs(f.input_ids, f.segment_ids, f.seq_lengths, np.asarray(indices), bucket, cap)
+        slot = ex.slots[n % 2]
+        ex.submit(slot, p)
+        ex.wait(slot)
+        got = ex.outputs(slot, len(indices)).reshape(len(indices), MAX_SEQ_LENGTH, 2)
+        np.testing.assert_allclose(got, forward(model, f, indices, bucket), rtol=2e-2, atol=2e-2)
+
+
+def test_sut_answers_every_sample_once_on_the_gpu(tmp_path, tiny_checkpoint, small_features, hf_logits):
+    import mlperf_loadgen as lg
+
+    from subtool.runner.bert.sut_cuda import TorchCudaBertSUT
+    from subtool.runner.bert.workload import BertQSL, read_accuracy_log
+    from subtool.runner.harness import run_loadgen
+
+    f = small_features.features
+    sut = TorchCudaBertSUT(tiny_checkpoint, f, precision="bf16", token_budget=1024)
+    qsl = BertQSL(f, len(f))
+    s = lg.TestSettings()
+    s.scenario = lg.TestScenario.Offline
+    s.offline_expected_qps = 1000
+    try:
+        run_loadgen(sut.handle, qsl.handle, s, scenario="Offline", mode="accuracy", outdir=tmp_path)
+    finally:
+        sut.stop()
+        qsl.destroy()
+    entries = json.loads((tmp_path / "mlperf_log_accuracy.json").read_text())
+    assert sorted(e["qsl_idx"] for e in entries) == list(range(len(f)))
+    logits = read_accuracy_log(tmp_path / "mlperf_log_accuracy.json")
+    ref = np.concatenate([hf_logits[i] for i in range(len(f))])
+    got = np.concatenate([logits[i][: int(f.seq_lengths[i])] for i in range(len(f))])
+    assert rel(got, ref) < 0.03
