@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from subtool.checker.rules import RULES
+from subtool.checker.registry import RULES
 
 
 @dataclass(frozen=True)

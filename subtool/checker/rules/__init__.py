@@ -1,34 +1,12 @@
-"""Rule registry: every finding names one of these ids; RULES.md documents them (a test keeps the two in step).
+"""The rules, one module per concern; each registers its ids in `subtool.checker.registry` when imported.
 
-Each rules module defines its ids with `define(...)` at import time and exposes small check functions that
-take a context and report findings through it.
+`all_rules()` imports them all and returns the registry (RULES.md lists the same ids; a test keeps the two in
+step). The rule modules import `subtool.checker.registry`, never this package, so there is no import circle.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-SEVERITIES = ("error", "warning", "info", "waived")
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    severity: str  # default severity; some rules downgrade in the open division
-    summary: str
-    official: str  # what the official checker does for the same problem
-
-
-RULES: dict[str, Rule] = {}
-
-
-def define(rule_id: str, severity: str, summary: str, official: str) -> str:
-    if rule_id in RULES:
-        raise ValueError(f"rule {rule_id} defined twice")
-    if severity not in SEVERITIES:
-        raise ValueError(f"bad severity {severity} for {rule_id}")
-    RULES[rule_id] = Rule(rule_id, severity, summary, official)
-    return rule_id
+from subtool.checker.registry import RULES, Rule
 
 
 def all_rules() -> dict[str, Rule]:

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 
 from subtool.checker.context import ResultContext
-from subtool.checker.rules import define
+from subtool.checker.registry import define
 from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.mlperf.logs import read_text_lines
 from subtool.mlperf.round import ACCURACY_PATTERNS, HASH_LINE, MAX_ACCURACY_LOG_BYTES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from subtool.checker.context import ResultContext
-from subtool.checker.rules import define
+from subtool.checker.registry import define
 from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.checker.rules.performance import check_perf_log
 from subtool.mlperf.logs import read_text_lines

@@ -13,7 +13,7 @@ import errno
 import os
 from pathlib import Path
 
-from subtool.checker.rules import define
+from subtool.checker.registry import define
 from subtool.errors import EXIT_USAGE, SubtoolError
 
 SYMLINK = define(

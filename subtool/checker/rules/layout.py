@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from subtool.checker.context import ResultContext
 from subtool.checker.findings import Collector
-from subtool.checker.rules import define
+from subtool.checker.registry import define
 from subtool.mlperf.round import LARGE_FILE_BYTES, MEASUREMENTS_FILES
 
 MISSING_FILE = define(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from subtool.checker.context import ResultContext
-from subtool.checker.rules import define
+from subtool.checker.registry import define
 from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.checker.rules.summary import check_summary
 from subtool.mlperf.logs import LoadgenLog

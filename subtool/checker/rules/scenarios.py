@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from subtool.checker.findings import Collector
-from subtool.checker.rules import define
+from subtool.checker.registry import define
 from subtool.mlperf.round import VERSIONS, RoundConfig, round_config
 
 UNKNOWN_MODEL = define(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from subtool.checker.context import ResultContext
-from subtool.checker.rules import define
+from subtool.checker.registry import define
 from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.mlperf.logs import LoadgenLog, NonFinite, read_summary
 

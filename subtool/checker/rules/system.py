@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from subtool.checker.findings import Collector
-from subtool.checker.rules import define
+from subtool.checker.registry import define
 from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.checker.rules.layout import MISSING_FILE
 from subtool.mlperf.logs import NonFinite, read_json_object
