@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, SubtoolError
+from subtool.mlperf.layout import DIVISIONS
+from subtool.mlperf.rounds import check_version
 
-DIVISIONS = ("closed", "open", "network")
 MAX_TABLE_ROWS = 300  # the step summary is capped at 1 MiB; the JSON report carries everything
 
 
@@ -144,6 +145,7 @@ def changed_submitters(checkout: Path, base_ref: str) -> ChangeSet:
 def run_ci(opts: CiOptions, console: Any = None) -> CiOutcome:
     from subtool.checker.api import CheckOptions, check_tree
 
+    check_version(opts.version)  # before git: a typo in --version is the user's first error to hear about
     changes = changed_submitters(opts.checkout, opts.base_ref)
     outcome = CiOutcome(changes)
     names = sorted({s.submitter for s in changes.submitters if s.exists})

@@ -15,6 +15,7 @@ import typer
 
 from subtool import __version__
 from subtool.errors import SubtoolError
+from subtool.mlperf.layout import NAME_ALPHABET as _NAMES
 
 app = typer.Typer(
     name="subtool",
@@ -275,7 +276,8 @@ def _validate_run_options(
 ) -> str | None:
     """Every option of a benchmark run, checked before anything runs (a typo must not cost the benchmark);
     returns the scenario's canonical spelling. Imports nothing heavy."""
-    from subtool.mlperf.layout import DIVISIONS, check_version
+    from subtool.mlperf.layout import WRITABLE_DIVISIONS
+    from subtool.mlperf.rounds import check_version
     from subtool.runner.harness import check_scenario
     from subtool.runner.workload import WORKLOAD_MODULES
 
@@ -285,7 +287,7 @@ def _validate_run_options(
     _choice("--run-style", run_style, RUN_STYLES)
     _choice("--backend", backend, BACKENDS + _registered_backends())
     _choice("--precision", precision, PRECISIONS)
-    _choice("--division", division, DIVISIONS)
+    _choice("--division", division, WRITABLE_DIVISIONS)
     _choice("--engine", engine, ENGINES)
     if version is not None:
         check_version(version)
@@ -301,9 +303,9 @@ def package(
     compliance: list[str] = typer.Option([], help="TEST01=DIR (repeatable) for loose logs."),
     model: str | None = typer.Option(None, help="Benchmark of loose logs (checked against the logs)."),
     scenario: str | None = typer.Option(None, help="Scenario of loose logs (checked against the logs)."),
-    submitter: str = typer.Option(..., help="Organisation / team name (letters, digits, - and _)."),
+    submitter: str = typer.Option(..., help=f"Organisation / team name ({_NAMES})."),
     division: str | None = typer.Option(None, help="open or closed (default: from the run; demo → open)."),
-    system: str | None = typer.Option(None, help="System name (default: detected)."),
+    system: str | None = typer.Option(None, help=f"System name ({_NAMES}; default: detected)."),
     system_file: Path | None = typer.Option(None, help="TOML/JSON with system description overrides."),
     version: str | None = typer.Option(
         None,
@@ -322,12 +324,15 @@ def package(
     """Lay results out as the official submission tree."""
     _outputs(("--out", out, True), ("--full-logs", full_logs, True))
     from subtool.fsutil import check_name_fits, undo_on_error
+    from subtool.mlperf.layout import check_name
     from subtool.mlperf.round_choice import choose_round_for_runs
     from subtool.package.api import PackageOptions, package_results
 
     try:
         _validate_run_options(division=division, version=version)
         for flag, value in (("--submitter", submitter), ("--system", system)):
+            if value is not None:
+                check_name(value, flag[2:], flag=flag)
             check_name_fits(value or "", out, flag)
         version = _said(choose_round_for_runs(from_dir, [model or ""], version)).version
     except SubtoolError as err:
@@ -420,7 +425,7 @@ def check(
 def pack(
     tree: Path | None = typer.Argument(None, help="Submission root to pack."),
     out: Path | None = typer.Option(None, help="Directory for the artifacts."),
-    name: str = typer.Option("mlperf_submission_short", help="Base name of the artifacts."),
+    name: str = typer.Option("mlperf_submission_short", help=f"Base name of the artifacts ({_NAMES})."),
     runs: list[Path] = typer.Option(
         [],
         help="Run directories (for .run and .tstamps), or a folder of them "
@@ -440,13 +445,19 @@ def pack(
 
     try:
         if verify is not None:
-            from subtool.mlperf.layout import DEFAULT_VERSION
+            from subtool.mlperf.rounds import DEFAULT_VERSION, check_version
+
+            if version is not None:
+                check_version(version)
 
             result = verify_tarball(verify, version=version or DEFAULT_VERSION, console=_console())
         else:
             if tree is None or out is None:
                 raise SubtoolError("pack needs TREE and --out (or --verify TARBALL)", rule="cli.usage")
+            from subtool.mlperf.layout import check_name
             from subtool.mlperf.round_choice import choose_round_for_tree
+
+            check_name(name, "artifact name", flag="--name")
 
             version = _said(choose_round_for_tree(tree, version)).version
             with undo_on_error(out):  # a failure leaves no new folder or file
@@ -511,7 +522,7 @@ def publish(
 # --------------------------------------------------------------------------------------------------- all
 @app.command("all")
 def all_(
-    submitter: str = typer.Option(..., help="Organisation / team name (letters, digits, - and _)."),
+    submitter: str = typer.Option(..., help=f"Organisation / team name ({_NAMES})."),
     model: str = typer.Option("bert-99", help="Benchmark."),
     scenario: str = typer.Option("Offline", help="Scenario."),
     model_path: Path | None = typer.Option(None, help="Checkpoint directory; omit for the embedded demo."),
@@ -519,12 +530,12 @@ def all_(
     out: Path = typer.Option(Path("subtool-out"), help="Output directory (runs, tree, check, artifacts)."),
     run_style: str = typer.Option("short", help="short or valid."),
     division: str | None = typer.Option(None, help="open or closed (demo: open)."),
-    system: str | None = typer.Option(None, help="System name (default: detected)."),
+    system: str | None = typer.Option(None, help=f"System name ({_NAMES}; default: detected)."),
     system_file: Path | None = typer.Option(None, help="System description overrides (TOML/JSON)."),
     version: str | None = typer.Option(
         None, help="Submission round (default v6.1, or the latest round that lists the model)."
     ),
-    name: str = typer.Option("mlperf_submission_short", help="Base name of the artifacts."),
+    name: str = typer.Option("mlperf_submission_short", help=f"Base name of the artifacts ({_NAMES})."),
     target_qps: float | None = typer.Option(None, help="Target QPS for the performance run."),
     backend: str = typer.Option(
         "auto", help="SUT backend (auto: torch-cuda with bf16 when a GPU is visible, else torch-cpu)."
@@ -623,7 +634,7 @@ def all_(
 # ------------------------------------------------------------------------------------------------ system
 @app.command()
 def system(
-    submitter: str = typer.Option("", help="Organisation / team name written into the description."),
+    submitter: str = typer.Option("", help=f"Organisation / team name written into the description ({_NAMES})."),
     division: str | None = typer.Option(None, help="open (default) or closed; must match the tree folder."),
     set_: list[str] = typer.Option([], "--set", help="Override a field: key=value (repeatable)."),
     file: Path | None = typer.Option(None, "--file", help="Overrides from a TOML or JSON file."),
@@ -646,6 +657,10 @@ def system(
 
     console = _console()
     try:
+        if submitter:
+            from subtool.mlperf.layout import check_name
+
+            check_name(submitter, "submitter", flag="--submitter")
         if validate is not None:
             try:
                 fields = json.loads(validate.read_text(encoding="utf-8"))

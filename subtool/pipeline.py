@@ -18,7 +18,8 @@ from pathlib import Path
 from subtool import __version__, fsutil
 from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError, Terminated, interruption_explained
 from subtool.fsutil import atomic_write_json, exclusive, remove_leftovers
-from subtool.mlperf.layout import DEFAULT_VERSION
+from subtool.mlperf.layout import check_name
+from subtool.mlperf.rounds import DEFAULT_VERSION
 
 STAGES = ("run", "package", "check", "pack", "publish")
 STATE_SCHEMA = "subtool.state/1"
@@ -210,17 +211,6 @@ def _selected(opts: PipelineOptions) -> list[str]:
     return list(STAGES[start:])
 
 
-def _check_submitter(name: str) -> None:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
-        raise SubtoolError(
-            f"submitter {name!r} may hold only letters, digits, '-', '_' and '.'",
-            rule="package.submitter_name",
-            hint="e.g. --submitter TeamX",
-        )
-
-
 # ----------------------------------------------------------------------------------------------- stages
 def out_paths(out: Path, version: str) -> dict[str, Path]:
     """Where each stage writes. One tree per round: the default round's tree is OUT/submission (with check/,
@@ -241,8 +231,9 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
     from rich.console import Console
 
     console = console or Console(stderr=True)
-    _check_submitter(opts.submitter)
     for flag, name in (("--submitter", opts.submitter), ("--system", opts.system)):
+        if flag == "--submitter" or name is not None:
+            check_name(name, flag[2:], flag=flag)
         fsutil.check_name_fits(name or "", opts.out, flag)
     opts = _with_round(opts, console)
     _check_round(opts)
@@ -469,8 +460,8 @@ def _check_round(opts: PipelineOptions) -> None:
     """A closed result of a benchmark the round lists only in another variant would fail at packaging: say so
     before the run."""
     from subtool.mlperf.benchmarks import benchmark
-    from subtool.mlperf.layout import check_version
     from subtool.mlperf.round_choice import refuse_closed
+    from subtool.mlperf.rounds import check_version
 
     bench = benchmark(opts.model)
     if bench is not None and _division(opts) == "closed":

@@ -19,7 +19,8 @@ from subtool.checker.result import ResultOutcome, check_result, check_results
 from subtool.checker.rules import all_rules
 from subtool.checker.tree import Discovery, discover
 from subtool.errors import SubtoolError
-from subtool.mlperf.round import VERSIONS, round_config
+from subtool.mlperf.round import round_config
+from subtool.mlperf.rounds import check_version
 
 __all__ = ["CheckOptions", "CheckReport", "Finding", "ResultVerdict", "check_tree", "SUMMARY_COLUMNS"]
 
@@ -112,10 +113,7 @@ class CheckReport:
 
 
 def _validate(tree: Path, opts: CheckOptions) -> None:
-    if opts.version not in VERSIONS:
-        raise SubtoolError(
-            f"unknown round {opts.version!r}", rule="cli.version", hint=f"use one of {', '.join(VERSIONS)}"
-        )
+    check_version(opts.version)
     if not tree.exists():
         raise SubtoolError(
             "submission tree does not exist",

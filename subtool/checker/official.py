@@ -24,7 +24,14 @@ _RESULTS = re.compile(r"(?<!No)Results (\S+) (\S+)\s*$")
 _NO_RESULTS = re.compile(r"NoResults (\S+)\s*$")
 # Rules where subtool is stricter on purpose, and rules a user waives on purpose: explained differences.
 STRICTER_RULES = frozenset(
-    {"perf.result_invalid", "perf.loadgen_error", "summary.mismatch", "tree.symlink", "value.not_finite"}
+    {
+        "perf.result_invalid",
+        "perf.loadgen_error",
+        "summary.mismatch",
+        "tree.symlink",
+        "tree.bad_name",
+        "value.not_finite",
+    }
 )
 
 

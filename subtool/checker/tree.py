@@ -20,8 +20,25 @@ from subtool.checker.findings import Collector
 from subtool.checker.rules import inputs, layout
 from subtool.checker.rules.scenarios import MAPPING_INVALID, check_benchmark
 from subtool.checker.rules.system import check_system, load_system, system_json_rel
+from subtool.mlperf.layout import (
+    BAD_NAME,
+    DIR,
+    DIVISIONS,
+    FILE,
+    LINK,
+    NAME_ALPHABET,
+    OTHER,
+    UNLISTABLE,
+    Entry,
+    listing,
+    name_problem,
+    problem_text,
+    subdirs,
+    walk,
+    why_unlistable,
+)
 from subtool.mlperf.logs import NonFinite, read_json_object
-from subtool.mlperf.round import DIVISIONS, RoundConfig
+from subtool.mlperf.round import RoundConfig
 
 
 @dataclass
@@ -36,41 +53,8 @@ class Discovery:
 
 
 # ------------------------------------------------------------------------------------------- the walker
-# An entry's kind, from the directory listing alone (links are never followed).
-DIR, FILE, LINK, OTHER = "dir", "file", "link", "other"
+# The walk itself (listing, kinds, links never followed) is subtool.mlperf.layout's, shared with pack and publish.
 _RESULT_ROOTS = ("results", "measurements", "compliance")
-
-
-def listing(path: Path | str) -> dict[str, str] | None:
-    """name → kind for one folder, links not followed; None when the folder cannot be listed.
-
-    One entry whose type cannot be told is OTHER (reported by the scan); it never hides its siblings.
-    """
-    try:
-        with os.scandir(path) as it:
-            entries = list(it)
-    except OSError:
-        return None
-    kinds = {}
-    for e in entries:
-        try:
-            if e.is_symlink():
-                kinds[e.name] = LINK
-            elif e.is_dir(follow_symlinks=False):
-                kinds[e.name] = DIR
-            elif e.is_file(follow_symlinks=False):
-                kinds[e.name] = FILE
-            else:
-                kinds[e.name] = OTHER
-        except OSError:
-            kinds[e.name] = OTHER
-    return kinds
-
-
-def subdirs(path: Path | str) -> list[str]:
-    """The real folders in `path` (not links to folders), sorted; [] when it cannot be listed (the scan says so)."""
-    kinds = listing(path) or {}
-    return sorted(name for name, kind in kinds.items() if kind == DIR)
 
 
 def scope_of(rel: str) -> tuple[str, str | None]:
@@ -88,56 +72,31 @@ def scope_of(rel: str) -> tuple[str, str | None]:
     return "", None
 
 
-def _note_entry(found: Discovery, root: Path, rel: str, kind: str, reason: str | None = None) -> None:
-    key, rid = scope_of(rel)
-    out = found.tree if not key else found.scopes.setdefault(key, Collector(result=rid))
-    if kind == LINK:
-        out.add(inputs.SYMLINK, rel, inputs.describe_link(root / rel, root), inputs.LINK_HINT)
-    elif kind == OTHER:
-        out.add(
-            inputs.SPECIAL_FILE,
-            rel,
-            "is neither a regular file nor a folder (FIFO, socket or device?)",
-            "remove it: a submission holds plain files and folders",
-        )
-    else:
-        out.add(
-            inputs.UNREADABLE,
-            rel,
-            f"{'folder' if kind == DIR else 'file'} cannot be read ({reason})",
-            "make it readable (chmod a+rX) or remove it; everything beside it was still checked",
-        )
+def _note_entry(found: Discovery, root: Path, entry: Entry) -> None:
+    key, _rid = scope_of(entry.rel)
+    out = found.tree if not key else found.scopes.setdefault(key, Collector(result=_rid))
+    message, hint = problem_text(entry, root)
+    if entry.kind == UNLISTABLE:
+        hint += "; everything beside it was still checked"
+    out.add(entry.rule, entry.rel, message, hint)
+
+
+def _note_name(out: Collector, rel: str, what: str) -> None:
+    name = rel.rsplit("/", 1)[-1]
+    problem = name_problem(name)
+    if problem is not None:
+        out.add(BAD_NAME, rel, f"{what} {name!r} {problem}", f"rename it: use {NAME_ALPHABET}")
 
 
 def scan(root: Path, top: str, found: Discovery) -> bool:
     """Report every link, special file and unreadable entry at or below `top`; False when `top` itself is unreadable."""
-    stack = [top]
     top_ok = True
-    while stack:
-        rel = stack.pop()
-        kinds = listing(root / rel)
-        if kinds is None:
-            reason = _why_unlistable(root / rel)
-            _note_entry(found, root, rel, DIR, reason)
-            top_ok = top_ok and rel != top
+    for entry in walk(root, top):
+        if entry.kind in (DIR, FILE):
             continue
-        for name, kind in sorted(kinds.items()):
-            child = f"{rel}/{name}"
-            if kind == DIR:
-                stack.append(child)
-            elif kind in (LINK, OTHER):
-                _note_entry(found, root, child, kind)
-            elif not os.access(root / child, os.R_OK):
-                _note_entry(found, root, child, FILE, "permission denied")
+        _note_entry(found, root, entry)
+        top_ok = top_ok and entry.rel != top
     return top_ok
-
-
-def _why_unlistable(path: Path) -> str:
-    try:
-        with os.scandir(path):
-            return "unknown error"
-    except OSError as exc:
-        return exc.strerror or str(exc)
 
 
 # ---------------------------------------------------------------------------------------------- discover
@@ -152,17 +111,17 @@ def discover(root: Path, cfg: RoundConfig, submitter_filter: str | None) -> Disc
                 layout.note_stray_dir(found.tree, division)
             continue  # a file at the top (README.md, LICENSE) is the repository's own
         if kind != DIR:
-            _note_entry(found, root, division, kind)
+            _note_entry(found, root, Entry(division, kind))
             continue
         kinds = listing(root / division)
         if kinds is None:
-            _note_entry(found, root, division, DIR, _why_unlistable(root / division))
+            _note_entry(found, root, Entry(division, UNLISTABLE, why_unlistable(root / division), True))
             continue
         for submitter, sub_kind in sorted(kinds.items()):
             if submitter_filter is not None and submitter != submitter_filter:
                 continue
             if sub_kind in (LINK, OTHER):
-                _note_entry(found, root, f"{division}/{submitter}", sub_kind)
+                _note_entry(found, root, Entry(f"{division}/{submitter}", sub_kind))
             elif sub_kind == DIR and scan(root, f"{division}/{submitter}", found):
                 _submitter(root, cfg, division, submitter, found)
     return found
@@ -173,6 +132,7 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
     sub = root / sub_rel
     sub_key = sub_rel
     out = found.scope(sub_key)
+    _note_name(out, sub_rel, "submitter folder")
     here = listing(sub) or {}
     if here.get("results") != DIR:
         found.tree.add(
@@ -196,6 +156,7 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
     for system in subdirs(results):
         sys_key = system_json_rel(division, submitter, system)
         sys_out = found.scope(sys_key)
+        _note_name(sys_out, f"{sub_rel}/results/{system}", "system folder")
         system_json = load_system(root, division, submitter, system, sys_out)
         if system_json is not None:
             check_system(system_json, division, submitter, sys_key, sys_out)

@@ -22,11 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
+from subtool.mlperf.layout import SCENARIOS, Layout
 from subtool.mlperf.rounds import ROUNDS
 
-VERSIONS = tuple(sorted(ROUNDS))
-DIVISIONS = ("closed", "open", "network")
-SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server", "Interactive")
 SCENARIO_BY_LOWER = {s.lower(): s for s in SCENARIOS}
 EARLY_STOPPING_SCENARIOS = ("Server", "SingleStream", "MultiStream")
 SYSTEM_TYPES = ("datacenter", "edge", "datacenter,edge", "edge,datacenter")
@@ -271,31 +269,6 @@ TEST01_ACC_FILES = ("mlperf_log_accuracy.json", "accuracy.txt", "baseline_accura
 
 
 @dataclass(frozen=True)
-class Layout:
-    """Where a result's files live, relative to the submitter directory, for one layout generation."""
-
-    name: str
-    code_dir: str  # src (v6) | code (v5)
-    measurements_dir: str  # template with {system} {model} {scenario}
-    compliance_dir: str  # template: the folder holding TEST01/, TEST04/, …
-    measurements_json_in_dir: bool  # v6: measurements.json; v5: <system>[_<scenario>].json
-
-    def measurements(self, system: str, model: str, scenario: str) -> str:
-        return self.measurements_dir.format(system=system, model=model, scenario=scenario)
-
-    def compliance(self, system: str, model: str, scenario: str) -> str:
-        return self.compliance_dir.format(system=system, model=model, scenario=scenario)
-
-
-LAYOUTS = {
-    "v6": Layout("v6", "src", "results/{system}/{model}/{scenario}", "results/{system}/{model}/{scenario}", True),
-    "v5": Layout(
-        "v5", "code", "measurements/{system}/{model}/{scenario}", "compliance/{system}/{model}/{scenario}", False
-    ),
-}
-
-
-@dataclass(frozen=True)
 class Bound:
     metric: str
     reference: float
@@ -360,7 +333,7 @@ class RoundConfig:
 
     def __init__(self, table: Mapping) -> None:
         self.version: str = table["version"]
-        self.layout: Layout = LAYOUTS[table["layout"]]
+        self.layout: Layout = Layout(self.version)
         self.seeds: Mapping[str, int] = table["seeds"]
         self.aliases: Mapping[str, str] = table["aliases"]
         self._models: Mapping[str, Mapping] = table["models"]

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.benchmarks import BENCHMARKS, Benchmark, benchmark
-from subtool.mlperf.layout import DEFAULT_VERSION
+from subtool.mlperf.layout import DIVISIONS
+from subtool.mlperf.rounds import DEFAULT_VERSION, VERSIONS, check_version
 
 
 def _listed(name: str, version: str, mapping: Mapping[str, str] | None = None) -> bool:
@@ -42,7 +43,6 @@ def stand_in(bench: Benchmark, version: str) -> Benchmark | None:
 
 def rounds_listing(name: str) -> list[str]:
     """The rounds that list `name`, oldest first."""
-    from subtool.mlperf.round import VERSIONS
 
     return [v for v in VERSIONS if _listed(name, v)]
 
@@ -95,10 +95,9 @@ def choose_round(
 ) -> RoundChoice:
     """--version when given; else the default round, unless it does not know one of `models` (gptj-99 left after
     v5.0): then the newest round that lists them all. None of them anywhere: the default (the checker says why)."""
-    from subtool.mlperf.round import VERSIONS
 
     if version is not None:
-        return RoundChoice(version)  # the stage that uses it says when it is no round
+        return RoundChoice(check_version(version))  # refused here, before any stage starts (round.unknown)
     names = sorted(set(models))
     strangers = [n for n in names if not _fits_default(n, mapping)]
     if not strangers:
@@ -128,7 +127,6 @@ def tree_models(tree: Path) -> tuple[list[str], dict[str, str]]:
     """The model folders of a submission tree (<division>/<submitter>/results/<system>/<model>) and the
     model_mapping.json entries of its submitters."""
     from subtool.mlperf.logs import read_json_object
-    from subtool.mlperf.round import DIVISIONS
 
     models: set[str] = set()
     mapping: dict[str, str] = {}
@@ -145,7 +143,7 @@ def tree_models(tree: Path) -> tuple[list[str], dict[str, str]]:
 def choose_round_for_tree(tree: Path, version: str | None) -> RoundChoice:
     """The round a submission tree is checked or packed under: --version, else the one its models point to."""
     if version is not None:
-        return RoundChoice(version)  # the stage that uses it says when it is no round
+        return RoundChoice(check_version(version))  # refused here, before any stage starts (round.unknown)
     models, mapping = tree_models(tree)
     return choose_round(models, None, mapping=mapping)
 
@@ -156,7 +154,7 @@ def choose_round_for_runs(run_dirs: Iterable[Path], models: Iterable[str], versi
     import json
 
     if version is not None:
-        return RoundChoice(version)  # the stage that uses it says when it is no round
+        return RoundChoice(check_version(version))  # refused here, before any stage starts (round.unknown)
     names = [m for m in models if m]
     for run_dir in run_dirs:
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shutil
 import stat
 import tempfile
@@ -25,15 +24,18 @@ from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
 from subtool.mlperf.detail_log import latency_percentiles, read_detail_log
+from subtool.mlperf.layout import DIVISIONS, check_name
+from subtool.pack.checking import finding_views as _finding_views
+from subtool.pack.checking import run_checker as _run_checker
+from subtool.pack.checking import verdict as _verdict
 from subtool.pack.inputs import RunInfo, TreeInfo, scan_tree
 from subtool.pack.manifest import Manifest
 from subtool.pack.report import FindingView, ReportInput, ResultView, relative_finding_path, render_report
 from subtool.pack.runs import collect_runs
 from subtool.pack.runscript import PackCommand, render_run_script, render_tstamps
 from subtool.pack.summary import render_summary_json
-from subtool.pack.tarball import DIVISIONS, iter_tree, write_tarball
+from subtool.pack.tarball import iter_tree, write_tarball
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 OFFICIAL_MIN_DURATION_MS = 600_000
 
 
@@ -93,28 +95,6 @@ def artifact_names(name: str) -> dict[str, str]:
     }
 
 
-# ------------------------------------------------------------------------------------------------ checker
-def _run_checker(tree: Path, version: str, waive: frozenset[str]):
-    from subtool.checker.api import CheckOptions, check_tree
-
-    return check_tree(tree, CheckOptions(version=version, waive=frozenset(waive)))
-
-
-def _finding_views(report, tree: Path) -> list[FindingView]:
-    views = [
-        FindingView(
-            rule=str(getattr(f, "rule", "")),
-            severity=str(getattr(f, "severity", "")),
-            path=relative_finding_path(getattr(f, "path", None), tree),
-            message=str(getattr(f, "message", "")),
-            hint=str(getattr(f, "hint", "") or ""),
-        )
-        for f in report.findings
-    ]
-    order = {"error": 0, "waived": 1, "warning": 2, "info": 3}
-    return sorted(views, key=lambda v: (order.get(v.severity, 4), v.path, v.rule, v.message))
-
-
 def _result_views(report) -> dict[str, ResultView]:
     views = {}
     for r in getattr(report, "results", None) or []:
@@ -163,18 +143,9 @@ def result_latencies(tree: Path, tree_info: TreeInfo) -> dict[str, dict]:
     return out
 
 
-def _verdict(report) -> str:
-    return "PASS" if report.ok else "FAIL"
-
-
 # ------------------------------------------------------------------------------------------------- pack
 def _check_options(opts: PackOptions) -> tuple[Path, Path]:
-    if not _NAME.match(opts.name):
-        raise SubtoolError(
-            f"artifact name {opts.name!r} is not a plain file name",
-            rule="pack.name",
-            hint="use letters, digits, '.', '_' and '-', e.g. mlperf_submission_short",
-        )
+    check_name(opts.name, "artifact name", flag="--name")
     tree, out = Path(opts.tree), Path(opts.out)
     if not tree.is_dir():
         raise SubtoolError("the tree to pack does not exist or is not a folder", path=tree, rule="pack.tree")

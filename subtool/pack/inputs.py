@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.layout import DIVISIONS
 from subtool.mlperf.logs import parse_json, read_json_object
-from subtool.pack.tarball import DIVISIONS
 
 _MLLOG = ":::MLLOG "
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

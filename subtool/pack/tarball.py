@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from subtool.checker.rules.inputs import refuse_link
 from subtool.errors import SubtoolError
+from subtool.mlperf.layout import DIR, DIVISIONS, FILE, LINK, OTHER, Entry, listing, refusal, walk
 
-DIVISIONS = ("closed", "open", "network")
 CHUNK = 1 << 20
 _UNREADABLE = ("extract.truncated", "extract.corrupt", "extract.trailing_data", "extract.io")
 
@@ -106,13 +105,16 @@ def iter_tree(tree: Path, out_dir: Path | None = None) -> Iterator[tuple[str, Pa
     """Yield (archive name, path, lstat) for the division folders of `tree`, parents before children, sorted.
 
     Only closed/, open/ and network/ go in, as in the tarballs the competitions and MLC hand in: anything else at
-    the top of the tree (notes, the official checker's private-id file) is not part of the submission.
+    the top of the tree (notes, the official checker's private-id file) is not part of the submission. The walk
+    is the checker's (subtool.mlperf.layout.walk): a link, special file or unreadable entry is refused under the
+    rule id `subtool check` reports it with, so the tarball holds what was checked.
     """
     tree = Path(tree)
+    top = listing(tree) or {}
     for d in DIVISIONS:
-        if (tree / d).is_symlink():
-            raise refuse_link(tree / d, tree, "pack")
-    divisions = [d for d in DIVISIONS if (tree / d).is_dir()]
+        if top.get(d) in (LINK, OTHER):
+            raise refusal(Entry(d, top[d]), tree, "pack")
+    divisions = [d for d in DIVISIONS if top.get(d) == DIR]
     if not divisions:
         raise SubtoolError(
             "no closed/, open/ or network/ folder: this is not a submission tree",
@@ -121,31 +123,22 @@ def iter_tree(tree: Path, out_dir: Path | None = None) -> Iterator[tuple[str, Pa
             hint="pass the tree root given to `subtool package --out`",
         )
     out_real = Path(os.path.realpath(out_dir)) if out_dir is not None else None
-
-    def walk(path: Path, rel: PurePosixPath) -> Iterator[tuple[str, Path, os.stat_result]]:
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):  # the tarball must hold what was checked: one rule with check and publish
-            raise refuse_link(path, tree, "pack")
-        if stat.S_ISDIR(st.st_mode):
-            if out_real is not None and Path(os.path.realpath(path)) == out_real:
+    for division in divisions:
+        for entry in walk(tree, division):
+            if entry.kind not in (DIR, FILE):
+                raise refusal(entry, tree, "pack")
+            path = tree / entry.rel
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode) or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                raise refusal(Entry(entry.rel, LINK if stat.S_ISLNK(st.st_mode) else OTHER), tree, "pack")
+            if stat.S_ISDIR(st.st_mode) and out_real is not None and Path(os.path.realpath(path)) == out_real:
                 raise SubtoolError(
                     "the artifact folder is inside the tree it packs",
                     path=path,
                     rule="pack.out_inside_tree",
                     hint="give --out a folder outside closed/ and open/",
                 )
-            yield _archive_name(rel, path), path, st
-            for entry in sorted(os.listdir(path)):
-                yield from walk(path / entry, rel / entry)
-        elif stat.S_ISREG(st.st_mode):
-            yield _archive_name(rel, path), path, st
-        else:
-            raise SubtoolError(
-                "not a regular file or folder", path=path, rule="pack.special_file", hint="remove it from the tree"
-            )
-
-    for division in divisions:
-        yield from walk(tree / division, PurePosixPath(division))
+            yield _archive_name(PurePosixPath(entry.rel), path), path, st
 
 
 def _normalised_info(name: str, st: os.stat_result, mtime: int) -> tarfile.TarInfo:

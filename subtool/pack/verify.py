@@ -122,12 +122,13 @@ def _member_problems(members: dict[str, str], manifest: Manifest) -> list[str]:
 
 
 def _recheck(unpacked: Path, manifest: Manifest, applied: tuple[str, ...]) -> tuple[str, list[str]]:
-    from subtool.pack.api import _finding_views, _run_checker, _verdict
+    from subtool.pack.checking import finding_views, run_checker
+    from subtool.pack.checking import verdict as verdict_of
 
-    report = _run_checker(unpacked, manifest.version, frozenset(applied))
-    verdict = _verdict(report)
+    report = run_checker(unpacked, manifest.version, frozenset(applied))
+    verdict = verdict_of(report)
     problems = [
-        f"checker: {f.rule} {f.path}: {f.message}" for f in _finding_views(report, unpacked) if f.severity == "error"
+        f"checker: {f.rule} {f.path}: {f.message}" for f in finding_views(report, unpacked) if f.severity == "error"
     ]
     if manifest.verdict and manifest.verdict != verdict:
         problems.append(f"the checker now says {verdict}; at pack time it said {manifest.verdict}")

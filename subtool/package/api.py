@@ -23,7 +23,7 @@ from typing import Any
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.benchmarks import accuracy_line_ok, format_accuracy_line
-from subtool.mlperf.layout import DIVISIONS, Layout, ResultKey, check_name, layout_for
+from subtool.mlperf.layout import WRITABLE_DIVISIONS, Layout, ResultKey, check_name, layout_for
 from subtool.mlperf.round_choice import filed_as
 from subtool.package import documents
 from subtool.package.importers import ImportedResult, discover, import_loose
@@ -177,7 +177,7 @@ def _gather(opts: PackageOptions) -> list[ImportedResult]:
 
 
 def _division(opts: PackageOptions, imp: ImportedResult) -> str:
-    if opts.division is not None and opts.division not in DIVISIONS:
+    if opts.division is not None and opts.division not in WRITABLE_DIVISIONS:
         raise SubtoolError(f"unknown division {opts.division!r}", rule="cli.usage", hint="use open or closed")
     if imp.demo:
         if opts.division == "closed":
@@ -463,7 +463,7 @@ def package_results(
     """Import every input, then lay the results out under `opts.out` in one all-or-nothing step."""
     layout = layout_for(opts.version)
     submitter = check_name(opts.submitter, "submitter", flag="--submitter")
-    if opts.division is not None and opts.division not in DIVISIONS:
+    if opts.division is not None and opts.division not in WRITABLE_DIVISIONS:
         raise SubtoolError(f"unknown division {opts.division!r}", rule="cli.usage", hint="use open or closed")
     if opts.system is not None:
         check_name(opts.system, "system name", flag="--system")

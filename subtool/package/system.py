@@ -9,6 +9,7 @@ tell the user what to fill in. Validation gives one message per field, naming it
 from __future__ import annotations
 
 import functools
+import glob
 import importlib.metadata
 import json
 import os
@@ -23,6 +24,7 @@ from typing import Any
 
 from subtool import __version__
 from subtool.errors import SubtoolError
+from subtool.mlperf.layout import check_name
 from subtool.schemas import load_schema
 
 SCHEMA_NAME = "system_desc"
@@ -164,35 +166,16 @@ def _nvidia_smi() -> list[dict[str, str]]:
     return gpus
 
 
-def _torch_gpus() -> list[dict[str, str]]:
-    """Only when nvidia-smi is absent and a GPU driver is present; torch is imported here and only here."""
-    if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/kfd")):
-        return []
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        return []
-    try:
-        import torch  # noqa: PLC0415 - heavy, optional
-
-        if not torch.cuda.is_available():
-            return []
-        gpus = []
-        for i in range(torch.cuda.device_count()):
-            p = torch.cuda.get_device_properties(i)
-            gpus.append(
-                {
-                    "name": p.name,
-                    "memory_mib": str(p.total_memory // (1 << 20)),
-                    "sm_mhz": "",
-                    "pcie_gen": "",
-                    "pcie_width": "",
-                    "driver": "",
-                }
-            )
-        return gpus
-    except Exception:  # noqa: BLE001 - a broken torch must not stop packaging
-        return []
+def _driver_gpus() -> list[dict[str, str]]:
+    """Only when nvidia-smi is absent: the model names the NVIDIA driver lists under /proc (no memory size, which
+    the description then marks as not detected). packaging never imports torch (docs/architecture.md)."""
+    gpus = []
+    for info in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information")):
+        text = _read(info) or ""
+        model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model:")), "")
+        if model:
+            gpus.append({"name": model, "memory_mib": "", "sm_mhz": "", "pcie_gen": "", "pcie_width": "", "driver": ""})
+    return gpus
 
 
 def _os_name() -> str:
@@ -213,7 +196,7 @@ def _pkg_version(name: str) -> str | None:
 @functools.lru_cache(maxsize=1)
 def probe_host() -> dict[str, Any]:
     """Everything detection reads from this machine (cached: it does not change within a process)."""
-    gpus = _nvidia_smi() or _torch_gpus()
+    gpus = _nvidia_smi() or _driver_gpus()
     storage_cap, storage_type = _storage()
     networking, nic_count = _network()
     return {
@@ -272,6 +255,8 @@ def detect_system(
     status: str = "available",
 ) -> SystemDescription:
     """Describe this host as the official checker wants it; placeholders are listed in `.guessed`."""
+    if submitter:  # the submitter folder's name: the tree's one alphabet (empty: left for the user to fill in)
+        check_name(submitter, "submitter", flag="--submitter")
     host = probe_host()
     versions = dict(versions or {})
     cpu = host["cpu"]

@@ -14,11 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool import __version__
-from subtool.checker.rules.inputs import refuse_link
 from subtool.errors import EXIT_USAGE, SubtoolError
+from subtool.mlperf.layout import (
+    DIR,
+    DIVISIONS,
+    FILE,
+    LINK,
+    OTHER,
+    Entry,
+    check_name,
+    listing,
+    refusal,
+    subdirs,
+    walk,
+)
 from subtool.publish.git import FileEntry
 
-DIVISIONS = ("closed", "open", "network")
 RESULT_ROOTS = ("results", "measurements", "compliance")
 _SAFE_REF_PART = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -53,11 +64,17 @@ class PublishContent:
         return sorted({s.division for s in self.submitters})
 
 
-def _subdirs(path: Path, links: bool = False) -> list[Path]:
-    """Folders in `path` (hidden ones left out); with `links`, links are kept too, so that they are refused."""
-    return sorted(
-        p for p in path.iterdir() if (p.is_dir() or (links and p.is_symlink())) and not p.name.startswith(".")
-    )
+def _subdirs(path: Path) -> list[Path]:
+    """The real folders in `path` (links are refused by the walk)."""
+    return [path / name for name in subdirs(path)]
+
+
+def _check_names(tree: Path, sub: SubmitterDir) -> None:
+    """The submitter folder's name and its system folders' names: the alphabet of every command (tree.bad_name)."""
+    check_name(sub.submitter, "submitter folder", path=tree / sub.rel)
+    for root_name in RESULT_ROOTS:
+        for system in subdirs(tree / sub.rel / root_name):
+            check_name(system, "system folder", path=tree / sub.rel / root_name / system)
 
 
 def find_submitters(tree: Path) -> list[SubmitterDir]:
@@ -68,15 +85,19 @@ def find_submitters(tree: Path) -> list[SubmitterDir]:
             rule="publish.tree",
             exit_code=EXIT_USAGE,
         )
+    top = listing(tree) or {}
     for div in DIVISIONS:
-        if (tree / div).is_symlink():
-            raise refuse_link(tree / div, tree, "publish")
-    found = [
-        SubmitterDir(div, sub.name)
-        for div in DIVISIONS
-        if (tree / div).is_dir()
-        for sub in _subdirs(tree / div, links=True)
-    ]
+        if top.get(div) in (LINK, OTHER):
+            raise refusal(Entry(div, top[div]), tree, "publish")
+    found = []
+    for div in DIVISIONS:
+        if top.get(div) != DIR:
+            continue
+        for name, kind in sorted((listing(tree / div) or {}).items()):
+            if kind in (LINK, OTHER):  # the walk refuses it (tree.symlink / tree.special_file)
+                found.append(SubmitterDir(div, name))
+            elif kind == DIR:
+                found.append(SubmitterDir(div, name))
     if not found:
         raise SubtoolError(
             "no <division>/<submitter>/ directory to publish (expected closed/, open/ or network/)",
@@ -89,40 +110,24 @@ def find_submitters(tree: Path) -> list[SubmitterDir]:
 
 
 def _walk_files(tree: Path, sub: SubmitterDir) -> list[FileEntry]:
-    """Every file under the submitter folder. A link anywhere (to a file or a folder, inside or outside the
-    tree, dangling or a loop) refuses the whole publish, before anything is fetched or pushed: the rule
-    check and pack apply too (tree.symlink)."""
+    """Every file under the submitter folder, walked as `subtool check` walks it. A link anywhere (to a file or
+    a folder, inside or outside the tree, dangling or a loop), a special file or an unreadable entry refuses
+    the whole publish, before anything is fetched or pushed, under the rule id check reports it with."""
     entries: list[FileEntry] = []
-    root = tree / sub.rel
-    if root.is_symlink():
-        raise refuse_link(root, tree, "publish")
-
-    def unreadable(exc: OSError) -> None:
-        raise SubtoolError(
-            f"cannot be read ({exc.strerror or exc})",
-            path=exc.filename or root,
-            rule="publish.tree",
-            exit_code=EXIT_USAGE,
-            hint="make it readable or remove it",
-        )
-
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for name in sorted(dirnames + filenames):
-            if (Path(dirpath) / name).is_symlink():
-                raise refuse_link(Path(dirpath) / name, tree, "publish")
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            rel = path.relative_to(tree).as_posix()
-            if any(ch in rel for ch in "\n\r\t\0"):
-                raise SubtoolError(
-                    "file name contains a control character", path=path, rule="publish.tree", exit_code=EXIT_USAGE
-                )
-            if not path.is_file():
-                raise SubtoolError(
-                    "not a regular file (FIFO, socket or device)", path=path, rule="publish.tree", exit_code=EXIT_USAGE
-                )
-            entries.append(FileEntry(rel, path, os.access(path, os.X_OK)))
+    top = listing(tree / sub.division) or {}
+    if top.get(sub.submitter) in (LINK, OTHER):
+        raise refusal(Entry(sub.rel, top[sub.submitter]), tree, "publish")
+    for entry in walk(tree, sub.rel, skip=frozenset({".git"})):
+        if entry.kind not in (DIR, FILE):
+            raise refusal(entry, tree, "publish")
+        if entry.kind == DIR:
+            continue
+        path = tree / entry.rel
+        if any(ch in entry.rel for ch in "\n\r\t\0"):
+            raise SubtoolError(
+                "file name contains a control character", path=path, rule="publish.tree", exit_code=EXIT_USAGE
+            )
+        entries.append(FileEntry(entry.rel, path, os.access(path, os.X_OK)))
     return entries
 
 
@@ -134,6 +139,8 @@ def scan_tree(tree: Path) -> PublishContent:
     systems: set[str] = set()
     scenarios: dict[str, set[str]] = {}
     results: list[tuple[str, str, str, str, str]] = []
+    for sub in submitters:
+        _check_names(tree, sub)
     for sub in submitters:
         files.extend(_walk_files(tree, sub))
         for root_name in RESULT_ROOTS:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from subtool.publish.content import DIVISIONS, RESULT_ROOTS, PublishContent, SubmitterDir
+from subtool.mlperf.layout import DIVISIONS
+from subtool.publish.content import RESULT_ROOTS, PublishContent, SubmitterDir
 from subtool.publish.git import BlobEntry, FileEntry
 
 Result = tuple[str, str, str, str, str]  # division, submitter, system, model, scenario

@@ -196,13 +196,10 @@ def round_seeds(version: str | None) -> dict[str, int] | None:
     """A submission round's official LoadGen RNG seeds (None: no round asked, LoadGen's built-in ones)."""
     if version is None:
         return None
-    from subtool.mlperf.round import VERSIONS, round_config
+    from subtool.mlperf.round import round_config
+    from subtool.mlperf.rounds import check_version
 
-    if version not in VERSIONS:
-        raise SubtoolError(
-            f"unknown submission round {version!r}", rule="run.version", hint=f"use one of {', '.join(VERSIONS)}"
-        )
-    return dict(round_config(version).seeds)
+    return dict(round_config(check_version(version)).seeds)
 
 
 def _seeds_record(seeds: dict | None) -> dict | None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.layout import DIVISIONS
 
-DIVISIONS = ("closed", "open", "network")
 TARBALL_SUFFIXES = (".tar.gz", ".tgz")
 COMPANIONS = {
     "summary_json": "{}_summary.json",

@@ -229,7 +229,7 @@ def _tables(reader: _Reader, key: str) -> list[dict]:
 
 def _check_settings(root: _Reader) -> CheckSettings:
     from subtool.checker.rules import all_rules
-    from subtool.mlperf.round import VERSIONS
+    from subtool.mlperf.rounds import VERSIONS
 
     r = _Reader(root.get("check", dict, {}), "check", root.source)
     version = r.get("version", str, "v6.1")

@@ -101,7 +101,7 @@ def test_v6_rules_on_a_v5_tree_say_so(case_trees):
     "args, words",
     [
         (["check", "/nonexistent/tree"], "does not exist"),
-        (["check", ".", "--version", "v4.9"], "unknown round"),
+        (["check", ".", "--version", "v4.9"], "unknown submission round 'v4.9' [round.unknown]"),
         (["check", ".", "--waive", "perf.no_such_rule"], "cannot waive unknown rule"),
     ],
 )

@@ -85,7 +85,7 @@ def test_run_dir_to_v61_tree(pkg_lg, tmp_path):
     # documentation/ and src/ (with the subtool source, no caches)
     assert (sub / "documentation" / "README.md").is_file() and (sub / "documentation" / "calibration.md").is_file()
     copied = sub / "src" / "subtool-0.1.0" / "subtool"
-    assert (copied / "submission" / "package.py").is_file()
+    assert (copied / "package" / "api.py").is_file()
     assert not [p for p in (sub / "src").rglob("*") if p.name == "__pycache__" or p.name.startswith(".")]
     assert (sub / "src" / "bert-99" / "README.md").is_file()
     readme = (result / "README.md").read_text()
@@ -152,7 +152,7 @@ def test_bad_submitter_name_one_line_error(pkg_lg, tmp_path, name):
     r = runner.invoke(app, ["package", "--from", str(pkg_lg["Offline"]), "--submitter", name, "--out", str(out)])
     assert r.exit_code == 2
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(err) == 1 and "submitter" in err[0] and "[package.bad_name]" in err[0]
+    assert len(err) == 1 and "submitter" in err[0] and "[tree.bad_name]" in err[0]
     assert not out.exists()
 
 

@@ -126,8 +126,11 @@ def test_folder_names_cannot_write_workflow_commands(checkout, tmp_path):
 def test_the_repositorys_own_folders_are_not_findings(checkout):
     proc = _subtool(["ci", str(checkout), "--base-ref", "origin/main", "--json"], checkout)
     doc = json.loads(proc.stdout)
-    outside = [f for f in doc["findings"] if not f["path"].startswith(("open/TeamX/", f"closed/{HOSTILE_SUBMITTER}/"))]
+    ours = ("open/TeamX/", f"closed/{HOSTILE_SUBMITTER}/")
+    outside = [f for f in doc["findings"] if not (f["path"] + "/").startswith(ours)]
     assert outside == []
+    # the hostile name itself is refused by the one name rule (tree.bad_name), at the submitter folder
+    assert any(f["rule"] == "tree.bad_name" and f["path"] == f"closed/{HOSTILE_SUBMITTER}" for f in doc["findings"])
     assert ".git" not in proc.stderr and ".github" not in proc.stderr and "tools" not in proc.stderr
     assert sorted(doc["other_paths"]) == [".github/workflows/check.yml", "tools/score.py"]
 

@@ -9,15 +9,11 @@ it. So there is no "safe" link, and one rule is simpler to keep than several.
 
 from __future__ import annotations
 
-import errno
-import os
-from pathlib import Path
-
 from subtool.checker.registry import define
-from subtool.errors import EXIT_USAGE, SubtoolError
+from subtool.mlperf import layout
 
 SYMLINK = define(
-    "tree.symlink",
+    layout.SYMLINK,
     "error",
     "A symbolic link in a division folder (closed/, open/, network/), wherever it points: outside the tree, "
     "inside it, nowhere (dangling) or to itself (a loop). A submission holds plain files and folders; `subtool "
@@ -27,16 +23,17 @@ SYMLINK = define(
     "result passes)",
 )
 UNREADABLE = define(
-    "tree.unreadable",
+    layout.UNREADABLE,
     "error",
     "A file or folder in a division folder cannot be read (permissions, I/O error). Everything beside it is "
-    "still checked.",
+    "still checked. `subtool pack` and `subtool publish` refuse it by this same rule.",
     "crashes with a traceback, or skips the folder silently",
 )
 SPECIAL_FILE = define(
-    "tree.special_file",
+    layout.SPECIAL_FILE,
     "error",
-    "An entry that is neither a regular file nor a folder (FIFO, socket, device): reading it could block or never end.",
+    "An entry that is neither a regular file nor a folder (FIFO, socket, device): reading it could block or never "
+    "end. `subtool pack` and `subtool publish` refuse it by this same rule.",
     "hangs on a FIFO",
 )
 NOT_FINITE = define(
@@ -48,45 +45,11 @@ NOT_FINITE = define(
     "has none.",
     "accepts them: a NaN or Infinity result passes and is written to summary.csv",
 )
-
-LINK_HINT = (
-    "replace the link with a copy of what it points to: a submission holds plain files and folders "
-    "(check, pack, publish and score all refuse links)"
+BAD_NAME = define(
+    layout.BAD_NAME,
+    "error",
+    f"A submitter or system folder whose name is not {layout.NAME_ALPHABET}. The same check, under the same "
+    "id, refuses the name in `subtool package`, `all`, `system`, `pack --name` and `publish`.",
+    "the current checker accepts any name; the previous one and MLCommons' repository_checks.sh refuse names "
+    "with a space or a leading dot",
 )
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def describe_link(path: Path | str, tree: Path | str) -> str:
-    """What a symbolic link is, in words: where it points and whether that leaves the tree, dangles or loops."""
-    path = str(path)
-    try:
-        target = os.readlink(path)
-    except OSError:
-        target = "?"
-    shown = target if len(target) <= 120 else target[:117] + "..."
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return f"is a symbolic link loop (to {shown!r})"
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return f"is a symbolic link to {shown!r}, which does not exist (dangling)"
-        return f"is a symbolic link to {shown!r}, which cannot be reached ({exc.strerror})"
-    real = os.path.realpath(path)
-    if not _inside(real, os.path.realpath(str(tree))):
-        return f"is a symbolic link to {shown!r}, outside the tree"
-    return f"is a symbolic link to {shown!r} (inside the tree)"
-
-
-def refuse_link(path: Path | str, tree: Path | str, stage: str) -> SubtoolError:
-    """The one-line refusal pack and publish raise for a link (same rule id as check's finding)."""
-    return SubtoolError(
-        f"{describe_link(path, tree)}; {stage} refuses symbolic links",
-        path=path,
-        rule=SYMLINK,
-        hint=LINK_HINT,
-        exit_code=EXIT_USAGE,
-    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from subtool.checker.findings import Collector
 from subtool.checker.registry import define
-from subtool.mlperf.round import VERSIONS, RoundConfig, round_config
+from subtool.mlperf.round import RoundConfig, round_config
+from subtool.mlperf.rounds import VERSIONS
 
 UNKNOWN_MODEL = define(
     "model.unknown",

@@ -1,0 +1,33 @@
+"""pack's use of the checker (the declared pack → checker edge): run it on a tree, and the findings as the
+report and verify show them. pack/api.py and pack/verify.py both import it, so neither imports the other back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from subtool.pack.report import FindingView, relative_finding_path
+
+
+def run_checker(tree: Path, version: str, waive: frozenset[str]):
+    from subtool.checker.api import CheckOptions, check_tree
+
+    return check_tree(tree, CheckOptions(version=version, waive=frozenset(waive)))
+
+
+def finding_views(report, tree: Path) -> list[FindingView]:
+    views = [
+        FindingView(
+            rule=str(getattr(f, "rule", "")),
+            severity=str(getattr(f, "severity", "")),
+            path=relative_finding_path(getattr(f, "path", None), tree),
+            message=str(getattr(f, "message", "")),
+            hint=str(getattr(f, "hint", "") or ""),
+        )
+        for f in report.findings
+    ]
+    order = {"error": 0, "waived": 1, "warning": 2, "info": 3}
+    return sorted(views, key=lambda v: (order.get(v.severity, 4), v.path, v.rule, v.message))
+
+
+def verdict(report) -> str:
+    return "PASS" if report.ok else "FAIL"
