@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from subtool.errors import SubtoolError
-from subtool.mlperf.layout import DIVISIONS
+from subtool.mlperf.layout import DIVISIONS, subdirs
 from subtool.mlperf.logs import parse_json, read_json_object
 
 _MLLOG = ":::MLLOG "
@@ -182,13 +182,9 @@ def _read_json(path: Path) -> dict:
 
 
 def _subdirs(path: Path) -> list[Path]:
-    """Real folders only: a link is never followed (pack refuses it by rule tree.symlink before this runs)."""
-    if path.is_symlink() or not path.is_dir():
-        return []
-    try:
-        return sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
-    except OSError:
-        return []
+    """Real folders only, as the one walker lists them: a link is never followed (pack refuses it by rule
+    tree.symlink before this runs)."""
+    return [] if path.is_symlink() else [path / name for name in subdirs(path)]
 
 
 def scan_tree(tree: Path) -> TreeInfo:
