@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.errors import SubtoolError
-from subtool.package import api as package_mod
+from subtool.package import group as package_group
 from subtool.package import truncate as truncate_mod
-from subtool.package.api import ASIDE_PREFIX, STAGING_PREFIX, PackageOptions, package_results
+from subtool.package.api import PackageOptions, package_results
+from subtool.package.staging import ASIDE_PREFIX, STAGING_PREFIX
 
 runner = CliRunner()
 
@@ -524,7 +525,7 @@ def test_interruption_after_merging_model_mapping_leaves_it(pkg_lg, tmp_path, mo
     def boom(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(package_mod, "_write_documents", boom)  # after model_mapping.json was merged
+    monkeypatch.setattr(package_group, "write_documents", boom)  # after model_mapping.json was merged
     with pytest.raises(KeyboardInterrupt):
         package_results(
             opts(out, perf=run / "performance/run_1", acc=run / "accuracy", model="bert-b=bert-99", division="open")
