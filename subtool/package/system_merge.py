@@ -126,8 +126,10 @@ def stage_system(
             hint="pass --force to replace it, or edit the file in the tree",
         )
     notes = [f"kept the existing {rel} (detected values not applied)"]
+    if not isinstance(current, dict):
+        return notes  # not JSON, or not an object: not ours to repair, the checker says what is wrong with it
     widened = {k: desc.fields[k] for k in MERGED_SYSTEM_FIELDS if current.get(k) != desc.fields[k]}
-    if isinstance(current, dict) and widened:
+    if widened:
         _write_json(target, {**current, **widened})
         notes.append(_widened_note(rel, current, desc.fields))
     return notes

@@ -406,6 +406,17 @@ def test_system_file_conflicting_with_tree_needs_force(pkg_lg, tmp_path):
     assert json.loads((out / "closed/TeamX/systems/box1.json").read_text())["cooling"] == "liquid"
 
 
+@pytest.mark.parametrize("damaged", ["{not json", "[1, 2]"])
+def test_damaged_system_description_in_tree_is_kept_as_it_is(pkg_lg, tmp_path, damaged):
+    out = tmp_path / "tree"
+    package_results(opts(out, pkg_lg["SingleStream"]))
+    target = out / "closed/TeamX/systems/box1.json"
+    target.write_text(damaged)
+    res = package_results(opts(out, pkg_lg["Offline"]))  # joins box1: no traceback, the file is not repaired
+    assert target.read_text() == damaged
+    assert "kept the existing closed/TeamX/systems/box1.json (detected values not applied)" in res.notes
+
+
 def test_interrupted_package_leaves_previous_tree(pkg_lg, tmp_path, monkeypatch):
     out = tmp_path / "tree"
     before = _good_tree(pkg_lg, out)
