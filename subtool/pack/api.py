@@ -19,6 +19,7 @@ import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from subtool import __version__
 from subtool.errors import SubtoolError
@@ -31,10 +32,10 @@ from subtool.pack.checking import verdict as _verdict
 from subtool.pack.inputs import RunInfo, TreeInfo, scan_tree
 from subtool.pack.manifest import Manifest
 from subtool.pack.report import FindingView, ReportInput, ResultView, relative_finding_path, render_report
-from subtool.pack.runs import collect_runs
+from subtool.pack.runs import PackedRuns, collect_runs
 from subtool.pack.runscript import PackCommand, render_run_script, render_tstamps
 from subtool.pack.summary import render_summary_json
-from subtool.pack.tarball import iter_tree, write_tarball
+from subtool.pack.tarball import TarballStats, iter_tree, write_tarball
 
 OFFICIAL_MIN_DURATION_MS = 600_000
 
@@ -258,7 +259,6 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
     tree, out = _check_options(opts)
     tree_info = scan_tree(tree)
     packed = collect_runs([Path(p) for p in opts.runs], tree_info)  # every run whose results the tree holds
-    runs = packed.runs
     waive = frozenset(opts.waive)
     names = artifact_names(opts.name)
     say = console.print if console is not None else (lambda *a, **k: None)
@@ -278,104 +278,157 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
     staging = Path(tempfile.mkdtemp(prefix=f".{opts.name}.", suffix=".staging", dir=out))
     try:
         staged = {kind: staging / fname for kind, fname in names.items()}
-        with open(staged["tarball"], "wb") as fh:
-            stats = write_tarball(tree, fh, out_dir=out)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _ensure_unchanged(tree, before, stats.members)
+        stats = _stage_tarball(tree, out, staged["tarball"], before)
         say(
             f"pack: {len(stats.members)} files ({stats.content_bytes / 1e6:.1f} MB) → {names['tarball']} "
             f"({stats.size / 1e6:.1f} MB)",
             highlight=False,
         )
-        verdict = _verdict(report)
-        findings = _finding_views(report, tree)
-        run_style = _run_style(runs, report, tree_info, waive)
-        demo = any(r.demo for r in runs) or any(_marked_demo(s) for s in tree_info.systems)
-
-        from subtool.checker.report import write_summary_csv
-
-        report = _portable(report, tree)
-        write_summary_csv(report, staged["summary_csv"])
-        hashes = {names["tarball"]: stats.sha256, names["summary_csv"]: sha256_file(staged["summary_csv"])}
-        command = PackCommand(
-            tree=Path(opts.tree),
-            out=Path(opts.out),
-            name=opts.name,
-            runs=[Path(r) for r in opts.runs],
-            version=opts.version,
-            waive=tuple(sorted(waive)),
-        )
-        hashes[names["run"]] = _write_text(
-            staged["run"], render_run_script(opts.name, packed, tree_info, command, run_style)
-        )
-        os.chmod(staged["run"], 0o755)  # a script someone can re-run as ./<name>.run
-        tstamps = render_tstamps(packed, tree_info)
-        hashes[names["tstamps"]] = _write_text(staged["tstamps"], tstamps)
-        rows = list(getattr(report, "rows", []) or [])
-        latencies = result_latencies(tree, tree_info)
-        hashes[names["md"]] = _write_text(
-            staged["md"],
-            render_report(
-                ReportInput(
-                    name=opts.name,
-                    version=opts.version,
-                    verdict=verdict,
-                    waive=tuple(sorted(waive)),
-                    run_style=run_style,
-                    demo=demo,
-                    tree=tree_info,
-                    runs=runs,
-                    rows=rows,
-                    findings=findings,
-                    tstamps=tstamps,
-                    hashes=dict(hashes),
-                    verdicts=_result_views(report),
-                    latencies=latencies,
-                )
-            ),
-        )
-        block = _subtool_block(opts, verdict, findings, run_style, demo, runs, tree_info, hashes, stats)
-        if latencies:
-            block["latency_percentiles"] = latencies
-        hashes[names["summary_json"]] = _write_text(
-            staged["summary_json"], render_summary_json(staged["summary_csv"], block)
-        )
-        manifest = Manifest(
-            name=opts.name,
-            version=opts.version,
-            waive=tuple(sorted(waive)),
-            verdict=verdict,
-            subtool_version=__version__,
-            artifacts=dict(hashes),
-            members=dict(stats.members),
-        )
-        _write_text(staged["manifest"], manifest.render())
-
+        checked = _judge(opts, tree, tree_info, packed, waive, report, stats)
+        hashes = _write_artifacts(checked, names, staged)
         # Everything is written: now move it into place (manifest last, so it never names missing files).
         for kind in ("tarball", "summary_csv", "summary_json", "run", "tstamps", "md", "manifest"):
             os.replace(staged[kind], out / names[kind])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-    counts = {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "waived")}
-    result = PackResult(
-        ok=bool(report.ok),
-        verdict=verdict,
+    result = _pack_result(checked, out, names, hashes)
+    _say_verdict(say, result, checked.findings)
+    return result
+
+
+@dataclass
+class _Checked:
+    """The checked tree and its tarball: what every artifact written after them repeats."""
+
+    opts: PackOptions
+    tree: Path
+    tree_info: TreeInfo
+    packed: PackedRuns
+    waive: frozenset[str]
+    report: Any  # the checker's report, paths made relative to the tree
+    stats: TarballStats
+    verdict: str
+    findings: list[FindingView]
+    run_style: str
+    demo: bool
+    latencies: dict
+
+
+def _stage_tarball(tree: Path, out: Path, dest: Path, before: dict[str, str]) -> TarballStats:
+    with open(dest, "wb") as fh:
+        stats = write_tarball(tree, fh, out_dir=out)
+        fh.flush()
+        os.fsync(fh.fileno())
+    _ensure_unchanged(tree, before, stats.members)
+    return stats
+
+
+def _judge(
+    opts: PackOptions,
+    tree: Path,
+    tree_info: TreeInfo,
+    packed: PackedRuns,
+    waive: frozenset[str],
+    report,
+    stats: TarballStats,
+) -> _Checked:
+    runs = packed.runs
+    return _Checked(
+        opts=opts,
+        tree=tree,
+        tree_info=tree_info,
+        packed=packed,
+        waive=waive,
+        verdict=_verdict(report),
+        findings=_finding_views(report, tree),
+        run_style=_run_style(runs, report, tree_info, waive),
+        demo=any(r.demo for r in runs) or any(_marked_demo(s) for s in tree_info.systems),
+        report=_portable(report, tree),
+        stats=stats,
+        latencies=result_latencies(tree, tree_info),
+    )
+
+
+def _write_artifacts(c: _Checked, names: dict[str, str], staged: dict[str, Path]) -> dict[str, str]:
+    """Write every artifact but the tarball into staging; return their hashes (the manifest's list)."""
+    from subtool.checker.report import write_summary_csv
+
+    opts = c.opts
+    write_summary_csv(c.report, staged["summary_csv"])
+    hashes = {names["tarball"]: c.stats.sha256, names["summary_csv"]: sha256_file(staged["summary_csv"])}
+    command = PackCommand(
+        tree=Path(opts.tree),
+        out=Path(opts.out),
         name=opts.name,
+        runs=[Path(r) for r in opts.runs],
+        version=opts.version,
+        waive=tuple(sorted(c.waive)),
+    )
+    hashes[names["run"]] = _write_text(
+        staged["run"], render_run_script(opts.name, c.packed, c.tree_info, command, c.run_style)
+    )
+    os.chmod(staged["run"], 0o755)  # a script someone can re-run as ./<name>.run
+    tstamps = render_tstamps(c.packed, c.tree_info)
+    hashes[names["tstamps"]] = _write_text(staged["tstamps"], tstamps)
+    hashes[names["md"]] = _write_text(staged["md"], render_report(_report_input(c, tstamps, hashes)))
+    block = _subtool_block(
+        opts, c.verdict, c.findings, c.run_style, c.demo, c.packed.runs, c.tree_info, hashes, c.stats
+    )
+    if c.latencies:
+        block["latency_percentiles"] = c.latencies
+    hashes[names["summary_json"]] = _write_text(
+        staged["summary_json"], render_summary_json(staged["summary_csv"], block)
+    )
+    manifest = Manifest(
+        name=opts.name,
+        version=opts.version,
+        waive=tuple(sorted(c.waive)),
+        verdict=c.verdict,
+        subtool_version=__version__,
+        artifacts=dict(hashes),
+        members=dict(c.stats.members),
+    )
+    _write_text(staged["manifest"], manifest.render())
+    return hashes
+
+
+def _report_input(c: _Checked, tstamps: str, hashes: dict[str, str]) -> ReportInput:
+    return ReportInput(
+        name=c.opts.name,
+        version=c.opts.version,
+        verdict=c.verdict,
+        waive=tuple(sorted(c.waive)),
+        run_style=c.run_style,
+        demo=c.demo,
+        tree=c.tree_info,
+        runs=c.packed.runs,
+        rows=list(getattr(c.report, "rows", []) or []),
+        findings=c.findings,
+        tstamps=tstamps,
+        hashes=dict(hashes),
+        verdicts=_result_views(c.report),
+        latencies=c.latencies,
+    )
+
+
+def _pack_result(c: _Checked, out: Path, names: dict[str, str], hashes: dict[str, str]) -> PackResult:
+    counts = {s: sum(1 for f in c.findings if f.severity == s) for s in ("error", "warning", "waived")}
+    return PackResult(
+        ok=bool(c.report.ok),
+        verdict=c.verdict,
+        name=c.opts.name,
         out=out,
         artifacts={kind: out / fname for kind, fname in names.items()},
         sha256=hashes,
         errors=counts["error"],
         warnings=counts["warning"],
         waived=counts["waived"],
-        members=len(stats.members),
-        tarball_bytes=stats.size,
-        run_style=run_style,
-        latencies=latencies,
+        members=len(c.stats.members),
+        tarball_bytes=c.stats.size,
+        run_style=c.run_style,
+        latencies=c.latencies,
     )
-    _say_verdict(say, result, findings)
-    return result
 
 
 def _hash_tree(tree: Path, out: Path) -> dict[str, str]:

@@ -177,8 +177,26 @@ def render_report(data: ReportInput) -> str:
     tree = data.tree
     lines = [f"# MLPerf Inference submission: {', '.join(tree.submitters) or 'unknown submitter'}", ""]
     lines += [p for para in _verdict_paragraph(data, counts) for p in (para, "")]
+    lines += _overview_lines(data, counts)
+    lines += ["## Results", ""]
+    lines += _results_lines(data)
+    lines += _latency_lines(data)
+    lines += ["## Notable settings", ""]
+    lines += _settings_lines(data)
+    lines += ["## Platform", ""]
+    lines += _platform_lines(data)
+    lines += ["## Checker findings", ""]
+    lines += _findings_lines(data)
+    lines += ["## Timestamps (`date -u`, before and after each run)", ""]
+    lines += ["```", *(data.tstamps.splitlines() or ["(none found)"]), "```", ""]
+    lines += ["## Artifacts", ""]
+    lines += _artifact_lines(data)
+    return "\n".join(lines)
 
-    lines += _table(
+
+def _overview_lines(data: ReportInput, counts: dict[str, int]) -> list[str]:
+    tree = data.tree
+    return _table(
         ["Submission", ""],
         [
             ["Submitter", ", ".join(tree.submitters)],
@@ -191,7 +209,11 @@ def render_report(data: ReportInput) -> str:
         ],
     ) + [""]
 
-    lines += ["## Results", ""]
+
+def _results_lines(data: ReportInput) -> list[str]:
+    """One row per result: the checker's view of its value when it has one, else the summary's, else the logs'."""
+    tree = data.tree
+    lines: list[str] = []
     table = []
     for result in tree.results:
         row = _row_for(result, data.rows)
@@ -224,10 +246,13 @@ def render_report(data: ReportInput) -> str:
     else:
         lines.append("No results found under `results/`.")
     lines.append("")
+    return lines
 
-    lines += _latency_lines(data)
 
-    lines += ["## Notable settings", ""]
+def _settings_lines(data: ReportInput) -> list[str]:
+    """LoadGen's effective settings of each result, then what each run recorded beside them."""
+    tree = data.tree
+    lines: list[str] = []
     settings = []
     for result in tree.results:
         p = result.perf
@@ -269,8 +294,12 @@ def render_report(data: ReportInput) -> str:
         )
     if data.runs:
         lines.append("")
+    return lines
 
-    lines += ["## Platform", ""]
+
+def _platform_lines(data: ReportInput) -> list[str]:
+    tree = data.tree
+    lines: list[str] = []
     for system in tree.systems:
         f = system.fields
         ordered = [k for k in _PLATFORM_ORDER if k in f] + sorted(k for k in f if k not in _PLATFORM_ORDER)
@@ -280,8 +309,11 @@ def render_report(data: ReportInput) -> str:
         ) + [""]
     if not tree.systems:
         lines += ["No system description (`systems/<system>.json`) in the tree.", ""]
+    return lines
 
-    lines += ["## Checker findings", ""]
+
+def _findings_lines(data: ReportInput) -> list[str]:
+    lines: list[str] = []
     for severity, title in (("error", "Errors"), ("waived", "Waived"), ("warning", "Warnings"), ("info", "Notes")):
         chosen = [f for f in data.findings if f.severity == severity]
         if not chosen:
@@ -293,19 +325,18 @@ def render_report(data: ReportInput) -> str:
         lines.append("")
     if not data.findings:
         lines += ["None.", ""]
+    return lines
 
-    lines += ["## Timestamps (`date -u`, before and after each run)", ""]
-    lines += ["```", *(data.tstamps.splitlines() or ["(none found)"]), "```", ""]
 
-    lines += ["## Artifacts", ""]
-    lines += _table(["File", "sha256"], [[f"`{k}`", f"`{v}`"] for k, v in sorted(data.hashes.items())])
+def _artifact_lines(data: ReportInput) -> list[str]:
+    lines = _table(["File", "sha256"], [[f"`{k}`", f"`{v}`"] for k, v in sorted(data.hashes.items())])
     lines += [
         "",
         f"`{data.name}_summary.json` and `{data.name}.sha256` list these hashes too; "
         f"`subtool pack --verify {data.name}.tar.gz` checks them and re-runs the checker.",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 _LATENCY_TITLES = (

@@ -164,41 +164,53 @@ def write_result(
 
     for test, src in sorted(imp.compliance.items()):
         dst = root / layout.compliance_dir(key, test)
-        for name in COMPLIANCE_TOP_FILES:
-            if (src / name).is_file():
-                _copy(src / name, dst / name)
-        perf_src = src / "performance" / "run_1"
-        # TEST06's verification hands in only its verdict and the sampled answers; the audited run's own logs
-        # stay with the run
-        if perf_src.is_dir() and test not in LOG_ONLY_TESTS:
-            _copy_logs(perf_src, dst / "performance" / "run_1", what=f"{test} performance run")
-            _copy_small_accuracy_log(perf_src, dst / "performance" / "run_1")
-        acc_src = src / "accuracy"
-        if acc_src.is_dir():
-            for name in COMPLIANCE_ACC_FILES:
-                if (acc_src / name).is_file():
-                    _copy(acc_src / name, dst / "accuracy" / name)
-            if (acc_src / ACCURACY_LOG).is_file():
-                if test in TRUNCATED_TESTS:
-                    txt = acc_src / "accuracy.txt"
-                    _, full = _stage_accuracy(
-                        acc_src,
-                        dst / "accuracy",
-                        txt.read_text(encoding="utf-8") if txt.is_file() else None,
-                        full_base / test / "accuracy" / ACCURACY_LOG,
-                        need_entries=False,
-                        written=outside,
-                        hash_only=test in ("TEST07", "TEST09"),
-                    )
-                    if full:
-                        kept.append(full)
-                else:
-                    _copy(acc_src / ACCURACY_LOG, dst / "accuracy" / ACCURACY_LOG)
-        if not dst.exists():
-            raise SubtoolError(
-                f"{test} directory holds none of the files the checker reads",
-                path=src,
-                rule="import.compliance_empty",
-                hint="give the directory run_verification.py wrote (verify_*.txt, performance/, accuracy/)",
-            )
+        _write_compliance(test, src, dst, full_base / test / "accuracy" / ACCURACY_LOG, kept=kept, outside=outside)
     return WrittenResult(accuracy_sha256=sha or "", full_logs=kept, outside=outside)
+
+
+def _write_compliance(test: str, src: Path, dst: Path, full_copy: Path, *, kept: list[Path], outside: list[Path]):
+    """One compliance test's folder: the verdicts, its performance logs, its accuracy files."""
+    for name in COMPLIANCE_TOP_FILES:
+        if (src / name).is_file():
+            _copy(src / name, dst / name)
+    perf_src = src / "performance" / "run_1"
+    # TEST06's verification hands in only its verdict and the sampled answers; the audited run's own logs
+    # stay with the run
+    if perf_src.is_dir() and test not in LOG_ONLY_TESTS:
+        _copy_logs(perf_src, dst / "performance" / "run_1", what=f"{test} performance run")
+        _copy_small_accuracy_log(perf_src, dst / "performance" / "run_1")
+    acc_src = src / "accuracy"
+    if acc_src.is_dir():
+        _write_compliance_accuracy(test, acc_src, dst / "accuracy", full_copy, kept=kept, outside=outside)
+    if not dst.exists():
+        raise SubtoolError(
+            f"{test} directory holds none of the files the checker reads",
+            path=src,
+            rule="import.compliance_empty",
+            hint="give the directory run_verification.py wrote (verify_*.txt, performance/, accuracy/)",
+        )
+
+
+def _write_compliance_accuracy(
+    test: str, acc_src: Path, acc_dst: Path, full_copy: Path, *, kept: list[Path], outside: list[Path]
+) -> None:
+    for name in COMPLIANCE_ACC_FILES:
+        if (acc_src / name).is_file():
+            _copy(acc_src / name, acc_dst / name)
+    if not (acc_src / ACCURACY_LOG).is_file():
+        return
+    if test not in TRUNCATED_TESTS:
+        _copy(acc_src / ACCURACY_LOG, acc_dst / ACCURACY_LOG)
+        return
+    txt = acc_src / "accuracy.txt"
+    _, full = _stage_accuracy(
+        acc_src,
+        acc_dst,
+        txt.read_text(encoding="utf-8") if txt.is_file() else None,
+        full_copy,
+        need_entries=False,
+        written=outside,
+        hash_only=test in ("TEST07", "TEST09"),
+    )
+    if full:
+        kept.append(full)

@@ -245,31 +245,11 @@ def default_system_name(fields: dict[str, Any], *, demo: bool = False) -> str:
     return name
 
 
-def detect_system(
-    *,
-    submitter: str,
-    division: str,
-    system_type: str = "edge",
-    versions: dict[str, str] | None = None,
-    demo: bool = False,
-    status: str = "available",
-) -> SystemDescription:
-    """Describe this host as the official checker wants it; placeholders are listed in `.guessed`."""
-    if submitter:  # the submitter folder's name: the tree's one alphabet (empty: left for the user to fill in)
-        check_name(submitter, "submitter", flag="--submitter")
-    host = probe_host()
-    versions = dict(versions or {})
+def _host_fields(host: dict[str, Any]) -> dict[str, Any]:
+    """The host half of a description: processors, memory, storage, network, OS."""
     cpu = host["cpu"]
-    gpus = host["gpus"]
-    guessed: list[str] = []
     mem = host["memory"]
-    f: dict[str, Any] = {
-        "division": division,
-        "submitter": submitter,
-        "status": status,
-        "system_type": system_type,
-        "system_type_detail": "",
-        "system_name": "",
+    return {
         "number_of_nodes": 1,
         "host_processor_model_name": cpu["model"],
         "host_processors_per_node": cpu["sockets"],
@@ -288,49 +268,48 @@ def detect_system(
         "host_networking_topology": "N/A (single node)",
         "cooling": NOT_DETECTED,
         "operating_system": host["os"],
-        "framework": _framework(versions),
-        "hw_notes": "",
-        "sw_notes": "",
     }
-    guessed += ["cooling", "host_memory_configuration"]
-    if gpus:
-        g = gpus[0]
-        f.update(
-            {
-                "accelerators_per_node": len(gpus),
-                "accelerator_model_name": g["name"],
-                "accelerator_memory_capacity": f"{round(int(g['memory_mib']) / 1024)} GB"
-                if g["memory_mib"].isdigit()
-                else NOT_DETECTED,
-                "accelerator_memory_configuration": NOT_DETECTED,
-                "accelerator_frequency": f"{g['sm_mhz']} MHz" if g["sm_mhz"].isdigit() else NOT_DETECTED,
-                "accelerator_host_interconnect": (
-                    f"PCIe Gen{g['pcie_gen']} x{g['pcie_width']}" if g["pcie_gen"].isdigit() else "PCIe"
-                ),
-                "accelerator_interconnect": "N/A" if len(gpus) == 1 else NOT_DETECTED,
-                "accelerator_interconnect_topology": "N/A" if len(gpus) == 1 else NOT_DETECTED,
-                "accelerator_on-chip_memories": "",
-            }
-        )
-        guessed.append("accelerator_memory_configuration")
-        if len(gpus) > 1:
-            guessed += ["accelerator_interconnect", "accelerator_interconnect_topology"]
-    else:
+
+
+def _accelerator_fields(gpus: list[dict[str, str]]) -> tuple[dict[str, Any], list[str]]:
+    """The accelerator half, from the first GPU (and the fields left to the user); CPU-only hosts say so."""
+    if not gpus:
         # CPU-only: the checker reads 0 as "empty", so the count is the string "0". The model name reaches the
         # summary, where a bare "N/A" becomes null in the JSON (pandas reads it as missing) but stays in the CSV.
-        f.update(
-            {
-                "accelerators_per_node": "0",
-                "accelerator_model_name": CPU_ONLY_ACCELERATOR,
-                "accelerator_memory_capacity": "N/A",
-                "accelerator_memory_configuration": "N/A",
-                "accelerator_frequency": "N/A",
-                "accelerator_host_interconnect": "N/A",
-                "accelerator_interconnect": "N/A",
-                "accelerator_interconnect_topology": "N/A",
-                "accelerator_on-chip_memories": "N/A",
-            }
-        )
+        return {
+            "accelerators_per_node": "0",
+            "accelerator_model_name": CPU_ONLY_ACCELERATOR,
+            "accelerator_memory_capacity": "N/A",
+            "accelerator_memory_configuration": "N/A",
+            "accelerator_frequency": "N/A",
+            "accelerator_host_interconnect": "N/A",
+            "accelerator_interconnect": "N/A",
+            "accelerator_interconnect_topology": "N/A",
+            "accelerator_on-chip_memories": "N/A",
+        }, []
+    g = gpus[0]
+    fields = {
+        "accelerators_per_node": len(gpus),
+        "accelerator_model_name": g["name"],
+        "accelerator_memory_capacity": f"{round(int(g['memory_mib']) / 1024)} GB"
+        if g["memory_mib"].isdigit()
+        else NOT_DETECTED,
+        "accelerator_memory_configuration": NOT_DETECTED,
+        "accelerator_frequency": f"{g['sm_mhz']} MHz" if g["sm_mhz"].isdigit() else NOT_DETECTED,
+        "accelerator_host_interconnect": (
+            f"PCIe Gen{g['pcie_gen']} x{g['pcie_width']}" if g["pcie_gen"].isdigit() else "PCIe"
+        ),
+        "accelerator_interconnect": "N/A" if len(gpus) == 1 else NOT_DETECTED,
+        "accelerator_interconnect_topology": "N/A" if len(gpus) == 1 else NOT_DETECTED,
+        "accelerator_on-chip_memories": "",
+    }
+    guessed = ["accelerator_memory_configuration"]
+    if len(gpus) > 1:
+        guessed += ["accelerator_interconnect", "accelerator_interconnect_topology"]
+    return fields, guessed
+
+
+def _software_stack(versions: dict[str, str], gpus: list[dict[str, str]]) -> str:
     stack = [f"Python {versions.get('python') or platform.python_version()}"]
     lg = versions.get("loadgen") or _pkg_version("mlcommons-loadgen")
     if lg:
@@ -338,10 +317,41 @@ def detect_system(
     if gpus and gpus[0].get("driver"):
         stack.append(f"NVIDIA driver {gpus[0]['driver']}")
     stack.append(f"subtool {__version__}")
-    f["other_software_stack"] = ", ".join(stack)
-    for k, v in f.items():
-        if v == NOT_DETECTED and k not in guessed:
-            guessed.append(k)
+    return ", ".join(stack)
+
+
+def detect_system(
+    *,
+    submitter: str,
+    division: str,
+    system_type: str = "edge",
+    versions: dict[str, str] | None = None,
+    demo: bool = False,
+    status: str = "available",
+) -> SystemDescription:
+    """Describe this host as the official checker wants it; placeholders are listed in `.guessed`."""
+    if submitter:  # the submitter folder's name: the tree's one alphabet (empty: left for the user to fill in)
+        check_name(submitter, "submitter", flag="--submitter")
+    host = probe_host()
+    versions = dict(versions or {})
+    f: dict[str, Any] = {
+        "division": division,
+        "submitter": submitter,
+        "status": status,
+        "system_type": system_type,
+        "system_type_detail": "",
+        "system_name": "",
+        **_host_fields(host),
+        "framework": _framework(versions),
+        "hw_notes": "",
+        "sw_notes": "",
+    }
+    guessed = ["cooling", "host_memory_configuration"]
+    accelerator, accelerator_guessed = _accelerator_fields(host["gpus"])
+    f.update(accelerator)
+    guessed += accelerator_guessed
+    f["other_software_stack"] = _software_stack(versions, host["gpus"])
+    guessed += [k for k, v in f.items() if v == NOT_DETECTED and k not in guessed]
     if demo:
         f["hw_notes"] = "DEMO: embedded demo run (random weights); not a benchmark result."
         f["sw_notes"] = "DEMO: produced by `subtool all` without a model or data set."

@@ -154,6 +154,79 @@ def _copy_whole(src: Path, dst: Path, errors: list) -> None:
         errors.append(exc)
 
 
+class _FullCopy:
+    """The untruncated log kept outside the tree: a hard link, or a kernel copy on a second thread, under a
+    temporary name until `keep` renames it into place; `abandon` removes what was not kept."""
+
+    def __init__(self, src: Path, final: Path):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.final = final
+        self.tmp: Path | None = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        self.errors: list = []
+        self.copier: threading.Thread | None = None
+        if not _link(src, self.tmp):
+            self.copier = threading.Thread(target=_copy_whole, args=(src, self.tmp, self.errors), daemon=True)
+            self.copier.start()
+
+    def wait(self) -> None:
+        if self.copier is not None:
+            self.copier.join()
+            self.copier = None
+            if self.errors:
+                raise self.errors[0]
+
+    def keep(self, src: Path, sha: str, size: int, written: list[Path] | None) -> None:
+        if self.tmp.stat().st_size != size:
+            raise SubtoolError(
+                "accuracy log changed while it was being copied",
+                path=src,
+                rule="import.accuracy_log_changed",
+                hint="package again once the run finished",
+            )
+        _keep_full_copy(self.tmp, self.final, sha, size)
+        self.tmp = None
+        if written is not None:
+            written += [self.final, self.final.with_name(self.final.name + ".sha256")]
+
+    def abandon(self) -> None:
+        if self.copier is not None:
+            self.copier.join()
+        if self.tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+
+
+def _hash_ends(src: Path) -> tuple[str, bytes, bytes]:
+    """One sequential read: the SHA-256 of the whole file, its first and its last VIEWABLE_SIZE bytes."""
+    hasher = hashlib.sha256()
+    head = bytearray()
+    tail = b""
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(src, "rb") as fh:
+        with contextlib.suppress(AttributeError, OSError):
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        while True:
+            n = fh.readinto(buf)
+            if not n:
+                break
+            chunk = view[:n]
+            hasher.update(chunk)
+            if len(head) < VIEWABLE_SIZE:
+                head += chunk[: VIEWABLE_SIZE - len(head)]
+            tail = bytes(chunk[-VIEWABLE_SIZE:]) if n >= VIEWABLE_SIZE else (tail + bytes(chunk))[-VIEWABLE_SIZE:]
+    return hasher.hexdigest(), bytes(head), tail
+
+
+def _write_new(dst: Path, data: bytes, written: list[Path] | None) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        dst.unlink()  # never write through a hard link into a published tree
+    dst.write_bytes(data)
+    if written is not None:
+        written.append(dst)
+
+
 def truncate_accuracy_log(
     src: Path, dst: Path, *, full_copy: Path | None, need_entries: bool = True, written: list[Path] | None = None
 ) -> TruncatedLog:
@@ -165,67 +238,20 @@ def truncate_accuracy_log(
     """
     src = Path(src)
     size = src.stat().st_size
-    hasher = hashlib.sha256()
-    head = bytearray()
-    tail = b""
-    tmp_full = None
-    copier = None
-    copy_errors: list = []
-    if full_copy is not None:
-        full_copy = Path(full_copy)
-        full_copy.parent.mkdir(parents=True, exist_ok=True)
-        tmp_full = full_copy.with_name(f".{full_copy.name}.{os.getpid()}.tmp")
-        if not _link(src, tmp_full):
-            copier = threading.Thread(target=_copy_whole, args=(src, tmp_full, copy_errors), daemon=True)
-            copier.start()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    full_copy = Path(full_copy) if full_copy is not None else None
+    copy = _FullCopy(src, full_copy) if full_copy is not None else None
     try:
-        with open(src, "rb") as fh:
-            with contextlib.suppress(AttributeError, OSError):
-                os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            while True:
-                n = fh.readinto(buf)
-                if not n:
-                    break
-                chunk = view[:n]
-                hasher.update(chunk)
-                if len(head) < VIEWABLE_SIZE:
-                    head += chunk[: VIEWABLE_SIZE - len(head)]
-                tail = bytes(chunk[-VIEWABLE_SIZE:]) if n >= VIEWABLE_SIZE else (tail + bytes(chunk))[-VIEWABLE_SIZE:]
-        if copier is not None:
-            copier.join()
-            copier = None
-            if copy_errors:
-                raise copy_errors[0]
-        _check_shape(bytes(head), tail, size, src, need_entries=need_entries)
-        sha = hasher.hexdigest()
+        sha, head, tail = _hash_ends(src)
+        if copy is not None:
+            copy.wait()
+        _check_shape(head, tail, size, src, need_entries=need_entries)
         truncated = size >= VIEWABLE_SIZE
-        dst = Path(dst)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            dst.unlink()  # never write through a hard link into a published tree
-        dst.write_bytes(bytes(head) + ELLIPSIS + tail if truncated else bytes(head))
-        if written is not None:
-            written.append(dst)
-        if tmp_full is not None:
-            if tmp_full.stat().st_size != size:
-                raise SubtoolError(
-                    "accuracy log changed while it was being copied",
-                    path=src,
-                    rule="import.accuracy_log_changed",
-                    hint="package again once the run finished",
-                )
-            _keep_full_copy(tmp_full, full_copy, sha, size)
-            tmp_full = None
-            if written is not None:
-                written += [full_copy, full_copy.with_name(full_copy.name + ".sha256")]
+        _write_new(Path(dst), head + ELLIPSIS + tail if truncated else head, written)
+        if copy is not None:
+            copy.keep(src, sha, size, written)
     finally:
-        if copier is not None:
-            copier.join()
-        if tmp_full is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_full)
+        if copy is not None:
+            copy.abandon()
     return TruncatedLog(sha256=sha, size=size, truncated=truncated, full_copy=full_copy)
 
 

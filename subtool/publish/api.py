@@ -154,36 +154,7 @@ def _publish(
     )
     say = _Say(console, redact, result.notes)
 
-    wants_pr = bool(opts.upstream) and not opts.no_pr
-    if wants_pr and not fork.has_api:
-        say(f"{fork.url} is a plain git location with no pull-request API: pushing only", note=True)
-        wants_pr = False
-    forge = None
-    if wants_pr:
-        if not token:
-            if not opts.dry_run:
-                raise SubtoolError(
-                    "no token: opening a pull request needs one",
-                    rule="publish.no_token",
-                    exit_code=EXIT_USAGE,
-                    hint="export GITHUB_TOKEN (or GH_TOKEN, or --token-env NAME), or pass --no-pr to push only",
-                )
-            say("no token: the dry run skips the pull-request checks", note=True)
-        else:
-            from subtool.publish.forge import Forge
-
-            forge = Forge(
-                api_url or "",
-                token,
-                redact=redact,
-                retries=opts.retries,
-                backoff_s=opts.backoff_s,
-                seconds_between_writes=opts.seconds_between_writes,
-                seconds_between_requests=opts.seconds_between_requests,
-                max_rate_limit_wait_s=opts.max_rate_limit_wait_s,
-                timeout_s=opts.timeout_s,
-            )
-            forge.preflight(upstream=opts.upstream or "", base=opts.base, fork=fork.full_name or "", say=say)
+    forge = _open_forge(opts, fork, api_url, token, redact, say)
 
     cache_root = Path(opts.cache) if opts.cache else g.default_cache_root()
     urls = [g.remote_url(fork)] + ([forge.upstream_clone_url] if forge else [])
@@ -201,6 +172,43 @@ def _publish(
         words = _push_branch(git, fork, opts, content, marks, branch, result, say, forge, has_token=bool(token))
     _pull_request(opts, forge, fork, api_url, branch, words, result, say)
     return result
+
+
+def _open_forge(
+    opts: PublishOptions, fork: ForkLocation, api_url: str | None, token: str | None, redact: Redactor, say: _Say
+) -> Any:
+    """The forge that opens the pull request, checked before anything is pushed; None when no PR is wanted."""
+    wants_pr = bool(opts.upstream) and not opts.no_pr
+    if wants_pr and not fork.has_api:
+        say(f"{fork.url} is a plain git location with no pull-request API: pushing only", note=True)
+        wants_pr = False
+    if not wants_pr:
+        return None
+    if not token:
+        if not opts.dry_run:
+            raise SubtoolError(
+                "no token: opening a pull request needs one",
+                rule="publish.no_token",
+                exit_code=EXIT_USAGE,
+                hint="export GITHUB_TOKEN (or GH_TOKEN, or --token-env NAME), or pass --no-pr to push only",
+            )
+        say("no token: the dry run skips the pull-request checks", note=True)
+        return None
+    from subtool.publish.forge import Forge
+
+    forge = Forge(
+        api_url or "",
+        token,
+        redact=redact,
+        retries=opts.retries,
+        backoff_s=opts.backoff_s,
+        seconds_between_writes=opts.seconds_between_writes,
+        seconds_between_requests=opts.seconds_between_requests,
+        max_rate_limit_wait_s=opts.max_rate_limit_wait_s,
+        timeout_s=opts.timeout_s,
+    )
+    forge.preflight(upstream=opts.upstream or "", base=opts.base, fork=fork.full_name or "", say=say)
+    return forge
 
 
 def _refusal(marks: Marks, tree: Path) -> SubtoolError:

@@ -65,77 +65,85 @@ class Forge:
 
     # ------------------------------------------------------------------------------------------- errors
     def _call(self, what: str, fn: Callable[[], T], *, not_found: Callable[[], SubtoolError] | None = None) -> T:
-        import requests
-        from github import BadCredentialsException, GithubException, RateLimitExceededException, UnknownObjectException
+        """Call the API; a failure becomes one SubtoolError line (exit 3) that says what to do, token redacted."""
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - only the failures named below are translated; others re-raise
+            error = self._refusal(what, exc) or self._bad_answer(what, exc, not_found)
+            if error is None:
+                raise
+            raise error from None
+
+    def _refusal(self, what: str, exc: Exception) -> SubtoolError | None:
+        """The API answered but refused: a bad token, a rate limit."""
+        from github import BadCredentialsException, RateLimitExceededException
         from github.GithubException import RateLimitExceededExceedsMaxWait
 
         where = self.api_url
-        try:
-            return fn()
-        except BadCredentialsException:
-            raise SubtoolError(
+        if isinstance(exc, BadCredentialsException):
+            return SubtoolError(
                 f"{what}: the API refused the token (401 Bad credentials)",
                 path=where,
                 rule="publish.bad_token",
                 exit_code=EXIT_REMOTE,
                 hint="check that the token is valid, not expired, and meant for this forge",
-            ) from None
-        except RateLimitExceededExceedsMaxWait as exc:
-            raise SubtoolError(
+            )
+        if isinstance(exc, RateLimitExceededExceedsMaxWait):
+            return SubtoolError(
                 f"{what}: API rate limit exceeded; it resets in about {exc.wait:.0f} s",
                 path=where,
                 rule="publish.rate_limit",
                 exit_code=EXIT_REMOTE,
                 hint="nothing was pushed; re-run the same command after the reset",
-            ) from None
-        except RateLimitExceededException:
-            raise SubtoolError(
+            )
+        if isinstance(exc, RateLimitExceededException):
+            return SubtoolError(
                 f"{what}: API rate limit exceeded",
                 path=where,
                 rule="publish.rate_limit",
                 exit_code=EXIT_REMOTE,
                 hint="re-run the same command later",
-            ) from None
-        except UnknownObjectException:
+            )
+        return None
+
+    def _bad_answer(
+        self, what: str, exc: Exception, not_found: Callable[[], SubtoolError] | None
+    ) -> SubtoolError | None:
+        """Not found, an error status, no answer at all, or an answer that is not GitHub's REST API."""
+        import requests
+        from github import GithubException, UnknownObjectException
+
+        where = self.api_url
+        if isinstance(exc, UnknownObjectException) or (isinstance(exc, GithubException) and exc.status == 404):
+            # the second: a 404 without GitHub's JSON body
             if not_found is not None:
-                raise not_found() from None
-            raise SubtoolError(
-                f"{what}: not found (404)", path=where, rule="publish.api", exit_code=EXIT_REMOTE
-            ) from None
-        except GithubException as exc:
-            if exc.status == 404 and not_found is not None:  # a 404 without GitHub's JSON body
-                raise not_found() from None
-            raise SubtoolError(
+                return not_found()
+            if isinstance(exc, UnknownObjectException):
+                return SubtoolError(f"{what}: not found (404)", path=where, rule="publish.api", exit_code=EXIT_REMOTE)
+        if isinstance(exc, GithubException):
+            return SubtoolError(
                 f"{what}: the API answered {exc.status}: {self.redact(_describe(exc.data))}",
                 path=where,
                 rule="publish.api",
                 exit_code=EXIT_REMOTE,
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            reason = self.redact(_root_cause(exc))
-            raise SubtoolError(
-                f"{what}: network failure, gave up after retries ({reason})",
+            )
+        if isinstance(exc, requests.exceptions.RequestException):
+            return SubtoolError(
+                f"{what}: network failure, gave up after retries ({self.redact(_root_cause(exc))})",
                 path=where,
                 rule="publish.network",
                 exit_code=EXIT_REMOTE,
                 hint="re-run the same command when the connection is back",
-            ) from None
-        except RuntimeError as exc:  # PyGithub refuses a 301 to another scheme, host or path
-            raise SubtoolError(
-                f"{what}: the API address redirects elsewhere ({self.redact(_first_line(exc))})",
-                path=where,
-                rule="publish.api",
-                exit_code=EXIT_REMOTE,
-                hint=_API_HINT,
-            ) from None
-        except _not_the_api() as exc:  # an empty, non-JSON or wrongly shaped answer
-            raise SubtoolError(
-                f"{what}: the answer is not GitHub's REST API ({type(exc).__name__}: {self.redact(_first_line(exc))})",
-                path=where,
-                rule="publish.api",
-                exit_code=EXIT_REMOTE,
-                hint=_API_HINT,
-            ) from None
+            )
+        if isinstance(exc, RuntimeError):  # PyGithub refuses a 301 to another scheme, host or path
+            message = f"{what}: the API address redirects elsewhere ({self.redact(_first_line(exc))})"
+        elif isinstance(exc, _not_the_api()):  # an empty, non-JSON or wrongly shaped answer
+            message = (
+                f"{what}: the answer is not GitHub's REST API ({type(exc).__name__}: {self.redact(_first_line(exc))})"
+            )
+        else:
+            return None
+        return SubtoolError(message, path=where, rule="publish.api", exit_code=EXIT_REMOTE, hint=_API_HINT)
 
     def _text(self, what: str, fn: Callable[[], object], *, not_found: Callable[[], SubtoolError] | None = None) -> str:
         """A field the rest of publishing relies on: a non-empty string, or one line saying the API is not one."""
@@ -153,6 +161,15 @@ class Forge:
     # -------------------------------------------------------------------------------------------- checks
     def preflight(self, *, upstream: str, base: str, fork: str, say: Callable[[str], None]) -> None:
         """Everything that can be known before pushing: token, upstream, base branch, fork, push rights."""
+        self._check_token()
+        up, fk = self._read_repos(upstream=upstream, base=base, fork=fork)
+        self._check_fork(up, fk, upstream=upstream, fork=fork)
+        self.fork_owner = self._text(f"reading {fork}", lambda: fk.owner.login)
+        self.upstream_clone_url = self._text(f"reading {upstream}", lambda: up.clone_url)
+        self._upstream = up
+        say(f"{self.login} may push to {fork}; pull request goes to {upstream}:{base}")
+
+    def _check_token(self) -> None:
         no_api = lambda: SubtoolError(  # noqa: E731
             "no GitHub-compatible REST API answers here (404 on /user)",
             path=self.api_url,
@@ -162,6 +179,9 @@ class Forge:
         )
         user = self._call("checking the token", lambda: self.gh.get_user(), not_found=no_api)
         self.login = self._text("checking the token", lambda: user.login, not_found=no_api)
+
+    def _read_repos(self, *, upstream: str, base: str, fork: str) -> tuple[Any, Any]:
+        """The upstream repository (with its base branch) and the fork, each one clear line when missing."""
         up = self._call(
             f"reading {upstream}",
             lambda: self.gh.get_repo(upstream),
@@ -197,6 +217,10 @@ class Forge:
         )
         for repo, name in ((up, upstream), (fk, fork)):  # a page that is not the API has no html_url
             self._text(f"reading {name}", lambda repo=repo: repo.html_url)
+        return up, fk
+
+    def _check_fork(self, up: Any, fk: Any, *, upstream: str, fork: str) -> None:
+        """The token may push to the fork, and the fork is one of the upstream."""
         permissions = self._call(f"reading {fork}", lambda: fk.permissions)
         if self._call(f"reading {fork}", lambda: permissions is None or permissions.push is not True):
             raise SubtoolError(
@@ -215,10 +239,6 @@ class Forge:
                 exit_code=EXIT_REMOTE,
                 hint=f"fork {upstream} and publish to that fork",
             )
-        self.fork_owner = self._text(f"reading {fork}", lambda: fk.owner.login)
-        self.upstream_clone_url = self._text(f"reading {upstream}", lambda: up.clone_url)
-        self._upstream = up
-        say(f"{self.login} may push to {fork}; pull request goes to {upstream}:{base}")
 
     # --------------------------------------------------------------------------------------------- pulls
     def find_pull(self, *, upstream: str, base: str, head_owner: str, branch: str) -> Any:

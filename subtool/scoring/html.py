@@ -102,57 +102,11 @@ def _html_table(headers: list[str], rows: list[list[object]], dq_flags: list[boo
 
 def leaderboard_html(doc: dict) -> str:
     tasks = [t["name"] for t in doc["rules"]["tasks"]]
-    c = doc["counts"]
-    check = doc["rules"]["check"]
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(doc['title'])}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(doc['title'])}</h1>",
-        f'<p class="meta">{c["inputs"]} inputs: {c["scored"]} scored, {c["errors"]} refused or unreadable; '
-        f"{c['ranked']} ranked, {c['disqualified']} disqualified or not ranked. Rules: {_e(doc['rules']['source'])}"
-        f" (checker {_e(check['version'])}"
-        + (f", waived: {_e(', '.join(check['waive']))}" if check["waive"] else "")
-        + ").</p>",
-    ]
+    out = _head_html(doc)
     for cat in doc["categories"]:
-        out.append(f'<section class="category" data-category="{_e(cat["name"])}"><h2>{_e(cat["name"])}</h2>')
-        out.append(
-            f"<figure>{bar_chart(cat['name'], cat['overall'], tasks)}"
-            f"<figcaption>Total points per team in {_e(cat['name'])} (stacked by task).</figcaption></figure>"
-        )
-        headers, rows = overall_table_rows(cat, tasks)
-        numeric = set(range(4, 4 + len(tasks) + 2))
-        out.append(
-            "<h3>Overall</h3>"
-            + _html_table(headers, rows, [r["status"] != "ranked" for r in cat["overall"]], numeric, "overall")
-        )
-        for task, rows_in in cat["tasks"].items():
-            if not rows_in:
-                continue
-            headers, rows = task_table_rows(rows_in)
-            out.append(
-                f"<h3>{_e(task)}</h3>"
-                + _html_table(headers, rows, [r["status"] != "ranked" for r in rows_in], {3, 7, 8}, "task")
-            )
-        out.append("</section>")
+        out += _category_html(cat, tasks)
     if doc["disqualified"]:
-        rows = [
-            [d["input"], d["team"], d["system"], d["category"], d["task"] or "—", d["reason"]]
-            for d in doc["disqualified"]
-        ]
-        out.append(
-            '<section class="disqualified"><h2>Disqualified and not ranked</h2>'
-            + _html_table(
-                ["Input", "Team", "System", "Category", "Task", "Reason"],
-                rows,
-                [True] * len(rows),
-                set(),
-                "disqualified",
-            )
-            + "</section>"
-        )
+        out.append(_disqualified_html(doc["disqualified"]))
     flagged = [(e, f) for e in doc["entries"] for f in e["flags"]]
     if flagged:
         rows = [[e["input"], ", ".join(e["teams"]), f["rule"], f["message"]] for e, f in flagged]
@@ -164,3 +118,60 @@ def leaderboard_html(doc: dict) -> str:
         )
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def _head_html(doc: dict) -> list[str]:
+    c = doc["counts"]
+    check = doc["rules"]["check"]
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(doc['title'])}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(doc['title'])}</h1>",
+        f'<p class="meta">{c["inputs"]} inputs: {c["scored"]} scored, {c["errors"]} refused or unreadable; '
+        f"{c['ranked']} ranked, {c['disqualified']} disqualified or not ranked. Rules: {_e(doc['rules']['source'])}"
+        f" (checker {_e(check['version'])}"
+        + (f", waived: {_e(', '.join(check['waive']))}" if check["waive"] else "")
+        + ").</p>",
+    ]
+
+
+def _category_html(cat: dict, tasks: list[str]) -> list[str]:
+    """One category: its chart, the overall table, one table per task."""
+    out = [f'<section class="category" data-category="{_e(cat["name"])}"><h2>{_e(cat["name"])}</h2>']
+    out.append(
+        f"<figure>{bar_chart(cat['name'], cat['overall'], tasks)}"
+        f"<figcaption>Total points per team in {_e(cat['name'])} (stacked by task).</figcaption></figure>"
+    )
+    headers, rows = overall_table_rows(cat, tasks)
+    numeric = set(range(4, 4 + len(tasks) + 2))
+    out.append(
+        "<h3>Overall</h3>"
+        + _html_table(headers, rows, [r["status"] != "ranked" for r in cat["overall"]], numeric, "overall")
+    )
+    for task, rows_in in cat["tasks"].items():
+        if not rows_in:
+            continue
+        headers, rows = task_table_rows(rows_in)
+        out.append(
+            f"<h3>{_e(task)}</h3>"
+            + _html_table(headers, rows, [r["status"] != "ranked" for r in rows_in], {3, 7, 8}, "task")
+        )
+    out.append("</section>")
+    return out
+
+
+def _disqualified_html(disqualified: list[dict]) -> str:
+    rows = [[d["input"], d["team"], d["system"], d["category"], d["task"] or "—", d["reason"]] for d in disqualified]
+    return (
+        '<section class="disqualified"><h2>Disqualified and not ranked</h2>'
+        + _html_table(
+            ["Input", "Team", "System", "Category", "Task", "Reason"],
+            rows,
+            [True] * len(rows),
+            set(),
+            "disqualified",
+        )
+        + "</section>"
+    )

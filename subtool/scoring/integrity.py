@@ -106,20 +106,10 @@ def _accuracy_differs(claimed: str, actual: str) -> bool:
 
 def check_summary(path: str, results: list, tarball_sha256: str | None, tarball_name: str | None) -> list[Flag]:
     """`results` are ResultRecords (division, submitter, system, model, scenario, value, accuracy, ranked)."""
-    text, problem = _read_small(path, "summary.unreadable")
-    if problem:
-        return [problem]
     name = Path(path).name
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return [Flag("summary.unreadable", f"{name} is not JSON ({exc.msg} at line {exc.lineno})")]
-    except RecursionError:
-        return [Flag("summary.unreadable", f"{name} nests its JSON too deeply to be a summary")]
-    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
-        return [Flag("summary.unreadable", f"{name} is not usable JSON ({str(exc)[:120]})")]
-    if not isinstance(data, dict):
-        return [Flag("summary.unreadable", f"{name} is not a JSON object")]
+    data = _load_summary(path, name)
+    if isinstance(data, Flag):
+        return [data]
     rows = [v for k, v in data.items() if str(k).isdigit() and isinstance(v, dict)]
     flags: list[Flag] = []
     by_key = {(r.division, r.submitter, r.system, r.model, r.scenario): r for r in results}
@@ -133,27 +123,7 @@ def check_summary(path: str, results: list, tarball_sha256: str | None, tarball_
             flags.append(Flag("summary.unknown_result", f"{name} lists {label}, which the tarball does not hold"))
             continue
         claimed.add((result.submitter, result.system, result.model, result.scenario))
-        said, real = _as_float(row.get("Result")), result.value
-        if said is not None and real is not None and not _close(said, real):
-            flags.append(
-                Flag("summary.result_mismatch", f"{name} says {label} = {said:g}, the tarball's log says {real:g}")
-            )
-        elif said is None or real is None:
-            if not (said is None and real is None):
-                flags.append(
-                    Flag(
-                        "summary.result_mismatch",
-                        f"{name} says {label} = {row.get('Result')!r}, the tarball's log says {real!r}",
-                    )
-                )
-        acc = row.get("Accuracy")
-        if acc is not None and result.accuracy and _accuracy_differs(str(acc), result.accuracy):
-            flags.append(
-                Flag(
-                    "summary.accuracy_mismatch",
-                    f"{name} says {label} accuracy {acc}, the tarball's accuracy.txt gives {result.accuracy}",
-                )
-            )
+        flags += _row_flags(name, label, row, result)
     for r in results:
         if r.passed and (r.submitter, r.system, r.model, r.scenario) not in claimed:
             flags.append(
@@ -164,19 +134,67 @@ def check_summary(path: str, results: list, tarball_sha256: str | None, tarball_
             )
     if not rows and not results:
         flags.append(Flag("summary.unreadable", f"{name} has no result rows"))
-    block = data.get("subtool")
-    if isinstance(block, dict) and tarball_sha256 and tarball_name:
-        recorded = (
-            (block.get("artifacts") or {}).get(tarball_name) if isinstance(block.get("artifacts"), dict) else None
+    flags += _tarball_hash_flags(name, data.get("subtool"), tarball_sha256, tarball_name)
+    return flags
+
+
+def _load_summary(path: str, name: str) -> dict | Flag:
+    """The summary's JSON object, or the flag that says why there is none."""
+    text, problem = _read_small(path, "summary.unreadable")
+    if problem:
+        return problem
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Flag("summary.unreadable", f"{name} is not JSON ({exc.msg} at line {exc.lineno})")
+    except RecursionError:
+        return Flag("summary.unreadable", f"{name} nests its JSON too deeply to be a summary")
+    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
+        return Flag("summary.unreadable", f"{name} is not usable JSON ({str(exc)[:120]})")
+    if not isinstance(data, dict):
+        return Flag("summary.unreadable", f"{name} is not a JSON object")
+    return data
+
+
+def _row_flags(name: str, label: str, row: dict, result) -> list[Flag]:
+    """A summary row against the result the tarball holds: the value and the accuracy it claims."""
+    flags: list[Flag] = []
+    said, real = _as_float(row.get("Result")), result.value
+    if said is not None and real is not None and not _close(said, real):
+        flags.append(
+            Flag("summary.result_mismatch", f"{name} says {label} = {said:g}, the tarball's log says {real:g}")
         )
-        if isinstance(recorded, str) and recorded != tarball_sha256:
+    elif said is None or real is None:
+        if not (said is None and real is None):
             flags.append(
                 Flag(
-                    "summary.tarball_hash",
-                    f"{name} records sha256 {recorded[:12]}… for {tarball_name}, the tarball is {tarball_sha256[:12]}…",
+                    "summary.result_mismatch",
+                    f"{name} says {label} = {row.get('Result')!r}, the tarball's log says {real!r}",
                 )
             )
+    acc = row.get("Accuracy")
+    if acc is not None and result.accuracy and _accuracy_differs(str(acc), result.accuracy):
+        flags.append(
+            Flag(
+                "summary.accuracy_mismatch",
+                f"{name} says {label} accuracy {acc}, the tarball's accuracy.txt gives {result.accuracy}",
+            )
+        )
     return flags
+
+
+def _tarball_hash_flags(name: str, block, tarball_sha256: str | None, tarball_name: str | None) -> list[Flag]:
+    if not (isinstance(block, dict) and tarball_sha256 and tarball_name):
+        return []
+    recorded = (block.get("artifacts") or {}).get(tarball_name) if isinstance(block.get("artifacts"), dict) else None
+    if isinstance(recorded, str) and recorded != tarball_sha256:
+        return [
+            Flag(
+                "summary.tarball_hash",
+                f"{name} records sha256 {recorded[:12]}… for {tarball_name}, the tarball is {tarball_sha256[:12]}…",
+            )
+        ]
+    return []
 
 
 # ------------------------------------------------------------------------------------------------ tstamps

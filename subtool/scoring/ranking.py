@@ -138,165 +138,149 @@ def build_leaderboard(entries: list[EntryRecord], rules: Rules) -> dict:
         for flag in comp.entry.flags:
             if flag.rule in integrity_dq:
                 comp.dq_reasons.append(f"{flag.rule}: {flag.message}")
-
-    picked: dict[tuple, dict[str, ResultRecord]] = {}
-    for comp in competitors:
-        chosen = {}
-        for task in rules.tasks:
-            result = _pick(task, comp, rules.check.divisions)
-            if result is not None:
-                chosen[task.name] = result
-        picked[comp.key] = chosen
-        if rules.failed_result == "disqualify":
-            for task_name, result in chosen.items():
-                if not result.passed:
-                    comp.dq_reasons.append(f"{task_name}: {_dq_reason(result)}")
+    picked = {comp.key: _pick_tasks(comp, rules) for comp in competitors}
 
     disqualified: list[dict] = []
     categories = []
-    names = [*rules.category_names, UNKNOWN_CATEGORY]
-    for category in names:
+    for category in [*rules.category_names, UNKNOWN_CATEGORY]:
         members = [c for c in competitors if c.category == category and picked[c.key]]
-        if not members:
-            continue
-        tables = {}
-        totals: dict[tuple, dict] = {}
-        for comp in members:
-            totals[comp.key] = {
-                **comp.base_row(),
-                "category": category,
-                "tasks": {},
-                "points": 0.0,
-                "bonus": 0.0,
-                "total": 0.0,
-                "ranked_tasks": 0,
-                "reasons": list(comp.dq_reasons),
-            }
-        for task in rules.tasks:
-            ranked, dq = [], []
-            for comp in members:
-                result = picked[comp.key].get(task.name)
-                if result is None:
-                    continue
-                row = {
-                    **comp.base_row(),
-                    "category": category,
-                    "task": task.name,
-                    "value": result.value,
-                    "units": result.units,
-                    "accuracy": result.accuracy,
-                    "run_style": result.run_style,
-                    "division": result.division,
-                    "result": result.result_id,
-                }
-                usable = result.passed and _usable(result.value)
-                if comp.dq_reasons or not usable:
-                    reason = "; ".join(comp.dq_reasons) if comp.dq_reasons else _dq_reason(result)
-                    row.update(status="disqualified", rank=None, points=0.0, bonus=0.0, bonus_for=[], reason=reason)
-                    dq.append(row)
-                    totals[comp.key]["tasks"][task.name] = None
-                    if not comp.dq_reasons:
-                        totals[comp.key]["reasons"].append(f"{task.name}: {reason}")
-                    disqualified.append(
-                        {
-                            "input": comp.entry.input,
-                            "team": comp.submitter,
-                            "system": comp.system,
-                            "category": category,
-                            "task": task.name,
-                            "reason": reason,
-                        }
-                    )
-                    continue
-                row.update(status="ranked", reason="")
-                bonus, bonus_for = _bonus(rules, task, comp, result)
-                row.update(bonus=bonus, bonus_for=bonus_for)
-                ranked.append((comp, row))
-            rows = [row for _, row in ranked]
-            if rows:
-                _share_ranks(rows, "value", descending=not task.lower_is_better)
-                best = rows[0]["value"]
-                for row in rows:
-                    row["points"] = _points(task, row["value"], best, row["rank"])
-            for comp, row in ranked:
-                total = totals[comp.key]
-                total["tasks"][task.name] = row["points"]
-                total["points"] = round(total["points"] + row["points"], 2)
-                total["bonus"] = round(total["bonus"] + row["bonus"], 2)
-                total["ranked_tasks"] += 1
-            tables[task.name] = rows + sorted(dq, key=lambda r: (r["team"], r["system"], r["input"]))
-        overall_ranked, overall_dq = [], []
-        for comp in members:
-            total = totals[comp.key]
-            total["total"] = round(total["points"] + total["bonus"], 2)
-            if comp.dq_reasons or total["ranked_tasks"] == 0:
-                total.update(
-                    status="disqualified", rank=None, total=0.0, reason="; ".join(total["reasons"]) or "no task ranked"
-                )
-                overall_dq.append(total)
-                if comp.dq_reasons:
-                    disqualified.append(
-                        {
-                            "input": comp.entry.input,
-                            "team": comp.submitter,
-                            "system": comp.system,
-                            "category": category,
-                            "task": "",
-                            "reason": total["reason"],
-                        }
-                    )
-            else:
-                total.update(status="ranked", reason="; ".join(total["reasons"]))
-                overall_ranked.append(total)
-        _share_ranks(overall_ranked, "total", descending=True)
-        for row in [*overall_ranked, *overall_dq]:
-            row.pop("reasons", None)
-        categories.append(
-            {
-                "name": category,
-                "overall": overall_ranked + overall_dq,
-                "tasks": {t.name: tables.get(t.name, []) for t in rules.tasks},
-            }
-        )
+        if members:
+            categories.append(_category_board(category, members, picked, rules, disqualified))
+    disqualified += [_dq_entry(e.input, ", ".join(e.teams), "", "", "", _error_reason(e)) for e in entries if e.error]
+    disqualified += _unranked(entries, competitors, picked)
+    return {"categories": categories, "disqualified": disqualified}
 
-    unranked = []
-    for entry in entries:
-        if entry.error:
-            disqualified.append(
-                {
-                    "input": entry.input,
-                    "team": ", ".join(entry.teams),
-                    "system": "",
-                    "category": "",
-                    "task": "",
-                    "reason": f"{entry.error['rule']}: {entry.error['message']}",
-                }
+
+def _dq_entry(input_: str, team: str, system: str, category: str, task: str, reason: str) -> dict:
+    return {"input": input_, "team": team, "system": system, "category": category, "task": task, "reason": reason}
+
+
+def _error_reason(entry: EntryRecord) -> str:
+    return f"{entry.error['rule']}: {entry.error['message']}"
+
+
+def _pick_tasks(comp: Competitor, rules: Rules) -> dict[str, ResultRecord]:
+    """The result that stands for each task; with `failed_result = disqualify` a failed one disqualifies."""
+    chosen = {}
+    for task in rules.tasks:
+        result = _pick(task, comp, rules.check.divisions)
+        if result is not None:
+            chosen[task.name] = result
+    if rules.failed_result == "disqualify":
+        for task_name, result in chosen.items():
+            if not result.passed:
+                comp.dq_reasons.append(f"{task_name}: {_dq_reason(result)}")
+    return chosen
+
+
+def _category_board(
+    category: str, members: list[Competitor], picked: dict, rules: Rules, disqualified: list[dict]
+) -> dict:
+    """One category: a table per task, then the overall table of points plus bonus."""
+    totals: dict[tuple, dict] = {}
+    for comp in members:
+        totals[comp.key] = {
+            **comp.base_row(),
+            "category": category,
+            "tasks": {},
+            "points": 0.0,
+            "bonus": 0.0,
+            "total": 0.0,
+            "ranked_tasks": 0,
+            "reasons": list(comp.dq_reasons),
+        }
+    tables = {}
+    for task in rules.tasks:
+        tables[task.name] = _task_table(task, category, members, picked, rules, totals, disqualified)
+    return {
+        "name": category,
+        "overall": _overall_table(category, members, totals, disqualified),
+        "tasks": {t.name: tables.get(t.name, []) for t in rules.tasks},
+    }
+
+
+def _task_table(
+    task, category: str, members: list[Competitor], picked: dict, rules: Rules, totals: dict, disqualified: list
+) -> list[dict]:
+    """Rank one task's results (shared ranks, points from the best), the disqualified ones after them."""
+    ranked, dq = [], []
+    for comp in members:
+        result = picked[comp.key].get(task.name)
+        if result is None:
+            continue
+        row = {
+            **comp.base_row(),
+            "category": category,
+            "task": task.name,
+            "value": result.value,
+            "units": result.units,
+            "accuracy": result.accuracy,
+            "run_style": result.run_style,
+            "division": result.division,
+            "result": result.result_id,
+        }
+        usable = result.passed and _usable(result.value)
+        if comp.dq_reasons or not usable:
+            reason = "; ".join(comp.dq_reasons) if comp.dq_reasons else _dq_reason(result)
+            row.update(status="disqualified", rank=None, points=0.0, bonus=0.0, bonus_for=[], reason=reason)
+            dq.append(row)
+            totals[comp.key]["tasks"][task.name] = None
+            if not comp.dq_reasons:
+                totals[comp.key]["reasons"].append(f"{task.name}: {reason}")
+            disqualified.append(_dq_entry(comp.entry.input, comp.submitter, comp.system, category, task.name, reason))
+            continue
+        row.update(status="ranked", reason="")
+        bonus, bonus_for = _bonus(rules, task, comp, result)
+        row.update(bonus=bonus, bonus_for=bonus_for)
+        ranked.append((comp, row))
+    rows = [row for _, row in ranked]
+    if rows:
+        _share_ranks(rows, "value", descending=not task.lower_is_better)
+        best = rows[0]["value"]
+        for row in rows:
+            row["points"] = _points(task, row["value"], best, row["rank"])
+    for comp, row in ranked:
+        total = totals[comp.key]
+        total["tasks"][task.name] = row["points"]
+        total["points"] = round(total["points"] + row["points"], 2)
+        total["bonus"] = round(total["bonus"] + row["bonus"], 2)
+        total["ranked_tasks"] += 1
+    return rows + sorted(dq, key=lambda r: (r["team"], r["system"], r["input"]))
+
+
+def _overall_table(category: str, members: list[Competitor], totals: dict, disqualified: list[dict]) -> list[dict]:
+    overall_ranked, overall_dq = [], []
+    for comp in members:
+        total = totals[comp.key]
+        total["total"] = round(total["points"] + total["bonus"], 2)
+        if comp.dq_reasons or total["ranked_tasks"] == 0:
+            total.update(
+                status="disqualified", rank=None, total=0.0, reason="; ".join(total["reasons"]) or "no task ranked"
             )
+            overall_dq.append(total)
+            if comp.dq_reasons:
+                disqualified.append(
+                    _dq_entry(comp.entry.input, comp.submitter, comp.system, category, "", total["reason"])
+                )
+        else:
+            total.update(status="ranked", reason="; ".join(total["reasons"]))
+            overall_ranked.append(total)
+    _share_ranks(overall_ranked, "total", descending=True)
+    for row in [*overall_ranked, *overall_dq]:
+        row.pop("reasons", None)
+    return overall_ranked + overall_dq
+
+
+def _unranked(entries: list[EntryRecord], competitors: list[Competitor], picked: dict) -> list[dict]:
+    """Inputs that hold nothing a task scores: listed with why, after the disqualified."""
+    unranked = []
     for comp in competitors:
         if not picked[comp.key]:
             found = ", ".join(sorted({f"{r.model}/{r.scenario}" for r in comp.results})) or "none"
-            unranked.append(
-                {
-                    "input": comp.entry.input,
-                    "team": comp.submitter,
-                    "system": comp.system,
-                    "category": comp.category,
-                    "task": "",
-                    "reason": f"no result for a scored task (found: {found})",
-                }
-            )
+            reason = f"no result for a scored task (found: {found})"
+            unranked.append(_dq_entry(comp.entry.input, comp.submitter, comp.system, comp.category, "", reason))
     for entry in entries:
         if not entry.error and not entry.results:
             why = "; ".join(entry.tree_errors[:3]) or "the tree holds no results"
-            unranked.append(
-                {
-                    "input": entry.input,
-                    "team": ", ".join(entry.teams),
-                    "system": "",
-                    "category": "",
-                    "task": "",
-                    "reason": f"no results: {why}",
-                }
-            )
-    disqualified += unranked
-    return {"categories": categories, "disqualified": disqualified}
+            unranked.append(_dq_entry(entry.input, ", ".join(entry.teams), "", "", "", f"no results: {why}"))
+    return unranked

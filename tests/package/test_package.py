@@ -253,7 +253,7 @@ def test_from_the_runs_parent_directory(pkg_lg, tmp_path):
 # ------------------------------------------------------------------ a second benchmark joins (issue 20 item 9)
 def test_system_type_widens_to_list_every_benchmark_never_narrows():
     from subtool.mlperf.benchmarks import BENCHMARKS
-    from subtool.package.api import merged_system_type
+    from subtool.package.system_merge import merged_system_type
 
     bert, llama = BENCHMARKS["bert-99"], BENCHMARKS["llama3.1-8b"]
     assert merged_system_type("edge", [llama]) == "datacenter,edge"
@@ -269,7 +269,7 @@ def test_nodes_come_from_the_runs_workers_and_lying_records_count_one():
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from subtool.package.api import run_nodes
+    from subtool.package.system_merge import run_nodes
 
     def imp(run):
         return type("Imp", (), {"run": run})()

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.errors import SubtoolError
-from subtool.package import api as package_mod
+from subtool.package import group as package_group
 from subtool.package import truncate as truncate_mod
-from subtool.package.api import ASIDE_PREFIX, STAGING_PREFIX, PackageOptions, package_results
+from subtool.package.api import PackageOptions, package_results
+from subtool.package.staging import ASIDE_PREFIX, STAGING_PREFIX
 
 runner = CliRunner()
 
@@ -405,6 +406,17 @@ def test_system_file_conflicting_with_tree_needs_force(pkg_lg, tmp_path):
     assert json.loads((out / "closed/TeamX/systems/box1.json").read_text())["cooling"] == "liquid"
 
 
+@pytest.mark.parametrize("damaged", ["{not json", "[1, 2]"])
+def test_damaged_system_description_in_tree_is_kept_as_it_is(pkg_lg, tmp_path, damaged):
+    out = tmp_path / "tree"
+    package_results(opts(out, pkg_lg["SingleStream"]))
+    target = out / "closed/TeamX/systems/box1.json"
+    target.write_text(damaged)
+    res = package_results(opts(out, pkg_lg["Offline"]))  # joins box1: no traceback, the file is not repaired
+    assert target.read_text() == damaged
+    assert "kept the existing closed/TeamX/systems/box1.json (detected values not applied)" in res.notes
+
+
 def test_interrupted_package_leaves_previous_tree(pkg_lg, tmp_path, monkeypatch):
     out = tmp_path / "tree"
     before = _good_tree(pkg_lg, out)
@@ -524,7 +536,7 @@ def test_interruption_after_merging_model_mapping_leaves_it(pkg_lg, tmp_path, mo
     def boom(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(package_mod, "_write_documents", boom)  # after model_mapping.json was merged
+    monkeypatch.setattr(package_group, "write_documents", boom)  # after model_mapping.json was merged
     with pytest.raises(KeyboardInterrupt):
         package_results(
             opts(out, perf=run / "performance/run_1", acc=run / "accuracy", model="bert-b=bert-99", division="open")
