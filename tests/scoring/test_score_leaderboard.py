@@ -246,11 +246,18 @@ def test_rules_file_rank_points_bonus_and_disqualify_on_a_failed_task(sc_copy, t
     nvidia = _category(doc, "NVIDIA GPUs")
     bert = nvidia["tasks"]["BERT-99 Offline"]
     ranked = [r for r in bert if r["status"] == "ranked"]
-    assert [r["team"] for r in ranked] == ["Alpha", "Epsilon"]  # Delta is out altogether
+    # Alpha's SUT answers faster than Epsilon's, but both throughputs are real LoadGen timings: on a loaded machine
+    # the order can swap, so the expected order is the one the measured values give (Delta is out altogether).
+    assert sorted(r["team"] for r in ranked) == ["Alpha", "Epsilon"]
+    assert ranked[0]["value"] >= ranked[1]["value"]
     assert [r["points"] for r in ranked] == [100.0, 60.0]  # rank points × weight 2
-    assert ranked[1]["bonus"] == 5.0 and ranked[1]["bonus_for"] == ["consumer GPU"]
+    by_team = {r["team"]: r for r in ranked}
+    assert by_team["Epsilon"]["bonus"] == 5.0 and by_team["Epsilon"]["bonus_for"] == ["consumer GPU"]
+    assert by_team["Alpha"].get("bonus", 0) in (0, 0.0, None) and not by_team["Alpha"].get("bonus_for")
     overall = {r["team"]: r for r in nvidia["overall"]}
-    assert overall["Epsilon"]["total"] == 65.0 and overall["Alpha"]["total"] == 200.0
+    alpha_bert = by_team["Alpha"]["points"]  # Alpha also has the Llama2-70B task (relative points, 100 as the best)
+    assert overall["Epsilon"]["total"] == by_team["Epsilon"]["points"] + 5.0
+    assert overall["Alpha"]["total"] == alpha_bert + 100.0
     assert overall["Delta"]["status"] == "disqualified"
     assert overall["Delta"]["reason"].startswith("Llama2-70B Offline: acc.below_threshold")
     assert doc["rules"]["source"] == str(rules) and doc["rules"]["failed_result"] == "disqualify"
