@@ -49,7 +49,7 @@ class BertShape:
 
 
 def read_shape(model_path: Path) -> BertShape:
-    from subtool.runner.bert.workload import REFERENCE_CONFIG, checkpoint_format
+    from subtool.runner.bert.checkpoint import REFERENCE_CONFIG, checkpoint_format
 
     model_path = Path(model_path)
     path = model_path / ("config.json" if checkpoint_format(model_path) == "hf" else REFERENCE_CONFIG)
@@ -92,7 +92,7 @@ def read_shape(model_path: Path) -> BertShape:
 def load_state_dict(model_path: Path) -> dict:
     import torch
 
-    from subtool.runner.bert.workload import REFERENCE_WEIGHTS, checkpoint_format
+    from subtool.runner.bert.checkpoint import REFERENCE_WEIGHTS, checkpoint_format
 
     model_path = Path(model_path)
     st = model_path / "model.safetensors"

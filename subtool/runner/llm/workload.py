@@ -248,9 +248,12 @@ def _torch_sut(device: str):
 
 
 def _ray_sut(spec: LlmSpec, model_path: Path, data, config):
+    from subtool.runner.llm.datasets import check_checkpoint
     from subtool.runner.llm.sut_ray import make_ray_llm_sut
 
-    return make_ray_llm_sut(spec, model_path, data, config)
+    check_checkpoint(spec, model_path, need_weights=True)
+    options = torch_sut_options(spec, model_path, data, config)
+    return make_ray_llm_sut(model_path, data.prompts, config, options, LlmWorkload(spec.name).check_backend)
 
 
 def _openai_sut(spec: LlmSpec, model_path: Path, data, config):
