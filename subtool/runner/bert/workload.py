@@ -169,7 +169,7 @@ class BertQSL:
 
 
 class BertWorkload:
-    """bert-99 / bert-99.9 behind the runner's Workload interface (see workloads/base.py)."""
+    """bert-99 / bert-99.9 behind the runner's Workload interface (see runner/workload.py)."""
 
     def __init__(self, name: str):
         from subtool.runner.workload import BenchmarkSpec

@@ -1,7 +1,7 @@
 """A PyTorch SUT for the LLM benchmarks (transformers checkpoints: Llama, GPT-J).
 
 `LlmGenerator` holds the model and the generation loop and knows nothing of LoadGen (each Ray worker runs one,
-ray_llm_worker.py); `TorchLlmSUT` is its LoadGen adapter: LoadGen hands queries to `issue_queries` from its
+ray_worker.py); `TorchLlmSUT` is its LoadGen adapter: LoadGen hands queries to `issue_queries` from its
 own thread and a worker thread generates. Two engines:
 
 - `batched` (CPU, and beam search): waiting samples are sorted by prompt length and run in batches padded on the

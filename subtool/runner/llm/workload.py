@@ -1,6 +1,6 @@
 """The LLM workloads (llama3.1-8b, llama2-70b-99/99.9, gptj-99/99.9) behind the runner's Workload interface.
 
-One code path for the three families: the spec table (llm_specs.py) says which data set reader, generation
+One code path for the three families: the spec table (specs.py) says which data set reader, generation
 settings, accuracy line and thresholds a benchmark uses; the SUT backends (local torch, or an OpenAI-compatible
 endpoint) answer with token ids and per-response token counts, so LoadGen reports tokens/s, TTFT and TPOT.
 """
