@@ -1,4 +1,4 @@
-"""The bert-99 / bert-99.9 workload: checkpoint and data loading, the QSL, and the accuracy step."""
+"""The bert-99 / bert-99.9 workload: data loading, the QSL, and the accuracy step (checkpoint checks: checkpoint.py)."""
 
 from __future__ import annotations
 
