@@ -100,8 +100,9 @@ def make_assets(work: Path):
     import torch
     from transformers import BertConfig, BertForQuestionAnswering
 
+    from subtool.runner.bert.checkpoint import check_checkpoint
     from subtool.runner.bert.demo import demo_assets
-    from subtool.runner.bert.workload import check_checkpoint, load_data
+    from subtool.runner.bert.workload import load_data
 
     demo = demo_assets(work / "cache")
     ckpt = work / "bert-large-random"

@@ -81,10 +81,10 @@ def loadgen_offline(sut, samples: int, outdir: Path) -> dict:
 
 
 def measure(workers: int, prompts, args, outdir: Path) -> dict:
-    from subtool.runner.bert.sut_ray import RayPoolConfig
     from subtool.runner.llm.ray_worker import GeneratorSpec
     from subtool.runner.llm.sut_ray import RayLlmSUT
     from subtool.runner.llm.workload import Generation
+    from subtool.runner.ray_pool import RayPoolConfig
 
     cuda = args.device == "cuda"
     gen = Generation(

@@ -120,7 +120,8 @@ def start_pool(model_path: Path, features, workers: int, args):
     import numpy as np
     import ray
 
-    from subtool.runner.bert.sut_ray import RayBertSUT, RayPoolConfig
+    from subtool.runner.bert.sut_ray import RayBertSUT
+    from subtool.runner.ray_pool import RayPoolConfig
 
     inner = "torch-cuda" if args.device == "cuda" else "torch-cpu"
     t0 = time.perf_counter()
@@ -227,8 +228,10 @@ def main() -> int:
     import ray
     import torch
 
-    from subtool.runner.bert.demo import cache_root, demo_assets
-    from subtool.runner.bert.workload import check_checkpoint, load_data
+    from subtool.runner.bert.checkpoint import check_checkpoint
+    from subtool.runner.bert.demo import demo_assets
+    from subtool.runner.bert.workload import load_data
+    from subtool.runner.demo_assets import cache_root
 
     assets = demo_assets()
     if args.model_path is not None:

@@ -9,12 +9,11 @@ questions — the official bert-99 counts — with a SQuAD-like spread of sequen
 from __future__ import annotations
 
 import json
-import os
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
-from subtool.fsutil import atomic_write_text, staged_directory
+from subtool.fsutil import atomic_write_text
+from subtool.runner.demo_assets import DemoAssets, build_once, cache_root, generate_vocabulary
 
 DEMO_VERSION = "2"
 DEMO_SEED = 20261126
@@ -22,7 +21,7 @@ N_QUESTIONS = 10570
 N_TWO_WINDOW_QUESTIONS = 263  # 10,570 questions + 263 extra windows = 10,833 features
 QUESTIONS_PER_PARAGRAPH = 5
 PARAGRAPHS_PER_ARTICLE = 48
-VOCAB_WORDS = 3000
+VOCAB_WORDS = 3000  # each a whole WordPiece token, so that one word is one token
 
 # The tiny model: BERT's architecture, a few layers, random weights.
 DEMO_CONFIG = dict(
@@ -34,53 +33,28 @@ DEMO_CONFIG = dict(
     type_vocab_size=2,
 )
 
-_CONSONANTS = "bcdfghjklmnprstvwz"
-_VOWELS = "aeiou"
-
-
-@dataclass(frozen=True)
-class DemoAssets:
-    model_path: Path
-    dataset_path: Path
-
-
-def cache_root() -> Path:
-    env = os.environ.get("SUBTOOL_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "subtool"
-
 
 def demo_assets(cache: Path | None = None) -> DemoAssets:
     """Return the demo checkpoint and data set, generating them once into the cache."""
     root = (cache or cache_root()) / f"demo-bert-v{DEMO_VERSION}"
     assets = DemoAssets(model_path=root / "model", dataset_path=root / "squad-demo-v1.1.json")
-    if (root / "COMPLETE").exists():
-        return assets
-    with staged_directory(root) as tmp:
-        words = generate_vocabulary(random.Random(DEMO_SEED))
+
+    def build(tmp: Path) -> None:
+        words = generate_vocabulary(random.Random(DEMO_SEED), VOCAB_WORDS)
         write_checkpoint(tmp / "model", words)
         atomic_write_text(
             tmp / assets.dataset_path.name, json.dumps(generate_squad(words, random.Random(DEMO_SEED + 1)))
         )
-        atomic_write_text(tmp / "COMPLETE", f"subtool demo assets v{DEMO_VERSION}\n")
+
+    build_once(root, build, f"subtool demo assets v{DEMO_VERSION}")
     return assets
-
-
-def generate_vocabulary(rng: random.Random, n: int = VOCAB_WORDS) -> list[str]:
-    """Pronounceable lower-case words, each a whole WordPiece token so that one word is one token."""
-    words: set[str] = set()
-    while len(words) < n:
-        syllables = rng.randint(1, 4)
-        words.add("".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(syllables)))
-    return sorted(words)
 
 
 def write_checkpoint(model_dir: Path, words: list[str]) -> None:
     import torch
     from transformers import BertConfig, BertForQuestionAnswering
 
-    from subtool.runner.bert.workload import wordpiece_tokenizer
+    from subtool.runner.bert.checkpoint import wordpiece_tokenizer
 
     model_dir.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", *words]

@@ -49,7 +49,7 @@ class BertShape:
 
 
 def read_shape(model_path: Path) -> BertShape:
-    from subtool.runner.bert.workload import REFERENCE_CONFIG, checkpoint_format
+    from subtool.runner.bert.checkpoint import REFERENCE_CONFIG, checkpoint_format
 
     model_path = Path(model_path)
     path = model_path / ("config.json" if checkpoint_format(model_path) == "hf" else REFERENCE_CONFIG)
@@ -92,7 +92,7 @@ def read_shape(model_path: Path) -> BertShape:
 def load_state_dict(model_path: Path) -> dict:
     import torch
 
-    from subtool.runner.bert.workload import REFERENCE_WEIGHTS, checkpoint_format
+    from subtool.runner.bert.checkpoint import REFERENCE_WEIGHTS, checkpoint_format
 
     model_path = Path(model_path)
     st = model_path / "model.safetensors"
@@ -209,9 +209,10 @@ class PackedBert:
         # fp16 is the accuracy-first precision: the residual stream between LayerNorms stays float32, and the
         # two products that feed it (attention output, second feed-forward) write float32, their bias added by
         # the LayerNorm kernel. Fewer roundings on the path every layer adds to: answers agree with fp32 at
-        # F1 99.64 instead of 99.25 (99.58 with the float32 residual alone), for 11 % more forward time on an
-        # H100 (bench/results/bert_gpu_h100.json). bf16 is the fastest 16-bit path and keeps everything in bf16
-        # (F1 94.8; 97.2 with the float32 residual).
+        # F1 99.64 instead of 99.25 (99.58 with the float32 residual alone), for 9 % more forward time on an
+        # H200: 21.5 ms against 19.8 for a 16k-token batch (bench/results/gpu_check_bert.json, torch-cuda-fp16:
+        # forward_only and forward_only_variants.residual_stream_in_compute_dtype). bf16 is the fastest 16-bit
+        # path and keeps everything in bf16 (F1 94.8; 97.2 with the float32 residual).
         exact = cuda and kernels == "triton" and precision == "fp16"
         self.residual_fp32 = exact if residual_fp32 is None else residual_fp32
         self.sublayer_out_fp32 = cuda and (exact if sublayer_out_fp32 is None else sublayer_out_fp32)

@@ -1,6 +1,6 @@
 """What runs inside one Ray actor: a copy of the BERT model and its forward over feature indices.
 
-The driver (ray_pool.py) sends each actor the checkpoint path and, once, the four feature arrays the forward
+The driver (sut_ray.py) sends each actor the checkpoint path and, once, the four feature arrays the forward
 reads (through Ray's object store, so a node fetches them once and its actors share that copy); from then on a
 request is a list of feature indices and a reply is their float32 logits, [n, longest of them, 2].
 Nothing here imports Ray:
@@ -101,10 +101,10 @@ class PackedEngine:
         return result
 
 
-# inner backend name → (engine class, device, the Ray resources one actor asks for)
+# inner backend name → (engine class, device); the Ray resources one actor asks for: ray_pool.WORKER_RESOURCES
 ENGINES = {
-    "torch-cpu": (PaddedEngine, "cpu", "CPU"),
-    "torch-cuda": (PackedEngine, "cuda", "GPU"),
+    "torch-cpu": (PaddedEngine, "cpu"),
+    "torch-cuda": (PackedEngine, "cuda"),
 }
 
 
@@ -128,10 +128,10 @@ class BertWorker:
         self.error: dict | None = None
         self.samples = 0
         try:
-            engine_cls, default_device, _ = ENGINES[inner_backend]
+            engine_cls, default_device = ENGINES[inner_backend]
             from pathlib import Path
 
-            from subtool.runner.bert.workload import check_checkpoint
+            from subtool.runner.bert.checkpoint import check_checkpoint
 
             check_checkpoint(Path(model_path))
             self.engine = engine_cls(model_path, inputs, precision, batch_size, device or default_device, threads)

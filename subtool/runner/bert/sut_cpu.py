@@ -50,7 +50,7 @@ def load_qa_model(model_path, device: str = "cpu", precision: str = "fp32", thre
         )
     if threads:
         torch.set_num_threads(threads)
-    from subtool.runner.bert.workload import load_bert_qa
+    from subtool.runner.bert.checkpoint import load_bert_qa
 
     model = load_bert_qa(Path(model_path), torch.float32)
     return model.eval().to(torch.device(device))

@@ -1,4 +1,4 @@
-"""The Ray SUT: LoadGen stays in this process; the model runs on N Ray actors (one per GPU, or N CPU workers).
+"""BERT's Ray SUT: LoadGen stays in this process; the model runs on N Ray actors (one per GPU, or N CPU workers).
 
 LoadGen's thread puts the samples it issues into a work queue. Chunks of that queue go to the workers that have
 room (each holds at most `depth` chunks: one running, the next already there), so a fast worker simply comes
@@ -12,16 +12,15 @@ When a worker dies (process killed, node lost, out of memory) or stays silent pa
 it held go back to the head of the queue for the survivors and the console says so. A ledger keyed by LoadGen's
 response id answers every issued sample exactly once and drops anything else. With no worker left the run fails
 with one clear error: every open sample is answered empty (LoadGen never waits forever) and stop() raises.
+
+The cluster, the worker count, the ledger and the release are the generic part (runner/ray_pool.py); what a
+worker computes is ray_worker.py.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import queue
-import socket
-import sys
 import threading
 import time
 from collections import deque
@@ -30,298 +29,32 @@ from pathlib import Path
 
 import numpy as np
 
-from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH
-
-LOCAL = "local"
-AUTO = "auto"
-CONNECT_PROBE_S = 5.0
-FREE_RESOURCES_WAIT_S = 15.0  # what a cluster may need to free the resources of actors just killed
-
-
-@dataclass(frozen=True)
-class RayPoolConfig:
-    address: str = LOCAL  # local | auto | HOST:PORT | ray://HOST:PORT
-    workers: int | None = None  # default: one per free GPU (torch-cuda) or per free CPU (torch-cpu)
-    inner_backend: str = "torch-cpu"  # the model each worker runs (ray_worker.ENGINES), or auto
-    cpus_per_worker: int = 1  # torch threads of a CPU worker, and the CPUs it reserves
-    depth: int = 2  # chunks a worker holds at once
-    chunk: int = 32  # most samples in one request (the batch size)
-    start_timeout_s: float = 600.0  # for every worker to load its model
-    task_timeout_s: float = 600.0  # a chunk unanswered this long counts as a lost worker
-
-    @classmethod
-    def from_sut_config(cls, config) -> RayPoolConfig:
-        from subtool.runner.bert.ray_worker import ENGINES
-
-        extra = dict(config.extra or {})
-        address = str(extra.get("ray_address") or os.environ.get("RAY_ADDRESS") or LOCAL)
-        inner = str(extra.get("inner_backend") or "torch-cpu")
-        if inner not in ENGINES and inner != AUTO:
-            raise SubtoolError(
-                f"the ray backend cannot run {inner!r} on its workers; choose one of {', '.join(ENGINES)}",
-                rule="run.backend",
-            )
-        workers = extra.get("workers")
-        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-            raise SubtoolError(
-                f"--workers must be a whole number of at least 1, not {workers!r}", rule="run.ray_workers"
-            )
-        numbers = {}
-        for key in ("cpus_per_worker", "depth"):
-            value = extra.get(key, getattr(cls, key))
-            if not isinstance(value, int) or value < 1:
-                raise SubtoolError(f"{key} must be a whole number of at least 1, not {value!r}", rule="run.ray")
-            numbers[key] = value
-        for key in ("start_timeout_s", "task_timeout_s"):
-            value = extra.get(key, getattr(cls, key))
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise SubtoolError(f"{key} must be a positive number of seconds, not {value!r}", rule="run.ray")
-            numbers[key] = float(value)
-        return cls(
-            address=address, workers=workers, inner_backend=inner, chunk=max(1, int(config.batch_size)), **numbers
-        )
-
-    @property
-    def resource(self) -> str:
-        from subtool.runner.bert.ray_worker import ENGINES
-
-        return ENGINES[self.inner_backend][2] if self.inner_backend != AUTO else "CPU"
-
-    def resolved(self, cluster_gpus: float) -> RayPoolConfig:
-        """`auto` workers: torch-cuda when the cluster has GPUs (wherever they are), else torch-cpu."""
-        if self.inner_backend != AUTO:
-            return self
-        import dataclasses
-
-        return dataclasses.replace(self, inner_backend="torch-cuda" if cluster_gpus >= 1 else "torch-cpu")
-
-    @property
-    def per_worker(self) -> int:
-        return self.cpus_per_worker if self.resource == "CPU" else 1
-
-
-def _say(line: str) -> None:
-    print(f"ray: {line}", file=sys.stderr, flush=True)
-
-
-def _probe(address: str) -> None:
-    """Refuse an address nobody listens on at once: Ray itself retries such an address for minutes."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SubtoolError(f"--ray-address {address!r} is not auto, local or HOST:PORT", rule="run.ray_connect")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_PROBE_S):
-            pass
-    except OSError as exc:
-        raise SubtoolError(
-            f"no Ray cluster answers at {address} ({exc.strerror or exc})",
-            rule="run.ray_connect",
-            hint="start one with `ray start --head --port=6379` (and `ray start "
-            "--address=HEAD:6379` on every other node), or use --ray-address local for a "
-            "cluster on this machine only",
-        ) from None
-
-
-def connect(cfg: RayPoolConfig) -> bool:
-    """Join or start the cluster; True when this call started the connection (stop() then ends it)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    quiet = dict(logging_level=logging.WARNING, log_to_driver=True)
-    if cfg.address == LOCAL:
-        cpus = os.cpu_count() or 1
-        need = (cfg.workers or 0) * cfg.per_worker if cfg.resource == "CPU" else 0
-        # more CPU workers than cores is allowed on a local cluster (a scaling measurement asks for it)
-        ray.init(address="local", num_cpus=max(cpus, need), include_dashboard=False, **quiet)
-        return True
-    if cfg.address != "auto" and not cfg.address.startswith("ray://"):
-        _probe(cfg.address)
-    try:
-        ray.init(address=cfg.address, **quiet)
-    except ConnectionError as exc:
-        what = (
-            "no Ray cluster runs on this node (--ray-address auto joins one started here with `ray start`)"
-            if cfg.address == "auto"
-            else f"cannot join the Ray cluster at {cfg.address}: {str(exc).splitlines()[0]}"
-        )
-        raise SubtoolError(
-            what,
-            rule="run.ray_connect",
-            hint="start one with `ray start --head` on this or another node, set RAY_ADDRESS, "
-            "or use --ray-address local",
-        ) from None
-    except Exception as exc:  # ray.exceptions.AuthenticationError and friends: name them, no traceback
-        raise SubtoolError(
-            f"cannot join the Ray cluster at {cfg.address}: {exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}",
-            rule="run.ray_connect",
-            hint="every node and this process need the same Ray version and, with token "
-            "authentication, the same token (RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)",
-        ) from None
-    return True
-
-
-def _loss_errors() -> tuple:
-    """Errors that mean the worker (or its node) is gone, not that the model failed on the input."""
-    import ray.exceptions as rex
-
-    return (
-        rex.RayActorError,
-        rex.WorkerCrashedError,
-        rex.NodeDiedError,
-        rex.ObjectLostError,
-        rex.OutOfMemoryError,
-        rex.LocalRayletDiedError,
-    )
-
-
-class ExactlyOnceLedger:
-    """LoadGen response ids issued and not yet answered. LoadGen hangs on a sample never answered and corrupts
-    its log on one answered twice, so only `settle`'s survivors reach QuerySamplesComplete."""
-
-    def __init__(self):
-        self._open: dict[int, int] = {}
-        self.issued = 0
-        self.answered = 0
-        self.duplicates = 0  # ids issued again while still open
-        self.dropped = 0  # answers for ids not open (already answered, or never issued)
-
-    def issue(self, items) -> None:
-        for qid, idx in items:
-            if qid in self._open:
-                self.duplicates += 1
-            self._open[qid] = idx
-            self.issued += 1
-
-    def settle(self, items) -> list[int]:
-        """Close these (qid, index) samples; positions of the ones that were open, in order."""
-        keep = []
-        for pos, (qid, _) in enumerate(items):
-            if self._open.pop(qid, None) is None:
-                self.dropped += 1
-            else:
-                keep.append(pos)
-                self.answered += 1
-        return keep
-
-    @property
-    def outstanding(self) -> int:
-        return len(self._open)
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.duplicates:
-            out.append(f"{self.duplicates} query ids issued twice while still open")
-        if self.dropped:
-            out.append(f"{self.dropped} answers for samples already answered or never issued (not passed on)")
-        if self._open:
-            out.append(f"{len(self._open)} samples never answered")
-        return out
-
-
-def worker_count(ray, cfg: RayPoolConfig) -> int:
-    """How many workers to start: --workers, or one per free GPU/CPU; refused when the cluster cannot hold them."""
-    kind, per = cfg.resource, cfg.per_worker
-    total = ray.cluster_resources().get(kind, 0.0)
-    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-    count = cfg.workers or int(ray.available_resources().get(kind, 0.0) // per)
-    if count < 1:
-        raise SubtoolError(
-            f"the Ray cluster has no free {kind} for a {cfg.inner_backend} worker "
-            f"({total:g} in all on {nodes} node{'s' if nodes != 1 else ''})",
-            rule="run.ray_resources",
-            hint="start the worker nodes with `ray start --address=HEAD:6379`"
-            + (" on machines with GPUs" if kind == "GPU" else ""),
-        )
-    if count * per > total:
-        most = int(total // per)
-        raise SubtoolError(
-            f"{count} {cfg.inner_backend} workers need {count * per} {kind}; the Ray cluster "
-            f"has {total:g} on {nodes} node{'s' if nodes != 1 else ''}",
-            rule="run.ray_resources",
-            hint=(f"ask for at most {most} workers, or add" if most else "add")
-            + " nodes with `ray start --address=HEAD:6379`"
-            + (
-                " (GPU workers need nodes where Ray sees GPUs; --backend torch-cpu runs on CPUs)"
-                if kind == "GPU" and not most
-                else ""
-            ),
-        )
-    deadline = time.monotonic() + FREE_RESOURCES_WAIT_S
-    while ray.available_resources().get(kind, 0.0) < count * per:
-        if time.monotonic() > deadline:
-            free = ray.available_resources().get(kind, 0.0)
-            raise SubtoolError(
-                f"{count} {cfg.inner_backend} workers need {count * per} {kind}; only "
-                f"{free:g} of the cluster's {total:g} are free (other Ray jobs hold the rest)",
-                rule="run.ray_resources",
-                hint="wait for those jobs or ask for fewer workers",
-            )
-        time.sleep(0.2)
-    return count
-
-
-def await_ready(ray, cfg: RayPoolConfig, workers: list) -> list[dict]:
-    """Wait for every worker's `ready()`; the first setup failure (or version mismatch) is one clear error.
-    Each worker's node and pid are filled in; the ready() answers come back in worker order."""
-    pending = {w.handle.ready.remote(): w for w in workers}
-    answers = {}
-    deadline = time.monotonic() + cfg.start_timeout_s
-    while pending:
-        left = deadline - time.monotonic()
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, left))
-        if not ready:
-            raise SubtoolError(
-                f"{len(pending)} of {len(workers)} Ray workers did not start within {cfg.start_timeout_s:g} s",
-                rule="run.ray_start",
-                hint="see `ray status` for pending resources; a large model may need a longer start_timeout_s",
-            )
-        worker = pending.pop(ready[0])
-        try:
-            info = ray.get(ready[0])
-        except Exception as exc:
-            raise SubtoolError(
-                f"Ray worker {worker.number} died while starting: {exc.__class__.__name__}: {_first_line(exc)}",
-                rule="run.ray_start",
-                hint="every node needs subtool and its dependencies installed (the same versions as this one)",
-            ) from None
-        worker.node, worker.pid = info["node"], info["pid"]
-        if info.get("subtool") != __version__:
-            raise SubtoolError(
-                f"Ray worker {worker.number} on {worker.node} runs subtool "
-                f"{info.get('subtool')}, this process {__version__}",
-                rule="run.ray_start",
-                hint="install the same subtool on every node (or run them all from one container image)",
-            )
-        err = info["error"]
-        if err:
-            where = f"on {worker.node}: " if cfg.address != LOCAL else ""
-            raise SubtoolError(
-                f"Ray worker {worker.number} {where}{err['message']}",
-                path=err.get("path"),
-                rule=err.get("rule") or "run.ray_start",
-                hint=err.get("hint"),
-            )
-        answers[worker.number] = info
-    return [answers[w.number] for w in workers]
+from subtool.runner.ray_pool import (
+    AUTO,
+    ExactlyOnceLedger,
+    PoolWorker,
+    RayPoolConfig,
+    connect,
+    first_line,
+    kill_worker,
+    loss_errors,
+    on_nodes,
+    release_workers,
+    report_run_end,
+    require_ray,
+    resolve_auto,
+    say,
+    start_workers,
+)
 
 
 @dataclass
-class _Worker:
-    number: int
-    handle: object
-    node: str = "?"
-    pid: int = 0
-    alive: bool = True
+class _Worker(PoolWorker):
     inflight: int = 0
     samples: int = 0
     chunks: int = 0
-
-    def name(self) -> str:
-        return f"worker {self.number} ({self.node}, pid {self.pid})"
 
 
 @dataclass
@@ -333,13 +66,22 @@ class _Task:
 
 
 class RayBertSUT:
-    """BERT's LoadGen SUT over a pool of Ray workers (ray_worker.BertWorker)."""
+    """BERT's LoadGen SUT over a pool of Ray workers (ray_worker.BertWorker).
 
-    def __init__(self, model_path, features, cfg: RayPoolConfig, precision: str = "fp32", threads: int | None = None):
+    precision "auto" means `gpu_precision` on torch-cuda workers and fp32 on torch-cpu ones (the workload says
+    which precision its GPU path prefers; the inner backend is known only once the cluster is joined)."""
+
+    def __init__(
+        self,
+        model_path,
+        features,
+        cfg: RayPoolConfig,
+        precision: str = "fp32",
+        threads: int | None = None,
+        gpu_precision: str | None = None,
+    ):
         import mlperf_loadgen as lg
         import ray
-
-        from subtool.runner.bert.ray_worker import BertWorker, ModelInputs
 
         self.lg = lg
         self.ray = ray
@@ -356,41 +98,30 @@ class RayBertSUT:
         self._owns = connect(cfg)
         self.workers: list[_Worker] = []
         try:
-            if cfg.inner_backend == AUTO:
-                self.cfg = cfg = cfg.resolved(ray.cluster_resources().get("GPU", 0.0))
-                _say(f"workers run {cfg.inner_backend} (auto)")
-            if precision == "auto":
-                from subtool.runner.bert.workload import GPU_PRECISION
-
-                precision = GPU_PRECISION if cfg.inner_backend == "torch-cuda" else "fp32"
-            self.precision = precision
-            check_precision(cfg.inner_backend, precision)
-            count = worker_count(ray, cfg)
-            threads = threads or (cfg.cpus_per_worker if cfg.resource == "CPU" else None)
-            opts = (
-                {"num_cpus": cfg.cpus_per_worker, "num_gpus": 0}
-                if cfg.resource == "CPU"
-                else {"num_cpus": 0, "num_gpus": 1}
-            )
-            actor = ray.remote(BertWorker).options(max_restarts=0, max_task_retries=0, **opts)
-            inputs = ray.put(ModelInputs.from_features(features))
-            handles = [
-                actor.remote(cfg.inner_backend, str(Path(model_path).resolve()), inputs, precision, cfg.chunk, threads)
-                for _ in range(count)
-            ]
-            self.workers = [_Worker(i, h) for i, h in enumerate(handles)]
-            await_ready(ray, cfg, self.workers)
+            self.cfg = cfg = resolve_auto(ray, cfg)
+            self.precision = _resolve_precision(cfg.inner_backend, precision, gpu_precision)
+            self.workers = self._start_workers(model_path, features, threads)
         except BaseException:
             self._release()
             raise
-        nodes = sorted({w.node for w in self.workers})
-        _say(
+        say(
             f"{len(self.workers)} workers ({cfg.inner_backend}, {cfg.per_worker} {cfg.resource} each) on "
-            f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}: {', '.join(nodes)}"
+            + on_nodes(self.workers)
         )
         self._collector = threading.Thread(target=self._collect, name="subtool-ray-collect", daemon=True)
         self._collector.start()
         self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+
+    def _start_workers(self, model_path, features, threads: int | None) -> list[_Worker]:
+        """One BertWorker per GPU or CPU share, each given the feature arrays once through the object store."""
+        from subtool.runner.bert.ray_worker import BertWorker, ModelInputs
+
+        cfg = self.cfg
+        threads = threads or (cfg.cpus_per_worker if cfg.resource == "CPU" else None)
+        inputs = self.ray.put(ModelInputs.from_features(features))
+        args = (cfg.inner_backend, str(Path(model_path).resolve()), inputs, self.precision, cfg.chunk, threads)
+        workers, _ = start_workers(self.ray, cfg, BertWorker, args, worker_type=_Worker)
+        return workers
 
     # ------------------------------------------------------------------------------------ LoadGen side
     def issue_queries(self, query_samples) -> None:
@@ -446,13 +177,13 @@ class RayBertSUT:
             task.worker.inflight -= 1
         try:
             logits = task.future.result()
-        except _loss_errors() as exc:
+        except loss_errors() as exc:
             self._lose(task.worker, f"{exc.__class__.__name__}", also=[task])
             return
         except Exception as exc:
             self._fail(
                 f"{task.worker.name()} failed on a chunk of {len(task.items)} samples: "
-                f"{exc.__class__.__name__}: {_first_line(exc)}",
+                f"{exc.__class__.__name__}: {first_line(exc)}",
                 also=[task],
             )
             return
@@ -478,10 +209,7 @@ class RayBertSUT:
 
     def _lose(self, worker: _Worker, why: str, also: list | None = None) -> None:
         """Write a worker off and give its chunks (the one that failed plus any still in flight) to the others."""
-        try:
-            self.ray.kill(worker.handle, no_restart=True)  # a worker written off must never answer late
-        except Exception:  # already gone
-            pass
+        kill_worker(self.ray, worker)  # a worker written off must never answer late
         with self._cond:
             tasks = list(also or [])
             for ref in [r for r, t in self._inflight.items() if t.worker is worker]:
@@ -502,7 +230,7 @@ class RayBertSUT:
                 orphans = items
         if orphans is None:
             if first or items:
-                _say(
+                say(
                     f"{worker.name()} lost ({why}); {len(items)} in-flight samples re-issued to the "
                     f"{survivors} remaining worker{'s' if survivors != 1 else ''}"
                 )
@@ -524,7 +252,7 @@ class RayBertSUT:
             self._pending.clear()
             keep = self.ledger.settle(items)
         if first:
-            _say(f"{message}; the run stops (every open sample is answered empty and the run reports an error)")
+            say(f"{message}; the run stops (every open sample is answered empty and the run reports an error)")
         self._complete_empty([items[p] for p in keep])
 
     def _complete_empty(self, items) -> None:
@@ -540,10 +268,7 @@ class RayBertSUT:
                 "per_worker": [
                     {"node": w.node, "samples": w.samples, "chunks": w.chunks, "alive": w.alive} for w in self.workers
                 ],
-                "issued": self.ledger.issued,
-                "answered": self.ledger.answered,
-                "dropped": self.ledger.dropped,
-                "duplicates": self.ledger.duplicates,
+                **self.ledger.counts(),
                 "reissued": self.reissued,
                 "deaths": list(self.deaths),
                 "error": self._error,
@@ -561,63 +286,25 @@ class RayBertSUT:
         report_run_end(self.deaths, self.reissued, self._error, self.ledger)
 
 
-def release_workers(ray, workers, owns_ray: bool) -> None:
-    """Kill the pool's actors, and shut Ray down if this process started it."""
-    for w in workers:
-        try:
-            ray.kill(w.handle, no_restart=True)
-        except Exception:  # already gone
-            pass
-    if owns_ray:
-        ray.shutdown()
-
-
-def report_run_end(deaths: list[str], reissued: int, error: str | None, ledger: ExactlyOnceLedger) -> None:
-    """After a Ray run: say which workers were lost, then raise the run's error or a mismatch with LoadGen."""
-    if deaths and error is None:
-        _say(
-            f"the run completed after losing {len(deaths)} worker{'s' if len(deaths) != 1 else ''}"
-            f" ({reissued} samples re-issued): " + "; ".join(deaths)
-        )
-    if error is not None:
-        raise SubtoolError(
-            f"the Ray SUT failed during the run: {error}",
-            rule="run.sut_error",
-            hint="see the `ray:` lines above; `ray status` and the Ray logs on the node "
-            "(/tmp/ray/session_latest/logs) say why a worker died",
-        )
-    problems = ledger.problems()
-    if problems:
-        raise SubtoolError(
-            "the Ray SUT's answers do not match what LoadGen issued: " + "; ".join(problems), rule="run.sut_error"
-        )
-
-
-def _first_line(exc: BaseException) -> str:
-    cause = getattr(exc, "cause", None)
-    text = str(cause if isinstance(cause, BaseException) else exc).strip()
-    return text.splitlines()[0] if text else ""
-
-
-def require_ray() -> None:
-    """One clear line when the ray backend is asked for without Ray installed."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise SubtoolError(
-            "the ray backend needs Ray, which is not installed",
-            rule="run.backend",
-            hint="pip install 'mlperf-subtool[ray]' (or pip install 'ray>=2.9') on every node",
-        ) from None
-
-
-def make_ray_sut(model_path, features, config) -> RayBertSUT:
-    """SUT_BACKENDS factory: SutConfig.extra holds ray_address, workers and inner_backend (default torch-cpu)."""
+def make_ray_sut(model_path, features, config, gpu_precision: str) -> RayBertSUT:
+    """SUT_BACKENDS factory: SutConfig.extra holds ray_address, workers and inner_backend (default torch-cpu);
+    gpu_precision is what `--precision auto` means on torch-cuda workers."""
     require_ray()
     cfg = RayPoolConfig.from_sut_config(config)
     if cfg.inner_backend != AUTO and config.precision != "auto":
         check_precision(cfg.inner_backend, config.precision)  # before any cluster starts
-    return RayBertSUT(model_path, features, cfg, precision=config.precision, threads=config.threads)
+    return RayBertSUT(
+        model_path, features, cfg, precision=config.precision, threads=config.threads, gpu_precision=gpu_precision
+    )
+
+
+def _resolve_precision(inner: str, precision: str, gpu_precision: str | None) -> str:
+    if precision == "auto":
+        if inner == "torch-cuda" and gpu_precision is None:
+            raise ValueError("precision 'auto' on torch-cuda workers needs the workload's gpu_precision")
+        precision = gpu_precision if inner == "torch-cuda" else "fp32"
+    check_precision(inner, precision)
+    return precision
 
 
 def check_precision(inner: str, precision: str) -> None:

@@ -1,6 +1,6 @@
 """Static fp8 output scales from the weights alone: bounds of what a product that follows a LayerNorm can output.
 
-Pure torch (no Triton): the fp8 GPU path (kernels/fp8_gemm.py, suts/bert_fast_model.py) scales its e4m3 outputs
+Pure torch (no Triton): the fp8 GPU path (kernels/fp8_gemm.py, bert/packed_model.py) scales its e4m3 outputs
 with them, and they are tested on any machine.
 """
 

@@ -6,9 +6,9 @@ it walks the sequence's keys 64 at a time with an online softmax (exp2, the scal
 so a 180-token sequence pads to 192 x 192. Programs whose tile starts past their sequence's end return at once,
 which lets one grid (capacity x tiles, heads) serve every batch of a CUDA graph's shape.
 
-On an H100 (16 heads of 64, SQuAD-like lengths, 16k tokens) one call takes 78 us against flash varlen's 134 us;
-BERT-large's whole forward of such a batch, 19.96 ms against 21.24 (bf16) and 14.33 against 15.01 (fp8)
-(bench/results/bert_gpu_h100.json).
+BERT-large's whole forward of a 16k-token batch of SQuAD-like lengths (16 heads of 64) on an H200, with this
+kernel against flash varlen: 19.26 ms against 20.15 (bf16), 21.51 against 23.00 (fp16), 13.51 against 14.14
+(fp8) (bench/results/gpu_check_bert.json: forward_only and forward_only_variants.flash_varlen_attention).
 
 Layout: the fused projection's output [tokens, 3, heads, head_dim] (q, k, v of a token side by side) and
 cu_seqlens [capacity + 1] (unused sequences empty); the result is [tokens, heads * head_dim] in q's dtype.
@@ -97,8 +97,8 @@ def _packed_attention_kernel(
     k_base = start.to(tl.int64) * stride_t + (HEADS + head) * D
     v_base = start.to(tl.int64) * stride_t + (2 * HEADS + head) * D
     if FIXED_TRIPS:
-        # Triton's interpreter cannot loop to a loaded bound; the compiled loop to `length` pipelines its loads
-        # (1.2x faster on an H100), so this form is for the interpreter only
+        # Triton's interpreter cannot loop to a loaded bound; the compiled loop to `length` pipelines its loads,
+        # so this form is for the interpreter only
         for b in range(0, KEY_TILES):
             if b * BLOCK_N < length:
                 acc, l_i, m_i = _key_block(

@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from subtool.fsutil import atomic_write_text, staged_directory
+from subtool.fsutil import atomic_write_text
+from subtool.runner.demo_assets import DemoAssets, build_once, cache_root, generate_vocabulary
 from subtool.runner.llm.specs import LlmSpec
 
 DEMO_VERSION = "3"
@@ -56,40 +56,22 @@ LLAMA_TINY = dict(
 )
 GPTJ_TINY = dict(n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=512, tie_word_embeddings=False)
 
-_CONSONANTS = "bcdfghjklmnprstvwz"
-_VOWELS = "aeiou"
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]+")
-
-
-@dataclass(frozen=True)
-class DemoAssets:
-    model_path: Path
-    dataset_path: Path
 
 
 def demo_assets(spec: LlmSpec, cache: Path | None = None, sample_count: int | None = None) -> DemoAssets:
     """The demo checkpoint and data set of spec's family, generated once into the cache."""
-    from subtool.runner.bert.demo import cache_root
-
     n = sample_count or spec.sample_count
     root = (cache or cache_root()) / f"demo-{spec.family}-{n}-v{DEMO_VERSION}"
     assets = DemoAssets(model_path=root / "model", dataset_path=root / spec.dataset_file)
-    if (root / "COMPLETE").exists():
-        return assets
-    with staged_directory(root) as tmp:
-        rng = random.Random(DEMO_SEED)
-        words = generate_vocabulary(rng)
+
+    def build(tmp: Path) -> None:
+        words = generate_vocabulary(random.Random(DEMO_SEED), VOCAB_WORDS)
         tokenizer = write_checkpoint(tmp / "model", spec.family, words)
         write_dataset(tmp / spec.dataset_file, spec, words, tokenizer, random.Random(DEMO_SEED + 1), n)
-        atomic_write_text(tmp / "COMPLETE", f"subtool {spec.family} demo assets v{DEMO_VERSION}\n")
+
+    build_once(root, build, f"subtool {spec.family} demo assets v{DEMO_VERSION}")
     return assets
-
-
-def generate_vocabulary(rng: random.Random, n: int = VOCAB_WORDS) -> list[str]:
-    words: set[str] = set()
-    while len(words) < n:
-        words.add("".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(rng.randint(1, 4))))
-    return sorted(words)
 
 
 def _template_words() -> list[str]:

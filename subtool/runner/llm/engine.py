@@ -212,6 +212,15 @@ def _fuse(torch, modules) -> tuple:
     return weight, bias
 
 
+def _check_options(weights: str, kv_cache: str, decode_attention: str) -> None:
+    if weights not in ("model", "fp8"):
+        raise ValueError(f"weights must be 'model' or 'fp8', not {weights!r}")
+    if kv_cache not in ("model", "fp8", "auto"):
+        raise ValueError(f"kv_cache must be 'model', 'fp8' or 'auto', not {kv_cache!r}")
+    if decode_attention not in ("auto", "triton", "flash", "sdpa"):
+        raise ValueError(f"decode_attention must be auto, triton, flash or sdpa, not {decode_attention!r}")
+
+
 class ContinuousEngine:
     def __init__(
         self,
@@ -228,12 +237,7 @@ class ContinuousEngine:
         compile: bool | None = None,
         kv_cache: str = "model",
     ):
-        if weights not in ("model", "fp8"):
-            raise ValueError(f"weights must be 'model' or 'fp8', not {weights!r}")
-        if kv_cache not in ("model", "fp8", "auto"):
-            raise ValueError(f"kv_cache must be 'model', 'fp8' or 'auto', not {kv_cache!r}")
-        if decode_attention not in ("auto", "triton", "flash", "sdpa"):
-            raise ValueError(f"decode_attention must be auto, triton, flash or sdpa, not {decode_attention!r}")
+        _check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
         self.eos_ids = list(eos_ids)
@@ -241,6 +245,20 @@ class ContinuousEngine:
         self.max_len = int(max_len)
         self.prefill_tokens = max(1, int(prefill_tokens))
         self.key_block = max(1, int(key_block))
+        self._read_model(model)
+        if weights == "fp8" and self.device.type != "cuda":
+            raise ValueError("fp8 weights need a CUDA device")
+        self.weights = weights
+        with torch.no_grad():
+            self.layer_weights = self._fuse_layer_weights(fp8=weights == "fp8")
+            self.cos, self.sin = self._rotary_tables(model.model.rotary_emb)
+        self._compile_steps(compile_default(self.device) if compile is None else bool(compile))
+        self._choose_attention(decode_attention, kv_cache, fp8=weights == "fp8")
+        self._allocate_state()
+
+    # set-up phases -----------------------------------------------------------------------------------
+    def _read_model(self, model) -> None:
+        """The decoder's modules and the shapes the steps need, from a transformers Llama-like model."""
         inner = model.model
         self.embed, self.layers, self.norm, self.lm_head = inner.embed_tokens, inner.layers, inner.norm, model.lm_head
         cfg = model.config
@@ -250,50 +268,57 @@ class ContinuousEngine:
         attn = self.layers[0].self_attn
         self.head_dim = attn.head_dim
         self.scaling = attn.scaling
-        weight = self.embed.weight
-        self.device, self.dtype = weight.device, weight.dtype
-        fp8 = weights == "fp8"
-        if fp8 and self.device.type != "cuda":
-            raise ValueError("fp8 weights need a CUDA device")
-        self.weights = weights
+        self.device, self.dtype = self.embed.weight.device, self.embed.weight.dtype
         self.eps = float(getattr(cfg, "rms_norm_eps", 1e-6))
-        self.layer_weights = []
-        with torch.no_grad():
-            for layer in self.layers:
-                a, m = layer.self_attn, layer.mlp
-                qkv_w, qkv_b = _fuse(torch, [a.q_proj, a.k_proj, a.v_proj])
-                gu_w, gu_b = _fuse(torch, [m.gate_proj, m.up_proj])
-                self.layer_weights.append(
-                    {
-                        "in_norm": layer.input_layernorm.weight,
-                        "post_norm": layer.post_attention_layernorm.weight,
-                        "qkv": quantized(qkv_w, qkv_b, fp8),
-                        "o": quantized(a.o_proj.weight, a.o_proj.bias, fp8),
-                        "gate_up": quantized(gu_w, gu_b, fp8),
-                        "down": quantized(m.down_proj.weight, m.down_proj.bias, fp8),
-                    }
-                )
-            positions = torch.arange(self.max_len, device=self.device)[None]
-            cos, sin = inner.rotary_emb(weight[:1, :1], positions)
-            half = self.head_dim // 2
-            if not all(torch.equal(t[..., :half], t[..., half:]) for t in (cos, sin)):
-                raise ValueError("rotary tables whose two halves differ are not supported")
-            self.cos, self.sin = cos[0, :, :half].to(self.dtype), sin[0, :, :half].to(self.dtype)  # [max_len, D/2]
-        self.compiled = compile_default(self.device) if compile is None else bool(compile)
-        if self.compiled:
-            # every engine of a process adds compiled variants (dtype, fp8 or not, one row or several) of the same
-            # two functions: more than dynamo's default of 8 per function when a process builds several engines
-            limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
-            setattr(torch._dynamo.config, limit, max(64, getattr(torch._dynamo.config, limit)))
-            # decode shapes never change; prefill batches do (rows, tokens)
-            self._in_decode = torch.compile(attention_inputs, fullgraph=True, dynamic=False)
-            self._out_decode = torch.compile(attention_output, fullgraph=True, dynamic=False)
-            self._in_prefill = torch.compile(attention_inputs, fullgraph=True, dynamic=True)
-            self._out_prefill = torch.compile(attention_output, fullgraph=True, dynamic=True)
-        else:
+        self.intermediate = self.layers[0].mlp.gate_proj.weight.shape[0]
+
+    def _fuse_layer_weights(self, fp8: bool) -> list[dict]:
+        """Per layer: q/k/v and gate/up fused into one product each, fp8 copies of the projections if asked."""
+        out = []
+        for layer in self.layers:
+            a, m = layer.self_attn, layer.mlp
+            qkv_w, qkv_b = _fuse(torch, [a.q_proj, a.k_proj, a.v_proj])
+            gu_w, gu_b = _fuse(torch, [m.gate_proj, m.up_proj])
+            out.append(
+                {
+                    "in_norm": layer.input_layernorm.weight,
+                    "post_norm": layer.post_attention_layernorm.weight,
+                    "qkv": quantized(qkv_w, qkv_b, fp8),
+                    "o": quantized(a.o_proj.weight, a.o_proj.bias, fp8),
+                    "gate_up": quantized(gu_w, gu_b, fp8),
+                    "down": quantized(m.down_proj.weight, m.down_proj.bias, fp8),
+                }
+            )
+        return out
+
+    def _rotary_tables(self, rotary_emb):
+        """cos and sin [max_len, head_dim / 2] in the model's dtype (the model's tables repeat their two halves)."""
+        positions = torch.arange(self.max_len, device=self.device)[None]
+        cos, sin = rotary_emb(self.embed.weight[:1, :1], positions)
+        half = self.head_dim // 2
+        if not all(torch.equal(t[..., :half], t[..., half:]) for t in (cos, sin)):
+            raise ValueError("rotary tables whose two halves differ are not supported")
+        return cos[0, :, :half].to(self.dtype), sin[0, :, :half].to(self.dtype)
+
+    def _compile_steps(self, compiled: bool) -> None:
+        """The attention block's input and output halves, compiled (fixed decode shapes, dynamic prefill) or not."""
+        self.compiled = compiled
+        if not compiled:
             self._in_decode = self._in_prefill = attention_inputs
             self._out_decode = self._out_prefill = attention_output
-        self.intermediate = self.layers[0].mlp.gate_proj.weight.shape[0]
+            return
+        # every engine of a process adds compiled variants (dtype, fp8 or not, one row or several) of the same
+        # two functions: more than dynamo's default of 8 per function when a process builds several engines
+        limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+        setattr(torch._dynamo.config, limit, max(64, getattr(torch._dynamo.config, limit)))
+        # decode shapes never change; prefill batches do (rows, tokens)
+        self._in_decode = torch.compile(attention_inputs, fullgraph=True, dynamic=False)
+        self._out_decode = torch.compile(attention_output, fullgraph=True, dynamic=False)
+        self._in_prefill = torch.compile(attention_inputs, fullgraph=True, dynamic=True)
+        self._out_prefill = torch.compile(attention_output, fullgraph=True, dynamic=True)
+
+    def _choose_attention(self, decode_attention: str, kv_cache: str, fp8: bool) -> None:
+        """Which decode attention runs (Triton kernel, flash or SDPA) and whether the KV cache is fp8."""
         self.decode_attention = choose_decode_attention(
             decode_attention, self.device, self.dtype, self.head_dim, self.group
         )
@@ -308,13 +333,16 @@ class ContinuousEngine:
             self.triton_attention = DecodeAttention(
                 self.slots, self.n_heads, self.n_kv, self.head_dim, self.max_len, self.device
             )
+
+    def _allocate_state(self) -> None:
+        """The KV cache and the fixed tensors the decode step reads and writes (CUDA graph replay reads them in
+        place), allocated once for every slot."""
         # token-major per slot, so one layer's cache is also flash attention's packed [slots × max_len, kv, D]
         shape = (len(self.layers), self.slots, self.max_len, self.n_kv, self.head_dim)
         # fp8: keys and values stored in e4m3 as they are (unit scale, saturating), halving what decode reads
         cache_dtype = torch.float8_e4m3fn if self.kv_fp8 else self.dtype
         self.k_cache = torch.zeros(shape, device=self.device, dtype=cache_dtype)
         self.v_cache = torch.zeros(shape, device=self.device, dtype=cache_dtype)
-        # the decode step's inputs and output live in fixed tensors (CUDA graph replay reads them in place)
         self.tokens = torch.zeros(self.slots, dtype=torch.long, device=self.device)
         self.positions = torch.zeros(self.slots, dtype=torch.long, device=self.device)
         self.allow_eos = torch.ones(self.slots, dtype=torch.bool, device=self.device)

@@ -1,6 +1,6 @@
-"""What runs inside one Ray actor for the LLM benchmarks: an LlmGenerator (llm_local.py) fed from a queue.
+"""What runs inside one Ray actor for the LLM benchmarks: an LlmGenerator (sut_torch.py) fed from a queue.
 
-The driver (ray_llm.py) sends each actor the prompts once (through Ray's object store) and a `GeneratorSpec`; the
+The driver (sut_ray.py) sends each actor the prompts once (through Ray's object store) and a `GeneratorSpec`; the
 actor builds or loads the model and starts its own generation thread, which runs the same code as the local SUT
 (the continuous engine on CUDA, the batched engine on CPU, unless the spec names one). From then on:
 
@@ -31,7 +31,7 @@ class GeneratorSpec:
     """How a worker builds its LlmGenerator (everything picklable: it travels to every worker)."""
 
     model_path: str | None  # the checkpoint, at the same path on every node
-    generation: object  # workloads.llm.Generation
+    generation: object  # llm.workload.Generation
     eos_token_id: object
     pad_token_id: int | None
     batch_size: int  # the continuous engine's slots, or the batched engine's batch

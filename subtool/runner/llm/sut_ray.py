@@ -1,5 +1,6 @@
-"""The Ray SUT for the LLM benchmarks: LoadGen stays in this process; N Ray actors (ray_llm_worker.LlmWorker, one
-per GPU or N CPU workers) each hold a full copy of the model and generate.
+"""The Ray SUT for the LLM benchmarks: LoadGen stays in this process; N Ray actors (ray_worker.LlmWorker, one
+per GPU or N CPU workers) each hold a full copy of the model and generate. The cluster, the worker count, the
+ledger and the release are the generic part (runner/ray_pool.py).
 
 Streaming, not chunk-at-a-time: continuous batching wants many samples in flight and LoadGen wants first tokens
 early. Every worker gets the prompts once at start-up; afterwards the driver `submit`s (query id, index) pairs,
@@ -28,25 +29,29 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from subtool.errors import SubtoolError
-from subtool.runner.bert.sut_ray import (
+from subtool.runner.llm.ray_worker import GeneratorSpec
+from subtool.runner.ray_pool import (
     AUTO,
     ExactlyOnceLedger,
+    PoolWorker,
     RayPoolConfig,
-    _first_line,
-    _loss_errors,
-    _say,
-    await_ready,
     connect,
+    first_line,
+    kill_worker,
+    loss_errors,
+    on_nodes,
     release_workers,
     report_run_end,
     require_ray,
-    worker_count,
+    resolve_auto,
+    say,
+    start_workers,
 )
-from subtool.runner.llm.ray_worker import GeneratorSpec
 
 POLL_WAIT_S = 0.25  # how long a worker's poll waits for its first new event
 ACTOR_CONCURRENCY = 4  # a blocking poll, a submit, and room for stats
@@ -54,21 +59,13 @@ STATS_WAIT_S = 10.0
 
 
 @dataclass
-class _Worker:
-    number: int
-    handle: object
-    node: str = "?"
-    pid: int = 0
-    alive: bool = True
+class _Worker(PoolWorker):
     slots: int = 0
     outstanding: dict = field(default_factory=dict)  # qid → sample index, in order of submission
     samples: int = 0
     tokens: int = 0
     submits: int = 0
     last_progress: float = field(default_factory=time.monotonic)
-
-    def name(self) -> str:
-        return f"worker {self.number} ({self.node}, pid {self.pid})"
 
 
 class Dispatcher:
@@ -149,8 +146,19 @@ class Dispatcher:
         return sum(1 for w in self.workers if w.alive)
 
 
+def _on_device(spec: GeneratorSpec, cfg: RayPoolConfig) -> GeneratorSpec:
+    """The generator settings for the workers' device: `auto` precision (bf16 on GPUs, fp32 on CPUs) and, on
+    CPUs, the worker's CPU share as torch threads unless given."""
+    device = "cuda" if cfg.resource == "GPU" else "cpu"
+    precision = spec.precision
+    if precision == "auto":
+        precision = "bf16" if device == "cuda" else "fp32"
+    threads = spec.threads or (cfg.cpus_per_worker if device == "cpu" else None)
+    return dataclasses.replace(spec, device=device, precision=precision, threads=threads)
+
+
 class RayLlmSUT:
-    """An LLM's LoadGen SUT over a pool of Ray workers (ray_llm_worker.LlmWorker)."""
+    """An LLM's LoadGen SUT over a pool of Ray workers (ray_worker.LlmWorker)."""
 
     def __init__(
         self, spec: GeneratorSpec, prompts: list, cfg: RayPoolConfig, capacity: int | None = None, warm_up: int = 0
@@ -174,27 +182,13 @@ class RayLlmSUT:
         self._owns = connect(cfg)
         self.workers: list[_Worker] = []
         try:
-            if cfg.inner_backend == AUTO:
-                self.cfg = cfg = cfg.resolved(ray.cluster_resources().get("GPU", 0.0))
-                _say(f"workers run {cfg.inner_backend} (auto)")
-            device = "cuda" if cfg.resource == "GPU" else "cpu"
-            precision = spec.precision
-            if precision == "auto":
-                precision = "bf16" if device == "cuda" else "fp32"
+            self.cfg = cfg = resolve_auto(ray, cfg)
+            self.spec = spec = _on_device(spec, cfg)
+            self.precision = spec.precision
             # an unsupported precision is refused by every worker's LlmGenerator, in one line (await_ready)
-            threads = spec.threads or (cfg.cpus_per_worker if device == "cpu" else None)
-            self.spec = spec = dataclasses.replace(spec, device=device, precision=precision, threads=threads)
-            self.precision = precision
-            count = worker_count(ray, cfg)
-            opts = (
-                {"num_cpus": cfg.cpus_per_worker, "num_gpus": 0} if device == "cpu" else {"num_cpus": 0, "num_gpus": 1}
+            self.workers, infos = start_workers(
+                ray, cfg, LlmWorker, (spec, ray.put(list(prompts))), _Worker, max_concurrency=ACTOR_CONCURRENCY
             )
-            actor = ray.remote(LlmWorker).options(
-                max_restarts=0, max_task_retries=0, max_concurrency=ACTOR_CONCURRENCY, **opts
-            )
-            prompts_ref = ray.put(list(prompts))
-            self.workers = [_Worker(i, actor.remote(spec, prompts_ref)) for i in range(count)]
-            infos = await_ready(ray, cfg, self.workers)
             for w, info in zip(self.workers, infos):
                 w.slots = int(info.get("slots") or spec.batch_size)
             self.engine = infos[0].get("engine")
@@ -205,10 +199,9 @@ class RayLlmSUT:
             self._release()
             raise
         self.dispatch = Dispatcher(self.workers, np.array([len(p) for p in prompts]), self.capacity)
-        nodes = sorted({w.node for w in self.workers})
-        _say(
+        say(
             f"{len(self.workers)} workers ({cfg.inner_backend}, {self.engine} engine, {self.capacity} samples "
-            f"in flight each) on {len(nodes)} node{'s' if len(nodes) != 1 else ''}: {', '.join(nodes)}"
+            f"in flight each) on " + on_nodes(self.workers)
         )
         self._collector = threading.Thread(target=self._collect, name="subtool-ray-llm", daemon=True)
         self._collector.start()
@@ -225,10 +218,10 @@ class RayLlmSUT:
             seconds = self.ray.get(refs, timeout=self.cfg.start_timeout_s)
         except Exception as exc:
             raise SubtoolError(
-                f"a Ray worker failed while warming up: {exc.__class__.__name__}: {_first_line(exc)}",
+                f"a Ray worker failed while warming up: {exc.__class__.__name__}: {first_line(exc)}",
                 rule="run.ray_start",
             ) from None
-        _say(f"warm-up: {count} samples per worker in {max(seconds):.1f} s")
+        say(f"warm-up: {count} samples per worker in {max(seconds):.1f} s")
 
     # ------------------------------------------------------------------------------------ LoadGen side
     def issue_queries(self, query_samples) -> None:
@@ -266,12 +259,12 @@ class RayLlmSUT:
             kind, worker, future = event
             try:
                 result = future.result()
-            except _loss_errors() as exc:
+            except loss_errors() as exc:
                 self._lose(worker, exc.__class__.__name__)
                 continue
             except Exception as exc:
                 if worker.alive and self._error is None:
-                    self._fail(f"{worker.name()} failed: {exc.__class__.__name__}: {_first_line(exc)}")
+                    self._fail(f"{worker.name()} failed: {exc.__class__.__name__}: {first_line(exc)}")
                 continue
             if kind == "poll":
                 self._answer(worker, result)
@@ -317,10 +310,7 @@ class RayLlmSUT:
 
     def _lose(self, worker: _Worker, why: str) -> None:
         """Write a worker off and give its samples to the others (or, with none left, fail the run)."""
-        try:
-            self.ray.kill(worker.handle, no_restart=True)  # a worker written off must never answer late
-        except Exception:  # already gone
-            pass
+        kill_worker(self.ray, worker)  # a worker written off must never answer late
         with self._lock:
             if not worker.alive:
                 return
@@ -330,7 +320,7 @@ class RayLlmSUT:
             if survivors and self._error is None:
                 self._send_locked()
         if survivors:
-            _say(
+            say(
                 f"{worker.name()} lost ({why}); {len(items)} samples in flight re-issued to the {survivors} "
                 f"remaining worker{'s' if survivors != 1 else ''}"
             )
@@ -345,7 +335,7 @@ class RayLlmSUT:
                 self._error = message
             orphans = self.dispatch.drain()
         if first:
-            _say(f"{message}; the run stops (every open sample is answered empty and the run reports an error)")
+            say(f"{message}; the run stops (every open sample is answered empty and the run reports an error)")
         self._complete_empty(orphans)
 
     def _complete_empty(self, items) -> None:
@@ -375,10 +365,7 @@ class RayLlmSUT:
                     }
                     for w in self.workers
                 ],
-                "issued": d.ledger.issued,
-                "answered": d.ledger.answered,
-                "dropped": d.ledger.dropped,
-                "duplicates": d.ledger.duplicates,
+                **d.ledger.counts(),
                 "reissued": d.reissued,
                 "deaths": list(self.deaths),
                 "error": self._error,
@@ -406,18 +393,13 @@ class RayLlmSUT:
         report_run_end(self.deaths, self.dispatch.reissued, self._error, self.dispatch.ledger)
 
 
-def make_ray_llm_sut(llm_spec, model_path, data, config) -> RayLlmSUT:
-    """SUT_BACKENDS factory for the LLMs: SutConfig.extra holds ray_address, workers and inner_backend."""
+def make_ray_llm_sut(model_path, prompts: list, config, options: dict, check_precision) -> RayLlmSUT:
+    """SUT_BACKENDS factory for the LLMs: SutConfig.extra holds ray_address, workers and inner_backend. `options`
+    are the torch generator's keywords (the workload's), `check_precision(backend, precision)` its precision
+    rules, applied to the inner backend before any cluster starts."""
     require_ray()
-    from pathlib import Path
-
-    from subtool.runner.llm.datasets import check_checkpoint
-    from subtool.runner.llm.workload import LlmWorkload, torch_sut_options
-
     cfg = RayPoolConfig.from_sut_config(config)
-    check_checkpoint(llm_spec, Path(model_path), need_weights=True)
-    options = torch_sut_options(llm_spec, Path(model_path), data, config)
-    if cfg.inner_backend != AUTO:  # the inner backend's precision rules, before any cluster starts
-        LlmWorkload(llm_spec.name).check_backend(cfg.inner_backend, config.precision)
+    if cfg.inner_backend != AUTO:
+        check_precision(cfg.inner_backend, config.precision)
     spec = GeneratorSpec(model_path=str(Path(model_path).resolve()), **options)
-    return RayLlmSUT(spec, data.prompts, dataclasses.replace(cfg, chunk=spec.batch_size))
+    return RayLlmSUT(spec, prompts, dataclasses.replace(cfg, chunk=spec.batch_size))

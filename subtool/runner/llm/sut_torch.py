@@ -1,7 +1,7 @@
 """A PyTorch SUT for the LLM benchmarks (transformers checkpoints: Llama, GPT-J).
 
 `LlmGenerator` holds the model and the generation loop and knows nothing of LoadGen (each Ray worker runs one,
-ray_llm_worker.py); `TorchLlmSUT` is its LoadGen adapter: LoadGen hands queries to `issue_queries` from its
+ray_worker.py); `TorchLlmSUT` is its LoadGen adapter: LoadGen hands queries to `issue_queries` from its
 own thread and a worker thread generates. Two engines:
 
 - `batched` (CPU, and beam search): waiting samples are sorted by prompt length and run in batches padded on the
@@ -82,6 +82,45 @@ def check_fits(model_path, config: dict, precision: str, device: str) -> None:
         )
 
 
+def check_request(torch, device: str, precision: str, engine: str) -> None:
+    """Refuse, before anything loads, a device, precision and engine the torch backends cannot run together."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SubtoolError(
+            "--backend torch-cuda but torch sees no CUDA device",
+            rule="run.device",
+            hint="use --backend torch-cpu, or install a CUDA build of torch",
+        )
+    if precision not in _TORCH_DTYPES:
+        raise SubtoolError(
+            f"precision {precision!r} is not supported by the torch backends; choose {', '.join(_TORCH_DTYPES)}",
+            rule="run.precision",
+        )
+    if device == "cpu" and precision == "fp16":
+        raise SubtoolError("fp16 is not supported on CPU", rule="run.precision", hint="use fp32 or bf16")
+    if precision == "fp8" and (device != "cuda" or engine == "batched"):
+        raise SubtoolError(
+            "fp8 runs on the continuous engine on a GPU only",
+            rule="run.precision",
+            hint="use --backend torch-cuda (and --engine auto or continuous), or bf16",
+        )
+
+
+def stop_and_pad_ids(eos_token_id, pad_token_id, config: dict) -> tuple[list[int], int]:
+    """The token ids generation stops on (the tokenizer's EOS, else the model config's; one id or a list) and
+    the id prompts are padded with (the tokenizer's pad, else the first EOS, else 0)."""
+    eos = eos_token_id if eos_token_id is not None else config.get("eos_token_id")
+    eos_ids = sorted(set(eos if isinstance(eos, list) else [eos])) if eos is not None else []
+    return eos_ids, int(pad_token_id if pad_token_id is not None else (eos_ids or [0])[0])
+
+
+def _cache_keyword(model) -> str:
+    """The forward's KV-cache keyword: transformers 5 renamed past_key_values to cache."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class LlmGenerator:
     """The model and its generation loop, without LoadGen: what the local SUT and each Ray worker run.
 
@@ -110,25 +149,7 @@ class LlmGenerator:
 
         import torch
 
-        if device == "cuda" and not torch.cuda.is_available():
-            raise SubtoolError(
-                "--backend torch-cuda but torch sees no CUDA device",
-                rule="run.device",
-                hint="use --backend torch-cpu, or install a CUDA build of torch",
-            )
-        if precision not in _TORCH_DTYPES:
-            raise SubtoolError(
-                f"precision {precision!r} is not supported by the torch backends; choose {', '.join(_TORCH_DTYPES)}",
-                rule="run.precision",
-            )
-        if device == "cpu" and precision == "fp16":
-            raise SubtoolError("fp16 is not supported on CPU", rule="run.precision", hint="use fp32 or bf16")
-        if precision == "fp8" and (device != "cuda" or engine == "batched"):
-            raise SubtoolError(
-                "fp8 runs on the continuous engine on a GPU only",
-                rule="run.precision",
-                hint="use --backend torch-cuda (and --engine auto or continuous), or bf16",
-            )
+        check_request(torch, device, precision, engine)
         if threads:
             torch.set_num_threads(threads)
         # `model`: an already built model (the GPU bench builds random weights in place instead of loading)
@@ -140,41 +161,17 @@ class LlmGenerator:
         self.generation = generation
         self.prompts = prompts
         self.lengths = np.array([len(p) for p in prompts], dtype=np.int64)
-        eos = eos_token_id if eos_token_id is not None else config.get("eos_token_id")
-        self.eos_ids = sorted(set(eos if isinstance(eos, list) else [eos])) if eos is not None else []
-        self.pad_id = int(pad_token_id if pad_token_id is not None else (self.eos_ids or [0])[0])
+        self.eos_ids, self.pad_id = stop_and_pad_ids(eos_token_id, pad_token_id, config)
         self.batch_size = max(1, int(batch_size))
         self.model = (
             model
             if model is not None
             else self._load_model(model_path, torch, getattr(torch, _TORCH_DTYPES[precision]), device)
         )
-        import inspect
-
-        # transformers 5 renamed past_key_values to cache
-        params = inspect.signature(self.model.forward).parameters
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.cache_kw = _cache_keyword(self.model)
         self.engine_name = self._choose_engine(engine, device)
-        self.engine = None
-        if self.engine_name == "continuous":
-            from subtool.runner.llm.engine import ContinuousEngine
-
-            max_len = int(self.lengths.max()) + generation.max_new_tokens
-            # engine_options: the engine's own tuning keywords (prefill token budget …)
-            options = dict(engine_options or {})
-            if precision == "fp8":
-                # fp8 projections, and an fp8 KV cache where the engine's decode attention is the Triton kernel
-                options.setdefault("weights", "fp8")
-                options.setdefault("kv_cache", "auto")
-            self.engine = ContinuousEngine(
-                self.model,
-                slots=self.batch_size,
-                max_len=max_len,
-                eos_ids=self.eos_ids,
-                generation=generation,
-                **options,
-            )
-        elif precision == "fp8":
+        self.engine = self._continuous_engine(precision, engine_options) if self.engine_name == "continuous" else None
+        if self.engine is None and precision == "fp8":
             raise SubtoolError("fp8 runs on the continuous engine only", rule="run.precision")
         self.stats = SutStats()
         self._sink = None
@@ -216,6 +213,24 @@ class LlmGenerator:
                     hint="use --engine batched",
                 )
         return engine
+
+    def _continuous_engine(self, precision: str, engine_options: dict | None):
+        from subtool.runner.llm.engine import ContinuousEngine
+
+        # engine_options: the engine's own tuning keywords (prefill token budget …)
+        options = dict(engine_options or {})
+        if precision == "fp8":
+            # fp8 projections, and an fp8 KV cache where the engine's decode attention is the Triton kernel
+            options.setdefault("weights", "fp8")
+            options.setdefault("kv_cache", "auto")
+        return ContinuousEngine(
+            self.model,
+            slots=self.batch_size,
+            max_len=int(self.lengths.max()) + self.generation.max_new_tokens,
+            eos_ids=self.eos_ids,
+            generation=self.generation,
+            **options,
+        )
 
     # generation ----------------------------------------------------------------------------------------
     def run(self, pending: list[tuple[int, int]], sink) -> None:

@@ -1,6 +1,6 @@
 """The LLM workloads (llama3.1-8b, llama2-70b-99/99.9, gptj-99/99.9) behind the runner's Workload interface.
 
-One code path for the three families: the spec table (llm_specs.py) says which data set reader, generation
+One code path for the three families: the spec table (specs.py) says which data set reader, generation
 settings, accuracy line and thresholds a benchmark uses; the SUT backends (local torch, or an OpenAI-compatible
 endpoint) answer with token ids and per-response token counts, so LoadGen reports tokens/s, TTFT and TPOT.
 """
@@ -248,9 +248,12 @@ def _torch_sut(device: str):
 
 
 def _ray_sut(spec: LlmSpec, model_path: Path, data, config):
+    from subtool.runner.llm.datasets import check_checkpoint
     from subtool.runner.llm.sut_ray import make_ray_llm_sut
 
-    return make_ray_llm_sut(spec, model_path, data, config)
+    check_checkpoint(spec, model_path, need_weights=True)
+    options = torch_sut_options(spec, model_path, data, config)
+    return make_ray_llm_sut(model_path, data.prompts, config, options, LlmWorkload(spec.name).check_backend)
 
 
 def _openai_sut(spec: LlmSpec, model_path: Path, data, config):

@@ -10,7 +10,8 @@ import pytest
 @pytest.fixture(scope="session")
 def small_features(tiny_checkpoint, small_squad):
     pytest.importorskip("transformers")
-    from subtool.runner.bert.workload import check_checkpoint, load_data
+    from subtool.runner.bert.checkpoint import check_checkpoint
+    from subtool.runner.bert.workload import load_data
 
     return load_data(tiny_checkpoint, small_squad, None, check_checkpoint(tiny_checkpoint))
 
@@ -45,8 +46,9 @@ def rng():
 def demo_features(subtool_cache):
     """The embedded demo's checkpoint and its 10,833 features, from the session's cache (the one `subtool run`
     child processes see through SUBTOOL_CACHE)."""
+    from subtool.runner.bert.checkpoint import check_checkpoint
     from subtool.runner.bert.demo import demo_assets
-    from subtool.runner.bert.workload import check_checkpoint, load_data
+    from subtool.runner.bert.workload import load_data
 
     assets = demo_assets(subtool_cache)
     data = load_data(
@@ -67,6 +69,7 @@ def demo_slice(demo_features):
 @pytest.fixture(scope="session")
 def small_feature_arrays(tiny_checkpoint, small_squad):
     """The tiny checkpoint's features as the arrays a Ray worker receives (small_features is the whole data set)."""
-    from subtool.runner.bert.workload import check_checkpoint, load_data
+    from subtool.runner.bert.checkpoint import check_checkpoint
+    from subtool.runner.bert.workload import load_data
 
     return load_data(tiny_checkpoint, small_squad, None, check_checkpoint(tiny_checkpoint)).features

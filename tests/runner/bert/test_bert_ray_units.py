@@ -1,5 +1,5 @@
-"""The Ray backend's parts without a cluster: what a worker computes, its setup errors, the exactly-once ledger,
-the options, and the CLI's refusals."""
+"""BERT's Ray parts without a cluster: what a worker computes, its setup errors, and the CLI's refusals (the
+generic pool, ledger and options: tests/runner/test_ray_pool.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,7 @@ pytest.importorskip("mlperf_loadgen")
 from typer.testing import CliRunner  # noqa: E402
 
 from subtool.cli import app  # noqa: E402
-from subtool.errors import SubtoolError  # noqa: E402
 from subtool.runner.bert.ray_worker import BertWorker, ModelInputs  # noqa: E402
-from subtool.runner.bert.sut_ray import ExactlyOnceLedger, RayPoolConfig  # noqa: E402
-from subtool.runner.workload import SutConfig  # noqa: E402
 
 
 def transformers_logits(checkpoint, features, indices):
@@ -61,42 +58,6 @@ def test_a_worker_that_cannot_load_reports_why_as_data(tmp_path, small_feature_a
     assert info["error"]["rule"] == "model.missing" and info["pid"] > 0 and info["node"]
     with pytest.raises(RuntimeError, match="has no model"):
         worker.infer([0])
-
-
-def test_the_ledger_passes_each_sample_on_exactly_once():
-    ledger = ExactlyOnceLedger()
-    ledger.issue([(10, 0), (11, 1), (12, 2)])
-    assert ledger.settle([(11, 1), (10, 0)]) == [0, 1]
-    assert ledger.settle([(10, 0), (12, 2), (99, 5)]) == [1]  # 10 again and 99 never issued: dropped
-    assert ledger.issued == ledger.answered == 3 and ledger.dropped == 2 and ledger.outstanding == 0
-    assert ledger.problems() == ["2 answers for samples already answered or never issued (not passed on)"]
-    ledger.issue([(13, 3)])
-    assert ledger.problems()[-1] == "1 samples never answered"
-
-
-def test_options_come_from_the_sut_config(monkeypatch):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    cfg = RayPoolConfig.from_sut_config(SutConfig(backend="ray", batch_size=16))
-    assert (cfg.address, cfg.workers, cfg.inner_backend, cfg.chunk, cfg.resource) == (
-        "local",
-        None,
-        "torch-cpu",
-        16,
-        "CPU",
-    )
-    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
-    cfg = RayPoolConfig.from_sut_config(SutConfig(extra={"workers": 16, "inner_backend": "torch-cuda"}))
-    assert (cfg.address, cfg.workers, cfg.resource, cfg.per_worker) == ("10.0.0.1:6379", 16, "GPU", 1)
-    auto = RayPoolConfig.from_sut_config(SutConfig(extra={"inner_backend": "auto"}))
-    assert auto.resolved(0).inner_backend == "torch-cpu" and auto.resolved(4).inner_backend == "torch-cuda"
-    for extra, message in (
-        ({"workers": 0}, "--workers must be"),
-        ({"inner_backend": "tpu"}, "cannot run 'tpu'"),
-        ({"depth": 0}, "depth must be"),
-        ({"task_timeout_s": -1}, "task_timeout_s must"),
-    ):
-        with pytest.raises(SubtoolError, match=message):
-            RayPoolConfig.from_sut_config(SutConfig(extra=extra))
 
 
 def test_cli_refuses_zero_workers_in_one_line(tmp_path):

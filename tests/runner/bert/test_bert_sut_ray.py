@@ -24,9 +24,10 @@ from typer.testing import CliRunner  # noqa: E402
 from subtool.cli import app  # noqa: E402
 from subtool.errors import SubtoolError  # noqa: E402
 from subtool.runner.bert.ray_worker import BertWorker, ModelInputs  # noqa: E402
-from subtool.runner.bert.sut_ray import RayBertSUT, RayPoolConfig  # noqa: E402
+from subtool.runner.bert.sut_ray import RayBertSUT  # noqa: E402
 from subtool.runner.bert.workload import BertQSL, read_accuracy_log  # noqa: E402
 from subtool.runner.harness import run_loadgen  # noqa: E402
+from subtool.runner.ray_pool import RayPoolConfig  # noqa: E402
 
 runner = CliRunner()
 

@@ -50,7 +50,7 @@ def test_projection_restores_original_characters():
 
 def test_oracle_logits_decode_to_the_ground_truth(tiny_checkpoint, tiny_words):
     """Logits that peak on each answer's tokens must decode to exactly that answer: F1 = EM = 100."""
-    from subtool.runner.bert.workload import wordpiece_tokenizer
+    from subtool.runner.bert.checkpoint import wordpiece_tokenizer
 
     tok = wordpiece_tokenizer(tiny_checkpoint / "vocab.txt")
     words = [w.capitalize() + ("." if i % 7 == 6 else "") for i, w in enumerate((tiny_words * 2)[:500])]

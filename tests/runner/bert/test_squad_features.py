@@ -48,7 +48,7 @@ def _squad(tmp_path, contexts_and_questions):
 
 
 def test_long_context_gives_the_reference_count_of_features(tmp_path, tiny_checkpoint, tiny_words):
-    from subtool.runner.bert.workload import wordpiece_tokenizer
+    from subtool.runner.bert.checkpoint import wordpiece_tokenizer
 
     tok = wordpiece_tokenizer(tiny_checkpoint / "vocab.txt")
     question = " ".join(tiny_words[:9]) + "?"  # 10 tokens → 384 - 10 - 3 = 371 context tokens a window

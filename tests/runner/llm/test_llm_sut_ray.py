@@ -21,10 +21,10 @@ from typer.testing import CliRunner  # noqa: E402
 
 from subtool.cli import app  # noqa: E402
 from subtool.errors import SubtoolError  # noqa: E402
-from subtool.runner.bert.sut_ray import RayPoolConfig  # noqa: E402
 from subtool.runner.llm.ray_worker import GeneratorSpec, LlmWorker  # noqa: E402
 from subtool.runner.llm.sut_ray import Dispatcher, RayLlmSUT, _Worker  # noqa: E402
 from subtool.runner.llm.workload import Generation  # noqa: E402
+from subtool.runner.ray_pool import RayPoolConfig  # noqa: E402
 
 runner = CliRunner()
 DEMO_TOKENS = 16  # every demo answer (random weights never say EOS first)
