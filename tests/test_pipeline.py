@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.cli_child import write_fault_script
 
 pytest.importorskip("torch")
 pytest.importorskip("mlperf_loadgen")
@@ -297,23 +298,7 @@ def test_package_on_a_full_disk_is_one_line_and_leaves_nothing(reference_run, tm
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-PACKAGE_FAULT = """\
-import errno, os, sys
-real_replace, real_fsync = os.replace, os.fsync
-fault = os.environ["FAULT"]
-def replace(src, dst, *a, **k):
-    if fault == "EXDEV" and "tree" in str(dst):
-        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(src), None, str(dst))
-    return real_replace(src, dst, *a, **k)
-def fsync(fd):
-    if fault == "ENOSPC":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    return real_fsync(fd)
-os.replace, os.fsync = replace, fsync
-from subtool.cli import main
-sys.argv = ["subtool", *sys.argv[1:]]
-main()
-"""
+PACKAGE_FAULT = write_fault_script(exdev_into="tree")  # EXDEV only where the tree is renamed into place
 
 
 @pytest.mark.parametrize("fault", ["ENOSPC", "EXDEV"])
