@@ -32,12 +32,12 @@ def _artifact_bytes(out: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    """One uninterrupted `subtool all`, the baseline every resumed run is compared with."""
-    out = tmp_path_factory.mktemp("all") / "out"
-    proc = _all(out, "--json")
-    assert proc.returncode == 0, proc.stderr
-    return out, json.loads(proc.stdout), proc.stderr
+def reference_run(bert_demo_all):
+    """One uninterrupted `subtool all --json`, the baseline every resumed run is compared with: the session's bert
+    demo run (tests/support/submission_fixtures.py), which the two-benchmark tests build on too. Read-only: tests
+    copy it before they change anything."""
+    out, run = bert_demo_all
+    return out, run["doc"], run["stderr"]
 
 
 def test_all_produces_tree_check_and_five_artifacts(reference_run):
