@@ -7,12 +7,27 @@ per session. Tests that use them need torch and transformers; they are requested
 from __future__ import annotations
 
 import json
+import os
 import random
 
 import pytest
+from hypothesis import HealthCheck, settings
 from support.official import official_checker_dir, official_skip_reason
 
 OFFICIAL_SKIP = official_skip_reason()
+
+# Fuzzing depth, one switch for the whole suite: HYPOTHESIS_PROFILE=ci (the default: a bounded number of examples)
+# or HYPOTHESIS_PROFILE=long (the long run README.md gives). tests/checker/fuzzing.py reads the same variable.
+_FIXTURE_OK = [HealthCheck.function_scoped_fixture]
+settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=_FIXTURE_OK)
+settings.register_profile("long", max_examples=5000, deadline=None, suppress_health_check=_FIXTURE_OK)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config):
+    if "SUBTOOL_FUZZ" in os.environ:  # the checker's old spelling, which would now be ignored without a word
+        raise pytest.UsageError("SUBTOOL_FUZZ is gone: the long fuzzing run is HYPOTHESIS_PROFILE=long")
+
 
 # The package and pack tests' LoadGen runs, trees and the two-demo hand-in (session fixtures, made once).
 pytest_plugins = ["support.submission_fixtures"]

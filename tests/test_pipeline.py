@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.cli_child import write_fault_script
 
 pytest.importorskip("torch")
 pytest.importorskip("mlperf_loadgen")
@@ -31,12 +32,12 @@ def _artifact_bytes(out: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    """One uninterrupted `subtool all`, the baseline every resumed run is compared with."""
-    out = tmp_path_factory.mktemp("all") / "out"
-    proc = _all(out, "--json")
-    assert proc.returncode == 0, proc.stderr
-    return out, json.loads(proc.stdout), proc.stderr
+def reference_run(bert_demo_all):
+    """One uninterrupted `subtool all --json`, the baseline every resumed run is compared with: the session's bert
+    demo run (tests/support/submission_fixtures.py), which the two-benchmark tests build on too. Read-only: tests
+    copy it before they change anything."""
+    out, run = bert_demo_all
+    return out, run["doc"], run["stderr"]
 
 
 def test_all_produces_tree_check_and_five_artifacts(reference_run):
@@ -297,23 +298,7 @@ def test_package_on_a_full_disk_is_one_line_and_leaves_nothing(reference_run, tm
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-PACKAGE_FAULT = """\
-import errno, os, sys
-real_replace, real_fsync = os.replace, os.fsync
-fault = os.environ["FAULT"]
-def replace(src, dst, *a, **k):
-    if fault == "EXDEV" and "tree" in str(dst):
-        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(src), None, str(dst))
-    return real_replace(src, dst, *a, **k)
-def fsync(fd):
-    if fault == "ENOSPC":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    return real_fsync(fd)
-os.replace, os.fsync = replace, fsync
-from subtool.cli import main
-sys.argv = ["subtool", *sys.argv[1:]]
-main()
-"""
+PACKAGE_FAULT = write_fault_script(exdev_into="tree")  # EXDEV only where the tree is renamed into place
 
 
 @pytest.mark.parametrize("fault", ["ENOSPC", "EXDEV"])

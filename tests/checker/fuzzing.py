@@ -1,13 +1,12 @@
 """Hypothesis settings and input strategies for fuzzing the checker's readers (tests/checker/test_checker_fuzz.py).
 
-Two profiles: `checker-ci` (the default; a bounded number of examples, derandomized so CI is repeatable and
-fast) and `checker-long` (many examples, random seeds). The long run is
+The suite's one switch for fuzzing depth is HYPOTHESIS_PROFILE (tests/conftest.py): unset or `ci`, a bounded
+number of examples, derandomized so that CI is repeatable and fast; `long`, many examples and random seeds:
 
-    SUBTOOL_FUZZ=checker-long .venv/bin/python -m pytest -q tests/checker/test_checker_fuzz.py
+    HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest -q tests/checker/test_checker_fuzz.py
 
 (8 minutes on a busy 2-core machine at the default 2000 examples; raise FUZZ_EXAMPLES to go further).
-Documented in
-subtool/checker/RULES.md, "Fuzzing the readers".
+Documented in subtool/checker/RULES.md, "Fuzzing the readers".
 """
 
 from __future__ import annotations
@@ -20,21 +19,13 @@ from hypothesis import strategies as st
 
 from subtool.mlperf.logs import MARKER, WANTED_KEYS
 
-settings.register_profile(
-    "checker-ci",
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
-settings.register_profile(
-    "checker-long",
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "2000")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
-FUZZ = settings.get_profile(os.environ.get("SUBTOOL_FUZZ", "checker-ci"))
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+if os.environ.get("HYPOTHESIS_PROFILE") == "long":
+    FUZZ = settings(
+        max_examples=int(os.environ.get("FUZZ_EXAMPLES", "2000")), deadline=None, suppress_health_check=_QUIET
+    )
+else:
+    FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=_QUIET)
 
 
 def _scale(n: int) -> int:

@@ -2,7 +2,7 @@
 logs, accuracy.txt and verify_*.txt, system descriptions, measurements.json. No generated input makes a reader
 or a rule raise: each returns a value or a reason, and `check_tree` turns every reason into a finding.
 
-The number of examples comes from the hypothesis profile in fuzzing.py (bounded in CI; `SUBTOOL_FUZZ=checker-long`
+The number of examples comes from the hypothesis profile in fuzzing.py (bounded in CI; `HYPOTHESIS_PROFILE=long`
 for the long run documented there and in subtool/checker/RULES.md).
 """
 

@@ -1,5 +1,6 @@
-"""The CI scripts themselves: `.ci/lint-workflows` never reads as a pass when it checked nothing, and `.ci/run`
-installs the workflow linters before the test suite runs (so the linter test in tests/publish runs, not skips)."""
+"""The CI scripts themselves: `.ci/lint-workflows` passes this repository's workflows, catches a bad one and never
+reads as a pass when it checked nothing, and `.ci/run` installs the workflow linters before the test suite runs (so
+that the linter test here runs, not skips)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 LINT = ROOT / ".ci" / "lint-workflows"
 RUN = ROOT / ".ci" / "run"
+
+
+def _lint(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """`.ci/lint-workflows ARGS` run by bash, with exactly the environment `env`."""
+    return subprocess.run(
+        [shutil.which("bash"), str(LINT), *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _bare_path(tmp_path: Path) -> str:
@@ -30,7 +40,7 @@ def test_lint_workflows_fails_when_no_linter_is_available(tmp_path):
         "SUBTOOL_LINT_NO_INSTALL": "1",
         "SUBTOOL_LINT_CACHE": str(tmp_path / "empty-cache"),
     }
-    res = subprocess.run([shutil.which("bash"), str(LINT)], env=env, capture_output=True, text=True, timeout=60)
+    res = _lint(env)
     assert res.returncode == 3, res.stderr
     assert "no linter available: nothing was checked" in res.stderr
     assert "neither actionlint nor node/npm found" in res.stderr
@@ -45,7 +55,7 @@ def test_lint_workflows_fails_when_installing_fails(tmp_path):
         "PYTHON": str(tmp_path / "no-python"),
         "SUBTOOL_LINT_CACHE": str(tmp_path / "empty-cache"),
     }
-    res = subprocess.run([shutil.which("bash"), str(LINT)], env=env, capture_output=True, text=True, timeout=60)
+    res = _lint(env)
     assert res.returncode == 3, res.stderr
     assert "pip install failed" in res.stderr and "nothing was checked" in res.stderr
 
@@ -57,3 +67,20 @@ def test_ci_run_installs_the_linters_before_the_tests():
     assert lint < tests
     # and the cache it installs into is the one the test suite looks in
     assert any(ln.startswith("export SUBTOOL_LINT_CACHE=") for ln in lines[:lint])
+
+
+def test_workflow_linters_pass_here_and_catch_a_bad_workflow(tmp_path):
+    env = {**os.environ, "SUBTOOL_LINT_NO_INSTALL": "1"}
+    good = _lint(env)
+    if "no linter available" in good.stderr:
+        pytest.skip("no workflow linter installed here (run .ci/lint-workflows once to install them)")
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = tmp_path / "wf"
+    bad.mkdir()
+    (bad / "bad.yml").write_text(
+        "name: bad\non: pull_request_target\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
+        '      - uses: actions/checkout@v4\n      - run: echo "${{ github.event.pull_request.title }}"\n'
+        "        timeout-minute: 3\n"
+    )
+    caught = _lint(env, str(bad))
+    assert caught.returncode == 1 and "problems found by" in caught.stderr

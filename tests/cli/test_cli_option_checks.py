@@ -8,18 +8,7 @@ import sys
 import time
 
 import pytest
-
-BLOCK_HEAVY = (
-    "import sys\n"
-    "class Block:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in ('torch', 'transformers', 'mlperf_loadgen', 'ray'):\n"
-    "            raise ImportError('blocked heavy import: ' + name)\n"
-    "sys.meta_path.insert(0, Block())\n"
-    "from subtool.cli import main\n"
-    "sys.argv = ['subtool'] + sys.argv[1:]\n"
-    "main()\n"
-)
+from support.cli_child import BLOCK_HEAVY
 
 BAD = [
     (["all", "--submitter", "T", "--division", "closd"], "--division", "closed"),

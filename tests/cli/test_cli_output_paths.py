@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.cli_child import write_fault_script
 
 # (what, argv with {P} for the output path, the path names a directory)
 OUTPUTS = [
@@ -114,23 +115,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(work, full_disk, argv):
     assert [p.name for p in full_disk.iterdir()] == ["filler"]  # no temporary file, no empty folder
 
 
-INJECT = """\
-import errno, os, sys
-real_replace, real_fsync = os.replace, os.fsync
-fault = os.environ["FAULT"]
-def replace(src, dst, *a, **k):
-    if fault == "EXDEV":
-        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(src), None, str(dst))
-    return real_replace(src, dst, *a, **k)
-def fsync(fd):
-    if fault == "ENOSPC":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    return real_fsync(fd)
-os.replace, os.fsync = replace, fsync
-from subtool.cli import main
-sys.argv = ["subtool", *sys.argv[1:]]
-main()
-"""
+INJECT = write_fault_script()  # ENOSPC at every fsync, EXDEV at every rename
 
 
 @pytest.mark.parametrize("fault", ["ENOSPC", "EXDEV"])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import sys
 import tarfile
 import time
@@ -22,7 +21,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -34,14 +33,6 @@ from subtool.cli import app  # noqa: E402
 from subtool.errors import SubtoolError  # noqa: E402
 from subtool.pack.manifest import MAGIC, parse_manifest  # noqa: E402
 from subtool.pack.verify import SHORT_RUN_WAIVERS, verify_tarball  # noqa: E402
-
-settings.register_profile(
-    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-settings.register_profile(
-    "long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 NAME = "mlperf_submission_short"
 # hostile cases whose refusal does not depend on score's tightened test limits (verify uses the defaults)

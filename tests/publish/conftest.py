@@ -11,6 +11,7 @@ from subtool.publish.api import PublishOptions
 
 from .forge import TestForge
 from .helpers import BASE_FILES, git, make_tree, write_files
+from .results_tree import loadgen_logs
 
 UPSTREAM = "comp/results"
 
@@ -23,6 +24,16 @@ class Users:
         self.alice = "ghp_" + secrets.token_hex(18)
         self.mallory = "ghp_" + secrets.token_hex(18)
         self.bob = "ghp_" + secrets.token_hex(18)
+
+
+@pytest.fixture(scope="session")
+def results_logs(tmp_path_factory) -> Path:
+    """Real LoadGen logs of one short bert-99 Offline result, made once for the ci and publish tests that lay
+    them out as a submitter (results_tree.lay_out_submitter copies them; nobody changes these)."""
+    pytest.importorskip(
+        "mlperf_loadgen", reason="the ci and publish tests check real LoadGen logs (pip install .[run])"
+    )
+    return loadgen_logs(tmp_path_factory.mktemp("loadgen"))
 
 
 @pytest.fixture

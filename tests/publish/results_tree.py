@@ -13,6 +13,8 @@ from pathlib import Path
 
 from support.loadgen_trees import MEASUREMENTS, ZERO_ANSWER, LoadGenJob, run_loadgen, system_json
 
+from .helpers import git, write_files
+
 SYSTEM = system_json(framework="PyTorch", operating_system="Debian 12")
 MEASUREMENTS = {**MEASUREMENTS, "starting_weights_filename": "bert.pt"}
 USER_CONF = "bert.Offline.min_duration = 50\nbert.Offline.target_qps = 100000\n"
@@ -64,3 +66,23 @@ def lay_out_submitter(repo: Path, logs: Path, division: str, submitter: str, sys
     shutil.copyfile(logs / "performance" / "user.conf", res / "user.conf")
     (res / "README.md").write_text("# bert-99 Offline\n")
     return sub
+
+
+def pr_checkout(root: Path, base: dict[str, str], branch: str) -> Path:
+    """A clone of a results repository whose main holds `base` (one commit), checked out on a new PR `branch`:
+    origin/main is the base a `subtool ci --base-ref` compares with. The caller adds the PR's files and commits
+    them with `commit_all`."""
+    upstream = root / "upstream"
+    upstream.mkdir()
+    git("init", "-q", "-b", "main", cwd=upstream)
+    write_files(upstream, base)
+    commit_all(upstream, "base")
+    clone = root / "checkout"
+    git("clone", "-q", str(upstream), str(clone))
+    git("checkout", "-q", "-b", branch, cwd=clone)
+    return clone
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", message, cwd=repo)

@@ -15,50 +15,32 @@ import pytest
 from subtool.checker.findings import Finding
 from subtool.ci import annotations, printable
 
-from .helpers import git, write_files
-from .results_tree import lay_out_submitter, loadgen_logs
+from .results_tree import commit_all, lay_out_submitter, pr_checkout
 
 HOSTILE_SYSTEM = "box\n::error file=README.md,title=pwned::injected system"
 HOSTILE_SCENARIO = "Offline\r::warning::injected scenario"
 HOSTILE_SUBMITTER = "Team::error::injected\u2028::error::also injected"
 
 
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory) -> Path:
-    pytest.importorskip("mlperf_loadgen", reason="the ci tests check real LoadGen logs (pip install .[run])")
-    return loadgen_logs(tmp_path_factory.mktemp("loadgen"))
-
-
 @pytest.fixture
-def checkout(tmp_path, logs) -> Path:
+def checkout(tmp_path, results_logs) -> Path:
     """A results repository with its own folders, and a pull request whose folder names are workflow commands."""
-    upstream = tmp_path / "upstream"
-    upstream.mkdir()
-    git("init", "-q", "-b", "main", cwd=upstream)
-    write_files(
-        upstream,
-        {
-            "README.md": "# results\n",
-            ".github/workflows/check.yml": "on: pull_request\n",
-            "tools/score.py": "print('hi')\n",
-            ".hidden/notes.txt": "x\n",
-        },
-    )
-    git("add", "-A", cwd=upstream)
-    git("commit", "-q", "-m", "base", cwd=upstream)
-    clone = tmp_path / "checkout"
-    git("clone", "-q", str(upstream), str(clone))
-    git("checkout", "-q", "-b", "pr", cwd=clone)
-    sub = lay_out_submitter(clone, logs, "open", "TeamX")
+    base = {
+        "README.md": "# results\n",
+        ".github/workflows/check.yml": "on: pull_request\n",
+        "tools/score.py": "print('hi')\n",
+        ".hidden/notes.txt": "x\n",
+    }
+    clone = pr_checkout(tmp_path, base, "pr")
+    sub = lay_out_submitter(clone, results_logs, "open", "TeamX")
     (sub / "results" / "box").rename(sub / "results" / HOSTILE_SYSTEM)
     (sub / "systems" / "box.json").rename(sub / "systems" / f"{HOSTILE_SYSTEM}.json")
     model = sub / "results" / HOSTILE_SYSTEM / "bert-99"
     (model / "Offline").rename(model / HOSTILE_SCENARIO)
-    lay_out_submitter(clone, logs, "closed", HOSTILE_SUBMITTER)
+    lay_out_submitter(clone, results_logs, "closed", HOSTILE_SUBMITTER)
     (clone / ".github" / "workflows" / "check.yml").write_text("on: [pull_request]\n")  # the PR touches these too
     (clone / "tools" / "score.py").write_text("print('hello')\n")
-    git("add", "-A", cwd=clone)
-    git("commit", "-q", "-m", "hostile names", cwd=clone)
+    commit_all(clone, "hostile names")
     return clone
 
 

@@ -13,7 +13,7 @@ from subtool.publish.marks import marks_from_message, message_with, read_marks
 
 from .conftest import UPSTREAM, github
 from .helpers import TREE_FILES, git, make_tree
-from .results_tree import lay_out_submitter, loadgen_logs
+from .results_tree import lay_out_submitter
 from .test_publish_add import LLAMA_FILES
 from .test_publish_forge import run_cli
 
@@ -32,16 +32,10 @@ DEMO_SYSTEM = (
 )
 
 
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory) -> Path:
-    pytest.importorskip("mlperf_loadgen", reason="real LoadGen logs (pip install .[run])")
-    return loadgen_logs(tmp_path_factory.mktemp("loadgen"))
-
-
 @pytest.fixture
-def short_tree(tmp_path, logs) -> Path:
+def short_tree(tmp_path, results_logs) -> Path:
     root = tmp_path / "short"
-    lay_out_submitter(root, logs, "open", "TeamX")
+    lay_out_submitter(root, results_logs, "open", "TeamX")
     return root
 
 

@@ -3,22 +3,10 @@ pack stage, built once; tests copy what they change."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
-
-# Fuzzing (test_score_fuzz.py): a bounded number of examples in CI; a long run is
-#   HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest -q tests/scoring/test_score_fuzz.py
-settings.register_profile(
-    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-settings.register_profile(
-    "long", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -6,18 +6,7 @@ import subprocess
 import sys
 
 import pytest
-
-BLOCK = (
-    "import sys\n"
-    "class Block:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in ('torch', 'transformers', 'mlperf_loadgen', 'ray'):\n"
-    "            raise ImportError('blocked heavy import: ' + name)\n"
-    "sys.meta_path.insert(0, Block())\n"
-    "from subtool.cli import main\n"
-    "sys.argv = ['subtool'] + sys.argv[1:]\n"
-    "main()\n"
-)
+from support.cli_child import BLOCK_HEAVY
 
 
 @pytest.mark.parametrize(
@@ -36,7 +25,7 @@ BLOCK = (
     ],
 )
 def test_help_never_imports_the_model_stack(args):
-    proc = subprocess.run([sys.executable, "-c", BLOCK, *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", BLOCK_HEAVY, *args], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "blocked heavy import" not in proc.stderr
 
@@ -44,6 +33,8 @@ def test_help_never_imports_the_model_stack(args):
 def test_check_runs_on_a_tree_without_the_model_stack(tmp_path):
     tree = tmp_path / "tree"
     (tree / "open" / "TeamX" / "results").mkdir(parents=True)
-    proc = subprocess.run([sys.executable, "-c", BLOCK, "check", str(tree), "--json"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_HEAVY, "check", str(tree), "--json"], capture_output=True, text=True
+    )
     assert "blocked heavy import" not in proc.stderr, proc.stderr
     assert proc.returncode in (0, 1), proc.stderr
