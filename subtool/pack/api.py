@@ -24,7 +24,7 @@ from pathlib import Path
 from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
-from subtool.mlperf.detail_log import latency_percentiles, read_detail_log
+from subtool.mlperf.logs import ALL_KEYS, latency_percentiles, read_loadgen_log
 from subtool.pack.inputs import RunInfo, TreeInfo, scan_tree
 from subtool.pack.manifest import Manifest
 from subtool.pack.report import FindingView, ReportInput, ResultView, relative_finding_path, render_report
@@ -154,11 +154,10 @@ def result_latencies(tree: Path, tree_info: TreeInfo) -> dict[str, dict]:
         logs = sorted((tree / result.rel_dir / "performance").glob("run_*/mlperf_log_detail.txt"))
         if not logs:
             continue
-        try:
-            values = read_detail_log(logs[0]).values
-        except SubtoolError:
+        log = read_loadgen_log(logs[0], ALL_KEYS, follow_links=True)
+        if log.problems:
             continue
-        if found := latency_percentiles(values):
+        if found := latency_percentiles(log.decode_all()):
             out[result.rel_dir] = found
     return out
 
