@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from subtool.checker.context import ResultJob
+from subtool.checker.context import DIR, FILE, LINK, OTHER, Listings, ResultJob
+from subtool.checker.context import listing as _list
 from subtool.checker.findings import Collector
 from subtool.checker.rules import inputs, layout
 from subtool.checker.rules.scenarios import MAPPING_INVALID, check_benchmark
@@ -36,35 +37,13 @@ class Discovery:
 
 
 # ------------------------------------------------------------------------------------------- the walker
-# An entry's kind, from the directory listing alone (links are never followed).
-DIR, FILE, LINK, OTHER = "dir", "file", "link", "other"
 _RESULT_ROOTS = ("results", "measurements", "compliance")
+_MEMO: Listings | None = None  # the folder listings of the discover() under way, handed to its jobs
 
 
 def listing(path: Path | str) -> dict[str, str] | None:
-    """name → kind for one folder, links not followed; None when the folder cannot be listed.
-
-    One entry whose type cannot be told is OTHER (reported by the scan); it never hides its siblings.
-    """
-    try:
-        with os.scandir(path) as it:
-            entries = list(it)
-    except OSError:
-        return None
-    kinds = {}
-    for e in entries:
-        try:
-            if e.is_symlink():
-                kinds[e.name] = LINK
-            elif e.is_dir(follow_symlinks=False):
-                kinds[e.name] = DIR
-            elif e.is_file(follow_symlinks=False):
-                kinds[e.name] = FILE
-            else:
-                kinds[e.name] = OTHER
-        except OSError:
-            kinds[e.name] = OTHER
-    return kinds
+    """name → kind for one folder (context.listing), each folder listed once per discover()."""
+    return _list(path, _MEMO)
 
 
 def subdirs(path: Path | str) -> list[str]:
@@ -113,9 +92,10 @@ def scan(root: Path, top: str, found: Discovery) -> bool:
     """Report every link, special file and unreadable entry at or below `top`; False when `top` itself is unreadable."""
     stack = [top]
     top_ok = True
+    base = os.fspath(root)
     while stack:
         rel = stack.pop()
-        kinds = listing(root / rel)
+        kinds = listing(f"{base}/{rel}")
         if kinds is None:
             reason = _why_unlistable(root / rel)
             _note_entry(found, root, rel, DIR, reason)
@@ -127,7 +107,7 @@ def scan(root: Path, top: str, found: Discovery) -> bool:
                 stack.append(child)
             elif kind in (LINK, OTHER):
                 _note_entry(found, root, child, kind)
-            elif not os.access(root / child, os.R_OK):
+            elif not os.access(f"{base}/{child}", os.R_OK):
                 _note_entry(found, root, child, FILE, "permission denied")
     return top_ok
 
@@ -142,6 +122,15 @@ def _why_unlistable(path: Path) -> str:
 
 # ---------------------------------------------------------------------------------------------- discover
 def discover(root: Path, cfg: RoundConfig, submitter_filter: str | None) -> Discovery:
+    global _MEMO
+    _MEMO = {}
+    try:
+        return _discover(root, cfg, submitter_filter)
+    finally:
+        _MEMO = None
+
+
+def _discover(root: Path, cfg: RoundConfig, submitter_filter: str | None) -> Discovery:
     found = Discovery()
     top = listing(root) or {}
     for division, kind in sorted(top.items()):
@@ -219,6 +208,7 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
                     scenario=scenario,
                     mlperf_model=mlperf_model,
                     system_json=system_json,
+                    listings=_MEMO,
                 )
                 found.jobs.append(job)
                 # the result's own key last: links and unreadable entries inside it (see scope_of)

@@ -84,7 +84,7 @@ WANTED_KEYS = frozenset(
 class LoadgenLog:
     """What a detail log says, as far as the rules care. `problems` lists why it could not be fully read."""
 
-    path: Path
+    path: Path | str  # as the caller gave it (making a Path of each costs more than reading a small log)
     raw: dict[str, bytes] = field(default_factory=dict)  # key → its JSON value, decoded on first use
     values: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # LoadGen error messages (is_error entries)
@@ -95,8 +95,9 @@ class LoadgenLog:
         return self.get(key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        if key in self.values:
-            return self.values[key]
+        value = self.values.get(key, _UNREAD)
+        if value is not _UNREAD:
+            return value
         raw = self.raw.get(key)
         if raw is None:
             return default
@@ -222,7 +223,7 @@ def read_loadgen_log(
     not UTF-8 anywhere, a last line cut short, a wanted or error entry that is not valid JSON. (A damaged line
     whose key no rule reads is not noticed; the official reader would stop on it.)
     """
-    log = LoadgenLog(Path(path))
+    log = LoadgenLog(path)
     try:
         blob = read_file(path, follow_links=follow_links)
     except FileNotFoundError:
@@ -260,10 +261,10 @@ def read_loadgen_log(
     raw = log.raw
     pattern = _key_pattern(None if keys is None else frozenset(keys))
     for a, b in segments:
-        for m in pattern.finditer(blob, a, b):
-            key = m.group(1).decode("utf-8", "replace")  # bytes that are not UTF-8 are a problem already
+        for name, value in pattern.findall(blob, a, b):
+            key = name.decode("utf-8", "replace")  # bytes that are not UTF-8 are a problem already
             if key not in raw:  # the first occurrence wins, as in the official reader
-                raw[key] = m.group(2)
+                raw[key] = value
     for a, b in segments:  # LoadGen never logs an error inside a sample-index line
         _errors(blob, a, b, log)
     return log
@@ -273,27 +274,26 @@ def _line_of(blob: bytes, offset: int) -> int:
     return blob.count(b"\n", 0, offset) + 1
 
 
+_UNREAD = object()
+_CONSTANTS = {b"true": True, b"false": False, b"null": None}
 _PLAIN_STRING = re.compile(rb'"[^"\\\x00-\x1f]*"\Z')
 _JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\Z")
 
 
 def _scalar(raw: bytes) -> Any:
     """A detail-log value, read by the one strict JSON parser (NaN, Infinity, 1e999 are refused)."""
-    if raw == b"true":
-        return True
-    if raw == b"false":
-        return False
-    if raw == b"null":
-        return None
-    if raw.isdigit() and len(raw) < 19:  # the common case, without the parser
-        return int(raw)
-    if _PLAIN_STRING.match(raw):  # no escapes, no control characters: the text between the quotes
+    if raw.isdigit():
+        if len(raw) < 300:  # the common case, without the parser (longer: past any float, the parser says so)
+            return int(raw)
+    elif raw in _CONSTANTS:
+        return _CONSTANTS[raw]
+    elif _PLAIN_STRING.match(raw):  # no escapes, no control characters: the text between the quotes
         try:
             return raw[1:-1].decode("utf-8")
         except UnicodeDecodeError:
             pass  # the parser says why
     elif len(raw) < 40 and _JSON_NUMBER.match(raw):
-        if raw.isdigit() or (raw[:1] == b"-" and raw[1:].isdigit()):
+        if raw[:1] == b"-" and raw[1:].isdigit():
             return int(raw)
         value = float(raw)
         if math.isfinite(value):
@@ -428,15 +428,53 @@ _SUMMARY_END = re.compile(r"^(No errors|\d+ ERRORS?) encountered")
 
 @dataclass
 class SummaryLog:
-    """mlperf_log_summary.txt as `label → text` (first occurrence wins); `problem` says why it cannot be used."""
+    """mlperf_log_summary.txt as `label → text` (first occurrence wins); `problem` says why it cannot be used.
 
-    path: Path
-    values: dict[str, str] = field(default_factory=dict)
+    Lines are read as labels are asked for (`value`): the labels rules compare come in the first lines, the test
+    parameters after them are read only when every value is wanted (`values`).
+    """
+
+    path: Path | str  # as the caller gave it
     problem: str | None = None
+    lines: list[str] = field(default_factory=list, repr=False)
+    _found: dict[str, str] = field(default_factory=dict, repr=False)
+    _read: int = 0  # lines read into _found so far
+
+    @property
+    def values(self) -> dict[str, str]:
+        self._read_until(None)
+        return self._found
+
+    def value(self, label: str) -> str | None:
+        """The text of the first `label : text` line; None when there is none."""
+        if label not in self._found:
+            self._read_until(label)
+        return self._found.get(label)
+
+    def _read_until(self, wanted: str | None) -> None:
+        found, lines = self._found, self.lines
+        while self._read < len(lines):
+            line = lines[self._read]
+            self._read += 1
+            colon = line.find(":")
+            if colon < 0:
+                continue  # a `label : value` line has a colon
+            label = line[:colon].strip()
+            if label[:1] == "*":
+                label = label[1:].lstrip()
+            if not label:  # only `*` or spaces before the colon: the pattern says what the label is
+                m = _SUMMARY_LINE.match(line)
+                if m is None:
+                    continue
+                label = m.group(1)
+            if label not in found:
+                found[label] = line[colon + 1 :].strip()
+                if label == wanted:
+                    return
 
     def number(self, label: str) -> tuple[float | None, Problem | None]:
         """(value, None), or (None, why) when the label is absent or its text is not a finite number."""
-        text = self.values.get(label)
+        text = self.value(label)
         if text is None:
             return None, Problem(f"has no '{label}' line")
         if _PLAIN_NUMBER.match(text):
@@ -450,7 +488,7 @@ class SummaryLog:
 
 def read_summary(path: Path | str) -> SummaryLog:
     """Parse LoadGen's summary log; on any trouble `.problem` says what (never raises)."""
-    summary = SummaryLog(Path(path))
+    summary = SummaryLog(path)
     try:
         data = read_file(path, SUMMARY_LIMIT_BYTES + 1)
     except OSError as exc:
@@ -470,11 +508,7 @@ def read_summary(path: Path | str) -> SummaryLog:
     if _SUMMARY_HEADER not in text[:400]:
         summary.problem = f"is not a LoadGen summary (no '{_SUMMARY_HEADER}' heading)"
         return summary
-    lines = text.splitlines()
-    for line in lines:
-        m = _SUMMARY_LINE.match(line)
-        if m and m.group(1) not in summary.values:
-            summary.values[m.group(1)] = m.group(2)
+    lines = summary.lines = text.splitlines()
     last = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
     if not _SUMMARY_END.match(last):
         summary.problem = "is cut short (it does not end with LoadGen's error count line)"
