@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 
 
 def with_article(word: str) -> str:
@@ -29,5 +28,7 @@ def plain_number(value: object, digits: int = 6) -> str:
     if abs(value) >= 1:
         text = f"{value:.{max(1, digits - whole_digits)}f}"
     else:
+        from decimal import Decimal  # (only here: `subtool check` starts without it)
+
         text = format(Decimal(f"{value:.{digits}g}"), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
