@@ -101,16 +101,18 @@ class LoadgenLog:
         raw = self.raw.get(key)
         if raw is None:
             return default
+        value = self.values[key] = self._decode(key, raw)
+        return value
+
+    def _decode(self, key: str, raw: bytes) -> Any:
         try:
-            value = _scalar(raw)
+            return _scalar(raw)
         except ValueError as exc:
             if isinstance(exc.args[0] if exc.args else None, NonFinite):
                 self.non_finite.append(key)  # reported as value.not_finite, not as a corrupt log
             else:
                 self.problems.append(f"the {key} entry is not valid JSON")
-            value = None
-        self.values[key] = value
-        return value
+            return None
 
     def has(self, key: str) -> bool:
         return key in self.raw
@@ -121,7 +123,11 @@ class LoadgenLog:
 
     def decode_all(self) -> dict[str, Any]:
         """Every kept key's value; afterwards `problems` and `non_finite` name every bad one."""
-        return {key: self.get(key) for key in self.raw}
+        values = self.values
+        for key, raw in self.raw.items():
+            if key not in values:
+                values[key] = self._decode(key, raw)
+        return {key: values[key] for key in self.raw}
 
     def non_finite_text(self) -> str:
         return ", ".join(f"{key} = {self.raw[key][:40].decode('utf-8', 'replace')}" for key in self.non_finite)
