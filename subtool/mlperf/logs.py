@@ -1,8 +1,7 @@
 """The one reader of what LoadGen writes: detail log, summary, accuracy log. It never raises on bad bytes.
 
-Every stage reads LoadGen's files through here (the checker, packaging, the runner, pack); each gets back what the
-file says plus, when it cannot be fully used, a `Problem` in words that the caller turns into a finding or into
-one error line with its own rule id.
+Every stage reads LoadGen's files here (checker, packaging, runner, pack) and gets what the file says plus, when it
+cannot be fully used, a `Problem` in words that it turns into a finding or one error line with its own rule id.
 
 - Detail log (`mlperf_log_detail.txt`): one JSON object per line after the `:::MLLOG ` marker. Every log carries a
   line with each loaded sample index (most of its bytes), so lines whose key the caller did not ask for are not
@@ -436,9 +435,7 @@ _SUMMARY_END = re.compile(r"^(No errors|\d+ ERRORS?) encountered")
 class SummaryLog:
     """mlperf_log_summary.txt as `label → text` (first occurrence wins); `problem` says why it cannot be used.
 
-    Lines are read as labels are asked for (`value`): the labels rules compare come in the first lines, the test
-    parameters after them are read only when every value is wanted (`values`).
-    """
+    Lines are read as labels are asked for (`value`): the compared labels come first; `values` reads them all."""
 
     path: Path | str  # as the caller gave it
     problem: str | None = None
@@ -541,38 +538,34 @@ def read_accuracy_log(path: Path | str) -> AccuracyLog:
     log = AccuracyLog(Path(path))
     try:
         blob = read_file(path, follow_links=True)  # the runner's own output folder
-    except FileNotFoundError:
-        log.problem = Missing("is missing")
-        return log
     except OSError as exc:
-        log.problem = Problem(describe_os_error(exc))
+        log.problem = Missing("is missing") if isinstance(exc, FileNotFoundError) else Problem(describe_os_error(exc))
         return log
-    if not blob.strip():
-        log.problem = NotALog("is empty")
-        return log
-    data, problem = parse_json(blob)
+    data, problem = parse_json(blob) if blob.strip() else (None, NotALog("is empty"))
+    if problem is None and not isinstance(data, list):
+        problem = NotALog(f"must hold a JSON list of responses, found {type(data).__name__}")
     if problem is not None:
-        log.problem = Problem(f"{problem} (cut short?)") if not isinstance(problem, NonFinite) else problem
+        log.problem = problem if isinstance(problem, (NonFinite, NotALog)) else Problem(f"{problem} (cut short?)")
         return log
-    if not isinstance(data, list):
-        log.problem = NotALog(f"must hold a JSON list of responses, found {type(data).__name__}")
-        return log
-    entries = log.entries
     for number, entry in enumerate(data, start=1):
-        idx = entry.get("qsl_idx") if isinstance(entry, dict) else None
-        hex_text = entry.get("data") if isinstance(entry, dict) else None
-        response = None
-        if isinstance(hex_text, str):
-            try:
-                response = bytes.fromhex(hex_text)
-            except ValueError:
-                pass
-        if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0 or response is None:
+        idx, response = _response(entry)
+        if response is None:
             log.entries = []
             log.problem = Problem(f"entry {number} has no qsl_idx (a whole number) and data (hex text)")
             return log
-        entries.append((idx, response))
+        log.entries.append((idx, response))
     return log
+
+
+def _response(entry: object) -> tuple[int, bytes | None]:
+    idx = entry.get("qsl_idx") if isinstance(entry, dict) else None
+    hex_text = entry.get("data") if isinstance(entry, dict) else None
+    if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0 or not isinstance(hex_text, str):
+        return -1, None
+    try:
+        return idx, bytes.fromhex(hex_text)
+    except ValueError:
+        return -1, None
 
 
 # ------------------------------------------------------------------------------------ latency percentiles
