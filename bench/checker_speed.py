@@ -1,7 +1,7 @@
 """How fast `subtool check` is on a 1,000-result tree, and how that compares with the official checker.
 
     python bench/checker_speed.py [--official CHECKOUT] [--results 1000] [--repeat 3] [--tree TREE]
-                                  [--out bench/results/checker_speed.json]
+                                  [--out bench/results/checker_speed.json] [--profile PROFILE.txt]
 
 The tree is generated from real LoadGen logs (tests/checker/treegen.py: an instant SUT, official seeds):
 closed bert-99 edge systems (Offline + SingleStream, TEST01) and closed llama3.1-8b / llama2-70b-99.9
@@ -14,6 +14,9 @@ writing into either source tree. Reported: the best of --repeat wall times of ea
 (`speedup`: wall time, with `subtool check` using up to 8 worker processes while the official checker runs in
 one), and the ratio of their CPU times (`cpu_ratio`: process and workers together), which does not depend on
 the number of cores.
+
+--profile PROFILE.txt also checks the tree once in this process, in one process (no workers, so every call is
+seen), under cProfile, and writes the functions that take the most time (own time, then with callees) there.
 """
 
 from __future__ import annotations
@@ -90,7 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tree", type=Path, default=None, help="time this existing tree instead of generating one (no LoadGen needed)"
     )
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="also write a cProfile of one single-process check here"
+    )
     return parser
+
+
+def profile_check(tree: Path, out: Path, top: int = 40) -> None:
+    """cProfile of `check_tree` on `tree` in this process, without workers; the top functions to `out`."""
+    import cProfile
+    import io
+    import pstats
+
+    from subtool.checker import api
+
+    saved = api.PARALLEL_MIN_RESULTS
+    api.PARALLEL_MIN_RESULTS = 1 << 60  # one process: the workers' calls would not be profiled
+    profiler = cProfile.Profile(time.process_time)  # CPU time: the machine may be shared
+    try:
+        profiler.runcall(api.check_tree, tree, api.CheckOptions())
+    finally:
+        api.PARALLEL_MIN_RESULTS = saved
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text.getvalue())
 
 
 def check_processes(results: int) -> int:
@@ -154,6 +183,8 @@ def main() -> int:
                 seconds, cpu, official_rc = time_once(official_cmd, cwd, env)
                 official_times.append(seconds)
                 official_cpu.append(cpu)
+        if args.profile:
+            profile_check(tree, args.profile)
         ours_s = min(ours_times)
         record = {
             "benchmark": "checker_speed",

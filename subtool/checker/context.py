@@ -7,15 +7,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from subtool.checker.findings import Collector
+from subtool.mlperf.layout import FILE, LINK, Listings, listing
 from subtool.mlperf.logs import LoadgenLog, read_loadgen_log
 from subtool.mlperf.round import SCENARIO_BY_LOWER, ModelRules, RoundConfig, round_config
-
-
-def _is_link(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_symlink()
-    except OSError:
-        return True
 
 
 @dataclass(frozen=True)
@@ -29,6 +23,8 @@ class ResultJob:
     scenario: str  # folder name
     mlperf_model: str  # benchmark the folder resolves to
     system_json: dict | None
+    # the tree walk's folder listings, shared by every job of one check (never copied: workers are forked)
+    listings: Listings | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def result_id(self) -> str:
@@ -42,7 +38,8 @@ class ResultContext:
 
     def __post_init__(self) -> None:
         self.out.result = self.job.result_id
-        self._listings: dict[str, dict[str, os.DirEntry]] = {}
+        self._listings: dict[str, dict[str, str]] = {}
+        self._root = os.path.join(self.job.root, "")  # with its trailing separator
 
     # ---- configuration
     @cached_property
@@ -86,23 +83,20 @@ class ResultContext:
         return f"{self.submitter_rel}/" + self.cfg.layout.compliance(self.job.system, self.job.model, self.job.scenario)
 
     def abs(self, rel: str) -> str:
-        return os.path.join(self.job.root, rel)
+        return self._root + rel  # (os.path.join for each of a result's ~17 paths costs more than it does)
 
-    def entries(self, rel_dir: str) -> dict[str, os.DirEntry]:
-        """A folder's entries by name; one scandir per folder and result (types are looked up lazily).
+    def entries(self, rel_dir: str) -> dict[str, str]:
+        """A folder's entries by name → kind; listed once per check (the tree walk's listing when it made one).
 
         Symbolic links are left out: the tree scan reports each one (tree.symlink), and no rule reads through
         one. A folder that cannot be listed is empty here (the scan reports it as tree.unreadable).
         """
-        listing = self._listings.get(rel_dir)
-        if listing is None:
-            try:
-                with os.scandir(self.abs(rel_dir)) as it:
-                    listing = {e.name: e for e in it if not _is_link(e)}
-            except OSError:
-                listing = {}
-            self._listings[rel_dir] = listing
-        return listing
+        found = self._listings.get(rel_dir)
+        if found is None:
+            kinds = listing(self.abs(rel_dir), self.job.listings) or {}
+            found = {name: kind for name, kind in kinds.items() if kind != LINK}
+            self._listings[rel_dir] = found
+        return found
 
     def exists(self, rel: str) -> bool:
         parent, _, name = rel.rpartition("/")
@@ -110,25 +104,20 @@ class ResultContext:
 
     def is_file(self, rel: str) -> bool:
         parent, _, name = rel.rpartition("/")
-        entry = self.entries(parent).get(name)
-        try:
-            return entry is not None and entry.is_file(follow_symlinks=False)
-        except OSError:
-            return False
+        return self.entries(parent).get(name) == FILE
 
     def size(self, rel: str) -> int | None:
-        """Size of a file in a listed folder (the stat is cached on the entry); None when absent."""
+        """Size of a file in a listed folder (not through a link); None when absent."""
         parent, _, name = rel.rpartition("/")
-        entry = self.entries(parent).get(name)
-        if entry is None:
+        if name not in self.entries(parent):
             return None
         try:
-            return entry.stat(follow_symlinks=False).st_size
+            return os.stat(self.abs(rel), follow_symlinks=False).st_size
         except OSError:
             return None
 
     def files(self, rel_dir: str) -> list[str]:
-        return [name for name in self.entries(rel_dir) if self.is_file(f"{rel_dir}/{name}")]
+        return [name for name, kind in self.entries(rel_dir).items() if kind == FILE]
 
     # ---- logs, each parsed once
     @cached_property

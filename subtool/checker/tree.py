@@ -30,13 +30,13 @@ from subtool.mlperf.layout import (
     OTHER,
     UNLISTABLE,
     Entry,
-    listing,
+    Listings,
     name_problem,
     problem_text,
-    subdirs,
     walk,
     why_unlistable,
 )
+from subtool.mlperf.layout import listing as _list
 from subtool.mlperf.logs import NonFinite, read_json_object
 from subtool.mlperf.round import RoundConfig
 
@@ -55,6 +55,18 @@ class Discovery:
 # ------------------------------------------------------------------------------------------- the walker
 # The walk itself (listing, kinds, links never followed) is subtool.mlperf.layout's, shared with pack and publish.
 _RESULT_ROOTS = ("results", "measurements", "compliance")
+_MEMO: Listings | None = None  # the folder listings of the discover() under way, handed to its jobs
+
+
+def listing(path: Path | str) -> dict[str, str] | None:
+    """name → kind for one folder (mlperf.layout.listing), each folder listed once per discover()."""
+    return _list(path, _MEMO)
+
+
+def subdirs(path: Path | str) -> list[str]:
+    """The real folders in `path` (not links to folders), sorted; [] when it cannot be listed (the scan says so)."""
+    kinds = listing(path) or {}
+    return sorted(name for name, kind in kinds.items() if kind == DIR)
 
 
 def scope_of(rel: str) -> tuple[str, str | None]:
@@ -91,7 +103,7 @@ def _note_name(out: Collector, rel: str, what: str) -> None:
 def scan(root: Path, top: str, found: Discovery) -> bool:
     """Report every link, special file and unreadable entry at or below `top`; False when `top` itself is unreadable."""
     top_ok = True
-    for entry in walk(root, top):
+    for entry in walk(root, top, memo=_MEMO):
         if entry.kind in (DIR, FILE):
             continue
         _note_entry(found, root, entry)
@@ -101,6 +113,15 @@ def scan(root: Path, top: str, found: Discovery) -> bool:
 
 # ---------------------------------------------------------------------------------------------- discover
 def discover(root: Path, cfg: RoundConfig, submitter_filter: str | None) -> Discovery:
+    global _MEMO
+    _MEMO = {}
+    try:
+        return _discover(root, cfg, submitter_filter)
+    finally:
+        _MEMO = None
+
+
+def _discover(root: Path, cfg: RoundConfig, submitter_filter: str | None) -> Discovery:
     found = Discovery()
     top = listing(root) or {}
     for division, kind in sorted(top.items()):
@@ -180,6 +201,7 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
                     scenario=scenario,
                     mlperf_model=mlperf_model,
                     system_json=system_json,
+                    listings=_MEMO,
                 )
                 found.jobs.append(job)
                 # the result's own key last: links and unreadable entries inside it (see scope_of)

@@ -192,30 +192,38 @@ class Entry(NamedTuple):
         return _RULE_OF.get(self.kind)
 
 
-def listing(path: Path | str) -> dict[str, str] | None:
+Listings = dict[str, "dict[str, str] | None"]  # folder → its listing (None: it cannot be listed)
+
+
+def listing(path: Path | str, memo: Listings | None = None) -> dict[str, str] | None:
     """name → kind for one folder, links not followed; None when the folder cannot be listed.
 
-    One entry whose type cannot be told is OTHER; it never hides its siblings.
+    One entry whose type cannot be told is OTHER; it never hides its siblings. With `memo`, a folder is listed
+    once: the checker's tree walk and every result check of one run share what it saw.
     """
+    key = os.fspath(path)
+    if memo is not None and key in memo:
+        return memo[key]
     try:
-        with os.scandir(path) as it:
+        with os.scandir(key) as it:
             entries = list(it)
     except OSError:
-        return None
-    kinds = {}
-    for e in entries:
-        try:
-            if e.is_symlink():
-                kinds[e.name] = LINK
-            elif e.is_dir(follow_symlinks=False):
-                kinds[e.name] = DIR
-            elif e.is_file(follow_symlinks=False):
-                kinds[e.name] = FILE
-            else:
-                kinds[e.name] = OTHER
-        except OSError:
-            kinds[e.name] = OTHER
+        entries = None
+    kinds = None if entries is None else {e.name: _kind(e) for e in entries}
+    if memo is not None:
+        memo[key] = kinds
     return kinds
+
+
+def _kind(e: os.DirEntry) -> str:
+    try:
+        if e.is_symlink():
+            return LINK
+        if e.is_dir(follow_symlinks=False):
+            return DIR
+        return FILE if e.is_file(follow_symlinks=False) else OTHER
+    except OSError:
+        return OTHER
 
 
 def subdirs(path: Path | str) -> list[str]:
@@ -232,10 +240,12 @@ def why_unlistable(path: Path | str) -> str:
         return exc.strerror or str(exc)
 
 
-def walk(root: Path | str, top: str, *, skip: frozenset[str] = frozenset()) -> Iterator[Entry]:
+def walk(
+    root: Path | str, top: str, *, skip: frozenset[str] = frozenset(), memo: Listings | None = None
+) -> Iterator[Entry]:
     """Every entry at and below `root/top`, parents before children, siblings sorted by name; links are never
     followed. A folder that cannot be listed, or a file that cannot be read, is one UNLISTABLE entry and the
-    walk goes on beside it. Folders named in `skip` are left out with what they hold."""
+    walk goes on beside it. Folders named in `skip` are left out with what they hold; `memo` as for listing()."""
     stack = [Entry(top, DIR)]
     while stack:
         entry = stack.pop()
@@ -246,7 +256,7 @@ def walk(root: Path | str, top: str, *, skip: frozenset[str] = frozenset()) -> I
         if entry.kind != DIR:
             yield entry
             continue
-        kinds = listing(path)
+        kinds = listing(path, memo)
         if kinds is None:
             yield Entry(entry.rel, UNLISTABLE, why_unlistable(path), True)
             continue

@@ -1,19 +1,27 @@
-"""LoadGen `:::MLLOG` detail logs: read once, keep the keys the rules need, never raise on bad bytes.
+"""The one reader of what LoadGen writes: detail log, summary, accuracy log. It never raises on bad bytes.
 
-A detail log is one JSON object per line after the `:::MLLOG ` marker. Every log carries a line with each
-loaded sample index (most of its bytes), so lines whose key no rule reads are not decoded; only their shape
-is checked (a line cut short is how a truncated copy shows up).
+Every stage reads LoadGen's files here (checker, packaging, runner, pack) and gets what the file says plus, when it
+cannot be fully used, a `Problem` in words that it turns into a finding or one error line with its own rule id.
+
+- Detail log (`mlperf_log_detail.txt`): one JSON object per line after the `:::MLLOG ` marker. Every log carries a
+  line with each loaded sample index (most of its bytes), so lines whose key the caller did not ask for are not
+  decoded; only their shape is checked (a line cut short is how a truncated copy shows up).
+- Summary (`mlperf_log_summary.txt`): `label : value` lines under LoadGen's heading.
+- Accuracy log (`mlperf_log_accuracy.json`): a JSON list of {"qsl_idx": n, "data": hex}; the reader gives
+  (qsl_idx, bytes) pairs and leaves turning bytes into arrays to the model family.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import math
 import os
 import re
 import stat
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +83,7 @@ WANTED_KEYS = frozenset(
 class LoadgenLog:
     """What a detail log says, as far as the rules care. `problems` lists why it could not be fully read."""
 
-    path: Path
+    path: Path | str  # as the caller gave it (making a Path of each costs more than reading a small log)
     raw: dict[str, bytes] = field(default_factory=dict)  # key → its JSON value, decoded on first use
     values: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # LoadGen error messages (is_error entries)
@@ -86,21 +94,24 @@ class LoadgenLog:
         return self.get(key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        if key in self.values:
-            return self.values[key]
+        value = self.values.get(key, _UNREAD)
+        if value is not _UNREAD:
+            return value
         raw = self.raw.get(key)
         if raw is None:
             return default
+        value = self.values[key] = self._decode(key, raw)
+        return value
+
+    def _decode(self, key: str, raw: bytes) -> Any:
         try:
-            value = _scalar(raw)
+            return _scalar(raw)
         except ValueError as exc:
             if isinstance(exc.args[0] if exc.args else None, NonFinite):
                 self.non_finite.append(key)  # reported as value.not_finite, not as a corrupt log
             else:
                 self.problems.append(f"the {key} entry is not valid JSON")
-            value = None
-        self.values[key] = value
-        return value
+            return None
 
     def has(self, key: str) -> bool:
         return key in self.raw
@@ -111,28 +122,72 @@ class LoadgenLog:
 
     def decode_all(self) -> dict[str, Any]:
         """Every kept key's value; afterwards `problems` and `non_finite` name every bad one."""
-        return {key: self.get(key) for key in self.raw}
+        values = self.values
+        for key, raw in self.raw.items():
+            if key not in values:
+                values[key] = self._decode(key, raw)
+        return {key: values[key] for key in self.raw}
 
     def non_finite_text(self) -> str:
         return ", ".join(f"{key} = {self.raw[key][:40].decode('utf-8', 'replace')}" for key in self.non_finite)
 
+    @property
+    def scenario(self) -> str | None:
+        value = self.get("effective_scenario")
+        return value if isinstance(value, str) else None
 
-_KEY_RE = re.compile(
-    rb':::MLLOG \{"key": "('
-    + b"|".join(re.escape(k.encode()) for k in sorted(WANTED_KEYS, key=len, reverse=True))
-    + rb')", "value": (.*?), "time_ms": '
-)
+    @property
+    def mode(self) -> str | None:
+        """The test mode in subtool's words (performance, accuracy, submission, find_peak)."""
+        raw = self.get("effective_test_mode")
+        return _MODE_NAMES.get(raw, raw) if isinstance(raw, str) else None
+
+    @property
+    def loadgen_version(self) -> str | None:
+        raw = self.get("loadgen_version")
+        return raw.split(" ")[0] if isinstance(raw, str) else None
+
+    def settings(self) -> dict[str, Any]:
+        """The effective test settings the log holds, without the `effective_` prefix (in the log's order)."""
+        return {k[len("effective_") :]: self.get(k) for k in self.raw if k.startswith("effective_")}
+
+
+_MODE_NAMES = {
+    "PerformanceOnly": "performance",
+    "AccuracyOnly": "accuracy",
+    "SubmissionRun": "submission",
+    "FindPeakPerformance": "find_peak",
+}
+ALL_KEYS = None  # read_loadgen_log(path, keys=ALL_KEYS): keep every key, not only the checker's
+
+
+@functools.lru_cache(maxsize=16)
+def _key_pattern(keys: frozenset[str] | None) -> re.Pattern[bytes]:
+    """The regular expression that picks `keys` (every key: None) and their raw values out of a detail log.
+
+    A value ends at the first `, "time_ms": `: LoadGen writes key, value, time_ms in that order, and inside a JSON
+    string a quote is always escaped, so the text cannot occur inside a value.
+    """
+    if keys is None:
+        names = rb'[^"\\]+'
+    else:
+        names = b"|".join(re.escape(k.encode()) for k in sorted(keys, key=len, reverse=True))
+    return re.compile(rb':::MLLOG \{"key": "(' + names + rb')", "value": (.*?), "time_ms": ')
+
+
 _BIG_LINE = b'{"key": "loaded_qsl_set"'  # one sample index per loaded sample: most of the file's bytes
 
 
-def read_file(path: Path | str, limit: int | None = None) -> bytes:
+def read_file(path: Path | str, limit: int | None = None, *, follow_links: bool = False) -> bytes:
     """The file's bytes (at most `limit`) in four system calls; OSError as open() would raise it.
 
     Checking a tree is mostly small reads, and on a VM each system call costs ~10 µs: the buffered open()
     path makes twice as many. A symbolic link is not followed (ELOOP) and anything but a regular file (a FIFO
-    would block, /dev/zero would never end) is refused with EINVAL: a submission holds plain files.
+    would block, /dev/zero would never end) is refused with EINVAL: a submission holds plain files. A caller
+    reading the user's own run folder may follow links (`follow_links`).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    nofollow = 0 if follow_links else getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | nofollow | getattr(os, "O_CLOEXEC", 0))
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -159,8 +214,13 @@ def describe_os_error(exc: OSError) -> str:
     return f"cannot be read ({exc.strerror or exc})"
 
 
-def read_loadgen_log(path: Path | str) -> LoadgenLog:
+def read_loadgen_log(
+    path: Path | str, keys: Collection[str] | None = WANTED_KEYS, *, follow_links: bool = False
+) -> LoadgenLog:
     """Parse `path`; on any trouble return what could be read plus a description in `.problems`.
+
+    `keys`: the keys to keep (the checker's by default; ALL_KEYS keeps every one). `follow_links`: read through a
+    symbolic link (a run folder of the user's own); a submission tree's reader refuses links.
 
     Works on the whole file as bytes with C-speed searches: the loaded_qsl_set lines (most of the bytes) are
     stepped over with one newline search each, the wanted keys are picked out by one regular expression, and
@@ -168,15 +228,20 @@ def read_loadgen_log(path: Path | str) -> LoadgenLog:
     not UTF-8 anywhere, a last line cut short, a wanted or error entry that is not valid JSON. (A damaged line
     whose key no rule reads is not noticed; the official reader would stop on it.)
     """
-    log = LoadgenLog(Path(path))
+    log = LoadgenLog(path)
     try:
-        blob = read_file(path)
+        blob = read_file(path, follow_links=follow_links)
+    except FileNotFoundError:
+        log.problems.append(Missing("is missing"))
+        return log
     except OSError as exc:
-        log.problems.append(describe_os_error(exc))
+        log.problems.append(Problem(describe_os_error(exc)))
         return log
     if not blob.startswith(MARKER):
         log.problems.append(
-            "is empty" if not blob.strip() else "is not a LoadGen detail log (its first line has no ':::MLLOG' marker)"
+            NotALog("is empty")
+            if not blob.strip()
+            else NotALog("is not a LoadGen detail log (its first line has no ':::MLLOG' marker)")
         )
         return log
     if not blob.isascii():
@@ -199,11 +264,12 @@ def read_loadgen_log(path: Path | str) -> LoadgenLog:
         pos = len(blob) if nl < 0 else nl + 1
     segments.append((pos, len(blob)))
     raw = log.raw
+    pattern = _key_pattern(None if keys is None else frozenset(keys))
     for a, b in segments:
-        for m in _KEY_RE.finditer(blob, a, b):
-            key = m.group(1).decode()
+        for name, value in pattern.findall(blob, a, b):
+            key = name.decode("utf-8", "replace")  # bytes that are not UTF-8 are a problem already
             if key not in raw:  # the first occurrence wins, as in the official reader
-                raw[key] = m.group(2)
+                raw[key] = value
     for a, b in segments:  # LoadGen never logs an error inside a sample-index line
         _errors(blob, a, b, log)
     return log
@@ -213,16 +279,30 @@ def _line_of(blob: bytes, offset: int) -> int:
     return blob.count(b"\n", 0, offset) + 1
 
 
+_UNREAD = object()
+_CONSTANTS = {b"true": True, b"false": False, b"null": None}
+_PLAIN_STRING = re.compile(rb'"[^"\\\x00-\x1f]*"\Z')
+_JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\Z")
+
+
 def _scalar(raw: bytes) -> Any:
     """A detail-log value, read by the one strict JSON parser (NaN, Infinity, 1e999 are refused)."""
-    if raw == b"true":
-        return True
-    if raw == b"false":
-        return False
-    if raw == b"null":
-        return None
-    if raw.isdigit() and len(raw) < 19:  # the common case, without the parser
-        return int(raw)
+    if raw.isdigit():
+        if len(raw) < 300:  # the common case, without the parser (longer: past any float, the parser says so)
+            return int(raw)
+    elif raw in _CONSTANTS:
+        return _CONSTANTS[raw]
+    elif _PLAIN_STRING.match(raw):  # no escapes, no control characters: the text between the quotes
+        try:
+            return raw[1:-1].decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # the parser says why
+    elif len(raw) < 40 and _JSON_NUMBER.match(raw):
+        if raw[:1] == b"-" and raw[1:].isdigit():
+            return int(raw)
+        value = float(raw)
+        if math.isfinite(value):
+            return value
     value, problem = parse_json(raw)
     if problem is not None:
         raise ValueError(problem)
@@ -265,6 +345,14 @@ class Problem(str):
 
 class NonFinite(Problem):
     """The reason is a NaN or ±Infinity number: rules report these as value.not_finite."""
+
+
+class Missing(Problem):
+    """The file is not there."""
+
+
+class NotALog(Problem):
+    """The file is empty or is not the LoadGen file it should be (a foreign first line, no heading)."""
 
 
 class _NonFiniteNumber(Exception):
@@ -345,15 +433,51 @@ _SUMMARY_END = re.compile(r"^(No errors|\d+ ERRORS?) encountered")
 
 @dataclass
 class SummaryLog:
-    """mlperf_log_summary.txt as `label → text` (first occurrence wins); `problem` says why it cannot be used."""
+    """mlperf_log_summary.txt as `label → text` (first occurrence wins); `problem` says why it cannot be used.
 
-    path: Path
-    values: dict[str, str] = field(default_factory=dict)
+    Lines are read as labels are asked for (`value`): the compared labels come first; `values` reads them all."""
+
+    path: Path | str  # as the caller gave it
     problem: str | None = None
+    lines: list[str] = field(default_factory=list, repr=False)
+    _found: dict[str, str] = field(default_factory=dict, repr=False)
+    _read: int = 0  # lines read into _found so far
+
+    @property
+    def values(self) -> dict[str, str]:
+        self._read_until(None)
+        return self._found
+
+    def value(self, label: str) -> str | None:
+        """The text of the first `label : text` line; None when there is none."""
+        if label not in self._found:
+            self._read_until(label)
+        return self._found.get(label)
+
+    def _read_until(self, wanted: str | None) -> None:
+        found, lines = self._found, self.lines
+        while self._read < len(lines):
+            line = lines[self._read]
+            self._read += 1
+            colon = line.find(":")
+            if colon < 0:
+                continue  # a `label : value` line has a colon
+            label = line[:colon].strip()
+            if label[:1] == "*":
+                label = label[1:].lstrip()
+            if not label:  # only `*` or spaces before the colon: the pattern says what the label is
+                m = _SUMMARY_LINE.match(line)
+                if m is None:
+                    continue
+                label = m.group(1)
+            if label not in found:
+                found[label] = line[colon + 1 :].strip()
+                if label == wanted:
+                    return
 
     def number(self, label: str) -> tuple[float | None, Problem | None]:
         """(value, None), or (None, why) when the label is absent or its text is not a finite number."""
-        text = self.values.get(label)
+        text = self.value(label)
         if text is None:
             return None, Problem(f"has no '{label}' line")
         if _PLAIN_NUMBER.match(text):
@@ -367,7 +491,7 @@ class SummaryLog:
 
 def read_summary(path: Path | str) -> SummaryLog:
     """Parse LoadGen's summary log; on any trouble `.problem` says what (never raises)."""
-    summary = SummaryLog(Path(path))
+    summary = SummaryLog(path)
     try:
         data = read_file(path, SUMMARY_LIMIT_BYTES + 1)
     except OSError as exc:
@@ -387,12 +511,89 @@ def read_summary(path: Path | str) -> SummaryLog:
     if _SUMMARY_HEADER not in text[:400]:
         summary.problem = f"is not a LoadGen summary (no '{_SUMMARY_HEADER}' heading)"
         return summary
-    lines = text.splitlines()
-    for line in lines:
-        m = _SUMMARY_LINE.match(line)
-        if m and m.group(1) not in summary.values:
-            summary.values[m.group(1)] = m.group(2)
+    lines = summary.lines = text.splitlines()
     last = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
     if not _SUMMARY_END.match(last):
         summary.problem = "is cut short (it does not end with LoadGen's error count line)"
     return summary
+
+
+# ------------------------------------------------------------------------------------------- accuracy log
+@dataclass
+class AccuracyLog:
+    """mlperf_log_accuracy.json as (qsl_idx, response bytes) in the file's order; `problem` says why it cannot be
+    used (then `entries` is empty)."""
+
+    path: Path
+    entries: list[tuple[int, bytes]] = field(default_factory=list)
+    problem: Problem | None = None
+
+
+def read_accuracy_log(path: Path | str) -> AccuracyLog:
+    """Parse LoadGen's accuracy log: a JSON list of {"qsl_idx": n, "data": "hex"}; never raises.
+
+    An entry whose qsl_idx is not a whole number ≥ 0 or whose data is not hex text makes the whole log unusable:
+    a response cannot be scored half-read.
+    """
+    log = AccuracyLog(Path(path))
+    try:
+        blob = read_file(path, follow_links=True)  # the runner's own output folder
+    except OSError as exc:
+        log.problem = Missing("is missing") if isinstance(exc, FileNotFoundError) else Problem(describe_os_error(exc))
+        return log
+    data, problem = parse_json(blob) if blob.strip() else (None, NotALog("is empty"))
+    if problem is None and not isinstance(data, list):
+        problem = NotALog(f"must hold a JSON list of responses, found {type(data).__name__}")
+    if problem is not None:
+        log.problem = problem if isinstance(problem, (NonFinite, NotALog)) else Problem(f"{problem} (cut short?)")
+        return log
+    for number, entry in enumerate(data, start=1):
+        idx, response = _response(entry)
+        if response is None:
+            log.entries = []
+            log.problem = Problem(f"entry {number} has no qsl_idx (a whole number) and data (hex text)")
+            return log
+        log.entries.append((idx, response))
+    return log
+
+
+def _response(entry: object) -> tuple[int, bytes | None]:
+    idx = entry.get("qsl_idx") if isinstance(entry, dict) else None
+    hex_text = entry.get("data") if isinstance(entry, dict) else None
+    if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0 or not isinstance(hex_text, str):
+        return -1, None
+    try:
+        return idx, bytes.fromhex(hex_text)
+    except ValueError:
+        return -1, None
+
+
+# ------------------------------------------------------------------------------------ latency percentiles
+# LoadGen's percentile keys (ns): the latency of each query, and for LLM runs with token latencies the time to first
+# token and the time per output token.
+PERCENTILES = ("50.00", "90.00", "95.00", "97.00", "99.00", "99.90")
+_LATENCY_KEYS = (
+    ("latency_ms", "result_{}_percentile_latency_ns"),
+    ("ttft_ms", "result_first_token_{}_percentile_latency_ns"),
+    ("tpot_ms", "result_time_per_output_token_{}_percentile_ns"),
+)
+
+
+def _percentile_name(p: str) -> str:
+    whole, _, frac = p.partition(".")
+    return f"p{whole}" + (f".{frac.rstrip('0')}" if frac.rstrip("0") else "")
+
+
+def latency_percentiles(values: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{"latency_ms" | "ttft_ms" | "tpot_ms": {"p50": ms, "p90": ms, …}} from a detail log's values; only finite,
+    non-negative numbers, so a lying log gives fewer entries, never garbage."""
+    out: dict[str, dict[str, float]] = {}
+    for name, template in _LATENCY_KEYS:
+        found = {}
+        for p in PERCENTILES:
+            v = values.get(template.format(p))
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0:
+                found[_percentile_name(p)] = round(v / 1e6, 3)
+        if found:
+            out[name] = found
+    return out

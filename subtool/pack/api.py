@@ -24,8 +24,8 @@ from typing import Any
 from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
-from subtool.mlperf.detail_log import latency_percentiles, read_detail_log
 from subtool.mlperf.layout import DIVISIONS, check_name
+from subtool.mlperf.logs import ALL_KEYS, latency_percentiles, read_loadgen_log
 from subtool.pack.checking import finding_views as _finding_views
 from subtool.pack.checking import run_checker as _run_checker
 from subtool.pack.checking import verdict as _verdict
@@ -135,11 +135,10 @@ def result_latencies(tree: Path, tree_info: TreeInfo) -> dict[str, dict]:
         logs = sorted((tree / result.rel_dir / "performance").glob("run_*/mlperf_log_detail.txt"))
         if not logs:
             continue
-        try:
-            values = read_detail_log(logs[0]).values
-        except SubtoolError:
+        log = read_loadgen_log(logs[0], ALL_KEYS, follow_links=True)
+        if log.problems:
             continue
-        if found := latency_percentiles(values):
+        if found := latency_percentiles(log.decode_all()):
             out[result.rel_dir] = found
     return out
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import DIVISIONS, subdirs
-from subtool.mlperf.logs import parse_json, read_json_object
+from subtool.mlperf.logs import read_json_object, read_loadgen_log
 
-_MLLOG = ":::MLLOG "
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Keys quoted in the report and the .run; everything else in the detail log is left to the checker.
@@ -69,21 +68,8 @@ def is_secret(name: str, value: object) -> bool:
 
 def read_detail_keys(path: Path) -> dict[str, object]:
     """The first value of each interesting key in a LoadGen `mlperf_log_detail.txt` (a cut-short log gives fewer)."""
-    found: dict[str, object] = {}
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if not line.startswith(_MLLOG):
-                    continue
-                entry, problem = parse_json(line[len(_MLLOG) :])  # the checker's strict reader: never raises
-                if problem is not None:
-                    continue
-                key = entry.get("key") if isinstance(entry, dict) else None
-                if key in _DETAIL_KEYS and key not in found:
-                    found[key] = entry.get("value")
-    except OSError:
-        return {}
-    return found
+    log = read_loadgen_log(path, _DETAIL_KEYS, follow_links=True)
+    return {key: value for key, value in log.decode_all().items() if value is not None}
 
 
 def _power_time(value: object) -> datetime | None:

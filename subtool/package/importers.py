@@ -14,8 +14,9 @@ from typing import Any
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.benchmarks import Benchmark, find_by_dataset_size, require_benchmark, split_model
-from subtool.mlperf.detail_log import DetailLog, read_detail_log
 from subtool.mlperf.layout import SCENARIOS
+from subtool.mlperf.logs import LoadgenLog
+from subtool.package.logs import read_detail_log
 
 TESTS = ("TEST01", "TEST04", "TEST06", "TEST07", "TEST08", "TEST09")
 OFFICIAL_MIN_DURATION_MS = 600000
@@ -29,9 +30,9 @@ class ImportedResult:
     bench: Benchmark  # the official benchmark it is measured as
     scenario: str
     perf_dir: Path
-    perf_log: DetailLog
+    perf_log: LoadgenLog
     acc_dir: Path
-    acc_log: DetailLog
+    acc_log: LoadgenLog
     compliance: dict[str, Path] = field(default_factory=dict)
     user_conf: Path | None = None  # None → reconstructed from the detail log
     mlperf_conf: Path | None = None
@@ -86,7 +87,7 @@ def conf_models(user_conf: Path) -> set[str]:
 
 
 def _check_model(
-    bench: Benchmark, logs: list[DetailLog], user_conf: Path | None, *, claimed_from: str, notes: list[str], demo: bool
+    bench: Benchmark, logs: list[LoadgenLog], user_conf: Path | None, *, claimed_from: str, notes: list[str], demo: bool
 ) -> None:
     """Refuse logs that are evidently of another benchmark than the one claimed."""
     if user_conf is not None:
@@ -127,7 +128,7 @@ def with_article(word: str) -> str:
     return f"{'an' if word[:1].upper() in 'AEIOU' else 'a'} {word}"
 
 
-def _check_scenario(scenario: str, logs: list[DetailLog], claimed_from: str) -> str:
+def _check_scenario(scenario: str, logs: list[LoadgenLog], claimed_from: str) -> str:
     for log in logs:
         if log.scenario != scenario:
             raise SubtoolError(
@@ -151,7 +152,7 @@ def _check_compliance(tests: dict[str, Path], scenario: str) -> None:
             _check_scenario(scenario, [log], f"{test} compliance run")
 
 
-def _run_style(perf: DetailLog) -> str:
+def _run_style(perf: LoadgenLog) -> str:
     md = perf.get("effective_min_duration_ms")
     return "short" if isinstance(md, (int, float)) and md < OFFICIAL_MIN_DURATION_MS else "valid"
 

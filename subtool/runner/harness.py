@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_write_text
+from subtool.mlperf.logs import ALL_KEYS, Missing, read_accuracy_log, read_loadgen_log
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 MODES = ("performance", "accuracy")
@@ -114,26 +114,27 @@ def write_user_conf(
 
 
 def read_detail_log(path: Path) -> dict[str, object]:
-    """The last value of every key in a LoadGen detail log, plus the list of error entries."""
-    values: dict[str, object] = {}
-    errors: list[str] = []
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if not line.startswith(":::MLLOG"):
-                    continue
-                try:
-                    entry = json.loads(line[len(":::MLLOG") :])
-                except json.JSONDecodeError:
-                    continue
-                key = entry.get("key")
-                values[key] = entry.get("value")
-                if entry.get("metadata", {}).get("is_error") or key == "error_invalid_config":
-                    errors.append(str(entry.get("value")))
-    except FileNotFoundError:
-        raise SubtoolError("LoadGen wrote no detail log", path=path, rule="run.loadgen") from None
+    """The first value of every key in a LoadGen detail log, plus the list of error entries under "__errors__"."""
+    log = read_loadgen_log(path, ALL_KEYS, follow_links=True)
+    if log.problems and isinstance(log.problems[0], Missing):
+        raise SubtoolError("LoadGen wrote no detail log", path=path, rule="run.loadgen")
+    values: dict[str, object] = log.decode_all()  # a value that cannot be read is None
+    errors = list(log.errors)
+    if "error_invalid_config" in values and not errors:
+        errors.append(str(values["error_invalid_config"]))
     values["__errors__"] = errors
     return values
+
+
+def accuracy_entries(path: Path) -> list[tuple[int, bytes]]:
+    """(qsl_idx, response bytes) of LoadGen's mlperf_log_accuracy.json in its order; one SubtoolError when the log
+    is missing or cannot be read (the model family turns the bytes into arrays)."""
+    log = read_accuracy_log(path)
+    if isinstance(log.problem, Missing):
+        raise SubtoolError("accuracy log missing", path=path, rule="acc.log_missing")
+    if log.problem is not None:
+        raise SubtoolError(f"accuracy log {log.problem}", path=path, rule="acc.log_parse")
+    return log.entries
 
 
 SEED_KEYS = ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")

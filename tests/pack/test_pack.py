@@ -608,7 +608,7 @@ def test_latency_percentiles_of_token_runs_and_lying_values():
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from subtool.mlperf.detail_log import latency_percentiles
+    from subtool.mlperf.logs import latency_percentiles
 
     values = {
         "result_first_token_50.00_percentile_latency_ns": 12_500_000,

@@ -12,6 +12,7 @@ from subtool.checker.registry import define
 from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.mlperf.logs import read_text_lines
 from subtool.mlperf.round import ACCURACY_PATTERNS, HASH_LINE, MAX_ACCURACY_LOG_BYTES
+from subtool.wording import plain_number
 
 LOG_CORRUPT = define(
     "acc.log_corrupt",
@@ -222,7 +223,7 @@ def _report_metrics(ctx: ResultContext, rel: str, bounds, scan: _MetricScan) -> 
         ctx.out.add(
             BELOW,
             rel,
-            f"{metric} {text} is below the {ctx.cfg.version} threshold {minimum:.6g}",
+            f"{metric} {text} is below the {ctx.cfg.version} threshold {plain_number(minimum)}",
             "open-division results report accuracy without a threshold"
             if open_div
             else "use the reference model/precision or fix preprocessing; closed results must reach the threshold",
@@ -232,7 +233,7 @@ def _report_metrics(ctx: ResultContext, rel: str, bounds, scan: _MetricScan) -> 
         ctx.out.add(
             ABOVE,
             rel,
-            f"{metric} {text} is above the upper limit {maximum:.6g}",
+            f"{metric} {text} is above the upper limit {plain_number(maximum)}",
             "generation length is out of range: check max_new_tokens / stop tokens",
             severity=soft,
         )

@@ -16,6 +16,7 @@ from subtool.mlperf.round import (
     SCENARIO_BY_LOWER,
     round_of_seeds,
 )
+from subtool.wording import plain_number, with_article
 
 LOG_CORRUPT = define(
     "perf.log_corrupt",
@@ -207,7 +208,7 @@ def _sample_count(ctx: ResultContext, log: LoadgenLog, rel: str) -> None:
         ctx.out.add(
             SAMPLE_COUNT,
             rel,
-            f"performance_sample_count is {found}, {ctx.job.mlperf_model} needs ≥ {need}",
+            f"performance_sample_count is {plain_number(found)}, {ctx.job.mlperf_model} needs ≥ {need}",
             f"let the QSL report {need} performance samples (LoadGen's mlperf.conf sets "
             "performance_sample_count_override; do not override it in user.conf)",
         )
@@ -251,7 +252,7 @@ def _latency(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) -> No
             ctx.out.add(
                 LATENCY,
                 rel,
-                f"target latency {target} ns exceeds the {limit} ns limit",
+                f"target latency {plain_number(target)} ns exceeds the {plain_number(limit)} ns limit",
                 "lower target_latency in user.conf to the benchmark's limit or below",
             )
         return
@@ -259,7 +260,12 @@ def _latency(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) -> No
     limit = rules.latency_ns(fixed) if rules else None
     p99 = _int(log, "result_99.00_percentile_latency_ns")
     if limit and p99 is not None and p99 > limit:
-        ctx.out.add(LATENCY, rel, f"p99 latency {p99} ns exceeds the {limit} ns limit", "lower the load")
+        ctx.out.add(
+            LATENCY,
+            rel,
+            f"p99 latency {plain_number(p99)} ns exceeds the {plain_number(limit)} ns limit",
+            "lower the load",
+        )
 
 
 def _min_queries(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) -> None:
@@ -270,7 +276,7 @@ def _min_queries(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) -
             ctx.out.add(
                 MIN_QUERIES,
                 rel,
-                f"min_query_count is {found}, {scenario} needs ≥ {need}",
+                f"min_query_count is {plain_number(found)}, {scenario} needs ≥ {need}",
                 f"set {scenario}.min_query_count ≥ {need} in user.conf (or drop the override)",
             )
     if scenario == "Offline" and ctx.job.division == "closed":
@@ -280,7 +286,7 @@ def _min_queries(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) -
             ctx.out.add(
                 OFFLINE_SPQ,
                 rel,
-                f"Offline samples_per_query is {found}, closed needs ≥ {need}",
+                f"Offline samples_per_query is {plain_number(found)}, closed needs ≥ {need}",
                 "raise target_qps (samples per query = target_qps × min_duration) so one query holds "
                 f"at least {need} samples",
             )
@@ -294,7 +300,7 @@ def _min_duration(ctx: ResultContext, log: LoadgenLog, rel: str) -> None:
         ctx.out.add(
             MIN_DURATION,
             rel,
-            f"min_duration is {found} ms, official runs need ≥ {MIN_DURATION_MS} ms (short run)",
+            f"min_duration is {plain_number(found)} ms, official runs need ≥ {MIN_DURATION_MS} ms (short run)",
             "re-run with --run-style valid for a submittable result, or pass --waive perf.min_duration "
             "to accept a short run",
         )
@@ -366,14 +372,17 @@ def _inferred(ctx: ResultContext, rel: str, scenario: str) -> bool:
         ctx.out.add(
             INFERRED,
             rel,
-            f"the log is a {scenario} run in a {ctx.job.scenario} folder; a "
-            f"{system_type or 'non-edge'} system cannot infer results",
+            f"the log is {with_article(scenario)} run in {with_article(ctx.job.scenario)} folder; "
+            f"{with_article(system_type or 'non-edge')} system cannot infer results",
             "move the logs to the folder of the scenario they ran",
         )
         return False
     if (ran, folder) not in _INFERABLE:
         ctx.out.add(
-            INFERRED, rel, f"{ctx.job.scenario} cannot be inferred from a {scenario} run", "run the scenario itself"
+            INFERRED,
+            rel,
+            f"{ctx.job.scenario} cannot be inferred from {with_article(scenario)} run",
+            "run the scenario itself",
         )
         return False
     return True

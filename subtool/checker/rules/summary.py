@@ -14,6 +14,7 @@ from subtool.checker.context import ResultContext
 from subtool.checker.registry import define
 from subtool.checker.rules.inputs import NOT_FINITE
 from subtool.mlperf.logs import LoadgenLog, NonFinite, read_summary
+from subtool.wording import plain_number, with_article
 
 MISMATCH = define(
     "summary.mismatch",
@@ -57,12 +58,15 @@ def check_summary(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) 
     if summary.problem is not None:
         ctx.out.add(UNREADABLE, summary_rel, f"mlperf_log_summary.txt {summary.problem}", hint_redo)
         return
-    told = summary.values.get("Scenario")
+    told = summary.value("Scenario")
     if told is not None and told != scenario:
         ctx.out.add(
-            MISMATCH, summary_rel, f"the summary is for a {told[:40]!r} run, the detail log for {scenario}", hint_redo
+            MISMATCH,
+            summary_rel,
+            f"the summary is for {with_article(repr(told[:40]))} run, the detail log for {scenario}",
+            hint_redo,
         )
-    verdict = summary.values.get("Result is")
+    verdict = summary.value("Result is")
     validity = log["result_validity"]
     if verdict is None:
         ctx.out.add(UNREADABLE, summary_rel, "mlperf_log_summary.txt has no 'Result is' line", hint_redo)
@@ -86,6 +90,6 @@ def check_summary(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) 
         ctx.out.add(
             MISMATCH,
             summary_rel,
-            f"the summary's {label} is {summary.values[label][:40]}, the detail log's {key} is {detail}",
+            f"the summary's {label} is {summary.value(label)[:40]}, the detail log's {key} is {plain_number(detail)}",
             hint_redo,
         )

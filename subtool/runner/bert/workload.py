@@ -22,6 +22,7 @@ from subtool.runner.bert.squad import (
     read_squad_examples,
 )
 from subtool.runner.bert.squad_eval import best_answers, squad_v11_scores
+from subtool.runner.harness import accuracy_entries
 
 FEATURE_CACHE_VERSION = "1"
 
@@ -87,26 +88,15 @@ def load_data(model_path: Path, dataset_path: Path, cache_dir: Path | None, conf
 
 def read_accuracy_log(path: Path, seq_len: int = MAX_SEQ_LENGTH) -> dict[int, np.ndarray]:
     """qsl index → [seq_len, 2] float32 start/end logits, from LoadGen's mlperf_log_accuracy.json."""
-    try:
-        with open(path, "rb") as fh:
-            entries = json.load(fh)
-    except FileNotFoundError:
-        raise SubtoolError("accuracy log missing", path=path, rule="acc.log_missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise SubtoolError("accuracy log is not valid JSON (cut short?)", path=path, rule="acc.log_parse") from None
     logits: dict[int, np.ndarray] = {}
-    for entry in entries:
-        try:
-            raw = bytes.fromhex(entry["data"])
-            idx = int(entry["qsl_idx"])
-        except (KeyError, TypeError, ValueError):
-            raise SubtoolError("accuracy log entry without qsl_idx/data hex", path=path, rule="acc.log_parse") from None
-        arr = np.frombuffer(raw, dtype=np.float32)
-        if arr.size % 2:
+    for idx, raw in accuracy_entries(path):
+        if len(raw) % 8:
             raise SubtoolError(
-                f"qsl_idx {idx}: {arr.size} floats is not a list of (start, end) pairs", path=path, rule="acc.log_parse"
+                f"qsl_idx {idx}: {len(raw)} bytes is not a list of float32 (start, end) pairs",
+                path=path,
+                rule="acc.log_parse",
             )
-        logits[idx] = arr.reshape(-1, 2)
+        logits[idx] = np.frombuffer(raw, dtype=np.float32).reshape(-1, 2)
     return logits
 
 

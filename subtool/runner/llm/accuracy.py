@@ -10,33 +10,21 @@ generated tokens per sample.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
 
 from subtool.errors import SubtoolError
+from subtool.runner.harness import accuracy_entries
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 def read_token_log(path: Path, dtype: str) -> dict[int, np.ndarray]:
     """qsl index → generated token ids, from LoadGen's mlperf_log_accuracy.json (first entry per index wins)."""
-    try:
-        with open(path, "rb") as fh:
-            entries = json.load(fh)
-    except FileNotFoundError:
-        raise SubtoolError("accuracy log missing", path=path, rule="acc.log_missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise SubtoolError("accuracy log is not valid JSON (cut short?)", path=path, rule="acc.log_parse") from None
     np_dtype = np.dtype(dtype)
     out: dict[int, np.ndarray] = {}
-    for entry in entries:
-        try:
-            idx = int(entry["qsl_idx"])
-            raw = bytes.fromhex(entry["data"])
-        except (KeyError, TypeError, ValueError):
-            raise SubtoolError("accuracy log entry without qsl_idx/data hex", path=path, rule="acc.log_parse") from None
+    for idx, raw in accuracy_entries(path):
         if len(raw) % np_dtype.itemsize:
             raise SubtoolError(
                 f"qsl_idx {idx}: {len(raw)} bytes is not a list of {dtype} token ids", path=path, rule="acc.log_parse"

@@ -1,0 +1,73 @@
+"""What packaging demands of a LoadGen detail log: read by the one reader (subtool.mlperf.logs), refused with
+the file, the line and an `import.*` rule when it is missing, foreign, damaged, cut short or of the wrong mode.
+
+Packaging trusts the logs over the user: scenario, test mode, sample counts and settings come from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.mlperf.logs import ALL_KEYS, LoadgenLog, Missing, NotALog, read_loadgen_log
+
+# Keys LoadGen writes at the very end of a run; a performance log without them was cut short.
+_END_KEYS_PERFORMANCE = ("result_validity",)
+
+
+def read_detail_log(path: Path, *, expect_mode: str | None = None) -> LoadgenLog:
+    """Every key of a detail log; SubtoolError for a missing, foreign, damaged, cut-short or wrong-mode log."""
+    path = Path(path)
+    log = read_loadgen_log(path, ALL_KEYS, follow_links=True)
+    log.decode_all()  # every value now, so that a damaged one is refused here rather than read as None later
+    _refuse_problems(log)
+    for key in ("effective_scenario", "effective_test_mode"):
+        if not log.has(key):
+            raise SubtoolError(f"log has no '{key}' entry: it is cut short", path=path, rule="import.truncated_log")
+    if log.mode == "performance":
+        for key in _END_KEYS_PERFORMANCE:
+            if not log.has(key):
+                raise SubtoolError(
+                    f"performance log has no '{key}' entry: the run did not finish or the log is cut short",
+                    path=path,
+                    rule="import.truncated_log",
+                )
+    if expect_mode and log.mode != expect_mode:
+        article = "an" if str(log.mode)[:1].lower() in "aeiou" else "a"
+        raise SubtoolError(
+            f"this is {article} {log.mode} log (effective_test_mode={log.get('effective_test_mode')}), "
+            f"but it was given as the {expect_mode} log",
+            path=path,
+            rule="import.wrong_mode",
+            hint="--perf takes the PerformanceOnly run, --acc the AccuracyOnly run",
+        )
+    return log
+
+
+def _refuse_problems(log: LoadgenLog) -> None:
+    if not log.problems and not log.non_finite:
+        return
+    problem = log.problems[0] if log.problems else None
+    if isinstance(problem, Missing):
+        raise SubtoolError(
+            "LoadGen detail log is missing",
+            path=log.path,
+            rule="import.missing_log",
+            hint="each performance/accuracy directory needs mlperf_log_detail.txt and "
+            "mlperf_log_summary.txt as LoadGen wrote them",
+        )
+    if isinstance(problem, NotALog) and problem != "is empty":
+        raise SubtoolError(f"LoadGen detail log {problem}", path=log.path, rule="import.not_loadgen_log")
+    if problem is None:  # only values that are not finite numbers
+        raise SubtoolError(
+            f"LoadGen detail log holds values that are not finite numbers: {log.non_finite_text()}",
+            path=log.path,
+            rule="import.not_finite",
+            hint="copy the log again from the machine that ran it",
+        )
+    raise SubtoolError(
+        f"LoadGen detail log: {problem}",
+        path=log.path,
+        rule="import.truncated_log",
+        hint="copy the log again from the machine that ran it",
+    )
