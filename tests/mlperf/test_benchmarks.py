@@ -66,10 +66,11 @@ def test_runner_specs_read_the_catalogue():
     assert set(LLM_SPECS) == {n for n, f in families.items() if f == "llm"}
     for name, spec in LLM_SPECS.items():
         bench = BENCHMARKS[name]
-        assert (spec.loadgen_model, spec.sample_count, spec.round) == (
+        assert (spec.loadgen_model, spec.sample_count, spec.round, spec.compliance) == (
             bench.conf_name,
             bench.performance_sample_count,
             bench.rounds[-1],
+            ("TEST06",),
         )
         # every metric the checker holds the result to is one the runner scores, with the same limit
         assert dict(spec.thresholds) == {METRIC_KEYS[m]: r * f for m, r, f in bench.accuracy}

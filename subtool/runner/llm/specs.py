@@ -33,6 +33,7 @@ class LlmSpec:
     values_as_strings: bool  # the reference prints rouge values as quoted strings
     weights: str  # the reference checkpoint (measurements.json starting_weights_filename)
     round: str  # the newest round that has this benchmark (see docs/llm.md)
+    compliance: tuple[str, ...]  # the compliance tests a closed-division result needs
 
 
 def _from_catalogue(bench: Benchmark) -> dict:
@@ -45,6 +46,7 @@ def _from_catalogue(bench: Benchmark) -> dict:
         upper_limits=bench.upper_targets(),
         weights=bench.weights,
         round=bench.rounds[-1],
+        compliance=bench.compliance_tests,
     )
 
 
