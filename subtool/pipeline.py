@@ -495,19 +495,16 @@ def _do_run(opts: PipelineOptions, runs: Path, compliance: list[str], console) -
 
 
 def _read_run_record(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "run.json").read_text())
-    except FileNotFoundError:
+    from subtool.mlperf.run_record import read_run_record
+
+    if not (run_dir / "run.json").exists():
         raise SubtoolError(
             "no finished run here",
             path=run_dir / "run.json",
             rule="pipeline.no_run",
             hint="run the 'run' stage first (drop --from-stage/--only)",
-        ) from None
-    except json.JSONDecodeError:
-        raise SubtoolError(
-            "run.json is damaged", path=run_dir / "run.json", rule="pipeline.no_run", hint="re-run with --only run"
-        ) from None
+        )
+    return read_run_record(run_dir / "run.json", rule="pipeline.no_run", hint="re-run with --only run")
 
 
 def _headline(record: dict) -> dict:

@@ -151,16 +151,13 @@ def choose_round_for_tree(tree: Path, version: str | None) -> RoundChoice:
 def choose_round_for_runs(run_dirs: Iterable[Path], models: Iterable[str], version: str | None) -> RoundChoice:
     """The round results are packaged for: --version, else the one their benchmarks point to (each run
     directory's run.json names its benchmark; loose logs name theirs with --model)."""
-    import json
+    from subtool.mlperf.run_record import load_run_record
 
     if version is not None:
         return RoundChoice(check_version(version))  # refused here, before any stage starts (round.unknown)
     names = [m for m in models if m]
     for run_dir in run_dirs:
-        try:
-            record = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # not a subtool run directory: the importer says what it is
-        if isinstance(record, dict) and isinstance(record.get("model"), str):
+        record, _problem = load_run_record(Path(run_dir) / "run.json")  # none: the importer says what it is
+        if record is not None and isinstance(record.get("model"), str):
             names.append(record["model"])
     return choose_round(names, None)

@@ -14,9 +14,8 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import DIVISIONS, subdirs
 from subtool.mlperf.logs import read_json_object, read_loadgen_log
+from subtool.mlperf.run_record import date_u, read_run_record
 
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Keys quoted in the report and the .run; everything else in the detail log is left to the checker.
 _DETAIL_KEYS = {
     "loadgen_version",
@@ -49,14 +48,6 @@ _MAIN_RESULT_KEY = {
 }
 SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
 _SECRET_VALUE_PREFIXES = ("ghp_", "gho_", "ghs_", "github_pat_", "hf_", "sk-", "xoxb-", "glpat-")
-
-
-def date_u(moment: datetime) -> str:
-    """`date -u` output in the C locale, e.g. `Fri Nov  6 01:52:06 UTC 2026` (day padded with a space)."""
-    moment = moment.astimezone(timezone.utc)
-    return (
-        f"{_WEEKDAYS[moment.weekday()]} {_MONTHS[moment.month - 1]} {moment.day:2d} {moment:%H:%M:%S} UTC {moment.year}"
-    )
 
 
 def is_secret(name: str, value: object) -> bool:
@@ -254,12 +245,8 @@ def read_run_dir(path: Path) -> RunInfo:
             rule="pack.run_dir",
             hint="--runs takes the directories `subtool run` wrote (e.g. OUT/runs/bert-99/Offline)",
         )
-    record, problem = read_json_object(record_path)
-    if record is None:
-        raise SubtoolError(f"run.json {problem}", path=record_path, rule="pack.run_dir")
+    record = read_run_record(record_path, rule="pack.run_dir")
     command = record.get("command") or []
-    if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
-        raise SubtoolError("run.json `command` is not a list of strings", path=record_path, rule="pack.run_dir")
     tstamps = [str(t).strip() for t in record.get("tstamps") or [] if str(t).strip()]
     if not tstamps:
         window = window_of(sorted(path.rglob("mlperf_log_detail.txt")))

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.run_record import parse_date_u
 from subtool.pack.inputs import ResultInfo, RunInfo, TreeInfo, read_run_dir
 
 _DETAIL = "mlperf_log_detail.txt"
@@ -79,14 +80,6 @@ def _candidates(path: Path) -> tuple[list[Path], bool]:
         hint="--runs takes the directories `subtool run` wrote (e.g. OUT/runs/bert-99/Offline) "
         "or the folder that holds them (OUT/runs)",
     )
-
-
-def parse_date_u(line: str) -> datetime | None:
-    """A `date -u` line in the C locale (`Thu Nov 26 01:52:06 UTC 2026`), as run.json and .tstamps hold them."""
-    try:
-        return datetime.strptime(" ".join(str(line).split()), "%a %b %d %H:%M:%S UTC %Y").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
 
 
 def first_moment(pair: list[str]) -> datetime:

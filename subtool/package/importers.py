@@ -16,6 +16,7 @@ from subtool.errors import SubtoolError
 from subtool.mlperf.benchmarks import Benchmark, find_by_dataset_size, require_benchmark, split_model
 from subtool.mlperf.layout import SCENARIOS
 from subtool.mlperf.logs import LoadgenLog
+from subtool.mlperf.run_record import load_run_record, read_run_record
 from subtool.package.logs import read_detail_log
 
 TESTS = ("TEST01", "TEST04", "TEST06", "TEST07", "TEST08", "TEST09")
@@ -171,10 +172,7 @@ def _require_dir(path: Path, what: str, hint: str) -> Path:
 # ------------------------------------------------------------------------------------- subtool run dirs
 def import_run_dir(run_dir: Path) -> ImportedResult:
     run_dir = Path(run_dir)
-    run = _read_json(run_dir / "run.json", "run.json")
-    for key in ("model", "scenario"):
-        if not run.get(key):
-            raise SubtoolError(f"run.json has no '{key}'", path=run_dir / "run.json", rule="import.bad_run_json")
+    run = read_run_record(run_dir / "run.json", rule="import.bad_run_json", missing_rule="import.missing_file")
     model_spec = str(run.get("model_name") and f"{run['model_name']}={run['model']}" or run["model"])
     custom, official = split_model(model_spec)
     bench = require_benchmark(official, where=str(run_dir / "run.json"))
@@ -413,11 +411,8 @@ def _enclosing_run(perf_dir: Path, acc_dir: Path) -> dict | None:
             path = parent / "run.json"
             if not path.is_file():
                 continue
-            try:
-                run = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return None
-            if not isinstance(run, dict):
+            run = load_run_record(path)[0]  # its shape is not trusted: the checks below read it defensively
+            if run is None:
                 return None
             modes = run.get("modes") if isinstance(run.get("modes"), dict) else {}
             recorded = {

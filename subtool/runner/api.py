@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool import __version__
 from subtool.errors import SubtoolError
-from subtool.fsutil import atomic_write_json, staged_directory
+from subtool.fsutil import staged_directory
+from subtool.mlperf.run_record import RUN_SCHEMA, load_run_record, schema_problems, write_run_record
 from subtool.runner.harness import MODES, check_scenario, user_conf_settings, write_user_conf
 from subtool.runner.session import SessionSpec, spec_to_file
 
-RUN_SCHEMA = "subtool.run/1"
 ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "SUBTOOL_CACHE", "HF_HUB_OFFLINE")
 
 
@@ -40,12 +39,6 @@ class RunOptions:
     extra: dict = field(default_factory=dict)  # backend-specific options, passed to the SUT
     argv: list[str] = field(default_factory=list)
     round: str | None = None  # submission round whose official RNG seeds LoadGen uses; None: LoadGen's own
-
-
-def date_u(t: float | None = None) -> str:
-    """`date -u` format, e.g. 'Mon Nov  3 15:04:05 UTC 2023' (day padded with a space, as date prints it)."""
-    tm = time.gmtime(t)
-    return time.strftime("%a %b ", tm) + f"{tm.tm_mday:>2}" + time.strftime(" %H:%M:%S UTC %Y", tm)
 
 
 def run_dir_for(out: Path, model: str, scenario: str) -> Path:
@@ -182,7 +175,7 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
             outcome = _run_child(session, stage)
             settings = outcome.get("settings", settings)  # a short run's, as sized to the SUT
             record = _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, outcome, previous)
-            atomic_write_json(stage / "run.json", record)
+            write_run_record(stage, record)
     except BaseException:
         _remove_if_empty(final_dir.parent)  # a failed first run leaves no empty <model>/ folder behind
         raise
@@ -279,14 +272,11 @@ def resolve_backend(opts: RunOptions, spec, say) -> RunOptions:
 
 def _carry_over_other_modes(final_dir: Path, stage: Path, modes: list[str]) -> dict:
     """A performance-only re-run keeps the earlier accuracy results (and vice versa); returns their records."""
-    import json
-
     if not final_dir.is_dir():
         return {}
-    try:
-        old_record = json.loads((final_dir / "run.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError, OSError):
-        old_record = {}
+    old_record = load_run_record(final_dir / "run.json")[0] or {}
+    if schema_problems(old_record):
+        old_record = {}  # a damaged record keeps the folders, not their entries
     old_modes = old_record.get("modes") or {}
     old_compliance = old_record.get("compliance") or {}
     kept = {}

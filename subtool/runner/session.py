@@ -44,7 +44,7 @@ class SessionSpec:
 
 
 def run_session(spec: SessionSpec, console) -> dict:
-    from subtool.runner.api import date_u
+    from subtool.mlperf.run_record import date_u
     from subtool.runner.harness import load_test_settings, settings_seeds, use_round_seeds
     from subtool.runner.workload import SutConfig, get_workload
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.benchmarks import runnable
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,8 @@ class Workload(Protocol):
     def measurements(self, demo: bool, model_path: Path, precision: str) -> dict: ...
 
 
-# benchmark name → module defining `workload(name) -> Workload`
-WORKLOAD_MODULES: dict[str, str] = {
-    "bert-99": "subtool.runner.bert.workload",
-    "bert-99.9": "subtool.runner.bert.workload",
-    "llama3.1-8b": "subtool.runner.llm.workload",
-    "llama2-70b-99": "subtool.runner.llm.workload",
-    "llama2-70b-99.9": "subtool.runner.llm.workload",
-    "gptj-99": "subtool.runner.llm.workload",
-    "gptj-99.9": "subtool.runner.llm.workload",
-}
+# benchmark name → module defining `workload(name) -> Workload`: every catalogue benchmark with a model family
+WORKLOAD_MODULES: dict[str, str] = {b.name: f"subtool.runner.{b.family}.workload" for b in runnable()}
 
 
 def get_workload(name: str) -> Workload:

@@ -1,4 +1,4 @@
-"""JSON Schemas shipped as package data (system description, measurements.json)."""
+"""JSON Schemas shipped as package data (system description, measurements.json, run.json)."""
 
 from __future__ import annotations
 

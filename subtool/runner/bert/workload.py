@@ -11,6 +11,7 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_output_file
+from subtool.mlperf.benchmarks import BENCHMARKS
 from subtool.runner.bert.checkpoint import check_checkpoint, load_tokenizer
 from subtool.runner.bert.squad import (
     DOC_STRIDE,
@@ -33,12 +34,15 @@ class BertSpec:
     loadgen_model: str  # the model name in LoadGen's mlperf.conf / user.conf
     sample_count: int  # features in the official data set = performance_sample_count
     f1_target: float  # closed-division accuracy threshold
+    compliance: tuple[str, ...] = ()  # the compliance tests a closed-division result needs
     output_dtype: str = "float32"
 
 
+# The benchmark facts come from the catalogue (subtool/mlperf/benchmarks.py); every benchmark of the bert family.
 WORKLOADS = {
-    "bert-99": BertSpec("bert-99", "bert", 10833, 90.874 * 0.99),
-    "bert-99.9": BertSpec("bert-99.9", "bert", 10833, 90.874 * 0.999),
+    b.name: BertSpec(b.name, b.conf_name, b.performance_sample_count, dict(b.targets())["f1"], b.compliance_tests)
+    for b in BENCHMARKS.values()
+    if b.family == "bert"
 }
 
 
@@ -170,7 +174,7 @@ class BertWorkload:
             loadgen_model=w.loadgen_model,
             sample_count=w.sample_count,
             backends=tuple(SUT_BACKENDS),
-            compliance=("TEST01",),
+            compliance=w.compliance,
             gpu_precision=GPU_PRECISION,
         )
         self._config: dict = {}

@@ -1,12 +1,15 @@
-"""The LLM benchmarks subtool runs: the official names, data sets, generation settings and accuracy targets.
+"""The LLM benchmarks subtool runs: what is the family's own (data set file, generation settings, tokens).
 
-Every number here comes from the MLCommons reference implementations (language/llama3.1-8b, language/llama2-70b,
-language/gpt-j), LoadGen's built-in mlperf.conf and the submission checker of the round named in `round`.
+The benchmark facts (LoadGen name, sample count, accuracy targets, reference weights, rounds) come from the
+catalogue, subtool/mlperf/benchmarks.py; the generation settings from the MLCommons reference implementations
+(language/llama3.1-8b, language/llama2-70b, language/gpt-j).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from subtool.mlperf.benchmarks import BENCHMARKS, Benchmark
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,21 @@ class LlmSpec:
     values_as_strings: bool  # the reference prints rouge values as quoted strings
     weights: str  # the reference checkpoint (measurements.json starting_weights_filename)
     round: str  # the newest round that has this benchmark (see docs/llm.md)
+    compliance: tuple[str, ...]  # the compliance tests a closed-division result needs
+
+
+def _from_catalogue(bench: Benchmark) -> dict:
+    """The LlmSpec fields the catalogue holds."""
+    return dict(
+        name=bench.name,
+        loadgen_model=bench.conf_name,
+        sample_count=bench.performance_sample_count,
+        thresholds=bench.targets(),
+        upper_limits=bench.upper_targets(),
+        weights=bench.weights,
+        round=bench.rounds[-1],
+        compliance=bench.compliance_tests,
+    )
 
 
 _CNN_LLAMA3_HINT = (
@@ -48,12 +66,9 @@ _CNN_GPTJ_HINT = (
 
 
 def _llama31_8b() -> LlmSpec:
-    r1, r2, rl, rlsum, gen_len = 38.7792, 15.9075, 24.4957, 35.793, 8167644
     return LlmSpec(
-        name="llama3.1-8b",
-        loadgen_model="llama3_1-8b",
+        **_from_catalogue(BENCHMARKS["llama3.1-8b"]),
         family="llama3.1",
-        sample_count=13368,
         dataset_format="cnn-llama3",
         dataset_file="cnn_eval.json",
         dataset_hint=_CNN_LLAMA3_HINT,
@@ -64,27 +79,14 @@ def _llama31_8b() -> LlmSpec:
         num_beams=1,
         output_dtype="int32",
         token_latencies=True,
-        thresholds=(
-            ("rouge1", r1 * 0.99),
-            ("rouge2", r2 * 0.99),
-            ("rougeL", rl * 0.99),
-            ("rougeLsum", rlsum * 0.99),
-            ("gen_len", gen_len * 0.9),
-        ),
-        upper_limits=(("gen_len", gen_len * 1.1),),
         values_as_strings=True,
-        weights="https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct",
-        round="v6.1",
     )
 
 
-def _llama2_70b(name: str, fraction: float, round_: str) -> LlmSpec:
-    r1, r2, rl, tps = 44.4312, 22.0352, 28.6162, 294.45
+def _llama2_70b(name: str) -> LlmSpec:
     return LlmSpec(
-        name=name,
-        loadgen_model="llama2-70b",
+        **_from_catalogue(BENCHMARKS[name]),
         family="llama2",
-        sample_count=24576,
         dataset_format="openorca-pickle",
         dataset_file="open_orca_gpt4_tokenized_llama.sampled_24576.pkl",
         dataset_hint=_OPENORCA_HINT,
@@ -95,26 +97,14 @@ def _llama2_70b(name: str, fraction: float, round_: str) -> LlmSpec:
         num_beams=1,
         output_dtype="int32",
         token_latencies=True,
-        thresholds=(
-            ("rouge1", r1 * fraction),
-            ("rouge2", r2 * fraction),
-            ("rougeL", rl * fraction),
-            ("tokens_per_sample", tps * 0.9),
-        ),
-        upper_limits=(("tokens_per_sample", tps * 1.1),),
         values_as_strings=False,
-        weights="https://huggingface.co/meta-llama/Llama-2-70b-chat-hf",
-        round=round_,
     )
 
 
-def _gptj(name: str, fraction: float) -> LlmSpec:
-    r1, r2, rl, gen_len = 42.9865, 20.1235, 29.9881, 4016878
+def _gptj(name: str) -> LlmSpec:
     return LlmSpec(
-        name=name,
-        loadgen_model="gptj",
+        **_from_catalogue(BENCHMARKS[name]),
         family="gptj",
-        sample_count=13368,
         dataset_format="cnn-gptj",
         dataset_file="cnn_eval.json",
         dataset_hint=_CNN_GPTJ_HINT,
@@ -125,16 +115,7 @@ def _gptj(name: str, fraction: float) -> LlmSpec:
         num_beams=4,
         output_dtype="int64",
         token_latencies=False,
-        thresholds=(
-            ("rouge1", r1 * fraction),
-            ("rouge2", r2 * fraction),
-            ("rougeL", rl * fraction),
-            ("gen_len", gen_len * 0.9),
-        ),
-        upper_limits=(),
         values_as_strings=True,
-        weights="https://inference.mlcommons-storage.org/metadata/gpt-j-model-checkpoint.uri",
-        round="v5.0",
     )
 
 
@@ -142,10 +123,10 @@ LLM_SPECS: dict[str, LlmSpec] = {
     s.name: s
     for s in (
         _llama31_8b(),
-        _llama2_70b("llama2-70b-99", 0.99, "v6.0"),
-        _llama2_70b("llama2-70b-99.9", 0.999, "v6.1"),
-        _gptj("gptj-99", 0.99),
-        _gptj("gptj-99.9", 0.999),
+        _llama2_70b("llama2-70b-99"),
+        _llama2_70b("llama2-70b-99.9"),
+        _gptj("gptj-99"),
+        _gptj("gptj-99.9"),
     )
 }
 

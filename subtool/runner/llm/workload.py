@@ -121,7 +121,7 @@ class LlmWorkload:
             scenarios=self.llm.scenarios,
             backends=tuple(SUT_BACKENDS),
             token_metrics=self.llm.token_latencies,
-            compliance=("TEST06",),
+            compliance=self.llm.compliance,
             extra={"round": self.llm.round},
         )
         self._config: dict = {}
