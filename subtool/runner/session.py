@@ -43,8 +43,13 @@ class SessionSpec:
     user_conf_header: str = ""
 
 
+def date_u(t: float | None = None) -> str:
+    """`date -u` format, e.g. 'Mon Nov  3 15:04:05 UTC 2023' (day padded with a space, as date prints it)."""
+    tm = time.gmtime(t)
+    return time.strftime("%a %b ", tm) + f"{tm.tm_mday:>2}" + time.strftime(" %H:%M:%S UTC %Y", tm)
+
+
 def run_session(spec: SessionSpec, console) -> dict:
-    from subtool.runner.api import date_u
     from subtool.runner.harness import load_test_settings, settings_seeds, use_round_seeds
     from subtool.runner.workload import SutConfig, get_workload
 
@@ -101,7 +106,9 @@ def run_session(spec: SessionSpec, console) -> dict:
     finally:
         sut.stop()
         qsl.destroy()
-    precision = getattr(sut, "precision", spec.precision)  # a SUT that chose it itself (Ray: auto) says which
+    # arrives resolved (the family's resolve_precision), except on Ray, whose workers resolve `auto` against the
+    # backend they run once they see the cluster's GPUs: that SUT says which
+    precision = sut.precision if spec.precision == "auto" else spec.precision
     return {
         "ok": True,
         "samples": data.sample_count,

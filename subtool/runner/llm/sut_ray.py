@@ -418,6 +418,6 @@ def make_ray_llm_sut(llm_spec, model_path, data, config) -> RayLlmSUT:
     check_checkpoint(llm_spec, Path(model_path), need_weights=True)
     options = torch_sut_options(llm_spec, Path(model_path), data, config)
     if cfg.inner_backend != AUTO:  # the inner backend's precision rules, before any cluster starts
-        LlmWorkload(llm_spec.name).check_backend(cfg.inner_backend, config.precision)
+        LlmWorkload(llm_spec.name).resolve_precision(cfg.inner_backend, config.precision)
     spec = GeneratorSpec(model_path=str(Path(model_path).resolve()), **options)
     return RayLlmSUT(spec, data.prompts, dataclasses.replace(cfg, chunk=spec.batch_size))
