@@ -14,6 +14,8 @@ from pathlib import Path
 import typer
 
 from subtool import __version__
+from subtool.cli_common import _console, _emit_json, _fail, _outputs
+from subtool.cli_run import all_, run
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import NAME_ALPHABET as _NAMES
 
@@ -24,55 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-CI_LOG_WIDTH = 240  # not a terminal (a CI log, a file): lines this long before a table or a rule folds
-
-
-def _console():
-    """Human output on stderr. In a terminal rich fits it to the window; in a CI log or a file (no terminal, no
-    $COLUMNS) there is no window: lines are not wrapped at 80 columns mid-sentence and paths are never cut."""
-    import os
-
-    from rich.console import Console
-
-    if sys.stderr.isatty() or os.environ.get("COLUMNS"):
-        return Console(stderr=True)
-    return Console(stderr=True, width=CI_LOG_WIDTH, soft_wrap=True)
-
-
-def _fail(err: SubtoolError) -> None:
-    from rich.markup import escape
-
-    console = _console()
-    console.print(f"[bold red]error:[/] {escape(err.one_line())}", highlight=False, soft_wrap=True)
-    if err.hint:
-        console.print(f"  hint: {escape(err.hint)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(err.exit_code)
-
-
-def _outputs(*options) -> None:
-    """(flag, path, is_directory) of each output option: refused before anything runs when it cannot be
-    written, with one line (exit 2), creating nothing."""
-    from subtool.fsutil import check_output_path
-
-    try:
-        for flag, path, is_dir in options:
-            check_output_path(path, flag, directory=is_dir)
-    except SubtoolError as err:
-        _fail(err)
-
-
-def _said(choice):
-    """A round subtool chose for the user (not the one they gave, not the default): one line saying which, why."""
-    from subtool.mlperf.round_choice import announce
-
-    return announce(choice, _console())
-
-
-def _emit_json(obj: object) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-    sys.stdout.flush()
 
 
 def _version_callback(value: bool) -> None:
@@ -90,208 +43,9 @@ def _root(
     """subtool: MLPerf Inference submissions, end to end."""
 
 
-# --------------------------------------------------------------------------------------------------- run
-@app.command()
-def run(
-    model: str = typer.Option("bert-99", help="Benchmark: bert-99 (more in later releases)."),
-    scenario: str = typer.Option("Offline", help="Offline, Server, SingleStream or MultiStream."),
-    mode: str = typer.Option("both", help="performance, accuracy or both."),
-    model_path: Path | None = typer.Option(None, help="Checkpoint directory; omit for the embedded demo."),
-    dataset_path: Path | None = typer.Option(None, help="SQuAD v1.1 dev JSON; omit for the embedded demo."),
-    out: Path = typer.Option(Path("subtool-out/runs"), help="Parent directory of the run directory."),
-    run_style: str = typer.Option("short", help="short (try things, not submittable) or valid (official)."),
-    target_qps: float | None = typer.Option(None, help="Offline/Server target QPS written into user.conf."),
-    target_latency_ms: float | None = typer.Option(None, help="SingleStream/MultiStream expected latency."),
-    min_duration_ms: int | None = typer.Option(None, help="Override the run style's minimum duration."),
-    user_conf: Path | None = typer.Option(None, help="Use this user.conf instead of writing one."),
-    backend: str = typer.Option(
-        "auto",
-        help="SUT backend: auto (torch-cuda when a GPU is visible, else "
-        "torch-cpu), torch-cpu, torch-cuda, ray, openai (LLMs).",
-    ),
-    precision: str = typer.Option(
-        "auto", help="auto (on GPU fp16 for BERT, bf16 for LLMs; fp32 on CPU), fp32, bf16, fp16, fp8."
-    ),
-    batch_size: int | None = typer.Option(
-        None, help="Samples per forward pass (default 32; the LLM demos choose their own; torch-cuda: ×384 tokens)."
-    ),
-    threads: int | None = typer.Option(None, help="torch intra-op threads (default: all cores)."),
-    demo: bool = typer.Option(False, "--demo", help="Embedded demo (tiny random-weight model); no paths."),
-    endpoint: str | None = typer.Option(None, help="LLMs: OpenAI-compatible server URL (backend openai)."),
-    api_key_env: str | None = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
-    max_new_tokens: int | None = typer.Option(None, help="LLMs: override the generation length."),
-    engine: str | None = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
-    ray_address: str | None = typer.Option(
-        None,
-        help="Spread the run over Ray workers: local (a cluster on this machine), auto (the running one) or HOST:PORT.",
-    ),
-    workers: int | None = typer.Option(
-        None, help="Ray workers (default: one per free GPU or CPU); --backend names what each runs."
-    ),
-    compliance: list[str] = typer.Option([], help="Compliance test to run after the modes, e.g. TEST01."),
-    version: str | None = typer.Option(
-        None,
-        help="Submission round the run is for; LoadGen gets its RNG seeds "
-        "(default v6.1, or the latest round that lists the model).",
-    ),
-    find_perf: bool = typer.Option(
-        False,
-        "--find-perf",
-        help="Short probe run that measures the SUT and writes the user.conf "
-        "(target_qps / target_latency) for the full run; runs nothing else.",
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Print the run record as JSON on stdout."),
-) -> None:
-    """Run one benchmark scenario through LoadGen (performance and/or accuracy) into a run directory."""
-    _outputs(("--out", out, True))
-    from subtool.runner.api import RunOptions, run_benchmark
-
-    try:
-        _validate_run_options(
-            model=model,
-            scenario=scenario,
-            mode=mode,
-            run_style=run_style,
-            backend=backend,
-            precision=precision,
-            version=version,
-            engine=engine,
-        )
-        backend, extra = _llm_extra(
-            demo, model_path, dataset_path, backend, endpoint, api_key_env, max_new_tokens, engine
-        )
-        backend, extra = _ray_extra(backend, extra, ray_address, workers)
-        from subtool.mlperf.round_choice import choose_round
-
-        run_round = _said(choose_round([model], version)).version
-    except SubtoolError as err:
-        _fail(err)
-    opts = RunOptions(
-        model=model,
-        scenario=scenario,
-        mode=mode,
-        model_path=model_path,
-        dataset_path=dataset_path,
-        out=out,
-        run_style=run_style,
-        target_qps=target_qps,
-        target_latency_ms=target_latency_ms,
-        min_duration_ms=min_duration_ms,
-        user_conf=user_conf,
-        backend=backend,
-        precision=precision,
-        batch_size=batch_size,
-        threads=threads,
-        extra=extra,
-        compliance=list(compliance),
-        argv=["subtool", *sys.argv[1:]],
-        round=run_round,
-    )
-    try:
-        if find_perf:
-            from subtool.runner.find_perf import find_performance
-
-            record = find_performance(opts, console=_console())
-        else:
-            record = run_benchmark(opts, console=_console())
-    except SubtoolError as err:
-        _fail(err)
-    if json_out:
-        _emit_json(record)
-
-
-def _llm_extra(demo, model_path, dataset_path, backend, endpoint, api_key_env, max_new_tokens, engine):
-    """Backend options that go into RunOptions.extra; --endpoint implies the openai backend."""
-    if demo and (model_path is not None or dataset_path is not None):
-        raise SubtoolError("--demo runs the embedded demo: drop --model-path/--dataset-path", rule="cli.usage")
-    extra = {
-        k: v
-        for k, v in (
-            ("endpoint", endpoint),
-            ("api_key_env", api_key_env),
-            ("max_new_tokens", max_new_tokens),
-            ("engine", engine),
-        )
-        if v is not None
-    }
-    if endpoint and backend in ("auto", "torch-cpu"):
-        backend = "openai"
-    return backend, extra
-
-
-def _ray_extra(backend, extra, ray_address, workers):
-    """--ray-address/--workers run the backend on Ray workers: backend ray, the named one inside each worker
-    (no address: $RAY_ADDRESS, else a local cluster)."""
-    if ray_address is None and workers is None:
-        return backend, extra
-    if workers is not None and workers < 1:
-        raise SubtoolError(f"--workers must be at least 1, not {workers}", rule="cli.usage")
-    inner = "torch-cpu" if backend == "ray" else backend  # auto: decided by the cluster's GPUs
-    extra = {**extra, "inner_backend": inner}
-    extra.update({k: v for k, v in (("ray_address", ray_address), ("workers", workers)) if v is not None})
-    return "ray", extra
-
-
-BACKENDS = ("auto", "torch-cpu", "torch-cuda", "ray", "openai")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp8")
-RUN_STYLES = ("short", "valid")
-RUN_MODES = ("both", "performance", "accuracy")
-ENGINES = ("auto", "batched", "continuous")
-
-
-def _choice(flag: str, value, choices) -> None:
-    if value is not None and value not in choices:
-        import difflib
-
-        near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-        raise SubtoolError(
-            f"{flag} {value!r} is not one of {', '.join(map(str, choices))}",
-            rule="cli.usage",
-            hint=f"did you mean {flag} {near[0]}?" if near else None,
-        )
-
-
-def _registered_backends() -> tuple[str, ...]:
-    """Backends a model family registered in this process beyond the built-in names (its SUT_BACKENDS table;
-    the tests' instant SUT is one). Only families already imported are read: a family that was never imported
-    registered nothing, and importing one here would cost the start-up time the early check exists to save."""
-    names: list[str] = []
-    for module in ("subtool.runner.bert.workload", "subtool.runner.llm.workload"):
-        table = getattr(sys.modules.get(module), "SUT_BACKENDS", None) or {}
-        names += [name for name in table if name not in BACKENDS]
-    return tuple(names)
-
-
-def _validate_run_options(
-    *,
-    model=None,
-    scenario=None,
-    mode=None,
-    run_style=None,
-    backend=None,
-    precision=None,
-    division=None,
-    version=None,
-    engine=None,
-) -> str | None:
-    """Every option of a benchmark run, checked before anything runs (a typo must not cost the benchmark);
-    returns the scenario's canonical spelling. Imports nothing heavy."""
-    from subtool.mlperf.layout import WRITABLE_DIVISIONS
-    from subtool.mlperf.rounds import check_version
-    from subtool.runner.harness import check_scenario
-    from subtool.runner.workload import WORKLOAD_MODULES
-
-    if model is not None and model not in WORKLOAD_MODULES:
-        _choice("--model", model, sorted(WORKLOAD_MODULES))
-    _choice("--mode", mode, RUN_MODES)
-    _choice("--run-style", run_style, RUN_STYLES)
-    _choice("--backend", backend, BACKENDS + _registered_backends())
-    _choice("--precision", precision, PRECISIONS)
-    _choice("--division", division, WRITABLE_DIVISIONS)
-    _choice("--engine", engine, ENGINES)
-    if version is not None:
-        check_version(version)
-    return check_scenario(scenario) if scenario is not None else None
+# run and all: every run option, defined once (cli_options.py)
+app.command()(run)
+app.command("all")(all_)
 
 
 # ----------------------------------------------------------------------------------------------- package
@@ -323,18 +77,17 @@ def package(
 ) -> None:
     """Lay results out as the official submission tree."""
     _outputs(("--out", out, True), ("--full-logs", full_logs, True))
+    from subtool.cli_options import check_round_and_division
     from subtool.fsutil import check_name_fits, undo_on_error
     from subtool.mlperf.layout import check_name
-    from subtool.mlperf.round_choice import choose_round_for_runs
     from subtool.package.api import PackageOptions, package_results
 
     try:
-        _validate_run_options(division=division, version=version)
+        check_round_and_division(version, division)
         for flag, value in (("--submitter", submitter), ("--system", system)):
             if value is not None:
                 check_name(value, flag[2:], flag=flag)
             check_name_fits(value or "", out, flag)
-        version = _said(choose_round_for_runs(from_dir, [model or ""], version)).version
     except SubtoolError as err:
         _fail(err)
     opts = PackageOptions(
@@ -396,10 +149,8 @@ def check(
     _outputs(("--csv", csv, False), ("--report", report, False))
     from subtool.checker.api import CheckOptions, check_tree
     from subtool.checker.report import print_human, report_to_dict, write_report_json, write_summary_csv
-    from subtool.mlperf.round_choice import choose_round_for_tree
 
     try:
-        version = _said(choose_round_for_tree(tree, version)).version
         opts = CheckOptions(
             version=version,
             submitter=submitter,
@@ -407,7 +158,7 @@ def check(
             skip_compliance=skip_compliance,
             official=official,
         )
-        rep = check_tree(tree, opts)
+        rep = check_tree(tree, opts, console=_console())
         if csv:
             write_summary_csv(rep, csv)
         if report:
@@ -449,17 +200,13 @@ def pack(
 
             if version is not None:
                 check_version(version)
-
             result = verify_tarball(verify, version=version or DEFAULT_VERSION, console=_console())
         else:
             if tree is None or out is None:
                 raise SubtoolError("pack needs TREE and --out (or --verify TARBALL)", rule="cli.usage")
             from subtool.mlperf.layout import check_name
-            from subtool.mlperf.round_choice import choose_round_for_tree
 
             check_name(name, "artifact name", flag="--name")
-
-            version = _said(choose_round_for_tree(tree, version)).version
             with undo_on_error(out):  # a failure leaves no new folder or file
                 result = pack_tree(
                     PackOptions(
@@ -485,7 +232,7 @@ def publish(
     title: str | None = typer.Option(None, help="Pull request title."),
     api_url: str | None = typer.Option(None, envvar="GITHUB_API_URL", help="REST API base URL."),
     token_env: str | None = typer.Option(None, help="Name of the env variable holding the token."),
-    no_pr: bool = typer.Option(False, help="Push only; print the compare URL to open the PR by hand."),
+    no_pr: bool = typer.Option(False, "--no-pr", help="Push only; print the compare URL to open the PR by hand."),
     dry_run: bool = typer.Option(False, help="Show what would be pushed; push nothing."),
     cache: Path | None = typer.Option(None, help="Where the fork clone is cached."),
     allow_short: bool = typer.Option(False, help="Publish DEMO / short-run results, marked as such (else refused)."),
@@ -517,118 +264,6 @@ def publish(
         _fail(err)
     if json_out:
         _emit_json(result.to_dict())
-
-
-# --------------------------------------------------------------------------------------------------- all
-@app.command("all")
-def all_(
-    submitter: str = typer.Option(..., help=f"Organisation / team name ({_NAMES})."),
-    model: str = typer.Option("bert-99", help="Benchmark."),
-    scenario: str = typer.Option("Offline", help="Scenario."),
-    model_path: Path | None = typer.Option(None, help="Checkpoint directory; omit for the embedded demo."),
-    dataset_path: Path | None = typer.Option(None, help="Dataset file; omit for the embedded demo."),
-    out: Path = typer.Option(Path("subtool-out"), help="Output directory (runs, tree, check, artifacts)."),
-    run_style: str = typer.Option("short", help="short or valid."),
-    division: str | None = typer.Option(None, help="open or closed (demo: open)."),
-    system: str | None = typer.Option(None, help=f"System name ({_NAMES}; default: detected)."),
-    system_file: Path | None = typer.Option(None, help="System description overrides (TOML/JSON)."),
-    version: str | None = typer.Option(
-        None, help="Submission round (default v6.1, or the latest round that lists the model)."
-    ),
-    name: str = typer.Option("mlperf_submission_short", help=f"Base name of the artifacts ({_NAMES})."),
-    target_qps: float | None = typer.Option(None, help="Target QPS for the performance run."),
-    backend: str = typer.Option(
-        "auto", help="SUT backend (auto: torch-cuda with bf16 when a GPU is visible, else torch-cpu)."
-    ),
-    batch_size: int | None = typer.Option(
-        None, help="Samples per forward pass (default 32; the LLM demos choose their own; torch-cuda: ×384 tokens)."
-    ),
-    fork: str | None = typer.Option(None, help="Publish to this fork when given."),
-    upstream: str | None = typer.Option(None, help="OWNER/REPO for the pull request."),
-    base: str = typer.Option("main", help="Base branch for publishing."),
-    no_pr: bool = typer.Option(False, help="Publish: push only."),
-    allow_short: bool = typer.Option(False, help="Publish: allow DEMO / short-run results, marked as such."),
-    replace: bool = typer.Option(False, help="Publish: the branch holds this tree only (default: add to it)."),
-    from_stage: str | None = typer.Option(None, help="Start at this stage (run, package, check, pack, publish)."),
-    only: str | None = typer.Option(None, help="Run only this stage."),
-    force: bool = typer.Option(False, help="Re-run stages even when their inputs did not change."),
-    demo: bool = typer.Option(False, "--demo", help="Embedded demo (tiny random-weight model); no paths."),
-    endpoint: str | None = typer.Option(None, help="LLMs: OpenAI-compatible server URL (backend openai)."),
-    api_key_env: str | None = typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
-    max_new_tokens: int | None = typer.Option(None, help="LLMs: override the generation length."),
-    engine: str | None = typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
-    ray_address: str | None = typer.Option(
-        None,
-        help="Spread the run over Ray workers: local (a cluster on this machine), auto (the running one) or HOST:PORT.",
-    ),
-    workers: int | None = typer.Option(
-        None, help="Ray workers (default: one per free GPU or CPU); --backend names what each runs."
-    ),
-    compliance: list[str] | None = typer.Option(
-        None, help="Compliance tests to run (default: those the model needs, for closed-division runs)."
-    ),
-    wait: bool = typer.Option(
-        False, "--wait", help="Another subtool is writing to --out: wait for it to finish instead of stopping."
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
-) -> None:
-    """run → package → check → pack (→ publish): the whole job in one command."""
-    _outputs(("--out", out, True))
-    from subtool.pipeline import PipelineOptions, run_pipeline
-
-    try:
-        _validate_run_options(
-            model=model,
-            scenario=scenario,
-            run_style=run_style,
-            backend=backend,
-            division=division,
-            version=version,
-            engine=engine,
-        )
-        backend, extra = _llm_extra(
-            demo, model_path, dataset_path, backend, endpoint, api_key_env, max_new_tokens, engine
-        )
-        backend, extra = _ray_extra(backend, extra, ray_address, workers)
-    except SubtoolError as err:
-        _fail(err)
-    opts = PipelineOptions(
-        submitter=submitter,
-        model=model,
-        scenario=scenario,
-        model_path=model_path,
-        dataset_path=dataset_path,
-        out=out,
-        run_style=run_style,
-        division=division,
-        system=system,
-        system_file=system_file,
-        version=version,
-        name=name,
-        target_qps=target_qps,
-        backend=backend,
-        batch_size=batch_size,
-        fork=fork,
-        upstream=upstream,
-        base=base,
-        no_pr=no_pr,
-        allow_short=allow_short,
-        replace=replace,
-        from_stage=from_stage,
-        only=only,
-        force=force,
-        extra=extra,
-        compliance=compliance,
-        argv=["subtool", *sys.argv[1:]],
-        wait=wait,
-    )
-    try:
-        outcome = run_pipeline(opts, console=_console())
-    except SubtoolError as err:
-        _fail(err)
-    if json_out:
-        _emit_json(outcome.to_dict())
-    raise typer.Exit(outcome.exit_code)
 
 
 # ------------------------------------------------------------------------------------------------ system
@@ -790,135 +425,9 @@ def score(
         _emit_json(result.to_dict())
 
 
-_TERMINATED = False
-SIGNAL_GRACE_S = 5.0  # after SIGTERM/Ctrl-C, how long the main thread gets to unwind before the watchdog exits
-
-
-def _on_sigterm(signum, frame) -> None:
-    """SIGTERM (Slurm's time limit, `kill`) is handled like Ctrl-C: the same clean-up paths run."""
-    import signal
-
-    from subtool.errors import Terminated
-
-    global _TERMINATED
-    if _TERMINATED:
-        return  # a second SIGTERM must not interrupt the clean-up of the first
-    _TERMINATED = True
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise Terminated()
-
-
-def _install_signal_handlers() -> None:
-    """SIGTERM raises in the main thread like Ctrl-C. Python runs signal handlers only when the main thread runs
-    Python code, and it may be waiting inside LoadGen's native code for minutes; so the C-level handler also
-    writes the signal to a pipe that a watchdog thread reads: if the process is still alive SIGNAL_GRACE_S
-    later, the watchdog removes what is in flight, records the stage as interrupted and exits (143 or 130)."""
-    import os
-    import signal
-    import threading
-
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        read_end, write_end = os.pipe()
-        os.set_blocking(write_end, False)
-        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    except (OSError, ValueError):
-        return
-    threading.Thread(target=_watchdog, args=(read_end,), name="subtool-signal-watchdog", daemon=True).start()
-
-
-def _watchdog(read_end: int) -> None:
-    import os
-    import signal
-    import time
-
-    from subtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
-    from subtool.fsutil import emergency_cleanup
-
-    while True:
-        data = os.read(read_end, 64)
-        if not data:
-            return
-        got = {b for b in data if b in (signal.SIGTERM, signal.SIGINT)}
-        if got:
-            break
-    time.sleep(SIGNAL_GRACE_S)
-    code = EXIT_TERMINATED if signal.SIGTERM in got else EXIT_INTERRUPTED
-    _kill_children()  # e.g. the LoadGen session process, which would keep writing
-    emergency_cleanup()
-    with contextlib.suppress(Exception):
-        what = "terminated (SIGTERM)" if code == EXIT_TERMINATED else "interrupted"
-        sys.stderr.write(
-            f"{what} while the benchmark was running: what it was writing is removed; run the same "
-            "command again to resume\n"
-        )
-        sys.stderr.flush()
-    os._exit(code)
-
-
-def _print_line(text: str, hint: str | None = None) -> None:
-    from rich.markup import escape
-
-    console = _console()
-    console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
-    if hint:
-        console.print(f"  hint: {escape(hint)}", highlight=False, soft_wrap=True)
-
-
-def _command_name() -> str:
-    words = [a for a in sys.argv[1:] if not a.startswith("-")]
-    return words[0] if words else "subtool"
-
-
-def _exit_for(exc: BaseException) -> int:
-    """The one line (and exit code) for an exception that escaped a command."""
-    import os
-    import traceback
-
-    from subtool.errors import EXIT_BUG, EXIT_REMOTE, os_error
-
-    if isinstance(exc, SubtoolError):
-        _print_line(exc.one_line(), exc.hint)
-        return exc.exit_code
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        _print_line(f"network failure: {exc} [remote.network]", "check the network and run the same command again")
-        return EXIT_REMOTE
-    if isinstance(exc, OSError):
-        err = os_error(exc, action="cannot read or write")
-        _print_line(err.one_line(), err.hint)
-        return err.exit_code
-    if os.environ.get("SUBTOOL_DEBUG"):
-        traceback.print_exception(exc)
-    detail = (str(exc).strip().splitlines() or [""])[0][:200]
-    _print_line(
-        f"`subtool {_command_name()}` failed unexpectedly ({type(exc).__name__}"
-        f"{': ' + detail if detail else ''}): this is a bug in subtool [internal]",
-        None
-        if os.environ.get("SUBTOOL_DEBUG")
-        else "run it again with SUBTOOL_DEBUG=1 for the traceback, and report it",
-    )
-    return EXIT_BUG
-
-
-def _kill_children() -> None:
-    """SIGKILL this process's children (Linux /proc); nothing elsewhere."""
-    import os
-    import signal
-
-    me = str(os.getpid())
-    with contextlib.suppress(OSError):
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            with contextlib.suppress(OSError, IndexError):
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    ppid = fh.read().rsplit(b")", 1)[1].split()[1].decode()
-                if ppid == me:
-                    os.kill(int(entry), signal.SIGKILL)
-
-
 def main() -> None:
     """Entry point: every way a command can end is one line and a distinct exit code, never a traceback."""
+    from subtool.cli_signals import _exit_for, _install_signal_handlers, _is_usage_error, _usage_error, terminated
     from subtool.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED, interruption_explained
 
     _install_signal_handlers()
@@ -933,10 +442,10 @@ def main() -> None:
         code = EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         code = _usage_error(exc) if _is_usage_error(exc) else _exit_for(exc)
-    if code == EXIT_INTERRUPTED or _TERMINATED:
-        code = EXIT_TERMINATED if _TERMINATED else EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED or terminated():
+        code = EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
         if not interruption_explained():
-            what = "terminated (SIGTERM)" if _TERMINATED else "interrupted"
+            what = "terminated (SIGTERM)" if terminated() else "interrupted"
             with contextlib.suppress(Exception):
                 _console().print(
                     f"[bold red]{what}[/] — nothing half-written; run the same command again to "
@@ -945,23 +454,6 @@ def main() -> None:
                     soft_wrap=True,
                 )
     sys.exit(code)
-
-
-def _is_usage_error(exc: BaseException) -> bool:
-    """click's ClickException (typer vendors its own click, so matched by name): a bad command line."""
-    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
-
-
-def _usage_error(exc) -> int:
-    """A bad command line (unknown option, missing argument, a value of the wrong type): one line, not typer's
-    box; with no command at all, the help."""
-    if type(exc).__name__ == "NoArgsIsHelpError":
-        exc.show()
-        return exc.exit_code
-    ctx = getattr(exc, "ctx", None)
-    where = f"subtool {ctx.info_name}" if ctx is not None and ctx.parent is not None else "subtool"
-    _print_line(f"{exc.format_message()} [cli.usage]", f"`{where} --help` lists every option")
-    return exc.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,47 +1,36 @@
-"""`subtool all`: run → package → check → pack (→ publish), resumable.
+"""`subtool all`: run → package → check → pack (→ publish), resumable (the state: pipeline_state.py).
 
-OUT/state.json records, per stage, a fingerprint of its inputs and what it produced. A re-run skips every
-finished stage whose inputs did not change, so a crash or Ctrl-C in a late stage never costs the benchmark run.
-Each stage writes through temporary paths and renames, so an interrupted stage leaves nothing half-written and
-is simply run again.
+This module only sequences: each stage's api decides its own inputs from what the user gave; the round is
+decided once, by the run stage's api, and every later stage is given that round.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from subtool import __version__, fsutil
-from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError, Terminated, interruption_explained
-from subtool.fsutil import atomic_write_json, exclusive, remove_leftovers
+from subtool import fsutil
+from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError
+from subtool.fsutil import exclusive, remove_leftovers
 from subtool.mlperf.layout import check_name
 from subtool.mlperf.rounds import DEFAULT_VERSION
-
-STAGES = ("run", "package", "check", "pack", "publish")
-STATE_SCHEMA = "subtool.state/1"
+from subtool.pipeline_state import STAGES, State, file_identity, fingerprint, stage_runner, tree_digest
+from subtool.runner.api import RunOptions
 
 
 @dataclass
 class PipelineOptions:
     submitter: str
-    model: str = "bert-99"
-    scenario: str = "Offline"
-    model_path: Path | None = None
-    dataset_path: Path | None = None
+    run: RunOptions = field(default_factory=RunOptions)  # the run stage's options (its out and mode are ours)
     out: Path = Path("subtool-out")
-    run_style: str = "short"
     division: str | None = None
     system: str | None = None
     system_file: Path | None = None
-    version: str | None = None  # None: the default round, or the latest that lists the model
+    version: str | None = None  # None: the run stage decides (the default round, or the latest for the model)
     name: str = "mlperf_submission_short"
-    target_qps: float | None = None
-    backend: str = "auto"
-    batch_size: int | None = None
     fork: str | None = None
     upstream: str | None = None
     base: str = "main"
@@ -51,7 +40,6 @@ class PipelineOptions:
     from_stage: str | None = None
     only: str | None = None
     force: bool = False
-    extra: dict = field(default_factory=dict)  # backend options for the run (RunOptions.extra)
     compliance: list[str] | None = None  # None: what the model needs when the division is closed
     argv: list[str] = field(default_factory=list)
     wait: bool = False  # another subtool holds OUT: wait for it instead of stopping
@@ -93,114 +81,7 @@ def short_run_waivers(scenario: str, run_style: str) -> frozenset[str]:
     return frozenset({"perf.min_duration"})
 
 
-# ------------------------------------------------------------------------------------------------ state
-class State:
-    """OUT/state.json: `stages` holds each stage's latest status (running, done, interrupted); `finished` keeps
-    every finished stage by what it was for (model/scenario for run and package, the round's tree for the
-    rest), so that one `--out` remembers several benchmarks and rounds, not only the last command's."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.data = {"schema": STATE_SCHEMA, "stages": {}, "finished": {}, "trees": {}}
-        if path.is_file():
-            try:
-                loaded = json.loads(path.read_text())
-                if (
-                    isinstance(loaded, dict)
-                    and loaded.get("schema") == STATE_SCHEMA
-                    and isinstance(loaded.get("stages"), dict)
-                ):
-                    self.data.update(loaded)
-            except (ValueError, OSError, RecursionError):
-                pass  # an unreadable state means nothing is known to be finished: run everything
-        for name in ("finished", "trees"):
-            if not isinstance(self.data.get(name), dict):
-                self.data[name] = {}
-
-    def finished(self, stage: str, fingerprint: str, key: str = "") -> dict | None:
-        entry = (self.data["finished"].get(stage) or {}).get(key)
-        if not isinstance(entry, dict):
-            entry = self.data["stages"].get(stage)  # a state.json from before `finished` existed
-        if isinstance(entry, dict) and entry.get("status") == "done" and entry.get("inputs") == fingerprint:
-            return entry
-        return None
-
-    def mark(self, stage: str, status: str, fingerprint: str, outputs: dict | None = None, key: str = "") -> None:
-        entry = {
-            "status": status,
-            "inputs": fingerprint,
-            "outputs": outputs or {},
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "subtool": __version__,
-        }
-        if key:
-            entry["for"] = key
-        self.data["stages"][stage] = entry
-        finished = self.data["finished"].setdefault(stage, {})
-        if status == "done":
-            finished[key] = entry
-        else:
-            finished.pop(key, None)  # being redone: its earlier outputs are no longer known to stand
-        atomic_write_json(self.path, self.data)
-
-
-def _failpoint(stage: str, point: str) -> None:
-    """Fault injection for the resume tests: SUBTOOL_FAILPOINT=<stage>:<start|end>:<kill|int>.
-
-    `start` fires after the stage is marked running, `end` after its outputs are written but before it is
-    marked done — the two moments where an interruption is most likely to leave something inconsistent.
-    """
-    spec = os.environ.get("SUBTOOL_FAILPOINT")
-    if not spec:
-        return
-    want_stage, want_point, action = (spec.split(":") + ["", ""])[:3]
-    if (want_stage, want_point) != (stage, point):
-        return
-    import signal
-
-    os.kill(os.getpid(), signal.SIGKILL if action == "kill" else signal.SIGINT)
-    time.sleep(5)  # the signal is delivered before this returns
-
-
-def _fingerprint(*parts: object) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(json.dumps(part, sort_keys=True, default=str).encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _file_identity(path: Path | None) -> object:
-    """Cheap identity of an input file or directory: path, sizes and modification times (no hashing GBs)."""
-    if path is None:
-        return None
-    path = Path(path)
-    if path.is_file():
-        st = path.stat()
-        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-    if path.is_dir():
-        return [
-            [str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
-            for p in sorted(path.rglob("*"))
-            if p.is_file()
-        ]
-    return str(path)
-
-
-def tree_digest(root: Path) -> str:
-    """sha256 over every file's relative path and content below root."""
-    h = hashlib.sha256()
-    if not root.exists():
-        return "absent"
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode() + b"\0")
-            with open(p, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()
-
-
+# ----------------------------------------------------------------------------------------------- stages
 def _selected(opts: PipelineOptions) -> list[str]:
     for name, value in (("--only", opts.only), ("--from-stage", opts.from_stage)):
         if value is not None and value not in STAGES:
@@ -211,7 +92,6 @@ def _selected(opts: PipelineOptions) -> list[str]:
     return list(STAGES[start:])
 
 
-# ----------------------------------------------------------------------------------------------- stages
 def out_paths(out: Path, version: str) -> dict[str, Path]:
     """Where each stage writes. One tree per round: the default round's tree is OUT/submission (with check/,
     artifacts/, full_logs/ beside it); another round's lives under OUT/<round>/, so packing a v5.0 result never
@@ -235,8 +115,7 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
         if flag == "--submitter" or name is not None:
             check_name(name, flag[2:], flag=flag)
         fsutil.check_name_fits(name or "", opts.out, flag)
-    opts = _with_round(opts, console)
-    _check_round(opts)
+    opts = _decided(opts, console)
     selected = _selected(opts)
     out = Path(opts.out)
 
@@ -258,161 +137,181 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
         return _run_stages(opts, out, selected, console)
 
 
+def _decided(opts: PipelineOptions, console) -> PipelineOptions:
+    """The round every stage works for, decided once by the run stage's api (and said when subtool chose it).
+    A closed result of a benchmark that round lists only in another variant would fail at packaging: say so
+    before the run."""
+    from subtool.mlperf.benchmarks import benchmark
+    from subtool.mlperf.round_choice import refuse_closed
+    from subtool.runner.api import run_round
+
+    version = run_round(opts.run.model, opts.version, console.print)
+    bench = benchmark(opts.run.model)
+    if bench is not None and _division(opts) == "closed":
+        refuse_closed(bench, version)
+    return dataclasses.replace(opts, version=version, run=dataclasses.replace(opts.run, round=version))
+
+
+@dataclass
+class _Context:
+    """What every phase of one `all` works with."""
+
+    opts: PipelineOptions
+    paths: dict[str, Path]
+    stage: object  # pipeline_state.stage_runner's stage(name, fingerprint, action, key, intact)
+    outcome: Outcome
+    console: object
+    run_dir: Path
+    result_key: str  # model/scenario: what run and package are finished for
+    tree_key: str  # the round's tree: what check, pack and publish are finished for
+    waive: frozenset[str]
+
+
 def _run_stages(opts: PipelineOptions, out: Path, selected: list[str], console) -> Outcome:
     state = State(out / "state.json")
     paths = out_paths(out, opts.version)
     _check_tree_round(state, out, paths["tree"], opts.version)
-    scenario = _scenario_name(opts.scenario)
-    run_dir = paths["runs"] / opts.model / scenario
-    result_key, tree_key = f"{opts.model}/{scenario}", str(paths["tree"].relative_to(out))
-    waive = short_run_waivers(scenario, opts.run_style)
+    scenario = _scenario_name(opts.run.scenario)
     outcome = Outcome(out=out, stages={s: "not asked" for s in STAGES})
     if not opts.fork:
         outcome.stages["publish"] = "not asked (no --fork)"
     started = time.time()
-    stage = _stage_runner(opts, state, selected, outcome, console)
-    run_digest = _run_and_package(opts, stage, paths, run_dir, result_key, outcome, console)
-    state.data["trees"][tree_key] = opts.version
-
-    # 3. check, 4. pack, 5. publish read only the tree: one digest after packaging serves all three
-    tree_id = tree_digest(paths["tree"])
-    check_inputs = _fingerprint("check", tree_id, opts.version, sorted(waive))
-    check_out = stage(
-        "check",
-        check_inputs,
-        lambda: _do_check(opts, paths, waive, console),
-        key=tree_key,
-        intact=lambda done: all((paths["check"] / f).is_file() for f in ("summary.csv", "report.json")),
+    ctx = _Context(
+        opts=opts,
+        paths=paths,
+        stage=stage_runner(opts.force, state, selected, outcome.stages, console),
+        outcome=outcome,
+        console=console,
+        run_dir=paths["runs"] / opts.run.model / scenario,
+        result_key=f"{opts.run.model}/{scenario}",
+        tree_key=str(paths["tree"].relative_to(out)),
+        waive=short_run_waivers(scenario, opts.run.run_style),
     )
-    if "ok" in (check_out or {}):
-        outcome.check_ok = bool(check_out["ok"])
-        outcome.findings = check_out.get("findings", [])
-    pack_inputs = _fingerprint("pack", tree_id, run_digest, opts.name, opts.version, sorted(waive))
-    pack_out = stage(
-        "pack",
-        pack_inputs,
-        lambda: _do_pack(opts, run_dir, paths, waive, console),
-        key=tree_key,
-        intact=lambda done: all(
-            (paths["artifacts"] / Path(p).name).is_file() for p in done["outputs"].get("artifacts", {}).values()
-        ),
-    )
-    if pack_out:
-        outcome.artifacts = pack_out.get("artifacts", {})
+    run_digest = _run_phase(ctx)
+    _package_phase(ctx, run_digest)
+    state.data["trees"][ctx.tree_key] = opts.version
+    tree_id = tree_digest(paths["tree"])  # check, pack and publish read only the tree: one digest serves all three
+    _check_phase(ctx, tree_id)
+    _pack_phase(ctx, tree_id, run_digest)
     if opts.fork:
-        pub_inputs = _fingerprint(
-            "publish", tree_id, opts.fork, opts.upstream, opts.base, opts.no_pr, opts.allow_short, opts.replace
-        )
-        pub_out = stage("publish", pub_inputs, lambda: _do_publish(opts, paths, console), key=tree_key)
-        if pub_out:
-            outcome.publish = pub_out
+        _publish_phase(ctx, tree_id)
     _print_summary(outcome, console, time.time() - started)
     return outcome
 
 
-def _run_and_package(
-    opts: PipelineOptions, stage, paths: dict, run_dir: Path, result_key: str, outcome: Outcome, console
-) -> str:
-    """Stages 1 and 2, both keyed by model/scenario; returns the run directory's digest."""
-    scenario = run_dir.name
-    # 1. run: finished only while its run directory is as it was left (same digest)
-    run_digest = tree_digest(run_dir)
-    run_inputs = _fingerprint(
+def _run_phase(ctx: _Context) -> str:
+    """1. run: finished only while its run directory is as it was left (same digest); returns that digest."""
+    run_digest = tree_digest(ctx.run_dir)
+    tests = _compliance_tests(ctx.opts)
+    run_out = ctx.stage(
         "run",
-        opts.model,
-        scenario,
-        opts.run_style,
-        opts.target_qps,
-        opts.backend,
-        opts.batch_size,
-        _file_identity(opts.model_path),
-        _file_identity(opts.dataset_path),
-        *([opts.extra] if opts.extra else []),
-        *([tests] if (tests := _compliance_tests(opts)) else []),
-        *([opts.version] if opts.version != DEFAULT_VERSION else []),
-    )  # its seeds
-    run_out = stage(
-        "run",
-        run_inputs,
-        lambda: _do_run(opts, paths["runs"], tests, console),
-        key=result_key,
+        fingerprint("run", *_run_inputs(ctx.opts, tests)),
+        lambda: _do_run(ctx.opts, ctx.paths["runs"], tests, ctx.console),
+        key=ctx.result_key,
         intact=lambda done: (
-            done["outputs"].get("digest", run_digest) == run_digest and (run_dir / "run.json").is_file()
+            done["outputs"].get("digest", run_digest) == run_digest and (ctx.run_dir / "run.json").is_file()
         ),
     )
-    if outcome.stages["run"].startswith("done"):  # it ran just now: its digest is the new one
-        run_digest = run_out.get("digest") or tree_digest(run_dir)
-    outcome.run = _headline(_read_run_record(run_dir))
-
-    # 2. package: finished while the tree still holds what it packaged
-    pkg_inputs = _fingerprint(
-        "package",
-        run_digest,
-        opts.submitter,
-        opts.division,
-        opts.system,
-        _file_identity(opts.system_file),
-        opts.version,
-    )
-    stage(
-        "package",
-        pkg_inputs,
-        lambda: _do_package(opts, run_dir, paths, console),
-        key=result_key,
-        intact=lambda done: (
-            bool(done["outputs"].get("result_dirs"))
-            and all((paths["tree"] / d).is_dir() for d in done["outputs"]["result_dirs"])
-        ),
-    )
+    if ctx.outcome.stages["run"].startswith("done"):  # it ran just now: its digest is the new one
+        run_digest = run_out.get("digest") or tree_digest(ctx.run_dir)
+    ctx.outcome.run = _headline(_read_run_record(ctx.run_dir))
     return run_digest
 
 
-def _stage_runner(opts: PipelineOptions, state: State, selected: list[str], outcome: Outcome, console):
-    """`stage(name, fingerprint, action, key, intact)`: skip a finished stage whose inputs did not change and
-    whose outputs are still intact, else run it, recording running → done (or interrupted) in state.json."""
+def _run_inputs(opts: PipelineOptions, tests: list[str]) -> list:
+    """What the run depends on. Options left at their defaults add nothing, so a state.json written before
+    they existed still matches."""
+    run = opts.run
+    later = {
+        k: v
+        for k, v in (
+            ("precision", None if run.precision == "auto" else run.precision),
+            ("threads", run.threads),
+            ("target_latency_ms", run.target_latency_ms),
+            ("min_duration_ms", run.min_duration_ms),
+            ("user_conf", file_identity(run.user_conf)),
+        )
+        if v is not None
+    }
+    return [
+        run.model,
+        _scenario_name(run.scenario),
+        run.run_style,
+        run.target_qps,
+        run.backend,
+        run.batch_size,
+        file_identity(run.model_path),
+        file_identity(run.dataset_path),
+        *([run.extra] if run.extra else []),
+        *([tests] if tests else []),
+        *([opts.version] if opts.version != DEFAULT_VERSION else []),  # its seeds
+        *([later] if later else []),
+    ]
 
-    def stage(name: str, fingerprint: str, action, *, key: str, intact=None):
-        if name not in selected:
-            done = state.finished(name, fingerprint, key)
-            return done["outputs"] if done else None
-        index = STAGES.index(name) + 1
-        done = None if opts.force else state.finished(name, fingerprint, key)
-        if done is not None and (intact is None or intact(done)):
-            console.print(f"[dim][{index}/5] {name}: unchanged since {done['at']}, skipped[/]")
-            outcome.stages[name] = "skipped (unchanged)"
-            return done["outputs"]
-        console.rule(f"[bold][{index}/5] {name}")
-        state.mark(name, "running", fingerprint, key=key)
-        t0 = time.time()
 
-        def interrupted() -> None:  # also run by the signal watchdog when the main thread cannot unwind
-            state.mark(name, "interrupted", fingerprint, key=key)
+def _package_phase(ctx: _Context, run_digest: str) -> None:
+    """2. package: finished while the tree still holds what it packaged."""
+    opts, tree = ctx.opts, ctx.paths["tree"]
+    ctx.stage(
+        "package",
+        fingerprint(
+            "package",
+            run_digest,
+            opts.submitter,
+            opts.division,
+            opts.system,
+            file_identity(opts.system_file),
+            opts.version,
+        ),
+        lambda: _do_package(opts, ctx.run_dir, ctx.paths, ctx.console),
+        key=ctx.result_key,
+        intact=lambda done: (
+            bool(done["outputs"].get("result_dirs"))
+            and all((tree / d).is_dir() for d in done["outputs"]["result_dirs"])
+        ),
+    )
 
-        fsutil.EMERGENCY_CALLBACKS.append(interrupted)
-        try:
-            _failpoint(name, "start")
-            outputs = action()
-            _failpoint(name, "end")
-        except KeyboardInterrupt as exc:
-            interrupted()
-            why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-            console.print(
-                f"[red]{why} in {name}[/]: nothing half-written; run the same command again to resume from this stage",
-                highlight=False,
-                soft_wrap=True,
-            )
-            interruption_explained(True)  # the CLI prints no second line
-            raise
-        except SubtoolError as err:
-            err.hint = err.hint or "fix this, then run the same command again: finished stages are kept"
-            raise
-        finally:
-            fsutil.EMERGENCY_CALLBACKS.remove(interrupted)
-        state.mark(name, "done", fingerprint, outputs, key=key)
-        outcome.stages[name] = f"done in {time.time() - t0:.1f} s"
-        return outputs
 
-    return stage
+def _check_phase(ctx: _Context, tree_id: str) -> None:
+    """3. check: the verdict and the findings go into the outcome."""
+    check = ctx.paths["check"]
+    check_out = ctx.stage(
+        "check",
+        fingerprint("check", tree_id, ctx.opts.version, sorted(ctx.waive)),
+        lambda: _do_check(ctx.opts, ctx.paths, ctx.waive, ctx.console),
+        key=ctx.tree_key,
+        intact=lambda done: all((check / f).is_file() for f in ("summary.csv", "report.json")),
+    )
+    if "ok" in (check_out or {}):
+        ctx.outcome.check_ok = bool(check_out["ok"])
+        ctx.outcome.findings = check_out.get("findings", [])
+
+
+def _pack_phase(ctx: _Context, tree_id: str, run_digest: str) -> None:
+    """4. pack: the artifacts go into the outcome."""
+    opts, artifacts = ctx.opts, ctx.paths["artifacts"]
+    pack_out = ctx.stage(
+        "pack",
+        fingerprint("pack", tree_id, run_digest, opts.name, opts.version, sorted(ctx.waive)),
+        lambda: _do_pack(opts, ctx.run_dir, ctx.paths, ctx.waive, ctx.console),
+        key=ctx.tree_key,
+        intact=lambda done: all(
+            (artifacts / Path(p).name).is_file() for p in done["outputs"].get("artifacts", {}).values()
+        ),
+    )
+    if pack_out:
+        ctx.outcome.artifacts = pack_out.get("artifacts", {})
+
+
+def _publish_phase(ctx: _Context, tree_id: str) -> None:
+    """5. publish (only with --fork)."""
+    opts = ctx.opts
+    pub_inputs = fingerprint(
+        "publish", tree_id, opts.fork, opts.upstream, opts.base, opts.no_pr, opts.allow_short, opts.replace
+    )
+    pub_out = ctx.stage("publish", pub_inputs, lambda: _do_publish(opts, ctx.paths, ctx.console), key=ctx.tree_key)
+    if pub_out:
+        ctx.outcome.publish = pub_out
 
 
 def _check_tree_round(state: State, out: Path, tree: Path, version: str) -> None:
@@ -439,57 +338,20 @@ def _compliance_tests(opts: PipelineOptions) -> list[str]:
         return list(opts.compliance)
     from subtool.runner.workload import get_workload
 
-    return list(get_workload(opts.model).spec.compliance) if _division(opts) == "closed" else []
+    return list(get_workload(opts.run.model).spec.compliance) if _division(opts) == "closed" else []
 
 
 def _division(opts: PipelineOptions) -> str:
-    demo = (opts.model_path is None and opts.dataset_path is None) or bool(opts.extra.get("demo"))
+    run = opts.run
+    demo = (run.model_path is None and run.dataset_path is None) or bool(run.extra.get("demo"))
     return opts.division or ("open" if demo else "closed")
 
 
-def _with_round(opts: PipelineOptions, console) -> PipelineOptions:
-    """Options with the round every stage works for: --version, else the default or the model's last round."""
-    import dataclasses
-
-    from subtool.mlperf.round_choice import announce, choose_round
-
-    return dataclasses.replace(opts, version=announce(choose_round([opts.model], opts.version), console).version)
-
-
-def _check_round(opts: PipelineOptions) -> None:
-    """A closed result of a benchmark the round lists only in another variant would fail at packaging: say so
-    before the run."""
-    from subtool.mlperf.benchmarks import benchmark
-    from subtool.mlperf.round_choice import refuse_closed
-    from subtool.mlperf.rounds import check_version
-
-    bench = benchmark(opts.model)
-    if bench is not None and _division(opts) == "closed":
-        refuse_closed(bench, check_version(opts.version))
-
-
 def _do_run(opts: PipelineOptions, runs: Path, compliance: list[str], console) -> dict:
-    from subtool.runner.api import RunOptions, run_benchmark
+    from subtool.runner.api import run_benchmark
 
-    record = run_benchmark(
-        RunOptions(
-            model=opts.model,
-            scenario=opts.scenario,
-            mode="both",
-            model_path=opts.model_path,
-            dataset_path=opts.dataset_path,
-            out=runs,
-            run_style=opts.run_style,
-            target_qps=opts.target_qps,
-            backend=opts.backend,
-            batch_size=opts.batch_size,
-            extra=dict(opts.extra),
-            compliance=compliance,
-            argv=opts.argv,
-            round=opts.version,
-        ),
-        console=console,
-    )
+    run = dataclasses.replace(opts.run, mode="both", out=runs, compliance=compliance, argv=opts.argv)
+    record = run_benchmark(run, console=console)
     run_dir = runs / record["model"] / record["scenario"]
     return {"run_dir": str(run_dir), "digest": tree_digest(run_dir)}
 

@@ -26,7 +26,10 @@ DECLARED_EDGES = {
     ("scoring", "pack"),  # score reads hand-ins the way pack writes them (safe extraction, manifest)
     ("ci", "checker"),  # ci checks the submitters a pull request changes
 }
-TOP = ("subtool.cli", "subtool.pipeline")  # the only modules that sequence stages
+# the only modules that sequence stages: the CLI (cli.py and its cli_*.py parts) and pipeline.py (+ pipeline_*.py)
+TOP = tuple(
+    f"subtool.{p.stem}" for p in sorted(PACKAGE_ROOT.glob("*.py")) if p.stem.split("_")[0] in ("cli", "pipeline")
+)
 SHARED = ("subtool.mlperf", "subtool.errors", "subtool.fsutil", "subtool.schemas")
 HEAVY = ("torch", "transformers", "mlperf_loadgen")
 LIGHT_STAGES = ("mlperf", "checker", "package", "pack", "publish", "scoring")

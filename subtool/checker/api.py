@@ -65,7 +65,7 @@ _COMPLIANCE_PATH = re.compile(r"/TEST\d\d(/|$)")
 
 @dataclass(frozen=True)
 class CheckOptions:
-    version: str = "v6.1"
+    version: str | None = "v6.1"  # None: check_tree decides from the tree's models
     submitter: str | None = None
     waive: frozenset[str] = frozenset()
     skip_compliance: bool = False
@@ -198,8 +198,13 @@ def _orphan(finding: Finding, checked: set[str]) -> Finding:
     return replace(finding, result=None)
 
 
-def check_tree(tree: Path, opts: CheckOptions) -> CheckReport:
+def check_tree(tree: Path, opts: CheckOptions, console=None) -> CheckReport:
     tree = Path(tree)
+    if opts.version is None:  # the round the tree's models point to, decided here (said when subtool chose it)
+        from subtool.mlperf.round_choice import announce, choose_round_for_tree
+
+        chosen = choose_round_for_tree(tree, None)
+        opts = replace(opts, version=(announce(chosen, console) if console else chosen).version)
     _validate(tree, opts)
     cfg = round_config(opts.version)
     found: Discovery = discover(tree, cfg, opts.submitter)

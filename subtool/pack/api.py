@@ -46,7 +46,7 @@ class PackOptions:
     out: Path
     name: str = "mlperf_submission_short"
     runs: list[Path] = field(default_factory=list)
-    version: str = "v6.1"
+    version: str | None = "v6.1"  # None: pack_tree decides from the tree's models
     waive: frozenset[str] = frozenset()
 
 
@@ -256,6 +256,13 @@ def _write_text(path: Path, text: str) -> str:
 
 def pack_tree(opts: PackOptions, console=None) -> PackResult:
     tree, out = _check_options(opts)
+    if opts.version is None:  # the round the tree's models point to, decided here (said when subtool chose it)
+        from dataclasses import replace
+
+        from subtool.mlperf.round_choice import announce, choose_round_for_tree
+
+        chosen = choose_round_for_tree(tree, None)
+        opts = replace(opts, version=(announce(chosen, console) if console else chosen).version)
     tree_info = scan_tree(tree)
     packed = collect_runs([Path(p) for p in opts.runs], tree_info)  # every run whose results the tree holds
     waive = frozenset(opts.waive)

@@ -59,7 +59,7 @@ class PackageOptions:
     system: str | None
     system_file: Path | None
     out: Path
-    version: str = "v6.1"
+    version: str | None = "v6.1"  # None: package_results decides from the inputs' benchmarks
     full_logs: Path | None = None
     force: bool = False
 
@@ -317,6 +317,7 @@ def package_results(
     confirm: Callable[[str], bool] | None = None,
 ) -> PackageResult:
     """Import every input, then lay the results out under `opts.out` in one all-or-nothing step."""
+    opts = _with_round(opts, console)
     layout = layout_for(opts.version)
     submitter = check_name(opts.submitter, "submitter", flag="--submitter")
     if opts.division is not None and opts.division not in WRITABLE_DIVISIONS:
@@ -360,3 +361,13 @@ def _print_summary(console, result: PackageResult) -> None:
     for n in result.notes:
         console.print(f"note: {n}", highlight=False, markup=False)
     console.print(f"tree: {result.tree}   full accuracy logs: {result.full_logs}", highlight=False, markup=False)
+
+
+def _with_round(opts: PackageOptions, console) -> PackageOptions:
+    """--version, else the round the inputs' benchmarks point to (said when subtool chose it): decided here."""
+    if opts.version is not None:
+        return opts
+    from subtool.mlperf.round_choice import announce, choose_round_for_runs
+
+    chosen = choose_round_for_runs(opts.from_dirs, [opts.model or ""], None)
+    return dataclasses.replace(opts, version=(announce(chosen, console) if console else chosen).version)

@@ -35,10 +35,10 @@ class RunOptions:
     precision: str = "auto"
     batch_size: int | None = None
     threads: int | None = None
-    compliance: list[str] = field(default_factory=list)
+    compliance: list[str] | None = field(default_factory=list)
     extra: dict = field(default_factory=dict)  # backend-specific options, passed to the SUT
     argv: list[str] = field(default_factory=list)
-    round: str | None = None  # submission round whose official RNG seeds LoadGen uses; None: LoadGen's own
+    round: str | None = None  # --version: the round the run is for (its RNG seeds); None: run_benchmark decides
 
 
 def run_dir_for(out: Path, model: str, scenario: str) -> Path:
@@ -77,9 +77,19 @@ def _versions() -> dict[str, str]:
 
 
 def run_benchmark(opts: RunOptions, console=None) -> dict:
+    """Decide what the user left open (round, backend, precision), then run: the run record (run.json)."""
+    say = console.print if console is not None else (lambda *a, **k: None)
+    return run_decided(decide(opts, say), say)
+
+
+def decide(opts: RunOptions, say) -> RunOptions:
+    """The options with every choice made, once: the round (--version, else the default or the latest round
+    that lists the model, said when subtool chose it), the backend, the precision (the family's
+    resolve_precision). Everything is checked here, before any data or weights load."""
+    import dataclasses
+
     from subtool.runner.workload import get_workload
 
-    say = console.print if console is not None else (lambda *a, **k: None)
     workload = get_workload(opts.model)
     spec = workload.spec
     scenario = check_scenario(opts.scenario)
@@ -87,23 +97,41 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
         raise SubtoolError(
             f"{spec.name} has no {scenario} scenario; choose one of {', '.join(spec.scenarios)}", rule="run.scenario"
         )
-    modes = _modes(opts.mode)
-    seeds = round_seeds(opts.round)
-    unknown = [t for t in opts.compliance if t not in spec.compliance]
+    _modes(opts.mode)
+    unknown = [t for t in opts.compliance or [] if t not in spec.compliance]
     if unknown:
         raise SubtoolError(
             f"compliance test {', '.join(unknown)} does not apply to {spec.name} or is not run by "
             f"subtool (available: {', '.join(spec.compliance) or 'none'})",
             rule="run.compliance",
         )
-    opts = resolve_backend(opts, spec, say)
-    if opts.backend not in spec.backends:
-        raise SubtoolError(
-            f"unknown backend {opts.backend!r} for {spec.name}; choose one of {', '.join(spec.backends)}",
-            rule="run.backend",
-        )
-    if hasattr(workload, "check_backend"):
-        workload.check_backend(opts.backend, opts.precision)  # fail before any data or weights are loaded
+    version = run_round(spec.name, opts.round, say)
+    backend = resolve_backend(opts.backend, spec, say)
+    precision = workload.resolve_precision(backend, opts.precision)
+    _check_inputs(opts)
+    return dataclasses.replace(
+        opts,
+        scenario=scenario,
+        round=version,
+        backend=backend,
+        precision=precision,
+        compliance=list(opts.compliance or []),
+    )
+
+
+def run_round(model: str, version: str | None, say) -> str:
+    """The round a run of `model` is for: --version, else the default round, or the latest round that lists
+    the model (said, with why, when subtool chose it). Refuses a round subtool does not know."""
+    from types import SimpleNamespace
+
+    from subtool.mlperf.round_choice import announce, choose_round
+
+    chosen = announce(choose_round([model], version), SimpleNamespace(print=say)).version
+    round_seeds(chosen)
+    return chosen
+
+
+def _check_inputs(opts: RunOptions) -> None:
     demo = opts.model_path is None and opts.dataset_path is None
     if not demo and (opts.model_path is None or opts.dataset_path is None):
         missing = "--dataset-path" if opts.dataset_path is None else "--model-path"
@@ -115,66 +143,32 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
         raise SubtoolError("dataset file not found", path=opts.dataset_path, rule="dataset.missing")
     if opts.user_conf is not None and not Path(opts.user_conf).is_file():
         raise SubtoolError("user.conf not found", path=opts.user_conf, rule="run.user_conf")
+
+
+def run_decided(opts: RunOptions, say) -> dict:
+    """Run options `decide` returned: the LoadGen session in a child process, into the run directory."""
+    from subtool.runner.bert.demo import cache_root
+    from subtool.runner.workload import get_workload
+
+    workload = get_workload(opts.model)
+    spec = workload.spec
     out = Path(opts.out)
     _check_writable(out)
-
-    from subtool.runner.bert.demo import cache_root
-
+    demo = opts.model_path is None and opts.dataset_path is None
     if demo:
         say(f"[cyan]demo[/]: embedded tiny {spec.name} model (random weights) on generated data — open division only")
         model_path, dataset_path = workload.demo_assets()
     else:
         model_path, dataset_path = Path(opts.model_path), Path(opts.dataset_path)
     workload.check_model(model_path)
-
-    settings = user_conf_settings(
-        scenario,
-        opts.run_style,
-        spec.sample_count,
-        target_qps=opts.target_qps,
-        target_latency_ms=opts.target_latency_ms,
-        min_duration_ms=opts.min_duration_ms,
-        loadgen_model=spec.loadgen_model,
-    )
-    final_dir = run_dir_for(out, opts.model, scenario)
+    final_dir = run_dir_for(out, opts.model, opts.scenario)
     try:
         with staged_directory(final_dir) as stage:
-            previous = _carry_over_other_modes(final_dir, stage, modes)
-            user_conf = stage / "user.conf"
-            header = f"written by subtool {__version__} (run style: {opts.run_style})"
-            short_settings = None
-            if opts.user_conf is not None:
-                shutil.copyfile(opts.user_conf, user_conf)
-                settings = {"from_file": str(opts.user_conf)}
-            else:
-                write_user_conf(user_conf, spec.loadgen_model, scenario, settings, header=header)
-                if opts.run_style == "short" and "performance" in modes:
-                    short_settings = dict(settings)  # the session sizes them to the SUT
-            session = SessionSpec(
-                model=spec.name,
-                scenario=scenario,
-                modes=modes,
-                model_path=str(model_path),
-                dataset_path=str(dataset_path),
-                user_conf=str(user_conf),
-                stage=str(stage),
-                cache_dir=str(cache_root() / "features"),
-                result_path=str(stage / ".session-result.json"),
-                batch_size=opts.batch_size,
-                threads=opts.threads,
-                precision=opts.precision,
-                backend=opts.backend,
-                demo=demo,
-                compliance=list(opts.compliance),
-                extra=dict(opts.extra),
-                round=opts.round,
-                seeds=seeds,
-                short_settings=short_settings,
-                user_conf_header=header,
-            )
+            previous = _carry_over_other_modes(final_dir, stage, _modes(opts.mode))
+            session, settings = _session(opts, spec, stage, (model_path, dataset_path, cache_root()), demo)
             outcome = _run_child(session, stage)
             settings = outcome.get("settings", settings)  # a short run's, as sized to the SUT
-            record = _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, outcome, previous)
+            record = _run_record(opts, spec, opts.scenario, demo, model_path, dataset_path, settings, outcome, previous)
             write_run_record(stage, record)
     except BaseException:
         _remove_if_empty(final_dir.parent)  # a failed first run leaves no empty <model>/ folder behind
@@ -183,6 +177,55 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
         say(f"short run (not submittable): waives the official {'; '.join(record['waives'])}")
     say(f"run directory: {final_dir}")
     return record
+
+
+def _session(opts: RunOptions, spec, stage: Path, paths: tuple[Path, Path, Path], demo: bool):
+    """The user.conf in the stage (subtool's, or the user's copied) and the child's SessionSpec; the settings.
+    `paths`: the checkpoint, the data set and subtool's cache."""
+    model_path, dataset_path, cache = paths
+    modes = _modes(opts.mode)
+    user_conf = stage / "user.conf"
+    header = f"written by subtool {__version__} (run style: {opts.run_style})"
+    short_settings = None
+    if opts.user_conf is not None:
+        shutil.copyfile(opts.user_conf, user_conf)
+        settings = {"from_file": str(opts.user_conf)}
+    else:
+        settings = user_conf_settings(
+            opts.scenario,
+            opts.run_style,
+            spec.sample_count,
+            target_qps=opts.target_qps,
+            target_latency_ms=opts.target_latency_ms,
+            min_duration_ms=opts.min_duration_ms,
+            loadgen_model=spec.loadgen_model,
+        )
+        write_user_conf(user_conf, spec.loadgen_model, opts.scenario, settings, header=header)
+        if opts.run_style == "short" and "performance" in modes:
+            short_settings = dict(settings)  # the session sizes them to the SUT
+    session = SessionSpec(
+        model=spec.name,
+        scenario=opts.scenario,
+        modes=modes,
+        model_path=str(model_path),
+        dataset_path=str(dataset_path),
+        user_conf=str(user_conf),
+        stage=str(stage),
+        cache_dir=str(cache / "features"),
+        result_path=str(stage / ".session-result.json"),
+        batch_size=opts.batch_size,
+        threads=opts.threads,
+        precision=opts.precision,
+        backend=opts.backend,
+        demo=demo,
+        compliance=list(opts.compliance),
+        extra=dict(opts.extra),
+        round=opts.round,
+        seeds=round_seeds(opts.round),
+        short_settings=short_settings,
+        user_conf_header=header,
+    )
+    return session, settings
 
 
 def round_seeds(version: str | None) -> dict[str, int] | None:
@@ -256,18 +299,17 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def resolve_backend(opts: RunOptions, spec, say) -> RunOptions:
-    """`auto` backend → torch-cuda when a GPU is visible and the workload has that backend, else torch-cpu;
-    `auto` precision → the workload's GPU precision on the GPU (fp16 for BERT, bf16 for LLMs), fp32 on the CPU."""
-    import dataclasses
-
-    backend, precision = opts.backend, opts.precision
+def resolve_backend(backend: str, spec, say) -> str:
+    """`auto` → torch-cuda when a GPU is visible and the workload has that backend, else torch-cpu."""
     if backend == "auto":
         backend = "torch-cuda" if "torch-cuda" in spec.backends and _cuda_available() else "torch-cpu"
         say(f"backend: {backend} (auto)")
-    if precision == "auto" and backend != "ray":  # Ray workers decide once they see the cluster's GPUs
-        precision = spec.gpu_precision if backend == "torch-cuda" else "fp32"
-    return dataclasses.replace(opts, backend=backend, precision=precision)
+    if backend not in spec.backends:
+        raise SubtoolError(
+            f"unknown backend {backend!r} for {spec.name}; choose one of {', '.join(spec.backends)}",
+            rule="run.backend",
+        )
+    return backend
 
 
 def _carry_over_other_modes(final_dir: Path, stage: Path, modes: list[str]) -> dict:

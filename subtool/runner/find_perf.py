@@ -14,8 +14,7 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_write_text
-from subtool.runner.api import RunOptions, run_benchmark
-from subtool.runner.harness import check_scenario
+from subtool.runner.api import RunOptions, decide, run_decided
 
 PROBE_MIN_SECONDS = 3.0
 OFFLINE_PROBE_SAMPLES = (64, 512, 4096)
@@ -30,7 +29,7 @@ def _probe(opts: RunOptions, scratch: Path, conf_lines: list[str], console) -> d
     probe_opts = dataclasses.replace(
         opts, mode="performance", out=scratch / "runs", user_conf=conf, run_style="short", compliance=[]
     )
-    record = run_benchmark(probe_opts, console=None)
+    record = run_decided(probe_opts, lambda *a, **k: None)
     perf = record["modes"]["performance"]
     seconds = float(perf.get("seconds") or 0.0)
     if console is not None:
@@ -41,80 +40,98 @@ def _probe(opts: RunOptions, scratch: Path, conf_lines: list[str], console) -> d
 
 
 def find_performance(opts: RunOptions, console=None) -> dict:
+    """Probe runs (round, backend and precision decided once, for all of them), then the user.conf."""
     from subtool.runner.workload import get_workload
 
-    spec = get_workload(opts.model).spec
-    scenario = check_scenario(opts.scenario)
-    lg = spec.loadgen_model
     say = console.print if console is not None else (lambda *a, **k: None)
-    say(f"find-perf: probing {spec.name} {scenario} …")
-    found: dict[str, float] = {}
+    opts = decide(opts, say)
+    spec = get_workload(opts.model).spec
+    say(f"find-perf: probing {spec.name} {opts.scenario} …")
     probes: list[dict] = []
     scratch = Path(tempfile.mkdtemp(prefix="subtool-find-perf-"))
     try:
-        if scenario in ("Offline", "Server"):
-            throughput = None
-            for n in OFFLINE_PROBE_SAMPLES:
-                n = min(n, spec.sample_count)
-                p = _probe(
-                    dataclasses.replace(opts, scenario="Offline"),
-                    scratch,
-                    [
-                        f"{lg}.Offline.target_qps = {n / 1.1:.3f}",
-                        f"{lg}.Offline.min_duration = 1",
-                        # LoadGen's built-in conf sets a floor of one full data set per Offline query
-                        f"{lg}.Offline.min_query_count = {n}",
-                    ],
-                    console,
-                )
-                probes.append({"scenario": "Offline", "samples": n, **p})
-                throughput = p["result"]
-                if p["seconds"] >= PROBE_MIN_SECONDS or n >= spec.sample_count:
-                    break
-            if not throughput:
-                raise SubtoolError("the probe runs measured no throughput", rule="run.find_perf")
-            if scenario == "Offline":
-                found["target_qps"] = round(throughput, 2)
+        if opts.scenario in ("Offline", "Server"):
+            throughput = _offline_throughput(opts, spec, scratch, probes, console)
+            if opts.scenario == "Offline":
+                found = {"target_qps": round(throughput, 2)}
             else:
-                qps = throughput * SERVER_START_FRACTION
-                for _ in range(SERVER_TRIES):
-                    p = _probe(
-                        dataclasses.replace(opts, scenario="Server"),
-                        scratch,
-                        [
-                            f"{lg}.Server.target_qps = {qps:.3f}",
-                            f"{lg}.Server.min_duration = 5000",
-                            f"{lg}.Server.min_query_count = {max(100, int(qps * 5))}",
-                        ],
-                        console,
-                    )
-                    probes.append({"scenario": "Server", "target_qps": qps, **p})
-                    if p["validity"] == "VALID":
-                        break
-                    qps *= SERVER_STEP_DOWN
-                else:
-                    raise SubtoolError(
-                        f"no VALID Server run down to {qps:.1f} queries/s",
-                        rule="run.find_perf",
-                        hint="the SUT cannot meet the latency bound; try a smaller --batch-size",
-                    )
-                found["target_qps"] = round(qps, 2)
+                found = {"target_qps": round(_server_qps(opts, spec, throughput, scratch, probes, console), 2)}
         else:
-            p = _probe(
-                opts,
-                scratch,
-                [
-                    f"{lg}.{scenario}.target_latency = 1",
-                    f"{lg}.{scenario}.min_duration = 2000",
-                    f"{lg}.{scenario}.min_query_count = 64",
-                ],
-                console,
-            )
-            probes.append({"scenario": scenario, **p})
-            found["target_latency"] = round(float(p["result"]) / 1e6, 3)  # ns → ms
+            found = {"target_latency": _latency_ms(opts, spec, scratch, probes, console)}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return _write_conf(opts, spec, found, probes, say)
 
+
+def _offline_throughput(opts: RunOptions, spec, scratch: Path, probes: list, console) -> float:
+    """Offline probes of growing size until one lasts PROBE_MIN_SECONDS (or holds the whole data set)."""
+    lg, throughput = spec.loadgen_model, None
+    for n in OFFLINE_PROBE_SAMPLES:
+        n = min(n, spec.sample_count)
+        p = _probe(
+            dataclasses.replace(opts, scenario="Offline"),
+            scratch,
+            [
+                f"{lg}.Offline.target_qps = {n / 1.1:.3f}",
+                f"{lg}.Offline.min_duration = 1",
+                # LoadGen's built-in conf sets a floor of one full data set per Offline query
+                f"{lg}.Offline.min_query_count = {n}",
+            ],
+            console,
+        )
+        probes.append({"scenario": "Offline", "samples": n, **p})
+        throughput = p["result"]
+        if p["seconds"] >= PROBE_MIN_SECONDS or n >= spec.sample_count:
+            break
+    if not throughput:
+        raise SubtoolError("the probe runs measured no throughput", rule="run.find_perf")
+    return throughput
+
+
+def _server_qps(opts: RunOptions, spec, throughput: float, scratch: Path, probes: list, console) -> float:
+    """Server runs from SERVER_START_FRACTION of the Offline throughput down, until LoadGen calls one VALID."""
+    lg, qps = spec.loadgen_model, throughput * SERVER_START_FRACTION
+    for _ in range(SERVER_TRIES):
+        p = _probe(
+            dataclasses.replace(opts, scenario="Server"),
+            scratch,
+            [
+                f"{lg}.Server.target_qps = {qps:.3f}",
+                f"{lg}.Server.min_duration = 5000",
+                f"{lg}.Server.min_query_count = {max(100, int(qps * 5))}",
+            ],
+            console,
+        )
+        probes.append({"scenario": "Server", "target_qps": qps, **p})
+        if p["validity"] == "VALID":
+            return qps
+        qps *= SERVER_STEP_DOWN
+    raise SubtoolError(
+        f"no VALID Server run down to {qps:.1f} queries/s",
+        rule="run.find_perf",
+        hint="the SUT cannot meet the latency bound; try a smaller --batch-size",
+    )
+
+
+def _latency_ms(opts: RunOptions, spec, scratch: Path, probes: list, console) -> float:
+    """One stream-scenario probe: its latency, in ms."""
+    lg, scenario = spec.loadgen_model, opts.scenario
+    p = _probe(
+        opts,
+        scratch,
+        [
+            f"{lg}.{scenario}.target_latency = 1",
+            f"{lg}.{scenario}.min_duration = 2000",
+            f"{lg}.{scenario}.min_query_count = 64",
+        ],
+        console,
+    )
+    probes.append({"scenario": scenario, **p})
+    return round(float(p["result"]) / 1e6, 3)  # ns → ms
+
+
+def _write_conf(opts: RunOptions, spec, found: dict, probes: list, say) -> dict:
+    scenario, lg = opts.scenario, spec.loadgen_model
     conf_path = Path(opts.out) / spec.name / f"{scenario}.user.conf"
     lines = [f"# found by subtool run --find-perf ({len(probes)} probe runs)"]
     lines += [f"{lg}.{scenario}.{key} = {value}" for key, value in found.items()]

@@ -101,7 +101,9 @@ def run_session(spec: SessionSpec, console) -> dict:
     finally:
         sut.stop()
         qsl.destroy()
-    precision = getattr(sut, "precision", spec.precision)  # a SUT that chose it itself (Ray: auto) says which
+    # arrives resolved (the family's resolve_precision), except on Ray, whose workers resolve `auto` against the
+    # backend they run once they see the cluster's GPUs: that SUT says which
+    precision = sut.precision if spec.precision == "auto" else spec.precision
     return {
         "ok": True,
         "samples": data.sample_count,

@@ -24,7 +24,6 @@ class BenchmarkSpec:
     backends: tuple[str, ...] = ("torch-cpu",)
     token_metrics: bool = False  # LLMs: tokens/s and TTFT/TPOT (use_token_latencies)
     compliance: tuple[str, ...] = ()  # compliance tests a closed-division result needs and subtool can run
-    gpu_precision: str = "bf16"  # what `--precision auto` means on the torch-cuda backend
     extra: dict = field(default_factory=dict)
 
 
@@ -64,6 +63,12 @@ class Workload(Protocol):
     spec: BenchmarkSpec
 
     def check_model(self, model_path: Path) -> dict: ...
+    def resolve_precision(self, backend: str, precision: str) -> str:
+        """The precision this family runs on `backend` (a concrete one, not auto or ray) for the user's
+        --precision: `auto` becomes the family's choice; one the backend cannot run is refused in one line,
+        before any data or weights load. The only place a precision is decided or checked."""
+        ...
+
     def demo_assets(self) -> tuple[Path, Path]: ...
     def load(self, model_path: Path, dataset_path: Path, cache_dir: Path | None) -> LoadedData: ...
     def make_sut(self, model_path: Path, data: LoadedData, config: SutConfig) -> Sut: ...
@@ -74,6 +79,15 @@ class Workload(Protocol):
 
 # benchmark name → module defining `workload(name) -> Workload`: every catalogue benchmark with a model family
 WORKLOAD_MODULES: dict[str, str] = {b.name: f"subtool.runner.{b.family}.workload" for b in runnable()}
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every SUT backend a model family offers (its SUT_BACKENDS table, including one a test registered):
+    the one list `--backend` is checked against. Imports the families' workload modules, never torch."""
+    names: dict[str, None] = {}
+    for module in dict.fromkeys(WORKLOAD_MODULES.values()):
+        names.update(dict.fromkeys(importlib.import_module(module).SUT_BACKENDS))
+    return tuple(names)
 
 
 def get_workload(name: str) -> Workload:

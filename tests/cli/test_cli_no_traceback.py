@@ -185,9 +185,9 @@ def test_an_unexpected_exception_is_one_line_saying_it_is_a_bug(tmp_path, debug)
 
 WATCHDOG = """\
 import ctypes, sys
-from subtool import cli, fsutil
-cli.SIGNAL_GRACE_S = 0.5
-cli._install_signal_handlers()
+from subtool import cli_signals, fsutil
+cli_signals.SIGNAL_GRACE_S = 0.5
+cli_signals._install_signal_handlers()
 import subprocess
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 with fsutil.staged_directory(sys.argv[1]) as d:

@@ -175,7 +175,6 @@ class BertWorkload:
             sample_count=w.sample_count,
             backends=tuple(SUT_BACKENDS),
             compliance=w.compliance,
-            gpu_precision=GPU_PRECISION,
         )
         self._config: dict = {}
 
@@ -201,7 +200,13 @@ class BertWorkload:
             dataset_sha256=data.dataset_sha256,
         )
 
-    def check_backend(self, backend: str, precision: str) -> None:
+    def resolve_precision(self, backend: str, precision: str) -> str:
+        """auto: fp16 on torch-cuda (GPU_PRECISION), fp32 elsewhere; refuses what the backend cannot run. Ray
+        workers resolve it against the backend they run, once they see the cluster (sut_ray)."""
+        if backend == "ray":
+            return precision
+        if precision == "auto":
+            precision = GPU_PRECISION if backend == "torch-cuda" else "fp32"
         if backend == "torch-cuda":
             from subtool.runner.bert.sut_cuda import check_request
 
@@ -212,6 +217,7 @@ class BertWorkload:
                 rule="run.precision",
                 hint="use --precision fp32 on CPU, or --backend torch-cuda",
             )
+        return precision
 
     def make_sut(self, model_path: Path, data, config):
         factory = SUT_BACKENDS.get(config.backend)
@@ -252,9 +258,8 @@ def _torch_cpu_sut(model_path: Path, features: SquadFeatures, config):
 
 
 def _torch_cuda_sut(model_path: Path, features: SquadFeatures, config):
-    from subtool.runner.bert.sut_cuda import TorchCudaBertSUT, check_request
+    from subtool.runner.bert.sut_cuda import TorchCudaBertSUT
 
-    check_request(config.precision)
     return TorchCudaBertSUT(
         model_path,
         features,

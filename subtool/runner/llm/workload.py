@@ -163,10 +163,13 @@ class LlmWorkload:
     def make_qsl(self, data):
         return LlmQSL(data.sample_count, self.spec.sample_count)
 
-    def check_backend(self, backend: str, precision: str) -> None:
-        """Precisions the local backends can run, refused before any data or weights load."""
+    def resolve_precision(self, backend: str, precision: str) -> str:
+        """auto: bf16 on torch-cuda, fp32 elsewhere; refuses what the local backends cannot run, before any data
+        or weights load. Ray workers resolve auto against the backend they run, once they see the cluster."""
+        if precision == "auto" and backend != "ray":
+            precision = "bf16" if backend == "torch-cuda" else "fp32"
         allowed = {"torch-cpu": ("fp32", "bf16"), "torch-cuda": ("fp32", "bf16", "fp16", "fp8")}.get(backend)
-        if allowed and precision != "auto" and precision not in allowed:
+        if allowed and precision not in allowed:
             hint = "fp8 and fp16 run on --backend torch-cuda" if backend == "torch-cpu" else None
             raise SubtoolError(
                 f"precision {precision!r} is not supported by the {backend} backend for "
@@ -180,6 +183,7 @@ class LlmWorkload:
                 rule="run.precision",
                 hint="use bf16 or fp16",
             )
+        return precision
 
     def accuracy(self, data, accuracy_log: Path) -> tuple[dict, str]:
         from subtool.runner.llm.accuracy import accuracy_line, llm_accuracy, read_token_log
@@ -253,7 +257,7 @@ def _ray_sut(spec: LlmSpec, model_path: Path, data, config):
 
     check_checkpoint(spec, model_path, need_weights=True)
     options = torch_sut_options(spec, model_path, data, config)
-    return make_ray_llm_sut(model_path, data.prompts, config, options, LlmWorkload(spec.name).check_backend)
+    return make_ray_llm_sut(model_path, data.prompts, config, options, LlmWorkload(spec.name).resolve_precision)
 
 
 def _openai_sut(spec: LlmSpec, model_path: Path, data, config):

@@ -151,17 +151,13 @@ def test_cli_refuses_an_unsupported_precision(tmp_path, tiny_checkpoint, small_s
 
 
 def test_auto_precision_is_fp16_for_bert_and_bf16_for_llms_on_the_gpu_and_fp32_on_the_cpu():
-    from subtool.runner.api import RunOptions, resolve_backend
-    from subtool.runner.bert.workload import workload
-    from subtool.runner.workload import BenchmarkSpec
+    from subtool.runner.bert.workload import GPU_PRECISION
+    from subtool.runner.bert.workload import workload as bert_workload
+    from subtool.runner.llm.workload import workload as llm_workload
 
-    bert = workload("bert-99").spec
-    llm = BenchmarkSpec(
-        name="llama2-70b-99", loadgen_model="llama2-70b", sample_count=24576, backends=("torch-cpu", "torch-cuda")
-    )
-    said = []
-    pick = lambda spec, backend: resolve_backend(RunOptions(backend=backend), spec, said.append).precision  # noqa: E731
-    assert pick(bert, "torch-cuda") == "fp16"
-    assert pick(llm, "torch-cuda") == "bf16"
-    assert pick(bert, "torch-cpu") == "fp32"
-    assert resolve_backend(RunOptions(backend="torch-cuda", precision="bf16"), bert, said.append).precision == "bf16"
+    bert, llm = bert_workload("bert-99"), llm_workload("llama2-70b-99")
+    assert GPU_PRECISION == "fp16"  # bert's torch-cuda choice (resolving it there needs a GPU)
+    assert llm.resolve_precision("torch-cuda", "auto") == "bf16"
+    assert bert.resolve_precision("torch-cpu", "auto") == "fp32"
+    assert llm.resolve_precision("torch-cpu", "auto") == "fp32"
+    assert llm.resolve_precision("torch-cuda", "fp16") == "fp16"

@@ -1,0 +1,158 @@
+"""How a `subtool` command ends: SIGTERM handled like Ctrl-C (with a watchdog for a main thread stuck in native
+code), and every exception that escapes a command turned into one line and a distinct exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from subtool.cli_common import _console
+from subtool.errors import SubtoolError
+
+_TERMINATED = False
+SIGNAL_GRACE_S = 5.0  # after SIGTERM/Ctrl-C, how long the main thread gets to unwind before the watchdog exits
+
+
+def terminated() -> bool:
+    """A SIGTERM arrived (the exit code is then 143, whatever the command returned)."""
+    return _TERMINATED
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (Slurm's time limit, `kill`) is handled like Ctrl-C: the same clean-up paths run."""
+    import signal
+
+    from subtool.errors import Terminated
+
+    global _TERMINATED
+    if _TERMINATED:
+        return  # a second SIGTERM must not interrupt the clean-up of the first
+    _TERMINATED = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Terminated()
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM raises in the main thread like Ctrl-C. Python runs signal handlers only when the main thread runs
+    Python code, and it may be waiting inside LoadGen's native code for minutes; so the C-level handler also
+    writes the signal to a pipe that a watchdog thread reads: if the process is still alive SIGNAL_GRACE_S
+    later, the watchdog removes what is in flight, records the stage as interrupted and exits (143 or 130)."""
+    import os
+    import signal
+    import threading
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except (OSError, ValueError):
+        return
+    threading.Thread(target=_watchdog, args=(read_end,), name="subtool-signal-watchdog", daemon=True).start()
+
+
+def _watchdog(read_end: int) -> None:
+    import os
+    import signal
+    import time
+
+    from subtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
+    from subtool.fsutil import emergency_cleanup
+
+    while True:
+        data = os.read(read_end, 64)
+        if not data:
+            return
+        got = {b for b in data if b in (signal.SIGTERM, signal.SIGINT)}
+        if got:
+            break
+    time.sleep(SIGNAL_GRACE_S)
+    code = EXIT_TERMINATED if signal.SIGTERM in got else EXIT_INTERRUPTED
+    _kill_children()  # e.g. the LoadGen session process, which would keep writing
+    emergency_cleanup()
+    with contextlib.suppress(Exception):
+        what = "terminated (SIGTERM)" if code == EXIT_TERMINATED else "interrupted"
+        sys.stderr.write(
+            f"{what} while the benchmark was running: what it was writing is removed; run the same "
+            "command again to resume\n"
+        )
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _print_line(text: str, hint: str | None = None) -> None:
+    from rich.markup import escape
+
+    console = _console()
+    console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    if hint:
+        console.print(f"  hint: {escape(hint)}", highlight=False, soft_wrap=True)
+
+
+def _command_name() -> str:
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return words[0] if words else "subtool"
+
+
+def _exit_for(exc: BaseException) -> int:
+    """The one line (and exit code) for an exception that escaped a command."""
+    import os
+    import traceback
+
+    from subtool.errors import EXIT_BUG, EXIT_REMOTE, os_error
+
+    if isinstance(exc, SubtoolError):
+        _print_line(exc.one_line(), exc.hint)
+        return exc.exit_code
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        _print_line(f"network failure: {exc} [remote.network]", "check the network and run the same command again")
+        return EXIT_REMOTE
+    if isinstance(exc, OSError):
+        err = os_error(exc, action="cannot read or write")
+        _print_line(err.one_line(), err.hint)
+        return err.exit_code
+    if os.environ.get("SUBTOOL_DEBUG"):
+        traceback.print_exception(exc)
+    detail = (str(exc).strip().splitlines() or [""])[0][:200]
+    _print_line(
+        f"`subtool {_command_name()}` failed unexpectedly ({type(exc).__name__}"
+        f"{': ' + detail if detail else ''}): this is a bug in subtool [internal]",
+        None
+        if os.environ.get("SUBTOOL_DEBUG")
+        else "run it again with SUBTOOL_DEBUG=1 for the traceback, and report it",
+    )
+    return EXIT_BUG
+
+
+def _kill_children() -> None:
+    """SIGKILL this process's children (Linux /proc); nothing elsewhere."""
+    import os
+    import signal
+
+    me = str(os.getpid())
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError):
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    ppid = fh.read().rsplit(b")", 1)[1].split()[1].decode()
+                if ppid == me:
+                    os.kill(int(entry), signal.SIGKILL)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """click's ClickException (typer vendors its own click, so matched by name): a bad command line."""
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
+
+
+def _usage_error(exc) -> int:
+    """A bad command line (unknown option, missing argument, a value of the wrong type): one line, not typer's
+    box; with no command at all, the help."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        exc.show()
+        return exc.exit_code
+    ctx = getattr(exc, "ctx", None)
+    where = f"subtool {ctx.info_name}" if ctx is not None and ctx.parent is not None else "subtool"
+    _print_line(f"{exc.format_message()} [cli.usage]", f"`{where} --help` lists every option")
+    return exc.exit_code
