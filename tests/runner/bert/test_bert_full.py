@@ -174,7 +174,9 @@ def _detail(path, scenario, score, validity="VALID"):
         {"key": field, "value": score},
         {"key": "result_validity", "value": validity},
     ]
-    path.write_text("".join(":::MLLOG " + json.dumps(e) + "\n" for e in lines))
+    # each line as LoadGen writes it: key, value, then time_ms and the rest (the one log reader expects that order)
+    tail = {"time_ms": 1.0, "namespace": "mlperf::logging", "event_type": "POINT_IN_TIME", "metadata": {}}
+    path.write_text("".join(":::MLLOG " + json.dumps({**e, **tail}) + "\n" for e in lines))
     return path
 
 
