@@ -43,9 +43,9 @@ requirements=$("$PY" - <<'EOF'
 import re, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 reqs = project["dependencies"] + project["optional-dependencies"]["run"] + project["optional-dependencies"]["test"]
-# PyGithub serves `subtool publish` only, which no GPU test or bench runs
+# PyGithub serves `subtool publish` only and ruff lints in CI: no GPU test or bench runs either
 print(" ".join(r.split(";")[0].split("#")[0].strip().replace(" ", "") for r in reqs
-               if not re.match(r"(?i)pygithub|tomli\b", r)))
+               if not re.match(r"(?i)pygithub|tomli\b|ruff", r)))
 EOF
 ) || { say "cannot read pyproject.toml"; exit 2; }
 say "requirements: $requirements"

@@ -147,7 +147,7 @@ def _check_inputs(opts: RunOptions) -> None:
 
 def run_decided(opts: RunOptions, say) -> dict:
     """Run options `decide` returned: the LoadGen session in a child process, into the run directory."""
-    from subtool.runner.bert.demo import cache_root
+    from subtool.runner.demo_assets import cache_root
     from subtool.runner.workload import get_workload
 
     workload = get_workload(opts.model)
@@ -382,7 +382,7 @@ def accuracy_text(model: str, model_path: Path, dataset_path: Path, accuracy_log
 
     The log must come from the same data set and tokenizer (the sample indices refer to its features).
     """
-    from subtool.runner.bert.demo import cache_root
+    from subtool.runner.demo_assets import cache_root
     from subtool.runner.workload import get_workload
 
     workload = get_workload(model)
