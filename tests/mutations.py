@@ -118,8 +118,8 @@ MUTATIONS = (
     Mutation(
         "metrics-avg-is-max",
         "subtool/scoring/metrics.py",
-        '"avg": sum(values) / len(values)})',
-        '"avg": max(values)})',
+        '{**group, "count": len(values), "min": min(values), "max": max(values), "avg": sum(values) / len(values)}',
+        '{**group, "count": len(values), "min": min(values), "max": max(values), "avg": max(values)}',
         "tests/scoring/test_score_metrics.py",
         "VirtualClient metrics: the average over repeated runs is not the average",
     ),
@@ -131,14 +131,6 @@ MUTATIONS = (
         "tests/ci/test_ci_scripts.py",
         "the workflow linter script passes when no linter could be installed",
         anchor='note "no linter available: nothing was checked"',
-    ),
-    Mutation(
-        "torch-without-driver",
-        "subtool/package/system.py",
-        'if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/kfd")):',
-        "if False:",
-        "tests/package/test_system.py::test_detection_imports_torch_only_for_a_driver_without_nvidia_smi",
-        "system detection imports torch on a machine with no GPU driver (slow, and torch may be absent)",
     ),
 )
 
