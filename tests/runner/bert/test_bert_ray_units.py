@@ -67,7 +67,7 @@ def test_cli_refuses_zero_workers_in_one_line(tmp_path):
 
 
 def test_cli_ray_options_name_what_each_worker_runs():
-    from subtool.cli import _ray_extra
+    from subtool.cli_options import _ray_extra
 
     assert _ray_extra("torch-cpu", {"engine": "x"}, None, None) == ("torch-cpu", {"engine": "x"})
     assert _ray_extra("auto", {}, None, 4) == ("ray", {"inner_backend": "auto", "workers": 4})
