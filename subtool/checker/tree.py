@@ -37,6 +37,7 @@ from subtool.mlperf.layout import (
     why_unlistable,
 )
 from subtool.mlperf.layout import listing as _list
+from subtool.mlperf.layout import subdirs as _subdirs
 from subtool.mlperf.logs import NonFinite, read_json_object
 from subtool.mlperf.round import RoundConfig
 
@@ -64,9 +65,9 @@ def listing(path: Path | str) -> dict[str, str] | None:
 
 
 def subdirs(path: Path | str) -> list[str]:
-    """The real folders in `path` (not links to folders), sorted; [] when it cannot be listed (the scan says so)."""
-    kinds = listing(path) or {}
-    return sorted(name for name, kind in kinds.items() if kind == DIR)
+    """The real folders in `path` (mlperf.layout.subdirs), each folder listed once per discover(); the scan reports
+    one that cannot be listed."""
+    return _subdirs(path, _MEMO)
 
 
 def scope_of(rel: str) -> tuple[str, str | None]:

@@ -226,9 +226,9 @@ def _kind(e: os.DirEntry) -> str:
         return OTHER
 
 
-def subdirs(path: Path | str) -> list[str]:
+def subdirs(path: Path | str, memo: Listings | None = None) -> list[str]:
     """The real folders in `path` (not links to folders), sorted; [] when it cannot be listed."""
-    kinds = listing(path) or {}
+    kinds = listing(path, memo) or {}
     return sorted(name for name, kind in kinds.items() if kind == DIR)
 
 

@@ -18,6 +18,7 @@ from subtool.mlperf.layout import SCENARIOS
 from subtool.mlperf.logs import LoadgenLog
 from subtool.mlperf.run_record import load_run_record, read_run_record
 from subtool.package.logs import read_detail_log
+from subtool.wording import with_article
 
 TESTS = ("TEST01", "TEST04", "TEST06", "TEST07", "TEST08", "TEST09")
 OFFICIAL_MIN_DURATION_MS = 600000
@@ -122,11 +123,6 @@ def _check_model(
                 f"accuracy run covered {total} samples; {bench.name}'s data set has "
                 f"{bench.dataset_size} (the checker will report it)"
             )
-
-
-def with_article(word: str) -> str:
-    """ "an Offline", "a Server": the article English wants before a scenario or mode name."""
-    return f"{'an' if word[:1].upper() in 'AEIOU' else 'a'} {word}"
 
 
 def _check_scenario(scenario: str, logs: list[LoadgenLog], claimed_from: str) -> str:

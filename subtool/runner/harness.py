@@ -9,6 +9,7 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_write_text
 from subtool.mlperf.logs import ALL_KEYS, Missing, read_accuracy_log, read_loadgen_log
+from subtool.mlperf.round import UNITS
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 MODES = ("performance", "accuracy")
@@ -19,12 +20,7 @@ RESULT_FIELD = {
     "SingleStream": "early_stopping_latency_ss",
     "MultiStream": "early_stopping_latency_ms",
 }
-RESULT_UNITS = {
-    "Offline": "Samples/s",
-    "Server": "Queries/s",
-    "SingleStream": "Latency (ms)",
-    "MultiStream": "Latency (ms)",
-}
+RESULT_UNITS = {scenario: UNITS[scenario] for scenario in SCENARIOS}  # the round tables' units, one place
 
 # Short runs keep every official setting except how long they last (see runner/sizing.py for how a short run
 # is sized to the SUT so that LoadGen still calls it VALID).
