@@ -444,3 +444,12 @@ def _name_max(directory: Path) -> int:
         return os.pathconf(directory, "PC_NAME_MAX")
     except (OSError, ValueError):
         return 255
+
+
+def cache_root() -> Path:
+    """Where subtool keeps what it generates or downloads (the demos, `subtool fetch`'s checkpoints and data
+    sets): $SUBTOOL_CACHE, else $XDG_CACHE_HOME/subtool, else ~/.cache/subtool."""
+    env = os.environ.get("SUBTOOL_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "subtool"

@@ -25,6 +25,7 @@ DECLARED_EDGES = {
     ("scoring", "checker"),  # score re-checks each hand-in
     ("scoring", "pack"),  # score reads hand-ins the way pack writes them (safe extraction, manifest)
     ("ci", "checker"),  # ci checks the submitters a pull request changes
+    ("runner", "fetch"),  # run finds the checkpoints and data sets that fetch installed (fetch.store)
 }
 # the only modules that sequence stages: the CLI (cli.py and its cli_*.py parts) and pipeline.py (+ pipeline_*.py)
 TOP = tuple(
@@ -32,7 +33,7 @@ TOP = tuple(
 )
 SHARED = ("subtool.mlperf", "subtool.errors", "subtool.fsutil", "subtool.schemas")
 HEAVY = ("torch", "transformers", "mlperf_loadgen")
-LIGHT_STAGES = ("mlperf", "checker", "package", "pack", "publish", "scoring")
+LIGHT_STAGES = ("mlperf", "checker", "package", "pack", "publish", "scoring", "fetch")
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,12 @@ into the cache; the workload then loads them as it would load the real ones.
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from subtool.fsutil import atomic_write_text, staged_directory
+from subtool.fsutil import atomic_write_text, cache_root, staged_directory  # noqa: F401  (cache_root, re-exported)
 
 COMPLETE = "COMPLETE"  # written last into a demo folder: one without it is rebuilt, never trusted
 
@@ -25,14 +24,6 @@ _VOWELS = "aeiou"
 class DemoAssets:
     model_path: Path
     dataset_path: Path
-
-
-def cache_root() -> Path:
-    """$SUBTOOL_CACHE, else $XDG_CACHE_HOME/subtool, else ~/.cache/subtool."""
-    env = os.environ.get("SUBTOOL_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "subtool"
 
 
 def generate_vocabulary(rng: random.Random, n: int) -> list[str]:
