@@ -1,0 +1,109 @@
+"""Where fetched assets live and how `subtool run` finds them.
+
+One folder per (benchmark, kind): `<cache_root()>/assets/<benchmark>/<kind>/`, holding the asset's files and, written
+last and atomically, `MANIFEST.json`: what was installed, with every file's size and sha256. A folder without a
+manifest (an interrupted fetch) or whose manifest does not read is not installed; nothing else is trusted.
+
+MANIFEST.json: {"format": 1, "benchmark", "kind", "run_path", "document", "revision": str|null,
+"installed_at": ISO time, "files": [{"name", "size", "sha256", "origin"}]}. `origin` is the checksum's: "official"
+(the document's), "hub" (the Hub's metadata at `revision`) or "first-download" (no official one: recorded here).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from subtool.fsutil import atomic_write_json, cache_root
+
+MANIFEST = "MANIFEST.json"
+FORMAT = 1
+_MAX_MANIFEST = 4 << 20  # a manifest lists a checkpoint's shards: a few kB
+
+
+@dataclass(frozen=True)
+class InstalledFile:
+    name: str
+    size: int
+    sha256: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class Installed:
+    benchmark: str
+    kind: str
+    root: Path  # the asset's folder
+    run_path: Path  # what run passes as --model-path / --dataset-path
+    document: str
+    revision: str | None
+    installed_at: str
+    files: tuple[InstalledFile, ...]
+
+
+def asset_dir(benchmark: str, kind: str, cache: Path | None = None) -> Path:
+    return (cache or cache_root()) / "assets" / benchmark / kind
+
+
+def write_manifest(installed: Installed) -> Path:
+    """The last step of an install: after it, `installed()` finds the asset."""
+    record = {
+        "format": FORMAT,
+        "benchmark": installed.benchmark,
+        "kind": installed.kind,
+        "run_path": str(installed.run_path.relative_to(installed.root)),
+        "document": installed.document,
+        "revision": installed.revision,
+        "installed_at": installed.installed_at,
+        "files": [f.__dict__ for f in installed.files],
+    }
+    return atomic_write_json(installed.root / MANIFEST, record)
+
+
+def _file(entry: object) -> InstalledFile | None:
+    if not isinstance(entry, dict):
+        return None
+    name, size, digest, origin = (entry.get(k) for k in ("name", "size", "sha256", "origin"))
+    if not (isinstance(name, str) and isinstance(size, int) and isinstance(digest, str) and isinstance(origin, str)):
+        return None
+    return InstalledFile(name, size, digest, origin)
+
+
+def installed(benchmark: str, kind: str, *, cache: Path | None = None) -> Installed | None:
+    """The asset as fetch installed it, or None (never installed, interrupted, or a manifest that does not read,
+    names a file that is missing or has another size). Never raises; reads no file but the manifest's list."""
+    root = asset_dir(benchmark, kind, cache)
+    try:
+        with open(root / MANIFEST, "rb") as fh:
+            data = fh.read(_MAX_MANIFEST + 1)
+        record = json.loads(data) if len(data) <= _MAX_MANIFEST else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        return None
+    if record.get("benchmark") != benchmark or record.get("kind") != kind:
+        return None
+    files = [_file(e) for e in record.get("files") or []] if isinstance(record.get("files"), list) else [None]
+    run_path = record.get("run_path")
+    if not files or None in files or not isinstance(run_path, str):
+        return None
+    resolved = root.resolve()
+    for f in files:
+        path = (root / f.name).resolve()
+        if not path.is_relative_to(resolved) or not path.is_file() or path.stat().st_size != f.size:
+            return None
+    target = (root / run_path).resolve()
+    if not target.is_relative_to(resolved) or not target.exists():
+        return None
+    document, revision, when = record.get("document"), record.get("revision"), record.get("installed_at")
+    return Installed(
+        benchmark,
+        kind,
+        root,
+        root / run_path,
+        document if isinstance(document, str) else "",
+        revision if isinstance(revision, str) else None,
+        when if isinstance(when, str) else "",
+        tuple(files),
+    )
