@@ -236,7 +236,11 @@ class ContinuousEngine:
         decode_attention: str = "auto",
         compile: bool | None = None,
         kv_cache: str = "model",
+        layer_weights: list[dict] | None = None,
     ):
+        """`layer_weights`: the decoder layers' weights already in the engine's form (one dict per layer, as
+        `_fuse_layer_weights` builds; projections as `quantized` returns them, fp8 or not as `weights` says), for
+        a model whose decoder layers were never loaded (skeleton.meta_model); None: read from `model`'s layers."""
         _check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
@@ -250,7 +254,8 @@ class ContinuousEngine:
             raise ValueError("fp8 weights need a CUDA device")
         self.weights = weights
         with torch.no_grad():
-            self.layer_weights = self._fuse_layer_weights(fp8=weights == "fp8")
+            fused = layer_weights if layer_weights is not None else self._fuse_layer_weights(fp8=weights == "fp8")
+            self.layer_weights = fused
             self.cos, self.sin = self._rotary_tables(model.model.rotary_emb)
         self._compile_steps(compile_default(self.device) if compile is None else bool(compile))
         self._choose_attention(decode_attention, kv_cache, fp8=weights == "fp8")

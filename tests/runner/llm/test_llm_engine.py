@@ -214,3 +214,43 @@ def test_cuda_fp8_weights_and_kv_cache_answer_everything():
     # the first decode step is the first to read the fp8 cache: its tokens mostly agree with bf16's
     second = sum(kv8[i][1] == bf16[i][1] for i in range(24))
     assert second >= 18, f"fp8 KV cache: second tokens agree on {second} of 24"
+
+
+def test_engine_on_a_skeleton_with_given_layer_weights_matches_the_loaded_model():
+    """A model whose decoder layers never left the meta device, with the layers' weights handed over in the
+    engine's form (how the streaming loader and the 70B bench build it), generates what the whole model does."""
+    from subtool.runner.llm.engine import ContinuousEngine, _fuse, quantized
+    from subtool.runner.llm.skeleton import meta_model
+
+    model = _model()
+    skeleton = meta_model(model.config, "cpu", torch.float32)
+    assert all(p.device.type == "meta" for p in skeleton.model.layers.parameters())
+    with torch.no_grad():
+        for part in ("model.embed_tokens", "model.norm", "lm_head"):
+            skeleton.get_submodule(part).weight.copy_(model.get_submodule(part).weight)
+    layers = []
+    for layer in model.model.layers:
+        a, m = layer.self_attn, layer.mlp
+        layers.append(
+            {
+                "in_norm": layer.input_layernorm.weight,
+                "post_norm": layer.post_attention_layernorm.weight,
+                "qkv": quantized(*_fuse(torch, [a.q_proj, a.k_proj, a.v_proj]), False),
+                "o": quantized(a.o_proj.weight, a.o_proj.bias, False),
+                "gate_up": quantized(*_fuse(torch, [m.gate_proj, m.up_proj]), False),
+                "down": quantized(m.down_proj.weight, m.down_proj.bias, False),
+            }
+        )
+    prompts = _prompts(6)
+    expected = _reference(model, prompts, 8, 0)
+    engine = ContinuousEngine(
+        skeleton,
+        slots=3,
+        max_len=max(len(p) for p in prompts) + 8,
+        eos_ids=[2],
+        generation=_generation(8, 0),
+        layer_weights=layers,
+    )
+    sut = Recorder(prompts)
+    engine.run([(i, i) for i in range(len(prompts))], sut)
+    assert sut.done == expected
