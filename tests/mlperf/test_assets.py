@@ -205,3 +205,12 @@ def test_installed_name_of_each_unpack_kind():
     assert AssetFile("a.json", "https://h/a.json").installed_name == "a.json"
     assert AssetFile("m.tar.gz", "https://h/m.tar.gz", unpack="tar.gz").installed_name is None
     assert Path(AssetFile("b.gz", "https://h/b.gz", unpack="gz").installed_name or "").name == "b"
+
+
+def test_docs_list_every_source():
+    """docs/assets.md is the people's copy of ASSETS: every checksum, Hub repository and data set file is in it."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "assets.md").read_text(encoding="utf-8")
+    wanted = {f.md5 or f.sha256 for _, f in _files() if f.md5 or f.sha256}
+    wanted |= {a.hub.repo_id for a in ASSETS if a.hub} | {a.run_path for a in ASSETS if a.kind == "dataset"}
+    absent = sorted(w for w in wanted if w not in text)
+    assert not absent, f"docs/assets.md does not list {absent}"
