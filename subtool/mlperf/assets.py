@@ -134,8 +134,17 @@ _BERT_DATASET = dict(
 
 # The Llama checkpoints: gated on Hugging Face (the user accepts Meta's license there and sets HF_TOKEN). Only the
 # Hugging Face format is fetched: the safetensors shards, configs and tokenizer, not the repos' duplicate
-# pytorch_model-*.bin shards nor Meta's original/ consolidated weights.
-_LLAMA_PATTERNS = ("*.json", "*.safetensors", "tokenizer.model", "LICENSE*", "USE_POLICY.md")
+# pytorch_model-*.bin shards (nor their index) nor Meta's original/ consolidated weights.
+_LLAMA_PATTERNS = (
+    "config.json",
+    "generation_config.json",
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "LICENSE*",
+    "USE_POLICY.md",
+)
 _LLAMA31_8B_MODEL = Asset(
     benchmark="llama3.1-8b",
     kind="model",

@@ -168,8 +168,9 @@ def test_llm_checkpoint_brings_config_weights_and_tokenizer(name):
     tokenizers = ("tokenizer.json", "tokenizer.model", "vocab.json")
     assert any(_fetches(a, t) for t in tokenizers), f"{_id(a)}: no tokenizer"
     if a.hub:  # the repos' duplicate .bin shards and Meta's original/ weights are not fetched
-        assert not _fetches(a, "pytorch_model-00001-of-00015.bin")
-        assert not _fetches(a, "original/consolidated.00.pth")
+        for unwanted in ("pytorch_model-00001-of-00015.bin", "pytorch_model.bin.index.json", "original/params.json"):
+            assert not _fetches(a, unwanted), f"{_id(a)}: fetches {unwanted}"
+        assert _fetches(a, "tokenizer_config.json") and _fetches(a, "generation_config.json")
 
 
 @pytest.mark.parametrize("a", [a for a in ASSETS if a.hub], ids=_id)
