@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -104,12 +105,15 @@ def _stream(response: requests.Response, part: Path, start: int, on_bytes: Calla
     with response, open(part, "r+b" if start else "wb") as fh:
         fh.seek(start)
         fh.truncate()
-        for block in response.iter_content(CHUNK):
+        read1 = getattr(response.raw, "read1", None)  # urllib3 >= 2.3: what arrived, so a drop loses nothing
+        blocks = iter(lambda: read1(CHUNK), b"") if read1 is not None else response.iter_content(CHUNK)
+        for block in blocks:
             fh.write(block)
             on_bytes(len(block))
 
 
 _DROPPED = (
+    urllib3.exceptions.HTTPError,  # read1 raises urllib3's own: IncompleteRead, ProtocolError, ReadTimeoutError
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,

@@ -85,7 +85,7 @@ def _unzip(archive: Path, dest: Path, cap: int) -> list[Path]:
                 continue
             name = _safe_name(archive, info.filename)
             mode = info.external_attr >> 16
-            if mode and not stat.S_ISREG(mode):
+            if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # 0: no type recorded (a plain file)
                 raise UnsafeArchive(archive, f"member {info.filename!r} is a link or a device, not a file")
             target = dest.joinpath(*name.parts)
             target.parent.mkdir(parents=True, exist_ok=True)
