@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from subtool.cli_common import _console, _fail
+from subtool.cli_common import _console, _fail, _outputs
 from subtool.errors import SubtoolError
 
 
@@ -39,6 +39,7 @@ def fetch(
     from subtool.fetch import api
     from subtool.fsutil import atomic_write_json
 
+    _outputs(("--to", to, True), ("--json", json_file, False))
     console = _console()
     try:
         kinds = _kinds(dataset_only, model_only)

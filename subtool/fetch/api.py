@@ -10,8 +10,9 @@ unknown benchmark, a corrupt or missing file under --from, a gated repository wi
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -122,10 +123,29 @@ def fetch(
     for asset in chosen:
         outcome = _already(asset, root, say)
         if outcome is None:
-            with exclusive(staging_dir(root, asset.benchmark, asset.kind).parent):
+            with _one_writer(root, asset):
                 outcome = _download_asset(asset, root, mirror, bar, say, settings or http.Settings())
         outcomes.append(outcome)
     return FetchResult(benchmark, root, to is None, outcomes)
+
+
+@contextlib.contextmanager
+def _one_writer(root: Path, asset: Asset) -> Iterator[None]:
+    """One fetch at a time per benchmark and cache: a second one stops with one line (the first one's staging
+    files are its own)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive(staging_dir(root, asset.benchmark, asset.kind).parent))
+        except SubtoolError as err:
+            if err.rule != "out.locked":
+                raise
+            raise SubtoolError(
+                f"another subtool fetch is installing {asset.benchmark} here",
+                path=store.asset_dir(asset.benchmark, asset.kind, root),
+                rule="fetch.locked",
+                hint="let it finish, then run the same command again",
+            ) from None
+        yield
 
 
 def _already(asset: Asset, root: Path, say: Say) -> Outcome | None:
@@ -196,7 +216,7 @@ def install_from(
     for asset in chosen:
         outcome = _already(asset, root, say)
         if outcome is None:
-            with exclusive(staging_dir(root, asset.benchmark, asset.kind).parent):
+            with _one_writer(root, asset):
                 outcome = _from_asset(asset, Path(source_dir), root, hub_plan, say)
         outcomes.append(outcome)
     return FetchResult(benchmark, root, to is None, outcomes)

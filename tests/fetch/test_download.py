@@ -233,3 +233,23 @@ def test_a_zip_with_a_dotdot_member_or_too_many_bytes_is_refused(file_server, tm
         zf.writestr("zeros.bin", bytes(2_000_000))
     with pytest.raises(SubtoolError, match="more than 1000000 bytes"):
         unpack(bomb, "zip", tmp_path / "out", cap=1_000_000)
+
+
+def test_a_second_fetch_of_the_same_benchmark_at_once_stops_with_one_line(file_server, own_cache):
+    import subprocess
+    import sys
+
+    holder = staging_dir(own_cache, "bert-99", "dataset").parent
+    hold = (
+        "import sys, time\nfrom subtool.fsutil import exclusive\n"
+        "with exclusive(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(30)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", hold, str(holder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(SubtoolError) as err:
+            fetch(squad(file_server))
+        assert err.value.rule == "fetch.locked" and file_server.requests == []
+    finally:
+        child.kill()
+        child.wait()
