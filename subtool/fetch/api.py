@@ -11,6 +11,7 @@ unknown benchmark, a corrupt or missing file under --from, a gated repository wi
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -247,8 +248,18 @@ def _from_sources(asset: Asset, source_dir: Path, hub_plan: dict | None) -> tupl
             path=plan_path,
             rule="fetch.plan",
         )
-    commit, hub_sources = listed
-    return sources + list(hub_sources), commit
+    hub = asset.hub
+    stray = [s.name for s in listed.sources if not any(fnmatch.fnmatchcase(s.name, p) for p in hub.patterns)]
+    if (listed.repo_id, listed.revision) != (hub.repo_id, hub.revision) or stray:
+        raise SubtoolError(
+            f"the plan lists {listed.repo_id}@{listed.revision}"
+            + (f" with {stray[0]}" if stray else "")
+            + f"; the catalogue wants {hub.repo_id}@{hub.revision} files {', '.join(hub.patterns)}"
+            + ": make the plan again",
+            path=source_dir / asset.benchmark / PLAN_NAME,
+            rule="fetch.plan",
+        )
+    return sources + list(listed.sources), listed.commit
 
 
 def _from_asset(asset: Asset, source_dir: Path, root: Path, hub_plan: dict | None, say: Say) -> Outcome:

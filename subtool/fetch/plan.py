@@ -166,8 +166,18 @@ def _source(entry: object) -> Source | None:
     return Source(entry["name"], entry["url"], size, digests["sha256"], None, digests["blob_id"], "hub")
 
 
-def read_plan(data: bytes) -> dict[tuple[str, str], tuple[str, tuple[Source, ...]]] | None:
-    """The Hub files a plan lists, per (benchmark, kind): (commit, sources). None for bytes that are not a plan
+@dataclass(frozen=True)
+class HubPlan:
+    """The Hub files a plan lists for one asset, with the repository and commit they were listed at."""
+
+    repo_id: str
+    revision: str
+    commit: str
+    sources: tuple[Source, ...]
+
+
+def read_plan(data: bytes) -> dict[tuple[str, str], HubPlan] | None:
+    """The Hub files a plan lists, per (benchmark, kind). None for bytes that are not a plan
     (any entry that does not read makes the whole plan unread: a half-trusted list is worse than none)."""
     try:
         record = json.loads(data) if len(data) <= _MAX_PLAN else None
@@ -187,11 +197,12 @@ def read_plan(data: bytes) -> dict[tuple[str, str], tuple[str, tuple[Source, ...
             continue  # a plain asset: --from verifies it against the catalogue, not the plan
         if not isinstance(hub_record, dict) or not isinstance(files, list):
             return None
-        commit, benchmark, kind = hub_record.get("commit"), a.get("benchmark"), a.get("kind")
-        if not (isinstance(commit, str) and isinstance(benchmark, str) and isinstance(kind, str)):
+        fields = [hub_record.get(k) for k in ("repo_id", "revision", "commit")] + [a.get("benchmark"), a.get("kind")]
+        if not all(isinstance(v, str) for v in fields):
             continue  # the Hub was not listed when the plan was made
         sources = [_source(e) for e in files if isinstance(e, dict) and e.get("origin") == "hub"]
         if None in sources:
             return None
-        out[(benchmark, kind)] = (commit, tuple(sources))
+        repo_id, revision, commit, benchmark, kind = fields
+        out[(benchmark, kind)] = HubPlan(repo_id, revision, commit, tuple(sources))
     return out

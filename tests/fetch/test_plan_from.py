@@ -110,7 +110,18 @@ def test_a_plan_that_lies_about_a_name_is_not_read(file_server, hub_server):
     plan["assets"][0]["files"][0]["name"] = "../../outside"
     assert read_plan(json.dumps(plan).encode()) is None
     good = api.plan("bert-99", assets=catalogue(file_server, hub_server))
-    assert len(read_plan(json.dumps(good).encode())[("bert-99", "model")][1]) == 2
+    assert len(read_plan(json.dumps(good).encode())[("bert-99", "model")].sources) == 2
+
+
+def test_a_plan_of_another_repository_or_revision_is_refused(file_server, hub_server, tmp_path):
+    assets = catalogue(file_server, hub_server)
+    plan = api.plan("bert-99", assets=assets)
+    fetch_by_plan(plan, tmp_path / "carried")
+    plan["assets"][0]["hub"]["revision"] = "v0-older"
+    (tmp_path / "carried" / "bert-99" / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(SubtoolError, match="org/tiny@v0-older") as err:
+        api.install_from("bert-99", tmp_path / "carried", kinds=("model",), assets=assets)
+    assert err.value.rule == "fetch.plan" and store.installed("bert-99", "model") is None
 
 
 _json = st.recursive(
@@ -129,9 +140,8 @@ _file = st.fixed_dictionaries(
     {"name": st.text(max_size=8), "url": st.text(max_size=8), "origin": st.just("hub")},
     optional={"size": _json, "sha256": st.just("a" * 64) | _json, "blob_id": _json},
 )
-_plans = st.builds(
-    _near_plan, st.lists(_file | _json, max_size=3), st.just({"commit": "c"}) | st.dictionaries(st.text(), _json)
-)
+_hub = st.just({"repo_id": "o/r", "revision": "main", "commit": "c"}) | st.dictionaries(st.text(max_size=8), _json)
+_plans = st.builds(_near_plan, st.lists(_file | _json, max_size=3), _hub)
 
 
 @settings(max_examples=150, deadline=None)
