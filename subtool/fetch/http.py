@@ -50,7 +50,7 @@ def session(settings: Settings) -> requests.Session:
         respect_retry_after_header=True,
     )
     s = requests.Session()
-    s.trust_env = True  # proxies from the environment (clusters have them); never ~/.netrc credentials below
+    s.trust_env = True  # proxies (and ~/.netrc, for a mirror that asks) from the environment, as clusters set them
     adapter = HTTPAdapter(max_retries=retry)
     s.mount("http://", adapter)
     s.mount("https://", adapter)

@@ -253,3 +253,14 @@ def test_a_second_fetch_of_the_same_benchmark_at_once_stops_with_one_line(file_s
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_progress_bar_path_runs_through_a_resume(file_server, monkeypatch):
+    from rich.console import Console
+
+    shown = io.StringIO()
+    monkeypatch.setattr("rich.console.Console", lambda **kw: Console(file=shown, force_terminal=True, width=100))
+    file_server.drop["/squad/dev-v1.1.json"] = [100_000, 1]
+    fetch(squad(file_server), progress=True)  # two files, one resumed: the bar starts, restarts and stops
+    assert "dev-v1.1.json" in shown.getvalue() and "vocab.txt" in shown.getvalue()
+    assert store.installed("bert-99", "dataset") is not None
