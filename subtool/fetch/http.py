@@ -162,6 +162,7 @@ def fetch_to_part(
             if size is None or have == size:
                 return
             if have > size:
+                remove(part)
                 raise RemoteError(f"the server sent {have} bytes, the source says {size}", url=url, rule="fetch.size")
             drops += 1  # a body that ended early without an error: resume like a dropped connection
             if drops > settings.retries:

@@ -11,6 +11,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from subtool.errors import SubtoolError
@@ -46,7 +47,8 @@ def unpack(archive: Path, kind: str, dest: Path, *, cap: int | None = None) -> l
             return _unzip(archive, dest, cap)
         if kind in ("tar.gz", "tgz", "tar"):
             return _untar(archive, dest, cap)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError) as exc:
+        # RuntimeError: an encrypted zip member; NotImplementedError (a RuntimeError): an unknown compression
         if isinstance(exc, SubtoolError):
             raise
         raise UnsafeArchive(archive, f"cannot read the archive ({type(exc).__name__}: {exc})") from None

@@ -10,6 +10,8 @@ import zipfile
 
 import pytest
 from fetch_standins import md5, sha256
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from subtool.errors import SubtoolError
 from subtool.fetch import api, store
@@ -264,3 +266,27 @@ def test_the_progress_bar_path_runs_through_a_resume(file_server, monkeypatch):
     fetch(squad(file_server), progress=True)  # two files, one resumed: the bar starts, restarts and stops
     assert "dev-v1.1.json" in shown.getvalue() and "vocab.txt" in shown.getvalue()
     assert store.installed("bert-99", "dataset") is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=400), kind=st.sampled_from(["tar.gz", "zip"]), cut=st.integers(0, 400))
+def test_an_archive_of_bad_bytes_is_one_refusal_never_a_crash(tmp_path_factory, data, kind, cut):
+    from subtool.fetch.unpack import unpack
+
+    folder = tmp_path_factory.mktemp("a")
+    good = _tar({"a/b.txt": b"hello" * 50}) if kind == "tar.gz" else _zip_bytes({"a/b.txt": b"hello" * 50})
+    for blob in (data, good[:cut] + data[:8], good[:cut]):
+        archive = folder / "x.archive"
+        archive.write_bytes(blob)
+        try:
+            unpack(archive, kind, folder / "out")
+        except SubtoolError as err:
+            assert err.rule == "fetch.unsafe_archive"
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
