@@ -100,7 +100,7 @@ def _entry(rel: str, path: Path, origin: str, d: Digests | None = None) -> store
 def _unpacked(v: Verified, tree: Path) -> list[tuple[str, Path, str]]:
     dest = tree / v.source.name
     shutil.rmtree(dest, ignore_errors=True)
-    made = unpack(v.path, v.source.unpack or "", dest)
+    made = unpack(v.path, v.source.unpack or "", dest, name=v.source.name)
     return [(p.as_posix(), dest / p, v.source.origin) for p in made]
 
 

@@ -1,12 +1,14 @@
 """Archives (AssetFile.unpack) extracted safely into a staging folder.
 
-Refused, by the archive's name and rule `fetch.unsafe_archive`: absolute paths, `..`, links of any kind, devices
+"gz" is one gzip-compressed file (its checksum is the compressed file's), installed decompressed. Refused, by the
+archive's name and rule `fetch.unsafe_archive`: absolute paths, `..`, links of any kind, devices
 and fifos, more than MAX_MEMBERS members, or more bytes than the cap (a zip's declared sizes are not trusted: each
 member is copied with a byte limit). tar goes through tarfile's `data` filter as a second line.
 """
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import stat
 import tarfile
@@ -38,11 +40,14 @@ def cap_for(archive: Path) -> int:
     return max(MIN_CAP, RATIO_CAP * archive.stat().st_size)
 
 
-def unpack(archive: Path, kind: str, dest: Path, *, cap: int | None = None) -> list[Path]:
-    """Extract `archive` ("tar.gz" or "zip") into `dest`; returns the files made, relative to `dest`."""
+def unpack(archive: Path, kind: str, dest: Path, *, name: str | None = None, cap: int | None = None) -> list[Path]:
+    """Extract `archive` into `dest`; returns the files made, relative to `dest`. Kinds: "tar.gz" and "zip"
+    (the members become the asset's files), "gz" (one compressed file, installed as `name` less ".gz")."""
     cap = cap_for(archive) if cap is None else cap
     dest.mkdir(parents=True, exist_ok=True)
     try:
+        if kind == "gz":
+            return [_gunzip(archive, dest, (name or archive.name).removesuffix(".gz"), cap)]
         if kind == "zip":
             return _unzip(archive, dest, cap)
         if kind in ("tar.gz", "tgz", "tar"):
@@ -95,6 +100,15 @@ def _unzip(archive: Path, dest: Path, cap: int) -> list[Path]:
                 total = _copy_capped(src, out, total, cap, archive)
             made.append(Path(*name.parts))
     return made
+
+
+def _gunzip(archive: Path, dest: Path, name: str, cap: int) -> Path:
+    rel = _safe_name(archive, name)
+    target = dest.joinpath(*rel.parts)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(archive, "rb") as src, open(target, "wb") as out:
+        _copy_capped(src, out, 0, cap, archive)
+    return Path(*rel.parts)
 
 
 def _copy_capped(src, out, total: int, cap: int, archive: Path) -> int:

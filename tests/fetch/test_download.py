@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -269,12 +270,13 @@ def test_the_progress_bar_path_runs_through_a_resume(file_server, monkeypatch):
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=st.binary(max_size=400), kind=st.sampled_from(["tar.gz", "zip"]), cut=st.integers(0, 400))
+@given(data=st.binary(max_size=400), kind=st.sampled_from(["tar.gz", "zip", "gz"]), cut=st.integers(0, 400))
 def test_an_archive_of_bad_bytes_is_one_refusal_never_a_crash(tmp_path_factory, data, kind, cut):
     from subtool.fetch.unpack import unpack
 
     folder = tmp_path_factory.mktemp("a")
-    good = _tar({"a/b.txt": b"hello" * 50}) if kind == "tar.gz" else _zip_bytes({"a/b.txt": b"hello" * 50})
+    members = {"a/b.txt": b"hello" * 50}
+    good = {"tar.gz": _tar, "zip": _zip_bytes, "gz": lambda m: gzip.compress(m["a/b.txt"])}[kind](members)
     for blob in (data, good[:cut] + data[:8], good[:cut]):
         archive = folder / "x.archive"
         archive.write_bytes(blob)
@@ -290,3 +292,20 @@ def _zip_bytes(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return buf.getvalue()
+
+
+def test_a_gzip_compressed_file_is_installed_decompressed_and_a_gzip_bomb_is_refused(file_server, tmp_path):
+    from subtool.fetch.unpack import unpack
+
+    pkl = os.urandom(30_000)
+    data = gzip.compress(pkl)
+    file_server.files["/orca/set.pkl.gz"] = data
+    f = AssetFile("set.pkl.gz", file_server.url("/orca/set.pkl.gz"), len(data), md5=md5(data), unpack="gz")
+    fetch(Asset("llama2-70b-99", "dataset", "OpenOrca", "set.pkl", "https://example.org/doc", (f,)))
+    found = store.installed("llama2-70b-99", "dataset")
+    assert [x.name for x in found.files] == ["set.pkl"] and found.run_path.read_bytes() == pkl
+    assert found.files[0].sha256 == sha256(pkl)
+    bomb = tmp_path / "zeros.gz"
+    bomb.write_bytes(gzip.compress(bytes(3_000_000)))
+    with pytest.raises(SubtoolError, match="more than 1000000 bytes"):
+        unpack(bomb, "gz", tmp_path / "out", cap=1_000_000)
