@@ -88,3 +88,4 @@ def _print_plan(console, record: dict) -> None:
             out(f"  Hub: {where}; token: {hub['token']}")
             if not hub["listed"]:
                 out(f"  the Hub's files are not listed: {hub['problem']}")
+                out("  (a plan made where the Hub answers lists them with their checksums, which --from needs)")

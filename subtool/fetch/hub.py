@@ -54,12 +54,17 @@ def model_page(hub: HubFiles) -> str:
     return f"{endpoint()}/{hub.repo_id}"
 
 
+def license_page(hub: HubFiles) -> str:
+    """Where the license is accepted: huggingface.co itself, also when HF_ENDPOINT is a mirror."""
+    return f"{DEFAULT_ENDPOINT}/{hub.repo_id}"
+
+
 def require_token(hub: HubFiles) -> None:
     """A gated repository without $HF_TOKEN: one line before anything is downloaded (exit 2)."""
     if hub.gated and not token():
         raise SubtoolError(
             f"{hub.repo_id} is gated: set HF_TOKEN to your Hugging Face token and accept the license on "
-            f"{model_page(hub)}",
+            f"{license_page(hub)}",
             rule="fetch.hub_token",
             exit_code=EXIT_USAGE,
         )
@@ -70,7 +75,7 @@ def refused(hub: HubFiles, status: int | str) -> SubtoolError:
     return SubtoolError(
         f"the Hub refused {hub.repo_id} {with_token} (HTTP {status})",
         rule="fetch.hub_refused",
-        hint=f"accept the license on {model_page(hub)} with the account whose token is in HF_TOKEN",
+        hint=f"accept the license on {license_page(hub)} with the account whose token is in HF_TOKEN",
         exit_code=EXIT_REMOTE,
     )
 

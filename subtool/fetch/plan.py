@@ -104,10 +104,10 @@ def _hub_dict(p: AssetPlan) -> dict | None:
     hub = p.asset.hub
     if hub is None:
         return None
-    from subtool.fetch.hub import endpoint, model_page
+    from subtool.fetch.hub import endpoint, license_page
 
     token = (
-        f"HF_TOKEN, of an account that accepted the license on {model_page(hub)}"
+        f"HF_TOKEN, of an account that accepted the license on {license_page(hub)}"
         if hub.gated
         else "none (HF_TOKEN if your mirror asks for one)"
     )
