@@ -173,17 +173,18 @@ def fetch_to_part(
 class Digests:
     size: int
     sha256: str
-    md5: str
+    md5: str | None = None  # only when asked: a source that gives no md5 needs none
 
 
-def digests(path: Path) -> Digests:
-    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+def digests(path: Path, *, md5: bool = False) -> Digests:
+    sha, m5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if md5 else None, 0
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
             sha.update(block)
-            md5.update(block)
+            if m5 is not None:
+                m5.update(block)
             size += len(block)
-    return Digests(size, sha.hexdigest(), md5.hexdigest())
+    return Digests(size, sha.hexdigest(), m5.hexdigest() if m5 is not None else None)
 
 
 def git_blob_sha1(path: Path) -> str:

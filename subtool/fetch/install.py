@@ -38,7 +38,7 @@ class Verified:
 def check(src: Source, path: Path, *, label: str, exit_code: int = EXIT_REMOTE) -> Digests:
     """`path` against what `src` promises: size, then sha256 (or md5, or the Hub's git blob id). A source with
     no checksum at all must say so (`first-download`); otherwise it is refused, never passed silently."""
-    d = digests(path)
+    d = digests(path, md5=bool(src.md5 and not src.sha256))
     if src.size is not None and d.size != src.size:
         raise SubtoolError(
             f"{d.size} bytes, the source says {src.size}", path=label, rule="fetch.size", exit_code=exit_code
