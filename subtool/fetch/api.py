@@ -19,7 +19,16 @@ from pathlib import Path
 
 from subtool.errors import EXIT_USAGE, SubtoolError
 from subtool.fetch import http, store
-from subtool.fetch.install import Verified, accept, already_verified, install, intact, staging_dir
+from subtool.fetch.install import (
+    Verified,
+    accept,
+    already_verified,
+    install,
+    install_twin,
+    intact,
+    staging_dir,
+    twin,
+)
 from subtool.fetch.plan import PLAN_NAME, Source, file_source, identity, plan_asset, plan_dict, read_plan
 from subtool.fsutil import cache_root, exclusive
 from subtool.mlperf import assets as catalogue
@@ -150,11 +159,19 @@ def _one_writer(root: Path, asset: Asset) -> Iterator[None]:
 
 
 def _already(asset: Asset, root: Path, say: Say) -> Outcome | None:
+    """Installed and intact: nothing to do. The same source installed for a twin benchmark (the -99 and -99.9
+    variants share files): linked in, nothing downloaded."""
     found = intact(asset, root, identity(asset))
-    if found is None:
+    if found is not None:
+        say(f"{asset.benchmark} {asset.kind}: already installed and intact in {found.root}; nothing downloaded")
+        return Outcome(asset.benchmark, asset.kind, "already installed", found)
+    other = twin(asset, root, identity(asset))
+    if other is None:
         return None
-    say(f"{asset.benchmark} {asset.kind}: already installed and intact in {found.root}; nothing downloaded")
-    return Outcome(asset.benchmark, asset.kind, "already installed", found)
+    with _one_writer(root, asset):
+        done = install_twin(asset, other, root, identity(asset))
+    say(f"{asset.benchmark} {asset.kind}: the same files as {other.benchmark}'s, verified and linked into {done.root}")
+    return Outcome(asset.benchmark, asset.kind, "installed", done, [f"linked from {other.root}"])
 
 
 def _download_asset(asset: Asset, root: Path, mirror: str | None, bar, say: Say, settings: http.Settings) -> Outcome:

@@ -168,3 +168,40 @@ def intact(asset: Asset, root: Path, identity: dict) -> store.Installed | None:
     except OSError:
         return None
     return found
+
+
+def twin(asset: Asset, root: Path, identity: dict) -> store.Installed | None:
+    """An intact install of the same source under another benchmark name (bert-99 and bert-99.9 share their
+    checkpoint and data set): it can be linked in instead of downloaded again."""
+    from dataclasses import replace
+
+    folder = root / "assets"
+    try:
+        names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return None
+    for name in names:
+        if name != asset.benchmark and (found := intact(replace(asset, benchmark=name), root, identity)):
+            return found
+    return None
+
+
+def install_twin(asset: Asset, found: store.Installed, root: Path, identity: dict) -> store.Installed:
+    """Install `found`'s verified files for `asset`: hard links where the file system allows (installed files
+    are never written in place, only replaced), else copies; manifest last, as for a download."""
+    final = store.asset_dir(asset.benchmark, asset.kind, root)
+    when = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    with staged_directory(final) as tmp:
+        for f in found.files:
+            (tmp / f.name).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(found.root / f.name, tmp / f.name)
+            except OSError:
+                shutil.copy2(found.root / f.name, tmp / f.name)
+        record = store.Installed(
+            asset.benchmark, asset.kind, tmp, tmp / asset.run_path, asset.document, found.revision, when, found.files
+        )
+        store.write_manifest(record, source=identity)
+    return store.Installed(
+        asset.benchmark, asset.kind, final, final / asset.run_path, asset.document, found.revision, when, found.files
+    )

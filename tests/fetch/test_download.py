@@ -309,3 +309,21 @@ def test_a_gzip_compressed_file_is_installed_decompressed_and_a_gzip_bomb_is_ref
     bomb.write_bytes(gzip.compress(bytes(3_000_000)))
     with pytest.raises(SubtoolError, match="more than 1000000 bytes"):
         unpack(bomb, "gz", tmp_path / "out", cap=1_000_000)
+
+
+def test_a_twin_benchmark_with_the_same_source_is_linked_in_not_downloaded_again(file_server, own_cache):
+    from dataclasses import replace
+
+    asset = squad(file_server)
+    fetch(asset)
+    before = len(file_server.requests)
+    twin = replace(asset, benchmark="bert-99.9")
+    result = fetch(twin)
+    assert len(file_server.requests) == before and result.outcomes[0].status == "installed"
+    one, other = store.installed("bert-99", "dataset"), store.installed("bert-99.9", "dataset")
+    assert other is not None and (other.root / "dev-v1.1.json").read_bytes() == DEV
+    assert [f.sha256 for f in one.files] == [f.sha256 for f in other.files]
+    assert fetch(twin).outcomes[0].status == "already installed"
+    changed = replace(twin, benchmark="bert-99.99", files=(twin.files[0],))  # another source: downloaded
+    fetch(changed)
+    assert len(file_server.requests) == before + 1
