@@ -136,3 +136,16 @@ def test_plan_json_then_from_installs_and_a_corrupt_copy_is_refused_by_name(entr
     assert done.exit_code == 0, done.output
     assert "SUBTOOL_CACHE=" in done.output
     assert store.installed("bert-99", "model", cache=tmp_path / "c2") is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "rule"),
+    [
+        (["--mirror", "ftp://mirror.internal"], "[fetch.mirror]"),
+        (["--plan", "--from", "."], "[cli.usage]"),
+        (["--from", "no-such-dir"], "[fetch.from_dir]"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(entries, args, rule):
+    result = runner.invoke(app, ["fetch", "bert-99", "--dataset-only", *args])
+    assert result.exit_code == 2 and rule in result.output, result.output
