@@ -15,6 +15,7 @@ import typer
 
 from subtool import __version__
 from subtool.cli_common import _console, _emit_json, _fail, _outputs
+from subtool.cli_fetch import fetch
 from subtool.cli_run import all_, run
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import NAME_ALPHABET as _NAMES
@@ -46,6 +47,7 @@ def _root(
 # run and all: every run option, defined once (cli_options.py)
 app.command()(run)
 app.command("all")(all_)
+app.command()(fetch)  # the official checkpoints and data sets (cli_fetch.py)
 
 
 # ----------------------------------------------------------------------------------------------- package

@@ -22,6 +22,7 @@ from support.cli_child import BLOCK_HEAVY
         ["ci", "--help"],
         ["all", "--help"],
         ["run", "--help"],
+        ["fetch", "--help"],
     ],
 )
 def test_help_never_imports_the_model_stack(args):

@@ -5,8 +5,10 @@ last and atomically, `MANIFEST.json`: what was installed, with every file's size
 manifest (an interrupted fetch) or whose manifest does not read is not installed; nothing else is trusted.
 
 MANIFEST.json: {"format": 1, "benchmark", "kind", "run_path", "document", "revision": str|null,
-"installed_at": ISO time, "files": [{"name", "size", "sha256", "origin"}]}. `origin` is the checksum's: "official"
-(the document's), "hub" (the Hub's metadata at `revision`) or "first-download" (no official one: recorded here).
+"installed_at": ISO time, "files": [{"name", "size", "sha256", "origin"}], "source": {...}}. `origin` is the
+checksum's: "official" (the document's), "hub" (the Hub's metadata at `revision`) or "first-download" (no official
+one: recorded here). `source` (optional, fetch's own) is what the asset was installed from: the catalogue's files
+(url, size, checksums) and Hub repository, so that a later fetch tells a copy of the same source from an older one.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def asset_dir(benchmark: str, kind: str, cache: Path | None = None) -> Path:
     return (cache or cache_root()) / "assets" / benchmark / kind
 
 
-def write_manifest(installed: Installed) -> Path:
+def write_manifest(installed: Installed, source: dict | None = None) -> Path:
     """The last step of an install: after it, `installed()` finds the asset."""
     record = {
         "format": FORMAT,
@@ -58,7 +60,22 @@ def write_manifest(installed: Installed) -> Path:
         "installed_at": installed.installed_at,
         "files": [f.__dict__ for f in installed.files],
     }
+    if source is not None:
+        record["source"] = source
     return atomic_write_json(installed.root / MANIFEST, record)
+
+
+def read_manifest(root: Path) -> dict | None:
+    """The manifest of the asset folder `root` as a dict of format 1, or None. Never raises."""
+    try:
+        with open(root / MANIFEST, "rb") as fh:
+            data = fh.read(_MAX_MANIFEST + 1)
+        record = json.loads(data) if len(data) <= _MAX_MANIFEST else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        return None
+    return record
 
 
 def _file(entry: object) -> InstalledFile | None:
@@ -70,17 +87,22 @@ def _file(entry: object) -> InstalledFile | None:
     return InstalledFile(name, size, digest, origin)
 
 
+def _files_in_place(root: Path, files: list[InstalledFile], run_path: str) -> bool:
+    resolved = root.resolve()
+    for f in files:
+        path = (root / f.name).resolve()
+        if not path.is_relative_to(resolved) or not path.is_file() or path.stat().st_size != f.size:
+            return False
+    target = (root / run_path).resolve()
+    return target.is_relative_to(resolved) and target.exists()
+
+
 def installed(benchmark: str, kind: str, *, cache: Path | None = None) -> Installed | None:
     """The asset as fetch installed it, or None (never installed, interrupted, or a manifest that does not read,
     names a file that is missing or has another size). Never raises; reads no file but the manifest's list."""
     root = asset_dir(benchmark, kind, cache)
-    try:
-        with open(root / MANIFEST, "rb") as fh:
-            data = fh.read(_MAX_MANIFEST + 1)
-        record = json.loads(data) if len(data) <= _MAX_MANIFEST else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
+    record = read_manifest(root)
+    if record is None:
         return None
     if record.get("benchmark") != benchmark or record.get("kind") != kind:
         return None
@@ -88,13 +110,10 @@ def installed(benchmark: str, kind: str, *, cache: Path | None = None) -> Instal
     run_path = record.get("run_path")
     if not files or None in files or not isinstance(run_path, str):
         return None
-    resolved = root.resolve()
-    for f in files:
-        path = (root / f.name).resolve()
-        if not path.is_relative_to(resolved) or not path.is_file() or path.stat().st_size != f.size:
+    try:
+        if not _files_in_place(root, files, run_path):
             return None
-    target = (root / run_path).resolve()
-    if not target.is_relative_to(resolved) or not target.exists():
+    except (OSError, ValueError):  # a name with a NUL byte, too long, a loop of links
         return None
     document, revision, when = record.get("document"), record.get("revision"), record.get("installed_at")
     return Installed(

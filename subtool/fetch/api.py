@@ -1,0 +1,302 @@
+"""`subtool fetch`: a benchmark's official checkpoint and data set, downloaded (or brought in with `--from`),
+verified, and installed where `subtool run` finds them.
+
+Three entry points, one per CLI form: `plan()` (--plan: every URL, size, checksum), `fetch()` (download) and
+`install_from()` (--from DIR: files copied in by hand). Each takes the benchmark's assets from the catalogue
+(subtool/mlperf/assets.py), or the `assets` given (tests, other catalogues). Exit codes: 2 for bad input (an
+unknown benchmark, a corrupt or missing file under --from, a gated repository without HF_TOKEN), 3 for the network
+(unreachable, HTTP errors, a download whose checksum is wrong, the Hub refusing the token).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from subtool.errors import EXIT_USAGE, SubtoolError
+from subtool.fetch import http, store
+from subtool.fetch.install import (
+    Verified,
+    accept,
+    already_verified,
+    install,
+    install_twin,
+    intact,
+    staging_dir,
+    twin,
+)
+from subtool.fetch.plan import PLAN_NAME, Source, file_source, identity, plan_asset, plan_dict, read_plan
+from subtool.fsutil import cache_root, exclusive
+from subtool.mlperf import assets as catalogue
+from subtool.mlperf.assets import KINDS, Asset
+
+MIRROR_ENV = "SUBTOOL_FETCH_MIRROR"
+Say = Callable[[str], None]
+
+
+@dataclass
+class Outcome:
+    benchmark: str
+    kind: str
+    status: str  # "installed" | "already installed"
+    installed: store.Installed
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        i = self.installed
+        return {
+            "benchmark": self.benchmark,
+            "kind": self.kind,
+            "status": self.status,
+            "folder": str(i.root),
+            "run_path": str(i.run_path),
+            "revision": i.revision,
+            "files": [f.__dict__ for f in i.files],
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class FetchResult:
+    benchmark: str
+    root: Path  # the cache root it installed under
+    in_cache: bool  # False with --to: run finds it only with SUBTOOL_CACHE=<root>
+    outcomes: list[Outcome]
+
+    def to_dict(self) -> dict:
+        return {
+            "benchmark": self.benchmark,
+            "root": str(self.root),
+            "in_cache": self.in_cache,
+            "assets": [o.to_dict() for o in self.outcomes],
+        }
+
+
+def fetchable(assets: tuple[Asset, ...] | None = None) -> list[str]:
+    return sorted({a.benchmark for a in (catalogue.ASSETS if assets is None else assets)})
+
+
+def select(benchmark: str, kinds: tuple[str, ...] = KINDS, assets: tuple[Asset, ...] | None = None) -> list[Asset]:
+    """The assets of `benchmark` of the kinds asked, model first; one line listing what can be fetched if none."""
+    pool = catalogue.ASSETS if assets is None else assets
+    mine = sorted((a for a in pool if a.benchmark == benchmark), key=lambda a: KINDS.index(a.kind))
+    if not mine:
+        can = ", ".join(fetchable(pool)) or "none yet"
+        raise SubtoolError(f"subtool cannot fetch {benchmark!r}; it can fetch: {can}", rule="fetch.unknown_model")
+    chosen = [a for a in mine if a.kind in kinds]
+    if not chosen:
+        raise SubtoolError(f"{benchmark} has no {' or '.join(kinds)} to fetch", rule="fetch.unknown_model")
+    return chosen
+
+
+def _mirror(mirror: str | None) -> str | None:
+    mirror = mirror or os.environ.get(MIRROR_ENV) or None
+    if mirror and not mirror.startswith(("http://", "https://")):
+        raise SubtoolError(f"the mirror {mirror!r} is not an http(s) URL", rule="fetch.mirror")
+    return mirror
+
+
+def plan(
+    benchmark: str,
+    *,
+    kinds: tuple[str, ...] = KINDS,
+    mirror: str | None = None,
+    assets: tuple[Asset, ...] | None = None,
+) -> dict:
+    """Every file to download: URL, size, checksum, where it goes for --from. Needs no network except the Hub's
+    listing; without the Hub the plan says which repository, revision, patterns and token."""
+    chosen = select(benchmark, kinds, assets)
+    mirror = _mirror(mirror)
+    return plan_dict(benchmark, [plan_asset(a, mirror, need_hub=False) for a in chosen])
+
+
+def fetch(
+    benchmark: str,
+    *,
+    kinds: tuple[str, ...] = KINDS,
+    to: Path | None = None,
+    mirror: str | None = None,
+    assets: tuple[Asset, ...] | None = None,
+    say: Say = lambda line: None,
+    progress: bool = False,
+    settings: http.Settings | None = None,
+) -> FetchResult:
+    chosen = select(benchmark, kinds, assets)
+    mirror = _mirror(mirror)
+    root = Path(to) if to is not None else cache_root()
+    bar = http.Progress(progress)
+    outcomes = []
+    for asset in chosen:
+        outcome = _already(asset, root, say)
+        if outcome is None:
+            with _one_writer(root, asset):
+                outcome = _download_asset(asset, root, mirror, bar, say, settings or http.Settings())
+        outcomes.append(outcome)
+    return FetchResult(benchmark, root, to is None, outcomes)
+
+
+@contextlib.contextmanager
+def _one_writer(root: Path, asset: Asset) -> Iterator[None]:
+    """One fetch at a time per benchmark and cache: a second one stops with one line (the first one's staging
+    files are its own)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive(staging_dir(root, asset.benchmark, asset.kind).parent))
+        except SubtoolError as err:
+            if err.rule != "out.locked":
+                raise
+            raise SubtoolError(
+                f"another subtool fetch is installing {asset.benchmark} here",
+                path=store.asset_dir(asset.benchmark, asset.kind, root),
+                rule="fetch.locked",
+                hint="let it finish, then run the same command again",
+            ) from None
+        yield
+
+
+def _already(asset: Asset, root: Path, say: Say) -> Outcome | None:
+    """Installed and intact: nothing to do. The same source installed for a twin benchmark (the -99 and -99.9
+    variants share files): linked in, nothing downloaded."""
+    found = intact(asset, root, identity(asset))
+    if found is not None:
+        say(f"{asset.benchmark} {asset.kind}: already installed and intact in {found.root}; nothing downloaded")
+        return Outcome(asset.benchmark, asset.kind, "already installed", found)
+    other = twin(asset, root, identity(asset))
+    if other is None:
+        return None
+    with _one_writer(root, asset):
+        done = install_twin(asset, other, root, identity(asset))
+    say(f"{asset.benchmark} {asset.kind}: the same files as {other.benchmark}'s, verified and linked into {done.root}")
+    return Outcome(asset.benchmark, asset.kind, "installed", done, [f"linked from {other.root}"])
+
+
+def _download_asset(asset: Asset, root: Path, mirror: str | None, bar, say: Say, settings: http.Settings) -> Outcome:
+    from subtool.fetch import hub
+
+    if asset.hub is not None:
+        hub.require_token(asset.hub)
+    p = plan_asset(asset, mirror, need_hub=True)
+    staging = staging_dir(root, asset.benchmark, asset.kind)
+    hub_settings = replace(settings, headers={**settings.headers, **hub.auth_headers()})
+    verified, notes = [], []
+    for src in p.sources:
+        v = _download(asset, src, staging, hub_settings if src.origin == "hub" else settings, bar, say)
+        if src.origin == "first-download":
+            notes.append(f"{src.name}: no official checksum; sha256 {v.digests.sha256} recorded from this download")
+            say(f"{asset.benchmark}/{asset.kind}/{notes[-1]}")
+        verified.append(v)
+    done = install(asset, verified, root, commit=p.commit, identity=identity(asset))
+    say(f"{asset.benchmark} {asset.kind}: installed {len(done.files)} files in {done.root}")
+    return Outcome(asset.benchmark, asset.kind, "installed", done, notes)
+
+
+def _download(asset: Asset, src: Source, staging: Path, settings: http.Settings, bar, say: Say) -> Verified:
+    files = staging / "files"
+    v = already_verified(src, files)
+    if v is not None:
+        return v
+    label = f"{asset.benchmark}/{asset.kind}/{src.name}"
+    part = staging / "parts" / f"{src.name}.part"
+    try:
+        with bar.file(src.name, src.size) as (advance, restart):
+            http.fetch_to_part(src.url, part, size=src.size, settings=settings, on_bytes=advance, on_restart=restart)
+    except http.RemoteError as err:
+        if src.origin == "hub" and err.status in (401, 403) and asset.hub is not None:
+            from subtool.fetch.hub import refused
+
+            raise refused(asset.hub, err.status) from None
+        raise
+    return accept(src, part, files, label=label)
+
+
+# ------------------------------------------------------------------------------------------------ --from DIR
+def install_from(
+    benchmark: str,
+    source_dir: Path,
+    *,
+    kinds: tuple[str, ...] = KINDS,
+    to: Path | None = None,
+    assets: tuple[Asset, ...] | None = None,
+    say: Say = lambda line: None,
+) -> FetchResult:
+    """Verify the files copied by hand into `<source_dir>/<benchmark>/<kind>/<name>` and install them. A missing
+    or corrupt file is refused by name (exit 2); nothing is installed for that asset then."""
+    chosen = select(benchmark, kinds, assets)
+    if not Path(source_dir).is_dir():
+        raise SubtoolError("no such directory", path=source_dir, rule="fetch.from_dir")
+    root = Path(to) if to is not None else cache_root()
+    hub_plan = _read_hub_plan(Path(source_dir) / benchmark / PLAN_NAME)
+    outcomes = []
+    for asset in chosen:
+        outcome = _already(asset, root, say)
+        if outcome is None:
+            with _one_writer(root, asset):
+                outcome = _from_asset(asset, Path(source_dir), root, hub_plan, say)
+        outcomes.append(outcome)
+    return FetchResult(benchmark, root, to is None, outcomes)
+
+
+def _read_hub_plan(path: Path) -> dict | None:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(32 << 20)
+    except OSError:
+        return None
+    found = read_plan(data)
+    if found is None:
+        raise SubtoolError("not a plan written by `subtool fetch --plan --json`", path=path, rule="fetch.plan")
+    return found
+
+
+def _from_sources(asset: Asset, source_dir: Path, hub_plan: dict | None) -> tuple[list[Source], str | None]:
+    sources = [file_source(f, None) for f in asset.files]
+    if asset.hub is None:
+        return sources, None
+    listed = (hub_plan or {}).get((asset.benchmark, asset.kind))
+    if listed is None:
+        plan_path = source_dir / asset.benchmark / PLAN_NAME
+        raise SubtoolError(
+            f"the Hub's checksums of {asset.hub.repo_id} are needed: save the plan there "
+            f"(`subtool fetch {asset.benchmark} --plan --json {plan_path}` on a machine that reaches the Hub)",
+            path=plan_path,
+            rule="fetch.plan",
+        )
+    hub = asset.hub
+    stray = [s.name for s in listed.sources if not any(fnmatch.fnmatchcase(s.name, p) for p in hub.patterns)]
+    if (listed.repo_id, listed.revision) != (hub.repo_id, hub.revision) or stray:
+        raise SubtoolError(
+            f"the plan lists {listed.repo_id}@{listed.revision}"
+            + (f" with {stray[0]}" if stray else "")
+            + f"; the catalogue wants {hub.repo_id}@{hub.revision} files {', '.join(hub.patterns)}"
+            + ": make the plan again",
+            path=source_dir / asset.benchmark / PLAN_NAME,
+            rule="fetch.plan",
+        )
+    return sources + list(listed.sources), listed.commit
+
+
+def _from_asset(asset: Asset, source_dir: Path, root: Path, hub_plan: dict | None, say: Say) -> Outcome:
+    import shutil
+
+    sources, commit = _from_sources(asset, source_dir, hub_plan)
+    staging = staging_dir(root, asset.benchmark, asset.kind)
+    verified, notes = [], []
+    for src in sources:
+        given = source_dir / asset.benchmark / asset.kind / src.name
+        if not given.is_file():
+            raise SubtoolError("missing (the plan puts it there)", path=given, rule="fetch.from_missing")
+        part = staging / "parts" / f"{src.name}.part"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(given, part)
+        v = accept(src, part, staging / "files", label=str(given), exit_code=EXIT_USAGE)
+        if src.origin == "first-download":
+            notes.append(f"{src.name}: no official checksum; sha256 {v.digests.sha256} recorded from this copy")
+            say(f"{asset.benchmark}/{asset.kind}/{notes[-1]}")
+        verified.append(v)
+    done = install(asset, verified, root, commit=commit, identity=identity(asset))
+    say(f"{asset.benchmark} {asset.kind}: verified and installed {len(done.files)} files in {done.root}")
+    return Outcome(asset.benchmark, asset.kind, "installed", done, notes)

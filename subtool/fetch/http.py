@@ -1,0 +1,234 @@
+"""One file over HTTP(S) into a `.part` file: retries with back-off, resume with Range requests, verification.
+
+`requests` with urllib3's `Retry` retries what fails before the body starts (connection refused or reset, 5xx,
+429); a connection dropped mid-body is resumed from the bytes already on disk (`Range: bytes=N-`). A server that
+ignores Range answers 200 with the whole body: the part file starts again from zero. Nothing here moves a file
+where `run` reads: the caller moves a verified part into place (api.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from subtool.errors import EXIT_REMOTE, SubtoolError
+
+CHUNK = 1 << 20
+TIMEOUT = (15, 60)  # connect, read (seconds without a byte)
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    retries: int = 5  # per request (urllib3) and, separately, resumes of one file after a dropped body
+    backoff: float = 1.0  # seconds, doubled each retry
+    timeout: tuple[float, float] = TIMEOUT
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. the Hub's Authorization (never printed)
+
+
+def session(settings: Settings) -> requests.Session:
+    retry = Retry(
+        total=settings.retries,
+        connect=settings.retries,
+        read=settings.retries,
+        status=settings.retries,
+        backoff_factor=settings.backoff,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        raise_on_status=False,  # the last 5xx comes back as a response: one line names it
+        respect_retry_after_header=True,
+    )
+    s = requests.Session()
+    s.trust_env = True  # proxies (and ~/.netrc, for a mirror that asks) from the environment, as clusters set them
+    adapter = HTTPAdapter(max_retries=retry)
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    return s
+
+
+class RemoteError(SubtoolError):
+    """A download that failed on the remote side (exit 3)."""
+
+    def __init__(self, message: str, *, url: str, rule: str, hint: str | None = None, status: int | None = None):
+        super().__init__(message, path=url, rule=rule, hint=hint, exit_code=EXIT_REMOTE)
+        self.status = status
+
+
+def _offset_of(response: requests.Response) -> int | None:
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+    return int(match.group(1)) if match else None
+
+
+def _check_status(response: requests.Response, url: str) -> None:
+    code = response.status_code
+    if code in (200, 206):
+        return
+    if code in (401, 403):
+        raise RemoteError(f"refused (HTTP {code})", url=url, rule="fetch.refused", status=code)
+    if code == 404:
+        raise RemoteError("not found (HTTP 404)", url=url, rule="fetch.not_found", status=code)
+    raise RemoteError(f"the server answered HTTP {code}", url=url, rule="fetch.http_status", status=code)
+
+
+def _open(s: requests.Session, url: str, have: int, settings: Settings) -> tuple[requests.Response, int]:
+    """GET from byte `have`; returns the response and the offset its body starts at (0: the server ignored the
+    Range, or `have` was 0)."""
+    headers = {"Accept-Encoding": "identity", **settings.headers}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    response = s.get(url, headers=headers, stream=True, timeout=settings.timeout, allow_redirects=True)
+    if response.status_code == 416 and have:  # asked past the end: the part is longer than the file
+        response.close()
+        return _open(s, url, 0, settings)
+    _check_status(response, url)
+    if response.status_code == 206:
+        start = _offset_of(response)
+        if start != have:  # a Range answer we did not ask for: trust nothing, start again
+            response.close()
+            return _open(s, url, 0, settings) if have else (response, 0)
+        return response, have
+    return response, 0
+
+
+def _stream(response: requests.Response, part: Path, start: int, on_bytes: Callable[[int], None]) -> None:
+    with response, open(part, "r+b" if start else "wb") as fh:
+        fh.seek(start)
+        fh.truncate()
+        read1 = getattr(response.raw, "read1", None)  # urllib3 >= 2.3: what arrived, so a drop loses nothing
+        blocks = iter(lambda: read1(CHUNK), b"") if read1 is not None else response.iter_content(CHUNK)
+        for block in blocks:
+            fh.write(block)
+            on_bytes(len(block))
+
+
+_DROPPED = (
+    urllib3.exceptions.HTTPError,  # read1 raises urllib3's own: IncompleteRead, ProtocolError, ReadTimeoutError
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+)
+
+
+def fetch_to_part(
+    url: str,
+    part: Path,
+    *,
+    size: int | None,
+    settings: Settings,
+    on_bytes: Callable[[int], None] = lambda n: None,
+    on_restart: Callable[[int], None] = lambda have: None,
+) -> None:
+    """Download `url` into `part`, resuming what is there. Returns when the body was read to its end (and, where
+    `size` is known, the part has that size). Raises RemoteError (exit 3) after `settings.retries` dropped bodies."""
+    part.parent.mkdir(parents=True, exist_ok=True)
+    have = part.stat().st_size if part.exists() else 0
+    if size is not None and have > size:
+        have = 0
+    drops = 0
+    with session(settings) as s:
+        while True:
+            if size is not None and have == size and have > 0:
+                return
+            try:
+                response, start = _open(s, url, have, settings)
+                on_restart(start)
+                _stream(response, part, start, on_bytes)
+            except _DROPPED as exc:
+                drops += 1
+                have = part.stat().st_size if part.exists() else 0
+                if drops > settings.retries:
+                    raise RemoteError(
+                        f"the connection failed {drops} times ({type(exc).__name__})",
+                        url=url,
+                        rule="fetch.network",
+                        hint="run the same command again: it resumes from the bytes already downloaded",
+                    ) from None
+                time.sleep(settings.backoff * (2 ** (drops - 1)))
+                continue
+            except requests.exceptions.RequestException as exc:
+                raise RemoteError(f"cannot download ({type(exc).__name__})", url=url, rule="fetch.network") from None
+            have = part.stat().st_size
+            if size is None or have == size:
+                return
+            if have > size:
+                remove(part)
+                raise RemoteError(f"the server sent {have} bytes, the source says {size}", url=url, rule="fetch.size")
+            drops += 1  # a body that ended early without an error: resume like a dropped connection
+            if drops > settings.retries:
+                raise RemoteError(f"the body ended after {have} of {size} bytes", url=url, rule="fetch.network")
+
+
+@dataclass(frozen=True)
+class Digests:
+    size: int
+    sha256: str
+    md5: str | None = None  # only when asked: a source that gives no md5 needs none
+
+
+def digests(path: Path, *, md5: bool = False) -> Digests:
+    sha, m5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if md5 else None, 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            sha.update(block)
+            if m5 is not None:
+                m5.update(block)
+            size += len(block)
+    return Digests(size, sha.hexdigest(), m5.hexdigest() if m5 is not None else None)
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The Hub's `blobId` of a file kept in git (not LFS): sha1 of "blob <size>\\0" + the bytes."""
+    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Progress:
+    """A rich progress bar on stderr, only when enabled (a terminal, not --json); silent otherwise."""
+
+    def __init__(self, enabled: bool):
+        self._bar = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+            self._bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+
+    @contextlib.contextmanager
+    def file(self, label: str, total: int | None) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+        """(advance by n bytes, restart at byte n) for one file."""
+        if self._bar is None:
+            yield (lambda n: None), (lambda n: None)
+            return
+        bar = self._bar
+        with bar:
+            task = bar.add_task(label, total=total)
+            try:
+                yield (lambda n: bar.advance(task, n)), (lambda n: bar.update(task, completed=n))
+            finally:
+                bar.remove_task(task)
+
+
+def remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

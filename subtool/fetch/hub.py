@@ -1,0 +1,140 @@
+"""A Hugging Face repository's files (HubFiles) as a list fetch can download and verify, through huggingface_hub.
+
+The listing is the Hub's own metadata at the revision (`HfApi.model_info(files_metadata=True)`): each file's size,
+and the sha256 of an LFS file or the git blob id of a small one. Every file is then downloaded from its
+`resolve/<commit>/<name>` URL, pinned to the commit the revision resolved to, so one install is one commit.
+
+The endpoint is `$HF_ENDPOINT` (read at call time; a mirror of the Hub on an air-gapped cluster) and the token is
+`$HF_TOKEN` and nothing else (never an argument, never printed, never written; no stored login is read).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+
+from subtool.errors import EXIT_REMOTE, EXIT_USAGE, SubtoolError
+from subtool.mlperf.assets import HubFiles
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+@dataclass(frozen=True)
+class HubFile:
+    name: str
+    url: str
+    size: int | None
+    sha256: str | None  # LFS files
+    blob_id: str | None  # files kept in git: sha1 of "blob <size>\0" + bytes
+
+
+@dataclass(frozen=True)
+class Listing:
+    repo_id: str
+    revision: str  # as asked
+    commit: str  # what it resolved to
+    files: tuple[HubFile, ...]
+
+
+def endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def token() -> str | None:
+    return os.environ.get("HF_TOKEN") or None
+
+
+def auth_headers() -> dict[str, str]:
+    tok = token()
+    return {"authorization": f"Bearer {tok}"} if tok else {}
+
+
+def model_page(hub: HubFiles) -> str:
+    return f"{endpoint()}/{hub.repo_id}"
+
+
+def license_page(hub: HubFiles) -> str:
+    """Where the license is accepted: huggingface.co itself, also when HF_ENDPOINT is a mirror."""
+    return f"{DEFAULT_ENDPOINT}/{hub.repo_id}"
+
+
+def require_token(hub: HubFiles) -> None:
+    """A gated repository without $HF_TOKEN: one line before anything is downloaded (exit 2)."""
+    if hub.gated and not token():
+        raise SubtoolError(
+            f"{hub.repo_id} is gated: set HF_TOKEN to your Hugging Face token and accept the license on "
+            f"{license_page(hub)}",
+            rule="fetch.hub_token",
+            exit_code=EXIT_USAGE,
+        )
+
+
+def refused(hub: HubFiles, status: int | str) -> SubtoolError:
+    with_token = "with the token in HF_TOKEN" if token() else "without a token (HF_TOKEN is not set)"
+    return SubtoolError(
+        f"the Hub refused {hub.repo_id} {with_token} (HTTP {status})",
+        rule="fetch.hub_refused",
+        hint=f"accept the license on {license_page(hub)} with the account whose token is in HF_TOKEN",
+        exit_code=EXIT_REMOTE,
+    )
+
+
+def file_url(repo_id: str, name: str, commit: str) -> str:
+    from huggingface_hub import hf_hub_url
+
+    return hf_hub_url(repo_id, name, revision=commit, endpoint=endpoint())
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def listing(hub: HubFiles) -> Listing:
+    """The files of `hub` matching its patterns, with the Hub's sizes and checksums. Raises SubtoolError: exit 3
+    when the Hub cannot be reached or refuses, 2 for a repository or revision that does not exist."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint(), token=token() or False, library_name="subtool")
+    try:
+        info = api.model_info(hub.repo_id, revision=hub.revision, files_metadata=True)
+    except Exception as exc:  # noqa: BLE001 - huggingface_hub and its HTTP client raise many types
+        raise _hub_error(hub, exc) from None
+    commit = info.sha or hub.revision
+    files = []
+    for sib in info.siblings or []:
+        if not _matches(sib.rfilename, hub.patterns):
+            continue
+        sha = sib.lfs.sha256 if sib.lfs else None
+        size = sib.lfs.size if sib.lfs else sib.size
+        files.append(HubFile(sib.rfilename, file_url(hub.repo_id, sib.rfilename, commit), size, sha, sib.blob_id))
+    if not files:
+        raise SubtoolError(
+            f"no file of {hub.repo_id}@{hub.revision} matches {', '.join(hub.patterns)}",
+            path=model_page(hub),
+            rule="fetch.hub_empty",
+            exit_code=EXIT_REMOTE,
+        )
+    return Listing(hub.repo_id, hub.revision, commit, tuple(sorted(files, key=lambda f: f.name)))
+
+
+def _hub_error(hub: HubFiles, exc: Exception) -> SubtoolError:
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(exc, GatedRepoError) or status in (401, 403):
+        return refused(hub, status or "401")
+    if isinstance(exc, RevisionNotFoundError):
+        return SubtoolError(
+            f"{hub.repo_id} has no revision {hub.revision}", path=model_page(hub), rule="fetch.hub_revision"
+        )
+    if isinstance(exc, RepositoryNotFoundError):
+        return SubtoolError(f"no repository {hub.repo_id} on {endpoint()}", rule="fetch.hub_repo")
+    what = f"HTTP {status}" if isinstance(exc, HfHubHTTPError) and status else type(exc).__name__
+    return SubtoolError(
+        f"cannot list {hub.repo_id}@{hub.revision} on {endpoint()} ({what})",
+        rule="fetch.hub_unreachable",
+        hint="check the network, or set HF_ENDPOINT to your Hub mirror",
+        exit_code=EXIT_REMOTE,
+    )

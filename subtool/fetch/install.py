@@ -1,0 +1,207 @@
+"""From verified bytes to an installed asset: staging, verification, the one rename, the manifest last.
+
+Every file is downloaded (or copied, for `--from`) into `<root>/assets/.staging/<benchmark>/<kind>/`, never into
+the folder `run` reads. A file is moved from `parts/` to `files/` only once it verified; archives unpack into
+`tree/`. The asset folder is then built beside the installed one and replaces it in one rename
+(fsutil.staged_directory), with MANIFEST.json written last inside it: an interrupted fetch leaves the old copy
+(or nothing), never a mix.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from subtool.errors import EXIT_REMOTE, SubtoolError
+from subtool.fetch import store
+from subtool.fetch.http import Digests, digests, git_blob_sha1
+from subtool.fetch.plan import Source, safe_name
+from subtool.fetch.unpack import unpack
+from subtool.fsutil import staged_directory
+from subtool.mlperf.assets import Asset
+
+
+def staging_dir(root: Path, benchmark: str, kind: str) -> Path:
+    return root / "assets" / ".staging" / benchmark / kind
+
+
+@dataclass(frozen=True)
+class Verified:
+    source: Source
+    path: Path  # in staging
+    digests: Digests
+
+
+def check(src: Source, path: Path, *, label: str, exit_code: int = EXIT_REMOTE) -> Digests:
+    """`path` against what `src` promises: size, then sha256 (or md5, or the Hub's git blob id). A source with
+    no checksum at all must say so (`first-download`); otherwise it is refused, never passed silently."""
+    d = digests(path, md5=bool(src.md5 and not src.sha256))
+    if src.size is not None and d.size != src.size:
+        raise SubtoolError(
+            f"{d.size} bytes, the source says {src.size}", path=label, rule="fetch.size", exit_code=exit_code
+        )
+    expected, got, what = _checksum(src, d, path)
+    if expected is None:
+        if src.origin != "first-download":
+            raise SubtoolError(
+                f"the {src.origin} source gives no checksum", path=label, rule="fetch.no_checksum", exit_code=2
+            )
+        return d
+    if got != expected:
+        raise SubtoolError(
+            f"{what} {got} is not the {src.origin} {expected}", path=label, rule="fetch.checksum", exit_code=exit_code
+        )
+    return d
+
+
+def _checksum(src: Source, d: Digests, path: Path) -> tuple[str | None, str | None, str]:
+    if src.sha256:
+        return src.sha256.lower(), d.sha256, "sha256"
+    if src.md5:
+        return src.md5.lower(), d.md5, "md5"
+    if src.blob_id:
+        return src.blob_id.lower(), git_blob_sha1(path), "git blob id"
+    return None, None, ""
+
+
+def accept(src: Source, part: Path, files: Path, *, label: str, exit_code: int = EXIT_REMOTE) -> Verified:
+    """Verify a downloaded part; a bad one is removed (the next try starts clean) and refused by name."""
+    try:
+        d = check(src, part, label=label, exit_code=exit_code)
+    except SubtoolError:
+        part.unlink(missing_ok=True)
+        raise
+    target = files / src.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(part, target)
+    return Verified(src, target, d)
+
+
+def already_verified(src: Source, files: Path) -> Verified | None:
+    """A file a previous, interrupted fetch verified and left in staging."""
+    path = files / src.name
+    if not path.is_file():
+        return None
+    try:
+        return Verified(src, path, check(src, path, label=src.name))
+    except SubtoolError:
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _entry(rel: str, path: Path, origin: str, d: Digests | None = None) -> store.InstalledFile:
+    d = d or digests(path)
+    return store.InstalledFile(rel, d.size, d.sha256, origin)
+
+
+def _unpacked(v: Verified, tree: Path) -> list[tuple[str, Path, str]]:
+    dest = tree / v.source.name
+    shutil.rmtree(dest, ignore_errors=True)
+    made = unpack(v.path, v.source.unpack or "", dest, name=v.source.name)
+    return [(p.as_posix(), dest / p, v.source.origin) for p in made]
+
+
+def install(
+    asset: Asset, verified: list[Verified], root: Path, *, commit: str | None, identity: dict
+) -> store.Installed:
+    """Move the verified files (archives unpacked) into the asset folder under `root`; manifest last."""
+    staging = staging_dir(root, asset.benchmark, asset.kind)
+    layout: list[tuple[str, Path, str]] = []
+    known: dict[Path, Digests] = {}
+    for v in verified:
+        if v.source.unpack:
+            layout += _unpacked(v, staging / "tree")
+        else:
+            layout.append((v.source.name, v.path, v.source.origin))
+            known[v.path] = v.digests
+    _refuse_clashes(asset, layout)
+    final = store.asset_dir(asset.benchmark, asset.kind, root)
+    when = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    with staged_directory(final) as tmp:
+        entries = []
+        for rel, path, origin in layout:
+            entries.append(_entry(rel, path, origin, known.get(path)))
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, tmp / rel)
+        if not (tmp / asset.run_path).exists():
+            raise SubtoolError(
+                f"the installed files have no {asset.run_path!r} (the catalogue's run_path)",
+                path=f"{asset.benchmark}/{asset.kind}",
+                rule="fetch.run_path",
+            )
+        record = store.Installed(
+            asset.benchmark, asset.kind, tmp, tmp / asset.run_path, asset.document, commit, when, tuple(entries)
+        )
+        store.write_manifest(record, source=identity)
+    shutil.rmtree(staging, ignore_errors=True)
+    return store.Installed(
+        asset.benchmark, asset.kind, final, final / asset.run_path, asset.document, commit, when, tuple(entries)
+    )
+
+
+def _refuse_clashes(asset: Asset, layout: list[tuple[str, Path, str]]) -> None:
+    seen: set[str] = set()
+    for rel, _, _ in layout:
+        if not safe_name(rel) or rel == store.MANIFEST or rel in seen:
+            raise SubtoolError(
+                f"two files, or a file and the manifest, would be {rel!r}",
+                path=f"{asset.benchmark}/{asset.kind}",
+                rule="fetch.layout",
+            )
+        seen.add(rel)
+
+
+def intact(asset: Asset, root: Path, identity: dict) -> store.Installed | None:
+    """The installed copy when it came from the same source and every file still has its recorded sha256."""
+    found = store.installed(asset.benchmark, asset.kind, cache=root)
+    if found is None:
+        return None
+    record = store.read_manifest(found.root) or {}
+    if record.get("source") != identity:
+        return None
+    try:
+        if any(digests(found.root / f.name).sha256 != f.sha256 for f in found.files):
+            return None
+    except OSError:
+        return None
+    return found
+
+
+def twin(asset: Asset, root: Path, identity: dict) -> store.Installed | None:
+    """An intact install of the same source under another benchmark name (bert-99 and bert-99.9 share their
+    checkpoint and data set): it can be linked in instead of downloaded again."""
+    from dataclasses import replace
+
+    folder = root / "assets"
+    try:
+        names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return None
+    for name in names:
+        if name != asset.benchmark and (found := intact(replace(asset, benchmark=name), root, identity)):
+            return found
+    return None
+
+
+def install_twin(asset: Asset, found: store.Installed, root: Path, identity: dict) -> store.Installed:
+    """Install `found`'s verified files for `asset`: hard links where the file system allows (installed files
+    are never written in place, only replaced), else copies; manifest last, as for a download."""
+    final = store.asset_dir(asset.benchmark, asset.kind, root)
+    when = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    with staged_directory(final) as tmp:
+        for f in found.files:
+            (tmp / f.name).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(found.root / f.name, tmp / f.name)
+            except OSError:
+                shutil.copy2(found.root / f.name, tmp / f.name)
+        record = store.Installed(
+            asset.benchmark, asset.kind, tmp, tmp / asset.run_path, asset.document, found.revision, when, found.files
+        )
+        store.write_manifest(record, source=identity)
+    return store.Installed(
+        asset.benchmark, asset.kind, final, final / asset.run_path, asset.document, found.revision, when, found.files
+    )
