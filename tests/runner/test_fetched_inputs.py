@@ -160,3 +160,25 @@ def test_run_on_fetched_files_names_them_and_records_their_checksums(cache, tmp_
         **{("model", f.name): f.sha256 for f in model.files},
         ("dataset", small_squad.name): sha256(small_squad),
     }
+
+
+def test_all_on_fetched_files_is_closed_and_its_readme_names_them(
+    cache, tmp_path, tiny_checkpoint, small_squad, instant_backend
+):
+    """`subtool all --submitter TeamX` with nothing but fetched files: a closed result (TEST01 run) whose README
+    names every file and its checksum, from the run record."""
+    model = install_as_fetched(cache, "bert-99", "model", tiny_checkpoint)
+    data = install_as_fetched(cache, "bert-99", "dataset", small_squad)
+    out = tmp_path / "out"
+    argv = ["all", "--submitter", "TeamX", "--model", "bert-99", "--backend", instant_backend, "--out", str(out)]
+    res = CliRunner().invoke(app, argv)
+    # the tiny checkpoint's answers are below the accuracy target: the checker says so (exit 1), nothing else fails
+    assert res.exit_code == 1, res.output
+    assert str(data.run_path) in res.output and "embedded demo" not in res.output
+    record = json.loads((out / "runs/bert-99/Offline/run.json").read_text())
+    assert record["division_hint"] == "closed" and set(record["compliance"]) == {"TEST01"}
+    [readme] = (out / "submission/closed/TeamX/results").glob("*/bert-99/Offline/README.md")
+    text = readme.read_text()
+    for f in (*model.files, *data.files):
+        assert f"`{f.name}`: sha256 `{f.sha256}`" in text
+    assert str(cache) not in text
