@@ -14,6 +14,7 @@ from pathlib import Path
 
 from subtool import __version__
 from subtool.mlperf.layout import ResultKey, layout_for
+from subtool.mlperf.run_record import run_assets
 from subtool.package.importers import ImportedResult
 
 DEMO_BANNER = (
@@ -148,6 +149,7 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
             "",
             "```bash",
             install_command(src),
+            *fetch_commands(imp),
             cmd,
             "```",
         ]
@@ -219,8 +221,6 @@ def _asset_line(entry: dict) -> str:
 def assets_section(imp: ImportedResult) -> list[str]:
     """The result README's "Checkpoint and data set": the files the run read, their sha256 and where they came
     from, from the run record (`subtool run` wrote it; a fetched file's checksum is the one fetch verified)."""
-    from subtool.mlperf.run_record import run_assets
-
     if imp.run is None:
         return []
     if imp.demo:
@@ -239,6 +239,14 @@ def assets_section(imp: ImportedResult) -> list[str]:
                 f"- … and {len(mine) - _MAX_LISTED} more {_KIND_WORDS[kind].lower()} files (run.json lists them)"
             )
     return lines
+
+
+def fetch_commands(imp: ImportedResult) -> list[str]:
+    """`subtool fetch MODEL` when the run read fetched files: its command names no path, and without the fetch
+    it would run the embedded demo instead."""
+    fetched = [e for e in run_assets(imp.run) if e.get("origin") in _ORIGINS] if imp.run and not imp.demo else []
+    model = (imp.run or {}).get("model")
+    return [shlex.join(["subtool", "fetch", model])] if fetched and isinstance(model, str) else []
 
 
 RESULTS_HEADING = "## Results in this tree"

@@ -81,12 +81,15 @@ def test_readme_names_fetched_and_given_files_with_their_checksums(pkg_lg, pkg_c
     assert "`dev-v1.1.json`" in data and "3" * 64 in data and "given with `--dataset-path`" in data
     assert "/home/alice" not in readme  # the submitter's own paths stay in run.json, out of a public tree
     assert readme.index(ASSETS_HEADING) < readme.index("## Settings")
+    # fetched files: the reproduction fetches them before the command (which names no path)
+    assert "\nsubtool fetch bert-99\nsubtool run --model bert-99" in readme
 
 
 def test_a_given_checkpoint_is_said_unverified_and_old_records_keep_their_readme(pkg_lg, pkg_copy, tmp_path):
     given = {"kind": "model", "path": "/x/bert-large", "name": "bert-large", "origin": "given", "note": NOT_VERIFIED}
     readme = _readme(tmp_path, _with_assets(pkg_copy(pkg_lg["Offline"]), [given]))
     assert _section(readme) == ["- Checkpoint `bert-large`: given with `--model-path`; not verified by subtool"]
+    assert "subtool fetch" not in readme
     # a record without assets nor paths (the fixtures' runs, older subtool versions): no section at all
     assert ASSETS_HEADING not in _readme(tmp_path / "old", pkg_lg["Offline"])
 

@@ -182,3 +182,6 @@ def test_all_on_fetched_files_is_closed_and_its_readme_names_them(
     for f in (*model.files, *data.files):
         assert f"`{f.name}`: sha256 `{f.sha256}`" in text
     assert str(cache) not in text
+    # reproducing it fetches first: the command names no path, and without the files it would run the demo
+    block = text[text.index("```bash") : text.rindex("```")].splitlines()
+    assert block[2] == "subtool fetch bert-99" and block[3].startswith("subtool ")  # argv: this test's
