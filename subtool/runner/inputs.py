@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from subtool.errors import SubtoolError
+from subtool.errors import SubtoolError, os_error
 from subtool.fetch.store import Installed, InstalledFile, asset_dir, installed
 from subtool.mlperf.run_record import NOT_VERIFIED
 
@@ -124,9 +124,12 @@ def _verify_dataset(asset: Installed) -> None:
     if main is None or main.size > VERIFY_LIMIT:
         return
     h = hashlib.sha256()
-    with open(asset.run_path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
+    try:
+        with open(asset.run_path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except OSError as exc:
+        raise os_error(exc, action="cannot read the fetched data set", path=asset.run_path) from None
     _check_same(asset, main, h.hexdigest())
 
 

@@ -107,6 +107,22 @@ def test_a_data_set_changed_since_the_fetch_is_refused_by_name(cache, tiny_check
     check_run_hash(_resolve(model_path=tiny_checkpoint, dataset_path=small_squad)[0].inputs, "0" * 64)  # given
 
 
+def test_an_unreadable_fetched_data_set_is_one_error_naming_it(cache, tiny_checkpoint, small_squad):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file")
+    install_as_fetched(cache, "bert-99", "model", tiny_checkpoint)
+    data = install_as_fetched(cache, "bert-99", "dataset", small_squad)
+    data.run_path.chmod(0)
+    try:
+        with pytest.raises(SubtoolError, match="cannot read the fetched data set") as err:
+            _resolve()
+    finally:
+        data.run_path.chmod(0o644)
+    assert err.value.path == str(data.run_path) and err.value.rule == "io.eacces"
+
+
 def test_decide_resolves_before_anything_loads(cache, small_squad):
     with pytest.raises(SubtoolError, match="--model-path is missing") as err:
         decide(RunOptions(dataset_path=small_squad, backend="torch-cpu"), lambda *a, **k: None)
