@@ -58,7 +58,7 @@ def resolve_inputs(opts, say):
     if found.get("dataset") is not None:
         _verify_dataset(found["dataset"])
     for asset in found.values():
-        say(describe(asset))
+        say(describe(asset), soft_wrap=True)  # a path stays whole, for copying
     model, dataset = found.get("model"), found.get("dataset")
     return dataclasses.replace(
         opts,
