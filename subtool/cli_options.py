@@ -28,7 +28,7 @@ _DATASETS = (
     "The data set file: bert-99/bert-99.9 read the SQuAD v1.1 dev JSON (dev-v1.1.json); llama2-70b the processed "
     "OpenOrca pickle (open_orca_gpt4_tokenized_llama.sampled_24576.pkl); llama3.1-8b the processed CNN-DailyMail "
     "JSON with token ids (cnn_eval.json); gptj the processed CNN-DailyMail JSON (cnn_eval.json). Omit for the "
-    "embedded demo."
+    "one `subtool fetch` installed, else the embedded demo."
 )
 
 
@@ -64,7 +64,9 @@ class RunArgs:
 RUN_OPTIONS: dict[str, object] = {
     "model": typer.Option("bert-99", help=f"Benchmark: {', '.join(WORKLOAD_MODULES)}."),
     "scenario": typer.Option("Offline", help="Offline, Server, SingleStream or MultiStream."),
-    "model_path": typer.Option(None, help="Checkpoint directory; omit for the embedded demo."),
+    "model_path": typer.Option(
+        None, help="Checkpoint directory; omit for the one `subtool fetch` installed, else the embedded demo."
+    ),
     "dataset_path": typer.Option(None, help=_DATASETS),
     "run_style": typer.Option("short", help="short (try things, not submittable) or valid (official)."),
     "target_qps": typer.Option(None, help="Offline/Server target QPS written into user.conf."),
@@ -85,7 +87,9 @@ RUN_OPTIONS: dict[str, object] = {
         None, help="Samples per forward pass (default 32; the LLM demos choose their own; torch-cuda: ×384 tokens)."
     ),
     "threads": typer.Option(None, help="torch intra-op threads (default: all cores)."),
-    "demo": typer.Option(False, "--demo", help="Embedded demo (tiny random-weight model); no paths."),
+    "demo": typer.Option(
+        False, "--demo", help="Embedded demo (tiny random-weight model), even when `subtool fetch` installed files."
+    ),
     "endpoint": typer.Option(None, help="LLMs: OpenAI-compatible server URL (backend openai)."),
     "api_key_env": typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
     "max_new_tokens": typer.Option(None, help="LLMs: override the generation length."),
@@ -225,4 +229,5 @@ def run_options(run: RunArgs, *, backend: str, extra: dict, out: Path, mode: str
         compliance=list(run.compliance or []),
         argv=argv,
         round=run.version,
+        demo=run.demo,
     )

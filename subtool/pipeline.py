@@ -138,18 +138,21 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
 
 
 def _decided(opts: PipelineOptions, console) -> PipelineOptions:
-    """The round every stage works for, decided once by the run stage's api (and said when subtool chose it).
+    """The round every stage works for, decided once by the run stage's api (and said when subtool chose it),
+    and the checkpoint and data set the run reads (given, fetched or the demo's: the division follows from them).
     A closed result of a benchmark that round lists only in another variant would fail at packaging: say so
     before the run."""
     from subtool.mlperf.benchmarks import benchmark
     from subtool.mlperf.round_choice import refuse_closed
     from subtool.runner.api import run_round
+    from subtool.runner.inputs import resolve_inputs
 
     version = run_round(opts.run.model, opts.version, console.print)
+    opts = dataclasses.replace(opts, version=version, run=resolve_inputs(opts.run, console.print))
     bench = benchmark(opts.run.model)
     if bench is not None and _division(opts) == "closed":
         refuse_closed(bench, version)
-    return dataclasses.replace(opts, version=version, run=dataclasses.replace(opts.run, round=version))
+    return dataclasses.replace(opts, run=dataclasses.replace(opts.run, round=version))
 
 
 @dataclass
@@ -343,7 +346,7 @@ def _compliance_tests(opts: PipelineOptions) -> list[str]:
 
 def _division(opts: PipelineOptions) -> str:
     run = opts.run
-    demo = (run.model_path is None and run.dataset_path is None) or bool(run.extra.get("demo"))
+    demo = (run.model_path is None and run.dataset_path is None) or run.demo or bool(run.extra.get("demo"))
     return opts.division or ("open" if demo else "closed")
 
 

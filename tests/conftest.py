@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -48,10 +49,25 @@ def subtool_cache(tmp_path_factory):
     return tmp_path_factory.getbasetemp() / "subtool-cache"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session_cache(subtool_cache):
+    """The same for session fixtures, which are made before the per-test fixture below runs: never the user's
+    cache, where `subtool fetch` may have installed real checkpoints that a run without paths would use."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SUBTOOL_CACHE", str(subtool_cache))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(subtool_cache, monkeypatch):
     # one cache for the session (demo assets are costly to make), never the user's ~/.cache
     monkeypatch.setenv("SUBTOOL_CACHE", str(subtool_cache))
+    yield
+    # fetched files in the shared cache would turn every later demo run into a run on them: a test that installs
+    # assets uses a cache of its own (tests/runner/test_fetched_inputs.py's `cache`)
+    leaked = (subtool_cache / "assets").exists()
+    shutil.rmtree(subtool_cache / "assets", ignore_errors=True)  # the error stays with the test that leaked them
+    assert not leaked, "a test installed fetched assets into the session's cache"
 
 
 @pytest.fixture(scope="session")

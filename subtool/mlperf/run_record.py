@@ -69,6 +69,44 @@ def schema_problems(record: object) -> list[str]:
     return out
 
 
+@cache
+def _asset_validator():
+    from jsonschema import Draft202012Validator
+
+    from subtool.schemas import load_schema
+
+    return Draft202012Validator({"$defs": load_schema("run")["$defs"], "$ref": "#/$defs/asset"})
+
+
+NOT_VERIFIED = "not verified by subtool"  # run.json "assets": a checkpoint the user gave (never hashed)
+
+
+def run_assets(record: object) -> list[dict]:
+    """The checkpoint and data set files a run read (run.json "assets"), each entry one the schema accepts (any
+    other is left out: a reader of an untrusted record never raises). A record of an older version, without the
+    field, gives the paths it names: the data set with the run's sha256, the checkpoint unverified."""
+    if not isinstance(record, dict):
+        return []
+    entries = record.get("assets")
+    if "assets" not in record and not record.get("demo"):
+        entries = _legacy_assets(record)
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if _asset_validator().is_valid(e)]
+
+
+def _legacy_assets(record: dict) -> list[dict]:
+    out = []
+    for kind, key in (("model", "model_path"), ("dataset", "dataset_path")):
+        path = record.get(key)
+        if isinstance(path, str) and path:
+            entry = {"kind": kind, "name": Path(path).name or path, "path": path, "origin": "given"}
+            digest = record.get("dataset_sha256") if kind == "dataset" else None
+            entry.update({"sha256": digest} if digest else {"note": NOT_VERIFIED})
+            out.append(entry)
+    return out
+
+
 # ---------------------------------------------------------------------------------------- writing and reading
 def _finite(value: object) -> object:
     """`value` with every NaN or infinity (a SUT counter divided by zero) as null: JSON has no such numbers."""

@@ -13,6 +13,7 @@ from subtool.errors import SubtoolError
 from subtool.fsutil import staged_directory
 from subtool.mlperf.run_record import RUN_SCHEMA, load_run_record, schema_problems, write_run_record
 from subtool.runner.harness import MODES, check_scenario, user_conf_settings, write_user_conf
+from subtool.runner.inputs import RunInputs, assets_record, check_run_hash, resolve_inputs
 from subtool.runner.session import SessionSpec, spec_to_file
 
 ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "SUBTOOL_CACHE", "HF_HUB_OFFLINE")
@@ -39,6 +40,8 @@ class RunOptions:
     extra: dict = field(default_factory=dict)  # backend-specific options, passed to the SUT
     argv: list[str] = field(default_factory=list)
     round: str | None = None  # --version: the round the run is for (its RNG seeds); None: run_benchmark decides
+    demo: bool = False  # --demo: the embedded demo even when `subtool fetch` installed the model's files
+    inputs: RunInputs | None = None  # what the run reads, decided once (runner/inputs.py); None: not yet
 
 
 def run_dir_for(out: Path, model: str, scenario: str) -> Path:
@@ -85,7 +88,8 @@ def run_benchmark(opts: RunOptions, console=None) -> dict:
 def decide(opts: RunOptions, say) -> RunOptions:
     """The options with every choice made, once: the round (--version, else the default or the latest round
     that lists the model, said when subtool chose it), the backend, the precision (the family's
-    resolve_precision). Everything is checked here, before any data or weights load."""
+    resolve_precision), the checkpoint and data set (given, fetched or the demo's: runner/inputs.py). Everything
+    is checked here, before any data or weights load."""
     import dataclasses
 
     from subtool.runner.workload import get_workload
@@ -108,6 +112,7 @@ def decide(opts: RunOptions, say) -> RunOptions:
     version = run_round(spec.name, opts.round, say)
     backend = resolve_backend(opts.backend, spec, say)
     precision = workload.resolve_precision(backend, opts.precision)
+    opts = resolve_inputs(opts, say)
     _check_inputs(opts)
     return dataclasses.replace(
         opts,
@@ -132,13 +137,6 @@ def run_round(model: str, version: str | None, say) -> str:
 
 
 def _check_inputs(opts: RunOptions) -> None:
-    demo = opts.model_path is None and opts.dataset_path is None
-    if not demo and (opts.model_path is None or opts.dataset_path is None):
-        missing = "--dataset-path" if opts.dataset_path is None else "--model-path"
-        raise SubtoolError(
-            f"{missing} is missing: give both --model-path and --dataset-path, or neither for the embedded demo",
-            rule="run.inputs",
-        )
     if opts.dataset_path is not None and not Path(opts.dataset_path).is_file():
         raise SubtoolError("dataset file not found", path=opts.dataset_path, rule="dataset.missing")
     if opts.user_conf is not None and not Path(opts.user_conf).is_file():
@@ -154,7 +152,7 @@ def run_decided(opts: RunOptions, say) -> dict:
     spec = workload.spec
     out = Path(opts.out)
     _check_writable(out)
-    demo = opts.model_path is None and opts.dataset_path is None
+    demo = opts.inputs.demo if opts.inputs is not None else opts.model_path is None and opts.dataset_path is None
     if demo:
         say(f"[cyan]demo[/]: embedded tiny {spec.name} model (random weights) on generated data — open division only")
         model_path, dataset_path = workload.demo_assets()
@@ -167,6 +165,7 @@ def run_decided(opts: RunOptions, say) -> dict:
             previous = _carry_over_other_modes(final_dir, stage, _modes(opts.mode))
             session, settings = _session(opts, spec, stage, (model_path, dataset_path, cache_root()), demo)
             outcome = _run_child(session, stage)
+            check_run_hash(opts.inputs, outcome.get("dataset_sha256"))
             settings = outcome.get("settings", settings)  # a short run's, as sized to the SUT
             record = _run_record(opts, spec, opts.scenario, demo, model_path, dataset_path, settings, outcome, previous)
             write_run_record(stage, record)
@@ -351,6 +350,9 @@ def _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, 
         "model_path": None if demo else str(model_path),
         "dataset_path": None if demo else str(dataset_path),
         "dataset_sha256": outcome["dataset_sha256"],
+        "assets": assets_record(
+            opts.inputs, None if demo else model_path, None if demo else dataset_path, outcome["dataset_sha256"]
+        ),
         "samples": outcome["samples"],
         "data": outcome["description"],
         "versions": _versions(),

@@ -16,11 +16,13 @@ from hypothesis import strategies as st
 from subtool.errors import SubtoolError
 from subtool.mlperf.run_record import (
     MAX_BYTES,
+    NOT_VERIFIED,
     RUN_SCHEMA,
     date_u,
     load_run_record,
     parse_date_u,
     read_run_record,
+    run_assets,
     schema_problems,
     write_run_record,
 )
@@ -56,6 +58,7 @@ RECORD = {
     "seeds": None,
     "sizing": None,
     "waives": ["600 s minimum duration (perf.min_duration)"],
+    "assets": [],
 }
 
 
@@ -166,6 +169,66 @@ def test_a_lying_record_is_refused_by_the_schema_or_safe_to_read(tmp_path, chang
         assert not Path(str(entry.get("dir", "x"))).is_absolute() and ".." not in Path(str(entry.get("dir", "x"))).parts
     assert all(isinstance(a, str) for a in record.get("command", []))
     assert all(isinstance(t, str) for t in record.get("tstamps", []))
+    _assert_well_typed_assets(run_assets(record))
+
+
+def _assert_well_typed_assets(entries: list) -> None:
+    for e in entries:
+        assert e["kind"] in ("model", "dataset") and isinstance(e["path"], str) and e["path"]
+        assert e.get("sha256") is None or (len(e["sha256"]) == 64 and set(e["sha256"]) <= set("0123456789abcdef"))
+        assert e.get("size") is None or (isinstance(e["size"], int) and e["size"] >= 0)
+        for key in ("name", "origin", "document", "revision", "note"):
+            assert e.get(key) is None or isinstance(e[key], str)
+
+
+FETCHED = {
+    "kind": "dataset",
+    "name": "dev-v1.1.json",
+    "path": "/cache/assets/bert-99/dataset/dev-v1.1.json",
+    "sha256": "3e" * 32,
+    "size": 4854279,
+    "origin": "official",
+    "document": "https://example.org/doc",
+    "revision": None,
+}
+
+
+def test_assets_are_optional_and_checked_when_there(tmp_path):
+    old = {k: v for k, v in RECORD.items() if k != "assets"}
+    assert schema_problems(old) == []  # a record of an older version still reads
+    given = {"kind": "model", "path": "ckpt/", "origin": "given", "sha256": None, "note": NOT_VERIFIED}
+    assert schema_problems({**RECORD, "assets": [FETCHED, given]}) == []
+    for bad, where in (
+        ({**FETCHED, "sha256": "3E" * 32}, "assets.0.sha256"),
+        ({**FETCHED, "kind": "weights"}, "assets.0.kind"),
+        ({**FETCHED, "size": -1}, "assets.0.size"),
+        ({k: v for k, v in FETCHED.items() if k != "path"}, "assets.0"),
+    ):
+        with pytest.raises(SubtoolError, match=where):
+            read_run_record(_file(tmp_path, json.dumps({**RECORD, "assets": [bad]}).encode()), rule="test.rule")
+
+
+def test_run_assets_keeps_the_entries_the_schema_accepts_and_derives_old_records_paths():
+    assert run_assets({**RECORD, "assets": [FETCHED, {**FETCHED, "sha256": "x"}, "junk", None]}) == [FETCHED]
+    assert run_assets({**RECORD, "assets": "junk"}) == [] and run_assets("junk") == []
+    old = {k: v for k, v in RECORD.items() if k != "assets"}
+    assert run_assets(old) == []  # a demo: nothing to name
+    old.update(demo=False, model_path="/m/bert-large", dataset_path="/d/dev-v1.1.json")
+    model, data = run_assets(old)
+    assert model == {
+        "kind": "model",
+        "name": "bert-large",
+        "path": "/m/bert-large",
+        "origin": "given",
+        "note": NOT_VERIFIED,
+    }
+    assert data["sha256"] == RECORD["dataset_sha256"] and data["name"] == "dev-v1.1.json"
+
+
+@given(value=_JSON)
+def test_run_assets_never_raises_and_returns_well_typed_entries(value):
+    for record in ({**RECORD, "assets": value}, {**RECORD, "assets": [value]}, value):
+        _assert_well_typed_assets(run_assets(record))
 
 
 def test_date_u_is_the_c_locale_date_line_and_parses_back():
