@@ -41,3 +41,20 @@ def ray_cluster():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_offline_run(tmp_path_factory, tiny_checkpoint, small_squad):
+    """One `subtool run --json` of the tiny checkpoint on the small SQuAD file, both modes, made once: its run
+    directory (runs/bert-99/Offline) and the CLI's output. Its Offline query holds the official 10,833 samples,
+    so it is the costliest run of that checkpoint: test_run_cli reads it, test_bert_full compares with its
+    accuracy log, and tests that change it work on a copy."""
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    runs = tmp_path_factory.mktemp("tiny_offline_run") / "runs"
+    argv = ["run", "--model-path", str(tiny_checkpoint), "--dataset-path", str(small_squad), "--out", str(runs)]
+    res = CliRunner().invoke(app, [*argv, "--json"])
+    assert res.exit_code == 0, res.output
+    return runs / "bert-99" / "Offline"

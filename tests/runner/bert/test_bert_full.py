@@ -52,15 +52,16 @@ def reference_format_checkpoint(tmp_path_factory, tiny_checkpoint):
 
 
 def test_reference_checkpoint_gives_the_same_answers_as_the_hf_one(
-    tmp_path, tiny_checkpoint, small_squad, reference_format_checkpoint
+    tmp_path, small_squad, reference_format_checkpoint, tiny_offline_run
 ):
-    for name, ckpt in (("hf", tiny_checkpoint), ("ref", reference_format_checkpoint)):
-        res = _run("--model-path", ckpt, "--dataset-path", small_squad, "--out", tmp_path / name, "--mode", "accuracy")
-        assert res.exit_code == 0, res.output
-    hf = (tmp_path / "hf/bert-99/Offline/accuracy/accuracy.txt").read_text()
+    # the Hugging Face checkpoint's answers: the session's run of tiny_checkpoint (tests/runner/conftest.py)
+    ref_run = ["--model-path", reference_format_checkpoint, "--dataset-path", small_squad, "--out", tmp_path / "ref"]
+    res = _run(*ref_run, "--mode", "accuracy")
+    assert res.exit_code == 0, res.output
+    hf = (tiny_offline_run / "accuracy/accuracy.txt").read_text()
     ref = (tmp_path / "ref/bert-99/Offline/accuracy/accuracy.txt").read_text()
     assert hf == ref
-    assert (tmp_path / "hf/bert-99/Offline/accuracy/mlperf_log_accuracy.json").read_bytes() == (
+    assert (tiny_offline_run / "accuracy/mlperf_log_accuracy.json").read_bytes() == (
         tmp_path / "ref/bert-99/Offline/accuracy/mlperf_log_accuracy.json"
     ).read_bytes()
 
