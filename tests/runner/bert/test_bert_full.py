@@ -290,10 +290,11 @@ def _test01_run(tmp_path, tiny_checkpoint, small_squad, backend, *extra):
     return run_dir, json.loads((run_dir / "run.json").read_text())
 
 
-def test_test01_passes_with_the_verification_numbers(tmp_path, tiny_checkpoint, small_squad, instant_backend):
+def test_test01_passes_with_the_verification_numbers(instant_test01_run):
     """A SUT whose answers do not depend on the mode: every response TEST01 sampled equals the accuracy run's,
     and the verification counts them against the accuracy run's own log (45 answers), not against itself."""
-    run_dir, record = _test01_run(tmp_path, tiny_checkpoint, small_squad, instant_backend)
+    run_dir = instant_test01_run  # `run --backend instant --compliance TEST01` (tests/runner/conftest.py)
+    record = json.loads((run_dir / "run.json").read_text())
     sampled = json.loads((run_dir / "TEST01/accuracy/mlperf_log_accuracy.json").read_text())
     verify = (run_dir / "TEST01/verify_accuracy.txt").read_text()
     numbers = _verify_numbers(verify)
@@ -319,11 +320,12 @@ def test_test01_passes_with_the_verification_numbers(tmp_path, tiny_checkpoint, 
 
 
 def test_test01_fails_when_the_accuracy_run_answered_differently(
-    tmp_path, tiny_checkpoint, small_squad, instant_backend
+    tmp_path, tiny_checkpoint, small_squad, instant_backend, instant_test01_run
 ):
     """The accuracy run's answers differ from what the SUT answers in performance mode (the cheat TEST01
     exists to catch): the verification FAILs, counting every sampled response as a mismatch."""
-    run_dir, _ = _test01_run(tmp_path, tiny_checkpoint, small_squad, instant_backend)
+    run_dir = tmp_path / "bert-99" / "Offline"
+    shutil.copytree(instant_test01_run, run_dir)  # the finished run of test_test01_passes_with_the_verification_numbers
     acc_log = run_dir / "accuracy/mlperf_log_accuracy.json"
     entries = json.loads(acc_log.read_text())
     for e in entries:  # other logits than the SUT gives now: 0x3f800000 (1.0) for the first float
