@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -17,10 +18,9 @@ def _run(*args):
     return runner.invoke(app, ["run", *map(str, args)])
 
 
-def test_run_writes_a_complete_run_directory(tmp_path, tiny_checkpoint, small_squad):
-    res = _run("--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path / "runs", "--json")
-    assert res.exit_code == 0, res.output
-    run_dir = tmp_path / "runs" / "bert-99" / "Offline"
+def test_run_writes_a_complete_run_directory(tiny_offline_run):
+    # `subtool run --model-path … --dataset-path … --json`, both modes: the session's run (tests/runner/conftest.py)
+    run_dir = tiny_offline_run
     record = json.loads((run_dir / "run.json").read_text())
     assert record["schema"] == "subtool.run/1" and record["demo"] is False and record["samples"] == 45
     assert record["run_style"] == "short" and len(record["tstamps"]) == 2
@@ -40,14 +40,9 @@ def test_run_writes_a_complete_run_directory(tmp_path, tiny_checkpoint, small_sq
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
-def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkpoint, small_squad):
+def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkpoint, small_squad, tiny_offline_run):
     out = tmp_path / "runs"
-    assert (
-        _run(
-            "--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", out, "--mode", "accuracy"
-        ).exit_code
-        == 0
-    )
+    shutil.copytree(tiny_offline_run, out / "bert-99/Offline")  # a finished run of both modes
     acc_before = (out / "bert-99/Offline/accuracy/accuracy.txt").read_text()
     conf = tmp_path / "small.user.conf"
     conf.write_text(
@@ -72,6 +67,9 @@ def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkp
     assert (run_dir / "accuracy/accuracy.txt").read_text() == acc_before
     record = json.loads((run_dir / "run.json").read_text())
     assert set(record["modes"]) == {"performance", "accuracy"}
+    # the performance results are this rerun's (its 500 ms minimum), not the copied run's (the short style's 1 s)
+    detail = (run_dir / "performance/run_1/mlperf_log_detail.txt").read_text()
+    assert '"key": "effective_min_duration_ms", "value": 500' in detail
 
 
 # Server on this SUT is left to tests/runner/test_short_run_sizing.py (an instant SUT): the torch-cpu SUT's p99

@@ -52,15 +52,16 @@ def reference_format_checkpoint(tmp_path_factory, tiny_checkpoint):
 
 
 def test_reference_checkpoint_gives_the_same_answers_as_the_hf_one(
-    tmp_path, tiny_checkpoint, small_squad, reference_format_checkpoint
+    tmp_path, small_squad, reference_format_checkpoint, tiny_offline_run
 ):
-    for name, ckpt in (("hf", tiny_checkpoint), ("ref", reference_format_checkpoint)):
-        res = _run("--model-path", ckpt, "--dataset-path", small_squad, "--out", tmp_path / name, "--mode", "accuracy")
-        assert res.exit_code == 0, res.output
-    hf = (tmp_path / "hf/bert-99/Offline/accuracy/accuracy.txt").read_text()
+    # the Hugging Face checkpoint's answers: the session's run of tiny_checkpoint (tests/runner/conftest.py)
+    ref_run = ["--model-path", reference_format_checkpoint, "--dataset-path", small_squad, "--out", tmp_path / "ref"]
+    res = _run(*ref_run, "--mode", "accuracy")
+    assert res.exit_code == 0, res.output
+    hf = (tiny_offline_run / "accuracy/accuracy.txt").read_text()
     ref = (tmp_path / "ref/bert-99/Offline/accuracy/accuracy.txt").read_text()
     assert hf == ref
-    assert (tmp_path / "hf/bert-99/Offline/accuracy/mlperf_log_accuracy.json").read_bytes() == (
+    assert (tiny_offline_run / "accuracy/mlperf_log_accuracy.json").read_bytes() == (
         tmp_path / "ref/bert-99/Offline/accuracy/mlperf_log_accuracy.json"
     ).read_bytes()
 
@@ -202,8 +203,16 @@ def test_verify_performance_fails_an_invalid_run(tmp_path):
     assert not compliance.verify_performance(r, t).passed
 
 
-@pytest.mark.parametrize("scenario,key", [("Offline", "target_qps"), ("SingleStream", "target_latency")])
-def test_find_perf_writes_the_user_conf_for_the_full_run(tmp_path, tiny_checkpoint, small_squad, scenario, key):
+# Offline on the instant SUT (no model time): it runs every probe size there is (none lasts PROBE_MIN_SECONDS) in
+# seconds, where the tiny model took 24 s in CI; find-perf's probes are ordinary LoadGen runs of whatever SUT the
+# backend names. SingleStream keeps the model: its one probe lasts 2 s either way, and it expects >= 1 ms a query.
+@pytest.mark.parametrize(
+    "scenario,key,instant", [("Offline", "target_qps", True), ("SingleStream", "target_latency", False)]
+)
+def test_find_perf_writes_the_user_conf_for_the_full_run(
+    tmp_path, tiny_checkpoint, small_squad, request, scenario, key, instant
+):
+    backend = ["--backend", request.getfixturevalue("instant_backend")] if instant else []
     res = _run(
         "--model-path",
         tiny_checkpoint,
@@ -211,6 +220,7 @@ def test_find_perf_writes_the_user_conf_for_the_full_run(tmp_path, tiny_checkpoi
         small_squad,
         "--out",
         tmp_path,
+        *backend,
         "--scenario",
         scenario,
         "--find-perf",
@@ -280,10 +290,11 @@ def _test01_run(tmp_path, tiny_checkpoint, small_squad, backend, *extra):
     return run_dir, json.loads((run_dir / "run.json").read_text())
 
 
-def test_test01_passes_with_the_verification_numbers(tmp_path, tiny_checkpoint, small_squad, instant_backend):
+def test_test01_passes_with_the_verification_numbers(instant_test01_run):
     """A SUT whose answers do not depend on the mode: every response TEST01 sampled equals the accuracy run's,
     and the verification counts them against the accuracy run's own log (45 answers), not against itself."""
-    run_dir, record = _test01_run(tmp_path, tiny_checkpoint, small_squad, instant_backend)
+    run_dir = instant_test01_run  # `run --backend instant --compliance TEST01` (tests/runner/conftest.py)
+    record = json.loads((run_dir / "run.json").read_text())
     sampled = json.loads((run_dir / "TEST01/accuracy/mlperf_log_accuracy.json").read_text())
     verify = (run_dir / "TEST01/verify_accuracy.txt").read_text()
     numbers = _verify_numbers(verify)
@@ -309,11 +320,12 @@ def test_test01_passes_with_the_verification_numbers(tmp_path, tiny_checkpoint, 
 
 
 def test_test01_fails_when_the_accuracy_run_answered_differently(
-    tmp_path, tiny_checkpoint, small_squad, instant_backend
+    tmp_path, tiny_checkpoint, small_squad, instant_backend, instant_test01_run
 ):
     """The accuracy run's answers differ from what the SUT answers in performance mode (the cheat TEST01
     exists to catch): the verification FAILs, counting every sampled response as a mismatch."""
-    run_dir, _ = _test01_run(tmp_path, tiny_checkpoint, small_squad, instant_backend)
+    run_dir = tmp_path / "bert-99" / "Offline"
+    shutil.copytree(instant_test01_run, run_dir)  # the finished run of test_test01_passes_with_the_verification_numbers
     acc_log = run_dir / "accuracy/mlperf_log_accuracy.json"
     entries = json.loads(acc_log.read_text())
     for e in entries:  # other logits than the SUT gives now: 0x3f800000 (1.0) for the first float
