@@ -234,12 +234,28 @@ class PoolWorker:
 
     number: int
     handle: object
-    node: str = "?"
+    node: str = "?"  # the host name
     pid: int = 0
     alive: bool = True
+    address: str = ""  # the Ray node's IP address: two hosts may share a name, never an address in one cluster
+
+    @property
+    def where(self) -> str:
+        return f"{self.node} {self.address}" if self.address else self.node
 
     def name(self) -> str:
-        return f"worker {self.number} ({self.node}, pid {self.pid})"
+        return f"worker {self.number} ({self.where}, pid {self.pid})"
+
+
+def node_address() -> str | None:
+    """The address of the Ray node this process runs on (what a worker's ready() reports beside its host name);
+    None outside Ray."""
+    try:
+        import ray
+
+        return ray.util.get_node_ip_address() if ray.is_initialized() else None
+    except Exception:  # Ray missing or not answering: the host name alone describes the node
+        return None
 
 
 def worker_count(ray, cfg: RayPoolConfig) -> int:
@@ -308,7 +324,7 @@ def await_ready(ray, cfg: RayPoolConfig, workers: list) -> list[dict]:
                 rule="run.ray_start",
                 hint="every node needs subtool and its dependencies installed (the same versions as this one)",
             ) from None
-        worker.node, worker.pid = info["node"], info["pid"]
+        worker.node, worker.pid, worker.address = info["node"], info["pid"], str(info.get("node_ip") or "")
         if info.get("subtool") != __version__:
             raise SubtoolError(
                 f"Ray worker {worker.number} on {worker.node} runs subtool "
@@ -354,8 +370,8 @@ def resolve_auto(ray, cfg: RayPoolConfig) -> RayPoolConfig:
 
 
 def on_nodes(workers: list[PoolWorker]) -> str:
-    """Where the pool's workers run, for the console: `2 nodes: a, b`."""
-    nodes = sorted({w.node for w in workers})
+    """Where the pool's workers run, for the console: `2 nodes: a, b` (`a 10.0.0.1` once the address is known)."""
+    nodes = sorted({w.where for w in workers})
     return f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}: {', '.join(nodes)}"
 
 
