@@ -43,13 +43,35 @@ class TwoNodes:
         return self.pair.a.popen(sys.executable, *SUBTOOL, *args, env=self.env, text=True, **kwargs)
 
 
-def _ray_start(host: netns.Host, env: dict, temp_dir: Path, *args: str) -> None:
+def _ray_start(host: netns.Host, env: dict, temp_dir: Path, *args: str) -> subprocess.Popen:
     ray = Path(sys.executable).with_name("ray")
     cmd = [str(ray if ray.exists() else "ray"), "start", "--node-ip-address", host.address, "--num-cpus", "1"]
     cmd += ["--object-store-memory", str(100 * 2**20), "--temp-dir", str(temp_dir), "--disable-usage-stats", *args]
-    done = host.run(*cmd, env=env, timeout=120)
-    if done.returncode != 0:
-        raise RuntimeError(f"`ray start` in {host.ns} failed: {done.stderr[-2000:]}")
+    return host.popen(*cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _started(host: netns.Host, proc: subprocess.Popen) -> None:
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"`ray start` in {host.ns} failed: {out[-2000:]}")
+
+
+_LISTENING = """
+import socket, sys, time
+deadline = time.monotonic() + 120
+while True:
+    try:
+        socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit("nothing listens")
+        time.sleep(0.1)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +90,11 @@ def two_nodes(tmp_path_factory):
     pair = netns.HostPair()
     try:
         address = f"{pair.a.address}:6379"
-        _ray_start(pair.a, env, temps[0], "--head", "--port", "6379", "--include-dashboard", "false")
-        _ray_start(pair.b, env, temps[1], "--address", address)
+        head = _ray_start(pair.a, env, temps[0], "--head", "--port", "6379", "--include-dashboard", "false")
+        # the second node joins as soon as the head's GCS listens, while the head starts the rest of its node
+        pair.a.run(sys.executable, "-c", _LISTENING, pair.a.address, "6379", timeout=150)
+        _started(pair.b, _ray_start(pair.b, env, temps[1], "--address", address))
+        _started(pair.a, head)
         yield TwoNodes(pair, address, env)
     finally:
         pair.close()  # every process in both namespaces (the two raylets, GCS, workers, a hung driver), then them
