@@ -86,13 +86,14 @@ def two_nodes(tmp_path_factory):
     token.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
-    temps = [netns.short_dir("subtool-ray-") for _ in range(2)]  # unix socket paths must stay short
+    temps = [netns.short_dir() for _ in range(2)]  # unix socket paths must stay short
     pair = netns.HostPair()
     try:
         address = f"{pair.a.address}:6379"
         head = _ray_start(pair.a, env, temps[0], "--head", "--port", "6379", "--include-dashboard", "false")
         # the second node joins as soon as the head's GCS listens, while the head starts the rest of its node
-        pair.a.run(sys.executable, "-c", _LISTENING, pair.a.address, "6379", timeout=150)
+        if pair.a.run(sys.executable, "-c", _LISTENING, pair.a.address, "6379", timeout=150).returncode:
+            _started(pair.a, head)  # the head failed: its own output says why
         _started(pair.b, _ray_start(pair.b, env, temps[1], "--address", address))
         _started(pair.a, head)
         yield TwoNodes(pair, address, env)
@@ -201,7 +202,7 @@ def test_a_worker_killed_mid_run_on_the_second_host_is_covered_by_the_first(
         try:
             # the victim: the second host's worker, once it has computed for a while (a chunk of 32 takes about a
             # tenth of a CPU second): it has answered samples and holds more, with thousands still to issue
-            victim = _actor_process(pair.b, "ray::BertWorker.infer")
+            victim = _actor_process(pair.b, "ray::BertWorker.infer", wait_s=120)
             start = _cpu_seconds(victim)
             while _cpu_seconds(victim) - start < 0.6 and proc.poll() is None:
                 time.sleep(0.02)
@@ -244,3 +245,21 @@ def test_nodes_counted_are_the_hosts_that_answered():
     assert nodes(a, b, dict(a)) == 2  # one host name, two addresses: two hosts
     assert nodes(a, {**b, "samples": 0, "alive": False}) == 1  # lost before its first answer: ran nothing here
     assert nodes({"node": "n1"}, {"node": "n2"}) == 2  # a record from before addresses were kept
+
+
+def test_the_hosts_are_taken_down_with_what_runs_in_them_and_a_dead_runs_leftovers_too():
+    reason = netns.skip_reason()
+    if reason:
+        pytest.skip(f"no network namespaces: {reason}")
+    pair = netns.HostPair()
+    sleeper = pair.b.popen("sleep", "600")
+    pair.close()
+    assert sleeper.wait(timeout=20) == -signal.SIGKILL
+    assert not {pair.a.ns, pair.b.ns} & set(netns.namespaces())
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid no process has any more: the test process that made these was killed
+    stale = f"{netns.PREFIX}{dead.pid}-1a"
+    subprocess.run(["ip", "netns", "add", stale], check=True)
+    leftover = Path(netns._SHORT_ROOT) / f"{netns.PREFIX}{dead.pid}-x"
+    leftover.mkdir()
+    assert stale in netns.remove_stale() and stale not in netns.namespaces() and not leftover.exists()

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ PREFIX = "subtool-t"
 _NAME = re.compile(rf"^{PREFIX}(\d+)-(\d+)[ab]$")
 _SUBNET = "10.231.{n}"  # inside the pair only: the root namespace never routes it
 _counter = iter(range(1, 10**6))
+_SHORT_ROOT = "/tmp"
 
 
 def _ip(*args: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
@@ -80,10 +82,15 @@ def delete(ns: str) -> None:
 
 
 def remove_stale() -> list[str]:
-    """Delete the namespaces (and what runs in them) that a test process now gone left behind."""
+    """Delete the namespaces (and what runs in them) and the short directories that a test process now gone left
+    behind."""
     gone = [ns for ns in namespaces() if (m := _NAME.match(ns)) and not _alive(int(m.group(1)))]
     for ns in gone:
         delete(ns)
+    for d in Path(_SHORT_ROOT).glob(f"{PREFIX}*-*"):
+        pid = d.name[len(PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and d.is_dir() and not d.is_symlink():
+            shutil.rmtree(d, ignore_errors=True)
     return gone
 
 
@@ -150,9 +157,7 @@ class HostPair:
         self.close()
 
 
-def short_dir(prefix: str) -> Path:
-    """A fresh directory with a short path (Ray's unix sockets live under its temp dir, and a socket path may
-    be at most 107 bytes: a test's tmp_path is often longer)."""
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+def short_dir() -> Path:
+    """A fresh directory with a short path under /tmp, its name tagged like the namespaces' (Ray's unix sockets live
+    under its temp dir, and a socket path may be at most 107 bytes: a test's tmp_path is often longer)."""
+    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=_SHORT_ROOT))
