@@ -139,6 +139,14 @@ def connect(cfg: RayPoolConfig) -> bool:
     try:
         ray.init(address=cfg.address, **quiet)
     except ConnectionError as exc:
+        if _token_refused(exc):
+            raise SubtoolError(
+                f"the Ray cluster at {cfg.address} refused this process: its authentication token is missing or "
+                "not the cluster's",
+                rule="run.ray_connect",
+                hint="the cluster runs with token authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH "
+                "to the cluster's token file here, as on every node (or put that token in ~/.ray/auth_token)",
+            ) from None
         what = (
             "no Ray cluster runs on this node (--ray-address auto joins one started here with `ray start`)"
             if cfg.address == "auto"
@@ -159,6 +167,12 @@ def connect(cfg: RayPoolConfig) -> bool:
             "authentication, the same token (RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)",
         ) from None
     return True
+
+
+def _token_refused(exc: BaseException) -> bool:
+    """Ray's ConnectionError after it gave up on a GCS that rejected this process's token (the cause says so)."""
+    text = " ".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
+    return "InvalidAuthToken" in text or "AuthenticationError" in text
 
 
 def loss_errors() -> tuple:

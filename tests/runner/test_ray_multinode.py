@@ -234,6 +234,27 @@ def test_a_worker_killed_mid_run_on_the_second_host_is_covered_by_the_first(
     assert _number_of_nodes(run_dir, tmp_path / "tree") == 2
 
 
+_CONNECT = """
+import sys
+from subtool.errors import SubtoolError
+from subtool.runner.ray_pool import RayPoolConfig, connect
+try:
+    connect(RayPoolConfig(address=sys.argv[1]))
+    print("JOINED")
+except SubtoolError as err:
+    print(err.rule, "|", err.message, "|", err.hint)
+"""
+
+
+def test_a_driver_without_the_clusters_token_is_told_so_in_one_line(two_nodes, tmp_path):
+    env = {k: v for k, v in two_nodes.env.items() if not k.startswith("RAY_AUTH")}
+    env.update(HOME=str(tmp_path), RAY_NUM_REDIS_GET_RETRIES="2")  # no ~/.ray token; Ray gives up in 2 s, not 20
+    done = two_nodes.pair.a.run(sys.executable, "-c", _CONNECT, two_nodes.address, env=env, timeout=RUN_S)
+    rule, message, hint = done.stdout.strip().splitlines()[-1].split(" | ")
+    assert rule == "run.ray_connect" and "refused this process: its authentication token" in message, done.stdout
+    assert "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH" in hint
+
+
 def test_nodes_counted_are_the_hosts_that_answered():
     from subtool.package.system_merge import run_nodes
 
