@@ -46,11 +46,21 @@ def merged_system_type(current: object, benches) -> str:
 
 
 def run_nodes(imp: ImportedResult) -> int:
-    """Nodes a run spread over, from run.json's SUT record (Ray: the node of each worker); 1 when it says none."""
+    """Nodes that answered the run, from run.json's SUT record (Ray: the node of each worker, told apart by its
+    host name and its address, since two hosts may share a name); a worker that answered no sample (lost before
+    its first answer) adds no node. 1 when the record says none."""
     sut = (imp.run or {}).get("sut")
     workers = sut.get("per_worker") if isinstance(sut, dict) else None
-    nodes = {str(w["node"]) for w in workers or [] if isinstance(w, dict) and w.get("node")}
+    nodes = {
+        (str(w["node"]), str(w.get("node_ip") or ""))
+        for w in (workers if isinstance(workers, list) else [])
+        if isinstance(w, dict) and w.get("node") and not _answered_none(w.get("samples"))
+    }
     return max(1, len(nodes))
+
+
+def _answered_none(samples: object) -> bool:
+    return isinstance(samples, (int, float)) and not isinstance(samples, bool) and samples <= 0
 
 
 def _as_count(value: object) -> int:

@@ -139,6 +139,14 @@ def connect(cfg: RayPoolConfig) -> bool:
     try:
         ray.init(address=cfg.address, **quiet)
     except ConnectionError as exc:
+        if _token_refused(exc):
+            raise SubtoolError(
+                f"the Ray cluster at {cfg.address} refused this process: its authentication token is missing or "
+                "not the cluster's",
+                rule="run.ray_connect",
+                hint="the cluster runs with token authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH "
+                "to the cluster's token file here, as on every node (or put that token in ~/.ray/auth_token)",
+            ) from None
         what = (
             "no Ray cluster runs on this node (--ray-address auto joins one started here with `ray start`)"
             if cfg.address == "auto"
@@ -159,6 +167,12 @@ def connect(cfg: RayPoolConfig) -> bool:
             "authentication, the same token (RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)",
         ) from None
     return True
+
+
+def _token_refused(exc: BaseException) -> bool:
+    """Ray's ConnectionError after it gave up on a GCS that rejected this process's token (the cause says so)."""
+    text = " ".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
+    return "InvalidAuthToken" in text or "AuthenticationError" in text
 
 
 def loss_errors() -> tuple:
@@ -234,12 +248,28 @@ class PoolWorker:
 
     number: int
     handle: object
-    node: str = "?"
+    node: str = "?"  # the host name
     pid: int = 0
     alive: bool = True
+    address: str = ""  # the Ray node's IP address: two hosts may share a name, never an address in one cluster
+
+    @property
+    def where(self) -> str:
+        return f"{self.node} {self.address}" if self.address else self.node
 
     def name(self) -> str:
-        return f"worker {self.number} ({self.node}, pid {self.pid})"
+        return f"worker {self.number} ({self.where}, pid {self.pid})"
+
+
+def node_address() -> str | None:
+    """The address of the Ray node this process runs on (what a worker's ready() reports beside its host name);
+    None outside Ray."""
+    try:
+        import ray
+
+        return ray.util.get_node_ip_address() if ray.is_initialized() else None
+    except Exception:  # Ray missing or not answering: the host name alone describes the node
+        return None
 
 
 def worker_count(ray, cfg: RayPoolConfig) -> int:
@@ -308,7 +338,7 @@ def await_ready(ray, cfg: RayPoolConfig, workers: list) -> list[dict]:
                 rule="run.ray_start",
                 hint="every node needs subtool and its dependencies installed (the same versions as this one)",
             ) from None
-        worker.node, worker.pid = info["node"], info["pid"]
+        worker.node, worker.pid, worker.address = info["node"], info["pid"], str(info.get("node_ip") or "")
         if info.get("subtool") != __version__:
             raise SubtoolError(
                 f"Ray worker {worker.number} on {worker.node} runs subtool "
@@ -354,8 +384,8 @@ def resolve_auto(ray, cfg: RayPoolConfig) -> RayPoolConfig:
 
 
 def on_nodes(workers: list[PoolWorker]) -> str:
-    """Where the pool's workers run, for the console: `2 nodes: a, b`."""
-    nodes = sorted({w.node for w in workers})
+    """Where the pool's workers run, for the console: `2 nodes: a, b` (`a 10.0.0.1` once the address is known)."""
+    nodes = sorted({w.where for w in workers})
     return f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}: {', '.join(nodes)}"
 
 

@@ -147,8 +147,15 @@ class BertWorker:
 
     def ready(self) -> dict:
         from subtool import __version__
+        from subtool.runner.ray_pool import node_address
 
-        return {"node": self.node, "pid": self.pid, "subtool": __version__, "error": self.error}
+        return {
+            "node": self.node,
+            "node_ip": node_address(),
+            "pid": self.pid,
+            "subtool": __version__,
+            "error": self.error,
+        }
 
     def infer(self, indices) -> np.ndarray:
         """[n, m, 2] float32 logits of these samples, m the longest of them: positions past m are zero for every

@@ -266,7 +266,8 @@ class RayBertSUT:
                 "workers": len(self.workers),
                 "alive": sum(1 for w in self.workers if w.alive),
                 "per_worker": [
-                    {"node": w.node, "samples": w.samples, "chunks": w.chunks, "alive": w.alive} for w in self.workers
+                    {"node": w.node, "node_ip": w.address, "samples": w.samples, "chunks": w.chunks, "alive": w.alive}
+                    for w in self.workers
                 ],
                 **self.ledger.counts(),
                 "reissued": self.reissued,

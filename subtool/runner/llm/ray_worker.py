@@ -111,10 +111,12 @@ class LlmWorker:
 
     def ready(self) -> dict:
         from subtool import __version__
+        from subtool.runner.ray_pool import node_address
 
         g = self.generator
         return {
             "node": self.node,
+            "node_ip": node_address(),
             "pid": self.pid,
             "subtool": __version__,
             "error": self.error,

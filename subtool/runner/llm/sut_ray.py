@@ -357,6 +357,7 @@ class RayLlmSUT:
                 "per_worker": [
                     {
                         "node": w.node,
+                        "node_ip": w.address,
                         "samples": w.samples,
                         "tokens": w.tokens,
                         "submits": w.submits,
