@@ -127,7 +127,7 @@ class LlmWorkload:
         self._config: dict = {}
 
     def check_model(self, model_path: Path) -> dict:
-        from subtool.runner.llm.datasets import check_checkpoint
+        from subtool.runner.llm.checkpoint import check_checkpoint
 
         # weights are checked by the local backends only: a network SUT needs just the tokenizer
         self._config = check_checkpoint(self.llm, model_path, need_weights=False)
@@ -241,7 +241,7 @@ def torch_sut_options(spec: LlmSpec, model_path: Path, data, config) -> dict:
 
 def _torch_sut(device: str):
     def factory(spec: LlmSpec, model_path: Path, data, config):
-        from subtool.runner.llm.datasets import check_checkpoint
+        from subtool.runner.llm.checkpoint import check_checkpoint
         from subtool.runner.llm.sut_torch import TorchLlmSUT
 
         check_checkpoint(spec, model_path, need_weights=True)
@@ -252,7 +252,7 @@ def _torch_sut(device: str):
 
 
 def _ray_sut(spec: LlmSpec, model_path: Path, data, config):
-    from subtool.runner.llm.datasets import check_checkpoint
+    from subtool.runner.llm.checkpoint import check_checkpoint
     from subtool.runner.llm.sut_ray import make_ray_llm_sut
 
     check_checkpoint(spec, model_path, need_weights=True)
