@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -311,3 +312,210 @@ def test_a_dequantized_fp8_checkpoint_generates_close_to_bf16(tmp_path, bf16):
     got = generate(*load_streaming(fp8_path, "cpu", torch.float32, fp8=False), prompts)
     first = sum(got[i][0] == reference[i][0] for i in range(8))
     assert first >= 6, f"first tokens agree on {first} of 8"
+
+
+# ---------------------------------------------------------------------------------------------- memory
+def _rss_peak_reset() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # resets VmHWM to the current RSS (Linux ≥ 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+
+
+def _write_wide(path, config, shards: int) -> int:
+    """A wide random bf16 checkpoint written shard by shard (never whole in memory); its bytes."""
+    from subtool.runner.llm.checkpoint import projection_shapes
+
+    shapes = {"model.embed_tokens.weight": (config.vocab_size, config.hidden_size)}
+    for i in range(config.num_hidden_layers):
+        for module, shape in projection_shapes(config).items():
+            shapes[f"model.layers.{i}.{module}.weight"] = shape
+        for norm in ("input_layernorm", "post_attention_layernorm"):
+            shapes[f"model.layers.{i}.{norm}.weight"] = (config.hidden_size,)
+    shapes |= {"model.norm.weight": (config.hidden_size,), "lm_head.weight": (config.vocab_size, config.hidden_size)}
+    names = list(shapes)
+    per = -(-len(names) // shards)
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps(config.to_dict()))
+    weight_map = {}
+    for k in range(shards):
+        group = names[k * per : (k + 1) * per]
+        file = f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
+        safetensors_torch.save_file({n: torch.randn(shapes[n], dtype=torch.bfloat16) for n in group}, path / file)
+        weight_map.update({n: file for n in group})
+    (path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return sum(p.stat().st_size for p in path.glob("*.safetensors"))
+
+
+def test_streaming_peak_host_memory_is_about_one_shard_not_the_model(tmp_path):
+    """Peak resident memory while every layer streams through (each dropped once built, as a GPU target does),
+    against the same load keeping every layer in host memory: the measurement sees the whole model when it is
+    there, and streaming stays within a shard and a half of it (the layers cross shard boundaries)."""
+    import gc
+
+    from subtool.runner.llm.checkpoint import SafetensorsFiles, stream_layers
+    from subtool.runner.llm.checkpoint_fp8 import PLAIN
+
+    if not _rss_peak_reset():
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
+    config = tiny_config(
+        hidden_size=512, intermediate_size=1536, num_attention_heads=8, num_key_value_heads=8, num_hidden_layers=8
+    )
+    total = _write_wide(tmp_path / "wide", config, shards=4)
+    shard = total / 4
+    files = SafetensorsFiles(tmp_path / "wide")
+
+    def peak_mib(keep: bool) -> float:
+        gc.collect()
+        _rss_peak_reset()
+        base = _rss_kib("VmRSS")
+        kept = []
+        for _, layer in stream_layers(files, config, PLAIN, "cpu", torch.bfloat16, False):
+            if keep:
+                kept.append(layer)
+            del layer
+        peak = _rss_kib("VmHWM") - base
+        del kept
+        return peak * 1024 / 2**20
+
+    streamed, kept = peak_mib(False), peak_mib(True)
+    mib = 2**20
+    assert kept > 0.9 * total / mib, f"kept every layer: {kept:.1f} MiB of a {total / mib:.1f} MiB model"
+    print(
+        f"peak RSS: streamed {streamed:.1f} MiB, kept {kept:.1f} MiB; shard {shard / mib:.1f}, model {total / mib:.1f}"
+    )
+    assert streamed < 1.5 * shard / mib, f"streaming peaked at {streamed:.1f} MiB; one shard is {shard / mib:.1f}"
+
+
+# ------------------------------------------------------------------------------------ bad checkpoints
+def _broken(tmp_path, bf16, change, *, shards=2, kind=None):
+    """A copy of the bf16 (or fp8) checkpoint with `change(tensors)` applied before writing."""
+    config, state, _ = bf16
+    tensors = dict(hf_fp8(state, (32, 32)) if kind == "hf-fp8" else state)
+    change(tensors)
+    return write_checkpoint(tmp_path / "bad", config, tensors, shards=shards, quantization=quant_config(kind or ""))
+
+
+def _refused(path, rule: str, message: str):
+    from subtool.runner.llm.checkpoint import load_streaming
+
+    with pytest.raises(SubtoolError) as err:
+        load_streaming(path, "cpu", torch.float32, fp8=False)
+    assert err.value.rule == rule and message in err.value.message, (err.value.rule, err.value.message)
+    return err.value
+
+
+def test_a_missing_tensor_is_named_with_its_file(tmp_path, bf16):
+    path = _broken(tmp_path, bf16, lambda t: t.pop("model.layers.2.mlp.up_proj.weight"))
+    _refused(path, "model.weights", "model.layers.2.mlp.up_proj.weight is missing")
+
+
+def test_a_tensor_of_the_wrong_shape_is_refused(tmp_path, bf16):
+    def change(t):
+        t["model.layers.1.self_attn.k_proj.weight"] = t["model.layers.1.self_attn.k_proj.weight"][:16]
+
+    err = _refused(_broken(tmp_path, bf16, change), "model.weights", "has shape [16, 64], the config says [32, 64]")
+    assert str(err.path).endswith(".safetensors")
+
+
+def test_an_index_naming_a_missing_file_is_refused(tmp_path, bf16):
+    path = _broken(tmp_path, bf16, lambda t: None)
+    next(path.glob("model-00002-*.safetensors")).unlink()
+    err = _refused(path, "model.weights", "model-00002-of-00002.safetensors")
+    assert Path(err.path).name == "model.safetensors.index.json"
+
+
+def test_a_cut_short_or_garbage_shard_is_refused(tmp_path, bf16):
+    path = _broken(tmp_path, bf16, lambda t: None)
+    shard = next(path.glob("model-00002-*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:200])
+    err = _refused(path, "model.load", "")
+    assert Path(err.path) == shard
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
+def test_a_non_finite_or_negative_scale_is_refused(tmp_path, bf16, bad):
+    def change(t):
+        t["model.layers.0.self_attn.o_proj.weight_scale_inv"][0, 0] = bad
+
+    _refused(_broken(tmp_path, bf16, change, kind="hf-fp8"), "model.weights", "scale is not finite or negative")
+
+
+def test_an_fp8_weight_without_its_scale_is_refused(tmp_path, bf16):
+    path = _broken(tmp_path, bf16, lambda t: t.pop("model.layers.1.mlp.gate_proj.weight_scale_inv"), kind="hf-fp8")
+    _refused(path, "model.weights", "e4m3 weight without its weight_scale_inv")
+
+
+def test_a_scale_grid_that_does_not_match_the_block_size_is_refused(tmp_path, bf16):
+    def change(t):
+        t["model.layers.0.mlp.down_proj.weight_scale_inv"] = torch.ones(3, 3)
+
+    _refused(_broken(tmp_path, bf16, change, kind="hf-fp8"), "model.weights", "in blocks of [32, 32]")
+
+
+def test_non_finite_bf16_weights_are_refused_when_quantized(tmp_path, bf16):
+    from subtool.runner.llm.checkpoint import load_streaming
+
+    def change(t):
+        t["model.layers.2.self_attn.v_proj.weight"] = t["model.layers.2.self_attn.v_proj.weight"].clone()
+        t["model.layers.2.self_attn.v_proj.weight"][3, 3] = float("inf")
+
+    with pytest.raises(SubtoolError, match="non-finite"):
+        load_streaming(_broken(tmp_path, bf16, change), "cpu", torch.bfloat16, fp8=True)
+
+
+@pytest.mark.parametrize(
+    "quantization,message",
+    [
+        ({"quant_method": "awq", "bits": 4}, "quantization method 'awq'"),
+        ({"quant_method": "fp8", "weight_block_size": [0, 128]}, "two positive integers"),
+        (
+            {"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {"g": {}}},
+            "only float-quantized",
+        ),
+        ("fp8", "not a JSON object"),
+    ],
+)
+def test_a_quantization_the_loader_cannot_read_is_refused(tmp_path, bf16, quantization, message):
+    config, state, _ = bf16
+    path = write_checkpoint(tmp_path / "q", config, state, quantization=None)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["quantization_config"] = quantization
+    (path / "config.json").write_text(json.dumps(cfg))
+    err = _refused(path, "model.quantization", message)
+    assert Path(err.path).name == "config.json"
+
+
+def test_the_index_reader_never_raises_anything_but_one_clear_error(tmp_path):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from subtool.runner.llm.checkpoint import SafetensorsFiles
+
+    (tmp_path / "a.safetensors").write_bytes(b"")
+    index = tmp_path / "model.safetensors.index.json"
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda c: st.lists(c) | st.dictionaries(st.text(max_size=8), c),
+    )
+    documents = st.dictionaries(st.sampled_from(["weight_map", "metadata"]), values) | values
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.one_of(documents.map(json.dumps), st.binary(max_size=64).map(lambda b: b.decode("latin-1"))))
+    def check(text):
+        index.write_text(text, encoding="latin-1")
+        try:
+            files = SafetensorsFiles(tmp_path)
+        except SubtoolError as err:
+            assert err.rule == "model.weights" and Path(err.path) == index
+            return
+        assert all(p.parent == tmp_path and p.is_file() for p in files.weight_map.values())
+
+    check()
