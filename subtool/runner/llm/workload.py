@@ -246,7 +246,11 @@ def _torch_sut(device: str):
 
         check_checkpoint(spec, model_path, need_weights=True)
         options = torch_sut_options(spec, model_path, data, config)
-        return TorchLlmSUT(model_path, data.prompts, options.pop("generation"), device=device, **options)
+        # no --batch-size: the continuous engine on a GPU takes as many slots as its memory holds
+        auto_slots = not config.batch_size_given
+        return TorchLlmSUT(
+            model_path, data.prompts, options.pop("generation"), device=device, auto_slots=auto_slots, **options
+        )
 
     return factory
 
