@@ -281,11 +281,16 @@ class LlmGenerator:
             _say(f"{model_path}: pre-quantized weights dequantized to {precision} (fp8 runs with --precision fp8)")
         t0 = time.monotonic()
         model, layers = load_streaming(model_path, self.device, dtype, fp8=fp8)
+        if self.device.type == "cuda":  # the per-layer temporaries' cached blocks back to the free memory
+            self.torch.cuda.empty_cache()
         options["layer_weights"] = layers
         options.setdefault("kv_cache", "fp8" if kv_fp8 else "model")
+        size = ""
+        if self.device.type == "cuda":
+            size = f", {self.torch.cuda.memory_allocated(self._cuda_index()) / 2**30:.1f} GiB"
         _say(
-            f"streamed {model_path} onto {where} in {time.monotonic() - t0:.1f} s ({'fp8' if fp8 else precision} "
-            "weights)"
+            f"streamed {model_path} onto {where} in {time.monotonic() - t0:.1f} s "
+            f"({'fp8' if fp8 else precision} weights{size})"
         )
         if self.device.type == "cuda":
             self._size_slots(config, options, kv_fp8, max_len, auto_slots)

@@ -519,3 +519,58 @@ def test_the_index_reader_never_raises_anything_but_one_clear_error(tmp_path):
         assert all(p.parent == tmp_path and p.is_file() for p in files.weight_map.values())
 
     check()
+
+
+# ------------------------------------------------------------------------------------------ on a GPU
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _cuda_tokens(model, layers, prompts, max_new=8):
+    from subtool.runner.llm.engine import ContinuousEngine
+
+    engine = ContinuousEngine(
+        model,
+        slots=4,
+        max_len=max(len(p) for p in prompts) + max_new,
+        eos_ids=[2],
+        generation=_generation(max_new),
+        weights="fp8",
+        compile=False,
+        layer_weights=layers,
+    )
+    sink = Sink(prompts)
+    engine.run([(i, i) for i in range(len(prompts))], sink)
+    return sink.done, engine
+
+
+@cuda
+@pytest.mark.parametrize("kind", ["bf16", "channel", "tensor", "hf-fp8"])
+def test_cuda_fp8_from_each_format_generates_as_the_engines_own_fp8(tmp_path, bf16, kind):
+    """On the GPU: the streamed fp8 weights against the engine quantizing the whole bf16 model itself. Identical
+    weights (bf16 quantized on load, compressed-tensors per channel) give identical tokens; per-tensor and block
+    scales round differently, so most first tokens agree."""
+    from subtool.runner.llm.checkpoint import load_streaming
+
+    config, state, path = bf16
+    if kind in ("channel", "tensor"):
+        tensors, quantization = compressed_fp8(state, kind), quant_config("compressed-tensors", strategy=kind)
+        path = write_checkpoint(tmp_path / kind, config, tensors, shards=2, quantization=quantization)
+    elif kind == "hf-fp8":
+        tensors, quantization = hf_fp8(state, (32, 32)), quant_config("hf-fp8")
+        path = write_checkpoint(tmp_path / kind, config, tensors, shards=2, quantization=quantization)
+    prompts = _prompts(12)
+    whole = whole_model(config, state, torch.bfloat16).to("cuda")
+    expected, own = _cuda_tokens(whole, None, prompts)
+    model, layers = load_streaming(path, torch.device("cuda"), torch.bfloat16, fp8=True)
+    got, engine = _cuda_tokens(model, layers, prompts)
+    assert all(p.device.type == "meta" for p in model.model.layers.parameters())
+    assert layers[0]["qkv"][2].device.type == "cuda" and layers[0]["qkv"][2].dtype == E4M3
+    if kind in ("bf16", "channel"):
+        for mine, theirs in zip(layers, own.layer_weights):
+            for key in ("qkv", "o", "gate_up", "down"):
+                assert torch.equal(mine[key][2].float(), theirs[key][2].float()), key
+                assert torch.equal(mine[key][3], theirs[key][3]), key
+        assert got == expected
+    else:
+        first = sum(got[i][0] == expected[i][0] for i in range(len(prompts)))
+        assert first >= 9, f"first tokens agree on {first} of {len(prompts)}"

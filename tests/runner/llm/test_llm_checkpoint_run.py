@@ -71,3 +71,79 @@ def test_llama2_70b_runs_from_sharded_bf16_and_hf_fp8_checkpoints(tmp_path, llam
 
     refused = _run(fp8, llama2_small.dataset_path, tmp_path / "refused", "--engine", "batched")
     assert refused.exit_code == 2 and "[run.engine]" in refused.output and "pre-quantized" in refused.output
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_cuda_fp8_run_from_an_hf_fp8_checkpoint_sizes_its_slots(tmp_path, llama2_small, capfd):
+    fp8 = _copy_as(
+        llama2_small.model_path, tmp_path / "fp8", lambda s: hf_fp8(s, (32, 32)), quantization=quant_config("hf-fp8")
+    )
+    res = _run(fp8, llama2_small.dataset_path, tmp_path / "run", "--backend", "torch-cuda", "--precision", "fp8")
+    assert res.exit_code == 0, res.output
+    err = capfd.readouterr().err
+    assert "llm: streamed" in err and "(fp8 weights," in err
+    assert "KV cache fp8" in err and "24 slots" in err, err  # memory for many more: capped by the 24 samples
+    assert len(_tokens(tmp_path / "run")) == 24
+
+
+def _write_wide_llama2(path, demo_model, layers: int) -> None:
+    """Llama-2-70B at full width (hidden 8192, 64 heads, 8 kv heads, intermediate 28672, vocab 32000) with
+    `layers` decoder layers of random bf16 weights, one shard per layer, and the demo's tokenizer."""
+    from transformers import AutoConfig
+
+    from subtool.runner.llm.checkpoint import projection_shapes
+
+    path.mkdir()
+    for f in demo_model.iterdir():
+        if f.name not in ("model.safetensors", "config.json"):
+            shutil.copy(f, path / f.name)
+    config = AutoConfig.from_pretrained(demo_model)
+    config.update(
+        dict(
+            hidden_size=8192,
+            intermediate_size=28672,
+            num_attention_heads=64,
+            num_key_value_heads=8,
+            head_dim=128,
+            num_hidden_layers=layers,
+            vocab_size=32000,
+            max_position_embeddings=4096,
+            dtype="bfloat16",
+        )
+    )
+    (path / "config.json").write_text(config.to_json_string())
+    gen = torch.Generator().manual_seed(1)
+
+    def rand(*shape):
+        return (torch.randn(*shape, generator=gen) * 0.02).to(torch.bfloat16)
+
+    weight_map = {}
+    shards = [{"model.embed_tokens.weight": rand(32000, 8192)}]
+    for i in range(layers):
+        shard = {f"model.layers.{i}.{m}.weight": rand(*s) for m, s in projection_shapes(config).items()}
+        for norm in ("input_layernorm", "post_attention_layernorm"):
+            shard[f"model.layers.{i}.{norm}.weight"] = torch.ones(8192, dtype=torch.bfloat16)
+        shards.append(shard)
+    shards.append({"model.norm.weight": torch.ones(8192, dtype=torch.bfloat16), "lm_head.weight": rand(32000, 8192)})
+    for k, shard in enumerate(shards):
+        file = f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
+        safetensors_torch.save_file(shard, str(path / file))
+        weight_map.update({name: file for name in shard})
+    (path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+
+@cuda
+def test_cuda_llama2_70b_width_reduced_depth_streams_in_fp8_and_runs(tmp_path, llama2_small, capfd):
+    """`subtool run --model llama2-70b-99 --precision fp8` on a checkpoint of the 70B's full width and 2 layers
+    (4.5 GB of bf16 in 4 shards): streamed, quantized on the GPU, through LoadGen."""
+    ckpt = tmp_path / "llama2-70b-2layers"
+    _write_wide_llama2(ckpt, llama2_small.model_path, layers=2)
+    res = _run(ckpt, llama2_small.dataset_path, tmp_path / "run", "--backend", "torch-cuda", "--precision", "fp8")
+    assert res.exit_code == 0, res.output
+    err = capfd.readouterr().err
+    assert "llm: streamed" in err and "(fp8 weights," in err and "KV cache fp8" in err, err
+    tokens = _tokens(tmp_path / "run")
+    assert sorted(tokens) == list(range(24)) and all(1 <= len(t) <= 16 for t in tokens.values())
