@@ -155,8 +155,9 @@ class SafetensorsFiles:
                 f"not a readable safetensors file: {_first_line(exc)}", path=file, rule="model.load"
             ) from None
 
-    def read(self, names: list[str], device) -> dict[str, object]:
-        """The named tensors on `device`, read file by file and moved one at a time (missing names are absent)."""
+    def read(self, names: list[str], device, shapes: dict | None = None) -> dict[str, object]:
+        """The named tensors on `device`, read file by file and moved one at a time (missing names are absent);
+        a tensor whose header shape is not `shapes[name]` is refused before its bytes are read."""
         by_file: dict[Path, list[str]] = {}
         for name in names:
             if name in self.weight_map:
@@ -172,6 +173,8 @@ class SafetensorsFiles:
                             path=file,
                             rule="model.weights",
                         )
+                    if shapes and name in shapes:
+                        self._check_shape(f, name, shapes[name], file)
                     try:
                         tensor = f.get_tensor(name)
                     except Exception as exc:  # a cut-short file or a dtype this safetensors cannot read
@@ -181,6 +184,17 @@ class SafetensorsFiles:
                     out[name] = tensor.to(device)
                     del tensor
         return out
+
+    @staticmethod
+    def _check_shape(f, name: str, shape: tuple, file: Path) -> None:
+        try:
+            found = tuple(f.get_slice(name).get_shape())
+        except Exception as exc:  # a header entry safetensors cannot describe
+            raise SubtoolError(f"{name}: cannot read: {_first_line(exc)}", path=file, rule="model.load") from None
+        if found != tuple(shape):
+            raise SubtoolError(
+                f"{name} has shape {list(found)}, the config says {list(shape)}", path=file, rule="model.weights"
+            )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -235,11 +249,18 @@ class LayerReader:
                 names.append(f"{prefix}{module}.bias")
         return names
 
+    def expected(self, i: int) -> dict[str, tuple]:
+        """The shape of each weight and norm of layer i (scales are checked against their weight later)."""
+        prefix, h = f"model.layers.{i}.", self.config.hidden_size
+        shapes = {f"{prefix}{m}.weight": s for m, s in self.shapes.items()}
+        shapes |= {f"{prefix}{m}.bias": (s[0],) for m, s in self.shapes.items()}
+        return shapes | {prefix + "input_layernorm.weight": (h,), prefix + "post_attention_layernorm.weight": (h,)}
+
     def layer(self, i: int) -> dict:
         from subtool.runner.llm.checkpoint_fp8 import fuse, to_part
 
         prefix = f"model.layers.{i}."
-        got = self.files.read(self.names(i), self.device)
+        got = self.files.read(self.names(i), self.device, self.expected(i))
         out = {
             "in_norm": self._tensor(got, prefix + "input_layernorm.weight", (self.config.hidden_size,)),
             "post_norm": self._tensor(got, prefix + "post_attention_layernorm.weight", (self.config.hidden_size,)),
@@ -309,7 +330,7 @@ def _fill_outer(model, files: SafetensorsFiles, config, fmt, device, dtype) -> N
     if not getattr(config, "tie_word_embeddings", False):
         wanted["lm_head"] = (vocab, h)
     names = [f"{m}.weight" for m in wanted] + ([f"{m}.{fmt.scale_suffix}" for m in wanted] if fmt.scale_suffix else [])
-    got = files.read(names, device)
+    got = files.read(names, device, {f"{m}.weight": shape for m, shape in wanted.items()})
     with torch.no_grad():
         for module, shape in wanted.items():
             name = f"{module}.weight"

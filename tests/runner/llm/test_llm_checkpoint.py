@@ -425,6 +425,36 @@ def test_a_tensor_of_the_wrong_shape_is_refused(tmp_path, bf16):
     assert str(err.path).endswith(".safetensors")
 
 
+def test_a_tensor_the_index_misplaces_is_refused(tmp_path, bf16):
+    path = _broken(tmp_path, bf16, lambda t: None)
+    index = path / "model.safetensors.index.json"
+    doc = json.loads(index.read_text())
+    name = "model.layers.0.self_attn.q_proj.weight"
+    other = {f for f in doc["weight_map"].values() if f != doc["weight_map"][name]}.pop()
+    doc["weight_map"][name] = other
+    index.write_text(json.dumps(doc))
+    err = _refused(path, "model.weights", "the index places it here but the file does not hold it")
+    assert Path(err.path).name == other
+
+
+def test_a_huge_tensor_is_refused_from_its_header_before_its_bytes_are_read(tmp_path, bf16, monkeypatch):
+    from safetensors import safe_open
+
+    def change(t):
+        t["model.layers.1.mlp.down_proj.weight"] = torch.zeros(512, 1024, dtype=torch.bfloat16)
+
+    path = _broken(tmp_path, bf16, change, shards=1)
+    reads = []
+    original = type(safe_open(str(path / "model.safetensors"), "pt")).get_tensor
+    monkeypatch.setattr(
+        type(safe_open(str(path / "model.safetensors"), "pt")),
+        "get_tensor",
+        lambda f, n: reads.append(n) or original(f, n),
+    )
+    _refused(path, "model.weights", "down_proj.weight has shape [512, 1024], the config says [64, 96]")
+    assert "model.layers.1.mlp.down_proj.weight" not in reads
+
+
 def test_an_index_naming_a_missing_file_is_refused(tmp_path, bf16):
     path = _broken(tmp_path, bf16, lambda t: None)
     next(path.glob("model-00002-*.safetensors")).unlink()
