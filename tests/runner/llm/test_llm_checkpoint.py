@@ -604,3 +604,35 @@ def test_cuda_fp8_from_each_format_generates_as_the_engines_own_fp8(tmp_path, bf
     else:
         first = sum(got[i][0] == expected[i][0] for i in range(len(prompts)))
         assert first >= 9, f"first tokens agree on {first} of {len(prompts)}"
+
+
+def test_a_garbage_safetensors_file_is_one_clear_error(tmp_path):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from subtool.runner.llm.checkpoint import SafetensorsFiles
+
+    file = tmp_path / "model.safetensors"
+    header = st.dictionaries(
+        st.text(max_size=6),
+        st.fixed_dictionaries(
+            {
+                "dtype": st.sampled_from(["BF16", "F8_E4M3", "XX"]),
+                "shape": st.lists(st.integers(-2, 1 << 62), max_size=3),
+            },
+            optional={"data_offsets": st.lists(st.integers(-1, 1 << 62), max_size=3)},
+        ),
+    ).map(lambda h: json.dumps(h).encode())
+    lying = st.tuples(st.integers(0, 1 << 64 - 1), header).map(lambda p: p[0].to_bytes(8, "little") + p[1])
+    honest = header.map(lambda h: len(h).to_bytes(8, "little") + h)
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.one_of(st.binary(max_size=64), lying, honest))
+    def check(data):
+        file.write_bytes(data)
+        try:
+            SafetensorsFiles(tmp_path)
+        except SubtoolError as err:
+            assert err.rule == "model.load" and Path(err.path) == file
+
+    check()
