@@ -147,3 +147,23 @@ def test_cuda_llama2_70b_width_reduced_depth_streams_in_fp8_and_runs(tmp_path, l
     assert "llm: streamed" in err and "(fp8 weights," in err and "KV cache fp8" in err, err
     tokens = _tokens(tmp_path / "run")
     assert sorted(tokens) == list(range(24)) and all(1 <= len(t) <= 16 for t in tokens.values())
+
+
+def test_a_checkpoint_too_large_for_streaming_is_refused_before_any_weight_is_read(tmp_path, llama2_small):
+    """The config alone decides: 70B's width over 800 layers (2.5 TiB in fp32) is refused with the sizes in words,
+    before the loader opens a weight file (there is none)."""
+    big = tmp_path / "big"
+    big.mkdir()
+    for f in llama2_small.model_path.iterdir():
+        if f.name not in ("model.safetensors", "config.json"):
+            shutil.copy(f, big / f.name)
+    config = json.loads((llama2_small.model_path / "config.json").read_text())
+    config.update(hidden_size=8192, intermediate_size=28672, num_attention_heads=64, head_dim=128)
+    config.update(num_key_value_heads=8, num_hidden_layers=800, vocab_size=32000)
+    (big / "config.json").write_text(json.dumps(config))
+    (big / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {}}))
+    res = _run(big, llama2_small.dataset_path, tmp_path / "runs", "--engine", "continuous")
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "[model.too_large]" in errors[0] and "fp32 weights" in errors[0], res.output
+    assert not any((tmp_path / "runs").rglob("run.json"))
