@@ -131,11 +131,14 @@ def check_fits_streaming(
     work = workspace_bytes(shape, 16384) + FIXED_RESERVE
     if weights + kv + work <= free:
         return
-    hint = (
-        "--precision fp8 stores the projections and the KV cache in e4m3 (half the bytes)"
-        if precision != "fp8"
-        else "a GPU with more memory or fewer slots (--batch-size)"
-    )
+    if where.startswith("cuda"):
+        hint = (
+            "--precision fp8 stores the projections and the KV cache in e4m3 (half the bytes)"
+            if precision != "fp8"
+            else "a GPU with more memory or fewer slots (--batch-size)"
+        )
+    else:
+        hint = "--backend torch-cuda --precision fp8 on a GPU with the memory, or a machine with more RAM"
     raise SubtoolError(
         f"does not fit: {precision} weights {weights / GIB:.1f} GiB + a KV cache for {min_slots} sequences of "
         f"{max_len:,} tokens {kv / GIB:.1f} GiB + working memory {work / GIB:.1f} GiB exceed the "

@@ -266,7 +266,7 @@ class LlmGenerator:
         kv_fp8 = self._kv_fp8(config, options, fp8, dtype)
         max_len = int(self.lengths.max()) + self.generation.max_new_tokens
         min_slots = min(MIN_SLOTS, len(self.prompts), MIN_SLOTS if auto_slots else self.batch_size)
-        where = f"{self.device.type}:{self._cuda_index()}" if self.device.type == "cuda" else "this host (RAM)"
+        where = f"cuda:{self._cuda_index()}" if self.device.type == "cuda" else "this host (RAM)"
         check_fits_streaming(
             model_path,
             config,

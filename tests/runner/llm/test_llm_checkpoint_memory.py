@@ -59,9 +59,14 @@ def test_a_bf16_70b_does_not_fit_one_h200_and_fp8_is_suggested():
     )
     with pytest.raises(SubtoolError, match="fp8 weights") as err:  # an 80 GB GPU: not even in fp8 with 32 slots
         check_fits_streaming(
-            "/ckpt", LLAMA2_70B, precision="fp8", kv_fp8=True, max_len=2048, min_slots=32, free=79 * GIB, where="x"
+            "/ckpt", LLAMA2_70B, precision="fp8", kv_fp8=True, max_len=2048, min_slots=32, free=79 * GIB, where="cuda:1"
         )
     assert "--precision fp8" not in err.value.hint
+    with pytest.raises(SubtoolError) as err:  # on CPU, fp8 is no way out: it runs on a GPU only
+        check_fits_streaming(
+            "/c", LLAMA2_70B, precision="fp32", kv_fp8=False, max_len=2048, min_slots=32, free=H200_FREE, where="RAM"
+        )
+    assert err.value.hint.startswith("--backend torch-cuda --precision fp8")
 
 
 def test_slots_fill_the_memory_left_unless_asked_and_never_exceed_the_samples():

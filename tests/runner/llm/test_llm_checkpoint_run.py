@@ -146,21 +146,38 @@ def test_cuda_llama2_70b_width_reduced_depth_streams_in_fp8_and_runs(tmp_path, l
     assert sorted(tokens) == list(range(24)) and all(1 <= len(t) <= 16 for t in tokens.values())
 
 
+def _weightless_llama2(path, demo_model, layers: int):
+    """Llama-2-70B's config.json (at `layers` layers), the demo's tokenizer and an index that names no tensor."""
+    path.mkdir()
+    for f in demo_model.iterdir():
+        if f.name not in ("model.safetensors", "config.json"):
+            shutil.copy(f, path / f.name)
+    config = json.loads((demo_model / "config.json").read_text())
+    config.update(hidden_size=8192, intermediate_size=28672, num_attention_heads=64, head_dim=128)
+    config.update(num_key_value_heads=8, num_hidden_layers=layers, vocab_size=32000, dtype="bfloat16")
+    (path / "config.json").write_text(json.dumps(config))
+    (path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {}}))
+    return path
+
+
 def test_a_checkpoint_too_large_for_streaming_is_refused_before_any_weight_is_read(tmp_path, llama2_small):
     """The config alone decides: 70B's width over 800 layers (2.5 TiB in fp32) is refused with the sizes in words,
     before the loader opens a weight file (there is none)."""
-    big = tmp_path / "big"
-    big.mkdir()
-    for f in llama2_small.model_path.iterdir():
-        if f.name not in ("model.safetensors", "config.json"):
-            shutil.copy(f, big / f.name)
-    config = json.loads((llama2_small.model_path / "config.json").read_text())
-    config.update(hidden_size=8192, intermediate_size=28672, num_attention_heads=64, head_dim=128)
-    config.update(num_key_value_heads=8, num_hidden_layers=800, vocab_size=32000)
-    (big / "config.json").write_text(json.dumps(config))
-    (big / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {}}))
+    big = _weightless_llama2(tmp_path / "big", llama2_small.model_path, 800)
     res = _run(big, llama2_small.dataset_path, tmp_path / "runs", "--engine", "continuous")
     assert res.exit_code == 2, res.output
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "[model.too_large]" in errors[0] and "fp32 weights" in errors[0], res.output
     assert not any((tmp_path / "runs").rglob("run.json"))
+
+
+@cuda
+def test_cuda_llama2_70b_in_bf16_is_refused_and_fits_in_fp8(tmp_path, llama2_small):
+    """On one H200: the 70B's config in bf16 is refused before loading, with fp8 as the hint; in fp8 it passes the
+    memory check and the loader starts reading (and names the first tensor this weightless checkpoint lacks)."""
+    ckpt = _weightless_llama2(tmp_path / "70b", llama2_small.model_path, 80)
+    bf16 = _run(ckpt, llama2_small.dataset_path, tmp_path / "bf16", "--backend", "torch-cuda", "--precision", "bf16")
+    assert bf16.exit_code == 2 and "[model.too_large]" in bf16.output, bf16.output
+    assert "bf16 weights 128.5 GiB" in bf16.output and "--precision fp8" in bf16.output
+    fp8 = _run(ckpt, llama2_small.dataset_path, tmp_path / "fp8", "--backend", "torch-cuda", "--precision", "fp8")
+    assert fp8.exit_code == 2 and "[model.weights]" in fp8.output and "is missing" in fp8.output, fp8.output
