@@ -126,7 +126,7 @@ def _cache_keyword(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def choose_engine(engine: str, device: str, config: dict, generation, streams: bool) -> str:
+def choose_engine(engine: str, device: str, config: dict, generation, streams: bool, model_path=None) -> str:
     """batched or continuous, from the config alone (nothing loaded yet): `auto` is the continuous engine on CUDA
     for what it supports, and on CPU for a pre-quantized checkpoint (which only its streaming loader reads)."""
     from subtool.runner.llm.checkpoint import is_prequantized
@@ -142,12 +142,17 @@ def choose_engine(engine: str, device: str, config: dict, generation, streams: b
         raise SubtoolError(
             f"the continuous engine cannot run this model: {reason}", rule="run.engine", hint="use --engine batched"
         )
-    if quantized and not (engine == "continuous" and streams):
+    if quantized and engine != "continuous":
         raise SubtoolError(
-            "a pre-quantized checkpoint (config.json quantization_config) loads on the continuous engine from "
-            "safetensors weights only",
+            "a pre-quantized checkpoint (config.json quantization_config) loads on the continuous engine only",
             rule="run.engine",
             hint="use --engine continuous (greedy Llama), or a bf16 checkpoint",
+        )
+    if quantized and not streams:
+        raise SubtoolError(
+            "pre-quantized weights load from safetensors files only (model.safetensors or its index)",
+            path=model_path,
+            rule="model.weights",
         )
     return engine
 
@@ -202,7 +207,7 @@ class LlmGenerator:
         self.eos_ids, self.pad_id = stop_and_pad_ids(eos_token_id, pad_token_id, config)
         self.batch_size = max(1, int(batch_size))
         streams = model is None and can_stream(model_path)
-        self.engine_name = choose_engine(engine, device, config, generation, streams)
+        self.engine_name = choose_engine(engine, device, config, generation, streams, model_path)
         options = dict(engine_options or {})
         dtype = getattr(torch, _TORCH_DTYPES[precision])
         if model is not None:

@@ -106,7 +106,7 @@ FP8 = {**LLAMA2_70B, "quantization_config": {"quant_method": "fp8", "weight_bloc
         ("continuous", "cpu", LLAMA2_70B, 1, False, "continuous"),
         ("continuous", "cuda", {"model_type": "gptj"}, 4, True, "beam search"),
         ("batched", "cuda", FP8, 1, True, "pre-quantized"),
-        ("auto", "cuda", FP8, 1, False, "pre-quantized"),  # .bin weights: nothing streams them
+        ("auto", "cuda", FP8, 1, False, "safetensors files only"),  # .bin weights: nothing streams them
         ("fast", "cuda", LLAMA2_70B, 1, True, "unknown engine"),
     ],
 )
@@ -118,4 +118,4 @@ def test_the_engine_is_chosen_from_the_config_before_loading(engine, device, con
     else:
         with pytest.raises(SubtoolError, match=expected) as err:
             choose_engine(engine, device, config, _gen(beams), streams)
-        assert err.value.rule == "run.engine"
+        assert err.value.rule == ("model.weights" if "safetensors" in expected else "run.engine")
