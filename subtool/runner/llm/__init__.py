@@ -2,7 +2,11 @@
 
 - specs.py         the benchmarks' facts: data set, generation settings, accuracy targets, LoadGen names
 - workload.py      the Workload the runner drives: loading, the QSL, accuracy, token metrics, the SUT backends
-- datasets.py      the references' preprocessed data sets (JSON, DataFrame pickle), tokenizer, checkpoint checks
+- datasets.py      the references' preprocessed data sets (JSON, DataFrame pickle)
+- checkpoint.py    checkpoint checks, tokenizer, the streaming loader of the continuous engine's Llama weights;
+  checkpoint_fp8.py the weight formats (plain, transformers FP8, compressed-tensors FP8) → the engine's form;
+  checkpoint_memory.py what a config needs in memory (weights, KV per token) and the slots that fit
+- skeleton.py      a Llama model whose decoder layers stay on the meta device (the streamed weights' model)
 - accuracy.py      ROUGE over the logged token ids, as the references compute it
 - demo.py          the embedded demos' tiny random-weight checkpoints and generated data sets
 - sut_torch.py     backends torch-cpu / torch-cuda: LlmGenerator (batched engine) and its LoadGen adapter;
