@@ -330,6 +330,46 @@ def run_offline(args, sut, engine, prompts, work: Path) -> dict:
     return point
 
 
+def profile_engine(engine, prompts, repeats: int = 10) -> dict:
+    """Where the time goes, outside LoadGen: one decode step with every slot busy at a typical position (graph
+    replay), and one prefill batch of typical prompts at the engine's token budget (CUDA events, medians)."""
+    import torch
+
+    from subtool.runner.llm.engine import EngineStats, plan_prefill
+
+    def timed(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        return float(np.median(times))
+
+    typical = int(np.median([len(p) for p in prompts]))
+    with torch.inference_mode():
+        engine.positions.fill_(typical + 150)  # mid-answer: about the mean prompt plus half the mean output
+        engine.tokens.fill_(5)
+        engine.allow_eos.fill_(False)
+        decode_ms = timed(lambda: engine._step(engine.max_len))
+        order = sorted(prompts, key=len, reverse=True)[len(prompts) // 4 :]  # below the longest quarter
+        batch = [order[j] for j in plan_prefill([len(p) for p in order], engine.prefill_tokens)[0]][: engine.slots]
+        padded = len(batch) * max(len(p) for p in batch)
+        prefill_ms = timed(lambda: engine._prefill(list(range(len(batch))), batch, True))
+    engine.positions.zero_()
+    engine.stats = EngineStats(graphs=engine.stats.graphs)
+    return {
+        "decode_step_ms": round(decode_ms, 2),
+        "decode_tokens_per_s_all_slots_busy": round(engine.slots / decode_ms * 1000, 1),
+        "prefill_batch_rows": len(batch),
+        "prefill_batch_padded_tokens": padded,
+        "prefill_batch_ms": round(prefill_ms, 1),
+        "prefill_tokens_per_s": round(padded / prefill_ms * 1000, 1),
+    }
+
+
 def run_server(args, sut, engine, samples_per_second: float, work: Path) -> list[dict]:
     from subtool.runner.llm.engine import EngineStats
 
@@ -396,6 +436,9 @@ def main() -> None:
     try:
         result["offline"] = run_offline(args, sut, engine, prompts, work)
         print(json.dumps(result["offline"]), flush=True)
+        if args.device == "cuda":
+            result["profile"] = profile_engine(engine, prompts)
+            print(json.dumps(result["profile"]), flush=True)
         sps = result["offline"].get("samples_per_second") or 0
         result["server"] = run_server(args, sut, engine, sps, work)
     finally:
