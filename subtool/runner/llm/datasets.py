@@ -1,4 +1,4 @@
-"""Reading the LLM benchmarks' preprocessed data sets as the references ship them, and their checkpoints.
+"""Reading the LLM benchmarks' preprocessed data sets as the references ship them (checkpoints: checkpoint.py).
 
 - llama3.1-8b: `cnn_eval.json`, a JSON list of {"instruction", "input", "tok_input": [ids], "output"} (the
   reference's download_cnndm.py; prompts already tokenized with the Llama-3.1 tokenizer).
@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from subtool.errors import SubtoolError
+from subtool.fsutil import sha256_file
+from subtool.runner.llm.checkpoint import load_tokenizer
 from subtool.runner.llm.specs import LlmSpec
 
 GPTJ_PROMPT = (
@@ -26,12 +27,6 @@ GPTJ_PROMPT = (
     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
 )
 GPTJ_MAX_PROMPT_TOKENS = 1919
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
 
 
 @dataclass
@@ -45,78 +40,6 @@ class LlmData:
     @property
     def input_lengths(self) -> np.ndarray:
         return np.array([len(p) for p in self.prompts], dtype=np.int64)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _read_config(model_path: Path) -> dict:
-    if not model_path.is_dir():
-        raise SubtoolError(
-            "model directory not found",
-            path=model_path,
-            rule="model.missing",
-            hint="--model-path takes a Hugging Face checkpoint directory (config.json, weights, tokenizer.json)",
-        )
-    config_path = model_path / "config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SubtoolError("config.json missing", path=config_path, rule="model.config") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise SubtoolError("config.json is not valid JSON", path=config_path, rule="model.config") from None
-    if not isinstance(config, dict):
-        raise SubtoolError("config.json is not a JSON object", path=config_path, rule="model.config")
-    return config
-
-
-def check_checkpoint(spec: LlmSpec, model_path: Path, *, need_weights: bool = True) -> dict:
-    """Refuse a checkpoint of another architecture, or without weights or tokenizer, before loading anything."""
-    model_path = Path(model_path)
-    config = _read_config(model_path)
-    if config.get("model_type") not in spec.model_types:
-        raise SubtoolError(
-            f"model_type is {config.get('model_type')!r}; {spec.name} needs a "
-            f"{' or '.join(spec.model_types)} checkpoint",
-            path=model_path / "config.json",
-            rule="model.architecture",
-        )
-    if not any((model_path / f).exists() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
-        raise SubtoolError(
-            "no tokenizer (tokenizer.json, tokenizer.model or vocab.json)", path=model_path, rule="model.tokenizer"
-        )
-    if need_weights and not any((model_path / f).exists() for f in WEIGHT_FILES):
-        raise SubtoolError(f"no weights ({', '.join(WEIGHT_FILES)})", path=model_path, rule="model.weights")
-    return config
-
-
-def checkpoint_bytes(model_path: Path) -> int:
-    """Bytes of weights on disk (safetensors or .bin shards)."""
-    total = 0
-    for pattern in ("*.safetensors", "pytorch_model*.bin"):
-        total += sum(p.stat().st_size for p in Path(model_path).glob(pattern))
-    return total
-
-
-def load_tokenizer(model_path: Path):
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
-    except (OSError, ValueError, TypeError) as exc:
-        raise SubtoolError(
-            f"cannot load the tokenizer: {str(exc).splitlines()[0]}", path=model_path, rule="model.tokenizer"
-        ) from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 # ------------------------------------------------------------------------------------------------ readers

@@ -43,18 +43,23 @@ import torch.nn.functional as F
 FP8_MAX = 448.0
 
 
-def supports(model, generation) -> str | None:
-    """Why the engine cannot run this model (None when it can)."""
+def supports_config(config: dict, generation) -> str | None:
+    """Why the engine cannot run a model of this config.json (None when it can): decided before loading."""
     if generation.num_beams > 1:
         return "beam search (gptj) needs the batched engine"
-    if getattr(model.config, "model_type", None) != "llama":
-        return f"model_type {getattr(model.config, 'model_type', None)!r} (only llama)"
-    if getattr(model.config, "hidden_act", "silu") != "silu":
-        return f"activation {model.config.hidden_act!r} (only silu)"
+    if config.get("model_type") != "llama":
+        return f"model_type {config.get('model_type')!r} (only llama)"
+    if config.get("hidden_act", "silu") != "silu":
+        return f"activation {config.get('hidden_act')!r} (only silu)"
+    return None
+
+
+def supports(model, generation) -> str | None:
+    """Why the engine cannot run this loaded model (None when it can)."""
     devices = set(getattr(model, "hf_device_map", {}).values())
     if len(devices) > 1:
         return "the model is spread over several devices"
-    return None
+    return supports_config(model.config.to_dict(), generation)
 
 
 def plan_prefill(lengths: list[int], token_budget: int) -> list[list[int]]:

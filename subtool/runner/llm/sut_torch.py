@@ -8,7 +8,11 @@ own thread and a worker thread generates. Two engines:
   left to the longest prompt; greedy decoding with a KV cache, each row completed the moment it ends.
 - `continuous` (CUDA, greedy): a fixed set of slots over one preallocated KV cache; every decode step advances
   all busy slots at once (a CUDA graph once warmed up), and a finished slot is refilled with the next prompt
-  (prefilled on its own) without waiting for the rest of the batch. See engine.py.
+  (prefilled on its own) without waiting for the rest of the batch. See engine.py. Its Llama weights are streamed
+  from the safetensors files layer by layer onto the one GPU (checkpoint.py; fp8: quantized there, or read
+  pre-quantized), never loaded whole; the slots are sized from the GPU memory left after the weights
+  (checkpoint_memory.py) unless --batch-size says how many. A pre-quantized (fp8) checkpoint on CPU runs on
+  this engine too, dequantized to the run's precision (CPUs have no fp8 matrix products).
 
 Each response carries the generated token ids (the reference's dtype) and their count, so LoadGen computes
 tokens/s; with token latencies on, the first token goes to `lg.FirstTokenComplete` as soon as it exists (TTFT).
@@ -59,8 +63,9 @@ def _available_memory(device: str) -> int | None:
 
 
 def check_fits(model_path, config: dict, precision: str, device: str) -> None:
-    """Refuse, before loading, a checkpoint whose weights cannot fit the memory of the chosen device."""
-    from subtool.runner.llm.datasets import checkpoint_bytes
+    """Refuse, before loading, a checkpoint whose weights cannot fit the memory of the chosen device (a whole
+    transformers load: the batched engine's)."""
+    from subtool.runner.llm.checkpoint import checkpoint_bytes
 
     on_disk = checkpoint_bytes(model_path)
     disk_width = {"float32": 4, "float16": 2, "bfloat16": 2}.get(
@@ -121,6 +126,38 @@ def _cache_keyword(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def choose_engine(engine: str, device: str, config: dict, generation, streams: bool) -> str:
+    """batched or continuous, from the config alone (nothing loaded yet): `auto` is the continuous engine on CUDA
+    for what it supports, and on CPU for a pre-quantized checkpoint (which only its streaming loader reads)."""
+    from subtool.runner.llm.checkpoint import is_prequantized
+    from subtool.runner.llm.engine import supports_config
+
+    if engine not in ("auto", "batched", "continuous"):
+        raise SubtoolError(f"unknown engine {engine!r}; choose auto, batched or continuous", rule="run.engine")
+    reason = supports_config(config, generation)
+    quantized = is_prequantized(config)
+    if engine == "auto":
+        engine = "continuous" if reason is None and (device == "cuda" or (quantized and streams)) else "batched"
+    if engine == "continuous" and reason:
+        raise SubtoolError(
+            f"the continuous engine cannot run this model: {reason}", rule="run.engine", hint="use --engine batched"
+        )
+    if quantized and not (engine == "continuous" and streams):
+        raise SubtoolError(
+            "a pre-quantized checkpoint (config.json quantization_config) loads on the continuous engine from "
+            "safetensors weights only",
+            rule="run.engine",
+            hint="use --engine continuous (greedy Llama), or a bf16 checkpoint",
+        )
+    return engine
+
+
+def _say(line: str) -> None:
+    import sys
+
+    print(f"llm: {line}", file=sys.stderr, flush=True)
+
+
 class LlmGenerator:
     """The model and its generation loop, without LoadGen: what the local SUT and each Ray worker run.
 
@@ -144,18 +181,19 @@ class LlmGenerator:
         engine: str = "auto",
         model=None,
         engine_options: dict | None = None,
+        auto_slots: bool = False,
     ):
-        import json
-
+        """`auto_slots`: the continuous engine on CUDA takes as many slots as the GPU memory left after the weights
+        holds (else batch_size, at most that many)."""
         import torch
+
+        from subtool.runner.llm.checkpoint import can_stream, read_config
 
         check_request(torch, device, precision, engine)
         if threads:
             torch.set_num_threads(threads)
         # `model`: an already built model (the GPU bench builds random weights in place instead of loading)
-        config = model.config.to_dict() if model is not None else json.loads((model_path / "config.json").read_text())
-        if model is None:
-            check_fits(model_path, config, precision, device)
+        config = model.config.to_dict() if model is not None else read_config(model_path)
         self.torch = torch
         self.device = torch.device(device)
         self.generation = generation
@@ -163,14 +201,23 @@ class LlmGenerator:
         self.lengths = np.array([len(p) for p in prompts], dtype=np.int64)
         self.eos_ids, self.pad_id = stop_and_pad_ids(eos_token_id, pad_token_id, config)
         self.batch_size = max(1, int(batch_size))
-        self.model = (
-            model
-            if model is not None
-            else self._load_model(model_path, torch, getattr(torch, _TORCH_DTYPES[precision]), device)
-        )
+        streams = model is None and can_stream(model_path)
+        self.engine_name = choose_engine(engine, device, config, generation, streams)
+        options = dict(engine_options or {})
+        dtype = getattr(torch, _TORCH_DTYPES[precision])
+        if model is not None:
+            self.model = model
+        elif self.engine_name == "continuous" and streams:
+            self.model = self._stream(model_path, config, precision, dtype, options, auto_slots)
+        else:
+            check_fits(model_path, config, precision, device)
+            self.model = self._load_model(model_path, torch, dtype, device)
         self.cache_kw = _cache_keyword(self.model)
-        self.engine_name = self._choose_engine(engine, device)
-        self.engine = self._continuous_engine(precision, engine_options) if self.engine_name == "continuous" else None
+        if self.engine_name == "continuous":
+            self._check_placement()
+            self.engine = self._continuous_engine(precision, options)
+        else:
+            self.engine = None
         if self.engine is None and precision == "fp8":
             raise SubtoolError("fp8 runs on the continuous engine only", rule="run.precision")
         self.stats = SutStats()
@@ -197,28 +244,98 @@ class LlmGenerator:
             model.to(self.device)
         return model.eval()
 
-    def _choose_engine(self, engine: str, device: str) -> str:
-        if engine not in ("auto", "batched", "continuous"):
-            raise SubtoolError(f"unknown engine {engine!r}; choose auto, batched or continuous", rule="run.engine")
-        if engine == "auto":
-            engine = "continuous" if device == "cuda" and self.generation.num_beams == 1 else "batched"
-        if engine == "continuous":
-            from subtool.runner.llm.engine import supports
+    def _check_placement(self) -> None:
+        """A model loaded whole across several GPUs (device_map) cannot run on the continuous engine."""
+        devices = set(getattr(self.model, "hf_device_map", {}).values())
+        if len(devices) > 1:
+            raise SubtoolError(
+                "the continuous engine cannot run this model: it is spread over several devices",
+                rule="run.engine",
+                hint="use --engine batched, or a safetensors checkpoint (streamed onto one GPU)",
+            )
 
-            reason = supports(self.model, self.generation)
-            if reason:
-                raise SubtoolError(
-                    f"the continuous engine cannot run this model: {reason}",
-                    rule="run.engine",
-                    hint="use --engine batched",
-                )
-        return engine
+    def _stream(self, model_path, config: dict, precision: str, dtype, options: dict, auto_slots: bool):
+        """The checkpoint streamed onto the device layer by layer (checkpoint.py), checked against the device's
+        memory first; the engine's layer weights go into `options`, the slots are sized from what is left."""
+        import time
 
-    def _continuous_engine(self, precision: str, engine_options: dict | None):
+        from subtool.runner.llm.checkpoint import is_prequantized, load_streaming
+        from subtool.runner.llm.checkpoint_memory import MIN_SLOTS, check_fits_streaming
+
+        fp8 = precision == "fp8"
+        kv_fp8 = self._kv_fp8(config, options, fp8, dtype)
+        max_len = int(self.lengths.max()) + self.generation.max_new_tokens
+        min_slots = min(MIN_SLOTS, len(self.prompts), MIN_SLOTS if auto_slots else self.batch_size)
+        where = f"{self.device.type}:{self._cuda_index()}" if self.device.type == "cuda" else "this host (RAM)"
+        check_fits_streaming(
+            model_path,
+            config,
+            precision=precision,
+            kv_fp8=kv_fp8,
+            max_len=max_len,
+            min_slots=min_slots,
+            free=self._free_memory(),
+            where=where,
+        )
+        if is_prequantized(config) and not fp8:
+            _say(f"{model_path}: pre-quantized weights dequantized to {precision} (fp8 runs with --precision fp8)")
+        t0 = time.monotonic()
+        model, layers = load_streaming(model_path, self.device, dtype, fp8=fp8)
+        options["layer_weights"] = layers
+        options.setdefault("kv_cache", "fp8" if kv_fp8 else "model")
+        _say(
+            f"streamed {model_path} onto {where} in {time.monotonic() - t0:.1f} s ({'fp8' if fp8 else precision} "
+            "weights)"
+        )
+        if self.device.type == "cuda":
+            self._size_slots(config, options, kv_fp8, max_len, auto_slots)
+        return model
+
+    def _cuda_index(self) -> int:
+        return self.device.index if self.device.index is not None else self.torch.cuda.current_device()
+
+    def _free_memory(self) -> int | None:
+        """Free bytes of the one device the continuous engine runs on (MemAvailable on CPU)."""
+        if self.device.type == "cuda":
+            return int(self.torch.cuda.mem_get_info(self._cuda_index())[0])
+        return _available_memory("cpu")
+
+    def _kv_fp8(self, config: dict, options: dict, fp8: bool, dtype) -> bool:
+        """Whether the engine's KV cache will be e4m3: asked, or (auto, fp8 weights) where decode is Triton's."""
+        from subtool.runner.llm.checkpoint_memory import Shape
+        from subtool.runner.llm.engine import choose_decode_attention
+
+        kv = options.get("kv_cache", "auto" if fp8 else "model")
+        if kv != "auto":
+            return kv == "fp8"
+        shape = Shape.of(config)
+        attention = choose_decode_attention(
+            options.get("decode_attention", "auto"), self.device, dtype, shape.head_dim, shape.heads // shape.kv_heads
+        )
+        return fp8 and attention == "triton"
+
+    def _size_slots(self, config: dict, options: dict, kv_fp8: bool, max_len: int, auto_slots: bool) -> None:
+        from subtool.runner.llm.checkpoint_memory import Shape, kv_bytes_per_token, plan_slots, workspace_bytes
+
+        shape = Shape.of(config)
+        width = 4 if self.model.lm_head.weight.dtype == self.torch.float32 else 2
+        plan = plan_slots(
+            self._free_memory(),
+            kv_bytes_per_token(shape, kv_fp8, width),
+            max_len,
+            workspace_bytes(shape, int(options.get("prefill_tokens", 16384))),
+            asked=self.batch_size,
+            auto=auto_slots,
+            samples=len(self.prompts),
+            kv_fp8=kv_fp8,
+        )
+        self.batch_size = plan.slots
+        _say(plan.line())
+
+    def _continuous_engine(self, precision: str, options: dict):
         from subtool.runner.llm.engine import ContinuousEngine
 
-        # engine_options: the engine's own tuning keywords (prefill token budget …)
-        options = dict(engine_options or {})
+        # options: the engine's own tuning keywords (prefill token budget …; layer_weights when streamed)
         if precision == "fp8":
             # fp8 projections, and an fp8 KV cache where the engine's decode attention is the Triton kernel
             options.setdefault("weights", "fp8")

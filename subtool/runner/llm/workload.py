@@ -127,7 +127,7 @@ class LlmWorkload:
         self._config: dict = {}
 
     def check_model(self, model_path: Path) -> dict:
-        from subtool.runner.llm.datasets import check_checkpoint
+        from subtool.runner.llm.checkpoint import check_checkpoint
 
         # weights are checked by the local backends only: a network SUT needs just the tokenizer
         self._config = check_checkpoint(self.llm, model_path, need_weights=False)
@@ -241,18 +241,22 @@ def torch_sut_options(spec: LlmSpec, model_path: Path, data, config) -> dict:
 
 def _torch_sut(device: str):
     def factory(spec: LlmSpec, model_path: Path, data, config):
-        from subtool.runner.llm.datasets import check_checkpoint
+        from subtool.runner.llm.checkpoint import check_checkpoint
         from subtool.runner.llm.sut_torch import TorchLlmSUT
 
         check_checkpoint(spec, model_path, need_weights=True)
         options = torch_sut_options(spec, model_path, data, config)
-        return TorchLlmSUT(model_path, data.prompts, options.pop("generation"), device=device, **options)
+        # no --batch-size: the continuous engine on a GPU takes as many slots as its memory holds
+        auto_slots = not config.batch_size_given
+        return TorchLlmSUT(
+            model_path, data.prompts, options.pop("generation"), device=device, auto_slots=auto_slots, **options
+        )
 
     return factory
 
 
 def _ray_sut(spec: LlmSpec, model_path: Path, data, config):
-    from subtool.runner.llm.datasets import check_checkpoint
+    from subtool.runner.llm.checkpoint import check_checkpoint
     from subtool.runner.llm.sut_ray import make_ray_llm_sut
 
     check_checkpoint(spec, model_path, need_weights=True)

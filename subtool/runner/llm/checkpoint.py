@@ -1,0 +1,356 @@
+"""LLM checkpoints: the checks before anything loads, the tokenizer, and the streaming loader of the continuous
+engine's Llama weights.
+
+Streaming (`load_streaming`): the model is a skeleton (skeleton.meta_model: decoder layers on the meta device) and
+the decoder layers' weights are read from the safetensors files one layer at a time, tensor by tensor: each tensor
+goes from its file to the target device at once, a layer's projections are fused (q|k|v, gate|up) and, for fp8,
+quantized to e4m3 per output channel there (checkpoint_fp8.py reads the pre-quantized formats), and the layer's
+full-width copies are dropped before the next layer is read. Neither host nor device memory ever holds the whole
+model in bf16: the host holds one tensor plus the pages of the file being read (a file is opened per layer and
+closed after it), the device the result plus one layer.
+
+Bad checkpoints are refused in one line naming the file and the rule (`model.weights`: a missing tensor, a wrong
+shape or dtype, an index naming a missing file, a broken scale; `model.load`: a file safetensors cannot read).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.runner.llm.specs import LlmSpec
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+
+
+# ------------------------------------------------------------------------- checks before anything loads
+def read_config(model_path: Path) -> dict:
+    if not model_path.is_dir():
+        raise SubtoolError(
+            "model directory not found",
+            path=model_path,
+            rule="model.missing",
+            hint="--model-path takes a Hugging Face checkpoint directory (config.json, weights, tokenizer.json)",
+        )
+    config_path = model_path / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SubtoolError("config.json missing", path=config_path, rule="model.config") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SubtoolError("config.json is not valid JSON", path=config_path, rule="model.config") from None
+    if not isinstance(config, dict):
+        raise SubtoolError("config.json is not a JSON object", path=config_path, rule="model.config")
+    return config
+
+
+def check_checkpoint(spec: LlmSpec, model_path: Path, *, need_weights: bool = True) -> dict:
+    """Refuse a checkpoint of another architecture, or without weights or tokenizer, before loading anything."""
+    model_path = Path(model_path)
+    config = read_config(model_path)
+    if config.get("model_type") not in spec.model_types:
+        raise SubtoolError(
+            f"model_type is {config.get('model_type')!r}; {spec.name} needs a "
+            f"{' or '.join(spec.model_types)} checkpoint",
+            path=model_path / "config.json",
+            rule="model.architecture",
+        )
+    if not any((model_path / f).exists() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+        raise SubtoolError(
+            "no tokenizer (tokenizer.json, tokenizer.model or vocab.json)", path=model_path, rule="model.tokenizer"
+        )
+    if need_weights and not any((model_path / f).exists() for f in WEIGHT_FILES):
+        raise SubtoolError(f"no weights ({', '.join(WEIGHT_FILES)})", path=model_path, rule="model.weights")
+    return config
+
+
+def checkpoint_bytes(model_path: Path) -> int:
+    """Bytes of weights on disk (safetensors or .bin shards)."""
+    total = 0
+    for pattern in ("*.safetensors", "pytorch_model*.bin"):
+        total += sum(p.stat().st_size for p in Path(model_path).glob(pattern))
+    return total
+
+
+def load_tokenizer(model_path: Path):
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SubtoolError(
+            f"cannot load the tokenizer: {str(exc).splitlines()[0]}", path=model_path, rule="model.tokenizer"
+        ) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def can_stream(model_path: Path) -> bool:
+    """Whether the weights are safetensors (the streaming loader's input); .bin checkpoints load whole."""
+    return (Path(model_path) / INDEX).is_file() or (Path(model_path) / SINGLE).is_file()
+
+
+def is_prequantized(config: dict) -> bool:
+    """Whether config.json declares quantized weights (which only the streaming loader reads)."""
+    return isinstance(config.get("quantization_config"), dict)
+
+
+# ------------------------------------------------------------------------------ the safetensors files
+class SafetensorsFiles:
+    """Which file holds which tensor (model.safetensors.index.json's weight_map, or the one file's header), and
+    reading tensors straight to a device, one at a time."""
+
+    def __init__(self, model_path: Path):
+        self.root = Path(model_path)
+        index = self.root / INDEX
+        self.weight_map = self._index(index) if index.is_file() else self._single(self.root / SINGLE)
+
+    def _index(self, index: Path) -> dict[str, Path]:
+        try:
+            data = json.loads(index.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            raise SubtoolError("the index is not valid JSON", path=index, rule="model.weights") from None
+        weight_map = data.get("weight_map") if isinstance(data, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise SubtoolError("the index has no weight_map of file names", path=index, rule="model.weights")
+        out = {}
+        for file in set(weight_map.values()):
+            target = self.root / file
+            if Path(file).name != file or not target.is_file():
+                raise SubtoolError(
+                    f"the index names {file!r}, which is not a file in the checkpoint directory",
+                    path=index,
+                    rule="model.weights",
+                )
+        for name, file in weight_map.items():
+            out[name] = self.root / file
+        return out
+
+    def _single(self, file: Path) -> dict[str, Path]:
+        if not file.is_file():
+            raise SubtoolError(f"no safetensors weights ({SINGLE} or {INDEX})", path=self.root, rule="model.weights")
+        with self._open(file) as f:
+            return {name: file for name in f.keys()}
+
+    @staticmethod
+    def _open(file: Path):
+        from safetensors import safe_open
+
+        try:
+            return safe_open(str(file), framework="pt", device="cpu")
+        except Exception as exc:  # SafetensorError, OSError: a header safetensors cannot read
+            raise SubtoolError(
+                f"not a readable safetensors file: {_first_line(exc)}", path=file, rule="model.load"
+            ) from None
+
+    def read(self, names: list[str], device) -> dict[str, object]:
+        """The named tensors on `device`, read file by file and moved one at a time (missing names are absent)."""
+        by_file: dict[Path, list[str]] = {}
+        for name in names:
+            if name in self.weight_map:
+                by_file.setdefault(self.weight_map[name], []).append(name)
+        out = {}
+        for file, wanted in by_file.items():
+            with self._open(file) as f:
+                present = set(f.keys())
+                for name in wanted:
+                    if name not in present:
+                        raise SubtoolError(
+                            f"{name}: the index places it here but the file does not hold it",
+                            path=file,
+                            rule="model.weights",
+                        )
+                    try:
+                        tensor = f.get_tensor(name)
+                    except Exception as exc:  # a cut-short file or a dtype this safetensors cannot read
+                        raise SubtoolError(
+                            f"{name}: cannot read: {_first_line(exc)}", path=file, rule="model.load"
+                        ) from None
+                    out[name] = tensor.to(device)
+                    del tensor
+        return out
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [exc.__class__.__name__])[0]
+
+
+# ------------------------------------------------------------------------------------- the streaming load
+PROJECTIONS = {  # engine name → the checkpoint's modules side by side
+    "qkv": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+    "o": ("self_attn.o_proj",),
+    "gate_up": ("mlp.gate_proj", "mlp.up_proj"),
+    "down": ("mlp.down_proj",),
+}
+
+
+def projection_shapes(config) -> dict[str, tuple[int, int]]:
+    """Each projection module's weight shape [out, in] from a transformers Llama config."""
+    h, i = config.hidden_size, config.intermediate_size
+    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
+    q, kv = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
+    return {
+        "self_attn.q_proj": (q, h),
+        "self_attn.k_proj": (kv, h),
+        "self_attn.v_proj": (kv, h),
+        "self_attn.o_proj": (h, q),
+        "mlp.gate_proj": (i, h),
+        "mlp.up_proj": (i, h),
+        "mlp.down_proj": (h, i),
+    }
+
+
+class LayerReader:
+    """Reads decoder layer i's tensors to the device and builds the engine's per-layer dict from them."""
+
+    def __init__(self, files: SafetensorsFiles, config, fmt, device, dtype, fp8: bool):
+        self.files, self.config, self.fmt = files, config, fmt
+        self.device, self.dtype, self.fp8 = device, dtype, fp8
+        self.shapes = projection_shapes(config)
+        self.bias = {
+            "self_attn": bool(getattr(config, "attention_bias", False)),
+            "mlp": bool(getattr(config, "mlp_bias", False)),
+        }
+
+    def names(self, i: int) -> list[str]:
+        prefix = f"model.layers.{i}."
+        names = [prefix + "input_layernorm.weight", prefix + "post_attention_layernorm.weight"]
+        for module in self.shapes:
+            names.append(f"{prefix}{module}.weight")
+            if self.fmt.scale_suffix:
+                names.append(f"{prefix}{module}.{self.fmt.scale_suffix}")
+            if self.bias[module.split(".")[0]]:
+                names.append(f"{prefix}{module}.bias")
+        return names
+
+    def layer(self, i: int) -> dict:
+        from subtool.runner.llm.checkpoint_fp8 import fuse, to_part
+
+        prefix = f"model.layers.{i}."
+        got = self.files.read(self.names(i), self.device)
+        out = {
+            "in_norm": self._tensor(got, prefix + "input_layernorm.weight", (self.config.hidden_size,)),
+            "post_norm": self._tensor(got, prefix + "post_attention_layernorm.weight", (self.config.hidden_size,)),
+        }
+        for engine_name, modules in PROJECTIONS.items():
+            parts, biases = [], []
+            for module in modules:
+                name = f"{prefix}{module}.weight"
+                weight = self._tensor(got, name, self.shapes[module], cast=False)
+                scale = got.pop(f"{prefix}{module}.{self.fmt.scale_suffix}", None) if self.fmt.scale_suffix else None
+                parts.append(to_part(weight, scale, self.fmt, name, self._where(name)))
+                if self.bias[module.split(".")[0]]:
+                    biases.append(self._tensor(got, f"{prefix}{module}.bias", (self.shapes[module][0],)))
+            bias = None if not biases else (biases[0] if len(biases) == 1 else self._cat(biases))
+            out[engine_name] = fuse(parts, bias, self.fp8, self.dtype)
+            del parts
+            self._check_scale(out[engine_name], f"{prefix}{modules[0]}")
+        return out
+
+    @staticmethod
+    def _cat(tensors):
+        import torch
+
+        return torch.cat(tensors)
+
+    def _where(self, name: str):
+        return self.files.weight_map.get(name, self.files.root)
+
+    def _tensor(self, got: dict, name: str, shape: tuple, cast: bool = True):
+        tensor = got.pop(name, None)
+        if tensor is None:
+            raise SubtoolError(f"{name} is missing", path=self._where(name), rule="model.weights")
+        if tuple(tensor.shape) != tuple(shape):
+            raise SubtoolError(
+                f"{name} has shape {list(tensor.shape)}, the config says {list(shape)}",
+                path=self._where(name),
+                rule="model.weights",
+            )
+        return tensor.to(self.dtype) if cast else tensor
+
+    def _check_scale(self, lin: tuple, name: str) -> None:
+        """fp8: a weight with inf/nan values gives a non-finite channel scale; refuse it here, not as garbage."""
+        import torch
+
+        if lin[3] is not None and not bool(torch.isfinite(lin[3]).all()):
+            raise SubtoolError(
+                f"{name}: weights with non-finite values (inf or nan)", path=self._where(name), rule="model.weights"
+            )
+
+
+def stream_layers(files: SafetensorsFiles, config, fmt, device, dtype, fp8: bool) -> Iterator[tuple[int, dict]]:
+    """(i, layer i's weights in the engine's form) for every decoder layer, one layer in memory at a time."""
+    reader = LayerReader(files, config, fmt, device, dtype, fp8)
+    for i in range(config.num_hidden_layers):
+        yield i, reader.layer(i)
+
+
+def _fill_outer(model, files: SafetensorsFiles, config, fmt, device, dtype) -> None:
+    """The embedding, the final norm and the LM head (unless tied) into the skeleton's empty tensors."""
+    import torch
+
+    from subtool.runner.llm.checkpoint_fp8 import to_part
+
+    reader = LayerReader(files, config, fmt, device, dtype, False)
+    h, vocab = config.hidden_size, config.vocab_size
+    wanted = {"model.embed_tokens": (vocab, h), "model.norm": (h,)}
+    if not getattr(config, "tie_word_embeddings", False):
+        wanted["lm_head"] = (vocab, h)
+    names = [f"{m}.weight" for m in wanted] + ([f"{m}.{fmt.scale_suffix}" for m in wanted] if fmt.scale_suffix else [])
+    got = files.read(names, device)
+    with torch.no_grad():
+        for module, shape in wanted.items():
+            name = f"{module}.weight"
+            tensor = reader._tensor(got, name, shape, cast=False)
+            scale = got.pop(f"{module}.{fmt.scale_suffix}", None) if fmt.scale_suffix else None
+            if len(shape) == 2:
+                tensor = to_part(tensor, scale, fmt, name, reader._where(name)).dequantized(dtype)
+            model.get_submodule(module).weight.copy_(tensor)
+
+
+def model_config(model_path: Path):
+    """The transformers config of the checkpoint, without its quantization_config (the skeleton is built plain;
+    the loader reads the quantized tensors itself)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(model_path), local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise SubtoolError(
+            f"cannot read the model config: {_first_line(exc)}",
+            path=Path(model_path) / "config.json",
+            rule="model.config",
+        ) from None
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return config
+
+
+def load_streaming(model_path: Path, device, dtype, *, fp8: bool):
+    """(skeleton model, per-layer weights) for ContinuousEngine(model, layer_weights=...): the checkpoint read
+    layer by layer onto `device`, projections in e4m3 per output channel when fp8, else in `dtype`."""
+    from subtool.runner.llm.checkpoint_fp8 import weight_format
+    from subtool.runner.llm.skeleton import meta_model
+
+    model_path = Path(model_path)
+    fmt = weight_format(read_config(model_path), model_path / "config.json")
+    files = SafetensorsFiles(model_path)
+    config = model_config(model_path)
+    model = meta_model(config, device, dtype)
+    _fill_outer(model, files, config, fmt, device, dtype)
+    layers: list[dict | None] = [None] * config.num_hidden_layers
+    for i, weights in stream_layers(files, config, fmt, device, dtype, fp8):
+        layers[i] = weights
+    return model, layers

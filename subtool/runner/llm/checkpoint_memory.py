@@ -1,0 +1,146 @@
+"""What a Llama checkpoint needs in memory on the continuous engine, from its config alone: the weights (bf16, or
+e4m3 projections with bf16 embeddings and head), the KV cache per token, and the working memory of a prefill
+batch; and so how many slots (sequences of max_len tokens, each with its own KV cache rows) fit in what is left.
+
+The check runs before anything loads: a model whose weights, working memory and a KV cache for MIN_SLOTS sequences
+do not fit is refused with the sizes in words (a bf16 Llama-2-70B on one 141 GB GPU: fp8 is the way). After the
+weights are on the device, the slots are sized from the memory then free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from subtool.errors import SubtoolError
+
+GIB = 2**30
+MIN_SLOTS = 32  # fewer sequences at once than this is not a run worth starting on a GPU
+MARGIN = 0.05  # of the free memory, left to the allocator, CUDA graphs, logits
+FIXED_RESERVE = GIB // 2
+
+
+@dataclass(frozen=True)
+class Shape:
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied: bool
+
+    @classmethod
+    def of(cls, config: dict) -> Shape:
+        heads = int(config["num_attention_heads"])
+        hidden = int(config["hidden_size"])
+        return cls(
+            hidden=hidden,
+            intermediate=int(config["intermediate_size"]),
+            layers=int(config["num_hidden_layers"]),
+            heads=heads,
+            kv_heads=int(config.get("num_key_value_heads") or heads),
+            head_dim=int(config.get("head_dim") or hidden // heads),
+            vocab=int(config["vocab_size"]),
+            tied=bool(config.get("tie_word_embeddings", False)),
+        )
+
+    def projection_params(self) -> int:
+        """Parameters of one decoder layer's projections (q, k, v, o, gate, up, down)."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        return self.hidden * (q + 2 * kv) + q * self.hidden + 3 * self.hidden * self.intermediate
+
+
+def weight_bytes(shape: Shape, fp8: bool, width: int) -> int:
+    """Bytes of the weights on the device: projections in e4m3 (plus a float32 scale per output channel) when
+    fp8, else `width` bytes each; embeddings, head and norms in `width`."""
+    per_layer = shape.projection_params() * (1 if fp8 else width) + 2 * shape.hidden * width
+    if fp8:
+        q, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
+        per_layer += 4 * (q + 2 * kv + shape.hidden + 2 * shape.intermediate + shape.hidden)
+    outer = shape.vocab * shape.hidden * (1 if shape.tied else 2) * width + shape.hidden * width
+    return shape.layers * per_layer + outer
+
+
+def kv_bytes_per_token(shape: Shape, kv_fp8: bool, width: int) -> int:
+    """Keys and values of one token in every layer."""
+    return 2 * shape.layers * shape.kv_heads * shape.head_dim * (1 if kv_fp8 else width)
+
+
+def workspace_bytes(shape: Shape, prefill_tokens: int) -> int:
+    """Working memory of the largest prefill batch: the widest activations of one layer at once (float32 norm and
+    fp8 row-quantisation temporaries, gate|up and its SiLU product), rounded up generously."""
+    return prefill_tokens * (16 * shape.hidden + 12 * shape.intermediate)
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    slots: int
+    fit: int  # slots the memory holds
+    free: int  # bytes free once the weights are loaded
+    reserved: int  # of which kept for working memory
+    kv_per_token: int
+    max_len: int
+    kv_fp8: bool
+
+    def line(self) -> str:
+        kind = "fp8" if self.kv_fp8 else "bf16/fp16"
+        return (
+            f"KV cache {kind}, {self.kv_per_token / 1024:.0f} KiB per token × {self.max_len:,} tokens per slot: "
+            f"{self.slots} slots (memory for {self.fit}; {self.free / GIB:.1f} GiB free after the weights, "
+            f"{self.reserved / GIB:.1f} GiB kept for working memory)"
+        )
+
+
+def plan_slots(
+    free: int, kv_per_token: int, max_len: int, workspace: int, *, asked: int, auto: bool, samples: int, kv_fp8: bool
+) -> SlotPlan:
+    """Slots for `free` bytes: as many as fit (auto) or the number asked, never more than fit or than samples."""
+    reserved = workspace + FIXED_RESERVE + int(MARGIN * free)
+    fit = max(0, (free - reserved) // max(1, kv_per_token * max_len))
+    if fit < 1:
+        raise SubtoolError(
+            f"no room for even one sequence's KV cache ({kv_per_token * max_len / GIB:.2f} GiB for {max_len:,} "
+            f"tokens) after the weights: {free / GIB:.1f} GiB free, {reserved / GIB:.1f} GiB needed for working memory",
+            rule="model.too_large",
+            hint="--precision fp8 (e4m3 weights and KV cache), or a smaller prefill batch (prefill_tokens)",
+        )
+    want = fit if auto else max(1, int(asked))
+    return SlotPlan(
+        slots=max(1, min(want, fit, max(1, samples))),
+        fit=int(fit),
+        free=free,
+        reserved=reserved,
+        kv_per_token=kv_per_token,
+        max_len=max_len,
+        kv_fp8=kv_fp8,
+    )
+
+
+def check_fits_streaming(
+    model_path, config: dict, *, precision: str, kv_fp8: bool, max_len: int, min_slots: int, free: int | None, where
+) -> None:
+    """Refuse, before loading, a model whose weights, working memory and KV cache for min_slots sequences exceed
+    the free memory of the one device the continuous engine runs on."""
+    if free is None:
+        return
+    shape = Shape.of(config)
+    width = 4 if precision == "fp32" else 2
+    weights = weight_bytes(shape, precision == "fp8", width)
+    kv = min_slots * max_len * kv_bytes_per_token(shape, kv_fp8, width)
+    work = workspace_bytes(shape, 16384) + FIXED_RESERVE
+    if weights + kv + work <= free:
+        return
+    hint = (
+        "--precision fp8 stores the projections and the KV cache in e4m3 (half the bytes)"
+        if precision != "fp8"
+        else "a GPU with more memory or fewer slots (--batch-size)"
+    )
+    raise SubtoolError(
+        f"does not fit: {precision} weights {weights / GIB:.1f} GiB + a KV cache for {min_slots} sequences of "
+        f"{max_len:,} tokens {kv / GIB:.1f} GiB + working memory {work / GIB:.1f} GiB exceed the "
+        f"{free / GIB:.1f} GiB free on {where}",
+        path=model_path,
+        rule="model.too_large",
+        hint=hint,
+    )
