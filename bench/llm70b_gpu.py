@@ -216,6 +216,140 @@ def slots_for_memory(free_bytes: int, reserve_bytes: int, per_slot: int, cap: in
     return max(1, min(cap, (free_bytes - reserve_bytes) // per_slot))
 
 
+# ---------------------------------------------------------------------------------------------- the loader
+LOAD_CHILD = r"""
+import json, resource, sys, time
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM  # imported before the clock starts
+from subtool.runner.llm.checkpoint import load_streaming
+path, device, fp8 = sys.argv[1], torch.device(sys.argv[2]), sys.argv[3] == "1"
+dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+if device.type == "cuda":
+    torch.zeros(1, device=device)  # the CUDA context, before the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+model, layers = load_streaming(path, device, dtype, fp8=fp8)
+if device.type == "cuda":
+    torch.cuda.synchronize()
+seconds = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": seconds, "rss_before_kib": before, "peak_rss_kib": peak, "layers": len(layers)}))
+"""
+
+
+def write_checkpoint(path: Path, config, device, seed: int) -> dict:
+    """A bf16 safetensors checkpoint of `config` (transformers' Llama names, one shard per decoder layer and one
+    for the embedding, norm and LM head, an index), its weights drawn N(0, 0.02) on `device` shard by shard."""
+    import torch
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True)
+    config.torch_dtype = "bfloat16"
+    config.save_pretrained(path)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    h, inter, vocab = config.hidden_size, config.intermediate_size, config.vocab_size
+    head_dim = h // config.num_attention_heads
+    kv = config.num_key_value_heads * head_dim
+
+    def draw(*shape):
+        return (torch.randn(shape, device=device, dtype=torch.bfloat16, generator=gen) * 0.02).cpu()
+
+    weight_map, sizes = {}, []
+    shards = [
+        (
+            "model-outer.safetensors",
+            lambda: {
+                "model.embed_tokens.weight": draw(vocab, h),
+                "model.norm.weight": torch.ones(h, dtype=torch.bfloat16),
+                "lm_head.weight": draw(vocab, h),
+            },
+        )
+    ]
+    for i in range(config.num_hidden_layers):
+        pre = f"model.layers.{i}."
+        shards.append(
+            (
+                f"model-layer{i:03d}.safetensors",
+                lambda pre=pre: {
+                    pre + "input_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
+                    pre + "post_attention_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
+                    pre + "self_attn.q_proj.weight": draw(h, h),
+                    pre + "self_attn.k_proj.weight": draw(kv, h),
+                    pre + "self_attn.v_proj.weight": draw(kv, h),
+                    pre + "self_attn.o_proj.weight": draw(h, h),
+                    pre + "mlp.gate_proj.weight": draw(inter, h),
+                    pre + "mlp.up_proj.weight": draw(inter, h),
+                    pre + "mlp.down_proj.weight": draw(h, inter),
+                },
+            )
+        )
+    for name, make in shards:
+        tensors = make()
+        save_file(tensors, str(path / name), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(tensors, name))
+        sizes.append((path / name).stat().st_size)
+        del tensors
+    index = {"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}
+    (path / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
+    return {"bytes": sum(sizes), "largest_shard_bytes": max(sizes), "shards": len(sizes)}
+
+
+def drop_page_cache() -> bool:
+    """Ask the kernel to forget cached file pages (root only), so the load reads the disk; False if refused."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as fh:
+            fh.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def time_loader(args, work: Path) -> dict:
+    """The streaming loader (checkpoint.load_streaming) on a reduced-depth checkpoint at the model's width, read
+    in a child process: seconds, GB/s and that process's peak host memory against the largest shard."""
+    import subprocess
+
+    import torch
+
+    config = llama2_70b_config(args.loader_layers, args.tiny)
+    path = work / "checkpoint"
+    t0 = time.time()
+    files = write_checkpoint(path, config, args.device, args.seed)
+    written = time.time() - t0
+    if args.device == "cuda":
+        torch.cuda.empty_cache()
+    cold = drop_page_cache() if args.drop_caches else False
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    fp8 = "1" if args.weights == "fp8" else "0"
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_CHILD, str(path), args.device, fp8], capture_output=True, text=True, env=env
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1:] or ["no output"]}
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    for f in path.iterdir():
+        f.unlink()
+    path.rmdir()
+    return {
+        "layers": args.loader_layers,
+        "width": "tiny" if args.tiny else "Llama-2-70B",
+        "weights": args.weights,
+        "checkpoint_gb": round(files["bytes"] / 1e9, 2),
+        "largest_shard_gb": round(files["largest_shard_bytes"] / 1e9, 2),
+        "shards": files["shards"],
+        "write_seconds": round(written, 1),
+        "page_cache_dropped": cold,
+        "load_seconds": round(got["seconds"], 2),
+        "load_gb_per_s": round(files["bytes"] / 1e9 / got["seconds"], 2),
+        "child_rss_before_load_gib": round(got["rss_before_kib"] / 2**20, 2),
+        "child_peak_rss_gib": round(got["peak_rss_kib"] / 2**20, 2),
+    }
+
+
 # ---------------------------------------------------------------------------------------------- the run
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -231,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run with --tiny")
     ap.add_argument("--tiny", action="store_true", help="hidden 256 (a CPU smoke run of this script)")
     ap.add_argument("--seed", type=int, default=20261202)
+    ap.add_argument("--loader-layers", type=int, default=0, help="time the streaming loader on this many layers")
+    ap.add_argument(
+        "--drop-caches", action="store_true", help="drop the page cache before the load (root; a machine of your own)"
+    )
     ap.add_argument("--out", type=Path, default=Path("bench/results/llm70b_gpu.json"))
     return ap
 
@@ -412,7 +550,7 @@ def main() -> None:
     import transformers
 
     config = llama2_70b_config(args.layers, args.tiny)
-    prompts, targets = make_workload(args.samples, args.input_mean, args.seed)
+    prompts, targets = make_workload(max(1, args.samples), args.input_mean, args.seed)
     result = {
         "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -429,10 +567,15 @@ def main() -> None:
         },
         "published": PUBLISHED,
     }
+    work = Path(tempfile.mkdtemp(prefix="llm70b-bench-"))
+    if args.loader_layers > 0:  # first, while the GPU and host memory are empty
+        result["loader"] = time_loader(args, work)
+        print(json.dumps(result["loader"]), flush=True)
+    if args.samples <= 0:
+        return finish(args, prov, result)
     sut, engine, memory = build_sut(args, config, prompts, targets)
     result["memory"] = memory
     print(json.dumps(memory), flush=True)
-    work = Path(tempfile.mkdtemp(prefix="llm70b-bench-"))
     try:
         result["offline"] = run_offline(args, sut, engine, prompts, work)
         print(json.dumps(result["offline"]), flush=True)
@@ -444,6 +587,10 @@ def main() -> None:
     finally:
         sut.stop()
     compare(result)
+    finish(args, prov, result)
+
+
+def finish(args, prov, result: dict) -> None:
     result.update(prov.record())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
