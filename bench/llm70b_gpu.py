@@ -475,15 +475,16 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
 
     from subtool.runner.llm.engine import EngineStats, plan_prefill
 
-    def timed(fn) -> float:
+    def timed(fn, inner: int = 1) -> float:
         times = []
         for _ in range(repeats):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            fn()
+            for _ in range(inner):
+                fn()
             end.record()
             torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
+            times.append(start.elapsed_time(end) / inner)
         return float(np.median(times))
 
     typical = int(np.median([len(p) for p in prompts]))
@@ -492,6 +493,7 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
         engine.tokens.fill_(5)
         engine.allow_eos.fill_(False)
         decode_ms = timed(lambda: engine._step(engine.max_len))
+        parts = decode_parts(engine, timed)
         order = sorted(prompts, key=len, reverse=True)[len(prompts) // 4 :]  # below the longest quarter
         batch = [order[j] for j in plan_prefill([len(p) for p in order], engine.prefill_tokens)[0]][: engine.slots]
         padded = len(batch) * max(len(p) for p in batch)
@@ -500,12 +502,41 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
     engine.stats = EngineStats(graphs=engine.stats.graphs)
     return {
         "decode_step_ms": round(decode_ms, 2),
+        "decode_parts_ms_all_layers": parts,
         "decode_tokens_per_s_all_slots_busy": round(engine.slots / decode_ms * 1000, 1),
         "prefill_batch_rows": len(batch),
         "prefill_batch_padded_tokens": padded,
         "prefill_batch_ms": round(prefill_ms, 1),
         "prefill_tokens_per_s": round(padded / prefill_ms * 1000, 1),
     }
+
+
+def decode_parts(engine, timed) -> dict:
+    """One decode step's pieces, each run alone (eager, so with the fp8 row quantisation unfused) on layer 0 and
+    multiplied by the layer count: the four projections at M = slots, and the decode attention."""
+    import torch
+
+    from subtool.runner.llm.engine import linear
+
+    n, s, w = len(engine.layers), engine.slots, engine.layer_weights[0]
+    hidden = engine.embed.weight.shape[1]
+    inputs = {"qkv": hidden, "o": engine.n_heads * engine.head_dim, "gate_up": hidden, "down": engine.intermediate}
+    out = {}
+    weight_bytes = 0
+    for name, k in inputs.items():
+        x = torch.randn(s, 1, k, device=engine.device, dtype=engine.dtype)
+        out[name] = round(timed(lambda x=x, name=name: linear(x, w[name]), inner=5) * n, 2)
+        lin = w[name]
+        weight_bytes += (lin[2] if lin[2] is not None else lin[0]).numel() * (1 if lin[2] is not None else 2)
+    if engine.triton_attention is not None:
+        q = torch.randn(s, engine.n_heads, engine.head_dim, device=engine.device, dtype=engine.dtype)
+        used = (engine.positions + 1).to(torch.int32)
+        kc, vc = engine.k_cache[0], engine.v_cache[0]
+        out["attention"] = round(
+            timed(lambda: engine.triton_attention(q, kc, vc, used, engine.scaling), inner=5) * n, 2
+        )
+    out["weights_read_floor_ms_at_4_3_TBps"] = round(weight_bytes * n / 4.3e12 * 1e3, 2)
+    return out
 
 
 def run_server(args, sut, engine, samples_per_second: float, work: Path) -> list[dict]:
