@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU test and the headline GPU benches in one command, on a machine with an NVIDIA GPU and no network.
 #
-#   bash bench/gpu_check.sh [tests] [bert] [llm] [checker]    # no part named: tests bert llm (+ checker when
-#                                                             # wheels/official holds the official checker)
+#   bash bench/gpu_check.sh [tests] [bert] [llm] [llm70b] [checker]  # no part named: tests bert llm (+ checker
+#                                                             # when wheels/official holds the official checker)
 #
 # 0. Installs subtool's requirements from wheels/ (git-ignored; bench/fetch_wheels.sh fills it on a machine
 #    with PyPI) with `pip install --no-index --find-links wheels/`: only what the machine's Python lacks.
@@ -11,6 +11,9 @@
 #             test marked gpu.
 # 2. bert:    python bench/bert_gpu.py --quick                     → $RESULTS_DIR/gpu_check_bert.json
 # 3. llm:     python bench/llm_gpu.py, 256 prompts, one Server point → $RESULTS_DIR/gpu_check_llm.json
+# 3b. llm70b: python bench/llm70b_gpu.py (Llama-2-70B's shape, fp8, one GPU; asked for by name only: it needs
+#             ~75 GB of GPU memory and ~8 minutes)                 → $RESULTS_DIR/gpu_check_llm70b.json
+#             LLM70B_ARGS adds arguments (e.g. "--samples 512 --server-seconds 60").
 # 4. checker: python bench/checker_speed.py --official wheels/official (the machine's cores, idle)
 #                                                                    → $RESULTS_DIR/checker_speed_device.json
 # RESULTS_DIR defaults to bench/results. The last lines printed are a summary: each part's exit status and
@@ -94,11 +97,15 @@ for part in "${parts[@]}"; do
       rm -f "$RESULTS/gpu_check_llm.json"
       run_part llm "$PY" bench/llm_gpu.py --samples 256 --ref-samples 64 --server-fractions 0.6 \
                --server-seconds 20 --out "$RESULTS/gpu_check_llm.json" ;;
+    llm70b)
+      rm -f "$RESULTS/gpu_check_llm70b.json"
+      # shellcheck disable=SC2086  # LLM70B_ARGS is a list of arguments
+      run_part llm70b "$PY" bench/llm70b_gpu.py ${LLM70B_ARGS:-} --out "$RESULTS/gpu_check_llm70b.json" ;;
     checker)
       rm -f "$RESULTS/checker_speed_device.json"
       run_part checker "$PY" bench/checker_speed.py --official wheels/official --repeat 3 \
                --out "$RESULTS/checker_speed_device.json" ;;
-    *) say "unknown part '$part' (tests, bert, llm, checker)"; exit 2 ;;
+    *) say "unknown part '$part' (tests, bert, llm, llm70b, checker)"; exit 2 ;;
   esac
 done
 
@@ -112,7 +119,7 @@ say "summary"
 } 2>&1 | tee -a "$LOG"
 if [ -n "${OUT:-}" ]; then
   cp "$LOG" "$OUT/" 2>/dev/null
-  for f in gpu_check_bert gpu_check_llm checker_speed_device; do
+  for f in gpu_check_bert gpu_check_llm gpu_check_llm70b checker_speed_device; do
     [ -f "$RESULTS/$f.json" ] && cp "$RESULTS/$f.json" "$OUT/"
   done
 fi

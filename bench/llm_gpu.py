@@ -98,24 +98,34 @@ class ReferenceStyleSUT:
         self.lg.DestroySUT(self.handle)
 
 
-def run_loadgen(sut_handle, n: int, scenario: str, conf_lines: list[str], outdir: Path) -> dict:
+def run_loadgen(
+    sut_handle,
+    n: int,
+    scenario: str,
+    conf_lines: list[str],
+    outdir: Path,
+    model: str = "llama3_1-8b",
+    ttft_ns: int = 2_000_000_000,
+    tpot_ns: int = 100_000_000,
+) -> dict:
+    """One LoadGen run (PerformanceOnly) under `model`'s name in user.conf, with its Server TTFT/TPOT limits."""
     import mlperf_loadgen as lg
 
     from subtool.runner.harness import read_detail_log
 
     outdir.mkdir(parents=True, exist_ok=True)
     conf = outdir / "user.conf"
-    conf.write_text("\n".join(f"llama3_1-8b.{scenario}.{line}" for line in conf_lines) + "\n")
+    conf.write_text("\n".join(f"{model}.{scenario}.{line}" for line in conf_lines) + "\n")
     settings = lg.TestSettings()
     settings.scenario = getattr(lg.TestScenario, scenario)
-    settings.FromConfig(str(conf), "llama3_1-8b", scenario)
+    settings.FromConfig(str(conf), model, scenario)
     # LoadGen applies its built-in mlperf.conf only on the first FromConfig of a process: set what the later
-    # runs of this one process need by hand (token latencies, the llama3.1-8b Server TTFT/TPOT limits)
+    # runs of this one process need by hand (token latencies, the model's Server TTFT/TPOT limits)
     settings.use_token_latencies = True
     if scenario == "Server":
         settings.server_target_latency_ns = 0
-        settings.ttft_latency = 2_000_000_000
-        settings.tpot_latency = 100_000_000
+        settings.ttft_latency = ttft_ns
+        settings.tpot_latency = tpot_ns
     settings.mode = lg.TestMode.PerformanceOnly
     log = lg.LogSettings()
     log.log_output.outdir = str(outdir)

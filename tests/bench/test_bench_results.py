@@ -132,6 +132,8 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("checker_speed", lambda d: f"{d['speedup']}×"),  # wall-time ratio
     ("checker_speed", lambda d: f"{d['cpu_ratio']}×"),  # CPU-time ratio
     ("pack_speed", lambda d: _fmt(d["runs"][0]["pack_mb_per_s"])),
+    ("llm70b_gpu", lambda d: _fmt(d["offline"]["result"])),
+    ("llm70b_gpu", lambda d: _fmt(d["server"][0]["result"])),
 ]
 
 
