@@ -298,7 +298,7 @@ class LlmGenerator:
             f"({'fp8' if fp8 else precision} weights{size})"
         )
         if self.device.type == "cuda":
-            self._size_slots(config, options, kv_fp8, max_len, auto_slots)
+            self._size_slots(model, config, options, kv_fp8, max_len, auto_slots)
         return model
 
     def _cuda_index(self) -> int:
@@ -324,11 +324,12 @@ class LlmGenerator:
         )
         return fp8 and attention == "triton"
 
-    def _size_slots(self, config: dict, options: dict, kv_fp8: bool, max_len: int, auto_slots: bool) -> None:
+    def _size_slots(self, model, config: dict, options: dict, kv_fp8: bool, max_len: int, auto_slots: bool) -> None:
+        """The slot count from the device's memory left once `model` (not yet self.model) is on it."""
         from subtool.runner.llm.checkpoint_memory import Shape, kv_bytes_per_token, plan_slots, workspace_bytes
 
         shape = Shape.of(config)
-        width = 4 if self.model.lm_head.weight.dtype == self.torch.float32 else 2
+        width = 4 if model.lm_head.weight.dtype == self.torch.float32 else 2
         plan = plan_slots(
             self._free_memory(),
             kv_bytes_per_token(shape, kv_fp8, width),
