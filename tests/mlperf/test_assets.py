@@ -17,7 +17,7 @@ import pytest
 from subtool.mlperf.assets import ASSETS, CHECKSUM_ORIGINS, KINDS, UNPACK_KINDS, Asset, AssetFile, asset, assets_for
 from subtool.mlperf.benchmarks import BENCHMARKS, runnable
 from subtool.runner.bert.checkpoint import REFERENCE_CONFIG, REFERENCE_WEIGHTS, checkpoint_format
-from subtool.runner.llm.datasets import WEIGHT_FILES
+from subtool.runner.llm.checkpoint import WEIGHT_FILES
 from subtool.runner.llm.specs import LLM_SPECS
 
 # (benchmark, kind) that subtool runs but cannot fetch, each with its reason. An entry here is checked to be really
