@@ -7,6 +7,8 @@ on the CPU, and a last-bit difference can flip a near tie of this tiny random mo
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from .test_llm_checkpoint_run import _copy_as, _run, _tokens
@@ -25,7 +27,8 @@ def test_llama2_70b_run_streams_a_sharded_checkpoint_onto_the_gpu_in_fp8(tmp_pat
     fp8 = _run(sharded, llama2_small.dataset_path, tmp_path / "fp8", "--backend", "torch-cuda", "--precision", "fp8")
     assert fp8.exit_code == 0, fp8.output
     err = capfd.readouterr().err
-    assert "streamed" in err and "(fp8 weights)" in err, err[-2000:]  # the continuous engine's streaming load
+    # the continuous engine's streaming load, quantizing to fp8 on the GPU as the layers arrive
+    assert re.search(r"streamed \S+ onto cuda:\d+ in [\d.]+ s \(fp8 weights, [\d.]+ GiB\)", err), err[-2000:]
     bf16 = _run(
         sharded, llama2_small.dataset_path, tmp_path / "bf16-run", "--backend", "torch-cuda", "--precision", "bf16"
     )
