@@ -1,0 +1,168 @@
+"""One MCP tool call: the CLI command in a child process, its output bounded, its secrets blanked, its JSON read.
+
+The child is `python -m subtool.cli …` with the server's environment (where the tokens are); stdin is closed;
+stdout (the --json document) and stderr (the human report) are read as they come so that neither pipe fills,
+and only their bounded parts are kept. A cancelled call (the client gave up) stops the child with SIGTERM, which
+the CLI answers by leaving nothing half-written, then SIGKILL if it has not ended within STOP_GRACE seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from subtool.mcp_tools import (
+    EXIT_MEANING,
+    JSON_FILE_LIMIT,
+    STDERR_SHOWN,
+    STDOUT_KEEP,
+    STDOUT_SHOWN,
+    ToolSpec,
+    build_argv,
+    redact,
+    secret_values,
+)
+
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL of a cancelled call's command
+CHUNK = 64 * 1024
+
+
+@dataclass
+class Outcome:
+    argv: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+    stdout_cut: bool = False
+    files: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self, secrets: list[str]) -> dict:
+        """What the agent gets: exit code and its meaning, the --json document (or bounded stdout), files, stderr."""
+        document, shown = None, redact(self.stdout, secrets)
+        if not self.stdout_cut and shown.strip():
+            try:
+                document, shown = json.loads(shown), ""
+            except ValueError:
+                pass
+        return {
+            "command": redact(" ".join(["subtool", *self.argv]), secrets),
+            "exit_code": self.exit_code,
+            "meaning": EXIT_MEANING.get(self.exit_code, "interrupted or failed"),
+            "json": document,
+            "stdout": shown[:STDOUT_SHOWN] + ("\n… (cut)" if len(shown) > STDOUT_SHOWN or self.stdout_cut else ""),
+            "stderr": redact(self.stderr, secrets)[-STDERR_SHOWN:],
+            "files": json.loads(redact(json.dumps(self.files), secrets)),
+        }
+
+
+class _Keep:
+    """The head (stdout: the JSON document) or the tail (stderr: the last lines) of a stream, within a bound."""
+
+    def __init__(self, limit: int, tail: bool):
+        self.limit, self.tail, self.data, self.cut = limit, tail, bytearray(), False
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > self.limit:
+            self.cut = True
+            self.data = self.data[-self.limit :] if self.tail else self.data[: self.limit]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+def _json_paths(spec: ToolSpec, arguments: dict) -> dict[Path, tuple[int, int] | None]:
+    """The .json paths among the call's path arguments, with their (mtime, size) before the call (None: absent)."""
+    found = {}
+    for p in spec.params:
+        if p.base is not Path or arguments.get(p.name) is None:
+            continue
+        for value in arguments[p.name] if p.many else [arguments[p.name]]:
+            path = Path(value)
+            if path.suffix == ".json":
+                found[path] = _stamp(path)
+    return found
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _written_json(before: dict[Path, tuple[int, int] | None]) -> dict[str, object]:
+    """The JSON files the command created or changed, parsed (a file too big or not JSON says so instead)."""
+    files: dict[str, object] = {}
+    for path, stamp in before.items():
+        now = _stamp(path)
+        if now is None or now == stamp or not path.is_file():
+            continue
+        if now[1] > JSON_FILE_LIMIT:
+            files[str(path)] = f"(not read: {now[1]} bytes)"
+            continue
+        try:
+            files[str(path)] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            files[str(path)] = f"(not read: {exc})"
+    return files
+
+
+async def run_tool(spec: ToolSpec, arguments: dict) -> dict:
+    """Run the tool's command; the result dictionary the agent reads (see Outcome.to_dict)."""
+    argv = build_argv(spec, arguments)
+    before = _json_paths(spec, arguments)
+    outcome = await _run_child(argv)
+    outcome.files = _written_json(before)
+    return outcome.to_dict(secret_values())
+
+
+async def _run_child(argv: list[str]) -> Outcome:
+    import subprocess
+
+    import anyio
+
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("COLUMNS", None)  # no terminal: the CLI's CI-log width (long lines, no wrapping mid-sentence)
+    out, err = _Keep(STDOUT_KEEP, tail=False), _Keep(STDERR_SHOWN * 4, tail=True)
+    process = await anyio.open_process(
+        [sys.executable, "-m", "subtool.cli", *argv], stdin=subprocess.DEVNULL, env=env, start_new_session=True
+    )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_drain, process.stdout, out)
+            tg.start_soon(_drain, process.stderr, err)
+        code = await process.wait()
+    finally:
+        if process.returncode is None:  # cancelled: stop the command the way Ctrl-C would, then for good
+            with anyio.CancelScope(shield=True):
+                await _stop(process)
+    return Outcome(argv, code, out.text(), err.text(), stdout_cut=out.cut)
+
+
+async def _drain(stream, keep: _Keep) -> None:
+    import anyio
+
+    try:
+        while True:
+            keep.add(await stream.receive(CHUNK))
+    except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+        return
+
+
+async def _stop(process) -> None:
+    import anyio
+
+    try:
+        process.terminate()
+        with anyio.move_on_after(STOP_GRACE):
+            await process.wait()
+            return
+        process.kill()
+        await process.wait()
+    except ProcessLookupError:
+        return
