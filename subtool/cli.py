@@ -434,7 +434,7 @@ def mcp() -> None:
     from subtool.mcp_server import serve
 
     try:
-        serve()
+        serve(app)
     except SubtoolError as err:
         _fail(err)
 

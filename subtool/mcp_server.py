@@ -24,14 +24,14 @@ INSTRUCTIONS = (
 )
 
 
-def build_server():
-    """The low-level server with the tools of this CLI."""
+def build_server(app):
+    """The low-level server with a tool for each command of the typer app (subtool.cli's)."""
     import mcp_types as types
     from mcp.server import Server
 
     from subtool.mcp_tools import tool_specs
 
-    specs = tool_specs()
+    specs = tool_specs(app)
     tools = [_tool(types, spec) for spec in specs.values()]
 
     async def list_tools(_ctx, _params) -> types.ListToolsResult:
@@ -84,8 +84,8 @@ async def _call(types, specs, name: str, arguments: dict):
     )
 
 
-def serve() -> None:
-    """Serve over stdin/stdout until the client closes them."""
+def serve(app) -> None:
+    """Serve the typer app's commands over stdin/stdout until the client closes them."""
     try:
         import anyio
         from mcp.server.stdio import stdio_server
@@ -95,7 +95,7 @@ def serve() -> None:
             rule="mcp.not_installed",
             hint="pip install 'mlperf-subtool[mcp]'",
         ) from None
-    server = build_server()
+    server = build_server(app)
 
     async def main() -> None:
         async with stdio_server() as (read, write):

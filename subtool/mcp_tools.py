@@ -151,19 +151,18 @@ def _param_name(cli_param) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
-def cli_commands() -> dict[str, Any]:
-    """The CLI's commands as click sees them (name → command)."""
+def cli_commands(app) -> dict[str, Any]:
+    """The commands of a typer app as click sees them (name → command)."""
     import typer.main
-
-    from subtool.cli import app
 
     return dict(typer.main.get_command(app).commands)
 
 
-def tool_specs() -> dict[str, ToolSpec]:
-    """One tool per CLI command (but NOT_TOOLS), one parameter per option or argument (but SERVER_ONLY)."""
+def tool_specs(app) -> dict[str, ToolSpec]:
+    """One tool per command of the typer app (but NOT_TOOLS), one parameter per option or argument (but
+    SERVER_ONLY). The app is passed in (subtool.cli's): cli.py imports this module's server, not the reverse."""
     specs = {}
-    for name, command in sorted(cli_commands().items()):
+    for name, command in sorted(cli_commands(app).items()):
         if name in NOT_TOOLS or command.hidden:
             continue
         if name not in POLICIES:
