@@ -116,12 +116,14 @@ async def run_tool(spec: ToolSpec, arguments: dict) -> dict:
     """Run the tool's command; the result dictionary the agent reads (see Outcome.to_dict)."""
     argv = build_argv(spec, arguments)
     before = _json_paths(spec, arguments)
-    outcome = await _run_child(argv)
+    outcome = await run_child([sys.executable, "-m", "subtool.cli", *argv])
+    outcome.argv = argv
     outcome.files = _written_json(before)
     return outcome.to_dict(secret_values())
 
 
-async def _run_child(argv: list[str]) -> Outcome:
+async def run_child(cmd: list[str]) -> Outcome:
+    """Run `cmd` to its end (or until cancelled: then stop it) and keep the bounded parts of its output."""
     import subprocess
 
     import anyio
@@ -129,9 +131,7 @@ async def _run_child(argv: list[str]) -> Outcome:
     env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("COLUMNS", None)  # no terminal: the CLI's CI-log width (long lines, no wrapping mid-sentence)
     out, err = _Keep(STDOUT_KEEP, tail=False), _Keep(STDERR_SHOWN * 4, tail=True)
-    process = await anyio.open_process(
-        [sys.executable, "-m", "subtool.cli", *argv], stdin=subprocess.DEVNULL, env=env, start_new_session=True
-    )
+    process = await anyio.open_process(cmd, stdin=subprocess.DEVNULL, env=env)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_drain, process.stdout, out)
@@ -141,7 +141,7 @@ async def _run_child(argv: list[str]) -> Outcome:
         if process.returncode is None:  # cancelled: stop the command the way Ctrl-C would, then for good
             with anyio.CancelScope(shield=True):
                 await _stop(process)
-    return Outcome(argv, code, out.text(), err.text(), stdout_cut=out.cut)
+    return Outcome(cmd, code, out.text(), err.text(), stdout_cut=out.cut)
 
 
 async def _drain(stream, keep: _Keep) -> None:

@@ -85,7 +85,9 @@ class ToolParam:
     positional: bool
 
     def schema(self) -> dict:
-        item = {"type": _JSON_TYPES[self.base]}
+        item: dict = {"type": _JSON_TYPES[self.base]}
+        if self.base is Path:
+            item["minLength"] = 1  # an empty path would be the working directory: never what was meant
         prop: dict = {"type": "array", "items": item} if self.many else dict(item)
         help_text = (getattr(self.cli, "help", None) or "").strip()
         if self.base is Path:
@@ -155,7 +157,9 @@ def cli_commands(app) -> dict[str, Any]:
     """The commands of a typer app as click sees them (name → command)."""
     import typer.main
 
-    return dict(typer.main.get_command(app).commands)
+    root = typer.main.get_command(app)
+    commands = getattr(root, "commands", None)  # an app of one command is that command, not a group
+    return dict(commands) if commands is not None else {root.name: root}
 
 
 def tool_specs(app) -> dict[str, ToolSpec]:
