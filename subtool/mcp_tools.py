@@ -61,6 +61,7 @@ SERVER_ONLY = {
 }
 # The tool's default where it differs from the CLI's: the structured document, so the agent reads JSON.
 TOOL_DEFAULTS = {"json": True}
+FORGE_HOSTS = "SUBTOOL_MCP_FORGE_HOSTS"  # forges besides github.com that `publish`/`all --fork` may push to
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 STDOUT_KEEP = 8 * 1024 * 1024  # bytes of stdout kept to parse the --json document
 STDOUT_SHOWN = 16 * 1024  # characters of non-JSON stdout returned
@@ -220,6 +221,28 @@ def build_argv(spec: ToolSpec, arguments: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ secrets
+def check_fork(spec: ToolSpec, arguments: dict, environ: dict[str, str] | None = None) -> str | None:
+    """A fork on a host the server does not trust would be sent the server's GitHub token (git push and the
+    API both go to the fork's host): refused, as one line, unless the host is github.com or listed in
+    $SUBTOOL_MCP_FORGE_HOSTS (comma-separated) of the server's environment. Local forks carry no token."""
+    from subtool.publish.remote import GITHUB_HOST, parse_fork
+
+    if arguments.get("fork") is None or "fork" not in {p.name for p in spec.params}:
+        return None
+    try:
+        fork = parse_fork(str(arguments["fork"]))
+    except SubtoolError:
+        return None  # the command itself says what is wrong with it
+    environ = os.environ if environ is None else environ
+    allowed = {GITHUB_HOST} | {h.strip().lower() for h in environ.get(FORGE_HOSTS, "").split(",") if h.strip()}
+    if fork.kind == "local" or fork.host in allowed:
+        return None
+    return (
+        f"{spec.name}: fork: {fork.host} is not a forge this server sends its token to "
+        f"(the server's {FORGE_HOSTS} lists the others it may) [mcp.forge_host]"
+    )
+
+
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
     """The values of the environment's secret-looking variables (long enough to be a secret), longest first."""
     environ = os.environ if environ is None else environ

@@ -246,3 +246,55 @@ def test_the_server_never_imports_the_model_stack():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def _call_in_process(name: str, arguments: dict) -> dict:
+    import anyio
+    from mcp import Client
+
+    from subtool.mcp_server import build_server
+
+    async def call():
+        async with Client(build_server(app)) as client:
+            return (await client.call_tool(name, arguments)).structured_content
+
+    return anyio.run(call)
+
+
+def test_a_fork_on_an_unlisted_host_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    """The fork's host receives the server's GitHub token (git push, API): an agent may not pick any host."""
+    from subtool.mcp_tools import FORGE_HOSTS, check_fork
+
+    monkeypatch.delenv(FORGE_HOSTS, raising=False)
+    evil = "https://evil.example/team/results.git"
+    for name in ("publish", "all"):
+        assert "evil.example is not a forge" in check_fork(SPECS[name], {"fork": evil}, {})
+        assert check_fork(SPECS[name], {"fork": evil}, {FORGE_HOSTS: "git.corp, evil.example"}) is None
+    assert check_fork(SPECS["publish"], {"fork": "git@evil.example:team/results.git"}, {}) is not None
+    assert check_fork(SPECS["publish"], {"fork": "http://127.0.0.1:9/t/r.git"}, {FORGE_HOSTS: "127.0.0.1"})
+    for fine in ("https://github.com/team/results.git", "git@github.com:team/results.git", str(tmp_path / "fork")):
+        assert check_fork(SPECS["publish"], {"fork": fine}, {}) is None, fine
+
+    tree = str(tmp_path / "no-tree")
+    refused = _call_in_process("publish", {"tree": tree, "fork": evil, "dry_run": True})
+    assert refused["exit_code"] == 2 and "[mcp.forge_host]" in refused["error"] and "command" not in refused
+    monkeypatch.setenv(FORGE_HOSTS, "evil.example")
+    ran = _call_in_process("publish", {"tree": tree, "fork": evil, "dry_run": True})
+    assert ran["command"].startswith("subtool publish --fork=https://evil.example/") and ran["exit_code"] == 2
+
+
+def test_without_the_sdk_subtool_mcp_says_what_to_install():
+    blocked = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('mcp', 'mcp_types'):\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from subtool.cli import main\n"
+        "sys.argv = ['subtool', 'mcp']\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "needs the MCP SDK" in proc.stderr and "[mcp]" in proc.stderr and "Traceback" not in proc.stderr
