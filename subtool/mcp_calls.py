@@ -27,6 +27,7 @@ from subtool.mcp_tools import (
 )
 
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL of a cancelled call's command
+PROGRESS_EVERY = 1.0  # seconds between two progress notifications of one call
 CHUNK = 64 * 1024
 
 
@@ -112,18 +113,38 @@ def _written_json(before: dict[Path, tuple[int, int] | None]) -> dict[str, objec
     return files
 
 
-async def run_tool(spec: ToolSpec, arguments: dict) -> dict:
-    """Run the tool's command; the result dictionary the agent reads (see Outcome.to_dict)."""
+class Progress:
+    """stderr's lines as progress for the client (a long `run` shows it is alive), one every PROGRESS_EVERY
+    seconds at most, secrets blanked. `report(progress, message)` is the SDK's (a no-op if the client asked none)."""
+
+    def __init__(self, report, secrets: list[str]):
+        self.report, self.secrets, self.lines, self.last = report, secrets, 0, float("-inf")
+
+    async def __call__(self, line: str) -> None:
+        import time
+
+        self.lines += 1
+        now = time.monotonic()
+        if line.strip() and now - self.last >= PROGRESS_EVERY:
+            self.last = now
+            await self.report(self.lines, redact(line.strip(), self.secrets)[:500])
+
+
+async def run_tool(spec: ToolSpec, arguments: dict, report=None) -> dict:
+    """Run the tool's command; the result dictionary the agent reads (see Outcome.to_dict). `report`, when given,
+    is called as report(progress, message) with stderr's lines."""
     argv = build_argv(spec, arguments)
     before = _json_paths(spec, arguments)
-    outcome = await run_child([sys.executable, "-m", "subtool.cli", *argv])
+    on_line = Progress(report, secret_values()) if report is not None else None
+    outcome = await run_child([sys.executable, "-m", "subtool.cli", *argv], on_line)
     outcome.argv = argv
     outcome.files = _written_json(before)
     return outcome.to_dict(secret_values())
 
 
-async def run_child(cmd: list[str]) -> Outcome:
-    """Run `cmd` to its end (or until cancelled: then stop it) and keep the bounded parts of its output."""
+async def run_child(cmd: list[str], on_line=None) -> Outcome:
+    """Run `cmd` to its end (or until cancelled: then stop it) and keep the bounded parts of its output;
+    `on_line` (async) is given each line of stderr as it comes."""
     import subprocess
 
     import anyio
@@ -135,7 +156,7 @@ async def run_child(cmd: list[str]) -> Outcome:
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_drain, process.stdout, out)
-            tg.start_soon(_drain, process.stderr, err)
+            tg.start_soon(_drain, process.stderr, err, on_line)
         code = await process.wait()
     finally:
         if process.returncode is None:  # cancelled: stop the command the way Ctrl-C would, then for good
@@ -144,12 +165,19 @@ async def run_child(cmd: list[str]) -> Outcome:
     return Outcome(cmd, code, out.text(), err.text(), stdout_cut=out.cut)
 
 
-async def _drain(stream, keep: _Keep) -> None:
+async def _drain(stream, keep: _Keep, on_line=None) -> None:
     import anyio
 
+    pending = b""
     try:
         while True:
-            keep.add(await stream.receive(CHUNK))
+            chunk = await stream.receive(CHUNK)
+            keep.add(chunk)
+            if on_line is not None:
+                *lines, pending = (pending + chunk).split(b"\n")
+                pending = pending[-CHUNK:]  # a line without an end is cut, never kept whole
+                for line in lines:
+                    await on_line(line.decode("utf-8", errors="replace"))
     except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
         return
 

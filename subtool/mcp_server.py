@@ -37,8 +37,8 @@ def build_server(app):
     async def list_tools(_ctx, _params) -> types.ListToolsResult:
         return types.ListToolsResult(tools=tools)
 
-    async def call_tool(_ctx, params) -> types.CallToolResult:
-        return await _call(types, specs, params.name, dict(params.arguments or {}))
+    async def call_tool(ctx, params) -> types.CallToolResult:
+        return await _call(types, specs, params.name, dict(params.arguments or {}), ctx.session.report_progress)
 
     return Server(
         "subtool",
@@ -66,7 +66,7 @@ def _tool(types, spec):
     )
 
 
-async def _call(types, specs, name: str, arguments: dict):
+async def _call(types, specs, name: str, arguments: dict, report):
     from subtool.mcp_calls import run_tool
     from subtool.mcp_tools import check_arguments, check_fork
 
@@ -76,7 +76,7 @@ async def _call(types, specs, name: str, arguments: dict):
     if problem is not None:
         result = {"exit_code": EXIT_USAGE, "meaning": "bad input or usage", "error": problem}
     else:
-        result = await run_tool(spec, arguments)
+        result = await run_tool(spec, arguments, lambda progress, message: report(progress, None, message))
     text = json.dumps(result, indent=2, default=str)
     return types.CallToolResult(
         content=[types.TextContent(text=text)],

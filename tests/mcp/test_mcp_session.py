@@ -43,8 +43,11 @@ def _drive(calls, env_extra=None):
     return anyio.run(_session, calls, env_extra)
 
 
-async def _call(session, name: str, arguments: dict) -> dict:
-    result = await session.call_tool(name, arguments)
+async def _call(session, name: str, arguments: dict, progress: list | None = None) -> dict:
+    async def on_progress(done, total, message):
+        progress.append(message)
+
+    result = await session.call_tool(name, arguments, progress_callback=on_progress if progress is not None else None)
     data = result.structured_content
     assert data == json.loads(result.content[0].text)  # the text content carries the same document
     assert result.is_error == (data["exit_code"] not in (0, 1))
@@ -93,7 +96,7 @@ def test_check_pack_score_over_stdio(team_tree, tmp_path):
 
 def test_bad_arguments_secrets_and_written_json(tmp_path):
     """A call that breaks the schema is refused with one line and runs nothing; the server's token never comes
-    back, even where a command echoes it; a JSON file the command wrote comes back parsed."""
+    back, even where a command echoes it (result or progress); a JSON file the command wrote comes back parsed."""
     secret_dir = tmp_path / f"tree-{FAKE_TOKEN}"
     report = tmp_path / "report.json"
     secret_dir.mkdir()
@@ -101,9 +104,10 @@ def test_bad_arguments_secrets_and_written_json(tmp_path):
     async def calls(session):
         unknown = await _call(session, "check", {"tree": str(tmp_path), "token": FAKE_TOKEN})
         wrong = await _call(session, "score", {"inputs": [], "out": str(tmp_path / "o")})
-        echoed = await _call(session, "check", {"tree": str(secret_dir), "report": str(report)})
+        echoed = await _call(session, "check", {"tree": str(secret_dir), "report": str(report)}, progress)
         return unknown, wrong, echoed
 
+    progress: list[str] = []
     unknown, wrong, echoed = _drive(calls, {"GITHUB_TOKEN": FAKE_TOKEN})
     assert unknown["exit_code"] == 2 and "'token' was unexpected" in unknown["error"]
     assert wrong["exit_code"] == 2 and "inputs" in wrong["error"]
@@ -111,4 +115,6 @@ def test_bad_arguments_secrets_and_written_json(tmp_path):
     assert echoed["exit_code"] == 0, echoed
     text = json.dumps(echoed)
     assert FAKE_TOKEN not in text and "tree-***" in text
+    # stderr's first line came as progress while the command ran (throttled, blanked the same way)
+    assert progress and progress[0] in echoed["stderr"] and FAKE_TOKEN not in json.dumps(progress)
     assert echoed["files"][str(report)] == json.loads(report.read_text().replace(FAKE_TOKEN, "***"))
