@@ -17,6 +17,7 @@ from pathlib import Path
 from subtool.mcp_tools import (
     EXIT_MEANING,
     JSON_FILE_LIMIT,
+    JSON_SHOWN,
     STDERR_SHOWN,
     STDOUT_KEEP,
     STDOUT_SHOWN,
@@ -42,21 +43,30 @@ class Outcome:
 
     def to_dict(self, secrets: list[str]) -> dict:
         """What the agent gets: exit code and its meaning, the --json document (or bounded stdout), files, stderr."""
-        document, shown = None, redact(self.stdout, secrets)
-        if not self.stdout_cut and shown.strip():
-            try:
-                document, shown = json.loads(shown), ""
-            except ValueError:
-                pass
+        document, stdout, note = self._document(redact(self.stdout, secrets))
         return {
             "command": redact(" ".join(["subtool", *self.argv]), secrets),
             "exit_code": self.exit_code,
             "meaning": EXIT_MEANING.get(self.exit_code, "interrupted or failed"),
             "json": document,
-            "stdout": shown[:STDOUT_SHOWN] + ("\n… (cut)" if len(shown) > STDOUT_SHOWN or self.stdout_cut else ""),
+            "stdout": stdout,
+            "note": note,
             "stderr": redact(self.stderr, secrets)[-STDERR_SHOWN:],
             "files": json.loads(redact(json.dumps(self.files), secrets)),
         }
+
+    def _document(self, stdout: str) -> tuple[object, str, str | None]:
+        """(the --json document or None, the stdout returned beside it, a note on what was left out)."""
+        head = stdout[:STDOUT_SHOWN] + ("\n… (cut)" if len(stdout) > STDOUT_SHOWN or self.stdout_cut else "")
+        if self.stdout_cut:
+            return None, head, f"stdout is over the {STDOUT_KEEP} bytes kept"
+        try:
+            document = json.loads(stdout) if stdout.strip() else None
+        except ValueError:
+            return None, head, None
+        if document is not None and len(stdout) > JSON_SHOWN:
+            return None, head, f"the --json document is {len(stdout)} characters, over the {JSON_SHOWN} returned"
+        return document, "" if document is not None else head, None
 
 
 class _Keep:

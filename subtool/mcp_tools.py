@@ -22,33 +22,36 @@ from subtool.errors import SubtoolError
 
 @dataclass(frozen=True)
 class Policy:
-    """What a command does to the world (MCP tool annotations: hints a client shows or asks before)."""
+    """What a command does to the world (MCP tool annotations: hints a client shows, or asks the user before)."""
 
     title: str
-    read_only: bool
-    destructive: bool
-    idempotent: bool
-    open_world: bool
+    read_only: bool = False  # changes nothing at all
+    destructive: bool = False  # may replace or remove what is there (else it only adds)
+    idempotent: bool = False  # a second identical call changes nothing more
+    open_world: bool = False  # reaches the network (a forge, the Hub, an inference endpoint)
 
 
-# Every command but `mcp` itself; a command missing here fails tool_specs() (and so the tests).
+# Every command but `mcp` itself; a command missing here fails tool_specs() (and so the tests). None is read-only:
+# each writes at least the files it is told to (check --csv/--report, system --out).
 POLICIES = {
-    "run": Policy("Run a benchmark through LoadGen (long-running; writes a run folder)", False, False, False, True),
+    "run": Policy("Run a benchmark through LoadGen (long-running; writes a run folder)", open_world=True),
     "all": Policy(
         "Run → package → check → pack (→ publish with --fork): the whole pipeline (long-running)",
-        False,
-        True,
-        False,
-        True,
+        destructive=True,
+        open_world=True,
     ),
-    "fetch": Policy("Download, verify and install a benchmark's checkpoint and data set", False, False, True, True),
-    "package": Policy("Lay results out as the submission tree (--force replaces a result)", False, True, False, False),
-    "check": Policy("Check a submission tree (writes only the --csv/--report files named)", False, False, True, False),
-    "pack": Policy("Pack the tarball, summary and companions into --out", False, False, True, False),
-    "publish": Policy("Push the submission to a fork's branch and open a pull request", False, True, False, True),
-    "system": Policy("Detect or validate the system description (writes only --out)", False, False, True, False),
-    "ci": Policy("Check the submitters a pull request changes (appends to --summary)", False, False, False, False),
-    "score": Policy("Verify and rank teams' hand-ins; write the leaderboards into --out", False, False, True, False),
+    "fetch": Policy(
+        "Download, verify and install a benchmark's checkpoint and data set", idempotent=True, open_world=True
+    ),
+    "package": Policy("Lay results out as the submission tree (--force replaces a result)", destructive=True),
+    "check": Policy("Check a submission tree (writes only the --csv/--report files named)", idempotent=True),
+    "pack": Policy("Pack the tarball, summary and companions into --out", idempotent=True),
+    "publish": Policy(
+        "Push the submission to a fork's branch and open a pull request", destructive=True, open_world=True
+    ),
+    "system": Policy("Detect or validate the system description (writes only --out)", idempotent=True),
+    "ci": Policy("Check the submitters a pull request changes (appends to --summary)"),
+    "score": Policy("Verify and rank teams' hand-ins; write the leaderboards into --out", idempotent=True),
 }
 NOT_TOOLS = {"mcp": "the server itself"}
 # Options an agent may not set: they choose which of the server's environment variables is read as a secret, or
@@ -64,6 +67,7 @@ TOOL_DEFAULTS = {"json": True}
 FORGE_HOSTS = "SUBTOOL_MCP_FORGE_HOSTS"  # forges besides github.com that `publish`/`all --fork` may push to
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 STDOUT_KEEP = 8 * 1024 * 1024  # bytes of stdout kept to parse the --json document
+JSON_SHOWN = 512 * 1024  # a --json document longer than this is not returned (an agent's context is not a disk)
 STDOUT_SHOWN = 16 * 1024  # characters of non-JSON stdout returned
 STDERR_SHOWN = 16 * 1024  # the last characters of stderr (the human report) returned
 JSON_FILE_LIMIT = 4 * 1024 * 1024  # a JSON file the command wrote is read back up to this size

@@ -298,3 +298,19 @@ def test_without_the_sdk_subtool_mcp_says_what_to_install():
     proc = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
     assert "needs the MCP SDK" in proc.stderr and "[mcp]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_what_comes_back_of_stdout_is_bounded():
+    from subtool.mcp_calls import Outcome
+    from subtool.mcp_tools import JSON_SHOWN, STDOUT_SHOWN
+
+    def back(stdout: str, cut: bool = False) -> dict:
+        return Outcome(["check"], 0, stdout, "", stdout_cut=cut).to_dict(["s3cr3t-value"])
+
+    small = back('{"ok": true, "path": "/x/s3cr3t-value"}\n')
+    assert small["json"] == {"ok": True, "path": "/x/***"} and small["stdout"] == "" and small["note"] is None
+    big = back(json.dumps({"findings": ["x" * 100] * (JSON_SHOWN // 50)}))
+    assert big["json"] is None and "over the" in big["note"] and len(big["stdout"]) <= STDOUT_SHOWN + 10
+    text = back("not json " * 10_000)
+    assert text["json"] is None and text["stdout"].endswith("(cut)") and text["note"] is None
+    assert back('{"ok": true}', cut=True)["json"] is None
