@@ -136,16 +136,16 @@ def _jsonable(value: Any) -> Any:
 
 def _base_type(cli_param) -> tuple[type, bool]:
     """The Python type of one value, and whether the parameter takes many (typer's annotation, else click's)."""
+    many = bool(cli_param.multiple) or cli_param.nargs == -1
     descriptor = getattr(cli_param, "type_descriptor", None)
     if descriptor is not None:
-        annotation, many = descriptor.annotation, False
+        annotation = descriptor.annotation
         if get_origin(annotation) is list:
             (annotation,) = get_args(annotation)
             many = True
         base = annotation if annotation in _JSON_TYPES else None
     else:  # typer on click: the click ParamType's name
         base = _CLICK_TYPES.get(getattr(cli_param.type, "name", ""))
-    many = cli_param.multiple or cli_param.nargs == -1 or (descriptor is not None and many)
     if base is None:
         raise UnmappedOption(f"the option {cli_param.name} has a type the MCP tools cannot express", rule="mcp.type")
     return base, many
@@ -172,7 +172,7 @@ def tool_specs(app) -> dict[str, ToolSpec]:
     SERVER_ONLY). The app is passed in (subtool.cli's): cli.py imports this module's server, not the reverse."""
     specs = {}
     for name, command in sorted(cli_commands(app).items()):
-        if name in NOT_TOOLS or command.hidden:
+        if name in NOT_TOOLS:
             continue
         if name not in POLICIES:
             raise UnmappedOption(
@@ -180,7 +180,7 @@ def tool_specs(app) -> dict[str, ToolSpec]:
             )
         params = []
         for cli_param in command.params:
-            if (name, cli_param.name) in SERVER_ONLY or getattr(cli_param, "hidden", False):
+            if (name, cli_param.name) in SERVER_ONLY:
                 continue
             base, many = _base_type(cli_param)
             positional = cli_param.param_type_name == "argument"
