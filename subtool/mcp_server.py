@@ -26,7 +26,7 @@ INSTRUCTIONS = (
 
 def build_server(app):
     """The low-level server with a tool for each command of the typer app (subtool.cli's)."""
-    import mcp_types as types
+    from mcp import types
     from mcp.server import Server
 
     from subtool.mcp_tools import tool_specs
