@@ -427,6 +427,18 @@ def score(
         _emit_json(result.to_dict())
 
 
+# --------------------------------------------------------------------------------------------------- mcp
+@app.command()
+def mcp() -> None:
+    """Serve every command as a tool to a coding agent over MCP (stdio); needs the `mcp` extra."""
+    from subtool.mcp_server import serve
+
+    try:
+        serve(app)
+    except SubtoolError as err:
+        _fail(err)
+
+
 def main() -> None:
     """Entry point: every way a command can end is one line and a distinct exit code, never a traceback."""
     from subtool.cli_signals import _exit_for, _install_signal_handlers, _is_usage_error, _usage_error, terminated

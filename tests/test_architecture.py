@@ -27,9 +27,10 @@ DECLARED_EDGES = {
     ("ci", "checker"),  # ci checks the submitters a pull request changes
     ("runner", "fetch"),  # run finds the checkpoints and data sets that fetch installed (fetch.store)
 }
-# the only modules that sequence stages: the CLI (cli.py and its cli_*.py parts) and pipeline.py (+ pipeline_*.py)
+# the only modules that sequence stages: the CLI (cli.py and its cli_*.py parts), pipeline.py (+ pipeline_*.py)
+# and the MCP server (mcp_*.py: the CLI's commands as tools)
 TOP = tuple(
-    f"subtool.{p.stem}" for p in sorted(PACKAGE_ROOT.glob("*.py")) if p.stem.split("_")[0] in ("cli", "pipeline")
+    f"subtool.{p.stem}" for p in sorted(PACKAGE_ROOT.glob("*.py")) if p.stem.split("_")[0] in ("cli", "pipeline", "mcp")
 )
 SHARED = ("subtool.mlperf", "subtool.errors", "subtool.fsutil", "subtool.schemas")
 HEAVY = ("torch", "transformers", "mlperf_loadgen")

@@ -1,0 +1,260 @@
+"""The MCP tools of `subtool mcp`, read from the CLI: one tool per command, one parameter per option.
+
+The tools are built from the typer app itself: each command's click parameters become the tool's JSON-schema
+properties (a new CLI option is a new tool parameter, an option of a type this module cannot map is an error, and
+a command without an entry in POLICIES is an error), so the tools cannot drift from the CLI.
+
+Tokens stay in the server's environment (GITHUB_TOKEN, GH_TOKEN, HF_TOKEN, …): no tool takes one, the options that
+choose which of the server's variables is read as a secret or where the GitHub token is sent (SERVER_ONLY) are not
+tool parameters, and every secret-looking variable's value is blanked out of what a call returns.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from subtool.errors import SubtoolError
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a command does to the world (MCP tool annotations: hints a client shows, or asks the user before)."""
+
+    title: str
+    read_only: bool = False  # changes nothing at all
+    destructive: bool = False  # may replace or remove what is there (else it only adds)
+    idempotent: bool = False  # a second identical call changes nothing more
+    open_world: bool = False  # reaches the network (a forge, the Hub, an inference endpoint)
+
+
+# Every command but `mcp` itself; a command missing here fails tool_specs() (and so the tests). None is read-only:
+# each writes at least the files it is told to (check --csv/--report, system --out).
+POLICIES = {
+    "run": Policy("Run a benchmark through LoadGen (long-running; writes a run folder)", open_world=True),
+    "all": Policy(
+        "Run → package → check → pack (→ publish with --fork): the whole pipeline (long-running)",
+        destructive=True,
+        open_world=True,
+    ),
+    "fetch": Policy(
+        "Download, verify and install a benchmark's checkpoint and data set", idempotent=True, open_world=True
+    ),
+    "package": Policy("Lay results out as the submission tree (--force replaces a result)", destructive=True),
+    "check": Policy("Check a submission tree (writes only the --csv/--report files named)", idempotent=True),
+    "pack": Policy("Pack the tarball, summary and companions into --out", idempotent=True),
+    "publish": Policy(
+        "Push the submission to a fork's branch and open a pull request", destructive=True, open_world=True
+    ),
+    "system": Policy("Detect or validate the system description (writes only --out)", idempotent=True),
+    "ci": Policy("Check the submitters a pull request changes (appends to --summary)"),
+    "score": Policy("Verify and rank teams' hand-ins; write the leaderboards into --out", idempotent=True),
+}
+NOT_TOOLS = {"mcp": "the server itself"}
+# Options an agent may not set: they choose which of the server's environment variables is read as a secret, or
+# the API host the GitHub token is sent to ($GITHUB_API_URL of the server's environment still applies).
+SERVER_ONLY = {
+    ("publish", "token_env"): "the token's variable is the server's choice (GITHUB_TOKEN, else GH_TOKEN)",
+    ("publish", "api_url"): "where the token is sent comes from the server's $GITHUB_API_URL",
+    ("run", "api_key_env"): "which variable holds an endpoint's key is not the agent's choice",
+    ("all", "api_key_env"): "which variable holds an endpoint's key is not the agent's choice",
+}
+# The tool's default where it differs from the CLI's: the structured document, so the agent reads JSON.
+TOOL_DEFAULTS = {"json": True}
+FORGE_HOSTS = "SUBTOOL_MCP_FORGE_HOSTS"  # forges besides github.com that `publish`/`all --fork` may push to
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
+STDOUT_KEEP = 8 * 1024 * 1024  # bytes of stdout kept to parse the --json document
+JSON_SHOWN = 512 * 1024  # a --json document longer than this is not returned (an agent's context is not a disk)
+STDOUT_SHOWN = 16 * 1024  # characters of non-JSON stdout returned
+STDERR_SHOWN = 16 * 1024  # the last characters of stderr (the human report) returned
+JSON_FILE_LIMIT = 4 * 1024 * 1024  # a JSON file the command wrote is read back up to this size
+EXIT_MEANING = {0: "ok", 1: "the checker found errors", 2: "bad input or usage", 3: "remote or network failure"}
+_JSON_TYPES = {str: "string", Path: "string", int: "integer", float: "number", bool: "boolean"}
+_CLICK_TYPES = {"text": str, "path": Path, "integer": int, "float": float, "boolean": bool}
+
+
+class UnmappedOption(SubtoolError):
+    """A CLI parameter this module cannot express as a tool parameter (a bug to fix here, caught by the tests)."""
+
+
+# ------------------------------------------------------------------------------------ tools from the CLI
+@dataclass(frozen=True)
+class ToolParam:
+    name: str  # the tool parameter: the long flag without dashes (`--from` → from), or the argument's name
+    cli: Any  # the click parameter
+    base: type  # str, Path, int, float or bool
+    many: bool  # repeatable option or variadic argument: a JSON array
+    positional: bool
+
+    def schema(self) -> dict:
+        item: dict = {"type": _JSON_TYPES[self.base]}
+        if self.base is Path:
+            item["minLength"] = 1  # an empty path would be the working directory: never what was meant
+        prop: dict = {"type": "array", "items": item} if self.many else dict(item)
+        help_text = (getattr(self.cli, "help", None) or "").strip()
+        if self.base is Path:
+            help_text += " (a path on the server's machine, relative to its working directory)"
+        if help_text.strip():
+            prop["description"] = help_text.strip()
+        default = TOOL_DEFAULTS.get(self.name, self.cli.default) if self.base is bool else self.cli.default
+        if default is not None and not callable(default) and default != [] and default != ():
+            prop["default"] = [str(v) for v in default] if self.many else _jsonable(default)
+        if self.many and self.positional and self.cli.required:
+            prop["minItems"] = 1
+        return prop
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    command: Any  # the click command
+    policy: Policy
+    params: tuple[ToolParam, ...]
+
+    def input_schema(self) -> dict:
+        return {
+            "type": "object",
+            "properties": {p.name: p.schema() for p in self.params},
+            "required": [p.name for p in self.params if p.cli.required],
+            "additionalProperties": False,
+        }
+
+    def description(self) -> str:
+        doc = (self.command.help or "").strip().splitlines()[0] if self.command.help else self.policy.title
+        return (
+            f"`subtool {self.name}`: {doc} Returns the exit code (0 ok, 1 the checker found errors, 2 bad input, "
+            "3 remote failure), the --json document, the JSON files it wrote, and stderr's last lines."
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def _base_type(cli_param) -> tuple[type, bool]:
+    """The Python type of one value, and whether the parameter takes many (typer's annotation, else click's)."""
+    many = bool(cli_param.multiple) or cli_param.nargs == -1
+    descriptor = getattr(cli_param, "type_descriptor", None)
+    if descriptor is not None:
+        annotation = descriptor.annotation
+        if get_origin(annotation) is list:
+            (annotation,) = get_args(annotation)
+            many = True
+        base = annotation if annotation in _JSON_TYPES else None
+    else:  # typer on click: the click ParamType's name
+        base = _CLICK_TYPES.get(getattr(cli_param.type, "name", ""))
+    if base is None:
+        raise UnmappedOption(f"the option {cli_param.name} has a type the MCP tools cannot express", rule="mcp.type")
+    return base, many
+
+
+def _param_name(cli_param) -> str:
+    if cli_param.param_type_name == "argument":
+        return cli_param.name
+    flag = next((o for o in cli_param.opts if o.startswith("--")), cli_param.opts[0])
+    return flag.lstrip("-").replace("-", "_")
+
+
+def cli_commands(app) -> dict[str, Any]:
+    """The commands of a typer app as click sees them (name → command)."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    commands = getattr(root, "commands", None)  # an app of one command is that command, not a group
+    return dict(commands) if commands is not None else {root.name: root}
+
+
+def tool_specs(app) -> dict[str, ToolSpec]:
+    """One tool per command of the typer app (but NOT_TOOLS), one parameter per option or argument (but
+    SERVER_ONLY). The app is passed in (subtool.cli's): cli.py imports this module's server, not the reverse."""
+    specs = {}
+    for name, command in sorted(cli_commands(app).items()):
+        if name in NOT_TOOLS:
+            continue
+        if name not in POLICIES:
+            raise UnmappedOption(
+                f"the command {name} has no entry in POLICIES (its tool annotations)", rule="mcp.policy"
+            )
+        params = []
+        for cli_param in command.params:
+            if (name, cli_param.name) in SERVER_ONLY:
+                continue
+            base, many = _base_type(cli_param)
+            positional = cli_param.param_type_name == "argument"
+            params.append(ToolParam(_param_name(cli_param), cli_param, base, many, positional))
+        if len({p.name for p in params}) != len(params):
+            raise UnmappedOption(f"two options of {name} map to one tool parameter", rule="mcp.names")
+        specs[name] = ToolSpec(name, command, POLICIES[name], tuple(params))
+    return specs
+
+
+# ------------------------------------------------------------------------------------ arguments → argv
+def check_arguments(spec: ToolSpec, arguments: dict) -> str | None:
+    """The first way the arguments break the tool's schema, as one line; None when they fit."""
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(Draft202012Validator(spec.input_schema()).iter_errors(arguments), key=lambda e: list(e.path))
+    if not errors:
+        return None
+    err = errors[0]
+    where = ".".join(str(p) for p in err.path) or "arguments"
+    return f"{spec.name}: {where}: {err.message}"
+
+
+def build_argv(spec: ToolSpec, arguments: dict) -> list[str]:
+    """The command line that the arguments (already schema-checked) stand for; positionals after `--`, so that
+    a value that looks like an option is never read as one."""
+    argv, positionals = [spec.name], []
+    for p in spec.params:
+        value = arguments.get(p.name, TOOL_DEFAULTS.get(p.name) if p.base is bool else None)
+        if value is None:
+            continue
+        values = list(value) if p.many else [value]
+        if p.positional:
+            positionals += [str(v) for v in values]
+        elif p.base is bool:
+            flag = p.cli.opts[0] if value else next(iter(p.cli.secondary_opts), None)
+            argv += [flag] if flag else []
+        else:
+            flag = next(o for o in p.cli.opts if o.startswith("--"))
+            argv += [f"{flag}={v}" for v in values]
+    return argv + (["--", *positionals] if positionals else [])
+
+
+# ------------------------------------------------------------------------------------ secrets
+def check_fork(spec: ToolSpec, arguments: dict, environ: dict[str, str] | None = None) -> str | None:
+    """A fork on a host the server does not trust would be sent the server's GitHub token (git push and the
+    API both go to the fork's host): refused, as one line, unless the host is github.com or listed in
+    $SUBTOOL_MCP_FORGE_HOSTS (comma-separated) of the server's environment. Local forks carry no token."""
+    from subtool.publish.remote import GITHUB_HOST, parse_fork
+
+    if arguments.get("fork") is None or "fork" not in {p.name for p in spec.params}:
+        return None
+    try:
+        fork = parse_fork(str(arguments["fork"]))
+    except SubtoolError:
+        return None  # the command itself says what is wrong with it
+    environ = os.environ if environ is None else environ
+    allowed = {GITHUB_HOST} | {h.strip().lower() for h in environ.get(FORGE_HOSTS, "").split(",") if h.strip()}
+    if fork.kind == "local" or fork.host in allowed:
+        return None
+    return (
+        f"{spec.name}: fork: {fork.host} is not a forge this server sends its token to "
+        f"(the server's {FORGE_HOSTS} lists the others it may) [mcp.forge_host]"
+    )
+
+
+def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+    """The values of the environment's secret-looking variables (long enough to be a secret), longest first."""
+    environ = os.environ if environ is None else environ
+    found = {v for k, v in environ.items() if SECRET_NAME.search(k) and len(v.strip()) >= 8}
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text

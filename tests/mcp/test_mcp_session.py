@@ -1,0 +1,120 @@
+"""`subtool mcp` end to end: the MCP SDK's own client spawns the server over stdio and drives check → pack → score
+on a team's tree laid out from real LoadGen logs (the scoring tests' teamgen), then reads the verdicts.
+
+One session serves every call of a test, as an agent's would; each call is a real CLI command in a child process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mcp", reason="`subtool mcp` needs the mcp extra (pip install -e '.[test]')")
+sys.path.append(str(Path(__file__).resolve().parents[1] / "scoring"))
+import teamgen  # noqa: E402
+
+FAKE_TOKEN = "ghp_mcpTestNeverShown0123456789abcdef"
+
+
+def _server_command() -> list[str]:
+    script = shutil.which("subtool", path=str(Path(sys.executable).parent))
+    return [script, "mcp"] if script else [sys.executable, "-m", "subtool.cli", "mcp"]
+
+
+async def _session(calls, env_extra=None):
+    """Spawn `subtool mcp`, initialize, and hand the live session to `calls` (an async function)."""
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
+    command, *args = _server_command()
+    params = StdioServerParameters(command=command, args=args, env={**os.environ, **(env_extra or {})})
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        return await calls(session)
+
+
+def _drive(calls, env_extra=None):
+    import anyio
+
+    return anyio.run(_session, calls, env_extra)
+
+
+async def _call(session, name: str, arguments: dict, progress: list | None = None) -> dict:
+    async def on_progress(done, total, message):
+        progress.append(message)
+
+    result = await session.call_tool(name, arguments, progress_callback=on_progress if progress is not None else None)
+    data = result.structured_content
+    assert data == json.loads(result.content[0].text)  # the text content carries the same document
+    assert result.is_error == (data["exit_code"] not in (0, 1))
+    return data
+
+
+@pytest.fixture(scope="module")
+def team_tree(tmp_path_factory) -> Path:
+    pytest.importorskip("mlperf_loadgen", reason="the tree is laid out from real LoadGen logs (pip install .[run])")
+    root = tmp_path_factory.mktemp("mcp")
+    logs = teamgen.generate_logs(root / "loadgen")
+    return teamgen.build_team_tree(root / "tree", logs, teamgen.TeamSpec("Alpha"))
+
+
+def test_check_pack_score_over_stdio(team_tree, tmp_path):
+    handin = tmp_path / "handins" / "Alpha"
+    board = tmp_path / "board"
+
+    async def calls(session):
+        listed = {tool.name for tool in (await session.list_tools()).tools}
+        short = await _call(session, "check", {"tree": str(team_tree)})
+        checked = await _call(session, "check", {"tree": str(team_tree), "waive": ["perf.min_duration"]})
+        packed = await _call(
+            session, "pack", {"tree": str(team_tree), "out": str(handin), "waive": ["perf.min_duration"]}
+        )
+        scored = await _call(session, "score", {"inputs": [str(handin.parent)], "out": str(board)})
+        return listed, short, checked, packed, scored
+
+    listed, short, checked, packed, scored = _drive(calls)
+    assert {"check", "pack", "score", "run", "publish"} <= listed
+    # a short run is an error of the checker's (exit 1, its finding in the JSON), not a failed call
+    assert short["exit_code"] == 1 and short["meaning"] == "the checker found errors"
+    assert "perf.min_duration" in json.dumps(short["json"])
+    assert checked["exit_code"] == 0, checked["stderr"]
+    assert checked["command"].startswith("subtool check --waive=perf.min_duration --json -- ")
+    assert checked["json"]["ok"] is True and checked["json"]["counts"]["passed"] == 1
+    assert checked["json"]["waived_rules"] == ["perf.min_duration"]
+    assert packed["exit_code"] == 0, packed["stderr"]
+    assert (handin / "mlperf_submission_short.tar.gz").is_file()
+    assert scored["exit_code"] == 0, scored["stderr"]
+    assert scored["json"]["counts"]["ranked"] == 1 and scored["json"]["disqualified"] == []
+    (category,) = scored["json"]["categories"]
+    assert category["name"] == "NVIDIA GPUs"
+    assert [(r["team"], r["rank"], r["status"]) for r in category["overall"]] == [("Alpha", 1, "ranked")]
+
+
+def test_bad_arguments_secrets_and_written_json(tmp_path):
+    """A call that breaks the schema is refused with one line and runs nothing; the server's token never comes
+    back, even where a command echoes it (result or progress); a JSON file the command wrote comes back parsed."""
+    secret_dir = tmp_path / f"tree-{FAKE_TOKEN}"
+    report = tmp_path / "report.json"
+    secret_dir.mkdir()
+
+    async def calls(session):
+        unknown = await _call(session, "check", {"tree": str(tmp_path), "token": FAKE_TOKEN})
+        wrong = await _call(session, "score", {"inputs": [], "out": str(tmp_path / "o")})
+        echoed = await _call(session, "check", {"tree": str(secret_dir), "report": str(report)}, progress)
+        return unknown, wrong, echoed
+
+    progress: list[str] = []
+    unknown, wrong, echoed = _drive(calls, {"GITHUB_TOKEN": FAKE_TOKEN})
+    assert unknown["exit_code"] == 2 and "'token' was unexpected" in unknown["error"]
+    assert wrong["exit_code"] == 2 and "inputs" in wrong["error"]
+    assert not (tmp_path / "o").exists()
+    assert echoed["exit_code"] == 0, echoed
+    text = json.dumps(echoed)
+    assert FAKE_TOKEN not in text and "tree-***" in text
+    # stderr's first line came as progress while the command ran (throttled, blanked the same way)
+    assert progress and progress[0] in echoed["stderr"] and FAKE_TOKEN not in json.dumps(progress)
+    assert echoed["files"][str(report)] == json.loads(report.read_text().replace(FAKE_TOKEN, "***"))
