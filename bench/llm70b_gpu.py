@@ -31,7 +31,6 @@ Offline result.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import sys
@@ -183,18 +182,14 @@ def target_length_engine(base):
     class TargetLengthEngine(base):
         targets: np.ndarray
 
-        def _admit(self, free, waiting, sut, qids, outputs, tokens, positions, eos):
-            # the lists the run loop keeps for the whole run, and the samples this admission takes (the first
-            # len(free) waiting, as the engine pops them)
-            self._run_qids, self._run_outputs = qids, outputs
-            taken = itertools.islice(waiting, len(free))
-            self._target_of.update((qid, int(self.targets[index])) for qid, index in taken)
-            super()._admit(free, waiting, sut, qids, outputs, tokens, positions, eos)
-
         def _step(self, keys: int) -> None:
             super()._step(keys)
-            qids, outputs = self._run_qids, self._run_outputs
-            ending = [s for s, q in enumerate(qids) if q is not None and len(outputs[s]) + 1 >= self._target_of[q]]
+            # the sequences past their prompt (engine.active: one per slot) whose next token is their last
+            ending = [
+                q.slot
+                for q in self.active
+                if q is not None and q.decoding and len(q.outputs) + 1 >= int(self.targets[q.index])
+            ]
             if ending:
                 import torch
 
@@ -422,7 +417,7 @@ def build_sut(args, config, prompts, targets):
     )
     engine = sut.generator.engine
     engine.__class__ = target_length_engine(type(engine))
-    engine.targets, engine._target_of = targets, {}
+    engine.targets = targets
     memory = {
         "build_seconds": round(built, 1),
         "free_gib_after_weights": round(free / GIB, 1) if cuda else None,
@@ -470,10 +465,10 @@ def run_offline(args, sut, engine, prompts, work: Path) -> dict:
 
 def profile_engine(engine, prompts, repeats: int = 10) -> dict:
     """Where the time goes, outside LoadGen: one decode step with every slot busy at a typical position (graph
-    replay), and one prefill batch of typical prompts at the engine's token budget (CUDA events, medians)."""
+    replay), and one prefill chunk of typical whole prompts at the engine's step budget (CUDA events, medians)."""
     import torch
 
-    from subtool.runner.llm.engine import EngineStats, plan_prefill
+    from subtool.runner.llm.engine import EngineStats
 
     def timed(fn, inner: int = 1) -> float:
         times = []
@@ -495,19 +490,24 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
         decode_ms = timed(lambda: engine._step(engine.max_len))
         parts = decode_parts(engine, timed)
         order = sorted(prompts, key=len, reverse=True)[len(prompts) // 4 :]  # below the longest quarter
-        batch = [order[j] for j in plan_prefill([len(p) for p in order], engine.prefill_tokens)[0]][: engine.slots]
-        padded = len(batch) * max(len(p) for p in batch)
-        prefill_ms = timed(lambda: engine._prefill(list(range(len(batch))), batch, True))
+        batch, tokens = [], 0  # one step's prompt chunk: whole prompts up to the step's token budget
+        for p in order[: engine.slots]:
+            if batch and tokens + len(p) > engine.prefill_tokens:
+                break
+            batch.append(p)
+            tokens += len(p)
+        pieces = [(slot, 0, p.astype(np.int64)) for slot, p in enumerate(batch)]
+        prefill_ms = timed(lambda: engine._prefill_chunk(pieces, True))
     engine.positions.zero_()
     engine.stats = EngineStats(graphs=engine.stats.graphs)
     return {
         "decode_step_ms": round(decode_ms, 2),
         "decode_parts_ms_all_layers": parts,
         "decode_tokens_per_s_all_slots_busy": round(engine.slots / decode_ms * 1000, 1),
-        "prefill_batch_rows": len(batch),
-        "prefill_batch_padded_tokens": padded,
-        "prefill_batch_ms": round(prefill_ms, 1),
-        "prefill_tokens_per_s": round(padded / prefill_ms * 1000, 1),
+        "prefill_chunk_prompts": len(batch),
+        "prefill_chunk_tokens": tokens,
+        "prefill_chunk_ms": round(prefill_ms, 1),
+        "prefill_tokens_per_s": round(tokens / prefill_ms * 1000, 1),
     }
 
 
