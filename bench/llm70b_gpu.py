@@ -25,7 +25,7 @@ FP8 Llama-2-70B figure (3,014 tokens/s at 128/128) and with the per-GPU share of
 Offline result.
 
     python bench/llm70b_gpu.py --samples 2048 --server-fractions 0.8 --out bench/results/llm70b_gpu.json
-    python bench/llm70b_gpu.py --tiny --device cpu --layers 2 --samples 16 --server-seconds 0   # CPU smoke run
+    python bench/llm70b_gpu.py --tiny --device cpu --layers 2 --samples 16 --server-seconds 0 --weights model  # CPU
 """
 
 from __future__ import annotations
@@ -353,7 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--input-mean", type=float, default=300.0)
     ap.add_argument("--max-slots", type=int, default=1024, help="upper bound on the slots memory allows")
     ap.add_argument("--reserve-gib", type=float, default=10.0, help="GPU memory kept for activations and graphs")
-    ap.add_argument("--prefill-tokens", type=int, default=16384)
+    ap.add_argument(
+        "--prefill-tokens",
+        type=int,
+        default=16384,
+        help="token budget of one engine step: decode tokens + prompt chunks",
+    )
+    ap.add_argument(
+        "--chunk-tokens", type=int, default=0, help="most tokens of one prompt a step prefills (0: the step budget)"
+    )
     ap.add_argument("--server-fractions", default="0.8", help="Server target QPS as fractions of Offline samples/s")
     ap.add_argument("--server-seconds", type=int, default=120)
     ap.add_argument("--weights", choices=("fp8", "model"), default="fp8", help="model: bf16 (fp32 on CPU)")
@@ -399,7 +407,11 @@ def build_sut(args, config, prompts, targets):
         output_dtype="int32",
         token_latencies=True,
     )
-    options = {"prefill_tokens": args.prefill_tokens, "layer_weights": layers}
+    options = {
+        "prefill_tokens": args.prefill_tokens,
+        "chunk_tokens": args.chunk_tokens or None,
+        "layer_weights": layers,
+    }
     if fp8:
         options.update(weights="fp8", kv_cache="fp8")
     sut = TorchLlmSUT(
@@ -436,6 +448,8 @@ def engine_record(engine) -> dict:
         "kv_cache": "fp8" if engine.kv_fp8 else "model dtype",
         "decode_attention": engine.decode_attention,
         "compiled": engine.compiled,
+        "prefill_tokens": engine.prefill_tokens,
+        "chunk_tokens": engine.chunk_tokens,
         **vars(engine.stats),
     }
 

@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="Server target QPS as fractions of the best Offline samples/s (the last variant's engine serves them)",
     )
     ap.add_argument("--server-seconds", type=int, default=60)
+    ap.add_argument(
+        "--server-prefill-tokens", type=int, default=0, help="the Server runs' step budget (0: --prefill-tokens)"
+    )
+    ap.add_argument("--server-chunk-tokens", type=int, default=0, help="the Server runs' chunk cap (0: --chunk-tokens)")
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run with --tiny")
     ap.add_argument("--tiny", action="store_true", help="narrow layers (a smoke run of this script)")
@@ -305,6 +309,9 @@ def main() -> None:
     best = max(result["subtool_offline"], key=lambda p: p.get("result") or 0)
     sps = result["subtool_offline"][-1].get("samples_per_second") or 0
     result["subtool_server"] = []
+    if sut is not None:  # plain attributes the engine reads every step: Server may chunk finer than Offline
+        engine.prefill_tokens = max(args.server_prefill_tokens or args.prefill_tokens, engine.slots + 1)
+        engine.chunk_tokens = args.server_chunk_tokens or args.chunk_tokens or engine.prefill_tokens
     for fraction in [float(f) for f in args.server_fractions.split(",") if f] if args.server_seconds > 0 else []:
         qps = round(sps * fraction, 3)
         conf = [

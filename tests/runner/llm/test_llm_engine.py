@@ -162,9 +162,7 @@ def _cuda_run(prompts, max_new, min_new=0, model=None, **options):
         max_len=128,
         eos_ids=[2],
         generation=_generation(max_new, min_new),
-        prefill_tokens=256,
-        key_block=32,
-        **options,
+        **{"prefill_tokens": 256, "key_block": 32, **options},
     )
     engine.warm_up([len(p) for p in prompts])
     sut = Recorder(prompts)

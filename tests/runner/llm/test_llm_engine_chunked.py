@@ -204,12 +204,23 @@ def test_cuda_chunked_prefill_in_fp32_matches_generate():
 @cuda
 def test_cuda_flash_chunks_agree_with_whole_prompts():
     # bf16: flash attention's variable-length kernel over cached prefixes (chunks of 16) against whole prompts in
-    # one piece each; with an fp8 cache the prefix is gathered as bytes and widened
+    # one piece each (a top-left causal alignment would hide each chunk's prefix: most answers would change)
     prompts = _prompts(24)
-    whole_engine, whole = _cuda_run(prompts, 10)
+    whole_engine, whole = _cuda_run(prompts, 10, prefill_tokens=4096)
     assert whole_engine.chunk_flash and whole_engine.stats.prefill_pieces == 24
-    for options in ({}, {"kv_cache": "fp8"}):
-        engine, chunked = _cuda_run(prompts, 10, chunk_tokens=16, **options)
-        assert engine.stats.prefill_pieces > 24
-        same = sum(chunked[i] == whole[i] for i in range(24))
-        assert same >= 20, f"{options}: chunked and whole prefill agree on {same} of 24 sequences"
+    engine, chunked = _cuda_run(prompts, 10, chunk_tokens=16)
+    assert engine.stats.prefill_pieces > 24
+    same = sum(chunked[i] == whole[i] for i in range(24))
+    assert same >= 20, f"chunked and whole prefill agree on {same} of 24 sequences"
+
+
+@cuda
+def test_cuda_fp8_cache_chunks_read_their_prefix_back():
+    # fp8 KV cache: a chunk's prefix is gathered as bytes and widened; its first tokens mostly agree with whole
+    # prompts' (which attend to their own keys unrounded)
+    prompts = _prompts(24)
+    _, whole = _cuda_run(prompts, 10, prefill_tokens=4096, kv_cache="fp8")
+    engine, chunked = _cuda_run(prompts, 10, chunk_tokens=16, kv_cache="fp8")
+    assert engine.kv_fp8 and engine.stats.prefill_pieces > 24
+    first = sum(chunked[i][0] == whole[i][0] for i in range(24))
+    assert first >= 18, f"fp8 cache: chunked and whole first tokens agree on {first} of 24"
