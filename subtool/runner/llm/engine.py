@@ -14,7 +14,7 @@ makes it fast:
   next to its matrix work, while an eager fused step would give up the decode graph on every step that prefills,
   and a graph per chunk shape would mean one per (tokens, prefix lengths). A chunk's rows attend to their own
   slot's cached prefix and to themselves: flash attention's variable-length kernel (causal, aligned to each
-  piece's last key) on CUDA in bf16/fp16, SDPA with an explicit mask elsewhere.
+  piece's last key) on CUDA in bf16/fp16, SDPA piece by piece with explicit masks elsewhere.
 - Decode attention reads only each slot's own keys, straight from the cache, in one CUDA graph for every step:
   a split-key Triton kernel (kernels/decode_attention.py: the query heads of one kv head as one small tile, so
   the keys are read once per kv head and no tensor-core work is wasted on 64-row query tiles), or flash
@@ -104,11 +104,10 @@ def chunk_layout(pieces: list[tuple[int, int, int]], max_len: int) -> dict:
     }
 
 
-def chunk_mask(layout: dict) -> np.ndarray:
-    """[rows, keys] True where a chunk's query row may attend: keys of its own sequence at or before its position."""
-    q_seq = np.repeat(np.arange(len(layout["cu_q"]) - 1), np.diff(layout["cu_q"]))
-    k_seq = np.repeat(np.arange(len(layout["cu_k"]) - 1), np.diff(layout["cu_k"]))
-    return (q_seq[:, None] == k_seq[None, :]) & (layout["k_pos"][None, :] <= layout["q_pos"][:, None])
+def piece_mask(start: int, n: int) -> np.ndarray:
+    """[n, start + n] True where row r of a piece at positions start… may attend: its cached prefix and the rows up
+    to itself (causal, aligned to the piece's last key)."""
+    return np.arange(start + n)[None, :] <= start + np.arange(n)[:, None]
 
 
 def key_bucket(longest: int, block: int, cap: int) -> int:
@@ -361,7 +360,7 @@ class ContinuousEngine:
             raise ValueError("an fp8 KV cache needs the Triton decode attention (CUDA, bf16/fp16, Triton)")
         self.kv_fp8 = kv_cache == "fp8" or (kv_cache == "auto" and fp8 and self.decode_attention == "triton")
         half = self.device.type == "cuda" and self.dtype in (torch.bfloat16, torch.float16)
-        # prompt chunks: flash attention's variable-length kernel where it runs, else SDPA with an explicit mask
+        # prompt chunks: flash attention's variable-length kernel where it runs, else SDPA per piece, masked
         self.chunk_flash = half and getattr(torch.ops.aten, "_flash_attention_forward", None) is not None
         self.own_keys = self.decode_attention != "sdpa"  # each slot reads its own keys: one graph for every step
         self.triton_attention = None
@@ -472,7 +471,8 @@ class ContinuousEngine:
         dev = {k: torch.from_numpy(v).to(self.device) if isinstance(v, np.ndarray) else v for k, v in layout.items()}
         ids = torch.from_numpy(np.concatenate([t for _, _, t in pieces]).astype(np.int64)).to(self.device)
         cos, sin = self.cos[dev["q_pos"]][None, :, None], self.sin[dev["q_pos"]][None, :, None]  # [1, T, 1, D]
-        mask = None if self.chunk_flash else torch.from_numpy(chunk_mask(layout)).to(self.device)[None, None]
+        # SDPA: one call per piece (a packed mask would cost rows × all keys), each with its own mask
+        masks = None if self.chunk_flash else [self._piece_mask(start, len(t)) for _, start, t in pieces]
         t = len(ids)
         x = self.embed(ids)[None]  # [1, T, H]
         for i in range(len(self.layers)):
@@ -480,7 +480,7 @@ class ContinuousEngine:
             self.k_cache[i, dev["q_slot"], dev["q_pos"]] = self._stored(k[0])
             self.v_cache[i, dev["q_slot"], dev["q_pos"]] = self._stored(v[0])
             keys, values = self._chunk_keys(i, k[0], v[0], dev)  # [K, kv, D]
-            o = self._chunk_attention(q[0], keys, values, dev, mask)  # [T, heads, D]
+            o = self._chunk_attention(q[0], keys, values, dev, masks, layout)  # [T, heads, D]
             x = self._outputs(self._out_prefill, i, x, o.reshape(1, t, -1))
         logits = self.lm_head(self.norm(x[0, dev["last"]])).float()
         if not allow_eos and self.eos_ids:
@@ -500,10 +500,13 @@ class ContinuousEngine:
             out.append(packed)
         return out
 
-    def _chunk_attention(self, q, keys, values, dev: dict, mask):
+    def _piece_mask(self, start: int, n: int):
+        return torch.from_numpy(piece_mask(start, n)).to(self.device)[None, None]
+
+    def _chunk_attention(self, q, keys, values, dev: dict, masks, layout: dict):
         """Causal attention of the chunk's rows q [T, heads, D] over their pieces' keys [K, kv, D]: flash
         attention's variable-length kernel (its causal mask is aligned to each piece's last key, so a row sees
-        its prefix and the rows before it), else SDPA with the explicit mask."""
+        its prefix and the rows before it), else SDPA piece by piece with explicit masks."""
         if self.chunk_flash:
             return torch.ops.aten._flash_attention_forward(
                 q,
@@ -518,15 +521,20 @@ class ContinuousEngine:
                 False,
                 scale=self.scaling,
             )[0]
-        o = F.scaled_dot_product_attention(
-            q.transpose(0, 1)[None],
-            keys.transpose(0, 1)[None],
-            values.transpose(0, 1)[None],
-            attn_mask=mask,
-            scale=self.scaling,
-            enable_gqa=self.n_heads != self.n_kv,
-        )
-        return o[0].transpose(0, 1)
+        cu_q, cu_k = layout["cu_q"].tolist(), layout["cu_k"].tolist()
+        out = []
+        for p, mask in enumerate(masks):
+            rows, cols = slice(cu_q[p], cu_q[p + 1]), slice(cu_k[p], cu_k[p + 1])
+            o = F.scaled_dot_product_attention(
+                q[rows].transpose(0, 1)[None],
+                keys[cols].transpose(0, 1)[None],
+                values[cols].transpose(0, 1)[None],
+                attn_mask=mask,
+                scale=self.scaling,
+                enable_gqa=self.n_heads != self.n_kv,
+            )
+            out.append(o[0].transpose(0, 1))
+        return torch.cat(out)
 
     def _step(self, keys: int) -> None:
         if self.own_keys:

@@ -95,20 +95,15 @@ def test_the_step_profile_adds_up():
 
 # the chunk's attention layout ---------------------------------------------------------------------------------
 def test_a_chunk_row_sees_its_own_prefix_and_the_rows_before_it_only():
-    from subtool.runner.llm.engine import chunk_layout, chunk_mask
+    from subtool.runner.llm.engine import chunk_layout, piece_mask
 
     layout = chunk_layout([(3, 2, 2), (0, 0, 3)], max_len=8)  # slot 3: positions 2-3 after a cached 0-1
     assert layout["q_slot"].tolist() == [3, 3, 0, 0, 0] and layout["q_pos"].tolist() == [2, 3, 0, 1, 2]
     assert layout["k_slot"].tolist() == [3, 3, 3, 3, 0, 0, 0] and layout["k_pos"].tolist() == [0, 1, 2, 3, 0, 1, 2]
     assert layout["own"].tolist() == [2, 3, 4, 5, 6] and layout["last"].tolist() == [1, 4]
     assert layout["cu_q"].tolist() == [0, 2, 5] and layout["cu_k"].tolist() == [0, 4, 7]
-    assert chunk_mask(layout).astype(int).tolist() == [
-        [1, 1, 1, 0, 0, 0, 0],
-        [1, 1, 1, 1, 0, 0, 0],
-        [0, 0, 0, 0, 1, 0, 0],
-        [0, 0, 0, 0, 1, 1, 0],
-        [0, 0, 0, 0, 1, 1, 1],
-    ]
+    assert piece_mask(2, 2).astype(int).tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert piece_mask(0, 3).astype(int).tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
     with pytest.raises(ValueError, match="past the cache"):
         chunk_layout([(0, 6, 3)], max_len=8)
 
