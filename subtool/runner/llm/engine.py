@@ -490,6 +490,8 @@ class ContinuousEngine:
     def _chunk_keys(self, i: int, k, v, dev: dict):
         """Keys and values a chunk attends over, packed per piece: its cached prefix (widened from fp8), then its
         own tokens' keys as computed (not as the cache rounds them)."""
+        if len(dev["k_pos"]) == len(k):  # as many keys as rows: no piece has a cached prefix, only its own keys
+            return k, v
         out = []
         for cache, own in ((self.k_cache[i], k), (self.v_cache[i], v)):
             if self.kv_fp8:  # gathered as bytes: index kernels need not know e4m3
