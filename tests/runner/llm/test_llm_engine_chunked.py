@@ -185,6 +185,7 @@ def test_an_empty_prompt_is_refused_not_waited_on():
 
 
 # on the GPU (the lead runs these on an H200) ------------------------------------------------------------------
+@pytest.mark.gpu  # bench/gpu_check.sh runs the files that carry it
 @cuda
 def test_cuda_chunked_prefill_in_fp32_matches_generate():
     # fp32: SDPA with the explicit chunk mask, the decode graphs around it
@@ -196,6 +197,7 @@ def test_cuda_chunked_prefill_in_fp32_matches_generate():
     assert done == expected
 
 
+@pytest.mark.gpu  # bench/gpu_check.sh runs the files that carry it
 @cuda
 def test_cuda_flash_chunks_agree_with_whole_prompts():
     # bf16: flash attention's variable-length kernel over cached prefixes (chunks of 16) against whole prompts in
@@ -209,6 +211,7 @@ def test_cuda_flash_chunks_agree_with_whole_prompts():
     assert same >= 20, f"chunked and whole prefill agree on {same} of 24 sequences"
 
 
+@pytest.mark.gpu  # bench/gpu_check.sh runs the files that carry it
 @cuda
 def test_cuda_fp8_cache_chunks_read_their_prefix_back():
     # fp8 KV cache: a chunk's prefix is gathered as bytes and widened; its first tokens mostly agree with whole
