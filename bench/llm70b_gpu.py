@@ -448,7 +448,7 @@ def engine_record(engine) -> dict:
         "kv_cache": "fp8" if engine.kv_fp8 else "model dtype",
         "decode_attention": engine.decode_attention,
         "compiled": engine.compiled,
-        "prefill_tokens": engine.prefill_tokens,
+        "step_budget": engine.prefill_tokens,
         "chunk_tokens": engine.chunk_tokens,
         **vars(engine.stats),
     }

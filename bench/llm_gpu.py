@@ -327,7 +327,7 @@ def main() -> None:
             "target_qps": qps,
             **run_loadgen(sut.handle, args.samples, "Server", conf, work / f"server{fraction}"),
         }
-        point["engine"] = {"prefill_tokens": engine.prefill_tokens, "chunk_tokens": engine.chunk_tokens}
+        point["engine"] = {"step_budget": engine.prefill_tokens, "chunk_tokens": engine.chunk_tokens}
         point["engine"].update(vars(engine.stats))
         result["subtool_server"].append(point)
         print(json.dumps(point), flush=True)
