@@ -611,8 +611,9 @@ class ContinuousEngine:
                     if waiting:
                         continue
                     return
+                budget = max(self.prefill_tokens, len(decoding) + 1)  # a prompt token always fits
                 plan = plan_chunks(
-                    [(q.slot, q.remaining) for q in prefilling], len(decoding), self.prefill_tokens, self.chunk_tokens
+                    [(q.slot, q.remaining) for q in prefilling], len(decoding), budget, self.chunk_tokens
                 )
                 t0 = time.perf_counter()
                 if decoding:  # a prefilling slot's row writes junk at its next prompt position: a chunk rewrites it
