@@ -25,13 +25,12 @@ FP8 Llama-2-70B figure (3,014 tokens/s at 128/128) and with the per-GPU share of
 Offline result.
 
     python bench/llm70b_gpu.py --samples 2048 --server-fractions 0.8 --out bench/results/llm70b_gpu.json
-    python bench/llm70b_gpu.py --tiny --device cpu --layers 2 --samples 16 --server-seconds 0   # CPU smoke run
+    python bench/llm70b_gpu.py --tiny --device cpu --layers 2 --samples 16 --server-seconds 0 --weights model  # CPU
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import sys
@@ -183,18 +182,14 @@ def target_length_engine(base):
     class TargetLengthEngine(base):
         targets: np.ndarray
 
-        def _admit(self, free, waiting, sut, qids, outputs, tokens, positions, eos):
-            # the lists the run loop keeps for the whole run, and the samples this admission takes (the first
-            # len(free) waiting, as the engine pops them)
-            self._run_qids, self._run_outputs = qids, outputs
-            taken = itertools.islice(waiting, len(free))
-            self._target_of.update((qid, int(self.targets[index])) for qid, index in taken)
-            super()._admit(free, waiting, sut, qids, outputs, tokens, positions, eos)
-
         def _step(self, keys: int) -> None:
             super()._step(keys)
-            qids, outputs = self._run_qids, self._run_outputs
-            ending = [s for s, q in enumerate(qids) if q is not None and len(outputs[s]) + 1 >= self._target_of[q]]
+            # the sequences past their prompt (engine.active: one per slot) whose next token is their last
+            ending = [
+                q.slot
+                for q in self.active
+                if q is not None and q.decoding and len(q.outputs) + 1 >= int(self.targets[q.index])
+            ]
             if ending:
                 import torch
 
@@ -358,7 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--input-mean", type=float, default=300.0)
     ap.add_argument("--max-slots", type=int, default=1024, help="upper bound on the slots memory allows")
     ap.add_argument("--reserve-gib", type=float, default=10.0, help="GPU memory kept for activations and graphs")
-    ap.add_argument("--prefill-tokens", type=int, default=16384)
+    ap.add_argument(
+        "--prefill-tokens",
+        type=int,
+        default=16384,
+        help="token budget of one engine step: decode tokens + prompt chunks",
+    )
+    ap.add_argument(
+        "--chunk-tokens", type=int, default=0, help="most tokens of one prompt a step prefills (0: the step budget)"
+    )
     ap.add_argument("--server-fractions", default="0.8", help="Server target QPS as fractions of Offline samples/s")
     ap.add_argument("--server-seconds", type=int, default=120)
     ap.add_argument("--weights", choices=("fp8", "model"), default="fp8", help="model: bf16 (fp32 on CPU)")
@@ -404,7 +407,11 @@ def build_sut(args, config, prompts, targets):
         output_dtype="int32",
         token_latencies=True,
     )
-    options = {"prefill_tokens": args.prefill_tokens, "layer_weights": layers}
+    options = {
+        "prefill_tokens": args.prefill_tokens,
+        "chunk_tokens": args.chunk_tokens or None,
+        "layer_weights": layers,
+    }
     if fp8:
         options.update(weights="fp8", kv_cache="fp8")
     sut = TorchLlmSUT(
@@ -422,7 +429,7 @@ def build_sut(args, config, prompts, targets):
     )
     engine = sut.generator.engine
     engine.__class__ = target_length_engine(type(engine))
-    engine.targets, engine._target_of = targets, {}
+    engine.targets = targets
     memory = {
         "build_seconds": round(built, 1),
         "free_gib_after_weights": round(free / GIB, 1) if cuda else None,
@@ -441,6 +448,8 @@ def engine_record(engine) -> dict:
         "kv_cache": "fp8" if engine.kv_fp8 else "model dtype",
         "decode_attention": engine.decode_attention,
         "compiled": engine.compiled,
+        "step_budget": engine.prefill_tokens,
+        "chunk_tokens": engine.chunk_tokens,
         **vars(engine.stats),
     }
 
@@ -470,10 +479,10 @@ def run_offline(args, sut, engine, prompts, work: Path) -> dict:
 
 def profile_engine(engine, prompts, repeats: int = 10) -> dict:
     """Where the time goes, outside LoadGen: one decode step with every slot busy at a typical position (graph
-    replay), and one prefill batch of typical prompts at the engine's token budget (CUDA events, medians)."""
+    replay), and one prefill chunk of typical whole prompts at the engine's step budget (CUDA events, medians)."""
     import torch
 
-    from subtool.runner.llm.engine import EngineStats, plan_prefill
+    from subtool.runner.llm.engine import EngineStats
 
     def timed(fn, inner: int = 1) -> float:
         times = []
@@ -495,19 +504,24 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
         decode_ms = timed(lambda: engine._step(engine.max_len))
         parts = decode_parts(engine, timed)
         order = sorted(prompts, key=len, reverse=True)[len(prompts) // 4 :]  # below the longest quarter
-        batch = [order[j] for j in plan_prefill([len(p) for p in order], engine.prefill_tokens)[0]][: engine.slots]
-        padded = len(batch) * max(len(p) for p in batch)
-        prefill_ms = timed(lambda: engine._prefill(list(range(len(batch))), batch, True))
+        batch, tokens = [], 0  # one step's prompt chunk: whole prompts up to the step's token budget
+        for p in order[: engine.slots]:
+            if batch and tokens + len(p) > engine.prefill_tokens:
+                break
+            batch.append(p)
+            tokens += len(p)
+        pieces = [(slot, 0, p.astype(np.int64)) for slot, p in enumerate(batch)]
+        prefill_ms = timed(lambda: engine._prefill_chunk(pieces, True))
     engine.positions.zero_()
     engine.stats = EngineStats(graphs=engine.stats.graphs)
     return {
         "decode_step_ms": round(decode_ms, 2),
         "decode_parts_ms_all_layers": parts,
         "decode_tokens_per_s_all_slots_busy": round(engine.slots / decode_ms * 1000, 1),
-        "prefill_batch_rows": len(batch),
-        "prefill_batch_padded_tokens": padded,
-        "prefill_batch_ms": round(prefill_ms, 1),
-        "prefill_tokens_per_s": round(padded / prefill_ms * 1000, 1),
+        "prefill_chunk_prompts": len(batch),
+        "prefill_chunk_tokens": tokens,
+        "prefill_chunk_ms": round(prefill_ms, 1),
+        "prefill_tokens_per_s": round(tokens / prefill_ms * 1000, 1),
     }
 
 

@@ -8,7 +8,12 @@ engine in bf16 and in fp8 (e4m3 projections and KV cache: `--precision fp8`; `--
 Server for the last variant at fractions of its Offline rate, with TTFT/TPOT percentiles against the llama3.1-8b
 limits and LoadGen's verdict lines. fp8 halves the KV cache, so it gets twice the slots in the same memory.
 
+The engine's per-step profile (decode and prompt-chunk tokens and seconds per step, by chunk size) is in each
+point's "engine" record; `--prefill-tokens` (the step's token budget) and `--chunk-tokens` tune the chunking.
+
     python bench/llm_gpu.py --server-seconds 50 --out bench/results/llm_gpu.json
+    python bench/llm_gpu.py --tiny --device cpu --layers 2 --samples 16 --skip-reference --variants bf16:4 \
+        --server-seconds 0 --out /tmp/llm_gpu.json   # CPU smoke run
 """
 
 from __future__ import annotations
@@ -181,7 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ref-samples", type=int, default=128)
     ap.add_argument("--ref-batch", type=int, default=64)
     ap.add_argument("--variants", default="bf16:128,fp8:256", help="subtool runs, weights:slots, comma-separated")
-    ap.add_argument("--prefill-tokens", type=int, default=16384)
+    ap.add_argument(
+        "--prefill-tokens",
+        type=int,
+        default=16384,
+        help="token budget of one engine step: decode tokens + prompt chunks",
+    )
+    ap.add_argument(
+        "--chunk-tokens", type=int, default=0, help="most tokens of one prompt a step prefills (0: the step budget)"
+    )
     ap.add_argument("--prompt-len", type=int, default=780)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--layers", type=int, default=32)
@@ -191,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="Server target QPS as fractions of the best Offline samples/s (the last variant's engine serves them)",
     )
     ap.add_argument("--server-seconds", type=int, default=60)
+    ap.add_argument(
+        "--server-prefill-tokens", type=int, default=0, help="the Server runs' step budget (0: --prefill-tokens)"
+    )
+    ap.add_argument("--server-chunk-tokens", type=int, default=0, help="the Server runs' chunk cap (0: --chunk-tokens)")
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run with --tiny")
     ap.add_argument("--tiny", action="store_true", help="narrow layers (a smoke run of this script)")
@@ -265,7 +282,7 @@ def main() -> None:
             precision=v["weights"],
             engine="continuous",
             model=model,
-            engine_options={"prefill_tokens": args.prefill_tokens},
+            engine_options={"prefill_tokens": args.prefill_tokens, "chunk_tokens": args.chunk_tokens or None},
         )
         engine = sut.generator.engine if hasattr(sut, "generator") else sut.engine
         engine.warm_up([len(p) for p in prompts[: args.samples]])
@@ -273,6 +290,7 @@ def main() -> None:
         point = {
             **v,
             "prefill_tokens": args.prefill_tokens,
+            "chunk_tokens": engine.chunk_tokens,
             "setup_seconds": setup,
             **run_loadgen(sut.handle, args.samples, "Offline", offline_conf(args.samples), work / f"offline{k}"),
         }
@@ -291,6 +309,9 @@ def main() -> None:
     best = max(result["subtool_offline"], key=lambda p: p.get("result") or 0)
     sps = result["subtool_offline"][-1].get("samples_per_second") or 0
     result["subtool_server"] = []
+    if sut is not None:  # plain attributes the engine reads every step: Server may chunk finer than Offline
+        engine.prefill_tokens = max(args.server_prefill_tokens or args.prefill_tokens, engine.slots + 1)
+        engine.chunk_tokens = args.server_chunk_tokens or args.chunk_tokens or engine.prefill_tokens
     for fraction in [float(f) for f in args.server_fractions.split(",") if f] if args.server_seconds > 0 else []:
         qps = round(sps * fraction, 3)
         conf = [
@@ -299,12 +320,15 @@ def main() -> None:
             f"min_duration = {args.server_seconds * 1000}",
             "min_query_count = 800",
         ]
+        engine.stats = type(engine.stats)(graphs=engine.stats.graphs)  # this point's steps alone
         point = {
             "weights": variants[-1]["weights"],
             "fraction_of_offline": fraction,
             "target_qps": qps,
             **run_loadgen(sut.handle, args.samples, "Server", conf, work / f"server{fraction}"),
         }
+        point["engine"] = {"step_budget": engine.prefill_tokens, "chunk_tokens": engine.chunk_tokens}
+        point["engine"].update(vars(engine.stats))
         result["subtool_server"].append(point)
         print(json.dumps(point), flush=True)
     if sut is not None:

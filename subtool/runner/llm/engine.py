@@ -1,12 +1,20 @@
 """Continuous batching for Llama checkpoints in plain PyTorch: a fixed set of slots over one preallocated KV cache.
 
-Every decode step advances all slots at once (one token each). A slot whose sequence ends (EOS or the length
-limit) is answered at once and refilled with a waiting prompt. What makes it fast:
+Each step has one token budget (`prefill_tokens`), shared by the sequences that decode (one token each) and chunks
+of the prompts being prefilled (engine_schedule.py plans them): a prompt longer than the room is prefilled over
+several steps while the others keep decoding, a short prompt that arrives meanwhile gets its first token in the
+next step, and a long one is never starved. A slot's sequence is answered as it ends (EOS or the length limit) and
+the slot refilled from the waiting prompts (Offline: the longest first, once an eighth of the slots are free). What
+makes it fast:
 
-- Prefill in batches: free slots are refilled together, their prompts run as one right-padded batch (causal
-  attention keeps the padding out of every real token's view) of up to `prefill_tokens` tokens, so the
-  projections are large matrix products. Waiting prompts are taken longest first, so a batch pads little and
-  the slots of one wave have similar lengths.
+- A step runs two passes: the decode step over every slot, always the same shape, so one CUDA graph replays it
+  whatever else the step does; then, if the plan has any, the prompt chunks packed as one row of tokens (no
+  padding), eager (torch.compile'd with dynamic shapes), so the projections are large matrix products. The chunk
+  is compute-bound, so the second read of the weights it costs (for llama3.1-8b fp8, ~2 ms at 4.8 TB/s) is small
+  next to its matrix work, while an eager fused step would give up the decode graph on every step that prefills,
+  and a graph per chunk shape would mean one per (tokens, prefix lengths). A chunk's rows attend to their own
+  slot's cached prefix and to themselves: flash attention's variable-length kernel (causal, aligned to each
+  piece's last key) on CUDA in bf16/fp16, SDPA piece by piece with explicit masks elsewhere.
 - Decode attention reads only each slot's own keys, straight from the cache, in one CUDA graph for every step:
   a split-key Triton kernel (kernels/decode_attention.py: the query heads of one kv head as one small tile, so
   the keys are read once per kv head and no tensor-core work is wasted on 64-row query tiles), or flash
@@ -33,12 +41,14 @@ too (no graphs, no compilation), which is how the tests exercise the scheduling.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from subtool.runner.llm.engine_schedule import EngineStats, Sequence, plan_chunks
 
 FP8_MAX = 448.0
 
@@ -62,37 +72,47 @@ def supports(model, generation) -> str | None:
     return supports_config(model.config.to_dict(), generation)
 
 
-def plan_prefill(lengths: list[int], token_budget: int) -> list[list[int]]:
-    """Split prompts (in the order given) into consecutive batches whose padded size, rows × longest prompt,
-    stays within token_budget (a prompt longer than the budget runs alone)."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i, n in enumerate(lengths):
-        if current and max(longest, n) * (len(current) + 1) > token_budget:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, n)
-    if current:
-        batches.append(current)
-    return batches
+def chunk_layout(pieces: list[tuple[int, int, int]], max_len: int) -> dict:
+    """Index arrays of one prefill chunk, pieces = [(slot, start, tokens)] packed one after another: per query row
+    its slot and position; per key (each piece's cached prefix, then its own tokens) its slot and position; where
+    each row's key sits among the keys; the row of each piece's last token; cumulative query and key counts."""
+    q_slot, q_pos, k_slot, k_pos, own, last = [], [], [], [], [], []
+    cu_q, cu_k = [0], [0]
+    for slot, start, n in pieces:
+        q_slot.append(np.full(n, slot))
+        q_pos.append(np.arange(start, start + n))
+        k_slot.append(np.full(start + n, slot))
+        k_pos.append(np.arange(start + n))
+        own.append(cu_k[-1] + start + np.arange(n))
+        cu_q.append(cu_q[-1] + n)
+        cu_k.append(cu_k[-1] + start + n)
+        last.append(cu_q[-1] - 1)
+    if any(start + n > max_len for _, start, n in pieces):
+        raise ValueError("a prefill chunk runs past the cache")
+    cat = lambda parts: np.concatenate(parts).astype(np.int64)  # noqa: E731
+    return {
+        "q_slot": cat(q_slot),
+        "q_pos": cat(q_pos),
+        "k_slot": cat(k_slot),
+        "k_pos": cat(k_pos),
+        "own": cat(own),
+        "last": np.array(last, dtype=np.int64),
+        "cu_q": np.array(cu_q, dtype=np.int32),
+        "cu_k": np.array(cu_k, dtype=np.int32),
+        "max_q": max(n for _, _, n in pieces),
+        "max_k": max(start + n for _, start, n in pieces),
+    }
+
+
+def piece_mask(start: int, n: int) -> np.ndarray:
+    """[n, start + n] True where row r of a piece at positions start… may attend: its cached prefix and the rows up
+    to itself (causal, aligned to the piece's last key)."""
+    return np.arange(start + n)[None, :] <= start + np.arange(n)[:, None]
 
 
 def key_bucket(longest: int, block: int, cap: int) -> int:
     """Keys a decode step attends over: the longest live sequence rounded up to a whole block, at most cap."""
     return min(cap, -(-max(1, longest) // block) * block)
-
-
-@dataclass
-class EngineStats:
-    prefill_batches: int = 0
-    prefill_rows: int = 0
-    prefill_padded_tokens: int = 0
-    prefill_tokens: int = 0
-    decode_steps: int = 0
-    decode_slot_steps: int = 0
-    graphs: int = 0
 
 
 # arithmetic of one decoder layer: pure functions of tensors, so torch.compile can fuse the element-wise work
@@ -236,6 +256,7 @@ class ContinuousEngine:
         eos_ids: list[int],
         generation,
         prefill_tokens: int = 16384,
+        chunk_tokens: int | None = None,
         key_block: int = 256,
         weights: str = "model",
         decode_attention: str = "auto",
@@ -245,14 +266,17 @@ class ContinuousEngine:
     ):
         """`layer_weights`: the decoder layers' weights already in the engine's form (one dict per layer, as
         `_fuse_layer_weights` builds; projections as `quantized` returns them, fp8 or not as `weights` says), for
-        a model whose decoder layers were never loaded (skeleton.meta_model); None: read from `model`'s layers."""
+        a model whose decoder layers were never loaded (skeleton.meta_model); None: read from `model`'s layers.
+        `prefill_tokens`: the token budget of one step (decode tokens + prompt chunks; at least slots + 1);
+        `chunk_tokens`: the most tokens of one prompt a step prefills (None: the budget)."""
         _check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
         self.eos_ids = list(eos_ids)
         self.slots = int(slots)
         self.max_len = int(max_len)
-        self.prefill_tokens = max(1, int(prefill_tokens))
+        self.prefill_tokens = max(int(prefill_tokens), self.slots + 1)
+        self.chunk_tokens = max(1, int(chunk_tokens or self.prefill_tokens))
         self.key_block = max(1, int(key_block))
         self._read_model(model)
         if weights == "fp8" and self.device.type != "cuda":
@@ -335,6 +359,9 @@ class ContinuousEngine:
         if kv_cache == "fp8" and self.decode_attention != "triton":
             raise ValueError("an fp8 KV cache needs the Triton decode attention (CUDA, bf16/fp16, Triton)")
         self.kv_fp8 = kv_cache == "fp8" or (kv_cache == "auto" and fp8 and self.decode_attention == "triton")
+        half = self.device.type == "cuda" and self.dtype in (torch.bfloat16, torch.float16)
+        # prompt chunks: flash attention's variable-length kernel where it runs, else SDPA per piece, masked
+        self.chunk_flash = half and getattr(torch.ops.aten, "_flash_attention_forward", None) is not None
         self.own_keys = self.decode_attention != "sdpa"  # each slot reads its own keys: one graph for every step
         self.triton_attention = None
         if self.decode_attention == "triton":
@@ -366,6 +393,7 @@ class ContinuousEngine:
         self.graphs: dict[int, object] = {}
         self.graph_pool = None
         self.completed: set[int] = set()
+        self.active: list[Sequence | None] = [None] * self.slots
         self.stats = EngineStats()
 
     # the model ---------------------------------------------------------------------------------------
@@ -435,43 +463,82 @@ class ContinuousEngine:
             logits[:, self.eos_tensor] = torch.where(blocked, torch.full_like(eos_cols, float("-inf")), eos_cols)
         self.next_tokens.copy_(logits.argmax(dim=-1))
 
-    def _prefill(self, slots: list[int], prompts: list[np.ndarray], allow_eos: bool) -> list[int]:
-        """Prompts into the given slots' cache rows as one right-padded batch; the first token of each."""
-        b = len(prompts)
-        t = max(len(p) for p in prompts)
-        ids = np.zeros((b, t), dtype=np.int64)
-        for r, p in enumerate(prompts):
-            ids[r, : len(p)] = p
-        ids = torch.from_numpy(ids).to(self.device)
-        last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
-        rows = torch.tensor(slots, device=self.device)
-        cos, sin = self.cos[:t][None, :, None], self.sin[:t][None, :, None]  # [1, T, 1, D]
-        x = self.embed(ids)
+    def _prefill_chunk(self, pieces: list[tuple[int, int, np.ndarray]], allow_eos: bool) -> list[int]:
+        """Pieces of prompts, [(slot, start, tokens)], packed as one row of tokens (no padding) into their slots'
+        cache rows from `start` on, each attending to its slot's cached prefix and to itself; the next token
+        after each piece."""
+        layout = chunk_layout([(slot, start, len(t)) for slot, start, t in pieces], self.max_len)
+        dev = {k: torch.from_numpy(v).to(self.device) if isinstance(v, np.ndarray) else v for k, v in layout.items()}
+        ids = torch.from_numpy(np.concatenate([t for _, _, t in pieces]).astype(np.int64)).to(self.device)
+        cos, sin = self.cos[dev["q_pos"]][None, :, None], self.sin[dev["q_pos"]][None, :, None]  # [1, T, 1, D]
+        # SDPA: one call per piece (a packed mask would cost rows × all keys), each with its own mask
+        masks = None if self.chunk_flash else [self._piece_mask(start, len(t)) for _, start, t in pieces]
+        t = len(ids)
+        x = self.embed(ids)[None]  # [1, T, H]
         for i in range(len(self.layers)):
-            q, k, v = self._inputs(self._in_prefill, i, x, cos, sin)  # [B, T, heads|kv, D]
-            self.k_cache[i, rows, :t] = self._stored(k)
-            self.v_cache[i, rows, :t] = self._stored(v)
+            q, k, v = self._inputs(self._in_prefill, i, x, cos, sin)  # [1, T, heads|kv, D]
+            self.k_cache[i, dev["q_slot"], dev["q_pos"]] = self._stored(k[0])
+            self.v_cache[i, dev["q_slot"], dev["q_pos"]] = self._stored(v[0])
+            keys, values = self._chunk_keys(i, k[0], v[0], dev)  # [K, kv, D]
+            o = self._chunk_attention(q[0], keys, values, dev, masks, layout)  # [T, heads, D]
+            x = self._outputs(self._out_prefill, i, x, o.reshape(1, t, -1))
+        logits = self.lm_head(self.norm(x[0, dev["last"]])).float()
+        if not allow_eos and self.eos_ids:
+            logits[:, self.eos_ids] = float("-inf")
+        return logits.argmax(dim=-1).tolist()
+
+    def _chunk_keys(self, i: int, k, v, dev: dict):
+        """Keys and values a chunk attends over, packed per piece: its cached prefix (widened from fp8), then its
+        own tokens' keys as computed (not as the cache rounds them)."""
+        if len(dev["k_pos"]) == len(k):  # as many keys as rows: no piece has a cached prefix, only its own keys
+            return k, v
+        out = []
+        for cache, own in ((self.k_cache[i], k), (self.v_cache[i], v)):
+            if self.kv_fp8:  # gathered as bytes: index kernels need not know e4m3
+                packed = cache.view(torch.uint8)[dev["k_slot"], dev["k_pos"]].view(cache.dtype).to(self.dtype)
+            else:
+                packed = cache[dev["k_slot"], dev["k_pos"]]
+            packed[dev["own"]] = own
+            out.append(packed)
+        return out
+
+    def _piece_mask(self, start: int, n: int):
+        return torch.from_numpy(piece_mask(start, n)).to(self.device)[None, None]
+
+    def _chunk_attention(self, q, keys, values, dev: dict, masks, layout: dict):
+        """Causal attention of the chunk's rows q [T, heads, D] over their pieces' keys [K, kv, D]: flash
+        attention's variable-length kernel (its causal mask is aligned to each piece's last key, so a row sees
+        its prefix and the rows before it), else SDPA piece by piece with explicit masks."""
+        if self.chunk_flash:
+            return torch.ops.aten._flash_attention_forward(
+                q,
+                keys,
+                values,
+                dev["cu_q"],
+                dev["cu_k"],
+                dev["max_q"],
+                dev["max_k"],
+                0.0,
+                True,
+                False,
+                scale=self.scaling,
+            )[0]
+        cu_q, cu_k = layout["cu_q"].tolist(), layout["cu_k"].tolist()
+        out = []
+        for p, mask in enumerate(masks):
+            rows, cols = slice(cu_q[p], cu_q[p + 1]), slice(cu_k[p], cu_k[p + 1])
             o = F.scaled_dot_product_attention(
-                q.transpose(1, 2),
-                k.transpose(1, 2),
-                v.transpose(1, 2),
-                is_causal=True,
+                q[rows].transpose(0, 1)[None],
+                keys[cols].transpose(0, 1)[None],
+                values[cols].transpose(0, 1)[None],
+                attn_mask=mask,
                 scale=self.scaling,
                 enable_gqa=self.n_heads != self.n_kv,
             )
-            x = self._outputs(self._out_prefill, i, x, o.transpose(1, 2).reshape(b, t, -1))
-        x_last = x[torch.arange(b, device=self.device), last]  # [B, H]
-        logits = self.lm_head(self.norm(x_last)).float()
-        if not allow_eos and self.eos_ids:
-            logits[:, self.eos_ids] = float("-inf")
-        self.stats.prefill_batches += 1
-        self.stats.prefill_rows += b
-        self.stats.prefill_padded_tokens += b * t
-        self.stats.prefill_tokens += sum(len(p) for p in prompts)
-        return logits.argmax(dim=-1).tolist()
+            out.append(o[0].transpose(0, 1))
+        return torch.cat(out)
 
     def _step(self, keys: int) -> None:
-        self.stats.decode_steps += 1
         if self.own_keys:
             keys = self.max_len
         if self.device.type != "cuda":
@@ -501,7 +568,7 @@ class ContinuousEngine:
 
     def warm_up(self, lengths: list[int]) -> None:
         """Compile and capture what the given prompt lengths will need (decode graphs; with torch.compile, the
-        prefill kernels for one row and for several), before any timed work."""
+        prefill kernels for one piece and for several), before any timed work."""
         if self.device.type != "cuda":
             return
         if self.own_keys:
@@ -513,85 +580,115 @@ class ContinuousEngine:
         with torch.inference_mode():
             if self.compiled:
                 # dummy prompts into slots that hold nothing yet (their rows are rewritten when admitted)
-                self._prefill([0, 1], [np.ones(48, dtype=np.int64), np.ones(40, dtype=np.int64)], True)
-                self._prefill([0], [np.ones(min(97, self.max_len), dtype=np.int64)], True)
+                other, n = min(1, self.slots - 1), min(48, self.max_len // 2)
+                self._prefill_chunk([(0, 0, np.ones(n, np.int64)), (other, n, np.ones(n // 2, np.int64))], True)
+                self._prefill_chunk([(0, 0, np.ones(min(97, self.max_len), np.int64))], True)
             for keys in needed:
                 if keys not in self.graphs:
                     self._capture(keys)
         self.positions.zero_()
         self.stats = EngineStats(graphs=len(self.graphs))
 
-    # scheduling ----------------------------------------------------------------------------------------
+    # scheduling (the step planner: engine_schedule.py) -----------------------------------------------
     def run(self, pending: list[tuple[int, int]], sut) -> None:
-        """Generate for every (query id, sample index) in pending and whatever arrives meanwhile."""
-        g = self.generation
+        """Generate for every (query id, sample index) in pending and whatever arrives meanwhile: each step
+        decodes every sequence past its prompt (one token each) and prefills the chunks of prompts the planner
+        picks within the step's token budget."""
         lengths = [len(sut.prompts[i]) for _, i in pending]
-        order = sorted(range(len(pending)), key=lambda j: -lengths[j])
+        order = sorted(range(len(pending)), key=lambda j: -lengths[j])  # Offline: the longest first
         waiting = deque(pending[j] for j in order)
-        qids: list[int | None] = [None] * self.slots
-        outputs: list[list[int]] = [[] for _ in range(self.slots)]
-        tokens = np.zeros(self.slots, dtype=np.int64)
-        positions = np.zeros(self.slots, dtype=np.int64)
-        eos = set(self.eos_ids)
-        # refill only once this many slots are free (or nothing runs): prefill batches stay large
-        admit = max(1, self.slots // 8)
+        self.active: list[Sequence | None] = [None] * self.slots
+        self._admitted = 0
         with torch.inference_mode():
             while True:
                 waiting.extend(sut.more_work())
-                free = [s for s in range(self.slots) if qids[s] is None]
-                busy_count = self.slots - len(free)
-                if waiting and free and (len(free) >= min(admit, len(waiting)) or busy_count == 0):
-                    self._admit(free, waiting, sut, qids, outputs, tokens, positions, eos)
-                busy = [s for s in range(self.slots) if qids[s] is not None]
-                if not busy:
+                self._admit(waiting, sut)
+                decoding = [seq for seq in self.active if seq is not None and seq.decoding]
+                prefilling = sorted(
+                    (seq for seq in self.active if seq is not None and not seq.decoding), key=lambda q: q.order
+                )
+                if not decoding and not prefilling:
                     if waiting:
                         continue
                     return
-                self.tokens.copy_(torch.from_numpy(tokens))
-                self.positions.copy_(torch.from_numpy(positions))
-                if g.min_new_tokens > 1:
-                    self.allow_eos.copy_(
-                        torch.from_numpy(np.array([len(outputs[s]) >= g.min_new_tokens for s in range(self.slots)]))
-                    )
-                keys = key_bucket(int(positions[busy].max()) + 1, self.key_block, self.max_len)
-                self._step(keys)
-                self.stats.decode_slot_steps += len(busy)
-                nxt = self.next_tokens.tolist()
-                for slot in busy:
-                    token = nxt[slot]
-                    outputs[slot].append(token)
-                    if token in eos or len(outputs[slot]) >= g.max_new_tokens:
-                        self._finish(sut, qids[slot], outputs[slot])
-                        qids[slot] = None
-                        tokens[slot] = 0
-                        positions[slot] = 0
-                    else:
-                        tokens[slot] = token
-                        positions[slot] += 1
+                budget = max(self.prefill_tokens, len(decoding) + 1)  # a prompt token always fits
+                plan = plan_chunks(
+                    [(q.slot, q.remaining) for q in prefilling], len(decoding), budget, self.chunk_tokens
+                )
+                t0 = time.perf_counter()
+                if decoding:  # a prefilling slot's row writes junk at its next prompt position: a chunk rewrites it
+                    self._decode(decoding, sut)
+                t1 = time.perf_counter()
+                if plan:
+                    self._prefill_plan(plan, sut)
+                t2 = time.perf_counter()
+                self.stats.record(len(decoding), sum(n for _, n in plan), len(plan), t1 - t0, t2 - t1)
 
-    def _admit(self, free, waiting, sut, qids, outputs, tokens, positions, eos) -> None:
+    def _admit(self, waiting, sut) -> None:
+        """Free slots take waiting samples, once enough slots are free (or nothing runs), so that Offline's
+        chunks stay large; a slot's cache holds the sample's prompt and longest answer, so nothing over-commits."""
+        free = [s for s in range(self.slots) if self.active[s] is None]
+        if not waiting or not free:
+            return
+        if len(free) < min(max(1, self.slots // 8), len(waiting)) and len(free) < self.slots:
+            return
         g = self.generation
-        taken = []
-        while waiting and len(taken) < len(free):
+        for slot in free[: len(waiting)]:
             qid, index = waiting.popleft()
-            prompt = sut.prompts[index]
+            prompt = np.asarray(sut.prompts[index])
+            if len(prompt) == 0:
+                raise ValueError(f"sample {index}: an empty prompt")
             if len(prompt) + g.max_new_tokens > self.max_len:
                 raise ValueError(f"sample {index}: {len(prompt)} prompt tokens exceed the cache")
-            taken.append((qid, prompt))
-        slot_iter = iter(free)
-        for batch in plan_prefill([len(p) for _, p in taken], self.prefill_tokens):
-            rows = [taken[j] for j in batch]
-            slots = [next(slot_iter) for _ in rows]
-            firsts = self._prefill(slots, [p for _, p in rows], allow_eos=g.min_new_tokens <= 0)
-            for slot, (qid, prompt), first in zip(slots, rows, firsts):
-                sut.first_token(qid, first)
-                if first in eos or g.max_new_tokens == 1:
-                    self._finish(sut, qid, [first])
-                    continue
-                qids[slot], outputs[slot] = qid, [first]
-                tokens[slot] = first
-                positions[slot] = len(prompt)
+            self.active[slot] = Sequence(qid, index, prompt, slot, self._admitted)
+            self._admitted += 1
 
-    def _finish(self, sut, qid: int, tokens: list[int]) -> None:
-        sut.complete(qid, tokens)
-        self.completed.add(qid)
+    def _decode(self, decoding: list[Sequence], sut) -> None:
+        """One decode step over every slot (the CUDA graph's fixed shape); the decoding sequences' tokens."""
+        g = self.generation
+        tokens = np.zeros(self.slots, dtype=np.int64)
+        positions = np.zeros(self.slots, dtype=np.int64)
+        for seq in self.active:
+            if seq is not None:
+                tokens[seq.slot] = seq.outputs[-1] if seq.decoding else 0
+                positions[seq.slot] = len(seq.prompt) + len(seq.outputs) - 1 if seq.decoding else seq.done
+        self.tokens.copy_(torch.from_numpy(tokens))
+        self.positions.copy_(torch.from_numpy(positions))
+        if g.min_new_tokens > 1:
+            allow = np.ones(self.slots, dtype=bool)
+            for seq in decoding:
+                allow[seq.slot] = len(seq.outputs) >= g.min_new_tokens
+            self.allow_eos.copy_(torch.from_numpy(allow))
+        self._step(key_bucket(int(positions.max()) + 1, self.key_block, self.max_len))
+        nxt = self.next_tokens.tolist()
+        eos = set(self.eos_ids)
+        for seq in decoding:
+            token = nxt[seq.slot]
+            seq.outputs.append(token)
+            if token in eos or len(seq.outputs) >= g.max_new_tokens:
+                self._finish(sut, seq)
+
+    def _prefill_plan(self, plan: list[tuple[int, int]], sut) -> None:
+        """The planned chunks as one pass; prompts that end in it get their first token."""
+        g = self.generation
+        pieces = []
+        for slot, n in plan:
+            seq = self.active[slot]
+            pieces.append((slot, seq.done, seq.prompt[seq.done : seq.done + n]))
+        nexts = self._prefill_chunk(pieces, allow_eos=g.min_new_tokens <= 0)
+        eos = set(self.eos_ids)
+        for (slot, n), first in zip(plan, nexts):
+            seq = self.active[slot]
+            seq.done += n
+            if seq.remaining:
+                continue
+            self.stats.prompts += 1
+            sut.first_token(seq.qid, first)
+            seq.outputs.append(first)
+            if first in eos or g.max_new_tokens == 1:
+                self._finish(sut, seq)
+
+    def _finish(self, sut, seq: Sequence) -> None:
+        sut.complete(seq.qid, seq.outputs)
+        self.completed.add(seq.qid)
+        self.active[seq.slot] = None
