@@ -180,7 +180,8 @@ def check_fits_streaming(
         )
         fits = tp_that_fits(config, free, **sizes)
         if fits and fits > tensor_parallel:
-            hint = f"--tensor-parallel {fits} splits each layer over {fits} such GPUs (it fits at that size)"
+            split = f"--tensor-parallel {fits} splits each layer over {fits} such GPUs (it fits at that size)"
+            hint = split if precision == "fp8" else f"{hint}; or {split}"
     else:
         hint = "--backend torch-cuda --precision fp8 on a GPU with the memory, or a machine with more RAM"
     share_words = f" (one rank's share of {tensor_parallel})" if tensor_parallel > 1 else ""

@@ -248,7 +248,9 @@ class Launch:
                 rank = sentinels.pop(s)
                 if self.closing:
                     return
-                self.dead.append(f"rank {rank} (exit code {self.procs[rank - 1].exitcode})")
+                proc = self.procs[rank - 1]
+                proc.join(timeout=5)  # reaped, so its exit code is known
+                self.dead.append(f"rank {rank} (exit code {proc.exitcode})")
                 self._abort()
 
     def _abort(self) -> None:
