@@ -242,12 +242,11 @@ class ContinuousEngine:
         compile: bool | None = None,
         kv_cache: str = "model",
         layer_weights: list[dict] | None = None,
-        reduce=None,
+        layer_output=None,
     ):
         """`layer_weights`: the decoder layers' weights already in the engine's form (one dict per layer, as
         `_fuse_layer_weights` builds; projections as `quantized` returns them, fp8 or not as `weights` says), for
-        a model whose decoder layers were never loaded (skeleton.meta_model); None: read from `model`'s layers.
-        `reduce`: tensor parallelism's hook (tensor_parallel.py): sums a partial product over the ranks."""
+        a model whose decoder layers were never loaded (skeleton.meta_model); None: read from `model`'s layers."""
         _check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
@@ -256,7 +255,6 @@ class ContinuousEngine:
         self.max_len = int(max_len)
         self.prefill_tokens = max(1, int(prefill_tokens))
         self.key_block = max(1, int(key_block))
-        self.reduce = reduce  # tensor parallel: this rank's layers are a shard (tensor_parallel.py)
         self._read_model(model)
         if weights == "fp8" and self.device.type != "cuda":
             raise ValueError("fp8 weights need a CUDA device")
@@ -266,6 +264,8 @@ class ContinuousEngine:
             self.layer_weights = fused
             self.cos, self.sin = self._rotary_tables(model.model.rotary_emb)
         self._compile_steps(compile_default(self.device) if compile is None else bool(compile))
+        if layer_output is not None:  # tensor parallel: attention_output with o and down summed over the ranks
+            self._out_decode = self._out_prefill = layer_output  # (tensor_parallel.sharded_output)
         self._choose_attention(decode_attention, kv_cache, fp8=weights == "fp8")
         self._allocate_state()
 
@@ -378,10 +378,6 @@ class ContinuousEngine:
 
     def _outputs(self, fn, i: int, x, attended):
         w = self.layer_weights[i]
-        if self.reduce is not None:  # tensor parallel hook: o and down give partial sums, summed over the ranks
-            from subtool.runner.llm.tensor_parallel import sharded_outputs
-
-            return sharded_outputs(self, w, x, attended)
         return fn(x, attended, w["o"], w["post_norm"], self.eps, w["gate_up"], w["down"], self.intermediate)
 
     def _stored(self, x):

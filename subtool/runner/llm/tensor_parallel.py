@@ -10,7 +10,7 @@ rank, so every rank computes the same logits and picks the same token: the sched
 
 A rank's engine sees an ordinary, smaller model: the config with heads, kv heads and intermediate size divided by
 N (and head_dim written out, so it stays the same), and layer weights of those shapes; the engine's one hook
-(`reduce`) routes each layer's output half through `sharded_outputs` below.
+(`layer_output`) swaps its output half for `sharded_output` below.
 
 The loader reads each rank's rows or columns straight from the file (safetensors slices), never the whole tensor;
 per-channel fp8 scales follow their rows, block scales their blocks (a block may not straddle two ranks).
@@ -205,17 +205,20 @@ def load_shard(model_path: Path, device, dtype, *, fp8: bool, rank: int, size: i
 
 
 # ------------------------------------------------------------------------------- the engine's hook
-def sharded_outputs(engine, w: dict, x, attended):
-    """engine.attention_output with the two partial products summed over the ranks (engine.reduce)."""
-    reduce = engine.reduce
-    x = x + reduce(linear(attended, w["o"]))
-    gu = linear(rms_norm(x, w["post_norm"], engine.eps), w["gate_up"])
-    n = engine.intermediate
-    return x + reduce(linear(F.silu(gu[..., :n]) * gu[..., n:], w["down"]))
+def sharded_output(reduce):
+    """engine.attention_output (same arguments) for a rank's shard: its o and down products are partial sums,
+    summed over the ranks by `reduce` before the residual adds them (ContinuousEngine(layer_output=...))."""
+
+    def attention_output(x, attended, o_proj, norm_weight, eps: float, gate_up, down, intermediate: int):
+        x = x + reduce(linear(attended, o_proj))
+        gu = linear(rms_norm(x, norm_weight, eps), gate_up)
+        return x + reduce(linear(F.silu(gu[..., :intermediate]) * gu[..., intermediate:], down))
+
+    return attention_output
 
 
 def all_reduce(group=None):
-    """The engine's `reduce`: the sum over the ranks of the process group, in place."""
+    """The sum over the ranks of the process group, in place."""
     import torch.distributed as dist
 
     def reduce(t: torch.Tensor) -> torch.Tensor:

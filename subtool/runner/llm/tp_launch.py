@@ -90,10 +90,11 @@ class Group:
         self.dist.all_gather_object(out, value, group=self.control)
         return out
 
-    def reduce(self):
-        from subtool.runner.llm.tensor_parallel import all_reduce
+    def layer_output(self):
+        """The engine's hook: each layer's output half with its partial products summed over the ranks."""
+        from subtool.runner.llm.tensor_parallel import all_reduce, sharded_output
 
-        return all_reduce()
+        return sharded_output(all_reduce())
 
     def close(self) -> None:
         if self.dist.is_initialized():
@@ -151,7 +152,7 @@ class TpGenerator(LlmGenerator):
         model, layers = load_shard(model_path, self.device, dtype, fp8=fp8, rank=self.group.rank, size=self.group.size)
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
-        options.update(layer_weights=layers, reduce=self.group.reduce())
+        options.update(layer_weights=layers, layer_output=self.group.layer_output())
         options.setdefault("kv_cache", "fp8" if kv_fp8 else "model")
         if self.group.rank == 0:
             _say(f"rank 0 of {self.group.size} streamed its shard of {model_path} in {time.monotonic() - t0:.1f} s")

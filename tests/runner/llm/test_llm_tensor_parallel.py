@@ -52,6 +52,11 @@ def test_tp2_generates_token_for_token_what_one_process_generates(tmp_path, llam
     record = json.loads((tmp_path / "tp2/llama2-70b-99/Offline/run.json").read_text())
     assert record["sut"]["tensor_parallel"] == 2 and record["sut"]["process_group"] == "gloo"
     assert record["sut"]["samples"] == SMALL
+    from subtool.package.documents import spread_line  # what the result's README says of it
+
+    assert (
+        spread_line(record) == "- Spread: one engine, each layer split over 2 CPU processes (tensor parallel 2, gloo)"
+    )
 
 
 def _followers_of_children() -> list[int]:
