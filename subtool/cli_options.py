@@ -197,6 +197,8 @@ def _llm_extra(run: RunArgs) -> tuple[str, dict]:
     extra = {k: v for k, v in given if v is not None}
     if run.tensor_parallel is not None and run.tensor_parallel < 1:
         raise SubtoolError(f"--tensor-parallel must be at least 1, not {run.tensor_parallel}", rule="cli.usage")
+    if run.tensor_parallel is not None and not WORKLOAD_MODULES.get(run.model, "").endswith(".llm.workload"):
+        raise SubtoolError(f"--tensor-parallel is for the LLMs, not {run.model}", rule="cli.usage")
     backend = "openai" if run.endpoint and run.backend in ("auto", "torch-cpu") else run.backend
     return backend, extra
 

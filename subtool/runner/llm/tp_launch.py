@@ -75,7 +75,9 @@ class Group:
         if device == "cuda":
             torch.cuda.set_device(rank)
         dist.init_process_group(self.backend, store=store, rank=rank, world_size=size, timeout=timeout)
-        self.control = dist.new_group(backend="gloo", timeout=timeout) if self.backend == "nccl" else None
+        # the step messages: gloo, and no timeout worth the name (a rank waits for the next command while rank 0
+        # scores accuracy or sets LoadGen up; a dead peer closes the connection, a dead rank 0 takes its children)
+        self.control = dist.new_group(backend="gloo", timeout=timedelta(days=7))
 
     def send(self, message) -> None:
         self.dist.broadcast_object_list([message], src=0, group=self.control)
@@ -301,6 +303,7 @@ class TensorParallelSUT(TorchLlmSUT):
 
     def __init__(self, model_path, prompts, generation, *, tensor_parallel: int, **options):
         from subtool.runner.llm.checkpoint import can_stream, read_config
+        from subtool.runner.llm.engine import supports_config
 
         device = options.get("device", "cpu")
         check_size(tensor_parallel, device, read_config(model_path), model_path)
@@ -308,6 +311,9 @@ class TensorParallelSUT(TorchLlmSUT):
             raise SubtoolError("--tensor-parallel runs on the continuous engine", rule=RULE, hint="drop --engine")
         if not can_stream(model_path):
             raise SubtoolError("tensor parallelism reads safetensors checkpoints only", path=model_path, rule=RULE)
+        why = supports_config(read_config(model_path), generation)
+        if why:
+            raise SubtoolError(f"the continuous engine cannot run this model: {why}", path=model_path, rule=RULE)
         self.tp_size = tensor_parallel
         self._check_fits(model_path, generation, prompts, options)
         self.launch = Launch(tensor_parallel, device, (Path(model_path), prompts, generation), dict(options))

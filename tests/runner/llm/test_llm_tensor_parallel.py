@@ -131,6 +131,8 @@ def test_sizes_the_model_or_gpus_cannot_take_are_refused_before_anything_starts(
         check_size(visible + 1, "cuda", config, llama2_small.model_path)
     res = _run(llama2_small.model_path, llama2_small.dataset_path, tmp_path / "o", "--tensor-parallel", "0")
     assert res.exit_code == 2 and "--tensor-parallel must be at least 1" in res.output
+    res = CliRunner().invoke(app, ["run", "--model", "bert-99", "--demo", "--tensor-parallel", "2"])
+    assert res.exit_code == 2 and "--tensor-parallel is for the LLMs, not bert-99" in res.output
 
 
 # ------------------------------------------------------------------------------------- the sharded loader
