@@ -60,11 +60,13 @@ def spread_line(run: dict) -> str | None:
     if isinstance(tp, int) and not isinstance(tp, bool) and tp >= 1:
         gpus = sut.get("accelerators_per_engine")
         where = f"{tp} GPUs" if isinstance(gpus, int) and gpus > 0 else f"{tp} CPU processes"
-        return f"- Spread: one engine, each layer split over {where} (tensor parallel {tp}, {sut.get('process_group')})"
+        group = sut.get("process_group") if sut.get("process_group") in ("nccl", "gloo") else "?"
+        return f"- Spread: one engine, each layer split over {where} (tensor parallel {tp}, {group})"
     workers = sut.get("per_worker")
     if isinstance(workers, list) and workers:
         nodes = {(str(w.get("node")), str(w.get("node_ip") or "")) for w in workers if isinstance(w, dict)}
-        return f"- Spread: {len(workers)} Ray workers (one engine each) on {len(nodes)} node(s)"
+        n = len(workers)
+        return f"- Spread: {n} Ray worker{'s' if n != 1 else ''} (one engine each) on {len(nodes)} node(s)"
     return None
 
 

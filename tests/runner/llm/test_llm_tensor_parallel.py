@@ -135,6 +135,33 @@ def test_sizes_the_model_or_gpus_cannot_take_are_refused_before_anything_starts(
     assert res.exit_code == 2 and "--tensor-parallel is for the LLMs, not bert-99" in res.output
 
 
+def test_the_spread_line_reads_any_run_record_without_raising():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from subtool.package.documents import spread_line
+
+    ray = {"sut": {"per_worker": [{"node": "a", "node_ip": "10.0.0.1"}, {"node": "a", "node_ip": "10.0.0.2"}]}}
+    assert spread_line(ray) == "- Spread: 2 Ray workers (one engine each) on 2 node(s)"
+    gpus = {"sut": {"tensor_parallel": 2, "accelerators_per_engine": 2, "process_group": "nccl\n# x"}}
+    assert spread_line(gpus) == "- Spread: one engine, each layer split over 2 GPUs (tensor parallel 2, ?)"
+    assert spread_line({"sut": {"samples": 3}}) is None and spread_line({}) is None
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=10,
+    )
+    keys = st.sampled_from(["tensor_parallel", "accelerators_per_engine", "process_group", "per_worker", "node"])
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.dictionaries(keys, values, max_size=4))
+    def one_line_or_none(sut):
+        line = spread_line({"sut": sut})
+        assert line is None or (line.startswith("- Spread: ") and "\n" not in line)
+
+    one_line_or_none()
+
+
 # ------------------------------------------------------------------------------------- the sharded loader
 def _rank_rows(t, parts: tuple[int, ...], rank: int, size: int = 2):
     """Rank `rank`'s rows of each of the fused parts of t, side by side (what a rank's fused weight holds)."""
