@@ -134,12 +134,13 @@ class TpGenerator(LlmGenerator):
             model, slots = self._load_shard(model_path, config, precision, dtype, options, auto_slots)
             status = ("ok", slots)
         except SubtoolError as exc:
-            status = ("error", exc.one_line())
+            status = ("error", (exc.message, exc.path, exc.rule, exc.hint))
         finally:  # every rank reports, so none waits on one that failed
             statuses = g.gather(status)
         for rank, (kind, value) in enumerate(statuses):
             if kind == "error":
-                raise SubtoolError(f"tensor-parallel rank {rank} could not load its shard: {value}", rule=RULE)
+                message, path, rule, hint = value
+                raise SubtoolError(f"rank {rank} of {g.size}: {message}", path=path, rule=rule, hint=hint)
         self.batch_size = min(value for _, value in statuses)
         return model
 

@@ -162,6 +162,23 @@ def test_the_spread_line_reads_any_run_record_without_raising():
     one_line_or_none()
 
 
+def test_a_shard_no_rank_can_load_is_one_line_from_the_ranks_not_a_hang(tmp_path, llama2_small):
+    from .test_llm_checkpoint_run import _copy_as
+
+    # fp8 blocks of 32 rows: k and v have 32 rows (2 kv heads × 16), 16 per rank, so a block straddles the ranks
+    blocks = _copy_as(
+        llama2_small.model_path, tmp_path / "fp8", lambda s: hf_fp8(s, (32, 32)), quantization=quant_config("hf-fp8")
+    )
+    res = _run(blocks, llama2_small.dataset_path, tmp_path / "o", "--tensor-parallel", "2")
+    assert res.exit_code == 2
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert (
+        len(errors) == 1 and "rank 0 of 2: model.layers.0.self_attn.k_proj.weight_scale_inv: scale blocks" in errors[0]
+    )
+    assert errors[0].endswith("[run.tensor_parallel]") and "Traceback" not in res.output
+    assert not (tmp_path / "o/llama2-70b-99/Offline").exists()
+
+
 # ------------------------------------------------------------------------------------- the sharded loader
 def _rank_rows(t, parts: tuple[int, ...], rank: int, size: int = 2):
     """Rank `rank`'s rows of each of the fused parts of t, side by side (what a rank's fused weight holds)."""
