@@ -189,6 +189,7 @@ def _die_with_parent() -> None:
 def follower_main(rank: int, size: int, device: str, port: int, args: tuple, options: dict) -> None:
     """Rank 1…N-1: join the group, load the shard, then do what rank 0 says until it says stop."""
     _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: rank 0 stops the rest
     model_path, prompts, generation = args
     group = Group(rank, size, device, port)
     code = 0
