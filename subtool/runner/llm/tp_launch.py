@@ -324,10 +324,10 @@ class TensorParallelSUT(TorchLlmSUT):
         except BaseException as exc:
             self.launch.shutdown(clean=False)
             raise self.launch.error(exc) from None
-        _say(
-            f"tensor parallel: one engine over {tensor_parallel} ranks ({self.launch.group.backend}"
-            + (f", GPUs 0-{tensor_parallel - 1})" if device == "cuda" else ", CPU)")
-        )
+        ranks = f"{tensor_parallel} rank{'s' if tensor_parallel > 1 else ''}"
+        where = "GPU 0" if tensor_parallel == 1 else f"GPUs 0-{tensor_parallel - 1}"
+        where = where if device == "cuda" else "CPU"
+        _say(f"tensor parallel: one engine over {ranks} ({self.launch.group.backend}, {where})")
         self.stats = self._tp_stats
 
     def make_generator(self, model_path, prompts, generation, options: dict):

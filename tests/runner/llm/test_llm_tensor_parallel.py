@@ -265,16 +265,19 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 
 @cuda
-def test_cuda_tp1_through_the_launcher_matches_the_plain_engine(tmp_path, llama2_small, capfd, monkeypatch):
-    """One GPU: the launcher's path (NCCL group of one, the reduce hook inside the decode CUDA graph, the sharded
-    loader) gives the plain engine's tokens (both uncompiled, so the arithmetic is the same)."""
+@pytest.mark.parametrize("precision", ["bf16", "fp8"])
+def test_cuda_tp1_through_the_launcher_matches_the_plain_engine(tmp_path, llama2_small, capfd, monkeypatch, precision):
+    """One GPU: the launcher's path (NCCL group of one, the layer_output hook's all-reduce inside the decode CUDA
+    graph, the sharded loader) gives the plain engine's tokens (both uncompiled: the same arithmetic)."""
     monkeypatch.setenv("SUBTOOL_LLM_COMPILE", "0")
-    common = ("--backend", "torch-cuda", "--precision", "bf16")
+    common = ("--backend", "torch-cuda", "--precision", precision)
     plain = _run(llama2_small.model_path, llama2_small.dataset_path, tmp_path / "plain", *common)
     assert plain.exit_code == 0, plain.output
     tp = _run(llama2_small.model_path, llama2_small.dataset_path, tmp_path / "tp", *common, "--tensor-parallel", "1")
     assert tp.exit_code == 0, tp.output
-    assert "one engine over 1 ranks (nccl, GPUs 0-0)" in capfd.readouterr().err
-    assert _tokens(tmp_path / "tp") == _tokens(tmp_path / "plain")
+    assert "one engine over 1 rank (nccl, GPU 0)" in capfd.readouterr().err
+    reference, launched = _tokens(tmp_path / "plain"), _tokens(tmp_path / "tp")
+    assert sorted(launched) == list(range(24)) and launched == reference
     record = json.loads((tmp_path / "tp/llama2-70b-99/Offline/run.json").read_text())
     assert record["sut"]["tensor_parallel"] == 1 and record["sut"]["accelerators_per_engine"] == 1
+    assert record["sut"]["process_group"] == "nccl"
