@@ -135,6 +135,9 @@ class TpGenerator(LlmGenerator):
             status = ("ok", slots)
         except SubtoolError as exc:
             status = ("error", (exc.message, exc.path, exc.rule, exc.hint))
+        except Exception as exc:  # out of GPU memory on this rank's GPU, most likely: said in one line all the same
+            first = (str(exc).splitlines() or [""])[0]
+            status = ("error", (f"{type(exc).__name__}: {first}", model_path, RULE, None))
         finally:  # every rank reports, so none waits on one that failed
             statuses = g.gather(status)
         for rank, (kind, value) in enumerate(statuses):
