@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tp-hook",
         action="store_true",
         help="each layer's output half through tensor parallelism's hook (tensor_parallel.sharded_output: "
-        "uncompiled, an all-reduce over a one-rank NCCL group): what the hook costs on one GPU",
+        "an all-reduce over a one-rank NCCL group): what the hook costs on one GPU",
     )
     ap.add_argument("--out", type=Path, default=Path("bench/results/llm70b_gpu.json"))
     return ap
@@ -445,6 +445,7 @@ def build_sut(args, config, prompts, targets):
 
 def one_rank_hook(cuda: bool):
     """Tensor parallelism's layer_output hook over a process group of this process alone (NCCL on CUDA)."""
+    import torch
     import torch.distributed as dist
 
     from subtool.runner.llm.tensor_parallel import all_reduce, sharded_output
@@ -452,7 +453,9 @@ def one_rank_hook(cuda: bool):
     if not dist.is_initialized():
         store = dist.TCPStore("127.0.0.1", 0, 1, True)
         dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=0, world_size=1)
-    return sharded_output(all_reduce())
+    from subtool.runner.llm.engine import compile_default
+
+    return sharded_output(all_reduce(), compile_default(torch.device("cuda" if cuda else "cpu")))
 
 
 def engine_record(engine) -> dict:

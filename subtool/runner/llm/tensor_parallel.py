@@ -205,14 +205,29 @@ def load_shard(model_path: Path, device, dtype, *, fp8: bool, rank: int, size: i
 
 
 # ------------------------------------------------------------------------------- the engine's hook
-def sharded_output(reduce):
+def _o_partial(attended, o_proj):
+    return linear(attended, o_proj)
+
+
+def _mlp_partial(x, o_sum, norm_weight, eps: float, gate_up, down, intermediate: int):
+    """The residual after attention (x + the summed o product) and this rank's partial down product."""
+    x = x + o_sum
+    gu = linear(rms_norm(x, norm_weight, eps), gate_up)
+    return x, linear(F.silu(gu[..., :intermediate]) * gu[..., intermediate:], down)
+
+
+def sharded_output(reduce, compiled: bool = False):
     """engine.attention_output (same arguments) for a rank's shard: its o and down products are partial sums,
-    summed over the ranks by `reduce` before the residual adds them (ContinuousEngine(layer_output=...))."""
+    summed over the ranks by `reduce` before the residual adds them (ContinuousEngine(layer_output=...)). With
+    `compiled`, the arithmetic between the two sums is torch.compile'd, as the engine compiles its own."""
+    o_part, mlp_part = _o_partial, _mlp_partial
+    if compiled:
+        o_part = torch.compile(_o_partial, fullgraph=True)
+        mlp_part = torch.compile(_mlp_partial, fullgraph=True)
 
     def attention_output(x, attended, o_proj, norm_weight, eps: float, gate_up, down, intermediate: int):
-        x = x + reduce(linear(attended, o_proj))
-        gu = linear(rms_norm(x, norm_weight, eps), gate_up)
-        return x + reduce(linear(F.silu(gu[..., :intermediate]) * gu[..., intermediate:], down))
+        x, down_part = mlp_part(x, reduce(o_part(attended, o_proj)), norm_weight, eps, gate_up, down, intermediate)
+        return x + reduce(down_part)
 
     return attention_output
 

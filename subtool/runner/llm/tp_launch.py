@@ -92,11 +92,11 @@ class Group:
         self.dist.all_gather_object(out, value, group=self.control)
         return out
 
-    def layer_output(self):
+    def layer_output(self, compiled: bool):
         """The engine's hook: each layer's output half with its partial products summed over the ranks."""
         from subtool.runner.llm.tensor_parallel import all_reduce, sharded_output
 
-        return sharded_output(all_reduce())
+        return sharded_output(all_reduce(), compiled)
 
     def close(self) -> None:
         if self.dist.is_initialized():
@@ -150,6 +150,7 @@ class TpGenerator(LlmGenerator):
     def _load_shard(self, model_path, config: dict, precision: str, dtype, options: dict, auto_slots: bool):
         import time
 
+        from subtool.runner.llm.engine import compile_default
         from subtool.runner.llm.tensor_parallel import load_shard, rank_config
 
         fp8 = precision == "fp8"
@@ -158,7 +159,9 @@ class TpGenerator(LlmGenerator):
         model, layers = load_shard(model_path, self.device, dtype, fp8=fp8, rank=self.group.rank, size=self.group.size)
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
-        options.update(layer_weights=layers, layer_output=self.group.layer_output())
+        compiled = options.get("compile")
+        compiled = compile_default(self.device) if compiled is None else bool(compiled)
+        options.update(layer_weights=layers, layer_output=self.group.layer_output(compiled))
         options.setdefault("kv_cache", "fp8" if kv_fp8 else "model")
         if self.group.rank == 0:
             _say(f"rank 0 of {self.group.size} streamed its shard of {model_path} in {time.monotonic() - t0:.1f} s")

@@ -281,3 +281,18 @@ def test_cuda_tp1_through_the_launcher_matches_the_plain_engine(tmp_path, llama2
     record = json.loads((tmp_path / "tp/llama2-70b-99/Offline/run.json").read_text())
     assert record["sut"]["tensor_parallel"] == 1 and record["sut"]["accelerators_per_engine"] == 1
     assert record["sut"]["process_group"] == "nccl"
+
+
+@cuda
+def test_cuda_tp1_compiled_runs_and_agrees_with_the_compiled_plain_engine(tmp_path, llama2_small):
+    """The compiled hook (the arithmetic between the all-reduces torch.compile'd, as the engine compiles its own):
+    the run completes, and its tokens are the plain compiled engine's but for fusion rounding."""
+    common = ("--backend", "torch-cuda", "--precision", "fp8")
+    plain = _run(llama2_small.model_path, llama2_small.dataset_path, tmp_path / "plain", *common)
+    assert plain.exit_code == 0, plain.output
+    tp = _run(llama2_small.model_path, llama2_small.dataset_path, tmp_path / "tp", *common, "--tensor-parallel", "1")
+    assert tp.exit_code == 0, tp.output
+    reference, launched = _tokens(tmp_path / "plain"), _tokens(tmp_path / "tp")
+    assert sorted(launched) == list(range(24)) and all(len(t) == 16 for t in launched.values())
+    same_first = sum(launched[i][0] == reference[i][0] for i in range(24))
+    assert same_first >= 20, f"first tokens agree on {same_first} of 24"
