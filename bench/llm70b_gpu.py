@@ -372,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--drop-caches", action="store_true", help="drop the page cache before the load (root; a machine of your own)"
     )
+    ap.add_argument(
+        "--tp-hook",
+        action="store_true",
+        help="each layer's output half through tensor parallelism's hook (tensor_parallel.sharded_output: "
+        "an all-reduce over a one-rank NCCL group): what the hook costs on one GPU",
+    )
     ap.add_argument("--out", type=Path, default=Path("bench/results/llm70b_gpu.json"))
     return ap
 
@@ -412,6 +418,8 @@ def build_sut(args, config, prompts, targets):
         "chunk_tokens": args.chunk_tokens or None,
         "layer_weights": layers,
     }
+    if args.tp_hook:
+        options["layer_output"] = one_rank_hook(cuda)
     if fp8:
         options.update(weights="fp8", kv_cache="fp8")
     sut = TorchLlmSUT(
@@ -440,6 +448,21 @@ def build_sut(args, config, prompts, targets):
     if cuda:
         memory["weights_gib"] = round(torch.cuda.memory_allocated() / GIB - slots * per_slot / GIB, 1)
     return sut, engine, memory
+
+
+def one_rank_hook(cuda: bool):
+    """Tensor parallelism's layer_output hook over a process group of this process alone (NCCL on CUDA)."""
+    import torch
+    import torch.distributed as dist
+
+    from subtool.runner.llm.tensor_parallel import all_reduce, sharded_output
+
+    if not dist.is_initialized():
+        store = dist.TCPStore("127.0.0.1", 0, 1, True)
+        dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=0, world_size=1)
+    from subtool.runner.llm.engine import compile_default
+
+    return sharded_output(all_reduce(), compile_default(torch.device("cuda" if cuda else "cpu")))
 
 
 def engine_record(engine) -> dict:
@@ -611,6 +634,7 @@ def main() -> None:
             "output_tokens_reference_mean": OUTPUT_MEAN,
         },
         "published": PUBLISHED,
+        "tp_hook": bool(args.tp_hook),
     }
     work = Path(tempfile.mkdtemp(prefix="llm70b-bench-"))
     if args.loader_layers > 0:  # first, while the GPU and host memory are empty

@@ -56,6 +56,7 @@ class RunArgs:
     engine: str | None
     ray_address: str | None
     workers: int | None
+    tensor_parallel: int | None
     compliance: list[str] | None
     version: str | None
 
@@ -100,6 +101,11 @@ RUN_OPTIONS: dict[str, object] = {
     ),
     "workers": typer.Option(
         None, help="Ray workers (default: one per free GPU or CPU); --backend names what each runs."
+    ),
+    "tensor_parallel": typer.Option(
+        None,
+        help="LLMs, torch backends: one engine over N processes (one GPU each; CPU: gloo), each layer split "
+        "over them (for a model one GPU cannot hold).",
     ),
     "compliance": typer.Option(
         None,
@@ -186,8 +192,13 @@ def _llm_extra(run: RunArgs) -> tuple[str, dict]:
         ("api_key_env", run.api_key_env),
         ("max_new_tokens", run.max_new_tokens),
         ("engine", run.engine),
+        ("tensor_parallel", run.tensor_parallel),
     )
     extra = {k: v for k, v in given if v is not None}
+    if run.tensor_parallel is not None and run.tensor_parallel < 1:
+        raise SubtoolError(f"--tensor-parallel must be at least 1, not {run.tensor_parallel}", rule="cli.usage")
+    if run.tensor_parallel is not None and not WORKLOAD_MODULES.get(run.model, "").endswith(".llm.workload"):
+        raise SubtoolError(f"--tensor-parallel is for the LLMs, not {run.model}", rule="cli.usage")
     backend = "openai" if run.endpoint and run.backend in ("auto", "torch-cpu") else run.backend
     return backend, extra
 
@@ -197,6 +208,11 @@ def _ray_extra(backend: str, extra: dict, ray_address, workers) -> tuple[str, di
     (no address: $RAY_ADDRESS, else a local cluster)."""
     if ray_address is None and workers is None:
         return backend, extra
+    if "tensor_parallel" in extra:
+        raise SubtoolError(
+            "--tensor-parallel runs on the local torch backends, not on Ray workers (--workers/--ray-address)",
+            rule="cli.usage",
+        )
     if workers is not None and workers < 1:
         raise SubtoolError(f"--workers must be at least 1, not {workers}", rule="cli.usage")
     inner = "torch-cpu" if backend == "ray" else backend  # auto: decided by the cluster's GPUs

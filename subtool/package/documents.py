@@ -52,6 +52,24 @@ _RESULT_FIELDS = {
 }
 
 
+def spread_line(run: dict) -> str | None:
+    """How the run was spread over devices, from run.json's SUT record: tensor parallelism (one engine over N
+    GPUs/processes) or Ray workers (engines and nodes); None for one engine on one device."""
+    sut = run.get("sut") if isinstance(run.get("sut"), dict) else {}
+    tp = sut.get("tensor_parallel")
+    if isinstance(tp, int) and not isinstance(tp, bool) and tp >= 1:
+        gpus = sut.get("accelerators_per_engine")
+        where = f"{tp} GPUs" if isinstance(gpus, int) and gpus > 0 else f"{tp} CPU processes"
+        group = sut.get("process_group") if sut.get("process_group") in ("nccl", "gloo") else "?"
+        return f"- Spread: one engine, each layer split over {where} (tensor parallel {tp}, {group})"
+    workers = sut.get("per_worker")
+    if isinstance(workers, list) and workers:
+        nodes = {(str(w.get("node")), str(w.get("node_ip") or "")) for w in workers if isinstance(w, dict)}
+        n = len(workers)
+        return f"- Spread: {n} Ray worker{'s' if n != 1 else ''} (one engine each) on {len(nodes)} node(s)"
+    return None
+
+
 def _result_value(imp: ImportedResult) -> str:
     key = _RESULT_FIELDS.get(imp.scenario)
     value = imp.perf_log.get(key) if key else None
@@ -129,6 +147,8 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
     run = imp.run or {}
     if run.get("backend") or run.get("precision"):
         lines.append(f"- Backend: {run.get('backend', '?')}, precision {run.get('precision', '?')}")
+    if spread_line(run):
+        lines.append(spread_line(run))
     if run.get("tstamps"):
         lines.append(
             f"- Run started {run['tstamps'][0]}" + (f", ended {run['tstamps'][-1]}" if len(run["tstamps"]) > 1 else "")

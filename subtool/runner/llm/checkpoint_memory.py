@@ -117,18 +117,59 @@ def plan_slots(
     )
 
 
-def check_fits_streaming(
-    model_path, config: dict, *, precision: str, kv_fp8: bool, max_len: int, min_slots: int, free: int | None, where
-) -> None:
-    """Refuse, before loading, a model whose weights, working memory and KV cache for min_slots sequences exceed
-    the free memory of the one device the continuous engine runs on."""
-    if free is None:
-        return
+def rank_config(config: dict, size: int) -> dict:
+    """config.json's shape fields as one rank of `size` sees them (what the memory check sizes)."""
+    heads = int(config["num_attention_heads"])
+    out = dict(config)
+    out["head_dim"] = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
+    out["num_attention_heads"] = heads // size
+    out["num_key_value_heads"] = int(config.get("num_key_value_heads") or heads) // size
+    out["intermediate_size"] = int(config["intermediate_size"]) // size
+    return out
+
+
+def needed_bytes(config: dict, *, precision: str, kv_fp8: bool, max_len: int, min_slots: int) -> tuple[int, int, int]:
+    """(weights, KV cache for min_slots sequences, working memory) in bytes on the device of a config's model
+    (one rank's share under tensor parallelism: tensor_parallel.rank_config)."""
     shape = Shape.of(config)
     width = 4 if precision == "fp32" else 2
     weights = weight_bytes(shape, precision == "fp8", width)
     kv = min_slots * max_len * kv_bytes_per_token(shape, kv_fp8, width)
-    work = workspace_bytes(shape, 16384) + FIXED_RESERVE
+    return weights, kv, workspace_bytes(shape, 16384) + FIXED_RESERVE
+
+
+def tp_that_fits(config: dict, free: int, **sizes) -> int | None:
+    """The smallest tensor-parallel size (2, 4, 8; one that divides the heads) whose rank share fits `free`."""
+    heads = int(config["num_attention_heads"])
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    for size in (2, 4, 8):
+        if heads % size or kv_heads % size or int(config["intermediate_size"]) % size:
+            continue
+        if sum(needed_bytes(rank_config(config, size), **sizes)) <= free:
+            return size
+    return None
+
+
+def check_fits_streaming(
+    model_path,
+    config: dict,
+    *,
+    precision: str,
+    kv_fp8: bool,
+    max_len: int,
+    min_slots: int,
+    free: int | None,
+    where,
+    tensor_parallel: int = 1,
+) -> None:
+    """Refuse, before loading, a model whose weights, working memory and KV cache for min_slots sequences exceed
+    the free memory of the one device the continuous engine runs on (one rank's share of it, and the free memory
+    of one of its GPUs, under tensor parallelism); on a GPU the hint names the TP size that would fit."""
+    if free is None:
+        return
+    sizes = dict(precision=precision, kv_fp8=kv_fp8, max_len=max_len, min_slots=min_slots)
+    share = rank_config(config, tensor_parallel) if tensor_parallel > 1 else config
+    weights, kv, work = needed_bytes(share, **sizes)
     if weights + kv + work <= free:
         return
     if where.startswith("cuda"):
@@ -137,11 +178,16 @@ def check_fits_streaming(
             if precision != "fp8"
             else "a GPU with more memory or fewer slots (--batch-size)"
         )
+        fits = tp_that_fits(config, free, **sizes)
+        if fits and fits > tensor_parallel:
+            split = f"--tensor-parallel {fits} splits each layer over {fits} such GPUs (it fits at that size)"
+            hint = split if precision == "fp8" else f"{hint}; or {split}"
     else:
         hint = "--backend torch-cuda --precision fp8 on a GPU with the memory, or a machine with more RAM"
+    share_words = f" (one rank's share of {tensor_parallel})" if tensor_parallel > 1 else ""
     raise SubtoolError(
-        f"does not fit: {precision} weights {weights / GIB:.1f} GiB + a KV cache for {min_slots} sequences of "
-        f"{max_len:,} tokens {kv / GIB:.1f} GiB + working memory {work / GIB:.1f} GiB exceed the "
+        f"does not fit: {precision} weights{share_words} {weights / GIB:.1f} GiB + a KV cache for {min_slots} "
+        f"sequences of {max_len:,} tokens {kv / GIB:.1f} GiB + working memory {work / GIB:.1f} GiB exceed the "
         f"{free / GIB:.1f} GiB free on {where}",
         path=model_path,
         rule="model.too_large",

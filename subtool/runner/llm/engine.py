@@ -263,6 +263,7 @@ class ContinuousEngine:
         compile: bool | None = None,
         kv_cache: str = "model",
         layer_weights: list[dict] | None = None,
+        layer_output=None,
     ):
         """`layer_weights`: the decoder layers' weights already in the engine's form (one dict per layer, as
         `_fuse_layer_weights` builds; projections as `quantized` returns them, fp8 or not as `weights` says), for
@@ -287,6 +288,8 @@ class ContinuousEngine:
             self.layer_weights = fused
             self.cos, self.sin = self._rotary_tables(model.model.rotary_emb)
         self._compile_steps(compile_default(self.device) if compile is None else bool(compile))
+        if layer_output is not None:  # tensor parallel: attention_output with o and down summed over the ranks
+            self._out_decode = self._out_prefill = layer_output  # (tensor_parallel.sharded_output)
         self._choose_attention(decode_attention, kv_cache, fp8=weights == "fp8")
         self._allocate_state()
 

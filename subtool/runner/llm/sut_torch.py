@@ -486,7 +486,7 @@ class TorchLlmSUT:
     def __init__(self, model_path, prompts: list[np.ndarray], generation, **options):
         import mlperf_loadgen as lg
 
-        self.generator = LlmGenerator(model_path, prompts, generation, **options)
+        self.generator = self.make_generator(model_path, prompts, generation, options)
         self.generation = generation
         self.stats = self.generator.stats
         self.np_dtype = np.dtype(generation.output_dtype)
@@ -498,6 +498,10 @@ class TorchLlmSUT:
         self._worker = threading.Thread(target=self._work, name="subtool-llm-sut", daemon=True)
         self._worker.start()
         self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+
+    def make_generator(self, model_path, prompts, generation, options: dict):
+        """The generator this SUT drives (tp_launch.py's SUT: rank 0 of a tensor-parallel engine)."""
+        return LlmGenerator(model_path, prompts, generation, **options)
 
     # LoadGen callbacks ---------------------------------------------------------------------------------
     def issue_queries(self, query_samples) -> None:

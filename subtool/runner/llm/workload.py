@@ -248,6 +248,18 @@ def _torch_sut(device: str):
         options = torch_sut_options(spec, model_path, data, config)
         # no --batch-size: the continuous engine on a GPU takes as many slots as its memory holds
         auto_slots = not config.batch_size_given
+        if config.extra.get("tensor_parallel"):  # one engine over N processes (tp_launch.py)
+            from subtool.runner.llm.tp_launch import TensorParallelSUT
+
+            return TensorParallelSUT(
+                model_path,
+                data.prompts,
+                options.pop("generation"),
+                tensor_parallel=int(config.extra["tensor_parallel"]),
+                device=device,
+                auto_slots=auto_slots,
+                **options,
+            )
         return TorchLlmSUT(
             model_path, data.prompts, options.pop("generation"), device=device, auto_slots=auto_slots, **options
         )
