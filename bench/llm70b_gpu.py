@@ -92,7 +92,7 @@ def llama2_70b_config(layers: int = 80, tiny: bool = False):
 
 
 def random_projection(out_features: int, in_features: int, fp8: bool, device, dtype, gen, std: float = 0.02):
-    """One projection in the engine's form (engine.quantized's tuple), drawn on `device`: with fp8, e4m3 codes
+    """One projection in the engine's form (engine_layer.quantized's tuple), drawn on `device`: with fp8, e4m3 codes
     N(0, 64) (|w| up to ~4.5 sigma lands near e4m3's 448, as amax scaling puts it) and one f32 scale per output
     channel (std/64 times a factor in [0.5, 1.5], so channels differ as real ones do); else N(0, std) in dtype."""
     import torch
@@ -460,7 +460,7 @@ def one_rank_hook(cuda: bool):
     if not dist.is_initialized():
         store = dist.TCPStore("127.0.0.1", 0, 1, True)
         dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=0, world_size=1)
-    from subtool.runner.llm.engine import compile_default
+    from subtool.runner.llm.engine_layer import compile_default
 
     return sharded_output(all_reduce(), compile_default(torch.device("cuda" if cuda else "cpu")))
 
@@ -505,7 +505,7 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
     replay), and one prefill chunk of typical whole prompts at the engine's step budget (CUDA events, medians)."""
     import torch
 
-    from subtool.runner.llm.engine import EngineStats
+    from subtool.runner.llm.engine_schedule import EngineStats
 
     def timed(fn, inner: int = 1) -> float:
         times = []
@@ -553,7 +553,7 @@ def decode_parts(engine, timed) -> dict:
     multiplied by the layer count: the four projections at M = slots, and the decode attention."""
     import torch
 
-    from subtool.runner.llm.engine import linear
+    from subtool.runner.llm.engine_layer import linear
 
     n, s, w = len(engine.layers), engine.slots, engine.layer_weights[0]
     hidden = engine.embed.weight.shape[1]
@@ -577,7 +577,7 @@ def decode_parts(engine, timed) -> dict:
 
 
 def run_server(args, sut, engine, samples_per_second: float, work: Path) -> list[dict]:
-    from subtool.runner.llm.engine import EngineStats
+    from subtool.runner.llm.engine_schedule import EngineStats
 
     points = []
     for fraction in [float(f) for f in args.server_fractions.split(",") if f] if args.server_seconds > 0 else []:

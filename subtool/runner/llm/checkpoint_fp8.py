@@ -17,7 +17,7 @@ token row (dynamic), which needs no static input scale.
 A projection becomes a `Part`: `rows` (e4m3 [out, in] with one float32 scale per output channel: per-tensor and
 per-channel checkpoints go there unchanged, only the scale is expanded) or `dense` (a float tensor: plain weights,
 and block-wise ones dequantized on the device). Parts side by side (q|k|v, gate|up) fuse into the engine's form:
-rows concatenate; anything dense is dequantized and quantized again per output channel by engine.quantized, which
+rows concatenate; anything dense is dequantized and quantized again per output channel by engine_layer.quantized, which
 per channel is the same as quantizing each part alone.
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from subtool.errors import SubtoolError
-from subtool.runner.llm.engine import quantized
+from subtool.runner.llm.engine_layer import quantized
 
 E4M3 = torch.float8_e4m3fn
 
@@ -172,7 +172,7 @@ def to_part(weight: torch.Tensor, scale: torch.Tensor | None, fmt: WeightFormat,
 
 
 def fuse(parts: list[Part], bias: torch.Tensor | None, fp8: bool, dtype) -> tuple:
-    """Projections side by side (q|k|v, gate|up, or one alone) in the engine's form (engine.quantized's tuple)."""
+    """Projections side by side (q|k|v, gate|up, or one alone) in the engine's form (engine_layer.quantized's tuple)."""
     if fp8 and all(p.rows is not None for p in parts):
         rows = torch.cat([p.rows for p in parts]) if len(parts) > 1 else parts[0].rows
         scale = torch.cat([p.scale for p in parts]) if len(parts) > 1 else parts[0].scale

@@ -40,7 +40,6 @@ too (no graphs, no compilation), which is how the tests exercise the scheduling.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 
@@ -48,9 +47,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from subtool.runner.llm.engine_attention import choose_decode_attention, chunk_layout, key_bucket, piece_mask
+from subtool.runner.llm.engine_layer import (
+    FP8_MAX,
+    attention_inputs,
+    attention_output,
+    compile_default,
+    fuse,
+    quantized,
+)
 from subtool.runner.llm.engine_schedule import EngineStats, Sequence, plan_chunks
-
-FP8_MAX = 448.0
 
 
 def supports_config(config: dict, generation) -> str | None:
@@ -70,171 +76,6 @@ def supports(model, generation) -> str | None:
     if len(devices) > 1:
         return "the model is spread over several devices"
     return supports_config(model.config.to_dict(), generation)
-
-
-def chunk_layout(pieces: list[tuple[int, int, int]], max_len: int) -> dict:
-    """Index arrays of one prefill chunk, pieces = [(slot, start, tokens)] packed one after another: per query row
-    its slot and position; per key (each piece's cached prefix, then its own tokens) its slot and position; where
-    each row's key sits among the keys; the row of each piece's last token; cumulative query and key counts."""
-    q_slot, q_pos, k_slot, k_pos, own, last = [], [], [], [], [], []
-    cu_q, cu_k = [0], [0]
-    for slot, start, n in pieces:
-        q_slot.append(np.full(n, slot))
-        q_pos.append(np.arange(start, start + n))
-        k_slot.append(np.full(start + n, slot))
-        k_pos.append(np.arange(start + n))
-        own.append(cu_k[-1] + start + np.arange(n))
-        cu_q.append(cu_q[-1] + n)
-        cu_k.append(cu_k[-1] + start + n)
-        last.append(cu_q[-1] - 1)
-    if any(start + n > max_len for _, start, n in pieces):
-        raise ValueError("a prefill chunk runs past the cache")
-    cat = lambda parts: np.concatenate(parts).astype(np.int64)  # noqa: E731
-    return {
-        "q_slot": cat(q_slot),
-        "q_pos": cat(q_pos),
-        "k_slot": cat(k_slot),
-        "k_pos": cat(k_pos),
-        "own": cat(own),
-        "last": np.array(last, dtype=np.int64),
-        "cu_q": np.array(cu_q, dtype=np.int32),
-        "cu_k": np.array(cu_k, dtype=np.int32),
-        "max_q": max(n for _, _, n in pieces),
-        "max_k": max(start + n for _, start, n in pieces),
-    }
-
-
-def piece_mask(start: int, n: int) -> np.ndarray:
-    """[n, start + n] True where row r of a piece at positions start… may attend: its cached prefix and the rows up
-    to itself (causal, aligned to the piece's last key)."""
-    return np.arange(start + n)[None, :] <= start + np.arange(n)[:, None]
-
-
-def key_bucket(longest: int, block: int, cap: int) -> int:
-    """Keys a decode step attends over: the longest live sequence rounded up to a whole block, at most cap."""
-    return min(cap, -(-max(1, longest) // block) * block)
-
-
-# arithmetic of one decoder layer: pure functions of tensors, so torch.compile can fuse the element-wise work
-# around the matrix products (norms, rotary, SiLU·up, fp8 quantisation) once for all layers -------------------
-def rms_norm(x, weight, eps: float):
-    """Llama's RMSNorm: in float32, cast back, times the weight (as transformers computes it)."""
-    x32 = x.float()
-    return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
-
-
-def linear(x, lin: tuple):
-    """x @ W.T (+ b) for lin = (W, b, W8, w_scale): in x's dtype when W8 is None, else in fp8 e4m3 with one scale
-    per row of x (computed here) and one per output channel of W (torch._scaled_mm)."""
-    weight, bias, weight8, weight_scale = lin
-    if weight8 is None:
-        return F.linear(x, weight, bias)
-    rows = x.reshape(-1, x.shape[-1])
-    scale = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
-    y = torch._scaled_mm(
-        (rows.float() / scale).to(torch.float8_e4m3fn),
-        weight8,
-        scale_a=scale,
-        scale_b=weight_scale,
-        bias=bias,
-        out_dtype=x.dtype,
-        use_fast_accum=True,
-    )
-    return y.reshape(*x.shape[:-1], y.shape[-1])
-
-
-def rotate(x, cos, sin):
-    """Rotary embedding (rotate-half form) of x [..., D]; cos/sin hold the first half of the table's columns
-    (the second half repeats it), broadcastable to x [..., D/2]."""
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-
-
-def attention_inputs(x, norm_weight, eps: float, qkv: tuple, cos, sin, n_heads: int, n_kv: int, head_dim: int):
-    """q [B, T, heads, D], k and v [B, T, kv, D] (rotary applied) from the hidden states x [B, T, H]."""
-    b, t, _ = x.shape
-    y = linear(rms_norm(x, norm_weight, eps), qkv)
-    nq, nk = n_heads * head_dim, n_kv * head_dim
-    q = y[..., :nq].view(b, t, n_heads, head_dim)
-    k = y[..., nq : nq + nk].view(b, t, n_kv, head_dim)
-    v = y[..., nq + nk :].view(b, t, n_kv, head_dim)
-    return rotate(q, cos, sin), rotate(k, cos, sin), v
-
-
-def attention_output(
-    x, attended, o_proj: tuple, norm_weight, eps: float, gate_up: tuple, down: tuple, intermediate: int
-):
-    """The rest of the layer: output projection and residual, then RMSNorm, SiLU(gate)·up, down and residual."""
-    x = x + linear(attended, o_proj)
-    gu = linear(rms_norm(x, norm_weight, eps), gate_up)
-    return x + linear(F.silu(gu[..., :intermediate]) * gu[..., intermediate:], down)
-
-
-def quantized(weight, bias, fp8: bool) -> tuple:
-    """A projection as `linear` takes it; with fp8, its weight in e4m3 with one scale per output channel."""
-    if not fp8:
-        return (weight, bias, None, None)
-    w32 = weight.float()
-    scale = w32.abs().amax(dim=1).clamp(min=1e-12) / FP8_MAX
-    weight8 = (w32 / scale[:, None]).to(torch.float8_e4m3fn).t()
-    return (None, bias, weight8, scale[None, :].contiguous())
-
-
-def compile_default(device) -> bool:
-    """torch.compile the layer arithmetic by default on CUDA with Triton (SUBTOOL_LLM_COMPILE=0 turns it off)."""
-    if device.type != "cuda" or os.environ.get("SUBTOOL_LLM_COMPILE", "1") == "0":
-        return False
-    import importlib.util
-
-    return importlib.util.find_spec("triton") is not None
-
-
-def flash_decode_available(torch) -> bool:
-    """Whether this torch's flash attention takes per-sequence key counts (seqused_k)."""
-    op = getattr(torch.ops.aten, "_flash_attention_forward", None)
-    return op is not None and "seqused_k" in str(op.default._schema)
-
-
-def choose_decode_attention(asked: str, device, dtype, head_dim: int, group: int) -> str:
-    """triton (split-key decode kernel) where Triton runs and the shape suits it, else flash (varlen,
-    seqused_k), else sdpa (keys up to the longest live sequence): the first two read only each slot's own keys."""
-    from subtool.runner.kernels import head_dim_fits, triton_available
-
-    half = device.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
-    kernel_shape = head_dim_fits(head_dim) and group <= 16  # kernels/decode_attention.py's ROWS
-    usable = {
-        "triton": half and kernel_shape and triton_available(),
-        "flash": half and flash_decode_available(torch),
-        "sdpa": True,
-    }
-    if asked == "auto":
-        return next(name for name in ("triton", "flash", "sdpa") if usable[name])
-    if not usable[asked]:
-        raise ValueError(
-            f"{asked} decode attention needs a CUDA device, bf16/fp16"
-            + (
-                ", Triton, a power-of-two head_dim ≥ 16 and at most 16 query heads per kv head"
-                if asked == "triton"
-                else " and a torch whose flash attention takes seqused_k"
-            )
-        )
-    return asked
-
-
-def _fuse(torch, modules) -> tuple:
-    """One weight (and bias) for several linear modules side by side; the modules keep views into it."""
-    weight = torch.cat([m.weight.data for m in modules]).contiguous()
-    has_bias = modules[0].bias is not None
-    bias = torch.cat([m.bias.data for m in modules]).contiguous() if has_bias else None
-    start = 0
-    for m in modules:
-        n = m.weight.shape[0]
-        m.weight = torch.nn.Parameter(weight[start : start + n], requires_grad=False)
-        if has_bias:
-            m.bias = torch.nn.Parameter(bias[start : start + n], requires_grad=False)
-        start += n
-    return weight, bias
 
 
 def _check_options(weights: str, kv_cache: str, decode_attention: str) -> None:
@@ -314,8 +155,8 @@ class ContinuousEngine:
         out = []
         for layer in self.layers:
             a, m = layer.self_attn, layer.mlp
-            qkv_w, qkv_b = _fuse(torch, [a.q_proj, a.k_proj, a.v_proj])
-            gu_w, gu_b = _fuse(torch, [m.gate_proj, m.up_proj])
+            qkv_w, qkv_b = fuse([a.q_proj, a.k_proj, a.v_proj])
+            gu_w, gu_b = fuse([m.gate_proj, m.up_proj])
             out.append(
                 {
                     "in_norm": layer.input_layernorm.weight,

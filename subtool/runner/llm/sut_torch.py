@@ -8,7 +8,7 @@ own thread and a worker thread generates. Two engines:
   left to the longest prompt; greedy decoding with a KV cache, each row completed the moment it ends.
 - `continuous` (CUDA, greedy): a fixed set of slots over one preallocated KV cache; every decode step advances
   all busy slots at once (a CUDA graph once warmed up), and a finished slot is refilled with the next prompt
-  (prefilled on its own) without waiting for the rest of the batch. See engine.py. Its Llama weights are streamed
+  (prefilled in chunks between decode steps) without waiting for the rest of the batch. See engine.py. Its Llama weights are streamed
   from the safetensors files layer by layer onto the one GPU (checkpoint.py; fp8: quantized there, or read
   pre-quantized), never loaded whole; the slots are sized from the GPU memory left after the weights
   (checkpoint_memory.py) unless --batch-size says how many. A pre-quantized (fp8) checkpoint on CPU runs on
@@ -313,7 +313,7 @@ class LlmGenerator:
     def _kv_fp8(self, config: dict, options: dict, fp8: bool, dtype) -> bool:
         """Whether the engine's KV cache will be e4m3: asked, or (auto, fp8 weights) where decode is Triton's."""
         from subtool.runner.llm.checkpoint_memory import Shape
-        from subtool.runner.llm.engine import choose_decode_attention
+        from subtool.runner.llm.engine_attention import choose_decode_attention
 
         kv = options.get("kv_cache", "auto" if fp8 else "model")
         if kv != "auto":

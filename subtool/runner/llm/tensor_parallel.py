@@ -37,7 +37,7 @@ from subtool.runner.llm.checkpoint import (
     read_config,
 )
 from subtool.runner.llm.checkpoint_memory import rank_config  # noqa: F401  (one rank's config.json shape)
-from subtool.runner.llm.engine import linear, rms_norm
+from subtool.runner.llm.engine_layer import linear, rms_norm
 
 RULE = "run.tensor_parallel"
 ROW_SPLIT = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # cut by output rows
@@ -217,7 +217,7 @@ def _mlp_partial(x, o_sum, norm_weight, eps: float, gate_up, down, intermediate:
 
 
 def sharded_output(reduce, compiled: bool = False):
-    """engine.attention_output (same arguments) for a rank's shard: its o and down products are partial sums,
+    """engine_layer.attention_output (same arguments) for a rank's shard: its o and down products are partial sums,
     summed over the ranks by `reduce` before the residual adds them (ContinuousEngine(layer_output=...)). With
     `compiled`, the arithmetic between the two sums is torch.compile'd, as the engine compiles its own."""
     o_part, mlp_part = _o_partial, _mlp_partial

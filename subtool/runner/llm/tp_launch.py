@@ -150,7 +150,7 @@ class TpGenerator(LlmGenerator):
     def _load_shard(self, model_path, config: dict, precision: str, dtype, options: dict, auto_slots: bool):
         import time
 
-        from subtool.runner.llm.engine import compile_default
+        from subtool.runner.llm.engine_layer import compile_default
         from subtool.runner.llm.tensor_parallel import load_shard, rank_config
 
         fp8 = precision == "fp8"

@@ -1,7 +1,7 @@
 """The streaming checkpoint loader (llm/checkpoint.py, checkpoint_fp8.py) on small Llama checkpoints these tests
 write in each format: bf16 in several shards, transformers' fine-grained FP8 (block scales) and compressed-tensors
 float-quantized (per channel, per tensor), each quantized here by its format's rule from one set of bf16 weights.
-The loaded layers are compared with the same bf16 weights quantized on load (engine.quantized): exactly where the
+The loaded layers are compared with the same bf16 weights quantized on load (engine_layer.quantized): exactly where the
 format is the engine's own per-channel form, within e4m3's rounding where blocks are quantized again."""
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def whole_model(config, state: dict, dtype=torch.float32):
 
 def on_load(state: dict, layer: int, fp8: bool, dtype=torch.float32) -> dict:
     """Layer `layer`'s engine weights from the bf16 state, fused and quantized as the engine does on load."""
-    from subtool.runner.llm.engine import quantized
+    from subtool.runner.llm.engine_layer import quantized
 
     def w(module):
         return state[f"model.layers.{layer}.{module}.weight"].to(dtype)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subtool.runner.llm.engine import key_bucket
+from subtool.runner.llm.engine_attention import key_bucket
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -206,7 +206,8 @@ def test_cuda_fp8_weights_and_kv_cache_answer_everything():
 def test_engine_on_a_skeleton_with_given_layer_weights_matches_the_loaded_model():
     """A model whose decoder layers never left the meta device, with the layers' weights handed over in the
     engine's form (how the streaming loader and the 70B bench build it), generates what the whole model does."""
-    from subtool.runner.llm.engine import ContinuousEngine, _fuse, quantized
+    from subtool.runner.llm.engine import ContinuousEngine
+    from subtool.runner.llm.engine_layer import fuse, quantized
     from subtool.runner.llm.skeleton import meta_model
 
     model = _model()
@@ -222,9 +223,9 @@ def test_engine_on_a_skeleton_with_given_layer_weights_matches_the_loaded_model(
             {
                 "in_norm": layer.input_layernorm.weight,
                 "post_norm": layer.post_attention_layernorm.weight,
-                "qkv": quantized(*_fuse(torch, [a.q_proj, a.k_proj, a.v_proj]), False),
+                "qkv": quantized(*fuse([a.q_proj, a.k_proj, a.v_proj]), False),
                 "o": quantized(a.o_proj.weight, a.o_proj.bias, False),
-                "gate_up": quantized(*_fuse(torch, [m.gate_proj, m.up_proj]), False),
+                "gate_up": quantized(*fuse([m.gate_proj, m.up_proj]), False),
                 "down": quantized(m.down_proj.weight, m.down_proj.bias, False),
             }
         )

@@ -95,7 +95,7 @@ def test_the_step_profile_adds_up():
 
 # the chunk's attention layout ---------------------------------------------------------------------------------
 def test_a_chunk_row_sees_its_own_prefix_and_the_rows_before_it_only():
-    from subtool.runner.llm.engine import chunk_layout, piece_mask
+    from subtool.runner.llm.engine_attention import chunk_layout, piece_mask
 
     layout = chunk_layout([(3, 2, 2), (0, 0, 3)], max_len=8)  # slot 3: positions 2-3 after a cached 0-1
     assert layout["q_slot"].tolist() == [3, 3, 0, 0, 0] and layout["q_pos"].tolist() == [2, 3, 0, 1, 2]

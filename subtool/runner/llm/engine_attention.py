@@ -1,0 +1,82 @@
+"""Which keys a step's attention reads: the packed layout of a prefill chunk, decode key buckets, and the choice of
+decode attention kernel (Triton split-key, flash varlen or SDPA) for a device and shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def chunk_layout(pieces: list[tuple[int, int, int]], max_len: int) -> dict:
+    """Index arrays of one prefill chunk, pieces = [(slot, start, tokens)] packed one after another: per query row
+    its slot and position; per key (each piece's cached prefix, then its own tokens) its slot and position; where
+    each row's key sits among the keys; the row of each piece's last token; cumulative query and key counts."""
+    q_slot, q_pos, k_slot, k_pos, own, last = [], [], [], [], [], []
+    cu_q, cu_k = [0], [0]
+    for slot, start, n in pieces:
+        q_slot.append(np.full(n, slot))
+        q_pos.append(np.arange(start, start + n))
+        k_slot.append(np.full(start + n, slot))
+        k_pos.append(np.arange(start + n))
+        own.append(cu_k[-1] + start + np.arange(n))
+        cu_q.append(cu_q[-1] + n)
+        cu_k.append(cu_k[-1] + start + n)
+        last.append(cu_q[-1] - 1)
+    if any(start + n > max_len for _, start, n in pieces):
+        raise ValueError("a prefill chunk runs past the cache")
+    cat = lambda parts: np.concatenate(parts).astype(np.int64)  # noqa: E731
+    return {
+        "q_slot": cat(q_slot),
+        "q_pos": cat(q_pos),
+        "k_slot": cat(k_slot),
+        "k_pos": cat(k_pos),
+        "own": cat(own),
+        "last": np.array(last, dtype=np.int64),
+        "cu_q": np.array(cu_q, dtype=np.int32),
+        "cu_k": np.array(cu_k, dtype=np.int32),
+        "max_q": max(n for _, _, n in pieces),
+        "max_k": max(start + n for _, start, n in pieces),
+    }
+
+
+def piece_mask(start: int, n: int) -> np.ndarray:
+    """[n, start + n] True where row r of a piece at positions start… may attend: its cached prefix and the rows up
+    to itself (causal, aligned to the piece's last key)."""
+    return np.arange(start + n)[None, :] <= start + np.arange(n)[:, None]
+
+
+def key_bucket(longest: int, block: int, cap: int) -> int:
+    """Keys a decode step attends over: the longest live sequence rounded up to a whole block, at most cap."""
+    return min(cap, -(-max(1, longest) // block) * block)
+
+
+def flash_decode_available(torch) -> bool:
+    """Whether this torch's flash attention takes per-sequence key counts (seqused_k)."""
+    op = getattr(torch.ops.aten, "_flash_attention_forward", None)
+    return op is not None and "seqused_k" in str(op.default._schema)
+
+
+def choose_decode_attention(asked: str, device, dtype, head_dim: int, group: int) -> str:
+    """triton (split-key decode kernel) where Triton runs and the shape suits it, else flash (varlen,
+    seqused_k), else sdpa (keys up to the longest live sequence): the first two read only each slot's own keys."""
+    from subtool.runner.kernels import head_dim_fits, triton_available
+
+    half = device.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
+    kernel_shape = head_dim_fits(head_dim) and group <= 16  # kernels/decode_attention.py's ROWS
+    usable = {
+        "triton": half and kernel_shape and triton_available(),
+        "flash": half and flash_decode_available(torch),
+        "sdpa": True,
+    }
+    if asked == "auto":
+        return next(name for name in ("triton", "flash", "sdpa") if usable[name])
+    if not usable[asked]:
+        raise ValueError(
+            f"{asked} decode attention needs a CUDA device, bf16/fp16"
+            + (
+                ", Triton, a power-of-two head_dim ≥ 16 and at most 16 query heads per kv head"
+                if asked == "triton"
+                else " and a torch whose flash attention takes seqused_k"
+            )
+        )
+    return asked
