@@ -28,6 +28,11 @@ def fetch(
     from_dir: Path | None = typer.Option(
         None, "--from", help="Verify and install files copied by hand into DIR/<model>/<kind>/<name> (see --plan)."
     ),
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="Hash every installed file again (by default a file whose size and times are as installed is trusted).",
+    ),
     mirror: str | None = typer.Option(
         None,
         "--mirror",
@@ -53,10 +58,10 @@ def fetch(
             return
         say = lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False)  # noqa: E731
         if from_dir is not None:
-            result = api.install_from(model, from_dir, kinds=kinds, to=to, say=say)
+            result = api.install_from(model, from_dir, kinds=kinds, to=to, say=say, verify=verify)
         else:
             progress = sys.stderr.isatty() and json_file is None
-            result = api.fetch(model, kinds=kinds, to=to, mirror=mirror, say=say, progress=progress)
+            result = api.fetch(model, kinds=kinds, to=to, mirror=mirror, say=say, progress=progress, verify=verify)
         if to is not None:
             say(f"installed outside the cache: `subtool run` finds it with SUBTOOL_CACHE={result.root}")
         if json_file is not None:
