@@ -19,7 +19,7 @@ def fetch(
         None,
         "--to",
         help="Install under DIR/assets/<model>/<kind>/ instead of the cache ($SUBTOOL_CACHE); "
-        "`subtool run` finds it there only with SUBTOOL_CACHE=DIR.",
+        "`subtool run --assets DIR` (or SUBTOOL_CACHE=DIR) finds it there.",
     ),
     plan: bool = typer.Option(False, "--plan", help="Print every URL, size and checksum; download nothing."),
     json_file: Path | None = typer.Option(
@@ -63,7 +63,7 @@ def fetch(
             progress = sys.stderr.isatty() and json_file is None
             result = api.fetch(model, kinds=kinds, to=to, mirror=mirror, say=say, progress=progress, verify=verify)
         if to is not None:
-            say(f"installed outside the cache: `subtool run` finds it with SUBTOOL_CACHE={result.root}")
+            say(f"installed outside the cache: `subtool run --model {model} --assets {result.root}` finds it")
         if json_file is not None:
             atomic_write_json(json_file, result.to_dict())
     except SubtoolError as err:

@@ -58,6 +58,7 @@ class RunArgs:
     workers: int | None
     compliance: list[str] | None
     version: str | None
+    assets: Path | None = None
 
 
 # name → the typer option; the annotation is RunArgs's
@@ -110,6 +111,11 @@ RUN_OPTIONS: dict[str, object] = {
         None,
         help=f"Submission round the results are for: {', '.join(VERSIONS)}; LoadGen gets its official RNG seeds "
         f"(default {DEFAULT_VERSION}, or the latest round that lists the model).",
+    ),
+    "assets": typer.Option(
+        None,
+        "--assets",
+        help="Where `subtool fetch --to DIR` installed the files (DIR); default the cache ($SUBTOOL_CACHE).",
     ),
 }
 
@@ -230,4 +236,5 @@ def run_options(run: RunArgs, *, backend: str, extra: dict, out: Path, mode: str
         argv=argv,
         round=run.version,
         demo=run.demo,
+        assets=run.assets,
     )

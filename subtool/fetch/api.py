@@ -64,7 +64,7 @@ class Outcome:
 class FetchResult:
     benchmark: str
     root: Path  # the cache root it installed under
-    in_cache: bool  # False with --to: run finds it only with SUBTOOL_CACHE=<root>
+    in_cache: bool  # False with --to: run finds it with --assets <root> (or SUBTOOL_CACHE=<root>)
     outcomes: list[Outcome]
 
     def to_dict(self) -> dict:

@@ -42,6 +42,7 @@ class RunOptions:
     round: str | None = None  # --version: the round the run is for (its RNG seeds); None: run_benchmark decides
     demo: bool = False  # --demo: the embedded demo even when `subtool fetch` installed the model's files
     inputs: RunInputs | None = None  # what the run reads, decided once (runner/inputs.py); None: not yet
+    assets: Path | None = None  # --assets: the cache `subtool fetch --to` installed into; None: cache_root()
 
 
 def run_dir_for(out: Path, model: str, scenario: str) -> Path:
