@@ -113,8 +113,8 @@ def decide(opts: RunOptions, say) -> RunOptions:
     _check_compliance_runs(opts)
     version = run_round(spec.name, opts.round, say)
     backend = resolve_backend(opts.backend, spec, say)
-    precision = workload.resolve_precision(backend, opts.precision)
     opts = resolve_inputs(opts, say)
+    precision = workload.resolve_precision(backend, opts.precision, model_path=opts.model_path)
     _check_inputs(opts)
     return dataclasses.replace(
         opts,
