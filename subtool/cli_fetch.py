@@ -19,7 +19,7 @@ def fetch(
         None,
         "--to",
         help="Install under DIR/assets/<model>/<kind>/ instead of the cache ($SUBTOOL_CACHE); "
-        "`subtool run` finds it there only with SUBTOOL_CACHE=DIR.",
+        "`subtool run --assets DIR` (or SUBTOOL_CACHE=DIR) finds it there.",
     ),
     plan: bool = typer.Option(False, "--plan", help="Print every URL, size and checksum; download nothing."),
     json_file: Path | None = typer.Option(
@@ -27,6 +27,11 @@ def fetch(
     ),
     from_dir: Path | None = typer.Option(
         None, "--from", help="Verify and install files copied by hand into DIR/<model>/<kind>/<name> (see --plan)."
+    ),
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="Hash every installed file again (by default a file whose size and times are as installed is trusted).",
     ),
     mirror: str | None = typer.Option(
         None,
@@ -53,12 +58,12 @@ def fetch(
             return
         say = lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False)  # noqa: E731
         if from_dir is not None:
-            result = api.install_from(model, from_dir, kinds=kinds, to=to, say=say)
+            result = api.install_from(model, from_dir, kinds=kinds, to=to, say=say, verify=verify)
         else:
             progress = sys.stderr.isatty() and json_file is None
-            result = api.fetch(model, kinds=kinds, to=to, mirror=mirror, say=say, progress=progress)
+            result = api.fetch(model, kinds=kinds, to=to, mirror=mirror, say=say, progress=progress, verify=verify)
         if to is not None:
-            say(f"installed outside the cache: `subtool run` finds it with SUBTOOL_CACHE={result.root}")
+            say(f"installed outside the cache: `subtool run --model {model} --assets {result.root}` finds it")
         if json_file is not None:
             atomic_write_json(json_file, result.to_dict())
     except SubtoolError as err:

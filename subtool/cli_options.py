@@ -59,6 +59,7 @@ class RunArgs:
     tensor_parallel: int | None
     compliance: list[str] | None
     version: str | None
+    assets: Path | None = None
 
 
 # name → the typer option; the annotation is RunArgs's
@@ -116,6 +117,11 @@ RUN_OPTIONS: dict[str, object] = {
         None,
         help=f"Submission round the results are for: {', '.join(VERSIONS)}; LoadGen gets its official RNG seeds "
         f"(default {DEFAULT_VERSION}, or the latest round that lists the model).",
+    ),
+    "assets": typer.Option(
+        None,
+        "--assets",
+        help="Where `subtool fetch --to DIR` installed the files (DIR); default the cache ($SUBTOOL_CACHE).",
     ),
 }
 
@@ -246,4 +252,5 @@ def run_options(run: RunArgs, *, backend: str, extra: dict, out: Path, mode: str
         argv=argv,
         round=run.version,
         demo=run.demo,
+        assets=run.assets,
     )

@@ -49,11 +49,11 @@ def make_dirs(path: str | Path) -> list[Path]:
     path = Path(path)
     missing = []
     probe = path
-    while not probe.exists() and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
     created: list[Path] = []
     try:
+        while not probe.exists() and probe != probe.parent:  # exists() raises on a folder that cannot be read
+            missing.append(probe)
+            probe = probe.parent
         for d in reversed(missing):
             try:
                 d.mkdir()

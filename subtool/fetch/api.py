@@ -64,7 +64,7 @@ class Outcome:
 class FetchResult:
     benchmark: str
     root: Path  # the cache root it installed under
-    in_cache: bool  # False with --to: run finds it only with SUBTOOL_CACHE=<root>
+    in_cache: bool  # False with --to: run finds it with --assets <root> (or SUBTOOL_CACHE=<root>)
     outcomes: list[Outcome]
 
     def to_dict(self) -> dict:
@@ -124,14 +124,16 @@ def fetch(
     say: Say = lambda line: None,
     progress: bool = False,
     settings: http.Settings | None = None,
+    verify: bool = False,
 ) -> FetchResult:
+    """Download and install what is not installed and intact (`verify`: every installed file hashed again)."""
     chosen = select(benchmark, kinds, assets)
     mirror = _mirror(mirror)
     root = Path(to) if to is not None else cache_root()
     bar = http.Progress(progress)
     outcomes = []
     for asset in chosen:
-        outcome = _already(asset, root, say)
+        outcome = _already(asset, root, say, verify)
         if outcome is None:
             with _one_writer(root, asset):
                 outcome = _download_asset(asset, root, mirror, bar, say, settings or http.Settings())
@@ -158,12 +160,14 @@ def _one_writer(root: Path, asset: Asset) -> Iterator[None]:
         yield
 
 
-def _already(asset: Asset, root: Path, say: Say) -> Outcome | None:
+def _already(asset: Asset, root: Path, say: Say, verify: bool = False) -> Outcome | None:
     """Installed and intact: nothing to do. The same source installed for a twin benchmark (the -99 and -99.9
-    variants share files): linked in, nothing downloaded."""
-    found = intact(asset, root, identity(asset))
+    variants share files): linked in, nothing downloaded. Intact means every file hashed again with `verify`,
+    else unchanged since the install (size, mtime, inode) or hashed again when not."""
+    found = intact(asset, root, identity(asset), verify=verify)
     if found is not None:
-        say(f"{asset.benchmark} {asset.kind}: already installed and intact in {found.root}; nothing downloaded")
+        how = "every file hashed again" if verify else "sizes and times as installed; --verify hashes every file"
+        say(f"{asset.benchmark} {asset.kind}: already installed and intact in {found.root} ({how}); nothing downloaded")
         return Outcome(asset.benchmark, asset.kind, "already installed", found)
     other = twin(asset, root, identity(asset))
     if other is None:
@@ -222,6 +226,7 @@ def install_from(
     to: Path | None = None,
     assets: tuple[Asset, ...] | None = None,
     say: Say = lambda line: None,
+    verify: bool = False,
 ) -> FetchResult:
     """Verify the files copied by hand into `<source_dir>/<benchmark>/<kind>/<name>` and install them. A missing
     or corrupt file is refused by name (exit 2); nothing is installed for that asset then."""
@@ -232,7 +237,7 @@ def install_from(
     hub_plan = _read_hub_plan(Path(source_dir) / benchmark / PLAN_NAME)
     outcomes = []
     for asset in chosen:
-        outcome = _already(asset, root, say)
+        outcome = _already(asset, root, say, verify)
         if outcome is None:
             with _one_writer(root, asset):
                 outcome = _from_asset(asset, Path(source_dir), root, hub_plan, say)

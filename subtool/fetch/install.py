@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from subtool.errors import EXIT_REMOTE, SubtoolError
+from subtool.errors import EXIT_REMOTE, SubtoolError, os_error
 from subtool.fetch import store
 from subtool.fetch.http import Digests, digests, git_blob_sha1
 from subtool.fetch.plan import Source, safe_name
@@ -83,8 +83,11 @@ def accept(src: Source, part: Path, files: Path, *, label: str, exit_code: int =
 def already_verified(src: Source, files: Path) -> Verified | None:
     """A file a previous, interrupted fetch verified and left in staging."""
     path = files / src.name
-    if not path.is_file():
-        return None
+    try:
+        if not path.is_file():
+            return None
+    except OSError as exc:
+        raise os_error(exc, action="cannot read the fetch's staging folder", path=path) from None
     try:
         return Verified(src, path, check(src, path, label=src.name))
     except SubtoolError:
@@ -95,6 +98,14 @@ def already_verified(src: Source, files: Path) -> Verified | None:
 def _entry(rel: str, path: Path, origin: str, d: Digests | None = None) -> store.InstalledFile:
     d = d or digests(path)
     return store.InstalledFile(rel, d.size, d.sha256, origin)
+
+
+def _stamped(f: store.InstalledFile, path: Path) -> store.InstalledFile:
+    """`f` with the size, mtime_ns and inode of `path`, where it now lies (a rename of its folder keeps them)."""
+    from dataclasses import replace
+
+    st = path.stat()
+    return replace(f, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
 
 
 def _unpacked(v: Verified, tree: Path) -> list[tuple[str, Path, str]]:
@@ -123,9 +134,10 @@ def install(
     with staged_directory(final) as tmp:
         entries = []
         for rel, path, origin in layout:
-            entries.append(_entry(rel, path, origin, known.get(path)))
+            entry = _entry(rel, path, origin, known.get(path))
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, tmp / rel)
+            entries.append(_stamped(entry, tmp / rel))
         if not (tmp / asset.run_path).exists():
             raise SubtoolError(
                 f"the installed files have no {asset.run_path!r} (the catalogue's run_path)",
@@ -154,8 +166,12 @@ def _refuse_clashes(asset: Asset, layout: list[tuple[str, Path, str]]) -> None:
         seen.add(rel)
 
 
-def intact(asset: Asset, root: Path, identity: dict) -> store.Installed | None:
-    """The installed copy when it came from the same source and every file still has its recorded sha256."""
+def intact(asset: Asset, root: Path, identity: dict, *, verify: bool = False) -> store.Installed | None:
+    """The installed copy when it came from the same source and every file still has its recorded sha256.
+
+    A file whose size, mtime_ns and inode are still those recorded at install is trusted without reading it;
+    one that differs (or an older manifest without them) is hashed. `verify` hashes every file regardless (a
+    byte changed in place with its time set back is found only then)."""
     found = store.installed(asset.benchmark, asset.kind, cache=root)
     if found is None:
         return None
@@ -163,9 +179,13 @@ def intact(asset: Asset, root: Path, identity: dict) -> store.Installed | None:
     if record.get("source") != identity:
         return None
     try:
-        if any(digests(found.root / f.name).sha256 != f.sha256 for f in found.files):
-            return None
-    except OSError:
+        for f in found.files:
+            path = found.root / f.name
+            if (verify or not f.unchanged(path)) and digests(path).sha256 != f.sha256:
+                return None
+    except OSError as exc:
+        if (err := store.unreadable(exc, found.root)) is not None:
+            raise err from None
         return None
     return found
 
@@ -181,7 +201,13 @@ def twin(asset: Asset, root: Path, identity: dict) -> store.Installed | None:
     except OSError:
         return None
     for name in names:
-        if name != asset.benchmark and (found := intact(replace(asset, benchmark=name), root, identity)):
+        if name == asset.benchmark:
+            continue
+        try:
+            found = intact(replace(asset, benchmark=name), root, identity)
+        except SubtoolError:
+            continue  # another benchmark's copy that cannot be read: download this one instead
+        if found is not None:
             return found
     return None
 
@@ -192,16 +218,18 @@ def install_twin(asset: Asset, found: store.Installed, root: Path, identity: dic
     final = store.asset_dir(asset.benchmark, asset.kind, root)
     when = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     with staged_directory(final) as tmp:
+        files = []
         for f in found.files:
             (tmp / f.name).parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(found.root / f.name, tmp / f.name)
             except OSError:
                 shutil.copy2(found.root / f.name, tmp / f.name)
+            files.append(_stamped(f, tmp / f.name))
         record = store.Installed(
-            asset.benchmark, asset.kind, tmp, tmp / asset.run_path, asset.document, found.revision, when, found.files
+            asset.benchmark, asset.kind, tmp, tmp / asset.run_path, asset.document, found.revision, when, tuple(files)
         )
         store.write_manifest(record, source=identity)
     return store.Installed(
-        asset.benchmark, asset.kind, final, final / asset.run_path, asset.document, found.revision, when, found.files
+        asset.benchmark, asset.kind, final, final / asset.run_path, asset.document, found.revision, when, tuple(files)
     )

@@ -34,7 +34,7 @@ class Source:
     sha256: str | None
     md5: str | None
     blob_id: str | None  # the Hub's git blob id (small files kept in git, not LFS)
-    origin: str  # "official" | "hub" | "first-download"
+    origin: str  # "official" | "hub" | "first-download" | "git-commit"
     unpack: str | None = None
 
 

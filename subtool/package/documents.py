@@ -196,6 +196,7 @@ _ORIGINS = {
     "hub": "fetched by `subtool fetch` from the Hugging Face Hub; checksum from the Hub's metadata",
     "first-download": "fetched by `subtool fetch`; no official checksum: the one recorded at its first verified "
     "download",
+    "git-commit": "fetched by `subtool fetch`; checksum of the file at a pinned git commit of its repository",
 }
 
 

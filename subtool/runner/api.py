@@ -42,6 +42,7 @@ class RunOptions:
     round: str | None = None  # --version: the round the run is for (its RNG seeds); None: run_benchmark decides
     demo: bool = False  # --demo: the embedded demo even when `subtool fetch` installed the model's files
     inputs: RunInputs | None = None  # what the run reads, decided once (runner/inputs.py); None: not yet
+    assets: Path | None = None  # --assets: the cache `subtool fetch --to` installed into; None: cache_root()
 
 
 def run_dir_for(out: Path, model: str, scenario: str) -> Path:
@@ -109,10 +110,11 @@ def decide(opts: RunOptions, say) -> RunOptions:
             f"subtool (available: {', '.join(spec.compliance) or 'none'})",
             rule="run.compliance",
         )
+    _check_compliance_runs(opts)
     version = run_round(spec.name, opts.round, say)
     backend = resolve_backend(opts.backend, spec, say)
-    precision = workload.resolve_precision(backend, opts.precision)
     opts = resolve_inputs(opts, say)
+    precision = workload.resolve_precision(backend, opts.precision, model_path=opts.model_path)
     _check_inputs(opts)
     return dataclasses.replace(
         opts,
@@ -122,6 +124,32 @@ def decide(opts: RunOptions, say) -> RunOptions:
         precision=precision,
         compliance=list(opts.compliance or []),
     )
+
+
+# what TEST01/TEST04 compare their audited run with: the submission's own runs, this run's or a kept earlier one
+_COMPARED_WITH = {
+    "accuracy": Path("accuracy") / "mlperf_log_accuracy.json",
+    "performance": Path("performance") / "run_1" / "mlperf_log_detail.txt",
+}
+
+
+def _check_compliance_runs(opts: RunOptions) -> None:
+    """A compliance test that compares with a mode this run neither runs nor finds from an earlier run is refused
+    before anything runs (else it fails after the whole performance run, rule run.compliance_needs_runs)."""
+    tests = [t for t in opts.compliance or [] if t != "TEST06"]  # TEST06 checks its own answers
+    if not tests:
+        return
+    modes = _modes(opts.mode)
+    final_dir = run_dir_for(Path(opts.out), opts.model, opts.scenario)
+    for mode, log in _COMPARED_WITH.items():
+        if mode not in modes and not (final_dir / log).is_file():
+            raise SubtoolError(
+                f"{tests[0]} compares with the {mode} run, which --mode {opts.mode} does not run and no earlier "
+                "run left here",
+                path=final_dir / log,
+                rule="run.compliance_needs_runs",
+                hint=f"use --mode both, or run --mode {mode} first, before --compliance {tests[0]}",
+            )
 
 
 def run_round(model: str, version: str | None, say) -> str:

@@ -7,6 +7,9 @@ it picks the division), said in one line per file, and recorded in run.json's `a
   names the `subtool fetch` command when only one is, else the embedded demo (open division only);
 - one given: the other one fetched, else an error.
 
+"Fetched" means installed in the cache (fsutil.cache_root()), or with `--assets DIR` under DIR, where
+`subtool fetch --to DIR` installed them (nothing there is an error then, never the demo).
+
 A fetched file's checksum is the manifest's (fetch verified it; a checkpoint is never re-hashed here). The data
 set is small next to a run: a fetched one is hashed again before the run (a file changed since the fetch is
 refused by name), and the run's own hash of it must match the manifest too.
@@ -42,19 +45,22 @@ def resolve_inputs(opts, say):
     if opts.inputs is not None:
         return opts
     given = {"model": opts.model_path, "dataset": opts.dataset_path}
+    cache = _assets_dir(opts, given)
     if opts.demo:
         if any(given.values()):
             raise SubtoolError("--demo runs the embedded demo: drop --model-path/--dataset-path", rule="run.inputs")
         return dataclasses.replace(opts, inputs=RunInputs(demo=True))
     if all(given.values()):
         return dataclasses.replace(opts, inputs=RunInputs(demo=False))
-    found = {kind: installed(opts.model, kind) for kind, path in given.items() if path is None}
+    found = {kind: installed(opts.model, kind, cache=cache) for kind, path in given.items() if path is None}
     if not any(given.values()) and not any(found.values()):
+        if cache is not None:
+            raise _nothing_there(opts.model, cache)
         _say_nothing_fetched(opts.model, say)
         return dataclasses.replace(opts, inputs=RunInputs(demo=True))
     missing = [kind for kind, asset in found.items() if asset is None]
     if missing:
-        raise _missing_error(opts.model, missing[0], given)
+        raise _missing_error(opts.model, missing[0], given, cache)
     if found.get("dataset") is not None:
         _verify_dataset(found["dataset"])
     for asset in found.values():
@@ -68,6 +74,29 @@ def resolve_inputs(opts, say):
     )
 
 
+def _assets_dir(opts, given: dict) -> Path | None:
+    """--assets DIR: where `subtool fetch --to DIR` installed (DIR/assets/<model>/<kind>/); None: the cache."""
+    cache = getattr(opts, "assets", None)
+    if cache is None:
+        return None
+    if opts.demo or all(given.values()):
+        what = "--demo runs the embedded demo" if opts.demo else "--model-path and --dataset-path name the files"
+        raise SubtoolError(f"{what}: drop --assets (where fetched files are)", rule="run.inputs")
+    if not Path(cache).is_dir():
+        raise SubtoolError("--assets: no such directory", path=cache, rule="run.inputs")
+    return Path(cache)
+
+
+def _nothing_there(model: str, cache: Path) -> SubtoolError:
+    return SubtoolError(
+        f"--assets: nothing fetched there for {model} (no {asset_dir(model, 'model', cache).relative_to(cache)} "
+        "or dataset folder with its MANIFEST.json)",
+        path=cache,
+        rule="run.inputs",
+        hint=f"`subtool fetch {model} --to {cache}` installs them there",
+    )
+
+
 def _say_nothing_fetched(model: str, say) -> None:
     from subtool.mlperf.assets import assets_for
 
@@ -75,7 +104,7 @@ def _say_nothing_fetched(model: str, say) -> None:
         say(f"nothing fetched for {model} (`subtool fetch {model}` gets the official checkpoint and data set)")
 
 
-def _missing_error(model: str, kind: str, given: dict) -> SubtoolError:
+def _missing_error(model: str, kind: str, given: dict, cache: Path | None = None) -> SubtoolError:
     """Neither path given and only one of the two fetched; or one path given and the other one not fetched."""
     only = "--dataset-only" if kind == "dataset" else "--model-only"
     fetch = f"`subtool fetch {model} {only}`"
@@ -89,7 +118,7 @@ def _missing_error(model: str, kind: str, given: dict) -> SubtoolError:
     return SubtoolError(
         f"the {_WORDS[other]} is fetched but not the {_WORDS[kind]}: run {fetch}, give {_FLAGS[kind]}, "
         f"or --demo for the embedded demo",
-        path=asset_dir(model, kind),
+        path=asset_dir(model, kind, cache),
         rule="run.inputs",
     )
 

@@ -63,10 +63,11 @@ class Workload(Protocol):
     spec: BenchmarkSpec
 
     def check_model(self, model_path: Path) -> dict: ...
-    def resolve_precision(self, backend: str, precision: str) -> str:
+    def resolve_precision(self, backend: str, precision: str, model_path: Path | None = None) -> str:
         """The precision this family runs on `backend` (a concrete one, not auto or ray) for the user's
-        --precision: `auto` becomes the family's choice; one the backend cannot run is refused in one line,
-        before any data or weights load. The only place a precision is decided or checked."""
+        --precision: `auto` becomes the family's choice (which may read the checkpoint's config at `model_path`);
+        one the backend cannot run is refused in one line, before any data or weights load. The only place a
+        precision is decided or checked."""
         ...
 
     def demo_assets(self) -> tuple[Path, Path]: ...

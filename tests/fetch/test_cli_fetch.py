@@ -134,7 +134,7 @@ def test_plan_json_then_from_installs_and_a_corrupt_copy_is_refused_by_name(entr
     bad.write_bytes(DEV)
     done = runner.invoke(app, ["fetch", "bert-99", "--from", str(tmp_path / "carry"), "--to", str(tmp_path / "c2")])
     assert done.exit_code == 0, done.output
-    assert "SUBTOOL_CACHE=" in done.output
+    assert f"--assets {tmp_path / 'c2'}" in done.output
     assert store.installed("bert-99", "model", cache=tmp_path / "c2") is not None
 
 

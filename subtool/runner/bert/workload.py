@@ -200,7 +200,7 @@ class BertWorkload:
             dataset_sha256=data.dataset_sha256,
         )
 
-    def resolve_precision(self, backend: str, precision: str) -> str:
+    def resolve_precision(self, backend: str, precision: str, model_path: Path | None = None) -> str:
         """auto: fp16 on torch-cuda (GPU_PRECISION), fp32 elsewhere; refuses what the backend cannot run. Ray
         workers resolve it against the backend they run, once they see the cluster (sut_ray)."""
         if backend == "ray":

@@ -107,6 +107,21 @@ def is_prequantized(config: dict) -> bool:
     return isinstance(config.get("quantization_config"), dict)
 
 
+def fp8_checkpoint(model_path: Path | str | None) -> str | None:
+    """The pre-quantized FP8 format config.json declares (quant_method "fp8" or "compressed-tensors"), else None:
+    what `--precision auto` runs in fp8 on a GPU. Reads only config.json and never raises (a config the loader
+    cannot read is its error, later)."""
+    if model_path is None:
+        return None
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    q = config.get("quantization_config") if isinstance(config, dict) else None
+    method = q.get("quant_method") if isinstance(q, dict) else None
+    return method if method in ("fp8", "compressed-tensors") else None
+
+
 # ------------------------------------------------------------------------------ the safetensors files
 class SafetensorsFiles:
     """Which file holds which tensor (model.safetensors.index.json's weight_map, or the one file's header), and

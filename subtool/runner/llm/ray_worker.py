@@ -42,6 +42,7 @@ class GeneratorSpec:
     # builds the model in place of loading a checkpoint (the GPU bench's random weights); called on the worker
     model_factory: Callable[[], object] | None = None
     engine_options: dict | None = None  # the continuous engine's tuning keywords
+    auto_slots: bool = False  # the continuous engine on a GPU sizes its slots from the memory left (no --batch-size)
 
 
 class _Discard:
@@ -107,6 +108,7 @@ class LlmWorker:
             engine=spec.engine,
             model=model,
             engine_options=spec.engine_options,
+            auto_slots=spec.auto_slots,
         )
 
     def ready(self) -> dict:

@@ -147,12 +147,17 @@ class Dispatcher:
 
 
 def _on_device(spec: GeneratorSpec, cfg: RayPoolConfig) -> GeneratorSpec:
-    """The generator settings for the workers' device: `auto` precision (bf16 on GPUs, fp32 on CPUs) and, on
+    """The generator settings for the workers' device: `auto` precision (bf16 on GPUs, fp8 there for a
+    pre-quantized FP8 checkpoint, fp32 on CPUs) and, on
     CPUs, the worker's CPU share as torch threads unless given."""
+    from subtool.runner.llm.checkpoint import fp8_checkpoint
+
     device = "cuda" if cfg.resource == "GPU" else "cpu"
     precision = spec.precision
-    if precision == "auto":
+    if precision == "auto":  # as the local backends decide (LlmWorkload.resolve_precision)
         precision = "bf16" if device == "cuda" else "fp32"
+        if device == "cuda" and spec.generation.num_beams == 1 and fp8_checkpoint(spec.model_path):
+            precision = "fp8"
     threads = spec.threads or (cfg.cpus_per_worker if device == "cpu" else None)
     return dataclasses.replace(spec, device=device, precision=precision, threads=threads)
 
@@ -361,6 +366,7 @@ class RayLlmSUT:
                         "samples": w.samples,
                         "tokens": w.tokens,
                         "submits": w.submits,
+                        "slots": w.slots,
                         "alive": w.alive,
                         **({"generator": generators[w.number]} if w.number in generators else {}),
                     }
@@ -402,5 +408,12 @@ def make_ray_llm_sut(model_path, prompts: list, config, options: dict, check_pre
     cfg = RayPoolConfig.from_sut_config(config)
     if cfg.inner_backend != AUTO:
         check_precision(cfg.inner_backend, config.precision)
-    spec = GeneratorSpec(model_path=str(Path(model_path).resolve()), **options)
+    spec = generator_spec(model_path, config, options)
     return RayLlmSUT(spec, prompts, dataclasses.replace(cfg, chunk=spec.batch_size))
+
+
+def generator_spec(model_path, config, options: dict) -> GeneratorSpec:
+    """What every worker builds: the torch generator's keywords; with no --batch-size, each worker's continuous
+    engine on a GPU sizes its slots from its own memory left after the weights (as the local torch-cuda SUT)."""
+    auto = not getattr(config, "batch_size_given", True)
+    return GeneratorSpec(model_path=str(Path(model_path).resolve()), auto_slots=auto, **options)

@@ -163,11 +163,15 @@ class LlmWorkload:
     def make_qsl(self, data):
         return LlmQSL(data.sample_count, self.spec.sample_count)
 
-    def resolve_precision(self, backend: str, precision: str) -> str:
-        """auto: bf16 on torch-cuda, fp32 elsewhere; refuses what the local backends cannot run, before any data
-        or weights load. Ray workers resolve auto against the backend they run, once they see the cluster."""
+    def resolve_precision(self, backend: str, precision: str, model_path: Path | None = None) -> str:
+        """auto: bf16 on torch-cuda (fp8 for a pre-quantized FP8 checkpoint, greedy), fp32 elsewhere (an FP8
+        checkpoint's weights are dequantized on load, and the loader says so); refuses what the local backends
+        cannot run, before any data or weights load. Ray workers resolve auto against the backend they run, once
+        they see the cluster."""
         if precision == "auto" and backend != "ray":
             precision = "bf16" if backend == "torch-cuda" else "fp32"
+            if backend == "torch-cuda" and self.llm.num_beams == 1 and _fp8_checkpoint(model_path):
+                precision = "fp8"  # its weights are e4m3 already: bf16 would only dequantize them
         allowed = {"torch-cpu": ("fp32", "bf16"), "torch-cuda": ("fp32", "bf16", "fp16", "fp8")}.get(backend)
         if allowed and precision not in allowed:
             hint = "fp8 and fp16 run on --backend torch-cuda" if backend == "torch-cpu" else None
@@ -215,8 +219,35 @@ class LlmWorkload:
             "retraining": "No",
             "starting_weights_filename": ("subtool embedded demo: random weights" if demo else self.llm.weights),
             "weight_data_types": precision,
-            "weight_transformations": "none",
+            "weight_transformations": weight_transformations(None if demo else model_path, precision),
         }
+
+
+_FP8_FORMATS = {"fp8": "Hugging Face quant_method fp8", "compressed-tensors": "compressed-tensors float-quantized"}
+
+
+def _fp8_checkpoint(model_path: Path | None) -> str | None:
+    from subtool.runner.llm.checkpoint import fp8_checkpoint
+
+    return fp8_checkpoint(model_path)
+
+
+def weight_transformations(model_path: Path | None, precision: str) -> str:
+    """measurements.json's weight_transformations: what the run did to the checkpoint's weights."""
+    fmt = _fp8_checkpoint(model_path)
+    if fmt is not None and precision == "fp8":
+        return (
+            f"a pre-quantized FP8 checkpoint ({_FP8_FORMATS[fmt]}): e4m3 weights with per-tensor or "
+            "per-channel scales used as stored, block-scaled ones re-quantized to per-output-channel scales on load"
+        )
+    if fmt is not None:
+        return f"a pre-quantized FP8 checkpoint ({_FP8_FORMATS[fmt]}): e4m3 weights dequantized to {precision} on load"
+    if precision == "fp8":
+        return (
+            "quantized to FP8 (e4m3) on load: per-output-channel scales for the linear layers' weights, "
+            "activations quantized per token at run time"
+        )
+    return "none"
 
 
 # ------------------------------------------------------------------------------------------------ backends
