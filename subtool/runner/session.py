@@ -44,12 +44,14 @@ class SessionSpec:
 
 
 def run_session(spec: SessionSpec, console) -> dict:
+    from subtool.mlperf.round import loadgen_names
     from subtool.mlperf.run_record import date_u
     from subtool.runner.harness import load_test_settings, settings_seeds, use_round_seeds
     from subtool.runner.workload import SutConfig, get_workload
 
     say = console.print
     workload = get_workload(spec.model)
+    lg_model, lg_scenario = loadgen_names(workload.spec.loadgen_model, spec.scenario)
     model_path = Path(spec.model_path)
     workload.check_model(model_path)
     t0 = time.time()
@@ -76,7 +78,7 @@ def run_session(spec: SessionSpec, console) -> dict:
     qsl = workload.make_qsl(data)
     try:
         sizer = _short_sizer(spec, workload, sut, qsl, data.sample_count, say)
-        settings = load_test_settings(Path(spec.user_conf), workload.spec.loadgen_model, spec.scenario)
+        settings = load_test_settings(Path(spec.user_conf), lg_model, lg_scenario)
     except BaseException:
         sut.stop()
         qsl.destroy()
@@ -168,18 +170,20 @@ def _short_sizer(spec: SessionSpec, workload, sut, qsl, sample_count: int, say):
     performance run until LoadGen calls it VALID. None for other runs."""
     if spec.short_settings is None:
         return None
+    from subtool.mlperf.round import loadgen_names
     from subtool.runner import sizing
 
+    lg_model, lg_scenario = loadgen_names(workload.spec.loadgen_model, spec.scenario)
     settings, probe = dict(spec.short_settings), None
-    if sizing.needs_probe(spec.scenario, settings):
+    if sizing.needs_probe(lg_scenario, settings):
         say(f"short run: measuring the SUT to size the {spec.scenario} run …")
-        probe = sizing.probe(sut.handle, qsl.handle, spec.scenario, sample_count)
-        settings = sizing.initial(spec.scenario, settings, probe)
+        probe = sizing.probe(sut.handle, qsl.handle, lg_scenario, sample_count)
+        settings = sizing.initial(lg_scenario, settings, probe)
     run = sizing.ShortRun(
         sut=sut.handle,
         qsl=qsl.handle,
-        scenario=spec.scenario,
-        loadgen_model=workload.spec.loadgen_model,
+        scenario=lg_scenario,
+        loadgen_model=lg_model,
         user_conf=Path(spec.user_conf),
         header=spec.user_conf_header,
         settings=settings,
