@@ -43,6 +43,7 @@ class RunOptions:
     round: str | None = None  # --version: the round the run is for (its RNG seeds); None: run_benchmark decides
     demo: bool = False  # --demo: the embedded demo even when `subtool fetch` installed the model's files
     inputs: RunInputs | None = None  # what the run reads, decided once (runner/inputs.py); None: not yet
+    quiet: bool = False  # the benchmark process prints nothing (find-perf's probes: one line each, its own)
 
 
 def run_dir_for(out: Path, model: str, scenario: str) -> Path:
@@ -241,6 +242,7 @@ def _session(opts: RunOptions, spec, stage: Path, paths: tuple[Path, Path, Path]
         seeds=round_seeds(opts.round),
         short_settings=short_settings,
         user_conf_header=header,
+        quiet=opts.quiet,
     )
     return session, settings
 

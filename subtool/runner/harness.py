@@ -48,6 +48,16 @@ class LoadGenRun:
     errors: list[str]
 
 
+LATENCY_SCENARIOS = ("SingleStream", "MultiStream")  # LoadGen logs their result in ns; run.json says ms
+
+
+def result_in_units(scenario: str, value: float | None) -> float | None:
+    """A LoadGen result in the units run.json names (RESULT_UNITS): the latency scenarios' ns as ms."""
+    if value is None or scenario not in LATENCY_SCENARIOS:
+        return value
+    return round(value / 1e6, 6)
+
+
 def check_scenario(scenario: str) -> str:
     for s in SCENARIOS:
         if scenario.lower() == s.lower():

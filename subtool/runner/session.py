@@ -41,6 +41,7 @@ class SessionSpec:
     # (runner/sizing.py) and writes back; None: the user.conf is taken as given
     short_settings: dict | None = None
     user_conf_header: str = ""
+    quiet: bool = False  # print nothing (errors still come back through result_path)
 
 
 def run_session(spec: SessionSpec, console) -> dict:
@@ -124,7 +125,7 @@ def run_session(spec: SessionSpec, console) -> dict:
 
 def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, sizer, say) -> dict:
     """One LoadGen mode into its folder of the stage; its run.json entry (result, or accuracy metrics)."""
-    from subtool.runner.harness import RESULT_UNITS, run_loadgen
+    from subtool.runner.harness import RESULT_UNITS, result_in_units, run_loadgen
 
     stage = Path(spec.stage)
     outdir = stage / ("performance/run_1" if mode == "performance" else "accuracy")
@@ -144,7 +145,7 @@ def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, 
     if mode == "performance":
         entry.update(
             result_validity=lg_run.validity,
-            result=lg_run.result,
+            result=result_in_units(spec.scenario, lg_run.result),  # SingleStream/MultiStream: ns → ms
             result_field=lg_run.result_field,
             units=RESULT_UNITS[spec.scenario],
         )
@@ -152,7 +153,8 @@ def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, 
         perf_metrics = getattr(workload, "performance_metrics", None)
         if perf_metrics is not None:
             entry.update(perf_metrics(outdir / "mlperf_log_detail.txt", spec.scenario))
-        say(f"  {entry['result_field']} = {entry['result']}  ({lg_run.validity})")
+        for line in summary_lines(entry, token_latencies=workload.spec.token_metrics):
+            say(line)
     else:
         metrics, line = workload.accuracy(data, outdir / "mlperf_log_accuracy.json")
         atomic_write_text(outdir / "accuracy.txt", line + "\n")
@@ -162,6 +164,28 @@ def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, 
             "  " + "  ".join(f"{k} = {round(v, 4) if isinstance(v, float) else v}" for k, v in entry["metrics"].items())
         )
     return entry
+
+
+SUMMARY_PERCENTILES = ("p50", "p90", "p95", "p97", "p99")
+_SUMMARY_LATENCIES = (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"))
+
+
+def summary_lines(entry: dict, *, token_latencies: bool) -> list[str]:
+    """The performance mode's console summary: the result in its units, then for runs with token latencies the
+    TTFT and TPOT percentiles (ms) LoadGen logged, with the limits it applied; a value the log lacks is n/a."""
+    value, units = entry.get("result"), str(entry.get("units") or "")
+    unit = "ms" if units.startswith("Latency") else units
+    shown = "n/a" if not isinstance(value, (int, float)) else f"{value:,.3f}".rstrip("0").rstrip(".")
+    lines = [f"  {entry.get('result_field')} = {shown} {unit}  ({entry.get('result_validity')})"]
+    if not token_latencies:
+        return lines
+    limits = entry.get("limits") or {}
+    for key, name in _SUMMARY_LATENCIES:
+        found = entry.get(key) or {}
+        cells = "  ".join(f"{p} {found[p]:g}" if p in found else f"{p} n/a" for p in SUMMARY_PERCENTILES)
+        limit = f"  (limit {limits[key]:g})" if key in limits else ""
+        lines.append(f"  {name} ms: {cells}{limit}")
+    return lines
 
 
 def _short_sizer(spec: SessionSpec, workload, sut, qsl, sample_count: int, say):
@@ -322,7 +346,7 @@ def main(argv: list[str]) -> int:
     from rich.console import Console
 
     spec = SessionSpec(**json.loads(Path(argv[0]).read_text()))
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=spec.quiet)
     try:
         outcome = run_session(spec, console)
     except SubtoolError as err:

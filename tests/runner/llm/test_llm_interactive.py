@@ -120,3 +120,30 @@ def test_interactive_limits_are_the_ones_loadgen_applies():
         ttft, tpot, token_latencies = applied[model]
         assert (ttft, tpot) == LLM_TOKEN_LIMITS[name]["Interactive"] and token_latencies, name
     assert {"llama3.1-8b", "llama2-70b-99.9", "llama3.1-405b", "deepseek-r1", "gpt-oss-120b"} <= set(wanted)
+
+
+def test_find_perf_finds_a_valid_interactive_load(tmp_path, llama3_small, monkeypatch):
+    """`--find-perf --scenario Interactive` on the tiny model with short probes (one Offline probe, one load at 0.3
+    of its rate; the search itself: tests/runner/test_find_perf.py): one line per probe, the benchmark processes
+    silent, a load that held under LoadGen's verdict and the Interactive p99 limits, written for the -interactive
+    model."""
+    from subtool.runner import find_perf
+
+    monkeypatch.setattr(find_perf, "OFFLINE_PROBE_SAMPLES", (64,))
+    monkeypatch.setattr(find_perf, "LOAD_START_FRACTION", 0.3)
+    monkeypatch.setattr(find_perf, "MAX_LOAD_PROBES", 1)
+    argv = ["run", "--model", "llama3.1-8b", "--scenario", "Interactive", "--find-perf", "--out", str(tmp_path)]
+    argv += ["--model-path", str(llama3_small.model_path), "--dataset-path", str(llama3_small.dataset_path)]
+    res = runner.invoke(app, [*argv, "--max-new-tokens", "4", "--min-duration-ms", "1000", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [p["scenario"] for p in doc["probes"]] == ["Offline", "Interactive"]
+    loads = [p for p in doc["probes"] if p["scenario"] == "Interactive"]
+    assert all(p["within_limits"] is not None and p["ttft_p99"] is not None for p in loads)
+    found = doc["found"]["target_qps"]
+    assert any(p["target_qps"] == found and p["validity"] == "VALID" and p["within_limits"] for p in loads)
+    conf = (tmp_path / "llama3.1-8b/Interactive.user.conf").read_text()
+    assert f"llama3_1-8b-interactive.Server.target_qps = {found}\n" in conf
+    lines = [line for line in res.stderr.splitlines() if "probe " in line]
+    assert [line.split(":")[0].strip() for line in lines] == ["probe 1", "probe 2"]
+    assert "loadgen:" not in res.stderr  # the probes' own console stays quiet
