@@ -153,6 +153,7 @@ def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, 
         perf_metrics = getattr(workload, "performance_metrics", None)
         if perf_metrics is not None:
             entry.update(perf_metrics(outdir / "mlperf_log_detail.txt", spec.scenario))
+        _check_interactive_limits(spec, entry, outdir / "mlperf_log_detail.txt")
         for line in summary_lines(entry, token_latencies=workload.spec.token_metrics):
             say(line)
     else:
@@ -164,6 +165,27 @@ def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, 
             "  " + "  ".join(f"{k} = {round(v, 4) if isinstance(v, float) else v}" for k, v in entry["metrics"].items())
         )
     return entry
+
+
+def _check_interactive_limits(spec: SessionSpec, entry: dict, detail: Path) -> None:
+    """An Interactive run must have run under the round's Interactive TTFT/TPOT limits: LoadGen takes them from its
+    built-in mlperf.conf for the `-interactive` model, which an older LoadGen lacks (it then runs the defaults)."""
+    from subtool.mlperf.round import LLM_TOKEN_LIMITS
+
+    wanted = LLM_TOKEN_LIMITS.get(spec.model, {}).get("Interactive")
+    if spec.scenario != "Interactive" or wanted is None:
+        return
+    applied = entry.get("limits") or {}
+    if (applied.get("ttft_ms"), applied.get("tpot_ms")) != (wanted[0] / 1e6, wanted[1] / 1e6):
+        raise SubtoolError(
+            f"LoadGen ran this Interactive run with TTFT/TPOT limits {applied.get('ttft_ms')} / "
+            f"{applied.get('tpot_ms')} ms; {spec.model}'s Interactive limits are {wanted[0] / 1e6:g} / "
+            f"{wanted[1] / 1e6:g} ms",
+            path=detail,
+            rule="run.interactive_limits",
+            hint="use a LoadGen whose mlperf.conf has the -interactive models (mlcommons-loadgen 5.1.1 or newer) "
+            "and leave ttft_latency / tpot_latency out of user.conf",
+        )
 
 
 SUMMARY_PERCENTILES = ("p50", "p90", "p95", "p97", "p99")

@@ -147,3 +147,24 @@ def test_find_perf_finds_a_valid_interactive_load(tmp_path, llama3_small, monkey
     lines = [line for line in res.stderr.splitlines() if "probe " in line]
     assert [line.split(":")[0].strip() for line in lines] == ["probe 1", "probe 2"]
     assert "loadgen:" not in res.stderr  # the probes' own console stays quiet
+
+
+def test_an_interactive_run_under_other_limits_stops(tmp_path, llama3_small):
+    """LoadGen takes the Interactive limits from its mlperf.conf; a run under others (an older LoadGen runs the
+    defaults; here a user.conf that loosens them) is no Interactive result: one line, nothing left behind."""
+    conf = tmp_path / "user.conf"
+    conf.write_text(
+        "llama3_1-8b-interactive.Server.ttft_latency = 2000\n"
+        "llama3_1-8b-interactive.Server.target_qps = 20\n"
+        "llama3_1-8b-interactive.Server.min_duration = 10\n"
+        "llama3_1-8b-interactive.Server.min_query_count = 24\n"
+        "llama3_1-8b-interactive.Server.sample_concatenate_permutation = 0\n"
+    )
+    out = tmp_path / "runs"
+    argv = ["run", "--model", "llama3.1-8b", "--scenario", "Interactive", "--mode", "performance", "--out", str(out)]
+    argv += ["--model-path", str(llama3_small.model_path), "--dataset-path", str(llama3_small.dataset_path)]
+    res = runner.invoke(app, [*argv, "--user-conf", str(conf), "--max-new-tokens", "2"])
+    assert res.exit_code == 2
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "[run.interactive_limits]" in errors[0] and "2000.0 / 30.0 ms" in errors[0], res.output
+    assert not any(out.rglob("run.json"))
