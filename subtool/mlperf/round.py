@@ -74,6 +74,25 @@ LLM_TOKEN_LIMITS = {
     "gpt-oss-120b": {"Server": (3000 * _MS, 80 * _MS), "Interactive": (2000 * _MS, 15 * _MS)},
 }
 
+# Interactive is no LoadGen scenario: it is a Server run under the benchmark's LoadGen model name plus this suffix
+# (llama3_1-8b-interactive), whose mlperf.conf entries set tighter TTFT/TPOT limits (LLM_TOKEN_LIMITS
+# "Interactive"), target_latency = 0 and the same use_token_latencies / equal-issue settings. LoadGen logs it as
+# effective_scenario "Server"; the tree keeps it in its own <model>/Interactive/ folder. LoadGen's mlperf.conf
+# names the interactive models from v5.0.1 (llama2-70b), v5.1.1 (llama3_1-8b, llama3_1-405b), v6.0
+# (deepseek-r1) and v6.1 (gpt-oss-120b); in v5.0 llama2-70b-interactive-99/99.9 were benchmarks of their own
+# (a Server folder, the same conf name).
+INTERACTIVE_CONF_SUFFIX = "-interactive"
+LOADGEN_SCENARIO = {"Interactive": "Server"}
+
+
+def loadgen_names(conf_name: str, scenario: str) -> tuple[str, str]:
+    """(model name, scenario) LoadGen's user.conf and TestSettings use for a run of `scenario`: Interactive is a
+    Server run of the `-interactive` model; every other scenario is itself."""
+    if scenario == "Interactive":
+        return conf_name + INTERACTIVE_CONF_SUFFIX, LOADGEN_SCENARIO["Interactive"]
+    return conf_name, scenario
+
+
 # Closed-division Offline runs must put at least this many samples in their one query.
 OFFLINE_MIN_SAMPLES_PER_QUERY = {
     "resnet": 24576,
@@ -308,6 +327,10 @@ class ModelRules:
 
     def latency_ns(self, scenario: str) -> int | None:
         return self.entry.get("latency_ns", {}).get(scenario)
+
+    def lists_scenario(self, scenario: str) -> bool:
+        """Some system type of the round has `scenario` for this benchmark (required or optional)."""
+        return any(scenario in (*req, *opt) for req, opt in self.entry.get("scenarios", {}).values())
 
     def scenarios(self, system_type: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
         key = "datacenter,edge" if system_type in ("datacenter,edge", "edge,datacenter") else system_type

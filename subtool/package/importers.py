@@ -16,6 +16,7 @@ from subtool.errors import SubtoolError
 from subtool.mlperf.benchmarks import Benchmark, find_by_dataset_size, require_benchmark, split_model
 from subtool.mlperf.layout import SCENARIOS
 from subtool.mlperf.logs import LoadgenLog
+from subtool.mlperf.round import LOADGEN_SCENARIO, loadgen_names
 from subtool.mlperf.run_record import load_run_record, read_run_record
 from subtool.package.logs import read_detail_log
 from subtool.wording import with_article
@@ -89,19 +90,27 @@ def conf_models(user_conf: Path) -> set[str]:
 
 
 def _check_model(
-    bench: Benchmark, logs: list[LoadgenLog], user_conf: Path | None, *, claimed_from: str, notes: list[str], demo: bool
+    bench: Benchmark,
+    logs: list[LoadgenLog],
+    user_conf: Path | None,
+    *,
+    claimed_from: str,
+    notes: list[str],
+    demo: bool,
+    scenario: str | None = None,
 ) -> None:
     """Refuse logs that are evidently of another benchmark than the one claimed."""
     if user_conf is not None:
+        conf_name, lg_scenario = loadgen_names(bench.conf_name, scenario or "")
         names = conf_models(user_conf)
-        foreign = sorted(n for n in names if n != bench.conf_name)
-        if foreign and bench.conf_name not in names:
+        foreign = sorted(n for n in names if n != conf_name)
+        if foreign and conf_name not in names:
             raise SubtoolError(
-                f"user.conf sets {', '.join(foreign)} but the result is {bench.name} "
+                f"user.conf sets {', '.join(foreign)} but the result is {bench.name} {scenario or ''} "
                 f"({claimed_from}); LoadGen would not have applied it",
                 path=user_conf,
                 rule="import.model_mismatch",
-                hint=f"{bench.name}'s settings are written '{bench.conf_name}.<Scenario>.<key>'",
+                hint=f"{bench.name}'s settings are written '{conf_name}.{lg_scenario or '<Scenario>'}.<key>'",
             )
     for log in logs:
         if log.mode != "accuracy":
@@ -126,8 +135,9 @@ def _check_model(
 
 
 def _check_scenario(scenario: str, logs: list[LoadgenLog], claimed_from: str) -> str:
+    ran = LOADGEN_SCENARIO.get(scenario, scenario)  # Interactive logs are Server runs
     for log in logs:
-        if log.scenario != scenario:
+        if log.scenario != ran:
             raise SubtoolError(
                 f"this is {with_article(str(log.scenario))} log, but it was given as {scenario} ({claimed_from})",
                 path=log.path,
@@ -183,7 +193,7 @@ def import_run_dir(run_dir: Path) -> ImportedResult:
     user_conf = _first_existing(run_dir / "user.conf")
     demo = bool(run.get("demo"))
     notes: list[str] = []
-    _check_model(bench, [perf, acc], user_conf, claimed_from="run.json", notes=notes, demo=demo)
+    _check_model(bench, [perf, acc], user_conf, claimed_from="run.json", notes=notes, demo=demo, scenario=scenario)
     tests = {t: run_dir / (info or {}).get("dir", t) for t, info in (run.get("compliance") or {}).items()}
     tests.update({t: d for t, d in _compliance_dirs(run_dir).items() if t not in tests})
     tests = {t: d for t, d in tests.items() if d.is_dir()}
@@ -276,7 +286,8 @@ def _import_mlc_result(system_dir: Path, model_dir: Path, scen_dir: Path, system
     bench = require_benchmark(official, where=str(model_dir))
     user_conf = _first_existing(scen_dir / "user.conf", perf_dir / "user.conf", acc_dir / "user.conf")
     notes: list[str] = []
-    _check_model(bench, [perf, acc], user_conf, claimed_from=f"directory {model_dir.name}", notes=notes, demo=False)
+    claimed = f"directory {model_dir.name}"
+    _check_model(bench, [perf, acc], user_conf, claimed_from=claimed, notes=notes, demo=False, scenario=scenario)
     meas_path = _first_existing(
         scen_dir / "measurements.json", perf_dir / "measurements.json", acc_dir / "measurements.json"
     )
@@ -366,7 +377,7 @@ def import_loose(
         _check_scenario(scenario, [acc], "the performance log's scenario")
     user_conf = _first_existing(perf_dir / "user.conf", perf_dir.parent / "user.conf", acc_dir / "user.conf")
     notes: list[str] = []
-    _check_model(bench, [perf, acc], user_conf, claimed_from="--model", notes=notes, demo=False)
+    _check_model(bench, [perf, acc], user_conf, claimed_from="--model", notes=notes, demo=False, scenario=scenario)
     meas_path = _first_existing(
         perf_dir / "measurements.json", perf_dir.parent / "measurements.json", acc_dir / "measurements.json"
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.fsutil import staged_directory
+from subtool.mlperf.round import loadgen_names
 from subtool.mlperf.run_record import RUN_SCHEMA, load_run_record, schema_problems, write_run_record
 from subtool.runner.harness import MODES, check_scenario, user_conf_settings, write_user_conf
 from subtool.runner.inputs import RunInputs, assets_record, check_run_hash, resolve_inputs
@@ -43,6 +44,7 @@ class RunOptions:
     demo: bool = False  # --demo: the embedded demo even when `subtool fetch` installed the model's files
     inputs: RunInputs | None = None  # what the run reads, decided once (runner/inputs.py); None: not yet
     assets: Path | None = None  # --assets: the cache `subtool fetch --to` installed into; None: cache_root()
+    quiet: bool = False  # the benchmark process prints nothing (find-perf's probes: one line each, its own)
 
 
 def run_dir_for(out: Path, model: str, scenario: str) -> Path:
@@ -112,6 +114,7 @@ def decide(opts: RunOptions, say) -> RunOptions:
         )
     _check_compliance_runs(opts)
     version = run_round(spec.name, opts.round, say)
+    _check_round_scenario(spec.name, scenario, version)
     backend = resolve_backend(opts.backend, spec, say)
     opts = resolve_inputs(opts, say)
     precision = workload.resolve_precision(backend, opts.precision, model_path=opts.model_path)
@@ -162,6 +165,22 @@ def run_round(model: str, version: str | None, say) -> str:
     chosen = announce(choose_round([model], version), SimpleNamespace(print=say)).version
     round_seeds(chosen)
     return chosen
+
+
+def _check_round_scenario(model: str, scenario: str, version: str) -> None:
+    """Interactive only for a benchmark whose round lists it (llama2-70b from v5.1, llama3.1-8b, …): LoadGen
+    would otherwise run it under a model name its mlperf.conf may not know, with the Server limits."""
+    from subtool.mlperf.round import round_config
+
+    if scenario != "Interactive":
+        return
+    rules = round_config(version).model(model)
+    if rules is None or not rules.lists_scenario("Interactive"):
+        raise SubtoolError(
+            f"{model} has no Interactive scenario in round {version}",
+            rule="run.scenario",
+            hint="choose a round that has it with --version, or run Server",
+        )
 
 
 def _check_inputs(opts: RunOptions) -> None:
@@ -227,7 +246,7 @@ def _session(opts: RunOptions, spec, stage: Path, paths: tuple[Path, Path, Path]
             min_duration_ms=opts.min_duration_ms,
             loadgen_model=spec.loadgen_model,
         )
-        write_user_conf(user_conf, spec.loadgen_model, opts.scenario, settings, header=header)
+        write_user_conf(user_conf, *loadgen_names(spec.loadgen_model, opts.scenario), settings, header=header)
         if opts.run_style == "short" and "performance" in modes:
             short_settings = dict(settings)  # the session sizes them to the SUT
     session = SessionSpec(
@@ -251,6 +270,7 @@ def _session(opts: RunOptions, spec, stage: Path, paths: tuple[Path, Path, Path]
         seeds=round_seeds(opts.round),
         short_settings=short_settings,
         user_conf_header=header,
+        quiet=opts.quiet,
     )
     return session, settings
 

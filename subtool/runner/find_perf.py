@@ -1,8 +1,16 @@
 """`subtool run --find-perf`: measure the SUT with short probe runs and write the user.conf for the full run.
 
 Teams do this by hand today: guess target_qps, run, read the summary, edit user.conf, run again. The probes are
-ordinary LoadGen performance runs (in a scratch directory) that grow until they last long enough to be a fair
-measurement; the Server target is then checked with real Server runs and lowered until LoadGen calls it VALID.
+ordinary LoadGen performance runs (in a scratch directory), one line each on the console:
+
+- Offline: runs that grow until one lasts long enough to be a fair measurement; its throughput is the target.
+- Server / Interactive: a search for the highest load that is VALID — LoadGen's own verdict (its early-stopping
+  estimate over the latency bound or, for the LLMs, over the TTFT/TPOT limits) and, for the LLMs, the p99 TTFT
+  and TPOT below the round's limits (the checker's rule). It starts below the Offline throughput, steps down
+  until a load holds, then bisects between the highest VALID and the lowest INVALID load, MAX_LOAD_PROBES runs
+  at most.
+- SingleStream / MultiStream: one short run sized to the SUT by the session (runner/sizing.py), however fast it
+  is; its early-stopping latency is the target.
 """
 
 from __future__ import annotations
@@ -14,29 +22,36 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_write_text
+from subtool.mlperf.round import LLM_TOKEN_LIMITS, loadgen_names
 from subtool.runner.api import RunOptions, decide, run_decided
+from subtool.runner.harness import EQUAL_ISSUE_MODELS, SHORT_MIN_QUERIES
 
 PROBE_MIN_SECONDS = 3.0
 OFFLINE_PROBE_SAMPLES = (64, 512, 4096)
-SERVER_START_FRACTION = 0.8  # of the Offline throughput
-SERVER_STEP_DOWN = 0.8
-SERVER_TRIES = 4
+LOAD_START_FRACTION = 0.8  # of the Offline throughput: the first Server / Interactive load
+LOAD_STEP_DOWN = 0.6  # below an INVALID load, while none was VALID
+MAX_LOAD_PROBES = 6  # Server / Interactive runs at most
+LOAD_PRECISION = 0.05  # stop bisecting once the INVALID load is within 5 % of the VALID one
+LOAD_PROBE_MS = 5000  # each load probe's minimum duration, unless --min-duration-ms says otherwise
+STREAM_PROBE_MS = 2000
 
 
-def _probe(opts: RunOptions, scratch: Path, conf_lines: list[str], console) -> dict:
-    conf = scratch / "probe.user.conf"
-    conf.write_text("\n".join(conf_lines) + "\n")
-    probe_opts = dataclasses.replace(
-        opts, mode="performance", out=scratch / "runs", user_conf=conf, run_style="short", compliance=[]
-    )
-    record = run_decided(probe_opts, lambda *a, **k: None)
-    perf = record["modes"]["performance"]
-    seconds = float(perf.get("seconds") or 0.0)
-    if console is not None:
-        console.print(
-            f"  probe: {perf['result_field']} = {perf['result']} ({perf['result_validity']}, {seconds:.1f} s)"
-        )
-    return {"result": perf["result"], "validity": perf["result_validity"], "seconds": seconds}
+@dataclasses.dataclass
+class Probe:
+    """What one probe run measured: the result (in run.json's units), LoadGen's verdict, the checker's token
+    limits verdict (None: not an LLM load run), the rate it answered (samples/s), and the p99 token latencies."""
+
+    result: float | None
+    validity: str
+    seconds: float
+    samples_per_second: float | None = None
+    ttft_p99: float | None = None
+    tpot_p99: float | None = None
+    within_limits: bool | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.validity == "VALID" and self.within_limits is not False
 
 
 def find_performance(opts: RunOptions, console=None) -> dict:
@@ -50,91 +65,171 @@ def find_performance(opts: RunOptions, console=None) -> dict:
     probes: list[dict] = []
     scratch = Path(tempfile.mkdtemp(prefix="subtool-find-perf-"))
     try:
-        if opts.scenario in ("Offline", "Server"):
-            throughput = _offline_throughput(opts, spec, scratch, probes, console)
-            if opts.scenario == "Offline":
-                found = {"target_qps": round(throughput, 2)}
-            else:
-                found = {"target_qps": round(_server_qps(opts, spec, throughput, scratch, probes, console), 2)}
+        if opts.scenario == "Offline":
+            found = {"target_qps": round(_offline_throughput(opts, spec, scratch, probes, say), 3)}
+        elif opts.scenario in ("Server", "Interactive"):
+            throughput = _offline_throughput(opts, spec, scratch, probes, say)
+            found = {"target_qps": round(_highest_valid_load(opts, spec, throughput, scratch, probes, say), 3)}
         else:
-            found = {"target_latency": _latency_ms(opts, spec, scratch, probes, console)}
+            found = {"target_latency": _stream_latency_ms(opts, scratch, probes, say)}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return _write_conf(opts, spec, found, probes, say)
 
 
-def _offline_throughput(opts: RunOptions, spec, scratch: Path, probes: list, console) -> float:
-    """Offline probes of growing size until one lasts PROBE_MIN_SECONDS (or holds the whole data set)."""
-    lg, throughput = spec.loadgen_model, None
+def _probe(opts: RunOptions, scratch: Path, conf: dict | None) -> Probe:
+    """One performance run in the scratch folder: with `conf` as its user.conf (LoadGen's names: {key: value}),
+    or, with None, with a short run's own settings, which the session sizes to the SUT."""
+    user_conf = None
+    if conf is not None:
+        user_conf = scratch / "probe.user.conf"
+        user_conf.write_text("".join(f"{key} = {value}\n" for key, value in conf.items()))
+    probe_opts = dataclasses.replace(
+        opts,
+        mode="performance",
+        out=scratch / "runs",
+        user_conf=user_conf,
+        run_style="short",
+        compliance=[],
+        quiet=True,
+    )
+    record = run_decided(probe_opts, lambda *a, **k: None)
+    perf = record["modes"]["performance"]
+    limits = LLM_TOKEN_LIMITS.get(opts.model, {}).get(opts.scenario)
+    probe = Probe(
+        result=perf.get("result"),
+        validity=str(perf.get("result_validity")),
+        seconds=float(perf.get("seconds") or 0.0),
+        samples_per_second=perf.get("samples_per_second", perf.get("result")),
+        ttft_p99=(perf.get("ttft_ms") or {}).get("p99"),
+        tpot_p99=(perf.get("tpot_ms") or {}).get("p99"),
+    )
+    if limits is not None and opts.scenario in ("Server", "Interactive"):
+        ttft_ok = probe.ttft_p99 is not None and probe.ttft_p99 * 1e6 < limits[0]
+        tpot_ok = probe.tpot_p99 is not None and probe.tpot_p99 * 1e6 < limits[1]
+        probe.within_limits = ttft_ok and tpot_ok
+    return probe
+
+
+def _keys(opts: RunOptions, spec, scenario: str, settings: dict) -> dict:
+    """user.conf keys for `scenario` under the LoadGen names of the run (Interactive: the -interactive model)."""
+    model, lg_scenario = loadgen_names(spec.loadgen_model, scenario)
+    return {f"{model}.{lg_scenario}.{key}": value for key, value in settings.items()}
+
+
+def _offline_throughput(opts: RunOptions, spec, scratch: Path, probes: list, say) -> float:
+    """Offline probes of growing size until one lasts PROBE_MIN_SECONDS (or holds the whole data set): the
+    samples/s the SUT answers (tokens/s is the LLMs' result, not their load)."""
+    throughput = None
+    offline = dataclasses.replace(opts, scenario="Offline")
     for n in OFFLINE_PROBE_SAMPLES:
         n = min(n, spec.sample_count)
-        p = _probe(
-            dataclasses.replace(opts, scenario="Offline"),
-            scratch,
-            [
-                f"{lg}.Offline.target_qps = {n / 1.1:.3f}",
-                f"{lg}.Offline.min_duration = 1",
-                # LoadGen's built-in conf sets a floor of one full data set per Offline query
-                f"{lg}.Offline.min_query_count = {n}",
-            ],
-            console,
-        )
-        probes.append({"scenario": "Offline", "samples": n, **p})
-        throughput = p["result"]
-        if p["seconds"] >= PROBE_MIN_SECONDS or n >= spec.sample_count:
+        # LoadGen's built-in conf sets a floor of one full data set per Offline query
+        settings = {"target_qps": f"{n / 1.1:.3f}", "min_duration": 1, "min_query_count": n}
+        p = _probe(offline, scratch, _keys(opts, spec, "Offline", settings))
+        throughput = p.samples_per_second
+        probes.append({"scenario": "Offline", "samples": n, **dataclasses.asdict(p)})
+        say(f"  probe {len(probes)}: Offline {n} samples → {throughput or 0:.3f} samples/s ({p.seconds:.1f} s)")
+        if p.seconds >= PROBE_MIN_SECONDS or n >= spec.sample_count:
             break
     if not throughput:
         raise SubtoolError("the probe runs measured no throughput", rule="run.find_perf")
-    return throughput
+    return float(throughput)
 
 
-def _server_qps(opts: RunOptions, spec, throughput: float, scratch: Path, probes: list, console) -> float:
-    """Server runs from SERVER_START_FRACTION of the Offline throughput down, until LoadGen calls one VALID."""
-    lg, qps = spec.loadgen_model, throughput * SERVER_START_FRACTION
-    for _ in range(SERVER_TRIES):
-        p = _probe(
-            dataclasses.replace(opts, scenario="Server"),
-            scratch,
-            [
-                f"{lg}.Server.target_qps = {qps:.3f}",
-                f"{lg}.Server.min_duration = 5000",
-                f"{lg}.Server.min_query_count = {max(100, int(qps * 5))}",
-            ],
-            console,
+def _load_settings(opts: RunOptions, spec, qps: float) -> dict:
+    duration = opts.min_duration_ms or LOAD_PROBE_MS
+    settings: dict = {
+        "target_qps": f"{qps:.3f}",
+        "min_duration": duration,
+        # enough queries for LoadGen's early-stopping estimate, and for the duration at this load
+        "min_query_count": max(SHORT_MIN_QUERIES["Server"], int(qps * duration / 1000)),
+    }
+    if spec.loadgen_model in EQUAL_ISSUE_MODELS:
+        settings["sample_concatenate_permutation"] = 0  # else every probe issues whole copies of the data set
+    return settings
+
+
+def _highest_valid_load(opts: RunOptions, spec, throughput: float, scratch: Path, probes: list, say) -> float:
+    """The highest VALID Server / Interactive load (queries/s), MAX_LOAD_PROBES runs at most."""
+
+    def probe_at(qps: float) -> Probe:
+        p = _probe(opts, scratch, _keys(opts, spec, opts.scenario, _load_settings(opts, spec, qps)))
+        probes.append({"scenario": opts.scenario, "target_qps": round(qps, 3), **dataclasses.asdict(p)})
+        say(_load_line(len(probes), opts.scenario, qps, p))
+        return p
+
+    best, tried = search_load(probe_at, throughput)
+    if best is None:
+        raise SubtoolError(
+            f"no VALID {opts.scenario} load down to {min(tried):.3f} queries/s in {len(tried)} probes",
+            rule="run.find_perf",
+            hint="the SUT cannot meet the latency limits at these loads; try a smaller --batch-size",
         )
-        probes.append({"scenario": "Server", "target_qps": qps, **p})
-        if p["validity"] == "VALID":
-            return qps
-        qps *= SERVER_STEP_DOWN
-    raise SubtoolError(
-        f"no VALID Server run down to {qps:.1f} queries/s",
-        rule="run.find_perf",
-        hint="the SUT cannot meet the latency bound; try a smaller --batch-size",
-    )
+    return best
 
 
-def _latency_ms(opts: RunOptions, spec, scratch: Path, probes: list, console) -> float:
-    """One stream-scenario probe: its latency, in ms."""
-    lg, scenario = spec.loadgen_model, opts.scenario
-    p = _probe(
-        opts,
-        scratch,
-        [
-            f"{lg}.{scenario}.target_latency = 1",
-            f"{lg}.{scenario}.min_duration = 2000",
-            f"{lg}.{scenario}.min_query_count = 64",
-        ],
-        console,
+def search_load(probe_at, ceiling: float, max_probes: int | None = None) -> tuple[float | None, list[float]]:
+    """The highest load `probe_at(qps).valid` holds for, searched below `ceiling` (the Offline rate): start at
+    LOAD_START_FRACTION of it, step down until one holds (or up while all hold), then bisect between the highest
+    VALID and the lowest INVALID load until they are within LOAD_PRECISION. At most `max_probes` probes
+    (MAX_LOAD_PROBES); returns (that load or None, the loads tried)."""
+    valid, invalid, tried = 0.0, None, []
+    qps: float | None = ceiling * LOAD_START_FRACTION
+    for _ in range(max_probes or MAX_LOAD_PROBES):
+        tried.append(qps)
+        if probe_at(qps).valid:
+            valid = max(valid, qps)
+        else:
+            invalid = qps if invalid is None else min(invalid, qps)
+        if invalid is None:  # every load held so far: up, to the Offline rate at most
+            qps = min(qps * 1.2, ceiling) if qps < ceiling else None
+        elif not valid:
+            qps = qps * LOAD_STEP_DOWN
+        elif invalid / valid - 1 > LOAD_PRECISION:
+            qps = (valid + invalid) / 2
+        else:
+            qps = None
+        if qps is None:
+            break
+    return (valid or None), tried
+
+
+def _load_line(n: int, scenario: str, qps: float, p: Probe) -> str:
+    verdict = "VALID" if p.valid else "INVALID"
+    if p.validity != "VALID":
+        verdict += " (LoadGen)"
+    elif p.within_limits is False:
+        verdict += " (TTFT/TPOT p99 over the limits)"
+    tokens = ""
+    if p.ttft_p99 is not None or p.tpot_p99 is not None:
+        tokens = f", TTFT p99 {_ms(p.ttft_p99)}, TPOT p99 {_ms(p.tpot_p99)}"
+    return f"  probe {n}: {scenario} {qps:.3f} queries/s → {verdict}{tokens} ({p.seconds:.1f} s)"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g} ms"
+
+
+def _stream_latency_ms(opts: RunOptions, scratch: Path, probes: list, say) -> float:
+    """One SingleStream / MultiStream short run, sized to the SUT by the session (an instant SUT would run out of
+    queries under any fixed expected latency): its early-stopping latency, ms."""
+    run_opts = dataclasses.replace(
+        opts, target_latency_ms=None, min_duration_ms=opts.min_duration_ms or STREAM_PROBE_MS
     )
-    probes.append({"scenario": scenario, **p})
-    return round(float(p["result"]) / 1e6, 3)  # ns → ms
+    p = _probe(run_opts, scratch, None)
+    probes.append({"scenario": opts.scenario, **dataclasses.asdict(p)})
+    say(f"  probe {len(probes)}: {opts.scenario} → {_ms(p.result)} ({p.validity}, {p.seconds:.1f} s)")
+    if not p.result:
+        raise SubtoolError("the probe run measured no latency", rule="run.find_perf")
+    return round(float(p.result), 6)  # run.json keeps the latency scenarios' results in ms
 
 
 def _write_conf(opts: RunOptions, spec, found: dict, probes: list, say) -> dict:
-    scenario, lg = opts.scenario, spec.loadgen_model
+    scenario = opts.scenario
     conf_path = Path(opts.out) / spec.name / f"{scenario}.user.conf"
     lines = [f"# found by subtool run --find-perf ({len(probes)} probe runs)"]
-    lines += [f"{lg}.{scenario}.{key} = {value}" for key, value in found.items()]
+    lines += [f"{key} = {value}" for key, value in _keys(opts, spec, scenario, found).items()]
     atomic_write_text(conf_path, "\n".join(lines) + "\n")
     say(f"find-perf: {', '.join(f'{k} = {v}' for k, v in found.items())} → {conf_path}")
     say(f"  next: subtool run --model {spec.name} --scenario {scenario} --user-conf {conf_path} --run-style valid")

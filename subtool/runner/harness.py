@@ -9,9 +9,10 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_write_text
 from subtool.mlperf.logs import ALL_KEYS, Missing, read_accuracy_log, read_loadgen_log
-from subtool.mlperf.round import UNITS
+from subtool.mlperf.round import INTERACTIVE_CONF_SUFFIX, LOADGEN_SCENARIO, UNITS
 
-SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
+# the scenarios a run folder can be; Interactive runs LoadGen's Server scenario (mlperf/round.py loadgen_names)
+SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream", "Interactive")
 MODES = ("performance", "accuracy")
 
 RESULT_FIELD = {
@@ -19,6 +20,7 @@ RESULT_FIELD = {
     "Server": "result_completed_samples_per_sec",
     "SingleStream": "early_stopping_latency_ss",
     "MultiStream": "early_stopping_latency_ms",
+    "Interactive": "result_completed_samples_per_sec",
 }
 RESULT_UNITS = {scenario: UNITS[scenario] for scenario in SCENARIOS}  # the round tables' units, one place
 
@@ -46,6 +48,16 @@ class LoadGenRun:
     errors: list[str]
 
 
+LATENCY_SCENARIOS = ("SingleStream", "MultiStream")  # LoadGen logs their result in ns; run.json says ms
+
+
+def result_in_units(scenario: str, value: float | None) -> float | None:
+    """A LoadGen result in the units run.json names (RESULT_UNITS): the latency scenarios' ns as ms."""
+    if value is None or scenario not in LATENCY_SCENARIOS:
+        return value
+    return round(value / 1e6, 6)
+
+
 def check_scenario(scenario: str) -> str:
     for s in SCENARIOS:
         if scenario.lower() == s.lower():
@@ -66,6 +78,7 @@ def user_conf_settings(
     """The keys subtool writes into user.conf for one scenario (LoadGen's own names, without the model prefix)."""
     if run_style not in ("short", "valid"):
         raise SubtoolError(f"unknown run style {run_style!r}; choose short or valid", rule="run.style")
+    scenario = LOADGEN_SCENARIO.get(scenario, scenario)
     settings: dict[str, object] = {}
     duration = min_duration_ms
     if duration is None and run_style == "short":
@@ -91,7 +104,8 @@ def user_conf_settings(
             settings["target_latency"] = target_latency_ms
         if run_style == "short" and scenario in SHORT_MIN_QUERIES:
             settings["min_query_count"] = SHORT_MIN_QUERIES[scenario]
-    if run_style == "short" and scenario != "Offline" and loadgen_model in EQUAL_ISSUE_MODELS:
+    equal_issue = loadgen_model.removesuffix(INTERACTIVE_CONF_SUFFIX) in EQUAL_ISSUE_MODELS
+    if run_style == "short" and scenario != "Offline" and equal_issue:
         settings["sample_concatenate_permutation"] = 0
     if duration is not None:
         settings["min_duration"] = int(duration)

@@ -41,15 +41,18 @@ class SessionSpec:
     # (runner/sizing.py) and writes back; None: the user.conf is taken as given
     short_settings: dict | None = None
     user_conf_header: str = ""
+    quiet: bool = False  # print nothing (errors still come back through result_path)
 
 
 def run_session(spec: SessionSpec, console) -> dict:
+    from subtool.mlperf.round import loadgen_names
     from subtool.mlperf.run_record import date_u
     from subtool.runner.harness import load_test_settings, settings_seeds, use_round_seeds
     from subtool.runner.workload import SutConfig, get_workload
 
     say = console.print
     workload = get_workload(spec.model)
+    lg_model, lg_scenario = loadgen_names(workload.spec.loadgen_model, spec.scenario)
     model_path = Path(spec.model_path)
     workload.check_model(model_path)
     t0 = time.time()
@@ -76,7 +79,7 @@ def run_session(spec: SessionSpec, console) -> dict:
     qsl = workload.make_qsl(data)
     try:
         sizer = _short_sizer(spec, workload, sut, qsl, data.sample_count, say)
-        settings = load_test_settings(Path(spec.user_conf), workload.spec.loadgen_model, spec.scenario)
+        settings = load_test_settings(Path(spec.user_conf), lg_model, lg_scenario)
     except BaseException:
         sut.stop()
         qsl.destroy()
@@ -122,7 +125,7 @@ def run_session(spec: SessionSpec, console) -> dict:
 
 def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, sizer, say) -> dict:
     """One LoadGen mode into its folder of the stage; its run.json entry (result, or accuracy metrics)."""
-    from subtool.runner.harness import RESULT_UNITS, run_loadgen
+    from subtool.runner.harness import RESULT_UNITS, result_in_units, run_loadgen
 
     stage = Path(spec.stage)
     outdir = stage / ("performance/run_1" if mode == "performance" else "accuracy")
@@ -142,7 +145,7 @@ def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, 
     if mode == "performance":
         entry.update(
             result_validity=lg_run.validity,
-            result=lg_run.result,
+            result=result_in_units(spec.scenario, lg_run.result),  # SingleStream/MultiStream: ns → ms
             result_field=lg_run.result_field,
             units=RESULT_UNITS[spec.scenario],
         )
@@ -150,7 +153,9 @@ def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, 
         perf_metrics = getattr(workload, "performance_metrics", None)
         if perf_metrics is not None:
             entry.update(perf_metrics(outdir / "mlperf_log_detail.txt", spec.scenario))
-        say(f"  {entry['result_field']} = {entry['result']}  ({lg_run.validity})")
+        _check_interactive_limits(spec, entry, outdir / "mlperf_log_detail.txt")
+        for line in summary_lines(entry, token_latencies=workload.spec.token_metrics):
+            say(line)
     else:
         metrics, line = workload.accuracy(data, outdir / "mlperf_log_accuracy.json")
         atomic_write_text(outdir / "accuracy.txt", line + "\n")
@@ -162,24 +167,69 @@ def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, 
     return entry
 
 
+def _check_interactive_limits(spec: SessionSpec, entry: dict, detail: Path) -> None:
+    """An Interactive run must have run under the round's Interactive TTFT/TPOT limits: LoadGen takes them from its
+    built-in mlperf.conf for the `-interactive` model, which an older LoadGen lacks (it then runs the defaults)."""
+    from subtool.mlperf.round import LLM_TOKEN_LIMITS
+
+    wanted = LLM_TOKEN_LIMITS.get(spec.model, {}).get("Interactive")
+    if spec.scenario != "Interactive" or wanted is None:
+        return
+    applied = entry.get("limits") or {}
+    if (applied.get("ttft_ms"), applied.get("tpot_ms")) != (wanted[0] / 1e6, wanted[1] / 1e6):
+        raise SubtoolError(
+            f"LoadGen ran this Interactive run with TTFT/TPOT limits {applied.get('ttft_ms')} / "
+            f"{applied.get('tpot_ms')} ms; {spec.model}'s Interactive limits are {wanted[0] / 1e6:g} / "
+            f"{wanted[1] / 1e6:g} ms",
+            path=detail,
+            rule="run.interactive_limits",
+            hint="use a LoadGen whose mlperf.conf has the -interactive models (mlcommons-loadgen 5.1.1 or newer) "
+            "and leave ttft_latency / tpot_latency out of user.conf",
+        )
+
+
+SUMMARY_PERCENTILES = ("p50", "p90", "p95", "p97", "p99")
+_SUMMARY_LATENCIES = (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"))
+
+
+def summary_lines(entry: dict, *, token_latencies: bool) -> list[str]:
+    """The performance mode's console summary: the result in its units, then for runs with token latencies the
+    TTFT and TPOT percentiles (ms) LoadGen logged, with the limits it applied; a value the log lacks is n/a."""
+    value, units = entry.get("result"), str(entry.get("units") or "")
+    unit = "ms" if units.startswith("Latency") else units
+    shown = "n/a" if not isinstance(value, (int, float)) else f"{value:,.3f}".rstrip("0").rstrip(".")
+    lines = [f"  {entry.get('result_field')} = {shown} {unit}  ({entry.get('result_validity')})"]
+    if not token_latencies:
+        return lines
+    limits = entry.get("limits") or {}
+    for key, name in _SUMMARY_LATENCIES:
+        found = entry.get(key) or {}
+        cells = "  ".join(f"{p} {found[p]:g}" if p in found else f"{p} n/a" for p in SUMMARY_PERCENTILES)
+        limit = f"  (limit {limits[key]:g})" if key in limits else ""
+        lines.append(f"  {name} ms: {cells}{limit}")
+    return lines
+
+
 def _short_sizer(spec: SessionSpec, workload, sut, qsl, sample_count: int, say):
     """For a short run with subtool's own user.conf: measure the SUT where the scenario needs it, write the
     sized settings into user.conf (before LoadGen reads it), and return the ShortRun that grows the
     performance run until LoadGen calls it VALID. None for other runs."""
     if spec.short_settings is None:
         return None
+    from subtool.mlperf.round import loadgen_names
     from subtool.runner import sizing
 
+    lg_model, lg_scenario = loadgen_names(workload.spec.loadgen_model, spec.scenario)
     settings, probe = dict(spec.short_settings), None
-    if sizing.needs_probe(spec.scenario, settings):
+    if sizing.needs_probe(lg_scenario, settings):
         say(f"short run: measuring the SUT to size the {spec.scenario} run …")
-        probe = sizing.probe(sut.handle, qsl.handle, spec.scenario, sample_count)
-        settings = sizing.initial(spec.scenario, settings, probe)
+        probe = sizing.probe(sut.handle, qsl.handle, lg_scenario, sample_count)
+        settings = sizing.initial(lg_scenario, settings, probe)
     run = sizing.ShortRun(
         sut=sut.handle,
         qsl=qsl.handle,
-        scenario=spec.scenario,
-        loadgen_model=workload.spec.loadgen_model,
+        scenario=lg_scenario,
+        loadgen_model=lg_model,
         user_conf=Path(spec.user_conf),
         header=spec.user_conf_header,
         settings=settings,
@@ -318,7 +368,7 @@ def main(argv: list[str]) -> int:
     from rich.console import Console
 
     spec = SessionSpec(**json.loads(Path(argv[0]).read_text()))
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=spec.quiet)
     try:
         outcome = run_session(spec, console)
     except SubtoolError as err:

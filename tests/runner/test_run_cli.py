@@ -75,7 +75,7 @@ def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkp
 # Server on this SUT is left to tests/runner/test_short_run_sizing.py (an instant SUT): the torch-cpu SUT's p99
 # latency on a shared 2-core machine decides its validity more than subtool does. MultiStream: test_bert_full.
 @pytest.mark.parametrize("scenario", ["SingleStream"])
-def test_other_scenarios_run_valid(tmp_path, tiny_checkpoint, small_squad, scenario):
+def test_other_scenarios_run_valid(tmp_path, tiny_checkpoint, small_squad, scenario, capfd):
     from subtool.runner.harness import read_detail_log
 
     res = _run(
@@ -100,7 +100,11 @@ def test_other_scenarios_run_valid(tmp_path, tiny_checkpoint, small_squad, scena
     # VALID by LoadGen's own verdict: long enough, and enough queries for its early-stopping estimate
     assert perf["result_validity"] == "VALID" == values["result_validity"]
     assert values["result_min_duration_met"] is True and values["early_stopping_met"] is True
-    assert perf["result"] == pytest.approx(float(values[perf["result_field"]])) and perf["result"] > 0
+    # LoadGen logs the latency in ns; run.json and the console say ms, and mean it
+    assert perf["units"] == "Latency (ms)" and perf["result"] > 0
+    assert perf["result"] == pytest.approx(float(values[perf["result_field"]]) / 1e6)
+    said = f"{perf['result_field']} = {perf['result']:,.3f}".rstrip("0").rstrip(".") + " ms  (VALID)"
+    assert said in capfd.readouterr().err  # the benchmark process's console
 
 
 def test_bad_inputs_give_one_clear_line_and_leave_nothing(tmp_path, tiny_checkpoint, small_squad):

@@ -8,6 +8,7 @@ endpoint) answer with token ids and per-response token counts, so LoadGen report
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,20 +51,21 @@ def generation_for(spec: LlmSpec, model_path: Path, extra: dict) -> Generation:
     )
 
 
-TOKEN_RESULT_FIELDS = {"Offline": "result_tokens_per_second", "Server": "result_completed_tokens_per_second"}
-PERCENTILES = ("50.00", "90.00", "95.00", "99.00")
+TOKEN_RESULT_FIELDS = {
+    "Offline": "result_tokens_per_second",
+    "Server": "result_completed_tokens_per_second",
+    "Interactive": "result_completed_tokens_per_second",  # a Server run of the -interactive model
+}
 
 
 def token_metrics(values: dict, scenario: str, token_latencies: bool) -> dict:
-    """From a LoadGen detail log's values: the tokens/s result, TTFT/TPOT percentiles (ms) and the limits."""
+    """From a LoadGen detail log's values: the tokens/s result, the query latency and TTFT/TPOT percentiles (ms,
+    p50 … p99.9 as LoadGen logs them; mlperf/logs.py latency_percentiles) and the limits LoadGen applied."""
+    from subtool.mlperf.logs import latency_percentiles
 
     def ms(key: str):
         v = values.get(key)
-        return round(v / 1e6, 3) if isinstance(v, (int, float)) else None
-
-    def percentiles(fmt: str) -> dict:
-        found = {f"p{p.split('.')[0]}": ms(fmt.format(p)) for p in PERCENTILES}
-        return {k: v for k, v in found.items() if v is not None}
+        return round(v / 1e6, 3) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
     out: dict = {}
     field = TOKEN_RESULT_FIELDS.get(scenario)
@@ -72,17 +74,9 @@ def token_metrics(values: dict, scenario: str, token_latencies: bool) -> dict:
     for key in ("result_samples_per_second", "result_completed_samples_per_sec"):
         if isinstance(values.get(key), (int, float)):
             out["samples_per_second"] = float(values[key])
-    latency = percentiles("result_{}_percentile_latency_ns")
-    if latency:
-        out["latency_ms"] = latency
-    ttft = percentiles("result_first_token_{}_percentile_latency_ns")
-    if ttft:
-        out["ttft_ms"] = ttft
-    tpot = percentiles("result_time_per_output_token_{}_percentile_ns")
-    if tpot:
-        out["tpot_ms"] = tpot
+    out.update(latency_percentiles(values))
     limits = {"ttft_ms": ms("requested_server_ttft_latency"), "tpot_ms": ms("requested_server_tpot_latency")}
-    if scenario == "Server" and token_latencies and any(limits.values()):
+    if scenario in ("Server", "Interactive") and token_latencies and any(limits.values()):
         out["limits"] = {k: v for k, v in limits.items() if v}
     return out
 

@@ -1,0 +1,56 @@
+"""find-perf's search for the highest VALID Server / Interactive load (runner/find_perf.py search_load): bounded,
+never answers a load that failed, and gets within LOAD_PRECISION of the SUT's limit when the probes allow."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from subtool.runner import find_perf
+from subtool.runner.find_perf import LOAD_PRECISION, MAX_LOAD_PROBES, search_load
+
+
+def _sut(limit: float):
+    """A SUT whose runs are VALID up to `limit` queries/s (what LoadGen's verdict and the p99 limits amount to)."""
+
+    def probe_at(qps: float):
+        return SimpleNamespace(valid=qps <= limit)
+
+    return probe_at
+
+
+@settings(max_examples=300, deadline=None)
+@given(ceiling=st.floats(1.0, 1e5), share=st.floats(0.001, 1.5))
+def test_search_is_bounded_and_answers_only_a_valid_load(ceiling, share):
+    limit = ceiling * share
+    best, tried = search_load(_sut(limit), ceiling)
+    assert 1 <= len(tried) <= MAX_LOAD_PROBES
+    assert all(0 < q <= ceiling for q in tried)
+    if best is None:
+        assert all(q > limit for q in tried)
+    else:
+        assert best in tried and best <= limit
+        assert best == max(q for q in tried if q <= limit)
+
+
+def test_search_gets_close_to_the_limit():
+    # the first load (0.8 of the Offline rate) fails, a lower one holds, bisection closes in within the probes
+    best, tried = search_load(_sut(500.0), 1000.0, max_probes=10)
+    assert best is not None and 500.0 / (1 + LOAD_PRECISION) <= best <= 500.0
+    assert tried[0] == 800.0 and len(tried) <= 10
+    # a SUT that holds every load is given the Offline rate, never more
+    best, tried = search_load(_sut(1e9), 1000.0)
+    assert best == 1000.0 and max(tried) == 1000.0
+
+
+def test_probe_lines_say_the_load_the_verdict_and_why():
+    p = find_perf.Probe(result=1.0, validity="VALID", seconds=1.5, ttft_p99=620.0, tpot_p99=9.5, within_limits=False)
+    line = find_perf._load_line(4, "Interactive", 12.5, p)
+    assert line == (
+        "  probe 4: Interactive 12.500 queries/s → INVALID (TTFT/TPOT p99 over the limits), "
+        "TTFT p99 620 ms, TPOT p99 9.5 ms (1.5 s)"
+    )
+    p = find_perf.Probe(result=1.0, validity="INVALID", seconds=2.0)
+    assert find_perf._load_line(1, "Server", 3.0, p) == "  probe 1: Server 3.000 queries/s → INVALID (LoadGen) (2.0 s)"
