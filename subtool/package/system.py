@@ -1,6 +1,6 @@
 """The system description (`systems/<system>.json`): detection, overrides, and validation against the schema.
 
-Detection (system_probe and the system_detect_* readers: psutil, NVML, amdsmi, dmidecode, else /proc, /sys,
+Detection (subtool/hostinfo: fields.py and its readers: psutil, NVML, amdsmi, dmidecode, else /proc, /sys,
 lscpu, nvidia-smi) reads the host and the framework versions
 of the run; every field can be overridden from a TOML/JSON file or `key=value` flags. Fields that cannot be
 detected get a value that says so, and are listed in `SystemDescription.guessed` so that `subtool system` can
@@ -19,8 +19,7 @@ from typing import Any
 
 from subtool import __version__
 from subtool.errors import SubtoolError
-from subtool.mlperf.layout import check_name
-from subtool.package.system_probe import (
+from subtool.hostinfo.fields import (
     CPU_ONLY_ACCELERATOR,
     GUESSED,
     NOT_DETECTED,
@@ -29,6 +28,7 @@ from subtool.package.system_probe import (
     probe_host,
     software_stack,
 )
+from subtool.mlperf.layout import check_name
 from subtool.schemas import load_schema
 
 SCHEMA_NAME = "system_desc"

@@ -16,9 +16,9 @@ from support.gpu_libraries import fake_amdsmi, fake_pynvml, load
 from typer.testing import CliRunner
 
 from subtool.cli import app
-from subtool.package import system_detect_amd, system_detect_gpu, system_detect_host, system_detect_memory
+from subtool.hostinfo import amd, gpu, host, memory
+from subtool.hostinfo.fields import accelerator_fields, probe_host
 from subtool.package.system import detect_system, validation_errors
-from subtool.package.system_probe import accelerator_fields, probe_host
 
 FIXTURES = Path(__file__).parent / "fixtures"
 runner = CliRunner()
@@ -62,7 +62,7 @@ def test_one_h200_through_nvml(monkeypatch, bare_path):
     assert (f["accelerator_frequency"], f["accelerator_host_interconnect"]) == ("1980 MHz", "PCIe Gen5 x16")
     assert f["accelerator_interconnect"] == f["accelerator_interconnect_topology"] == "N/A"
     assert "NVIDIA driver 570.86.15, CUDA 12.8" in f["other_software_stack"]
-    assert desc.sources["accelerator_model_name"] == system_detect_gpu.NVML
+    assert desc.sources["accelerator_model_name"] == gpu.NVML
     assert desc.sources["accelerator_interconnect"] == "derived: one accelerator"
     assert "accelerator_interconnect" not in desc.guessed
     assert "accelerator_memory_configuration" in desc.guessed  # NVML does not say HBM3e: the user does
@@ -98,12 +98,12 @@ def test_gpus_without_nvlink_are_pcie_and_unsupported_queries_stay_unknown(monke
 
 def test_mig_partitioned_a100_is_described_by_its_instances(monkeypatch, bare_path):
     _with_nvml(monkeypatch, "nvml_a100_mig.json")
-    scan = system_detect_gpu.nvml_scan()
+    scan = gpu.nvml_scan()
     assert scan is not None and scan.gpus[0].partitions == [("1g.10gb", 9984)] * 7  # slot 8 empty: NOT_FOUND
     fields, sources = accelerator_fields(scan)
     assert fields["accelerator_model_name"] == "NVIDIA A100-SXM4-80GB (7x1g.10gb MIG)"
     assert fields["accelerator_memory_capacity"] == "10 GB"  # one instance's memory, not the card's 80 GB
-    assert fields["accelerators_per_node"] == 1 and sources["accelerator_memory_capacity"] == system_detect_gpu.NVML
+    assert fields["accelerators_per_node"] == 1 and sources["accelerator_memory_capacity"] == gpu.NVML
 
 
 def test_nvml_without_its_driver_library_falls_back_to_nvidia_smi(monkeypatch, bare_path):
@@ -115,7 +115,7 @@ def test_nvml_without_its_driver_library_falls_back_to_nvidia_smi(monkeypatch, b
     desc = detect_system(submitter="TeamX", division="open")
     assert desc.fields["accelerator_model_name"] == "NVIDIA H100 PCIe"
     assert desc.fields["accelerator_memory_capacity"] == "80 GB"
-    assert desc.sources["accelerator_model_name"] == system_detect_gpu.NVIDIA_SMI
+    assert desc.sources["accelerator_model_name"] == gpu.NVIDIA_SMI
     assert "NVIDIA driver 535.104.05" in desc.fields["other_software_stack"]
 
 
@@ -133,7 +133,7 @@ def test_eight_mi300x_through_amdsmi(monkeypatch, bare_path):
     assert f["accelerator_interconnect"] == "xGMI (AMD Infinity Fabric)"
     assert f["accelerator_interconnect_topology"] == "xGMI between every pair of GPUs (1 hop)"
     assert "AMD amdgpu 6.10.5" in f["other_software_stack"]
-    assert all(desc.sources[k] == system_detect_gpu.AMDSMI for k in ("accelerator_model_name", "accelerator_frequency"))
+    assert all(desc.sources[k] == gpu.AMDSMI for k in ("accelerator_model_name", "accelerator_frequency"))
     assert not [g for g in desc.guessed if g.startswith("accelerator")]
     assert smi.state["init"] == 0
     assert f["system_name"].startswith("8xAMD_Instinct_MI300X_")
@@ -146,7 +146,7 @@ def test_amdsmi_without_rocm_is_silent_and_the_sysfs_reader_answers(tmp_path, mo
     (pkg / "__init__.py").write_text("print('Unable to find libamd_smi.so')\nraise KeyError('libamd_smi.so')\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.delitem(sys.modules, "amdsmi", raising=False)
-    assert system_detect_amd.amdsmi_scan() is None
+    assert amd.amdsmi_scan() is None
     assert capfd.readouterr().out == ""  # `subtool system` prints its JSON on stdout: nothing may mix in
     drm = tmp_path / "drm"
     for card, vendor, extra in (("card0", "0x1002", True), ("card1", "0x10de", False), ("card0-DP-1", "0x1002", 0)):
@@ -155,43 +155,41 @@ def test_amdsmi_without_rocm_is_silent_and_the_sysfs_reader_answers(tmp_path, mo
         if extra:
             (drm / card / "device" / "product_name").write_text("AMD Instinct MI300X\n")
             (drm / card / "device" / "mem_info_vram_total").write_text(f"{196592 * 2**20}\n")
-    scan = system_detect_amd.sysfs_amd_scan(drm)
-    assert scan is not None and scan.source == system_detect_gpu.SYS_DRM
+    scan = amd.sysfs_amd_scan(drm)
+    assert scan is not None and scan.source == gpu.SYS_DRM
     assert [(g.name, g.memory_mib) for g in scan.gpus] == [("AMD Instinct MI300X", 196592)]
 
 
 # ------------------------------------------------------------------------------------------ host, memory
 def test_this_machine_through_psutil_and_without_it(monkeypatch):
     psutil = pytest.importorskip("psutil")
-    cpu, sources = system_detect_host.cpu_info()
+    cpu, sources = host.cpu_info()
     assert cpu["sockets"] * cpu["cores_per_socket"] <= psutil.cpu_count(logical=False)
-    assert sources["cores_per_socket"] == system_detect_host.PSUTIL
-    total, source = system_detect_host.memory_bytes()
-    assert (total, source) == (psutil.virtual_memory().total, system_detect_host.PSUTIL)
-    (cap, cap_src), _ = system_detect_host.storage("/")
-    assert cap_src == system_detect_host.PSUTIL and cap == system_detect_host.human_bytes(psutil.disk_usage("/").total)
+    assert sources["cores_per_socket"] == host.PSUTIL
+    total, source = host.memory_bytes()
+    assert (total, source) == (psutil.virtual_memory().total, host.PSUTIL)
+    (cap, cap_src), _ = host.storage("/")
+    assert cap_src == host.PSUTIL and cap == host.human_bytes(psutil.disk_usage("/").total)
     monkeypatch.setitem(sys.modules, "psutil", None)  # not installed: today's readers answer the same
-    assert system_detect_host.memory_bytes() == (total, "file: /proc/meminfo")
-    cpu2, sources2 = system_detect_host.cpu_info()
-    assert sources2["cores_per_socket"] != system_detect_host.PSUTIL and cpu2["model"] == cpu["model"]
+    assert host.memory_bytes() == (total, "file: /proc/meminfo")
+    cpu2, sources2 = host.cpu_info()
+    assert sources2["cores_per_socket"] != host.PSUTIL and cpu2["model"] == cpu["model"]
 
 
 def test_dimm_layout_from_dmidecode(bare_path):
     text = (FIXTURES / "dmidecode_2s_ddr5.txt").read_text()
-    assert system_detect_memory.describe_dimms(*system_detect_memory.parse_dimms(text)) == (
-        "16x 64 GB DDR5 4800 MT/s (16 of 24 slots)"
-    )
+    assert memory.describe_dimms(*memory.parse_dimms(text)) == ("16x 64 GB DDR5 4800 MT/s (16 of 24 slots)")
     _script(bare_path, "dmidecode", f"exec /bin/cat '{FIXTURES / 'dmidecode_2s_ddr5.txt'}'")
-    assert system_detect_memory.memory_configuration() == (
+    assert memory.memory_configuration() == (
         "16x 64 GB DDR5 4800 MT/s (16 of 24 slots)",
-        system_detect_memory.DMIDECODE,
+        memory.DMIDECODE,
     )
     desc = detect_system(submitter="TeamX", division="open")
     assert desc.fields["host_memory_configuration"].startswith("16x 64 GB DDR5")
     assert "host_memory_configuration" not in desc.guessed
     # not root: dmidecode cannot read the tables, and the field is left to the user
     _script(bare_path, "dmidecode", "echo '/dev/mem: Permission denied' >&2; exit 1")
-    value, source = system_detect_memory.memory_configuration()
+    value, source = memory.memory_configuration()
     assert value is None and source.startswith("guessed") and "root" in source
     probe_host.cache_clear()
     desc = detect_system(submitter="TeamX", division="open")
@@ -200,8 +198,8 @@ def test_dimm_layout_from_dmidecode(bare_path):
 
 @given(st.text(max_size=400))
 def test_dmidecode_parser_never_raises_on_garbage(text):
-    dimms, slots = system_detect_memory.parse_dimms("Memory Device\n\tSize: " + text)
-    out = system_detect_memory.describe_dimms(dimms, slots)
+    dimms, slots = memory.parse_dimms("Memory Device\n\tSize: " + text)
+    out = memory.describe_dimms(dimms, slots)
     assert out is None or out.split("x ", 1)[0].isdigit()
 
 

@@ -7,7 +7,7 @@ import contextlib
 import itertools
 from pathlib import Path
 
-from subtool.package.system_detect_gpu import AMDSMI, SYS_DRM, Gpu, GpuScan, _module
+from subtool.hostinfo.gpu import AMDSMI, SYS_DRM, Gpu, GpuScan, _module
 
 AMD_VENDOR_ID = "0x1002"
 

@@ -1,6 +1,6 @@
 """This host as system-description fields, each with the source it came from (for `subtool system --explain`).
 
-`probe_host()` asks the readers once per process (system_detect_host, _memory, _gpu, _amd); the field builders
+`probe_host()` asks the readers once per process (hostinfo.host, .memory, .gpu, .amd); the field builders
 turn what they found into the official checker's fields. A field nobody could detect is "not detected" with the
 source "guessed", and detect_system lists it for the user to fill in.
 """
@@ -11,9 +11,10 @@ import functools
 import platform
 from typing import Any
 
-from subtool.package import system_detect_amd, system_detect_gpu, system_detect_host, system_detect_memory
-from subtool.package.system_detect_gpu import GpuScan
-from subtool.package.system_detect_host import NOT_DETECTED, human_bytes
+from subtool.hostinfo import amd, gpu, memory
+from subtool.hostinfo import host as readers
+from subtool.hostinfo.gpu import GpuScan
+from subtool.hostinfo.host import NOT_DETECTED, human_bytes
 
 CPU_ONLY_ACCELERATOR = "N/A (CPU only)"
 GUESSED = "guessed"
@@ -23,11 +24,11 @@ Sourced = tuple[dict[str, Any], dict[str, str]]  # (fields, field → source)
 def detect_gpus() -> GpuScan | None:
     """The first source that sees GPUs: NVML, nvidia-smi, amdsmi, the NVIDIA driver's /proc, amdgpu's sysfs."""
     for scan in (
-        system_detect_gpu.nvml_scan,
-        system_detect_gpu.nvidia_smi_scan,
-        system_detect_amd.amdsmi_scan,
-        system_detect_gpu.proc_nvidia_scan,
-        system_detect_amd.sysfs_amd_scan,
+        gpu.nvml_scan,
+        gpu.nvidia_smi_scan,
+        amd.amdsmi_scan,
+        gpu.proc_nvidia_scan,
+        amd.sysfs_amd_scan,
     ):
         found = scan()
         if found is not None and found.gpus:
@@ -38,16 +39,16 @@ def detect_gpus() -> GpuScan | None:
 @functools.lru_cache(maxsize=1)
 def probe_host() -> dict[str, Any]:
     """Everything detection reads from this machine (cached: it does not change within a process)."""
-    cpu, cpu_sources = system_detect_host.cpu_info()
+    cpu, cpu_sources = readers.cpu_info()
     return {
         "cpu": cpu,
         "cpu_sources": cpu_sources,
-        "memory": system_detect_host.memory_bytes(),
-        "memory_config": system_detect_memory.memory_configuration(),
-        "storage": system_detect_host.storage(),
-        "network": system_detect_host.network(),
+        "memory": readers.memory_bytes(),
+        "memory_config": memory.memory_configuration(),
+        "storage": readers.storage(),
+        "network": readers.network(),
         "gpus": detect_gpus(),
-        "os": system_detect_host.os_name(),
+        "os": readers.os_name(),
     }
 
 
@@ -174,3 +175,25 @@ def software_stack(versions: dict[str, str], scan: GpuScan | None, loadgen: str 
         stack.append(f"CUDA {scan.cuda}")
     stack.append(f"subtool {subtool}")
     return ", ".join(stack)
+
+
+# Fields that describe a run's set-up, not one machine: not part of a node's own description.
+NOT_PER_NODE = ("number_of_nodes", "host_networking_topology", "cooling")
+
+
+def describe_node() -> dict[str, Any]:
+    """This machine as a multi-node run records each of its nodes: host name, the per-node fields of a system
+    description (processors, memory, storage, network, OS, accelerators), each field's source, the GPU driver."""
+    import socket
+
+    host = probe_host()
+    fields, sources = host_fields(host)
+    acc, acc_sources = accelerator_fields(host["gpus"])
+    fields = {k: v for k, v in {**fields, **acc}.items() if k not in NOT_PER_NODE}
+    sources = {**sources, **acc_sources}
+    return {
+        "host": socket.gethostname(),
+        "fields": fields,
+        "sources": {k: sources[k] for k in fields},
+        "driver": host["gpus"].driver if host["gpus"] is not None else "",
+    }
