@@ -119,6 +119,25 @@ def test_nvml_without_its_driver_library_falls_back_to_nvidia_smi(monkeypatch, b
     assert "NVIDIA driver 535.104.05" in desc.fields["other_software_stack"]
 
 
+def test_nvidia_smi_answers_with_na_values_and_garbage(monkeypatch, bare_path):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    # MIG-enabled or virtual GPUs answer [N/A] for some columns; a warning line is not a GPU
+    _script(bare_path, "nvidia-smi", "echo 'NVIDIA H100 80GB HBM3, [N/A], [N/A], 5, 16, 550.54.15'; echo 'WARNING: x'")
+    desc = detect_system(submitter="TeamX", division="open")
+    assert (desc.fields["accelerators_per_node"], desc.fields["accelerator_model_name"]) == (1, "NVIDIA H100 80GB HBM3")
+    assert desc.fields["accelerator_memory_capacity"] == desc.fields["accelerator_frequency"] == "not detected"
+    assert {"accelerator_memory_capacity", "accelerator_frequency"} <= set(desc.guessed)
+    _script(bare_path, "nvidia-smi", "echo 'No devices were found'; exit 6")
+    probe_host.cache_clear()
+    assert detect_system(submitter="TeamX", division="open").fields["accelerators_per_node"] == "0"
+
+
+@given(st.text(max_size=300))
+def test_cpuinfo_reader_never_raises_on_garbage(text):
+    facts = host._cpuinfo_facts(text)
+    assert isinstance(facts["sockets"], set) and isinstance(facts.get("model", ""), str)
+
+
 # --------------------------------------------------------------------------------------------------- AMD
 def test_eight_mi300x_through_amdsmi(monkeypatch, bare_path):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # no NVIDIA library: the AMD one answers
@@ -158,6 +177,11 @@ def test_amdsmi_without_rocm_is_silent_and_the_sysfs_reader_answers(tmp_path, mo
     scan = amd.sysfs_amd_scan(drm)
     assert scan is not None and scan.source == gpu.SYS_DRM
     assert [(g.name, g.memory_mib) for g in scan.gpus] == [("AMD Instinct MI300X", 196592)]
+    (drm / "card0" / "device" / "mem_info_vram_total").write_bytes(b"\xff\x00garbage")  # unreadable size: unknown
+    (drm / "card0" / "device" / "product_name").unlink()
+    (drm / "card0" / "device" / "device").write_text("0x74a1\n")
+    scan = amd.sysfs_amd_scan(drm)
+    assert [(g.name, g.memory_mib) for g in scan.gpus] == [("AMD GPU (device 0x74a1)", None)]
 
 
 # ------------------------------------------------------------------------------------------ host, memory
