@@ -107,8 +107,7 @@ def test_mig_partitioned_a100_is_described_by_its_instances(monkeypatch, bare_pa
 
 
 def test_nvml_without_its_driver_library_falls_back_to_nvidia_smi(monkeypatch, bare_path):
-    import pynvml
-
+    pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed (the test extra has it)")
     nv = fake_pynvml(load("nvml_h200_x1.json"), init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
     monkeypatch.setitem(sys.modules, "pynvml", nv)
     _script(bare_path, "nvidia-smi", "echo 'NVIDIA H100 PCIe, 81559, 1755, 5, 16, 535.104.05'")

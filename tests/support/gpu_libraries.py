@@ -31,7 +31,9 @@ def _nv_arg(arg) -> str:
 
 
 def fake_pynvml(recording: dict, *, init_error: int | None = None) -> types.ModuleType:
-    import pynvml as real
+    import pytest
+
+    real = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed (the test and system extras have it)")
 
     nv = types.ModuleType("pynvml")
     for name in dir(real):
