@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, SubtoolError
+from subtool.md_table import markdown_table
 from subtool.mlperf.layout import DIVISIONS
 from subtool.mlperf.rounds import check_version
 
@@ -263,31 +264,34 @@ def render_markdown(outcome: CiOutcome, opts: CiOptions) -> str:
     lines.append("")
     results = [r for rep in outcome.reports.values() for r in rep.results]
     if results:
-        lines += [
-            "| Result | Verdict | Performance | Accuracy | Run | Waived | Failing rules |",
-            "|---|---|---|---|---|---|---|",
+        rows = [
+            [
+                f"`{_cell(res.result)}`",
+                "✅ pass" if res.passed else "❌ fail",
+                _cell(_value(res)),
+                _cell(res.accuracy or "-"),
+                _cell(res.run_style),
+                _cell(", ".join(res.waived) or "-"),
+                _cell(", ".join(res.failed) or "-"),
+            ]
+            for res in results[:MAX_TABLE_ROWS]
         ]
-        for res in results[:MAX_TABLE_ROWS]:
-            verdict = "✅ pass" if res.passed else "❌ fail"
-            lines.append(
-                f"| `{_cell(res.result)}` | {verdict} | {_cell(_value(res))} | {_cell(res.accuracy or '-')} "
-                f"| {_cell(res.run_style)} | {_cell(', '.join(res.waived) or '-')} "
-                f"| {_cell(', '.join(res.failed) or '-')} |"
-            )
         if len(results) > MAX_TABLE_ROWS:
-            lines.append(f"| … {len(results) - MAX_TABLE_ROWS} more results | | | | | | |")
+            rows.append([f"… {len(results) - MAX_TABLE_ROWS} more results"])
+        header = ["Result", "Verdict", "Performance", "Accuracy", "Run", "Waived", "Failing rules"]
+        lines += markdown_table(header, rows)
         lines.append("")
     elif checked:
         lines += ["No result directory found under the changed submitters.", ""]
     shown = [f for f in outcome.findings if f.severity in ("error", "warning")]
     if shown:
-        lines += ["| Severity | Rule | Path | Message | Fix |", "|---|---|---|---|---|"]
-        for f in shown[:MAX_TABLE_ROWS]:
-            lines.append(
-                f"| {f.severity} | `{_cell(f.rule)}` | `{_cell(f.path)}` | {_cell(f.message)} | {_cell(f.hint or '')} |"
-            )
+        rows = [
+            [f.severity, f"`{_cell(f.rule)}`", f"`{_cell(f.path)}`", _cell(f.message), _cell(f.hint or "")]
+            for f in shown[:MAX_TABLE_ROWS]
+        ]
         if len(shown) > MAX_TABLE_ROWS:
-            lines.append(f"| … {len(shown) - MAX_TABLE_ROWS} more | | | | |")
+            rows.append([f"… {len(shown) - MAX_TABLE_ROWS} more"])
+        lines += markdown_table(["Severity", "Rule", "Path", "Message", "Fix"], rows)
         lines.append("")
     if changes.other_paths:
         lines.append(f"{len(changes.other_paths)} changed path(s) outside submitter directories were not checked.")

@@ -277,6 +277,9 @@ def system(
     file: Path | None = typer.Option(None, "--file", help="Overrides from a TOML or JSON file."),
     validate: Path | None = typer.Option(None, help="Only validate this system JSON; exit 1 if invalid."),
     out: Path | None = typer.Option(None, help="Also write the JSON to this file."),
+    explain: bool = typer.Option(
+        False, "--explain", help="Print where each field came from (library, file, command, override, guessed)."
+    ),
 ) -> None:
     """Print the detected system description (systems/<system>.json); edit it with --set/--file; validate."""
     _outputs(("--out", out, False))
@@ -286,6 +289,7 @@ def system(
     from subtool.package.system import (
         apply_overrides,
         detect_system,
+        explain_table,
         load_overrides,
         parse_set,
         split_overrides,
@@ -315,17 +319,17 @@ def system(
             if not errors:
                 console.print(escape(f"{validate}: valid"), highlight=False)
             raise typer.Exit(1 if errors else 0)
-        overrides = {}
-        if file is not None:
-            overrides, _ = split_overrides(load_overrides(file))
-        overrides.update(parse_set(list(set_)))
+        from_file = split_overrides(load_overrides(file))[0] if file is not None else {}
+        from_set = parse_set(list(set_))
+        overrides = {**from_file, **from_set}
         desc = detect_system(submitter=submitter or str(overrides.get("submitter", "")), division=division or "open")
-        desc = apply_overrides(desc, overrides)
+        desc = apply_overrides(desc, from_file, source=f"override: {file}")
+        desc = apply_overrides(desc, from_set, source="override: --set")
         if out is not None:
             atomic_write_text(out, desc.to_json())
     except SubtoolError as err:
         _fail(err)
-    sys.stdout.write(desc.to_json())
+    sys.stdout.write(explain_table(desc) + "\n" if explain else desc.to_json())
     if desc.guessed:
         console.print(
             escape(f"note: not detected, please set: {', '.join(desc.guessed)} (--set key=value)"),

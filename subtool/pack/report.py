@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool import __version__
+from subtool.md_table import markdown_table
 from subtool.pack.inputs import ResultInfo, RunInfo, TreeInfo
 
 # The system JSON fields in the order a reader wants them; the rest follow alphabetically.
@@ -106,9 +107,7 @@ def _cell(value: object) -> str:
 
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return lines
+    return markdown_table(header, [[_cell(v) for v in row] for row in rows])
 
 
 def _row_for(result: ResultInfo, rows: list[dict]) -> dict | None:

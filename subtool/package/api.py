@@ -31,7 +31,7 @@ from subtool.package.system import (
     split_overrides,
     validation_errors,
 )
-from subtool.package.system_merge import existing_system, merged_fields
+from subtool.package.system_merge import existing_system, merged_fields, with_recorded_nodes
 
 FULL_LOGS_DIR = ".full_logs"  # default home of the untruncated accuracy logs, inside --out
 _USER_CONF_KEYS = (
@@ -251,6 +251,7 @@ class _Planner:
         if not versions.get("loadgen") and imp.perf_log.loadgen_version:
             versions = {**versions, "loadgen": imp.perf_log.loadgen_version}
         detected = detect_system(submitter=submitter, division=division, versions=versions, demo=imp.demo)
+        detected = with_recorded_nodes(detected, [imp])  # a multi-node run: its nodes, not this machine
         system = _system_name(opts, imp, detected, self.sys_overrides)
         key = ResultKey(division, submitter, system, check_name(imp.model, "model name"), imp.scenario)
         if key in self.seen:

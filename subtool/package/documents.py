@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from subtool import __version__
+from subtool.md_table import markdown_table
 from subtool.mlperf.layout import ResultKey, layout_for
 from subtool.mlperf.run_record import run_assets
 from subtool.package.importers import ImportedResult
@@ -154,11 +155,10 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
             f"- Run started {run['tstamps'][0]}" + (f", ended {run['tstamps'][-1]}" if len(run["tstamps"]) > 1 else "")
         )
     lines += assets_section(imp)
-    lines += ["", "## Settings (from mlperf_log_detail.txt)", "", "| setting | value |", "|---|---|"]
+    lines += ["", "## Settings (from mlperf_log_detail.txt)", ""]
     settings = imp.perf_log.settings()
-    for name in _SETTINGS:
-        if name in settings:
-            lines.append(f"| {name} | {settings[name]} |")
+    rows = [[name, str(settings[name])] for name in _SETTINGS if name in settings]
+    lines += markdown_table(["setting", "value"], rows)
     lines += ["", "## How to reproduce", ""]
     cmd = reproduce_command(imp, key)
     if cmd:

@@ -1,6 +1,7 @@
 """The system description (`systems/<system>.json`): detection, overrides, and validation against the schema.
 
-Detection reads the host (CPU, cores, memory, storage, GPUs through nvidia-smi, OS) and the framework versions
+Detection (subtool/hostinfo: fields.py and its readers: psutil, NVML, amdsmi, dmidecode, else /proc, /sys,
+lscpu, nvidia-smi) reads the host and the framework versions
 of the run; every field can be overridden from a TOML/JSON file or `key=value` flags. Fields that cannot be
 detected get a value that says so, and are listed in `SystemDescription.guessed` so that `subtool system` can
 tell the user what to fill in. Validation gives one message per field, naming it and the allowed values.
@@ -8,15 +9,9 @@ tell the user what to fill in. Validation gives one message per field, naming it
 
 from __future__ import annotations
 
-import functools
-import glob
 import importlib.metadata
 import json
-import os
-import platform
 import re
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +19,19 @@ from typing import Any
 
 from subtool import __version__
 from subtool.errors import SubtoolError
+from subtool.hostinfo.fields import (
+    CPU_ONLY_ACCELERATOR,
+    GUESSED,
+    NOT_DETECTED,
+    accelerator_fields,
+    host_fields,
+    probe_host,
+    software_stack,
+)
 from subtool.mlperf.layout import check_name
 from subtool.schemas import load_schema
 
 SCHEMA_NAME = "system_desc"
-NOT_DETECTED = "not detected"
-CPU_ONLY_ACCELERATOR = "N/A (CPU only)"
 # Keys of an overrides file that are not system fields.
 MEASUREMENTS_KEY = "measurements"
 
@@ -42,150 +44,13 @@ def required_fields() -> list[str]:
 class SystemDescription:
     fields: dict[str, Any]
     guessed: list[str] = field(default_factory=list)  # fields filled with a placeholder, to be checked
+    sources: dict[str, str] = field(default_factory=dict)  # field → where its value came from (--explain)
 
     def to_json(self) -> str:
         return json.dumps(self.fields, indent=2) + "\n"
 
 
-# --------------------------------------------------------------------------------------------- probing
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
-
-
-def _human_bytes(n: float) -> str:
-    gb = n / 1e9
-    if gb >= 1000:
-        return f"{gb / 1000:.1f} TB"
-    return f"{gb:.0f} GB" if gb >= 10 else f"{gb:.1f} GB"
-
-
-def _cpu_info() -> dict[str, Any]:
-    text = _read("/proc/cpuinfo") or ""
-    model = None
-    sockets: set[str] = set()
-    cores_per_socket = None
-    mhz = None
-    for line in text.splitlines():
-        if ":" not in line:
-            continue
-        k, v = (s.strip() for s in line.split(":", 1))
-        if k in ("model name", "Processor", "cpu model") and not model:
-            model = v
-        elif k == "physical id":
-            sockets.add(v)
-        elif k == "cpu cores" and cores_per_socket is None and v.isdigit():
-            cores_per_socket = int(v)
-        elif k == "cpu MHz" and mhz is None:
-            try:
-                mhz = float(v)
-            except ValueError:
-                pass
-    max_khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    if max_khz and max_khz.strip().isdigit():
-        mhz = int(max_khz.strip()) / 1000
-    n_sockets = max(1, len(sockets))
-    logical = os.cpu_count() or 1
-    if cores_per_socket is None:
-        cores_per_socket = max(1, logical // n_sockets)
-    caches = []
-    base = Path("/sys/devices/system/cpu/cpu0/cache")
-    for idx in sorted(base.glob("index*")) if base.is_dir() else []:
-        level, kind, size = (_read(str(idx / n)) for n in ("level", "type", "size"))
-        if level and size:
-            tag = {"Data": "d", "Instruction": "i"}.get((kind or "").strip(), "")
-            caches.append(f"L{level.strip()}{tag} {size.strip()}")
-    return {
-        "model": model or platform.processor() or NOT_DETECTED,
-        "sockets": n_sockets,
-        "cores_per_socket": cores_per_socket,
-        "logical": logical,
-        "frequency": f"{mhz:.0f} MHz" if mhz else NOT_DETECTED,
-        "caches": ", ".join(caches) if caches else NOT_DETECTED,
-    }
-
-
-def _memory_bytes() -> int | None:
-    for line in (_read("/proc/meminfo") or "").splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
-def _storage(path: str = "/") -> tuple[str, str]:
-    try:
-        total = shutil.disk_usage(path).total
-    except OSError:
-        return NOT_DETECTED, NOT_DETECTED
-    kinds = set()
-    for dev in Path("/sys/block").glob("*"):
-        if dev.name.startswith(("loop", "ram", "zram", "dm-", "sr")):
-            continue
-        rot = _read(str(dev / "queue" / "rotational"))
-        if rot is None:
-            continue
-        kinds.add("NVMe SSD" if dev.name.startswith("nvme") else ("HDD" if rot.strip() == "1" else "SSD"))
-    return _human_bytes(total), " + ".join(sorted(kinds)) if kinds else NOT_DETECTED
-
-
-def _network() -> tuple[str, int]:
-    nics = []
-    for dev in sorted(Path("/sys/class/net").glob("*")):
-        if (dev / "device").exists():  # physical (or paravirtual) NICs, not lo/bridges/ifb
-            speed = (_read(str(dev / "speed")) or "").strip()
-            nics.append(
-                f"{dev.name}"
-                + (f" {int(speed) // 1000} Gbit/s" if speed.lstrip("-").isdigit() and int(speed) >= 1000 else "")
-            )
-    return (f"Ethernet ({', '.join(nics)})" if nics else "none"), len(nics)
-
-
-def _nvidia_smi() -> list[dict[str, str]]:
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return []
-    query = "name,memory.total,clocks.max.sm,pcie.link.gen.max,pcie.link.width.max,driver_version"
-    try:
-        out = subprocess.run(
-            [exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 6:
-            gpus.append(dict(zip(("name", "memory_mib", "sm_mhz", "pcie_gen", "pcie_width", "driver"), parts)))
-    return gpus
-
-
-def _driver_gpus() -> list[dict[str, str]]:
-    """Only when nvidia-smi is absent: the model names the NVIDIA driver lists under /proc (no memory size, which
-    the description then marks as not detected). packaging never imports torch (docs/architecture.md)."""
-    gpus = []
-    for info in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information")):
-        text = _read(info) or ""
-        model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model:")), "")
-        if model:
-            gpus.append({"name": model, "memory_mib": "", "sm_mhz": "", "pcie_gen": "", "pcie_width": "", "driver": ""})
-    return gpus
-
-
-def _os_name() -> str:
-    try:
-        pretty = platform.freedesktop_os_release().get("PRETTY_NAME")
-    except OSError:
-        pretty = None
-    return f"{pretty or platform.system()} (kernel {platform.release()})"
-
-
+# ------------------------------------------------------------------------------------------ detection
 def _pkg_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
@@ -193,24 +58,7 @@ def _pkg_version(name: str) -> str | None:
         return None
 
 
-@functools.lru_cache(maxsize=1)
-def probe_host() -> dict[str, Any]:
-    """Everything detection reads from this machine (cached: it does not change within a process)."""
-    gpus = _nvidia_smi() or _driver_gpus()
-    storage_cap, storage_type = _storage()
-    networking, nic_count = _network()
-    return {
-        "cpu": _cpu_info(),
-        "memory": _memory_bytes(),
-        "storage": (storage_cap, storage_type),
-        "network": (networking, nic_count),
-        "gpus": gpus,
-        "os": _os_name(),
-    }
-
-
-# ------------------------------------------------------------------------------------------ detection
-def _framework(versions: dict[str, str]) -> str:
+def _framework(versions: dict[str, str]) -> tuple[str, str]:
     names = (
         ("torch", "PyTorch"),
         ("transformers", "transformers"),
@@ -220,9 +68,10 @@ def _framework(versions: dict[str, str]) -> str:
         ("tensorflow", "TensorFlow"),
     )
     parts = [f"{label} {versions[k]}" for k, label in names if versions.get(k)]
-    if not parts:
-        parts = [f"{label} {v}" for k, label in names[:2] if (v := _pkg_version(k))]
-    return ", ".join(parts) if parts else NOT_DETECTED
+    if parts:
+        return ", ".join(parts), "input: the run's record (run.json versions)"
+    parts = [f"{label} {v}" for k, label in names[:2] if (v := _pkg_version(k))]
+    return (", ".join(parts), "library: importlib.metadata (installed packages)") if parts else (NOT_DETECTED, GUESSED)
 
 
 def _short_cpu(model: str) -> str:
@@ -245,81 +94,6 @@ def default_system_name(fields: dict[str, Any], *, demo: bool = False) -> str:
     return name
 
 
-def _host_fields(host: dict[str, Any]) -> dict[str, Any]:
-    """The host half of a description: processors, memory, storage, network, OS."""
-    cpu = host["cpu"]
-    mem = host["memory"]
-    return {
-        "number_of_nodes": 1,
-        "host_processor_model_name": cpu["model"],
-        "host_processors_per_node": cpu["sockets"],
-        "host_processor_core_count": cpu["cores_per_socket"],
-        "host_processor_frequency": cpu["frequency"],
-        "host_processor_caches": cpu["caches"],
-        "host_processor_interconnect": "N/A" if cpu["sockets"] == 1 else NOT_DETECTED,
-        "host_memory_capacity": _human_bytes(mem) if mem else NOT_DETECTED,
-        "host_memory_configuration": f"{_human_bytes(mem)} total, module layout {NOT_DETECTED}"
-        if mem
-        else NOT_DETECTED,
-        "host_storage_capacity": host["storage"][0],
-        "host_storage_type": host["storage"][1],
-        "host_networking": host["network"][0],
-        "host_network_card_count": str(host["network"][1]),
-        "host_networking_topology": "N/A (single node)",
-        "cooling": NOT_DETECTED,
-        "operating_system": host["os"],
-    }
-
-
-def _accelerator_fields(gpus: list[dict[str, str]]) -> tuple[dict[str, Any], list[str]]:
-    """The accelerator half, from the first GPU (and the fields left to the user); CPU-only hosts say so."""
-    if not gpus:
-        # CPU-only: the checker reads 0 as "empty", so the count is the string "0". The model name reaches the
-        # summary, where a bare "N/A" becomes null in the JSON (pandas reads it as missing) but stays in the CSV.
-        return {
-            "accelerators_per_node": "0",
-            "accelerator_model_name": CPU_ONLY_ACCELERATOR,
-            "accelerator_memory_capacity": "N/A",
-            "accelerator_memory_configuration": "N/A",
-            "accelerator_frequency": "N/A",
-            "accelerator_host_interconnect": "N/A",
-            "accelerator_interconnect": "N/A",
-            "accelerator_interconnect_topology": "N/A",
-            "accelerator_on-chip_memories": "N/A",
-        }, []
-    g = gpus[0]
-    fields = {
-        "accelerators_per_node": len(gpus),
-        "accelerator_model_name": g["name"],
-        "accelerator_memory_capacity": f"{round(int(g['memory_mib']) / 1024)} GB"
-        if g["memory_mib"].isdigit()
-        else NOT_DETECTED,
-        "accelerator_memory_configuration": NOT_DETECTED,
-        "accelerator_frequency": f"{g['sm_mhz']} MHz" if g["sm_mhz"].isdigit() else NOT_DETECTED,
-        "accelerator_host_interconnect": (
-            f"PCIe Gen{g['pcie_gen']} x{g['pcie_width']}" if g["pcie_gen"].isdigit() else "PCIe"
-        ),
-        "accelerator_interconnect": "N/A" if len(gpus) == 1 else NOT_DETECTED,
-        "accelerator_interconnect_topology": "N/A" if len(gpus) == 1 else NOT_DETECTED,
-        "accelerator_on-chip_memories": "",
-    }
-    guessed = ["accelerator_memory_configuration"]
-    if len(gpus) > 1:
-        guessed += ["accelerator_interconnect", "accelerator_interconnect_topology"]
-    return fields, guessed
-
-
-def _software_stack(versions: dict[str, str], gpus: list[dict[str, str]]) -> str:
-    stack = [f"Python {versions.get('python') or platform.python_version()}"]
-    lg = versions.get("loadgen") or _pkg_version("mlcommons-loadgen")
-    if lg:
-        stack.append(f"mlcommons-loadgen {lg}")
-    if gpus and gpus[0].get("driver"):
-        stack.append(f"NVIDIA driver {gpus[0]['driver']}")
-    stack.append(f"subtool {__version__}")
-    return ", ".join(stack)
-
-
 def detect_system(
     *,
     submitter: str,
@@ -329,11 +103,13 @@ def detect_system(
     demo: bool = False,
     status: str = "available",
 ) -> SystemDescription:
-    """Describe this host as the official checker wants it; placeholders are listed in `.guessed`."""
+    """Describe this host as the official checker wants it; placeholders are listed in `.guessed`, and where
+    each value came from in `.sources`."""
     if submitter:  # the submitter folder's name: the tree's one alphabet (empty: left for the user to fill in)
         check_name(submitter, "submitter", flag="--submitter")
     host = probe_host()
     versions = dict(versions or {})
+    given = "input: subtool's arguments"
     f: dict[str, Any] = {
         "division": division,
         "submitter": submitter,
@@ -341,22 +117,39 @@ def detect_system(
         "system_type": system_type,
         "system_type_detail": "",
         "system_name": "",
-        **_host_fields(host),
-        "framework": _framework(versions),
-        "hw_notes": "",
-        "sw_notes": "",
     }
-    guessed = ["cooling", "host_memory_configuration"]
-    accelerator, accelerator_guessed = _accelerator_fields(host["gpus"])
-    f.update(accelerator)
-    guessed += accelerator_guessed
-    f["other_software_stack"] = _software_stack(versions, host["gpus"])
-    guessed += [k for k, v in f.items() if v == NOT_DETECTED and k not in guessed]
+    sources = dict.fromkeys(f, given) | {"system_type_detail": "default: empty"}
+    host_f, host_src = host_fields(host)
+    framework, framework_src = _framework(versions)
+    f.update(host_f, framework=framework, hw_notes="", sw_notes="")
+    sources.update(host_src, framework=framework_src, hw_notes="default: empty", sw_notes="default: empty")
+    acc_f, acc_src = accelerator_fields(host["gpus"])
+    f.update(acc_f)
+    sources.update(acc_src)
+    loadgen = versions.get("loadgen") or _pkg_version("mlcommons-loadgen")
+    f["other_software_stack"] = software_stack(versions, host["gpus"], loadgen, __version__)
+    sources["other_software_stack"] = "derived: Python, LoadGen, GPU driver and subtool versions"
     if demo:
         f["hw_notes"] = "DEMO: embedded demo run (random weights); not a benchmark result."
         f["sw_notes"] = "DEMO: produced by `subtool all` without a model or data set."
+        sources["hw_notes"] = sources["sw_notes"] = "input: a demo run"
     f["system_name"] = default_system_name(f, demo=demo)
-    return SystemDescription(fields=f, guessed=guessed)
+    sources["system_name"] = "derived: from the processor and accelerator fields"
+    guessed = ["cooling"] + [k for k, v in f.items() if v == NOT_DETECTED and k != "cooling"]
+    return SystemDescription(fields=f, guessed=guessed, sources=sources)
+
+
+def explain_table(desc: SystemDescription) -> str:
+    """`subtool system --explain`: each field, its value and where the value came from."""
+    from tabulate import tabulate
+
+    rows = []
+    for name, value in desc.fields.items():
+        source = desc.sources.get(name, "override")
+        if name in desc.guessed and not source.startswith(GUESSED):
+            source = f"{GUESSED} ({source})"
+        rows.append((name, json.dumps(value) if not isinstance(value, str) else value, source))
+    return tabulate(rows, headers=("field", "value", "source"), tablefmt="simple", disable_numparse=True)
 
 
 # ------------------------------------------------------------------------------------------ overrides
@@ -473,10 +266,14 @@ def split_overrides(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     return data, meas
 
 
-def apply_overrides(desc: SystemDescription, overrides: dict[str, Any]) -> SystemDescription:
+def apply_overrides(
+    desc: SystemDescription, overrides: dict[str, Any], *, source: str = "override"
+) -> SystemDescription:
+    """The description with these fields replaced; `source` says where they came from (--explain)."""
     fields = dict(desc.fields)
     fields.update(overrides)
-    return SystemDescription(fields=fields, guessed=[g for g in desc.guessed if g not in overrides])
+    sources = {**desc.sources, **dict.fromkeys(overrides, source)}
+    return SystemDescription(fields=fields, guessed=[g for g in desc.guessed if g not in overrides], sources=sources)
 
 
 # ----------------------------------------------------------------------------------------- validation

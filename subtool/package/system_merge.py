@@ -1,5 +1,6 @@
 """How a system description joins the one already in the tree: the fields a joining result may widen
-(`system_type`, `number_of_nodes`), and the rule that an existing description is never silently overwritten."""
+(`system_type`, `number_of_nodes`), and the rule that an existing description is never silently overwritten;
+and how a multi-node run's nodes, each described by itself in run.json (`sut.nodes`), make one description."""
 
 from __future__ import annotations
 
@@ -9,11 +10,37 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.package.importers import ImportedResult
 from subtool.package.staging import write_text
-from subtool.package.system import SystemDescription
+from subtool.package.system import NOT_DETECTED, SystemDescription
 
 _SUITES = ("datacenter", "edge")
 # Fields a joining result may widen in a system description already in the tree (never narrow).
 MERGED_SYSTEM_FIELDS = ("system_type", "number_of_nodes")
+# What each node of a multi-node run describes of itself (subtool.hostinfo.fields.describe_node).
+PER_NODE_FIELDS = (
+    "host_processor_model_name",
+    "host_processors_per_node",
+    "host_processor_core_count",
+    "host_processor_frequency",
+    "host_processor_caches",
+    "host_processor_interconnect",
+    "host_memory_capacity",
+    "host_memory_configuration",
+    "host_storage_capacity",
+    "host_storage_type",
+    "host_networking",
+    "host_network_card_count",
+    "operating_system",
+    "accelerators_per_node",
+    "accelerator_model_name",
+    "accelerator_memory_capacity",
+    "accelerator_memory_configuration",
+    "accelerator_frequency",
+    "accelerator_host_interconnect",
+    "accelerator_interconnect",
+    "accelerator_interconnect_topology",
+    "accelerator_on-chip_memories",
+)
+MAX_NODE_VALUE = 300  # characters of a recorded node's value, host name or source
 
 
 def _system_type(benches) -> str:
@@ -57,6 +84,80 @@ def run_nodes(imp: ImportedResult) -> int:
         if isinstance(w, dict) and w.get("node") and not _answered_none(w.get("samples"))
     }
     return max(1, len(nodes))
+
+
+def _answering_addresses(sut: dict) -> set[str]:
+    workers = sut.get("per_worker")
+    return {
+        str(w.get("node_ip") or "")
+        for w in (workers if isinstance(workers, list) else [])
+        if isinstance(w, dict) and w.get("node") and not _answered_none(w.get("samples"))
+    }
+
+
+def _node_value(value: object) -> bool:
+    """What a node's field may hold: text or a whole number, short (run.json is the user's file)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and len(value) <= MAX_NODE_VALUE)
+
+
+def recorded_nodes(imps: list[ImportedResult]) -> list[dict]:
+    """The nodes the runs described (run.json `sut.nodes`), one per address, of those that answered samples;
+    each as {"where": address or host name, "fields": {per-node field: value}, "sources": {…}}."""
+    found: dict[str, dict] = {}
+    for imp in imps:
+        sut = (imp.run or {}).get("sut")
+        nodes = sut.get("nodes") if isinstance(sut, dict) else None
+        if not isinstance(nodes, list):
+            continue
+        answered = _answering_addresses(sut)
+        for node in nodes:
+            fields = node.get("fields") if isinstance(node, dict) else None
+            if not isinstance(fields, dict) or (answered and str(node.get("node_ip") or "") not in answered):
+                continue
+            where = str(node.get("node_ip") or node.get("host") or f"node {len(found) + 1}")[:MAX_NODE_VALUE]
+            sources = node.get("sources") if isinstance(node.get("sources"), dict) else {}
+            kept = {k: v for k, v in fields.items() if k in PER_NODE_FIELDS and _node_value(v)}
+            found.setdefault(where, {"where": where, "fields": kept, "sources": sources})
+    return [found[k] for k in sorted(found)]
+
+
+def _merge_field(name: str, nodes: list[dict]) -> tuple[object, str, bool] | None:
+    """(value, source, nodes disagree) of one per-node field; None when no node recorded it."""
+    values = [(n["where"], n["fields"][name]) for n in nodes if name in n["fields"]]
+    if not values:
+        return None
+    counts: dict = {}
+    for _, v in values:
+        counts[v] = counts.get(v, 0) + 1
+    if len(counts) == 1:
+        first = next(n for n in nodes if name in n["fields"])
+        origin = str(first["sources"].get(name, "?"))[:MAX_NODE_VALUE]
+        return values[0][1], f"run.json: {len(values)} node(s) agree ({origin})", False
+    most = max(counts, key=lambda v: counts[v])  # ties: the first node's, nodes being sorted by address
+    spread = "; ".join(f"{v!r} on {where}" for where, v in values)
+    return most, f"guessed (the nodes differ: {spread})", True
+
+
+def with_recorded_nodes(desc: SystemDescription, imps: list[ImportedResult]) -> SystemDescription:
+    """The description with the per-node fields of the nodes the run described (a Ray run records each node's
+    own hardware: the packaging machine may be none of them); a field the nodes disagree on takes the most
+    common value and is listed among the guessed fields, for the user to settle."""
+    nodes = recorded_nodes(imps)
+    if not nodes:
+        return desc
+    fields, sources, guessed = dict(desc.fields), dict(desc.sources), list(desc.guessed)
+    for name in PER_NODE_FIELDS:
+        merged = _merge_field(name, nodes)
+        if merged is None:
+            continue
+        fields[name], sources[name], differ = merged
+        if (differ or fields[name] == NOT_DETECTED) and name not in guessed:
+            guessed.append(name)
+        elif not differ and fields[name] != NOT_DETECTED and name in guessed:
+            guessed.remove(name)
+    return SystemDescription(fields=fields, guessed=guessed, sources=sources)
 
 
 def _answered_none(samples: object) -> bool:

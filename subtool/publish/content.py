@@ -15,6 +15,7 @@ from pathlib import Path
 
 from subtool import __version__
 from subtool.errors import EXIT_USAGE, SubtoolError
+from subtool.md_table import markdown_table
 from subtool.mlperf.layout import (
     DIR,
     DIVISIONS,
@@ -198,6 +199,6 @@ def commit_message(content: PublishContent, title: str | None) -> str:
 
 
 def pr_body(content: PublishContent) -> str:
-    rows = ["| Division | Submitter | System | Benchmark | Scenario |", "|---|---|---|---|---|"]
-    rows += [f"| {' | '.join(r)} |" for r in content.results] or ["| - | - | - | - | - |"]
+    header = ["Division", "Submitter", "System", "Benchmark", "Scenario"]
+    rows = markdown_table(header, [list(r) for r in content.results] or [["-"] * len(header)])
     return "\n".join([*rows, "", f"{len(content.files)} files. Published with subtool {__version__}."]) + "\n"

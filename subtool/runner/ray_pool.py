@@ -33,6 +33,7 @@ LOCAL = "local"
 AUTO = "auto"
 CONNECT_PROBE_S = 5.0
 FREE_RESOURCES_WAIT_S = 15.0  # what a cluster may need to free the resources of actors just killed
+NODE_DESCRIPTION_WAIT_S = 60.0  # a node's description starts one Python process there and reads its hardware
 # what a worker may run (the families' inner backends) → the Ray resource one worker asks for
 WORKER_RESOURCES = {"torch-cpu": "CPU", "torch-cuda": "GPU"}
 
@@ -395,6 +396,31 @@ def kill_worker(ray, worker: PoolWorker) -> None:
         ray.kill(worker.handle, no_restart=True)
     except Exception:  # already gone
         pass
+
+
+def _describe_node() -> dict:
+    from subtool.hostinfo.fields import describe_node
+
+    return describe_node()
+
+
+def node_descriptions(ray, workers: list[PoolWorker]) -> list[dict]:
+    """Each live node the workers ran on, described by itself (subtool.hostinfo: CPU, memory, GPUs, each value's
+    source), for run.json and the system description of a multi-node run. One light task per node, pinned to it,
+    taking no CPU (the workers hold them); [] where the cluster cannot say, which never fails a run."""
+    try:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ids = {str(n.get("NodeManagerAddress")): n.get("NodeID") for n in ray.nodes() if n.get("Alive")}
+        addresses = sorted({w.address for w in workers if w.address in ids})
+        task = ray.remote(num_cpus=0, max_retries=0)(_describe_node)
+        on = [NodeAffinitySchedulingStrategy(ids[a], soft=False) for a in addresses]
+        pinned = [task.options(scheduling_strategy=strategy) for strategy in on]
+        answers = ray.get([t.remote() for t in pinned], timeout=NODE_DESCRIPTION_WAIT_S)
+    except Exception as exc:  # a node lost meanwhile, a timeout, an old Ray: the run's record goes without
+        logging.getLogger(__name__).debug("no node descriptions: %s", exc)
+        return []
+    return [{"node_ip": a, **d} for a, d in zip(addresses, answers) if isinstance(d, dict)]
 
 
 def release_workers(ray, workers, owns_ray: bool) -> None:

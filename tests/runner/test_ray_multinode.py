@@ -163,6 +163,10 @@ def test_a_run_spreads_over_two_hosts_and_its_system_says_two_nodes(two_nodes, t
     # both hosts answered, told apart by address (their host name is one and the same)
     assert sorted(w["node_ip"] for w in workers) == [pair.a.address, pair.b.address]
     assert all(w["samples"] > 0 and w["alive"] for w in workers), workers
+    # each host described itself (its CPU, memory, accelerators), for the merged system description
+    nodes = record["sut"]["nodes"]
+    assert sorted(n["node_ip"] for n in nodes) == sorted([pair.a.address, pair.b.address]), nodes
+    assert all(n["fields"]["host_processor_core_count"] >= 1 for n in nodes)
     sut = record["sut"]
     assert sut["issued"] == sut["answered"] == 1000 + 45 and sut["dropped"] == sut["duplicates"] == 0
     assert record["modes"]["performance"]["result_validity"] == "VALID"

@@ -40,6 +40,7 @@ from subtool.runner.ray_pool import (
     first_line,
     kill_worker,
     loss_errors,
+    node_descriptions,
     on_nodes,
     release_workers,
     report_run_end,
@@ -269,6 +270,7 @@ class RayBertSUT:
                     {"node": w.node, "node_ip": w.address, "samples": w.samples, "chunks": w.chunks, "alive": w.alive}
                     for w in self.workers
                 ],
+                "nodes": node_descriptions(self.ray, self.workers),  # each node's hardware, for its system json
                 **self.ledger.counts(),
                 "reissued": self.reissued,
                 "deaths": list(self.deaths),

@@ -44,6 +44,7 @@ from subtool.runner.ray_pool import (
     first_line,
     kill_worker,
     loss_errors,
+    node_descriptions,
     on_nodes,
     release_workers,
     report_run_end,
@@ -372,6 +373,7 @@ class RayLlmSUT:
                     }
                     for w in self.workers
                 ],
+                "nodes": node_descriptions(self.ray, self.workers),  # each node's hardware, for its system json
                 **d.ledger.counts(),
                 "reissued": d.reissued,
                 "deaths": list(self.deaths),

@@ -109,6 +109,8 @@ def test_llama3_demo_on_two_workers_passes_package_and_check(ray_cluster, tmp_pa
     assert spread["issued"] == spread["answered"] == 2 * 13368  # performance + accuracy, each once
     assert spread["dropped"] == spread["duplicates"] == spread["reissued"] == 0
     assert all(w["samples"] > 0 and w["tokens"] == DEMO_TOKENS * w["samples"] for w in spread["per_worker"])
+    # the node the workers ran on described itself (subtool.hostinfo), for the system description
+    assert [n["node_ip"] for n in spread["nodes"]] == sorted({w["node_ip"] for w in spread["per_worker"]})
     perf = record["modes"]["performance"]
     assert perf["result_validity"] == "VALID" and abs(perf["result"] / perf["samples_per_second"] - 16) < 0.01
     tokens = accuracy_tokens(run_dir / "accuracy/mlperf_log_accuracy.json")
