@@ -8,7 +8,8 @@ while a multi-byte character is still incomplete, and they join with "" and noth
 prompt's answer (token ids) for the tests to compare with.
 
 Knobs for what real servers do to a client: refuse the first `fail_first` requests with `fail_status` (and a
-Retry-After of `retry_after` seconds), wait `first_token_delay_s` before the first token, break the first
+Retry-After of `retry_after` seconds), wait `first_token_delay_s` before the first token and `token_delay_s`
+before each next one, break the first
 `drop_first` streams after `drop_after` tokens (`drop="cut"`: the connection goes down mid-answer; `"end"`: the
 stream ends cleanly without a finish_reason), require a bearer key, list several models.
 """
@@ -49,6 +50,7 @@ class CompletionsServer:
         fail_status: int = 503,
         retry_after: float | None = None,
         first_token_delay_s: float = 0.0,
+        token_delay_s: float = 0.0,
         drop_first: int = 0,
         drop_after: int = 2,
         drop: str | tuple[str, ...] = "cut",
@@ -61,7 +63,7 @@ class CompletionsServer:
             self.token_ids = token_ids
             self.models = models
             self.fail_first, self.fail_status, self.retry_after = fail_first, fail_status, retry_after
-            self.first_token_delay_s = first_token_delay_s
+            self.first_token_delay_s, self.token_delay_s = first_token_delay_s, token_delay_s
             self.drop_first, self.drop_after = drop_first, drop_after
             self.drop = (drop,) if isinstance(drop, str) else drop  # the n-th broken stream breaks the n-th way
             self.garbage = garbage  # sent as a stream's first event's data, when set
@@ -167,6 +169,8 @@ class CompletionsServer:
         if self.garbage is not None:
             yield {"data": self.garbage}
         for token in self.generate(ids, int(body.get("max_tokens", 16)), int(body.get("min_tokens", 0))):
+            if done:
+                time.sleep(self.token_delay_s)
             if drop and len(done) == self.drop_after:
                 if drop == "cut":
                     raise ConnectionAbortedError("the test server drops this stream")
