@@ -28,7 +28,8 @@ import numpy as np
 
 from subtool.errors import EXIT_REMOTE, SubtoolError
 
-NO_KEY = "EMPTY"  # what vLLM's docs pass when the server checks no key
+NO_KEY = "EMPTY"
+MAX_TOKEN_ID = 2**31 - 1  # the answers are int32 arrays  # what vLLM's docs pass when the server checks no key
 
 
 class EndpointError(Exception):
@@ -274,7 +275,7 @@ class _Answer:
 
     def add(self, chunk) -> None:
         usage = getattr(chunk, "usage", None)
-        if usage is not None and isinstance(usage.completion_tokens, int):
+        if usage is not None and type(usage.completion_tokens) is int:
             self.usage_tokens = usage.completion_tokens
         for choice in chunk.choices or []:
             text = choice.text or ""
@@ -329,9 +330,11 @@ def _token_ids(choice) -> list[int] | None:
         return [] if not choice.text else None
     out = []
     for t in tokens:
-        if not (isinstance(t, str) and t.startswith("token_id:") and t[9:].isdigit()):
+        if not (isinstance(t, str) and t.startswith("token_id:") and t[9:].isdecimal() and t[9:].isascii()):
             return None
-        out.append(int(t[9:]))
+        if (token := int(t[9:])) > MAX_TOKEN_ID:
+            raise ValueError(f"token id {t[9:][:20]} is not a vocabulary index")
+        out.append(token)
     return out
 
 

@@ -10,6 +10,8 @@ import socket
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from subtool.cli import app
@@ -84,15 +86,18 @@ def test_server_scenario_streams_the_local_suts_tokens_with_real_ttft(
     assert "sk-test-secret" not in json.dumps(record) + res.output + (run_dir / "run.json").read_text()
 
 
-def test_offline_accuracy_scores_through_500s_and_dropped_streams(tmp_path, llama3_small, local_tokens, server):
+def test_offline_run_scores_through_500s_and_dropped_streams(tmp_path, llama3_small, local_tokens, server):
     """A text-only server (answers re-tokenized) that fails twice with 500 and then breaks two streams mid-answer,
     one by cutting the connection and one by ending without a finish_reason: the run still scores every sample."""
     server.configure(token_ids=False, fail_first=2, fail_status=500, drop_first=2, drop_after=3, drop=("cut", "end"))
-    res = _run(llama3_small, tmp_path, "--mode", "accuracy", "--endpoint", server.url)
+    conf = short_user_conf(tmp_path / "user.conf", "llama3_1-8b", "Offline", target_qps=1000)
+    res = _run(llama3_small, tmp_path, "--user-conf", conf, "--endpoint", server.url)  # performance + accuracy
     assert res.exit_code == 0, res.output
-    assert server.completions == 2 + 24 + 2 and server.streams == 24 + 2
+    assert server.completions == 2 + 2 * 24 + 2 and server.streams == 2 * 24 + 2
     assert _tokens(tmp_path / "llama3.1-8b/Offline") == local_tokens  # one word, one token
     record = json.loads((tmp_path / "llama3.1-8b/Offline/run.json").read_text())
+    perf = record["modes"]["performance"]
+    assert perf["result_field"] == "result_tokens_per_second" and perf["result"] > 0
     metrics = record["modes"]["accuracy"]["metrics"]
     assert metrics["rouge1"] >= 0 and metrics["tokens_per_sample"] > 0
     assert "'rouge1': '" in (tmp_path / "llama3.1-8b/Offline/accuracy/accuracy.txt").read_text()
@@ -250,6 +255,56 @@ def test_the_servers_usage_count_is_used_where_plausible():
     assert answer.count(2, max_tokens=128) == 2
     answer.add(NS(choices=[NS(text="b", finish_reason=None, logprobs=NS(tokens=["b"]))], usage=None))
     assert answer.ids is None  # one chunk without ids: the text is re-tokenized
+
+
+_junk = st.deferred(  # one branch of a one_of, whatever it holds: the well-formed values stay common
+    lambda: st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=2))
+)
+_token_id = st.one_of(st.integers(0, 2**31 - 1), st.integers(2**31, 10**12)).map(lambda n: f"token_id:{n}")
+_logprobs = st.fixed_dictionaries({"tokens": st.lists(st.one_of(_token_id, _token_id, _token_id, _junk), max_size=3)})
+_choice = st.fixed_dictionaries(
+    {
+        "text": st.one_of(st.text(max_size=8), st.text(max_size=8), st.text(max_size=8), _junk),
+        "finish_reason": st.one_of(st.sampled_from(["stop", "length"]), _junk),
+    },
+    optional={"logprobs": st.one_of(_logprobs, _logprobs, _logprobs, _junk)},
+)
+_usage = st.fixed_dictionaries({"completion_tokens": st.one_of(st.integers(-5, 300), _junk)})
+_chunk = st.one_of(
+    st.fixed_dictionaries({"choices": st.lists(_choice, max_size=2)}, optional={"usage": _usage}),
+    st.fixed_dictionaries({"choices": st.lists(_choice, max_size=2)}, optional={"usage": _usage}),
+    st.fixed_dictionaries({}, optional={"choices": st.one_of(_junk, st.lists(_junk, max_size=2)), "usage": _junk}),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks=st.lists(_chunk, max_size=4))
+@example(chunks=[{"choices": [{"text": "a", "finish_reason": None, "logprobs": {"tokens": ["token_id:4294967296"]}}]}])
+def test_any_chunk_a_server_sends_is_read_or_refused(chunks, llama3_tokenizer):
+    """Chunks as the SDK builds them from any JSON a server sends: the reader takes them or raises one of the
+    errors the SUT turns into run.endpoint_failed, and what it takes is token ids LoadGen's int32 array holds."""
+    from openai.types import Completion
+
+    from subtool.runner.llm.sut_openai import _Answer
+
+    answer = _Answer()
+    try:
+        for data in chunks:
+            answer.add(Completion.construct(**data))
+    except (ValueError, TypeError, AttributeError):
+        return
+    ids = answer.token_ids(llama3_tokenizer)
+    assert all(isinstance(i, int) and 0 <= i < 2**31 for i in ids)
+    np.asarray(ids, dtype=np.int32)
+    assert 0 <= answer.count(len(ids), max_tokens=128) <= max(len(ids), 128)
+    assert answer.first_token(llama3_tokenizer) is None or isinstance(answer.first_token(llama3_tokenizer), int)
+
+
+@pytest.fixture(scope="module")
+def llama3_tokenizer(llama3_small):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(llama3_small.model_path))
 
 
 def test_no_hand_written_http_or_sse_remains():
