@@ -55,6 +55,7 @@ class CompletionsServer:
         drop_after: int = 2,
         drop: str | tuple[str, ...] = "cut",
         garbage: str | None = None,
+        models_body: str | None = None,
     ) -> CompletionsServer:
         """Set every knob (the defaults: a well-behaved server) and start counting afresh, for a server that
         several tests share."""
@@ -67,6 +68,7 @@ class CompletionsServer:
             self.drop_first, self.drop_after = drop_first, drop_after
             self.drop = (drop,) if isinstance(drop, str) else drop  # the n-th broken stream breaks the n-th way
             self.garbage = garbage  # sent as a stream's first event's data, when set
+            self.models_body = models_body  # /v1/models answers this (200, text/html) instead, when set
             self.completions = 0  # /v1/completions requests seen
             self.streams = 0  # streams started
             self.held_back = 0  # chunks whose text waited for the rest of a multi-byte character
@@ -124,7 +126,7 @@ class CompletionsServer:
     def app(self):
         from sse_starlette import EventSourceResponse
         from starlette.applications import Starlette
-        from starlette.responses import JSONResponse
+        from starlette.responses import HTMLResponse, JSONResponse
         from starlette.routing import Route
 
         def refused(request):
@@ -133,6 +135,8 @@ class CompletionsServer:
             return JSONResponse({"error": {"message": "invalid api key"}}, status_code=401)
 
         async def models(request):
+            if self.models_body is not None:
+                return HTMLResponse(self.models_body)
             data = [{"id": name, "object": "model"} for name in self.models]
             return refused(request) or JSONResponse({"object": "list", "data": data})
 

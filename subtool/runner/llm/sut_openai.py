@@ -131,7 +131,8 @@ class OpenAICompletionsSUT:
         where = f"{self.client.base_url}models"
         try:
             # a few quick tries only: nothing listening is most often a wrong --endpoint, not a busy server
-            served = [str(m.id) for m in self.client.with_options(max_retries=2).models.list()]
+            listed = self.client.with_options(max_retries=2).models.list()
+            served = [m.id for m in listed if isinstance(getattr(m, "id", None), str) and m.id]
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise SubtoolError(
                 f"the endpoint refused the request (HTTP {exc.status_code})",

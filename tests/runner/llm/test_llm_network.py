@@ -190,6 +190,11 @@ def test_the_served_model_is_the_one_named_or_the_only_one(llama3_small, server)
     assert err.value.rule == "run.endpoint_model"
     server.configure()
     assert _sut(server.url + "/v1/", llama3_small).model == "tiny-demo"
+    for body in ("<html>not an API</html>", '{"data": 5}', '{"data": [{"no_id": 1}]}', '{"data": []}'):
+        server.configure(models_body=body)
+        with pytest.raises(SubtoolError) as err:  # something else answers at that address
+            _sut(server.url, llama3_small)
+        assert err.value.rule in ("run.endpoint", "run.endpoint_model"), body
 
 
 def _sut(server_url, llama3_small, **kwargs):
