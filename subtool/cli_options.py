@@ -52,6 +52,7 @@ class RunArgs:
     demo: bool
     endpoint: str | None
     api_key_env: str | None
+    served_model: str | None
     max_new_tokens: int | None
     engine: str | None
     ray_address: str | None
@@ -93,7 +94,12 @@ RUN_OPTIONS: dict[str, object] = {
         False, "--demo", help="Embedded demo (tiny random-weight model), even when `subtool fetch` installed files."
     ),
     "endpoint": typer.Option(None, help="LLMs: OpenAI-compatible server URL (backend openai)."),
-    "api_key_env": typer.Option(None, help="LLMs: env variable holding the endpoint's API key."),
+    "api_key_env": typer.Option(
+        None, help="LLMs: env variable holding the endpoint's API key (default: $OPENAI_API_KEY when set)."
+    ),
+    "served_model": typer.Option(
+        None, help="LLMs: the model name the endpoint serves (default: the one its /v1/models lists)."
+    ),
     "max_new_tokens": typer.Option(None, help="LLMs: override the generation length."),
     "engine": typer.Option(None, help="LLMs, torch backends: auto, batched or continuous."),
     "ray_address": typer.Option(
@@ -196,6 +202,7 @@ def _llm_extra(run: RunArgs) -> tuple[str, dict]:
     given = (
         ("endpoint", run.endpoint),
         ("api_key_env", run.api_key_env),
+        ("served_model", run.served_model),
         ("max_new_tokens", run.max_new_tokens),
         ("engine", run.engine),
         ("tensor_parallel", run.tensor_parallel),

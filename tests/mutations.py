@@ -53,9 +53,9 @@ MUTATIONS = (
     Mutation(
         "stream-join-space",
         "subtool/runner/llm/sut_openai.py",
-        'text = "".join(text_parts)',
-        'text = " ".join(text_parts)',
-        "tests/runner/llm/test_llm_network.py",
+        'text = "".join(self.pieces)  # BPE pieces: nothing goes between them',
+        'text = " ".join(self.pieces)  # BPE pieces: nothing goes between them',
+        "tests/runner/llm/test_llm_network.py::test_text_only_bpe_server_pieces_join_with_nothing_between",
         "streamed pieces joined with a space: a real BPE tokenizer re-tokenizes differently",
     ),
     Mutation(

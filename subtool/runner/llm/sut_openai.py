@@ -1,81 +1,89 @@
 """A network SUT: each LoadGen sample becomes one streaming request to an OpenAI-compatible `/v1/completions`
-endpoint (vLLM, TensorRT-LLM, SGLang, …), with at most `concurrency` requests in flight.
+endpoint (vLLM, SGLang, TensorRT-LLM, TGI, …), with at most `concurrency` requests in flight.
 
-The prompt goes out as token ids (the data set's own tokenization, no re-tokenizing drift). The answer streams
-back as server-sent events; the first token is reported to LoadGen the moment it arrives (real TTFT). Token ids
-are read from the stream when the server gives them (vLLM: `return_tokens_as_token_ids` with logprobs, entries
-"token_id:N"); otherwise the streamed text is tokenized with the checkpoint's tokenizer. 429 and 5xx answers and
-dropped connections are retried with exponential back-off (honouring Retry-After); the first request that still
-fails stops the run with one clear error, and the remaining samples are answered empty so LoadGen can finish.
+The HTTP client, the server-sent-event stream, timeouts and retries are the `openai` SDK's (the optional extra
+`openai`): it retries 408/409/429/5xx answers and failed connections with exponential back-off, honouring
+Retry-After. The one thing it cannot retry is a stream that breaks after it started; that request is sent again
+here (at most `stream_retries` times), and LoadGen still sees one first token.
+
+The prompt goes out as token ids (the data set's own tokenization, no re-tokenizing drift). The first token is
+reported to LoadGen the moment it arrives (real TTFT). The answer's token ids are read from the stream when the
+server gives them (vLLM: `return_tokens_as_token_ids` with logprobs, entries "token_id:N"); otherwise the streamed
+text pieces are joined (with nothing between: they are BPE pieces) and tokenized with the checkpoint's tokenizer.
+The server's usage count, where it sends one, is the token count LoadGen's tokens/s uses. The first request that
+still fails stops the run with one clear error; the remaining samples are answered empty so LoadGen can finish.
+The API key comes from the environment only ($OPENAI_API_KEY, or the variable --api-key-env names).
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import queue
-import random
-import socket
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from subtool.errors import SubtoolError
+from subtool.errors import EXIT_REMOTE, SubtoolError
 
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+NO_KEY = "EMPTY"
+MAX_TOKEN_ID = 2**31 - 1  # the answers are int32 arrays  # what vLLM's docs pass when the server checks no key
 
 
 class EndpointError(Exception):
-    def __init__(self, message: str, retryable: bool, retry_after: float | None = None):
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
+    """A request that failed for good (the SDK's retries included)."""
 
 
-@dataclass
-class Endpoint:
-    scheme: str
-    host: str
-    port: int
-    base_path: str
-
-    @classmethod
-    def parse(cls, url: str) -> Endpoint:
-        parsed = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise SubtoolError(
-                f"endpoint {url!r} is not an http(s) URL",
-                rule="run.endpoint",
-                hint="e.g. --endpoint http://127.0.0.1:8000",
-            )
-        path = parsed.path.rstrip("/")
-        if path.endswith("/v1"):
-            path = path[:-3]
-        return cls(parsed.scheme, parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), path)
-
-    def connect(self, timeout: float) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        return cls(self.host, self.port, timeout=timeout)
-
-    def url(self, path: str) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}{self.base_path}{path}"
+class StreamDropped(EndpointError):
+    """The stream broke after it started: the SDK does not retry that, so the request is sent again."""
 
 
-def _api_key(env_name: str | None) -> str | None:
-    if not env_name:
-        return None
-    value = os.environ.get(env_name)
-    if not value:
+def base_url(endpoint: str) -> str:
+    """`http://host:port[/prefix]` (with or without /v1) → the SDK's base URL, which ends in /v1."""
+    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port == -1:
         raise SubtoolError(
-            f"--api-key-env names {env_name}, but that variable is not set",
-            rule="run.api_key",
-            hint=f"export {env_name}=... before the run (the key is never written to disk)",
+            f"endpoint {endpoint!r} is not an http(s) URL",
+            rule="run.endpoint",
+            hint="e.g. --endpoint http://127.0.0.1:8000",
         )
-    return value
+    path = parsed.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[:-3]
+    return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, f"{path}/v1", "", ""))
+
+
+def api_key(env_name: str | None) -> str:
+    """The key from the environment: the variable --api-key-env names (then it must be set), else $OPENAI_API_KEY,
+    else a placeholder for servers that check none."""
+    if env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            raise SubtoolError(
+                f"--api-key-env names {env_name}, but that variable is not set",
+                rule="run.api_key",
+                hint=f"export {env_name}=... before the run (the key is never written to disk)",
+            )
+        return value
+    return os.environ.get("OPENAI_API_KEY") or NO_KEY
+
+
+def make_client(endpoint: str, key: str, timeout_s: float, max_retries: int):
+    try:
+        import openai
+    except ImportError:
+        raise SubtoolError(
+            "the openai backend needs the openai package",
+            rule="run.backend_missing",
+            hint='pip install "mlperf-subtool[openai]"',
+        ) from None
+    return openai.OpenAI(base_url=base_url(endpoint), api_key=key, timeout=timeout_s, max_retries=max_retries)
 
 
 class OpenAICompletionsSUT:
@@ -91,24 +99,19 @@ class OpenAICompletionsSUT:
         concurrency: int = 32,
         timeout_s: float = 600.0,
         max_retries: int = 6,
-        backoff_s: float = 0.5,
+        stream_retries: int = 2,
     ):
         import mlperf_loadgen as lg
 
         self.lg = lg
-        self.endpoint = Endpoint.parse(endpoint)
         self.prompts = prompts
         self.tokenizer = tokenizer
         self.generation = generation
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
+        self.stream_retries = stream_retries
         self.np_dtype = np.dtype(generation.output_dtype)
-        self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        key = _api_key(api_key_env)
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
-        self.model = served_model or self._served_model()
+        self._key = api_key(api_key_env)
+        self.client = make_client(endpoint, self._key, timeout_s, max_retries)
+        self.model = self._served_model(served_model)
         self._queue: queue.Queue = queue.Queue()
         self._error: str | None = None
         self._error_lock = threading.Lock()
@@ -121,41 +124,37 @@ class OpenAICompletionsSUT:
         self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
 
     # set-up ----------------------------------------------------------------------------------------------
-    def _served_model(self) -> str:
-        """The first model the server lists; a clear error when nothing answers."""
+    def _served_model(self, wanted: str | None) -> str:
+        """The model to ask for: --served-model if the server lists it, else the one model it lists."""
+        import openai
+
+        where = f"{self.client.base_url}models"
         try:
-            status, body = self._get("/v1/models", timeout=min(30.0, self.timeout_s))
-        except (OSError, http.client.HTTPException) as exc:
+            # a few quick tries only: nothing listening is most often a wrong --endpoint, not a busy server
+            listed = self.client.with_options(max_retries=2).models.list()
+            served = [m.id for m in listed if isinstance(getattr(m, "id", None), str) and m.id]
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise SubtoolError(
-                f"cannot reach the endpoint {self.endpoint.url('/v1/models')}: {_reason(exc)}",
+                f"the endpoint refused the request (HTTP {exc.status_code})",
+                rule="run.endpoint_auth",
+                hint="export OPENAI_API_KEY, or pass --api-key-env VAR naming the variable that holds the key",
+                exit_code=EXIT_REMOTE,
+            ) from None
+        except openai.APIConnectionError as exc:
+            raise SubtoolError(
+                f"cannot reach the endpoint {where}: {self._describe(exc)}",
                 rule="run.endpoint_unreachable",
                 hint="start the server (e.g. vllm serve MODEL) or fix --endpoint",
+                exit_code=EXIT_REMOTE,
             ) from None
-        if status in (401, 403):
+        except (openai.APIError, ValueError, TypeError, AttributeError) as exc:
             raise SubtoolError(
-                f"the endpoint refused the request (HTTP {status})",
-                rule="run.endpoint_auth",
-                hint="pass --api-key-env VAR with the variable that holds the API key",
-            )
-        if status != 200:
-            raise SubtoolError(
-                f"{self.endpoint.url('/v1/models')} answered HTTP {status}",
+                f"{where} did not answer a model list: {self._describe(exc)}",
                 rule="run.endpoint",
                 hint="--endpoint must be the base URL of an OpenAI-compatible server",
-            )
-        try:
-            return str(json.loads(body)["data"][0]["id"])
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise SubtoolError("the endpoint's /v1/models answer lists no model", rule="run.endpoint") from None
-
-    def _get(self, path: str, timeout: float) -> tuple[int, bytes]:
-        conn = self.endpoint.connect(timeout)
-        try:
-            conn.request("GET", self.endpoint.base_path + path, headers=self._headers)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+                exit_code=EXIT_REMOTE,
+            ) from None
+        return _pick_model(served, wanted, where)
 
     # LoadGen callbacks -----------------------------------------------------------------------------------
     def issue_queries(self, query_samples) -> None:
@@ -167,117 +166,71 @@ class OpenAICompletionsSUT:
 
     # the workers -----------------------------------------------------------------------------------------
     def _work(self) -> None:
-        conn = None
-        while True:
-            item = self._queue.get()
-            if item is None:
-                if conn is not None:
-                    conn.close()
-                return
+        while (item := self._queue.get()) is not None:
             qid, index = item
             if self._error is not None:
-                self._complete(qid, [])
+                self._complete(qid, [], 0)
                 continue
             try:
-                tokens, conn = self._generate(qid, index, conn)
-            except EndpointError as exc:
+                answer = self._generate(qid, index)
+                ids = answer.token_ids(self.tokenizer)
+                self._complete(qid, ids, answer.count(len(ids), self.generation.max_new_tokens))
+            except Exception as exc:  # noqa: BLE001 - any failure must still answer LoadGen, then stop the run
                 with self._error_lock:
                     if self._error is None:
-                        self._error = f"sample {index}: {exc}"
-                tokens = []
-            self._complete(qid, tokens)
+                        self._error = f"sample {index}: {self._describe(exc)}"
+                self._complete(qid, [], 0)
 
-    def _body(self, index: int) -> bytes:
+    def _request(self, index: int):
         g = self.generation
-        body = {
-            "model": self.model,
-            "prompt": [int(t) for t in self.prompts[index]],
-            "max_tokens": g.max_new_tokens,
-            "temperature": 0.0,
-            "stream": True,
-            "logprobs": 0,
-            "return_tokens_as_token_ids": True,
-        }
+        extra: dict = {"return_tokens_as_token_ids": True}  # vLLM's: token ids in the stream, no re-tokenizing
         if g.min_new_tokens > 1:
-            body["min_tokens"] = g.min_new_tokens
+            extra["min_tokens"] = g.min_new_tokens
         if g.num_beams > 1:
-            body.update(use_beam_search=True, best_of=g.num_beams)
-        return json.dumps(body).encode()
+            extra.update(use_beam_search=True, best_of=g.num_beams)
+        return self.client.completions.create(
+            model=self.model,
+            prompt=[int(t) for t in self.prompts[index]],
+            max_tokens=g.max_new_tokens,
+            temperature=0.0,
+            logprobs=0,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body=extra,
+        )
 
-    def _generate(self, qid: int, index: int, conn):
-        body = self._body(index)
-        state = {"first_sent": False}  # a retried request must not report its first token twice
-        for attempt in range(self.max_retries + 1):
+    def _generate(self, qid: int, index: int) -> _Answer:
+        first_sent = False  # a request sent again must not report its first token twice
+        for attempt in range(self.stream_retries + 1):
+            answer = _Answer()
             try:
-                if conn is None:
-                    conn = self.endpoint.connect(self.timeout_s)
-                ids, text = self._stream(conn, body, qid, state)
-                if ids is None:
-                    ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-                return ids, conn
-            except EndpointError as exc:
-                conn = _close(conn)
-                if not exc.retryable or attempt == self.max_retries:
+                self._read(self._request(index), answer, qid, first_sent)
+                return answer
+            except StreamDropped:
+                first_sent = first_sent or answer.first_sent
+                if attempt == self.stream_retries:
                     raise
-                delay = exc.retry_after if exc.retry_after is not None else self.backoff_s * 2**attempt
-                time.sleep(delay * (1 + 0.1 * random.random()))
-            except (OSError, http.client.HTTPException) as exc:
-                conn = _close(conn)
-                if attempt == self.max_retries:
-                    raise EndpointError(
-                        f"{self.endpoint.url('/v1/completions')}: {_reason(exc)}", retryable=False
-                    ) from None
-                time.sleep(self.backoff_s * 2**attempt)
-        raise EndpointError("retries exhausted", retryable=False)
+                time.sleep(0.25 * 2**attempt)
+        raise AssertionError("unreachable")
 
-    def _stream(self, conn, body: bytes, qid: int, state: dict):
-        """One streaming request: (token ids or None, text). Reports the first token to LoadGen."""
-        conn.request("POST", self.endpoint.base_path + "/v1/completions", body=body, headers=self._headers)
-        resp = conn.getresponse()
-        if resp.status != 200:
-            detail = resp.read()[:300].decode("utf-8", "replace").strip()
-            retry_after = resp.getheader("Retry-After")
-            raise EndpointError(
-                f"HTTP {resp.status} from /v1/completions: {detail}",
-                retryable=resp.status in RETRY_STATUS,
-                retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
-            )
-        ids: list[int] | None = []
-        text_parts: list[str] = []
-        while True:
-            line = resp.readline()
-            if not line:
-                raise EndpointError("the stream ended without [DONE]", retryable=True)
-            line = line.strip()
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                break
-            try:
-                choice = json.loads(payload)["choices"][0]
-            except (ValueError, KeyError, IndexError, TypeError):
-                continue  # usage-only or keep-alive chunks
-            text = choice.get("text") or ""
-            chunk_ids = _token_ids(choice)
-            if chunk_ids is None:
-                ids = None
-            elif ids is not None:
-                ids.extend(chunk_ids)
-            text_parts.append(text)
-            if not state["first_sent"] and (chunk_ids or text):
-                first = chunk_ids[0] if chunk_ids else self._first_id(text)
-                if first is not None:
-                    self._first_token(qid, first)
-                    state["first_sent"] = True
-        text = "".join(text_parts)
-        if ids is not None and not ids and text:
-            ids = None
-        return ids, text
+    def _read(self, stream, answer: _Answer, qid: int, first_sent: bool) -> None:
+        """One stream into `answer`; the first token goes to LoadGen as it arrives."""
+        import openai
 
-    def _first_id(self, text: str) -> int | None:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return ids[0] if ids else None
+        answer.first_sent = first_sent
+        try:
+            with stream:
+                for chunk in stream:
+                    answer.add(chunk)
+                    if not answer.first_sent and (first := answer.first_token(self.tokenizer)) is not None:
+                        self._first_token(qid, first)
+                        answer.first_sent = True
+        except openai.APIConnectionError as exc:  # timeouts included
+            raise StreamDropped(f"the stream broke: {self._describe(exc)}") from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise EndpointError(f"the stream is not OpenAI's completions format ({exc})") from None
+        if answer.finish_reason is None:
+            raise StreamDropped("the stream ended before the answer did (no finish_reason)")
 
     # responses -------------------------------------------------------------------------------------------
     def _first_token(self, qid: int, token: int) -> None:
@@ -286,9 +239,14 @@ class OpenAICompletionsSUT:
         arr = np.array([token], dtype=self.np_dtype)
         self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(qid, arr.ctypes.data, arr.nbytes)])
 
-    def _complete(self, qid: int, tokens: list[int]) -> None:
+    def _complete(self, qid: int, tokens: list[int], n_tokens: int) -> None:
         arr = np.asarray(tokens, dtype=self.np_dtype)
-        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, arr.ctypes.data, arr.nbytes, len(tokens))])
+        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, arr.ctypes.data, arr.nbytes, n_tokens)])
+
+    def _describe(self, exc: BaseException) -> str:
+        """One line for a failure, with the API key cut out wherever a server echoed it."""
+        text = _describe(exc)
+        return text.replace(self._key, "***") if self._key and self._key != NO_KEY else text
 
     def stop(self) -> None:
         for _ in self._workers:
@@ -296,43 +254,110 @@ class OpenAICompletionsSUT:
         for w in self._workers:
             w.join()
         self.lg.DestroySUT(self.handle)
+        self.client.close()
         if self._error is not None:
             raise SubtoolError(
                 f"the endpoint failed during the run: {self._error}",
                 rule="run.endpoint_failed",
                 hint="check the server's log; the run directory was not changed",
+                exit_code=EXIT_REMOTE,
             )
 
 
-def _token_ids(choice: dict) -> list[int] | None:
+@dataclass
+class _Answer:
+    """What one stream said: token ids (None once a chunk came without them), text pieces, finish, usage."""
+
+    ids: list[int] | None = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage_tokens: int | None = None
+    first_sent: bool = False
+
+    def add(self, chunk) -> None:
+        usage = getattr(chunk, "usage", None)
+        if usage is not None and type(usage.completion_tokens) is int:
+            self.usage_tokens = usage.completion_tokens
+        for choice in chunk.choices or []:
+            text = choice.text or ""
+            if not isinstance(text, str):
+                raise TypeError(f"a choice's text is {type(text).__name__}")
+            chunk_ids = _token_ids(choice)
+            if chunk_ids is None:
+                self.ids = None
+            elif self.ids is not None:
+                self.ids.extend(chunk_ids)
+            self.pieces.append(text)
+            self.finish_reason = choice.finish_reason or self.finish_reason
+
+    def first_token(self, tokenizer) -> int | None:
+        if self.ids:
+            return self.ids[0]
+        text = "".join(self.pieces)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        return ids[0] if ids else None
+
+    def token_ids(self, tokenizer) -> list[int]:
+        text = "".join(self.pieces)  # BPE pieces: nothing goes between them
+        if self.ids is not None and (self.ids or not text):
+            return self.ids
+        return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def count(self, n_ids: int, max_tokens: int) -> int:
+        """The server's own count of generated tokens where it sent a plausible one, else the ids'."""
+        if self.usage_tokens is not None and 0 < self.usage_tokens <= max_tokens:
+            return self.usage_tokens
+        return n_ids
+
+
+def _pick_model(served: list[str], wanted: str | None, where: str) -> str:
+    if wanted is not None and wanted in served:
+        return wanted
+    if wanted is None and len(served) == 1:
+        return served[0]
+    listed = ", ".join(served[:10]) or "none"
+    raise SubtoolError(
+        f"{where} serves {listed}" + (f", not {wanted!r}" if wanted is not None else ": name one"),
+        rule="run.endpoint_model",
+        hint="pass --served-model with one of the names the server lists",
+    )
+
+
+def _token_ids(choice) -> list[int] | None:
     """Token ids from a chunk's logprobs when the server sends them as 'token_id:N' (vLLM), else None."""
-    logprobs = choice.get("logprobs")
-    if not isinstance(logprobs, dict):
-        return [] if not choice.get("text") else None
-    tokens = logprobs.get("tokens") or []
+    logprobs = getattr(choice, "logprobs", None)
+    tokens = getattr(logprobs, "tokens", None) if logprobs is not None else None
+    if tokens is None:
+        return [] if not choice.text else None
     out = []
     for t in tokens:
-        if isinstance(t, str) and t.startswith("token_id:"):
-            try:
-                out.append(int(t[9:]))
-                continue
-            except ValueError:
-                pass
-        return None
+        if not (isinstance(t, str) and t.startswith("token_id:") and t[9:].isdecimal() and t[9:].isascii()):
+            return None
+        if (token := int(t[9:])) > MAX_TOKEN_ID:
+            raise ValueError(f"token id {t[9:][:20]} is not a vocabulary index")
+        out.append(token)
     return out
 
 
-def _close(conn):
-    if conn is not None:
-        conn.close()
-    return None
+def _describe(exc: BaseException) -> str:
+    import openai
+
+    if isinstance(exc, EndpointError):
+        return _short(str(exc))
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}: {_short(exc.message)}"
+    if isinstance(exc, openai.APITimeoutError):
+        return "timed out (the server sent nothing within the request timeout)"
+    reason, cause = str(exc), exc
+    for _ in range(8):  # the socket's own words, innermost
+        if (cause := cause.__cause__ or cause.__context__) is None:
+            break
+        if isinstance(cause, ConnectionRefusedError) or "connection refused" in str(cause).lower():
+            return "connection refused (is the server running?)"
+        reason = str(cause) or reason
+    return _short(reason or type(exc).__name__)
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the server running?)"
-    if isinstance(exc, socket.timeout):
-        return "timed out"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror})"
-    return str(exc) or type(exc).__name__
+def _short(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
