@@ -210,7 +210,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.out.mkdir(parents=True, exist_ok=True)
-    return train(args.shape, args.out, args.minutes, args.target_f1, device, args.seed, args.steps or math.inf)
+    threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(1)  # small products: threads only wait for each other on a shared machine
+    try:
+        return train(args.shape, args.out, args.minutes, args.target_f1, device, args.seed, args.steps or math.inf)
+    finally:
+        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":
