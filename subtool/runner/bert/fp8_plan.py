@@ -69,7 +69,8 @@ def subsets(features, n_check: int, n_calibration: int) -> tuple[list[int], list
     examples = np.unique(features.example_index)
     want = min(len(examples), n_check + n_calibration)
     picked = examples[np.linspace(0, len(examples) - 1, want).round().astype(int)] if want else examples[:0]
-    cal_ex = set(picked[1::2].tolist()[:n_calibration]) if n_calibration else set()
+    at = np.unique(np.linspace(0, want - 1, min(n_calibration, want)).round().astype(int)) if want else []
+    cal_ex = set(picked[at].tolist()) if n_calibration else set()
     check_ex = set(picked.tolist()) - cal_ex
     ex = features.example_index
     return [i for i in range(len(ex)) if int(ex[i]) in cal_ex], [i for i in range(len(ex)) if int(ex[i]) in check_ex]

@@ -162,3 +162,16 @@ def test_the_accuracy_target_comes_from_the_catalogue():
     from subtool.runner.bert.workload import workload
 
     assert workload("bert-99").f1_ratio == 0.99 and workload("bert-99.9").f1_ratio == 0.999
+
+
+def test_calibration_and_check_subsets_are_whole_disjoint_questions(proxy):
+    _, _, data = proxy
+    f = data.features
+    cal, check = fp8_plan.subsets(f, 100, 60)
+    ex = lambda idx: {int(f.example_index[i]) for i in idx}  # noqa: E731
+    assert len(ex(cal)) == 60 and len(ex(check)) == 100 and not ex(cal) & ex(check)
+    assert set(cal) == {i for i in range(len(f)) if int(f.example_index[i]) in ex(cal)}  # every window of each
+    cal, check = fp8_plan.subsets(f, 0, 200)
+    assert len(ex(cal)) == 200 and check == []
+    cal, check = fp8_plan.subsets(f, 10_000, 10_000)  # more than there are: all of them, split
+    assert len(ex(cal)) + len(ex(check)) == len(data.examples)
