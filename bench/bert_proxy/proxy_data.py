@@ -69,7 +69,8 @@ def generate(
 
     answer "value": "what is the value of K ?" → K's value words (finding them takes two attention steps: match the
     key, then move to the words after it). answer "key": "where is K ?" → K itself (one step: the tiny CPU shape
-    learns it in seconds)."""
+    learns it in seconds). answer "mixed": each question one of the two at random (the easy one teaches finding
+    the key, which the lookup builds on)."""
     rng = random.Random(seed)
     lo, hi = context_tokens
     paragraphs = []
@@ -86,12 +87,13 @@ def generate(
             pos += len(w) + 1
         qas = []
         for key in rng.sample(sorted(spans), min(questions_per_context, len(spans), n_questions - qid)):
-            first, count = spans[key] if answer == "value" else (spans[key][0] - 2, 1)
+            kind = answer if answer != "mixed" else rng.choice(("value", "key"))
+            first, count = spans[key] if kind == "value" else (spans[key][0] - 2, 1)
             text = " ".join(context_words[first : first + count]).rstrip(".")
             qas.append(
                 {
                     "id": f"proxy{qid:06d}",
-                    "question": f"what is the value of {key} ?" if answer == "value" else f"where is {key} ?",
+                    "question": f"what is the value of {key} ?" if kind == "value" else f"where is {key} ?",
                     "answers": [{"answer_start": offsets[first], "text": text}],
                 }
             )
