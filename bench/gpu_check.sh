@@ -107,8 +107,9 @@ for part in "${parts[@]}"; do
       # shellcheck disable=SC2086  # LLM70B_ARGS is a list of arguments
       run_part llm70b "$PY" bench/llm70b_gpu.py ${LLM70B_ARGS:-} --out "$RESULTS/gpu_check_llm70b.json" ;;
     proxy)
+      # shellcheck disable=SC2086  # PROXY_ARGS is a list of arguments (e.g. "--answer mixed")
       run_part proxy "$PY" bench/bert_proxy/train.py --shape large --minutes "${PROXY_MINUTES:-5}" \
-               --out "${PROXY_DIR:-/tmp/subtool-proxy}"
+               --out "${PROXY_DIR:-/tmp/subtool-proxy}" ${PROXY_ARGS:-}
       cp "${PROXY_DIR:-/tmp/subtool-proxy}/train.json" "$RESULTS/bert_proxy_train.json" 2>/dev/null ;;
     bertproxy)
       rm -f "$RESULTS/bert_gpu_proxy.json"

@@ -29,7 +29,9 @@ SHAPES = {
     "large": dict(
         config=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
         words=3000,
-        answer="mixed",
+        # "key" learns in one attention step, so it trains to a high F1 within the device budget; "mixed"
+        # (--answer mixed) adds the two-step value lookup, closer to SQuAD but not shown to train in time
+        answer="key",
         context_tokens=(30, 360),
         long_share=0.025,
         train_questions=60_000,
