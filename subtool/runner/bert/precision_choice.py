@@ -123,8 +123,10 @@ def prepare(model_path, data, precision: str, ratio: float, device: str = "cuda"
     """The model a torch-cuda run uses for `--precision auto` (the choice above) or `fp8` (as asked, with its
     scales calibrated and its fallback planned), and the line that says what was decided."""
     from subtool.runner.bert.packed_model import PackedBert
+    from subtool.runner.bert.sut_cuda import check_request
 
     def build(p: str):
+        check_request(p, device)  # fp8 on a GPU without it: refused with the reason, not a failed product
         return PackedBert(model_path, device=device, precision=p)
 
     if precision == "auto":
