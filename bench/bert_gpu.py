@@ -17,6 +17,14 @@ What it measures, each under LoadGen with the QSL holding all 10,833 features:
   5. forward-only ceilings (a CUDA graph replayed back to back) and a kernel-time profile of one batch.
 
     python bench/bert_gpu.py --out bench/results/bert_gpu.json [--work DIR] [--budget TOKENS] [--quick]
+
+With --proxy DIR (what bench/bert_proxy/train.py wrote: a trained BERT-large-shaped checkpoint and its held-out
+questions), one lean run measures what bert-99's criterion needs instead: the fp32 F1 on the proxy, then for each
+precision its Offline samples/s under LoadGen and the F1 of its LoadGen accuracy run relative to fp32's (fp8
+calibrated and planned as `subtool run --precision fp8` does it), transformers' own bf16 model's F1 ratio (the peer
+a user would pick), and what `--precision auto` picks on it, with its one line:
+
+    python bench/bert_gpu.py --proxy /tmp/proxy --out bench/results/bert_gpu_proxy.json
 """
 
 from __future__ import annotations
@@ -633,6 +641,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="scratch: generated checkpoint, demo data, LoadGen logs",
     )
     ap.add_argument("--budget", type=int, default=16384, help="token budget per batch of the fast SUT")
+    ap.add_argument(
+        "--proxy",
+        type=Path,
+        default=None,
+        help="a trained proxy (bench/bert_proxy/train.py --out): each precision's samples/s and F1 ratio on it",
+    )
+    ap.add_argument("--device", default="cuda", help="with --proxy: cpu checks the script itself (fp8 emulated)")
     ap.add_argument("--reference-samples", type=int, default=800)
     ap.add_argument("--precisions", default="bf16,fp16,fp8")
     ap.add_argument("--quick", action="store_true", help="shorter runs, to check the script itself")
@@ -661,9 +676,12 @@ def main() -> None:
     from subtool.fsutil import atomic_write_json
     from subtool.runner.bert.workload import BertQSL
 
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.proxy is not None:
+        proxy_main(args, prov)
+        return
     if not torch.cuda.is_available():
         sys.exit("bench/bert_gpu.py needs a CUDA GPU")
-    args.work.mkdir(parents=True, exist_ok=True)
     report: dict = {
         "schema": "subtool.bench.bert_gpu/1",
         "command": prov.command,
@@ -786,6 +804,130 @@ def main() -> None:
     ]
     for row in table:
         print("{:32s} offline {!s:>10} server {!s:>8} f1_vs_fp32 {!s:>8}".format(*row))
+
+
+# ------------------------------------------------------------------------------------------- the trained proxy
+def proxy_block(precision, ckpt, data, qsl, args, f1_fp32: float, ratio: float) -> dict:
+    """One precision on the proxy: Offline samples/s and the F1 of its accuracy run, relative to fp32's."""
+    import torch
+
+    from subtool.runner.bert.fp8_plan import f1_on
+    from subtool.runner.bert.precision_choice import prepare
+    from subtool.runner.bert.sut_cuda import TorchCudaBertSUT
+    from subtool.runner.bert.workload import read_accuracy_log
+
+    name = f"torch-cuda-{precision}"
+    entry: dict = {"name": name, "precision": precision, "token_budget": args.budget}
+    t0 = time.time()
+    model = record = None
+    if precision == "fp8":
+        choice = prepare(ckpt, data, "fp8", ratio, args.device, token_budget=args.budget)
+        model, record = choice.model, choice.record()
+        entry["fp8_plan"] = choice.fp8
+        log(choice.line)
+    sut = TorchCudaBertSUT(
+        ckpt,
+        data.features,
+        precision=precision,
+        token_budget=args.budget,
+        device=args.device,
+        model=model,
+        precision_record=record,
+    )
+    entry["build_s"] = round(time.time() - t0, 1)
+    try:
+        work = args.work / "proxy"
+        r = loadgen_run(sut, qsl, offline_settings(10000, 3000), "Offline", "performance", work / f"{name}-offline")
+        entry["offline"] = r
+        entry["offline_samples_per_s"] = r["result"]
+        acc = loadgen_run(sut, qsl, offline_settings(10000, 1000), "Offline", "accuracy", work / f"{name}-acc")
+        logits = read_accuracy_log(work / f"{name}-acc" / "mlperf_log_accuracy.json")
+        entry["accuracy_run_s"] = acc["wall_s"]
+        entry["f1"] = round(f1_on(data, logits), 4)
+        entry["f1_ratio"] = round(entry["f1"] / f1_fp32, 5)
+        entry["meets_criterion"] = entry["f1_ratio"] >= ratio
+    finally:
+        sut.stop()
+    log(f"{name}: {entry['offline_samples_per_s']:.1f} samples/s, F1 {entry['f1']} = {entry['f1_ratio']} of fp32")
+    del sut, model
+    if args.device == "cuda":
+        torch.cuda.empty_cache()
+    return entry
+
+
+def proxy_main(args, prov) -> None:
+    import json
+
+    import torch
+
+    from subtool.fsutil import atomic_write_json
+    from subtool.runner.bert.checkpoint import check_checkpoint
+    from subtool.runner.bert.fp8_plan import eval_logits, f1_on
+    from subtool.runner.bert.packed_model import PackedBert
+    from subtool.runner.bert.precision_choice import prepare
+    from subtool.runner.bert.workload import BertQSL, load_data
+
+    ckpt, dev = args.proxy / "model", args.proxy / "proxy-dev-v1.1.json"
+    ratio = 0.99  # bert-99
+    train = json.loads((args.proxy / "train.json").read_text(encoding="utf-8"))
+    report: dict = {
+        "schema": "subtool.bench.bert_gpu_proxy/1",
+        "command": prov.command,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "environment": environment() if args.device == "cuda" else {"device": args.device},
+        "proxy": {k: train.get(k) for k in ("shape", "config", "steps", "seconds", "stopped_on", "fp32_dev")},
+        "criterion": f"F1 >= {ratio} x the proxy's own fp32 F1 (bert-99)",
+        "runs": [],
+    }
+
+    def save() -> None:
+        atomic_write_json(args.out, report)
+
+    t0 = time.time()
+    data = load_data(ckpt, dev, args.work / "proxy-features", check_checkpoint(ckpt))
+    f = data.features
+    report["dataset"] = {"features": len(f), "questions": len(data.examples), "load_s": round(time.time() - t0, 1)}
+    t0 = time.time()
+    fp32 = PackedBert(ckpt, device=args.device, precision="fp32")
+    f1_fp32 = f1_on(data, eval_logits(fp32, f, range(len(f)), args.budget))
+    del fp32
+    report["fp32"] = {"f1": round(f1_fp32, 4), "seconds": round(time.time() - t0, 1)}
+    log(f"proxy: {report['dataset']}, fp32 F1 {f1_fp32:.3f}")
+    if args.device == "cuda":
+        peer = f1_on(data, transformers_logits(ckpt, f, "bf16"))
+        report["transformers_bf16"] = {"f1": round(peer, 4), "f1_ratio": round(peer / f1_fp32, 5)}
+        log(f"transformers bf16: F1 {peer:.3f}")
+    save()
+    t0 = time.time()
+    choice = prepare(ckpt, data, "auto", ratio, args.device, token_budget=args.budget)
+    report["auto"] = {**choice.record(), "seconds": round(time.time() - t0, 1)}
+    log(choice.line)
+    del choice
+    if args.device == "cuda":
+        torch.cuda.empty_cache()
+    save()
+    qsl = BertQSL(f, len(f))
+    try:
+        for precision in [p for p in args.precisions.split(",") if p]:
+            try:
+                report["runs"].append(proxy_block(precision, ckpt, data, qsl, args, f1_fp32, ratio))
+            except Exception as exc:  # noqa: BLE001 - one precision failing must not lose the others' numbers
+                import traceback
+
+                traceback.print_exc()
+                report["runs"].append({"name": f"torch-cuda-{precision}", "failed": repr(exc)[:500]})
+            save()
+    finally:
+        qsl.destroy()
+        report.update(prov.record())
+        save()
+    for r in report["runs"]:
+        print(
+            "{:20s} offline {!s:>10} F1 {!s:>8} ratio {!s:>8}".format(
+                r["name"], r.get("offline_samples_per_s"), r.get("f1"), r.get("f1_ratio")
+            )
+        )
+    log(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@
 # 3b. llm70b: python bench/llm70b_gpu.py (Llama-2-70B's shape, fp8, one GPU; asked for by name only: it needs
 #             ~75 GB of GPU memory and ~8 minutes)                 → $RESULTS_DIR/gpu_check_llm70b.json
 #             LLM70B_ARGS adds arguments (e.g. "--samples 512 --server-seconds 60").
+# 3c. proxy: python bench/bert_proxy/train.py --shape large (a BERT-large-shaped model trained on generated
+#             key/value questions, ~7.5 min: PROXY_MINUTES of training, default 5) → $PROXY_DIR (/tmp/subtool-proxy)
+#             and $RESULTS_DIR/bert_proxy_train.json; asked for by name only.
+# 3d. bertproxy: python bench/bert_gpu.py --proxy $PROXY_DIR (each precision's samples/s and F1 ratio on the
+#             trained proxy, what auto picks; ~3 min)                → $RESULTS_DIR/bert_gpu_proxy.json
 # 4. checker: python bench/checker_speed.py --official wheels/official (the machine's cores, idle)
 #                                                                    → $RESULTS_DIR/checker_speed_device.json
 # RESULTS_DIR defaults to bench/results. The last lines printed are a summary: each part's exit status and
@@ -101,11 +106,20 @@ for part in "${parts[@]}"; do
       rm -f "$RESULTS/gpu_check_llm70b.json"
       # shellcheck disable=SC2086  # LLM70B_ARGS is a list of arguments
       run_part llm70b "$PY" bench/llm70b_gpu.py ${LLM70B_ARGS:-} --out "$RESULTS/gpu_check_llm70b.json" ;;
+    proxy)
+      # shellcheck disable=SC2086  # PROXY_ARGS is a list of arguments (e.g. "--answer mixed")
+      run_part proxy "$PY" bench/bert_proxy/train.py --shape large --minutes "${PROXY_MINUTES:-5}" \
+               --out "${PROXY_DIR:-/tmp/subtool-proxy}" ${PROXY_ARGS:-}
+      cp "${PROXY_DIR:-/tmp/subtool-proxy}/train.json" "$RESULTS/bert_proxy_train.json" 2>/dev/null ;;
+    bertproxy)
+      rm -f "$RESULTS/bert_gpu_proxy.json"
+      run_part bertproxy "$PY" bench/bert_gpu.py --proxy "${PROXY_DIR:-/tmp/subtool-proxy}" \
+               --precisions bf16,fp16,fp8 --out "$RESULTS/bert_gpu_proxy.json" ;;
     checker)
       rm -f "$RESULTS/checker_speed_device.json"
       run_part checker "$PY" bench/checker_speed.py --official wheels/official --repeat 3 \
                --out "$RESULTS/checker_speed_device.json" ;;
-    *) say "unknown part '$part' (tests, bert, llm, llm70b, checker)"; exit 2 ;;
+    *) say "unknown part '$part' (tests, bert, llm, llm70b, proxy, bertproxy, checker)"; exit 2 ;;
   esac
 done
 
@@ -119,7 +133,7 @@ say "summary"
 } 2>&1 | tee -a "$LOG"
 if [ -n "${OUT:-}" ]; then
   cp "$LOG" "$OUT/" 2>/dev/null
-  for f in gpu_check_bert gpu_check_llm gpu_check_llm70b checker_speed_device; do
+  for f in gpu_check_bert gpu_check_llm gpu_check_llm70b checker_speed_device bert_proxy_train bert_gpu_proxy; do
     [ -f "$RESULTS/$f.json" ] && cp "$RESULTS/$f.json" "$OUT/"
   done
 fi

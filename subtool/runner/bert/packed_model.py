@@ -176,7 +176,10 @@ class PackedBert:
         self.shape = read_shape(model_path)
         if kernels == "auto":
             kernels = "triton" if cuda and precision != "fp32" and triton_available() else "torch"
-        if precision == "fp8" and kernels != "triton":
+        # fp8 off the GPU: every e4m3 quantization the GPU path makes, emulated by float8_e4m3fn round trips in
+        # torch (calibration, fallback and the accuracy check are then tested on any machine; no speed)
+        self.fp8_emulated = precision == "fp8" and not cuda
+        if precision == "fp8" and kernels != "triton" and not self.fp8_emulated:
             raise SubtoolError(
                 "fp8 needs a CUDA GPU with Triton (its quantizing kernels are Triton kernels)",
                 rule="run.precision",
@@ -194,7 +197,7 @@ class PackedBert:
         self.fp8_fast_accum = True
         # fp8: the first feed-forward product finishes with bias, GELU and e4m3 in its own epilogue (a Triton
         # kernel fed by TMA, so Hopper and later; Ada keeps cuBLAS's product and a separate quantizing pass)
-        self.fp8_fused_ffn = (
+        self.fp8_fused_ffn = self.fp8_emulated or (
             precision == "fp8"
             and cuda
             and self.shape.hidden % 64 == 0
@@ -202,8 +205,14 @@ class PackedBert:
         )
         # fp8: the attention kernel writes e4m3 for the output projection at a static, weight-derived scale
         self.fp8_attention_out = precision == "fp8"
-        # which of each layer's products run in fp8 (the others in bf16)
+        # which of each layer's products run in fp8 (the others in bf16): per layer, so that a layer that breaks
+        # the accuracy criterion can fall back to bf16 alone (bert/fp8_plan.py)
         self.fp8_ops = frozenset(FP8_OPS if precision == "fp8" else ())
+        self.layer_ops = [self.fp8_ops] * self.shape.layers
+        # where the static activation scales came from: the weights' bound, or calibration on sample data
+        self.scale_source = "weight bound" if precision == "fp8" else None
+        # observer(layer, op, tensor) sees each product's input (calibration); None on the fast path
+        self.observer = None
         # cuBLASLt's bias+GELU epilogue is GELU's tanh form: within bf16 rounding of the exact one
         self.fused_gelu = (cuda and precision in ("bf16", "fp16")) if fused_gelu is None else fused_gelu
         # fp16 is the accuracy-first precision: the residual stream between LayerNorms stays float32, and the
@@ -299,6 +308,42 @@ class PackedBert:
         layer["o"]["ws_unit_rows"] = (layer["o"]["ws"] * scale).contiguous()
 
     # ------------------------------------------------------------------------------------------ building blocks
+    def _rowwise(self, x):
+        """(e4m3 rows, float32 row scales [rows, 1]): each row at its own amax (the GPU's rowwise_fp8 and the
+        LayerNorm kernel's quantizing output)."""
+        if not self.fp8_emulated:
+            from subtool.runner.kernels.fused_norm import rowwise_fp8
+
+            return rowwise_fp8(x)
+        torch = self.torch
+        x = x.float()
+        s = x.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / FP8_MAX
+        return (x / s).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), s
+
+    def _static_e4m3(self, x, scale: float):
+        """x at one static scale, clipped to e4m3's range (what the fused GPU kernels write)."""
+        return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(self.torch.float8_e4m3fn)
+
+    def set_static_scales(self, scales: dict[tuple[int, str], float], source: str) -> None:
+        """Replace the static activation scales ((layer, "o") → the attention output's, (layer, "ff2") → GELU's
+        output's; amax / 448) by calibrated ones; the weight scales that take them over follow."""
+        for (i, op), scale in scales.items():
+            lin = self.layers[i][op]
+            if op == "o":
+                lin["in_scale"] = float(scale)
+            elif op == "ff2":
+                self.layers[i]["ff1"]["out_scale"] = float(scale)
+            else:
+                raise ValueError(f"no static activation scale for {op!r}")
+            lin["ws_unit_rows"] = (lin["ws"] * float(scale)).contiguous()
+        self.scale_source = source
+
+    def static_scales(self) -> dict[tuple[int, str], float]:
+        return {
+            **{(i, "o"): float(layer["o"]["in_scale"]) for i, layer in enumerate(self.layers)},
+            **{(i, "ff2"): float(layer["ff1"]["out_scale"]) for i, layer in enumerate(self.layers)},
+        }
+
     def _add_ln(self, x, res, ln, quantize: bool = False, x_bias=None):
         """LayerNorm(x + x_bias + res): (the next products' input in the compute dtype, with fp8 its row-quantized
         copy and row scales, the residual for the next LayerNorm: float32 with `residual_fp32`, else the input)."""
@@ -324,7 +369,8 @@ class PackedBert:
             y = y + res.float()
         y = self.torch.nn.functional.layer_norm(y, (y.shape[-1],), ln[0], ln[1], self.shape.eps)
         low = y.to(self.dtype)
-        return low, None, None, (y if self.residual_fp32 else low)
+        q, s = self._rowwise(y) if quantize and self.fp8_emulated else (None, None)
+        return low, q, s, (y if self.residual_fp32 else low)
 
     def _sublayer_out(self, x, lin: dict, xq=None, xs=None, w_scale=None):
         """A product whose result goes to residual+LayerNorm: (result, the bias still to add or None). In float32
@@ -338,6 +384,10 @@ class PackedBert:
     def _mm(self, x, lin: dict, xq=None, xs=None, bias: bool = True, w_scale=None):
         """x @ W.T + b: in fp8 (from x's quantized rows) when they are given, else in the compute dtype."""
         torch = self.torch
+        if xq is not None and self.fp8_emulated:
+            w_scale = lin["ws"] if w_scale is None else w_scale
+            y = (xq.float() * xs) @ (lin["wq"].float() * w_scale.t()).t()
+            return (y + lin["b"].float() if bias else y).to(torch.bfloat16)
         if xq is not None:
             w_scale = lin["ws"] if w_scale is None else w_scale
             return torch._scaled_mm(
@@ -355,10 +405,17 @@ class PackedBert:
         """The first feed-forward product and its GELU: (bf16 or None, e4m3 rows or None, row scales or None).
         With `unit_rows`: one Triton product from e4m3 x, its output at the layer's static scale (rows at 1)."""
         torch = self.torch
+        if unit_rows is not None and self.fp8_emulated:
+            h = self._mm(None, lin, xq, xs, bias=False).float() + lin["b"].float()
+            g = torch.nn.functional.gelu(h, approximate="tanh")
+            return None, self._static_e4m3(g, lin["out_scale"]), unit_rows
         if unit_rows is not None:
             from subtool.runner.kernels.fp8_gemm import fp8_gelu_linear
 
             return None, fp8_gelu_linear(xq, xs, lin["wq"], lin["ws"], lin["b"], lin["out_scale"]), unit_rows
+        if quantize_out and self.fp8_emulated:
+            h = torch.nn.functional.gelu(self._mm(x, lin, xq, xs, bias=False).float() + lin["b"].float())
+            return None, *self._rowwise(h)
         if quantize_out:
             from subtool.runner.kernels.fused_norm import rowwise_fp8
 
@@ -382,6 +439,8 @@ class PackedBert:
             from subtool.runner.kernels.packed_attention import packed_attention
 
             return packed_attention(qkv, cu_seqlens, MAX_SEQ_LENGTH, self.scale, out_scale=out_scale)
+        if out_scale is not None and self.fp8_emulated:
+            return self._static_e4m3(self._padded_attention(q, k, v, cu_seqlens, rows, sequences), out_scale)
         if self.attention == "flash":
             out = torch.ops.aten._flash_attention_forward(
                 q, k, v, cu_seqlens, cu_seqlens, MAX_SEQ_LENGTH, MAX_SEQ_LENGTH, 0.0, False, False, scale=self.scale
@@ -416,38 +475,51 @@ class PackedBert:
         return out[slot]
 
     # ------------------------------------------------------------------------------------------- the forward
+    def _layer(self, i, layer, ops, next_qkv, x, xq, xs, r, unit_rows, cu_seqlens, rows, sequences):
+        """One encoder layer with its own set of fp8 products; the LayerNorms quantize their output for the next
+        product only where that product runs in fp8."""
+        if self.observer is not None:
+            self.observer(i, "qkv", x)
+        qkv = self._mm(x, layer["qkv"], *((xq, xs) if "qkv" in ops else (None, None)))
+        if "o" in ops and (self.attention == "triton" or self.fp8_emulated) and self.fp8_attention_out:
+            aq = self._attention(qkv, cu_seqlens, rows, sequences, out_scale=layer["o"]["in_scale"])
+            o, ob = self._sublayer_out(None, layer["o"], aq, unit_rows, w_scale=layer["o"]["ws_unit_rows"])
+        elif "o" in ops:
+            o, ob = self._sublayer_out(
+                None, layer["o"], *self._rowwise(self._attention(qkv, cu_seqlens, rows, sequences))
+            )
+        else:
+            a = self._attention(qkv, cu_seqlens, rows, sequences)
+            if self.observer is not None:
+                self.observer(i, "o", a)
+            o, ob = self._sublayer_out(a, layer["o"])
+        x, xq, xs, r = self._add_ln(o, r, layer["ln1"], "ff1" in ops, x_bias=ob)
+        if self.observer is not None:
+            self.observer(i, "ff1", x)
+        ff1_in = (xq, xs) if "ff1" in ops else (None, None)
+        fused = "ff2" in ops and ff1_in[0] is not None and self.fp8_fused_ffn
+        h, hq, hs = self._ffn_in(
+            x, layer["ff1"], *ff1_in, quantize_out="ff2" in ops, unit_rows=unit_rows if fused else None
+        )
+        if self.observer is not None and h is not None:
+            self.observer(i, "ff2", h)
+        f, fb = self._sublayer_out(h, layer["ff2"], hq, hs, w_scale=layer["ff2"]["ws_unit_rows"] if fused else None)
+        return self._add_ln(f, r, layer["ln2"], next_qkv, x_bias=fb)
+
     def forward(self, input_ids, segment_ids, position_ids, rows, cu_seqlens, out, sequences: int | None = None):
         """Write the start/end logits of one packed batch into `out` ([>= rows.max()+1, 2] float32)."""
         torch = self.torch
-        ops = self.fp8_ops
-        quant_ln = bool(ops & {"qkv", "ff1"})
         emb = torch.nn.functional.embedding(input_ids, self.word) + torch.nn.functional.embedding(
             position_ids, self.pos
         )
-        x, xq, xs, r = self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln, quant_ln)
+        first = "qkv" in self.layer_ops[0] if self.layer_ops else False
+        x, xq, xs, r = self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln, first)
         # the row scales of inputs written at a static scale (folded into the weight scales)
-        unit_rows = torch.ones((x.shape[0], 1), device=x.device, dtype=torch.float32) if ops else None
-        for layer in self.layers:
-            qkv = self._mm(x, layer["qkv"], *((xq, xs) if "qkv" in ops else (None, None)))
-            if "o" in ops and self.attention == "triton" and self.fp8_attention_out:
-                aq = self._attention(qkv, cu_seqlens, rows, sequences, out_scale=layer["o"]["in_scale"])
-                o, ob = self._sublayer_out(None, layer["o"], aq, unit_rows, w_scale=layer["o"]["ws_unit_rows"])
-            elif "o" in ops:
-                from subtool.runner.kernels.fused_norm import rowwise_fp8
-
-                o, ob = self._sublayer_out(
-                    None, layer["o"], *rowwise_fp8(self._attention(qkv, cu_seqlens, rows, sequences))
-                )
-            else:
-                o, ob = self._sublayer_out(self._attention(qkv, cu_seqlens, rows, sequences), layer["o"])
-            x, xq, xs, r = self._add_ln(o, r, layer["ln1"], quant_ln, x_bias=ob)
-            ff1_in = (xq, xs) if "ff1" in ops else (None, None)
-            fused = "ff2" in ops and ff1_in[0] is not None and self.fp8_fused_ffn
-            h, hq, hs = self._ffn_in(
-                x, layer["ff1"], *ff1_in, quantize_out="ff2" in ops, unit_rows=unit_rows if fused else None
-            )
-            f, fb = self._sublayer_out(h, layer["ff2"], hq, hs, w_scale=layer["ff2"]["ws_unit_rows"] if fused else None)
-            x, xq, xs, r = self._add_ln(f, r, layer["ln2"], quant_ln, x_bias=fb)
+        unit_rows = torch.ones((x.shape[0], 1), device=x.device, dtype=torch.float32) if self.fp8_ops else None
+        for i, layer in enumerate(self.layers):
+            ops = self.layer_ops[i]
+            next_qkv = i + 1 < len(self.layers) and "qkv" in self.layer_ops[i + 1]
+            x, xq, xs, r = self._layer(i, layer, ops, next_qkv, x, xq, xs, r, unit_rows, cu_seqlens, rows, sequences)
         logits = torch.nn.functional.linear(r.float(), self.qa_w, self.qa_b)
         out.zero_()
         out.index_copy_(0, rows.long(), logits)

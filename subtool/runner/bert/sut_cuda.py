@@ -246,7 +246,11 @@ class TorchCudaBertSUT:
         slots: int = 2,
         graphs: bool | None = None,
         kernels: str = "auto",
+        model: PackedBert | None = None,
+        precision_record: dict | None = None,
     ):
+        """`model`: one already built (and, for fp8, calibrated and planned: bert/fp8_plan.py), else it loads one;
+        `precision_record`: how the precision was chosen (run.json's sut.precision)."""
         check_request(precision, device)
         self.features = features
         self.lengths = np.asarray(features.seq_lengths, dtype=np.int64)
@@ -258,7 +262,9 @@ class TorchCudaBertSUT:
                 hint=f"use a token budget of at least {MAX_SEQ_LENGTH}",
             )
         self.buckets = token_buckets(self.budget)
-        self.model = PackedBert(model_path, device=device, precision=precision, kernels=kernels)
+        self.model = model or PackedBert(model_path, device=device, precision=precision, kernels=kernels)
+        self.precision = self.model.precision
+        self.precision_record = precision_record
         use_graphs = self.model.attention != "padded" if graphs is None else graphs
         if use_graphs:
             self.executor = GraphExecutor(self.model, self.buckets, slots)
@@ -367,6 +373,7 @@ class TorchCudaBertSUT:
             "graphs": isinstance(self.executor, GraphExecutor),
             "issued": self.ledger.issued,
             "answered": self.ledger.answered,
+            **({"precision": self.precision_record} if self.precision_record else {}),
         }
 
     def stop(self) -> None:

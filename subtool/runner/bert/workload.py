@@ -201,12 +201,18 @@ class BertWorkload:
         )
 
     def resolve_precision(self, backend: str, precision: str, model_path: Path | None = None) -> str:
-        """auto: fp16 on torch-cuda (GPU_PRECISION), fp32 elsewhere; refuses what the backend cannot run. Ray
-        workers resolve it against the backend they run, once they see the cluster (sut_ray)."""
+        """auto: fp32 on torch-cpu; on torch-cuda it stays `auto` (after checking the GPU is there) and is decided
+        from evidence once the data and weights are loaded (make_sut → bert/precision_choice.py); refuses what the
+        backend cannot run. Ray workers resolve it against the backend they run (sut_ray: GPU_PRECISION)."""
         if backend == "ray":
             return precision
+        if precision == "auto" and backend == "torch-cuda":
+            from subtool.runner.bert.sut_cuda import check_request
+
+            check_request(GPU_PRECISION)  # a GPU is there: refused now, before any data loads, if not
+            return "auto"
         if precision == "auto":
-            precision = GPU_PRECISION if backend == "torch-cuda" else "fp32"
+            precision = "fp32"
         if backend == "torch-cuda":
             from subtool.runner.bert.sut_cuda import check_request
 
@@ -226,7 +232,14 @@ class BertWorkload:
                 f"unknown backend {config.backend!r} for {self.spec.name}; choose one of {', '.join(SUT_BACKENDS)}",
                 rule="run.backend",
             )
+        if factory is _torch_cuda_sut:  # auto and fp8 decide from the data set's questions (precision_choice)
+            return _torch_cuda_sut(model_path, data.payload.features, config, data.payload, self.f1_ratio)
         return factory(model_path, data.payload.features, config)
+
+    @property
+    def f1_ratio(self) -> float:
+        """The accuracy target as a share of the reference's F1 (bert-99: 0.99), from the catalogue."""
+        return next(frac for metric, _, frac in BENCHMARKS[self.spec.name].accuracy if metric == "F1")
 
     def make_qsl(self, data):
         return BertQSL(data.payload.features, self.spec.sample_count)
@@ -257,16 +270,25 @@ def _torch_cpu_sut(model_path: Path, features: SquadFeatures, config):
     )
 
 
-def _torch_cuda_sut(model_path: Path, features: SquadFeatures, config):
+def _torch_cuda_sut(model_path: Path, features: SquadFeatures, config, data: BertData | None = None, ratio=0.99):
     from subtool.runner.bert.sut_cuda import TorchCudaBertSUT
 
+    model, record, precision = None, None, config.precision
+    if data is not None and precision in ("auto", "fp8"):
+        from subtool.runner.bert.precision_choice import prepare
+
+        choice = prepare(model_path, data, precision, ratio, "cuda")
+        print(choice.line, flush=True)
+        model, record, precision = choice.model, choice.record(), choice.precision
     return TorchCudaBertSUT(
         model_path,
         features,
-        precision=config.precision,
+        precision=precision,
         batch_size=config.batch_size,
         token_budget=config.extra.get("token_budget"),
         slots=config.extra.get("slots", 2),
+        model=model,
+        precision_record=record,
     )
 
 

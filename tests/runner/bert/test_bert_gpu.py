@@ -124,3 +124,62 @@ def test_sut_answers_every_sample_once_on_the_gpu(tmp_path, tiny_checkpoint, sma
     ref = np.concatenate([hf_logits[i] for i in range(len(f))])
     got = np.concatenate([logits[i][: int(f.seq_lengths[i])] for i in range(len(f))])
     assert rel(got, ref) < 0.03
+
+
+@pytest.mark.skipif(not FP8, reason="needs an fp8 GPU")
+def test_fp8_on_the_gpu_matches_its_cpu_emulation(tiny_checkpoint, small_features):
+    """The CPU tests judge calibration and fallback on the emulation; it must compute what the GPU computes."""
+    from subtool.runner.bert.fp8_plan import eval_logits
+
+    f = small_features.features
+    idx = list(range(len(f)))
+    gpu = eval_logits(PackedBert(tiny_checkpoint, "cuda", "fp8"), f, idx, 4096)
+    cpu = eval_logits(PackedBert(tiny_checkpoint, "cpu", "fp8"), f, idx, 4096)
+    ref = eval_logits(PackedBert(tiny_checkpoint, "cpu", "fp32"), f, idx, 4096)
+    cat = lambda d: np.concatenate([d[i] for i in idx])  # noqa: E731
+    assert rel(cat(gpu), cat(cpu)) < 0.5 * rel(cat(gpu), cat(ref)) + 0.02
+
+
+@pytest.mark.skipif(not FP8, reason="needs an fp8 GPU")
+def test_fp8_layer_fallback_and_calibrated_scales_run_in_graphs(tiny_checkpoint, small_features):
+    from subtool.runner.bert import fp8_plan
+    from subtool.runner.bert.packed_plan import choose_shape, token_buckets
+    from subtool.runner.bert.sut_cuda import GraphExecutor
+
+    f = small_features.features
+    ref = forward(PackedBert(tiny_checkpoint, "cuda", "fp32"), f, range(len(f)), 45 * MAX_SEQ_LENGTH)
+    model = PackedBert(tiny_checkpoint, "cuda", "fp8")
+    scales = fp8_plan.calibrate(model, f, range(0, len(f), 2), 4096)
+    assert model.static_scales() == pytest.approx(scales) and model.scale_source.startswith("calibrated")
+    fp8_plan.apply_fallback(model, [0])  # layer 0 in bf16, layer 1 in fp8: the LayerNorms quantize for layer 1 only
+    assert model.layer_ops[0] == frozenset() and model.layer_ops[1]
+    out = forward(model, f, range(len(f)), 45 * MAX_SEQ_LENGTH)
+    assert np.isfinite(out).all() and rel(out, ref) < 0.12
+    ex = GraphExecutor(model, token_buckets(4096), slots=1)
+    indices = list(range(6, 14))
+    bucket, cap = choose_shape(int(f.seq_lengths[indices].sum()), len(indices), ex.buckets)
+    p = pack_inputs(f.input_ids, f.segment_ids, f.seq_lengths, np.asarray(indices), bucket, cap)
+    ex.submit(ex.slots[0], p)
+    ex.wait(ex.slots[0])
+    got = ex.outputs(ex.slots[0], len(indices)).reshape(len(indices), MAX_SEQ_LENGTH, 2)
+    np.testing.assert_allclose(got, forward(model, f, indices, bucket), rtol=2e-2, atol=2e-2)
+
+
+def test_auto_on_the_gpu_decides_before_the_run_and_reports_why(tiny_checkpoint, small_features, capsys):
+    from subtool.runner.bert.workload import workload
+    from subtool.runner.workload import LoadedData, SutConfig
+
+    w = workload("bert-99")
+    assert w.resolve_precision("torch-cuda", "auto") == "auto"  # decided once data and weights are loaded
+    data = LoadedData(small_features, len(small_features.features), "small", "0")
+    sut = w.make_sut(
+        tiny_checkpoint, data, SutConfig(backend="torch-cuda", precision="auto", extra={"token_budget": 4096})
+    )
+    try:
+        record = sut.stats()["precision"]
+        assert sut.precision == record["chosen"] and sut.precision in ("fp8", "bf16", "fp16", "fp32")
+        assert record["why"].startswith(f"precision auto → {sut.precision}: ")
+        assert record["why"] in capsys.readouterr().out
+        assert record["candidates"][0]["precision"] == "fp32"  # the reference every candidate was scored against
+    finally:
+        sut.stop()

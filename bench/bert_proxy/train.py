@@ -1,0 +1,234 @@
+"""Train the accuracy proxy: a BERT question-answering model on the generated key/value questions (proxy_data.py).
+
+    python bench/bert_proxy/train.py --shape large --out /tmp/proxy --minutes 7      # on a GPU
+    python bench/bert_proxy/train.py --shape tiny --out /tmp/proxy-tiny               # CPU, seconds
+
+writes OUT/model (a Hugging Face BertForQuestionAnswering checkpoint with vocab.txt: what `--model-path` reads),
+OUT/proxy-dev-v1.1.json (the held-out questions: what `--dataset-path` reads; --dev-questions of them, 10,570 for
+the large shape so the QSL is bench-sized) and OUT/train.json (steps, seconds, the fp32 dev F1 and the median
+margin between the best and second-best start logit, the measure of how decisive the answers are). Training stops
+when the dev F1 reaches --target-f1 or the time is up; the checkpoint is written either way and train.json says
+which. The weights are never committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import proxy_data  # noqa: E402
+
+SHAPES = {
+    "large": dict(
+        config=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+        words=3000,
+        # "key" learns in one attention step, so it trains to a high F1 within the device budget; "mixed"
+        # (--answer mixed) adds the two-step value lookup, closer to SQuAD but not shown to train in time
+        answer="key",
+        context_tokens=(30, 360),
+        long_share=0.025,
+        train_questions=60_000,
+        dev_questions=10_570,
+        batch=64,
+        lr=1e-4,
+        warmup=300,
+        eval_questions=600,
+        final_eval_questions=3000,  # the bench scores all of them; 3,000 keep the training run short
+        eval_every=100,
+    ),
+    "tiny": dict(
+        config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
+        words=60,
+        answer="key",
+        context_tokens=(12, 40),
+        long_share=0.0,
+        train_questions=2000,
+        dev_questions=300,
+        batch=32,
+        lr=3e-3,
+        warmup=30,
+        eval_questions=300,
+        final_eval_questions=None,
+        eval_every=100,
+    ),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def featurize(model_dir: Path, doc: dict, path: Path):
+    """(examples, features, tokenizer, start positions, end positions) of a generated SQuAD document."""
+    from subtool.runner.bert.checkpoint import wordpiece_tokenizer
+    from subtool.runner.bert.squad import convert_examples_to_features, read_squad_examples
+
+    proxy_data.write_squad(path, doc)
+    tokenizer = wordpiece_tokenizer(model_dir / "vocab.txt")
+    examples = read_squad_examples(path)
+    features = convert_examples_to_features(examples, tokenizer)
+    return (examples, features, tokenizer, *proxy_data.answer_positions(examples, features, doc))
+
+
+def dev_scores(model, examples, features, tokenizer, device, limit: int | None = None) -> dict:
+    """fp32 F1 of the model on (the first `limit` questions of) the dev set, and the median margin of its start
+    logits (best minus second best over the context)."""
+    import numpy as np
+    import torch
+
+    from subtool.runner.bert.squad_eval import best_answers, squad_v11_scores
+
+    keep = [i for i in range(len(features)) if limit is None or features.example_index[i] < limit]
+    logits, margins = {}, []
+    model.eval()
+    with torch.inference_mode(), torch.autocast(device.type, enabled=False):
+        for chunk in range(0, len(keep), 64):
+            idx = keep[chunk : chunk + 64]
+            n = int(features.seq_lengths[idx].max())
+            ids = torch.from_numpy(features.input_ids[idx, :n].astype("int64")).to(device)
+            seg = torch.from_numpy(features.segment_ids[idx, :n].astype("int64")).to(device)
+            mask = torch.from_numpy(features.input_mask[idx, :n].astype("int64")).to(device)
+            out = model(input_ids=ids, token_type_ids=seg, attention_mask=mask)
+            both = torch.stack([out.start_logits, out.end_logits], -1).float().cpu().numpy()
+            for row, fi in enumerate(idx):
+                length = int(features.seq_lengths[fi])
+                logits[fi] = both[row, :length]
+                ctx = np.sort(both[row, :length, 0][features.token_to_word[fi, :length] >= 0])
+                if ctx.size > 1:
+                    margins.append(float(ctx[-1] - ctx[-2]))
+    model.train()
+    covered = sorted({int(features.example_index[i]) for i in keep})
+    preds = best_answers(examples, features, logits, tokenizer.convert_ids_to_tokens)
+    scores = squad_v11_scores(preds, [examples[i] for i in covered])
+    return {**scores, "median_start_margin": float(np.median(margins)) if margins else 0.0}
+
+
+def batches(features, starts, ends, size: int, rng):
+    """Shuffled batches of similar length (little padding), forever."""
+    import numpy as np
+
+    order = np.argsort(features.seq_lengths + rng.random(len(features)) * 40)
+    groups = [order[i : i + size] for i in range(0, len(order), size)]
+    while True:
+        rng.shuffle(groups)
+        yield from groups
+
+
+def train(
+    shape: str, out: Path, minutes: float, target_f1: float, device_name: str, seed: int, steps, answer=None
+) -> dict:
+    import numpy as np
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    s = SHAPES[shape]
+    device = torch.device(device_name)
+    torch.manual_seed(seed)
+    model_dir = out / "model"
+    words = proxy_data.vocabulary(s["words"])
+    proxy_data.write_vocab(model_dir, words)
+    common = dict(context_tokens=s["context_tokens"], long_share=s["long_share"], answer=answer or s["answer"])
+    train_doc = proxy_data.generate(words, s["train_questions"], seed, **common)
+    dev_doc = proxy_data.generate(words, s["dev_questions"], seed + 1, **common)
+    _, tf, _, t_start, t_end = featurize(model_dir, train_doc, out / "proxy-train-v1.1.json")
+    dev = featurize(model_dir, dev_doc, out / "proxy-dev-v1.1.json")
+    log(f"{len(tf)} training features, {len(dev[1])} dev features")
+    vocab_size = len((model_dir / "vocab.txt").read_text(encoding="utf-8").split())
+    config = BertConfig(vocab_size=vocab_size, max_position_embeddings=512, type_vocab_size=2, **s["config"])
+    model = BertForQuestionAnswering(config).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=0.01, fused=device.type == "cuda")
+    warm = s["warmup"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warm))
+    rng = np.random.default_rng(seed)
+    t0, step, scores, reason = time.time(), 0, {}, "time"
+    amp = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
+    for idx in batches(tf, t_start, t_end, s["batch"], rng):
+        n = int(tf.seq_lengths[idx].max())
+
+        def t(a):
+            return torch.from_numpy(np.ascontiguousarray(a).astype("int64")).to(device, non_blocking=True)
+
+        with amp:
+            loss = model(
+                input_ids=t(tf.input_ids[idx, :n]),
+                token_type_ids=t(tf.segment_ids[idx, :n]),
+                attention_mask=t(tf.input_mask[idx, :n]),
+                start_positions=t(t_start[idx]),
+                end_positions=t(t_end[idx]),
+            ).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        if step % s["eval_every"] == 0 or step == steps:
+            scores = dev_scores(model, *dev[:3], device, limit=s["eval_questions"])
+            log(f"step {step}: loss {float(loss.detach()):.3f}, dev F1 {scores['f1']:.2f} ({time.time() - t0:.0f} s)")
+            if scores["f1"] >= target_f1:
+                reason = "target F1"
+                break
+        if step == steps:
+            reason = "steps"
+            break
+        if time.time() - t0 > minutes * 60:
+            break
+    scores = dev_scores(model, *dev[:3], device, limit=s["final_eval_questions"])
+    model.save_pretrained(model_dir)
+    record = {
+        "shape": shape,
+        "questions": answer or s["answer"],
+        "config": s["config"],
+        "steps": step,
+        "seconds": round(time.time() - t0, 1),
+        "stopped_on": reason,
+        "dev_questions": len(dev[0]),
+        "scored_questions": min(len(dev[0]), s["final_eval_questions"] or len(dev[0])),
+        "dev_features": len(dev[1]),
+        "fp32_dev": {k: round(v, 4) for k, v in scores.items()},
+        "model_path": str(model_dir),
+        "dataset_path": str(out / "proxy-dev-v1.1.json"),
+    }
+    (out / "train.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (out / "proxy-train-v1.1.json").unlink()
+    log(f"dev F1 {scores['f1']:.2f}, median start margin {scores['median_start_margin']:.1f} → {model_dir}")
+    return record
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="large")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--minutes", type=float, default=7.0, help="training time limit (the dev F1 may stop it earlier)")
+    ap.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: no limit)")
+    ap.add_argument("--target-f1", type=float, default=97.0)
+    ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    ap.add_argument("--seed", type=int, default=proxy_data.PROXY_SEED)
+    ap.add_argument("--answer", choices=("value", "key", "mixed"), default=None, help="the questions (proxy_data)")
+    args = ap.parse_args(argv)
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.out.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(1)  # small products: threads only wait for each other on a shared machine
+    try:
+        return train(
+            args.shape, args.out, args.minutes, args.target_f1, device, args.seed, args.steps or math.inf, args.answer
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+if __name__ == "__main__":
+    main()

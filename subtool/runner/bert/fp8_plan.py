@@ -1,0 +1,218 @@
+"""fp8 that keeps bert-99's accuracy: static activation scales calibrated on sample data, and per-layer fallback.
+
+Two of each layer's four fp8 products read an input the GPU writes at one static scale (the attention output and
+GELU's output: kernels/packed_attention.py and kernels/fp8_gemm.py quantize in their epilogues, before the whole
+row exists). Their scales default to a bound derived from the weights, which never overflows but, being loose,
+leaves e4m3 few significant levels for typical values. `calibrate` runs the model in bf16 over a calibration
+subset (MLPerf allows a calibration list) and sets each scale to the largest value seen there, so e4m3's range
+covers what real inputs reach (a value beyond it is clipped to ±448 steps). The LayerNorm outputs are quantized
+row by row at their own amax in the LayerNorm kernel, which costs nothing extra, so they need no calibration.
+
+`plan` then checks the criterion — the fp8 F1 on the calibration subset at least `ratio` of the fp32 model's F1 on
+the same questions — and, where it fails, moves whole layers back to bf16, the layers whose fp8 alone changes the
+logits most first, until it holds. The plan's `report` says which layers run in which precision and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from subtool.runner.bert.squad import MAX_SEQ_LENGTH
+
+STATIC_OPS = ("o", "ff2")  # products whose fp8 input has a static scale (the others: row-wise, dynamic)
+
+
+# ------------------------------------------------------------------------------------- running the model
+def eval_logits(model, features, indices, token_budget: int = 16384) -> dict[int, np.ndarray]:
+    """feature index → [length, 2] float32 start/end logits, by the model's eager packed forward (no graphs)."""
+    from subtool.runner.bert.packed_plan import pack_inputs, sequence_capacity
+
+    torch = model.torch
+    order = sorted(indices, key=lambda i: -int(features.seq_lengths[i]))
+    out: dict[int, np.ndarray] = {}
+    batch: list[int] = []
+
+    def flush():
+        p = pack_inputs(features.input_ids, features.segment_ids, features.seq_lengths, np.asarray(batch), token_budget)
+        dev = model.device
+        res = torch.zeros((sequence_capacity(token_budget) * MAX_SEQ_LENGTH + 1, 2), device=dev)
+
+        def t(a):
+            return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+
+        with torch.inference_mode():
+            model.forward(
+                t(p.input_ids), t(p.segment_ids), t(p.position_ids), t(p.out_rows), t(p.cu_seqlens), res, p.sequences
+            )
+        logits = res[: p.sequences * MAX_SEQ_LENGTH].view(p.sequences, MAX_SEQ_LENGTH, 2).cpu().numpy()
+        for row, fi in enumerate(batch):
+            out[fi] = logits[row, : int(features.seq_lengths[fi])].copy()
+        batch.clear()
+
+    tokens = 0
+    for fi in order:
+        n = int(features.seq_lengths[fi])
+        if batch and (tokens + n > token_budget or len(batch) >= sequence_capacity(token_budget)):
+            flush()
+            tokens = 0
+        batch.append(fi)
+        tokens += n
+    if batch:
+        flush()
+    return out
+
+
+def subsets(features, n_check: int, n_calibration: int) -> tuple[list[int], list[int]]:
+    """(calibration, check) feature indices: whole questions spread evenly over the data set, disjoint."""
+    examples = np.unique(features.example_index)
+    want = min(len(examples), n_check + n_calibration)
+    picked = examples[np.linspace(0, len(examples) - 1, want).round().astype(int)] if want else examples[:0]
+    at = np.unique(np.linspace(0, want - 1, min(n_calibration, want)).round().astype(int)) if want else []
+    cal_ex = set(picked[at].tolist()) if n_calibration else set()
+    check_ex = set(picked.tolist()) - cal_ex
+    ex = features.example_index
+    return [i for i in range(len(ex)) if int(ex[i]) in cal_ex], [i for i in range(len(ex)) if int(ex[i]) in check_ex]
+
+
+def f1_on(data, logits: dict[int, np.ndarray]) -> float:
+    """SQuAD v1.1 F1 (percent) over the questions whose features `logits` holds, against the data set's answers."""
+    from subtool.runner.bert.squad_eval import best_answers, squad_v11_scores
+
+    covered = sorted({int(data.features.example_index[i]) for i in logits})
+    preds = best_answers(data.examples, data.features, logits, data.tokenizer.convert_ids_to_tokens)
+    return squad_v11_scores(preds, [data.examples[i] for i in covered])["f1"]
+
+
+# ----------------------------------------------------------------------------------------- calibration
+def calibrate(model, features, indices, token_budget: int = 16384, margin: float = 1.0) -> dict:
+    """Static scales (amax x margin / 448) of each layer's attention output and GELU output over `indices`,
+    observed with every product in bf16; applied to the model, and returned."""
+    from subtool.runner.bert.packed_model import FP8_MAX
+
+    seen: dict[tuple[int, str], float] = {}
+
+    def observe(layer: int, op: str, x) -> None:
+        if op in STATIC_OPS:
+            seen[(layer, op)] = max(seen.get((layer, op), 0.0), float(x.detach().abs().amax()))
+
+    saved = list(model.layer_ops)
+    model.layer_ops = [frozenset()] * len(saved)
+    model.observer = observe
+    try:
+        eval_logits(model, features, indices, token_budget)
+    finally:
+        model.observer = None
+        model.layer_ops = saved
+    scales = {key: max(amax, 1e-6) * margin / FP8_MAX for key, amax in seen.items()}
+    model.set_static_scales(scales, f"calibrated on {len(indices)} features")
+    return scales
+
+
+# ---------------------------------------------------------------------------------------------- the plan
+@dataclass
+class Fp8Plan:
+    layers: int
+    fallback: list[int] = field(default_factory=list)  # layers run in bf16
+    f1_fp32: float = 0.0
+    f1_fp8: float = 0.0  # with the fallback applied
+    ratio_target: float = 0.99
+    calibration_features: int = 0
+    scale_source: str = ""
+    steps: list[dict] = field(default_factory=list)
+
+    @property
+    def passes(self) -> bool:
+        return self.f1_fp8 >= self.ratio_target * self.f1_fp32
+
+    def report(self) -> dict:
+        fp8 = [i for i in range(self.layers) if i not in self.fallback]
+        return {
+            "fp8_layers": fp8,
+            "bf16_layers": sorted(self.fallback),
+            "scales": self.scale_source,
+            "calibration_features": self.calibration_features,
+            "f1_fp32": round(self.f1_fp32, 4),
+            "f1_fp8": round(self.f1_fp8, 4),
+            "f1_ratio": round(self.f1_fp8 / self.f1_fp32, 5) if self.f1_fp32 else None,
+            "target_ratio": self.ratio_target,
+            "search": self.steps,
+        }
+
+    def line(self) -> str:
+        fp8 = self.layers - len(self.fallback)
+        kept = f"{fp8} of {self.layers} layers in fp8"
+        if self.fallback:
+            kept += f", layers {_ranges(sorted(self.fallback))} in bf16"
+        return kept
+
+
+def _ranges(xs: list[int]) -> str:
+    parts, start = [], None
+    for i, x in enumerate(xs):
+        if start is None:
+            start = x
+        if i + 1 == len(xs) or xs[i + 1] != x + 1:
+            parts.append(str(start) if start == x else f"{start}-{x}")
+            start = None
+    return ",".join(parts)
+
+
+def apply_fallback(model, fallback) -> None:
+    from subtool.runner.bert.packed_model import FP8_OPS
+
+    model.layer_ops = [frozenset() if i in fallback else frozenset(FP8_OPS) for i in range(model.shape.layers)]
+
+
+def layer_damage(model, features, indices, ref: dict[int, np.ndarray], token_budget: int) -> list[float]:
+    """Per layer: the mean squared change of the logits (against fp32's) when that layer alone runs in fp8."""
+    saved = list(model.layer_ops)
+    damage = []
+    try:
+        for i in range(model.shape.layers):
+            model.layer_ops = [saved[i] if j == i else frozenset() for j in range(len(saved))]
+            got = eval_logits(model, features, indices, token_budget)
+            damage.append(float(np.mean([np.mean((got[k] - ref[k]) ** 2) for k in got])))
+    finally:
+        model.layer_ops = saved
+    return damage
+
+
+def plan(
+    model,
+    data,
+    calibration: list[int],
+    ref_logits: dict[int, np.ndarray],
+    ratio: float,
+    token_budget: int = 16384,
+    max_fallback: int | None = None,
+    do_calibrate: bool = True,
+) -> Fp8Plan:
+    """Calibrate the static scales on `calibration`, then fall back the fewest layers (most damaging first, in
+    growing steps: 1, 2, 4, …) that bring the fp8 F1 on those features to `ratio` of fp32's (`ref_logits`)."""
+    features = data.features
+    if do_calibrate:
+        calibrate(model, features, calibration, token_budget)
+    layers = model.shape.layers
+    limit = layers if max_fallback is None else max_fallback
+    p = Fp8Plan(layers, ratio_target=ratio, calibration_features=len(calibration), scale_source=model.scale_source)
+    p.f1_fp32 = f1_on(data, {i: ref_logits[i] for i in calibration})
+    apply_fallback(model, [])
+    p.f1_fp8 = f1_on(data, eval_logits(model, features, calibration, token_budget))
+    p.steps.append({"bf16_layers": 0, "f1": round(p.f1_fp8, 4)})
+    if p.passes or limit == 0:
+        return p
+    damage = layer_damage(model, features, calibration, ref_logits, token_budget)
+    order = sorted(range(layers), key=lambda i: -damage[i])
+    k = 1
+    while True:
+        k = min(k, limit)
+        fallback = order[:k]
+        apply_fallback(model, fallback)
+        p.fallback = sorted(fallback)
+        p.f1_fp8 = f1_on(data, eval_logits(model, features, calibration, token_budget))
+        p.steps.append({"bf16_layers": k, "f1": round(p.f1_fp8, 4)})
+        if p.passes or k >= limit:
+            return p
+        k *= 2

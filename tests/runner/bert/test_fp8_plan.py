@@ -1,0 +1,177 @@
+"""fp8 that keeps bert-99's criterion, and `--precision auto` from evidence, on a trained proxy (CPU: e4m3 emulated).
+
+The proxy is bench/bert_proxy's tiny shape, trained here once per session (tens of seconds on 2 cores) to a high
+F1 with decisive answers: the model every test below judges precisions on.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench" / "bert_proxy"))
+
+from subtool.runner.bert import fp8_plan, precision_choice  # noqa: E402
+from subtool.runner.bert.packed_model import FP8_MAX, PackedBert  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def proxy(tmp_path_factory):
+    import train
+
+    out = tmp_path_factory.mktemp("proxy")
+    record = train.main(["--shape", "tiny", "--out", str(out), "--minutes", "10", "--steps", "1500", "--device", "cpu"])
+    from subtool.runner.bert.checkpoint import check_checkpoint
+    from subtool.runner.bert.workload import load_data
+
+    model = Path(record["model_path"])
+    return record, model, load_data(model, Path(record["dataset_path"]), None, check_checkpoint(model))
+
+
+@pytest.fixture(scope="session")
+def fp32_logits(proxy):
+    _, model, data = proxy
+    ref = PackedBert(model, device="cpu", precision="fp32")
+    return fp8_plan.eval_logits(ref, data.features, range(len(data.features)))
+
+
+def fp8(model):
+    return PackedBert(model, device="cpu", precision="fp8")
+
+
+def logit_error(got, ref) -> float:
+    return float(np.mean([np.mean((got[i] - ref[i]) ** 2) for i in ref]))
+
+
+def test_the_proxy_trains_to_a_high_f1_with_decisive_answers(proxy, fp32_logits):
+    record, _, data = proxy
+    assert record["fp32_dev"]["f1"] >= 95, record
+    assert record["fp32_dev"]["median_start_margin"] >= 2.0, record  # the best start beats the next clearly
+    # the packed forward reads the trained checkpoint as transformers wrote it: the same F1
+    assert fp8_plan.f1_on(data, fp32_logits) == pytest.approx(record["fp32_dev"]["f1"], abs=0.5)
+
+
+def test_emulated_fp8_quantizes_and_stays_close(proxy, fp32_logits):
+    _, model, data = proxy
+    got = fp8_plan.eval_logits(fp8(model), data.features, range(len(data.features)))
+    err = logit_error(got, fp32_logits)
+    scale = float(np.mean([np.mean(v**2) for v in fp32_logits.values()]))
+    assert 0 < err < 0.01 * scale  # e4m3 changes the logits, a little
+    assert fp8_plan.f1_on(data, got) >= 0.99 * fp8_plan.f1_on(data, fp32_logits)
+
+
+def test_calibrated_static_scales_are_the_observed_amax_and_beat_the_weight_bound(proxy, fp32_logits):
+    _, model, data = proxy
+    m = fp8(model)
+    bound = m.static_scales()
+    cal = list(range(0, len(data.features), 3))
+    seen: dict = {}
+    m.layer_ops = [frozenset()] * m.shape.layers
+    m.observer = lambda i, op, x: seen.__setitem__((i, op), max(seen.get((i, op), 0.0), float(x.abs().amax())))
+    fp8_plan.eval_logits(m, data.features, cal)
+    m.observer = None
+    fp8_plan.apply_fallback(m, [])
+    before = logit_error(fp8_plan.eval_logits(m, data.features, range(len(data.features))), fp32_logits)
+    scales = fp8_plan.calibrate(m, data.features, cal)
+    for key, s in scales.items():
+        assert s == pytest.approx(seen[key] / FP8_MAX)
+        assert s <= bound[key]  # a bound of every possible input is never below what inputs reach
+    assert m.static_scales() == pytest.approx(scales) and m.scale_source == f"calibrated on {len(cal)} features"
+    assert m.layer_ops == [frozenset({"qkv", "o", "ff1", "ff2"})] * m.shape.layers  # calibration restored them
+    after = logit_error(fp8_plan.eval_logits(m, data.features, range(len(data.features))), fp32_logits)
+    assert after < before  # finer e4m3 steps where the values are
+
+
+def break_layer(m, layer: int) -> None:
+    """Sabotage one layer's fp8: its e4m3 weights replaced by noise (its bf16 weights are intact). The tiny
+    proxy finds the key in layer 0, so breaking that layer breaks the answers."""
+    g = torch.Generator().manual_seed(layer)
+    for op in ("qkv", "o", "ff1", "ff2"):
+        w = m.layers[layer][op]["wq"]
+        m.layers[layer][op]["wq"] = (torch.randn(w.shape, generator=g) * 100).clamp(-448, 448).to(w.dtype)
+
+
+def test_a_layer_that_breaks_the_criterion_falls_back_to_bf16(proxy, fp32_logits):
+    _, model, data = proxy
+    m = fp8(model)
+    cal = list(range(0, len(data.features), 2))
+    fp8_plan.calibrate(m, data.features, cal)
+    break_layer(m, 0)
+    broken = fp8_plan.f1_on(data, fp8_plan.eval_logits(m, data.features, cal))
+    assert broken < 0.99 * fp8_plan.f1_on(data, {i: fp32_logits[i] for i in cal})  # the sabotage does break it
+    p = fp8_plan.plan(m, data, cal, fp32_logits, 0.99, do_calibrate=False)
+    assert p.passes and p.fallback == [0], p.report()
+    report = p.report()
+    assert report["fp8_layers"] == [1] and report["bf16_layers"] == [0]
+    assert report["search"][0]["bf16_layers"] == 0 and report["search"][-1]["bf16_layers"] == 1
+    assert m.layer_ops[1] == frozenset({"qkv", "o", "ff1", "ff2"}) and m.layer_ops[0] == frozenset()
+    assert "1 of 2 layers in fp8, layers 0 in bf16" == p.line()
+
+
+def test_auto_picks_the_fastest_precision_that_keeps_the_target(proxy):
+    _, model, data = proxy
+    choice = precision_choice.prepare(model, data, "auto", 0.99, "cpu", n_check=150, n_calibration=100)
+    assert choice.precision == "fp8" and choice.model.precision == "fp8"
+    assert choice.line.startswith("precision auto → fp8: F1 ") and "of fp32's on 150 questions" in choice.line
+    assert choice.fp8["scales"] == "calibrated on 100 features" and choice.fp8["bf16_layers"] == []
+    rec = choice.record()
+    assert [c["precision"] for c in rec["candidates"]] == ["fp32", "fp8"]
+
+
+def test_auto_refuses_a_broken_precision_and_says_why(proxy):
+    _, model, data = proxy
+
+    def build(p):
+        m = PackedBert(model, device="cpu", precision=p)
+        if p == "fp8":  # broken fp8: noise for every layer's e4m3 weights
+            for i in range(m.shape.layers):
+                break_layer(m, i)
+        return m
+
+    choice = precision_choice.choose(data, build, 0.99, n_check=60, n_calibration=40, max_fallback=0)
+    assert choice.precision == "bf16"
+    fp8_entry = choice.evidence[1]
+    assert fp8_entry["precision"] == "fp8" and "% of fp32's" in fp8_entry["refused"]
+    assert "(fp8 refused: F1 " in choice.line and choice.line.startswith("precision auto → bf16")
+    # with fallback allowed, the layer that matters (0) goes back to bf16 and fp8 passes with the rest
+    choice = precision_choice.choose(data, build, 0.99, n_check=60, n_calibration=40, candidates=("fp8",))
+    assert choice.precision == "fp8" and choice.fp8["bf16_layers"] == [0], choice.record()
+    assert "1 of 2 layers in fp8, layers 0 in bf16" in choice.line
+    # nothing passes: fp32, and the line says why each was refused
+    choice = precision_choice.choose(
+        data, build, 0.99, n_check=60, n_calibration=40, candidates=("fp8",), max_fallback=0
+    )
+    assert choice.precision == "fp32" and choice.line.startswith("precision auto → fp32: no faster precision keeps")
+    assert "(fp8 refused: F1 " in choice.line
+
+
+def test_explicit_fp8_is_planned_and_reported(proxy):
+    _, model, data = proxy
+    choice = precision_choice.prepare(model, data, "fp8", 0.99, "cpu", n_calibration=80)
+    assert choice.precision == "fp8" and choice.fp8["f1_ratio"] >= 0.99
+    assert choice.line.startswith("precision fp8 (as asked): 2 of 2 layers in fp8; F1 ") and "keeps 99 %" in choice.line
+
+
+def test_the_accuracy_target_comes_from_the_catalogue():
+    from subtool.runner.bert.workload import workload
+
+    assert workload("bert-99").f1_ratio == 0.99 and workload("bert-99.9").f1_ratio == 0.999
+
+
+def test_calibration_and_check_subsets_are_whole_disjoint_questions(proxy):
+    _, _, data = proxy
+    f = data.features
+    cal, check = fp8_plan.subsets(f, 100, 60)
+    ex = lambda idx: {int(f.example_index[i]) for i in idx}  # noqa: E731
+    assert len(ex(cal)) == 60 and len(ex(check)) == 100 and not ex(cal) & ex(check)
+    assert set(cal) == {i for i in range(len(f)) if int(f.example_index[i]) in ex(cal)}  # every window of each
+    cal, check = fp8_plan.subsets(f, 0, 200)
+    assert len(ex(cal)) == 200 and check == []
+    cal, check = fp8_plan.subsets(f, 10_000, 10_000)  # more than there are: all of them, split
+    assert len(ex(cal)) + len(ex(check)) == len(data.examples)
