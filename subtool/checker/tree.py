@@ -146,6 +146,8 @@ def _discover(root: Path, cfg: RoundConfig, submitter_filter: str | None) -> Dis
                 _note_entry(found, root, Entry(f"{division}/{submitter}", sub_kind))
             elif sub_kind == DIR and scan(root, f"{division}/{submitter}", found):
                 _submitter(root, cfg, division, submitter, found)
+    if not found.jobs:
+        layout.note_no_results(found.tree, submitter_filter)
     return found
 
 

@@ -193,3 +193,22 @@ def test_parallel_and_serial_checks_agree(case_trees, tmp_path, monkeypatch):
     assert [r.to_dict() for r in parallel.results] == [r.to_dict() for r in serial.results]
     assert [f.to_dict() for f in parallel.findings] == [f.to_dict() for f in serial.findings]
     assert parallel.rows == serial.rows
+
+
+def test_a_tree_with_no_result_fails_rather_than_passing_zero_of_zero(case_trees, tmp_path):
+    # a mistyped path (the folder above the tree, an empty download) must not read as a clean submission
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["check", str(empty), "--json"])
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert not doc["ok"] and doc["results"] == []
+    assert [f["rule"] for f in doc["findings"] if f["severity"] == "error"] == ["layout.no_results"]
+
+    # a submitter filter that matches no one in a good tree is the same finding, naming the submitter
+    tree = case_trees["bert_closed_valid"]
+    assert runner.invoke(app, ["check", str(tree)]).exit_code == 0
+    other = runner.invoke(app, ["check", str(tree), "--json", "--submitter", "NoSuchTeam"])
+    assert other.exit_code == 1
+    (finding,) = json.loads(other.stdout)["findings"]
+    assert finding["rule"] == "layout.no_results" and "NoSuchTeam" in finding["message"]

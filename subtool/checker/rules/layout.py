@@ -39,6 +39,13 @@ STRAY_DIR = define(
     "A folder at the tree root that is not closed/, open/ or network/ is ignored.",
     "silently ignored",
 )
+NO_RESULTS = define(
+    "layout.no_results",
+    "error",
+    "The tree holds no result to check: no <division>/<submitter>/results/<system>/<model>/<scenario>/ folder "
+    "(or none of the submitter asked for).",
+    "reports 0 results and passes",
+)
 LARGE_FILE = define(
     "layout.large_file",
     "warning",
@@ -136,6 +143,16 @@ def check_large_files(ctx: ResultContext) -> None:
                     f"file is {size / 1e6:.1f} MB (over 50 MB)",
                     "truncate accuracy logs and leave traces (mlperf_log_trace.json) out of the tree",
                 )
+
+
+def note_no_results(out: Collector, submitter: str | None) -> None:
+    whose = f" of submitter {submitter!r}" if submitter else ""
+    out.add(
+        NO_RESULTS,
+        ".",
+        f"no result{whose} to check: nothing passes an empty tree",
+        "point the checker at the tree's root (the folder holding closed/, open/ or network/)",
+    )
 
 
 def note_stray_dir(out: Collector, name: str) -> None:

@@ -10,9 +10,9 @@ own thread and a worker thread generates. Two engines:
   all busy slots at once (a CUDA graph once warmed up), and a finished slot is refilled with the next prompt
   (prefilled in chunks between decode steps) without waiting for the rest of the batch. See engine.py. Its
   Llama weights are streamed from the safetensors files layer by layer onto the one GPU (checkpoint.py; fp8:
-  quantized there, or read pre-quantized), never loaded whole; the slots are sized from the GPU memory left after the weights
-  (checkpoint_memory.py) unless --batch-size says how many. A pre-quantized (fp8) checkpoint on CPU runs on
-  this engine too, dequantized to the run's precision (CPUs have no fp8 matrix products).
+  quantized there, or read pre-quantized), never loaded whole; the slots are sized from the GPU memory left
+  after the weights (checkpoint_memory.py) unless --batch-size says how many. A pre-quantized (fp8) checkpoint
+  on CPU runs on this engine too, dequantized to the run's precision (CPUs have no fp8 matrix products).
 
 Each response carries the generated token ids (the reference's dtype) and their count, so LoadGen computes
 tokens/s; with token latencies on, the first token goes to `lg.FirstTokenComplete` as soon as it exists (TTFT).
