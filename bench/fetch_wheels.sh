@@ -18,14 +18,14 @@ DEST=wheels
 # them, so the image keeps its typer and rich when they are recent enough; the rest of each closure is here
 # for the case they are not.
 # compiled: one wheel for the device's Python and platform
-BINARY=(mlcommons-loadgen==6.0.17 rpds-py==2026.9.1 pydantic-core==2.50.5 pyyaml==6.0.4)
+BINARY=(mlcommons-loadgen==6.0.17 rpds-py==2026.9.1 pydantic-core==2.50.5 pyyaml==6.0.4 psutil==7.2.2)
 # pure Python: rouge-score has no wheel on PyPI, so pip builds one here from its source
 PURE=(typer==0.29.2 pydantic==2.14.4 annotated-types==0.8.0 typing-inspection==0.4.5 annotated-doc==0.0.7
       rich==15.0.0 click==8.5.1 shellingham==1.5.4 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0
       jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0
       nltk==3.10.4 defusedxml==0.7.1 rouge-score==0.1.2 typing-extensions==4.16.0 attrs==26.1.0
       tabulate==0.10.0 hypothesis==6.170.17 sortedcontainers==2.4.0 pytest==9.2.0 pluggy==1.7.0
-      iniconfig==2.3.1 packaging==26.4)
+      iniconfig==2.3.1 packaging==26.4 nvidia-ml-py==13.615.71)
 
 mkdir -p "$DEST"
 platforms=()

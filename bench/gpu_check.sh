@@ -51,9 +51,10 @@ requirements=$("$PY" - <<'EOF'
 import re, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 reqs = project["dependencies"] + project["optional-dependencies"]["run"] + project["optional-dependencies"]["test"]
-# PyGithub serves `subtool publish` only and ruff lints in CI: no GPU test or bench runs either
+# PyGithub serves `subtool publish` only, ruff lints in CI, and the MCP server's and the network SUT's tests
+# (mcp, openai and their Starlette/uvicorn server) run on CPU: no GPU test or bench needs them
 print(" ".join(r.split(";")[0].split("#")[0].strip().replace(" ", "") for r in reqs
-               if not re.match(r"(?i)pygithub|tomli\b|ruff", r)))
+               if not re.match(r"(?i)pygithub|tomli\b|ruff|mcp|openai|starlette|sse-starlette|uvicorn", r)))
 EOF
 ) || { say "cannot read pyproject.toml"; exit 2; }
 say "requirements: $requirements"
