@@ -112,7 +112,8 @@ def test_bad_arguments_secrets_and_written_json(tmp_path):
     assert unknown["exit_code"] == 2 and "'token' was unexpected" in unknown["error"]
     assert wrong["exit_code"] == 2 and "inputs" in wrong["error"]
     assert not (tmp_path / "o").exists()
-    assert echoed["exit_code"] == 0, echoed
+    # the folder holds no result: check runs and answers (exit 1, layout.no_results) with the path in it
+    assert echoed["exit_code"] == 1 and "layout.no_results" in json.dumps(echoed["json"]), echoed
     text = json.dumps(echoed)
     assert FAKE_TOKEN not in text and "tree-***" in text
     # stderr's first line came as progress while the command ran (throttled, blanked the same way)

@@ -354,14 +354,46 @@ def _write_wide(path, config, shards: int) -> int:
     return sum(p.stat().st_size for p in path.glob("*.safetensors"))
 
 
+# Run in a fresh interpreter: a process that has already run other tests keeps freed heap (and glibc raises its
+# mmap threshold after large frees), so its RSS growth under-counts what a load holds. A fixed mmap threshold
+# (MALLOC_MMAP_THRESHOLD_) makes every tensor's memory come and go with it.
+_MEASURE = """
+import gc, json, sys
+import torch
+from transformers import LlamaConfig
+from subtool.runner.llm.checkpoint import SafetensorsFiles, stream_layers
+from subtool.runner.llm.checkpoint_fp8 import PLAIN
+
+def kib(field):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+
+def peak_mib(keep):
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    base, kept = kib("VmRSS"), []
+    for _, layer in stream_layers(files, config, PLAIN, "cpu", torch.bfloat16, False):
+        if keep:
+            kept.append(layer)
+        del layer
+    peak = kib("VmHWM") - base
+    del kept
+    return peak / 1024
+
+config = LlamaConfig.from_pretrained(sys.argv[1])
+files = SafetensorsFiles(sys.argv[1])
+print(json.dumps({"streamed": peak_mib(False), "kept": peak_mib(True)}))
+"""
+
+
 def test_streaming_peak_host_memory_is_about_one_shard_not_the_model(tmp_path):
     """Peak resident memory while every layer streams through (each dropped once built, as a GPU target does),
     against the same load keeping every layer in host memory: the measurement sees the whole model when it is
     there, and streaming stays within a shard and a half of it (the layers cross shard boundaries)."""
-    import gc
-
-    from subtool.runner.llm.checkpoint import SafetensorsFiles, stream_layers
-    from subtool.runner.llm.checkpoint_fp8 import PLAIN
+    import os
+    import subprocess
+    import sys
 
     if not _rss_peak_reset():
         pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
@@ -370,22 +402,13 @@ def test_streaming_peak_host_memory_is_about_one_shard_not_the_model(tmp_path):
     )
     total = _write_wide(tmp_path / "wide", config, shards=4)
     shard = total / 4
-    files = SafetensorsFiles(tmp_path / "wide")
-
-    def peak_mib(keep: bool) -> float:
-        gc.collect()
-        _rss_peak_reset()
-        base = _rss_kib("VmRSS")
-        kept = []
-        for _, layer in stream_layers(files, config, PLAIN, "cpu", torch.bfloat16, False):
-            if keep:
-                kept.append(layer)
-            del layer
-        peak = _rss_kib("VmHWM") - base
-        del kept
-        return peak * 1024 / 2**20
-
-    streamed, kept = peak_mib(False), peak_mib(True)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    child = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(tmp_path / "wide")], env=env, capture_output=True, text=True
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    peaks = json.loads(child.stdout.strip().splitlines()[-1])
+    streamed, kept = peaks["streamed"], peaks["kept"]
     mib = 2**20
     assert kept > 0.9 * total / mib, f"kept every layer: {kept:.1f} MiB of a {total / mib:.1f} MiB model"
     print(
