@@ -32,6 +32,10 @@ def _copy_as(demo_model, path, convert, quantization=None, shards=3):
     return write_checkpoint(path, config, convert(state), shards=shards, quantization=quantization)
 
 
+# the CPU tests say so: on a GPU machine `auto` would pick torch-cuda (other arithmetic, a GPU's memory to fit in)
+CPU = ("--backend", "torch-cpu")
+
+
 def _run(model_path, dataset, out, *extra):
     args = ["run", "--model", "llama2-70b-99", "--mode", "accuracy", "--model-path", model_path]
     args += ["--dataset-path", dataset, "--out", out, *extra]
@@ -50,10 +54,10 @@ def test_llama2_70b_runs_from_sharded_bf16_and_hf_fp8_checkpoints(tmp_path, llam
 
     sharded = _copy_as(llama2_small.model_path, tmp_path / "bf16", lambda s: s)
     assert len(list(sharded.glob("*.safetensors"))) == 3
-    streamed = _run(sharded, llama2_small.dataset_path, tmp_path / "streamed", "--engine", "continuous")
+    streamed = _run(sharded, llama2_small.dataset_path, tmp_path / "streamed", *CPU, "--engine", "continuous")
     assert streamed.exit_code == 0, streamed.output
     assert "llm: streamed" in capfd.readouterr().err  # the benchmark process says how the weights loaded
-    whole = _run(sharded, llama2_small.dataset_path, tmp_path / "whole", "--engine", "batched")
+    whole = _run(sharded, llama2_small.dataset_path, tmp_path / "whole", *CPU, "--engine", "batched")
     assert whole.exit_code == 0, whole.output
     assert _tokens(tmp_path / "streamed") == _tokens(tmp_path / "whole")
     assert sorted(_tokens(tmp_path / "whole")) == list(range(SMALL))
@@ -61,7 +65,7 @@ def test_llama2_70b_runs_from_sharded_bf16_and_hf_fp8_checkpoints(tmp_path, llam
     fp8 = _copy_as(
         llama2_small.model_path, tmp_path / "fp8", lambda s: hf_fp8(s, (32, 32)), quantization=quant_config("hf-fp8")
     )
-    res = _run(fp8, llama2_small.dataset_path, tmp_path / "fp8-run")
+    res = _run(fp8, llama2_small.dataset_path, tmp_path / "fp8-run", *CPU)
     assert res.exit_code == 0, res.output
     assert "pre-quantized weights dequantized to fp32" in capfd.readouterr().err
     tokens, reference = _tokens(tmp_path / "fp8-run"), _tokens(tmp_path / "whole")
@@ -164,7 +168,7 @@ def test_a_checkpoint_too_large_for_streaming_is_refused_before_any_weight_is_re
     """The config alone decides: 70B's width over 800 layers (2.5 TiB in fp32) is refused with the sizes in words,
     before the loader opens a weight file (there is none)."""
     big = _weightless_llama2(tmp_path / "big", llama2_small.model_path, 800)
-    res = _run(big, llama2_small.dataset_path, tmp_path / "runs", "--engine", "continuous")
+    res = _run(big, llama2_small.dataset_path, tmp_path / "runs", *CPU, "--engine", "continuous")
     assert res.exit_code == 2, res.output
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "[model.too_large]" in errors[0] and "fp32 weights" in errors[0], res.output

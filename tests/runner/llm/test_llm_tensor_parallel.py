@@ -25,6 +25,10 @@ torch = pytest.importorskip("torch")
 
 
 def _run(model_path, dataset, out, *extra):
+    """`subtool run` of llama2-70b-99 on the small checkpoint; on CPU (gloo) unless `extra` names a backend: on a
+    GPU machine `auto` would pick torch-cuda, and one GPU cannot take two ranks."""
+    if "--backend" not in extra:
+        extra = ("--backend", "torch-cpu", *extra)
     args = ["run", "--model", "llama2-70b-99", "--mode", "accuracy", "--model-path", model_path]
     args += ["--dataset-path", dataset, "--out", out, *extra]
     return CliRunner().invoke(app, [str(a) for a in args])
