@@ -68,11 +68,11 @@ def _tool(types, spec):
 
 async def _call(types, specs, name: str, arguments: dict, report):
     from subtool.mcp_calls import run_tool
-    from subtool.mcp_tools import check_arguments, check_fork
+    from subtool.mcp_tools import check_arguments, check_endpoint, check_fork
 
     spec = specs.get(name)
     problem = f"no tool named {name!r}" if spec is None else check_arguments(spec, arguments)
-    problem = problem or check_fork(spec, arguments)
+    problem = problem or check_fork(spec, arguments) or check_endpoint(spec, arguments)
     if problem is not None:
         result = {"exit_code": EXIT_USAGE, "meaning": "bad input or usage", "error": problem}
     else:

@@ -65,6 +65,8 @@ SERVER_ONLY = {
 # The tool's default where it differs from the CLI's: the structured document, so the agent reads JSON.
 TOOL_DEFAULTS = {"json": True}
 FORGE_HOSTS = "SUBTOOL_MCP_FORGE_HOSTS"  # forges besides github.com that `publish`/`all --fork` may push to
+ENDPOINT_HOSTS = "SUBTOOL_MCP_ENDPOINT_HOSTS"  # inference servers besides loopback that `run/all --endpoint` may use
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 STDOUT_KEEP = 8 * 1024 * 1024  # bytes of stdout kept to parse the --json document
 JSON_SHOWN = 512 * 1024  # a --json document longer than this is not returned (an agent's context is not a disk)
@@ -244,6 +246,29 @@ def check_fork(spec: ToolSpec, arguments: dict, environ: dict[str, str] | None =
     return (
         f"{spec.name}: fork: {fork.host} is not a forge this server sends its token to "
         f"(the server's {FORGE_HOSTS} lists the others it may) [mcp.forge_host]"
+    )
+
+
+def check_endpoint(spec: ToolSpec, arguments: dict, environ: dict[str, str] | None = None) -> str | None:
+    """An inference endpoint receives the server's key ($OPENAI_API_KEY, which the network SUT sends with every
+    request): refused, as one line, unless its host is this machine (127.0.0.1, ::1, localhost) or listed in
+    $SUBTOOL_MCP_ENDPOINT_HOSTS (comma-separated) of the server's environment."""
+    import urllib.parse
+
+    if arguments.get("endpoint") is None or "endpoint" not in {p.name for p in spec.params}:
+        return None
+    endpoint = str(arguments["endpoint"])
+    try:
+        host = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}").hostname
+    except ValueError:
+        host = None
+    environ = os.environ if environ is None else environ
+    allowed = LOOPBACK | {h.strip().lower() for h in environ.get(ENDPOINT_HOSTS, "").split(",") if h.strip()}
+    if host is not None and host.lower() in allowed:
+        return None
+    return (
+        f"{spec.name}: endpoint: {host or endpoint!r} is not a server this server sends its API key to "
+        f"(this machine is; the server's {ENDPOINT_HOSTS} lists the others it may) [mcp.endpoint_host]"
     )
 
 

@@ -283,6 +283,26 @@ def test_a_fork_on_an_unlisted_host_is_refused_before_anything_runs(tmp_path, mo
     assert ran["command"].startswith("subtool publish --fork=https://evil.example/") and ran["exit_code"] == 2
 
 
+def test_an_endpoint_off_this_machine_is_refused_unless_the_server_lists_it(tmp_path, monkeypatch):
+    """The endpoint receives the server's OPENAI_API_KEY with every request: an agent may not pick any host."""
+    from subtool.mcp_tools import ENDPOINT_HOSTS, check_endpoint
+
+    for name in ("run", "all"):
+        for far in ("http://evil.example:8000", "evil.example:8000", "https://10.0.0.5/v1", "http://[::ffff:1]:9"):
+            assert "[mcp.endpoint_host]" in check_endpoint(SPECS[name], {"endpoint": far}, {}), far
+        for near in ("http://127.0.0.1:8000", "localhost:8000", "http://[::1]:8000/v1", "http://LOCALHOST:1"):
+            assert check_endpoint(SPECS[name], {"endpoint": near}, {}) is None, near
+        listed = {ENDPOINT_HOSTS: "gpu-node-3, evil.example"}
+        assert check_endpoint(SPECS[name], {"endpoint": "http://gpu-node-3:8000"}, listed) is None
+        assert check_endpoint(SPECS[name], {"endpoint": "http://evil.example:8000"}, listed) is None
+        assert check_endpoint(SPECS[name], {"endpoint": "http://[bad"}, {}) is not None  # unparsable: refused
+    assert check_endpoint(SPECS["check"], {"tree": str(tmp_path)}, {}) is None
+
+    monkeypatch.delenv(ENDPOINT_HOSTS, raising=False)
+    refused = _call_in_process("run", {"model": "llama3.1-8b", "endpoint": "http://evil.example:8000"})
+    assert refused["exit_code"] == 2 and "[mcp.endpoint_host]" in refused["error"] and "command" not in refused
+
+
 def test_without_the_sdk_subtool_mcp_says_what_to_install():
     blocked = (
         "import sys\n"
