@@ -83,7 +83,10 @@ def fetchable(assets: tuple[Asset, ...] | None = None) -> list[str]:
 def select(benchmark: str, kinds: tuple[str, ...] = KINDS, assets: tuple[Asset, ...] | None = None) -> list[Asset]:
     """The assets of `benchmark` of the kinds asked, model first; one line listing what can be fetched if none."""
     pool = catalogue.ASSETS if assets is None else assets
-    mine = sorted((a for a in pool if a.benchmark == benchmark), key=lambda a: KINDS.index(a.kind))
+    # an interactive benchmark (v5.0's llama2-70b-interactive-99, a round's llama3.1-8b-interactive) runs the same
+    # checkpoint on the same data set as its plain one: subtool runs it as that model's Interactive scenario
+    plain = benchmark.replace("-interactive", "")
+    mine = sorted((a for a in pool if a.benchmark in (benchmark, plain)), key=lambda a: KINDS.index(a.kind))
     if not mine:
         can = ", ".join(fetchable(pool)) or "none yet"
         raise SubtoolError(f"subtool cannot fetch {benchmark!r}; it can fetch: {can}", rule="fetch.unknown_model")

@@ -149,3 +149,17 @@ def test_plan_json_then_from_installs_and_a_corrupt_copy_is_refused_by_name(entr
 def test_bad_options_are_one_line_and_exit_2(entries, args, rule):
     result = runner.invoke(app, ["fetch", "bert-99", "--dataset-only", *args])
     assert result.exit_code == 2 and rule in result.output, result.output
+
+
+def test_an_interactive_benchmark_fetches_its_plain_models_files():
+    """v5.0's llama2-70b-interactive-99 (and a round's llama3.1-8b-interactive) run the plain model's checkpoint on
+    its data set: fetching one fetches those, under the plain name, where `run --scenario Interactive` looks."""
+    from subtool.fetch.api import select
+    from subtool.mlperf.assets import ASSETS
+
+    pairs = (("llama2-70b-interactive-99", "llama2-70b-99"), ("llama3.1-8b-interactive", "llama3.1-8b"))
+    for interactive, plain in pairs:
+        got = select(interactive, assets=ASSETS)
+        assert got == select(plain, assets=ASSETS) and {a.benchmark for a in got} == {plain}
+    result = runner.invoke(app, ["fetch", "resnet50-interactive"])  # no plain files either: the same one line
+    assert result.exit_code == 2 and "[fetch.unknown_model]" in result.output
