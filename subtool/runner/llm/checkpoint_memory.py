@@ -68,8 +68,9 @@ def kv_bytes_per_token(shape: Shape, kv_fp8: bool, width: int) -> int:
 
 
 def workspace_bytes(shape: Shape, prefill_tokens: int) -> int:
-    """Working memory of the largest prefill batch: the widest activations of one layer at once (float32 norm and
-    fp8 row-quantisation temporaries, gate|up and its SiLU product), rounded up generously."""
+    """Working memory of the largest engine step (prefill_tokens: its budget of decode tokens and prompt chunks):
+    the widest activations of one layer at once (float32 norm and fp8 row-quantisation temporaries, gate|up and
+    its SiLU product), rounded up generously."""
     return prefill_tokens * (16 * shape.hidden + 12 * shape.intermediate)
 
 
