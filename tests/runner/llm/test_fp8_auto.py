@@ -82,6 +82,7 @@ def test_ray_workers_size_their_slots_unless_batch_size_is_given(tmp_path):
 torch = pytest.importorskip("torch")
 
 
+@pytest.mark.gpu  # bench/gpu_check.sh runs the tests that carry it
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_ray_workers_generator_on_cuda_sizes_its_slots_from_memory(llama2_small):
     """The worker's generator (built as on a Ray node, without Ray) takes as many slots as memory holds, capped by

@@ -596,6 +596,7 @@ def _cuda_tokens(model, layers, prompts, max_new=8):
     return sink.done, engine
 
 
+@pytest.mark.gpu  # bench/gpu_check.sh runs the tests that carry it
 @cuda
 @pytest.mark.parametrize("kind", ["bf16", "channel", "tensor", "hf-fp8"])
 def test_cuda_fp8_from_each_format_generates_as_the_engines_own_fp8(tmp_path, bf16, kind):

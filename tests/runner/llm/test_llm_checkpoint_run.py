@@ -77,6 +77,7 @@ def test_llama2_70b_runs_from_sharded_bf16_and_hf_fp8_checkpoints(tmp_path, llam
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+@pytest.mark.gpu  # bench/gpu_check.sh runs the tests that carry it
 @cuda
 def test_cuda_fp8_run_from_an_hf_fp8_checkpoint_sizes_its_slots(tmp_path, llama2_small, capfd):
     fp8 = _copy_as(
@@ -136,6 +137,7 @@ def _write_wide_llama2(path, demo_model, layers: int) -> None:
     (path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
 
 
+@pytest.mark.gpu  # bench/gpu_check.sh runs the tests that carry it
 @cuda
 def test_cuda_llama2_70b_width_reduced_depth_streams_in_fp8_and_runs(tmp_path, llama2_small, capfd):
     """`subtool run --model llama2-70b-99 --precision fp8` on a checkpoint of the 70B's full width and 2 layers
@@ -175,6 +177,7 @@ def test_a_checkpoint_too_large_for_streaming_is_refused_before_any_weight_is_re
     assert not any((tmp_path / "runs").rglob("run.json"))
 
 
+@pytest.mark.gpu  # bench/gpu_check.sh runs the tests that carry it
 @cuda
 def test_cuda_llama2_70b_in_bf16_is_refused_and_fits_in_fp8(tmp_path, llama2_small):
     """On one H200-class GPU: Llama-2-70B's width at 96 layers (bf16 154 GiB, more than any one GPU holds) is

@@ -268,6 +268,7 @@ def test_the_fit_check_counts_one_ranks_share_and_names_the_tp_size_that_fits():
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+@pytest.mark.gpu  # bench/gpu_check.sh runs the tests that carry it
 @cuda
 @pytest.mark.parametrize("precision", ["bf16", "fp8"])
 def test_cuda_tp1_through_the_launcher_matches_the_plain_engine(tmp_path, llama2_small, capfd, monkeypatch, precision):
@@ -287,6 +288,7 @@ def test_cuda_tp1_through_the_launcher_matches_the_plain_engine(tmp_path, llama2
     assert record["sut"]["process_group"] == "nccl"
 
 
+@pytest.mark.gpu  # bench/gpu_check.sh runs the tests that carry it
 @cuda
 def test_cuda_tp1_compiled_runs_and_agrees_with_the_compiled_plain_engine(tmp_path, llama2_small):
     """The compiled hook (the arithmetic between the all-reduces torch.compile'd, as the engine compiles its own):
