@@ -24,6 +24,9 @@ def meta_model(config, device, dtype):
         module.to_empty(device=device)
     if getattr(config, "tie_word_embeddings", False):
         model.lm_head.weight = inner.embed_tokens.weight
-    with torch.device(device):  # its inverse frequencies are computed at construction (newer transformers take no
-        inner.rotary_emb = type(inner.rotary_emb)(config=config)  # device argument)
+    # its inverse frequencies are computed at construction: on the CPU and then moved, as for a model loaded on the
+    # CPU and moved to the GPU (computed on the GPU, pow rounds differently and the rotary tables differ in the
+    # last bit: enough to change greedy tokens a few steps in)
+    with torch.device("cpu"):
+        inner.rotary_emb = type(inner.rotary_emb)(config=config).to(device)
     return model.eval()
