@@ -43,7 +43,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
-from llm_gpu import offline_conf, run_loadgen  # noqa: E402
+from llm_gpu import add_step_budget_args, offline_conf, run_loadgen  # noqa: E402
 
 LOADGEN_MODEL = "llama2-70b"
 TTFT_NS, TPOT_NS = 2_000_000_000, 200_000_000  # llama2-70b's Server limits (mlperf.conf)
@@ -353,15 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--input-mean", type=float, default=300.0)
     ap.add_argument("--max-slots", type=int, default=1024, help="upper bound on the slots memory allows")
     ap.add_argument("--reserve-gib", type=float, default=10.0, help="GPU memory kept for activations and graphs")
-    ap.add_argument(
-        "--prefill-tokens",
-        type=int,
-        default=16384,
-        help="token budget of one engine step: decode tokens + prompt chunks",
-    )
-    ap.add_argument(
-        "--chunk-tokens", type=int, default=0, help="most tokens of one prompt a step prefills (0: the step budget)"
-    )
+    add_step_budget_args(ap)
     ap.add_argument("--server-fractions", default="0.8", help="Server target QPS as fractions of Offline samples/s")
     ap.add_argument("--server-seconds", type=int, default=120)
     ap.add_argument("--weights", choices=("fp8", "model"), default="fp8", help="model: bf16 (fp32 on CPU)")

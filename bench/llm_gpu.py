@@ -180,12 +180,8 @@ def parse_variants(text: str) -> list[dict]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=1024)
-    ap.add_argument("--ref-samples", type=int, default=128)
-    ap.add_argument("--ref-batch", type=int, default=64)
-    ap.add_argument("--variants", default="bf16:128,fp8:256", help="subtool runs, weights:slots, comma-separated")
+def add_step_budget_args(ap: argparse.ArgumentParser) -> None:
+    """The continuous engine's step budget and chunk cap, as every LLM bench takes them."""
     ap.add_argument(
         "--prefill-tokens",
         type=int,
@@ -195,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--chunk-tokens", type=int, default=0, help="most tokens of one prompt a step prefills (0: the step budget)"
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=1024)
+    ap.add_argument("--ref-samples", type=int, default=128)
+    ap.add_argument("--ref-batch", type=int, default=64)
+    ap.add_argument("--variants", default="bf16:128,fp8:256", help="subtool runs, weights:slots, comma-separated")
+    add_step_budget_args(ap)
     ap.add_argument("--prompt-len", type=int, default=780)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--layers", type=int, default=32)
