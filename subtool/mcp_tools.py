@@ -227,6 +227,11 @@ def build_argv(spec: ToolSpec, arguments: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ secrets
+def listed_hosts(environ, variable: str) -> set[str]:
+    """The hosts a comma-separated variable of the server's environment lists, lower-cased."""
+    return {h.strip().lower() for h in environ.get(variable, "").split(",") if h.strip()}
+
+
 def check_fork(spec: ToolSpec, arguments: dict, environ: dict[str, str] | None = None) -> str | None:
     """A fork on a host the server does not trust would be sent the server's GitHub token (git push and the
     API both go to the fork's host): refused, as one line, unless the host is github.com or listed in
@@ -240,7 +245,7 @@ def check_fork(spec: ToolSpec, arguments: dict, environ: dict[str, str] | None =
     except SubtoolError:
         return None  # the command itself says what is wrong with it
     environ = os.environ if environ is None else environ
-    allowed = {GITHUB_HOST} | {h.strip().lower() for h in environ.get(FORGE_HOSTS, "").split(",") if h.strip()}
+    allowed = {GITHUB_HOST} | listed_hosts(environ, FORGE_HOSTS)
     if fork.kind == "local" or fork.host in allowed:
         return None
     return (
@@ -263,7 +268,7 @@ def check_endpoint(spec: ToolSpec, arguments: dict, environ: dict[str, str] | No
     except ValueError:
         host = None
     environ = os.environ if environ is None else environ
-    allowed = LOOPBACK | {h.strip().lower() for h in environ.get(ENDPOINT_HOSTS, "").split(",") if h.strip()}
+    allowed = LOOPBACK | listed_hosts(environ, ENDPOINT_HOSTS)
     if host is not None and host.lower() in allowed:
         return None
     return (

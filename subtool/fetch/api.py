@@ -33,6 +33,7 @@ from subtool.fetch.plan import PLAN_NAME, Source, file_source, identity, plan_as
 from subtool.fsutil import cache_root, exclusive
 from subtool.mlperf import assets as catalogue
 from subtool.mlperf.assets import KINDS, Asset
+from subtool.mlperf.round import INTERACTIVE_CONF_SUFFIX
 
 MIRROR_ENV = "SUBTOOL_FETCH_MIRROR"
 Say = Callable[[str], None]
@@ -85,7 +86,7 @@ def select(benchmark: str, kinds: tuple[str, ...] = KINDS, assets: tuple[Asset, 
     pool = catalogue.ASSETS if assets is None else assets
     # an interactive benchmark (v5.0's llama2-70b-interactive-99, a round's llama3.1-8b-interactive) runs the same
     # checkpoint on the same data set as its plain one: subtool runs it as that model's Interactive scenario
-    plain = benchmark.replace("-interactive", "")
+    plain = benchmark.replace(INTERACTIVE_CONF_SUFFIX, "")
     mine = sorted((a for a in pool if a.benchmark in (benchmark, plain)), key=lambda a: KINDS.index(a.kind))
     if not mine:
         can = ", ".join(fetchable(pool)) or "none yet"
