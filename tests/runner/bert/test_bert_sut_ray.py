@@ -107,6 +107,7 @@ def test_offline_on_two_workers_answers_every_sample_once(ray_cluster, tmp_path,
     assert json.loads((run_dir / "accuracy/accuracy.txt").read_text()).keys() == {"exact_match", "f1"}
 
 
+@pytest.mark.serial  # no query over the latency bound: it failed twice beside a second xdist worker's load
 def test_server_demo_on_two_workers_is_valid(ray_cluster, tmp_path):
     res = runner.invoke(
         app,
