@@ -316,7 +316,11 @@ def test_test01_passes_with_the_verification_numbers(instant_test01_run):
     # rate follows the machine's load, so whether they agree within 10 % is not for this test to say)
     ref, test = _score(perf, "Reference score"), _score(perf, "Test score")
     assert ref == record["modes"]["performance"]["result"] and test == entry["result"]
-    assert entry["performance_pass"] is (abs(test / ref - 1) <= 0.10)
+    # the verifier's rule: both runs VALID and the scores within 10 % (an audited run can be INVALID under load
+    # even when its score is close: seen at 5.5 % on a loaded CI machine)
+    audited = (run_dir / "TEST01/performance/run_1/mlperf_log_detail.txt").read_text()
+    valid = '"key": "result_validity", "value": "VALID"' in audited
+    assert entry["performance_pass"] is (valid and abs(test / ref - 1) <= 0.10)
     # an instant SUT's audited run may end outside the tolerance or INVALID (it is not re-sized); either is a FAIL
     assert perf.rstrip().endswith("TEST PASS") if entry["performance_pass"] else "TEST FAIL" in perf
 
