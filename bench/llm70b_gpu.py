@@ -182,8 +182,8 @@ def target_length_engine(base):
     class TargetLengthEngine(base):
         targets: np.ndarray
 
-        def _step(self, keys: int) -> None:
-            super()._step(keys)
+        def _step(self, keys: int, rows: int) -> None:
+            super()._step(keys, rows)
             # the sequences past their prompt (engine.active: one per slot) whose next token is their last
             ending = [
                 q.slot
@@ -353,6 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--input-mean", type=float, default=300.0)
     ap.add_argument("--max-slots", type=int, default=1024, help="upper bound on the slots memory allows")
     ap.add_argument("--reserve-gib", type=float, default=10.0, help="GPU memory kept for activations and graphs")
+    ap.add_argument(
+        "--paged-slots",
+        type=int,
+        default=0,
+        help="a paged KV cache (the memory left as one pool of pages) under this many slots; 0: every slot owns "
+        "max_len positions and the slots are what memory holds",
+    )
+    ap.add_argument("--page-tokens", type=int, default=64, help="tokens per page of the paged KV cache")
     add_step_budget_args(ap)
     ap.add_argument("--server-fractions", default="0.8", help="Server target QPS as fractions of Offline samples/s")
     ap.add_argument("--server-seconds", type=int, default=120)
@@ -398,6 +406,12 @@ def build_sut(args, config, prompts, targets):
     # on CPU (a smoke run) memory is not what limits: a few slots exercise the scheduling
     reserve = int(args.reserve_gib * GIB)
     slots = slots_for_memory(free, reserve, per_slot, args.max_slots) if cuda else min(4, args.max_slots)
+    pages = None
+    if args.paged_slots:  # the same memory as pages shared by more slots than whole rows would fit
+        per_page = per_slot // max_len * args.page_tokens
+        least = -(-max_len // args.page_tokens)  # one longest sequence
+        pages = max(least, (free - reserve) // per_page) if cuda else 2 * least  # CPU: a pool that preempts
+        slots = args.paged_slots
     gen = Generation(
         max_new_tokens=longest_out,
         min_new_tokens=longest_out,  # EOS only where the bench writes it (the sample's target length)
@@ -410,6 +424,8 @@ def build_sut(args, config, prompts, targets):
         "chunk_tokens": args.chunk_tokens or None,
         "layer_weights": layers,
     }
+    if pages is not None:
+        options.update(kv_pages=int(pages), page_tokens=args.page_tokens)
     if args.tp_hook:
         options["layer_output"] = one_rank_hook(cuda)
     if fp8:
@@ -437,8 +453,12 @@ def build_sut(args, config, prompts, targets):
         "max_len": max_len,
         "slots": slots,
     }
+    kv_bytes = slots * per_slot
+    if pages is not None:
+        kv_bytes = (pages + 1) * args.page_tokens * (per_slot // max_len)
+        memory.update(kv_pages=int(pages), page_tokens=args.page_tokens, kv_pool_tokens=int(pages) * args.page_tokens)
     if cuda:
-        memory["weights_gib"] = round(torch.cuda.memory_allocated() / GIB - slots * per_slot / GIB, 1)
+        memory["weights_gib"] = round((torch.cuda.memory_allocated() - kv_bytes) / GIB, 1)
     return sut, engine, memory
 
 
@@ -516,7 +536,8 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
         engine.positions.fill_(typical + 150)  # mid-answer: about the mean prompt plus half the mean output
         engine.tokens.fill_(5)
         engine.allow_eos.fill_(False)
-        decode_ms = timed(lambda: engine._step(engine.max_len))
+        held = [s for s in range(engine.slots) if engine.pool.ensure(s, typical + 151)]  # paged: real pages
+        decode_ms = timed(lambda: engine._step(engine.width, engine.slots))
         parts = decode_parts(engine, timed)
         order = sorted(prompts, key=len, reverse=True)[len(prompts) // 4 :]  # below the longest quarter
         batch, tokens = [], 0  # one step's prompt chunk: whole prompts up to the step's token budget
@@ -527,6 +548,8 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
             tokens += len(p)
         pieces = [(slot, 0, p.astype(np.int64)) for slot, p in enumerate(batch)]
         prefill_ms = timed(lambda: engine._prefill_chunk(pieces, True))
+    for s in held:
+        engine.pool.release(s)
     engine.positions.zero_()
     engine.stats = EngineStats(graphs=engine.stats.graphs)
     return {
@@ -560,9 +583,12 @@ def decode_parts(engine, timed) -> dict:
     if engine.triton_attention is not None:
         q = torch.randn(s, engine.n_heads, engine.head_dim, device=engine.device, dtype=engine.dtype)
         used = (engine.positions + 1).to(torch.int32)
-        kc, vc = engine.k_cache[0], engine.v_cache[0]
+        pages = (-1, engine.pool.page, engine.n_kv, engine.head_dim)
+        kc, vc = engine.k_cache[0].view(pages), engine.v_cache[0].view(pages)
         out["attention"] = round(
-            timed(lambda: engine.triton_attention(q, kc, vc, used, engine.scaling), inner=5) * n, 2
+            timed(lambda: engine.triton_attention(q, kc, vc, used, engine.scaling, table=engine.page_table), inner=5)
+            * n,
+            2,
         )
     out["weights_read_floor_ms_at_4_3_TBps"] = round(weight_bytes * n / 4.3e12 * 1e3, 2)
     return out

@@ -7,8 +7,10 @@ part of the sequence's keys and values (each read once for the whole group), and
 second kernel merges the splits by their log-sum-exp. Splits past a sequence's length do nothing, so one
 launch shape serves every step (CUDA graphs) and short sequences cost what they hold.
 
-Cache layout: [sequences, max_len, kv_heads, head_dim] (token-major, what the engine keeps per layer), in the
-queries' dtype or in fp8 e4m3 at unit scale (widened to the queries' dtype as it is read).
+Cache layout: token-major pages [pages, page, kv_heads, head_dim] and a table [sequences, pages per sequence]
+naming the page that holds each sequence's positions page·j … page·(j+1)-1 (the engine's paged cache,
+engine_pages.py); or, without a table, [sequences, max_len, kv_heads, head_dim] (one page per sequence). Keys are
+in the queries' dtype or in fp8 e4m3 at unit scale (widened to the queries' dtype as they are read).
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ def _split_kernel(
     K,
     V,
     LENS,
+    TABLE,
     O_PART,
     LSE_PART,
     scale,
     stride_qs,
     stride_qh,
-    stride_ks,
+    stride_table,
+    stride_kp,
     stride_kt,
     stride_kh,
     stride_os,
@@ -43,6 +47,7 @@ def _split_kernel(
     SPLIT: tl.constexpr,
     BLOCK_N: tl.constexpr,
     ROWS: tl.constexpr,
+    PAGE: tl.constexpr,
 ):
     seq = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1).to(tl.int64)
@@ -61,13 +66,15 @@ def _split_kernel(
     m_i = tl.full([ROWS], float("-inf"), tl.float32)
     l_i = tl.zeros([ROWS], tl.float32)
     acc = tl.zeros([ROWS, D], tl.float32)
-    base = seq * stride_ks + head * stride_kh
+    table = TABLE + seq * stride_table
     for b in range(0, SPLIT // BLOCK_N):  # a fixed trip count; blocks past the end are skipped
         n = start + b * BLOCK_N
         if n < end:
             keys = n + tl.arange(0, BLOCK_N)
             key_ok = keys < end
-            offs = base + keys[:, None] * stride_kt + dims[None, :]
+            pages = tl.load(table + keys // PAGE, mask=key_ok, other=0).to(tl.int64)  # each key's page
+            rows_at = pages * stride_kp + (keys % PAGE) * stride_kt + head * stride_kh
+            offs = rows_at[:, None] + dims[None, :]
             k = tl.load(K + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches widen here
             s = tl.dot(q, tl.trans(k)) * scale
             s = tl.where(key_ok[None, :], s, float("-inf"))
@@ -144,25 +151,40 @@ class DecodeAttention:
         self.splits = triton.next_power_of_2(-(-max_len // split))
         self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)
         self.lse_part = torch.empty((sequences, heads, self.splits), device=device, dtype=torch.float32)
+        self._identity = None
 
-    def __call__(self, q, k_cache, v_cache, lengths, scale: float, out=None):
-        """q [S, heads, D]; caches [S, max_len, kv, D]; lengths [S] int32 (keys each query sees) → [S, heads, D]."""
+    def _rows(self, n: int, device):
+        """The table of an unpaged cache: sequence s's one page is row s."""
+        import torch
+
+        if self._identity is None or len(self._identity) < n:
+            self._identity = torch.arange(n, device=device, dtype=torch.int64)[:, None]
+        return self._identity
+
+    def __call__(self, q, k_cache, v_cache, lengths, scale: float, out=None, table=None):
+        """q [S, heads, D]; lengths [S] int32 (keys each query sees) → [S, heads, D]. With `table` [≥S, pages per
+        sequence] (int64): caches [pages, page, kv, D], sequence s's position p in page table[s, p // page];
+        without: caches [S, max_len, kv, D]."""
         import torch
 
         s = q.shape[0]
         if out is None:
             out = torch.empty_like(q)
+        if table is None:  # one page per sequence: the whole of its cache row
+            table = self._rows(k_cache.shape[0], k_cache.device)
         o_part, lse_part = self.o_part, self.lse_part
         _split_kernel[(s, self.kv_heads, self.splits)](
             q,
             k_cache,
             v_cache,
             lengths,
+            table,
             o_part,
             lse_part,
             scale,
             q.stride(0),
             q.stride(1),
+            table.stride(0),
             k_cache.stride(0),
             k_cache.stride(1),
             k_cache.stride(2),
@@ -174,6 +196,7 @@ class DecodeAttention:
             SPLIT=self.split,
             BLOCK_N=self.block_n,
             ROWS=ROWS,
+            PAGE=k_cache.shape[1],
             num_warps=4,
         )
         _merge_kernel[(s, self.heads)](

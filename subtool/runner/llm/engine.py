@@ -56,7 +56,8 @@ from subtool.runner.llm.engine_layer import (
     fuse,
     quantized,
 )
-from subtool.runner.llm.engine_schedule import EngineStats, Sequence, plan_chunks
+from subtool.runner.llm.engine_pages import PagePool
+from subtool.runner.llm.engine_schedule import EngineStats, Sequence, plan_chunks, row_bucket, row_buckets
 
 
 def supports_config(config: dict, generation) -> str | None:
@@ -103,6 +104,8 @@ class ContinuousEngine:
         decode_attention: str = "auto",
         compile: bool | None = None,
         kv_cache: str = "model",
+        kv_pages: int | None = None,
+        page_tokens: int = 64,
         layer_weights: list[dict] | None = None,
         layer_output=None,
     ):
@@ -110,7 +113,10 @@ class ContinuousEngine:
         `_fuse_layer_weights` builds; projections as `quantized` returns them, fp8 or not as `weights` says), for
         a model whose decoder layers were never loaded (skeleton.meta_model); None: read from `model`'s layers.
         `prefill_tokens`: the token budget of one step (decode tokens + prompt chunks; at least slots + 1);
-        `chunk_tokens`: the most tokens of one prompt a step prefills (None: the budget)."""
+        `chunk_tokens`: the most tokens of one prompt a step prefills (None: the budget).
+        `kv_pages`: the KV cache as a pool of that many pages of `page_tokens` tokens, given out as sequences grow
+        (engine_pages.py; Triton or SDPA decode attention), so that slots can outnumber what max_len-sized rows
+        would fit; None: every slot owns max_len positions for good."""
         _check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
@@ -131,7 +137,8 @@ class ContinuousEngine:
         self._compile_steps(compile_default(self.device) if compile is None else bool(compile))
         if layer_output is not None:  # tensor parallel: attention_output with o and down summed over the ranks
             self._out_decode = self._out_prefill = layer_output  # (tensor_parallel.sharded_output)
-        self._choose_attention(decode_attention, kv_cache, fp8=weights == "fp8")
+        self._choose_attention(decode_attention, kv_cache, fp8=weights == "fp8", paged=kv_pages is not None)
+        self.pool = PagePool(self.slots, self.max_len, page_tokens, kv_pages)
         self._allocate_state()
 
     # set-up phases -----------------------------------------------------------------------------------
@@ -189,16 +196,17 @@ class ContinuousEngine:
         # two functions: more than dynamo's default of 8 per function when a process builds several engines
         limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
         setattr(torch._dynamo.config, limit, max(64, getattr(torch._dynamo.config, limit)))
-        # decode shapes never change; prefill batches do (rows, tokens)
-        self._in_decode = torch.compile(attention_inputs, fullgraph=True, dynamic=False)
-        self._out_decode = torch.compile(attention_output, fullgraph=True, dynamic=False)
+        # decode: one shape per row bucket, the full one compiled first for its own shape, the others once for
+        # any row count (dynamo's automatic dynamic shapes); prefill batches vary (rows, tokens)
+        self._in_decode = torch.compile(attention_inputs, fullgraph=True, dynamic=None)
+        self._out_decode = torch.compile(attention_output, fullgraph=True, dynamic=None)
         self._in_prefill = torch.compile(attention_inputs, fullgraph=True, dynamic=True)
         self._out_prefill = torch.compile(attention_output, fullgraph=True, dynamic=True)
 
-    def _choose_attention(self, decode_attention: str, kv_cache: str, fp8: bool) -> None:
+    def _choose_attention(self, decode_attention: str, kv_cache: str, fp8: bool, paged: bool) -> None:
         """Which decode attention runs (Triton kernel, flash or SDPA) and whether the KV cache is fp8."""
         self.decode_attention = choose_decode_attention(
-            decode_attention, self.device, self.dtype, self.head_dim, self.group
+            decode_attention, self.device, self.dtype, self.head_dim, self.group, paged=paged
         )
         if kv_cache == "fp8" and self.decode_attention != "triton":
             raise ValueError("an fp8 KV cache needs the Triton decode attention (CUDA, bf16/fp16, Triton)")
@@ -218,8 +226,11 @@ class ContinuousEngine:
     def _allocate_state(self) -> None:
         """The KV cache and the fixed tensors the decode step reads and writes (CUDA graph replay reads them in
         place), allocated once for every slot."""
-        # token-major per slot, so one layer's cache is also flash attention's packed [slots × max_len, kv, D]
-        shape = (len(self.layers), self.slots, self.max_len, self.n_kv, self.head_dim)
+        # per layer one pool of token-major pages and the spare page (engine_pages.py); unpaged, slot s owns rows
+        # s·width … (s+1)·width-1, which is also flash attention's packed [slots × width, kv, D]
+        pool = self.pool
+        shape = (len(self.layers), (pool.pages + 1) * pool.page, self.n_kv, self.head_dim)
+        self.width = pool.per_slot * pool.page  # a slot's positions (max_len rounded up to whole pages)
         # fp8: keys and values stored in e4m3 as they are (unit scale, saturating), halving what decode reads
         cache_dtype = torch.float8_e4m3fn if self.kv_fp8 else self.dtype
         self.k_cache = torch.zeros(shape, device=self.device, dtype=cache_dtype)
@@ -229,12 +240,14 @@ class ContinuousEngine:
         self.allow_eos = torch.ones(self.slots, dtype=torch.bool, device=self.device)
         self.next_tokens = torch.zeros(self.slots, dtype=torch.long, device=self.device)
         self.slot_index = torch.arange(self.slots, device=self.device)
-        self.key_index = torch.arange(self.max_len, device=self.device)
+        self.key_index = torch.arange(self.width, device=self.device)
+        self.page_table = torch.from_numpy(pool.table).to(self.device)
+        pool.dirty = False
         # flash decode: a slot's query heads of one kv head are that slot's `group` query rows for that head
         slot_starts = torch.arange(self.slots + 1, device=self.device, dtype=torch.int32)
-        self.cu_q, self.cu_k = slot_starts * self.group, slot_starts * self.max_len
+        self.cu_q, self.cu_k = slot_starts * self.group, slot_starts * self.width
         self.eos_tensor = torch.tensor(self.eos_ids or [-1], device=self.device)
-        self.graphs: dict[int, object] = {}
+        self.graphs: dict[tuple[int, int], object] = {}
         self.graph_pool = None
         self.completed: set[int] = set()
         self.active: list[Sequence | None] = [None] * self.slots
@@ -255,63 +268,82 @@ class ContinuousEngine:
             return x
         return x.clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
 
-    def _decode_step(self, keys: int) -> None:
-        """One token for every slot, attending over the first `keys` cache positions (all of each slot's own
-        keys with flash attention)."""
-        s = self.slots
-        pos = self.positions
-        x = self.embed(self.tokens[:, None])  # [S, 1, H]
+    def _decode_step(self, keys: int, rows: int) -> None:
+        """One token for each of the first `rows` slots, attending over the first `keys` positions of each (all of
+        each slot's own keys with the Triton kernel or flash attention)."""
+        s = rows
+        pos = self.positions[:s]
+        x = self.embed(self.tokens[:s, None])  # [S, 1, H]
         cos, sin = self.cos[pos][:, None, None, :], self.sin[pos][:, None, None, :]  # [S, 1, 1, D]
+        page = self.pool.page
+        at = self.page_table[self.slot_index[:s], pos // page] * page + pos % page  # each row's cache row
         if self.own_keys:
             used = (pos + 1).to(torch.int32)
         else:
-            mask = (self.key_index[None, :keys] <= pos[:, None])[:, None, None, :]  # [S, 1, 1, keys]
+            key_pos = self.key_index[:keys]
+            mask = (key_pos[None, :] <= pos[:, None])[:, None, None, :]  # [S, 1, 1, keys]
+            gather = self.page_table[:s, key_pos // page] * page + key_pos % page  # [S, keys]
         for i in range(len(self.layers)):
             q, k, v = self._inputs(self._in_decode, i, x, cos, sin)  # [S, 1, heads|kv, D]
-            self.k_cache[i, self.slot_index, pos] = self._stored(k[:, 0])
-            self.v_cache[i, self.slot_index, pos] = self._stored(v[:, 0])
-            # the query heads of one kv head as that head's group of query rows: [S, kv, group, D]
-            qg = q[:, 0].view(s, self.n_kv, self.group, self.head_dim)
+            self.k_cache[i, at] = self._stored(k[:, 0])
+            self.v_cache[i, at] = self._stored(v[:, 0])
             if self.triton_attention is not None:
-                o = self.triton_attention(q[:, 0], self.k_cache[i], self.v_cache[i], used, self.scaling)
+                pages = (-1, page, self.n_kv, self.head_dim)
+                o = self.triton_attention(
+                    q[:, 0],
+                    self.k_cache[i].view(pages),
+                    self.v_cache[i].view(pages),
+                    used,
+                    self.scaling,
+                    table=self.page_table,
+                )
             elif self.decode_attention == "flash":
-                # rows (slot, g) × kv heads: the kernel reads each kv head's keys once for all its query heads
-                o = torch.ops.aten._flash_attention_forward(
-                    qg.transpose(1, 2).reshape(-1, self.n_kv, self.head_dim),
-                    self.k_cache[i].view(-1, self.n_kv, self.head_dim),
-                    self.v_cache[i].view(-1, self.n_kv, self.head_dim),
-                    self.cu_q,
-                    self.cu_k,
-                    self.group,
-                    self.max_len,
-                    0.0,
-                    False,
-                    False,
-                    scale=self.scaling,
-                    seqused_k=used,
-                )[0]
-                o = o.view(s, self.group, self.n_kv, self.head_dim).transpose(1, 2)
+                o = self._flash_decode(i, q, s, used)
             else:
+                # the query heads of one kv head as that head's group of query rows: [S, kv, group, D]
                 o = F.scaled_dot_product_attention(
-                    qg,
-                    self.k_cache[i, :, :keys].transpose(1, 2),
-                    self.v_cache[i, :, :keys].transpose(1, 2),
+                    q[:, 0].view(s, self.n_kv, self.group, self.head_dim),
+                    self.k_cache[i][gather].transpose(1, 2),
+                    self.v_cache[i][gather].transpose(1, 2),
                     attn_mask=mask,
                     scale=self.scaling,
                 )
             x = self._outputs(self._out_decode, i, x, o.reshape(s, 1, -1))
         logits = self.lm_head(self.norm(x))[:, 0].float()
         if self.eos_ids:
-            blocked = (~self.allow_eos)[:, None]
+            blocked = (~self.allow_eos[:s])[:, None]
             eos_cols = logits[:, self.eos_tensor]
             logits[:, self.eos_tensor] = torch.where(blocked, torch.full_like(eos_cols, float("-inf")), eos_cols)
-        self.next_tokens.copy_(logits.argmax(dim=-1))
+        self.next_tokens[:s].copy_(logits.argmax(dim=-1))
+
+    def _flash_decode(self, i: int, q, s: int, used):
+        """Flash attention's variable-length kernel over the unpaged cache, where slot s's rows start at s·width:
+        rows (slot, g) × kv heads, so the kernel reads each kv head's keys once for all its query heads."""
+        qg = q[:, 0].view(s, self.n_kv, self.group, self.head_dim)
+        o = torch.ops.aten._flash_attention_forward(
+            qg.transpose(1, 2).reshape(-1, self.n_kv, self.head_dim),
+            self.k_cache[i],
+            self.v_cache[i],
+            self.cu_q[: s + 1],
+            self.cu_k[: s + 1],
+            self.group,
+            self.width,
+            0.0,
+            False,
+            False,
+            scale=self.scaling,
+            seqused_k=used,
+        )[0]
+        return o.view(s, self.group, self.n_kv, self.head_dim).transpose(1, 2)
 
     def _prefill_chunk(self, pieces: list[tuple[int, int, np.ndarray]], allow_eos: bool) -> list[int]:
         """Pieces of prompts, [(slot, start, tokens)], packed as one row of tokens (no padding) into their slots'
         cache rows from `start` on, each attending to its slot's cached prefix and to itself; the next token
         after each piece."""
         layout = chunk_layout([(slot, start, len(t)) for slot, start, t in pieces], self.max_len)
+        # each row's and each key's row in a layer's cache, through the slots' page tables
+        layout["q_at"] = self.pool.flat(layout["q_slot"], layout["q_pos"])
+        layout["k_at"] = self.pool.flat(layout["k_slot"], layout["k_pos"])
         dev = {k: torch.from_numpy(v).to(self.device) if isinstance(v, np.ndarray) else v for k, v in layout.items()}
         ids = torch.from_numpy(np.concatenate([t for _, _, t in pieces]).astype(np.int64)).to(self.device)
         cos, sin = self.cos[dev["q_pos"]][None, :, None], self.sin[dev["q_pos"]][None, :, None]  # [1, T, 1, D]
@@ -321,8 +353,8 @@ class ContinuousEngine:
         x = self.embed(ids)[None]  # [1, T, H]
         for i in range(len(self.layers)):
             q, k, v = self._inputs(self._in_prefill, i, x, cos, sin)  # [1, T, heads|kv, D]
-            self.k_cache[i, dev["q_slot"], dev["q_pos"]] = self._stored(k[0])
-            self.v_cache[i, dev["q_slot"], dev["q_pos"]] = self._stored(v[0])
+            self.k_cache[i, dev["q_at"]] = self._stored(k[0])
+            self.v_cache[i, dev["q_at"]] = self._stored(v[0])
             keys, values = self._chunk_keys(i, k[0], v[0], dev)  # [K, kv, D]
             o = self._chunk_attention(q[0], keys, values, dev, masks, layout)  # [T, heads, D]
             x = self._outputs(self._out_prefill, i, x, o.reshape(1, t, -1))
@@ -339,9 +371,9 @@ class ContinuousEngine:
         out = []
         for cache, own in ((self.k_cache[i], k), (self.v_cache[i], v)):
             if self.kv_fp8:  # gathered as bytes: index kernels need not know e4m3
-                packed = cache.view(torch.uint8)[dev["k_slot"], dev["k_pos"]].view(cache.dtype).to(self.dtype)
+                packed = cache.view(torch.uint8)[dev["k_at"]].view(cache.dtype).to(self.dtype)
             else:
-                packed = cache[dev["k_slot"], dev["k_pos"]]
+                packed = cache[dev["k_at"]]
             packed[dev["own"]] = own
             out.append(packed)
         return out
@@ -382,54 +414,63 @@ class ContinuousEngine:
             out.append(o[0].transpose(0, 1))
         return torch.cat(out)
 
-    def _step(self, keys: int) -> None:
+    def _step(self, keys: int, rows: int) -> None:
+        """The decode step over the first `rows` slots (a CUDA graph per (rows, keys) on CUDA)."""
         if self.own_keys:
-            keys = self.max_len
+            keys = self.width
+        else:
+            rows = self.slots  # key buckets already multiply the graphs: one row count
+        if self.pool.dirty:
+            self.page_table.copy_(torch.from_numpy(self.pool.table))
+            self.pool.dirty = False
         if self.device.type != "cuda":
-            self._decode_step(keys)
+            self._decode_step(keys, rows)
             return
-        graph = self.graphs.get(keys)
+        graph = self.graphs.get((rows, keys))
         if graph is None:
-            graph = self._capture(keys)
+            graph = self._capture(keys, rows)
         graph.replay()
 
-    def _capture(self, keys: int):
+    def _capture(self, keys: int, rows: int):
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):  # warm-up outside the graph (kernels, allocator)
-                self._decode_step(keys)
+                self._decode_step(keys, rows)
         torch.cuda.current_stream().wait_stream(stream)
         if self.graph_pool is None:
             self.graph_pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         # the graphs share one pool: they never run at once, and their results live outside it
         with torch.cuda.graph(graph, pool=self.graph_pool):
-            self._decode_step(keys)
-        self.graphs[keys] = graph
+            self._decode_step(keys, rows)
+        self.graphs[(rows, keys)] = graph
         self.stats.graphs = len(self.graphs)
         return graph
+
+    def _graph_shapes(self, lengths: list[int]) -> list[tuple[int, int]]:
+        """(rows, keys) of every decode graph the given prompt lengths can need."""
+        if self.own_keys:
+            return [(rows, self.width) for rows in reversed(row_buckets(self.slots))]  # all slots first
+        longest = min(self.max_len, max(lengths) + self.generation.max_new_tokens)
+        top = key_bucket(longest, self.key_block, self.width)
+        return [(self.slots, k) for k in sorted(set(range(self.key_block, top + 1, self.key_block)) | {top})]
 
     def warm_up(self, lengths: list[int]) -> None:
         """Compile and capture what the given prompt lengths will need (decode graphs; with torch.compile, the
         prefill kernels for one piece and for several), before any timed work."""
         if self.device.type != "cuda":
             return
-        if self.own_keys:
-            needed = [self.max_len]
-        else:
-            longest = min(self.max_len, max(lengths) + self.generation.max_new_tokens)
-            top = key_bucket(longest, self.key_block, self.max_len)
-            needed = sorted(set(range(self.key_block, top + 1, self.key_block)) | {top})
         with torch.inference_mode():
             if self.compiled:
-                # dummy prompts into slots that hold nothing yet (their rows are rewritten when admitted)
+                # dummy prompts into slots that hold nothing yet (their rows are rewritten when admitted; paged,
+                # their positions are the spare page's)
                 other, n = min(1, self.slots - 1), min(48, self.max_len // 2)
                 self._prefill_chunk([(0, 0, np.ones(n, np.int64)), (other, n, np.ones(n // 2, np.int64))], True)
                 self._prefill_chunk([(0, 0, np.ones(min(97, self.max_len), np.int64))], True)
-            for keys in needed:
-                if keys not in self.graphs:
-                    self._capture(keys)
+            for rows, keys in self._graph_shapes(lengths):
+                if (rows, keys) not in self.graphs:
+                    self._capture(keys, rows)
         self.positions.zero_()
         self.stats = EngineStats(graphs=len(self.graphs))
 
@@ -440,14 +481,15 @@ class ContinuousEngine:
         picks within the step's token budget."""
         lengths = [len(sut.prompts[i]) for _, i in pending]
         order = sorted(range(len(pending)), key=lambda j: -lengths[j])  # Offline: the longest first
-        waiting = deque(pending[j] for j in order)
+        # (query id, sample index) not yet admitted, or a preempted Sequence (first in line)
+        self.waiting = waiting = deque(pending[j] for j in order)
         self.active: list[Sequence | None] = [None] * self.slots
         self._admitted = 0
         with torch.inference_mode():
             while True:
                 waiting.extend(sut.more_work())
                 self._admit(waiting, sut)
-                decoding = [seq for seq in self.active if seq is not None and seq.decoding]
+                decoding = self._reserve_decode_pages([seq for seq in self.active if seq is not None and seq.decoding])
                 prefilling = sorted(
                     (seq for seq in self.active if seq is not None and not seq.decoding), key=lambda q: q.order
                 )
@@ -469,33 +511,70 @@ class ContinuousEngine:
                 self.stats.record(len(decoding), sum(n for _, n in plan), len(plan), t1 - t0, t2 - t1)
 
     def _admit(self, waiting, sut) -> None:
-        """Free slots take waiting samples, once enough slots are free (or nothing runs), so that Offline's
-        chunks stay large; a slot's cache holds the sample's prompt and longest answer, so nothing over-commits."""
+        """Free slots take waiting samples (a preempted sequence first), once enough slots are free (or nothing
+        runs), so that Offline's chunks stay large, and while the KV pool has pages for their prompts and a page
+        to spare for every sequence that is decoding."""
         free = [s for s in range(self.slots) if self.active[s] is None]
         if not waiting or not free:
             return
         if len(free) < min(max(1, self.slots // 8), len(waiting)) and len(free) < self.slots:
             return
-        g = self.generation
+        running = sum(seq is not None for seq in self.active)
         for slot in free[: len(waiting)]:
-            qid, index = waiting.popleft()
-            prompt = np.asarray(sut.prompts[index])
-            if len(prompt) == 0:
-                raise ValueError(f"sample {index}: an empty prompt")
-            if len(prompt) + g.max_new_tokens > self.max_len:
-                raise ValueError(f"sample {index}: {len(prompt)} prompt tokens exceed the cache")
-            self.active[slot] = Sequence(qid, index, prompt, slot, self._admitted)
-            self._admitted += 1
+            seq = waiting[0] if isinstance(waiting[0], Sequence) else self._sequence(waiting[0], sut)
+            spare = 0 if self.pool.fixed else running + 1  # room for each running sequence to grow a page
+            if self.pool.free_pages - self.pool.pages_for(len(seq.context) + 1) < spare and running:
+                return
+            waiting.popleft()
+            if not self.pool.ensure(slot, len(seq.context) + 1):  # only a pool emptied by an earlier admission
+                waiting.appendleft(seq)
+                return
+            seq.slot = slot
+            if seq.order < 0:
+                seq.order = self._admitted
+                self._admitted += 1
+            self.active[slot] = seq
+            running += 1
+
+    def _sequence(self, item: tuple[int, int], sut) -> Sequence:
+        qid, index = item
+        prompt = np.asarray(sut.prompts[index])
+        if len(prompt) == 0:
+            raise ValueError(f"sample {index}: an empty prompt")
+        if len(prompt) + self.generation.max_new_tokens > self.max_len:
+            raise ValueError(f"sample {index}: {len(prompt)} prompt tokens exceed the cache")
+        return Sequence(qid, index, prompt, slot=-1, order=-1)
+
+    def _reserve_decode_pages(self, decoding: list[Sequence]) -> list[Sequence]:
+        """A page for each decoding sequence's next position, oldest first; when the pool has none, the newest
+        sequence is preempted (its pages freed, itself first in line to be prefilled again). The sequences still
+        decoding."""
+        if self.pool.fixed:
+            return decoding
+        for seq in sorted(decoding, key=lambda q: q.order):
+            while self.active[seq.slot] is seq and not self.pool.ensure(seq.slot, seq.position + 1):
+                self._preempt(max((q for q in self.active if q is not None), key=lambda q: q.order))
+        return [seq for seq in decoding if self.active[seq.slot] is seq]
+
+    def _preempt(self, seq: Sequence) -> None:
+        """Give seq's pages back; it is prefilled again (its prompt and its answer but the last token) when
+        admitted, and goes on from where it was."""
+        self.pool.release(seq.slot)
+        self.active[seq.slot] = None
+        seq.preempt()
+        self.waiting.appendleft(seq)
+        self.stats.preempted += 1
 
     def _decode(self, decoding: list[Sequence], sut) -> None:
-        """One decode step over every slot (the CUDA graph's fixed shape); the decoding sequences' tokens."""
+        """One decode step over the slots up to the last decoding one (a CUDA graph per row bucket); the
+        decoding sequences' tokens."""
         g = self.generation
         tokens = np.zeros(self.slots, dtype=np.int64)
         positions = np.zeros(self.slots, dtype=np.int64)
         for seq in self.active:
             if seq is not None:
                 tokens[seq.slot] = seq.outputs[-1] if seq.decoding else 0
-                positions[seq.slot] = len(seq.prompt) + len(seq.outputs) - 1 if seq.decoding else seq.done
+                positions[seq.slot] = seq.position if seq.decoding else seq.done
         self.tokens.copy_(torch.from_numpy(tokens))
         self.positions.copy_(torch.from_numpy(positions))
         if g.min_new_tokens > 1:
@@ -503,8 +582,9 @@ class ContinuousEngine:
             for seq in decoding:
                 allow[seq.slot] = len(seq.outputs) >= g.min_new_tokens
             self.allow_eos.copy_(torch.from_numpy(allow))
-        self._step(key_bucket(int(positions.max()) + 1, self.key_block, self.max_len))
-        nxt = self.next_tokens.tolist()
+        rows = row_bucket(max(seq.slot for seq in decoding) + 1, self.slots)
+        self._step(key_bucket(int(positions.max()) + 1, self.key_block, self.width), rows)
+        nxt = self.next_tokens[:rows].tolist()
         eos = set(self.eos_ids)
         for seq in decoding:
             token = nxt[seq.slot]
@@ -513,18 +593,19 @@ class ContinuousEngine:
                 self._finish(sut, seq)
 
     def _prefill_plan(self, plan: list[tuple[int, int]], sut) -> None:
-        """The planned chunks as one pass; prompts that end in it get their first token."""
+        """The planned chunks as one pass; prompts that end in it get their first token (a preempted sequence,
+        whose next token is already known, goes back to decoding)."""
         g = self.generation
         pieces = []
         for slot, n in plan:
             seq = self.active[slot]
-            pieces.append((slot, seq.done, seq.prompt[seq.done : seq.done + n]))
+            pieces.append((slot, seq.done, seq.context[seq.done : seq.done + n]))
         nexts = self._prefill_chunk(pieces, allow_eos=g.min_new_tokens <= 0)
         eos = set(self.eos_ids)
         for (slot, n), first in zip(plan, nexts):
             seq = self.active[slot]
             seq.done += n
-            if seq.remaining:
+            if seq.remaining or seq.outputs:
                 continue
             self.stats.prompts += 1
             sut.first_token(seq.qid, first)
@@ -536,3 +617,4 @@ class ContinuousEngine:
         sut.complete(seq.qid, seq.outputs)
         self.completed.add(seq.qid)
         self.active[seq.slot] = None
+        self.pool.release(seq.slot)

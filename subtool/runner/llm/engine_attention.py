@@ -56,21 +56,24 @@ def flash_decode_available(torch) -> bool:
     return op is not None and "seqused_k" in str(op.default._schema)
 
 
-def choose_decode_attention(asked: str, device, dtype, head_dim: int, group: int) -> str:
+def choose_decode_attention(asked: str, device, dtype, head_dim: int, group: int, paged: bool = False) -> str:
     """triton (split-key decode kernel) where Triton runs and the shape suits it, else flash (varlen,
-    seqused_k), else sdpa (keys up to the longest live sequence): the first two read only each slot's own keys."""
+    seqused_k), else sdpa (keys up to the longest live sequence): the first two read only each slot's own keys.
+    A paged KV cache (engine_pages.py) is read by triton (its page table) or sdpa (keys gathered), not flash."""
     from subtool.runner.kernels import head_dim_fits, triton_available
 
     half = device.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
     kernel_shape = head_dim_fits(head_dim) and group <= 16  # kernels/decode_attention.py's ROWS
     usable = {
         "triton": half and kernel_shape and triton_available(),
-        "flash": half and flash_decode_available(torch),
+        "flash": half and flash_decode_available(torch) and not paged,
         "sdpa": True,
     }
     if asked == "auto":
         return next(name for name in ("triton", "flash", "sdpa") if usable[name])
     if not usable[asked]:
+        if asked == "flash" and paged:
+            raise ValueError("flash decode attention reads an unpaged KV cache only (kv_pages=None)")
         raise ValueError(
             f"{asked} decode attention needs a CUDA device, bf16/fp16"
             + (

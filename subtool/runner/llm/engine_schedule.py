@@ -10,8 +10,13 @@ decoding, and a short prompt that arrives meanwhile gets its first token at once
   bulk prefill);
 - no prompt takes more than `chunk` tokens in one step, and the step never exceeds the budget.
 
-A sequence holds one slot, whose KV cache has room for the longest prompt plus the longest answer, from admission to
-its last token; admission only fills free slots, so the cache is never over-committed.
+A sequence holds one slot from admission to its last token. Its KV cache is either the slot's own rows, with room
+for the longest prompt plus the longest answer, or pages of a shared pool given out as it grows (engine_pages.py);
+then a sequence may be preempted when the pool runs dry, and is prefilled again later from its prompt and its answer
+so far (`Sequence.context`), so nothing it generated is lost.
+
+A decode step runs over the slots up to the last decoding one, rounded up to one of a few row counts (`row_bucket`),
+so that a CUDA graph per row count serves every step and a half-empty engine does not compute its empty slots.
 
 Pure Python (no torch): the planner and its accounting are tested on their own.
 """
@@ -32,16 +37,35 @@ class Sequence:
     prompt: np.ndarray
     slot: int
     order: int  # admission order
-    done: int = 0  # prompt tokens already in the cache
+    done: int = 0  # tokens of the context already in the cache
     outputs: list[int] = field(default_factory=list)
+    prefix: np.ndarray | None = None  # after a preemption: the prompt and the answer but its last token
+
+    @property
+    def context(self) -> np.ndarray:
+        """What prefill puts in the cache: the prompt, or after a preemption the prompt and the answer so far but
+        its last token (the next decode step's input)."""
+        return self.prompt if self.prefix is None else self.prefix
 
     @property
     def remaining(self) -> int:
-        return len(self.prompt) - self.done
+        return len(self.context) - self.done
 
     @property
     def decoding(self) -> bool:
-        return bool(self.outputs)
+        return bool(self.outputs) and self.remaining == 0
+
+    @property
+    def position(self) -> int:
+        """The cache position the next decode step writes (that of the answer's last token)."""
+        return len(self.prompt) + len(self.outputs) - 1
+
+    def preempt(self) -> None:
+        """Its cache is gone: prefill again from the start, the answer so far included."""
+        self.done = 0
+        self.slot = -1
+        if self.outputs:
+            self.prefix = np.concatenate([self.prompt, np.asarray(self.outputs[:-1], dtype=self.prompt.dtype)])
 
 
 def plan_chunks(prefilling: list[tuple[int, int]], decoding: int, budget: int, chunk: int) -> list[tuple[int, int]]:
@@ -65,6 +89,18 @@ def plan_chunks(prefilling: list[tuple[int, int]], decoding: int, budget: int, c
             grant[key] = have + n
             room -= n
     return [(key, grant[key]) for key, _ in prefilling if grant.get(key, 0) > 0]
+
+
+def row_buckets(slots: int) -> list[int]:
+    """The row counts a decode step runs with: eighths of the slots (every count below 8 slots)."""
+    step = -(-slots // 8)
+    return sorted({min(slots, step * k) for k in range(1, 9)})
+
+
+def row_bucket(rows: int, slots: int) -> int:
+    """The smallest row count of row_buckets(slots) that covers the first `rows` slots."""
+    step = -(-slots // 8)
+    return min(slots, -(-max(1, rows) // step) * step)
 
 
 def profile_bucket(prefill_tokens: int) -> str:
@@ -92,6 +128,7 @@ class EngineStats:
     prefill_seconds: float = 0.0
     prompts: int = 0  # prompts whose prefill completed (first tokens)
     mixed_steps: int = 0  # steps that did both
+    preempted: int = 0  # sequences whose pages went back to the pool before they ended (prefilled again later)
     max_step_tokens: int = 0
     graphs: int = 0
     # per prefill size of a step ("0", "1-256", "257-1024", …): steps, decode and prefill tokens, seconds

@@ -33,3 +33,45 @@ assert worst < (1e-4 if device == "cpu" else 3e-2), worst
 @needs_triton
 def test_split_key_decode_attention_matches_softmax_attention():
     run_kernel_check(CHECK)
+
+
+PAGED = r"""
+import math, sys, torch
+from subtool.runner.kernels.decode_attention import DecodeAttention
+device = sys.argv[1]
+dtype = torch.float32 if device == "cpu" else torch.bfloat16
+torch.manual_seed(1)
+S, H, KV, D, P, per = 4, 8, 2, 32, 16, 6        # pages of 16 tokens, up to 96 positions per sequence
+pages = 30
+pool_k = torch.randn(pages + 1, P, KV, D, device=device, dtype=dtype)
+pool_v = torch.randn(pages + 1, P, KV, D, device=device, dtype=dtype)
+# each sequence's pages scattered over the pool, unmapped ones on the spare page (index pages)
+order = torch.randperm(pages, generator=torch.Generator().manual_seed(2))
+lens = torch.tensor([1, 16, 17, 90], dtype=torch.int32, device=device)
+table = torch.full((S + 2, per), pages, dtype=torch.int64)  # rows past S: other slots, never read
+taken = 0
+for s in range(S):
+    n = -(-int(lens[s]) // P)
+    table[s, :n] = order[taken : taken + n]
+    taken += n
+table = table.to(device)
+q = torch.randn(S, H, D, device=device, dtype=dtype)
+att = DecodeAttention(S, H, KV, D, per * P, device, split=32, block_n=16)
+out = att(q, pool_k, pool_v, lens, 1 / math.sqrt(D), table=table).float()
+worst = 0.0
+for s in range(S):
+    n = int(lens[s])
+    rows = [int(table[s, p // P]) * P + p % P for p in range(n)]
+    k_all, v_all = pool_k.reshape(-1, KV, D)[rows], pool_v.reshape(-1, KV, D)[rows]
+    for h in range(H):
+        k, v = k_all[:, h // (H // KV)].float(), v_all[:, h // (H // KV)].float()
+        ref = torch.softmax(q[s, h].float() @ k.T / math.sqrt(D), -1) @ v
+        worst = max(worst, (out[s, h] - ref).abs().max().item())
+print(worst)
+assert worst < (1e-4 if device == "cpu" else 3e-2), worst
+"""
+
+
+@needs_triton
+def test_paged_decode_attention_reads_each_sequence_through_its_page_table():
+    run_kernel_check(PAGED)

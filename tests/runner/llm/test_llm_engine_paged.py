@@ -1,0 +1,186 @@
+"""The paged KV cache (engine_pages.py): the page allocator on its own, and the engine over a pool smaller than its
+slots' worst case, which must preempt and resume sequences and still generate transformers' greedy tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from subtool.runner.llm.engine_pages import PagePool
+from subtool.runner.llm.engine_schedule import Sequence, row_bucket, row_buckets
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from tests.runner.llm.test_llm_engine import Recorder, _generation, _model, _prompts, _reference  # noqa: E402
+
+
+def _invariants(pool: PagePool) -> None:
+    mapped = [int(p) for s in range(pool.slots) for p in pool.table[s, : pool.held[s]]]
+    assert len(mapped) == len(set(mapped)), "a page mapped twice"
+    assert all(0 <= p < pool.pages for p in mapped)
+    assert (pool.table[np.arange(pool.per_slot)[None, :] >= pool.held[:, None]] == pool.spare).all()
+    assert len(mapped) + pool.free_pages == pool.pages
+    assert set(mapped).isdisjoint(pool._free)
+
+
+def test_a_fixed_pool_is_the_old_cache_rows():
+    pool = PagePool(slots=3, max_len=100, page=32)
+    assert pool.per_slot == 4 and pool.pages == 12 and pool.fixed
+    assert pool.flat(np.array([0, 1, 2]), np.array([0, 33, 99])).tolist() == [0, 128 + 33, 256 + 99]
+    assert pool.ensure(2, 100)
+    pool.release(2)
+    assert pool.flat(np.array([2]), np.array([5])).tolist() == [256 + 5]  # fixed rows are never given back
+
+
+def test_pages_are_given_as_sequences_grow_and_return_when_they_end():
+    pool = PagePool(slots=4, max_len=64, page=16, pages=6)
+    assert pool.ensure(0, 17) and pool.held[0] == 2 and pool.free_pages == 4
+    assert pool.ensure(0, 32) and pool.held[0] == 2  # still within its two pages
+    assert pool.ensure(1, 64) and pool.free_pages == 0
+    assert not pool.ensure(2, 1) and pool.held[2] == 0  # nothing mapped when the pool lacks pages
+    assert pool.flat(np.array([2, 2]), np.array([0, 40])).tolist() == [pool.spare * 16, pool.spare * 16 + 8]
+    pool.release(1)
+    assert pool.free_pages == 4 and pool.ensure(2, 1)
+    _invariants(pool)
+
+
+def test_a_pool_that_cannot_hold_one_sequence_is_refused():
+    with pytest.raises(ValueError, match="cannot hold one sequence"):
+        PagePool(slots=2, max_len=100, page=16, pages=6)
+    with pytest.raises(ValueError, match="more than a slot"):
+        PagePool(slots=2, max_len=32, page=16, pages=4).ensure(0, 33)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 5), st.integers(1, 80)), max_size=60))
+def test_the_allocator_never_maps_a_page_twice(ops):
+    pool = PagePool(slots=6, max_len=80, page=8, pages=25)
+    for grow, slot, tokens in ops:
+        if grow:
+            before = int(pool.held[slot])
+            ok = pool.ensure(slot, tokens)
+            assert ok or pool.held[slot] == before
+            assert not ok or pool.held[slot] * 8 >= tokens
+        else:
+            pool.release(slot)
+        _invariants(pool)
+
+
+def test_row_buckets_cover_every_count_in_eighths():
+    assert row_buckets(512) == [64, 128, 192, 256, 320, 384, 448, 512]
+    assert row_buckets(5) == [1, 2, 3, 4, 5]
+    assert row_buckets(13) == [2, 4, 6, 8, 10, 12, 13]
+    for slots in (1, 5, 13, 199, 512):
+        buckets = row_buckets(slots)
+        for rows in range(1, slots + 1):
+            b = row_bucket(rows, slots)
+            assert b in buckets and b >= rows and b == min(x for x in buckets if x >= rows)
+
+
+def test_a_preempted_sequence_prefills_its_answer_and_goes_on_where_it_was():
+    seq = Sequence(7, 0, np.array([5, 6, 7], dtype=np.int32), slot=2, order=0, done=3, outputs=[11, 12, 13])
+    assert seq.decoding and seq.position == 5
+    seq.preempt()
+    assert seq.context.tolist() == [5, 6, 7, 11, 12] and seq.remaining == 5 and not seq.decoding
+    seq.done = 5
+    assert seq.decoding and seq.position == 5  # the same position, the same next input (13)
+
+
+@pytest.mark.parametrize("pages,budget", [(14, 64), (18, 24), (80, 10_000)])
+def test_paged_engine_preempts_and_still_matches_greedy_generate(pages, budget):
+    from subtool.runner.llm.engine import ContinuousEngine
+
+    model = _model()
+    prompts = _prompts(20)
+    max_new = 40  # answers grow by up to five pages after admission: the pool runs dry
+    expected = _reference(model, prompts, max_new, 0)
+    engine = ContinuousEngine(
+        model,
+        slots=8,
+        max_len=max(len(p) for p in prompts) + max_new,
+        eos_ids=[2],
+        generation=_generation(max_new, 0),
+        prefill_tokens=budget,
+        key_block=16,
+        kv_pages=pages,
+        page_tokens=8,
+    )
+    sut = Recorder(prompts, late=[(1000 + i, i) for i in range(14, 20)])
+    engine.run([(1000 + i, i) for i in range(14)], sut)
+    assert {q - 1000: t for q, t in sut.done.items()} == expected
+    assert all(sut.first[q] == t[0] for q, t in sut.done.items())  # one first token each, never resent
+    assert engine.stats.prompts == 20
+    if pages < 20:  # 8 sequences of up to 109 tokens do not fit 14 or 18 pages of 8 tokens
+        assert engine.stats.preempted > 0
+    else:
+        assert engine.stats.preempted == 0
+    assert engine.pool.free_pages == pages and (engine.pool.table == engine.pool.spare).all()  # all returned
+
+
+def test_min_new_tokens_hold_across_a_preemption():
+    from subtool.runner.llm.engine import ContinuousEngine
+
+    model = _model()
+    prompts = _prompts(10, seed=5)
+    expected = _reference(model, prompts, 30, 20)
+    engine = ContinuousEngine(
+        model,
+        slots=6,
+        max_len=max(len(p) for p in prompts) + 30,
+        eos_ids=[2],
+        generation=_generation(30, 20),
+        prefill_tokens=48,
+        key_block=16,
+        kv_pages=13,
+        page_tokens=8,
+    )
+    sut = Recorder(prompts)
+    engine.run([(i, i) for i in range(10)], sut)
+    assert engine.stats.preempted > 0
+    assert sut.done == expected
+
+
+def test_flash_decode_attention_is_refused_over_pages():
+    from subtool.runner.llm.engine_attention import choose_decode_attention
+
+    with pytest.raises(ValueError, match="unpaged"):
+        choose_decode_attention("flash", torch.device("cpu"), torch.float32, 64, 4, paged=True)
+    assert choose_decode_attention("auto", torch.device("cpu"), torch.float32, 64, 4, paged=True) == "sdpa"
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("kv_cache", ["model", "fp8"])
+def test_cuda_paged_triton_engine_agrees_with_the_unpaged_one(kv_cache):
+    from subtool.runner.llm.engine import ContinuousEngine
+
+    model = _model("cuda").to(torch.bfloat16)
+    prompts = _prompts(24)
+    runs = {}
+    for pages in (None, 20):
+        engine = ContinuousEngine(
+            model,
+            slots=8,
+            max_len=128,
+            eos_ids=[2],
+            generation=_generation(10, 0),
+            prefill_tokens=96,
+            key_block=32,
+            decode_attention="triton",
+            kv_cache=kv_cache,
+            kv_pages=pages,
+            page_tokens=16,
+        )
+        engine.warm_up([len(p) for p in prompts])
+        sut = Recorder(prompts)
+        engine.run([(i, i) for i in range(24)], sut)
+        runs[pages] = (sut.done, engine.stats)
+    assert runs[20][1].preempted > 0 and len(runs[20][0]) == 24
+    same = sum(runs[None][0][i] == runs[20][0][i] for i in range(24))
+    assert same >= 20, f"paged and unpaged agree on {same} of 24 sequences"
