@@ -17,6 +17,8 @@ GIB = 2**30
 MIN_SLOTS = 32  # fewer sequences at once than this is not a run worth starting on a GPU
 MARGIN = 0.05  # of the free memory, left to the allocator, CUDA graphs, logits
 FIXED_RESERVE = GIB // 2
+PAGE_TOKENS = 64  # tokens per page of a paged KV cache (engine_pages.py)
+MAX_PAGED_SLOTS = 1024  # sequences at once over a paged cache: past this, a decode step's rows gain little
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,18 @@ class SlotPlan:
     kv_per_token: int
     max_len: int
     kv_fp8: bool
+    pages: int | None = None  # paged: the pool's pages (None: every slot owns max_len positions)
+    page: int = PAGE_TOKENS
 
     def line(self) -> str:
         kind = "fp8" if self.kv_fp8 else "bf16/fp16"
+        if self.pages is not None:
+            return (
+                f"KV cache {kind}, {self.kv_per_token / 1024:.0f} KiB per token, paged: {self.pages:,} pages of "
+                f"{self.page} tokens ({self.pages * self.page:,} tokens) shared by {self.slots} slots (whole rows of "
+                f"{self.max_len:,} tokens would fit {self.fit}; {self.free / GIB:.1f} GiB free after the weights, "
+                f"{self.reserved / GIB:.1f} GiB kept for working memory)"
+            )
         return (
             f"KV cache {kind}, {self.kv_per_token / 1024:.0f} KiB per token × {self.max_len:,} tokens per slot: "
             f"{self.slots} slots (memory for {self.fit}; {self.free / GIB:.1f} GiB free after the weights, "
@@ -94,9 +105,21 @@ class SlotPlan:
 
 
 def plan_slots(
-    free: int, kv_per_token: int, max_len: int, workspace: int, *, asked: int, auto: bool, samples: int, kv_fp8: bool
+    free: int,
+    kv_per_token: int,
+    max_len: int,
+    workspace: int,
+    *,
+    asked: int,
+    auto: bool,
+    samples: int,
+    kv_fp8: bool,
+    typical: int | None = None,
 ) -> SlotPlan:
-    """Slots for `free` bytes: as many as fit (auto) or the number asked, never more than fit or than samples."""
+    """Slots for `free` bytes: as many as fit (auto) or the number asked, never more than fit or than samples.
+    With `typical` (the tokens a sequence typically holds at its end), a paged cache: the memory as one pool of
+    pages, and as many slots as sequences of that size fill it (auto; at least what whole rows fit, at most
+    MAX_PAGED_SLOTS), since the pool is given out as sequences grow."""
     reserved = workspace + FIXED_RESERVE + int(MARGIN * free)
     fit = max(0, (free - reserved) // max(1, kv_per_token * max_len))
     if fit < 1:
@@ -106,15 +129,21 @@ def plan_slots(
             rule="model.too_large",
             hint="--precision fp8 (e4m3 weights and KV cache), or a smaller prefill batch (prefill_tokens)",
         )
-    want = fit if auto else max(1, int(asked))
+    want, cap, pages = (fit if auto else max(1, int(asked))), fit, None
+    if typical is not None:
+        pool = (free - reserved) // max(1, kv_per_token)
+        pages, cap = int(pool // PAGE_TOKENS), MAX_PAGED_SLOTS
+        if auto:
+            want = max(fit, pool // max(1, int(typical)))
     return SlotPlan(
-        slots=max(1, min(want, fit, max(1, samples))),
+        slots=int(max(1, min(want, cap, max(1, samples)))),
         fit=int(fit),
         free=free,
         reserved=reserved,
         kv_per_token=kv_per_token,
         max_len=max_len,
         kv_fp8=kv_fp8,
+        pages=pages,
     )
 
 

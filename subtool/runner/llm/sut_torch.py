@@ -330,6 +330,10 @@ class LlmGenerator:
 
         shape = Shape.of(config)
         width = 4 if model.lm_head.weight.dtype == self.torch.float32 else 2
+        paged = self._paged(shape, options, model.lm_head.weight.dtype)
+        # a sequence's typical size at its end, for the paged cache's slot count: its prompt and half the longest
+        # answer (answers end early as often as not; a pool that runs dry preempts, it never fails)
+        typical = int(self.lengths.mean()) + self.generation.max_new_tokens // 2 if paged else None
         plan = plan_slots(
             self._free_memory(),
             kv_bytes_per_token(shape, kv_fp8, width),
@@ -339,9 +343,33 @@ class LlmGenerator:
             auto=auto_slots,
             samples=len(self.prompts),
             kv_fp8=kv_fp8,
+            typical=typical,
         )
         self.batch_size = plan.slots
+        if plan.pages is not None:
+            options.setdefault("kv_pages", plan.pages)
+            options.setdefault("page_tokens", plan.page)
         _say(plan.line())
+
+    def _paged(self, shape, options: dict, dtype) -> bool:
+        """Whether the engine's KV cache is paged: where its decode attention is the Triton kernel (which reads
+        keys through the page table), unless the options fix the cache's size."""
+        from subtool.runner.llm.engine_attention import choose_decode_attention
+
+        if "kv_pages" in options:
+            return options["kv_pages"] is not None
+        try:
+            attention = choose_decode_attention(
+                options.get("decode_attention", "auto"),
+                self.device,
+                dtype,
+                shape.head_dim,
+                shape.heads // shape.kv_heads,
+                paged=True,
+            )
+        except ValueError:  # flash asked for: an unpaged cache
+            return False
+        return attention == "triton"
 
     def _continuous_engine(self, precision: str, options: dict):
         from subtool.runner.llm.engine import ContinuousEngine

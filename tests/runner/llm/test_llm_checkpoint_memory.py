@@ -86,6 +86,23 @@ def test_slots_fill_the_memory_left_unless_asked_and_never_exceed_the_samples():
         plan_slots(8 * GIB, per_token, max_len, work, asked=1, auto=True, samples=10, kv_fp8=True)
 
 
+def test_a_paged_cache_shares_the_same_memory_among_more_slots():
+    per_token, max_len, work = 160 * 1024, 2048, 7 * GIB
+    free = 70 * GIB
+    whole = plan_slots(free, per_token, max_len, work, asked=32, auto=True, samples=24576, kv_fp8=True)
+    paged = plan_slots(free, per_token, max_len, work, asked=32, auto=True, samples=24576, kv_fp8=True, typical=796)
+    pool = (free - whole.reserved) // per_token
+    assert paged.pages == pool // 64 and paged.fit == whole.fit
+    assert paged.slots == pool // 796 and paged.slots > 2 * whole.slots  # llama2-70b: 284-token prompts
+    assert f"{paged.pages:,} pages of 64 tokens" in paged.line() and f"shared by {paged.slots} slots" in paged.line()
+    short = plan_slots(free, per_token, max_len, work, asked=32, auto=True, samples=24576, kv_fp8=True, typical=40)
+    assert short.slots == 1024  # MAX_PAGED_SLOTS
+    asked = plan_slots(free, per_token, max_len, work, asked=700, auto=False, samples=24576, kv_fp8=True, typical=796)
+    assert asked.slots == 700  # more than whole rows fit: the pool is shared
+    huge = plan_slots(free, per_token, max_len, work, asked=32, auto=True, samples=24576, kv_fp8=True, typical=10**6)
+    assert huge.slots == whole.fit  # never fewer than whole rows would give
+
+
 def _gen(beams=1):
     from subtool.runner.llm.workload import Generation
 
