@@ -18,9 +18,47 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from subtool.runner.kernels import head_dim_fits
+from subtool.runner.kernels import head_dim_fits, interpreted
 
 ROWS = 16  # the smallest tile tl.dot takes; holds up to 16 query heads per kv head
+
+
+@triton.jit
+def _attend_block(
+    q,
+    K,
+    V,
+    table,
+    n,
+    end,
+    head,
+    acc,
+    m_i,
+    l_i,
+    scale,
+    stride_kp,
+    stride_kt,
+    stride_kh,
+    D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    PAGE: tl.constexpr,
+):
+    """Keys n … n+BLOCK_N-1 (those below `end`) into the online softmax: one page holds them all (pages are whole
+    blocks), so one table entry names it."""
+    keys = n + tl.arange(0, BLOCK_N)
+    key_ok = keys < end
+    page = tl.load(table + n // PAGE).to(tl.int64)
+    offs = page * stride_kp + ((keys % PAGE) * stride_kt + head * stride_kh)[:, None] + tl.arange(0, D)[None, :]
+    k = tl.load(K + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches widen here
+    v = tl.load(V + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)
+    s = tl.dot(q, tl.trans(k)) * scale
+    s = tl.where(key_ok[None, :], s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    p = tl.exp(s - m_new[:, None])
+    alpha = tl.exp(m_i - m_new)
+    acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v)
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    return acc, m_new, l_i
 
 
 @triton.jit
@@ -48,6 +86,7 @@ def _split_kernel(
     BLOCK_N: tl.constexpr,
     ROWS: tl.constexpr,
     PAGE: tl.constexpr,
+    LOADED_BOUNDS: tl.constexpr,
 ):
     seq = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1).to(tl.int64)
@@ -67,24 +106,34 @@ def _split_kernel(
     l_i = tl.zeros([ROWS], tl.float32)
     acc = tl.zeros([ROWS, D], tl.float32)
     table = TABLE + seq * stride_table
-    for b in range(0, SPLIT // BLOCK_N):  # a fixed trip count; blocks past the end are skipped
-        n = start + b * BLOCK_N
-        if n < end:
-            keys = n + tl.arange(0, BLOCK_N)
-            key_ok = keys < end
-            pages = tl.load(table + keys // PAGE, mask=key_ok, other=0).to(tl.int64)  # each key's page
-            rows_at = pages * stride_kp + (keys % PAGE) * stride_kt + head * stride_kh
-            offs = rows_at[:, None] + dims[None, :]
-            k = tl.load(K + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches widen here
-            s = tl.dot(q, tl.trans(k)) * scale
-            s = tl.where(key_ok[None, :], s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, axis=1))
-            p = tl.exp(s - m_new[:, None])
-            alpha = tl.exp(m_i - m_new)
-            v = tl.load(V + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)
-            acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v)
-            l_i = l_i * alpha + tl.sum(p, axis=1)
-            m_i = m_new
+    if LOADED_BOUNDS:  # a loop to the split's own end: the compiler pipelines its loads (num_stages)
+        for n in range(start, end, BLOCK_N):
+            acc, m_i, l_i = _attend_block(
+                q, K, V, table, n, end, head, acc, m_i, l_i, scale, stride_kp, stride_kt, stride_kh, D, BLOCK_N, PAGE
+            )
+    else:  # Triton's interpreter: a fixed trip count, blocks past the end skipped
+        for b in range(0, SPLIT // BLOCK_N):
+            n = start + b * BLOCK_N
+            if n < end:
+                acc, m_i, l_i = _attend_block(
+                    q,
+                    K,
+                    V,
+                    table,
+                    n,
+                    end,
+                    head,
+                    acc,
+                    m_i,
+                    l_i,
+                    scale,
+                    stride_kp,
+                    stride_kt,
+                    stride_kh,
+                    D,
+                    BLOCK_N,
+                    PAGE,
+                )
     has = l_i > 0
     out = acc / tl.where(has, l_i, 1.0)[:, None]
     lse = tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf"))
@@ -170,8 +219,14 @@ class DecodeAttention:
         s = q.shape[0]
         if out is None:
             out = torch.empty_like(q)
-        if table is None:  # one page per sequence: the whole of its cache row
+        block = self.block_n
+        if table is None:  # one page per sequence: the whole of its cache row (no block crosses into another)
             table = self._rows(k_cache.shape[0], k_cache.device)
+        else:  # a block of keys must lie in one page
+            while k_cache.shape[1] % block and block > 16:
+                block //= 2
+            if k_cache.shape[1] % block:
+                raise ValueError(f"pages of {k_cache.shape[1]} tokens: a multiple of 16 only")
         o_part, lse_part = self.o_part, self.lse_part
         _split_kernel[(s, self.kv_heads, self.splits)](
             q,
@@ -194,9 +249,10 @@ class DecodeAttention:
             GROUP=self.group,
             D=self.head_dim,
             SPLIT=self.split,
-            BLOCK_N=self.block_n,
+            BLOCK_N=block,
             ROWS=ROWS,
             PAGE=k_cache.shape[1],
+            LOADED_BOUNDS=not interpreted(),
             num_warps=4,
         )
         _merge_kernel[(s, self.heads)](

@@ -163,13 +163,13 @@ def test_cuda_paged_triton_engine_agrees_with_the_unpaged_one(kv_cache):
     model = _model("cuda").to(torch.bfloat16)
     prompts = _prompts(24)
     runs = {}
-    for pages in (None, 20):
+    for pages in (None, 10):  # 10 pages of 16 tokens: sequences of up to 109 tokens in 8 slots preempt
         engine = ContinuousEngine(
             model,
             slots=8,
-            max_len=128,
+            max_len=max(len(p) for p in prompts) + 40,
             eos_ids=[2],
-            generation=_generation(10, 0),
+            generation=_generation(40, 0),
             prefill_tokens=96,
             key_block=32,
             decode_attention="triton",
@@ -181,6 +181,7 @@ def test_cuda_paged_triton_engine_agrees_with_the_unpaged_one(kv_cache):
         sut = Recorder(prompts)
         engine.run([(i, i) for i in range(24)], sut)
         runs[pages] = (sut.done, engine.stats)
-    assert runs[20][1].preempted > 0 and len(runs[20][0]) == 24
-    same = sum(runs[None][0][i] == runs[20][0][i] for i in range(24))
-    assert same >= 20, f"paged and unpaged agree on {same} of 24 sequences"
+    assert runs[10][1].preempted > 0 and len(runs[10][0]) == 24
+    # bf16 on different batch shapes: a near tie may flip late in an answer, rarely
+    same = sum(runs[None][0][i][:20] == runs[10][0][i][:20] for i in range(24))
+    assert same >= 18, f"paged and unpaged agree on the first 20 tokens of {same} of 24 sequences"
