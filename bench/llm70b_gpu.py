@@ -361,6 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
         "max_len positions and the slots are what memory holds",
     )
     ap.add_argument("--page-tokens", type=int, default=64, help="tokens per page of the paged KV cache")
+    ap.add_argument(
+        "--profile-only",
+        action="store_true",
+        help="no LoadGen run: warm up, then time one decode step (all slots busy, each part) and one prompt chunk",
+    )
     add_step_budget_args(ap)
     ap.add_argument("--server-fractions", default="0.8", help="Server target QPS as fractions of Offline samples/s")
     ap.add_argument("--server-seconds", type=int, default=120)
@@ -664,6 +669,13 @@ def main() -> None:
     result["memory"] = memory
     print(json.dumps(memory), flush=True)
     try:
+        if args.profile_only:
+            with torch.inference_mode():
+                engine.warm_up([len(p) for p in prompts])
+            if args.device == "cuda":  # CUDA events time it
+                result["profile"] = profile_engine(engine, prompts)
+                print(json.dumps(result["profile"]), flush=True)
+            return finish(args, prov, result)
         result["offline"] = run_offline(args, sut, engine, prompts, work)
         print(json.dumps(result["offline"]), flush=True)
         if args.device == "cuda":
