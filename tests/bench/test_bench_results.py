@@ -36,7 +36,7 @@ def test_result_records_command_machine_and_load(path):
     if command == NOT_RECORDED:
         assert doc.get("provenance"), f"{path.name}: command not recorded and no provenance saying why"
     else:
-        assert re.fullmatch(r"python bench/\w+\.py( .*)?", command), f"{path.name}: {command!r}"
+        assert re.fullmatch(r"python bench/(\w+/)?\w+\.py( .*)?", command), f"{path.name}: {command!r}"
         assert (REPO / shlex.split(command)[1]).is_file(), f"{path.name}: no script {shlex.split(command)[1]}"
     machine = doc.get("machine")
     assert isinstance(machine, dict), f"{path.name}: no machine"

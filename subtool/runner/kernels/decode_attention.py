@@ -134,16 +134,12 @@ def _split_kernel(
                     BLOCK_N,
                     PAGE,
                 )
+    # the split's part of each row's output, and its log-sum-exp (the merge kernel weighs the parts by it)
     has = l_i > 0
-    out = acc / tl.where(has, l_i, 1.0)[:, None]
-    lse = tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf"))
     o_offs = seq * stride_os + (head * GROUP + rows)[:, None] * stride_oh + split * stride_osplit + dims[None, :]
-    tl.store(O_PART + o_offs, out, mask=row_ok[:, None])
-    tl.store(
-        LSE_PART + (seq * tl.num_programs(1) * GROUP + head * GROUP + rows) * tl.num_programs(2) + split,
-        lse,
-        mask=row_ok,
-    )
+    tl.store(O_PART + o_offs, acc / tl.where(has, l_i, 1.0)[:, None], mask=row_ok[:, None])
+    lse_at = (seq * tl.num_programs(1) * GROUP + head * GROUP + rows) * tl.num_programs(2) + split
+    tl.store(LSE_PART + lse_at, tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf")), mask=row_ok)
 
 
 @triton.jit

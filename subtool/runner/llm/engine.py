@@ -47,7 +47,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from subtool.runner.llm.engine_attention import choose_decode_attention, chunk_layout, key_bucket, piece_mask
+from subtool.runner.llm.engine_attention import (
+    choose_decode_attention,
+    chunk_attention,
+    chunk_layout,
+    flash_decode,
+    key_bucket,
+    piece_mask,
+)
 from subtool.runner.llm.engine_layer import (
     FP8_MAX,
     attention_inputs,
@@ -298,7 +305,10 @@ class ContinuousEngine:
                     table=self.page_table,
                 )
             elif self.decode_attention == "flash":
-                o = self._flash_decode(i, q, s, used)
+                qg = q[:, 0].view(s, self.n_kv, self.group, self.head_dim)
+                o = flash_decode(
+                    qg, self.k_cache[i], self.v_cache[i], self.cu_q, self.cu_k, self.width, used, self.scaling
+                )
             else:
                 # the query heads of one kv head as that head's group of query rows: [S, kv, group, D]
                 o = F.scaled_dot_product_attention(
@@ -315,26 +325,6 @@ class ContinuousEngine:
             eos_cols = logits[:, self.eos_tensor]
             logits[:, self.eos_tensor] = torch.where(blocked, torch.full_like(eos_cols, float("-inf")), eos_cols)
         self.next_tokens[:s].copy_(logits.argmax(dim=-1))
-
-    def _flash_decode(self, i: int, q, s: int, used):
-        """Flash attention's variable-length kernel over the unpaged cache, where slot s's rows start at s·width:
-        rows (slot, g) × kv heads, so the kernel reads each kv head's keys once for all its query heads."""
-        qg = q[:, 0].view(s, self.n_kv, self.group, self.head_dim)
-        o = torch.ops.aten._flash_attention_forward(
-            qg.transpose(1, 2).reshape(-1, self.n_kv, self.head_dim),
-            self.k_cache[i],
-            self.v_cache[i],
-            self.cu_q[: s + 1],
-            self.cu_k[: s + 1],
-            self.group,
-            self.width,
-            0.0,
-            False,
-            False,
-            scale=self.scaling,
-            seqused_k=used,
-        )[0]
-        return o.view(s, self.group, self.n_kv, self.head_dim).transpose(1, 2)
 
     def _prefill_chunk(self, pieces: list[tuple[int, int, np.ndarray]], allow_eos: bool) -> list[int]:
         """Pieces of prompts, [(slot, start, tokens)], packed as one row of tokens (no padding) into their slots'
@@ -356,7 +346,8 @@ class ContinuousEngine:
             self.k_cache[i, dev["q_at"]] = self._stored(k[0])
             self.v_cache[i, dev["q_at"]] = self._stored(v[0])
             keys, values = self._chunk_keys(i, k[0], v[0], dev)  # [K, kv, D]
-            o = self._chunk_attention(q[0], keys, values, dev, masks, layout)  # [T, heads, D]
+            # [T, heads, D]: flash's varlen kernel where it runs, else SDPA piece by piece with explicit masks
+            o = chunk_attention(q[0], keys, values, dev, masks, layout, self.scaling, self.chunk_flash)
             x = self._outputs(self._out_prefill, i, x, o.reshape(1, t, -1))
         logits = self.lm_head(self.norm(x[0, dev["last"]])).float()
         if not allow_eos and self.eos_ids:
@@ -380,39 +371,6 @@ class ContinuousEngine:
 
     def _piece_mask(self, start: int, n: int):
         return torch.from_numpy(piece_mask(start, n)).to(self.device)[None, None]
-
-    def _chunk_attention(self, q, keys, values, dev: dict, masks, layout: dict):
-        """Causal attention of the chunk's rows q [T, heads, D] over their pieces' keys [K, kv, D]: flash
-        attention's variable-length kernel (its causal mask is aligned to each piece's last key, so a row sees
-        its prefix and the rows before it), else SDPA piece by piece with explicit masks."""
-        if self.chunk_flash:
-            return torch.ops.aten._flash_attention_forward(
-                q,
-                keys,
-                values,
-                dev["cu_q"],
-                dev["cu_k"],
-                dev["max_q"],
-                dev["max_k"],
-                0.0,
-                True,
-                False,
-                scale=self.scaling,
-            )[0]
-        cu_q, cu_k = layout["cu_q"].tolist(), layout["cu_k"].tolist()
-        out = []
-        for p, mask in enumerate(masks):
-            rows, cols = slice(cu_q[p], cu_q[p + 1]), slice(cu_k[p], cu_k[p + 1])
-            o = F.scaled_dot_product_attention(
-                q[rows].transpose(0, 1)[None],
-                keys[cols].transpose(0, 1)[None],
-                values[cols].transpose(0, 1)[None],
-                attn_mask=mask,
-                scale=self.scaling,
-                enable_gqa=self.n_heads != self.n_kv,
-            )
-            out.append(o[0].transpose(0, 1))
-        return torch.cat(out)
 
     def _step(self, keys: int, rows: int) -> None:
         """The decode step over the first `rows` slots (a CUDA graph per (rows, keys) on CUDA)."""

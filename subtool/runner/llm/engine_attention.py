@@ -83,3 +83,58 @@ def choose_decode_attention(asked: str, device, dtype, head_dim: int, group: int
             )
         )
     return asked
+
+
+def flash_decode(qg, k_cache, v_cache, cu_q, cu_k, width: int, used, scale: float):
+    """Decode attention through flash attention's variable-length kernel over an unpaged cache [rows, kv, D] whose
+    slot s starts at row s·width: queries qg [S, kv, group, D] as rows (slot, g) × kv heads, so the kernel reads
+    each kv head's keys once for all its query heads; `used` [S] the keys each slot holds → [S, kv, group, D]."""
+    s, n_kv, group, head_dim = qg.shape
+    o = torch.ops.aten._flash_attention_forward(
+        qg.transpose(1, 2).reshape(-1, n_kv, head_dim),
+        k_cache,
+        v_cache,
+        cu_q[: s + 1],
+        cu_k[: s + 1],
+        group,
+        width,
+        0.0,
+        False,
+        False,
+        scale=scale,
+        seqused_k=used,
+    )[0]
+    return o.view(s, group, n_kv, head_dim).transpose(1, 2)
+
+
+def chunk_attention(q, keys, values, dev: dict, masks, layout: dict, scale: float, flash: bool):
+    """Causal attention of a prefill chunk's rows q [T, heads, D] over their pieces' keys [K, kv, D] (chunk_layout):
+    flash attention's variable-length kernel (its causal mask is aligned to each piece's last key, so a row sees
+    its prefix and the rows before it), else SDPA piece by piece with explicit masks (piece_mask)."""
+    if flash:
+        return torch.ops.aten._flash_attention_forward(
+            q, keys, values, dev["cu_q"], dev["cu_k"], dev["max_q"], dev["max_k"], 0.0, True, False, scale=scale
+        )[0]
+    cu_q, cu_k = layout["cu_q"].tolist(), layout["cu_k"].tolist()
+    out = []
+    for p, mask in enumerate(masks):
+        rows, cols = slice(cu_q[p], cu_q[p + 1]), slice(cu_k[p], cu_k[p + 1])
+        o = torch.nn.functional.scaled_dot_product_attention(
+            q[rows].transpose(0, 1)[None],
+            keys[cols].transpose(0, 1)[None],
+            values[cols].transpose(0, 1)[None],
+            attn_mask=mask,
+            scale=scale,
+            enable_gqa=q.shape[1] != keys.shape[1],
+        )
+        out.append(o[0].transpose(0, 1))
+    return torch.cat(out)
+
+
+def reads_pages(asked: str, device, dtype, head_dim: int, group: int) -> bool:
+    """Whether the decode attention that `asked` resolves to reads a paged KV cache fast (the Triton kernel,
+    through its page table): where it does, the engine's cache is paged; flash asked for keeps it unpaged."""
+    try:
+        return choose_decode_attention(asked, device, dtype, head_dim, group, paged=True) == "triton"
+    except ValueError:
+        return False

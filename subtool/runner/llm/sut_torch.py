@@ -327,10 +327,22 @@ class LlmGenerator:
     def _size_slots(self, model, config: dict, options: dict, kv_fp8: bool, max_len: int, auto_slots: bool) -> None:
         """The slot count from the device's memory left once `model` (not yet self.model) is on it."""
         from subtool.runner.llm.checkpoint_memory import Shape, kv_bytes_per_token, plan_slots, workspace_bytes
+        from subtool.runner.llm.engine_attention import reads_pages
 
         shape = Shape.of(config)
         width = 4 if model.lm_head.weight.dtype == self.torch.float32 else 2
-        paged = self._paged(shape, options, model.lm_head.weight.dtype)
+        # paged where the decode attention reads pages (the Triton kernel), unless the options size the cache
+        paged = (
+            options["kv_pages"] is not None
+            if "kv_pages" in options
+            else reads_pages(
+                options.get("decode_attention", "auto"),
+                self.device,
+                model.lm_head.weight.dtype,
+                shape.head_dim,
+                shape.heads // shape.kv_heads,
+            )
+        )
         # a sequence's typical size at its end, for the paged cache's slot count: its prompt and half the longest
         # answer (answers end early as often as not; a pool that runs dry preempts, it never fails)
         typical = int(self.lengths.mean()) + self.generation.max_new_tokens // 2 if paged else None
@@ -350,26 +362,6 @@ class LlmGenerator:
             options.setdefault("kv_pages", plan.pages)
             options.setdefault("page_tokens", plan.page)
         _say(plan.line())
-
-    def _paged(self, shape, options: dict, dtype) -> bool:
-        """Whether the engine's KV cache is paged: where its decode attention is the Triton kernel (which reads
-        keys through the page table), unless the options fix the cache's size."""
-        from subtool.runner.llm.engine_attention import choose_decode_attention
-
-        if "kv_pages" in options:
-            return options["kv_pages"] is not None
-        try:
-            attention = choose_decode_attention(
-                options.get("decode_attention", "auto"),
-                self.device,
-                dtype,
-                shape.head_dim,
-                shape.heads // shape.kv_heads,
-                paged=True,
-            )
-        except ValueError:  # flash asked for: an unpaged cache
-            return False
-        return attention == "triton"
 
     def _continuous_engine(self, precision: str, options: dict):
         from subtool.runner.llm.engine import ContinuousEngine

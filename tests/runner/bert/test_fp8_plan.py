@@ -57,6 +57,20 @@ def test_the_proxy_trains_to_a_high_f1_with_decisive_answers(proxy, fp32_logits)
     assert fp8_plan.f1_on(data, fp32_logits) == pytest.approx(record["fp32_dev"]["f1"], abs=0.5)
 
 
+def test_the_trainer_records_its_evaluations_and_stops_a_collapsed_model(proxy):
+    import train
+
+    record = proxy[0]
+    assert record["history"] and record["history"][-1]["step"] <= record["steps"]
+    assert {"loss", "grad_norm", "lr", "f1", "median_start_margin"} <= set(record["history"][0])
+    tie = {"median_start_margin": 0.0}
+    # the H200 run at lr 1e-4: every start logit tied from the first evaluation after the warm-up on
+    assert train.collapsed([{"step": 400, **tie}, {"step": 500, **tie}], warmup=300)
+    assert not train.collapsed([{"step": 200, **tie}, {"step": 300, **tie}], warmup=300)  # still warming up
+    assert not train.collapsed([{"step": 400, **tie}, {"step": 500, "median_start_margin": 0.4}], warmup=300)
+    assert not train.collapsed([{"step": 500, **tie}], warmup=300)
+
+
 def test_emulated_fp8_quantizes_and_stays_close(proxy, fp32_logits):
     _, model, data = proxy
     got = fp8_plan.eval_logits(fp8(model), data.features, range(len(data.features)))
