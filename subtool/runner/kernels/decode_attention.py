@@ -18,7 +18,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from subtool.runner.kernels import head_dim_fits, interpreted
+from subtool.runner.kernels import head_dim_fits
 
 ROWS = 16  # the smallest tile tl.dot takes; holds up to 16 query heads per kv head
 
@@ -86,7 +86,6 @@ def _split_kernel(
     BLOCK_N: tl.constexpr,
     ROWS: tl.constexpr,
     PAGE: tl.constexpr,
-    LOADED_BOUNDS: tl.constexpr,
 ):
     seq = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1).to(tl.int64)
@@ -106,34 +105,10 @@ def _split_kernel(
     l_i = tl.zeros([ROWS], tl.float32)
     acc = tl.zeros([ROWS, D], tl.float32)
     table = TABLE + seq * stride_table
-    if LOADED_BOUNDS:  # a loop to the split's own end: the compiler pipelines its loads (num_stages)
-        for n in range(start, end, BLOCK_N):
-            acc, m_i, l_i = _attend_block(
-                q, K, V, table, n, end, head, acc, m_i, l_i, scale, stride_kp, stride_kt, stride_kh, D, BLOCK_N, PAGE
-            )
-    else:  # Triton's interpreter: a fixed trip count, blocks past the end skipped
-        for b in range(0, SPLIT // BLOCK_N):
-            n = start + b * BLOCK_N
-            if n < end:
-                acc, m_i, l_i = _attend_block(
-                    q,
-                    K,
-                    V,
-                    table,
-                    n,
-                    end,
-                    head,
-                    acc,
-                    m_i,
-                    l_i,
-                    scale,
-                    stride_kp,
-                    stride_kt,
-                    stride_kh,
-                    D,
-                    BLOCK_N,
-                    PAGE,
-                )
+    for n in range(start, end, BLOCK_N):  # to the split's own end: nothing past a short sequence's length
+        acc, m_i, l_i = _attend_block(
+            q, K, V, table, n, end, head, acc, m_i, l_i, scale, stride_kp, stride_kt, stride_kh, D, BLOCK_N, PAGE
+        )
     # the split's part of each row's output, and its log-sum-exp (the merge kernel weighs the parts by it)
     has = l_i > 0
     o_offs = seq * stride_os + (head * GROUP + rows)[:, None] * stride_oh + split * stride_osplit + dims[None, :]
@@ -248,7 +223,6 @@ class DecodeAttention:
             BLOCK_N=block,
             ROWS=ROWS,
             PAGE=k_cache.shape[1],
-            LOADED_BOUNDS=not interpreted(),
             num_warps=4,
         )
         _merge_kernel[(s, self.heads)](
