@@ -134,6 +134,9 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("pack_speed", lambda d: _fmt(d["runs"][0]["pack_mb_per_s"])),
     ("llm70b_gpu", lambda d: _fmt(d["offline"]["result"])),
     ("llm70b_gpu", lambda d: _fmt(d["server"][0]["result"])),
+    ("llm70b_gpu_paged512_1024samples", lambda d: _fmt(d["offline"]["result"])),
+    ("llm70b_gpu_paged512_1024samples", lambda d: _fmt(d["profile"]["decode_tokens_per_s_all_slots_busy"])),
+    ("llm70b_gpu_paged512_1024samples", lambda d: f"{d['profile']['decode_parts_ms_all_layers']['attention']:.1f} ms"),
 ]
 
 
