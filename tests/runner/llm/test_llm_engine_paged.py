@@ -185,3 +185,43 @@ def test_cuda_paged_triton_engine_agrees_with_the_unpaged_one(kv_cache):
     # bf16 on different batch shapes: a near tie may flip late in an answer, rarely
     same = sum(runs[None][0][i][:20] == runs[10][0][i][:20] for i in range(24))
     assert same >= 18, f"paged and unpaged agree on the first 20 tokens of {same} of 24 sequences"
+
+
+_REFERENCE: dict = {}
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    page=st.sampled_from([1, 3, 8]),
+    extra_pages=st.integers(0, 40),
+    slots=st.integers(1, 6),
+    budget=st.integers(8, 80),
+    chunk=st.integers(1, 48),
+)
+def test_any_pool_page_size_and_budget_answer_every_prompt_as_greedy_generate(page, extra_pages, slots, budget, chunk):
+    """Down to a pool that holds one longest sequence and no more: the oldest sequence always advances, so every
+    prompt is answered (no livelock), with transformers' greedy tokens, and every page comes back."""
+    from subtool.runner.llm.engine import ContinuousEngine
+
+    if not _REFERENCE:
+        _REFERENCE["model"] = _model()
+        _REFERENCE["prompts"] = _prompts(9, seed=11)
+        _REFERENCE["tokens"] = _reference(_REFERENCE["model"], _REFERENCE["prompts"], 16, 0)
+    prompts = _REFERENCE["prompts"]
+    max_len = max(len(p) for p in prompts) + 16
+    engine = ContinuousEngine(
+        _REFERENCE["model"],
+        slots=slots,
+        max_len=max_len,
+        eos_ids=[2],
+        generation=_generation(16, 0),
+        prefill_tokens=budget,
+        chunk_tokens=chunk,
+        key_block=16,
+        kv_pages=-(-max_len // page) + extra_pages,
+        page_tokens=page,
+    )
+    sut = Recorder(prompts, late=[(i, i) for i in range(6, 9)])
+    engine.run([(i, i) for i in range(6)], sut)
+    assert sut.done == _REFERENCE["tokens"]
+    assert engine.pool.free_pages == engine.pool.pages
