@@ -126,13 +126,14 @@ class TpGenerator(LlmGenerator):
         super().__init__(model_path, prompts, generation, **options)
 
     def _stream(self, model_path, config: dict, precision: str, dtype, options: dict, auto_slots: bool):
-        """This rank's shard onto its device; every rank reports (slots it can hold, or its error) to all, the
-        engine takes the fewest slots (the schedulers must match)."""
+        """This rank's shard onto its device; every rank reports (the slots and KV pages it can hold, or its error)
+        to all, and every engine takes the fewest of each: the schedulers, and a paged cache's preemptions, must
+        match."""
         g = self.group
         status: tuple = ("error", "")
         try:
             model, slots = self._load_shard(model_path, config, precision, dtype, options, auto_slots)
-            status = ("ok", slots)
+            status = ("ok", (slots, options.get("kv_pages")))
         except SubtoolError as exc:
             status = ("error", (exc.message, exc.path, exc.rule, exc.hint))
         except Exception as exc:  # out of GPU memory on this rank's GPU, most likely: said in one line all the same
@@ -144,7 +145,10 @@ class TpGenerator(LlmGenerator):
             if kind == "error":
                 message, path, rule, hint = value
                 raise SubtoolError(f"rank {rank} of {g.size}: {message}", path=path, rule=rule, hint=hint)
-        self.batch_size = min(value for _, value in statuses)
+        self.batch_size = min(slots for _, (slots, _) in statuses)
+        pages = [pages for _, (_, pages) in statuses if pages is not None]
+        if pages:
+            options["kv_pages"] = min(pages)
         return model
 
     def _load_shard(self, model_path, config: dict, precision: str, dtype, options: dict, auto_slots: bool):
