@@ -110,6 +110,9 @@ def test_a_killed_worker_costs_no_team_its_score(sc_handins, tmp_path):
     assert not list(out.glob(".score-scratch-*"))  # every scratch folder removed
 
 
+# the watcher must see the culprit's attempt while it still runs, in the pool and then alone: beside a second xdist
+# worker's load it once saw only the first (two kills, one attempt name), so it runs alone after the parallel pass
+@pytest.mark.serial
 def test_only_the_input_that_kills_its_worker_again_is_reported(sc_handins, tmp_path):
     handins = _handins(sc_handins, tmp_path / "handins")
     out = tmp_path / "out"
