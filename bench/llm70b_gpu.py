@@ -45,6 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from benchmeta import Provenance  # noqa: E402
 from llm_gpu import add_step_budget_args, offline_conf, run_loadgen  # noqa: E402
 
+from subtool.runner.llm.engine_pages import PAGE_TOKENS  # noqa: E402
+
 LOADGEN_MODEL = "llama2-70b"
 TTFT_NS, TPOT_NS = 2_000_000_000, 200_000_000  # llama2-70b's Server limits (mlperf.conf)
 EOS, BOS = 2, 1
@@ -360,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a paged KV cache (the memory left as one pool of pages) under this many slots; 0: every slot owns "
         "max_len positions and the slots are what memory holds",
     )
-    ap.add_argument("--page-tokens", type=int, default=64, help="tokens per page of the paged KV cache")
+    ap.add_argument("--page-tokens", type=int, default=PAGE_TOKENS, help="tokens per page of the paged KV cache")
     ap.add_argument(
         "--profile-only",
         action="store_true",
@@ -413,7 +415,7 @@ def build_sut(args, config, prompts, targets):
     slots = slots_for_memory(free, reserve, per_slot, args.max_slots) if cuda else min(4, args.max_slots)
     pages = None
     if args.paged_slots:  # the same memory as pages shared by more slots than whole rows would fit
-        per_page = per_slot // max_len * args.page_tokens
+        per_page = kv_bytes_per_slot(config, args.page_tokens, kv_fp8)
         least = -(-max_len // args.page_tokens)  # one longest sequence
         pages = max(least, (free - reserve) // per_page) if cuda else 2 * least  # CPU: a pool that preempts
         slots = args.paged_slots
@@ -460,7 +462,7 @@ def build_sut(args, config, prompts, targets):
     }
     kv_bytes = slots * per_slot
     if pages is not None:
-        kv_bytes = (pages + 1) * args.page_tokens * (per_slot // max_len)
+        kv_bytes = (pages + 1) * per_page  # the pool and its spare page
         memory.update(kv_pages=int(pages), page_tokens=args.page_tokens, kv_pool_tokens=int(pages) * args.page_tokens)
     if cuda:
         memory["weights_gib"] = round((torch.cuda.memory_allocated() - kv_bytes) / GIB, 1)

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subtool.errors import SubtoolError
+from subtool.runner.llm.engine_pages import PAGE_TOKENS
 
 GIB = 2**30
 MIN_SLOTS = 32  # fewer sequences at once than this is not a run worth starting on a GPU
 MARGIN = 0.05  # of the free memory, left to the allocator, CUDA graphs, logits
 FIXED_RESERVE = GIB // 2
-PAGE_TOKENS = 64  # tokens per page of a paged KV cache (engine_pages.py)
 MAX_PAGED_SLOTS = 1024  # sequences at once over a paged cache: past this, a decode step's rows gain little
 
 

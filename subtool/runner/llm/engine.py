@@ -63,7 +63,7 @@ from subtool.runner.llm.engine_layer import (
     fuse,
     quantized,
 )
-from subtool.runner.llm.engine_pages import PagePool
+from subtool.runner.llm.engine_pages import PAGE_TOKENS, PagePool
 from subtool.runner.llm.engine_schedule import EngineStats, Sequence, plan_chunks, row_bucket, row_buckets
 
 
@@ -112,7 +112,7 @@ class ContinuousEngine:
         compile: bool | None = None,
         kv_cache: str = "model",
         kv_pages: int | None = None,
-        page_tokens: int = 64,
+        page_tokens: int = PAGE_TOKENS,
         layer_weights: list[dict] | None = None,
         layer_output=None,
     ):
@@ -446,7 +446,7 @@ class ContinuousEngine:
         with torch.inference_mode():
             while True:
                 waiting.extend(sut.more_work())
-                self._admit(waiting, sut)
+                self._admit(sut)
                 decoding = self._reserve_decode_pages([seq for seq in self.active if seq is not None and seq.decoding])
                 prefilling = sorted(
                     (seq for seq in self.active if seq is not None and not seq.decoding), key=lambda q: q.order
@@ -468,10 +468,11 @@ class ContinuousEngine:
                 t2 = time.perf_counter()
                 self.stats.record(len(decoding), sum(n for _, n in plan), len(plan), t1 - t0, t2 - t1)
 
-    def _admit(self, waiting, sut) -> None:
+    def _admit(self, sut) -> None:
         """Free slots take waiting samples (a preempted sequence first), once enough slots are free (or nothing
         runs), so that Offline's chunks stay large, and while the KV pool has pages for their prompts and a page
         to spare for every sequence that is decoding."""
+        waiting = self.waiting
         free = [s for s in range(self.slots) if self.active[s] is None]
         if not waiting or not free:
             return

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+PAGE_TOKENS = 64  # tokens per page unless asked otherwise: one block of the Triton decode kernel's keys
+
 
 def pages_for(tokens: int, page: int) -> int:
     return -(-max(0, int(tokens)) // page)

@@ -91,16 +91,16 @@ def plan_chunks(prefilling: list[tuple[int, int]], decoding: int, budget: int, c
     return [(key, grant[key]) for key, _ in prefilling if grant.get(key, 0) > 0]
 
 
-def row_buckets(slots: int) -> list[int]:
-    """The row counts a decode step runs with: eighths of the slots (every count below 8 slots)."""
-    step = -(-slots // 8)
-    return sorted({min(slots, step * k) for k in range(1, 9)})
-
-
 def row_bucket(rows: int, slots: int) -> int:
-    """The smallest row count of row_buckets(slots) that covers the first `rows` slots."""
+    """The row count a decode step over the first `rows` slots runs with: `rows` rounded up to an eighth of the
+    slots (every count below 8 slots), at most the slots."""
     step = -(-slots // 8)
     return min(slots, -(-max(1, rows) // step) * step)
+
+
+def row_buckets(slots: int) -> list[int]:
+    """Every row count row_bucket gives for these slots (one decode graph each)."""
+    return sorted({row_bucket(rows, slots) for rows in range(1, slots + 1)})
 
 
 def profile_bucket(prefill_tokens: int) -> str:

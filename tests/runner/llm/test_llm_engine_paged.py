@@ -17,6 +17,20 @@ pytest.importorskip("transformers")
 from tests.runner.llm.test_llm_engine import Recorder, _generation, _model, _prompts, _reference  # noqa: E402
 
 
+def _paged_engine(model, prompts, max_new: int, min_new: int = 0, **options):
+    """The engine over a cache for the longest prompt plus max_new tokens, EOS 2; `options` as the engine takes
+    them (kv_pages, page_tokens, budget …)."""
+    from subtool.runner.llm.engine import ContinuousEngine
+
+    return ContinuousEngine(
+        model,
+        max_len=max(len(p) for p in prompts) + max_new,
+        eos_ids=[2],
+        generation=_generation(max_new, min_new),
+        **{"key_block": 16, **options},
+    )
+
+
 def _invariants(pool: PagePool) -> None:
     mapped = [int(p) for s in range(pool.slots) for p in pool.table[s, : pool.held[s]]]
     assert len(mapped) == len(set(mapped)), "a page mapped twice"
@@ -91,23 +105,11 @@ def test_a_preempted_sequence_prefills_its_answer_and_goes_on_where_it_was():
 
 @pytest.mark.parametrize("pages,budget", [(14, 64), (18, 24), (80, 10_000)])
 def test_paged_engine_preempts_and_still_matches_greedy_generate(pages, budget):
-    from subtool.runner.llm.engine import ContinuousEngine
-
     model = _model()
     prompts = _prompts(20)
     max_new = 40  # answers grow by up to five pages after admission: the pool runs dry
     expected = _reference(model, prompts, max_new, 0)
-    engine = ContinuousEngine(
-        model,
-        slots=8,
-        max_len=max(len(p) for p in prompts) + max_new,
-        eos_ids=[2],
-        generation=_generation(max_new, 0),
-        prefill_tokens=budget,
-        key_block=16,
-        kv_pages=pages,
-        page_tokens=8,
-    )
+    engine = _paged_engine(model, prompts, max_new, slots=8, prefill_tokens=budget, kv_pages=pages, page_tokens=8)
     sut = Recorder(prompts, late=[(1000 + i, i) for i in range(14, 20)])
     engine.run([(1000 + i, i) for i in range(14)], sut)
     assert {q - 1000: t for q, t in sut.done.items()} == expected
@@ -121,22 +123,10 @@ def test_paged_engine_preempts_and_still_matches_greedy_generate(pages, budget):
 
 
 def test_min_new_tokens_hold_across_a_preemption():
-    from subtool.runner.llm.engine import ContinuousEngine
-
     model = _model()
     prompts = _prompts(10, seed=5)
     expected = _reference(model, prompts, 30, 20)
-    engine = ContinuousEngine(
-        model,
-        slots=6,
-        max_len=max(len(p) for p in prompts) + 30,
-        eos_ids=[2],
-        generation=_generation(30, 20),
-        prefill_tokens=48,
-        key_block=16,
-        kv_pages=13,
-        page_tokens=8,
-    )
+    engine = _paged_engine(model, prompts, 30, 20, slots=6, prefill_tokens=48, kv_pages=13, page_tokens=8)
     sut = Recorder(prompts)
     engine.run([(i, i) for i in range(10)], sut)
     assert engine.stats.preempted > 0
@@ -158,18 +148,15 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 @pytest.mark.gpu
 @pytest.mark.parametrize("kv_cache", ["model", "fp8"])
 def test_cuda_paged_triton_engine_agrees_with_the_unpaged_one(kv_cache):
-    from subtool.runner.llm.engine import ContinuousEngine
-
     model = _model("cuda").to(torch.bfloat16)
     prompts = _prompts(24)
     runs = {}
     for pages in (None, 10):  # 10 pages of 16 tokens: sequences of up to 109 tokens in 8 slots preempt
-        engine = ContinuousEngine(
+        engine = _paged_engine(
             model,
+            prompts,
+            40,
             slots=8,
-            max_len=max(len(p) for p in prompts) + 40,
-            eos_ids=[2],
-            generation=_generation(40, 0),
             prefill_tokens=96,
             key_block=32,
             decode_attention="triton",
@@ -201,24 +188,20 @@ _REFERENCE: dict = {}
 def test_any_pool_page_size_and_budget_answer_every_prompt_as_greedy_generate(page, extra_pages, slots, budget, chunk):
     """Down to a pool that holds one longest sequence and no more: the oldest sequence always advances, so every
     prompt is answered (no livelock), with transformers' greedy tokens, and every page comes back."""
-    from subtool.runner.llm.engine import ContinuousEngine
-
     if not _REFERENCE:
         _REFERENCE["model"] = _model()
         _REFERENCE["prompts"] = _prompts(9, seed=11)
         _REFERENCE["tokens"] = _reference(_REFERENCE["model"], _REFERENCE["prompts"], 16, 0)
     prompts = _REFERENCE["prompts"]
-    max_len = max(len(p) for p in prompts) + 16
-    engine = ContinuousEngine(
+    longest = max(len(p) for p in prompts) + 16
+    engine = _paged_engine(
         _REFERENCE["model"],
+        prompts,
+        16,
         slots=slots,
-        max_len=max_len,
-        eos_ids=[2],
-        generation=_generation(16, 0),
         prefill_tokens=budget,
         chunk_tokens=chunk,
-        key_block=16,
-        kv_pages=-(-max_len // page) + extra_pages,
+        kv_pages=-(-longest // page) + extra_pages,
         page_tokens=page,
     )
     sut = Recorder(prompts, late=[(i, i) for i in range(6, 9)])
