@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
     from benchmeta import Provenance
 
     args = build_parser().parse_args(argv)
-    prov = Provenance(None if argv is None else ["bench/bert_proxy/train.py", *argv])
+    prov = Provenance(None if argv is None else [__file__, *argv])  # named by its path in the checkout
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
