@@ -364,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--page-tokens", type=int, default=PAGE_TOKENS, help="tokens per page of the paged KV cache")
     ap.add_argument(
+        "--decode-tuning",
+        default=None,
+        help="the Triton decode kernel's tuning: a JSON object or a file holding one (split, block_n, warps, "
+        "stages), e.g. what bench/decode_attention_gpu.py --best-out wrote; pages grow to its block_n",
+    )
+    ap.add_argument(
         "--profile-only",
         action="store_true",
         help="no LoadGen run: warm up, then time one decode step (all slots busy, each part) and one prompt chunk",
@@ -414,6 +420,9 @@ def build_sut(args, config, prompts, targets):
     reserve = int(args.reserve_gib * GIB)
     slots = slots_for_memory(free, reserve, per_slot, args.max_slots) if cuda else min(4, args.max_slots)
     pages = None
+    tuning = decode_tuning(args.decode_tuning) if args.decode_tuning else {}
+    if args.paged_slots and tuning.get("block_n", 0) > args.page_tokens:  # a block of keys lies in one page
+        args.page_tokens = tuning["block_n"]
     if args.paged_slots:  # the same memory as pages shared by more slots than whole rows would fit
         per_page = kv_bytes_per_slot(config, args.page_tokens, kv_fp8)
         least = -(-max_len // args.page_tokens)  # one longest sequence
@@ -433,6 +442,8 @@ def build_sut(args, config, prompts, targets):
     }
     if pages is not None:
         options.update(kv_pages=int(pages), page_tokens=args.page_tokens)
+    if tuning:
+        options["decode_tuning"] = tuning
     if args.tp_hook:
         options["layer_output"] = one_rank_hook(cuda)
     if fp8:
@@ -469,6 +480,11 @@ def build_sut(args, config, prompts, targets):
     return sut, engine, memory
 
 
+def decode_tuning(text: str) -> dict:
+    """--decode-tuning: inline JSON, or the path of a file holding it."""
+    return json.loads(Path(text).read_text() if not text.lstrip().startswith("{") else text)
+
+
 def one_rank_hook(cuda: bool):
     """Tensor parallelism's layer_output hook over a process group of this process alone (NCCL on CUDA)."""
     import torch
@@ -492,6 +508,7 @@ def engine_record(engine) -> dict:
         "compiled": engine.compiled,
         "step_budget": engine.prefill_tokens,
         "chunk_tokens": engine.chunk_tokens,
+        "decode_tuning": engine.decode_tuning or "the kernel's defaults",
         **vars(engine.stats),
     }
 

@@ -4,8 +4,9 @@ Flash attention's kernels tile 64-128 query rows, but a decode step has one quer
 their matrix work is padding and the step turns compute-bound. Here a program owns one (sequence, kv head, key
 split): it loads the `group` query heads that share that kv head as one 16-row tile, streams only the split's
 part of the sequence's keys and values (each read once for the whole group), and keeps an online softmax. A
-second kernel merges the splits by their log-sum-exp. Splits past a sequence's length do nothing, so one
-launch shape serves every step (CUDA graphs) and short sequences cost what they hold.
+second kernel merges the splits by their log-sum-exp. Splits past a sequence's length neither read nor write,
+and the merge reads only the splits a sequence's length reaches, so one launch shape serves every step (CUDA
+graphs) and short sequences cost what they hold. A sequence with no keys gets zeros.
 
 Cache layout: token-major pages [pages, page, kv_heads, head_dim] and a table [sequences, pages per sequence]
 naming the page that holds each sequence's positions page·j … page·(j+1)-1 (the engine's paged cache,
@@ -21,6 +22,8 @@ import triton.language as tl
 from subtool.runner.kernels import head_dim_fits
 
 ROWS = 16  # the smallest tile tl.dot takes; holds up to 16 query heads per kv head
+# the split kernel's defaults: keys per program, keys per block, warps, pipelining depth (None: Triton's own)
+SPLIT, BLOCK_N, WARPS, STAGES = 256, 64, 4, None
 
 
 @triton.jit
@@ -109,12 +112,14 @@ def _split_kernel(
         acc, m_i, l_i = _attend_block(
             q, K, V, table, n, end, head, acc, m_i, l_i, scale, stride_kp, stride_kt, stride_kh, D, BLOCK_N, PAGE
         )
-    # the split's part of each row's output, and its log-sum-exp (the merge kernel weighs the parts by it)
+    # the split's part of each row's output, and its log-sum-exp (the merge kernel weighs the parts by it); a
+    # split past the sequence's length writes nothing: the merge reads only the splits its length reaches
     has = l_i > 0
+    live = row_ok & (start + rows * 0 < length)  # a tensor comparison: the interpreter masks with it too
     o_offs = seq * stride_os + (head * GROUP + rows)[:, None] * stride_oh + split * stride_osplit + dims[None, :]
-    tl.store(O_PART + o_offs, acc / tl.where(has, l_i, 1.0)[:, None], mask=row_ok[:, None])
+    tl.store(O_PART + o_offs, acc / tl.where(has, l_i, 1.0)[:, None], mask=live[:, None])
     lse_at = (seq * tl.num_programs(1) * GROUP + head * GROUP + rows) * tl.num_programs(2) + split
-    tl.store(LSE_PART + lse_at, tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf")), mask=row_ok)
+    tl.store(LSE_PART + lse_at, tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf")), mask=live)
 
 
 @triton.jit
@@ -122,6 +127,7 @@ def _merge_kernel(
     O_PART,
     LSE_PART,
     OUT,
+    LENS,
     stride_os,
     stride_oh,
     stride_osplit,
@@ -130,16 +136,22 @@ def _merge_kernel(
     HEADS: tl.constexpr,
     D: tl.constexpr,
     SPLITS: tl.constexpr,
+    SPLIT: tl.constexpr,
 ):
     seq = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1).to(tl.int64)
     splits = tl.arange(0, SPLITS)
     dims = tl.arange(0, D)
-    lse = tl.load(LSE_PART + (seq * HEADS + head) * SPLITS + splits)
+    live = splits * SPLIT < tl.load(LENS + seq)  # the splits that hold keys (the others wrote nothing)
+    lse = tl.load(LSE_PART + (seq * HEADS + head) * SPLITS + splits, mask=live, other=float("-inf"))
     top = tl.max(lse, axis=0)
-    w = tl.where(lse > float("-inf"), tl.exp(lse - top), 0.0)
-    parts = tl.load(O_PART + seq * stride_os + head * stride_oh + splits[:, None] * stride_osplit + dims[None, :])
-    out = tl.sum(parts * w[:, None], axis=0) / tl.sum(w, axis=0)
+    w = tl.where(lse > float("-inf"), tl.exp(lse - tl.where(top > float("-inf"), top, 0.0)), 0.0)
+    parts = tl.load(
+        O_PART + seq * stride_os + head * stride_oh + splits[:, None] * stride_osplit + dims[None, :],
+        mask=live[:, None],
+        other=0.0,
+    )
+    out = tl.sum(parts * w[:, None], axis=0) / tl.maximum(tl.sum(w, axis=0), 1e-30)  # no keys: zeros
     tl.store(OUT + seq * stride_out_s + head * stride_out_h + dims, out.to(OUT.dtype.element_ty))
 
 
@@ -154,13 +166,20 @@ class DecodeAttention:
         head_dim: int,
         max_len: int,
         device,
-        split: int = 256,
-        block_n: int = 64,
+        split: int = SPLIT,
+        block_n: int = BLOCK_N,
+        warps: int = WARPS,
+        stages: int | None = STAGES,
     ):
+        """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
+        warps per program, software-pipelining depth; None: Triton's default): `bench/decode_attention_gpu.py`
+        times them on a shape."""
         import torch
 
         if split % block_n:
             raise ValueError(f"split {split} must be a multiple of block_n {block_n}")
+        if block_n < 16 or block_n & (block_n - 1):
+            raise ValueError(f"block_n {block_n}: a power of two ≥ 16 only")
         if heads % kv_heads or heads // kv_heads > ROWS:
             raise ValueError(f"{heads} query heads over {kv_heads} kv heads: groups of at most {ROWS} only")
         if not head_dim_fits(head_dim):
@@ -168,6 +187,7 @@ class DecodeAttention:
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.group = heads // kv_heads
         self.split, self.block_n = split, block_n
+        self.launch = {"num_warps": warps} if stages is None else {"num_warps": warps, "num_stages": stages}
         self.splits = triton.next_power_of_2(-(-max_len // split))
         self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)
         self.lse_part = torch.empty((sequences, heads, self.splits), device=device, dtype=torch.float32)
@@ -223,12 +243,13 @@ class DecodeAttention:
             BLOCK_N=block,
             ROWS=ROWS,
             PAGE=k_cache.shape[1],
-            num_warps=4,
+            **self.launch,
         )
         _merge_kernel[(s, self.heads)](
             o_part,
             lse_part,
             out,
+            lengths,
             o_part.stride(0),
             o_part.stride(1),
             o_part.stride(2),
@@ -237,6 +258,7 @@ class DecodeAttention:
             HEADS=self.heads,
             D=self.head_dim,
             SPLITS=self.splits,
+            SPLIT=self.split,
             num_warps=4,
         )
         return out

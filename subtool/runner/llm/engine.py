@@ -115,6 +115,7 @@ class ContinuousEngine:
         page_tokens: int = PAGE_TOKENS,
         layer_weights: list[dict] | None = None,
         layer_output=None,
+        decode_tuning: dict | None = None,
     ):
         """`layer_weights`: the decoder layers' weights already in the engine's form (one dict per layer, as
         `_fuse_layer_weights` builds; projections as `quantized` returns them, fp8 or not as `weights` says), for
@@ -123,7 +124,9 @@ class ContinuousEngine:
         `chunk_tokens`: the most tokens of one prompt a step prefills (None: the budget).
         `kv_pages`: the KV cache as a pool of that many pages of `page_tokens` tokens, given out as sequences grow
         (engine_pages.py; Triton or SDPA decode attention), so that slots can outnumber what max_len-sized rows
-        would fit; None: every slot owns max_len positions for good."""
+        would fit; None: every slot owns max_len positions for good.
+        `decode_tuning`: the Triton decode kernel's split/block_n/warps/stages (kernels/decode_attention.py; None:
+        its defaults)."""
         _check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
@@ -144,6 +147,7 @@ class ContinuousEngine:
         self._compile_steps(compile_default(self.device) if compile is None else bool(compile))
         if layer_output is not None:  # tensor parallel: attention_output with o and down summed over the ranks
             self._out_decode = self._out_prefill = layer_output  # (tensor_parallel.sharded_output)
+        self.decode_tuning = dict(decode_tuning or {})
         self._choose_attention(decode_attention, kv_cache, fp8=weights == "fp8", paged=kv_pages is not None)
         self.pool = PagePool(self.slots, self.max_len, page_tokens, kv_pages)
         self._allocate_state()
@@ -227,7 +231,7 @@ class ContinuousEngine:
             from subtool.runner.kernels.decode_attention import DecodeAttention
 
             self.triton_attention = DecodeAttention(
-                self.slots, self.n_heads, self.n_kv, self.head_dim, self.max_len, self.device
+                self.slots, self.n_heads, self.n_kv, self.head_dim, self.max_len, self.device, **self.decode_tuning
             )
 
     def _allocate_state(self) -> None:
