@@ -183,9 +183,12 @@ def target_length_engine(base):
 
     class TargetLengthEngine(base):
         targets: np.ndarray
+        timeline: list  # per decode step: (end time, sequences that emitted a token, prompts still waiting)
 
         def _step(self, keys: int, rows: int) -> None:
+            decoding = sum(q is not None and q.decoding for q in self.active)  # each emits a token this step
             super()._step(keys, rows)
+            self.timeline.append((time.perf_counter(), decoding, len(self.waiting)))
             # the sequences past their prompt (engine.active: one per slot) whose next token is their last
             ending = [
                 q.slot
@@ -199,6 +202,27 @@ def target_length_engine(base):
 
     TargetLengthEngine.__name__ = f"TargetLength{base.__name__}"
     return TargetLengthEngine
+
+
+def steady_state(timeline: list, slots: int) -> dict | None:
+    """Output tokens/s while the engine was full: from the first decode step with 7/8 of the slots decoding to
+    the last one with prompts still waiting (a run's fill and drain left out, which a 24,576-sample run
+    amortizes and a short one does not). Counted by the engine (one token per decoding sequence per step, prompt
+    steps' time included), not by LoadGen."""
+    first = next((i for i, (_, n, _) in enumerate(timeline) if n >= slots * 7 // 8), None)
+    last = max((i for i, (_, _, w) in enumerate(timeline) if w), default=None)
+    if first is None or last is None or last <= first:
+        return None
+    seconds = timeline[last][0] - timeline[first][0]
+    tokens = sum(n for _, n, _ in timeline[first + 1 : last + 1])
+    return {
+        "tokens_per_second": round(tokens / seconds, 1),
+        "seconds": round(seconds, 1),
+        "steps": last - first,
+        "mean_decoding_per_step": round(tokens / (last - first), 1),
+        "what": "engine-counted output tokens/s from the first step with 7/8 of the slots decoding to the last "
+        "with prompts waiting; LoadGen's figure (offline.result) includes the fill and the drain",
+    }
 
 
 # ---------------------------------------------------------------------------------------------- sizing
@@ -464,6 +488,7 @@ def build_sut(args, config, prompts, targets):
     engine = sut.generator.engine
     engine.__class__ = target_length_engine(type(engine))
     engine.targets = targets
+    engine.timeline = []
     memory = {
         "build_seconds": round(built, 1),
         "free_gib_after_weights": round(free / GIB, 1) if cuda else None,
@@ -523,11 +548,13 @@ def run_offline(args, sut, engine, prompts, work: Path) -> dict:
     t0 = time.time()
     engine.warm_up([len(p) for p in prompts])
     warm = round(time.time() - t0, 1)
+    engine.timeline = []
     point = {
         "warm_up_seconds": warm,
         **loadgen(sut, args.samples, "Offline", offline_conf(args.samples), work / "offline"),
     }
     point["engine"] = engine_record(engine)
+    point["steady_state"] = steady_state(engine.timeline, engine.slots)
     stats = engine.stats
     if stats.decode_steps:
         point["mean_busy_slots_per_step"] = round(stats.decode_slot_steps / stats.decode_steps, 1)
