@@ -1,0 +1,77 @@
+"""bench/bert_proxy/train.py: a collapsed model is retried from a fresh init at half the rate, and the residual
+output projections start at the std the record names.
+
+A collapse is made for real, not mocked: the tiny shape at lr 1 ties every start logit (median margin 0.0)
+within 20 steps, at lr 0.5 too (a few seconds on 2 cores, the same with every seed tried).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "bert_proxy"))
+
+import train  # noqa: E402
+
+SMALL = {"train_questions": 500, "dev_questions": 60, "eval_questions": 60, "warmup": 5, "eval_every": 10}
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """The tiny shape on fewer questions, evaluated every 10 steps after a 5-step warm-up."""
+    monkeypatch.setitem(train.SHAPES, "small", {**train.SHAPES["tiny"], **SMALL})
+    return "small"
+
+
+def run(out: Path, *args: str) -> dict:
+    return train.main(["--shape", "small", "--out", str(out), "--device", "cpu", "--minutes", "5", *args])
+
+
+def test_a_collapsed_model_is_retried_at_half_the_rate_and_every_attempt_is_recorded(small, tmp_path):
+    record = run(tmp_path, "--lr", "1", "--retries", "1", "--steps", "60")
+    attempts = record["attempts"]
+    assert [a["lr"] for a in attempts] == [1.0, 0.5]
+    for a in attempts:
+        assert a["stopped_on"] == "collapsed", a  # a real tie, seen by collapsed() on the attempt's own history
+        assert a["steps"] < 60 and a["warmup"] == 5
+        assert [h["median_start_margin"] for h in a["history"][-2:]] == [0.0, 0.0]
+        assert train.collapsed(a["history"], a["warmup"])
+    # the record's top level is the last attempt (the saved model's), and train.json keeps all of them
+    assert (record["lr"], record["steps"], record["stopped_on"]) == (0.5, attempts[-1]["steps"], "collapsed")
+    assert json.loads((tmp_path / "train.json").read_text())["attempts"] == attempts
+
+
+def test_a_run_that_does_not_collapse_is_one_attempt(small, tmp_path):
+    record = run(tmp_path, "--steps", "12")  # one evaluation past the warm-up: never a collapse
+    assert [(a["lr"], a["steps"], a["stopped_on"]) for a in record["attempts"]] == [(3e-3, 12, "steps")]
+
+
+def projection_stds(model) -> tuple[list[float], list[float]]:
+    layers = model.bert.encoder.layer
+    out = [float(w.detach().std()) for x in layers for w in (x.attention.output.dense.weight, x.output.dense.weight)]
+    return out, [float(x.attention.self.query.weight.detach().std()) for x in layers]
+
+
+def test_the_residual_output_projections_start_at_the_recorded_std(small, tmp_path):
+    from transformers import BertForQuestionAnswering
+
+    record = run(tmp_path, "--residual-init", "scaled", "--steps", "1")
+    layers = record["config"]["num_hidden_layers"]
+    assert record["residual_init_scale"] is True
+    assert record["residual_init_std"] == pytest.approx(0.02 / math.sqrt(2 * layers), rel=1e-4)
+    # one step at the warm-up's first rate moves no weight measurably: the saved model shows its init
+    out, other = projection_stds(BertForQuestionAnswering.from_pretrained(record["model_path"]))
+    assert out == pytest.approx([record["residual_init_std"]] * len(out), rel=0.05)
+    assert other == pytest.approx([0.02] * len(other), rel=0.05)  # the rest keep BERT's init
+
+    plain, std = train.new_model(train.SHAPES["small"], 100, torch.device("cpu"), 0, scale=False)
+    assert std == 0.02
+    assert projection_stds(plain)[0] == pytest.approx([0.02] * 2 * layers, rel=0.05)
