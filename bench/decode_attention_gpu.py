@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     scale = 1 / math.sqrt(HEAD_DIM)
     kv_bytes = int(lengths.sum()) * KV_HEADS * HEAD_DIM * 2  # fp8 keys and values: one byte each
     default = {
-        "split": decode_attention.SPLIT,
+        "split": decode_attention.default_split(len(lengths), KV_HEADS),
         "block_n": decode_attention.BLOCK_N,
         "warps": decode_attention.WARPS,
         "stages": decode_attention.STAGES,

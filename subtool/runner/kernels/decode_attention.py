@@ -22,8 +22,18 @@ import triton.language as tl
 from subtool.runner.kernels import head_dim_fits
 
 ROWS = 16  # the smallest tile tl.dot takes; holds up to 16 query heads per kv head
-# the split kernel's defaults: keys per program, keys per block, warps, pipelining depth (None: Triton's own)
-SPLIT, BLOCK_N, WARPS, STAGES = 256, 64, 4, None
+# the split kernel's defaults: keys per block, warps, pipelining depth (None: Triton's own), and keys per program:
+# on one H200 at llama2-70b's shape (512 sequences × 8 kv heads, 454 keys on average, fp8 pages) 1,024 keys per
+# program with 2 stages took 280 µs a layer against 425 µs for 256 and Triton's default depth
+# (bench/results/decode_attention_gpu.json); a step of few sequences keeps 256-key splits, so that its
+# sequences × kv heads × splits still fill the GPU
+BLOCK_N, WARPS, STAGES = 64, 4, 2
+SPLIT_NARROW, SPLIT_WIDE, WIDE_PROGRAMS = 256, 1024, 2048
+
+
+def default_split(sequences: int, kv_heads: int) -> int:
+    """Keys per program: long splits once sequences × kv heads alone make WIDE_PROGRAMS programs."""
+    return SPLIT_WIDE if sequences * kv_heads >= WIDE_PROGRAMS else SPLIT_NARROW
 
 
 @triton.jit
@@ -166,15 +176,17 @@ class DecodeAttention:
         head_dim: int,
         max_len: int,
         device,
-        split: int = SPLIT,
+        split: int | None = None,
         block_n: int = BLOCK_N,
         warps: int = WARPS,
         stages: int | None = STAGES,
     ):
         """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
-        warps per program, software-pipelining depth; None: Triton's default): `bench/decode_attention_gpu.py`
-        times them on a shape."""
+        warps per program, software-pipelining depth; None: Triton's default; split None: default_split):
+        `bench/decode_attention_gpu.py` times them on a shape."""
         import torch
+
+        split = default_split(sequences, kv_heads) if split is None else split
 
         if split % block_n:
             raise ValueError(f"split {split} must be a multiple of block_n {block_n}")

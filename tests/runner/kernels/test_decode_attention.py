@@ -83,3 +83,15 @@ assert worst < (1e-4 if device == "cpu" else 3e-2), worst
 @needs_triton
 def test_paged_decode_attention_reads_each_sequence_through_its_page_table():
     run_kernel_check(PAGED)
+
+
+@needs_triton
+def test_default_split_is_long_only_when_sequences_alone_fill_the_gpu():
+    from subtool.runner.kernels.decode_attention import WIDE_PROGRAMS, DecodeAttention, default_split
+
+    assert default_split(512, 8) == 1024  # llama2-70b's 512 slots: one program per (sequence, kv head) is plenty
+    assert default_split(16, 8) == 256  # a few sequences: split their keys over more programs
+    assert default_split(WIDE_PROGRAMS // 8, 8) == 1024 and default_split(WIDE_PROGRAMS // 8 - 1, 8) == 256
+    wide = DecodeAttention(512, 64, 8, 128, 2047, "cpu")
+    assert (wide.split, wide.splits) == (1024, 2)  # the partial buffers shrink with it
+    assert DecodeAttention(4, 64, 8, 128, 2047, "cpu", split=128).splits == 16
