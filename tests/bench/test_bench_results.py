@@ -137,6 +137,15 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("llm70b_gpu_paged512_1024samples", lambda d: _fmt(d["offline"]["result"])),
     ("llm70b_gpu_paged512_1024samples", lambda d: _fmt(d["profile"]["decode_tokens_per_s_all_slots_busy"])),
     ("llm70b_gpu_paged512_1024samples", lambda d: f"{d['profile']['decode_parts_ms_all_layers']['attention']:.1f} ms"),
+    ("llm70b_gpu_paged512_4096samples", lambda d: _fmt(d["offline"]["result"])),
+    ("llm70b_gpu_paged512_4096samples", lambda d: _fmt(d["offline"]["steady_state"]["tokens_per_second"])),
+    ("llm70b_gpu_paged512_4096samples", lambda d: f"{d['ratio_to_published']['trtllm_h200_fp8_128_128']:.2f}×"),
+    ("llm70b_gpu_paged512_3072samples", lambda d: _fmt(d["offline"]["result"])),
+    ("llm70b_gpu_profile512_tuned", lambda d: f"{d['profile']['decode_step_ms']:.1f} ms"),
+    ("llm70b_gpu_profile512_tuned", lambda d: _fmt(d["profile"]["decode_tokens_per_s_all_slots_busy"])),
+    ("llm70b_gpu_profile768_tuned", lambda d: _fmt(d["profile"]["decode_tokens_per_s_all_slots_busy"])),
+    ("decode_attention_gpu", lambda d: f"{d['best']['us_per_layer']:.0f} µs"),
+    ("decode_attention_gpu", lambda d: f"{d['default']['us_per_layer']:.0f} µs"),
 ]
 
 
