@@ -388,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--page-tokens", type=int, default=PAGE_TOKENS, help="tokens per page of the paged KV cache")
     ap.add_argument(
+        "--admit-free",
+        type=int,
+        default=0,
+        help="free slots that open an admission of waiting prompts (0: the engine's default, an eighth)",
+    )
+    ap.add_argument(
         "--decode-tuning",
         default=None,
         help="the Triton decode kernel's tuning: a JSON object or a file holding one (split, block_n, warps, "
@@ -468,6 +474,8 @@ def build_sut(args, config, prompts, targets):
         options.update(kv_pages=int(pages), page_tokens=args.page_tokens)
     if tuning:
         options["decode_tuning"] = tuning
+    if args.admit_free:
+        options["admit_free"] = args.admit_free
     if args.tp_hook:
         options["layer_output"] = one_rank_hook(cuda)
     if fp8:
@@ -534,6 +542,7 @@ def engine_record(engine) -> dict:
         "step_budget": engine.prefill_tokens,
         "chunk_tokens": engine.chunk_tokens,
         "decode_tuning": engine.decode_tuning or "the kernel's defaults",
+        "admit_free": engine.admit_free,
         **vars(engine.stats),
     }
 

@@ -116,6 +116,7 @@ class ContinuousEngine:
         layer_weights: list[dict] | None = None,
         layer_output=None,
         decode_tuning: dict | None = None,
+        admit_free: int | None = None,
     ):
         """`layer_weights`: the decoder layers' weights already in the engine's form (one dict per layer, as
         `_fuse_layer_weights` builds; projections as `quantized` returns them, fp8 or not as `weights` says), for
@@ -126,7 +127,8 @@ class ContinuousEngine:
         (engine_pages.py; Triton or SDPA decode attention), so that slots can outnumber what max_len-sized rows
         would fit; None: every slot owns max_len positions for good.
         `decode_tuning`: the Triton decode kernel's split/block_n/warps/stages (kernels/decode_attention.py; None:
-        its defaults)."""
+        its defaults). `admit_free`: how many slots must be free before waiting prompts are admitted (None: an
+        eighth of the slots; fewer keeps more slots busy, more keeps prompt chunks larger)."""
         _check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
@@ -136,6 +138,7 @@ class ContinuousEngine:
         self.prefill_tokens = max(int(prefill_tokens), self.slots + 1)
         self.chunk_tokens = max(1, int(chunk_tokens or self.prefill_tokens))
         self.key_block = max(1, int(key_block))
+        self.admit_free = max(1, int(admit_free)) if admit_free is not None else max(1, self.slots // 8)
         self._read_model(model)
         if weights == "fp8" and self.device.type != "cuda":
             raise ValueError("fp8 weights need a CUDA device")
@@ -473,14 +476,14 @@ class ContinuousEngine:
                 self.stats.record(len(decoding), sum(n for _, n in plan), len(plan), t1 - t0, t2 - t1)
 
     def _admit(self, sut) -> None:
-        """Free slots take waiting samples (a preempted sequence first), once enough slots are free (or nothing
-        runs), so that Offline's chunks stay large, and while the KV pool has pages for their prompts and a page
-        to spare for every sequence that is decoding."""
+        """Free slots take waiting samples (a preempted sequence first), once `admit_free` slots are free (or as
+        many as wait, or every slot), so that Offline's chunks stay large, and while the KV pool has pages for
+        their prompts and a page to spare for every sequence that is decoding."""
         waiting = self.waiting
         free = [s for s in range(self.slots) if self.active[s] is None]
         if not waiting or not free:
             return
-        if len(free) < min(max(1, self.slots // 8), len(waiting)) and len(free) < self.slots:
+        if len(free) < min(self.admit_free, len(waiting)) and len(free) < self.slots:
             return
         running = sum(seq is not None for seq in self.active)
         for slot in free[: len(waiting)]:

@@ -222,3 +222,43 @@ def test_cuda_fp8_cache_chunks_read_their_prefix_back():
     assert engine.kv_fp8 and engine.stats.prefill_pieces > 24
     first = sum(chunked[i][0] == whole[i][0] for i in range(24))
     assert first >= 18, f"fp8 cache: chunked and whole first tokens agree on {first} of 24"
+
+
+@pytest.mark.parametrize("admit_free", [None, 1, 5])
+def test_admission_waits_for_admit_free_slots_and_still_matches_generate(admit_free):
+    from subtool.runner.llm.engine import ContinuousEngine
+
+    class Watched(ContinuousEngine):
+        def _admit(self, sut):  # (free slots, prompts waiting, prompts admitted) of each call that admitted
+            free = sum(s is None for s in self.active)
+            waiting = len(self.waiting)
+            super()._admit(sut)
+            if len(self.waiting) < waiting:
+                self.admissions.append((free, waiting, waiting - len(self.waiting), free < self.slots))
+
+    model = _model()
+    prompts = _prompts(30, seed=11)
+    max_new = 12
+    expected = _reference(model, prompts, max_new, 0)
+    engine = Watched(
+        model,
+        slots=10,
+        max_len=max(len(p) for p in prompts) + max_new,
+        eos_ids=[2],
+        generation=_generation(max_new, 0),
+        prefill_tokens=40,  # prompts enter a few at a time, so sequences end at different steps
+        key_block=16,
+        admit_free=admit_free,
+    )
+    engine.admissions = []
+    sut = Recorder(prompts)
+    engine.run([(i, i) for i in range(30)], sut)
+    assert sut.done == expected
+    assert engine.admit_free == (admit_free or 1)  # 10 slots // 8
+    later = [(free, waiting) for free, waiting, _, running in engine.admissions if running]
+    assert later, "no admission while sequences ran: the test's prompts no longer stagger"
+    assert all(free >= min(engine.admit_free, waiting) for free, waiting in later)
+    if admit_free == 5:
+        assert min(free for free, _ in later) < 10  # admitted while others still ran, not only when empty
+    else:  # one free slot is enough: some admission took a single slot
+        assert any(free == 1 for free, _ in later)
