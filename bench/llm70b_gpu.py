@@ -608,6 +608,8 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
             tokens += len(p)
         pieces = [(slot, 0, p.astype(np.int64)) for slot, p in enumerate(batch)]
         prefill_ms = timed(lambda: engine._prefill_chunk(pieces, True))
+        prefill_kernels = kernel_table(lambda: engine._prefill_chunk(pieces, True), engine.device.type)
+        decode_kernels = kernel_table(lambda: engine._step(engine.width, engine.slots), engine.device.type)
     for s in held:
         engine.pool.release(s)
     engine.positions.zero_()
@@ -620,7 +622,40 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
         "prefill_chunk_tokens": tokens,
         "prefill_chunk_ms": round(prefill_ms, 1),
         "prefill_tokens_per_s": round(tokens / prefill_ms * 1000, 1),
+        "prefill_kernels": prefill_kernels,  # one chunk under torch.profiler: the kernels' own time, most first
+        "decode_kernels": decode_kernels,  # one decode step (a CUDA graph replay, where the profiler sees into it)
     }
+
+
+def kernel_table(fn, device: str, top: int = 15) -> list[dict]:
+    """Where one call of `fn` spends its time, by kernel (CUDA) or by operator (CPU), most first: torch.profiler's
+    self time of each, its calls and share of the total."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+
+    def self_us(event) -> float:
+        if not cuda:
+            return event.self_cpu_time_total
+        return getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0)
+
+    events = [e for e in prof.key_averages() if self_us(e) > 0]
+    total = sum(self_us(e) for e in events) or 1.0
+    events.sort(key=self_us, reverse=True)
+    return [
+        {
+            "name": e.key[:100],
+            "ms": round(self_us(e) / 1000, 3),
+            "calls": e.count,
+            "share": round(self_us(e) / total, 4),
+        }
+        for e in events[:top]
+    ]
 
 
 def decode_parts(engine, timed) -> dict:

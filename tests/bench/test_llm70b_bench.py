@@ -1,0 +1,52 @@
+"""bench/llm70b_gpu.py's own arithmetic: the steady-state window it reports beside LoadGen's figure, and the
+kernel table of its profile (on CPU, by operator)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+llm70b = pytest.importorskip("llm70b_gpu")
+
+
+def test_steady_state_counts_only_the_full_engine_with_prompts_waiting():
+    # (end time, sequences that emitted a token, prompts waiting) per decode step, 8 slots: filling (3 and 5
+    # decoding), full from t=2 while prompts wait until t=5, then the drain
+    timeline = [(0.0, 3, 9), (1.0, 5, 7), (2.0, 7, 5), (3.0, 8, 3), (4.0, 8, 1), (5.0, 7, 1), (6.0, 4, 0), (7.0, 1, 0)]
+    got = llm70b.steady_state(timeline, slots=8)
+    # from the first step with 7 of 8 decoding (t=2) to the last with prompts waiting (t=5): 8+8+7 tokens in 3 s
+    assert got["tokens_per_second"] == round(23 / 3, 1)
+    assert got["steps"] == 3 and got["seconds"] == 3.0
+
+
+@pytest.mark.parametrize(
+    "timeline",
+    [
+        [],
+        [(0.0, 2, 5), (1.0, 3, 0)],  # never 7/8 busy
+        [(0.0, 8, 0), (1.0, 8, 0)],  # nothing ever waited
+        [(0.0, 2, 4), (1.0, 8, 0)],  # full only once nothing waited any more
+    ],
+)
+def test_no_steady_state_is_reported_where_there_was_none(timeline):
+    assert llm70b.steady_state(timeline, slots=8) is None
+
+
+def test_kernel_table_names_where_the_time_went():
+    torch = pytest.importorskip("torch")
+    a = torch.randn(256, 256)
+
+    def work():
+        for _ in range(20):
+            a @ a
+        a.sum()
+
+    table = llm70b.kernel_table(work, "cpu", top=5)
+    assert table and len(table) <= 5
+    assert table == sorted(table, key=lambda r: r["ms"], reverse=True)
+    assert "mm" in table[0]["name"] and table[0]["calls"] >= 20
+    assert 0 < sum(r["share"] for r in table) <= 1.0001
