@@ -182,13 +182,12 @@ class DecodeAttention:
         stages: int | None = STAGES,
     ):
         """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
-        warps per program, software-pipelining depth; None: Triton's default; split None: default_split):
-        `bench/decode_attention_gpu.py` times them on a shape."""
+        warps per program, software-pipelining depth; None: Triton's default): `bench/decode_attention_gpu.py`
+        times them on a shape. `split` None: default_split of each call's sequence count, so that a decode step
+        over a few rows (a CUDA graph of its own) keeps short splits while a full one takes long ones."""
         import torch
 
-        split = default_split(sequences, kv_heads) if split is None else split
-
-        if split % block_n:
+        if any(n % block_n for n in ((split,) if split else (SPLIT_NARROW, SPLIT_WIDE))):
             raise ValueError(f"split {split} must be a multiple of block_n {block_n}")
         if block_n < 16 or block_n & (block_n - 1):
             raise ValueError(f"block_n {block_n}: a power of two ≥ 16 only")
@@ -198,12 +197,15 @@ class DecodeAttention:
             raise ValueError(f"head_dim {head_dim}: a power of two ≥ 16 only")
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.group = heads // kv_heads
-        self.split, self.block_n = split, block_n
+        self.split, self.block_n, self.max_len = split, block_n, max_len
         self.launch = {"num_warps": warps} if stages is None else {"num_warps": warps, "num_stages": stages}
-        self.splits = triton.next_power_of_2(-(-max_len // split))
+        self.splits = self._splits(split or SPLIT_NARROW)  # the most any call uses: the partial buffers hold them
         self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)
         self.lse_part = torch.empty((sequences, heads, self.splits), device=device, dtype=torch.float32)
         self._identity = None
+
+    def _splits(self, split: int) -> int:
+        return triton.next_power_of_2(-(-self.max_len // split))
 
     def _rows(self, n: int, device):
         """The table of an unpaged cache: sequence s's one page is row s."""
@@ -231,7 +233,9 @@ class DecodeAttention:
             if k_cache.shape[1] % block:
                 raise ValueError(f"pages of {k_cache.shape[1]} tokens: a multiple of 16 only")
         o_part, lse_part = self.o_part, self.lse_part
-        _split_kernel[(s, self.kv_heads, self.splits)](
+        split = self.split or default_split(s, self.kv_heads)
+        splits = self._splits(split)  # the split kernel's grid and the merge's count agree on it
+        _split_kernel[(s, self.kv_heads, splits)](
             q,
             k_cache,
             v_cache,
@@ -251,7 +255,7 @@ class DecodeAttention:
             o_part.stride(2),
             GROUP=self.group,
             D=self.head_dim,
-            SPLIT=self.split,
+            SPLIT=split,
             BLOCK_N=block,
             ROWS=ROWS,
             PAGE=k_cache.shape[1],
@@ -269,8 +273,8 @@ class DecodeAttention:
             out.stride(1),
             HEADS=self.heads,
             D=self.head_dim,
-            SPLITS=self.splits,
-            SPLIT=self.split,
+            SPLITS=splits,
+            SPLIT=split,
             num_warps=4,
         )
         return out

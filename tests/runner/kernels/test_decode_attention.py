@@ -92,6 +92,42 @@ def test_default_split_is_long_only_when_sequences_alone_fill_the_gpu():
     assert default_split(512, 8) == 1024  # llama2-70b's 512 slots: one program per (sequence, kv head) is plenty
     assert default_split(16, 8) == 256  # a few sequences: split their keys over more programs
     assert default_split(WIDE_PROGRAMS // 8, 8) == 1024 and default_split(WIDE_PROGRAMS // 8 - 1, 8) == 256
-    wide = DecodeAttention(512, 64, 8, 128, 2047, "cpu")
-    assert (wide.split, wide.splits) == (1024, 2)  # the partial buffers shrink with it
-    assert DecodeAttention(4, 64, 8, 128, 2047, "cpu", split=128).splits == 16
+    adaptive = DecodeAttention(512, 64, 8, 128, 2047, "cpu")
+    assert adaptive.split is None and adaptive.splits == 8  # buffers for the short splits a small call takes
+    assert DecodeAttention(4, 64, 8, 128, 2047, "cpu", split=1024).splits == 2
+
+
+WIDE_AND_NARROW = r"""
+import math, sys, torch
+from subtool.runner.kernels import decode_attention
+from subtool.runner.kernels.decode_attention import DecodeAttention
+device = sys.argv[1]
+dtype = torch.float32 if device == "cpu" else torch.bfloat16
+torch.manual_seed(4)
+# one instance, as the engine holds it, called over every slot (long splits) and over its first rows (short
+# splits, as a decode graph of a few rows): both match softmax attention, the long sequences crossing splits.
+# The threshold is lowered so that 4 sequences count as many (the interpreter runs every program in Python)
+decode_attention.WIDE_PROGRAMS = 16
+S, H, KV, D, L = 4, 8, 4, 16, 1100
+q = torch.randn(S, H, D, device=device, dtype=dtype)
+kc = torch.randn(S, L, KV, D, device=device, dtype=dtype)
+vc = torch.randn(S, L, KV, D, device=device, dtype=dtype)
+lens = torch.tensor([1090, 300, 7, 1024], dtype=torch.int32, device=device)  # past 1,024 / 256 keys, one block
+att = DecodeAttention(S, H, KV, D, L, device, block_n=16)
+for rows, split in ((S, 1024), (3, 256)):
+    assert decode_attention.default_split(rows, KV) == split
+    out = att(q[:rows], kc[:rows], vc[:rows], lens[:rows], 1 / math.sqrt(D)).float()
+    worst = 0.0
+    for s in range(rows):
+        n = int(lens[s])
+        k, v = kc[s, :n].float().repeat_interleave(H // KV, 1), vc[s, :n].float().repeat_interleave(H // KV, 1)
+        ref = torch.softmax(torch.einsum("hd,nhd->hn", q[s].float(), k) / math.sqrt(D), -1)
+        worst = max(worst, (out[s] - torch.einsum("hn,nhd->hd", ref, v)).abs().max().item())
+    print(rows, worst)
+    assert worst < (1e-4 if device == "cpu" else 3e-2), (rows, worst)
+"""
+
+
+@needs_triton
+def test_one_instance_takes_long_splits_over_many_rows_and_short_ones_over_few():
+    run_kernel_check(WIDE_AND_NARROW)
