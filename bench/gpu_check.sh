@@ -15,7 +15,7 @@
 #             ~75 GB of GPU memory and ~8 minutes)                 → $RESULTS_DIR/gpu_check_llm70b.json
 #             LLM70B_ARGS adds arguments (e.g. "--samples 512 --server-seconds 60").
 # 3c. proxy: python bench/bert_proxy/train.py --shape large (a BERT-large-shaped model trained on generated
-#             key/value questions, ~7.5 min: PROXY_MINUTES of training, default 5) → $PROXY_DIR (/tmp/subtool-proxy)
+#             key/value questions, ~8.5 min: PROXY_MINUTES of training, default 6) → $PROXY_DIR (/tmp/subtool-proxy)
 #             and $RESULTS_DIR/bert_proxy_train.json; asked for by name only.
 # 3d. bertproxy: python bench/bert_gpu.py --proxy $PROXY_DIR (each precision's samples/s and F1 ratio on the
 #             trained proxy, what auto picks; ~3 min)                → $RESULTS_DIR/bert_gpu_proxy.json
@@ -114,7 +114,7 @@ for part in "${parts[@]}"; do
       run_part llm70b "$PY" bench/llm70b_gpu.py ${LLM70B_ARGS:-} --out "$RESULTS/gpu_check_llm70b.json" ;;
     proxy)
       # shellcheck disable=SC2086  # PROXY_ARGS is a list of arguments (e.g. "--answer mixed")
-      run_part proxy "$PY" bench/bert_proxy/train.py --shape large --minutes "${PROXY_MINUTES:-5}" \
+      run_part proxy "$PY" bench/bert_proxy/train.py --shape large --minutes "${PROXY_MINUTES:-6}" \
                --out "${PROXY_DIR:-/tmp/subtool-proxy}" ${PROXY_ARGS:-}
       cp "${PROXY_DIR:-/tmp/subtool-proxy}/train.json" "$RESULTS/bert_proxy_train.json" 2>/dev/null ;;
     bertproxy)
