@@ -16,6 +16,7 @@ nor LoadGen. A field this machine cannot tell is None (no GPU) or "absent" (pack
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -121,3 +122,13 @@ class Provenance:
             "started": self.started,
             "finished": utc(),
         }
+
+    def write(self, result: dict, path: Path) -> dict:
+        """Merge `record()` into `result` and write it to `path` whole or not at all (a temporary file beside it,
+        then a rename): a bench killed mid-write leaves the last result, never half of one."""
+        result.update(self.record())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return result

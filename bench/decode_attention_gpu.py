@@ -185,18 +185,14 @@ def main(argv: list[str] | None = None) -> dict:
         "keys_mean": round(float(lengths.mean()), 1),
         "keys_max": int(lengths.max()),
         "kv_bytes_per_layer": kv_bytes,
-        "default": {k: v for k, v in rows[0].items()},
+        "default": dict(rows[0]),
         "best": {k: best[k] for k in ("split", "block_n", "warps", "stages", "us_per_layer", "ms_all_layers")},
         "speedup_over_default": round(rows[0]["us_per_layer"] / best["us_per_layer"], 2),
         "tunings": timed + [r for r in rows if "error" in r],
     }
     if args.best_out:
         args.best_out.write_text(json.dumps({k: best[k] for k in ("split", "block_n", "warps", "stages")}) + "\n")
-    result.update(prov.record())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    prov.write(result, args.out)
     print(json.dumps({k: result[k] for k in ("default", "best", "speedup_over_default")}, indent=2))
     return result
 

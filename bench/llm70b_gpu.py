@@ -780,11 +780,7 @@ def main() -> None:
 
 
 def finish(args, prov, result: dict) -> None:
-    result.update(prov.record())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    prov.write(result, args.out)
     print(json.dumps(result, indent=2))
 
 

@@ -344,11 +344,7 @@ def main() -> None:
         result["ratio_to_published"] = round(ours / PUBLISHED["tokens_per_second"], 3)
         if result.get("reference_offline", {}).get("result"):
             result["speedup_vs_reference"] = round(ours / result["reference_offline"]["result"], 2)
-    result.update(prov.record())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    prov.write(result, args.out)
     print(json.dumps(result, indent=2))
 
 

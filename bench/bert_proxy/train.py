@@ -22,7 +22,6 @@ committed.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -402,9 +401,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     finally:
         torch.set_num_threads(threads)
-    record.update(prov.record())
-    (args.out / "train.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return record
+    return prov.write(record, args.out / "train.json")
 
 
 if __name__ == "__main__":
