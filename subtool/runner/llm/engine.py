@@ -211,11 +211,16 @@ class ContinuousEngine:
         limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
         setattr(torch._dynamo.config, limit, max(64, getattr(torch._dynamo.config, limit)))
         # decode: one shape per row bucket, the full one compiled first for its own shape, the others once for
-        # any row count (dynamo's automatic dynamic shapes); prefill batches vary (rows, tokens)
+        # any row count; prefill: the chunk's token count varies. Both through dynamo's automatic dynamic shapes,
+        # which make only the sizes seen to change symbolic (warm_up's two chunks mark the token count): with
+        # dynamic=True every size was symbolic (hidden, heads, head_dim too), and the element-wise kernels' index
+        # arithmetic became 64-bit divisions by runtime values, which made a 16k-token chunk's rotary, SiLU·up and
+        # row quantisation take 5-25× their memory time (0.76 of its 2.4 s on an H200, bench/results/
+        # llm70b_gpu_profile512_dynamic.json against llm70b_gpu_profile512.json)
         self._in_decode = torch.compile(attention_inputs, fullgraph=True, dynamic=None)
         self._out_decode = torch.compile(attention_output, fullgraph=True, dynamic=None)
-        self._in_prefill = torch.compile(attention_inputs, fullgraph=True, dynamic=True)
-        self._out_prefill = torch.compile(attention_output, fullgraph=True, dynamic=True)
+        self._in_prefill = torch.compile(attention_inputs, fullgraph=True, dynamic=None)
+        self._out_prefill = torch.compile(attention_output, fullgraph=True, dynamic=None)
 
     def _choose_attention(self, decode_attention: str, kv_cache: str, fp8: bool, paged: bool) -> None:
         """Which decode attention runs (Triton kernel, flash or SDPA) and whether the KV cache is fp8."""
