@@ -43,6 +43,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
+from gpu_telemetry import Telemetry  # noqa: E402
 from llm_gpu import add_step_budget_args, offline_conf, run_loadgen  # noqa: E402
 
 from subtool.runner.llm.engine_pages import PAGE_TOKENS  # noqa: E402
@@ -188,7 +189,8 @@ def target_length_engine(base):
         def _step(self, keys: int, rows: int) -> None:
             decoding = sum(q is not None and q.decoding for q in self.active)  # each emits a token this step
             super()._step(keys, rows)
-            self.timeline.append((time.perf_counter(), decoding, len(self.waiting)))
+            # a step outside run() (the profile's) has no waiting queue
+            self.timeline.append((time.perf_counter(), decoding, len(getattr(self, "waiting", ()))))
             # the sequences past their prompt (engine.active: one per slot) whose next token is their last
             ending = [
                 q.slot
@@ -407,6 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_step_budget_args(ap)
     ap.add_argument("--server-fractions", default="0.8", help="Server target QPS as fractions of Offline samples/s")
     ap.add_argument("--server-seconds", type=int, default=120)
+    ap.add_argument(
+        "--offline-sps",
+        type=float,
+        default=0.0,
+        help="skip the Offline run and take this as its samples/s for the Server fractions (a Server run alone, "
+        "from an earlier Offline JSON's offline.samples_per_second)",
+    )
     ap.add_argument("--weights", choices=("fp8", "model"), default="fp8", help="model: bf16 (fp32 on CPU)")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run with --tiny")
     ap.add_argument("--tiny", action="store_true", help="hidden 256 (a CPU smoke run of this script)")
@@ -548,7 +557,11 @@ def engine_record(engine) -> dict:
 
 
 def loadgen(sut, n: int, scenario: str, conf: list[str], outdir: Path) -> dict:
-    return run_loadgen(sut.handle, n, scenario, conf, outdir, LOADGEN_MODEL, TTFT_NS, TPOT_NS)
+    """One LoadGen run, with what the GPU's clocks and power did meanwhile (gpu_telemetry.py)."""
+    with Telemetry() as telemetry:
+        point = run_loadgen(sut.handle, n, scenario, conf, outdir, LOADGEN_MODEL, TTFT_NS, TPOT_NS)
+    point["gpu_telemetry"] = telemetry.summary()
+    return point
 
 
 def run_offline(args, sut, engine, prompts, work: Path) -> dict:
@@ -579,9 +592,17 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
 
     from subtool.runner.llm.engine_schedule import EngineStats
 
+    cuda = engine.device.type == "cuda"
+
     def timed(fn, inner: int = 1) -> float:
         times = []
         for _ in range(repeats):
+            if not cuda:  # a CPU smoke run: wall time
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    fn()
+                times.append((time.perf_counter() - t0) * 1000 / inner)
+                continue
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             for _ in range(inner):
@@ -762,16 +783,21 @@ def main() -> None:
         if args.profile_only:
             with torch.inference_mode():
                 engine.warm_up([len(p) for p in prompts])
-            if args.device == "cuda":  # CUDA events time it
+            result["profile"] = profile_engine(engine, prompts, repeats=10 if args.device == "cuda" else 1)
+            print(json.dumps(result["profile"]), flush=True)
+            return finish(args, prov, result)
+        if args.offline_sps > 0:  # a Server run alone, against an earlier Offline figure
+            with torch.inference_mode():
+                engine.warm_up([len(p) for p in prompts])
+            result["offline_samples_per_second_given"] = args.offline_sps
+            sps = args.offline_sps
+        else:
+            result["offline"] = run_offline(args, sut, engine, prompts, work)
+            print(json.dumps(result["offline"]), flush=True)
+            if args.device == "cuda":
                 result["profile"] = profile_engine(engine, prompts)
                 print(json.dumps(result["profile"]), flush=True)
-            return finish(args, prov, result)
-        result["offline"] = run_offline(args, sut, engine, prompts, work)
-        print(json.dumps(result["offline"]), flush=True)
-        if args.device == "cuda":
-            result["profile"] = profile_engine(engine, prompts)
-            print(json.dumps(result["profile"]), flush=True)
-        sps = result["offline"].get("samples_per_second") or 0
+            sps = result["offline"].get("samples_per_second") or 0
         result["server"] = run_server(args, sut, engine, sps, work)
     finally:
         sut.stop()

@@ -50,3 +50,23 @@ def test_kernel_table_names_where_the_time_went():
     assert table == sorted(table, key=lambda r: r["ms"], reverse=True)
     assert "mm" in table[0]["name"] and table[0]["calls"] >= 20
     assert 0 < sum(r["share"] for r in table) <= 1.0001
+
+
+def test_profile_only_runs_end_to_end_on_a_cpu(tmp_path):
+    # the profile steps the engine outside run() (no waiting queue): a CPU smoke run of the whole --profile-only
+    # path, as a GPU session would make it, with every number it reports
+    pytest.importorskip("transformers")
+    import json
+    import subprocess
+
+    out = tmp_path / "profile.json"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "llm70b_gpu.py"
+    args = ["--tiny", "--device", "cpu", "--weights", "model", "--layers", "2", "--samples", "8", "--profile-only"]
+    done = subprocess.run(
+        [sys.executable, str(bench), *args, "--out", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    profile = json.loads(out.read_text())["profile"]
+    assert profile["decode_step_ms"] > 0 and profile["prefill_chunk_ms"] > 0
+    assert profile["prefill_chunk_tokens"] > 0 and profile["prefill_kernels"] and profile["decode_kernels"]
+    assert {"qkv", "o", "gate_up", "down"} <= set(profile["decode_parts_ms_all_layers"])
