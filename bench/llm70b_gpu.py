@@ -35,6 +35,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -556,12 +557,38 @@ def engine_record(engine) -> dict:
     }
 
 
-def loadgen(sut, n: int, scenario: str, conf: list[str], outdir: Path) -> dict:
-    """One LoadGen run, with what the GPU's clocks and power did meanwhile (gpu_telemetry.py)."""
-    with Telemetry() as telemetry:
-        point = run_loadgen(sut.handle, n, scenario, conf, outdir, LOADGEN_MODEL, TTFT_NS, TPOT_NS)
+def loadgen(sut, n: int, scenario: str, conf: list[str], outdir: Path, engine=None) -> dict:
+    """One LoadGen run, with what the GPU's clocks and power did meanwhile (gpu_telemetry.py) and, with the
+    engine, a progress line every PROGRESS_SECONDS (a run cut short by a time limit still says how far it got)."""
+    stop = threading.Event()
+    if engine is not None:
+        threading.Thread(target=report_progress, args=(engine, scenario, stop), daemon=True).start()
+    try:
+        with Telemetry() as telemetry:
+            point = run_loadgen(sut.handle, n, scenario, conf, outdir, LOADGEN_MODEL, TTFT_NS, TPOT_NS)
+    finally:
+        stop.set()
     point["gpu_telemetry"] = telemetry.summary()
     return point
+
+
+PROGRESS_SECONDS = 20.0
+
+
+def progress_line(stats, scenario: str, seconds: float) -> str:
+    """Where a run stands by the engine's counters: prompts prefilled, output tokens and their rate so far."""
+    rate = stats.decode_slot_steps / seconds if seconds > 0 else 0.0
+    return (
+        f"[{scenario} {seconds:.0f} s] prompts {stats.prompts:,}, output tokens {stats.decode_slot_steps:,} "
+        f"({rate:,.0f}/s), steps {stats.steps:,} (prefill {stats.prefill_tokens:,} tokens), "
+        f"preempted {stats.preempted}"
+    )
+
+
+def report_progress(engine, scenario: str, stop: threading.Event, every: float = PROGRESS_SECONDS) -> None:
+    start = time.perf_counter()
+    while not stop.wait(every):
+        print(progress_line(engine.stats, scenario, time.perf_counter() - start), flush=True)
 
 
 def run_offline(args, sut, engine, prompts, work: Path) -> dict:
@@ -573,7 +600,7 @@ def run_offline(args, sut, engine, prompts, work: Path) -> dict:
     engine.timeline = []
     point = {
         "warm_up_seconds": warm,
-        **loadgen(sut, args.samples, "Offline", offline_conf(args.samples), work / "offline"),
+        **loadgen(sut, args.samples, "Offline", offline_conf(args.samples), work / "offline", engine),
     }
     point["engine"] = engine_record(engine)
     point["steady_state"] = steady_state(engine.timeline, engine.slots)
@@ -710,10 +737,12 @@ def decode_parts(engine, timed) -> dict:
     return out
 
 
-def run_server(args, sut, engine, samples_per_second: float, work: Path) -> list[dict]:
+def run_server(args, sut, engine, samples_per_second: float, work: Path, points: list | None = None, save=None):
+    """Each Server fraction's LoadGen run, appended to `points` as it ends (then `save()`: a later point cut
+    short by a time limit leaves the earlier ones written)."""
     from subtool.runner.llm.engine_schedule import EngineStats
 
-    points = []
+    points = [] if points is None else points
     for fraction in [float(f) for f in args.server_fractions.split(",") if f] if args.server_seconds > 0 else []:
         qps = round(samples_per_second * fraction, 3)
         engine.stats = EngineStats(graphs=engine.stats.graphs)
@@ -726,11 +755,13 @@ def run_server(args, sut, engine, samples_per_second: float, work: Path) -> list
         point = {
             "fraction_of_offline": fraction,
             "target_qps": qps,
-            **loadgen(sut, args.samples, "Server", conf, work / f"server{fraction}"),
+            **loadgen(sut, args.samples, "Server", conf, work / f"server{fraction}", engine),
         }
         point["engine"] = engine_record(engine)
         points.append(point)
         print(json.dumps(point), flush=True)
+        if save is not None:
+            save()
     return points
 
 
@@ -794,11 +825,13 @@ def main() -> None:
         else:
             result["offline"] = run_offline(args, sut, engine, prompts, work)
             print(json.dumps(result["offline"]), flush=True)
+            prov.write(result, args.out)  # written as each phase ends: a time limit later keeps this one
             if args.device == "cuda":
                 result["profile"] = profile_engine(engine, prompts)
                 print(json.dumps(result["profile"]), flush=True)
             sps = result["offline"].get("samples_per_second") or 0
-        result["server"] = run_server(args, sut, engine, sps, work)
+        result["server"] = []
+        run_server(args, sut, engine, sps, work, result["server"], save=lambda: prov.write(result, args.out))
     finally:
         sut.stop()
     compare(result)

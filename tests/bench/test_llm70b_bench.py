@@ -70,3 +70,15 @@ def test_profile_only_runs_end_to_end_on_a_cpu(tmp_path):
     assert profile["decode_step_ms"] > 0 and profile["prefill_chunk_ms"] > 0
     assert profile["prefill_chunk_tokens"] > 0 and profile["prefill_kernels"] and profile["decode_kernels"]
     assert {"qkv", "o", "gate_up", "down"} <= set(profile["decode_parts_ms_all_layers"])
+
+
+def test_progress_line_says_how_far_a_run_got():
+    from subtool.runner.llm.engine_schedule import EngineStats
+
+    stats = EngineStats()
+    stats.record(decode_tokens=300, prefill_tokens=4000, pieces=12, decode_s=0.1, prefill_s=0.5)
+    stats.record(decode_tokens=500, prefill_tokens=0, pieces=0, decode_s=0.1, prefill_s=0.0)
+    stats.prompts = 12
+    line = llm70b.progress_line(stats, "Server", 40.0)
+    assert line.startswith("[Server 40 s]")
+    assert "prompts 12" in line and "output tokens 800 (20/s)" in line and "steps 2 (prefill 4,000 tokens)" in line
