@@ -123,10 +123,10 @@ class Provenance:
             "finished": utc(),
         }
 
-    def write(self, result: dict, path: Path) -> dict:
-        """Merge `record()` into `result` and write it to `path` whole or not at all (a temporary file beside it,
-        then a rename): a bench killed mid-write leaves the last result, never half of one."""
-        result.update(self.record())
+    def write(self, result: dict, path: Path, **machine_extra) -> dict:
+        """Merge `record(**machine_extra)` into `result` and write it to `path` whole or not at all (a temporary
+        file beside it, then a rename): a bench killed mid-write leaves the last result, never half of one."""
+        result.update(self.record(**machine_extra))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

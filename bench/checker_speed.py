@@ -212,9 +212,7 @@ def main() -> int:
                     "same_summary_rows": same_rows,
                 }
             )
-    record.update(prov.record())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    prov.write(record, args.out)
     print(json.dumps(record, indent=2))
     return 0
 

@@ -113,9 +113,8 @@ def main() -> None:
                 }
             )
             tarball.unlink()
-    doc = {"bench": "pack_speed", "files": files, "content_mb": round(content / 1e6, 1), "runs": runs, **prov.record()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    doc = {"bench": "pack_speed", "files": files, "content_mb": round(content / 1e6, 1), "runs": runs}
+    prov.write(doc, args.out)
     json.dump(doc, sys.stdout, indent=2)
     print()
 

@@ -224,11 +224,9 @@ def main() -> int:
             "sha256_one_core_MBps": round(sha_mbps, 1),
             "peak_rss_mb_before": round(rss_before, 1),
             "peak_rss_mb_after": round(rss_after, 1),
-            **prov.record(),
         }
+        prov.write(doc, args.out)
         print(json.dumps(doc, indent=2))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=2) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

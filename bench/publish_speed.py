@@ -107,7 +107,6 @@ def main() -> None:
         plain = {"seconds": round(time.perf_counter() - t0, 3), "bytes": du(root / "plain-clone")}
         report = {
             "bench": "publish_speed",
-            **prov.record(git=git("--version").strip()),
             "base": {
                 "files": args.files,
                 "bytes": du(root / "seed" / "closed"),
@@ -118,8 +117,7 @@ def main() -> None:
             "plain_clone_for_comparison": plain,
             "timings": timings,
         }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    prov.write(report, args.out, git=git("--version").strip())
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
