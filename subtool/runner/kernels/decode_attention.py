@@ -4,9 +4,10 @@ Flash attention's kernels tile 64-128 query rows, but a decode step has one quer
 their matrix work is padding and the step turns compute-bound. Here a program owns one (sequence, kv head, key
 split): it loads the `group` query heads that share that kv head as one 16-row tile, streams only the split's
 part of the sequence's keys and values (each read once for the whole group), and keeps an online softmax. A
-second kernel merges the splits by their log-sum-exp. Splits past a sequence's length neither read nor write,
-and the merge reads only the splits a sequence's length reaches, so one launch shape serves every step (CUDA
-graphs) and short sequences cost what they hold. A sequence with no keys gets zeros.
+second kernel merges the splits by their log-sum-exp (a sequence within one split, the common case with long
+splits, is finished by the split kernel and skipped by the merge). Splits past a sequence's length neither read
+nor write, and the merge reads only the splits a sequence's length reaches, so one launch shape serves every step
+(CUDA graphs) and short sequences cost what they hold. A sequence with no keys gets zeros.
 
 Cache layout: token-major pages [pages, page, kv_heads, head_dim] and a table [sequences, pages per sequence]
 naming the page that holds each sequence's positions page·j … page·(j+1)-1 (the engine's paged cache,
@@ -83,6 +84,7 @@ def _split_kernel(
     TABLE,
     O_PART,
     LSE_PART,
+    OUT,
     scale,
     stride_qs,
     stride_qh,
@@ -93,6 +95,8 @@ def _split_kernel(
     stride_os,
     stride_oh,
     stride_osplit,
+    stride_out_s,
+    stride_out_h,
     GROUP: tl.constexpr,
     D: tl.constexpr,
     SPLIT: tl.constexpr,
@@ -122,12 +126,19 @@ def _split_kernel(
         acc, m_i, l_i = _attend_block(
             q, K, V, table, n, end, head, acc, m_i, l_i, scale, stride_kp, stride_kt, stride_kh, D, BLOCK_N, PAGE
         )
-    # the split's part of each row's output, and its log-sum-exp (the merge kernel weighs the parts by it); a
-    # split past the sequence's length writes nothing: the merge reads only the splits its length reaches
+    # A sequence whose keys all lie in the first split (most of a decode step's, with long splits) is finished
+    # here: its output goes straight to OUT and the merge skips it. Otherwise the split's part of each row's
+    # output and its log-sum-exp (the merge weighs the parts by it); a split past the sequence's length writes
+    # nothing, and the merge reads only the splits its length reaches. Masks are tensor comparisons, so the
+    # interpreter masks with them too.
     has = l_i > 0
-    live = row_ok & (start + rows * 0 < length)  # a tensor comparison: the interpreter masks with it too
+    part = acc / tl.where(has, l_i, 1.0)[:, None]  # a sequence with no keys: zeros
+    single = (rows * 0 + length) <= SPLIT
+    out_at = seq * stride_out_s + (head * GROUP + rows)[:, None] * stride_out_h + dims[None, :]
+    tl.store(OUT + out_at, part.to(OUT.dtype.element_ty), mask=(row_ok & single & (rows * 0 + split == 0))[:, None])
+    live = row_ok & (start + rows * 0 < length) & (single == 0)
     o_offs = seq * stride_os + (head * GROUP + rows)[:, None] * stride_oh + split * stride_osplit + dims[None, :]
-    tl.store(O_PART + o_offs, acc / tl.where(has, l_i, 1.0)[:, None], mask=live[:, None])
+    tl.store(O_PART + o_offs, part, mask=live[:, None])
     lse_at = (seq * tl.num_programs(1) * GROUP + head * GROUP + rows) * tl.num_programs(2) + split
     tl.store(LSE_PART + lse_at, tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf")), mask=live)
 
@@ -152,7 +163,10 @@ def _merge_kernel(
     head = tl.program_id(1).to(tl.int64)
     splits = tl.arange(0, SPLITS)
     dims = tl.arange(0, D)
-    live = splits * SPLIT < tl.load(LENS + seq)  # the splits that hold keys (the others wrote nothing)
+    length = tl.load(LENS + seq)
+    # the splits that hold keys (the others wrote nothing); none for a sequence within one split, which the split
+    # kernel finished itself: nothing read, nothing written
+    live = (splits * SPLIT < length) & (splits * 0 + length > SPLIT)  # tensor comparisons: interpreter masks too
     lse = tl.load(LSE_PART + (seq * HEADS + head) * SPLITS + splits, mask=live, other=float("-inf"))
     top = tl.max(lse, axis=0)
     w = tl.where(lse > float("-inf"), tl.exp(lse - tl.where(top > float("-inf"), top, 0.0)), 0.0)
@@ -161,8 +175,12 @@ def _merge_kernel(
         mask=live[:, None],
         other=0.0,
     )
-    out = tl.sum(parts * w[:, None], axis=0) / tl.maximum(tl.sum(w, axis=0), 1e-30)  # no keys: zeros
-    tl.store(OUT + seq * stride_out_s + head * stride_out_h + dims, out.to(OUT.dtype.element_ty))
+    out = tl.sum(parts * w[:, None], axis=0) / tl.maximum(tl.sum(w, axis=0), 1e-30)
+    tl.store(
+        OUT + seq * stride_out_s + head * stride_out_h + dims,
+        out.to(OUT.dtype.element_ty),
+        mask=dims * 0 + length > SPLIT,
+    )
 
 
 class DecodeAttention:
@@ -243,6 +261,7 @@ class DecodeAttention:
             table,
             o_part,
             lse_part,
+            out,
             scale,
             q.stride(0),
             q.stride(1),
@@ -253,6 +272,8 @@ class DecodeAttention:
             o_part.stride(0),
             o_part.stride(1),
             o_part.stride(2),
+            out.stride(0),
+            out.stride(1),
             GROUP=self.group,
             D=self.head_dim,
             SPLIT=split,
