@@ -69,7 +69,9 @@ SHAPES = {
         # Depth 24 learns in a jump after a long flat start: at width 64 and 5e-4 (3e-5 at 1024 by the same
         # rule), batch 32, no dropout, F1 sat at 7-13 for the first 300-500 steps, then rose to 55-60 by step
         # 1,000 and 54/74 at 1,400 (seeds 1/2; the earlier 600-step runs stopped before the jump). So give it
-        # >= 1,400 steps (about 5 minutes on the H200). Not yet shown on the GPU.
+        # >= 1,400 steps (about 5 minutes on the H200). The 1/width rule held one doubling further: width 128 at
+        # 2.5e-4 (seed 2, same data) sat at F1 11-12 to step 500, jumped to 34 at 600 and 50-52 by 900-1,200.
+        # Not yet shown on the GPU.
         lr=3e-5,
         warmup=300,
         eval_questions=600,
