@@ -228,6 +228,29 @@ def steady_state(timeline: list, slots: int) -> dict | None:
     }
 
 
+def run_phases(timeline: list, slots: int) -> dict | None:
+    """The run cut where steady_state cuts it: the fill (to the first step with 7/8 of the slots decoding), the
+    steady part, and the drain (after the last step with prompts waiting); each one's seconds, decode steps,
+    output tokens, tokens/s and mean sequences decoding per step (engine-counted, from the first step's end)."""
+    first = next((i for i, (_, n, _) in enumerate(timeline) if n >= slots * 7 // 8), None)
+    last = max((i for i, (_, _, w) in enumerate(timeline) if w), default=None)
+    if first is None or last is None or last <= first:
+        return None
+    out = {}
+    for name, lo, hi in (("fill", 0, first), ("steady", first, last), ("drain", last, len(timeline) - 1)):
+        steps = timeline[lo + 1 : hi + 1]
+        seconds = timeline[hi][0] - timeline[lo][0]
+        tokens = sum(n for _, n, _ in steps)
+        out[name] = {
+            "seconds": round(seconds, 1),
+            "steps": len(steps),
+            "tokens": tokens,
+            "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+            "mean_decoding_per_step": round(tokens / len(steps), 1) if steps else None,
+        }
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- sizing
 def kv_bytes_per_slot(config, max_len: int, kv_fp8: bool, dtype_bytes: int = 2) -> int:
     head_dim = config.hidden_size // config.num_attention_heads
@@ -604,6 +627,7 @@ def run_offline(args, sut, engine, prompts, work: Path) -> dict:
     }
     point["engine"] = engine_record(engine)
     point["steady_state"] = steady_state(engine.timeline, engine.slots)
+    point["phases"] = run_phases(engine.timeline, engine.slots)
     stats = engine.stats
     if stats.decode_steps:
         point["mean_busy_slots_per_step"] = round(stats.decode_slot_steps / stats.decode_steps, 1)

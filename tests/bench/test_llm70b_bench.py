@@ -82,3 +82,27 @@ def test_progress_line_says_how_far_a_run_got():
     line = llm70b.progress_line(stats, "Server", 40.0)
     assert line.startswith("[Server 40 s]")
     assert "prompts 12" in line and "output tokens 800 (20/s)" in line and "steps 2 (prefill 4,000 tokens)" in line
+
+
+def test_run_phases_split_the_run_into_fill_steady_and_drain():
+    # 8 slots: filling until t=2 (first step with 7 decoding), prompts waiting until t=5, then the drain to t=9
+    timeline = [(0.0, 3, 9), (1.0, 5, 7), (2.0, 7, 5), (3.0, 8, 3), (4.0, 8, 1), (5.0, 7, 1), (7.0, 4, 0), (9.0, 1, 0)]
+    got = llm70b.run_phases(timeline, slots=8)
+    assert got["fill"] == {
+        "seconds": 2.0,
+        "steps": 2,
+        "tokens": 12,
+        "tokens_per_second": 6.0,
+        "mean_decoding_per_step": 6.0,
+    }
+    # the steady part is what steady_state reports
+    assert got["steady"]["tokens"] == 23 and got["steady"]["seconds"] == 3.0
+    assert got["steady"]["tokens_per_second"] == llm70b.steady_state(timeline, 8)["tokens_per_second"]
+    assert got["drain"] == {
+        "seconds": 4.0,
+        "steps": 2,
+        "tokens": 5,
+        "tokens_per_second": 1.2,
+        "mean_decoding_per_step": 2.5,
+    }
+    assert llm70b.run_phases([(0.0, 8, 0)], slots=8) is None
