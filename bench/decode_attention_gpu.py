@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--blocks", default="32,64,128", help="keys per block (pages are max(64, block) tokens)")
     ap.add_argument("--warps", default="4,8")
     ap.add_argument("--stages", default="0,2,3", help="pipelining depth; 0: Triton's default")
+    ap.add_argument(
+        "--table-ahead", default="0", help="1: a program loads its split's page numbers before its loop; 0,1: both"
+    )
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--seed", type=int, default=20261203)
     ap.add_argument("--device", default="cuda", help="cpu: a smoke run under TRITON_INTERPRET=1 (fp32, untimed)")
@@ -127,11 +130,12 @@ def time_tuning(tuning: dict, q, caches: dict, lens, scale: float, repeats: int,
 def tunings(args) -> list[dict]:
     ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
     found = []
-    for split, block, warps, stages in itertools.product(
-        ints(args.splits), ints(args.blocks), ints(args.warps), ints(args.stages)
+    for split, block, warps, stages, ahead in itertools.product(
+        ints(args.splits), ints(args.blocks), ints(args.warps), ints(args.stages), ints(args.table_ahead)
     ):
         if split % block == 0:
-            found.append({"split": split, "block_n": block, "warps": warps, "stages": stages or None})
+            tuning = {"split": split, "block_n": block, "warps": warps, "stages": stages or None}
+            found.append({**tuning, "table_ahead": True} if ahead else tuning)
     return found
 
 

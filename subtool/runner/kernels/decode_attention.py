@@ -42,7 +42,7 @@ def _attend_block(
     q,
     K,
     V,
-    table,
+    page,
     n,
     end,
     head,
@@ -58,10 +58,9 @@ def _attend_block(
     PAGE: tl.constexpr,
 ):
     """Keys n … n+BLOCK_N-1 (those below `end`) into the online softmax: one page holds them all (pages are whole
-    blocks), so one table entry names it."""
+    blocks), the one the table names `page`."""
     keys = n + tl.arange(0, BLOCK_N)
     key_ok = keys < end
-    page = tl.load(table + n // PAGE).to(tl.int64)
     offs = page * stride_kp + ((keys % PAGE) * stride_kt + head * stride_kh)[:, None] + tl.arange(0, D)[None, :]
     k = tl.load(K + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches widen here
     v = tl.load(V + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)
@@ -103,6 +102,7 @@ def _split_kernel(
     BLOCK_N: tl.constexpr,
     ROWS: tl.constexpr,
     PAGE: tl.constexpr,
+    TABLE_AHEAD: tl.constexpr,
 ):
     seq = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1).to(tl.int64)
@@ -122,9 +122,16 @@ def _split_kernel(
     l_i = tl.zeros([ROWS], tl.float32)
     acc = tl.zeros([ROWS, D], tl.float32)
     table = TABLE + seq * stride_table
+    if TABLE_AHEAD:  # the split's page numbers in one load before the loop: no load waits on another inside it
+        ahead = tl.arange(0, SPLIT // PAGE)
+        pages = tl.load(table + start // PAGE + ahead, mask=start + ahead * PAGE < length, other=0).to(tl.int64)
     for n in range(start, end, BLOCK_N):  # to the split's own end: nothing past a short sequence's length
+        if TABLE_AHEAD:
+            page = tl.sum(tl.where(ahead == (n - start) // PAGE, pages, 0))
+        else:
+            page = tl.load(table + n // PAGE).to(tl.int64)
         acc, m_i, l_i = _attend_block(
-            q, K, V, table, n, end, head, acc, m_i, l_i, scale, stride_kp, stride_kt, stride_kh, D, BLOCK_N, PAGE
+            q, K, V, page, n, end, head, acc, m_i, l_i, scale, stride_kp, stride_kt, stride_kh, D, BLOCK_N, PAGE
         )
     # A sequence whose keys all lie in the first split (most of a decode step's, with long splits) is finished
     # here: its output goes straight to OUT and the merge skips it. Otherwise the split's part of each row's
@@ -198,11 +205,14 @@ class DecodeAttention:
         block_n: int = BLOCK_N,
         warps: int = WARPS,
         stages: int | None = STAGES,
+        table_ahead: bool = False,
     ):
         """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
-        warps per program, software-pipelining depth; None: Triton's default): `bench/decode_attention_gpu.py`
-        times them on a shape. `split` None: default_split of each call's sequence count, so that a decode step
-        over a few rows (a CUDA graph of its own) keeps short splits while a full one takes long ones."""
+        warps per program, software-pipelining depth; None: Triton's default), and `table_ahead` (a program
+        loads its split's page numbers once, before its loop, where a split holds a power of two of whole pages):
+        `bench/decode_attention_gpu.py` times them on a shape. `split` None: default_split of each call's
+        sequence count, so that a decode step over a few rows (a CUDA graph of its own) keeps short splits while a
+        full one takes long ones."""
         import torch
 
         if any(n % block_n for n in ((split,) if split else (SPLIT_NARROW, SPLIT_WIDE))):
@@ -216,6 +226,7 @@ class DecodeAttention:
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.group = heads // kv_heads
         self.split, self.block_n, self.max_len = split, block_n, max_len
+        self.table_ahead = table_ahead
         self.launch = {"num_warps": warps} if stages is None else {"num_warps": warps, "num_stages": stages}
         self.splits = self._splits(split or SPLIT_NARROW)  # the most any call uses: the partial buffers hold them
         self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)
@@ -252,6 +263,8 @@ class DecodeAttention:
                 raise ValueError(f"pages of {k_cache.shape[1]} tokens: a multiple of 16 only")
         o_part, lse_part = self.o_part, self.lse_part
         split = self.split or default_split(s, self.kv_heads)
+        page = k_cache.shape[1]
+        ahead = page <= split and split % page == 0 and (split // page) & (split // page - 1) == 0
         splits = self._splits(split)  # the split kernel's grid and the merge's count agree on it
         _split_kernel[(s, self.kv_heads, splits)](
             q,
@@ -279,7 +292,8 @@ class DecodeAttention:
             SPLIT=split,
             BLOCK_N=block,
             ROWS=ROWS,
-            PAGE=k_cache.shape[1],
+            PAGE=page,
+            TABLE_AHEAD=self.table_ahead and ahead,
             **self.launch,
         )
         _merge_kernel[(s, self.heads)](
