@@ -52,21 +52,26 @@ def test_kernel_table_names_where_the_time_went():
     assert 0 < sum(r["share"] for r in table) <= 1.0001
 
 
-def test_profile_only_runs_end_to_end_on_a_cpu(tmp_path):
-    # the profile steps the engine outside run() (no waiting queue): a CPU smoke run of the whole --profile-only
-    # path, as a GPU session would make it, with every number it reports
+def run_bench(tmp_path, *more: str) -> dict:
+    """bench/llm70b_gpu.py at its CPU smoke size (tiny width, 2 layers, 8 prompts) → its JSON."""
     pytest.importorskip("transformers")
     import json
     import subprocess
 
-    out = tmp_path / "profile.json"
+    out = tmp_path / "bench.json"
     bench = Path(__file__).resolve().parents[2] / "bench" / "llm70b_gpu.py"
-    args = ["--tiny", "--device", "cpu", "--weights", "model", "--layers", "2", "--samples", "8", "--profile-only"]
+    args = ["--tiny", "--device", "cpu", "--weights", "model", "--layers", "2", "--samples", "8", *more]
     done = subprocess.run(
         [sys.executable, str(bench), *args, "--out", str(out)], capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    profile = json.loads(out.read_text())["profile"]
+    return json.loads(out.read_text())
+
+
+def test_profile_only_runs_end_to_end_on_a_cpu(tmp_path):
+    # the profile steps the engine outside run() (no waiting queue): a CPU smoke run of the whole --profile-only
+    # path, as a GPU session would make it, with every number it reports
+    profile = run_bench(tmp_path, "--profile-only")["profile"]
     assert profile["decode_step_ms"] > 0 and profile["prefill_chunk_ms"] > 0
     assert profile["prefill_chunk_tokens"] > 0 and profile["prefill_kernels"] and profile["decode_kernels"]
     assert {"qkv", "o", "gate_up", "down"} <= set(profile["decode_parts_ms_all_layers"])
@@ -106,3 +111,19 @@ def test_run_phases_split_the_run_into_fill_steady_and_drain():
         "mean_decoding_per_step": 2.5,
     }
     assert llm70b.run_phases([(0.0, 8, 0)], slots=8) is None
+
+
+def test_an_offline_run_reports_its_phases_and_the_gpu_telemetry_or_why_not(tmp_path):
+    # the LoadGen Offline path of the bench on a CPU: LoadGen's figure, the engine's fill/steady/drain split (their
+    # tokens add up to every output token the engine counted) and the telemetry record, which says why it is empty
+    result = run_bench(tmp_path, "--server-seconds", "0")
+    offline = result["offline"]
+    assert offline["result"] > 0 and offline["validity"] in ("VALID", "INVALID")
+    phases = offline["phases"]
+    assert set(phases) == {"fill", "steady", "drain"}
+    # every decode step's tokens but the first step's (the phases count from its end): at most one per slot
+    missing = offline["engine"]["decode_slot_steps"] - sum(p["tokens"] for p in phases.values())
+    assert 0 <= missing <= result["memory"]["slots"]
+    assert phases["steady"]["tokens_per_second"] == offline["steady_state"]["tokens_per_second"]
+    telemetry = offline["gpu_telemetry"]
+    assert telemetry["samples"] > 0 if telemetry["available"] else telemetry["why"]
