@@ -207,31 +207,10 @@ def target_length_engine(base):
     return TargetLengthEngine
 
 
-def steady_state(timeline: list, slots: int) -> dict | None:
-    """Output tokens/s while the engine was full: from the first decode step with 7/8 of the slots decoding to
-    the last one with prompts still waiting (a run's fill and drain left out, which a 24,576-sample run
-    amortizes and a short one does not). Counted by the engine (one token per decoding sequence per step, prompt
-    steps' time included), not by LoadGen."""
-    first = next((i for i, (_, n, _) in enumerate(timeline) if n >= slots * 7 // 8), None)
-    last = max((i for i, (_, _, w) in enumerate(timeline) if w), default=None)
-    if first is None or last is None or last <= first:
-        return None
-    seconds = timeline[last][0] - timeline[first][0]
-    tokens = sum(n for _, n, _ in timeline[first + 1 : last + 1])
-    return {
-        "tokens_per_second": round(tokens / seconds, 1),
-        "seconds": round(seconds, 1),
-        "steps": last - first,
-        "mean_decoding_per_step": round(tokens / (last - first), 1),
-        "what": "engine-counted output tokens/s from the first step with 7/8 of the slots decoding to the last "
-        "with prompts waiting; LoadGen's figure (offline.result) includes the fill and the drain",
-    }
-
-
 def run_phases(timeline: list, slots: int) -> dict | None:
-    """The run cut where steady_state cuts it: the fill (to the first step with 7/8 of the slots decoding), the
-    steady part, and the drain (after the last step with prompts waiting); each one's seconds, decode steps,
-    output tokens, tokens/s and mean sequences decoding per step (engine-counted, from the first step's end)."""
+    """A run cut in three: the fill (to the first step with 7/8 of the slots decoding), the steady part, and the
+    drain (after the last step with prompts waiting); each one's seconds, decode steps, output tokens, tokens/s
+    and mean sequences decoding per step (engine-counted, from the first step's end)."""
     first = next((i for i, (_, n, _) in enumerate(timeline) if n >= slots * 7 // 8), None)
     last = max((i for i, (_, _, w) in enumerate(timeline) if w), default=None)
     if first is None or last is None or last <= first:
@@ -249,6 +228,22 @@ def run_phases(timeline: list, slots: int) -> dict | None:
             "mean_decoding_per_step": round(tokens / len(steps), 1) if steps else None,
         }
     return out
+
+
+def steady_state(timeline: list, slots: int) -> dict | None:
+    """Output tokens/s while the engine was full: run_phases' steady part, from the first decode step with 7/8 of
+    the slots decoding to the last one with prompts still waiting (a run's fill and drain left out, which a
+    24,576-sample run amortizes and a short one does not). Counted by the engine (one token per decoding sequence
+    per step, prompt steps' time included), not by LoadGen."""
+    phases = run_phases(timeline, slots)
+    if phases is None:
+        return None
+    steady = phases["steady"]
+    return {
+        **{key: steady[key] for key in ("tokens_per_second", "seconds", "steps", "mean_decoding_per_step")},
+        "what": "engine-counted output tokens/s from the first step with 7/8 of the slots decoding to the last "
+        "with prompts waiting; LoadGen's figure (offline.result) includes the fill and the drain",
+    }
 
 
 # ---------------------------------------------------------------------------------------------- sizing
@@ -836,14 +831,12 @@ def main() -> None:
     print(json.dumps(memory), flush=True)
     try:
         if args.profile_only:
-            with torch.inference_mode():
-                engine.warm_up([len(p) for p in prompts])
+            engine.warm_up([len(p) for p in prompts])  # in inference mode itself
             result["profile"] = profile_engine(engine, prompts, repeats=10 if args.device == "cuda" else 1)
             print(json.dumps(result["profile"]), flush=True)
             return finish(args, prov, result)
         if args.offline_sps > 0:  # a Server run alone, against an earlier Offline figure
-            with torch.inference_mode():
-                engine.warm_up([len(p) for p in prompts])
+            engine.warm_up([len(p) for p in prompts])
             result["offline_samples_per_second_given"] = args.offline_sps
             sps = args.offline_sps
         else:
