@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
 
-FP8_MAX = 448.0
 # Llama-2-70B's projections: (name, in features K, out features N)
 SHAPES = (("qkv", 8192, 10240), ("o", 8192, 8192), ("gate_up", 8192, 57344), ("down", 28672, 8192))
 
@@ -42,33 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def row_quantize(x):
-    """x [M, K] → (e4m3 [M, K], scale [M, 1]) as engine_layer.linear computes them."""
-    import torch
-
-    scale = x.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
-    return (x.float() / scale).to(torch.float8_e4m3fn), scale
-
-
-def channel_quantize(w):
-    """w [N, K] → (e4m3 [K, N] column-major view, scale [1, N]) as engine_layer.quantized does."""
-    import torch
-
-    scale = w.float().abs().amax(dim=1).clamp(min=1e-12) / FP8_MAX
-    return (w.float() / scale[:, None]).to(torch.float8_e4m3fn).t(), scale[None, :].contiguous()
-
-
 def forms(x, w):
     """name → a zero-argument callable computing x @ w.T in that form, for one shape's operands."""
     import torch
     import torch.nn.functional as F
 
-    x8, xs = row_quantize(x)
-    w8, ws = channel_quantize(w)
+    from subtool.runner.llm.engine_layer import FP8_MAX, quantize_rows, quantized
+
+    x8, xs = quantize_rows(x)
+    _, _, w8, ws = quantized(w, None, fp8=True)
     xt = x.abs().amax().float() / FP8_MAX
     wt = w.abs().amax().float() / FP8_MAX
     x8t, w8t = (x.float() / xt).to(torch.float8_e4m3fn), (w.float() / wt).to(torch.float8_e4m3fn).t()
-    quantize = torch.compile(row_quantize, dynamic=False) if x.is_cuda else row_quantize
+    quantize = torch.compile(quantize_rows, dynamic=False) if x.is_cuda else quantize_rows
 
     def mm(a, b, sa, sb):
         return lambda: torch._scaled_mm(a, b, scale_a=sa, scale_b=sb, out_dtype=x.dtype, use_fast_accum=True)

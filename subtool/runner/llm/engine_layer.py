@@ -26,10 +26,9 @@ def linear(x, lin: tuple):
     weight, bias, weight8, weight_scale = lin
     if weight8 is None:
         return F.linear(x, weight, bias)
-    rows = x.reshape(-1, x.shape[-1])
-    scale = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
+    rows8, scale = quantize_rows(x.reshape(-1, x.shape[-1]))
     y = torch._scaled_mm(
-        (rows.float() / scale).to(torch.float8_e4m3fn),
+        rows8,
         weight8,
         scale_a=scale,
         scale_b=weight_scale,
@@ -38,6 +37,12 @@ def linear(x, lin: tuple):
         use_fast_accum=True,
     )
     return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+def quantize_rows(rows):
+    """rows [M, K] → (e4m3 [M, K], float32 scale [M, 1]): one scale per row, its largest magnitude at e4m3's."""
+    scale = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / FP8_MAX
+    return (rows.float() / scale).to(torch.float8_e4m3fn), scale
 
 
 def rotate(x, cos, sin):
