@@ -157,7 +157,11 @@ def tunings(args) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = {x for x in args.layouts.split(",") if x} - {"token", "head"}
+    if unknown:  # else each of its tunings would fail alone, as an error row in the JSON
+        parser.error(f"--layouts {args.layouts}: {', '.join(sorted(unknown))} is not a layout (token, head)")
     prov = Provenance(None if argv is None else [__file__, *argv])
     import torch
 

@@ -34,3 +34,15 @@ def test_each_layout_and_table_load_gives_the_defaults_output(tmp_path):
     from subtool.runner.kernels.decode_attention import DecodeAttention
 
     DecodeAttention(4, 64, 8, 128, 2047, "cpu", **json.loads(best.read_text()))  # the engine's decode_tuning
+
+
+def test_an_unknown_layout_is_refused_before_anything_runs(tmp_path):
+    out = tmp_path / "sweep.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--device", "cpu", "--layouts", "token,rows", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "rows is not a layout" in done.stderr
+    assert not out.exists()
