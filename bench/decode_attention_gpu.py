@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--warps", default="4,8")
     ap.add_argument("--stages", default="0,2,3", help="pipelining depth; 0: Triton's default")
     ap.add_argument(
-        "--table-ahead", default="0", help="1: a program loads its split's page numbers before its loop; 0,1: both"
+        "--table-ahead", default="0,1", help="1: a program loads its split's page numbers before its loop; 0,1: both"
     )
     ap.add_argument(
         "--layouts",
@@ -151,7 +151,7 @@ def tunings(args) -> list[dict]:
     ):
         if split % block == 0:
             tuning = {"split": split, "block_n": block, "warps": warps, "stages": stages or None}
-            tuning.update({"table_ahead": True} if ahead else {})
+            tuning["table_ahead"] = bool(ahead)
             found.append({**tuning, "layout": layout} if layout != "token" else tuning)
     return found
 
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
         "block_n": decode_attention.BLOCK_N,
         "warps": decode_attention.WARPS,
         "stages": decode_attention.STAGES,
+        "table_ahead": decode_attention.TABLE_AHEAD,
     }
     _, _, reference = time_tuning(default, q, caches, lens, scale, 1, None)
     reference = reference.float()

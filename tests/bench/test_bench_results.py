@@ -147,6 +147,16 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("llm70b_gpu_profile512", lambda d: _fmt(d["profile"]["prefill_chunk_tokens"])),
     ("llm70b_gpu_profile512_dynamic", lambda d: f"{d['profile']['prefill_chunk_ms'] / 1000:.2f} s"),
     ("llm70b_gpu_profile768_tuned", lambda d: _fmt(d["profile"]["decode_tokens_per_s_all_slots_busy"])),
+    *[(f"llm70b_gpu_paged512_server{f}", lambda d: _fmt(d["server"][0]["result"])) for f in ("082", "090", "096")],
+    *[
+        (f"llm70b_gpu_paged512_server{f}", lambda d, k=k: f"{d['server'][0][k]['p99']:.0f} ms")
+        for f in ("082", "090", "096")
+        for k in ("ttft_ms", "tpot_ms")
+    ],
+    ("llm70b_gpu_paged512_server096", lambda d: _fmt(d["server"][0]["gpu_telemetry"]["sm_mhz"]["mean"])),
+    ("llm70b_gpu_profile512_mergeskip", lambda d: f"{d['profile']['decode_step_ms']:.1f} ms"),
+    ("decode_attention_gpu_ahead", lambda d: f"{d['best']['us_per_layer']:.0f} µs"),
+    ("decode_attention_gpu_ahead", lambda d: f"{d['default']['us_per_layer']:.0f} µs"),
     ("decode_attention_gpu", lambda d: f"{d['best']['us_per_layer']:.0f} µs"),
     ("decode_attention_gpu", lambda d: f"{d['default']['us_per_layer']:.0f} µs"),
 ]

@@ -23,12 +23,13 @@ import triton.language as tl
 from subtool.runner.kernels import head_dim_fits
 
 ROWS = 16  # the smallest tile tl.dot takes; holds up to 16 query heads per kv head
-# the split kernel's defaults: keys per block, warps, pipelining depth (None: Triton's own), and keys per program:
-# on one H200 at llama2-70b's shape (512 sequences × 8 kv heads, 454 keys on average, fp8 pages) 1,024 keys per
-# program with 2 stages took 280 µs a layer against 425 µs for 256 and Triton's default depth
-# (bench/results/decode_attention_gpu.json); a step of few sequences keeps 256-key splits, so that its
-# sequences × kv heads × splits still fill the GPU
-BLOCK_N, WARPS, STAGES = 64, 4, 2
+# the split kernel's defaults: keys per block, warps, pipelining depth (None: Triton's own), a split's page numbers
+# loaded before its loop, and keys per program: on one H200 at llama2-70b's shape (512 sequences × 8 kv heads, 454
+# keys on average, fp8 pages) 1,024 keys per program took 280 µs a layer with 2 stages against 425 µs for 256 and
+# Triton's default depth (bench/results/decode_attention_gpu.json), and 258 µs with 3 stages and the table ahead
+# (326 µs for 3 stages without it; bench/results/decode_attention_gpu_ahead.json); a step of few sequences keeps
+# 256-key splits, so that its sequences × kv heads × splits still fill the GPU
+BLOCK_N, WARPS, STAGES, TABLE_AHEAD = 64, 4, 3, True
 SPLIT_NARROW, SPLIT_WIDE, WIDE_PROGRAMS = 256, 1024, 2048
 
 
@@ -205,7 +206,7 @@ class DecodeAttention:
         block_n: int = BLOCK_N,
         warps: int = WARPS,
         stages: int | None = STAGES,
-        table_ahead: bool = False,
+        table_ahead: bool = TABLE_AHEAD,
     ):
         """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
         warps per program, software-pipelining depth; None: Triton's default), and `table_ahead` (a program
