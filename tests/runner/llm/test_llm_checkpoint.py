@@ -596,6 +596,29 @@ def _cuda_tokens(model, layers, prompts, max_new=8):
     return sink.done, engine
 
 
+def _fp8_differences(state: dict, streamed: list[dict], own: list[dict]) -> list[str]:
+    """Each projection whose e4m3 codes or scales differ between the streamed load and the engine's own
+    quantization, with which of them also differs from the same quantization done on the CPU (on_load), how many
+    codes differ and by how much: on the GPU this once failed for qkv alone, and a bare `key` said nothing more."""
+    found = []
+    for i, (mine, theirs) in enumerate(zip(streamed, own)):
+        reference = on_load(state, i, True, torch.bfloat16)
+        for key in ("qkv", "o", "gate_up", "down"):
+            codes = [x[key][2].float().cpu() for x in (mine, theirs, reference)]
+            scales = [x[key][3].float().cpu() for x in (mine, theirs, reference)]
+            if torch.equal(codes[0], codes[1]) and torch.equal(scales[0], scales[1]):
+                continue
+            apart = codes[0] != codes[1]
+            found.append(
+                f"layer {i} {key}: {int(apart.sum())} of {apart.numel()} codes differ (largest gap "
+                f"{float((codes[0] - codes[1]).abs().max()):g}, first at {apart.nonzero()[:1].tolist()}), scales "
+                f"{'equal' if torch.equal(scales[0], scales[1]) else 'differ'}; against the CPU's: streamed codes "
+                f"{torch.equal(codes[0], codes[2])}, scales {torch.equal(scales[0], scales[2])}; own codes "
+                f"{torch.equal(codes[1], codes[2])}, scales {torch.equal(scales[1], scales[2])}"
+            )
+    return found
+
+
 @pytest.mark.gpu  # bench/gpu_check.sh runs the tests that carry it
 @cuda
 @pytest.mark.parametrize("kind", ["bf16", "channel", "tensor", "hf-fp8"])
@@ -620,10 +643,7 @@ def test_cuda_fp8_from_each_format_generates_as_the_engines_own_fp8(tmp_path, bf
     assert all(p.device.type == "meta" for p in model.model.layers.parameters())
     assert layers[0]["qkv"][2].device.type == "cuda" and layers[0]["qkv"][2].dtype == E4M3
     if kind in ("bf16", "channel"):
-        for mine, theirs in zip(layers, own.layer_weights):
-            for key in ("qkv", "o", "gate_up", "down"):
-                assert torch.equal(mine[key][2].float(), theirs[key][2].float()), key
-                assert torch.equal(mine[key][3], theirs[key][3]), key
+        assert not _fp8_differences(state, layers, own.layer_weights)
         assert got == expected
     else:
         first = sum(got[i][0] == expected[i][0] for i in range(len(prompts)))
