@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmeta import Provenance  # noqa: E402
+from gpu_telemetry import Telemetry  # noqa: E402
 
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH  # noqa: E402
 
@@ -157,11 +158,13 @@ def loadgen_run(sut, qsl, settings, scenario: str, mode: str, outdir: Path) -> d
     from subtool.runner.harness import read_detail_log, run_loadgen
 
     t0 = time.time()
-    run = run_loadgen(sut.handle, qsl.handle, settings, scenario=scenario, mode=mode, outdir=outdir)
+    with Telemetry() as telemetry:  # llama2-70b's runs sat at the H200's power cap: does BERT's fp8 too?
+        run = run_loadgen(sut.handle, qsl.handle, settings, scenario=scenario, mode=mode, outdir=outdir)
     wall = time.time() - t0
     detail = read_detail_log(outdir / "mlperf_log_detail.txt")
     out = {"scenario": scenario, "mode": mode, "wall_s": round(wall, 2), "errors": run.errors}
     if mode == "performance":
+        out["gpu_telemetry"] = telemetry.summary()
         keys = (
             "result_samples_per_second",
             "result_completed_samples_per_sec",

@@ -2,8 +2,10 @@
 
 A bench that runs for minutes at full load meets the GPU's power and thermal limits: the same decode step timed
 after a 450 s LoadGen run took 86 ms against 69.5 ms after warm-up alone, every kernel 13-16 % slower
-(bench/results/llm70b_gpu_paged512_4096samples.json's profile against llm70b_gpu_profile512.json). This
-records why, beside the figure it explains:
+(bench/results/llm70b_gpu_paged512_4096samples.json's profile against llm70b_gpu_profile512.json), and the
+Server runs that recorded this (llm70b_gpu_paged512_server*.json) found the card at its 700 W limit with the
+software power cap holding the SM clock at ~1,700 of 1,980 MHz in 97-99.6 % of the samples. This records why,
+beside the figure it explains:
 
     with Telemetry() as t:
         run()
