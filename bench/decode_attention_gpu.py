@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--warps", default="4,8")
     ap.add_argument("--stages", default="0,2,3", help="pipelining depth; 0: Triton's default")
     ap.add_argument(
+        "--ordered",
+        default="0",
+        help="1: programs launched longest first (the order made once a step; its time over --layers is added to "
+        "each call's); 0,1: both",
+    )
+    ap.add_argument(
         "--table-ahead", default="0,1", help="1: a program loads its split's page numbers before its loop; 0,1: both"
     )
     ap.add_argument(
@@ -117,41 +123,50 @@ def head_major(pool):
     return pool.permute(0, 2, 1, 3).contiguous().permute(0, 2, 1, 3)
 
 
-def time_tuning(tuning: dict, q, caches: dict, lens, scale: float, repeats: int, reference):
+def time_tuning(tuning: dict, q, caches: dict, lens, scale: float, repeats: int, reference, layers: int = 80):
     """(microseconds per call, worst difference from the reference output) of one tuning (its "layout", the
-    bench's own key, picks the cache; the rest are DecodeAttention's)."""
-    import torch
-
+    bench's own key, picks the cache; the rest are DecodeAttention's). An ordered tuning's launch order is made
+    once a step, as the engine makes it, so its time over `layers` calls is added to each call's."""
     from subtool.runner.kernels.decode_attention import DecodeAttention
 
     kernel = {key: value for key, value in tuning.items() if key != "layout"}
     k, v, table, max_len = caches[(max(64, tuning["block_n"]), tuning.get("layout", "token"))]
     att = DecodeAttention(len(lens), HEADS, KV_HEADS, HEAD_DIM, max_len, q.device, **kernel)
-    out = att(q, k, v, lens, scale, table=table)
+    order = att.order(lens) if att.ordered else None
+    out = att(q, k, v, lens, scale, table=table, order=order)
     worst = float((out.float() - reference).abs().max()) if reference is not None else 0.0
     if q.device.type != "cuda":  # the interpreter's smoke run: correctness only
         return 1.0, worst, out
+    us = gpu_us(lambda: att(q, k, v, lens, scale, out=out, table=table, order=order), repeats)
+    if att.ordered:
+        us += gpu_us(lambda: att.order(lens), repeats) / layers
+    return us, worst, out
+
+
+def gpu_us(call, repeats: int) -> float:
+    """Microseconds per call of `call` on the GPU, after 3 untimed ones."""
+    import torch
+
     for _ in range(3):
-        att(q, k, v, lens, scale, out=out, table=table)
+        call()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     for _ in range(repeats):
-        att(q, k, v, lens, scale, out=out, table=table)
+        call()
     end.record()
     torch.cuda.synchronize()
-    return start.elapsed_time(end) * 1000 / repeats, worst, out
+    return start.elapsed_time(end) * 1000 / repeats
 
 
 def tunings(args) -> list[dict]:
     ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
     found = []
     layouts = [x for x in args.layouts.split(",") if x]
-    for split, block, warps, stages, ahead, layout in itertools.product(
-        ints(args.splits), ints(args.blocks), ints(args.warps), ints(args.stages), ints(args.table_ahead), layouts
-    ):
+    knobs = (args.splits, args.blocks, args.warps, args.stages, args.table_ahead, args.ordered)
+    for split, block, warps, stages, ahead, ordered, layout in itertools.product(*map(ints, knobs), layouts):
         if split % block == 0:
             tuning = {"split": split, "block_n": block, "warps": warps, "stages": stages or None}
-            tuning["table_ahead"] = bool(ahead)
+            tuning.update(table_ahead=bool(ahead), ordered=bool(ordered))
             found.append({**tuning, "layout": layout} if layout != "token" else tuning)
     return found
 
@@ -187,13 +202,14 @@ def main(argv: list[str] | None = None) -> dict:
         "warps": decode_attention.WARPS,
         "stages": decode_attention.STAGES,
         "table_ahead": decode_attention.TABLE_AHEAD,
+        "ordered": decode_attention.ORDERED,
     }
     _, _, reference = time_tuning(default, q, caches, lens, scale, 1, None)
     reference = reference.float()
     rows = []
     for tuning in [default, *tunings(args)]:
         try:
-            us, worst, _ = time_tuning(tuning, q, caches, lens, scale, args.repeats, reference)
+            us, worst, _ = time_tuning(tuning, q, caches, lens, scale, args.repeats, reference, args.layers)
         except Exception as exc:  # a tuning Triton cannot build here (shared memory): recorded, not fatal
             rows.append({**tuning, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
             continue
@@ -222,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
         "tunings": timed + [r for r in rows if "error" in r],
     }
     if args.best_out:
-        engine = ("split", "block_n", "warps", "stages", "table_ahead")  # what the engine's decode_tuning takes
+        engine = ("split", "block_n", "warps", "stages", "table_ahead", "ordered")  # the engine's decode_tuning
         args.best_out.write_text(json.dumps({k: best[k] for k in engine if k in best}) + "\n")
     prov.write(result, args.out)
     print(json.dumps({k: result[k] for k in ("default", "best", "speedup_over_default")}, indent=2))

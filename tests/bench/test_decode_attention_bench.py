@@ -1,8 +1,10 @@
 """bench/decode_attention_gpu.py under Triton's interpreter: every tuning axis it sweeps (page-number loads ahead,
-kv-head-major pages) gives the default's output, and the best tuning it writes is one the engine takes."""
+programs launched longest first, kv-head-major pages) gives the default's output, and the best tuning it writes
+is one the engine takes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -18,7 +20,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "decode_attention_gpu.py
 def test_each_layout_and_table_load_gives_the_defaults_output(tmp_path):
     out, best = tmp_path / "sweep.json", tmp_path / "best.json"
     args = ["--device", "cpu", "--sequences", "2", "--splits", "1024", "--blocks", "64", "--warps", "4"]
-    args += ["--stages", "2", "--table-ahead", "0,1", "--layouts", "token,head", "--repeats", "1"]
+    args += ["--stages", "2", "--table-ahead", "0,1", "--ordered", "0,1", "--layouts", "token,head", "--repeats", "1"]
     done = subprocess.run(
         [sys.executable, str(BENCH), *args, "--out", str(out), "--best-out", str(best)],
         env={**os.environ, "TRITON_INTERPRET": "1"},
@@ -28,8 +30,8 @@ def test_each_layout_and_table_load_gives_the_defaults_output(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     tunings = json.loads(out.read_text())["tunings"]
-    seen = {(t.get("table_ahead", False), t.get("layout", "token")) for t in tunings}
-    assert seen == {(False, "token"), (True, "token"), (False, "head"), (True, "head")}
+    seen = {(t["table_ahead"], t["ordered"], t.get("layout", "token")) for t in tunings}
+    assert seen == set(itertools.product((False, True), (False, True), ("token", "head")))
     assert all(t["worst_difference_from_default"] == 0.0 for t in tunings)
     from subtool.runner.kernels.decode_attention import DecodeAttention
 

@@ -30,6 +30,8 @@ ROWS = 16  # the smallest tile tl.dot takes; holds up to 16 query heads per kv h
 # (326 µs for 3 stages without it; bench/results/decode_attention_gpu_ahead.json); a step of few sequences keeps
 # 256-key splits, so that its sequences × kv heads × splits still fill the GPU
 BLOCK_N, WARPS, STAGES, TABLE_AHEAD = 64, 4, 3, True
+# programs launched longest first (see DecodeAttention's `ordered`): off until a GPU sweep says it pays
+ORDERED = False
 SPLIT_NARROW, SPLIT_WIDE, WIDE_PROGRAMS = 256, 1024, 2048
 
 
@@ -82,6 +84,7 @@ def _split_kernel(
     V,
     LENS,
     TABLE,
+    ITEMS,
     O_PART,
     LSE_PART,
     OUT,
@@ -104,10 +107,19 @@ def _split_kernel(
     ROWS: tl.constexpr,
     PAGE: tl.constexpr,
     TABLE_AHEAD: tl.constexpr,
+    ORDERED: tl.constexpr,
+    KV_HEADS: tl.constexpr,
+    SPLITS: tl.constexpr,
 ):
-    seq = tl.program_id(0).to(tl.int64)
-    head = tl.program_id(1).to(tl.int64)
-    split = tl.program_id(2)
+    if ORDERED:  # a 2-D grid (kv head, rank): the rank-th (sequence, split) by keys held, most first
+        head = tl.program_id(0).to(tl.int64)
+        item = tl.load(ITEMS + tl.program_id(1)).to(tl.int64)
+        seq = item // SPLITS
+        split = (item % SPLITS).to(tl.int32)
+    else:  # a 3-D grid (sequence, kv head, split)
+        seq = tl.program_id(0).to(tl.int64)
+        head = tl.program_id(1).to(tl.int64)
+        split = tl.program_id(2)
     length = tl.load(LENS + seq)
     start = split * SPLIT
     end = tl.minimum(start + SPLIT, length)
@@ -147,7 +159,7 @@ def _split_kernel(
     live = row_ok & (start + rows * 0 < length) & (single == 0)
     o_offs = seq * stride_os + (head * GROUP + rows)[:, None] * stride_oh + split * stride_osplit + dims[None, :]
     tl.store(O_PART + o_offs, part, mask=live[:, None])
-    lse_at = (seq * tl.num_programs(1) * GROUP + head * GROUP + rows) * tl.num_programs(2) + split
+    lse_at = (seq * KV_HEADS * GROUP + head * GROUP + rows) * SPLITS + split
     tl.store(LSE_PART + lse_at, tl.where(has, m_i + tl.log(tl.where(has, l_i, 1.0)), float("-inf")), mask=live)
 
 
@@ -207,10 +219,14 @@ class DecodeAttention:
         warps: int = WARPS,
         stages: int | None = STAGES,
         table_ahead: bool = TABLE_AHEAD,
+        ordered: bool = ORDERED,
     ):
         """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
         warps per program, software-pipelining depth; None: Triton's default), and `table_ahead` (a program
         loads its split's page numbers once, before its loop, where a split holds a power of two of whole pages):
+        `ordered` launches the (sequence, split) pairs by the keys they hold, most first, every kv head of one
+        pair side by side, instead of in sequence order: with lengths from 30 to 2,000 keys a long sequence's
+        program that starts in the last wave sets the kernel's end, and the GPU takes programs in launch order.
         `bench/decode_attention_gpu.py` times them on a shape. `split` None: default_split of each call's
         sequence count, so that a decode step over a few rows (a CUDA graph of its own) keeps short splits while a
         full one takes long ones."""
@@ -227,7 +243,7 @@ class DecodeAttention:
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.group = heads // kv_heads
         self.split, self.block_n, self.max_len = split, block_n, max_len
-        self.table_ahead = table_ahead
+        self.table_ahead, self.ordered = table_ahead, ordered
         self.launch = {"num_warps": warps} if stages is None else {"num_warps": warps, "num_stages": stages}
         self.splits = self._splits(split or SPLIT_NARROW)  # the most any call uses: the partial buffers hold them
         self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)
@@ -245,13 +261,28 @@ class DecodeAttention:
             self._identity = torch.arange(n, device=device, dtype=torch.int64)[:, None]
         return self._identity
 
-    def __call__(self, q, k_cache, v_cache, lengths, scale: float, out=None, table=None):
+    def order(self, lengths):
+        """The launch order `ordered` takes for these lengths [S]: each (sequence, split) pair as
+        sequence · splits + split, by the keys it holds, most first (int32 [S · splits]). The lengths are the same
+        in every layer of a step, so a caller computes it once a step and passes it to each call."""
+        import torch
+
+        split = self.split or default_split(len(lengths), self.kv_heads)
+        splits = self._splits(split)
+        starts = torch.arange(splits, device=lengths.device, dtype=torch.int32) * split
+        held = (lengths[:, None] - starts[None, :]).clamp(0, split)
+        return torch.argsort(held.reshape(-1), descending=True, stable=True).to(torch.int32)
+
+    def __call__(self, q, k_cache, v_cache, lengths, scale: float, out=None, table=None, order=None):
         """q [S, heads, D]; lengths [S] int32 (keys each query sees) → [S, heads, D]. With `table` [≥S, pages per
         sequence] (int64): caches [pages, page, kv, D], sequence s's position p in page table[s, p // page];
-        without: caches [S, max_len, kv, D]."""
+        without: caches [S, max_len, kv, D]. `order`: what order(lengths) gives, when `ordered` (computed here
+        when not given)."""
         import torch
 
         s = q.shape[0]
+        if self.ordered and order is None:
+            order = self.order(lengths)
         if out is None:
             out = torch.empty_like(q)
         block = self.block_n
@@ -267,12 +298,14 @@ class DecodeAttention:
         page = k_cache.shape[1]
         ahead = page <= split and split % page == 0 and (split // page) & (split // page - 1) == 0
         splits = self._splits(split)  # the split kernel's grid and the merge's count agree on it
-        _split_kernel[(s, self.kv_heads, splits)](
+        grid = (self.kv_heads, s * splits) if self.ordered else (s, self.kv_heads, splits)
+        _split_kernel[grid](
             q,
             k_cache,
             v_cache,
             lengths,
             table,
+            order if self.ordered else lengths,  # unread when not ordered
             o_part,
             lse_part,
             out,
@@ -295,6 +328,9 @@ class DecodeAttention:
             ROWS=ROWS,
             PAGE=page,
             TABLE_AHEAD=self.table_ahead and ahead,
+            ORDERED=self.ordered,
+            KV_HEADS=self.kv_heads,
+            SPLITS=splits,
             **self.launch,
         )
         _merge_kernel[(s, self.heads)](

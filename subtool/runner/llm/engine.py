@@ -126,9 +126,10 @@ class ContinuousEngine:
         `kv_pages`: the KV cache as a pool of that many pages of `page_tokens` tokens, given out as sequences grow
         (engine_pages.py; Triton or SDPA decode attention), so that slots can outnumber what max_len-sized rows
         would fit; None: every slot owns max_len positions for good.
-        `decode_tuning`: the Triton decode kernel's split/block_n/warps/stages (kernels/decode_attention.py; None:
-        its defaults). `admit_free`: how many slots must be free before waiting prompts are admitted (None: an
-        eighth of the slots; fewer keeps more slots busy, more keeps prompt chunks larger)."""
+        `decode_tuning`: the Triton decode kernel's split, block_n, warps, stages, table_ahead and ordered
+        (kernels/decode_attention.py; None: its defaults). `admit_free`: how many slots must be free before
+        waiting prompts are admitted (None: an eighth of the slots; fewer keeps more slots busy, more keeps
+        prompt chunks larger)."""
         _check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
@@ -296,8 +297,11 @@ class ContinuousEngine:
         cos, sin = self.cos[pos][:, None, None, :], self.sin[pos][:, None, None, :]  # [S, 1, 1, D]
         page = self.pool.page
         at = self.page_table[self.slot_index[:s], pos // page] * page + pos % page  # each row's cache row
+        order = None
         if self.own_keys:
             used = (pos + 1).to(torch.int32)
+            if self.triton_attention is not None and self.triton_attention.ordered:
+                order = self.triton_attention.order(used)  # the same for every layer of the step
         else:
             key_pos = self.key_index[:keys]
             mask = (key_pos[None, :] <= pos[:, None])[:, None, None, :]  # [S, 1, 1, keys]
@@ -315,6 +319,7 @@ class ContinuousEngine:
                     used,
                     self.scaling,
                     table=self.page_table,
+                    order=order,
                 )
             elif self.decode_attention == "flash":
                 qg = q[:, 0].view(s, self.n_kv, self.group, self.head_dim)

@@ -18,7 +18,7 @@ vc = torch.randn(S, L, KV, D, device=device, dtype=dtype)
 lens = torch.tensor([1, 63, 64, 200, 300], dtype=torch.int32, device=device)
 # the default tuning and others (warps and stages only change the compiled code, so the GPU run checks them)
 for tuning in ({}, dict(split=128, block_n=64), dict(split=64, block_n=32, warps=8, stages=2),
-               dict(split=512, block_n=128, warps=4, stages=3)):
+               dict(split=512, block_n=128, warps=4, stages=3), dict(split=64, block_n=32, ordered=True)):
     att = DecodeAttention(S, H, KV, D, L, device, **tuning)
     out = att(q, kc, vc, lens, 1 / math.sqrt(D)).float()
     worst = 0.0
@@ -66,7 +66,9 @@ table = table.to(device)
 q = torch.randn(S, H, D, device=device, dtype=dtype)
 # page numbers loaded per block, or once per split before its loop (table_ahead: 2 and 4 pages a split; 90 keys
 # cross splits, so the merge reads splits whose pages were loaded ahead)
-for tuning in (dict(split=32), dict(split=32, table_ahead=True), dict(split=64, table_ahead=True)):
+# ordered: programs launched by the keys their (sequence, split) holds, most first
+for tuning in (dict(split=32), dict(split=32, table_ahead=True), dict(split=64, table_ahead=True),
+               dict(split=32, table_ahead=True, ordered=True)):
     att = DecodeAttention(S, H, KV, D, per * P, device, block_n=16, **tuning)
     out = att(q, pool_k, pool_v, lens, 1 / math.sqrt(D), table=table).float()
     worst = 0.0
@@ -100,6 +102,23 @@ def test_default_split_is_long_only_when_sequences_alone_fill_the_gpu():
     assert DecodeAttention(4, 64, 8, 128, 2047, "cpu", split=1024).splits == 2
 
 
+@needs_triton
+def test_the_launch_order_is_every_sequence_and_split_by_the_keys_it_holds_most_first():
+    import torch
+
+    from subtool.runner.kernels.decode_attention import DecodeAttention
+
+    att = DecodeAttention(4, 8, 2, 16, 300, "cpu", split=128, ordered=True)
+    assert att.splits == 4
+    lengths = torch.tensor([1, 300, 0, 129], dtype=torch.int32)
+    order = att.order(lengths).tolist()
+    assert sorted(order) == list(range(16))  # every (sequence, split) once: sequence · 4 + split
+    held = {s * 4 + k: max(0, min(128, int(lengths[s]) - 128 * k)) for s in range(4) for k in range(4)}
+    assert [held[i] for i in order] == sorted(held.values(), reverse=True)
+    assert order[:3] == [4, 5, 12]  # 128, 128, 128 keys, ties in index order; then sequence 1's last 44
+    assert order[3] == 6
+
+
 WIDE_AND_NARROW = r"""
 import math, sys, torch
 from subtool.runner.kernels import decode_attention
@@ -117,7 +136,8 @@ kc = torch.randn(S, L, KV, D, device=device, dtype=dtype)
 vc = torch.randn(S, L, KV, D, device=device, dtype=dtype)
 lens = torch.tensor([1090, 300, 7, 1024], dtype=torch.int32, device=device)  # past 1,024 / 256 keys, one block
 att = DecodeAttention(S, H, KV, D, L, device, block_n=16)
-for rows, split in ((S, 1024), (3, 256)):
+ordered = DecodeAttention(S, H, KV, D, L, device, block_n=16, ordered=True)
+for att, rows, split in ((att, S, 1024), (att, 3, 256), (ordered, S, 1024), (ordered, 3, 256)):
     assert decode_attention.default_split(rows, KV) == split
     out = att(q[:rows], kc[:rows], vc[:rows], lens[:rows], 1 / math.sqrt(D)).float()
     worst = 0.0

@@ -146,8 +146,10 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 @cuda
 @pytest.mark.gpu
-@pytest.mark.parametrize("kv_cache", ["model", "fp8"])
-def test_cuda_paged_triton_engine_agrees_with_the_unpaged_one(kv_cache):
+@pytest.mark.parametrize("kv_cache, tuning", [("model", {}), ("fp8", {}), ("fp8", {"ordered": True})])
+def test_cuda_paged_triton_engine_agrees_with_the_unpaged_one(kv_cache, tuning):
+    """Also with the decode kernel's programs launched longest first, its order computed once a step inside the
+    decode step's CUDA graph."""
     model = _model("cuda").to(torch.bfloat16)
     prompts = _prompts(24)
     runs = {}
@@ -163,6 +165,7 @@ def test_cuda_paged_triton_engine_agrees_with_the_unpaged_one(kv_cache):
             kv_cache=kv_cache,
             kv_pages=pages,
             page_tokens=16,
+            decode_tuning=tuning,
         )
         engine.warm_up([len(p) for p in prompts])
         sut = Recorder(prompts)
