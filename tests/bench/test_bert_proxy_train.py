@@ -7,6 +7,7 @@ within 20 steps, at lr 0.5 too (a few seconds on 2 cores, the same with every se
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -75,3 +76,20 @@ def test_the_residual_output_projections_start_at_the_recorded_std(small, tmp_pa
     plain, std = train.new_model(train.SHAPES["small"], 100, torch.device("cpu"), 0, scale=False)
     assert std == 0.02
     assert projection_stds(plain)[0] == pytest.approx([0.02] * 2 * layers, rel=0.05)
+
+
+def test_a_shape_with_short_steps_trains_on_short_contexts_first_then_the_full_ones(monkeypatch, tmp_path):
+    """The schedule hands out short_steps batches of the short-context questions, then full-length ones only,
+    and the record names the short phase."""
+    import numpy as np
+
+    shape = {**train.SHAPES["tiny"], **SMALL, "context_tokens": (30, 40)}
+    shape |= {"short_steps": 3, "short_contexts": (12, 14), "short_questions": 100}
+    monkeypatch.setitem(train.SHAPES, "small", shape)
+    _, _, data, _ = train.prepare(shape, tmp_path / "prep", 7, "key")
+    lengths = {name: data[name][0].seq_lengths for name in ("short", "full")}
+    assert lengths["short"].max() < lengths["full"].min()  # the two sets really differ in context length
+    handed = [part for part, _ in itertools.islice(train.schedule(shape, data, np.random.default_rng(0)), 8)]
+    assert [part is data["short"] for part in handed] == [True] * 3 + [False] * 5
+    record = run(tmp_path / "run", "--steps", "4")
+    assert (record["short_steps"], tuple(record["short_contexts"])) == (3, (12, 14))
