@@ -111,9 +111,10 @@ def _split_kernel(
     KV_HEADS: tl.constexpr,
     SPLITS: tl.constexpr,
 ):
-    if ORDERED:  # a 2-D grid (kv head, rank): the rank-th (sequence, split) by keys held, most first
-        head = tl.program_id(0).to(tl.int64)
-        item = tl.load(ITEMS + tl.program_id(1)).to(tl.int64)
+    if ORDERED:  # a 1-D grid of rank · kv heads + kv head (rank: the rank-th (sequence, split) by keys held)
+        program = tl.program_id(0)
+        head = (program % KV_HEADS).to(tl.int64)
+        item = tl.load(ITEMS + program // KV_HEADS).to(tl.int64)
         seq = item // SPLITS
         split = (item % SPLITS).to(tl.int32)
     else:  # a 3-D grid (sequence, kv head, split)
@@ -298,7 +299,8 @@ class DecodeAttention:
         page = k_cache.shape[1]
         ahead = page <= split and split % page == 0 and (split // page) & (split // page - 1) == 0
         splits = self._splits(split)  # the split kernel's grid and the merge's count agree on it
-        grid = (self.kv_heads, s * splits) if self.ordered else (s, self.kv_heads, splits)
+        # ordered: one axis (a grid's second and third hold at most 65,535), every kv head of a pair side by side
+        grid = (s * splits * self.kv_heads,) if self.ordered else (s, self.kv_heads, splits)
         _split_kernel[grid](
             q,
             k_cache,
