@@ -643,7 +643,9 @@ def test_cuda_fp8_from_each_format_generates_as_the_engines_own_fp8(tmp_path, bf
     assert all(p.device.type == "meta" for p in model.model.layers.parameters())
     assert layers[0]["qkv"][2].device.type == "cuda" and layers[0]["qkv"][2].dtype == E4M3
     if kind in ("bf16", "channel"):
-        assert not _fp8_differences(state, layers, own.layer_weights)
+        # and whether the model the engine quantized still holds the checkpoint's bf16 weights
+        moved = [k for k, v in whole.state_dict().items() if k in state and not torch.equal(v.cpu(), state[k])]
+        assert not _fp8_differences(state, layers, own.layer_weights), f"whole model's weights that differ: {moved}"
         assert got == expected
     else:
         first = sum(got[i][0] == expected[i][0] for i in range(len(prompts)))
