@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Every GPU test and the headline GPU benches in one command, on a machine with an NVIDIA GPU and no network.
 #
-#   bash bench/gpu_check.sh [tests] [bert] [llm] [llm70b] [checker]  # no part named: tests bert llm (+ checker
-#                                                             # when wheels/official holds the official checker)
+#   bash bench/gpu_check.sh [tests|gpufiles|gpumarked] [bert] [llm] [llm70b] [checker]
+#   (no part named: tests bert llm, + checker when wheels/official holds the official checker)
 #
 # 0. Installs subtool's requirements from wheels/ (git-ignored; bench/fetch_wheels.sh fills it on a machine
 #    with PyPI) with `pip install --no-index --find-links wheels/`: only what the machine's Python lacks.
 #    The checkout's subtool is used through PYTHONPATH.
 # 1. tests:   pytest on GPU_TEST_FILES (the packed BERT, the kernels, the LLM engine), then `-m gpu` on every
-#             other test file with a test marked gpu.
+#             other test file with a test marked gpu; gpufiles and gpumarked run each half alone (one device
+#             call each: both together can pass its 10 minutes).
 # 2. bert:    python bench/bert_gpu.py --quick                     → $RESULTS_DIR/gpu_check_bert.json
 # 3. llm:     python bench/llm_gpu.py, 256 prompts, one Server point → $RESULTS_DIR/gpu_check_llm.json
 # 3b. llm70b: python bench/llm70b_gpu.py (Llama-2-70B's shape, fp8, one GPU; asked for by name only: it needs
@@ -89,18 +90,21 @@ run_part() {            # run_part NAME COMMAND...: log it, remember its exit st
 
 for part in "${parts[@]}"; do
   case $part in
-    tests)
+    tests|gpufiles|gpumarked)
+      # tests: GPU_TEST_FILES whole (gpufiles), then elsewhere only the tests marked gpu (gpumarked; their files'
+      # CPU tests run in CI). Each half alone fits one 10-minute device call; both together may not
       if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-        say "tests: torch is missing or sees no CUDA GPU, so every GPU test would skip"; status[tests]=1; continue
+        say "$part: torch is missing or sees no CUDA GPU, so every GPU test would skip"; status[$part]=1; continue
       fi
-      # GPU_TEST_FILES whole; elsewhere only the tests marked gpu (their files' CPU tests run in CI, and the
-      # device's time is short: the whole files took over the 10-minute limit of one device call)
       mapfile -t marked < <(grep -rlE "pytest\.mark\.gpu" tests --include='test_*.py' \
                               | grep -vxF -f <(printf '%s\n' "${GPU_TEST_FILES[@]}") | sort -u)
-      run_part tests "$PY" -m pytest -q -rs -p no:cacheprovider "${GPU_TEST_FILES[@]}"
-      whole=${status[tests]}
-      run_part tests "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu "${marked[@]}"
-      [ "$whole" = 0 ] || status[tests]=$whole ;;
+      whole=0
+      if [ "$part" != gpumarked ]; then
+        run_part "$part" "$PY" -m pytest -q -rs -p no:cacheprovider "${GPU_TEST_FILES[@]}"
+        whole=${status[$part]}
+      fi
+      [ "$part" = gpufiles ] || run_part "$part" "$PY" -m pytest -q -rs -p no:cacheprovider -m gpu "${marked[@]}"
+      [ "$whole" = 0 ] || status[$part]=$whole ;;
     bert)
       rm -f "$RESULTS/gpu_check_bert.json"
       run_part bert "$PY" bench/bert_gpu.py --quick --out "$RESULTS/gpu_check_bert.json" ;;
@@ -125,7 +129,7 @@ for part in "${parts[@]}"; do
       rm -f "$RESULTS/checker_speed_device.json"
       run_part checker "$PY" bench/checker_speed.py --official wheels/official --repeat 3 \
                --out "$RESULTS/checker_speed_device.json" ;;
-    *) say "unknown part '$part' (tests, bert, llm, llm70b, proxy, bertproxy, checker)"; exit 2 ;;
+    *) say "unknown part '$part' (tests, gpufiles, gpumarked, bert, llm, llm70b, proxy, bertproxy, checker)"; exit 2 ;;
   esac
 done
 
@@ -134,7 +138,7 @@ say "summary"
 {
   [ -n "${status[setup]:-}" ] && echo "set-up: some requirements missing (see above); parts that need them fail"
   for part in "${parts[@]}"; do echo "part $part: exit ${status[$part]}"; done
-  [ -n "${status[tests]:-}" ] && grep -E "^=* ?[0-9]+ (passed|failed|skipped|error).* in [0-9.]+s" "$LOG" | tail -2
+  [ -n "${status[tests]:-}${status[gpufiles]:-}${status[gpumarked]:-}" ] && grep -E "^=* ?[0-9]+ (passed|failed|skipped|error).* in [0-9.]+s" "$LOG" | tail -2
   "$PY" bench/gpu_check_summary.py "$RESULTS"
 } 2>&1 | tee -a "$LOG"
 if [ -n "${OUT:-}" ]; then
