@@ -45,6 +45,13 @@ if [ ${#parts[@]} -eq 0 ]; then
   [ -f wheels/official/tools/submission/submission_checker/main.py ] && parts+=(checker)
 fi
 say() { echo "[gpu_check $(date -u +%H:%M:%S)] $*" | tee -a "$LOG"; }
+PARTS="tests, gpufiles, gpumarked, bert, llm, llm70b, proxy, bertproxy, checker"
+for part in "${parts[@]}"; do  # refused before the set-up installs anything
+  case $part in
+    tests|gpufiles|gpumarked|bert|llm|llm70b|proxy|bertproxy|checker) ;;
+    *) say "unknown part '$part' ($PARTS)"; exit 2 ;;
+  esac
+done
 
 declare -A status
 # ---------------------------------------------------------------------------------------------- 0. set-up
@@ -129,7 +136,7 @@ for part in "${parts[@]}"; do
       rm -f "$RESULTS/checker_speed_device.json"
       run_part checker "$PY" bench/checker_speed.py --official wheels/official --repeat 3 \
                --out "$RESULTS/checker_speed_device.json" ;;
-    *) say "unknown part '$part' (tests, gpufiles, gpumarked, bert, llm, llm70b, proxy, bertproxy, checker)"; exit 2 ;;
+    *) say "unknown part '$part' ($PARTS)"; exit 2 ;;
   esac
 done
 
