@@ -78,6 +78,22 @@ def _attend_block(
 
 
 @triton.jit
+def _program(ITEMS, ORDERED: tl.constexpr, KV_HEADS: tl.constexpr, SPLITS: tl.constexpr):
+    """This program's (sequence, kv head, split)."""
+    if ORDERED:  # a 1-D grid of rank · kv heads + kv head (rank: the rank-th (sequence, split) by keys held)
+        program = tl.program_id(0)
+        head = (program % KV_HEADS).to(tl.int64)
+        item = tl.load(ITEMS + program // KV_HEADS).to(tl.int64)
+        seq = item // SPLITS
+        split = (item % SPLITS).to(tl.int32)
+    else:  # a 3-D grid (sequence, kv head, split)
+        seq = tl.program_id(0).to(tl.int64)
+        head = tl.program_id(1).to(tl.int64)
+        split = tl.program_id(2)
+    return seq, head, split
+
+
+@triton.jit
 def _split_kernel(
     Q,
     K,
@@ -111,16 +127,7 @@ def _split_kernel(
     KV_HEADS: tl.constexpr,
     SPLITS: tl.constexpr,
 ):
-    if ORDERED:  # a 1-D grid of rank · kv heads + kv head (rank: the rank-th (sequence, split) by keys held)
-        program = tl.program_id(0)
-        head = (program % KV_HEADS).to(tl.int64)
-        item = tl.load(ITEMS + program // KV_HEADS).to(tl.int64)
-        seq = item // SPLITS
-        split = (item % SPLITS).to(tl.int32)
-    else:  # a 3-D grid (sequence, kv head, split)
-        seq = tl.program_id(0).to(tl.int64)
-        head = tl.program_id(1).to(tl.int64)
-        split = tl.program_id(2)
+    seq, head, split = _program(ITEMS, ORDERED, KV_HEADS, SPLITS)
     length = tl.load(LENS + seq)
     start = split * SPLIT
     end = tl.minimum(start + SPLIT, length)
