@@ -45,12 +45,13 @@ if [ ${#parts[@]} -eq 0 ]; then
   [ -f wheels/official/tools/submission/submission_checker/main.py ] && parts+=(checker)
 fi
 say() { echo "[gpu_check $(date -u +%H:%M:%S)] $*" | tee -a "$LOG"; }
-PARTS="tests, gpufiles, gpumarked, bert, llm, llm70b, proxy, bertproxy, checker"
+KNOWN=(tests gpufiles gpumarked bert llm llm70b proxy bertproxy checker)  # the parts the loop below runs
+known_part() { local k; for k in "${KNOWN[@]}"; do [ "$k" = "$1" ] && return 0; done; return 1; }
 for part in "${parts[@]}"; do  # refused before the set-up installs anything
-  case $part in
-    tests|gpufiles|gpumarked|bert|llm|llm70b|proxy|bertproxy|checker) ;;
-    *) say "unknown part '$part' ($PARTS)"; exit 2 ;;
-  esac
+  if ! known_part "$part"; then
+    printf -v known '%s, ' "${KNOWN[@]}"
+    say "unknown part '$part' (${known%, })"; exit 2
+  fi
 done
 
 declare -A status
@@ -136,7 +137,6 @@ for part in "${parts[@]}"; do
       rm -f "$RESULTS/checker_speed_device.json"
       run_part checker "$PY" bench/checker_speed.py --official wheels/official --repeat 3 \
                --out "$RESULTS/checker_speed_device.json" ;;
-    *) say "unknown part '$part' ($PARTS)"; exit 2 ;;
   esac
 done
 

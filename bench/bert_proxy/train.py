@@ -58,10 +58,9 @@ SHAPES = {
         # the first short_steps steps on questions with contexts of short_contexts tokens, then the full lengths:
         # at depth 24, width 64 (5e-4, seed 2, batch 32, no dropout) training on 30-360-token contexts from the
         # start collapsed by step 300 (margin 0.0, F1 0.8; seed 1: at chance to step 500, F1 0.2, margin 0.0),
-        # where 400 steps on 12-60-token contexts first left it
-        # learning the long ones: F1 9 at step 700, 37 at 1,000, 63 at 1,300, 45 at 1,400 (hence the best
-        # evaluation is kept), 73.5 at 1,600; seed 1 the same way, 23 at 1,000, 47.5 at 1,200 and 63.5 at 1,300.
-        # The short steps also cost a fraction of a long one
+        # where 400 steps on 12-60-token contexts first left it learning the long ones: F1 9 at step 700, 37 at
+        # 1,000, 63 at 1,300, 45 at 1,400 (hence the best evaluation is kept), 73.5 at 1,600; seed 1 the same
+        # way, 23 at 1,000, 47.5 at 1,200 and 63.5 at 1,300. The short steps also cost a fraction of a long one
         short_steps=400,
         short_contexts=(12, 60),
         short_questions=30_000,
@@ -373,7 +372,7 @@ def train(
         "config": s["config"],
         "residual_init_scale": scale,
         "residual_init_std": round(std, 6),
-        "short_steps": s.get("short_steps", 0) if data["short"] is not None else 0,
+        "short_steps": s.get("short_steps", 0),  # prepare made short questions exactly when this is non-zero
         "short_contexts": s.get("short_contexts"),
         "lr": last["lr"],
         "warmup": warm,

@@ -261,6 +261,12 @@ class DecodeAttention:
     def _splits(self, split: int) -> int:
         return triton.next_power_of_2(-(-self.max_len // split))
 
+    def _splitting(self, rows: int) -> tuple[int, int]:
+        """(keys per program, splits per sequence) of a call over `rows` sequences: what the split kernel's grid,
+        the merge and a launch order made for those rows all go by."""
+        split = self.split or default_split(rows, self.kv_heads)
+        return split, self._splits(split)
+
     def _rows(self, n: int, device):
         """The table of an unpaged cache: sequence s's one page is row s."""
         import torch
@@ -275,8 +281,7 @@ class DecodeAttention:
         in every layer of a step, so a caller computes it once a step and passes it to each call."""
         import torch
 
-        split = self.split or default_split(len(lengths), self.kv_heads)
-        splits = self._splits(split)
+        split, splits = self._splitting(len(lengths))
         starts = torch.arange(splits, device=lengths.device, dtype=torch.int32) * split
         held = (lengths[:, None] - starts[None, :]).clamp(0, split)
         return torch.argsort(held.reshape(-1), descending=True, stable=True).to(torch.int32)
@@ -302,10 +307,9 @@ class DecodeAttention:
             if k_cache.shape[1] % block:
                 raise ValueError(f"pages of {k_cache.shape[1]} tokens: a multiple of 16 only")
         o_part, lse_part = self.o_part, self.lse_part
-        split = self.split or default_split(s, self.kv_heads)
+        split, splits = self._splitting(s)  # the split kernel's grid and the merge's count agree on it
         page = k_cache.shape[1]
         ahead = page <= split and split % page == 0 and (split // page) & (split // page - 1) == 0
-        splits = self._splits(split)  # the split kernel's grid and the merge's count agree on it
         # ordered: one axis (a grid's second and third hold at most 65,535), every kv head of a pair side by side
         grid = (s * splits * self.kv_heads,) if self.ordered else (s, self.kv_heads, splits)
         _split_kernel[grid](
