@@ -170,6 +170,15 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("decode_attention_gpu_ahead", lambda d: f"{d['default']['us_per_layer']:.0f} µs"),
     ("decode_attention_gpu", lambda d: f"{d['best']['us_per_layer']:.0f} µs"),
     ("decode_attention_gpu", lambda d: f"{d['default']['us_per_layer']:.0f} µs"),
+    ("decode_attention_gpu_ordered", lambda d: f"{d['best']['us_per_layer']:.0f} µs"),
+    ("decode_attention_gpu_ordered", lambda d: f"{d['default']['us_per_layer']:.0f} µs"),
+    ("bert_proxy_train", lambda d: _fmt(d["fp32_dev"]["f1"], 2)),
+    ("bert_proxy_train", lambda d: _fmt(d["steps"])),
+    ("bert_proxy_train_bench", lambda d: _fmt(d["fp32_dev"]["f1"], 1)),
+    ("bert_gpu_proxy", lambda d: _fmt(d["fp32"]["f1"], 2)),
+    *[("bert_gpu_proxy", lambda d, p=p: _fmt(_run(d, f"torch-cuda-{p}")["f1"], 2)) for p in ("fp8", "bf16")],
+    *[("bert_gpu_proxy", lambda d, p=p: _fmt(_run(d, f"torch-cuda-{p}")["f1_ratio"], 3)) for p in ("fp8", "bf16")],
+    ("bert_gpu_proxy", lambda d: _fmt(d["transformers_bf16"]["f1"], 2)),
 ]
 
 

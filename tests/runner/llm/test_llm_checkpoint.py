@@ -623,12 +623,18 @@ def _fp8_differences(state: dict, streamed: list[dict], own: list[dict]) -> list
 @cuda
 @pytest.mark.parametrize("kind", ["bf16", "channel", "tensor", "hf-fp8"])
 def test_cuda_fp8_from_each_format_generates_as_the_engines_own_fp8(tmp_path, bf16, kind):
-    """On the GPU: the streamed fp8 weights against the engine quantizing the whole bf16 model itself. Identical
-    weights (bf16 quantized on load, compressed-tensors per channel) give identical tokens; per-tensor and block
-    scales round differently, so most first tokens agree."""
+    """On the GPU: the streamed fp8 weights against the engine quantizing the whole bf16 model itself. bf16
+    quantized on load gives the engine's own weights and so identical tokens. A checkpoint's scales were made
+    elsewhere: amax / 448 done on the CPU and on the GPU (where torch multiplies by the reciprocal of a scalar
+    divisor) part by an ulp in some rows (seen on the H200 for compressed-tensors per channel), per-tensor and
+    block scales round differently again; so for those most first tokens agree, and per channel the streamed
+    weights are exactly the checkpoint's."""
+    from transformers import LlamaForCausalLM
+
     from subtool.runner.llm.checkpoint import load_streaming
 
     config, state, path = bf16
+    source = path
     if kind in ("channel", "tensor"):
         tensors, quantization = compressed_fp8(state, kind), quant_config("compressed-tensors", strategy=kind)
         path = write_checkpoint(tmp_path / kind, config, tensors, shards=2, quantization=quantization)
@@ -636,18 +642,22 @@ def test_cuda_fp8_from_each_format_generates_as_the_engines_own_fp8(tmp_path, bf
         tensors, quantization = hf_fp8(state, (32, 32)), quant_config("hf-fp8")
         path = write_checkpoint(tmp_path / kind, config, tensors, shards=2, quantization=quantization)
     prompts = _prompts(12)
-    whole = whole_model(config, state, torch.bfloat16).to("cuda")
+    # loaded as transformers loads it: `LlamaForCausalLM(config).to(bf16)` also rounds the rotary frequencies to
+    # bf16 (0.3164 for 0.3162), which transformers' own load and the streamed skeleton keep in fp32, and the
+    # tokens then part after a few steps though every weight is equal (seen on the H200)
+    whole = LlamaForCausalLM.from_pretrained(source, dtype=torch.bfloat16).to("cuda")
     expected, own = _cuda_tokens(whole, None, prompts)
     model, layers = load_streaming(path, torch.device("cuda"), torch.bfloat16, fp8=True)
     got, engine = _cuda_tokens(model, layers, prompts)
     assert all(p.device.type == "meta" for p in model.model.layers.parameters())
     assert layers[0]["qkv"][2].device.type == "cuda" and layers[0]["qkv"][2].dtype == E4M3
-    if kind in ("bf16", "channel"):
-        # and whether the model the engine quantized still holds the checkpoint's bf16 weights
-        moved = [k for k, v in whole.state_dict().items() if k in state and not torch.equal(v.cpu(), state[k])]
-        assert not _fp8_differences(state, layers, own.layer_weights), f"whole model's weights that differ: {moved}"
+    if kind == "bf16":  # both sides quantize the same bf16 weights on the GPU by the same rule
+        assert not _fp8_differences(state, layers, own.layer_weights)
         assert got == expected
     else:
+        if kind == "channel":  # the checkpoint's own codes and scales, as written on the CPU, untouched by the load
+            written = [on_load(state, i, True, torch.bfloat16) for i in range(len(layers))]
+            assert not _fp8_differences(state, layers, written)
         first = sum(got[i][0] == expected[i][0] for i in range(len(prompts)))
         assert first >= 9, f"first tokens agree on {first} of {len(prompts)}"
 
