@@ -21,8 +21,9 @@ What it measures, each under LoadGen with the QSL holding all 10,833 features:
 With --proxy DIR (what bench/bert_proxy/train.py wrote: a trained BERT-large-shaped checkpoint and its held-out
 questions), one lean run measures what bert-99's criterion needs instead: the fp32 F1 on the proxy, then for each
 precision its Offline samples/s under LoadGen and the F1 of its LoadGen accuracy run relative to fp32's (fp8
-calibrated and planned as `subtool run --precision fp8` does it), transformers' own bf16 model's F1 ratio (the peer
-a user would pick), and what `--precision auto` picks on it, with its one line:
+calibrated and planned as `subtool run --precision fp8` does it), what `--precision auto` picks on it with its one
+line, and the same two figures for the reference-style SUT and for transformers' bf16 model batched (the peer a
+user would pick):
 
     python bench/bert_gpu.py --proxy /tmp/proxy --out bench/results/bert_gpu_proxy.json
 """
@@ -193,7 +194,7 @@ def loadgen_run(sut, qsl, settings, scenario: str, mode: str, outdir: Path) -> d
 
 
 # ------------------------------------------------------------------------------------------------ SUTs
-def reference_sut(ckpt: Path, features):
+def reference_sut(ckpt: Path, features, device: str = "cuda"):
     """The reference's way: transformers BERT, fp32, one sample per forward, padded to 384."""
     import torch
 
@@ -209,10 +210,22 @@ def reference_sut(ckpt: Path, features):
                 out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=seg)
             return torch.stack([out.start_logits, out.end_logits], dim=-1).float().cpu().numpy()
 
-    return PaddedReference(ckpt, features, batch_size=1, device="cuda")
+    return PaddedReference(ckpt, features, batch_size=1, device=device)
 
 
-def transformers_logits(ckpt: Path, features, dtype: str = "fp32") -> dict[int, np.ndarray]:
+def transformers_sut(ckpt: Path, features, device: str, dtype: str, batch_size: int = 64):
+    """The peer a user would pick: transformers' BertForQuestionAnswering in `dtype`, samples of like length
+    batched `batch_size` at a time, each batch padded to its longest."""
+    import torch
+
+    from subtool.runner.bert.sut_cpu import TorchBertSUT
+
+    sut = TorchBertSUT(ckpt, features, batch_size=batch_size, device=device)  # loads fp32; nothing is queued yet
+    sut.model.to({"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
+    return sut
+
+
+def transformers_logits(ckpt: Path, features, dtype: str = "fp32", device: str = "cuda") -> dict[int, np.ndarray]:
     """transformers' logits of every feature: samples of equal length batched together (no padding, so the
     arithmetic is batch-1's); fp32 with TF32 off is the ground truth."""
     import torch
@@ -221,7 +234,7 @@ def transformers_logits(ckpt: Path, features, dtype: str = "fp32") -> dict[int, 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    model = BertForQuestionAnswering.from_pretrained(str(ckpt), dtype=torch_dtype).cuda().eval()
+    model = BertForQuestionAnswering.from_pretrained(str(ckpt), dtype=torch_dtype).to(device).eval()
     out: dict[int, np.ndarray] = {}
     lengths = features.seq_lengths
     with torch.inference_mode():
@@ -229,8 +242,8 @@ def transformers_logits(ckpt: Path, features, dtype: str = "fp32") -> dict[int, 
             group = np.flatnonzero(lengths == n)
             for start in range(0, group.size, 64):
                 idx = group[start : start + 64]
-                ids = torch.from_numpy(features.input_ids[idx, :n].astype(np.int64)).cuda()
-                seg = torch.from_numpy(features.segment_ids[idx, :n].astype(np.int64)).cuda()
+                ids = torch.from_numpy(features.input_ids[idx, :n].astype(np.int64)).to(device)
+                seg = torch.from_numpy(features.segment_ids[idx, :n].astype(np.int64)).to(device)
                 res = model(input_ids=ids, token_type_ids=seg)
                 logits = torch.stack([res.start_logits, res.end_logits], -1).float().cpu().numpy()
                 for row, i in enumerate(idx):
@@ -238,7 +251,8 @@ def transformers_logits(ckpt: Path, features, dtype: str = "fp32") -> dict[int, 
                     full[:n] = logits[row]
                     out[int(i)] = full
     del model
-    torch.cuda.empty_cache()
+    if device == "cuda":
+        torch.cuda.empty_cache()
     return out
 
 
@@ -652,6 +666,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--device", default="cuda", help="with --proxy: cpu checks the script itself (fp8 emulated)")
     ap.add_argument("--reference-samples", type=int, default=800)
+    ap.add_argument(
+        "--proxy-qps",
+        type=float,
+        default=10000.0,
+        help="with --proxy: the Offline runs' expected QPS (3-second runs; lower it on a CPU)",
+    )
+    ap.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --proxy: also the reference-style SUT and transformers' bf16 model, after subtool's precisions",
+    )
     ap.add_argument("--precisions", default="bf16,fp16,fp8")
     ap.add_argument("--quick", action="store_true", help="shorter runs, to check the script itself")
     ap.add_argument(
@@ -810,17 +836,38 @@ def main() -> None:
 
 
 # ------------------------------------------------------------------------------------------- the trained proxy
-def proxy_block(precision, ckpt, data, qsl, args, f1_fp32: float, ratio: float) -> dict:
-    """One precision on the proxy: Offline samples/s and the F1 of its accuracy run, relative to fp32's."""
-    import torch
-
+def proxy_measure(entry: dict, sut, qsl, data, args, f1_fp32: float, ratio: float, settings=None) -> dict:
+    """`sut`'s Offline samples/s under LoadGen and (unless `entry` already holds an F1) the F1 of its LoadGen
+    accuracy run, relative to fp32's; the SUT is stopped at the end."""
     from subtool.runner.bert.fp8_plan import f1_on
-    from subtool.runner.bert.precision_choice import prepare
-    from subtool.runner.bert.sut_cuda import TorchCudaBertSUT
     from subtool.runner.bert.workload import read_accuracy_log
 
-    name = f"torch-cuda-{precision}"
-    entry: dict = {"name": name, "precision": precision, "token_budget": args.budget}
+    name, work = entry["name"], args.work / "proxy"
+    try:
+        perf = settings or offline_settings(args.proxy_qps, 3000)
+        r = loadgen_run(sut, qsl, perf, "Offline", "performance", work / f"{name}-offline")
+        entry["offline"] = r
+        entry["offline_samples_per_s"] = r["result"]
+        if "f1" not in entry:
+            acc = loadgen_run(
+                sut, qsl, offline_settings(args.proxy_qps, 1000), "Offline", "accuracy", work / f"{name}-acc"
+            )
+            entry["accuracy_run_s"] = acc["wall_s"]
+            entry["f1"] = round(f1_on(data, read_accuracy_log(work / f"{name}-acc" / "mlperf_log_accuracy.json")), 4)
+    finally:
+        sut.stop()
+    entry["f1_ratio"] = round(entry["f1"] / f1_fp32, 5)
+    entry["meets_criterion"] = entry["f1_ratio"] >= ratio
+    log(f"{name}: {entry['offline_samples_per_s']:.1f} samples/s, F1 {entry['f1']} = {entry['f1_ratio']} of fp32")
+    return entry
+
+
+def proxy_block(precision, ckpt, data, qsl, args, f1_fp32: float, ratio: float) -> dict:
+    """One of subtool's precisions on the proxy (fp8 calibrated and planned as `subtool run` does it)."""
+    from subtool.runner.bert.precision_choice import prepare
+    from subtool.runner.bert.sut_cuda import TorchCudaBertSUT
+
+    entry: dict = {"name": f"torch-cuda-{precision}", "precision": precision, "token_budget": args.budget}
     t0 = time.time()
     model = record = None
     if precision == "fp8":
@@ -838,24 +885,32 @@ def proxy_block(precision, ckpt, data, qsl, args, f1_fp32: float, ratio: float) 
         precision_record=record,
     )
     entry["build_s"] = round(time.time() - t0, 1)
-    try:
-        work = args.work / "proxy"
-        r = loadgen_run(sut, qsl, offline_settings(10000, 3000), "Offline", "performance", work / f"{name}-offline")
-        entry["offline"] = r
-        entry["offline_samples_per_s"] = r["result"]
-        acc = loadgen_run(sut, qsl, offline_settings(10000, 1000), "Offline", "accuracy", work / f"{name}-acc")
-        logits = read_accuracy_log(work / f"{name}-acc" / "mlperf_log_accuracy.json")
-        entry["accuracy_run_s"] = acc["wall_s"]
-        entry["f1"] = round(f1_on(data, logits), 4)
-        entry["f1_ratio"] = round(entry["f1"] / f1_fp32, 5)
-        entry["meets_criterion"] = entry["f1_ratio"] >= ratio
-    finally:
-        sut.stop()
-    log(f"{name}: {entry['offline_samples_per_s']:.1f} samples/s, F1 {entry['f1']} = {entry['f1_ratio']} of fp32")
-    del sut, model
-    if args.device == "cuda":
-        torch.cuda.empty_cache()
-    return entry
+    return proxy_measure(entry, sut, qsl, data, args, f1_fp32, ratio)
+
+
+def proxy_peers(ckpt, data, qsl, args, f1_fp32: float, ratio: float) -> list[dict]:
+    """What a team would set subtool against, on the proxy: the reference's way (its F1 from the same fp32
+    arithmetic over every feature grouped by length: an accuracy run at batch 1 would take minutes) and
+    transformers' bf16 model batched (speed and F1 from its own LoadGen runs)."""
+    from subtool.runner.bert.fp8_plan import f1_on
+
+    f = data.features
+    reference = {
+        "name": "reference-fp32-bs1-pad384",
+        "sut": "transformers BertForQuestionAnswering",
+        "precision": "fp32",
+        "batch_size": 1,
+        "padding": 384,
+        "f1": round(f1_on(data, transformers_logits(ckpt, f, "fp32", args.device)), 4),
+        "f1_from": "transformers fp32 (TF32 off) over every feature, grouped by length",
+    }
+    qps = 70.0 if args.device == "cuda" else 20.0
+    settings = offline_settings(qps, int(args.reference_samples / qps / 1.1 * 1000))
+    peers = [proxy_measure(reference, reference_sut(ckpt, f, args.device), qsl, data, args, f1_fp32, ratio, settings)]
+    peer = {"name": "transformers-bf16", "sut": "transformers BertForQuestionAnswering", "precision": "bf16"}
+    peer["batch_size"] = 64
+    peers.append(proxy_measure(peer, transformers_sut(ckpt, f, args.device, "bf16"), qsl, data, args, f1_fp32, ratio))
+    return peers
 
 
 def proxy_main(args, prov) -> None:
@@ -896,10 +951,6 @@ def proxy_main(args, prov) -> None:
     del fp32
     report["fp32"] = {"f1": round(f1_fp32, 4), "seconds": round(time.time() - t0, 1)}
     log(f"proxy: {report['dataset']}, fp32 F1 {f1_fp32:.3f}")
-    if args.device == "cuda":
-        peer = f1_on(data, transformers_logits(ckpt, f, "bf16"))
-        report["transformers_bf16"] = {"f1": round(peer, 4), "f1_ratio": round(peer / f1_fp32, 5)}
-        log(f"transformers bf16: F1 {peer:.3f}")
     save()
     t0 = time.time()
     choice = prepare(ckpt, data, "auto", ratio, args.device, token_budget=args.budget)
@@ -920,6 +971,8 @@ def proxy_main(args, prov) -> None:
                 traceback.print_exc()
                 report["runs"].append({"name": f"torch-cuda-{precision}", "failed": repr(exc)[:500]})
             save()
+        if args.peers:  # last: a call cut short keeps subtool's own figures
+            report["runs"] += proxy_peers(ckpt, data, qsl, args, f1_fp32, ratio)
     finally:
         qsl.destroy()
         report.update(prov.record())

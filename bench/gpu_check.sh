@@ -19,10 +19,12 @@
 #             key/value questions: ~80 s making the data, then at most PROXY_MINUTES of training, default 6, less
 #             when the dev F1 reaches 97; on the H200 it did at 273 s) → $PROXY_DIR (/tmp/subtool-proxy) and
 #             $RESULTS_DIR/bert_proxy_train.json; asked for by name only. The weights live only on that machine,
-#             which the device tool may hand back between calls: ask for `proxy bertproxy` in one call, with
-#             PROXY_MINUTES=5.5 to fit its 10 minutes.
+#             which the device tool may hand back between calls: ask for `proxy bertproxy` in one call. On the
+#             H200 the data took 75 s and 1,600 steps 275 s more, so PROXY_MINUTES=5.8 leaves bertproxy ~3.5 of
+#             the call's 10 minutes: fp8 and bf16 at least.
 # 3d. bertproxy: python bench/bert_gpu.py --proxy $PROXY_DIR (each precision's samples/s and F1 ratio on the
-#             trained proxy, what auto picks; ~3 min)                → $RESULTS_DIR/bert_gpu_proxy.json
+#             trained proxy, what auto picks, then the reference-style SUT and transformers' bf16; ~4 min;
+#             BERTPROXY_PRECISIONS, default fp8,bf16,fp16, saved after each) → $RESULTS_DIR/bert_gpu_proxy.json
 # 4. checker: python bench/checker_speed.py --official wheels/official (the machine's cores, idle)
 #                                                                    → $RESULTS_DIR/checker_speed_device.json
 # RESULTS_DIR defaults to bench/results. The last lines printed are a summary: each part's exit status and
@@ -135,7 +137,7 @@ for part in "${parts[@]}"; do
     bertproxy)
       rm -f "$RESULTS/bert_gpu_proxy.json"
       run_part bertproxy "$PY" bench/bert_gpu.py --proxy "${PROXY_DIR:-/tmp/subtool-proxy}" \
-               --precisions bf16,fp16,fp8 --out "$RESULTS/bert_gpu_proxy.json" ;;
+               --precisions "${BERTPROXY_PRECISIONS:-fp8,bf16,fp16}" --out "$RESULTS/bert_gpu_proxy.json" ;;
     checker)
       rm -f "$RESULTS/checker_speed_device.json"
       run_part checker "$PY" bench/checker_speed.py --official wheels/official --repeat 3 \
