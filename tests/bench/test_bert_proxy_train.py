@@ -104,3 +104,19 @@ def test_the_saved_weights_are_those_of_the_best_evaluation_not_the_last(small, 
     assert record["kept_step"] == record["history"][f1s.index(best)]["step"] < record["steps"]
     # the saved model is scored on the same 60 questions after training: the best evaluation's F1, not the last's
     assert record["fp32_dev"]["f1"] == pytest.approx(best, abs=0.01)
+
+
+def test_training_features_made_in_parallel_parts_equal_one_pass(tmp_path):
+    import numpy as np
+
+    shape = train.SHAPES["tiny"]
+    words = train.proxy_data.vocabulary(shape["words"])
+    train.proxy_data.write_vocab(tmp_path / "model", words)
+    doc = train.proxy_data.generate(words, 203, 3, context_tokens=(12, 40), long_share=0.0, answer="key")
+    _, whole, _, start, end = train.featurize(tmp_path / "model", doc, tmp_path / "one.json")
+    joined, j_start, j_end = train.featurize_training(tmp_path / "model", doc, tmp_path / "parts.json", 2)
+    for name in whole.__dataclass_fields__:  # example indices too: shifted to the whole document's
+        assert np.array_equal(getattr(joined, name), getattr(whole, name)), name
+    assert np.array_equal(j_start, start) and np.array_equal(j_end, end)
+    assert len(set(whole.example_index.tolist())) == 203 and start.any()
+    assert not list(tmp_path.glob("parts*"))  # each part's scratch file is gone
