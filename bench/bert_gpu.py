@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import platform
 import shutil
@@ -888,14 +889,14 @@ def proxy_block(precision, ckpt, data, qsl, args, f1_fp32: float, ratio: float) 
     return proxy_measure(entry, sut, qsl, data, args, f1_fp32, ratio)
 
 
-def proxy_peers(ckpt, data, qsl, args, f1_fp32: float, ratio: float) -> list[dict]:
-    """What a team would set subtool against, on the proxy: the reference's way (its F1 from the same fp32
-    arithmetic over every feature grouped by length: an accuracy run at batch 1 would take minutes) and
-    transformers' bf16 model batched (speed and F1 from its own LoadGen runs)."""
+def proxy_reference(ckpt, data, qsl, args, f1_fp32: float, ratio: float) -> dict:
+    """The reference's way on the proxy: fp32, batch 1, padded to 384. Its speed from a LoadGen run of about
+    --reference-samples; its F1 from the same fp32 arithmetic over every feature grouped by length (an accuracy
+    run at batch 1 would take minutes)."""
     from subtool.runner.bert.fp8_plan import f1_on
 
     f = data.features
-    reference = {
+    entry = {
         "name": "reference-fp32-bs1-pad384",
         "sut": "transformers BertForQuestionAnswering",
         "precision": "fp32",
@@ -906,11 +907,16 @@ def proxy_peers(ckpt, data, qsl, args, f1_fp32: float, ratio: float) -> list[dic
     }
     qps = 70.0 if args.device == "cuda" else 20.0
     settings = offline_settings(qps, int(args.reference_samples / qps / 1.1 * 1000))
-    peers = [proxy_measure(reference, reference_sut(ckpt, f, args.device), qsl, data, args, f1_fp32, ratio, settings)]
-    peer = {"name": "transformers-bf16", "sut": "transformers BertForQuestionAnswering", "precision": "bf16"}
-    peer["batch_size"] = 64
-    peers.append(proxy_measure(peer, transformers_sut(ckpt, f, args.device, "bf16"), qsl, data, args, f1_fp32, ratio))
-    return peers
+    return proxy_measure(entry, reference_sut(ckpt, f, args.device), qsl, data, args, f1_fp32, ratio, settings)
+
+
+def proxy_transformers_bf16(ckpt, data, qsl, args, f1_fp32: float, ratio: float) -> dict:
+    """The peer a user would pick, on the proxy: transformers' bf16 model batched 64 at a time, its speed and F1
+    from its own LoadGen runs."""
+    entry = {"name": "transformers-bf16", "sut": "transformers BertForQuestionAnswering", "precision": "bf16"}
+    entry["batch_size"] = 64
+    sut = transformers_sut(ckpt, data.features, args.device, "bf16", batch_size=64)
+    return proxy_measure(entry, sut, qsl, data, args, f1_fp32, ratio)
 
 
 def proxy_main(args, prov) -> None:
@@ -961,18 +967,19 @@ def proxy_main(args, prov) -> None:
         torch.cuda.empty_cache()
     save()
     qsl = BertQSL(f, len(f))
+    blocks = [(f"torch-cuda-{p}", functools.partial(proxy_block, p)) for p in args.precisions.split(",") if p]
+    if args.peers:  # last: a call cut short keeps subtool's own figures
+        blocks += [("reference-fp32-bs1-pad384", proxy_reference), ("transformers-bf16", proxy_transformers_bf16)]
     try:
-        for precision in [p for p in args.precisions.split(",") if p]:
+        for name, block in blocks:
             try:
-                report["runs"].append(proxy_block(precision, ckpt, data, qsl, args, f1_fp32, ratio))
-            except Exception as exc:  # noqa: BLE001 - one precision failing must not lose the others' numbers
+                report["runs"].append(block(ckpt, data, qsl, args, f1_fp32, ratio))
+            except Exception as exc:  # noqa: BLE001 - one failing must not lose the others' numbers
                 import traceback
 
                 traceback.print_exc()
-                report["runs"].append({"name": f"torch-cuda-{precision}", "failed": repr(exc)[:500]})
+                report["runs"].append({"name": name, "failed": repr(exc)[:500]})
             save()
-        if args.peers:  # last: a call cut short keeps subtool's own figures
-            report["runs"] += proxy_peers(ckpt, data, qsl, args, f1_fp32, ratio)
     finally:
         qsl.destroy()
         report.update(prov.record())
