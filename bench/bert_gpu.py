@@ -700,16 +700,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     prov = Provenance()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.proxy is not None:
+        proxy_main(args, prov, proxy_record(args.proxy))  # a proxy without its record fails before torch loads
+        return
 
     import torch
 
     from subtool.fsutil import atomic_write_json
     from subtool.runner.bert.workload import BertQSL
 
-    args.work.mkdir(parents=True, exist_ok=True)
-    if args.proxy is not None:
-        proxy_main(args, prov)
-        return
     if not torch.cuda.is_available():
         sys.exit("bench/bert_gpu.py needs a CUDA GPU")
     report: dict = {
@@ -919,9 +919,27 @@ def proxy_transformers_bf16(ckpt, data, qsl, args, f1_fp32: float, ratio: float)
     return proxy_measure(entry, sut, qsl, data, args, f1_fp32, ratio)
 
 
-def proxy_main(args, prov) -> None:
+def proxy_record(proxy: Path) -> dict:
+    """train.py's record of the proxy in `proxy`, or one line saying what is missing or unreadable (train.py writes
+    the model and its record when its training ends: a proxy cut short lacks them)."""
     import json
 
+    missing = [n for n in ("train.json", "model/config.json", "proxy-dev-v1.1.json") if not (proxy / n).is_file()]
+    if missing:
+        sys.exit(
+            f"bench/bert_gpu.py: --proxy {proxy} lacks {', '.join(missing)}: run bench/bert_proxy/train.py --out there"
+        )
+    try:
+        record = json.loads((proxy / "train.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        sys.exit(f"bench/bert_gpu.py: {proxy / 'train.json'} is not train.py's JSON record ({exc})")
+    if not isinstance(record, dict):
+        sys.exit(f"bench/bert_gpu.py: {proxy / 'train.json'} is not train.py's JSON record (not an object)")
+    return record
+
+
+def proxy_main(args, prov, train: dict) -> None:
+    """The --proxy run (the module docstring says what it measures); `train` is train.py's record of the proxy."""
     import torch
 
     from subtool.fsutil import atomic_write_json
@@ -933,7 +951,6 @@ def proxy_main(args, prov) -> None:
 
     ckpt, dev = args.proxy / "model", args.proxy / "proxy-dev-v1.1.json"
     ratio = 0.99  # bert-99
-    train = json.loads((args.proxy / "train.json").read_text(encoding="utf-8"))
     report: dict = {
         "schema": "subtool.bench.bert_gpu_proxy/1",
         "command": prov.command,

@@ -59,3 +59,26 @@ def test_each_sut_reports_its_speed_and_f1_ratio_with_the_peers_last_and_a_failu
     assert by["transformers-bf16"]["accuracy_run_s"] > 0  # its F1 comes from its own LoadGen accuracy run
     assert by["torch-cuda-fp8"]["fp8_plan"]["fp8_layers"] or by["torch-cuda-fp8"]["fp8_plan"]["bf16_layers"]
     assert report["auto"]["chosen"] in {"fp32", "fp16", "bf16", "fp8"} and report["auto"]["why"]
+
+
+@pytest.mark.parametrize("damage", ["nothing", "no record", "garbage record", "list record"])
+def test_a_proxy_dir_without_a_usable_record_is_one_line(proxy, tmp_path, damage):
+    import shutil
+
+    broken = tmp_path / "proxy"
+    if damage != "nothing":
+        shutil.copytree(proxy, broken)
+        record = broken / "train.json"
+        {
+            "no record": lambda: record.unlink(),
+            "garbage record": lambda: record.write_bytes(b"\xff{"),
+            "list record": lambda: record.write_text("[1]"),
+        }[damage]()
+    cmd = [sys.executable, str(BENCH / "bert_gpu.py"), "--proxy", str(broken), "--device", "cpu"]
+    proc = subprocess.run(
+        [*cmd, "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o.json")], capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert str(broken) in line and ("lacks" in line or "not train.py's JSON record" in line), line
+    assert not (tmp_path / "o.json").exists()
