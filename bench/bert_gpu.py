@@ -214,15 +214,20 @@ def reference_sut(ckpt: Path, features, device: str = "cuda"):
     return PaddedReference(ckpt, features, batch_size=1, device=device)
 
 
+def torch_dtype(name: str):
+    """torch's dtype for one of the precision names transformers' models run in here."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
 def transformers_sut(ckpt: Path, features, device: str, dtype: str, batch_size: int = 64):
     """The peer a user would pick: transformers' BertForQuestionAnswering in `dtype`, samples of like length
     batched `batch_size` at a time, each batch padded to its longest."""
-    import torch
-
     from subtool.runner.bert.sut_cpu import TorchBertSUT
 
     sut = TorchBertSUT(ckpt, features, batch_size=batch_size, device=device)  # loads fp32; nothing is queued yet
-    sut.model.to({"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
+    sut.model.to(torch_dtype(dtype))
     return sut
 
 
@@ -234,8 +239,7 @@ def transformers_logits(ckpt: Path, features, dtype: str = "fp32", device: str =
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    model = BertForQuestionAnswering.from_pretrained(str(ckpt), dtype=torch_dtype).to(device).eval()
+    model = BertForQuestionAnswering.from_pretrained(str(ckpt), dtype=torch_dtype(dtype)).to(device).eval()
     out: dict[int, np.ndarray] = {}
     lengths = features.seq_lengths
     with torch.inference_mode():
@@ -915,7 +919,7 @@ def proxy_transformers_bf16(ckpt, data, qsl, args, f1_fp32: float, ratio: float)
     from its own LoadGen runs."""
     entry = {"name": "transformers-bf16", "sut": "transformers BertForQuestionAnswering", "precision": "bf16"}
     entry["batch_size"] = 64
-    sut = transformers_sut(ckpt, data.features, args.device, "bf16", batch_size=64)
+    sut = transformers_sut(ckpt, data.features, args.device, entry["precision"], batch_size=entry["batch_size"])
     return proxy_measure(entry, sut, qsl, data, args, f1_fp32, ratio)
 
 

@@ -16,12 +16,12 @@
 #             ~75 GB of GPU memory and ~8 minutes)                 → $RESULTS_DIR/gpu_check_llm70b.json
 #             LLM70B_ARGS adds arguments (e.g. "--samples 512 --server-seconds 60").
 # 3c. proxy: python bench/bert_proxy/train.py --shape large (a BERT-large-shaped model trained on generated
-#             key/value questions: ~80 s making the data, then at most PROXY_MINUTES of training, default 6, less
-#             when the dev F1 reaches 97; on the H200 it did at 273 s) → $PROXY_DIR (/tmp/subtool-proxy) and
-#             $RESULTS_DIR/bert_proxy_train.json; asked for by name only. The weights live only on that machine,
-#             which the device tool may hand back between calls: ask for `proxy bertproxy` in one call. On the
-#             H200 the data took 75 s and 1,600 steps 275 s more, so PROXY_MINUTES=5.8 leaves bertproxy ~3.5 of
-#             the call's 10 minutes: fp8 and bf16 at least.
+#             key/value questions: at most PROXY_MINUTES, default 6, the ~75 s of making the data included; less
+#             when the dev F1 reaches 97, which on the H200 it did 273 s into training) → $PROXY_DIR
+#             (/tmp/subtool-proxy) and $RESULTS_DIR/bert_proxy_train.json; asked for by name only. The weights live
+#             only on that machine, which the device tool may hand back between calls: ask for `proxy bertproxy` in
+#             one call. On the H200 the data took 75 s and 1,600 steps 275 s more, so PROXY_MINUTES=5.8 leaves
+#             bertproxy ~3.5 of the call's 10 minutes: fp8 and bf16 at least.
 # 3d. bertproxy: python bench/bert_gpu.py --proxy $PROXY_DIR (each precision's samples/s and F1 ratio on the
 #             trained proxy, what auto picks, then the reference-style SUT and transformers' bf16; ~4 min;
 #             BERTPROXY_PRECISIONS, default fp8,bf16,fp16, saved after each) → $RESULTS_DIR/bert_gpu_proxy.json
