@@ -753,7 +753,8 @@ def main() -> None:
         return
     qsl = BertQSL(f, len(f))
 
-    def save() -> None:  # after every block: a run cut short still leaves its numbers
+    def save() -> None:  # after every block: a run cut short still leaves its numbers, machine and load
+        report.update(prov.record())
         atomic_write_json(args.out, report)
 
     try:
@@ -824,7 +825,6 @@ def main() -> None:
             save()
     finally:
         qsl.destroy()
-        report.update(prov.record())
         save()
         log(f"wrote {args.out}")
     table = [
@@ -965,7 +965,8 @@ def proxy_main(args, prov, train: dict) -> None:
         "runs": [],
     }
 
-    def save() -> None:
+    def save() -> None:  # after every block: a call cut short still leaves its numbers, machine and load
+        report.update(prov.record())
         atomic_write_json(args.out, report)
 
     t0 = time.time()
@@ -1003,7 +1004,6 @@ def proxy_main(args, prov, train: dict) -> None:
             save()
     finally:
         qsl.destroy()
-        report.update(prov.record())
         save()
     for r in report["runs"]:
         print(

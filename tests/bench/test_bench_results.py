@@ -179,6 +179,9 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("decode_attention_gpu", lambda d: f"{d['default']['us_per_layer']:.0f} µs"),
     ("decode_attention_gpu_ordered", lambda d: f"{d['best']['us_per_layer']:.0f} µs"),
     ("decode_attention_gpu_ordered", lambda d: f"{d['default']['us_per_layer']:.0f} µs"),
+    ("llm70b_gpu_paged512_4096samples_ordered", lambda d: _fmt(d["offline"]["result"])),
+    ("llm70b_gpu_paged512_4096samples_ordered", lambda d: _fmt(d["offline"]["steady_state"]["tokens_per_second"])),
+    ("llm70b_gpu_paged512_4096samples_ordered", lambda d: f"{d['ratio_to_published']['trtllm_h200_fp8_128_128']:.2f}×"),
     ("bert_proxy_train", lambda d: _fmt(d["fp32_dev"]["f1"], 2)),
     ("bert_proxy_train", lambda d: _fmt(d["steps"])),
     ("bert_proxy_train_bench", lambda d: _fmt(d["fp32_dev"]["f1"], 1)),
@@ -186,6 +189,18 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     *[("bert_gpu_proxy", lambda d, p=p: _fmt(_run(d, f"torch-cuda-{p}")["f1"], 2)) for p in ("fp8", "bf16")],
     *[("bert_gpu_proxy", lambda d, p=p: _fmt(_run(d, f"torch-cuda-{p}")["f1_ratio"], 3)) for p in ("fp8", "bf16")],
     ("bert_gpu_proxy", lambda d: _fmt(_transformers_bf16_f1(d), 2)),
+    ("bert_proxy_train_f1_65", lambda d: _fmt(d["fp32_dev"]["f1"], 2)),
+    ("bert_proxy_train_f1_65", lambda d: _fmt(d["steps"])),
+    ("bert_gpu_proxy_f1_65", lambda d: _fmt(d["fp32"]["f1"], 2)),
+    *[
+        ("bert_gpu_proxy_f1_65", lambda d, p=p, k=k, n=n: _fmt(_run(d, p)[k], n))
+        for p in ("torch-cuda-fp8", "torch-cuda-bf16", "torch-cuda-fp16", "reference-fp32-bs1-pad384")
+        for k, n in (("f1", 2), ("f1_ratio", 3), ("offline_samples_per_s", 0))
+    ],
+    ("bert_gpu_proxy_f1_65", lambda d: d["auto"]["chosen"]),
+    ("bert_gpu_proxy_f1_65", lambda d: _fmt(d["auto"]["candidates"][1]["f1"], 2)),
+    ("bert_gpu_proxy_f1_65", lambda d: _fmt(d["auto"]["candidates"][0]["f1"], 2)),
+    ("bert_gpu_proxy_f1_65", lambda d: f"{100 * d['auto']['candidates'][1]['ratio']:.2f} %"),
 ]
 
 

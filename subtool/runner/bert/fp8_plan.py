@@ -76,6 +76,16 @@ def subsets(features, n_check: int, n_calibration: int) -> tuple[list[int], list
     return [i for i in range(len(ex)) if int(ex[i]) in cal_ex], [i for i in range(len(ex)) if int(ex[i]) in check_ex]
 
 
+def more_questions(features, taken: list[int], n: int) -> list[int]:
+    """Feature indices of up to `n` more whole questions, spread evenly over those no index in `taken` belongs to."""
+    ex = features.example_index
+    held = {int(ex[i]) for i in taken}
+    free = np.array([e for e in np.unique(ex).tolist() if e not in held], dtype=np.int64)
+    want = min(len(free), max(n, 0))
+    picked = set(free[np.linspace(0, len(free) - 1, want).round().astype(int)].tolist()) if want else set()
+    return [i for i in range(len(ex)) if int(ex[i]) in picked]
+
+
 def f1_on(data, logits: dict[int, np.ndarray]) -> float:
     """SQuAD v1.1 F1 (percent) over the questions whose features `logits` holds, against the data set's answers."""
     from subtool.runner.bert.squad_eval import best_answers, squad_v11_scores
@@ -83,6 +93,20 @@ def f1_on(data, logits: dict[int, np.ndarray]) -> float:
     covered = sorted({int(data.features.example_index[i]) for i in logits})
     preds = best_answers(data.examples, data.features, logits, data.tokenizer.convert_ids_to_tokens)
     return squad_v11_scores(preds, [data.examples[i] for i in covered])["f1"]
+
+
+def question_f1(data, logits: dict[int, np.ndarray]) -> dict[int, float]:
+    """Each question's SQuAD v1.1 F1 (0 to 1, the best over its ground truths), by example index, over the
+    questions whose features `logits` holds: f1_on is their mean, in percent."""
+    from subtool.runner.bert.squad_eval import best_answers, f1
+
+    covered = sorted({int(data.features.example_index[i]) for i in logits})
+    preds = best_answers(data.examples, data.features, logits, data.tokenizer.convert_ids_to_tokens)
+    scores = {}
+    for i in covered:
+        ex = data.examples[i]
+        scores[i] = max(f1(preds.get(ex.qas_id, ""), t) for t in (ex.answers or [""]))
+    return scores
 
 
 # ----------------------------------------------------------------------------------------- calibration

@@ -189,3 +189,67 @@ def test_calibration_and_check_subsets_are_whole_disjoint_questions(proxy):
     assert len(ex(cal)) == 200 and check == []
     cal, check = fp8_plan.subsets(f, 10_000, 10_000)  # more than there are: all of them, split
     assert len(ex(cal)) + len(ex(check)) == len(data.examples)
+
+
+def test_more_questions_are_whole_new_questions_spread_over_the_rest(proxy):
+    _, _, data = proxy
+    f = data.features
+    ex = lambda idx: {int(f.example_index[i]) for i in idx}  # noqa: E731
+    cal, check = fp8_plan.subsets(f, 30, 20)
+    extra = fp8_plan.more_questions(f, cal + check, 90)
+    assert len(ex(extra)) == 90 and not ex(extra) & ex(cal + check)
+    assert set(extra) == {i for i in range(len(f)) if int(f.example_index[i]) in ex(extra)}  # every window of each
+    rest = len(data.examples) - 50
+    assert len(ex(fp8_plan.more_questions(f, cal + check, 10**6))) == rest  # more than there are: all the rest
+    assert fp8_plan.more_questions(f, cal + check, 0) == [] == fp8_plan.more_questions(f, range(len(f)), 5)
+
+
+def test_question_f1_is_what_f1_on_averages(proxy, fp32_logits):
+    _, _, data = proxy
+    _, check = fp8_plan.subsets(data.features, 50, 0)
+    logits = {i: fp32_logits[i] for i in check}
+    per = fp8_plan.question_f1(data, logits)
+    assert len(per) == 50 and all(0.0 <= v <= 1.0 for v in per.values())
+    assert 100 * np.mean(list(per.values())) == pytest.approx(fp8_plan.f1_on(data, logits))
+
+
+def test_judge_is_unsure_within_two_standard_errors_and_decides_beyond():
+    ref = dict.fromkeys(range(300), 1.0)
+    two_lost = {**ref, 0: 0.0, 1: 0.0}  # 99.33 %: 0.33 points over 99 % with a standard error of 0.47
+    verdict, margin, se = precision_choice.judge(two_lost, ref, 0.99)
+    assert verdict == "unsure" and margin == pytest.approx(100 * (298 / 300 - 0.99)) and 0 < se < margin * 2
+    assert precision_choice.judge(ref, ref, 0.99)[0] == "pass"  # every question alike: no doubt at all
+    assert precision_choice.judge(ref, ref, 1.0)[0] == "unsure"  # exactly at the target: more cannot hurt
+    half = {q: float(q % 2) for q in ref}
+    assert precision_choice.judge(half, ref, 0.99)[0] == "fail"
+    many = dict.fromkeys(range(4800), 1.0)  # the same two lost in 4,800 questions: 99.96 %, decided
+    assert precision_choice.judge({**many, 0: 0.0, 1: 0.0}, many, 0.99)[0] == "pass"
+    assert precision_choice.judge({}, {}, 0.99) == ("unsure", 0.0, 0.0)  # nothing to judge on is no pass
+
+
+def test_a_check_too_close_to_call_grows_before_it_decides(proxy, fp32_logits):
+    """The target set exactly at bf16's F1 ratio on the first 40 questions: no margin at all, so the check grows
+    fourfold, then to its cap of 200, and then decides on the point estimate, and the line says so."""
+    _, model, data = proxy
+    _, check = fp8_plan.subsets(data.features, 40, 20)
+    bf16 = PackedBert(model, device="cpu", precision="bf16")
+    mine = fp8_plan.question_f1(data, fp8_plan.eval_logits(bf16, data.features, check))
+    ref = fp8_plan.question_f1(data, {i: fp32_logits[i] for i in check})
+    at_target = sum(mine.values()) / sum(ref.values())
+
+    def build(p):
+        return PackedBert(model, device="cpu", precision=p)
+
+    choice = precision_choice.choose(
+        data, build, at_target, candidates=("bf16",), n_check=40, n_calibration=20, max_check=200
+    )
+    entry = choice.evidence[1]
+    assert [r["questions"] for r in entry["rounds"]] == [40, 160, 200], entry
+    assert entry["rounds"][0]["verdict"] == "unsure" and abs(entry["rounds"][0]["margin"]) < 1e-6
+    assert entry["questions"] == 200 and choice.evidence[0]["questions"] == 40
+    last = entry["rounds"][-1]
+    passes = last["verdict"] == "pass" or (last["verdict"] == "unsure" and last["margin"] >= 0)
+    assert (choice.precision == "bf16") == passes, choice.record()
+    assert "40 could not tell within 2 standard errors" in (choice.line if passes else entry["refused"])
+    if passes:
+        assert "of fp32's on 200 questions" in choice.line
