@@ -201,7 +201,21 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("bert_gpu_proxy_f1_65", lambda d: _fmt(d["auto"]["candidates"][1]["f1"], 2)),
     ("bert_gpu_proxy_f1_65", lambda d: _fmt(d["auto"]["candidates"][0]["f1"], 2)),
     ("bert_gpu_proxy_f1_65", lambda d: f"{100 * d['auto']['candidates'][1]['ratio']:.2f} %"),
+    ("auto_check_cpu", lambda d: _fmt(d["candidates"]["fp8"]["differing_questions"])),
+    ("auto_check_cpu", lambda d: _fmt(d["questions"])),
+    ("auto_check_cpu", lambda d: _fmt(d["f1"]["fp32"])),
+    *[
+        ("auto_check_cpu", lambda d, o=o, k=k: f"{100 * _offset(d, 'fp8', o)[k]:.1f} %")
+        for o in (-0.5, -1.0, -0.1)
+        for k in ("fixed_wrong", "growing_wrong")
+    ],
+    ("auto_check_cpu", lambda d: _fmt(_offset(d, "fp8", -0.5)["growing_questions_mean"])),
 ]
+
+
+def _offset(doc: dict, candidate: str, offset: float) -> dict:
+    """auto_check's row for one candidate and one target offset."""
+    return next(r for r in doc["candidates"][candidate]["offsets"] if r["offset_points"] == offset)
 
 
 @pytest.mark.parametrize("stem, figure", FIGURES, ids=[f"{s}-{i}" for i, (s, _) in enumerate(FIGURES)])

@@ -32,6 +32,7 @@ MIN_REFERENCE_F1 = 5.0  # below this the fp32 model answers (almost) nothing rig
 # On the trained proxy (H200, bench/results/bert_gpu_proxy_f1_65.json) 300 questions put fp8 at 98.98 % of fp32's F1,
 # two questions short, where the whole dev set put it at 99.89 %.
 Z, GROWTH, MAX_CHECK = 2.0, 4, 4800
+N_CHECK = 300  # the questions a check starts on
 
 
 @dataclass
@@ -119,7 +120,7 @@ def choose(
     build,
     ratio: float,
     candidates: tuple[str, ...] = SPEED_ORDER,
-    n_check: int = 300,
+    n_check: int = N_CHECK,
     n_calibration: int = 200,
     token_budget: int = 16384,
     max_fallback: int | None = None,
