@@ -20,7 +20,8 @@
 #             when the dev F1 reaches 97, which on the H200 it did once 273 s into training; twice it stalled near
 #             F1 60-65 until its time ran out) → $PROXY_DIR (/tmp/subtool-proxy) and
 #             $RESULTS_DIR/bert_proxy_train.json; asked for by name only. The weights live only on that machine,
-#             which the device tool may hand back between calls: ask for `proxy bertproxy` in one call.
+#             which the device tool hands back after 30 s idle: ask for `proxy bertproxy` in one call, or, to
+#             train longer (PROXY_MINUTES up to 9.5), `proxy` and then `bertproxy` in two calls made back to back.
 # 3d. bertproxy: python bench/bert_gpu.py --proxy $PROXY_DIR (each precision's samples/s and F1 ratio on the
 #             trained proxy, what auto picks, then the reference-style SUT and transformers' bf16;
 #             BERTPROXY_PRECISIONS, default fp8,bf16, saved after each) → $RESULTS_DIR/bert_gpu_proxy.json.
