@@ -216,14 +216,22 @@ def _judged(model, chk: _Check, ratio: float) -> tuple[bool, dict]:
         logits.update(fp8_plan.eval_logits(model, chk.data.features, extra, chk.budget))
     passes = verdict == "pass" or (verdict == "unsure" and bool(ref) and margin >= 0)
     entry = {**rounds[-1], "ratio": round(f1 / f1_ref, 5) if f1_ref else 0.0, "rounds": rounds}
-    note = ""
-    if len(rounds) > 1:
-        note = f"; {rounds[0]['questions']} could not tell within {Z:g} standard errors"
-    if verdict == "unsure":
-        note += f"; {len(ref)} could not either: the point estimate decided"
+    note = _note([r["questions"] for r in rounds], verdict)
     if note:
-        entry["note"] = f" ({note[2:]})"
+        entry["note"] = f" ({note})"
     return passes, entry
+
+
+def _note(sizes: list[int], verdict: str) -> str:
+    """What the line adds about the check's size: nothing when its first questions decided."""
+    if not sizes[-1]:
+        return "no questions left to check on: the calibration subset took them all"
+    within = f"could not tell within {Z:g} standard errors"
+    if verdict != "unsure":
+        return f"{sizes[0]} {within}" if len(sizes) > 1 else ""
+    if len(sizes) > 1:
+        return f"{sizes[0]} {within}, nor {sizes[-1]}: the point estimate decided"
+    return f"{sizes[0]}, all there are, {within}: the point estimate decided"
 
 
 def prepare(model_path, data, precision: str, ratio: float, device: str = "cuda", **options) -> Choice:

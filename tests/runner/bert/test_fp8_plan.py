@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -253,3 +255,43 @@ def test_a_check_too_close_to_call_grows_before_it_decides(proxy, fp32_logits):
     assert "40 could not tell within 2 standard errors" in (choice.line if passes else entry["refused"])
     if passes:
         assert "of fp32's on 200 questions" in choice.line
+
+
+def test_a_data_set_the_calibration_takes_whole_leaves_nothing_to_pass_on(proxy):
+    _, model, data = proxy
+
+    def build(p):
+        return PackedBert(model, device="cpu", precision=p)
+
+    choice = precision_choice.choose(data, build, 0.99, candidates=("bf16",), n_check=10, n_calibration=10**6)
+    assert choice.precision == "fp32", choice.record()  # before, an empty check passed every candidate
+    assert "no questions left to check on: the calibration subset took them all" in choice.evidence[1]["refused"]
+
+
+@pytest.mark.parametrize(
+    "sizes, verdict, note",
+    [
+        ([300], "pass", ""),
+        ([300, 1200], "fail", "300 could not tell within 2 standard errors"),
+        ([300, 1200, 4800], "unsure", "300 could not tell within 2 standard errors, nor 4800: the point estimate"),
+        ([120], "unsure", "120, all there are, could not tell within 2 standard errors: the point estimate decided"),
+    ],
+)
+def test_the_line_says_how_the_check_grew(sizes, verdict, note):
+    assert precision_choice._note(sizes, verdict).startswith(note) and bool(note) == bool(
+        precision_choice._note(sizes, verdict)
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), max_size=300),
+    st.floats(0.9, 1.0),
+)
+def test_judge_follows_its_margin_and_standard_error_and_never_fails_the_same_answers(pairs, ratio):
+    mine = {i: c for i, (c, _) in enumerate(pairs)}
+    ref = {i: r for i, (_, r) in enumerate(pairs)}
+    verdict, margin, se = precision_choice.judge(mine, ref, ratio)
+    assert np.isfinite(margin) and np.isfinite(se) and se >= 0
+    assert {"pass": margin > 2 * se, "fail": margin < -2 * se}.get(verdict, abs(margin) <= max(2 * se, 1e-9))
+    assert precision_choice.judge(ref, ref, ratio)[0] != "fail"  # a ratio ≤ 1 of itself is kept
