@@ -31,7 +31,7 @@ import proxy_data  # noqa: E402
 import train  # noqa: E402
 
 from subtool.runner.bert import precision_choice  # noqa: E402
-from subtool.runner.bert.precision_choice import GROWTH, MAX_CHECK, N_CHECK, judge  # noqa: E402
+from subtool.runner.bert.precision_choice import GROWTH, MAX_CHECK, N_CHECK, judge, next_size, settled  # noqa: E402
 
 OFFSETS = (-1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0)
 
@@ -52,13 +52,12 @@ def scores(work: Path, questions: int, seed: int, steps: int) -> dict:
     )  # fmt: skip
     data = load_data(model, proxy_data.write_squad(work / "check-v1.1.json", doc), None, check_checkpoint(model))
     calibration, check = fp8_plan.subsets(data.features, questions, 200)
-    out, logits = {}, {}
+    out = {}
     for precision in ("fp32", "bf16", "fp8"):
         m = PackedBert(model, device="cpu", precision=precision)
         if precision == "fp8":
             fp8_plan.calibrate(m, data.features, calibration)
-        logits[precision] = fp8_plan.eval_logits(m, data.features, check)
-        per = fp8_plan.question_f1(data, logits[precision])
+        per = fp8_plan.question_f1(data, fp8_plan.eval_logits(m, data.features, check))
         out[precision] = np.array([per[q] for q in sorted(per)])
     return {"train": record, "scores": out}
 
@@ -70,14 +69,15 @@ def fixed(c: np.ndarray, r: np.ndarray, target: float, order: np.ndarray) -> tup
 
 
 def growing(c: np.ndarray, r: np.ndarray, target: float, order: np.ndarray) -> tuple[bool, int]:
-    """The growing rule along `order`: (passes, questions it ended on)."""
+    """The growing rule along `order` (precision_choice's judge, next_size and settled): (passes, questions it
+    ended on)."""
     n = min(N_CHECK, len(order))
     while True:
         q = order[:n]
         verdict, margin, _ = judge(dict(enumerate(c[q])), dict(enumerate(r[q])), target)
-        bigger = min(n * GROWTH, MAX_CHECK, len(order))
+        bigger = next_size(n, min(MAX_CHECK, len(order)))
         if verdict != "unsure" or bigger == n:
-            return verdict == "pass" or (verdict == "unsure" and margin >= 0), n
+            return settled(verdict, margin, n), n
         n = bigger
 
 

@@ -77,9 +77,21 @@ def judge(mine: dict[int, float], ref: dict[int, float], ratio: float, z: float 
     return ("pass" if margin > 0 else "fail"), margin, se
 
 
+def next_size(questions: int, largest: int) -> int:
+    """The questions an unsure check grows to: GROWTH x its own, at most `largest`."""
+    return min(max(questions, 1) * GROWTH, largest)
+
+
+def settled(verdict: str, margin: float, questions: int) -> bool:
+    """Whether a candidate passes once its check can grow no more: on judge's verdict, or still unsure, on the
+    point estimate (F1 ≥ ratio x fp32's, as a full accuracy run would decide); a check of no questions never."""
+    return verdict == "pass" or (verdict == "unsure" and questions > 0 and margin >= 0)
+
+
 @dataclass
 class _Check:
-    """The questions candidates are judged on, fp32's logits on them, and the way to add more."""
+    """The questions candidates are judged on, fp32's logits on them and its per-question F1 there (`reference`),
+    and the way to add more."""
 
     data: object
     build: Callable
@@ -90,28 +102,31 @@ class _Check:
     max_questions: int
     scored: object = None
     what: str = "F1"
+    reference: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._score()
+
+    def _score(self) -> None:
+        """What the check scores against, and fp32's F1 on each of its questions: set whenever the check changes."""
         self.scored, _, self.what = scoring_data(self.data, self.ref_logits, self.check)
+        self.reference = fp8_plan.question_f1(self.scored, {i: self.ref_logits[i] for i in self.check})
 
     @property
     def questions(self) -> int:
-        return len({int(self.data.features.example_index[i]) for i in self.check})
-
-    def reference(self) -> dict[int, float]:
-        return fp8_plan.question_f1(self.scored, {i: self.ref_logits[i] for i in self.check})
+        return len(self.reference)
 
     def grow(self) -> list[int]:
-        """GROWTH x the questions (at most max_questions), fp32 scored on the new ones: their feature indices
-        (none when the check is at its largest or the data set has no more)."""
-        n = min(max(self.questions, 1) * GROWTH, self.max_questions) - self.questions
+        """next_size's questions, fp32 scored on the new ones: their feature indices (none when the check is at
+        its largest or the data set has no more)."""
+        n = next_size(self.questions, self.max_questions) - self.questions
         extra = fp8_plan.more_questions(self.data.features, self.calibration + self.check, n) if n > 0 else []
         if extra:
             reference = self.build("fp32")
             self.ref_logits.update(fp8_plan.eval_logits(reference, self.data.features, extra, self.budget))
             del reference
             self.check = self.check + extra
-            self.scored, _, self.what = scoring_data(self.data, self.ref_logits, self.check)
+            self._score()
         return extra
 
 
@@ -135,7 +150,7 @@ def choose(
     ref_logits = fp8_plan.eval_logits(reference, features, calibration + check, token_budget)
     del reference
     chk = _Check(data, build, calibration, check, ref_logits, token_budget, max(max_check, n_check))
-    first = chk.reference()
+    first = chk.reference
     f1_first = 100.0 * float(np.mean(list(first.values()))) if first else 0.0
     evidence: list[dict] = [{"precision": "fp32", "f1": round(f1_first, 4), "ratio": 1.0, "questions": len(first)}]
     refused: list[str] = []
@@ -195,7 +210,7 @@ def _judged(model, chk: _Check, ratio: float) -> tuple[bool, dict]:
     logits = fp8_plan.eval_logits(model, chk.data.features, chk.check, chk.budget)
     rounds = []
     while True:
-        ref = chk.reference()
+        ref = chk.reference
         mine = fp8_plan.question_f1(chk.scored, logits)
         verdict, margin, se = judge(mine, ref, ratio)
         f1 = 100.0 * float(np.mean([mine.get(q, 0.0) for q in ref])) if ref else 0.0
@@ -214,7 +229,7 @@ def _judged(model, chk: _Check, ratio: float) -> tuple[bool, dict]:
         if not extra:
             break
         logits.update(fp8_plan.eval_logits(model, chk.data.features, extra, chk.budget))
-    passes = verdict == "pass" or (verdict == "unsure" and bool(ref) and margin >= 0)
+    passes = settled(verdict, margin, len(ref))
     entry = {**rounds[-1], "ratio": round(f1 / f1_ref, 5) if f1_ref else 0.0, "rounds": rounds}
     note = _note([r["questions"] for r in rounds], verdict)
     if note:
