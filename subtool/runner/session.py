@@ -364,11 +364,17 @@ def _run_test01(test, workload, data, sut, qsl, settings, spec: SessionSpec, sta
     return entry
 
 
-def main(argv: list[str]) -> int:
+def session_console(quiet: bool, file=None):
+    """The session's console: a line is never broken (its stderr is a pipe to the parent, which rich would wrap at
+    80 columns, splitting `gen_len = 2650120` over two lines of the log)."""
     from rich.console import Console
 
+    return Console(stderr=file is None, file=file, quiet=quiet, soft_wrap=True)
+
+
+def main(argv: list[str]) -> int:
     spec = SessionSpec(**json.loads(Path(argv[0]).read_text()))
-    console = Console(stderr=True, quiet=spec.quiet)
+    console = session_console(spec.quiet)
     try:
         outcome = run_session(spec, console)
     except SubtoolError as err:

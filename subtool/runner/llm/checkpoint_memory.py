@@ -90,18 +90,24 @@ class SlotPlan:
 
     def line(self) -> str:
         kind = "fp8" if self.kv_fp8 else "bf16/fp16"
+        per_token = _bytes(self.kv_per_token)
         if self.pages is not None:
             return (
-                f"KV cache {kind}, {self.kv_per_token / 1024:.0f} KiB per token, paged: {self.pages:,} pages of "
+                f"KV cache {kind}, {per_token} per token, paged: {self.pages:,} pages of "
                 f"{self.page} tokens ({self.pages * self.page:,} tokens) shared by {self.slots} slots (whole rows of "
                 f"{self.max_len:,} tokens would fit {self.fit}; {self.free / GIB:.1f} GiB free after the weights, "
                 f"{self.reserved / GIB:.1f} GiB kept for working memory)"
             )
         return (
-            f"KV cache {kind}, {self.kv_per_token / 1024:.0f} KiB per token × {self.max_len:,} tokens per slot: "
+            f"KV cache {kind}, {per_token} per token × {self.max_len:,} tokens per slot: "
             f"{self.slots} slots (memory for {self.fit}; {self.free / GIB:.1f} GiB free after the weights, "
             f"{self.reserved / GIB:.1f} GiB kept for working memory)"
         )
+
+
+def _bytes(n: int) -> str:
+    """A per-token size in words: bytes below a KiB (a tiny demo model's), else whole KiB."""
+    return f"{n:,} B" if n < 1024 else f"{n / 1024:.0f} KiB"
 
 
 def plan_slots(
@@ -119,7 +125,8 @@ def plan_slots(
     """Slots for `free` bytes: as many as fit (auto) or the number asked, never more than fit or than samples.
     With `typical` (the tokens a sequence typically holds at its end), a paged cache: the memory as one pool of
     pages, and as many slots as sequences of that size fill it (auto; at least what whole rows fit, at most
-    MAX_PAGED_SLOTS), since the pool is given out as sequences grow."""
+    MAX_PAGED_SLOTS), since the pool is given out as sequences grow; never more pages than the slots can hold at
+    once (whole rows each): a small model leaves the rest of the memory alone."""
     reserved = workspace + FIXED_RESERVE + int(MARGIN * free)
     fit = max(0, (free - reserved) // max(1, kv_per_token * max_len))
     if fit < 1:
@@ -135,8 +142,11 @@ def plan_slots(
         pages, cap = int(pool // PAGE_TOKENS), MAX_PAGED_SLOTS
         if auto:
             want = max(fit, pool // max(1, int(typical)))
+    slots = int(max(1, min(want, cap, max(1, samples))))
+    if pages is not None:
+        pages = min(pages, slots * -(-max_len // PAGE_TOKENS))
     return SlotPlan(
-        slots=int(max(1, min(want, cap, max(1, samples)))),
+        slots=slots,
         fit=int(fit),
         free=free,
         reserved=reserved,

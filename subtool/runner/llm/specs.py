@@ -131,15 +131,21 @@ LLM_SPECS: dict[str, LlmSpec] = {
 }
 
 
+def _plain(x) -> str:
+    """A limit or metric as written: no exponent, no binary-fraction tail (0.99 x 44.4312 is 43.986888, not
+    43.98688799999999)."""
+    return str(round(x, 6)) if isinstance(x, float) else str(x)
+
+
 def accuracy_shortfalls(spec: LlmSpec, metrics: dict) -> list[str]:
     """Closed-division accuracy limits the metrics miss, in words (empty when all are met)."""
     out = []
     for key, low in spec.thresholds:
         value = metrics.get(key)
         if value is not None and value < low:
-            out.append(f"{key} {value} < {low}")  # plain: 1437911 < 7350879.6, no exponents
+            out.append(f"{key} {_plain(value)} < {_plain(low)}")  # 1437911 < 7350879.6: no exponents
     for key, high in spec.upper_limits:
         value = metrics.get(key)
         if value is not None and value > high:
-            out.append(f"{key} {value} > {high}")
+            out.append(f"{key} {_plain(value)} > {_plain(high)}")
     return out

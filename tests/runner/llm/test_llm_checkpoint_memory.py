@@ -103,6 +103,19 @@ def test_a_paged_cache_shares_the_same_memory_among_more_slots():
     assert huge.slots == whole.fit  # never fewer than whole rows would give
 
 
+def test_a_small_model_takes_only_the_pages_its_slots_can_hold():
+    """The tiny llama demo on an H200 (2 layers, 2 KV heads of 16, bf16: 256 B a token) took a pool of 8.6 million
+    pages, 132 GiB, for 1,024 slots of 97 tokens, and said "0 KiB per token"."""
+    per_token, max_len, free = 256, 97, 139 * GIB
+    plan = plan_slots(free, per_token, max_len, 8 * GIB, asked=32, auto=True, samples=24576, kv_fp8=False, typical=56)
+    assert plan.slots == 1024 and plan.pages == 1024 * 2  # two 64-token pages hold a 97-token sequence
+    assert "KV cache bf16/fp16, 256 B per token, paged: 2,048 pages of 64 tokens" in plan.line()
+    few = plan_slots(free, per_token, max_len, 8 * GIB, asked=32, auto=True, samples=10, kv_fp8=False, typical=56)
+    assert few.slots == 10 and few.pages == 20
+    whole = plan_slots(free, 1536, max_len, 8 * GIB, asked=32, auto=True, samples=24576, kv_fp8=False)
+    assert "2 KiB per token × 97 tokens per slot" in whole.line()
+
+
 def _gen(beams=1):
     from subtool.runner.llm.workload import Generation
 
