@@ -31,7 +31,8 @@ import proxy_data  # noqa: E402
 import train  # noqa: E402
 
 from subtool.runner.bert import precision_choice  # noqa: E402
-from subtool.runner.bert.precision_choice import GROWTH, MAX_CHECK, N_CHECK, judge, next_size, settled  # noqa: E402
+from subtool.runner.bert.f1_judge import judge  # noqa: E402
+from subtool.runner.bert.precision_choice import GROWTH, MAX_CHECK, N_CHECK, next_size, settled  # noqa: E402
 
 OFFSETS = (-1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0)
 

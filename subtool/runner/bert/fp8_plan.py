@@ -8,9 +8,13 @@ subset (MLPerf allows a calibration list) and sets each scale to the largest val
 covers what real inputs reach (a value beyond it is clipped to ±448 steps). The LayerNorm outputs are quantized
 row by row at their own amax in the LayerNorm kernel, which costs nothing extra, so they need no calibration.
 
-`plan` then checks the criterion — the fp8 F1 on the calibration subset at least `ratio` of the fp32 model's F1 on
-the same questions — and, where it fails, moves whole layers back to bf16, the layers whose fp8 alone changes the
-logits most first, until it holds. The plan's `report` says which layers run in which precision and why.
+`plan` then checks the criterion — the fp8 F1 on the calibration questions at least `ratio` of the fp32 model's F1
+on the same questions — and, where fp8 falls short of it beyond doubt (f1_judge.py: paired, question by question,
+more than two standard errors), moves whole layers back to bf16, the layers whose fp8 alone changes the logits most
+first, until it no longer does. A shortfall within the noise of a couple of hundred questions moves nothing: that
+would cost speed on noise, and the same model would get a different plan from different calibration questions.
+A `strict` plan falls back until the point estimate keeps the target (for when a larger check has already shown
+fp8 short of it). The plan's `report` says which layers run in which precision and why.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from subtool.runner.bert.f1_judge import judge, mean_f1
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH
 
 STATIC_OPS = ("o", "ff2")  # products whose fp8 input has a static scale (the others: row-wise, dynamic)
@@ -65,15 +70,11 @@ def eval_logits(model, features, indices, token_budget: int = 16384) -> dict[int
 
 
 def subsets(features, n_check: int, n_calibration: int) -> tuple[list[int], list[int]]:
-    """(calibration, check) feature indices: whole questions spread evenly over the data set, disjoint."""
-    examples = np.unique(features.example_index)
-    want = min(len(examples), n_check + n_calibration)
-    picked = examples[np.linspace(0, len(examples) - 1, want).round().astype(int)] if want else examples[:0]
-    at = np.unique(np.linspace(0, want - 1, min(n_calibration, want)).round().astype(int)) if want else []
-    cal_ex = set(picked[at].tolist()) if n_calibration else set()
-    check_ex = set(picked.tolist()) - cal_ex
-    ex = features.example_index
-    return [i for i in range(len(ex)) if int(ex[i]) in cal_ex], [i for i in range(len(ex)) if int(ex[i]) in check_ex]
+    """(calibration, check) feature indices: whole questions, disjoint. The calibration questions are spread evenly
+    over the data set and do not depend on `n_check` (`--precision fp8` and `auto` calibrate on the same ones); the
+    check's are spread evenly over the rest (more_questions)."""
+    calibration = more_questions(features, [], n_calibration)
+    return calibration, more_questions(features, calibration, n_check)
 
 
 def more_questions(features, taken: list[int], n: int) -> list[int]:
@@ -141,12 +142,27 @@ class Fp8Plan:
     f1_fp8: float = 0.0  # with the fallback applied
     ratio_target: float = 0.99
     calibration_features: int = 0
+    calibration_questions: int = 0
     scale_source: str = ""
     steps: list[dict] = field(default_factory=list)
+    verdict: str = ""  # f1_judge's on the calibration questions, with the fallback applied
+    margin: float = 0.0  # fp8's F1 less the target share of fp32's there, in F1 points
+    stderr: float = 0.0
+    strict: bool = False  # fall back until the point estimate keeps the target, doubt or not
 
     @property
     def passes(self) -> bool:
-        return self.f1_fp8 >= self.ratio_target * self.f1_fp32
+        """Whether the plan stands: fp8 not short of the target beyond doubt (strict: its F1 at the target)."""
+        if self.strict:
+            return self.f1_fp8 >= self.ratio_target * self.f1_fp32
+        return self.verdict != "fail"
+
+    def keeps(self) -> str:
+        """What the calibration questions say of fp8's F1 against the target: it "keeps" it, "does not keep" it, or
+        "is within 2 standard errors of" it."""
+        if self.verdict == "unsure":
+            return "is within 2 standard errors of"
+        return "keeps" if self.verdict == "pass" else "does not keep"
 
     def report(self) -> dict:
         fp8 = [i for i in range(self.layers) if i not in self.fallback]
@@ -155,10 +171,15 @@ class Fp8Plan:
             "bf16_layers": sorted(self.fallback),
             "scales": self.scale_source,
             "calibration_features": self.calibration_features,
+            "calibration_questions": self.calibration_questions,
             "f1_fp32": round(self.f1_fp32, 4),
             "f1_fp8": round(self.f1_fp8, 4),
             "f1_ratio": round(self.f1_fp8 / self.f1_fp32, 5) if self.f1_fp32 else None,
             "target_ratio": self.ratio_target,
+            "verdict": self.verdict,
+            "margin": round(self.margin, 4),
+            "stderr": round(self.stderr, 4),
+            "strict": self.strict,
             "search": self.steps,
         }
 
@@ -210,19 +231,21 @@ def plan(
     token_budget: int = 16384,
     max_fallback: int | None = None,
     do_calibrate: bool = True,
+    strict: bool = False,
 ) -> Fp8Plan:
     """Calibrate the static scales on `calibration`, then fall back the fewest layers (most damaging first, in
-    growing steps: 1, 2, 4, …) that bring the fp8 F1 on those features to `ratio` of fp32's (`ref_logits`)."""
+    growing steps: 1, 2, 4, …) that leave the fp8 F1 on those questions not short of `ratio` of fp32's
+    (`ref_logits`) beyond doubt (strict: at least that ratio)."""
     features = data.features
     if do_calibrate:
         calibrate(model, features, calibration, token_budget)
     layers = model.shape.layers
     limit = layers if max_fallback is None else max_fallback
     p = Fp8Plan(layers, ratio_target=ratio, calibration_features=len(calibration), scale_source=model.scale_source)
-    p.f1_fp32 = f1_on(data, {i: ref_logits[i] for i in calibration})
-    apply_fallback(model, [])
-    p.f1_fp8 = f1_on(data, eval_logits(model, features, calibration, token_budget))
-    p.steps.append({"bf16_layers": 0, "f1": round(p.f1_fp8, 4)})
+    p.strict = strict
+    ref = question_f1(data, {i: ref_logits[i] for i in calibration})
+    p.f1_fp32, p.calibration_questions = mean_f1(ref, ref), len(ref)
+    _measure(p, model, data, calibration, ref, [], token_budget)
     if p.passes or limit == 0:
         return p
     damage = layer_damage(model, features, calibration, ref_logits, token_budget)
@@ -230,11 +253,19 @@ def plan(
     k = 1
     while True:
         k = min(k, limit)
-        fallback = order[:k]
-        apply_fallback(model, fallback)
-        p.fallback = sorted(fallback)
-        p.f1_fp8 = f1_on(data, eval_logits(model, features, calibration, token_budget))
-        p.steps.append({"bf16_layers": k, "f1": round(p.f1_fp8, 4)})
+        _measure(p, model, data, calibration, ref, order[:k], token_budget)
         if p.passes or k >= limit:
             return p
         k *= 2
+
+
+def _measure(p: Fp8Plan, model, data, calibration, ref: dict[int, float], fallback: list[int], budget: int) -> None:
+    """Apply `fallback` to the model and record fp8's F1 on the calibration questions, judged against fp32's."""
+    apply_fallback(model, fallback)
+    p.fallback = sorted(fallback)
+    mine = question_f1(data, eval_logits(model, data.features, calibration, budget))
+    p.verdict, p.margin, p.stderr = judge(mine, ref, p.ratio_target)
+    p.f1_fp8 = mean_f1(mine, ref)
+    p.steps.append(
+        {"bf16_layers": len(fallback), "f1": round(p.f1_fp8, 4), "verdict": p.verdict, "margin": round(p.margin, 4)}
+    )

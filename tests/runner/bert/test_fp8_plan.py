@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -130,6 +128,70 @@ def test_a_layer_that_breaks_the_criterion_falls_back_to_bf16(proxy, fp32_logits
     assert "1 of 2 layers in fp8, layers 0 in bf16" == p.line()
 
 
+NUDGES = (40, 60, 80, 100, 120, 160)  # noise added to layer 0's e4m3 weights, mildest first
+
+
+def nudge_layer(m, layer: int, amp: float) -> None:
+    """Milder than break_layer: noise of `amp` e4m3 steps added to one layer's fp8 weights, which moves a few
+    answers of the tiny proxy (at 80, 3 of its 300 questions) where break_layer moves most."""
+    g = torch.Generator().manual_seed(layer)
+    for op in ("qkv", "o", "ff1", "ff2"):
+        w = m.layers[layer][op]["wq"]
+        m.layers[layer][op]["wq"] = (w.float() + torch.randn(w.shape, generator=g) * amp).clamp(-448, 448).to(w.dtype)
+
+
+def test_a_shortfall_within_the_noise_moves_no_layer_and_a_strict_plan_does(proxy, fp32_logits):
+    """fp8 a question or two short of fp32 on 100 calibration questions cannot be told from the target; moving a
+    layer to bf16 for it would cost speed on noise (on the H200 proxy, `--precision fp8` put layer 0 in bf16 for it
+    while auto's plan, on other questions, kept all 24 in fp8)."""
+    _, model, data = proxy
+    cal, _ = fp8_plan.subsets(data.features, 0, 100)
+    for amp in NUDGES:
+        m = fp8(model)
+        nudge_layer(m, 0, amp)
+        p = fp8_plan.plan(m, data, cal, fp32_logits, 1.0)
+        if p.steps[0]["f1"] < p.f1_fp32 and p.steps[0]["verdict"] == "unsure":
+            break
+    else:
+        pytest.fail("no nudge of layer 0 left fp8 a little short of fp32 on the calibration questions")
+    assert p.fallback == [] and p.passes and p.verdict == "unsure" and p.margin < 0, p.report()
+    assert p.keeps() == "is within 2 standard errors of" and p.calibration_questions == 100
+    strict = fp8_plan.plan(m, data, cal, fp32_logits, 1.0, do_calibrate=False, strict=True)
+    assert strict.fallback and strict.passes and strict.f1_fp8 >= strict.f1_fp32, strict.report()
+    assert strict.report()["strict"] and strict.report()["search"][0]["verdict"] == "unsure"
+
+
+def test_auto_plans_fp8_again_strictly_when_its_check_refuses_it(proxy):
+    """The calibration questions cannot tell, so no layer moves; the larger check refuses that fp8; the strict
+    plan moves the nudged layer to bf16 and the check is run again on it."""
+    _, model, data = proxy
+    for amp in NUDGES:
+
+        def build(p, amp=amp):
+            m = PackedBert(model, device="cpu", precision=p)
+            if p == "fp8":
+                nudge_layer(m, 0, amp)
+            return m
+
+        choice = precision_choice.choose(
+            data, build, 1.0, candidates=("fp8",), n_check=200, n_calibration=100, max_check=200
+        )
+        entry = choice.evidence[1]
+        if "first_plan" in entry:
+            break
+    else:
+        pytest.fail("no nudge of layer 0 got past the calibration questions and was refused by the check")
+    first = entry["first_plan"]
+    assert first["fp8_plan"]["bf16_layers"] == [] and first["fp8_plan"]["verdict"] == "unsure", entry
+    assert first["ratio"] < 1.0 and first["questions"] == 200
+    assert entry["fp8_plan"]["strict"] and entry["fp8_plan"]["bf16_layers"] == [0], entry
+    assert choice.precision == "fp8", choice.record()
+    assert (
+        "1 of 2 layers in fp8, layers 0 in bf16 (planned again: the check refused 2 of 2 layers in fp8 at "
+        in choice.line
+    )
+
+
 def test_auto_picks_the_fastest_precision_that_keeps_the_target(proxy):
     _, model, data = proxy
     choice = precision_choice.prepare(model, data, "auto", 0.99, "cpu", n_check=150, n_calibration=100)
@@ -187,6 +249,7 @@ def test_calibration_and_check_subsets_are_whole_disjoint_questions(proxy):
     ex = lambda idx: {int(f.example_index[i]) for i in idx}  # noqa: E731
     assert len(ex(cal)) == 60 and len(ex(check)) == 100 and not ex(cal) & ex(check)
     assert set(cal) == {i for i in range(len(f)) if int(f.example_index[i]) in ex(cal)}  # every window of each
+    assert fp8_plan.subsets(f, 0, 60)[0] == cal == fp8_plan.subsets(f, 200, 60)[0]  # fp8 as asked calibrates as auto
     cal, check = fp8_plan.subsets(f, 0, 200)
     assert len(ex(cal)) == 200 and check == []
     cal, check = fp8_plan.subsets(f, 10_000, 10_000)  # more than there are: all of them, split
@@ -213,20 +276,6 @@ def test_question_f1_is_what_f1_on_averages(proxy, fp32_logits):
     per = fp8_plan.question_f1(data, logits)
     assert len(per) == 50 and all(0.0 <= v <= 1.0 for v in per.values())
     assert 100 * np.mean(list(per.values())) == pytest.approx(fp8_plan.f1_on(data, logits))
-
-
-def test_judge_is_unsure_within_two_standard_errors_and_decides_beyond():
-    ref = dict.fromkeys(range(300), 1.0)
-    two_lost = {**ref, 0: 0.0, 1: 0.0}  # 99.33 %: 0.33 points over 99 % with a standard error of 0.47
-    verdict, margin, se = precision_choice.judge(two_lost, ref, 0.99)
-    assert verdict == "unsure" and margin == pytest.approx(100 * (298 / 300 - 0.99)) and 0 < se < margin * 2
-    assert precision_choice.judge(ref, ref, 0.99)[0] == "pass"  # every question alike: no doubt at all
-    assert precision_choice.judge(ref, ref, 1.0)[0] == "unsure"  # exactly at the target: more cannot hurt
-    half = {q: float(q % 2) for q in ref}
-    assert precision_choice.judge(half, ref, 0.99)[0] == "fail"
-    many = dict.fromkeys(range(4800), 1.0)  # the same two lost in 4,800 questions: 99.96 %, decided
-    assert precision_choice.judge({**many, 0: 0.0, 1: 0.0}, many, 0.99)[0] == "pass"
-    assert precision_choice.judge({}, {}, 0.99) == ("unsure", 0.0, 0.0)  # nothing to judge on is no pass
 
 
 def test_a_check_too_close_to_call_grows_before_it_decides(proxy, fp32_logits):
@@ -281,17 +330,3 @@ def test_the_line_says_how_the_check_grew(sizes, verdict, note):
     assert precision_choice._note(sizes, verdict).startswith(note) and bool(note) == bool(
         precision_choice._note(sizes, verdict)
     )
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), max_size=300),
-    st.floats(0.9, 1.0),
-)
-def test_judge_follows_its_margin_and_standard_error_and_never_fails_the_same_answers(pairs, ratio):
-    mine = {i: c for i, (c, _) in enumerate(pairs)}
-    ref = {i: r for i, (_, r) in enumerate(pairs)}
-    verdict, margin, se = precision_choice.judge(mine, ref, ratio)
-    assert np.isfinite(margin) and np.isfinite(se) and se >= 0
-    assert {"pass": margin > 2 * se, "fail": margin < -2 * se}.get(verdict, abs(margin) <= max(2 * se, 1e-9))
-    assert precision_choice.judge(ref, ref, ratio)[0] != "fail"  # a ratio ≤ 1 of itself is kept
