@@ -1,6 +1,7 @@
 """bench/results/*.json say how they were made, and the README's figures are the JSONs' figures.
 
-Every result records the command that made it (one its committed script accepts), the machine and the load;
+Every result records the command that made it (one its committed script accepts) or, for runs made through the CLI,
+the `subtool` commands (ones the CLI accepts), the machine and the load;
 a value the script of its time did not record says "not recorded" and the file's `provenance` says why. The
 scripts themselves write those fields (run end to end on tiny sizes here), and the README quotes what the JSON
 it links holds.
@@ -32,8 +33,14 @@ def _load(path: Path) -> dict:
 def test_result_records_command_machine_and_load(path):
     doc = _load(path)
     command = doc.get("command")
+    if "commands" in doc:  # runs through the CLI: each `subtool …` command, none of a bench script
+        assert command is None and doc["commands"], f"{path.name}: commands and command both, or none"
+        assert all(c.startswith("subtool ") for c in doc["commands"]), f"{path.name}: {doc['commands']}"
+        command = "subtool"
     assert isinstance(command, str) and command, f"{path.name}: no command"
-    if command == NOT_RECORDED:
+    if command == "subtool":
+        pass
+    elif command == NOT_RECORDED:
         assert doc.get("provenance"), f"{path.name}: command not recorded and no provenance saying why"
     else:
         assert re.fullmatch(r"python bench/(\w+/)?\w+\.py( .*)?", command), f"{path.name}: {command!r}"
@@ -63,11 +70,35 @@ for command in commands:
 """
 
 
+def test_recorded_cli_commands_are_ones_the_cli_accepts():
+    """Each `subtool …` command a result records parses with subtool's own CLI (options known, values valid)."""
+    import typer
+
+    from subtool.cli import app
+
+    group = typer.main.get_command(app)
+    commands = [c for path in FILES for c in _load(path).get("commands", [])]
+    assert commands
+    for command in commands:
+        name, *rest = shlex.split(command)[1:]
+        ctx = group.context_class(group, info_name="subtool")
+        sub = group.get_command(ctx, name)
+        assert sub is not None, f"{command!r}: no such subcommand"
+        try:
+            sub.make_context(name, rest, parent=ctx)  # parses and validates, runs nothing
+        except Exception as exc:  # an option the CLI lacks, or a value it refuses (typer's own click)
+            pytest.fail(f"{command!r}: {exc}")
+    # and the check does catch one it would refuse
+    ctx = group.context_class(group, info_name="subtool")
+    with pytest.raises(Exception, match="No such option"):
+        group.get_command(ctx, "run").make_context("run", ["--model", "bert-99", "--no-such-flag"], parent=ctx)
+
+
 def test_recorded_commands_are_ones_their_script_accepts():
     by_script: dict[str, list[str]] = {}
     for path in FILES:
-        command = _load(path)["command"]
-        if command != NOT_RECORDED:
+        command = _load(path).get("command")
+        if command is not None and command != NOT_RECORDED:
             by_script.setdefault(shlex.split(command)[1], []).append(command)
     assert by_script
     for script, commands in by_script.items():
@@ -202,6 +233,25 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("bert_gpu_proxy_f1_65", lambda d: _fmt(d["auto"]["candidates"][1]["f1"], 2)),
     ("bert_gpu_proxy_f1_65", lambda d: _fmt(d["auto"]["candidates"][0]["f1"], 2)),
     ("bert_gpu_proxy_f1_65", lambda d: f"{100 * d['auto']['candidates'][1]['ratio']:.2f} %"),
+    ("bert_proxy_train_f1_98", lambda d: _fmt(d["fp32_dev"]["f1"], 2)),
+    ("bert_proxy_train_f1_98", lambda d: _fmt(d["steps"])),
+    ("bert_gpu_proxy_f1_98", lambda d: _fmt(d["fp32"]["f1"], 2)),
+    *[
+        ("bert_gpu_proxy_f1_98", lambda d, p=p, k=k, n=n: _fmt(_run(d, p)[k], n))
+        for p in ("torch-cuda-fp8", "torch-cuda-bf16", "transformers-bf16", "reference-fp32-bs1-pad384")
+        for k, n in (("f1", 2), ("offline_samples_per_s", 0))
+    ],
+    *[("bert_gpu_proxy_f1_98", lambda d, p=p: _fmt(_run(d, p)["f1_ratio"], 4)) for p in ("torch-cuda-fp8",)],
+    ("bert_gpu_proxy_f1_98", lambda d: _fmt(_run(d, "torch-cuda-fp8")["fp8_plan"]["search"][0]["f1"], 2)),
+    ("bert_gpu_proxy_f1_98", lambda d: f"{100 * d['auto']['candidates'][1]['ratio']:.2f} %"),
+    ("bert_gpu_proxy_f1_98", lambda d: f"{d['auto']['candidates'][1]['rounds'][0]['margin']:.2f} F1 points"),
+    ("bert_gpu_proxy_f1_98", lambda d: f"standard error of {d['auto']['candidates'][1]['rounds'][0]['stderr']:.2f}"),
+    ("bert_gpu_proxy_f1_98", lambda d: f"grew to {_fmt(d['auto']['candidates'][1]['questions'])} questions"),
+    ("bert_proxy_cli_h200", lambda d: _fmt(d["runs"][0]["offline_samples_per_s"])),
+    ("bert_proxy_cli_h200", lambda d: f"F1 {d['runs'][0]['accuracy_txt']['f1']:.2f} = {d['runs'][0]['f1_ratio']:.4f}"),
+    ("bert_proxy_cli_h200", lambda d: _fmt(d["runs"][3]["server_qps"])),
+    ("bert_proxy_cli_h200", lambda d: _fmt(d["runs"][2]["offline_samples_per_s"])),
+    ("bert_proxy_cli_h200", lambda d: f"{d['server_to_offline']:.2f} of"),
     ("auto_check_cpu", lambda d: _fmt(d["candidates"]["fp8"]["differing_questions"])),
     ("auto_check_cpu", lambda d: _fmt(d["questions"])),
     ("auto_check_cpu", lambda d: _fmt(d["f1"]["fp32"])),
