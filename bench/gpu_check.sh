@@ -17,11 +17,12 @@
 #             LLM70B_ARGS adds arguments (e.g. "--samples 512 --server-seconds 60").
 # 3c. proxy: python bench/bert_proxy/train.py --shape large (a BERT-large-shaped model trained on generated
 #             key/value questions: at most PROXY_MINUTES, default 6, the ~75 s of making the data included; less
-#             when the dev F1 reaches 97, which on the H200 it did once 273 s into training; twice it stalled near
-#             F1 60-65 until its time ran out) → $PROXY_DIR (/tmp/subtool-proxy) and
+#             when the dev F1 reaches 97, which on the H200 it did twice, 273 s and 281 s into training; twice it
+#             stalled near F1 60-65 until its time ran out) → $PROXY_DIR (/tmp/subtool-proxy) and
 #             $RESULTS_DIR/bert_proxy_train.json; asked for by name only. The weights live only on that machine,
 #             which the device tool hands back after 30 s idle: ask for `proxy bertproxy` in one call, or, to
-#             train longer (PROXY_MINUTES up to 9.5), `proxy` and then `bertproxy` in two calls made back to back.
+#             train longer (PROXY_MINUTES up to 9.5; 9.2 fits one call), `proxy` and then `bertproxy` in two calls
+#             made back to back (the 97.83 proxy: 370 s, then 241 s).
 # 3d. bertproxy: python bench/bert_gpu.py --proxy $PROXY_DIR (each precision's samples/s and F1 ratio on the
 #             trained proxy, what auto picks, then the reference-style SUT and transformers' bf16;
 #             BERTPROXY_PRECISIONS, default fp8,bf16, saved after each) → $RESULTS_DIR/bert_gpu_proxy.json.
