@@ -18,7 +18,7 @@ plus performance/run_1/ with the audited run's own logs, which stay in the run d
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool.errors import SubtoolError
@@ -194,33 +194,10 @@ def verify_test06(accuracy_log: Path, *, scenario: str, dtype: str, eos_token_id
     if not isinstance(entries, list):
         raise SubtoolError("accuracy log is not a list of responses", path=accuracy_log, rule="compliance.log_parse")
     check_first = scenario != "Offline"  # LoadGen logs the early first token only outside Offline
-    undecodable, first_bad, eos_bad, eos_inside, no_count, length_bad = [], [], [], [], [], []
-    for e in entries:
-        if not isinstance(e, dict):
-            undecodable.append(None)
-            continue
-        qsl = e.get("qsl_idx")
-        tokens = _tokens(e.get("data", ""), dtype)
-        if tokens is None:
-            undecodable.append(qsl)
-            continue
-        if check_first:
-            first = _tokens(e["token_data"], dtype) if "token_data" in e else None
-            # the early report must be the answer's beginning; an empty early report proves nothing
-            if first is None or (tokens and not first) or first != tokens[: len(first)]:
-                first_bad.append(qsl)
-        if not _trailing_eos_ok(tokens, eos_token_id):
-            eos_bad.append(qsl)
-        elif eos_token_id in tokens[:-1]:
-            eos_inside.append(qsl)
-        count = e.get("token_count")
-        if not isinstance(count, int) or isinstance(count, bool):
-            no_count.append(qsl)
-        elif count != len(tokens):
-            length_bad.append((qsl, count, len(tokens)))
-    first_pass = not first_bad and not undecodable
-    eos_pass = not eos_bad and not undecodable
-    length_pass = bool(entries) and not length_bad and not no_count and not undecodable
+    f = _test06_findings(entries, dtype, eos_token_id, check_first)
+    first_pass = not f.first_bad and not f.undecodable
+    eos_pass = not f.eos_bad and not f.undecodable
+    length_pass = bool(entries) and not f.length_bad and not f.no_count and not f.undecodable
     first_word = str(first_pass) if check_first else "Skipped"
     passed = first_pass and eos_pass and length_pass
     lines = [
@@ -229,32 +206,9 @@ def verify_test06(accuracy_log: Path, *, scenario: str, dtype: str, eos_token_id
         f"Sample length check pass: {length_pass}",
         "TEST06 verification complete" if passed else "TEST06 verification failed",
         f"responses checked = {len(entries)} (scenario {scenario}, tokens {dtype}, EOS id {eos_token_id})",
+        *_test06_details(f, bool(entries), dtype),
+        "TEST PASS" if passed else "TEST FAIL",
     ]
-    if not entries:
-        lines.append("no responses were logged: the audited run sampled none (was the TEST06 audit config read?)")
-    if undecodable:
-        lines.append(f"responses that are not whole {dtype} tokens: qsl_idx {_listed(undecodable)}")
-    if first_bad:
-        lines.append(f"first token reported early differs from the answer's first token: qsl_idx {_listed(first_bad)}")
-    if eos_bad:
-        lines.append(f"answer ends with more than one EOS: qsl_idx {_listed(eos_bad)}")
-    if eos_inside:
-        lines.append(
-            f"note: EOS inside the answer (not counted: the official check looks at its end only): "
-            f"qsl_idx {_listed(eos_inside)}"
-        )
-    if no_count:
-        lines.append(
-            f"no token_count logged (LoadGen logs it when use_token_latencies is on): qsl_idx {_listed(no_count)}"
-        )
-    if length_bad:
-        q, reported, returned = length_bad[0]
-        example = f" (qsl_idx {q}: reported {reported}, returned {returned})"
-        lines.append(
-            f"reported token count differs from the tokens returned: qsl_idx "
-            f"{_listed([b[0] for b in length_bad], example)}"
-        )
-    lines.append("TEST PASS" if passed else "TEST FAIL")
     return Test06Outcome(
         passed=passed,
         text="\n".join(lines) + "\n",
@@ -263,3 +217,74 @@ def verify_test06(accuracy_log: Path, *, scenario: str, dtype: str, eos_token_id
         sample_length=length_pass,
         samples=len(entries),
     )
+
+
+@dataclass
+class _Test06Findings:
+    """The samples (qsl_idx) each TEST06 check found wanting; length_bad: (qsl_idx, reported, returned)."""
+
+    undecodable: list = field(default_factory=list)
+    first_bad: list = field(default_factory=list)
+    eos_bad: list = field(default_factory=list)
+    eos_inside: list = field(default_factory=list)
+    no_count: list = field(default_factory=list)
+    length_bad: list = field(default_factory=list)
+
+
+def _test06_findings(entries: list, dtype: str, eos_token_id: int, check_first: bool) -> _Test06Findings:
+    f = _Test06Findings()
+    for e in entries:
+        if not isinstance(e, dict):
+            f.undecodable.append(None)
+            continue
+        qsl = e.get("qsl_idx")
+        tokens = _tokens(e.get("data", ""), dtype)
+        if tokens is None:
+            f.undecodable.append(qsl)
+            continue
+        if check_first:
+            first = _tokens(e["token_data"], dtype) if "token_data" in e else None
+            # the early report must be the answer's beginning; an empty early report proves nothing
+            if first is None or (tokens and not first) or first != tokens[: len(first)]:
+                f.first_bad.append(qsl)
+        if not _trailing_eos_ok(tokens, eos_token_id):
+            f.eos_bad.append(qsl)
+        elif eos_token_id in tokens[:-1]:
+            f.eos_inside.append(qsl)
+        count = e.get("token_count")
+        if not isinstance(count, int) or isinstance(count, bool):
+            f.no_count.append(qsl)
+        elif count != len(tokens):
+            f.length_bad.append((qsl, count, len(tokens)))
+    return f
+
+
+def _test06_details(f: _Test06Findings, any_entries: bool, dtype: str) -> list[str]:
+    """The lines after the verdicts that say which samples failed which check, and why."""
+    lines = []
+    if not any_entries:
+        lines.append("no responses were logged: the audited run sampled none (was the TEST06 audit config read?)")
+    if f.undecodable:
+        lines.append(f"responses that are not whole {dtype} tokens: qsl_idx {_listed(f.undecodable)}")
+    if f.first_bad:
+        early = _listed(f.first_bad)
+        lines.append(f"first token reported early differs from the answer's first token: qsl_idx {early}")
+    if f.eos_bad:
+        lines.append(f"answer ends with more than one EOS: qsl_idx {_listed(f.eos_bad)}")
+    if f.eos_inside:
+        lines.append(
+            f"note: EOS inside the answer (not counted: the official check looks at its end only): "
+            f"qsl_idx {_listed(f.eos_inside)}"
+        )
+    if f.no_count:
+        lines.append(
+            f"no token_count logged (LoadGen logs it when use_token_latencies is on): qsl_idx {_listed(f.no_count)}"
+        )
+    if f.length_bad:
+        q, reported, returned = f.length_bad[0]
+        example = f" (qsl_idx {q}: reported {reported}, returned {returned})"
+        lines.append(
+            f"reported token count differs from the tokens returned: qsl_idx "
+            f"{_listed([b[0] for b in f.length_bad], example)}"
+        )
+    return lines

@@ -45,37 +45,19 @@ class SessionSpec:
 
 
 def run_session(spec: SessionSpec, console) -> dict:
+    """The session's phases: the data, the SUT and QSL, LoadGen's settings and seeds, each mode and compliance
+    test, and the record of it all for run.json."""
     from subtool.mlperf.round import loadgen_names
-    from subtool.mlperf.run_record import date_u
-    from subtool.runner.harness import load_test_settings, settings_seeds, use_round_seeds
-    from subtool.runner.workload import SutConfig, get_workload
+    from subtool.runner.harness import load_test_settings
+    from subtool.runner.workload import get_workload
 
     say = console.print
     workload = get_workload(spec.model)
     lg_model, lg_scenario = loadgen_names(workload.spec.loadgen_model, spec.scenario)
     model_path = Path(spec.model_path)
     workload.check_model(model_path)
-    t0 = time.time()
-    data = workload.load(model_path, Path(spec.dataset_path), Path(spec.cache_dir))
-    say(f"data: {data.description} ({time.time() - t0:.1f} s)")
-    if data.sample_count != workload.spec.sample_count:
-        say(
-            f"[yellow]warning[/]: {data.sample_count} samples; the official {workload.spec.name} data set has "
-            f"{workload.spec.sample_count}, so this result cannot go to the closed division"
-        )
-    stage = Path(spec.stage)
-    sut = workload.make_sut(
-        model_path,
-        data,
-        SutConfig(
-            backend=spec.backend,
-            precision=spec.precision,
-            batch_size=spec.batch_size or 32,
-            batch_size_given=spec.batch_size is not None,
-            threads=spec.threads,
-            extra=dict(spec.extra),
-        ),
-    )
+    data = _load_data(spec, workload, model_path, say)
+    sut = _make_sut(spec, workload, model_path, data)
     qsl = workload.make_qsl(data)
     try:
         sizer = _short_sizer(spec, workload, sut, qsl, data.sample_count, say)
@@ -84,23 +66,9 @@ def run_session(spec: SessionSpec, console) -> dict:
         sut.stop()
         qsl.destroy()
         raise
-    seeds = {**settings_seeds(settings), "set_by": "loadgen mlperf.conf"}
-    if use_round_seeds(settings, spec.seeds):
-        seeds = {**settings_seeds(settings), "set_by": f"subtool ({spec.round} official seeds)"}
-        say(f"seeds: the {spec.round} round's official RNG seeds (LoadGen's built-in ones are another round's)")
-    modes: dict[str, dict] = {}
-    tstamps: list[str] = []
+    seeds = _seeds(spec, settings, say)
     try:
-        tstamps.append(date_u())
-        for mode in spec.modes:
-            modes[mode] = _run_mode(mode, spec, workload, data, sut, qsl, settings, sizer, say)
-        compliance = {
-            test: _run_compliance(test, workload, data, sut, qsl, settings, spec, stage, say)
-            for test in spec.compliance
-        }
-        tstamps.append(date_u())
-        # how the work was spread (Ray: workers, nodes, lost workers, re-issued samples; GPU: batches, graphs)
-        sut_stats = _sut_stats(sut)
+        modes, compliance, tstamps, sut_stats = _runs(spec, workload, data, sut, qsl, settings, sizer, say)
     finally:
         sut.stop()
         qsl.destroy()
@@ -121,6 +89,58 @@ def run_session(spec: SessionSpec, console) -> dict:
         "measurements": workload.measurements(spec.demo, model_path, precision),
         **({"settings": sizer.settings, "sizing": sizer.record()} if sizer is not None else {}),
     }
+
+
+def _load_data(spec: SessionSpec, workload, model_path: Path, say):
+    """The workload's data set, and a warning when its size is not the official one (no closed division)."""
+    t0 = time.time()
+    data = workload.load(model_path, Path(spec.dataset_path), Path(spec.cache_dir))
+    say(f"data: {data.description} ({time.time() - t0:.1f} s)")
+    if data.sample_count != workload.spec.sample_count:
+        say(
+            f"[yellow]warning[/]: {data.sample_count} samples; the official {workload.spec.name} data set has "
+            f"{workload.spec.sample_count}, so this result cannot go to the closed division"
+        )
+    return data
+
+
+def _make_sut(spec: SessionSpec, workload, model_path: Path, data):
+    from subtool.runner.workload import SutConfig
+
+    config = SutConfig(
+        backend=spec.backend,
+        precision=spec.precision,
+        batch_size=spec.batch_size or 32,
+        batch_size_given=spec.batch_size is not None,
+        threads=spec.threads,
+        extra=dict(spec.extra),
+    )
+    return workload.make_sut(model_path, data, config)
+
+
+def _seeds(spec: SessionSpec, settings, say) -> dict:
+    """LoadGen's RNG seeds as the run uses them, and who set them: mlperf.conf's, or the round's official ones."""
+    from subtool.runner.harness import settings_seeds, use_round_seeds
+
+    if use_round_seeds(settings, spec.seeds):
+        say(f"seeds: the {spec.round} round's official RNG seeds (LoadGen's built-in ones are another round's)")
+        return {**settings_seeds(settings), "set_by": f"subtool ({spec.round} official seeds)"}
+    return {**settings_seeds(settings), "set_by": "loadgen mlperf.conf"}
+
+
+def _runs(spec: SessionSpec, workload, data, sut, qsl, settings, sizer, say) -> tuple[dict, dict, list, dict]:
+    """(modes, compliance, tstamps, sut_stats): each mode, then each compliance test, between two timestamps."""
+    from subtool.mlperf.run_record import date_u
+
+    tstamps = [date_u()]
+    modes = {mode: _run_mode(mode, spec, workload, data, sut, qsl, settings, sizer, say) for mode in spec.modes}
+    compliance = {
+        test: _run_compliance(test, workload, data, sut, qsl, settings, spec, Path(spec.stage), say)
+        for test in spec.compliance
+    }
+    tstamps.append(date_u())
+    # how the work was spread (Ray: workers, nodes, lost workers, re-issued samples; GPU: batches, graphs)
+    return modes, compliance, tstamps, _sut_stats(sut)
 
 
 def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, sizer, say) -> dict:
