@@ -149,7 +149,8 @@ def choose(
         if model is None:
             refused.append(f"{precision} refused: {entry['refused']}")
             continue
-        why = f"{chk.what} {entry['f1']:.2f} = {100 * entry['ratio']:.2f} % of fp32's on {entry['questions']} questions"
+        share, n = 100 * entry["ratio"], entry["questions"]
+        why = f"{chk.what} {entry['f1']:.2f} = {share:.2f} % of fp32's on {n:,} questions"
         why += entry.get("note", "")
         if plan is not None:
             why += f", {plan.line()}"
@@ -159,7 +160,7 @@ def choose(
             why += f"{100 * was['ratio']:.2f} % of fp32's F1)"
         line = _line(precision, why, ratio, refused)
         return Choice(precision, line, evidence, model, plan.report() if plan is not None else None)
-    why = f"no faster precision keeps {100 * ratio:g} % of fp32's {chk.what} on {chk.questions} questions"
+    why = f"no faster precision keeps {100 * ratio:g} % of fp32's {chk.what} on {chk.questions:,} questions"
     return Choice("fp32", _line("fp32", why, ratio, refused), evidence, build("fp32"), None)
 
 
@@ -207,7 +208,7 @@ def _verdict(entry: dict, passes: bool, ratio: float, model, plan):
         return entry, model, plan
     entry["refused"] = (
         f"F1 {entry['f1']:.2f} is {100 * entry['ratio']:.2f} % of fp32's {entry['f1_fp32']:.2f} on "
-        f"{entry['questions']} questions (< {100 * ratio:g} %){entry.get('note', '')}"
+        f"{entry['questions']:,} questions (< {100 * ratio:g} %){entry.get('note', '')}"
     )
     return entry, None, None
 
@@ -251,10 +252,10 @@ def _note(sizes: list[int], verdict: str) -> str:
         return "no questions left to check on: the calibration subset took them all"
     within = f"could not tell within {Z:g} standard errors"
     if verdict != "unsure":
-        return f"{sizes[0]} {within}" if len(sizes) > 1 else ""
+        return f"{sizes[0]:,} {within}" if len(sizes) > 1 else ""
     if len(sizes) > 1:
-        return f"{sizes[0]} {within}, nor {sizes[-1]}: the point estimate decided"
-    return f"{sizes[0]}, all there are, {within}: the point estimate decided"
+        return f"{sizes[0]:,} {within}, nor {sizes[-1]:,}: the point estimate decided"
+    return f"{sizes[0]:,}, all there are, {within}: the point estimate decided"
 
 
 def prepare(model_path, data, precision: str, ratio: float, device: str = "cuda", **options) -> Choice:

@@ -322,7 +322,8 @@ def test_a_data_set_the_calibration_takes_whole_leaves_nothing_to_pass_on(proxy)
     [
         ([300], "pass", ""),
         ([300, 1200], "fail", "300 could not tell within 2 standard errors"),
-        ([300, 1200, 4800], "unsure", "300 could not tell within 2 standard errors, nor 4800: the point estimate"),
+        ([1200, 4800], "pass", "1,200 could not tell within 2 standard errors"),
+        ([300, 1200, 4800], "unsure", "300 could not tell within 2 standard errors, nor 4,800: the point estimate"),
         ([120], "unsure", "120, all there are, could not tell within 2 standard errors: the point estimate decided"),
     ],
 )
