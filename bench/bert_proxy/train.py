@@ -201,7 +201,33 @@ def dev_scores(model, examples, features, tokenizer, device, limit: int | None =
     covered = sorted({int(features.example_index[i]) for i in keep})
     preds = best_answers(examples, features, logits, tokenizer.convert_ids_to_tokens)
     scores = squad_v11_scores(preds, [examples[i] for i in covered])
-    return {**scores, "median_start_margin": float(np.median(margins)) if margins else 0.0}
+    margin = float(np.median(margins)) if margins else 0.0
+    by_answer = f1_by_answer_word(preds, [examples[i] for i in covered])
+    return {**scores, "median_start_margin": margin, "f1_by_answer_word": by_answer}
+
+
+ANSWER_BANDS = (0, 50, 100, 200)  # where an answer's first word sits in its context: bands from these words on
+
+
+def f1_by_answer_word(preds: dict, examples) -> dict:
+    """F1 (percent) and question count by where the answer starts in its context ("0-49", "50-99", "100-199",
+    "200+" words): a model that has learned near positions only (a stall near F1 60 on the H200, 2 trainings of 4)
+    shows it here. A question whose answer is not found in its context counts under "?"."""
+    from subtool.runner.bert.squad_eval import f1
+
+    bands: dict[str, list[float]] = {}
+    for ex in examples:
+        truth = (ex.answers or [""])[0].split()
+        at = next((i for i in range(len(ex.doc_words)) if ex.doc_words[i : i + len(truth)] == truth), None)
+        if not truth or at is None:
+            name = "?"
+        else:
+            lo = max(b for b in ANSWER_BANDS if b <= at)
+            nxt = [b for b in ANSWER_BANDS if b > lo]
+            name = f"{lo}-{nxt[0] - 1}" if nxt else f"{lo}+"
+        score = max(f1(preds.get(ex.qas_id, ""), t) for t in (ex.answers or [""]))
+        bands.setdefault(name, []).append(score)
+    return {k: {"questions": len(v), "f1": round(100.0 * sum(v) / len(v), 2)} for k, v in sorted(bands.items())}
 
 
 def schedule(s: dict, data: dict, rng):
@@ -344,12 +370,14 @@ def attempt(model, s: dict, data, dev, device, lr: float, warm: int, seed: int, 
                     "lr": sched.get_last_lr()[0],
                     "f1": round(scores["f1"], 2),
                     "median_start_margin": round(scores["median_start_margin"], 4),
+                    "f1_by_answer_word": scores["f1_by_answer_word"],
                 }
             )
             h = history[-1]
             log(
                 f"step {step}: loss {h['loss']:.3f}, grad norm {h['grad_norm']:.2f}, dev F1 {h['f1']:.2f}, "
-                f"margin {h['median_start_margin']:.2f} ({h['seconds']:.0f} s)"
+                f"margin {h['median_start_margin']:.2f} ({h['seconds']:.0f} s); F1 by answer word: "
+                + ", ".join(f"{k} {v['f1']:.0f}" for k, v in h["f1_by_answer_word"].items())
             )
             if scores["f1"] >= stop["target_f1"]:
                 reason = "target F1"
@@ -427,7 +455,7 @@ def train(
         "dev_questions": len(dev[0]),
         "scored_questions": min(len(dev[0]), s["final_eval_questions"] or len(dev[0])),
         "dev_features": len(dev[1]),
-        "fp32_dev": {k: round(v, 4) for k, v in scores.items()},
+        "fp32_dev": {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()},
         "model_path": str(model_dir),
         "dataset_path": str(out / "proxy-dev-v1.1.json"),
         "history": last["history"],

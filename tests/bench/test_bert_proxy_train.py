@@ -120,3 +120,32 @@ def test_training_features_made_in_parallel_parts_equal_one_pass(tmp_path):
     assert np.array_equal(j_start, start) and np.array_equal(j_end, end)
     assert len(set(whole.example_index.tolist())) == 203 and start.any()
     assert not list(tmp_path.glob("parts*"))  # each part's scratch file is gone
+
+
+def test_each_evaluation_says_the_f1_by_where_the_answer_starts(small, tmp_path):
+    """The H200 proxy stalled near F1 60 in 2 trainings of 4: the breakdown shows whether far answers lag."""
+    record = run(tmp_path, "--steps", "20")
+    bands = record["history"][-1]["f1_by_answer_word"]
+    assert bands and set(bands) <= {"0-49", "50-99", "100-199", "200+", "?"}
+    assert sum(b["questions"] for b in bands.values()) == SMALL["eval_questions"]
+    assert all(0.0 <= b["f1"] <= 100.0 for b in bands.values())
+    assert record["fp32_dev"]["f1_by_answer_word"]  # the final evaluation's too
+
+
+def test_f1_by_answer_word_bands_a_question_by_its_answers_first_word():
+    from subtool.runner.bert.squad import SquadExample
+
+    def ex(qid, at, n=300):
+        words = [f"w{i}" for i in range(n)]
+        return SquadExample(qid, "q", words, [f"w{at}"] if at is not None else ["absent"], 0)
+
+    examples = [ex("a", 3), ex("b", 60), ex("c", 150), ex("d", 250), ex("e", None)]
+    preds = {"a": "w3", "b": "w60", "c": "wrong", "d": "w250", "e": "absent"}
+    got = train.f1_by_answer_word(preds, examples)
+    assert got == {
+        "0-49": {"questions": 1, "f1": 100.0},
+        "50-99": {"questions": 1, "f1": 100.0},
+        "100-199": {"questions": 1, "f1": 0.0},
+        "200+": {"questions": 1, "f1": 100.0},
+        "?": {"questions": 1, "f1": 100.0},
+    }
