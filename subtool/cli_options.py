@@ -86,7 +86,7 @@ RUN_OPTIONS: dict[str, object] = {
         help="auto (on torch-cuda: for BERT the fastest precision that a short accuracy check on your checkpoint "
         "and data passes, said with why; Ray's GPU workers fp16 for BERT, bf16 for the LLMs; fp32 otherwise; Ray "
         "workers: as on the backend they run), fp32, bf16, fp16, fp8 (BERT: scales calibrated, layers that "
-        "break the accuracy target in bf16).",
+        "break the accuracy target beyond doubt on the calibration questions in bf16).",
     ),
     "batch_size": typer.Option(
         None, help="Samples per forward pass (default 32; the LLM demos choose their own; torch-cuda: ×384 tokens)."
