@@ -10,6 +10,7 @@ import json
 import os
 import random
 import shutil
+import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -68,6 +69,18 @@ def _isolated_cache(subtool_cache, monkeypatch):
     leaked = (subtool_cache / "assets").exists()
     shutil.rmtree(subtool_cache / "assets", ignore_errors=True)  # the error stays with the test that leaked them
     assert not leaked, "a test installed fetched assets into the session's cache"
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_restored():
+    """A test (or the code it runs) that leaves torch's grad mode off in this process breaks the next test that
+    trains (bench/bert_proxy's tests: "element 0 of tensors does not require grad"), in whichever worker and order:
+    the test that left it off fails instead, and the mode is put back."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("the test left torch's grad mode off in this process (set_grad_enabled / an unclosed no_grad)")
 
 
 @pytest.fixture(scope="session")

@@ -103,24 +103,30 @@ class CompletionsServer:
 
     # the model ---------------------------------------------------------------------------------------------
     def generate(self, prompt_ids: list[int], max_tokens: int, min_tokens: int):
-        """Greedy tokens, one at a time (a generator), stopping after EOS."""
+        """Greedy tokens, one at a time (a generator), stopping after EOS. torch's inference mode is held for one
+        step at a time, never across a yield: a stream the client drops leaves this generator suspended, and a
+        mode held open in it was restored, when the garbage collector closed it, in whichever thread that ran —
+        the main one, whose grad mode it turned off (the proxy training tests then failed in that worker)."""
         torch = self.torch
         from transformers import DynamicCache
 
-        with torch.inference_mode():
-            cache = DynamicCache()
-            out = self.model(input_ids=torch.tensor([prompt_ids]), cache=cache, use_cache=True)
-            answer = self.generated[tuple(prompt_ids)] = []
-            for step in range(max_tokens):
-                logits = out.logits[0, -1].float()
-                if step < min_tokens:
+        cache = DynamicCache()
+
+        def step(ids: list[list[int]], no_eos: bool) -> int:
+            with torch.inference_mode():
+                logits = self.model(input_ids=torch.tensor(ids), cache=cache, use_cache=True).logits[0, -1].float()
+                if no_eos:
                     logits[self.eos] = float("-inf")
-                token = int(logits.argmax())
-                answer.append(token)
-                yield token
-                if token == self.eos:
-                    return
-                out = self.model(input_ids=torch.tensor([[token]]), cache=cache, use_cache=True)
+                return int(logits.argmax())
+
+        answer = self.generated[tuple(prompt_ids)] = []
+        token = step([prompt_ids], min_tokens > 0)
+        for n in range(max_tokens):
+            answer.append(token)
+            yield token
+            if token == self.eos or n + 1 == max_tokens:
+                return
+            token = step([[token]], n + 1 < min_tokens)
 
     # HTTP --------------------------------------------------------------------------------------------------
     def app(self):

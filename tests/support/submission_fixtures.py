@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from support.once import once_per_session
+
 PKG_LOADGEN_SCRIPT = r"""
 import array, json, sys, time
 from pathlib import Path
@@ -334,22 +336,32 @@ def copy_out(src: Path, dst: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def bert_demo_all(tmp_path_factory, subtool_cache) -> tuple[Path, dict]:
-    """The README's bert demo, `subtool all --submitter TeamX --out OUT --json`, run once per session: the
-    pipeline tests' uninterrupted reference run and the first of the two demos. Pristine: tests copy what they
-    change (`all` on a copy of its --out resumes like the original: test_pipeline.py proves it)."""
+    """The README's bert demo, `subtool all --submitter TeamX --out OUT --json`, run once per session (by the first
+    xdist worker that needs it: support/once.py): the pipeline tests' uninterrupted reference run and the first of
+    the two demos. Pristine: tests copy what they change (`all` on a copy of its --out resumes like the original:
+    test_pipeline.py proves it)."""
     pytest.importorskip("torch")
     pytest.importorskip("mlperf_loadgen")
-    out = tmp_path_factory.mktemp("bert_demo_all") / "out"
-    return out, _demo_all(out, TWO_DEMO_COMMANDS[0], subtool_cache)
+
+    def build(work: Path) -> dict:
+        out = work / "out"
+        return {"out": str(out), **_demo_all(out, TWO_DEMO_COMMANDS[0], subtool_cache)}
+
+    made = once_per_session(tmp_path_factory, "bert_demo_all", build)
+    return Path(made.pop("out")), made
 
 
 @pytest.fixture(scope="session")
 def two_demos(tmp_path_factory, subtool_cache, bert_demo_all):
-    """A copy of the session's bert demo run (its argv names the --out it ran in), then the llama demo into it."""
-    out = tmp_path_factory.mktemp("two_demos") / "out"
-    copy_out(bert_demo_all[0], out)
-    docs = [bert_demo_all[1], _demo_all(out, TWO_DEMO_COMMANDS[1], subtool_cache)]
-    return out, docs
+    """A copy of the session's bert demo run (its argv names the --out it ran in), then the llama demo into it;
+    once per session as bert_demo_all is."""
+
+    def build(work: Path) -> dict:
+        out = copy_out(bert_demo_all[0], work / "out")
+        return {"out": str(out), "docs": [bert_demo_all[1], _demo_all(out, TWO_DEMO_COMMANDS[1], subtool_cache)]}
+
+    made = once_per_session(tmp_path_factory, "two_demos", build)
+    return Path(made["out"]), made["docs"]
 
 
 # ==================================================================== end of two demos (two_) fixtures

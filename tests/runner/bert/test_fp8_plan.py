@@ -17,6 +17,8 @@ pytest.importorskip("transformers")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench" / "bert_proxy"))
 
+from support.once import once_per_session  # noqa: E402
+
 from subtool.runner.bert import fp8_plan, precision_choice  # noqa: E402
 from subtool.runner.bert.packed_model import FP8_MAX, PackedBert  # noqa: E402
 
@@ -25,8 +27,11 @@ from subtool.runner.bert.packed_model import FP8_MAX, PackedBert  # noqa: E402
 def proxy(tmp_path_factory):
     import train
 
-    out = tmp_path_factory.mktemp("proxy")
-    record = train.main(["--shape", "tiny", "--out", str(out), "--minutes", "10", "--steps", "1500", "--device", "cpu"])
+    def build(out):
+        args = ["--shape", "tiny", "--out", str(out), "--minutes", "10", "--steps", "1500", "--device", "cpu"]
+        return train.main(args)
+
+    record = once_per_session(tmp_path_factory, "fp8_tiny_proxy", build)  # trained by the first worker to ask
     from subtool.runner.bert.checkpoint import check_checkpoint
     from subtool.runner.bert.workload import load_data
 
