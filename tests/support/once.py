@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,8 +38,6 @@ def once_per_session(tmp_path_factory, name: str, build: Callable[[Path], dict])
             return json.loads(done.read_text())
         work = root / "work"
         if work.exists():  # a build that failed before: start clean
-            import shutil
-
             shutil.rmtree(work)
         work.mkdir()
         result = build(work)

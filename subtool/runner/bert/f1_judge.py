@@ -31,5 +31,6 @@ def judge(mine: dict[int, float], ref: dict[int, float], ratio: float, z: float 
 
 
 def mean_f1(scores: dict[int, float], over: dict[int, float]) -> float:
-    """F1 in percent of `scores` over the questions `over` holds (a question `scores` lacks counts 0)."""
-    return 100.0 * float(np.mean([scores.get(q, 0.0) for q in over])) if over else 0.0
+    """F1 in percent of `scores` over the questions `over` holds (a question `scores` lacks counts 0), summed and
+    scaled as squad_v11_scores does it; 0 over no questions."""
+    return 100.0 * sum(scores.get(q, 0.0) for q in over) / len(over) if over else 0.0

@@ -89,9 +89,9 @@ def more_questions(features, taken: list[int], n: int) -> list[int]:
 
 def f1_on(data, logits: dict[int, np.ndarray]) -> float:
     """SQuAD v1.1 F1 (percent) over the questions whose features `logits` holds, against the data set's answers:
-    the mean of question_f1's, summed and scaled as squad_v11_scores does it."""
+    the mean of question_f1's (f1_judge.mean_f1)."""
     scores = question_f1(data, logits)
-    return 100.0 * sum(scores.values()) / max(len(scores), 1)
+    return mean_f1(scores, scores)
 
 
 def question_f1(data, logits: dict[int, np.ndarray]) -> dict[int, float]:
@@ -241,8 +241,8 @@ def plan(
         calibrate(model, features, calibration, token_budget)
     layers = model.shape.layers
     limit = layers if max_fallback is None else max_fallback
-    p = Fp8Plan(layers, ratio_target=ratio, calibration_features=len(calibration), scale_source=model.scale_source)
-    p.strict = strict
+    source = model.scale_source
+    p = Fp8Plan(layers, ratio_target=ratio, calibration_features=len(calibration), scale_source=source, strict=strict)
     ref = question_f1(data, {i: ref_logits[i] for i in calibration})
     p.f1_fp32, p.calibration_questions = mean_f1(ref, ref), len(ref)
     _measure(p, model, data, calibration, ref, [], token_budget)

@@ -22,11 +22,9 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from subtool.errors import SubtoolError
 from subtool.runner.bert import fp8_plan
-from subtool.runner.bert.f1_judge import Z, judge
+from subtool.runner.bert.f1_judge import Z, judge, mean_f1
 
 SPEED_ORDER = ("fp8", "bf16", "fp16")  # fastest first (H200, BERT-large, Offline: 6,436 / 4,484 / 3,950 samples/s)
 MIN_REFERENCE_F1 = 5.0  # below this the fp32 model answers (almost) nothing right: compare with its answers instead
@@ -52,18 +50,20 @@ class Choice:
 
 
 def scoring_data(data, ref_logits: dict, check: list[int]):
-    """(the data to score against, fp32's F1 on the check questions, what is scored): the data set's answers, or
-    the fp32 model's own answers where those are (almost) all wrong."""
+    """(the data to score against, what is scored, fp32's F1 on each check question against it): the data set's
+    answers, or the fp32 model's own answers where those are (almost) all wrong."""
     from subtool.runner.bert.squad_eval import best_answers
 
-    f1_ref = fp8_plan.f1_on(data, {i: ref_logits[i] for i in check})
+    logits = {i: ref_logits[i] for i in check}
+    reference = fp8_plan.question_f1(data, logits)
+    f1_ref = mean_f1(reference, reference)
     if f1_ref >= MIN_REFERENCE_F1:
-        return data, f1_ref, "F1"
+        return data, "F1", reference
     answers = best_answers(data.examples, data.features, ref_logits, data.tokenizer.convert_ids_to_tokens)
     agreed = dataclasses.replace(
         data, examples=[dataclasses.replace(e, answers=[answers.get(e.qas_id, "")]) for e in data.examples]
     )
-    return agreed, 100.0, f"agreement with fp32's answers (its F1 is {f1_ref:.2f})"
+    return agreed, f"agreement with fp32's answers (its F1 is {f1_ref:.2f})", fp8_plan.question_f1(agreed, logits)
 
 
 def next_size(questions: int, largest: int) -> int:
@@ -98,8 +98,7 @@ class _Check:
 
     def _score(self) -> None:
         """What the check scores against, and fp32's F1 on each of its questions: set whenever the check changes."""
-        self.scored, _, self.what = scoring_data(self.data, self.ref_logits, self.check)
-        self.reference = fp8_plan.question_f1(self.scored, {i: self.ref_logits[i] for i in self.check})
+        self.scored, self.what, self.reference = scoring_data(self.data, self.ref_logits, self.check)
 
     @property
     def questions(self) -> int:
@@ -140,7 +139,7 @@ def choose(
     del reference
     chk = _Check(data, build, calibration, check, ref_logits, token_budget, max(max_check, n_check))
     first = chk.reference
-    f1_first = 100.0 * float(np.mean(list(first.values()))) if first else 0.0
+    f1_first = mean_f1(first, first)
     evidence: list[dict] = [{"precision": "fp32", "f1": round(f1_first, 4), "ratio": 1.0, "questions": len(first)}]
     refused: list[str] = []
     for precision in candidates:
@@ -222,8 +221,7 @@ def _judged(model, chk: _Check, ratio: float) -> tuple[bool, dict]:
         ref = chk.reference
         mine = fp8_plan.question_f1(chk.scored, logits)
         verdict, margin, se = judge(mine, ref, ratio)
-        f1 = 100.0 * float(np.mean([mine.get(q, 0.0) for q in ref])) if ref else 0.0
-        f1_ref = 100.0 * float(np.mean(list(ref.values()))) if ref else 0.0
+        f1, f1_ref = mean_f1(mine, ref), mean_f1(ref, ref)
         rounds.append(
             {
                 "questions": len(ref),
@@ -277,7 +275,7 @@ def prepare(model_path, data, precision: str, ratio: float, device: str = "cuda"
     reference = build("fp32")
     ref_logits = fp8_plan.eval_logits(reference, data.features, calibration, budget)
     del reference
-    scored, _, what = scoring_data(data, ref_logits, calibration)
+    scored, what, _ = scoring_data(data, ref_logits, calibration)
     model = build("fp8")
     plan = fp8_plan.plan(model, scored, calibration, ref_logits, ratio, budget, options.get("max_fallback"))
     line = (
