@@ -185,13 +185,14 @@ def target_length_engine(base):
 
     class TargetLengthEngine(base):
         targets: np.ndarray
-        timeline: list  # per decode step: (end time, sequences that emitted a token, prompts still waiting)
+        # per decode step: (end time, sequences that emitted a token, prompts still waiting, rows computed)
+        timeline: list
 
-        def _step(self, keys: int, rows: int) -> None:
+        def _step(self, keys: int, rows: int) -> int:
             decoding = sum(q is not None and q.decoding for q in self.active)  # each emits a token this step
-            super()._step(keys, rows)
+            ran = super()._step(keys, rows)
             # a step outside run() (the profile's) has no waiting queue
-            self.timeline.append((time.perf_counter(), decoding, len(getattr(self, "waiting", ()))))
+            self.timeline.append((time.perf_counter(), decoding, len(getattr(self, "waiting", ())), ran))
             # the sequences past their prompt (engine.active: one per slot) whose next token is their last
             ending = [
                 q.slot
@@ -202,6 +203,7 @@ def target_length_engine(base):
                 import torch
 
                 self.next_tokens[torch.tensor(ending, device=self.device)] = EOS
+            return ran
 
     TargetLengthEngine.__name__ = f"TargetLength{base.__name__}"
     return TargetLengthEngine
@@ -210,16 +212,17 @@ def target_length_engine(base):
 def run_phases(timeline: list, slots: int) -> dict | None:
     """A run cut in three: the fill (to the first step with 7/8 of the slots decoding), the steady part, and the
     drain (after the last step with prompts waiting); each one's seconds, decode steps, output tokens, tokens/s
-    and mean sequences decoding per step (engine-counted, from the first step's end)."""
-    first = next((i for i, (_, n, _) in enumerate(timeline) if n >= slots * 7 // 8), None)
-    last = max((i for i, (_, _, w) in enumerate(timeline) if w), default=None)
+    and mean sequences decoding per step (engine-counted, from the first step's end); where the timeline has them,
+    the mean rows each step computed (the row bucket: sequences and the empty slots below the last one)."""
+    first = next((i for i, step in enumerate(timeline) if step[1] >= slots * 7 // 8), None)
+    last = max((i for i, step in enumerate(timeline) if step[2]), default=None)
     if first is None or last is None or last <= first:
         return None
     out = {}
     for name, lo, hi in (("fill", 0, first), ("steady", first, last), ("drain", last, len(timeline) - 1)):
         steps = timeline[lo + 1 : hi + 1]
         seconds = timeline[hi][0] - timeline[lo][0]
-        tokens = sum(n for _, n, _ in steps)
+        tokens = sum(step[1] for step in steps)
         out[name] = {
             "seconds": round(seconds, 1),
             "steps": len(steps),
@@ -227,6 +230,8 @@ def run_phases(timeline: list, slots: int) -> dict | None:
             "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
             "mean_decoding_per_step": round(tokens / len(steps), 1) if steps else None,
         }
+        if steps and all(len(step) > 3 for step in steps):
+            out[name]["mean_rows_per_step"] = round(sum(step[3] for step in steps) / len(steps), 1)
     return out
 
 

@@ -111,6 +111,14 @@ def test_run_phases_split_the_run_into_fill_steady_and_drain():
         "mean_decoding_per_step": 2.5,
     }
     assert llm70b.run_phases([(0.0, 8, 0)], slots=8) is None
+    assert "mean_rows_per_step" not in got["drain"]  # a timeline without the rows computed
+
+
+def test_run_phases_report_the_rows_each_step_computed_where_the_timeline_has_them():
+    # the drain's two steps computed 8 and then 2 rows (the slots' last sequences moved down)
+    timeline = [(0.0, 3, 9, 4), (1.0, 5, 7, 6), (2.0, 7, 5, 8), (3.0, 8, 3, 8), (5.0, 7, 1, 8), (7.0, 4, 0, 8)]
+    got = llm70b.run_phases(timeline + [(9.0, 1, 0, 2)], slots=8)
+    assert got["drain"]["mean_rows_per_step"] == 5.0 and got["steady"]["mean_rows_per_step"] == 8.0
 
 
 def test_an_offline_run_reports_its_phases_and_the_gpu_telemetry_or_why_not(tmp_path):
@@ -125,5 +133,11 @@ def test_an_offline_run_reports_its_phases_and_the_gpu_telemetry_or_why_not(tmp_
     missing = offline["engine"]["decode_slot_steps"] - sum(p["tokens"] for p in phases.values())
     assert 0 <= missing <= result["memory"]["slots"]
     assert phases["steady"]["tokens_per_second"] == offline["steady_state"]["tokens_per_second"]
+    # the rows each decode step computed: never fewer than the sequences that decoded in it
+    engine = offline["engine"]
+    assert (
+        engine["decode_slot_steps"] <= engine["decode_row_steps"] <= engine["decode_steps"] * result["memory"]["slots"]
+    )
+    assert all(p["mean_rows_per_step"] >= p["mean_decoding_per_step"] for p in phases.values() if p["steps"])
     telemetry = offline["gpu_telemetry"]
     assert telemetry["samples"] > 0 if telemetry["available"] else telemetry["why"]

@@ -64,35 +64,15 @@ from subtool.runner.llm.engine_layer import (
     quantized,
 )
 from subtool.runner.llm.engine_pages import PAGE_TOKENS, PagePool
-from subtool.runner.llm.engine_schedule import EngineStats, Sequence, plan_chunks, row_bucket, row_buckets
-
-
-def supports_config(config: dict, generation) -> str | None:
-    """Why the engine cannot run a model of this config.json (None when it can): decided before loading."""
-    if generation.num_beams > 1:
-        return "beam search (gptj) needs the batched engine"
-    if config.get("model_type") != "llama":
-        return f"model_type {config.get('model_type')!r} (only llama)"
-    if config.get("hidden_act", "silu") != "silu":
-        return f"activation {config.get('hidden_act')!r} (only silu)"
-    return None
-
-
-def supports(model, generation) -> str | None:
-    """Why the engine cannot run this loaded model (None when it can)."""
-    devices = set(getattr(model, "hf_device_map", {}).values())
-    if len(devices) > 1:
-        return "the model is spread over several devices"
-    return supports_config(model.config.to_dict(), generation)
-
-
-def _check_options(weights: str, kv_cache: str, decode_attention: str) -> None:
-    if weights not in ("model", "fp8"):
-        raise ValueError(f"weights must be 'model' or 'fp8', not {weights!r}")
-    if kv_cache not in ("model", "fp8", "auto"):
-        raise ValueError(f"kv_cache must be 'model', 'fp8' or 'auto', not {kv_cache!r}")
-    if decode_attention not in ("auto", "triton", "flash", "sdpa"):
-        raise ValueError(f"decode_attention must be auto, triton, flash or sdpa, not {decode_attention!r}")
+from subtool.runner.llm.engine_schedule import (
+    EngineStats,
+    Sequence,
+    compaction,
+    plan_chunks,
+    row_bucket,
+    row_buckets,
+)
+from subtool.runner.llm.engine_support import check_options
 
 
 class ContinuousEngine:
@@ -130,7 +110,7 @@ class ContinuousEngine:
         (kernels/decode_attention.py; None: its defaults). `admit_free`: how many slots must be free before
         waiting prompts are admitted (None: an eighth of the slots; fewer keeps more slots busy, more keeps
         prompt chunks larger)."""
-        _check_options(weights, kv_cache, decode_attention)
+        check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
         self.eos_ids = list(eos_ids)
@@ -389,22 +369,23 @@ class ContinuousEngine:
     def _piece_mask(self, start: int, n: int):
         return torch.from_numpy(piece_mask(start, n)).to(self.device)[None, None]
 
-    def _step(self, keys: int, rows: int) -> None:
-        """The decode step over the first `rows` slots (a CUDA graph per (rows, keys) on CUDA)."""
+    def _step(self, keys: int, rows: int) -> int:
+        """The decode step over the first `rows` slots (a CUDA graph per (rows, keys) on CUDA); the rows it ran."""
         if self.own_keys:
             keys = self.width
-        else:
+        elif self.device.type == "cuda":
             rows = self.slots  # key buckets already multiply the graphs: one row count
         if self.pool.dirty:
             self.page_table.copy_(torch.from_numpy(self.pool.table))
             self.pool.dirty = False
         if self.device.type != "cuda":
             self._decode_step(keys, rows)
-            return
+            return rows
         graph = self.graphs.get((rows, keys))
         if graph is None:
             graph = self._capture(keys, rows)
         graph.replay()
+        return rows
 
     def _capture(self, keys: int, rows: int):
         stream = torch.cuda.Stream()
@@ -464,6 +445,7 @@ class ContinuousEngine:
             while True:
                 waiting.extend(sut.more_work())
                 self._admit(sut)
+                self._compact()
                 decoding = self._reserve_decode_pages([seq for seq in self.active if seq is not None and seq.decoding])
                 prefilling = sorted(
                     (seq for seq in self.active if seq is not None and not seq.decoding), key=lambda q: q.order
@@ -512,6 +494,18 @@ class ContinuousEngine:
             self.active[slot] = seq
             running += 1
 
+    def _compact(self) -> None:
+        """Paged: sequences above the row bucket their count needs move to free lower slots (their table rows, no
+        keys copied), so that a draining engine's decode step computes the rows it holds, not its highest slot's."""
+        if self.pool.fixed:
+            return
+        for src, dst in compaction([s for s, seq in enumerate(self.active) if seq is not None], self.slots):
+            seq = self.active[src]
+            self.pool.move(src, dst)
+            self.active[dst], self.active[src] = seq, None
+            seq.slot = dst
+            self.stats.moved += 1
+
     def _sequence(self, item: tuple[int, int], sut) -> Sequence:
         qid, index = item
         prompt = np.asarray(sut.prompts[index])
@@ -559,7 +553,9 @@ class ContinuousEngine:
                 allow[seq.slot] = len(seq.outputs) >= g.min_new_tokens
             self.allow_eos.copy_(torch.from_numpy(allow))
         rows = row_bucket(max(seq.slot for seq in decoding) + 1, self.slots)
-        self._step(key_bucket(int(positions.max()) + 1, self.key_block, self.width), rows)
+        self.stats.decode_row_steps += self._step(
+            key_bucket(int(positions.max()) + 1, self.key_block, self.width), rows
+        )
         nxt = self.next_tokens[:rows].tolist()
         eos = set(self.eos_ids)
         for seq in decoding:

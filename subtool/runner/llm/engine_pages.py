@@ -84,6 +84,18 @@ class PagePool:
         self.held[slot] = 0
         self.dirty = True
 
+    def move(self, src: int, dst: int) -> None:
+        """Slot src's pages become those of the empty slot dst (its sequence goes on there; nothing is copied)."""
+        if self.fixed:
+            raise ValueError("a fixed pool's pages belong to their slots")
+        if self.held[dst]:
+            raise ValueError(f"slot {dst} holds pages")
+        self.table[dst] = self.table[src]
+        self.held[dst] = self.held[src]
+        self.table[src] = self.spare
+        self.held[src] = 0
+        self.dirty = True
+
     def flat(self, slots: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Row of each (slot, position) in a layer's pool laid out token-major: page · page_tokens + offset."""
         return self.table[slots, positions // self.page] * self.page + positions % self.page

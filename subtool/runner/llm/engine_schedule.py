@@ -16,7 +16,9 @@ then a sequence may be preempted when the pool runs dry, and is prefilled again 
 so far (`Sequence.context`), so nothing it generated is lost.
 
 A decode step runs over the slots up to the last decoding one, rounded up to one of a few row counts (`row_bucket`),
-so that a CUDA graph per row count serves every step and a half-empty engine does not compute its empty slots.
+so that a CUDA graph per row count serves every step and a half-empty engine does not compute its empty slots. As
+sequences end in any slot, a draining engine's last slots stay taken: `compaction` names the moves (a paged cache's
+table rows, nothing copied) that bring its sequences under the smallest row count that holds them.
 
 Pure Python (no torch): the planner and its accounting are tested on their own.
 """
@@ -103,6 +105,20 @@ def row_buckets(slots: int) -> list[int]:
     return sorted({row_bucket(rows, slots) for rows in range(1, slots + 1)})
 
 
+def compaction(live: list[int], slots: int) -> list[tuple[int, int]]:
+    """(from, to) slot moves that put the sequences of the occupied slots `live` (ascending) within the first
+    row_bucket(len(live)) slots: the highest ones into the lowest free slots. None when the last one is already
+    there, so an engine whose count sits in the same bucket as its highest slot moves nothing."""
+    if not live:
+        return []
+    target = row_bucket(len(live), slots)
+    if live[-1] < target:
+        return []
+    taken = set(live)
+    free = [s for s in range(target) if s not in taken]
+    return list(zip([s for s in reversed(live) if s >= target], free))
+
+
 def profile_bucket(prefill_tokens: int) -> str:
     """The step-profile row of a step with this many prefill tokens: 0, then powers of four."""
     if prefill_tokens <= 0:
@@ -129,6 +145,8 @@ class EngineStats:
     prompts: int = 0  # prompts whose prefill completed (first tokens)
     mixed_steps: int = 0  # steps that did both
     preempted: int = 0  # sequences whose pages went back to the pool before they ended (prefilled again later)
+    moved: int = 0  # sequences moved to a lower slot (compaction) so that the decode step ran fewer rows
+    decode_row_steps: int = 0  # rows the decode steps computed (decode_slot_steps of them were live), summed
     max_step_tokens: int = 0
     graphs: int = 0
     # per prefill size of a step ("0", "1-256", "257-1024", …): steps, decode and prefill tokens, seconds

@@ -130,7 +130,7 @@ def choose_engine(engine: str, device: str, config: dict, generation, streams: b
     """batched or continuous, from the config alone (nothing loaded yet): `auto` is the continuous engine on CUDA
     for what it supports, and on CPU for a pre-quantized checkpoint (which only its streaming loader reads)."""
     from subtool.runner.llm.checkpoint import is_prequantized
-    from subtool.runner.llm.engine import supports_config
+    from subtool.runner.llm.engine_support import supports_config
 
     if engine not in ("auto", "batched", "continuous"):
         raise SubtoolError(f"unknown engine {engine!r}; choose auto, batched or continuous", rule="run.engine")

@@ -315,7 +315,7 @@ class TensorParallelSUT(TorchLlmSUT):
 
     def __init__(self, model_path, prompts, generation, *, tensor_parallel: int, **options):
         from subtool.runner.llm.checkpoint import can_stream, read_config
-        from subtool.runner.llm.engine import supports_config
+        from subtool.runner.llm.engine_support import supports_config
 
         device = options.get("device", "cpu")
         check_size(tensor_parallel, device, read_config(model_path), model_path)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from subtool.runner.llm.engine_pages import PagePool
-from subtool.runner.llm.engine_schedule import Sequence, row_bucket, row_buckets
+from subtool.runner.llm.engine_schedule import Sequence, compaction, row_bucket, row_buckets
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -69,18 +69,65 @@ def test_a_pool_that_cannot_hold_one_sequence_is_refused():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 5), st.integers(1, 80)), max_size=60))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["grow", "release", "move"]), st.integers(0, 5), st.integers(1, 80)), max_size=60
+    )
+)
 def test_the_allocator_never_maps_a_page_twice(ops):
     pool = PagePool(slots=6, max_len=80, page=8, pages=25)
-    for grow, slot, tokens in ops:
-        if grow:
+    for op, slot, tokens in ops:
+        if op == "grow":
             before = int(pool.held[slot])
             ok = pool.ensure(slot, tokens)
             assert ok or pool.held[slot] == before
             assert not ok or pool.held[slot] * 8 >= tokens
-        else:
+        elif op == "release":
             pool.release(slot)
+        else:
+            dst = tokens % 6
+            if dst == slot or pool.held[dst]:
+                continue
+            row, held = pool.table[slot].copy(), int(pool.held[slot])
+            pool.move(slot, dst)
+            assert (pool.table[dst] == row).all() and pool.held[dst] == held and pool.held[slot] == 0
         _invariants(pool)
+
+
+def test_a_move_refuses_a_taken_slot_and_a_fixed_pool():
+    pool = PagePool(slots=3, max_len=32, page=8, pages=8)
+    assert pool.ensure(0, 9) and pool.ensure(1, 1)
+    with pytest.raises(ValueError, match="slot 1 holds pages"):
+        pool.move(0, 1)
+    with pytest.raises(ValueError, match="fixed pool"):
+        PagePool(slots=2, max_len=32, page=8).move(0, 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 40).flatmap(lambda n: st.tuples(st.just(n), st.sets(st.integers(0, n - 1)))))
+def test_compaction_brings_every_sequence_under_its_counts_row_bucket(case):
+    slots, live = case
+    moves = compaction(sorted(live), slots)
+    taken = set(live)
+    for src, dst in moves:
+        assert src in taken and dst not in taken
+        taken = (taken - {src}) | {dst}
+    assert len(taken) == len(live)
+    if live:
+        target = row_bucket(len(live), slots)
+        assert max(taken) < target
+        # nothing moves when the highest slot is already within the bucket, and no sequence moves twice
+        assert (moves == []) == (max(live) < target)
+        assert len({s for s, _ in moves}) == len(moves) == len([s for s in live if s >= target])
+
+
+def test_compaction_examples():
+    assert compaction([], 8) == []
+    assert compaction([0, 1, 7], 8) == [(7, 2)]
+    assert compaction([0, 1, 2], 8) == []
+    assert compaction([5, 300, 511], 512) == [(511, 0), (300, 1)]  # three sequences: the 64-row bucket
+    assert compaction(list(range(64)) + [400], 512) == [(400, 64)]  # 65 sequences: the 128-row bucket
+    assert compaction(list(range(100)) + [127], 512) == []  # 101 sequences: the 128-row bucket already holds them
 
 
 def test_row_buckets_cover_every_count_in_eighths():
@@ -120,6 +167,37 @@ def test_paged_engine_preempts_and_still_matches_greedy_generate(pages, budget):
     else:
         assert engine.stats.preempted == 0
     assert engine.pool.free_pages == pages and (engine.pool.table == engine.pool.spare).all()  # all returned
+
+
+@pytest.mark.parametrize("pages", [None, 200])
+def test_a_draining_engine_moves_its_sequences_down_and_computes_only_the_rows_they_need(pages):
+    """Paged: as sequences end in any slot, the rest move to the lowest slots (their table rows), so each decode
+    step runs the row bucket of the sequences it holds, and the answers stay transformers' greedy ones. A fixed
+    cache (each slot's own rows) moves nothing."""
+    model = _model()
+    prompts = _prompts(20, seed=9)
+    expected = _reference(model, prompts, 40, 0)
+    engine = _paged_engine(model, prompts, 40, slots=8, prefill_tokens=64, kv_pages=pages, page_tokens=8)
+    seen = []
+    step = engine._step
+
+    def recording(keys, rows):
+        ran = step(keys, rows)
+        seen.append((ran, sum(q is not None for q in engine.active)))
+        return ran
+
+    engine._step = recording
+    sut = Recorder(prompts)
+    engine.run([(i, i) for i in range(20)], sut)
+    assert sut.done == expected and engine.stats.preempted == 0
+    assert engine.stats.decode_row_steps == sum(ran for ran, _ in seen) and len(seen) == engine.stats.decode_steps
+    if pages is None:
+        assert engine.stats.moved == 0
+        return
+    assert engine.stats.moved > 0
+    assert all(ran <= row_bucket(live, 8) for ran, live in seen), seen
+    assert engine.stats.decode_row_steps < 8 * engine.stats.decode_steps
+    assert engine.pool.free_pages == 200 and (engine.pool.table == engine.pool.spare).all()
 
 
 def test_min_new_tokens_hold_across_a_preemption():
