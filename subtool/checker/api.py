@@ -221,31 +221,10 @@ def check_tree(tree: Path, opts: CheckOptions, console=None) -> CheckReport:
     results: list[ResultVerdict] = []
     rows: list[dict] = []
     for outcome in outcomes:
-        job = outcome.job
         own = [_waive(f, opts) for f in outcome.findings]
         findings.extend(own)
-        shared = [f for key in found.job_scopes[job.result_id] for f in scope_findings.get(key, [])]
-        everything = own + shared
-        failed = sorted({f.rule for f in everything if f.severity == "error"})
-        waived = sorted({f.rule for f in everything if f.severity == "waived"})
-        short = any(f.rule == "perf.min_duration" and not _COMPLIANCE_PATH.search(f.path) for f in own)
-        verdict = ResultVerdict(
-            result=job.result_id,
-            division=job.division,
-            submitter=job.submitter,
-            system=job.system,
-            model=job.model,
-            mlperf_model=job.mlperf_model,
-            scenario=job.scenario,
-            path=str(tree / job.result_id),
-            passed=not failed,
-            value=outcome.result_value,
-            units=outcome.units,
-            accuracy=outcome.accuracy,
-            run_style="short" if short else "valid",
-            waived=waived,
-            failed=failed,
-        )
+        shared = [f for key in found.job_scopes[outcome.job.result_id] for f in scope_findings.get(key, [])]
+        verdict = _verdict(tree, outcome, own, shared)
         results.append(verdict)
         if verdict.passed and outcome.result_value is not None:
             rows.append(_summary_row(tree, opts.version, outcome))
@@ -262,6 +241,31 @@ def check_tree(tree: Path, opts: CheckOptions, console=None) -> CheckReport:
 
         report.official_diff = diff_with_official(tree, opts, report)
     return report
+
+
+def _verdict(tree: Path, outcome, own: list[Finding], shared: list[Finding]) -> ResultVerdict:
+    """One result's verdict from its own findings and those of the scopes it shares (its system, its code …)."""
+    job = outcome.job
+    everything = own + shared
+    failed = sorted({f.rule for f in everything if f.severity == "error"})
+    short = any(f.rule == "perf.min_duration" and not _COMPLIANCE_PATH.search(f.path) for f in own)
+    return ResultVerdict(
+        result=job.result_id,
+        division=job.division,
+        submitter=job.submitter,
+        system=job.system,
+        model=job.model,
+        mlperf_model=job.mlperf_model,
+        scenario=job.scenario,
+        path=str(tree / job.result_id),
+        passed=not failed,
+        value=outcome.result_value,
+        units=outcome.units,
+        accuracy=outcome.accuracy,
+        run_style="short" if short else "valid",
+        waived=sorted({f.rule for f in everything if f.severity == "waived"}),
+        failed=failed,
+    )
 
 
 def _product(a: object, b: object) -> int | str:

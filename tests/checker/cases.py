@@ -215,6 +215,30 @@ def m_test01_extra_file(b):
     (_closed_offline(b) / "TEST01" / "performance" / "run_1" / "notes.txt").write_text("extra\n")
 
 
+def _test01_accuracy_fallback(b, compliance_f1: float) -> None:
+    """TEST01 whose accuracy verification did not print TEST PASS (a non-deterministic SUT), with the accuracy/
+    folder its comparison keeps: the baseline's F1 90.0 and the compliance run's `compliance_f1`."""
+    result = _closed_offline(b)
+    base = result / "TEST01"
+    verify = base / "verify_accuracy.txt"
+    verify.write_text(verify.read_text().replace("TEST PASS", "TEST FAIL"))
+    acc = base / "accuracy"
+    acc.mkdir()
+    run_acc = b.runs["bert-99/Offline"].acc
+    shutil.copyfile(run_acc / "mlperf_log_accuracy.json", acc / "mlperf_log_accuracy.json")
+    shutil.copyfile(result / "accuracy" / "accuracy.txt", acc / "accuracy.txt")
+    (acc / "baseline_accuracy.txt").write_text('{"exact_match": 80.0, "f1": 90.0}\n')
+    (acc / "compliance_accuracy.txt").write_text(f'{{"exact_match": 80.0, "f1": {compliance_f1}}}\n')
+
+
+def m_test01_accuracy_fallback_close(b):
+    _test01_accuracy_fallback(b, 89.5)  # 0.56 % apart: within bert-99's 1 %
+
+
+def m_test01_accuracy_fallback_far(b):
+    _test01_accuracy_fallback(b, 88.0)  # 2.3 % apart
+
+
 def m_test06_failed(b):
     llm_closed(b, LLAMA31)
     p = res(b, "closed", "dc", LLAMA31, "Server") / "TEST06" / "verify_accuracy.txt"
@@ -440,6 +464,8 @@ CASES: list[Case] = [
     Case("missing_test01", m_missing_test01, expect_rules=("compliance.missing",)),
     Case("test01_failed", m_test01_failed, expect_rules=("compliance.failed",)),
     Case("test01_extra_file", m_test01_extra_file, expect_rules=("compliance.file_list",)),
+    Case("test01_accuracy_fallback_close", m_test01_accuracy_fallback_close),
+    Case("test01_accuracy_fallback_far", m_test01_accuracy_fallback_far, expect_rules=("compliance.failed",)),
     Case("test06_failed", m_test06_failed, expect_rules=("compliance.failed",)),
     Case("missing_required_scenario", m_missing_scenario, expect_rules=("scenario.missing_required",)),
     Case("llm_missing_server_or_interactive", m_llm_missing_server, expect_rules=("scenario.missing_required",)),

@@ -156,70 +156,83 @@ def _acc_verification(ctx: ResultContext, test: str, base: str, lines: dict) -> 
 
 def _test01_accuracy_fallback(ctx: ResultContext, base: str) -> None:
     """TEST01 without 'TEST PASS': the non-deterministic path compares baseline and compliance accuracy."""
-    out = ctx.out
     acc = f"{base}/accuracy"
+    if not _test01_accuracy_files(ctx, base, acc):
+        return
+    bounds = ctx.rules.accuracy(ctx.scenario)
+    values = {name: _test01_metrics(ctx, acc, name, bounds) for name in ("baseline", "compliance")}
+    for b in bounds:
+        if not _test01_metric_agrees(ctx, acc, b.metric, values["baseline"][b.metric], values["compliance"][b.metric]):
+            return
+
+
+def _test01_accuracy_files(ctx: ResultContext, base: str, acc: str) -> bool:
+    """TEST01's accuracy/ folder is there with exactly its files."""
     if not ctx.exists(acc):
-        out.add(
+        ctx.out.add(
             FAILED,
             f"{base}/verify_accuracy.txt",
             "TEST01 accuracy check failed (no 'TEST PASS') and there is no accuracy/ folder to compare",
             "make the SUT deterministic, or run TEST01's accuracy comparison and keep its accuracy/ folder",
         )
-        return
-    files = ctx.files(acc)
-    diff = (set(files) ^ set(TEST01_ACC_FILES)) - _ALWAYS_OPTIONAL
+        return False
+    diff = (set(ctx.files(acc)) ^ set(TEST01_ACC_FILES)) - _ALWAYS_OPTIONAL
     if diff:
-        out.add(
+        ctx.out.add(
             FILE_LIST,
             acc,
             f"TEST01 accuracy/ files differ from the expected set: {', '.join(sorted(diff))}",
             f"keep exactly {', '.join(TEST01_ACC_FILES)}",
         )
-        return
-    bounds = ctx.rules.accuracy(ctx.scenario)
-    values = {}
-    for name in ("baseline_accuracy.txt", "compliance_accuracy.txt"):
-        found = {b.metric: 0.0 for b in bounds}
-        text, _ = read_text_lines(ctx.abs(f"{acc}/{name}"))
-        for line in text or []:
-            for b in bounds:
-                m = ACCURACY_PATTERNS[b.metric].match(line)
-                if m:
-                    try:
-                        found[b.metric] = float(m.group(1))
-                    except ValueError:
-                        pass
-        values[name] = found
-    for b in bounds:
-        base_v, comp_v = values["baseline_accuracy.txt"][b.metric], values["compliance_accuracy.txt"][b.metric]
-        if not (math.isfinite(base_v) and math.isfinite(comp_v)):
-            out.add(
-                NOT_FINITE,
-                acc,
-                f"TEST01: {b.metric} is not a finite number ({base_v} / {comp_v})",
-                "re-run TEST01's accuracy comparison",
-            )
-            return
-        if base_v == 0 or comp_v == 0:
-            out.add(
-                FAILED,
-                acc,
-                f"TEST01: {b.metric} missing from baseline or compliance accuracy",
-                "re-run TEST01's accuracy comparison",
-            )
-            return
-        allowed = COMPLIANCE_DELTA_PERCENT.get(ctx.job.mlperf_model, {}).get(
-            b.metric, 0.1 if "99.9" in ctx.job.mlperf_model else 1
+        return False
+    return True
+
+
+def _test01_metrics(ctx: ResultContext, acc: str, which: str, bounds) -> dict[str, float]:
+    """Each accuracy metric's value in accuracy/<which>_accuracy.txt (0.0 where no line gives it)."""
+    found = {b.metric: 0.0 for b in bounds}
+    text, _ = read_text_lines(ctx.abs(f"{acc}/{which}_accuracy.txt"))
+    for line in text or []:
+        for b in bounds:
+            m = ACCURACY_PATTERNS[b.metric].match(line)
+            if m:
+                try:
+                    found[b.metric] = float(m.group(1))
+                except ValueError:
+                    pass
+    return found
+
+
+def _test01_metric_agrees(ctx: ResultContext, acc: str, metric: str, base_v: float, comp_v: float) -> bool:
+    """Baseline and compliance values of one metric are both there, finite, and within the model's delta."""
+    if not (math.isfinite(base_v) and math.isfinite(comp_v)):
+        ctx.out.add(
+            NOT_FINITE,
+            acc,
+            f"TEST01: {metric} is not a finite number ({base_v} / {comp_v})",
+            "re-run TEST01's accuracy comparison",
         )
-        delta = abs(1 - base_v / comp_v) * 100
-        if delta > allowed:
-            out.add(
-                FAILED,
-                acc,
-                f"TEST01: {b.metric} differs by {delta:.3f}% (allowed {allowed}%)",
-                "the SUT answers differently when LoadGen logs accuracy in performance mode; fix it",
-            )
-            return
+        return False
+    if base_v == 0 or comp_v == 0:
+        ctx.out.add(
+            FAILED,
+            acc,
+            f"TEST01: {metric} missing from baseline or compliance accuracy",
+            "re-run TEST01's accuracy comparison",
+        )
+        return False
+    model = ctx.job.mlperf_model
+    allowed = COMPLIANCE_DELTA_PERCENT.get(model, {}).get(metric, 0.1 if "99.9" in model else 1)
+    delta = abs(1 - base_v / comp_v) * 100
+    if delta > allowed:
+        ctx.out.add(
+            FAILED,
+            acc,
+            f"TEST01: {metric} differs by {delta:.3f}% (allowed {allowed}%)",
+            "the SUT answers differently when LoadGen logs accuracy in performance mode; fix it",
+        )
+        return False
+    return True
 
 
 def _perf_verification(ctx: ResultContext, test: str, base: str, verify: list[str] | None) -> None:

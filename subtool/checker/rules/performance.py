@@ -123,41 +123,8 @@ MISSING_KEY = define(
 
 def check_perf_log(ctx: ResultContext, log: LoadgenLog, rel: str, main_run: bool) -> None:
     """Every rule on one performance log; `main_run` is False for compliance runs (TEST01/TEST04)."""
-    out = ctx.out
-    log.decode_all()  # every value now, so that a bad one is reported here, whichever rule reads it
-    if log.non_finite:
-        out.add(
-            NOT_FINITE,
-            rel,
-            f"performance log values are not finite numbers: {log.non_finite_text()}",
-            "copy mlperf_log_detail.txt again from the run directory; LoadGen never writes NaN or Infinity",
-        )
-    if not log.readable:
-        out.add(
-            LOG_CORRUPT,
-            rel,
-            f"performance log {'; '.join(log.problems[:3])}",
-            "copy mlperf_log_detail.txt again from the run directory; never edit it",
-        )
-        if not log.raw:
-            return
-    bad = [e for e in log.errors if "Loadgen built with uncommitted changes" not in e]
-    if bad:
-        out.add(
-            LOADGEN_ERROR,
-            rel,
-            f"LoadGen logged {len(bad)} error(s): {'; '.join(bad[:3])}",
-            'fix the cause and re-run; a run with LoadGen errors is not a valid result ("Multiple conf '
-            'files are used" means pass only user.conf to TestSettings.FromConfig)',
-        )
-    scenario = log["effective_scenario"]
-    if not isinstance(scenario, str):
-        out.add(
-            MISSING_KEY,
-            rel,
-            "effective_scenario is missing from the log",
-            "use the complete mlperf_log_detail.txt LoadGen wrote",
-        )
+    scenario = _readable_scenario(ctx, log, rel)
+    if scenario is None:
         return
     rules = ctx.rules
     model = ctx.job.mlperf_model
@@ -179,15 +146,62 @@ def check_perf_log(ctx: ResultContext, log: LoadgenLog, rel: str, main_run: bool
             ctx.result_value = value
     check_summary(ctx, log, rel, scenario)
     if main_run:
-        validity = log["result_validity"]
-        if validity != "VALID":
-            reason = log["result_invalid_reason"] or "no reason given"
-            out.add(
-                RESULT_INVALID,
-                rel,
-                f"LoadGen judged the run {validity or 'without a verdict'}: {reason}",
-                "meet LoadGen's conditions (min duration, min queries, early stopping, latency) and re-run",
-            )
+        _validity(ctx, log, rel)
+
+
+def _readable_scenario(ctx: ResultContext, log: LoadgenLog, rel: str) -> str | None:
+    """The log's own soundness (finite values, readable lines, no LoadGen errors), and its scenario: None when the
+    rules cannot go on (nothing read, or no effective_scenario)."""
+    out = ctx.out
+    log.decode_all()  # every value now, so that a bad one is reported here, whichever rule reads it
+    if log.non_finite:
+        out.add(
+            NOT_FINITE,
+            rel,
+            f"performance log values are not finite numbers: {log.non_finite_text()}",
+            "copy mlperf_log_detail.txt again from the run directory; LoadGen never writes NaN or Infinity",
+        )
+    if not log.readable:
+        out.add(
+            LOG_CORRUPT,
+            rel,
+            f"performance log {'; '.join(log.problems[:3])}",
+            "copy mlperf_log_detail.txt again from the run directory; never edit it",
+        )
+        if not log.raw:
+            return None
+    bad = [e for e in log.errors if "Loadgen built with uncommitted changes" not in e]
+    if bad:
+        out.add(
+            LOADGEN_ERROR,
+            rel,
+            f"LoadGen logged {len(bad)} error(s): {'; '.join(bad[:3])}",
+            'fix the cause and re-run; a run with LoadGen errors is not a valid result ("Multiple conf '
+            'files are used" means pass only user.conf to TestSettings.FromConfig)',
+        )
+    scenario = log["effective_scenario"]
+    if isinstance(scenario, str):
+        return scenario
+    out.add(
+        MISSING_KEY,
+        rel,
+        "effective_scenario is missing from the log",
+        "use the complete mlperf_log_detail.txt LoadGen wrote",
+    )
+    return None
+
+
+def _validity(ctx: ResultContext, log: LoadgenLog, rel: str) -> None:
+    """LoadGen's own verdict on the main run."""
+    validity = log["result_validity"]
+    if validity != "VALID":
+        reason = log["result_invalid_reason"] or "no reason given"
+        ctx.out.add(
+            RESULT_INVALID,
+            rel,
+            f"LoadGen judged the run {validity or 'without a verdict'}: {reason}",
+            "meet LoadGen's conditions (min duration, min queries, early stopping, latency) and re-run",
+        )
 
 
 def _int(log: LoadgenLog, key: str) -> int | None:

@@ -105,6 +105,14 @@ def _text(value: object) -> str | None:
 
 
 def check_system(data: dict, division: str, submitter: str, rel: str, out: Collector) -> None:
+    """Every rule on one system description: its kinds, its network flag, its fields, its owner."""
+    _kinds(data, rel, out)
+    is_network_raw = _network(data, division, rel, out)
+    _fields(data, is_network_raw, rel, out)
+    _owner(data, division, submitter, rel, out)
+
+
+def _kinds(data: dict, rel: str, out: Collector) -> None:
     status = _text(data.get("status"))
     if status is None or status.lower() not in AVAILABILITIES:
         out.add(STATUS, rel, f"status is {data.get('status')!r}", 'set "status" to available, preview or rdi')
@@ -115,6 +123,10 @@ def check_system(data: dict, division: str, submitter: str, rel: str, out: Colle
             f"system_type is {data.get('system_type')!r}",
             'set "system_type" to datacenter, edge or datacenter,edge (it decides the required scenarios)',
         )
+
+
+def _network(data: dict, division: str, rel: str, out: Collector) -> object:
+    """is_network as written (the network fields it requires depend on it), checked against the division."""
     is_network_raw = data.get("is_network")
     if is_network_raw is not None and not isinstance(is_network_raw, str):
         out.add(
@@ -123,16 +135,20 @@ def check_system(data: dict, division: str, submitter: str, rel: str, out: Colle
             f"is_network is {is_network_raw!r}, not a string",
             'write is_network as the string "true" or "false"',
         )
-    else:
-        is_network = (is_network_raw or "").lower() == "true"
-        expected = {"network": True, "closed": False}.get(division)
-        if expected is not None and expected != is_network:
-            out.add(
-                NETWORK,
-                rel,
-                f"is_network is {is_network_raw!r} in the {division} division",
-                'network-division systems need "is_network": "true"; others "false" or nothing',
-            )
+        return is_network_raw
+    is_network = (is_network_raw or "").lower() == "true"
+    expected = {"network": True, "closed": False}.get(division)
+    if expected is not None and expected != is_network:
+        out.add(
+            NETWORK,
+            rel,
+            f"is_network is {is_network_raw!r} in the {division} division",
+            'network-division systems need "is_network": "true"; others "false" or nothing',
+        )
+    return is_network_raw
+
+
+def _fields(data: dict, is_network_raw: object, rel: str, out: Collector) -> None:
     required = list(SYSTEM_REQUIRED_FIELDS)
     if is_network_raw:
         required += [f for f in SYSTEM_NETWORK_FIELDS if f not in required]
@@ -154,6 +170,9 @@ def check_system(data: dict, division: str, submitter: str, rel: str, out: Colle
                 f"field '{key}' is {data[key]!r}, not an integer",
                 f'write "{key}" as a whole number (e.g. "1")',
             )
+
+
+def _owner(data: dict, division: str, submitter: str, rel: str, out: Collector) -> None:
     sub = _text(data.get("submitter"))
     if sub is None or sub.lower() != submitter.lower():
         out.add(
