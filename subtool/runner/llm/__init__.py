@@ -11,8 +11,9 @@
 - demo.py          the embedded demos' tiny random-weight checkpoints and generated data sets
 - sut_torch.py     backends torch-cpu / torch-cuda: LlmGenerator (batched engine) and its LoadGen adapter;
   engine.py        the continuous-batching engine for Llama on CUDA (decode kernel: ../kernels/decode_attention.py);
-  engine_schedule.py its step planner (chunked prefill within a token budget), engine_layer.py the layer math,
-  engine_attention.py which keys a step reads and which decode kernel reads them
+  engine_schedule.py its step planner (chunked prefill within a token budget, row buckets, slot compaction),
+  engine_pages.py the paged KV cache's pool, engine_layer.py the layer math, engine_attention.py which keys a
+  step reads and which decode kernel reads them, engine_support.py which models and options it takes
 - sut_openai.py    backend openai: one streaming request per sample to an OpenAI-compatible server
 - sut_ray.py       backend ray: LoadGen here, an LlmGenerator on each of N Ray actors (ray_worker.py); the
                    generic Ray plumbing is ../ray_pool.py
