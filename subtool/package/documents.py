@@ -124,6 +124,8 @@ def reproduce_command(imp: ImportedResult, key: ResultKey | None = None) -> str 
 
 
 def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy_line: str | None) -> str:
+    """A result folder's README.md: what ran (benchmark, scenario, result, LoadGen, backend), its assets, the
+    LoadGen settings, how to reproduce it, and the import's notes."""
     lines = [f"# {key.model} {key.scenario} on {key.system}", ""]
     if imp.demo:
         lines += [DEMO_BANNER]
@@ -131,9 +133,23 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
         lines += [SHORT_LINE, ""]
     else:
         lines += ["Run style: valid (official minimum duration and query counts)", ""]
-    bench = imp.bench.name
-    lines += [
-        f"- Benchmark: {bench}"
+    lines += _facts(key, imp, version, accuracy_line)
+    lines += assets_section(imp)
+    lines += ["", "## Settings (from mlperf_log_detail.txt)", ""]
+    settings = imp.perf_log.settings()
+    rows = [[name, str(settings[name])] for name in _SETTINGS if name in settings]
+    lines += markdown_table(["setting", "value"], rows)
+    lines += ["", "## How to reproduce", ""]
+    lines += _reproduce(key, imp, version)
+    if imp.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in imp.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _facts(key: ResultKey, imp: ImportedResult, version: str, accuracy_line: str | None) -> list[str]:
+    """The README's list of what ran: benchmark, scenario, division, round, result, accuracy, LoadGen, backend."""
+    lines = [
+        f"- Benchmark: {imp.bench.name}"
         + (f" (custom model `{key.model}`, see model_mapping.json)" if imp.custom_model else ""),
         f"- Scenario: {key.scenario}",
         f"- Division: {key.division}",
@@ -154,16 +170,15 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
         lines.append(
             f"- Run started {run['tstamps'][0]}" + (f", ended {run['tstamps'][-1]}" if len(run["tstamps"]) > 1 else "")
         )
-    lines += assets_section(imp)
-    lines += ["", "## Settings (from mlperf_log_detail.txt)", ""]
-    settings = imp.perf_log.settings()
-    rows = [[name, str(settings[name])] for name in _SETTINGS if name in settings]
-    lines += markdown_table(["setting", "value"], rows)
-    lines += ["", "## How to reproduce", ""]
+    return lines
+
+
+def _reproduce(key: ResultKey, imp: ImportedResult, version: str) -> list[str]:
+    """How to reproduce: subtool's own command from the submission's copy of it, or where the command lives."""
     cmd = reproduce_command(imp, key)
     if cmd:
         src = layout_for(version).src_dir(key.division, key.submitter).name
-        lines += [
+        return [
             f"From `{key.division}/{key.submitter}/`, install the subtool that ran from its copy in `{src}/` "
             "(with the `run` extra: LoadGen, torch, transformers), then run the command:",
             "",
@@ -173,19 +188,15 @@ def result_readme(key: ResultKey, imp: ImportedResult, *, version: str, accuracy
             cmd,
             "```",
         ]
-    elif imp.kind == "mlc":
-        lines += [
+    if imp.kind == "mlc":
+        return [
             "These logs were produced with MLC (mlcommons mlperf-automations); see the README MLC wrote "
             "beside them for the exact `mlcr` command."
         ]
-    else:
-        lines += [
-            "These logs were produced by the submitter's own harness; its code and command belong in "
-            "`src/` (v5.x: `code/`)."
-        ]
-    if imp.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in imp.notes]
-    return "\n".join(lines) + "\n"
+    return [
+        "These logs were produced by the submitter's own harness; its code and command belong in "
+        "`src/` (v5.x: `code/`)."
+    ]
 
 
 ASSETS_HEADING = "## Checkpoint and data set"

@@ -273,28 +273,14 @@ def _import_mlc_result(system_dir: Path, model_dir: Path, scen_dir: Path, system
     perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
     acc = read_detail_log(acc_dir / "mlperf_log_detail.txt", expect_mode="accuracy")
     scenario = _check_scenario(scen_dir.name, [perf, acc], f"directory {scen_dir}")
-    # MLC maps a custom model name to the official benchmark in model_mapping.json beside the logs.
-    mapping_path = _first_existing(
-        perf_dir / "model_mapping.json",
-        acc_dir / "model_mapping.json",
-        scen_dir / "model_mapping.json",
-        system_dir / "model_mapping.json",
+    bench = require_benchmark(
+        _mlc_official_model(system_dir, model_dir, scen_dir, perf_dir, acc_dir), where=str(model_dir)
     )
-    official = model_dir.name
-    if mapping_path is not None:
-        official = _read_json(mapping_path, "model_mapping.json").get(model_dir.name, official)
-    bench = require_benchmark(official, where=str(model_dir))
     user_conf = _first_existing(scen_dir / "user.conf", perf_dir / "user.conf", acc_dir / "user.conf")
     notes: list[str] = []
     claimed = f"directory {model_dir.name}"
     _check_model(bench, [perf, acc], user_conf, claimed_from=claimed, notes=notes, demo=False, scenario=scenario)
-    meas_path = _first_existing(
-        scen_dir / "measurements.json", perf_dir / "measurements.json", acc_dir / "measurements.json"
-    )
-    if meas_path is None:
-        legacy = sorted(scen_dir.glob(f"*_{scenario}.json"))
-        meas_path = legacy[0] if legacy else None
-    measurements = _read_json(meas_path, "measurements.json") if meas_path else {}
+    measurements = _mlc_measurements(scen_dir, perf_dir, acc_dir, scenario)
     meta = system_meta
     if meta is None:
         inner = _first_existing(perf_dir / "system_meta.json", acc_dir / "system_meta.json")
@@ -323,6 +309,31 @@ def _import_mlc_result(system_dir: Path, model_dir: Path, scen_dir: Path, system
         run_style=_run_style(perf),
         notes=notes,
     )
+
+
+def _mlc_official_model(system_dir: Path, model_dir: Path, scen_dir: Path, perf_dir: Path, acc_dir: Path) -> str:
+    """The benchmark an MLC model folder holds: MLC maps a custom model name to the official one in the
+    model_mapping.json nearest the logs."""
+    mapping_path = _first_existing(
+        perf_dir / "model_mapping.json",
+        acc_dir / "model_mapping.json",
+        scen_dir / "model_mapping.json",
+        system_dir / "model_mapping.json",
+    )
+    if mapping_path is None:
+        return model_dir.name
+    return _read_json(mapping_path, "model_mapping.json").get(model_dir.name, model_dir.name)
+
+
+def _mlc_measurements(scen_dir: Path, perf_dir: Path, acc_dir: Path, scenario: str) -> dict:
+    """measurements.json beside the logs, or an older MLC's <model>_<scenario>.json; {} when neither is there."""
+    path = _first_existing(
+        scen_dir / "measurements.json", perf_dir / "measurements.json", acc_dir / "measurements.json"
+    )
+    if path is None:
+        legacy = sorted(scen_dir.glob(f"*_{scenario}.json"))
+        path = legacy[0] if legacy else None
+    return _read_json(path, "measurements.json") if path else {}
 
 
 # ------------------------------------------------------------------------------------- loose log dirs
