@@ -175,67 +175,72 @@ def convert_examples_to_features(
     max_query_length: int = MAX_QUERY_LENGTH,
     doc_stride: int = DOC_STRIDE,
 ) -> SquadFeatures:
+    """Every example's windows over its paragraph as model inputs ([CLS] question [SEP] window [SEP]), with each
+    token's paragraph word and whether this window is the one that gives that token the most context."""
     cls_id, sep_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
-    context_cache: dict[int, tuple[list[str], list[int]]] = {}
-    ids_rows: list[np.ndarray] = []
-    seg_rows: list[np.ndarray] = []
-    lengths: list[int] = []
+    cached: tuple[int, list[str], list[int]] | None = None  # examples come grouped by paragraph
+    rows: list[tuple] = []
     ex_index: list[int] = []
-    word_rows: list[np.ndarray] = []
-    best_rows: list[np.ndarray] = []
-
     for ei, ex in enumerate(examples):
         query = tokenizer.tokenize(ex.question)[:max_query_length]
-        if ex.context_id not in context_cache:
-            doc_pieces: list[str] = []
-            piece_word: list[int] = []
-            for wi, pieces in enumerate(_wordpiece_per_word(tokenizer, ex.doc_words)):
-                doc_pieces.extend(pieces)
-                piece_word.extend([wi] * len(pieces))
-            context_cache = {ex.context_id: (doc_pieces, piece_word)}  # examples are grouped by paragraph
-        doc_pieces, piece_word = context_cache[ex.context_id]
+        if cached is None or cached[0] != ex.context_id:
+            cached = (ex.context_id, *_doc_pieces(tokenizer, ex.doc_words))
+        _, doc_pieces, piece_word = cached
         doc_ids = tokenizer.convert_tokens_to_ids(doc_pieces)
         query_ids = tokenizer.convert_tokens_to_ids(query)
-        max_tokens_for_doc = max_seq_length - len(query) - 3
-        spans = window_starts(len(doc_pieces), max_tokens_for_doc, doc_stride)
-        for si, (start, length) in enumerate(spans):
-            n = len(query) + length + 3
-            ids = np.zeros(max_seq_length, dtype=np.int32)
-            seg = np.zeros(max_seq_length, dtype=np.int8)
-            ids[0] = cls_id
-            ids[1 : 1 + len(query)] = query_ids
-            ids[1 + len(query)] = sep_id
-            doc_off = 2 + len(query)
-            ids[doc_off : doc_off + length] = doc_ids[start : start + length]
-            ids[doc_off + length] = sep_id
-            seg[doc_off:n] = 1
-            ids_rows.append(ids)
-            seg_rows.append(seg)
-            lengths.append(n)
+        spans = window_starts(len(doc_pieces), max_seq_length - len(query) - 3, doc_stride)
+        for si in range(len(spans)):
+            rows.append(_window_row(spans, si, query_ids, doc_ids, piece_word, cls_id, sep_id, max_seq_length))
             ex_index.append(ei)
-            words = np.full(max_seq_length, -1, dtype=np.int32)
-            words[doc_off : doc_off + length] = piece_word[start : start + length]
-            best = np.zeros(max_seq_length, dtype=bool)
-            if len(spans) == 1:
-                best[doc_off : doc_off + length] = True
-            else:
-                best[doc_off : doc_off + length] = [_best_window(spans, si, start + i) for i in range(length)]
-            word_rows.append(words)
-            best_rows.append(best)
+    return _stacked(rows, ex_index, max_seq_length)
 
-    n = len(ids_rows)
-    input_ids = np.stack(ids_rows) if n else np.zeros((0, max_seq_length), np.int32)
-    segment_ids = np.stack(seg_rows) if n else np.zeros((0, max_seq_length), np.int8)
-    seq_lengths = np.asarray(lengths, dtype=np.int32)
-    input_mask = (np.arange(max_seq_length)[None, :] < seq_lengths[:, None]).astype(np.int8)
-    token_to_word = np.stack(word_rows) if n else np.zeros((0, max_seq_length), np.int32)
-    is_max = np.stack(best_rows) if n else np.zeros((0, max_seq_length), bool)
+
+def _doc_pieces(tokenizer, doc_words: list[str]) -> tuple[list[str], list[int]]:
+    """A paragraph's word pieces and the word each piece belongs to."""
+    doc_pieces: list[str] = []
+    piece_word: list[int] = []
+    for wi, pieces in enumerate(_wordpiece_per_word(tokenizer, doc_words)):
+        doc_pieces.extend(pieces)
+        piece_word.extend([wi] * len(pieces))
+    return doc_pieces, piece_word
+
+
+def _window_row(spans, si: int, query_ids, doc_ids, piece_word, cls_id: int, sep_id: int, max_seq_length: int):
+    """(ids, segments, length, token → word, best-window mask) of window `si` of `spans`."""
+    start, length = spans[si]
+    n = len(query_ids) + length + 3
+    ids = np.zeros(max_seq_length, dtype=np.int32)
+    seg = np.zeros(max_seq_length, dtype=np.int8)
+    ids[0] = cls_id
+    ids[1 : 1 + len(query_ids)] = query_ids
+    ids[1 + len(query_ids)] = sep_id
+    doc_off = 2 + len(query_ids)
+    ids[doc_off : doc_off + length] = doc_ids[start : start + length]
+    ids[doc_off + length] = sep_id
+    seg[doc_off:n] = 1
+    words = np.full(max_seq_length, -1, dtype=np.int32)
+    words[doc_off : doc_off + length] = piece_word[start : start + length]
+    best = np.zeros(max_seq_length, dtype=bool)
+    if len(spans) == 1:
+        best[doc_off : doc_off + length] = True
+    else:
+        best[doc_off : doc_off + length] = [_best_window(spans, si, start + i) for i in range(length)]
+    return ids, seg, n, words, best
+
+
+def _stacked(rows: list[tuple], ex_index: list[int], max_seq_length: int) -> SquadFeatures:
+    """The windows' rows as one SquadFeatures (empty arrays of the right width when there are none)."""
+
+    def stack(k: int, dtype) -> np.ndarray:
+        return np.stack([r[k] for r in rows]) if rows else np.zeros((0, max_seq_length), dtype)
+
+    seq_lengths = np.asarray([r[2] for r in rows], dtype=np.int32)
     return SquadFeatures(
-        input_ids=input_ids,
-        input_mask=input_mask,
-        segment_ids=segment_ids,
+        input_ids=stack(0, np.int32),
+        input_mask=(np.arange(max_seq_length)[None, :] < seq_lengths[:, None]).astype(np.int8),
+        segment_ids=stack(1, np.int8),
         seq_lengths=seq_lengths,
         example_index=np.asarray(ex_index, dtype=np.int32),
-        token_to_word=token_to_word,
-        token_is_max_context=is_max,
+        token_to_word=stack(3, np.int32),
+        token_is_max_context=stack(4, bool),
     )
