@@ -107,8 +107,8 @@ def row_buckets(slots: int) -> list[int]:
 
 def compaction(live: list[int], slots: int) -> list[tuple[int, int]]:
     """(from, to) slot moves that put the sequences of the occupied slots `live` (ascending) within the first
-    row_bucket(len(live)) slots: the highest ones into the lowest free slots. None when the last one is already
-    there, so an engine whose count sits in the same bucket as its highest slot moves nothing."""
+    row_bucket(len(live)) slots: the highest ones into the lowest free slots. No moves when the last one is
+    already there, so an engine whose count sits in the same bucket as its highest slot moves nothing."""
     if not live:
         return []
     target = row_bucket(len(live), slots)

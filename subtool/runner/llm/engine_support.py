@@ -1,6 +1,5 @@
-"""Which models and options the continuous engine (engine.py) takes: decided from a config.json before anything
-is loaded, or from a loaded model (one that transformers spread over several devices is not), and the engine's
-option names. Pure Python (no torch): a SUT asks before it loads a checkpoint.
+"""Which models and options the continuous engine (engine.py) takes: models decided from a config.json before
+anything is loaded, and the engine's option names. Pure Python (no torch): a SUT asks before it loads a checkpoint.
 """
 
 from __future__ import annotations
@@ -15,14 +14,6 @@ def supports_config(config: dict, generation) -> str | None:
     if config.get("hidden_act", "silu") != "silu":
         return f"activation {config.get('hidden_act')!r} (only silu)"
     return None
-
-
-def supports(model, generation) -> str | None:
-    """Why the engine cannot run this loaded model (None when it can)."""
-    devices = set(getattr(model, "hf_device_map", {}).values())
-    if len(devices) > 1:
-        return "the model is spread over several devices"
-    return supports_config(model.config.to_dict(), generation)
 
 
 def check_options(weights: str, kv_cache: str, decode_attention: str) -> None:
