@@ -46,6 +46,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from benchmeta import Provenance  # noqa: E402
 from gpu_telemetry import Telemetry  # noqa: E402
 from llm_gpu import add_step_budget_args, offline_conf, run_loadgen  # noqa: E402
+from ttft_parts import StampedCallbacks, Stamps  # noqa: E402
+from ttft_parts import summary as ttft_summary  # noqa: E402
 
 from subtool.runner.llm.engine_pages import PAGE_TOKENS  # noqa: E402
 
@@ -181,18 +183,31 @@ def make_workload(n: int, input_mean: float, seed: int = 0, vocab: int = 32000):
 
 def target_length_engine(base):
     """A subclass of the engine class `base` that ends every sample at its target length, as EOS would: the
-    target per sample index comes from `engine.targets` (set before running)."""
+    target per sample index comes from `engine.targets` (set before running). It also stamps each query's
+    arrival, admission and first token (ttft_parts.py) into `engine.stamps`."""
 
     class TargetLengthEngine(base):
         targets: np.ndarray
-        # per decode step: (end time, sequences that emitted a token, prompts still waiting, rows computed)
+        # per decode step: (end time, sequences that emitted a token, prompts still waiting, rows computed, run);
+        # run counts the engine's run() calls (a Server engine that runs dry returns, and runs again on arrivals)
         timeline: list
+        stamps: Stamps
+        runs: int = 0
+
+        def run(self, pending, sut) -> None:
+            self.runs += 1
+            self.stamps.arrive(pending)
+            super().run(pending, StampedCallbacks(sut, self.stamps))
+
+        def _sequence(self, item, sut):
+            self.stamps.admit(item[0])
+            return super()._sequence(item, sut)
 
         def _step(self, keys: int, rows: int) -> int:
             decoding = sum(q is not None and q.decoding for q in self.active)  # each emits a token this step
             ran = super()._step(keys, rows)
             # a step outside run() (the profile's) has no waiting queue
-            self.timeline.append((time.perf_counter(), decoding, len(getattr(self, "waiting", ())), ran))
+            self.timeline.append((time.perf_counter(), decoding, len(getattr(self, "waiting", ())), ran, self.runs))
             # the sequences past their prompt (engine.active: one per slot) whose next token is their last
             ending = [
                 q.slot
@@ -530,6 +545,7 @@ def build_sut(args, config, prompts, targets):
     engine.__class__ = target_length_engine(type(engine))
     engine.targets = targets
     engine.timeline = []
+    engine.stamps = Stamps()
     memory = {
         "build_seconds": round(built, 1),
         "free_gib_after_weights": round(free / GIB, 1) if cuda else None,
@@ -770,6 +786,7 @@ def run_server(args, sut, engine, samples_per_second: float, work: Path, points:
     for fraction in [float(f) for f in args.server_fractions.split(",") if f] if args.server_seconds > 0 else []:
         qps = round(samples_per_second * fraction, 3)
         engine.stats = EngineStats(graphs=engine.stats.graphs)
+        engine.timeline, engine.stamps = [], Stamps()
         conf = [
             f"performance_sample_count_override = {args.samples}",
             f"target_qps = {qps}",
@@ -782,6 +799,7 @@ def run_server(args, sut, engine, samples_per_second: float, work: Path, points:
             **loadgen(sut, args.samples, "Server", conf, work / f"server{fraction}", engine),
         }
         point["engine"] = engine_record(engine)
+        point["ttft_parts"] = ttft_summary(engine.stamps, engine.timeline)
         points.append(point)
         print(json.dumps(point), flush=True)
         if save is not None:

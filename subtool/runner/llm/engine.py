@@ -107,9 +107,9 @@ class ContinuousEngine:
         (engine_pages.py; Triton or SDPA decode attention), so that slots can outnumber what max_len-sized rows
         would fit; None: every slot owns max_len positions for good.
         `decode_tuning`: the Triton decode kernel's split, block_n, warps, stages, table_ahead and ordered
-        (kernels/decode_attention.py; None: its defaults). `admit_free`: how many slots must be free before
-        waiting prompts are admitted (None: an eighth of the slots; fewer keeps more slots busy, more keeps
-        prompt chunks larger)."""
+        (kernels/decode_attention.py; None: its defaults). `admit_free`: while at least that many prompts wait,
+        how many slots must be free before they are admitted (None: an eighth of the slots; fewer keeps more
+        slots busy, more keeps prompt chunks larger); fewer waiting prompts (Server's trickle) take any free slot."""
         check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
@@ -468,14 +468,15 @@ class ContinuousEngine:
                 self.stats.record(len(decoding), sum(n for _, n in plan), len(plan), t1 - t0, t2 - t1)
 
     def _admit(self, sut) -> None:
-        """Free slots take waiting samples (a preempted sequence first), once `admit_free` slots are free (or as
-        many as wait, or every slot), so that Offline's chunks stay large, and while the KV pool has pages for
-        their prompts and a page to spare for every sequence that is decoding."""
+        """Free slots take waiting samples (a preempted sequence first), while the KV pool has pages for their
+        prompts and a page to spare for every sequence that is decoding. A queue of `admit_free` or more (Offline's)
+        waits until that many slots are free (or every slot), so that its chunks stay large; a shorter one
+        (Server's arrivals) takes any free slot at once, since a prompt held back for company waits in its TTFT."""
         waiting = self.waiting
         free = [s for s in range(self.slots) if self.active[s] is None]
         if not waiting or not free:
             return
-        if len(free) < min(self.admit_free, len(waiting)) and len(free) < self.slots:
+        if len(free) < self.admit_free <= len(waiting) and len(free) < self.slots:
             return
         running = sum(seq is not None for seq in self.active)
         for slot in free[: len(waiting)]:
