@@ -168,12 +168,24 @@ class PackedBert:
             )
         self.torch = torch
         self.device = torch.device(device)
-        cuda = self.device.type == "cuda"
         self.precision = precision
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}[
             precision
         ]
         self.shape = read_shape(model_path)
+        self._choose_kernels(kernels)
+        self._choose_fp8()
+        self._choose_rounding(fused_gelu, residual_fp32, sublayer_out_fp32)
+        self.scale = 1.0 / math.sqrt(self.shape.head_dim)
+        w = _Weights(load_state_dict(model_path), Path(model_path))
+        self._load(w)
+
+    # ------------------------------------------------------------------------------------------- choices
+    def _choose_kernels(self, kernels: str) -> None:
+        """Triton or torch for the fused passes, and which attention: subtool's Triton kernel, flash's varlen
+        kernel or per-sequence padding."""
+        cuda = self.device.type == "cuda"
+        precision = self.precision
         if kernels == "auto":
             kernels = "triton" if cuda and precision != "fp32" and triton_available() else "torch"
         # fp8 off the GPU: every e4m3 quantization the GPU path makes, emulated by float8_e4m3fn round trips in
@@ -187,34 +199,41 @@ class PackedBert:
             )
         self.kernels = kernels
         self.flash = cuda and precision != "fp32" and flash_varlen_available()
-        self.attention = (
-            "triton"
-            if kernels == "triton" and head_dim_fits(self.shape.head_dim)
-            else "flash"
-            if self.flash
-            else "padded"
-        )
+        if kernels == "triton" and head_dim_fits(self.shape.head_dim):
+            self.attention = "triton"
+        else:
+            self.attention = "flash" if self.flash else "padded"
+
+    def _choose_fp8(self) -> None:
+        """Which products run in fp8 and how their activations are scaled (all off below fp8)."""
+        fp8 = self.precision == "fp8"
+        cuda = self.device.type == "cuda"
         self.fp8_fast_accum = True
         # fp8: the first feed-forward product finishes with bias, GELU and e4m3 in its own epilogue (a Triton
         # kernel fed by TMA, so Hopper and later; Ada keeps cuBLAS's product and a separate quantizing pass)
         self.fp8_fused_ffn = self.fp8_emulated or (
-            precision == "fp8"
+            fp8
             and cuda
             and self.shape.hidden % 64 == 0
-            and torch.cuda.get_device_capability(self.device) >= (9, 0)
+            and self.torch.cuda.get_device_capability(self.device) >= (9, 0)
         )
         # fp8: the attention kernel writes e4m3 for the output projection at a static, weight-derived scale
-        self.fp8_attention_out = precision == "fp8"
+        self.fp8_attention_out = fp8
         # which of each layer's products run in fp8 (the others in bf16): per layer, so that a layer that breaks
         # the accuracy criterion can fall back to bf16 alone (bert/fp8_plan.py)
-        self.fp8_ops = frozenset(FP8_OPS if precision == "fp8" else ())
+        self.fp8_ops = frozenset(FP8_OPS if fp8 else ())
         self.layer_ops = [self.fp8_ops] * self.shape.layers
         # where the static activation scales came from: the weights' bound, or calibration on sample data
-        self.scale_source = "weight bound" if precision == "fp8" else None
+        self.scale_source = "weight bound" if fp8 else None
         # observer(layer, op, tensor) sees each product's input (calibration); None on the fast path
         self.observer = None
+
+    def _choose_rounding(self, fused_gelu, residual_fp32, sublayer_out_fp32) -> None:
+        """Where the 16-bit paths round: GELU in the product's epilogue, and the residual stream's dtype (None:
+        the precision's default)."""
+        cuda = self.device.type == "cuda"
         # cuBLASLt's bias+GELU epilogue is GELU's tanh form: within bf16 rounding of the exact one
-        self.fused_gelu = (cuda and precision in ("bf16", "fp16")) if fused_gelu is None else fused_gelu
+        self.fused_gelu = (cuda and self.precision in ("bf16", "fp16")) if fused_gelu is None else fused_gelu
         # fp16 is the accuracy-first precision: the residual stream between LayerNorms stays float32, and the
         # two products that feed it (attention output, second feed-forward) write float32, their bias added by
         # the LayerNorm kernel. Fewer roundings on the path every layer adds to: answers agree with fp32 at
@@ -222,12 +241,9 @@ class PackedBert:
         # H200: 21.5 ms against 19.8 for a 16k-token batch (bench/results/gpu_check_bert.json, torch-cuda-fp16:
         # forward_only and forward_only_variants.residual_stream_in_compute_dtype). bf16 is the fastest 16-bit
         # path and keeps everything in bf16 (F1 94.8; 97.2 with the float32 residual).
-        exact = cuda and kernels == "triton" and precision == "fp16"
+        exact = cuda and self.kernels == "triton" and self.precision == "fp16"
         self.residual_fp32 = exact if residual_fp32 is None else residual_fp32
         self.sublayer_out_fp32 = cuda and (exact if sublayer_out_fp32 is None else sublayer_out_fp32)
-        self.scale = 1.0 / math.sqrt(self.shape.head_dim)
-        w = _Weights(load_state_dict(model_path), Path(model_path))
-        self._load(w)
 
     # ------------------------------------------------------------------------------------------- weights
     def _to(self, t, dtype=None):
