@@ -295,22 +295,31 @@ class DecodeAttention:
         when not given)."""
         import torch
 
-        s = q.shape[0]
         if self.ordered and order is None:
             order = self.order(lengths)
         if out is None:
             out = torch.empty_like(q)
+        table, block = self._table_and_block(k_cache, table)
+        split, splits = self._splitting(q.shape[0])  # the split kernel's grid and the merge's count agree on it
+        self._launch_split(q, k_cache, v_cache, lengths, table, order, out, scale, split, splits, block)
+        self._launch_merge(q.shape[0], lengths, out, split, splits)
+        return out
+
+    def _table_and_block(self, k_cache, table):
+        """The page table (an unpaged cache's: one page per sequence, the whole of its cache row, so no block
+        crosses into another) and the keys per block, which must lie in one page."""
         block = self.block_n
-        if table is None:  # one page per sequence: the whole of its cache row (no block crosses into another)
-            table = self._rows(k_cache.shape[0], k_cache.device)
-        else:  # a block of keys must lie in one page
-            while k_cache.shape[1] % block and block > 16:
-                block //= 2
-            if k_cache.shape[1] % block:
-                raise ValueError(f"pages of {k_cache.shape[1]} tokens: a multiple of 16 only")
-        o_part, lse_part = self.o_part, self.lse_part
-        split, splits = self._splitting(s)  # the split kernel's grid and the merge's count agree on it
-        page = k_cache.shape[1]
+        if table is None:
+            return self._rows(k_cache.shape[0], k_cache.device), block
+        while k_cache.shape[1] % block and block > 16:
+            block //= 2
+        if k_cache.shape[1] % block:
+            raise ValueError(f"pages of {k_cache.shape[1]} tokens: a multiple of 16 only")
+        return table, block
+
+    def _launch_split(self, q, k_cache, v_cache, lengths, table, order, out, scale, split, splits, block) -> None:
+        """Each (sequence, kv head, split) program's partial output and log-sum-exp into o_part / lse_part."""
+        o_part, s, page = self.o_part, q.shape[0], k_cache.shape[1]
         ahead = page <= split and split % page == 0 and (split // page) & (split // page - 1) == 0
         # ordered: one axis (a grid's second and third hold at most 65,535), every kv head of a pair side by side
         grid = (s * splits * self.kv_heads,) if self.ordered else (s, self.kv_heads, splits)
@@ -322,7 +331,7 @@ class DecodeAttention:
             table,
             order if self.ordered else lengths,  # unread when not ordered
             o_part,
-            lse_part,
+            self.lse_part,
             out,
             scale,
             q.stride(0),
@@ -348,9 +357,13 @@ class DecodeAttention:
             SPLITS=splits,
             **self.launch,
         )
-        _merge_kernel[(s, self.heads)](
+
+    def _launch_merge(self, sequences: int, lengths, out, split: int, splits: int) -> None:
+        """The splits' partial outputs of each (sequence, head) merged by their log-sum-exps into out."""
+        o_part = self.o_part
+        _merge_kernel[(sequences, self.heads)](
             o_part,
-            lse_part,
+            self.lse_part,
             out,
             lengths,
             o_part.stride(0),
@@ -364,4 +377,3 @@ class DecodeAttention:
             SPLIT=split,
             num_warps=4,
         )
-        return out
