@@ -79,19 +79,11 @@ def package(
 ) -> None:
     """Lay results out as the official submission tree."""
     _outputs(("--out", out, True), ("--full-logs", full_logs, True))
-    from subtool.cli_options import check_round_and_division
-    from subtool.fsutil import check_name_fits, undo_on_error
-    from subtool.mlperf.layout import check_name
+    from subtool.fsutil import undo_on_error
     from subtool.package.api import PackageOptions, package_results
 
-    try:
-        check_round_and_division(version, division)
-        for flag, value in (("--submitter", submitter), ("--system", system)):
-            if value is not None:
-                check_name(value, flag[2:], flag=flag)
-            check_name_fits(value or "", out, flag)
-    except SubtoolError as err:
-        _fail(err)
+    _check_package_names(version, division, (("--submitter", submitter), ("--system", system)), out)
+    scorer = _accuracy_scorer(model_path, dataset_path)
     opts = PackageOptions(
         from_dirs=list(from_dir),
         perf=perf,
@@ -108,19 +100,6 @@ def package(
         full_logs=full_logs,
         force=force,
     )
-    if (model_path is None) != (dataset_path is None):
-        _fail(
-            SubtoolError(
-                "--model-path and --dataset-path go together (they score a missing accuracy.txt)", rule="cli.usage"
-            )
-        )
-
-    def score_with_subtool(imp):
-        from subtool.runner.api import accuracy_text
-
-        return accuracy_text(imp.bench.name, model_path, dataset_path, imp.acc_dir / "mlperf_log_accuracy.json")
-
-    scorer = score_with_subtool if model_path is not None else None
     try:
         with undo_on_error(out, full_logs or out.with_name(out.name + "_full_logs")):  # a failure leaves nothing
             result = package_results(opts, console=_console(), accuracy_scorer=scorer)
@@ -128,6 +107,41 @@ def package(
         _fail(err)
     if json_out:
         _emit_json(result.to_dict())
+
+
+def _check_package_names(version: str | None, division: str | None, names, out: Path) -> None:
+    """The round and division, and each (flag, name) as a path component that fits under out (before any work)."""
+    from subtool.cli_options import check_round_and_division
+    from subtool.fsutil import check_name_fits
+    from subtool.mlperf.layout import check_name
+
+    try:
+        check_round_and_division(version, division)
+        for flag, value in names:
+            if value is not None:
+                check_name(value, flag[2:], flag=flag)
+            check_name_fits(value or "", out, flag)
+    except SubtoolError as err:
+        _fail(err)
+
+
+def _accuracy_scorer(model_path: Path | None, dataset_path: Path | None):
+    """With --model-path and --dataset-path: what scores an imported result's missing accuracy.txt; else None."""
+    if (model_path is None) != (dataset_path is None):
+        _fail(
+            SubtoolError(
+                "--model-path and --dataset-path go together (they score a missing accuracy.txt)", rule="cli.usage"
+            )
+        )
+    if model_path is None:
+        return None
+
+    def score_with_subtool(imp):
+        from subtool.runner.api import accuracy_text
+
+        return accuracy_text(imp.bench.name, model_path, dataset_path, imp.acc_dir / "mlperf_log_accuracy.json")
+
+    return score_with_subtool
 
 
 # ------------------------------------------------------------------------------------------------- check
@@ -286,15 +300,7 @@ def system(
     from rich.markup import escape
 
     from subtool.fsutil import atomic_write_text
-    from subtool.package.system import (
-        apply_overrides,
-        detect_system,
-        explain_table,
-        load_overrides,
-        parse_set,
-        split_overrides,
-        validation_errors,
-    )
+    from subtool.package.system import explain_table, validation_errors
 
     console = _console()
     try:
@@ -303,28 +309,8 @@ def system(
 
             check_name(submitter, "submitter", flag="--submitter")
         if validate is not None:
-            try:
-                fields = json.loads(validate.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise SubtoolError(
-                    f"cannot read the system JSON: {exc}", path=validate, rule="system.bad_json"
-                ) from None
-            errors = validation_errors(fields, division=division, submitter=submitter or None)
-            for err in errors:
-                console.print(
-                    f"[bold red]error:[/] {escape(f'{validate}: {err} [system.invalid]')}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-            if not errors:
-                console.print(escape(f"{validate}: valid"), highlight=False)
-            raise typer.Exit(1 if errors else 0)
-        from_file = split_overrides(load_overrides(file))[0] if file is not None else {}
-        from_set = parse_set(list(set_))
-        overrides = {**from_file, **from_set}
-        desc = detect_system(submitter=submitter or str(overrides.get("submitter", "")), division=division or "open")
-        desc = apply_overrides(desc, from_file, source=f"override: {file}")
-        desc = apply_overrides(desc, from_set, source="override: --set")
+            raise typer.Exit(_validate_system_file(validate, division, submitter or None, console))
+        desc = _described_system(submitter, division, file, list(set_))
         if out is not None:
             atomic_write_text(out, desc.to_json())
     except SubtoolError as err:
@@ -338,6 +324,38 @@ def system(
         )
     for err in validation_errors(desc.fields, division=division or "open", submitter=submitter or None):
         console.print(escape(f"warning: {err}"), highlight=False, soft_wrap=True)
+
+
+def _validate_system_file(path: Path, division: str | None, submitter: str | None, console) -> int:
+    """`system --validate`: one error line per finding in the system JSON at path; the exit status (1: invalid)."""
+    from rich.markup import escape
+
+    from subtool.package.system import validation_errors
+
+    try:
+        fields = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SubtoolError(f"cannot read the system JSON: {exc}", path=path, rule="system.bad_json") from None
+    errors = validation_errors(fields, division=division, submitter=submitter)
+    for err in errors:
+        console.print(
+            f"[bold red]error:[/] {escape(f'{path}: {err} [system.invalid]')}", highlight=False, soft_wrap=True
+        )
+    if not errors:
+        console.print(escape(f"{path}: valid"), highlight=False)
+    return 1 if errors else 0
+
+
+def _described_system(submitter: str, division: str | None, file: Path | None, sets: list[str]):
+    """The detected description with the file's overrides, then --set's, applied (each source recorded)."""
+    from subtool.package.system import apply_overrides, detect_system, load_overrides, parse_set, split_overrides
+
+    from_file = split_overrides(load_overrides(file))[0] if file is not None else {}
+    from_set = parse_set(sets)
+    overrides = {**from_file, **from_set}
+    desc = detect_system(submitter=submitter or str(overrides.get("submitter", "")), division=division or "open")
+    desc = apply_overrides(desc, from_file, source=f"override: {file}")
+    return apply_overrides(desc, from_set, source="override: --set")
 
 
 # ---------------------------------------------------------------------------------------------------- ci

@@ -27,6 +27,7 @@ BAD = [
     (["run", "--backend", "cuda"], "--backend", None),
     (["package", "--from", "x", "--submitter", "T", "--out", "o", "--division", "closd"], "--division", "closed"),
     (["package", "--from", "x", "--submitter", "T", "--out", "o", "--version", "6.1"], "round", None),
+    (["package", "--from", "x", "--submitter", "T", "--out", "o", "--model-path", "m"], "--dataset-path", None),
 ]
 
 
