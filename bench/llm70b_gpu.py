@@ -698,6 +698,7 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
         prefill_ms = timed(lambda: engine._prefill_chunk(pieces, True))
         prefill_kernels = kernel_table(lambda: engine._prefill_chunk(pieces, True), engine.device.type)
         decode_kernels = kernel_table(lambda: engine._step(engine.width, engine.slots), engine.device.type)
+        small = small_prefill(engine, order[-1], timed)
     for s in held:
         engine.pool.release(s)
     engine.positions.zero_()
@@ -711,8 +712,23 @@ def profile_engine(engine, prompts, repeats: int = 10) -> dict:
         "prefill_chunk_ms": round(prefill_ms, 1),
         "prefill_tokens_per_s": round(tokens / prefill_ms * 1000, 1),
         "prefill_kernels": prefill_kernels,  # one chunk under torch.profiler: the kernels' own time, most first
+        "prefill_small": small,
         "decode_kernels": decode_kernels,  # one decode step (a CUDA graph replay, where the profiler sees into it)
     }
+
+
+def small_prefill(engine, prompt, timed) -> dict:
+    """The fixed cost of a prefill pass: one prompt of 1 and of 128 tokens, each timed whole (ms) and by the sum of
+    its kernels' own time (CUDA; operators on CPU). Where the pass takes much longer than its kernels, the GPU waits
+    on the host (about 80 layers of eager launches) and a captured pass would win; where they agree, it is the GPU's
+    work (the weights read once per pass)."""
+    out = {}
+    for n in (1, 128):
+        piece = [(0, 0, np.resize(prompt, n).astype(np.int64))]
+        ms = timed(lambda piece=piece: engine._prefill_chunk(piece, True))
+        rows = kernel_table(lambda piece=piece: engine._prefill_chunk(piece, True), engine.device.type, top=10_000)
+        out[f"{n}_tokens"] = {"ms": round(ms, 2), "kernels_ms": round(sum(r["ms"] for r in rows), 2)}
+    return out
 
 
 def kernel_table(fn, device: str, top: int = 15) -> list[dict]:

@@ -75,6 +75,8 @@ def test_profile_only_runs_end_to_end_on_a_cpu(tmp_path):
     assert profile["decode_step_ms"] > 0 and profile["prefill_chunk_ms"] > 0
     assert profile["prefill_chunk_tokens"] > 0 and profile["prefill_kernels"] and profile["decode_kernels"]
     assert {"qkv", "o", "gate_up", "down"} <= set(profile["decode_parts_ms_all_layers"])
+    small = profile["prefill_small"]  # a pass's fixed cost: whole against its kernels' (operators') own time
+    assert set(small) == {"1_tokens", "128_tokens"} and all(v["ms"] > 0 and v["kernels_ms"] > 0 for v in small.values())
 
 
 def test_progress_line_says_how_far_a_run_got():
