@@ -212,6 +212,11 @@ def run_decided(opts: RunOptions, say) -> dict:
             previous = _carry_over_other_modes(final_dir, stage, _modes(opts.mode))
             session, settings = _session(opts, spec, stage, (model_path, dataset_path, cache_root()), demo)
             outcome = _run_child(session, stage)
+            if outcome.get("teardown"):
+                from rich.markup import escape
+
+                kept = escape(f"{outcome['teardown']}; the LoadGen logs are kept [run.teardown_crashed]")
+                say(f"[yellow]warning[/]: {kept}")
             check_run_hash(opts.inputs, outcome.get("dataset_sha256"))
             settings = outcome.get("settings", settings)  # a short run's, as sized to the SUT
             record = _run_record(opts, spec, opts.scenario, demo, model_path, dataset_path, settings, outcome, previous)
@@ -297,7 +302,11 @@ def _seeds_record(seeds: dict | None) -> dict | None:
 
 
 def _run_child(session: SessionSpec, stage: Path) -> dict:
-    """Run the LoadGen session in a child process and return its outcome, or raise the error it stopped on."""
+    """Run the LoadGen session in a child process and return its outcome, or raise the error it stopped on.
+
+    A child killed by a signal (SIGABRT, SIGSEGV: a native library failing in its own teardown) after it reported
+    every LoadGen run finished keeps those runs: the outcome comes back with `teardown` saying what happened and
+    what could not run (the SUT's own end-of-run checks). Any other death before the final report is a crash."""
     import json
     import subprocess
     import sys
@@ -319,6 +328,18 @@ def _run_child(session: SessionSpec, stage: Path) -> dict:
         ) from None
     finally:
         result_path.unlink(missing_ok=True)
+    if outcome.get("teardown") == "pending":
+        if proc.returncode >= 0:  # a Python error in the shutdown, or an exit: not a finished session
+            raise SubtoolError(
+                f"the benchmark process stopped (exit code {proc.returncode}) while shutting the SUT down",
+                path=stage,
+                rule="run.crashed",
+                hint="see the messages above; re-run the same command to try again",
+            )
+        outcome["teardown"] = (
+            f"the benchmark process was killed by signal {-proc.returncode} while shutting the SUT down, after every "
+            "LoadGen run had finished; the SUT's own end-of-run checks did not run"
+        )
     if not outcome.get("ok"):
         err = outcome["error"]
         raise SubtoolError(
@@ -414,6 +435,7 @@ def _run_record(opts, spec, scenario, demo, model_path, dataset_path, settings, 
         "seeds": _seeds_record(outcome.get("seeds")),
         "sizing": outcome.get("sizing"),
         "waives": short_run_waives(scenario, opts.run_style, settings),
+        "teardown": outcome.get("teardown"),  # None, or how the process died after its LoadGen runs finished
     }
 
 

@@ -44,9 +44,12 @@ class SessionSpec:
     quiet: bool = False  # print nothing (errors still come back through result_path)
 
 
-def run_session(spec: SessionSpec, console) -> dict:
+def run_session(spec: SessionSpec, console, report=None) -> dict:
     """The session's phases: the data, the SUT and QSL, LoadGen's settings and seeds, each mode and compliance
-    test, and the record of it all for run.json."""
+    test, and the record of it all for run.json. `report(outcome)`, when given, gets the record marked
+    `teardown: pending` once every LoadGen run has finished, before the SUT and QSL are shut down, so that a
+    process killed in the shutdown (a native crash in a library's teardown) still leaves the finished runs'
+    record (api._run_child decides what to make of it)."""
     from subtool.mlperf.round import loadgen_names
     from subtool.runner.harness import load_test_settings
     from subtool.runner.workload import get_workload
@@ -69,26 +72,29 @@ def run_session(spec: SessionSpec, console) -> dict:
     seeds = _seeds(spec, settings, say)
     try:
         modes, compliance, tstamps, sut_stats = _runs(spec, workload, data, sut, qsl, settings, sizer, say)
+        # arrives resolved (the family's resolve_precision), except on Ray, whose workers resolve `auto` against
+        # the backend they run once they see the cluster's GPUs: that SUT says which
+        precision = sut.precision if spec.precision == "auto" else spec.precision
+        outcome = {
+            "ok": True,
+            "samples": data.sample_count,
+            "description": data.description,
+            "dataset_sha256": data.dataset_sha256,
+            "modes": modes,
+            "compliance": compliance,
+            "tstamps": tstamps,
+            "precision": precision,
+            "sut_stats": sut_stats,
+            "seeds": seeds,
+            "measurements": workload.measurements(spec.demo, model_path, precision),
+            **({"settings": sizer.settings, "sizing": sizer.record()} if sizer is not None else {}),
+        }
+        if report is not None:
+            report({**outcome, "teardown": "pending"})
     finally:
         sut.stop()
         qsl.destroy()
-    # arrives resolved (the family's resolve_precision), except on Ray, whose workers resolve `auto` against the
-    # backend they run once they see the cluster's GPUs: that SUT says which
-    precision = sut.precision if spec.precision == "auto" else spec.precision
-    return {
-        "ok": True,
-        "samples": data.sample_count,
-        "description": data.description,
-        "dataset_sha256": data.dataset_sha256,
-        "modes": modes,
-        "compliance": compliance,
-        "tstamps": tstamps,
-        "precision": precision,
-        "sut_stats": sut_stats,
-        "seeds": seeds,
-        "measurements": workload.measurements(spec.demo, model_path, precision),
-        **({"settings": sizer.settings, "sizing": sizer.record()} if sizer is not None else {}),
-    }
+    return outcome
 
 
 def _load_data(spec: SessionSpec, workload, model_path: Path, say):
@@ -396,7 +402,7 @@ def main(argv: list[str]) -> int:
     spec = SessionSpec(**json.loads(Path(argv[0]).read_text()))
     console = session_console(spec.quiet)
     try:
-        outcome = run_session(spec, console)
+        outcome = run_session(spec, console, report=lambda pending: atomic_write_json(spec.result_path, pending))
     except SubtoolError as err:
         outcome = {
             "ok": False,

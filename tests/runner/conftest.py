@@ -22,7 +22,8 @@ def use_instant_backend(monkeypatch, site_dir) -> str:
 
     from subtool.runner.bert import workload as bert
 
-    monkeypatch.setitem(bert.SUT_BACKENDS, instant_sut.BACKEND, instant_sut._factory)
+    for name, factory in instant_sut.BACKENDS.items():
+        monkeypatch.setitem(bert.SUT_BACKENDS, name, factory)
     site = instant_sut.sitecustomize(site_dir)
     # prepended, never replacing: the child must import the same subtool as this process (a scratch copy under
     # tests/mutations.py would otherwise run the installed code in the child and hide every mutation there)

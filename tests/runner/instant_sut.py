@@ -5,6 +5,7 @@ the benchmark's child process too, so `subtool run --backend instant` runs it th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 BACKEND = "instant"
@@ -33,14 +34,51 @@ class InstantSUT:
         self._lg.DestroySUT(self.handle)
 
 
+class AbortingSUT(InstantSUT):
+    """Answers as InstantSUT; its shutdown kills the process the way a native library failing in its own teardown
+    does (SIGABRT: glibc's assertions, as seen once from a Ray run's teardown)."""
+
+    def stop(self) -> None:
+        super().stop()
+        os.abort()
+
+
+class FailingStopSUT(InstantSUT):
+    """Answers as InstantSUT; its shutdown finds a problem with the run and says so (as the Ray SUTs do when a
+    worker failed or an answer went missing)."""
+
+    def stop(self) -> None:
+        from subtool.errors import SubtoolError
+
+        super().stop()
+        raise SubtoolError("the SUT found a problem at the end of the run", rule="run.sut_error")
+
+
+class BrokenStopSUT(InstantSUT):
+    """Answers as InstantSUT; its shutdown raises a plain Python error (a bug, not a finding)."""
+
+    def stop(self) -> None:
+        super().stop()
+        raise RuntimeError("shutdown bug")
+
+
 def _factory(model_path, features, config):
     return InstantSUT(int(features.input_ids.shape[1]))
+
+
+# bert backends by name: the instant SUT, and three whose shutdown fails (natively, with a finding, with a bug)
+BACKENDS = {
+    BACKEND: _factory,
+    "instant-abort": lambda model_path, features, config: AbortingSUT(int(features.input_ids.shape[1])),
+    "instant-stop-error": lambda model_path, features, config: FailingStopSUT(int(features.input_ids.shape[1])),
+    "instant-stop-bug": lambda model_path, features, config: BrokenStopSUT(int(features.input_ids.shape[1])),
+}
 
 
 def register() -> None:
     from subtool.runner.bert import workload as bert
 
-    bert.SUT_BACKENDS[BACKEND] = _factory
+    bert.SUT_BACKENDS.update(BACKENDS)
 
 
 def sitecustomize(directory: Path) -> Path:

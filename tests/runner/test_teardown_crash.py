@@ -1,0 +1,60 @@
+"""A benchmark process that dies while shutting its SUT down, after every LoadGen run has finished, keeps those
+runs: `subtool run` warns, names the rule and records how the process died in run.json, with every LoadGen log in
+place. A shutdown that finds a problem (a Python error the SUT raises) still fails the run and leaves nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from subtool.cli import app
+
+# instant_backend (tests/runner/conftest.py): the instant backends here and in the benchmark's child process
+
+
+def _run(tmp_path, checkpoint, squad, backend: str):
+    args = ["run", "--model-path", checkpoint, "--dataset-path", squad, "--out", tmp_path / "runs"]
+    args += ["--backend", backend, "--scenario", "Offline", "--mode", "both"]
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_a_native_crash_in_the_sut_teardown_keeps_the_finished_runs(
+    tmp_path, tiny_checkpoint, small_squad, instant_backend, capfd
+):
+    res = _run(tmp_path, tiny_checkpoint, small_squad, "instant-abort")
+    assert res.exit_code == 0, res.output
+    err = capfd.readouterr().err + res.output
+    assert "killed by signal 6 while shutting the SUT down" in err and "[run.teardown_crashed]" in err
+    run_dir = tmp_path / "runs" / "bert-99" / "Offline"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert "signal 6" in record["teardown"] and "end-of-run checks did not run" in record["teardown"]
+    assert record["modes"]["performance"]["result_validity"] in ("VALID", "INVALID")
+    assert (run_dir / "performance/run_1/mlperf_log_detail.txt").is_file()
+    assert (run_dir / "accuracy/accuracy.txt").is_file()
+    assert not list(run_dir.parent.glob(".*staging*"))  # nothing half-written beside it
+
+
+def test_a_clean_teardown_records_none(tmp_path, tiny_checkpoint, small_squad, instant_backend):
+    res = _run(tmp_path, tiny_checkpoint, small_squad, "instant")
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "runs/bert-99/Offline/run.json").read_text())
+    assert record["teardown"] is None
+
+
+@pytest.mark.parametrize(
+    "backend,says",
+    [
+        ("instant-stop-error", "the SUT found a problem at the end of the run [run.sut_error]"),
+        ("instant-stop-bug", "stopped (exit code 1) while shutting the SUT down [run.crashed]"),
+    ],
+)
+def test_a_teardown_that_fails_in_python_still_fails_the_run(
+    tmp_path, tiny_checkpoint, small_squad, instant_backend, backend, says
+):
+    # a finding the SUT raises, or a plain bug: not a finished session, so no run directory (as before)
+    res = _run(tmp_path, tiny_checkpoint, small_squad, backend)
+    assert res.exit_code != 0
+    assert says in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "runs" / "bert-99" / "Offline").exists()
