@@ -98,14 +98,11 @@ def make_inputs(args, work: Path) -> dict:
 
 
 def user_conf(path: Path, samples: int) -> Path:
-    """Offline asks for exactly `samples` queries, whatever LoadGen's mlperf.conf says."""
-    key = f"{LOADGEN_MODEL}.Offline"
-    path.write_text(
-        f"{key}.performance_sample_count_override = {samples}\n"
-        f"{key}.min_query_count = {samples}\n"
-        f"{key}.min_duration = 1000\n"
-        f"{key}.target_qps = 1\n"
-    )
+    """Offline asks for exactly `samples` queries, whatever LoadGen's mlperf.conf says (llm_gpu.offline_conf's
+    settings, as a user.conf for the benchmark)."""
+    from llm_gpu import offline_conf
+
+    path.write_text("".join(f"{LOADGEN_MODEL}.Offline.{line}\n" for line in offline_conf(samples)))
     return path
 
 

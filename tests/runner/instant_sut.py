@@ -62,16 +62,22 @@ class BrokenStopSUT(InstantSUT):
         raise RuntimeError("shutdown bug")
 
 
-def _factory(model_path, features, config):
-    return InstantSUT(int(features.input_ids.shape[1]))
+def _factory_of(cls):
+    """bert's backend factory for one of these SUTs: answers as wide as the features."""
+
+    def factory(model_path, features, config):
+        return cls(int(features.input_ids.shape[1]))
+
+    return factory
 
 
+_factory = _factory_of(InstantSUT)
 # bert backends by name: the instant SUT, and three whose shutdown fails (natively, with a finding, with a bug)
 BACKENDS = {
     BACKEND: _factory,
-    "instant-abort": lambda model_path, features, config: AbortingSUT(int(features.input_ids.shape[1])),
-    "instant-stop-error": lambda model_path, features, config: FailingStopSUT(int(features.input_ids.shape[1])),
-    "instant-stop-bug": lambda model_path, features, config: BrokenStopSUT(int(features.input_ids.shape[1])),
+    "instant-abort": _factory_of(AbortingSUT),
+    "instant-stop-error": _factory_of(FailingStopSUT),
+    "instant-stop-bug": _factory_of(BrokenStopSUT),
 }
 
 

@@ -224,38 +224,42 @@ def test_cuda_fp8_cache_chunks_read_their_prefix_back():
     assert first >= 18, f"fp8 cache: chunked and whole first tokens agree on {first} of 24"
 
 
-@pytest.mark.parametrize("admit_free", [None, 1, 5])
-def test_admission_waits_for_admit_free_slots_and_still_matches_generate(admit_free):
+def _admission_engine(model, prompts, max_new: int, **options):
+    """A continuous engine that logs each admission round: (free slots, prompts waiting, prompts it took)."""
     from subtool.runner.llm.engine import ContinuousEngine
 
-    class Watched(ContinuousEngine):
-        def _admit(self, sut):  # (free slots, prompts waiting, prompts admitted) of each call that admitted
-            free = sum(s is None for s in self.active)
-            waiting = len(self.waiting)
+    class Logged(ContinuousEngine):
+        def _admit(self, sut):
+            free, waiting = sum(s is None for s in self.active), len(self.waiting)
             super()._admit(sut)
-            if len(self.waiting) < waiting:
-                self.admissions.append((free, waiting, waiting - len(self.waiting), free < self.slots))
+            self.admissions.append((free, waiting, waiting - len(self.waiting)))
 
+    engine = Logged(
+        model,
+        max_len=max(len(p) for p in prompts) + max_new,
+        eos_ids=[2],
+        generation=_generation(max_new, 0),
+        key_block=16,
+        **options,
+    )
+    engine.admissions = []
+    return engine
+
+
+@pytest.mark.parametrize("admit_free", [None, 1, 5])
+def test_admission_waits_for_admit_free_slots_and_still_matches_generate(admit_free):
     model = _model()
     prompts = _prompts(30, seed=11)
     max_new = 12
     expected = _reference(model, prompts, max_new, 0)
-    engine = Watched(
-        model,
-        slots=10,
-        max_len=max(len(p) for p in prompts) + max_new,
-        eos_ids=[2],
-        generation=_generation(max_new, 0),
-        prefill_tokens=40,  # prompts enter a few at a time, so sequences end at different steps
-        key_block=16,
-        admit_free=admit_free,
-    )
-    engine.admissions = []
+    # prompts enter a few at a time (prefill_tokens 40), so sequences end at different steps
+    engine = _admission_engine(model, prompts, max_new, slots=10, prefill_tokens=40, admit_free=admit_free)
     sut = Recorder(prompts)
     engine.run([(i, i) for i in range(30)], sut)
     assert sut.done == expected
     assert engine.admit_free == (admit_free or 1)  # 10 slots // 8
-    later = [(free, waiting) for free, waiting, _, running in engine.admissions if running]
+    # the rounds that took prompts while sequences ran
+    later = [(free, waiting) for free, waiting, took in engine.admissions if took and free < engine.slots]
     assert later, "no admission while sequences ran: the test's prompts no longer stagger"
     # held back only while a full round waits: each admission found admit_free slots free or a shorter queue
     assert all(free >= engine.admit_free or waiting < engine.admit_free for free, waiting in later)
@@ -278,32 +282,15 @@ class _Trickle(Recorder):
 def test_a_short_queue_takes_a_free_slot_at_once():
     # a full engine (6 slots) with admit_free 4: the late prompts arrive one a step, so the queue stays under 4;
     # each must enter the first free slot, not wait for three more to free up (its wait would be its TTFT)
-    from subtool.runner.llm.engine import ContinuousEngine
-
-    class Watched(ContinuousEngine):
-        def _admit(self, sut):
-            free, waiting = sum(s is None for s in self.active), len(self.waiting)
-            super()._admit(sut)
-            self.calls.append((free, waiting, waiting - len(self.waiting)))
-
     model = _model()
     prompts = _prompts(14, seed=5)
     max_new = 10
     expected = _reference(model, prompts, max_new, 0)
-    engine = Watched(
-        model,
-        slots=6,
-        max_len=max(len(p) for p in prompts) + max_new,
-        eos_ids=[2],
-        generation=_generation(max_new, 0),
-        key_block=16,
-        admit_free=4,
-    )
-    engine.calls = []
+    engine = _admission_engine(model, prompts, max_new, slots=6, admit_free=4)
     sut = _Trickle(prompts, late=[(i, i) for i in range(6, 14)])
     engine.run([(i, i) for i in range(6)], sut)
     assert sut.done == expected
-    short = [(free, waiting, took) for free, waiting, took in engine.calls if free and 0 < waiting < 4]
+    short = [(free, waiting, took) for free, waiting, took in engine.admissions if free and 0 < waiting < 4]
     assert short, "no step found a short queue and a free slot: the arrivals no longer trickle"
     assert all(took == min(free, waiting) for free, waiting, took in short), short
     # and the case a min(admit_free, queue) rule held back happened: fewer slots free than prompts waiting
