@@ -435,6 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="free slots that open an admission of waiting prompts (0: the engine's default, an eighth)",
     )
     ap.add_argument(
+        "--fused-silu",
+        action="store_true",
+        help="SiLU·up and its e4m3 rows in one Triton kernel (kernels/silu_fp8.py) instead of torch.compile's two",
+    )
+    ap.add_argument(
         "--decode-tuning",
         default=None,
         help="the Triton decode kernel's tuning: a JSON object or a file holding one (split, block_n, warps, "
@@ -524,6 +529,8 @@ def build_sut(args, config, prompts, targets):
         options["decode_tuning"] = tuning
     if args.admit_free:
         options["admit_free"] = args.admit_free
+    if args.fused_silu:
+        options["fused_silu"] = True
     if args.tp_hook:
         options["layer_output"] = one_rank_hook(cuda)
     if fp8:
@@ -592,6 +599,7 @@ def engine_record(engine) -> dict:
         "chunk_tokens": engine.chunk_tokens,
         "decode_tuning": engine.decode_tuning or "the kernel's defaults",
         "admit_free": engine.admit_free,
+        "fused_silu": engine.fused_silu,
         **vars(engine.stats),
     }
 

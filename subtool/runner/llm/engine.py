@@ -97,6 +97,7 @@ class ContinuousEngine:
         layer_output=None,
         decode_tuning: dict | None = None,
         admit_free: int | None = None,
+        fused_silu: bool = False,
     ):
         """`layer_weights`: the decoder layers' weights already in the engine's form (one dict per layer, as
         `_fuse_layer_weights` builds; projections as `quantized` returns them, fp8 or not as `weights` says), for
@@ -109,7 +110,8 @@ class ContinuousEngine:
         `decode_tuning`: the Triton decode kernel's split, block_n, warps, stages, table_ahead and ordered
         (kernels/decode_attention.py; None: its defaults). `admit_free`: while at least that many prompts wait,
         how many slots must be free before they are admitted (None: an eighth of the slots; fewer keeps more
-        slots busy, more keeps prompt chunks larger); fewer waiting prompts (Server's trickle) take any free slot."""
+        slots busy, more keeps prompt chunks larger); fewer waiting prompts (Server's trickle) take any free slot.
+        `fused_silu`: with fp8 weights, SiLU·up and its e4m3 rows in one Triton kernel (kernels/silu_fp8.py)."""
         check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
@@ -124,6 +126,7 @@ class ContinuousEngine:
         if weights == "fp8" and self.device.type != "cuda":
             raise ValueError("fp8 weights need a CUDA device")
         self.weights = weights
+        self.fused_silu = bool(fused_silu) and weights == "fp8"
         with torch.no_grad():
             fused = layer_weights if layer_weights is not None else self._fuse_layer_weights(fp8=weights == "fp8")
             self.layer_weights = fused
@@ -260,7 +263,8 @@ class ContinuousEngine:
 
     def _outputs(self, fn, i: int, x, attended):
         w = self.layer_weights[i]
-        return fn(x, attended, w["o"], w["post_norm"], self.eps, w["gate_up"], w["down"], self.intermediate)
+        args = (w["o"], w["post_norm"], self.eps, w["gate_up"], w["down"], self.intermediate, self.fused_silu)
+        return fn(x, attended, *args)
 
     def _stored(self, x):
         """Keys or values as the cache holds them."""

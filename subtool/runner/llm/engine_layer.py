@@ -23,20 +23,30 @@ def rms_norm(x, weight, eps: float):
 def linear(x, lin: tuple):
     """x @ W.T (+ b) for lin = (W, b, W8, w_scale): in x's dtype when W8 is None, else in fp8 e4m3 with one scale
     per row of x (computed here) and one per output channel of W (torch._scaled_mm)."""
-    weight, bias, weight8, weight_scale = lin
+    weight, bias, weight8, _ = lin
     if weight8 is None:
         return F.linear(x, weight, bias)
     rows8, scale = quantize_rows(x.reshape(-1, x.shape[-1]))
-    y = torch._scaled_mm(
-        rows8,
-        weight8,
-        scale_a=scale,
-        scale_b=weight_scale,
-        bias=bias,
-        out_dtype=x.dtype,
-        use_fast_accum=True,
+    return scaled_product(rows8, scale, lin, x.dtype).reshape(*x.shape[:-1], weight8.shape[1])
+
+
+def scaled_product(rows8, scale, lin: tuple, out_dtype):
+    """e4m3 rows [M, K] with their float32 scales [M, 1] times an fp8 projection (as `quantized` returns it)."""
+    _, bias, weight8, weight_scale = lin
+    return torch._scaled_mm(
+        rows8, weight8, scale_a=scale, scale_b=weight_scale, bias=bias, out_dtype=out_dtype, use_fast_accum=True
     )
-    return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+def feed_forward_down(gu, intermediate: int, down: tuple, fused_silu: bool = False):
+    """down(SiLU(gate) · up) for gu = [gate | up] [..., 2 × intermediate]. With `fused_silu` and fp8 down weights,
+    the e4m3 rows come from one Triton kernel (kernels/silu_fp8.py) instead of torch's SiLU·up and row scale."""
+    if not fused_silu or down[2] is None:
+        return linear(F.silu(gu[..., :intermediate]) * gu[..., intermediate:], down)
+    from subtool.runner.kernels.silu_fp8 import silu_mul_fp8
+
+    rows8, scale = silu_mul_fp8(gu.reshape(-1, gu.shape[-1]), intermediate)
+    return scaled_product(rows8, scale, down, gu.dtype).reshape(*gu.shape[:-1], down[2].shape[1])
 
 
 def quantize_rows(rows):
@@ -65,12 +75,20 @@ def attention_inputs(x, norm_weight, eps: float, qkv: tuple, cos, sin, n_heads: 
 
 
 def attention_output(
-    x, attended, o_proj: tuple, norm_weight, eps: float, gate_up: tuple, down: tuple, intermediate: int
+    x,
+    attended,
+    o_proj: tuple,
+    norm_weight,
+    eps: float,
+    gate_up: tuple,
+    down: tuple,
+    intermediate: int,
+    fused_silu: bool = False,
 ):
     """The rest of the layer: output projection and residual, then RMSNorm, SiLU(gate)·up, down and residual."""
     x = x + linear(attended, o_proj)
     gu = linear(rms_norm(x, norm_weight, eps), gate_up)
-    return x + linear(F.silu(gu[..., :intermediate]) * gu[..., intermediate:], down)
+    return x + feed_forward_down(gu, intermediate, down, fused_silu)
 
 
 def quantized(weight, bias, fp8: bool) -> tuple:

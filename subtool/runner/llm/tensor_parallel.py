@@ -23,7 +23,6 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from subtool.errors import SubtoolError
 from subtool.runner.llm.checkpoint import (
@@ -37,7 +36,7 @@ from subtool.runner.llm.checkpoint import (
     read_config,
 )
 from subtool.runner.llm.checkpoint_memory import rank_config  # noqa: F401  (one rank's config.json shape)
-from subtool.runner.llm.engine_layer import linear, rms_norm
+from subtool.runner.llm.engine_layer import feed_forward_down, linear, rms_norm
 
 RULE = "run.tensor_parallel"
 ROW_SPLIT = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # cut by output rows
@@ -209,11 +208,11 @@ def _o_partial(attended, o_proj):
     return linear(attended, o_proj)
 
 
-def _mlp_partial(x, o_sum, norm_weight, eps: float, gate_up, down, intermediate: int):
+def _mlp_partial(x, o_sum, norm_weight, eps: float, gate_up, down, intermediate: int, fused_silu: bool):
     """The residual after attention (x + the summed o product) and this rank's partial down product."""
     x = x + o_sum
     gu = linear(rms_norm(x, norm_weight, eps), gate_up)
-    return x, linear(F.silu(gu[..., :intermediate]) * gu[..., intermediate:], down)
+    return x, feed_forward_down(gu, intermediate, down, fused_silu)
 
 
 def sharded_output(reduce, compiled: bool = False):
@@ -225,8 +224,9 @@ def sharded_output(reduce, compiled: bool = False):
         o_part = torch.compile(_o_partial, fullgraph=True)
         mlp_part = torch.compile(_mlp_partial, fullgraph=True)
 
-    def attention_output(x, attended, o_proj, norm_weight, eps: float, gate_up, down, intermediate: int):
-        x, down_part = mlp_part(x, reduce(o_part(attended, o_proj)), norm_weight, eps, gate_up, down, intermediate)
+    def attention_output(x, attended, o_proj, norm_weight, eps, gate_up, down, intermediate, fused_silu=False):
+        o_sum = reduce(o_part(attended, o_proj))
+        x, down_part = mlp_part(x, o_sum, norm_weight, eps, gate_up, down, intermediate, fused_silu)
         return x + reduce(down_part)
 
     return attention_output

@@ -203,6 +203,17 @@ def test_cuda_fp8_weights_and_kv_cache_answer_everything():
     assert second >= 18, f"fp8 KV cache: second tokens agree on {second} of 24"
 
 
+@cuda
+def test_cuda_fused_silu_fp8_rows_answer_as_torch_quantisation_does():
+    # kernels/silu_fp8.py inside the compiled layer and the decode graphs, against torch's SiLU·up and row scale
+    prompts = _prompts(24)
+    _, plain = _cuda_run(prompts, 10, 10, weights="fp8")
+    engine, fused = _cuda_run(prompts, 10, 10, weights="fp8", fused_silu=True)
+    assert engine.fused_silu and all(len(t) == 10 for t in fused.values())
+    first = sum(fused[i][0] == plain[i][0] for i in range(24))
+    assert first >= 20, f"fused SiLU·up rows: first tokens agree on {first} of 24"
+
+
 def test_engine_on_a_skeleton_with_given_layer_weights_matches_the_loaded_model():
     """A model whose decoder layers never left the meta device, with the layers' weights handed over in the
     engine's form (how the streaming loader and the 70B bench build it), generates what the whole model does."""
