@@ -45,6 +45,11 @@ class Manifest:
         return "\n".join(lines) + "\n"
 
 
+def _plain_file_name(name: str) -> bool:
+    """A file beside the manifest: one path component, not `.` or `..`, no control characters."""
+    return bool(name) and "/" not in name and name not in (".", "..") and not any(ord(c) < 32 for c in name)
+
+
 def parse_manifest(text: str, source: Path) -> Manifest:
     lines = text.splitlines()
     if not lines or lines[0].strip() != MAGIC:
@@ -73,7 +78,7 @@ def parse_manifest(text: str, source: Path) -> Manifest:
                 settings[key] = value.strip()
         else:
             digest, sep, fname = line.partition("  ")
-            if not sep or not _HEX.match(digest) or not fname or "/" in fname:
+            if not sep or not _HEX.match(digest) or not _plain_file_name(fname):
                 raise SubtoolError(f"line {number} is not `<sha256>  <file>`", path=source, rule="pack.manifest")
             artifacts[fname] = digest
     for key in ("name", "rules"):

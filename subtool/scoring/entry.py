@@ -277,8 +277,10 @@ def _score(job: InputJob, rules: Rules, scratch: Path, entry: EntryRecord) -> No
             )
         if "manifest" in job.companions:
             members = file_hashes(unpacked)
+        for fname in job.linked:
+            entry.flags.append(Flag("handin.linked_file", f"{fname} is a symbolic link: handed-in files must be files"))
         for kind in REQUIRED_COMPANIONS:
-            if kind not in job.companions:
+            if kind not in job.companions and COMPANIONS[kind].format(job.name) not in job.linked:
                 entry.flags.append(
                     Flag("handin.missing_file", f"no {COMPANIONS[kind].format(job.name)} beside the tarball")
                 )

@@ -36,6 +36,7 @@ class InputJob:
     display: str  # how outputs name it
     name: str  # artifact base name (tarball) or folder name (tree)
     companions: dict = field(default_factory=dict)  # kind → absolute path of the files that exist
+    linked: tuple = ()  # companions handed in as symbolic links (names), never read
 
 
 def is_tree(path: Path) -> bool:
@@ -50,12 +51,18 @@ def tarball_stem(path: Path) -> str:
 
 
 def companions_of(folder: Path, stem: str) -> dict[str, str]:
+    """kind → path of each companion beside the tarball that is a regular file (a link is never followed)."""
     found = {}
     for kind, pattern in COMPANIONS.items():
         candidate = folder / pattern.format(stem)
-        if candidate.is_file():
+        if candidate.is_file() and not candidate.is_symlink():
             found[kind] = str(candidate)
     return found
+
+
+def linked_companions(folder: Path, stem: str) -> list[str]:
+    """The names of companions beside the tarball that are symbolic links (not read: they could point anywhere)."""
+    return [pattern.format(stem) for pattern in COMPANIONS.values() if (folder / pattern.format(stem)).is_symlink()]
 
 
 def _tree_companions(tree: Path) -> dict[str, str]:
@@ -73,6 +80,7 @@ def _tree_companions(tree: Path) -> dict[str, str]:
             if n.endswith(suffix)
             and n.startswith(prefix)
             and (tree / n).is_file()
+            and not (tree / n).is_symlink()
             and (kind != "md" or n != "README.md")
         ]
         if kind == "md":
@@ -122,15 +130,12 @@ def discover(inputs: list[Path], out_dir: Path | None = None) -> list[InputJob]:
             display = path.name
         if kind == "tarball":
             stem = tarball_stem(path)
-            companions = companions_of(path.parent, stem)
+            companions, linked = companions_of(path.parent, stem), tuple(linked_companions(path.parent, stem))
         else:
             stem = path.name
-            companions = _tree_companions(path)
-        jobs.append(
-            InputJob(
-                index=len(jobs), kind=kind, path=str(Path(real)), display=display, name=stem, companions=companions
-            )
-        )
+            companions, linked = _tree_companions(path), ()
+        job = InputJob(len(jobs), kind, str(Path(real)), display, stem, companions=companions, linked=linked)
+        jobs.append(job)
 
     for raw in inputs:
         path = Path(raw)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 FLAG_IDS = {
     "handin.missing_file": "a file the competition asks for is not beside the tarball",
+    "handin.linked_file": "a file beside the tarball is a symbolic link (not followed, not read)",
     "summary.unreadable": "the summary JSON is not the checker's summary (not JSON, or no result rows)",
     "summary.unknown_result": "a summary row names a result the tarball does not hold",
     "summary.missing_result": "a result the checker accepts has no row in the summary",
@@ -206,8 +207,17 @@ _TSTAMP_FORMATS = (
 )
 
 
+_FIRST_YEAR, _LAST_YEAR = 1970, 9998
+
+
 def parse_tstamp(line: str) -> datetime | None:
-    text = " ".join(line.split())
+    """A `date -u` (or ISO 8601) line as a UTC moment; None for anything else, and for years no run was in
+    (outside 1970-9998, where adding the slack could overflow datetime)."""
+    moment = _parse_moment(" ".join(line.split()))
+    return moment if moment is not None and _FIRST_YEAR <= moment.year <= _LAST_YEAR else None
+
+
+def _parse_moment(text: str) -> datetime | None:
     for fmt in _TSTAMP_FORMATS:
         try:
             return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
@@ -215,9 +225,9 @@ def parse_tstamp(line: str) -> datetime | None:
             continue
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):  # not a time, or one whose UTC moment is outside datetime's years
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def check_tstamps(path: str, windows: list[tuple[str, datetime, datetime]], slack_s: float) -> list[Flag]:
@@ -282,8 +292,8 @@ def check_manifest(path: str, tarball: Path, tarball_sha256: str, members: dict[
     for fname, digest in sorted(manifest.artifacts.items()):
         if fname in (tar_entry, tarball.name):
             continue
-        beside = tarball.with_name(fname)
-        if beside.is_file() and sha256_of(beside) != digest:
+        beside = tarball.parent / fname
+        if beside.is_file() and not beside.is_symlink() and sha256_of(beside) != digest:
             flags.append(Flag("manifest.artifact_mismatch", f"{fname} changed after packing (sha256 differs)"))
     changed = sorted(m for m in set(members) & set(manifest.members) if members[m] != manifest.members[m])
     missing = sorted(set(manifest.members) - set(members))

@@ -141,6 +141,17 @@ def test_a_waiver_added_to_the_manifest_by_hand_is_refused(packed_valid, tmp_pat
     assert SHORT_RUN_WAIVERS == {"perf.min_duration"}
 
 
+@pytest.mark.parametrize("name", [".", "..", "a\x1bb"])
+def test_a_manifest_line_naming_no_plain_file_is_a_manifest_error_not_a_crash(name, packed_valid, tmp_path):
+    tarball = _copy_handin(packed_valid, tmp_path / "h")
+    manifest = tarball.with_name(f"{NAME}.sha256")
+    manifest.write_text(manifest.read_text() + f"{'0' * 64}  {name}\n")
+    result = CliRunner().invoke(app, ["pack", "--verify", str(tarball)])
+    said = " ".join(result.output.split())
+    assert result.exit_code not in (0, 70) and "bug in subtool" not in said, said
+    assert "is not `<sha256> <file>`" in said and "pack.manifest" in said, said
+
+
 # --------------------------------------------------------------------- item 16: the same safe extraction
 @pytest.mark.parametrize("case", SAME_RULE)
 def test_verify_refuses_each_hostile_tarball_with_the_rule_score_gives(case, packed_valid, tmp_path):

@@ -172,3 +172,36 @@ def test_tstamps_parsing_and_windows(tmp_path):
     ]
     path.write_text("Thursday, late\n")
     assert check_tstamps(str(path), [inside], 0)[0].message.startswith("x.tstamps line 1 is not a `date -u` time")
+
+
+def test_tstamps_in_years_no_run_was_in_are_unreadable_not_a_crash(tmp_path):
+    # year 1 at +14:00 is before datetime's first UTC moment; year 9999 overflows once the slack is added
+    for line in (
+        "0001-01-01T00:00:00+14:00",
+        "0001-01-01T01:00:00",
+        "9999-12-31T23:59:59Z",
+        "Mon Jan 01 00:00:00 UTC 0001",
+    ):
+        assert parse_tstamp(line) is None, line
+    path = tmp_path / "x.tstamps"
+    path.write_text("0001-01-01T00:00:00+14:00\n0001-01-01T01:00:00+14:00\n")
+    begin = datetime(2026, 11, 26, 1, 52, 6, tzinfo=timezone.utc)
+    flags = check_tstamps(str(path), [("T/s/bert-99/Offline", begin, begin)], 120)
+    assert [f.rule for f in flags] == ["tstamps.unreadable"] and "line 1" in flags[0].message
+
+
+def test_a_companion_that_is_a_symbolic_link_is_flagged_and_never_read(sc_copy, tmp_path):
+    handins = sc_copy(["Beta"])
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    tstamps = handins / "Beta" / f"{NAME}.tstamps"
+    tstamps.unlink()
+    tstamps.symlink_to(secret)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "leaderboard.json").read_text())
+    assert _flags(doc)["Beta"] == [
+        ("handin.linked_file", f"{NAME}.tstamps is a symbolic link: handed-in files must be files")
+    ]
+    assert "root:x" not in "".join(p.read_text() for p in out.iterdir() if p.is_file())
