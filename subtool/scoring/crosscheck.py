@@ -1,10 +1,12 @@
 """Checks across entries: who handed in whose results.
 
-- Impersonation: several inputs hold results under one submitter's folder, and the hand-in of some of them
-  names that submitter (the folder the organisers filed it in, or the tarball's name) while the others' does
-  not: the others are refused (`entry.impersonation`) and the owner is left alone.
-- Duplicates: otherwise, two inputs with the same submitter/system are both flagged (`entry.duplicate`): one
-  team handed in twice, or two teams chose the same name, and nothing says which.
+- Impersonation: several inputs hold results under one submitter's folder, and the place the organisers filed
+  some of them in names that submitter (the folders above a tarball, or a tree's own folder) while the others'
+  does not: the others are refused (`entry.impersonation`) and the owner is left alone. A tarball's own name is
+  not evidence: the team chose it, and a copy named after its victim would otherwise get the victim refused.
+- Duplicates: otherwise, two inputs with the same submitter/system (compared case- and punctuation-blind) are
+  both flagged (`entry.duplicate`): one team handed in twice, or two teams chose the same name, and nothing
+  says which. The default rules disqualify on it, so that one team never takes two places.
 - Copies: LoadGen stamps every run with its own times and seeds, so two inputs holding the same performance log
   byte for byte hold one run twice, whatever names they put on it: both are flagged (`entry.copied_logs`).
 """
@@ -15,7 +17,6 @@ import re
 from pathlib import PurePosixPath
 
 from subtool.scoring.entry import EntryRecord
-from subtool.scoring.inputs import TARBALL_SUFFIXES
 from subtool.scoring.integrity import Flag
 
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
@@ -26,12 +27,11 @@ def _norm(text: str) -> str:
 
 
 def handin_names(entry: EntryRecord) -> set[str]:
-    """What the hand-in's own place says about whose it is: the folders above it and its name, normalised."""
+    """What the organisers' filing says about whose a hand-in is: the folders above a tarball (not its name,
+    which the team chose), or a tree's folders including its own, normalised."""
     parts = list(PurePosixPath(entry.input).parts)
-    if parts:
-        for suffix in TARBALL_SUFFIXES:
-            if parts[-1].endswith(suffix):
-                parts[-1] = parts[-1][: -len(suffix)]
+    if parts and entry.kind == "tarball":
+        parts = parts[:-1]
     tokens = [t for p in parts for t in (p, *re.split(r"[_.\-\s]+", p))]
     return {_norm(t) for t in tokens if _norm(t)}
 
@@ -67,14 +67,17 @@ def refuse_impersonators(entries: list[EntryRecord]) -> None:
 def mark_duplicates(entries: list[EntryRecord]) -> None:
     """Two inputs with the same submitter/system: flag both (one team handed in twice, or a name clash)."""
     owners: dict[tuple, list[EntryRecord]] = {}
+    names: dict[tuple, str] = {}
     for entry in entries:
-        for key in sorted({(r.submitter, r.system) for r in entry.results}):
+        for submitter, system in sorted({(r.submitter, r.system) for r in entry.results}):
+            key = (_norm(submitter), _norm(system))
             owners.setdefault(key, []).append(entry)
-    for (submitter, system), group in owners.items():
+            names.setdefault(key, f"{submitter}/{system}")
+    for key, group in owners.items():
         if len(group) > 1:
             for entry in group:
                 others = ", ".join(e.input for e in group if e is not entry)
-                entry.flags.append(Flag("entry.duplicate", f"{submitter}/{system} is also in {others}"))
+                entry.flags.append(Flag("entry.duplicate", f"{names[key]} is also in {others}"))
 
 
 def mark_copies(entries: list[EntryRecord]) -> None:

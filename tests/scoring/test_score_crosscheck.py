@@ -69,3 +69,19 @@ def test_the_same_logs_under_another_name_flag_both_teams(sc_handins, sc_copy, t
         assert not [f for f in entries[team]["flags"] if f["rule"].startswith("entry.")]
     md = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "entry.copied_logs" in md
+
+
+def test_a_copy_named_after_its_victim_does_not_get_the_victim_refused(sc_copy, tmp_path):
+    # the organisers file hand-ins by number; team07 hands in Alpha's tarball and companions named Alpha.*
+    handins = sc_copy(["Alpha", "Gamma"])
+    (handins / "Alpha").rename(handins / "team03")
+    (handins / "team07").mkdir()
+    for f in (handins / "team03").iterdir():
+        shutil.copy(f, handins / "team07" / f.name.replace("mlperf_submission_short", "Alpha"))
+    doc = _score(handins, tmp_path / "out")
+    entries = _by_folder(doc)
+    for folder in ("team03", "team07"):
+        assert entries[folder]["error"] is None, entries[folder]["error"]
+        assert {f["rule"] for f in entries[folder]["flags"]} >= {"entry.duplicate", "entry.copied_logs"}
+    alpha = [r for c in doc["categories"] for r in c["overall"] if r["team"] == "Alpha"]
+    assert [r["status"] for r in alpha] == ["disqualified", "disqualified"]  # held until the organisers decide

@@ -76,7 +76,9 @@ def test_mismatches_are_flagged_and_the_rules_decide_which_disqualify(sc_copy, t
     md.write_text(md.read_text() + "\nWe also won the hackathon.\n")
 
     rules = tmp_path / "rules.toml"
-    rules.write_text(default_rules_text().replace("disqualify = []", 'disqualify = ["summary.result_mismatch"]'))
+    rules.write_text(
+        default_rules_text().replace('disqualify = ["entry.duplicate"]', 'disqualify = ["summary.result_mismatch"]')
+    )
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--rules", str(rules), "--jobs", "2"])
     assert result.exit_code == 0, result.output
@@ -122,7 +124,7 @@ def test_mismatches_are_flagged_and_the_rules_decide_which_disqualify(sc_copy, t
     assert "## Flags (handed-in files that disagree with the tarball)" in md_text and "tstamps.outside" in md_text
 
 
-def test_the_same_team_handed_in_twice_is_flagged_on_both(sc_copy, tmp_path):
+def test_the_same_team_handed_in_twice_is_flagged_and_held_on_both(sc_copy, tmp_path):
     handins = sc_copy(["Beta"])
     sc_copy(["Beta"], dest="handins/resubmitted")
     out = tmp_path / "out"
@@ -147,11 +149,13 @@ def test_the_same_team_handed_in_twice_is_flagged_on_both(sc_copy, tmp_path):
             },
         ],
     ]
+    # the default rules hold both (one team never takes two places) and name the other input
     rows = next(c for c in doc["categories"] if c["name"] == "AMD GPUs")["overall"]
-    assert [(r["rank"], r["input"]) for r in rows] == [
-        (1, f"handins/Beta/{NAME}.tar.gz"),
-        (1, f"handins/resubmitted/Beta/{NAME}.tar.gz"),
+    assert [(r["rank"], r["status"], r["input"]) for r in rows] == [
+        (None, "disqualified", f"handins/Beta/{NAME}.tar.gz"),
+        (None, "disqualified", f"handins/resubmitted/Beta/{NAME}.tar.gz"),
     ]
+    assert rows[0]["reason"].startswith(f"entry.duplicate: Beta/cluster is also in handins/resubmitted/Beta/{NAME}")
 
 
 def test_tstamps_parsing_and_windows(tmp_path):
@@ -205,3 +209,27 @@ def test_a_companion_that_is_a_symbolic_link_is_flagged_and_never_read(sc_copy, 
         ("handin.linked_file", f"{NAME}.tstamps is a symbolic link: handed-in files must be files")
     ]
     assert "root:x" not in "".join(p.read_text() for p in out.iterdir() if p.is_file())
+
+
+def test_a_team_name_that_differs_only_in_case_is_the_same_team(sc_handins, sc_copy, tmp_path):
+    import shutil
+
+    import teamgen
+
+    handins = sc_copy(["Beta", "Gamma"])
+    tree = tmp_path / "tree"  # Beta's tree handed in again as "beta", packed by subtool
+    shutil.copytree(sc_handins["_trees"] / "Beta" / "tree", tree)
+    (tree / "open" / "Beta").rename(tree / "open" / "beta")
+    system = tree / "open" / "beta" / "systems" / "cluster.json"
+    system.write_text(system.read_text().replace('"Beta', '"beta'))
+    teamgen.pack_team(tree, handins / "upload-9")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "leaderboard.json").read_text())
+    rules = {e["input"].split("/")[1]: {f["rule"] for f in e["flags"]} for e in doc["entries"]}
+    assert "entry.duplicate" in rules["Beta"] and "entry.duplicate" in rules["upload-9"]
+    assert "entry.duplicate" not in rules["Gamma"]
+    overall = {r["team"]: r for c in doc["categories"] for r in c["overall"]}
+    assert overall["Beta"]["status"] == overall["beta"]["status"] == "disqualified"
+    assert overall["Gamma"]["status"] == "ranked"

@@ -70,7 +70,10 @@ def test_a_description_without_accelerator_fields_is_uncategorised():
             ('waive = ["perf.min_duration"]', 'waive = ["perf.too_short"]'),
             "check.waive: unknown checker rule perf.too_short",
         ),
-        (("disqualify = []", 'disqualify = ["summary.lies"]'), "integrity.disqualify: unknown flag summary.lies"),
+        (
+            ('disqualify = ["entry.duplicate"]', 'disqualify = ["summary.lies"]'),
+            "integrity.disqualify: unknown flag summary.lies",
+        ),
         (("max_members = 10000", "max_members = 0"), "limits.max_members: must be ≥ 1"),
         (("max_members = 10000", 'max_members = "many"'), "limits.max_members: must be int, not str"),
         (
