@@ -68,6 +68,7 @@ WANTED_KEYS = frozenset(
         "result_90.00_percentile_latency_ns",
         "result_99.00_percentile_latency_ns",
         "result_mean_latency_ns",
+        "result_max_latency_ns",
         "result_99.00_percentile_per_query_latency_ns",
         "result_mean_query_latency_ns",
         "result_qps_without_loadgen_overhead",

@@ -193,6 +193,27 @@ def test_non_finite_detail_log_values_fail(tree_copy, key, value):
     assert [row["Scenario"] for row in report.rows] == ["SingleStream"]
 
 
+@pytest.mark.parametrize("value", [-5.0, 0.0, 1e300, "x1.5"])
+def test_a_result_edited_by_hand_fails_whatever_the_summary_says(tree_copy, value):
+    # negative, zero, absurd, or 1.5× what the log's own sample count over its longest latency gives (the
+    # summary edited to match, as the helper who found it did): LoadGen never writes any of them
+    tree = tree_copy("bert_closed_valid")
+    run = tree / OFFLINE / "performance" / "run_1"
+    text = (run / "mlperf_log_detail.txt").read_text()
+    real = float(json.loads(next(ln for ln in text.splitlines() if '"result_samples_per_second"' in ln)[9:])["value"])
+    value = real * 1.5 if value == "x1.5" else value
+    set_log_value(run / "mlperf_log_detail.txt", "result_samples_per_second", value)
+    summary = _summary(tree, OFFLINE)
+    lines = summary.read_text().splitlines()
+    summary.write_text(
+        "\n".join(f"Samples per second: {value}" if ln.startswith("Samples per second:") else ln for ln in lines)
+    )
+    report = check_tree(tree, CheckOptions())
+    (finding,) = [f for f in report.findings if f.rule == "perf.result_inconsistent"]
+    assert finding.severity == "error" and finding.result == OFFLINE and "result_samples_per_second" in finding.message
+    assert _verdicts(report) == {OFFLINE: False, SINGLE: True}
+
+
 def test_non_finite_accuracy_and_summary_values_fail(tree_copy):
     tree = tree_copy("bert_closed_valid")
     acc = tree / OFFLINE / "accuracy" / "accuracy.txt"

@@ -113,6 +113,13 @@ RESULT_INVALID = define(
     "LoadGen judged the performance run INVALID (result_validity).",
     "accepted: the current checker never fails an INVALID result (a known hole); subtool is deliberately stricter",
 )
+RESULT_INCONSISTENT = define(
+    "perf.result_inconsistent",
+    "error",
+    "The result is not a positive number, or (Offline samples/s) differs by more than 0.1 % from what the log "
+    "itself counts: samples per query × queries ÷ the longest latency, which LoadGen's figure always equals.",
+    "not checked: a hand-edited result (negative, zero, 1e300) passes and is published",
+)
 MISSING_KEY = define(
     "perf.missing_key",
     "error",
@@ -416,6 +423,8 @@ def _result_value(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str, 
         )
         return None
     value = float(raw)
+    if not _consistent(ctx, log, rel, key, value):
+        return None
     if scenario in ("SingleStream", "MultiStream"):
         value /= MS_PER_NS
     folder = SCENARIO_BY_LOWER.get(ctx.job.scenario.lower(), ctx.job.scenario)
@@ -423,6 +432,33 @@ def _result_value(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str, 
         ctx.inferred = True
         value = _infer(ctx, log, rel, scenario, folder, value)
     return value
+
+
+def _consistent(ctx: ResultContext, log: LoadgenLog, rel: str, key: str, value: float) -> bool:
+    """A result must be positive; Offline's samples/s must be the log's own count over its longest latency."""
+    hint = "copy mlperf_log_detail.txt and mlperf_log_summary.txt again from the run directory; never edit them"
+    if value <= 0:
+        ctx.out.add(RESULT_INCONSISTENT, rel, f"{key} is {value:.6g}: not a positive number", hint)
+        return False
+    if key != "result_samples_per_second":
+        return True
+    queries, per_query, longest = (_int(log, k) for k in OFFLINE_COUNT_KEYS)
+    if not (queries and per_query and longest and longest > 0):
+        return True  # a missing count is reported by the rules that read it
+    counted = queries * per_query / (longest / 1e9)
+    if abs(value - counted) <= 1e-3 * counted:
+        return True
+    ctx.out.add(
+        RESULT_INCONSISTENT,
+        rel,
+        f"{key} is {value:.6g}, but the log's own {queries} × {per_query} samples in "
+        f"{longest / 1e9:.3f} s make {plain_number(counted)}",
+        hint,
+    )
+    return False
+
+
+OFFLINE_COUNT_KEYS = ("result_query_count", "effective_samples_per_query", "result_max_latency_ns")
 
 
 def _infer(ctx: ResultContext, log: LoadgenLog, rel: str, ran: str, folder: str, value: float) -> float | None:
