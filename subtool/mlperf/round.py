@@ -128,7 +128,9 @@ OFFLINE_MIN_SAMPLES_PER_QUERY = {
 }
 
 # How each accuracy metric appears in accuracy.txt (the line the accuracy script prints).
-_NUM = r"([\d.]+)"
+# The official patterns read digits and dots only; a sign, NaN and Infinity are read too, so that a hand-edited
+# value is reported as below the threshold or as not finite instead of as missing.
+_NUM = r"([-+]?(?:[\d.]+(?:[eE][-+]?\d+)?|[Nn]a[Nn]|[Ii]nf(?:inity)?))"
 ACCURACY_PATTERNS = {
     "acc": re.compile(r"^(?:\{\"accuracy|accuracy)[\": ]*=?\s*" + _NUM + r".*"),
     "meanAcc": re.compile(r".*'mean-accuracy':\s+'?" + _NUM + r"'?.*"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -226,6 +227,27 @@ def test_non_finite_accuracy_and_summary_values_fail(tree_copy):
     paths = {f.path for f in report.findings if f.rule == "value.not_finite"}
     assert paths == {f"{OFFLINE}/accuracy/accuracy.txt", f"{SINGLE}/performance/run_1/mlperf_log_summary.txt"}
     assert _verdicts(report) == {OFFLINE: False, SINGLE: False}
+
+
+@pytest.mark.parametrize(
+    "f1, rule, severity",
+    [
+        ("NaN", "value.not_finite", "error"),
+        ("-Infinity", "value.not_finite", "error"),
+        ("1e999", "value.not_finite", "error"),
+        ("-5", "acc.below_threshold", "info"),
+    ],
+)
+def test_an_open_division_f1_edited_to_nan_or_a_sign_is_read_not_called_missing(tree_copy, f1, rule, severity):
+    # the official reader sees digits and dots only: NaN passed the open division as "no F1 found" (a warning)
+    tree = tree_copy("bert_open_valid")
+    acc = tree / OPEN_OFFLINE / "accuracy" / "accuracy.txt"
+    text = acc.read_text()
+    acc.write_text(re.sub(r'"f1": [\d.]+', f'"f1": {f1}', text))
+    report = check_tree(tree, CheckOptions())
+    found = {(f.rule, f.severity) for f in report.findings if f.path == f"{OPEN_OFFLINE}/accuracy/accuracy.txt"}
+    assert (rule, severity) in found and ("acc.metric_missing", "warning") not in found, found
+    assert _verdicts(report) == {OPEN_OFFLINE: severity != "error"}
 
 
 @pytest.mark.parametrize("target", [f"{OFFLINE}/measurements.json", "closed/TeamX/systems/box.json"])
