@@ -184,8 +184,25 @@ def check_run_args(run: RunArgs, *, mode: str | None = None, division: str | Non
     if run.version is not None:
         check_version(run.version)
     check_scenario(run.scenario)
+    _check_numbers(run)
     backend, extra = _llm_extra(run)
     return _ray_extra(backend, extra, run.ray_address, run.workers)
+
+
+# the numeric run options: each must be a finite number above its floor
+_POSITIVE = ("target_qps", "target_latency_ms", "min_duration_ms", "batch_size", "threads", "max_new_tokens", "workers")
+
+
+def _check_numbers(run: RunArgs) -> None:
+    """NaN, zero or a negative number in a numeric option: one line now, not a LoadGen error (or a traceback)
+    once the model has loaded."""
+    import math
+
+    for name in _POSITIVE:
+        value = getattr(run, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            flag = "--" + name.replace("_", "-")
+            raise SubtoolError(f"{flag} must be a positive number, not {value}", rule="cli.usage")
 
 
 def check_round_and_division(version: str | None, division: str | None) -> None:
@@ -234,6 +251,28 @@ def _ray_extra(backend: str, extra: dict, ray_address, workers) -> tuple[str, di
     extra = {**extra, "inner_backend": inner}
     extra.update({k: v for k, v in (("ray_address", ray_address), ("workers", workers)) if v is not None})
     return "ray", extra
+
+
+def recorded_command(args: list[str]) -> list[str]:
+    """`subtool` and its arguments as run.json, the .run file and the READMEs record them: a URL's user info,
+    query and fragment (where a token can hide: --endpoint, --fork) replaced by `***`, so no record holds one."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    out = ["subtool"]
+    for arg in args:
+        try:
+            parts = urlsplit(arg)
+        except ValueError:
+            out.append(arg)
+            continue
+        if len(parts.scheme) < 2 or not (parts.netloc or parts.query or parts.fragment):
+            out.append(arg)
+            continue
+        host = parts.netloc.rpartition("@")[2]
+        netloc = f"***@{host}" if "@" in parts.netloc else host
+        query, fragment = ("***" if parts.query else ""), ("***" if parts.fragment else "")
+        out.append(urlunsplit((parts.scheme, netloc, parts.path, query, fragment)))
+    return out
 
 
 def run_options(run: RunArgs, *, backend: str, extra: dict, out: Path, mode: str, argv: list[str]):

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from subtool.cli_common import _console, _emit_json, _fail, _outputs
-from subtool.cli_options import RunArgs, check_run_args, run_options, with_run_options
+from subtool.cli_options import RunArgs, check_run_args, recorded_command, run_options, with_run_options
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import NAME_ALPHABET as _NAMES
 
@@ -32,7 +32,7 @@ def run(
         backend, extra = check_run_args(args, mode=mode)
     except SubtoolError as err:
         _fail(err)
-    opts = run_options(args, backend=backend, extra=extra, out=out, mode=mode, argv=["subtool", *sys.argv[1:]])
+    opts = run_options(args, backend=backend, extra=extra, out=out, mode=mode, argv=recorded_command(sys.argv[1:]))
     try:
         if find_perf:
             from subtool.runner.find_perf import find_performance
@@ -79,7 +79,7 @@ def all_(
         backend, extra = check_run_args(args, division=division)
     except SubtoolError as err:
         _fail(err)
-    argv = ["subtool", *sys.argv[1:]]
+    argv = recorded_command(sys.argv[1:])
     opts = PipelineOptions(
         submitter=submitter,
         run=run_options(args, backend=backend, extra=extra, out=out / "runs", mode="both", argv=argv),

@@ -116,6 +116,7 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
             check_name(name, flag[2:], flag=flag)
         fsutil.check_name_fits(name or "", opts.out, flag)
     opts = _decided(opts, console)
+    _preflight(opts)
     selected = _selected(opts)
     out = Path(opts.out)
 
@@ -153,6 +154,18 @@ def _decided(opts: PipelineOptions, console) -> PipelineOptions:
     if bench is not None and _division(opts) == "closed":
         refuse_closed(bench, version)
     return dataclasses.replace(opts, run=dataclasses.replace(opts.run, round=version))
+
+
+def _preflight(opts: PipelineOptions) -> None:
+    """Every option a later stage reads, checked by that stage before the run starts (a run can take hours)."""
+    from subtool.package.api import check_request
+
+    check_name(opts.name, "artifact name", flag="--name")
+    check_request(opts.system_file, opts.division, demo=_is_demo(opts))
+    if opts.fork:
+        from subtool.publish.api import check_destination
+
+        check_destination(opts.fork, opts.upstream)
 
 
 @dataclass
@@ -344,10 +357,13 @@ def _compliance_tests(opts: PipelineOptions) -> list[str]:
     return list(get_workload(opts.run.model).spec.compliance) if _division(opts) == "closed" else []
 
 
-def _division(opts: PipelineOptions) -> str:
+def _is_demo(opts: PipelineOptions) -> bool:
     run = opts.run
-    demo = (run.model_path is None and run.dataset_path is None) or run.demo or bool(run.extra.get("demo"))
-    return opts.division or ("open" if demo else "closed")
+    return (run.model_path is None and run.dataset_path is None) or run.demo or bool(run.extra.get("demo"))
+
+
+def _division(opts: PipelineOptions) -> str:
+    return opts.division or ("open" if _is_demo(opts) else "closed")
 
 
 def _do_run(opts: PipelineOptions, runs: Path, compliance: list[str], console) -> dict:

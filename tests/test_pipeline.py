@@ -167,6 +167,30 @@ def test_bad_submitter_and_stage_names_are_one_line_errors(tmp_path):
     assert not (tmp_path / "o" / "submission").exists()
 
 
+@pytest.mark.parametrize(
+    "args, rule",
+    [
+        (["--name", "../x"], "tree.bad_name"),
+        (["--system-file", "/nonexistent/system.toml"], "system.bad_overrides"),
+        (["--fork", "file:///srv/fork.git", "--upstream", "a/b/c"], "publish.upstream"),
+        (["--division", "closed"], "package.demo_closed"),
+        (["--fork", "https://github.com/a/b?access_token=ghp_SECRET"], "publish.fork_url"),
+    ],
+)
+def test_options_later_stages_read_are_refused_before_the_run(tmp_path, args, rule):
+    # each was only found after minutes of benchmark (a token in --fork was written into run.json, the .run
+    # file, the READMEs and the tarball, then pushed)
+    out = tmp_path / "o"
+    proc = subprocess.run(
+        [sys.executable, "-m", "subtool.cli", "all", "--submitter", "TeamX", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and f"[{rule}]" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "loadgen" not in proc.stderr and not (out / "runs").exists() and "ghp_SECRET" not in proc.stderr
+
+
 def test_official_checker_reports_only_the_short_run_duration(reference_run, tmp_path, official_checker):
     tree = tmp_path / "tree"
     shutil.copytree(reference_run[0] / "submission", tree)

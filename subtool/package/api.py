@@ -104,6 +104,19 @@ def _gather(opts: PackageOptions) -> list[ImportedResult]:
     return imported
 
 
+def check_request(system_file: Path | None, division: str | None, demo: bool) -> None:
+    """What `subtool all` asks of packaging, checked before it runs the benchmark: a system file that reads, and
+    no demo result for the closed division (packaging itself checks both again)."""
+    if system_file is not None:
+        load_overrides(system_file)
+    if demo and division == "closed":
+        raise SubtoolError(
+            "a demo run cannot go to the closed division",
+            rule="package.demo_closed",
+            hint="drop --division closed, or give --model-path/--dataset-path for a closed result",
+        )
+
+
 def _division(opts: PackageOptions, imp: ImportedResult) -> str:
     if opts.division is not None and opts.division not in WRITABLE_DIVISIONS:
         raise SubtoolError(f"unknown division {opts.division!r}", rule="cli.usage", hint="use open or closed")

@@ -116,6 +116,17 @@ def _scrub(err: SubtoolError, redact: Redactor) -> SubtoolError:
     return err
 
 
+def check_destination(fork: str, upstream: str | None):
+    """The fork (refused when its URL can carry a token) and --upstream's form, checked without the network:
+    `subtool all` asks before it runs anything, publish itself again. Returns the parsed fork."""
+    location = parse_fork(fork)
+    if upstream and not _UPSTREAM.match(upstream):
+        raise SubtoolError(
+            f"--upstream must be OWNER/REPO, got '{upstream}'", rule="publish.upstream", exit_code=EXIT_USAGE
+        )
+    return location
+
+
 def publish_tree(
     opts: PublishOptions, console: Any = None, *, sleep: Callable[[float], None] = time.sleep
 ) -> PublishResult:
@@ -136,11 +147,7 @@ def _publish(
     marks = read_marks(content.tree, content.results)
     if marks and not opts.allow_short:
         raise _refusal(marks, opts.tree)
-    fork = parse_fork(opts.fork)
-    if opts.upstream and not _UPSTREAM.match(opts.upstream):
-        raise SubtoolError(
-            f"--upstream must be OWNER/REPO, got '{opts.upstream}'", rule="publish.upstream", exit_code=EXIT_USAGE
-        )
+    fork = check_destination(opts.fork, opts.upstream)
     branch = g.check_branch_name(opts.branch or default_branch(content))
     api_url = derive_api_url(fork, opts.api_url)
     result = PublishResult(

@@ -47,6 +47,30 @@ def _owner_and_name(path: str) -> tuple[str | None, str | None]:
     return parts[-2], parts[-1].removesuffix(".git")
 
 
+def _refuse_secrets(url: str, parts, scheme: str) -> None:
+    """A fork URL is stored in .git/config, written into run records and echoed by git: one that can carry a
+    token (user info on http, a password on ssh, a query or a fragment anywhere) is refused before it goes
+    anywhere, and the message never repeats it."""
+    where = None
+    if scheme in ("http", "https") and (parts.username is not None or parts.password is not None):
+        where = "a user name or token before the host"
+    elif scheme in ("ssh", "git+ssh") and parts.password is not None:
+        where = "a password after the user name"
+    elif scheme and len(scheme) > 1 and (parts.query or parts.fragment or url.rstrip().endswith(("?", "#"))):
+        where = "a query string or fragment"
+    elif not (scheme and len(scheme) > 1):
+        match = _SCP_LIKE.match(url)
+        if match and ":" in (match.group("user") or ""):
+            where = "a password after the user name"
+    if where:
+        raise SubtoolError(
+            f"the fork URL carries credentials or other secrets ({where})",
+            rule="publish.fork_url",
+            hint="give the plain URL and put the token in GITHUB_TOKEN (or the variable named by --token-env)",
+            exit_code=EXIT_USAGE,
+        )
+
+
 def parse_fork(url: str) -> ForkLocation:
     """Recognise https://host/owner/repo(.git), git@host:owner/repo.git, ssh://…, file://… and plain paths."""
     url = url.strip()
@@ -54,15 +78,8 @@ def parse_fork(url: str) -> ForkLocation:
         raise SubtoolError("the fork URL is empty", rule="publish.fork_url", exit_code=EXIT_USAGE)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    _refuse_secrets(url, parts, scheme)
     if scheme in ("http", "https"):
-        if parts.password is not None or parts.username is not None:
-            # The URL itself would be stored in .git/config and echoed by git: refuse before it goes anywhere.
-            raise SubtoolError(
-                "the fork URL carries credentials",
-                rule="publish.fork_url",
-                hint="give the plain URL and put the token in GITHUB_TOKEN (or the variable named by --token-env)",
-                exit_code=EXIT_USAGE,
-            )
         owner, name = _owner_and_name(parts.path)
         return ForkLocation(url, "http", parts.netloc.lower(), owner, name)
     if scheme in ("ssh", "git+ssh"):

@@ -40,10 +40,28 @@ def test_local_path_fork_has_no_api(tmp_path):
     assert fork.kind == "local" and not fork.has_api and fork.owner == "alice"
 
 
-def test_url_with_credentials_is_refused_without_echoing_them():
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://alice:ghp_secret123@github.com/alice/results.git",
+        "https://ghp_secret123@github.com/alice/results.git",
+        "https://github.com/alice/results?access_token=ghp_secret123",
+        "https://github.com/alice/results#ghp_secret123",
+        "ssh://git:ghp_secret123@github.com/alice/results.git",
+        "git:ghp_secret123@github.com:alice/results.git",
+        "file:///srv/results.git?ghp_secret123",
+    ],
+)
+def test_url_with_credentials_is_refused_without_echoing_them(url):
     with pytest.raises(SubtoolError) as info:
-        parse_fork("https://alice:ghp_secret123@github.com/alice/results.git")
+        parse_fork(url)
+    assert info.value.rule == "publish.fork_url"
     assert "ghp_secret123" not in info.value.one_line() + (info.value.hint or "")
+
+
+def test_plain_ssh_and_scp_urls_with_a_user_name_are_fine():
+    assert parse_fork("ssh://git@github.com/alice/results.git").full_name == "alice/results"
+    assert parse_fork("git@github.com:alice/results.git").full_name == "alice/results"
 
 
 def test_api_and_web_urls():
