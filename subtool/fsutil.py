@@ -299,6 +299,36 @@ def exclusive(directory: str | Path, *, wait: bool = False, on_wait=None) -> Ite
         os.close(fd)  # closing the descriptor releases the lock
 
 
+@contextlib.contextmanager
+def one_writer(directory: str | Path, on_wait=None) -> Iterator[Path]:
+    """Hold a flock on the directory itself for the block (created if missing; removed again if the block leaves
+    it empty after an error): a second writer waits (`on_wait()` is called once first). Unlike `exclusive` it
+    leaves no file behind, for directories whose every entry is the user's (a submission tree)."""
+    import fcntl
+
+    directory = Path(directory)
+    created = make_dirs(directory)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        remove_dirs(created)
+        raise os_error(exc, action="cannot open the output directory", path=directory) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield directory
+        except BaseException:
+            remove_dirs(created)
+            raise
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def remove_leftovers(root: str | Path) -> list[Path]:
     """Remove what interrupted writers left below `root`: hidden `*.tmp` files and `*.staging` directories
     whose writer is gone. A name that carries a live process's id is kept; so is everything else.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from subtool.errors import SubtoolError
+from subtool.fsutil import one_writer
 from subtool.mlperf.benchmarks import accuracy_line_ok, format_accuracy_line
 from subtool.mlperf.layout import WRITABLE_DIVISIONS, Layout, ResultKey, check_name, layout_for
 from subtool.mlperf.round_choice import filed_as
@@ -341,13 +342,28 @@ def package_results(
     out = Path(opts.out).expanduser()
     # inside what the user named (hidden: not part of the tree, never packed or published), or where they chose
     full_logs = Path(opts.full_logs).expanduser() if opts.full_logs else out / FULL_LOGS_DIR
-    planner = _Planner(opts, layout, submitter, accuracy_scorer)
-    for imp in _gather(opts):
-        planner.add(imp)
-    descriptions = planner.descriptions(out)
-
-    # write: one staging copy per division/submitter, swapped in at the end
+    imported = _gather(opts)
     result = PackageResult(tree=out, version=layout.version, full_logs=full_logs)
+
+    def waiting() -> None:
+        if console is not None:
+            console.print(f"waiting for another subtool writing to {out}", markup=False, highlight=False)
+
+    # one writer per tree: a second package into it waits, then plans against what the first one wrote
+    with one_writer(out, on_wait=waiting):
+        planner = _Planner(opts, layout, submitter, accuracy_scorer)
+        for imp in imported:
+            planner.add(imp)
+        _write(planner, out, layout, submitter, full_logs, result, confirm)
+    if console is not None:
+        _print_summary(console, result)
+    return result
+
+
+def _write(planner, out: Path, layout, submitter: str, full_logs: Path, result: PackageResult, confirm) -> None:
+    """One staging copy per division/submitter, swapped in at the end."""
+    opts = planner.opts
+    descriptions = planner.descriptions(out)
     groups: dict[str, list[Planned]] = {}
     for p in planner.planned:
         groups.setdefault(p.key.division, []).append(p)
@@ -357,9 +373,6 @@ def package_results(
         stage_group(group, groups[division], descriptions, confirm, durable)
 
     write_staged(out, layout, submitter, list(groups), stage)
-    if console is not None:
-        _print_summary(console, result)
-    return result
 
 
 def _print_summary(console, result: PackageResult) -> None:
