@@ -27,11 +27,12 @@ from subtool.fsutil import sha256_file
 from subtool.mlperf.layout import DIVISIONS, check_name
 from subtool.mlperf.logs import ALL_KEYS, latency_percentiles, read_loadgen_log
 from subtool.pack.checking import finding_views as _finding_views
+from subtool.pack.checking import portable_report
 from subtool.pack.checking import run_checker as _run_checker
 from subtool.pack.checking import verdict as _verdict
 from subtool.pack.inputs import RunInfo, TreeInfo, scan_tree
 from subtool.pack.manifest import Manifest
-from subtool.pack.report import FindingView, ReportInput, ResultView, relative_finding_path, render_report
+from subtool.pack.report import FindingView, ReportInput, ResultView, render_report
 from subtool.pack.runs import PackedRuns, collect_runs
 from subtool.pack.runscript import PackCommand, render_run_script, render_tstamps
 from subtool.pack.summary import render_summary_json
@@ -110,21 +111,6 @@ def _result_views(report) -> dict[str, ResultView]:
                 accuracy=str(getattr(r, "accuracy", "") or ""),
             )
     return views
-
-
-def _portable(report, tree: Path):
-    """The report with each summary row's Location relative to the tree, as the official checker writes it when
-    run from the tree's root: the packer's own folders stay out of the hand-in, and the same tree packed anywhere
-    gives the same summary."""
-    import dataclasses
-
-    rows = []
-    for row in getattr(report, "rows", None) or []:
-        row = dict(row)
-        if isinstance(row.get("Location"), str):
-            row["Location"] = relative_finding_path(row["Location"], tree)
-        rows.append(row)
-    return dataclasses.replace(report, rows=rows) if dataclasses.is_dataclass(report) else report
 
 
 def result_latencies(tree: Path, tree_info: TreeInfo) -> dict[str, dict]:
@@ -350,7 +336,7 @@ def _judge(
         findings=_finding_views(report, tree),
         run_style=_run_style(runs, report, tree_info, waive),
         demo=any(r.demo for r in runs) or any(_marked_demo(s) for s in tree_info.systems),
-        report=_portable(report, tree),
+        report=portable_report(report, tree),
         stats=stats,
         latencies=result_latencies(tree, tree_info),
     )

@@ -33,3 +33,8 @@ def render_summary_json(csv_path: Path, block: dict) -> str:
     tail = '    "subtool":' + _block_json(block).lstrip()
     # No newline at the end, as pandas writes it.
     return "{\n" + (body + ",\n" if body.strip() else "") + tail + "\n}"
+
+
+def summary_rows(csv_path: Path) -> dict:
+    """The result rows of the summary JSON that `render_summary_json` writes for this CSV, as JSON reads them."""
+    return json.loads(_pandas_rows_json(csv_path))

@@ -103,7 +103,9 @@ def _artifact_problems(tarball: Path, manifest_path: Path, manifest: Manifest, n
         problems.append(f"the manifest has no hash for {tar_entry}")
     for fname, digest in sorted(manifest.artifacts.items()):
         target = tarball if fname == tar_entry else manifest_path.with_name(fname)
-        if not target.is_file():
+        if target.is_symlink():
+            problems.append(f"{fname}: a symbolic link, not the file that was packed")
+        elif not target.is_file():
             problems.append(f"{fname}: missing (listed in the manifest)")
         elif sha256_file(target) != digest:
             problems.append(f"{fname}: sha256 differs from the manifest (changed after packing)")
@@ -132,7 +134,38 @@ def _recheck(unpacked: Path, manifest: Manifest, applied: tuple[str, ...]) -> tu
     ]
     if manifest.verdict and manifest.verdict != verdict:
         problems.append(f"the checker now says {verdict}; at pack time it said {manifest.verdict}")
-    return verdict, problems
+    return verdict, problems, report
+
+
+def _summary_problems(report, unpacked: Path, manifest_path: Path, name: str) -> list[str]:
+    """The summary CSV and JSON beside the tarball against the re-check's own: the manifest is unsigned, so a
+    result edited in them and re-hashed into it is found only here."""
+    import json
+
+    from subtool.checker.report import write_summary_csv
+    from subtool.pack.checking import portable_report
+    from subtool.pack.summary import summary_rows
+
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="subtool-verify-summary-") as tmp:
+        fresh = Path(tmp) / "summary.csv"
+        write_summary_csv(portable_report(report, unpacked), fresh)
+        handed = manifest_path.with_name(f"{name}_summary.csv")
+        if _plain_file(handed) and handed.read_bytes() != fresh.read_bytes():
+            problems.append(f"{handed.name}: differs from the summary of the re-check (edited after packing)")
+        handed = manifest_path.with_name(f"{name}_summary.json")
+        if _plain_file(handed):
+            try:
+                rows = {k: v for k, v in json.loads(handed.read_bytes()).items() if k != "subtool"}
+            except (ValueError, AttributeError, RecursionError):
+                rows = None
+            if rows != summary_rows(fresh):
+                problems.append(f"{handed.name}: its result rows differ from the re-check's (edited after packing)")
+    return problems
+
+
+def _plain_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
 
 
 def verify_tarball(path: Path, version: str = "v6.1", console=None) -> VerifyResult:
@@ -165,8 +198,9 @@ def verify_tarball(path: Path, version: str = "v6.1", console=None) -> VerifyRes
                 highlight=False,
                 markup=False,
             )
-            verdict, check_problems = _recheck(unpacked, manifest, applied)
+            verdict, check_problems, report = _recheck(unpacked, manifest, applied)
             problems += check_problems
+            problems += _summary_problems(report, unpacked, manifest_path, name)
 
     result = VerifyResult(
         ok=not problems,

@@ -152,6 +152,44 @@ def test_a_manifest_line_naming_no_plain_file_is_a_manifest_error_not_a_crash(na
     assert "is not `<sha256> <file>`" in said and "pack.manifest" in said, said
 
 
+def _rehash(manifest: Path, fname: str) -> None:
+    """What a team can do to the unsigned manifest after editing a companion: write the new hash in."""
+    import hashlib
+
+    digest = hashlib.sha256(manifest.with_name(fname).read_bytes()).hexdigest()
+    lines = [
+        f"{digest}  {fname}" if ln.endswith(f"  {fname}") and not ln.startswith("#") else ln
+        for ln in manifest.read_text().splitlines()
+    ]
+    manifest.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("suffix", ["_summary.json", "_summary.csv"])
+def test_a_summary_edited_and_rehashed_into_the_manifest_does_not_verify(packed_valid, tmp_path, suffix):
+    tarball = _copy_handin(packed_valid, tmp_path / "h")
+    summary = tarball.with_name(f"{NAME}{suffix}")
+    text = summary.read_text()
+    if suffix.endswith(".json"):
+        doc = json.loads(text)
+        doc["0"]["Result"] = 99999.0
+        summary.write_text(json.dumps(doc, indent=4))
+    else:
+        header, row, *rest = text.splitlines(keepends=True)
+        summary.write_text(header + row.replace("Offline", "Offline ", 1) + "".join(rest))
+    _rehash(tarball.with_name(f"{NAME}.sha256"), summary.name)
+    result, doc = _verify(tarball)
+    assert result.exit_code == 1 and not doc["ok"], result.output
+    assert any(p.startswith(f"{summary.name}: ") and "re-check" in p for p in doc["problems"]), doc["problems"]
+    assert not any(
+        "sha256 differs" in p for p in doc["problems"]
+    )  # the manifest itself agrees: only the re-check can tell
+
+
+def test_the_summaries_pack_wrote_match_the_recheck(packed_valid, tmp_path):
+    result, doc = _verify(_copy_handin(packed_valid, tmp_path / "h"))
+    assert result.exit_code == 0 and doc["ok"] and doc["problems"] == []
+
+
 # --------------------------------------------------------------------- item 16: the same safe extraction
 @pytest.mark.parametrize("case", SAME_RULE)
 def test_verify_refuses_each_hostile_tarball_with_the_rule_score_gives(case, packed_valid, tmp_path):
