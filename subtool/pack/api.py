@@ -308,10 +308,23 @@ class _Checked:
 
 
 def _stage_tarball(tree: Path, out: Path, dest: Path, before: dict[str, str]) -> TarballStats:
-    with open(dest, "wb") as fh:
-        stats = write_tarball(tree, fh, out_dir=out)
-        fh.flush()
-        os.fsync(fh.fileno())
+    from subtool.pack.safe_tar import PackingGate, Refused
+
+    gate = PackingGate()
+    try:
+        with open(dest, "wb") as fh:
+            stats = write_tarball(tree, fh, out_dir=out, gate=gate)
+            fh.flush()
+            os.fsync(fh.fileno())
+        gate.finished(stats.size)
+    except Refused as refused:
+        raise SubtoolError(
+            f"`subtool pack --verify` and `subtool score` would refuse this tarball: {refused.message}",
+            path=tree,
+            rule=refused.rule,
+            hint="leave traces and other large or deeply nested files out of the tree (the limits: "
+            "subtool/pack/safe_tar.py ExtractLimits)",
+        ) from None
     _ensure_unchanged(tree, before, stats.members)
     return stats
 

@@ -192,6 +192,29 @@ class _MemberGate:
             )
 
 
+class PackingGate:
+    """What `subtool pack` writes, held to the limits extraction applies (verify and score refuse a tarball that
+    breaks them): each member through the same gate as it is added, then the compression ratio once the tarball
+    is written. Raises Refused, with extraction's rule ids."""
+
+    def __init__(self, limits: ExtractLimits | None = None) -> None:
+        self.limits = limits or ExtractLimits()
+        self.stats = ExtractStats()
+        self._gate = _MemberGate(self.limits, self.stats)
+
+    def __call__(self, member: tarfile.TarInfo) -> None:
+        self._gate(member, "/nonexistent-subtool-dest")  # the data filter resolves names only: nothing is written
+
+    def finished(self, compressed_bytes: int) -> None:
+        limits, unpacked = self.limits, self.stats.unpacked_bytes
+        if unpacked > limits.ratio_grace_bytes and unpacked > limits.max_ratio * max(compressed_bytes, 1):
+            raise Refused(
+                "extract.ratio",
+                f"compression ratio above {limits.max_ratio:g} ({_mib(compressed_bytes)} unpacking to "
+                f"{_mib(unpacked)}): what a compression bomb looks like",
+            )
+
+
 def _path_parts(member: tarfile.TarInfo, limits: ExtractLimits, shown: str) -> list[str]:
     """The member's path as folder names, once it is known to be UTF-8 text that stays inside the archive."""
     name = member.name

@@ -650,3 +650,21 @@ def test_numbers_have_one_notation():
         "12.3457",
     ]
     assert "e" not in format_number(2.5e-5) and format_number(float("nan")) == "nan"
+
+
+@pytest.mark.parametrize("shape, rule", [("deep", "extract.bad_name"), ("bomb", "extract.ratio")])
+def test_a_tree_verify_would_refuse_is_not_packed(tree, tmp_path, shape, rule):
+    # found by probing: pack said PASS and wrote a tarball that its own --verify (and score) then refused
+    src = tree / "open" / "TeamX" / "src"
+    if shape == "deep":
+        deep = src.joinpath(*["d"] * 33)
+        deep.mkdir(parents=True)
+        (deep / "f.py").write_text("x = 1\n")
+    else:
+        with open(src / "weights.bin", "wb") as fh:  # 64 MiB of zeros in a ~0.2 MB tarball: a ratio above 200
+            fh.truncate(64 << 20)
+    out = tmp_path / "out"
+    result = _pack(tree, out, *WAIVE_SHORT)
+    said = " ".join(result.output.split())
+    assert result.exit_code != 0 and f"[{rule}]" in said and "would refuse this tarball" in said, said
+    assert not out.exists() or not any(out.iterdir())
