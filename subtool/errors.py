@@ -38,12 +38,20 @@ class SubtoolError(Exception):
         self.exit_code = exit_code
 
     def one_line(self) -> str:
-        where = f"{self.path}: " if self.path else ""
+        where = f"{printable(str(self.path))}: " if self.path else ""
         rule = f" [{self.rule}]" if self.rule else ""
-        return f"{where}{self.message}{rule}"
+        return f"{where}{printable(self.message)}{rule}"
 
     def __str__(self) -> str:  # pragma: no cover - trivial
         return self.one_line()
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (line breaks, escape sequences) and undecodable bytes written as escapes,
+    so that a hostile file name can neither forge a second output line nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
 
 
 class Terminated(KeyboardInterrupt):

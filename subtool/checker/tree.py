@@ -29,6 +29,7 @@ from subtool.mlperf.layout import (
     NAME_ALPHABET,
     OTHER,
     UNLISTABLE,
+    UNPRINTABLE_NAME,
     Entry,
     Listings,
     name_problem,
@@ -105,10 +106,10 @@ def scan(root: Path, top: str, found: Discovery) -> bool:
     """Report every link, special file and unreadable entry at or below `top`; False when `top` itself is unreadable."""
     top_ok = True
     for entry in walk(root, top, memo=_MEMO):
-        if entry.kind in (DIR, FILE):
+        if entry.rule is None:
             continue
         _note_entry(found, root, entry)
-        top_ok = top_ok and entry.rel != top
+        top_ok = top_ok and (entry.rel != top or entry.rule == UNPRINTABLE_NAME)  # a bad name still reads
     return top_ok
 
 

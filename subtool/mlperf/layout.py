@@ -37,6 +37,7 @@ SYMLINK = "tree.symlink"
 UNREADABLE = "tree.unreadable"
 SPECIAL_FILE = "tree.special_file"
 BAD_NAME = "tree.bad_name"
+UNPRINTABLE_NAME = "tree.unprintable_name"
 
 # ------------------------------------------------------------------------------------------------- names
 # The official checker (and MLCommons' repository_checks.sh) refuses a name with a space or a leading dot; a
@@ -188,7 +189,9 @@ class Entry(NamedTuple):
 
     @property
     def rule(self) -> str | None:
-        """The tree.* rule this entry breaks; None for a plain file or folder."""
+        """The tree.* rule this entry breaks; None for a plain file or folder with a printable name."""
+        if self.kind in (DIR, FILE) and not self.rel.rpartition("/")[2].isprintable():
+            return UNPRINTABLE_NAME
         return _RULE_OF.get(self.kind)
 
 
@@ -269,6 +272,11 @@ def problem_text(entry: Entry, root: Path | str) -> tuple[str, str]:
     """(message, hint) for an entry that breaks a tree.* rule."""
     if entry.kind == LINK:
         return describe_link(os.path.join(root, entry.rel), root), LINK_HINT
+    if entry.rule == UNPRINTABLE_NAME:
+        return (
+            "name holds a control character (a line break, an escape sequence) or bytes that are not UTF-8",
+            "rename it: pack, verify and score refuse such a name, and it can forge lines in a terminal or a log",
+        )
     if entry.kind == OTHER:
         return (
             "is neither a regular file nor a folder (FIFO, socket or device?)",

@@ -443,3 +443,20 @@ def test_ci_summary_that_is_a_folder_is_one_line_exit_2(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "--summary" in errors[0] and "[io.eisdir]" in errors[0]
+
+
+@pytest.mark.parametrize("name", ["x\x1b]0;HACKED\x07\nPASS: all good.md", "tab\there.md", "bad-\udcff.md"])
+def test_a_file_name_with_control_characters_or_bad_bytes_fails_and_is_shown_escaped(tree_copy, tmp_path, name):
+    # found by probing: check passed it; pack refused it but printed it raw (an escape sequence reached the
+    # terminal and a second line forged "PASS: all good.md")
+    tree = tree_copy("bert_closed_valid")
+    doc = tree / "closed" / "TeamX" / "documentation"
+    doc.mkdir(parents=True, exist_ok=True)
+    (doc / os.fsencode(name).decode("utf-8", "surrogateescape")).write_text("x\n")
+    report = check_tree(tree, CheckOptions())
+    assert ("tree.unprintable_name", "error") in {(f.rule, f.severity) for f in report.findings}
+    assert not report.ok
+    result = runner.invoke(app, ["pack", str(tree), "--out", str(tmp_path / "art")])
+    assert result.exit_code != 0
+    assert "\x1b" not in result.output and "\x07" not in result.output and "\udcff" not in result.output
+    assert not any(line.startswith("PASS: all good") for line in result.output.splitlines())

@@ -83,10 +83,10 @@ def _git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True)
 
 
-def _combined_tree(root: Path) -> dict[str, tuple[str, str]]:
+def _combined_tree(root: Path, names=None) -> dict[str, tuple[str, str]]:
     """One tree holding every name, as a submitter folder and as a system folder: name → the two paths."""
     where = {}
-    for name in GOOD + BAD_FOLDERS:
+    for name in names if names is not None else GOOD + BAD_FOLDERS:
         _tree(root, name, "sys1")
         _tree(root, "TeamX", name)
         where[name] = (f"closed/{name}", f"closed/TeamX/results/{name}")
@@ -109,15 +109,23 @@ def test_check_ci_and_pack_give_every_folder_name_the_same_verdict(tmp_path):
     _git(repo, "add", "-A")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "add")
     ci = runner.invoke(app, ["ci", str(repo), "--base-ref", "base", "--json"])
-    runner.invoke(app, ["pack", str(tmp_path / "tree"), "--out", str(tmp_path / "art"), "--json"])
+    # pack: a control character in a member name is refused outright (verify and score refuse such a tarball),
+    # so its tree holds the other names
+    packable = [n for n in GOOD + BAD_FOLDERS if n.isprintable()]
+    pack_where = _combined_tree(tmp_path / "pack-tree", packable)
+    runner.invoke(app, ["pack", str(tmp_path / "pack-tree"), "--out", str(tmp_path / "art"), "--json"])
     (summary,) = (tmp_path / "art").glob("*_summary.json")
     flagged = {
         "check": _flagged(json.loads(check.stdout)["findings"]),
         "ci": _flagged(json.loads(ci.stdout)["findings"]),
-        "pack": _flagged(json.loads(summary.read_text())["subtool"]["errors"]),
     }
     expected = {path for name, paths in where.items() if name_problem(name) for path in paths}
     assert expected and all(paths == expected for paths in flagged.values()), flagged
+    pack_expected = {path for name, paths in pack_where.items() if name_problem(name) for path in paths}
+    assert _flagged(json.loads(summary.read_text())["subtool"]["errors"]) == pack_expected
+    refused = runner.invoke(app, ["pack", str(tmp_path / "tree"), "--out", str(tmp_path / "art2")])
+    said = " ".join(refused.output.split())
+    assert refused.exit_code != 0 and "[extract.bad_name]" in said and "Team\\tX" in said, said
 
 
 @pytest.mark.parametrize("name", GOOD + BAD_FOLDERS)

@@ -36,6 +36,14 @@ SPECIAL_FILE = define(
     "end. `subtool pack` and `subtool publish` refuse it by this same rule.",
     "hangs on a FIFO",
 )
+UNPRINTABLE_NAME = define(
+    layout.UNPRINTABLE_NAME,
+    "error",
+    "A file or folder name in a division folder holds a control character (line break, tab, escape sequence) or "
+    "bytes that are not UTF-8. `subtool pack`, `pack --verify`, `score` and `publish` refuse it by this same rule "
+    "or by extraction's.",
+    "accepted (a name with a line break breaks the tools that list files one per line)",
+)
 NOT_FINITE = define(
     "value.not_finite",
     "error",
