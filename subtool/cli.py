@@ -7,7 +7,6 @@ the functions so that `subtool check` never imports torch.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from pathlib import Path
 
@@ -330,12 +329,12 @@ def _validate_system_file(path: Path, division: str | None, submitter: str | Non
     """`system --validate`: one error line per finding in the system JSON at path; the exit status (1: invalid)."""
     from rich.markup import escape
 
+    from subtool.mlperf.logs import read_json_object
     from subtool.package.system import validation_errors
 
-    try:
-        fields = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SubtoolError(f"cannot read the system JSON: {exc}", path=path, rule="system.bad_json") from None
+    fields, problem = read_json_object(path)  # the checker's strict reader: NaN and Infinity are refused
+    if problem is not None:
+        raise SubtoolError(f"the system JSON {problem}", path=path, rule="system.bad_json")
     errors = validation_errors(fields, division=division, submitter=submitter)
     for err in errors:
         console.print(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from subtool.hostinfo.fields import (
     software_stack,
 )
 from subtool.mlperf.layout import check_name
+from subtool.mlperf.logs import parse_json
 from subtool.schemas import load_schema
 
 SCHEMA_NAME = "system_desc"
@@ -172,18 +174,34 @@ def load_overrides(path: Path) -> dict[str, Any]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise SubtoolError(f"not valid TOML: {exc}", path=path, rule="system.bad_overrides") from None
     else:
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+        data, problem = parse_json(raw)  # the checker's strict reader: NaN and Infinity are refused
+        if problem is not None:
             raise SubtoolError(
-                f"not valid JSON: {exc}",
+                f"the file {problem}",
                 path=path,
                 rule="system.bad_overrides",
                 hint="use a .toml file, or JSON with an object at the top",
-            ) from None
+            )
     if not isinstance(data, dict):
         raise SubtoolError("overrides must be a table/object of field = value", path=path, rule="system.bad_overrides")
+    _refuse_non_finite(data, path)
     return data
+
+
+def _refuse_non_finite(value: Any, path: Path, where: str = "") -> None:
+    """TOML has nan and inf; JSON (what systems/*.json is) has neither, and the checker fails them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SubtoolError(
+            f"{where or 'a value'} is {value}, not a finite number (JSON has no NaN or Infinity)",
+            path=path,
+            rule="system.bad_overrides",
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(item, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_non_finite(item, path, f"{where}[{i}]")
 
 
 # Fields the official checker reads beyond the schema's own: a power submission's, the network division's, and

@@ -263,3 +263,25 @@ def test_cli_system_set_refuses_an_unknown_field(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["system_power_capacity"] == "1200"
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("s.json", '{"host_memory_capacity": NaN}'),
+        ("s.json", '{"accelerators_per_node": 1e999}'),
+        ("s.toml", "host_memory_capacity = nan\n"),
+        ("s.toml", "[measurements]\nmax_power = -inf\n"),
+    ],
+)
+def test_a_non_finite_number_in_a_system_file_is_refused_everywhere(tmp_path, name, text):
+    # found by probing: `system --file` wrote NaN into the JSON (which is then not JSON), --validate called it
+    # valid, package copied it into the tree, and only check objected
+    src = tmp_path / name
+    src.write_text(text)
+    written = runner.invoke(app, ["system", "--file", str(src), "--submitter", "T", "--out", str(tmp_path / "o.json")])
+    assert written.exit_code == 2 and "[system.bad_overrides]" in written.output and "finite" in written.output
+    assert not (tmp_path / "o.json").exists()
+    if name.endswith(".json"):
+        checked = runner.invoke(app, ["system", "--validate", str(src)])
+        assert checked.exit_code == 2 and "[system.bad_json]" in checked.output and "valid" not in checked.stdout
