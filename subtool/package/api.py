@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from subtool.errors import SubtoolError
+from subtool.errors import EXIT_USAGE, SubtoolError
 from subtool.fsutil import one_writer
 from subtool.mlperf.benchmarks import accuracy_line_ok, format_accuracy_line
 from subtool.mlperf.layout import WRITABLE_DIVISIONS, Layout, ResultKey, check_name, layout_for
@@ -340,6 +340,7 @@ def package_results(
     if opts.system is not None:
         check_name(opts.system, "system name", flag="--system")
     out = Path(opts.out).expanduser()
+    _refuse_out_inside_inputs(opts, out)
     # inside what the user named (hidden: not part of the tree, never packed or published), or where they chose
     full_logs = Path(opts.full_logs).expanduser() if opts.full_logs else out / FULL_LOGS_DIR
     imported = _gather(opts)
@@ -358,6 +359,24 @@ def package_results(
     if console is not None:
         _print_summary(console, result)
     return result
+
+
+def _refuse_out_inside_inputs(opts: PackageOptions, out: Path) -> None:
+    """A tree written into a run directory (or its parent that --from scans) would be read back as input."""
+    import os
+
+    target = os.path.realpath(out)
+    sources = [*opts.from_dirs, opts.perf, opts.acc, *(c.partition("=")[2] for c in opts.compliance)]
+    for src in (s for s in sources if s):
+        root = os.path.realpath(src)
+        if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+            raise SubtoolError(
+                f"the tree would be written inside its own input {src}",
+                path=out,
+                rule="package.out_inside_input",
+                hint="give --out a folder outside the run directories you package",
+                exit_code=EXIT_USAGE,
+            )
 
 
 def _write(planner, out: Path, layout, submitter: str, full_logs: Path, result: PackageResult, confirm) -> None:

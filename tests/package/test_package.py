@@ -403,3 +403,14 @@ def test_packages_into_one_tree_at_once_lose_nothing(pkg_lg, tmp_path):
     assert len(systems) == 4 and [s.split("-")[0] for s in systems] == ["C0", "C1", "C2", "Seed"], systems
     report = runner.invoke(app, ["check", str(out), "--waive", "perf.min_duration", "--json"])
     assert report.exit_code == 0, report.output
+
+
+@pytest.mark.parametrize("where", [".", "tree"])
+def test_a_tree_inside_its_own_input_is_refused(pkg_lg, tmp_path, where):
+    run = tmp_path / "run"
+    shutil.copytree(pkg_lg["demo_Offline"], run)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    out = run if where == "." else run / where
+    r = runner.invoke(app, ["package", "--from", str(run), "--submitter", "TeamX", "--out", str(out)])
+    assert r.exit_code == 2 and "[package.out_inside_input]" in " ".join(r.output.split()), r.output
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
