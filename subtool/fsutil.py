@@ -42,6 +42,16 @@ def emergency_cleanup() -> None:
                 os.unlink(path)
 
 
+def mark_in_flight(path: str | Path) -> None:
+    """`path` (a file or a staging folder) is being written: an exit through os._exit removes it."""
+    _IN_FLIGHT.add(str(path))
+
+
+def landed(path: str | Path) -> None:
+    """`path` is finished (moved into place or removed): no longer the emergency clean-up's."""
+    _IN_FLIGHT.discard(str(path))
+
+
 def make_dirs(path: str | Path) -> list[Path]:
     """mkdir -p that returns the directories it created, outermost first, for `remove_dirs` to undo.
 

@@ -128,7 +128,22 @@ def _write_results(group: Group, items: list[Planned]) -> list[WrittenResult]:
         except BaseException:
             for f in futures:
                 f.cancel()
+            _finish_running(futures)
             raise
+
+
+def _finish_running(futures) -> None:
+    """Wait until no worker writes any more, even through another Ctrl-C: the caller then removes the staging
+    folder, and a worker still writing would make it again (found: a second interrupt inside the pool's own
+    join left a half-written staging folder behind)."""
+    import concurrent.futures
+
+    while True:
+        try:
+            concurrent.futures.wait(futures)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _packaged(group: Group, p: Planned, *, replaced: bool) -> PackagedResult:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from subtool.errors import SubtoolError
+from subtool.fsutil import landed, mark_in_flight
 from subtool.mlperf.layout import Layout
 from subtool.package.truncate import make_durable
 
@@ -120,6 +121,7 @@ def write_staged(out: Path, layout: Layout, submitter: str, divisions: list[str]
             final = out / layout.submitter_dir(division, submitter)
             staging = out / f"{STAGING_PREFIX}{division}--{submitter}--{os.getpid()}"
             staged.append((staging, final))
+            mark_in_flight(staging)  # the signal watchdog's os._exit removes it too
             inner = staging / layout.submitter_dir(division, submitter)
             if final.exists():
                 linked_copy(final, inner)
@@ -135,3 +137,6 @@ def write_staged(out: Path, layout: Layout, submitter: str, divisions: list[str]
         for staging, _ in staged:
             shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        for staging, _ in staged:
+            landed(staging)

@@ -543,3 +543,32 @@ def test_interruption_after_merging_model_mapping_leaves_it(pkg_lg, tmp_path, mo
         )
     assert snapshot(out) == before
     assert json.loads((out / "open/TeamX/model_mapping.json").read_text()) == {"bert-a": "bert-99"}
+
+
+def test_an_interrupted_write_waits_for_its_workers_through_a_second_interrupt():
+    # found by probing: a Ctrl-C landing inside the pool's own join let workers write on after the staging folder
+    # was removed, and the folder came back half-written
+    import signal
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from subtool.package.group import _finish_running
+
+    fired = []
+
+    def interrupt(signum, frame):  # three interrupts, 0.1 s apart, all while the 0.6 s task still runs
+        fired.append(1)
+        if len(fired) < 3:
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            slow = pool.submit(time.sleep, 0.6)
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            _finish_running([slow])
+            assert slow.done() and len(fired) == 3
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
