@@ -488,7 +488,17 @@ def main() -> None:
                     highlight=False,
                     soft_wrap=True,
                 )
+    _json_error(code)
     sys.exit(code)
+
+
+def _json_error(code: int) -> None:
+    from subtool.cli_common import _emit_json, json_error_object
+
+    obj = json_error_object(code)
+    if obj is not None:
+        with contextlib.suppress(Exception):
+            _emit_json(obj)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,9 +24,26 @@ def _console():
     return Console(stderr=True, width=CI_LOG_WIDTH, soft_wrap=True)
 
 
+_JSON_STATE: dict = {"emitted": False, "error": None}
+
+
+def record_error(line: str, hint: str | None, rule: str | None = None, path: object = None) -> None:
+    """The error a command ends with, for `--json`'s error object (json_error_object)."""
+    _JSON_STATE["error"] = {"rule": rule, "message": line, "path": str(path) if path else None, "hint": hint}
+
+
+def json_error_object(code: int) -> dict | None:
+    """With --json and nothing written on stdout yet: what to print there so that a script's json.loads(stdout)
+    still reads why the command failed; None otherwise."""
+    if "--json" not in sys.argv[1:] or _JSON_STATE["emitted"] or code == 0:
+        return None
+    return {"ok": False, "exit_code": code, "error": _JSON_STATE["error"]}
+
+
 def _fail(err: SubtoolError) -> None:
     from rich.markup import escape
 
+    record_error(err.one_line(), err.hint, err.rule, err.path)
     console = _console()
     console.print(f"[bold red]error:[/] {escape(err.one_line())}", highlight=False, soft_wrap=True)
     if err.hint:
@@ -47,5 +64,6 @@ def _outputs(*options) -> None:
 
 
 def _emit_json(obj: object) -> None:
+    _JSON_STATE["emitted"] = True
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
     sys.stdout.flush()

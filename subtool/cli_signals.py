@@ -83,6 +83,10 @@ def _watchdog(read_end: int) -> None:
 def _print_line(text: str, hint: str | None = None) -> None:
     from rich.markup import escape
 
+    from subtool.cli_common import record_error
+
+    rule = text.rsplit("[", 1)[-1].rstrip("]") if text.endswith("]") and "[" in text else None
+    record_error(text, hint, rule)
     console = _console()
     console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
     if hint:

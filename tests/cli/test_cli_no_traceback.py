@@ -231,3 +231,26 @@ def _wait_gone(pid: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"child {pid} still running")
+
+
+@pytest.mark.parametrize(
+    "args, rule",
+    [
+        (["all", "--submitter", "a/b", "--out", "o"], "tree.bad_name"),
+        (["package", "--from", "nowhere", "--submitter", "T", "--out", "o"], "import.not_found"),
+        (["check", "nowhere"], "layout.tree"),
+        (["run", "--threads", "-1"], "cli.usage"),
+        (["publish", "nowhere", "--fork", "https://x:t@github.com/a/b"], None),
+        (["run", "--no-such-option"], "cli.usage"),
+    ],
+)
+def test_json_asked_gets_a_json_error_object_on_stdout(tmp_path, args, rule):
+    # found by probing: with --json, stdout was empty on every error, so a script's json.loads(stdout) failed
+    import json
+
+    proc = subtool(*args, "--json", cwd=tmp_path)
+    assert proc.returncode != 0
+    doc = json.loads(proc.stdout)
+    assert doc["ok"] is False and doc["exit_code"] == proc.returncode and doc["error"]["message"]
+    assert rule is None or doc["error"]["rule"] == rule
+    assert len(error_lines(proc.stderr)) == 1 and "Traceback" not in proc.stderr
