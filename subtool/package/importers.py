@@ -18,7 +18,7 @@ from subtool.mlperf.layout import SCENARIOS
 from subtool.mlperf.logs import LoadgenLog
 from subtool.mlperf.round import LOADGEN_SCENARIO, loadgen_names
 from subtool.mlperf.run_record import load_run_record, read_run_record
-from subtool.package.logs import read_detail_log
+from subtool.package.logs import check_summary_log, read_detail_log
 from subtool.wording import with_article
 
 TESTS = ("TEST01", "TEST04", "TEST06", "TEST07", "TEST08", "TEST09")
@@ -78,7 +78,19 @@ def _first_existing(*paths: Path) -> Path | None:
 def conf_models(user_conf: Path) -> set[str]:
     """Model names used in a LoadGen conf file (`<model>.<Scenario>.<key> = value`), '*' excluded."""
     names = set()
-    for raw in user_conf.read_text(encoding="utf-8", errors="replace").splitlines():
+    data = user_conf.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise SubtoolError(
+            "user.conf is not text (bytes that are not UTF-8, or NUL bytes)",
+            path=user_conf,
+            rule="import.user_conf_unreadable",
+            hint="copy the user.conf the run used again; LoadGen reads it as `<model>.<Scenario>.<key> = value` lines",
+        )
+    for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
         if "=" not in line:
             continue
@@ -188,6 +200,7 @@ def import_run_dir(run_dir: Path) -> ImportedResult:
     _require_dir(perf_dir, "performance run", "run `subtool run --mode performance` (or both) first")
     _require_dir(acc_dir, "accuracy run", "the official tree needs an accuracy run: `subtool run --mode accuracy`")
     perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
+    check_summary_log(perf_dir)
     acc = read_detail_log(acc_dir / "mlperf_log_detail.txt", expect_mode="accuracy")
     scenario = _check_scenario(str(run["scenario"]), [perf, acc], f"run.json of {run_dir}")
     user_conf = _first_existing(run_dir / "user.conf")
@@ -271,6 +284,7 @@ def _import_mlc_result(system_dir: Path, model_dir: Path, scen_dir: Path, system
         scen_dir / "accuracy", "accuracy run", "run the accuracy mode with MLC (--mode=accuracy) before packaging"
     )
     perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
+    check_summary_log(perf_dir)
     acc = read_detail_log(acc_dir / "mlperf_log_detail.txt", expect_mode="accuracy")
     scenario = _check_scenario(scen_dir.name, [perf, acc], f"directory {scen_dir}")
     bench = require_benchmark(
@@ -380,6 +394,7 @@ def import_loose(
     custom, official = split_model(model)
     bench = require_benchmark(official)
     perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
+    check_summary_log(perf_dir)
     acc = read_detail_log(acc_dir / "mlperf_log_detail.txt", expect_mode="accuracy")
     if scenario:
         _check_scenario(scenario, [perf, acc], "--scenario")

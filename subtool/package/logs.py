@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from subtool.errors import SubtoolError
-from subtool.mlperf.logs import ALL_KEYS, LoadgenLog, Missing, NotALog, read_loadgen_log
+from subtool.mlperf.logs import ALL_KEYS, LoadgenLog, Missing, NotALog, read_loadgen_log, read_summary
 
 # Keys LoadGen writes at the very end of a run; a performance log without them was cut short.
 _END_KEYS_PERFORMANCE = ("result_validity",)
@@ -42,6 +42,22 @@ def read_detail_log(path: Path, *, expect_mode: str | None = None) -> LoadgenLog
             hint="--perf takes the PerformanceOnly run, --acc the AccuracyOnly run",
         )
     return log
+
+
+def check_summary_log(run_dir: Path) -> None:
+    """A performance run's mlperf_log_summary.txt, when there is one, must be LoadGen's summary: an empty, binary
+    or cut-short one would be copied into the tree, where the checker can only warn about it."""
+    path = Path(run_dir) / "mlperf_log_summary.txt"
+    if not path.is_file():
+        return
+    problem = read_summary(path).problem
+    if problem:
+        raise SubtoolError(
+            f"LoadGen summary log {problem}",
+            path=path,
+            rule="import.summary_unreadable",
+            hint="copy mlperf_log_summary.txt again from the run directory (LoadGen writes it beside the detail log)",
+        )
 
 
 def _refuse_problems(log: LoadgenLog) -> None:

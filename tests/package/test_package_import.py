@@ -310,6 +310,11 @@ def _good_tree(pkg_lg, out: Path) -> dict:
         ("accuracy_garbage", "import.accuracy_log_unparsable"),
         ("detail_cut", "import.truncated_log"),
         ("hash_mismatch", "import.accuracy_hash_mismatch"),
+        # found by probing: these were copied into the tree with exit 0 (the checker can only warn on a summary)
+        ("summary_garbage", "import.summary_unreadable"),
+        ("summary_empty", "import.summary_unreadable"),
+        ("summary_cut", "import.summary_unreadable"),
+        ("user_conf_binary", "import.user_conf_unreadable"),
     ],
 )
 def test_bad_logs_leave_tree_unchanged(pkg_lg, pkg_copy, tmp_path, damage, rule):
@@ -326,6 +331,16 @@ def test_bad_logs_leave_tree_unchanged(pkg_lg, pkg_copy, tmp_path, damage, rule)
         detail = run / "performance" / "run_1" / "mlperf_log_detail.txt"
         data = detail.read_bytes()
         detail.write_bytes(data[: len(data) // 2])
+    elif damage.startswith("summary_"):
+        summary = run / "performance" / "run_1" / "mlperf_log_summary.txt"
+        text = summary.read_bytes()
+        summary.write_bytes(
+            {"summary_garbage": bytes(range(256)) * 20, "summary_empty": b"", "summary_cut": text[: len(text) // 2]}[
+                damage
+            ]
+        )
+    elif damage == "user_conf_binary":
+        (run / "user.conf").write_bytes(bytes(range(256)) * 4)
     else:
         (run / "accuracy" / "accuracy.txt").write_text('{"exact_match": 1.0, "f1": 2.0}\n\nhash=' + "0" * 64 + "\n")
     r = runner.invoke(
