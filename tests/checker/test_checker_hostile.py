@@ -460,3 +460,14 @@ def test_a_file_name_with_control_characters_or_bad_bytes_fails_and_is_shown_esc
     assert result.exit_code != 0
     assert "\x1b" not in result.output and "\x07" not in result.output and "\udcff" not in result.output
     assert not any(line.startswith("PASS: all good") for line in result.output.splitlines())
+
+
+def test_a_performance_runs_log_in_the_accuracy_folder_fails(tree_copy):
+    # found by probing: it passed (the official checker does not look at the accuracy run's mode either)
+    tree = tree_copy("bert_closed_valid")
+    perf = tree / OFFLINE / "performance" / "run_1" / "mlperf_log_detail.txt"
+    shutil.copyfile(perf, tree / OFFLINE / "accuracy" / "mlperf_log_detail.txt")
+    report = check_tree(tree, CheckOptions())
+    (finding,) = [f for f in report.findings if f.rule == "acc.not_accuracy_run"]
+    assert finding.severity == "error" and "PerformanceOnly" in finding.message
+    assert _verdicts(report) == {OFFLINE: False, SINGLE: True}

@@ -79,6 +79,13 @@ DATASET_SIZE = define(
     "e.g. bert 10833), in both divisions.",
     "'accuracy run does not cover all dataset', fails the result",
 )
+NOT_ACCURACY_RUN = define(
+    "acc.not_accuracy_run",
+    "error",
+    "The accuracy folder's mlperf_log_detail.txt is from a performance run (effective_test_mode PerformanceOnly or "
+    "FindPeakPerformance): its accuracy log holds no answers, so accuracy.txt cannot come from it.",
+    "not checked: a performance run's log in the accuracy folder passes",
+)
 EXTRA_FILES = define(
     "acc.extra_files",
     "error",
@@ -126,6 +133,14 @@ def check_accuracy(ctx: ResultContext) -> None:
                 f"LoadGen logged {len(log.errors)} error(s): {'; '.join(log.errors[:3])}",
                 "fix the cause and re-run the accuracy run (a LoadGen built from a clean checkout or the "
                 "PyPI wheel does not log 'uncommitted changes')",
+            )
+        mode = log["effective_test_mode"]
+        if mode in ("PerformanceOnly", "FindPeakPerformance"):
+            out.add(
+                NOT_ACCURACY_RUN,
+                ctx.acc_rel,
+                f"the accuracy folder holds a {mode} run's log",
+                "copy the AccuracyOnly run's mlperf_log_detail.txt, mlperf_log_accuracy.json and accuracy.txt",
             )
         if ctx.rules is not None:
             _dataset(ctx, log)
