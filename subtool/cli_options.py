@@ -189,8 +189,8 @@ def check_run_args(run: RunArgs, *, mode: str | None = None, division: str | Non
     return _ray_extra(backend, extra, run.ray_address, run.workers)
 
 
-# the numeric run options: each must be a finite number above its floor
-_POSITIVE = ("target_qps", "target_latency_ms", "min_duration_ms", "batch_size", "threads", "max_new_tokens", "workers")
+# the numeric run options: each must be a finite number above 0 (--workers and --tensor-parallel: their own checks)
+_POSITIVE = ("target_qps", "target_latency_ms", "min_duration_ms", "batch_size", "threads", "max_new_tokens")
 
 
 def _check_numbers(run: RunArgs) -> None:
