@@ -107,6 +107,10 @@ def scan(root: Path, top: str, found: Discovery) -> bool:
     top_ok = True
     for entry in walk(root, top, memo=_MEMO):
         if entry.rule is None:
+            if entry.kind == FILE:
+                key, rid = scope_of(entry.rel)
+                out = found.tree if not key else found.scopes.setdefault(key, Collector(result=rid))
+                layout.note_large_file(out, root, entry.rel)
             continue
         _note_entry(found, root, entry)
         top_ok = top_ok and (entry.rel != top or entry.rule == UNPRINTABLE_NAME)  # a bad name still reads

@@ -471,3 +471,16 @@ def test_a_performance_runs_log_in_the_accuracy_folder_fails(tree_copy):
     (finding,) = [f for f in report.findings if f.rule == "acc.not_accuracy_run"]
     assert finding.severity == "error" and "PerformanceOnly" in finding.message
     assert _verdicts(report) == {OFFLINE: False, SINGLE: True}
+
+
+def test_any_file_over_50_mb_is_a_warning(tree_copy):
+    # found by probing: a 60 MB documentation/weights.bin got no finding (only traces and accuracy logs were looked at)
+    tree = tree_copy("bert_closed_valid")
+    doc = tree / "closed" / "TeamX" / "documentation"
+    doc.mkdir(parents=True, exist_ok=True)
+    with open(doc / "weights.bin", "wb") as fh:
+        fh.truncate(60 << 20)  # sparse: no disk used
+    report = check_tree(tree, CheckOptions())
+    found = [(f.rule, f.severity, f.path) for f in report.findings if f.rule == "layout.large_file"]
+    assert found == [("layout.large_file", "warning", "closed/TeamX/documentation/weights.bin")]
+    assert report.ok

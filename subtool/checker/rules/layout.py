@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from subtool.checker.context import ResultContext
 from subtool.checker.findings import Collector
 from subtool.checker.registry import define
@@ -143,6 +146,27 @@ def check_large_files(ctx: ResultContext) -> None:
                     f"file is {size / 1e6:.1f} MB (over 50 MB)",
                     "truncate accuracy logs and leave traces (mlperf_log_trace.json) out of the tree",
                 )
+
+
+# what check_large_files reports per result; any other file is reported where the tree walk finds it
+PER_RESULT_LARGE_FILES = ("mlperf_log_trace.json", "mlperf_log_accuracy.json")
+
+
+def note_large_file(out: Collector, root: Path, rel: str) -> None:
+    """Any other file over 50 MB in a division folder (the official checker before v5.0 refused them all)."""
+    if rel.rpartition("/")[2] in PER_RESULT_LARGE_FILES:
+        return
+    try:
+        size = os.lstat(root / rel).st_size
+    except OSError:
+        return
+    if size > LARGE_FILE_BYTES:
+        out.add(
+            LARGE_FILE,
+            rel,
+            f"file is {size / 1e6:.1f} MB (over 50 MB)",
+            "keep model weights, data sets and traces out of the tree; results repositories reject such files",
+        )
 
 
 def note_no_results(out: Collector, submitter: str | None) -> None:
