@@ -278,6 +278,7 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
         )
         checked = _judge(opts, tree, tree_info, packed, waive, report, stats)
         hashes = _write_artifacts(checked, names, staged)
+        _say_replaced(say, out / names["tarball"], stats.sha256)
         # Everything is written: now move it into place (manifest last, so it never names missing files).
         for kind in ("tarball", "summary_csv", "summary_json", "run", "tstamps", "md", "manifest"):
             os.replace(staged[kind], out / names[kind])
@@ -287,6 +288,21 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
     result = _pack_result(checked, out, names, hashes)
     _say_verdict(say, result, checked.findings)
     return result
+
+
+def _say_replaced(say, old_tarball: Path, new_sha256: str) -> None:
+    """Packing the same tree again gives the same bytes; a different tarball under the same name is replaced,
+    and said so (never silently)."""
+    if not old_tarball.is_file():
+        return
+    old = sha256_file(old_tarball)
+    if old != new_sha256:
+        say(
+            f"pack: replacing the artifacts of an earlier, different pack in {old_tarball.parent} "
+            f"({old_tarball.name}: sha256 {old[:12]}… → {new_sha256[:12]}…; --name keeps both)",
+            highlight=False,
+            markup=False,
+        )
 
 
 @dataclass

@@ -148,6 +148,20 @@ def test_two_packs_of_the_same_tree_give_identical_bytes(tree, tmp_path, monkeyp
     assert second.exit_code == 0, second.output
     assert _read_bytes(out) == before
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACTS)  # no staging leftovers
+    assert "replacing the artifacts" not in second.output  # the same bytes: nothing was replaced
+
+
+def test_packing_another_tree_into_the_same_out_says_it_replaces_the_earlier_artifacts(tree, tmp_path):
+    # found by probing: a different tree's pack silently replaced the earlier hand-in's artifacts
+    out = tmp_path / "artifacts"
+    assert _pack(tree, out, *WAIVE_SHORT).exit_code == 0
+    old = hashlib.sha256((out / "mlperf_submission_short.tar.gz").read_bytes()).hexdigest()
+    (tree / "open" / "TeamX" / "documentation").mkdir(parents=True, exist_ok=True)
+    (tree / "open" / "TeamX" / "documentation" / "notes.md").write_text("changed\n")
+    second = _pack(tree, out, *WAIVE_SHORT)
+    said = " ".join(second.output.split())
+    assert second.exit_code == 0 and "replacing the artifacts of an earlier, different pack" in said, said
+    assert f"sha256 {old[:12]}…" in said
 
 
 def test_tarball_ignores_owners_times_modes_and_location(tree, tmp_path):
