@@ -168,6 +168,10 @@ def _full_set_projection(doc: dict, samples: int = 24_576) -> float:
 
 
 FIGURES = [  # (result file, figure the README must quote, computed from the JSON)
+    ("silu_fp8_gpu", lambda d: _fmt(next(p for p in d["points"] if p["m"] == 16384)["triton"]["us"], 1)),
+    ("silu_fp8_gpu", lambda d: _fmt(next(p for p in d["points"] if p["m"] == 16384)["compiled"]["us"], 1)),
+    ("llm70b_gpu_profile512_silu_fused", lambda d: _fmt(d["profile"]["prefill_chunk_ms"], 1)),
+    ("llm70b_gpu_profile512_silu_torch", lambda d: _fmt(d["profile"]["prefill_chunk_ms"], 1)),
     ("bert_gpu_h100", lambda d: _fmt(_run(d, "torch-cuda-fp16")["offline_samples_per_s"])),
     ("bert_gpu_h100", lambda d: _fmt(_run(d, "torch-cuda-bf16")["offline_samples_per_s"])),
     ("bert_gpu_h100", lambda d: _fmt(_run(d, "torch-cuda-fp8")["offline_samples_per_s"])),
