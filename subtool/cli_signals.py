@@ -80,13 +80,12 @@ def _watchdog(read_end: int) -> None:
     os._exit(code)
 
 
-def _print_line(text: str, hint: str | None = None) -> None:
+def _print_line(text: str, hint: str | None = None, rule: str | None = None, path: object = None) -> None:
     from rich.markup import escape
 
     from subtool.cli_common import record_error
 
-    rule = text.rsplit("[", 1)[-1].rstrip("]") if text.endswith("]") and "[" in text else None
-    record_error(text, hint, rule)
+    record_error(text, hint, rule, path)
     console = _console()
     console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
     if hint:
@@ -106,14 +105,18 @@ def _exit_for(exc: BaseException) -> int:
     from subtool.errors import EXIT_BUG, EXIT_REMOTE, os_error
 
     if isinstance(exc, SubtoolError):
-        _print_line(exc.one_line(), exc.hint)
+        _print_line(exc.one_line(), exc.hint, exc.rule, exc.path)
         return exc.exit_code
     if isinstance(exc, (ConnectionError, TimeoutError)):
-        _print_line(f"network failure: {exc} [remote.network]", "check the network and run the same command again")
+        _print_line(
+            f"network failure: {exc} [remote.network]",
+            "check the network and run the same command again",
+            "remote.network",
+        )
         return EXIT_REMOTE
     if isinstance(exc, OSError):
         err = os_error(exc, action="cannot read or write")
-        _print_line(err.one_line(), err.hint)
+        _print_line(err.one_line(), err.hint, err.rule, err.path)
         return err.exit_code
     if os.environ.get("SUBTOOL_DEBUG"):
         traceback.print_exception(exc)
@@ -124,6 +127,7 @@ def _exit_for(exc: BaseException) -> int:
         None
         if os.environ.get("SUBTOOL_DEBUG")
         else "run it again with SUBTOOL_DEBUG=1 for the traceback, and report it",
+        "internal",
     )
     return EXIT_BUG
 
@@ -158,5 +162,5 @@ def _usage_error(exc) -> int:
         return exc.exit_code
     ctx = getattr(exc, "ctx", None)
     where = f"subtool {ctx.info_name}" if ctx is not None and ctx.parent is not None else "subtool"
-    _print_line(f"{exc.format_message()} [cli.usage]", f"`{where} --help` lists every option")
+    _print_line(f"{exc.format_message()} [cli.usage]", f"`{where} --help` lists every option", "cli.usage")
     return exc.exit_code
