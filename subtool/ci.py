@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from subtool.checker.api import Finding
 from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, SubtoolError
 from subtool.md_table import markdown_table
 from subtool.mlperf.layout import DIVISIONS
@@ -38,6 +39,7 @@ class ChangedSubmitter:
     division: str
     submitter: str
     exists: bool  # False when the pull request deletes the directory
+    kind: str = "dir"  # what HEAD holds there: dir, link, file, submodule, or absent
 
     @property
     def rel(self) -> str:
@@ -50,6 +52,7 @@ class ChangeSet:
     head: str
     submitters: list[ChangedSubmitter]
     other_paths: list[str]  # changed paths outside any submitter directory
+    findings: list[Finding] = field(default_factory=list)  # what ci itself refuses (links, submodules, …)
 
 
 @dataclass
@@ -58,10 +61,11 @@ class CiOutcome:
     reports: dict[str, Any] = field(default_factory=dict)  # submitter name → CheckReport
     markdown: str = ""
     annotations: list[str] = field(default_factory=list)
+    own: list[Finding] = field(default_factory=list)  # ci's findings after the check (a submitter with no result)
 
     @property
     def findings(self) -> list[Any]:
-        return [f for rep in self.reports.values() for f in rep.findings]
+        return [*self.changes.findings, *self.own, *(f for rep in self.reports.values() for f in rep.findings)]
 
     @property
     def errors(self) -> int:
@@ -69,7 +73,7 @@ class CiOutcome:
 
     @property
     def ok(self) -> bool:
-        return all(rep.ok for rep in self.reports.values())
+        return self.errors == 0
 
     @property
     def exit_code(self) -> int:
@@ -81,7 +85,7 @@ class CiOutcome:
             "ok": self.ok,
             "merge_base": self.changes.merge_base,
             "head": self.changes.head,
-            "checked": [s.rel for s in self.changes.submitters if s.exists],
+            "checked": [s.rel for s in self.changes.submitters if s.kind == "dir"],
             "removed": [s.rel for s in self.changes.submitters if not s.exists],
             "other_paths": self.changes.other_paths,
             "results": [r.to_dict() for rep in self.reports.values() for r in rep.results],
@@ -90,21 +94,86 @@ class CiOutcome:
 
 
 # --------------------------------------------------------------------------------------------- changes
+_KINDS = {"040000": "dir", "120000": "link", "160000": "submodule", "100644": "file", "100755": "file"}
+
+
 def _git(checkout: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True)
 
 
 def changed_submitters(checkout: Path, base_ref: str) -> ChangeSet:
-    """The submitter directories that differ between the merge base of `base_ref` and HEAD."""
+    """The submitter directories that differ between the merge base of `base_ref` and HEAD.
+
+    What changed and what HEAD holds come from git, never from the files on disk: a partial checkout cannot make
+    a submitter look removed, and a link or a submodule where a submitter folder belongs is a finding."""
     checkout = Path(checkout)
-    if not checkout.is_dir() or _git(checkout, "rev-parse", "--git-dir").returncode != 0:
+    _require_worktree_root(checkout)
+    merge_base, head = _resolve_base(checkout, base_ref)
+    changed = _changed_paths(checkout, merge_base)
+    found: dict[tuple[str, str], None] = {}
+    divisions: set[str] = set()
+    other: list[str] = []
+    findings: list[Finding] = []
+    for path, mode in changed:
+        parts = path.split("/")
+        if parts[0] not in DIVISIONS:
+            other.append(path)
+            continue
+        if len(parts) == 1:
+            divisions.add(path)
+            continue
+        found[(parts[0], parts[1])] = None
+        if mode == "160000" and len(parts) > 2:
+            findings.append(
+                _own("ci.submodule", path, "is a git submodule: its files are not part of the pull request")
+            )
+    kinds = _head_kinds(checkout, [*divisions, *(f"{d}/{s}" for d, s in found)])
+    for division in sorted(divisions):
+        if kinds.get(division, "absent") not in ("dir", "absent"):
+            findings.append(_own("ci.not_a_folder", division, f"is a {kinds[division]}, not a division folder"))
+    submitters = [
+        ChangedSubmitter(d, s, kinds.get(f"{d}/{s}", "absent") != "absent", kinds.get(f"{d}/{s}", "absent"))
+        for d, s in sorted(found)
+    ]
+    for sub in submitters:
+        if sub.kind not in ("dir", "absent"):
+            findings.append(_own("ci.not_a_folder", sub.rel, f"is a {sub.kind}, not a submitter folder"))
+        elif sub.kind == "dir":
+            _require_on_disk(checkout, sub.rel)
+    return ChangeSet(merge_base, head, submitters, other, findings)
+
+
+def _own(rule: str, path: str, message: str) -> Finding:
+    hints = {
+        "ci.not_a_folder": "put the results themselves in the pull request: a folder of files, no link",
+        "ci.submodule": "commit the files themselves instead of a submodule",
+        "ci.no_results": "add the results under results/<system>/<model>/<scenario>/, or remove the folder",
+    }
+    return Finding(rule, "error", path, f"{path}: {message}", hints[rule], None)
+
+
+def _require_worktree_root(checkout: Path) -> None:
+    top = _git(checkout, "rev-parse", "--show-toplevel") if checkout.is_dir() else None
+    if top is None or top.returncode != 0:
         raise SubtoolError(
-            "not a git checkout",
+            "not a git checkout (or a .git folder, not its work tree)",
             path=checkout,
             rule="ci.checkout",
             exit_code=EXIT_USAGE,
             hint="run subtool ci in (or on) the results repository checked out at the PR's head",
         )
+    root = Path(top.stdout.decode("utf-8", "surrogateescape").strip())
+    if root.resolve() != checkout.resolve():
+        raise SubtoolError(
+            f"is inside the repository at {root}, not its root: the divisions are looked for at the root",
+            path=checkout,
+            rule="ci.checkout",
+            exit_code=EXIT_USAGE,
+            hint=f"pass the repository's root ({root})",
+        )
+
+
+def _resolve_base(checkout: Path, base_ref: str) -> tuple[str, str]:
     if _git(checkout, "rev-parse", "--verify", "-q", f"{base_ref}^{{commit}}").returncode != 0:
         raise SubtoolError(
             f"the base ref '{base_ref}' is not in the checkout",
@@ -124,22 +193,55 @@ def changed_submitters(checkout: Path, base_ref: str) -> ChangeSet:
             hint="the checkout is probably shallow: use actions/checkout with fetch-depth: 0",
         )
     merge_base = base.stdout.decode().strip()
-    diff = _git(checkout, "diff", "--name-only", "-z", "--no-renames", merge_base, "HEAD")
+    if merge_base == head:
+        raise SubtoolError(
+            f"the base ref '{base_ref}' is HEAD or ahead of it: the pull request would compare with itself",
+            path=checkout,
+            rule="ci.base_ref",
+            exit_code=EXIT_USAGE,
+            hint="pass the branch the pull request merges into (github.base_ref, e.g. origin/main), checked out at "
+            "the PR's head or its merge commit",
+        )
+    return merge_base, head
+
+
+def _changed_paths(checkout: Path, merge_base: str) -> list[tuple[str, str]]:
+    """(path, mode at HEAD) of every path the pull request changes; a deleted path has mode 000000."""
+    diff = _git(checkout, "diff", "--raw", "-z", "--no-renames", "--no-abbrev", merge_base, "HEAD")
     if diff.returncode != 0:
         raise SubtoolError(
             f"git diff failed: {diff.stderr.decode().strip()}", path=checkout, rule="ci.git", exit_code=EXIT_USAGE
         )
-    paths = [p.decode("utf-8", "surrogateescape") for p in diff.stdout.split(b"\0") if p]
-    found: dict[tuple[str, str], None] = {}
-    other: list[str] = []
-    for path in paths:
-        parts = path.split("/")
-        if len(parts) >= 3 and parts[0] in DIVISIONS:
-            found[(parts[0], parts[1])] = None
-        else:
-            other.append(path)
-    submitters = [ChangedSubmitter(div, sub, (checkout / div / sub).is_dir()) for div, sub in sorted(found)]
-    return ChangeSet(merge_base, head, submitters, other)
+    fields = diff.stdout.split(b"\0")
+    out = []
+    for meta, path in zip(fields[0::2], fields[1::2]):  # ":old_mode new_mode old new status" then the path
+        if meta.startswith(b":"):
+            out.append((path.decode("utf-8", "surrogateescape"), meta[1:].split(b" ")[1].decode()))
+    return out
+
+
+def _head_kinds(checkout: Path, rels: list[str]) -> dict[str, str]:
+    """What HEAD holds at each of `rels` (dir, link, submodule, file); a path HEAD lacks is not in the map."""
+    kinds: dict[str, str] = {}
+    for at in range(0, len(rels), 200):
+        listed = _git(checkout, "ls-tree", "-z", "HEAD", "--", *rels[at : at + 200])
+        for row in listed.stdout.split(b"\0"):
+            meta, _, name = row.partition(b"\t")
+            if meta:
+                kinds[name.decode("utf-8", "surrogateescape")] = _KINDS.get(meta.split(b" ")[0].decode(), "file")
+    return kinds
+
+
+def _require_on_disk(checkout: Path, rel: str) -> None:
+    here = checkout / rel
+    if here.is_symlink() or not here.is_dir():
+        raise SubtoolError(
+            f"HEAD holds {rel}/ but the checkout does not: a sparse or partial checkout cannot be checked",
+            path=here,
+            rule="ci.checkout",
+            exit_code=EXIT_USAGE,
+            hint="check out the whole pull request (actions/checkout without sparse-checkout)",
+        )
 
 
 # ------------------------------------------------------------------------------------------------- run
@@ -149,7 +251,7 @@ def run_ci(opts: CiOptions, console: Any = None) -> CiOutcome:
     check_version(opts.version)  # before git: a typo in --version is the user's first error to hear about
     changes = changed_submitters(opts.checkout, opts.base_ref)
     outcome = CiOutcome(changes)
-    names = sorted({s.submitter for s in changes.submitters if s.exists})
+    names = sorted({s.submitter for s in changes.submitters if s.kind == "dir"})
     for name in names:
         check_opts = CheckOptions(
             version=opts.version,
@@ -159,6 +261,7 @@ def run_ci(opts: CiOptions, console: Any = None) -> CiOutcome:
             official=None,
         )
         outcome.reports[name] = _only_changed(check_tree(Path(opts.checkout), check_opts), changes)
+    outcome.own = _without_results(outcome)
     outcome.markdown = render_markdown(outcome, opts)
     outcome.annotations = list(annotations(outcome.findings))
     if opts.summary is not None:
@@ -168,13 +271,24 @@ def run_ci(opts: CiOptions, console: Any = None) -> CiOutcome:
     return outcome
 
 
+def _without_results(outcome: CiOutcome) -> list[Finding]:
+    """A changed submitter folder that holds no result passes nothing: the checker says so for the whole tree
+    (at '.'), which the cut to the changed folders drops, so ci says it per folder."""
+    found = []
+    for sub in outcome.changes.submitters:
+        rep = outcome.reports.get(sub.submitter)
+        if sub.kind == "dir" and rep is not None and not any(r.result.startswith(sub.rel + "/") for r in rep.results):
+            found.append(_own("ci.no_results", sub.rel, "holds no result: nothing in it was checked"))
+    return found
+
+
 def _only_changed(report: Any, changes: ChangeSet) -> Any:
     """The report cut to the submitter directories the pull request changes.
 
     The checker looks at the whole checkout: the repository's own folders (`.git`, `.github`, tools, docs) are
     not divisions, and a same-named submitter in another division is not part of this pull request.
     """
-    dirs = [s.rel for s in changes.submitters if s.exists]
+    dirs = [s.rel for s in changes.submitters if s.kind == "dir"]
 
     def ours(path: str) -> bool:
         return any(path == d or path.startswith(d + "/") for d in dirs)
@@ -186,16 +300,23 @@ def _only_changed(report: Any, changes: ChangeSet) -> Any:
     )
 
 
-# Characters that end a line for GitHub's runner or for a terminal, or that a terminal interprets.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Characters that end a line for GitHub's runner or for a terminal, or that a terminal interprets; the
+# direction overrides that make a name read as another; and the bytes of a name that is not UTF-8.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069\ud800-\udfff]")
+
+
+def _spell(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def printable(text: object) -> str:
     """Text from the pull request (folder names, messages quoting them) made safe for a log line: no control
-    character survives, so no name can start a line of its own and be read as a workflow command."""
-    return _UNPRINTABLE.sub(
-        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", str(text)
-    )
+    character survives, so no name can start a line of its own and be read as a workflow command, and the text
+    always encodes as UTF-8."""
+    return _UNPRINTABLE.sub(lambda m: _spell(m.group()), str(text))
 
 
 def _append_summary(path: Path, markdown: str) -> None:
@@ -216,12 +337,14 @@ def _append_summary(path: Path, markdown: str) -> None:
 def _print_human(outcome: CiOutcome, console: Any) -> None:
     changes = outcome.changes
     say = lambda text: console.print(printable(text), markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-    if not changes.submitters:
+    if not changes.submitters and not outcome.findings:
         say("no submitter directory changed; nothing to check")
         return
     for sub in changes.submitters:
         if not sub.exists:
             say(f"{sub.rel}: removed by this pull request (not checked)")
+    for f in [*changes.findings, *outcome.own]:
+        say(f"  {f.severity}: {f.message} [{f.rule}]")
     for rep in outcome.reports.values():
         for res in rep.results:
             verdict = "PASS" if res.passed else "FAIL"
@@ -233,9 +356,27 @@ def _print_human(outcome: CiOutcome, console: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- output
+TABLE_BYTES = 400_000  # each table's share of the step summary, which GitHub caps at 1 MiB for all steps together
+_MARKUP = re.compile(r"([`*_\[\]<>&!~])")
+
+
 def _cell(text: object) -> str:
+    """One table cell: on one line, its pipes escaped, no control character."""
     text = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ").strip()
     return printable(text)
+
+
+def _prose(text: object) -> str:
+    """A cell of text from the pull request that Markdown must show as it is: no link, tag, emphasis or entity."""
+    return _MARKUP.sub(r"\\\1", _cell(text))
+
+
+def _code(text: object) -> str:
+    """A code span that no backtick in the text can end early (CommonMark: a longer run of backticks fences it)."""
+    body = _cell(text)
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {body} {fence}" if longest else f"`{body}`"
 
 
 def _value(res: Any) -> str:
@@ -244,59 +385,71 @@ def _value(res: Any) -> str:
     return f"{res.value:.6g} {res.units}".strip()
 
 
+def _within_budget(rows: list[list[str]], what: str) -> list[list[str]]:
+    """The first rows up to MAX_TABLE_ROWS and TABLE_BYTES, then one row that says how many were left out."""
+    kept, size = [], 0
+    for row in rows[:MAX_TABLE_ROWS]:
+        size += sum(len(cell.encode("utf-8")) + 3 for cell in row)
+        if size > TABLE_BYTES:
+            break
+        kept.append(row)
+    if len(kept) < len(rows):
+        kept.append([f"… {len(rows) - len(kept)} more {what} (the JSON report, --json, lists all)"])
+    return kept
+
+
 def render_markdown(outcome: CiOutcome, opts: CiOptions) -> str:
     changes = outcome.changes
-    lines = [f"## MLPerf results check ({_cell(opts.version)})", ""]
-    if not changes.submitters:
+    lines = [f"## MLPerf results check ({_prose(opts.version)})", ""]
+    if not changes.submitters and not outcome.findings:
         lines += ["No submitter directory changed in this pull request; nothing to check.", ""]
         return "\n".join(lines) + "\n"
-    checked = [s for s in changes.submitters if s.exists]
+    checked = [s for s in changes.submitters if s.kind == "dir"]
     removed = [s for s in changes.submitters if not s.exists]
     status = "**passed**" if outcome.ok else f"**failed** with {outcome.errors} error(s)"
     lines.append(
         f"Checked {len(checked)} submitter director{'y' if len(checked) == 1 else 'ies'} changed against "
-        f"`{_cell(opts.base_ref)}` (merge base `{changes.merge_base[:12]}`): {status}."
+        f"{_code(opts.base_ref)} (merge base `{changes.merge_base[:12]}`): {status}."
     )
     if removed:
-        lines.append(f"Removed (not checked): {', '.join(f'`{_cell(s.rel)}`' for s in removed)}.")
+        lines.append(f"Removed (not checked): {', '.join(_code(s.rel) for s in removed)}.")
     if opts.waive:
-        lines.append(f"Waived rules: {', '.join(f'`{_cell(r)}`' for r in sorted(opts.waive))}.")
+        lines.append(f"Waived rules: {', '.join(_code(r) for r in sorted(opts.waive))}.")
     lines.append("")
-    results = [r for rep in outcome.reports.values() for r in rep.results]
-    if results:
-        rows = [
-            [
-                f"`{_cell(res.result)}`",
-                "✅ pass" if res.passed else "❌ fail",
-                _cell(_value(res)),
-                _cell(res.accuracy or "-"),
-                _cell(res.run_style),
-                _cell(", ".join(res.waived) or "-"),
-                _cell(", ".join(res.failed) or "-"),
-            ]
-            for res in results[:MAX_TABLE_ROWS]
-        ]
-        if len(results) > MAX_TABLE_ROWS:
-            rows.append([f"… {len(results) - MAX_TABLE_ROWS} more results"])
-        header = ["Result", "Verdict", "Performance", "Accuracy", "Run", "Waived", "Failing rules"]
-        lines += markdown_table(header, rows)
-        lines.append("")
-    elif checked:
-        lines += ["No result directory found under the changed submitters.", ""]
-    shown = [f for f in outcome.findings if f.severity in ("error", "warning")]
-    if shown:
-        rows = [
-            [f.severity, f"`{_cell(f.rule)}`", f"`{_cell(f.path)}`", _cell(f.message), _cell(f.hint or "")]
-            for f in shown[:MAX_TABLE_ROWS]
-        ]
-        if len(shown) > MAX_TABLE_ROWS:
-            rows.append([f"… {len(shown) - MAX_TABLE_ROWS} more"])
-        lines += markdown_table(["Severity", "Rule", "Path", "Message", "Fix"], rows)
-        lines.append("")
+    lines += _results_table(outcome, bool(checked))
+    lines += _findings_table(outcome)
     if changes.other_paths:
         lines.append(f"{len(changes.other_paths)} changed path(s) outside submitter directories were not checked.")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _results_table(outcome: CiOutcome, checked: bool) -> list[str]:
+    results = [r for rep in outcome.reports.values() for r in rep.results]
+    if not results:
+        return ["No result directory found under the changed submitters.", ""] if checked else []
+    rows = [
+        [
+            _code(res.result),
+            "✅ pass" if res.passed else "❌ fail",
+            _prose(_value(res)),
+            _prose(res.accuracy or "-"),
+            _prose(res.run_style),
+            _prose(", ".join(res.waived) or "-"),
+            _prose(", ".join(res.failed) or "-"),
+        ]
+        for res in results
+    ]
+    header = ["Result", "Verdict", "Performance", "Accuracy", "Run", "Waived", "Failing rules"]
+    return [*markdown_table(header, _within_budget(rows, "results")), ""]
+
+
+def _findings_table(outcome: CiOutcome) -> list[str]:
+    shown = [f for f in outcome.findings if f.severity in ("error", "warning")]
+    if not shown:
+        return []
+    rows = [[f.severity, _code(f.rule), _code(f.path), _prose(f.message), _prose(f.hint or "")] for f in shown]
+    return [*markdown_table(["Severity", "Rule", "Path", "Message", "Fix"], _within_budget(rows, "findings")), ""]
 
 
 def _escape_data(text: str) -> str:
