@@ -16,6 +16,7 @@ from subtool import __version__
 from subtool.cli_common import _console, _emit_json, _fail, _outputs
 from subtool.cli_fetch import fetch
 from subtool.cli_run import all_, run
+from subtool.cli_system import system
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import NAME_ALPHABET as _NAMES
 
@@ -282,79 +283,7 @@ def publish(
 
 
 # ------------------------------------------------------------------------------------------------ system
-@app.command()
-def system(
-    submitter: str = typer.Option("", help=f"Organisation / team name written into the description ({_NAMES})."),
-    division: str | None = typer.Option(None, help="open (default) or closed; must match the tree folder."),
-    set_: list[str] = typer.Option([], "--set", help="Override a field: key=value (repeatable)."),
-    file: Path | None = typer.Option(None, "--file", help="Overrides from a TOML or JSON file."),
-    validate: Path | None = typer.Option(None, help="Only validate this system JSON; exit 1 if invalid."),
-    out: Path | None = typer.Option(None, help="Also write the JSON to this file."),
-    explain: bool = typer.Option(
-        False, "--explain", help="Print where each field came from (library, file, command, override, guessed)."
-    ),
-) -> None:
-    """Print the detected system description (systems/<system>.json); edit it with --set/--file; validate."""
-    _outputs(("--out", out, False))
-    from rich.markup import escape
-
-    from subtool.fsutil import atomic_write_text
-    from subtool.package.system import explain_table, validation_errors
-
-    console = _console()
-    try:
-        if submitter:
-            from subtool.mlperf.layout import check_name
-
-            check_name(submitter, "submitter", flag="--submitter")
-        if validate is not None:
-            raise typer.Exit(_validate_system_file(validate, division, submitter or None, console))
-        desc = _described_system(submitter, division, file, list(set_))
-        if out is not None:
-            atomic_write_text(out, desc.to_json())
-    except SubtoolError as err:
-        _fail(err)
-    sys.stdout.write(explain_table(desc) + "\n" if explain else desc.to_json())
-    if desc.guessed:
-        console.print(
-            escape(f"note: not detected, please set: {', '.join(desc.guessed)} (--set key=value)"),
-            highlight=False,
-            soft_wrap=True,
-        )
-    for err in validation_errors(desc.fields, division=division or "open", submitter=submitter or None):
-        console.print(escape(f"warning: {err}"), highlight=False, soft_wrap=True)
-
-
-def _validate_system_file(path: Path, division: str | None, submitter: str | None, console) -> int:
-    """`system --validate`: one error line per finding in the system JSON at path; the exit status (1: invalid)."""
-    from rich.markup import escape
-
-    from subtool.mlperf.logs import read_json_object
-    from subtool.package.system import validation_errors
-
-    fields, problem = read_json_object(path)  # the checker's strict reader: NaN and Infinity are refused
-    if problem is not None:
-        raise SubtoolError(f"the system JSON {problem}", path=path, rule="system.bad_json")
-    errors = validation_errors(fields, division=division, submitter=submitter)
-    for err in errors:
-        console.print(
-            f"[bold red]error:[/] {escape(f'{path}: {err} [system.invalid]')}", highlight=False, soft_wrap=True
-        )
-    if not errors:
-        console.print(escape(f"{path}: valid"), highlight=False)
-    return 1 if errors else 0
-
-
-def _described_system(submitter: str, division: str | None, file: Path | None, sets: list[str]):
-    """The detected description with the file's overrides, then --set's, applied (each source recorded)."""
-    from subtool.package.system import apply_overrides, detect_system, load_overrides, parse_set, split_overrides
-
-    from_file = split_overrides(load_overrides(file))[0] if file is not None else {}
-    from_set = parse_set(sets)
-    overrides = {**from_file, **from_set}
-    desc = detect_system(submitter=submitter or str(overrides.get("submitter", "")), division=division or "open")
-    desc = apply_overrides(desc, from_file, source=f"override: {file}")
-    return apply_overrides(desc, from_set, source="override: --set")
+app.command()(system)  # the system description (cli_system.py)
 
 
 # ---------------------------------------------------------------------------------------------------- ci

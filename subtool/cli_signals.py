@@ -73,8 +73,8 @@ def _watchdog(read_end: int) -> None:
     with contextlib.suppress(Exception):
         what = "terminated (SIGTERM)" if code == EXIT_TERMINATED else "interrupted"
         sys.stderr.write(
-            f"{what} while the benchmark was running: what it was writing is removed; run the same "
-            "command again to resume\n"
+            f"{what} while subtool was still working: what it was writing is removed; run the same "
+            "command again (a run resumes where it stopped)\n"
         )
         sys.stderr.flush()
     os._exit(code)

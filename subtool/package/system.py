@@ -30,7 +30,7 @@ from subtool.hostinfo.fields import (
     software_stack,
 )
 from subtool.mlperf.layout import check_name
-from subtool.mlperf.logs import parse_json
+from subtool.mlperf.logs import describe_os_error, parse_json, read_file
 from subtool.schemas import load_schema
 
 SCHEMA_NAME = "system_desc"
@@ -155,15 +155,23 @@ def explain_table(desc: SystemDescription) -> str:
 
 
 # ------------------------------------------------------------------------------------------ overrides
+OVERRIDES_LIMIT_BYTES = 1 << 20  # a system description is a few kB
+
+
 def load_overrides(path: Path) -> dict[str, Any]:
-    """Read a TOML or JSON overrides file: system fields at the top, an optional [measurements] table."""
+    """Read a TOML or JSON overrides file: system fields at the top, an optional [measurements] table.
+
+    A regular file of at most 1 MiB (the user's own: a link to one is followed); every top-level key a known
+    system field (a typo would vanish into the JSON); every value one JSON can hold."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_file(path, OVERRIDES_LIMIT_BYTES + 1, follow_links=True)
     except OSError as exc:
         raise SubtoolError(
-            f"cannot read system overrides: {exc.strerror}", path=path, rule="system.bad_overrides"
+            f"cannot read system overrides: {describe_os_error(exc)}", path=path, rule="system.bad_overrides"
         ) from None
+    if len(raw) > OVERRIDES_LIMIT_BYTES:
+        raise SubtoolError("is over 1 MiB: not a system description", path=path, rule="system.bad_overrides")
     if path.suffix.lower() == ".toml":
         if sys.version_info >= (3, 11):
             import tomllib
@@ -173,6 +181,8 @@ def load_overrides(path: Path) -> dict[str, Any]:
             data = tomllib.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise SubtoolError(f"not valid TOML: {exc}", path=path, rule="system.bad_overrides") from None
+        except RecursionError:
+            raise SubtoolError("is nested too deeply to read", path=path, rule="system.bad_overrides") from None
     else:
         data, problem = parse_json(raw)  # the checker's strict reader: NaN and Infinity are refused
         if problem is not None:
@@ -184,24 +194,36 @@ def load_overrides(path: Path) -> dict[str, Any]:
             )
     if not isinstance(data, dict):
         raise SubtoolError("overrides must be a table/object of field = value", path=path, rule="system.bad_overrides")
-    _refuse_non_finite(data, path)
+    _refuse_non_json(data, path)
+    for key in data:
+        if key != MEASUREMENTS_KEY:
+            check_known_field(key, flag="the key", path=path)
     return data
 
 
-def _refuse_non_finite(value: Any, path: Path, where: str = "") -> None:
-    """TOML has nan and inf; JSON (what systems/*.json is) has neither, and the checker fails them."""
+def _refuse_non_json(value: Any, path: Path, where: str = "") -> None:
+    """TOML has nan, inf, dates and times; JSON (what systems/*.json is) has none of them, and the checker fails
+    non-finite numbers."""
+    import datetime
+
     if isinstance(value, float) and not math.isfinite(value):
         raise SubtoolError(
             f"{where or 'a value'} is {value}, not a finite number (JSON has no NaN or Infinity)",
             path=path,
             rule="system.bad_overrides",
         )
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+        raise SubtoolError(
+            f"{where or 'a value'} is a TOML date or time ({value}), not text or a number: quote it",
+            path=path,
+            rule="system.bad_overrides",
+        )
     if isinstance(value, dict):
         for key, item in value.items():
-            _refuse_non_finite(item, path, f"{where}.{key}" if where else str(key))
+            _refuse_non_json(item, path, f"{where}.{key}" if where else str(key))
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _refuse_non_finite(item, path, f"{where}[{i}]")
+            _refuse_non_json(item, path, f"{where}[{i}]")
 
 
 # Fields the official checker reads beyond the schema's own: a power submission's, the network division's, and
@@ -245,7 +267,7 @@ def known_fields() -> set[str]:
     return set(load_schema(SCHEMA_NAME)["properties"]) | set(POWER_FIELDS) | set(NETWORK_FIELDS)
 
 
-def check_known_field(name: str, *, flag: str = "--set") -> None:
+def check_known_field(name: str, *, flag: str = "--set", path: Path | None = None) -> None:
     """A field name nobody reads is a typo: one line naming it and the schema, with the nearest known names."""
     import difflib
 
@@ -258,6 +280,7 @@ def check_known_field(name: str, *, flag: str = "--set") -> None:
         f"{flag} {name!r}: unknown system field, not in the system description schema "
         f"(subtool/schemas/{SCHEMA_NAME}.schema.json) nor among the official checker's power and "
         f"network fields{guess}",
+        path=path,
         rule="system.unknown_field",
     )
 
@@ -275,12 +298,14 @@ def parse_set(items: list[str]) -> dict[str, str]:
     return out
 
 
-def split_overrides(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(system fields, measurements fields) of an overrides document."""
+def split_overrides(data: dict[str, Any], path: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(system fields, measurements fields) of an overrides document (read from `path`)."""
     data = dict(data)
     meas = data.pop(MEASUREMENTS_KEY, None) or {}
     if not isinstance(meas, dict):
-        raise SubtoolError("'measurements' must be a table of measurements.json fields", rule="system.bad_overrides")
+        raise SubtoolError(
+            "'measurements' must be a table of measurements.json fields", path=path, rule="system.bad_overrides"
+        )
     return data, meas
 
 
@@ -331,11 +356,18 @@ def validation_errors(
     fields: dict[str, Any], *, division: str | None = None, submitter: str | None = None
 ) -> list[str]:
     """Every problem with a system description, one message per field (empty list: valid)."""
+    if not isinstance(fields, dict):
+        return ["the system description must be a JSON object"]
+    return [message for _, message in field_errors(fields, division=division, submitter=submitter)]
+
+
+def field_errors(
+    fields: dict[str, Any], *, division: str | None = None, submitter: str | None = None
+) -> list[tuple[str, str]]:
+    """(field, message) for each field of a system description (a JSON object) with a problem."""
     from jsonschema import Draft202012Validator
 
     schema = load_schema(SCHEMA_NAME)
-    if not isinstance(fields, dict):
-        return ["the system description must be a JSON object"]
     errors = []
     seen = set()
     for err in sorted(Draft202012Validator(schema).iter_errors(fields), key=lambda e: str(_field_of(e))):
@@ -343,11 +375,14 @@ def validation_errors(
         if name in seen:
             continue
         seen.add(name)
-        errors.append(_message(err, schema))
+        errors.append((name, _message(err, schema)))
     if division and str(fields.get("division", "")).lower() not in ("", division.lower()) and "division" not in seen:
         errors.append(
-            f"field 'division' is {fields.get('division')!r} but the result is in the {division} "
-            f"division; allowed values: {division}"
+            (
+                "division",
+                f"field 'division' is {fields.get('division')!r} but the result is in the {division} "
+                f"division; allowed values: {division}",
+            )
         )
     if (
         submitter
@@ -356,8 +391,11 @@ def validation_errors(
         and fields["submitter"].lower() != submitter.lower()
     ):
         errors.append(
-            f"field 'submitter' is {fields['submitter']!r} but the submitter directory is "
-            f"{submitter!r}; allowed values: {submitter}"
+            (
+                "submitter",
+                f"field 'submitter' is {fields['submitter']!r} but the submitter directory is "
+                f"{submitter!r}; allowed values: {submitter}",
+            )
         )
     return errors
 

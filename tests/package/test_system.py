@@ -285,3 +285,86 @@ def test_a_non_finite_number_in_a_system_file_is_refused_everywhere(tmp_path, na
     if name.endswith(".json"):
         checked = runner.invoke(app, ["system", "--validate", str(src)])
         assert checked.exit_code == 2 and "[system.bad_json]" in checked.output and "valid" not in checked.stdout
+
+
+# ------------------------------------------------------------------ what a probe of `subtool system` found
+def _one_error_line(result, rule: str) -> str:
+    """The one error line (and its hint) the command printed, whitespace folded; exit status 2, nothing on stdout."""
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and f"[{rule}]" in errors[0], result.output
+    assert result.stdout == ""
+    return " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--set", "number_of_nodes=-5"], "--set: field 'number_of_nodes'"),
+        (["--division", "closed", "--set", "division=bogus"], "--set: field 'division'"),
+    ],
+)
+def test_a_value_the_user_set_that_fails_the_schema_leaves_out_as_it_was(tmp_path, args, says):
+    out = tmp_path / "keep.json"
+    out.write_text('{"keep": "me"}')
+    r = runner.invoke(app, ["system", "--submitter", "TeamX", *args, "--out", str(out)])
+    assert says in _one_error_line(r, "system.invalid")
+    assert out.read_text() == '{"keep": "me"}' and r.stdout == ""
+
+
+def test_an_unknown_division_is_a_usage_error_before_anything_runs(tmp_path):
+    r = runner.invoke(app, ["system", "--division", "bogus", "--out", str(tmp_path / "o.json")])
+    assert "allowed values: closed, open, network" in _one_error_line(r, "cli.usage")
+    assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("cooling = 1979-05-27T07:32:00Z\n", "cooling is a TOML date or time"),
+        ("cooling = 07:32:00\n", "cooling is a TOML date or time"),
+        ("a = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
+    ],
+)
+def test_toml_dates_and_deep_nesting_are_refused_naming_the_file(tmp_path, text, says):
+    src = tmp_path / "s.toml"
+    src.write_text(text)
+    line = _one_error_line(runner.invoke(app, ["system", "--file", str(src)]), "system.bad_overrides")
+    assert says in line and str(src) in line
+
+
+def test_a_typo_in_an_overrides_file_is_refused_like_one_in_set(tmp_path):
+    src = tmp_path / "typo.json"
+    src.write_text('{"cooilng": "air"}')
+    line = _one_error_line(runner.invoke(app, ["system", "--file", str(src)]), "system.unknown_field")
+    assert "'cooilng'" in line and "did you mean cooling" in line and str(src) in line
+
+
+def test_an_endless_or_huge_overrides_file_is_refused_unread(tmp_path):
+    line = _one_error_line(runner.invoke(app, ["system", "--file", "/dev/zero"]), "system.bad_overrides")
+    assert "not a regular file" in line
+    big = tmp_path / "big.json"
+    big.write_text('{"hw_notes": "' + "x" * (2 << 20) + '"}')
+    assert "over 1 MiB" in _one_error_line(runner.invoke(app, ["system", "--file", str(big)]), "system.bad_overrides")
+
+
+def test_validate_refuses_options_it_would_ignore(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text("{}")
+    r = runner.invoke(app, ["system", "--validate", str(good), "--set", "cooling=air", "--out", str(tmp_path / "x")])
+    assert "cannot be combined with --set, --out" in _one_error_line(r, "cli.usage")
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_submitter_set_by_an_override_goes_through_the_name_check(tmp_path):
+    r = runner.invoke(app, ["system", "--submitter", "Good", "--set", "submitter=../x"])
+    assert "--set submitter" in _one_error_line(r, "tree.bad_name")
+    src = tmp_path / "s.json"
+    src.write_text('{"submitter": "a/b"}')
+    assert str(src) in _one_error_line(runner.invoke(app, ["system", "--file", str(src)]), "tree.bad_name")
+
+
+def test_a_bad_measurements_table_names_its_file(tmp_path):
+    src = tmp_path / "m.json"
+    src.write_text('{"measurements": [1]}')
+    line = _one_error_line(runner.invoke(app, ["system", "--file", str(src)]), "system.bad_overrides")
+    assert str(src) in line and "'measurements' must be a table" in line
