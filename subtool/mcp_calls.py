@@ -24,6 +24,7 @@ from subtool.mcp_tools import (
     ToolSpec,
     build_argv,
     redact,
+    redact_value,
     secret_values,
 )
 
@@ -43,16 +44,18 @@ class Outcome:
 
     def to_dict(self, secrets: list[str]) -> dict:
         """What the agent gets: exit code and its meaning, the --json document (or bounded stdout), files, stderr."""
-        document, stdout, note = self._document(redact(self.stdout, secrets))
+        document, stdout, note = self._document(self.stdout)
+        if stdout:  # blanked before it is cut, so that no part of a secret is left at the cut
+            stdout = self._document(redact(self.stdout, secrets))[1]
         return {
             "command": redact(" ".join(["subtool", *self.argv]), secrets),
             "exit_code": self.exit_code,
             "meaning": EXIT_MEANING.get(self.exit_code, "interrupted or failed"),
-            "json": document,
+            "json": redact_value(document, secrets),  # blanked once decoded: an escaped secret is whole again
             "stdout": stdout,
             "note": note,
             "stderr": redact(self.stderr, secrets)[-STDERR_SHOWN:],
-            "files": json.loads(redact(json.dumps(self.files), secrets)),
+            "files": redact_value(self.files, secrets),
         }
 
     def _document(self, stdout: str) -> tuple[object, str, str | None]:

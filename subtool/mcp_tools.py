@@ -11,6 +11,7 @@ tool parameters, and every secret-looking variable's value is blanked out of wha
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -199,11 +200,35 @@ def check_arguments(spec: ToolSpec, arguments: dict) -> str | None:
     from jsonschema import Draft202012Validator
 
     errors = sorted(Draft202012Validator(spec.input_schema()).iter_errors(arguments), key=lambda e: list(e.path))
-    if not errors:
-        return None
-    err = errors[0]
-    where = ".".join(str(p) for p in err.path) or "arguments"
-    return f"{spec.name}: {where}: {err.message}"
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.path) or "arguments"
+        return f"{spec.name}: {where}: {err.message}"
+    return _unusable_text(spec, arguments)
+
+
+ARGUMENT_CHARS = 32_768  # a path or a value on a command line; the kernel refuses one argument over 128 KiB
+
+
+def _unusable_text(spec: ToolSpec, arguments: dict) -> str | None:
+    """A text argument no command line can carry (a NUL, half of a UTF-16 pair) or too long for one; the value
+    itself is not echoed (it could not be written back either)."""
+    for name, value in arguments.items():
+        for text in value if isinstance(value, list) else [value]:
+            if not isinstance(text, str):
+                continue
+            why = (
+                "holds a NUL character"
+                if "\0" in text
+                else "holds half of a UTF-16 surrogate pair, which is no character"
+                if any("\ud800" <= c <= "\udfff" for c in text)
+                else f"is {len(text):,} characters, over the {ARGUMENT_CHARS:,} a command line argument may be"
+                if len(text) > ARGUMENT_CHARS
+                else None
+            )
+            if why:
+                return f"{spec.name}: {name}: {why}"
+    return None
 
 
 def build_argv(spec: ToolSpec, arguments: dict) -> list[str]:
@@ -285,6 +310,20 @@ def secret_values(environ: dict[str, str] | None = None) -> list[str]:
 
 
 def redact(text: str, secrets: list[str]) -> str:
+    """`text` with every secret blanked, as it is and as JSON writes it inside a string (a quote, a backslash or
+    a non-ASCII letter in a secret is escaped there, and json.loads would turn the escape back into the secret)."""
     for secret in secrets:
-        text = text.replace(secret, "***")
+        for form in dict.fromkeys((secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])):
+            text = text.replace(form, "***")
     return text
+
+
+def redact_value(value: object, secrets: list[str]) -> object:
+    """A decoded JSON document with every secret blanked in its strings and keys."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {redact(str(k), secrets): redact_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_value(v, secrets) for v in value]
+    return value

@@ -120,3 +120,33 @@ def test_bad_arguments_secrets_and_written_json(tmp_path):
     # stderr's first line came as progress while the command ran (throttled, blanked the same way)
     assert progress and progress[0] in echoed["stderr"] and FAKE_TOKEN not in json.dumps(progress)
     assert echoed["files"][str(report)] == json.loads(report.read_text().replace(FAKE_TOKEN, "***"))
+
+
+def test_a_secret_that_json_escapes_never_comes_back(tmp_path):
+    """Found by probing: secrets were blanked in the raw --json text, where a quote, a backslash or a non-ASCII
+    letter is escaped, and json.loads then gave the secret back whole in the `json` document."""
+    secrets = {"A_TOKEN": 'ab"cdefgh12345', "B_PASSWORD": "pässwörd12345", "C_SECRET": "back\\slash12345"}
+
+    async def calls(session):
+        return [await _call(session, "check", {"tree": str(tmp_path / f"nope-{s}")}) for s in secrets.values()]
+
+    for secret, answer in zip(secrets.values(), _drive(calls, secrets)):
+        assert answer["exit_code"] == 2 and answer["json"]["error"]["path"].endswith("nope-***"), answer
+        assert secret not in json.dumps(answer, ensure_ascii=False) and secret not in json.dumps(answer)
+
+
+def test_text_no_command_line_can_carry_is_refused_without_echoing_it(tmp_path):
+    """Found by probing: a NUL or an over-long path crashed the call inside Popen (a traceback in the server's log,
+    an error code 0)."""
+
+    async def calls(session):
+        return [
+            await _call(session, "check", {"tree": tree})
+            for tree in (f"{tmp_path}/a\0b", f"{tmp_path}/" + "x" * 1_000_000)
+        ]
+
+    nul, long = _drive(calls)
+    assert nul["exit_code"] == 2 and nul["error"] == "check: tree: holds a NUL character"
+    assert long["exit_code"] == 2 and "over the 32,768 a command line argument may be" in long["error"]
+    # a lone surrogate never reaches the server's code: the SDK's JSON parser drops the message (as it drops
+    # `{not json`, without an answer); tests/mcp/test_mcp_tools.py checks the refusal for a client that passes one

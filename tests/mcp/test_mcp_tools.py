@@ -27,7 +27,9 @@ from subtool.mcp_tools import (  # noqa: E402
     SERVER_ONLY,
     UnmappedOption,
     build_argv,
+    check_arguments,
     redact,
+    redact_value,
     secret_values,
     tool_specs,
 )
@@ -200,6 +202,23 @@ def test_secret_values_are_blanked():
     secrets = secret_values(env)
     assert set(secrets) == {"ghp_abcdefgh1234", "hf_xyzxyzxyz", "k" * 20}
     assert redact("a ghp_abcdefgh1234 b hf_xyzxyzxyz", secrets) == "a *** b ***"
+
+
+def test_secrets_are_blanked_in_json_text_and_in_decoded_documents():
+    secrets = ['ab"cd\\ef12345', "pässwörd12345"]
+    text = json.dumps({"p": f"/x/{secrets[0]}", "q": secrets[1]})  # as a command's --json writes them
+    assert all(s not in json.loads(redact(text, secrets)).values() for s in secrets)
+    doc = {"error": {"path": f"/x/{secrets[0]}", secrets[1]: [secrets[1], 3]}}
+    assert redact_value(doc, secrets) == {"error": {"path": "/x/***", "***": ["***", 3]}}
+
+
+def test_arguments_no_command_line_can_carry_are_refused_without_echoing_them():
+    spec = SPECS["check"]
+    assert check_arguments(spec, {"tree": "/tmp/a\0b"}) == "check: tree: holds a NUL character"
+    half = check_arguments(spec, {"tree": "/tmp/\ud800"})
+    assert "surrogate pair" in half and "\ud800" not in half
+    assert "over the 32,768" in check_arguments(spec, {"tree": "x" * 40_000})
+    assert check_arguments(spec, {"tree": "/tmp/ok", "waive": ["perf.min_duration"]}) is None
 
 
 # ----------------------------------------------------------------------------- the child process
