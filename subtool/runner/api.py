@@ -13,6 +13,7 @@ from subtool.errors import SubtoolError
 from subtool.fsutil import staged_directory
 from subtool.mlperf.round import loadgen_names
 from subtool.mlperf.run_record import RUN_SCHEMA, load_run_record, schema_problems, write_run_record
+from subtool.mlperf.user_conf import check_user_conf
 from subtool.runner.harness import MODES, check_scenario, user_conf_settings, write_user_conf
 from subtool.runner.inputs import RunInputs, assets_record, check_run_hash, resolve_inputs
 from subtool.runner.session import SessionSpec, spec_to_file
@@ -115,6 +116,10 @@ def decide(opts: RunOptions, say) -> RunOptions:
     _check_compliance_runs(opts)
     version = run_round(spec.name, opts.round, say)
     _check_round_scenario(spec.name, scenario, version)
+    if opts.user_conf is not None:  # before the backend, the data and the model are looked at
+        if not Path(opts.user_conf).is_file():
+            raise SubtoolError("user.conf not found", path=opts.user_conf, rule="run.user_conf")
+        check_user_conf(Path(opts.user_conf), *loadgen_names(spec.loadgen_model, scenario))
     backend = resolve_backend(opts.backend, spec, say)
     opts = resolve_inputs(opts, say)
     precision = workload.resolve_precision(backend, opts.precision, model_path=opts.model_path)
@@ -186,8 +191,6 @@ def _check_round_scenario(model: str, scenario: str, version: str) -> None:
 def _check_inputs(opts: RunOptions) -> None:
     if opts.dataset_path is not None and not Path(opts.dataset_path).is_file():
         raise SubtoolError("dataset file not found", path=opts.dataset_path, rule="dataset.missing")
-    if opts.user_conf is not None and not Path(opts.user_conf).is_file():
-        raise SubtoolError("user.conf not found", path=opts.user_conf, rule="run.user_conf")
 
 
 def run_decided(opts: RunOptions, say) -> dict:

@@ -1,0 +1,187 @@
+"""user.conf as LoadGen reads it, and what LoadGen would do with each line without a word.
+
+LoadGen's parser (TestSettings::FromConfig) splits each line on whitespace into `key = value`: a `#` token ends
+the line unless it is where a value belongs; every token after the `=` must be a whole C number (strtoul or
+strtod: `nan` and `inf` pass), the last one wins. It then looks each setting up as `model.scenario.setting`, with
+`*` for either part. So LoadGen itself rejects only a line whose second token is not `=` or whose value is not a
+number; a key written `key=value` without spaces, a key with no value, a misspelt setting, a scenario that does
+not exist, a non-finite or negative value, or a file with no setting for the run's model and scenario all pass
+LoadGen and change nothing. `check_user_conf` refuses each of them, naming the line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.mlperf.logs import describe_os_error, read_file
+
+LIMIT_BYTES = 1 << 20  # a user.conf is a few lines
+
+# the settings LoadGen looks up (loadgen/test_settings_internal.cc, FromConfig)
+SETTINGS = frozenset(
+    {
+        "accuracy_log_probability",
+        "accuracy_log_rng_seed",
+        "accuracy_log_sampling_target",
+        "accuracy_sample_count_override",
+        "coalesce_queries",
+        "infer_token_latencies",
+        "max_async_queries",
+        "max_duration",
+        "max_query_count",
+        "min_duration",
+        "min_query_count",
+        "mode",
+        "performance_issue_same",
+        "performance_issue_same_index",
+        "performance_issue_unique",
+        "performance_sample_count_override",
+        "print_timestamps",
+        "qsl_rng_seed",
+        "sample_concatenate_permutation",
+        "sample_index_rng_seed",
+        "samples_per_query",
+        "schedule_rng_seed",
+        "target_latency",
+        "target_latency_percentile",
+        "target_qps",
+        "test05",
+        "test05_qsl_rng_seed",
+        "test05_sample_index_rng_seed",
+        "test05_schedule_rng_seed",
+        "token_latency_scaling_factor",
+        "tpot_latency",
+        "ttft_latency",
+        "use_token_latencies",
+    }
+)
+SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+
+# what C's strtoul(s, &end, 0) and strtod(s, &end) consume whole
+_STRTOUL = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+_STRTOD = re.compile(
+    r"[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|0[xX]([0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)([pP][+-]?\d+)?"
+    r"|nan(\([0-9A-Za-z_]*\))?|inf(inity)?)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    line: int
+    model: str
+    scenario: str
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int  # 0: the file as a whole
+    message: str
+
+
+def _number(token: str) -> float | None:
+    """The value LoadGen would read from `token`, or None where LoadGen refuses it."""
+    if _STRTOUL.fullmatch(token):
+        return float(int(token, 0) if not re.fullmatch(r"[+-]?0[0-7]+", token) else int(token, 8))
+    if _STRTOD.fullmatch(token):
+        low = token.lower().lstrip("+-")
+        if low.startswith("nan"):
+            return math.nan
+        if low.startswith("inf"):
+            return -math.inf if token.startswith("-") else math.inf
+        return float.fromhex(token) if "x" in low else float(token)
+    return None
+
+
+def _line(number: int, raw: str) -> tuple[Setting | None, Problem | None]:
+    """One line the way LoadGen tokenizes it: (the setting it makes, or what is wrong with it)."""
+    tokens = raw.split()
+    if not tokens or tokens[0] == "#":
+        return None, None
+    key = tokens[0]
+    if len(tokens) == 1 or tokens[1] == "#":
+        glued = "=" in key
+        why = "key=value needs spaces around '=' (LoadGen reads it as a key)" if glued else "a key with no value"
+        return None, Problem(number, f"{why}: LoadGen ignores the line")
+    if tokens[1] != "=":
+        return None, Problem(number, "expected 'key = value': LoadGen refuses the file")
+    values = tokens[2:]
+    if not values:
+        return None, Problem(number, "no value after '=': LoadGen ignores the line")
+    for token in values:
+        if _number(token) is None:
+            return None, Problem(number, f"value {token!r} is not a number: LoadGen refuses the file")
+    parts = key.rsplit(".", 2)
+    if len(parts) != 3:
+        return None, Problem(number, f"{key!r} is not model.scenario.setting: LoadGen never reads it")
+    return Setting(number, parts[0], parts[1], parts[2], values[-1]), None
+
+
+def _meaning(setting: Setting) -> str | None:
+    """Why LoadGen would take this setting without a word and do nothing (or something absurd) with it."""
+    if setting.name not in SETTINGS:
+        near = difflib.get_close_matches(setting.name, sorted(SETTINGS), n=1, cutoff=0.6)
+        guess = f"; did you mean {near[0]}?" if near else ""
+        return f"LoadGen has no setting {setting.name!r}{guess}"
+    if setting.scenario not in (*SCENARIOS, "*"):
+        return f"{setting.scenario!r} is no LoadGen scenario ({', '.join(SCENARIOS)} or *)"
+    value = _number(setting.value)
+    if value is None or not math.isfinite(value):
+        return f"{setting.name} = {setting.value} is not a finite number"
+    if value < 0:
+        return f"{setting.name} = {setting.value} is negative"
+    return None
+
+
+def parse_user_conf(text: str) -> tuple[list[Setting], list[Problem]]:
+    settings, problems = [], []
+    for number, raw in enumerate(text.splitlines(), 1):
+        setting, problem = _line(number, raw)
+        if problem is None and setting is not None:
+            why = _meaning(setting)
+            problem = Problem(number, why) if why else None
+            if problem is None:
+                settings.append(setting)
+        if problem is not None:
+            problems.append(problem)
+    return settings, problems
+
+
+def check_user_conf(path: Path, loadgen_model: str, scenario: str) -> list[Setting]:
+    """The settings of the user.conf at `path` that apply to `loadgen_model` in `scenario`; SubtoolError
+    (run.user_conf, naming the file and the line) for the first line LoadGen would refuse or silently ignore,
+    and for a file that sets nothing for this run."""
+    try:
+        raw = read_file(path, LIMIT_BYTES + 1, follow_links=True)
+    except OSError as exc:
+        why = describe_os_error(exc)
+        raise SubtoolError(f"cannot read user.conf: {why}", path=path, rule="run.user_conf") from None
+    if len(raw) > LIMIT_BYTES:
+        raise SubtoolError("is over 1 MiB: not a user.conf", path=path, rule="run.user_conf")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SubtoolError("is not UTF-8 text: not a user.conf", path=path, rule="run.user_conf") from None
+    settings, problems = parse_user_conf(text)
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more lines)" if len(problems) > 1 else ""
+        raise SubtoolError(f"line {first.line}: {first.message}{more}", path=path, rule="run.user_conf")
+    mine = [s for s in settings if s.model in (loadgen_model, "*") and s.scenario in (scenario, "*")]
+    if not mine:
+        whose = f"{len(settings)} settings, none" if settings else "no setting at all, so nothing"
+        raise SubtoolError(
+            f"holds {whose} for {loadgen_model}.{scenario}: LoadGen would run on its defaults",
+            path=path,
+            rule="run.user_conf",
+            hint=f"set e.g. {loadgen_model}.{scenario}.target_qps = N, or leave --user-conf out and let subtool "
+            "write one",
+        )
+    return mine
