@@ -140,7 +140,8 @@ ACCURACY_PATTERNS = {
     "DLRM_AUC": re.compile(r".*metric/lifetime_gauc/rating:\s*" + _NUM + r".*"),
     "mAP": re.compile(r".*(?:mAP=|'Total':)\s*" + _NUM),
     "bleu": re.compile(r"^BLEU:\s*" + _NUM + r".*"),
-    "F1": re.compile(r"^\{[\"']exact_match[\"']:\s*[\d.]+,\s*[\"']f1[\"']:\s*" + _NUM + r"\}"),
+    # exact_match read like the F1 (a NaN there must not hide a NaN F1 as "no F1 found"), not captured
+    "F1": re.compile(r"^\{[\"']exact_match[\"']:\s*(?:" + _NUM[1:-1] + r"),\s*[\"']f1[\"']:\s*" + _NUM + r"\}"),
     "ACCURACY": re.compile(r"Word Error Rate:.*, accuracy=([0-9.]+)%"),
     "DICE": re.compile(r"Accuracy:\s*mean\s*=\s*" + _NUM + r".*"),
     "ROUGE1": re.compile(r".*'rouge1':\s+'?" + _NUM + r"'?.*"),

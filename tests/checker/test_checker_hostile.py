@@ -230,20 +230,25 @@ def test_non_finite_accuracy_and_summary_values_fail(tree_copy):
 
 
 @pytest.mark.parametrize(
-    "f1, rule, severity",
+    "exact_match, f1, rule, severity",
     [
-        ("NaN", "value.not_finite", "error"),
-        ("-Infinity", "value.not_finite", "error"),
-        ("1e999", "value.not_finite", "error"),
-        ("-5", "acc.below_threshold", "info"),
+        (None, "NaN", "value.not_finite", "error"),
+        (None, "-Infinity", "value.not_finite", "error"),
+        (None, "1e999", "value.not_finite", "error"),
+        (None, "-5", "acc.below_threshold", "info"),
+        ("NaN", "Infinity", "value.not_finite", "error"),  # a NaN exact_match hid the F1 (a later probe)
     ],
 )
-def test_an_open_division_f1_edited_to_nan_or_a_sign_is_read_not_called_missing(tree_copy, f1, rule, severity):
+def test_an_open_division_f1_edited_to_nan_or_a_sign_is_read_not_called_missing(
+    tree_copy, exact_match, f1, rule, severity
+):
     # the official reader sees digits and dots only: NaN passed the open division as "no F1 found" (a warning)
     tree = tree_copy("bert_open_valid")
     acc = tree / OPEN_OFFLINE / "accuracy" / "accuracy.txt"
-    text = acc.read_text()
-    acc.write_text(re.sub(r'"f1": [\d.]+', f'"f1": {f1}', text))
+    text = re.sub(r'"f1": [\d.]+', f'"f1": {f1}', acc.read_text())
+    if exact_match is not None:
+        text = re.sub(r'"exact_match": [\d.]+', f'"exact_match": {exact_match}', text)
+    acc.write_text(text)
     report = check_tree(tree, CheckOptions())
     found = {(f.rule, f.severity) for f in report.findings if f.path == f"{OPEN_OFFLINE}/accuracy/accuracy.txt"}
     assert (rule, severity) in found and ("acc.metric_missing", "warning") not in found, found
