@@ -50,6 +50,13 @@ def fetch(
         kinds = _kinds(dataset_only, model_only)
         if plan and from_dir is not None:
             raise SubtoolError("--plan and --from do not go together", rule="cli.usage")
+        if from_dir is not None and json_file is not None and json_file.resolve().is_relative_to(from_dir.resolve()):
+            raise SubtoolError(
+                "--json would write into --from's folder, over the plan or files it installs from",
+                path=json_file,
+                rule="cli.usage",
+                hint="write the record elsewhere, e.g. --json fetched.json",
+            )
         if plan:
             record = api.plan(model, kinds=kinds, mirror=mirror)
             _print_plan(console, record)

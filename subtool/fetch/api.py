@@ -23,13 +23,23 @@ from subtool.fetch.install import (
     Verified,
     accept,
     already_verified,
+    check_staging,
     install,
     install_twin,
     intact,
     staging_dir,
     twin,
 )
-from subtool.fetch.plan import PLAN_NAME, Source, file_source, identity, plan_asset, plan_dict, read_plan
+from subtool.fetch.names import check_base_url
+from subtool.fetch.plan import (
+    PLAN_NAME,
+    Source,
+    file_source,
+    identity,
+    plan_asset,
+    plan_dict,
+    read_plan,
+)
 from subtool.fsutil import cache_root, exclusive
 from subtool.mlperf import assets as catalogue
 from subtool.mlperf.assets import KINDS, Asset
@@ -99,8 +109,8 @@ def select(benchmark: str, kinds: tuple[str, ...] = KINDS, assets: tuple[Asset, 
 
 def _mirror(mirror: str | None) -> str | None:
     mirror = mirror or os.environ.get(MIRROR_ENV) or None
-    if mirror and not mirror.startswith(("http://", "https://")):
-        raise SubtoolError(f"the mirror {mirror!r} is not an http(s) URL", rule="fetch.mirror")
+    if mirror:
+        check_base_url(mirror, what="the mirror", rule="fetch.mirror")
     return mirror
 
 
@@ -149,9 +159,11 @@ def fetch(
 def _one_writer(root: Path, asset: Asset) -> Iterator[None]:
     """One fetch at a time per benchmark and cache: a second one stops with one line (the first one's staging
     files are its own)."""
+    staging = staging_dir(root, asset.benchmark, asset.kind)
+    check_staging(root, staging)  # before the lock file is made in it
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(exclusive(staging_dir(root, asset.benchmark, asset.kind).parent))
+            stack.enter_context(exclusive(staging.parent))
         except SubtoolError as err:
             if err.rule != "out.locked":
                 raise
@@ -250,11 +262,14 @@ def install_from(
 
 
 def _read_hub_plan(path: Path) -> dict | None:
+    from subtool.mlperf.logs import describe_os_error, read_file
+
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(32 << 20)
-    except OSError:
+        data = read_file(path, 32 << 20, follow_links=True)  # a regular file: a FIFO there would block forever
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise SubtoolError(f"cannot read the plan: {describe_os_error(exc)}", path=path, rule="fetch.plan") from None
     found = read_plan(data)
     if found is None:
         raise SubtoolError("not a plan written by `subtool fetch --plan --json`", path=path, rule="fetch.plan")
@@ -282,6 +297,12 @@ def _from_sources(asset: Asset, source_dir: Path, hub_plan: dict | None) -> tupl
             + (f" with {stray[0]}" if stray else "")
             + f"; the catalogue wants {hub.repo_id}@{hub.revision} files {', '.join(hub.patterns)}"
             + ": make the plan again",
+            path=source_dir / asset.benchmark / PLAN_NAME,
+            rule="fetch.plan",
+        )
+    if not listed.sources:
+        raise SubtoolError(
+            f"the plan lists no file of {hub.repo_id}: an empty checkpoint is no checkpoint; make the plan again",
             path=source_dir / asset.benchmark / PLAN_NAME,
             rule="fetch.plan",
         )

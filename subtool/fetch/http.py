@@ -101,13 +101,32 @@ def _open(s: requests.Session, url: str, have: int, settings: Settings) -> tuple
     return response, 0
 
 
-def _stream(response: requests.Response, part: Path, start: int, on_bytes: Callable[[int], None]) -> None:
+UNKNOWN_SIZE_CAP = 64 << 30  # a file whose source gives no size (small data files): more is not that file
+
+
+class _TooLong(Exception):
+    """The server sends (or announces) more bytes than the file has."""
+
+
+def _stream(response: requests.Response, part: Path, start: int, on_bytes: Callable[[int], None], cap: int) -> None:
+    """The body into `part` from byte `start`, never past `cap` bytes in all: a server that announces or sends more
+    is stopped at once, before it fills the disk."""
+    announced = response.headers.get("Content-Length", "")
+    if announced.isdigit() and start + int(announced) > cap:
+        response.close()
+        raise _TooLong(start + int(announced))
+    if part.is_symlink():  # never write through a link someone left in the staging folder
+        part.unlink()
     with response, open(part, "r+b" if start else "wb") as fh:
         fh.seek(start)
         fh.truncate()
         read1 = getattr(response.raw, "read1", None)  # urllib3 >= 2.3: what arrived, so a drop loses nothing
         blocks = iter(lambda: read1(CHUNK), b"") if read1 is not None else response.iter_content(CHUNK)
+        have = start
         for block in blocks:
+            have += len(block)
+            if have > cap:
+                raise _TooLong(have)
             fh.write(block)
             on_bytes(len(block))
 
@@ -136,14 +155,34 @@ def fetch_to_part(
     if size is not None and have > size:
         have = 0
     drops = 0
+    cap = size if size is not None else UNKNOWN_SIZE_CAP
     with session(settings) as s:
         while True:
             if size is not None and have == size and have > 0:
                 return
             try:
                 response, start = _open(s, url, have, settings)
+            except _DROPPED as exc:  # urllib3 has retried the connection already: resuming would only wait longer
+                raise RemoteError(
+                    f"cannot connect ({type(exc).__name__}, after {settings.retries} retries)",
+                    url=url,
+                    rule="fetch.network",
+                    hint="check the network, the proxy settings or the mirror's address",
+                ) from None
+            except requests.exceptions.RequestException as exc:
+                raise RemoteError(f"cannot download ({type(exc).__name__})", url=url, rule="fetch.network") from None
+            try:
                 on_restart(start)
-                _stream(response, part, start, on_bytes)
+                _stream(response, part, start, on_bytes, cap)
+            except _TooLong as exc:
+                remove(part)
+                raise RemoteError(
+                    f"the server sends {exc.args[0]:,} bytes or more, the source says {cap:,}"
+                    if size is not None
+                    else f"the server sends over {cap:,} bytes, more than any such file",
+                    url=url,
+                    rule="fetch.size",
+                ) from None
             except _DROPPED as exc:
                 drops += 1
                 have = part.stat().st_size if part.exists() else 0

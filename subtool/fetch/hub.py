@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from subtool.errors import EXIT_REMOTE, EXIT_USAGE, SubtoolError
+from subtool.fetch.names import safe_name
 from subtool.mlperf.assets import HubFiles
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -38,7 +39,13 @@ class Listing:
 
 
 def endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    """$HF_ENDPOINT (or huggingface.co), checked before huggingface_hub reads it: that library fails on import,
+    with a line of its own, on a bad port or address."""
+    from subtool.fetch.names import check_base_url
+
+    value = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    check_base_url(value, what="HF_ENDPOINT", rule="fetch.hub_endpoint")
+    return value
 
 
 def token() -> str | None:
@@ -81,9 +88,10 @@ def refused(hub: HubFiles, status: int | str) -> SubtoolError:
 
 
 def file_url(repo_id: str, name: str, commit: str) -> str:
+    where = endpoint()
     from huggingface_hub import hf_hub_url
 
-    return hf_hub_url(repo_id, name, revision=commit, endpoint=endpoint())
+    return hf_hub_url(repo_id, name, revision=commit, endpoint=where)
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
@@ -93,9 +101,10 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 def listing(hub: HubFiles) -> Listing:
     """The files of `hub` matching its patterns, with the Hub's sizes and checksums. Raises SubtoolError: exit 3
     when the Hub cannot be reached or refuses, 2 for a repository or revision that does not exist."""
+    where = endpoint()  # checked before huggingface_hub is imported
     from huggingface_hub import HfApi
 
-    api = HfApi(endpoint=endpoint(), token=token() or False, library_name="subtool")
+    api = HfApi(endpoint=where, token=token() or False, library_name="subtool")
     try:
         info = api.model_info(hub.repo_id, revision=hub.revision, files_metadata=True)
     except Exception as exc:  # noqa: BLE001 - huggingface_hub and its HTTP client raise many types
@@ -103,6 +112,15 @@ def listing(hub: HubFiles) -> Listing:
     commit = info.sha or hub.revision
     files = []
     for sib in info.siblings or []:
+        if not safe_name(sib.rfilename):  # before any path is made of it: it comes from the server
+            raise SubtoolError(
+                f"the Hub lists a file named {sib.rfilename!r}, which is not a plain relative path inside the "
+                "repository",
+                path=model_page(hub),
+                rule="fetch.hub_name",
+                hint="a Hub or mirror that lists such a name is not to be trusted: check HF_ENDPOINT",
+                exit_code=EXIT_REMOTE,
+            )
         if not _matches(sib.rfilename, hub.patterns):
             continue
         sha = sib.lfs.sha256 if sib.lfs else None

@@ -28,6 +28,48 @@ def staging_dir(root: Path, benchmark: str, kind: str) -> Path:
     return root / "assets" / ".staging" / benchmark / kind
 
 
+def check_staging(root: Path, staging: Path) -> None:
+    """Refuse a staging folder another user could have prepared: subtool makes no link there, so a symbolic
+    link at or below `<root>/assets/.staging` (which writes would follow to someone's files), or a folder there
+    that is not the user's, is a finding (one line, naming it) before anything is written or locked."""
+    import stat
+
+    top = root / "assets" / ".staging"
+    rel = staging.relative_to(top).parts
+    for here in [top, *(top.joinpath(*rel[: i + 1]) for i in range(len(rel)))]:
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            return  # nothing below a folder that is not there yet
+        except OSError as exc:
+            raise os_error(exc, action="cannot read the fetch's staging folder", path=here) from None
+        _refuse_planted(here, st)
+    for folder, dirs, files in os.walk(staging):  # what an earlier fetch left: parts, verified files
+        for name in dirs + files:
+            path = Path(folder) / name
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                _refuse_planted(path, os.lstat(path))
+
+
+def _refuse_planted(path: Path, st: os.stat_result) -> None:
+    import stat
+
+    if stat.S_ISLNK(st.st_mode):
+        raise SubtoolError(
+            f"is a symbolic link (to {os.readlink(path)}) in fetch's staging folder, where subtool makes none",
+            path=path,
+            rule="fetch.staging",
+            hint="someone else may have put it there: remove it (and check the folder's permissions), then run again",
+        )
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise SubtoolError(
+            f"belongs to another user (uid {st.st_uid}): fetch's staging folder must be yours alone",
+            path=path,
+            rule="fetch.staging",
+            hint="fetch into a cache of your own (--to DIR or SUBTOOL_CACHE)",
+        )
+
+
 @dataclass(frozen=True)
 class Verified:
     source: Source

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass
-from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 from subtool.errors import EXIT_REMOTE, SubtoolError
+from subtool.fetch.names import safe_name
 from subtool.mlperf.assets import Asset, AssetFile
 
 FORMAT = 1
@@ -44,14 +44,6 @@ class AssetPlan:
     sources: tuple[Source, ...]
     commit: str | None = None  # the Hub commit the revision resolved to
     hub_problem: str | None = None  # why the Hub's files are not listed (the plan says so)
-
-
-def safe_name(name: object) -> bool:
-    """A relative path that stays inside the asset folder."""
-    if not isinstance(name, str) or not name or "\0" in name or "\\" in name:
-        return False
-    path = PurePosixPath(name)
-    return not path.is_absolute() and all(p not in ("..", ".", "") for p in name.split("/"))
 
 
 def mirror_url(url: str, mirror: str | None) -> str:
