@@ -4,15 +4,26 @@ and the loaders (model and WordPiece tokenizer) every BERT SUT and the workload 
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.logs import describe_os_error, parse_json, read_file
+from subtool.runner.bert.squad import MAX_SEQ_LENGTH
 
 # The MLPerf reference PyTorch checkpoint (zenodo 3733896 / build/data/bert_tf_v1_1_large_fp32_384_v2): a state
 # dict of transformers' BertForQuestionAnswering plus Google's bert_config.json (no model_type field).
 REFERENCE_WEIGHTS = "model.pytorch"
 REFERENCE_CONFIG = "bert_config.json"
 BERT_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
+SHAPE_KEYS = (*BERT_CONFIG_KEYS, "max_position_embeddings", "type_vocab_size")  # positive integers when present
+CONFIG_LIMIT = 16 << 20  # config.json, tokenizer.json: a real one is a few kB (tokenizer.json: under 1 MB)
+VOCAB_LIMIT = 64 << 20  # vocab.txt: bert-large's is 226 kB
+SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]")  # the features are [CLS] question [SEP] context [SEP]
+# weights a checkpoint may hold that the question-answering model leaves out: the pooler and the pre-training
+# heads of a checkpoint converted from BertForPreTraining, and position-id buffers
+UNUSED_OK = re.compile(r"(bert\.)?pooler\.|cls\.|.*position_ids$")
 
 
 def checkpoint_format(model_path: Path) -> str:
@@ -35,20 +46,7 @@ def check_checkpoint(model_path: Path) -> dict:
         )
     fmt = checkpoint_format(model_path)
     config_path = model_path / ("config.json" if fmt == "hf" else REFERENCE_CONFIG)
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SubtoolError(
-            "config.json missing",
-            path=config_path,
-            rule="model.config",
-            hint="a Hugging Face checkpoint needs config.json; the MLPerf reference one needs "
-            "bert_config.json and model.pytorch",
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise SubtoolError(f"{config_path.name} is not valid JSON", path=config_path, rule="model.config") from None
-    if not isinstance(config, dict):
-        raise SubtoolError(f"{config_path.name} is not a JSON object", path=config_path, rule="model.config")
+    config = read_config(config_path)
     if fmt == "mlperf-pytorch":
         missing = [k for k in BERT_CONFIG_KEYS if k not in config]
         if missing:
@@ -63,13 +61,14 @@ def check_checkpoint(model_path: Path) -> dict:
             rule="model.architecture",
         )
     archs = config.get("architectures") or ["BertForQuestionAnswering"]
-    if "BertForQuestionAnswering" not in archs:
+    if not isinstance(archs, list) or "BertForQuestionAnswering" not in archs:
         raise SubtoolError(
             f"architectures {archs} has no BertForQuestionAnswering head",
             path=config_path,
             rule="model.architecture",
             hint="use a SQuAD fine-tuned BERT (e.g. the MLPerf bert-large checkpoint)",
         )
+    check_config_values(config, config_path)
     if not (model_path / "vocab.txt").exists() and not (model_path / "tokenizer.json").exists():
         raise SubtoolError("vocab.txt missing", path=model_path / "vocab.txt", rule="model.vocab")
     if fmt == "hf" and not any((model_path / f).exists() for f in ("model.safetensors", "pytorch_model.bin")):
@@ -77,26 +76,120 @@ def check_checkpoint(model_path: Path) -> dict:
     return config
 
 
+def read_json(path: Path, rule: str, limit: int = CONFIG_LIMIT, missing_hint: str | None = None):
+    """A JSON file's value, read with a size bound and only if it is a regular file (a link to one is fine);
+    anything else (missing, a FIFO or device, too large, empty, not UTF-8, not JSON, NaN/Infinity, nested too
+    deep) is a SubtoolError naming the file under `rule`."""
+    try:
+        data = read_file(path, limit + 1, follow_links=True)
+    except FileNotFoundError:
+        raise SubtoolError(f"{path.name} missing", path=path, rule=rule, hint=missing_hint) from None
+    except OSError as exc:
+        raise SubtoolError(f"{path.name} {describe_os_error(exc)}", path=path, rule=rule) from None
+    if len(data) > limit:
+        raise SubtoolError(f"{path.name} is larger than {limit >> 20} MiB", path=path, rule=rule)
+    if not data.strip():
+        raise SubtoolError(f"{path.name} is empty", path=path, rule=rule)
+    value, problem = parse_json(data)
+    if problem is not None:
+        raise SubtoolError(f"{path.name} {problem}", path=path, rule=rule)
+    return value
+
+
+def read_config(config_path: Path) -> dict:
+    """config.json (or the reference bert_config.json) as a dict; refused by name when it is not one."""
+    hint = (
+        "a Hugging Face checkpoint needs config.json; the MLPerf reference one needs bert_config.json and model.pytorch"
+    )
+    config = read_json(config_path, "model.config", missing_hint=hint)
+    if not isinstance(config, dict):
+        raise SubtoolError(f"{config_path.name} is not a JSON object", path=config_path, rule="model.config")
+    return config
+
+
+def check_config_values(config: dict, config_path: Path) -> None:
+    """The model's shape numbers are positive integers (a bool is not one), layer_norm_eps a finite positive
+    number, and the heads divide the hidden size: a checkpoint that says otherwise is refused before loading."""
+
+    def bad(message: str) -> SubtoolError:
+        return SubtoolError(message, path=config_path, rule="model.config")
+
+    for key in SHAPE_KEYS:
+        value = config.get(key)
+        if key in config and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise bad(f"{key} {_shown(value)} is not a positive integer")
+    if "layer_norm_eps" in config:
+        eps = config["layer_norm_eps"]
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
+            raise bad(f"layer_norm_eps {_shown(eps)} is not a finite positive number")
+    hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
+    if hidden is not None and heads is not None and hidden % heads:
+        raise bad(f"hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
+    positions = config.get("max_position_embeddings")
+    if positions is not None and positions < MAX_SEQ_LENGTH:
+        raise bad(f"max_position_embeddings {positions} is below the {MAX_SEQ_LENGTH}-token sequences bert-99 runs")
+
+
+def _shown(value) -> str:
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def load_bert_qa(model_path: Path, dtype=None):
     """transformers' BertForQuestionAnswering with the checkpoint's weights, from either format.
 
     The reference harness loads its state dict with strict=False, which silently keeps random weights for any
-    key that does not match; here every model weight must come from the file.
+    key that does not match; here every model weight must come from the file, every weight in the file must be
+    one the model uses (a pooler or pre-training head aside), and every weight must be a finite number.
     """
     import torch
-    from transformers import BertConfig, BertForQuestionAnswering
 
     dtype = dtype or torch.float32
     if checkpoint_format(model_path) == "hf":
-        try:
-            return BertForQuestionAnswering.from_pretrained(str(model_path), dtype=dtype)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise SubtoolError(
-                f"cannot load the checkpoint: {str(exc).splitlines()[0]}", path=model_path, rule="model.load"
-            ) from None
-    config = json.loads((model_path / REFERENCE_CONFIG).read_text(encoding="utf-8"))
+        model, missing, unused, weights = _load_hf(model_path, dtype)
+    else:
+        model, missing, unused, weights = _load_reference(model_path)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing:
+        raise SubtoolError(
+            f"{len(missing)} weights missing from the checkpoint (e.g. {missing[0]})",
+            path=weights,
+            rule="model.weights",
+            hint="the weights must be a state dict of transformers' BertForQuestionAnswering",
+        )
+    check_unused(unused, weights)
+    check_finite(model.state_dict().items(), weights)
+    return model.to(dtype)
+
+
+def _load_hf(model_path: Path, dtype):
+    """(model, missing keys, unused keys, weights file) of a Hugging Face checkpoint directory."""
+    import pickle
+
+    from safetensors import SafetensorError
+    from transformers import BertForQuestionAnswering
+
+    st = model_path / "model.safetensors"
+    weights = st if st.exists() else model_path / "pytorch_model.bin"
+    try:
+        model, info = BertForQuestionAnswering.from_pretrained(str(model_path), dtype=dtype, output_loading_info=True)
+    except SafetensorError as exc:
+        raise SubtoolError(
+            f"not a readable safetensors file: {_first_line(exc)}", path=weights, rule="model.load"
+        ) from None
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise SubtoolError(f"cannot load the checkpoint: {_first_line(exc)}", path=weights, rule="model.load") from None
+    return model, list(info.get("missing_keys", ())), list(info.get("unexpected_keys", ())), weights
+
+
+def _load_reference(model_path: Path):
+    """(model, missing keys, unused keys, weights file) of the MLPerf reference files."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    config = read_config(model_path / REFERENCE_CONFIG)
+    check_config_values(config, model_path / REFERENCE_CONFIG)
     known = {k: v for k, v in config.items() if k in BertConfig().to_dict()}
-    model = BertForQuestionAnswering(BertConfig(**known))
     weights = model_path / REFERENCE_WEIGHTS
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -106,47 +199,104 @@ def load_bert_qa(model_path: Path, dtype=None):
         ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
-    if missing:
+    if not isinstance(state, dict):
+        raise SubtoolError(f"holds a {type(state).__name__}, not a state dict", path=weights, rule="model.weights")
+    model = BertForQuestionAnswering(BertConfig(**known))
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor whose shape is not the config's
         raise SubtoolError(
-            f"{len(missing)} weights missing from the state dict (e.g. {missing[0]})",
+            f"the weights do not fit {REFERENCE_CONFIG}: {_first_line(exc, 1)}", path=weights, rule="model.weights"
+        ) from None
+    return model, result.missing_keys, result.unexpected_keys, weights
+
+
+def _first_line(exc: BaseException, line: int = 0) -> str:
+    lines = [t.strip() for t in str(exc).splitlines() if t.strip()] or [type(exc).__name__]
+    return lines[min(line, len(lines) - 1)][:200]
+
+
+def check_unused(keys, weights: Path) -> None:
+    """Weights in the file that the model does not use (more layers than num_hidden_layers says, another
+    model's tensors) mean the config does not describe the checkpoint: refused, naming a few of them."""
+    unused = sorted(k for k in keys if not UNUSED_OK.match(k))
+    if unused:
+        raise SubtoolError(
+            f"{len(unused)} weights in the file are not used by the model (e.g. {', '.join(unused[:3])})",
             path=weights,
             rule="model.weights",
-            hint="model.pytorch must be a state dict of transformers' BertForQuestionAnswering",
+            hint="the config (num_hidden_layers, …) must describe the checkpoint's weights",
         )
-    return model.to(dtype)
+
+
+def check_finite(named_tensors, weights: Path) -> None:
+    """Every floating-point tensor holds finite numbers only: a NaN or Inf weight is refused by name."""
+    import torch
+
+    for name, tensor in named_tensors:
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise SubtoolError(f"weight {name} holds NaN or infinite values", path=weights, rule="model.weights")
 
 
 def wordpiece_tokenizer(vocab_file: Path):
-    """An uncased WordPiece tokenizer over vocab.txt, on transformers 4 (vocab_file=) and 5 (vocab=) alike."""
+    """An uncased WordPiece tokenizer over vocab.txt, on transformers 4 (vocab_file=) and 5 (vocab=) alike.
+
+    vocab.txt is checked first (a regular file, bounded, UTF-8, not empty, with [UNK], [CLS] and [SEP]), so a
+    damaged one is refused by name rather than failing inside the tokenizers library."""
     import inspect
 
     from transformers import BertTokenizerFast
 
+    tokens = _vocab_tokens(vocab_file)
     params = inspect.signature(BertTokenizerFast.__init__).parameters
     key = "vocab" if "vocab" in params else "vocab_file"
-    tokenizer = BertTokenizerFast(**{key: str(vocab_file)}, do_lower_case=True)
-    with open(vocab_file, encoding="utf-8") as fh:
-        lines = sum(1 for line in fh if line.rstrip("\n"))
-    if len(tokenizer) < lines:
+    try:
+        tokenizer = BertTokenizerFast(**{key: str(vocab_file)}, do_lower_case=True)
+    except Exception as exc:  # tokenizers raises plain Exception for a vocabulary it cannot use
+        raise SubtoolError(
+            f"not a usable WordPiece vocabulary: {_first_line(exc)}", path=vocab_file, rule="model.vocab"
+        ) from None
+    if len(tokenizer) < len(tokens):
         # transformers silently ignores a vocabulary passed under a name it does not know: every word → [UNK]
         raise SubtoolError(
-            f"the tokenizer read {len(tokenizer)} of the {lines} tokens in vocab.txt",
+            f"the tokenizer read {len(tokenizer)} of the {len(tokens)} tokens in vocab.txt",
             path=vocab_file,
             rule="model.vocab",
         )
     return tokenizer
 
 
-def load_tokenizer(model_path: Path, config: dict):
-    from transformers import BertTokenizerFast
+def _vocab_tokens(vocab_file: Path) -> list[str]:
+    """vocab.txt's non-empty lines; refused by name when it cannot be a BERT vocabulary."""
+    try:
+        data = read_file(vocab_file, VOCAB_LIMIT + 1, follow_links=True)
+    except OSError as exc:
+        raise SubtoolError(f"vocab.txt {describe_os_error(exc)}", path=vocab_file, rule="model.vocab") from None
+    if len(data) > VOCAB_LIMIT:
+        raise SubtoolError(f"vocab.txt is larger than {VOCAB_LIMIT >> 20} MiB", path=vocab_file, rule="model.vocab")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SubtoolError("vocab.txt is not UTF-8 text", path=vocab_file, rule="model.vocab") from None
+    tokens = [line.rstrip("\r") for line in text.split("\n") if line.rstrip("\r")]
+    if not tokens:
+        raise SubtoolError("vocab.txt is empty", path=vocab_file, rule="model.vocab")
+    _need_special(set(tokens), vocab_file, "model.vocab")
+    return tokens
 
+
+def _need_special(vocab, path: Path, rule: str) -> None:
+    absent = [t for t in SPECIAL_TOKENS if t not in vocab]
+    if absent:
+        raise SubtoolError(f"the vocabulary has no {', '.join(absent)} token", path=path, rule=rule)
+
+
+def load_tokenizer(model_path: Path, config: dict):
     vocab = model_path / "vocab.txt"
     if vocab.exists():
         tokenizer = wordpiece_tokenizer(vocab)
     else:
-        tokenizer = BertTokenizerFast.from_pretrained(str(model_path))
+        tokenizer = _json_tokenizer(model_path)
     vocab_size = config.get("vocab_size")
     if vocab_size is not None and len(tokenizer) > int(vocab_size):
         raise SubtoolError(
@@ -155,4 +305,19 @@ def load_tokenizer(model_path: Path, config: dict):
             rule="model.vocab_mismatch",
             hint="the vocab.txt must be the one the checkpoint was trained with",
         )
+    return tokenizer
+
+
+def _json_tokenizer(model_path: Path):
+    """The tokenizer of tokenizer.json (no vocab.txt), checked as JSON first and refused by name."""
+    from transformers import BertTokenizerFast
+
+    path = model_path / "tokenizer.json"
+    if not isinstance(read_json(path, "model.tokenizer"), dict):
+        raise SubtoolError("tokenizer.json is not a JSON object", path=path, rule="model.tokenizer")
+    try:
+        tokenizer = BertTokenizerFast.from_pretrained(str(model_path))
+    except Exception as exc:  # tokenizers raises plain Exception for a file it cannot use
+        raise SubtoolError(f"not a usable tokenizer: {_first_line(exc)}", path=path, rule="model.tokenizer") from None
+    _need_special(tokenizer.get_vocab(), path, "model.tokenizer")
     return tokenizer

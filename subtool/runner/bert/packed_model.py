@@ -20,7 +20,6 @@ short sequences waste less than flash's 128) where Triton is present, else flash
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,14 +48,12 @@ class BertShape:
 
 
 def read_shape(model_path: Path) -> BertShape:
-    from subtool.runner.bert.checkpoint import REFERENCE_CONFIG, checkpoint_format
+    from subtool.runner.bert.checkpoint import REFERENCE_CONFIG, check_config_values, checkpoint_format, read_config
 
     model_path = Path(model_path)
     path = model_path / ("config.json" if checkpoint_format(model_path) == "hf" else REFERENCE_CONFIG)
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SubtoolError(f"cannot read config.json: {exc}", path=path, rule="model.config") from None
+    cfg = read_config(path)  # bounded, strict JSON (check_checkpoint has refused bad values already)
+    check_config_values(cfg, path)
     act = cfg.get("hidden_act", "gelu")
     if act not in ("gelu", "gelu_new", "gelu_python"):
         raise SubtoolError(
@@ -89,30 +86,47 @@ def read_shape(model_path: Path) -> BertShape:
     return shape
 
 
-def load_state_dict(model_path: Path) -> dict:
+def load_state_dict(model_path: Path, layers: int | None = None) -> dict:
+    """The checkpoint's tensors, refused by name when unreadable, not finite, or (given `layers`) holding
+    encoder layers beyond the config's num_hidden_layers."""
     import torch
 
-    from subtool.runner.bert.checkpoint import REFERENCE_WEIGHTS, checkpoint_format
+    from subtool.runner.bert.checkpoint import REFERENCE_WEIGHTS, check_finite, check_unused, checkpoint_format
 
     model_path = Path(model_path)
     st = model_path / "model.safetensors"
+    reference = checkpoint_format(model_path) == "mlperf-pytorch"
+    weights = model_path / REFERENCE_WEIGHTS if reference else st if st.exists() else model_path / "pytorch_model.bin"
     try:
-        if checkpoint_format(model_path) == "mlperf-pytorch":
-            state = torch.load(model_path / REFERENCE_WEIGHTS, map_location="cpu", weights_only=True)
-            if isinstance(state, dict) and isinstance(state.get("model"), dict):
-                state = state["model"]
-            return state
-        if st.exists():
+        if weights == st:
             from safetensors.torch import load_file
 
-            return load_file(str(st))
-        return torch.load(model_path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            state = load_file(str(st))
+        else:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a damaged or foreign file
         raise SubtoolError(
             f"cannot read the weights: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}",
-            path=model_path,
+            path=weights,
             rule="model.load",
         ) from None
+    if reference and isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise SubtoolError(f"holds a {type(state).__name__}, not a state dict", path=weights, rule="model.weights")
+    if layers is not None:
+        check_unused([k for k in state if _layer_index(k) >= layers], weights)
+    check_finite(state.items(), weights)
+    return state
+
+
+def _layer_index(key: str) -> int:
+    """The encoder layer a weight belongs to (-1: none)."""
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part == "layer" and i and parts[i - 1] == "encoder" and parts[i + 1].isdigit():
+            return int(parts[i + 1])
+    return -1
 
 
 class _Weights:
@@ -177,7 +191,7 @@ class PackedBert:
         self._choose_fp8()
         self._choose_rounding(fused_gelu, residual_fp32, sublayer_out_fp32)
         self.scale = 1.0 / math.sqrt(self.shape.head_dim)
-        w = _Weights(load_state_dict(model_path), Path(model_path))
+        w = _Weights(load_state_dict(model_path, self.shape.layers), Path(model_path))
         self._load(w)
 
     # ------------------------------------------------------------------------------------------- choices

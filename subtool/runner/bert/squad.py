@@ -8,6 +8,7 @@ benchmark's sample count, so this module must reproduce it exactly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.logs import parse_json, read_file
 
 MAX_SEQ_LENGTH = 384
 MAX_QUERY_LENGTH = 64
 DOC_STRIDE = 128
+DATASET_LIMIT = 256 << 20  # the SQuAD v1.1 dev file is 4.9 MB, the train file 30 MB
 
 
 @dataclass
@@ -76,10 +79,38 @@ def split_words(text: str) -> list[str]:
 
 def read_squad_examples(path: str | Path) -> list[SquadExample]:
     """Read a SQuAD v1.1 JSON file; anything that is not one gives a SubtoolError naming the file."""
+    return read_squad(path)[0]
+
+
+def read_squad(path: str | Path) -> tuple[list[SquadExample], str]:
+    """(the examples, the sha256 of the bytes they were read from) of a SQuAD v1.1 file.
+
+    Read with a size bound and only if it is a regular file (a link to one is fine). Every question must have a
+    unique string id, a string question, a paragraph with text and at least one answer whose text is a string:
+    what would fail or score wrongly after the run is refused here, before LoadGen starts."""
     path = Path(path)
+    data = _read_bytes(path)
+    doc, problem = parse_json(data) if data.strip() else (None, "is empty")
+    if problem is not None:
+        raise SubtoolError(f"the file {problem}", path=path, rule="dataset.squad_v1.1")
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        raise SubtoolError(
+            "not a SQuAD v1.1 file: expected a JSON object with a 'data' list", path=path, rule="dataset.squad_v1.1"
+        )
     try:
-        with open(path, "rb") as fh:
-            doc = json.load(fh)
+        examples = _examples(doc, path)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SubtoolError(
+            f"not a SQuAD v1.1 file: missing or malformed field {exc}", path=path, rule="dataset.squad_v1.1"
+        ) from None
+    if not examples:
+        raise SubtoolError("the dataset holds no questions", path=path, rule="dataset.squad_v1.1")
+    return examples, hashlib.sha256(data).hexdigest()
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = read_file(path, DATASET_LIMIT + 1, follow_links=True)
     except FileNotFoundError:
         raise SubtoolError(
             "dataset file not found",
@@ -87,45 +118,56 @@ def read_squad_examples(path: str | Path) -> list[SquadExample]:
             rule="dataset.missing",
             hint="pass the SQuAD v1.1 dev file (dev-v1.1.json) with --dataset-path",
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SubtoolError(f"not valid JSON ({exc.__class__.__name__})", path=path, rule="dataset.squad_v1.1") from None
     except OSError as exc:
-        raise SubtoolError(f"cannot read dataset: {exc.strerror}", path=path, rule="dataset.unreadable") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise SubtoolError(
-            "not a SQuAD v1.1 file: expected a JSON object with a 'data' list", path=path, rule="dataset.squad_v1.1"
+            f"cannot read dataset: {exc.strerror or exc.__class__.__name__}", path=path, rule="dataset.unreadable"
+        ) from None
+    if len(data) > DATASET_LIMIT:
+        raise SubtoolError(
+            f"larger than {DATASET_LIMIT >> 20} MiB: not a SQuAD v1.1 file", path=path, rule="dataset.squad_v1.1"
         )
+    return data
+
+
+def _examples(doc: dict, path: Path) -> list[SquadExample]:
     version = str(doc.get("version", "1.1"))
     examples: list[SquadExample] = []
-    context_id = 0
-    try:
-        for article in doc["data"]:
-            for paragraph in article["paragraphs"]:
-                words = split_words(paragraph["context"])
-                for qa in paragraph["qas"]:
-                    if qa.get("is_impossible"):
-                        raise SubtoolError(
-                            f"SQuAD {version} file with unanswerable questions; bert-99 uses SQuAD v1.1",
-                            path=path,
-                            rule="dataset.squad_v1.1",
-                        )
-                    examples.append(
-                        SquadExample(
-                            qas_id=str(qa["id"]),
-                            question=qa["question"],
-                            doc_words=words,
-                            answers=[a["text"] for a in qa.get("answers", [])],
-                            context_id=context_id,
-                        )
-                    )
-                context_id += 1
-    except (KeyError, TypeError) as exc:
-        raise SubtoolError(
-            f"not a SQuAD v1.1 file: missing or malformed field {exc}", path=path, rule="dataset.squad_v1.1"
-        ) from None
-    if not examples:
-        raise SubtoolError("the dataset holds no questions", path=path, rule="dataset.squad_v1.1")
+    seen: set[str] = set()
+    for context_id, paragraph in enumerate(p for article in doc["data"] for p in article["paragraphs"]):
+        context = paragraph["context"]
+        if not isinstance(context, str):
+            raise _bad(path, f"paragraph {context_id + 1}: 'context' is not a string")
+        words = split_words(context)
+        if not words:  # its questions would have no features: never answered, yet scored
+            raise _bad(path, f"paragraph {context_id + 1}: 'context' is empty")
+        for qa in paragraph["qas"]:
+            if qa.get("is_impossible"):
+                raise _bad(path, f"SQuAD {version} file with unanswerable questions; bert-99 uses SQuAD v1.1")
+            examples.append(_example(qa, words, context_id, seen, path))
     return examples
+
+
+def _example(qa: dict, words: list[str], context_id: int, seen: set[str], path: Path) -> SquadExample:
+    """One question, checked: what a later stage (tokenizer, F1 scorer) would choke on is refused here."""
+    qas_id = qa["id"]
+    if not isinstance(qas_id, str) or not qas_id:
+        raise _bad(path, f"question id {json.dumps(qas_id)[:40]} is not a non-empty string")
+    if qas_id in seen:
+        raise _bad(path, f"question id {qas_id!r} appears more than once (SQuAD ids are unique)")
+    seen.add(qas_id)
+    if not isinstance(qa["question"], str):
+        raise _bad(path, f"question {qas_id!r}: 'question' is not a string")
+    answers = qa.get("answers")
+    if not isinstance(answers, list) or not answers:
+        raise _bad(path, f"question {qas_id!r} has no answers (every SQuAD v1.1 dev question has at least one)")
+    texts = [a["text"] for a in answers]
+    if not all(isinstance(t, str) for t in texts):
+        raise _bad(path, f"question {qas_id!r}: an answer's 'text' is not a string")
+    return SquadExample(qas_id=qas_id, question=qa["question"], doc_words=words, answers=texts, context_id=context_id)
+
+
+def _bad(path: Path, message: str) -> SubtoolError:
+    return SubtoolError(message, path=path, rule="dataset.squad_v1.1")
 
 
 def window_starts(n_tokens: int, max_tokens: int, stride: int = DOC_STRIDE) -> list[tuple[int, int]]:

@@ -20,7 +20,7 @@ from subtool.runner.bert.squad import (
     SquadExample,
     SquadFeatures,
     convert_examples_to_features,
-    read_squad_examples,
+    read_squad,
 )
 from subtool.runner.bert.squad_eval import best_answers, squad_v11_scores
 from subtool.runner.harness import accuracy_entries
@@ -54,18 +54,9 @@ class BertData:
     dataset_sha256: str
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_data(model_path: Path, dataset_path: Path, cache_dir: Path | None, config: dict) -> BertData:
     tokenizer = load_tokenizer(model_path, config)
-    examples = read_squad_examples(dataset_path)
-    dataset_sha = _sha256(dataset_path)
+    examples, dataset_sha = read_squad(dataset_path)  # the hash of the very bytes the examples came from
     features = None
     cache_file = None
     if cache_dir is not None:
@@ -82,11 +73,18 @@ def load_data(model_path: Path, dataset_path: Path, cache_dir: Path | None, conf
                 features = SquadFeatures.load(cache_file)
             except (OSError, ValueError, KeyError):
                 features = None  # a damaged cache is rebuilt, never trusted
-    if features is None:
+    built = features is None
+    if built:
         features = convert_examples_to_features(examples, tokenizer)
-        if cache_file is not None:
-            with atomic_output_file(cache_file) as fh:
-                np.savez(fh, **{k: getattr(features, k) for k in SquadFeatures.__dataclass_fields__})
+    if len(features) == 0:  # a run over no samples would report a score of 0 as a success
+        raise SubtoolError(
+            f"{len(examples)} questions give no features (their contexts tokenize to nothing)",
+            path=dataset_path,
+            rule="dataset.squad_v1.1",
+        )
+    if built and cache_file is not None:
+        with atomic_output_file(cache_file) as fh:
+            np.savez(fh, **{k: getattr(features, k) for k in SquadFeatures.__dataclass_fields__})
     return BertData(examples=examples, features=features, tokenizer=tokenizer, dataset_sha256=dataset_sha)
 
 

@@ -1,0 +1,330 @@
+"""bert-99 refuses broken or hostile inputs with one line naming the file and the rule, before LoadGen starts:
+config values that are not what BERT needs, damaged or non-finite weights, weights the model would not use,
+unusable vocabularies, and SQuAD files that would crash or score wrongly (probe_run findings 1-6, 8-10, 15, 16)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from subtool.errors import SubtoolError
+from subtool.runner.bert.checkpoint import check_checkpoint, load_bert_qa, load_tokenizer
+from subtool.runner.bert.squad import read_squad_examples
+
+
+@pytest.fixture
+def ckpt(tmp_path, tiny_checkpoint):
+    """A private copy of the tiny Hugging Face checkpoint, to damage."""
+    path = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, path)
+    return path
+
+
+def _set_config(ckpt, **values):
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg.update(values)
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+
+
+def _refused(call, rule: str, path, *words: str) -> SubtoolError:
+    with pytest.raises(SubtoolError) as err:
+        call()
+    line = err.value.one_line()
+    assert err.value.rule == rule and err.value.path == str(path), line
+    assert all(w in line for w in words), line
+    return err.value
+
+
+# ---------------------------------------------------------------------------------------------- config.json
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("num_hidden_layers", -1, ("num_hidden_layers -1", "positive integer")),
+        ("num_hidden_layers", 0, ("num_hidden_layers 0", "positive integer")),
+        ("num_hidden_layers", True, ("num_hidden_layers true", "positive integer")),
+        ("vocab_size", "abc", ('vocab_size "abc"', "positive integer")),
+        ("hidden_size", 64.0, ("hidden_size 64.0", "positive integer")),
+        ("intermediate_size", None, ("intermediate_size null", "positive integer")),
+        ("layer_norm_eps", -1e-12, ("layer_norm_eps", "finite positive number")),
+        ("layer_norm_eps", "small", ("layer_norm_eps", "finite positive number")),
+        ("num_attention_heads", 3, ("not a multiple of num_attention_heads 3",)),
+        ("max_position_embeddings", 128, ("max_position_embeddings 128", "384")),
+    ],
+)
+def test_config_value_bert_cannot_use_is_refused(ckpt, key, value, words):
+    _set_config(ckpt, **{key: value})
+    _refused(lambda: check_checkpoint(ckpt), "model.config", ckpt / "config.json", *words)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('"layer_norm_eps": NaN', ("NaN", "not a finite number")),
+        ('"hidden_size": NaN', ("NaN", "not a finite number")),
+        ('"vocab_size": 1e400', ("1e400", "not a finite number")),
+    ],
+)
+def test_non_finite_config_number_is_refused(ckpt, text, words):
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg.pop(text.split('"')[1])
+    (ckpt / "config.json").write_text(json.dumps(cfg)[:-1] + ", " + text + "}")  # json.dumps cannot write these
+    _refused(lambda: check_checkpoint(ckpt), "model.config", ckpt / "config.json", *words)
+
+
+def test_config_that_is_not_a_regular_file_is_refused_without_reading_it(ckpt):
+    (ckpt / "config.json").unlink()
+    (ckpt / "config.json").symlink_to("/dev/zero")
+    _refused(lambda: check_checkpoint(ckpt), "model.config", ckpt / "config.json", "not a regular file")
+
+
+def test_oversized_empty_or_deeply_nested_config_is_refused(ckpt):
+    config = ckpt / "config.json"
+    config.write_text("[" * 100_000 + "]" * 100_000)
+    _refused(lambda: check_checkpoint(ckpt), "model.config", config, "nested too deeply")
+    config.write_text("")
+    _refused(lambda: check_checkpoint(ckpt), "model.config", config, "is empty")
+    with open(config, "w") as fh:
+        fh.write(" " * (17 << 20) + "{}")
+    _refused(lambda: check_checkpoint(ckpt), "model.config", config, "larger than 16 MiB")
+
+
+# ---------------------------------------------------------------------------------------------- weights
+def _rewrite_weights(ckpt, change):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(ckpt / "model.safetensors"))
+    change(state)
+    save_file(state, str(ckpt / "model.safetensors"), metadata={"format": "pt"})
+
+
+def test_nan_weight_is_refused_by_name(ckpt):
+    def poison(state):
+        state["qa_outputs.weight"][0, 0] = float("nan")
+
+    _rewrite_weights(ckpt, poison)
+    weights = ckpt / "model.safetensors"
+    _refused(lambda: load_bert_qa(ckpt), "model.weights", weights, "qa_outputs.weight", "NaN or infinite")
+
+
+def test_packed_loader_refuses_nan_weights_and_extra_layers(ckpt):
+    from subtool.runner.bert.packed_model import load_state_dict
+
+    weights = ckpt / "model.safetensors"
+    _refused(lambda: load_state_dict(ckpt, layers=1), "model.weights", weights, "not used", "encoder.layer.1.")
+
+    def poison(state):
+        state["bert.encoder.layer.0.output.dense.bias"][3] = float("inf")
+
+    _rewrite_weights(ckpt, poison)
+    _refused(lambda: load_state_dict(ckpt, layers=2), "model.weights", weights, "layer.0.output.dense.bias")
+
+
+def test_weights_the_config_does_not_use_are_refused(ckpt):
+    """num_hidden_layers 1 over a two-layer checkpoint: transformers drops layer 1 with a warning and runs."""
+    _set_config(ckpt, num_hidden_layers=1)
+    check_checkpoint(ckpt)  # a valid config by itself
+    _refused(
+        lambda: load_bert_qa(ckpt),
+        "model.weights",
+        ckpt / "model.safetensors",
+        "16 weights in the file are not used",
+        "bert.encoder.layer.1.",
+    )
+
+
+def test_reference_state_dict_with_foreign_tensors_is_refused_but_a_pooler_is_not(tmp_path, tiny_checkpoint):
+    import torch
+    from transformers import BertForQuestionAnswering
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    (ref / "bert_config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "architectures"}))
+    shutil.copy(tiny_checkpoint / "vocab.txt", ref / "vocab.txt")
+    state = BertForQuestionAnswering.from_pretrained(str(tiny_checkpoint)).state_dict()
+    state["bert.pooler.dense.weight"] = torch.zeros(64, 64)  # a converted pre-training checkpoint has one
+    torch.save(state, ref / "model.pytorch")
+    load_bert_qa(ref)
+    state["bert.encoder.layer.7.output.dense.weight"] = torch.zeros(64, 64)
+    torch.save(state, ref / "model.pytorch")
+    _refused(lambda: load_bert_qa(ref), "model.weights", ref / "model.pytorch", "layer.7.output.dense.weight")
+
+
+def _damaged(blob: bytes) -> dict[str, bytes]:
+    n = struct.unpack("<Q", blob[:8])[0]
+    return {
+        "header length 2**62": struct.pack("<Q", 2**62) + blob[8:],
+        "header length 10**8": struct.pack("<Q", 10**8) + blob[8:],
+        "cut short": blob[: len(blob) // 2],
+        "empty": b"",
+        "data past the end": blob[: 8 + n] + blob[8 + n : 8 + n + 16],
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["header length 2**62", "header length 10**8", "cut short", "empty", "data past the end"]
+)
+def test_damaged_safetensors_is_one_line_naming_the_file(ckpt, case):
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(_damaged(weights.read_bytes())[case])
+    _refused(lambda: load_bert_qa(ckpt), "model.load", weights, "not a readable safetensors file")
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (os.urandom(20_000) + b"\xff\xfe", ("not UTF-8",)),
+        (b"", ("is empty",)),
+        (b"\n\n", ("is empty",)),
+        (b"[PAD]\n[UNK]\nhello\n", ("no [CLS], [SEP]",)),
+    ],
+)
+def test_unusable_vocab_txt_is_refused_by_name(ckpt, content, words):
+    (ckpt / "vocab.txt").write_bytes(content)
+    config = check_checkpoint(ckpt)
+    _refused(lambda: load_tokenizer(ckpt, config), "model.vocab", ckpt / "vocab.txt", *words)
+
+
+def test_vocab_txt_that_is_not_a_regular_file_is_refused(ckpt):
+    (ckpt / "vocab.txt").unlink()
+    (ckpt / "vocab.txt").symlink_to("/dev/zero")
+    config = check_checkpoint(ckpt)
+    _refused(lambda: load_tokenizer(ckpt, config), "model.vocab", ckpt / "vocab.txt", "not a regular file")
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [(os.urandom(5000) + b"\xff", ("not UTF-8",)), (b"[" * 100_000 + b"]" * 100_000, ("nested too deeply",))],
+)
+def test_unusable_tokenizer_json_is_refused_by_name(ckpt, content, words):
+    (ckpt / "vocab.txt").unlink()
+    (ckpt / "tokenizer.json").write_bytes(content)
+    config = check_checkpoint(ckpt)
+    _refused(lambda: load_tokenizer(ckpt, config), "model.tokenizer", ckpt / "tokenizer.json", *words)
+
+
+# ---------------------------------------------------------------------------------------------- SQuAD
+def _squad_doc(n: int = 3) -> dict:
+    qas = [
+        {"id": f"q{i}", "question": f"who is {i}?", "answers": [{"text": "tom", "answer_start": 0}]} for i in range(n)
+    ]
+    return {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "tom is here .", "qas": qas}]}]}
+
+
+def _qa(doc: dict, i: int = 0) -> dict:
+    return doc["data"][0]["paragraphs"][0]["qas"][i]
+
+
+def _write(tmp_path, doc) -> object:
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+SQUAD_DAMAGE = {
+    "question is a number": (lambda d: _qa(d).update(question=5), "q0", "'question' is not a string"),
+    "question is null": (lambda d: _qa(d).update(question=None), "q0", "'question' is not a string"),
+    "answer is a number": (lambda d: _qa(d).update(answers=[{"text": 5}]), "q0", "'text' is not a string"),
+    "answers missing": (lambda d: _qa(d).pop("answers"), "q0", "has no answers"),
+    "answers empty": (lambda d: _qa(d, 1).update(answers=[]), "q1", "has no answers"),
+    "duplicate id": (lambda d: _qa(d, 2).update(id="q0"), "q0", "more than once"),
+    "id is a number": (lambda d: _qa(d).update(id=7), "7", "not a non-empty string"),
+    "empty context": (lambda d: d["data"][0]["paragraphs"][0].update(context=" \n"), "paragraph 1", "empty"),
+    "context is a list": (lambda d: d["data"][0]["paragraphs"][0].update(context=["a"]), "paragraph 1", "string"),
+}
+
+
+@pytest.mark.parametrize("case", list(SQUAD_DAMAGE))
+def test_squad_question_that_would_crash_or_score_wrongly_is_refused_at_read_time(tmp_path, case):
+    change, where, words = SQUAD_DAMAGE[case]
+    doc = _squad_doc()
+    change(doc)
+    path = _write(tmp_path, doc)
+    _refused(lambda: read_squad_examples(path), "dataset.squad_v1.1", path, where, words)
+
+
+def test_squad_json_nested_too_deep_or_non_finite_is_refused(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    _refused(lambda: read_squad_examples(path), "dataset.squad_v1.1", path, "nested too deeply")
+    path.write_text(json.dumps(_squad_doc()).replace('"1.1"', "NaN"))
+    _refused(lambda: read_squad_examples(path), "dataset.squad_v1.1", path, "not a finite number")
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_squad_path_that_is_not_a_regular_file_says_so(tmp_path, kind):
+    path = tmp_path / "dev.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    _refused(lambda: read_squad_examples(path), "dataset.unreadable", path, "not a regular file")
+
+
+def test_run_hash_is_of_the_bytes_the_questions_came_from(tmp_path):
+    import hashlib
+
+    from subtool.runner.bert.squad import read_squad
+
+    path = _write(tmp_path, _squad_doc())
+    examples, sha = read_squad(path)
+    assert len(examples) == 3 and sha == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_data_set_that_gives_no_features_is_refused(tmp_path, tiny_checkpoint):
+    """Contexts whose words the tokenizer drops entirely (control characters): 0 samples would score 0 and pass."""
+    from subtool.runner.bert.workload import load_data
+
+    doc = _squad_doc()
+    doc["data"][0]["paragraphs"][0]["context"] = "\x00 \x01"
+    path = _write(tmp_path, doc)
+    _refused(
+        lambda: load_data(tiny_checkpoint, path, None, check_checkpoint(tiny_checkpoint)),
+        "dataset.squad_v1.1",
+        path,
+        "3 questions give no features",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+MAIN = "import sys; from subtool.cli import main; sys.argv = ['subtool'] + sys.argv[1:]; main()"
+
+
+def _cli_run(tmp_path, model, dataset):
+    argv = ["run", "--model-path", model, "--dataset-path", dataset, "--out", tmp_path / "out"]
+    argv += ["--min-duration-ms", "1000", "--backend", "torch-cpu", "--threads", "1", "--mode", "accuracy"]
+    res = subprocess.run(
+        [sys.executable, "-c", MAIN, *map(str, argv)], capture_output=True, text=True, timeout=300, env=os.environ
+    )
+    errors = [line for line in res.stderr.splitlines() + res.stdout.splitlines() if line.startswith("error:")]
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "Traceback" not in res.stderr and "run.crashed" not in res.stderr + res.stdout, res.stderr[-3000:]
+    assert len(errors) == 1, res.stderr[-3000:]
+    assert not (tmp_path / "out" / "bert-99" / "Offline").exists()
+    return errors[0]
+
+
+def test_cli_refuses_nan_weights_before_loadgen_with_one_line(tmp_path, ckpt, small_squad):
+    def poison(state):
+        state["bert.embeddings.word_embeddings.weight"][5] = float("nan")
+
+    _rewrite_weights(ckpt, poison)
+    line = _cli_run(tmp_path, ckpt, small_squad)
+    assert "model.safetensors" in line and "bert.embeddings.word_embeddings.weight" in line, line
+    assert line.endswith("[model.weights]"), line
+
+
+def test_cli_refuses_an_answer_that_is_not_a_string_before_loadgen(tmp_path, tiny_checkpoint, small_squad):
+    doc = json.loads(small_squad.read_text())
+    doc["data"][0]["paragraphs"][0]["qas"][0]["answers"] = [{"text": 5, "answer_start": 0}]
+    path = tmp_path / "bad-answer.json"
+    path.write_text(json.dumps(doc))
+    line = _cli_run(tmp_path, tiny_checkpoint, path)
+    assert "bad-answer.json" in line and "'text' is not a string" in line and line.endswith("[dataset.squad_v1.1]")
