@@ -190,6 +190,10 @@ def _check_round_scenario(model: str, scenario: str, version: str) -> None:
 
 def _check_inputs(opts: RunOptions) -> None:
     if opts.dataset_path is not None and not Path(opts.dataset_path).is_file():
+        if Path(opts.dataset_path).exists():  # a folder, a FIFO, a device: there, but no data set
+            raise SubtoolError(
+                "not a regular file (a folder, FIFO or device)", path=opts.dataset_path, rule="dataset.unreadable"
+            )
         raise SubtoolError("dataset file not found", path=opts.dataset_path, rule="dataset.missing")
 
 
