@@ -180,17 +180,21 @@ def _already(asset: Asset, root: Path, say: Say, verify: bool = False) -> Outcom
     """Installed and intact: nothing to do. The same source installed for a twin benchmark (the -99 and -99.9
     variants share files): linked in, nothing downloaded. Intact means every file hashed again with `verify`,
     else unchanged since the install (size, mtime, inode) or hashed again when not."""
-    found = intact(asset, root, identity(asset), verify=verify)
+    changed: list[str] = []
+    found = intact(asset, root, identity(asset), verify=verify, changed=changed)
+    for name in changed:  # said before the new download, which may fail: the user learns it either way
+        say(f"{asset.benchmark} {asset.kind}: {name} is not the file installed (its sha256 changed): fetching it again")
     if found is not None:
         how = "every file hashed again" if verify else "sizes and times as installed; --verify hashes every file"
         say(f"{asset.benchmark} {asset.kind}: already installed and intact in {found.root} ({how}); nothing downloaded")
         return Outcome(asset.benchmark, asset.kind, "already installed", found)
-    other = twin(asset, root, identity(asset))
+    other = twin(asset, root, identity(asset), verify=verify)
     if other is None:
         return None
     with _one_writer(root, asset):
         done = install_twin(asset, other, root, identity(asset))
-    say(f"{asset.benchmark} {asset.kind}: the same files as {other.benchmark}'s, verified and linked into {done.root}")
+    how = "every file hashed again" if verify else "as installed there; --verify hashes them"
+    say(f"{asset.benchmark} {asset.kind}: the same files as {other.benchmark}'s ({how}), linked into {done.root}")
     return Outcome(asset.benchmark, asset.kind, "installed", done, [f"linked from {other.root}"])
 
 

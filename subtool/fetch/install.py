@@ -208,31 +208,39 @@ def _refuse_clashes(asset: Asset, layout: list[tuple[str, Path, str]]) -> None:
         seen.add(rel)
 
 
-def intact(asset: Asset, root: Path, identity: dict, *, verify: bool = False) -> store.Installed | None:
+def intact(
+    asset: Asset, root: Path, identity: dict, *, verify: bool = False, changed: list[str] | None = None
+) -> store.Installed | None:
     """The installed copy when it came from the same source and every file still has its recorded sha256.
 
     A file whose size, mtime_ns and inode are still those recorded at install is trusted without reading it;
     one that differs (or an older manifest without them) is hashed. `verify` hashes every file regardless (a
-    byte changed in place with its time set back is found only then)."""
+    byte changed in place with its time set back is found only then). The names of the files whose sha256 is
+    no longer the recorded one are added to `changed`."""
     found = store.installed(asset.benchmark, asset.kind, cache=root)
     if found is None:
         return None
     record = store.read_manifest(found.root) or {}
     if record.get("source") != identity:
         return None
+    bad = []
     try:
         for f in found.files:
             path = found.root / f.name
             if (verify or not f.unchanged(path)) and digests(path).sha256 != f.sha256:
-                return None
+                bad.append(f.name)
+                if changed is None:
+                    break
     except OSError as exc:
         if (err := store.unreadable(exc, found.root)) is not None:
             raise err from None
         return None
-    return found
+    if changed is not None:
+        changed.extend(bad)
+    return None if bad else found
 
 
-def twin(asset: Asset, root: Path, identity: dict) -> store.Installed | None:
+def twin(asset: Asset, root: Path, identity: dict, *, verify: bool = False) -> store.Installed | None:
     """An intact install of the same source under another benchmark name (bert-99 and bert-99.9 share their
     checkpoint and data set): it can be linked in instead of downloaded again."""
     from dataclasses import replace
@@ -246,7 +254,7 @@ def twin(asset: Asset, root: Path, identity: dict) -> store.Installed | None:
         if name == asset.benchmark:
             continue
         try:
-            found = intact(replace(asset, benchmark=name), root, identity)
+            found = intact(replace(asset, benchmark=name), root, identity, verify=verify)
         except SubtoolError:
             continue  # another benchmark's copy that cannot be read: download this one instead
         if found is not None:

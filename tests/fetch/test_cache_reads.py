@@ -158,8 +158,13 @@ def test_an_installed_file_is_trusted_on_size_and_times_and_verify_hashes_it(fil
     assert fetch(asset, say=lines.append).outcomes[0].status == "already installed"  # not hashed: trusted
     assert "--verify hashes every file" in lines[0] and len(file_server.requests) == requests
 
-    assert fetch(asset, verify=True).outcomes[0].status == "installed"  # hashed: the change is found, fetched again
+    lines.clear()
+    assert fetch(asset, verify=True, say=lines.append).outcomes[0].status == "installed"  # hashed: found, fetched
     assert dev.read_bytes() == DEV and len(file_server.requests) == requests + 2  # the asset, both files
+    # and said by name, before the download (found by probing: --verify re-installed without a word)
+    assert (
+        lines[0] == "bert-99 dataset: dev-v1.1.json is not the file installed (its sha256 changed): fetching it again"
+    )
 
     again = next(f for f in store.installed("bert-99", "dataset").files if f.name == "dev-v1.1.json")
     with open(dev, "ab") as fh:  # another size (its time forged too): found without --verify

@@ -171,3 +171,20 @@ def test_json_into_the_from_folder_is_refused_before_the_plan_is_overwritten(tmp
         ["fetch", "llama3.1-8b", "--model-only", "--from", str(src), "--to", str(tmp_path / "t"), "--json", str(plan)],
     )
     assert result.exit_code == 2 and "[cli.usage]" in result.stderr and plan.read_text() == "{}"
+
+
+def test_an_archive_member_whose_name_is_not_utf8_is_refused(tmp_path):
+    import io
+    import tarfile
+
+    from subtool.fetch.unpack import unpack
+
+    archive = tmp_path / "h.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        member = tarfile.TarInfo(b"caf\xe9".decode("utf-8", "surrogateescape"))
+        member.size = 1
+        tar.addfile(member, io.BytesIO(b"x"))
+    with pytest.raises(SubtoolError) as err:
+        unpack(archive, "tar.gz", tmp_path / "out")
+    assert err.value.rule == "fetch.unsafe_archive" and "not printable UTF-8" in err.value.message
+    assert not any((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
