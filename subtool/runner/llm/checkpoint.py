@@ -9,17 +9,19 @@ full-width copies are dropped before the next layer is read. Neither host nor de
 model in bf16: the host holds one tensor plus the pages of the file being read (a file is opened per layer and
 closed after it), the device the result plus one layer.
 
-Bad checkpoints are refused in one line naming the file and the rule (`model.weights`: a missing tensor, a wrong
-shape or dtype, an index naming a missing file, a broken scale; `model.load`: a file safetensors cannot read).
+Bad checkpoints are refused in one line naming the file and the rule (`model.config`: a config.json that is not a
+regular file of strict JSON under 16 MiB; `model.weights`: a missing tensor, a wrong shape or dtype, an index naming
+a missing file, a broken scale, a NaN or ±inf value; `model.load`: a file safetensors cannot read).
 """
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.logs import describe_os_error, parse_json, read_file
 from subtool.runner.llm.specs import LlmSpec
 
 WEIGHT_FILES = (
@@ -30,6 +32,38 @@ WEIGHT_FILES = (
 )
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+TOKENIZER_LIMIT = 256 << 20  # Llama 3's tokenizer.json is 9 MB
+JSON_LIMIT = 16 << 20  # config.json and the index: a few kB (a 405B model's index: under 1 MB)
+
+
+def read_json(path: Path, rule: str, *, limit: int = JSON_LIMIT):
+    """The value of a JSON file, read with a size bound and only if it is a regular file (a link to one, as in the
+    Hugging Face cache, is fine). Not a regular file (a FIFO, /dev/zero), too large, empty, not UTF-8, not strict
+    JSON (NaN, Infinity) or nested too deep: one SubtoolError naming the file under `rule`. A missing file raises
+    FileNotFoundError: each caller says what it is."""
+    path = Path(path)
+    try:
+        data = read_file(path, limit + 1, follow_links=True)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise SubtoolError(f"{path.name} {describe_os_error(exc)}", path=path, rule=rule) from None
+    if len(data) > limit:
+        raise SubtoolError(f"{path.name} is larger than {limit >> 20} MiB", path=path, rule=rule)
+    if not data.strip():
+        raise SubtoolError(f"{path.name} is empty", path=path, rule=rule)
+    value, problem = parse_json(data)
+    if problem is not None:
+        raise SubtoolError(f"{path.name} {problem}", path=path, rule=rule)
+    return value
 
 
 # ------------------------------------------------------------------------- checks before anything loads
@@ -43,11 +77,9 @@ def read_config(model_path: Path) -> dict:
         )
     config_path = model_path / "config.json"
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = read_json(config_path, "model.config")
     except FileNotFoundError:
         raise SubtoolError("config.json missing", path=config_path, rule="model.config") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise SubtoolError("config.json is not valid JSON", path=config_path, rule="model.config") from None
     if not isinstance(config, dict):
         raise SubtoolError("config.json is not a JSON object", path=config_path, rule="model.config")
     return config
@@ -68,9 +100,26 @@ def check_checkpoint(spec: LlmSpec, model_path: Path, *, need_weights: bool = Tr
         raise SubtoolError(
             "no tokenizer (tokenizer.json, tokenizer.model or vocab.json)", path=model_path, rule="model.tokenizer"
         )
+    _check_plain_files(model_path)
     if need_weights and not any((model_path / f).exists() for f in WEIGHT_FILES):
         raise SubtoolError(f"no weights ({', '.join(WEIGHT_FILES)})", path=model_path, rule="model.weights")
     return config
+
+
+def _check_plain_files(model_path: Path) -> None:
+    """The tokenizer and weight files that are there are regular files (a FIFO or /dev/zero would hang or fill
+    memory in the library that reads it), tokenizer files under TOKENIZER_LIMIT; an index is bounded JSON."""
+    for rule, names in (("model.tokenizer", TOKENIZER_FILES), ("model.weights", WEIGHT_FILES)):
+        for name in names:
+            path = model_path / name
+            if not os.path.lexists(path):
+                continue
+            if not path.is_file():
+                raise SubtoolError(f"{name} is not a regular file", path=path, rule=rule)
+            if rule == "model.tokenizer" and path.stat().st_size > TOKENIZER_LIMIT:
+                raise SubtoolError(f"{name} is larger than {TOKENIZER_LIMIT >> 20} MiB", path=path, rule=rule)
+            if name.endswith(".json") and rule == "model.weights":
+                read_json(path, rule)
 
 
 def checkpoint_bytes(model_path: Path) -> int:
@@ -99,7 +148,7 @@ def load_tokenizer(model_path: Path):
 
 def can_stream(model_path: Path) -> bool:
     """Whether the weights are safetensors (the streaming loader's input); .bin checkpoints load whole."""
-    return (Path(model_path) / INDEX).is_file() or (Path(model_path) / SINGLE).is_file()
+    return any(os.path.lexists(Path(model_path) / name) for name in (INDEX, SINGLE))
 
 
 def is_prequantized(config: dict) -> bool:
@@ -114,8 +163,8 @@ def fp8_checkpoint(model_path: Path | str | None) -> str | None:
     if model_path is None:
         return None
     try:
-        config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        config = read_json(Path(model_path) / "config.json", "model.config")
+    except (OSError, SubtoolError):
         return None
     q = config.get("quantization_config") if isinstance(config, dict) else None
     method = q.get("quant_method") if isinstance(q, dict) else None
@@ -130,13 +179,13 @@ class SafetensorsFiles:
     def __init__(self, model_path: Path):
         self.root = Path(model_path)
         index = self.root / INDEX
-        self.weight_map = self._index(index) if index.is_file() else self._single(self.root / SINGLE)
+        self.weight_map = self._index(index) if os.path.lexists(index) else self._single(self.root / SINGLE)
 
     def _index(self, index: Path) -> dict[str, Path]:
         try:
-            data = json.loads(index.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            raise SubtoolError("the index is not valid JSON", path=index, rule="model.weights") from None
+            data = read_json(index, "model.weights")
+        except FileNotFoundError:  # a dangling link
+            raise SubtoolError("the index is missing", path=index, rule="model.weights") from None
         weight_map = data.get("weight_map") if isinstance(data, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
             raise SubtoolError("the index has no weight_map of file names", path=index, rule="model.weights")
@@ -216,6 +265,51 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [exc.__class__.__name__])[0]
 
 
+def check_finite(tensors: dict, where) -> None:
+    """Refuse a weight or bias just read that holds a NaN or ±inf, naming it and its file (`where(name)`); scales
+    are to_part's to check.
+
+    Cheap enough for every load: one reduction per tensor on the device it was just copied to and one
+    synchronisation per call (per layer). Float tensors: aminmax, which NaN and ±inf survive, with no temporary the
+    size of the tensor (isfinite would make one, and on CPU bf16 it is 300× slower). e4m3 has no inf, and its NaN
+    is the byte 0x7F or 0xFF: the largest int8 and the largest uint8. Other dtypes are refused by to_part.
+    """
+    import torch
+
+    names, flags = [], []
+    for name, t in tensors.items():
+        if not name.endswith((".weight", ".bias")) or not t.numel():
+            continue
+        if t.dtype == torch.float8_e4m3fn:
+            raw = t.view(torch.uint8)
+            flags.append((raw.amax() != 0xFF) & (raw.view(torch.int8).amax() != 0x7F))
+        elif t.is_floating_point():
+            flags.append(torch.isfinite(torch.stack(torch.aminmax(t))).all())
+        else:
+            continue
+        names.append(name)
+    if not flags:
+        return
+    one_device = len({f.device for f in flags}) == 1  # a model spread over GPUs (device_map) syncs per tensor
+    ok = torch.stack(flags).cpu() if one_device else torch.stack([f.cpu() for f in flags])
+    if not bool(ok.all()):
+        name = names[int((~ok).nonzero()[0, 0])]
+        raise SubtoolError(f"{name}: non-finite values (NaN or ±inf)", path=where(name), rule="model.weights")
+
+
+def check_model_finite(model, model_path: Path) -> None:
+    """check_finite over a model loaded whole (the batched engine's transformers load), in the dtype it runs in;
+    the file named is the one the index places the weight in, else the checkpoint directory."""
+    model_path = Path(model_path)
+
+    def where(name: str) -> Path:
+        if os.path.lexists(model_path / INDEX):
+            return SafetensorsFiles(model_path).weight_map.get(name, model_path)
+        return model_path / SINGLE if os.path.lexists(model_path / SINGLE) else model_path
+
+    check_finite(dict(model.named_parameters()), where)
+
+
 # ------------------------------------------------------------------------------------- the streaming load
 PROJECTIONS = {  # engine name → the checkpoint's modules side by side
     "qkv": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
@@ -276,6 +370,7 @@ class LayerReader:
 
         prefix = f"model.layers.{i}."
         got = self.files.read(self.names(i), self.device, self.expected(i))
+        check_finite(got, self._where)
         out = {
             "in_norm": self._tensor(got, prefix + "input_layernorm.weight", (self.config.hidden_size,)),
             "post_norm": self._tensor(got, prefix + "post_attention_layernorm.weight", (self.config.hidden_size,)),
@@ -346,6 +441,7 @@ def _fill_outer(model, files: SafetensorsFiles, config, fmt, device, dtype) -> N
         wanted["lm_head"] = (vocab, h)
     names = [f"{m}.weight" for m in wanted] + ([f"{m}.{fmt.scale_suffix}" for m in wanted] if fmt.scale_suffix else [])
     got = files.read(names, device, {f"{m}.weight": shape for m, shape in wanted.items()})
+    check_finite(got, reader._where)
     with torch.no_grad():
         for module, shape in wanted.items():
             name = f"{module}.weight"

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
-from subtool.runner.llm.checkpoint import load_tokenizer
+from subtool.runner.llm.checkpoint import load_tokenizer, read_json
 from subtool.runner.llm.specs import LlmSpec
 
 GPTJ_PROMPT = (
@@ -27,6 +26,8 @@ GPTJ_PROMPT = (
     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
 )
 GPTJ_MAX_PROMPT_TOKENS = 1919
+JSON_DATASET_LIMIT = 1 << 30  # cnn_eval.json: about 100 MB for the 13,368 samples
+INT32_MAX = 2**31 - 1
 
 
 @dataclass
@@ -45,18 +46,14 @@ class LlmData:
 # ------------------------------------------------------------------------------------------------ readers
 def _json_records(path: Path, spec: LlmSpec) -> list:
     try:
-        with open(path, "rb") as fh:
-            records = json.load(fh)
+        records = read_json(path, "dataset.format", limit=JSON_DATASET_LIMIT)
     except FileNotFoundError:
         raise SubtoolError(
             "dataset file not found", path=path, rule="dataset.missing", hint=f"{spec.name} reads {spec.dataset_hint}"
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except SubtoolError as exc:  # not a regular file, too large, empty, not strict JSON, nested too deep
         raise SubtoolError(
-            f"not a JSON file; {spec.name} reads {spec.dataset_file}",
-            path=path,
-            rule="dataset.format",
-            hint=spec.dataset_hint,
+            f"{exc.message}; {spec.name} reads {spec.dataset_file}", path=path, rule=exc.rule, hint=spec.dataset_hint
         ) from None
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         raise SubtoolError(
@@ -69,15 +66,47 @@ def _json_records(path: Path, spec: LlmSpec) -> list:
 
 
 def _token_ids(value, path: Path, index: int, field: str) -> np.ndarray:
-    try:
-        ids = np.asarray(value, dtype=np.int64)
-    except (TypeError, ValueError):
-        ids = None
-    if ids is None or ids.ndim != 1 or ids.size == 0 or ids.min() < 0:
+    """A sample's token ids as int32: a non-empty list (or integer array) of integers from 0 to 2**31 - 1. Floats
+    and bools are refused, not truncated or taken as 0 and 1; an id too large for int32 is refused, not wrapped."""
+    ids = None
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        ids = value if value.dtype.kind in "iu" else None
+    elif isinstance(value, (list, tuple, np.ndarray)) and all(_is_int(t) for t in set(map(type, value))):
+        try:
+            ids = np.asarray(value, dtype=np.int64)
+        except OverflowError:  # an id past int64
+            raise SubtoolError(
+                f"sample {index}: '{field}' holds a token id too large for any vocabulary",
+                path=path,
+                rule="dataset.format",
+            ) from None
+    if ids is None or ids.ndim != 1 or ids.size == 0:
         raise SubtoolError(
-            f"sample {index}: '{field}' is not a non-empty list of token ids", path=path, rule="dataset.format"
+            f"sample {index}: '{field}' is not a non-empty list of integer token ids", path=path, rule="dataset.format"
         )
+    if int(ids.min()) < 0 or int(ids.max()) > INT32_MAX:
+        bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+        raise SubtoolError(f"sample {index}: '{field}' holds token id {bad}", path=path, rule="dataset.format")
     return ids.astype(np.int32)
+
+
+def _is_int(kind: type) -> bool:
+    return issubclass(kind, (int, np.integer)) and not issubclass(kind, (bool, np.bool_))
+
+
+def _text(value, path: Path, index: int, field: str) -> str:
+    """A reference output (or a prompt field): a string, never the text of None or NaN. An empty one is kept: the
+    official files are not known to hold one, and refusing a real data set over it would stop a team's run."""
+    if not isinstance(value, str):
+        raise SubtoolError(
+            f"sample {index}: '{field}' is {_shown(value)}, not a string", path=path, rule="dataset.format"
+        )
+    return value
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _require_fields(record: dict, fields: tuple[str, ...], path: Path, index: int, spec: LlmSpec) -> None:
@@ -98,7 +127,7 @@ def read_cnn_llama3(path: Path, spec: LlmSpec) -> tuple[list[np.ndarray], list[s
     for i, r in enumerate(records):
         _require_fields(r, ("tok_input", "output"), path, i, spec)
         prompts.append(_token_ids(r["tok_input"], path, i, "tok_input"))
-        targets.append(str(r["output"]))
+        targets.append(_text(r["output"], path, i, "output"))
     return prompts, targets
 
 
@@ -108,8 +137,10 @@ def read_openorca_pickle(path: Path, spec: LlmSpec) -> tuple[list[np.ndarray], l
 
     import pandas as pd
 
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise SubtoolError("dataset file not found", path=path, rule="dataset.missing", hint=spec.dataset_hint)
+    if not Path(path).is_file():
+        raise SubtoolError("the data set is not a regular file", path=path, rule="dataset.format")
     try:
         df = pd.read_pickle(path)
     except (
@@ -122,6 +153,8 @@ def read_openorca_pickle(path: Path, spec: LlmSpec) -> tuple[list[np.ndarray], l
         IndexError,
         KeyError,
         UnicodeDecodeError,
+        OverflowError,
+        RecursionError,
     ):
         raise SubtoolError(
             f"not a pandas pickle; {spec.name} reads {spec.dataset_file}",
@@ -139,7 +172,7 @@ def read_openorca_pickle(path: Path, spec: LlmSpec) -> tuple[list[np.ndarray], l
     if len(df) == 0:
         raise SubtoolError("the data set is empty", path=path, rule="dataset.format")
     prompts = [_token_ids(v, path, i, "tok_input") for i, v in enumerate(df["tok_input"].tolist())]
-    return prompts, [str(v) for v in df["output"].tolist()]
+    return prompts, [_text(v, path, i, "output") for i, v in enumerate(df["output"].tolist())]
 
 
 def read_cnn_gptj(path: Path, spec: LlmSpec, tokenizer) -> tuple[list[np.ndarray], list[str]]:
@@ -147,10 +180,10 @@ def read_cnn_gptj(path: Path, spec: LlmSpec, tokenizer) -> tuple[list[np.ndarray
     prompts, targets = [], []
     for i, r in enumerate(records):
         _require_fields(r, ("instruction", "input", "output"), path, i, spec)
-        text = GPTJ_PROMPT.format(instruction=r["instruction"], input=r["input"])
-        ids = tokenizer(text, truncation=True, max_length=GPTJ_MAX_PROMPT_TOKENS)["input_ids"]
+        fields = {key: _text(r[key], path, i, key) for key in ("instruction", "input")}
+        ids = tokenizer(GPTJ_PROMPT.format(**fields), truncation=True, max_length=GPTJ_MAX_PROMPT_TOKENS)["input_ids"]
         prompts.append(np.asarray(ids, dtype=np.int32))
-        targets.append(str(r["output"]))
+        targets.append(_text(r["output"], path, i, "output"))
     return prompts, targets
 
 

@@ -233,6 +233,8 @@ class LlmGenerator:
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
+        from subtool.runner.llm.checkpoint import check_model_finite
+
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         kwargs = {"dtype": dtype}
@@ -247,6 +249,7 @@ class LlmGenerator:
             ) from None
         if "device_map" not in kwargs:
             model.to(self.device)
+        check_model_finite(model, model_path)
         return model.eval()
 
     def _check_placement(self) -> None:
