@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from subtool.errors import EXIT_USAGE, SubtoolError
+from subtool.errors import EXIT_USAGE, SubtoolError, os_error
 from subtool.fetch import http, store
 from subtool.fetch.install import (
     Verified,
@@ -323,9 +323,15 @@ def _from_asset(asset: Asset, source_dir: Path, root: Path, hub_plan: dict | Non
         given = source_dir / asset.benchmark / asset.kind / src.name
         if not given.is_file():
             raise SubtoolError("missing (the plan puts it there)", path=given, rule="fetch.from_missing")
+        if src.size is not None and given.stat().st_size != src.size:  # before gigabytes are copied for nothing
+            raise SubtoolError(f"{given.stat().st_size} bytes, the plan says {src.size}", path=given, rule="fetch.size")
         part = staging / "parts" / f"{src.name}.part"
         part.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(given, part)
+        try:
+            shutil.copyfile(given, part)
+        except OSError as exc:  # a full disk: the destination is named, and the partial copy does not stay
+            part.unlink(missing_ok=True)
+            raise os_error(exc, action=f"cannot copy {given} into the staging folder", path=part) from None
         v = accept(src, part, staging / "files", label=str(given), exit_code=EXIT_USAGE)
         if src.origin == "first-download":
             notes.append(f"{src.name}: no official checksum; sha256 {v.digests.sha256} recorded from this copy")

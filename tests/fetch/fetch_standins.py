@@ -109,8 +109,17 @@ def _plain_handler(server: FileServer):
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """A client that hangs up mid-body (fetch refusing a body that is too long) is expected, not a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 def _serve(handler_cls) -> tuple[ThreadingHTTPServer, int]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
+    httpd = _QuietServer(("127.0.0.1", 0), handler_cls)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return httpd, httpd.server_address[1]

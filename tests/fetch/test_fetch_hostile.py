@@ -188,3 +188,31 @@ def test_an_archive_member_whose_name_is_not_utf8_is_refused(tmp_path):
         unpack(archive, "tar.gz", tmp_path / "out")
     assert err.value.rule == "fetch.unsafe_archive" and "not printable UTF-8" in err.value.message
     assert not any((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def test_a_from_file_of_the_wrong_size_is_refused_before_it_is_copied(tmp_path, hub_server):
+    asset, src = _from_dir(tmp_path, hub_server)
+    weights = src / "llama3.1-8b" / "model" / "model-00001-of-00001.safetensors"
+    weights.write_bytes(b"W" * 100)  # the plan says 7 bytes
+    with pytest.raises(SubtoolError) as err:
+        api.install_from("llama3.1-8b", src, kinds=("model",), to=tmp_path / "t", assets=(asset,))
+    assert err.value.rule == "fetch.size" and "the plan says 7" in err.value.message
+    assert not list((tmp_path / "t").rglob("*.part"))
+
+
+def test_a_full_disk_during_from_names_the_destination_and_keeps_no_partial_copy(tmp_path, hub_server, monkeypatch):
+    import errno
+    import shutil
+
+    asset, src = _from_dir(tmp_path, hub_server)
+
+    def full_disk(source, dest):
+        with open(dest, "wb") as fh:
+            fh.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    with pytest.raises(SubtoolError) as err:
+        api.install_from("llama3.1-8b", src, kinds=("model",), to=tmp_path / "t", assets=(asset,))
+    assert err.value.rule == "io.enospc" and str(err.value.path).endswith(".part")
+    assert not list((tmp_path / "t").rglob("*.part"))
