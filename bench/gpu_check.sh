@@ -42,7 +42,10 @@ RESULTS=${RESULTS_DIR:-bench/results}
 # torch-cpu or Triton's interpreter): the packed BERT, its plan and kernels, the LLM engine.
 GPU_TEST_FILES=(tests/runner/bert/test_bert_gpu.py tests/runner/bert/test_packed_model.py tests/runner/bert/test_packed_plan.py
                 tests/runner/bert/test_sut_cpu.py tests/runner/kernels tests/runner/llm/test_llm_engine.py)
-LOG=${TMPDIR:-/tmp}/gpu_check.log
+# The log goes straight into $OUT when the device tool gives one: a call cut off at its time limit still brings
+# back what ran until then (a log kept in /tmp and copied at the end came back empty once).
+LOG=${OUT:+$OUT/gpu_check.log}
+LOG=${LOG:-${TMPDIR:-/tmp}/gpu_check.log}
 export PYTHONUNBUFFERED=1
 mkdir -p "$RESULTS"
 : >"$LOG"
@@ -157,7 +160,7 @@ say "summary"
   "$PY" bench/gpu_check_summary.py "$RESULTS"
 } 2>&1 | tee -a "$LOG"
 if [ -n "${OUT:-}" ]; then
-  cp "$LOG" "$OUT/" 2>/dev/null
+  [ "$LOG" -ef "$OUT/gpu_check.log" ] || cp "$LOG" "$OUT/" 2>/dev/null
   for f in gpu_check_bert gpu_check_llm gpu_check_llm70b checker_speed_device bert_proxy_train bert_gpu_proxy; do
     [ -f "$RESULTS/$f.json" ] && cp "$RESULTS/$f.json" "$OUT/"
   done
