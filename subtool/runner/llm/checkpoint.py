@@ -39,6 +39,8 @@ TOKENIZER_FILES = (
     "merges.txt",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "generation_config.json",  # transformers reads it beside the tokenizer's: the same bound
+    "chat_template.jinja",
 )
 TOKENIZER_LIMIT = 256 << 20  # Llama 3's tokenizer.json is 9 MB
 JSON_LIMIT = 16 << 20  # config.json and the index: a few kB (a 405B model's index: under 1 MB)

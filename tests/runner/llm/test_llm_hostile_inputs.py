@@ -75,7 +75,9 @@ def test_an_index_that_is_not_a_small_regular_json_file_is_refused(tmp_path, bf1
     _refused(lambda: check_checkpoint(LLM_SPECS["llama3.1-8b"], model), "model.weights", index, index.name)
 
 
-@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json", "model.safetensors"])
+@pytest.mark.parametrize(
+    "name", ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "model.safetensors"]
+)
 def test_a_tokenizer_or_weight_file_that_is_not_a_regular_file_is_refused_before_loading(tmp_path, bf16, name):  # noqa: F811
     from subtool.runner.llm.checkpoint import check_checkpoint
 
