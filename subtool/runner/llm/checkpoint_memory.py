@@ -233,3 +233,45 @@ def check_fits_streaming(
         rule="model.too_large",
         hint=hint,
     )
+
+
+# ------------------------------------------------------------------ the batched engine (a whole transformers load)
+def available_memory(device: str) -> int | None:
+    """Bytes the weights may use: free memory of every visible GPU, or MemAvailable on Linux; None if unknown."""
+    if device == "cuda":
+        import torch
+
+        return sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_fits(model_path, config: dict, precision: str, device: str) -> None:
+    """Refuse, before loading, a checkpoint whose weights cannot fit the memory of the chosen device (a whole
+    transformers load: the batched engine's)."""
+    from subtool.runner.llm.checkpoint import checkpoint_bytes
+
+    on_disk = checkpoint_bytes(model_path)
+    disk_width = {"float32": 4, "float16": 2, "bfloat16": 2}.get(
+        str(config.get("torch_dtype") or config.get("dtype") or "float32"), 4
+    )
+    width = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 3}[precision]  # fp8: bf16 weights + e4m3 copies
+    needed = int(on_disk / disk_width * width * 1.05)
+    available = available_memory(device)
+    if available is not None and needed > available:
+        where = "GPU memory (all visible GPUs)" if device == "cuda" else "free RAM"
+        raise SubtoolError(
+            f"the model needs about {needed / 2**30:.1f} GiB in {precision} but only "
+            f"{available / 2**30:.1f} GiB of {where} is available",
+            path=model_path,
+            rule="model.too_large",
+            hint="use a GPU backend with more or larger GPUs (--backend torch-cuda spreads the "
+            "model over every visible GPU), a lower --precision, or --backend openai with a "
+            "serving engine",
+        )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from subtool.errors import SubtoolError
+from subtool.runner.llm.checkpoint_memory import available_memory, check_fits
 
 # fp8: the model loads in bf16 and the continuous engine keeps e4m3 copies of the decoder layers' projections
 _TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16"}
@@ -44,47 +45,6 @@ def plan_batches(indices: list[int], lengths: np.ndarray, batch_size: int) -> li
     """Positions into `indices`, grouped by prompt length (longest first) into batches of batch_size."""
     order = sorted(range(len(indices)), key=lambda i: -int(lengths[indices[i]]))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def _available_memory(device: str) -> int | None:
-    """Bytes the weights may use: free memory of every visible GPU, or MemAvailable on Linux; None if unknown."""
-    if device == "cuda":
-        import torch
-
-        return sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def check_fits(model_path, config: dict, precision: str, device: str) -> None:
-    """Refuse, before loading, a checkpoint whose weights cannot fit the memory of the chosen device (a whole
-    transformers load: the batched engine's)."""
-    from subtool.runner.llm.checkpoint import checkpoint_bytes
-
-    on_disk = checkpoint_bytes(model_path)
-    disk_width = {"float32": 4, "float16": 2, "bfloat16": 2}.get(
-        str(config.get("torch_dtype") or config.get("dtype") or "float32"), 4
-    )
-    width = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 3}[precision]  # fp8: bf16 weights + e4m3 copies
-    needed = int(on_disk / disk_width * width * 1.05)
-    available = _available_memory(device)
-    if available is not None and needed > available:
-        where = "GPU memory (all visible GPUs)" if device == "cuda" else "free RAM"
-        raise SubtoolError(
-            f"the model needs about {needed / 2**30:.1f} GiB in {precision} but only "
-            f"{available / 2**30:.1f} GiB of {where} is available",
-            path=model_path,
-            rule="model.too_large",
-            hint="use a GPU backend with more or larger GPUs (--backend torch-cuda spreads the "
-            "model over every visible GPU), a lower --precision, or --backend openai with a "
-            "serving engine",
-        )
 
 
 def check_request(torch, device: str, precision: str, engine: str) -> None:
@@ -311,7 +271,7 @@ class LlmGenerator:
         """Free bytes of the one device the continuous engine runs on (MemAvailable on CPU)."""
         if self.device.type == "cuda":
             return int(self.torch.cuda.mem_get_info(self._cuda_index())[0])
-        return _available_memory("cpu")
+        return available_memory("cpu")
 
     def _kv_fp8(self, config: dict, options: dict, fp8: bool, dtype) -> bool:
         """Whether the engine's KV cache will be e4m3: asked, or (auto, fp8 weights) where decode is Triton's."""
