@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 
 from subtool.errors import SubtoolError
-from subtool.mlperf.logs import describe_os_error, parse_json, read_file
+from subtool.mlperf.logs import describe_os_error, read_file
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH
+from subtool.runner.json_input import read_json
 
 # The MLPerf reference PyTorch checkpoint (zenodo 3733896 / build/data/bert_tf_v1_1_large_fp32_384_v2): a state
 # dict of transformers' BertForQuestionAnswering plus Google's bert_config.json (no model_type field).
@@ -18,7 +19,6 @@ REFERENCE_WEIGHTS = "model.pytorch"
 REFERENCE_CONFIG = "bert_config.json"
 BERT_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
 SHAPE_KEYS = (*BERT_CONFIG_KEYS, "max_position_embeddings", "type_vocab_size")  # positive integers when present
-CONFIG_LIMIT = 16 << 20  # config.json, tokenizer.json: a real one is a few kB (tokenizer.json: under 1 MB)
 VOCAB_LIMIT = 64 << 20  # vocab.txt: bert-large's is 226 kB
 SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]")  # the features are [CLS] question [SEP] context [SEP]
 # weights a checkpoint may hold that the question-answering model leaves out: the pooler and the pre-training
@@ -76,32 +76,15 @@ def check_checkpoint(model_path: Path) -> dict:
     return config
 
 
-def read_json(path: Path, rule: str, limit: int = CONFIG_LIMIT, missing_hint: str | None = None):
-    """A JSON file's value, read with a size bound and only if it is a regular file (a link to one is fine);
-    anything else (missing, a FIFO or device, too large, empty, not UTF-8, not JSON, NaN/Infinity, nested too
-    deep) is a SubtoolError naming the file under `rule`."""
-    try:
-        data = read_file(path, limit + 1, follow_links=True)
-    except FileNotFoundError:
-        raise SubtoolError(f"{path.name} missing", path=path, rule=rule, hint=missing_hint) from None
-    except OSError as exc:
-        raise SubtoolError(f"{path.name} {describe_os_error(exc)}", path=path, rule=rule) from None
-    if len(data) > limit:
-        raise SubtoolError(f"{path.name} is larger than {limit >> 20} MiB", path=path, rule=rule)
-    if not data.strip():
-        raise SubtoolError(f"{path.name} is empty", path=path, rule=rule)
-    value, problem = parse_json(data)
-    if problem is not None:
-        raise SubtoolError(f"{path.name} {problem}", path=path, rule=rule)
-    return value
-
-
 def read_config(config_path: Path) -> dict:
     """config.json (or the reference bert_config.json) as a dict; refused by name when it is not one."""
     hint = (
         "a Hugging Face checkpoint needs config.json; the MLPerf reference one needs bert_config.json and model.pytorch"
     )
-    config = read_json(config_path, "model.config", missing_hint=hint)
+    try:
+        config = read_json(config_path, "model.config")
+    except FileNotFoundError:
+        raise SubtoolError(f"{config_path.name} missing", path=config_path, rule="model.config", hint=hint) from None
     if not isinstance(config, dict):
         raise SubtoolError(f"{config_path.name} is not a JSON object", path=config_path, rule="model.config")
     return config
@@ -313,7 +296,11 @@ def _json_tokenizer(model_path: Path):
     from transformers import BertTokenizerFast
 
     path = model_path / "tokenizer.json"
-    if not isinstance(read_json(path, "model.tokenizer"), dict):
+    try:
+        value = read_json(path, "model.tokenizer")
+    except FileNotFoundError:  # a dangling link
+        raise SubtoolError("tokenizer.json missing", path=path, rule="model.tokenizer") from None
+    if not isinstance(value, dict):
         raise SubtoolError("tokenizer.json is not a JSON object", path=path, rule="model.tokenizer")
     try:
         tokenizer = BertTokenizerFast.from_pretrained(str(model_path))

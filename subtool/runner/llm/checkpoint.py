@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from subtool.errors import SubtoolError
-from subtool.mlperf.logs import describe_os_error, parse_json, read_file
+from subtool.runner.json_input import read_json
 from subtool.runner.llm.specs import LlmSpec
 
 WEIGHT_FILES = (
@@ -43,29 +43,6 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
 )
 TOKENIZER_LIMIT = 256 << 20  # Llama 3's tokenizer.json is 9 MB
-JSON_LIMIT = 16 << 20  # config.json and the index: a few kB (a 405B model's index: under 1 MB)
-
-
-def read_json(path: Path, rule: str, *, limit: int = JSON_LIMIT):
-    """The value of a JSON file, read with a size bound and only if it is a regular file (a link to one, as in the
-    Hugging Face cache, is fine). Not a regular file (a FIFO, /dev/zero), too large, empty, not UTF-8, not strict
-    JSON (NaN, Infinity) or nested too deep: one SubtoolError naming the file under `rule`. A missing file raises
-    FileNotFoundError: each caller says what it is."""
-    path = Path(path)
-    try:
-        data = read_file(path, limit + 1, follow_links=True)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise SubtoolError(f"{path.name} {describe_os_error(exc)}", path=path, rule=rule) from None
-    if len(data) > limit:
-        raise SubtoolError(f"{path.name} is larger than {limit >> 20} MiB", path=path, rule=rule)
-    if not data.strip():
-        raise SubtoolError(f"{path.name} is empty", path=path, rule=rule)
-    value, problem = parse_json(data)
-    if problem is not None:
-        raise SubtoolError(f"{path.name} {problem}", path=path, rule=rule)
-    return value
 
 
 # ------------------------------------------------------------------------- checks before anything loads

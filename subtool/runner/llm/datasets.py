@@ -17,7 +17,8 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
-from subtool.runner.llm.checkpoint import load_tokenizer, read_json
+from subtool.runner.json_input import read_json
+from subtool.runner.llm.checkpoint import load_tokenizer
 from subtool.runner.llm.specs import LlmSpec
 
 GPTJ_PROMPT = (

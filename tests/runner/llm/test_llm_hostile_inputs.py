@@ -48,13 +48,19 @@ def _config_cases(path: Path, good: str) -> dict:
 CONFIG_CASES = ["link to /dev/zero", "fifo", "over 16 MiB", "nested too deep", "NaN"]
 
 
+def _model_copy(tmp_path, checkpoints) -> Path:
+    """The small bf16 checkpoint (of the bf16 fixture) copied to tmp_path/m with a tokenizer.json, to break."""
+    model = tmp_path / "m"
+    shutil.copytree(checkpoints[2], model)
+    (model / "tokenizer.json").write_text("{}")
+    return model
+
+
 @pytest.mark.parametrize("case", CONFIG_CASES)
 def test_a_config_json_that_is_not_a_small_regular_json_file_is_refused(tmp_path, bf16, case):  # noqa: F811
     from subtool.runner.llm.checkpoint import check_checkpoint, fp8_checkpoint, load_streaming
 
-    model = tmp_path / "m"
-    shutil.copytree(bf16[2], model)
-    (model / "tokenizer.json").write_text("{}")
+    model = _model_copy(tmp_path, bf16)
     config = model / "config.json"
     _config_cases(config, config.read_text())[case]()
     _refused(lambda: check_checkpoint(LLM_SPECS["llama3.1-8b"], model), "model.config", config, "config.json")
@@ -66,9 +72,7 @@ def test_a_config_json_that_is_not_a_small_regular_json_file_is_refused(tmp_path
 def test_an_index_that_is_not_a_small_regular_json_file_is_refused(tmp_path, bf16, case):  # noqa: F811
     from subtool.runner.llm.checkpoint import SafetensorsFiles, check_checkpoint
 
-    model = tmp_path / "m"
-    shutil.copytree(bf16[2], model)
-    (model / "tokenizer.json").write_text("{}")
+    model = _model_copy(tmp_path, bf16)
     index = model / "model.safetensors.index.json"
     _config_cases(index, index.read_text())[case]()
     _refused(lambda: SafetensorsFiles(model), "model.weights", index, index.name)
@@ -81,9 +85,7 @@ def test_an_index_that_is_not_a_small_regular_json_file_is_refused(tmp_path, bf1
 def test_a_tokenizer_or_weight_file_that_is_not_a_regular_file_is_refused_before_loading(tmp_path, bf16, name):  # noqa: F811
     from subtool.runner.llm.checkpoint import check_checkpoint
 
-    model = tmp_path / "m"
-    shutil.copytree(bf16[2], model)
-    (model / "tokenizer.json").write_text("{}")
+    model = _model_copy(tmp_path, bf16)
     (model / name).unlink(missing_ok=True)
     os.mkfifo(model / name)
     rule = "model.weights" if name.startswith("model.") else "model.tokenizer"

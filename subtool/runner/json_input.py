@@ -1,0 +1,35 @@
+"""A JSON file a benchmark reads (a checkpoint's config.json, its index, a tokenizer.json, a data set): bounded,
+regular, strict, and refused as one line naming the file. Both model families' loaders read theirs through it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.mlperf.logs import describe_os_error, parse_json, read_file
+
+__all__ = ["JSON_LIMIT", "read_json"]
+
+JSON_LIMIT = 16 << 20  # config.json, an index, tokenizer.json: a few kB to a few MB
+
+
+def read_json(path: Path, rule: str, *, limit: int = JSON_LIMIT):
+    """The value of a JSON file, read with a size bound and only if it is a regular file (a link to one, as in the
+    Hugging Face cache, is fine). Not a regular file (a FIFO, /dev/zero), too large, empty, not UTF-8, not strict
+    JSON (NaN, Infinity) or nested too deep: one SubtoolError naming the file under `rule`. A missing file raises
+    FileNotFoundError: each caller says what it is."""
+    path = Path(path)
+    try:
+        data = read_file(path, limit + 1, follow_links=True)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise SubtoolError(f"{path.name} {describe_os_error(exc)}", path=path, rule=rule) from None
+    if len(data) > limit:
+        raise SubtoolError(f"{path.name} is larger than {limit >> 20} MiB", path=path, rule=rule)
+    if not data.strip():
+        raise SubtoolError(f"{path.name} is empty", path=path, rule=rule)
+    value, problem = parse_json(data)
+    if problem is not None:
+        raise SubtoolError(f"{path.name} {problem}", path=path, rule=rule)
+    return value
