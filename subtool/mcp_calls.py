@@ -44,23 +44,24 @@ class Outcome:
 
     def to_dict(self, secrets: list[str]) -> dict:
         """What the agent gets: exit code and its meaning, the --json document (or bounded stdout), files, stderr."""
-        document, stdout, note = self._document(self.stdout)
-        if stdout:  # blanked before it is cut, so that no part of a secret is left at the cut
-            stdout = self._document(redact(self.stdout, secrets))[1]
+        # the document is decoded from what the command wrote and blanked once decoded (an escaped secret is whole
+        # again then); stdout is blanked before it is cut, so that no part of a secret is left at the cut
+        document, stdout, note = self._document(self.stdout, redact(self.stdout, secrets))
         return {
             "command": redact(" ".join(["subtool", *self.argv]), secrets),
             "exit_code": self.exit_code,
             "meaning": EXIT_MEANING.get(self.exit_code, "interrupted or failed"),
-            "json": redact_value(document, secrets),  # blanked once decoded: an escaped secret is whole again
+            "json": redact_value(document, secrets),
             "stdout": stdout,
             "note": note,
             "stderr": redact(self.stderr, secrets)[-STDERR_SHOWN:],
             "files": redact_value(self.files, secrets),
         }
 
-    def _document(self, stdout: str) -> tuple[object, str, str | None]:
-        """(the --json document or None, the stdout returned beside it, a note on what was left out)."""
-        head = stdout[:STDOUT_SHOWN] + ("\n… (cut)" if len(stdout) > STDOUT_SHOWN or self.stdout_cut else "")
+    def _document(self, stdout: str, shown: str) -> tuple[object, str, str | None]:
+        """(the --json document in `stdout` or None, the head of `shown` (stdout, its secrets blanked) returned
+        beside it, a note on what was left out)."""
+        head = shown[:STDOUT_SHOWN] + ("\n… (cut)" if len(shown) > STDOUT_SHOWN or self.stdout_cut else "")
         if self.stdout_cut:
             return None, head, f"stdout is over the {STDOUT_KEEP} bytes kept"
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,6 @@ def check_staging(root: Path, staging: Path) -> None:
     """Refuse a staging folder another user could have prepared: subtool makes no link there, so a symbolic
     link at or below `<root>/assets/.staging` (which writes would follow to someone's files), or a folder there
     that is not the user's, is a finding (one line, naming it) before anything is written or locked."""
-    import stat
-
     top = root / "assets" / ".staging"
     rel = staging.relative_to(top).parts
     for here in [top, *(top.joinpath(*rel[: i + 1]) for i in range(len(rel)))]:
@@ -47,13 +46,12 @@ def check_staging(root: Path, staging: Path) -> None:
     for folder, dirs, files in os.walk(staging):  # what an earlier fetch left: parts, verified files
         for name in dirs + files:
             path = Path(folder) / name
-            if stat.S_ISLNK(os.lstat(path).st_mode):
-                _refuse_planted(path, os.lstat(path))
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                _refuse_planted(path, st)
 
 
 def _refuse_planted(path: Path, st: os.stat_result) -> None:
-    import stat
-
     if stat.S_ISLNK(st.st_mode):
         raise SubtoolError(
             f"is a symbolic link (to {os.readlink(path)}) in fetch's staging folder, where subtool makes none",
