@@ -68,6 +68,14 @@ def make_dirs(path: str | Path) -> list[Path]:
             try:
                 d.mkdir()
             except FileExistsError:
+                if d.is_symlink() and not d.exists():
+                    remove_dirs(created)
+                    raise SubtoolError(
+                        f"is a symbolic link to {os.readlink(d)!r}, which does not exist",
+                        path=d,
+                        rule="io.dangling_link",
+                        hint="create the folder it points to, or name another one",
+                    ) from None
                 if not d.is_dir():
                     raise
                 continue
@@ -262,40 +270,24 @@ def _lock_holder(fd: int) -> str:
 
 
 @contextlib.contextmanager
-def exclusive(directory: str | Path, *, wait: bool = False, on_wait=None) -> Iterator[Path]:
+def exclusive(directory: str | Path, *, wait: bool = False, on_wait=None, tidy: bool = False) -> Iterator[Path]:
     """Hold `directory/.subtool.lock` (flock) for the block; the file records the holder's pid.
 
     A second process stops at once with one line naming the holder's pid (rule out.locked), or with
     `wait=True` waits until the holder is done (`on_wait(pid)` is called once first). The kernel drops the lock
-    when the holder dies, even by SIGKILL, so a crashed run never leaves a stale lock.
+    when the holder dies, even by SIGKILL, so a crashed run never leaves a stale lock. `tidy`: when the block
+    leaves nothing in the directory but the lock file, the lock file goes, and so do the directory and the
+    folders made for it (a failed fetch leaves no empty `assets/.staging/...` behind).
     """
-    import fcntl
-
     directory = Path(directory)
     created = make_dirs(directory)
     path = directory / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
-    except OSError as exc:
+        fd = _take_lock(path, directory, wait, on_wait)
+    except BaseException:
         remove_dirs(created)
-        raise os_error(exc, action="cannot create the lock file", path=path) from None
-    held = False
+        raise
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            if not wait:
-                raise SubtoolError(
-                    f"another subtool (pid {holder}) is writing to this output directory",
-                    path=directory,
-                    rule="out.locked",
-                    hint="let it finish, pass --wait to queue behind it, or choose another --out",
-                ) from None
-            if on_wait is not None:
-                on_wait(holder)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        held = True
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -303,10 +295,66 @@ def exclusive(directory: str | Path, *, wait: bool = False, on_wait=None) -> Ite
             raise os_error(exc, path=path) from None
         yield path
     finally:
-        if held:  # only the holder clears its pid; a refused caller never does
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        if tidy and _only_the_lock(directory):
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
+                os.unlink(path)  # while still held: a process that opened it retries on the new file (_take_lock)
+                remove_dirs(created or [directory])
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _take_lock(path: Path, directory: Path, wait: bool, on_wait) -> int:
+    """An open descriptor of `path`, flocked. A lock file unlinked by its last holder (`tidy`) while this process
+    waited on it is no lock at all: the descriptor is dropped and the new file taken instead."""
+    import fcntl
+
+    again = False
+    while True:
+        if again:
+            make_dirs(directory)  # the last holder may have removed the folder with the lock
+        again = True
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        except OSError as exc:
+            raise os_error(exc, action="cannot create the lock file", path=path) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                if not wait:
+                    raise SubtoolError(
+                        f"another subtool (pid {holder}) is writing to this output directory",
+                        path=directory,
+                        rule="out.locked",
+                        hint="let it finish, pass --wait to queue behind it, or choose another --out",
+                    ) from None
+                if on_wait is not None:
+                    on_wait(holder)
+                    on_wait = None
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            if _same_file(fd, path):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _only_the_lock(directory: Path) -> bool:
+    try:
+        return [e.name for e in os.scandir(directory)] == [LOCK_NAME]
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

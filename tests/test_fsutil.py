@@ -142,3 +142,27 @@ def test_exclusive_refuses_a_second_holder_with_its_pid(tmp_path):
         holder.wait()
     with exclusive(tmp_path) as lock:  # the kernel dropped the killed holder's lock
         assert lock.read_text().strip() == str(os.getpid())
+
+
+def test_exclusive_tidy_removes_its_lock_and_a_waiter_takes_the_new_file(tmp_path):
+    import threading
+
+    from subtool.fsutil import exclusive
+
+    where = tmp_path / "a" / "b"
+    waited, inside = threading.Event(), []
+
+    def second():
+        with exclusive(where, wait=True, on_wait=lambda pid: waited.set()) as lock:
+            inside.append(lock.exists() and lock.read_text().strip() == str(os.getpid()))
+
+    with exclusive(where, tidy=True):
+        t = threading.Thread(target=second)
+        t.start()
+        assert waited.wait(10)  # its descriptor is open on the file this holder is about to unlink
+    t.join(10)
+    assert inside == [True]  # it locked the file that exists, not the unlinked one
+    assert (where / ".subtool.lock").exists()  # the second holder was not tidy
+    with exclusive(where, tidy=True):
+        pass
+    assert not where.exists() and (tmp_path / "a").is_dir()  # the lock and its folder went; "a" was there before

@@ -163,7 +163,7 @@ def _one_writer(root: Path, asset: Asset) -> Iterator[None]:
     check_staging(root, staging)  # before the lock file is made in it
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(exclusive(staging.parent))
+            stack.enter_context(exclusive(staging.parent, tidy=True))
         except SubtoolError as err:
             if err.rule != "out.locked":
                 raise
@@ -173,7 +173,15 @@ def _one_writer(root: Path, asset: Asset) -> Iterator[None]:
                 rule="fetch.locked",
                 hint="let it finish, then run the same command again",
             ) from None
+        stack.callback(_prune_empty, staging)  # runs before the lock goes: a failed fetch leaves only its bytes
         yield
+
+
+def _prune_empty(staging: Path) -> None:
+    """Remove the staging folders that hold nothing (a part with bytes in it stays, for the next run to resume)."""
+    for sub in (*(staging / name for name in ("parts", "files", "tree")), staging):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
 
 
 def _already(asset: Asset, root: Path, say: Say, verify: bool = False) -> Outcome | None:

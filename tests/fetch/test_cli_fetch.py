@@ -163,3 +163,18 @@ def test_an_interactive_benchmark_fetches_its_plain_models_files():
         assert got == select(plain, assets=ASSETS) and {a.benchmark for a in got} == {plain}
     result = runner.invoke(app, ["fetch", "resnet50-interactive"])  # no plain files either: the same one line
     assert result.exit_code == 2 and "[fetch.unknown_model]" in result.output
+
+
+def test_a_failed_fetch_into_a_new_folder_leaves_nothing_behind(entries, file_server, tmp_path):
+    del file_server.files["/rajpurkar.example.org/squad/dev-v1.1.json"]
+    proc = subtool("fetch", "bert-99", "--dataset-only", "--to", str(tmp_path / "new"))
+    assert proc.returncode == 3, proc.stderr
+    assert not (tmp_path / "new").exists()  # no empty assets/.staging/bert-99 with a lock file in it
+
+
+def test_a_to_that_is_a_dangling_link_is_named_as_one(entries, tmp_path):
+    (tmp_path / "dang").symlink_to(tmp_path / "nonexist")
+    proc = subtool("fetch", "bert-99", "--dataset-only", "--to", str(tmp_path / "dang"))
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[0]
+    assert "[io.dangling_link]" in line and str(tmp_path / "nonexist") in line and "File exists" not in line

@@ -327,3 +327,14 @@ def test_a_twin_benchmark_with_the_same_source_is_linked_in_not_downloaded_again
     changed = replace(twin, benchmark="bert-99.99", files=(twin.files[0],))  # another source: downloaded
     fetch(changed)
     assert len(file_server.requests) == before + 1
+
+
+def test_a_part_with_bytes_keeps_its_staging_folder_and_an_empty_one_goes(file_server, own_cache):
+    file_server.drop["/squad/dev-v1.1.json"] = [50_000, 99]
+    with pytest.raises(SubtoolError):
+        fetch(squad(file_server))
+    holder = staging_dir(own_cache, "bert-99", "dataset").parent
+    assert (holder / "dataset" / "parts" / "dev-v1.1.json.part").stat().st_size > 0  # kept for the next run
+    file_server.drop.clear()
+    fetch(squad(file_server))
+    assert not holder.exists()  # installed: the staging folder and its lock are gone
