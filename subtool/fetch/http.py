@@ -35,6 +35,8 @@ class Settings:
     backoff: float = 1.0  # seconds, doubled each retry
     timeout: tuple[float, float] = TIMEOUT
     headers: dict[str, str] = field(default_factory=dict)  # e.g. the Hub's Authorization (never printed)
+    min_rate: float = 1024.0  # bytes/s: a body slower than this over `stall_window` seconds is stopped
+    stall_window: float = 300.0  # (the read timeout only bounds the gap between two bytes)
 
 
 def session(settings: Settings) -> requests.Session:
@@ -108,7 +110,32 @@ class _TooLong(Exception):
     """The server sends (or announces) more bytes than the file has."""
 
 
-def _stream(response: requests.Response, part: Path, start: int, on_bytes: Callable[[int], None], cap: int) -> None:
+class _TooSlow(Exception):
+    """The server sends too few bytes over the stall window (a drip that the per-read timeout never trips)."""
+
+
+@dataclass
+class _Pace:
+    """Bytes per window: a server that keeps the connection alive with a byte a minute is stopped after one window."""
+
+    min_rate: float
+    window: float
+    start: float = field(default_factory=time.monotonic)
+    got: int = 0
+
+    def add(self, n: int) -> None:
+        self.got += n
+        spent = time.monotonic() - self.start
+        if spent < self.window:
+            return
+        if self.got < self.min_rate * spent:
+            raise _TooSlow(self.got, spent)
+        self.start, self.got = time.monotonic(), 0
+
+
+def _stream(
+    response: requests.Response, part: Path, start: int, on_bytes: Callable[[int], None], cap: int, pace: _Pace
+) -> None:
     """The body into `part` from byte `start`, never past `cap` bytes in all: a server that announces or sends more
     is stopped at once, before it fills the disk."""
     announced = response.headers.get("Content-Length", "")
@@ -129,6 +156,7 @@ def _stream(response: requests.Response, part: Path, start: int, on_bytes: Calla
                 raise _TooLong(have)
             fh.write(block)
             on_bytes(len(block))
+            pace.add(len(block))
 
 
 _DROPPED = (
@@ -173,7 +201,7 @@ def fetch_to_part(
                 raise RemoteError(f"cannot download ({type(exc).__name__})", url=url, rule="fetch.network") from None
             try:
                 on_restart(start)
-                _stream(response, part, start, on_bytes, cap)
+                _stream(response, part, start, on_bytes, cap, _Pace(settings.min_rate, settings.stall_window))
             except _TooLong as exc:
                 remove(part)
                 raise RemoteError(
@@ -182,6 +210,14 @@ def fetch_to_part(
                     else f"the server sends over {cap:,} bytes, more than any such file",
                     url=url,
                     rule="fetch.size",
+                ) from None
+            except _TooSlow as exc:
+                got, spent = exc.args
+                raise RemoteError(
+                    f"the server sent {got:,} bytes in {spent:.0f} s, under {settings.min_rate:,.0f} bytes/s: stopped",
+                    url=url,
+                    rule="fetch.too_slow",
+                    hint="run the same command again: it resumes from the bytes already downloaded (or use --mirror)",
                 ) from None
             except _DROPPED as exc:
                 drops += 1

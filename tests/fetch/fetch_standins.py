@@ -5,11 +5,13 @@ The real download code runs against them; only the host differs."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -35,6 +37,7 @@ class FileServer:
     ignore_range: set[str] = field(default_factory=set)
     drop: dict[str, list[int]] = field(default_factory=dict)  # path -> [cut after N bytes, times left]
     fail: dict[str, int] = field(default_factory=dict)  # path -> 503s left
+    drip: dict[str, float] = field(default_factory=dict)  # path -> seconds between two bytes of the body
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
     port: int = 0
 
@@ -45,7 +48,9 @@ class FileServer:
         return [h for m, p, h in self.requests if m == "GET" and p == path]
 
 
-def _send_body(handler: BaseHTTPRequestHandler, data: bytes, headers: dict, ranged: bool, cut: int | None) -> None:
+def _send_body(
+    handler: BaseHTTPRequestHandler, data: bytes, headers: dict, ranged: bool, cut: int | None, drip: float = 0.0
+) -> None:
     start = 0
     match = re.fullmatch(r"bytes=(\d+)-", handler.headers.get("Range", "")) if ranged else None
     if match:
@@ -72,6 +77,14 @@ def _send_body(handler: BaseHTTPRequestHandler, data: bytes, headers: dict, rang
         handler.wfile.write(body[:cut])
         handler.wfile.flush()
         handler.connection.shutdown(socket.SHUT_RDWR)
+        handler.close_connection = True
+        return
+    if drip:  # alive, but a byte at a time: what a throttled or hostile server does
+        with contextlib.suppress(OSError):
+            for i in range(len(body)):
+                handler.wfile.write(body[i : i + 1])
+                handler.wfile.flush()
+                time.sleep(drip)
         handler.close_connection = True
         return
     handler.wfile.write(body)
@@ -102,7 +115,8 @@ def _plain_handler(server: FileServer):
             if server.drop.get(path, [0, 0])[1] > 0:
                 server.drop[path][1] -= 1
                 cut = server.drop[path][0]
-            _send_body(self, server.files[path], {}, path not in server.ignore_range, cut)
+            ranged = path not in server.ignore_range
+            _send_body(self, server.files[path], {}, ranged, cut, server.drip.get(path, 0.0))
 
         do_HEAD = do_GET
 

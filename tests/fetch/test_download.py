@@ -338,3 +338,14 @@ def test_a_part_with_bytes_keeps_its_staging_folder_and_an_empty_one_goes(file_s
     file_server.drop.clear()
     fetch(squad(file_server))
     assert not holder.exists()  # installed: the staging folder and its lock are gone
+
+
+def test_a_server_that_drips_bytes_is_stopped_after_one_window_and_the_bytes_are_kept(file_server, own_cache):
+    file_server.drip["/squad/dev-v1.1.json"] = 0.05  # never silent for the read timeout, never done either
+    slow = Settings(retries=1, backoff=0.0, timeout=(5, 5), min_rate=1000.0, stall_window=0.5)
+    with pytest.raises(SubtoolError) as err:
+        api.fetch("bert-99", kinds=("dataset",), assets=(squad(file_server),), settings=slow)
+    assert (err.value.rule, err.value.exit_code) == ("fetch.too_slow", 3)
+    assert "bytes/s" in err.value.message and "resumes" in err.value.hint
+    part = staging_dir(own_cache, "bert-99", "dataset") / "parts" / "dev-v1.1.json.part"
+    assert 0 < part.stat().st_size < 100  # what came is kept for the next run
