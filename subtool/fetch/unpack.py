@@ -2,7 +2,7 @@
 
 "gz" is one gzip-compressed file (its checksum is the compressed file's), installed decompressed. Refused, by the
 archive's name and rule `fetch.unsafe_archive`: absolute paths, `..`, links of any kind, devices
-and fifos, more than MAX_MEMBERS members, or more bytes than the cap (a zip's declared sizes are not trusted: each
+and fifos, two members whose names differ only in case (or not at all), more than MAX_MEMBERS members, or more bytes than the cap (a zip's declared sizes are not trusted: each
 member is copied with a byte limit). tar goes through tarfile's `data` filter as a second line.
 """
 
@@ -38,6 +38,14 @@ def _safe_name(archive: Path, name: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
+def _once(archive: Path, name: PurePosixPath, seen: dict[str, str]) -> None:
+    """A member named twice, or twice but for case, would overwrite the other (on a case-blind file system too)."""
+    key = str(name).casefold()
+    if key in seen:
+        raise UnsafeArchive(archive, f"member {str(name)!r} has the same name as {seen[key]!r} (case aside)")
+    seen[key] = str(name)
+
+
 def cap_for(archive: Path) -> int:
     return max(MIN_CAP, RATIO_CAP * archive.stat().st_size)
 
@@ -65,6 +73,7 @@ def unpack(archive: Path, kind: str, dest: Path, *, name: str | None = None, cap
 def _untar(archive: Path, dest: Path, cap: int) -> list[Path]:
     made: list[Path] = []
     total = 0
+    seen: dict[str, str] = {}
     with tarfile.open(archive, "r:*") as tar:
         for count, member in enumerate(tar, 1):
             if count > MAX_MEMBERS:
@@ -72,6 +81,7 @@ def _untar(archive: Path, dest: Path, cap: int) -> list[Path]:
             if member.isdir():
                 continue
             name = _safe_name(archive, member.name)
+            _once(archive, name, seen)
             if not member.isreg():
                 raise UnsafeArchive(archive, f"member {member.name!r} is a link or a device, not a file")
             total += member.size
@@ -85,6 +95,7 @@ def _untar(archive: Path, dest: Path, cap: int) -> list[Path]:
 def _unzip(archive: Path, dest: Path, cap: int) -> list[Path]:
     made: list[Path] = []
     total = 0
+    seen: dict[str, str] = {}
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
@@ -93,6 +104,7 @@ def _unzip(archive: Path, dest: Path, cap: int) -> list[Path]:
             if info.is_dir():
                 continue
             name = _safe_name(archive, info.filename)
+            _once(archive, name, seen)
             mode = info.external_attr >> 16
             if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # 0: no type recorded (a plain file)
                 raise UnsafeArchive(archive, f"member {info.filename!r} is a link or a device, not a file")

@@ -190,6 +190,34 @@ def test_an_archive_member_whose_name_is_not_utf8_is_refused(tmp_path):
     assert not any((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
 
 
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # zipfile warns as it writes the repeat
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+@pytest.mark.parametrize("second", ["data/Vocab.txt", "data/vocab.txt", "./data/vocab.txt"])
+def test_two_archive_members_with_one_name_but_for_case_are_refused(tmp_path, kind, second):
+    import io
+    import tarfile
+    import zipfile
+
+    from subtool.fetch.unpack import unpack
+
+    archive = tmp_path / f"h.{kind}"
+    members = [("data/vocab.txt", b"the real one"), (second, b"the one that would win")]
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as zf:
+            for name, data in members:
+                zf.writestr(name, data)
+    else:
+        with tarfile.open(archive, "w:gz") as tar:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(SubtoolError) as err:
+        unpack(archive, kind, tmp_path / "out")
+    assert err.value.rule == "fetch.unsafe_archive" and "same name as 'data/vocab.txt'" in err.value.message
+
+
 def test_a_from_file_of_the_wrong_size_is_refused_before_it_is_copied(tmp_path, hub_server):
     asset, src = _from_dir(tmp_path, hub_server)
     weights = src / "llama3.1-8b" / "model" / "model-00001-of-00001.safetensors"
