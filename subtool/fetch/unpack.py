@@ -1,9 +1,10 @@
 """Archives (AssetFile.unpack) extracted safely into a staging folder.
 
 "gz" is one gzip-compressed file (its checksum is the compressed file's), installed decompressed. Refused, by the
-archive's name and rule `fetch.unsafe_archive`: absolute paths, `..`, links of any kind, devices
-and fifos, two members whose names differ only in case (or not at all), more than MAX_MEMBERS members, or more bytes than the cap (a zip's declared sizes are not trusted: each
-member is copied with a byte limit). tar goes through tarfile's `data` filter as a second line.
+archive's name and rule `fetch.unsafe_archive`: absolute paths, `..`, links of any kind, devices and fifos, two
+members whose names differ only in case (or not at all), more than MAX_MEMBERS members, or more bytes than the
+cap (a zip's declared sizes are not trusted: each member is copied with a byte limit). tar goes through tarfile's
+`data` filter as a second line.
 """
 
 from __future__ import annotations
