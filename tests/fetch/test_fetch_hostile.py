@@ -190,7 +190,6 @@ def test_an_archive_member_whose_name_is_not_utf8_is_refused(tmp_path):
     assert not any((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
 
 
-
 @pytest.mark.filterwarnings("ignore:Duplicate name")  # zipfile warns as it writes the repeat
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
 @pytest.mark.parametrize("second", ["data/Vocab.txt", "data/vocab.txt", "./data/vocab.txt"])
