@@ -383,20 +383,41 @@ def _finite_int(text: str) -> int:
     return value
 
 
-def parse_json(data: bytes | str) -> tuple[Any, Problem | None]:
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(key)
+        out[key] = value
+    return out
+
+
+def parse_json(data: bytes | str, *, unique_keys: bool = False) -> tuple[Any, Problem | None]:
     """The checker's one JSON parser: (value, None), or (None, why) for any input; it never raises.
 
     Strict where Python's json is lenient: NaN, Infinity and numbers too large for a float (1e999, or an
     integer of 310 digits) are refused (JSON has no non-finite numbers); nesting too deep for the parser and
-    integers too long to convert are reasons, not exceptions.
+    integers too long to convert are reasons, not exceptions. `unique_keys`: an object that repeats a key is
+    refused too (for files a person writes, where the last value silently winning hides a mistake; the checker
+    reads submissions as the official checker does, last value winning).
     """
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError:
             return None, Problem("is not UTF-8 text")
+    hook = _unique_pairs if unique_keys else None
     try:
-        return json.loads(data, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_finite_int), None
+        value = json.loads(
+            data, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_finite_int, object_pairs_hook=hook
+        )
+        return value, None
+    except _RepeatedKey as exc:
+        return None, Problem(f"repeats the key {str(exc.args[0])[:60]!r} in one object (which value was meant?)")
     except _NonFiniteNumber as exc:
         return None, NonFinite(f"holds {str(exc)[:40]}, which is not a finite number (JSON has no NaN or Infinity)")
     except RecursionError:

@@ -184,7 +184,7 @@ def load_overrides(path: Path) -> dict[str, Any]:
         except RecursionError:
             raise SubtoolError("is nested too deeply to read", path=path, rule="system.bad_overrides") from None
     else:
-        data, problem = parse_json(raw)  # the checker's strict reader: NaN and Infinity are refused
+        data, problem = parse_json(raw, unique_keys=True)  # strict: NaN, Infinity and repeated keys refused
         if problem is not None:
             raise SubtoolError(
                 f"the file {problem}",

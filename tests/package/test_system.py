@@ -332,6 +332,24 @@ def test_toml_dates_and_deep_nesting_are_refused_naming_the_file(tmp_path, text,
     assert says in line and str(src) in line
 
 
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("twice.json", '{"cooling": "air", "number_of_nodes": 2, "cooling": "liquid"}'),
+        ("twice.json", '{"measurements": {"weight_data_types": "fp8", "weight_data_types": "int8"}}'),
+        ("twice.toml", 'cooling = "air"\ncooling = "liquid"\n'),
+    ],
+)
+def test_a_key_given_twice_in_an_overrides_file_is_refused_not_last_wins(tmp_path, name, text):
+    src = tmp_path / name
+    src.write_text(text)
+    out = tmp_path / "system.json"
+    result = runner.invoke(app, ["system", "--file", str(src), "--out", str(out)])
+    line = _one_error_line(result, "system.bad_overrides")
+    assert str(src) in line and ("repeats the key" in line or "Cannot overwrite a value" in line)
+    assert not out.exists()
+
 def test_a_typo_in_an_overrides_file_is_refused_like_one_in_set(tmp_path):
     src = tmp_path / "typo.json"
     src.write_text('{"cooilng": "air"}')
