@@ -332,7 +332,6 @@ def test_toml_dates_and_deep_nesting_are_refused_naming_the_file(tmp_path, text,
     assert says in line and str(src) in line
 
 
-
 @pytest.mark.parametrize(
     "name, text",
     [
@@ -349,6 +348,7 @@ def test_a_key_given_twice_in_an_overrides_file_is_refused_not_last_wins(tmp_pat
     line = _one_error_line(result, "system.bad_overrides")
     assert str(src) in line and ("repeats the key" in line or "Cannot overwrite a value" in line)
     assert not out.exists()
+
 
 def test_a_typo_in_an_overrides_file_is_refused_like_one_in_set(tmp_path):
     src = tmp_path / "typo.json"
