@@ -188,37 +188,10 @@ def fetch_to_part(
         while True:
             if size is not None and have == size and have > 0:
                 return
-            try:
-                response, start = _open(s, url, have, settings)
-            except _DROPPED as exc:  # urllib3 has retried the connection already: resuming would only wait longer
-                raise RemoteError(
-                    f"cannot connect ({type(exc).__name__}, after {settings.retries} retries)",
-                    url=url,
-                    rule="fetch.network",
-                    hint="check the network, the proxy settings or the mirror's address",
-                ) from None
-            except requests.exceptions.RequestException as exc:
-                raise RemoteError(f"cannot download ({type(exc).__name__})", url=url, rule="fetch.network") from None
+            response, start = _connect(s, url, have, settings)
             try:
                 on_restart(start)
                 _stream(response, part, start, on_bytes, cap, _Pace(settings.min_rate, settings.stall_window))
-            except _TooLong as exc:
-                remove(part)
-                raise RemoteError(
-                    f"the server sends {exc.args[0]:,} bytes or more, the source says {cap:,}"
-                    if size is not None
-                    else f"the server sends over {cap:,} bytes, more than any such file",
-                    url=url,
-                    rule="fetch.size",
-                ) from None
-            except _TooSlow as exc:
-                got, spent = exc.args
-                raise RemoteError(
-                    f"the server sent {got:,} bytes in {spent:.0f} s, under {settings.min_rate:,.0f} bytes/s: stopped",
-                    url=url,
-                    rule="fetch.too_slow",
-                    hint="run the same command again: it resumes from the bytes already downloaded (or use --mirror)",
-                ) from None
             except _DROPPED as exc:
                 drops += 1
                 have = part.stat().st_size if part.exists() else 0
@@ -231,8 +204,8 @@ def fetch_to_part(
                     ) from None
                 time.sleep(settings.backoff * (2 ** (drops - 1)))
                 continue
-            except requests.exceptions.RequestException as exc:
-                raise RemoteError(f"cannot download ({type(exc).__name__})", url=url, rule="fetch.network") from None
+            except (_TooLong, _TooSlow, requests.exceptions.RequestException) as exc:
+                raise _stream_error(exc, url, part, size, cap, settings) from None
             have = part.stat().st_size
             if size is None or have == size:
                 return
@@ -242,6 +215,44 @@ def fetch_to_part(
             drops += 1  # a body that ended early without an error: resume like a dropped connection
             if drops > settings.retries:
                 raise RemoteError(f"the body ended after {have} of {size} bytes", url=url, rule="fetch.network")
+
+
+def _connect(s: requests.Session, url: str, have: int, settings: Settings) -> tuple[requests.Response, int]:
+    """`_open`, with what fails before the body as one RemoteError (urllib3 has retried the connection already:
+    resuming would only wait longer)."""
+    try:
+        return _open(s, url, have, settings)
+    except _DROPPED as exc:
+        raise RemoteError(
+            f"cannot connect ({type(exc).__name__}, after {settings.retries} retries)",
+            url=url,
+            rule="fetch.network",
+            hint="check the network, the proxy settings or the mirror's address",
+        ) from None
+    except requests.exceptions.RequestException as exc:
+        raise RemoteError(f"cannot download ({type(exc).__name__})", url=url, rule="fetch.network") from None
+
+
+def _stream_error(exc: Exception, url: str, part: Path, size: int | None, cap: int, settings: Settings) -> RemoteError:
+    """The one line for a body that cannot be kept (too long: the part goes), is too slow (the part stays, for
+    the next run) or failed otherwise."""
+    if isinstance(exc, _TooLong):
+        remove(part)
+        says = (
+            f"the server sends {exc.args[0]:,} bytes or more, the source says {cap:,}"
+            if size is not None
+            else f"the server sends over {cap:,} bytes, more than any such file"
+        )
+        return RemoteError(says, url=url, rule="fetch.size")
+    if isinstance(exc, _TooSlow):
+        got, spent = exc.args
+        return RemoteError(
+            f"the server sent {got:,} bytes in {spent:.0f} s, under {settings.min_rate:,.0f} bytes/s: stopped",
+            url=url,
+            rule="fetch.too_slow",
+            hint="run the same command again: it resumes from the bytes already downloaded (or use --mirror)",
+        )
+    return RemoteError(f"cannot download ({type(exc).__name__})", url=url, rule="fetch.network")
 
 
 @dataclass(frozen=True)
