@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from subtool.errors import SubtoolError
@@ -24,6 +25,15 @@ SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]")  # the features are [CLS] question 
 # weights a checkpoint may hold that the question-answering model leaves out: the pooler and the pre-training
 # heads of a checkpoint converted from BertForPreTraining, and position-id buffers
 UNUSED_OK = re.compile(r"(bert\.)?pooler\.|cls\.|.*position_ids$")
+# the config fields that size the model, each with a tensor of the weights that has that size (name, axis)
+FIELD_TENSORS = (
+    ("vocab_size", "embeddings.word_embeddings.weight", 0),
+    ("hidden_size", "embeddings.word_embeddings.weight", 1),
+    ("max_position_embeddings", "embeddings.position_embeddings.weight", 0),
+    ("type_vocab_size", "embeddings.token_type_embeddings.weight", 0),
+    ("intermediate_size", "encoder.layer.0.intermediate.dense.weight", 0),
+)
+LAYER_KEY = re.compile(r"(?:bert\.)?encoder\.layer\.(\d+)\.")
 
 
 def checkpoint_format(model_path: Path) -> str:
@@ -154,8 +164,12 @@ def _load_hf(model_path: Path, dtype):
 
     st = model_path / "model.safetensors"
     weights = st if st.exists() else model_path / "pytorch_model.bin"
+    check_sizes(read_config(model_path / "config.json"), _file_shapes(weights), weights, "config.json")
     try:
-        model, info = BertForQuestionAnswering.from_pretrained(str(model_path), dtype=dtype, output_loading_info=True)
+        with _quiet_transformers():
+            model, info = BertForQuestionAnswering.from_pretrained(
+                str(model_path), dtype=dtype, output_loading_info=True
+            )
     except SafetensorError as exc:
         raise SubtoolError(
             f"not a readable safetensors file: {_first_line(exc)}", path=weights, rule="model.load"
@@ -184,6 +198,8 @@ def _load_reference(model_path: Path):
         state = state["model"]
     if not isinstance(state, dict):
         raise SubtoolError(f"holds a {type(state).__name__}, not a state dict", path=weights, rule="model.weights")
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    check_sizes(config, shapes, weights, REFERENCE_CONFIG)
     model = BertForQuestionAnswering(BertConfig(**known))
     try:
         result = model.load_state_dict(state, strict=False)
@@ -192,6 +208,79 @@ def _load_reference(model_path: Path):
             f"the weights do not fit {REFERENCE_CONFIG}: {_first_line(exc, 1)}", path=weights, rule="model.weights"
         ) from None
     return model, result.missing_keys, result.unexpected_keys, weights
+
+
+@contextmanager
+def _quiet_transformers():
+    """transformers' logging at error level and its progress bars off, restored after: its LOAD REPORT table of
+    unused or missing weights would print ahead of the one-line refusal that names them (check_unused)."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _file_shapes(weights: Path) -> dict[str, tuple] | None:
+    """Each tensor's shape in a Hugging Face weights file, read without its data: the safetensors header, or a
+    pytorch_model.bin loaded onto the meta device. None where it cannot be read (transformers' load says why), or
+    is not a regular file (a FIFO would hang the read)."""
+    import torch
+
+    if not weights.is_file():
+        return None
+    try:
+        if weights.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(weights), framework="pt", device="cpu") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        state = torch.load(weights, map_location="meta", weights_only=True)
+    except Exception:  # a damaged or foreign file: refused by the load itself, in its own words
+        return None
+    if not isinstance(state, dict):
+        return None
+    return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def check_sizes(config: dict, shapes: dict[str, tuple] | None, weights: Path, config_name: str) -> None:
+    """Refuse, before the model is built (which allocates what the config says), a config whose sizes the weights
+    do not have: num_hidden_layers more layers than the file holds tensors of, or a FIELD_TENSORS field whose
+    tensor has another size (or is missing). A field the config leaves out (transformers' small default) is not
+    compared."""
+    if shapes is None:
+        return
+    layers = len({m.group(1) for k in shapes if (m := LAYER_KEY.match(k))})
+    wanted = config.get("num_hidden_layers")
+    if isinstance(wanted, int) and wanted > layers:
+        raise SubtoolError(
+            f"{config_name} says num_hidden_layers {wanted}, but the weights hold {layers} layers",
+            path=weights,
+            rule="model.weights",
+        )
+    for field, name, axis in FIELD_TENSORS:
+        if field not in config:
+            continue
+        key = next((k for k in (f"bert.{name}", name) if k in shapes), None)
+        if key is None:
+            raise SubtoolError(
+                f"bert.{name} is missing from the weights (its shape is {config_name}'s {field})",
+                path=weights,
+                rule="model.weights",
+            )
+        shape = shapes[key]
+        if len(shape) <= axis or shape[axis] != config[field]:
+            raise SubtoolError(
+                f"{config_name} says {field} {_shown(config[field])}, but {key} has shape {list(shape)}",
+                path=weights,
+                rule="model.weights",
+            )
 
 
 def _first_line(exc: BaseException, line: int = 0) -> str:

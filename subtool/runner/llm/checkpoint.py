@@ -9,13 +9,17 @@ full-width copies are dropped before the next layer is read. Neither host nor de
 model in bf16: the host holds one tensor plus the pages of the file being read (a file is opened per layer and
 closed after it), the device the result plus one layer.
 
-Bad checkpoints are refused in one line naming the file and the rule (`model.config`: a config.json that is not a
-regular file of strict JSON under 16 MiB; `model.weights`: a missing tensor, a wrong shape or dtype, an index naming
-a missing file, a broken scale, a NaN or ±inf value; `model.load`: a file safetensors cannot read).
+Bad checkpoints are refused in one line naming the file and the rule (`model.config`: a config.json or
+generation_config.json that is not a regular file of strict JSON under 16 MiB, or a generation_config.json field
+that would change what the batched engine's beam search returns; `model.weights`: a missing tensor, a wrong shape
+or dtype, an index naming a missing file, a broken scale, a NaN or ±inf value or one past the run's dtype, .bin
+weights that are not regular files or larger than config.json's model; `model.load`: a file safetensors cannot
+read).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +36,8 @@ WEIGHT_FILES = (
 )
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
+BIN = "pytorch_model.bin"
+BIN_INDEX = "pytorch_model.bin.index.json"
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer.model",
@@ -43,6 +49,17 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
 )
 TOKENIZER_LIMIT = 256 << 20  # Llama 3's tokenizer.json is 9 MB
+GENERATION_CONFIG = "generation_config.json"
+# What of generation_config.json a run uses: only the batched engine's beam search (model.generate, GPT-J) reads it,
+# and it passes max_new_tokens, min_new_tokens, num_beams, early_stopping, do_sample, pad_token_id and
+# eos_token_id itself, so the file's values of those (and temperature, top_p, max_length) are never used. Of the
+# rest, these change what the harness gets back, and must be absent or the value given.
+GENERATION_FIXED = {
+    "max_time": (None, "generation would stop after that many seconds, cutting answers short"),
+    "stop_strings": (None, "generation would stop on text, and the harness gives model.generate no tokenizer"),
+    "num_return_sequences": (1, "each prompt would get several answers, passed on as other samples' answers"),
+    "return_dict_in_generate": (False, "model.generate would return an object, not the token ids the run reads"),
+}
 
 
 # ------------------------------------------------------------------------- checks before anything loads
@@ -80,6 +97,7 @@ def check_checkpoint(spec: LlmSpec, model_path: Path, *, need_weights: bool = Tr
             "no tokenizer (tokenizer.json, tokenizer.model or vocab.json)", path=model_path, rule="model.tokenizer"
         )
     _check_plain_files(model_path)
+    check_generation_config(model_path)
     if need_weights and not any((model_path / f).exists() for f in WEIGHT_FILES):
         raise SubtoolError(f"no weights ({', '.join(WEIGHT_FILES)})", path=model_path, rule="model.weights")
     return config
@@ -99,6 +117,59 @@ def _check_plain_files(model_path: Path) -> None:
                 raise SubtoolError(f"{name} is larger than {TOKENIZER_LIMIT >> 20} MiB", path=path, rule=rule)
             if name.endswith(".json") and rule == "model.weights":
                 read_json(path, rule)
+    bin_weight_files(model_path)
+
+
+def check_generation_config(model_path: Path) -> None:
+    """generation_config.json, where there is one: a regular file of strict JSON (no NaN or Infinity) under 16 MiB
+    holding an object, with GENERATION_FIXED's fields absent or at their value."""
+    path = Path(model_path) / GENERATION_CONFIG
+    if not os.path.lexists(path):
+        return
+    try:
+        value = read_json(path, "model.config")
+    except FileNotFoundError:  # a dangling link
+        raise SubtoolError(f"{GENERATION_CONFIG} is a dangling link", path=path, rule="model.config") from None
+    if not isinstance(value, dict):
+        raise SubtoolError(f"{GENERATION_CONFIG} is not a JSON object", path=path, rule="model.config")
+    for key, (fixed, why) in GENERATION_FIXED.items():
+        if value.get(key) not in (None, fixed):
+            raise SubtoolError(f"{key} is {json.dumps(value[key])[:40]}: {why}", path=path, rule="model.config")
+
+
+def read_weight_map(index: Path) -> dict[str, Path]:
+    """An index's weight_map (tensor name → its file in the index's directory), each file a regular one there."""
+    try:
+        data = read_json(index, "model.weights")
+    except FileNotFoundError:  # a dangling link
+        raise SubtoolError("the index is missing", path=index, rule="model.weights") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise SubtoolError("the index has no weight_map of file names", path=index, rule="model.weights")
+    for file in sorted(set(weight_map.values())):
+        if Path(file).name != file or not (index.parent / file).is_file():
+            raise SubtoolError(
+                f"the index names {file!r}, which is not a regular file in the checkpoint directory",
+                path=index,
+                rule="model.weights",
+            )
+    return {name: index.parent / file for name, file in weight_map.items()}
+
+
+def bin_weight_files(model_path: Path) -> list[Path]:
+    """The torch.save (pickle) files transformers would load: pytorch_model.bin, else the shards its index names;
+    none where safetensors weights are (transformers prefers them). Each is a regular file (a link to one is fine):
+    a FIFO or a link to /dev/zero would hang torch.load or fill memory."""
+    root = Path(model_path)
+    if can_stream(root):
+        return []
+    if os.path.lexists(root / BIN):
+        if not (root / BIN).is_file():
+            raise SubtoolError(f"{BIN} is not a regular file", path=root / BIN, rule="model.weights")
+        return [root / BIN]
+    if os.path.lexists(root / BIN_INDEX):
+        return sorted(set(read_weight_map(root / BIN_INDEX).values()))
+    return []
 
 
 def checkpoint_bytes(model_path: Path) -> int:
@@ -161,25 +232,7 @@ class SafetensorsFiles:
         self.weight_map = self._index(index) if os.path.lexists(index) else self._single(self.root / SINGLE)
 
     def _index(self, index: Path) -> dict[str, Path]:
-        try:
-            data = read_json(index, "model.weights")
-        except FileNotFoundError:  # a dangling link
-            raise SubtoolError("the index is missing", path=index, rule="model.weights") from None
-        weight_map = data.get("weight_map") if isinstance(data, dict) else None
-        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-            raise SubtoolError("the index has no weight_map of file names", path=index, rule="model.weights")
-        out = {}
-        for file in set(weight_map.values()):
-            target = self.root / file
-            if Path(file).name != file or not target.is_file():
-                raise SubtoolError(
-                    f"the index names {file!r}, which is not a file in the checkpoint directory",
-                    path=index,
-                    rule="model.weights",
-                )
-        for name, file in weight_map.items():
-            out[name] = self.root / file
-        return out
+        return read_weight_map(index)
 
     def _single(self, file: Path) -> dict[str, Path]:
         if not file.is_file():
@@ -245,8 +298,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def check_finite(tensors: dict, where) -> None:
-    """Refuse a weight or bias just read that holds a NaN or ±inf, naming it and its file (`where(name)`); scales
-    are to_part's to check.
+    """Refuse a weight or bias that holds a NaN or ±inf, naming it and its file (`where(name)`); scales are
+    to_part's to check. The loaders call it on the tensors as the engine will run them, after the cast to the run's
+    dtype (LayerReader.cast): an fp32 1e6 is finite, and ±inf in fp16; checked in the file's dtype it would pass.
 
     Cheap enough for every load: one reduction per tensor on the device it was just copied to and one
     synchronisation per call (per layer). Float tensors: aminmax, which NaN and ±inf survive, with no temporary the
@@ -273,7 +327,10 @@ def check_finite(tensors: dict, where) -> None:
     ok = torch.stack(flags).cpu() if one_device else torch.stack([f.cpu() for f in flags])
     if not bool(ok.all()):
         name = names[int((~ok).nonzero()[0, 0])]
-        raise SubtoolError(f"{name}: non-finite values (NaN or ±inf)", path=where(name), rule="model.weights")
+        dtype = str(tensors[name].dtype).removeprefix("torch.")
+        raise SubtoolError(
+            f"{name}: non-finite values (NaN or ±inf) in {dtype}", path=where(name), rule="model.weights"
+        )
 
 
 def check_model_finite(model, model_path: Path) -> None:
@@ -345,10 +402,11 @@ class LayerReader:
         return shapes | {prefix + "input_layernorm.weight": (h,), prefix + "post_attention_layernorm.weight": (h,)}
 
     def layer(self, i: int) -> dict:
-        from subtool.runner.llm.checkpoint_fp8 import fuse, to_part
+        from subtool.runner.llm.checkpoint_fp8 import Part, fuse, to_part
 
         prefix = f"model.layers.{i}."
         got = self.files.read(self.names(i), self.device, self.expected(i))
+        self.cast(got, projections=not self.fp8)  # fp8 quantizes the projections per channel from the file's dtype
         check_finite(got, self._where)
         out = {
             "in_norm": self._tensor(got, prefix + "input_layernorm.weight", (self.config.hidden_size,)),
@@ -360,7 +418,11 @@ class LayerReader:
                 name = f"{prefix}{module}.weight"
                 weight = self._tensor(got, name, self.shapes[module], cast=False)
                 scale = got.pop(f"{prefix}{module}.{self.fmt.scale_suffix}", None) if self.fmt.scale_suffix else None
-                parts.append(to_part(weight, scale, self.fmt, name, self._where(name)))
+                part = to_part(weight, scale, self.fmt, name, self._where(name))
+                if not self.fp8 and weight.element_size() == 1:  # e4m3 × its scale, checked in the run's dtype
+                    part = Part(dense=part.dequantized(self.dtype))
+                    check_finite({name: part.dense}, self._where)
+                parts.append(part)
                 if self.bias[module.split(".")[0]]:
                     biases.append(self._tensor(got, f"{prefix}{module}.bias", (self.shapes[module][0],)))
             bias = None if not biases else (biases[0] if len(biases) == 1 else self._cat(biases))
@@ -368,6 +430,17 @@ class LayerReader:
             del parts
             self._check_scale(out[engine_name], f"{prefix}{modules[0]}")
         return out
+
+    def cast(self, got: dict, projections: bool) -> None:
+        """The float weights and biases of `got` (read in the file's dtype) in the run's dtype, in place; e4m3 (and
+        other one-byte or integer tensors, which to_part refuses) as they are, the projections' only if
+        `projections`. The cast the engine needs anyway, done before check_finite rather than after it: the check
+        sees the values the engine runs with, for no extra pass."""
+        for name, tensor in got.items():
+            if not name.endswith((".weight", ".bias")) or not tensor.is_floating_point() or tensor.element_size() < 2:
+                continue
+            if projections or not name.endswith("_proj.weight"):
+                got[name] = tensor.to(self.dtype)
 
     @staticmethod
     def _cat(tensors):
@@ -420,6 +493,7 @@ def _fill_outer(model, files: SafetensorsFiles, config, fmt, device, dtype) -> N
         wanted["lm_head"] = (vocab, h)
     names = [f"{m}.weight" for m in wanted] + ([f"{m}.{fmt.scale_suffix}" for m in wanted] if fmt.scale_suffix else [])
     got = files.read(names, device, {f"{m}.weight": shape for m, shape in wanted.items()})
+    reader.cast(got, projections=True)
     check_finite(got, reader._where)
     with torch.no_grad():
         for module, shape in wanted.items():
@@ -427,7 +501,10 @@ def _fill_outer(model, files: SafetensorsFiles, config, fmt, device, dtype) -> N
             tensor = reader._tensor(got, name, shape, cast=False)
             scale = got.pop(f"{module}.{fmt.scale_suffix}", None) if fmt.scale_suffix else None
             if len(shape) == 2:
+                quantized = tensor.element_size() == 1
                 tensor = to_part(tensor, scale, fmt, name, reader._where(name)).dequantized(dtype)
+                if quantized:  # e4m3 × its scale, checked in the run's dtype
+                    check_finite({name: tensor}, reader._where)
             model.get_submodule(module).weight.copy_(tensor)
 
 

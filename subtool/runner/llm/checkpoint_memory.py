@@ -10,6 +10,7 @@ weights are on the device, the slots are sized from the memory then free.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.runner.llm.engine_pages import PAGE_TOKENS
@@ -19,6 +20,7 @@ MIN_SLOTS = 32  # fewer sequences at once than this is not a run worth starting 
 MARGIN = 0.05  # of the free memory, left to the allocator, CUDA graphs, logits
 FIXED_RESERVE = GIB // 2
 MAX_PAGED_SLOTS = 1024  # sequences at once over a paged cache: past this, a decode step's rows gain little
+PICKLE_SLACK = 4 << 20  # a torch.save file's own records (zip entries, the pickled structure) past its tensors
 
 
 @dataclass(frozen=True)
@@ -274,4 +276,70 @@ def check_fits(model_path, config: dict, precision: str, device: str) -> None:
             hint="use a GPU backend with more or larger GPUs (--backend torch-cuda spreads the "
             "model over every visible GPU), a lower --precision, or --backend openai with a "
             "serving engine",
+        )
+
+
+# ------------------------------------------------------------------ pytorch_model.bin: bounded by the config
+def _positive(config: dict, key: str, config_path, default: int | None = None) -> int:
+    """config.json's `key` (or `default` where it is absent or null), refused unless a positive integer."""
+    value = config.get(key)
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SubtoolError(
+            f"{key} {value!r} is not a positive integer (it bounds the size of the .bin weights)",
+            path=config_path,
+            rule="model.config",
+        )
+    return value
+
+
+def bin_bytes_bound(config: dict, config_path) -> int:
+    """The most bytes a torch.save checkpoint of config.json's model takes: every parameter in float32 (the LM head
+    counted even when tied, every bias counted) and 1% more, the buffers older checkpoints store (GPT-J's causal
+    masks, n_positions² bools per layer; Llama's rotary inv_freq) and PICKLE_SLACK. A bf16 Llama-2-70B's .bin
+    shards are 138 GB of the 279 GB bound, GPT-J-6B's fp32 ones 24.2 GB of 24.6 GB."""
+
+    def get(key: str, default: int | None = None) -> int:
+        return _positive(config, key, config_path, default)
+
+    if config.get("model_type") == "gptj":
+        h, layers, vocab = get("n_embd"), get("n_layer"), get("vocab_size")
+        inner, positions = get("n_inner", 4 * h), get("n_positions", 2048)
+        per_layer = 4 * h * h + 2 * h * inner + inner + 3 * h
+        params, buffers = layers * per_layer + 2 * vocab * h + vocab + 2 * h, layers * (positions * positions + 4)
+    else:
+        heads = get("num_attention_heads")
+        shape = Shape(
+            hidden=get("hidden_size"),
+            intermediate=get("intermediate_size"),
+            layers=get("num_hidden_layers"),
+            heads=heads,
+            kv_heads=get("num_key_value_heads", heads),
+            head_dim=get("head_dim", get("hidden_size") // heads),
+            vocab=get("vocab_size"),
+            tied=False,
+        )
+        q, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
+        biases = shape.layers * (q + 2 * kv + 2 * shape.intermediate + 2 * shape.hidden)
+        params, buffers = weight_bytes(shape, False, 1) + biases, shape.layers * shape.head_dim * 2
+    return int(4 * params * 1.01) + buffers + PICKLE_SLACK
+
+
+def check_bin_size(model_path, config: dict) -> None:
+    """Refuse, before torch.load reads them, .bin weights (pytorch_model.bin or its shards) that are not regular
+    files or whose bytes are out of proportion to the model config.json describes (bin_bytes_bound)."""
+    from subtool.runner.llm.checkpoint import bin_weight_files
+
+    files = bin_weight_files(model_path)
+    if not files:
+        return
+    total = sum(f.stat().st_size for f in files)
+    bound = bin_bytes_bound(config, Path(model_path) / "config.json")
+    if total > bound:
+        what = files[0].name if len(files) == 1 else f"the {len(files)} .bin shards"
+        raise SubtoolError(
+            f"{what}: {total / 2**20:,.1f} MiB, more than the {bound / 2**20:,.1f} MiB that config.json's model "
+            "takes in float32",
+            path=files[0] if len(files) == 1 else model_path,
+            rule="model.weights",
         )

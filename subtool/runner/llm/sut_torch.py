@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from subtool.errors import SubtoolError
-from subtool.runner.llm.checkpoint_memory import available_memory, check_fits
+from subtool.runner.llm.checkpoint_memory import available_memory, check_bin_size, check_fits
 
 # fp8: the model loads in bf16 and the continuous engine keeps e4m3 copies of the decoder layers' projections
 _TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16"}
@@ -175,6 +175,7 @@ class LlmGenerator:
         elif self.engine_name == "continuous" and streams:
             self.model = self._stream(model_path, config, precision, dtype, options, auto_slots)
         else:
+            check_bin_size(model_path, config)  # .bin weights: regular files, bounded by config.json
             check_fits(model_path, config, precision, device)
             self.model = self._load_model(model_path, torch, dtype, device)
         self.cache_kw = _cache_keyword(self.model)

@@ -156,6 +156,82 @@ def test_reference_state_dict_with_foreign_tensors_is_refused_but_a_pooler_is_no
     _refused(lambda: load_bert_qa(ref), "model.weights", ref / "model.pytorch", "layer.7.output.dense.weight")
 
 
+def test_unused_weights_are_refused_in_one_line_without_transformers_load_report(ckpt, capfd):
+    """transformers' LOAD REPORT table of the weights it leaves out does not print ahead of the refusal naming them,
+    and its logging level is as it was after."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    _set_config(ckpt, num_hidden_layers=1)
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()  # a fresh process's level (an LLM load earlier in this session lowers it)
+    # transformers' own handler writes to the stderr of whichever capture was current when it was made: this one
+    # writes to this test's
+    handler = logging.StreamHandler(sys.stderr)
+    hf_logging.add_handler(handler)
+    try:
+        capfd.readouterr()
+        _refused(lambda: load_bert_qa(ckpt), "model.weights", ckpt / "model.safetensors", "16 weights in the file")
+        captured = capfd.readouterr()
+        assert hf_logging.get_verbosity() == hf_logging.WARNING
+    finally:
+        hf_logging.remove_handler(handler)
+        hf_logging.set_verbosity(before)
+    assert "LOAD REPORT" not in captured.out + captured.err and "UNEXPECTED" not in captured.out + captured.err
+    assert captured.out + captured.err == "", captured
+
+
+def _reference(path, tiny_checkpoint, **config):
+    """The tiny checkpoint as the MLPerf reference files (bert_config.json with `config`, model.pytorch, vocab.txt)."""
+    import torch
+    from safetensors.torch import load_file
+
+    path.mkdir()
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    cfg = {k: v for k, v in cfg.items() if k != "architectures"} | config
+    (path / "bert_config.json").write_text(json.dumps(cfg))
+    shutil.copy(tiny_checkpoint / "vocab.txt", path / "vocab.txt")
+    torch.save(load_file(str(tiny_checkpoint / "model.safetensors")), path / "model.pytorch")
+    return path
+
+
+SIZE_CASES = {  # a config field far beyond the weights → the words of the refusal
+    "intermediate_size": (10**7, "intermediate_size 10000000, but bert.encoder.layer.0.intermediate.dense.weight"),
+    "hidden_size": (2 * 10**6, "hidden_size 2000000, but bert.embeddings.word_embeddings.weight has shape"),
+    "num_hidden_layers": (10**6, "num_hidden_layers 1000000, but the weights hold 2 layers"),
+    "vocab_size": (10**9, "vocab_size 1000000000, but bert.embeddings.word_embeddings.weight has shape"),
+    "max_position_embeddings": (10**8, "max_position_embeddings 100000000, but bert.embeddings.position_embeddings"),
+}
+
+
+@pytest.mark.parametrize("fmt", ["reference", "hf"])
+@pytest.mark.parametrize("field", list(SIZE_CASES))
+def test_a_config_sized_beyond_its_weights_is_refused_before_the_model_is_built(
+    tmp_path, tiny_checkpoint, monkeypatch, fmt, field
+):
+    """Building the model allocates what the config says (10**7 × 64 floats per layer for intermediate_size 10**7)
+    before the weights are compared: the sizes are compared with the file's tensor shapes first."""
+    import transformers
+
+    value, words = SIZE_CASES[field]
+    if fmt == "reference":
+        model = _reference(tmp_path / "ref", tiny_checkpoint, **{field: value})
+        weights = model / "model.pytorch"
+    else:
+        model = tmp_path / "hf"
+        shutil.copytree(tiny_checkpoint, model)
+        _set_config(model, **{field: value})
+        weights = model / "model.safetensors"
+
+    def build(*args, **kwargs):
+        pytest.fail("the model was built from the config before its sizes were compared with the weights")
+
+    monkeypatch.setattr(transformers.BertForQuestionAnswering, "__init__", build)
+    monkeypatch.setattr(transformers.BertForQuestionAnswering, "from_pretrained", build)
+    _refused(lambda: load_bert_qa(model), "model.weights", weights, words)
+
+
 def _damaged(blob: bytes) -> dict[str, bytes]:
     n = struct.unpack("<Q", blob[:8])[0]
     return {
@@ -308,7 +384,7 @@ def _cli_run(tmp_path, model, dataset):
     assert "Traceback" not in res.stderr and "run.crashed" not in res.stderr + res.stdout, res.stderr[-3000:]
     assert len(errors) == 1, res.stderr[-3000:]
     assert not (tmp_path / "out" / "bert-99" / "Offline").exists()
-    return errors[0]
+    return errors[0], res.stdout + res.stderr
 
 
 def test_cli_refuses_nan_weights_before_loadgen_with_one_line(tmp_path, ckpt, small_squad):
@@ -316,7 +392,7 @@ def test_cli_refuses_nan_weights_before_loadgen_with_one_line(tmp_path, ckpt, sm
         state["bert.embeddings.word_embeddings.weight"][5] = float("nan")
 
     _rewrite_weights(ckpt, poison)
-    line = _cli_run(tmp_path, ckpt, small_squad)
+    line, _ = _cli_run(tmp_path, ckpt, small_squad)
     assert "model.safetensors" in line and "bert.embeddings.word_embeddings.weight" in line, line
     assert line.endswith("[model.weights]"), line
 
@@ -326,5 +402,12 @@ def test_cli_refuses_an_answer_that_is_not_a_string_before_loadgen(tmp_path, tin
     doc["data"][0]["paragraphs"][0]["qas"][0]["answers"] = [{"text": 5, "answer_start": 0}]
     path = tmp_path / "bad-answer.json"
     path.write_text(json.dumps(doc))
-    line = _cli_run(tmp_path, tiny_checkpoint, path)
+    line, _ = _cli_run(tmp_path, tiny_checkpoint, path)
     assert "bad-answer.json" in line and "'text' is not a string" in line and line.endswith("[dataset.squad_v1.1]")
+
+
+def test_cli_refuses_unused_weights_with_its_one_line_and_no_load_report(tmp_path, ckpt, small_squad):
+    _set_config(ckpt, num_hidden_layers=1)
+    line, output = _cli_run(tmp_path, ckpt, small_squad)
+    assert "16 weights in the file are not used" in line and line.endswith("[model.weights]"), line
+    assert "LOAD REPORT" not in output and "UNEXPECTED" not in output, output[-3000:]
