@@ -45,7 +45,6 @@ TOKENIZER_FILES = (
     "merges.txt",
     "tokenizer_config.json",
     "special_tokens_map.json",
-    "generation_config.json",  # transformers reads it beside the tokenizer's: the same bound
     "chat_template.jinja",
 )
 TOKENIZER_LIMIT = 256 << 20  # Llama 3's tokenizer.json is 9 MB

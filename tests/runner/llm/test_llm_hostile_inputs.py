@@ -88,7 +88,7 @@ def test_a_tokenizer_or_weight_file_that_is_not_a_regular_file_is_refused_before
     model = _model_copy(tmp_path, bf16)
     (model / name).unlink(missing_ok=True)
     os.mkfifo(model / name)
-    rule = "model.weights" if name.startswith("model.") else "model.tokenizer"
+    rule = {"model.safetensors": "model.weights", "generation_config.json": "model.config"}.get(name, "model.tokenizer")
     _refused(lambda: check_checkpoint(LLM_SPECS["llama3.1-8b"], model), rule, model / name, "not a regular file")
 
 
