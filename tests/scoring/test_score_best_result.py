@@ -99,3 +99,22 @@ def test_lower_is_better_picks_the_lowest(tmp_path):
     row = _row(board, "BERT SingleStream", "Alpha")
     assert (row["value"], row["rank"], row["points"]) == (2.5, 1, 100.0)
     assert _row(board, "BERT SingleStream", "Beta")["points"] == 50.0  # 2.5 / 5 of the best
+
+
+def test_a_result_outside_the_scored_divisions_is_not_ranked_even_when_it_is_the_best():
+    # the default rules score open and closed; a network-division result is listed but never ranked
+    alpha = [_result("llama2-70b-99", 150.0), _result("llama2-70b-99.9", 900.0, division="network")]
+    beta = [_result("llama2-70b-99.9", 800.0, submitter="Beta", division="network")]
+    board = build_leaderboard([_entry(0, "Alpha", alpha), _entry(1, "Beta", beta)], load_rules(None))
+    row = _row(board, "Llama2-70B Offline", "Alpha")
+    assert (row["status"], row["value"], row["points"]) == ("ranked", 150.0, 100.0)
+    (category,) = board["categories"]
+    assert [r["team"] for r in category["tasks"]["Llama2-70B Offline"]] == ["Alpha"]
+
+
+def test_a_zero_result_is_never_ranked():
+    alpha = [_result("llama2-70b-99", 0.0)]
+    beta = [_result("llama2-70b-99", 155.0, submitter="Beta")]
+    board = build_leaderboard([_entry(0, "Alpha", alpha), _entry(1, "Beta", beta)], load_rules(None))
+    assert _row(board, "Llama2-70B Offline", "Alpha")["status"] == "disqualified"
+    assert _row(board, "Llama2-70B Offline", "Beta")["rank"] == 1
