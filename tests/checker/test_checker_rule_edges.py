@@ -345,3 +345,34 @@ def test_a_result_without_its_accuracy_log_fails(tree_copy):
     missing = {f.path for f in report.findings if f.rule == "layout.missing_file"}
     assert f"{OFFLINE}/accuracy/mlperf_log_accuracy.json" in missing
     assert not next(r for r in report.results if r.result == OFFLINE).passed
+
+
+# ---------------------------------------------------------------------------------------- tree shape
+def test_a_file_where_the_code_folder_should_be_is_the_missing_folder_finding(tree_copy):
+    import shutil
+
+    tree = tree_copy("bert_closed_valid")
+    code = tree / "closed" / "TeamX" / round_config("v6.1").layout.code_dir
+    shutil.rmtree(code)
+    code.write_text("the code is on GitHub\n")
+    report = _check(tree)
+    missing = [f for f in report.findings if f.rule == "layout.missing_dir" and f.path.endswith(code.name)]
+    assert missing and missing[0].severity == "error" and not report.ok
+
+
+def test_a_finding_on_a_result_folder_fails_that_result_only(tree_copy):
+    """A link where a result folder should be is that result's finding: its sibling in the same benchmark fails
+    only for the scenario it lost (a finding one level up, on the submitter, would fail every result there)."""
+    import shutil
+
+    from subtool.checker.tree import scope_of
+
+    assert scope_of(SINGLE) == (SINGLE, SINGLE)
+    assert scope_of("closed/TeamX/results/box/bert-99") == ("closed/TeamX", None)
+    tree = tree_copy("bert_closed_valid")
+    shutil.move(tree / SINGLE, tree / "elsewhere")
+    (tree / SINGLE).symlink_to(tree / "elsewhere", target_is_directory=True)
+    report = _check(tree)
+    assert any(f.rule == "tree.symlink" and f.path == SINGLE for f in report.findings)
+    offline = next(r for r in report.results if r.result == OFFLINE)
+    assert offline.failed == ["scenario.missing_required"]  # the edge SingleStream it needs is gone, nothing more
