@@ -309,13 +309,9 @@ def _take_lock(path: Path, directory: Path, wait: bool, on_wait) -> int:
     waited on it is no lock at all: the descriptor is dropped and the new file taken instead."""
     import fcntl
 
-    again = False
     while True:
-        if again:
-            make_dirs(directory)  # the last holder may have removed the folder with the lock
-        again = True
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+            fd = _open_lock(path, directory)
         except OSError as exc:
             raise os_error(exc, action="cannot create the lock file", path=path) from None
         try:
@@ -340,6 +336,14 @@ def _take_lock(path: Path, directory: Path, wait: bool, on_wait) -> int:
             os.close(fd)
             raise
         os.close(fd)
+
+
+def _open_lock(path: Path, directory: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+    except FileNotFoundError:  # a tidy holder removed the folder as it left: make it again, once
+        make_dirs(directory)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
 
 
 def _same_file(fd: int, path: Path) -> bool:
