@@ -66,7 +66,9 @@ class RunArgs:
 # name → the typer option; the annotation is RunArgs's
 RUN_OPTIONS: dict[str, object] = {
     "model": typer.Option("bert-99", help=f"Benchmark: {', '.join(WORKLOAD_MODULES)}."),
-    "scenario": typer.Option("Offline", help="Offline, Server, SingleStream or MultiStream."),
+    "scenario": typer.Option(
+        "Offline", help="Offline, Server, SingleStream, MultiStream, or Interactive (the LLMs whose round has it)."
+    ),
     "model_path": typer.Option(
         None, help="Checkpoint directory; omit for the one `subtool fetch` installed, else the embedded demo."
     ),
