@@ -162,10 +162,14 @@ def _preflight(opts: PipelineOptions) -> None:
 
     check_name(opts.name, "artifact name", flag="--name")
     check_request(opts.system_file, opts.division, demo=_is_demo(opts))
-    if opts.fork:
-        from subtool.publish.api import check_destination
+    if opts.fork and "publish" in _selected(opts):
+        from subtool.publish.api import check_ready
 
-        check_destination(opts.fork, opts.upstream)
+        check_ready(opts.fork, opts.upstream, no_pr=opts.no_pr)
+    if "run" in _selected(opts):
+        from subtool.runner.api import check_run_extra
+
+        check_run_extra(opts.run.backend)
 
 
 @dataclass

@@ -127,6 +127,31 @@ def check_destination(fork: str, upstream: str | None):
     return location
 
 
+def check_ready(fork: str, upstream: str | None, *, no_pr: bool, token_env: str | None = None) -> None:
+    """What `subtool all --fork` can know before the benchmark runs, without the network: the fork's form, a local
+    fork that is not there, and a pull request asked of a forge with no token to open it. Reaching a remote fork
+    is the publish stage's (a re-run skips the finished stages)."""
+    location = check_destination(fork, upstream)
+    if location.kind == "local":
+        path = Path(location.url.removeprefix("file://"))
+        if not path.is_dir():
+            raise SubtoolError(
+                "the fork does not exist (a local fork is a git repository folder)",
+                path=path,
+                rule="publish.fork_missing",
+                hint="create it (git init --bare) or name another --fork",
+                exit_code=EXIT_USAGE,
+            )
+    token = resolve_token(token_env)
+    if upstream and location.has_api and not no_pr and not token:
+        raise SubtoolError(
+            "no token: opening the pull request at the end of the run needs one",
+            rule="publish.no_token",
+            exit_code=EXIT_USAGE,
+            hint="export GITHUB_TOKEN (or GH_TOKEN), or pass --no-pr to push only",
+        )
+
+
 def publish_tree(
     opts: PublishOptions, console: Any = None, *, sleep: Callable[[float], None] = time.sleep
 ) -> PublishResult:

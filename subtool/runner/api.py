@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def decide(opts: RunOptions, say) -> RunOptions:
     opts = resolve_inputs(opts, say)
     precision = workload.resolve_precision(backend, opts.precision, model_path=opts.model_path)
     _check_inputs(opts)
+    check_run_extra(backend)  # last: a wrong option is named first, even where the packages are missing too
     return dataclasses.replace(
         opts,
         scenario=scenario,
@@ -364,6 +366,34 @@ def _remove_if_empty(path: Path) -> None:
         path.rmdir()
     except OSError:
         pass
+
+
+# what running a model imports, by backend (the `run` extra; `openai` adds its client and needs no torch)
+_RUN_MODULES = {"any": ("mlperf_loadgen", "numpy", "transformers"), "torch": ("torch",), "openai": ("openai",)}
+
+
+def check_run_extra(backend: str) -> None:
+    """One line naming the missing packages and the install command, before anything starts, instead of the
+    benchmark process's traceback: check, package, pack, publish and score run without them."""
+    import importlib.util
+
+    wanted = _RUN_MODULES["any"] + _RUN_MODULES["openai" if backend == "openai" else "torch"]
+    missing = []
+    for name in wanted:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a broken or half-removed install
+            found = False
+        if not found:
+            missing.append(name)
+    if missing:
+        extra = "run,openai" if backend == "openai" else "run"
+        raise SubtoolError(
+            f"running a benchmark needs {', '.join(missing)}, which this Python ({sys.executable}) cannot import",
+            rule="run.missing_extra",
+            hint=f'install the {extra} extra: pip install -e ".[{extra}]" from the repository (add -c '
+            "constraints.txt on a CPU-only machine)",
+        )
 
 
 def _cuda_available() -> bool:

@@ -110,3 +110,46 @@ def test_help_and_version_still_exit_0(tmp_path):
         assert proc.returncode == 0 and proc.stdout.strip(), (argv, proc.stderr)
     bare = subprocess.run([sys.executable, "-m", "subtool.cli"], cwd=tmp_path, capture_output=True, text=True)
     assert bare.returncode == 2 and "Usage" in bare.stdout + bare.stderr
+
+
+@pytest.mark.parametrize("argv", [["run"], ["all", "--submitter", "TeamX"]])
+def test_without_the_run_extra_run_and_all_say_what_to_install_in_one_line(tmp_path, argv):
+    """A `pip install -e .` (no `run` extra) runs check/package/pack; `run` and `all` stop before the benchmark
+    process starts, with the install command, not its traceback and a 're-run the same command' hint."""
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_HEAVY, *argv, "--out", "o"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "[run.missing_extra]" in errors[0], proc.stderr
+    assert "torch" in errors[0] and 'pip install -e ".[run]"' in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o" / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, rule",
+    [
+        (["--fork", "no-such-fork.git"], "publish.fork_missing"),
+        (["--fork", "https://github.com/someone/inference_results_v6.1", "--upstream", "mlcommons/x"], "no_token"),
+    ],
+)
+def test_all_with_a_fork_it_cannot_publish_to_stops_before_the_run(tmp_path, extra, rule):
+    """A missing local fork, or a pull request with no token to open it, is known before the benchmark runs: one
+    line at once, not after the run, package, check and pack stages."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN")}
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_HEAVY, "all", "--submitter", "TeamX", "--out", "o", *extra],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and rule in errors[0], proc.stderr
+    assert not (tmp_path / "o").exists() and "loadgen" not in proc.stderr
