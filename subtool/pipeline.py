@@ -118,6 +118,8 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
     opts = _decided(opts, console)
     _preflight(opts)
     selected = _selected(opts)
+    if {"pack", "publish"} & set(selected):
+        _refuse_other_submitters(out_paths(Path(opts.out), opts.version)["tree"], opts.submitter)
     out = Path(opts.out)
 
     def waiting(pid: str) -> None:
@@ -170,6 +172,27 @@ def _preflight(opts: PipelineOptions) -> None:
         from subtool.runner.api import check_run_extra
 
         check_run_extra(opts.run.backend)
+
+
+def _refuse_other_submitters(tree: Path, submitter: str) -> None:
+    """`all` checks --submitter's results, and pack would hand in the whole tree: a tree in --out that holds
+    another submitter (an earlier run under another name) would go in unchecked and be scored as a second team."""
+    from subtool.mlperf.layout import DIVISIONS
+
+    for division in DIVISIONS:
+        try:
+            names = sorted(e.name for e in os.scandir(tree / division) if e.is_dir(follow_symlinks=False))
+        except OSError:  # no such division yet (or not a folder: the check stage names that)
+            continue
+        other = next((n for n in names if n != submitter), None)
+        if other is not None:
+            raise SubtoolError(
+                f"holds {division}/{other}, but this run is for {submitter}: pack would hand in both, and only "
+                f"{submitter} is checked",
+                path=tree,
+                rule="all.other_submitter",
+                hint=f"remove {tree / division / other} (an earlier run's, under another name) or use another --out",
+            )
 
 
 @dataclass

@@ -153,3 +153,21 @@ def test_all_with_a_fork_it_cannot_publish_to_stops_before_the_run(tmp_path, ext
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and rule in errors[0], proc.stderr
     assert not (tmp_path / "o").exists() and "loadgen" not in proc.stderr
+
+
+def test_all_refuses_a_tree_that_holds_another_submitter_before_the_run(tmp_path):
+    """A team that re-runs `all` under a corrected name on the same --out: the old name's results would be packed
+    and scored as a second team, unchecked. Refused at once, naming the folder; nothing is written."""
+    other = tmp_path / "o" / "submission" / "open" / "TeamX" / "results"
+    other.mkdir(parents=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "subtool.cli", "all", "--submitter", "TeamY", "--out", "o"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "[all.other_submitter]" in errors[0], proc.stderr
+    assert "open/TeamX" in errors[0] and "loadgen" not in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["submission"]  # no state.json, no runs/
