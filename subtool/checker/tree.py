@@ -152,7 +152,7 @@ def _discover(root: Path, cfg: RoundConfig, submitter_filter: str | None) -> Dis
             elif sub_kind == DIR and scan(root, f"{division}/{submitter}", found):
                 _submitter(root, cfg, division, submitter, found)
     if not found.jobs:
-        layout.note_no_results(found.tree, submitter_filter)
+        layout.note_no_results(found.tree, submitter_filter, root)
     return found
 
 

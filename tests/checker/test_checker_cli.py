@@ -205,6 +205,13 @@ def test_a_tree_with_no_result_fails_rather_than_passing_zero_of_zero(case_trees
     assert not doc["ok"] and doc["results"] == []
     assert [f["rule"] for f in doc["findings"] if f["severity"] == "error"] == ["layout.no_results"]
 
+    # `subtool all`'s --out instead of its tree: the finding names the folder below that holds one
+    (empty / "submission" / "open" / "TeamX").mkdir(parents=True)
+    (empty / "runs" / "bert-99").mkdir(parents=True)
+    doc = json.loads(runner.invoke(app, ["check", str(empty), "--json"]).stdout)
+    [finding] = [f for f in doc["findings"] if f["rule"] == "layout.no_results"]
+    assert finding["hint"] == f"did you mean {empty / 'submission'}? It holds open/"
+
     # a submitter filter that matches no one in a good tree is the same finding, naming the submitter
     tree = case_trees["bert_closed_valid"]
     assert runner.invoke(app, ["check", str(tree)]).exit_code == 0

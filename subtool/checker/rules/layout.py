@@ -8,6 +8,7 @@ from pathlib import Path
 from subtool.checker.context import ResultContext
 from subtool.checker.findings import Collector
 from subtool.checker.registry import define
+from subtool.mlperf.layout import DIVISIONS
 from subtool.mlperf.round import LARGE_FILE_BYTES, MEASUREMENTS_FILES
 
 MISSING_FILE = define(
@@ -169,14 +170,38 @@ def note_large_file(out: Collector, root: Path, rel: str) -> None:
         )
 
 
-def note_no_results(out: Collector, submitter: str | None) -> None:
+def note_no_results(out: Collector, submitter: str | None, root: Path | None = None) -> None:
     whose = f" of submitter {submitter!r}" if submitter else ""
+    inner = _tree_below(root) if root is not None else None
     out.add(
         NO_RESULTS,
         ".",
         f"no result{whose} to check: nothing passes an empty tree",
-        "point the checker at the tree's root (the folder holding closed/, open/ or network/)",
+        f"did you mean {inner}? It holds {', '.join(d + '/' for d in DIVISIONS if (inner / d).is_dir())}"
+        if inner is not None
+        else "point the checker at the tree's root (the folder holding closed/, open/ or network/)",
     )
+
+
+def _tree_below(root: Path) -> Path | None:
+    """A folder one or two levels down that holds a division folder, where `root` holds none (the checker was
+    pointed at `subtool all`'s --out, whose tree is OUT/submission, or at an unpacked tarball's parent)."""
+    if any((root / d).is_dir() for d in DIVISIONS):
+        return None
+    level = [root]
+    for _depth in range(2):
+        below = []
+        for folder in level:
+            try:
+                entries = sorted(e.name for e in os.scandir(folder) if e.is_dir(follow_symlinks=False))[:64]
+            except OSError:
+                continue
+            for name in entries:
+                if any((folder / name / d).is_dir() for d in DIVISIONS):
+                    return folder / name
+                below.append(folder / name)
+        level = below
+    return None
 
 
 def note_stray_dir(out: Collector, name: str) -> None:
