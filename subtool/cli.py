@@ -412,8 +412,8 @@ def main() -> None:
             what = "terminated (SIGTERM)" if terminated() else "interrupted"
             with contextlib.suppress(Exception):
                 _console().print(
-                    f"[bold red]{what}[/] — nothing half-written; run the same command again to "
-                    "resume where it stopped.",
+                    f"[bold red]{what}[/] — nothing half-written; run the same command again: what finished "
+                    "is kept, and the interrupted step runs again from its start.",
                     highlight=False,
                     soft_wrap=True,
                 )

@@ -159,7 +159,8 @@ def stage_runner(force: bool, state: State, selected: list[str], stages: dict[st
             interrupted()
             why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
             console.print(
-                f"[red]{why} in {name}[/]: nothing half-written; run the same command again to resume from this stage",
+                f"[red]{why} in {name}[/]: nothing half-written; run the same command again: the finished stages "
+                f"are kept and {name} runs again from its start",
                 highlight=False,
                 soft_wrap=True,
             )
