@@ -15,6 +15,7 @@ from subtool.fsutil import staged_directory
 from subtool.mlperf.round import loadgen_names
 from subtool.mlperf.run_record import RUN_SCHEMA, load_run_record, schema_problems, write_run_record
 from subtool.mlperf.user_conf import check_user_conf
+from subtool.runner import interrupted
 from subtool.runner.harness import MODES, check_scenario, user_conf_settings, write_user_conf
 from subtool.runner.inputs import RunInputs, assets_record, check_run_hash, resolve_inputs
 from subtool.runner.session import SessionSpec, spec_to_file
@@ -220,7 +221,7 @@ def run_decided(opts: RunOptions, say) -> dict:
         with staged_directory(final_dir) as stage:
             previous = _carry_over_other_modes(final_dir, stage, _modes(opts.mode))
             session, settings = _session(opts, spec, stage, (model_path, dataset_path, cache_root()), demo)
-            outcome = _run_child(session, stage)
+            outcome = _run_keeping_finished_modes(session, stage, final_dir, dataset_path, say)
             if outcome.get("teardown"):
                 from rich.markup import escape
 
@@ -233,10 +234,37 @@ def run_decided(opts: RunOptions, say) -> dict:
     except BaseException:
         _remove_if_empty(final_dir.parent)  # a failed first run leaves no empty <model>/ folder behind
         raise
+    interrupted.discard(interrupted.kept_dir(final_dir))  # a complete run directory: nothing left to reuse
     if record["waives"]:
         say(f"short run (not submittable): waives the official {'; '.join(record['waives'])}")
     say(f"run directory: {final_dir}")
     return record
+
+
+def _run_keeping_finished_modes(session: SessionSpec, stage: Path, final_dir: Path, dataset_path: Path, say) -> dict:
+    """The session in its child, reusing the modes an interrupted run with the same settings finished, and
+    keeping those this one finishes if it stops early (runner/interrupted.py)."""
+    import dataclasses
+
+    where = interrupted.kept_dir(final_dir)
+    mark = interrupted.fingerprint(session, stage, dataset_path)
+    kept = interrupted.reuse(where, mark, stage, session.modes, say)
+    session = dataclasses.replace(
+        session,
+        modes=[m for m in session.modes if m not in kept.modes],
+        short_settings=None if "performance" in kept.modes else session.short_settings,
+        progress_path=str(stage / interrupted.PROGRESS_NAME),
+    )
+    try:
+        outcome = _run_child(session, stage)
+    except BaseException:
+        modes = interrupted.keep(stage, where, mark, kept)
+        if modes:
+            say(f"kept the finished {' and '.join(modes)} run in {where}: the same command reuses it")
+        raise
+    finally:
+        Path(session.progress_path).unlink(missing_ok=True)
+    return interrupted.merged(outcome, kept)
 
 
 def _session(opts: RunOptions, spec, stage: Path, paths: tuple[Path, Path, Path], demo: bool):

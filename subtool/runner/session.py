@@ -42,6 +42,7 @@ class SessionSpec:
     short_settings: dict | None = None
     user_conf_header: str = ""
     quiet: bool = False  # print nothing (errors still come back through result_path)
+    progress_path: str | None = None  # each finished mode noted here as it finishes (runner/interrupted.py)
 
 
 def run_session(spec: SessionSpec, console, report=None) -> dict:
@@ -139,7 +140,10 @@ def _runs(spec: SessionSpec, workload, data, sut, qsl, settings, sizer, say) -> 
     from subtool.mlperf.run_record import date_u
 
     tstamps = [date_u()]
-    modes = {mode: _run_mode(mode, spec, workload, data, sut, qsl, settings, sizer, say) for mode in spec.modes}
+    modes: dict = {}
+    for mode in spec.modes:
+        modes[mode] = _run_mode(mode, spec, workload, data, sut, qsl, settings, sizer, say)
+        _note_progress(spec, modes, tstamps[0], sizer)
     compliance = {
         test: _run_compliance(test, workload, data, sut, qsl, settings, spec, Path(spec.stage), say)
         for test in spec.compliance
@@ -147,6 +151,26 @@ def _runs(spec: SessionSpec, workload, data, sut, qsl, settings, sizer, say) -> 
     tstamps.append(date_u())
     # how the work was spread (Ray: workers, nodes, lost workers, re-issued samples; GPU: batches, graphs)
     return modes, compliance, tstamps, _sut_stats(sut)
+
+
+def _note_progress(spec: SessionSpec, modes: dict, started: str, sizer) -> None:
+    """The modes finished so far, for the parent to keep if the session stops before its end."""
+    if spec.progress_path is None:
+        return
+    sized = {}
+    if sizer is not None and "performance" in modes:
+        sized = {"settings": sizer.settings, "sizing": sizer.record()}
+    atomic_write_json(spec.progress_path, {"modes": modes, "started": started, **sized})
+    _failpoint_after(next(reversed(modes)))
+
+
+def _failpoint_after(mode: str) -> None:
+    """Fault injection for the tests of runner/interrupted.py: SUBTOOL_SESSION_FAILPOINT=<mode> ends the session
+    process at once after that mode finished (as a crash or a signal would)."""
+    import os
+
+    if os.environ.get("SUBTOOL_SESSION_FAILPOINT") == mode:
+        os._exit(1)
 
 
 def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, sizer, say) -> dict:

@@ -1,0 +1,149 @@
+"""What an interrupted run keeps: the LoadGen modes it finished, for the same command to reuse.
+
+A run's modes (performance, then accuracy) share one staging folder that replaces the run directory only when
+the whole session succeeds. A Ctrl-C, Slurm's SIGTERM or a crash in the accuracy run used to throw the finished
+performance run away with it. Now the session notes each mode as it finishes (`.session-progress.json` in the
+stage); when the run stops early, the finished modes' folders move to `<model>/.<scenario>.interrupted/` with
+`kept.json` (their run.json entries and a fingerprint of everything that decides a result: the session's
+options, the user.conf subtool wrote, the data set's size and time, subtool's version). The next run whose
+fingerprint is the same copies them into its stage and runs only the other modes; a run with other settings
+runs everything. The folder goes once a run directory is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from subtool import __version__
+from subtool.fsutil import atomic_write_json
+from subtool.mlperf.json_strict import parse_json
+
+PROGRESS_NAME = ".session-progress.json"
+KEPT_NAME = "kept.json"
+KEPT_SCHEMA = "subtool.interrupted/1"
+MODE_DIRS = {"performance": "performance", "accuracy": "accuracy"}
+# what a session's options hold that does not change its results (where it writes, what it prints)
+_NOT_FINGERPRINTED = {"stage", "result_path", "user_conf", "progress_path", "modes", "compliance", "quiet"}
+
+
+@dataclass
+class Kept:
+    """Modes an interrupted run finished (run.json entries), reused by this run; empty when none are."""
+
+    modes: dict = field(default_factory=dict)
+    started: str | None = None  # the interrupted session's first timestamp (the .tstamps start)
+    settings: dict | None = None  # a short run's settings as sized for its performance run
+    sizing: dict | None = None
+
+
+def kept_dir(final_dir: Path) -> Path:
+    return final_dir.parent / f".{final_dir.name}.interrupted"
+
+
+def fingerprint(session, stage: Path, dataset_path: Path) -> str:
+    """Everything that decides a mode's result: the session's options, the user.conf in the stage (as subtool
+    wrote it, before a short run sizes it), the data set's size and modification time, subtool's version."""
+    options = {k: v for k, v in dataclasses.asdict(session).items() if k not in _NOT_FINGERPRINTED}
+    h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
+    h.update((stage / "user.conf").read_bytes())
+    try:
+        st = os.stat(dataset_path)
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    except OSError:
+        h.update(b"-")
+    h.update(__version__.encode())
+    return h.hexdigest()
+
+
+def reuse(where: Path, mark: str, stage: Path, modes: list[str], say) -> Kept:
+    """Copy into `stage` the requested modes an interrupted run with the same fingerprint finished."""
+    record = _read_kept(where)
+    if record is None:
+        return Kept()
+    if record.get("fingerprint") != mark:
+        say(f"{where}: an interrupted run's finished modes, run with other settings: not reused")
+        return Kept()
+    entries = record.get("modes") if isinstance(record.get("modes"), dict) else {}
+    reused = {m: e for m, e in entries.items() if m in modes and m in MODE_DIRS and (where / MODE_DIRS[m]).is_dir()}
+    if not reused:
+        return Kept()
+    for mode in reused:
+        shutil.copytree(where / MODE_DIRS[mode], stage / MODE_DIRS[mode])
+    if "performance" in reused and (where / "user.conf").is_file():
+        shutil.copyfile(where / "user.conf", stage / "user.conf")  # as a short run sized it
+    rest = [m for m in modes if m not in reused]
+    say(
+        f"reusing the {' and '.join(reused)} run an interrupted run with the same settings finished ({where}); "
+        + (f"running {' and '.join(rest)}" if rest else "no LoadGen mode left to run")
+    )
+    perf = "performance" in reused
+    return Kept(reused, record.get("started"), record.get("settings") if perf else None, record.get("sizing"))
+
+
+def keep(stage: Path, where: Path, mark: str, kept: Kept) -> list[str]:
+    """After a run stopped early: move the modes it finished (and those it had reused) from `stage` into `where`,
+    replacing what was there. Returns the modes kept."""
+    progress = _read(stage / PROGRESS_NAME) or {}
+    done = progress.get("modes") if isinstance(progress.get("modes"), dict) else {}
+    finished = {**kept.modes, **{m: e for m, e in done.items() if m in MODE_DIRS}}
+    finished = {m: e for m, e in finished.items() if (stage / MODE_DIRS[m]).is_dir()}
+    if not finished:
+        return []
+    tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}.{os.getpid()}.", suffix=".staging", dir=where.parent))
+    for mode in finished:
+        os.replace(stage / MODE_DIRS[mode], tmp / MODE_DIRS[mode])
+    if (stage / "user.conf").is_file():
+        shutil.copyfile(stage / "user.conf", tmp / "user.conf")
+    perf_new = "performance" in done
+    atomic_write_json(
+        tmp / KEPT_NAME,
+        {
+            "schema": KEPT_SCHEMA,
+            "fingerprint": mark,
+            "modes": finished,
+            "started": kept.started or progress.get("started"),
+            "settings": progress.get("settings") if perf_new else kept.settings,
+            "sizing": progress.get("sizing") if perf_new else kept.sizing,
+        },
+    )
+    discard(where)
+    os.replace(tmp, where)
+    return list(finished)
+
+
+def merged(outcome: dict, kept: Kept) -> dict:
+    """The session's outcome with the reused modes in it, as if one session had run them all."""
+    if not kept.modes:
+        return outcome
+    out = {**outcome, "modes": {**kept.modes, **outcome.get("modes", {})}}
+    if kept.started and out.get("tstamps"):
+        out["tstamps"] = [kept.started, *out["tstamps"][1:]]
+    if kept.settings is not None:
+        out["settings"], out["sizing"] = kept.settings, kept.sizing
+    return out
+
+
+def discard(where: Path) -> None:
+    shutil.rmtree(where, ignore_errors=True)
+
+
+def _read_kept(where: Path) -> dict | None:
+    record = _read(where / KEPT_NAME)
+    return record if record is not None and record.get("schema") == KEPT_SCHEMA else None
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        if not path.is_file() or path.stat().st_size > 16 << 20:
+            return None
+        value, problem = parse_json(path.read_bytes())
+    except OSError:
+        return None
+    return value if problem is None and isinstance(value, dict) else None

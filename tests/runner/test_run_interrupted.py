@@ -1,0 +1,56 @@
+"""A run stopped after a LoadGen mode keeps what it finished: the same command runs only the rest.
+
+Real LoadGen on the tiny checkpoint; the session process is ended right after a mode finishes
+(SUBTOOL_SESSION_FAILPOINT, as a crash or Slurm's SIGTERM would end it)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from subtool.cli import app
+from subtool.runner.interrupted import KEPT_NAME
+
+runner = CliRunner()
+
+
+def _run(tiny_checkpoint, small_squad, runs, *extra):
+    argv = ["run", "--model-path", str(tiny_checkpoint), "--dataset-path", str(small_squad), "--out", str(runs)]
+    result = runner.invoke(app, [*argv, "--run-style", "short", *extra])
+    return result, " ".join(result.output.split())
+
+
+def test_finished_modes_are_kept_reused_by_the_same_settings_only_and_gone_once_the_run_is_complete(
+    tmp_path, monkeypatch, tiny_checkpoint, small_squad
+):
+    runs = tmp_path / "runs"
+    final = runs / "bert-99" / "Offline"
+    kept = runs / "bert-99" / ".Offline.interrupted"
+    detail = ("performance", "run_1", "mlperf_log_detail.txt")
+
+    # 1. ended after its performance run: that run is kept (with the short run's sized settings), nothing else
+    monkeypatch.setenv("SUBTOOL_SESSION_FAILPOINT", "performance")
+    first, said = _run(tiny_checkpoint, small_squad, runs)
+    assert first.exit_code != 0 and "run.crashed" in said and "kept the finished performance run" in said, said
+    assert not final.exists()
+    one = json.loads((kept / KEPT_NAME).read_text())
+    assert list(one["modes"]) == ["performance"] and one["settings"]
+
+    # 2. other settings (a batch size): nothing reused; ended after both modes, its own two replace the first's
+    monkeypatch.setenv("SUBTOOL_SESSION_FAILPOINT", "accuracy")
+    second, said = _run(tiny_checkpoint, small_squad, runs, "--batch-size", "7")
+    assert second.exit_code != 0 and "other settings: not reused" in said, said
+    two = json.loads((kept / KEPT_NAME).read_text())
+    assert list(two["modes"]) == ["performance", "accuracy"] and two["fingerprint"] != one["fingerprint"]
+    performance_log = kept.joinpath(*detail).read_bytes()
+
+    # 3. the same command as 2: both modes reused, no LoadGen run; a complete run directory, the kept folder gone
+    monkeypatch.delenv("SUBTOOL_SESSION_FAILPOINT")
+    third, said = _run(tiny_checkpoint, small_squad, runs, "--batch-size", "7")
+    assert third.exit_code == 0, said
+    assert "reusing the performance and accuracy run" in said and "no LoadGen mode left to run" in said
+    assert final.joinpath(*detail).read_bytes() == performance_log
+    run = json.loads((final / "run.json").read_text())
+    assert run["modes"] == two["modes"] and run["tstamps"][0] == two["started"]
+    assert not kept.exists()
