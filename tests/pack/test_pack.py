@@ -682,3 +682,268 @@ def test_a_tree_verify_would_refuse_is_not_packed(tree, tmp_path, shape, rule):
     said = " ".join(result.output.split())
     assert result.exit_code != 0 and f"[{rule}]" in said and "would refuse this tarball" in said, said
     assert not out.exists() or not any(out.iterdir())
+
+
+# ------------------------------------------------- what the companions say, number by number (mutation probe)
+# Each test below fails on a mutant of subtool/pack that the tests above let through (coord/mutation_probe_pack.md).
+def test_a_tree_changed_while_the_checker_reads_it_is_refused_end_to_end(tree, tmp_path, monkeypatch):
+    import subtool.pack.api as pack_api
+
+    real = pack_api._run_checker
+    victim = tree / "open" / "TeamX" / "documentation" / "README.md"
+
+    def checker_then_edit(*args, **kwargs):
+        report = real(*args, **kwargs)
+        victim.write_text("# edited after the checker read it\n")  # the tarball would hold unchecked bytes
+        return report
+
+    monkeypatch.setattr(pack_api, "_run_checker", checker_then_edit)
+    out = tmp_path / "out"
+    result = _pack(tree, out, *WAIVE_SHORT)
+    assert result.exit_code == 2 and "[pack.tree_changed]" in result.output, result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_summary_block_counts_the_waived_findings_and_lists_them(tree, tmp_path):
+    out = tmp_path / "out"
+    result = _pack(tree, out, *WAIVE_SHORT)
+    assert result.exit_code == 0, result.output
+    doc = _stdout_json(result)
+    block = json.loads((out / f"{NAME}_summary.json").read_text())["subtool"]
+    assert doc["waived"] >= 2  # one short-duration finding per result
+    assert block["counts"] == {"error": 0, "warning": doc["warnings"], "waived": doc["waived"]}
+    assert len(block["waived"]) == doc["waived"] and {w["rule"] for w in block["waived"]} == {"perf.min_duration"}
+
+
+def test_summary_block_tarball_figures_are_the_tarballs(tree, tmp_path):
+    out = tmp_path / "out"
+    assert _pack(tree, out, *WAIVE_SHORT).exit_code == 0
+    figures = json.loads((out / f"{NAME}_summary.json").read_text())["subtool"]["tarball"]
+    tarball = out / f"{NAME}.tar.gz"
+    with tarfile.open(tarball, "r:gz") as tar:
+        members = tar.getmembers()
+    files = [m for m in members if m.isfile()]
+    assert figures == {
+        "files": len(files),
+        "folders": sum(1 for m in members if m.isdir()),
+        "bytes": tarball.stat().st_size,
+        "content_bytes": sum(m.size for m in files),
+    }
+
+
+def test_run_script_is_executable_and_brackets_each_command_with_date_pairs(tree, tmp_path):
+    run_a = _run_dir(tmp_path / "runs" / "Offline")
+    run_b = _run_dir(
+        tmp_path / "runs" / "SingleStream",
+        scenario="SingleStream",
+        tstamps=["Wed Nov 25 23:00:00 UTC 2026", "Wed Nov 25 23:10:00 UTC 2026"],
+        command=["subtool", "run", "--scenario", "SingleStream"],
+    )
+    out = tmp_path / "out"
+    assert _pack(tree, out, "--runs", str(run_a), "--runs", str(run_b), *WAIVE_SHORT).exit_code == 0
+    script_path = out / f"{NAME}.run"
+    assert os.access(script_path, os.X_OK)
+    lines = script_path.read_text().splitlines()
+    stamp = f"date -u >> {NAME}.tstamps"
+    for command in ("subtool run --scenario SingleStream", "subtool run --model bert-99 --scenario Offline"):
+        i = next(i for i, line in enumerate(lines) if line.startswith(command))
+        assert lines[i - 1] == stamp and lines[i + 1] == stamp, lines[i - 1 : i + 2]
+    assert sum(1 for line in lines if line == stamp) == 4
+
+
+def test_run_script_records_a_non_default_rules_version_in_every_command(tree, tmp_path):
+    run = _producing_run(
+        tree, tmp_path / "runs", "Offline", command=["subtool", "all", "--submitter", "OldTeam", "--out", "o"]
+    )
+    out = tmp_path / "out"
+    result = _pack(tree, out, "--runs", str(run), "--version", "v6.0", *WAIVE_SHORT)
+    assert result.exit_code in (0, 1), result.output
+    script = (out / f"{NAME}.run").read_text()
+    assert f"\nsubtool pack {tree} --out {out} --runs {run} --version v6.0 --waive perf.min_duration\n" in script
+    assert (
+        f"\nsubtool package --from {run} --submitter TeamX --division open --system box --version v6.0 --out {tree}\n"
+        in script
+    )
+
+
+def test_one_command_that_made_several_run_directories_is_run_once(tree, tmp_path):
+    argv = ["subtool", "all", "--submitter", "TeamX", "--out", "subtool-out"]
+    runs = tmp_path / "runs"
+    _producing_run(tree, runs, "Offline", command=argv, env={})
+    _producing_run(tree, runs, "SingleStream", command=argv, env={})
+    out = tmp_path / "out"
+    assert _pack(tree, out, "--runs", str(runs), *WAIVE_SHORT).exit_code == 0
+    script = (out / f"{NAME}.run").read_text()
+    assert script.count(" ".join(argv)) == 1, script
+
+
+def test_an_environment_variable_only_one_run_had_is_exported_for_that_run_only(tree, tmp_path):
+    run_a = _run_dir(tmp_path / "runs" / "Offline", env={"OMP_NUM_THREADS": "2", "ONLY_A": "yes"})
+    run_b = _run_dir(
+        tmp_path / "runs" / "SingleStream",
+        scenario="SingleStream",
+        tstamps=["Thu Nov 26 02:00:00 UTC 2026", "Thu Nov 26 02:10:00 UTC 2026"],
+        command=["subtool", "run", "--scenario", "SingleStream"],
+        env={"OMP_NUM_THREADS": "2"},
+    )
+    out = tmp_path / "out"
+    assert _pack(tree, out, "--runs", str(run_a), "--runs", str(run_b), *WAIVE_SHORT).exit_code == 0
+    lines = (out / f"{NAME}.run").read_text().splitlines()
+    common = lines.index("# Environment variables the runs used (no secrets)")
+    first = next(i for i, line in enumerate(lines) if line.startswith("# 1. "))
+    second = next(i for i, line in enumerate(lines) if line.startswith("# 2. "))
+    assert "export OMP_NUM_THREADS=2" in lines[common:first] and "export ONLY_A=yes" not in lines[common:first]
+    assert "export ONLY_A=yes" in lines[first:second]  # run 1 (the Offline one, oldest) had it
+
+
+def test_tstamps_without_run_directories_span_every_result(tree, tmp_path):
+    from subtool.pack.inputs import TimeWindow, scan_tree
+    from subtool.scoring.integrity import check_tstamps
+
+    out = tmp_path / "out"
+    assert _pack(tree, out, *WAIVE_SHORT).exit_code == 0
+    results = scan_tree(tree).results
+    windows = [(r.rel_dir, r.window.begin, r.window.end) for r in results]
+    assert check_tstamps(str(out / f"{NAME}.tstamps"), windows, slack_s=0) == []  # the scorer's own test
+    last = max(r.window.end for r in results)
+    assert (out / f"{NAME}.tstamps").read_text().splitlines()[1] == TimeWindow(last, last).lines()[1]
+
+
+def test_a_run_whose_pair_starts_after_its_result_began_does_not_cover_it(tree, tmp_path):
+    from datetime import timedelta
+
+    from subtool.mlperf.run_record import date_u
+    from subtool.pack.inputs import scan_tree
+    from subtool.scoring.integrity import check_tstamps
+
+    [offline] = [r for r in scan_tree(tree).results if r.scenario == "Offline"]
+    late = offline.window.begin.replace(microsecond=0) + timedelta(seconds=1)
+    run = _producing_run(tree, tmp_path / "runs", "Offline")
+    record = json.loads((run / "run.json").read_text())
+    record["tstamps"] = [date_u(late), record["tstamps"][1]]  # the `date -u` before the run came after it began
+    (run / "run.json").write_text(json.dumps(record))
+    out = tmp_path / "out"
+    assert _pack(tree, out, "--runs", str(run), *WAIVE_SHORT).exit_code == 0
+    windows = [(r.rel_dir, r.window.begin, r.window.end) for r in scan_tree(tree).results]
+    assert check_tstamps(str(out / f"{NAME}.tstamps"), windows, slack_s=0) == []
+
+
+def test_run_style_from_the_logs_and_from_several_runs():
+    from subtool.pack.api import _run_style
+    from subtool.pack.inputs import ResultInfo, RunInfo, TreeInfo
+
+    def tree_of(*durations):
+        results = [
+            ResultInfo("open", "T", "box", "bert-99", sc, f"r/{sc}", perf={"effective_min_duration_ms": d})
+            for sc, d in zip(("Offline", "SingleStream"), durations)
+        ]
+        return TreeInfo(Path("t"), [], results)
+
+    assert _run_style([], None, tree_of(600_000, 600_000), frozenset()) == "valid"
+    assert _run_style([], None, tree_of(300_000), frozenset()) == "short"  # 5 minutes is not the official 10
+    assert _run_style([], None, tree_of(300_000, 600_000), frozenset()) == "short"  # one short run is enough
+
+    def run(style):
+        return RunInfo(Path(style), "bert-99", "Offline", style, False, [], [], {}, {}, {})
+
+    assert _run_style([run("short"), run("valid")], None, tree_of(), frozenset()) == "mixed (short, valid)"
+
+
+def test_tstamps_without_run_directories_is_one_pair_from_the_first_begin_to_the_last_end():
+    from datetime import datetime, timezone
+
+    from subtool.pack.inputs import ResultInfo, TimeWindow, TreeInfo
+    from subtool.pack.runs import PackedRuns
+    from subtool.pack.runscript import render_tstamps
+
+    def at(hour, minute):
+        return datetime(2026, 11, 26, hour, minute, 0, tzinfo=timezone.utc)
+
+    results = [
+        ResultInfo("open", "T", "box", "bert-99", "Offline", "r/Offline", window=TimeWindow(at(2, 0), at(2, 10))),
+        ResultInfo("open", "T", "box", "bert-99", "Server", "r/Server", window=None),
+        ResultInfo("open", "T", "box", "bert-99", "SingleStream", "r/SS", window=TimeWindow(at(1, 0), at(1, 5))),
+    ]
+    text = render_tstamps(PackedRuns(runs=[]), TreeInfo(Path("t"), [], results))
+    assert text == "Thu Nov 26 01:00:00 UTC 2026\nThu Nov 26 02:10:00 UTC 2026\n"
+
+
+@pytest.mark.parametrize("change", ["drop", "add"])
+def test_a_member_dropped_or_added_and_the_tarball_line_rehashed_fails_verify(tree, tmp_path, change):
+    """Someone re-packs without a file (or with one more) and updates the tarball's hash in the manifest: the
+    checker does not need open/TeamX/src/README.md, so only the member list can tell."""
+    out = tmp_path / "out"
+    assert _pack(tree, out, *WAIVE_SHORT).exit_code == 0
+    tarball, manifest = out / f"{NAME}.tar.gz", out / f"{NAME}.sha256"
+    target = "open/TeamX/src/README.md" if change == "drop" else "open/TeamX/src/extra.py"
+    rebuilt = tmp_path / "t.tar.gz"
+    with (
+        tarfile.open(tarball, "r:gz") as old,
+        gzip.GzipFile(rebuilt, "wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as new,
+    ):
+        for member in old.getmembers():
+            if member.name != target:
+                new.addfile(member, old.extractfile(member) if member.isfile() else None)
+        if change == "add":
+            info = tarfile.TarInfo(target)
+            info.size = 6
+            new.addfile(info, io.BytesIO(b"x = 1\n"))
+    old_hash = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    shutil.move(rebuilt, tarball)
+    manifest.write_text(manifest.read_text().replace(old_hash, hashlib.sha256(tarball.read_bytes()).hexdigest()))
+    result = _verify(tarball)
+    assert result.exit_code == 1
+    problems = _stdout_json(result)["problems"]
+    said = "in the manifest but not in the tarball" if change == "drop" else "in the tarball but not in the manifest"
+    assert problems == [f"{target}: {said}"], problems
+
+
+def test_a_tarball_renamed_or_missing_from_its_manifest_fails_verify(tree, tmp_path):
+    out = tmp_path / "out"
+    assert _pack(tree, out, "--name", "teamx", *WAIVE_SHORT).exit_code == 0
+    (out / "teamx.tar.gz").rename(out / "other.tar.gz")
+    (out / "teamx.sha256").rename(out / "other.sha256")
+    result = _verify(out / "other.tar.gz")
+    assert result.exit_code == 1
+    assert any("the manifest is for teamx.tar.gz, not other.tar.gz" in p for p in _stdout_json(result)["problems"])
+    out2 = tmp_path / "out2"
+    assert _pack(tree, out2, *WAIVE_SHORT).exit_code == 0
+    manifest = out2 / f"{NAME}.sha256"
+    manifest.write_text("".join(ln for ln in manifest.read_text().splitlines(True) if not ln.endswith(".tar.gz\n")))
+    result = _verify(out2 / f"{NAME}.tar.gz")
+    assert result.exit_code == 1
+    assert f"the manifest has no hash for {NAME}.tar.gz" in _stdout_json(result)["problems"]
+
+
+def test_every_member_carries_source_date_epoch_as_its_mtime(tree, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    out = tmp_path / "out"
+    assert _pack(tree, out, *WAIVE_SHORT).exit_code == 0
+    with tarfile.open(out / f"{NAME}.tar.gz", "r:gz") as tar:
+        assert {m.mtime for m in tar.getmembers()} == {1700000000}
+
+
+@pytest.mark.parametrize("value", ["-1", "soon"])
+def test_a_source_date_epoch_that_is_not_seconds_since_1970_is_refused(tree, tmp_path, monkeypatch, value):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    result = _pack(tree, tmp_path / "out", *WAIVE_SHORT)
+    assert result.exit_code == 2 and "[pack.mtime]" in result.output, result.output
+
+
+def test_a_token_under_an_innocent_variable_name_stays_out_of_the_run_script(tree, tmp_path):
+    env = {"OMP_NUM_THREADS": "2", "HUB": "hf_notarealtoken", "LLM": "sk-notarealkey", "CHAT": "xoxb-notreal"}
+    run = _run_dir(tmp_path / "runs" / "Offline", env=env)
+    out = tmp_path / "out"
+    assert _pack(tree, out, "--runs", str(run), *WAIVE_SHORT).exit_code == 0
+    for artifact in (f"{NAME}.run", f"{NAME}.md"):
+        text = (out / artifact).read_text()
+        assert "export OMP_NUM_THREADS=2" in text or artifact.endswith(".md")
+        assert not any(secret in text for secret in ("hf_not", "sk-not", "xoxb-not")), artifact
+
+
+def test_the_report_says_fail_on_each_result_the_checker_failed(tree, tmp_path):
+    out = tmp_path / "out"
+    assert _pack(tree, out).exit_code == 1  # short runs, perf.min_duration not waived
+    rows = [ln for ln in (out / f"{NAME}.md").read_text().splitlines() if ln.startswith("| box | bert-99 |")]
+    assert len(rows) == 2 and all("FAIL: `perf.min_duration`" in row for row in rows), rows

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -587,3 +588,26 @@ def test_an_interrupted_write_waits_for_its_workers_through_a_second_interrupt()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+# ----------------------------------------------------- mutation probe (coord/mutation_probe_pack.md) survivors
+@pytest.mark.parametrize("damage", ["no_verdict", "nan_result"])
+def test_a_whole_log_line_missing_or_a_nan_value_is_refused(pkg_lg, pkg_copy, tmp_path, damage):
+    """Cut at a line boundary (no half line for the parser to trip on): the end-of-run verdict is missing; or
+    a result that is not a finite number."""
+    from subtool.package.logs import read_detail_log
+
+    run = pkg_copy(pkg_lg["Offline"])
+    detail = run / "performance" / "run_1" / "mlperf_log_detail.txt"
+    lines = detail.read_text().splitlines(keepends=True)
+    if damage == "no_verdict":
+        lines = [ln for ln in lines if '"key": "result_validity"' not in ln]
+        rule = "import.truncated_log"
+    else:
+        [i] = [i for i, ln in enumerate(lines) if '"key": "result_samples_per_second"' in ln]
+        lines[i] = re.sub(r'"value": [^,}]+', '"value": NaN', lines[i])
+        rule = "import.not_finite"
+    detail.write_text("".join(lines))
+    with pytest.raises(SubtoolError) as exc:
+        read_detail_log(detail, expect_mode="performance")
+    assert exc.value.rule == rule

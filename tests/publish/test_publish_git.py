@@ -222,3 +222,31 @@ def test_unwritable_cache_is_one_line_exit_2(tmp_path, fork, tree):
     assert code == 2 and doc is None, err
     assert "--cache cannot be written" in err and "[io.enotdir]" in err and "Traceback" not in err
     assert rev(fork, BRANCH) is None
+
+
+# ----------------------------------------------------- mutation probe (coord/mutation_probe_pack.md) survivors
+def test_a_v5_compliance_folder_is_replaced_as_a_whole_like_results(tmp_path):
+    from subtool.publish.content import scan_tree
+
+    sub = tmp_path / "t" / "closed" / "TeamX"
+    for root in ("results", "measurements", "compliance"):
+        (sub / root / "box" / "bert-99" / "Offline").mkdir(parents=True)
+        (sub / root / "box" / "bert-99" / "Offline" / "f.txt").write_text("x\n")
+    content = scan_tree(tmp_path / "t")
+    assert content.replace == [
+        f"closed/TeamX/{root}/box/bert-99/Offline" for root in ("compliance", "measurements", "results")
+    ]
+    assert content.results == [("closed", "TeamX", "box", "bert-99", "Offline")]  # one result, not three
+
+
+@pytest.mark.parametrize("name", ["a\tb.txt", "a\rb.txt"])
+def test_a_file_name_with_a_control_character_is_refused(tmp_path, name):
+    from subtool.publish.content import scan_tree
+
+    sub = tmp_path / "t" / "closed" / "TeamX" / "documentation"
+    sub.mkdir(parents=True)
+    (sub / "README.md").write_text("x\n")
+    (sub / name).write_text("x\n")
+    with pytest.raises(SubtoolError) as err:
+        scan_tree(tmp_path / "t")
+    assert err.value.rule in ("publish.tree", "tree.bad_name")

@@ -233,3 +233,100 @@ def test_a_team_name_that_differs_only_in_case_is_the_same_team(sc_handins, sc_c
     overall = {r["team"]: r for c in doc["categories"] for r in c["overall"]}
     assert overall["Beta"]["status"] == overall["beta"]["status"] == "disqualified"
     assert overall["Gamma"]["status"] == "ranked"
+
+
+# ----------------------------------------------------- mutation probe (coord/mutation_probe_pack.md) survivors
+def test_a_tstamps_pair_that_ends_before_it_begins_is_unreadable_whatever_the_slack(tmp_path):
+    begin = datetime(2026, 11, 26, 1, 52, 6, tzinfo=timezone.utc)
+    path = tmp_path / "x.tstamps"
+    path.write_text(f"{date_u(begin + timedelta(minutes=3))}\n{date_u(begin)}\n")  # after, then before
+    inside = ("T/s/bert-99/Offline", begin + timedelta(seconds=5), begin + timedelta(minutes=2))
+    assert check_tstamps(str(path), [inside], 900) == [
+        Flag("tstamps.unreadable", "x.tstamps pair 1 ends before it begins")
+    ]
+
+
+def _record(scenario: str, value, division: str = "open", passed: bool = True):
+    from subtool.scoring.entry import ResultRecord
+
+    return ResultRecord(
+        result_id=f"{division}/T/box/bert-99/{scenario}",
+        division=division,
+        submitter="T",
+        system="box",
+        model="bert-99",
+        mlperf_model="bert-99",
+        scenario=scenario,
+        value=value,
+        units="Samples/s",
+        accuracy="f1=90.5",
+        run_style="short",
+        passed=passed,
+        accuracy_ok=passed,
+        performance_ok=passed,
+    )
+
+
+def _summary(tmp_path: Path, *rows: dict) -> str:
+    path = tmp_path / "x_summary.json"
+    path.write_text(json.dumps({str(i): row for i, row in enumerate(rows)}))
+    return str(path)
+
+
+def _row(scenario: str, result, division: str = "open") -> dict:
+    return {
+        "Division": division,
+        "Organization": "T",
+        "Platform": "box",
+        "Model": "bert-99",
+        "Scenario": scenario,
+        "Result": result,
+        "Accuracy": "f1=90.5",
+    }
+
+
+def test_a_passing_result_without_a_summary_row_is_flagged(tmp_path):
+    from subtool.scoring.integrity import check_summary
+
+    results = [_record("Offline", 100.0), _record("Server", 50.0), _record("SingleStream", 1.0, passed=False)]
+    flags = check_summary(_summary(tmp_path, _row("Offline", 100.0)), results, None, None)
+    assert [(f.rule, "Server" in f.message) for f in flags] == [("summary.missing_result", True)]
+
+
+def test_a_summary_row_without_a_result_for_a_result_with_one_is_flagged_and_vice_versa(tmp_path):
+    from subtool.scoring.integrity import check_summary
+
+    for said, real in ((None, 100.0), (100.0, None)):
+        flags = check_summary(_summary(tmp_path, _row("Offline", said)), [_record("Offline", real)], None, None)
+        assert [f.rule for f in flags] == ["summary.result_mismatch"], (said, real)
+    assert check_summary(_summary(tmp_path, _row("Offline", None)), [_record("Offline", None)], None, None) == []
+
+
+def test_a_summary_row_is_matched_to_the_result_of_its_own_division_first(tmp_path):
+    from subtool.scoring.integrity import check_summary
+
+    results = [_record("Offline", 100.0, division="closed"), _record("Offline", 200.0, division="open")]
+    rows = (_row("Offline", 100.0, division="closed"), _row("Offline", 200.0, division="open"))
+    assert check_summary(_summary(tmp_path, *rows), results, None, None) == []
+
+
+def test_the_manifest_check_flags_a_member_missing_or_extra_and_a_tarball_it_does_not_name(tmp_path):
+    from subtool.pack.manifest import Manifest
+    from subtool.scoring.integrity import check_manifest
+
+    tarball = tmp_path / "x.tar.gz"
+    tarball.write_bytes(b"not read: its hash is given")
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    manifest = Manifest("x", "v6.1", (), "PASS", "0.1.0", artifacts={"x.tar.gz": a}, members={"open/T/f": b})
+    path = tmp_path / "x.sha256"
+    path.write_text(manifest.render())
+    assert check_manifest(str(path), tarball, a, {"open/T/f": b}) == []
+    missing = check_manifest(str(path), tarball, a, {})
+    extra = check_manifest(str(path), tarball, a, {"open/T/f": b, "open/T/g": c})
+    assert [(f.rule, f.message) for f in missing + extra] == [
+        ("manifest.member_mismatch", "open/T/f is in the manifest but not in the tarball"),
+        ("manifest.member_mismatch", "open/T/g is in the tarball but not in the manifest"),
+    ]
+    manifest.artifacts = {}
+    path.write_text(manifest.render())
+    assert [f.rule for f in check_manifest(str(path), tarball, a, {"open/T/f": b})] == ["manifest.tarball_mismatch"]

@@ -172,3 +172,22 @@ def test_score_cli_aggregates_a_team_handed_in_twice(sc_copy, tmp_path):
     eta = metrics[("Eta", "bert", "cluster-PyTorch_k_99_MaxP-Offline-PerformanceMode")]
     assert eta["count"] == 1  # another team: its own metric
     assert len(doc["results"]) == 5
+
+
+# ----------------------------------------------------- mutation probe (coord/mutation_probe_pack.md) survivors
+def test_multistream_results_are_lower_is_better_too():
+    [row] = metric_rows([_entry(0, [_result("bert-99", "MultiStream", value=4.2, units="Latency (ms)")])])
+    assert [m["metricRelativity"] for m in row["metrics"] if m["metricName"].endswith("-Result")] == ["LowerIsBetter"]
+
+
+def test_an_energy_result_in_joules_is_a_power_result():
+    [row] = metric_rows([_entry(0, [_result("bert-99", "SingleStream", value=0.5, units="millijoules")])])
+    assert row["metric"] == "box-PyTorch_k_99_MaxQ-SingleStream"
+
+
+@pytest.mark.parametrize("lead", ["=", "+", "-", "@"])
+def test_csv_cells_a_spreadsheet_would_run_as_a_formula_are_quoted(lead):
+    evil = f"{lead}HYPERLINK(1)"
+    text = render_metrics(metric_rows([_entry(0, [_result("bert-99", system=evil, submitter=evil)])]), "csv")
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert row["submitter"] == "'" + evil and row["system"] == "'" + evil
