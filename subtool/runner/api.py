@@ -221,7 +221,7 @@ def run_decided(opts: RunOptions, say) -> dict:
         with staged_directory(final_dir) as stage:
             previous = _carry_over_other_modes(final_dir, stage, _modes(opts.mode))
             session, settings = _session(opts, spec, stage, (model_path, dataset_path, cache_root()), demo)
-            outcome = _run_keeping_finished_modes(session, stage, final_dir, dataset_path, say)
+            outcome = _run_keeping_finished_modes(session, stage, final_dir, (model_path, dataset_path), say)
             if outcome.get("teardown"):
                 from rich.markup import escape
 
@@ -241,13 +241,14 @@ def run_decided(opts: RunOptions, say) -> dict:
     return record
 
 
-def _run_keeping_finished_modes(session: SessionSpec, stage: Path, final_dir: Path, dataset_path: Path, say) -> dict:
+def _run_keeping_finished_modes(session: SessionSpec, stage: Path, final_dir: Path, paths: tuple, say) -> dict:
     """The session in its child, reusing the modes an interrupted run with the same settings finished, and
     keeping those this one finishes if it stops early (runner/interrupted.py)."""
     import dataclasses
 
     where = interrupted.kept_dir(final_dir)
-    mark = interrupted.fingerprint(session, stage, dataset_path)
+    model_path, dataset_path = paths
+    mark = interrupted.fingerprint(session, stage, dataset_path, model_path)
     kept = interrupted.reuse(where, mark, stage, session.modes, say)
     session = dataclasses.replace(
         session,

@@ -5,7 +5,8 @@ the whole session succeeds. A Ctrl-C, Slurm's SIGTERM or a crash in the accuracy
 performance run away with it. Now the session notes each mode as it finishes (`.session-progress.json` in the
 stage); when the run stops early, the finished modes' folders move to `<model>/.<scenario>.interrupted/` with
 `kept.json` (their run.json entries and a fingerprint of everything that decides a result: the session's
-options, the user.conf subtool wrote, the data set's size and time, subtool's version). The next run whose
+options, the user.conf subtool wrote, the data set's and the checkpoint files' sizes and times, subtool's
+version). The next run whose
 fingerprint is the same copies them into its stage and runs only the other modes; a run with other settings
 runs everything. The folder goes once a run directory is complete.
 """
@@ -47,19 +48,29 @@ def kept_dir(final_dir: Path) -> Path:
     return final_dir.parent / f".{final_dir.name}.interrupted"
 
 
-def fingerprint(session, stage: Path, dataset_path: Path) -> str:
+def fingerprint(session, stage: Path, dataset_path: Path, model_path: Path) -> str:
     """Everything that decides a mode's result: the session's options, the user.conf in the stage (as subtool
-    wrote it, before a short run sizes it), the data set's size and modification time, subtool's version."""
+    wrote it, before a short run sizes it), the size and modification time of the data set and of each file of
+    the checkpoint (weights swapped in place change it; nothing is hashed), subtool's version."""
     options = {k: v for k, v in dataclasses.asdict(session).items() if k not in _NOT_FINGERPRINTED}
     h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
     h.update((stage / "user.conf").read_bytes())
-    try:
-        st = os.stat(dataset_path)
-        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-    except OSError:
-        h.update(b"-")
+    for path in (Path(dataset_path), *_files(Path(model_path))):
+        try:
+            st = os.stat(path)
+            h.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        except OSError:
+            h.update(b"-")
     h.update(__version__.encode())
     return h.hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    """A checkpoint folder's files (its top level: where every format subtool reads keeps its weights)."""
+    try:
+        return sorted(Path(e.path) for e in os.scandir(folder) if e.is_file())[:10_000]
+    except OSError:
+        return [folder]
 
 
 def reuse(where: Path, mark: str, stage: Path, modes: list[str], say) -> Kept:
