@@ -685,7 +685,7 @@ def test_a_tree_verify_would_refuse_is_not_packed(tree, tmp_path, shape, rule):
 
 
 # ------------------------------------------------- what the companions say, number by number (mutation probe)
-# Each test below fails on a mutant of subtool/pack that the tests above let through (coord/mutation_probe_pack.md).
+# Each test below fails on a mutant of subtool/pack that the tests above let through (a mutation probe).
 def test_a_tree_changed_while_the_checker_reads_it_is_refused_end_to_end(tree, tmp_path, monkeypatch):
     import subtool.pack.api as pack_api
 
@@ -947,3 +947,21 @@ def test_the_report_says_fail_on_each_result_the_checker_failed(tree, tmp_path):
     assert _pack(tree, out).exit_code == 1  # short runs, perf.min_duration not waived
     rows = [ln for ln in (out / f"{NAME}.md").read_text().splitlines() if ln.startswith("| box | bert-99 |")]
     assert len(rows) == 2 and all("FAIL: `perf.min_duration`" in row for row in rows), rows
+
+
+def test_a_division_folder_that_is_a_link_is_refused_by_the_tarball_walk_itself(tmp_path):
+    """The checker reports the link first, but the tarball's own walk must refuse it too (pack's last line): a
+    linked open/ skipped silently would make a tarball without the results it was meant to hold."""
+    from subtool.errors import SubtoolError
+    from subtool.pack.tarball import iter_tree
+
+    real = tmp_path / "elsewhere" / "TeamX"
+    real.mkdir(parents=True)
+    (real / "README.md").write_text("x\n")
+    tree = tmp_path / "tree"
+    (tree / "closed" / "TeamX").mkdir(parents=True)
+    (tree / "closed" / "TeamX" / "README.md").write_text("x\n")
+    (tree / "open").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(SubtoolError) as err:
+        list(iter_tree(tree))
+    assert err.value.rule == "tree.symlink" and "open" in str(err.value)

@@ -1,7 +1,7 @@
 """Which files of a compliance test's folder land in the tree and in which form (subtool/package/results.py), the
 accuracy-log truncation limits (truncate.py) and the user.conf rebuilt from a log (api.py).
 
-Added by the mutation probe of subtool/package (coord/mutation_probe_pack.md): each test fails on a mutant of the
+Added by a mutation probe of subtool/package: each test fails on a mutant of the
 file lists, the truncation rules or the rebuilt settings that the other package tests let through (their
 compliance runs are TEST01 only, their logs well above or below every limit).
 """

@@ -590,7 +590,7 @@ def test_an_interrupted_write_waits_for_its_workers_through_a_second_interrupt()
         signal.signal(signal.SIGALRM, old)
 
 
-# ----------------------------------------------------- mutation probe (coord/mutation_probe_pack.md) survivors
+# ----------------------------------------------------- survivors of a mutation probe: each fails on its mutant
 @pytest.mark.parametrize("damage", ["no_verdict", "nan_result"])
 def test_a_whole_log_line_missing_or_a_nan_value_is_refused(pkg_lg, pkg_copy, tmp_path, damage):
     """Cut at a line boundary (no half line for the parser to trip on): the end-of-run verdict is missing; or
@@ -611,3 +611,17 @@ def test_a_whole_log_line_missing_or_a_nan_value_is_refused(pkg_lg, pkg_copy, tm
     with pytest.raises(SubtoolError) as exc:
         read_detail_log(detail, expect_mode="performance")
     assert exc.value.rule == rule
+
+
+def test_weight_data_types_come_from_the_runs_precision_where_no_measurements_give_them(pkg_lg, pkg_copy, tmp_path):
+    """A run.json whose measurements leave weight_data_types out (another harness's, an older subtool's): the
+    run's own precision is what the weights ran in, not a blank the checker fails."""
+    run = pkg_copy(pkg_lg["Offline"])
+    record = json.loads((run / "run.json").read_text())
+    del record["measurements"]["weight_data_types"]
+    record["precision"] = "bf16"
+    (run / "run.json").write_text(json.dumps(record))
+    for stray in run.rglob("measurements.json"):
+        stray.unlink()
+    res = package_results(opts(tmp_path / "t", run))
+    assert json.loads((res.results[0].path / "measurements.json").read_text())["weight_data_types"] == "bf16"

@@ -224,7 +224,7 @@ def test_unwritable_cache_is_one_line_exit_2(tmp_path, fork, tree):
     assert rev(fork, BRANCH) is None
 
 
-# ----------------------------------------------------- mutation probe (coord/mutation_probe_pack.md) survivors
+# ----------------------------------------------------- survivors of a mutation probe: each fails on its mutant
 def test_a_v5_compliance_folder_is_replaced_as_a_whole_like_results(tmp_path):
     from subtool.publish.content import scan_tree
 
@@ -250,3 +250,18 @@ def test_a_file_name_with_a_control_character_is_refused(tmp_path, name):
     with pytest.raises(SubtoolError) as err:
         scan_tree(tmp_path / "t")
     assert err.value.rule in ("publish.tree", "tree.bad_name")
+
+
+def test_a_git_folder_inside_a_submitter_folder_is_never_published(tmp_path):
+    """A team that keeps its submitter folder in git: its .git (objects, hooks, a config that may hold a token
+    in a remote URL) is no part of the submission."""
+    from subtool.publish.content import scan_tree
+
+    sub = tmp_path / "t" / "closed" / "TeamX"
+    (sub / "documentation").mkdir(parents=True)
+    (sub / "documentation" / "README.md").write_text("x\n")
+    (sub / ".git" / "objects").mkdir(parents=True)
+    (sub / ".git" / "config").write_text('[remote "origin"]\n\turl = https://x:token@example.org/r.git\n')
+    (sub / ".git" / "objects" / "ab").write_bytes(b"\0blob")
+    names = [f.path for f in scan_tree(tmp_path / "t").files]
+    assert names == ["closed/TeamX/documentation/README.md"]

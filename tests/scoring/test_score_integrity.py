@@ -235,7 +235,7 @@ def test_a_team_name_that_differs_only_in_case_is_the_same_team(sc_handins, sc_c
     assert overall["Gamma"]["status"] == "ranked"
 
 
-# ----------------------------------------------------- mutation probe (coord/mutation_probe_pack.md) survivors
+# ----------------------------------------------------- survivors of a mutation probe: each fails on its mutant
 def test_a_tstamps_pair_that_ends_before_it_begins_is_unreadable_whatever_the_slack(tmp_path):
     begin = datetime(2026, 11, 26, 1, 52, 6, tzinfo=timezone.utc)
     path = tmp_path / "x.tstamps"

@@ -174,7 +174,7 @@ def test_score_cli_aggregates_a_team_handed_in_twice(sc_copy, tmp_path):
     assert len(doc["results"]) == 5
 
 
-# ----------------------------------------------------- mutation probe (coord/mutation_probe_pack.md) survivors
+# ----------------------------------------------------- survivors of a mutation probe: each fails on its mutant
 def test_multistream_results_are_lower_is_better_too():
     [row] = metric_rows([_entry(0, [_result("bert-99", "MultiStream", value=4.2, units="Latency (ms)")])])
     assert [m["metricRelativity"] for m in row["metrics"] if m["metricName"].endswith("-Result")] == ["LowerIsBetter"]
