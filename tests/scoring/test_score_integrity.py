@@ -330,3 +330,17 @@ def test_the_manifest_check_flags_a_member_missing_or_extra_and_a_tarball_it_doe
     manifest.artifacts = {}
     path.write_text(manifest.render())
     assert [f.rule for f in check_manifest(str(path), tarball, a, {"open/T/f": b})] == ["manifest.tarball_mismatch"]
+
+
+def test_a_companion_file_over_16_mib_is_flagged_unread(tmp_path):
+    """A hand-in's .tstamps (or summary, or manifest) is a few lines: a huge one is flagged by its size, never read
+    into the scorer's memory (a sparse file: no disk is spent)."""
+    path = tmp_path / "x.tstamps"
+    with open(path, "wb") as fh:
+        fh.truncate((16 << 20) + 1)
+    begin = datetime(2026, 11, 26, 1, 52, 6, tzinfo=timezone.utc)
+    flags = check_tstamps(str(path), [("T/s/bert-99/Offline", begin, begin)], 0)
+    assert flags == [Flag("tstamps.unreadable", "x.tstamps is larger than 16 MiB")]
+    with open(path, "r+b") as fh:
+        fh.truncate(16 << 20)  # at the limit: read (and then found not to be times)
+    assert "larger than" not in check_tstamps(str(path), [("T/s/bert-99/Offline", begin, begin)], 0)[0].message
