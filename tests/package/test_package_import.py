@@ -625,3 +625,14 @@ def test_weight_data_types_come_from_the_runs_precision_where_no_measurements_gi
         stray.unlink()
     res = package_results(opts(tmp_path / "t", run))
     assert json.loads((res.results[0].path / "measurements.json").read_text())["weight_data_types"] == "bf16"
+
+
+def test_an_accuracy_txt_that_already_carries_the_logs_hash_is_kept_as_given(pkg_lg, pkg_copy, tmp_path):
+    """The official accuracy script's output (its metric line, then hash= of the full log) beside the full log:
+    packaged as it is, with one hash line, never a second one appended."""
+    run = pkg_copy(pkg_lg["Offline"])
+    log = run / "accuracy" / "mlperf_log_accuracy.json"
+    given = f'{{"exact_match": 83.412, "f1": 90.502}}\n\nhash={hashlib.sha256(log.read_bytes()).hexdigest()}\n'
+    (run / "accuracy" / "accuracy.txt").write_text(given)
+    res = package_results(opts(tmp_path / "t", run))
+    assert (res.results[0].path / "accuracy" / "accuracy.txt").read_text() == given
