@@ -965,3 +965,18 @@ def test_a_division_folder_that_is_a_link_is_refused_by_the_tarball_walk_itself(
     with pytest.raises(SubtoolError) as err:
         list(iter_tree(tree))
     assert err.value.rule == "tree.symlink" and "open" in str(err.value)
+
+
+def test_a_result_without_loadgen_times_needs_no_covering_pair_and_never_crashes():
+    from subtool.pack.inputs import ResultInfo, TimeWindow
+    from subtool.pack.runs import covered
+
+    rel = "closed/TeamX/results/box/bert-99/Offline"
+    timeless = ResultInfo("closed", "TeamX", "box", "bert-99", "Offline", rel)
+    assert covered(timeless, []) and covered(timeless, [["garbage"]])
+    from datetime import datetime, timezone
+
+    moment = datetime(2026, 11, 26, 1, 52, 6, tzinfo=timezone.utc)
+    timed = ResultInfo("closed", "TeamX", "box", "bert-99", "Offline", rel, window=TimeWindow(moment, moment))
+    assert not covered(timed, [])
+    assert covered(timed, [["Thu Nov 26 01:52:00 UTC 2026", "Thu Nov 26 01:53:00 UTC 2026"]])
