@@ -259,7 +259,14 @@ def _run_keeping_finished_modes(session: SessionSpec, stage: Path, final_dir: Pa
     try:
         outcome = _run_child(session, stage)
     except BaseException:
-        modes = interrupted.keep(stage, where, mark, kept)
+        try:
+            modes = interrupted.keep(stage, where, mark, kept)
+        except OSError as exc:  # a full disk, say: the run's own error is the one to report
+            from rich.markup import escape
+
+            why = escape(f"the finished modes could not be kept in {where}: {exc.strerror or exc}")
+            say(f"[yellow]warning[/]: {why}")
+            modes = []
         if modes:
             say(f"kept the finished {' and '.join(modes)} run in {where}: the same command reuses it")
         raise

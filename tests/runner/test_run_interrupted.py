@@ -84,3 +84,35 @@ def test_the_fingerprint_changes_with_the_options_the_user_conf_the_data_and_the
     assert mark() == base
     os.utime(model / "model.safetensors", ns=(1, 1))  # weights swapped in place: same path, another file
     assert mark() != base
+
+
+def test_a_keep_that_fails_never_hides_the_error_the_run_stopped_on(tmp_path, monkeypatch):
+    """Keeping the finished modes runs while the run's own error (a crash, Ctrl-C) propagates: a full disk there
+    is a warning, and the error the user sees is still the run's."""
+    import errno
+
+    import pytest
+
+    from subtool.errors import SubtoolError
+    from subtool.runner import api, interrupted
+    from subtool.runner.session import SessionSpec
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "user.conf").write_text("*.Offline.target_qps = 1\n")
+    spec = SessionSpec("bert-99", "Offline", ["performance"], str(tmp_path), str(tmp_path), "u", str(stage), "c", "r")
+    crashed = SubtoolError("the benchmark process died", rule="run.crashed")
+
+    def child(session, stage):
+        raise crashed
+
+    def full_disk(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(api, "_run_child", child)
+    monkeypatch.setattr(interrupted, "keep", full_disk)
+    said = []
+    with pytest.raises(SubtoolError) as err:
+        api._run_keeping_finished_modes(spec, stage, tmp_path / "runs" / "Offline", (tmp_path, tmp_path), said.append)
+    assert err.value is crashed
+    assert any("could not be kept" in line and "No space left" in line for line in said)
