@@ -60,6 +60,7 @@ def fetch(
         if plan:
             record = api.plan(model, kinds=kinds, mirror=mirror)
             _print_plan(console, record)
+            _say_not_served(console, model, kinds)
             if json_file is not None:
                 atomic_write_json(json_file, record)
             return
@@ -71,10 +72,21 @@ def fetch(
             result = api.fetch(model, kinds=kinds, to=to, mirror=mirror, say=say, progress=progress, verify=verify)
         if to is not None:
             say(f"installed outside the cache: `subtool run --model {model} --assets {result.root}` finds it")
+        _say_not_served(console, model, kinds)
         if json_file is not None:
             atomic_write_json(json_file, result.to_dict())
     except SubtoolError as err:
         _fail(err)
+
+
+def _say_not_served(console, model: str, kinds: tuple[str, ...]) -> None:
+    """A kind asked for (by default both) that no source serves for this benchmark: what to do instead."""
+    from subtool.mlperf.assets import asset, not_served
+
+    for kind in kinds:
+        why = not_served(model, kind)
+        if why is not None and asset(model, kind) is None:
+            console.print(f"{kind}: not fetched: {why}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _kinds(dataset_only: bool, model_only: bool) -> tuple[str, ...]:

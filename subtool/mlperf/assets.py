@@ -234,6 +234,20 @@ ASSETS: tuple[Asset, ...] = (
 )
 
 
+# What subtool cannot fetch for a benchmark it can fetch something of, and how a team gets it instead.
+NOT_SERVED = {
+    ("gptj", "dataset"): "MLCommons serves no processed cnn_eval.json for GPT-J: build it with "
+    "language/gpt-j/download_cnndm.py from the MLCommons inference repository (docs/assets.md) and pass it with "
+    "--dataset-path",
+}
+
+
+def not_served(benchmark: str, kind: str) -> str | None:
+    """Why `kind` of `benchmark` is not fetched, and what to do instead; None where it is (or nothing is known)."""
+    family = benchmark.split("-")[0]
+    return NOT_SERVED.get((family, kind))
+
+
 def assets_for(benchmark: str) -> tuple[Asset, ...]:
     """The assets of one benchmark (model first, then data set); () for one subtool cannot fetch."""
     return tuple(sorted((a for a in ASSETS if a.benchmark == benchmark), key=lambda a: KINDS.index(a.kind)))

@@ -101,13 +101,24 @@ def _say_nothing_fetched(model: str, say) -> None:
     from subtool.mlperf.assets import assets_for
 
     if assets_for(model):
-        say(f"nothing fetched for {model} (`subtool fetch {model}` gets the official checkpoint and data set)")
+        kinds = {a.kind for a in assets_for(model)}
+        what = "the official checkpoint and data set" if kinds == {"model", "dataset"} else "the official checkpoint"
+        say(f"nothing fetched for {model} (`subtool fetch {model}` gets {what})")
 
 
 def _missing_error(model: str, kind: str, given: dict, cache: Path | None = None) -> SubtoolError:
     """Neither path given and only one of the two fetched; or one path given and the other one not fetched."""
+    from subtool.mlperf.assets import not_served
+
     only = "--dataset-only" if kind == "dataset" else "--model-only"
     fetch = f"`subtool fetch {model} {only}`"
+    why = not_served(model, kind)
+    if why is not None:  # no fetch would get it: say what will
+        return SubtoolError(
+            f"{_FLAGS[kind]} is missing ({_WORDS[kind]} for {model}): {why}",
+            path=asset_dir(model, kind, cache) if not any(given.values()) else None,
+            rule="run.inputs",
+        )
     if any(given.values()):
         return SubtoolError(
             f"{_FLAGS[kind]} is missing: give both --model-path and --dataset-path, or neither for the embedded demo",

@@ -178,3 +178,16 @@ def test_a_to_that_is_a_dangling_link_is_named_as_one(entries, tmp_path):
     assert proc.returncode == 2, proc.stderr
     line = proc.stderr.strip().splitlines()[0]
     assert "[io.dangling_link]" in line and str(tmp_path / "nonexist") in line and "File exists" not in line
+
+
+def test_a_data_set_no_source_serves_says_how_to_get_it_in_fetch_its_plan_and_run(tmp_path):
+    """GPT-J's cnn_eval.json is built with the reference's download_cnndm.py, never fetched: every place that would
+    send a user to `subtool fetch gptj-99 --dataset-only` says that instead (no circle of hints)."""
+    refused = runner.invoke(app, ["fetch", "gptj-99", "--dataset-only"])
+    assert refused.exit_code == 2 and "[fetch.not_served]" in refused.stderr and "download_cnndm.py" in refused.stderr
+    plan = runner.invoke(app, ["fetch", "gptj-99", "--plan"])
+    assert plan.exit_code == 0 and "dataset: not fetched" in " ".join(plan.output.split())
+    run = runner.invoke(app, ["run", "--model", "gptj-99", "--model-path", str(tmp_path), "--out", str(tmp_path / "o")])
+    said = " ".join(run.stderr.split())
+    assert run.exit_code == 2 and "[run.inputs]" in said and "download_cnndm.py" in said
+    assert "--dataset-only" not in said
