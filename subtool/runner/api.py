@@ -387,12 +387,12 @@ def _run_child(session: SessionSpec, stage: Path) -> dict:
         )
     if not outcome.get("ok"):
         err = outcome["error"]
+        message, path = err["message"], err.get("path")
+        inside = path is not None and Path(path).resolve().is_relative_to(stage.resolve())
+        if inside:  # the staging folder goes with the failed run: name what the file was, not a path that is gone
+            message, path = f"{message} (seen in the run's {Path(path).resolve().relative_to(stage.resolve())})", None
         raise SubtoolError(
-            err["message"],
-            path=err.get("path"),
-            rule=err.get("rule"),
-            hint=err.get("hint"),
-            exit_code=err.get("exit_code", 2),
+            message, path=path, rule=err.get("rule"), hint=err.get("hint"), exit_code=err.get("exit_code", 2)
         )
     return outcome
 
