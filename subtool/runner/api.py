@@ -108,7 +108,8 @@ def decide(opts: RunOptions, say) -> RunOptions:
             f"{spec.name} has no {scenario} scenario; choose one of {', '.join(spec.scenarios)}", rule="run.scenario"
         )
     _modes(opts.mode)
-    unknown = [t for t in opts.compliance or [] if t not in spec.compliance]
+    opts = dataclasses.replace(opts, compliance=[t.upper() for t in opts.compliance or []])  # test06 is TEST06
+    unknown = [t for t in opts.compliance if t not in spec.compliance]
     if unknown:
         raise SubtoolError(
             f"compliance test {', '.join(unknown)} does not apply to {spec.name} or is not run by "

@@ -202,3 +202,11 @@ def test_all_on_fetched_files_is_closed_and_its_readme_names_them(
     block = text[text.index("```bash") : text.rindex("```")].splitlines()
     # the next line is the command as invoked (this test's argv: pytest's own, or a bare `subtool` under xdist)
     assert block[2] == "subtool fetch bert-99" and block[3].split()[0] == "subtool"
+
+
+def test_compliance_test_names_are_taken_in_any_case_like_scenarios(cache):
+    decided = decide(RunOptions(backend="torch-cpu", compliance=["test01"]), lambda *a, **k: None)
+    assert decided.compliance == ["TEST01"]
+    with pytest.raises(SubtoolError) as err:
+        decide(RunOptions(backend="torch-cpu", compliance=["test06"]), lambda *a, **k: None)
+    assert err.value.rule == "run.compliance" and "TEST06" in err.value.message  # named as the rules name it
