@@ -396,7 +396,9 @@ def _division(opts: PipelineOptions) -> str:
 def _do_run(opts: PipelineOptions, runs: Path, compliance: list[str], console) -> dict:
     from subtool.runner.api import run_benchmark
 
-    run = dataclasses.replace(opts.run, mode="both", out=runs, compliance=compliance, argv=opts.argv)
+    run = dataclasses.replace(
+        opts.run, mode="both", out=runs, compliance=compliance, argv=opts.argv, fresh=opts.force or opts.run.fresh
+    )
     record = run_benchmark(run, console=console)
     run_dir = runs / record["model"] / record["scenario"]
     return {"run_dir": str(run_dir), "digest": tree_digest(run_dir)}

@@ -48,6 +48,7 @@ class RunOptions:
     inputs: RunInputs | None = None  # what the run reads, decided once (runner/inputs.py); None: not yet
     assets: Path | None = None  # --assets: the cache `subtool fetch --to` installed into; None: cache_root()
     quiet: bool = False  # the benchmark process prints nothing (find-perf's probes: one line each, its own)
+    fresh: bool = False  # run every mode, reusing none an interrupted run kept (`all --force`)
 
 
 def run_dir_for(out: Path, model: str, scenario: str) -> Path:
@@ -222,7 +223,8 @@ def run_decided(opts: RunOptions, say) -> dict:
         with staged_directory(final_dir) as stage:
             previous = _carry_over_other_modes(final_dir, stage, _modes(opts.mode))
             session, settings = _session(opts, spec, stage, (model_path, dataset_path, cache_root()), demo)
-            outcome = _run_keeping_finished_modes(session, stage, final_dir, (model_path, dataset_path), say)
+            paths = (model_path, dataset_path)
+            outcome = _run_keeping_finished_modes(session, stage, final_dir, paths, say, fresh=opts.fresh)
             if outcome.get("teardown"):
                 from rich.markup import escape
 
@@ -242,12 +244,16 @@ def run_decided(opts: RunOptions, say) -> dict:
     return record
 
 
-def _run_keeping_finished_modes(session: SessionSpec, stage: Path, final_dir: Path, paths: tuple, say) -> dict:
-    """The session in its child, reusing the modes an interrupted run with the same settings finished, and
-    keeping those this one finishes if it stops early (runner/interrupted.py)."""
+def _run_keeping_finished_modes(
+    session: SessionSpec, stage: Path, final_dir: Path, paths: tuple, say, *, fresh: bool = False
+) -> dict:
+    """The session in its child, reusing the modes an interrupted run with the same settings finished (none when
+    `fresh`), and keeping those this one finishes if it stops early (runner/interrupted.py)."""
     import dataclasses
 
     where = interrupted.kept_dir(final_dir)
+    if fresh:
+        interrupted.discard(where)
     model_path, dataset_path = paths
     mark = interrupted.fingerprint(session, stage, dataset_path, model_path)
     kept = interrupted.reuse(where, mark, stage, session.modes, say)

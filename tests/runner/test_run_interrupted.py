@@ -116,3 +116,41 @@ def test_a_keep_that_fails_never_hides_the_error_the_run_stopped_on(tmp_path, mo
         api._run_keeping_finished_modes(spec, stage, tmp_path / "runs" / "Offline", (tmp_path, tmp_path), said.append)
     assert err.value is crashed
     assert any("could not be kept" in line and "No space left" in line for line in said)
+
+
+def test_all_force_runs_every_mode_again_even_where_an_interrupted_run_kept_one(tmp_path, monkeypatch):
+    """`fresh` (what `all --force` asks): the kept modes are dropped, not reused, and the child runs them all."""
+    import shutil
+
+    from subtool.runner import api, interrupted
+    from subtool.runner.session import SessionSpec
+
+    stage, final = tmp_path / "stage", tmp_path / "runs" / "bert-99" / "Offline"
+    stage.mkdir()
+    final.parent.mkdir(parents=True)
+    (stage / "user.conf").write_text("*.Offline.target_qps = 1\n")
+    spec = SessionSpec(
+        "bert-99", "Offline", ["performance", "accuracy"], str(tmp_path), str(tmp_path), "u", str(stage), "c", "r"
+    )
+    where = interrupted.kept_dir(final)
+    (where / "performance").mkdir(parents=True)
+    mark = interrupted.fingerprint(spec, stage, tmp_path, tmp_path)
+    (where / KEPT_NAME).write_text(
+        json.dumps({"schema": interrupted.KEPT_SCHEMA, "fingerprint": mark, "modes": {"performance": {"dir": "x"}}})
+    )
+    asked = []
+
+    def child(session, stage):
+        asked.append(list(session.modes))
+        return {"modes": {m: {"dir": m} for m in session.modes}, "tstamps": ["a", "b"]}
+
+    monkeypatch.setattr(api, "_run_child", child)
+    reused = api._run_keeping_finished_modes(spec, stage, final, (tmp_path, tmp_path), lambda *a: None)
+    assert asked == [["accuracy"]] and reused["modes"]["performance"] == {"dir": "x"}  # not fresh: reused
+    (where / "performance").mkdir(parents=True, exist_ok=True)
+    (where / KEPT_NAME).write_text(
+        json.dumps({"schema": interrupted.KEPT_SCHEMA, "fingerprint": mark, "modes": {"performance": {"dir": "x"}}})
+    )
+    shutil.rmtree(stage / "performance", ignore_errors=True)  # the first call's copy of the kept run
+    api._run_keeping_finished_modes(spec, stage, final, (tmp_path, tmp_path), lambda *a: None, fresh=True)
+    assert asked[-1] == ["performance", "accuracy"] and not where.exists()
