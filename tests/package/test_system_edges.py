@@ -1,0 +1,64 @@
+"""System description edges: a value nested in a list of an overrides file is held to JSON too, the default name
+never carries a path separator nor a CPU-only accelerator, and the official checker's power and network fields
+are fields one may set."""
+
+from __future__ import annotations
+
+import pytest
+
+from subtool.errors import SubtoolError
+from subtool.package.system import NETWORK_FIELDS, POWER_FIELDS, default_system_name, load_overrides, parse_set
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("other_hardware = [1.0, nan]\n", "other_hardware[1] is nan"),
+        ("other_hardware = [[inf]]\n", "other_hardware[0][0] is inf"),
+        ("other_hardware = [1979-05-27]\n", "other_hardware[0] is a TOML date"),
+    ],
+)
+def test_a_non_json_value_inside_a_list_of_an_overrides_file_is_refused(tmp_path, text, says):
+    src = tmp_path / "s.toml"
+    src.write_text(text)
+    with pytest.raises(SubtoolError) as err:
+        load_overrides(src)
+    assert err.value.rule == "system.bad_overrides" and says in err.value.message, err.value.message
+
+
+@pytest.mark.parametrize("accelerator", ["N/A", "", None])
+def test_a_cpu_only_host_is_named_after_its_processor_alone(accelerator):
+    fields = {"host_processors_per_node": 2, "host_processor_model_name": "AMD EPYC 9654", "accelerators_per_node": 1}
+    if accelerator is not None:
+        fields["accelerator_model_name"] = accelerator
+    assert default_system_name(fields) == "2xAMD_EPYC_9654"
+
+
+def test_the_detected_cpu_only_accelerator_does_not_name_the_system():
+    from subtool.hostinfo.fields import CPU_ONLY_ACCELERATOR
+
+    fields = {"host_processor_model_name": "AMD EPYC", "accelerators_per_node": "1"}
+    assert default_system_name({**fields, "accelerator_model_name": CPU_ONLY_ACCELERATOR}) == "1xAMD_EPYC"
+
+
+def test_the_default_system_name_holds_no_path_separator():
+    name = default_system_name(
+        {
+            "host_processor_model_name": "../../etc/Intel\\Xeon",
+            "accelerators_per_node": "1",
+            "accelerator_model_name": "GPU/../../x",
+        }
+    )
+    assert "/" not in name and "\\" not in name and not name.startswith(".")
+    assert name == "1xGPU_.._.._x_1x.._.._etc_Intel_Xeon"
+
+
+@pytest.mark.parametrize("name", [*POWER_FIELDS, *NETWORK_FIELDS])
+def test_every_power_and_network_field_of_the_official_checker_may_be_set(name):
+    assert parse_set([f"{name}=x"]) == {name: "x"}
+
+
+def test_the_official_checkers_power_and_network_fields_are_all_known():
+    # some of them restated here, so that dropping one from the lists fails a test
+    assert {"system_power_only", "system_power_capacity", "power_supply_quantity_and_rating_watts"} <= set(POWER_FIELDS)
+    assert {"is_network", "network_type", "network_media", "nic_loadgen", "nic_sut"} <= set(NETWORK_FIELDS)
