@@ -40,7 +40,7 @@ from subtool.fetch.plan import (
     plan_dict,
     read_plan,
 )
-from subtool.fsutil import cache_root, exclusive
+from subtool.fsutil import cache_root, exclusive, remove_dirs
 from subtool.mlperf import assets as catalogue
 from subtool.mlperf.assets import KINDS, Asset
 from subtool.mlperf.round import INTERACTIVE_CONF_SUFFIX
@@ -176,15 +176,9 @@ def _one_writer(root: Path, asset: Asset) -> Iterator[None]:
                 rule="fetch.locked",
                 hint="let it finish, then run the same command again",
             ) from None
-        stack.callback(_prune_empty, staging)  # runs before the lock goes: a failed fetch leaves only its bytes
+        # before the lock goes, the staging folders that hold nothing (a part with bytes stays, for a resume)
+        stack.callback(remove_dirs, [staging, *(staging / name for name in ("parts", "files", "tree"))])
         yield
-
-
-def _prune_empty(staging: Path) -> None:
-    """Remove the staging folders that hold nothing (a part with bytes in it stays, for the next run to resume)."""
-    for sub in (*(staging / name for name in ("parts", "files", "tree")), staging):
-        with contextlib.suppress(OSError):
-            sub.rmdir()
 
 
 def _already(asset: Asset, root: Path, say: Say, verify: bool = False) -> Outcome | None:
