@@ -99,6 +99,23 @@ def _tmp_sibling_prefix(path: Path) -> str:
     return f".{path.name[:48]}.{os.getpid()}."
 
 
+def file_identity(path: Path | None) -> object:
+    """Cheap identity of an input file or directory: path, sizes and modification times (no hashing GBs)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_file():
+        st = path.stat()
+        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+    if path.is_dir():
+        return [
+            [str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(path.rglob("*"))
+            if p.is_file()
+        ]
+    return str(path)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     with atomic_output_file(path) as fh:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from subtool import fsutil
 from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError
-from subtool.fsutil import exclusive, remove_leftovers
+from subtool.fsutil import exclusive, file_identity, remove_leftovers
 from subtool.mlperf.layout import check_name
 from subtool.mlperf.rounds import DEFAULT_VERSION
-from subtool.pipeline_state import STAGES, State, file_identity, fingerprint, stage_runner, tree_digest
+from subtool.pipeline_state import STAGES, State, fingerprint, stage_runner, tree_digest
 from subtool.runner.api import RunOptions
 
 

@@ -98,23 +98,6 @@ def fingerprint(*parts: object) -> str:
     return h.hexdigest()
 
 
-def file_identity(path: Path | None) -> object:
-    """Cheap identity of an input file or directory: path, sizes and modification times (no hashing GBs)."""
-    if path is None:
-        return None
-    path = Path(path)
-    if path.is_file():
-        st = path.stat()
-        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-    if path.is_dir():
-        return [
-            [str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
-            for p in sorted(path.rglob("*"))
-            if p.is_file()
-        ]
-    return str(path)
-
-
 def tree_digest(root: Path) -> str:
     """sha256 over every file's relative path and content below root."""
     h = hashlib.sha256()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool import __version__
-from subtool.fsutil import atomic_write_json
+from subtool.fsutil import atomic_write_json, file_identity
 from subtool.mlperf.json_strict import parse_json
 
 PROGRESS_NAME = ".session-progress.json"
@@ -50,27 +50,12 @@ def kept_dir(final_dir: Path) -> Path:
 
 def fingerprint(session, stage: Path, dataset_path: Path, model_path: Path) -> str:
     """Everything that decides a mode's result: the session's options, the user.conf in the stage (as subtool
-    wrote it, before a short run sizes it), the size and modification time of the data set and of each file of
-    the checkpoint (weights swapped in place change it; nothing is hashed), subtool's version."""
+    wrote it, before a short run sizes it), the data set's and every checkpoint file's size and modification time
+    (fsutil.file_identity: weights swapped in place change it; nothing is hashed), subtool's version."""
     options = {k: v for k, v in dataclasses.asdict(session).items() if k not in _NOT_FINGERPRINTED}
-    h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
-    h.update((stage / "user.conf").read_bytes())
-    for path in (Path(dataset_path), *_files(Path(model_path))):
-        try:
-            st = os.stat(path)
-            h.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-        except OSError:
-            h.update(b"-")
-    h.update(__version__.encode())
-    return h.hexdigest()
-
-
-def _files(folder: Path) -> list[Path]:
-    """A checkpoint folder's files (its top level: where every format subtool reads keeps its weights)."""
-    try:
-        return sorted(Path(e.path) for e in os.scandir(folder) if e.is_file())[:10_000]
-    except OSError:
-        return [folder]
+    user_conf = hashlib.sha256((stage / "user.conf").read_bytes()).hexdigest()
+    parts = [options, user_conf, file_identity(dataset_path), file_identity(model_path), __version__]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def reuse(where: Path, mark: str, stage: Path, modes: list[str], say) -> Kept:

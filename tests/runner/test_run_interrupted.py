@@ -126,15 +126,16 @@ def test_all_force_runs_every_mode_again_even_where_an_interrupted_run_kept_one(
     from subtool.runner.session import SessionSpec
 
     stage, final = tmp_path / "stage", tmp_path / "runs" / "bert-99" / "Offline"
-    stage.mkdir()
-    final.parent.mkdir(parents=True)
+    inputs = tmp_path / "inputs"  # the checkpoint and data set: apart from what the run writes
+    for folder in (stage, inputs, final.parent):
+        folder.mkdir(parents=True)
     (stage / "user.conf").write_text("*.Offline.target_qps = 1\n")
     spec = SessionSpec(
-        "bert-99", "Offline", ["performance", "accuracy"], str(tmp_path), str(tmp_path), "u", str(stage), "c", "r"
+        "bert-99", "Offline", ["performance", "accuracy"], str(inputs), str(inputs), "u", str(stage), "c", "r"
     )
     where = interrupted.kept_dir(final)
     (where / "performance").mkdir(parents=True)
-    mark = interrupted.fingerprint(spec, stage, tmp_path, tmp_path)
+    mark = interrupted.fingerprint(spec, stage, inputs, inputs)
     (where / KEPT_NAME).write_text(
         json.dumps({"schema": interrupted.KEPT_SCHEMA, "fingerprint": mark, "modes": {"performance": {"dir": "x"}}})
     )
@@ -145,12 +146,12 @@ def test_all_force_runs_every_mode_again_even_where_an_interrupted_run_kept_one(
         return {"modes": {m: {"dir": m} for m in session.modes}, "tstamps": ["a", "b"]}
 
     monkeypatch.setattr(api, "_run_child", child)
-    reused = api._run_keeping_finished_modes(spec, stage, final, (tmp_path, tmp_path), lambda *a: None)
+    reused = api._run_keeping_finished_modes(spec, stage, final, (inputs, inputs), lambda *a: None)
     assert asked == [["accuracy"]] and reused["modes"]["performance"] == {"dir": "x"}  # not fresh: reused
     (where / "performance").mkdir(parents=True, exist_ok=True)
     (where / KEPT_NAME).write_text(
         json.dumps({"schema": interrupted.KEPT_SCHEMA, "fingerprint": mark, "modes": {"performance": {"dir": "x"}}})
     )
     shutil.rmtree(stage / "performance", ignore_errors=True)  # the first call's copy of the kept run
-    api._run_keeping_finished_modes(spec, stage, final, (tmp_path, tmp_path), lambda *a: None, fresh=True)
+    api._run_keeping_finished_modes(spec, stage, final, (inputs, inputs), lambda *a: None, fresh=True)
     assert asked[-1] == ["performance", "accuracy"] and not where.exists()
