@@ -362,7 +362,8 @@ def _run_dir(path: Path, **overrides) -> Path:
     return path
 
 
-def test_run_script_and_tstamps_from_run_directories(tree, tmp_path):
+def _pack_two_runs(tree, tmp_path):
+    """The tree packed with --runs of two run directories: Offline, and SingleStream with its own times and command."""
     run_a = _run_dir(tmp_path / "runs" / "Offline")
     run_b = _run_dir(
         tmp_path / "runs" / "SingleStream",
@@ -371,7 +372,11 @@ def test_run_script_and_tstamps_from_run_directories(tree, tmp_path):
         command=["subtool", "run", "--scenario", "SingleStream"],
     )
     out = tmp_path / "out"
-    result = _pack(tree, out, "--runs", str(run_a), "--runs", str(run_b), *WAIVE_SHORT)
+    return run_a, run_b, out, _pack(tree, out, "--runs", str(run_a), "--runs", str(run_b), *WAIVE_SHORT)
+
+
+def test_run_script_and_tstamps_from_run_directories(tree, tmp_path):
+    run_a, run_b, out, result = _pack_two_runs(tree, tmp_path)
     assert result.exit_code == 0, result.output
     script = (out / f"{NAME}.run").read_text()
     assert script.startswith("#!/usr/bin/env bash\n")
@@ -732,15 +737,8 @@ def test_summary_block_tarball_figures_are_the_tarballs(tree, tmp_path):
 
 
 def test_run_script_is_executable_and_brackets_each_command_with_date_pairs(tree, tmp_path):
-    run_a = _run_dir(tmp_path / "runs" / "Offline")
-    run_b = _run_dir(
-        tmp_path / "runs" / "SingleStream",
-        scenario="SingleStream",
-        tstamps=["Wed Nov 25 23:00:00 UTC 2026", "Wed Nov 25 23:10:00 UTC 2026"],
-        command=["subtool", "run", "--scenario", "SingleStream"],
-    )
-    out = tmp_path / "out"
-    assert _pack(tree, out, "--runs", str(run_a), "--runs", str(run_b), *WAIVE_SHORT).exit_code == 0
+    _, _, out, result = _pack_two_runs(tree, tmp_path)
+    assert result.exit_code == 0, result.output
     script_path = out / f"{NAME}.run"
     assert os.access(script_path, os.X_OK)
     lines = script_path.read_text().splitlines()
