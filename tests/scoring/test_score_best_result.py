@@ -3,6 +3,8 @@ latency where lower is better; a failing result never stands in for a passing on
 
 from __future__ import annotations
 
+from result_records import result_record
+
 from subtool.scoring.entry import EntryRecord, ResultRecord, SystemRecord
 from subtool.scoring.ranking import build_leaderboard
 from subtool.scoring.rules import load_rules
@@ -20,23 +22,16 @@ def _result(
     submitter: str = "Alpha",
     units: str = "Tokens/s",
 ) -> ResultRecord:
-    return ResultRecord(
-        result_id=f"{division}/{submitter}/results/box/{model}/{scenario}",
+    return result_record(
+        submitter,
+        model,
+        scenario,
+        value,
         division=division,
-        submitter=submitter,
-        system="box",
-        model=model,
-        mlperf_model=model,
-        scenario=scenario,
-        value=value,
+        passed=passed,
         units=units,
         accuracy="",
-        run_style="short",
-        passed=passed,
-        accuracy_ok=passed,
-        performance_ok=True,
-        failed=[] if passed else ["acc.below_threshold"],
-        reasons=[] if passed else ["acc.below_threshold: too low"],
+        failed_rule="acc.below_threshold",
     )
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
+from result_records import result_record
 
-from subtool.scoring.entry import ResultRecord
 from subtool.scoring.extract import ExtractLimits, Refused, extract_tarball
 from subtool.scoring.inputs import InputJob
 from subtool.scoring.integrity import Flag, check_manifest, check_summary, check_tstamps
@@ -145,24 +145,7 @@ _SUMMARY = st.one_of(
         max_size=4,
     ),
 )
-RESULTS = [
-    ResultRecord(
-        result_id="open/T/results/box/bert-99/Offline",
-        division="open",
-        submitter="T",
-        system="box",
-        model="bert-99",
-        mlperf_model="bert-99",
-        scenario="Offline",
-        value=1234.5,
-        units="Samples/s",
-        accuracy="exact_match: 83.6 f1: 90.9",
-        run_style="short",
-        passed=True,
-        accuracy_ok=True,
-        performance_ok=True,
-    )
-]
+RESULTS = [result_record(accuracy="exact_match: 83.6 f1: 90.9")]
 
 
 def _flags(flags) -> None:

@@ -11,6 +11,7 @@ import tarfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from result_records import result_record
 from typer.testing import CliRunner
 
 from subtool.cli import app
@@ -247,23 +248,17 @@ def test_a_tstamps_pair_that_ends_before_it_begins_is_unreadable_whatever_the_sl
 
 
 def _record(scenario: str, value, division: str = "open", passed: bool = True):
-    from subtool.scoring.entry import ResultRecord
-
-    return ResultRecord(
-        result_id=f"{division}/T/box/bert-99/{scenario}",
+    return result_record(
+        "T",
+        "bert-99",
+        scenario,
+        value,
         division=division,
-        submitter="T",
-        system="box",
-        model="bert-99",
-        mlperf_model="bert-99",
-        scenario=scenario,
-        value=value,
-        units="Samples/s",
         accuracy="f1=90.5",
-        run_style="short",
         passed=passed,
-        accuracy_ok=passed,
         performance_ok=passed,
+        failed=[],
+        reasons=[],
     )
 
 

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from result_records import result_record
 from typer.testing import CliRunner
 
 from subtool.cli import app
@@ -27,21 +28,19 @@ def _result(
     submitter: str = "TeamX",
     units: str = "Samples/s",
 ):
-    return ResultRecord(
-        result_id=f"open/{submitter}/results/{system}/{model}/{scenario}",
-        division="open",
-        submitter=submitter,
+    return result_record(
+        submitter,
+        model,
+        scenario,
+        value,
         system=system,
-        model=model,
-        mlperf_model=model,
-        scenario=scenario,
-        value=value,
         units=units,
         accuracy="",
-        run_style="short",
         passed=acc and perf,
         accuracy_ok=acc,
         performance_ok=perf,
+        failed=[],
+        reasons=[],
     )
 
 

@@ -8,11 +8,12 @@ import re
 import shutil
 
 import pytest
+from result_records import result_record
 from typer.testing import CliRunner
 
 from subtool.cli import app
 from subtool.errors import SubtoolError
-from subtool.scoring.entry import EntryRecord, ResultRecord, SystemRecord
+from subtool.scoring.entry import EntryRecord, SystemRecord
 from subtool.scoring.ranking import build_leaderboard
 from subtool.scoring.rules import default_rules_text, parse_rules
 
@@ -69,22 +70,7 @@ def _entry(index: int, team: str, value: float) -> EntryRecord:
     fields = {"accelerator_model_name": "NVIDIA H100", "accelerators_per_node": "1", "submitter": team, "system": "box"}
     rules = parse_rules(default_rules_text(), "default", "0")
     system = SystemRecord("open", team, "box", rules.category_of(fields), fields)
-    result = ResultRecord(
-        result_id=f"open/{team}/results/box/bert-99/Offline",
-        division="open",
-        submitter=team,
-        system="box",
-        model="bert-99",
-        mlperf_model="bert-99",
-        scenario="Offline",
-        value=value,
-        units="Samples/s",
-        accuracy="F1: 90.9",
-        run_style="short",
-        passed=True,
-        accuracy_ok=True,
-        performance_ok=True,
-    )
+    result = result_record(team, value=value)
     return EntryRecord(
         index=index, input=f"{team}/x.tar.gz", kind="tarball", name="x", systems=[system], results=[result]
     )

@@ -4,9 +4,10 @@ ranking arithmetic (ties, lower-is-better tasks, rank points, entries that rank 
 from __future__ import annotations
 
 import pytest
+from result_records import result_record
 
 from subtool.errors import SubtoolError
-from subtool.scoring.entry import EntryRecord, ResultRecord, SystemRecord
+from subtool.scoring.entry import EntryRecord, SystemRecord
 from subtool.scoring.ranking import build_leaderboard
 from subtool.scoring.rules import default_rules_text, load_rules, parse_rules
 
@@ -129,26 +130,7 @@ def _entry(
     fields = {"accelerator_model_name": accel, "accelerators_per_node": "1", "system_name": f"{team} box"}
     entry.systems = [SystemRecord("open", team, "box", load_rules(None).category_of(fields), fields)]
     for model, scenario, value, passed in results:
-        entry.results.append(
-            ResultRecord(
-                result_id=f"open/{team}/results/box/{model}/{scenario}",
-                division="open",
-                submitter=team,
-                system="box",
-                model=model,
-                mlperf_model=model,
-                scenario=scenario,
-                value=value,
-                units="Samples/s",
-                accuracy="F1: 90.9",
-                run_style="short",
-                passed=passed,
-                accuracy_ok=passed,
-                performance_ok=True,
-                failed=[] if passed else ["perf.result_invalid"],
-                reasons=[] if passed else ["perf.result_invalid: LoadGen says INVALID (x)"],
-            )
-        )
+        entry.results.append(result_record(team, model, scenario, value, passed=passed))
     return entry
 
 

@@ -5,6 +5,7 @@ boolean or NaN where a number goes, a limit below its minimum, ...)."""
 from __future__ import annotations
 
 import pytest
+from result_records import result_record
 
 from subtool.errors import SubtoolError
 from subtool.scoring.entry import EntryRecord, ResultRecord, SystemRecord
@@ -19,24 +20,7 @@ def _rules(text: str):
 
 
 def _result(team, model, scenario, value, *, mlperf_model=None, run_style="short", passed=True) -> ResultRecord:
-    return ResultRecord(
-        result_id=f"open/{team}/results/box/{model}/{scenario}",
-        division="open",
-        submitter=team,
-        system="box",
-        model=model,
-        mlperf_model=model if mlperf_model is None else mlperf_model,
-        scenario=scenario,
-        value=value,
-        units="Samples/s",
-        accuracy="F1: 90.9",
-        run_style=run_style,
-        passed=passed,
-        accuracy_ok=passed,
-        performance_ok=True,
-        failed=[] if passed else ["perf.result_invalid"],
-        reasons=[] if passed else ["perf.result_invalid: LoadGen says INVALID (x)"],
-    )
+    return result_record(team, model, scenario, value, mlperf_model=mlperf_model, run_style=run_style, passed=passed)
 
 
 def _entry(index: int, team: str, results: list[ResultRecord], fields: dict | None = None) -> EntryRecord:

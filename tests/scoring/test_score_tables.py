@@ -8,9 +8,10 @@ import csv
 import io
 
 import pytest
+from result_records import result_record
 
 from subtool.scoring.api import leaderboard_document, writable
-from subtool.scoring.entry import EntryRecord, ResultRecord, SystemRecord
+from subtool.scoring.entry import EntryRecord, SystemRecord
 from subtool.scoring.integrity import Flag
 from subtool.scoring.rules import load_rules
 from subtool.scoring.tables import leaderboard_csv, leaderboard_md
@@ -21,24 +22,7 @@ FIELDS = {"accelerator_model_name": "NVIDIA H100", "accelerators_per_node": "1"}
 def _entry(index: int, team: str, value: float) -> EntryRecord:
     entry = EntryRecord(index=index, input=f"{team}.tar.gz", kind="tarball", name=team)
     entry.systems = [SystemRecord("open", team, "box", "NVIDIA GPUs", {**FIELDS, "system_name": "box"})]
-    entry.results = [
-        ResultRecord(
-            result_id=f"open/{team}/results/box/bert-99/Offline",
-            division="open",
-            submitter=team,
-            system="box",
-            model="bert-99",
-            mlperf_model="bert-99",
-            scenario="Offline",
-            value=value,
-            units="Samples/s",
-            accuracy="F1: 90.9",
-            run_style="short",
-            passed=True,
-            accuracy_ok=True,
-            performance_ok=True,
-        )
-    ]
+    entry.results = [result_record(team, value=value)]
     return entry
 
 
