@@ -116,7 +116,7 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
             check_name(name, flag[2:], flag=flag)
         fsutil.check_name_fits(name or "", opts.out, flag)
     opts = _decided(opts, console)
-    _preflight(opts)
+    _preflight(opts, console)
     selected = _selected(opts)
     if {"pack", "publish"} & set(selected):
         _refuse_other_submitters(out_paths(Path(opts.out), opts.version)["tree"], opts.submitter)
@@ -158,16 +158,19 @@ def _decided(opts: PipelineOptions, console) -> PipelineOptions:
     return dataclasses.replace(opts, run=dataclasses.replace(opts.run, round=version))
 
 
-def _preflight(opts: PipelineOptions) -> None:
+def _preflight(opts: PipelineOptions, console) -> None:
     """Every option a later stage reads, checked by that stage before the run starts (a run can take hours)."""
     from subtool.package.api import check_request
 
     check_name(opts.name, "artifact name", flag="--name")
     check_request(opts.system_file, opts.division, demo=_is_demo(opts))
     if opts.fork and "publish" in _selected(opts):
-        from subtool.publish.api import check_ready
+        from subtool.publish.api import check_ready, probe_fork
 
         check_ready(opts.fork, opts.upstream, no_pr=opts.no_pr)
+        unreachable = probe_fork(opts.fork, opts.base)
+        if unreachable:
+            console.print(f"warning: {unreachable}", markup=False, highlight=False, soft_wrap=True)
     if "run" in _selected(opts):
         from subtool.runner.api import check_run_extra
 

@@ -9,6 +9,7 @@ nothing: the branch's tree is compared first and an open pull request for the br
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
@@ -129,8 +130,8 @@ def check_destination(fork: str, upstream: str | None):
 
 def check_ready(fork: str, upstream: str | None, *, no_pr: bool, token_env: str | None = None) -> None:
     """What `subtool all --fork` can know before the benchmark runs, without the network: the fork's form, a local
-    fork that is not there, and a pull request asked of a forge with no token to open it. Reaching a remote fork
-    is the publish stage's (a re-run skips the finished stages)."""
+    fork that is not there, and a pull request asked of a forge with no token to open it. probe_fork then asks the
+    fork itself."""
     location = check_destination(fork, upstream)
     if location.kind == "local":
         path = Path(location.url.removeprefix("file://"))
@@ -150,6 +151,33 @@ def check_ready(fork: str, upstream: str | None, *, no_pr: bool, token_env: str 
             exit_code=EXIT_USAGE,
             hint="export GITHUB_TOKEN (or GH_TOKEN), or pass --no-pr to push only",
         )
+
+
+PROBE_TIMEOUT_S = 30.0
+
+
+def probe_fork(fork: str, base: str, *, token_env: str | None = None, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """Ask the fork for its base branch (git ls-remote), as publish will at the end of the run: a fork that does not
+    exist, is no git repository, or refuses the token is an error now, before hours of benchmark. One the network
+    cannot reach now (an air-gapped node) is not: the warning returned says so, and publish tries again at its end.
+    A fork that answers without the base branch is publish's to judge (the upstream may supply it)."""
+    location = parse_fork(fork)
+    token = resolve_token(token_env)
+    redact = Redactor(token)
+    url = g.remote_url(location)
+    git = g.Git(Path(os.devnull), token=token, urls=[url], redact=redact, retries=0, timeout_s=timeout_s)
+    try:
+        git.run("ls-remote", "--heads", url, base)
+    except g.GitFailure as failure:
+        if failure.kind in ("network", "other"):
+            return redact(
+                f"cannot reach the fork {location.url} now ({g.last_line(failure.stderr)}): the run goes on, and "
+                "publish tries again at its end"
+            )
+        error = g.remote_error(failure, where=location.url, has_token=bool(token), action="reading the fork")
+        error.hint = f"{error.hint}; nothing has run yet" if error.hint else "nothing has run yet"
+        raise _scrub(error, redact) from None
+    return None
 
 
 def publish_tree(
