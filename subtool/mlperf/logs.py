@@ -289,7 +289,8 @@ _JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)
 def _scalar(raw: bytes) -> Any:
     """A detail-log value, read by the one strict JSON parser (NaN, Infinity, 1e999 are refused)."""
     if raw.isdigit():
-        if len(raw) < 300:  # the common case, without the parser (longer: past any float, the parser says so)
+        # the common case, without the parser (longer: past any float; a leading zero: not JSON; the parser says so)
+        if len(raw) < 300 and (raw[:1] != b"0" or len(raw) == 1):
             return int(raw)
     elif raw in _CONSTANTS:
         return _CONSTANTS[raw]
