@@ -59,6 +59,28 @@ GENERATION_FIXED = {
     "num_return_sequences": (1, "each prompt would get several answers, passed on as other samples' answers"),
     "return_dict_in_generate": (False, "model.generate would return an object, not the token ids the run reads"),
 }
+_PICKS = "beam search would pick other tokens than the reference's decoding"
+GENERATION_FIXED |= {
+    key: (value, _PICKS)
+    for key, value in (
+        ("repetition_penalty", 1.0),
+        ("encoder_repetition_penalty", 1.0),
+        ("no_repeat_ngram_size", 0),
+        ("encoder_no_repeat_ngram_size", 0),
+        ("length_penalty", 1.0),
+        ("num_beam_groups", 1),
+        ("diversity_penalty", 0.0),
+        ("bad_words_ids", None),
+        ("force_words_ids", None),
+        ("suppress_tokens", None),
+        ("begin_suppress_tokens", None),
+        ("forced_bos_token_id", None),
+        ("forced_eos_token_id", None),
+        ("sequence_bias", None),
+        ("exponential_decay_length_penalty", None),
+        ("guidance_scale", None),
+    )
+}
 
 
 # ------------------------------------------------------------------------- checks before anything loads
@@ -104,7 +126,8 @@ def check_checkpoint(spec: LlmSpec, model_path: Path, *, need_weights: bool = Tr
 
 def _check_plain_files(model_path: Path) -> None:
     """The tokenizer and weight files that are there are regular files (a FIFO or /dev/zero would hang or fill
-    memory in the library that reads it), tokenizer files under TOKENIZER_LIMIT; an index is bounded JSON."""
+    memory in the library that reads it), tokenizer files under TOKENIZER_LIMIT; an index is bounded JSON,
+    the safetensors one naming regular files in the directory."""
     for rule, names in (("model.tokenizer", TOKENIZER_FILES), ("model.weights", WEIGHT_FILES)):
         for name in names:
             path = model_path / name
@@ -114,7 +137,9 @@ def _check_plain_files(model_path: Path) -> None:
                 raise SubtoolError(f"{name} is not a regular file", path=path, rule=rule)
             if rule == "model.tokenizer" and path.stat().st_size > TOKENIZER_LIMIT:
                 raise SubtoolError(f"{name} is larger than {TOKENIZER_LIMIT >> 20} MiB", path=path, rule=rule)
-            if name.endswith(".json") and rule == "model.weights":
+            if name == INDEX:  # every file it names a regular file beside it (transformers would open ../x)
+                read_weight_map(path)
+            elif name.endswith(".json") and rule == "model.weights":
                 read_json(path, rule)
     bin_weight_files(model_path)
 

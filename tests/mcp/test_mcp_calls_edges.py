@@ -1,0 +1,70 @@
+"""Edges of what an MCP call gives back: a secret blanked in every form a JSON writer may spell it, in the progress
+lines as well as in the result, and the JSON files a command wrote read back only up to their bound."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("mcp", reason="`subtool mcp` needs the mcp extra (pip install -e '.[test]')")
+
+from subtool.mcp_tools import redact  # noqa: E402
+
+SECRET = 'pä"ss-wörd-12345'  # a non-ASCII letter and a quote: spelled three ways in JSON text
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_a_secret_is_blanked_however_the_json_writer_escapes_it(ensure_ascii):
+    text = json.dumps({"path": f"/x/{SECRET}/y", SECRET: 1}, ensure_ascii=ensure_ascii)
+    assert SECRET not in text  # only an escaped spelling is there
+    back = redact(text, [SECRET])
+    assert json.loads(back) == {"path": "/x/***/y", "***": 1}
+
+
+def test_progress_lines_have_their_secrets_blanked():
+    import anyio
+
+    from subtool.mcp_calls import Progress
+
+    sent = []
+
+    async def report(progress, message):
+        sent.append((progress, message))
+
+    async def lines():
+        progress = Progress(report, [SECRET])
+        await progress(f"  pushing with {SECRET} to the fork  ")
+        await progress("a second line within the second: not sent")
+
+    anyio.run(lines)
+    assert sent == [(1, "pushing with *** to the fork")]
+
+
+def test_a_json_file_the_command_wrote_is_read_back_only_within_its_bound(tmp_path):
+    from subtool.mcp_calls import _written_json
+    from subtool.mcp_tools import JSON_FILE_LIMIT
+
+    small, big, same = tmp_path / "small.json", tmp_path / "big.json", tmp_path / "same.json"
+    same.write_text('{"old": true}')
+    before = {small: None, big: None, same: (same.stat().st_mtime_ns, same.stat().st_size)}
+    small.write_text('{"ok": true}')
+    big.write_text(json.dumps({"pad": "x" * JSON_FILE_LIMIT}))
+    files = _written_json(before)
+    assert files[str(small)] == {"ok": True}
+    assert files[str(big)] == f"(not read: {big.stat().st_size} bytes)"
+    assert str(same) not in files  # unchanged: not written by the command
+
+
+@pytest.mark.parametrize("name, extra", [("publish", "token_env"), ("publish", "api_url"), ("run", "api_key_env")])
+def test_an_argument_no_tool_parameter_takes_is_refused_not_dropped(name, extra):
+    """The server-only options are not parameters; one passed anyway is an error the agent reads, not a call that
+    runs as if the agent had not asked for it."""
+    from subtool.cli import app
+    from subtool.mcp_tools import check_arguments, tool_specs
+
+    spec = tool_specs(app)[name]
+    arguments = {"tree": "t", "fork": "git@github.com:t/r.git"} if name == "publish" else {"model": "llama3.1-8b"}
+    assert check_arguments(spec, arguments) is None
+    problem = check_arguments(spec, arguments | {extra: "X"})
+    assert problem is not None and problem.startswith(f"{name}: arguments:") and repr(extra) in problem, problem

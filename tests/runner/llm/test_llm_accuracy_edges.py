@@ -1,0 +1,75 @@
+"""llm_accuracy end to end on a real byte-level tokenizer: token ids decoded (the end-of-sequence token skipped),
+sentences on their own lines on both sides, ROUGE with the stemmer, and the counts beside it (gen_len, gen_num,
+gen_tok_len, tokens_per_sample) figured by hand; a log whose samples are not the data set's is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from subtool.errors import SubtoolError
+from subtool.runner.llm.accuracy import accuracy_line, llm_accuracy
+
+# (what the model says as decoded, the reference): the same text, with the spaces a byte-level tokenizer decodes
+# around it; the same sentences in the other order (rougeLsum scores sentence by sentence, rougeL the whole); a
+# shorter answer whose first word is the reference's after Porter stemming; the reordered words as one sentence
+SAMPLES = [
+    (" Write the summary. Provide context.", "Write the summary. Provide context."),
+    ("Provide context. Write the summary. ", "Write the summary. Provide context."),
+    ("Provide the answer.", "provides the answer now."),
+    ("Provide context, write the summary.", "Write the summary. Provide context."),
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A byte-level BPE tokenizer (Llama 3's kind) trained on the samples: it decodes spaces as they were."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["</s>"], initial_alphabet=alphabet)
+    tok.train_from_iterator([text for sample in SAMPLES for text in sample], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>")
+
+
+def _ids(tokenizer, text: str) -> np.ndarray:
+    ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    return np.array(ids, dtype=np.int32)
+
+
+def test_rouge_and_counts_over_decoded_token_ids(tokenizer, tmp_path):
+    tokens = {i: _ids(tokenizer, said) for i, (said, _) in enumerate(SAMPLES)}
+    tokens[7] = np.array([5, 6, 7, 8], dtype=np.int32)  # an index past the data set: not a sample, not counted
+    metrics = llm_accuracy(tokens, [ref for _, ref in SAMPLES], tokenizer, tmp_path / "log.json")
+    # reordered (5 words; punctuation is no token): 3 of 4 bigrams, a longest common run of 3 words of 5;
+    # the short answer: 3 of its 3 words in the reference's 4 (F = 6/7), 2 of its 2 bigrams in the reference's 3
+    short = 600 / 7
+    assert metrics["rouge1"] == round((300 + short) / 4, 4) == 96.4286
+    assert metrics["rouge2"] == round((100 + 75 + 80 + 75) / 4, 4)
+    assert metrics["rougeL"] == round((100 + 60 + short + 60) / 4, 4)
+    assert metrics["rougeLsum"] == round((300 + short) / 4, 4)  # sentence by sentence, on both sides
+    lines = [
+        "Write the summary.\nProvide context.",
+        "Provide context.\nWrite the summary.",
+        "Provide the answer.",
+        "Provide context, write the summary.",
+    ]
+    generated = sum(len(tokens[i]) for i in range(4))  # the end-of-sequence tokens are generated tokens
+    assert metrics["gen_len"] == sum(len(line) for line in lines)  # stripped, a line per sentence
+    assert metrics["gen_num"] == 4 and metrics["gen_tok_len"] == generated
+    assert metrics["tokens_per_sample"] == round(generated / 4, 1)
+    line = accuracy_line(metrics, values_as_strings=False)  # the counts as the reference prints them, in its order
+    counts = f"'gen_num': 4, 'gen_tok_len': {generated}, 'tokens_per_sample': {round(generated / 4, 1)}}}"
+    assert line.startswith(f"{{'rouge1': {metrics['rouge1']}, ") and line.endswith(counts), line
+
+
+def test_a_log_that_answers_other_indices_than_the_samples_is_refused(tokenizer, tmp_path):
+    tokens = {0: _ids(tokenizer, "Provide the answer."), 5: _ids(tokenizer, "Provide the answer.")}
+    with pytest.raises(SubtoolError) as err:
+        llm_accuracy(tokens, ["provides the answer.", "the answer."], tokenizer, tmp_path / "log.json")
+    assert err.value.rule == "acc.incomplete_log" and "1 of 2" in err.value.message
