@@ -74,21 +74,40 @@ def _entries(path: Path) -> list[dict]:
         raise SubtoolError("accuracy log is not valid JSON", path=path, rule="compliance.log_parse") from None
 
 
+def _responses(path: Path) -> list[tuple[int, str]]:
+    """(qsl_idx, data) of each entry; an entry that is not {"qsl_idx": whole number, "data": text} is refused in one
+    line naming it (a KeyError used to escape)."""
+    entries = _entries(path)
+    if not isinstance(entries, list):
+        raise SubtoolError("accuracy log is not a list of responses", path=path, rule="compliance.log_parse")
+    pairs = []
+    for number, e in enumerate(entries, start=1):
+        idx, data = (e.get("qsl_idx"), e.get("data")) if isinstance(e, dict) else (None, None)
+        if not isinstance(idx, int) or isinstance(idx, bool) or not isinstance(data, str):
+            raise SubtoolError(
+                f"accuracy log entry {number} has no qsl_idx (a whole number) and data (text)",
+                path=path,
+                rule="compliance.log_parse",
+            )
+        pairs.append((idx, data))
+    return pairs
+
+
 def verify_accuracy(accuracy_run_log: Path, test_log: Path) -> VerifyOutcome:
     """Every sampled response must equal the accuracy run's response for the same sample, byte for byte."""
     reference: dict[int, str] = {}
     duplicates = 0
-    for e in _entries(accuracy_run_log):
-        if e["qsl_idx"] in reference:
+    for idx, data in _responses(accuracy_run_log):
+        if idx in reference:
             duplicates += 1
-        reference[e["qsl_idx"]] = e["data"]
-    test = _entries(test_log)
+        reference[idx] = data
+    test = _responses(test_log)
     matched = mismatched = missing = 0
-    for e in test:
-        ref = reference.get(e["qsl_idx"])
+    for idx, data in test:
+        ref = reference.get(idx)
         if ref is None:
             missing += 1
-        elif ref == e["data"]:
+        elif ref == data:
             matched += 1
         else:
             mismatched += 1
