@@ -3,8 +3,6 @@ more queries, not left INVALID (runner/sizing.py; pure: a detail log's values, n
 
 from __future__ import annotations
 
-import pytest
-
 from subtool.runner import sizing
 
 
@@ -33,22 +31,3 @@ def test_a_short_server_run_starts_at_half_the_measured_throughput_at_most_the_c
     fast = sizing.initial("Server", {}, {"throughput": 1e9})
     assert fast["target_qps"] == sizing.SERVER_MAX_QPS
     assert sizing.initial("Server", {"target_qps": 7.0}, probe)["target_qps"] == 7.0  # the user's target stands
-
-
-@pytest.mark.parametrize("model", ["llama3_1-8b", "llama2-70b", "llama3_1-8b-interactive"])
-@pytest.mark.parametrize("scenario", ["Server", "SingleStream"])
-def test_equal_issue_is_turned_off_only_for_short_runs_of_the_llms(model, scenario):
-    """mlperf.conf sets sample_concatenate_permutation for the LLMs, and the checker wants it in a valid run: only a
-    short run (too few queries for it) may turn it off."""
-    from subtool.runner.harness import user_conf_settings
-
-    def settings(style: str) -> dict:
-        return user_conf_settings(
-            scenario, style, 100, target_qps=1.0, target_latency_ms=None, min_duration_ms=None, loadgen_model=model
-        )
-
-    assert settings("short")["sample_concatenate_permutation"] == 0
-    assert "sample_concatenate_permutation" not in settings("valid")
-    assert "sample_concatenate_permutation" not in user_conf_settings(
-        scenario, "short", 100, target_qps=1.0, target_latency_ms=None, min_duration_ms=None, loadgen_model="bert"
-    )
