@@ -88,7 +88,7 @@ def _untar(archive: Path, dest: Path, cap: int) -> list[Path]:
             total += member.size
             if total > cap:
                 raise UnsafeArchive(archive, f"unpacks to more than {cap} bytes")
-            tar.extract(member, dest, filter="data")
+            tar.extract(member.replace(name=name.as_posix(), deep=False), dest, filter="data")  # the name checked
             made.append(Path(*name.parts))
     return made
 
