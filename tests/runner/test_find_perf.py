@@ -45,6 +45,20 @@ def test_search_gets_close_to_the_limit():
     assert best == 1000.0 and max(tried) == 1000.0
 
 
+def test_search_bisects_until_the_bracket_is_within_the_precision_and_then_stops():
+    """800 and 480 fail, 288 holds: 288 is 28 % under the limit, so the search must bisect on (a stop condition
+    read the wrong way round would answer 288), and stop as soon as the bracket is within LOAD_PRECISION."""
+    limit = 400.0
+    best, tried = search_load(_sut(limit), 1000.0, max_probes=10)
+    assert tried[:3] == [800.0, 480.0, 288.0]
+    assert best is not None and limit / (1 + LOAD_PRECISION) <= best <= limit
+    lowest_invalid = min(q for q in tried if q > limit)
+    assert lowest_invalid / best - 1 <= LOAD_PRECISION
+    before_last = tried[:-1]
+    valid, invalid = max(q for q in before_last if q <= limit), min(q for q in before_last if q > limit)
+    assert invalid / valid - 1 > LOAD_PRECISION  # it stopped at the first probe that closed the bracket
+
+
 def test_probe_lines_say_the_load_the_verdict_and_why():
     p = find_perf.Probe(result=1.0, validity="VALID", seconds=1.5, ttft_p99=620.0, tpot_p99=9.5, within_limits=False)
     line = find_perf._load_line(4, "Interactive", 12.5, p)
