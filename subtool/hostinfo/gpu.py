@@ -20,6 +20,7 @@ from pathlib import Path
 NVML = "library: pynvml (nvidia-ml-py)"
 AMDSMI = "library: amdsmi"
 NVIDIA_SMI = "command: nvidia-smi"
+NVIDIA_SMI_TIMEOUT_S = 20.0  # a hung driver can block nvidia-smi for minutes: the scan goes on without it
 PROC_NVIDIA = "file: /proc/driver/nvidia/gpus"
 SYS_DRM = "file: /sys/class/drm"
 
@@ -177,7 +178,7 @@ def nvidia_smi_scan() -> GpuScan | None:
             [exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
-            timeout=20,
+            timeout=NVIDIA_SMI_TIMEOUT_S,
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):

@@ -6,6 +6,8 @@ description in every result of the submission."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -257,3 +259,14 @@ def test_dmidecode_that_fails_gives_no_configuration_even_with_output(bare_path)
 )
 def test_sizes_are_written_in_the_unit_a_person_reads(n, text):
     assert host.human_bytes(n) == text
+
+
+def test_an_nvidia_smi_that_does_not_answer_in_time_is_given_up(monkeypatch, bare_path):
+    """A hung driver blocks nvidia-smi: the scan stops waiting after NVIDIA_SMI_TIMEOUT_S and goes on without it,
+    even when the tool would have answered later."""
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    sleep = shutil.which("sleep", path=os.defpath)  # PATH holds only bare_path
+    _script(bare_path, "nvidia-smi", f"{sleep} 3; echo 'NVIDIA H100 PCIe, 81559, 1755, 5, 16, 535.104.05'")
+    assert gpu.nvidia_smi_scan() is not None  # it does answer, given the time
+    monkeypatch.setattr(gpu, "NVIDIA_SMI_TIMEOUT_S", 0.5)
+    assert gpu.nvidia_smi_scan() is None
