@@ -210,6 +210,13 @@ class Git:
             )
         except subprocess.TimeoutExpired as exc:
             raise GitFailure(list(args), 124, f"timed out after {exc.timeout:.0f} s", "network") from None
+        except FileNotFoundError:  # no git executable on PATH (the git dir need not exist: git says so itself)
+            raise SubtoolError(
+                "git is not installed or not on PATH: publishing pushes with it",
+                rule="publish.no_git",
+                exit_code=EXIT_USAGE,
+                hint="install git (e.g. `apt install git` or `module load git`), or leave --fork out",
+            ) from None
         if check and proc.returncode != 0:
             stderr = self.redact((proc.stderr + proc.stdout).decode("utf-8", "replace"))
             raise GitFailure(list(args), proc.returncode, stderr, classify(stderr))

@@ -105,3 +105,21 @@ def test_probe_fork_error_is_a_subtool_error_with_the_fork(tmp_path):
     with pytest.raises(SubtoolError) as info:
         probe_fork(str(tmp_path / "empty"), "main")
     assert info.value.rule == "publish.fork_missing" and str(tmp_path / "empty") in str(info.value.path)
+
+
+def test_all_with_a_fork_and_no_git_on_path_stops_before_the_run(tmp_path):
+    """A node without git could never publish: said at once, in one line, not as a traceback after the run."""
+    (tmp_path / "fork.git").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN")}
+    env["PATH"] = str(tmp_path / "empty-bin")  # python is started by its full path; git is nowhere
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_HEAVY, "all", "--submitter", "TeamX", "--out", "o", "--fork", "fork.git"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "[publish.no_git]" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
