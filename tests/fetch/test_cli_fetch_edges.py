@@ -35,7 +35,9 @@ def _damage_in_place() -> None:
     path = store.installed("bert-99", "dataset").root / "dev.json"
     st = path.stat()
     with open(path, "r+b") as fh:
-        fh.write(b"X")
+        first = fh.read(1)
+        fh.seek(0)
+        fh.write(bytes([first[0] ^ 0xFF]))  # another byte whatever the random data held there
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
