@@ -95,6 +95,32 @@ def test_a_description_without_accelerator_fields_is_uncategorised():
         (('name = "Llama2-70B Offline"', 'name = "BERT-99 Offline"'), "two [[task]] tables have the same name"),
         (("points = 10\n", 'points = 10\ntasks = ["ResNet"]\n'), "bonus[0].tasks: names no [[task]]: ResNet"),
         (("[check]", "[check\n"), "not valid TOML"),
+        # values of the right key but the wrong kind, range or name
+        (("max_points = 100", "max_points = true"), "task[0].max_points: must be int, not a boolean"),
+        (("max_points = 100", "max_points = nan"), "task[0].max_points: must be a finite number"),
+        (("max_points = 100", "max_points = inf"), "task[0].max_points: must be a finite number"),
+        (("max_points = 100", "max_points = -1"), "task[0].max_points: must be ≥ 0"),
+        (("weight = 1.0", "weight = -1.0"), "task[0].weight: must be ≥ 0"),
+        (("max_ratio = 200", "max_ratio = 0.5"), "limits.max_ratio: must be ≥ 1"),
+        (("tstamps_slack_s = 120", "tstamps_slack_s = -1"), "integrity.tstamps_slack_s: must be ≥ 0"),
+        (
+            ('divisions = ["open", "closed"]', 'divisions = ["open", "closd"]'),
+            "check.divisions: unknown division closd",
+        ),
+        (('\npoints = "relative"', '\npoints = "linear"'), "task[0].points: must be one of relative, rank"),
+        (
+            ('\npoints = "relative"', '\npoints = "rank"\nrank_points = [10, nan]'),
+            "task[0].rank_points: must be a list",
+        ),
+        (
+            ('\npoints = "relative"', '\npoints = "rank"\nrank_points = [10, true]'),
+            "task[0].rank_points: must be a list",
+        ),
+        (('models = ["bert-99"]', "models = []"), "task[0].models: must name at least one benchmark"),
+        (('models = ["bert-99"]', "models = [99]"), "task[0].models: must be a list of strings"),
+        (('scenario = "Offline"\n', ""), "task[0].scenario: is required"),
+        (('scenario = "Offline"', "scenario = 1"), "task[0].scenario: must be str, not int"),
+        (("skip_compliance = false", "skip_compliance = 0"), "check.skip_compliance: must be bool, not int"),
     ],
 )
 def test_rule_file_mistakes_are_refused_with_the_key(change, message):
