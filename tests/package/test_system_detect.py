@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.gpu_libraries import fake_amdsmi, fake_pynvml, load
+from support.host_tools import fake_tool
 from typer.testing import CliRunner
 
 from subtool.cli import app
@@ -24,26 +25,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_probe():
-    probe_host.cache_clear()
-    yield
-    probe_host.cache_clear()
-
-
-@pytest.fixture
-def bare_path(tmp_path, monkeypatch):
-    """PATH holding only a folder the test fills: no nvidia-smi, dmidecode or lscpu unless the test puts one."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    monkeypatch.setenv("PATH", str(bindir))
-    return bindir
-
-
-def _script(bindir: Path, name: str, body: str) -> None:
-    exe = bindir / name
-    exe.write_text(f"#!/bin/sh\n{body}\n")
-    exe.chmod(0o755)
+pytestmark = pytest.mark.usefixtures("fresh_probe")
 
 
 def _with_nvml(monkeypatch, fixture: str):
@@ -110,7 +92,7 @@ def test_nvml_without_its_driver_library_falls_back_to_nvidia_smi(monkeypatch, b
     pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed (the test extra has it)")
     nv = fake_pynvml(load("nvml_h200_x1.json"), init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
     monkeypatch.setitem(sys.modules, "pynvml", nv)
-    _script(bare_path, "nvidia-smi", "echo 'NVIDIA H100 PCIe, 81559, 1755, 5, 16, 535.104.05'")
+    fake_tool(bare_path, "nvidia-smi", "echo 'NVIDIA H100 PCIe, 81559, 1755, 5, 16, 535.104.05'")
     desc = detect_system(submitter="TeamX", division="open")
     assert desc.fields["accelerator_model_name"] == "NVIDIA H100 PCIe"
     assert desc.fields["accelerator_memory_capacity"] == "80 GB"
@@ -121,12 +103,14 @@ def test_nvml_without_its_driver_library_falls_back_to_nvidia_smi(monkeypatch, b
 def test_nvidia_smi_answers_with_na_values_and_garbage(monkeypatch, bare_path):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     # MIG-enabled or virtual GPUs answer [N/A] for some columns; a warning line is not a GPU
-    _script(bare_path, "nvidia-smi", "echo 'NVIDIA H100 80GB HBM3, [N/A], [N/A], 5, 16, 550.54.15'; echo 'WARNING: x'")
+    fake_tool(
+        bare_path, "nvidia-smi", "echo 'NVIDIA H100 80GB HBM3, [N/A], [N/A], 5, 16, 550.54.15'; echo 'WARNING: x'"
+    )
     desc = detect_system(submitter="TeamX", division="open")
     assert (desc.fields["accelerators_per_node"], desc.fields["accelerator_model_name"]) == (1, "NVIDIA H100 80GB HBM3")
     assert desc.fields["accelerator_memory_capacity"] == desc.fields["accelerator_frequency"] == "not detected"
     assert {"accelerator_memory_capacity", "accelerator_frequency"} <= set(desc.guessed)
-    _script(bare_path, "nvidia-smi", "echo 'No devices were found'; exit 6")
+    fake_tool(bare_path, "nvidia-smi", "echo 'No devices were found'; exit 6")
     probe_host.cache_clear()
     assert detect_system(submitter="TeamX", division="open").fields["accelerators_per_node"] == "0"
 
@@ -202,7 +186,7 @@ def test_this_machine_through_psutil_and_without_it(monkeypatch):
 def test_dimm_layout_from_dmidecode(bare_path):
     text = (FIXTURES / "dmidecode_2s_ddr5.txt").read_text()
     assert memory.describe_dimms(*memory.parse_dimms(text)) == ("16x 64 GB DDR5 4800 MT/s (16 of 24 slots)")
-    _script(bare_path, "dmidecode", f"exec /bin/cat '{FIXTURES / 'dmidecode_2s_ddr5.txt'}'")
+    fake_tool(bare_path, "dmidecode", f"exec /bin/cat '{FIXTURES / 'dmidecode_2s_ddr5.txt'}'")
     assert memory.memory_configuration() == (
         "16x 64 GB DDR5 4800 MT/s (16 of 24 slots)",
         memory.DMIDECODE,
@@ -211,7 +195,7 @@ def test_dimm_layout_from_dmidecode(bare_path):
     assert desc.fields["host_memory_configuration"].startswith("16x 64 GB DDR5")
     assert "host_memory_configuration" not in desc.guessed
     # not root: dmidecode cannot read the tables, and the field is left to the user
-    _script(bare_path, "dmidecode", "echo '/dev/mem: Permission denied' >&2; exit 1")
+    fake_tool(bare_path, "dmidecode", "echo '/dev/mem: Permission denied' >&2; exit 1")
     value, source = memory.memory_configuration()
     assert value is None and source.startswith("guessed") and "root" in source
     probe_host.cache_clear()
@@ -229,7 +213,7 @@ def test_dmidecode_parser_never_raises_on_garbage(text):
 # ----------------------------------------------------------------------------------------------- explain
 def test_cli_explain_names_each_fields_source(tmp_path, monkeypatch, bare_path):
     _with_nvml(monkeypatch, "nvml_h100_x8.json")
-    _script(bare_path, "dmidecode", "exit 1")
+    fake_tool(bare_path, "dmidecode", "exit 1")
     over = tmp_path / "o.toml"
     over.write_text('hw_notes = "liquid-cooled rack"\n')
     r = runner.invoke(app, ["system", "--submitter", "TeamX", "--explain", "--file", str(over), "--set", "cooling=air"])

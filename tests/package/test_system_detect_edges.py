@@ -10,36 +10,16 @@ import os
 import shutil
 import sys
 import types
-from pathlib import Path
 
 import pytest
 from support.gpu_libraries import fake_amdsmi, fake_pynvml, load
+from support.host_tools import fake_tool
 
 from subtool.hostinfo import gpu, host, memory
-from subtool.hostinfo.fields import accelerator_fields, host_fields, probe_host
+from subtool.hostinfo.fields import accelerator_fields, host_fields
 from subtool.package.system import detect_system
 
-
-@pytest.fixture(autouse=True)
-def _fresh_probe():
-    probe_host.cache_clear()
-    yield
-    probe_host.cache_clear()
-
-
-@pytest.fixture
-def bare_path(tmp_path, monkeypatch):
-    """PATH holding only a folder the test fills: no nvidia-smi, dmidecode or lscpu unless the test puts one."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    monkeypatch.setenv("PATH", str(bindir))
-    return bindir
-
-
-def _script(bindir: Path, name: str, body: str) -> None:
-    exe = bindir / name
-    exe.write_text(f"#!/bin/sh\n{body}\n")
-    exe.chmod(0o755)
+pytestmark = pytest.mark.usefixtures("fresh_probe")
 
 
 def _nvml(monkeypatch, recording: dict) -> None:
@@ -111,7 +91,7 @@ def test_mig_enabled_only_after_a_reset_is_not_mig_yet(monkeypatch, bare_path):
 
 def test_nvml_is_asked_before_nvidia_smi(monkeypatch, bare_path):
     _nvml(monkeypatch, load("nvml_h200_x1.json"))
-    _script(bare_path, "nvidia-smi", "echo 'NVIDIA H100 PCIe, 81559, 1755, 5, 16, 535.104.05'")
+    fake_tool(bare_path, "nvidia-smi", "echo 'NVIDIA H100 PCIe, 81559, 1755, 5, 16, 535.104.05'")
     desc = detect_system(submitter="TeamX", division="open")
     assert desc.fields["accelerator_model_name"] == "NVIDIA H200"
     assert desc.sources["accelerator_model_name"] == gpu.NVML
@@ -120,7 +100,7 @@ def test_nvml_is_asked_before_nvidia_smi(monkeypatch, bare_path):
 def test_nvidia_smi_counts_every_gpu_line_and_a_missing_width_is_guessed(monkeypatch, bare_path):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     line = "NVIDIA H100 80GB HBM3, 81559, 1980, 5, [N/A], 550.54.15"
-    _script(bare_path, "nvidia-smi", f"echo '{line}'; echo '{line}'; echo '{line}'; echo '{line}'")
+    fake_tool(bare_path, "nvidia-smi", f"echo '{line}'; echo '{line}'; echo '{line}'; echo '{line}'")
     desc = detect_system(submitter="TeamX", division="open")
     assert desc.fields["accelerators_per_node"] == 4
     assert desc.fields["accelerator_host_interconnect"] == "PCIe"  # generation alone: not "PCIe Gen5 xNone"
@@ -130,7 +110,7 @@ def test_nvidia_smi_counts_every_gpu_line_and_a_missing_width_is_guessed(monkeyp
 
 def test_nvidia_smi_negative_or_odd_numbers_are_not_values(monkeypatch, bare_path):
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    _script(bare_path, "nvidia-smi", "echo 'NVIDIA H100 80GB HBM3, -1, -1980, 5.0, 16, 550.54.15'")
+    fake_tool(bare_path, "nvidia-smi", "echo 'NVIDIA H100 80GB HBM3, -1, -1980, 5.0, 16, 550.54.15'")
     desc = detect_system(submitter="TeamX", division="open")
     assert desc.fields["accelerator_memory_capacity"] == desc.fields["accelerator_frequency"] == "not detected"
     assert desc.fields["accelerator_host_interconnect"] == "PCIe"
@@ -228,7 +208,7 @@ def test_a_two_socket_host_counts_cores_per_socket(monkeypatch, bare_path):
 @pytest.mark.parametrize("sockets, want", [("2", 2), ("0", 1)])
 def test_an_arm_host_takes_model_and_sockets_from_lscpu(monkeypatch, bare_path, sockets, want):
     rows = [{"field": "Model name:", "data": "Neoverse-V2"}, {"field": "Socket(s):", "data": sockets}]
-    _script(bare_path, "lscpu", f"echo '{json.dumps({'lscpu': rows})}'")
+    fake_tool(bare_path, "lscpu", f"echo '{json.dumps({'lscpu': rows})}'")
     _fake_psutil(monkeypatch, physical=144)
     _files(monkeypatch, {"/proc/cpuinfo": "processor\t: 0\nBogoMIPS\t: 2000.00\n"})
     cpu, sources = host.cpu_info()
@@ -249,7 +229,7 @@ def test_dimm_sizes_in_mb_and_unknown_type_or_speed(bare_path):
 
 def test_dmidecode_that_fails_gives_no_configuration_even_with_output(bare_path):
     body = "".join(f"echo '{line}'; " for line in _dimm("64 GB").splitlines() if line)
-    _script(bare_path, "dmidecode", body + "exit 1")
+    fake_tool(bare_path, "dmidecode", body + "exit 1")
     value, source = memory.memory_configuration()
     assert value is None and source.startswith("guessed")
 
@@ -266,7 +246,7 @@ def test_an_nvidia_smi_that_does_not_answer_in_time_is_given_up(monkeypatch, bar
     even when the tool would have answered later."""
     monkeypatch.setitem(sys.modules, "pynvml", None)
     sleep = shutil.which("sleep", path=os.defpath)  # PATH holds only bare_path
-    _script(bare_path, "nvidia-smi", f"{sleep} 3; echo 'NVIDIA H100 PCIe, 81559, 1755, 5, 16, 535.104.05'")
+    fake_tool(bare_path, "nvidia-smi", f"{sleep} 3; echo 'NVIDIA H100 PCIe, 81559, 1755, 5, 16, 535.104.05'")
     assert gpu.nvidia_smi_scan() is not None  # it does answer, given the time
     monkeypatch.setattr(gpu, "NVIDIA_SMI_TIMEOUT_S", 0.5)
     assert gpu.nvidia_smi_scan() is None
