@@ -14,22 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from subtool.errors import SubtoolError
 from subtool.runner.llm.specs import LLM_SPECS
 
+from .refusals import refused
 from .test_llm_checkpoint import bf16, hf_fp8, quant_config, write_checkpoint  # noqa: F401 (bf16: a fixture)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
-
-
-def _refused(call, rule: str, path: Path, *words: str) -> SubtoolError:
-    with pytest.raises(SubtoolError) as err:
-        call()
-    line = err.value.one_line()
-    assert err.value.rule == rule and Path(err.value.path) == path and all(w in line for w in words), line
-    return err.value
 
 
 # ------------------------------------------------------------------------------------------ .bin weights
@@ -89,7 +81,7 @@ def test_a_bin_checkpoint_larger_than_its_config_implies_is_refused_before_loadi
     path = _bin_copy(llama3_small, tmp_path / "big", shards, {"extra.weight": torch.zeros(2 << 20)})
     _no_load(monkeypatch)
     where = path / "pytorch_model.bin" if shards == 1 else path
-    _refused(lambda: _generator(path), "model.weights", where, "MiB that config.json's model takes in float32")
+    refused(lambda: _generator(path), "model.weights", where, "MiB that config.json's model takes in float32")
 
 
 BIN_CASES = {  # how the .bin weights are not regular files → (the file named, the words)
@@ -110,9 +102,9 @@ def test_bin_weights_that_are_not_regular_files_are_refused_before_loading(tmp_p
     file, words = BIN_CASES[case]
     from subtool.runner.llm.checkpoint import check_checkpoint
 
-    _refused(lambda: check_checkpoint(LLM_SPECS["llama3.1-8b"], path), "model.weights", path / file, words)
+    refused(lambda: check_checkpoint(LLM_SPECS["llama3.1-8b"], path), "model.weights", path / file, words)
     _no_load(monkeypatch)  # a generator built without the checks first (a Ray worker's) refuses it too
-    _refused(lambda: _generator(path), "model.weights", path / file, words)
+    refused(lambda: _generator(path), "model.weights", path / file, words)
 
 
 def test_a_bin_checkpoint_is_unpickled_weights_only(tmp_path, llama3_small):
@@ -126,7 +118,7 @@ def test_a_bin_checkpoint_is_unpickled_weights_only(tmp_path, llama3_small):
     path = _bin_copy(llama3_small, tmp_path / "evil")
     state = torch.load(path / "pytorch_model.bin", weights_only=True)
     torch.save({**state, "payload": Payload()}, path / "pytorch_model.bin")
-    _refused(lambda: _generator(path), "model.load", path, "cannot load the checkpoint")
+    refused(lambda: _generator(path), "model.load", path, "cannot load the checkpoint")
     assert not marker.exists()
 
 
@@ -152,14 +144,14 @@ BAD_GENERATION = {
 
 
 @pytest.mark.parametrize("case", list(BAD_GENERATION))
-def test_a_generation_config_that_is_not_strict_json_or_would_change_the_answers_is_refused(tmp_path, bf16, case):  # noqa: F811
+def test_a_generation_config_that_is_not_strict_json_or_would_change_the_answers_isrefused(tmp_path, bf16, case):  # noqa: F811
     from subtool.runner.llm.checkpoint import check_checkpoint
 
     model = _model_copy(tmp_path, bf16)
     text, words = BAD_GENERATION[case]
     (model / "generation_config.json").write_text(text)
     path = model / "generation_config.json"
-    _refused(lambda: check_checkpoint(LLM_SPECS["llama3.1-8b"], model), "model.config", path, words)
+    refused(lambda: check_checkpoint(LLM_SPECS["llama3.1-8b"], model), "model.config", path, words)
 
 
 @pytest.mark.parametrize(
@@ -196,7 +188,7 @@ def test_an_fp32_value_that_overflows_fp16_is_refused_in_an_fp16_load(tmp_path, 
     tensors[name].view(-1)[3] = 1e6  # finite in float32 and bfloat16, inf in float16
     path = write_checkpoint(tmp_path / "big", config, tensors, shards=1)
     load_streaming(path, "cpu", torch.float32, fp8=False)  # the file itself is fine
-    _refused(
+    refused(
         lambda: load_streaming(path, "cpu", torch.float16, fp8=False),
         "model.weights",
         path / "model.safetensors",
@@ -215,7 +207,7 @@ def test_an_e4m3_weight_whose_scale_overflows_fp16_is_refused_in_an_fp16_load(tm
     tensors["model.layers.0.mlp.down_proj.weight_scale_inv"][0, 0] *= 1e6
     path = write_checkpoint(tmp_path / "fp8", config, tensors, shards=1, quantization=quant_config("hf-fp8"))
     load_streaming(path, "cpu", torch.float32, fp8=False)
-    _refused(
+    refused(
         lambda: load_streaming(path, "cpu", torch.float16, fp8=False),
         "model.weights",
         path / "model.safetensors",

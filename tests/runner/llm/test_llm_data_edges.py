@@ -10,17 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from subtool.errors import SubtoolError
 from subtool.runner.llm.datasets import load_data
 from subtool.runner.llm.specs import LLM_SPECS
 
-
-def _refused(call, rule: str, path: Path, *words: str) -> SubtoolError:
-    with pytest.raises(SubtoolError) as err:
-        call()
-    line = err.value.one_line()
-    assert err.value.rule == rule and Path(err.value.path) == path and all(w in line for w in words), line
-    return err.value
+from .refusals import refused
 
 
 def _cnn(tmp_path, llama3_small, tok_input) -> Path:
@@ -31,7 +24,7 @@ def _cnn(tmp_path, llama3_small, tok_input) -> Path:
     return path
 
 
-def test_token_ids_from_zero_to_the_tokenizers_last_are_read_and_past_it_refused(tmp_path, llama3_small):
+def test_token_ids_from_zero_to_the_tokenizers_last_are_read_and_past_itrefused(tmp_path, llama3_small):
     from subtool.runner.llm.checkpoint import load_tokenizer
 
     spec, model = LLM_SPECS["llama3.1-8b"], llama3_small.model_path
@@ -39,12 +32,12 @@ def test_token_ids_from_zero_to_the_tokenizers_last_are_read_and_past_it_refused
     data = load_data(spec, model, _cnn(tmp_path, llama3_small, [0, vocab - 1]))
     assert data.prompts[1].tolist() == [0, vocab - 1] and data.prompts[1].dtype == np.int32
     path = _cnn(tmp_path, llama3_small, [5, vocab])
-    _refused(lambda: load_data(spec, model, path), "dataset.tokenizer_mismatch", path, f"token id {vocab}")
+    refused(lambda: load_data(spec, model, path), "dataset.tokenizer_mismatch", path, f"token id {vocab}")
 
 
 def test_a_negative_token_id_is_refused_not_read(tmp_path, llama3_small):
     path = _cnn(tmp_path, llama3_small, [5, -1, 7])
-    err = _refused(
+    err = refused(
         lambda: load_data(LLM_SPECS["llama3.1-8b"], llama3_small.model_path, path), "dataset.format", path, "id -1"
     )
     assert err.message.startswith("sample 1:")
@@ -57,12 +50,12 @@ def _orca(llama2_small, tmp_path, df) -> Path:
 
 
 @pytest.mark.parametrize("column", ["tok_input", "output"])
-def test_a_dataframe_without_a_column_is_refused(tmp_path, llama2_small, column):
+def test_a_dataframe_without_a_column_isrefused(tmp_path, llama2_small, column):
     import pandas as pd
 
     df = pd.read_pickle(llama2_small.dataset_path).drop(columns=[column])
     path = _orca(llama2_small, tmp_path, df)
-    _refused(
+    refused(
         lambda: load_data(LLM_SPECS["llama2-70b-99"], llama2_small.model_path, path),
         "dataset.format",
         path,
@@ -70,17 +63,17 @@ def test_a_dataframe_without_a_column_is_refused(tmp_path, llama2_small, column)
     )
 
 
-def test_a_dataframe_without_rows_is_refused(tmp_path, llama2_small):
+def test_a_dataframe_without_rows_isrefused(tmp_path, llama2_small):
     import pandas as pd
 
     df = pd.read_pickle(llama2_small.dataset_path).iloc[:0]
     path = _orca(llama2_small, tmp_path, df)
-    _refused(
+    refused(
         lambda: load_data(LLM_SPECS["llama2-70b-99"], llama2_small.model_path, path), "dataset.format", path, "empty"
     )
 
 
-def test_token_ids_in_a_two_dimensional_array_are_refused(tmp_path, llama2_small):
+def test_token_ids_in_a_two_dimensional_array_arerefused(tmp_path, llama2_small):
     """A [1, n] array (a batch of one, as a tokenizer's return_tensors gives it) is not one prompt's ids."""
     import pandas as pd
 
@@ -88,7 +81,7 @@ def test_token_ids_in_a_two_dimensional_array_are_refused(tmp_path, llama2_small
     df["tok_input"] = pd.Series([np.asarray(v, dtype=np.int64) for v in df["tok_input"]], dtype=object)
     df.at[1, "tok_input"] = np.asarray([df["tok_input"][1]], dtype=np.int64)
     path = _orca(llama2_small, tmp_path, df)
-    err = _refused(
+    err = refused(
         lambda: load_data(LLM_SPECS["llama2-70b-99"], llama2_small.model_path, path),
         "dataset.format",
         path,
