@@ -3,90 +3,42 @@ read or with a member hash that is no sha256, and the order and uniqueness of th
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from pack_handins import NAME, copy_handin, verify
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scoring"))
-import teamgen  # noqa: E402  (the scoring tests' real-LoadGen team trees)
-
-from subtool.cli import app  # noqa: E402
-from subtool.errors import SubtoolError  # noqa: E402
-from subtool.pack.inputs import ResultInfo, RunInfo, TimeWindow, TreeInfo  # noqa: E402
-from subtool.pack.manifest import MAGIC, parse_manifest  # noqa: E402
-from subtool.pack.runs import PackedRuns  # noqa: E402
-from subtool.pack.runscript import render_tstamps  # noqa: E402
-from subtool.pack.verify import _MAX_MANIFEST_BYTES, verify_tarball  # noqa: E402
-
-NAME = "mlperf_submission_short"
-
-
-@pytest.fixture(scope="module")
-def packed(tmp_path_factory) -> Path:
-    """One short, valid bert-99 Offline result packed with --waive perf.min_duration (verify passes it)."""
-    pytest.importorskip("mlperf_loadgen", reason="verify re-checks real LoadGen logs (pip install .[run])")
-    folder = tmp_path_factory.mktemp("pack-edges")
-    conf = folder / "user.conf"
-    conf.write_text("bert.Offline.min_duration = 50\nbert.Offline.target_qps = 100000\n")
-    teamgen.run_loadgen(
-        [
-            teamgen.LoadGenJob(
-                conf_model="bert",
-                scenario="Offline",
-                user_conf=conf,
-                total=10833,
-                runs=(("performance", folder / "valid", 0.06), ("accuracy", folder / "acc", 0.0)),
-            )
-        ]
-    )
-    logs = teamgen.Logs(
-        perf={"bert-99": [folder / "valid"]}, acc={"bert-99": folder / "acc"}, user_conf={"bert-99": conf}
-    )
-    tree = teamgen.build_team_tree(folder / "tree", logs, teamgen.TeamSpec("TeamV", results={"bert-99": 0}))
-    result = CliRunner().invoke(app, ["pack", str(tree), "--out", str(folder / "out"), "--waive", "perf.min_duration"])
-    assert result.exit_code == 0, result.output
-    return folder / "out" / f"{NAME}.tar.gz"
-
-
-def _copy_handin(packed: Path, dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for f in packed.parent.iterdir():
-        shutil.copyfile(f, dest / f.name)
-    return dest / packed.name
-
-
-def _verify(tarball: Path):
-    result = CliRunner().invoke(app, ["pack", "--verify", str(tarball), "--json"])
-    return result, json.loads(result.stdout[result.stdout.index("{") :])
+from subtool.errors import SubtoolError
+from subtool.pack.inputs import ResultInfo, RunInfo, TimeWindow, TreeInfo
+from subtool.pack.manifest import MAGIC, parse_manifest
+from subtool.pack.runs import PackedRuns
+from subtool.pack.runscript import render_tstamps
+from subtool.pack.verify import _MAX_MANIFEST_BYTES, verify_tarball
 
 
 # ------------------------------------------------------------------------------------------------ verify
-def test_the_hand_in_copied_verifies(packed, tmp_path):
-    result, doc = _verify(_copy_handin(packed, tmp_path / "h"))
+def test_the_hand_in_copied_verifies(packed_valid, tmp_path):
+    result, doc = verify(copy_handin(packed_valid, tmp_path / "h"))
     assert result.exit_code == 0 and doc["ok"] and doc["problems"] == [], result.output
 
 
 @pytest.mark.parametrize("artifact", [f"{NAME}.md", f"{NAME}.tar.gz"])
-def test_an_artifact_that_is_a_link_to_the_same_bytes_does_not_verify(packed, tmp_path, artifact):
+def test_an_artifact_that_is_a_link_to_the_same_bytes_does_not_verify(packed_valid, tmp_path, artifact):
     """The link's target has the packed bytes (so its hash agrees): only the link itself tells."""
-    tarball = _copy_handin(packed, tmp_path / "h")
+    tarball = copy_handin(packed_valid, tmp_path / "h")
     elsewhere = tmp_path / "elsewhere" / artifact
     elsewhere.parent.mkdir()
     (tarball.parent / artifact).rename(elsewhere)
     os.symlink(elsewhere, tarball.parent / artifact)
-    result, doc = _verify(tarball)
+    result, doc = verify(tarball)
     assert result.exit_code == 1 and not doc["ok"]
     assert f"{artifact}: a symbolic link, not the file that was packed" in doc["problems"]
 
 
-def test_a_manifest_over_the_size_limit_is_refused_before_it_is_read(packed, tmp_path):
-    tarball = _copy_handin(packed, tmp_path / "h")
+def test_a_manifest_over_the_size_limit_is_refused_before_it_is_read(packed_valid, tmp_path):
+    tarball = copy_handin(packed_valid, tmp_path / "h")
     manifest = tarball.with_name(f"{NAME}.sha256")
     with manifest.open("r+b") as f:  # the real manifest, then zeros (sparse) up to one byte over the limit
         f.truncate(_MAX_MANIFEST_BYTES + 1)

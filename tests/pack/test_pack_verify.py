@@ -27,82 +27,22 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scoring"))
 import hostile  # noqa: E402  (the scoring tests' hostile tarballs)
-import teamgen  # noqa: E402  (the scoring tests' real-LoadGen team trees)
+from pack_handins import NAME, copy_handin, pack_team, verify  # noqa: E402
 
 from subtool.cli import app  # noqa: E402
 from subtool.errors import SubtoolError  # noqa: E402
 from subtool.pack.manifest import MAGIC, parse_manifest  # noqa: E402
 from subtool.pack.verify import SHORT_RUN_WAIVERS, verify_tarball  # noqa: E402
 
-NAME = "mlperf_submission_short"
 # hostile cases whose refusal does not depend on score's tightened test limits (verify uses the defaults)
 SAME_RULE = sorted(set(hostile.CASES) - {"too_many_members", "too_large", "ratio_bomb", "no_tree"})
 
 
 # -------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def bert_logs(tmp_path_factory) -> teamgen.Logs:
-    """Real LoadGen bert-99 Offline logs: one VALID short run, one INVALID run, one accuracy run."""
-    pytest.importorskip("mlperf_loadgen", reason="verify re-checks real LoadGen logs (pip install .[run])")
-    folder = tmp_path_factory.mktemp("verify-loadgen")
-    conf, invalid_conf = folder / "user.conf", folder / "invalid.conf"
-    conf.write_text("bert.Offline.min_duration = 50\nbert.Offline.target_qps = 100000\n")
-    invalid_conf.write_text("bert.Offline.min_duration = 60000\nbert.Offline.target_qps = 0.1\n")
-    teamgen.run_loadgen(
-        [
-            teamgen.LoadGenJob(
-                conf_model="bert",
-                scenario="Offline",
-                user_conf=conf,
-                total=10833,
-                runs=(("performance", folder / "valid", 0.06), ("accuracy", folder / "acc", 0.0)),
-            ),
-            teamgen.LoadGenJob(
-                conf_model="bert",
-                scenario="Offline",
-                user_conf=invalid_conf,
-                total=10833,
-                runs=(("performance", folder / "invalid", 0.0),),
-            ),
-        ]
-    )
-    return teamgen.Logs(
-        perf={"bert-99": [folder / "valid", folder / "invalid"]},
-        acc={"bert-99": folder / "acc"},
-        user_conf={"bert-99": conf},
-    )
-
-
-def _packed(logs, root: Path, run: int, *waive: str) -> Path:
-    tree = teamgen.build_team_tree(root / "tree", logs, teamgen.TeamSpec("TeamV", results={"bert-99": run}))
-    result = CliRunner().invoke(
-        app, ["pack", str(tree), "--out", str(root / "out"), "--json", *[a for w in waive for a in ("--waive", w)]]
-    )
-    assert result.exit_code in (0, 1), result.output
-    return root / "out" / f"{NAME}.tar.gz"
-
-
-@pytest.fixture(scope="module")
-def packed_valid(bert_logs, tmp_path_factory) -> Path:
-    return _packed(bert_logs, tmp_path_factory.mktemp("verify-valid"), 0, "perf.min_duration")
-
-
-def _verify(tarball: Path):
-    result = CliRunner().invoke(app, ["pack", "--verify", str(tarball), "--json"])
-    return result, json.loads(result.stdout[result.stdout.index("{") :])
-
-
-def _copy_handin(packed: Path, dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for f in packed.parent.iterdir():
-        (dest / f.name).write_bytes(f.read_bytes())
-    return dest / packed.name
-
-
 # -------------------------------------------------------------------------------- item 17: the manifest
 def test_verify_says_which_waivers_it_applied_and_that_the_manifest_named_them(packed_valid, tmp_path):
-    tarball = _copy_handin(packed_valid, tmp_path / "h")
-    result, doc = _verify(tarball)
+    tarball = copy_handin(packed_valid, tmp_path / "h")
+    result, doc = verify(tarball)
     assert result.exit_code == 0, result.output
     assert doc["ok"] and doc["verdict"] == "PASS"
     assert doc["waive"] == ["perf.min_duration"] and doc["waivers_from"] == "manifest"
@@ -115,10 +55,10 @@ def test_verify_says_which_waivers_it_applied_and_that_the_manifest_named_them(p
 def test_a_manifest_that_waives_an_invalid_result_does_not_verify(bert_logs, tmp_path):
     """The team packs its INVALID run with --waive perf.result_invalid: pack says PASS, and the manifest
     records the waiver. Verify refuses that waiver (a short run never explains it) and the checker fails it."""
-    tarball = _packed(bert_logs, tmp_path, 1, "perf.min_duration", "perf.result_invalid")
+    tarball = pack_team(bert_logs, tmp_path, 1, "perf.min_duration", "perf.result_invalid")
     manifest = tarball.with_name(f"{NAME}.sha256").read_text()
     assert "# verdict: PASS" in manifest and "perf.result_invalid" in manifest
-    result, doc = _verify(tarball)
+    result, doc = verify(tarball)
     assert result.exit_code == 1
     assert not doc["ok"] and doc["verdict"] == "FAIL"
     assert doc["waive"] == ["perf.min_duration"] and doc["waivers_refused"] == ["perf.result_invalid"]
@@ -128,14 +68,14 @@ def test_a_manifest_that_waives_an_invalid_result_does_not_verify(bert_logs, tmp
 
 
 def test_a_waiver_added_to_the_manifest_by_hand_is_refused(packed_valid, tmp_path):
-    tarball = _copy_handin(packed_valid, tmp_path / "h")
+    tarball = copy_handin(packed_valid, tmp_path / "h")
     manifest = tarball.with_name(f"{NAME}.sha256")
     manifest.write_text(
         manifest.read_text().replace(
             "# waive: perf.min_duration", "# waive: acc.below_threshold perf.min_duration system.no_such"
         )
     )
-    result, doc = _verify(tarball)
+    result, doc = verify(tarball)
     assert result.exit_code == 1
     assert doc["waivers_refused"] == ["acc.below_threshold", "system.no_such"]
     assert SHORT_RUN_WAIVERS == {"perf.min_duration"}
@@ -143,7 +83,7 @@ def test_a_waiver_added_to_the_manifest_by_hand_is_refused(packed_valid, tmp_pat
 
 @pytest.mark.parametrize("name", [".", "..", "a\x1bb"])
 def test_a_manifest_line_naming_no_plain_file_is_a_manifest_error_not_a_crash(name, packed_valid, tmp_path):
-    tarball = _copy_handin(packed_valid, tmp_path / "h")
+    tarball = copy_handin(packed_valid, tmp_path / "h")
     manifest = tarball.with_name(f"{NAME}.sha256")
     manifest.write_text(manifest.read_text() + f"{'0' * 64}  {name}\n")
     result = CliRunner().invoke(app, ["pack", "--verify", str(tarball)])
@@ -166,7 +106,7 @@ def _rehash(manifest: Path, fname: str) -> None:
 
 @pytest.mark.parametrize("suffix", ["_summary.json", "_summary.csv"])
 def test_a_summary_edited_and_rehashed_into_the_manifest_does_not_verify(packed_valid, tmp_path, suffix):
-    tarball = _copy_handin(packed_valid, tmp_path / "h")
+    tarball = copy_handin(packed_valid, tmp_path / "h")
     summary = tarball.with_name(f"{NAME}{suffix}")
     text = summary.read_text()
     if suffix.endswith(".json"):
@@ -177,7 +117,7 @@ def test_a_summary_edited_and_rehashed_into_the_manifest_does_not_verify(packed_
         header, row, *rest = text.splitlines(keepends=True)
         summary.write_text(header + row.replace("Offline", "Offline ", 1) + "".join(rest))
     _rehash(tarball.with_name(f"{NAME}.sha256"), summary.name)
-    result, doc = _verify(tarball)
+    result, doc = verify(tarball)
     assert result.exit_code == 1 and not doc["ok"], result.output
     assert any(p.startswith(f"{summary.name}: ") and "re-check" in p for p in doc["problems"]), doc["problems"]
     assert not any(
@@ -186,20 +126,20 @@ def test_a_summary_edited_and_rehashed_into_the_manifest_does_not_verify(packed_
 
 
 def test_the_summaries_pack_wrote_match_the_recheck(packed_valid, tmp_path):
-    result, doc = _verify(_copy_handin(packed_valid, tmp_path / "h"))
+    result, doc = verify(copy_handin(packed_valid, tmp_path / "h"))
     assert result.exit_code == 0 and doc["ok"] and doc["problems"] == []
 
 
 # --------------------------------------------------------------------- item 16: the same safe extraction
 @pytest.mark.parametrize("case", SAME_RULE)
 def test_verify_refuses_each_hostile_tarball_with_the_rule_score_gives(case, packed_valid, tmp_path):
-    tarball = _copy_handin(packed_valid, tmp_path / "h")
+    tarball = copy_handin(packed_valid, tmp_path / "h")
     sandbox = tmp_path / "sandbox"
     (sandbox / "outside-dir").mkdir(parents=True)
     good = tmp_path / "good.tar.gz"
     good.write_bytes(tarball.read_bytes())
     hostile.build(case, good, tarball, sandbox)
-    result, doc = _verify(tarball)
+    result, doc = verify(tarball)
     assert result.exit_code == 1
     assert doc["verdict"] == ""  # nothing trustworthy was re-checked
     assert any(f"({hostile.CASES[case]})" in p for p in doc["problems"]), doc["problems"]
@@ -209,7 +149,7 @@ def test_verify_refuses_each_hostile_tarball_with_the_rule_score_gives(case, pac
 def test_a_2_gib_sparse_member_is_refused_before_anything_is_written(packed_valid, tmp_path, monkeypatch):
     import tempfile
 
-    tarball = _copy_handin(packed_valid, tmp_path / "h")
+    tarball = copy_handin(packed_valid, tmp_path / "h")
     good = tmp_path / "good.tar.gz"
     good.write_bytes(tarball.read_bytes())
     hostile.build("sparse_2gib", good, tarball, tmp_path)
@@ -248,7 +188,7 @@ def _pax_bomb(dest: Path, header_bytes: int) -> Path:
 
 
 def test_a_256_mib_pax_header_is_refused_without_reading_it_into_memory(packed_valid, tmp_path):
-    tarball = _copy_handin(packed_valid, tmp_path / "h")
+    tarball = copy_handin(packed_valid, tmp_path / "h")
     _pax_bomb(tarball, 256 << 20)
     tracemalloc.start()
     try:
