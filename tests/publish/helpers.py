@@ -78,3 +78,13 @@ def branch_files(bare: Path, ref: str) -> dict[str, str]:
 def rev(bare: Path, ref: str) -> str | None:
     out = git("--git-dir", str(bare), "rev-parse", "--verify", "-q", ref, check=False)
     return out or None
+
+
+def run_ci(*args: str):
+    """`subtool ci` through the CLI, with no GitHub step summary to write to."""
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    return CliRunner().invoke(app, ["ci", *args], env=env)

@@ -86,3 +86,18 @@ def pr_checkout(root: Path, base: dict[str, str], branch: str) -> Path:
 def commit_all(repo: Path, message: str) -> None:
     git("add", "-A", cwd=repo)
     git("commit", "-q", "-m", message, cwd=repo)
+
+
+WAIVE = ("--waive", "perf.min_duration")  # what a short run's results need to pass
+
+
+def pr_over_good(root: Path, logs: Path) -> Path:
+    """A checkout whose origin/main holds open/Good (it passes with WAIVE) and whose HEAD is a pull-request branch
+    `pr` on it, for the test to add to."""
+    clone = pr_checkout(root, {"README.md": "# results\n"}, "pr")
+    git("checkout", "-q", "main", cwd=clone)
+    lay_out_submitter(clone, logs, "open", "Good")
+    commit_all(clone, "Good")
+    git("update-ref", "refs/remotes/origin/main", "HEAD", cwd=clone)  # as if the base had it
+    git("checkout", "-q", "-B", "pr", "origin/main", cwd=clone)
+    return clone

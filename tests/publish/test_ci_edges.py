@@ -5,35 +5,17 @@ closing count naming only the submitters checked."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from subtool.cli import app
-
-from .helpers import git
-from .results_tree import commit_all, lay_out_submitter, pr_checkout
-
-WAIVE = ("--waive", "perf.min_duration")
+from .helpers import git, run_ci
+from .results_tree import WAIVE, commit_all, lay_out_submitter, pr_checkout, pr_over_good
 
 
 @pytest.fixture
 def repo(tmp_path, results_logs) -> Path:
-    """origin/main holds open/Good (passes with the waiver); HEAD is a PR branch the test adds to."""
-    clone = pr_checkout(tmp_path, {"README.md": "# results\n"}, "pr")
-    git("checkout", "-q", "main", cwd=clone)
-    lay_out_submitter(clone, results_logs, "open", "Good")
-    commit_all(clone, "Good")
-    git("update-ref", "refs/remotes/origin/main", "HEAD", cwd=clone)
-    git("checkout", "-q", "-B", "pr", "origin/main", cwd=clone)
-    return clone
-
-
-def ci(*args: str):
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    return CliRunner().invoke(app, ["ci", *args], env=env)
+    return pr_over_good(tmp_path, results_logs)
 
 
 def _compliance(doc: dict) -> set[str]:
@@ -43,14 +25,14 @@ def _compliance(doc: dict) -> set[str]:
 def test_skip_compliance_reaches_the_check(repo, results_logs):
     lay_out_submitter(repo, results_logs, "closed", "Closed")  # closed: the compliance tests are required
     commit_all(repo, "closed results without compliance runs")
-    strict = json.loads(ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--json").stdout)
+    strict = json.loads(run_ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--json").stdout)
     assert "error" in _compliance(strict)
-    lenient = json.loads(ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--skip-compliance", "--json").stdout)
+    lenient = json.loads(run_ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--skip-compliance", "--json").stdout)
     assert _compliance(lenient) == {"waived"}
 
 
 def test_an_unknown_round_is_the_first_thing_said(tmp_path):
-    result = ci(str(tmp_path / "not-a-checkout"), "--base-ref", "origin/main", "--version", "v0.7")
+    result = run_ci(str(tmp_path / "not-a-checkout"), "--base-ref", "origin/main", "--version", "v0.7")
     assert result.exit_code == 2
     assert "unknown submission round 'v0.7'" in result.stderr and "round.unknown" in result.stderr
 
@@ -61,7 +43,7 @@ def test_a_pipe_in_a_folder_name_stays_inside_its_table_cell(repo, tmp_path):
         (repo / "open/A|B" / folder / "README.md").write_text("x\n")
     commit_all(repo, "a name with a pipe")
     summary = tmp_path / "s.md"
-    result = ci(str(repo), "--base-ref", "origin/main", "--summary", str(summary))
+    result = run_ci(str(repo), "--base-ref", "origin/main", "--summary", str(summary))
     assert result.exit_code == 1
     rows = [line for line in summary.read_text().splitlines() if "ci.no_results" in line]
     assert rows and all("A\\|B" in row and "A|B" not in row for row in rows)
@@ -71,7 +53,7 @@ def test_the_closing_line_counts_the_submitters_checked_not_the_ones_removed(rep
     git("rm", "-q", "-r", "open/Good", cwd=repo)
     lay_out_submitter(repo, results_logs, "open", "New")
     commit_all(repo, "Good leaves, New comes")
-    result = ci(str(repo), "--base-ref", "origin/main", *WAIVE)
+    result = run_ci(str(repo), "--base-ref", "origin/main", *WAIVE)
     assert "open/Good: removed by this pull request" in result.stderr
     assert "0 error(s) in 1 submitter(s)" in result.stderr, result.stderr
 
@@ -80,7 +62,7 @@ def test_warnings_are_printed_as_well_as_errors(repo, results_logs):
     sub = lay_out_submitter(repo, results_logs, "open", "Team2")
     (sub / "results/box/bert-99/Offline/performance/run_1/mlperf_log_summary.txt").unlink()
     commit_all(repo, "a run without its summary")
-    result = ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--json")
+    result = run_ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--json")
     warned = [f for f in json.loads(result.stdout)["findings"] if f["severity"] == "warning"]
     assert warned, result.stdout
     assert all(f"warning: {f['path']}: " in result.stderr for f in warned), result.stderr
@@ -95,7 +77,7 @@ def test_a_long_findings_table_is_cut_to_its_row_limit(repo, results_logs, tmp_p
         (sub / "documentation" / f"odd{i}\x01").write_text("x")
     commit_all(repo, "six odd names")
     summary = tmp_path / "s.md"
-    ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--summary", str(summary))
+    run_ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--summary", str(summary))
     rows = [line for line in summary.read_text().splitlines() if "tree.unprintable_name" in line]
     assert len(rows) == 3
     assert "… 3 more findings (the JSON report" in summary.read_text()
@@ -106,7 +88,7 @@ def test_results_of_a_same_named_submitter_in_another_division_are_not_reported(
     clone = pr_checkout(tmp_path, base, "pr")
     lay_out_submitter(clone, results_logs, "open", "Same")
     commit_all(clone, "open/Same")
-    doc = json.loads(ci(str(clone), "--base-ref", "origin/main", *WAIVE, "--json").stdout)
+    doc = json.loads(run_ci(str(clone), "--base-ref", "origin/main", *WAIVE, "--json").stdout)
     assert doc["checked"] == ["open/Same"]
     assert doc["results"] and all(r["result"].startswith("open/Same/") for r in doc["results"])
 
@@ -118,7 +100,7 @@ def test_a_submitter_folder_swapped_for_a_link_on_disk_is_refused(repo, results_
     commit_all(repo, "Team2")
     shutil.rmtree(sub)
     sub.symlink_to(repo / "open" / "Good")  # HEAD holds a folder; the work tree points elsewhere
-    result = ci(str(repo), "--base-ref", "origin/main", *WAIVE)
+    result = run_ci(str(repo), "--base-ref", "origin/main", *WAIVE)
     assert result.exit_code == 2 and "ci.checkout" in result.stderr
 
 
@@ -127,6 +109,6 @@ def test_a_pull_request_touching_more_submitters_than_one_git_call_lists_checks_
         (repo / "open" / f"T{i:03d}").mkdir()
         (repo / "open" / f"T{i:03d}" / "README.md").write_text("x\n")
     commit_all(repo, "many submitters")
-    doc = json.loads(ci(str(repo), "--base-ref", "origin/main", "--json").stdout)
+    doc = json.loads(run_ci(str(repo), "--base-ref", "origin/main", "--json").stdout)
     assert len(doc["checked"]) == 205 and doc["removed"] == []
     assert len([f for f in doc["findings"] if f["rule"] == "ci.no_results"]) == 205

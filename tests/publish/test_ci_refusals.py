@@ -10,32 +10,16 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from subtool import ci as ci_module
-from subtool.cli import app
 
-from .helpers import git
-from .results_tree import commit_all, lay_out_submitter, pr_checkout
-
-WAIVE = ("--waive", "perf.min_duration")
+from .helpers import git, run_ci
+from .results_tree import WAIVE, commit_all, lay_out_submitter, pr_over_good
 
 
 @pytest.fixture
 def repo(tmp_path, results_logs) -> Path:
-    """origin/main holds open/Good (passes with the waiver); HEAD is a PR branch the test adds to."""
-    clone = pr_checkout(tmp_path, {"README.md": "# results\n"}, "pr")
-    git("checkout", "-q", "main", cwd=clone)
-    lay_out_submitter(clone, results_logs, "open", "Good")
-    commit_all(clone, "Good")
-    git("update-ref", "refs/remotes/origin/main", "HEAD", cwd=clone)  # as if the base had it
-    git("checkout", "-q", "-B", "pr", "origin/main", cwd=clone)
-    return clone
-
-
-def ci(*args: str):
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    return CliRunner().invoke(app, ["ci", *args], env=env)
+    return pr_over_good(tmp_path, results_logs)
 
 
 def _doc(result) -> dict:
@@ -51,7 +35,7 @@ def test_a_link_or_a_file_where_a_submitter_folder_belongs_fails(repo):
     (repo / "open" / "Evil2").symlink_to("Good")
     (repo / "open" / "EvilFile").write_text("hi\n")
     commit_all(repo, "links")
-    result = ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--json")
+    result = run_ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--json")
     assert result.exit_code == 1, result.output
     assert _rules(_doc(result)) == {
         ("ci.not_a_folder", "open/Evil"),
@@ -65,7 +49,7 @@ def test_a_division_replaced_by_a_link_fails(repo):
     git("rm", "-q", "-r", "open", cwd=repo)
     (repo / "open").symlink_to("/etc")
     commit_all(repo, "division is a link")
-    doc = _doc(ci(str(repo), "--base-ref", "origin/main", "--json"))
+    doc = _doc(run_ci(str(repo), "--base-ref", "origin/main", "--json"))
     assert not doc["ok"] and ("ci.not_a_folder", "open") in _rules(doc)
     assert doc["removed"] == ["open/Good"] and doc["checked"] == []
 
@@ -79,7 +63,7 @@ def test_a_submodule_in_a_submitter_fails(repo, tmp_path):
     git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "open/Team2/extra", cwd=repo)
     git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "open/Evil", cwd=repo)
     commit_all(repo, "submodules")
-    result = ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--json")
+    result = run_ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--json")
     assert result.exit_code == 1
     rules = _rules(_doc(result))
     assert {("ci.submodule", "open/Team2/extra"), ("ci.not_a_folder", "open/Evil")} <= rules
@@ -104,7 +88,7 @@ def test_a_changed_submitter_with_no_result_fails(repo, tmp_path):
         (repo / "open/Empty" / folder / "README.md").write_text("x\n")
     commit_all(repo, "empty")
     summary = tmp_path / "s.md"
-    result = ci(str(repo), "--base-ref", "origin/main", "--json", "--summary", str(summary))
+    result = run_ci(str(repo), "--base-ref", "origin/main", "--json", "--summary", str(summary))
     assert result.exit_code == 1
     assert _rules(_doc(result)) == {("ci.no_results", "open/Empty")}
     assert "**failed** with 1 error(s)" in summary.read_text()
@@ -115,10 +99,10 @@ def test_a_checkout_that_is_not_the_repository_root_is_refused(repo):
     (repo / "open/Bad/systems/box.json").write_text("garbage")
     commit_all(repo, "bad")
     for where in (repo / "open", repo / ".git"):
-        result = ci(str(where), "--base-ref", "origin/main")
+        result = run_ci(str(where), "--base-ref", "origin/main")
         assert result.exit_code == 2 and "[ci.checkout]" in result.stderr, (where, result.output)
     git("sparse-checkout", "set", "--no-cone", "/README.md", cwd=repo)
-    result = ci(str(repo), "--base-ref", "origin/main")
+    result = run_ci(str(repo), "--base-ref", "origin/main")
     assert result.exit_code == 2 and "sparse or partial checkout" in " ".join(result.stderr.split())
 
 
@@ -126,7 +110,7 @@ def test_a_base_ref_that_is_head_is_refused(repo):
     lay_out_submitter(repo, _logs_of(repo), "open", "Bad")
     commit_all(repo, "bad")
     for ref in ("HEAD", "pr"):
-        result = ci(str(repo), "--base-ref", ref)
+        result = run_ci(str(repo), "--base-ref", ref)
         assert result.exit_code == 2 and "compare with itself" in " ".join(result.stderr.split()), result.output
 
 
@@ -138,7 +122,7 @@ def test_a_name_that_is_not_utf8_is_spelled_out_in_the_summary(repo, tmp_path):
         fh.write("x")
     commit_all(repo, "odd name")
     summary = tmp_path / "s.md"
-    result = ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--summary", str(summary))
+    result = run_ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--summary", str(summary))
     assert result.exit_code == 1, result.output
     text = summary.read_text(encoding="utf-8")
     assert "tree.unprintable_name" in text and "\\xff\\xfe" in text
@@ -152,7 +136,7 @@ def test_markdown_and_direction_marks_in_names_are_shown_not_rendered(repo, tmp_
         (repo / "open" / name / "results" / "a").write_text("x")
     commit_all(repo, "markdown names")
     summary = tmp_path / "s.md"
-    assert ci(str(repo), "--base-ref", "origin/main", "--summary", str(summary)).exit_code == 1
+    assert run_ci(str(repo), "--base-ref", "origin/main", "--summary", str(summary)).exit_code == 1
     text = summary.read_text()
     assert "\u202e" not in text and "\\u202e" in text
     assert "\\<h1\\>ALL CHECKS PASSED \\<img src=x\\>" in text  # in prose: escaped for Markdown
@@ -175,7 +159,7 @@ def test_the_summary_stays_under_githubs_cap(repo, tmp_path, monkeypatch):
         (deep / f"f{i:03d}\x01").write_text("x")
     commit_all(repo, "many odd names")
     summary = tmp_path / "s.md"
-    result = ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--summary", str(summary), "--json")
+    result = run_ci(str(repo), "--base-ref", "origin/main", *WAIVE, "--summary", str(summary), "--json")
     assert result.exit_code == 1
     assert len([f for f in _doc(result)["findings"] if f["rule"] == "tree.unprintable_name"]) == 120
     text = summary.read_text()
