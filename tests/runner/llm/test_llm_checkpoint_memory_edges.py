@@ -11,15 +11,8 @@ import pytest
 from subtool.errors import SubtoolError
 from subtool.runner.llm.checkpoint_memory import PICKLE_SLACK, bin_bytes_bound, check_bin_size
 
-LLAMA2_70B = {
-    "model_type": "llama",
-    "hidden_size": 8192,
-    "intermediate_size": 28672,
-    "num_hidden_layers": 80,
-    "num_attention_heads": 64,
-    "num_key_value_heads": 8,
-    "vocab_size": 32000,
-}
+from .test_llm_checkpoint_memory import LLAMA2_70B
+
 GPTJ_6B = {
     "model_type": "gptj",
     "n_embd": 4096,
