@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -32,6 +33,23 @@ def setup(tmp_path):
     where = interrupted.kept_dir(tmp_path / "runs" / "bert-99" / "Offline")
     where.parent.mkdir(parents=True)
     return spec, stage, where, data, model
+
+
+def test_the_fingerprint_changes_with_the_options_the_user_conf_the_data_and_the_checkpoint_files(setup):
+    spec, stage, _where, data, model = setup
+
+    def mark(**changes):
+        return interrupted.fingerprint(dataclasses.replace(spec, **changes), stage, data, model)
+
+    base = mark()
+    assert mark(stage="elsewhere", modes=["accuracy"], quiet=True) == base  # where it writes, what it runs now
+    assert mark(batch_size=7) != base
+    (stage / "user.conf").write_text("*.Offline.target_qps = 11\n")
+    assert mark() != base
+    (stage / "user.conf").write_text("*.Offline.target_qps = 10\n")
+    assert mark() == base
+    os.utime(model / "model.safetensors", ns=(1, 1))  # weights swapped in place: same path, another file
+    assert mark() != base
 
 
 def _finish(stage, modes, started="t0", settings=None, sizing=None):

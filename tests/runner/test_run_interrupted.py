@@ -56,36 +56,6 @@ def test_finished_modes_are_kept_reused_by_the_same_settings_only_and_gone_once_
     assert not kept.exists()
 
 
-def test_the_fingerprint_changes_with_the_options_the_user_conf_the_data_and_the_checkpoint_files(tmp_path):
-    import os
-
-    from subtool.runner.interrupted import fingerprint
-    from subtool.runner.session import SessionSpec
-
-    model, data, stage = tmp_path / "model", tmp_path / "dev.json", tmp_path / "stage"
-    for folder in (model, stage):
-        folder.mkdir()
-    (model / "model.safetensors").write_bytes(b"w" * 10)
-    data.write_text("{}")
-    (stage / "user.conf").write_text("*.Offline.target_qps = 10\n")
-    spec = SessionSpec("bert-99", "Offline", ["performance"], str(model), str(data), "u", str(stage), "c", "r")
-
-    def mark(**changes):
-        import dataclasses
-
-        return fingerprint(dataclasses.replace(spec, **changes), stage, data, model)
-
-    base = mark()
-    assert mark(stage="elsewhere", modes=["accuracy"], quiet=True) == base  # where it writes, what it runs now
-    assert mark(batch_size=7) != base
-    (stage / "user.conf").write_text("*.Offline.target_qps = 11\n")
-    assert mark() != base
-    (stage / "user.conf").write_text("*.Offline.target_qps = 10\n")
-    assert mark() == base
-    os.utime(model / "model.safetensors", ns=(1, 1))  # weights swapped in place: same path, another file
-    assert mark() != base
-
-
 def test_a_keep_that_fails_never_hides_the_error_the_run_stopped_on(tmp_path, monkeypatch):
     """Keeping the finished modes runs while the run's own error (a crash, Ctrl-C) propagates: a full disk there
     is a warning, and the error the user sees is still the run's."""
