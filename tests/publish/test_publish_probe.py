@@ -20,10 +20,14 @@ from subtool.publish.api import probe_fork
 from .helpers import git
 
 
-def _all(tmp_path: Path, fork: str, token: str | None = None) -> tuple[subprocess.CompletedProcess, list[str]]:
+def _all(
+    tmp_path: Path, fork: str, token: str | None = None, path: str | None = None
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN")}
     if token:
         env["GITHUB_TOKEN"] = token
+    if path is not None:
+        env["PATH"] = path
     proc = subprocess.run(
         [sys.executable, "-c", BLOCK_HEAVY, "all", "--submitter", "TeamX", "--out", "o", "--fork", fork],
         cwd=tmp_path,
@@ -110,16 +114,7 @@ def test_probe_fork_error_is_a_subtool_error_with_the_fork(tmp_path):
 def test_all_with_a_fork_and_no_git_on_path_stops_before_the_run(tmp_path):
     """A node without git could never publish: said at once, in one line, not as a traceback after the run."""
     (tmp_path / "fork.git").mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN")}
-    env["PATH"] = str(tmp_path / "empty-bin")  # python is started by its full path; git is nowhere
-    proc = subprocess.run(
-        [sys.executable, "-c", BLOCK_HEAVY, "all", "--submitter", "TeamX", "--out", "o", "--fork", "fork.git"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    # python is started by its full path; git is nowhere
+    proc, errors = _all(tmp_path, "fork.git", path=str(tmp_path / "empty-bin"))
     assert proc.returncode == 2 and len(errors) == 1 and "[publish.no_git]" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
