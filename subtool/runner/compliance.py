@@ -64,24 +64,25 @@ def write_audit_config(path: Path, loadgen_model: str, test: str) -> Path:
     return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _entries(path: Path) -> list[dict]:
+def _entries(path: Path) -> list:
+    """The accuracy log's list of responses (each entry as it is: the checks judge them)."""
     try:
         with open(path, "rb") as fh:
-            return json.load(fh)
+            entries = json.load(fh)
     except FileNotFoundError:
         raise SubtoolError("accuracy log missing", path=path, rule="compliance.log_missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise SubtoolError("accuracy log is not valid JSON", path=path, rule="compliance.log_parse") from None
+    if not isinstance(entries, list):
+        raise SubtoolError("accuracy log is not a list of responses", path=path, rule="compliance.log_parse")
+    return entries
 
 
 def _responses(path: Path) -> list[tuple[int, str]]:
     """(qsl_idx, data) of each entry; an entry that is not {"qsl_idx": whole number, "data": text} is refused in one
     line naming it (a KeyError used to escape)."""
-    entries = _entries(path)
-    if not isinstance(entries, list):
-        raise SubtoolError("accuracy log is not a list of responses", path=path, rule="compliance.log_parse")
     pairs = []
-    for number, e in enumerate(entries, start=1):
+    for number, e in enumerate(_entries(path), start=1):
         idx, data = (e.get("qsl_idx"), e.get("data")) if isinstance(e, dict) else (None, None)
         if not isinstance(idx, int) or isinstance(idx, bool) or not isinstance(data, str):
             raise SubtoolError(
@@ -210,8 +211,6 @@ def verify_test06(accuracy_log: Path, *, scenario: str, dtype: str, eos_token_id
     if dtype not in TOKEN_DTYPES:
         raise SubtoolError(f"unknown token type {dtype!r} (one of {', '.join(TOKEN_DTYPES)})", rule="run.compliance")
     entries = _entries(accuracy_log)
-    if not isinstance(entries, list):
-        raise SubtoolError("accuracy log is not a list of responses", path=accuracy_log, rule="compliance.log_parse")
     check_first = scenario != "Offline"  # LoadGen logs the early first token only outside Offline
     f = _test06_findings(entries, dtype, eos_token_id, check_first)
     first_pass = not f.first_bad and not f.undecodable

@@ -128,3 +128,19 @@ def test_an_entry_without_a_whole_qsl_idx_and_text_data_is_one_line_naming_it(tm
         compliance.verify_accuracy(logs["reference"], logs["test"])
     assert err.value.rule == "compliance.log_parse" and Path(err.value.path) == logs[which]
     assert "entry 2 " in err.value.message
+
+
+@pytest.mark.parametrize("doc", [{"0": "00ff"}, "00ff", None])
+def test_an_accuracy_log_that_is_no_list_is_one_line_for_test01_and_test06(tmp_path, doc):
+    log = tmp_path / "mlperf_log_accuracy.json"
+    log.write_text(json.dumps(doc))
+    good = _accuracy_log(tmp_path / "good.json", [(0, "00ff")])
+    for check in (
+        lambda: compliance.verify_accuracy(log, good),
+        lambda: compliance.verify_accuracy(good, log),
+        lambda: compliance.verify_test06(log, scenario="Offline", dtype="int32", eos_token_id=2),
+    ):
+        with pytest.raises(compliance.SubtoolError) as err:
+            check()
+        assert err.value.rule == "compliance.log_parse" and Path(err.value.path) == log
+        assert "not a list of responses" in err.value.message
