@@ -108,11 +108,8 @@ def file_identity(path: Path | None) -> object:
         st = path.stat()
         return [str(path.resolve()), st.st_size, st.st_mtime_ns]
     if path.is_dir():
-        return [
-            [str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
-            for p in sorted(path.rglob("*"))
-            if p.is_file()
-        ]
+        files = [(p, p.stat()) for p in sorted(path.rglob("*")) if p.is_file()]
+        return [[str(p.relative_to(path)), st.st_size, st.st_mtime_ns] for p, st in files]
     return str(path)
 
 

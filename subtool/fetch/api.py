@@ -103,7 +103,7 @@ def select(benchmark: str, kinds: tuple[str, ...] = KINDS, assets: tuple[Asset, 
         raise SubtoolError(f"subtool cannot fetch {benchmark!r}; it can fetch: {can}", rule="fetch.unknown_model")
     chosen = [a for a in mine if a.kind in kinds]
     if not chosen:
-        why = next((catalogue.not_served(benchmark, k) for k in kinds if catalogue.not_served(benchmark, k)), None)
+        why = next(filter(None, (catalogue.not_served(benchmark, k) for k in kinds)), None)
         if why is not None:
             raise SubtoolError(f"{benchmark}: {why}", rule="fetch.not_served")
         raise SubtoolError(f"{benchmark} has no {' or '.join(kinds)} to fetch", rule="fetch.unknown_model")

@@ -100,8 +100,8 @@ def _nothing_there(model: str, cache: Path) -> SubtoolError:
 def _say_nothing_fetched(model: str, say) -> None:
     from subtool.mlperf.assets import assets_for
 
-    if assets_for(model):
-        kinds = {a.kind for a in assets_for(model)}
+    kinds = {a.kind for a in assets_for(model)}
+    if kinds:
         what = "the official checkpoint and data set" if kinds == {"model", "dataset"} else "the official checkpoint"
         say(f"nothing fetched for {model} (`subtool fetch {model}` gets {what})")
 
