@@ -395,9 +395,10 @@ def _run_child(session: SessionSpec, stage: Path) -> dict:
     if not outcome.get("ok"):
         err = outcome["error"]
         message, path = err["message"], err.get("path")
-        inside = path is not None and Path(path).resolve().is_relative_to(stage.resolve())
-        if inside:  # the staging folder goes with the failed run: name what the file was, not a path that is gone
-            message, path = f"{message} (seen in the run's {Path(path).resolve().relative_to(stage.resolve())})", None
+        where, staged = (Path(path).resolve() if path is not None else None), stage.resolve()
+        if where is not None and where.is_relative_to(staged):
+            # the staging folder goes with the failed run: name what the file was, not a path that is gone
+            message, path = f"{message} (seen in the run's {where.relative_to(staged)})", None
         raise SubtoolError(
             message, path=path, rule=err.get("rule"), hint=err.get("hint"), exit_code=err.get("exit_code", 2)
         )
