@@ -19,12 +19,13 @@ __all__ = ["Z", "judge", "mean_f1"]
 def judge(mine: dict[int, float], ref: dict[int, float], ratio: float, z: float = Z) -> tuple[str, float, float]:
     """("pass" | "fail" | "unsure", margin, its standard error): the margin is the candidate's F1 less `ratio` x
     fp32's over the same questions (`ref`'s, each 0 to 1; a question `mine` lacks scores 0), in F1 points.
-    Unsure while the margin is within `z` standard errors of zero (or there are no questions)."""
+    Unsure while the margin is within `z` standard errors of zero, and on fewer than two questions, whose spread
+    (so whose doubt) cannot be known: one question is no evidence of a share of F1 either way."""
     t = 100.0 * np.array([mine.get(q, 0.0) - ratio * ref[q] for q in sorted(ref)], dtype=np.float64)
-    if len(t) == 0:
-        return "unsure", 0.0, 0.0
+    if len(t) < 2:
+        return "unsure", float(t.sum()), 0.0
     margin = float(t.mean())
-    se = float(t.std(ddof=1) / np.sqrt(len(t))) if len(t) > 1 else 0.0
+    se = float(t.std(ddof=1) / np.sqrt(len(t)))
     if abs(margin) <= max(z * se, 1e-9):
         return "unsure", margin, se
     return ("pass" if margin > 0 else "fail"), margin, se

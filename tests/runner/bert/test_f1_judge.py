@@ -24,6 +24,13 @@ def test_judge_is_unsure_within_two_standard_errors_and_decides_beyond():
     assert judge({}, {}, 0.99) == ("unsure", 0.0, 0.0)  # nothing to judge on is no pass
 
 
+def test_judge_is_unsure_on_one_question_whatever_it_scored():
+    # one question has no spread to measure doubt by: a standard error of 0 would make its one answer decisive
+    assert judge({7: 1.0}, {7: 1.0}, 0.99) == ("unsure", pytest.approx(1.0), 0.0)
+    assert judge({7: 0.0}, {7: 1.0}, 0.99) == ("unsure", pytest.approx(-99.0), 0.0)
+    assert judge({7: 0.0, 8: 0.0}, {7: 1.0, 8: 1.0}, 0.99)[0] == "fail"  # two alike: no spread, decided
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), max_size=300),
@@ -34,7 +41,10 @@ def test_judge_follows_its_margin_and_standard_error_and_never_fails_the_same_an
     ref = {i: r for i, (_, r) in enumerate(pairs)}
     verdict, margin, se = judge(mine, ref, ratio)
     assert np.isfinite(margin) and np.isfinite(se) and se >= 0
-    assert {"pass": margin > 2 * se, "fail": margin < -2 * se}.get(verdict, abs(margin) <= max(2 * se, 1e-9))
+    if len(pairs) < 2:
+        assert verdict == "unsure" and se == 0.0
+    else:
+        assert {"pass": margin > 2 * se, "fail": margin < -2 * se}.get(verdict, abs(margin) <= max(2 * se, 1e-9))
     assert judge(ref, ref, ratio)[0] != "fail"  # a ratio ≤ 1 of itself is kept
 
 
