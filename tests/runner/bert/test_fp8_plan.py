@@ -234,6 +234,27 @@ def test_auto_refuses_a_broken_precision_and_says_why(proxy):
     assert "(fp8 refused: F1 " in choice.line
 
 
+def test_auto_refuses_fp8_when_every_layer_needs_bf16(proxy):
+    # every layer's fp8 weight scales a thousandfold: no layer can stay in fp8, and an "fp8" model with all of
+    # them in bf16 is bf16 under another name, so auto refuses fp8 itself rather than choose it
+    _, model, data = proxy
+
+    def build(p):
+        m = PackedBert(model, device="cpu", precision=p)
+        if p == "fp8":
+            for layer in m.layers:
+                for op in ("qkv", "o", "ff1", "ff2"):
+                    for key in ("ws", "ws_unit_rows"):
+                        if key in layer[op]:
+                            layer[op][key] = layer[op][key] * 1000
+        return m
+
+    choice = precision_choice.choose(data, build, 0.99, n_check=60, n_calibration=40, candidates=("fp8",))
+    fp8_entry = choice.evidence[1]
+    assert choice.precision == "fp32" and fp8_entry["refused"] == "every layer needs bf16 to keep the F1", fp8_entry
+    assert fp8_entry["fp8_plan"]["bf16_layers"] == [0, 1]
+
+
 def test_explicit_fp8_is_planned_and_reported(proxy):
     _, model, data = proxy
     choice = precision_choice.prepare(model, data, "fp8", 0.99, "cpu", n_calibration=80)
