@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cases_multistream as ms
 from treegen import TreeBuilder, set_log_value
 
 SUB = "TeamX"
@@ -525,6 +526,18 @@ CASES: list[Case] = [
         expect_rules=("tree.symlink",),
         stricter={rid("open", "box", BERT, "Offline"): "tree.symlink"},
     ),
+    # resnet on an edge system: MultiStream, inference across scenarios, TEST04 (cases_multistream.py)
+    Case("resnet_closed_valid", ms.resnet_closed),
+    Case("multistream_early_stopping_not_met", ms.m_ms_early_stopping, expect_rules=("perf.early_stopping",)),
+    Case("multistream_test04_early_stopping", ms.m_ms_test04_early_stopping, expect_rules=("perf.early_stopping",)),
+    Case("multistream_inferred_from_singlestream", ms.m_ms_from_ss),
+    Case("multistream_inferred_no_estimate", ms.m_ms_from_ss_no_estimate, expect_rules=("perf.early_stopping",)),
+    Case("offline_inferred_from_multistream", ms.m_offline_from_ms),
+    Case("offline_inferred_from_singlestream", ms.m_offline_from_ss),
+    Case("multistream_inferred_from_offline", ms.m_ms_from_offline, expect_rules=("perf.inferred_scenario",)),
+    Case("singlestream_inferred_from_multistream", ms.m_ss_from_ms, expect_rules=("perf.inferred_scenario",)),
+    Case("resnet_missing_multistream", ms.m_missing_ms, expect_rules=("scenario.missing_required",)),
+    Case("multistream_missing_test04", ms.m_ms_missing_test04, expect_rules=("compliance.missing",)),
 ]
 CASES_BY_NAME = {c.name: c for c in CASES}
 

@@ -20,7 +20,13 @@ from subtool.checker.report import summary_csv_text
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checker"
 
-CSV_CASES = ("bert_closed_valid", "llama2_closed_valid", "llama31_open_valid", "bert_closed_v50_legacy_layout")
+CSV_CASES = (
+    "bert_closed_valid",
+    "llama2_closed_valid",
+    "llama31_open_valid",
+    "bert_closed_v50_legacy_layout",
+    "multistream_inferred_from_singlestream",
+)
 
 
 def test_there_are_at_least_30_cases_and_all_are_recorded(official_data):
