@@ -27,6 +27,14 @@ CSV_CASES = (
     "bert_closed_v50_legacy_layout",
     "multistream_inferred_from_singlestream",
 )
+# Trees whose results all pass, inferred ones among them: their Result column is compared with the official
+# checker's live (each session runs LoadGen anew, so no recording holds the numbers).
+RESULT_CASES = (
+    "resnet_closed_valid",
+    "multistream_inferred_from_singlestream",
+    "offline_inferred_from_multistream",
+    "offline_inferred_from_singlestream",
+)
 
 
 def test_there_are_at_least_30_cases_and_all_are_recorded(official_data):
@@ -108,3 +116,21 @@ def test_live_official_agrees_with_recording(name, case_trees, official_data, of
     assert diff.crashed == recorded["crashed"]
     if not diff.crashed:
         assert diff.verdicts == recorded["verdicts"]
+
+
+def _results(csv_text: str) -> dict[tuple[str, str, str], tuple[str, str, str]]:
+    rows = csv.DictReader(io.StringIO(csv_text))
+    return {(r["Platform"], r["Model"], r["Scenario"]): (r["Result"], r["Units"], r["inferred"]) for r in rows}
+
+
+@pytest.mark.parametrize("name", RESULT_CASES)
+def test_live_official_reports_the_same_results(name, case_trees, official_checkout):
+    """Each result's number, an inferred one computed from another scenario's log, is the official checker's,
+    written the same way (MultiStream = 8 × a SingleStream run's p99 estimate; Offline = a MultiStream run's
+    samples per query over its mean query latency, or a SingleStream run's QPS without LoadGen overhead)."""
+    from subtool.checker.official import run_official
+
+    case = CASES_BY_NAME[name]
+    diff = run_official(official_checkout, case_trees[name], case.version)
+    ours = _results(summary_csv_text(check_tree(case_trees[name], CheckOptions(version=case.version))))
+    assert ours == _results(diff.summary_csv) and len(ours) == 3

@@ -482,7 +482,9 @@ OFFLINE_COUNT_KEYS = ("result_query_count", "effective_samples_per_query", "resu
 def _infer(ctx: ResultContext, log: LoadgenLog, rel: str, ran: str, folder: str, value: float) -> float | None:
     try:
         if folder == "Offline" and ran == "SingleStream":
-            return float(log["result_qps_without_loadgen_overhead"])
+            qps = log["result_qps_without_loadgen_overhead"]
+            # taken as the log writes it, as the official summary does: 829187, not 829187.0
+            return qps if isinstance(qps, int) and not isinstance(qps, bool) else float(qps)
         if folder == "Offline" and ran == "MultiStream":
             return (
                 float(log["effective_samples_per_query"])
