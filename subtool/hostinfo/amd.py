@@ -8,6 +8,7 @@ import itertools
 from pathlib import Path
 
 from subtool.hostinfo.gpu import AMDSMI, SYS_DRM, Gpu, GpuScan, _module
+from subtool.hostinfo.host import plain_name, read_text, whole_number
 
 AMD_VENDOR_ID = "0x1002"
 
@@ -98,10 +99,7 @@ def amdsmi_scan() -> GpuScan | None:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return ""
+    return (read_text(path) or "").strip()
 
 
 def sysfs_amd_scan(root: Path | str = "/sys/class/drm") -> GpuScan | None:
@@ -111,7 +109,8 @@ def sysfs_amd_scan(root: Path | str = "/sys/class/drm") -> GpuScan | None:
         dev = card / "device"
         if "-" in card.name or _read(dev / "vendor").lower() != AMD_VENDOR_ID:
             continue  # connectors (card0-DP-1) and other vendors' cards
-        vram = _read(dev / "mem_info_vram_total")
-        name = _read(dev / "product_name") or f"AMD GPU (device {_read(dev / 'device') or '?'})"
-        gpus.append(Gpu(name, int(vram) // 2**20 if vram.isdigit() else None))
+        vram = whole_number(_read(dev / "mem_info_vram_total"), 2**44)  # bytes; 16 TiB is past any GPU
+        device = _read(dev / "device")
+        name = plain_name(_read(dev / "product_name")) or f"AMD GPU (device {plain_name(device, 10) or '?'})"
+        gpus.append(Gpu(name, vram // 2**20 if vram else None))
     return GpuScan(gpus, SYS_DRM, "AMD") if gpus else None

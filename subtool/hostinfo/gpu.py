@@ -9,7 +9,6 @@ imports torch (docs/architecture.md), so none of this does either.
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib
 import io
 import shutil
@@ -17,10 +16,13 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from subtool.hostinfo.host import MAX_MHZ, plain_name, read_text, run_capped, whole_number
+
 NVML = "library: pynvml (nvidia-ml-py)"
 AMDSMI = "library: amdsmi"
 NVIDIA_SMI = "command: nvidia-smi"
 NVIDIA_SMI_TIMEOUT_S = 20.0  # a hung driver can block nvidia-smi for minutes: the scan goes on without it
+NVIDIA_SMI_MAX_OUTPUT = 1024 * 1024  # one short line per GPU
 PROC_NVIDIA = "file: /proc/driver/nvidia/gpus"
 SYS_DRM = "file: /sys/class/drm"
 
@@ -163,9 +165,17 @@ def nvml_scan() -> GpuScan | None:
 
 
 # --------------------------------------------------------------------------------------- nvidia-smi, /proc
-def _int(text: str) -> int | None:
-    text = text.strip()
-    return int(text) if text.isdigit() else None
+def nvidia_smi_gpus(out: str) -> tuple[list[Gpu], str]:
+    """(GPUs, driver version) from nvidia-smi's CSV; a line without a GPU's name is none, a number past what any
+    GPU has (MiB, MHz, PCIe generation, lanes) is unknown."""
+    gpus, driver = [], ""
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 6 and plain_name(parts[0]):
+            mib, mhz, gen, width = (whole_number(p, most) for p, most in zip(parts[1:5], (2**24, MAX_MHZ, 16, 32)))
+            gpus.append(Gpu(parts[0], mib, mhz, gen, width))
+            driver = driver or plain_name(parts[5], 40)
+    return gpus, driver
 
 
 def nvidia_smi_scan() -> GpuScan | None:
@@ -173,37 +183,26 @@ def nvidia_smi_scan() -> GpuScan | None:
     if not exe:
         return None
     query = "name,memory.total,clocks.max.sm,pcie.link.gen.max,pcie.link.width.max,driver_version"
+    argv = [exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"]
     try:
-        out = subprocess.run(
-            [exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=NVIDIA_SMI_TIMEOUT_S,
-            check=True,
-        ).stdout
+        status, out = run_capped(argv, NVIDIA_SMI_MAX_OUTPUT, NVIDIA_SMI_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError):
         return None
-    gpus, driver = [], ""
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 6:
-            gpus.append(Gpu(parts[0], _int(parts[1]), _int(parts[2]), _int(parts[3]), _int(parts[4])))
-            driver = driver or parts[5]
+    if status != 0 or len(out) > NVIDIA_SMI_MAX_OUTPUT:
+        return None
+    gpus, driver = nvidia_smi_gpus(out.decode("utf-8", errors="replace"))
     if not gpus:
         return None
     return GpuScan(gpus, NVIDIA_SMI, "NVIDIA", f"NVIDIA driver {driver}" if driver else "")
 
 
-def proc_nvidia_scan() -> GpuScan | None:
+def proc_nvidia_scan(root: Path | str = "/") -> GpuScan | None:
     """Only when NVML and nvidia-smi are absent: the model names the NVIDIA driver lists under /proc (no memory
     size, which the description then marks as not detected)."""
     gpus = []
-    for info in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information")):
-        try:
-            text = Path(info).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
+    for info in sorted(Path(root, "proc/driver/nvidia/gpus").glob("*/information")):
+        text = read_text(info) or ""
         model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model:")), "")
-        if model:
+        if plain_name(model):
             gpus.append(Gpu(model))
     return GpuScan(gpus, PROC_NVIDIA, "NVIDIA") if gpus else None

@@ -9,10 +9,14 @@ never raises on a missing or unreadable file: the value is then "not detected".
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import re
+import selectors
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +25,69 @@ PSUTIL = "library: psutil"
 CPUINFO = "file: /proc/cpuinfo"
 SYSFS_CPU = "file: /sys/devices/system/cpu"
 LSCPU = "command: lscpu"
+MAX_READ = 16 * 1024 * 1024  # /proc/cpuinfo of a 4096-thread host is under 10 MB; a larger file is not the real one
+# A value past these is a lie of a file or a tool, not a record: it is left unknown, never written down.
+MAX_CPUS = 8192  # the most CPUs Linux supports (NR_CPUS on x86-64 with MAXSMP)
+MAX_MEMORY_BYTES = 2**52  # the most physical memory 52-bit addresses reach (x86-64, arm64)
+MAX_MHZ = 100_000  # no processor clocks near 100 GHz
+MAX_LINK_MBIT = 10**7  # 10 Tbit/s: the fastest Ethernet is 1.6 Tbit/s
 
 
 def read_text(path: str | Path) -> str | None:
+    """A /proc or /sys file's text; None when it is unreadable (a folder, a link loop) or over MAX_READ (/dev/zero
+    never ends). A FIFO is opened without waiting for a writer, which would block the read."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        with open(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_READ + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", errors="replace") if len(data) <= MAX_READ else None
+
+
+def whole_number(text: str, most: int) -> int | None:
+    """A count or size as a file or tool writes it (ASCII digits, 1 to `most`); else None."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(most)):
+        return None  # "²" passes isdigit but not int(); 5000 digits pass neither
+    return int(text) if 0 < int(text) <= most else None
+
+
+def plain_name(text: str, longest: int = 200) -> str:
+    """A model name as read, or "" when it is garbage: control characters, undecodable bytes, or too long."""
+    text = text.strip()
+    return text if text.isprintable() and "\ufffd" not in text and len(text) <= longest else ""
+
+
+def run_capped(argv: list[str], limit: int, timeout: float) -> tuple[int, bytes]:
+    """(exit status, output) of a command whose output is read up to `limit` + 1 bytes: one that prints more is
+    stopped there (the caller sees the extra byte), one that runs past `timeout` seconds raises TimeoutExpired.
+    stderr is not kept: capture_output would hold all of it, and of stdout, in memory before any cap."""
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+        out = bytearray()
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                while len(out) <= limit:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not sel.select(left):
+                        raise subprocess.TimeoutExpired(argv, timeout)
+                    chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                    if not chunk:
+                        break
+                    out += chunk
+            if len(out) > limit:
+                proc.kill()
+            return proc.wait(max(0.0, deadline - time.monotonic())), bytes(out)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
 
 
 def human_bytes(n: float) -> str:
@@ -55,18 +114,24 @@ def _cpuinfo_facts(text: str) -> dict[str, Any]:
         if not sep:
             continue
         k, v = k.strip(), v.strip()
-        if k in ("model name", "Processor", "cpu model") and v and "model" not in facts:
-            facts["model"] = v
+        if k in ("model name", "Processor", "cpu model") and plain_name(v) and "model" not in facts:
+            facts["model"] = plain_name(v)
         elif k == "physical id":
             facts["sockets"].add(v)
-        elif k == "cpu cores" and v.isdigit() and "cores_per_socket" not in facts:
-            facts["cores_per_socket"] = int(v)
+        elif k == "cpu cores" and whole_number(v, MAX_CPUS) and "cores_per_socket" not in facts:
+            facts["cores_per_socket"] = whole_number(v, MAX_CPUS)
         elif k == "cpu MHz" and "mhz" not in facts:
             try:
                 facts["mhz"] = float(v)
             except ValueError:
                 pass
+    if not _clock_ok(facts.get("mhz")):
+        facts.pop("mhz", None)  # nan, inf, negative: no clock
     return facts
+
+
+def _clock_ok(mhz) -> bool:
+    return isinstance(mhz, (int, float)) and math.isfinite(mhz) and 0 < mhz <= MAX_MHZ
 
 
 def lscpu_facts() -> dict[str, str]:
@@ -75,8 +140,8 @@ def lscpu_facts() -> dict[str, str]:
     if not exe:
         return {}
     try:
-        out = subprocess.run([exe, "-J"], capture_output=True, text=True, timeout=10, check=True).stdout
-        rows = json.loads(out).get("lscpu", [])
+        status, out = run_capped([exe, "-J"], MAX_READ, timeout=10)
+        rows = json.loads(out).get("lscpu", []) if status == 0 and len(out) <= MAX_READ else []
     except (OSError, subprocess.SubprocessError, ValueError, AttributeError):
         return {}
     return {
@@ -86,30 +151,32 @@ def lscpu_facts() -> dict[str, str]:
     }
 
 
-def _frequency(psutil, facts: dict[str, Any]) -> tuple[str, str]:
+def _frequency(psutil, facts: dict[str, Any], root: str | Path) -> tuple[str, str]:
     if psutil is not None:
         try:
             freq = psutil.cpu_freq()
         except (OSError, RuntimeError, NotImplementedError):
             freq = None
-        if freq is not None and freq.max and freq.max > 0:
+        if freq is not None and _clock_ok(freq.max):
             return f"{freq.max:.0f} MHz", PSUTIL
-    max_khz = (read_text("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") or "").strip()
-    if max_khz.isdigit():
-        return f"{int(max_khz) / 1000:.0f} MHz", SYSFS_CPU
+    max_khz = whole_number(
+        read_text(Path(root, "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")) or "", MAX_MHZ * 1000
+    )
+    if max_khz:
+        return f"{max_khz / 1000:.0f} MHz", SYSFS_CPU
     if facts.get("mhz"):
         return f"{facts['mhz']:.0f} MHz", CPUINFO
     return NOT_DETECTED, "guessed"
 
 
-def _caches() -> tuple[str, str]:
+def _caches(root: str | Path) -> tuple[str, str]:
     caches = []
-    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    base = Path(root, "sys/devices/system/cpu/cpu0/cache")
     for idx in sorted(base.glob("index*")) if base.is_dir() else []:
-        level, kind, size = (read_text(idx / n) for n in ("level", "type", "size"))
-        if level and size:
-            tag = {"Data": "d", "Instruction": "i"}.get((kind or "").strip(), "")
-            caches.append(f"L{level.strip()}{tag} {size.strip()}")
+        level, kind, size = ((read_text(idx / n) or "").strip() for n in ("level", "type", "size"))
+        if whole_number(level, 9) and re.fullmatch(r"[0-9]{1,9}[KMG]", size):  # "48K", as the kernel writes it
+            tag = {"Data": "d", "Instruction": "i"}.get(kind, "")
+            caches.append(f"L{level}{tag} {size}")
     return (", ".join(caches), SYSFS_CPU) if caches else (NOT_DETECTED, "guessed")
 
 
@@ -119,14 +186,14 @@ def _sockets_and_model(facts: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     lscpu: dict[str, str] | None = None
     if facts.get("model"):
         values["model"], sources["model"] = facts["model"], CPUINFO
-    if facts["sockets"]:
+    if 0 < len(facts["sockets"]) <= MAX_CPUS:
         values["sockets"], sources["sockets"] = len(facts["sockets"]), CPUINFO
     if "model" not in values or "sockets" not in values:
         lscpu = lscpu_facts()
-        if "model" not in values and lscpu.get("Model name"):
-            values["model"], sources["model"] = lscpu["Model name"], LSCPU
-        if "sockets" not in values and lscpu.get("Socket(s)", "").isdigit():
-            values["sockets"], sources["sockets"] = int(lscpu["Socket(s)"]), LSCPU
+        if "model" not in values and plain_name(lscpu.get("Model name", "")):
+            values["model"], sources["model"] = plain_name(lscpu["Model name"]), LSCPU
+        if "sockets" not in values and whole_number(lscpu.get("Socket(s)", ""), MAX_CPUS):
+            values["sockets"], sources["sockets"] = whole_number(lscpu["Socket(s)"], MAX_CPUS), LSCPU
     if "model" not in values:
         values["model"], sources["model"] = platform.processor() or NOT_DETECTED, "library: platform"
     if "sockets" not in values:
@@ -135,10 +202,11 @@ def _sockets_and_model(facts: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     return values, sources
 
 
-def cpu_info() -> tuple[dict[str, Any], dict[str, str]]:
-    """(model, sockets, cores_per_socket, logical, frequency, caches) and the source of each."""
+def cpu_info(*, root: str | Path = "/") -> tuple[dict[str, Any], dict[str, str]]:
+    """(model, sockets, cores_per_socket, logical, frequency, caches) and the source of each; `root` holds the
+    proc/ and sys/ read (tests point it at a folder of their own)."""
     psutil = psutil_module()
-    facts = _cpuinfo_facts(read_text("/proc/cpuinfo") or "")
+    facts = _cpuinfo_facts(read_text(Path(root, "proc/cpuinfo")) or "")
     values, sources = _sockets_and_model(facts)
     physical = None
     if psutil is not None:
@@ -146,7 +214,7 @@ def cpu_info() -> tuple[dict[str, Any], dict[str, str]]:
             physical = psutil.cpu_count(logical=False)
         except (OSError, RuntimeError):
             physical = None
-    if physical:
+    if physical and 0 < physical <= MAX_CPUS:
         values["cores_per_socket"] = max(1, physical // values["sockets"])
         sources["cores_per_socket"] = PSUTIL
     elif facts.get("cores_per_socket"):
@@ -155,23 +223,30 @@ def cpu_info() -> tuple[dict[str, Any], dict[str, str]]:
         values["cores_per_socket"] = max(1, (os.cpu_count() or 1) // values["sockets"])
         sources["cores_per_socket"] = "library: os.cpu_count"
     values["logical"] = os.cpu_count() or 1
-    values["frequency"], sources["frequency"] = _frequency(psutil, facts)
-    values["caches"], sources["caches"] = _caches()
+    values["frequency"], sources["frequency"] = _frequency(psutil, facts, root)
+    values["caches"], sources["caches"] = _caches(root)
     return values, sources
 
 
 # --------------------------------------------------------------------------------- memory, disks, network
-def memory_bytes() -> tuple[int | None, str]:
+def memory_bytes(*, root: str | Path = "/") -> tuple[int | None, str]:
     psutil = psutil_module()
     if psutil is not None:
         try:
-            return int(psutil.virtual_memory().total), PSUTIL
+            total = int(psutil.virtual_memory().total)
         except (OSError, RuntimeError):
-            pass
-    for line in (read_text("/proc/meminfo") or "").splitlines():
+            total = 0
+        if 0 < total <= MAX_MEMORY_BYTES:
+            return total, PSUTIL
+    for line in (read_text(Path(root, "proc/meminfo")) or "").splitlines():
         parts = line.split()
-        if line.startswith("MemTotal:") and len(parts) >= 2 and parts[1].isdigit():
-            return int(parts[1]) * 1024, "file: /proc/meminfo"
+        kib = (
+            whole_number(parts[1], MAX_MEMORY_BYTES // 1024)
+            if line.startswith("MemTotal:") and len(parts) >= 2
+            else None
+        )
+        if kib:
+            return kib * 1024, "file: /proc/meminfo"
     return None, "guessed"
 
 
@@ -188,16 +263,17 @@ def _disk_total(path: str) -> tuple[int | None, str]:
         return None, "guessed"
 
 
-def storage(path: str = "/") -> tuple[tuple[str, str], tuple[str, str]]:
-    """((capacity, source), (type, source)): the size of the file system holding `path`, the kinds of disk."""
+def storage(path: str = "/", *, root: str | Path = "/") -> tuple[tuple[str, str], tuple[str, str]]:
+    """((capacity, source), (type, source)): the size of the file system holding `path`, the kinds of disk that
+    `root`/sys/block lists."""
     total, total_src = _disk_total(path)
     capacity = (human_bytes(total), total_src) if total else (NOT_DETECTED, "guessed")
     kinds = set()
-    for dev in Path("/sys/block").glob("*"):
+    for dev in Path(root, "sys/block").glob("*"):
         if dev.name.startswith(("loop", "ram", "zram", "dm-", "sr")):
             continue
         rot = read_text(dev / "queue" / "rotational")
-        if rot is None:
+        if rot is None or rot.strip() not in ("0", "1"):
             continue
         kinds.add("NVMe SSD" if dev.name.startswith("nvme") else ("HDD" if rot.strip() == "1" else "SSD"))
     kind = (" + ".join(sorted(kinds)), "file: /sys/block/*/queue/rotational") if kinds else (NOT_DETECTED, "guessed")
@@ -209,24 +285,25 @@ def _link_speeds() -> dict[str, int]:
     if psutil is None:
         return {}
     try:
-        return {name: int(s.speed) for name, s in psutil.net_if_stats().items() if s.speed and s.speed > 0}
+        return {
+            name: int(s.speed) for name, s in psutil.net_if_stats().items() if s.speed and 0 < s.speed <= MAX_LINK_MBIT
+        }
     except (OSError, RuntimeError):
         return {}
 
 
-def network() -> tuple[str, int, str]:
+def network(*, root: str | Path = "/") -> tuple[str, int, str]:
     """(description, physical NIC count, source): NICs with a device behind them, not lo/bridges/ifb."""
     speeds = _link_speeds()
     nics = []
     from_psutil = False
-    for dev in sorted(Path("/sys/class/net").glob("*")):
+    for dev in sorted(Path(root, "sys/class/net").glob("*")):
         if not (dev / "device").exists():
             continue
         mbit = speeds.get(dev.name, 0)
         from_psutil = from_psutil or bool(mbit)
-        if not mbit:
-            raw = (read_text(dev / "speed") or "").strip()
-            mbit = int(raw) if raw.lstrip("-").isdigit() else 0
+        if not mbit:  # the kernel writes -1 when the link is down or its speed unknown
+            mbit = whole_number(read_text(dev / "speed") or "", MAX_LINK_MBIT) or 0
         nics.append(f"{dev.name}" + (f" {mbit // 1000} Gbit/s" if mbit >= 1000 else ""))
     source = "file: /sys/class/net" + (f" + {PSUTIL}" if from_psutil else "")
     return (f"Ethernet ({', '.join(nics)})" if nics else "none"), len(nics), source

@@ -13,9 +13,13 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass
 
+from subtool.hostinfo.host import run_capped
+
 DMIDECODE = "command: dmidecode -t memory"
 _UNITS = {"KB": 1 / (1024 * 1024), "MB": 1 / 1024, "GB": 1, "TB": 1024}
 MAX_OUTPUT = 4 * 1024 * 1024  # a real machine's table is a few hundred kB at most
+DMIDECODE_TIMEOUT_S = 20.0
+MAX_DIMM_GB = 64 * 1024  # no memory module holds 64 TB: a size past it is garbage, not a module
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,8 @@ def parse_dimms(text: str) -> tuple[list[Dimm], int]:
     blocks = _device_blocks(text)
     for block in blocks:
         size = _size_gb(block.get("Size", ""))
-        if not size or size <= 0:
-            continue  # "No Module Installed", "Unknown", garbage
+        if not size or not 0 < size <= MAX_DIMM_GB:
+            continue  # "No Module Installed", "Unknown", garbage, a number that overflows to inf
         kind = block.get("Type", "")
         kind = "" if kind in ("Unknown", "Other", "<OUT OF SPEC>") else kind
         speed = block.get("Configured Memory Speed") or block.get("Speed") or ""
@@ -88,11 +92,14 @@ def memory_configuration() -> tuple[str | None, str]:
     if not exe:
         return None, "guessed (dmidecode not installed)"
     try:
-        proc = subprocess.run([exe, "-t", "memory"], capture_output=True, timeout=20)
+        status, out = run_capped([exe, "-t", "memory"], MAX_OUTPUT, DMIDECODE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None, f"guessed (dmidecode did not answer within {DMIDECODE_TIMEOUT_S:g} s)"
     except (OSError, subprocess.SubprocessError):
         return None, "guessed (dmidecode did not answer)"
-    text = proc.stdout[:MAX_OUTPUT].decode("utf-8", errors="replace")
-    config = describe_dimms(*parse_dimms(text)) if proc.returncode == 0 else None
+    if len(out) > MAX_OUTPUT:  # the table cut short would count only the modules before the cut
+        return None, f"guessed (dmidecode printed over {MAX_OUTPUT // 2**20} MiB, which is no memory table)"
+    config = describe_dimms(*parse_dimms(out.decode("utf-8", errors="replace"))) if status == 0 else None
     if config is None:
         return None, "guessed (dmidecode cannot read the SMBIOS tables here: run as root, or set it)"
     return config, DMIDECODE

@@ -205,8 +205,8 @@ def test_a_two_socket_host_counts_cores_per_socket(monkeypatch, bare_path):
     assert fields["host_processor_interconnect"] == "not detected"  # two sockets: the user names the link
 
 
-@pytest.mark.parametrize("sockets, want", [("2", 2), ("0", 1)])
-def test_an_arm_host_takes_model_and_sockets_from_lscpu(monkeypatch, bare_path, sockets, want):
+@pytest.mark.parametrize("sockets, want, source", [("2", 2, host.LSCPU), ("0", 1, "guessed"), ("\u00b2", 1, "guessed")])
+def test_an_arm_host_takes_model_and_sockets_from_lscpu(monkeypatch, bare_path, sockets, want, source):
     rows = [{"field": "Model name:", "data": "Neoverse-V2"}, {"field": "Socket(s):", "data": sockets}]
     fake_tool(bare_path, "lscpu", f"echo '{json.dumps({'lscpu': rows})}'")
     _fake_psutil(monkeypatch, physical=144)
@@ -214,6 +214,7 @@ def test_an_arm_host_takes_model_and_sockets_from_lscpu(monkeypatch, bare_path, 
     cpu, sources = host.cpu_info()
     assert (cpu["model"], sources["model"]) == ("Neoverse-V2", host.LSCPU)
     assert cpu["sockets"] == want and cpu["cores_per_socket"] == 144 // want
+    assert sources["sockets"] == source  # lscpu's 0 sockets is no count: one is assumed, and the user is asked
 
 
 # ---------------------------------------------------------------------------------------------- memory
