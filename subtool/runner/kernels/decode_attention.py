@@ -35,6 +35,10 @@ BLOCK_N, WARPS, STAGES, TABLE_AHEAD = 64, 4, 3, True
 # of 4,096 samples gave 2,789 tokens/s against 2,733 without (llm70b_gpu_paged512_4096samples_ordered.json)
 ORDERED = True
 SPLIT_NARROW, SPLIT_WIDE, WIDE_PROGRAMS = 256, 1024, 2048
+# fp8_dots (off by default: not yet timed on a GPU, nor judged on a real model's accuracy): both products on e4m3
+# tensor cores, the query rows quantised per row, the softmax weights scaled by P8 before their e4m3 rounding
+# (the largest weight, 1, becomes 256 of e4m3's 448; weights down to ~1e-5 keep a nonzero code)
+P8 = tl.constexpr(256.0)
 
 
 def default_split(sequences: int, kv_heads: int) -> int:
@@ -61,20 +65,33 @@ def _attend_block(
     D: tl.constexpr,
     BLOCK_N: tl.constexpr,
     PAGE: tl.constexpr,
+    FP8_DOTS: tl.constexpr,
 ):
     """Keys n … n+BLOCK_N-1 (those below `end`) into the online softmax: one page holds them all (pages are whole
-    blocks), the one the table names `page`."""
+    blocks), the one the table names `page`. With FP8_DOTS, `q` is the e4m3 query rows and `scale` holds each
+    row's scale [ROWS] times the softmax scale: keys and values stay e4m3 as cached, and the weights go into the
+    second product as e4m3 of p · P8 (P8 keeps the small weights above e4m3's smallest step; the caller divides
+    it out at the end)."""
     keys = n + tl.arange(0, BLOCK_N)
     key_ok = keys < end
     offs = page * stride_kp + ((keys % PAGE) * stride_kt + head * stride_kh)[:, None] + tl.arange(0, D)[None, :]
-    k = tl.load(K + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches widen here
-    v = tl.load(V + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)
-    s = tl.dot(q, tl.trans(k)) * scale
+    if FP8_DOTS:
+        k = tl.load(K + offs, mask=key_ok[:, None], other=0.0)
+        v = tl.load(V + offs, mask=key_ok[:, None], other=0.0)
+        s = tl.dot(q, tl.trans(k)) * scale[:, None]
+    else:
+        k = tl.load(K + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches widen here
+        v = tl.load(V + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)
+        s = tl.dot(q, tl.trans(k)) * scale
     s = tl.where(key_ok[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, axis=1))
     p = tl.exp(s - m_new[:, None])
     alpha = tl.exp(m_i - m_new)
-    acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v)
+    if FP8_DOTS:
+        pv = tl.dot((p * P8).to(tl.float8e4nv), v)
+    else:
+        pv = tl.dot(p.to(q.dtype), v)
+    acc = acc * alpha[:, None] + pv
     l_i = l_i * alpha + tl.sum(p, axis=1)
     return acc, m_new, l_i
 
@@ -128,6 +145,7 @@ def _split_kernel(
     ORDERED: tl.constexpr,
     KV_HEADS: tl.constexpr,
     SPLITS: tl.constexpr,
+    FP8_DOTS: tl.constexpr,
 ):
     seq, head, split = _program(ITEMS, ORDERED, KV_HEADS, SPLITS)
     length = tl.load(LENS + seq)
@@ -141,6 +159,11 @@ def _split_kernel(
         mask=row_ok[:, None],
         other=0.0,
     )
+    row_scale = scale
+    if FP8_DOTS:  # each query row in e4m3 at its own scale, folded into the scores with the softmax's
+        q_scale = tl.maximum(tl.max(tl.abs(q.to(tl.float32)), axis=1), 1e-30) / 448.0
+        q = (q.to(tl.float32) / q_scale[:, None]).to(tl.float8e4nv)
+        row_scale = q_scale * scale
     m_i = tl.full([ROWS], float("-inf"), tl.float32)
     l_i = tl.zeros([ROWS], tl.float32)
     acc = tl.zeros([ROWS, D], tl.float32)
@@ -154,8 +177,27 @@ def _split_kernel(
         else:
             page = tl.load(table + n // PAGE).to(tl.int64)
         acc, m_i, l_i = _attend_block(
-            q, K, V, page, n, end, head, acc, m_i, l_i, scale, stride_kp, stride_kt, stride_kh, D, BLOCK_N, PAGE
+            q,
+            K,
+            V,
+            page,
+            n,
+            end,
+            head,
+            acc,
+            m_i,
+            l_i,
+            row_scale,
+            stride_kp,
+            stride_kt,
+            stride_kh,
+            D,
+            BLOCK_N,
+            PAGE,
+            FP8_DOTS,
         )
+    if FP8_DOTS:
+        acc = acc / P8
     # A sequence whose keys all lie in the first split (most of a decode step's, with long splits) is finished
     # here: its output goes straight to OUT and the merge skips it. Otherwise the split's part of each row's
     # output and its log-sum-exp (the merge weighs the parts by it); a split past the sequence's length writes
@@ -230,6 +272,7 @@ class DecodeAttention:
         stages: int | None = STAGES,
         table_ahead: bool = TABLE_AHEAD,
         ordered: bool = ORDERED,
+        fp8_dots: bool = False,
     ):
         """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
         warps per program, software-pipelining depth; None: Triton's default), and `table_ahead` (a program
@@ -239,7 +282,7 @@ class DecodeAttention:
         program that starts in the last wave sets the kernel's end, and the GPU takes programs in launch order.
         `bench/decode_attention_gpu.py` times them on a shape. `split` None: default_split of each call's
         sequence count, so that a decode step over a few rows (a CUDA graph of its own) keeps short splits while a
-        full one takes long ones."""
+        full one takes long ones. `fp8_dots`: both products on e4m3 (an fp8 cache only; see P8)."""
         import torch
 
         if any(n % block_n for n in ((split,) if split else (SPLIT_NARROW, SPLIT_WIDE))):
@@ -253,7 +296,7 @@ class DecodeAttention:
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.group = heads // kv_heads
         self.split, self.block_n, self.max_len = split, block_n, max_len
-        self.table_ahead, self.ordered = table_ahead, ordered
+        self.table_ahead, self.ordered, self.fp8_dots = table_ahead, ordered, fp8_dots
         self.launch = {"num_warps": warps} if stages is None else {"num_warps": warps, "num_stages": stages}
         self.splits = self._splits(split or SPLIT_NARROW)  # the most any call uses: the partial buffers hold them
         self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)
@@ -295,6 +338,8 @@ class DecodeAttention:
         when not given)."""
         import torch
 
+        if self.fp8_dots and k_cache.dtype != torch.float8_e4m3fn:
+            raise ValueError(f"fp8_dots reads an e4m3 cache as it is; this one holds {k_cache.dtype}")
         if self.ordered and order is None:
             order = self.order(lengths)
         if out is None:
@@ -355,6 +400,7 @@ class DecodeAttention:
             ORDERED=self.ordered,
             KV_HEADS=self.kv_heads,
             SPLITS=splits,
+            FP8_DOTS=self.fp8_dots,
             **self.launch,
         )
 

@@ -154,3 +154,40 @@ for att, rows, split in ((att, S, 1024), (att, 3, 256), (ordered, S, 1024), (ord
 @needs_triton
 def test_one_instance_takes_long_splits_over_many_rows_and_short_ones_over_few():
     run_kernel_check(WIDE_AND_NARROW)
+
+
+FP8_DOTS = r"""
+import math, sys, torch
+from subtool.runner.kernels.decode_attention import DecodeAttention
+device = sys.argv[1]
+dtype = torch.float32 if device == "cpu" else torch.bfloat16
+torch.manual_seed(3)
+S, H, KV, D, L = 5, 8, 2, 64, 300
+q = torch.randn(S, H, D, device=device, dtype=dtype)
+kc = torch.randn(S, L, KV, D, device=device).to(torch.float8_e4m3fn)
+vc = torch.randn(S, L, KV, D, device=device).to(torch.float8_e4m3fn)
+lens = torch.tensor([1, 63, 64, 200, 300], dtype=torch.int32, device=device)
+# both products on e4m3 against the widening path over the same e4m3 cache: within fp8's rounding of the queries
+# and the softmax weights (2-2.5 % of the output's norm through the interpreter), in one split and across splits
+for tuning in ({}, dict(split=64, block_n=32)):
+    exact = DecodeAttention(S, H, KV, D, L, device, **tuning)(q, kc, vc, lens, 1 / math.sqrt(D)).float()
+    out = DecodeAttention(S, H, KV, D, L, device, fp8_dots=True, **tuning)(q, kc, vc, lens, 1 / math.sqrt(D))
+    rel = ((out.float() - exact).norm() / exact.norm()).item()
+    print(tuning, rel)
+    assert 0 < rel < 0.05, (tuning, rel)
+# a sequence with no keys gets zeros; a 16-bit cache is refused, not read as e4m3 codes
+att = DecodeAttention(S, H, KV, D, L, device, split=64, block_n=32, fp8_dots=True)
+out = att(q, kc, vc, torch.tensor([0, 63, 0, 200, 300], dtype=torch.int32, device=device), 1 / math.sqrt(D))
+assert torch.isfinite(out).all() and not out[0].any() and not out[2].any() and out[1].float().abs().sum() > 0
+try:
+    att(q, kc.to(dtype), vc.to(dtype), lens, 1 / math.sqrt(D))
+except ValueError as e:
+    assert "e4m3" in str(e), e
+else:
+    raise AssertionError("a 16-bit cache was read as e4m3")
+"""
+
+
+@needs_triton
+def test_fp8_dots_stay_within_fp8_rounding_of_the_widening_path():
+    run_kernel_check(FP8_DOTS)
