@@ -88,9 +88,14 @@ def register() -> None:
 
 
 def sitecustomize(directory: Path) -> Path:
+    import subtool
+
     directory.mkdir(parents=True, exist_ok=True)
     here = Path(__file__).resolve().parent
+    # the subtool this process imported, first: site runs before the child puts its own folder on sys.path, so
+    # `import instant_sut` here would otherwise import whichever subtool is installed (another checkout's)
+    project = Path(subtool.__file__).resolve().parents[1]
     (directory / "sitecustomize.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(here)!r})\nimport instant_sut\ninstant_sut.register()\n"
+        f"import sys\nsys.path[:0] = [{str(project)!r}, {str(here)!r}]\nimport instant_sut\ninstant_sut.register()\n"
     )
     return directory

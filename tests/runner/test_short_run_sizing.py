@@ -6,6 +6,7 @@ in the run directory holds the settings the counted run used."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import instant_sut  # noqa: E402  (tests/runner is on sys.path: pytest's rootdir-relative import)
 import pytest
@@ -183,3 +184,25 @@ def test_a_stream_run_that_expected_a_slower_sut_is_grown_until_valid(
     assert _conf(run_dir)["target_latency"] < 100
     values = read_detail_log(run_dir / "performance/run_1/mlperf_log_detail.txt")
     assert values["result_validity"] == "VALID" and values["__errors__"] == []
+
+
+def test_the_instant_backends_child_imports_this_processs_subtool(tmp_path, instant_backend):
+    """The benchmark's child must run the code under test: its sitecustomize imports subtool before the child puts
+    its own folder on sys.path, so without the project first there it ran whichever subtool was installed (another
+    checkout's), and every change to the child's code (a mutation too) went untested."""
+    import os
+    import subprocess
+    import sys
+
+    import subtool
+
+    out = subprocess.run(
+        [sys.executable, "-c", "import subtool, subtool.runner.session as s; print(subtool.__file__, s.__file__)"],
+        cwd=tmp_path,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    here = Path(subtool.__file__).resolve().parent
+    assert [Path(p).resolve().parent for p in out] == [here, here / "runner"]
