@@ -70,3 +70,11 @@ def test_a_data_set_no_fetch_serves_is_named_with_what_will_get_it(tmp_path, mon
         with pytest.raises(SubtoolError, match="--dataset-path is missing .*download_cnndm.py") as err:
             _resolve(model="gptj-99", **given)
         assert err.value.path == path and err.value.rule == "run.inputs"
+
+
+def test_one_fetched_says_which_one_is_there_and_which_is_not(tmp_path, monkeypatch, small_squad):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SUBTOOL_CACHE", str(cache))
+    install_as_fetched(cache, "bert-99", "dataset", small_squad)
+    with pytest.raises(SubtoolError, match="the data set is fetched but not the checkpoint: run `subtool fetch"):
+        _resolve()
