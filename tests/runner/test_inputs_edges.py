@@ -78,3 +78,44 @@ def test_one_fetched_says_which_one_is_there_and_which_is_not(tmp_path, monkeypa
     install_as_fetched(cache, "bert-99", "dataset", small_squad)
     with pytest.raises(SubtoolError, match="the data set is fetched but not the checkpoint: run `subtool fetch"):
         _resolve()
+
+
+@pytest.mark.parametrize("count", [3, 5])
+def test_a_fetched_folder_is_described_by_its_three_biggest_files(tmp_path, count):
+    from subtool.runner.inputs import describe
+
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    for i in range(count):
+        (src / f"f{i}.bin").write_bytes(b"x" * (10 * (i + 1)))
+    model = install_as_fetched(tmp_path / "cache", "bert-99", "model", src)
+    line = describe(model)
+    biggest = [f"f{i}.bin" for i in range(count - 1, count - 4, -1)]
+    listed = line.split(" files: ")[1].removesuffix(")").split(", ")
+    assert line.startswith(f"checkpoint: {model.root} (fetched; {count} files: ")
+    assert [entry.split()[0] for entry in listed[:3]] == biggest
+    assert listed[3:] == ([f"+{count - 3} more"] if count > 3 else [])
+
+
+def test_a_fetched_data_set_folder_or_one_past_the_limit_is_not_hashed_again(tmp_path, monkeypatch, small_squad):
+    """Only a data set file up to VERIFY_LIMIT is hashed again before the run (a bigger one costs too long; the
+    run's own hash still holds it to the manifest); a data set folder has no one file to hash."""
+    from subtool.runner import inputs
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SUBTOOL_CACHE", str(cache))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"a")
+    data = install_as_fetched(cache, "bert-99", "dataset", folder)
+    data.run_path.joinpath("a.bin").write_bytes(b"b")  # changed, same size: a folder is not hashed here
+    assert _resolve(model_path=tmp_path)[0].inputs.dataset == data
+    shutil.rmtree(data.root)
+    data = install_as_fetched(cache, "bert-99", "dataset", small_squad)
+    body = data.run_path.read_bytes()
+    data.run_path.write_bytes(body[:-2] + (b" " if body[-2:-1] != b" " else b"\t") + body[-1:])
+    monkeypatch.setattr(inputs, "VERIFY_LIMIT", data.files[0].size - 1)
+    assert _resolve(model_path=tmp_path)[0].inputs.dataset == data
+    monkeypatch.setattr(inputs, "VERIFY_LIMIT", data.files[0].size)
+    with pytest.raises(SubtoolError, match="changed since"):
+        _resolve(model_path=tmp_path)
