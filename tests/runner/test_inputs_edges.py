@@ -119,3 +119,12 @@ def test_a_fetched_data_set_folder_or_one_past_the_limit_is_not_hashed_again(tmp
     monkeypatch.setattr(inputs, "VERIFY_LIMIT", data.files[0].size)
     with pytest.raises(SubtoolError, match="changed since"):
         _resolve(model_path=tmp_path)
+
+
+def test_a_run_that_reported_no_hash_of_its_data_set_is_not_held_to_the_manifest(tmp_path, small_squad):
+    from subtool.runner.inputs import RunInputs, check_run_hash
+
+    data = install_as_fetched(tmp_path / "cache", "bert-99", "dataset", small_squad)
+    check_run_hash(RunInputs(demo=False, dataset=data), None)  # nothing to compare: no error, no crash
+    with pytest.raises(SubtoolError, match="changed since"):
+        check_run_hash(RunInputs(demo=False, dataset=data), "0" * 64)
