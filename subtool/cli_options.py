@@ -192,19 +192,51 @@ def check_run_args(run: RunArgs, *, mode: str | None = None, division: str | Non
 
 
 # the numeric run options: each must be a finite number above 0 (--workers and --tensor-parallel: their own checks)
-_POSITIVE = ("target_qps", "target_latency_ms", "min_duration_ms", "batch_size", "threads", "max_new_tokens")
+# each numeric option's largest value: past it LoadGen would schedule (and allocate) more queries than a machine
+# holds, or a run would never end. Generous: the fastest published systems serve ~10^6 samples/s, a valid run
+# lasts 10 minutes
+_MOST = {
+    "target_qps": 1e7,
+    "target_latency_ms": 86_400_000,  # a day
+    "min_duration_ms": 604_800_000,  # a week
+    "batch_size": 1 << 20,
+    "threads": 4096,
+    "max_new_tokens": 1 << 20,
+}
+_POSITIVE = tuple(_MOST)
+# LoadGen lays out a run's whole schedule before it starts: target_qps x min_duration samples (Offline's one query)
+# or queries (Server); 10 minutes at the largest target_qps is 6 x 10^9
+_MOST_SCHEDULED = 6e9
+_DEFAULT_MIN_DURATION_MS = 600_000
 
 
 def _check_numbers(run: RunArgs) -> None:
-    """NaN, zero or a negative number in a numeric option: one line now, not a LoadGen error (or a traceback)
-    once the model has loaded."""
+    """NaN, zero, a negative or an absurdly large number in a numeric option: one line now, not a LoadGen error, an
+    allocation without end (or a traceback) once the model has loaded."""
     import math
 
-    for name in _POSITIVE:
+    for name, most in _MOST.items():
         value = getattr(run, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            flag = "--" + name.replace("_", "-")
-            raise SubtoolError(f"{flag} must be a positive number, not {value}", rule="cli.usage")
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        shown = (
+            f"{value:g}"
+            if isinstance(value, float)
+            else (str(value) if value < 10**20 else f"a {len(str(value))}-digit number")
+        )
+        if not ((isinstance(value, int) or math.isfinite(value)) and value > 0):  # an int past a float: no isfinite
+            raise SubtoolError(f"{flag} must be a positive number, not {shown}", rule="cli.usage")
+        if value > most:
+            raise SubtoolError(f"{flag} {shown} is past what a run can use (at most {most:g})", rule="cli.usage")
+    if run.target_qps is not None:
+        seconds = (run.min_duration_ms or _DEFAULT_MIN_DURATION_MS) / 1000
+        if run.target_qps * seconds > _MOST_SCHEDULED:
+            raise SubtoolError(
+                f"--target-qps {run.target_qps:g} over {seconds:g} s asks LoadGen to schedule "
+                f"{run.target_qps * seconds:.3g} samples at once (at most {_MOST_SCHEDULED:g}): lower one of them",
+                rule="cli.usage",
+            )
 
 
 def check_round_and_division(version: str | None, division: str | None) -> None:

@@ -30,6 +30,12 @@ BAD = [
     (["run", "--target-qps", "-5"], "--target-qps", None),
     (["run", "--min-duration-ms", "-1"], "--min-duration-ms", None),
     (["run", "--batch-size", "0"], "--batch-size", None),
+    # absurdly large: LoadGen would lay out (and allocate) a schedule no machine holds, or a run would never end
+    (["run", "--target-qps", "1e300"], "--target-qps", "at most 1e+07"),
+    (["run", "--min-duration-ms", "9" * 400], "--min-duration-ms", "at most 6.048e+08"),
+    (["run", "--target-qps", "9e6", "--min-duration-ms", "3600000"], "schedule", "lower one of them"),
+    (["run", "--threads", "100000"], "--threads", None),
+    (["all", "--submitter", "T", "--target-latency-ms", "1e12"], "--target-latency-ms", None),
     (["all", "--submitter", "T", "--target-latency-ms", "-1"], "--target-latency-ms", None),
     (["package", "--from", "x", "--submitter", "T", "--out", "o", "--division", "closd"], "--division", "closed"),
     (["package", "--from", "x", "--submitter", "T", "--out", "o", "--version", "6.1"], "round", None),
