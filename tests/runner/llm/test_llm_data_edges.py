@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from subtool.runner.llm.datasets import load_data
+from subtool.runner.llm.datasets import GPTJ_PROMPT, load_data
 from subtool.runner.llm.specs import LLM_SPECS
 
 from .refusals import refused
@@ -98,3 +98,74 @@ def test_a_gptj_prompt_is_the_alpaca_template_ending_at_the_response_marker():
     prompt = GPTJ_PROMPT.format(instruction="Summarize the article.", input="the text")
     assert prompt.startswith("Below is an instruction that describes a task, paired with an input")
     assert prompt.endswith("\n\n### Instruction:\nSummarize the article.\n\n### Input:\nthe text\n\n### Response:")
+
+
+# --------------------------------------------------------------- what a mutation probe found no test for
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("5", "JSON list of sample objects"),  # a JSON number is not iterated as samples
+        ("true", "JSON list of sample objects"),
+        ('[{"tok_input": [1, 2], "output": "x"}, 5]', "JSON list of sample objects"),  # a sample that is no object
+        ('[{"tok_input": [1, 2], "output": "x"}, {"tok_input": [3]}]', "sample 1 has no 'output'"),
+        ('[{"output": "x"}]', "sample 0 has no 'tok_input'"),
+    ],
+)
+def test_a_cnn_eval_json_of_no_sample_objects_or_a_sample_without_a_field_is_refused(
+    tmp_path, llama3_small, content, words
+):
+    path = tmp_path / "cnn_eval.json"
+    path.write_text(content)
+    refused(lambda: load_data(LLM_SPECS["llama3.1-8b"], llama3_small.model_path, path), "dataset.format", path, words)
+
+
+def test_a_gptj_sample_without_its_instruction_is_refused(tmp_path, gptj_small):
+    records = json.loads(gptj_small.dataset_path.read_text())[:2]
+    del records[1]["instruction"]
+    path = tmp_path / "cnn_eval.json"
+    path.write_text(json.dumps(records))
+    refused(
+        lambda: load_data(LLM_SPECS["gptj-99"], gptj_small.model_path, path), "dataset.format", path, "'instruction'"
+    )
+
+
+@pytest.mark.parametrize("name, file", [("llama3.1-8b", "cnn_eval.json"), ("llama2-70b-99", "orca.pkl")])
+def test_a_data_set_that_is_not_there_is_refused_as_missing(tmp_path, llama3_small, llama2_small, name, file):
+    model = (llama3_small if name.startswith("llama3") else llama2_small).model_path
+    path = tmp_path / file
+    refused(lambda: load_data(LLM_SPECS[name], model, path), "dataset.missing", path, "not found")
+
+
+def test_a_dataframe_of_just_the_two_columns_with_ids_in_an_object_array_is_read(tmp_path, llama2_small):
+    """The reference's pickle holds more columns; one with only 'tok_input' and 'output' is enough. An id list
+    stored as an object array of Python integers (what pandas can give back) is a list of ids too."""
+    import pandas as pd
+
+    df = pd.read_pickle(llama2_small.dataset_path).iloc[:2].reset_index(drop=True)[["tok_input", "output"]]
+    ids = [int(x) for x in df["tok_input"][1]]
+    df["tok_input"] = pd.Series([list(df["tok_input"][0]), np.array(ids, dtype=object)], dtype=object)
+    data = load_data(LLM_SPECS["llama2-70b-99"], llama2_small.model_path, _orca(llama2_small, tmp_path, df))
+    assert data.prompts[1].tolist() == ids and data.prompts[1].dtype == np.int32
+    assert data.targets == list(df["output"])
+
+
+def test_the_largest_int32_id_is_kept_as_it_is_and_the_next_refused_not_wrapped(tmp_path, llama3_small):
+    """2**31 - 1 fits an int32 (refused only as beyond the tokenizer); 2**31 would wrap to a negative id."""
+    spec, model = LLM_SPECS["llama3.1-8b"], llama3_small.model_path
+    path = _cnn(tmp_path, llama3_small, [5, 2**31 - 1])
+    refused(lambda: load_data(spec, model, path), "dataset.tokenizer_mismatch", path, f"token id {2**31 - 1}")
+    path = _cnn(tmp_path, llama3_small, [5, 2**31])
+    refused(lambda: load_data(spec, model, path), "dataset.format", path, f"token id {2**31}")
+
+
+def test_a_gptj_prompt_longer_than_1919_tokens_is_cut_there_keeping_its_start(tmp_path, gptj_small):
+    """The reference tokenizes the GPT-J prompt with truncation at 1,919 tokens: the instruction stays, the end of
+    a long article goes."""
+    records = json.loads(gptj_small.dataset_path.read_text())[:2]
+    records[1]["input"] = " ".join(f"word{i}" for i in range(3000))
+    path = tmp_path / "cnn_eval.json"
+    path.write_text(json.dumps(records))
+    data = load_data(LLM_SPECS["gptj-99"], gptj_small.model_path, path)
+    whole = data.tokenizer(GPTJ_PROMPT.format(**records[1]))["input_ids"]
+    assert len(whole) > 1919 and data.prompts[1].tolist() == whole[:1919]
+    assert len(data.prompts[0]) < 1919
