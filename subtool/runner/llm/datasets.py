@@ -172,6 +172,9 @@ def read_openorca_pickle(path: Path, spec: LlmSpec) -> tuple[list[np.ndarray], l
         )
     if len(df) == 0:
         raise SubtoolError("the data set is empty", path=path, rule="dataset.format")
+    twice = [c for c in ("tok_input", "output") if list(df.columns).count(c) > 1]
+    if twice:  # df[name] would be a DataFrame of them, not one value per sample
+        raise SubtoolError(f"the DataFrame has more than one {twice[0]!r} column", path=path, rule="dataset.format")
     prompts = [_token_ids(v, path, i, "tok_input") for i, v in enumerate(df["tok_input"].tolist())]
     return prompts, [_text(v, path, i, "output") for i, v in enumerate(df["output"].tolist())]
 

@@ -169,3 +169,20 @@ def test_a_gptj_prompt_longer_than_1919_tokens_is_cut_there_keeping_its_start(tm
     whole = data.tokenizer(GPTJ_PROMPT.format(**records[1]))["input_ids"]
     assert len(whole) > 1919 and data.prompts[1].tolist() == whole[:1919]
     assert len(data.prompts[0]) < 1919
+
+
+def test_a_dataframe_with_a_column_twice_is_refused_not_a_traceback(tmp_path, llama2_small):
+    """Two 'tok_input' columns (a second tokenization appended beside the first): which one is the prompt is not
+    for subtool to guess, and pandas would hand back both as a table."""
+    import pandas as pd
+
+    df = pd.read_pickle(llama2_small.dataset_path).iloc[:2].reset_index(drop=True)[["tok_input", "output"]]
+    twice = pd.concat([df, df[["tok_input"]]], axis=1)
+    assert list(twice.columns) == ["tok_input", "output", "tok_input"]
+    path = _orca(llama2_small, tmp_path, twice)
+    refused(
+        lambda: load_data(LLM_SPECS["llama2-70b-99"], llama2_small.model_path, path),
+        "dataset.format",
+        path,
+        "more than one 'tok_input' column",
+    )
