@@ -50,6 +50,16 @@ def test_rouge_matches_rouge_score_with_the_stemmer():
     assert one["rouge1"] == pytest.approx(round(2 * (4 / 5) * (4 / 8) / (4 / 5 + 4 / 8) * 100, 4))
 
 
+def test_rougelsum_scores_the_prediction_against_the_reference_not_the_other_way():
+    """Summary-level LCS is not symmetric: each reference sentence is matched against every predicted sentence.
+    Here: "eat" finds "eat", "bob bob bob" finds two bobs (one in "bob cat", two in "eat bob ant bob", union 2),
+    3 hits of 4 reference and 7 predicted tokens: F = 18/33. The other way round it would be 8/11."""
+    preds, refs = postprocess(["Cat. Bob cat. Eat bob ant bob."]), postprocess(["Eat. Bob bob bob."])
+    assert preds == ["Cat.\nBob cat.\nEat bob ant bob."]
+    assert rouge_scores(preds, refs)["rougeLsum"] == round(18 / 33 * 100, 4) == 54.5455
+    assert rouge_scores(refs, preds)["rougeLsum"] == round(8 / 11 * 100, 4)
+
+
 def test_sentences_go_on_their_own_lines_for_rougelsum():
     assert postprocess(["  First one. Second one!  "]) == ["First one.\nSecond one!"]
 

@@ -73,3 +73,13 @@ def test_a_log_that_answers_other_indices_than_the_samples_is_refused(tokenizer,
     with pytest.raises(SubtoolError) as err:
         llm_accuracy(tokens, ["provides the answer.", "the answer."], tokenizer, tmp_path / "log.json")
     assert err.value.rule == "acc.incomplete_log" and "1 of 2" in err.value.message
+
+
+def test_tokens_per_sample_is_rounded_to_one_place_as_the_reference_prints_it(tokenizer, tmp_path):
+    """10 tokens over 3 samples, one answer empty (LoadGen logs no bytes for it): 3.3 (the reference's
+    round(x, 1)), not 3.33 or 3.333."""
+    said = [_ids(tokenizer, text) for text, _ in SAMPLES[:3]]
+    tokens = {i: ids[:n] for i, (ids, n) in enumerate(zip(said, (4, 6, 0)))}
+    assert all(len(ids) == n for ids, n in zip(tokens.values(), (4, 6, 0)))
+    metrics = llm_accuracy(tokens, [ref for _, ref in SAMPLES[:3]], tokenizer, tmp_path / "log.json")
+    assert metrics["gen_tok_len"] == 10 and metrics["tokens_per_sample"] == 3.3
