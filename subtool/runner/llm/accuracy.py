@@ -98,6 +98,17 @@ def postprocess(texts: list[str]) -> list[str]:
     return ["\n".join(split(t.strip())) for t in texts]
 
 
+def _check_token_ids(ids: np.ndarray, index: int, path: Path) -> None:
+    """A logged answer's ids must be vocabulary indices: the tokenizer cannot decode a negative id or one past
+    2**32 (it stops with an overflow), so a log with one is not this model's answers (or was read as the wrong
+    integer type)."""
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= 2**32):
+        bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+        raise SubtoolError(
+            f"qsl_idx {index}: token id {bad} is not a vocabulary index", path=path, rule="acc.log_parse"
+        )
+
+
 def llm_accuracy(tokens: dict[int, np.ndarray], targets: list[str], tokenizer, path: Path) -> dict:
     """The reference metrics over every sample; refuses a log that misses samples."""
     n = len(targets)
@@ -109,6 +120,8 @@ def llm_accuracy(tokens: dict[int, np.ndarray], targets: list[str], tokenizer, p
             rule="acc.incomplete_log",
         )
     order = list(range(n))
+    for i in order:
+        _check_token_ids(tokens[i], i, path)
     ids = [tokens[i].astype(np.int64).tolist() for i in order]
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     preds = postprocess(texts)

@@ -83,3 +83,15 @@ def test_tokens_per_sample_is_rounded_to_one_place_as_the_reference_prints_it(to
     assert all(len(ids) == n for ids, n in zip(tokens.values(), (4, 6, 0)))
     metrics = llm_accuracy(tokens, [ref for _, ref in SAMPLES[:3]], tokenizer, tmp_path / "log.json")
     assert metrics["gen_tok_len"] == 10 and metrics["tokens_per_sample"] == 3.3
+
+
+@pytest.mark.parametrize("dtype, bad", [(np.int32, -1), (np.int64, -5), (np.int64, 2**32), (np.int64, 2**40 + 7)])
+def test_a_logged_token_id_that_is_no_vocabulary_index_is_refused_not_a_traceback(tokenizer, tmp_path, dtype, bad):
+    """A log from another harness or read as the wrong integer type (two int32 ids read as one int64 is past
+    2**32): one error naming the log and the sample, not the tokenizer's OverflowError."""
+    tokens = {i: _ids(tokenizer, said).astype(dtype) for i, (said, _) in enumerate(SAMPLES[:2])}
+    tokens[1] = np.array([5, bad, 6], dtype=dtype)
+    with pytest.raises(SubtoolError) as err:
+        llm_accuracy(tokens, [ref for _, ref in SAMPLES[:2]], tokenizer, tmp_path / "log.json")
+    assert err.value.rule == "acc.log_parse" and err.value.path == str(tmp_path / "log.json")
+    assert err.value.message.startswith(f"qsl_idx 1: token id {bad} ")
