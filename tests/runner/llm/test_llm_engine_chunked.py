@@ -93,6 +93,21 @@ def test_the_step_profile_adds_up():
     ]
 
 
+def test_the_oldest_prompt_is_guaranteed_a_quarter_of_the_room_not_more():
+    """Room 2024: the long prompt ahead is sure of 506 (a quarter); the two short prompts behind it fit in the
+    other three quarters, so both get their first tokens this step, and the long one takes what they leave."""
+    plan = plan_chunks([(0, 10_000), (1, 700), (2, 700)], decoding=24, budget=2048, chunk=2048)
+    assert plan == [(0, 2024 - 1400), (1, 700), (2, 700)]
+
+
+def test_the_largest_step_counts_its_decode_and_prefill_tokens_together():
+    stats = EngineStats()
+    stats.record(10, 300, 1, 0.01, 0.05)
+    stats.record(0, 200, 1, 0.0, 0.05)
+    stats.record(250, 0, 0, 0.01, 0.0)
+    assert stats.max_step_tokens == 310
+
+
 # the chunk's attention layout ---------------------------------------------------------------------------------
 def test_a_chunk_row_sees_its_own_prefix_and_the_rows_before_it_only():
     from subtool.runner.llm.engine_attention import chunk_layout, piece_mask
