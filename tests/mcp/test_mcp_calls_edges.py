@@ -68,3 +68,41 @@ def test_an_argument_no_tool_parameter_takes_is_refused_not_dropped(name, extra)
     assert check_arguments(spec, arguments) is None
     problem = check_arguments(spec, arguments | {extra: "X"})
     assert problem is not None and problem.startswith(f"{name}: arguments:") and repr(extra) in problem, problem
+
+
+# --------------------------------------------------------------- what a mutation probe found no test for
+def test_an_empty_path_or_a_value_one_past_the_command_line_bound_is_refused():
+    """An empty path would be the server's working directory; 32,768 characters is the bound, inclusive."""
+    from subtool.cli import app
+    from subtool.mcp_tools import ARGUMENT_CHARS, check_arguments, tool_specs
+
+    spec = tool_specs(app)["check"]
+    problem = check_arguments(spec, {"tree": ""})
+    assert problem is not None and problem.startswith("check: tree:"), problem
+    assert check_arguments(spec, {"tree": "x" * ARGUMENT_CHARS}) is None
+    assert "over the 32,768" in check_arguments(spec, {"tree": "x" * (ARGUMENT_CHARS + 1)})
+
+
+def test_a_fork_url_the_command_cannot_read_is_left_to_the_command_to_refuse():
+    """Not a host check's business: `publish` itself says what is wrong with the URL, in its own words."""
+    from subtool.cli import app
+    from subtool.errors import SubtoolError
+    from subtool.mcp_tools import check_fork, tool_specs
+    from subtool.publish.remote import parse_fork
+
+    with pytest.raises(SubtoolError):
+        parse_fork("ftp://forge.example/team/repo")
+    assert check_fork(tool_specs(app)["publish"], {"tree": "t", "fork": "ftp://forge.example/team/repo"}, {}) is None
+
+
+def test_a_secret_of_eight_characters_is_blanked_and_one_inside_another_leaves_nothing_of_it():
+    """Eight characters is a secret (the bound is inclusive); a blank-padded short value or a run of blanks is not
+    (blanking it would garble every indented line). The longer of two nested secrets is blanked first, so no tail
+    of it is left beside a '***'."""
+    from subtool.mcp_tools import redact, secret_values
+
+    env = {"A_TOKEN": "k8chars!", "B_SECRET": "k8chars!-and-more", "C_TOKEN": "   abc   ", "D_PASSWORD": " " * 12}
+    secrets = secret_values(env)
+    assert secrets == ["k8chars!-and-more", "k8chars!"]
+    text = "key k8chars!-and-more, then k8chars! and an indented   abc   value" + " " * 12 + "end"
+    assert redact(text, secrets) == "key ***, then *** and an indented   abc   value" + " " * 12 + "end"
