@@ -168,6 +168,7 @@ def test_a_gptj_prompt_longer_than_1919_tokens_is_cut_there_keeping_its_start(tm
     data = load_data(LLM_SPECS["gptj-99"], gptj_small.model_path, path)
     whole = data.tokenizer(GPTJ_PROMPT.format(**records[1]))["input_ids"]
     assert len(whole) > 1919 and data.prompts[1].tolist() == whole[:1919]
+    assert all(p.dtype == np.int32 for p in data.prompts)  # as the other readers give them
     assert len(data.prompts[0]) < 1919
 
 
