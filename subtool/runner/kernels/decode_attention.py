@@ -151,19 +151,7 @@ def _split_kernel(
     length = tl.load(LENS + seq)
     start = split * SPLIT
     end = tl.minimum(start + SPLIT, length)
-    rows = tl.arange(0, ROWS)
-    dims = tl.arange(0, D)
-    row_ok = rows < GROUP
-    q = tl.load(
-        Q + seq * stride_qs + (head * GROUP + rows)[:, None] * stride_qh + dims[None, :],
-        mask=row_ok[:, None],
-        other=0.0,
-    )
-    row_scale = scale
-    if FP8_DOTS:  # each query row in e4m3 at its own scale, folded into the scores with the softmax's
-        q_scale = tl.maximum(tl.max(tl.abs(q.to(tl.float32)), axis=1), 1e-30) / 448.0
-        q = (q.to(tl.float32) / q_scale[:, None]).to(tl.float8e4nv)
-        row_scale = q_scale * scale
+    q, row_scale = _query_rows(Q, seq, head, scale, stride_qs, stride_qh, GROUP, D, ROWS, FP8_DOTS)
     m_i = tl.full([ROWS], float("-inf"), tl.float32)
     l_i = tl.zeros([ROWS], tl.float32)
     acc = tl.zeros([ROWS, D], tl.float32)
@@ -176,33 +164,81 @@ def _split_kernel(
             page = tl.sum(tl.where(ahead == (n - start) // PAGE, pages, 0))
         else:
             page = tl.load(table + n // PAGE).to(tl.int64)
-        acc, m_i, l_i = _attend_block(
-            q,
-            K,
-            V,
-            page,
-            n,
-            end,
-            head,
-            acc,
-            m_i,
-            l_i,
-            row_scale,
-            stride_kp,
-            stride_kt,
-            stride_kh,
-            D,
-            BLOCK_N,
-            PAGE,
-            FP8_DOTS,
-        )
+        # one argument a line would put this kernel past the function-length limit
+        # fmt: off
+        acc, m_i, l_i = _attend_block(q, K, V, page, n, end, head, acc, m_i, l_i, row_scale, stride_kp, stride_kt,
+                                      stride_kh, D, BLOCK_N, PAGE, FP8_DOTS)
+        # fmt: on
     if FP8_DOTS:
         acc = acc / P8
-    # A sequence whose keys all lie in the first split (most of a decode step's, with long splits) is finished
-    # here: its output goes straight to OUT and the merge skips it. Otherwise the split's part of each row's
-    # output and its log-sum-exp (the merge weighs the parts by it); a split past the sequence's length writes
-    # nothing, and the merge reads only the splits its length reaches. Masks are tensor comparisons, so the
-    # interpreter masks with them too.
+    # fmt: off
+    _store_split(acc, m_i, l_i, seq, head, split, length, OUT, O_PART, LSE_PART, stride_out_s, stride_out_h,
+                 stride_os, stride_oh, stride_osplit, GROUP, D, ROWS, SPLIT, SPLITS, KV_HEADS)
+    # fmt: on
+
+
+@triton.jit
+def _query_rows(
+    Q,
+    seq,
+    head,
+    scale,
+    stride_qs,
+    stride_qh,
+    GROUP: tl.constexpr,
+    D: tl.constexpr,
+    ROWS: tl.constexpr,
+    FP8_DOTS: tl.constexpr,
+):
+    """The `group` query heads of (sequence, kv head) as one ROWS-row tile (rows past the group zero), and the
+    scale their scores take: the softmax's, or with FP8_DOTS the rows in e4m3 each at its own scale, folded in."""
+    rows = tl.arange(0, ROWS)
+    q = tl.load(
+        Q + seq * stride_qs + (head * GROUP + rows)[:, None] * stride_qh + tl.arange(0, D)[None, :],
+        mask=(rows < GROUP)[:, None],
+        other=0.0,
+    )
+    row_scale = scale
+    if FP8_DOTS:
+        q_scale = tl.maximum(tl.max(tl.abs(q.to(tl.float32)), axis=1), 1e-30) / 448.0
+        q = (q.to(tl.float32) / q_scale[:, None]).to(tl.float8e4nv)
+        row_scale = q_scale * scale
+    return q, row_scale
+
+
+@triton.jit
+def _store_split(
+    acc,
+    m_i,
+    l_i,
+    seq,
+    head,
+    split,
+    length,
+    OUT,
+    O_PART,
+    LSE_PART,
+    stride_out_s,
+    stride_out_h,
+    stride_os,
+    stride_oh,
+    stride_osplit,
+    GROUP: tl.constexpr,
+    D: tl.constexpr,
+    ROWS: tl.constexpr,
+    SPLIT: tl.constexpr,
+    SPLITS: tl.constexpr,
+    KV_HEADS: tl.constexpr,
+):
+    """A sequence whose keys all lie in the first split (most of a decode step's, with long splits) is finished
+    here: its output goes straight to OUT and the merge skips it. Otherwise the split's part of each row's output
+    and its log-sum-exp (the merge weighs the parts by it); a split past the sequence's length writes nothing, and
+    the merge reads only the splits its length reaches. Masks are tensor comparisons, so the interpreter masks
+    with them too."""
+    rows = tl.arange(0, ROWS)
+    dims = tl.arange(0, D)
+    row_ok = rows < GROUP
+    start = split * SPLIT
     has = l_i > 0
     part = acc / tl.where(has, l_i, 1.0)[:, None]  # a sequence with no keys: zeros
     single = (rows * 0 + length) <= SPLIT
