@@ -148,3 +148,62 @@ def test_a_rounds_seeds_replace_loadgens_and_say_whether_they_differ():
     assert use_round_seeds(settings, dict(builtin)) is False and settings_seeds(settings) == builtin
     other = {key: value + 1 for key, value in builtin.items()}
     assert use_round_seeds(settings, other) is True and settings_seeds(settings) == other
+
+
+def test_run_loadgen_runs_the_mode_and_audit_config_it_is_given_and_reads_back_loadgens_answer(tmp_path):
+    """Real LoadGen and an instant SUT: user.conf LoadGen cannot read is one error naming it; a performance run is
+    LoadGen's PerformanceOnly with its validity and its result (SingleStream's is an integer of ns in the log), an
+    accuracy run AccuracyOnly with neither; an audit config given is the one LoadGen applies; the empty trace
+    file LoadGen leaves is not kept."""
+    lg = pytest.importorskip("mlperf_loadgen")
+    import instant_sut
+
+    from subtool.errors import SubtoolError
+    from subtool.runner.harness import (
+        accuracy_entries,
+        load_test_settings,
+        read_detail_log,
+        run_loadgen,
+        write_user_conf,
+    )
+
+    bad = tmp_path / "bad.conf"
+    bad.write_text("this is not a setting\n")
+    with pytest.raises(SubtoolError, match="LoadGen rejected user.conf") as err:
+        load_test_settings(bad, "bert-99", "SingleStream")
+    assert err.value.path == str(bad) and err.value.rule == "run.user_conf"
+    settings = {"target_latency": 0.01, "min_query_count": 64, "min_duration": 200}
+    conf = write_user_conf(tmp_path / "user.conf", "bert-99", "SingleStream", settings)
+    loaded = load_test_settings(conf, "bert-99", "SingleStream")
+    assert loaded.min_query_count == 64 and loaded.min_duration_ms == 200
+
+    sut = instant_sut.InstantSUT(4)
+    qsl = lg.ConstructQSL(16, 16, lambda samples: None, lambda samples: None)
+    try:
+        audit = tmp_path / "audit.config"
+        audit.write_text("*.*.min_query_count = 777\n")
+        perf = run_loadgen(
+            sut.handle,
+            qsl,
+            loaded,
+            scenario="SingleStream",
+            mode="performance",
+            outdir=tmp_path / "perf",
+            audit_config=audit,
+        )
+        values = read_detail_log(tmp_path / "perf/mlperf_log_detail.txt")
+        assert values["effective_test_mode"] == "PerformanceOnly" and values["effective_min_query_count"] == 777
+        assert perf.validity == values["result_validity"] and perf.validity in ("VALID", "INVALID")
+        assert isinstance(values["early_stopping_latency_ss"], int)
+        assert perf.result == float(values["early_stopping_latency_ss"]) and perf.result > 0
+        assert not (tmp_path / "perf/mlperf_log_trace.json").exists()
+        acc = run_loadgen(sut.handle, qsl, loaded, scenario="SingleStream", mode="accuracy", outdir=tmp_path / "acc")
+        values = read_detail_log(tmp_path / "acc/mlperf_log_detail.txt")
+        assert values["effective_test_mode"] == "AccuracyOnly" and values["effective_min_query_count"] == 64
+        assert acc.validity is None and acc.mode == "accuracy"
+        assert sorted(qsl_idx for qsl_idx, _ in accuracy_entries(tmp_path / "acc/mlperf_log_accuracy.json")) == list(
+            range(16)
+        )
+    finally:
+        lg.DestroyQSL(qsl)
+        sut.stop()
