@@ -403,6 +403,17 @@ def v50_legacy(b):
         b.result("closed", SUB, "box", BERT, scenario, run_key=f"v5.0/bert-99/{scenario}")
 
 
+# Cases whose official summary.csv is recorded verbatim (fixtures/checker/summary_<case>.csv): subtool must write
+# the same bytes, with {TREE} standing for the tree's path. record_official.py records them, the conformance test
+# compares them.
+CSV_CASES = (
+    "bert_closed_valid",
+    "llama2_closed_valid",
+    "llama31_open_valid",
+    "bert_closed_v50_legacy_layout",
+    "multistream_inferred_from_singlestream",
+)
+
 CASES: list[Case] = [
     # valid trees
     Case("bert_closed_valid", bert_closed),

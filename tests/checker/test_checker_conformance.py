@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 
 import pytest
-from cases import CASES, CASES_BY_NAME
+from cases import CASES, CASES_BY_NAME, CSV_CASES
 
 from subtool.checker.api import SUMMARY_COLUMNS, CheckOptions, check_tree
 from subtool.checker.official import STRICTER_RULES
@@ -20,13 +20,6 @@ from subtool.checker.report import summary_csv_text
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checker"
 
-CSV_CASES = (
-    "bert_closed_valid",
-    "llama2_closed_valid",
-    "llama31_open_valid",
-    "bert_closed_v50_legacy_layout",
-    "multistream_inferred_from_singlestream",
-)
 # Trees whose results all pass, inferred ones among them: their Result column is compared with the official
 # checker's live (each session runs LoadGen anew, so no recording holds the numbers).
 RESULT_CASES = (
