@@ -114,12 +114,12 @@ def _cpuinfo_facts(text: str) -> dict[str, Any]:
         if not sep:
             continue
         k, v = k.strip(), v.strip()
-        if k in ("model name", "Processor", "cpu model") and plain_name(v) and "model" not in facts:
-            facts["model"] = plain_name(v)
+        if k in ("model name", "Processor", "cpu model") and "model" not in facts and (name := plain_name(v)):
+            facts["model"] = name
         elif k == "physical id":
             facts["sockets"].add(v)
-        elif k == "cpu cores" and whole_number(v, MAX_CPUS) and "cores_per_socket" not in facts:
-            facts["cores_per_socket"] = whole_number(v, MAX_CPUS)
+        elif k == "cpu cores" and "cores_per_socket" not in facts and (cores := whole_number(v, MAX_CPUS)):
+            facts["cores_per_socket"] = cores
         elif k == "cpu MHz" and "mhz" not in facts:
             try:
                 facts["mhz"] = float(v)
@@ -190,10 +190,10 @@ def _sockets_and_model(facts: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         values["sockets"], sources["sockets"] = len(facts["sockets"]), CPUINFO
     if "model" not in values or "sockets" not in values:
         lscpu = lscpu_facts()
-        if "model" not in values and plain_name(lscpu.get("Model name", "")):
-            values["model"], sources["model"] = plain_name(lscpu["Model name"]), LSCPU
-        if "sockets" not in values and whole_number(lscpu.get("Socket(s)", ""), MAX_CPUS):
-            values["sockets"], sources["sockets"] = whole_number(lscpu["Socket(s)"], MAX_CPUS), LSCPU
+        if "model" not in values and (name := plain_name(lscpu.get("Model name", ""))):
+            values["model"], sources["model"] = name, LSCPU
+        if "sockets" not in values and (sockets := whole_number(lscpu.get("Socket(s)", ""), MAX_CPUS)):
+            values["sockets"], sources["sockets"] = sockets, LSCPU
     if "model" not in values:
         values["model"], sources["model"] = platform.processor() or NOT_DETECTED, "library: platform"
     if "sockets" not in values:
@@ -240,12 +240,11 @@ def memory_bytes(*, root: str | Path = "/") -> tuple[int | None, str]:
             return total, PSUTIL
     for line in (read_text(Path(root, "proc/meminfo")) or "").splitlines():
         parts = line.split()
-        kib = (
-            whole_number(parts[1], MAX_MEMORY_BYTES // 1024)
-            if line.startswith("MemTotal:") and len(parts) >= 2
-            else None
-        )
-        if kib:
+        if (
+            line.startswith("MemTotal:")
+            and len(parts) >= 2
+            and (kib := whole_number(parts[1], MAX_MEMORY_BYTES // 1024))
+        ):
             return kib * 1024, "file: /proc/meminfo"
     return None, "guessed"
 
@@ -272,10 +271,10 @@ def storage(path: str = "/", *, root: str | Path = "/") -> tuple[tuple[str, str]
     for dev in Path(root, "sys/block").glob("*"):
         if dev.name.startswith(("loop", "ram", "zram", "dm-", "sr")):
             continue
-        rot = read_text(dev / "queue" / "rotational")
-        if rot is None or rot.strip() not in ("0", "1"):
+        rot = (read_text(dev / "queue" / "rotational") or "").strip()
+        if rot not in ("0", "1"):
             continue
-        kinds.add("NVMe SSD" if dev.name.startswith("nvme") else ("HDD" if rot.strip() == "1" else "SSD"))
+        kinds.add("NVMe SSD" if dev.name.startswith("nvme") else ("HDD" if rot == "1" else "SSD"))
     kind = (" + ".join(sorted(kinds)), "file: /sys/block/*/queue/rotational") if kinds else (NOT_DETECTED, "guessed")
     return capacity, kind
 
