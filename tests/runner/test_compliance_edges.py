@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support.detail_logs import write_detail_log
 
 from subtool.runner import compliance
 
@@ -34,9 +35,7 @@ def _detail(path, scenario, score, *, latency_ns=None):
     ]
     if latency_ns is not None:
         lines.append({"key": "effective_target_latency_ns", "value": latency_ns})
-    tail = {"time_ms": 1.0, "namespace": "mlperf::logging", "event_type": "POINT_IN_TIME", "metadata": {}}
-    path.write_text("".join(":::MLLOG " + json.dumps({**e, **tail}) + "\n" for e in lines))
-    return path
+    return write_detail_log(path, lines)
 
 
 def test_a_sampled_response_the_accuracy_run_lacks_fails_the_test_beside_matching_ones(tmp_path):

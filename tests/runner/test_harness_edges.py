@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support.detail_logs import write_detail_log
 
 
 @pytest.mark.parametrize("model", ["llama3_1-8b", "llama2-70b", "llama3_1-8b-interactive"])
@@ -97,14 +98,9 @@ def test_user_conf_numbers_are_written_whole_or_exactly(tmp_path):
 
 
 def _detail_log(path, *entries) -> None:
-    import json
-
-    lines = []
-    for key, value, is_error in entries:
-        entry = {"key": key, "value": value, "time_ms": 1.0, "namespace": "mlperf::logging"}
-        entry |= {"event_type": "POINT_IN_TIME", "metadata": {"is_error": is_error, "is_warning": False}}
-        lines.append(":::MLLOG " + json.dumps(entry))
-    path.write_text("\n".join(lines) + "\n")
+    """(key, value, is_error) each."""
+    entries = [{"key": k, "value": v, "metadata": {"is_error": err, "is_warning": False}} for k, v, err in entries]
+    write_detail_log(path, entries)
 
 
 def test_the_detail_log_says_an_invalid_config_once_whether_or_not_loadgen_flagged_it_an_error(tmp_path):

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from support.detail_logs import write_detail_log
 from typer.testing import CliRunner
 
 from subtool.cli import app
@@ -175,10 +176,7 @@ def _detail(path, scenario, score, validity="VALID"):
         {"key": field, "value": score},
         {"key": "result_validity", "value": validity},
     ]
-    # each line as LoadGen writes it: key, value, then time_ms and the rest (the one log reader expects that order)
-    tail = {"time_ms": 1.0, "namespace": "mlperf::logging", "event_type": "POINT_IN_TIME", "metadata": {}}
-    path.write_text("".join(":::MLLOG " + json.dumps({**e, **tail}) + "\n" for e in lines))
-    return path
+    return write_detail_log(path, lines)
 
 
 @pytest.mark.parametrize(
