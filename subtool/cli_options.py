@@ -220,11 +220,7 @@ def _check_numbers(run: RunArgs) -> None:
         if value is None:
             continue
         flag = "--" + name.replace("_", "-")
-        shown = (
-            f"{value:g}"
-            if isinstance(value, float)
-            else (str(value) if value < 10**20 else f"a {len(str(value))}-digit number")
-        )
+        shown = _shown(value)
         if not ((isinstance(value, int) or math.isfinite(value)) and value > 0):  # an int past a float: no isfinite
             raise SubtoolError(f"{flag} must be a positive number, not {shown}", rule="cli.usage")
         if value > most:
@@ -237,6 +233,13 @@ def _check_numbers(run: RunArgs) -> None:
                 f"{run.target_qps * seconds:.3g} samples at once (at most {_MOST_SCHEDULED:g}): lower one of them",
                 rule="cli.usage",
             )
+
+
+def _shown(value: float | int) -> str:
+    """A number as an error line quotes it: a 400-digit integer by its length, not its digits."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value) if value < 10**20 else f"a {len(str(value))}-digit number"
 
 
 def check_round_and_division(version: str | None, division: str | None) -> None:
