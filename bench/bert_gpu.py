@@ -545,6 +545,10 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answ
     return entry
 
 
+# the attention kernel's tiles tried by forward_study: (queries, keys, warps, stages)
+ATTENTION_TILES = ((128, 64, 8, 3), (64, 128, 4, 3), (64, 64, 4, 2), (64, 64, 8, 3), (128, 128, 8, 2), (64, 32, 4, 3))
+
+
 def forward_study(name, m, data, precision, budget, entry, quick, truth=None, truth_answers=None) -> None:
     """Forward-only ceilings, what each implementation choice is worth at the budget (with the answers' F1 against
     fp32 where the fp32 answers are given), and a kernel profile, into `entry`."""
@@ -574,6 +578,10 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
 
     if m.attention == "triton" and m.flash:  # what each choice is worth, at the budget
         variant("flash_varlen_attention", "attention", "flash", accuracy=True)
+    if m.attention == "triton":  # the attention kernel's other tiles (the default: 64 x 64, 4 warps, 3 stages)
+        for m_, n_, warps, stages in ATTENTION_TILES:
+            tiles = {"block_m": m_, "block_n": n_, "num_warps": warps, "num_stages": stages}
+            variant(f"attention_tiles_{m_}x{n_}_{warps}w_{stages}s", "attention_tiles", tiles)
     if m.fused_gelu:
         variant("exact_gelu_not_fused_into_gemm", "fused_gelu", False, accuracy=True)
     if m.residual_fp32 or m.sublayer_out_fp32:

@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="1: both products on e4m3 tensor cores (queries quantised per row; DecodeAttention's fp8_dots); 0,1: both",
     )
     ap.add_argument(
+        "--prefetch",
+        default="0",
+        help="1: each program asks for its next block before working on the current one (DecodeAttention's "
+        "prefetch); 0,1: both",
+    )
+    ap.add_argument(
         "--table-ahead", default="0,1", help="1: a program loads its split's page numbers before its loop; 0,1: both"
     )
     ap.add_argument(
@@ -168,11 +174,14 @@ def tunings(args) -> list[dict]:
     found = []
     layouts = [x for x in args.layouts.split(",") if x]
     knobs = (args.splits, args.blocks, args.warps, args.stages, args.table_ahead, args.ordered, args.fp8_dots)
-    for split, block, warps, stages, ahead, ordered, dots, layout in itertools.product(*map(ints, knobs), layouts):
+    knobs += (args.prefetch,)
+    for *knob, prefetch, layout in itertools.product(*map(ints, knobs), layouts):
+        split, block, warps, stages, ahead, ordered, dots = knob
         if split % block == 0:
             tuning = {"split": split, "block_n": block, "warps": warps, "stages": stages or None}
             tuning.update(table_ahead=bool(ahead), ordered=bool(ordered))
             tuning.update({"fp8_dots": True} if dots else {})
+            tuning.update({"prefetch": True} if prefetch else {})
             found.append({**tuning, "layout": layout} if layout != "token" else tuning)
     return found
 
@@ -244,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
         "tunings": timed + [r for r in rows if "error" in r],
     }
     if args.best_out:
-        engine = ("split", "block_n", "warps", "stages", "table_ahead", "ordered", "fp8_dots")  # decode_tuning
+        engine = ("split", "block_n", "warps", "stages", "table_ahead", "ordered", "fp8_dots", "prefetch")
         args.best_out.write_text(json.dumps({k: best[k] for k in engine if k in best}) + "\n")
     prov.write(result, args.out)
     print(json.dumps({k: result[k] for k in ("default", "best", "speedup_over_default")}, indent=2))

@@ -213,6 +213,9 @@ class PackedBert:
             )
         self.kernels = kernels
         self.flash = cuda and precision != "fp32" and flash_varlen_available()
+        # the Triton attention kernel's tiles and launch (packed_attention's block_m, block_n, num_warps,
+        # num_stages; empty: its defaults), for bench/bert_gpu.py's variants
+        self.attention_tiles: dict = {}
         if kernels == "triton" and head_dim_fits(self.shape.head_dim):
             self.attention = "triton"
         else:
@@ -468,7 +471,7 @@ class PackedBert:
         if self.attention == "triton":
             from subtool.runner.kernels.packed_attention import packed_attention
 
-            return packed_attention(qkv, cu_seqlens, MAX_SEQ_LENGTH, self.scale, out_scale=out_scale)
+            return packed_attention(qkv, cu_seqlens, MAX_SEQ_LENGTH, self.scale, out_scale, **self.attention_tiles)
         if out_scale is not None and self.fp8_emulated:
             return self._static_e4m3(self._padded_attention(q, k, v, cu_seqlens, rows, sequences), out_scale)
         if self.attention == "flash":

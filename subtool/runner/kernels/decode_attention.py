@@ -48,42 +48,31 @@ def default_split(sequences: int, kv_heads: int) -> int:
     return SPLIT_WIDE if sequences * kv_heads >= WIDE_PROGRAMS else SPLIT_NARROW
 
 
+# fmt: off
 @triton.jit
-def _attend_block(
-    q,
-    K,
-    V,
-    page,
-    n,
-    end,
-    head,
-    acc,
-    m_i,
-    l_i,
-    scale,
-    stride_kp,
-    stride_kt,
-    stride_kh,
-    D: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    PAGE: tl.constexpr,
-    FP8_DOTS: tl.constexpr,
-):
-    """Keys n … n+BLOCK_N-1 (those below `end`) into the online softmax: one page holds them all (pages are whole
-    blocks), the one the table names `page`. With FP8_DOTS, `q` is the e4m3 query rows and `scale` holds each
-    row's scale [ROWS] times the softmax scale: keys and values stay e4m3 as cached, and the weights go into the
-    second product as e4m3 of p · P8 (P8 keeps the small weights above e4m3's smallest step; the caller divides
-    it out at the end)."""
+def _load_block(K, V, page, n, end, head, stride_kp, stride_kt, stride_kh, D: tl.constexpr, BLOCK_N: tl.constexpr,
+                PAGE: tl.constexpr):
+    """Keys and values n … n+BLOCK_N-1 of one kv head as cached (those at or past `end` are not read: zeros), from
+    page `page` (pages are whole blocks)."""
     keys = n + tl.arange(0, BLOCK_N)
-    key_ok = keys < end
     offs = page * stride_kp + ((keys % PAGE) * stride_kt + head * stride_kh)[:, None] + tl.arange(0, D)[None, :]
+    k = tl.load(K + offs, mask=(keys < end)[:, None], other=0.0)
+    v = tl.load(V + offs, mask=(keys < end)[:, None], other=0.0)
+    return k, v
+
+
+@triton.jit
+def _attend_block(q, k, v, n, end, acc, m_i, l_i, scale, BLOCK_N: tl.constexpr, FP8_DOTS: tl.constexpr):
+    """Keys n … n+BLOCK_N-1 (`k`, `v` as _load_block gave them; those below `end` count) into the online softmax.
+    With FP8_DOTS, `q` is the e4m3 query rows and `scale` holds each row's scale [ROWS] times the softmax scale:
+    keys and values stay e4m3 as cached, and the weights go into the second product as e4m3 of p · P8 (P8 keeps
+    the small weights above e4m3's smallest step; the caller divides it out at the end)."""
+    key_ok = n + tl.arange(0, BLOCK_N) < end
     if FP8_DOTS:
-        k = tl.load(K + offs, mask=key_ok[:, None], other=0.0)
-        v = tl.load(V + offs, mask=key_ok[:, None], other=0.0)
         s = tl.dot(q, tl.trans(k)) * scale[:, None]
     else:
-        k = tl.load(K + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)  # fp8 caches widen here
-        v = tl.load(V + offs, mask=key_ok[:, None], other=0.0).to(q.dtype)
+        k = k.to(q.dtype)  # fp8 caches widen here
+        v = v.to(q.dtype)
         s = tl.dot(q, tl.trans(k)) * scale
     s = tl.where(key_ok[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -98,6 +87,45 @@ def _attend_block(
     return acc, m_new, l_i
 
 
+@triton.jit
+def _page_of(table, pages, ahead, n, start, end, PAGE: tl.constexpr, TABLE_AHEAD: tl.constexpr):
+    """The page holding key n of this program's split: from the page numbers loaded ahead, or from the table
+    (not read for a key at or past `end`: page 0, whose block is then not read either)."""
+    if TABLE_AHEAD:
+        page = tl.sum(tl.where(ahead == (n - start) // PAGE, pages, 0))
+    else:
+        page = tl.load(table + n // PAGE, mask=n < end, other=0).to(tl.int64)
+    return page
+
+
+@triton.jit
+def _stream_split(q, K, V, table, pages, ahead, start, end, head, row_scale, stride_kp, stride_kt, stride_kh,
+                  D: tl.constexpr, BLOCK_N: tl.constexpr, ROWS: tl.constexpr, PAGE: tl.constexpr,
+                  TABLE_AHEAD: tl.constexpr, FP8_DOTS: tl.constexpr, PREFETCH: tl.constexpr):
+    """The online softmax over keys start … end-1, block by block: (acc, m, l). With PREFETCH, each block's keys
+    and values are asked for one block ahead, in registers, so a program has two blocks in flight whatever
+    Triton's own pipelining does with the loop."""
+    m_i = tl.full([ROWS], float("-inf"), tl.float32)
+    l_i = tl.zeros([ROWS], tl.float32)
+    acc = tl.zeros([ROWS, D], tl.float32)
+    if PREFETCH:
+        page = _page_of(table, pages, ahead, start, start, end, PAGE, TABLE_AHEAD)
+        k, v = _load_block(K, V, page, start, end, head, stride_kp, stride_kt, stride_kh, D, BLOCK_N, PAGE)
+        for n in range(start, end, BLOCK_N):
+            after = _page_of(table, pages, ahead, n + BLOCK_N, start, end, PAGE, TABLE_AHEAD)
+            k_next, v_next = _load_block(K, V, after, n + BLOCK_N, end, head, stride_kp, stride_kt, stride_kh, D,
+                                         BLOCK_N, PAGE)
+            acc, m_i, l_i = _attend_block(q, k, v, n, end, acc, m_i, l_i, row_scale, BLOCK_N, FP8_DOTS)
+            k, v = k_next, v_next
+    else:
+        for n in range(start, end, BLOCK_N):  # to the split's own end: nothing past a short sequence's length
+            page = _page_of(table, pages, ahead, n, start, end, PAGE, TABLE_AHEAD)
+            k, v = _load_block(K, V, page, n, end, head, stride_kp, stride_kt, stride_kh, D, BLOCK_N, PAGE)
+            acc, m_i, l_i = _attend_block(q, k, v, n, end, acc, m_i, l_i, row_scale, BLOCK_N, FP8_DOTS)
+    return acc, m_i, l_i
+
+
+# fmt: on
 @triton.jit
 def _program(ITEMS, ORDERED: tl.constexpr, KV_HEADS: tl.constexpr, SPLITS: tl.constexpr):
     """This program's (sequence, kv head, split)."""
@@ -148,29 +176,24 @@ def _split_kernel(
     KV_HEADS: tl.constexpr,
     SPLITS: tl.constexpr,
     FP8_DOTS: tl.constexpr,
+    PREFETCH: tl.constexpr,
 ):
     seq, head, split = _program(ITEMS, ORDERED, KV_HEADS, SPLITS)
     length = tl.load(LENS + seq)
     start = split * SPLIT
     end = tl.minimum(start + SPLIT, length)
     q, row_scale = _query_rows(Q, seq, head, scale, stride_qs, stride_qh, GROUP, D, ROWS, FP8_DOTS)
-    m_i = tl.full([ROWS], float("-inf"), tl.float32)
-    l_i = tl.zeros([ROWS], tl.float32)
-    acc = tl.zeros([ROWS, D], tl.float32)
     table = TABLE + seq * stride_table
     if TABLE_AHEAD:  # the split's page numbers in one load before the loop: no load waits on another inside it
         ahead = tl.arange(0, SPLIT // PAGE)
         pages = tl.load(table + start // PAGE + ahead, mask=start + ahead * PAGE < length, other=0).to(tl.int64)
-    for n in range(start, end, BLOCK_N):  # to the split's own end: nothing past a short sequence's length
-        if TABLE_AHEAD:
-            page = tl.sum(tl.where(ahead == (n - start) // PAGE, pages, 0))
-        else:
-            page = tl.load(table + n // PAGE).to(tl.int64)
-        # one argument a line would put this kernel past the function-length limit
-        # fmt: off
-        acc, m_i, l_i = _attend_block(q, K, V, page, n, end, head, acc, m_i, l_i, row_scale, stride_kp, stride_kt,
-                                      stride_kh, D, BLOCK_N, PAGE, FP8_DOTS)
-        # fmt: on
+    else:  # unread
+        ahead = 0
+        pages = 0
+    # fmt: off
+    acc, m_i, l_i = _stream_split(q, K, V, table, pages, ahead, start, end, head, row_scale, stride_kp, stride_kt,
+                                  stride_kh, D, BLOCK_N, ROWS, PAGE, TABLE_AHEAD, FP8_DOTS, PREFETCH)
+    # fmt: on
     if FP8_DOTS:
         acc = acc / P8
     # fmt: off
@@ -311,6 +334,7 @@ class DecodeAttention:
         table_ahead: bool = TABLE_AHEAD,
         ordered: bool = ORDERED,
         fp8_dots: bool = False,
+        prefetch: bool = False,
     ):
         """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
         warps per program, software-pipelining depth; None: Triton's default), and `table_ahead` (a program
@@ -320,7 +344,8 @@ class DecodeAttention:
         program that starts in the last wave sets the kernel's end, and the GPU takes programs in launch order.
         `bench/decode_attention_gpu.py` times them on a shape. `split` None: default_split of each call's
         sequence count, so that a decode step over a few rows (a CUDA graph of its own) keeps short splits while a
-        full one takes long ones. `fp8_dots`: both products on e4m3 (an fp8 cache only; see P8)."""
+        full one takes long ones. `fp8_dots`: both products on e4m3 (an fp8 cache only; see P8). `prefetch`: each
+        program asks for its next block's keys and values before it works on the current one (see _stream_split)."""
         import torch
 
         if any(n % block_n for n in ((split,) if split else (SPLIT_NARROW, SPLIT_WIDE))):
@@ -334,7 +359,7 @@ class DecodeAttention:
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.group = heads // kv_heads
         self.split, self.block_n, self.max_len = split, block_n, max_len
-        self.table_ahead, self.ordered, self.fp8_dots = table_ahead, ordered, fp8_dots
+        self.table_ahead, self.ordered, self.fp8_dots, self.prefetch = table_ahead, ordered, fp8_dots, prefetch
         self.launch = {"num_warps": warps} if stages is None else {"num_warps": warps, "num_stages": stages}
         self.splits = self._splits(split or SPLIT_NARROW)  # the most any call uses: the partial buffers hold them
         self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)
@@ -439,6 +464,7 @@ class DecodeAttention:
             KV_HEADS=self.kv_heads,
             SPLITS=splits,
             FP8_DOTS=self.fp8_dots,
+            PREFETCH=self.prefetch,
             **self.launch,
         )
 

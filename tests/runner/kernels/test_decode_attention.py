@@ -18,7 +18,8 @@ vc = torch.randn(S, L, KV, D, device=device, dtype=dtype)
 lens = torch.tensor([1, 63, 64, 200, 300], dtype=torch.int32, device=device)
 # the default tuning and others (warps and stages only change the compiled code, so the GPU run checks them)
 for tuning in ({}, dict(split=128, block_n=64), dict(split=64, block_n=32, warps=8, stages=2),
-               dict(split=512, block_n=128, warps=4, stages=3), dict(split=64, block_n=32, ordered=True)):
+               dict(split=512, block_n=128, warps=4, stages=3), dict(split=64, block_n=32, ordered=True),
+               dict(split=64, block_n=32, prefetch=True), dict(split=512, block_n=64, prefetch=True, stages=1)):
     att = DecodeAttention(S, H, KV, D, L, device, **tuning)
     out = att(q, kc, vc, lens, 1 / math.sqrt(D)).float()
     worst = 0.0
@@ -67,8 +68,10 @@ q = torch.randn(S, H, D, device=device, dtype=dtype)
 # page numbers loaded per block, or once per split before its loop (table_ahead: 2 and 4 pages a split; 90 keys
 # cross splits, so the merge reads splits whose pages were loaded ahead)
 # ordered: programs launched by the keys their (sequence, split) holds, most first
+# prefetch: a program asks for its next block (and, without table_ahead, that block's page number) one block ahead
 for tuning in (dict(split=32), dict(split=32, table_ahead=True), dict(split=64, table_ahead=True),
-               dict(split=32, table_ahead=True, ordered=True)):
+               dict(split=32, table_ahead=True, ordered=True), dict(split=64, prefetch=True),
+               dict(split=64, table_ahead=True, prefetch=True)):
     att = DecodeAttention(S, H, KV, D, per * P, device, block_n=16, **tuning)
     out = att(q, pool_k, pool_v, lens, 1 / math.sqrt(D), table=table).float()
     worst = 0.0
@@ -169,7 +172,7 @@ vc = torch.randn(S, L, KV, D, device=device).to(torch.float8_e4m3fn)
 lens = torch.tensor([1, 63, 64, 200, 300], dtype=torch.int32, device=device)
 # both products on e4m3 against the widening path over the same e4m3 cache: within fp8's rounding of the queries
 # and the softmax weights (2-2.5 % of the output's norm through the interpreter), in one split and across splits
-for tuning in ({}, dict(split=64, block_n=32)):
+for tuning in ({}, dict(split=64, block_n=32), dict(split=64, block_n=32, prefetch=True)):
     exact = DecodeAttention(S, H, KV, D, L, device, **tuning)(q, kc, vc, lens, 1 / math.sqrt(D)).float()
     out = DecodeAttention(S, H, KV, D, L, device, fp8_dots=True, **tuning)(q, kc, vc, lens, 1 / math.sqrt(D))
     rel = ((out.float() - exact).norm() / exact.norm()).item()

@@ -19,15 +19,23 @@ tokens = n + 5                             # and padding tokens past the last se
 cu = torch.tensor([0] + [sum(lengths[:i + 1]) for i in range(len(lengths))] + [n] * (capacity - len(lengths)),
                   dtype=torch.int32, device=device)
 qkv = torch.randn(tokens, 3, H, D, device=device, dtype=dtype) * 2
-out = packed_attention(qkv, cu, max_len=160).float()
-worst = 0.0
+refs = []
 for s in range(len(lengths)):
     a, b = int(cu[s]), int(cu[s + 1])
     q, k, v = (qkv[a:b, i].float().transpose(0, 1) for i in range(3))          # [H, L, D]
-    ref = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(D), -1) @ v
-    worst = max(worst, (out[a:b].view(b - a, H, D).transpose(0, 1) - ref).abs().max().item())
-print(worst)
-assert worst < (1e-4 if device == "cpu" else 3e-2), worst
+    refs.append(torch.softmax(q @ k.transpose(1, 2) / math.sqrt(D), -1) @ v)
+# the default tiles, and others bench/bert_gpu.py tries (queries and keys per tile; warps and stages change only
+# the compiled code, so the GPU run checks them)
+for tiles in ({}, dict(block_m=128, block_n=64, num_warps=8), dict(block_m=64, block_n=128),
+              dict(block_m=64, block_n=32, num_stages=2)):
+    out = packed_attention(qkv, cu, max_len=160, **tiles).float()
+    worst = 0.0
+    for s in range(len(lengths)):
+        a, b = int(cu[s]), int(cu[s + 1])
+        worst = max(worst, (out[a:b].view(b - a, H, D).transpose(0, 1) - refs[s]).abs().max().item())
+    print(tiles, worst)
+    assert worst < (1e-4 if device == "cpu" else 3e-2), (tiles, worst)
+out = packed_attention(qkv, cu, max_len=160).float()
 # e4m3 output at a static scale: |attention| <= max |v|, so that bound keeps every value in range
 bound = qkv[:n, 2].float().abs().max().item()
 q8 = packed_attention(qkv, cu, max_len=160, out_scale=bound / 448)
