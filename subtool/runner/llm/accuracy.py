@@ -98,19 +98,34 @@ def postprocess(texts: list[str]) -> list[str]:
     return ["\n".join(split(t.strip())) for t in texts]
 
 
-def _check_token_ids(ids: np.ndarray, index: int, path: Path) -> None:
-    """A logged answer's ids must be vocabulary indices: the tokenizer cannot decode a negative id or one past
-    2**32 (it stops with an overflow), so a log with one is not this model's answers (or was read as the wrong
-    integer type)."""
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= 2**32):
-        bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+def _check_token_ids(ids: np.ndarray, index: int, path: Path, vocab: int | None) -> None:
+    """A logged answer's ids must be vocabulary indices: below the model's vocabulary size where the checkpoint
+    names it (an id at or past it cannot come from this model: the log is another model's answers, or was read as
+    the wrong integer type), else below 2**32, past which the tokenizer stops with an overflow. Ids between the
+    tokenizer's size and the model's (a vocabulary padded for the GPU) decode to nothing, as in the references."""
+    if not ids.size:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= 2**32:
+        bad = low if low < 0 else high
         raise SubtoolError(
             f"qsl_idx {index}: token id {bad} is not a vocabulary index", path=path, rule="acc.log_parse"
         )
+    if vocab is not None and high >= vocab:
+        raise SubtoolError(
+            f"qsl_idx {index}: token id {high} is past the model's {vocab}-token vocabulary (config.json "
+            "vocab_size): these are not this model's answers",
+            path=path,
+            rule="acc.log_parse",
+        )
 
 
-def llm_accuracy(tokens: dict[int, np.ndarray], targets: list[str], tokenizer, path: Path) -> dict:
-    """The reference metrics over every sample; refuses a log that misses samples."""
+def llm_accuracy(
+    tokens: dict[int, np.ndarray], targets: list[str], tokenizer, path: Path, vocab: int | None = None
+) -> dict:
+    """The reference metrics over every sample; refuses a log that misses samples or holds an id that is not a
+    vocabulary index (`vocab`: the model's vocabulary size, when its config names one; at least the tokenizer's)."""
+    vocab = max(vocab, len(tokenizer)) if vocab is not None else None
     n = len(targets)
     missing = n - len(tokens.keys() & set(range(n)))
     if missing:
@@ -121,7 +136,7 @@ def llm_accuracy(tokens: dict[int, np.ndarray], targets: list[str], tokenizer, p
         )
     order = list(range(n))
     for i in order:
-        _check_token_ids(tokens[i], i, path)
+        _check_token_ids(tokens[i], i, path, vocab)
     ids = [tokens[i].astype(np.int64).tolist() for i in order]
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     preds = postprocess(texts)

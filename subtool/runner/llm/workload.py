@@ -188,7 +188,9 @@ class LlmWorkload:
 
         payload = data.payload
         tokens = read_token_log(accuracy_log, self.llm.output_dtype)
-        metrics = llm_accuracy(tokens, payload.targets, payload.tokenizer, accuracy_log)
+        vocab = self._config.get("vocab_size")  # the checkpoint's, when check_model read one
+        vocab = vocab if isinstance(vocab, int) and not isinstance(vocab, bool) and vocab > 0 else None
+        metrics = llm_accuracy(tokens, payload.targets, payload.tokenizer, accuracy_log, vocab)
         short = accuracy_shortfalls(self.llm, metrics)
         if short:
             print(

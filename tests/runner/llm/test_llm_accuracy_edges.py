@@ -95,3 +95,28 @@ def test_a_logged_token_id_that_is_no_vocabulary_index_is_refused_not_a_tracebac
         llm_accuracy(tokens, [ref for _, ref in SAMPLES[:2]], tokenizer, tmp_path / "log.json")
     assert err.value.rule == "acc.log_parse" and err.value.path == str(tmp_path / "log.json")
     assert err.value.message.startswith(f"qsl_idx 1: token id {bad} ")
+
+
+def test_an_id_past_the_models_vocabulary_is_refused_and_one_in_its_padding_decodes_to_nothing(tokenizer, tmp_path):
+    """With the checkpoint's vocab_size known, an id at or past it cannot be this model's (before, any id below
+    2**32 was decoded, and the tokenizer drops ids it does not know: another model's log scored silently); an id
+    between the tokenizer's size and the model's (GPT-J's 50,257 tokens in a 50,400-row embedding) is what the
+    references decode to nothing, so the score is that of the answer without it."""
+    vocab = len(tokenizer) + 64
+    answers = {i: _ids(tokenizer, said) for i, (said, _) in enumerate(SAMPLES[:2])}
+    refs = [ref for _, ref in SAMPLES[:2]]
+    clean = llm_accuracy(answers, refs, tokenizer, tmp_path / "log.json", vocab)
+    padded = dict(answers)
+    padded[0] = np.concatenate([answers[0][:1], [vocab - 1], answers[0][1:]]).astype(np.int32)
+    scored = llm_accuracy(padded, refs, tokenizer, tmp_path / "log.json", vocab)
+    assert {k: scored[k] for k in ("rouge1", "rougeLsum", "gen_len")} == {
+        k: clean[k] for k in ("rouge1", "rougeLsum", "gen_len")
+    }
+    assert scored["gen_tok_len"] == clean["gen_tok_len"] + 1
+    padded[1] = np.array([5, vocab, 6], dtype=np.int32)
+    with pytest.raises(SubtoolError) as err:
+        llm_accuracy(padded, refs, tokenizer, tmp_path / "log.json", vocab)
+    assert err.value.rule == "acc.log_parse"
+    assert err.value.message.startswith(f"qsl_idx 1: token id {vocab} is past the model's {vocab}-token vocabulary")
+    # a config that names fewer tokens than the tokenizer holds: the tokenizer's own ids still count
+    assert llm_accuracy(answers, refs, tokenizer, tmp_path / "log.json", 10)["rouge1"] == clean["rouge1"]
