@@ -16,6 +16,7 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.runner.harness import accuracy_entries
+from subtool.runner.llm.datasets import id_outside
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -103,17 +104,15 @@ def _check_token_ids(ids: np.ndarray, index: int, path: Path, vocab: int | None)
     names it (an id at or past it cannot come from this model: the log is another model's answers, or was read as
     the wrong integer type), else below 2**32, past which the tokenizer stops with an overflow. Ids between the
     tokenizer's size and the model's (a vocabulary padded for the GPU) decode to nothing, as in the references."""
-    if not ids.size:
-        return
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= 2**32:
-        bad = low if low < 0 else high
+    bad = id_outside(ids, 2**32)
+    if bad is not None:
         raise SubtoolError(
             f"qsl_idx {index}: token id {bad} is not a vocabulary index", path=path, rule="acc.log_parse"
         )
-    if vocab is not None and high >= vocab:
+    bad = id_outside(ids, vocab) if vocab is not None else None
+    if bad is not None:
         raise SubtoolError(
-            f"qsl_idx {index}: token id {high} is past the model's {vocab}-token vocabulary (config.json "
+            f"qsl_idx {index}: token id {bad} is past the model's {vocab}-token vocabulary (config.json "
             "vocab_size): these are not this model's answers",
             path=path,
             rule="acc.log_parse",

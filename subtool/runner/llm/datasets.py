@@ -85,10 +85,19 @@ def _token_ids(value, path: Path, index: int, field: str) -> np.ndarray:
         raise SubtoolError(
             f"sample {index}: '{field}' is not a non-empty list of integer token ids", path=path, rule="dataset.format"
         )
-    if int(ids.min()) < 0 or int(ids.max()) > INT32_MAX:
-        bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+    bad = id_outside(ids, INT32_MAX + 1)
+    if bad is not None:
         raise SubtoolError(f"sample {index}: '{field}' holds token id {bad}", path=path, rule="dataset.format")
     return ids.astype(np.int32)
+
+
+def id_outside(ids: np.ndarray, limit: int) -> int | None:
+    """An id of `ids` that is no index below `limit`: the lowest when one is negative, else the highest when it is
+    `limit` or more; None when every id fits (or there are none)."""
+    if not ids.size:
+        return None
+    low, high = int(ids.min()), int(ids.max())
+    return low if low < 0 else high if high >= limit else None
 
 
 def _is_int(kind: type) -> bool:
@@ -202,9 +211,9 @@ def load_data(spec: LlmSpec, model_path: Path, dataset_path: Path) -> LlmData:
         prompts, targets = read_cnn_gptj(dataset_path, spec, tokenizer)
     vocab = len(tokenizer)
     for i, p in enumerate(prompts):
-        if int(p.max()) >= vocab:
+        if id_outside(p, vocab) is not None:  # _token_ids refused negative ids: this one is past the vocabulary
             raise SubtoolError(
-                f"sample {i} has token id {int(p.max())}, beyond the tokenizer's {vocab} tokens; "
+                f"sample {i} has token id {id_outside(p, vocab)}, beyond the tokenizer's {vocab} tokens; "
                 "the data set was tokenized for another model",
                 path=dataset_path,
                 rule="dataset.tokenizer_mismatch",
