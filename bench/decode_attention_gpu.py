@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="1: each program asks for its next block before working on the current one (DecodeAttention's "
         "prefetch); 0,1: both",
     )
+    ap.add_argument("--half", default="0", help="1: both products in fp16 (DecodeAttention's half); 0,1: both")
+    ap.add_argument("--v-zeroed", default="0", help="1: DecodeAttention's v_zeroed; 0,1: both")
+    ap.add_argument("--registers", default="0", help="a cap on registers per thread (Triton's maxnreg); 0: none")
     ap.add_argument(
         "--table-ahead", default="0,1", help="1: a program loads its split's page numbers before its loop; 0,1: both"
     )
@@ -174,14 +177,17 @@ def tunings(args) -> list[dict]:
     found = []
     layouts = [x for x in args.layouts.split(",") if x]
     knobs = (args.splits, args.blocks, args.warps, args.stages, args.table_ahead, args.ordered, args.fp8_dots)
-    knobs += (args.prefetch,)
-    for *knob, prefetch, layout in itertools.product(*map(ints, knobs), layouts):
+    knobs += (args.prefetch, args.half, args.v_zeroed, args.registers)
+    for *knob, prefetch, half, zeroed, registers, layout in itertools.product(*map(ints, knobs), layouts):
         split, block, warps, stages, ahead, ordered, dots = knob
         if split % block == 0:
             tuning = {"split": split, "block_n": block, "warps": warps, "stages": stages or None}
             tuning.update(table_ahead=bool(ahead), ordered=bool(ordered))
             tuning.update({"fp8_dots": True} if dots else {})
             tuning.update({"prefetch": True} if prefetch else {})
+            tuning.update({"half": True} if half else {})
+            tuning.update({"v_zeroed": True} if zeroed else {})
+            tuning.update({"registers": registers} if registers else {})
             found.append({**tuning, "layout": layout} if layout != "token" else tuning)
     return found
 
@@ -253,7 +259,8 @@ def main(argv: list[str] | None = None) -> dict:
         "tunings": timed + [r for r in rows if "error" in r],
     }
     if args.best_out:
-        engine = ("split", "block_n", "warps", "stages", "table_ahead", "ordered", "fp8_dots", "prefetch")
+        engine = ("split", "block_n", "warps", "stages", "table_ahead", "ordered", "fp8_dots", "prefetch", "half")
+        engine += ("v_zeroed", "registers")
         args.best_out.write_text(json.dumps({k: best[k] for k in engine if k in best}) + "\n")
     prov.write(result, args.out)
     print(json.dumps({k: result[k] for k in ("default", "best", "speedup_over_default")}, indent=2))

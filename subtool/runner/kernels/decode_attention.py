@@ -62,7 +62,8 @@ def _load_block(K, V, page, n, end, head, stride_kp, stride_kt, stride_kh, D: tl
 
 
 @triton.jit
-def _attend_block(q, k, v, n, end, acc, m_i, l_i, scale, BLOCK_N: tl.constexpr, FP8_DOTS: tl.constexpr):
+def _attend_block(q, k, v, n, end, acc, m_i, l_i, scale, BLOCK_N: tl.constexpr, FP8_DOTS: tl.constexpr,
+                  V_ZEROED: tl.constexpr):
     """Keys n … n+BLOCK_N-1 (`k`, `v` as _load_block gave them; those below `end` count) into the online softmax.
     With FP8_DOTS, `q` is the e4m3 query rows and `scale` holds each row's scale [ROWS] times the softmax scale:
     keys and values stay e4m3 as cached, and the weights go into the second product as e4m3 of p · P8 (P8 keeps
@@ -73,6 +74,8 @@ def _attend_block(q, k, v, n, end, acc, m_i, l_i, scale, BLOCK_N: tl.constexpr, 
     else:
         k = k.to(q.dtype)  # fp8 caches widen here
         v = v.to(q.dtype)
+        if V_ZEROED:  # the masked rows zeroed again: Triton then widens v in registers, not from shared memory
+            v = tl.where(key_ok[:, None], v, 0.0)
         s = tl.dot(q, tl.trans(k)) * scale
     s = tl.where(key_ok[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -101,7 +104,8 @@ def _page_of(table, pages, ahead, n, start, end, PAGE: tl.constexpr, TABLE_AHEAD
 @triton.jit
 def _stream_split(q, K, V, table, pages, ahead, start, end, head, row_scale, stride_kp, stride_kt, stride_kh,
                   D: tl.constexpr, BLOCK_N: tl.constexpr, ROWS: tl.constexpr, PAGE: tl.constexpr,
-                  TABLE_AHEAD: tl.constexpr, FP8_DOTS: tl.constexpr, PREFETCH: tl.constexpr):
+                  TABLE_AHEAD: tl.constexpr, FP8_DOTS: tl.constexpr, PREFETCH: tl.constexpr,
+                  V_ZEROED: tl.constexpr):
     """The online softmax over keys start … end-1, block by block: (acc, m, l). With PREFETCH, each block's keys
     and values are asked for one block ahead, in registers, so a program has two blocks in flight whatever
     Triton's own pipelining does with the loop."""
@@ -115,13 +119,13 @@ def _stream_split(q, K, V, table, pages, ahead, start, end, head, row_scale, str
             after = _page_of(table, pages, ahead, n + BLOCK_N, start, end, PAGE, TABLE_AHEAD)
             k_next, v_next = _load_block(K, V, after, n + BLOCK_N, end, head, stride_kp, stride_kt, stride_kh, D,
                                          BLOCK_N, PAGE)
-            acc, m_i, l_i = _attend_block(q, k, v, n, end, acc, m_i, l_i, row_scale, BLOCK_N, FP8_DOTS)
+            acc, m_i, l_i = _attend_block(q, k, v, n, end, acc, m_i, l_i, row_scale, BLOCK_N, FP8_DOTS, V_ZEROED)
             k, v = k_next, v_next
     else:
         for n in range(start, end, BLOCK_N):  # to the split's own end: nothing past a short sequence's length
             page = _page_of(table, pages, ahead, n, start, end, PAGE, TABLE_AHEAD)
             k, v = _load_block(K, V, page, n, end, head, stride_kp, stride_kt, stride_kh, D, BLOCK_N, PAGE)
-            acc, m_i, l_i = _attend_block(q, k, v, n, end, acc, m_i, l_i, row_scale, BLOCK_N, FP8_DOTS)
+            acc, m_i, l_i = _attend_block(q, k, v, n, end, acc, m_i, l_i, row_scale, BLOCK_N, FP8_DOTS, V_ZEROED)
     return acc, m_i, l_i
 
 
@@ -177,12 +181,14 @@ def _split_kernel(
     SPLITS: tl.constexpr,
     FP8_DOTS: tl.constexpr,
     PREFETCH: tl.constexpr,
+    HALF: tl.constexpr,
+    V_ZEROED: tl.constexpr,
 ):
     seq, head, split = _program(ITEMS, ORDERED, KV_HEADS, SPLITS)
     length = tl.load(LENS + seq)
     start = split * SPLIT
     end = tl.minimum(start + SPLIT, length)
-    q, row_scale = _query_rows(Q, seq, head, scale, stride_qs, stride_qh, GROUP, D, ROWS, FP8_DOTS)
+    q, row_scale = _query_rows(Q, seq, head, scale, stride_qs, stride_qh, GROUP, D, ROWS, FP8_DOTS, HALF)
     table = TABLE + seq * stride_table
     if TABLE_AHEAD:  # the split's page numbers in one load before the loop: no load waits on another inside it
         ahead = tl.arange(0, SPLIT // PAGE)
@@ -192,7 +198,7 @@ def _split_kernel(
         pages = 0
     # fmt: off
     acc, m_i, l_i = _stream_split(q, K, V, table, pages, ahead, start, end, head, row_scale, stride_kp, stride_kt,
-                                  stride_kh, D, BLOCK_N, ROWS, PAGE, TABLE_AHEAD, FP8_DOTS, PREFETCH)
+                                  stride_kh, D, BLOCK_N, ROWS, PAGE, TABLE_AHEAD, FP8_DOTS, PREFETCH, V_ZEROED)
     # fmt: on
     if FP8_DOTS:
         acc = acc / P8
@@ -214,6 +220,7 @@ def _query_rows(
     D: tl.constexpr,
     ROWS: tl.constexpr,
     FP8_DOTS: tl.constexpr,
+    HALF: tl.constexpr,
 ):
     """The `group` query heads of (sequence, kv head) as one ROWS-row tile (rows past the group zero), and the
     scale their scores take: the softmax's, or with FP8_DOTS the rows in e4m3 each at its own scale, folded in."""
@@ -224,6 +231,9 @@ def _query_rows(
         other=0.0,
     )
     row_scale = scale
+    if HALF:  # the softmax scale folded into fp16 rows: an e4m3 cache widens to fp16 in one instruction a pair
+        q = (q.to(tl.float32) * scale).to(tl.float16)
+        row_scale = 1.0
     if FP8_DOTS:
         q_scale = tl.maximum(tl.max(tl.abs(q.to(tl.float32)), axis=1), 1e-30) / 448.0
         q = (q.to(tl.float32) / q_scale[:, None]).to(tl.float8e4nv)
@@ -335,6 +345,9 @@ class DecodeAttention:
         ordered: bool = ORDERED,
         fp8_dots: bool = False,
         prefetch: bool = False,
+        half: bool = False,
+        v_zeroed: bool = False,
+        registers: int | None = None,
     ):
         """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
         warps per program, software-pipelining depth; None: Triton's default), and `table_ahead` (a program
@@ -345,7 +358,12 @@ class DecodeAttention:
         `bench/decode_attention_gpu.py` times them on a shape. `split` None: default_split of each call's
         sequence count, so that a decode step over a few rows (a CUDA graph of its own) keeps short splits while a
         full one takes long ones. `fp8_dots`: both products on e4m3 (an fp8 cache only; see P8). `prefetch`: each
-        program asks for its next block's keys and values before it works on the current one (see _stream_split)."""
+        program asks for its next block's keys and values before it works on the current one (see _stream_split).
+        `half`: over an fp8 cache, both products in fp16 with the softmax scale folded into the queries (e4m3
+        widens to fp16 in one instruction a pair, to bf16 through fp16 in three). `v_zeroed`: each value block's
+        masked rows zeroed after widening, which leads Triton to widen it in registers and stage it in shared
+        memory as 16-bit (otherwise an fp8 block is read from shared memory a byte at a time). `registers`: a cap
+        on each thread's registers (Triton's maxnreg), so that more programs fit on a multiprocessor."""
         import torch
 
         if any(n % block_n for n in ((split,) if split else (SPLIT_NARROW, SPLIT_WIDE))):
@@ -360,7 +378,10 @@ class DecodeAttention:
         self.group = heads // kv_heads
         self.split, self.block_n, self.max_len = split, block_n, max_len
         self.table_ahead, self.ordered, self.fp8_dots, self.prefetch = table_ahead, ordered, fp8_dots, prefetch
+        self.half, self.v_zeroed = half, v_zeroed
         self.launch = {"num_warps": warps} if stages is None else {"num_warps": warps, "num_stages": stages}
+        if registers:
+            self.launch["maxnreg"] = registers
         self.splits = self._splits(split or SPLIT_NARROW)  # the most any call uses: the partial buffers hold them
         self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)
         self.lse_part = torch.empty((sequences, heads, self.splits), device=device, dtype=torch.float32)
@@ -427,6 +448,8 @@ class DecodeAttention:
 
     def _launch_split(self, q, k_cache, v_cache, lengths, table, order, out, scale, split, splits, block) -> None:
         """Each (sequence, kv head, split) program's partial output and log-sum-exp into o_part / lse_part."""
+        import torch
+
         o_part, s, page = self.o_part, q.shape[0], k_cache.shape[1]
         ahead = page <= split and split % page == 0 and (split // page) & (split // page - 1) == 0
         # ordered: one axis (a grid's second and third hold at most 65,535), every kv head of a pair side by side
@@ -465,6 +488,8 @@ class DecodeAttention:
             SPLITS=splits,
             FP8_DOTS=self.fp8_dots,
             PREFETCH=self.prefetch,
+            HALF=self.half and k_cache.dtype == torch.float8_e4m3fn and not self.fp8_dots,
+            V_ZEROED=self.v_zeroed,
             **self.launch,
         )
 
