@@ -52,15 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="0",
         help="1: both products on e4m3 tensor cores (queries quantised per row; DecodeAttention's fp8_dots); 0,1: both",
     )
+    ap.add_argument("--prefetch", default="0", help="1: DecodeAttention's prefetch (off: slower); 0,1: both")
+    ap.add_argument("--v-zeroed", default="0", help="1: DecodeAttention's v_zeroed (off: slower); 0,1: both")
     ap.add_argument(
-        "--prefetch",
-        default="0",
-        help="1: each program asks for its next block before working on the current one (DecodeAttention's "
-        "prefetch); 0,1: both",
+        "--half",
+        default="1",
+        help="1: over the fp8 cache both products in fp16 (DecodeAttention's half, its default); 0: in the "
+        "queries' bf16; 0,1: both",
     )
-    ap.add_argument("--half", default="0", help="1: both products in fp16 (DecodeAttention's half); 0,1: both")
-    ap.add_argument("--v-zeroed", default="0", help="1: DecodeAttention's v_zeroed; 0,1: both")
-    ap.add_argument("--registers", default="0", help="a cap on registers per thread (Triton's maxnreg); 0: none")
     ap.add_argument(
         "--table-ahead", default="0,1", help="1: a program loads its split's page numbers before its loop; 0,1: both"
     )
@@ -177,17 +176,16 @@ def tunings(args) -> list[dict]:
     found = []
     layouts = [x for x in args.layouts.split(",") if x]
     knobs = (args.splits, args.blocks, args.warps, args.stages, args.table_ahead, args.ordered, args.fp8_dots)
-    knobs += (args.prefetch, args.half, args.v_zeroed, args.registers)
-    for *knob, prefetch, half, zeroed, registers, layout in itertools.product(*map(ints, knobs), layouts):
+    knobs += (args.half, args.prefetch, args.v_zeroed)
+    for *knob, half, prefetch, zeroed, layout in itertools.product(*map(ints, knobs), layouts):
         split, block, warps, stages, ahead, ordered, dots = knob
         if split % block == 0:
             tuning = {"split": split, "block_n": block, "warps": warps, "stages": stages or None}
             tuning.update(table_ahead=bool(ahead), ordered=bool(ordered))
             tuning.update({"fp8_dots": True} if dots else {})
+            tuning.update(half=bool(half))
             tuning.update({"prefetch": True} if prefetch else {})
-            tuning.update({"half": True} if half else {})
             tuning.update({"v_zeroed": True} if zeroed else {})
-            tuning.update({"registers": registers} if registers else {})
             found.append({**tuning, "layout": layout} if layout != "token" else tuning)
     return found
 
@@ -224,6 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
         "stages": decode_attention.STAGES,
         "table_ahead": decode_attention.TABLE_AHEAD,
         "ordered": decode_attention.ORDERED,
+        "half": decode_attention.HALF,
     }
     _, _, reference = time_tuning(default, q, caches, lens, scale, 1, None)
     reference = reference.float()
@@ -259,8 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
         "tunings": timed + [r for r in rows if "error" in r],
     }
     if args.best_out:
-        engine = ("split", "block_n", "warps", "stages", "table_ahead", "ordered", "fp8_dots", "prefetch", "half")
-        engine += ("v_zeroed", "registers")
+        engine = ("split", "block_n", "warps", "stages", "table_ahead", "ordered", "fp8_dots", "half")
         args.best_out.write_text(json.dumps({k: best[k] for k in engine if k in best}) + "\n")
     prov.write(result, args.out)
     print(json.dumps({k: result[k] for k in ("default", "best", "speedup_over_default")}, indent=2))

@@ -41,6 +41,19 @@ SPLIT_NARROW, SPLIT_WIDE, WIDE_PROGRAMS = 256, 1024, 2048
 # widening path, 1.04x, with outputs up to 0.375 apart (bench/results/decode_attention_gpu_h100_fp8_dots.json): the
 # widening is not what holds the kernel at ~2 TB/s, and the gain does not pay for the rounding
 P8 = tl.constexpr(256.0)
+# half (on by default): over an fp8 cache both products run in fp16, the softmax scale folded into the query rows
+# before their rounding, instead of in the queries' bf16. e4m3 widens to fp16 in one instruction per pair of
+# values and to bf16 only through fp16 (three), so the split kernel's loop over a 64-key block is 708 instructions
+# a warp against 910 (its SASS, Triton 3.9 for sm_90), and on an H100 at llama2-70b's shape a layer took 235.0 µs
+# against 248.4 (bench/results/decode_attention_gpu_h100_half.json). fp16 keeps 3 more mantissa bits than bf16,
+# and its range (65,504) holds query values up to ~7 x 10^5 once scaled by 1/sqrt(128)
+HALF = True
+# two tunings that measured slower on that H100 and stay off: `prefetch` (each program asks for its next block of
+# keys and values one block ahead in registers, beside Triton's pipelining; it lifts registers past 128 a thread:
+# 378 µs against 248, bench/results/decode_attention_gpu_h100_prefetch.json) and `v_zeroed` (value blocks widened
+# in registers and staged as 16-bit instead of read from shared memory a byte at a time: 239.8 µs with half
+# against 235.0 without, and 270 against 248 without half, decode_attention_gpu_h100_half.json)
+PREFETCH, V_ZEROED = False, False
 
 
 def default_split(sequences: int, kv_heads: int) -> int:
@@ -74,8 +87,6 @@ def _attend_block(q, k, v, n, end, acc, m_i, l_i, scale, BLOCK_N: tl.constexpr, 
     else:
         k = k.to(q.dtype)  # fp8 caches widen here
         v = v.to(q.dtype)
-        if V_ZEROED:  # the masked rows zeroed again: Triton then widens v in registers, not from shared memory
-            v = tl.where(key_ok[:, None], v, 0.0)
         s = tl.dot(q, tl.trans(k)) * scale
     s = tl.where(key_ok[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -107,8 +118,7 @@ def _stream_split(q, K, V, table, pages, ahead, start, end, head, row_scale, str
                   TABLE_AHEAD: tl.constexpr, FP8_DOTS: tl.constexpr, PREFETCH: tl.constexpr,
                   V_ZEROED: tl.constexpr):
     """The online softmax over keys start … end-1, block by block: (acc, m, l). With PREFETCH, each block's keys
-    and values are asked for one block ahead, in registers, so a program has two blocks in flight whatever
-    Triton's own pipelining does with the loop."""
+    and values are asked for one block ahead, in registers, beside Triton's own pipelining."""
     m_i = tl.full([ROWS], float("-inf"), tl.float32)
     l_i = tl.zeros([ROWS], tl.float32)
     acc = tl.zeros([ROWS, D], tl.float32)
@@ -180,8 +190,8 @@ def _split_kernel(
     KV_HEADS: tl.constexpr,
     SPLITS: tl.constexpr,
     FP8_DOTS: tl.constexpr,
-    PREFETCH: tl.constexpr,
     HALF: tl.constexpr,
+    PREFETCH: tl.constexpr,
     V_ZEROED: tl.constexpr,
 ):
     seq, head, split = _program(ITEMS, ORDERED, KV_HEADS, SPLITS)
@@ -344,10 +354,9 @@ class DecodeAttention:
         table_ahead: bool = TABLE_AHEAD,
         ordered: bool = ORDERED,
         fp8_dots: bool = False,
-        prefetch: bool = False,
-        half: bool = False,
-        v_zeroed: bool = False,
-        registers: int | None = None,
+        half: bool = HALF,
+        prefetch: bool = PREFETCH,
+        v_zeroed: bool = V_ZEROED,
     ):
         """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
         warps per program, software-pipelining depth; None: Triton's default), and `table_ahead` (a program
@@ -357,13 +366,9 @@ class DecodeAttention:
         program that starts in the last wave sets the kernel's end, and the GPU takes programs in launch order.
         `bench/decode_attention_gpu.py` times them on a shape. `split` None: default_split of each call's
         sequence count, so that a decode step over a few rows (a CUDA graph of its own) keeps short splits while a
-        full one takes long ones. `fp8_dots`: both products on e4m3 (an fp8 cache only; see P8). `prefetch`: each
-        program asks for its next block's keys and values before it works on the current one (see _stream_split).
-        `half`: over an fp8 cache, both products in fp16 with the softmax scale folded into the queries (e4m3
-        widens to fp16 in one instruction a pair, to bf16 through fp16 in three). `v_zeroed`: each value block's
-        masked rows zeroed after widening, which leads Triton to widen it in registers and stage it in shared
-        memory as 16-bit (otherwise an fp8 block is read from shared memory a byte at a time). `registers`: a cap
-        on each thread's registers (Triton's maxnreg), so that more programs fit on a multiprocessor."""
+        full one takes long ones. `fp8_dots`: both products on e4m3 (an fp8 cache only; see P8). `half`: over an
+        fp8 cache, both products in fp16 rather than the queries' bf16 (see HALF); a 16-bit cache keeps its dtype.
+        `prefetch` and `v_zeroed`: two tunings that measured slower (see PREFETCH), for the bench to time."""
         import torch
 
         if any(n % block_n for n in ((split,) if split else (SPLIT_NARROW, SPLIT_WIDE))):
@@ -377,11 +382,9 @@ class DecodeAttention:
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.group = heads // kv_heads
         self.split, self.block_n, self.max_len = split, block_n, max_len
-        self.table_ahead, self.ordered, self.fp8_dots, self.prefetch = table_ahead, ordered, fp8_dots, prefetch
-        self.half, self.v_zeroed = half, v_zeroed
+        self.table_ahead, self.ordered, self.fp8_dots, self.half = table_ahead, ordered, fp8_dots, half
+        self.prefetch, self.v_zeroed = prefetch, v_zeroed
         self.launch = {"num_warps": warps} if stages is None else {"num_warps": warps, "num_stages": stages}
-        if registers:
-            self.launch["maxnreg"] = registers
         self.splits = self._splits(split or SPLIT_NARROW)  # the most any call uses: the partial buffers hold them
         self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)
         self.lse_part = torch.empty((sequences, heads, self.splits), device=device, dtype=torch.float32)
@@ -487,8 +490,8 @@ class DecodeAttention:
             KV_HEADS=self.kv_heads,
             SPLITS=splits,
             FP8_DOTS=self.fp8_dots,
-            PREFETCH=self.prefetch,
             HALF=self.half and k_cache.dtype == torch.float8_e4m3fn and not self.fp8_dots,
+            PREFETCH=self.prefetch,
             V_ZEROED=self.v_zeroed,
             **self.launch,
         )

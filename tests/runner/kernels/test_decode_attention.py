@@ -19,7 +19,7 @@ lens = torch.tensor([1, 63, 64, 200, 300], dtype=torch.int32, device=device)
 # the default tuning and others (warps and stages only change the compiled code, so the GPU run checks them)
 for tuning in ({}, dict(split=128, block_n=64), dict(split=64, block_n=32, warps=8, stages=2),
                dict(split=512, block_n=128, warps=4, stages=3), dict(split=64, block_n=32, ordered=True),
-               dict(split=64, block_n=32, prefetch=True), dict(split=512, block_n=64, prefetch=True, stages=1)):
+               dict(split=64, block_n=32, prefetch=True), dict(split=128, block_n=32, v_zeroed=True)):
     att = DecodeAttention(S, H, KV, D, L, device, **tuning)
     out = att(q, kc, vc, lens, 1 / math.sqrt(D)).float()
     worst = 0.0
@@ -68,7 +68,6 @@ q = torch.randn(S, H, D, device=device, dtype=dtype)
 # page numbers loaded per block, or once per split before its loop (table_ahead: 2 and 4 pages a split; 90 keys
 # cross splits, so the merge reads splits whose pages were loaded ahead)
 # ordered: programs launched by the keys their (sequence, split) holds, most first
-# prefetch: a program asks for its next block (and, without table_ahead, that block's page number) one block ahead
 for tuning in (dict(split=32), dict(split=32, table_ahead=True), dict(split=64, table_ahead=True),
                dict(split=32, table_ahead=True, ordered=True), dict(split=64, prefetch=True),
                dict(split=64, table_ahead=True, prefetch=True)):
@@ -172,24 +171,33 @@ vc = torch.randn(S, L, KV, D, device=device).to(torch.float8_e4m3fn)
 lens = torch.tensor([1, 63, 64, 200, 300], dtype=torch.int32, device=device)
 # both products on e4m3 against the widening path over the same e4m3 cache: within fp8's rounding of the queries
 # and the softmax weights (2-2.5 % of the output's norm through the interpreter), in one split and across splits
-for tuning in ({}, dict(split=64, block_n=32), dict(split=64, block_n=32, prefetch=True)):
-    exact = DecodeAttention(S, H, KV, D, L, device, **tuning)(q, kc, vc, lens, 1 / math.sqrt(D)).float()
+for tuning in ({}, dict(split=64, block_n=32)):
+    widened = DecodeAttention(S, H, KV, D, L, device, half=False, **tuning)(q, kc, vc, lens, 1 / math.sqrt(D)).float()
     out = DecodeAttention(S, H, KV, D, L, device, fp8_dots=True, **tuning)(q, kc, vc, lens, 1 / math.sqrt(D))
-    rel = ((out.float() - exact).norm() / exact.norm()).item()
+    rel = ((out.float() - widened).norm() / widened.norm()).item()
     print(tuning, rel)
     assert 0 < rel < 0.05, (tuning, rel)
-# half: both products in fp16 over the same e4m3 cache, the softmax scale folded into the queries: within fp16's
-# rounding of the queries and weights (0.1 % of the norm), far closer than fp8_dots; a 16-bit cache keeps its dtype
+# half (the default over an fp8 cache): both products in fp16, the softmax scale folded into the queries, against
+# softmax attention in float32 over the same e4m3 values: within fp16's rounding (0.01 % of the norm through the
+# interpreter), and on a GPU no further off than the products in the queries' bf16; a 16-bit cache keeps its dtype
+def reference(q, kc, vc, lens):
+    out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+    for s in range(q.shape[0]):
+        n = int(lens[s])
+        for h in range(H):
+            k, v = kc[s, :n, h // (H // KV)].float(), vc[s, :n, h // (H // KV)].float()
+            out[s, h] = torch.softmax(q[s, h].float() @ k.T / math.sqrt(D), -1) @ v
+    return out
+exact = reference(q, kc, vc, lens)
+rel = lambda out: ((out.float() - exact).norm() / exact.norm()).item()
 for tuning in ({}, dict(split=64, block_n=32), dict(split=64, block_n=32, v_zeroed=True)):
-    exact = DecodeAttention(S, H, KV, D, L, device, **tuning)(q, kc, vc, lens, 1 / math.sqrt(D)).float()
-    out = DecodeAttention(S, H, KV, D, L, device, half=True, **tuning)(q, kc, vc, lens, 1 / math.sqrt(D)).float()
-    rel = ((out - exact).norm() / exact.norm()).item()
-    print("half", tuning, rel)
-    assert rel < 5e-3, (tuning, rel)
-    wide = kc.to(dtype), vc.to(dtype)
-    same = DecodeAttention(S, H, KV, D, L, device, **tuning)(q, *wide, lens, 1 / math.sqrt(D))
-    half = DecodeAttention(S, H, KV, D, L, device, half=True, **tuning)
-    assert torch.equal(half(q, *wide, lens, 1 / math.sqrt(D)), same)
+    half = rel(DecodeAttention(S, H, KV, D, L, device, **tuning)(q, kc, vc, lens, 1 / math.sqrt(D)))
+    wide = rel(DecodeAttention(S, H, KV, D, L, device, half=False, **tuning)(q, kc, vc, lens, 1 / math.sqrt(D)))
+    print("half", tuning, half, "queries' dtype", wide)
+    assert half < 5e-3 and (device == "cpu" or half <= wide), (tuning, half, wide)
+    wide_cache = kc.to(dtype), vc.to(dtype)
+    same = DecodeAttention(S, H, KV, D, L, device, half=False, **tuning)(q, *wide_cache, lens, 1 / math.sqrt(D))
+    assert torch.equal(DecodeAttention(S, H, KV, D, L, device, **tuning)(q, *wide_cache, lens, 1 / math.sqrt(D)), same)
 # a sequence with no keys gets zeros; a 16-bit cache is refused, not read as e4m3 codes
 att = DecodeAttention(S, H, KV, D, L, device, split=64, block_n=32, fp8_dots=True)
 out = att(q, kc, vc, torch.tensor([0, 63, 0, 200, 300], dtype=torch.int32, device=device), 1 / math.sqrt(D))
