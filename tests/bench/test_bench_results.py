@@ -153,6 +153,14 @@ def _transformers_bf16_f1(doc: dict) -> float:
     return run["f1"] if run else doc["transformers_bf16"]["f1"]
 
 
+def _bert_forward_ms(doc: dict, run: str, variant: str) -> float:
+    """A forward-only run's milliseconds per batch at the budget (16,384 tokens): the default's or a variant's."""
+    entry = _run(doc, run)
+    if variant == "default":
+        return next(f for f in entry["forward_only"] if 16_000 < f["tokens"] <= 16_384)["ms_per_batch"]
+    return entry["forward_only_variants"][variant]["ms_per_batch"]
+
+
 def _fmt(x: float, digits: int = 0) -> str:
     return f"{x:,.{digits}f}"
 
@@ -238,6 +246,29 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
         "decode_attention_gpu_h100_fp8_dots",
         lambda d: f"{_fastest_tuning(d, fp8_dots=True)['worst_difference_from_default']:g}",
     ),
+    (
+        "decode_attention_gpu_h100_half",
+        lambda d: f"{_fastest_tuning(d, half=True, v_zeroed=False)['us_per_layer']:.1f} µs",
+    ),
+    (
+        "decode_attention_gpu_h100_half",
+        lambda d: f"{_fastest_tuning(d, half=False, v_zeroed=False)['us_per_layer']:.1f} µs",
+    ),
+    (
+        "decode_attention_gpu_h100_half",
+        lambda d: f"{_fastest_tuning(d, half=True, v_zeroed=True)['us_per_layer']:.1f} µs",
+    ),
+    ("decode_attention_gpu_h100_half", lambda d: _fastest(d, half=False, v_zeroed=True)),
+    ("decode_attention_gpu_h100_prefetch", lambda d: _fastest(d, prefetch=True)),
+    *[
+        (stem, lambda d, run=run, key=key: _fmt(_bert_forward_ms(d, run, key), 3))
+        for stem, run in (
+            ("bert_gpu_h100_attention_tiles", "torch-cuda-fp8"),
+            ("bert_gpu_h100_attention_tiles_fp8_again", "torch-cuda-fp8"),
+            ("bert_gpu_h100_attention_tiles", "torch-cuda-bf16"),
+        )
+        for key in ("default", "attention_tiles_128x64_8w_3s")
+    ],
     ("llm70b_gpu_paged512_4096samples_ordered", lambda d: _fmt(d["offline"]["result"])),
     ("llm70b_gpu_paged512_4096samples_ordered", lambda d: _fmt(d["offline"]["steady_state"]["tokens_per_second"])),
     ("llm70b_gpu_paged512_4096samples_ordered", lambda d: f"{d['ratio_to_published']['trtllm_h200_fp8_128_128']:.2f}×"),
