@@ -161,6 +161,11 @@ def _bert_forward_ms(doc: dict, run: str, variant: str) -> float:
     return entry["forward_only_variants"][variant]["ms_per_batch"]
 
 
+def _sass(doc: dict, tuning: dict) -> dict:
+    """One tuning's row of bench/decode_attention_sass.py's JSON."""
+    return next(k for k in doc["kernels"] if k["tuning"] == tuning)
+
+
 def _fmt(x: float, digits: int = 0) -> str:
     return f"{x:,.{digits}f}"
 
@@ -260,6 +265,13 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ),
     ("decode_attention_gpu_h100_half", lambda d: _fastest(d, half=False, v_zeroed=True)),
     ("decode_attention_gpu_h100_prefetch", lambda d: _fastest(d, prefetch=True)),
+    *[
+        ("decode_attention_sass", lambda d, t=t: f"{_sass(d, t)['loops'][0]['instructions']} instructions")
+        for t in ({}, {"v_zeroed": True})
+    ],
+    ("decode_attention_sass", lambda d: f"warp {_sass(d, {'half': False})['loops'][0]['instructions']} instructions"),
+    ("decode_attention_sass", lambda d: f"{_sass(d, {})['registers']} registers"),
+    ("decode_attention_sass", lambda d: f"{_sass(d, {'prefetch': True})['registers']} registers"),
     *[
         (stem, lambda d, run=run, key=key: _fmt(_bert_forward_ms(d, run, key), 3))
         for stem, run in (

@@ -87,6 +87,8 @@ def _attend_block(q, k, v, n, end, acc, m_i, l_i, scale, BLOCK_N: tl.constexpr, 
     else:
         k = k.to(q.dtype)  # fp8 caches widen here
         v = v.to(q.dtype)
+        if V_ZEROED:  # the masked rows zeroed again: Triton then widens v in registers, not from shared memory
+            v = tl.where(key_ok[:, None], v, 0.0)
         s = tl.dot(q, tl.trans(k)) * scale
     s = tl.where(key_ok[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, axis=1))

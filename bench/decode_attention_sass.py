@@ -1,0 +1,141 @@
+"""The decode attention split kernel's machine code, compiled here for a GPU that is not here: per tuning, its
+registers, shared memory and the instructions of its loop over key blocks, by opcode.
+
+Triton compiles for any target without the GPU (its own ptxas and cuobjdump ship with it), so how many
+instructions a warp issues for each 64-key block, and what they are, can be read before a device call: on an H100
+the kernel issues at 66 % of the multiprocessors' rate while moving 66 % of the DRAM bandwidth
+(bench/results/decode_attention_gpu_h100_ncu.txt), so fewer instructions a block is a speed-up candidate, and
+the device then times it (bench/decode_attention_gpu.py). The signature is the one the engine launches at
+Llama-2-70B's shape (bf16 queries, an fp8 e4m3 paged cache of 64-token pages, 8 query heads per kv head,
+1,024-key splits, the page numbers loaded ahead, launched longest first), with Triton's divisibility hints for
+pointers and strides as its launcher gives them.
+
+    python bench/decode_attention_sass.py --tunings '[{}, {"half": false}]'
+
+The numbers depend on the Triton version (the JSON records it): the device's may differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
+from benchmeta import Provenance  # noqa: E402
+
+POINTERS = {
+    "Q": "*bf16",
+    "K": "*fp8e4nv",
+    "V": "*fp8e4nv",
+    "LENS": "*i32",
+    "TABLE": "*i64",
+    "ITEMS": "*i32",
+    "O_PART": "*fp32",
+    "LSE_PART": "*fp32",
+    "OUT": "*bf16",
+}
+SHAPE = {"GROUP": 8, "D": 128, "SPLIT": 1024, "ROWS": 16, "PAGE": 64, "KV_HEADS": 8, "SPLITS": 2}
+# DecodeAttention's keyword → the split kernel's constexpr (half applies to an fp8 cache, which this one is)
+KNOBS = {
+    "block_n": "BLOCK_N",
+    "table_ahead": "TABLE_AHEAD",
+    "ordered": "ORDERED",
+    "fp8_dots": "FP8_DOTS",
+    "half": "HALF",
+    "prefetch": "PREFETCH",
+    "v_zeroed": "V_ZEROED",
+}
+
+
+def compile_split(tuning: dict, capability: int):
+    """The split kernel compiled for sm_<capability> with `tuning` (DecodeAttention's keywords; the rest its
+    defaults)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from subtool.runner.kernels import decode_attention as da
+
+    defaults = {"block_n": da.BLOCK_N, "table_ahead": da.TABLE_AHEAD, "ordered": da.ORDERED, "fp8_dots": False}
+    defaults.update(half=da.HALF, prefetch=da.PREFETCH, v_zeroed=da.V_ZEROED)
+    settings = {**defaults, **{k: v for k, v in tuning.items() if k in KNOBS}}
+    constants = {**SHAPE, **{KNOBS[k]: v for k, v in settings.items()}}
+    constants["HALF"] = constants["HALF"] and not constants["FP8_DOTS"]
+    fn = da._split_kernel
+    signature, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in constants:
+            signature[name] = "constexpr"
+        else:
+            signature[name] = POINTERS.get(name, "fp32" if name == "scale" else "i32")
+            if name != "scale":
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    options = {"num_warps": tuning.get("warps", da.WARPS), "num_stages": tuning.get("stages", da.STAGES) or 3}
+    source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
+    return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
+
+
+def _tool(name: str) -> str:
+    import triton.backends.nvidia as nvidia
+
+    return os.path.join(os.path.dirname(nvidia.__file__), "bin", name)
+
+
+def loop_mix(cubin: bytes, scratch: Path) -> dict:
+    """Registers, and each loop's (backward branch's) instruction count and commonest opcodes, from the SASS."""
+    path = scratch / "kernel.cubin"
+    path.write_bytes(cubin)
+    sass = subprocess.run([_tool("cuobjdump"), "-sass", str(path)], capture_output=True, text=True, check=True).stdout
+    usage = subprocess.run([_tool("cuobjdump"), "-res-usage", str(path)], capture_output=True, text=True).stdout
+    lines = [(int(a, 16), text.strip()) for a, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
+    loops = []
+    for at, text in lines:
+        target = re.search(r"BRA (0x[0-9a-f]+)", text)
+        if target and int(target.group(1), 16) < at:
+            body = [t for a, t in lines if int(target.group(1), 16) <= a <= at]
+            ops = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0] for t in body)
+            loops.append({"instructions": len(body), "opcodes": dict(ops.most_common(12))})
+    registers = re.search(r"REG:(\d+)", usage)
+    return {"registers": int(registers.group(1)) if registers else None, "loops": loops}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tunings", default='[{}, {"half": false}]', help="a JSON list of DecodeAttention tunings")
+    ap.add_argument("--capability", type=int, default=90, help="the target: 90 is Hopper (H100, H200)")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/decode_attention_sass.json"))
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    prov = Provenance(None if argv is None else [__file__, *argv])
+    import tempfile
+
+    import triton
+
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for tuning in json.loads(args.tunings):
+            kernel = compile_split(tuning, args.capability)
+            row = {
+                "tuning": tuning,
+                "shared_bytes": kernel.metadata.shared,
+                **loop_mix(kernel.asm["cubin"], Path(scratch)),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    result = {"triton": triton.__version__, "target": f"sm_{args.capability}", "shape": SHAPE, "kernels": rows}
+    prov.write(result, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
