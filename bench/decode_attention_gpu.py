@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="1: both products on e4m3 tensor cores (queries quantised per row; DecodeAttention's fp8_dots); 0,1: both",
     )
     ap.add_argument("--prefetch", default="0", help="1: DecodeAttention's prefetch (off: slower); 0,1: both")
+    ap.add_argument("--registers", default="0", help="a cap on registers a thread (Triton's maxnreg); 0: none")
     ap.add_argument("--v-zeroed", default="0", help="1: DecodeAttention's v_zeroed (off: slower); 0,1: both")
     ap.add_argument(
         "--half",
@@ -176,8 +177,8 @@ def tunings(args) -> list[dict]:
     found = []
     layouts = [x for x in args.layouts.split(",") if x]
     knobs = (args.splits, args.blocks, args.warps, args.stages, args.table_ahead, args.ordered, args.fp8_dots)
-    knobs += (args.half, args.prefetch, args.v_zeroed)
-    for *knob, half, prefetch, zeroed, layout in itertools.product(*map(ints, knobs), layouts):
+    knobs += (args.half, args.prefetch, args.v_zeroed, args.registers)
+    for *knob, half, prefetch, zeroed, registers, layout in itertools.product(*map(ints, knobs), layouts):
         split, block, warps, stages, ahead, ordered, dots = knob
         if split % block == 0:
             tuning = {"split": split, "block_n": block, "warps": warps, "stages": stages or None}
@@ -186,6 +187,7 @@ def tunings(args) -> list[dict]:
             tuning.update(half=bool(half))
             tuning.update({"prefetch": True} if prefetch else {})
             tuning.update({"v_zeroed": True} if zeroed else {})
+            tuning.update({"registers": registers} if registers else {})
             found.append({**tuning, "layout": layout} if layout != "token" else tuning)
     return found
 
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
         "tunings": timed + [r for r in rows if "error" in r],
     }
     if args.best_out:
-        engine = ("split", "block_n", "warps", "stages", "table_ahead", "ordered", "fp8_dots", "half")
+        engine = ("split", "block_n", "warps", "stages", "table_ahead", "ordered", "fp8_dots", "half", "registers")
         args.best_out.write_text(json.dumps({k: best[k] for k in engine if k in best}) + "\n")
     prov.write(result, args.out)
     print(json.dumps({k: result[k] for k in ("default", "best", "speedup_over_default")}, indent=2))

@@ -78,6 +78,8 @@ def compile_split(tuning: dict, capability: int):
             if name != "scale":
                 attrs[(i,)] = [["tt.divisibility", 16]]
     options = {"num_warps": tuning.get("warps", da.WARPS), "num_stages": tuning.get("stages", da.STAGES) or 3}
+    if tuning.get("registers"):
+        options["maxnreg"] = tuning["registers"]
     source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
 

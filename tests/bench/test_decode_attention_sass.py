@@ -18,7 +18,7 @@ def test_the_loop_of_each_tuning_is_read_from_its_sass(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     import decode_attention_sass
 
-    tunings = [{}, {"half": False}, {"v_zeroed": True}, {"prefetch": True}]
+    tunings = [{}, {"half": False}, {"v_zeroed": True}, {"prefetch": True}, {"registers": 96}]
     out = tmp_path / "sass.json"
     decode_attention_sass.main(["--tunings", json.dumps(tunings), "--out", str(out)])
     doc = json.loads(out.read_text())
@@ -31,6 +31,7 @@ def test_the_loop_of_each_tuning_is_read_from_its_sass(tmp_path):
     assert "F2F.BF16.F16" not in main_loop(half)["opcodes"] and main_loop(bf16)["opcodes"]["F2F.BF16.F16"] > 0
     assert main_loop(bf16)["instructions"] > main_loop(half)["instructions"]
     assert any(key.startswith("HMMA") for key in main_loop(half)["opcodes"])
+    assert rows['{"registers": 96}']["registers"] <= 96 < half["registers"]  # the cap reaches ptxas
     for knob in ('{"v_zeroed": true}', '{"prefetch": true}'):
         changed = rows[knob]
         assert (changed["shared_bytes"], changed["registers"], changed["loops"]) != (

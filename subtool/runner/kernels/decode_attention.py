@@ -359,6 +359,7 @@ class DecodeAttention:
         half: bool = HALF,
         prefetch: bool = PREFETCH,
         v_zeroed: bool = V_ZEROED,
+        registers: int | None = None,
     ):
         """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
         warps per program, software-pipelining depth; None: Triton's default), and `table_ahead` (a program
@@ -370,7 +371,9 @@ class DecodeAttention:
         sequence count, so that a decode step over a few rows (a CUDA graph of its own) keeps short splits while a
         full one takes long ones. `fp8_dots`: both products on e4m3 (an fp8 cache only; see P8). `half`: over an
         fp8 cache, both products in fp16 rather than the queries' bf16 (see HALF); a 16-bit cache keeps its dtype.
-        `prefetch` and `v_zeroed`: two tunings that measured slower (see PREFETCH), for the bench to time."""
+        `prefetch` and `v_zeroed`: two tunings that measured slower (see PREFETCH), for the bench to time.
+        `registers`: a cap on each thread's registers (Triton's maxnreg): `half` compiles to 136 at Llama-2-70B's
+        shape, where four 4-warp programs a multiprocessor need 128 at most (untimed yet)."""
         import torch
 
         if any(n % block_n for n in ((split,) if split else (SPLIT_NARROW, SPLIT_WIDE))):
@@ -387,6 +390,8 @@ class DecodeAttention:
         self.table_ahead, self.ordered, self.fp8_dots, self.half = table_ahead, ordered, fp8_dots, half
         self.prefetch, self.v_zeroed = prefetch, v_zeroed
         self.launch = {"num_warps": warps} if stages is None else {"num_warps": warps, "num_stages": stages}
+        if registers:
+            self.launch["maxnreg"] = registers
         self.splits = self._splits(split or SPLIT_NARROW)  # the most any call uses: the partial buffers hold them
         self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)
         self.lse_part = torch.empty((sequences, heads, self.splits), device=device, dtype=torch.float32)

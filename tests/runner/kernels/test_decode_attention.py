@@ -19,7 +19,8 @@ lens = torch.tensor([1, 63, 64, 200, 300], dtype=torch.int32, device=device)
 # the default tuning and others (warps and stages only change the compiled code, so the GPU run checks them)
 for tuning in ({}, dict(split=128, block_n=64), dict(split=64, block_n=32, warps=8, stages=2),
                dict(split=512, block_n=128, warps=4, stages=3), dict(split=64, block_n=32, ordered=True),
-               dict(split=64, block_n=32, prefetch=True), dict(split=128, block_n=32, v_zeroed=True)):
+               dict(split=64, block_n=32, prefetch=True), dict(split=128, block_n=32, v_zeroed=True),
+               dict(split=64, block_n=32, registers=128)):
     att = DecodeAttention(S, H, KV, D, L, device, **tuning)
     out = att(q, kc, vc, lens, 1 / math.sqrt(D)).float()
     worst = 0.0
