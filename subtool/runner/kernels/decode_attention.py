@@ -12,7 +12,8 @@ nor write, and the merge reads only the splits a sequence's length reaches, so o
 Cache layout: token-major pages [pages, page, kv_heads, head_dim] and a table [sequences, pages per sequence]
 naming the page that holds each sequence's positions page·j … page·(j+1)-1 (the engine's paged cache,
 engine_pages.py); or, without a table, [sequences, max_len, kv_heads, head_dim] (one page per sequence). Keys are
-in the queries' dtype or in fp8 e4m3 at unit scale (widened to the queries' dtype as they are read).
+in the queries' dtype or in fp8 e4m3 at unit scale (widened as they are read: to fp16, the products' dtype
+over an fp8 cache by default, see HALF).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ HALF = True
 # two tunings that measured slower on that H100 and stay off: `prefetch` (each program asks for its next block of
 # keys and values one block ahead in registers, beside Triton's pipelining; it lifts registers past 128 a thread:
 # 378 µs against 248, bench/results/decode_attention_gpu_h100_prefetch.json) and `v_zeroed` (value blocks widened
-# in registers and staged as 16-bit instead of read from shared memory a byte at a time: 239.8 µs with half
-# against 235.0 without, and 270 against 248 without half, decode_attention_gpu_h100_half.json)
+# in registers and staged as 16-bit instead of read from shared memory a byte at a time: 239.8 µs on top of half
+# against half's 235.0, and 270 against 248 without half, decode_attention_gpu_h100_half.json)
 PREFETCH, V_ZEROED = False, False
 
 
