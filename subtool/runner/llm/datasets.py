@@ -211,9 +211,10 @@ def load_data(spec: LlmSpec, model_path: Path, dataset_path: Path) -> LlmData:
         prompts, targets = read_cnn_gptj(dataset_path, spec, tokenizer)
     vocab = len(tokenizer)
     for i, p in enumerate(prompts):
-        if id_outside(p, vocab) is not None:  # _token_ids refused negative ids: this one is past the vocabulary
+        # _token_ids refused negative ids: an id found here is past the vocabulary
+        if (bad := id_outside(p, vocab)) is not None:
             raise SubtoolError(
-                f"sample {i} has token id {id_outside(p, vocab)}, beyond the tokenizer's {vocab} tokens; "
+                f"sample {i} has token id {bad}, beyond the tokenizer's {vocab} tokens; "
                 "the data set was tokenized for another model",
                 path=dataset_path,
                 rule="dataset.tokenizer_mismatch",
