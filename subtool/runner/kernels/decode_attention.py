@@ -236,7 +236,8 @@ def _query_rows(
     HALF: tl.constexpr,
 ):
     """The `group` query heads of (sequence, kv head) as one ROWS-row tile (rows past the group zero), and the
-    scale their scores take: the softmax's, or with FP8_DOTS the rows in e4m3 each at its own scale, folded in."""
+    scale their scores take: the softmax's; with HALF the rows in fp16 with the softmax's scale already applied
+    (1); with FP8_DOTS the rows in e4m3 each at its own scale, folded in."""
     rows = tl.arange(0, ROWS)
     q = tl.load(
         Q + seq * stride_qs + (head * GROUP + rows)[:, None] * stride_qh + tl.arange(0, D)[None, :],
