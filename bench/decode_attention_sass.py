@@ -18,17 +18,15 @@ The numbers depend on the Triton version (the JSON records it): the device's may
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
+from sass_reader import loop_mix  # noqa: E402
 
 POINTERS = {
     "Q": "*bf16",
@@ -82,30 +80,6 @@ def compile_split(tuning: dict, capability: int):
         options["maxnreg"] = tuning["registers"]
     source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
-
-
-def _tool(name: str) -> str:
-    import triton.backends.nvidia as nvidia
-
-    return os.path.join(os.path.dirname(nvidia.__file__), "bin", name)
-
-
-def loop_mix(cubin: bytes, scratch: Path) -> dict:
-    """Registers, and each loop's (backward branch's) instruction count and commonest opcodes, from the SASS."""
-    path = scratch / "kernel.cubin"
-    path.write_bytes(cubin)
-    sass = subprocess.run([_tool("cuobjdump"), "-sass", str(path)], capture_output=True, text=True, check=True).stdout
-    usage = subprocess.run([_tool("cuobjdump"), "-res-usage", str(path)], capture_output=True, text=True).stdout
-    lines = [(int(a, 16), text.strip()) for a, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
-    loops = []
-    for at, text in lines:
-        target = re.search(r"BRA (0x[0-9a-f]+)", text)
-        if target and int(target.group(1), 16) < at:
-            body = [t for a, t in lines if int(target.group(1), 16) <= a <= at]
-            ops = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0] for t in body)
-            loops.append({"instructions": len(body), "opcodes": dict(ops.most_common(12))})
-    registers = re.search(r"REG:(\d+)", usage)
-    return {"registers": int(registers.group(1)) if registers else None, "loops": loops}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,35 @@
+"""Reading a kernel's machine code without its GPU: Triton compiles for any target (its wheel ships ptxas and
+cuobjdump), and this reads the cubin's registers and, for each loop (a backward branch), how many instructions it
+issues and which. Used by bench/decode_attention_sass.py and bench/packed_attention_sass.py."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import subprocess
+from pathlib import Path
+
+
+def _tool(name: str) -> str:
+    import triton.backends.nvidia as nvidia
+
+    return os.path.join(os.path.dirname(nvidia.__file__), "bin", name)
+
+
+def loop_mix(cubin: bytes, scratch: Path) -> dict:
+    """Registers, and each loop's (backward branch's) instruction count and commonest opcodes, from the SASS."""
+    path = scratch / "kernel.cubin"
+    path.write_bytes(cubin)
+    sass = subprocess.run([_tool("cuobjdump"), "-sass", str(path)], capture_output=True, text=True, check=True).stdout
+    usage = subprocess.run([_tool("cuobjdump"), "-res-usage", str(path)], capture_output=True, text=True).stdout
+    lines = [(int(a, 16), text.strip()) for a, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
+    loops = []
+    for at, text in lines:
+        target = re.search(r"BRA (0x[0-9a-f]+)", text)
+        if target and int(target.group(1), 16) < at:
+            body = [t for a, t in lines if int(target.group(1), 16) <= a <= at]
+            ops = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0] for t in body)
+            loops.append({"instructions": len(body), "opcodes": dict(ops.most_common(12))})
+    registers = re.search(r"REG:(\d+)", usage)
+    return {"registers": int(registers.group(1)) if registers else None, "loops": loops}
