@@ -44,18 +44,28 @@ def _key_block(
     scale_log2,
     D: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr,
 ):
-    """One block of keys folded into the online softmax of a query tile."""
+    """One block of keys folded into the online softmax of a query tile; only a block that runs past the
+    sequence's end (MASKED) pays for the key mask. The scale is applied to each row's maximum and fused into the
+    exponent's subtraction (one multiply-add an element) rather than multiplied into every score first."""
     keys = first_key + tl.arange(0, BLOCK_N)
     key_ok = keys < length
     offs = keys.to(tl.int64)[:, None] * stride_t + tl.arange(0, D)[None, :]
-    k = tl.load(QKV + k_base + offs, mask=key_ok[:, None], other=0.0)
-    s = tl.dot(q, tl.trans(k)) * scale_log2
-    s = tl.where(key_ok[None, :], s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, axis=1))
-    p = tl.exp2(s - m_new[:, None])
+    if MASKED:
+        k = tl.load(QKV + k_base + offs, mask=key_ok[:, None], other=0.0)
+    else:
+        k = tl.load(QKV + k_base + offs)
+    s = tl.dot(q, tl.trans(k))
+    if MASKED:
+        s = tl.where(key_ok[None, :], s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1) * scale_log2)
+    p = tl.exp2(s * scale_log2 - m_new[:, None])
     alpha = tl.exp2(m_i - m_new)
-    v = tl.load(QKV + v_base + offs, mask=key_ok[:, None], other=0.0)
+    if MASKED:
+        v = tl.load(QKV + v_base + offs, mask=key_ok[:, None], other=0.0)
+    else:
+        v = tl.load(QKV + v_base + offs)
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
     return acc, l_i * alpha + tl.sum(p, axis=1), m_new
 
@@ -96,19 +106,24 @@ def _packed_attention_kernel(
     acc = tl.zeros([BLOCK_M, D], tl.float32)
     k_base = start.to(tl.int64) * stride_t + (HEADS + head) * D
     v_base = start.to(tl.int64) * stride_t + (2 * HEADS + head) * D
+    full = length - length % BLOCK_N  # keys in whole blocks; the rest (if any) is one masked block
     if FIXED_TRIPS:
-        # Triton's interpreter cannot loop to a loaded bound; the compiled loop to `length` pipelines its loads,
+        # Triton's interpreter cannot loop to a loaded bound; the compiled loop to `full` pipelines its loads,
         # so this form is for the interpreter only
         for b in range(0, KEY_TILES):
-            if b * BLOCK_N < length:
+            if b * BLOCK_N < full:
                 acc, l_i, m_i = _key_block(
-                    q, acc, l_i, m_i, QKV, k_base, v_base, b * BLOCK_N, length, stride_t, scale_log2, D, BLOCK_N
+                    q, acc, l_i, m_i, QKV, k_base, v_base, b * BLOCK_N, length, stride_t, scale_log2, D, BLOCK_N, False
                 )
     else:
-        for n in range(0, length, BLOCK_N):
+        for n in range(0, full, BLOCK_N):
             acc, l_i, m_i = _key_block(
-                q, acc, l_i, m_i, QKV, k_base, v_base, n, length, stride_t, scale_log2, D, BLOCK_N
+                q, acc, l_i, m_i, QKV, k_base, v_base, n, length, stride_t, scale_log2, D, BLOCK_N, False
             )
+    if full < length:
+        acc, l_i, m_i = _key_block(
+            q, acc, l_i, m_i, QKV, k_base, v_base, full, length, stride_t, scale_log2, D, BLOCK_N, True
+        )
     out = acc / l_i[:, None]
     if QUANT:  # e4m3 at a static scale for an fp8 output projection
         out = tl.minimum(tl.maximum(out * inv_out_scale, -448.0), 448.0)
