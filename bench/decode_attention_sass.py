@@ -39,33 +39,25 @@ POINTERS = {
     "LSE_PART": "*fp32",
     "OUT": "*bf16",
 }
-SHAPE = {"GROUP": 8, "D": 128, "SPLIT": 1024, "ROWS": 16, "PAGE": 64, "KV_HEADS": 8, "SPLITS": 2}
-# DecodeAttention's keyword → the split kernel's constexpr (half applies to an fp8 cache, which this one is)
-KNOBS = {
-    "block_n": "BLOCK_N",
-    "table_ahead": "TABLE_AHEAD",
-    "ordered": "ORDERED",
-    "fp8_dots": "FP8_DOTS",
-    "half": "HALF",
-    "prefetch": "PREFETCH",
-    "v_zeroed": "V_ZEROED",
-}
+# Llama-2-70B's decode shape: 64 query heads over 8 kv heads of 128, 1,024-key splits over up to 2,048 keys,
+# 64-token pages of an fp8 cache
+SHAPE = {"heads": 64, "kv_heads": 8, "head_dim": 128, "max_len": 2048, "split": 1024, "page": 64}
 
 
 def compile_split(tuning: dict, capability: int):
     """The split kernel compiled for sm_<capability> with `tuning` (DecodeAttention's keywords; the rest its
-    defaults)."""
+    defaults), its compile-time arguments and options as DecodeAttention launches them."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     from subtool.runner.kernels import decode_attention as da
 
-    defaults = {"block_n": da.BLOCK_N, "table_ahead": da.TABLE_AHEAD, "ordered": da.ORDERED, "fp8_dots": False}
-    defaults.update(half=da.HALF, prefetch=da.PREFETCH, v_zeroed=da.V_ZEROED)
-    settings = {**defaults, **{k: v for k, v in tuning.items() if k in KNOBS}}
-    constants = {**SHAPE, **{KNOBS[k]: v for k, v in settings.items()}}
-    constants["HALF"] = constants["HALF"] and not constants["FP8_DOTS"]
+    shape = {k: SHAPE[k] for k in ("heads", "kv_heads", "head_dim", "max_len")}
+    attention = da.DecodeAttention(1, **shape, device="cpu", split=SHAPE["split"], **tuning)
+    splits = attention._splits(SHAPE["split"])
+    block = attention.block_n
+    constants = attention.split_constants(SHAPE["split"], splits, block, SHAPE["page"], fp8_cache=True)
     fn = da._split_kernel
     signature, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
@@ -75,11 +67,8 @@ def compile_split(tuning: dict, capability: int):
             signature[name] = POINTERS.get(name, "fp32" if name == "scale" else "i32")
             if name != "scale":
                 attrs[(i,)] = [["tt.divisibility", 16]]
-    options = {"num_warps": tuning.get("warps", da.WARPS), "num_stages": tuning.get("stages", da.STAGES) or 3}
-    if tuning.get("registers"):
-        options["maxnreg"] = tuning["registers"]
     source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
-    return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
+    return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=attention.launch)
 
 
 def build_parser() -> argparse.ArgumentParser:

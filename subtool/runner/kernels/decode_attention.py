@@ -463,7 +463,6 @@ class DecodeAttention:
         import torch
 
         o_part, s, page = self.o_part, q.shape[0], k_cache.shape[1]
-        ahead = page <= split and split % page == 0 and (split // page) & (split // page - 1) == 0
         # ordered: one axis (a grid's second and third hold at most 65,535), every kv head of a pair side by side
         grid = (s * splits * self.kv_heads,) if self.ordered else (s, self.kv_heads, splits)
         _split_kernel[grid](
@@ -488,22 +487,31 @@ class DecodeAttention:
             o_part.stride(2),
             out.stride(0),
             out.stride(1),
-            GROUP=self.group,
-            D=self.head_dim,
-            SPLIT=split,
-            BLOCK_N=block,
-            ROWS=ROWS,
-            PAGE=page,
-            TABLE_AHEAD=self.table_ahead and ahead,
-            ORDERED=self.ordered,
-            KV_HEADS=self.kv_heads,
-            SPLITS=splits,
-            FP8_DOTS=self.fp8_dots,
-            HALF=self.half and k_cache.dtype == torch.float8_e4m3fn and not self.fp8_dots,
-            PREFETCH=self.prefetch,
-            V_ZEROED=self.v_zeroed,
+            **self.split_constants(split, splits, block, page, k_cache.dtype == torch.float8_e4m3fn),
             **self.launch,
         )
+
+    def split_constants(self, split: int, splits: int, block: int, page: int, fp8_cache: bool) -> dict:
+        """The split kernel's compile-time arguments for a call with these keys per program, splits, keys per block
+        and page size over an fp8 cache or not: this object's tunings as the kernel takes them (what a launch
+        passes, and what bench/decode_attention_sass.py compiles)."""
+        ahead = page <= split and split % page == 0 and (split // page) & (split // page - 1) == 0
+        return {
+            "GROUP": self.group,
+            "D": self.head_dim,
+            "SPLIT": split,
+            "BLOCK_N": block,
+            "ROWS": ROWS,
+            "PAGE": page,
+            "TABLE_AHEAD": self.table_ahead and ahead,
+            "ORDERED": self.ordered,
+            "KV_HEADS": self.kv_heads,
+            "SPLITS": splits,
+            "FP8_DOTS": self.fp8_dots,
+            "HALF": self.half and fp8_cache and not self.fp8_dots,
+            "PREFETCH": self.prefetch,
+            "V_ZEROED": self.v_zeroed,
+        }
 
     def _launch_merge(self, sequences: int, lengths, out, split: int, splits: int) -> None:
         """The splits' partial outputs of each (sequence, head) merged by their log-sum-exps into out."""
