@@ -55,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="1: both products on e4m3 tensor cores (queries quantised per row; DecodeAttention's fp8_dots); 0,1: both",
     )
     ap.add_argument("--prefetch", default="0", help="1: DecodeAttention's prefetch (off: slower); 0,1: both")
-    ap.add_argument("--registers", default="0", help="a cap on registers a thread (Triton's maxnreg); 0: none")
+    ap.add_argument(
+        "--registers",
+        default="128",
+        help="a cap on registers a thread (Triton's maxnreg; DecodeAttention's registers, 128 its default); 0: none",
+    )
     ap.add_argument("--v-zeroed", default="0", help="1: DecodeAttention's v_zeroed (off: slower); 0,1: both")
     ap.add_argument(
         "--half",
@@ -189,7 +193,7 @@ def tunings(args) -> list[dict]:
             tuning.update(half=bool(half))
             tuning.update({"prefetch": True} if prefetch else {})
             tuning.update({"v_zeroed": True} if zeroed else {})
-            tuning.update({"registers": registers} if registers else {})
+            tuning.update(registers=registers or None)  # None: no cap (the kernel's default is a cap)
             found.append({**tuning, "layout": layout} if layout != "token" else tuning)
     return found
 

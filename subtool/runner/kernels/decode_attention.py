@@ -55,6 +55,12 @@ HALF = True
 # in registers and staged as 16-bit instead of read from shared memory a byte at a time: 239.8 µs on top of half
 # against half's 235.0, and 270 against 248 without half, decode_attention_gpu_h100_half.json)
 PREFETCH, V_ZEROED = False, False
+# registers (a cap on each thread's, Triton's maxnreg): `half` compiles to 136 at Llama-2-70B's shape, where four
+# 4-warp programs a multiprocessor fit at 128; capped at 128 (a few spilled bytes), a layer took 210.7 µs against
+# 220.7 on one H200 (decode_attention_gpu_h200_registers_sweep.json; 120: 213.4, 112: 220.2) and 209.6 against
+# 221.4 in another run (decode_attention_gpu_h200_registers.json); a llama2-70b LoadGen Offline run of 4,096 samples
+# with it gave 3,063.7 tokens/s against 3,016.5 (llm70b_gpu_paged512_4096samples_registers128.json)
+REGISTERS = 128
 
 
 def default_split(sequences: int, kv_heads: int) -> int:
@@ -361,7 +367,7 @@ class DecodeAttention:
         half: bool = HALF,
         prefetch: bool = PREFETCH,
         v_zeroed: bool = V_ZEROED,
-        registers: int | None = None,
+        registers: int | None = REGISTERS,
     ):
         """`split`, `block_n`, `warps` and `stages` tune the split kernel (keys per program, keys per block,
         warps per program, software-pipelining depth; None: Triton's default), and `table_ahead` (a program
@@ -374,8 +380,7 @@ class DecodeAttention:
         full one takes long ones. `fp8_dots`: both products on e4m3 (an fp8 cache only; see P8). `half`: over an
         fp8 cache, both products in fp16 rather than the queries' bf16 (see HALF); a 16-bit cache keeps its dtype.
         `prefetch` and `v_zeroed`: two tunings that measured slower (see PREFETCH), for the bench to time.
-        `registers`: a cap on each thread's registers (Triton's maxnreg): `half` compiles to 136 at Llama-2-70B's
-        shape, where four 4-warp programs a multiprocessor need 128 at most (untimed yet)."""
+        `registers`: a cap on each thread's registers (Triton's maxnreg; see REGISTERS), None or 0: none."""
         import torch
 
         if any(n % block_n for n in ((split,) if split else (SPLIT_NARROW, SPLIT_WIDE))):
