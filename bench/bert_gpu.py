@@ -545,8 +545,17 @@ def fast_block(name, ckpt, data, qsl, precision, budget, work, truth, truth_answ
     return entry
 
 
-# the attention kernel's tiles tried by forward_study: (queries, keys, warps, stages)
-ATTENTION_TILES = ((128, 64, 8, 3), (64, 128, 4, 3), (64, 64, 4, 2), (64, 64, 8, 3), (128, 128, 8, 2), (64, 32, 4, 3))
+# the attention kernel's tiles tried by forward_study: (queries, keys, warps, stages); its defaults are the first
+# two (kernels/packed_attention.py: 128 queries and 8 warps for fp8's e4m3 output, 64 and 4 for a 16-bit one)
+ATTENTION_TILES = (
+    (128, 64, 8, 3),
+    (64, 64, 4, 3),
+    (64, 128, 4, 3),
+    (64, 64, 4, 2),
+    (64, 64, 8, 3),
+    (128, 128, 8, 2),
+    (64, 32, 4, 3),
+)
 
 
 def forward_study(name, m, data, precision, budget, entry, quick, truth=None, truth_answers=None) -> None:
@@ -578,7 +587,7 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
 
     if m.attention == "triton" and m.flash:  # what each choice is worth, at the budget
         variant("flash_varlen_attention", "attention", "flash", accuracy=True)
-    if m.attention == "triton":  # the attention kernel's other tiles (the default: 64 x 64, 4 warps, 3 stages)
+    if m.attention == "triton":  # the attention kernel's tiles, its defaults among them
         for m_, n_, warps, stages in ATTENTION_TILES:
             tiles = {"block_m": m_, "block_n": n_, "num_warps": warps, "num_stages": stages}
             variant(f"attention_tiles_{m_}x{n_}_{warps}w_{stages}s", "attention_tiles", tiles)

@@ -107,14 +107,10 @@ def main(argv: list[str] | None = None) -> dict:
             us = graph_us(
                 lambda t=tiling, s=out_scale: pa.packed_attention(qkv, cu, 384, None, s, **t), args.calls, args.repeats
             )
-            rows.append(
-                {
-                    "tiling": tiling,
-                    "e4m3_out": out_scale is not None,
-                    "us_per_call": round(us, 2),
-                    "tokens_per_us": round(n / us, 1),
-                }
-            )
+            e4m3 = out_scale is not None
+            block_m, warps = pa.tiles(e4m3, tiling.get("block_m"), tiling.get("num_warps"))
+            row = {"tiling": tiling, "block_m": block_m, "num_warps": warps, "e4m3_out": e4m3}
+            rows.append({**row, "us_per_call": round(us, 2), "tokens_per_us": round(n / us, 1)})
             print(json.dumps(rows[-1]), flush=True)
     q, k, v = (qkv[:, i] for i in range(3))
     flash = lambda: torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, 384, 384, 0.0, False, False, scale=D**-0.5)  # noqa: E731

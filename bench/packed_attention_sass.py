@@ -37,7 +37,8 @@ def compile_packed(tiling: dict, capability: int, dtype: str = "bf16", quant: bo
 
     from subtool.runner.kernels import packed_attention as pa
 
-    block_m, block_n = tiling.get("block_m", pa.BLOCK_M), tiling.get("block_n", pa.BLOCK_N)
+    block_m, warps = pa.tiles(quant, tiling.get("block_m"), tiling.get("num_warps"))
+    block_n = tiling.get("block_n", pa.BLOCK_N)
     constants = {
         "QUANT": quant,
         "HEADS": HEADS,
@@ -59,7 +60,7 @@ def compile_packed(tiling: dict, capability: int, dtype: str = "bf16", quant: bo
         else:
             signature[name] = pointers.get(name, "i32")
             attrs[(i,)] = [["tt.divisibility", 16]]
-    options = {"num_warps": tiling.get("num_warps", 4), "num_stages": tiling.get("num_stages", 3)}
+    options = {"num_warps": warps, "num_stages": tiling.get("num_stages", 3)}
     source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
 
@@ -81,12 +82,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     import triton
 
+    from subtool.runner.kernels import packed_attention as pa
+
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for tiling in json.loads(args.tilings):
             kernel = compile_packed(tiling, args.capability, args.dtype, bool(args.quant))
+            block_m, warps = pa.tiles(bool(args.quant), tiling.get("block_m"), tiling.get("num_warps"))
             row = {
                 "tiling": tiling,
+                "block_m": block_m,
+                "num_warps": warps,
                 "shared_bytes": kernel.metadata.shared,
                 **loop_mix(kernel.asm["cubin"], Path(scratch)),
             }

@@ -6,8 +6,9 @@ it walks the sequence's keys 64 at a time with an online softmax (exp2; the scal
 and fused into the exponent's subtraction, one multiply-add a score), so a 180-token sequence pads to 192 x 192.
 Only the last block of a sequence whose length is not a multiple of 64 is masked, after the loop over the whole
 blocks: the loop is 305 instructions a warp per 64-key block against 405 when every block was masked and every
-score scaled first (its SASS, Triton 3.9 for sm_90: bench/results/packed_attention_sass*.json). Programs whose tile starts past their sequence's end return at once,
-which lets one grid (capacity x tiles, heads) serve every batch of a CUDA graph's shape.
+score scaled first (its SASS, Triton 3.9 for sm_90: bench/results/packed_attention_sass*.json). Programs whose
+tile starts past their sequence's end return at once, which lets one grid (capacity x tiles, heads) serve every
+batch of a CUDA graph's shape. An e4m3 output (fp8's path) takes 128-query tiles by default (E4M3_TILES).
 
 BERT-large's whole forward of a 16k-token batch of SQuAD-like lengths (16 heads of 64) on an H200, with this
 kernel against flash varlen: 19.26 ms against 20.15 (bf16), 21.51 against 23.00 (fp16), 13.51 against 14.14
@@ -29,6 +30,11 @@ from subtool.runner.kernels import head_dim_fits, interpreted
 
 BLOCK_M = 64
 BLOCK_N = 64
+# queries a tile and warps for an e4m3 output (fp8's path): on one H200, a 16k-token batch of the demo features
+# took 80.4 µs against 88.0 with 64 queries and 4 warps, and the fp8 forward 13.233 ms against 13.515; a bf16
+# output is faster with the 64-query default (77.1 µs against 81.1, bench/results/packed_attention_gpu_h200.json,
+# bert_gpu_h200_forward_tail_masked.json)
+E4M3_TILES = (128, 8)
 LOG2E = 1.4426950408889634
 
 
@@ -133,20 +139,29 @@ def _packed_attention_kernel(
     tl.store(O + q_tok[:, None] * stride_o + head * D + dims[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None])
 
 
+def tiles(e4m3_out: bool, block_m: int | None = None, num_warps: int | None = None) -> tuple[int, int]:
+    """(queries a tile, warps) of a call: those given, else the ones its output type is fastest with."""
+    default_m, default_warps = E4M3_TILES if e4m3_out else (BLOCK_M, 4)
+    return (default_m if block_m is None else block_m, default_warps if num_warps is None else num_warps)
+
+
 def packed_attention(
     qkv,
     cu_seqlens,
     max_len: int,
     scale: float | None = None,
     out_scale: float | None = None,
-    block_m: int = BLOCK_M,
+    block_m: int | None = None,
     block_n: int = BLOCK_N,
-    num_warps: int = 4,
+    num_warps: int | None = None,
     num_stages: int = 3,
 ):
     """softmax(q k^T * scale) v per sequence: qkv [tokens, 3, heads, head_dim] → [tokens, heads * head_dim], in
-    q's dtype, or with `out_scale` in e4m3 as value / out_scale (a bound of |v| / 448 keeps it in range)."""
+    q's dtype, or with `out_scale` in e4m3 as value / out_scale (a bound of |v| / 448 keeps it in range).
+    `block_m` and `num_warps` None: the tiles that output is fastest with (E4M3_TILES or BLOCK_M with 4 warps)."""
     import torch
+
+    block_m, num_warps = tiles(out_scale is not None, block_m, num_warps)
 
     tokens, three, heads, d = qkv.shape
     if three != 3 or not head_dim_fits(d):
@@ -158,11 +173,11 @@ def packed_attention(
     dtype = qkv.dtype if out_scale is None else torch.float8_e4m3fn
     out = torch.empty((tokens, heads * d), device=qkv.device, dtype=dtype)
     sequences = cu_seqlens.numel() - 1
-    tiles = triton.cdiv(max_len, block_m)
+    query_tiles = triton.cdiv(max_len, block_m)
     key_tiles = triton.cdiv(max_len, block_n)
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     if tokens and sequences:
-        _packed_attention_kernel[(sequences * tiles, heads)](
+        _packed_attention_kernel[(sequences * query_tiles, heads)](
             qkv,
             out,
             cu_seqlens,
@@ -173,7 +188,7 @@ def packed_attention(
             QUANT=out_scale is not None,
             HEADS=heads,
             D=d,
-            TILES=tiles,
+            TILES=query_tiles,
             KEY_TILES=key_tiles,
             BLOCK_M=block_m,
             BLOCK_N=block_n,
