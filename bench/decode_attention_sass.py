@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
-from sass_reader import loop_mix  # noqa: E402
+from sass_reader import kernel_rows  # noqa: E402
 
 POINTERS = {
     "Q": "*bf16",
@@ -82,21 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     prov = Provenance(None if argv is None else [__file__, *argv])
-    import tempfile
-
     import triton
 
-    rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for tuning in json.loads(args.tunings):
-            kernel = compile_split(tuning, args.capability)
-            row = {
-                "tuning": tuning,
-                "shared_bytes": kernel.metadata.shared,
-                **loop_mix(kernel.asm["cubin"], Path(scratch)),
-            }
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    rows = kernel_rows(json.loads(args.tunings), lambda t: (compile_split(t, args.capability), {}), "tuning")
     result = {"triton": triton.__version__, "target": f"sm_{args.capability}", "shape": SHAPE, "kernels": rows}
     prov.write(result, args.out)
     return result

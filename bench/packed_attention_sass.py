@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
-from sass_reader import loop_mix  # noqa: E402
+from sass_reader import kernel_rows  # noqa: E402
 
 HEADS, D, MAX_LEN = 16, 64, 384
 
@@ -78,26 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     prov = Provenance(None if argv is None else [__file__, *argv])
-    import tempfile
-
     import triton
 
     from subtool.runner.kernels import packed_attention as pa
 
-    rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for tiling in json.loads(args.tilings):
-            kernel = compile_packed(tiling, args.capability, args.dtype, bool(args.quant))
-            block_m, warps = pa.tiles(bool(args.quant), tiling.get("block_m"), tiling.get("num_warps"))
-            row = {
-                "tiling": tiling,
-                "block_m": block_m,
-                "num_warps": warps,
-                "shared_bytes": kernel.metadata.shared,
-                **loop_mix(kernel.asm["cubin"], Path(scratch)),
-            }
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    def compile_one(tiling: dict):
+        block_m, warps = pa.tiles(bool(args.quant), tiling.get("block_m"), tiling.get("num_warps"))
+        kernel = compile_packed(tiling, args.capability, args.dtype, bool(args.quant))
+        return kernel, {"block_m": block_m, "num_warps": warps}
+
+    rows = kernel_rows(json.loads(args.tilings), compile_one, "tiling")
     shape = {"heads": HEADS, "head_dim": D, "max_len": MAX_LEN, "dtype": args.dtype, "e4m3_out": bool(args.quant)}
     result = {"triton": triton.__version__, "target": f"sm_{args.capability}", "shape": shape, "kernels": rows}
     prov.write(result, args.out)

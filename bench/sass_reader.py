@@ -5,9 +5,11 @@ issues and which. Used by bench/decode_attention_sass.py and bench/packed_attent
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 
@@ -33,3 +35,16 @@ def loop_mix(cubin: bytes, scratch: Path) -> dict:
             loops.append({"instructions": len(body), "opcodes": dict(ops.most_common(12))})
     registers = re.search(r"REG:(\d+)", usage)
     return {"registers": int(registers.group(1)) if registers else None, "loops": loops}
+
+
+def kernel_rows(configs: list, compile_one, key: str) -> list[dict]:
+    """One row per config: {key: config, what compile_one adds, shared memory, registers, loops}, each printed as it
+    is read. compile_one(config) gives (the compiled kernel, a dict of what the row should also say)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for config in configs:
+            kernel, extra = compile_one(config)
+            row = {key: config, **extra, "shared_bytes": kernel.metadata.shared}
+            rows.append({**row, **loop_mix(kernel.asm["cubin"], Path(scratch))})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
