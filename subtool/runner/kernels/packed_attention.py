@@ -32,8 +32,8 @@ BLOCK_M = 64
 BLOCK_N = 64
 # queries a tile and warps for an e4m3 output (fp8's path): on one H200, a 16k-token batch of the demo features
 # took 80.4 µs against 88.0 with 64 queries and 4 warps, and the fp8 forward 13.233 ms against 13.515; a bf16
-# output is faster with the 64-query default (77.1 µs against 81.1, bench/results/packed_attention_gpu_h200.json,
-# bert_gpu_h200_forward_tail_masked.json)
+# output is faster with the 64-query default (77.1 µs against 81.1;
+# bench/results/packed_attention_gpu_h200_tail_masked.json, bert_gpu_h200_forward_tail_masked.json)
 E4M3_TILES = (128, 8)
 LOG2E = 1.4426950408889634
 
@@ -176,6 +176,8 @@ def packed_attention(
     query_tiles = triton.cdiv(max_len, block_m)
     key_tiles = triton.cdiv(max_len, block_n)
     scale = 1.0 / math.sqrt(d) if scale is None else scale
+    if not scale > 0:  # the kernel scales each row's maximum, which is the scaled scores' maximum only for scale > 0
+        raise ValueError(f"packed attention needs a positive softmax scale, got {scale}")
     if tokens and sequences:
         _packed_attention_kernel[(sequences * query_tiles, heads)](
             qkv,

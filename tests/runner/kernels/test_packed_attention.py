@@ -50,3 +50,18 @@ assert rel < (0.1 if device == "cpu" else 0.04), rel       # the interpreter's e
 @needs_triton
 def test_packed_attention_matches_softmax_attention_per_sequence():
     run_kernel_check(CHECK)
+
+
+@needs_triton
+def test_a_scale_that_is_not_positive_is_refused_before_any_launch():
+    """The kernel scales each row's maximum instead of every score, which is the same only for a positive scale."""
+    import pytest
+    import torch
+
+    from subtool.runner.kernels.packed_attention import packed_attention
+
+    qkv = torch.zeros(4, 3, 2, 16)
+    cu = torch.tensor([0, 4], dtype=torch.int32)
+    for scale in (0.0, -0.125, float("nan")):
+        with pytest.raises(ValueError, match="positive softmax scale"):
+            packed_attention(qkv, cu, max_len=4, scale=scale)
