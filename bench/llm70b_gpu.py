@@ -440,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="SiLU·up and its e4m3 rows in one Triton kernel (kernels/silu_fp8.py) instead of torch.compile's two",
     )
     ap.add_argument(
+        "--fused-kv-write",
+        action="store_true",
+        help="a step's new keys and values into the cache in one Triton kernel a layer (kernels/kv_write.py)",
+    )
+    ap.add_argument(
         "--decode-tuning",
         default=None,
         help="the Triton decode kernel's tuning: a JSON object or a file holding one (split, block_n, warps, "
@@ -531,6 +536,8 @@ def build_sut(args, config, prompts, targets):
         options["admit_free"] = args.admit_free
     if args.fused_silu:
         options["fused_silu"] = True
+    if args.fused_kv_write:
+        options["fused_kv_write"] = True
     if args.tp_hook:
         options["layer_output"] = one_rank_hook(cuda)
     if fp8:
@@ -600,6 +607,7 @@ def engine_record(engine) -> dict:
         "decode_tuning": engine.decode_tuning or "the kernel's defaults",
         "admit_free": engine.admit_free,
         "fused_silu": engine.fused_silu,
+        "fused_kv_write": engine.fused_kv_write,
         **vars(engine.stats),
     }
 

@@ -54,9 +54,9 @@ from subtool.runner.llm.engine_attention import (
     flash_decode,
     key_bucket,
     piece_mask,
+    store_kv,
 )
 from subtool.runner.llm.engine_layer import (
-    FP8_MAX,
     attention_inputs,
     attention_output,
     compile_default,
@@ -98,6 +98,7 @@ class ContinuousEngine:
         decode_tuning: dict | None = None,
         admit_free: int | None = None,
         fused_silu: bool = False,
+        fused_kv_write: bool = False,
     ):
         """`layer_weights`: the decoder layers' weights already in the engine's form (one dict per layer, as
         `_fuse_layer_weights` builds; projections as `quantized` returns them, fp8 or not as `weights` says), for
@@ -111,7 +112,8 @@ class ContinuousEngine:
         (kernels/decode_attention.py; None: its defaults). `admit_free`: while at least that many prompts wait,
         how many slots must be free before they are admitted (None: an eighth of the slots; fewer keeps more
         slots busy, more keeps prompt chunks larger); fewer waiting prompts (Server's trickle) take any free slot.
-        `fused_silu`: with fp8 weights, SiLU·up and its e4m3 rows in one Triton kernel (kernels/silu_fp8.py)."""
+        `fused_silu`: with fp8 weights, SiLU·up and its e4m3 rows in one Triton kernel (kernels/silu_fp8.py).
+        `fused_kv_write`: on CUDA, a step's new keys and values into the cache in one Triton kernel a layer."""
         check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
@@ -127,6 +129,7 @@ class ContinuousEngine:
             raise ValueError("fp8 weights need a CUDA device")
         self.weights = weights
         self.fused_silu = bool(fused_silu) and weights == "fp8"
+        self.fused_kv_write = bool(fused_kv_write) and self.device.type == "cuda"
         with torch.no_grad():
             fused = layer_weights if layer_weights is not None else self._fuse_layer_weights(fp8=weights == "fp8")
             self.layer_weights = fused
@@ -266,12 +269,6 @@ class ContinuousEngine:
         args = (w["o"], w["post_norm"], self.eps, w["gate_up"], w["down"], self.intermediate, self.fused_silu)
         return fn(x, attended, *args)
 
-    def _stored(self, x):
-        """Keys or values as the cache holds them."""
-        if not self.kv_fp8:
-            return x
-        return x.clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
-
     def _decode_step(self, keys: int, rows: int) -> None:
         """One token for each of the first `rows` slots, attending over the first `keys` positions of each (all of
         each slot's own keys with the Triton kernel or flash attention)."""
@@ -292,8 +289,7 @@ class ContinuousEngine:
             gather = self.page_table[:s, key_pos // page] * page + key_pos % page  # [S, keys]
         for i in range(len(self.layers)):
             q, k, v = self._inputs(self._in_decode, i, x, cos, sin)  # [S, 1, heads|kv, D]
-            self.k_cache[i, at] = self._stored(k[:, 0])
-            self.v_cache[i, at] = self._stored(v[:, 0])
+            store_kv(self.k_cache[i], self.v_cache[i], at, k[:, 0], v[:, 0], self.fused_kv_write)
             if self.triton_attention is not None:
                 pages = (-1, page, self.n_kv, self.head_dim)
                 o = self.triton_attention(
@@ -344,8 +340,7 @@ class ContinuousEngine:
         x = self.embed(ids)[None]  # [1, T, H]
         for i in range(len(self.layers)):
             q, k, v = self._inputs(self._in_prefill, i, x, cos, sin)  # [1, T, heads|kv, D]
-            self.k_cache[i, dev["q_at"]] = self._stored(k[0])
-            self.v_cache[i, dev["q_at"]] = self._stored(v[0])
+            store_kv(self.k_cache[i], self.v_cache[i], dev["q_at"], k[0], v[0], self.fused_kv_write)
             keys, values = self._chunk_keys(i, k[0], v[0], dev)  # [K, kv, D]
             # [T, heads, D]: flash's varlen kernel where it runs, else SDPA piece by piece with explicit masks
             o = chunk_attention(q[0], keys, values, dev, masks, layout, self.scaling, self.chunk_flash)

@@ -1,10 +1,13 @@
-"""Which keys a step's attention reads: the packed layout of a prefill chunk, decode key buckets, and the choice of
-decode attention kernel (Triton split-key, flash varlen or SDPA) for a device and shape."""
+"""Which keys a step's attention reads and how new ones are stored: the packed layout of a prefill chunk, decode key
+buckets, the cache write, and the choice of decode attention kernel (Triton split-key, flash varlen or SDPA) for a
+device and shape."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from subtool.runner.llm.engine_layer import FP8_MAX
 
 
 def chunk_layout(pieces: list[tuple[int, int, int]], max_len: int) -> dict:
@@ -138,3 +141,19 @@ def reads_pages(asked: str, device, dtype, head_dim: int, group: int) -> bool:
         return choose_decode_attention(asked, device, dtype, head_dim, group, paged=True) == "triton"
     except ValueError:
         return False
+
+
+def store_kv(k_cache, v_cache, at, k, v, fused: bool = False) -> None:
+    """New keys and values [rows, kv, D] into one layer's caches [cache rows, kv, D] at cache rows `at`: e4m3 as
+    they are in an fp8 cache (unit scale, saturating at ±448). `fused` (CUDA with Triton): one kernel for both
+    (kernels/kv_write.py) instead of a clamp, a cast and a scatter each, where each row's keys and values are
+    contiguous (the projection's views are; any other layout takes torch's way)."""
+    if fused and len(k) and k[0].is_contiguous() and v[0].is_contiguous():
+        from subtool.runner.kernels.kv_write import write_kv
+
+        write_kv(k, v, k_cache, v_cache, at)
+        return
+    for cache, new in ((k_cache, k), (v_cache, v)):
+        if cache.dtype == torch.float8_e4m3fn:
+            new = new.clamp(-FP8_MAX, FP8_MAX)
+        cache[at] = new.to(cache.dtype)

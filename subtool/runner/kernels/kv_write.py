@@ -1,0 +1,62 @@
+"""A step's new keys and values into one layer's KV cache in one Triton kernel: each row's keys and values, clamped
+to e4m3's range and rounded to it in an fp8 cache, stored at that row's cache row.
+
+Eager torch makes the same store in six kernels a layer (a clamp, a cast and a scatter for each of keys and
+values); in a decode step of Llama-2-70B that is 480 of the step's ~1,400 launches, each a few microseconds of the
+GPU between kernels even inside a CUDA graph. Values round as torch rounds them: the input's value in float32,
+clamped to ±448 (NaN stays NaN), then to the nearest e4m3 (a 16-bit cache: the value as it is).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+FP8_MAX = 448.0
+
+
+@triton.jit
+def _kv_write_kernel(K, V, KC, VC, AT, stride_k, stride_v, WIDTH: tl.constexpr, BLOCK: tl.constexpr, FP8: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    at = tl.load(AT + row).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    inside = cols < WIDTH
+    k = tl.load(K + row * stride_k + cols, mask=inside, other=0.0)
+    v = tl.load(V + row * stride_v + cols, mask=inside, other=0.0)
+    if FP8:
+        nan = tl.PropagateNan.ALL
+        k = tl.minimum(tl.maximum(k.to(tl.float32), -FP8_MAX, propagate_nan=nan), FP8_MAX, propagate_nan=nan)
+        v = tl.minimum(tl.maximum(v.to(tl.float32), -FP8_MAX, propagate_nan=nan), FP8_MAX, propagate_nan=nan)
+    tl.store(KC + at * WIDTH + cols, k.to(KC.dtype.element_ty), mask=inside)
+    tl.store(VC + at * WIDTH + cols, v.to(VC.dtype.element_ty), mask=inside)
+
+
+def write_kv(k, v, k_cache, v_cache, at) -> None:
+    """k, v [rows, kv heads, head_dim] into k_cache, v_cache [cache rows, kv heads, head_dim] at cache rows `at`
+    [rows] (int32 or int64): what `cache[at] = new` stores, e4m3 saturating in an fp8 cache, in one launch."""
+    import torch
+
+    rows = k.shape[0]
+    width = k.shape[1] * k.shape[2]
+    if v.shape != k.shape or k_cache.shape[1:] != k.shape[1:] or v_cache.shape != k_cache.shape:
+        raise ValueError(f"keys {tuple(k.shape)}, values {tuple(v.shape)} do not fit caches {tuple(k_cache.shape)}")
+    if k_cache.dtype != v_cache.dtype or at.shape != (rows,):
+        raise ValueError("the two caches must share a dtype, and `at` must name one cache row a row")
+    if rows and not (k[0].is_contiguous() and v[0].is_contiguous()):
+        raise ValueError("each row's keys and values must be contiguous")
+    if not (k_cache.is_contiguous() and v_cache.is_contiguous()):
+        raise ValueError("the caches must be contiguous")
+    if rows:
+        _kv_write_kernel[(rows,)](
+            k,
+            v,
+            k_cache,
+            v_cache,
+            at,
+            k.stride(0),
+            v.stride(0),
+            WIDTH=width,
+            BLOCK=triton.next_power_of_2(width),
+            FP8=k_cache.dtype == torch.float8_e4m3fn,
+            num_warps=4,
+        )
