@@ -330,7 +330,10 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
         "llm70b_gpu_paged512_4096samples_registers128",
         lambda d: f"{d['ratio_to_published']['trtllm_h200_fp8_128_128']:.2f}×",
     ),
-    ("llm70b_gpu_paged512_4096samples_registers128", lambda d: _fmt(d["offline"]["gpu_telemetry"]["sm_mhz"]["mean"])),
+    *[
+        (stem, lambda d: _fmt(d["offline"]["gpu_telemetry"]["sm_mhz"]["mean"]))
+        for stem in ("llm70b_gpu_paged512_4096samples_registers128", "llm70b_gpu_paged512_4096samples_compact")
+    ],
     ("llm70b_gpu_paged512_4096samples_ordered", lambda d: _fmt(d["offline"]["result"])),
     ("llm70b_gpu_paged512_4096samples_ordered", lambda d: _fmt(d["offline"]["steady_state"]["tokens_per_second"])),
     ("llm70b_gpu_paged512_4096samples_ordered", lambda d: f"{d['ratio_to_published']['trtllm_h200_fp8_128_128']:.2f}×"),
