@@ -19,8 +19,14 @@ def _tool(name: str) -> str:
     return os.path.join(os.path.dirname(nvidia.__file__), "bin", name)
 
 
+def _opcode(text: str) -> str:
+    """An instruction's opcode, its predicate (@P0, @!UP1, …) left off."""
+    return re.sub(r"^@!?U?P\w+\s+", "", text).split()[0]
+
+
 def loop_mix(cubin: bytes, scratch: Path) -> dict:
-    """Registers, and each loop's (backward branch's) instruction count and commonest opcodes, from the SASS."""
+    """Registers, register spills (local-memory loads and stores: the whole kernel's, and each loop's), and each
+    loop's (backward branch's) instruction count and commonest opcodes, from the SASS."""
     path = scratch / "kernel.cubin"
     path.write_bytes(cubin)
     sass = subprocess.run([_tool("cuobjdump"), "-sass", str(path)], capture_output=True, text=True, check=True).stdout
@@ -31,10 +37,17 @@ def loop_mix(cubin: bytes, scratch: Path) -> dict:
         target = re.search(r"BRA (0x[0-9a-f]+)", text)
         if target and int(target.group(1), 16) < at:
             body = [t for a, t in lines if int(target.group(1), 16) <= a <= at]
-            ops = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0] for t in body)
-            loops.append({"instructions": len(body), "opcodes": dict(ops.most_common(12))})
+            ops = collections.Counter(_opcode(t) for t in body)
+            spills = sum(n for op, n in ops.items() if op.split(".")[0] in ("LDL", "STL"))
+            loops.append({"instructions": len(body), "spills": spills, "opcodes": dict(ops.most_common(12))})
     registers = re.search(r"REG:(\d+)", usage)
-    return {"registers": int(registers.group(1)) if registers else None, "loops": loops}
+    every = collections.Counter(_opcode(t).split(".")[0] for _, t in lines)
+    return {
+        "registers": int(registers.group(1)) if registers else None,
+        "spill_loads": every["LDL"],
+        "spill_stores": every["STL"],
+        "loops": loops,
+    }
 
 
 def kernel_rows(configs: list, compile_one, key: str) -> list[dict]:

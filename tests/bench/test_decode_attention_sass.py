@@ -31,7 +31,10 @@ def test_the_loop_of_each_tuning_is_read_from_its_sass(tmp_path):
     assert "F2F.BF16.F16" not in main_loop(half)["opcodes"] and main_loop(bf16)["opcodes"]["F2F.BF16.F16"] > 0
     assert main_loop(bf16)["instructions"] > main_loop(half)["instructions"]
     assert any(key.startswith("HMMA") for key in main_loop(half)["opcodes"])
-    assert rows['{"registers": 96}']["registers"] <= 96 < half["registers"]  # the cap reaches ptxas
+    capped = rows['{"registers": 96}']
+    assert capped["registers"] <= 96 < half["registers"]  # the cap reaches ptxas
+    assert capped["spill_loads"] > 0 and capped["spill_stores"] > 0 and main_loop(capped)["spills"] > 0
+    assert bf16["spill_loads"] == bf16["spill_stores"] == 0  # 128 registers hold the bf16 path whole
     for knob in ('{"v_zeroed": true}', '{"prefetch": true}'):
         changed = rows[knob]
         assert (changed["shared_bytes"], changed["registers"], changed["loops"]) != (
