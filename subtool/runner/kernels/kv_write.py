@@ -16,13 +16,17 @@ FP8_MAX = 448.0
 
 
 @triton.jit
-def _kv_write_kernel(K, V, KC, VC, AT, stride_k, stride_v, WIDTH: tl.constexpr, BLOCK: tl.constexpr, FP8: tl.constexpr):
+def _kv_write_kernel(
+    K, V, KC, VC, AT, stride_k, stride_v, cache_rows, WIDTH: tl.constexpr, BLOCK: tl.constexpr, FP8: tl.constexpr
+):
     row = tl.program_id(0).to(tl.int64)
     at = tl.load(AT + row).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     inside = cols < WIDTH
     k = tl.load(K + row * stride_k + cols, mask=inside, other=0.0)
     v = tl.load(V + row * stride_v + cols, mask=inside, other=0.0)
+    # a row past the cache is not written (torch raises); tensor comparisons, so the interpreter masks with them too
+    inside = inside & (cols * 0 + at >= 0) & (cols * 0 + at < cache_rows)
     if FP8:
         nan = tl.PropagateNan.ALL
         k = tl.minimum(tl.maximum(k.to(tl.float32), -FP8_MAX, propagate_nan=nan), FP8_MAX, propagate_nan=nan)
@@ -33,7 +37,8 @@ def _kv_write_kernel(K, V, KC, VC, AT, stride_k, stride_v, WIDTH: tl.constexpr, 
 
 def write_kv(k, v, k_cache, v_cache, at) -> None:
     """k, v [rows, kv heads, head_dim] into k_cache, v_cache [cache rows, kv heads, head_dim] at cache rows `at`
-    [rows] (int32 or int64): what `cache[at] = new` stores, e4m3 saturating in an fp8 cache, in one launch."""
+    [rows] (int32 or int64): what `cache[at] = new` stores, e4m3 saturating in an fp8 cache, in one launch. A row
+    of `at` outside the cache (torch would raise, a kernel cannot) writes nothing rather than past the cache."""
     import torch
 
     rows = k.shape[0]
@@ -55,6 +60,7 @@ def write_kv(k, v, k_cache, v_cache, at) -> None:
             at,
             k.stride(0),
             v.stride(0),
+            k_cache.shape[0],
             WIDTH=width,
             BLOCK=triton.next_power_of_2(width),
             FP8=k_cache.dtype == torch.float8_e4m3fn,

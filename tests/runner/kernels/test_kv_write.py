@@ -43,6 +43,14 @@ for cache_dtype, new_dtype in ((torch.float8_e4m3fn, torch.bfloat16), (torch.bfl
     if cache_dtype == torch.float8_e4m3fn:
         assert k_cache.float().nan_to_num().abs().max() == 448  # the values past the range, saturated
     print(cache_dtype, new_dtype, "ok")
+# a row outside the cache (the engine's page table never names one) is not written: nothing past the cache, which
+# sits between two guards here, is touched
+guarded = torch.zeros(3 * ROWS, KV, D, device=device)
+k_cache, v_cache = guarded[ROWS:2 * ROWS], torch.zeros(ROWS, KV, D, device=device)
+new = torch.ones(3, KV, D, device=device)
+write_kv(new, new.clone(), k_cache, v_cache, torch.tensor([5, ROWS, -1], device=device))
+assert (guarded[:ROWS] == 0).all() and (guarded[2 * ROWS:] == 0).all(), "written outside the cache"
+assert (k_cache[5] == 1).all() and k_cache.sum() == KV * D and v_cache.sum() == KV * D
 """
 
 
