@@ -87,7 +87,10 @@ def run_session(spec: SessionSpec, console, report=None) -> dict:
             "precision": precision,
             "sut_stats": sut_stats,
             "seeds": seeds,
-            "measurements": workload.measurements(spec.demo, model_path, precision),
+            # what the weights ran in, where the SUT knows better than the precision's name (bert fp8's fallback)
+            "measurements": workload.measurements(
+                spec.demo, model_path, getattr(sut, "weight_data_types", None) or precision
+            ),
             **({"settings": sizer.settings, "sizing": sizer.record()} if sizer is not None else {}),
         }
         if report is not None:

@@ -62,6 +62,13 @@ class BrokenStopSUT(InstantSUT):
         raise RuntimeError("shutdown bug")
 
 
+class MixedWeightsSUT(InstantSUT):
+    """Answers as InstantSUT, and knows its weights ran in two precisions (as bert's fp8 SUT does when some layers
+    fell back to bf16): the system description must say so, not the precision's name."""
+
+    weight_data_types = "fp8, bf16"
+
+
 def _factory_of(cls):
     """bert's backend factory for one of these SUTs: answers as wide as the features."""
 
@@ -72,12 +79,14 @@ def _factory_of(cls):
 
 
 _factory = _factory_of(InstantSUT)
-# bert backends by name: the instant SUT, and three whose shutdown fails (natively, with a finding, with a bug)
+# bert backends by name: the instant SUT, three whose shutdown fails (natively, with a finding, with a bug), and one
+# whose weights ran in two precisions
 BACKENDS = {
     BACKEND: _factory,
     "instant-abort": _factory_of(AbortingSUT),
     "instant-stop-error": _factory_of(FailingStopSUT),
     "instant-stop-bug": _factory_of(BrokenStopSUT),
+    "instant-mixed-weights": _factory_of(MixedWeightsSUT),
 }
 
 

@@ -191,6 +191,17 @@ class Fp8Plan:
         return kept
 
 
+def weight_types(report: dict | None, precision: str) -> str:
+    """What a run at `precision` with this plan's report (None: no plan) ran its products' weights in, as the
+    system description's weight_data_types says it: fp8 where every layer kept it, "fp8, bf16" where some fell back,
+    bf16 where all did (an fp8 run in name only)."""
+    if precision != "fp8" or not report:
+        return precision
+    if not report["fp8_layers"]:
+        return "bf16"
+    return "fp8, bf16" if report["bf16_layers"] else "fp8"
+
+
 def _ranges(xs: list[int]) -> str:
     parts, start = [], None
     for i, x in enumerate(xs):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from subtool.errors import SubtoolError
+from subtool.runner.bert.fp8_plan import weight_types
 from subtool.runner.bert.packed_model import PRECISIONS, PackedBert
 from subtool.runner.bert.packed_plan import (
     Batch,
@@ -362,6 +363,11 @@ class TorchCudaBertSUT:
         lg.QuerySamplesComplete(responses)
 
     # ------------------------------------------------------------------------------------------------
+    @property
+    def weight_data_types(self) -> str:
+        """The system description's weight_data_types: fp8 as planned (bf16 for the layers that fell back)."""
+        return weight_types((self.precision_record or {}).get("fp8_plan"), self.precision)
+
     def stats(self) -> dict:
         return {
             "batches": self.batches,

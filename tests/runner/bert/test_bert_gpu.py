@@ -181,5 +181,8 @@ def test_auto_on_the_gpu_decides_before_the_run_and_reports_why(tiny_checkpoint,
         assert record["why"].startswith(f"precision auto → {sut.precision}: ")
         assert record["why"] in capsys.readouterr().out
         assert record["candidates"][0]["precision"] == "fp32"  # the reference every candidate was scored against
+        plan = record["fp8_plan"]  # the system description's weight types follow the plan, not the name
+        want = sut.precision if plan is None else ("fp8, bf16" if plan["bf16_layers"] else "fp8")
+        assert sut.weight_data_types == want
     finally:
         sut.stop()

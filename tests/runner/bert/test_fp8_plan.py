@@ -260,6 +260,16 @@ def test_explicit_fp8_is_planned_and_reported(proxy):
     choice = precision_choice.prepare(model, data, "fp8", 0.99, "cpu", n_calibration=80)
     assert choice.precision == "fp8" and choice.fp8["f1_ratio"] >= 0.99
     assert choice.line.startswith("precision fp8 (as asked): 2 of 2 layers in fp8; F1 ") and "keeps 99 %" in choice.line
+    assert fp8_plan.weight_types(choice.record()["fp8_plan"], choice.precision) == "fp8"  # what the SUT will report
+
+
+def test_the_system_description_names_what_the_products_ran_in():
+    plan = lambda fp8, bf16: {"fp8_layers": fp8, "bf16_layers": bf16}  # noqa: E731 - a plan report's layer lists
+    assert fp8_plan.weight_types(plan([0, 1], []), "fp8") == "fp8"
+    assert fp8_plan.weight_types(plan([1], [0]), "fp8") == "fp8, bf16"
+    assert fp8_plan.weight_types(plan([], [0, 1]), "fp8") == "bf16"  # fp8 as asked, every layer fell back
+    assert fp8_plan.weight_types(None, "fp8") == "fp8"  # no plan (nothing calibrated): as asked
+    assert fp8_plan.weight_types(None, "bf16") == fp8_plan.weight_types(plan([0], []), "bf16") == "bf16"
 
 
 def test_the_accuracy_target_comes_from_the_catalogue():
