@@ -214,6 +214,18 @@ def test_cuda_fused_silu_fp8_rows_answer_as_torch_quantisation_does():
     assert first >= 20, f"fused SiLU·up rows: first tokens agree on {first} of 24"
 
 
+@cuda
+@pytest.mark.parametrize("kv_cache", ["model", "fp8"])
+def test_cuda_fused_kv_write_answers_as_torch_writes_do(kv_cache):
+    # kernels/kv_write.py in the prefill chunks and inside the decode graphs stores the values torch's clamp, cast
+    # and scatter store, so greedy answers are the same token for token
+    prompts = _prompts(24)
+    options = {"decode_attention": "triton", "kv_cache": kv_cache}
+    _, plain = _cuda_run(prompts, 10, 10, **options)
+    engine, fused = _cuda_run(prompts, 10, 10, fused_kv_write=True, **options)
+    assert engine.fused_kv_write and fused == plain
+
+
 def test_engine_on_a_skeleton_with_given_layer_weights_matches_the_loaded_model():
     """A model whose decoder layers never left the meta device, with the layers' weights handed over in the
     engine's form (how the streaming loader and the 70B bench build it), generates what the whole model does."""
