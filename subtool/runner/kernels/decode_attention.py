@@ -63,6 +63,18 @@ PREFETCH, V_ZEROED = False, False
 REGISTERS = 128
 
 
+def register_cap_supported() -> bool:
+    """Triton's CUDA options take `maxnreg` (3.0 on); where an older one would refuse the keyword at launch, the
+    default cap is left off (it changes speed, not results)."""
+    import dataclasses
+
+    try:
+        from triton.backends.nvidia.compiler import CUDAOptions
+    except ImportError:
+        return False
+    return "maxnreg" in {f.name for f in dataclasses.fields(CUDAOptions)}
+
+
 def default_split(sequences: int, kv_heads: int) -> int:
     """Keys per program: long splits once sequences × kv heads alone make WIDE_PROGRAMS programs."""
     return SPLIT_WIDE if sequences * kv_heads >= WIDE_PROGRAMS else SPLIT_NARROW
@@ -397,7 +409,7 @@ class DecodeAttention:
         self.table_ahead, self.ordered, self.fp8_dots, self.half = table_ahead, ordered, fp8_dots, half
         self.prefetch, self.v_zeroed = prefetch, v_zeroed
         self.launch = {"num_warps": warps} if stages is None else {"num_warps": warps, "num_stages": stages}
-        if registers:
+        if registers and register_cap_supported():
             self.launch["maxnreg"] = registers
         self.splits = self._splits(split or SPLIT_NARROW)  # the most any call uses: the partial buffers hold them
         self.o_part = torch.empty((sequences, heads, self.splits, head_dim), device=device, dtype=torch.float32)

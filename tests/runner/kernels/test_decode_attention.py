@@ -215,3 +215,16 @@ else:
 @needs_triton
 def test_fp8_dots_stay_within_fp8_rounding_of_the_widening_path():
     run_kernel_check(FP8_DOTS)
+
+
+@needs_triton
+def test_registers_are_capped_by_default_and_the_cap_can_be_lifted(monkeypatch):
+    from subtool.runner.kernels import decode_attention as da
+
+    assert da.register_cap_supported()  # the Triton the tests run with takes maxnreg
+    assert da.DecodeAttention(4, 64, 8, 128, 2047, "cpu").launch["maxnreg"] == da.REGISTERS == 128
+    for lifted in (None, 0):
+        assert "maxnreg" not in da.DecodeAttention(4, 64, 8, 128, 2047, "cpu", registers=lifted).launch
+    # a Triton whose launcher would refuse the keyword: the cap is left off rather than the launch failing
+    monkeypatch.setattr(da, "register_cap_supported", lambda: False)
+    assert "maxnreg" not in da.DecodeAttention(4, 64, 8, 128, 2047, "cpu").launch
