@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
-from sass_reader import kernel_rows  # noqa: E402
+from sass_reader import compile_for, kernel_rows  # noqa: E402
 
 POINTERS = {
     "Q": "*bf16",
@@ -47,28 +47,13 @@ SHAPE = {"heads": 64, "kv_heads": 8, "head_dim": 128, "max_len": 2048, "split": 
 def compile_split(tuning: dict, capability: int):
     """The split kernel compiled for sm_<capability> with `tuning` (DecodeAttention's keywords; the rest its
     defaults), its compile-time arguments and options as DecodeAttention launches them."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from subtool.runner.kernels import decode_attention as da
 
     shape = {k: SHAPE[k] for k in ("heads", "kv_heads", "head_dim", "max_len")}
     attention = da.DecodeAttention(1, **shape, device="cpu", split=SHAPE["split"], **tuning)
     splits = attention._splits(SHAPE["split"])
-    block = attention.block_n
-    constants = attention.split_constants(SHAPE["split"], splits, block, SHAPE["page"], fp8_cache=True)
-    fn = da._split_kernel
-    signature, attrs = {}, {}
-    for i, name in enumerate(fn.arg_names):
-        if name in constants:
-            signature[name] = "constexpr"
-        else:
-            signature[name] = POINTERS.get(name, "fp32" if name == "scale" else "i32")
-            if name != "scale":
-                attrs[(i,)] = [["tt.divisibility", 16]]
-    source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
-    return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=attention.launch)
+    constants = attention.split_constants(SHAPE["split"], splits, attention.block_n, SHAPE["page"], fp8_cache=True)
+    return compile_for(da._split_kernel, constants, POINTERS, ("scale",), attention.launch, capability)
 
 
 def build_parser() -> argparse.ArgumentParser:

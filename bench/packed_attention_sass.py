@@ -23,17 +23,15 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
-from sass_reader import kernel_rows  # noqa: E402
+from sass_reader import compile_for, kernel_rows  # noqa: E402
 
 HEADS, D, MAX_LEN = 16, 64, 384
 
 
 def compile_packed(tiling: dict, capability: int, dtype: str = "bf16", quant: bool = True):
-    """The packed attention kernel compiled for sm_<capability> with `tiling` (packed_attention's block_m,
-    block_n, num_warps, num_stages; the rest its defaults)."""
+    """(the packed attention kernel compiled for sm_<capability> with `tiling` (packed_attention's block_m,
+    block_n, num_warps, num_stages; the rest its defaults), the queries a tile and warps it was compiled with)."""
     import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
 
     from subtool.runner.kernels import packed_attention as pa
 
@@ -50,19 +48,11 @@ def compile_packed(tiling: dict, capability: int, dtype: str = "bf16", quant: bo
         "FIXED_TRIPS": False,
     }
     pointers = {"QKV": f"*{dtype}", "O": "*fp8e4nv" if quant else f"*{dtype}", "CU": "*i32"}
-    fn = pa._packed_attention_kernel
-    signature, attrs = {}, {}
-    for i, name in enumerate(fn.arg_names):
-        if name in constants:
-            signature[name] = "constexpr"
-        elif name in ("scale_log2", "inv_out_scale"):
-            signature[name] = "fp32"
-        else:
-            signature[name] = pointers.get(name, "i32")
-            attrs[(i,)] = [["tt.divisibility", 16]]
     options = {"num_warps": warps, "num_stages": tiling.get("num_stages", 3)}
-    source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
-    return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
+    kernel = compile_for(
+        pa._packed_attention_kernel, constants, pointers, ("scale_log2", "inv_out_scale"), options, capability
+    )
+    return kernel, {"block_m": block_m, "num_warps": warps}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,13 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     prov = Provenance(None if argv is None else [__file__, *argv])
     import triton
 
-    from subtool.runner.kernels import packed_attention as pa
-
-    def compile_one(tiling: dict):
-        block_m, warps = pa.tiles(bool(args.quant), tiling.get("block_m"), tiling.get("num_warps"))
-        kernel = compile_packed(tiling, args.capability, args.dtype, bool(args.quant))
-        return kernel, {"block_m": block_m, "num_warps": warps}
-
+    compile_one = lambda tiling: compile_packed(tiling, args.capability, args.dtype, bool(args.quant))  # noqa: E731
     rows = kernel_rows(json.loads(args.tilings), compile_one, "tiling")
     shape = {"heads": HEADS, "head_dim": D, "max_len": MAX_LEN, "dtype": args.dtype, "e4m3_out": bool(args.quant)}
     result = {"triton": triton.__version__, "target": f"sm_{args.capability}", "shape": shape, "kernels": rows}

@@ -1,6 +1,7 @@
 """Reading a kernel's machine code without its GPU: Triton compiles for any target (its wheel ships ptxas and
-cuobjdump), and this reads the cubin's registers and, for each loop (a backward branch), how many instructions it
-issues and which. Used by bench/decode_attention_sass.py and bench/packed_attention_sass.py."""
+cuobjdump), and this compiles a kernel at a signature and reads the cubin's registers, spills and, for each loop (a
+backward branch), how many instructions it issues and which. Used by bench/decode_attention_sass.py and
+bench/packed_attention_sass.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,27 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
+
+
+def compile_for(fn, constants: dict, pointers: dict, floats: tuple, options: dict, capability: int):
+    """`fn` (a @triton.jit kernel) compiled for sm_<capability> at one signature: `constants` its constexprs,
+    `pointers` its pointer arguments' types, `floats` its fp32 scalars and every other argument an i32; pointers
+    and integers carry the divisibility-by-16 hint Triton's launcher gives them."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    signature, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in constants:
+            signature[name] = "constexpr"
+        elif name in floats:
+            signature[name] = "fp32"
+        else:
+            signature[name] = pointers.get(name, "i32")
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
+    return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
 
 
 def _tool(name: str) -> str:
