@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
         "table_ahead": decode_attention.TABLE_AHEAD,
         "ordered": decode_attention.ORDERED,
         "half": decode_attention.HALF,
+        "registers": decode_attention.REGISTERS,
     }
     _, _, reference = time_tuning(default, q, caches, lens, scale, 1, None)
     reference = reference.float()

@@ -56,7 +56,8 @@ HALF = True
 # against half's 235.0, and 270 against 248 without half, decode_attention_gpu_h100_half.json)
 PREFETCH, V_ZEROED = False, False
 # registers (a cap on each thread's, Triton's maxnreg): `half` compiles to 136 at Llama-2-70B's shape, where four
-# 4-warp programs a multiprocessor fit at 128; capped at 128 (a few spilled bytes), a layer took 210.7 µs against
+# 4-warp programs a multiprocessor fit at 128; capped at 128 (5 spill loads and stores among the loop's 705
+# instructions: bench/results/decode_attention_sass_registers.json), a layer took 210.7 µs against
 # 220.7 on one H200 (decode_attention_gpu_h200_registers_sweep.json; 120: 213.4, 112: 220.2) and 209.6 against
 # 221.4 in another run (decode_attention_gpu_h200_registers.json); a llama2-70b LoadGen Offline run of 4,096 samples
 # with it gave 3,063.7 tokens/s against 3,016.5 (llm70b_gpu_paged512_4096samples_registers128.json)
