@@ -25,7 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from benchmeta import Provenance  # noqa: E402
 from sass_reader import compile_for, kernel_rows  # noqa: E402
 
-HEADS, D, MAX_LEN = 16, 64, 384
+from subtool.runner.bert.squad import MAX_SEQ_LENGTH  # noqa: E402
+
+HEADS, D, MAX_LEN = 16, 64, MAX_SEQ_LENGTH
 
 
 def compile_packed(tiling: dict, capability: int, dtype: str = "bf16", quant: bool = True):
