@@ -219,6 +219,27 @@ def apply_fallback(model, fallback) -> None:
     model.layer_ops = [frozenset() if i in fallback else frozenset(FP8_OPS) for i in range(model.shape.layers)]
 
 
+def settings(model) -> dict:
+    """What a plan left in `model` — its static scales, where they came from, the layers it moved to bf16 — as
+    plain data that another copy of the same checkpoint (another Ray worker's) takes with `apply_settings`."""
+    return {
+        "scales": model.static_scales(),
+        "source": model.scale_source,
+        "fallback": [i for i, ops in enumerate(model.layer_ops) if not ops],
+    }
+
+
+def apply_settings(model, plan_settings: dict) -> None:
+    """Make `model` run the fp8 another copy was planned to run (`settings`): the same scales, the same layers in
+    bf16. Settings made for another shape are refused (a mixed pool would answer with two different models)."""
+    scales, fallback = plan_settings["scales"], list(plan_settings["fallback"])
+    layers = model.shape.layers
+    if set(scales) != set(model.static_scales()) or any(not 0 <= i < layers for i in fallback):
+        raise ValueError(f"fp8 settings for another model: {len(scales)} scales, fallback {fallback}, {layers} layers")
+    model.set_static_scales(scales, plan_settings["source"])
+    apply_fallback(model, fallback)
+
+
 def layer_damage(model, features, indices, ref: dict[int, np.ndarray], token_budget: int) -> list[float]:
     """Per layer: the mean squared change of the logits (against fp32's) when that layer alone runs in fp8."""
     saved = list(model.layer_ops)

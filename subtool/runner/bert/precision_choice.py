@@ -270,14 +270,28 @@ def prepare(model_path, data, precision: str, ratio: float, device: str = "cuda"
         return choose(data, build, ratio, **options)
     if precision != "fp8":
         raise ValueError(f"nothing to prepare for precision {precision!r}")
-    calibration, _ = fp8_plan.subsets(data.features, 0, options.get("n_calibration", 200))
-    budget = options.get("token_budget", 16384)
-    reference = build("fp32")
-    ref_logits = fp8_plan.eval_logits(reference, data.features, calibration, budget)
+    return plan_fp8(lambda: build("fp8"), lambda: build("fp32"), data, ratio, **options)
+
+
+def plan_fp8(
+    fp8_model: Callable[[], object],
+    fp32_model: Callable[[], object],
+    data,
+    ratio: float,
+    n_calibration: int = 200,
+    token_budget: int = 16384,
+    max_fallback: int | None = None,
+) -> Choice:
+    """`--precision fp8` as asked: the fp8 model's static scales calibrated and its fallback planned against the
+    fp32 model's answers on the calibration questions. The fp32 model is built, read and dropped before the fp8 one
+    is asked for, so the two never share a GPU's memory (a Ray worker passes the fp8 model it already holds)."""
+    calibration, _ = fp8_plan.subsets(data.features, 0, n_calibration)
+    reference = fp32_model()
+    ref_logits = fp8_plan.eval_logits(reference, data.features, calibration, token_budget)
     del reference
     scored, what, _ = scoring_data(data, ref_logits, calibration)
-    model = build("fp8")
-    plan = fp8_plan.plan(model, scored, calibration, ref_logits, ratio, budget, options.get("max_fallback"))
+    model = fp8_model()
+    plan = fp8_plan.plan(model, scored, calibration, ref_logits, ratio, token_budget, max_fallback)
     line = (
         f"precision fp8 (as asked): {plan.line()}; {what} {plan.f1_fp8:.2f} {plan.keeps()} {100 * ratio:g} % of fp32's "
         f"{plan.f1_fp32:.2f} on the {plan.calibration_questions} calibration questions"

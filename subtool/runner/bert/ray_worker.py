@@ -74,9 +74,36 @@ class PackedEngine:
 
             torch.set_num_threads(threads)
         self.inputs = inputs
+        self.model_path = model_path
+        self.precision = precision
         self.lengths = np.asarray(inputs.seq_lengths, dtype=np.int64)
         self.budget = max(1, int(batch_size)) * MAX_SEQ_LENGTH
         self.model = PackedBert(model_path, device=device, precision=precision)
+
+    def plan_fp8(self, data, ratio: float) -> dict:
+        """Plan this engine's fp8 (static scales calibrated, per-layer fallback: precision_choice.plan_fp8) against
+        `data`'s answers, with an fp32 copy of the checkpoint loaded here for the while. Returns the line that says
+        what was decided, the plan's record, and the settings the other workers take (`apply_fp8`)."""
+        from subtool.runner.bert import fp8_plan
+        from subtool.runner.bert.packed_model import PackedBert
+        from subtool.runner.bert.precision_choice import plan_fp8
+
+        self._need_fp8()
+        dev = self.model.device
+        fp32 = lambda: PackedBert(self.model_path, device=dev, precision="fp32")  # noqa: E731
+        choice = plan_fp8(lambda: self.model, fp32, data, ratio, token_budget=self.budget)
+        return {"line": choice.line, "record": choice.record(), "settings": fp8_plan.settings(self.model)}
+
+    def apply_fp8(self, plan_settings: dict) -> None:
+        """Run the fp8 another worker planned (fp8_plan.apply_settings)."""
+        from subtool.runner.bert import fp8_plan
+
+        self._need_fp8()
+        fp8_plan.apply_settings(self.model, plan_settings)
+
+    def _need_fp8(self) -> None:
+        if self.precision != "fp8":
+            raise ValueError(f"no fp8 plan for a {self.precision} engine")
 
     def infer(self, indices: np.ndarray) -> np.ndarray:
         from subtool.runner.bert.packed_plan import TokenBatcher, pack_inputs
@@ -156,6 +183,20 @@ class BertWorker:
             "subtool": __version__,
             "error": self.error,
         }
+
+    def plan_fp8(self, data, ratio: float) -> dict:
+        """The fp8 plan made on this worker's model (PackedEngine.plan_fp8), for the driver to hand to the others."""
+        return self._engine("plan fp8").plan_fp8(data, ratio)
+
+    def apply_fp8(self, plan_settings: dict) -> None:
+        self._engine("apply an fp8 plan").apply_fp8(plan_settings)
+
+    def _engine(self, what: str):
+        if self.engine is None:
+            raise RuntimeError(f"worker on {self.node} has no model: {self.error}")
+        if not hasattr(self.engine, "plan_fp8"):
+            raise RuntimeError(f"worker on {self.node} runs {type(self.engine).__name__}, which cannot {what}")
+        return self.engine
 
     def infer(self, indices) -> np.ndarray:
         """[n, m, 2] float32 logits of these samples, m the longest of them: positions past m are zero for every

@@ -80,7 +80,11 @@ class RayBertSUT:
         precision: str = "fp32",
         threads: int | None = None,
         gpu_precision: str | None = None,
+        data=None,
+        ratio: float = 0.99,
     ):
+        """`data` (the data set with its answers) lets fp8 on torch-cuda workers be planned once — scales
+        calibrated, per-layer fallback — and handed to every worker, as `--precision fp8` does on one GPU."""
         import mlperf_loadgen as lg
         import ray
 
@@ -98,10 +102,15 @@ class RayBertSUT:
         self._error: str | None = None
         self._owns = connect(cfg)
         self.workers: list[_Worker] = []
+        self.precision_record: dict | None = None
         try:
             self.cfg = cfg = resolve_auto(ray, cfg)
             self.precision = _resolve_precision(cfg.inner_backend, precision, gpu_precision)
             self.workers = self._start_workers(model_path, features, threads)
+            if self.precision == "fp8" and data is not None:
+                planned = plan_fp8_across(ray, [w.handle for w in self.workers], data, ratio, cfg.start_timeout_s)
+                say(planned["line"])
+                self.precision_record = planned["record"]
         except BaseException:
             self._release()
             raise
@@ -261,6 +270,13 @@ class RayBertSUT:
             self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, 0, 0) for qid, _ in items])
 
     # -------------------------------------------------------------------------------------------- end
+    @property
+    def weight_data_types(self) -> str:
+        """The system description's weight_data_types: fp8 as planned (bf16 for the layers that fell back)."""
+        from subtool.runner.bert.fp8_plan import weight_types
+
+        return weight_types((self.precision_record or {}).get("fp8_plan"), self.precision)
+
     def stats(self) -> dict:
         with self._cond:
             return {
@@ -275,6 +291,7 @@ class RayBertSUT:
                 "reissued": self.reissued,
                 "deaths": list(self.deaths),
                 "error": self._error,
+                **({"precision": self.precision_record} if self.precision_record else {}),
             }
 
     def _release(self) -> None:
@@ -289,16 +306,40 @@ class RayBertSUT:
         report_run_end(self.deaths, self.reissued, self._error, self.ledger)
 
 
-def make_ray_sut(model_path, features, config, gpu_precision: str) -> RayBertSUT:
+def make_ray_sut(model_path, features, config, gpu_precision: str, data=None, ratio: float = 0.99) -> RayBertSUT:
     """SUT_BACKENDS factory: SutConfig.extra holds ray_address, workers and inner_backend (default torch-cpu);
-    gpu_precision is what `--precision auto` means on torch-cuda workers."""
+    gpu_precision is what `--precision auto` means on torch-cuda workers; `data` and `ratio` plan fp8 there."""
     require_ray()
     cfg = RayPoolConfig.from_sut_config(config)
     if cfg.inner_backend != AUTO and config.precision != "auto":
         check_precision(cfg.inner_backend, config.precision)  # before any cluster starts
     return RayBertSUT(
-        model_path, features, cfg, precision=config.precision, threads=config.threads, gpu_precision=gpu_precision
+        model_path,
+        features,
+        cfg,
+        precision=config.precision,
+        threads=config.threads,
+        gpu_precision=gpu_precision,
+        data=data,
+        ratio=ratio,
     )
+
+
+def plan_fp8_across(ray, actors: list, data, ratio: float, timeout_s: float) -> dict:
+    """fp8 planned once, on the first worker (its scales calibrated and its fallback chosen against the data set's
+    answers), and the same scales and fallback applied on every other: the pool then answers with one model, the
+    one `--precision fp8` makes on a single GPU. Returns the first worker's line, record and settings."""
+    ref = ray.put(data)
+    try:
+        planned = ray.get(actors[0].plan_fp8.remote(ref, ratio), timeout=timeout_s)
+        ray.get([a.apply_fp8.remote(planned["settings"]) for a in actors[1:]], timeout=timeout_s)
+    except Exception as exc:  # a worker's own error, or Ray's timeout: the run cannot start as asked
+        raise SubtoolError(
+            f"fp8 could not be planned on the Ray workers: {first_line(exc)}",
+            rule="run.ray_worker_setup",
+            hint="run --precision bf16, or --precision fp8 on one GPU (--backend torch-cuda) to see the plan alone",
+        ) from exc
+    return planned
 
 
 def _resolve_precision(inner: str, precision: str, gpu_precision: str | None) -> str:

@@ -230,8 +230,8 @@ class BertWorkload:
                 f"unknown backend {config.backend!r} for {self.spec.name}; choose one of {', '.join(SUT_BACKENDS)}",
                 rule="run.backend",
             )
-        if factory is _torch_cuda_sut:  # auto and fp8 decide from the data set's questions (precision_choice)
-            return _torch_cuda_sut(model_path, data.payload.features, config, data.payload, self.f1_ratio)
+        if factory in (_torch_cuda_sut, _ray_sut):  # auto and fp8 decide from the data set's questions
+            return factory(model_path, data.payload.features, config, data.payload, self.f1_ratio)
         return factory(model_path, data.payload.features, config)
 
     @property
@@ -290,10 +290,10 @@ def _torch_cuda_sut(model_path: Path, features: SquadFeatures, config, data: Ber
     )
 
 
-def _ray_sut(model_path: Path, features: SquadFeatures, config):
+def _ray_sut(model_path: Path, features: SquadFeatures, config, data: BertData | None = None, ratio=0.99):
     from subtool.runner.bert.sut_ray import make_ray_sut
 
-    return make_ray_sut(model_path, features, config, gpu_precision=GPU_PRECISION)
+    return make_ray_sut(model_path, features, config, gpu_precision=GPU_PRECISION, data=data, ratio=ratio)
 
 
 # `--precision auto` on the GPU: fp16, whose torch-cuda path keeps the residual stream in float32 and agrees

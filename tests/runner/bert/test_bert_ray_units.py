@@ -60,6 +60,16 @@ def test_a_worker_that_cannot_load_reports_why_as_data(tmp_path, small_feature_a
         worker.infer([0])
 
 
+def test_only_an_fp8_packed_engine_takes_an_fp8_plan(tiny_checkpoint, small_feature_arrays):
+    inputs = ModelInputs.from_features(small_feature_arrays)
+    padded = BertWorker("torch-cpu", str(tiny_checkpoint), inputs, batch_size=8)
+    with pytest.raises(RuntimeError, match="runs PaddedEngine, which cannot plan fp8"):
+        padded.plan_fp8(None, 0.99)
+    bf16 = BertWorker("torch-cuda", str(tiny_checkpoint), inputs, "bf16", 8, device="cpu")
+    with pytest.raises(ValueError, match="no fp8 plan for a bf16 engine"):
+        bf16.apply_fp8({"scales": {}, "source": "", "fallback": []})
+
+
 def test_cli_refuses_zero_workers_in_one_line(tmp_path):
     res = CliRunner().invoke(app, ["run", "--demo", "--workers", "0", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "--workers must be at least 1" in res.output

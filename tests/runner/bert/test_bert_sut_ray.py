@@ -228,3 +228,51 @@ def test_more_workers_than_the_cluster_holds_is_refused_before_any_starts(
 ):
     with pytest.raises(SubtoolError, match="3 torch-cpu workers need 3 CPU; the Ray cluster has 2 on 1 node"):
         RayBertSUT(tiny_checkpoint, small_feature_arrays, RayPoolConfig(workers=3))
+
+
+# ------------------------------------------------------------------------------------------ fp8 across workers
+def test_fp8_is_planned_once_and_every_worker_answers_with_the_planned_model(
+    ray_cluster, tiny_checkpoint, small_features
+):
+    """Two real Ray actors of the torch-cuda engine (its packed forward on the CPU, e4m3 emulated): the first plans,
+    the second takes its settings; both answer exactly as the one-GPU path's planned model does."""
+    import ray
+
+    from subtool.runner.bert.precision_choice import prepare
+    from subtool.runner.bert.sut_ray import plan_fp8_across
+
+    f = small_features.features
+    args = ("torch-cuda", str(tiny_checkpoint), ModelInputs.from_features(f), "fp8", 8, 1, "cpu")
+    actors = [ray.remote(BertWorker).options(num_cpus=1).remote(*args) for _ in range(2)]
+    try:
+        assert all(info["error"] is None for info in ray.get([a.ready.remote() for a in actors]))
+        indices = list(range(len(f)))
+        before = ray.get(actors[1].infer.remote(indices))
+        planned = plan_fp8_across(ray, actors, small_features, 0.99, timeout_s=120)
+        single = prepare(tiny_checkpoint, small_features, "fp8", 0.99, "cpu", token_budget=8 * 384)
+        assert planned["line"] == single.line and planned["record"]["fp8_plan"] == single.fp8
+        first, second = ray.get([a.infer.remote(indices) for a in actors])
+        assert np.array_equal(first, second) and not np.array_equal(second, before)
+        want = ModelInputs.from_features(f)
+        engine = BertWorker("torch-cuda", str(tiny_checkpoint), want, "fp8", 8, 1, "cpu").engine
+        engine.model = single.model
+        assert np.array_equal(first, engine.infer(np.asarray(indices))[:, : first.shape[1]])
+    finally:
+        for a in actors:
+            ray.kill(a, no_restart=True)
+
+
+def test_a_worker_that_cannot_plan_fp8_stops_the_run_in_one_line(ray_cluster, tiny_checkpoint, small_features):
+    import ray
+
+    from subtool.runner.bert.sut_ray import plan_fp8_across
+
+    f = small_features.features
+    args = ("torch-cuda", str(tiny_checkpoint), ModelInputs.from_features(f), "bf16", 8, 1, "cpu")
+    actor = ray.remote(BertWorker).options(num_cpus=1).remote(*args)
+    try:
+        with pytest.raises(SubtoolError, match="fp8 could not be planned on the Ray workers: .*bf16") as err:
+            plan_fp8_across(ray, [actor], small_features, 0.99, timeout_s=120)
+        assert err.value.rule == "run.ray_worker_setup"
+    finally:
+        ray.kill(actor, no_restart=True)

@@ -263,6 +263,33 @@ def test_explicit_fp8_is_planned_and_reported(proxy):
     assert fp8_plan.weight_types(choice.record()["fp8_plan"], choice.precision) == "fp8"  # what the SUT will report
 
 
+def test_a_plan_carried_to_another_copy_answers_as_the_planned_model_does(proxy):
+    _, model, data = proxy
+    planned = precision_choice.prepare(model, data, "fp8", 0.99, "cpu", n_calibration=80).model
+    planned.layer_ops[1] = frozenset()  # a fallback too, so that the copy must take one
+    settings = fp8_plan.settings(planned)
+    assert settings["fallback"] == [1] and settings["source"] == "calibrated on 80 features"
+    copy = fp8(model)
+    some = list(range(0, len(data.features), 7))
+    want = fp8_plan.eval_logits(planned, data.features, some)
+    assert logit_error(fp8_plan.eval_logits(copy, data.features, some), want) > 0  # unplanned: another model
+    fp8_plan.apply_settings(copy, settings)
+    got = fp8_plan.eval_logits(copy, data.features, some)
+    assert all(np.array_equal(got[i], want[i]) for i in some)
+    assert copy.static_scales() == planned.static_scales() and copy.layer_ops == planned.layer_ops
+
+
+def test_settings_for_another_shape_are_refused(proxy):
+    _, model, _ = proxy
+    copy = fp8(model)
+    settings = fp8_plan.settings(copy)
+    with pytest.raises(ValueError, match="another model"):
+        fp8_plan.apply_settings(copy, {**settings, "fallback": [2]})  # the proxy has layers 0 and 1
+    extra = {**settings["scales"], (2, "o"): 0.1}
+    with pytest.raises(ValueError, match="another model"):
+        fp8_plan.apply_settings(copy, {**settings, "scales": extra})
+
+
 def test_the_system_description_names_what_the_products_ran_in():
     plan = lambda fp8, bf16: {"fp8_layers": fp8, "bf16_layers": bf16}  # noqa: E731 - a plan report's layer lists
     assert fp8_plan.weight_types(plan([0, 1], []), "fp8") == "fp8"
