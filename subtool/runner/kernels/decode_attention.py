@@ -18,6 +18,8 @@ over an fp8 cache by default, see HALF).
 
 from __future__ import annotations
 
+import math
+
 import triton
 import triton.language as tl
 
@@ -36,6 +38,10 @@ BLOCK_N, WARPS, STAGES, TABLE_AHEAD = 64, 4, 3, True
 # of 4,096 samples gave 2,789 tokens/s against 2,733 without (llm70b_gpu_paged512_4096samples_ordered.json)
 ORDERED = True
 SPLIT_NARROW, SPLIT_WIDE, WIDE_PROGRAMS = 256, 1024, 2048
+# the merge's query heads a program (the largest power of two ≤ 8 dividing the heads): at llama2-70b's 512 slots
+# one program a head made 32,768 programs a layer, most with nothing to merge, 22.6 µs of a decode step's layer on
+# one H200 (bench/results/llm70b_gpu_profile512_silu_fused.json, `_merge_kernel`: 1.81 ms over 80 calls)
+MERGE_HEADS = 8
 # fp8_dots (off by default): both products on e4m3 tensor cores, the query rows quantised per row, the softmax
 # weights scaled by P8 before their e4m3 rounding (the largest weight, 1, becomes 256 of e4m3's 448; weights down
 # to ~1e-5 keep a nonzero code). On an H100 at llama2-70b's shape it took 238 µs a layer against 248 for the
@@ -331,32 +337,32 @@ def _merge_kernel(
     stride_out_s,
     stride_out_h,
     HEADS: tl.constexpr,
+    MERGE_HEADS: tl.constexpr,
     D: tl.constexpr,
     SPLITS: tl.constexpr,
     SPLIT: tl.constexpr,
 ):
+    """One program a (sequence, MERGE_HEADS query heads). A sequence within one split (the split kernel finished
+    it) reads and writes nothing past its length; most of a step's programs stop there, so fewer and wider programs
+    than one a head cost the step less."""
     seq = tl.program_id(0).to(tl.int64)
-    head = tl.program_id(1).to(tl.int64)
-    splits = tl.arange(0, SPLITS)
-    dims = tl.arange(0, D)
     length = tl.load(LENS + seq)
-    # the splits that hold keys (the others wrote nothing); none for a sequence within one split, which the split
-    # kernel finished itself: nothing read, nothing written
-    live = (splits * SPLIT < length) & (splits * 0 + length > SPLIT)  # tensor comparisons: interpreter masks too
-    lse = tl.load(LSE_PART + (seq * HEADS + head) * SPLITS + splits, mask=live, other=float("-inf"))
-    top = tl.max(lse, axis=0)
-    w = tl.where(lse > float("-inf"), tl.exp(lse - tl.where(top > float("-inf"), top, 0.0)), 0.0)
-    parts = tl.load(
-        O_PART + seq * stride_os + head * stride_oh + splits[:, None] * stride_osplit + dims[None, :],
-        mask=live[:, None],
-        other=0.0,
-    )
-    out = tl.sum(parts * w[:, None], axis=0) / tl.maximum(tl.sum(w, axis=0), 1e-30)
-    tl.store(
-        OUT + seq * stride_out_s + head * stride_out_h + dims,
-        out.to(OUT.dtype.element_ty),
-        mask=dims * 0 + length > SPLIT,
-    )
+    if length > SPLIT:
+        heads = tl.program_id(1).to(tl.int64) * MERGE_HEADS + tl.arange(0, MERGE_HEADS)
+        splits = tl.arange(0, SPLITS)
+        dims = tl.arange(0, D)
+        # the splits that hold keys (the others wrote nothing); tensor comparisons: interpreter masks too
+        live = (splits[None, :] * SPLIT < length) & (heads[:, None] < HEADS)
+        lse = tl.load(
+            LSE_PART + (seq * HEADS + heads[:, None]) * SPLITS + splits[None, :], mask=live, other=-float("inf")
+        )
+        top = tl.max(lse, axis=1)
+        w = tl.where(lse > -float("inf"), tl.exp(lse - tl.where(top > -float("inf"), top, 0.0)[:, None]), 0.0)
+        at = seq * stride_os + heads[:, None, None] * stride_oh + splits[None, :, None] * stride_osplit
+        parts = tl.load(O_PART + at + dims[None, None, :], mask=live[:, :, None], other=0.0)
+        out = tl.sum(parts * w[:, :, None], axis=1) / tl.maximum(tl.sum(w, axis=1), 1e-30)[:, None]
+        out_at = seq * stride_out_s + heads[:, None] * stride_out_h + dims[None, :]
+        tl.store(OUT + out_at, out.to(OUT.dtype.element_ty), mask=heads[:, None] < HEADS)
 
 
 class DecodeAttention:
@@ -534,7 +540,8 @@ class DecodeAttention:
     def _launch_merge(self, sequences: int, lengths, out, split: int, splits: int) -> None:
         """The splits' partial outputs of each (sequence, head) merged by their log-sum-exps into out."""
         o_part = self.o_part
-        _merge_kernel[(sequences, self.heads)](
+        merge_heads = math.gcd(self.heads, MERGE_HEADS)
+        _merge_kernel[(sequences, self.heads // merge_heads)](
             o_part,
             self.lse_part,
             out,
@@ -545,6 +552,7 @@ class DecodeAttention:
             out.stride(0),
             out.stride(1),
             HEADS=self.heads,
+            MERGE_HEADS=merge_heads,
             D=self.head_dim,
             SPLITS=splits,
             SPLIT=split,

@@ -45,6 +45,34 @@ def test_split_key_decode_attention_matches_softmax_attention():
     run_kernel_check(CHECK)
 
 
+MERGE = r"""
+import math, sys, torch
+from subtool.runner.kernels.decode_attention import DecodeAttention
+device = sys.argv[1]
+dtype = torch.float32 if device == "cpu" else torch.bfloat16
+torch.manual_seed(3)
+S, D, L = 4, 32, 200
+lens = torch.tensor([5, 64, 65, 200], dtype=torch.int32, device=device)
+# heads the merge takes several programs a sequence for (24: three of 8 heads, 12: three of 4), across splits
+for H, KV in ((24, 2), (12, 3)):
+    q = torch.randn(S, H, D, device=device, dtype=dtype)
+    kc = torch.randn(S, L, KV, D, device=device, dtype=dtype)
+    vc = torch.randn(S, L, KV, D, device=device, dtype=dtype)
+    out = DecodeAttention(S, H, KV, D, L, device, split=64, block_n=32)(q, kc, vc, lens, 1 / math.sqrt(D)).float()
+    for s in range(S):
+        n = int(lens[s])
+        for h in range(H):
+            k, v = kc[s, :n, h // (H // KV)].float(), vc[s, :n, h // (H // KV)].float()
+            ref = torch.softmax(q[s, h].float() @ k.T / math.sqrt(D), -1) @ v
+            assert (out[s, h] - ref).abs().max().item() < (1e-4 if device == "cpu" else 3e-2), (H, s, h)
+"""
+
+
+@needs_triton
+def test_the_merge_covers_every_head_when_a_sequence_takes_several_of_its_programs():
+    run_kernel_check(MERGE)
+
+
 PAGED = r"""
 import math, sys, torch
 from subtool.runner.kernels.decode_attention import DecodeAttention
