@@ -441,8 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--fused-kv-write",
-        action="store_true",
-        help="a step's new keys and values into the cache in one Triton kernel a layer (kernels/kv_write.py)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a step's new keys and values into the cache in one Triton kernel a layer (kernels/kv_write.py; the "
+        "engine's default: on beside Triton's decode attention)",
     )
     ap.add_argument(
         "--decode-tuning",
@@ -536,8 +538,8 @@ def build_sut(args, config, prompts, targets):
         options["admit_free"] = args.admit_free
     if args.fused_silu:
         options["fused_silu"] = True
-    if args.fused_kv_write:
-        options["fused_kv_write"] = True
+    if args.fused_kv_write is not None:
+        options["fused_kv_write"] = args.fused_kv_write
     if args.tp_hook:
         options["layer_output"] = one_rank_hook(cuda)
     if fp8:

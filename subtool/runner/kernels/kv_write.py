@@ -12,7 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-FP8_MAX = 448.0
+FP8_MAX = tl.constexpr(448.0)  # a constexpr: the compiler reads no other global
 
 
 @triton.jit
@@ -28,9 +28,8 @@ def _kv_write_kernel(
     # a row past the cache is not written (torch raises); tensor comparisons, so the interpreter masks with them too
     inside = inside & (cols * 0 + at >= 0) & (cols * 0 + at < cache_rows)
     if FP8:
-        nan = tl.PropagateNan.ALL
-        k = tl.minimum(tl.maximum(k.to(tl.float32), -FP8_MAX, propagate_nan=nan), FP8_MAX, propagate_nan=nan)
-        v = tl.minimum(tl.maximum(v.to(tl.float32), -FP8_MAX, propagate_nan=nan), FP8_MAX, propagate_nan=nan)
+        k = tl.clamp(k.to(tl.float32), -FP8_MAX, FP8_MAX, propagate_nan=tl.PropagateNan.ALL)
+        v = tl.clamp(v.to(tl.float32), -FP8_MAX, FP8_MAX, propagate_nan=tl.PropagateNan.ALL)
     tl.store(KC + at * WIDTH + cols, k.to(KC.dtype.element_ty), mask=inside)
     tl.store(VC + at * WIDTH + cols, v.to(VC.dtype.element_ty), mask=inside)
 

@@ -221,9 +221,10 @@ def test_cuda_fused_kv_write_answers_as_torch_writes_do(kv_cache):
     # and scatter store, so greedy answers are the same token for token
     prompts = _prompts(24)
     options = {"decode_attention": "triton", "kv_cache": kv_cache}
-    _, plain = _cuda_run(prompts, 10, 10, **options)
-    engine, fused = _cuda_run(prompts, 10, 10, fused_kv_write=True, **options)
-    assert engine.fused_kv_write and fused == plain
+    torch_writes, plain = _cuda_run(prompts, 10, 10, fused_kv_write=False, **options)
+    engine, fused = _cuda_run(prompts, 10, 10, **options)
+    assert engine.fused_kv_write and not torch_writes.fused_kv_write  # on by default beside Triton's decode
+    assert fused == plain
 
 
 def test_engine_on_a_skeleton_with_given_layer_weights_matches_the_loaded_model():
