@@ -192,6 +192,17 @@ def _full_set_projection(doc: dict, samples: int = 24_576) -> float:
 
 
 FIGURES = [  # (result file, figure the README must quote, computed from the JSON)
+    ("llm70b_gpu_h100_layers40_merge_per_head", lambda d: _merge_ms(d)),
+    ("llm70b_gpu_h100_layers40_merge_grouped_a", lambda d: _merge_ms(d)),
+    ("llm70b_gpu_h100_layers40_merge_per_head", lambda d: f"{d['profile']['decode_step_ms']:.2f} ms"),
+    ("llm70b_gpu_h100_layers40_merge_grouped_a", lambda d: f"{d['profile']['decode_step_ms']:.2f}"),
+    ("llm70b_gpu_h100_layers40_merge_grouped_b", lambda d: f"{d['profile']['decode_step_ms']:.2f}"),
+    ("llm70b_gpu_h100_layers40_kv_fused_a", lambda d: f"{d['profile']['decode_step_ms']:.2f}"),
+    ("llm70b_gpu_h100_layers40_kv_fused_b", lambda d: f"{d['profile']['decode_step_ms']:.2f} ms"),
+    ("llm70b_gpu_h100_layers40_kv_torch_a", lambda d: f"{d['profile']['decode_step_ms']:.2f}"),
+    ("llm70b_gpu_h100_layers40_kv_torch_b", lambda d: f"{d['profile']['decode_step_ms']:.2f} ("),
+    ("llm70b_gpu_h100_layers40_kv_fused_a", lambda d: _fmt(d["profile"]["prefill_chunk_ms"], 1)),
+    ("llm70b_gpu_h100_layers40_kv_torch_a", lambda d: _fmt(d["profile"]["prefill_chunk_ms"], 1)),
     ("silu_fp8_gpu", lambda d: _fmt(next(p for p in d["points"] if p["m"] == 16384)["triton"]["us"], 1)),
     ("silu_fp8_gpu", lambda d: _fmt(next(p for p in d["points"] if p["m"] == 16384)["compiled"]["us"], 1)),
     ("llm70b_gpu_profile512_silu_fused", lambda d: _fmt(d["profile"]["prefill_chunk_ms"], 1)),
@@ -411,6 +422,12 @@ def _fastest_tuning(d: dict, **match) -> dict:
         (t for t in d["tunings"] if all(t.get(k, False) == v for k, v in match.items())),
         key=lambda t: t["us_per_layer"],
     )
+
+
+def _merge_ms(d) -> str:
+    """The decode step's split merge (kernels/decode_attention.py's _merge_kernel), ms a step, from a profile."""
+    (ms,) = [k["ms"] for k in d["profile"]["decode_kernels"] if k["name"] == "_merge_kernel"]
+    return f"{ms:g} ms"
 
 
 def _fastest(d: dict, digits: int = 0, **match) -> str:

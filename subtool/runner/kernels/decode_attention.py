@@ -40,7 +40,9 @@ ORDERED = True
 SPLIT_NARROW, SPLIT_WIDE, WIDE_PROGRAMS = 256, 1024, 2048
 # the merge's query heads a program (the largest power of two ≤ 8 dividing the heads): at llama2-70b's 512 slots
 # one program a head made 32,768 programs a layer, most with nothing to merge, 22.6 µs of a decode step's layer on
-# one H200 (bench/results/llm70b_gpu_profile512_silu_fused.json, `_merge_kernel`: 1.81 ms over 80 calls)
+# one H200 (bench/results/llm70b_gpu_profile512_silu_fused.json, `_merge_kernel`: 1.81 ms over 80 calls); with 8 on
+# one H100 (40 layers, 512 slots) the merge took 0.126 ms a step against 0.92, and the step 34.4-34.6 ms against
+# 35.2 (bench/results/llm70b_gpu_h100_layers40_merge_*.json)
 MERGE_HEADS = 8
 # fp8_dots (off by default): both products on e4m3 tensor cores, the query rows quantised per row, the softmax
 # weights scaled by P8 before their e4m3 rounding (the largest weight, 1, becomes 256 of e4m3's 448; weights down

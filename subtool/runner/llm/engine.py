@@ -116,7 +116,7 @@ class ContinuousEngine:
         `fused_kv_write`: on CUDA, a step's new keys and values into the cache in one Triton kernel a layer (None:
         wherever decode attention is Triton's; on one H100, 40 of llama2-70b's layers at 512 slots, a decode step
         took 33.9 ms against 34.5 and a prefill chunk of 16k tokens 1,043 against 1,048:
-        bench/results/llm70b_gpu_h100_layers40_profile*.json)."""
+        bench/results/llm70b_gpu_h100_layers40_kv_*.json)."""
         check_options(weights, kv_cache, decode_attention)
         self.model = model
         self.generation = generation
