@@ -79,27 +79,47 @@ class PackedEngine:
         self.lengths = np.asarray(inputs.seq_lengths, dtype=np.int64)
         self.budget = max(1, int(batch_size)) * MAX_SEQ_LENGTH
         self.model = PackedBert(model_path, device=device, precision=precision)
+        self.device = self.model.device
 
-    def plan_fp8(self, data, ratio: float) -> dict:
-        """Plan this engine's fp8 (static scales calibrated, per-layer fallback: precision_choice.plan_fp8) against
-        `data`'s answers, with an fp32 copy of the checkpoint loaded here for the while. Returns the line that says
-        what was decided, the plan's record, and the settings the other workers take (`apply_fp8`)."""
+    def decide(self, data, ratio: float, asked: str) -> dict:
+        """`--precision fp8` (planned: scales calibrated, per-layer fallback) or `auto` (chosen from evidence) on this
+        engine's checkpoint against `data`'s answers, as precision_choice does on one GPU; this engine then runs
+        what was decided. Returns the precision, the line that says why, the record, and fp8's settings (None for
+        any other precision) for the other workers to `take`."""
+        from subtool.runner.bert import fp8_plan, precision_choice
+        from subtool.runner.bert.packed_model import PackedBert
+        from subtool.runner.bert.sut_cuda import check_request
+
+        def build(p: str):
+            check_request(p, self.device.type)  # fp8 on a GPU without it: that candidate refused, with the reason
+            return PackedBert(self.model_path, device=self.device, precision=p)
+
+        if asked == "fp8":
+            self._need_fp8()
+            fp32 = lambda: build("fp32")  # noqa: E731
+            choice = precision_choice.plan_fp8(lambda: self.model, fp32, data, ratio, token_budget=self.budget)
+        elif asked == "auto":
+            self.model = None  # its memory for the candidates; the chosen one replaces it
+            choice = precision_choice.choose(data, build, ratio, token_budget=self.budget)
+        else:
+            raise ValueError(f"nothing to decide for precision {asked!r}")
+        self.model, self.precision = choice.model, choice.precision
+        settings = fp8_plan.settings(self.model) if choice.precision == "fp8" else None
+        return {"precision": choice.precision, "line": choice.line, "record": choice.record(), "settings": settings}
+
+    def take(self, precision: str, settings: dict | None) -> None:
+        """Run what another worker decided: the model loaded again in `precision` where that differs from this one's,
+        and fp8's scales and fallback (fp8_plan.apply_settings)."""
         from subtool.runner.bert import fp8_plan
         from subtool.runner.bert.packed_model import PackedBert
-        from subtool.runner.bert.precision_choice import plan_fp8
 
-        self._need_fp8()
-        dev = self.model.device
-        fp32 = lambda: PackedBert(self.model_path, device=dev, precision="fp32")  # noqa: E731
-        choice = plan_fp8(lambda: self.model, fp32, data, ratio, token_budget=self.budget)
-        return {"line": choice.line, "record": choice.record(), "settings": fp8_plan.settings(self.model)}
-
-    def apply_fp8(self, plan_settings: dict) -> None:
-        """Run the fp8 another worker planned (fp8_plan.apply_settings)."""
-        from subtool.runner.bert import fp8_plan
-
-        self._need_fp8()
-        fp8_plan.apply_settings(self.model, plan_settings)
+        if precision != self.precision:
+            self.model = None
+            self.model = PackedBert(self.model_path, device=self.device, precision=precision)
+            self.precision = precision
+        if settings is not None:
+            self._need_fp8()
+            fp8_plan.apply_settings(self.model, settings)
 
     def _need_fp8(self) -> None:
         if self.precision != "fp8":
@@ -184,17 +204,17 @@ class BertWorker:
             "error": self.error,
         }
 
-    def plan_fp8(self, data, ratio: float) -> dict:
-        """The fp8 plan made on this worker's model (PackedEngine.plan_fp8), for the driver to hand to the others."""
-        return self._engine("plan fp8").plan_fp8(data, ratio)
+    def decide(self, data, ratio: float, asked: str) -> dict:
+        """The precision decided on this worker's model (PackedEngine.decide), for the driver to hand to the others."""
+        return self._engine(f"decide --precision {asked}").decide(data, ratio, asked)
 
-    def apply_fp8(self, plan_settings: dict) -> None:
-        self._engine("apply an fp8 plan").apply_fp8(plan_settings)
+    def take(self, precision: str, settings: dict | None) -> None:
+        self._engine(f"take {precision}").take(precision, settings)
 
     def _engine(self, what: str):
         if self.engine is None:
             raise RuntimeError(f"worker on {self.node} has no model: {self.error}")
-        if not hasattr(self.engine, "plan_fp8"):
+        if not hasattr(self.engine, "decide"):
             raise RuntimeError(f"worker on {self.node} runs {type(self.engine).__name__}, which cannot {what}")
         return self.engine
 

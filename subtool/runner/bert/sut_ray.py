@@ -69,8 +69,9 @@ class _Task:
 class RayBertSUT:
     """BERT's LoadGen SUT over a pool of Ray workers (ray_worker.BertWorker).
 
-    precision "auto" means `gpu_precision` on torch-cuda workers and fp32 on torch-cpu ones (the workload says
-    which precision its GPU path prefers; the inner backend is known only once the cluster is joined)."""
+    precision "auto" means fp32 on torch-cpu workers; on torch-cuda ones the workers start in `gpu_precision` (the
+    workload's GPU preference) and, given the data set, take what one of them decides (decide_across). The inner
+    backend is known only once the cluster is joined."""
 
     def __init__(
         self,
@@ -83,8 +84,9 @@ class RayBertSUT:
         data=None,
         ratio: float = 0.99,
     ):
-        """`data` (the data set with its answers) lets fp8 on torch-cuda workers be planned once — scales
-        calibrated, per-layer fallback — and handed to every worker, as `--precision fp8` does on one GPU."""
+        """`data` (the data set with its answers): on torch-cuda workers `auto` is chosen from evidence and fp8
+        planned (scales calibrated, per-layer fallback), once, and handed to every worker, as on one GPU; without
+        it `auto` means `gpu_precision` there and fp8 runs with scales bound from the weights."""
         import mlperf_loadgen as lg
         import ray
 
@@ -107,10 +109,11 @@ class RayBertSUT:
             self.cfg = cfg = resolve_auto(ray, cfg)
             self.precision = _resolve_precision(cfg.inner_backend, precision, gpu_precision)
             self.workers = self._start_workers(model_path, features, threads)
-            if self.precision == "fp8" and data is not None:
-                planned = plan_fp8_across(ray, [w.handle for w in self.workers], data, ratio, cfg.start_timeout_s)
-                say(planned["line"])
-                self.precision_record = planned["record"]
+            if cfg.inner_backend == "torch-cuda" and precision in ("auto", "fp8") and data is not None:
+                handles = [w.handle for w in self.workers]
+                decided = decide_across(ray, handles, precision, data, ratio, cfg.start_timeout_s)
+                say(decided["line"])
+                self.precision, self.precision_record = decided["precision"], decided["record"]
         except BaseException:
             self._release()
             raise
@@ -325,21 +328,22 @@ def make_ray_sut(model_path, features, config, gpu_precision: str, data=None, ra
     )
 
 
-def plan_fp8_across(ray, actors: list, data, ratio: float, timeout_s: float) -> dict:
-    """fp8 planned once, on the first worker (its scales calibrated and its fallback chosen against the data set's
-    answers), and the same scales and fallback applied on every other: the pool then answers with one model, the
-    one `--precision fp8` makes on a single GPU. Returns the first worker's line, record and settings."""
+def decide_across(ray, actors: list, asked: str, data, ratio: float, timeout_s: float) -> dict:
+    """`--precision fp8` planned, or `auto` chosen, once, on the first worker (against the data set's answers, as
+    on one GPU: precision_choice), and what it decided taken by every other — the same precision, and for fp8 the
+    same scales and bf16 layers — so the pool answers with one model. Returns the first worker's precision, line,
+    record and settings."""
     ref = ray.put(data)
     try:
-        planned = ray.get(actors[0].plan_fp8.remote(ref, ratio), timeout=timeout_s)
-        ray.get([a.apply_fp8.remote(planned["settings"]) for a in actors[1:]], timeout=timeout_s)
+        decided = ray.get(actors[0].decide.remote(ref, ratio, asked), timeout=timeout_s)
+        ray.get([a.take.remote(decided["precision"], decided["settings"]) for a in actors[1:]], timeout=timeout_s)
     except Exception as exc:  # a worker's own error, or Ray's timeout: the run cannot start as asked
         raise SubtoolError(
-            f"fp8 could not be planned on the Ray workers: {first_line(exc)}",
+            f"--precision {asked} could not be decided on the Ray workers: {first_line(exc)}",
             rule="run.ray_worker_setup",
-            hint="run --precision bf16, or --precision fp8 on one GPU (--backend torch-cuda) to see the plan alone",
+            hint="name another --precision, or run on one GPU (--backend torch-cuda) to see the decision alone",
         ) from exc
-    return planned
+    return decided
 
 
 def _resolve_precision(inner: str, precision: str, gpu_precision: str | None) -> str:

@@ -201,7 +201,8 @@ class BertWorkload:
     def resolve_precision(self, backend: str, precision: str, model_path: Path | None = None) -> str:
         """auto: fp32 on torch-cpu; on torch-cuda it stays `auto` (after checking the GPU is there) and is decided
         from evidence once the data and weights are loaded (make_sut → bert/precision_choice.py); refuses what the
-        backend cannot run. Ray workers resolve it against the backend they run (sut_ray: GPU_PRECISION)."""
+        backend cannot run. Ray workers resolve it against the backend they run (sut_ray: fp32 on CPU workers; GPU
+        workers start in GPU_PRECISION and take what the first of them decides from evidence)."""
         if backend == "ray":
             return precision
         if precision == "auto" and backend == "torch-cuda":
@@ -296,8 +297,9 @@ def _ray_sut(model_path: Path, features: SquadFeatures, config, data: BertData |
     return make_ray_sut(model_path, features, config, gpu_precision=GPU_PRECISION, data=data, ratio=ratio)
 
 
-# `--precision auto` on the GPU: fp16, whose torch-cuda path keeps the residual stream in float32 and agrees
-# with fp32 answers at F1 99.6 (bf16: 94.8), for 16 % less speed than bf16 (bench/results/bert_gpu_h100.json)
+# the precision GPU workers of the ray backend load before `auto` is decided (and keep where no data set is given):
+# fp16, whose torch-cuda path keeps the residual stream in float32 and agrees with fp32 answers at F1 99.6
+# (bf16: 94.8), for 16 % less speed than bf16 (bench/results/bert_gpu_h100.json)
 GPU_PRECISION = "fp16"
 # backend name → factory(model_path, features, SutConfig); GPU backends register here too
 SUT_BACKENDS = {"torch-cpu": _torch_cpu_sut, "torch-cuda": _torch_cuda_sut, "ray": _ray_sut}

@@ -60,14 +60,25 @@ def test_a_worker_that_cannot_load_reports_why_as_data(tmp_path, small_feature_a
         worker.infer([0])
 
 
-def test_only_an_fp8_packed_engine_takes_an_fp8_plan(tiny_checkpoint, small_feature_arrays):
+def test_a_worker_takes_another_precision_and_fp8_settings_only_on_the_packed_engine(
+    tiny_checkpoint, small_feature_arrays, small_features
+):
+    from subtool.runner.bert import fp8_plan
+    from subtool.runner.bert.packed_model import PackedBert
+
     inputs = ModelInputs.from_features(small_feature_arrays)
     padded = BertWorker("torch-cpu", str(tiny_checkpoint), inputs, batch_size=8)
-    with pytest.raises(RuntimeError, match="runs PaddedEngine, which cannot plan fp8"):
-        padded.plan_fp8(None, 0.99)
-    bf16 = BertWorker("torch-cuda", str(tiny_checkpoint), inputs, "bf16", 8, device="cpu")
+    with pytest.raises(RuntimeError, match="runs PaddedEngine, which cannot decide --precision fp8"):
+        padded.decide(None, 0.99, "fp8")
+    worker = BertWorker("torch-cuda", str(tiny_checkpoint), inputs, "bf16", 8, device="cpu")
     with pytest.raises(ValueError, match="no fp8 plan for a bf16 engine"):
-        bf16.apply_fp8({"scales": {}, "source": "", "fallback": []})
+        worker.take("bf16", {"scales": {}, "source": "", "fallback": []})
+    planned = PackedBert(tiny_checkpoint, device="cpu", precision="fp8")
+    fp8_plan.calibrate(planned, small_features.features, range(0, 45, 3), 8 * 384)
+    fp8_plan.apply_fallback(planned, [1])
+    worker.take("fp8", fp8_plan.settings(planned))  # a bf16 worker loads fp8 and takes the plan
+    assert worker.engine.precision == "fp8" and worker.engine.model.layer_ops == planned.layer_ops
+    assert worker.engine.model.static_scales() == planned.static_scales()
 
 
 def test_cli_refuses_zero_workers_in_one_line(tmp_path):

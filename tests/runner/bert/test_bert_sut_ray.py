@@ -230,49 +230,64 @@ def test_more_workers_than_the_cluster_holds_is_refused_before_any_starts(
         RayBertSUT(tiny_checkpoint, small_feature_arrays, RayPoolConfig(workers=3))
 
 
-# ------------------------------------------------------------------------------------------ fp8 across workers
-def test_fp8_is_planned_once_and_every_worker_answers_with_the_planned_model(
-    ray_cluster, tiny_checkpoint, small_features
+# ------------------------------------------------------------------------------------- precision across workers
+def _cuda_engine_actors(ray, checkpoint, features, precision: str, n: int) -> list:
+    """n real Ray actors of the torch-cuda engine with its packed forward on the CPU (e4m3 emulated)."""
+    args = ("torch-cuda", str(checkpoint), ModelInputs.from_features(features), precision, 8, 1, "cpu")
+    actors = [ray.remote(BertWorker).options(num_cpus=1).remote(*args) for _ in range(n)]
+    assert all(info["error"] is None for info in ray.get([a.ready.remote() for a in actors]))
+    return actors
+
+
+def _the_one_gpu_answers(checkpoint, features, choice) -> np.ndarray:
+    """What the one-GPU path's decided model answers, through the same engine class the workers run."""
+    worker = BertWorker("torch-cuda", str(checkpoint), ModelInputs.from_features(features), "fp32", 8, 1, "cpu")
+    worker.engine.model = choice.model
+    return worker.engine.infer(np.arange(len(features)))
+
+
+@pytest.mark.parametrize("asked", ["fp8", "auto"])
+def test_the_precision_is_decided_once_and_every_worker_answers_with_that_model(
+    ray_cluster, tiny_checkpoint, small_features, asked
 ):
-    """Two real Ray actors of the torch-cuda engine (its packed forward on the CPU, e4m3 emulated): the first plans,
-    the second takes its settings; both answer exactly as the one-GPU path's planned model does."""
+    """The first worker plans fp8 (or chooses auto's precision from evidence), the other takes its decision; both
+    answer exactly as the one-GPU path's decided model does."""
     import ray
 
     from subtool.runner.bert.precision_choice import prepare
-    from subtool.runner.bert.sut_ray import plan_fp8_across
+    from subtool.runner.bert.sut_ray import decide_across
 
     f = small_features.features
-    args = ("torch-cuda", str(tiny_checkpoint), ModelInputs.from_features(f), "fp8", 8, 1, "cpu")
-    actors = [ray.remote(BertWorker).options(num_cpus=1).remote(*args) for _ in range(2)]
+    actors = _cuda_engine_actors(ray, tiny_checkpoint, f, "fp8" if asked == "fp8" else "fp16", 2)
     try:
-        assert all(info["error"] is None for info in ray.get([a.ready.remote() for a in actors]))
         indices = list(range(len(f)))
         before = ray.get(actors[1].infer.remote(indices))
-        planned = plan_fp8_across(ray, actors, small_features, 0.99, timeout_s=120)
-        single = prepare(tiny_checkpoint, small_features, "fp8", 0.99, "cpu", token_budget=8 * 384)
-        assert planned["line"] == single.line and planned["record"]["fp8_plan"] == single.fp8
+        decided = decide_across(ray, actors, asked, small_features, 0.99, timeout_s=120)
+        single = prepare(tiny_checkpoint, small_features, asked, 0.99, "cpu", token_budget=8 * 384)
+        assert decided["precision"] == single.precision and decided["line"] == single.line
+        assert decided["record"] == single.record() and (decided["settings"] is None) == (single.precision != "fp8")
         first, second = ray.get([a.infer.remote(indices) for a in actors])
-        assert np.array_equal(first, second) and not np.array_equal(second, before)
-        want = ModelInputs.from_features(f)
-        engine = BertWorker("torch-cuda", str(tiny_checkpoint), want, "fp8", 8, 1, "cpu").engine
-        engine.model = single.model
-        assert np.array_equal(first, engine.infer(np.asarray(indices))[:, : first.shape[1]])
+        assert np.array_equal(first, second)
+        assert np.array_equal(first, _the_one_gpu_answers(tiny_checkpoint, f, single)[:, : first.shape[1]])
+        # fp8: the settings changed the second worker's model; auto (fp32 here: 40 questions leave none to check a
+        # faster precision on): the second worker left the fp16 it started in
+        assert not np.array_equal(second, before) and (asked == "fp8" or decided["precision"] == "fp32")
     finally:
         for a in actors:
             ray.kill(a, no_restart=True)
 
 
-def test_a_worker_that_cannot_plan_fp8_stops_the_run_in_one_line(ray_cluster, tiny_checkpoint, small_features):
+def test_a_worker_that_cannot_decide_stops_the_run_in_one_line(ray_cluster, tiny_checkpoint, small_features):
     import ray
 
-    from subtool.runner.bert.sut_ray import plan_fp8_across
+    from subtool.runner.bert.sut_ray import decide_across
 
-    f = small_features.features
-    args = ("torch-cuda", str(tiny_checkpoint), ModelInputs.from_features(f), "bf16", 8, 1, "cpu")
-    actor = ray.remote(BertWorker).options(num_cpus=1).remote(*args)
+    (actor,) = _cuda_engine_actors(ray, tiny_checkpoint, small_features.features, "bf16", 1)
     try:
-        with pytest.raises(SubtoolError, match="fp8 could not be planned on the Ray workers: .*bf16") as err:
-            plan_fp8_across(ray, [actor], small_features, 0.99, timeout_s=120)
+        with pytest.raises(
+            SubtoolError, match="--precision fp8 could not be decided on the Ray workers: .*bf16"
+        ) as err:
+            decide_across(ray, [actor], "fp8", small_features, 0.99, timeout_s=120)
         assert err.value.rule == "run.ray_worker_setup"
     finally:
         ray.kill(actor, no_restart=True)
