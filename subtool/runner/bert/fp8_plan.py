@@ -19,10 +19,12 @@ fp8 short of it). The plan's `report` says which layers run in which precision a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from subtool.errors import SubtoolError
 from subtool.runner.bert.f1_judge import judge, mean_f1
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH
 
@@ -115,10 +117,14 @@ def calibrate(model, features, indices, token_budget: int = 16384, margin: float
     from subtool.runner.bert.packed_model import FP8_MAX
 
     seen: dict[tuple[int, str], float] = {}
+    broken: set[tuple[int, str]] = set()  # inputs that held an inf or NaN (max() would drop a NaN: kept apart)
 
     def observe(layer: int, op: str, x) -> None:
         if op in STATIC_OPS:
-            seen[(layer, op)] = max(seen.get((layer, op), 0.0), float(x.detach().abs().amax()))
+            amax = float(x.detach().abs().amax())
+            if not math.isfinite(amax):
+                broken.add((layer, op))
+            seen[(layer, op)] = max(seen.get((layer, op), 0.0), amax if math.isfinite(amax) else 0.0)
 
     saved = list(model.layer_ops)
     model.layer_ops = [frozenset()] * len(saved)
@@ -128,6 +134,14 @@ def calibrate(model, features, indices, token_budget: int = 16384, margin: float
     finally:
         model.observer = None
         model.layer_ops = saved
+    if broken:  # an inf or NaN would set a scale that turns every input of that product into zeros or NaN
+        (layer, op), n = min(broken), len(broken)
+        raise SubtoolError(
+            f"fp8 calibration: layer {layer}'s {'attention output' if op == 'o' else 'GELU output'} is not finite "
+            f"on the {len(indices)} calibration features in bf16 ({n} such input{'s' if n > 1 else ''} in all)",
+            rule="run.fp8_calibration",
+            hint="the checkpoint overflows bf16 there: run --precision fp16 or fp32",
+        )
     scales = {key: max(amax, 1e-6) * margin / FP8_MAX for key, amax in seen.items()}
     model.set_static_scales(scales, f"calibrated on {len(indices)} features")
     return scales

@@ -359,7 +359,11 @@ class PackedBert:
 
     def set_static_scales(self, scales: dict[tuple[int, str], float], source: str) -> None:
         """Replace the static activation scales ((layer, "o") → the attention output's, (layer, "ff2") → GELU's
-        output's; amax / 448) by calibrated ones; the weight scales that take them over follow."""
+        output's; amax / 448) by calibrated ones; the weight scales that take them over follow. A scale that is
+        not a positive finite number is refused before any is set."""
+        bad = {key: scale for key, scale in scales.items() if not (math.isfinite(scale) and scale > 0)}
+        if bad:
+            raise ValueError(f"static activation scales must be positive and finite: {bad}")
         for (i, op), scale in scales.items():
             lin = self.layers[i][op]
             if op == "o":

@@ -175,7 +175,10 @@ def _try(precision: str, chk: _Check, ratio: float, max_fallback):
     except SubtoolError as exc:
         return {"precision": precision, "refused": exc.message}, None, None
     if precision == "fp8":
-        return _try_fp8(model, chk, ratio, max_fallback)
+        try:
+            return _try_fp8(model, chk, ratio, max_fallback)
+        except SubtoolError as exc:  # its calibration saw activations bf16 cannot hold: fp8 refused, with why
+            return {"precision": precision, "refused": exc.message}, None, None
     passes, entry = _judged(model, chk, ratio)
     return _verdict({"precision": precision, **entry}, passes, ratio, model, None)
 

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench" / "bert_pro
 
 from support.once import once_per_session  # noqa: E402
 
+from subtool.errors import SubtoolError  # noqa: E402
 from subtool.runner.bert import fp8_plan, precision_choice  # noqa: E402
 from subtool.runner.bert.packed_model import FP8_MAX, PackedBert  # noqa: E402
 
@@ -394,3 +395,37 @@ def test_the_line_says_how_the_check_grew(sizes, verdict, note):
     assert precision_choice._note(sizes, verdict).startswith(note) and bool(note) == bool(
         precision_choice._note(sizes, verdict)
     )
+
+
+def _overflowing(checkpoint):
+    """The tiny checkpoint in fp8 with one GELU input at +inf in layer 0 (what an activation past bf16's range
+    becomes): its GELU output, and everything after it, is not finite."""
+    model = fp8(checkpoint)
+    model.layers[0]["ff1"]["b"][0] = float("inf")
+    return model
+
+
+def test_calibration_that_sees_non_finite_activations_is_refused_in_one_line(tiny_checkpoint, small_features):
+    model = _overflowing(tiny_checkpoint)
+    before = model.static_scales()
+    with pytest.raises(SubtoolError, match=r"fp8 calibration: layer 0's GELU output is not finite on the 15 ") as err:
+        fp8_plan.calibrate(model, small_features.features, range(0, 45, 3))
+    assert err.value.rule == "run.fp8_calibration" and "--precision fp16" in err.value.hint
+    assert model.static_scales() == before  # nothing set from them
+
+
+def test_auto_refuses_fp8_whose_calibration_overflows_and_says_why(tiny_checkpoint, small_features):
+    def build(p):
+        return _overflowing(tiny_checkpoint) if p == "fp8" else PackedBert(tiny_checkpoint, device="cpu", precision=p)
+
+    choice = precision_choice.choose(small_features, build, 0.99, n_check=20, n_calibration=10, candidates=("fp8",))
+    assert choice.precision == "fp32" and "fp8 refused: fp8 calibration: layer 0's GELU output" in choice.line
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -1.0])
+def test_a_static_scale_that_is_not_positive_and_finite_is_refused(tiny_checkpoint, bad):
+    model = fp8(tiny_checkpoint)
+    scales = model.static_scales()
+    with pytest.raises(ValueError, match="positive and finite"):
+        model.set_static_scales({**scales, (1, "ff2"): bad}, "test")
+    assert model.static_scales() == scales
