@@ -1,0 +1,122 @@
+"""Every Triton kernel compiles for Hopper (sm_90) at the signatures its launches give it, on a machine without a GPU.
+
+The other kernel tests run on the CPU through Triton's interpreter, which runs what the compiler refuses:
+kernels/kv_write.py held a float global and an enum in a variable, passed there, and failed on its first GPU. And
+fp8_gemm.py's persistent loop is compiled-only (the interpreter takes its other branch). Triton's wheel ships
+ptxas, so each kernel here goes to a cubin (bench/sass_reader.compile_for, the SASS tools' compile), at the shapes
+the engines run: llama2-70b's decode and BERT-large's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+if importlib.util.find_spec("triton") is None:
+    pytest.skip("needs Triton", allow_module_level=True)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+
+from sass_reader import compile_for  # noqa: E402
+
+HOPPER = 90
+
+
+def _decode_split(tuning: dict):
+    from decode_attention_sass import compile_split
+
+    return compile_split(tuning, HOPPER)
+
+
+def _decode_merge():
+    from subtool.runner.kernels import decode_attention as da
+
+    constants = {"HEADS": 64, "MERGE_HEADS": da.MERGE_HEADS, "D": 128, "SPLITS": 2, "SPLIT": 1024}
+    pointers = {"O_PART": "*fp32", "LSE_PART": "*fp32", "OUT": "*bf16", "LENS": "*i32"}
+    return compile_for(da._merge_kernel, constants, pointers, (), {"num_warps": 4}, HOPPER)
+
+
+def _kv_write(fp8: bool):
+    from subtool.runner.kernels import kv_write
+
+    cache = "*fp8e4nv" if fp8 else "*bf16"
+    pointers = {"K": "*bf16", "V": "*bf16", "KC": cache, "VC": cache, "AT": "*i64"}
+    constants = {"WIDTH": 1024, "BLOCK": 1024, "FP8": fp8}  # 8 kv heads of 128
+    return compile_for(kv_write._kv_write_kernel, constants, pointers, (), {"num_warps": 4}, HOPPER)
+
+
+def _packed_attention(quant: bool):
+    from packed_attention_sass import compile_packed
+
+    kernel, _ = compile_packed({}, HOPPER, "bf16", quant)
+    return kernel
+
+
+def _fp8_gelu_gemm():
+    from subtool.runner.kernels import fp8_gemm as g
+
+    bm, bn, bk = g.BLOCK_M, g.BLOCK_N, g.BLOCK_K
+    pointers = {
+        "a_desc": f"tensordesc<fp8e4nv[{bm}, {bk}]>",
+        "b_desc": f"tensordesc<fp8e4nv[{bn}, {bk}]>",
+        "c_desc": f"tensordesc<fp8e4nv[{bm}, {bn}]>",
+        "A_SCALE": "*fp32",
+        "B_SCALE": "*fp32",
+        "BIAS": "*bf16",
+    }
+    constants = {"K": 1024, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": g.GROUP_M, "PROGRAMS": 132}
+    options = {"num_warps": g.WARPS, "num_stages": g.STAGES}
+    return compile_for(
+        g._fp8_gelu_gemm_kernel, {**constants, "COMPILED": True}, pointers, ("inv_out_scale",), options, HOPPER
+    )
+
+
+def _add_layernorm(quant: bool, keep32: bool):
+    from subtool.runner.kernels import fused_norm
+
+    pointers = {"X": "*bf16", "R": "*bf16", "BIAS": "*bf16", "W": "*bf16", "B": "*bf16", "Y": "*bf16"}
+    pointers.update(Y32="*fp32", Q="*fp8e4nv", S="*fp32")
+    constants = {"HAS_RES": True, "HAS_BIAS": True, "KEEP32": keep32, "QUANT": quant, "BLOCK": 1024}
+    return compile_for(fused_norm._add_layernorm_kernel, constants, pointers, ("eps",), {"num_warps": 4}, HOPPER)
+
+
+def _rowwise_fp8(gelu: bool):
+    from subtool.runner.kernels import fused_norm
+
+    pointers = {"X": "*bf16", "BIAS": "*bf16", "Q": "*fp8e4nv", "S": "*fp32"}
+    constants = {"HAS_BIAS": True, "GELU": gelu, "BLOCK": 4096}
+    return compile_for(fused_norm._rowwise_fp8_kernel, constants, pointers, (), {"num_warps": 8}, HOPPER)
+
+
+def _silu_fp8(one_pass: bool):
+    from subtool.runner.kernels import silu_fp8
+
+    pointers = {"GU": "*bf16", "Q": "*fp8e4nv", "S": "*fp32"}
+    constants = {"BLOCK": 4096 if one_pass else 1024, "ONE_PASS": one_pass}  # llama2-70b: 28,672 columns
+    return compile_for(silu_fp8._silu_mul_fp8_kernel, constants, pointers, (), {"num_warps": 8}, HOPPER)
+
+
+KERNELS = {
+    "decode split (defaults)": lambda: _decode_split({}),
+    "decode split (bf16 products)": lambda: _decode_split({"half": False}),
+    "decode merge": _decode_merge,
+    "kv write (fp8 cache)": lambda: _kv_write(True),
+    "kv write (bf16 cache)": lambda: _kv_write(False),
+    "packed attention (e4m3 out)": lambda: _packed_attention(True),
+    "packed attention (bf16 out)": lambda: _packed_attention(False),
+    "fp8 GELU GEMM (persistent)": _fp8_gelu_gemm,
+    "add+LayerNorm (e4m3 rows)": lambda: _add_layernorm(True, False),
+    "add+LayerNorm (float32 copy)": lambda: _add_layernorm(False, True),
+    "row-wise e4m3 (GELU)": lambda: _rowwise_fp8(True),
+    "SiLU·up e4m3 (one pass)": lambda: _silu_fp8(True),
+    "SiLU·up e4m3 (two passes)": lambda: _silu_fp8(False),
+}
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_the_kernel_compiles_to_hopper_machine_code(name):
+    kernel = KERNELS[name]()
+    assert kernel.asm["cubin"][:4] == b"\x7fELF"  # ptxas made a cubin
