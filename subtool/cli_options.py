@@ -86,9 +86,9 @@ RUN_OPTIONS: dict[str, object] = {
     "precision": typer.Option(
         "auto",
         help="auto (on torch-cuda: for BERT the fastest precision that a short accuracy check on your checkpoint "
-        "and data passes, said with why; Ray's GPU workers fp16 for BERT, bf16 for the LLMs; fp32 otherwise; Ray "
-        "workers: as on the backend they run), fp32, bf16, fp16, fp8 (BERT: scales calibrated, layers that "
-        "break the accuracy target beyond doubt on the calibration questions in bf16).",
+        "and data passes, said with why, on Ray GPU workers decided by the first and taken by all; bf16 for the "
+        "LLMs' Ray GPU workers; fp32 otherwise), fp32, bf16, fp16, fp8 (BERT: scales calibrated, layers that "
+        "break the accuracy target beyond doubt on the calibration questions in bf16, once for all Ray workers).",
     ),
     "batch_size": typer.Option(
         None, help="Samples per forward pass (default 32; the LLM demos choose their own; torch-cuda: ×384 tokens)."
