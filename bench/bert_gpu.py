@@ -558,6 +558,21 @@ ATTENTION_TILES = (
 )
 
 
+# the fused fp8 GELU product's tiles tried by forward_study: (rows, columns, depth, warps, stages, persistent programs
+# a multiprocessor); the first is its default (kernels/fp8_gemm.py). Compiled for sm_90 on a CPU: 226 registers and
+# 181 KB of shared memory a program at the default, so one program a multiprocessor, and its GELU epilogue (~2,170
+# instructions a thread) overlaps no other program's products; 128x128x128 with 4 warps takes 207 registers and
+# 115 KB, 128x128x64 with 4 warps and 4 stages 209 and 82 KB: two programs a multiprocessor fit
+GELU_GEMM_TILES = (
+    (128, 256, 128, 8, 3, 1),
+    (128, 128, 128, 4, 3, 2),
+    (128, 128, 64, 4, 4, 2),
+    (128, 128, 128, 4, 3, 1),
+    (128, 128, 128, 8, 3, 1),
+    (128, 256, 64, 8, 4, 1),
+)
+
+
 def forward_study(name, m, data, precision, budget, entry, quick, truth=None, truth_answers=None) -> None:
     """Forward-only ceilings, what each implementation choice is worth at the budget (with the answers' F1 against
     fp32 where the fp32 answers are given), and a kernel profile, into `entry`."""
@@ -606,6 +621,10 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
             variant("fp8_attention_output_quantized_row_by_row", "fp8_attention_out", False, accuracy=True)
         if m.fp8_fused_ffn:
             variant("fp8_gelu_quantized_after_the_cublas_product", "fp8_fused_ffn", False, accuracy=True)
+            for bm, bn, bk, warps, stages, per_sm in GELU_GEMM_TILES:
+                tiles = {"block_m": bm, "block_n": bn, "block_k": bk, "num_warps": warps, "num_stages": stages}
+                label = f"gelu_gemm_tiles_{bm}x{bn}x{bk}_{warps}w_{stages}s_{per_sm}persm"
+                variant(label, "gelu_gemm_tiles", {**tiles, "per_sm": per_sm})
         variant("fp8_without_fast_accumulation", "fp8_fast_accum", False, accuracy=True)
         variant("fp8_ffn_only_attention_projections_bf16", "fp8_ops", frozenset({"ff1", "ff2"}), accuracy=True)
     entry["profile"] = kernel_profile(m, data.features, budget)

@@ -216,6 +216,9 @@ class PackedBert:
         # the Triton attention kernel's tiles and launch (packed_attention's block_m, block_n, num_warps,
         # num_stages; empty: its defaults), for bench/bert_gpu.py's variants
         self.attention_tiles: dict = {}
+        # the fused fp8 GELU product's tiles and launch (fp8_gelu_linear's block_m, block_n, block_k, num_warps,
+        # num_stages; empty: its defaults), for the same bench
+        self.gelu_gemm_tiles: dict = {}
         if kernels == "triton" and head_dim_fits(self.shape.head_dim):
             self.attention = "triton"
         else:
@@ -449,7 +452,8 @@ class PackedBert:
         if unit_rows is not None:
             from subtool.runner.kernels.fp8_gemm import fp8_gelu_linear
 
-            return None, fp8_gelu_linear(xq, xs, lin["wq"], lin["ws"], lin["b"], lin["out_scale"]), unit_rows
+            out = fp8_gelu_linear(xq, xs, lin["wq"], lin["ws"], lin["b"], lin["out_scale"], **self.gelu_gemm_tiles)
+            return None, out, unit_rows
         if quantize_out and self.fp8_emulated:
             h = torch.nn.functional.gelu(self._mm(x, lin, xq, xs, bias=False).float() + lin["b"].float())
             return None, *self._rowwise(h)

@@ -159,9 +159,12 @@ def fp8_gelu_linear(
     group_m: int = GROUP_M,
     num_warps: int = WARPS,
     num_stages: int = STAGES,
+    per_sm: int = 1,
 ):
     """e4m3(GELU(x @ W.T + bias) / out_scale) from e4m3 x [M, K] (float32 row scales [M, 1]) and e4m3 W [N, K]
-    (float32 column scales [1, N]); returns the e4m3 [M, N] result. K must be a multiple of 64."""
+    (float32 column scales [1, N]); returns the e4m3 [M, N] result. K must be a multiple of 64. Compiled, it runs
+    `per_sm` persistent programs a multiprocessor (more than one only pays where that many fit: their registers
+    and shared memory)."""
     import torch
 
     m, k = xq.shape
@@ -178,7 +181,8 @@ def fp8_gelu_linear(
     if m:
         compiled = not interpreted()
         tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
-        programs = min(tiles, torch.cuda.get_device_properties(xq.device).multi_processor_count) if compiled else tiles
+        sms = torch.cuda.get_device_properties(xq.device).multi_processor_count if compiled else 0
+        programs = min(tiles, max(1, per_sm) * sms) if compiled else tiles
         _fp8_gelu_gemm_kernel[(programs,)](
             TensorDescriptor.from_tensor(xq, [block_m, block_k]),
             TensorDescriptor.from_tensor(wq, [block_n, block_k]),

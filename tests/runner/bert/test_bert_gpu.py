@@ -165,6 +165,18 @@ def test_fp8_layer_fallback_and_calibrated_scales_run_in_graphs(tiny_checkpoint,
     np.testing.assert_allclose(got, forward(model, f, indices, bucket), rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.skipif(not FP8, reason="needs an fp8 GPU")
+def test_the_fp8_gelu_products_tiles_change_its_speed_not_its_answers(tiny_checkpoint, small_features):
+    # bench/bert_gpu.py's GEMM tile variants: smaller tiles, two persistent programs a multiprocessor
+    f = small_features.features
+    model = PackedBert(tiny_checkpoint, "cuda", "fp8")
+    want = forward(model, f, range(len(f)), 45 * MAX_SEQ_LENGTH)
+    model.gelu_gemm_tiles = {"block_m": 128, "block_n": 128, "block_k": 64, "num_warps": 4, "num_stages": 4}
+    model.gelu_gemm_tiles["per_sm"] = 2
+    got = forward(model, f, range(len(f)), 45 * MAX_SEQ_LENGTH)
+    assert np.isfinite(got).all() and rel(got, want) < 0.02
+
+
 def test_auto_on_the_gpu_decides_before_the_run_and_reports_why(tiny_checkpoint, small_features, capsys):
     from subtool.runner.bert.workload import workload
     from subtool.runner.workload import LoadedData, SutConfig

@@ -55,10 +55,9 @@ def _packed_attention(quant: bool):
     return kernel
 
 
-def _fp8_gelu_gemm():
+def _fp8_gelu_gemm(bm: int, bn: int, bk: int, warps: int, stages: int):
     from subtool.runner.kernels import fp8_gemm as g
 
-    bm, bn, bk = g.BLOCK_M, g.BLOCK_N, g.BLOCK_K
     pointers = {
         "a_desc": f"tensordesc<fp8e4nv[{bm}, {bk}]>",
         "b_desc": f"tensordesc<fp8e4nv[{bn}, {bk}]>",
@@ -68,7 +67,7 @@ def _fp8_gelu_gemm():
         "BIAS": "*bf16",
     }
     constants = {"K": 1024, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": g.GROUP_M, "PROGRAMS": 132}
-    options = {"num_warps": g.WARPS, "num_stages": g.STAGES}
+    options = {"num_warps": warps, "num_stages": stages}
     return compile_for(
         g._fp8_gelu_gemm_kernel, {**constants, "COMPILED": True}, pointers, ("inv_out_scale",), options, HOPPER
     )
@@ -107,13 +106,20 @@ KERNELS = {
     "kv write (bf16 cache)": lambda: _kv_write(False),
     "packed attention (e4m3 out)": lambda: _packed_attention(True),
     "packed attention (bf16 out)": lambda: _packed_attention(False),
-    "fp8 GELU GEMM (persistent)": _fp8_gelu_gemm,
+    "fp8 GELU GEMM (persistent, its defaults)": lambda: _fp8_gelu_gemm(128, 256, 128, 8, 3),
+    "fp8 GELU GEMM (128x128x64, 4 warps, 4 stages)": lambda: _fp8_gelu_gemm(128, 128, 64, 4, 4),
     "add+LayerNorm (e4m3 rows)": lambda: _add_layernorm(True, False),
     "add+LayerNorm (float32 copy)": lambda: _add_layernorm(False, True),
     "row-wise e4m3 (GELU)": lambda: _rowwise_fp8(True),
     "SiLU·up e4m3 (one pass)": lambda: _silu_fp8(True),
     "SiLU·up e4m3 (two passes)": lambda: _silu_fp8(False),
 }
+
+
+def test_the_gemm_defaults_are_what_is_compiled_here():
+    from subtool.runner.kernels import fp8_gemm as g
+
+    assert (g.BLOCK_M, g.BLOCK_N, g.BLOCK_K, g.WARPS, g.STAGES) == (128, 256, 128, 8, 3)
 
 
 @pytest.mark.parametrize("name", list(KERNELS))
