@@ -58,14 +58,17 @@ def test_dataset_help_says_what_each_family_reads():
 
 
 def test_auto_in_the_help_is_what_the_families_pick():
-    """--precision auto on torch-cuda: what each family's resolve_precision returns (bert's refuses without a
-    GPU, so its choice is read from the constant it returns); never 'bf16 for BERT' again."""
+    """--precision auto on torch-cuda: what each family's resolve_precision returns; BERT's is decided from an
+    accuracy check, on one GPU and on Ray's GPU workers alike (the precision those workers start in, GPU_PRECISION,
+    is no choice, so the help must not name it as one); never 'bf16 for BERT' again."""
     pytest.importorskip("numpy")
     from subtool.runner.bert.workload import GPU_PRECISION
     from subtool.runner.llm.workload import workload as llm_workload
 
     text = " ".join(_help(c, "precision") for c in ("run", "all"))
-    assert f"{GPU_PRECISION} for BERT" in text
+    assert "for BERT the fastest precision that a short accuracy check" in text
+    assert "on Ray GPU workers decided by the first and taken by all" in text
+    assert f"{GPU_PRECISION} for BERT" not in text and "bf16 for BERT" not in text
     for name in ("llama3.1-8b", "llama2-70b-99", "gptj-99"):
         assert f"{llm_workload(name).resolve_precision('torch-cuda', 'auto')} for the LLMs" in text
         assert llm_workload(name).resolve_precision("torch-cpu", "auto") == "fp32"  # "fp32 otherwise"
