@@ -132,7 +132,6 @@ class ContinuousEngine:
             raise ValueError("fp8 weights need a CUDA device")
         self.weights = weights
         self.fused_silu = bool(fused_silu) and weights == "fp8"
-        self.fused_kv_write = bool(fused_kv_write) and self.device.type == "cuda"  # (None: decided below)
         with torch.no_grad():
             fused = layer_weights if layer_weights is not None else self._fuse_layer_weights(fp8=weights == "fp8")
             self.layer_weights = fused
@@ -142,8 +141,8 @@ class ContinuousEngine:
             self._out_decode = self._out_prefill = layer_output  # (tensor_parallel.sharded_output)
         self.decode_tuning = dict(decode_tuning or {})
         self._choose_attention(decode_attention, kv_cache, fp8=weights == "fp8", paged=kv_pages is not None)
-        if fused_kv_write is None:
-            self.fused_kv_write = self.decode_attention == "triton" and self.device.type == "cuda"
+        asked = self.decode_attention == "triton" if fused_kv_write is None else bool(fused_kv_write)
+        self.fused_kv_write = asked and self.device.type == "cuda"
         self.pool = PagePool(self.slots, self.max_len, page_tokens, kv_pages)
         self._allocate_state()
 
