@@ -172,13 +172,10 @@ def _try(precision: str, chk: _Check, ratio: float, max_fallback):
     """(evidence entry, the model if it passes else None, its fp8 plan or None)."""
     try:
         model = chk.build(precision)
-    except SubtoolError as exc:
-        return {"precision": precision, "refused": exc.message}, None, None
-    if precision == "fp8":
-        try:
+        if precision == "fp8":
             return _try_fp8(model, chk, ratio, max_fallback)
-        except SubtoolError as exc:  # its calibration saw activations bf16 cannot hold: fp8 refused, with why
-            return {"precision": precision, "refused": exc.message}, None, None
+    except SubtoolError as exc:  # no fp8 on this GPU, or its calibration saw activations bf16 cannot hold
+        return {"precision": precision, "refused": exc.message}, None, None
     passes, entry = _judged(model, chk, ratio)
     return _verdict({"precision": precision, **entry}, passes, ratio, model, None)
 
