@@ -181,8 +181,10 @@ def fp8_gelu_linear(
     if m:
         compiled = not interpreted()
         tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
-        sms = torch.cuda.get_device_properties(xq.device).multi_processor_count if compiled else 0
-        programs = min(tiles, max(1, per_sm) * sms) if compiled else tiles
+        programs = tiles
+        if compiled:
+            sms = torch.cuda.get_device_properties(xq.device).multi_processor_count
+            programs = min(tiles, max(1, per_sm) * sms)
         _fp8_gelu_gemm_kernel[(programs,)](
             TensorDescriptor.from_tensor(xq, [block_m, block_k]),
             TensorDescriptor.from_tensor(wq, [block_n, block_k]),
