@@ -321,6 +321,11 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
         )
     ],
     *[
+        (stem, lambda d, key=key: _fmt(_bert_forward_ms(d, "torch-cuda-fp8", key), 3))
+        for stem in ("bert_gpu_h100_forward_gelu_tiles", "bert_gpu_h100_forward_gelu_tiles_again")
+        for key in ("gelu_gemm_tiles_128x128x128_4w_3s_2persm", "gelu_gemm_tiles_128x256x128_8w_3s_1persm")
+    ],
+    *[
         ("decode_attention_gpu_h200_registers_sweep", lambda d, k=k: _fastest(d, digits=1, **k))
         for k in (
             {"registers": 128},
@@ -394,6 +399,23 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("bert_gpu_proxy_f1_98", lambda d: f"{d['auto']['candidates'][1]['rounds'][0]['margin']:.2f} F1 points"),
     ("bert_gpu_proxy_f1_98", lambda d: f"standard error of {d['auto']['candidates'][1]['rounds'][0]['stderr']:.2f}"),
     ("bert_gpu_proxy_f1_98", lambda d: f"grew to {_fmt(d['auto']['candidates'][1]['questions'])} questions"),
+    ("bert_proxy_train_h100", lambda d: _fmt(d["fp32_dev"]["f1"], 2)),
+    ("bert_proxy_train_h100", lambda d: _fmt(d["steps"])),
+    ("bert_gpu_proxy_h100", lambda d: _fmt(d["fp32"]["f1"], 2)),
+    (
+        "bert_gpu_proxy_h100",
+        lambda d: f"{_fmt(_run(d, 'torch-cuda-fp8')['f1'], 2)} = {_run(d, 'torch-cuda-fp8')['f1_ratio']:.4f}",
+    ),
+    *[
+        ("bert_gpu_proxy_h100", lambda d, p=p: _fmt(_run(d, p)["f1"], 2))
+        for p in ("torch-cuda-bf16", "transformers-bf16")
+    ],
+    *[
+        ("bert_gpu_proxy_h100", lambda d, p=p: _fmt(_run(d, p)["offline_samples_per_s"]))
+        for p in ("transformers-bf16", "reference-fp32-bs1-pad384")
+    ],
+    ("bert_gpu_proxy_h100", lambda d: f"{100 * d['auto']['candidates'][1]['ratio']:.2f} %"),
+    ("bert_gpu_proxy_h100", lambda d: _fmt(d["auto"]["fp8_plan"]["search"][0]["f1"], 2)),
     ("bert_proxy_cli_h200", lambda d: _fmt(d["runs"][0]["offline_samples_per_s"])),
     ("bert_proxy_cli_h200", lambda d: f"F1 {d['runs'][0]['accuracy_txt']['f1']:.2f} = {d['runs'][0]['f1_ratio']:.4f}"),
     ("bert_proxy_cli_h200", lambda d: _fmt(d["runs"][3]["server_qps"])),

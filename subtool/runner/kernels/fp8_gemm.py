@@ -24,11 +24,15 @@ from subtool.runner.kernels.fp8_scale import gelu_output_bound, linear_output_bo
 
 FP8_MAX = 448.0
 # The fastest of 24 variants probed for 16k x 1024 x 4096 on an H200 (tilings, persistent or not, GELU form,
-# store): persistent programs, one per SM, walking the tiles (flattened, so the next tile's loads overlap this
-# one's epilogue), GELU through the tanh.approx instruction, and the e4m3 tile stored by TMA: 135.5 us, against
-# 162 us for the best one-tile-per-program tiling with the sigmoid GELU this replaced. Tiles arrive by TMA (Hopper;
-# Triton's interpreter emulates it), so the model uses this kernel on compute capability 9.0 and later only.
-BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, WARPS, STAGES = 128, 256, 128, 8, 8, 3
+# store): persistent programs walking the tiles (flattened, so the next tile's loads overlap this one's epilogue),
+# GELU through the tanh.approx instruction, and the e4m3 tile stored by TMA: 135.5 us, against 162 us for the best
+# one-tile-per-program tiling with the sigmoid GELU this replaced. Those variants ran one program a multiprocessor,
+# at 128 x 256 tiles and 8 warps (226 registers a thread, 181 KB of shared memory: one fits). At 128 x 128 tiles
+# and 4 warps (207 registers, 115 KB) two fit, and one's epilogue overlaps the other's products: the whole fp8
+# forward of a 16k-token BERT batch took 13.376 and 13.456 ms against 13.618 and 13.708 ms in two H100 runs
+# (bench/results/bert_gpu_h100_forward_gelu_tiles*.json). Tiles arrive by TMA (Hopper; Triton's interpreter
+# emulates it), so the model uses this kernel on compute capability 9.0 and later only.
+BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, WARPS, STAGES, PER_SM = 128, 128, 128, 8, 4, 3, 2
 
 
 @triton.jit
@@ -159,7 +163,7 @@ def fp8_gelu_linear(
     group_m: int = GROUP_M,
     num_warps: int = WARPS,
     num_stages: int = STAGES,
-    per_sm: int = 1,
+    per_sm: int = PER_SM,
 ):
     """e4m3(GELU(x @ W.T + bias) / out_scale) from e4m3 x [M, K] (float32 row scales [M, 1]) and e4m3 W [N, K]
     (float32 column scales [1, N]); returns the e4m3 [M, N] result. K must be a multiple of 64. Compiled, it runs

@@ -123,3 +123,17 @@ KERNELS = {
 def test_the_kernel_compiles_to_hopper_machine_code(name):
     kernel = KERNELS[name]()
     assert kernel.asm["cubin"][:4] == b"\x7fELF"  # ptxas made a cubin
+
+
+def test_the_gelu_products_default_tiles_fit_as_many_programs_a_multiprocessor_as_it_launches(tmp_path):
+    """fp8_gelu_linear launches PER_SM persistent programs a multiprocessor; past what fits (Hopper: 64K registers
+    and 227 KB of shared memory a multiprocessor), the extra ones only queue."""
+    from sass_reader import loop_mix
+
+    from subtool.runner.kernels import fp8_gemm as g
+
+    kernel = _fp8_gelu_gemm()
+    registers = loop_mix(kernel.asm["cubin"], tmp_path)["registers"]
+    threads = 32 * g.WARPS
+    assert registers * threads * g.PER_SM <= 65536, (registers, threads, g.PER_SM)
+    assert kernel.metadata.shared * g.PER_SM <= 227 * 1024, (kernel.metadata.shared, g.PER_SM)
