@@ -559,17 +559,21 @@ ATTENTION_TILES = (
 
 
 # the fused fp8 GELU product's tiles tried by forward_study: (rows, columns, depth, warps, stages, persistent programs
-# a multiprocessor); the first is its default (kernels/fp8_gemm.py). Compiled for sm_90 on a CPU: 226 registers and
-# 181 KB of shared memory a program at the default, so one program a multiprocessor, and its GELU epilogue (~2,170
-# instructions a thread) overlaps no other program's products; 128x128x128 with 4 warps takes 207 registers and
-# 115 KB, 128x128x64 with 4 warps and 4 stages 209 and 82 KB: two programs a multiprocessor fit
+# a multiprocessor). Compiled for sm_90 on a CPU: 128x256x128 with 8 warps (the default until two H100 runs,
+# bench/results/bert_gpu_h100_forward_gelu_tiles*.json) takes 226 registers and 181 KB of shared memory a program, so
+# one program a multiprocessor, and its GELU epilogue (~2,170 instructions a thread) overlaps no other program's
+# products; 128x128x128 with 4 warps (the default now) takes 207 registers and 115 KB, 128x128x64 with 4 warps and 4
+# stages 209 and 82 KB, 64x256x128 with 4 warps and 2 stages 234 and 99 KB, 128x128x128 with 2 stages 206 and 82 KB:
+# two programs a multiprocessor fit. 8 warps at 128x128 take 166 registers: one fits.
 GELU_GEMM_TILES = (
-    (128, 256, 128, 8, 3, 1),
     (128, 128, 128, 4, 3, 2),
+    (128, 256, 128, 8, 3, 1),
     (128, 128, 64, 4, 4, 2),
     (128, 128, 128, 4, 3, 1),
     (128, 128, 128, 8, 3, 1),
     (128, 256, 64, 8, 4, 1),
+    (64, 256, 128, 4, 2, 2),
+    (128, 128, 128, 4, 2, 2),
 )
 
 

@@ -111,6 +111,8 @@ KERNELS = {
     "packed attention (bf16 out)": lambda: _packed_attention(False),
     "fp8 GELU GEMM (persistent, its defaults)": _fp8_gelu_gemm,
     "fp8 GELU GEMM (128x128x64, 4 warps, 4 stages)": lambda: _fp8_gelu_gemm(128, 128, 64, 4, 4),
+    "fp8 GELU GEMM (128x256x128, 8 warps, 3 stages)": lambda: _fp8_gelu_gemm(128, 256, 128, 8, 3),
+    "fp8 GELU GEMM (64x256x128, 4 warps, 2 stages)": lambda: _fp8_gelu_gemm(64, 256, 128, 4, 2),
     "add+LayerNorm (e4m3 rows)": lambda: _add_layernorm(True, False),
     "add+LayerNorm (float32 copy)": lambda: _add_layernorm(False, True),
     "row-wise e4m3 (GELU)": lambda: _rowwise_fp8(True),
