@@ -322,8 +322,19 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ],
     *[
         (stem, lambda d, key=key: _fmt(_bert_forward_ms(d, "torch-cuda-fp8", key), 3))
-        for stem in ("bert_gpu_h100_forward_gelu_tiles", "bert_gpu_h100_forward_gelu_tiles_again")
+        for stem in (
+            "bert_gpu_h100_forward_gelu_tiles",
+            "bert_gpu_h100_forward_gelu_tiles_again",
+            "bert_gpu_h100_forward_gelu_tiles_2persm",
+        )
         for key in ("gelu_gemm_tiles_128x128x128_4w_3s_2persm", "gelu_gemm_tiles_128x256x128_8w_3s_1persm")
+    ],
+    *[
+        (
+            "bert_gpu_h100_forward_gelu_tiles_2persm",
+            lambda d, key=key: _fmt(_bert_forward_ms(d, "torch-cuda-fp8", key), 3),
+        )
+        for key in ("gelu_gemm_tiles_64x256x128_4w_2s_2persm", "gelu_gemm_tiles_128x128x128_4w_2s_2persm")
     ],
     *[
         ("decode_attention_gpu_h200_registers_sweep", lambda d, k=k: _fastest(d, digits=1, **k))
