@@ -559,7 +559,8 @@ ATTENTION_TILES = (
 
 
 # the fused fp8 GELU product's tiles tried by forward_study: (rows, columns, depth, warps, stages, persistent programs
-# a multiprocessor). Compiled for sm_90 on a CPU: 128x256x128 with 8 warps (the default until three H100 runs,
+# a multiprocessor). Compiled for sm_90 on a CPU, with the epilogue as it was before its rewrite (bench/fp8_gemm_sass.py
+# gives today's counts): 128x256x128 with 8 warps (the default until three H100 runs,
 # bench/results/bert_gpu_h100_forward_gelu_tiles*.json) takes 226 registers and 181 KB of shared memory a program, so
 # one program a multiprocessor, and its GELU epilogue (~2,170 instructions a thread) overlaps no other program's
 # products; 128x128x128 with 4 warps (the default now) takes 207 registers and 115 KB, 128x128x64 with 4 warps and 4

@@ -337,6 +337,14 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
         for key in ("gelu_gemm_tiles_64x256x128_4w_2s_2persm", "gelu_gemm_tiles_128x128x128_4w_2s_2persm")
     ],
     *[
+        (stem, lambda d: f"{d['kernels'][0]['loops'][0]['instructions']:,} instructions")
+        for stem in ("fp8_gemm_sass", "fp8_gemm_sass_clamped")
+    ],
+    *[
+        (stem, lambda d: f"{d['kernels'][0]['registers']} registers")
+        for stem in ("fp8_gemm_sass", "fp8_gemm_sass_clamped")
+    ],
+    *[
         ("decode_attention_gpu_h200_registers_sweep", lambda d, k=k: _fastest(d, digits=1, **k))
         for k in (
             {"registers": 128},

@@ -57,23 +57,10 @@ def _packed_attention(quant: bool):
 
 def _fp8_gelu_gemm(bm: int | None = None, bn: int | None = None, bk: int | None = None, warps=None, stages=None):
     """The persistent fp8 GELU product at these tiles (None: its defaults)."""
-    from subtool.runner.kernels import fp8_gemm as g
+    from fp8_gemm_sass import compile_gelu_gemm
 
-    bm, bn, bk = bm or g.BLOCK_M, bn or g.BLOCK_N, bk or g.BLOCK_K
-    warps, stages = warps or g.WARPS, stages or g.STAGES
-    pointers = {
-        "a_desc": f"tensordesc<fp8e4nv[{bm}, {bk}]>",
-        "b_desc": f"tensordesc<fp8e4nv[{bn}, {bk}]>",
-        "c_desc": f"tensordesc<fp8e4nv[{bm}, {bn}]>",
-        "A_SCALE": "*fp32",
-        "B_SCALE": "*fp32",
-        "BIAS": "*bf16",
-    }
-    constants = {"K": 1024, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": g.GROUP_M, "PROGRAMS": 132}
-    options = {"num_warps": warps, "num_stages": stages}
-    return compile_for(
-        g._fp8_gelu_gemm_kernel, {**constants, "COMPILED": True}, pointers, ("inv_out_scale",), options, HOPPER
-    )
+    given = {"block_m": bm, "block_n": bn, "block_k": bk, "num_warps": warps, "num_stages": stages}
+    return compile_gelu_gemm({k: v for k, v in given.items() if v is not None}, HOPPER)[0]
 
 
 def _add_layernorm(quant: bool, keep32: bool):
