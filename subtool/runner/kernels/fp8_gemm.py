@@ -28,10 +28,10 @@ FP8_MAX = 448.0
 # GELU through the tanh.approx instruction, and the e4m3 tile stored by TMA: 135.5 us, against 162 us for the best
 # one-tile-per-program tiling with the sigmoid GELU this replaced. Those variants ran one program a multiprocessor,
 # at 128 x 256 tiles and 8 warps (226 registers a thread, 181 KB of shared memory: one fits). At 128 x 128 tiles
-# and 4 warps (233 registers with the epilogue below, 115 KB) two fit, and one's epilogue overlaps the other's products: the whole fp8
-# forward of a 16k-token BERT batch took 13.376, 13.456 and 13.392 ms against 13.618, 13.708 and 13.535 ms in three
-# H100 runs (bench/results/bert_gpu_h100_forward_gelu_tiles*.json). Tiles arrive by TMA (Hopper; Triton's
-# interpreter emulates it), so the model uses this kernel on compute capability 9.0 and later only.
+# and 4 warps (207 registers, 233 with the epilogue below; 115 KB) two fit, and one's epilogue overlaps the other's
+# products: the whole fp8 forward of a 16k-token BERT batch took 13.376, 13.456 and 13.392 ms against 13.618,
+# 13.708 and 13.535 ms in three H100 runs (bench/results/bert_gpu_h100_forward_gelu_tiles*.json). Tiles arrive by
+# TMA (Hopper; Triton's interpreter emulates it), so the model uses this kernel on compute capability 9.0 and later.
 BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, WARPS, STAGES, PER_SM = 128, 128, 128, 8, 4, 3, 2
 
 

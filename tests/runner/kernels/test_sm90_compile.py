@@ -122,7 +122,7 @@ def test_the_gelu_products_default_tiles_fit_as_many_programs_a_multiprocessor_a
     from subtool.runner.kernels import fp8_gemm as g
 
     kernel = _fp8_gelu_gemm()
-    registers = loop_mix(kernel.asm["cubin"], tmp_path)["registers"]
+    registers = -(-loop_mix(kernel.asm["cubin"], tmp_path)["registers"] // 8) * 8  # allocated 8 a thread at a time
     threads = 32 * g.WARPS
     assert registers * threads * g.PER_SM <= 65536, (registers, threads, g.PER_SM)
     assert kernel.metadata.shared * g.PER_SM <= 227 * 1024, (kernel.metadata.shared, g.PER_SM)
