@@ -48,15 +48,7 @@ def fetch(
     console = _console()
     try:
         kinds = _kinds(dataset_only, model_only)
-        if plan and from_dir is not None:
-            raise SubtoolError("--plan and --from do not go together", rule="cli.usage")
-        if from_dir is not None and json_file is not None and json_file.resolve().is_relative_to(from_dir.resolve()):
-            raise SubtoolError(
-                "--json would write into --from's folder, over the plan or files it installs from",
-                path=json_file,
-                rule="cli.usage",
-                hint="write the record elsewhere, e.g. --json fetched.json",
-            )
+        _refuse_clashes(plan, from_dir, json_file)
         if plan:
             record = api.plan(model, kinds=kinds, mirror=mirror)
             _print_plan(console, record)
@@ -77,6 +69,19 @@ def fetch(
             atomic_write_json(json_file, result.to_dict())
     except SubtoolError as err:
         _fail(err)
+
+
+def _refuse_clashes(plan: bool, from_dir: Path | None, json_file: Path | None) -> None:
+    """Options that cannot go together: --plan with --from, and a --json record inside --from's folder."""
+    if plan and from_dir is not None:
+        raise SubtoolError("--plan and --from do not go together", rule="cli.usage")
+    if from_dir is not None and json_file is not None and json_file.resolve().is_relative_to(from_dir.resolve()):
+        raise SubtoolError(
+            "--json would write into --from's folder, over the plan or files it installs from",
+            path=json_file,
+            rule="cli.usage",
+            hint="write the record elsewhere, e.g. --json fetched.json",
+        )
 
 
 def _say_not_served(console, model: str, kinds: tuple[str, ...]) -> None:

@@ -377,20 +377,7 @@ def import_loose(
     perf_dir: Path, acc_dir: Path | None, *, model: str | None, scenario: str | None, compliance: list[str]
 ) -> ImportedResult:
     """`--perf DIR --acc DIR [--compliance TEST01=DIR] --model M [--scenario S]`."""
-    if not model:
-        raise SubtoolError(
-            "loose logs need --model (LoadGen logs do not name the benchmark)",
-            rule="cli.usage",
-            hint="e.g. --model bert-99 (or --model my-bert=bert-99 in the open division)",
-        )
-    if acc_dir is None:
-        raise SubtoolError("--perf needs --acc: the official tree needs the accuracy run too", rule="cli.usage")
-    perf_dir = _require_dir(
-        Path(perf_dir), "--perf directory", "give the directory LoadGen wrote the PerformanceOnly logs to"
-    )
-    acc_dir = _require_dir(
-        Path(acc_dir), "--acc directory", "give the directory LoadGen wrote the AccuracyOnly logs to"
-    )
+    perf_dir, acc_dir = _loose_dirs(perf_dir, acc_dir, model)
     custom, official = split_model(model)
     bench = require_benchmark(official)
     perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
@@ -434,6 +421,23 @@ def import_loose(
         run_style=str((run or {}).get("run_style") or _run_style(perf)),
         notes=notes,
     )
+
+
+def _loose_dirs(perf_dir: Path, acc_dir: Path | None, model: str | None) -> tuple[Path, Path]:
+    """The two log directories of loose logs, once --model is given and both exist as directories."""
+    if not model:
+        raise SubtoolError(
+            "loose logs need --model (LoadGen logs do not name the benchmark)",
+            rule="cli.usage",
+            hint="e.g. --model bert-99 (or --model my-bert=bert-99 in the open division)",
+        )
+    if acc_dir is None:
+        raise SubtoolError("--perf needs --acc: the official tree needs the accuracy run too", rule="cli.usage")
+    perf = _require_dir(
+        Path(perf_dir), "--perf directory", "give the directory LoadGen wrote the PerformanceOnly logs to"
+    )
+    acc = _require_dir(Path(acc_dir), "--acc directory", "give the directory LoadGen wrote the AccuracyOnly logs to")
+    return perf, acc
 
 
 def _enclosing_run(perf_dir: Path, acc_dir: Path) -> dict | None:
