@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
-from sass_reader import compile_for, kernel_rows  # noqa: E402
+from sass_reader import compile_for, write_report  # noqa: E402
 
 POINTERS = {
     "Q": "*bf16",
@@ -67,12 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     prov = Provenance(None if argv is None else [__file__, *argv])
-    import triton
-
-    rows = kernel_rows(json.loads(args.tunings), lambda t: (compile_split(t, args.capability), {}), "tuning")
-    result = {"triton": triton.__version__, "target": f"sm_{args.capability}", "shape": SHAPE, "kernels": rows}
-    prov.write(result, args.out)
-    return result
+    compile_one = lambda t: (compile_split(t, args.capability), {})  # noqa: E731
+    return write_report(prov, json.loads(args.tunings), compile_one, "tuning", args.capability, SHAPE, args.out)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
-from sass_reader import compile_for, kernel_rows  # noqa: E402
+from sass_reader import compile_for, write_report  # noqa: E402
 
 K, PROGRAMS = 1024, 132
 
@@ -72,13 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     prov = Provenance(None if argv is None else [__file__, *argv])
-    import triton
-
-    rows = kernel_rows(json.loads(args.tilings), lambda t: compile_gelu_gemm(t, args.capability), "tiling")
+    compile_one = lambda t: compile_gelu_gemm(t, args.capability)  # noqa: E731
     shape = {"k": K, "programs": PROGRAMS, "operands": "e4m3", "output": "e4m3"}
-    result = {"triton": triton.__version__, "target": f"sm_{args.capability}", "shape": shape, "kernels": rows}
-    prov.write(result, args.out)
-    return result
+    return write_report(prov, json.loads(args.tilings), compile_one, "tiling", args.capability, shape, args.out)
 
 
 if __name__ == "__main__":

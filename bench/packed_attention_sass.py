@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
-from sass_reader import compile_for, kernel_rows  # noqa: E402
+from sass_reader import compile_for, write_report  # noqa: E402
 
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH  # noqa: E402
 
@@ -70,14 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     prov = Provenance(None if argv is None else [__file__, *argv])
-    import triton
-
     compile_one = lambda tiling: compile_packed(tiling, args.capability, args.dtype, bool(args.quant))  # noqa: E731
-    rows = kernel_rows(json.loads(args.tilings), compile_one, "tiling")
     shape = {"heads": HEADS, "head_dim": D, "max_len": MAX_LEN, "dtype": args.dtype, "e4m3_out": bool(args.quant)}
-    result = {"triton": triton.__version__, "target": f"sm_{args.capability}", "shape": shape, "kernels": rows}
-    prov.write(result, args.out)
-    return result
+    return write_report(prov, json.loads(args.tilings), compile_one, "tiling", args.capability, shape, args.out)
 
 
 if __name__ == "__main__":

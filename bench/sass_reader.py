@@ -83,3 +83,14 @@ def kernel_rows(configs: list, compile_one, key: str) -> list[dict]:
             rows.append({**row, **loop_mix(kernel.asm["cubin"], Path(scratch))})
             print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def write_report(prov, configs: list, compile_one, key: str, capability: int, shape: dict, out: Path) -> dict:
+    """A SASS tool's JSON: its kernel_rows for `configs`, with the Triton version, the target and the shape they
+    were compiled at, written by `prov` (benchmeta.Provenance) to `out`."""
+    import triton
+
+    rows = kernel_rows(configs, compile_one, key)
+    result = {"triton": triton.__version__, "target": f"sm_{capability}", "shape": shape, "kernels": rows}
+    prov.write(result, out)
+    return result
