@@ -341,6 +341,10 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
         for stem in ("fp8_gemm_sass", "fp8_gemm_sass_clamped")
     ],
     *[
+        (f"bert_gpu_h100_forward_epilogue{suffix}", lambda d: _fmt(_bert_forward_ms(d, "torch-cuda-fp8", "default"), 3))
+        for suffix in ("", "_again", "_clamped", "_clamped_again")
+    ],
+    *[
         (stem, lambda d: f"{d['kernels'][0]['registers']} registers")
         for stem in ("fp8_gemm_sass", "fp8_gemm_sass_clamped")
     ],
