@@ -134,7 +134,7 @@ def render_run_script(name: str, packed: PackedRuns, tree: TreeInfo, pack: PackC
         ]
         lines += _conf_lines(tree.results)
         lines += ["", "# The command that made these artifacts:", shlex.join(pack.argv()), ""]
-        return "\n".join(lines)
+        return _script(lines)
 
     common = _common_env(runs)
     if common:
@@ -167,7 +167,18 @@ def render_run_script(name: str, packed: PackedRuns, tree: TreeInfo, pack: PackC
         lines += ["# `subtool all` above also packs; these artifacts were made by:", "# " + shlex.join(pack.argv()), ""]
     else:
         lines += [*_package_lines(by_package, packed, tree, pack), "# Pack the artifacts", shlex.join(pack.argv()), ""]
-    return "\n".join(lines)
+    return _script(lines)
+
+
+def _script(lines: list[str]) -> str:
+    """The lines as one script. A comment line carries text from the tree and the runs (a system description's
+    fields, paths, versions): a line break there would end the comment and run the rest as a command, so every
+    character that is not printable is written as its escape instead (a newline as `\\n`)."""
+    return "\n".join(_comment(line) if line.startswith("#") else line for line in lines)
+
+
+def _comment(line: str) -> str:
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
 
 
 def _conf_lines(results: list[ResultInfo]) -> list[str]:

@@ -7,6 +7,10 @@
 - Duplicates: otherwise, two inputs with the same submitter/system (compared case- and punctuation-blind) are
   both flagged (`entry.duplicate`): one team handed in twice, or two teams chose the same name, and nothing
   says which. The default rules disqualify on it, so that one team never takes two places.
+- Several places from one hand-in: a hand-in is one team's, so one that holds results under several submitters
+  is flagged (`entry.several_teams`: a second team nobody filed would otherwise be ranked), and so is one whose
+  team has several systems in one hardware category (`entry.several_systems`: each would take a place there).
+  The default rules disqualify on both.
 - Copies: LoadGen stamps every run with its own times and seeds, so two inputs holding the same performance log
   byte for byte hold one run twice, whatever names they put on it: both are flagged (`entry.copied_logs`).
 """
@@ -18,6 +22,7 @@ from pathlib import PurePosixPath
 
 from subtool.scoring.entry import EntryRecord
 from subtool.scoring.integrity import Flag
+from subtool.scoring.rules import UNKNOWN_CATEGORY
 
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
@@ -28,12 +33,12 @@ def _norm(text: str) -> str:
 
 def handin_names(entry: EntryRecord) -> set[str]:
     """What the organisers' filing says about whose a hand-in is: the folders above a tarball (not its name,
-    which the team chose), or a tree's folders including its own, normalised."""
+    which the team chose), or a tree's folders including its own, each whole and normalised. A folder is never
+    split into words: `Alpha_Centauri/` would then name Alpha too, and its team could pass for Alpha."""
     parts = list(PurePosixPath(entry.input).parts)
     if parts and entry.kind == "tarball":
         parts = parts[:-1]
-    tokens = [t for p in parts for t in (p, *re.split(r"[_.\-\s]+", p))]
-    return {_norm(t) for t in tokens if _norm(t)}
+    return {_norm(p) for p in parts if _norm(p)}
 
 
 def _claims(entry: EntryRecord, submitter: str) -> bool:
@@ -80,6 +85,40 @@ def mark_duplicates(entries: list[EntryRecord]) -> None:
                 entry.flags.append(Flag("entry.duplicate", f"{names[key]} is also in {others}"))
 
 
+def mark_several_places(entries: list[EntryRecord]) -> None:
+    """Flag a hand-in that would take several places: results under several submitters, or one submitter's
+    several systems in one hardware category (names compared case- and punctuation-blind)."""
+    for entry in entries:
+        if entry.error:
+            continue
+        held = sorted({(r.submitter, r.system) for r in entry.results})
+        teams: dict[str, list[str]] = {}
+        for submitter, _ in held:
+            teams.setdefault(_norm(submitter), []).append(submitter)
+        if len(teams) > 1:
+            names = ", ".join(sorted({spelled[0] for spelled in teams.values()}))
+            entry.flags.append(
+                Flag(
+                    "entry.several_teams",
+                    f"holds results under {len(teams)} submitters ({names}): one hand-in is one team's",
+                )
+            )
+        category = {(_norm(s.submitter), _norm(s.system)): s.category for s in entry.systems}
+        places: dict[tuple[str, str], set[str]] = {}
+        for submitter, system in held:
+            where = category.get((_norm(submitter), _norm(system)), UNKNOWN_CATEGORY)
+            places.setdefault((teams[_norm(submitter)][0], where), set()).add(system)
+        for (team, where), systems in sorted(places.items()):
+            if len({_norm(s) for s in systems}) > 1:
+                entry.flags.append(
+                    Flag(
+                        "entry.several_systems",
+                        f"{team} has {len(systems)} systems in {where} ({', '.join(sorted(systems))}): "
+                        "each would take a place there; hand in one",
+                    )
+                )
+
+
 def mark_copies(entries: list[EntryRecord]) -> None:
     """One flag per entry that shares a performance log with other inputs, naming them (a few, then a count)."""
     holders: dict[str, list[EntryRecord]] = {}
@@ -113,4 +152,5 @@ def mark_copies(entries: list[EntryRecord]) -> None:
 def cross_check(entries: list[EntryRecord]) -> None:
     refuse_impersonators(entries)
     mark_duplicates(entries)
+    mark_several_places(entries)
     mark_copies(entries)

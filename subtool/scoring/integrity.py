@@ -37,6 +37,8 @@ FLAG_IDS = {
     "manifest.member_mismatch": "a file inside the tarball differs from the manifest (or is missing or extra)",
     "manifest.artifact_mismatch": "a companion file differs from the manifest",
     "entry.duplicate": "two inputs hold the same submitter and system",
+    "entry.several_teams": "one input holds results under several submitters",
+    "entry.several_systems": "one input holds one team's several systems in one hardware category",
     "entry.copied_logs": "two inputs hold the same LoadGen performance log (byte for byte), whatever their names",
 }
 _REL_TOL = 1e-4

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 
 from subtool.scoring.crosscheck import cross_check
 from subtool.scoring.entry import EntryRecord, ResultRecord, SystemRecord
-from subtool.scoring.rules import Rules, Task
-
-UNKNOWN_CATEGORY = "Uncategorised"
+from subtool.scoring.rules import UNKNOWN_CATEGORY, Rules, Task
 
 
 @dataclass

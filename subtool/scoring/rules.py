@@ -27,6 +27,8 @@ POINT_SCHEMES = ("relative", "rank")
 FAILED_RESULT = ("zero", "disqualify")
 LOWER_IS_BETTER_SCENARIOS = ("singlestream", "multistream")
 
+UNKNOWN_CATEGORY = "Uncategorised"  # a system no [[category]] fits
+
 
 @dataclass(frozen=True)
 class CheckSettings:
@@ -99,7 +101,7 @@ class Rules:
         for rule in self.categories:
             if rule.fits(fields):
                 return rule.name
-        return "Uncategorised"
+        return UNKNOWN_CATEGORY
 
     @property
     def category_names(self) -> list[str]:

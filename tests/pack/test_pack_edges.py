@@ -85,3 +85,34 @@ def test_tstamps_holds_each_pair_once_oldest_first():
     text = render_tstamps(PackedRuns(runs=runs), TreeInfo(Path("t"), [], [orphan]))
     early = TimeWindow(_at(8), _at(8, 5)).lines()
     assert text.splitlines() == [*early, *morning, *noon]
+
+
+# ------------------------------------------------------------------------------------------------ .run
+def test_a_line_break_in_a_system_field_stays_inside_the_run_scripts_comment(bert_logs, tmp_path):
+    """The .run copies system fields onto comment lines: a newline there must not start a command."""
+    import subprocess
+
+    from pack_handins import teamgen
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    marker = tmp_path / "ran"
+    spec = teamgen.TeamSpec(
+        "TeamV", results={"bert-99": 0}, overrides={"accelerator_model_name": f"N/A\ntouch {marker}\n#"}
+    )
+    tree = teamgen.build_team_tree(tmp_path / "tree", bert_logs, spec)
+    result = CliRunner().invoke(
+        app, ["pack", str(tree), "--out", str(tmp_path / "out"), "--waive", "perf.min_duration"]
+    )
+    assert result.exit_code == 0, result.output
+    script = (tmp_path / "out" / f"{NAME}.run").read_text()
+    assert (
+        [ln for ln in script.splitlines() if "touch" in ln]
+        == [ln for ln in script.splitlines() if "touch" in ln and ln.startswith("#   system ")]
+        != []
+    )
+    assert "N/A\\ntouch" in script
+    header = script[: script.index("set -euo pipefail")]  # the comments, run as bash would
+    subprocess.run(["bash", "-c", header], cwd=tmp_path, check=True)
+    assert not marker.exists()

@@ -85,3 +85,61 @@ def test_a_copy_named_after_its_victim_does_not_get_the_victim_refused(sc_copy, 
         assert {f["rule"] for f in entries[folder]["flags"]} >= {"entry.duplicate", "entry.copied_logs"}
     alpha = [r for c in doc["categories"] for r in c["overall"] if r["team"] == "Alpha"]
     assert [r["status"] for r in alpha] == ["disqualified", "disqualified"]  # held until the organisers decide
+
+
+def test_a_folder_holding_another_teams_name_as_a_word_does_not_own_it(sc_copy, tmp_path):
+    # Alpha_Centauri's team hands in results under open/Alpha/: its folder must not count as naming Alpha
+    handins = sc_copy(["Alpha", "Gamma"])
+    (handins / "Alpha_Centauri").mkdir()
+    for f in (handins / "Alpha").iterdir():
+        shutil.copy(f, handins / "Alpha_Centauri" / f.name)
+    entries = _by_folder(_score(handins, tmp_path / "out"))
+    assert entries["Alpha_Centauri"]["error"]["rule"] == "entry.impersonation"
+    assert entries["Alpha"]["error"] is None
+    doc = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    alpha = [r for c in doc["categories"] for r in c["overall"] if r["team"] == "Alpha"]
+    assert [r["status"] for r in alpha] == ["ranked"]
+
+
+def _tree_input(sc_handins, root, team, *, as_team=None, system=None):
+    """`team`'s extracted tree under root/<as_team or team>/, its submitter renamed to as_team, its system to system."""
+    src = sc_handins["_trees"] / team / "tree" / "open" / team
+    name = as_team or team
+    dest = root / "open" / name
+    shutil.copytree(src, dest)
+    for path in (dest / "systems").glob("*.json"):
+        fields = json.loads(path.read_text())
+        path.write_text(json.dumps({**fields, "submitter": name}))
+        if system:
+            path.rename(path.with_name(f"{system}.json"))
+            (dest / "results" / path.stem).rename(dest / "results" / system)
+    return dest
+
+
+def test_one_hand_in_holding_two_teams_is_held_and_names_both(sc_handins, sc_copy, tmp_path):
+    handins = sc_copy(["Alpha", "Beta"])
+    _tree_input(sc_handins, handins / "Gamma", "Gamma")
+    _tree_input(sc_handins, handins / "Gamma", "Delta", as_team="Ghost")  # a second team nobody filed
+    doc = _score(handins, tmp_path / "out")
+    [flag] = [f for f in _by_folder(doc)["Gamma"]["flags"] if f["rule"] == "entry.several_teams"]
+    assert flag["message"] == "holds results under 2 submitters (Gamma, Ghost): one hand-in is one team's"
+    rows = {r["team"]: r["status"] for c in doc["categories"] for r in c["overall"]}
+    assert (rows["Gamma"], rows["Ghost"], rows["Alpha"], rows["Beta"]) == (
+        "disqualified",
+        "disqualified",
+        "ranked",
+        "ranked",
+    )
+
+
+def test_one_team_with_two_systems_in_one_category_is_held(sc_handins, sc_copy, tmp_path):
+    handins = sc_copy(["Alpha"])
+    tree = _tree_input(sc_handins, handins / "Gamma", "Gamma")
+    [system] = (tree / "systems").glob("*.json")
+    shutil.copy(system, tree / "systems" / "box2.json")
+    shutil.copytree(tree / "results" / system.stem, tree / "results" / "box2")
+    doc = _score(handins, tmp_path / "out")
+    [flag] = [f for f in _by_folder(doc)["Gamma"]["flags"] if f["rule"] == "entry.several_systems"]
+    assert flag["message"].startswith("Gamma has 2 systems in ") and f"(box2, {system.stem})" in flag["message"]
+    gamma = [r["status"] for c in doc["categories"] for r in c["overall"] if r["team"] == "Gamma"]
+    assert gamma == ["disqualified", "disqualified"]

@@ -52,12 +52,15 @@ def board(sc_handins, tmp_path_factory) -> tuple[dict, str]:
         companion.unlink()  # two flags on one entry
     (handins / "Broken").mkdir()  # an input refused: inputs, scored and errors all differ
     (handins / "Broken" / "mlperf_submission_short.tar.gz").write_bytes(b"not a tarball")
-    # Gamma's result handed in again by two other teams in one input: the three share rank 1
-    twin = handins / "Twins"
-    for team in (TWIN, "Theta"):
+    # Gamma's result handed in again by two other teams, each in its own input: the three share rank 1
+    for n, team in enumerate((TWIN, "Theta")):
+        twin = handins / f"Twins{n}"
         shutil.copytree(sc_handins["_trees"] / "Gamma" / "tree" / "open" / "Gamma", twin / "open" / team)
         for system in (twin / "open" / team / "systems").glob("*.json"):
             system.write_text(json.dumps({**json.loads(system.read_text()), "submitter": team}))
+    pair = handins / "Pair"  # one input holding two teams: flagged and held (entry.several_teams)
+    for team in ("Kappa", "Lambda"):
+        shutil.copytree(sc_handins["_trees"] / "Delta" / "tree" / "open" / "Delta", pair / "open" / team)
     tree = handins / "Eve"  # markup in a team name: disqualified for it, still listed
     shutil.copytree(sc_handins["_trees"] / "Beta" / "tree", tree)
     (tree / "open" / "Beta").rename(tree / "open" / TEAM)

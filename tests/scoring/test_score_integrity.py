@@ -78,7 +78,10 @@ def test_mismatches_are_flagged_and_the_rules_decide_which_disqualify(sc_copy, t
 
     rules = tmp_path / "rules.toml"
     rules.write_text(
-        default_rules_text().replace('disqualify = ["entry.duplicate"]', 'disqualify = ["summary.result_mismatch"]')
+        default_rules_text().replace(
+            'disqualify = ["entry.duplicate", "entry.several_teams", "entry.several_systems"]',
+            'disqualify = ["summary.result_mismatch"]',
+        )
     )
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--rules", str(rules), "--jobs", "2"])

@@ -154,8 +154,9 @@ def test_csv_keeps_one_row_per_result_with_its_metric_stem():
 
 def test_score_cli_aggregates_a_team_handed_in_twice(sc_copy, tmp_path):
     handins = sc_copy(["Alpha", "Eta"])
-    (handins / "Alpha").rename(handins / "Alpha-first")
+    (handins / "Alpha").rename(handins / "upload-1")  # filed under folders that do not name the team
     sc_copy(["Alpha"])  # the same hand-in again, as a second input
+    (handins / "Alpha").rename(handins / "upload-2")
     out = tmp_path / "out"
     res = CliRunner().invoke(
         app, ["score", str(handins), "--out", str(out), "--metrics", str(out / "m.json"), "--jobs", "1"]
@@ -165,7 +166,7 @@ def test_score_cli_aggregates_a_team_handed_in_twice(sc_copy, tmp_path):
     metrics = _by_name(doc["metrics"])
     alpha = metrics[("Alpha", "bert", "cluster-PyTorch_k_99_MaxP-Offline-PerformanceMode")]
     assert (alpha["count"], alpha["min"], alpha["max"], alpha["avg"]) == (2, 1.0, 1.0, 1.0)
-    assert sorted(Path(i).parent.name for i in alpha["metricMetadata"]["inputs"]) == ["Alpha", "Alpha-first"]
+    assert sorted(Path(i).parent.name for i in alpha["metricMetadata"]["inputs"]) == ["upload-1", "upload-2"]
     llama = metrics[("Alpha", "llama2-70b", "cluster-PyTorch_k_99_9_MaxP-Offline-AccuracyMode")]
     assert (llama["count"], llama["avg"], llama["metricUnit"]) == (2, 1.0, "PASS/FAIL")
     eta = metrics[("Eta", "bert", "cluster-PyTorch_k_99_MaxP-Offline-PerformanceMode")]

@@ -72,7 +72,10 @@ def test_a_description_without_accelerator_fields_is_uncategorised():
             "check.waive: unknown checker rule perf.too_short",
         ),
         (
-            ('disqualify = ["entry.duplicate"]', 'disqualify = ["summary.lies"]'),
+            (
+                'disqualify = ["entry.duplicate", "entry.several_teams", "entry.several_systems"]',
+                'disqualify = ["summary.lies"]',
+            ),
             "integrity.disqualify: unknown flag summary.lies",
         ),
         (("max_members = 10000", "max_members = 0"), "limits.max_members: must be ≥ 1"),
