@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import math
 import os
 import re
@@ -173,6 +174,8 @@ def _key_pattern(keys: frozenset[str] | None) -> re.Pattern[bytes]:
         names = rb'[^"\\]+'
     else:
         names = b"|".join(re.escape(k.encode()) for k in sorted(keys, key=len, reverse=True))
+    # Whether the marker starts its line, and the rest of the line, are the caller's tests: a look-behind here
+    # would cost the search its literal prefix.
     return re.compile(rb':::MLLOG \{"key": "(' + names + rb')", "value": (.*?), "time_ms": ')
 
 
@@ -267,13 +270,66 @@ def read_loadgen_log(
     raw = log.raw
     pattern = _key_pattern(None if keys is None else frozenset(keys))
     for a, b in segments:
-        for name, value in pattern.findall(blob, a, b):
-            key = name.decode("utf-8", "replace")  # bytes that are not UTF-8 are a problem already
+        for match in pattern.finditer(blob, a, b):
+            start = match.start()
+            if start and blob[start - 1] not in b"\r\n":
+                continue  # only a line starting with the marker is an entry (the official reader ends lines at \r too)
+            key = match[1].decode("utf-8", "replace")  # bytes that are not UTF-8 are a problem already
+            problem = _line_problem(blob, match, key)
+            if problem:
+                log.problems.append(f"line {_line_of(blob, start)} ({key}) {problem}")
             if key not in raw:  # the first occurrence wins, as in the official reader
-                raw[key] = value
+                raw[key] = match[2]
     for a, b in segments:  # LoadGen never logs an error inside a sample-index line
         _errors(blob, a, b, log)
     return log
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict:
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _RepeatedKey(k)
+        out[k] = v
+    return out
+
+
+def _line_problem(blob: bytes, match: re.Match, key: str) -> str | None:
+    """Why the kept entry `match` found is not one JSON object of `key` with each name once, or None. A line that
+    goes on as LoadGen writes it is one; only another is parsed (parsing every one made reading three times slower)."""
+    tail = _LOADGEN_TAIL.match(blob, match.end(2))
+    if tail and blob[tail.end() : tail.end() + 1] in (b"", b"\n", b"\r"):
+        return None
+    end = len(blob) if (nl := blob.find(b"\n", match.end(2))) < 0 else nl
+    # the line's shape with its value stood in for by 0 (the value is read apart, when it is used)
+    return _entry_problem(blob[match.start() + len(MARKER) : match.start(2)] + b"0" + blob[match.end(2) : end], key)
+
+
+def _entry_problem(line: bytes, key: str) -> str | None:
+    """Why a kept entry's line (its value replaced) is not one JSON object of that key, with each name once, or
+    None."""
+    try:
+        entry = _ENTRY_DECODER.decode(line.decode("utf-8", "replace"))
+    except _RepeatedKey as exc:
+        return f"repeats the name {str(exc.args[0])[:40]!r} in one entry (LoadGen writes each once)"
+    except (ValueError, RecursionError):
+        return "is not valid JSON"
+    if entry.get("key") != key:
+        return "is not valid JSON"
+    return None
+
+
+_ENTRY_DECODER = json.JSONDecoder(object_pairs_hook=_unique)
+# What follows an entry's value as LoadGen writes it, to the end of its line.
+_LOADGEN_TAIL = re.compile(
+    rb', "time_ms": -?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?, "namespace": "mlperf::logging", '
+    rb'"event_type": "POINT_IN_TIME", "metadata": \{"is_error": (?:true|false), "is_warning": (?:true|false), '
+    rb'"file": "[^"\\\x00-\x1f]*", "line_no": [0-9]+, "pid": [0-9]+, "tid": [0-9]+\}\}[ \t]*'
+)
 
 
 def _line_of(blob: bytes, offset: int) -> int:

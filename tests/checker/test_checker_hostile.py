@@ -489,3 +489,17 @@ def test_any_file_over_50_mb_is_a_warning(tree_copy):
     found = [(f.rule, f.severity, f.path) for f in report.findings if f.rule == "layout.large_file"]
     assert found == [("layout.large_file", "warning", "closed/TeamX/documentation/weights.bin")]
     assert report.ok
+
+
+def test_a_detail_entry_that_names_its_value_twice_fails_the_run(tree_copy):
+    """json.loads (the official reader) keeps the last of two "value"s; whichever a reader keeps, a line LoadGen
+    cannot have written is a corrupt log, not a second opinion on the run."""
+    tree = tree_copy("bert_closed_valid")
+    log = tree / OFFLINE / "performance" / "run_1" / "mlperf_log_detail.txt"
+    text = log.read_text()
+    pattern = re.compile(r'("key": "effective_min_duration_ms", "value": \d+, "time_ms": [0-9.]+)')
+    assert pattern.search(text)
+    log.write_text(pattern.sub(r'\1, "value": 1', text, count=1))
+    report = check_tree(tree, CheckOptions())
+    (finding,) = [f for f in report.findings if f.rule == "perf.log_corrupt"]
+    assert "repeats the name 'value'" in finding.message and not report.ok

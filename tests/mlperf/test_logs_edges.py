@@ -60,6 +60,43 @@ def test_a_value_that_is_not_json_is_a_problem_not_a_missing_key(tmp_path, value
     assert log.problems == ["the result_validity entry is not valid JSON"] and not log.non_finite
 
 
+def test_an_entry_that_names_its_value_twice_is_a_problem(tmp_path):
+    """json.loads keeps the last of two "value"s, the first was once read: the checker and the official one saw
+    different numbers (a one-second run passed as ten minutes). LoadGen writes each name once."""
+    line = _entry("effective_min_duration_ms", "600000").replace(b', "namespace"', b', "value": 1000, "namespace"')
+    log = read_loadgen_log(_detail(tmp_path, line))
+    assert log.problems == [
+        "line 2 (effective_min_duration_ms) repeats the name 'value' in one entry (LoadGen writes each once)"
+    ]
+    assert not log.readable
+
+
+@pytest.mark.parametrize("prefix", [b"note ", b" ", b"\t"])
+def test_a_line_that_does_not_start_with_the_marker_is_no_entry(tmp_path, prefix):
+    """As for the official reader: only a line that starts with ':::MLLOG' is an entry."""
+    log = read_loadgen_log(
+        _detail(
+            tmp_path,
+            prefix + _entry("effective_min_duration_ms", "600000"),  # first, where the first occurrence wins
+            _entry("effective_min_duration_ms", "1000"),
+        )
+    )
+    assert log["effective_min_duration_ms"] == 1000
+
+
+def test_an_entry_after_a_lone_carriage_return_is_an_entry_as_for_the_official_reader(tmp_path):
+    """Python's text mode (the official reader's) ends a line at a lone \\r too."""
+    line = b"x\r" + _entry("effective_min_duration_ms", "1000")
+    log = read_loadgen_log(_detail(tmp_path, line))
+    assert log["effective_min_duration_ms"] == 1000
+
+
+def test_a_kept_entry_with_garbage_after_its_time_is_a_problem(tmp_path):
+    line = _entry("result_validity", '"VALID"')[:-1] + b", }"  # no longer one JSON object
+    log = read_loadgen_log(_detail(tmp_path, line))
+    assert log.problems == ["line 2 (result_validity) is not valid JSON"] and log["result_validity"] == "VALID"
+
+
 def test_an_integer_with_a_leading_zero_is_not_json(tmp_path):
     """JSON, and so the official checker's json.loads, refuses 0123: the reader's fast path for digits must too."""
     log = read_loadgen_log(_detail(tmp_path, _entry("result_samples_per_second", "0123")))
