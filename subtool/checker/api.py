@@ -280,9 +280,8 @@ def _summary_row(tree: Path, version: str, outcome: ResultOutcome) -> dict:
     """One summary.csv row, with the values the official checker writes (raw Python values; see report.py)."""
     job = outcome.job
     sj = job.system_json or {}
-    notes = sj.get("hw_notes", "")
-    if sj.get("sw_notes"):
-        notes = (notes + ". " if notes else "") + sj.get("sw_notes")
+    # the notes joined as the official checker joins them, each as text (a number or a list there crashed it)
+    notes = ". ".join(str(sj[k]) for k in ("hw_notes", "sw_notes") if sj.get(k))
     perf_log = os.path.join(str(tree), job.result_id, "performance", "run_1", "mlperf_log_detail.txt")
     effective = outcome.effective_scenario
     inferred = 1 if job.scenario != effective and (effective, job.scenario) != ("server", "interactive") else 0

@@ -7,19 +7,21 @@ what the user or the directory name claims. Nothing here writes; the package sta
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.benchmarks import Benchmark, find_by_dataset_size, require_benchmark, split_model
+from subtool.mlperf.json_strict import parse_json
 from subtool.mlperf.layout import SCENARIOS
-from subtool.mlperf.logs import LoadgenLog
+from subtool.mlperf.logs import LoadgenLog, describe_os_error, read_file
 from subtool.mlperf.round import LOADGEN_SCENARIO, loadgen_names
 from subtool.mlperf.run_record import load_run_record, read_run_record
 from subtool.package.logs import check_summary_log, read_detail_log
 from subtool.wording import with_article
+
+_JSON_LIMIT = 16 << 20  # a harness's model_mapping/measurements/system_meta JSON is a few KB
 
 TESTS = ("TEST01", "TEST04", "TEST06", "TEST07", "TEST08", "TEST09")
 OFFICIAL_MIN_DURATION_MS = 600000
@@ -58,11 +60,18 @@ class ImportedResult:
 # ----------------------------------------------------------------------------------------------- helpers
 def _read_json(path: Path, what: str) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        blob = read_file(path, _JSON_LIMIT + 1, follow_links=True)
     except FileNotFoundError:
         raise SubtoolError(f"{what} is missing", path=path, rule="import.missing_file") from None
-    except ValueError as exc:
-        raise SubtoolError(f"{what} is not valid JSON: {exc}", path=path, rule="import.bad_json") from None
+    except OSError as exc:
+        raise SubtoolError(f"{what} {describe_os_error(exc)}", path=path, rule="import.bad_json") from None
+    if len(blob) > _JSON_LIMIT:
+        raise SubtoolError(
+            f"{what} is over {_JSON_LIMIT >> 20} MiB: not a harness's JSON", path=path, rule="import.bad_json"
+        )
+    data, problem = parse_json(blob)
+    if problem is not None:
+        raise SubtoolError(f"{what} {problem}", path=path, rule="import.bad_json")
     if not isinstance(data, dict):
         raise SubtoolError(f"{what} must hold a JSON object", path=path, rule="import.bad_json")
     return data
@@ -336,7 +345,15 @@ def _mlc_official_model(system_dir: Path, model_dir: Path, scen_dir: Path, perf_
     )
     if mapping_path is None:
         return model_dir.name
-    return _read_json(mapping_path, "model_mapping.json").get(model_dir.name, model_dir.name)
+    official = _read_json(mapping_path, "model_mapping.json").get(model_dir.name, model_dir.name)
+    if not isinstance(official, str):
+        raise SubtoolError(
+            f"model_mapping.json maps {model_dir.name!r} to {type(official).__name__} {str(official)[:40]}, "
+            "not a benchmark's name",
+            path=mapping_path,
+            rule="import.bad_json",
+        )
+    return official
 
 
 def _mlc_measurements(scen_dir: Path, perf_dir: Path, acc_dir: Path, scenario: str) -> dict:

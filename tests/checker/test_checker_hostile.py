@@ -215,6 +215,31 @@ def test_a_result_edited_by_hand_fails_whatever_the_summary_says(tree_copy, valu
     assert _verdicts(report) == {OFFLINE: False, SINGLE: True}
 
 
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"result_max_latency_ns": 1e-300},  # the count over it is past any float: inf once let any value pass
+        {"result_query_count": 1e300, "effective_samples_per_query": 1e300},
+        {"result_query_count": 10**300, "effective_samples_per_query": 10**300},  # their product crashed check
+    ],
+    ids=["tiny-latency", "huge-float-counts", "huge-int-counts"],
+)
+def test_a_result_whose_own_counts_overflow_a_float_fails(tree_copy, counts):
+    tree = tree_copy("bert_closed_valid")
+    detail = tree / OFFLINE / "performance" / "run_1" / "mlperf_log_detail.txt"
+    set_log_value(detail, "result_samples_per_second", 1e300)
+    for key, value in counts.items():
+        set_log_value(detail, key, value)
+    summary = _summary(tree, OFFLINE)
+    lines = summary.read_text().splitlines()
+    summary.write_text(
+        "\n".join("Samples per second: 1e+300" if ln.startswith("Samples per second:") else ln for ln in lines)
+    )
+    report = check_tree(tree, CheckOptions())
+    (finding,) = [f for f in report.findings if f.rule == "perf.result_inconsistent"]
+    assert "result_samples_per_second is 1e+300" in finding.message and not report.ok
+
+
 def test_non_finite_accuracy_and_summary_values_fail(tree_copy):
     tree = tree_copy("bert_closed_valid")
     acc = tree / OFFLINE / "accuracy" / "accuracy.txt"
@@ -503,3 +528,17 @@ def test_a_detail_entry_that_names_its_value_twice_fails_the_run(tree_copy):
     report = check_tree(tree, CheckOptions())
     (finding,) = [f for f in report.findings if f.rule == "perf.log_corrupt"]
     assert "repeats the name 'value'" in finding.message and not report.ok
+
+
+@pytest.mark.parametrize(
+    ("hw", "sw", "notes"), [(5, None, "5"), ("", ["a"], "['a']"), ("fast", 2.5, "fast. 2.5"), (None, "x", "x")]
+)
+def test_system_notes_that_are_not_text_are_written_as_text(tree_copy, hw, sw, notes):
+    """hw_notes/sw_notes joined as text: a number or a list there crashed check (the official checker's join too)."""
+    tree = tree_copy("bert_closed_valid")
+    path = tree / "closed/TeamX/systems/box.json"
+    fields = json.loads(path.read_text())
+    fields.update(hw_notes=hw, sw_notes=sw)
+    path.write_text(json.dumps(fields))
+    report = check_tree(tree, CheckOptions())
+    assert report.rows and {row["notes"] for row in report.rows} == {notes}

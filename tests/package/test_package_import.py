@@ -124,6 +124,28 @@ def test_mlc_missing_accuracy_txt_names_the_file(pkg_lg, pkg_copy, tmp_path):
     assert not (tmp_path / "t").exists()
 
 
+@pytest.mark.parametrize(
+    ("mapping", "said"),
+    [
+        ('{"bert-99": ["bert-99"]}', "maps 'bert-99' to list"),
+        ('{"bert-99": {"a": 1}}', "maps 'bert-99' to dict"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"bert-99": NaN}', "not a finite number"),
+    ],
+    ids=["list", "object", "deep", "nan"],
+)
+def test_mlc_model_mapping_that_maps_to_no_name_is_one_line(pkg_lg, pkg_copy, tmp_path, mapping, said):
+    mlc = pkg_copy(pkg_lg["mlc"])
+    path = (
+        mlc / "mlc_box-reference-cpu-pytorch" / "bert-99" / "Offline" / "performance" / "run_1" / "model_mapping.json"
+    )
+    path.write_text(mapping)  # the mapping nearest the logs is the one read
+    r = runner.invoke(app, ["package", "--from", str(mlc), "--submitter", "TeamX", "--out", str(tmp_path / "t")])
+    assert r.exit_code == 2, r.output
+    assert said in r.stderr and "[import.bad_json]" in r.stderr and str(path) in r.stderr
+    assert not (tmp_path / "t").exists()
+
+
 # ------------------------------------------------------------------------------------------ loose dirs
 def test_loose_logs_nvidia_style(pkg_lg, tmp_path):
     loose = pkg_lg["loose"]

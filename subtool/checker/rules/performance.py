@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from subtool.checker.context import ResultContext
 from subtool.checker.registry import define
 from subtool.checker.rules.inputs import NOT_FINITE
@@ -463,17 +465,25 @@ def _consistent(ctx: ResultContext, log: LoadgenLog, rel: str, key: str, value: 
     queries, per_query, longest = (_int(log, k) for k in OFFLINE_COUNT_KEYS)
     if not (queries and per_query and longest and longest > 0):
         return True  # a missing count is reported by the rules that read it
-    counted = queries * per_query / (longest / 1e9)
-    if abs(value - counted) <= 1e-3 * counted:
+    # exact: in floats a huge count or a tiny latency made `counted` infinite, and |v - inf| <= inf let any v pass
+    counted = Fraction(queries) * Fraction(per_query) * 10**9 / Fraction(longest)
+    if abs(Fraction(value) - counted) <= counted / 1000:
         return True
     ctx.out.add(
         RESULT_INCONSISTENT,
         rel,
         f"{key} is {value:.6g}, but the log's own {queries} × {per_query} samples in "
-        f"{longest / 1e9:.3f} s make {plain_number(counted)}",
+        f"{_float_text(Fraction(longest) / 10**9, '.3f')} s make {_float_text(counted)}",
         hint,
     )
     return False
+
+
+def _float_text(x: Fraction, spec: str = "") -> str:
+    try:
+        return format(float(x), spec) if spec else plain_number(float(x))
+    except OverflowError:
+        return "more than any float"
 
 
 OFFLINE_COUNT_KEYS = ("result_query_count", "effective_samples_per_query", "result_max_latency_ns")
