@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from subtool.checker.api import SUMMARY_COLUMNS, CheckReport
-from subtool.errors import EXIT_USAGE, SubtoolError
+from subtool.errors import EXIT_USAGE, SubtoolError, printable
 from subtool.fsutil import atomic_write_json, atomic_write_text
 
 REPORT_SCHEMA = "subtool.check/1"
@@ -85,8 +85,17 @@ def _fmt_value(value: float | None, units: str) -> str:
     return f"{value:,.4g} {units}" if abs(value) < 1e4 else f"{value:,.1f} {units}"
 
 
-def print_human(report: CheckReport, console) -> None:
+def safe_markup(text: object) -> str:
+    """Text from the tree (folder and file names, messages quoting them) for a rich console line: markup escaped,
+    and control characters written as escapes, so that a name can neither start a line of its own (a forged
+    verdict, or a GitHub workflow command when check runs in CI) nor drive the terminal."""
     from rich.markup import escape
+
+    return escape(printable(str(text)))
+
+
+def print_human(report: CheckReport, console) -> None:
+    escape = safe_markup
 
     by_result = defaultdict(list)
     for f in report.findings:

@@ -486,10 +486,21 @@ def test_a_file_name_with_control_characters_or_bad_bytes_fails_and_is_shown_esc
     report = check_tree(tree, CheckOptions())
     assert ("tree.unprintable_name", "error") in {(f.rule, f.severity) for f in report.findings}
     assert not report.ok
-    result = runner.invoke(app, ["pack", str(tree), "--out", str(tmp_path / "art")])
-    assert result.exit_code != 0
-    assert "\x1b" not in result.output and "\x07" not in result.output and "\udcff" not in result.output
-    assert not any(line.startswith("PASS: all good") for line in result.output.splitlines())
+    for command in (["pack", str(tree), "--out", str(tmp_path / "art")], ["check", str(tree)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code != 0
+        assert "\x1b" not in result.output and "\x07" not in result.output and "\udcff" not in result.output
+        assert not any(line.startswith("PASS: all good") for line in result.output.splitlines())
+
+
+def test_a_system_folder_named_like_a_workflow_command_cannot_start_a_line_of_check(tree_copy):
+    """check prints each result's path: a newline in a folder name forged a line (in CI, a workflow command)."""
+    tree = tree_copy("bert_closed_valid")
+    results = tree / "closed" / "TeamX" / "results"
+    (results / "box").rename(results / "box\n::error file=x::INJECTED")
+    result = runner.invoke(app, ["check", str(tree)])
+    assert result.exit_code != 0 and "INJECTED" in result.output
+    assert not [ln for ln in result.output.splitlines() if ln.lstrip().startswith("::")]
 
 
 def test_a_performance_runs_log_in_the_accuracy_folder_fails(tree_copy):
