@@ -179,6 +179,7 @@ def _key_pattern(keys: frozenset[str] | None) -> re.Pattern[bytes]:
     return re.compile(rb':::MLLOG \{"key": "(' + names + rb')", "value": (.*?), "time_ms": ')
 
 
+DETAIL_LIMIT_BYTES = 256 << 20  # LoadGen's detail logs are a few MB (the sample-index line is most of it)
 _BIG_LINE = b'{"key": "loaded_qsl_set"'  # one sample index per loaded sample: most of the file's bytes
 
 
@@ -234,12 +235,15 @@ def read_loadgen_log(
     """
     log = LoadgenLog(path)
     try:
-        blob = read_file(path, follow_links=follow_links)
+        blob = read_file(path, DETAIL_LIMIT_BYTES + 1, follow_links=follow_links)
     except FileNotFoundError:
         log.problems.append(Missing("is missing"))
         return log
     except OSError as exc:
         log.problems.append(Problem(describe_os_error(exc)))
+        return log
+    if len(blob) > DETAIL_LIMIT_BYTES:  # read whole, a lying 4 GiB file ran the checker out of memory
+        log.problems.append(Problem(f"is over {DETAIL_LIMIT_BYTES >> 20} MiB: not a LoadGen detail log (a few MB)"))
         return log
     if not blob.startswith(MARKER):
         log.problems.append(

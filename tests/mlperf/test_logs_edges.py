@@ -253,3 +253,15 @@ def test_latency_percentiles_are_milliseconds_of_finite_non_negative_numbers():
         "result_first_token_99.00_percentile_latency_ns": math.inf,
     }
     assert latency_percentiles(values) == {"latency_ms": {"p50": 2.5, "p99.9": 7.0}}
+
+
+def test_a_detail_log_over_the_limit_is_a_problem_and_is_not_read_whole(tmp_path, monkeypatch):
+    """Read whole, a lying 4 GiB detail log ran check out of memory; over the limit it is a problem."""
+    from subtool.mlperf import logs
+
+    path = _detail(tmp_path, _entry("result_validity", '"VALID"'))
+    monkeypatch.setattr(logs, "DETAIL_LIMIT_BYTES", path.stat().st_size - 1)
+    log = read_loadgen_log(path)
+    assert not log.readable and "MiB: not a LoadGen detail log" in log.problems[0] and not log.raw
+    monkeypatch.setattr(logs, "DETAIL_LIMIT_BYTES", path.stat().st_size)
+    assert read_loadgen_log(path)["result_validity"] == "VALID"
