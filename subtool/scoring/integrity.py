@@ -13,13 +13,14 @@ A mismatch is a Flag; the rules decide which flags disqualify.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from subtool.mlperf.json_strict import parse_json
 
 FLAG_IDS = {
     "handin.missing_file": "a file the competition asks for is not beside the tarball",
@@ -31,6 +32,7 @@ FLAG_IDS = {
     "summary.accuracy_mismatch": "a summary row's accuracy differs from the tarball's accuracy.txt",
     "summary.tarball_hash": "the tarball's sha256 differs from the one recorded in the summary",
     "tstamps.unreadable": "the .tstamps file is not pairs of `date -u` lines",
+    "tstamps.implausible": "a .tstamps time lies in the future, or one pair spans more than a week",
     "tstamps.outside": "a LoadGen run in the tarball ran outside every .tstamps pair",
     "manifest.unreadable": "the .sha256 manifest cannot be read",
     "manifest.tarball_mismatch": "the tarball's sha256 differs from the manifest",
@@ -146,14 +148,10 @@ def _load_summary(path: str, name: str) -> dict | Flag:
     text, problem = _read_small(path, "summary.unreadable")
     if problem:
         return problem
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return Flag("summary.unreadable", f"{name} is not JSON ({exc.msg} at line {exc.lineno})")
-    except RecursionError:
-        return Flag("summary.unreadable", f"{name} nests its JSON too deeply to be a summary")
-    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
-        return Flag("summary.unreadable", f"{name} is not usable JSON ({str(exc)[:120]})")
+    # strict: a key given twice (the last value winning in json.loads) could hide a lie behind the row read
+    data, problem = parse_json(text, unique_keys=True)
+    if problem is not None:
+        return Flag("summary.unreadable", f"{name} {problem}")
     if not isinstance(data, dict):
         return Flag("summary.unreadable", f"{name} is not a JSON object")
     return data
@@ -254,7 +252,7 @@ def check_tstamps(path: str, windows: list[tuple[str, datetime, datetime]], slac
         if end < begin:
             return [Flag("tstamps.unreadable", f"{name} pair {i} ends before it begins")]
     slack = timedelta(seconds=slack_s)
-    flags = []
+    flags = _implausible(name, pairs, slack)
     for label, begin, end in windows:
         if not any(b - slack <= begin and end <= e + slack for b, e in pairs):
             span = ", ".join(f"{b:%Y-%m-%d %H:%M:%S}–{e:%H:%M:%S}" for b, e in pairs[:3])
@@ -265,6 +263,21 @@ def check_tstamps(path: str, windows: list[tuple[str, datetime, datetime]], slac
                 )
             )
     return flags
+
+
+MAX_PAIR = timedelta(days=7)  # one run command's before/after: the slowest full LLM run takes hours, not weeks
+
+
+def _implausible(name: str, pairs: list[tuple[datetime, datetime]], slack: timedelta) -> list[Flag]:
+    """A pair wide enough to hold any run (1970 to 9998) says nothing, and a time still to come is no record."""
+    now = datetime.now(timezone.utc)
+    for i, (begin, end) in enumerate(pairs, start=1):
+        if end > now + slack:
+            return [Flag("tstamps.implausible", f"{name} pair {i} ends {end:%Y-%m-%d %H:%M:%S} UTC, after the scoring")]
+        if end - begin > MAX_PAIR:
+            days = (end - begin).total_seconds() / 86400
+            return [Flag("tstamps.implausible", f"{name} pair {i} spans {days:,.1f} days: one run takes hours")]
+    return []
 
 
 # ----------------------------------------------------------------------------------------------- manifest

@@ -342,3 +342,39 @@ def test_a_companion_file_over_16_mib_is_flagged_unread(tmp_path):
     with open(path, "r+b") as fh:
         fh.truncate(16 << 20)  # at the limit: read (and then found not to be times)
     assert "larger than" not in check_tstamps(str(path), [("T/s/bert-99/Offline", begin, begin)], 0)[0].message
+
+
+def test_a_tstamps_pair_that_would_hold_any_run_or_lies_ahead_is_implausible(tmp_path):
+    """1970 to 9998 holds every LoadGen run there is: the check of the windows must not pass on it."""
+    path = tmp_path / "x.tstamps"
+    begin = datetime(2026, 11, 26, 1, 52, 6, tzinfo=timezone.utc)
+    inside = ("T/s/bert-99/Offline", begin, begin + timedelta(minutes=2))
+    path.write_text("Thu Jan  1 00:00:00 UTC 1970\nFri Dec 31 23:59:59 UTC 9998\n")
+    [flag] = check_tstamps(str(path), [inside], 120)
+    assert (
+        flag.rule == "tstamps.implausible" and "pair 1 ends 9998-12-31 23:59:59 UTC, after the scoring" in flag.message
+    )
+    path.write_text(f"{date_u(begin - timedelta(days=30))}\n{date_u(begin + timedelta(days=1))}\n")
+    [flag] = check_tstamps(str(path), [inside], 120)
+    assert flag == Flag("tstamps.implausible", "x.tstamps pair 1 spans 31.0 days: one run takes hours")
+    path.write_text(f"{date_u(begin - timedelta(days=6))}\n{date_u(begin + timedelta(days=1))}\n")
+    assert check_tstamps(str(path), [inside], 120) == []  # a week is allowed
+
+
+def test_a_summary_that_gives_one_row_twice_is_unreadable(sc_copy, tmp_path):
+    """json.loads keeps the last of two "0" rows: a lie first and the truth after it passed every comparison."""
+    handins = sc_copy(["Alpha"])
+    summary = handins / "Alpha" / f"{NAME}_summary.json"
+    text = summary.read_text()
+    row = json.loads(text)["0"]
+    summary.write_text(text.replace('"0":', f'"0": {json.dumps({**row, "Result": 99999999.0})}, "0":', 1))
+    manifest = handins / "Alpha" / f"{NAME}.sha256"
+    manifest.unlink()  # optional, unsigned: without it only the summary's own reading can catch the lie
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    flags = _flags(json.loads((out / "leaderboard.json").read_text()))["Alpha"]
+    assert (
+        "summary.unreadable",
+        f"{NAME}_summary.json repeats the key '0' in one object (which value was meant?)",
+    ) in flags
