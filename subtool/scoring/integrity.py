@@ -32,7 +32,7 @@ FLAG_IDS = {
     "summary.accuracy_mismatch": "a summary row's accuracy differs from the tarball's accuracy.txt",
     "summary.tarball_hash": "the tarball's sha256 differs from the one recorded in the summary",
     "tstamps.unreadable": "the .tstamps file is not pairs of `date -u` lines",
-    "tstamps.implausible": "a .tstamps time lies in the future, or one pair spans more than a week",
+    "tstamps.implausible": "a .tstamps time lies over a day after the scoring, or one pair spans more than a week",
     "tstamps.outside": "a LoadGen run in the tarball ran outside every .tstamps pair",
     "manifest.unreadable": "the .sha256 manifest cannot be read",
     "manifest.tarball_mismatch": "the tarball's sha256 differs from the manifest",
@@ -252,7 +252,7 @@ def check_tstamps(path: str, windows: list[tuple[str, datetime, datetime]], slac
         if end < begin:
             return [Flag("tstamps.unreadable", f"{name} pair {i} ends before it begins")]
     slack = timedelta(seconds=slack_s)
-    flags = _implausible(name, pairs, slack)
+    flags = _implausible(name, pairs)
     for label, begin, end in windows:
         if not any(b - slack <= begin and end <= e + slack for b, e in pairs):
             span = ", ".join(f"{b:%Y-%m-%d %H:%M:%S}–{e:%H:%M:%S}" for b, e in pairs[:3])
@@ -266,13 +266,14 @@ def check_tstamps(path: str, windows: list[tuple[str, datetime, datetime]], slac
 
 
 MAX_PAIR = timedelta(days=7)  # one run command's before/after: the slowest full LLM run takes hours, not weeks
+CLOCK_SKEW = timedelta(days=1)  # how far a team's clock may run ahead of the scoring machine's
 
 
-def _implausible(name: str, pairs: list[tuple[datetime, datetime]], slack: timedelta) -> list[Flag]:
+def _implausible(name: str, pairs: list[tuple[datetime, datetime]]) -> list[Flag]:
     """A pair wide enough to hold any run (1970 to 9998) says nothing, and a time still to come is no record."""
     now = datetime.now(timezone.utc)
     for i, (begin, end) in enumerate(pairs, start=1):
-        if end > now + slack:
+        if end > now + CLOCK_SKEW:
             return [Flag("tstamps.implausible", f"{name} pair {i} ends {end:%Y-%m-%d %H:%M:%S} UTC, after the scoring")]
         if end - begin > MAX_PAIR:
             days = (end - begin).total_seconds() / 86400

@@ -64,9 +64,9 @@ def test_mismatches_are_flagged_and_the_rules_decide_which_disqualify(sc_copy, t
         data["1"] = {**data["0"], "Model": "bert-99.9", "MlperfModel": "bert-99.9"}
 
     _edit_json(handins / "Epsilon" / f"{NAME}_summary.json", dress_up)
-    # Beta's .tstamps say the runs happened a day later
+    # Beta's .tstamps say the runs happened a day earlier (later would be after the scoring: implausible)
     tstamps = handins / "Beta" / f"{NAME}.tstamps"
-    shifted = [date_u(parse_tstamp(ln) + timedelta(days=1)) for ln in tstamps.read_text().splitlines()]
+    shifted = [date_u(parse_tstamp(ln) - timedelta(days=1)) for ln in tstamps.read_text().splitlines()]
     tstamps.write_text("\n".join(shifted) + "\n")
     # Gamma edited accuracy.txt inside the tarball after packing
     target = "open/Gamma/results/cluster/bert-99/Offline/accuracy/accuracy.txt"
