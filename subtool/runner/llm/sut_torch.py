@@ -202,12 +202,15 @@ class LlmGenerator:
         if device == "cuda" and torch.cuda.device_count() > 1:
             kwargs["device_map"] = "auto"  # spread layers over every visible GPU
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(model_path), local_files_only=True, **kwargs)
+            model, info = AutoModelForCausalLM.from_pretrained(
+                str(model_path), local_files_only=True, output_loading_info=True, **kwargs
+            )
         except Exception as exc:  # OSError, ValueError, safetensors' SafetensorError …: the files, not our code
             first = (str(exc).splitlines() or [""])[0]
             raise SubtoolError(
                 f"cannot load the checkpoint: {exc.__class__.__name__}: {first}", path=model_path, rule="model.load"
             ) from None
+        _check_loaded(info, model_path)
         if "device_map" not in kwargs:
             model.to(self.device)
         check_model_finite(model, model_path)
@@ -558,3 +561,22 @@ class TorchLlmSUT:
         self.lg.DestroySUT(self.handle)
         if self._error is not None:
             raise SubtoolError(f"the SUT failed during the run: {self._error!r}", rule="run.sut_error")
+
+
+def _check_loaded(info: dict, model_path) -> None:
+    """transformers fills a weight the files lack with random numbers and skips one the model has no place for,
+    with a warning at most: every weight must come from the files, and the config must describe them all (the
+    streaming loader refuses the same)."""
+    missing = sorted(info.get("missing_keys") or ())
+    unused = sorted(k for k in info.get("unexpected_keys") or () if not k.endswith("rotary_emb.inv_freq"))
+    for keys, what, hint in (
+        (missing, "missing from the checkpoint", "the checkpoint is incomplete, or its config claims more"),
+        (unused, "in the checkpoint but not in the model", "the config (num_hidden_layers, …) must describe the files"),
+    ):
+        if keys:
+            raise SubtoolError(
+                f"{len(keys)} weights {what} (e.g. {', '.join(keys[:3])})",
+                path=model_path,
+                rule="model.weights",
+                hint=hint,
+            )

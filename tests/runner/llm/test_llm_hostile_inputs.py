@@ -287,8 +287,37 @@ def _nan_weights(tmp_path, small) -> tuple[Path, Path]:
     return model, small.dataset_path
 
 
+def _missing_weight(tmp_path, small) -> tuple[Path, Path]:
+    """transformers fills a weight the file lacks with random numbers: the batched engine ran on and exited 0."""
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(small.model_path, model)
+    tensors = load_file(model / "model.safetensors")
+    del tensors["model.layers.1.mlp.down_proj.weight"]
+    save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
+    return model, small.dataset_path
+
+
+def _layer_claimed(tmp_path, small) -> tuple[Path, Path]:
+    """config.json claims one layer more than the file holds: that layer would be random."""
+    model = tmp_path / "model"
+    shutil.copytree(small.model_path, model)
+    config = json.loads((model / "config.json").read_text())
+    config["num_hidden_layers"] += 1
+    (model / "config.json").write_text(json.dumps(config))
+    return model, small.dataset_path
+
+
 @pytest.mark.parametrize(
-    "make, rule", [(_bad_model, "model.config"), (_bad_data, "dataset.format"), (_nan_weights, "model.weights")]
+    "make, rule",
+    [
+        (_bad_model, "model.config"),
+        (_bad_data, "dataset.format"),
+        (_nan_weights, "model.weights"),
+        (_missing_weight, "model.weights"),
+        (_layer_claimed, "model.weights"),
+    ],
 )
 def test_subtool_run_refuses_in_one_line_without_a_traceback(tmp_path, llama3_small, capfd, make, rule):
     model, data = make(tmp_path, llama3_small)
