@@ -54,6 +54,15 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
 
 
+def safe_markup(text: object) -> str:
+    """Text from files (folder and file names, messages quoting them) for a rich console line: markup escaped,
+    and control characters written as escapes, so that a name can neither start a line of its own (a forged
+    verdict, or a GitHub workflow command in CI) nor drive the terminal."""
+    from rich.markup import escape
+
+    return escape(printable(str(text)))
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so that every cleanup path that handles Ctrl-C runs."""
 

@@ -215,7 +215,7 @@ def diff_with_official(tree: Path, opts, report) -> OfficialDiff:
 
 
 def print_official_diff(diff: OfficialDiff, console) -> None:
-    from subtool.checker.report import safe_markup as escape
+    from subtool.errors import safe_markup as escape
 
     console.print(f"[bold]official checker[/] ({diff.seconds:.1f} s, exit {diff.returncode})", highlight=False)
     if diff.crashed:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from subtool.checker.api import SUMMARY_COLUMNS, CheckReport
-from subtool.errors import EXIT_USAGE, SubtoolError, printable
+from subtool.errors import EXIT_USAGE, SubtoolError, safe_markup
 from subtool.fsutil import atomic_write_json, atomic_write_text
 
 REPORT_SCHEMA = "subtool.check/1"
@@ -83,15 +83,6 @@ def _fmt_value(value: float | None, units: str) -> str:
     if value is None:
         return "no result"
     return f"{value:,.4g} {units}" if abs(value) < 1e4 else f"{value:,.1f} {units}"
-
-
-def safe_markup(text: object) -> str:
-    """Text from the tree (folder and file names, messages quoting them) for a rich console line: markup escaped,
-    and control characters written as escapes, so that a name can neither start a line of its own (a forged
-    verdict, or a GitHub workflow command when check runs in CI) nor drive the terminal."""
-    from rich.markup import escape
-
-    return escape(printable(str(text)))
 
 
 def print_human(report: CheckReport, console) -> None:
