@@ -17,6 +17,8 @@ import typer
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import WRITABLE_DIVISIONS as DIVISIONS
 from subtool.mlperf.rounds import DEFAULT_VERSION, VERSIONS
+from subtool.mlperf.user_conf import DEFAULT_MIN_DURATION_MS, MOST_SCHEDULED
+from subtool.mlperf.user_conf import MOST as LOADGEN_MOST
 from subtool.runner.workload import WORKLOAD_MODULES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fp8")
@@ -196,18 +198,14 @@ def check_run_args(run: RunArgs, *, mode: str | None = None, division: str | Non
 # holds, or a run would never end. Generous: the fastest published systems serve ~10^6 samples/s, a valid run
 # lasts 10 minutes
 _MOST = {
-    "target_qps": 1e7,
-    "target_latency_ms": 86_400_000,  # a day
-    "min_duration_ms": 604_800_000,  # a week
+    "target_qps": LOADGEN_MOST["target_qps"],
+    "target_latency_ms": LOADGEN_MOST["target_latency"],  # a day
+    "min_duration_ms": LOADGEN_MOST["min_duration"],  # a week
     "batch_size": 1 << 20,
     "threads": 4096,
     "max_new_tokens": 1 << 20,
 }
 _POSITIVE = tuple(_MOST)
-# LoadGen lays out a run's whole schedule before it starts: target_qps x min_duration samples (Offline's one query)
-# or queries (Server); 10 minutes at the largest target_qps is 6 x 10^9
-_MOST_SCHEDULED = 6e9
-_DEFAULT_MIN_DURATION_MS = 600_000
 
 
 def _check_numbers(run: RunArgs) -> None:
@@ -226,11 +224,11 @@ def _check_numbers(run: RunArgs) -> None:
         if value > most:
             raise SubtoolError(f"{flag} {shown} is past what a run can use (at most {most:g})", rule="cli.usage")
     if run.target_qps is not None:
-        seconds = (run.min_duration_ms or _DEFAULT_MIN_DURATION_MS) / 1000
-        if run.target_qps * seconds > _MOST_SCHEDULED:
+        seconds = (run.min_duration_ms or DEFAULT_MIN_DURATION_MS) / 1000
+        if run.target_qps * seconds > MOST_SCHEDULED:
             raise SubtoolError(
                 f"--target-qps {run.target_qps:g} over {seconds:g} s asks LoadGen to schedule "
-                f"{run.target_qps * seconds:.3g} samples at once (at most {_MOST_SCHEDULED:g}): lower one of them",
+                f"{run.target_qps * seconds:.3g} samples at once (at most {MOST_SCHEDULED:g}): lower one of them",
                 rule="cli.usage",
             )
 

@@ -61,6 +61,23 @@ SETTINGS = frozenset(
     }
 )
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+# LoadGen lays out a run's whole schedule before it starts: target_qps x min_duration samples (Offline's one query)
+# or queries (Server), at least min_query_count; 10 minutes at the largest target_qps is 6 x 10^9. Past these a
+# run allocates more than a machine holds (1e15 queries/s: std::bad_alloc, then a crash) or never ends.
+MOST_SCHEDULED = 6e9
+DEFAULT_MIN_DURATION_MS = 600_000
+MOST = {
+    "target_qps": 1e7,  # the fastest published systems serve ~10^6 samples/s
+    "target_latency": 86_400_000,  # ms: a day
+    "min_duration": 604_800_000,  # ms: a week
+    "max_duration": 604_800_000,
+    "min_query_count": MOST_SCHEDULED,
+    "samples_per_query": MOST_SCHEDULED,
+    "performance_sample_count_override": MOST_SCHEDULED,
+    "accuracy_sample_count_override": MOST_SCHEDULED,
+    "ttft_latency": 86_400e9,  # ns: a day
+    "tpot_latency": 86_400e9,
+}
 
 # what C's strtoul(s, &end, 0) and strtod(s, &end) consume whole
 _STRTOUL = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
@@ -137,7 +154,28 @@ def _meaning(setting: Setting) -> str | None:
         return f"{setting.name} = {setting.value} is not a finite number"
     if value < 0:
         return f"{setting.name} = {setting.value} is negative"
+    most = MOST.get(setting.name)
+    if most is not None and value > most:
+        return f"{setting.name} = {setting.value} is past what a run can use (at most {most:g})"
     return None
+
+
+def _schedule_problem(mine: list[Setting]) -> Problem | None:
+    """target_qps over min_duration (mlperf.conf's 10 minutes when the file leaves it) past what LoadGen can lay out."""
+    found = {s.name: s for s in mine}  # the later line wins, as in LoadGen (a model's own over `*` aside)
+    qps = found.get("target_qps")
+    if qps is None:
+        return None
+    duration = found.get("min_duration")
+    seconds = (_number(duration.value) if duration else DEFAULT_MIN_DURATION_MS) / 1000
+    scheduled = _number(qps.value) * seconds
+    if scheduled <= MOST_SCHEDULED:
+        return None
+    return Problem(
+        qps.line,
+        f"target_qps = {qps.value} over {seconds:g} s asks LoadGen to schedule {scheduled:.3g} samples at once "
+        f"(at most {MOST_SCHEDULED:g}): lower one of them",
+    )
 
 
 def parse_user_conf(text: str) -> tuple[list[Setting], list[Problem]]:
@@ -175,6 +213,9 @@ def check_user_conf(path: Path, loadgen_model: str, scenario: str) -> list[Setti
         more = f" (and {len(problems) - 1} more lines)" if len(problems) > 1 else ""
         raise SubtoolError(f"line {first.line}: {first.message}{more}", path=path, rule="run.user_conf")
     mine = [s for s in settings if s.model in (loadgen_model, "*") and s.scenario in (scenario, "*")]
+    problem = _schedule_problem(mine)
+    if problem is not None:
+        raise SubtoolError(f"line {problem.line}: {problem.message}", path=path, rule="run.user_conf")
     if not mine:
         whose = f"{len(settings)} settings, none" if settings else "no setting at all, so nothing"
         raise SubtoolError(

@@ -44,9 +44,14 @@ def test_settings_for_the_run_are_kept_with_wildcards_and_dotted_model_names(tmp
         ("*.Offline.target_qps = -inf", "is not a finite number"),
         ("*.Offline.min_duration = -5", "is negative"),
         ("*.Offline.target_qps = fast", "value 'fast' is not a number"),
+        # past what a run can use: 1e15 queries/s crashed LoadGen (std::bad_alloc), 1e18 ms never ends
+        ("*.Offline.target_qps = 1e15", "target_qps = 1e15 is past what a run can use (at most 1e+07)"),
+        ("*.Offline.min_duration = 1e18", "is past what a run can use"),
+        ("*.Server.ttft_latency = 1e20", "is past what a run can use"),
+        ("*.Offline.min_query_count = 1e12", "is past what a run can use"),
     ],
 )
-def test_a_line_loadgen_refuses_or_ignores_is_named(tmp_path, line, says):
+def test_a_line_loadgen_refuses_or_ignores_is_named(tmp_path, line, says):  # min_duration 1000 ms first
     with pytest.raises(SubtoolError) as err:
         _check(tmp_path, f"*.Offline.min_duration = 1000\n{line}\n")
     assert err.value.rule == "run.user_conf" and err.value.message.startswith("line 2: ") and says in err.value.message
@@ -78,3 +83,13 @@ def test_a_file_that_is_not_regular_is_refused_unread(tmp_path):
 def test_the_parser_never_raises(text):
     settings, problems = parse_user_conf(text)
     assert all(p.line >= 1 for p in problems) and all(s.name for s in settings)
+
+
+def test_a_schedule_over_the_limit_counts_the_ten_minutes_mlperf_conf_gives():
+    """Without min_duration, LoadGen's own 10 minutes: 1e7 queries/s lays out 6e9 (allowed), 1.1e7 is refused."""
+    from subtool.mlperf.user_conf import MOST_SCHEDULED, _schedule_problem
+
+    settings, _ = parse_user_conf("*.Server.target_qps = 1e7\n")
+    assert _schedule_problem(settings) is None and 1e7 * 600 == MOST_SCHEDULED
+    settings, _ = parse_user_conf("*.Server.min_duration = 600001\n*.Server.target_qps = 1e7\n")
+    assert "over 600.001 s asks LoadGen to schedule 6e+09" in _schedule_problem(settings).message
