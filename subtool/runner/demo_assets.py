@@ -15,6 +15,7 @@ from pathlib import Path
 from subtool.fsutil import atomic_write_text, cache_root, staged_directory  # noqa: F401  (cache_root, re-exported)
 
 COMPLETE = "COMPLETE"  # written last into a demo folder: one without it is rebuilt, never trusted
+DEMO_MARKER = "SUBTOOL_DEMO.txt"  # in every demo checkpoint (random weights)
 
 _CONSONANTS = "bcdfghjklmnprstvwz"
 _VOWELS = "aeiou"

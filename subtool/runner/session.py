@@ -428,8 +428,14 @@ def session_console(quiet: bool, file=None):
 def main(argv: list[str]) -> int:
     spec = SessionSpec(**json.loads(Path(argv[0]).read_text()))
     console = session_console(spec.quiet)
+    pending: list[dict] = []
+
+    def report(record: dict) -> None:
+        pending.append(record)
+        atomic_write_json(spec.result_path, record)
+
     try:
-        outcome = run_session(spec, console, report=lambda pending: atomic_write_json(spec.result_path, pending))
+        outcome = run_session(spec, console, report=report)
     except SubtoolError as err:
         outcome = {
             "ok": False,
@@ -441,8 +447,43 @@ def main(argv: list[str]) -> int:
                 "exit_code": err.exit_code,
             },
         }
+    except Exception as exc:  # as the CLI does in its own process: one line, the traceback only when asked
+        outcome = {"ok": False, "error": _unexpected(exc, in_teardown=bool(pending))}
     atomic_write_json(spec.result_path, outcome)
     return 0 if outcome["ok"] else 2
+
+
+def _unexpected(exc: Exception, in_teardown: bool) -> dict:
+    """An error no check foresaw (a library's own exception type on a file it parses, or a bug): the error line
+    the parent prints, instead of a traceback and 'the benchmark process died' naming its staging folder. After
+    every LoadGen run finished (`in_teardown`) it is the SUT's shutdown that failed: not a finished session."""
+    import os
+    import traceback
+
+    from subtool.errors import EXIT_BUG
+
+    debug = bool(os.environ.get("SUBTOOL_DEBUG"))
+    if debug:
+        traceback.print_exception(exc)
+    detail = (str(exc).strip().splitlines() or [""])[0][:200]
+    what = f"{type(exc).__name__}{': ' + detail if detail else ''}"
+    if in_teardown:
+        message, rule = (
+            f"the benchmark failed while shutting the SUT down, after every LoadGen run ({what})",
+            "run.crashed",
+        )
+    else:
+        message, rule = (
+            f"the benchmark failed unexpectedly ({what}): a bug in subtool, or an input not yet checked",
+            "internal",
+        )
+    return {
+        "message": message,
+        "path": None,
+        "rule": rule,
+        "hint": None if debug else "run it again with SUBTOOL_DEBUG=1 for the traceback, and report it",
+        "exit_code": EXIT_BUG,
+    }
 
 
 def spec_to_file(spec: SessionSpec, path: Path) -> Path:

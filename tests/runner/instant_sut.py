@@ -78,6 +78,11 @@ def _factory_of(cls):
     return factory
 
 
+def _broken_factory(model_path, features, config):
+    """A backend whose loading raises an exception no check foresaw (as a library can on a file it parses)."""
+    return {}["no such key"]
+
+
 _factory = _factory_of(InstantSUT)
 # bert backends by name: the instant SUT, three whose shutdown fails (natively, with a finding, with a bug), and one
 # whose weights ran in two precisions
@@ -87,6 +92,7 @@ BACKENDS = {
     "instant-stop-error": _factory_of(FailingStopSUT),
     "instant-stop-bug": _factory_of(BrokenStopSUT),
     "instant-mixed-weights": _factory_of(MixedWeightsSUT),
+    "instant-load-bug": _broken_factory,
 }
 
 

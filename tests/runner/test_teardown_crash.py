@@ -47,7 +47,7 @@ def test_a_clean_teardown_records_none(tmp_path, tiny_checkpoint, small_squad, i
     "backend,says",
     [
         ("instant-stop-error", "the SUT found a problem at the end of the run [run.sut_error]"),
-        ("instant-stop-bug", "stopped (exit code 1) while shutting the SUT down [run.crashed]"),
+        ("instant-stop-bug", "failed while shutting the SUT down, after every LoadGen run (RuntimeError"),
     ],
 )
 def test_a_teardown_that_fails_in_python_still_fails_the_run(
@@ -57,4 +57,19 @@ def test_a_teardown_that_fails_in_python_still_fails_the_run(
     res = _run(tmp_path, tiny_checkpoint, small_squad, backend)
     assert res.exit_code != 0
     assert says in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "runs" / "bert-99" / "Offline").exists()
+
+
+def test_an_unexpected_error_in_the_benchmark_process_is_one_line_without_a_traceback(
+    tmp_path, tiny_checkpoint, small_squad, instant_backend, capfd
+):
+    """A library's own exception type (ZeroDivisionError, a Rust parser's error …) printed a traceback, then
+    'the benchmark process died' naming a staging folder that is gone; now one line, exit 70, as in the CLI."""
+    res = _run(tmp_path, tiny_checkpoint, small_squad, "instant-load-bug")
+    said = " ".join(res.output.split())
+    captured = capfd.readouterr()
+    assert res.exit_code == 70, res.output
+    assert "the benchmark failed unexpectedly (KeyError: 'no such key')" in said and "[internal]" in said, said
+    assert "SUBTOOL_DEBUG=1" in said and "staging" not in said
+    assert "Traceback" not in res.output + captured.out + captured.err
     assert not (tmp_path / "runs" / "bert-99" / "Offline").exists()

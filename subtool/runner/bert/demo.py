@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 from subtool.fsutil import atomic_write_text
-from subtool.runner.demo_assets import DemoAssets, build_once, cache_root, generate_vocabulary
+from subtool.runner.demo_assets import DEMO_MARKER, DemoAssets, build_once, cache_root, generate_vocabulary
 
 DEMO_VERSION = "2"
 DEMO_SEED = 20261126
@@ -68,7 +68,7 @@ def write_checkpoint(model_dir: Path, words: list[str]) -> None:
 
     hf_logging.disable_progress_bar()
     model.save_pretrained(model_dir)
-    (model_dir / "SUBTOOL_DEMO.txt").write_text(
+    (model_dir / DEMO_MARKER).write_text(
         "Embedded demo model: BERT architecture, random weights (seed "
         f"{DEMO_SEED}). Its answers are meaningless; it exists to exercise the pipeline.\n",
         encoding="utf-8",

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.runner.json_input import read_json
+from subtool.runner.llm.checkpoint_config import check_config_fields
 from subtool.runner.llm.specs import LlmSpec
 
 WEIGHT_FILES = (
@@ -113,6 +114,7 @@ def check_checkpoint(spec: LlmSpec, model_path: Path, *, need_weights: bool = Tr
             path=model_path / "config.json",
             rule="model.architecture",
         )
+    check_config_fields(config, model_path / "config.json")
     if not any((model_path / f).exists() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
         raise SubtoolError(
             "no tokenizer (tokenizer.json, tokenizer.model or vocab.json)", path=model_path, rule="model.tokenizer"
@@ -211,9 +213,10 @@ def load_tokenizer(model_path: Path):
     hf_logging.set_verbosity_error()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
-    except (OSError, ValueError, TypeError) as exc:
+    except Exception as exc:  # config.json and tokenizer.json parsed by transformers/tokenizers: any error type
+        first = (str(exc).splitlines() or [""])[0][:200]
         raise SubtoolError(
-            f"cannot load the tokenizer: {str(exc).splitlines()[0]}", path=model_path, rule="model.tokenizer"
+            f"cannot load the tokenizer: {type(exc).__name__}: {first}", path=model_path, rule="model.tokenizer"
         ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from subtool.fsutil import atomic_write_text
-from subtool.runner.demo_assets import DemoAssets, build_once, cache_root, generate_vocabulary
+from subtool.runner.demo_assets import DEMO_MARKER, DemoAssets, build_once, cache_root, generate_vocabulary
 from subtool.runner.llm.specs import LlmSpec
 
 DEMO_VERSION = "3"
@@ -129,7 +129,7 @@ def write_checkpoint(model_dir: Path, family: str, words: list[str]):
     (model_dir / "subtool_demo.json").write_text(
         json.dumps({**DEMO_SETTINGS, **FAMILY_SETTINGS.get(family, {})}) + "\n"
     )
-    (model_dir / "SUBTOOL_DEMO.txt").write_text(
+    (model_dir / DEMO_MARKER).write_text(
         f"Embedded demo model: {family} architecture, tiny, random weights (seed {DEMO_SEED}). Its output is "
         "meaningless; it exists to exercise the pipeline.\n",
         encoding="utf-8",

@@ -7,7 +7,7 @@ endpoint) answer with token ids and per-response token counts, so LoadGen report
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -30,10 +30,40 @@ class Generation:
     token_latencies: bool
 
 
+DEMO_SETTING_LIMITS = {"max_new_tokens": 1 << 20, "batch_size": 1 << 20, "threads": 4096}
+
+
 def demo_settings(model_path: Path) -> dict:
-    """The embedded demo's own settings ({} for any other checkpoint)."""
-    demo_file = Path(model_path) / DEMO_SETTINGS_FILE
-    return json.loads(demo_file.read_text()) if demo_file.is_file() else {}
+    """The embedded demo's own settings, from a checkpoint the demo made (its marker file beside them); {} for any
+    other. Where they apply the benchmark process says so once, naming the file: a settings file dropped into a
+    real checkpoint shortened its answers unrecorded."""
+    from subtool.runner.demo_assets import DEMO_MARKER
+
+    folder = Path(model_path)
+    if not (folder / DEMO_MARKER).is_file() or not (folder / DEMO_SETTINGS_FILE).exists():
+        return {}
+    return dict(_read_demo_settings(str(folder / DEMO_SETTINGS_FILE)))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_demo_settings(path: str) -> tuple:
+    from subtool.mlperf.logs import read_json_object
+
+    settings, problem = read_json_object(path)
+    if problem is not None:
+        raise SubtoolError(f"the demo's settings {problem}", path=path, rule="model.demo", hint="delete the demo cache")
+    for key, value in settings.items():
+        most = DEMO_SETTING_LIMITS.get(key)
+        if most is None or isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            known = ", ".join(DEMO_SETTING_LIMITS)
+            raise SubtoolError(
+                f"{key} = {str(value)[:40]} is no demo setting (whole numbers, above 0: {known})",
+                path=path,
+                rule="model.demo",
+            )
+    shown = ", ".join(f"{k} {v}" for k, v in settings.items())
+    print(f"llm: {path}: the embedded demo's settings apply ({shown})", file=sys.stderr, flush=True)
+    return tuple(settings.items())
 
 
 def generation_for(spec: LlmSpec, model_path: Path, extra: dict) -> Generation:

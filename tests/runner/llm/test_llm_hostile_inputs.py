@@ -247,6 +247,61 @@ def test_an_openorca_path_that_is_not_a_regular_file_is_refused(tmp_path, llama2
     _refused(lambda: _load("llama2-70b-99", llama2_small.model_path, zero), "dataset.format", zero, "regular file")
 
 
+def test_a_damaged_openorca_pickle_is_not_a_pandas_pickle_not_a_traceback(tmp_path, llama2_small):
+    """A byte flipped in numpy's array state: pickle.PickleError, which is no UnpicklingError (and a fuzz found an
+    AssertionError from pandas' block layout): each is the file's fault, one line."""
+    import pickle
+
+    import pandas as pd
+
+    frame = pd.DataFrame({"tok_input": [[1, 5, 7], [1, 9]], "output": ["a b", "c"]})
+    raw = bytearray(pickle.dumps(frame, protocol=4))
+    at = raw.find(b"J\x1f\x06\xf1\x04")  # a checksum numpy's reconstructor compares
+    assert at > 0
+    raw[at + 3] = 0x14
+    path = tmp_path / "flipped.pkl"
+    path.write_bytes(bytes(raw))
+    _refused(
+        lambda: _load("llama2-70b-99", llama2_small.model_path, path), "dataset.format", path, "not a pandas pickle"
+    )
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"num_attention_heads": 0}, "num_attention_heads is 0: a size must be a whole number above 0"),
+        ({"vocab_size": "2078"}, 'vocab_size is "2078"'),
+        ({"head_dim": 8.5}, "head_dim is 8.5"),
+        ({"num_hidden_layers": True}, "num_hidden_layers is true"),
+        ({"eos_token_id": "x"}, 'eos_token_id is "x": a token id must be a whole number'),
+        ({"eos_token_id": [2, -1]}, "eos_token_id is [2, -1]"),
+        ({"bos_token_id": []}, "bos_token_id is []"),
+    ],
+)
+def test_config_sizes_and_token_ids_transformers_would_trip_over_are_refused(tmp_path, llama3_small, change, says):
+    """A head count of 0 divided by zero inside transformers, a size written as text failed its strict config
+    class: each was a traceback from the benchmark process; now one line naming config.json."""
+    from subtool.runner.llm.checkpoint import check_checkpoint
+
+    model = tmp_path / "model"
+    shutil.copytree(llama3_small.model_path, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, **change}))
+    check = lambda: check_checkpoint(LLM_SPECS["llama3.1-8b"], model)  # noqa: E731
+    _refused(check, "model.config", model / "config.json", says)
+
+
+def test_a_tokenizer_json_the_tokenizers_library_refuses_is_one_line(tmp_path, llama3_small):
+    from subtool.runner.llm.checkpoint import load_tokenizer
+
+    model = tmp_path / "model"
+    shutil.copytree(llama3_small.model_path, model)
+    tok = json.loads((model / "tokenizer.json").read_text())
+    tok["model"]["type"] = "NoSuchModel"  # the Rust library's own exception type, not OSError/ValueError
+    (model / "tokenizer.json").write_text(json.dumps(tok))
+    _refused(lambda: load_tokenizer(model), "model.tokenizer", model, "cannot load the tokenizer")
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [("instruction", 5, "is 5"), ("input", None, "is None"), ("output", [1], "is [1]")],
@@ -329,3 +384,39 @@ def test_subtool_run_refuses_in_one_line_without_a_traceback(tmp_path, llama3_sm
     assert res.exit_code == 2 and len(errors) == 1 and f"[{rule}]" in errors[0], res.output
     assert "Traceback" not in res.output + captured.out + captured.err
     assert not out.exists() or not any(out.rglob("run.json"))
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ('{"max_new_tokens": ', "is not valid JSON"),
+        ('{"max_new_tokens": 0}', "max_new_tokens = 0 is no demo setting"),
+        ('{"max_new_tokens": "16"}', "max_new_tokens = 16 is no demo setting"),
+        ('{"batch_size": 1e30}', "batch_size = 1e+30 is no demo setting"),
+        ('{"temperature": 2}', "temperature = 2 is no demo setting"),
+        ("[16]", "must hold a JSON object"),
+    ],
+)
+def test_the_demos_settings_file_is_read_strictly_in_one_line(tmp_path, text, says):
+    """A broken subtool_demo.json was a traceback from the benchmark process naming its staging folder."""
+    from subtool.runner.llm.workload import DEMO_SETTINGS_FILE, demo_settings
+
+    (tmp_path / "SUBTOOL_DEMO.txt").write_text("demo\n")
+    (tmp_path / DEMO_SETTINGS_FILE).write_text(text)
+    _refused(lambda: demo_settings(tmp_path), "model.demo", tmp_path / DEMO_SETTINGS_FILE, says)
+
+
+def test_demo_settings_apply_only_beside_the_demos_marker_and_say_so(tmp_path, capfd):
+    """A settings file dropped into a real checkpoint silently cut its answers to 2 tokens: without the demo's
+    marker it is not read; with it, the benchmark process names the file and the settings."""
+    from subtool.runner.llm.workload import DEMO_SETTINGS_FILE, demo_settings, generation_for
+
+    (tmp_path / DEMO_SETTINGS_FILE).write_text('{"max_new_tokens": 2}')
+    spec = LLM_SPECS["llama3.1-8b"]
+    assert demo_settings(tmp_path) == {} and generation_for(spec, tmp_path, {}).max_new_tokens == 128
+    (tmp_path / "SUBTOOL_DEMO.txt").write_text("demo\n")
+    assert generation_for(spec, tmp_path, {}).max_new_tokens == 2
+    assert (
+        f"{tmp_path / DEMO_SETTINGS_FILE}: the embedded demo's settings apply (max_new_tokens 2)"
+        in capfd.readouterr().err
+    )
