@@ -174,9 +174,13 @@ def _key_pattern(keys: frozenset[str] | None) -> re.Pattern[bytes]:
         names = rb'[^"\\]+'
     else:
         names = b"|".join(re.escape(k.encode()) for k in sorted(keys, key=len, reverse=True))
-    # Whether the marker starts its line, and the rest of the line, are the caller's tests: a look-behind here
-    # would cost the search its literal prefix.
-    return re.compile(rb':::MLLOG \{"key": "(' + names + rb')", "value": (.*?), "time_ms": ')
+    # The marker must start its line (the official reader's lines; Python's text mode ends them at \r too): the
+    # look-behind comes after the literal, so the search keeps its fast literal scan. The last group is the rest
+    # of the line as LoadGen writes it; where it is empty the caller parses the line (LoadgenLog problems).
+    return re.compile(
+        rb':::MLLOG (?<![^\r\n]:::MLLOG )\{"key": "(' + names + rb')", "value": (.*?), "time_ms": '
+        rb"(?:(" + _LOADGEN_TAIL_BODY + rb")(?=[\r\n]|\Z))?"
+    )
 
 
 DETAIL_LIMIT_BYTES = 256 << 20  # LoadGen's detail logs are a few MB (the sample-index line is most of it)
@@ -274,16 +278,14 @@ def read_loadgen_log(
     raw = log.raw
     pattern = _key_pattern(None if keys is None else frozenset(keys))
     for a, b in segments:
-        for match in pattern.finditer(blob, a, b):
-            start = match.start()
-            if start and blob[start - 1] not in b"\r\n":
-                continue  # only a line starting with the marker is an entry (the official reader ends lines at \r too)
-            key = match[1].decode("utf-8", "replace")  # bytes that are not UTF-8 are a problem already
-            problem = _line_problem(blob, match, key)
-            if problem:
-                log.problems.append(f"line {_line_of(blob, start)} ({key}) {problem}")
+        odd = False
+        for name, value, tail in pattern.findall(blob, a, b):
+            odd = odd or not tail
+            key = name.decode("utf-8", "replace")  # bytes that are not UTF-8 are a problem already
             if key not in raw:  # the first occurrence wins, as in the official reader
-                raw[key] = match[2]
+                raw[key] = value
+        if odd:  # a kept line LoadGen did not write as it writes them: parsed, to say what is wrong with it
+            _odd_lines(blob, a, b, pattern, log)
     for a, b in segments:  # LoadGen never logs an error inside a sample-index line
         _errors(blob, a, b, log)
     return log
@@ -302,15 +304,18 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
-def _line_problem(blob: bytes, match: re.Match, key: str) -> str | None:
-    """Why the kept entry `match` found is not one JSON object of `key` with each name once, or None. A line that
-    goes on as LoadGen writes it is one; only another is parsed (parsing every one made reading three times slower)."""
-    tail = _LOADGEN_TAIL.match(blob, match.end(2))
-    if tail and blob[tail.end() : tail.end() + 1] in (b"", b"\n", b"\r"):
-        return None
-    end = len(blob) if (nl := blob.find(b"\n", match.end(2))) < 0 else nl
-    # the line's shape with its value stood in for by 0 (the value is read apart, when it is used)
-    return _entry_problem(blob[match.start() + len(MARKER) : match.start(2)] + b"0" + blob[match.end(2) : end], key)
+def _odd_lines(blob: bytes, a: int, b: int, pattern: re.Pattern[bytes], log: LoadgenLog) -> None:
+    """A problem for each kept entry between a and b that is not one JSON object of its key with each name once."""
+    for match in pattern.finditer(blob, a, b):
+        if match[3]:
+            continue
+        end = len(blob) if (nl := blob.find(b"\n", match.end(2))) < 0 else nl
+        key = match[1].decode("utf-8", "replace")
+        # the line's shape with its value stood in for by 0 (the value is read apart, when it is used)
+        shape = blob[match.start() + len(MARKER) : match.start(2)] + b"0" + blob[match.end(2) : end]
+        problem = _entry_problem(shape, key)  # None: JSON as LoadGen's, written another way (another version)
+        if problem:
+            log.problems.append(f"line {_line_of(blob, match.start())} ({key}) {problem}")
 
 
 def _entry_problem(line: bytes, key: str) -> str | None:
@@ -329,8 +334,8 @@ def _entry_problem(line: bytes, key: str) -> str | None:
 
 _ENTRY_DECODER = json.JSONDecoder(object_pairs_hook=_unique)
 # What follows an entry's value as LoadGen writes it, to the end of its line.
-_LOADGEN_TAIL = re.compile(
-    rb', "time_ms": -?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?, "namespace": "mlperf::logging", '
+_LOADGEN_TAIL_BODY = (
+    rb'-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?, "namespace": "mlperf::logging", '
     rb'"event_type": "POINT_IN_TIME", "metadata": \{"is_error": (?:true|false), "is_warning": (?:true|false), '
     rb'"file": "[^"\\\x00-\x1f]*", "line_no": [0-9]+, "pid": [0-9]+, "tid": [0-9]+\}\}[ \t]*'
 )
