@@ -92,31 +92,31 @@ def mark_several_places(entries: list[EntryRecord]) -> None:
         if entry.error:
             continue
         held = sorted({(r.submitter, r.system) for r in entry.results})
-        teams: dict[str, list[str]] = {}
+        teams: dict[str, str] = {}  # normalised submitter → its first spelling
         for submitter, _ in held:
-            teams.setdefault(_norm(submitter), []).append(submitter)
+            teams.setdefault(_norm(submitter), submitter)
         if len(teams) > 1:
-            names = ", ".join(sorted({spelled[0] for spelled in teams.values()}))
-            entry.flags.append(
-                Flag(
-                    "entry.several_teams",
-                    f"holds results under {len(teams)} submitters ({names}): one hand-in is one team's",
-                )
-            )
-        category = {(_norm(s.submitter), _norm(s.system)): s.category for s in entry.systems}
-        places: dict[tuple[str, str], set[str]] = {}
-        for submitter, system in held:
-            where = category.get((_norm(submitter), _norm(system)), UNKNOWN_CATEGORY)
-            places.setdefault((teams[_norm(submitter)][0], where), set()).add(system)
-        for (team, where), systems in sorted(places.items()):
-            if len({_norm(s) for s in systems}) > 1:
-                entry.flags.append(
-                    Flag(
-                        "entry.several_systems",
-                        f"{team} has {len(systems)} systems in {where} ({', '.join(sorted(systems))}): "
-                        "each would take a place there; hand in one",
-                    )
-                )
+            names = ", ".join(sorted(teams.values()))
+            message = f"holds results under {len(teams)} submitters ({names}): one hand-in is one team's"
+            entry.flags.append(Flag("entry.several_teams", message))
+        entry.flags += _several_systems(entry, held, teams)
+
+
+def _several_systems(entry: EntryRecord, held: list[tuple[str, str]], teams: dict[str, str]) -> list[Flag]:
+    category = {(_norm(s.submitter), _norm(s.system)): s.category for s in entry.systems}
+    places: dict[tuple[str, str], set[str]] = {}
+    for submitter, system in held:
+        where = category.get((_norm(submitter), _norm(system)), UNKNOWN_CATEGORY)
+        places.setdefault((teams[_norm(submitter)], where), set()).add(system)
+    return [
+        Flag(
+            "entry.several_systems",
+            f"{team} has {len(systems)} systems in {where} ({', '.join(sorted(systems))}): "
+            "each would take a place there; hand in one",
+        )
+        for (team, where), systems in sorted(places.items())
+        if len({_norm(s) for s in systems}) > 1
+    ]
 
 
 def mark_copies(entries: list[EntryRecord]) -> None:
