@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
 import math
 import os
 import re
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from subtool.mlperf.detail_entries import LOADGEN_TAIL_BODY, odd_entries
 from subtool.mlperf.json_strict import Missing, NonFinite, NotALog, Problem, parse_json
 
 MARKER = b":::MLLOG "
@@ -179,7 +179,7 @@ def _key_pattern(keys: frozenset[str] | None) -> re.Pattern[bytes]:
     # of the line as LoadGen writes it; where it is empty the caller parses the line (LoadgenLog problems).
     return re.compile(
         rb':::MLLOG (?<![^\r\n]:::MLLOG )\{"key": "(' + names + rb')", "value": (.*?), "time_ms": '
-        rb"(?:(" + _LOADGEN_TAIL_BODY + rb")(?=[\r\n]|\Z))?"
+        rb"(?:(" + LOADGEN_TAIL_BODY + rb")(?=[\r\n]|\Z))?"
     )
 
 
@@ -285,60 +285,11 @@ def read_loadgen_log(
             if key not in raw:  # the first occurrence wins, as in the official reader
                 raw[key] = value
         if odd:  # a kept line LoadGen did not write as it writes them: parsed, to say what is wrong with it
-            _odd_lines(blob, a, b, pattern, log)
+            for offset, key, problem in odd_entries(blob, a, b, pattern, len(MARKER)):
+                log.problems.append(f"line {_line_of(blob, offset)} ({key}) {problem}")
     for a, b in segments:  # LoadGen never logs an error inside a sample-index line
         _errors(blob, a, b, log)
     return log
-
-
-class _RepeatedKey(Exception):
-    pass
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict:
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise _RepeatedKey(k)
-        out[k] = v
-    return out
-
-
-def _odd_lines(blob: bytes, a: int, b: int, pattern: re.Pattern[bytes], log: LoadgenLog) -> None:
-    """A problem for each kept entry between a and b that is not one JSON object of its key with each name once."""
-    for match in pattern.finditer(blob, a, b):
-        if match[3]:
-            continue
-        end = len(blob) if (nl := blob.find(b"\n", match.end(2))) < 0 else nl
-        key = match[1].decode("utf-8", "replace")
-        # the line's shape with its value stood in for by 0 (the value is read apart, when it is used)
-        shape = blob[match.start() + len(MARKER) : match.start(2)] + b"0" + blob[match.end(2) : end]
-        problem = _entry_problem(shape, key)  # None: JSON as LoadGen's, written another way (another version)
-        if problem:
-            log.problems.append(f"line {_line_of(blob, match.start())} ({key}) {problem}")
-
-
-def _entry_problem(line: bytes, key: str) -> str | None:
-    """Why a kept entry's line (its value replaced) is not one JSON object of that key, with each name once, or
-    None."""
-    try:
-        entry = _ENTRY_DECODER.decode(line.decode("utf-8", "replace"))
-    except _RepeatedKey as exc:
-        return f"repeats the name {str(exc.args[0])[:40]!r} in one entry (LoadGen writes each once)"
-    except (ValueError, RecursionError):
-        return "is not valid JSON"
-    if entry.get("key") != key:
-        return "is not valid JSON"
-    return None
-
-
-_ENTRY_DECODER = json.JSONDecoder(object_pairs_hook=_unique)
-# What follows an entry's value as LoadGen writes it, to the end of its line.
-_LOADGEN_TAIL_BODY = (
-    rb'-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?, "namespace": "mlperf::logging", '
-    rb'"event_type": "POINT_IN_TIME", "metadata": \{"is_error": (?:true|false), "is_warning": (?:true|false), '
-    rb'"file": "[^"\\\x00-\x1f]*", "line_no": [0-9]+, "pid": [0-9]+, "tid": [0-9]+\}\}[ \t]*'
-)
 
 
 def _line_of(blob: bytes, offset: int) -> int:
