@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from subtool import __version__
+from subtool.errors import printable
 from subtool.pack.inputs import ResultInfo, RunInfo, TimeWindow, TreeInfo, is_secret
 from subtool.pack.runs import PackedRuns, covered, first_moment, uncovered
 
@@ -174,11 +175,7 @@ def _script(lines: list[str]) -> str:
     """The lines as one script. A comment line carries text from the tree and the runs (a system description's
     fields, paths, versions): a line break there would end the comment and run the rest as a command, so every
     character that is not printable is written as its escape instead (a newline as `\\n`)."""
-    return "\n".join(_comment(line) if line.startswith("#") else line for line in lines)
-
-
-def _comment(line: str) -> str:
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
+    return "\n".join(printable(line) if line.startswith("#") else line for line in lines)
 
 
 def _conf_lines(results: list[ResultInfo]) -> list[str]:
