@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+
+from subtool.mlperf.json_strict import RepeatedKey, unique_pairs
 
 # What follows an entry's value as LoadGen writes it, to the end of its line (after `, "time_ms": `).
 LOADGEN_TAIL_BODY = (
@@ -15,19 +16,6 @@ LOADGEN_TAIL_BODY = (
     rb'"event_type": "POINT_IN_TIME", "metadata": \{"is_error": (?:true|false), "is_warning": (?:true|false), '
     rb'"file": "[^"\\\x00-\x1f]*", "line_no": [0-9]+, "pid": [0-9]+, "tid": [0-9]+\}\}[ \t]*'
 )
-
-
-class _RepeatedKey(Exception):
-    pass
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict:
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise _RepeatedKey(k)
-        out[k] = v
-    return out
 
 
 def odd_entries(blob: bytes, a: int, b: int, pattern: re.Pattern[bytes], marker: int) -> list[tuple[int, str, str]]:
@@ -52,7 +40,7 @@ def _entry_problem(line: bytes, key: str) -> str | None:
     None."""
     try:
         entry = _ENTRY_DECODER.decode(line.decode("utf-8", "replace"))
-    except _RepeatedKey as exc:
+    except RepeatedKey as exc:
         return f"repeats the name {str(exc.args[0])[:40]!r} in one entry (LoadGen writes each once)"
     except (ValueError, RecursionError):
         return "is not valid JSON"
@@ -61,4 +49,4 @@ def _entry_problem(line: bytes, key: str) -> str | None:
     return None
 
 
-_ENTRY_DECODER = json.JSONDecoder(object_pairs_hook=_unique)
+_ENTRY_DECODER = json.JSONDecoder(object_pairs_hook=unique_pairs)

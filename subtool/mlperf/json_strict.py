@@ -55,15 +55,15 @@ def _finite_int(text: str) -> int:
     return value
 
 
-class _RepeatedKey(Exception):
-    pass
+class RepeatedKey(Exception):
+    """Raised by unique_pairs: one JSON object names a key twice (json.loads would keep the last)."""
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise _RepeatedKey(key)
+            raise RepeatedKey(key)
         out[key] = value
     return out
 
@@ -82,13 +82,13 @@ def parse_json(data: bytes | str, *, unique_keys: bool = False) -> tuple[Any, Pr
             data = data.decode("utf-8")
         except UnicodeDecodeError:
             return None, Problem("is not UTF-8 text")
-    hook = _unique_pairs if unique_keys else None
+    hook = unique_pairs if unique_keys else None
     try:
         value = json.loads(
             data, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_finite_int, object_pairs_hook=hook
         )
         return value, None
-    except _RepeatedKey as exc:
+    except RepeatedKey as exc:
         return None, Problem(f"repeats the key {str(exc.args[0])[:60]!r} in one object (which value was meant?)")
     except _NonFiniteNumber as exc:
         return None, NonFinite(f"holds {str(exc)[:40]}, which is not a finite number (JSON has no NaN or Infinity)")
