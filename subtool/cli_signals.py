@@ -7,7 +7,7 @@ import contextlib
 import sys
 
 from subtool.cli_common import _console
-from subtool.errors import SubtoolError
+from subtool.errors import SubtoolError, exception_line
 
 _TERMINATED = False
 SIGNAL_GRACE_S = 5.0  # after SIGTERM/Ctrl-C, how long the main thread gets to unwind before the watchdog exits
@@ -120,10 +120,8 @@ def _exit_for(exc: BaseException) -> int:
         return err.exit_code
     if os.environ.get("SUBTOOL_DEBUG"):
         traceback.print_exception(exc)
-    detail = (str(exc).strip().splitlines() or [""])[0][:200]
     _print_line(
-        f"`subtool {_command_name()}` failed unexpectedly ({type(exc).__name__}"
-        f"{': ' + detail if detail else ''}): this is a bug in subtool [internal]",
+        f"`subtool {_command_name()}` failed unexpectedly ({exception_line(exc)}): this is a bug in subtool [internal]",
         None
         if os.environ.get("SUBTOOL_DEBUG")
         else "run it again with SUBTOOL_DEBUG=1 for the traceback, and report it",

@@ -54,6 +54,13 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
 
 
+def exception_line(exc: BaseException) -> str:
+    """An exception no check foresaw, in one line: its type and the first line of its message (at most 200
+    characters), as the one-line errors quote it."""
+    detail = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}{': ' + detail if detail else ''}"
+
+
 def safe_markup(text: object) -> str:
     """Text from files (folder and file names, messages quoting them) for a rich console line: markup escaped,
     and control characters written as escapes, so that a name can neither start a line of its own (a forged

@@ -460,13 +460,12 @@ def _unexpected(exc: Exception, in_teardown: bool) -> dict:
     import os
     import traceback
 
-    from subtool.errors import EXIT_BUG
+    from subtool.errors import EXIT_BUG, exception_line
 
     debug = bool(os.environ.get("SUBTOOL_DEBUG"))
     if debug:
         traceback.print_exception(exc)
-    detail = (str(exc).strip().splitlines() or [""])[0][:200]
-    what = f"{type(exc).__name__}{': ' + detail if detail else ''}"
+    what = exception_line(exc)
     if in_teardown:
         message, rule = (
             f"the benchmark failed while shutting the SUT down, after every LoadGen run ({what})",

@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from subtool.errors import SubtoolError
+from subtool.errors import SubtoolError, exception_line
 from subtool.runner.json_input import read_json
 from subtool.runner.llm.checkpoint_config import check_config_fields
 from subtool.runner.llm.specs import LlmSpec
@@ -214,9 +214,8 @@ def load_tokenizer(model_path: Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
     except Exception as exc:  # config.json and tokenizer.json parsed by transformers/tokenizers: any error type
-        first = (str(exc).splitlines() or [""])[0][:200]
         raise SubtoolError(
-            f"cannot load the tokenizer: {type(exc).__name__}: {first}", path=model_path, rule="model.tokenizer"
+            f"cannot load the tokenizer: {exception_line(exc)}", path=model_path, rule="model.tokenizer"
         ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
