@@ -13,15 +13,13 @@ from typing import Any
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.benchmarks import Benchmark, find_by_dataset_size, require_benchmark, split_model
-from subtool.mlperf.json_strict import parse_json
+from subtool.mlperf.json_file import read_json
 from subtool.mlperf.layout import SCENARIOS
-from subtool.mlperf.logs import LoadgenLog, describe_os_error, read_file
+from subtool.mlperf.logs import LoadgenLog
 from subtool.mlperf.round import LOADGEN_SCENARIO, loadgen_names
 from subtool.mlperf.run_record import load_run_record, read_run_record
 from subtool.package.logs import check_summary_log, read_detail_log
 from subtool.wording import with_article
-
-_JSON_LIMIT = 16 << 20  # a harness's model_mapping/measurements/system_meta JSON is a few KB
 
 TESTS = ("TEST01", "TEST04", "TEST06", "TEST07", "TEST08", "TEST09")
 OFFICIAL_MIN_DURATION_MS = 600000
@@ -59,19 +57,11 @@ class ImportedResult:
 
 # ----------------------------------------------------------------------------------------------- helpers
 def _read_json(path: Path, what: str) -> dict:
+    """A harness's JSON object (model_mapping, measurements, system_meta): bounded, strict, one line if not."""
     try:
-        blob = read_file(path, _JSON_LIMIT + 1, follow_links=True)
+        data = read_json(path, "import.bad_json")
     except FileNotFoundError:
         raise SubtoolError(f"{what} is missing", path=path, rule="import.missing_file") from None
-    except OSError as exc:
-        raise SubtoolError(f"{what} {describe_os_error(exc)}", path=path, rule="import.bad_json") from None
-    if len(blob) > _JSON_LIMIT:
-        raise SubtoolError(
-            f"{what} is over {_JSON_LIMIT >> 20} MiB: not a harness's JSON", path=path, rule="import.bad_json"
-        )
-    data, problem = parse_json(blob)
-    if problem is not None:
-        raise SubtoolError(f"{what} {problem}", path=path, rule="import.bad_json")
     if not isinstance(data, dict):
         raise SubtoolError(f"{what} must hold a JSON object", path=path, rule="import.bad_json")
     return data

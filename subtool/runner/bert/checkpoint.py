@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.json_file import read_json
 from subtool.mlperf.logs import describe_os_error, read_file
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH
-from subtool.runner.json_input import read_json
 
 # The MLPerf reference PyTorch checkpoint (zenodo 3733896 / build/data/bert_tf_v1_1_large_fp32_384_v2): a state
 # dict of transformers' BertForQuestionAnswering plus Google's bert_config.json (no model_type field).

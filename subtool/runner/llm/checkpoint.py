@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from subtool.errors import SubtoolError, exception_line
-from subtool.runner.json_input import read_json
+from subtool.mlperf.json_file import read_json
 from subtool.runner.llm.checkpoint_config import check_config_fields
 from subtool.runner.llm.specs import LlmSpec
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
-from subtool.runner.json_input import read_json
+from subtool.mlperf.json_file import read_json
 from subtool.runner.llm.checkpoint import load_tokenizer
 from subtool.runner.llm.specs import LlmSpec
 

@@ -1,12 +1,15 @@
-"""A JSON file a benchmark reads (a checkpoint's config.json, its index, a tokenizer.json, a data set): bounded,
-regular, strict, and refused as one line naming the file. Both model families' loaders read theirs through it."""
+"""A JSON file an input names (a checkpoint's config.json, its index, a tokenizer.json, a data set, a harness's
+model_mapping or measurements): bounded, regular, strict, and refused as one SubtoolError naming the file under
+the caller's rule. The model loaders and `package`'s importers read theirs through it; the checker's readers,
+which never raise, use logs.read_json_object."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from subtool.errors import SubtoolError
-from subtool.mlperf.logs import describe_os_error, parse_json, read_file
+from subtool.mlperf.json_strict import parse_json
+from subtool.mlperf.logs import describe_os_error, read_file
 
 __all__ = ["JSON_LIMIT", "read_json"]
 
