@@ -14,7 +14,7 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import DIVISIONS, subdirs
 from subtool.mlperf.logs import read_json_object, read_loadgen_log
-from subtool.mlperf.run_record import date_u, read_run_record
+from subtool.mlperf.run_record import date_u, parse_date_u, read_run_record
 
 # Keys quoted in the report and the .run; everything else in the detail log is left to the checker.
 _DETAIL_KEYS = {
@@ -247,7 +247,7 @@ def read_run_dir(path: Path) -> RunInfo:
         )
     record = read_run_record(record_path, rule="pack.run_dir")
     command = record.get("command") or []
-    tstamps = [str(t).strip() for t in record.get("tstamps") or [] if str(t).strip()]
+    tstamps = _run_tstamps(record_path, record.get("tstamps") or [])
     if not tstamps:
         window = window_of(sorted(path.rglob("mlperf_log_detail.txt")))
         tstamps = window.lines() if window else []
@@ -265,3 +265,22 @@ def read_run_dir(path: Path) -> RunInfo:
         versions=versions,
         settings=record.get("settings") if isinstance(record.get("settings"), dict) else {},
     )
+
+
+def _run_tstamps(record_path: Path, lines: list[str]) -> list[str]:
+    """run.json's `date -u` pair as `.tstamps` will hold it. The schema has checked each line's shape; here each
+    must be a real date and each pair in order, as the scorer reads them: a lie would cover runs it never saw."""
+    moments = [parse_date_u(line) for line in lines]
+    problem = next((f"{line!r} is no date" for line, moment in zip(lines, moments) if moment is None), None)
+    if problem is None and len(lines) % 2:
+        problem = f"{len(lines)} lines, not start/end pairs"
+    if problem is None and any(moments[i] > moments[i + 1] for i in range(0, len(lines), 2)):
+        problem = "a pair ends before it starts"
+    if problem is not None:
+        raise SubtoolError(
+            f"run.json's tstamps are not `date -u` start/end pairs: {problem}",
+            path=record_path,
+            rule="pack.run_dir",
+            hint="`subtool run` writes them; restore its run.json, or delete the tstamps to use the logs' times",
+        )
+    return list(lines)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.rounds import ROUND_RULE, VERSIONS
 
 MAGIC = "# subtool pack manifest 1"
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -84,6 +85,13 @@ def parse_manifest(text: str, source: Path) -> Manifest:
     for key in ("name", "rules"):
         if not settings.get(key):
             raise SubtoolError(f"the manifest has no `# {key}:` line", path=source, rule="pack.manifest")
+    if settings["rules"] not in VERSIONS:  # the re-check would run with no rules at all
+        raise SubtoolError(
+            f"the manifest's `# rules:` line names {settings['rules']!r}, a round this subtool has no rules for",
+            path=source,
+            rule=ROUND_RULE,
+            hint=f"it knows {', '.join(VERSIONS)}; a tarball packed by a newer subtool needs that version to verify",
+        )
     return Manifest(
         name=settings["name"],
         version=settings["rules"],

@@ -978,3 +978,26 @@ def test_a_result_without_loadgen_times_needs_no_covering_pair_and_never_crashes
     timed = ResultInfo("closed", "TeamX", "box", "bert-99", "Offline", rel, window=TimeWindow(moment, moment))
     assert not covered(timed, [])
     assert covered(timed, [["Thu Nov 26 01:52:00 UTC 2026", "Thu Nov 26 01:53:00 UTC 2026"]])
+
+
+@pytest.mark.parametrize(
+    "lie",
+    [
+        ["Thu Nov 26 01:52:06 UTC 2026\nrm -rf ~", "Thu Nov 26 01:55:10 UTC 2026"],  # a line of its own in .tstamps
+        ["Mon Feb 30 01:52:06 UTC 2026", "Thu Nov 26 01:55:10 UTC 2026"],  # the shape of a date, but none
+        ["Thu Nov 26 01:55:10 UTC 2026", "Thu Nov 26 01:52:06 UTC 2026"],  # ends before it starts
+        ["Thu Nov 26 01:52:06 UTC 2026"],  # a start with no end
+        ["yesterday", "today"],
+    ],
+)
+def test_run_json_tstamps_that_are_no_date_u_pairs_are_refused_and_nothing_is_written(tree, tmp_path, lie):
+    """pack copies run.json's pair into `.tstamps`, which the scorer trusts to say when the runs happened."""
+    run = _producing_run(tree, tmp_path / "runs", "Offline")
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, "tstamps": lie}))
+    out = tmp_path / "out"
+    result = _pack(tree, out, "--runs", str(run), *WAIVE_SHORT)
+    assert result.exit_code == 2 and "[pack.run_dir]" in result.output and "tstamps" in result.output, result.output
+    lines = result.output.strip().splitlines()  # the line break in the lie is not printed as one
+    assert lines[0].startswith("error: ") and all(line.startswith("  hint: ") for line in lines[1:]), lines
+    assert not out.exists()

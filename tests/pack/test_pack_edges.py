@@ -66,6 +66,19 @@ def test_a_member_line_whose_hash_is_no_sha256_is_a_manifest_error(digest):
     assert good.members == {"open/T/README.md": "0" * 64}
 
 
+def test_a_manifest_naming_a_round_without_rules_is_refused_naming_the_manifest(packed_valid, tmp_path):
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    tarball = copy_handin(packed_valid, tmp_path / "h")
+    manifest = tarball.with_name(f"{NAME}.sha256")
+    manifest.write_text(manifest.read_text().replace("# rules: v6.1", "# rules: v9.9"))
+    result = CliRunner().invoke(app, ["pack", "--verify", str(tarball)])
+    assert result.exit_code != 0 and "[round.unknown]" in result.output, result.output
+    assert f"{NAME}.sha256" in result.output and "'v9.9'" in result.output
+
+
 # ------------------------------------------------------------------------------------------------ .tstamps
 def _at(hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 11, 26, hour, minute, 0, tzinfo=timezone.utc)
