@@ -36,6 +36,7 @@ from subtool.publish.remote import (
     derive_api_url,
     derive_web_url,
     parse_fork,
+    refuse_token_over_http,
     resolve_token,
 )
 
@@ -144,6 +145,7 @@ def check_ready(fork: str, upstream: str | None, *, no_pr: bool, token_env: str 
                 exit_code=EXIT_USAGE,
             )
     token = resolve_token(token_env)
+    refuse_token_over_http(token, g.remote_url(location), derive_api_url(location, None))
     if upstream and location.has_api and not no_pr and not token:
         raise SubtoolError(
             "no token: opening the pull request at the end of the run needs one",
@@ -165,9 +167,10 @@ def probe_fork(fork: str, base: str, *, token_env: str | None = None, timeout_s:
     token = resolve_token(token_env)
     redact = Redactor(token)
     url = g.remote_url(location)
+    refuse_token_over_http(token, url)
     git = g.Git(Path(os.devnull), token=token, urls=[url], redact=redact, retries=0, timeout_s=timeout_s)
     try:
-        git.run("ls-remote", "--heads", url, base)
+        git.run("ls-remote", "--heads", "--", url, base)
     except g.GitFailure as failure:
         if failure.kind in ("network", "other"):
             return redact(
@@ -203,6 +206,7 @@ def _publish(
     fork = check_destination(opts.fork, opts.upstream)
     branch = g.check_branch_name(opts.branch or default_branch(content))
     api_url = derive_api_url(fork, opts.api_url)
+    refuse_token_over_http(token, g.remote_url(fork), api_url)
     result = PublishResult(
         branch=branch,
         commit=None,

@@ -19,7 +19,6 @@ from subtool.md_table import markdown_table
 from subtool.mlperf.layout import (
     DIR,
     DIVISIONS,
-    FILE,
     LINK,
     OTHER,
     Entry,
@@ -71,11 +70,18 @@ def _subdirs(path: Path) -> list[Path]:
 
 
 def _check_names(tree: Path, sub: SubmitterDir) -> None:
-    """The submitter folder's name and its system folders' names: the alphabet of every command (tree.bad_name)."""
+    """The names of the submitter folder and of the system, benchmark and scenario folders below it: the alphabet
+    of every command (tree.bad_name). They go into the branch, the commit message and the pull request's table,
+    where a line break would forge a trailer and a '|' or '[…](…)' would forge a cell or a link."""
     check_name(sub.submitter, "submitter folder", path=tree / sub.rel)
     for root_name in RESULT_ROOTS:
-        for system in subdirs(tree / sub.rel / root_name):
-            check_name(system, "system folder", path=tree / sub.rel / root_name / system)
+        root = tree / sub.rel / root_name
+        for system in subdirs(root):
+            check_name(system, "system folder", path=root / system)
+            for model in subdirs(root / system):
+                check_name(model, "benchmark folder", path=root / system / model)
+                for scenario in subdirs(root / system / model):
+                    check_name(scenario, "scenario folder", path=root / system / model / scenario)
 
 
 def find_submitters(tree: Path) -> list[SubmitterDir]:
@@ -119,15 +125,11 @@ def _walk_files(tree: Path, sub: SubmitterDir) -> list[FileEntry]:
     if top.get(sub.submitter) in (LINK, OTHER):
         raise refusal(Entry(sub.rel, top[sub.submitter]), tree, "publish")
     for entry in walk(tree, sub.rel, skip=frozenset({".git"})):
-        if entry.kind not in (DIR, FILE):
+        if entry.rule is not None:  # a link, a special file, an unreadable entry, a name with a control character
             raise refusal(entry, tree, "publish")
         if entry.kind == DIR:
             continue
         path = tree / entry.rel
-        if any(ch in entry.rel for ch in "\n\r\t\0"):
-            raise SubtoolError(
-                "file name contains a control character", path=path, rule="publish.tree", exit_code=EXIT_USAGE
-            )
         entries.append(FileEntry(entry.rel, path, os.access(path, os.X_OK)))
     return entries
 

@@ -319,9 +319,9 @@ def _unwritable_cache(folder: Path, exc: OSError) -> SubtoolError:
 def set_remote(git: Git, name: str, url: str) -> None:
     current = git.run("config", "--get", f"remote.{name}.url", check=False)
     if current.returncode != 0:
-        git.run("remote", "add", name, url)
+        git.run("remote", "add", "--", name, url)
     elif current.stdout.decode().strip() != url:
-        git.run("remote", "set-url", name, url)
+        git.run("remote", "set-url", "--", name, url)
 
 
 def ls_remote_heads(git: Git, remote: str, branches: Sequence[str]) -> dict[str, str]:
@@ -379,6 +379,17 @@ def list_entries(git: Git, treeish: str) -> list[BlobEntry]:
     return entries
 
 
+def _stdin_path(source: str | Path) -> str:
+    """A file's path as `hash-object --stdin-paths` reads it: one per line, and a line that starts with a double
+    quote is C-unquoted (a tree given as '"t"' would hash ./t's files instead). Absolute, it starts with '/'."""
+    path = os.path.abspath(source)
+    if "\n" in path or "\r" in path:
+        raise SubtoolError(
+            "a line break in the path of a file to publish", path=path, rule="publish.tree", exit_code=EXIT_USAGE
+        )
+    return path
+
+
 def build_tree(
     git: Git, base: str, files: Sequence[FileEntry], replace: Sequence[str], known: Sequence[BlobEntry] = ()
 ) -> str:
@@ -404,7 +415,7 @@ def build_tree(
             f"{k.mode} {k.sha}\t".encode() + k.path.encode("utf-8", "surrogateescape") + b"\0" for k in known
         )
         if files:
-            paths = "".join(f"{f.source}\n" for f in files).encode("utf-8", "surrogateescape")
+            paths = "".join(f"{_stdin_path(f.source)}\n" for f in files).encode("utf-8", "surrogateescape")
             shas = git.out("hash-object", "-w", "--no-filters", "--stdin-paths", stdin=paths).split()
             if len(shas) != len(files):
                 raise SubtoolError("git hash-object returned fewer ids than files", rule="publish.git")

@@ -76,6 +76,13 @@ def parse_fork(url: str) -> ForkLocation:
     url = url.strip()
     if not url:
         raise SubtoolError("the fork URL is empty", rule="publish.fork_url", exit_code=EXIT_USAGE)
+    if url.startswith("-"):  # git would read it as one of its options (--upload-pack=… runs a command)
+        raise SubtoolError(
+            "the fork URL starts with '-', which git reads as an option",
+            rule="publish.fork_url",
+            hint="give it as https://…, git@host:owner/repo.git, file://… or a path (./-name for a folder so named)",
+            exit_code=EXIT_USAGE,
+        )
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     _refuse_secrets(url, parts, scheme)
@@ -143,12 +150,41 @@ def resolve_token(token_env: str | None, environ: Mapping[str, str] | None = Non
                 hint=f"export {token_env}=<a token with push rights to your fork>",
                 exit_code=EXIT_USAGE,
             )
-        return value
+        return _printable_token(token_env, value)
     for name in TOKEN_VARIABLES:
         value = environ.get(name, "").strip()
         if value:
-            return value
+            return _printable_token(name, value)
     return None
+
+
+def _printable_token(variable: str, value: str) -> str:
+    """A token is printable ASCII without spaces. Any other character (a line break from a two-line token file)
+    would make an HTTP library quote the token in its error, escaped, where redaction no longer finds it."""
+    if all("!" <= ch <= "~" for ch in value):
+        return value
+    raise SubtoolError(
+        f"the token in {variable} holds a space, a line break or another character no token has",
+        rule="publish.malformed_token",
+        hint=f'set {variable} to the token alone (e.g. export {variable}="$(head -n1 token-file)")',
+        exit_code=EXIT_USAGE,
+    )
+
+
+def refuse_token_over_http(token: str | None, *urls: str | None) -> None:
+    """A token goes only over https (or to this machine): plain http would show it to every hop on the way."""
+    if not token:
+        return
+    for url in filter(None, urls):
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme.lower() == "http" and host != "localhost" and not host.startswith("127.") and host != "::1":
+            raise SubtoolError(
+                f"the token would travel unencrypted to {host} (an http:// address)",
+                rule="publish.insecure_token",
+                hint="use the forge's https:// address (--fork, --api-url), or unset the token to push without one",
+                exit_code=EXIT_USAGE,
+            )
 
 
 def basic_auth_header(token: str) -> str:
@@ -162,7 +198,7 @@ class Redactor:
     def __init__(self, token: str | None) -> None:
         self._secrets: list[str] = []
         if token:
-            self._secrets = [token, basic_auth_header(token).split(" ", 2)[2]]
+            self._secrets = [token, repr(token)[1:-1], basic_auth_header(token).split(" ", 2)[2]]
 
     def __call__(self, text: object) -> str:
         text = str(text)

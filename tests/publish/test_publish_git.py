@@ -239,17 +239,55 @@ def test_a_v5_compliance_folder_is_replaced_as_a_whole_like_results(tmp_path):
     assert content.results == [("closed", "TeamX", "box", "bert-99", "Offline")]  # one result, not three
 
 
-@pytest.mark.parametrize("name", ["a\tb.txt", "a\rb.txt"])
-def test_a_file_name_with_a_control_character_is_refused(tmp_path, name):
+@pytest.mark.parametrize("name", ["a\tb.txt", "a\rb.txt", "a\x1b[31mRED\x1b[0m", "evil\u202etxt.exe"])
+@pytest.mark.parametrize("as_folder", [False, True], ids=["file", "folder"])
+def test_a_name_with_a_control_character_is_refused_as_check_refuses_it(tmp_path, name, as_folder):
+    """An escape sequence reached the terminal in --dry-run's list; a right-to-left mark reverses what it shows."""
     from subtool.publish.content import scan_tree
 
     sub = tmp_path / "t" / "closed" / "TeamX" / "documentation"
     sub.mkdir(parents=True)
     (sub / "README.md").write_text("x\n")
-    (sub / name).write_text("x\n")
+    if as_folder:
+        (sub / name).mkdir()
+        (sub / name / "notes.md").write_text("x\n")
+    else:
+        (sub / name).write_text("x\n")
     with pytest.raises(SubtoolError) as err:
         scan_tree(tmp_path / "t")
-    assert err.value.rule in ("publish.tree", "tree.bad_name")
+    assert err.value.rule == "tree.unprintable_name"
+
+
+@pytest.mark.parametrize("folder", ["model", "scenario"])
+@pytest.mark.parametrize(
+    "name",
+    ["bert-99)\n\nSigned-off-by: Someone Else <ceo@example.com>", "bert|99", "[bert](https://evil.example)"],
+    ids=["trailer", "cell", "link"],
+)
+def test_benchmark_and_scenario_folder_names_are_checked_before_they_reach_the_commit_and_pr(
+    tmp_path, fork, folder, name
+):
+    """They go into the commit message (a forged trailer), the title and the pull request's table (a forged
+    cell or link). An empty folder is enough: only files were checked."""
+    tree = make_tree(tmp_path / "tree")
+    results = tree / "open" / "TeamX" / "results" / "sys1"
+    (results / name / "Offline" if folder == "model" else results / "bert-99" / name).mkdir(parents=True)
+    code, _, err = run_cli(str(tree), "--fork", str(fork), "--no-pr", "--cache", str(tmp_path / "cache"))
+    assert code == 2 and "[tree.bad_name]" in err and f"{'benchmark' if folder == 'model' else folder} folder" in err
+    assert git("--git-dir", str(fork), "branch", "--list", BRANCH) == ""
+
+
+def test_a_tree_path_starting_with_a_double_quote_publishes_its_own_files(tmp_path, fork, monkeypatch):
+    """hash-object --stdin-paths C-unquotes a line that starts with '"': the tree '"t"' hashed ./t's bytes."""
+    make_tree(tmp_path / '"t"')
+    (tmp_path / "t").write_text("SECRET FILE CONTENT\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli('"t"', "--fork", str(fork), "--no-pr", "--cache", str(tmp_path / "cache"))
+    assert code == 0, err
+    published = branch_files(fork, BRANCH)
+    assert "SECRET FILE CONTENT\n" not in published.values()
+    for rel, text in TREE_FILES.items():
+        assert published[rel] == text
 
 
 def test_a_git_folder_inside_a_submitter_folder_is_never_published(tmp_path):
@@ -265,3 +303,13 @@ def test_a_git_folder_inside_a_submitter_folder_is_never_published(tmp_path):
     (sub / ".git" / "objects" / "ab").write_bytes(b"\0blob")
     names = [f.path for f in scan_tree(tmp_path / "t").files]
     assert names == ["closed/TeamX/documentation/README.md"]
+
+
+def test_publish_refuses_to_send_a_token_over_plain_http_before_any_network(tmp_path, tree):
+    result = CliRunner().invoke(
+        app,
+        ["publish", str(tree), "--fork", "http://git.example.invalid/team/results.git", "--upstream", "comp/results"],
+        env={"GITHUB_TOKEN": "ghp_" + "7" * 36},
+    )
+    assert result.exit_code == 2 and "[publish.insecure_token]" in result.output, result.output
+    assert "7777" not in result.output

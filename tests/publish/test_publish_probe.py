@@ -66,6 +66,20 @@ def test_a_private_fork_that_refuses_the_token_stops_all_before_the_run_and_the_
     assert not (tmp_path / "o").exists()
 
 
+def test_a_fork_that_is_a_git_option_runs_nothing_and_stops_all_before_the_run(tmp_path):
+    """git ls-remote read '--upload-pack=…:x/y' (an scp-like address to the parser) as its option and ran it."""
+    proc, errors = _all(tmp_path, "--upload-pack=touch${IFS}PWNED;:x/y")
+    assert proc.returncode == 2 and len(errors) == 1 and "[publish.fork_url]" in errors[0], proc.stderr
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "o").exists()
+
+
+def test_probe_fork_refuses_a_fork_that_is_a_git_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SubtoolError) as info:
+        probe_fork("--upload-pack=touch${IFS}PWNED;:x/y", "main")
+    assert info.value.rule == "publish.fork_url" and not (tmp_path / "PWNED").exists()
+
+
 def test_a_local_folder_that_is_no_git_repository_stops_all_before_the_run(tmp_path):
     (tmp_path / "not-a-repo").mkdir()
     proc, errors = _all(tmp_path, "not-a-repo")

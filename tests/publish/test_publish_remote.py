@@ -89,6 +89,34 @@ def test_token_lookup_order():
     assert info.value.rule == "publish.no_token" and "MY_TOK" in info.value.message
 
 
+@pytest.mark.parametrize("token", ["ghp_SUPER\nSECRET123", "ghp_SUPER SECRET123", "ghp_SUPER\x1bSECRET123", "ghp_é"])
+def test_a_token_with_a_character_no_token_has_is_refused_without_printing_it(token):
+    """requests quoted such a token escaped in its error (the newline as two characters), past the redactor."""
+    for variable, given in (("GITHUB_TOKEN", None), ("MY_TOK", "MY_TOK")):
+        with pytest.raises(SubtoolError) as info:
+            resolve_token(given, {variable: token})
+        said = info.value.one_line() + (info.value.hint or "")
+        assert info.value.rule == "publish.malformed_token" and variable in said
+        assert "SUPER" not in said and "SECRET" not in said and "ghp_" not in said
+
+
+def test_the_redactor_hides_the_escaped_spelling_too():
+    token = "ghp_back\\slash"
+    assert token not in Redactor(token)(f"error: {token!r}") and "slash" not in Redactor(token)(f"{token!r}")
+
+
+@pytest.mark.parametrize("url", ["--upload-pack=touch${IFS}PWNED;:x/y", "-oProxyCommand=x:o/r.git", "-"])
+def test_a_fork_url_git_would_read_as_an_option_is_refused(url):
+    with pytest.raises(SubtoolError) as info:
+        parse_fork(url)
+    assert info.value.rule == "publish.fork_url" and "starts with '-'" in info.value.message
+
+
+def test_a_local_fork_folder_whose_name_starts_with_a_dash_is_given_as_a_path(tmp_path):
+    assert parse_fork(str(tmp_path / "-results")).kind == "local"
+    assert parse_fork("./-results").kind == "local"
+
+
 def test_redactor_hides_plain_and_basic_auth_spellings():
     redact = Redactor("s3cr3t-token")
     header = basic_auth_header("s3cr3t-token")
@@ -125,3 +153,26 @@ def test_last_line_prefers_ref_status_then_fatal():
     assert (
         last_line("!\tref\t[rejected] (stale info)\nerror: failed to push some refs") == "! ref [rejected] (stale info)"
     )
+
+
+@pytest.mark.parametrize(
+    ("urls", "refused"),
+    [
+        (("http://git.example.com/o/r.git",), True),
+        (("https://git.example.com/o/r.git", "http://git.example.com/api/v3"), True),  # --api-url over http
+        (("https://git.example.com/o/r.git", "https://git.example.com/api/v3"), False),
+        (("http://127.0.0.1:8080/o/r.git", "http://localhost/api/v3", "http://[::1]/x"), False),  # this machine
+        (("/srv/forks/r.git", None), False),
+    ],
+)
+def test_a_token_is_refused_where_it_would_travel_over_plain_http(urls, refused):
+    from subtool.publish.remote import refuse_token_over_http
+
+    refuse_token_over_http(None, *urls)  # no token, nothing to protect
+    if not refused:
+        refuse_token_over_http("ghp_x", *urls)
+        return
+    with pytest.raises(SubtoolError) as info:
+        refuse_token_over_http("ghp_x", *urls)
+    assert info.value.rule == "publish.insecure_token" and "git.example.com" in info.value.message
+    assert "ghp_x" not in info.value.one_line() + (info.value.hint or "")
