@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from dataclasses import dataclass
 
 from subtool.errors import EXIT_REMOTE, EXIT_USAGE, SubtoolError
-from subtool.fetch.names import safe_name
+from subtool.fetch.names import clash, safe_name
+from subtool.fetch.store import MANIFEST
 from subtool.mlperf.assets import HubFiles
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -110,6 +112,14 @@ def listing(hub: HubFiles) -> Listing:
     except Exception as exc:  # noqa: BLE001 - huggingface_hub and its HTTP client raise many types
         raise _hub_error(hub, exc) from None
     commit = info.sha or hub.revision
+    if info.sha and not re.fullmatch(r"[0-9a-f]{40}", str(info.sha)):  # it goes into each URL and the manifest
+        raise SubtoolError(
+            f"the Hub gives {ascii(info.sha)[:60]} as {hub.repo_id}'s commit, which is no commit id",
+            path=model_page(hub),
+            rule="fetch.hub_name",
+            hint="a Hub or mirror that answers so is not to be trusted: check HF_ENDPOINT",
+            exit_code=EXIT_REMOTE,
+        )
     files = []
     for sib in info.siblings or []:
         if not safe_name(sib.rfilename):  # before any path is made of it: it comes from the server
@@ -126,6 +136,15 @@ def listing(hub: HubFiles) -> Listing:
         sha = sib.lfs.sha256 if sib.lfs else None
         size = sib.lfs.size if sib.lfs else sib.size
         files.append(HubFile(sib.rfilename, file_url(hub.repo_id, sib.rfilename, commit), size, sha, sib.blob_id))
+    clashing = clash([MANIFEST, *(f.name for f in files)])
+    if clashing is not None:  # found now, before gigabytes are downloaded that cannot be installed side by side
+        raise SubtoolError(
+            f"the Hub lists {clashing!r} beside a file of the same name but for case, a folder of that name, or "
+            "subtool's own manifest",
+            path=model_page(hub),
+            rule="fetch.layout",
+            exit_code=EXIT_REMOTE,
+        )
     if not files:
         raise SubtoolError(
             f"no file of {hub.repo_id}@{hub.revision} matches {', '.join(hub.patterns)}",

@@ -19,10 +19,13 @@ from pathlib import Path
 from subtool.errors import EXIT_REMOTE, SubtoolError, os_error
 from subtool.fetch import store
 from subtool.fetch.http import Digests, digests, git_blob_sha1
+from subtool.fetch.names import clash
 from subtool.fetch.plan import Source, safe_name
+from subtool.fetch.plan import identity as identity_of
 from subtool.fetch.unpack import unpack
 from subtool.fsutil import staged_directory
-from subtool.mlperf.assets import Asset
+from subtool.mlperf.assets import ASSETS, Asset
+from subtool.mlperf.assets import asset as catalogue_asset
 
 
 def staging_dir(root: Path, benchmark: str, kind: str) -> Path:
@@ -195,15 +198,14 @@ def install(
 
 
 def _refuse_clashes(asset: Asset, layout: list[tuple[str, Path, str]]) -> None:
-    seen: set[str] = set()
-    for rel, _, _ in layout:
-        if not safe_name(rel) or rel == store.MANIFEST or rel in seen:
-            raise SubtoolError(
-                f"two files, or a file and the manifest, would be {rel!r}",
-                path=f"{asset.benchmark}/{asset.kind}",
-                rule="fetch.layout",
-            )
-        seen.add(rel)
+    names = [rel for rel, _, _ in layout]
+    bad = next((rel for rel in names if not safe_name(rel)), None) or clash([store.MANIFEST, *names])
+    if bad is not None:
+        raise SubtoolError(
+            f"two files, a file and a folder, or a file and the manifest would be {bad!r}",
+            path=f"{asset.benchmark}/{asset.kind}",
+            rule="fetch.layout",
+        )
 
 
 def intact(
@@ -240,24 +242,41 @@ def intact(
 
 def twin(asset: Asset, root: Path, identity: dict, *, verify: bool = False) -> store.Installed | None:
     """An intact install of the same source under another benchmark name (bert-99 and bert-99.9 share their
-    checkpoint and data set): it can be linked in instead of downloaded again."""
+    checkpoint and data set): it can be linked in instead of downloaded again. Only the catalogue's twins of
+    `asset` count, and only one this user owns, folder, manifest and files: in a shared cache another user's
+    folder with a manifest naming the right source is a claim, and a hard link to their file would let them
+    change the installed copy later."""
     from dataclasses import replace
 
-    folder = root / "assets"
-    try:
-        names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
-    except OSError:
-        return None
-    for name in names:
-        if name == asset.benchmark:
-            continue
+    for name in _catalogue_twins(asset):
         try:
             found = intact(replace(asset, benchmark=name), root, identity, verify=verify)
         except SubtoolError:
             continue  # another benchmark's copy that cannot be read: download this one instead
-        if found is not None:
+        if found is not None and _owned_by_this_user(found):
             return found
     return None
+
+
+def _catalogue_twins(asset: Asset) -> list[str]:
+    """The benchmarks whose catalogue entry of `asset`'s kind has the same source as its own (bert-99.9 for
+    bert-99): never an arbitrary folder someone made beside them."""
+    own = catalogue_asset(asset.benchmark, asset.kind)
+    if own is None:
+        return []
+    return sorted(
+        a.benchmark
+        for a in ASSETS
+        if a.kind == asset.kind and a.benchmark != asset.benchmark and identity_of(a) == identity_of(own)
+    )
+
+
+def _owned_by_this_user(found: store.Installed) -> bool:
+    paths = [found.root, found.root / store.MANIFEST, *(found.root / f.name for f in found.files)]
+    try:
+        return all(os.lstat(path).st_uid == os.getuid() for path in paths)
+    except OSError:
+        return False
 
 
 def install_twin(asset: Asset, found: store.Installed, root: Path, identity: dict) -> store.Installed:

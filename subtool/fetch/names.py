@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from subtool.errors import SubtoolError
 
-__all__ = ["check_base_url", "safe_name"]
+__all__ = ["check_base_url", "clash", "safe_name"]
 
 
 def safe_name(name: object) -> bool:
@@ -15,10 +15,23 @@ def safe_name(name: object) -> bool:
     from elsewhere: no control character, no half of a surrogate pair)."""
     if not isinstance(name, str) or not name or "\\" in name:
         return False
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) <= 0xDFFF for c in name):
+    if not name.isprintable():  # control and format characters (a right-to-left mark), half a surrogate pair
         return False
     path = PurePosixPath(name)
     return not path.is_absolute() and all(p not in ("..", ".", "") for p in name.split("/"))
+
+
+def clash(names: list[str]) -> str | None:
+    """A name of `names` that cannot sit beside the others in one folder: the same name twice, or twice but for
+    case (one file on a case-blind file system), or a file where another name needs a folder ('a' and 'a/b')."""
+    files: dict[str, str] = {}
+    for name in names:
+        key = name.casefold()
+        if key in files:
+            return name
+        files[key] = name
+    folders = {name.casefold().rsplit("/", i)[0] for name in names for i in range(1, name.count("/") + 1)}
+    return next((name for name in names if name.casefold() in folders), None)
 
 
 def check_base_url(url: str, *, what: str, rule: str) -> None:

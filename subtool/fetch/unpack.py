@@ -34,7 +34,7 @@ def _safe_name(archive: Path, name: str) -> PurePosixPath:
     parts = [p for p in path.parts if p != "."]
     if not parts or path.is_absolute() or ".." in parts or ":" in parts[0]:
         raise UnsafeArchive(archive, f"member {name!r} would land outside the asset folder")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) <= 0xDFFF for c in name):
+    if not name.isprintable():  # control and format characters (a right-to-left mark), half a surrogate pair
         raise UnsafeArchive(archive, f"member {ascii(name)} has a name that is not printable UTF-8")
     return PurePosixPath(*parts)
 

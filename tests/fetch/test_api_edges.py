@@ -3,7 +3,10 @@ the catalogue still names the same bytes; a checksum changed in the catalogue me
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from pathlib import Path
 
 import pytest
 from fetch_standins import Repo, sha256
@@ -11,6 +14,7 @@ from fetch_standins import Repo, sha256
 from subtool.errors import SubtoolError
 from subtool.fetch import api, store
 from subtool.fetch.http import Settings
+from subtool.fetch.plan import identity
 from subtool.mlperf.assets import Asset, AssetFile, HubFiles
 
 FAST = Settings(retries=1, backoff=0.0, timeout=(5, 5))
@@ -123,3 +127,47 @@ def test_verify_hashes_a_twins_files_before_they_are_linked_in(file_server):
     api.fetch("bert-99.9", kinds=("dataset",), assets=(first, twin), settings=FAST, verify=True)
     assert (store.installed("bert-99.9", "dataset").root / "dev.json").read_bytes() == data
     assert len(file_server.gets("/d/dev.json")) == gets + 1  # downloaded, not linked from the damaged copy
+
+
+def _plant(root: Path, benchmark: str, asset: Asset, payload: bytes, owner: int | None = None) -> Path:
+    """A folder beside the real installs holding `payload` under a forged manifest: the asset's source, and the
+    size, time and inode of the planted file, so that nothing but its owner and its name gives it away."""
+    folder = store.asset_dir(benchmark, asset.kind, root)
+    folder.mkdir(parents=True)
+    name = asset.files[0].name
+    (folder / name).write_bytes(payload)
+    st = (folder / name).stat()
+    entry = {"name": name, "size": st.st_size, "sha256": hashlib.sha256(payload).hexdigest()}
+    entry |= {"origin": "official", "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    record = {"format": 1, "benchmark": benchmark, "kind": asset.kind, "run_path": asset.run_path}
+    record |= {"document": asset.document, "revision": None, "installed_at": "2026-01-01T00:00:00+00:00"}
+    (folder / store.MANIFEST).write_text(json.dumps({**record, "files": [entry], "source": identity(asset)}))
+    if owner is not None:
+        for path in (folder, folder / name, folder / store.MANIFEST):
+            os.chown(path, owner, owner)
+    return folder
+
+
+def test_a_planted_folder_that_is_no_catalogue_twin_is_never_linked_in(file_server):
+    data = os.urandom(3000)
+    file_server.files["/d/dev.json"] = data
+    asset = _asset(file_server, data)
+    root = store.cache_root()
+    _plant(root, "zzz-planted", asset, b"EVIL PAYLOAD")
+    _fetch(asset)
+    assert (store.installed("bert-99", "dataset").root / "dev.json").read_bytes() == data
+    assert len(file_server.gets("/d/dev.json")) == 1  # downloaded, not linked from the planted folder
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a folder another user owns needs root")
+def test_a_twin_another_user_owns_is_downloaded_again_not_linked_in(file_server):
+    """In a shared cache bert-99.9's folder may be someone else's: a hard link to their file would let them
+    change bert-99's copy later."""
+    data = os.urandom(3000)
+    file_server.files["/d/dev.json"] = data
+    first = _asset(file_server, data)
+    twin = Asset("bert-99.9", first.kind, first.form, first.run_path, first.document, first.files)
+    _plant(store.cache_root(), "bert-99.9", twin, b"EVIL PAYLOAD", owner=4242)
+    api.fetch("bert-99", kinds=("dataset",), assets=(first, twin), settings=FAST)
+    assert (store.installed("bert-99", "dataset").root / "dev.json").read_bytes() == data
+    assert len(file_server.gets("/d/dev.json")) == 1

@@ -44,6 +44,44 @@ def test_a_listed_name_that_leaves_the_folder_is_refused_before_anything_is_writ
     assert not any("/resolve/" in p for _, p, _ in hub_server.requests)  # nothing was downloaded at all
 
 
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("tokenizer.json", "tokenizer.json/x.json"),
+        ("config.json", "CONFIG.json"),
+        ("tokenizer_config.json", "MANIFEST.json"),
+    ],
+    ids=["file-and-folder", "case", "manifest"],
+)
+def test_a_listing_whose_names_cannot_sit_side_by_side_is_refused_before_any_download(hub_server, tmp_path, names):
+    """It downloaded everything, then failed installing with a line naming no rule, and every re-run did the same."""
+    patterns = ("*.json", "*/*.json")
+    hub_server.repos["meta-llama/Tiny-8B"] = Repo({n: b"{}" for n in names}, set())
+    listed = HubFiles("meta-llama/Tiny-8B", "main", patterns)
+    asset = Asset("llama3.1-8b", "model", "the checkpoint", ".", "https://example.org/doc", hub=listed)
+    with pytest.raises(SubtoolError) as err:
+        _fetch(asset, to=tmp_path / "cache")
+    assert err.value.rule in ("fetch.layout", "fetch.hub_name") and err.value.exit_code == 3, err.value.one_line()
+    assert not any("/resolve/" in p for _, p, _ in hub_server.requests)
+
+
+def test_a_hub_commit_that_is_no_commit_id_is_refused(hub_server, tmp_path):
+    asset = _hub_asset(hub_server, {"config.json": b"{}"})
+    hub_server.repos["meta-llama/Tiny-8B"].commit = "../../../evil\n"
+    with pytest.raises(SubtoolError) as err:
+        _fetch(asset, to=tmp_path / "cache")
+    assert (err.value.rule, err.value.exit_code) == ("fetch.hub_name", 3) and "\n" not in err.value.one_line()
+    assert not any("/resolve/" in p for _, p, _ in hub_server.requests)
+
+
+def test_a_listed_name_with_a_right_to_left_mark_is_refused(hub_server, tmp_path):
+    """U+202E shows 'config\u202enosj.exe' as 'configexe.json': what the user reads is not the file's name."""
+    asset = _hub_asset(hub_server, {"config.json": b"{}", "tokenizer\u202enosj.exe": b"x"})
+    with pytest.raises(SubtoolError) as err:
+        _fetch(asset, to=tmp_path / "cache")
+    assert err.value.rule == "fetch.hub_name"
+
+
 def test_a_body_longer_than_the_file_is_cut_off_at_its_size(file_server, tmp_path):
     big = os.urandom(3 << 20)
     file_server.files["/f/dev.json"] = big
