@@ -33,6 +33,7 @@ from subtool.package.system import (
     validation_errors,
 )
 from subtool.package.system_merge import existing_system, merged_fields, with_recorded_nodes
+from subtool.package.text_files import read_conf
 
 FULL_LOGS_DIR = ".full_logs"  # default home of the untruncated accuracy logs, inside --out
 _USER_CONF_KEYS = (
@@ -156,7 +157,7 @@ def _system_name(opts: PackageOptions, imp: ImportedResult, detected: SystemDesc
 
 def _user_conf_text(imp: ImportedResult) -> str:
     if imp.user_conf is not None:
-        text = imp.user_conf.read_text(encoding="utf-8", errors="replace")
+        text = read_conf(imp.user_conf, "user.conf")
         if text.strip():
             return text
     # The detail log says what LoadGen applied; write that back as the conf the run used.
@@ -343,6 +344,7 @@ def package_results(
     _refuse_out_inside_inputs(opts, out)
     # inside what the user named (hidden: not part of the tree, never packed or published), or where they chose
     full_logs = Path(opts.full_logs).expanduser() if opts.full_logs else out / FULL_LOGS_DIR
+    _refuse_full_logs_in_tree(out, full_logs)
     imported = _gather(opts)
     result = PackageResult(tree=out, version=layout.version, full_logs=full_logs)
 
@@ -379,6 +381,24 @@ def _refuse_out_inside_inputs(opts: PackageOptions, out: Path) -> None:
             )
 
 
+def _refuse_full_logs_in_tree(out: Path, full_logs: Path) -> None:
+    """--full-logs inside --out, but for its hidden .full_logs: in a division folder the logs became part of the
+    tree (check refuses it), and in the folder itself the swap of the staged tree deleted them."""
+    import os
+
+    target, tree = os.path.realpath(full_logs), os.path.realpath(out)
+    hidden = os.path.join(tree, FULL_LOGS_DIR)
+    inside = target == tree or target.startswith(tree.rstrip(os.sep) + os.sep)
+    if inside and not (target == hidden or target.startswith(hidden + os.sep)):
+        raise SubtoolError(
+            "--full-logs is inside the tree, where the logs would be packed with it or replaced by it",
+            path=full_logs,
+            rule="package.full_logs_in_tree",
+            hint=f"leave --full-logs out (they go to {out / FULL_LOGS_DIR}) or give a folder outside --out",
+            exit_code=EXIT_USAGE,
+        )
+
+
 def _write(planner, out: Path, layout, submitter: str, full_logs: Path, result: PackageResult, confirm) -> None:
     """One staging copy per division/submitter, swapped in at the end."""
     opts = planner.opts
@@ -404,6 +424,8 @@ def _print_summary(console, result: PackageResult) -> None:
             markup=False,
             highlight=False,
         )
+        for n in r.notes:  # e.g. an accuracy.txt the checker cannot read: closed refuses that tree
+            console.print(f"  note: {n}", highlight=False, markup=False)
     for n in result.notes:
         console.print(f"note: {n}", highlight=False, markup=False)
     console.print(f"tree: {result.tree}   full accuracy logs: {result.full_logs}", highlight=False, markup=False)

@@ -19,6 +19,7 @@ from subtool.mlperf.logs import LoadgenLog
 from subtool.mlperf.round import LOADGEN_SCENARIO, loadgen_names
 from subtool.mlperf.run_record import load_run_record, read_run_record
 from subtool.package.logs import check_summary_log, read_detail_log
+from subtool.package.text_files import read_conf, read_text
 from subtool.wording import with_article
 
 TESTS = ("TEST01", "TEST04", "TEST06", "TEST07", "TEST08", "TEST09")
@@ -75,21 +76,10 @@ def _first_existing(*paths: Path) -> Path | None:
 
 
 def conf_models(user_conf: Path) -> set[str]:
-    """Model names used in a LoadGen conf file (`<model>.<Scenario>.<key> = value`), '*' excluded."""
+    """Model names used in a LoadGen conf file (`<model>.<Scenario>.<key> = value`), '*' excluded; a file that
+    is not such a conf file is refused (import.user_conf_unreadable)."""
     names = set()
-    data = user_conf.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is None or "\x00" in text:
-        raise SubtoolError(
-            "user.conf is not text (bytes that are not UTF-8, or NUL bytes)",
-            path=user_conf,
-            rule="import.user_conf_unreadable",
-            hint="copy the user.conf the run used again; LoadGen reads it as `<model>.<Scenario>.<key> = value` lines",
-        )
-    for raw in text.splitlines():
+    for raw in read_conf(user_conf, "user.conf").splitlines():
         line = raw.split("#", 1)[0].strip()
         if "=" not in line:
             continue
@@ -98,6 +88,14 @@ def conf_models(user_conf: Path) -> set[str]:
         if len(parts) == 3 and parts[0] != "*":
             names.add(parts[0])
     return names
+
+
+def _mlperf_conf(*candidates: Path) -> Path | None:
+    """The run's mlperf.conf, when there is one and it is a LoadGen conf file."""
+    found = _first_existing(*candidates)
+    if found is not None:
+        read_conf(found, "mlperf.conf")
+    return found
 
 
 def _check_model(
@@ -124,25 +122,30 @@ def _check_model(
                 hint=f"{bench.name}'s settings are written '{conf_name}.{lg_scenario or '<Scenario>'}.<key>'",
             )
     for log in logs:
-        if log.mode != "accuracy":
-            continue
-        total = log.get("qsl_reported_total_count")
-        if total is None or total == bench.dataset_size:
-            continue
-        others = [b.name for b in find_by_dataset_size(total) if b.conf_name != bench.conf_name]
-        if others:
-            raise SubtoolError(
-                f"these logs are of a data set with {total} samples, which is "
-                f"{' or '.join(others)}, not {bench.name} ({claimed_from})",
-                path=log.path,
-                rule="import.model_mismatch",
-                hint="give the logs of the benchmark you name, or name the benchmark they are of",
-            )
-        if not demo:
+        total = _check_data_set(bench, log, claimed_from)
+        if total is not None and not demo and log.mode == "accuracy":
             notes.append(
                 f"accuracy run covered {total} samples; {bench.name}'s data set has "
                 f"{bench.dataset_size} (the checker will report it)"
             )
+
+
+def _check_data_set(bench: Benchmark, log: LoadgenLog, claimed_from: str) -> int | None:
+    """Refuse a log (performance, accuracy or compliance) whose data set is another benchmark's: a llama2-70b
+    performance log beside bert-99's accuracy log. Returns its sample count when it differs from `bench`'s."""
+    total = log.get("qsl_reported_total_count")
+    if total is None or total == bench.dataset_size:
+        return None
+    others = [b.name for b in find_by_dataset_size(total) if b.conf_name != bench.conf_name]
+    if others:
+        raise SubtoolError(
+            f"this log is of a data set with {total} samples, which is "
+            f"{' or '.join(others)}, not {bench.name} ({claimed_from})",
+            path=log.path,
+            rule="import.model_mismatch",
+            hint="give the logs of the benchmark you name, or name the benchmark they are of",
+        )
+    return total
 
 
 def _check_scenario(scenario: str, logs: list[LoadgenLog], claimed_from: str) -> str:
@@ -162,22 +165,27 @@ def _compliance_dirs(base: Path) -> dict[str, Path]:
     return {t: base / t for t in TESTS if (base / t).is_dir()}
 
 
-def _check_compliance(tests: dict[str, Path], scenario: str) -> None:
+def _check_compliance(tests: dict[str, Path], scenario: str, bench: Benchmark) -> None:
     for test, d in tests.items():
         detail = d / "performance" / "run_1" / "mlperf_log_detail.txt"
         if detail.is_file():
             log = read_detail_log(detail, expect_mode="performance")
             _check_scenario(scenario, [log], f"{test} compliance run")
+            _check_data_set(bench, log, f"{test} compliance run")
 
 
-def _run_style(perf: LoadgenLog) -> str:
+def _run_style(perf: LoadgenLog, recorded: object = None) -> str:
+    """ "short" when the log ran under the official minimum duration or run.json says so: a run.json claiming
+    "valid" never hides a short log (the logs are trusted over what is said about them)."""
     md = perf.get("effective_min_duration_ms")
-    return "short" if isinstance(md, (int, float)) and md < OFFICIAL_MIN_DURATION_MS else "valid"
+    if recorded == "short" or (isinstance(md, (int, float)) and md < OFFICIAL_MIN_DURATION_MS):
+        return "short"
+    return str(recorded) if recorded else "valid"
 
 
 def _accuracy_txt(acc_dir: Path) -> str | None:
     p = acc_dir / "accuracy.txt"
-    return p.read_text(encoding="utf-8", errors="replace") if p.is_file() else None
+    return read_text(p, "accuracy.txt", "import.unreadable_file", lenient=True) if p.is_file() else None
 
 
 def _require_dir(path: Path, what: str, hint: str) -> Path:
@@ -209,7 +217,7 @@ def import_run_dir(run_dir: Path) -> ImportedResult:
     tests = {t: run_dir / (info or {}).get("dir", t) for t, info in (run.get("compliance") or {}).items()}
     tests.update({t: d for t, d in _compliance_dirs(run_dir).items() if t not in tests})
     tests = {t: d for t, d in tests.items() if d.is_dir()}
-    _check_compliance(tests, scenario)
+    _check_compliance(tests, scenario, bench)
     return ImportedResult(
         kind="run_dir",
         source=run_dir,
@@ -222,14 +230,14 @@ def import_run_dir(run_dir: Path) -> ImportedResult:
         acc_log=acc,
         compliance=tests,
         user_conf=user_conf,
-        mlperf_conf=_first_existing(run_dir / "mlperf.conf"),
+        mlperf_conf=_mlperf_conf(run_dir / "mlperf.conf"),
         measurements=dict(run.get("measurements") or {}),
         accuracy_txt=_accuracy_txt(acc_dir),
         accuracy_metrics=(modes.get("accuracy") or {}).get("metrics"),
         division_hint=run.get("division_hint"),
         run=run,
         demo=demo,
-        run_style=str(run.get("run_style") or _run_style(perf)),
+        run_style=_run_style(perf, run.get("run_style")),
         notes=notes,
     )
 
@@ -299,7 +307,7 @@ def _import_mlc_result(system_dir: Path, model_dir: Path, scen_dir: Path, system
         inner = _first_existing(perf_dir / "system_meta.json", acc_dir / "system_meta.json")
         meta = _read_json(inner, "system_meta.json") if inner else None
     tests = _compliance_dirs(scen_dir)
-    _check_compliance(tests, scenario)
+    _check_compliance(tests, scenario, bench)
     division = (meta or {}).get("division")
     return ImportedResult(
         kind="mlc",
@@ -313,7 +321,7 @@ def _import_mlc_result(system_dir: Path, model_dir: Path, scen_dir: Path, system
         acc_log=acc,
         compliance=tests,
         user_conf=user_conf,
-        mlperf_conf=_first_existing(scen_dir / "mlperf.conf", perf_dir / "mlperf.conf"),
+        mlperf_conf=_mlperf_conf(scen_dir / "mlperf.conf", perf_dir / "mlperf.conf"),
         measurements=measurements,
         accuracy_txt=_accuracy_txt(acc_dir),
         system_meta=meta,
@@ -402,7 +410,7 @@ def import_loose(
         perf_dir / "measurements.json", perf_dir.parent / "measurements.json", acc_dir / "measurements.json"
     )
     tests = _loose_compliance(compliance)
-    _check_compliance(tests, scenario)
+    _check_compliance(tests, scenario, bench)
     run = _enclosing_run(perf_dir, acc_dir)
     measurements = _read_json(meas_path, "measurements.json") if meas_path else {}
     if run is not None and run.get("demo"):
@@ -420,12 +428,12 @@ def import_loose(
         acc_log=acc,
         compliance=tests,
         user_conf=user_conf,
-        mlperf_conf=_first_existing(perf_dir / "mlperf.conf"),
+        mlperf_conf=_mlperf_conf(perf_dir / "mlperf.conf"),
         measurements=measurements,
         accuracy_txt=_accuracy_txt(acc_dir),
         run=run,
         demo=bool(run and run.get("demo")),
-        run_style=str((run or {}).get("run_style") or _run_style(perf)),
+        run_style=_run_style(perf, (run or {}).get("run_style")),
         notes=notes,
     )
 

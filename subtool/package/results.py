@@ -16,6 +16,7 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import Layout, ResultKey
 from subtool.package.importers import ImportedResult
+from subtool.package.text_files import copy_text, read_text
 from subtool.package.truncate import (
     MAX_ACCURACY_LOG_SIZE,
     append_hash,
@@ -160,7 +161,7 @@ def write_result(
     _write(meas_dir / "user.conf", user_conf_text)
     _write(meas_dir / "README.md", readme)
     if imp.mlperf_conf is not None:
-        _copy(imp.mlperf_conf, meas_dir / "mlperf.conf")
+        copy_text(imp.mlperf_conf, meas_dir / "mlperf.conf", "mlperf.conf")
 
     for test, src in sorted(imp.compliance.items()):
         dst = root / layout.compliance_dir(key, test)
@@ -172,7 +173,7 @@ def _write_compliance(test: str, src: Path, dst: Path, full_copy: Path, *, kept:
     """One compliance test's folder: the verdicts, its performance logs, its accuracy files."""
     for name in COMPLIANCE_TOP_FILES:
         if (src / name).is_file():
-            _copy(src / name, dst / name)
+            copy_text(src / name, dst / name, f"{test} {name}")
     perf_src = src / "performance" / "run_1"
     # TEST06's verification hands in only its verdict and the sampled answers; the audited run's own logs
     # stay with the run
@@ -196,17 +197,18 @@ def _write_compliance_accuracy(
 ) -> None:
     for name in COMPLIANCE_ACC_FILES:
         if (acc_src / name).is_file():
-            _copy(acc_src / name, acc_dst / name)
+            copy_text(acc_src / name, acc_dst / name, f"{test} accuracy/{name}")
     if not (acc_src / ACCURACY_LOG).is_file():
         return
     if test not in TRUNCATED_TESTS:
         _copy(acc_src / ACCURACY_LOG, acc_dst / ACCURACY_LOG)
         return
     txt = acc_src / "accuracy.txt"
+    what = f"{test} accuracy/accuracy.txt"
     _, full = _stage_accuracy(
         acc_src,
         acc_dst,
-        txt.read_text(encoding="utf-8") if txt.is_file() else None,
+        read_text(txt, what, "import.unreadable_file", lenient=True) if txt.is_file() else None,
         full_copy,
         need_entries=False,
         written=outside,

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.benchmarks import require_benchmark
 from subtool.package import group as package_group
 from subtool.package.importers import _check_compliance, _loose_compliance
 
@@ -21,9 +22,9 @@ def test_a_compliance_run_of_another_scenario_is_refused(pkg_lg, tmp_path):
     test01.mkdir(parents=True)
     shutil.copy(pkg_lg["Server"] / "performance" / "run_1" / "mlperf_log_detail.txt", test01)
     with pytest.raises(SubtoolError) as err:
-        _check_compliance({"TEST01": tmp_path / "TEST01"}, "Offline")
+        _check_compliance({"TEST01": tmp_path / "TEST01"}, "Offline", require_benchmark("bert-99"))
     assert err.value.rule == "import.scenario_mismatch" and "TEST01 compliance run" in err.value.message
-    _check_compliance({"TEST01": tmp_path / "TEST01"}, "Server")  # its own scenario: fine
+    _check_compliance({"TEST01": tmp_path / "TEST01"}, "Server", require_benchmark("bert-99"))  # its own scenario
 
 
 def test_a_compliance_test_given_twice_is_refused(tmp_path):

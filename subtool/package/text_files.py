@@ -1,0 +1,84 @@
+"""The small text files package copies into the tree (user.conf, mlperf.conf, accuracy.txt, verify_*.txt):
+read once, bounded, and only when they are what their names say.
+
+They come from folders a harness wrote, where a link can stand for any file on the machine: a user.conf that
+is a link to ~/.ssh/id_ed25519 was copied into a tree bound for a public repository. So each is a regular file
+(a link is followed, to a regular file only) of at most TEXT_LIMIT bytes of UTF-8 without NUL bytes, and a conf
+file holds only LoadGen's `<model>.<Scenario>.<key> = value` lines, comments and blank lines.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from subtool.errors import SubtoolError
+from subtool.mlperf.logs import read_file
+
+__all__ = ["TEXT_LIMIT", "copy_text", "read_conf", "read_text"]
+
+TEXT_LIMIT = 4 << 20  # LoadGen's confs and the checker's verdict files are a few kB
+
+
+def read_text(path: Path, what: str, rule: str, *, lenient: bool = False) -> str:
+    """`path`'s text; one SubtoolError (`rule`) when it is not a regular file, larger than TEXT_LIMIT or not
+    text. `lenient` decodes bytes that are not UTF-8 as U+FFFD instead of refusing them (accuracy.txt, whose
+    lines the checker matches by pattern)."""
+    return _decode(_read_bounded(path, what, rule), path, what, rule, lenient=lenient)
+
+
+def _read_bounded(path: Path, what: str, rule: str) -> bytes:
+    try:
+        data = read_file(path, TEXT_LIMIT + 1, follow_links=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise SubtoolError(f"{what} cannot be read ({reason})", path=path, rule=rule) from None
+    if len(data) > TEXT_LIMIT:
+        raise SubtoolError(
+            f"{what} is larger than {TEXT_LIMIT >> 20} MiB: not the small text file its name says",
+            path=path,
+            rule=rule,
+        )
+    return data
+
+
+def _decode(data: bytes, path: Path, what: str, rule: str, *, lenient: bool) -> str:
+    try:
+        text = data.decode("utf-8", errors="replace" if lenient else "strict")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        raise SubtoolError(f"{what} is not text (bytes that are not UTF-8, or NUL bytes)", path=path, rule=rule)
+    return text
+
+
+def read_conf(path: Path, what: str) -> str:
+    """A LoadGen conf file's text: every line that is not blank or a comment sets `<model>.<Scenario>.<key>`."""
+    text = read_text(path, what, "import.user_conf_unreadable")
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if line and not _is_setting(line):
+            raise SubtoolError(
+                f"{what} line {number} is not `<model>.<Scenario>.<key> = value`: not a LoadGen conf file",
+                path=path,
+                rule="import.user_conf_unreadable",
+                hint="give the conf file the run used; LoadGen reads only such lines, comments and blank lines",
+            )
+    return text
+
+
+def _is_setting(line: str) -> bool:
+    key, sep, value = line.partition("=")
+    parts = key.strip().rsplit(".", 2)
+    return bool(sep and value.strip()) and len(parts) == 3 and all(p and not p.isspace() for p in parts)
+
+
+def copy_text(src: Path, dst: Path, what: str) -> None:
+    """Copy a small text file, bounded and checked as read_text(lenient) reads it, byte for byte to `dst`,
+    replacing what is there, never writing through it (a staging file may be a hard link to the live tree)."""
+    data = _read_bounded(src, what, "import.unreadable_file")
+    _decode(data, src, what, "import.unreadable_file", lenient=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() or dst.is_symlink():
+        os.unlink(dst)
+    dst.write_bytes(data)

@@ -1,0 +1,123 @@
+"""What a harness's folder can slip into a tree bound for a public repository, found by probing `package`: a
+user.conf or mlperf.conf that is a link to any file (an SSH key was published), endless or binary verdict files,
+a performance log of another benchmark, and a run.json that calls a short run valid."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from subtool.cli import app
+
+RESULT = "closed/TeamX/results/box1/bert-99/Offline"
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def _loose(run: Path, out: Path, *extra: str, perf: Path | None = None):
+    args = ["package", "--perf", str(perf or run / "performance" / "run_1"), "--acc", str(run / "accuracy")]
+    args += ["--model", "bert-99", "--division", "closed", "--submitter", "TeamX", "--system", "box1"]
+    return CliRunner().invoke(app, [*args, "--out", str(out), *extra])
+
+
+def _refused(result, rule: str, out: Path) -> str:
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"[{rule}]" in said, result.output
+    assert not (out / RESULT).exists()
+    return said
+
+
+@pytest.mark.parametrize("name", ["user.conf", "mlperf.conf"])
+def test_a_conf_file_that_links_to_a_private_key_is_refused_not_published(pkg_lg, pkg_copy, tmp_path, name):
+    run = pkg_copy(pkg_lg["Offline"])
+    secret = tmp_path / "home" / ".ssh" / "id_ed25519"
+    secret.parent.mkdir(parents=True)
+    secret.write_text(KEY)
+    conf = run / "performance" / "run_1" / name
+    conf.unlink(missing_ok=True)
+    conf.symlink_to(secret)
+    said = _refused(_loose(run, tmp_path / "tree"), "import.user_conf_unreadable", tmp_path / "tree")
+    assert f"{name} line 1 is not" in said and "OPENSSH" not in said
+
+
+@pytest.mark.parametrize("name", ["user.conf", "mlperf.conf"])
+def test_a_conf_file_of_random_bytes_or_endless_is_refused(pkg_lg, pkg_copy, tmp_path, name):
+    run = pkg_copy(pkg_lg["Offline"])
+    conf = run / "performance" / "run_1" / name
+    conf.write_bytes(os.urandom(3000).replace(b"\n", b"x"))
+    _refused(_loose(run, tmp_path / "a"), "import.user_conf_unreadable", tmp_path / "a")
+    with conf.open("wb") as f:  # sparse: 5 GiB of zeros read whole would end the process
+        f.truncate(5 << 30)
+    said = _refused(_loose(run, tmp_path / "b"), "import.user_conf_unreadable", tmp_path / "b")
+    assert "larger than 4 MiB" in said
+
+
+def test_a_conf_file_of_settings_and_comments_is_kept(pkg_lg, pkg_copy, tmp_path):
+    run = pkg_copy(pkg_lg["Offline"])
+    conf = "# tuned\n\n*.Offline.min_duration = 200  # short\nbert.Offline.target_qps=10\n"
+    (run / "performance" / "run_1" / "mlperf.conf").write_text(conf)
+    result = _loose(run, tmp_path / "tree")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tree" / RESULT / "mlperf.conf").read_text() == conf
+
+
+def test_an_endless_or_binary_compliance_accuracy_txt_is_one_line(pkg_lg, pkg_copy, tmp_path):
+    """A non-UTF-8 TEST01 accuracy.txt ended `package` with an internal error; a 5 GB one was copied whole."""
+    run = pkg_copy(pkg_lg["Offline"])
+    txt = run / "TEST01" / "accuracy" / "accuracy.txt"
+    txt.write_bytes(b"hash=\xff\xfe\n")
+    result = _loose(run, tmp_path / "a", "--compliance", f"TEST01={run / 'TEST01'}")
+    assert result.exit_code != 70 and "[internal]" not in result.output, result.output
+    with txt.open("wb") as f:
+        f.truncate(5 << 30)
+    said = _refused(
+        _loose(run, tmp_path / "b", "--compliance", f"TEST01={run / 'TEST01'}"),
+        "import.unreadable_file",
+        tmp_path / "b",
+    )
+    assert "TEST01 accuracy/accuracy.txt is larger than 4 MiB" in said
+
+
+def test_a_performance_log_of_another_benchmarks_data_set_is_refused(pkg_lg, pkg_copy, tmp_path):
+    """Only accuracy logs were compared with the benchmark: llama2-70b's performance log became a bert-99 result."""
+    run = pkg_copy(pkg_lg["Offline"])
+    llama = pkg_lg["llama_Offline"] / "performance" / "run_1"
+    said = _refused(_loose(run, tmp_path / "tree", perf=llama), "import.model_mismatch", tmp_path / "tree")
+    assert "24576 samples" in said and "llama2-70b" in said
+
+
+def test_run_json_calling_a_short_run_valid_does_not_hide_it(pkg_lg, pkg_copy, tmp_path):
+    run = pkg_copy(pkg_lg["Offline"])
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, "run_style": "valid"}))
+    result = CliRunner().invoke(
+        app, ["package", "--from", str(run), "--submitter", "TeamX", "--system", "box1", "--out", str(tmp_path / "t")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "[short run: not submittable]" in result.output
+    [readme] = (tmp_path / "t").rglob("results/box1/bert-99/Offline/README.md")
+    assert "Run style: short" in readme.read_text()
+
+
+def test_a_results_own_notes_are_printed_not_only_in_json(pkg_lg, pkg_copy, tmp_path):
+    """An accuracy.txt the checker reads nothing from fails a closed tree's check: package must say so."""
+    run = pkg_copy(pkg_lg["Offline"])
+    (run / "accuracy" / "accuracy.txt").write_text("garbage\n")
+    result = _loose(run, tmp_path / "tree")
+    assert result.exit_code == 0, result.output
+    assert "  note: accuracy.txt" in result.output, result.output
+
+
+@pytest.mark.parametrize("inside", [".", "open", "closed/TeamX/keep"])
+def test_full_logs_inside_the_tree_is_refused_before_anything_is_written(pkg_lg, pkg_copy, tmp_path, inside):
+    """In the tree's own folder the swap deleted the full logs while package said where they were; in a division
+    folder they became part of the tree."""
+    run = pkg_copy(pkg_lg["Offline"])
+    out = tmp_path / "tree"
+    said = _refused(_loose(run, out, "--full-logs", str(out / inside)), "package.full_logs_in_tree", out)
+    assert "--full-logs is inside the tree" in said
+    result = _loose(run, out, "--full-logs", str(out / ".full_logs" / "mine"))  # the hidden folder is fine
+    assert result.exit_code == 0, result.output
