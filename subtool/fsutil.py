@@ -6,9 +6,10 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from subtool.errors import SubtoolError, os_error
@@ -405,31 +406,45 @@ def one_writer(directory: str | Path, on_wait=None) -> Iterator[Path]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def remove_leftovers(root: str | Path) -> list[Path]:
-    """Remove what interrupted writers left below `root`: hidden `*.tmp` files and `*.staging` directories
-    whose writer is gone. A name that carries a live process's id is kept; so is everything else.
+# What subtool's own writers name their temporary files and folders: `.<name>.<pid>.<mkstemp's 8>.tmp|staging`,
+# `.<name>.<pid>.tmp` (a full accuracy log being copied) and package's `.subtool-staging-…`. A user's own hidden
+# `.draft.tmp` or `.thesis.staging` matches none of them.
+_LEFTOVER = re.compile(r"\..+\.\d{2,9}(?:\.[a-z0-9_]{1,16})?\.(?:tmp|staging)|\.subtool-staging-.+")
+
+
+def remove_leftovers(root: str | Path, within: Iterable[str | Path] = ()) -> list[Path]:
+    """Remove what interrupted subtool writers left: temporary files and staging folders with subtool's own
+    names, whose writer is gone, in `root` itself and anywhere below each folder of `within` (the folders
+    subtool writes): never elsewhere, since `root` may be a user's folder (`--out .`). A name that carries a
+    live process's id is kept.
 
     Call it only while holding `exclusive(root)`: a name without a pid cannot be told from a live writer's."""
+    removed = _sweep(Path(root), recursive=False)
+    for folder in within:
+        if Path(folder).is_dir() and not Path(folder).is_symlink():
+            removed += _sweep(Path(folder), recursive=True)
+    return removed
+
+
+def _sweep(folder: Path, *, recursive: bool) -> list[Path]:
     removed: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != ".git"]  # a clone (the publish cache) is git's
+    for dirpath, dirnames, filenames in os.walk(folder):  # os.walk lists links to folders as files
         for name in filenames:
-            if name.startswith(".") and name.endswith(".tmp") and not _owned_by_live_pid(name):
+            if name.endswith(".tmp") and _LEFTOVER.fullmatch(name) and not _owned_by_live_pid(name):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(dirpath, name))
                     removed.append(Path(dirpath, name))
-        for name in list(dirnames):
-            if name.startswith(".") and (name.endswith(".staging") or name.startswith(".subtool-staging-")):
-                dirnames.remove(name)
-                if not _owned_by_live_pid(name):
-                    shutil.rmtree(os.path.join(dirpath, name), ignore_errors=True)
-                    removed.append(Path(dirpath, name))
+        for name in [d for d in dirnames if d.endswith("staging") or d.startswith(".subtool-staging-")]:
+            path = os.path.join(dirpath, name)
+            if _LEFTOVER.fullmatch(name) and not os.path.islink(path) and not _owned_by_live_pid(name):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(Path(dirpath, name))
+        # a staging folder's contents are its writer's; a clone (the publish cache) is git's
+        dirnames[:] = [d for d in dirnames if d != ".git" and not _LEFTOVER.fullmatch(d)] if recursive else []
     return removed
 
 
 def _owned_by_live_pid(name: str) -> bool:
-    import re
-
     pids = [int(p) for p in re.findall(r"(?:^|[.-])(\d{2,9})(?=[.-]|$)", name)]
     return any(pid != os.getpid() and _pid_alive(pid) for pid in pids)
 

@@ -16,7 +16,7 @@ from subtool import fsutil
 from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError
 from subtool.fsutil import exclusive, file_identity, remove_leftovers
 from subtool.mlperf.layout import check_name
-from subtool.mlperf.rounds import DEFAULT_VERSION
+from subtool.mlperf.rounds import DEFAULT_VERSION, VERSIONS
 from subtool.pipeline_state import STAGES, State, fingerprint, stage_runner, tree_digest
 from subtool.runner.api import RunOptions
 
@@ -133,7 +133,8 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
     with exclusive(out, wait=opts.wait, on_wait=waiting):
         if not os.access(out, os.W_OK | os.X_OK):
             raise SubtoolError("output directory is not writable", path=out, rule="run.out_dir")
-        for left in remove_leftovers(out):
+        written = {p for version in VERSIONS for p in out_paths(out, version).values()}  # subtool's folders only
+        for left in remove_leftovers(out, within=sorted(written)):
             console.print(
                 f"removed what an interrupted run left: {left}", markup=False, highlight=False, soft_wrap=True
             )

@@ -109,16 +109,38 @@ def test_remove_leftovers_keeps_a_live_writers_files(tmp_path):
     dead.wait()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        gone = [tmp_path / f".a.json.{dead.pid}.x.tmp", tmp_path / "sub" / ".pack.abc_def1.staging"]
-        kept = [tmp_path / f".b.json.{child.pid}.y.tmp", tmp_path / "visible.tmp", tmp_path / ".git" / ".c.tmp"]
+        gone = [
+            tmp_path / f".a.json.{dead.pid}.tmp",
+            tmp_path / "sub" / f".pack.{dead.pid}.abc_def1.staging",
+            tmp_path / "sub" / "deep" / f".state.json.{dead.pid}.k2m_9x0a.tmp",
+            tmp_path / f".subtool-staging-open--TeamX--{dead.pid}",
+        ]
+        kept = [
+            tmp_path / f".b.json.{child.pid}.tmp",  # its writer is alive
+            tmp_path / "visible.tmp",
+            tmp_path / "sub" / ".git" / f".c.{dead.pid}.tmp",
+            tmp_path / "notes" / f".d.{dead.pid}.tmp",  # not below a folder subtool writes
+        ]
         for p in gone + kept:
             p.parent.mkdir(parents=True, exist_ok=True)
-            (p.mkdir() if p.name.endswith(".staging") else p.write_text("x"))
-        assert sorted(remove_leftovers(tmp_path)) == sorted(gone)
+            (p.mkdir() if p.name.endswith(".staging") or "staging-" in p.name else p.write_text("x"))
+        assert sorted(remove_leftovers(tmp_path, within=[tmp_path / "sub"])) == sorted(gone)
         assert all(p.exists() for p in kept) and not any(p.exists() for p in gone)
     finally:
         child.kill()
         child.wait()
+
+
+def test_remove_leftovers_never_takes_a_users_own_hidden_files(tmp_path):
+    """`all --out .` in a user's folder removed their `.draft.tmp` and `.thesis.staging/` with all it held."""
+    from subtool.fsutil import remove_leftovers
+
+    mine = [tmp_path / "src" / ".draft.tmp", tmp_path / "docs" / ".thesis.staging" / "ch1.tex", tmp_path / ".x.tmp"]
+    for p in mine:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("important\n")
+    assert remove_leftovers(tmp_path, within=[tmp_path / "src", tmp_path / "docs"]) == []
+    assert all(p.read_text() == "important\n" for p in mine)
 
 
 def test_exclusive_refuses_a_second_holder_with_its_pid(tmp_path):

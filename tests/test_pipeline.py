@@ -291,7 +291,7 @@ def test_the_next_run_removes_what_interrupted_writers_left(reference_run, tmp_p
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     left = [
-        out / "artifacts" / ".mlperf_submission_short.k2x9q_7a.staging" / "mlperf_submission_short.tar.gz",
+        out / "artifacts" / f".mlperf_submission_short.{dead.pid}.k2x9q_7a.staging" / "mlperf_submission_short.tar.gz",
         out / "submission" / f".subtool-staging-open--TeamX--{dead.pid}" / "open" / "TeamX" / "x",
         out / "full_logs" / "open" / f".mlperf_log_accuracy.json.{dead.pid}.tmp",
         out / f".state.json.{dead.pid}.a1b2c3.tmp",
@@ -301,9 +301,12 @@ def test_the_next_run_removes_what_interrupted_writers_left(reference_run, tmp_p
         path.write_text("half written")
     live = out / "check" / f".summary.csv.{os.getpid()}.zz.tmp"  # a writer that is still alive: kept
     live.write_text("being written")
+    mine = out / "notes" / f".draft.{dead.pid}.tmp"  # the user's, in a folder subtool does not write: kept
+    mine.parent.mkdir()
+    mine.write_text("important")
     proc = _all(out, "--json")
     assert proc.returncode == 0, proc.stderr
-    assert _leftovers(out) == [live]
+    assert sorted(_leftovers(out)) == sorted([live, mine])
     assert (out / "artifacts" / "mlperf_submission_short.tar.gz").is_file()
 
 

@@ -267,7 +267,8 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
     report = _run_checker(tree, opts.version, waive)
 
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{opts.name}.", suffix=".staging", dir=out))
+    # the pid in its name tells a later `all` whether its writer is gone (fsutil.remove_leftovers)
+    staging = Path(tempfile.mkdtemp(prefix=f".{opts.name}.{os.getpid()}.", suffix=".staging", dir=out))
     try:
         staged = {kind: staging / fname for kind, fname in names.items()}
         stats = _stage_tarball(tree, out, staged["tarball"], before)
