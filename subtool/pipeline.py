@@ -17,7 +17,7 @@ from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError
 from subtool.fsutil import exclusive, file_identity, remove_leftovers
 from subtool.mlperf.layout import check_name
 from subtool.mlperf.rounds import DEFAULT_VERSION, VERSIONS
-from subtool.pipeline_state import STAGES, State, fingerprint, stage_runner, tree_digest
+from subtool.pipeline_state import STAGES, State, file_digests, fingerprint, stage_runner, tree_digest
 from subtool.runner.api import RunOptions
 
 
@@ -327,7 +327,7 @@ def _check_phase(ctx: _Context, tree_id: str) -> None:
         fingerprint("check", tree_id, ctx.opts.version, sorted(ctx.waive)),
         lambda: _do_check(ctx.opts, ctx.paths, ctx.waive, ctx.console),
         key=ctx.tree_key,
-        intact=lambda done: all((check / f).is_file() for f in ("summary.csv", "report.json")),
+        intact=lambda done: _unchanged(check, done["outputs"].get("files")),
     )
     if "ok" in (check_out or {}):
         ctx.outcome.check_ok = bool(check_out["ok"])
@@ -342,12 +342,20 @@ def _pack_phase(ctx: _Context, tree_id: str, run_digest: str) -> None:
         fingerprint("pack", tree_id, run_digest, opts.name, opts.version, sorted(ctx.waive)),
         lambda: _do_pack(opts, ctx.run_dir, ctx.paths, ctx.waive, ctx.console),
         key=ctx.tree_key,
-        intact=lambda done: all(
-            (artifacts / Path(p).name).is_file() for p in done["outputs"].get("artifacts", {}).values()
-        ),
+        intact=lambda done: _unchanged(artifacts, done["outputs"].get("files")),
     )
-    if pack_out:
-        ctx.outcome.artifacts = pack_out.get("artifacts", {})
+    if pack_out:  # the names, found in this OUT: an OUT copied elsewhere names its own files
+        names = pack_out.get("names") if isinstance(pack_out.get("names"), dict) else {}
+        ctx.outcome.artifacts = {kind: str(artifacts / name) for kind, name in names.items()}
+
+
+def _unchanged(folder: Path, recorded: object) -> bool:
+    """The files a finished stage wrote in `folder` are still the bytes it wrote (a damaged or replaced tarball
+    is written again, never handed in); a state.json from before the digests were recorded runs the stage."""
+    if not isinstance(recorded, dict) or not recorded:
+        return False
+    names = [str(name) for name in recorded]
+    return file_digests(folder, names) == recorded
 
 
 def _publish_phase(ctx: _Context, tree_id: str) -> None:
@@ -483,9 +491,8 @@ def _do_check(opts: PipelineOptions, paths: dict, waive: frozenset[str], console
     findings = [f for f in doc.get("findings", []) if f.get("severity") in ("error", "waived")]
     return {
         "ok": bool(report.ok),
-        "summary_csv": str(paths["check"] / "summary.csv"),
-        "report": str(paths["check"] / "report.json"),
         "findings": findings,
+        "files": file_digests(paths["check"], ["summary.csv", "report.json"]),
     }
 
 
@@ -504,7 +511,8 @@ def _do_pack(opts: PipelineOptions, run_dir: Path, paths: dict, waive: frozenset
         ),
         console=console,
     )
-    return {"ok": bool(result.ok), "artifacts": {k: str(v) for k, v in result.artifacts.items()}}
+    names = {kind: Path(path).name for kind, path in result.artifacts.items()}
+    return {"ok": bool(result.ok), "names": names, "files": file_digests(paths["artifacts"], sorted(names.values()))}
 
 
 def _do_publish(opts: PipelineOptions, paths: dict, console) -> dict:

@@ -44,6 +44,13 @@ class State:
         for name in ("finished", "trees"):
             if not isinstance(self.data.get(name), dict):
                 self.data[name] = {}
+        # an entry of the wrong shape (edited, or written by a broken tool) is not known to be finished
+        self.data["stages"] = {s: e for s, e in self.data["stages"].items() if _entry_shaped(e)}
+        self.data["finished"] = {
+            stage: {key: e for key, e in entries.items() if _entry_shaped(e)}
+            for stage, entries in self.data["finished"].items()
+            if isinstance(entries, dict)
+        }
 
     def finished(self, stage: str, fingerprint: str, key: str = "") -> dict | None:
         entry = (self.data["finished"].get(stage) or {}).get(key)
@@ -70,6 +77,26 @@ class State:
         else:
             finished.pop(key, None)  # being redone: its earlier outputs are no longer known to stand
         atomic_write_json(self.path, self.data)
+
+
+def _entry_shaped(entry: object) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("outputs"), dict)
+
+
+def file_digests(folder: Path, names: list[str]) -> dict[str, str] | None:
+    """{name: sha256} of the files `names` in `folder`; None when one is missing or unreadable. What a stage
+    wrote is recorded so: a later `all` tells a file damaged or replaced since from the one it wrote."""
+    out = {}
+    for name in names:
+        h = hashlib.sha256()
+        try:
+            with open(folder / name, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            return None
+        out[name] = h.hexdigest()
+    return out
 
 
 def _failpoint(stage: str, point: str) -> None:

@@ -79,6 +79,63 @@ def test_rerun_skips_every_finished_stage(reference_run, tmp_path):
     assert _artifact_bytes(out) == before
 
 
+@pytest.mark.parametrize("artifact", ["mlperf_submission_short.tar.gz", "mlperf_submission_short.md"])
+def test_an_artifact_damaged_since_is_packed_again_never_handed_in(reference_run, tmp_path, artifact):
+    """Only the files' presence was tested: a tarball cut to 1,000 bytes was listed as the hand-in, exit 0."""
+    out = tmp_path / "out"
+    shutil.copytree(reference_run[0], out)
+    with open(out / "artifacts" / artifact, "r+b") as f:
+        f.truncate(1000)
+    proc = _all(out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["stages"]["pack"].startswith("done") and doc["stages"]["run"] == "skipped (unchanged)", doc["stages"]
+    verify = subprocess.run(
+        [sys.executable, "-m", "subtool.cli", "pack", "--verify", doc["artifacts"]["tarball"]],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_an_out_copied_elsewhere_reports_its_own_artifacts(reference_run, tmp_path):
+    """state.json held absolute paths: the copy's --json named the original folder's tarball."""
+    moved = tmp_path / "moved"
+    shutil.copytree(reference_run[0], moved)
+    proc = _all(moved, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert all(doc["stages"][s] == "skipped (unchanged)" for s in STAGES_BEFORE_PUBLISH), doc["stages"]
+    assert doc["artifacts"] and all(Path(p).parent == moved / "artifacts" for p in doc["artifacts"].values())
+
+
+def _only_entry(state: dict, stage: str) -> dict:
+    [entry] = state["finished"][stage].values()  # one tree in the reference run
+    return entry
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda s: s["finished"].update(run=[1]),
+        lambda s: s["finished"].update(pack="x"),
+        lambda s: _only_entry(s, "pack")["outputs"].update(files=["a"], names=["b"], artifacts=["c"]),
+        lambda s: _only_entry(s, "check").pop("outputs"),
+    ],
+    ids=["run-a-list", "pack-a-string", "outputs-lists", "no-outputs"],
+)
+def test_a_state_json_of_the_wrong_shape_runs_stages_again_instead_of_failing(reference_run, tmp_path, damage):
+    """Each of these ended every later `all` with an internal error (exit 70) until state.json was deleted."""
+    out = tmp_path / "out"
+    shutil.copytree(reference_run[0], out)
+    state = json.loads((out / "state.json").read_text())
+    damage(state)
+    (out / "state.json").write_text(json.dumps(state))
+    proc = _all(out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "[internal]" not in proc.stderr
+
+
 @pytest.mark.parametrize("stage", ["package", "check", "pack"])
 @pytest.mark.parametrize("point,action", [("start", "kill"), ("end", "kill"), ("start", "int")])
 def test_interrupted_stage_resumes_to_the_same_artifacts(reference_run, tmp_path, stage, point, action):
