@@ -166,7 +166,10 @@ async def run_child(cmd: list[str], on_line=None) -> Outcome:
     env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("COLUMNS", None)  # no terminal: the CLI's CI-log width (long lines, no wrapping mid-sentence)
     out, err = _Keep(STDOUT_KEEP, tail=False), _Keep(STDERR_SHOWN * 4, tail=True)
-    process = await anyio.open_process(cmd, stdin=subprocess.DEVNULL, env=env)
+    try:
+        process = await anyio.open_process(cmd, stdin=subprocess.DEVNULL, env=env)
+    except OSError as exc:  # E2BIG, a full process table: the agent gets a result, never a bare protocol error
+        return Outcome(cmd, 2, "", f"error: cannot start the command ({exc.strerror or exc}) [mcp.spawn]\n")
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_drain, process.stdout, out)

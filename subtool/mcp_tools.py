@@ -228,6 +228,24 @@ def _unusable_text(spec: ToolSpec, arguments: dict) -> str | None:
             )
             if why:
                 return f"{spec.name}: {name}: {why}"
+    return _too_much_in_all(spec, arguments)
+
+
+ALL_ARGUMENT_BYTES = 1 << 20  # the whole command line: Linux refuses more than ARG_MAX (2 MiB with the environment)
+MOST_ITEMS = 4096  # values of one list argument
+
+
+def _too_much_in_all(spec: ToolSpec, arguments: dict) -> str | None:
+    """Every value fits, but together they would not (100 paths of 32,000 characters): refused as one line
+    instead of the child process failing to start with E2BIG."""
+    total = 0
+    for name, value in arguments.items():
+        items = value if isinstance(value, list) else [value]
+        if len(items) > MOST_ITEMS:
+            return f"{spec.name}: {name}: {len(items):,} values, over the {MOST_ITEMS:,} one argument may hold"
+        total += sum(len(str(item).encode("utf-8", "surrogatepass")) + 16 for item in items)
+    if total > ALL_ARGUMENT_BYTES:
+        return f"{spec.name}: the arguments come to {total:,} bytes, over the {ALL_ARGUMENT_BYTES:,} a command takes"
     return None
 
 

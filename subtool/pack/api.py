@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from subtool import __version__
-from subtool.errors import SubtoolError
+from subtool.errors import SubtoolError, os_error
 from subtool.fsutil import sha256_file
 from subtool.mlperf.layout import DIVISIONS, check_name
 from subtool.mlperf.logs import ALL_KEYS, latency_percentiles, read_loadgen_log
@@ -334,6 +334,10 @@ def _stage_tarball(tree: Path, out: Path, dest: Path, before: dict[str, str]) ->
             fh.flush()
             os.fsync(fh.fileno())
         gate.finished(stats.size)
+    except OSError as exc:  # a full disk while writing: the tarball is named (the write's error names no file)
+        if exc.filename is not None:
+            raise
+        raise os_error(exc, path=dest) from None
     except Refused as refused:
         raise SubtoolError(
             f"`subtool pack --verify` and `subtool score` would refuse this tarball: {refused.message}",

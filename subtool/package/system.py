@@ -201,29 +201,35 @@ def load_overrides(path: Path) -> dict[str, Any]:
     return data
 
 
-def _refuse_non_json(value: Any, path: Path, where: str = "") -> None:
+_MOST_DEPTH = 64  # a system description is two levels deep; TOML's dotted keys build any depth without recursing
+
+
+def _refuse_non_json(value: Any, path: Path) -> None:
     """TOML has nan, inf, dates and times; JSON (what systems/*.json is) has none of them, and the checker fails
-    non-finite numbers."""
+    non-finite numbers. Walked without recursion: `[a.a.a…]` 5,000 deep is one line too."""
     import datetime
 
-    if isinstance(value, float) and not math.isfinite(value):
-        raise SubtoolError(
-            f"{where or 'a value'} is {value}, not a finite number (JSON has no NaN or Infinity)",
-            path=path,
-            rule="system.bad_overrides",
-        )
-    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
-        raise SubtoolError(
-            f"{where or 'a value'} is a TOML date or time ({value}), not text or a number: quote it",
-            path=path,
-            rule="system.bad_overrides",
-        )
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_non_json(item, path, f"{where}.{key}" if where else str(key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _refuse_non_json(item, path, f"{where}[{i}]")
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > _MOST_DEPTH:
+            raise SubtoolError("is nested too deeply to read", path=path, rule="system.bad_overrides")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise SubtoolError(
+                f"{where or 'a value'} is {item}, not a finite number (JSON has no NaN or Infinity)",
+                path=path,
+                rule="system.bad_overrides",
+            )
+        if isinstance(item, (datetime.date, datetime.time)):  # datetime is a date
+            raise SubtoolError(
+                f"{where or 'a value'} is a TOML date or time ({item}), not text or a number: quote it",
+                path=path,
+                rule="system.bad_overrides",
+            )
+        if isinstance(item, dict):
+            stack += [(v, f"{where}.{k}" if where else str(k), depth + 1) for k, v in item.items()]
+        elif isinstance(item, list):
+            stack += [(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(item)]
 
 
 # Fields the official checker reads beyond the schema's own: a power submission's, the network division's, and
@@ -335,7 +341,7 @@ def _message(err, schema: dict) -> str:
         return f"field '{name}' is missing (the official checker requires it)"
     if "enum" in prop and err.validator in ("enum", "not", "pattern", "type"):
         allowed = ", ".join(str(a) for a in dict.fromkeys(str(x).lower() for x in prop["enum"]))
-        return f"field '{name}' is {value!r}; allowed values: {allowed}"
+        return f"field '{name}' is {_shown(value)}; allowed values: {allowed}"
     if err.validator == "not" or (err.validator == "pattern" and isinstance(value, str) and not value.strip()):
         if value == 0:
             return f"field '{name}' is 0, which the official checker reads as empty; write \"0\" (a string)"
@@ -343,13 +349,19 @@ def _message(err, schema: dict) -> str:
     if err.validator == "anyOf":
         if name in ("accelerators_per_node", "host_network_card_count"):
             return (
-                f"field '{name}' is {value!r}; allowed values: a whole number ≥ 1, or \"0\" as a string "
+                f"field '{name}' is {_shown(value)}; allowed values: a whole number ≥ 1, or \"0\" as a string "
                 f"(the checker reads the number 0 as empty)"
             )
-        return f"field '{name}' is {value!r}; allowed values: a whole number ≥ 1 (e.g. 1 or \"1\")"
+        return f"field '{name}' is {_shown(value)}; allowed values: a whole number ≥ 1 (e.g. 1 or \"1\")"
     if err.validator == "type":
-        return f"field '{name}' is {value!r}; allowed values: text or a number"
-    return f"field '{name}': {err.message}"
+        return f"field '{name}' is {_shown(value)}; allowed values: text or a number"
+    return f"field '{name}': {_shown(err.message, quote=False)}"
+
+
+def _shown(value: object, *, quote: bool = True) -> str:
+    """A value as an error line quotes it: its repr, cut at 120 characters (a 500 kB value is one line still)."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def validation_errors(

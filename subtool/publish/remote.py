@@ -83,7 +83,13 @@ def parse_fork(url: str) -> ForkLocation:
             hint="give it as https://…, git@host:owner/repo.git, file://… or a path (./-name for a folder so named)",
             exit_code=EXIT_USAGE,
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsed lazily: a port that is no number raises only here
+    except ValueError as exc:  # 'https://[::1/a' (an unclosed IPv6 bracket)
+        raise SubtoolError(
+            f"the fork URL does not parse ({exc})", rule="publish.fork_url", exit_code=EXIT_USAGE
+        ) from None
     scheme = parts.scheme.lower()
     _refuse_secrets(url, parts, scheme)
     if scheme in ("http", "https"):

@@ -83,6 +83,43 @@ def test_an_empty_path_or_a_value_one_past_the_command_line_bound_is_refused():
     assert "over the 32,768" in check_arguments(spec, {"tree": "x" * (ARGUMENT_CHARS + 1)})
 
 
+def test_values_that_each_fit_but_not_together_are_one_line_not_a_failed_start():
+    """100 paths of 32,000 characters, or 20,000 waivers: the child failed to start (E2BIG) and the agent got a
+    bare protocol error with a traceback in the server's log."""
+    from subtool.cli import app
+    from subtool.mcp_tools import MOST_ITEMS, check_arguments, tool_specs
+
+    specs = tool_specs(app)
+    problem = check_arguments(specs["score"], {"inputs": ["x" * 32_000] * 100, "out": "o"})
+    assert problem is not None and "bytes, over the 1,048,576 a command takes" in problem, problem
+    problem = check_arguments(specs["check"], {"tree": "t", "waive": ["perf.min_duration"] * (MOST_ITEMS + 1)})
+    assert problem is not None and problem.startswith("check: waive: 4,097 values"), problem
+    assert check_arguments(specs["check"], {"tree": "t", "waive": ["perf.min_duration"] * 10}) is None
+
+
+def test_a_command_that_cannot_start_is_an_exit_2_result():
+    import anyio
+
+    from subtool.mcp_calls import run_child
+
+    outcome = anyio.run(run_child, ["/nonexistent/python", "-c", "pass"])
+    result = outcome.to_dict([])
+    assert result["exit_code"] == 2 and "[mcp.spawn]" in result["stderr"], result
+
+
+def test_a_fork_url_with_an_unclosed_ipv6_bracket_is_the_commands_one_line():
+    """urlsplit raised ValueError: `publish` and `all` ended with exit 70, and the MCP call with a bare error."""
+    from subtool.cli import app
+    from subtool.errors import SubtoolError
+    from subtool.mcp_tools import check_fork, tool_specs
+    from subtool.publish.remote import parse_fork
+
+    with pytest.raises(SubtoolError) as err:
+        parse_fork("https://[::1/a/b")
+    assert err.value.rule == "publish.fork_url"
+    assert check_fork(tool_specs(app)["publish"], {"tree": "t", "fork": "https://[::1/a/b"}, {}) is None
+
+
 def test_a_fork_url_the_command_cannot_read_is_left_to_the_command_to_refuse():
     """Not a host check's business: `publish` itself says what is wrong with the URL, in its own words."""
     from subtool.cli import app

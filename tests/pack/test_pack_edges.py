@@ -129,3 +129,30 @@ def test_a_line_break_in_a_system_field_stays_inside_the_run_scripts_comment(ber
     header = script[: script.index("set -euo pipefail")]  # the comments, run as bash would
     subprocess.run(["bash", "-c", header], cwd=tmp_path, check=True)
     assert not marker.exists()
+
+
+def test_a_full_disk_while_the_tarball_is_written_names_it_and_keeps_the_old_artifacts(
+    packed_valid, tmp_path, monkeypatch
+):
+    """The write's OSError carries no file name: the line said only 'No space left on device'."""
+    import errno
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+    from subtool.pack import api as pack_api
+
+    tree = packed_valid.parent.parent / "tree"
+    out = tmp_path / "out"
+    shutil.copytree(packed_valid.parent, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pack_api, "write_tarball", full)
+    result = CliRunner().invoke(app, ["pack", str(tree), "--out", str(out), "--waive", "perf.min_duration"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "[io.enospc]" in said and f"{NAME}.tar.gz" in said, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

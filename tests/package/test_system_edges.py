@@ -62,3 +62,23 @@ def test_the_official_checkers_power_and_network_fields_are_all_known():
     # some of them restated here, so that dropping one from the lists fails a test
     assert {"system_power_only", "system_power_capacity", "power_supply_quantity_and_rating_watts"} <= set(POWER_FIELDS)
     assert {"is_network", "network_type", "network_media", "nic_loadgen", "nic_sut"} <= set(NETWORK_FIELDS)
+
+
+def test_an_overrides_file_nested_thousands_deep_is_one_line_not_a_recursion_error(tmp_path):
+    """TOML's dotted tables nest without recursing in tomllib; the JSON check that walked them recursed."""
+    from subtool.errors import SubtoolError
+    from subtool.package.system import load_overrides
+
+    deep = tmp_path / "deep.toml"
+    deep.write_text("[" + ".".join(["cooling"] + ["a"] * 5000) + "]\nx = 1\n")
+    with pytest.raises(SubtoolError) as err:
+        load_overrides(deep)
+    assert err.value.rule == "system.bad_overrides" and "nested too deeply" in err.value.message
+
+
+def test_a_huge_refused_value_is_quoted_cut_short_in_its_error_line():
+    from subtool.package.system import validation_errors
+
+    problems = validation_errors({"cooling": {"k": "x" * 500_000}, "accelerators_per_node": "y" * 500_000})
+    assert problems and all(len(p) < 400 for p in problems), [len(p) for p in problems]
+    assert any(p.startswith("field 'cooling' is {'k': 'xxx") and "..." in p for p in problems), problems
