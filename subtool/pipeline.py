@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool import fsutil
-from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, SubtoolError
+from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, SubtoolError
 from subtool.fsutil import exclusive, file_identity, remove_leftovers
 from subtool.mlperf.layout import check_name
 from subtool.mlperf.rounds import DEFAULT_VERSION, VERSIONS
@@ -165,6 +165,7 @@ def _preflight(opts: PipelineOptions, console) -> None:
 
     check_name(opts.name, "artifact name", flag="--name")
     check_request(opts.system_file, opts.division, demo=_is_demo(opts))
+    _refuse_overlaps(opts)
     if opts.fork and "publish" in _selected(opts):
         from subtool.publish.api import check_ready, probe_fork
 
@@ -176,6 +177,34 @@ def _preflight(opts: PipelineOptions, console) -> None:
         from subtool.runner.api import check_run_extra
 
         check_run_extra(opts.run.backend)
+
+
+def _refuse_overlaps(opts: PipelineOptions) -> None:
+    """The run's inputs are fingerprinted by their files' sizes and times: an OUT inside --model-path (`cd
+    checkpoint && subtool all --model-path .`) or a --user-conf inside OUT changes with every run, so the
+    benchmark would run again each time instead of being kept."""
+    out = os.path.realpath(opts.out)
+
+    def inside(path: str, folder: str) -> bool:
+        return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+    for flag, given in (("--model-path", opts.run.model_path), ("--dataset-path", opts.run.dataset_path)):
+        if given is not None and inside(out, os.path.realpath(given)):
+            raise SubtoolError(
+                f"--out is inside {flag} {given}: what the run writes would change its own input",
+                path=opts.out,
+                rule="all.out_inside_input",
+                hint="give --out a folder outside the checkpoint and the data set",
+                exit_code=EXIT_USAGE,
+            )
+    if opts.run.user_conf is not None and inside(os.path.realpath(opts.run.user_conf), out):
+        raise SubtoolError(
+            "--user-conf is inside --out, where the run writes its own user.conf",
+            path=opts.run.user_conf,
+            rule="all.user_conf_inside_out",
+            hint="copy it outside --out and pass that copy",
+            exit_code=EXIT_USAGE,
+        )
 
 
 def _refuse_other_submitters(tree: Path, submitter: str) -> None:

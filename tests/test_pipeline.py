@@ -458,3 +458,27 @@ def test_another_round_gets_its_own_tree_and_never_overwrites_artifacts(referenc
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "pipeline.round_mismatch" in errors[0], proc.stderr
     assert _artifact_bytes(out) == before
+
+
+@pytest.mark.parametrize("case", ["out-in-model", "out-in-data", "conf-in-out"])
+def test_an_out_that_overlaps_the_runs_inputs_is_refused_before_anything_runs(
+    tiny_checkpoint, small_squad, tmp_path, case
+):
+    """The run's inputs are fingerprinted by sizes and times: an OUT inside --model-path changed them with every
+    run, so every retry ran the benchmark again (hours on a real workload)."""
+    model, data = tmp_path / "model", tmp_path / "data"
+    shutil.copytree(tiny_checkpoint, model)
+    data.mkdir()
+    shutil.copy(small_squad, data / "dev.json")
+    out = {"out-in-model": model / "out", "out-in-data": data / "out", "conf-in-out": tmp_path / "out"}[case]
+    args = ["--model-path", str(model), "--dataset-path", str(data / "dev.json"), "--division", "open"]
+    if case == "out-in-data":
+        args[3] = str(data)  # a data set given as its folder
+    if case == "conf-in-out":
+        out.mkdir()
+        (out / "user.conf").write_text("bert.Offline.target_qps = 10\n")
+        args += ["--user-conf", str(out / "user.conf")]
+    proc = _all(out, *args)
+    rule = "all.user_conf_inside_out" if case == "conf-in-out" else "all.out_inside_input"
+    assert proc.returncode == 2 and f"[{rule}]" in proc.stderr, proc.stderr
+    assert not (out / "runs").exists() and not (out / "state.json").exists()
