@@ -174,8 +174,11 @@ def _preflight(opts: PipelineOptions, console) -> None:
         if unreachable:
             console.print(f"warning: {unreachable}", markup=False, highlight=False, soft_wrap=True)
     if "run" in _selected(opts):
-        from subtool.runner.api import check_run_extra
+        from subtool.runner.api import check_options, check_run_extra
 
+        runs = out_paths(Path(opts.out), opts.version)["runs"]  # as _do_run will run it
+        # a scenario the model has not, a folder for --user-conf: said now, not once the run stage has begun
+        check_options(dataclasses.replace(opts.run, mode="both", out=runs), opts.version)
         check_run_extra(opts.run.backend)
 
 

@@ -23,7 +23,7 @@ STATE_SCHEMA = "subtool.state/1"
 
 
 class State:
-    """OUT/state.json: `stages` holds each stage's latest status (running, done, interrupted); `finished` keeps
+    """OUT/state.json: `stages` holds each stage's latest status (running, done, interrupted, failed); `finished` keeps
     every finished stage by what it was for (model/scenario for run and package, the round's tree for the
     rest), so that one `--out` remembers several benchmarks and rounds, not only the last command's."""
 
@@ -170,14 +170,18 @@ def stage_runner(force: bool, state: State, selected: list[str], stages: dict[st
             why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
             console.print(
                 f"[red]{why} in {name}[/]: nothing half-written; run the same command again: the finished stages "
-                f"are kept and {name} runs again from its start",
+                f"are kept and the {name} stage starts again",
                 highlight=False,
                 soft_wrap=True,
             )
             interruption_explained(True)  # the CLI prints no second line
             raise
         except SubtoolError as err:
-            err.hint = err.hint or "fix this, then run the same command again: finished stages are kept"
+            state.mark(name, "failed", fingerprint, key=key)  # not "running" for ever
+            err.hint = err.hint or "fix this and run `all` again: the stages that finished are kept"
+            raise
+        except Exception:
+            state.mark(name, "failed", fingerprint, key=key)
             raise
         finally:
             fsutil.EMERGENCY_CALLBACKS.remove(interrupted)

@@ -482,3 +482,26 @@ def test_an_out_that_overlaps_the_runs_inputs_is_refused_before_anything_runs(
     rule = "all.user_conf_inside_out" if case == "conf-in-out" else "all.out_inside_input"
     assert proc.returncode == 2 and f"[{rule}]" in proc.stderr, proc.stderr
     assert not (out / "runs").exists() and not (out / "state.json").exists()
+
+
+@pytest.mark.parametrize("case", ["interactive", "conf-folder"])
+def test_a_bad_run_option_is_refused_before_any_stage_starts(tmp_path, case):
+    """They were found once `[1/5] run` had begun, leaving state.json at 'running' and a hint to rerun the same
+    (failing) command."""
+    out = tmp_path / "out"
+    args = ["--scenario", "Interactive"] if case == "interactive" else ["--user-conf", str(tmp_path)]
+    proc = _all(out, *args)
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "[run.scenario]" in said if case == "interactive" else "is a folder" in said, said
+    assert "[1/5] run" not in said and not (out / "state.json").exists()
+
+
+def test_a_stage_that_fails_is_recorded_failed_not_running(tmp_path, small_squad):
+    out = tmp_path / "out"
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"not a checkpoint folder")
+    proc = _all(out, "--model-path", str(model), "--dataset-path", str(small_squad), "--division", "open")
+    assert proc.returncode == 2, proc.stderr
+    state = json.loads((out / "state.json").read_text())
+    assert state["stages"]["run"]["status"] == "failed", state["stages"]
+    assert "model.bin: is a file, not a checkpoint folder [model.missing]" in " ".join(proc.stderr.split())

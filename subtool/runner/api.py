@@ -103,27 +103,9 @@ def decide(opts: RunOptions, say) -> RunOptions:
 
     workload = get_workload(opts.model)
     spec = workload.spec
-    scenario = check_scenario(opts.scenario)
-    if scenario not in spec.scenarios:
-        raise SubtoolError(
-            f"{spec.name} has no {scenario} scenario; choose one of {', '.join(spec.scenarios)}", rule="run.scenario"
-        )
-    _modes(opts.mode)
-    opts = dataclasses.replace(opts, compliance=[t.upper() for t in opts.compliance or []])  # test06 is TEST06
-    unknown = [t for t in opts.compliance if t not in spec.compliance]
-    if unknown:
-        raise SubtoolError(
-            f"compliance test {', '.join(unknown)} does not apply to {spec.name} or is not run by "
-            f"subtool (available: {', '.join(spec.compliance) or 'none'})",
-            rule="run.compliance",
-        )
-    _check_compliance_runs(opts)
+    opts, scenario = check_options(opts)
     version = run_round(spec.name, opts.round, say)
     _check_round_scenario(spec.name, scenario, version)
-    if opts.user_conf is not None:  # before the backend, the data and the model are looked at
-        if not Path(opts.user_conf).is_file():
-            raise SubtoolError("user.conf not found", path=opts.user_conf, rule="run.user_conf")
-        check_user_conf(Path(opts.user_conf), *loadgen_names(spec.loadgen_model, scenario))
     backend = resolve_backend(opts.backend, spec, say)
     opts = resolve_inputs(opts, say)
     precision = workload.resolve_precision(backend, opts.precision, model_path=opts.model_path)
@@ -137,6 +119,48 @@ def decide(opts: RunOptions, say) -> RunOptions:
         precision=precision,
         compliance=list(opts.compliance or []),
     )
+
+
+def check_options(opts: RunOptions, version: str | None = None) -> tuple[RunOptions, str]:
+    """The checks of `decide` that need nothing but the options and the files they name (the scenario, in
+    `version` when given, the modes, the compliance tests, user.conf): `all` makes them before it starts any
+    stage. Returns the options with the compliance tests' names settled (test06 is TEST06) and the scenario's
+    own spelling."""
+    import dataclasses
+
+    from subtool.runner.workload import get_workload
+
+    spec = get_workload(opts.model).spec
+    scenario = check_scenario(opts.scenario)
+    if scenario not in spec.scenarios:
+        raise SubtoolError(
+            f"{spec.name} has no {scenario} scenario; choose one of {', '.join(spec.scenarios)}", rule="run.scenario"
+        )
+    _modes(opts.mode)
+    opts = dataclasses.replace(opts, compliance=[t.upper() for t in opts.compliance or []])
+    unknown = [t for t in opts.compliance if t not in spec.compliance]
+    if unknown:
+        raise SubtoolError(
+            f"compliance test {', '.join(unknown)} does not apply to {spec.name} or is not run by "
+            f"subtool (available: {', '.join(spec.compliance) or 'none'})",
+            rule="run.compliance",
+        )
+    _check_compliance_runs(opts)
+    if version is not None:
+        _check_round_scenario(spec.name, scenario, version)
+    if opts.user_conf is not None:  # before the backend, the data and the model are looked at
+        conf = Path(opts.user_conf)
+        if not conf.is_file():
+            why = (
+                "is a folder, not a user.conf file"
+                if conf.is_dir()
+                else "not found"
+                if not conf.exists()
+                else ("is not a regular file")
+            )
+            raise SubtoolError(f"user.conf {why}", path=opts.user_conf, rule="run.user_conf")
+        check_user_conf(conf, *loadgen_names(spec.loadgen_model, scenario))
+    return opts, scenario
 
 
 # what TEST01/TEST04 compare their audited run with: the submission's own runs, this run's or a kept earlier one

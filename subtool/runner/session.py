@@ -490,4 +490,7 @@ def spec_to_file(spec: SessionSpec, path: Path) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # Ctrl-C reaches this process too (one process group): the parent reports it
+        sys.exit(130)

@@ -47,7 +47,7 @@ def check_checkpoint(model_path: Path) -> dict:
     """Refuse checkpoints that are not a BERT question-answering model before loading any weights."""
     if not model_path.is_dir():
         raise SubtoolError(
-            "model directory not found",
+            "is a file, not a checkpoint folder" if model_path.exists() else "model directory not found",
             path=model_path,
             rule="model.missing",
             hint="--model-path takes a Hugging Face checkpoint directory (config.json, "

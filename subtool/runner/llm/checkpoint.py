@@ -88,7 +88,7 @@ GENERATION_FIXED |= {
 def read_config(model_path: Path) -> dict:
     if not model_path.is_dir():
         raise SubtoolError(
-            "model directory not found",
+            "is a file, not a checkpoint folder" if model_path.exists() else "model directory not found",
             path=model_path,
             rule="model.missing",
             hint="--model-path takes a Hugging Face checkpoint directory (config.json, weights, tokenizer.json)",
