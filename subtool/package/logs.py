@@ -10,6 +10,8 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.logs import ALL_KEYS, LoadgenLog, Missing, NotALog, read_loadgen_log, read_summary
+from subtool.mlperf.round import RESULT_FIELDS
+from subtool.package.text_files import read_text
 
 # Keys LoadGen writes at the very end of a run; a performance log without them was cut short.
 _END_KEYS_PERFORMANCE = ("result_validity",)
@@ -32,6 +34,8 @@ def read_detail_log(path: Path, *, expect_mode: str | None = None) -> LoadgenLog
                     path=path,
                     rule="import.truncated_log",
                 )
+    if log.mode == "performance":
+        _refuse_unusable_result(log)
     if expect_mode and log.mode != expect_mode:
         article = "an" if str(log.mode)[:1].lower() in "aeiou" else "a"
         raise SubtoolError(
@@ -44,11 +48,33 @@ def read_detail_log(path: Path, *, expect_mode: str | None = None) -> LoadgenLog
     return log
 
 
-def check_summary_log(run_dir: Path) -> None:
-    """A performance run's mlperf_log_summary.txt, when there is one, must be LoadGen's summary: an empty, binary
-    or cut-short one would be copied into the tree, where the checker can only warn about it."""
+def _refuse_unusable_result(log: LoadgenLog) -> None:
+    """The scenario's result, where the log has it, is a positive number (the checker fails -5, 0 and text;
+    a missing field is the checker's to judge, as older LoadGen versions named some differently)."""
+    key = RESULT_FIELDS.get(str(log.scenario))
+    if key is None or not log.has(key):
+        return
+    value = log.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return
+    raise SubtoolError(
+        f"the log's result {key} is {str(value)[:40]!r}: not a positive number",
+        path=log.path,
+        rule="import.bad_result",
+        hint="copy the log again from the machine that ran it; never edit it",
+    )
+
+
+def check_summary_log(run_dir: Path, *, accuracy: bool = False) -> None:
+    """A run's mlperf_log_summary.txt (performance, accuracy or a compliance test's), when there is one, must be
+    LoadGen's summary: an empty, binary or cut-short one would be copied into the tree, where the checker can only
+    warn about it. An accuracy run's summary has no results (only LoadGen's warnings and errors): it must be
+    text."""
     path = Path(run_dir) / "mlperf_log_summary.txt"
     if not path.is_file():
+        return
+    if accuracy:
+        read_text(path, "LoadGen summary log", "import.summary_unreadable")
         return
     problem = read_summary(path).problem
     if problem:

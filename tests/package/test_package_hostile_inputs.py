@@ -121,3 +121,26 @@ def test_full_logs_inside_the_tree_is_refused_before_anything_is_written(pkg_lg,
     assert "--full-logs is inside the tree" in said
     result = _loose(run, out, "--full-logs", str(out / ".full_logs" / "mine"))  # the hidden folder is fine
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("value", ["-5", "0", '"fast"'])
+def test_a_result_that_is_no_positive_number_is_refused_not_packaged(pkg_lg, pkg_copy, tmp_path, value):
+    """package wrote 'Result: -5' into the README and exited 0; check then failed the tree."""
+    import re
+
+    run = pkg_copy(pkg_lg["Offline"])
+    detail = run / "performance" / "run_1" / "mlperf_log_detail.txt"
+    text = detail.read_text()
+    text, n = re.subn(r'("key": "result_samples_per_second", "value": )[^,]+', lambda m: m.group(1) + value, text)
+    assert n == 1
+    detail.write_text(text)
+    said = _refused(_loose(run, tmp_path / "tree"), "import.bad_result", tmp_path / "tree")
+    assert "result_samples_per_second" in said
+
+
+@pytest.mark.parametrize("where", ["accuracy", "TEST01/performance/run_1"])
+def test_random_bytes_as_another_folders_summary_log_are_refused(pkg_lg, pkg_copy, tmp_path, where):
+    run = pkg_copy(pkg_lg["Offline"])
+    (run / where / "mlperf_log_summary.txt").write_bytes(os.urandom(3000) + b"\xff\x00")
+    result = _loose(run, tmp_path / "tree", "--compliance", f"TEST01={run / 'TEST01'}")
+    _refused(result, "import.summary_unreadable", tmp_path / "tree")
