@@ -391,7 +391,14 @@ def mcp() -> None:
 
 def main() -> None:
     """Entry point: every way a command can end is one line and a distinct exit code, never a traceback."""
-    from subtool.cli_signals import _exit_for, _install_signal_handlers, _is_usage_error, _usage_error, terminated
+    from subtool.cli_signals import (
+        _exit_for,
+        _install_signal_handlers,
+        _is_usage_error,
+        _usage_error,
+        terminated,
+        terminated_by,
+    )
     from subtool.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED, interruption_explained
 
     _install_signal_handlers()
@@ -409,7 +416,7 @@ def main() -> None:
     if code == EXIT_INTERRUPTED or terminated():
         code = EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
         if not interruption_explained():
-            what = "terminated (SIGTERM)" if terminated() else "interrupted"
+            what = f"terminated ({terminated_by()})" if terminated() else "interrupted"
             with contextlib.suppress(Exception):
                 _console().print(
                     f"[bold red]{what}[/] — nothing half-written; run the same command again: what finished "

@@ -1,5 +1,5 @@
-"""How a `subtool` command ends: SIGTERM handled like Ctrl-C (with a watchdog for a main thread stuck in native
-code), and every exception that escapes a command turned into one line and a distinct exit code."""
+"""How a `subtool` command ends: SIGTERM and SIGHUP handled like Ctrl-C (with a watchdog for a main thread stuck in
+native code), and every exception that escapes a command turned into one line and a distinct exit code."""
 
 from __future__ import annotations
 
@@ -10,12 +10,18 @@ from subtool.cli_common import _console
 from subtool.errors import SubtoolError, exception_line
 
 _TERMINATED = False
+_TERMINATED_BY = "SIGTERM"
 SIGNAL_GRACE_S = 5.0  # after SIGTERM/Ctrl-C, how long the main thread gets to unwind before the watchdog exits
 
 
 def terminated() -> bool:
-    """A SIGTERM arrived (the exit code is then 143, whatever the command returned)."""
+    """A SIGTERM or SIGHUP arrived (the exit code is then 143, whatever the command returned)."""
     return _TERMINATED
+
+
+def terminated_by() -> str:
+    """The signal that ended the command (SIGTERM or SIGHUP), for the line that says so."""
+    return _TERMINATED_BY
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -24,12 +30,12 @@ def _on_sigterm(signum, frame) -> None:
 
     from subtool.errors import Terminated
 
-    global _TERMINATED
+    global _TERMINATED, _TERMINATED_BY
     if _TERMINATED:
         return  # a second SIGTERM must not interrupt the clean-up of the first
-    _TERMINATED = True
+    _TERMINATED, _TERMINATED_BY = True, signal.Signals(signum).name
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise Terminated()
+    raise Terminated(_TERMINATED_BY)
 
 
 def _install_signal_handlers() -> None:
@@ -42,6 +48,7 @@ def _install_signal_handlers() -> None:
     import threading
 
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGHUP, _on_sigterm)  # a closed terminal or a dropped ssh link: cleaned up the same way
     try:
         read_end, write_end = os.pipe()
         os.set_blocking(write_end, False)
@@ -63,15 +70,15 @@ def _watchdog(read_end: int) -> None:
         data = os.read(read_end, 64)
         if not data:
             return
-        got = {b for b in data if b in (signal.SIGTERM, signal.SIGINT)}
+        got = {b for b in data if b in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
         if got:
             break
     time.sleep(SIGNAL_GRACE_S)
-    code = EXIT_TERMINATED if signal.SIGTERM in got else EXIT_INTERRUPTED
+    code = EXIT_TERMINATED if got & {signal.SIGTERM, signal.SIGHUP} else EXIT_INTERRUPTED
     _kill_children()  # e.g. the LoadGen session process, which would keep writing
     emergency_cleanup()
     with contextlib.suppress(Exception):
-        what = "terminated (SIGTERM)" if code == EXIT_TERMINATED else "interrupted"
+        what = f"terminated ({terminated_by()})" if code == EXIT_TERMINATED else "interrupted"
         sys.stderr.write(
             f"{what} while subtool was still working: what it was writing is removed; run the same "
             "command again (a run resumes where it stopped)\n"

@@ -71,7 +71,12 @@ def safe_markup(text: object) -> str:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C so that every cleanup path that handles Ctrl-C runs."""
+    """SIGTERM (or SIGHUP: the terminal closed, the ssh link dropped), raised in the main thread like Ctrl-C so
+    that every cleanup path that handles Ctrl-C runs. `name` is the signal's."""
+
+    def __init__(self, name: str = "SIGTERM") -> None:
+        super().__init__(name)
+        self.name = name
 
 
 _INTERRUPTION_EXPLAINED = False

@@ -167,7 +167,7 @@ def stage_runner(force: bool, state: State, selected: list[str], stages: dict[st
             _failpoint(name, "end")
         except KeyboardInterrupt as exc:
             interrupted()
-            why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            why = f"terminated ({exc.name})" if isinstance(exc, Terminated) else "interrupted"
             console.print(
                 f"[red]{why} in {name}[/]: nothing half-written; run the same command again: the finished stages "
                 f"are kept and the {name} stage starts again",

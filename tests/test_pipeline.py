@@ -505,3 +505,18 @@ def test_a_stage_that_fails_is_recorded_failed_not_running(tmp_path, small_squad
     state = json.loads((out / "state.json").read_text())
     assert state["stages"]["run"]["status"] == "failed", state["stages"]
     assert "model.bin: is a file, not a checkpoint folder [model.missing]" in " ".join(proc.stderr.split())
+
+
+def test_sighup_from_a_closed_terminal_cleans_up_like_sigterm(tmp_path):
+    """SIGHUP (the terminal closed, the ssh link dropped) ended `all` as SIGKILL would: the staging folder and
+    a 'running' state were left behind."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "subtool.cli", "all", "--submitter", "TeamX", "--out", str(out)]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runs = out / "runs" / "bert-99"
+    _wait_for(lambda: any((p / "user.conf").exists() for p in _run_staging(runs)), what="the run's staging")
+    first.send_signal(signal.SIGHUP)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 143 and "terminated (SIGHUP) in run" in err and "Traceback" not in err, err
+    assert json.loads((out / "state.json").read_text())["stages"]["run"]["status"] == "interrupted"
+    assert not (runs / "Offline").exists() and _leftovers(out) == []
