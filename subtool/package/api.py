@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from subtool.errors import EXIT_USAGE, SubtoolError
-from subtool.fsutil import one_writer
+from subtool.fsutil import one_writer, remove_leftovers
 from subtool.mlperf.benchmarks import accuracy_line_ok, format_accuracy_line
 from subtool.mlperf.layout import WRITABLE_DIVISIONS, Layout, ResultKey, check_name, layout_for
 from subtool.mlperf.round_choice import filed_as
@@ -354,6 +354,8 @@ def package_results(
 
     # one writer per tree: a second package into it waits, then plans against what the first one wrote
     with one_writer(out, on_wait=waiting):
+        if full_logs.is_dir():  # a full log a killed package was copying: its pid is gone
+            remove_leftovers(full_logs, within=[full_logs])
         planner = _Planner(opts, layout, submitter, accuracy_scorer)
         for imp in imported:
             planner.add(imp)

@@ -3,6 +3,7 @@ system descriptions, write the results (several at once), merge model_mapping.js
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import shutil
@@ -122,7 +123,8 @@ def _write_results(group: Group, items: list[Planned]) -> list[WrittenResult]:
 
     workers = max(1, min(len(items), os.cpu_count() or 1, MAX_PARALLEL_RESULTS))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(write_one, p) for p in items]
+        # each in a copy of this context: the kept full logs wait for the swap (truncate.deferred_keeps)
+        futures = [pool.submit(contextvars.copy_context().run, write_one, p) for p in items]
         try:
             return [f.result() for f in futures]
         except BaseException:

@@ -89,6 +89,7 @@ def _stage_accuracy(
     need_entries: bool,
     written: list[Path],
     hash_only: bool = False,
+    link: bool = False,
 ) -> tuple[str | None, Path | None]:
     """Truncate + hash an accuracy directory's log the official way; returns (sha256, full copy path)."""
     src_log = src_dir / ACCURACY_LOG
@@ -105,7 +106,7 @@ def _stage_accuracy(
         _write(dst_txt, accuracy_txt)
         return read_hash(accuracy_txt), None
     outcome = truncate_accuracy_log(
-        src_log, dst_dir / ACCURACY_LOG, full_copy=full_copy, need_entries=need_entries, written=written
+        src_log, dst_dir / ACCURACY_LOG, full_copy=full_copy, need_entries=need_entries, written=written, link=link
     )
     existing = read_hash(accuracy_txt)
     if existing and existing != outcome.sha256:
@@ -151,8 +152,10 @@ def write_result(
 
     acc_dst = result_dir / "accuracy"
     _copy_logs(imp.acc_dir, acc_dst, what="accuracy run")
+    link = imp.kind == "run_dir"  # subtool's run directories are replaced whole, never rewritten in place
+    full_copy = full_base / "accuracy" / ACCURACY_LOG
     sha, full = _stage_accuracy(
-        imp.acc_dir, acc_dst, accuracy_txt, full_base / "accuracy" / ACCURACY_LOG, need_entries=True, written=outside
+        imp.acc_dir, acc_dst, accuracy_txt, full_copy, need_entries=True, written=outside, link=link
     )
     if full:
         kept.append(full)

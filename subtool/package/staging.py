@@ -14,7 +14,7 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.fsutil import landed, mark_in_flight
 from subtool.mlperf.layout import Layout
-from subtool.package.truncate import make_durable
+from subtool.package.truncate import commit, deferred_keeps, make_durable
 
 STAGING_PREFIX = ".subtool-staging-"
 ASIDE_PREFIX = ".subtool-old-"
@@ -114,6 +114,12 @@ def write_staged(out: Path, layout: Layout, submitter: str, divisions: list[str]
     """Stage every division's submitter directory, sync everything written once, then swap each in."""
     check_out_dir(out)
     recover(out)
+    with deferred_keeps() as full_logs:  # the kept full logs move into place only with their tree
+        _stage_and_swap(out, layout, submitter, divisions, stage_group)
+        commit(full_logs)
+
+
+def _stage_and_swap(out: Path, layout: Layout, submitter: str, divisions: list[str], stage_group: StageGroup) -> None:
     staged: list[tuple[Path, Path]] = []  # (staging root, final submitter dir)
     durable: list[Path] = []  # everything written, synced once before anything is published
     try:

@@ -10,6 +10,7 @@ hash on a second read of the same pages), memory flat whatever the size.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
 import hashlib
 import json
@@ -109,6 +110,34 @@ def _check_shape(head: bytes, tail: bytes, size: int, path: Path, *, need_entrie
         )
 
 
+# Inside `deferred_keeps()`, a full copy waits under its temporary name until the tree it belongs to is swapped
+# in (`commit`); a package that fails before that leaves the kept logs as they were (`discard`).
+_DEFERRED: contextvars.ContextVar[list | None] = contextvars.ContextVar("subtool_deferred_keeps", default=None)
+
+
+@contextlib.contextmanager
+def deferred_keeps():
+    """Collect the full copies made inside; yields the list to `commit` once the tree is in place. Whatever is
+    not committed when the block ends (a failure) is removed."""
+    pending: list[tuple[Path, Path, str, int]] = []
+    token = _DEFERRED.set(pending)
+    try:
+        yield pending
+    finally:
+        _DEFERRED.reset(token)
+        for tmp, *_ in pending:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def commit(pending: list[tuple[Path, Path, str, int]]) -> None:
+    """Move each waiting full copy into place (the tree that names its hash is now the live one)."""
+    while pending:
+        tmp, final, sha, size = pending.pop(0)
+        _keep_full_copy(tmp, final, sha, size)
+        make_durable([final, final.with_name(final.name + ".sha256")])
+
+
 def _keep_full_copy(tmp: Path, final: Path, sha256: str, size: int) -> None:
     """Move the fresh full copy into place; an older different copy is renamed aside, never deleted."""
     sidecar = final.with_name(final.name + ".sha256")
@@ -158,13 +187,13 @@ class _FullCopy:
     """The untruncated log kept outside the tree: a hard link, or a kernel copy on a second thread, under a
     temporary name until `keep` renames it into place; `abandon` removes what was not kept."""
 
-    def __init__(self, src: Path, final: Path):
+    def __init__(self, src: Path, final: Path, *, link: bool):
         final.parent.mkdir(parents=True, exist_ok=True)
         self.final = final
         self.tmp: Path | None = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         self.errors: list = []
         self.copier: threading.Thread | None = None
-        if not _link(src, self.tmp):
+        if not (link and _link(src, self.tmp)):
             self.copier = threading.Thread(target=_copy_whole, args=(src, self.tmp, self.errors), daemon=True)
             self.copier.start()
 
@@ -183,6 +212,13 @@ class _FullCopy:
                 rule="import.accuracy_log_changed",
                 hint="package again once the run finished",
             )
+        pending = _DEFERRED.get()
+        if pending is not None:  # moved into place once the tree is (commit); synced with the staged files
+            pending.append((self.tmp, self.final, sha, size))
+            if written is not None:
+                written.append(self.tmp)
+            self.tmp = None
+            return
         _keep_full_copy(self.tmp, self.final, sha, size)
         self.tmp = None
         if written is not None:
@@ -228,9 +264,17 @@ def _write_new(dst: Path, data: bytes, written: list[Path] | None) -> None:
 
 
 def truncate_accuracy_log(
-    src: Path, dst: Path, *, full_copy: Path | None, need_entries: bool = True, written: list[Path] | None = None
+    src: Path,
+    dst: Path,
+    *,
+    full_copy: Path | None,
+    need_entries: bool = True,
+    written: list[Path] | None = None,
+    link: bool = True,
 ) -> TruncatedLog:
-    """Hash `src`, keep it whole at `full_copy` and write the official truncated form to `dst`.
+    """Hash `src`, keep it whole at `full_copy` and write the official truncated form to `dst`. The full copy is
+    a hard link to `src` only with `link` (a subtool run directory, replaced as a whole by a later run): another
+    harness may rewrite its log in place, which would change the kept copy under its hash.
 
     The whole-file copy runs in the kernel on a second thread while this one reads and hashes, so the pass is
     as fast as `cp`. Nothing is fsync'd here: the caller makes the files it lists in `written` durable before it
@@ -239,7 +283,7 @@ def truncate_accuracy_log(
     src = Path(src)
     size = src.stat().st_size
     full_copy = Path(full_copy) if full_copy is not None else None
-    copy = _FullCopy(src, full_copy) if full_copy is not None else None
+    copy = _FullCopy(src, full_copy, link=link) if full_copy is not None else None
     try:
         sha, head, tail = _hash_ends(src)
         if copy is not None:

@@ -144,3 +144,41 @@ def test_random_bytes_as_another_folders_summary_log_are_refused(pkg_lg, pkg_cop
     (run / where / "mlperf_log_summary.txt").write_bytes(os.urandom(3000) + b"\xff\x00")
     result = _loose(run, tmp_path / "tree", "--compliance", f"TEST01={run / 'TEST01'}")
     _refused(result, "import.summary_unreadable", tmp_path / "tree")
+
+
+def _kept_log(out: Path) -> Path:
+    return out / ".full_logs" / "closed/TeamX/box1/bert-99/Offline/accuracy/mlperf_log_accuracy.json"
+
+
+def test_another_harnesss_log_rewritten_in_place_leaves_the_kept_full_log_as_hashed(pkg_lg, pkg_copy, tmp_path):
+    """The kept log was a hard link to the input: a harness re-running into the same folder (LoadGen truncates
+    and rewrites the file) changed it under the hash the tree names."""
+    run = pkg_copy(pkg_lg["Offline"])
+    out = tmp_path / "tree"
+    assert _loose(run, out).exit_code == 0
+    kept = _kept_log(out)
+    before = kept.read_bytes()
+    with open(run / "accuracy" / "mlperf_log_accuracy.json", "r+b") as f:  # in place, same inode
+        f.truncate(0)
+        f.write(b"[]\n")
+    assert kept.read_bytes() == before and kept.stat().st_nlink == 1
+
+
+def test_a_package_that_fails_leaves_the_kept_full_logs_as_they_were(pkg_lg, pkg_copy, tmp_path):
+    """It failed (an empty compliance folder) after the new full log had replaced the kept one, so .full_logs
+    held B's log while the tree still named A's hash."""
+    first, second = pkg_copy(pkg_lg["Offline"]), pkg_copy(pkg_lg["Offline"], "second")
+    log = second / "accuracy" / "mlperf_log_accuracy.json"
+    log.write_text(log.read_text().replace("[", "[ ", 1))  # another log: another hash
+    txt = second / "accuracy" / "accuracy.txt"  # without the hash of the first log
+    txt.write_text("".join(line for line in txt.read_text().splitlines(True) if not line.startswith("hash=")))
+    out = tmp_path / "tree"
+    assert _loose(first, out).exit_code == 0
+    kept = {p.relative_to(out): p.read_bytes() for p in (out / ".full_logs").rglob("*") if p.is_file()}
+    empty = tmp_path / "TEST01"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("nothing the checker reads\n")
+    result = _loose(second, out, "--force", "--compliance", f"TEST01={empty}")
+    assert result.exit_code == 2 and "[import.compliance_empty]" in result.output, result.output
+    after = {p.relative_to(out): p.read_bytes() for p in (out / ".full_logs").rglob("*") if p.is_file()}
+    assert after == kept
