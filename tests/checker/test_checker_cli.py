@@ -205,8 +205,10 @@ def test_a_tree_with_no_result_fails_rather_than_passing_zero_of_zero(case_trees
     assert not doc["ok"] and doc["results"] == []
     assert [f["rule"] for f in doc["findings"] if f["severity"] == "error"] == ["layout.no_results"]
 
-    # `subtool all`'s --out instead of its tree: the finding names the folder below that holds one
-    (empty / "submission" / "open" / "TeamX").mkdir(parents=True)
+    # `subtool all`'s --out instead of its tree: the finding names the folder below that holds one, never the
+    # full logs beside it (full_logs/ sorts first and holds open/ too)
+    (empty / "submission" / "open" / "TeamX" / "results").mkdir(parents=True)
+    (empty / "full_logs" / "open" / "TeamX" / "box" / "bert-99").mkdir(parents=True)
     (empty / "runs" / "bert-99").mkdir(parents=True)
     doc = json.loads(runner.invoke(app, ["check", str(empty), "--json"]).stdout)
     [finding] = [f for f in doc["findings"] if f["rule"] == "layout.no_results"]

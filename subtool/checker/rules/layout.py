@@ -197,11 +197,24 @@ def _tree_below(root: Path) -> Path | None:
             except OSError:
                 continue
             for name in entries:
-                if any((folder / name / d).is_dir() for d in DIVISIONS):
+                if _holds_tree(folder / name):
                     return folder / name
                 below.append(folder / name)
         level = below
     return None
+
+
+def _holds_tree(folder: Path) -> bool:
+    """`<division>/<submitter>/results` or `systems` below `folder`: a submission tree, not the full logs beside
+    it (`full_logs/open/<team>/<system>/…`), which hold division folders too."""
+    for division in DIVISIONS:
+        try:
+            submitters = [e.name for e in os.scandir(folder / division) if e.is_dir(follow_symlinks=False)][:64]
+        except OSError:
+            continue
+        if any((folder / division / s / part).is_dir() for s in submitters for part in ("results", "systems")):
+            return True
+    return False
 
 
 def note_stray_dir(out: Collector, name: str) -> None:
