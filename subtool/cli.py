@@ -19,6 +19,7 @@ from subtool.cli_run import all_, run
 from subtool.cli_system import system
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import NAME_ALPHABET as _NAMES
+from subtool.wording import counted
 
 app = typer.Typer(
     name="subtool",
@@ -366,7 +367,7 @@ def score(
         )
     console.print(
         escape(
-            f"score: {c['inputs']} inputs, {c['scored']} scored, {c['errors']} refused, {c['ranked']} "
+            f"score: {counted(c['inputs'], 'input')}, {c['scored']} scored, {c['errors']} refused, {c['ranked']} "
             f"ranked, {c['flagged']} flagged in {result.seconds:.1f} s ({result.jobs} workers) → "
             f"{result.out}"
         ),

@@ -372,7 +372,7 @@ def _pack_phase(ctx: _Context, tree_id: str, run_digest: str) -> None:
     pack_out = ctx.stage(
         "pack",
         fingerprint("pack", tree_id, run_digest, opts.name, opts.version, sorted(ctx.waive)),
-        lambda: _do_pack(opts, ctx.run_dir, ctx.paths, ctx.waive, ctx.console),
+        lambda: _do_pack(opts, ctx.paths, ctx.waive, ctx.console),
         key=ctx.tree_key,
         intact=lambda done: _unchanged(artifacts, done["outputs"].get("files")),
     )
@@ -528,16 +528,16 @@ def _do_check(opts: PipelineOptions, paths: dict, waive: frozenset[str], console
     }
 
 
-def _do_pack(opts: PipelineOptions, run_dir: Path, paths: dict, waive: frozenset[str], console) -> dict:
+def _do_pack(opts: PipelineOptions, paths: dict, waive: frozenset[str], console) -> dict:
     from subtool.pack.api import PackOptions, pack_tree
 
-    # this run, and every earlier run under runs/ whose results the tree holds: .run/.tstamps cover them all
+    # every run under runs/ whose results the tree holds (this one among them): .run/.tstamps cover them all
     result = pack_tree(
         PackOptions(
             tree=paths["tree"],
             out=paths["artifacts"],
             name=opts.name,
-            runs=[run_dir, paths["runs"]],
+            runs=[paths["runs"]],
             version=opts.version,
             waive=waive,
         ),

@@ -32,3 +32,8 @@ def plain_number(value: object, digits: int = 6) -> str:
 
         text = format(Decimal(f"{value:.{digits}g}"), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """ "1 input", "3 inputs", "0 inputs": a count with its noun in the number English wants."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -64,6 +64,9 @@ def test_all_produces_tree_check_and_five_artifacts(reference_run):
     assert "PASS" in stderr and "perf.min_duration" in stderr
     tstamps = (out / "artifacts" / "mlperf_submission_short.tstamps").read_text().splitlines()
     assert len(tstamps) == 2 and all(line.endswith(time.strftime("%Y")) for line in tstamps)
+    # the pack command in .run names the runs folder once (it listed this run's folder and its parent)
+    script = (out / "artifacts" / "mlperf_submission_short.run").read_text()
+    assert script.count("--runs ") == 1 and "runs/bert-99/Offline --runs" not in script, script
 
 
 def test_rerun_skips_every_finished_stage(reference_run, tmp_path):

@@ -132,8 +132,8 @@ def detect_system(
     f["other_software_stack"] = software_stack(versions, host["gpus"], loadgen, __version__)
     sources["other_software_stack"] = "derived: Python, LoadGen, GPU driver and subtool versions"
     if demo:
-        f["hw_notes"] = "DEMO: embedded demo run (random weights); not a benchmark result."
-        f["sw_notes"] = "DEMO: produced by `subtool all` without a model or data set."
+        f["hw_notes"] = "DEMO: embedded demo run (random weights), not a benchmark result"  # joined with ". "
+        f["sw_notes"] = "DEMO: produced by `subtool all` without a model or data set"
         sources["hw_notes"] = sources["sw_notes"] = "input: a demo run"
     f["system_name"] = default_system_name(f, demo=demo)
     sources["system_name"] = "derived: from the processor and accelerator fields"
