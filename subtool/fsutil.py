@@ -574,3 +574,15 @@ def cache_root() -> Path:
     if env:
         return Path(env)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "subtool"
+
+
+def wrong_kind(path: str | Path) -> str:
+    """What `path` is, for a line refusing it where a file or a folder of the other kind was wanted."""
+    p = Path(path)
+    if p.is_dir():
+        return "is a folder"
+    if p.is_file():
+        return "is a file"
+    if p.exists() or p.is_symlink():
+        return "is neither a file nor a folder (a dangling link, a FIFO, a device?)"
+    return "does not exist"

@@ -61,6 +61,7 @@ class Outcome:
 
     def to_dict(self) -> dict:
         return {
+            "ok": self.exit_code == EXIT_OK,  # as in the error document every command prints on failure
             "out": str(self.out),
             "stages": self.stages,
             "run": self.run,

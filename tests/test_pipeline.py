@@ -51,7 +51,7 @@ def reference_run(bert_demo_all):
 
 def test_all_produces_tree_check_and_five_artifacts(reference_run):
     out, doc, stderr = reference_run
-    assert doc["check_ok"] is True and doc["exit_code"] == 0
+    assert doc["check_ok"] is True and doc["exit_code"] == 0 and doc["ok"] is True
     assert {f["rule"] for f in doc["findings"] if f["severity"] == "waived"} == {"perf.min_duration"}
     names = {Path(p).name for p in doc["artifacts"].values()}
     for suffix in (".tar.gz", "_summary.json", ".run", ".tstamps", ".md"):

@@ -40,7 +40,7 @@ from subtool.fetch.plan import (
     plan_dict,
     read_plan,
 )
-from subtool.fsutil import cache_root, exclusive, remove_dirs
+from subtool.fsutil import cache_root, exclusive, remove_dirs, wrong_kind
 from subtool.mlperf import assets as catalogue
 from subtool.mlperf.assets import KINDS, Asset
 from subtool.mlperf.round import INTERACTIVE_CONF_SUFFIX
@@ -257,7 +257,9 @@ def install_from(
     or corrupt file is refused by name (exit 2); nothing is installed for that asset then."""
     chosen = select(benchmark, kinds, assets)
     if not Path(source_dir).is_dir():
-        raise SubtoolError("no such directory", path=source_dir, rule="fetch.from_dir")
+        raise SubtoolError(
+            f"--from {wrong_kind(source_dir)}: it takes a folder", path=source_dir, rule="fetch.from_dir"
+        )
     root = Path(to) if to is not None else cache_root()
     hub_plan = _read_hub_plan(Path(source_dir) / benchmark / PLAN_NAME)
     outcomes = []

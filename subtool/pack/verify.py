@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from subtool.errors import SubtoolError
-from subtool.fsutil import sha256_file
+from subtool.fsutil import sha256_file, wrong_kind
 from subtool.pack.manifest import Manifest, parse_manifest
 from subtool.pack.tarball import read_tarball
 
@@ -71,7 +71,7 @@ def _manifest_path(tarball: Path) -> tuple[str, Path]:
 
 def _read_manifest(tarball: Path) -> tuple[str, Path, Manifest]:
     if not tarball.is_file():
-        raise SubtoolError("no such tarball", path=tarball, rule="pack.verify")
+        raise SubtoolError(f"the tarball {wrong_kind(tarball)}", path=tarball, rule="pack.verify")
     name, manifest_path = _manifest_path(tarball)
     if not manifest_path.is_file():
         raise SubtoolError(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from subtool.errors import SubtoolError
+from subtool.fsutil import wrong_kind
 from subtool.mlperf.benchmarks import Benchmark, find_by_dataset_size, require_benchmark, split_model
 from subtool.mlperf.json_file import read_json
 from subtool.mlperf.layout import SCENARIOS
@@ -484,7 +485,7 @@ def discover(path: Path) -> list[ImportedResult]:
     """Recognise what `--from DIR` points at and import every result below it."""
     path = Path(path)
     if not path.is_dir():
-        raise SubtoolError("--from directory does not exist", path=path, rule="import.not_found")
+        raise SubtoolError(f"--from {wrong_kind(path)}: it takes a folder", path=path, rule="import.not_found")
     if (path / "run.json").is_file():
         return [import_run_dir(path)]
     # `subtool run` writes <out>/runs/<model>/<scenario>/run.json: a parent of run directories

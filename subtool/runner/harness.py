@@ -62,7 +62,15 @@ def check_scenario(scenario: str) -> str:
     for s in SCENARIOS:
         if scenario.lower() == s.lower():
             return s
-    raise SubtoolError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}", rule="run.scenario")
+    import difflib
+
+    near = difflib.get_close_matches(scenario.lower(), [s.lower() for s in SCENARIOS], n=1, cutoff=0.6)
+    guess = next((s for s in SCENARIOS if near and s.lower() == near[0]), None)
+    raise SubtoolError(
+        f"unknown scenario {scenario!r}" + (f" (did you mean {guess}?)" if guess else ""),
+        rule="run.scenario",
+        hint=f"choose one of {', '.join(SCENARIOS)}",
+    )
 
 
 def user_conf_settings(

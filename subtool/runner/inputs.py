@@ -24,6 +24,7 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError, os_error
 from subtool.fetch.store import Installed, InstalledFile, asset_dir, installed
+from subtool.fsutil import wrong_kind
 from subtool.mlperf.run_record import NOT_VERIFIED
 
 VERIFY_LIMIT = 1 << 30  # a fetched data set file at most this large is hashed again before the run
@@ -83,7 +84,7 @@ def _assets_dir(opts, given: dict) -> Path | None:
         what = "--demo runs the embedded demo" if opts.demo else "--model-path and --dataset-path name the files"
         raise SubtoolError(f"{what}: drop --assets (where fetched files are)", rule="run.inputs")
     if not Path(cache).is_dir():
-        raise SubtoolError("--assets: no such directory", path=cache, rule="run.inputs")
+        raise SubtoolError(f"--assets {wrong_kind(cache)}: it takes a folder", path=cache, rule="run.inputs")
     return Path(cache)
 
 

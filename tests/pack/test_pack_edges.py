@@ -156,3 +156,12 @@ def test_a_full_disk_while_the_tarball_is_written_names_it_and_keeps_the_old_art
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and "[io.enospc]" in said and f"{NAME}.tar.gz" in said, result.output
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_verify_of_a_folder_says_it_is_a_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    result = CliRunner().invoke(app, ["pack", "--verify", str(tmp_path)])
+    assert result.exit_code == 2 and "the tarball is a folder [pack.verify]" in " ".join(result.output.split())

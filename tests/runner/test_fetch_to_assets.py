@@ -65,7 +65,7 @@ def test_fetch_to_then_run_with_assets_reads_the_files_from_there(copied_in, tmp
 def test_assets_without_the_files_is_one_error_never_the_demo(copied_in, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    for folder, words in ((empty, "nothing fetched there for bert-99"), (tmp_path / "nope", "no such directory")):
+    for folder, words in ((empty, "nothing fetched there for bert-99"), (tmp_path / "nope", "--assets does not exist")):
         res = CliRunner().invoke(app, ["run", "--mode", "accuracy", "--assets", str(folder), "--out", str(tmp_path)])
         assert res.exit_code == 2 and words in res.output and str(folder) in res.output, res.output
         assert not (tmp_path / "bert-99").exists()

@@ -55,7 +55,7 @@ def test_assets_naming_a_file_is_no_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("SUBTOOL_CACHE", str(tmp_path / "cache"))
     file = tmp_path / "assets.tar"
     file.write_bytes(b"not a folder")
-    with pytest.raises(SubtoolError, match="--assets: no such directory") as err:
+    with pytest.raises(SubtoolError, match="--assets is a file: it takes a folder") as err:
         _resolve(assets=file)
     assert err.value.path == str(file) and err.value.rule == "run.inputs"
 

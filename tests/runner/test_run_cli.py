@@ -113,6 +113,7 @@ def test_bad_inputs_give_one_clear_line_and_leave_nothing(tmp_path, tiny_checkpo
         (["--model-path", tiny_checkpoint, "--dataset-path", tmp_path / "nope.json"], "dataset file not found"),
         (["--model-path", tiny_checkpoint], "--dataset-path is missing"),
         (["--scenario", "Batch"], "unknown scenario"),
+        (["--scenario", "Ofline"], "unknown scenario 'Ofline' (did you mean Offline?)"),
         (["--run-style", "long"], "--run-style 'long' is not one of"),
     ]
     for args, message in cases:
