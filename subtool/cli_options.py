@@ -163,7 +163,9 @@ def _choice(flag: str, value, choices) -> None:
     if value is not None and value not in choices:
         import difflib
 
-        near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        by_case = {str(c).lower(): str(c) for c in choices}  # BERT-99 is bert-99
+        near = [by_case[str(value).lower()]] if str(value).lower() in by_case else []
+        near = near or difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         raise SubtoolError(
             f"{flag} {value!r} is not one of {', '.join(map(str, choices))}",
             rule="cli.usage",

@@ -86,7 +86,14 @@ def short_run_waivers(scenario: str, run_style: str) -> frozenset[str]:
 def _selected(opts: PipelineOptions) -> list[str]:
     for name, value in (("--only", opts.only), ("--from-stage", opts.from_stage)):
         if value is not None and value not in STAGES:
-            raise SubtoolError(f"{name} {value!r} is not a stage; stages: {', '.join(STAGES)}", rule="cli.usage")
+            import difflib
+
+            near = difflib.get_close_matches(str(value), STAGES, n=1)
+            raise SubtoolError(
+                f"{name} {value!r} is not a stage; stages: {', '.join(STAGES)}",
+                rule="cli.usage",
+                hint=f"did you mean {name} {near[0]}?" if near else None,
+            )
     if opts.only:
         return [opts.only]
     start = STAGES.index(opts.from_stage) if opts.from_stage else 0
@@ -116,6 +123,7 @@ def run_pipeline(opts: PipelineOptions, console=None) -> Outcome:
         if flag == "--submitter" or name is not None:
             check_name(name, flag[2:], flag=flag)
         fsutil.check_name_fits(name or "", opts.out, flag)
+    _selected(opts)  # a misspelt --only or --from-stage, said before anything is fetched or decided
     opts = _decided(opts, console)
     _preflight(opts, console)
     selected = _selected(opts)

@@ -63,7 +63,11 @@ def name_problem(value: str) -> str | None:
 
 
 def suggest_name(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", value or "").strip("._+-") or "TeamX"
+    """A name the tree allows, close to `value`: accents dropped (Équipe → Equipe), other characters as '_'."""
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", value or "").encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", plain).strip("._+-") or "TeamX"
 
 
 def check_name(value: str, what: str, *, flag: str | None = None, path: Path | str | None = None) -> str:

@@ -140,7 +140,9 @@ def _check_options(opts: PackOptions) -> tuple[Path, Path]:
             "no closed/, open/ or network/ folder: this is not a submission tree",
             path=tree,
             rule="pack.empty_tree",
-            hint="pass the tree root given to `subtool package --out`",
+            hint=f"did you mean {tree / 'submission'}? (`subtool all` writes its tree there)"
+            if any((tree / "submission" / d).is_dir() for d in DIVISIONS)
+            else "pass the tree root given to `subtool package --out` (`subtool all`'s is OUT/submission)",
         )
     out_real = Path(os.path.realpath(out))
     for division in DIVISIONS:

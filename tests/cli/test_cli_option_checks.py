@@ -18,7 +18,11 @@ BAD = [
     (["all", "--submitter", "T", "--backend", "torch-gpu"], "--backend", None),
     (["all", "--submitter", "T", "--version", "v6.2"], "round", None),
     (["all", "--submitter", "T", "--engine", "contiuous"], "--engine", "continuous"),
-    (["all", "--submitter", "T", "--only", "packge"], "stage", None),
+    (["all", "--submitter", "T", "--only", "packge"], "stage", "did you mean --only package?"),
+    (["all", "--submitter", "T", "--from-stage", "chek"], "stage", "did you mean --from-stage check?"),
+    (["all", "--submitter", "T", "--model", "BERT-99"], "--model", "did you mean --model bert-99?"),
+    (["all", "--submitter", "T", "--scenario", "Ofline"], "scenario", "did you mean Offline?"),
+    (["all", "--submitter", "Équipe"], "submitter", "'Equipe'"),
     (["all", "--submitter", "x" * 300], "too long", None),
     (["run", "--precision", "fp9"], "--precision", None),
     (["run", "--mode", "perf"], "--mode", None),
@@ -58,6 +62,7 @@ def test_a_bad_option_is_refused_before_anything_runs(tmp_path, argv, names, sug
     assert proc.returncode == 2, proc.stderr
     assert len(errors) == 1 and names in errors[0], proc.stderr
     assert "blocked heavy import" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "nothing fetched" not in proc.stderr  # the typo is said before the inputs are looked for
     if suggests:
         assert suggests in proc.stderr
     assert not (tmp_path / "o").exists()

@@ -165,3 +165,14 @@ def test_verify_of_a_folder_says_it_is_a_folder(tmp_path):
 
     result = CliRunner().invoke(app, ["pack", "--verify", str(tmp_path)])
     assert result.exit_code == 2 and "the tarball is a folder [pack.verify]" in " ".join(result.output.split())
+
+
+def test_pack_pointed_at_alls_out_names_its_submission_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    (tmp_path / "subtool-out" / "submission" / "open" / "TeamX").mkdir(parents=True)
+    result = CliRunner().invoke(app, ["pack", str(tmp_path / "subtool-out"), "--out", str(tmp_path / "a")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"did you mean {tmp_path / 'subtool-out' / 'submission'}?" in said, said
