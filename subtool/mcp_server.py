@@ -76,13 +76,40 @@ async def _call(types, specs, name: str, arguments: dict, report):
     if problem is not None:
         result = {"exit_code": EXIT_USAGE, "meaning": "bad input or usage", "error": problem}
     else:
-        result = await run_tool(spec, arguments, lambda progress, message: report(progress, None, message))
+        async with _turn(name, report):
+            result = await run_tool(spec, arguments, lambda progress, message: report(progress, None, message))
     text = json.dumps(result, indent=2, default=str)
     return types.CallToolResult(
         content=[types.TextContent(text=text)],
         structured_content=result,
         is_error=result["exit_code"] not in (0, 1),
     )
+
+
+# A benchmark (run, all) wants the machine to itself: its GPUs, every core, its memory for the model; six at once
+# from one agent would run out of memory. The other commands are light, but each is a process of its own.
+BENCHMARK_TOOLS = frozenset({"run", "all"})
+MOST_AT_ONCE = {"benchmark": 1, "other": 4}
+_LIMITERS: dict = {}
+
+
+def _turn(name: str, report):
+    """The call's place: one benchmark at a time, a few other commands at a time; a call that waits says so."""
+    import contextlib
+
+    import anyio
+
+    kind = "benchmark" if name in BENCHMARK_TOOLS else "other"
+    limiter = _LIMITERS.setdefault(kind, anyio.Semaphore(MOST_AT_ONCE[kind]))
+
+    @contextlib.asynccontextmanager
+    async def place():
+        if limiter.value == 0:
+            await report(0, None, f"waiting: {MOST_AT_ONCE[kind]} {kind} command(s) already running on this server")
+        async with limiter:
+            yield
+
+    return place()
 
 
 def serve(app) -> None:

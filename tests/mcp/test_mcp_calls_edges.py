@@ -143,3 +143,43 @@ def test_a_secret_of_eight_characters_is_blanked_and_one_inside_another_leaves_n
     assert secrets == ["k8chars!-and-more", "k8chars!"]
     text = "key k8chars!-and-more, then k8chars! and an indented   abc   value" + " " * 12 + "end"
     assert redact(text, secrets) == "key ***, then *** and an indented   abc   value" + " " * 12 + "end"
+
+
+def test_benchmarks_run_one_at_a_time_and_say_that_they_wait(monkeypatch):
+    """Six `run` calls at once started six processes that each import torch and load a model."""
+    import anyio
+    from mcp import types
+
+    from subtool import mcp_calls, mcp_server
+    from subtool.cli import app
+    from subtool.mcp_tools import tool_specs
+
+    running = {"benchmark": 0, "other": 0}
+    most = {"benchmark": 0, "other": 0}
+
+    async def command(spec, arguments, report=None):  # the child process, as long as a real one takes to start
+        kind = "benchmark" if spec.name in mcp_server.BENCHMARK_TOOLS else "other"
+        running[kind] += 1
+        most[kind] = max(most[kind], running[kind])
+        await anyio.sleep(0.05)
+        running[kind] -= 1
+        return {"exit_code": 0}
+
+    monkeypatch.setattr(mcp_calls, "run_tool", command)
+    monkeypatch.setattr(mcp_server, "_LIMITERS", {})
+    said = []
+
+    async def report(progress, total, message):
+        said.append(message)
+
+    async def main():
+        specs = tool_specs(app)
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(mcp_server._call, types, specs, "run", {"model": "bert-99"}, report)
+            for _ in range(8):
+                tg.start_soon(mcp_server._call, types, specs, "check", {"tree": "t"}, report)
+
+    anyio.run(main)
+    assert most == {"benchmark": 1, "other": 4}, most
+    assert any("waiting: 1 benchmark command(s) already running" in m for m in said), said
