@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool import fsutil
-from subtool.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, SubtoolError
+from subtool.errors import EXIT_USAGE, SubtoolError
 from subtool.fsutil import exclusive, file_identity, remove_leftovers
 from subtool.mlperf.layout import check_name
 from subtool.mlperf.rounds import DEFAULT_VERSION, VERSIONS
+from subtool.pipeline_outcome import Outcome, print_summary
 from subtool.pipeline_state import STAGES, State, file_digests, fingerprint, stage_runner, tree_digest
 from subtool.runner.api import RunOptions
 
@@ -43,34 +44,6 @@ class PipelineOptions:
     compliance: list[str] | None = None  # None: what the model needs when the division is closed
     argv: list[str] = field(default_factory=list)
     wait: bool = False  # another subtool holds OUT: wait for it instead of stopping
-
-
-@dataclass
-class Outcome:
-    out: Path
-    stages: dict[str, str]  # stage → "done" | "skipped (unchanged)" | "not asked"
-    run: dict = field(default_factory=dict)  # the run record's headline
-    check_ok: bool | None = None
-    findings: list[dict] = field(default_factory=list)
-    artifacts: dict[str, str] = field(default_factory=dict)
-    publish: dict = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CHECK_FAILED if self.check_ok is False else EXIT_OK
-
-    def to_dict(self) -> dict:
-        return {
-            "ok": self.exit_code == EXIT_OK,  # as in the error document every command prints on failure
-            "out": str(self.out),
-            "stages": self.stages,
-            "run": self.run,
-            "check_ok": self.check_ok,
-            "findings": self.findings,
-            "artifacts": self.artifacts,
-            "publish": self.publish,
-            "exit_code": self.exit_code,
-        }
 
 
 def short_run_waivers(scenario: str, run_style: str) -> frozenset[str]:
@@ -283,7 +256,7 @@ def _run_stages(opts: PipelineOptions, out: Path, selected: list[str], console) 
     _pack_phase(ctx, tree_id, run_digest)
     if opts.fork:
         _publish_phase(ctx, tree_id)
-    _print_summary(outcome, console, time.time() - started)
+    print_summary(outcome, console, time.time() - started)
     return outcome
 
 
@@ -578,43 +551,3 @@ def _do_publish(opts: PipelineOptions, paths: dict, console) -> dict:
         console=console,
     )
     return result.to_dict()
-
-
-def _print_summary(outcome: Outcome, console, seconds: float) -> None:
-    from rich.table import Table
-
-    from subtool.pack.report import format_number
-
-    run = outcome.run
-    table = Table(title=f"subtool all — {seconds:.0f} s", show_header=False, title_justify="left")
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")  # a path too long for the width folds onto the next line, never cut
-    label = f"{run.get('model')} {run.get('scenario')}"
-    if run.get("demo"):
-        label += " (embedded demo: random weights, open division)"
-    table.add_row("benchmark", label)
-    table.add_row("run style", str(run.get("run_style")))
-    if run.get("result") is not None:
-        table.add_row("result", f"{run['result']:.2f} {run.get('units') or ''} ({run.get('validity')})")
-    if run.get("accuracy"):
-        acc = run["accuracy"]
-        table.add_row("accuracy", ", ".join(f"{k} {format_number(v)}" for k, v in acc.items()))
-    for key, title in (("ttft_ms", "TTFT (ms)"), ("tpot_ms", "TPOT (ms)")):
-        if run.get(key):
-            table.add_row(title, ", ".join(f"{p} {format_number(v)}" for p, v in run[key].items()))
-    if outcome.check_ok is not None:
-        waived = sorted({f["rule"] for f in outcome.findings if f.get("severity") == "waived"})
-        errors = [f for f in outcome.findings if f.get("severity") == "error"]
-        verdict = "[green]PASS[/]" if outcome.check_ok else f"[red]FAIL[/] ({len(errors)} errors)"
-        if waived:
-            verdict += f" — waived: {', '.join(waived)}"
-        table.add_row("checker", verdict)
-    for key, path in outcome.artifacts.items():
-        table.add_row(key, str(path))
-    if outcome.publish:
-        for key in ("branch", "pr_url", "compare_url"):
-            if outcome.publish.get(key):
-                table.add_row(key, str(outcome.publish[key]))
-    for name, status in outcome.stages.items():
-        table.add_row(f"stage {name}", status)
-    console.print(table)

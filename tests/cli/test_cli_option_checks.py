@@ -77,7 +77,7 @@ def test_ci_log_summary_table_keeps_whole_paths(monkeypatch):
 
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # a CI log: not a terminal
-    from subtool.pipeline import Outcome, _print_summary
+    from subtool.pipeline_outcome import Outcome, print_summary
 
     long_path = "/scratch/cluster/teams/" + "x" * 120 + "/subtool-out/artifacts/mlperf_submission_short.tar.gz"
     outcome = Outcome(
@@ -88,7 +88,7 @@ def test_ci_log_summary_table_keeps_whole_paths(monkeypatch):
     )
     console = _console()
     with console.capture() as cap:
-        _print_summary(outcome, console, 1.0)
+        print_summary(outcome, console, 1.0)
     text = cap.get()
     assert long_path in text and "…" not in text  # on one line, whole: a CI log can be searched for it
 
