@@ -388,6 +388,9 @@ def field_errors(
             continue
         seen.add(name)
         errors.append((name, _message(err, schema)))
+    for name, value in fields.items():  # into the README tables, the .md report and terminals: one printable line
+        if name not in seen and isinstance(value, str) and _has_control(value):
+            errors.append((name, f"field '{name}' holds a line break or another control character: {_shown(value)}"))
     if division and str(fields.get("division", "")).lower() not in ("", division.lower()) and "division" not in seen:
         errors.append(
             (
@@ -410,6 +413,14 @@ def field_errors(
             )
         )
     return errors
+
+
+def _has_control(text: str) -> bool:
+    """A control character (a line break, an escape) or a bidirectional override; a no-break space is fine."""
+    return any(
+        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069
+        for c in text
+    )
 
 
 def validate_system(

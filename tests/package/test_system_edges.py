@@ -82,3 +82,14 @@ def test_a_huge_refused_value_is_quoted_cut_short_in_its_error_line():
     problems = validation_errors({"cooling": {"k": "x" * 500_000}, "accelerators_per_node": "y" * 500_000})
     assert problems and all(len(p) < 400 for p in problems), [len(p) for p in problems]
     assert any(p.startswith("field 'cooling' is {'k': 'xxx") and "..." in p for p in problems), problems
+
+
+@pytest.mark.parametrize("value", ["Air\nSigned-off-by: x", "H100\x1b[31m", "gpu\u202e001"])
+def test_a_system_value_with_a_control_character_is_refused(value):
+    """It went into systems/*.json, the README tables and the .md report as written; a no-break space is fine."""
+    from subtool.package.system import validation_errors
+
+    problems = validation_errors({"accelerator_model_name": value})
+    assert any(p.startswith("field 'accelerator_model_name' holds a line break or another control") for p in problems)
+    fine = validation_errors({"accelerator_model_name": "H100\u00a0SXM"})
+    assert not any("accelerator_model_name" in p for p in fine), fine
