@@ -100,6 +100,13 @@ def _refuse_problems(log: LoadgenLog) -> None:
         )
     if isinstance(problem, NotALog) and problem != "is empty":
         raise SubtoolError(f"LoadGen detail log {problem}", path=log.path, rule="import.not_loadgen_log")
+    if str(problem).startswith("cannot be read") or str(problem).startswith("is over "):  # a FIFO, /dev/zero, 4 GiB
+        raise SubtoolError(
+            f"LoadGen detail log {problem}",
+            path=log.path,
+            rule="import.unreadable_log",
+            hint="give the mlperf_log_detail.txt LoadGen wrote: a regular file of a few MB",
+        )
     if problem is None:  # only values that are not finite numbers
         raise SubtoolError(
             f"LoadGen detail log holds values that are not finite numbers: {log.non_finite_text()}",

@@ -182,3 +182,13 @@ def test_a_package_that_fails_leaves_the_kept_full_logs_as_they_were(pkg_lg, pkg
     assert result.exit_code == 2 and "[import.compliance_empty]" in result.output, result.output
     after = {p.relative_to(out): p.read_bytes() for p in (out / ".full_logs").rglob("*") if p.is_file()}
     assert after == kept
+
+
+def test_a_detail_log_that_is_a_fifo_is_unreadable_not_cut_short(pkg_lg, pkg_copy, tmp_path):
+    """It was refused (without blocking) under import.truncated_log, which sends the user looking for a cut."""
+    run = pkg_copy(pkg_lg["Offline"])
+    detail = run / "performance" / "run_1" / "mlperf_log_detail.txt"
+    detail.unlink()
+    os.mkfifo(detail)
+    said = _refused(_loose(run, tmp_path / "tree"), "import.unreadable_log", tmp_path / "tree")
+    assert "not a regular file" in said
