@@ -345,6 +345,7 @@ def package_results(
     # inside what the user named (hidden: not part of the tree, never packed or published), or where they chose
     full_logs = Path(opts.full_logs).expanduser() if opts.full_logs else out / FULL_LOGS_DIR
     _refuse_full_logs_in_tree(out, full_logs)
+    _refuse_files_where_folders_go(out)
     imported = _gather(opts)
     result = PackageResult(tree=out, version=layout.version, full_logs=full_logs)
 
@@ -379,6 +380,21 @@ def _refuse_out_inside_inputs(opts: PackageOptions, out: Path) -> None:
                 path=out,
                 rule="package.out_inside_input",
                 hint="give --out a folder outside the run directories you package",
+                exit_code=EXIT_USAGE,
+            )
+
+
+def _refuse_files_where_folders_go(out: Path) -> None:
+    """A file named like a division folder in --out was found only at the final swap, after every log was read
+    and hashed (io.eexist)."""
+    for division in WRITABLE_DIVISIONS:
+        where = out / division
+        if where.exists() and not where.is_dir():
+            raise SubtoolError(
+                f"{division} in --out is a file, where the tree's {division}/ folder goes",
+                path=where,
+                rule="package.out_unwritable",
+                hint="move it away, or choose another --out",
                 exit_code=EXIT_USAGE,
             )
 

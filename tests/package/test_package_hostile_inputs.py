@@ -192,3 +192,12 @@ def test_a_detail_log_that_is_a_fifo_is_unreadable_not_cut_short(pkg_lg, pkg_cop
     os.mkfifo(detail)
     said = _refused(_loose(run, tmp_path / "tree"), "import.unreadable_log", tmp_path / "tree")
     assert "not a regular file" in said
+
+
+def test_a_file_where_a_division_folder_goes_is_refused_before_anything_is_read(pkg_lg, pkg_copy, tmp_path):
+    run = pkg_copy(pkg_lg["Offline"])
+    out = tmp_path / "tree"
+    out.mkdir()
+    (out / "closed").write_text("notes\n")
+    said = _refused(_loose(run, out), "package.out_unwritable", out)
+    assert "closed in --out is a file" in said and (out / "closed").read_text() == "notes\n"
