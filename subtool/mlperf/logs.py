@@ -442,11 +442,12 @@ class SummaryLog:
         return None, NonFinite(f"gives {label} as {text[:40]!r}, not a finite number")
 
 
-def read_summary(path: Path | str) -> SummaryLog:
-    """Parse LoadGen's summary log; on any trouble `.problem` says what (never raises)."""
+def read_summary(path: Path | str, *, follow_links: bool = False) -> SummaryLog:
+    """Parse LoadGen's summary log; on any trouble `.problem` says what (never raises). `follow_links` as for
+    read_loadgen_log: a run folder of the user's own, not a submission tree."""
     summary = SummaryLog(path)
     try:
-        data = read_file(path, SUMMARY_LIMIT_BYTES + 1)
+        data = read_file(path, SUMMARY_LIMIT_BYTES + 1, follow_links=follow_links)
     except OSError as exc:
         summary.problem = describe_os_error(exc)
         return summary

@@ -76,7 +76,7 @@ def check_summary_log(run_dir: Path, *, accuracy: bool = False) -> None:
     if accuracy:
         read_text(path, "LoadGen summary log", "import.summary_unreadable")
         return
-    problem = read_summary(path).problem
+    problem = read_summary(path, follow_links=True).problem  # as the detail log beside it is read
     if problem:
         raise SubtoolError(
             f"LoadGen summary log {problem}",

@@ -201,3 +201,18 @@ def test_a_file_where_a_division_folder_goes_is_refused_before_anything_is_read(
     (out / "closed").write_text("notes\n")
     said = _refused(_loose(run, out), "package.out_unwritable", out)
     assert "closed in --out is a file" in said and (out / "closed").read_text() == "notes\n"
+
+
+def test_a_summary_log_that_is_a_link_is_followed_like_the_detail_log_beside_it(pkg_lg, pkg_copy, tmp_path):
+    """A run folder of the user's own may hold links (a harness that links its logs): the detail log was read
+    through one, the summary beside it refused as 'a symbolic link'."""
+    run = pkg_copy(pkg_lg["Offline"])
+    summary = run / "performance" / "run_1" / "mlperf_log_summary.txt"
+    kept = tmp_path / "elsewhere" / "mlperf_log_summary.txt"
+    kept.parent.mkdir()
+    summary.rename(kept)
+    summary.symlink_to(kept)
+    result = _loose(run, tmp_path / "tree")
+    assert result.exit_code == 0, result.output
+    copied = tmp_path / "tree" / "closed/TeamX/results/box1/bert-99/Offline/performance/run_1/mlperf_log_summary.txt"
+    assert not copied.is_symlink() and copied.read_bytes() == kept.read_bytes()
