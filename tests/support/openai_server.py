@@ -56,6 +56,10 @@ class CompletionsServer:
         drop: str | tuple[str, ...] = "cut",
         garbage: str | None = None,
         models_body: str | None = None,
+        extra_tokens: int = 0,
+        endless: bool = False,
+        usage_claim: int | None = None,
+        token_id_offset: int = 0,
     ) -> CompletionsServer:
         """Set every knob (the defaults: a well-behaved server) and start counting afresh, for a server that
         several tests share."""
@@ -69,6 +73,9 @@ class CompletionsServer:
             self.drop = (drop,) if isinstance(drop, str) else drop  # the n-th broken stream breaks the n-th way
             self.garbage = garbage  # sent as a stream's first event's data, when set
             self.models_body = models_body  # /v1/models answers this (200, text/html) instead, when set
+            # lies: tokens past max_tokens, a stream that never finishes, a usage count, ids past the vocabulary
+            self.extra_tokens, self.endless = extra_tokens, endless
+            self.usage_claim, self.token_id_offset = usage_claim, token_id_offset
             self.completions = 0  # /v1/completions requests seen
             self.streams = 0  # streams started
             self.held_back = 0  # chunks whose text waited for the rest of a multi-byte character
@@ -195,11 +202,28 @@ class CompletionsServer:
             pieces.append(text)
             choice = {"index": 0, "text": text, "finish_reason": None}
             if with_ids:
-                choice["logprobs"] = {"tokens": [f"token_id:{token}"], "token_logprobs": [0.0]}
+                sent_id = token + self.token_id_offset
+                choice["logprobs"] = {"tokens": [f"token_id:{sent_id}"], "token_logprobs": [0.0]}
             yield {"data": json.dumps({"object": "text_completion", "choices": [choice]})}
+        yield from self._lies(done, with_ids)
         finish = "stop" if done and done[-1] == self.eos else "length"
         yield {"data": json.dumps({"choices": [{"index": 0, "text": "", "finish_reason": finish}]})}
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"prompt_tokens": len(ids), "completion_tokens": len(done), "total_tokens": len(ids) + len(done)}
+            claimed = len(done) if self.usage_claim is None else self.usage_claim
+            usage = {"prompt_tokens": len(ids), "completion_tokens": claimed, "total_tokens": len(ids) + claimed}
             yield {"data": json.dumps({"choices": [], "usage": usage})}
         yield {"data": "[DONE]"}
+
+    def _lies(self, done: list[int], with_ids: bool):
+        """What a broken or lying server adds after the answer: more tokens than asked (`extra_tokens`), or
+        tokens for ever (`endless`, until the client hangs up)."""
+        count = 0
+        while self.endless or count < self.extra_tokens:
+            count += 1
+            token = done[-1] if done else 0
+            choice = {"index": 0, "text": "x", "finish_reason": None}
+            if with_ids:
+                choice["logprobs"] = {"tokens": [f"token_id:{token}"], "token_logprobs": [0.0]}
+            if self.endless:
+                time.sleep(0.01)
+            yield {"data": json.dumps({"object": "text_completion", "choices": [choice]})}

@@ -87,6 +87,10 @@ def make_client(endpoint: str, key: str, timeout_s: float, max_retries: int):
 
 
 class OpenAICompletionsSUT:
+    # one request, from sending it to its last chunk: the client's timeout is per read, and a server that sends a
+    # byte a second (or a chunk every half second, never finishing) would hold the run for ever
+    request_deadline_s = 900.0
+
     def __init__(
         self,
         endpoint: str,
@@ -109,6 +113,8 @@ class OpenAICompletionsSUT:
         self.generation = generation
         self.stream_retries = stream_retries
         self.np_dtype = np.dtype(generation.output_dtype)
+        # a token id at or past it is no token of the model (no tokenizer: a SUT only asked for the served model)
+        self.vocabulary = len(tokenizer) if tokenizer is not None else MAX_TOKEN_ID + 1
         self._key = api_key(api_key_env)
         self.client = make_client(endpoint, self._key, timeout_s, max_retries)
         self.model = self._served_model(served_model)
@@ -173,13 +179,26 @@ class OpenAICompletionsSUT:
                 continue
             try:
                 answer = self._generate(qid, index)
-                ids = answer.token_ids(self.tokenizer)
+                ids = self._checked(answer.token_ids(self.tokenizer), from_server=bool(answer.ids))
                 self._complete(qid, ids, answer.count(len(ids), self.generation.max_new_tokens))
             except Exception as exc:  # noqa: BLE001 - any failure must still answer LoadGen, then stop the run
                 with self._error_lock:
                     if self._error is None:
                         self._error = f"sample {index}: {self._describe(exc)}"
                 self._complete(qid, [], 0)
+
+    def _checked(self, ids: list[int], *, from_server: bool) -> list[int]:
+        """The answer as LoadGen will log it: no longer than asked, every id a token of the model (a server that
+        sends more, or ids past the vocabulary, would make a tokens/s figure of tokens nobody generated). Text
+        tokenized again here may come out a little longer than what the server generated (BPE merges differ at
+        the pieces' edges): it gets the same room as the stream's chunks."""
+        most = self.generation.max_new_tokens if from_server else 2 * self.generation.max_new_tokens + 16
+        if len(ids) > most:
+            raise EndpointError(f"the answer has {len(ids)} tokens, over the {self.generation.max_new_tokens} asked")
+        bad = next((i for i in ids if not 0 <= i < self.vocabulary), None)
+        if bad is not None:
+            raise EndpointError(f"token id {bad} is past the model's {self.vocabulary}-token vocabulary")
+        return ids
 
     def _request(self, index: int):
         g = self.generation
@@ -218,6 +237,8 @@ class OpenAICompletionsSUT:
         import openai
 
         answer.first_sent = first_sent
+        deadline = time.monotonic() + self.request_deadline_s
+        most_chunks = 2 * self.generation.max_new_tokens + 16  # one token a chunk, with room for empty ones
         try:
             with stream:
                 for chunk in stream:
@@ -225,12 +246,23 @@ class OpenAICompletionsSUT:
                     if not answer.first_sent and (first := answer.first_token(self.tokenizer)) is not None:
                         self._first_token(qid, first)
                         answer.first_sent = True
+                    self._refuse_endless(answer, deadline, most_chunks)
         except openai.APIConnectionError as exc:  # timeouts included
             raise StreamDropped(f"the stream broke: {self._describe(exc)}") from None
         except (ValueError, TypeError, AttributeError) as exc:
             raise EndpointError(f"the stream is not OpenAI's completions format ({exc})") from None
         if answer.finish_reason is None:
             raise StreamDropped("the stream ended before the answer did (no finish_reason)")
+
+    def _refuse_endless(self, answer: _Answer, deadline: float, most_chunks: int) -> None:
+        if answer.finish_reason is not None:
+            return
+        if len(answer.pieces) > most_chunks or len(answer.ids or ()) > self.generation.max_new_tokens:
+            raise EndpointError(
+                f"the stream goes on past the {self.generation.max_new_tokens} tokens asked without finishing"
+            )
+        if time.monotonic() > deadline:
+            raise EndpointError(f"the answer took over {self.request_deadline_s:.0f} s and had not finished")
 
     # responses -------------------------------------------------------------------------------------------
     def _first_token(self, qid: int, token: int) -> None:
@@ -304,9 +336,11 @@ class _Answer:
         return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def count(self, n_ids: int, max_tokens: int) -> int:
-        """The server's own count of generated tokens where it sent a plausible one, else the ids'."""
+        """The server's own count of generated tokens where it sent a plausible one, but never more than the
+        answer LoadGen logs holds (a server claiming max_tokens for a one-token answer made tokens/s 16 times
+        the truth), else the ids'."""
         if self.usage_tokens is not None and 0 < self.usage_tokens <= max_tokens:
-            return self.usage_tokens
+            return min(self.usage_tokens, n_ids)
         return n_ids
 
 

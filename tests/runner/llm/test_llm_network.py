@@ -245,6 +245,22 @@ def test_streams_that_always_break_or_are_garbage_stop_the_run(tmp_path, llama3_
     assert not any((tmp_path / "runs").rglob("run.json"))
 
 
+@pytest.mark.parametrize(
+    "knobs, words",
+    [
+        ({"extra_tokens": 40}, "past the 16 tokens asked"),  # 640 tokens for max_tokens 16: 19,113 tokens/s VALID
+        ({"endless": True}, "goes on past the"),  # a chunk every half second, never a finish_reason: a hang
+        ({"token_id_offset": 10**6}, "past the model's"),  # ids that mean nothing passed a performance run
+    ],
+    ids=["longer", "endless", "past-vocabulary"],
+)
+def test_an_answer_the_server_could_not_have_generated_stops_the_run(tmp_path, llama3_small, server, knobs, words):
+    server.configure(**knobs)
+    res = _run(llama3_small, tmp_path / "runs", "--mode", "performance", "--endpoint", server.url)
+    assert words in _one_error(res, "run.endpoint_failed")
+    assert not any((tmp_path / "runs").rglob("run.json"))
+
+
 def test_the_servers_usage_count_is_used_where_plausible():
     from types import SimpleNamespace as NS
 
@@ -255,7 +271,9 @@ def test_the_servers_usage_count_is_used_where_plausible():
     answer.add(NS(choices=[piece], usage=None))
     answer.add(NS(choices=[NS(text="", finish_reason="length", logprobs=None)], usage=NS(completion_tokens=3)))
     assert answer.token_ids(None) == [7, 8] and answer.finish_reason == "length"
-    assert answer.count(2, max_tokens=128) == 3  # the server's own count
+    assert answer.count(2, max_tokens=128) == 2  # never more than the answer LoadGen logs holds
+    answer.usage_tokens = 1
+    assert answer.count(2, max_tokens=128) == 1  # the server's own, lower count
     answer.usage_tokens = 10**9  # a lying server does not inflate tokens/s
     assert answer.count(2, max_tokens=128) == 2
     answer.add(NS(choices=[NS(text="b", finish_reason=None, logprobs=NS(tokens=["b"]))], usage=None))
