@@ -190,7 +190,7 @@ def _run_mode(mode: str, spec: SessionSpec, workload, data, sut, qsl, settings, 
         lg_run = run_loadgen(sut.handle, qsl.handle, settings, scenario=spec.scenario, mode=mode, outdir=outdir)
     if lg_run.errors:
         raise SubtoolError(
-            f"LoadGen reported errors: {'; '.join(lg_run.errors)}",
+            f"LoadGen reported errors: {loadgen_errors(lg_run.errors)}",
             path=outdir / "mlperf_log_detail.txt",
             rule="run.loadgen_error",
         )
@@ -339,7 +339,7 @@ def _audited_run(test, workload, sut, qsl, settings, spec: SessionSpec, stage: P
         audit.unlink(missing_ok=True)
     if lg_run.errors:
         raise SubtoolError(
-            f"LoadGen reported errors: {'; '.join(lg_run.errors)}",
+            f"LoadGen reported errors: {loadgen_errors(lg_run.errors)}",
             path=perf_dir / "mlperf_log_detail.txt",
             rule="run.loadgen_error",
         )
@@ -415,6 +415,17 @@ def _run_test01(test, workload, data, sut, qsl, settings, spec: SessionSpec, sta
         entry.update(baseline=baseline, compliance=observed, samples=len(sampled))
     say(f"  {test}: accuracy {'PASS' if v_acc.passed else 'FAIL'}, performance {'PASS' if v_perf.passed else 'FAIL'}")
     return entry
+
+
+def loadgen_errors(errors: list[str], most: int = 5) -> str:
+    """LoadGen's error messages for one line: each once, with how often it came (it logs one per sample: 49 kB
+    for 8 samples of "Number of tokens need to be greater than 1"), at most `most` of them."""
+    counts: dict[str, int] = {}
+    for message in errors:
+        counts[message] = counts.get(message, 0) + 1
+    said = [f"{m} (×{n})" if n > 1 else m for m, n in list(counts.items())[:most]]
+    more = len(counts) - most
+    return "; ".join(said) + (f"; and {more} other messages" if more > 0 else "")
 
 
 def session_console(quiet: bool, file=None):

@@ -1,5 +1,6 @@
-"""Ctrl-C reaches the benchmark process too (a terminal signals the whole process group): in its first seconds,
-while it imports torch and loads the model, it printed a Python traceback before the parent's one-line report."""
+"""How the benchmark process ends. Ctrl-C reaches it too (a terminal signals the whole process group): in its
+first seconds, while it imports torch and loads the model, it printed a Python traceback before the parent's
+one-line report. LoadGen's errors, one per sample, come back as one readable line."""
 
 from __future__ import annotations
 
@@ -43,3 +44,13 @@ def test_ctrl_c_while_the_benchmark_process_starts_is_exit_130_without_a_traceba
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
+
+
+def test_loadgen_errors_are_said_once_each_with_their_count():
+    """LoadGen logs one error per sample: the line held the same message 8 times over (49 kB for 8 samples)."""
+    from subtool.runner.session import loadgen_errors
+
+    said = loadgen_errors(["Number of tokens need to be greater than 1"] * 8 + ["other"])
+    assert said == "Number of tokens need to be greater than 1 (×8); other"
+    many = loadgen_errors([f"e{i}" for i in range(9)])
+    assert many == "e0; e1; e2; e3; e4; and 4 other messages"
