@@ -83,7 +83,11 @@ def make_client(endpoint: str, key: str, timeout_s: float, max_retries: int):
             rule="run.backend_missing",
             hint='pip install "mlperf-subtool[openai]"',
         ) from None
-    return openai.OpenAI(base_url=base_url(endpoint), api_key=key, timeout=timeout_s, max_retries=max_retries)
+    # a redirect is not followed: answers from another address would be recorded as the --endpoint's
+    http_client = openai.DefaultHttpxClient(follow_redirects=False)
+    return openai.OpenAI(
+        base_url=base_url(endpoint), api_key=key, timeout=timeout_s, max_retries=max_retries, http_client=http_client
+    )
 
 
 class OpenAICompletionsSUT:
@@ -378,6 +382,8 @@ def _describe(exc: BaseException) -> str:
 
     if isinstance(exc, EndpointError):
         return _short(str(exc))
+    if isinstance(exc, openai.APIStatusError) and 300 <= exc.status_code < 400:
+        return f"HTTP {exc.status_code}: the server redirects elsewhere; give --endpoint the address that answers"
     if isinstance(exc, openai.APIStatusError):
         return f"HTTP {exc.status_code}: {_short(exc.message)}"
     if isinstance(exc, openai.APITimeoutError):

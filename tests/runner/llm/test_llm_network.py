@@ -340,3 +340,30 @@ def test_no_hand_written_http_or_sse_remains():
     needles = ("import http", "import socket", "urllib.request", "import requests", "httpx", "data:", "[DONE]")
     for needle in (*needles, "readline", "time.sleep(delay"):
         assert needle not in source, needle
+
+
+def test_an_endpoint_that_redirects_is_refused_not_followed(llama3_small):
+    """The answers came from the redirect's target while run.json named --endpoint, and the result was VALID."""
+    import http.server
+    import threading
+
+    from subtool.errors import SubtoolError
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(307)
+            self.send_header("Location", f"http://localhost:{self.server.server_port}/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(SubtoolError) as err:
+            _sut(f"http://127.0.0.1:{server.server_port}", llama3_small)
+    finally:
+        server.shutdown()
+    assert err.value.rule == "run.endpoint" and "redirects elsewhere" in err.value.one_line()
