@@ -184,13 +184,25 @@ def refuse_token_over_http(token: str | None, *urls: str | None) -> None:
     for url in filter(None, urls):
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
-        if parts.scheme.lower() == "http" and host != "localhost" and not host.startswith("127.") and host != "::1":
+        if parts.scheme.lower() == "http" and not _this_machine(host):
             raise SubtoolError(
                 f"the token would travel unencrypted to {host} (an http:// address)",
                 rule="publish.insecure_token",
                 hint="use the forge's https:// address (--fork, --api-url), or unset the token to push without one",
                 exit_code=EXIT_USAGE,
             )
+
+
+def _this_machine(host: str) -> bool:
+    """localhost or a loopback address (127.0.0.0/8, ::1); a name like '127.attacker.example' is not one."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def basic_auth_header(token: str) -> str:

@@ -159,6 +159,7 @@ def test_last_line_prefers_ref_status_then_fatal():
     ("urls", "refused"),
     [
         (("http://git.example.com/o/r.git",), True),
+        (("http://127.attacker.example/o/r.git",), True),  # a name that starts like a loopback address
         (("https://git.example.com/o/r.git", "http://git.example.com/api/v3"), True),  # --api-url over http
         (("https://git.example.com/o/r.git", "https://git.example.com/api/v3"), False),
         (("http://127.0.0.1:8080/o/r.git", "http://localhost/api/v3", "http://[::1]/x"), False),  # this machine
@@ -174,5 +175,5 @@ def test_a_token_is_refused_where_it_would_travel_over_plain_http(urls, refused)
         return
     with pytest.raises(SubtoolError) as info:
         refuse_token_over_http("ghp_x", *urls)
-    assert info.value.rule == "publish.insecure_token" and "git.example.com" in info.value.message
+    assert info.value.rule == "publish.insecure_token" and ".example" in info.value.message
     assert "ghp_x" not in info.value.one_line() + (info.value.hint or "")
