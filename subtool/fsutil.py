@@ -586,3 +586,8 @@ def wrong_kind(path: str | Path) -> str:
     if p.exists() or p.is_symlink():
         return "is neither a file nor a folder (a dangling link, a FIFO, a device?)"
     return "does not exist"
+
+
+def within(path: str | Path, folder: str | Path) -> bool:
+    """`path` is `folder` or below it, links resolved in both (a way round through a link is the same place)."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))

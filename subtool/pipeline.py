@@ -168,13 +168,8 @@ def _refuse_overlaps(opts: PipelineOptions) -> None:
     """The run's inputs are fingerprinted by their files' sizes and times: an OUT inside --model-path (`cd
     checkpoint && subtool all --model-path .`) or a --user-conf inside OUT changes with every run, so the
     benchmark would run again each time instead of being kept."""
-    out = os.path.realpath(opts.out)
-
-    def inside(path: str, folder: str) -> bool:
-        return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
     for flag, given in (("--model-path", opts.run.model_path), ("--dataset-path", opts.run.dataset_path)):
-        if given is not None and inside(out, os.path.realpath(given)):
+        if given is not None and fsutil.within(opts.out, given):
             raise SubtoolError(
                 f"--out is inside {flag} {given}: what the run writes would change its own input",
                 path=opts.out,
@@ -182,7 +177,7 @@ def _refuse_overlaps(opts: PipelineOptions) -> None:
                 hint="give --out a folder outside the checkpoint and the data set",
                 exit_code=EXIT_USAGE,
             )
-    if opts.run.user_conf is not None and inside(os.path.realpath(opts.run.user_conf), out):
+    if opts.run.user_conf is not None and fsutil.within(opts.run.user_conf, opts.out):
         raise SubtoolError(
             "--user-conf is inside --out, where the run writes its own user.conf",
             path=opts.run.user_conf,

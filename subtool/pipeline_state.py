@@ -86,17 +86,10 @@ def _entry_shaped(entry: object) -> bool:
 def file_digests(folder: Path, names: list[str]) -> dict[str, str] | None:
     """{name: sha256} of the files `names` in `folder`; None when one is missing or unreadable. What a stage
     wrote is recorded so: a later `all` tells a file damaged or replaced since from the one it wrote."""
-    out = {}
-    for name in names:
-        h = hashlib.sha256()
-        try:
-            with open(folder / name, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-        except OSError:
-            return None
-        out[name] = h.hexdigest()
-    return out
+    try:
+        return {name: fsutil.sha256_file(folder / name) for name in names}
+    except OSError:
+        return None
 
 
 def _failpoint(stage: str, point: str) -> None:

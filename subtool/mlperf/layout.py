@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from subtool.errors import EXIT_USAGE, SubtoolError
+from subtool.fsutil import within
 from subtool.mlperf.rounds import ROUNDS, check_version
 
 # The folders at the top of a tree (what the official checker walks) and the ones subtool's package writes.
@@ -310,10 +311,6 @@ LINK_HINT = (
 )
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def describe_link(path: Path | str, tree: Path | str) -> str:
     """What a symbolic link is, in words: where it points and whether that leaves the tree, dangles or loops."""
     path = str(path)
@@ -330,7 +327,6 @@ def describe_link(path: Path | str, tree: Path | str) -> str:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return f"is a symbolic link to {shown!r}, which does not exist (dangling)"
         return f"is a symbolic link to {shown!r}, which cannot be reached ({exc.strerror})"
-    real = os.path.realpath(path)
-    if not _inside(real, os.path.realpath(str(tree))):
+    if not within(path, tree):
         return f"is a symbolic link to {shown!r}, outside the tree"
     return f"is a symbolic link to {shown!r} (inside the tree)"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from subtool.errors import EXIT_USAGE, SubtoolError
-from subtool.fsutil import one_writer, remove_leftovers
+from subtool.fsutil import one_writer, remove_leftovers, within
 from subtool.mlperf.benchmarks import accuracy_line_ok, format_accuracy_line
 from subtool.mlperf.layout import WRITABLE_DIVISIONS, Layout, ResultKey, check_name, layout_for
 from subtool.mlperf.round_choice import filed_as
@@ -368,13 +368,9 @@ def package_results(
 
 def _refuse_out_inside_inputs(opts: PackageOptions, out: Path) -> None:
     """A tree written into a run directory (or its parent that --from scans) would be read back as input."""
-    import os
-
-    target = os.path.realpath(out)
     sources = [*opts.from_dirs, opts.perf, opts.acc, *(c.partition("=")[2] for c in opts.compliance)]
     for src in (s for s in sources if s):
-        root = os.path.realpath(src)
-        if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+        if within(out, src):
             raise SubtoolError(
                 f"the tree would be written inside its own input {src}",
                 path=out,
@@ -402,12 +398,7 @@ def _refuse_files_where_folders_go(out: Path) -> None:
 def _refuse_full_logs_in_tree(out: Path, full_logs: Path) -> None:
     """--full-logs inside --out, but for its hidden .full_logs: in a division folder the logs became part of the
     tree (check refuses it), and in the folder itself the swap of the staged tree deleted them."""
-    import os
-
-    target, tree = os.path.realpath(full_logs), os.path.realpath(out)
-    hidden = os.path.join(tree, FULL_LOGS_DIR)
-    inside = target == tree or target.startswith(tree.rstrip(os.sep) + os.sep)
-    if inside and not (target == hidden or target.startswith(hidden + os.sep)):
+    if within(full_logs, out) and not within(full_logs, out / FULL_LOGS_DIR):
         raise SubtoolError(
             "--full-logs is inside the tree, where the logs would be packed with it or replaced by it",
             path=full_logs,
