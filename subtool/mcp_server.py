@@ -10,6 +10,7 @@ model stack. The server needs the optional extra: `pip install 'mlperf-subtool[m
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from subtool import __version__
@@ -93,23 +94,17 @@ MOST_AT_ONCE = {"benchmark": 1, "other": 4}
 _LIMITERS: dict = {}
 
 
-def _turn(name: str, report):
+@contextlib.asynccontextmanager
+async def _turn(name: str, report):
     """The call's place: one benchmark at a time, a few other commands at a time; a call that waits says so."""
-    import contextlib
-
     import anyio
 
     kind = "benchmark" if name in BENCHMARK_TOOLS else "other"
     limiter = _LIMITERS.setdefault(kind, anyio.Semaphore(MOST_AT_ONCE[kind]))
-
-    @contextlib.asynccontextmanager
-    async def place():
-        if limiter.value == 0:
-            await report(0, None, f"waiting: {MOST_AT_ONCE[kind]} {kind} command(s) already running on this server")
-        async with limiter:
-            yield
-
-    return place()
+    if limiter.value == 0:
+        await report(0, None, f"waiting: {MOST_AT_ONCE[kind]} {kind} command(s) already running on this server")
+    async with limiter:
+        yield
 
 
 def serve(app) -> None:

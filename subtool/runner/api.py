@@ -11,7 +11,7 @@ from pathlib import Path
 
 from subtool import __version__
 from subtool.errors import SubtoolError
-from subtool.fsutil import staged_directory
+from subtool.fsutil import staged_directory, wrong_kind
 from subtool.mlperf.round import loadgen_names
 from subtool.mlperf.run_record import RUN_SCHEMA, load_run_record, schema_problems, write_run_record
 from subtool.mlperf.user_conf import check_user_conf
@@ -151,13 +151,7 @@ def check_options(opts: RunOptions, version: str | None = None) -> tuple[RunOpti
     if opts.user_conf is not None:  # before the backend, the data and the model are looked at
         conf = Path(opts.user_conf)
         if not conf.is_file():
-            why = (
-                "is a folder, not a user.conf file"
-                if conf.is_dir()
-                else "not found"
-                if not conf.exists()
-                else ("is not a regular file")
-            )
+            why = f"{wrong_kind(conf)}, not a user.conf file" if conf.exists() else "not found"
             raise SubtoolError(f"user.conf {why}", path=opts.user_conf, rule="run.user_conf")
         check_user_conf(conf, *loadgen_names(spec.loadgen_model, scenario))
     return opts, scenario

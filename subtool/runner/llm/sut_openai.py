@@ -119,6 +119,9 @@ class OpenAICompletionsSUT:
         self.np_dtype = np.dtype(generation.output_dtype)
         # a token id at or past it is no token of the model (no tokenizer: a SUT only asked for the served model)
         self.vocabulary = len(tokenizer) if tokenizer is not None else MAX_TOKEN_ID + 1
+        # chunks of one stream (one token each, with room for empty ones), and the length of an answer whose text
+        # was tokenized again here (BPE merges at the pieces' edges may come out longer than generated)
+        self.most_pieces = 2 * generation.max_new_tokens + 16
         self._key = api_key(api_key_env)
         self.client = make_client(endpoint, self._key, timeout_s, max_retries)
         self.model = self._served_model(served_model)
@@ -196,7 +199,7 @@ class OpenAICompletionsSUT:
         sends more, or ids past the vocabulary, would make a tokens/s figure of tokens nobody generated). Text
         tokenized again here may come out a little longer than what the server generated (BPE merges differ at
         the pieces' edges): it gets the same room as the stream's chunks."""
-        most = self.generation.max_new_tokens if from_server else 2 * self.generation.max_new_tokens + 16
+        most = self.generation.max_new_tokens if from_server else self.most_pieces
         if len(ids) > most:
             raise EndpointError(f"the answer has {len(ids)} tokens, over the {self.generation.max_new_tokens} asked")
         bad = next((i for i in ids if not 0 <= i < self.vocabulary), None)
@@ -242,7 +245,6 @@ class OpenAICompletionsSUT:
 
         answer.first_sent = first_sent
         deadline = time.monotonic() + self.request_deadline_s
-        most_chunks = 2 * self.generation.max_new_tokens + 16  # one token a chunk, with room for empty ones
         try:
             with stream:
                 for chunk in stream:
@@ -250,7 +252,7 @@ class OpenAICompletionsSUT:
                     if not answer.first_sent and (first := answer.first_token(self.tokenizer)) is not None:
                         self._first_token(qid, first)
                         answer.first_sent = True
-                    self._refuse_endless(answer, deadline, most_chunks)
+                    self._refuse_endless(answer, deadline)
         except openai.APIConnectionError as exc:  # timeouts included
             raise StreamDropped(f"the stream broke: {self._describe(exc)}") from None
         except (ValueError, TypeError, AttributeError) as exc:
@@ -258,10 +260,10 @@ class OpenAICompletionsSUT:
         if answer.finish_reason is None:
             raise StreamDropped("the stream ended before the answer did (no finish_reason)")
 
-    def _refuse_endless(self, answer: _Answer, deadline: float, most_chunks: int) -> None:
+    def _refuse_endless(self, answer: _Answer, deadline: float) -> None:
         if answer.finish_reason is not None:
             return
-        if len(answer.pieces) > most_chunks or len(answer.ids or ()) > self.generation.max_new_tokens:
+        if len(answer.pieces) > self.most_pieces or len(answer.ids or ()) > self.generation.max_new_tokens:
             raise EndpointError(
                 f"the stream goes on past the {self.generation.max_new_tokens} tokens asked without finishing"
             )
