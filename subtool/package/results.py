@@ -16,7 +16,7 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import Layout, ResultKey
 from subtool.package.importers import ImportedResult
-from subtool.package.text_files import copy_text, read_text
+from subtool.package.text_files import read_text, small_file_bytes
 from subtool.package.truncate import (
     MAX_ACCURACY_LOG_SIZE,
     append_hash,
@@ -58,6 +58,11 @@ def _write(path: Path, text: str) -> None:
 
 def _copy(src: Path, dst: Path) -> None:
     shutil.copyfile(src, _fresh(dst))
+
+
+def _copy_text(src: Path, dst: Path, what: str) -> None:
+    """A small text file (a conf, a verdict), checked before it is copied: see text_files."""
+    _fresh(dst).write_bytes(small_file_bytes(src, what))
 
 
 def _copy_logs(src_dir: Path, dst_dir: Path, *, what: str) -> None:
@@ -164,7 +169,7 @@ def write_result(
     _write(meas_dir / "user.conf", user_conf_text)
     _write(meas_dir / "README.md", readme)
     if imp.mlperf_conf is not None:
-        copy_text(imp.mlperf_conf, meas_dir / "mlperf.conf", "mlperf.conf")
+        _copy_text(imp.mlperf_conf, meas_dir / "mlperf.conf", "mlperf.conf")
 
     for test, src in sorted(imp.compliance.items()):
         dst = root / layout.compliance_dir(key, test)
@@ -176,7 +181,7 @@ def _write_compliance(test: str, src: Path, dst: Path, full_copy: Path, *, kept:
     """One compliance test's folder: the verdicts, its performance logs, its accuracy files."""
     for name in COMPLIANCE_TOP_FILES:
         if (src / name).is_file():
-            copy_text(src / name, dst / name, f"{test} {name}")
+            _copy_text(src / name, dst / name, f"{test} {name}")
     perf_src = src / "performance" / "run_1"
     # TEST06's verification hands in only its verdict and the sampled answers; the audited run's own logs
     # stay with the run
@@ -200,7 +205,7 @@ def _write_compliance_accuracy(
 ) -> None:
     for name in COMPLIANCE_ACC_FILES:
         if (acc_src / name).is_file():
-            copy_text(acc_src / name, acc_dst / name, f"{test} accuracy/{name}")
+            _copy_text(acc_src / name, acc_dst / name, f"{test} accuracy/{name}")
     if not (acc_src / ACCURACY_LOG).is_file():
         return
     if test not in TRUNCATED_TESTS:

@@ -9,13 +9,12 @@ file holds only LoadGen's `<model>.<Scenario>.<key> = value` lines, comments and
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.logs import read_file
 
-__all__ = ["TEXT_LIMIT", "copy_text", "read_conf", "read_text"]
+__all__ = ["TEXT_LIMIT", "read_conf", "read_text", "small_file_bytes"]
 
 TEXT_LIMIT = 4 << 20  # LoadGen's confs and the checker's verdict files are a few kB
 
@@ -73,12 +72,8 @@ def _is_setting(line: str) -> bool:
     return bool(sep and value.strip()) and len(parts) == 3 and all(p and not p.isspace() for p in parts)
 
 
-def copy_text(src: Path, dst: Path, what: str) -> None:
-    """Copy a small text file, bounded and checked as read_text(lenient) reads it, byte for byte to `dst`,
-    replacing what is there, never writing through it (a staging file may be a hard link to the live tree)."""
+def small_file_bytes(src: Path, what: str) -> bytes:
+    """A small text file's bytes, bounded and checked as read_text(lenient) reads it, to copy byte for byte."""
     data = _read_bounded(src, what, "import.unreadable_file")
     _decode(data, src, what, "import.unreadable_file", lenient=True)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink():
-        os.unlink(dst)
-    dst.write_bytes(data)
+    return data
