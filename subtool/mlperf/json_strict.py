@@ -24,6 +24,11 @@ class Missing(Problem):
     """The file is not there."""
 
 
+class Unreadable(Problem):
+    """The file cannot be read as the plain file of bounded size it should be: a link, a folder, a FIFO or device,
+    no permission, or over its size bound."""
+
+
 class NotALog(Problem):
     """The file is empty or is not the LoadGen file it should be (a foreign first line, no heading)."""
 

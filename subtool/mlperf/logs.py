@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from subtool.mlperf.detail_entries import LOADGEN_TAIL_BODY, odd_entries
-from subtool.mlperf.json_strict import Missing, NonFinite, NotALog, Problem, parse_json
+from subtool.mlperf.json_strict import Missing, NonFinite, NotALog, Problem, Unreadable, parse_json
 
 MARKER = b":::MLLOG "
 _ERROR_MARK = b'"is_error": true'
@@ -216,11 +216,11 @@ def read_file(path: Path | str, limit: int | None = None, *, follow_links: bool 
         os.close(fd)
 
 
-def describe_os_error(exc: OSError) -> str:
+def describe_os_error(exc: OSError) -> Unreadable:
     """Why a file could not be read, in words (a link, a folder, a special file, permissions)."""
     if exc.errno == errno.ELOOP:
-        return "cannot be read (it is a symbolic link; a submission holds plain files)"
-    return f"cannot be read ({exc.strerror or exc})"
+        return Unreadable("cannot be read (it is a symbolic link; a submission holds plain files)")
+    return Unreadable(f"cannot be read ({exc.strerror or exc})")
 
 
 def read_loadgen_log(
@@ -244,10 +244,10 @@ def read_loadgen_log(
         log.problems.append(Missing("is missing"))
         return log
     except OSError as exc:
-        log.problems.append(Problem(describe_os_error(exc)))
+        log.problems.append(describe_os_error(exc))
         return log
     if len(blob) > DETAIL_LIMIT_BYTES:  # read whole, a lying 4 GiB file ran the checker out of memory
-        log.problems.append(Problem(f"is over {DETAIL_LIMIT_BYTES >> 20} MiB: not a LoadGen detail log (a few MB)"))
+        log.problems.append(Unreadable(f"is over {DETAIL_LIMIT_BYTES >> 20} MiB: not a LoadGen detail log (a few MB)"))
         return log
     if not blob.startswith(MARKER):
         log.problems.append(
@@ -347,8 +347,8 @@ def read_text_lines(path: Path, limit_bytes: int = 8 * 1024 * 1024) -> tuple[lis
         data = read_file(path, limit_bytes + 1)
     except OSError as exc:
         return None, describe_os_error(exc)
-    if len(data) > limit_bytes:
-        data = data[:limit_bytes]
+    if len(data) > limit_bytes:  # cut, its verdict line could be past the cut: a finding, not a guess
+        return None, Unreadable(f"is over {limit_bytes >> 20} MiB: not the small text file its name says")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -367,7 +367,7 @@ def read_json_object(path: Path | str) -> tuple[dict | None, str | None]:
     except FileNotFoundError:
         return None, Problem("is missing")
     except OSError as exc:
-        return None, Problem(describe_os_error(exc))
+        return None, describe_os_error(exc)
     obj, problem = parse_json(data)
     if problem is not None:
         return None, problem
@@ -452,7 +452,7 @@ def read_summary(path: Path | str, *, follow_links: bool = False) -> SummaryLog:
         summary.problem = describe_os_error(exc)
         return summary
     if len(data) > SUMMARY_LIMIT_BYTES:
-        summary.problem = f"is over {SUMMARY_LIMIT_BYTES >> 10} kB: not a LoadGen summary"
+        summary.problem = Unreadable(f"is over {SUMMARY_LIMIT_BYTES >> 10} kB: not a LoadGen summary")
         return summary
     try:
         text = data.decode("utf-8")
@@ -493,7 +493,7 @@ def read_accuracy_log(path: Path | str) -> AccuracyLog:
     try:
         blob = read_file(path, follow_links=True)  # the runner's own output folder
     except OSError as exc:
-        log.problem = Missing("is missing") if isinstance(exc, FileNotFoundError) else Problem(describe_os_error(exc))
+        log.problem = Missing("is missing") if isinstance(exc, FileNotFoundError) else describe_os_error(exc)
         return log
     data, problem = parse_json(blob) if blob.strip() else (None, NotALog("is empty"))
     if problem is None and not isinstance(data, list):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.json_strict import Unreadable
 from subtool.mlperf.logs import ALL_KEYS, LoadgenLog, Missing, NotALog, read_loadgen_log, read_summary
 from subtool.mlperf.round import RESULT_FIELDS
 from subtool.package.text_files import read_text
@@ -100,7 +101,7 @@ def _refuse_problems(log: LoadgenLog) -> None:
         )
     if isinstance(problem, NotALog) and problem != "is empty":
         raise SubtoolError(f"LoadGen detail log {problem}", path=log.path, rule="import.not_loadgen_log")
-    if str(problem).startswith("cannot be read") or str(problem).startswith("is over "):  # a FIFO, /dev/zero, 4 GiB
+    if isinstance(problem, Unreadable):  # a FIFO, /dev/zero, 4 GiB
         raise SubtoolError(
             f"LoadGen detail log {problem}",
             path=log.path,

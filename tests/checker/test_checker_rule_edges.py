@@ -376,3 +376,15 @@ def test_a_finding_on_a_result_folder_fails_that_result_only(tree_copy):
     assert any(f.rule == "tree.symlink" and f.path == SINGLE for f in report.findings)
     offline = next(r for r in report.results if r.result == OFFLINE)
     assert offline.failed == ["scenario.missing_required"]  # the edge SingleStream it needs is gone, nothing more
+
+
+def test_an_accuracy_txt_past_its_size_bound_is_a_finding_not_read_in_part(tree_copy):
+    # read up to 8 MiB and cut, its F1 line after 9 MiB of padding was never seen and the finding said
+    # "no metric"; the file is now refused whole as unreadable, naming its size
+    tree = tree_copy("bert_closed_valid")
+    txt = tree / OFFLINE / "accuracy" / "accuracy.txt"
+    txt.write_text(" \n" * (9 << 19) + txt.read_text())
+    report = _check(tree)
+    said = [f for f in report.findings if f.result == OFFLINE and "accuracy.txt" in f.message]
+    assert any("over 8 MiB" in f.message and f.severity == "error" for f in said), said
+    assert not next(r for r in report.results if r.result == OFFLINE).passed

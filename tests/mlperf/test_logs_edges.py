@@ -11,6 +11,7 @@ import os
 
 import pytest
 
+from subtool.mlperf.json_strict import Unreadable
 from subtool.mlperf.logs import (
     MARKER,
     SUMMARY_LIMIT_BYTES,
@@ -165,11 +166,14 @@ def test_a_file_longer_than_its_stated_size_is_read_whole():
     assert data.startswith(b"Name:") and b"\nPid:" in data
 
 
-def test_text_lines_stop_at_the_limit(tmp_path):
+def test_text_lines_past_the_limit_are_a_problem_not_a_cut(tmp_path):
+    # cut at the limit, the verdict line past it was silently missing; now the file is refused, unread
     path = tmp_path / "accuracy.txt"
     path.write_text("0123456789\n" * 3)
     lines, problem = read_text_lines(path, limit_bytes=15)
-    assert problem is None and "".join(lines) == "0123456789\n0123"
+    assert lines is None and isinstance(problem, Unreadable) and "over" in problem
+    path.write_text("0123456789\n")
+    assert read_text_lines(path, limit_bytes=15) == (["0123456789\n"], None)
 
 
 # --------------------------------------------------------------------------------------------------- summary
