@@ -178,18 +178,31 @@ def _schedule_problem(mine: list[Setting]) -> Problem | None:
     )
 
 
-def parse_user_conf(text: str) -> tuple[list[Setting], list[Problem]]:
+def read_settings(text: str) -> tuple[list[Setting], list[Problem]]:
+    """A conf file's lines as LoadGen tokenizes them: the settings they make, and each line that makes none
+    (LoadGen refuses it or skips it), comments and blank lines aside. What a setting means is not judged."""
     settings, problems = [], []
     for number, raw in enumerate(text.splitlines(), 1):
         setting, problem = _line(number, raw)
-        if problem is None and setting is not None:
-            why = _meaning(setting)
-            problem = Problem(number, why) if why else None
-            if problem is None:
-                settings.append(setting)
         if problem is not None:
             problems.append(problem)
+        elif setting is not None:
+            settings.append(setting)
     return settings, problems
+
+
+def parse_user_conf(text: str) -> tuple[list[Setting], list[Problem]]:
+    """read_settings, and a problem for each setting LoadGen would take and do nothing with (see _meaning)."""
+    settings, problems = read_settings(text)
+    kept = []
+    for setting in settings:
+        why = _meaning(setting)
+        if why:
+            problems.append(Problem(setting.line, why))
+        else:
+            kept.append(setting)
+    problems.sort(key=lambda p: p.line)
+    return kept, problems
 
 
 def check_user_conf(path: Path, loadgen_model: str, scenario: str) -> list[Setting]:

@@ -157,7 +157,7 @@ def _system_name(opts: PackageOptions, imp: ImportedResult, detected: SystemDesc
 
 def _user_conf_text(imp: ImportedResult) -> str:
     if imp.user_conf is not None:
-        text = read_conf(imp.user_conf, "user.conf")
+        text = read_conf(imp.user_conf, "user.conf").text
         if text.strip():
             return text
     # The detail log says what LoadGen applied; write that back as the conf the run used.

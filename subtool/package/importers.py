@@ -77,18 +77,9 @@ def _first_existing(*paths: Path) -> Path | None:
 
 
 def conf_models(user_conf: Path) -> set[str]:
-    """Model names used in a LoadGen conf file (`<model>.<Scenario>.<key> = value`), '*' excluded; a file that
-    is not such a conf file is refused (import.user_conf_unreadable)."""
-    names = set()
-    for raw in read_conf(user_conf, "user.conf").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if "=" not in line:
-            continue
-        key = line.split("=", 1)[0].strip()
-        parts = key.rsplit(".", 2)
-        if len(parts) == 3 and parts[0] != "*":
-            names.add(parts[0])
-    return names
+    """Model names used in a LoadGen conf file, '*' excluded; a file that is not such a conf file is refused
+    (import.user_conf_unreadable)."""
+    return {s.model for s in read_conf(user_conf, "user.conf").settings if s.model != "*"}
 
 
 def _mlperf_conf(*candidates: Path) -> Path | None:

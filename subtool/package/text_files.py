@@ -4,19 +4,26 @@ read once, bounded, and only when they are what their names say.
 They come from folders a harness wrote, where a link can stand for any file on the machine: a user.conf that
 is a link to ~/.ssh/id_ed25519 was copied into a tree bound for a public repository. So each is a regular file
 (a link is followed, to a regular file only) of at most TEXT_LIMIT bytes of UTF-8 without NUL bytes, and a conf
-file holds only LoadGen's `<model>.<Scenario>.<key> = value` lines, comments and blank lines.
+file holds only LoadGen's `<model>.<Scenario>.<key> = number` lines, comments and blank lines.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.logs import read_file
+from subtool.mlperf.user_conf import Setting, read_settings
 
-__all__ = ["TEXT_LIMIT", "read_conf", "read_text", "small_file_bytes"]
+__all__ = ["TEXT_LIMIT", "ConfFile", "read_conf", "read_text", "small_file_bytes"]
 
 TEXT_LIMIT = 4 << 20  # LoadGen's confs and the checker's verdict files are a few kB
+
+
+class ConfFile(NamedTuple):
+    text: str
+    settings: list[Setting]
 
 
 def read_text(path: Path, what: str, rule: str, *, lenient: bool = False) -> str:
@@ -51,25 +58,21 @@ def _decode(data: bytes, path: Path, what: str, rule: str, *, lenient: bool) -> 
     return text
 
 
-def read_conf(path: Path, what: str) -> str:
-    """A LoadGen conf file's text: every line that is not blank or a comment sets `<model>.<Scenario>.<key>`."""
+def read_conf(path: Path, what: str) -> ConfFile:
+    """A LoadGen conf file: every line that is not blank or a comment is, as LoadGen tokenizes it,
+    `<model>.<Scenario>.<key> = number` (mlperf.user_conf.read_settings). A line LoadGen refuses or skips is no
+    conf line, so a key file, a token or a .env file given as user.conf is refused, naming the line."""
     text = read_text(path, what, "import.user_conf_unreadable")
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if line and not _is_setting(line):
-            raise SubtoolError(
-                f"{what} line {number} is not `<model>.<Scenario>.<key> = value`: not a LoadGen conf file",
-                path=path,
-                rule="import.user_conf_unreadable",
-                hint="give the conf file the run used; LoadGen reads only such lines, comments and blank lines",
-            )
-    return text
-
-
-def _is_setting(line: str) -> bool:
-    key, sep, value = line.partition("=")
-    parts = key.strip().rsplit(".", 2)
-    return bool(sep and value.strip()) and len(parts) == 3 and all(p and not p.isspace() for p in parts)
+    settings, problems = read_settings(text)
+    if problems:
+        raise SubtoolError(
+            f"{what} line {problems[0].line} is not `<model>.<Scenario>.<key> = number` ({problems[0].message}): "
+            "not a LoadGen conf file",
+            path=path,
+            rule="import.user_conf_unreadable",
+            hint="give the conf file the run used; LoadGen reads only such lines, comments and blank lines",
+        )
+    return ConfFile(text, settings)
 
 
 def small_file_bytes(src: Path, what: str) -> bytes:

@@ -57,7 +57,7 @@ def test_a_conf_file_of_random_bytes_or_endless_is_refused(pkg_lg, pkg_copy, tmp
 
 def test_a_conf_file_of_settings_and_comments_is_kept(pkg_lg, pkg_copy, tmp_path):
     run = pkg_copy(pkg_lg["Offline"])
-    conf = "# tuned\n\n*.Offline.min_duration = 200  # short\nbert.Offline.target_qps=10\n"
+    conf = "# tuned\n\n*.Offline.min_duration = 200\n   # short\nbert.Offline.target_qps = 10 0x20 1e1\n"
     (run / "performance" / "run_1" / "mlperf.conf").write_text(conf)
     result = _loose(run, tmp_path / "tree")
     assert result.exit_code == 0, result.output

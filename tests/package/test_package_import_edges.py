@@ -101,12 +101,36 @@ def test_user_conf_wildcard_lines_name_no_model_and_nul_bytes_are_refused(tmp_pa
     from subtool.package.importers import conf_models
 
     conf = tmp_path / "user.conf"
-    conf.write_text("*.Offline.min_duration = 60000\nbert.Offline.target_qps = 10  # mine\n# llama.Server.x = 1\n")
+    conf.write_text("*.Offline.min_duration = 60000\nbert.Offline.target_qps = 10\n# llama.Server.x = 1\n")
     assert conf_models(conf) == {"bert"}
     conf.write_bytes(b"bert.Offline.target_qps = 10\n\x00")
     with pytest.raises(SubtoolError) as err:
         conf_models(conf)
     assert err.value.rule == "import.user_conf_unreadable"
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("bert.Offline.target_qps = 10  # mine", "value '#' is not a number"),  # LoadGen refuses the file
+        ("bert.Offline.target_qps=10", "key=value needs spaces"),  # LoadGen skips it
+        ("bert.Offline.target_qps = fast", "value 'fast' is not a number"),
+        ("API_TOKEN = 1234", "is not model.scenario.setting"),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----", "expected 'key = value'"),
+        ("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ", "a key with no value"),
+    ],
+)
+def test_a_conf_line_loadgen_would_not_read_as_a_setting_is_refused_naming_it(tmp_path, line, why):
+    """The conf check is LoadGen's own tokenization (mlperf.user_conf.read_settings), not a looser look-alike:
+    a value that is no number passed `key = value`'s shape and was published as the run's conf."""
+    from subtool.package.importers import conf_models
+
+    conf = tmp_path / "user.conf"
+    conf.write_text(f"# tuned\n*.Offline.min_duration = 60000\n{line}\n")
+    with pytest.raises(SubtoolError) as err:
+        conf_models(conf)
+    assert err.value.rule == "import.user_conf_unreadable"
+    assert "line 3 " in str(err.value) and why in str(err.value)
 
 
 def test_run_directories_in_hidden_folders_are_not_imported(pkg_lg, tmp_path):
