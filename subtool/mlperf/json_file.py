@@ -9,7 +9,7 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.json_strict import parse_json
-from subtool.mlperf.logs import describe_os_error, read_file
+from subtool.mlperf.logs import describe_os_error, read_bounded
 
 __all__ = ["JSON_LIMIT", "read_json"]
 
@@ -23,13 +23,11 @@ def read_json(path: Path, rule: str, *, limit: int = JSON_LIMIT):
     FileNotFoundError: each caller says what it is."""
     path = Path(path)
     try:
-        data = read_file(path, limit + 1, follow_links=True)
+        data = read_bounded(path, limit, follow_links=True)
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise SubtoolError(f"{path.name} {describe_os_error(exc)}", path=path, rule=rule) from None
-    if len(data) > limit:
-        raise SubtoolError(f"{path.name} is larger than {limit >> 20} MiB", path=path, rule=rule)
     if not data.strip():
         raise SubtoolError(f"{path.name} is empty", path=path, rule=rule)
     value, problem = parse_json(data)

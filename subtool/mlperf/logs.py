@@ -216,8 +216,27 @@ def read_file(path: Path | str, limit: int | None = None, *, follow_links: bool 
         os.close(fd)
 
 
+class TooLarge(OSError):
+    """A file past the bound its reader set (read_bounded): read no further than the bound."""
+
+
+def _size_words(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} kB" if n >= 1 << 10 else f"{n} bytes"
+
+
+def read_bounded(path: Path | str, limit: int, *, follow_links: bool = False) -> bytes:
+    """read_file's bytes of a file of at most `limit` bytes; TooLarge (an OSError, worded by describe_os_error
+    as 'is larger than N MiB') for a longer one, of which no more than limit + 1 bytes are read."""
+    data = read_file(path, limit + 1, follow_links=follow_links)
+    if len(data) > limit:
+        raise TooLarge(errno.EFBIG, f"is larger than {_size_words(limit)}", str(path))
+    return data
+
+
 def describe_os_error(exc: OSError) -> Unreadable:
-    """Why a file could not be read, in words (a link, a folder, a special file, permissions)."""
+    """Why a file could not be read, in words (a link, a folder, a special file, permissions, past its bound)."""
+    if isinstance(exc, TooLarge):
+        return Unreadable(exc.strerror)
     if exc.errno == errno.ELOOP:
         return Unreadable("cannot be read (it is a symbolic link; a submission holds plain files)")
     return Unreadable(f"cannot be read ({exc.strerror or exc})")
@@ -239,15 +258,12 @@ def read_loadgen_log(
     """
     log = LoadgenLog(path)
     try:
-        blob = read_file(path, DETAIL_LIMIT_BYTES + 1, follow_links=follow_links)
+        blob = read_bounded(path, DETAIL_LIMIT_BYTES, follow_links=follow_links)  # a 4 GiB one: out of memory
     except FileNotFoundError:
         log.problems.append(Missing("is missing"))
         return log
     except OSError as exc:
         log.problems.append(describe_os_error(exc))
-        return log
-    if len(blob) > DETAIL_LIMIT_BYTES:  # read whole, a lying 4 GiB file ran the checker out of memory
-        log.problems.append(Unreadable(f"is over {DETAIL_LIMIT_BYTES >> 20} MiB: not a LoadGen detail log (a few MB)"))
         return log
     if not blob.startswith(MARKER):
         log.problems.append(
@@ -344,11 +360,9 @@ def _errors(blob: bytes, pos: int, stop: int, log: LoadgenLog) -> None:
 def read_text_lines(path: Path, limit_bytes: int = 8 * 1024 * 1024) -> tuple[list[str] | None, str | None]:
     """Lines of a small text file (accuracy.txt, verify_*.txt); (None, reason) when it cannot be used."""
     try:
-        data = read_file(path, limit_bytes + 1)
+        data = read_bounded(path, limit_bytes)  # not cut: a verdict line past the cut would go unseen
     except OSError as exc:
         return None, describe_os_error(exc)
-    if len(data) > limit_bytes:  # cut, its verdict line could be past the cut: a finding, not a guess
-        return None, Unreadable(f"is over {limit_bytes >> 20} MiB: not the small text file its name says")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -447,12 +461,9 @@ def read_summary(path: Path | str, *, follow_links: bool = False) -> SummaryLog:
     read_loadgen_log: a run folder of the user's own, not a submission tree."""
     summary = SummaryLog(path)
     try:
-        data = read_file(path, SUMMARY_LIMIT_BYTES + 1, follow_links=follow_links)
+        data = read_bounded(path, SUMMARY_LIMIT_BYTES, follow_links=follow_links)
     except OSError as exc:
         summary.problem = describe_os_error(exc)
-        return summary
-    if len(data) > SUMMARY_LIMIT_BYTES:
-        summary.problem = Unreadable(f"is over {SUMMARY_LIMIT_BYTES >> 10} kB: not a LoadGen summary")
         return summary
     try:
         text = data.decode("utf-8")

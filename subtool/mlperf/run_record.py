@@ -18,7 +18,7 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_write_text
-from subtool.mlperf.logs import describe_os_error, parse_json, read_file
+from subtool.mlperf.logs import describe_os_error, parse_json, read_bounded
 
 RUN_SCHEMA = "subtool.run/1"
 FILE_NAME = "run.json"
@@ -132,13 +132,11 @@ def load_run_record(path: Path | str) -> tuple[dict | None, str | None]:
     """(record, None), or (None, why) when run.json is missing, unreadable, too large, not strict JSON or not an
     object. Never raises; the schema is not applied (see read_run_record)."""
     try:
-        data = read_file(path, limit=MAX_BYTES + 1)
+        data = read_bounded(path, MAX_BYTES)
     except FileNotFoundError:
         return None, "is missing"
     except OSError as exc:
         return None, describe_os_error(exc)
-    if len(data) > MAX_BYTES:
-        return None, f"is larger than {MAX_BYTES >> 20} MiB: not a run record"
     if not data.strip():
         return None, "is empty"
     record, problem = parse_json(data)

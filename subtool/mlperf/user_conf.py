@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from subtool.errors import SubtoolError
-from subtool.mlperf.logs import describe_os_error, read_file
+from subtool.mlperf.logs import describe_os_error, read_bounded
 
 LIMIT_BYTES = 1 << 20  # a user.conf is a few lines
 
@@ -210,12 +210,9 @@ def check_user_conf(path: Path, loadgen_model: str, scenario: str) -> list[Setti
     (run.user_conf, naming the file and the line) for the first line LoadGen would refuse or silently ignore,
     and for a file that sets nothing for this run."""
     try:
-        raw = read_file(path, LIMIT_BYTES + 1, follow_links=True)
+        raw = read_bounded(path, LIMIT_BYTES, follow_links=True)
     except OSError as exc:
-        why = describe_os_error(exc)
-        raise SubtoolError(f"cannot read user.conf: {why}", path=path, rule="run.user_conf") from None
-    if len(raw) > LIMIT_BYTES:
-        raise SubtoolError("is over 1 MiB: not a user.conf", path=path, rule="run.user_conf")
+        raise SubtoolError(f"user.conf {describe_os_error(exc)}", path=path, rule="run.user_conf") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -30,7 +30,7 @@ from subtool.hostinfo.fields import (
     software_stack,
 )
 from subtool.mlperf.layout import check_name
-from subtool.mlperf.logs import describe_os_error, parse_json, read_file
+from subtool.mlperf.logs import describe_os_error, parse_json, read_bounded
 from subtool.schemas import load_schema
 
 SCHEMA_NAME = "system_desc"
@@ -165,13 +165,11 @@ def load_overrides(path: Path) -> dict[str, Any]:
     system field (a typo would vanish into the JSON); every value one JSON can hold."""
     path = Path(path)
     try:
-        raw = read_file(path, OVERRIDES_LIMIT_BYTES + 1, follow_links=True)
+        raw = read_bounded(path, OVERRIDES_LIMIT_BYTES, follow_links=True)
     except OSError as exc:
         raise SubtoolError(
-            f"cannot read system overrides: {describe_os_error(exc)}", path=path, rule="system.bad_overrides"
+            f"system overrides {describe_os_error(exc)}", path=path, rule="system.bad_overrides"
         ) from None
-    if len(raw) > OVERRIDES_LIMIT_BYTES:
-        raise SubtoolError("is over 1 MiB: not a system description", path=path, rule="system.bad_overrides")
     if path.suffix.lower() == ".toml":
         if sys.version_info >= (3, 11):
             import tomllib

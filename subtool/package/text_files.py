@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from subtool.errors import SubtoolError
-from subtool.mlperf.logs import read_file
+from subtool.mlperf.logs import describe_os_error, read_bounded
 from subtool.mlperf.user_conf import Setting, read_settings
 
 __all__ = ["TEXT_LIMIT", "ConfFile", "read_conf", "read_text", "small_file_bytes"]
@@ -35,17 +35,9 @@ def read_text(path: Path, what: str, rule: str, *, lenient: bool = False) -> str
 
 def _read_bounded(path: Path, what: str, rule: str) -> bytes:
     try:
-        data = read_file(path, TEXT_LIMIT + 1, follow_links=True)
+        return read_bounded(path, TEXT_LIMIT, follow_links=True)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise SubtoolError(f"{what} cannot be read ({reason})", path=path, rule=rule) from None
-    if len(data) > TEXT_LIMIT:
-        raise SubtoolError(
-            f"{what} is larger than {TEXT_LIMIT >> 20} MiB: not the small text file its name says",
-            path=path,
-            rule=rule,
-        )
-    return data
+        raise SubtoolError(f"{what} {describe_os_error(exc)}", path=path, rule=rule) from None
 
 
 def _decode(data: bytes, path: Path, what: str, rule: str, *, lenient: bool) -> str:

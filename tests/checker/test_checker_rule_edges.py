@@ -386,5 +386,5 @@ def test_an_accuracy_txt_past_its_size_bound_is_a_finding_not_read_in_part(tree_
     txt.write_text(" \n" * (9 << 19) + txt.read_text())
     report = _check(tree)
     said = [f for f in report.findings if f.result == OFFLINE and "accuracy.txt" in f.message]
-    assert any("over 8 MiB" in f.message and f.severity == "error" for f in said), said
+    assert any("larger than 8 MiB" in f.message and f.severity == "error" for f in said), said
     assert not next(r for r in report.results if r.result == OFFLINE).passed

@@ -17,8 +17,11 @@ from subtool.mlperf.logs import (
     SUMMARY_LIMIT_BYTES,
     NonFinite,
     NotALog,
+    TooLarge,
+    describe_os_error,
     latency_percentiles,
     read_accuracy_log,
+    read_bounded,
     read_file,
     read_loadgen_log,
     read_summary,
@@ -171,9 +174,21 @@ def test_text_lines_past_the_limit_are_a_problem_not_a_cut(tmp_path):
     path = tmp_path / "accuracy.txt"
     path.write_text("0123456789\n" * 3)
     lines, problem = read_text_lines(path, limit_bytes=15)
-    assert lines is None and isinstance(problem, Unreadable) and "over" in problem
+    assert lines is None and isinstance(problem, Unreadable) and "larger than" in problem
     path.write_text("0123456789\n")
     assert read_text_lines(path, limit_bytes=15) == (["0123456789\n"], None)
+
+
+def test_read_bounded_takes_a_file_of_exactly_its_bound_and_refuses_one_byte_more(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 2048)
+    assert read_bounded(path, 2048) == b"x" * 2048
+    path.write_bytes(b"x" * 2049)
+    with pytest.raises(TooLarge) as err:
+        read_bounded(path, 2048)
+    assert describe_os_error(err.value) == "is larger than 2 kB" and isinstance(
+        describe_os_error(err.value), Unreadable
+    )
 
 
 # --------------------------------------------------------------------------------------------------- summary
@@ -191,7 +206,7 @@ def test_a_summary_over_the_size_limit_is_refused(tmp_path):
     padding = "Note : " + "x" * 100 + "\n"
     text = HEAD + "Samples per second : 10\n" + padding * (SUMMARY_LIMIT_BYTES // len(padding) + 10) + END
     summary = _summary(tmp_path, text)
-    assert summary.problem and "is over" in summary.problem
+    assert summary.problem and "is larger than" in summary.problem
 
 
 def test_a_summary_without_loadgen_heading_is_refused(tmp_path):
@@ -266,6 +281,6 @@ def test_a_detail_log_over_the_limit_is_a_problem_and_is_not_read_whole(tmp_path
     path = _detail(tmp_path, _entry("result_validity", '"VALID"'))
     monkeypatch.setattr(logs, "DETAIL_LIMIT_BYTES", path.stat().st_size - 1)
     log = read_loadgen_log(path)
-    assert not log.readable and "MiB: not a LoadGen detail log" in log.problems[0] and not log.raw
+    assert not log.readable and log.problems[0] == f"is larger than {path.stat().st_size - 1} bytes" and not log.raw
     monkeypatch.setattr(logs, "DETAIL_LIMIT_BYTES", path.stat().st_size)
     assert read_loadgen_log(path)["result_validity"] == "VALID"

@@ -64,7 +64,7 @@ def test_a_line_loadgen_refuses_or_ignores_is_named(tmp_path, line, says):  # mi
         ("# only a comment\n\n", "no setting at all"),
         ("bert-99.Server.target_qps = 5\nresnet50.Offline.target_qps = 9\n", "2 settings, none for bert-99.Offline"),
         (b"\xff\xfe garbage", "not UTF-8"),
-        ("*.Offline.target_qps = 1\n" * 70_000, "over 1 MiB"),
+        ("*.Offline.target_qps = 1\n" * 70_000, "larger than 1 MiB"),
     ],
 )
 def test_a_file_that_sets_nothing_for_the_run_is_refused(tmp_path, text, says):

@@ -362,7 +362,9 @@ def test_an_endless_or_huge_overrides_file_is_refused_unread(tmp_path):
     assert "not a regular file" in line
     big = tmp_path / "big.json"
     big.write_text('{"hw_notes": "' + "x" * (2 << 20) + '"}')
-    assert "over 1 MiB" in _one_error_line(runner.invoke(app, ["system", "--file", str(big)]), "system.bad_overrides")
+    assert "larger than 1 MiB" in _one_error_line(
+        runner.invoke(app, ["system", "--file", str(big)]), "system.bad_overrides"
+    )
 
 
 def test_validate_refuses_options_it_would_ignore(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.json_file import read_json
-from subtool.mlperf.logs import describe_os_error, read_file
+from subtool.mlperf.logs import describe_os_error, read_bounded
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH
 
 # The MLPerf reference PyTorch checkpoint (zenodo 3733896 / build/data/bert_tf_v1_1_large_fp32_384_v2): a state
@@ -341,11 +341,9 @@ def wordpiece_tokenizer(vocab_file: Path):
 def _vocab_tokens(vocab_file: Path) -> list[str]:
     """vocab.txt's non-empty lines; refused by name when it cannot be a BERT vocabulary."""
     try:
-        data = read_file(vocab_file, VOCAB_LIMIT + 1, follow_links=True)
+        data = read_bounded(vocab_file, VOCAB_LIMIT, follow_links=True)
     except OSError as exc:
         raise SubtoolError(f"vocab.txt {describe_os_error(exc)}", path=vocab_file, rule="model.vocab") from None
-    if len(data) > VOCAB_LIMIT:
-        raise SubtoolError(f"vocab.txt is larger than {VOCAB_LIMIT >> 20} MiB", path=vocab_file, rule="model.vocab")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
