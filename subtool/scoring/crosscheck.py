@@ -1,12 +1,13 @@
 """Checks across entries: who handed in whose results.
 
-- Impersonation: several inputs hold results under one submitter's folder, and the place the organisers filed
-  some of them in names that submitter (the folders above a tarball, or a tree's own folder) while the others'
+- Impersonation: several inputs hold results under one submitter's folder (compared case- and punctuation-blind,
+  so `alpha/` is Alpha's), and the place the organisers filed some of them in names that submitter (the folders above a tarball, or a tree's own folder) while the others'
   does not: the others are refused (`entry.impersonation`) and the owner is left alone. A tarball's own name is
   not evidence: the team chose it, and a copy named after its victim would otherwise get the victim refused.
-- Duplicates: otherwise, two inputs with the same submitter/system (compared case- and punctuation-blind) are
-  both flagged (`entry.duplicate`): one team handed in twice, or two teams chose the same name, and nothing
-  says which. The default rules disqualify on it, so that one team never takes two places.
+- Duplicates: otherwise, two inputs with results of the same submitter (compared case- and punctuation-blind),
+  whatever systems they name, are both flagged (`entry.duplicate`): one team handed in twice (under a second
+  system name it would take a second place), or two teams chose the same name, and nothing says which. The
+  default rules disqualify on it, so that one team never takes two places.
 - Several places from one hand-in: a hand-in is one team's, so one that holds results under several submitters
   is flagged (`entry.several_teams`: a second team nobody filed would otherwise be ranked), and so is one whose
   team has several systems in one hardware category (`entry.several_systems`: each would take a place there).
@@ -47,22 +48,27 @@ def _claims(entry: EntryRecord, submitter: str) -> bool:
 
 def refuse_impersonators(entries: list[EntryRecord]) -> None:
     holders: dict[str, list[EntryRecord]] = {}
+    spelled: dict[str, str] = {}  # normalised submitter → its first spelling
     for entry in entries:
         if entry.error:
             continue
-        for submitter in sorted({r.submitter for r in entry.results}):
+        for submitter in sorted({_norm(r.submitter) for r in entry.results}):
             holders.setdefault(submitter, []).append(entry)
-    for submitter, group in sorted(holders.items()):
+        for r in entry.results:
+            spelled.setdefault(_norm(r.submitter), r.submitter)
+    for key, group in sorted(holders.items()):
+        submitter = spelled[key]
         owners = [e for e in group if _claims(e, submitter)]
         if not owners or len(owners) == len(group):
             continue
         for entry in group:
             if entry in owners or entry.error:
                 continue
-            division = next((r.division for r in entry.results if r.submitter == submitter), "open")
+            own = next(r for r in entry.results if _norm(r.submitter) == key)
             entry.error = {
                 "rule": "entry.impersonation",
-                "message": f"holds results under {division}/{submitter}/, which "
+                "message": f"holds results under {own.division}/{own.submitter}/, which is "
+                f"{submitter}'s and which "
                 f"{', '.join(e.input for e in owners)} handed in; this hand-in's place "
                 f"({entry.input}) does not name {submitter}",
             }
@@ -70,19 +76,20 @@ def refuse_impersonators(entries: list[EntryRecord]) -> None:
 
 
 def mark_duplicates(entries: list[EntryRecord]) -> None:
-    """Two inputs with the same submitter/system: flag both (one team handed in twice, or a name clash)."""
-    owners: dict[tuple, list[EntryRecord]] = {}
-    names: dict[tuple, str] = {}
+    """Two inputs with results of one submitter, whatever their systems: flag both (one team handed in twice,
+    or a name clash). Each flag names the entry's own submitter/system and the other inputs."""
+    owners: dict[str, list[tuple[EntryRecord, str]]] = {}
     for entry in entries:
+        held: dict[str, str] = {}
         for submitter, system in sorted({(r.submitter, r.system) for r in entry.results}):
-            key = (_norm(submitter), _norm(system))
-            owners.setdefault(key, []).append(entry)
-            names.setdefault(key, f"{submitter}/{system}")
-    for key, group in owners.items():
+            held.setdefault(_norm(submitter), f"{submitter}/{system}")
+        for key, name in held.items():
+            owners.setdefault(key, []).append((entry, name))
+    for group in owners.values():
         if len(group) > 1:
-            for entry in group:
-                others = ", ".join(e.input for e in group if e is not entry)
-                entry.flags.append(Flag("entry.duplicate", f"{names[key]} is also in {others}"))
+            for entry, name in group:
+                others = ", ".join(e.input for e, _ in group if e is not entry)
+                entry.flags.append(Flag("entry.duplicate", f"{name} is also in {others}"))
 
 
 def mark_several_places(entries: list[EntryRecord]) -> None:

@@ -143,3 +143,34 @@ def test_one_team_with_two_systems_in_one_category_is_held(sc_handins, sc_copy, 
     assert flag["message"].startswith("Gamma has 2 systems in ") and f"(box2, {system.stem})" in flag["message"]
     gamma = [r["status"] for c in doc["categories"] for r in c["overall"] if r["team"] == "Gamma"]
     assert gamma == ["disqualified", "disqualified"]
+
+
+def _handin(sc_logs, work, dest, team, **spec):
+    artifacts = teamgen.make_team(work, sc_logs, teamgen.TeamSpec(team, **spec))
+    shutil.copytree(artifacts["tarball"].parent, dest)
+
+
+def test_a_case_variant_of_a_teams_name_is_impersonation_not_a_duplicate_of_the_owner(sc_logs, sc_copy, tmp_path):
+    """Filed under Zeta/, a tarball whose folder is open/alpha/ got the real Alpha disqualified as a duplicate:
+    impersonation compared names exactly, duplicates case-blind. Both are case-blind now."""
+    handins = sc_copy(["Alpha", "Beta"])
+    _handin(sc_logs, tmp_path / "work", handins / "Zeta", "alpha", results={"bert-99": 4})
+    entries = _by_folder(_score(handins, tmp_path / "out"))
+    assert entries["Zeta"]["error"]["rule"] == "entry.impersonation"
+    assert "open/alpha/" in entries["Zeta"]["error"]["message"] and "Alpha's" in entries["Zeta"]["error"]["message"]
+    assert entries["Alpha"]["error"] is None
+    assert not [f for f in entries["Alpha"]["flags"] if f["rule"].startswith("entry.")]
+
+
+def test_one_team_under_two_system_names_in_two_hand_ins_is_flagged_in_both(sc_logs, sc_copy, tmp_path):
+    """Two hand-ins of Alpha naming systems `cluster` and `cluster2` took first and third place, unflagged."""
+    handins = sc_copy(["Beta"])
+    _handin(sc_logs, tmp_path / "w1", handins / "Alpha" / "first", "Alpha", system="cluster")
+    _handin(sc_logs, tmp_path / "w2", handins / "Alpha" / "second", "Alpha", system="cluster2", results={"bert-99": 3})
+    doc = _score(handins, tmp_path / "out")
+    flags = {e["input"]: {f["rule"]: f["message"] for f in e["flags"]} for e in doc["entries"]}
+    first, second = (f"handins/Alpha/{w}/{TARBALL}" for w in ("first", "second"))
+    assert flags[first]["entry.duplicate"] == f"Alpha/cluster is also in {second}"
+    assert flags[second]["entry.duplicate"] == f"Alpha/cluster2 is also in {first}"
+    ranked = [r["team"] for c in doc["categories"] for r in c["overall"] if r["status"] == "ranked"]
+    assert "Alpha" not in ranked and "Beta" in ranked

@@ -215,7 +215,7 @@ def test_a_companion_that_is_a_symbolic_link_is_flagged_and_never_read(sc_copy, 
     assert "root:x" not in "".join(p.read_text() for p in out.iterdir() if p.is_file())
 
 
-def test_a_team_name_that_differs_only_in_case_is_the_same_team(sc_handins, sc_copy, tmp_path):
+def test_a_team_name_that_differs_only_in_case_is_the_same_team_so_its_impersonator_is_refused(sc_handins, sc_copy, tmp_path):
     import shutil
 
     import teamgen
@@ -231,11 +231,13 @@ def test_a_team_name_that_differs_only_in_case_is_the_same_team(sc_handins, sc_c
     result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--jobs", "1"])
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "leaderboard.json").read_text())
-    rules = {e["input"].split("/")[1]: {f["rule"] for f in e["flags"]} for e in doc["entries"]}
-    assert "entry.duplicate" in rules["Beta"] and "entry.duplicate" in rules["upload-9"]
-    assert "entry.duplicate" not in rules["Gamma"]
+    entries = {e["input"].split("/")[1]: e for e in doc["entries"]}
+    # the same team as Beta, filed where nothing names Beta: refused as Beta's impersonator, Beta left alone
+    # (flagging both as duplicates let anyone get Beta disqualified by handing in as "beta")
+    assert entries["upload-9"]["error"]["rule"] == "entry.impersonation"
+    assert not [f for f in entries["Beta"]["flags"] if f["rule"].startswith("entry.")]
     overall = {r["team"]: r for c in doc["categories"] for r in c["overall"]}
-    assert overall["Beta"]["status"] == overall["beta"]["status"] == "disqualified"
+    assert overall["Beta"]["status"] == "ranked" and "beta" not in overall
     assert overall["Gamma"]["status"] == "ranked"
 
 
