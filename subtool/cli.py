@@ -365,10 +365,14 @@ def score(
             highlight=False,
             soft_wrap=True,
         )
+    for skip in result.leaderboard["skipped"]:
+        said = f"[yellow]skipped[/] {escape(skip['path'])}: {escape(skip['why'])}"
+        console.print(said, highlight=False, soft_wrap=True)
     console.print(
         escape(
             f"score: {counted(c['inputs'], 'input')}, {c['scored']} scored, {c['errors']} refused, {c['ranked']} "
-            f"ranked, {c['flagged']} flagged in {result.seconds:.1f} s ({result.jobs} workers) → "
+            f"ranked, {c['flagged']} flagged, {c['skipped']} skipped in {result.seconds:.1f} s ({result.jobs} "
+            "workers) → "
             f"{result.out}"
         ),
         highlight=False,

@@ -28,7 +28,7 @@ from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_write_text
 from subtool.scoring.entry import EntryRecord, remove_scratch, score_input, scratch_folders
-from subtool.scoring.inputs import InputJob, discover
+from subtool.scoring.inputs import InputJob, Skipped, discover
 from subtool.scoring.rules import Rules, load_rules
 
 # Lone surrogates (UTF-8 cannot hold them) and control characters but tab and newline (a terminal would run
@@ -73,6 +73,7 @@ class ScoreResult:
                 for c in self.leaderboard.get("categories", [])
             ],
             "disqualified": self.leaderboard.get("disqualified", []),
+            "skipped": self.leaderboard.get("skipped", []),
         }
 
 
@@ -226,7 +227,7 @@ def _score_all(jobs: list[InputJob], rules: Rules, scratch: str, workers: int, c
 
 
 # ------------------------------------------------------------------------------------------------ outputs
-def leaderboard_document(entries: list[EntryRecord], rules: Rules) -> dict:
+def leaderboard_document(entries: list[EntryRecord], rules: Rules, skipped: list[Skipped] = ()) -> dict:
     from subtool.scoring.ranking import build_leaderboard
 
     board = build_leaderboard(entries, rules)
@@ -245,7 +246,9 @@ def leaderboard_document(entries: list[EntryRecord], rules: Rules) -> dict:
             "disqualified": len(out_of_ranking),
             "flagged": sum(1 for e in entries if e.flags),
             "retried": sum(1 for e in entries if e.retried),
+            "skipped": len(skipped),
         },
+        "skipped": [{"path": s.path, "why": s.why} for s in skipped],
         "categories": board["categories"],
         "disqualified": board["disqualified"],
         "entries": [e.to_dict() for e in entries],
@@ -305,7 +308,7 @@ def score(opts: ScoreOptions, console=None) -> ScoreResult:
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise SubtoolError("--out exists and is not a folder", path=out, rule="score.out")
-    jobs = discover([Path(p) for p in opts.inputs], out_dir=out)
+    jobs, skipped = discover([Path(p) for p in opts.inputs], out_dir=out)
     workers = _workers(opts.jobs, len(jobs))
     out.mkdir(parents=True, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".score-scratch-", dir=out)
@@ -314,7 +317,7 @@ def score(opts: ScoreOptions, console=None) -> ScoreResult:
         entries = _score_all(jobs, rules, scratch, workers, console)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    doc = writable(leaderboard_document(entries, rules))  # the --json outcome prints it too
+    doc = writable(leaderboard_document(entries, rules, skipped))  # the --json outcome prints it too
     files = write_outputs(doc, out, entries, opts.metrics)
     return ScoreResult(
         out=out, files=files, counts=doc["counts"], seconds=time.perf_counter() - start, jobs=workers, leaderboard=doc

@@ -1,9 +1,10 @@
 """Checks across entries: who handed in whose results.
 
 - Impersonation: several inputs hold results under one submitter's folder (compared case- and punctuation-blind,
-  so `alpha/` is Alpha's), and the place the organisers filed some of them in names that submitter (the folders above a tarball, or a tree's own folder) while the others'
-  does not: the others are refused (`entry.impersonation`) and the owner is left alone. A tarball's own name is
-  not evidence: the team chose it, and a copy named after its victim would otherwise get the victim refused.
+  so `alpha/` is Alpha's), and the place the organisers filed some of them in names that submitter (the folders
+  above a tarball, or a tree's own folder) while the others' does not: the others are refused
+  (`entry.impersonation`) and the owner is left alone. A tarball's own name is not evidence: the team chose it,
+  and a copy named after its victim would otherwise get the victim refused.
 - Duplicates: otherwise, two inputs with results of the same submitter (compared case- and punctuation-blind),
   whatever systems they name, are both flagged (`entry.duplicate`): one team handed in twice (under a second
   system name it would take a second place), or two teams chose the same name, and nothing says which. The

@@ -215,7 +215,7 @@ def test_a_companion_that_is_a_symbolic_link_is_flagged_and_never_read(sc_copy, 
     assert "root:x" not in "".join(p.read_text() for p in out.iterdir() if p.is_file())
 
 
-def test_a_team_name_that_differs_only_in_case_is_the_same_team_so_its_impersonator_is_refused(sc_handins, sc_copy, tmp_path):
+def test_a_name_differing_only_in_case_is_the_same_team_so_its_impersonator_is_refused(sc_handins, sc_copy, tmp_path):
     import shutil
 
     import teamgen

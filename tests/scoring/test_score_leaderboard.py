@@ -80,6 +80,7 @@ def test_teams_land_in_their_hardware_categories(board):
         "disqualified": 3,
         "flagged": 0,
         "retried": 0,
+        "skipped": 0,
     }
 
 

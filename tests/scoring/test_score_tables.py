@@ -76,6 +76,7 @@ def test_counts_name_each_disqualified_hand_in_once(doc):
         "disqualified": 2,
         "flagged": 1,
         "retried": 0,
+        "skipped": 0,
     }
 
 
