@@ -168,6 +168,7 @@ finite_scalars = (
 
 def _line(key: str, value: object) -> bytes:
     entry = {"key": key, "value": value, "time_ms": 1.5, "namespace": "mlperf::logging", "event_type": "POINT_IN_TIME"}
+    entry["metadata"] = {"is_error": False, "is_warning": False, "file": "loadgen.cc", "line_no": 1, "pid": 1, "tid": 1}
     return MARKER + json.dumps(entry).encode()
 
 

@@ -284,3 +284,35 @@ def test_a_detail_log_over_the_limit_is_a_problem_and_is_not_read_whole(tmp_path
     assert not log.readable and log.problems[0] == f"is larger than {path.stat().st_size - 1} bytes" and not log.raw
     monkeypatch.setattr(logs, "DETAIL_LIMIT_BYTES", path.stat().st_size)
     assert read_loadgen_log(path)["result_validity"] == "VALID"
+
+
+# ----------------------------------------------------------------------- every line as the official reader takes it
+def test_a_damaged_line_anywhere_is_a_problem_not_only_the_last(tmp_path):
+    """The official reader stops on any ':::MLLOG' line that is not a JSON object with a key; only the last line
+    and the kept keys' lines were looked at, so a damaged line 2 of a key no rule reads passed."""
+    for damaged in (b':::MLLOG {"key": "foo", "value": 1', b":::MLLOG {bad}", b':::MLLOG {"value": 1}', b":::MLLOG"):
+        log = read_loadgen_log(_detail(tmp_path, damaged, _entry("result_validity", '"VALID"')))
+        assert [p for p in log.problems if p.startswith("line 2 ")], (damaged, log.problems)
+
+
+def test_an_entry_without_metadata_is_a_problem_and_any_true_is_error_an_error(tmp_path):
+    bare = b':::MLLOG {"key": "generic_message", "value": "x", "time_ms": 1.5}'
+    log = read_loadgen_log(_detail(tmp_path, bare, _entry("result_validity", '"VALID"')))
+    assert log.problems == ["line 2 (generic_message) has no metadata.is_error, which LoadGen always writes"]
+    one = _entry("error_runtime", '"bad"').replace(b'"is_error": false', b'"is_error": 1')
+    assert read_loadgen_log(_detail(tmp_path, one)).errors == ["bad"]
+
+
+def test_a_last_line_that_is_not_loadgens_is_passed_over_as_the_official_reader_does(tmp_path):
+    # it was called "cut short"; a last line cut inside the marker still is
+    log = read_loadgen_log(_detail(tmp_path, _entry("result_validity", '"VALID"'), b"hello world"))
+    assert log.problems == [] and log["result_validity"] == "VALID"
+    log = read_loadgen_log(_detail(tmp_path, _entry("result_validity", '"VALID"'), b":::MLL"))
+    assert log.problems and "cut short" in log.problems[0]
+
+
+def test_lines_end_at_cr_and_crlf_as_in_text_mode(tmp_path):
+    path = _detail(tmp_path, _entry("result_validity", '"VALID"'))
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    log = read_loadgen_log(path)
+    assert log.problems == [] and log["result_validity"] == "VALID"
