@@ -26,6 +26,7 @@ from subtool.errors import SubtoolError, os_error
 from subtool.fsutil import sha256_file
 from subtool.mlperf.layout import DIVISIONS, check_name
 from subtool.mlperf.logs import ALL_KEYS, latency_percentiles, read_loadgen_log
+from subtool.output_set import check_replaceable, replace_all
 from subtool.pack.checking import finding_views as _finding_views
 from subtool.pack.checking import portable_report
 from subtool.pack.checking import run_checker as _run_checker
@@ -255,6 +256,8 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
     packed = collect_runs([Path(p) for p in opts.runs], tree_info)  # every run whose results the tree holds
     waive = frozenset(opts.waive)
     names = artifact_names(opts.name)
+    final = {kind: out / fname for kind, fname in names.items()}
+    check_replaceable(final.values())  # something in the way of one: said before the checker's minutes
     say = console.print if console is not None else (lambda *a, **k: None)
 
     # Hash the tree before the checker reads it and compare with what goes into the tarball after: the tarball
@@ -271,8 +274,8 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
     out.mkdir(parents=True, exist_ok=True)
     # the pid in its name tells a later `all` whether its writer is gone (fsutil.remove_leftovers)
     staging = Path(tempfile.mkdtemp(prefix=f".{opts.name}.{os.getpid()}.", suffix=".staging", dir=out))
+    staged = {kind: staging / fname for kind, fname in names.items()}
     try:
-        staged = {kind: staging / fname for kind, fname in names.items()}
         stats = _stage_tarball(tree, out, staged["tarball"], before)
         say(
             f"pack: {len(stats.members)} files ({stats.content_bytes / 1e6:.1f} MB) → {names['tarball']} "
@@ -281,16 +284,32 @@ def pack_tree(opts: PackOptions, console=None) -> PackResult:
         )
         checked = _judge(opts, tree, tree_info, packed, waive, report, stats)
         hashes = _write_artifacts(checked, names, staged)
-        _say_replaced(say, out / names["tarball"], stats.sha256)
-        # Everything is written: now move it into place (manifest last, so it never names missing files).
-        for kind in ("tarball", "summary_csv", "summary_json", "run", "tstamps", "md", "manifest"):
-            os.replace(staged[kind], out / names[kind])
+        _say_replaced(say, final["tarball"], stats.sha256)
+        # Everything is written: now move it into place (manifest last, so it never names missing files), every
+        # destination checked first, so that one in the way leaves the previous set whole.
+        order = ("tarball", "summary_csv", "summary_json", "run", "tstamps", "md", "manifest")
+        replace_all((staged[kind], final[kind]) for kind in order)
+    except (OSError, SubtoolError) as exc:
+        raise _at_destination(exc, staged, final) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
     result = _pack_result(checked, out, names, hashes)
     _say_verdict(say, result, checked.findings)
     return result
+
+
+def _at_destination(exc: Exception, staged: dict[str, Path], final: dict[str, Path]) -> Exception:
+    """An error about a staged artifact names the artifact's destination: the staging folder is gone by the
+    time anyone reads the error."""
+    where = {str(staged[kind]): final[kind] for kind in staged}
+    if isinstance(exc, SubtoolError):
+        if exc.path in where:
+            exc.path = str(where[exc.path])
+        return exc
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) in where:
+        return os_error(exc, path=where[str(exc.filename)])
+    return exc
 
 
 def _say_replaced(say, old_tarball: Path, new_sha256: str) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from subtool import __version__
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_write_text
+from subtool.output_set import check_replaceable
 from subtool.scoring.entry import EntryRecord, remove_scratch, score_input, scratch_folders
 from subtool.scoring.inputs import InputJob, Skipped, discover
 from subtool.scoring.rules import Rules, load_rules
@@ -276,6 +277,8 @@ def write_outputs(doc: dict, out: Path, entries: list[EntryRecord], metrics: Pat
     from subtool.scoring.tables import leaderboard_csv, leaderboard_md
 
     doc = writable(doc)
+    # every destination first: one in the way (a folder named leaderboard.md) leaves the previous set whole
+    check_replaceable(_destinations(out, metrics))
     files = {
         "csv": atomic_write_text(out / "leaderboard.csv", leaderboard_csv(doc)),
         # strict JSON: writable() left no NaN or Infinity, and allow_nan=False makes sure of it
@@ -288,6 +291,10 @@ def write_outputs(doc: dict, out: Path, entries: list[EntryRecord], metrics: Pat
             metrics, render_metrics(writable(metric_rows(entries)), metrics_format(metrics))
         )
     return files
+
+
+def _destinations(out: Path, metrics: Path | None) -> list[Path]:
+    return [out / name for name in OUTPUT_FILES] + ([Path(metrics)] if metrics is not None else [])
 
 
 def _workers(requested: int | None, count: int) -> int:
@@ -308,6 +315,7 @@ def score(opts: ScoreOptions, console=None) -> ScoreResult:
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise SubtoolError("--out exists and is not a folder", path=out, rule="score.out")
+    check_replaceable(_destinations(out, opts.metrics))  # said before the scoring's minutes, and again when writing
     jobs, skipped = discover([Path(p) for p in opts.inputs], out_dir=out)
     workers = _workers(opts.jobs, len(jobs))
     out.mkdir(parents=True, exist_ok=True)

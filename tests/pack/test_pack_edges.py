@@ -155,7 +155,34 @@ def test_a_full_disk_while_the_tarball_is_written_names_it_and_keeps_the_old_art
     result = CliRunner().invoke(app, ["pack", str(tree), "--out", str(out), "--waive", "perf.min_duration"])
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and "[io.enospc]" in said and f"{NAME}.tar.gz" in said, result.output
+    assert f"error: {out / f'{NAME}.tar.gz'}: " in said and ".staging" not in said  # the real place, not staging's
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_folder_where_one_artifact_goes_leaves_every_old_artifact_and_names_that_place(packed_valid, tmp_path):
+    """The tree changed since the last pack, so every artifact would change: none may be replaced while the .md
+    cannot be (the old .sha256 would then describe a new tarball), and the line names the .md's real place."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    tree, out = tmp_path / "tree", tmp_path / "out"
+    shutil.copytree(packed_valid.parent.parent / "tree", tree)
+    shutil.copytree(packed_valid.parent, out)
+    (out / f"{NAME}.md").unlink()
+    (out / f"{NAME}.md").mkdir()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with (tree / "open" / "TeamV" / "documentation" / "README.md").open("a") as fh:
+        fh.write("more\n")
+    result = CliRunner().invoke(app, ["pack", str(tree), "--out", str(out), "--waive", "perf.min_duration"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert f"error: {out / f'{NAME}.md'}: cannot replace: a folder is in the place of this output" in said, said
+    assert "[io.eisdir]" in said and ".staging" not in said
+    assert sorted(p.name for p in out.iterdir()) == sorted([*before, f"{NAME}.md"])  # no staging left behind
 
 
 def test_verify_of_a_folder_says_it_is_a_folder(tmp_path):

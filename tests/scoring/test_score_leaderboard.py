@@ -282,3 +282,29 @@ def test_bad_rules_and_bad_inputs_are_usage_errors(tmp_path):
     )
     assert result.exit_code == 2 and "must end in .json or .csv" in result.output
     assert not (tmp_path / "o").exists()  # nothing written before the work starts
+
+
+def test_a_folder_where_one_leaderboard_goes_leaves_the_previous_set_whole(sc_copy, tmp_path):
+    """leaderboard.md is a folder: neither the scoring nor its write may replace the csv and json first (the
+    set would then mix two scorings), and the line names leaderboard.md."""
+    from subtool.scoring.api import write_outputs
+
+    handins, out = sc_copy(["Gamma"]), tmp_path / "out"
+    _score(str(handins), "--out", str(out), "--jobs", "1")
+    (out / "leaderboard.md").unlink()
+    (out / "leaderboard.md").mkdir()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    sc_copy(["Beta"])  # a second team: every leaderboard would change
+    result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--jobs", "1"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert f"error: {out / 'leaderboard.md'}: cannot replace: a folder is in the place of this output" in said
+    assert "[io.eisdir]" in said
+    # the write itself checks too (the folder may appear while the teams are scored)
+    doc = json.loads(before["leaderboard.json"])
+    doc["title"] = "another scoring"
+    with pytest.raises(OSError) as err:
+        write_outputs(doc, out, [], None)
+    assert err.value.rule == "io.eisdir" and err.value.path == str(out / "leaderboard.md")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
