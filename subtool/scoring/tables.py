@@ -2,7 +2,8 @@
 
 Team names, system names and reasons come from strangers' tarballs: CSV cells that a spreadsheet would run as a
 formula are prefixed with a quote; Markdown cells have HTML escaped like leaderboard.html does, and their pipes,
-link/image/emphasis characters and line breaks made inert.
+link/image/emphasis/strikethrough characters and line breaks made inert, and words a GFM renderer would
+autolink (URLs, www., e-mail addresses) put in code spans.
 """
 
 from __future__ import annotations
@@ -93,15 +94,31 @@ def leaderboard_csv(doc: dict) -> str:
     return buf.getvalue()
 
 
-_MD_PUNCTUATION = re.compile(r"([\\`\[\]|])")
+_MD_PUNCTUATION = re.compile(r"([\\`\[\]|*_~])")
+# what a GFM renderer turns into a link by itself (extended autolinks: URLs, www., e-mail addresses)
+_URL_LIKE = re.compile(r"(?i)(?:https?:|ftp:|mailto:|xmpp:|www\.)|[\w.+-]@[\w-]+\.")
+_BACKTICKS = re.compile(r"`+")
+
+
+def _code_span(token: str) -> str:
+    """`token` as a code span, where nothing links: HTML still escaped (the raw .md is read too), `|` escaped
+    (GFM splits table cells before it reads code spans), fenced by more backticks than it holds."""
+    inner = html.escape(token, quote=False).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(inner)), default=0) + 1)
+    pad = " " if inner.startswith("`") or inner.endswith("`") else ""
+    return f"{fence}{pad}{inner}{pad}{fence}"
 
 
 def md_cell(value: object) -> str:
     """Team-controlled text as inert Markdown: HTML escaped (a renderer would run <img onerror=…>), the characters
-    that open links, images and code spans backslash-escaped, pipes escaped, line breaks flattened."""
+    that open links, images, code spans and emphasis backslash-escaped, pipes escaped, line breaks flattened, and
+    each word a renderer would autolink (https://…, www.…, a@b.c) put in a code span."""
     text = "" if value is None else str(value)
     text = " ".join(text.replace("\r", "\n").split("\n"))
-    return _MD_PUNCTUATION.sub(r"\\\1", html.escape(text, quote=False))
+    return "".join(
+        _code_span(word) if _URL_LIKE.search(word) else _MD_PUNCTUATION.sub(r"\\\1", html.escape(word, quote=False))
+        for word in re.split(r"(\s+)", text)
+    )
 
 
 def _table(headers: list[str], rows: list[list[object]]) -> str:

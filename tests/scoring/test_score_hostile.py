@@ -110,7 +110,7 @@ def test_score_refuses_every_hostile_tarball_and_ranks_the_good_teams(sc_copy, t
     assert ranked == {"AMD GPUs": ["Beta"], "CPUs": ["Gamma"]}
     reasons = {d["input"].split("/")[1]: d["reason"] for d in doc["disqualified"]}
     assert reasons["hostile-traversal"].startswith("extract.path_traversal: refused: member ")
-    assert "hostile-symlink_outside" in (out / "leaderboard.md").read_text()
+    assert "hostile-symlink\\_outside" in (out / "leaderboard.md").read_text()  # _ escaped in Markdown
     # one line per refused team on the terminal too, and the --json outcome on stdout
     assert "extract.absolute_path: refused: member" in result.stderr
     assert json.loads(result.stdout)["counts"]["errors"] == len(CASES)
