@@ -16,7 +16,14 @@ from pathlib import Path
 
 from subtool.scoring.extract import ExtractStats, Refused, check_tree_files, extract_tarball, file_hashes
 from subtool.scoring.inputs import COMPANIONS, REQUIRED_COMPANIONS, InputJob, is_tree
-from subtool.scoring.integrity import Flag, check_manifest, check_summary, check_tstamps, sha256_of
+from subtool.scoring.integrity import (
+    Flag,
+    check_accelerators,
+    check_manifest,
+    check_summary,
+    check_tstamps,
+    sha256_of,
+)
 from subtool.scoring.rules import Rules
 
 # With require_accuracy these fail a result's accuracy even where the open division only notes them.
@@ -293,6 +300,7 @@ def _score(job: InputJob, rules: Rules, scratch: Path, entry: EntryRecord) -> No
     entry.results, entry.tree_errors = _results(report, rules)
     entry.log_hashes = _performance_logs(root)
     entry.systems, windows = _systems(root, rules)
+    entry.flags += check_accelerators(entry.systems)
 
     if "summary_json" in job.companions:
         entry.flags += check_summary(

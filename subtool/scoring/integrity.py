@@ -5,6 +5,8 @@
   checker accepts must have its row; subtool's recorded tarball hash must be the tarball's.
 - `<name>.tstamps` (`date -u` before and after each run): LoadGen's own run times (power_begin/power_end in the
   detail logs, UTC) must fall inside one of the pairs.
+- the system descriptions: a count of 0 accelerators with an accelerator named, or a positive count with none
+  named (empty, N/A, none), says nothing about which hardware category the system belongs in.
 - `<name>.sha256` (subtool's manifest, when present): the tarball, every member and the companions must have
   the hashes recorded at pack time.
 A mismatch is a Flag; the rules decide which flags disqualify.
@@ -42,6 +44,7 @@ FLAG_IDS = {
     "entry.several_teams": "one input holds results under several submitters",
     "entry.several_systems": "one input holds one team's several systems in one hardware category",
     "entry.copied_logs": "two inputs hold the same LoadGen performance log (byte for byte), whatever their names",
+    "system.accelerators_contradict": "a system description's accelerator count and name contradict each other",
 }
 _REL_TOL = 1e-4
 _NUMBER_PAIR = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\s*[:=]\s*(-?[0-9][0-9.eE+-]*)")
@@ -196,6 +199,37 @@ def _tarball_hash_flags(name: str, block, tarball_sha256: str | None, tarball_na
             )
         ]
     return []
+
+
+# ------------------------------------------------------------------------------------------ accelerators
+_NO_ACCELERATOR = re.compile(r"^\s*(n/?a|none|null|-|cpu( only)?)?\s*$", re.IGNORECASE)
+
+
+def named_accelerator(fields: dict) -> str:
+    """The accelerator_model_name when it names an accelerator; "" when it is empty, N/A, none or CPU."""
+    name = str(fields.get("accelerator_model_name", ""))
+    return "" if _NO_ACCELERATOR.match(name) else name.strip()
+
+
+def check_accelerators(systems: list) -> list[Flag]:
+    """`systems` are SystemRecords: one flag per system whose accelerators_per_node (a whole number) and
+    accelerator_model_name contradict each other (0 of a named one, or some of an unnamed one)."""
+    flags = []
+    for s in systems:
+        count = str(s.fields.get("accelerators_per_node", "")).strip()
+        if not count.isdigit():
+            continue
+        name, said = named_accelerator(s.fields), s.fields.get("accelerator_model_name", "")
+        if (int(count) == 0) == (not name):
+            continue
+        flags.append(
+            Flag(
+                "system.accelerators_contradict",
+                f"{s.submitter}/{s.system} says accelerators_per_node {count} and accelerator_model_name "
+                f"{said!r}: a named accelerator needs a count, a count needs a name (its hardware category is unknown)",
+            )
+        )
+    return flags
 
 
 # ------------------------------------------------------------------------------------------------ tstamps

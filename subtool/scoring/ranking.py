@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from subtool.scoring.crosscheck import cross_check
 from subtool.scoring.entry import EntryRecord, ResultRecord, SystemRecord
+from subtool.scoring.integrity import named_accelerator
 from subtool.scoring.rules import UNKNOWN_CATEGORY, Rules, Task
 
 
@@ -40,13 +41,15 @@ class Competitor:
 
 
 def _accelerator(fields: dict) -> str:
+    """What the board shows: the accelerators; a named one even where the count says 0 (that contradiction is
+    flagged, system.accelerators_contradict); the CPU where no accelerator is named or counted."""
     name = fields.get("accelerator_model_name", "")
-    count = fields.get("accelerators_per_node", "")
+    count = str(fields.get("accelerators_per_node", "")).strip()
     nodes = fields.get("number_of_nodes", "")
-    if not name or str(count).strip() in ("", "0"):
+    if not named_accelerator(fields) and (not name or count in ("", "0")):
         cpu = fields.get("host_processor_model_name", "")
         return f"CPU: {cpu}" if cpu else ""
-    per = f"{count} × {name}" if count else name
+    per = f"{count} × {name}" if count not in ("", "0") else name
     return f"{nodes} nodes × {per}" if str(nodes).strip() not in ("", "1") else per
 
 

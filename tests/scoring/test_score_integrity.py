@@ -79,7 +79,8 @@ def test_mismatches_are_flagged_and_the_rules_decide_which_disqualify(sc_copy, t
     rules = tmp_path / "rules.toml"
     rules.write_text(
         default_rules_text().replace(
-            'disqualify = ["entry.duplicate", "entry.several_teams", "entry.several_systems"]',
+            'disqualify = ["entry.duplicate", "entry.several_teams", "entry.several_systems", '
+            '"system.accelerators_contradict"]',
             'disqualify = ["summary.result_mismatch"]',
         )
     )
@@ -380,3 +381,31 @@ def test_a_summary_that_gives_one_row_twice_is_unreadable(sc_copy, tmp_path):
         "summary.unreadable",
         f"{NAME}_summary.json repeats the key '0' in one object (which value was meant?)",
     ) in flags
+
+
+def test_accelerator_count_and_name_that_contradict_are_flagged_held_and_shown_as_named(sc_logs, sc_copy, tmp_path):
+    """An H100 system that says accelerators_per_node 0 would rank among the CPUs, shown by its CPU; 4 × N/A
+    would too. Each is flagged and held by the default rules; an honest CPU system (0 × N/A) is not."""
+    import teamgen
+
+    handins = sc_copy(["Gamma"])
+    for team, run, fields in (
+        ("Gpu0", 0, {"accelerators_per_node": "0"}),
+        ("Na4", 1, {"accelerator_model_name": "N/A", "accelerators_per_node": "4"}),
+    ):
+        spec = teamgen.TeamSpec(team, overrides=fields, results={"bert-99": run})
+        handin = teamgen.make_team(tmp_path / "work", sc_logs, spec)["tarball"].parent
+        handin.rename(handins / team)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["score", str(handins), "--out", str(out), "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "leaderboard.json").read_text())
+    rows = {r["team"]: r for c in doc["categories"] for r in c["overall"]}
+    assert rows["Gamma"]["status"] == "ranked" and rows["Gamma"]["flags"] == []
+    assert rows["Gamma"]["accelerator"] == "CPU: Intel Xeon Platinum 8480+"
+    for team, said in (("Gpu0", "0 and accelerator_model_name 'NVIDIA H100-SXM-80GB'"), ("Na4", "4 and ")):
+        assert rows[team]["status"] == "disqualified" and rows[team]["flags"] == ["system.accelerators_contradict"]
+        reason = rows[team]["reason"]
+        assert f"system.accelerators_contradict: {team}/cluster says accelerators_per_node {said}" in reason
+    assert rows["Gpu0"]["accelerator"] == "NVIDIA H100-SXM-80GB"  # the accelerator it names, not its CPU
+    assert "system.accelerators\\_contradict" in (out / "leaderboard.md").read_text()  # _ escaped in Markdown

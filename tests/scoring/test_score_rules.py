@@ -73,7 +73,8 @@ def test_a_description_without_accelerator_fields_is_uncategorised():
         ),
         (
             (
-                'disqualify = ["entry.duplicate", "entry.several_teams", "entry.several_systems"]',
+                'disqualify = ["entry.duplicate", "entry.several_teams", "entry.several_systems", '
+                '"system.accelerators_contradict"]',
                 'disqualify = ["summary.lies"]',
             ),
             "integrity.disqualify: unknown flag summary.lies",
