@@ -13,8 +13,9 @@
   is flagged (`entry.several_teams`: a second team nobody filed would otherwise be ranked), and so is one whose
   team has several systems in one hardware category (`entry.several_systems`: each would take a place there).
   The default rules disqualify on both.
-- Copies: LoadGen stamps every run with its own times and seeds, so two inputs holding the same performance log
-  byte for byte hold one run twice, whatever names they put on it: both are flagged (`entry.copied_logs`).
+- Copies: LoadGen stamps every run with its own times and latencies, so two inputs holding the same performance
+  log, byte for byte or by those stamps (a line added or repeated changes the bytes, not the stamps the checker
+  reads), hold one run twice, whatever names they put on it: both are flagged (`entry.copied_logs`).
 """
 
 from __future__ import annotations
@@ -128,33 +129,46 @@ def _several_systems(entry: EntryRecord, held: list[tuple[str, str]], teams: dic
 
 
 def mark_copies(entries: list[EntryRecord]) -> None:
-    """One flag per entry that shares a performance log with other inputs, naming them (a few, then a count)."""
-    holders: dict[str, list[EntryRecord]] = {}
+    """One flag per entry that shares a performance log with other inputs, byte for byte or by LoadGen's own
+    stamps of the run (run_stamp: a copy with a line added still has them), naming them (a few, then a count)."""
+    holders: dict[tuple[str, str], list[EntryRecord]] = {}
     for entry in entries:
         if not entry.error:
-            for digest in entry.log_hashes:
-                holders.setdefault(digest, []).append(entry)
+            for key in _copy_keys(entry):
+                holders.setdefault(key, []).append(entry)
     for entry in entries:
         if entry.error:
             continue
-        shared = [
-            (path, [o for o in holders[d] if o is not entry])
-            for d, path in sorted(entry.log_hashes.items(), key=lambda kv: kv[1])
-        ]
-        shared = [(path, others) for path, others in shared if others]
-        if not shared:
-            continue
-        others = sorted({o.input for _, group in shared for o in group})
-        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
-        logs = f" (and {len(shared) - 1} more log(s))" if len(shared) > 1 else ""
-        entry.flags.append(
-            Flag(
-                "entry.copied_logs",
-                f"{shared[0][0]}{logs} is byte for byte in "
-                f"{', '.join(others[:3])}{more} too: one LoadGen run handed "
-                "in twice",
-            )
-        )
+        shared: dict[str, tuple[str, list[EntryRecord]]] = {}  # path → (how, the others holding it)
+        for key, path in sorted(_copy_keys(entry).items(), key=lambda kv: (kv[1], kv[0])):
+            others = [o for o in holders[key] if o is not entry]
+            if others and path not in shared:  # "bytes" sorts first: a byte copy is said as one
+                shared[path] = (key[0], others)
+        if shared:
+            entry.flags.append(_copy_flag(shared))
+
+
+def _copy_keys(entry: EntryRecord) -> dict[tuple[str, str], str]:
+    return {
+        **{("bytes", digest): path for digest, path in entry.log_hashes.items()},
+        **{("stamps", stamp): path for stamp, path in entry.run_stamps.items()},
+    }
+
+
+def _copy_flag(shared: dict[str, tuple[str, list[EntryRecord]]]) -> Flag:
+    path, (how, _) = next(iter(shared.items()))
+    others = sorted({o.input for _, group in shared.values() for o in group})
+    more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+    logs = f" (and {len(shared) - 1} more log(s))" if len(shared) > 1 else ""
+    where = (
+        "is byte for byte in"
+        if how == "bytes"
+        else "holds the same LoadGen run (its start and end times and its latencies to the nanosecond) as"
+    )
+    return Flag(
+        "entry.copied_logs",
+        f"{path}{logs} {where} {', '.join(others[:3])}{more} too: one LoadGen run handed in twice",
+    )
 
 
 def cross_check(entries: list[EntryRecord]) -> None:

@@ -5,6 +5,7 @@ one bad tarball never stops the others. The scratch folder is removed before ret
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -32,6 +33,8 @@ _COMPLIANCE_PATH = re.compile(r"/TEST\d\d(/|$)")
 _FIELD_CAP = 200
 NON_FINITE = "score.non_finite"
 _MAX_REASONS = 4
+_STAMP_TIMES = ("test_datetime", "power_begin", "power_end")
+_LATENCY_NS = re.compile(r"^result_.*_ns$")
 
 
 @dataclass
@@ -84,6 +87,7 @@ class EntryRecord:
     flags: list[Flag] = field(default_factory=list)
     tree_errors: list[str] = field(default_factory=list)
     log_hashes: dict[str, str] = field(default_factory=dict)  # sha256 → path of each performance detail log
+    run_stamps: dict[str, str] = field(default_factory=dict)  # LoadGen's per-run stamps (run_stamp) → that path
     retried: bool = False  # its first worker died (with others' inputs): scored again, alone
 
     @property
@@ -244,17 +248,39 @@ def _systems(root: Path, rules: Rules) -> tuple[list[SystemRecord], list[tuple[s
     return systems, windows
 
 
-def _performance_logs(root: Path) -> dict[str, str]:
-    """sha256 → path of every performance detail log: LoadGen stamps each run with its own times and seeds, so
-    two hand-ins that share one hold a copy of someone's run."""
-    found = {}
+def _performance_logs(root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """sha256 → path, and run_stamp → path, of every performance detail log: LoadGen stamps each run with its
+    own times and latencies, so two hand-ins that share one hold a copy of someone's run."""
+    found, stamps = {}, {}
     for current, dirs, files in os.walk(root):
         dirs.sort()
         here = Path(current)
         if "mlperf_log_detail.txt" in files and "performance" in here.relative_to(root).parts:
             path = here / "mlperf_log_detail.txt"
-            found.setdefault(sha256_of(path), path.relative_to(root).as_posix())
-    return found
+            rel = path.relative_to(root).as_posix()
+            found.setdefault(sha256_of(path), rel)
+            if stamp := run_stamp(path):
+                stamps.setdefault(stamp, rel)
+    return found, stamps
+
+
+def run_stamp(path: Path) -> str | None:
+    """What tells one LoadGen run from every other, as LoadGen logged it (the first value of each key, as the
+    checker reads them): when it started and ended (test_datetime, power_begin, power_end, to the millisecond)
+    and its latencies to the nanosecond. A copy that adds, repeats or reorders lines keeps them; None for a log
+    without both kinds of values."""
+    from subtool.mlperf.logs import ALL_KEYS, read_loadgen_log
+
+    values = read_loadgen_log(path, ALL_KEYS).decode_all()
+    times = [str(values.get(k)) for k in _STAMP_TIMES if values.get(k) is not None]
+    latencies = sorted(
+        f"{k}={v if isinstance(v, int) or not v.is_integer() else int(v)}"  # 208738990.0 is 208738990
+        for k, v in values.items()
+        if _LATENCY_NS.match(k) and isinstance(v, (int, float)) and not isinstance(v, bool)
+    )
+    if not times or not latencies:
+        return None
+    return hashlib.sha256("\n".join([*times, *latencies]).encode("utf-8", "replace")).hexdigest()
 
 
 def _check(root: Path, rules: Rules):
@@ -298,7 +324,7 @@ def _score(job: InputJob, rules: Rules, scratch: Path, entry: EntryRecord) -> No
 
     report = _check(root, rules)
     entry.results, entry.tree_errors = _results(report, rules)
-    entry.log_hashes = _performance_logs(root)
+    entry.log_hashes, entry.run_stamps = _performance_logs(root)
     entry.systems, windows = _systems(root, rules)
     entry.flags += check_accelerators(entry.systems)
 

@@ -43,7 +43,7 @@ FLAG_IDS = {
     "entry.duplicate": "two inputs hold the same submitter and system",
     "entry.several_teams": "one input holds results under several submitters",
     "entry.several_systems": "one input holds one team's several systems in one hardware category",
-    "entry.copied_logs": "two inputs hold the same LoadGen performance log (byte for byte), whatever their names",
+    "entry.copied_logs": "two inputs hold the same LoadGen performance log (byte for byte, or the same run's stamps)",
     "system.accelerators_contradict": "a system description's accelerator count and name contradict each other",
 }
 _REL_TOL = 1e-4

@@ -71,6 +71,29 @@ def test_the_same_logs_under_another_name_flag_both_teams(sc_handins, sc_copy, t
     assert "entry.copied\\_logs" in md  # _ escaped in Markdown
 
 
+def test_a_copied_log_with_a_line_repeated_is_still_the_same_run(sc_handins, sc_copy, tmp_path):
+    """One repeated line changes every byte hash but none of LoadGen's stamps of the run (the first value of each
+    key counts): the start and end times and the latencies to the nanosecond still say whose run it is."""
+    handins = sc_copy(["Alpha", "Gamma", "Beta"])
+    tree = tmp_path / "kappa-tree"
+    shutil.copytree(sc_handins["_trees"] / "Gamma" / "tree", tree)
+    (tree / "open" / "Gamma").rename(tree / "open" / "Kappa")
+    system = tree / "open" / "Kappa" / "systems" / "cluster.json"
+    system.write_text(system.read_text().replace('"Gamma', '"Kappa'))
+    log = next((tree / "open" / "Kappa" / "results").rglob("performance/run_1/mlperf_log_detail.txt"))
+    lines = log.read_text().splitlines(keepends=True)
+    again = next(line for line in lines if '"key": "generic_message"' in line)
+    log.write_text("".join([*lines, again]))
+    teamgen.pack_team(tree, handins / "Kappa")
+    entries = _by_folder(_score(handins, tmp_path / "out"))
+    for team, other in (("Gamma", "Kappa"), ("Kappa", "Gamma")):
+        copied = [f for f in entries[team]["flags"] if f["rule"] == "entry.copied_logs"]
+        assert len(copied) == 1 and f"handins/{other}/{TARBALL}" in copied[0]["message"], entries[team]["flags"]
+        assert "mlperf_log_detail.txt holds the same LoadGen run" in copied[0]["message"]
+    for team in ("Alpha", "Beta"):
+        assert not [f for f in entries[team]["flags"] if f["rule"].startswith("entry.")]
+
+
 def test_a_copy_named_after_its_victim_does_not_get_the_victim_refused(sc_copy, tmp_path):
     # the organisers file hand-ins by number; team07 hands in Alpha's tarball and companions named Alpha.*
     handins = sc_copy(["Alpha", "Gamma"])
