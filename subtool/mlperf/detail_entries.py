@@ -1,7 +1,11 @@
 """The shape of a detail-log entry's line beyond its key and value: LoadGen writes each as one JSON object naming
 each field once, in one order. logs.py's pattern matches that rest as LoadGen writes it (LOADGEN_TAIL_BODY); a
 kept line that differs is parsed here to say what is wrong with it (a second "value", which json.loads would
-take over the first; garbage), or to accept it as JSON written another way."""
+take over the first; garbage), or to accept it as JSON written another way.
+
+Every other `:::MLLOG` line is read here too, as the official reader reads it (every_entry): it stops on a line
+that is not a JSON object with a key, and its error count fails a result on an entry without metadata.is_error.
+"""
 
 from __future__ import annotations
 
@@ -50,3 +54,62 @@ def _entry_problem(line: bytes, key: str) -> str | None:
 
 
 _ENTRY_DECODER = json.JSONDecoder(object_pairs_hook=unique_pairs)
+
+
+_STRUCTURE = re.compile(r"[,:\]}\s]")
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")  # as Python's text mode splits, which the official reader uses
+_KEY_FIRST = re.compile(rb'\{"key": "([^"\\]*)"')
+
+
+def cut_short(blob: bytes, end: int, marker: bytes) -> bool:
+    """Whether the last line (ending at `end`) is a LoadGen entry cut off: a prefix of the marker, or a marker line
+    whose JSON ends before it is whole (a value damaged inside it is the kept values' or every_entry's to say; a
+    last line without the marker is not LoadGen's and is passed over, as the official reader does)."""
+    start = max(blob.rfind(b"\n", 0, end), blob.rfind(b"\r", 0, end)) + 1
+    if marker.startswith(blob[start:end]):
+        return True  # cut inside the marker (an empty last line was stripped before)
+    bare = marker.rstrip()  # the official reader strips each line: a line of ":::MLLOG" is an entry there
+    if not blob.startswith(bare, start):
+        return False
+    text = blob[start + len(bare) : end].decode("utf-8", "replace")
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        # cut: the parser ran out inside a string or a last, partial token (`fa` of false, `1.` of a number)
+        return exc.msg.startswith("Unterminated string") or not _STRUCTURE.search(text, exc.pos)
+    except (ValueError, RecursionError):
+        return False
+    return False
+
+
+def every_entry(blob: bytes, marker: bytes, kept: dict) -> tuple[list[str], list[str]]:
+    """(problems, LoadGen's errors) of every marker line as the official reader takes it: a JSON object with a
+    hashable `key` and a `metadata.is_error`; any true is_error is an error. Lines of `kept` keys are the kept
+    values' to judge, a cut last line cut_short's, and lines without the marker are passed over."""
+    problems, errors = [], []
+    bare = marker.rstrip()
+    lines = _LINE_BREAK.split(blob)
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=0)
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip()
+        if not line.startswith(bare):
+            continue
+        try:
+            entry = json.loads(line[len(bare) :])
+            key = entry["key"]
+            hash(key)
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            named = _KEY_FIRST.match(line, len(marker))
+            if (named and named.group(1).decode("utf-8", "replace") in kept) or (
+                number == last + 1 and cut_short(line, len(line), marker)
+            ):
+                continue
+            why = "is not valid JSON" if isinstance(exc, ValueError) else "is no LoadGen entry (an object with a key)"
+            problems.append(f"line {number} {why}")
+            continue
+        metadata = entry.get("metadata")
+        if not isinstance(metadata, dict) or "is_error" not in metadata:
+            problems.append(f"line {number} ({str(key)[:60]}) has no metadata.is_error, which LoadGen always writes")
+        elif metadata["is_error"]:
+            errors.append(str(entry.get("value")))
+    return problems, errors

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
 import math
 import os
 import re
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from subtool.mlperf.detail_entries import LOADGEN_TAIL_BODY, odd_entries
+from subtool.mlperf.detail_entries import LOADGEN_TAIL_BODY, cut_short, every_entry, odd_entries
 from subtool.mlperf.json_strict import Missing, NonFinite, NotALog, Problem, Unreadable, parse_json
 
 MARKER = b":::MLLOG "
@@ -282,7 +281,7 @@ def read_loadgen_log(
     end = len(blob)
     while end and blob[end - 1] in b"\r\n \t":  # (rstrip would copy the whole file)
         end -= 1
-    if _cut_short(blob, end):
+    if cut_short(blob, end, MARKER):
         log.problems.append(f"line {_line_of(blob, end)} is cut short (the file looks truncated)")
     segments = []
     pos = 0
@@ -303,7 +302,9 @@ def read_loadgen_log(
         if odd:  # a kept line LoadGen did not write as it writes them: parsed, to say what is wrong with it
             for offset, key, problem in odd_entries(blob, a, b, pattern, len(MARKER)):
                 log.problems.append(f"line {_line_of(blob, offset)} ({key}) {problem}")
-    _entries(blob, log)
+    problems, errors = every_entry(blob, MARKER, log.raw)
+    log.problems += problems
+    log.errors += errors
     return log
 
 
@@ -340,65 +341,6 @@ def _scalar(raw: bytes) -> Any:
     if problem is not None:
         raise ValueError(problem)
     return value
-
-
-def _cut_short(blob: bytes, end: int) -> bool:
-    """Whether the last line (ending at `end`) is a LoadGen entry cut off: a marker line whose JSON ends before
-    it is whole (a value damaged inside it is the kept values' or _entries' to say; a last line without the
-    marker is not LoadGen's and is passed over, as the official reader does)."""
-    start = max(blob.rfind(b"\n", 0, end), blob.rfind(b"\r", 0, end)) + 1
-    if MARKER.startswith(blob[start:end]):
-        return True  # cut inside the marker (an empty last line was stripped before)
-    if not blob.startswith(_BARE_MARKER, start):
-        return False
-    text = blob[start + len(_BARE_MARKER) : end].decode("utf-8", "replace")
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        # cut: the parser ran out inside a string or a last, partial token (`fa` of false, `1.` of a number)
-        return exc.msg.startswith("Unterminated string") or not _STRUCTURE.search(text, exc.pos)
-    except (ValueError, RecursionError):
-        return False
-    return False
-
-
-_BARE_MARKER = MARKER.rstrip()  # the official reader strips each line, so a line of ":::MLLOG" is its entry too
-_STRUCTURE = re.compile(r"[,:\]}\s]")
-_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
-_KEY_FIRST = re.compile(rb'\{"key": "([^"\\]*)"')  # as Python's text mode splits, which the official reader uses
-
-
-def _entries(blob: bytes, log: LoadgenLog) -> None:
-    """Every `:::MLLOG` line as the official reader takes it: a JSON object with a `key`, whose
-    `metadata.is_error` its error count reads (a line it cannot take stops it; a missing metadata fails the
-    result). LoadGen's errors (any true is_error) go to `log.errors`; lines without the marker are not LoadGen's
-    and are passed over, as there."""
-    lines = _LINE_BREAK.split(blob)
-    last = max((i for i, line in enumerate(lines) if line.strip()), default=0)
-    for number, line in enumerate(lines, 1):
-        line = line.rstrip()
-        if not line.startswith(_BARE_MARKER):
-            continue
-        try:
-            entry = json.loads(line[len(_BARE_MARKER) :])
-            key = entry["key"]
-            hash(key)
-        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
-            kept = _KEY_FIRST.match(line, len(MARKER))  # (None on a line of the bare marker)
-            if kept and kept.group(1).decode("utf-8", "replace") in log.raw:
-                continue  # a kept key's line: reading its value says what is wrong with it
-            if number == last + 1 and _cut_short(line, len(line)):
-                continue  # said already: cut short
-            why = "is not valid JSON" if isinstance(exc, ValueError) else "is no LoadGen entry (an object with a key)"
-            log.problems.append(f"line {number} {why}")
-            continue
-        metadata = entry.get("metadata")
-        if not isinstance(metadata, dict) or "is_error" not in metadata:
-            log.problems.append(
-                f"line {number} ({str(key)[:60]}) has no metadata.is_error, which LoadGen always writes"
-            )
-        elif metadata["is_error"]:
-            log.errors.append(str(entry.get("value")))
 
 
 def read_text_lines(path: Path, limit_bytes: int = 8 * 1024 * 1024) -> tuple[list[str] | None, str | None]:
