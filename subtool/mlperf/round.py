@@ -128,9 +128,11 @@ OFFLINE_MIN_SAMPLES_PER_QUERY = {
 }
 
 # How each accuracy metric appears in accuracy.txt (the line the accuracy script prints).
-# The official patterns read digits and dots only; a sign, NaN and Infinity are read too, so that a hand-edited
-# value is reported as below the threshold or as not finite instead of as missing.
-_NUM = r"([-+]?(?:[\d.]+(?:[eE][-+]?\d+)?|[Nn]a[Nn]|[Ii]nf(?:inity)?))"
+# The official patterns read digits and dots only, so do these: 9.0874e1 is 9.0874 there (below bert's F1) and
+# +38.8 no value; reading the exponent or a plus sign gave the opposite verdict. A minus sign, NaN and Infinity
+# are read, so that a hand-edited value is reported as negative, below the threshold or not finite instead of as
+# missing (each fails a closed result, as a missing value does there).
+_NUM = r"(-?(?:[\d.]+|[Nn]a[Nn]|[Ii]nf(?:inity)?))"
 ACCURACY_PATTERNS = {
     "acc": re.compile(r"^(?:\{\"accuracy|accuracy)[\": ]*=?\s*" + _NUM + r".*"),
     "meanAcc": re.compile(r".*'mean-accuracy':\s+'?" + _NUM + r"'?.*"),

@@ -5,6 +5,7 @@ a value far past its limit; these move it onto the limit, or change the one part
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -388,3 +389,57 @@ def test_an_accuracy_txt_past_its_size_bound_is_a_finding_not_read_in_part(tree_
     said = [f for f in report.findings if f.result == OFFLINE and "accuracy.txt" in f.message]
     assert any("larger than 8 MiB" in f.message and f.severity == "error" for f in said), said
     assert not next(r for r in report.results if r.result == OFFLINE).passed
+
+
+@pytest.mark.parametrize(("folder", "fails"), [("OFFLINE", True), ("offline", False), ("OffLine", True)])
+def test_a_scenario_folder_spelled_neither_as_loadgen_nor_lowercase_fails(tree_copy, folder, fails):
+    """The official checker stops on OFFLINE (its units table knows Offline and offline); subtool passed it."""
+    tree = tree_copy("bert_closed_valid")
+    (tree / OFFLINE).rename(tree / OFFLINE.replace("/Offline", f"/{folder}"))
+    report = _check(tree)
+    said = [f for f in report.findings if f.rule == "scenario.spelling"]
+    assert bool(said) == fails and all(f.severity == "error" for f in said)
+    if fails:
+        assert not report.ok and not any(r.passed for r in report.results if r.result.endswith(folder))
+
+
+@pytest.mark.parametrize(
+    ("f1", "passes"),
+    [("9.0874e1", False), ("+90.874", False), ("90.874", True), ("90.874e-3", False), ("-90.874", False)],
+)
+def test_an_f1_is_read_as_the_official_reader_reads_it_digits_and_dots(tree_copy, f1, passes):
+    """9.0874e1 passed subtool (read as 90.874) and fails the official checker, whose F1 pattern wants `}` after
+    digits and dots; so does +90.874."""
+    tree = tree_copy("bert_closed_valid")
+    acc = tree / OFFLINE / "accuracy" / "accuracy.txt"
+    acc.write_text(re.sub(r'"f1": [\d.]+', f'"f1": {f1}', acc.read_text()))
+    assert ("acc.metric_missing" not in _rules_of(_check(tree), OFFLINE)) or not passes
+    assert next(r for r in _check(tree).results if r.result == OFFLINE).passed == passes
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"])
+def test_an_accuracy_txt_with_windows_or_old_mac_line_ends_passes_as_there(tree_copy, newline):
+    """Its hash line kept its \\r, which `$` does not match: 'no hash= line' failed a valid result."""
+    tree = tree_copy("bert_closed_valid")
+    acc = tree / OFFLINE / "accuracy" / "accuracy.txt"
+    acc.write_bytes(acc.read_bytes().replace(b"\n", newline.encode()))
+    assert _rules_of(_check(tree), OFFLINE) == set()
+
+
+def test_only_text_modes_line_ends_split_lines_in_verdict_files(tree_copy):
+    # a form feed joining a passing and a failing F1 is one line there: the first F1 on it decides
+    tree = tree_copy("bert_closed_valid")
+    acc = tree / OFFLINE / "accuracy" / "accuracy.txt"
+    text = acc.read_text()
+    line = text.splitlines()[0]
+    acc.write_text(text.replace(line, line + "\f" + re.sub(r'"f1": [\d.]+', '"f1": 1.0', line), 1))
+    assert _rules_of(_check(tree), OFFLINE) == set()
+
+
+@pytest.mark.parametrize(("rouge1", "passes"), [("4.44312e1", False), ("44.4312e-3", True), ("+44.4312", False)])
+def test_a_rouge_is_read_as_digits_and_dots_as_there(tree_copy, rouge1, passes):
+    """ROUGE's pattern is not anchored after the number: 44.4312e-3 is 44.4312 there (passes), 4.44312e1 is 4.44."""
+    tree = tree_copy("llama2_closed_valid")
+    acc = tree / L2_SERVER / "accuracy" / "accuracy.txt"
+    acc.write_text(re.sub(r"'rouge1': [\d.]+", f"'rouge1': {rouge1}", acc.read_text()))
+    assert next(r for r in _check(tree).results if r.result == L2_SERVER).passed == passes

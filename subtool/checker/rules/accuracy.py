@@ -224,6 +224,8 @@ def _scan_metrics(lines: list[str], bounds, uppers) -> _MetricScan:
                 try:
                     if not float(m.group(1)) <= bound.value:  # (Infinity is above, never NaN-silently below)
                         scan.above[bound.metric] = (m.group(1)[:40], bound.value)
+                    elif float(m.group(1)) < 0:  # below a maximum, and no length: the official reader sees none
+                        scan.unparseable.append(f"{bound.metric}={m.group(1)[:40]} (negative)")
                 except ValueError:
                     scan.unparseable.append(f"{bound.metric}={m.group(1)}")
         if all(scan.seen) and scan.hash_value:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from subtool.checker.findings import Collector
 from subtool.checker.registry import define
-from subtool.mlperf.round import RoundConfig, round_config
+from subtool.mlperf.round import SCENARIO_BY_LOWER, RoundConfig, round_config
 from subtool.mlperf.rounds import VERSIONS
 
 UNKNOWN_MODEL = define(
@@ -34,6 +34,13 @@ MISSING_REQUIRED = define(
     "for either); every result of the benchmark fails.",
     "'does not have all required scenarios', fails every scenario of the benchmark",
 )
+SCENARIO_SPELLING = define(
+    "scenario.spelling",
+    "error",
+    "A scenario folder spelled neither as LoadGen names the scenario (Offline, SingleStream, …) nor in lowercase "
+    "(OFFLINE, Singlestream): the results table has no unit for it.",
+    "crashes with a traceback (KeyError in its units table) on the result's summary row",
+)
 UNKNOWN_SCENARIO = define(
     "scenario.unknown",
     "error",
@@ -53,6 +60,7 @@ def check_benchmark(
     out: Collector,
 ) -> bool:
     """Findings for one model folder; returns False when its results cannot be checked at all."""
+    _spelling(model_rel, scenario_dirs, out)
     rules = cfg.model(mlperf_model)
     if rules is None:
         via = f" (resolved to '{mlperf_model}')" if mlperf_model != folder else ""
@@ -100,3 +108,15 @@ def check_benchmark(
             "remove the folder or fix its name",
         )
     return True
+
+
+def _spelling(model_rel: str, scenario_dirs: list[str], out: Collector) -> None:
+    for folder in scenario_dirs:
+        canonical = SCENARIO_BY_LOWER.get(folder.lower())
+        if canonical is not None and folder not in (canonical, canonical.lower()):
+            out.add(
+                SCENARIO_SPELLING,
+                f"{model_rel}/{folder}",
+                f"scenario folder '{folder}' is spelled neither {canonical} nor {canonical.lower()}",
+                f"rename it {canonical}",
+            )
