@@ -541,11 +541,10 @@ def test_a_detail_entry_that_names_its_value_twice_fails_the_run(tree_copy):
     assert "repeats the name 'value'" in finding.message and not report.ok
 
 
-@pytest.mark.parametrize(
-    ("hw", "sw", "notes"), [(5, None, "5"), ("", ["a"], "['a']"), ("fast", 2.5, "fast. 2.5"), (None, "x", "x")]
-)
+@pytest.mark.parametrize(("hw", "sw", "notes"), [(5, None, "5"), (None, "x", "x")])
 def test_system_notes_that_are_not_text_are_written_as_text(tree_copy, hw, sw, notes):
-    """hw_notes/sw_notes joined as text: a number or a list there crashed check (the official checker's join too)."""
+    """hw_notes/sw_notes joined as text: a number there crashed check. (Where the official checker's join ends in
+    a TypeError, sw_notes given with a note that is no text, it is system.notes_not_text: see the rule edges.)"""
     tree = tree_copy("bert_closed_valid")
     path = tree / "closed/TeamX/systems/box.json"
     fields = json.loads(path.read_text())

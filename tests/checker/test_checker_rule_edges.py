@@ -329,6 +329,27 @@ def test_a_node_or_accelerator_count_must_be_a_whole_number(tree_copy, key):
     report = _check(tree)
     assert "system.field_not_integer" in _tree_rules(report)
     assert not any(r.passed for r in report.results)
+    _edit_system(tree, "closed", **{key: True})  # int(True) is 1 in the summary's product: the official passes it
+    assert "system.field_not_integer" not in _tree_rules(_check(tree))
+
+
+@pytest.mark.parametrize(
+    ("notes", "fails"),
+    [
+        ({"sw_notes": 5}, True),
+        ({"sw_notes": {"a": 1}}, True),
+        ({"hw_notes": 5, "sw_notes": "x"}, True),
+        ({"hw_notes": 5, "sw_notes": ""}, False),  # not joined: the official writes 5 as the notes
+        ({"hw_notes": "a", "sw_notes": "b"}, False),
+    ],
+)
+def test_notes_that_the_summary_cannot_join_as_text_fail(tree_copy, notes, fails):
+    """The official checker ends with a TypeError joining them; subtool passed them, turning them into text."""
+    tree = tree_copy("bert_closed_valid")
+    _edit_system(tree, "closed", **notes)
+    report = _check(tree)
+    assert ("system.notes_not_text" in _tree_rules(report)) == fails
+    assert all(r.passed != fails for r in report.results)
 
 
 # ---------------------------------------------------------------------------------------- files of a result
@@ -443,3 +464,21 @@ def test_a_rouge_is_read_as_digits_and_dots_as_there(tree_copy, rouge1, passes):
     acc = tree / L2_SERVER / "accuracy" / "accuracy.txt"
     acc.write_text(re.sub(r"'rouge1': [\d.]+", f"'rouge1': {rouge1}", acc.read_text()))
     assert next(r for r in _check(tree).results if r.result == L2_SERVER).passed == passes
+
+
+@pytest.mark.parametrize(("text", "passes"), [('"87306.9"', True), ('"fast"', False), ('"NaN"', False)])
+def test_a_result_written_as_json_text_of_a_number_is_read_as_the_official_float_reads_it(tree_copy, text, passes):
+    """result_samples_per_second = "87306.9" passes the official checker (float() of it); subtool called it
+    missing. It is read now, with a warning; text that is no finite number is still no result."""
+    tree = tree_copy("bert_closed_valid")
+    detail = _perf(tree, OFFLINE)
+    value = _log_value(detail, "result_samples_per_second")
+    set_log_value(detail, "result_samples_per_second", "PLACEHOLDER")
+    number = text.replace("87306.9", str(value))
+    detail.write_text(detail.read_text().replace('"PLACEHOLDER"', number))
+    report = _check(tree)
+    verdict = next(r for r in report.results if r.result == OFFLINE)
+    assert verdict.passed == passes, [f.message for f in report.findings if f.result == OFFLINE]
+    if passes:
+        assert verdict.value == pytest.approx(value)
+        assert any(f.rule == "perf.result_as_text" and f.severity == "warning" for f in report.findings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 from subtool.checker.context import ResultContext
@@ -116,6 +117,13 @@ RESULT_MISSING = define(
     "error",
     "The log has no usable value in the scenario's result field.",
     "an exception inside the check, reported as a failed check",
+)
+RESULT_AS_TEXT = define(
+    "perf.result_as_text",
+    "warning",
+    "The scenario's result field holds its number as JSON text (\"87306.9\"), which LoadGen never writes: read as "
+    "the number, as the official checker's float() reads it.",
+    "reads the number and passes",
 )
 RESULT_INVALID = define(
     "perf.result_invalid",
@@ -434,6 +442,7 @@ def _result_value(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str, 
     raw = log[key] if key else None
     if key in log.non_finite:
         return None  # reported as value.not_finite
+    raw = _number_text(ctx, rel, key, raw)
     if not isinstance(raw, (int, float)) or isinstance(raw, bool):
         ctx.out.add(
             RESULT_MISSING,
@@ -451,6 +460,20 @@ def _result_value(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str, 
     if scenario.lower() != folder.lower() and (scenario.lower(), folder.lower()) != ("server", "interactive"):
         ctx.inferred = True
         value = _infer(ctx, log, rel, scenario, folder, value)
+    return value
+
+
+def _number_text(ctx: ResultContext, rel: str, key: str | None, raw: object) -> object:
+    """A result written as JSON text of a finite number, as that number (with a warning); anything else as it is."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return raw
+    if not math.isfinite(value):
+        return raw
+    ctx.out.add(RESULT_AS_TEXT, rel, f"{key} is the text {raw[:40]!r}, not a number", "use the log LoadGen wrote")
     return value
 
 

@@ -40,6 +40,13 @@ FIELD_NOT_INTEGER = define(
     "number_of_nodes or accelerators_per_node is not an integer (the summary multiplies them).",
     "crashes with a traceback while writing summary.csv",
 )
+NOTES_NOT_TEXT = define(
+    "system.notes_not_text",
+    "error",
+    "hw_notes or sw_notes is not text where the summary joins them (sw_notes given, and either of them a number, "
+    "list or object).",
+    "crashes with a traceback (TypeError) while writing summary.csv",
+)
 STATUS = define(
     "system.status_invalid",
     "error",
@@ -162,6 +169,7 @@ def _fields(data: dict, is_network_raw: object, rel: str, out: Collector) -> Non
                 else f'give "{key}" a meaningful value'
             )
             out.add(FIELD_EMPTY, rel, f"field '{key}' is empty ({data[key]!r})", hint)
+    _notes(data, rel, out)
     for key in ("number_of_nodes", "accelerators_per_node"):
         if key in data and data[key] and not _is_int(data[key]):
             out.add(
@@ -170,6 +178,17 @@ def _fields(data: dict, is_network_raw: object, rel: str, out: Collector) -> Non
                 f"field '{key}' is {data[key]!r}, not an integer",
                 f'write "{key}" as a whole number (e.g. "1")',
             )
+
+
+def _notes(data: dict, rel: str, out: Collector) -> None:
+    """The summary joins hw_notes and sw_notes as text when sw_notes is given: a note that is not text there ends
+    the official checker with a TypeError."""
+    if not data.get("sw_notes"):
+        return
+    for key in ("hw_notes", "sw_notes"):
+        value = data.get(key)
+        if value and not isinstance(value, str):
+            out.add(NOTES_NOT_TEXT, rel, f"field '{key}' is {value!r:.60}, not text", f'write "{key}" as a string')
 
 
 def _owner(data: dict, division: str, submitter: str, rel: str, out: Collector) -> None:
@@ -192,8 +211,7 @@ def _owner(data: dict, division: str, submitter: str, rel: str, out: Collector) 
 
 
 def _is_int(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
+    """Whether int() takes it, as the summary's product does (true is 1 there)."""
     try:
         int(value)  # type: ignore[arg-type]
         return True
