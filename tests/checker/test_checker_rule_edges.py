@@ -482,3 +482,13 @@ def test_a_result_written_as_json_text_of_a_number_is_read_as_the_official_float
     if passes:
         assert verdict.value == pytest.approx(value)
         assert any(f.rule == "perf.result_as_text" and f.severity == "warning" for f in report.findings)
+
+
+def test_an_empty_benchmark_folder_is_a_warning_as_the_official_checker_skips_it(tree_copy):
+    # it was scenario.missing_required, an error: exit 1 where the official checker passes the tree
+    tree = tree_copy("bert_closed_valid")
+    (tree / OFFLINE).parent.with_name("bert-99.9").mkdir()
+    report = _check(tree)
+    assert report.ok and {f.rule for f in report.findings if f.path.endswith("bert-99.9")} == {
+        "scenario.empty_benchmark"
+    }

@@ -121,7 +121,7 @@ RESULT_MISSING = define(
 RESULT_AS_TEXT = define(
     "perf.result_as_text",
     "warning",
-    "The scenario's result field holds its number as JSON text (\"87306.9\"), which LoadGen never writes: read as "
+    'The scenario\'s result field holds its number as JSON text ("87306.9"), which LoadGen never writes: read as '
     "the number, as the official checker's float() reads it.",
     "reads the number and passes",
 )

@@ -34,6 +34,12 @@ MISSING_REQUIRED = define(
     "for either); every result of the benchmark fails.",
     "'does not have all required scenarios', fails every scenario of the benchmark",
 )
+EMPTY_BENCHMARK = define(
+    "scenario.empty_benchmark",
+    "warning",
+    "A benchmark folder with no scenario folder in it: it holds no result, so nothing in it is checked.",
+    "skips it: a folder without scenario folders yields no result to check",
+)
 SCENARIO_SPELLING = define(
     "scenario.spelling",
     "error",
@@ -60,6 +66,9 @@ def check_benchmark(
     out: Collector,
 ) -> bool:
     """Findings for one model folder; returns False when its results cannot be checked at all."""
+    if not scenario_dirs:
+        out.add(EMPTY_BENCHMARK, model_rel, f"'{folder}' holds no scenario folder", "remove the empty folder")
+        return False
     _spelling(model_rel, scenario_dirs, out)
     rules = cfg.model(mlperf_model)
     if rules is None:
