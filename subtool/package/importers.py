@@ -162,7 +162,7 @@ def _check_compliance(tests: dict[str, Path], scenario: str, bench: Benchmark) -
         detail = d / "performance" / "run_1" / "mlperf_log_detail.txt"
         if detail.is_file():
             log = read_detail_log(detail, expect_mode="performance")
-            check_summary_log(detail.parent)
+            check_summary_log(detail.parent, detail=log)
             _check_scenario(scenario, [log], f"{test} compliance run")
             _check_data_set(bench, log, f"{test} compliance run")
 
@@ -200,7 +200,7 @@ def import_run_dir(run_dir: Path) -> ImportedResult:
     _require_dir(perf_dir, "performance run", "run `subtool run --mode performance` (or both) first")
     _require_dir(acc_dir, "accuracy run", "the official tree needs an accuracy run: `subtool run --mode accuracy`")
     perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
-    check_summary_log(perf_dir)
+    check_summary_log(perf_dir, detail=perf)
     check_summary_log(acc_dir, accuracy=True)
     acc = read_detail_log(acc_dir / "mlperf_log_detail.txt", expect_mode="accuracy")
     scenario = _check_scenario(str(run["scenario"]), [perf, acc], f"run.json of {run_dir}")
@@ -285,7 +285,7 @@ def _import_mlc_result(system_dir: Path, model_dir: Path, scen_dir: Path, system
         scen_dir / "accuracy", "accuracy run", "run the accuracy mode with MLC (--mode=accuracy) before packaging"
     )
     perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
-    check_summary_log(perf_dir)
+    check_summary_log(perf_dir, detail=perf)
     check_summary_log(acc_dir, accuracy=True)
     acc = read_detail_log(acc_dir / "mlperf_log_detail.txt", expect_mode="accuracy")
     scenario = _check_scenario(scen_dir.name, [perf, acc], f"directory {scen_dir}")
@@ -391,7 +391,7 @@ def import_loose(
     custom, official = split_model(model)
     bench = require_benchmark(official)
     perf = read_detail_log(perf_dir / "mlperf_log_detail.txt", expect_mode="performance")
-    check_summary_log(perf_dir)
+    check_summary_log(perf_dir, detail=perf)
     check_summary_log(acc_dir, accuracy=True)
     acc = read_detail_log(acc_dir / "mlperf_log_detail.txt", expect_mode="accuracy")
     if scenario:

@@ -12,6 +12,7 @@ from subtool.errors import SubtoolError
 from subtool.mlperf.json_strict import Unreadable
 from subtool.mlperf.logs import ALL_KEYS, LoadgenLog, Missing, NotALog, read_loadgen_log, read_summary
 from subtool.mlperf.round import RESULT_FIELDS
+from subtool.mlperf.summary_match import disagreements
 from subtool.package.text_files import read_text
 
 # Keys LoadGen writes at the very end of a run; a performance log without them was cut short.
@@ -50,8 +51,9 @@ def read_detail_log(path: Path, *, expect_mode: str | None = None) -> LoadgenLog
 
 
 def _refuse_unusable_result(log: LoadgenLog) -> None:
-    """The scenario's result, where the log has it, is a positive number (the checker fails -5, 0 and text;
-    a missing field is the checker's to judge, as older LoadGen versions named some differently)."""
+    """The scenario's result, where the log has it, is a positive number (the checker fails -5 and 0, and LoadGen
+    never writes text; a missing field is the checker's to judge, as older LoadGen versions named some
+    differently)."""
     key = RESULT_FIELDS.get(str(log.scenario))
     if key is None or not log.has(key):
         return
@@ -66,25 +68,35 @@ def _refuse_unusable_result(log: LoadgenLog) -> None:
     )
 
 
-def check_summary_log(run_dir: Path, *, accuracy: bool = False) -> None:
+def check_summary_log(run_dir: Path, *, accuracy: bool = False, detail: LoadgenLog | None = None) -> None:
     """A run's mlperf_log_summary.txt (performance, accuracy or a compliance test's), when there is one, must be
     LoadGen's summary: an empty, binary or cut-short one would be copied into the tree, where the checker can only
-    warn about it. An accuracy run's summary has no results (only LoadGen's warnings and errors): it must be
-    text."""
+    warn about it. A performance run's must tell the story of its `detail` log (scenario, verdict, result): one of
+    another run, or edited, was laid out and failed `check` (summary.mismatch). An accuracy run's summary has no
+    results (only LoadGen's warnings and errors): it must be text."""
     path = Path(run_dir) / "mlperf_log_summary.txt"
     if not path.is_file():
         return
     if accuracy:
         read_text(path, "LoadGen summary log", "import.summary_unreadable")
         return
-    problem = read_summary(path, follow_links=True).problem  # as the detail log beside it is read
-    if problem:
+    summary = read_summary(path, follow_links=True)  # as the detail log beside it is read
+    hint = "copy mlperf_log_summary.txt again from the run directory (LoadGen writes it beside the detail log)"
+    if summary.problem:
         raise SubtoolError(
-            f"LoadGen summary log {problem}",
-            path=path,
-            rule="import.summary_unreadable",
-            hint="copy mlperf_log_summary.txt again from the run directory (LoadGen writes it beside the detail log)",
+            f"LoadGen summary log {summary.problem}", path=path, rule="import.summary_unreadable", hint=hint
         )
+    if detail is None:
+        return
+    scenario = str(detail.scenario)
+    for said in disagreements(summary, detail, scenario, RESULT_FIELDS.get(scenario)):
+        if said.kind == "mismatch":
+            raise SubtoolError(
+                f"LoadGen summary log disagrees with the detail log beside it: {said.message}",
+                path=path,
+                rule="import.summary_mismatch",
+                hint=hint + "; never edit it",
+            )
 
 
 def _refuse_problems(log: LoadgenLog) -> None:

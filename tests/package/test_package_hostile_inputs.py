@@ -216,3 +216,25 @@ def test_a_summary_log_that_is_a_link_is_followed_like_the_detail_log_beside_it(
     assert result.exit_code == 0, result.output
     copied = tmp_path / "tree" / "closed/TeamX/results/box1/bert-99/Offline/performance/run_1/mlperf_log_summary.txt"
     assert not copied.is_symlink() and copied.read_bytes() == kept.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("line", "edit", "says"),
+    [
+        ("Samples per second", lambda v: str(float(v) * 2), "the summary's Samples per second is"),
+        ("Result is", lambda v: "INVALID", "the summary says the run is 'INVALID'"),
+        ("Scenario", lambda v: "Server", "the summary is for a 'Server' run"),
+    ],
+)
+def test_a_summary_that_disagrees_with_its_detail_log_is_refused(pkg_lg, pkg_copy, tmp_path, line, edit, says):
+    """package laid out a summary of another run (or an edited one) beside the detail log; check then failed the
+    result (summary.mismatch). The comparison is check's own (mlperf.summary_match)."""
+    run = pkg_copy(pkg_lg["Offline"])
+    summary = run / "performance" / "run_1" / "mlperf_log_summary.txt"
+    lines = summary.read_text().splitlines(keepends=True)
+    at = next(i for i, text in enumerate(lines) if text.startswith(line + " :") or text.startswith(line + ":"))
+    head, value = lines[at].split(":", 1)
+    lines[at] = f"{head}: {edit(value.strip())}\n"
+    summary.write_text("".join(lines))
+    said = _refused(_loose(run, tmp_path / "tree"), "import.summary_mismatch", tmp_path / "tree")
+    assert "mlperf_log_summary.txt" in said and says in said

@@ -8,13 +8,13 @@ cannot be read at all (empty, cut short, garbage) is a warning, as is a missing 
 
 from __future__ import annotations
 
-import math
-
 from subtool.checker.context import ResultContext
 from subtool.checker.registry import define
 from subtool.checker.rules.inputs import NOT_FINITE
-from subtool.mlperf.logs import LoadgenLog, NonFinite, read_summary
-from subtool.wording import plain_number, with_article
+from subtool.mlperf.logs import LoadgenLog, read_summary
+from subtool.mlperf.summary_match import disagreements
+
+__all__ = ["MISMATCH", "UNREADABLE", "check_summary"]
 
 MISMATCH = define(
     "summary.mismatch",
@@ -33,19 +33,7 @@ UNREADABLE = define(
     "not checked",
 )
 
-# detail-log result key → the summary's label for the same number
-SUMMARY_LABELS = {
-    "result_samples_per_second": "Samples per second",
-    "result_tokens_per_second": "Tokens per second",
-    "result_inferred_tokens_per_second": "Tokens per second (inferred)",
-    "result_completed_samples_per_sec": "Completed samples per second",
-    "result_completed_tokens_per_second": "Completed tokens per second",
-    "result_inferred_completed_tokens_per_second": "Completed tokens per second (inferred)",
-    "early_stopping_latency_ss": "Early stopping 90.0th percentile estimate",
-    "early_stopping_latency_ms": "Early stopping 99.0th percentile estimate",
-}
-# LoadGen prints 6 significant digits in one file and more in the other: two roundings apart at most.
-REL_TOLERANCE = 2e-5
+_RULES = {"mismatch": MISMATCH, "unreadable": UNREADABLE, "not_finite": NOT_FINITE}
 
 
 def check_summary(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) -> None:
@@ -58,38 +46,6 @@ def check_summary(ctx: ResultContext, log: LoadgenLog, rel: str, scenario: str) 
     if summary.problem is not None:
         ctx.out.add(UNREADABLE, summary_rel, f"mlperf_log_summary.txt {summary.problem}", hint_redo)
         return
-    told = summary.value("Scenario")
-    if told is not None and told != scenario:
-        ctx.out.add(
-            MISMATCH,
-            summary_rel,
-            f"the summary is for {with_article(repr(told[:40]))} run, the detail log for {scenario}",
-            hint_redo,
-        )
-    verdict = summary.value("Result is")
-    validity = log["result_validity"]
-    if verdict is None:
-        ctx.out.add(UNREADABLE, summary_rel, "mlperf_log_summary.txt has no 'Result is' line", hint_redo)
-    elif isinstance(validity, str) and verdict != validity:
-        ctx.out.add(
-            MISMATCH,
-            summary_rel,
-            f"the summary says the run is {verdict[:40]!r}, the detail log says {validity}",
-            hint_redo,
-        )
     key = ctx.rules.result_field(scenario) if ctx.rules else None
-    label = SUMMARY_LABELS.get(key or "")
-    detail = log[key] if key else None
-    if label is None or not isinstance(detail, (int, float)) or isinstance(detail, bool):
-        return  # nothing to compare (the performance rules report a missing result)
-    value, problem = summary.number(label)
-    if value is None:
-        rule = NOT_FINITE if isinstance(problem, NonFinite) else UNREADABLE
-        ctx.out.add(rule, summary_rel, f"mlperf_log_summary.txt {problem}", hint_redo)
-    elif not math.isclose(value, float(detail), rel_tol=REL_TOLERANCE):
-        ctx.out.add(
-            MISMATCH,
-            summary_rel,
-            f"the summary's {label} is {summary.value(label)[:40]}, the detail log's {key} is {plain_number(detail)}",
-            hint_redo,
-        )
+    for said in disagreements(summary, log, scenario, key):
+        ctx.out.add(_RULES[said.kind], summary_rel, said.message, hint_redo)
