@@ -50,15 +50,19 @@ def test_a_team_handed_in_twice_under_folders_that_do_not_say_whose_flags_both(s
         assert {f["rule"] for f in entries[folder]["flags"]} >= {"entry.duplicate", "entry.copied_logs"}
 
 
-def test_the_same_logs_under_another_name_flag_both_teams(sc_handins, sc_copy, tmp_path):
-    handins = sc_copy(["Alpha", "Gamma", "Beta"])
-    # Kappa copies Gamma's tree, renames the team folder and its system description, packs it with subtool
+def _gamma_as_kappa(sc_handins, tmp_path):
+    """Gamma's tree copied as Kappa's: the team folder and its system description renamed (to pack with subtool)."""
     tree = tmp_path / "kappa-tree"
     shutil.copytree(sc_handins["_trees"] / "Gamma" / "tree", tree)
     (tree / "open" / "Gamma").rename(tree / "open" / "Kappa")
     system = tree / "open" / "Kappa" / "systems" / "cluster.json"
     system.write_text(system.read_text().replace('"Gamma', '"Kappa'))
-    teamgen.pack_team(tree, handins / "Kappa")
+    return tree
+
+
+def test_the_same_logs_under_another_name_flag_both_teams(sc_handins, sc_copy, tmp_path):
+    handins = sc_copy(["Alpha", "Gamma", "Beta"])
+    teamgen.pack_team(_gamma_as_kappa(sc_handins, tmp_path), handins / "Kappa")
     doc = _score(handins, tmp_path / "out")
     entries = _by_folder(doc)
     for team, other in (("Gamma", "Kappa"), ("Kappa", "Gamma")):
@@ -75,11 +79,7 @@ def test_a_copied_log_with_a_line_repeated_is_still_the_same_run(sc_handins, sc_
     """One repeated line changes every byte hash but none of LoadGen's stamps of the run (the first value of each
     key counts): the start and end times and the latencies to the nanosecond still say whose run it is."""
     handins = sc_copy(["Alpha", "Gamma", "Beta"])
-    tree = tmp_path / "kappa-tree"
-    shutil.copytree(sc_handins["_trees"] / "Gamma" / "tree", tree)
-    (tree / "open" / "Gamma").rename(tree / "open" / "Kappa")
-    system = tree / "open" / "Kappa" / "systems" / "cluster.json"
-    system.write_text(system.read_text().replace('"Gamma', '"Kappa'))
+    tree = _gamma_as_kappa(sc_handins, tmp_path)
     log = next((tree / "open" / "Kappa" / "results").rglob("performance/run_1/mlperf_log_detail.txt"))
     lines = log.read_text().splitlines(keepends=True)
     again = next(line for line in lines if '"key": "generic_message"' in line)
