@@ -7,6 +7,7 @@ writes its outcome (or the error it stopped on) to the spec's `result_path`; the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -95,8 +96,16 @@ def run_session(spec: SessionSpec, console, report=None) -> dict:
         }
         if report is not None:
             report({**outcome, "teardown": "pending"})
-    finally:
+    except BaseException:
+        try:  # the error on its way out names what failed; stop()'s repeat of a SUT failure would replace it
+            with contextlib.suppress(SubtoolError):
+                sut.stop()
+        finally:
+            qsl.destroy()
+        raise
+    try:
         sut.stop()
+    finally:
         qsl.destroy()
     return outcome
 
@@ -146,14 +155,27 @@ def _runs(spec: SessionSpec, workload, data, sut, qsl, settings, sizer, say) -> 
     modes: dict = {}
     for mode in spec.modes:
         modes[mode] = _run_mode(mode, spec, workload, data, sut, qsl, settings, sizer, say)
+        _refuse_failed(sut, f"{mode} run")
         _note_progress(spec, modes, tstamps[0], sizer)
-    compliance = {
-        test: _run_compliance(test, workload, data, sut, qsl, settings, spec, Path(spec.stage), say)
-        for test in spec.compliance
-    }
+    compliance = {}
+    for test in spec.compliance:
+        compliance[test] = _run_compliance(test, workload, data, sut, qsl, settings, spec, Path(spec.stage), say)
+        _refuse_failed(sut, f"{test} compliance run")
     tstamps.append(date_u())
     # how the work was spread (Ray: workers, nodes, lost workers, re-issued samples; GPU: batches, graphs)
     return modes, compliance, tstamps, _sut_stats(sut)
+
+
+def _refuse_failed(sut, what: str) -> None:
+    """End the session when the SUT failed during `what`: it answered LoadGen's queries empty from then on (so
+    LoadGen ended the run, often VALID at an absurd rate), and a mode so ended is never kept nor reused."""
+    failure = getattr(sut, "failure", None)
+    if failure is not None:
+        raise SubtoolError(
+            f"the SUT failed during the {what}: {failure}; nothing of that run is kept",
+            rule="run.sut_error",
+            hint="fix what the error names and run again",
+        )
 
 
 def _note_progress(spec: SessionSpec, modes: dict, started: str, sizer) -> None:

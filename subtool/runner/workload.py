@@ -50,6 +50,9 @@ class SutConfig:
 class Sut(Protocol):
     handle: object  # from mlperf_loadgen.ConstructSUT
 
+    @property
+    def failure(self) -> str | None: ...  # why it answers empty since it failed; None while it works
+
     def stop(self) -> None: ...
 
 

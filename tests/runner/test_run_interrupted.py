@@ -125,3 +125,30 @@ def test_all_force_runs_every_mode_again_even_where_an_interrupted_run_kept_one(
     shutil.rmtree(stage / "performance", ignore_errors=True)  # the first call's copy of the kept run
     api._run_keeping_finished_modes(spec, stage, final, (inputs, inputs), lambda *a: None, fresh=True)
     assert asked[-1] == ["performance", "accuracy"] and not where.exists()
+
+
+def _failing_checkpoint(tiny_checkpoint, tmp_path):
+    """A checkpoint whose config asks transformers for tuples (return_dict: false): it passes the checks, and the
+    SUT's every batch fails reading start_logits from one."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "return_dict": False}))
+    return model
+
+
+def test_a_mode_in_which_the_sut_failed_is_never_kept_nor_reused_as_a_result(tmp_path, tiny_checkpoint, small_squad):
+    """The SUT answers LoadGen empty once it fails (or LoadGen waits forever), so the mode ends, VALID at an absurd
+    rate: it was kept as finished, and the same command then exited 0 with ~700,000 samples/s from a model that
+    answered nothing."""
+    model = _failing_checkpoint(tiny_checkpoint, tmp_path)
+    runs = tmp_path / "runs"
+    for _ in range(2):
+        result, said = _run(model, small_squad, runs)
+        assert result.exit_code == 2 and "[run.sut_error]" in said, said
+        assert "the SUT failed during the performance run" in said and "AttributeError" in said, said
+        assert "kept the finished" not in said and "reusing" not in said, said
+    assert not (runs / "bert-99" / "Offline").exists()
+    assert not (runs / "bert-99" / ".Offline.interrupted").exists()

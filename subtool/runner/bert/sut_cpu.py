@@ -154,6 +154,12 @@ class TorchBertSUT:
             self.stats.samples += len(batch)
             self.stats.batches += 1
 
+    @property
+    def failure(self) -> str | None:
+        """Why the SUT answers queries empty since it failed (None while it works): the session ends the run
+        after the mode in which it failed, so no such mode is kept or reused as a result."""
+        return None if self._error is None else repr(self._error)
+
     def stop(self) -> None:
         self._queue.put(None)
         self._worker.join()

@@ -382,6 +382,12 @@ class TorchCudaBertSUT:
             **({"precision": self.precision_record} if self.precision_record else {}),
         }
 
+    @property
+    def failure(self) -> str | None:
+        """Why the SUT answers queries empty since it failed (None while it works): the session ends the run
+        after the mode in which it failed, so no such mode is kept or reused as a result."""
+        return None if self._error is None else repr(self._error)
+
     def stop(self) -> None:
         self.batcher.close()
         self._launcher.join()

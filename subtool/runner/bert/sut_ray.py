@@ -301,6 +301,12 @@ class RayBertSUT:
         release_workers(self.ray, self.workers, self._owns)
         self._owns = False
 
+    @property
+    def failure(self) -> str | None:
+        """Why the SUT answers queries empty since it failed (None while it works): the session ends the run
+        after the mode in which it failed, so no such mode is kept or reused as a result."""
+        return self._error
+
     def stop(self) -> None:
         self._done.put(None)
         self._collector.join()

@@ -286,6 +286,12 @@ class OpenAICompletionsSUT:
         text = _describe(exc)
         return text.replace(self._key, "***") if self._key and self._key != NO_KEY else text
 
+    @property
+    def failure(self) -> str | None:
+        """Why the SUT answers queries empty since it failed (None while it works): the session ends the run
+        after the mode in which it failed, so no such mode is kept or reused as a result."""
+        return self._error
+
     def stop(self) -> None:
         for _ in self._workers:
             self._queue.put(None)

@@ -555,6 +555,12 @@ class TorchLlmSUT:
         if open_now:
             self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, 0, 0, 0) for qid in open_now])
 
+    @property
+    def failure(self) -> str | None:
+        """Why the SUT answers queries empty since it failed (None while it works): the session ends the run
+        after the mode in which it failed, so no such mode is kept or reused as a result."""
+        return None if self._error is None else repr(self._error)
+
     def stop(self) -> None:
         self._queue.put(None)
         self._worker.join()
