@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,6 +122,61 @@ def check_config_values(config: dict, config_path: Path) -> None:
     positions = config.get("max_position_embeddings")
     if positions is not None and positions < MAX_SEQ_LENGTH:
         raise bad(f"max_position_embeddings {positions} is below the {MAX_SEQ_LENGTH}-token sequences bert-99 runs")
+    if config.get("type_vocab_size", 2) < 2:
+        raise bad(f"type_vocab_size {config['type_vocab_size']} leaves no token type for the paragraph (SQuAD's 1)")
+    why = _model_options_problem(config)
+    if why:
+        raise bad(why)
+
+
+_DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
+
+
+def _model_options_problem(config: dict) -> str | None:
+    """What in config.json would make transformers fail while building the model (found there as a KeyError, an
+    ImportError or its own validation error, each an internal error): an id, activation or dropout it cannot
+    take, a quantization or attention implementation it needs another package for."""
+    pad, vocab = config.get("pad_token_id"), config.get("vocab_size")
+    if pad is not None and (isinstance(pad, bool) or not isinstance(pad, int) or pad < 0 or (vocab and pad >= vocab)):
+        return f"pad_token_id {_shown(pad)} is not a token id of the {vocab or '?'}-token vocabulary"
+    act = config.get("hidden_act")
+    if act is not None and (not isinstance(act, str) or act not in _activations()):
+        return f"hidden_act {_shown(act)} is no activation transformers knows (BERT's is gelu)"
+    for key in _DROPOUTS:
+        p = config.get(key)
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1):
+            return f"{key} {_shown(p)} is not a probability"
+    if config.get("quantization_config") is not None:
+        return "quantization_config: a quantized checkpoint is not what bert-99 runs; give its full-precision weights"
+    attn = config.get("attn_implementation", config.get("_attn_implementation"))
+    if attn is not None and attn not in ("eager", "sdpa"):
+        return f"attn_implementation {_shown(attn)}: subtool runs eager or sdpa attention; remove the key"
+    return None
+
+
+def _activations() -> frozenset[str]:
+    try:
+        from transformers.activations import ACT2FN
+    except ImportError:  # the run imports transformers anyway; without it nothing is refused here
+        return frozenset({"gelu"})
+    return frozenset(ACT2FN)
+
+
+def refuse_irregular(weights: Path) -> None:
+    """A weights file that is there but is no regular file (a FIFO would hang the load, a folder or /dev/zero
+    be misreported as missing) is refused by name."""
+    import stat
+
+    try:
+        mode = os.stat(weights).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise SubtoolError(f"{weights.name} {describe_os_error(exc)}", path=weights, rule="model.load") from None
+    if not stat.S_ISREG(mode):
+        raise SubtoolError(
+            f"{weights.name} is not a regular file (a folder, FIFO or device)", path=weights, rule="model.load"
+        )
 
 
 def _shown(value) -> str:
@@ -163,7 +219,8 @@ def _load_hf(model_path: Path, dtype):
     from transformers import BertForQuestionAnswering
 
     st = model_path / "model.safetensors"
-    weights = st if st.exists() else model_path / "pytorch_model.bin"
+    weights = st if os.path.lexists(st) else model_path / "pytorch_model.bin"
+    refuse_irregular(weights)
     check_sizes(read_config(model_path / "config.json"), _file_shapes(weights), weights, "config.json")
     try:
         with _quiet_transformers():
@@ -174,13 +231,28 @@ def _load_hf(model_path: Path, dtype):
         raise SubtoolError(
             f"not a readable safetensors file: {_first_line(exc)}", path=weights, rule="model.load"
         ) from None
-    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise SubtoolError(f"cannot load the checkpoint: {_first_line(exc)}", path=weights, rule="model.load") from None
+    except pickle.UnpicklingError:
+        raise _pickled_objects(weights) from None
+    except Exception as exc:  # transformers' loading raises many types (ImportError, KeyError, its validation)
+        raise SubtoolError(
+            f"cannot load the checkpoint: {exc.__class__.__name__}: {_first_line(exc)}", path=weights, rule="model.load"
+        ) from None
     return model, list(info.get("missing_keys", ())), list(info.get("unexpected_keys", ())), weights
+
+
+def _pickled_objects(weights: Path) -> SubtoolError:
+    return SubtoolError(
+        "holds pickled objects other than tensors, which subtool never unpickles (they could run code)",
+        path=weights,
+        rule="model.load",
+        hint="save the weights as model.safetensors (or a plain state dict of tensors)",
+    )
 
 
 def _load_reference(model_path: Path):
     """(model, missing keys, unused keys, weights file) of the MLPerf reference files."""
+    import pickle
+
     import torch
     from transformers import BertConfig, BertForQuestionAnswering
 
@@ -188,8 +260,11 @@ def _load_reference(model_path: Path):
     check_config_values(config, model_path / REFERENCE_CONFIG)
     known = {k: v for k, v in config.items() if k in BertConfig().to_dict()}
     weights = model_path / REFERENCE_WEIGHTS
+    refuse_irregular(weights)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise _pickled_objects(weights) from None
     except Exception as exc:  # torch raises several unrelated types for a damaged or foreign file
         raise SubtoolError(
             f"cannot read the state dict: {exc.__class__.__name__}", path=weights, rule="model.load"
@@ -200,7 +275,14 @@ def _load_reference(model_path: Path):
         raise SubtoolError(f"holds a {type(state).__name__}, not a state dict", path=weights, rule="model.weights")
     shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     check_sizes(config, shapes, weights, REFERENCE_CONFIG)
-    model = BertForQuestionAnswering(BertConfig(**known))
+    try:
+        model = BertForQuestionAnswering(BertConfig(**known))
+    except Exception as exc:  # a value transformers refuses that check_config_values did not foresee
+        raise SubtoolError(
+            f"transformers cannot build the model it describes: {exc.__class__.__name__}: {_first_line(exc)}",
+            path=model_path / REFERENCE_CONFIG,
+            rule="model.config",
+        ) from None
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # a tensor whose shape is not the config's

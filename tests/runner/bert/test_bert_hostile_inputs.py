@@ -55,6 +55,16 @@ def _refused(call, rule: str, path, *words: str) -> SubtoolError:
         ("layer_norm_eps", "small", ("layer_norm_eps", "finite positive number")),
         ("num_attention_heads", 3, ("not a multiple of num_attention_heads 3",)),
         ("max_position_embeddings", 128, ("max_position_embeddings 128", "384")),
+        # each of these passed the checks and ended the run in an internal error (or, the first, a SUT that
+        # failed on every question), once transformers built the model
+        ("type_vocab_size", 1, ("type_vocab_size 1", "SQuAD's 1")),
+        ("pad_token_id", 10**9, ("pad_token_id 1000000000", "vocabulary")),
+        ("pad_token_id", -1, ("pad_token_id -1",)),
+        ("hidden_act", "nonexistent_act", ('hidden_act "nonexistent_act"', "gelu")),
+        ("hidden_act", 5, ("hidden_act 5",)),
+        ("hidden_dropout_prob", "x", ('hidden_dropout_prob "x"', "probability")),
+        ("quantization_config", {"quant_method": "bitsandbytes"}, ("quantization_config", "full-precision")),
+        ("attn_implementation", "flash_attention_2", ('"flash_attention_2"', "eager or sdpa")),
     ],
 )
 def test_config_value_bert_cannot_use_is_refused(ckpt, key, value, words):
@@ -411,3 +421,27 @@ def test_cli_refuses_unused_weights_with_its_one_line_and_no_load_report(tmp_pat
     line, output = _cli_run(tmp_path, ckpt, small_squad)
     assert "16 weights in the file are not used" in line and line.endswith("[model.weights]"), line
     assert "LOAD REPORT" not in output and "UNEXPECTED" not in output, output[-3000:]
+
+
+@pytest.mark.parametrize("name", ["model.pytorch", "model.safetensors"])
+def test_weights_that_are_a_fifo_or_a_folder_are_refused_not_waited_on(tmp_path, tiny_checkpoint, name):
+    """A FIFO model.pytorch hung the run; a FIFO or folder model.safetensors was reported as no weights file."""
+    model = _reference(tmp_path / "ref", tiny_checkpoint) if name == "model.pytorch" else tmp_path / "hf"
+    if name == "model.safetensors":
+        shutil.copytree(tiny_checkpoint, model)
+    weights = model / name
+    weights.unlink()
+    os.mkfifo(weights)
+    _refused(lambda: load_bert_qa(model), "model.load", weights, "not a regular file")
+    weights.unlink()
+    weights.mkdir()
+    _refused(lambda: load_bert_qa(model), "model.load", weights, "not a regular file")
+
+
+def test_pickled_objects_in_weights_are_refused_without_advice_to_unpickle_them(tmp_path, tiny_checkpoint):
+    import torch
+
+    model = _reference(tmp_path / "ref", tiny_checkpoint)
+    torch.save({"weights": ValueError("not a tensor")}, model / "model.pytorch")
+    err = _refused(lambda: load_bert_qa(model), "model.load", model / "model.pytorch", "never unpickles")
+    assert "weights_only" not in err.one_line()
