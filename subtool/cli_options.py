@@ -18,6 +18,7 @@ from subtool.errors import SubtoolError
 from subtool.mlperf.layout import WRITABLE_DIVISIONS as DIVISIONS
 from subtool.mlperf.rounds import DEFAULT_VERSION, VERSIONS
 from subtool.mlperf.user_conf import DEFAULT_MIN_DURATION_MS, MOST_SCHEDULED
+from subtool.mlperf.user_conf import LEAST as LOADGEN_LEAST
 from subtool.mlperf.user_conf import MOST as LOADGEN_MOST
 from subtool.runner.workload import WORKLOAD_MODULES
 
@@ -208,6 +209,7 @@ _MOST = {
     "max_new_tokens": 1 << 20,
 }
 _POSITIVE = tuple(_MOST)
+_LEAST = {"target_qps": LOADGEN_LEAST["target_qps"], "target_latency_ms": LOADGEN_LEAST["target_latency"]}
 
 
 def _check_numbers(run: RunArgs) -> None:
@@ -225,6 +227,10 @@ def _check_numbers(run: RunArgs) -> None:
             raise SubtoolError(f"{flag} must be a positive number, not {shown}", rule="cli.usage")
         if value > most:
             raise SubtoolError(f"{flag} {shown} is past what a run can use (at most {most:g})", rule="cli.usage")
+        if value < _LEAST.get(name, 0):
+            raise SubtoolError(
+                f"{flag} {shown} is below what a run can use (at least {_LEAST[name]:g})", rule="cli.usage"
+            )
     if run.target_qps is not None:
         seconds = (run.min_duration_ms or DEFAULT_MIN_DURATION_MS) / 1000
         if run.target_qps * seconds > MOST_SCHEDULED:

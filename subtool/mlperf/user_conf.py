@@ -78,7 +78,11 @@ MOST = {
     "ttft_latency": 86_400e9,  # ns: a day
     "tpot_latency": 86_400e9,
 }
+# and the smallest: LoadGen divides by these (0 ran a machine out of memory in std::bad_alloc), and a Server run
+# paced slower than one query a 100 s never ends
+LEAST = {"target_qps": 0.01, "target_latency": 0.001}  # queries/s; ms
 
+_C_SPACE = re.compile(r"[ \t\n\v\f\r]+")  # C's isspace in the C locale
 # what C's strtoul(s, &end, 0) and strtod(s, &end) consume whole
 _STRTOUL = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 _STRTOD = re.compile(
@@ -118,8 +122,12 @@ def _number(token: str) -> float | None:
 
 
 def _line(number: int, raw: str) -> tuple[Setting | None, Problem | None]:
-    """One line the way LoadGen tokenizes it: (the setting it makes, or what is wrong with it)."""
-    tokens = raw.split()
+    """One line the way LoadGen tokenizes it: (the setting it makes, or what is wrong with it). Its `>>` splits at
+    C's isspace only: a no-break space or U+2028 is part of a token there, not a separator."""
+    tokens = [t for t in _C_SPACE.sub(" ", raw).split(" ") if t]
+    odd = next((c for c in raw if c.isspace() and not _C_SPACE.match(c)), None)
+    if odd is not None and tokens and tokens[0] != "#":
+        return None, Problem(number, f"holds U+{ord(odd):04X}, a space LoadGen reads as part of a word: write ' '")
     if not tokens or tokens[0] == "#":
         return None, None
     key = tokens[0]
@@ -157,6 +165,9 @@ def _meaning(setting: Setting) -> str | None:
     most = MOST.get(setting.name)
     if most is not None and value > most:
         return f"{setting.name} = {setting.value} is past what a run can use (at most {most:g})"
+    least = LEAST.get(setting.name)
+    if least is not None and value < least:
+        return f"{setting.name} = {setting.value} is below what a run can use (at least {least:g})"
     return None
 
 
@@ -182,7 +193,7 @@ def read_settings(text: str) -> tuple[list[Setting], list[Problem]]:
     """A conf file's lines as LoadGen tokenizes them: the settings they make, and each line that makes none
     (LoadGen refuses it or skips it), comments and blank lines aside. What a setting means is not judged."""
     settings, problems = [], []
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(text.split("\n"), 1):  # getline: only \n ends a line
         setting, problem = _line(number, raw)
         if problem is not None:
             problems.append(problem)

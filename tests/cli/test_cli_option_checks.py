@@ -39,6 +39,9 @@ BAD = [
     (["run", "--min-duration-ms", "9" * 400], "--min-duration-ms", "at most 6.048e+08"),
     (["run", "--target-qps", "9e6", "--min-duration-ms", "3600000"], "schedule", "lower one of them"),
     (["run", "--threads", "100000"], "--threads", None),
+    # absurdly small: a Server run paced at 1e-9 queries/s never ended
+    (["run", "--target-qps", "0.000000001"], "--target-qps", "at least 0.01"),
+    (["all", "--submitter", "T", "--target-latency-ms", "1e-9"], "--target-latency-ms", "at least 0.001"),
     (["all", "--submitter", "T", "--target-latency-ms", "1e12"], "--target-latency-ms", None),
     (["all", "--submitter", "T", "--target-latency-ms", "-1"], "--target-latency-ms", None),
     (["package", "--from", "x", "--submitter", "T", "--out", "o", "--division", "closd"], "--division", "closed"),

@@ -49,6 +49,14 @@ def test_settings_for_the_run_are_kept_with_wildcards_and_dotted_model_names(tmp
         ("*.Offline.min_duration = 1e18", "is past what a run can use"),
         ("*.Server.ttft_latency = 1e20", "is past what a run can use"),
         ("*.Offline.min_query_count = 1e12", "is past what a run can use"),
+        # below: 0 ran the machine out of memory (std::bad_alloc), a Server paced at 1e-9 queries/s never ends
+        ("*.Server.target_qps = 0", "target_qps = 0 is below what a run can use (at least 0.01)"),
+        ("*.Server.target_qps = 0.000000001", "is below what a run can use"),
+        ("*.SingleStream.target_latency = 0", "target_latency = 0 is below what a run can use"),
+        # LoadGen splits at C's spaces only: with no-break spaces the line was one key, ignored (target_qps 1)
+        ("*.Offline.target_qps\u00a0=\u00a0100", "holds U+00A0, a space LoadGen reads as part of a word"),
+        ("*.Offline.target_qps = 100\u2028*.Offline.min_duration = 5", "U+2028"),
+        ("*.Offline.target_qps = 100\x0c*.Offline.min_duration = 5", "is not a number: LoadGen refuses"),
     ],
 )
 def test_a_line_loadgen_refuses_or_ignores_is_named(tmp_path, line, says):  # min_duration 1000 ms first
