@@ -202,11 +202,13 @@ def _tarball_hash_flags(name: str, block, tarball_sha256: str | None, tarball_na
 
 
 # ------------------------------------------------------------------------------------------ accelerators
-_NO_ACCELERATOR = re.compile(r"^\s*(n/?a|none|null|-|cpu( only)?)?\s*$", re.IGNORECASE)
+# "N/A", "none", "CPU", each maybe with a remark in brackets: "N/A (CPU only)" is what `subtool system` writes
+_NO_ACCELERATOR = re.compile(r"^\s*(n/?a|none|null|-|cpu( only)?)?\s*(\([^()]*\))?\s*$", re.IGNORECASE)
 
 
 def named_accelerator(fields: dict) -> str:
-    """The accelerator_model_name when it names an accelerator; "" when it is empty, N/A, none or CPU."""
+    """The accelerator_model_name when it names an accelerator; "" when it is empty, N/A, none or CPU (with a
+    remark in brackets or without)."""
     name = str(fields.get("accelerator_model_name", ""))
     return "" if _NO_ACCELERATOR.match(name) else name.strip()
 

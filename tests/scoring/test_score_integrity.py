@@ -409,3 +409,13 @@ def test_accelerator_count_and_name_that_contradict_are_flagged_held_and_shown_a
         assert f"system.accelerators_contradict: {team}/cluster says accelerators_per_node {said}" in reason
     assert rows["Gpu0"]["accelerator"] == "NVIDIA H100-SXM-80GB"  # the accelerator it names, not its CPU
     assert "system.accelerators\\_contradict" in (out / "leaderboard.md").read_text()  # _ escaped in Markdown
+
+
+def test_what_subtool_system_writes_for_a_cpu_only_machine_names_no_accelerator():
+    # "N/A (CPU only)" with 0 accelerators was flagged as a contradiction: subtool's own demo hand-in was held
+    from subtool.hostinfo.fields import CPU_ONLY_ACCELERATOR
+    from subtool.scoring.integrity import named_accelerator
+
+    for said in (CPU_ONLY_ACCELERATOR, "N/A", "none", "CPU only", "", " n/a (no GPU) "):
+        assert named_accelerator({"accelerator_model_name": said}) == "", said
+    assert named_accelerator({"accelerator_model_name": "NVIDIA H100 (SXM)"}) == "NVIDIA H100 (SXM)"
