@@ -266,8 +266,24 @@ def _window_row(spans, si: int, query_ids, doc_ids, piece_word, cls_id: int, sep
     if len(spans) == 1:
         best[doc_off : doc_off + length] = True
     else:
-        best[doc_off : doc_off + length] = [_best_window(spans, si, start + i) for i in range(length)]
+        lo, hi = overlapping_windows(spans, si)  # only these can hold the window's tokens
+        near = spans[lo : hi + 1]
+        best[doc_off : doc_off + length] = [_best_window(near, si - lo, start + i) for i in range(length)]
     return ids, seg, n, words, best
+
+
+def overlapping_windows(spans: list[tuple[int, int]], si: int) -> tuple[int, int]:
+    """The first and last index of the windows that share a token with window `si`. The windows advance by the
+    stride, so their starts and ends only grow: a few neighbours, found without looking at the others (looking
+    at every window for every token made a long paragraph quadratic, hours for a few MB)."""
+    start, length = spans[si]
+    end = start + length - 1
+    lo = hi = si
+    while lo > 0 and spans[lo - 1][0] + spans[lo - 1][1] - 1 >= start:
+        lo -= 1
+    while hi + 1 < len(spans) and spans[hi + 1][0] <= end:
+        hi += 1
+    return lo, hi
 
 
 def _stacked(rows: list[tuple], ex_index: list[int], max_seq_length: int) -> SquadFeatures:

@@ -4,6 +4,8 @@ reference decides it (a tie happens in the real data set whenever the window len
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from subtool.runner.bert.squad import (
     MAX_QUERY_LENGTH,
@@ -78,3 +80,19 @@ def test_a_squad_v2_file_or_one_without_questions_is_refused(tmp_path):
     (tmp_path / "none.json").write_text(json.dumps({"data": [{"paragraphs": [{"context": "x y", "qas": []}]}]}))
     with pytest.raises(SubtoolError, match="holds no questions"):
         read_squad_examples(tmp_path / "none.json")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 3000), st.integers(1, 400), st.integers(1, 300))
+def test_the_windows_that_can_hold_a_token_are_the_overlapping_neighbours(n_tokens, max_tokens, stride):
+    """Only the windows overlapping window si can hold its tokens, and they are found as neighbours: the best-window
+    mask over them is the mask over every window (looking at all for every token was quadratic in the paragraph)."""
+    from subtool.runner.bert.squad import _best_window, overlapping_windows, window_starts
+
+    spans = window_starts(n_tokens, max_tokens, stride)
+    for si, (start, length) in enumerate(spans):
+        lo, hi = overlapping_windows(spans, si)
+        holding = {j for j, (s, n) in enumerate(spans) if s <= start + length - 1 and s + n - 1 >= start}
+        assert set(range(lo, hi + 1)) == holding
+        for pos in range(start, start + length, max(1, length // 7)):
+            assert _best_window(spans[lo : hi + 1], si - lo, pos) == _best_window(spans, si, pos)
