@@ -18,7 +18,7 @@ import numpy as np
 from subtool.errors import SubtoolError
 from subtool.fsutil import sha256_file
 from subtool.mlperf.json_file import read_json
-from subtool.runner.llm.checkpoint import load_tokenizer
+from subtool.runner.llm.checkpoint import load_tokenizer, read_config
 from subtool.runner.llm.specs import LlmSpec
 
 GPTJ_PROMPT = (
@@ -187,6 +187,31 @@ def read_cnn_gptj(path: Path, spec: LlmSpec, tokenizer) -> tuple[list[np.ndarray
     return prompts, targets
 
 
+def _positions(model_path: Path) -> int | None:
+    """The checkpoint's max_position_embeddings, where its config.json gives a positive whole number."""
+    try:
+        config = read_config(model_path)
+    except SubtoolError:
+        return None  # an endpoint's tokenizer folder: the endpoint knows its own limit
+    positions = config.get("max_position_embeddings")
+    return positions if isinstance(positions, int) and not isinstance(positions, bool) and positions > 0 else None
+
+
+def _refuse_past_positions(prompts: list, positions: int | None, dataset_path: Path) -> None:
+    """A prompt longer than the model's positions is data for another model: it ran on, its memory growing with the
+    square of its length (a 200 kB data file would have needed over 50 GB), instead of being refused."""
+    if positions is None:
+        return
+    for i, p in enumerate(prompts):
+        if len(p) > positions:
+            raise SubtoolError(
+                f"sample {i} is a prompt of {len(p)} tokens, past the model's {positions} positions "
+                "(max_position_embeddings); the data set is not this model's",
+                path=dataset_path,
+                rule="dataset.format",
+            )
+
+
 def load_data(spec: LlmSpec, model_path: Path, dataset_path: Path) -> LlmData:
     dataset_path = Path(dataset_path)
     tokenizer = load_tokenizer(model_path)
@@ -206,6 +231,7 @@ def load_data(spec: LlmSpec, model_path: Path, dataset_path: Path) -> LlmData:
                 path=dataset_path,
                 rule="dataset.tokenizer_mismatch",
             )
+    _refuse_past_positions(prompts, _positions(model_path), dataset_path)
     lengths = [len(p) for p in prompts]
     description = (
         f"{len(prompts)} prompts, {min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f})"

@@ -187,3 +187,13 @@ def test_a_dataframe_with_a_column_twice_is_refused_not_a_traceback(tmp_path, ll
         path,
         "more than one 'tok_input' column",
     )
+
+
+def test_a_prompt_of_the_models_positions_is_read_and_one_token_longer_refused(tmp_path, llama3_small):
+    """A 7,040-token prompt on a 512-position model ran on (2.6 GB, growing with the square of its length)."""
+    spec, model = LLM_SPECS["llama3.1-8b"], llama3_small.model_path
+    positions = json.loads((model / "config.json").read_text())["max_position_embeddings"]
+    data = load_data(spec, model, _cnn(tmp_path, llama3_small, [7] * positions))
+    assert len(data.prompts[1]) == positions
+    path = _cnn(tmp_path, llama3_small, [7] * (positions + 1))
+    refused(lambda: load_data(spec, model, path), "dataset.format", path, f"sample 1 is a prompt of {positions + 1}")
