@@ -99,10 +99,10 @@ def read_squad(path: str | Path) -> tuple[list[SquadExample], str]:
         )
     try:
         examples = _examples(doc, path)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise SubtoolError(
-            f"not a SQuAD v1.1 file: missing or malformed field {exc}", path=path, rule="dataset.squad_v1.1"
-        ) from None
+    except KeyError as exc:
+        raise _bad(path, f"not a SQuAD v1.1 file: a required field {exc} is missing") from None
+    except (TypeError, AttributeError):  # a list indexed by a name, a string where an object belongs
+        raise _bad(path, "not a SQuAD v1.1 file: a field holds another kind of value than SQuAD's") from None
     if not examples:
         raise SubtoolError("the dataset holds no questions", path=path, rule="dataset.squad_v1.1")
     return examples, hashlib.sha256(data).hexdigest()
@@ -135,8 +135,8 @@ def _examples(doc: dict, path: Path) -> list[SquadExample]:
     seen: set[str] = set()
     for context_id, paragraph in enumerate(p for article in doc["data"] for p in article["paragraphs"]):
         context = paragraph["context"]
-        if not isinstance(context, str):
-            raise _bad(path, f"paragraph {context_id + 1}: 'context' is not a string")
+        if not _is_text(context):
+            raise _bad(path, f"paragraph {context_id + 1}: 'context' is not a string of Unicode text")
         words = split_words(context)
         if not words:  # its questions would have no features: never answered, yet scored
             raise _bad(path, f"paragraph {context_id + 1}: 'context' is empty")
@@ -155,15 +155,27 @@ def _example(qa: dict, words: list[str], context_id: int, seen: set[str], path: 
     if qas_id in seen:
         raise _bad(path, f"question id {qas_id!r} appears more than once (SQuAD ids are unique)")
     seen.add(qas_id)
-    if not isinstance(qa["question"], str):
-        raise _bad(path, f"question {qas_id!r}: 'question' is not a string")
+    if not _is_text(qa["question"]):
+        raise _bad(path, f"question {qas_id!r}: 'question' is not a string of Unicode text")
     answers = qa.get("answers")
     if not isinstance(answers, list) or not answers:
         raise _bad(path, f"question {qas_id!r} has no answers (every SQuAD v1.1 dev question has at least one)")
     texts = [a["text"] for a in answers]
-    if not all(isinstance(t, str) for t in texts):
-        raise _bad(path, f"question {qas_id!r}: an answer's 'text' is not a string")
+    if not all(_is_text(t) for t in texts):
+        raise _bad(path, f"question {qas_id!r}: an answer's 'text' is not a string of Unicode text")
     return SquadExample(qas_id=qas_id, question=qa["question"], doc_words=words, answers=texts, context_id=context_id)
+
+
+def _is_text(value: object) -> bool:
+    """A string that is Unicode text: JSON's \\ud800 escape makes a lone surrogate, which the tokenizer refuses
+    with a TypeError after the model has loaded."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _bad(path: Path, message: str) -> SubtoolError:

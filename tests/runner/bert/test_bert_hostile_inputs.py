@@ -324,6 +324,10 @@ SQUAD_DAMAGE = {
     "id is a number": (lambda d: _qa(d).update(id=7), "7", "not a non-empty string"),
     "empty context": (lambda d: d["data"][0]["paragraphs"][0].update(context=" \n"), "paragraph 1", "empty"),
     "context is a list": (lambda d: d["data"][0]["paragraphs"][0].update(context=["a"]), "paragraph 1", "string"),
+    # a JSON \ud800 escape: a lone surrogate the tokenizer refused with a TypeError (exit 70) after the model loaded
+    "lone surrogate": (lambda d: d["data"][0]["paragraphs"][0].update(context="tom \ud800"), "paragraph 1", "Unicode"),
+    "no paragraphs": (lambda d: d["data"][0].pop("paragraphs"), "'paragraphs'", "a required field"),
+    "qas is text": (lambda d: d["data"][0]["paragraphs"][0].update(qas="q"), "not a SQuAD", "another kind of value"),
 }
 
 
@@ -375,7 +379,18 @@ def test_data_set_that_gives_no_features_is_refused(tmp_path, tiny_checkpoint):
         lambda: load_data(tiny_checkpoint, path, None, check_checkpoint(tiny_checkpoint)),
         "dataset.squad_v1.1",
         path,
-        "3 questions give no features",
+        "3 of 3 questions give no features",
+    )
+    # only some: their questions were never answered and scored 0 among the others, without a word
+    doc = _squad_doc()
+    doc["data"][0]["paragraphs"].append({"context": "\x00 \x01", "qas": [{**_qa(doc), "id": "lost"}]})
+    path = _write(tmp_path, doc)
+    _refused(
+        lambda: load_data(tiny_checkpoint, path, None, check_checkpoint(tiny_checkpoint)),
+        "dataset.squad_v1.1",
+        path,
+        "1 of 4 questions give no features",
+        "'lost'",
     )
 
 
