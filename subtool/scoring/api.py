@@ -227,6 +227,18 @@ def _score_all(jobs: list[InputJob], rules: Rules, scratch: str, workers: int, c
     return sorted(entries, key=lambda e: e.index)
 
 
+def _refuse_all_died(entries: list[EntryRecord]) -> None:
+    """Every input's worker died, alone too: the machine failed (memory, process limits), not the hand-ins. A board
+    where every team is refused for it would be published as a result; none is written."""
+    if entries and all(e.error and e.error.get("rule") == "score.worker_died" for e in entries):
+        raise SubtoolError(
+            f"the scoring worker of every one of the {len(entries)} inputs died, each alone too "
+            f"({entries[0].error['message']}): nothing was scored, so no leaderboard is written",
+            rule="score.workers_died",
+            hint="look at the machine's memory and process limits (dmesg), then score again",
+        )
+
+
 # ------------------------------------------------------------------------------------------------ outputs
 def leaderboard_document(entries: list[EntryRecord], rules: Rules, skipped: list[Skipped] = ()) -> dict:
     from subtool.scoring.ranking import build_leaderboard
@@ -325,6 +337,7 @@ def score(opts: ScoreOptions, console=None) -> ScoreResult:
         entries = _score_all(jobs, rules, scratch, workers, console)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    _refuse_all_died(entries)
     doc = writable(leaderboard_document(entries, rules, skipped))  # the --json outcome prints it too
     files = write_outputs(doc, out, entries, opts.metrics)
     return ScoreResult(

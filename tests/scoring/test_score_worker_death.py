@@ -127,3 +127,20 @@ def test_only_the_input_that_kills_its_worker_again_is_reported(sc_handins, tmp_
     ranked = {team for team, _ in _ranked(doc)}
     assert ranked == {"Alpha", "Beta", "Delta", "Epsilon"}  # Eta: INVALID, never ranked
     assert not list(out.glob(".score-scratch-*"))
+
+
+@pytest.mark.serial
+def test_a_run_where_every_inputs_worker_dies_writes_no_board_and_fails(sc_handins, tmp_path):
+    """Every worker dying (memory, process limits) refused every team as score.worker_died and exited 0 with a
+    board of nobody; the machine failed, not the hand-ins."""
+    from subtool.errors import SubtoolError
+
+    handins = tmp_path / "handins"
+    for team in TEAMS[:2]:
+        shutil.copytree(sc_handins[team], handins / team)
+    out = tmp_path / "out"
+    killer = Killer(out, targets=lambda name: True)
+    with pytest.raises(SubtoolError) as err:
+        _run(handins, out, killer)
+    assert err.value.rule == "score.workers_died" and "every one of the 2 inputs" in err.value.message
+    assert not list(out.glob("leaderboard.*")) and not list(out.glob(".score-scratch-*"))
