@@ -239,10 +239,11 @@ def run_decided(opts: RunOptions, say) -> dict:
     final_dir = run_dir_for(out, opts.model, opts.scenario)
     try:
         with staged_directory(final_dir) as stage:
-            previous = _carry_over_other_modes(final_dir, stage, _modes(opts.mode))
             session, settings = _session(opts, spec, stage, (model_path, dataset_path, cache_root()), demo)
-            paths = (model_path, dataset_path)
-            outcome = _run_keeping_finished_modes(session, stage, final_dir, paths, say, fresh=opts.fresh)
+            mark = interrupted.fingerprint(session, stage, dataset_path, model_path)
+            answers = interrupted.answers_fingerprint(session, dataset_path, model_path)
+            previous = _carry_over_other_modes(final_dir, stage, session, (mark, answers), say)
+            outcome = _run_keeping_finished_modes(session, stage, final_dir, mark, say, fresh=opts.fresh)
             if outcome.get("teardown"):
                 from rich.markup import escape
 
@@ -251,6 +252,7 @@ def run_decided(opts: RunOptions, say) -> dict:
             check_run_hash(opts.inputs, outcome.get("dataset_sha256"))
             settings = outcome.get("settings", settings)  # a short run's, as sized to the SUT
             record = _run_record(opts, spec, opts.scenario, demo, model_path, dataset_path, settings, outcome, previous)
+            record["fingerprint"], record["answers_fingerprint"] = mark, answers
             write_run_record(stage, record)
     except BaseException:
         _remove_if_empty(final_dir.parent)  # a failed first run leaves no empty <model>/ folder behind
@@ -263,7 +265,7 @@ def run_decided(opts: RunOptions, say) -> dict:
 
 
 def _run_keeping_finished_modes(
-    session: SessionSpec, stage: Path, final_dir: Path, paths: tuple, say, *, fresh: bool = False
+    session: SessionSpec, stage: Path, final_dir: Path, mark: str, say, *, fresh: bool = False
 ) -> dict:
     """The session in its child, reusing the modes an interrupted run with the same settings finished (none when
     `fresh`), and keeping those this one finishes if it stops early (runner/interrupted.py)."""
@@ -272,8 +274,6 @@ def _run_keeping_finished_modes(
     where = interrupted.kept_dir(final_dir)
     if fresh:
         interrupted.discard(where)
-    model_path, dataset_path = paths
-    mark = interrupted.fingerprint(session, stage, dataset_path, model_path)
     kept = interrupted.reuse(where, mark, stage, session.modes, say)
     session = dataclasses.replace(
         session,
@@ -479,26 +479,35 @@ def resolve_backend(backend: str, spec, say) -> str:
     return backend
 
 
-def _carry_over_other_modes(final_dir: Path, stage: Path, modes: list[str]) -> dict:
-    """A performance-only re-run keeps the earlier accuracy results (and vice versa); returns their records."""
+def _carry_over_other_modes(final_dir: Path, stage: Path, session: SessionSpec, marks: tuple[str, str], say) -> dict:
+    """The earlier run's modes and compliance tests this one does not run again, with their records, where they
+    still hold for it: its accuracy run where the answers' fingerprint is the same (a performance-only re-run with
+    a new user.conf keeps it), its performance run and compliance tests where the whole fingerprint is the same
+    and no performance run replaces the one they were verified against (interrupted.fingerprint). Nothing of a
+    run with another checkpoint, data set or options: one checkpoint's TEST01 stayed beside the next one's
+    result, and check passed it."""
     if not final_dir.is_dir():
         return {}
-    old_record = load_run_record(final_dir / "run.json")[0] or {}
-    if schema_problems(old_record):
-        old_record = {}  # a damaged record keeps the folders, not their entries
-    old_modes = old_record.get("modes") or {}
-    old_compliance = old_record.get("compliance") or {}
+    old = load_run_record(final_dir / "run.json")[0] or {}
+    mark, answers = marks
+    same = not schema_problems(old) and old.get("fingerprint") == mark
+    holds = {"accuracy": same or (not schema_problems(old) and old.get("answers_fingerprint") == answers)}
+    holds["performance"] = same
+    for test in ("TEST01", "TEST04", "TEST06"):
+        holds[test] = same and "performance" not in session.modes
+    wanted = [n for n in holds if n not in session.modes + list(session.compliance) and (final_dir / n).is_dir()]
+    dropped = [n for n in wanted if not holds[n]]
+    if dropped:
+        say(f"{final_dir}: the earlier {', '.join(dropped)} no longer hold for this run's settings: not kept")
     kept = {}
-    for mode in ("performance", "accuracy"):
-        if mode not in modes and (final_dir / mode).is_dir():
-            shutil.copytree(final_dir / mode, stage / mode)
-            if mode in old_modes:
-                kept[mode] = old_modes[mode]
-    for name in ("TEST01", "TEST04", "TEST06"):
-        if (final_dir / name).is_dir():
-            shutil.copytree(final_dir / name, stage / name)
-            if name in old_compliance:
-                kept.setdefault("__compliance__", {})[name] = old_compliance[name]
+    for name in (n for n in wanted if holds[n]):
+        shutil.copytree(final_dir / name, stage / name)
+        entries = old.get("modes") if name in ("performance", "accuracy") else old.get("compliance")
+        if isinstance(entries, dict) and name in entries:
+            if name.startswith("TEST"):
+                kept.setdefault("__compliance__", {})[name] = entries[name]
+            else:
+                kept[name] = entries[name]
     return kept
 
 

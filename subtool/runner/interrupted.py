@@ -31,7 +31,19 @@ KEPT_NAME = "kept.json"
 KEPT_SCHEMA = "subtool.interrupted/1"
 MODE_DIRS = {"performance": "performance", "accuracy": "accuracy"}
 # what a session's options hold that does not change its results (where it writes, what it prints)
-_NOT_FINGERPRINTED = {"stage", "result_path", "user_conf", "progress_path", "modes", "compliance", "quiet"}
+# what says where a session writes or which modes it runs, not how a result comes out (short_settings: derived
+# from the run style and the user.conf, both fingerprinted, and set only when a performance run is among the modes)
+_NOT_FINGERPRINTED = {
+    "stage",
+    "result_path",
+    "user_conf",
+    "progress_path",
+    "modes",
+    "compliance",
+    "quiet",
+    "short_settings",
+    "user_conf_header",  # a comment in the user.conf, which fingerprint hashes
+}
 
 
 @dataclass
@@ -52,9 +64,18 @@ def fingerprint(session, stage: Path, dataset_path: Path, model_path: Path) -> s
     """Everything that decides a mode's result: the session's options, the user.conf in the stage (as subtool
     wrote it, before a short run sizes it), the data set's and every checkpoint file's size and modification time
     (fsutil.file_identity: weights swapped in place change it; nothing is hashed), subtool's version."""
-    options = {k: v for k, v in dataclasses.asdict(session).items() if k not in _NOT_FINGERPRINTED}
     user_conf = hashlib.sha256((stage / "user.conf").read_bytes()).hexdigest()
-    parts = [options, user_conf, file_identity(dataset_path), file_identity(model_path), __version__]
+    return _digest([answers_fingerprint(session, dataset_path, model_path), user_conf])
+
+
+def answers_fingerprint(session, dataset_path: Path, model_path: Path) -> str:
+    """What decides the answers the SUT gives, and so an accuracy run's result: fingerprint's parts but the
+    user.conf (LoadGen's schedule, which decides the performance run's)."""
+    options = {k: v for k, v in dataclasses.asdict(session).items() if k not in _NOT_FINGERPRINTED}
+    return _digest([options, file_identity(dataset_path), file_identity(model_path), __version__])
+
+
+def _digest(parts: list) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

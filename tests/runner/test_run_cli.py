@@ -42,6 +42,7 @@ def test_run_writes_a_complete_run_directory(tiny_offline_run):
 def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkpoint, small_squad, tiny_offline_run):
     out = tmp_path / "runs"
     shutil.copytree(tiny_offline_run, out / "bert-99/Offline")  # a finished run of both modes
+    shutil.copytree(tiny_offline_run / "performance", out / "bert-99/Offline/TEST01")  # verified against its perf
     acc_before = (out / "bert-99/Offline/accuracy/accuracy.txt").read_text()
     conf = tmp_path / "small.user.conf"
     conf.write_text(
@@ -64,11 +65,41 @@ def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkp
     assert res.exit_code == 0, res.output
     run_dir = out / "bert-99/Offline"
     assert (run_dir / "accuracy/accuracy.txt").read_text() == acc_before
+    # a compliance test was verified against the performance run this one replaces: not kept beside the new one
+    assert not (run_dir / "TEST01").exists() and "TEST01 no longer hold" in " ".join(res.output.split())
     record = json.loads((run_dir / "run.json").read_text())
     assert set(record["modes"]) == {"performance", "accuracy"}
     # the performance results are this rerun's (its 500 ms minimum), not the copied run's (the short style's 1 s)
     detail = (run_dir / "performance/run_1/mlperf_log_detail.txt").read_text()
     assert '"key": "effective_min_duration_ms", "value": 500' in detail
+
+
+def test_a_rerun_with_another_checkpoint_keeps_nothing_of_the_earlier_run(
+    tmp_path, tiny_checkpoint, small_squad, tiny_offline_run
+):
+    """A performance-only run with checkpoint B kept checkpoint A's accuracy run and TEST01 beside B's result (and
+    package and check passed the mix)."""
+    out = tmp_path / "runs"
+    shutil.copytree(tiny_offline_run, out / "bert-99/Offline")
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_checkpoint, other)  # the same bytes elsewhere: another checkpoint for all subtool knows
+    res = _run(
+        "--model-path",
+        other,
+        "--dataset-path",
+        small_squad,
+        "--out",
+        out,
+        "--mode",
+        "performance",
+        "--run-style",
+        "short",
+    )
+    assert res.exit_code == 0, res.output
+    run_dir = out / "bert-99/Offline"
+    assert not (run_dir / "accuracy").exists()
+    assert set(json.loads((run_dir / "run.json").read_text())["modes"]) == {"performance"}
+    assert "accuracy no longer hold" in " ".join(res.output.split())
 
 
 # Server on this SUT is left to tests/runner/test_short_run_sizing.py (an instant SUT): the torch-cpu SUT's p99
