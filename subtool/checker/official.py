@@ -203,7 +203,25 @@ def compare(report, diff: OfficialDiff) -> list[dict]:
                     "explained": "",
                 }
             )
-    return rows
+    return rows or _whole_tree(report, diff)
+
+
+def _whole_tree(report, diff: OfficialDiff) -> list[dict]:
+    """The two exit codes, where they differ though every result agrees (a tree with no result at all, a finding
+    of the tree itself): "same verdict for every result" hid that one failed the tree and the other passed it."""
+    ours, theirs = report.ok, diff.returncode == 0
+    if ours == theirs or diff.crashed:
+        return []
+    return [
+        {
+            "result": "(the tree as a whole)",
+            "subtool": "pass" if ours else "fail",
+            "official": f"{'pass' if theirs else 'fail'} (exit {diff.returncode})",
+            "subtool_failed_rules": sorted({f.rule for f in report.findings if f.severity == "error" and not f.result}),
+            "official_errors": [],
+            "explained": "",
+        }
+    ]
 
 
 def diff_with_official(tree: Path, opts, report) -> OfficialDiff:

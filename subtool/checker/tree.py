@@ -180,8 +180,8 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
             f"{code}/ folder is missing",
             f"put the code used for the runs (or a README pointing to it) in {sub_rel}/{code}/",
         )
-    mapping = _mapping(sub, sub_rel, out) if division == "open" and here.get("model_mapping.json") == FILE else {}
     results = os.path.join(sub, "results")
+    mapping = _mapping(cfg, sub, sub_rel, here, out) if division == "open" else {}
     for system in subdirs(results):
         sys_key = system_json_rel(division, submitter, system)
         sys_out = found.scope(sys_key)
@@ -216,25 +216,30 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
                 found.job_scopes[job.result_id] = [sub_key, sys_key, model_rel, job.result_id]
 
 
-def _mapping(sub: Path, sub_rel: str, out: Collector) -> dict[str, str]:
+def _mapping(cfg: RoundConfig, sub: Path, sub_rel: str, here: dict[str, str], out: Collector) -> dict[str, str]:
+    """An open submitter's model_mapping.json. The official checker opens it (a folder there ends it in an
+    IsADirectoryError) but reads it only for a model folder that is no benchmark name: a broken mapping that no
+    folder needs is a warning, not an error."""
+    kind = here.get("model_mapping.json")
+    rel = f"{sub_rel}/model_mapping.json"
+    if kind is None:
+        return {}
+    if kind != FILE:
+        out.add(MAPPING_INVALID, rel, "model_mapping.json is not a file", "make it a JSON file, or remove it")
+        return {}
+    results = sub / "results"
+    needed = any(cfg.model(cfg.resolve(m)) is None for s in subdirs(str(results)) for m in subdirs(str(results / s)))
+    severity = None if needed else "warning"
     data, problem = read_json_object(sub / "model_mapping.json")
+    hint = 'write {"<your model folder>": "<official benchmark, e.g. bert-99>"}'
     if data is None:
         rule = inputs.NOT_FINITE if isinstance(problem, NonFinite) else MAPPING_INVALID
-        out.add(
-            rule,
-            f"{sub_rel}/model_mapping.json",
-            f"model_mapping.json {problem}",
-            'write {"<your model folder>": "<official benchmark, e.g. bert-99>"}',
-        )
+        out.add(rule, rel, f"model_mapping.json {problem}", hint, severity=severity)
         return {}
     bad = [k for k, v in data.items() if not isinstance(v, str)]
     if bad:
-        out.add(
-            MAPPING_INVALID,
-            f"{sub_rel}/model_mapping.json",
-            f"model_mapping.json maps {', '.join(bad)} to something that is not a benchmark name",
-            "map each folder name to an official benchmark name (a string)",
-        )
+        said = f"model_mapping.json maps {', '.join(bad)} to something that is not a benchmark name"
+        out.add(MAPPING_INVALID, rel, said, "map each folder name to an official benchmark name (a string)", severity)
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
@@ -250,11 +255,12 @@ def _generation(cfg: RoundConfig, here: dict[str, str], sub_rel: str, out: Colle
             "this looks like a v6-layout tree: check it with --version v6.1 (or v6.0), or package it again "
             f"with --version {cfg.version}",
         )
-    elif cfg.layout.name == "v6" and has_v5_dirs:
+    elif cfg.layout.name == "v6" and has_v5_dirs:  # a warning: the results' own missing files, if any, fail them
         out.add(
             layout.LEGACY_LAYOUT,
             sub_rel,
-            f"{cfg.version} keeps measurements and compliance runs inside each result folder, but this tree "
-            "has v5-style measurements/ or compliance/ folders",
-            f"check it with --version v5.1 (or v5.0), or package it again with --version {cfg.version}",
+            f"{cfg.version} keeps measurements and compliance runs inside each result folder, and reads nothing "
+            "in this tree's v5-style measurements/ or compliance/ folders",
+            "remove them, or if the tree is laid out for v5, check it with --version v5.1 (or v5.0)",
+            severity="warning",
         )

@@ -92,7 +92,10 @@ def test_skip_compliance_waives_compliance_findings(case_trees):
 def test_v6_rules_on_a_v5_tree_say_so(case_trees):
     report = check_tree(case_trees["bert_closed_v50_legacy_layout"], CheckOptions(version="v6.1"))
     rules = {f.rule for f in report.findings if f.severity == "error"}
-    assert "layout.wrong_generation" in rules and "perf.seeds" in rules
+    # said once up front (a warning: the official checker reads nothing in those folders), and the results fail
+    # on the files v6 wants in them
+    assert "layout.wrong_generation" in {f.rule for f in report.findings} and "perf.seeds" in rules
+    assert not any(r.passed for r in report.results)
     seed = next(f for f in report.findings if f.rule == "perf.seeds")
     assert "v5.0" in seed.hint  # it tells which round the logs' seeds belong to
 
@@ -221,3 +224,15 @@ def test_a_tree_with_no_result_fails_rather_than_passing_zero_of_zero(case_trees
     assert other.exit_code == 1
     (finding,) = json.loads(other.stdout)["findings"]
     assert finding["rule"] == "layout.no_results" and "NoSuchTeam" in finding["message"]
+
+
+def test_official_diff_says_when_the_tree_verdicts_differ_though_every_result_agrees(official_checkout, tmp_path):
+    """A tree with no result: subtool fails it (layout.no_results), the official checker exits 0; the report said
+    "same verdict for every result"."""
+    tree = tmp_path / "empty"
+    tree.mkdir()
+    result = runner.invoke(app, ["check", str(tree), "--official", str(official_checkout), "--json"])
+    diff = json.loads(result.stdout)["official_diff"]
+    (row,) = diff["disagreements"]
+    assert row["result"] == "(the tree as a whole)" and row["subtool"] == "fail" and row["official"].startswith("pass")
+    assert "same verdict" not in result.stderr

@@ -492,3 +492,38 @@ def test_an_empty_benchmark_folder_is_a_warning_as_the_official_checker_skips_it
     assert report.ok and {f.rule for f in report.findings if f.path.endswith("bert-99.9")} == {
         "scenario.empty_benchmark"
     }
+
+
+@pytest.mark.parametrize("leftover", ["measurements", "compliance"])
+def test_a_leftover_v5_folder_beside_a_complete_v6_tree_is_a_warning(tree_copy, leftover):
+    """Every result failed (layout.wrong_generation, an error) though each had its v6 files; the official checker
+    reads nothing in those folders and passes the tree."""
+    tree = tree_copy("bert_closed_valid")
+    (tree / "closed" / "TeamX" / leftover).mkdir()
+    report = _check(tree)
+    assert report.ok and all(r.passed for r in report.results)
+    assert [f.severity for f in report.findings if f.rule == "layout.wrong_generation"] == ["warning"]
+
+
+def _open_mapping(tree, content):
+    path = tree / "open" / "TeamX" / "model_mapping.json"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+
+
+@pytest.mark.parametrize("content", ["null", '"x"', "[1, 2]", '{"bert-99": 5}'])
+def test_a_broken_mapping_no_folder_needs_is_a_warning_as_the_official_never_reads_it(tree_copy, content):
+    tree = tree_copy("bert_open_valid")
+    _open_mapping(tree, content)
+    report = _check(tree)
+    assert report.ok, [f.message for f in report.findings if f.severity == "error"]
+    assert {f.severity for f in report.findings if f.rule == "model.mapping_invalid"} == {"warning"}
+
+
+def test_a_mapping_that_is_a_folder_is_a_finding_where_the_official_checker_crashes(tree_copy):
+    tree = tree_copy("bert_open_valid")
+    _open_mapping(tree, None)
+    report = _check(tree)
+    assert not report.ok and "model.mapping_invalid" in _tree_rules(report)
