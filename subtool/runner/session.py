@@ -7,7 +7,6 @@ writes its outcome (or the error it stopped on) to the spec's `result_path`; the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
@@ -96,18 +95,27 @@ def run_session(spec: SessionSpec, console, report=None) -> dict:
         }
         if report is not None:
             report({**outcome, "teardown": "pending"})
-    except BaseException:
-        try:  # the error on its way out names what failed; stop()'s repeat of a SUT failure would replace it
-            with contextlib.suppress(SubtoolError):
-                sut.stop()
-        finally:
-            qsl.destroy()
+    except BaseException as exc:
+        _stop_after(exc, sut, qsl)
         raise
     try:
         sut.stop()
     finally:
         qsl.destroy()
     return outcome
+
+
+def _stop_after(exc: BaseException, sut, qsl) -> None:
+    """Stop the SUT and free the QSL while `exc` is on its way out. Where the SUT failed, its own error (its rule:
+    run.sut_error, run.endpoint_failed, a tensor-parallel rank's) is the cause of an error LoadGen or the session
+    raised after it, and replaces it; an interruption (Ctrl-C, a signal) stays what it is."""
+    try:
+        sut.stop()
+    except SubtoolError as failed:
+        if isinstance(exc, SubtoolError):
+            raise failed from None
+    finally:
+        qsl.destroy()
 
 
 def _load_data(spec: SessionSpec, workload, model_path: Path, say):

@@ -83,7 +83,7 @@ def test_a_keep_that_fails_never_hides_the_error_the_run_stopped_on(tmp_path, mo
     monkeypatch.setattr(interrupted, "keep", full_disk)
     said = []
     with pytest.raises(SubtoolError) as err:
-        api._run_keeping_finished_modes(spec, stage, tmp_path / "runs" / "Offline", (tmp_path, tmp_path), said.append)
+        api._run_keeping_finished_modes(spec, stage, tmp_path / "runs" / "Offline", "mark", said.append)
     assert err.value is crashed
     assert any("could not be kept" in line and "No space left" in line for line in said)
 
@@ -116,14 +116,14 @@ def test_all_force_runs_every_mode_again_even_where_an_interrupted_run_kept_one(
         return {"modes": {m: {"dir": m} for m in session.modes}, "tstamps": ["a", "b"]}
 
     monkeypatch.setattr(api, "_run_child", child)
-    reused = api._run_keeping_finished_modes(spec, stage, final, (inputs, inputs), lambda *a: None)
+    reused = api._run_keeping_finished_modes(spec, stage, final, mark, lambda *a: None)
     assert asked == [["accuracy"]] and reused["modes"]["performance"] == {"dir": "x"}  # not fresh: reused
     (where / "performance").mkdir(parents=True, exist_ok=True)
     (where / KEPT_NAME).write_text(
         json.dumps({"schema": interrupted.KEPT_SCHEMA, "fingerprint": mark, "modes": {"performance": {"dir": "x"}}})
     )
     shutil.rmtree(stage / "performance", ignore_errors=True)  # the first call's copy of the kept run
-    api._run_keeping_finished_modes(spec, stage, final, (inputs, inputs), lambda *a: None, fresh=True)
+    api._run_keeping_finished_modes(spec, stage, final, mark, lambda *a: None, fresh=True)
     assert asked[-1] == ["performance", "accuracy"] and not where.exists()
 
 
@@ -148,7 +148,7 @@ def test_a_mode_in_which_the_sut_failed_is_never_kept_nor_reused_as_a_result(tmp
     for _ in range(2):
         result, said = _run(model, small_squad, runs)
         assert result.exit_code == 2 and "[run.sut_error]" in said, said
-        assert "the SUT failed during the performance run" in said and "AttributeError" in said, said
+        assert "the SUT failed during the run" in said and "AttributeError" in said, said
         assert "kept the finished" not in said and "reusing" not in said, said
     assert not (runs / "bert-99" / "Offline").exists()
     assert not (runs / "bert-99" / ".Offline.interrupted").exists()
