@@ -23,6 +23,7 @@ from pathlib import Path
 from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_write_text
 from subtool.mlperf.round import LLM_TOKEN_LIMITS, loadgen_names
+from subtool.mlperf.user_conf import LEAST
 from subtool.runner.api import RunOptions, decide, run_decided
 from subtool.runner.harness import EQUAL_ISSUE_MODELS, SHORT_MIN_QUERIES
 
@@ -66,10 +67,10 @@ def find_performance(opts: RunOptions, console=None) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="subtool-find-perf-"))
     try:
         if opts.scenario == "Offline":
-            found = {"target_qps": round(_offline_throughput(opts, spec, scratch, probes, say), 3)}
+            found = {"target_qps": _qps(_offline_throughput(opts, spec, scratch, probes, say))}
         elif opts.scenario in ("Server", "Interactive"):
             throughput = _offline_throughput(opts, spec, scratch, probes, say)
-            found = {"target_qps": round(_highest_valid_load(opts, spec, throughput, scratch, probes, say), 3)}
+            found = {"target_qps": _qps(_highest_valid_load(opts, spec, throughput, scratch, probes, say))}
         else:
             found = {"target_latency": _stream_latency_ms(opts, scratch, probes, say)}
     finally:
@@ -125,7 +126,7 @@ def _offline_throughput(opts: RunOptions, spec, scratch: Path, probes: list, say
     for n in OFFLINE_PROBE_SAMPLES:
         n = min(n, spec.sample_count)
         # LoadGen's built-in conf sets a floor of one full data set per Offline query
-        settings = {"target_qps": f"{n / 1.1:.3f}", "min_duration": 1, "min_query_count": n}
+        settings = {"target_qps": f"{n / 1.1:.6g}", "min_duration": 1, "min_query_count": n}
         p = _probe(offline, scratch, _keys(opts, spec, "Offline", settings))
         throughput = p.samples_per_second
         probes.append({"scenario": "Offline", "samples": n, **dataclasses.asdict(p)})
@@ -134,13 +135,26 @@ def _offline_throughput(opts: RunOptions, spec, scratch: Path, probes: list, say
             break
     if not throughput:
         raise SubtoolError("the probe runs measured no throughput", rule="run.find_perf")
+    if throughput < LEAST["target_qps"]:
+        raise SubtoolError(
+            f"the SUT answered {throughput:.3g} samples/s, below the {LEAST['target_qps']:g} queries/s a run can be "
+            "paced at: a Server run at that load would not end",
+            rule="run.find_perf",
+            hint="make the SUT faster (a larger --batch-size, more --threads, a GPU backend) before sizing a run",
+        )
     return float(throughput)
+
+
+def _qps(value: float) -> float:
+    """A load as user.conf takes it: 4 significant digits, never below LEAST (round(…, 3) wrote 0.0 for a slow
+    SUT, which the next run refuses and which ran a machine out of memory)."""
+    return max(float(f"{value:.4g}"), LEAST["target_qps"])
 
 
 def _load_settings(opts: RunOptions, spec, qps: float) -> dict:
     duration = opts.min_duration_ms or LOAD_PROBE_MS
     settings: dict = {
-        "target_qps": f"{qps:.3f}",
+        "target_qps": f"{qps:.6g}",
         "min_duration": duration,
         # enough queries for LoadGen's early-stopping estimate, and for the duration at this load
         "min_query_count": max(SHORT_MIN_QUERIES["Server"], int(qps * duration / 1000)),
@@ -159,24 +173,30 @@ def _highest_valid_load(opts: RunOptions, spec, throughput: float, scratch: Path
         say(_load_line(len(probes), opts.scenario, qps, p))
         return p
 
-    best, tried = search_load(probe_at, throughput)
+    best, tried = search_load(probe_at, throughput, floor=LEAST["target_qps"])
     if best is None:
         raise SubtoolError(
-            f"no VALID {opts.scenario} load down to {min(tried):.3f} queries/s in {len(tried)} probes",
+            f"no VALID {opts.scenario} load down to {min(tried, default=LEAST['target_qps']):.3g} queries/s in "
+            f"{len(tried)} probes",
             rule="run.find_perf",
             hint="the SUT cannot meet the latency limits at these loads; try a smaller --batch-size",
         )
     return best
 
 
-def search_load(probe_at, ceiling: float, max_probes: int | None = None) -> tuple[float | None, list[float]]:
+def search_load(
+    probe_at, ceiling: float, max_probes: int | None = None, floor: float = 0.0
+) -> tuple[float | None, list[float]]:
     """The highest load `probe_at(qps).valid` holds for, searched below `ceiling` (the Offline rate): start at
     LOAD_START_FRACTION of it, step down until one holds (or up while all hold), then bisect between the highest
     VALID and the lowest INVALID load until they are within LOAD_PRECISION. At most `max_probes` probes
-    (MAX_LOAD_PROBES); returns (that load or None, the loads tried)."""
+    (MAX_LOAD_PROBES), none below `floor` (a load no run can be paced at: a probe there would not end); returns
+    (that load or None, the loads tried)."""
     valid, invalid, tried = 0.0, None, []
     qps: float | None = ceiling * LOAD_START_FRACTION
     for _ in range(max_probes or MAX_LOAD_PROBES):
+        if qps < floor:
+            break
         tried.append(qps)
         if probe_at(qps).valid:
             valid = max(valid, qps)

@@ -68,3 +68,23 @@ def test_probe_lines_say_the_load_the_verdict_and_why():
     )
     p = find_perf.Probe(result=1.0, validity="INVALID", seconds=2.0)
     assert find_perf._load_line(1, "Server", 3.0, p) == "  probe 1: Server 3.000 queries/s → INVALID (LoadGen) (2.0 s)"
+
+
+@settings(max_examples=200, deadline=None)
+@given(ceiling=st.floats(1e-4, 2.0), share=st.floats(0.0, 1.5))
+def test_no_load_below_what_a_run_can_be_paced_at_is_probed_or_found(ceiling, share):
+    """A slow SUT's search stepped down to 0.005 queries/s (a probe at 0.04 needs 12,500 s) and wrote a user.conf
+    the next run refuses; below the floor nothing is probed and nothing found."""
+    from subtool.mlperf.user_conf import LEAST
+
+    floor = LEAST["target_qps"]
+    best, tried = search_load(_sut(ceiling * share), ceiling, floor=floor)
+    assert all(q >= floor for q in tried)
+    assert best is None or best >= floor
+
+
+def test_a_found_load_is_written_as_run_takes_it():
+    # round(…, 3) wrote 0.0 (and 0.000 for a probe) for a SUT of under 0.0005 queries/s
+    from subtool.runner.find_perf import _qps
+
+    assert _qps(123.456789) == 123.5 and _qps(0.0123456) == 0.01235 and _qps(0.0004) == 0.01
