@@ -223,8 +223,15 @@ class _Context:
     waive: frozenset[str]
 
 
+def _dirs_intact(tree: Path, dirs: object) -> bool:
+    """A package stage's result folders (as state.json lists them) are all still in the tree."""
+    return isinstance(dirs, list) and bool(dirs) and all(isinstance(d, str) and (tree / d).is_dir() for d in dirs)
+
+
 def _run_stages(opts: PipelineOptions, out: Path, selected: list[str], console) -> Outcome:
     state = State(out / "state.json")
+    if state.unreadable:
+        console.print(f"[yellow]warning[/]: {out / 'state.json'} is {state.unreadable}: every stage runs again")
     paths = out_paths(out, opts.version)
     _check_tree_round(state, out, paths["tree"], opts.version)
     scenario = _scenario_name(opts.run.scenario)
@@ -321,10 +328,7 @@ def _package_phase(ctx: _Context, run_digest: str) -> None:
         ),
         lambda: _do_package(opts, ctx.run_dir, ctx.paths, ctx.console),
         key=ctx.result_key,
-        intact=lambda done: (
-            bool(done["outputs"].get("result_dirs"))
-            and all((tree / d).is_dir() for d in done["outputs"]["result_dirs"])
-        ),
+        intact=lambda done: _dirs_intact(tree, done["outputs"].get("result_dirs")),
     )
 
 

@@ -30,6 +30,7 @@ class State:
     def __init__(self, path: Path):
         self.path = path
         self.data = {"schema": STATE_SCHEMA, "stages": {}, "finished": {}, "trees": {}}
+        self.unreadable: str | None = None  # why state.json was not read, for the run to say before it starts
         if path.is_file():
             try:
                 loaded = json.loads(path.read_text())
@@ -39,8 +40,10 @@ class State:
                     and isinstance(loaded.get("stages"), dict)
                 ):
                     self.data.update(loaded)
-            except (ValueError, OSError, RecursionError):
-                pass  # an unreadable state means nothing is known to be finished: run everything
+                else:
+                    self.unreadable = f"not subtool's {STATE_SCHEMA}"
+            except (ValueError, OSError, RecursionError) as exc:  # nothing is known to be finished: run everything
+                self.unreadable = "cut short or damaged" if isinstance(exc, ValueError) else type(exc).__name__
         for name in ("finished", "trees"):
             if not isinstance(self.data.get(name), dict):
                 self.data[name] = {}
@@ -80,7 +83,13 @@ class State:
 
 
 def _entry_shaped(entry: object) -> bool:
-    return isinstance(entry, dict) and isinstance(entry.get("outputs"), dict)
+    """An entry as mark() writes it (a stage with another shape is not known to be finished: a hand-edited one
+    without its time ended `all` in an internal error)."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("outputs"), dict)
+        and all(isinstance(entry.get(k), str) for k in ("status", "inputs", "at"))
+    )
 
 
 def file_digests(folder: Path, names: list[str]) -> dict[str, str] | None:

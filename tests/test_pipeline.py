@@ -124,8 +124,10 @@ def _only_entry(state: dict, stage: str) -> dict:
         lambda s: s["finished"].update(pack="x"),
         lambda s: _only_entry(s, "pack")["outputs"].update(files=["a"], names=["b"], artifacts=["c"]),
         lambda s: _only_entry(s, "check").pop("outputs"),
+        lambda s: _only_entry(s, "check").pop("at"),  # KeyError 'at'
+        lambda s: _only_entry(s, "package")["outputs"].update(result_dirs=[1]),  # TypeError
     ],
-    ids=["run-a-list", "pack-a-string", "outputs-lists", "no-outputs"],
+    ids=["run-a-list", "pack-a-string", "outputs-lists", "no-outputs", "no-time", "result-dirs-numbers"],
 )
 def test_a_state_json_of_the_wrong_shape_runs_stages_again_instead_of_failing(reference_run, tmp_path, damage):
     """Each of these ended every later `all` with an internal error (exit 70) until state.json was deleted."""
@@ -137,6 +139,15 @@ def test_a_state_json_of_the_wrong_shape_runs_stages_again_instead_of_failing(re
     proc = _all(out, "--json")
     assert proc.returncode == 0, proc.stderr
     assert "[internal]" not in proc.stderr
+
+
+def test_a_state_json_that_cannot_be_read_is_said_before_every_stage_runs_again(reference_run, tmp_path):
+    """Cut short, it was passed over without a word and the benchmark ran again."""
+    out = tmp_path / "out"
+    shutil.copytree(reference_run[0], out)
+    (out / "state.json").write_bytes((out / "state.json").read_bytes()[:100])
+    proc = _all(out, "--only", "check")
+    assert "state.json is cut short or damaged: every stage runs again" in " ".join((proc.stdout + proc.stderr).split())
 
 
 @pytest.mark.parametrize("stage", ["package", "check", "pack"])
