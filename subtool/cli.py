@@ -420,6 +420,7 @@ def main() -> None:
         code = _usage_error(exc) if _is_usage_error(exc) else _exit_for(exc)
     if code == EXIT_INTERRUPTED or terminated():
         code = EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
+        _record_interruption(f"terminated ({terminated_by()})" if terminated() else "interrupted (Ctrl-C)")
         if not interruption_explained():
             what = f"terminated ({terminated_by()})" if terminated() else "interrupted"
             with contextlib.suppress(Exception):
@@ -431,6 +432,19 @@ def main() -> None:
                 )
     _json_error(code)
     sys.exit(code)
+
+
+def _record_interruption(what: str) -> None:
+    """--json's error object for a command a signal or Ctrl-C ended (it said "error": null), unless the command
+    recorded its own (a stage's interruption, with the rule that says so)."""
+    from subtool.cli_common import record_error, recorded_error
+
+    if recorded_error() is None:
+        record_error(
+            f"{what}: nothing half-written",
+            "run the same command again: what finished is kept, the interrupted step runs again from its start",
+            "cli.interrupted",
+        )
 
 
 def _json_error(code: int) -> None:

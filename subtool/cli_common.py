@@ -32,6 +32,10 @@ def record_error(line: str, hint: str | None, rule: str | None = None, path: obj
     _JSON_STATE["error"] = {"rule": rule, "message": line, "path": str(path) if path else None, "hint": hint}
 
 
+def recorded_error() -> dict | None:
+    return _JSON_STATE["error"]
+
+
 def json_error_object(code: int) -> dict | None:
     """With --json and nothing written on stdout yet: what to print there so that a script's json.loads(stdout)
     still reads why the command failed; None otherwise."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -254,3 +255,33 @@ def test_json_asked_gets_a_json_error_object_on_stdout(tmp_path, args, rule):
     assert doc["ok"] is False and doc["exit_code"] == proc.returncode and doc["error"]["message"]
     assert rule is None or doc["error"]["rule"] == rule
     assert len(error_lines(proc.stderr)) == 1 and "Traceback" not in proc.stderr
+
+
+NAP = """\
+import sys, time
+import typer
+from subtool import cli
+
+@cli.app.command("nap")
+def nap(json_out: bool = typer.Option(False, "--json")) -> None:
+    print("ready", file=sys.stderr, flush=True)
+    time.sleep(60)
+
+sys.argv = ["subtool", "nap", "--json"]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [(signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted (Ctrl-C)")],
+)
+def test_json_after_a_signal_says_what_ended_the_command(sig, code, said):
+    """--json printed {"ok": false, "exit_code": 143, "error": null}: a script reading it learnt nothing."""
+    proc = subprocess.Popen([sys.executable, "-c", NAP], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline().strip() == "ready"
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == code
+    error = json.loads(out)["error"]
+    assert error["rule"] == "cli.interrupted" and error["message"].startswith(said)
