@@ -18,7 +18,7 @@ from subtool.mlperf.user_conf import check_user_conf
 from subtool.runner import interrupted
 from subtool.runner.harness import MODES, check_scenario, user_conf_settings, write_user_conf
 from subtool.runner.inputs import RunInputs, assets_record, check_run_hash, resolve_inputs
-from subtool.runner.session import SessionSpec, spec_to_file
+from subtool.runner.session import PARENT_ENV, SessionSpec, spec_to_file
 
 ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "SUBTOOL_CACHE", "HF_HUB_OFFLINE")
 
@@ -379,11 +379,11 @@ def _run_child(session: SessionSpec, stage: Path) -> dict:
     what could not run (the SUT's own end-of-run checks). Any other death before the final report is a crash."""
     import json
     import subprocess
-    import sys
 
     spec_file = spec_to_file(session, stage / ".session-spec.json")
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}  # it dies with this process (session.die_with_parent)
     try:
-        proc = subprocess.run([sys.executable, "-m", "subtool.runner.session", str(spec_file)], check=False)
+        proc = subprocess.run([sys.executable, "-m", "subtool.runner.session", str(spec_file)], check=False, env=env)
     finally:
         spec_file.unlink(missing_ok=True)
     result_path = Path(session.result_path)

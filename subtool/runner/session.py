@@ -530,7 +530,31 @@ def spec_to_file(spec: SessionSpec, path: Path) -> Path:
     return atomic_write_json(path, asdict(spec))
 
 
+PARENT_ENV = "SUBTOOL_SESSION_PARENT"  # the pid of the subtool that started this process
+
+
+def die_with_parent() -> None:
+    """Linux: this process is sent SIGKILL when the subtool that started it dies. Killed by SIGKILL itself, that
+    subtool cannot kill its children: an orphan session kept writing into its staging folder, which the next run
+    removed and ran a second benchmark beside it."""
+    import ctypes
+    import os
+    import signal
+
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # it died before the call
+        os._exit(1)
+
+
 if __name__ == "__main__":
+    die_with_parent()
     try:
         sys.exit(main(sys.argv[1:]))
     except KeyboardInterrupt:  # Ctrl-C reaches this process too (one process group): the parent reports it

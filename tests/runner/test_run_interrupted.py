@@ -152,3 +152,59 @@ def test_a_mode_in_which_the_sut_failed_is_never_kept_nor_reused_as_a_result(tmp
         assert "kept the finished" not in said and "reusing" not in said, said
     assert not (runs / "bert-99" / "Offline").exists()
     assert not (runs / "bert-99" / ".Offline.interrupted").exists()
+
+
+def _session_children(parent: int) -> list[int]:
+    """The LoadGen session processes `parent` started (Linux /proc)."""
+    import os
+
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"subtool.runner.session" in cmd:
+            found.append(int(name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_session_process_dies_with_a_subtool_killed_by_sigkill(tmp_path, tiny_checkpoint, small_squad):
+    """SIGKILL leaves subtool no way to end its children: the session lived on, writing into a staging folder the
+    next run removed, beside the next run's own benchmark."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = ["run", "--model-path", str(tiny_checkpoint), "--dataset-path", str(small_squad), "--out", str(tmp_path)]
+    argv += ["--mode", "performance", "--min-duration-ms", "120000"]  # a session that would outlive the wait
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "subtool.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    children: list[int] = []
+    while not children and time.monotonic() < deadline and proc.poll() is None:
+        children = _session_children(proc.pid)
+        time.sleep(0.05)
+    assert children, "no session process was seen"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while _alive(children[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(children[0])
