@@ -89,6 +89,11 @@ def reuse(where: Path, mark: str, stage: Path, modes: list[str], say) -> Kept:
         return Kept()
     entries = record.get("modes") if isinstance(record.get("modes"), dict) else {}
     reused = {m: e for m, e in entries.items() if m in modes and m in MODE_DIRS and (where / MODE_DIRS[m]).is_dir()}
+    for mode, entry in list(reused.items()):
+        problem = _kept_problem(where, mode, entry)
+        if problem:
+            say(f"{where}: the kept {mode} run {problem}: not reused, it runs again")
+            del reused[mode]
     if not reused:
         return Kept()
     for mode in reused:
@@ -102,6 +107,33 @@ def reuse(where: Path, mark: str, stage: Path, modes: list[str], say) -> Kept:
     )
     perf = "performance" in reused
     return Kept(reused, record.get("started"), record.get("settings") if perf else None, record.get("sizing"))
+
+
+def _kept_problem(where: Path, mode: str, entry: object) -> str | None:
+    """Why a kept mode cannot stand for this run's: its entry is not one, its detail log is gone, damaged or of
+    another mode, or (performance) its result is not the log's. A kept folder edited or damaged since was reused
+    as it was: a missing log failed every rerun the same way, an edited result was reported as the run's."""
+    from subtool.mlperf.logs import ALL_KEYS, read_loadgen_log
+    from subtool.runner.harness import result_in_units
+
+    if not isinstance(entry, dict):
+        return "has no run.json entry"
+    folder = where / MODE_DIRS[mode]
+    log = read_loadgen_log((folder / "run_1" if mode == "performance" else folder) / "mlperf_log_detail.txt", ALL_KEYS)
+    if log.problems:
+        return f"has a detail log that {log.problems[0]}"
+    if log.mode != mode:
+        return f"holds a {log.mode} log"
+    if mode == "performance":
+        field = entry.get("result_field")
+        said, logged = entry.get("result"), result_in_units(str(log.scenario), log.get(field) if field else None)
+        if (
+            not isinstance(said, (int, float))
+            or not isinstance(logged, (int, float))
+            or abs(said - logged) > 1e-6 * abs(logged)
+        ):
+            return f"says its result is {said!r:.40}, its log {logged!r:.40}"
+    return None
 
 
 def keep(stage: Path, where: Path, mark: str, kept: Kept) -> list[str]:

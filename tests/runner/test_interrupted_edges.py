@@ -9,6 +9,7 @@ import json
 import os
 
 import pytest
+from kept_runs import detail_log, write_mode
 
 from subtool.runner import interrupted
 from subtool.runner.interrupted import KEPT_NAME, PROGRESS_NAME, Kept
@@ -55,9 +56,9 @@ def test_the_fingerprint_changes_with_the_options_the_user_conf_the_data_and_the
 def _finish(stage, modes, started="t0", settings=None, sizing=None):
     """The stage as a session leaves it when it stops after `modes`: their folders and its progress note."""
     for mode in modes:
-        (stage / mode / "run_1").mkdir(parents=True, exist_ok=True)
-        (stage / mode / "run_1" / "mlperf_log_detail.txt").write_text(f"{mode} log\n")
-    progress = {"started": started, "modes": {m: {"dir": m, "result": 1.0} for m in modes}}
+        write_mode(stage, mode)
+    entry = {"result": 1.0, "result_field": "result_samples_per_second"}
+    progress = {"started": started, "modes": {m: {"dir": m, **entry} for m in modes}}
     if settings is not None:
         progress.update(settings=settings, sizing=sizing)
     (stage / PROGRESS_NAME).write_text(json.dumps(progress))
@@ -133,7 +134,7 @@ def test_a_reused_performance_run_brings_the_user_conf_it_was_sized_with(setup, 
     kept = interrupted.reuse(where, mark, fresh, ["performance", "accuracy"], lambda *a: None)
     assert list(kept.modes) == ["performance"] and kept.started == "t0"
     assert (fresh / "user.conf").read_text() == "*.Offline.target_qps = 123\n"
-    assert (fresh / "performance" / "run_1" / "mlperf_log_detail.txt").read_text() == "performance log\n"
+    assert (fresh / "performance" / "run_1" / "mlperf_log_detail.txt").read_text() == detail_log("performance")
 
 
 def test_a_run_that_stops_again_keeps_the_run_it_reused_with_its_settings_and_start(setup, tmp_path):
@@ -150,7 +151,7 @@ def test_a_run_that_stops_again_keeps_the_run_it_reused_with_its_settings_and_st
     record = json.loads((where / KEPT_NAME).read_text())
     assert list(record["modes"]) == ["performance"] and record["fingerprint"] == mark
     assert record["started"] == "t0" and record["settings"] == SIZED and record["sizing"] == SIZING
-    assert (where / "performance" / "run_1" / "mlperf_log_detail.txt").read_text() == "performance log\n"
+    assert (where / "performance" / "run_1" / "mlperf_log_detail.txt").read_text() == detail_log("performance")
 
     # and once the accuracy run finished too (a crash after it): both kept, the settings still the first run's
     third = tmp_path / "stage3"
@@ -211,3 +212,35 @@ def test_the_fingerprint_changes_with_the_data_set_and_subtools_version(setup, m
     assert changed != base
     monkeypatch.setattr(interrupted, "__version__", "0.0.0-other")
     assert interrupted.fingerprint(spec, stage, data, model) != changed
+
+
+def _as_performance(where) -> None:
+    """An accuracy log where the kept performance run's is."""
+    logs = where / "performance" / "run_1" / "mlperf_log_detail.txt"
+    logs.write_text(detail_log("accuracy"))
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (
+            lambda where: (where / "performance" / "run_1" / "mlperf_log_detail.txt").unlink(),
+            "detail log that is missing",
+        ),
+        (lambda where: write_mode(where, "performance", result=999999.0), "says its result is 1.0, its log 999999.0"),
+        (_as_performance, "holds a accuracy log"),
+    ],
+    ids=["log-gone", "result-edited", "another-mode"],
+)
+def test_a_kept_run_damaged_since_is_not_reused_and_said(setup, tmp_path, damage, said):
+    """A kept folder whose log was deleted made every rerun fail the same way; one whose result was edited was
+    reported as the run's."""
+    spec, stage, where, data, model = setup
+    mark = _kept_performance(spec, stage, where, data, model)
+    damage(where)
+    fresh = tmp_path / "stage2"
+    fresh.mkdir()
+    heard: list[str] = []
+    kept = interrupted.reuse(where, mark, fresh, ["performance", "accuracy"], heard.append)
+    assert kept.modes == {} and not (fresh / "performance").exists()
+    assert any("kept performance run" in line and said in line and "runs again" in line for line in heard), heard

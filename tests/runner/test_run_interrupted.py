@@ -92,6 +92,8 @@ def test_all_force_runs_every_mode_again_even_where_an_interrupted_run_kept_one(
     """`fresh` (what `all --force` asks): the kept modes are dropped, not reused, and the child runs them all."""
     import shutil
 
+    from kept_runs import write_mode
+
     from subtool.runner import api, interrupted
     from subtool.runner.session import SessionSpec
 
@@ -104,10 +106,11 @@ def test_all_force_runs_every_mode_again_even_where_an_interrupted_run_kept_one(
         "bert-99", "Offline", ["performance", "accuracy"], str(inputs), str(inputs), "u", str(stage), "c", "r"
     )
     where = interrupted.kept_dir(final)
-    (where / "performance").mkdir(parents=True)
+    write_mode(where, "performance")
     mark = interrupted.fingerprint(spec, stage, inputs, inputs)
+    entry = {"dir": "x", "result": 1.0, "result_field": "result_samples_per_second"}
     (where / KEPT_NAME).write_text(
-        json.dumps({"schema": interrupted.KEPT_SCHEMA, "fingerprint": mark, "modes": {"performance": {"dir": "x"}}})
+        json.dumps({"schema": interrupted.KEPT_SCHEMA, "fingerprint": mark, "modes": {"performance": entry}})
     )
     asked = []
 
@@ -117,10 +120,10 @@ def test_all_force_runs_every_mode_again_even_where_an_interrupted_run_kept_one(
 
     monkeypatch.setattr(api, "_run_child", child)
     reused = api._run_keeping_finished_modes(spec, stage, final, mark, lambda *a: None)
-    assert asked == [["accuracy"]] and reused["modes"]["performance"] == {"dir": "x"}  # not fresh: reused
-    (where / "performance").mkdir(parents=True, exist_ok=True)
+    assert asked == [["accuracy"]] and reused["modes"]["performance"] == entry  # not fresh: reused
+    write_mode(where, "performance")
     (where / KEPT_NAME).write_text(
-        json.dumps({"schema": interrupted.KEPT_SCHEMA, "fingerprint": mark, "modes": {"performance": {"dir": "x"}}})
+        json.dumps({"schema": interrupted.KEPT_SCHEMA, "fingerprint": mark, "modes": {"performance": entry}})
     )
     shutil.rmtree(stage / "performance", ignore_errors=True)  # the first call's copy of the kept run
     api._run_keeping_finished_modes(spec, stage, final, mark, lambda *a: None, fresh=True)
