@@ -11,10 +11,10 @@ from subtool.checker.rules.performance import check_perf_log
 from subtool.mlperf.logs import read_text_lines
 from subtool.mlperf.round import (
     ACCURACY_PATTERNS,
-    COMPLIANCE_DELTA_PERCENT,
     COMPLIANCE_PERF_FILES,
     COMPLIANCE_PERF_OPTIONAL,
     TEST01_ACC_FILES,
+    test01_allowed_delta,
 )
 
 MISSING = define(
@@ -222,7 +222,7 @@ def _test01_metric_agrees(ctx: ResultContext, acc: str, metric: str, base_v: flo
         )
         return False
     model = ctx.job.mlperf_model
-    allowed = COMPLIANCE_DELTA_PERCENT.get(model, {}).get(metric, 0.1 if "99.9" in model else 1)
+    allowed = test01_allowed_delta(model, metric)
     delta = abs(1 - base_v / comp_v) * 100
     if delta > allowed:
         ctx.out.add(
