@@ -315,7 +315,7 @@ def _run_inputs(opts: PipelineOptions, tests: list[str]) -> list:
 def _package_phase(ctx: _Context, run_digest: str) -> None:
     """2. package: finished while the tree still holds what it packaged."""
     opts, tree = ctx.opts, ctx.paths["tree"]
-    ctx.stage(
+    done = ctx.stage(
         "package",
         fingerprint(
             "package",
@@ -330,6 +330,25 @@ def _package_phase(ctx: _Context, run_digest: str) -> None:
         key=ctx.result_key,
         intact=lambda done: _dirs_intact(tree, done["outputs"].get("result_dirs")),
     )
+    for other in _same_benchmark_elsewhere(tree, (done or {}).get("result_dirs")):
+        ctx.console.print(
+            f"[yellow]warning[/]: the tree also holds {other}, an earlier run's result of this benchmark under "
+            "another system name: pack hands it in beside this one (remove it if it was this machine's)",
+            highlight=False,
+        )
+
+
+def _same_benchmark_elsewhere(tree: Path, dirs: object) -> list[str]:
+    """Result folders of the benchmark and scenario just packaged, under the submitter's other system folders."""
+    if not isinstance(dirs, list):
+        return []
+    found = set()
+    for d in (d for d in dirs if isinstance(d, str) and d.count("/") == 5):
+        division, submitter, _, system, model, scenario = d.split("/")
+        for other in (tree / division / submitter / "results").glob(f"*/{model}/{scenario}"):
+            if other.parent.parent.name != system and other.is_dir():
+                found.add(other.relative_to(tree).as_posix())
+    return sorted(found)
 
 
 def _check_phase(ctx: _Context, tree_id: str) -> None:

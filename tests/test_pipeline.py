@@ -534,3 +534,15 @@ def test_sighup_from_a_closed_terminal_cleans_up_like_sigterm(tmp_path):
     assert first.returncode == 143 and "terminated (SIGHUP) in run" in err and "Traceback" not in err, err
     assert json.loads((out / "state.json").read_text())["stages"]["run"]["status"] == "interrupted"
     assert not (runs / "Offline").exists() and _leftovers(out) == []
+
+
+def test_an_earlier_result_of_the_benchmark_under_another_system_name_is_said(reference_run, tmp_path):
+    """`all --system S2` after a run under the detected name handed both in, the earlier one without a word."""
+    out = tmp_path / "out"
+    shutil.copytree(reference_run[0], out)
+    results = next((out / "submission").glob("open/TeamX/results"))
+    (system,) = [p for p in results.iterdir() if p.is_dir()]
+    shutil.copytree(system, results / "old-name")
+    proc = _all(out, "--only", "package")
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert "the tree also holds open/TeamX/results/old-name/bert-99/Offline" in said, said
