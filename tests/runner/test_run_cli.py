@@ -39,6 +39,10 @@ def test_run_writes_a_complete_run_directory(tiny_offline_run):
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
+def _performance_only(model, data, out, *extra):
+    return _run("--model-path", model, "--dataset-path", data, "--out", out, "--mode", "performance", *extra)
+
+
 def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkpoint, small_squad, tiny_offline_run):
     out = tmp_path / "runs"
     shutil.copytree(tiny_offline_run, out / "bert-99/Offline")  # a finished run of both modes
@@ -48,20 +52,7 @@ def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkp
     conf.write_text(
         "bert.Offline.target_qps = 41\nbert.Offline.min_duration = 500\nbert.Offline.min_query_count = 45\n"
     )
-    res = _run(
-        "--model-path",
-        tiny_checkpoint,
-        "--dataset-path",
-        small_squad,
-        "--out",
-        out,
-        "--mode",
-        "performance",
-        "--scenario",
-        "offline",
-        "--user-conf",
-        conf,
-    )
+    res = _performance_only(tiny_checkpoint, small_squad, out, "--scenario", "offline", "--user-conf", conf)
     assert res.exit_code == 0, res.output
     run_dir = out / "bert-99/Offline"
     assert (run_dir / "accuracy/accuracy.txt").read_text() == acc_before
@@ -83,18 +74,7 @@ def test_a_rerun_with_another_checkpoint_keeps_nothing_of_the_earlier_run(
     shutil.copytree(tiny_offline_run, out / "bert-99/Offline")
     other = tmp_path / "other-model"
     shutil.copytree(tiny_checkpoint, other)  # the same bytes elsewhere: another checkpoint for all subtool knows
-    res = _run(
-        "--model-path",
-        other,
-        "--dataset-path",
-        small_squad,
-        "--out",
-        out,
-        "--mode",
-        "performance",
-        "--run-style",
-        "short",
-    )
+    res = _performance_only(other, small_squad, out, "--run-style", "short")
     assert res.exit_code == 0, res.output
     run_dir = out / "bert-99/Offline"
     assert not (run_dir / "accuracy").exists()

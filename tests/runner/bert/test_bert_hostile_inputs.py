@@ -372,26 +372,18 @@ def test_data_set_that_gives_no_features_is_refused(tmp_path, tiny_checkpoint):
     """Contexts whose words the tokenizer drops entirely (control characters): 0 samples would score 0 and pass."""
     from subtool.runner.bert.workload import load_data
 
+    def refused(doc, *words):
+        path = _write(tmp_path, doc)
+        load = lambda: load_data(tiny_checkpoint, path, None, check_checkpoint(tiny_checkpoint))  # noqa: E731
+        _refused(load, "dataset.squad_v1.1", path, *words)
+
     doc = _squad_doc()
     doc["data"][0]["paragraphs"][0]["context"] = "\x00 \x01"
-    path = _write(tmp_path, doc)
-    _refused(
-        lambda: load_data(tiny_checkpoint, path, None, check_checkpoint(tiny_checkpoint)),
-        "dataset.squad_v1.1",
-        path,
-        "3 of 3 questions give no features",
-    )
+    refused(doc, "3 of 3 questions give no features")
     # only some: their questions were never answered and scored 0 among the others, without a word
     doc = _squad_doc()
     doc["data"][0]["paragraphs"].append({"context": "\x00 \x01", "qas": [{**_qa(doc), "id": "lost"}]})
-    path = _write(tmp_path, doc)
-    _refused(
-        lambda: load_data(tiny_checkpoint, path, None, check_checkpoint(tiny_checkpoint)),
-        "dataset.squad_v1.1",
-        path,
-        "1 of 4 questions give no features",
-        "'lost'",
-    )
+    refused(doc, "1 of 4 questions give no features", "'lost'")
 
 
 # ---------------------------------------------------------------------------------------------- end to end
