@@ -231,7 +231,9 @@ def _dirs_intact(tree: Path, dirs: object) -> bool:
 def _run_stages(opts: PipelineOptions, out: Path, selected: list[str], console) -> Outcome:
     state = State(out / "state.json")
     if state.unreadable:
-        console.print(f"[yellow]warning[/]: {out / 'state.json'} is {state.unreadable}: every stage runs again")
+        console.print(
+            f"[yellow]warning[/]: {out / 'state.json'} is {state.unreadable}: every stage runs again", soft_wrap=True
+        )
     paths = out_paths(out, opts.version)
     _check_tree_round(state, out, paths["tree"], opts.version)
     scenario = _scenario_name(opts.run.scenario)
@@ -335,6 +337,7 @@ def _package_phase(ctx: _Context, run_digest: str) -> None:
             f"[yellow]warning[/]: the tree also holds {other}, an earlier run's result of this benchmark under "
             "another system name: pack hands it in beside this one (remove it if it was this machine's)",
             highlight=False,
+            soft_wrap=True,
         )
 
 

@@ -146,9 +146,9 @@ def _offline_throughput(opts: RunOptions, spec, scratch: Path, probes: list, say
 
 
 def _qps(value: float) -> float:
-    """A load as user.conf takes it: 4 significant digits, never below LEAST (round(…, 3) wrote 0.0 for a slow
-    SUT, which the next run refuses and which ran a machine out of memory)."""
-    return max(float(f"{value:.4g}"), LEAST["target_qps"])
+    """A load as user.conf takes it and a probe ran it: 6 significant digits, never below LEAST (round(…, 3) wrote
+    0.0 for a slow SUT, which the next run refuses and which ran a machine out of memory)."""
+    return max(float(f"{value:.6g}"), LEAST["target_qps"])
 
 
 def _load_settings(opts: RunOptions, spec, qps: float) -> dict:
@@ -169,7 +169,7 @@ def _highest_valid_load(opts: RunOptions, spec, throughput: float, scratch: Path
 
     def probe_at(qps: float) -> Probe:
         p = _probe(opts, scratch, _keys(opts, spec, opts.scenario, _load_settings(opts, spec, qps)))
-        probes.append({"scenario": opts.scenario, "target_qps": round(qps, 3), **dataclasses.asdict(p)})
+        probes.append({"scenario": opts.scenario, "target_qps": _qps(qps), **dataclasses.asdict(p)})
         say(_load_line(len(probes), opts.scenario, qps, p))
         return p
 

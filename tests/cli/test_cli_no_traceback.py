@@ -278,7 +278,13 @@ cli.main()
 )
 def test_json_after_a_signal_says_what_ended_the_command(sig, code, said):
     """--json printed {"ok": false, "exit_code": 143, "error": null}: a script reading it learnt nothing."""
-    proc = subprocess.Popen([sys.executable, "-c", NAP], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(  # SIGINT as a terminal gives it (a test run in the background has it ignored)
+        [sys.executable, "-c", NAP],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert proc.stderr.readline().strip() == "ready"
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=30)

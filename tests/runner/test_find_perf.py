@@ -87,4 +87,4 @@ def test_a_found_load_is_written_as_run_takes_it():
     # round(…, 3) wrote 0.0 (and 0.000 for a probe) for a SUT of under 0.0005 queries/s
     from subtool.runner.find_perf import _qps
 
-    assert _qps(123.456789) == 123.5 and _qps(0.0123456) == 0.01235 and _qps(0.0004) == 0.01
+    assert _qps(123.4567891) == 123.457 and _qps(0.01234567) == 0.0123457 and _qps(0.0004) == 0.01
