@@ -47,6 +47,19 @@ class SutConfig:
     extra: dict = field(default_factory=dict)
 
 
+class SutFailure:
+    """What every SUT does once it fails: it answers LoadGen's queries empty (else LoadGen waits for ever) and keeps
+    why in `_error` (the exception, or its words). `failure` says it, and the session ends the run after the mode
+    in which it failed, so that no such mode is kept or reused as a result."""
+
+    _error: BaseException | str | None = None
+
+    @property
+    def failure(self) -> str | None:
+        error = self._error
+        return None if error is None else error if isinstance(error, str) else repr(error)
+
+
 class Sut(Protocol):
     handle: object  # from mlperf_loadgen.ConstructSUT
 

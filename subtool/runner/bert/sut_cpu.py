@@ -16,6 +16,7 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH, SquadFeatures
+from subtool.runner.workload import SutFailure
 
 
 @dataclass
@@ -74,7 +75,7 @@ def bert_qa_logits(model, features, indices, device) -> np.ndarray:
     return full
 
 
-class TorchBertSUT:
+class TorchBertSUT(SutFailure):
     def __init__(
         self,
         model_path,
@@ -153,12 +154,6 @@ class TorchBertSUT:
             self.lg.QuerySamplesComplete(responses)
             self.stats.samples += len(batch)
             self.stats.batches += 1
-
-    @property
-    def failure(self) -> str | None:
-        """Why the SUT answers queries empty since it failed (None while it works): the session ends the run
-        after the mode in which it failed, so no such mode is kept or reused as a result."""
-        return None if self._error is None else repr(self._error)
 
     def stop(self) -> None:
         self._queue.put(None)

@@ -32,6 +32,7 @@ from subtool.runner.bert.packed_plan import (
     token_buckets,
 )
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH, SquadFeatures
+from subtool.runner.workload import SutFailure
 
 RESPONSE_BYTES = MAX_SEQ_LENGTH * 2 * 4  # [384, 2] float32 per sample
 
@@ -235,7 +236,7 @@ def _capture_lengths(bucket: int, capacity: int) -> np.ndarray:
     return lengths
 
 
-class TorchCudaBertSUT:
+class TorchCudaBertSUT(SutFailure):
     def __init__(
         self,
         model_path,
@@ -381,12 +382,6 @@ class TorchCudaBertSUT:
             "answered": self.ledger.answered,
             **({"precision": self.precision_record} if self.precision_record else {}),
         }
-
-    @property
-    def failure(self) -> str | None:
-        """Why the SUT answers queries empty since it failed (None while it works): the session ends the run
-        after the mode in which it failed, so no such mode is kept or reused as a result."""
-        return None if self._error is None else repr(self._error)
 
     def stop(self) -> None:
         self.batcher.close()

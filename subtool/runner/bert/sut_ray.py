@@ -49,6 +49,7 @@ from subtool.runner.ray_pool import (
     say,
     start_workers,
 )
+from subtool.runner.workload import SutFailure
 
 
 @dataclass
@@ -66,7 +67,7 @@ class _Task:
     sent: float = field(default_factory=time.monotonic)
 
 
-class RayBertSUT:
+class RayBertSUT(SutFailure):
     """BERT's LoadGen SUT over a pool of Ray workers (ray_worker.BertWorker).
 
     precision "auto" means fp32 on torch-cpu workers; on torch-cuda ones the workers start in `gpu_precision` (the
@@ -300,12 +301,6 @@ class RayBertSUT:
     def _release(self) -> None:
         release_workers(self.ray, self.workers, self._owns)
         self._owns = False
-
-    @property
-    def failure(self) -> str | None:
-        """Why the SUT answers queries empty since it failed (None while it works): the session ends the run
-        after the mode in which it failed, so no such mode is kept or reused as a result."""
-        return self._error
 
     def stop(self) -> None:
         self._done.put(None)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from subtool.errors import EXIT_REMOTE, SubtoolError
+from subtool.runner.workload import SutFailure
 
 NO_KEY = "EMPTY"
 MAX_TOKEN_ID = 2**31 - 1  # the answers are int32 arrays  # what vLLM's docs pass when the server checks no key
@@ -90,7 +91,7 @@ def make_client(endpoint: str, key: str, timeout_s: float, max_retries: int):
     )
 
 
-class OpenAICompletionsSUT:
+class OpenAICompletionsSUT(SutFailure):
     # one request, from sending it to its last chunk: the client's timeout is per read, and a server that sends a
     # byte a second (or a chunk every half second, never finishing) would hold the run for ever
     request_deadline_s = 900.0
@@ -285,12 +286,6 @@ class OpenAICompletionsSUT:
         """One line for a failure, with the API key cut out wherever a server echoed it."""
         text = _describe(exc)
         return text.replace(self._key, "***") if self._key and self._key != NO_KEY else text
-
-    @property
-    def failure(self) -> str | None:
-        """Why the SUT answers queries empty since it failed (None while it works): the session ends the run
-        after the mode in which it failed, so no such mode is kept or reused as a result."""
-        return self._error
 
     def stop(self) -> None:
         for _ in self._workers:

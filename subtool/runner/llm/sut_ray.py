@@ -53,6 +53,7 @@ from subtool.runner.ray_pool import (
     say,
     start_workers,
 )
+from subtool.runner.workload import SutFailure
 
 POLL_WAIT_S = 0.25  # how long a worker's poll waits for its first new event
 ACTOR_CONCURRENCY = 4  # a blocking poll, a submit, and room for stats
@@ -163,7 +164,7 @@ def _on_device(spec: GeneratorSpec, cfg: RayPoolConfig) -> GeneratorSpec:
     return dataclasses.replace(spec, device=device, precision=precision, threads=threads)
 
 
-class RayLlmSUT:
+class RayLlmSUT(SutFailure):
     """An LLM's LoadGen SUT over a pool of Ray workers (ray_worker.LlmWorker)."""
 
     def __init__(
@@ -392,12 +393,6 @@ class RayLlmSUT:
     def _release(self) -> None:
         release_workers(self.ray, self.workers, self._owns)
         self._owns = False
-
-    @property
-    def failure(self) -> str | None:
-        """Why the SUT answers queries empty since it failed (None while it works): the session ends the run
-        after the mode in which it failed, so no such mode is kept or reused as a result."""
-        return self._error
 
     def stop(self) -> None:
         self._stopping = True

@@ -29,6 +29,7 @@ import numpy as np
 
 from subtool.errors import SubtoolError
 from subtool.runner.llm.checkpoint_memory import available_memory, check_bin_size, check_fits
+from subtool.runner.workload import SutFailure
 
 # fp8: the model loads in bf16 and the continuous engine keeps e4m3 copies of the decoder layers' projections
 _TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16"}
@@ -464,7 +465,7 @@ class LlmGenerator:
             self.complete(rows[r][0], tokens)
 
 
-class TorchLlmSUT:
+class TorchLlmSUT(SutFailure):
     """The LoadGen adapter over an LlmGenerator: LoadGen's thread queues the samples it issues, a worker thread
     generates them; first tokens go to lg.FirstTokenComplete, answers (with their token count) to
     QuerySamplesComplete. Every issued sample is answered once, also when generation fails (empty, and stop()
@@ -554,12 +555,6 @@ class TorchLlmSUT:
             open_now, self._open = sorted(self._open), set()
         if open_now:
             self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, 0, 0, 0) for qid in open_now])
-
-    @property
-    def failure(self) -> str | None:
-        """Why the SUT answers queries empty since it failed (None while it works): the session ends the run
-        after the mode in which it failed, so no such mode is kept or reused as a result."""
-        return None if self._error is None else repr(self._error)
 
     def stop(self) -> None:
         self._queue.put(None)
