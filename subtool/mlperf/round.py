@@ -167,10 +167,12 @@ HASH_LINE = re.compile(r"^hash=(\w+)$")
 COMPLIANCE_DELTA_PERCENT = {"stable-diffusion-xl": {"CLIP_SCORE": 1, "FID_SCORE": 2}}
 
 
-def test01_allowed_delta(model: str, metric: str) -> float:
-    """TEST01's allowed relative difference, percent, between the baseline and the compliance accuracy where the
-    responses are not the same bytes: the model's own, else 0.1 for a 99.9 % target and 1 for the others."""
-    return COMPLIANCE_DELTA_PERCENT.get(model, {}).get(metric, 0.1 if "99.9" in model else 1)
+def test01_delta(model: str, metric: str, baseline: float, compliance: float) -> tuple[float, float]:
+    """TEST01 where the responses are not the same bytes: (how far apart the baseline and the compliance accuracy
+    are, percent of the compliance one; how far they may be: the model's own, else 0.1 for a 99.9 % target and 1
+    for the others). `compliance` is not 0."""
+    allowed = COMPLIANCE_DELTA_PERCENT.get(model, {}).get(metric, 0.1 if "99.9" in model else 1)
+    return abs(1 - baseline / compliance) * 100, allowed
 
 
 UNITS = {

@@ -452,7 +452,7 @@ def _test01_fallback(spec: SessionSpec, entry: dict) -> str:
     """TEST01's verdict where the sampled responses are not the accuracy run's bytes (batching on a CPU changes the
     last bits of a logit): the checker's fallback compares the two accuracies on the sampled questions. Said as
     "FAIL" alone, a run the checker passes looked failed."""
-    from subtool.mlperf.round import round_config, test01_allowed_delta
+    from subtool.mlperf.round import round_config, test01_delta
     from subtool.mlperf.rounds import DEFAULT_VERSION
 
     base, comp = entry.get("baseline"), entry.get("compliance")
@@ -460,13 +460,12 @@ def _test01_fallback(spec: SessionSpec, entry: dict) -> str:
     if not isinstance(base, dict) or not isinstance(comp, dict) or rules is None:
         return "FAIL (responses differ from the accuracy run's)"
     checked = {b.metric.lower() for b in rules.accuracy(spec.scenario)}  # the metrics the checker compares
-    model, worst = spec.model, ""
+    worst = ""
     for metric in sorted(m for m in set(base) & set(comp) if m.lower() in checked):
         b, c = base[metric], comp[metric]
         if not isinstance(b, (int, float)) or not isinstance(c, (int, float)) or not c:
             continue
-        delta = abs(1 - b / c) * 100
-        allowed = test01_allowed_delta(model, metric)
+        delta, allowed = test01_delta(spec.model, metric, b, c)
         if delta > allowed:
             entry["accuracy_fallback_pass"] = False
             return f"FAIL ({metric} {c:g} against the accuracy run's {b:g}: {delta:.3f} % apart, {allowed:g} % allowed)"

@@ -14,7 +14,7 @@ from subtool.mlperf.round import (
     COMPLIANCE_PERF_FILES,
     COMPLIANCE_PERF_OPTIONAL,
     TEST01_ACC_FILES,
-    test01_allowed_delta,
+    test01_delta,
 )
 
 MISSING = define(
@@ -221,9 +221,7 @@ def _test01_metric_agrees(ctx: ResultContext, acc: str, metric: str, base_v: flo
             "re-run TEST01's accuracy comparison",
         )
         return False
-    model = ctx.job.mlperf_model
-    allowed = test01_allowed_delta(model, metric)
-    delta = abs(1 - base_v / comp_v) * 100
+    delta, allowed = test01_delta(ctx.job.mlperf_model, metric, base_v, comp_v)
     if delta > allowed:
         ctx.out.add(
             FAILED,
