@@ -61,9 +61,8 @@ _INDEX_LIST = b'{"key": "loaded_qsl_set", "value": ['  # a log's longest line: t
 _TAIL = re.compile(rb'\], "time_ms": ' + LOADGEN_TAIL_BODY)
 _KEY_FIRST = re.compile(rb'\{"key": "([^"\\]*)"')
 # a line as LoadGen writes it, with a value of a plain kind (a number, a string without escapes, a constant, a
-# list of sample indices, an object of plain strings: the loaded_qsl_set line is most of a log's bytes): a JSON
-# object with a key and
-# metadata.is_error for certain, read without json.loads (which made reading a log 10 times slower)
+# list of sample indices, an object of plain strings): a JSON object with a key and metadata.is_error for
+# certain, read without json.loads (which made reading a log 10 times slower)
 _PLAIN_LINE = re.compile(
     rb'\{"key": "[^"\\\x00-\x1f]*", "value": (?:-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|"[^"\\\x00-\x1f]*"'
     rb"|true|false|null|\[(?:[0-9]+(?:, ?[0-9]+)*)?\]"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import io
 import math
 import os
 import re
@@ -345,8 +346,8 @@ def _scalar(raw: bytes) -> Any:
 
 def read_text_lines(path: Path, limit_bytes: int = 8 * 1024 * 1024) -> tuple[list[str] | None, str | None]:
     """Lines of a small text file (accuracy.txt, verify_*.txt) as Python's text mode gives them to the official
-    checker: split at \\n, \\r\\n and \\r only, each ending in \\n (a CRLF file's hash line matches `$` there; a form
-    feed or U+2028 splits no line); (None, reason) when it cannot be used."""
+    checker: split at \\n, \\r\\n and \\r only, each line but an unended last one ending in \\n (a CRLF file's hash
+    line matches `$` there; a form feed or U+2028 splits no line); (None, reason) when it cannot be used."""
     try:
         data = read_bounded(path, limit_bytes)  # not cut: a verdict line past the cut would go unseen
     except OSError as exc:
@@ -355,8 +356,7 @@ def read_text_lines(path: Path, limit_bytes: int = 8 * 1024 * 1024) -> tuple[lis
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None, "is not UTF-8 text (binary garbage?)"
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return [line + "\n" for line in text.split("\n")][: -1 if text.endswith("\n") or not text else None], None
+    return io.StringIO(text, newline=None).readlines(), None  # universal newlines, as open() in text mode
 
 
 # ------------------------------------------------------------------------------------------------- JSON

@@ -489,10 +489,11 @@ def _carry_over_other_modes(final_dir: Path, stage: Path, session: SessionSpec, 
     if not final_dir.is_dir():
         return {}
     old = load_run_record(final_dir / "run.json")[0] or {}
+    if schema_problems(old):
+        old = {}  # a damaged record vouches for nothing
     mark, answers = marks
-    same = not schema_problems(old) and old.get("fingerprint") == mark
-    holds = {"accuracy": same or (not schema_problems(old) and old.get("answers_fingerprint") == answers)}
-    holds["performance"] = same
+    same = old.get("fingerprint") == mark
+    holds = {"accuracy": same or old.get("answers_fingerprint") == answers, "performance": same}
     for test in ("TEST01", "TEST04", "TEST06"):
         holds[test] = same and "performance" not in session.modes
     wanted = [n for n in holds if n not in session.modes + list(session.compliance) and (final_dir / n).is_dir()]

@@ -30,9 +30,9 @@ PROGRESS_NAME = ".session-progress.json"
 KEPT_NAME = "kept.json"
 KEPT_SCHEMA = "subtool.interrupted/1"
 MODE_DIRS = {"performance": "performance", "accuracy": "accuracy"}
-# what a session's options hold that does not change its results (where it writes, what it prints)
-# what says where a session writes or which modes it runs, not how a result comes out (short_settings: derived
-# from the run style and the user.conf, both fingerprinted, and set only when a performance run is among the modes)
+# what a session's options hold that does not change its results: where it writes, what it prints, which modes it
+# runs (short_settings: derived from the run style and the user.conf, both fingerprinted, and set only when a
+# performance run is among the modes)
 _NOT_FINGERPRINTED = {
     "stage",
     "result_path",
