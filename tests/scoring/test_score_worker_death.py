@@ -61,7 +61,11 @@ class Killer(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for attempt in self.out.glob(".score-scratch-*/*"):
+            try:  # a scratch folder removed while it is listed (score ends, or refuses, meanwhile)
+                attempts = list(self.out.glob(".score-scratch-*/*"))
+            except FileNotFoundError:
+                continue
+            for attempt in attempts:
                 if attempt.name in self.seen or not self.targets(attempt.name):
                     continue
                 self.seen.add(attempt.name)
