@@ -306,9 +306,11 @@ class Progress:
         if self._bar is None:
             yield (lambda n: None), (lambda n: None)
             return
+        from rich.markup import escape
+
         bar = self._bar
-        with bar:
-            task = bar.add_task(label, total=total)
+        with bar:  # the label is a file name from a listing: shown as written, never read as markup
+            task = bar.add_task(escape(label), total=total)
             try:
                 yield (lambda n: bar.advance(task, n)), (lambda n: bar.update(task, completed=n))
             finally:
