@@ -224,22 +224,44 @@ def _download_asset(asset: Asset, root: Path, mirror: str | None, bar, say: Say,
 
 
 def _download(asset: Asset, src: Source, staging: Path, settings: http.Settings, bar, say: Say) -> Verified:
+    """One file downloaded and verified. A file that was resumed (bytes kept from an earlier run, or a connection
+    dropped mid-body) and does not verify is downloaded once more from its first byte before it is refused: the
+    kept bytes may be another version's or damaged, which a download from the start does not repeat."""
     files = staging / "files"
     v = already_verified(src, files)
     if v is not None:
         return v
     label = f"{asset.benchmark}/{asset.kind}/{src.name}"
     part = staging / "parts" / f"{src.name}.part"
+    resumed = _to_part(asset, src, part, settings, bar)
+    try:
+        return accept(src, part, files, label=label)
+    except SubtoolError as err:
+        if not resumed or err.rule not in ("fetch.checksum", "fetch.size"):
+            raise
+        say(f"{label}: the resumed download does not verify ({err.rule}): downloading it again from its first byte")
+    _to_part(asset, src, part, settings, bar)  # accept removed the part: this one starts at byte 0
+    return accept(src, part, files, label=label)
+
+
+def _to_part(asset: Asset, src: Source, part: Path, settings: http.Settings, bar) -> bool:
+    """Download `src` into `part`; True when some of its bytes were resumed rather than read from byte 0."""
+    had, starts = (part.stat().st_size if part.exists() else 0), []
     try:
         with bar.file(src.name, src.size) as (advance, restart):
-            http.fetch_to_part(src.url, part, size=src.size, settings=settings, on_bytes=advance, on_restart=restart)
+
+            def on_restart(have: int) -> None:
+                starts.append(have)
+                restart(have)
+
+            http.fetch_to_part(src.url, part, size=src.size, settings=settings, on_bytes=advance, on_restart=on_restart)
     except http.RemoteError as err:
         if src.origin == "hub" and err.status in (401, 403) and asset.hub is not None:
             from subtool.fetch.hub import refused
 
             raise refused(asset.hub, err.status) from None
         raise
-    return accept(src, part, files, label=label)
+    return any(starts) if starts else had > 0  # no request at all: the part was whole already
 
 
 # ------------------------------------------------------------------------------------------------ --from DIR

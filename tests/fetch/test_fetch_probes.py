@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from fetch_standins import Repo, sha256
 
+from subtool.errors import SubtoolError
 from subtool.fetch import api, store
 from subtool.fetch.http import Settings
+from subtool.fetch.install import staging_dir
 from subtool.mlperf.assets import Asset, AssetFile, HubFiles
 
 FAST = Settings(retries=1, backoff=0.0, timeout=(5, 5))
@@ -42,3 +45,30 @@ def test_a_listed_name_that_reads_as_markup_is_shown_as_written_not_a_crash(hub_
     found = store.installed("llama3.1-8b", "model")
     assert found is not None and (found.root / name).read_bytes() == b'{"a": 1}'
     assert name in shown.getvalue()
+
+
+@pytest.mark.parametrize("kept", [b"EVIL" + DATA[4:50_000], b"EVIL" + DATA[4:]], ids=["part", "whole"])
+def test_a_part_left_by_an_earlier_run_that_does_not_verify_is_downloaded_again_from_zero(file_server, own_cache, kept):
+    """Bytes kept from an earlier run (another version of the file, a damaged disk, a tampered staging folder)
+    were resumed and the result refused as the source's fault (exit 3); a whole one was refused without a
+    request. The same command then worked, because the refusal had removed the part."""
+    asset = _plain(file_server)
+    part = staging_dir(own_cache, "bert-99", "dataset") / "parts" / "data.bin.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(kept)
+    said: list[str] = []
+    _fetch(asset, say=said.append)
+    found = store.installed("bert-99", "dataset")
+    assert found is not None and (found.root / "data.bin").read_bytes() == DATA
+    assert "Range" not in file_server.gets("/d/data.bin")[-1]  # the last download started at byte 0
+    assert any("downloading it again from its first byte" in line for line in said)
+
+
+def test_a_file_that_does_not_verify_from_byte_zero_is_refused_without_a_second_download(file_server):
+    asset = _plain(file_server)
+    file_server.files["/d/data.bin"] = b"EVIL" + DATA[4:]  # the server's bytes are not the catalogue's
+    with pytest.raises(SubtoolError) as err:
+        _fetch(asset)
+    assert (err.value.rule, err.value.exit_code) == ("fetch.checksum", 3)
+    assert len(file_server.gets("/d/data.bin")) == 1
+    assert store.installed("bert-99", "dataset") is None
