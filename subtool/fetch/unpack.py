@@ -2,9 +2,9 @@
 
 "gz" is one gzip-compressed file (its checksum is the compressed file's), installed decompressed. Refused, by the
 archive's name and rule `fetch.unsafe_archive`: absolute paths, `..`, links of any kind, devices and fifos, two
-members whose names differ only in case (or not at all), more than MAX_MEMBERS members, or more bytes than the
-cap (a zip's declared sizes are not trusted: each member is copied with a byte limit). tar goes through tarfile's
-`data` filter as a second line.
+members whose names differ only in case (or not at all), a member that is a file where another needs a folder
+('a' and 'a/b'), more than MAX_MEMBERS members, or more bytes than the cap (a zip's declared sizes are not
+trusted: each member is copied with a byte limit). tar goes through tarfile's `data` filter as a second line.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import stat
 import tarfile
 import zipfile
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from subtool.errors import SubtoolError
@@ -39,12 +40,31 @@ def _safe_name(archive: Path, name: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def _once(archive: Path, name: PurePosixPath, seen: dict[str, str]) -> None:
-    """A member named twice, or twice but for case, would overwrite the other (on a case-blind file system too)."""
+@dataclass
+class _Names:
+    """The members met so far, by casefolded name: files, and the folders their paths need."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    folders: dict[str, str] = field(default_factory=dict)  # folder -> the member that needs it
+
+
+def _once(archive: Path, name: PurePosixPath, seen: _Names) -> None:
+    """A member named twice, or twice but for case, would overwrite the other (on a case-blind file system too);
+    a member that is a file where another needs a folder ('a' and 'a/b') cannot sit beside it."""
     key = str(name).casefold()
-    if key in seen:
-        raise UnsafeArchive(archive, f"member {str(name)!r} has the same name as {seen[key]!r} (case aside)")
-    seen[key] = str(name)
+    if key in seen.files:
+        raise UnsafeArchive(archive, f"member {str(name)!r} has the same name as {seen.files[key]!r} (case aside)")
+    if key in seen.folders:
+        raise UnsafeArchive(archive, f"member {str(name)!r} is a file where {seen.folders[key]!r} needs a folder")
+    folders = [PurePosixPath(*name.parts[:i]).as_posix() for i in range(1, len(name.parts))]
+    clash = next((f for f in folders if f.casefold() in seen.files), None)
+    if clash is not None:
+        raise UnsafeArchive(
+            archive, f"member {str(name)!r} needs a folder where {seen.files[clash.casefold()]!r} is a file"
+        )
+    seen.files[key] = str(name)
+    for folder in folders:
+        seen.folders.setdefault(folder.casefold(), str(name))
 
 
 def cap_for(archive: Path) -> int:
@@ -74,7 +94,7 @@ def unpack(archive: Path, kind: str, dest: Path, *, name: str | None = None, cap
 def _untar(archive: Path, dest: Path, cap: int) -> list[Path]:
     made: list[Path] = []
     total = 0
-    seen: dict[str, str] = {}
+    seen = _Names()
     with tarfile.open(archive, "r:*") as tar:
         for count, member in enumerate(tar, 1):
             if count > MAX_MEMBERS:
@@ -96,7 +116,7 @@ def _untar(archive: Path, dest: Path, cap: int) -> list[Path]:
 def _unzip(archive: Path, dest: Path, cap: int) -> list[Path]:
     made: list[Path] = []
     total = 0
-    seen: dict[str, str] = {}
+    seen = _Names()
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:

@@ -6,6 +6,8 @@ after the downloads verified."""
 from __future__ import annotations
 
 import io
+import tarfile
+import zipfile
 
 import pytest
 from fetch_standins import Repo, sha256
@@ -14,6 +16,7 @@ from subtool.errors import SubtoolError
 from subtool.fetch import api, store
 from subtool.fetch.http import Settings
 from subtool.fetch.install import staging_dir
+from subtool.fetch.unpack import unpack
 from subtool.mlperf.assets import Asset, AssetFile, HubFiles
 
 FAST = Settings(retries=1, backoff=0.0, timeout=(5, 5))
@@ -72,3 +75,32 @@ def test_a_file_that_does_not_verify_from_byte_zero_is_refused_without_a_second_
     assert (err.value.rule, err.value.exit_code) == ("fetch.checksum", 3)
     assert len(file_server.gets("/d/data.bin")) == 1
     assert store.installed("bert-99", "dataset") is None
+
+
+def _archive(tmp_path, kind: str, names: list[str]):
+    path = tmp_path / f"x.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w") as zf:
+            for name in names:
+                zf.writestr(name, name.encode())
+        return path
+    with tarfile.open(path, "w:gz") as tf:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = len(name)
+            tf.addfile(info, io.BytesIO(name.encode()))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+@pytest.mark.parametrize(
+    "names", [["a", "a/b"], ["a/b/c", "A/b"], ["a/b", "x", "A"]], ids=["file-first", "dir-first", "case"]
+)
+def test_an_archive_member_that_is_a_file_where_another_needs_a_folder_is_refused_by_rule(tmp_path, kind, names):
+    """It failed with the OS's words and the staging path ('cannot read the archive (NotADirectoryError: [Errno
+    20] Not a directory: /…/staging/tree/…)'), naming neither member nor the rule it breaks."""
+    with pytest.raises(SubtoolError) as err:
+        unpack(_archive(tmp_path, kind, names), kind, tmp_path / "out")
+    line = err.value.one_line()
+    assert err.value.rule == "fetch.unsafe_archive" and "folder" in line and "Errno" not in line
+    assert repr(names[-1]) in line and str(tmp_path) not in line
