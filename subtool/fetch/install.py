@@ -2,9 +2,10 @@
 
 Every file is downloaded (or copied, for `--from`) into `<root>/assets/.staging/<benchmark>/<kind>/`, never into
 the folder `run` reads. A file is moved from `parts/` to `files/` only once it verified; archives unpack into
-`tree/`. The asset folder is then built beside the installed one and replaces it in one rename
-(fsutil.staged_directory), with MANIFEST.json written last inside it: an interrupted fetch leaves the old copy
-(or nothing), never a mix.
+`tree/`. The asset folder is then built beside the installed one (of hard links to the staged files, which
+stay in staging until it is in place) and replaces it in one rename (fsutil.staged_directory), with
+MANIFEST.json written last inside it: an interrupted fetch leaves the old copy (or nothing), never a mix, and
+keeps what it verified.
 """
 
 from __future__ import annotations
@@ -178,8 +179,7 @@ def install(
         entries = []
         for rel, path, origin in layout:
             entry = _entry(rel, path, origin, known.get(path))
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, tmp / rel)
+            _place(path, tmp / rel)
             entries.append(_stamped(entry, tmp / rel))
         if not (tmp / asset.run_path).exists():
             raise SubtoolError(
@@ -195,6 +195,18 @@ def install(
     return store.Installed(
         asset.benchmark, asset.kind, final, final / asset.run_path, asset.document, commit, when, tuple(entries)
     )
+
+
+def _place(path: Path, target: Path) -> None:
+    """`path` (verified, in staging) at `target` in the new asset folder, as a hard link: a failure before that
+    folder is in place (Ctrl-C while an archive's files are hashed, a full disk, the final rename refused) then
+    removes only the link, and the next run finds the file verified in staging instead of downloading it again.
+    Moved where the file system makes no hard link."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(path, target)
+    except OSError:
+        os.replace(path, target)
 
 
 def _refuse_clashes(asset: Asset, layout: list[tuple[str, Path, str]]) -> None:

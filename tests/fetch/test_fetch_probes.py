@@ -104,3 +104,36 @@ def test_an_archive_member_that_is_a_file_where_another_needs_a_folder_is_refuse
     line = err.value.one_line()
     assert err.value.rule == "fetch.unsafe_archive" and "folder" in line and "Errno" not in line
     assert repr(names[-1]) in line and str(tmp_path) not in line
+
+
+def _break_run_path(server, cache):
+    return _plain(server, run_path="no-such-file")
+
+
+def _dangling_link_in_place(server, cache):
+    folder = store.asset_dir("bert-99", "dataset", cache)
+    folder.parent.mkdir(parents=True)
+    folder.symlink_to(cache / "gone")  # the last rename cannot replace it: ENOTDIR
+    return _plain(server)
+
+
+@pytest.mark.parametrize("breaks", [_break_run_path, _dangling_link_in_place], ids=["run-path", "last-rename"])
+def test_an_install_that_fails_after_the_download_verified_keeps_the_file_for_the_next_run(
+    file_server, own_cache, breaks
+):
+    """The verified files were moved into the unfinished asset folder, which the failure removed with them: the
+    next run downloaded every file again (a 140 GB checkpoint, for a Ctrl-C or a full disk at the last step)."""
+    with pytest.raises(SubtoolError):
+        _fetch(breaks(file_server, own_cache))
+    assert store.installed("bert-99", "dataset") is None
+    kept = staging_dir(own_cache, "bert-99", "dataset") / "files" / "data.bin"
+    assert kept.read_bytes() == DATA
+    folder = store.asset_dir("bert-99", "dataset", own_cache)
+    if folder.is_symlink():
+        folder.unlink()
+    before = len(file_server.gets("/d/data.bin"))
+    _fetch(_plain(file_server))
+    assert len(file_server.gets("/d/data.bin")) == before  # nothing downloaded again
+    found = store.installed("bert-99", "dataset")
+    assert found is not None and (found.root / "data.bin").read_bytes() == DATA
+    assert not staging_dir(own_cache, "bert-99", "dataset").exists()
