@@ -39,8 +39,20 @@ class Settings:
     stall_window: float = 300.0  # (the read timeout only bounds the gap between two bytes)
 
 
+RETRY_AFTER_MAX = 120.0  # seconds: the longest a server's Retry-After makes one retry wait
+
+
+class _Retry(Retry):
+    """urllib3's Retry with a server's Retry-After bounded by RETRY_AFTER_MAX: a 503 or 429 saying
+    `Retry-After: 86400` made fetch sleep for hours per retry, silently (urllib3 2.8 allows up to six hours,
+    older ones any wait). A longer wait is the server's to say; the retries then end with the line naming its status."""
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), RETRY_AFTER_MAX)
+
+
 def session(settings: Settings) -> requests.Session:
-    retry = Retry(
+    retry = _Retry(
         total=settings.retries,
         connect=settings.retries,
         read=settings.retries,

@@ -37,6 +37,7 @@ class FileServer:
     ignore_range: set[str] = field(default_factory=set)
     drop: dict[str, list[int]] = field(default_factory=dict)  # path -> [cut after N bytes, times left]
     fail: dict[str, int] = field(default_factory=dict)  # path -> 503s left
+    retry_after: dict[str, str] = field(default_factory=dict)  # path -> the Retry-After header of its 503s
     drip: dict[str, float] = field(default_factory=dict)  # path -> seconds between two bytes of the body
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
     port: int = 0
@@ -103,6 +104,8 @@ def _plain_handler(server: FileServer):
             if server.fail.get(path, 0) > 0:
                 server.fail[path] -= 1
                 self.send_response(503)
+                if path in server.retry_after:
+                    self.send_header("Retry-After", server.retry_after[path])
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return

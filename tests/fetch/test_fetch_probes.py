@@ -137,3 +137,18 @@ def test_an_install_that_fails_after_the_download_verified_keeps_the_file_for_th
     found = store.installed("bert-99", "dataset")
     assert found is not None and (found.root / "data.bin").read_bytes() == DATA
     assert not staging_dir(own_cache, "bert-99", "dataset").exists()
+
+
+def test_a_retry_after_of_hours_is_waited_only_up_to_the_cap(file_server, monkeypatch):
+    """A 503 saying `Retry-After: 86400` made urllib3 sleep (up to six hours) before its retry, printing nothing."""
+    import threading
+
+    monkeypatch.setattr("subtool.fetch.http.RETRY_AFTER_MAX", 0.2, raising=False)
+    asset = _plain(file_server)
+    file_server.fail["/d/data.bin"] = 1
+    file_server.retry_after["/d/data.bin"] = "86400"
+    done = threading.Event()
+    threading.Thread(target=lambda: (_fetch(asset), done.set()), daemon=True).start()
+    assert done.wait(20), "still waiting on the server's Retry-After"
+    assert len(file_server.gets("/d/data.bin")) == 2
+    assert store.installed("bert-99", "dataset") is not None
