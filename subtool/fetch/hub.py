@@ -21,6 +21,7 @@ from subtool.fetch.store import MANIFEST
 from subtool.mlperf.assets import HubFiles
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+LIST_TIMEOUT = 60.0  # seconds without an answer to the listing (huggingface_hub waits forever unless told)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def listing(hub: HubFiles) -> Listing:
 
     api = HfApi(endpoint=where, token=token() or False, library_name="subtool")
     try:
-        info = api.model_info(hub.repo_id, revision=hub.revision, files_metadata=True)
+        info = api.model_info(hub.repo_id, revision=hub.revision, files_metadata=True, timeout=LIST_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - huggingface_hub and its HTTP client raise many types
         raise _hub_error(hub, exc) from None
     commit = info.sha or hub.revision
