@@ -121,22 +121,7 @@ def listing(hub: HubFiles) -> Listing:
             hint="a Hub or mirror that answers so is not to be trusted: check HF_ENDPOINT",
             exit_code=EXIT_REMOTE,
         )
-    files = []
-    for sib in info.siblings or []:
-        if not safe_name(sib.rfilename):  # before any path is made of it: it comes from the server
-            raise SubtoolError(
-                f"the Hub lists a file named {sib.rfilename!r}, which is not a plain relative path inside the "
-                "repository",
-                path=model_page(hub),
-                rule="fetch.hub_name",
-                hint="a Hub or mirror that lists such a name is not to be trusted: check HF_ENDPOINT",
-                exit_code=EXIT_REMOTE,
-            )
-        if not _matches(sib.rfilename, hub.patterns):
-            continue
-        sha = sib.lfs.sha256 if sib.lfs else None
-        size = sib.lfs.size if sib.lfs else sib.size
-        files.append(HubFile(sib.rfilename, file_url(hub.repo_id, sib.rfilename, commit), size, sha, sib.blob_id))
+    files = [f for f in (_hub_file(hub, sib, commit) for sib in info.siblings or []) if f is not None]
     clashing = clash([MANIFEST, *(f.name for f in files)])
     if clashing is not None:  # found now, before gigabytes are downloaded that cannot be installed side by side
         raise SubtoolError(
@@ -154,6 +139,50 @@ def listing(hub: HubFiles) -> Listing:
             exit_code=EXIT_REMOTE,
         )
     return Listing(hub.repo_id, hub.revision, commit, tuple(sorted(files, key=lambda f: f.name)))
+
+
+def _hub_file(hub: HubFiles, sib, commit: str) -> HubFile | None:
+    """One listed file as fetch downloads it, None when no pattern of `hub` takes it. Its name, size and checksums
+    come from the server: each is checked before anything is made of it (a path, a byte cap, a comparison)."""
+    if not safe_name(sib.rfilename):
+        raise SubtoolError(
+            f"the Hub lists a file named {sib.rfilename!r}, which is not a plain relative path inside the repository",
+            path=model_page(hub),
+            rule="fetch.hub_name",
+            hint="a Hub or mirror that lists such a name is not to be trusted: check HF_ENDPOINT",
+            exit_code=EXIT_REMOTE,
+        )
+    if not _matches(sib.rfilename, hub.patterns):
+        return None
+    sha = sib.lfs.sha256 if sib.lfs else None
+    size = sib.lfs.size if sib.lfs else sib.size
+    problem = _listed_problem(size, sha, sib.blob_id)
+    if problem is not None:
+        raise SubtoolError(
+            f"the Hub lists {sib.rfilename!r} with {problem}",
+            path=model_page(hub),
+            rule="fetch.hub_listing",
+            hint="a Hub or mirror that lists such a file is not to be trusted: check HF_ENDPOINT",
+            exit_code=EXIT_REMOTE,
+        )
+    return HubFile(sib.rfilename, file_url(hub.repo_id, sib.rfilename, commit), size, sha, sib.blob_id)
+
+
+_LISTED_HEX = (("sha256", re.compile(r"[0-9a-f]{64}")), ("git blob id", re.compile(r"[0-9a-f]{40}")))
+
+
+def _listed_problem(size: object, sha: object, blob_id: object) -> str | None:
+    """What is wrong with a listed file's size and checksums (the Hub gives a byte count, a sha256 for an LFS
+    file and a git blob id for every file), or None."""
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        return f"a size of {ascii(size)[:40]}, which is no byte count"
+    for what, pattern in _LISTED_HEX:
+        value = sha if what == "sha256" else blob_id
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
+            return f"a {what} of {ascii(value)[:80]}, which is no {what}"
+    if sha is None and blob_id is None:
+        return "no checksum"
+    return None
 
 
 def _hub_error(hub: HubFiles, exc: Exception) -> SubtoolError:

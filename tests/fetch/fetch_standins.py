@@ -156,6 +156,7 @@ class HubServer:
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
     port: int = 0
     lie: dict[str, bytes] = field(default_factory=dict)  # file name -> other bytes served than the listing's
+    odd: dict[str, dict] = field(default_factory=dict)  # file name -> fields of its listing entry, replaced
 
     @property
     def endpoint(self) -> str:
@@ -213,7 +214,8 @@ def _hub_handler(hub: HubServer):
             if revision not in ("main", repo.commit):
                 return self._json(404, {"error": "Invalid rev id"}, {"X-Error-Code": "RevisionNotFound"})
             info = {"id": repo_id, "sha": repo.commit, "gated": "manual" if repo.gated else False}
-            self._json(200, {**info, "private": False, "siblings": _siblings(repo)})
+            siblings = [{**e, **hub.odd.get(e["rfilename"], {})} for e in _siblings(repo)]
+            self._json(200, {**info, "private": False, "siblings": siblings})
 
         def _resolve(self, repo_id: str, revision: str, name: str) -> None:
             repo = hub.repos.get(repo_id)

@@ -180,3 +180,28 @@ def test_a_hub_that_accepts_and_never_answers_is_one_line_not_a_hang(monkeypatch
         worker.join(30)
     assert got, "still waiting on the Hub"
     assert isinstance(got[0], SubtoolError) and (got[0].rule, got[0].exit_code) == ("fetch.hub_unreachable", 3)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"size": "2"},
+        {"size": -1},
+        {"size": 1e30},
+        {"lfs": {"size": 2, "sha256": ["a"], "pointerSize": 1}},
+        {"blobId": None},
+    ],
+    ids=["size-text", "size-negative", "size-float", "sha256-list", "no-checksum"],
+)
+def test_a_listed_size_or_checksum_that_is_none_is_refused_before_any_download(hub_server, tmp_path, odd):
+    """A size given as text or a sha256 as a list ended fetch with a TypeError or AttributeError ('a bug in
+    subtool'); a negative or float size, or a file with no checksum, was downloaded and then refused."""
+    hub_server.repos["meta-llama/Tiny-8B"] = Repo({"config.json": b"{}"}, set())
+    hub_server.odd["config.json"] = odd
+    listed = HubFiles("meta-llama/Tiny-8B", "main", ("*.json",))
+    asset = Asset("llama3.1-8b", "model", "the checkpoint", ".", "https://example.org/doc", hub=listed)
+    with pytest.raises(SubtoolError) as err:
+        _fetch(asset, to=tmp_path / "cache")
+    assert (err.value.rule, err.value.exit_code) == ("fetch.hub_listing", 3)
+    assert "config.json" in err.value.one_line()
+    assert not any("/resolve/" in p for _, p, _ in hub_server.requests)
