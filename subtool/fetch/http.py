@@ -22,7 +22,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from subtool.errors import EXIT_REMOTE, SubtoolError
+from subtool.errors import EXIT_REMOTE, SubtoolError, os_error
 
 CHUNK = 1 << 20
 TIMEOUT = (15, 60)  # connect, read (seconds without a byte)
@@ -218,6 +218,8 @@ def fetch_to_part(
                 continue
             except (_TooLong, _TooSlow, requests.exceptions.RequestException) as exc:
                 raise _stream_error(exc, url, part, size, cap, settings) from None
+            except OSError as exc:  # the disk's, not the server's (requests' own errors are OSErrors: caught above)
+                raise _disk_error(exc, url, part) from None
             have = part.stat().st_size
             if size is None or have == size:
                 return
@@ -243,6 +245,14 @@ def _connect(s: requests.Session, url: str, have: int, settings: Settings) -> tu
         ) from None
     except requests.exceptions.RequestException as exc:
         raise RemoteError(f"cannot download ({type(exc).__name__})", url=url, rule="fetch.network") from None
+
+
+def _disk_error(exc: OSError, url: str, part: Path) -> SubtoolError:
+    """A full disk (or quota, or read-only file system) while the body is written: the part and URL named, and
+    the bytes already written kept for the same command to resume."""
+    err = os_error(exc, action=f"cannot write the download of {url}", path=part)
+    err.hint = f"{err.hint or 'fix the file system'}; the bytes written so far are kept and the same command resumes"
+    return err
 
 
 def _stream_error(exc: Exception, url: str, part: Path, size: int | None, cap: int, settings: Settings) -> RemoteError:

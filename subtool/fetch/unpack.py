@@ -9,6 +9,7 @@ trusted: each member is copied with a byte limit). tar goes through tarfile's `d
 
 from __future__ import annotations
 
+import errno
 import gzip
 import shutil
 import stat
@@ -18,11 +19,12 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from subtool.errors import SubtoolError
+from subtool.errors import SubtoolError, os_error
 
 MAX_MEMBERS = 200_000
 MIN_CAP = 1 << 30  # bytes: an archive may always unpack to 1 GiB …
 RATIO_CAP = 50  # … or to 50 times its own size, whichever is more
+_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}  # not the archive
 
 
 class UnsafeArchive(SubtoolError):
@@ -87,6 +89,8 @@ def unpack(archive: Path, kind: str, dest: Path, *, name: str | None = None, cap
         # RuntimeError: an encrypted zip member; NotImplementedError (a RuntimeError): an unknown compression
         if isinstance(exc, SubtoolError):
             raise
+        if isinstance(exc, OSError) and exc.errno in _DISK:  # the disk's fault, not the archive's
+            raise os_error(exc, action=f"cannot unpack {archive.name}", path=exc.filename or dest) from None
         raise UnsafeArchive(archive, f"cannot read the archive ({type(exc).__name__}: {exc})") from None
     raise SubtoolError(f"unknown archive kind {kind!r}", path=archive.name, rule="fetch.unsafe_archive")
 

@@ -6,6 +6,9 @@ after the downloads verified."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import tarfile
 import zipfile
 
@@ -205,3 +208,50 @@ def test_a_listed_size_or_checksum_that_is_none_is_refused_before_any_download(h
     assert (err.value.rule, err.value.exit_code) == ("fetch.hub_listing", 3)
     assert "config.json" in err.value.one_line()
     assert not any("/resolve/" in p for _, p, _ in hub_server.requests)
+
+
+def _small_disk() -> None:
+    """In the child: files may grow to 40 kB, and writing past that fails (EFBIG) instead of killing it: what a
+    full disk, a quota or a FAT-formatted stick does, without mounting one."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+
+def _on_small_disk(code: str, tmp_path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "SUBTOOL_CACHE": str(tmp_path / "cache")}
+    return subprocess.run(  # noqa: PLW1510 - the exit code is the test's to read
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, preexec_fn=_small_disk
+    )
+
+
+def test_a_full_disk_during_a_download_names_the_part_and_the_url_and_keeps_the_bytes(file_server, tmp_path):
+    """It said 'error: cannot read or write: File too large [io.efbig]' (or No space left on device), naming
+    neither the file being written nor what was being downloaded."""
+    mirror = file_server.url("/m")
+    file_server.files["/m/raw.githubusercontent.com/rajpurkar/SQuAD-explorer/master/dataset/dev-v1.1.json"] = DATA
+    argv = ["subtool", "fetch", "bert-99", "--dataset-only", "--mirror", mirror]
+    code = f"import sys; from subtool.cli import main; sys.argv = {argv!r}; main()"
+    done = _on_small_disk(code, tmp_path)
+    assert done.returncode == 2, done.stderr + done.stdout
+    line = next(x for x in (done.stdout + done.stderr).splitlines() if x.startswith("error:"))
+    assert "dev-v1.1.json.part" in line and mirror in line and "[io.efbig]" in line
+    part = staging_dir(tmp_path / "cache", "bert-99", "dataset") / "parts" / "dev-v1.1.json.part"
+    assert 0 < part.stat().st_size <= 40_000  # kept: the same command resumes once there is room
+
+
+def test_a_full_disk_while_unpacking_is_the_disks_error_not_an_unsafe_archive(tmp_path):
+    """It was 'cannot read the archive (OSError: [Errno 28] No space left on device) [fetch.unsafe_archive]':
+    a verified archive blamed (exit 2, rule of a hostile archive) for the disk it was unpacked on."""
+    archive = tmp_path / "x.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big.bin", bytes(300_000))
+    code = (
+        "from pathlib import Path; from subtool.fetch.unpack import unpack; from subtool.errors import SubtoolError\n"
+        f"try:\n    unpack(Path({str(archive)!r}), 'zip', Path({str(tmp_path / 'out')!r}))\n"
+        "except SubtoolError as err:\n    print(err.rule, err.one_line())"
+    )
+    done = _on_small_disk(code, tmp_path)
+    assert done.stdout.startswith("io.efbig ") and "cannot unpack x.zip" in done.stdout, done.stdout + done.stderr
