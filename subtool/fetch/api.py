@@ -23,6 +23,7 @@ from subtool.fetch.install import (
     Verified,
     accept,
     already_verified,
+    check_asset_folder,
     check_staging,
     install,
     install_twin,
@@ -164,6 +165,7 @@ def _one_writer(root: Path, asset: Asset) -> Iterator[None]:
     files are its own)."""
     staging = staging_dir(root, asset.benchmark, asset.kind)
     check_staging(root, staging)  # before the lock file is made in it
+    check_asset_folder(store.asset_dir(asset.benchmark, asset.kind, root))
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(exclusive(staging.parent, tidy=True))

@@ -55,6 +55,28 @@ def check_staging(root: Path, staging: Path) -> None:
                 _refuse_planted(path, st)
 
 
+def check_asset_folder(folder: Path) -> None:
+    """The folder an install replaces is a folder or not there. A symbolic link there (a checkpoint moved to
+    another disk and linked back) was replaced by a folder on the cache's disk, the link left beside it as
+    `.<kind>.old-<pid>` for good; a dangling one or a file failed the last rename after every download. One
+    line now, before anything is downloaded; the link's target is left as it is."""
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise os_error(exc, action="cannot read the asset folder", path=folder) from None
+    if stat.S_ISDIR(st.st_mode):
+        return
+    what = f"a symbolic link (to {os.readlink(folder)})" if stat.S_ISLNK(st.st_mode) else "not a folder"
+    raise SubtoolError(
+        f"is {what}: fetch installs a folder of its own there",
+        path=folder,
+        rule="fetch.store",
+        hint="remove it (a link's target is not touched), or install on another disk with --to DIR",
+    )
+
+
 def _refuse_planted(path: Path, st: os.stat_result) -> None:
     if stat.S_ISLNK(st.st_mode):
         raise SubtoolError(

@@ -109,31 +109,14 @@ def test_an_archive_member_that_is_a_file_where_another_needs_a_folder_is_refuse
     assert repr(names[-1]) in line and str(tmp_path) not in line
 
 
-def _break_run_path(server, cache):
-    return _plain(server, run_path="no-such-file")
-
-
-def _dangling_link_in_place(server, cache):
-    folder = store.asset_dir("bert-99", "dataset", cache)
-    folder.parent.mkdir(parents=True)
-    folder.symlink_to(cache / "gone")  # the last rename cannot replace it: ENOTDIR
-    return _plain(server)
-
-
-@pytest.mark.parametrize("breaks", [_break_run_path, _dangling_link_in_place], ids=["run-path", "last-rename"])
-def test_an_install_that_fails_after_the_download_verified_keeps_the_file_for_the_next_run(
-    file_server, own_cache, breaks
-):
+def test_an_install_that_fails_after_the_download_verified_keeps_the_file_for_the_next_run(file_server, own_cache):
     """The verified files were moved into the unfinished asset folder, which the failure removed with them: the
     next run downloaded every file again (a 140 GB checkpoint, for a Ctrl-C or a full disk at the last step)."""
     with pytest.raises(SubtoolError):
-        _fetch(breaks(file_server, own_cache))
+        _fetch(_plain(file_server, run_path="no-such-file"))  # fails after the download, as Ctrl-C or ENOSPC would
     assert store.installed("bert-99", "dataset") is None
     kept = staging_dir(own_cache, "bert-99", "dataset") / "files" / "data.bin"
     assert kept.read_bytes() == DATA
-    folder = store.asset_dir("bert-99", "dataset", own_cache)
-    if folder.is_symlink():
-        folder.unlink()
     before = len(file_server.gets("/d/data.bin"))
     _fetch(_plain(file_server))
     assert len(file_server.gets("/d/data.bin")) == before  # nothing downloaded again
@@ -255,3 +238,25 @@ def test_a_full_disk_while_unpacking_is_the_disks_error_not_an_unsafe_archive(tm
     )
     done = _on_small_disk(code, tmp_path)
     assert done.stdout.startswith("io.efbig ") and "cannot unpack x.zip" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("what", ["link", "dangling-link", "file"])
+def test_an_asset_folder_that_is_a_link_or_a_file_is_refused_before_any_download(file_server, own_cache, what):
+    """A link there (a checkpoint moved to another disk and linked back) was replaced by a folder on the cache's
+    disk and left beside it as '.dataset.old-<pid>' for good; a dangling link failed the last rename ('Not a
+    directory') after every file was downloaded."""
+    elsewhere = own_cache.parent / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "mine.txt").write_text("kept")
+    folder = store.asset_dir("bert-99", "dataset", own_cache)
+    folder.parent.mkdir(parents=True)
+    if what == "file":
+        folder.write_text("not a folder")
+    else:
+        folder.symlink_to(elsewhere if what == "link" else own_cache / "gone")
+    with pytest.raises(SubtoolError) as err:
+        _fetch(_plain(file_server))
+    assert (err.value.rule, err.value.exit_code) == ("fetch.store", 2) and str(folder) in err.value.one_line()
+    assert file_server.gets("/d/data.bin") == []
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["dataset"]  # no '.dataset.old-<pid>' beside it
+    assert (elsewhere / "mine.txt").read_text() == "kept"
