@@ -107,7 +107,11 @@ def check(src: Source, path: Path, *, label: str, exit_code: int = EXIT_REMOTE) 
     d = digests(path, md5=bool(src.md5 and not src.sha256))
     if src.size is not None and d.size != src.size:
         raise SubtoolError(
-            f"{d.size} bytes, the source says {src.size}", path=label, rule="fetch.size", exit_code=exit_code
+            f"{d.size} bytes, the source says {src.size}",
+            path=label,
+            rule="fetch.size",
+            hint=_page_hint(path),
+            exit_code=exit_code,
         )
     expected, got, what = _checksum(src, d, path)
     if expected is None:
@@ -118,9 +122,32 @@ def check(src: Source, path: Path, *, label: str, exit_code: int = EXIT_REMOTE) 
         return d
     if got != expected:
         raise SubtoolError(
-            f"{what} {got} is not the {src.origin} {expected}", path=label, rule="fetch.checksum", exit_code=exit_code
+            f"{what} {got} is not the {src.origin} {expected}",
+            path=label,
+            rule="fetch.checksum",
+            hint=_page_hint(path),
+            exit_code=exit_code,
         )
     return d
+
+
+_PAGE_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body")
+
+
+def _page_hint(path: Path) -> str | None:
+    """For a file that does not verify and starts like an HTML page: what a proxy's login page, a cluster's
+    captive portal or a server's error page sends (with HTTP 200) in place of the file. None otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    except OSError:
+        return None
+    if not head.startswith(_PAGE_STARTS):
+        return None
+    return (
+        "its bytes are an HTML page, not the file: a proxy's or portal's login page, or a server's error page, "
+        "answered in its place (open the URL in a browser on that machine, or set https_proxy)"
+    )
 
 
 def _checksum(src: Source, d: Digests, path: Path) -> tuple[str | None, str | None, str]:

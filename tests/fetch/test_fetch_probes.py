@@ -260,3 +260,19 @@ def test_an_asset_folder_that_is_a_link_or_a_file_is_refused_before_any_download
     assert file_server.gets("/d/data.bin") == []
     assert sorted(p.name for p in folder.parent.iterdir()) == ["dataset"]  # no '.dataset.old-<pid>' beside it
     assert (elsewhere / "mine.txt").read_text() == "kept"
+
+
+def test_a_login_page_served_in_place_of_the_file_is_named_as_one(file_server):
+    """A proxy's or captive portal's login page answered with 200 was refused as 'md5 … is not the official …'
+    alone: nothing told the user the bytes were a web page and not a damaged download."""
+    page = b"\n<!DOCTYPE html>\n<html><head><title>Sign in to the campus network</title></head></html>\n"
+    file_server.files["/d/data.bin"] = page
+    f = AssetFile("data.bin", file_server.url("/d/data.bin"), None, sha256=sha256(DATA))
+    with pytest.raises(SubtoolError) as err:
+        _fetch(Asset("bert-99", "dataset", "a data set", ".", "https://example.org/doc", (f,)))
+    assert (err.value.rule, err.value.exit_code) == ("fetch.checksum", 3)
+    assert "HTML page" in (err.value.hint or "")
+    file_server.files["/d/data.bin"] = b"not a page, only the wrong bytes"
+    with pytest.raises(SubtoolError) as err:
+        _fetch(Asset("bert-99", "dataset", "a data set", ".", "https://example.org/doc", (f,)))
+    assert err.value.hint is None
