@@ -127,7 +127,7 @@ def _walk_files(tree: Path, sub: SubmitterDir) -> list[FileEntry]:
     for entry in walk(tree, sub.rel, skip=frozenset({".git"})):
         if entry.rule is not None:  # a link, a special file, an unreadable entry, a name with a control character
             raise refusal(entry, tree, "publish")
-        if entry.kind == DIR:
+        if entry.kind == DIR or entry.rel.rpartition("/")[2] == ".git":  # a submodule's .git file, like the folder
             continue
         path = tree / entry.rel
         entries.append(FileEntry(entry.rel, path, os.access(path, os.X_OK)))

@@ -425,10 +425,35 @@ def build_tree(
             )
         if info:
             git.run("update-index", "-z", "--add", "--replace", "--index-info", stdin=info, env=index_env)
+            _refuse_dropped_paths(git, index_env, files, known)
         # --missing-ok: the base's blobs were not fetched (blob-less clone) and need not be; the fork has them.
         return git.out("write-tree", "--missing-ok", env=index_env)
     finally:
         shutil.rmtree(index_dir, ignore_errors=True)
+
+
+def _refuse_dropped_paths(git: Git, index_env: dict[str, str], files: Sequence[FileEntry], known: Sequence[BlobEntry]):
+    """update-index skips a path git may not hold (a `.GIT` or `git~1` folder, a file named `.git`) with a warning
+    and exit 0: the commit would silently lack that file. Refused instead, naming the first such file."""
+    listed = set(git.run("ls-files", "-z", env=index_env).stdout.split(b"\0"))
+    for f in files:
+        if f.path.encode("utf-8") not in listed:
+            raise SubtoolError(
+                "git refuses this path in a repository (a '.git' name in any case, 'git~1' or the like), so the "
+                "pushed branch would silently lack the file",
+                path=f.source,
+                rule="publish.git_path",
+                exit_code=EXIT_USAGE,
+                hint="rename or remove it; nothing was pushed",
+            )
+    lost = [k.path for k in known if k.path.encode("utf-8", "surrogateescape") not in listed]
+    if lost:
+        raise SubtoolError(
+            f"git refuses the path '{lost[0]}', which the branch already holds, so the new commit would lack it",
+            rule="publish.git_path",
+            exit_code=EXIT_USAGE,
+            hint="publish with --replace (the branch then holds this tree only), or use another --branch",
+        )
 
 
 def tree_of(git: Git, commit: str) -> str:

@@ -1,0 +1,59 @@
+"""`subtool publish` against what an unlucky user or an attacker hands it: paths git will not hold, a cache left
+behind by a killed git, a fork that is a file, a branch that is the base. Real git, a local bare fork."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from subtool.cli import app
+
+from .helpers import TREE_FILES, branch_files, make_results_repo, make_tree, rev
+
+BRANCH = "subtool/TeamX"
+
+
+@pytest.fixture
+def fork(tmp_path: Path) -> Path:
+    return make_results_repo(tmp_path / "forge")
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return make_tree(tmp_path / "tree")
+
+
+def publish(tree: Path, fork: Path | str, cache: Path, *args: str) -> tuple[int, dict | None, str]:
+    result = CliRunner().invoke(
+        app, ["publish", str(tree), "--fork", str(fork), "--cache", str(cache), "--json", *args]
+    )
+    doc = json.loads(result.stdout) if result.stdout.strip() else None
+    return result.exit_code, doc, result.stderr
+
+
+@pytest.mark.parametrize("rel", ["documentation/.GIT/config", "documentation/git~1/notes.txt", "src/.Git"])
+def test_a_path_git_will_not_hold_is_refused_not_silently_left_out(tmp_path, fork, tree, rel):
+    """update-index skips such a path with a warning and exit 0: the branch was pushed without the file."""
+    bad = tree / "open" / "TeamX" / rel
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text("part of the submission\n")
+    code, _, err = publish(tree, fork, tmp_path / "cache")
+    assert code == 2, err
+    assert "[publish.git_path]" in err and rel in err
+    assert rev(fork, f"refs/heads/{BRANCH}") is None
+
+
+def test_a_submodules_git_file_is_left_out_like_a_git_folder(tmp_path, fork, tree):
+    """src/ holding a submodule checkout: its `.git` is a file pointing at the team's clone, no part of the tree."""
+    (tree / "open" / "TeamX" / "src" / "inference").mkdir(parents=True)
+    (tree / "open" / "TeamX" / "src" / "inference" / ".git").write_text("gitdir: /home/team/.git/modules/x\n")
+    (tree / "open" / "TeamX" / "src" / "inference" / "run.py").write_text("print(1)\n")
+    code, doc, err = publish(tree, fork, tmp_path / "cache")
+    assert code == 0 and doc["pushed"], err
+    published = branch_files(fork, BRANCH)
+    assert "open/TeamX/src/inference/run.py" in published
+    assert not any(p.endswith("/.git") for p in published)
+    assert all(published[rel] == text for rel, text in TREE_FILES.items())
