@@ -274,9 +274,22 @@ def locked_cache(git_dir: Path) -> Iterator[Path]:
         try:
             if not (git_dir / "HEAD").exists():
                 _create_cache(git_dir)
+            _clear_stale_locks(git_dir)
             yield git_dir
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _clear_stale_locks(git_dir: Path) -> None:
+    """Remove the lock files a git killed mid-fetch left in the cache (shallow.lock, a ref's .lock): a timeout or
+    a SIGTERM to subtool SIGKILLs its git child, and every later publish then failed on 'File exists'. Under
+    the cache's exclusive lock no other publish is using them."""
+    folders = [git_dir, git_dir / "objects" / "info"]
+    folders += [Path(d) for d, _, _ in os.walk(git_dir / "refs")]
+    for folder in folders:
+        for stale in folder.glob("*.lock"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 def _create_cache(git_dir: Path) -> None:

@@ -57,3 +57,17 @@ def test_a_submodules_git_file_is_left_out_like_a_git_folder(tmp_path, fork, tre
     assert "open/TeamX/src/inference/run.py" in published
     assert not any(p.endswith("/.git") for p in published)
     assert all(published[rel] == text for rel, text in TREE_FILES.items())
+
+
+@pytest.mark.parametrize("lock", ["shallow.lock", "refs/subtool/branch.lock"])
+def test_lock_files_a_killed_git_left_in_the_cache_do_not_wedge_every_later_publish(tmp_path, fork, tree, lock):
+    """A fetch past its timeout, or subtool terminated mid-fetch, SIGKILLs git: its lock files stay in the cache."""
+    cache = tmp_path / "cache"
+    assert publish(tree, fork, cache)[0] == 0
+    (tree / "open" / "TeamX" / "documentation" / "README.md").write_text("# TeamX, second run\n")
+    (git_dir,) = cache.glob("*.git")
+    (git_dir / lock).parent.mkdir(parents=True, exist_ok=True)
+    (git_dir / lock).write_text("")
+    code, doc, err = publish(tree, fork, cache)
+    assert code == 0 and doc["pushed"], err
+    assert branch_files(fork, BRANCH)["open/TeamX/documentation/README.md"] == "# TeamX, second run\n"
