@@ -41,7 +41,8 @@ _FORBIDDEN = re.compile(
 )
 _MISSING = re.compile(
     r"Repository not found|returned error: 404|does not appear to be a git repository|"
-    r"not found: did you run git update-server-info|No such file or directory",
+    r"not found: did you run git update-server-info|No such file or directory|"
+    r"invalid gitfile format|not a git repository",  # a local fork that is a file, or a .git file pointing nowhere
     re.I,
 )
 _REJECTED = re.compile(r"stale info|\[rejected\]|\(fetch first\)|non-fast-forward", re.I)

@@ -71,3 +71,14 @@ def test_lock_files_a_killed_git_left_in_the_cache_do_not_wedge_every_later_publ
     code, doc, err = publish(tree, fork, cache)
     assert code == 0 and doc["pushed"], err
     assert branch_files(fork, BRANCH)["open/TeamX/documentation/README.md"] == "# TeamX, second run\n"
+
+
+@pytest.mark.parametrize("content", ["not a repository\n", "gitdir: /nonexistent/repo.git\n"])
+def test_a_local_fork_that_is_a_file_is_missing_not_a_network_failure(tmp_path, tree, content):
+    """git ends with 'Could not read from remote repository', which read as the network: three retries with
+    back-off, then 're-run when the connection is back'."""
+    fork = tmp_path / "results.tar.gz"
+    fork.write_text(content)
+    code, _, err = publish(tree, fork, tmp_path / "cache")
+    assert code == 3 and "[publish.fork_missing]" in err, err
+    assert "retry" not in err and "network" not in err
