@@ -46,6 +46,7 @@ _MISSING = re.compile(
     re.I,
 )
 _REJECTED = re.compile(r"stale info|\[rejected\]|\(fetch first\)|non-fast-forward", re.I)
+_DECLINED = re.compile(r"\[remote rejected\]", re.I)  # a server hook (GitHub's 100 MB limit, a protected branch)
 _NETWORK = re.compile(
     r"Could not resolve host|Failed to connect|Connection refused|Connection reset|Connection timed out|"
     r"Operation timed out|timed out|RPC failed|early EOF|remote end hung up|unexpected disconnect|"
@@ -57,7 +58,7 @@ _NETWORK = re.compile(
 
 @dataclass
 class GitFailure(Exception):
-    """A git command that failed; `kind` is auth, forbidden, missing, rejected, network or other."""
+    """A git command that failed; `kind` is auth, forbidden, missing, rejected, declined, network or other."""
 
     args_: Sequence[str]
     returncode: int
@@ -72,6 +73,9 @@ def last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     refused = [ln.replace("\t", " ") for ln in lines if ln.startswith("!")]  # push --porcelain ref status
     fatal = [ln for ln in lines if ln.lower().startswith(("fatal:", "error:", "remote:"))]
+    said = [ln for ln in lines if ln.lower().startswith("remote:") and ln[7:].strip()]
+    if refused and said:  # the server's own reason (a hook's 'File … exceeds the size limit') beside its verdict
+        return f"{refused[-1]}: {said[-1]}"
     return (refused or fatal or lines or ["no message"])[-1]
 
 
@@ -84,6 +88,8 @@ def classify(stderr: str) -> str:
         return "forbidden"
     if _REJECTED.search(stderr):
         return "rejected"
+    if _DECLINED.search(stderr):
+        return "declined"
     if _NETWORK.search(stderr):
         return "network"
     return "other"
@@ -572,6 +578,14 @@ def remote_error(failure: GitFailure, *, where: str, has_token: bool, action: st
             rule="publish.branch_moved",
             exit_code=EXIT_REMOTE,
             hint="re-run the same command; it starts again from what is on the fork now",
+        )
+    if failure.kind == "declined":
+        return SubtoolError(
+            f"{action}: the fork's server declined the push ({detail})",
+            path=where,
+            rule="publish.push_declined",
+            exit_code=EXIT_REMOTE,
+            hint="nothing was pushed; fix what the server's message names (e.g. a file over its size limit) and re-run",
         )
     if failure.kind == "network":
         return SubtoolError(

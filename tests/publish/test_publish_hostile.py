@@ -82,3 +82,17 @@ def test_a_local_fork_that_is_a_file_is_missing_not_a_network_failure(tmp_path, 
     code, _, err = publish(tree, fork, tmp_path / "cache")
     assert code == 3 and "[publish.fork_missing]" in err, err
     assert "retry" not in err and "network" not in err
+
+
+def test_a_push_a_server_hook_declines_says_the_servers_reason(tmp_path, fork, tree):
+    """GitHub refuses a file over 100 MB (or a protected branch) in a pre-receive hook: the 'remote:' line that says
+    why was dropped, leaving '[remote rejected] (pre-receive hook declined)' as a generic git failure."""
+    hook = fork / "hooks" / "pre-receive"
+    hook.write_text(
+        '#!/bin/sh\necho "error: File open/TeamX/big.json is 120.00 MB; this exceeds the file size limit" >&2\nexit 1\n'
+    )
+    hook.chmod(0o755)
+    code, _, err = publish(tree, fork, tmp_path / "cache")
+    assert code == 3 and "[publish.push_declined]" in err, err
+    assert "big.json is 120.00 MB" in err
+    assert rev(fork, f"refs/heads/{BRANCH}") is None
