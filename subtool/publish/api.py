@@ -32,6 +32,7 @@ from subtool.publish.merge import Kept, kept_from_branch, merged_view, only_on_b
 from subtool.publish.remote import (
     ForkLocation,
     Redactor,
+    check_clone_url,
     compare_url,
     derive_api_url,
     derive_web_url,
@@ -272,6 +273,7 @@ def _open_forge(
         timeout_s=opts.timeout_s,
     )
     forge.preflight(upstream=opts.upstream or "", base=opts.base, fork=fork.full_name or "", say=say)
+    check_clone_url(forge.upstream_clone_url or "", fork, api_url)
     return forge
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from subtool.errors import EXIT_USAGE, SubtoolError
+from subtool.errors import EXIT_REMOTE, EXIT_USAGE, SubtoolError
 
 GITHUB_HOST = "github.com"
 GITHUB_API = "https://api.github.com"
@@ -191,6 +191,31 @@ def refuse_token_over_http(token: str | None, *urls: str | None) -> None:
                 hint="use the forge's https:// address (--fork, --api-url), or unset the token to push without one",
                 exit_code=EXIT_USAGE,
             )
+
+
+def check_clone_url(clone_url: str, fork: ForkLocation, api_url: str | None) -> str:
+    """The upstream's clone address as the API gives it, before git fetches from it (when the fork lacks the base
+    branch): an https:// (or this machine's http://) address on the fork's or the API's host. Anything else, a
+    file:// or local path, an ext:: or fd:: transport, another host, would have git read a repository of this
+    machine, or run a command, and push what it read to the fork."""
+    try:
+        parts = urlsplit(clone_url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        parts, host = None, ""
+    hosts = {urlsplit(u).hostname for u in (fork.url if fork.kind == "http" else None, api_url) if u}
+    hosts.add(fork.host if fork.kind == "ssh" else None)
+    scheme = parts.scheme.lower() if parts else ""
+    if host and host in hosts and (scheme == "https" or (scheme == "http" and _this_machine(host))):
+        return clone_url
+    raise SubtoolError(
+        f"the API gives the upstream's git address as '{clone_url[:200]}', which is not an https:// address on "
+        "the fork's forge",
+        path=api_url,
+        rule="publish.api",
+        exit_code=EXIT_REMOTE,
+        hint="check --api-url (it must be the fork's forge), or push the base branch to the fork first",
+    )
 
 
 def _this_machine(host: str) -> bool:
