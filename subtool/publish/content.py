@@ -174,9 +174,20 @@ def scan_tree(tree: Path) -> PublishContent:
     )
 
 
+BRANCH_NAME_MOST = 200  # characters of the branch name after subtool/: a ref is a file, its name 255 bytes at most
+
+
 def default_branch(content: PublishContent) -> str:
+    """subtool/<submitters>: a valid ref whatever the names ('..' and a '.lock' end are not), never too long for
+    a file name (a long one is cut and keeps a digest of the whole, so two teams do not share a branch)."""
+    import hashlib
+
     names = [_SAFE_REF_PART.sub("-", n).strip("-.") or "submitter" for n in content.submitter_names]
-    return "subtool/" + "-".join(names)
+    joined = re.sub(r"\.{2,}", ".", "-".join(names))
+    if len(joined) > BRANCH_NAME_MOST:
+        digest = hashlib.sha256("/".join(content.submitter_names).encode()).hexdigest()[:12]
+        joined = f"{joined[: BRANCH_NAME_MOST - 13].rstrip('-.')}-{digest}"
+    return "subtool/" + re.sub(r"(\.lock)+$", "", joined).rstrip("-.")
 
 
 def _benchmarks(content: PublishContent) -> str:

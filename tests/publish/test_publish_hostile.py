@@ -96,3 +96,20 @@ def test_a_push_a_server_hook_declines_says_the_servers_reason(tmp_path, fork, t
     assert code == 3 and "[publish.push_declined]" in err, err
     assert "big.json is 120.00 MB" in err
     assert rev(fork, f"refs/heads/{BRANCH}") is None
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["Team..x"], ["Team.lock"], ["A" * 200, "B" * 200], ["Team-", "x..lock"]],
+)
+def test_the_default_branch_is_valid_whatever_the_submitter_names(tmp_path, fork, names):
+    """Names the tree allows ('..', a '.lock' end, 200 characters) made a branch git refuses, or one whose ref
+    file name is over 255 bytes; the user, who gave no --branch, was told the branch name is invalid."""
+    files = {}
+    for name in names:
+        files.update({k.replace("/TeamX/", f"/{name}/"): v for k, v in TREE_FILES.items()})
+    tree = make_tree(tmp_path / "tree", files)
+    code, doc, err = publish(tree, fork, tmp_path / "cache")
+    assert code == 0 and doc["pushed"], err
+    assert doc["branch"].startswith("subtool/") and len(doc["branch"]) <= len("subtool/") + 200
+    assert rev(fork, f"refs/heads/{doc['branch']}") == doc["commit"]
