@@ -525,8 +525,9 @@ def push(git: Git, remote: str, commit: str, branch: str, expected_old: str | No
 
 
 def check_branch_name(name: str) -> str:
+    # --branch expands '@{-1}' to the branch checked out before in the working directory's repository: refused
     proc = subprocess.run(["git", "check-ref-format", "--branch", name], capture_output=True, text=True)
-    if proc.returncode != 0 or name.startswith("-"):
+    if proc.returncode != 0 or name.startswith("-") or "@{" in name:
         raise SubtoolError(
             f"'{name}' is not a valid branch name",
             rule="publish.branch",

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from subtool.cli import app
 
-from .helpers import TREE_FILES, branch_files, make_results_repo, make_tree, rev
+from .helpers import TREE_FILES, branch_files, git, make_results_repo, make_tree, rev
 
 BRANCH = "subtool/TeamX"
 
@@ -113,3 +113,19 @@ def test_the_default_branch_is_valid_whatever_the_submitter_names(tmp_path, fork
     assert code == 0 and doc["pushed"], err
     assert doc["branch"].startswith("subtool/") and len(doc["branch"]) <= len("subtool/") + 200
     assert rev(fork, f"refs/heads/{doc['branch']}") == doc["commit"]
+
+
+def test_a_branch_spelled_at_brace_is_refused_not_read_in_the_working_directorys_repository(
+    tmp_path, fork, tree, monkeypatch
+):
+    """`git check-ref-format --branch @{-1}` answers the branch checked out before in the current repository."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    git("commit", "-q", "--allow-empty", "-m", "x", cwd=work)
+    git("checkout", "-q", "-b", "feature", cwd=work)
+    git("checkout", "-q", "main", cwd=work)
+    monkeypatch.chdir(work)
+    code, _, err = publish(tree, fork, tmp_path / "cache", "--branch", "@{-1}")
+    assert code == 2 and "[publish.branch]" in err, err
+    assert rev(fork, "refs/heads/feature") is None
