@@ -444,8 +444,9 @@ def build_tree(
                 for f, sha in zip(files, shas)
             )
         if info:
-            git.run("update-index", "-z", "--add", "--replace", "--index-info", stdin=info, env=index_env)
-            _refuse_dropped_paths(git, index_env, files, known)
+            added = git.run("update-index", "-z", "--add", "--replace", "--index-info", stdin=info, env=index_env)
+            if added.stderr.strip():  # it says nothing unless it skipped a path (the index is not listed for nothing)
+                _refuse_dropped_paths(git, index_env, files, known)
         # --missing-ok: the base's blobs were not fetched (blob-less clone) and need not be; the fork has them.
         return git.out("write-tree", "--missing-ok", env=index_env)
     finally:
