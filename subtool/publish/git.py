@@ -538,63 +538,45 @@ def check_branch_name(name: str) -> str:
     return proc.stdout.strip()
 
 
+# kind of git failure → (what happened, rule, what to do); "auth" is "no_token" when no token was given.
+REMOTE_ERRORS = {
+    "auth": ("the token was refused", "publish.bad_token", "check that the token is valid and not expired"),
+    "no_token": (
+        "authentication required and no token was given",
+        "publish.no_token",
+        "export GITHUB_TOKEN (or GH_TOKEN, or name a variable with --token-env)",
+    ),
+    "forbidden": (
+        "no push rights",
+        "publish.no_push_rights",
+        "push to your own fork, with a token that may write its contents",
+    ),
+    "missing": (
+        "the fork does not exist or cannot be seen",
+        "publish.fork_missing",
+        "fork the results repository first, and check the URL given to --fork",
+    ),
+    "rejected": (
+        "the branch changed on the fork while publishing",
+        "publish.branch_moved",
+        "re-run the same command; it starts again from what is on the fork now",
+    ),
+    "declined": (
+        "the fork's server declined the push",
+        "publish.push_declined",
+        "nothing was pushed; fix what the server's message names (e.g. a file over its size limit) and re-run",
+    ),
+    "network": (
+        "network failure, gave up after retries",
+        "publish.network",
+        "nothing was pushed; re-run the same command when the connection is back",
+    ),
+}
+
+
 def remote_error(failure: GitFailure, *, where: str, has_token: bool, action: str) -> SubtoolError:
     """Turn a git failure into the one-line error a user can act on."""
+    kind = "no_token" if failure.kind == "auth" and not has_token else failure.kind
+    what, rule, hint = REMOTE_ERRORS.get(kind, ("git failed", "publish.git", None))
     detail = last_line(failure.stderr)
-    if failure.kind == "auth":
-        if has_token:
-            return SubtoolError(
-                f"{action}: the token was refused ({detail})",
-                path=where,
-                rule="publish.bad_token",
-                exit_code=EXIT_REMOTE,
-                hint="check that the token is valid and not expired",
-            )
-        return SubtoolError(
-            f"{action}: authentication required and no token was given ({detail})",
-            path=where,
-            rule="publish.no_token",
-            exit_code=EXIT_REMOTE,
-            hint="export GITHUB_TOKEN (or GH_TOKEN, or name a variable with --token-env)",
-        )
-    if failure.kind == "forbidden":
-        return SubtoolError(
-            f"{action}: no push rights ({detail})",
-            path=where,
-            rule="publish.no_push_rights",
-            exit_code=EXIT_REMOTE,
-            hint="push to your own fork, with a token that may write its contents",
-        )
-    if failure.kind == "missing":
-        return SubtoolError(
-            f"{action}: the fork does not exist or cannot be seen ({detail})",
-            path=where,
-            rule="publish.fork_missing",
-            exit_code=EXIT_REMOTE,
-            hint="fork the results repository first, and check the URL given to --fork",
-        )
-    if failure.kind == "rejected":
-        return SubtoolError(
-            f"{action}: the branch changed on the fork while publishing ({detail})",
-            path=where,
-            rule="publish.branch_moved",
-            exit_code=EXIT_REMOTE,
-            hint="re-run the same command; it starts again from what is on the fork now",
-        )
-    if failure.kind == "declined":
-        return SubtoolError(
-            f"{action}: the fork's server declined the push ({detail})",
-            path=where,
-            rule="publish.push_declined",
-            exit_code=EXIT_REMOTE,
-            hint="nothing was pushed; fix what the server's message names (e.g. a file over its size limit) and re-run",
-        )
-    if failure.kind == "network":
-        return SubtoolError(
-            f"{action}: network failure, gave up after retries ({detail})",
-            path=where,
-            rule="publish.network",
-            exit_code=EXIT_REMOTE,
-            hint="nothing was pushed; re-run the same command when the connection is back",
-        )
-    return SubtoolError(f"{action}: git failed ({detail})", path=where, rule="publish.git", exit_code=EXIT_REMOTE)
+    return SubtoolError(f"{action}: {what} ({detail})", path=where, rule=rule, exit_code=EXIT_REMOTE, hint=hint)
