@@ -277,7 +277,10 @@ def locked_cache(git_dir: Path) -> Iterator[Path]:
     except OSError as exc:
         raise _unwritable_cache(git_dir.parent, exc) from None
     with lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        except OSError as exc:  # ENOLCK: a home folder on NFS without its lock daemon
+            raise _unwritable_cache(git_dir.parent, exc, "lock") from None
         try:
             if not (git_dir / "HEAD").exists():
                 _create_cache(git_dir)
@@ -326,9 +329,9 @@ def _create_cache(git_dir: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _unwritable_cache(folder: Path, exc: OSError) -> SubtoolError:
+def _unwritable_cache(folder: Path, exc: OSError, verb: str = "write") -> SubtoolError:
     return SubtoolError(
-        f"cannot write the fork cache ({exc.strerror or exc})",
+        f"cannot {verb} the fork cache ({exc.strerror or exc})",
         path=folder,
         rule="publish.cache",
         exit_code=EXIT_USAGE,

@@ -129,3 +129,19 @@ def test_a_branch_spelled_at_brace_is_refused_not_read_in_the_working_directorys
     code, _, err = publish(tree, fork, tmp_path / "cache", "--branch", "@{-1}")
     assert code == 2 and "[publish.branch]" in err, err
     assert rev(fork, "refs/heads/feature") is None
+
+
+def test_a_cache_on_a_file_system_without_locks_is_one_line_exit_2(tmp_path, fork, tree, monkeypatch):
+    """flock on an NFS home whose lock daemon is missing fails with ENOLCK: that was a traceback (exit 70). No file
+    system here lacks locks, so flock is made to fail as NFS makes it."""
+    import errno
+    import fcntl
+    import os
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    code, _, err = publish(tree, fork, tmp_path / "cache")
+    assert code == 2 and "[publish.cache]" in err and "No locks available" in err, err
+    assert "--cache" in err
