@@ -360,8 +360,22 @@ class _Words:
     body: str
 
 
+TITLE_MOST = 256  # characters GitHub takes in a pull request title; it answers a longer one 422, after the push
+
+
 def _words(opts: PublishOptions, view: PublishContent, marks: Marks) -> _Words:
     title = title_with(opts.title or default_title(view), marks)
+    if opts.title and (len(title) > TITLE_MOST or not title.isprintable()):
+        raise SubtoolError(
+            f"--title is {len(title)} characters with its marks, over the {TITLE_MOST} a pull request title takes"
+            if title.isprintable()
+            else "--title holds a line break or another control character",
+            rule="publish.title",
+            exit_code=EXIT_USAGE,
+            hint="give a shorter title on one line; nothing was pushed",
+        )
+    if len(title) > TITLE_MOST:  # the default names every submitter and benchmark: cut, the body lists them all
+        title = title[: TITLE_MOST - 1] + "…"
     return _Words(title, message_with(commit_message(view, title), marks), body_with(pr_body(view), marks))
 
 

@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 _GIT_PATH = re.compile(r"^/(?P<owner>[^/]+)/(?P<name>[^/]+?)\.git(?P<rest>/.*)$")
 _DOCS = "https://docs.github.com/rest"
+TITLE_MOST = 256  # characters of an issue or pull request title
 
 
 @dataclass
@@ -586,6 +587,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._invalid([{"resource": "PullRequest", "field": f, "code": "missing_field"} for f in missing])
             return
         errors = []
+        if len(payload["title"]) > TITLE_MOST:  # GitHub: "title is too long (maximum is 256 characters)"
+            errors.append({"resource": "Issue", "field": "title", "code": "custom", "message": "title is too long"})
         if forge.branch_sha(repo.full_name, payload["base"]) is None:
             errors.append({"resource": "PullRequest", "field": "base", "code": "invalid"})
         head_repo, ref = self._head_repo(repo, payload["head"])

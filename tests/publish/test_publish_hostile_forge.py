@@ -1,4 +1,4 @@
-"""`subtool publish` against a forge whose API answers with addresses it should not: real git, the forge on
+"""`subtool publish` against a forge that answers as GitHub may and a hostile one might: real git, the forge on
 127.0.0.1 (tests/publish/forge.py) with one answer changed."""
 
 from __future__ import annotations
@@ -41,3 +41,29 @@ def test_an_upstream_clone_address_off_the_forge_is_never_fetched(
     bare = forge.repo_path("bob", "results")
     assert git("--git-dir", str(bare), "rev-parse", "--verify", "-q", f"{secret_commit}^{{commit}}", check=False) == ""
     assert forge.branch_sha("bob/results", "subtool/TeamX") is None
+
+
+def test_a_long_default_title_is_cut_so_the_pull_request_opens(tmp_path, forge, users, alice_fork, fast, monkeypatch):
+    """Two teams' names of 200 characters made a default title GitHub refuses (422) after the branch was pushed,
+    on every re-run."""
+    from .helpers import TREE_FILES, make_tree
+
+    files = {}
+    for name in ("A" * 200, "B" * 200):
+        files.update({k.replace("/TeamX/", f"/{name}/"): v for k, v in TREE_FILES.items()})
+    monkeypatch.setenv("GITHUB_TOKEN", users.alice)
+    result = publish_tree(fast(make_tree(tmp_path / "long", files), alice_fork))
+    assert result.pr_created and len(result.title) <= 256
+    pr = github(forge, users.organizers).get_repo(UPSTREAM).get_pull(result.pr_number)
+    assert pr.title == result.title
+
+
+@pytest.mark.parametrize("title", ["x" * 257, "one\ntwo"])
+def test_a_title_github_would_refuse_is_refused_before_the_push(
+    forge, users, alice_fork, tree, fast, monkeypatch, title
+):
+    monkeypatch.setenv("GITHUB_TOKEN", users.alice)
+    with pytest.raises(SubtoolError) as err:
+        publish_tree(fast(tree, alice_fork, title=title))
+    assert err.value.rule == "publish.title" and err.value.exit_code == 2
+    assert forge.branch_sha("alice/results", "subtool/TeamX") is None
