@@ -25,11 +25,13 @@ from subtool.publish.content import (
     default_branch,
     default_title,
     pr_body,
+    refuse_oversized,
     scan_tree,
 )
 from subtool.publish.marks import Marks, body_with, marks_from_message, message_with, read_marks, title_with
 from subtool.publish.merge import Kept, kept_from_branch, merged_view, only_on_branch, result_id
 from subtool.publish.remote import (
+    GITHUB_HOST,
     ForkLocation,
     Redactor,
     check_clone_url,
@@ -205,6 +207,8 @@ def _publish(
     if marks and not opts.allow_short:
         raise _refusal(marks, opts.tree)
     fork = check_destination(opts.fork, opts.upstream)
+    if fork.host == GITHUB_HOST:
+        refuse_oversized(content)
     branch = g.check_branch_name(opts.branch or default_branch(content))
     api_url = derive_api_url(fork, opts.api_url)
     refuse_token_over_http(token, g.remote_url(fork), api_url)

@@ -177,6 +177,28 @@ def scan_tree(tree: Path) -> PublishContent:
 BRANCH_NAME_MOST = 200  # characters of the branch name after subtool/: a ref is a file, its name 255 bytes at most
 
 
+GITHUB_FILE_MOST = 100 * 1024 * 1024  # GitHub declines a push holding a larger file, once it has all arrived
+
+
+def refuse_oversized(content: PublishContent, limit: int = GITHUB_FILE_MOST) -> None:
+    """A file GitHub would decline, named before gigabytes are hashed and uploaded only to be refused."""
+    for f in content.files:
+        try:
+            size = f.source.stat().st_size
+        except OSError:
+            continue  # hashing it says what is wrong
+        if size > limit:
+            raise SubtoolError(
+                f"the file is {size / 2**20:,.0f} MiB; GitHub refuses a push holding a file over "
+                f"{limit / 2**20:,.0f} MiB",
+                path=f.source,
+                rule="publish.file_too_large",
+                exit_code=EXIT_USAGE,
+                hint="the official checker refuses files over 50 MB too: truncate the accuracy log as `subtool "
+                "package` does, or leave the file out; nothing was pushed",
+            )
+
+
 def default_branch(content: PublishContent) -> str:
     """subtool/<submitters>: a valid ref whatever the names ('..' and a '.lock' end are not), never too long for
     a file name (a long one is cut and keeps a digest of the whole, so two teams do not share a branch)."""

@@ -145,3 +145,26 @@ def test_a_cache_on_a_file_system_without_locks_is_one_line_exit_2(tmp_path, for
     code, _, err = publish(tree, fork, tmp_path / "cache")
     assert code == 2 and "[publish.cache]" in err and "No locks available" in err, err
     assert "--cache" in err
+
+
+def _big_file(tree: Path) -> Path:
+    big = tree / "open" / "TeamX" / "results" / "sys1" / "bert-99" / "Offline" / "accuracy" / "mlperf_log_accuracy.json"
+    with open(big, "wb") as out:  # sparse: 101 MiB on paper, nothing on disk
+        out.truncate(101 * 1024 * 1024)
+    return big
+
+
+def test_a_file_github_would_decline_is_named_before_anything_is_uploaded(tmp_path, tree, monkeypatch):
+    """GitHub declines a push holding a file over 100 MiB only once every byte arrived."""
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.delenv("GH_TOKEN", raising=False)
+    big = _big_file(tree)
+    code, _, err = publish(tree, "https://github.com/alice/results.git", tmp_path / "cache", "--no-pr")
+    assert code == 2 and "[publish.file_too_large]" in err and big.name in err, err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_fork_off_github_takes_the_big_file(tmp_path, fork, tree):
+    _big_file(tree)
+    code, doc, err = publish(tree, fork, tmp_path / "cache")
+    assert code == 0 and doc["pushed"], err
