@@ -258,7 +258,7 @@ def cache_dir_for(cache_root: Path, fork: ForkLocation) -> Path:
         key_source = fork.url.rstrip("/").removesuffix(".git")
     digest = hashlib.sha256(key_source.encode()).hexdigest()[:16]
     label = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{fork.owner or 'fork'}-{fork.name or 'repo'}").strip("-")
-    return cache_root / f"{label}-{digest}.git"
+    return cache_root / f"{label[:80]}-{digest}.git"  # a file name: 255 bytes at most; the digest tells forks apart
 
 
 def remote_url(fork: ForkLocation) -> str:

@@ -168,3 +168,11 @@ def test_a_fork_off_github_takes_the_big_file(tmp_path, fork, tree):
     _big_file(tree)
     code, doc, err = publish(tree, fork, tmp_path / "cache")
     assert code == 0 and doc["pushed"], err
+
+
+def test_a_fork_with_long_folder_names_gets_a_cache_folder_it_can_create(tmp_path, tree):
+    """Owner and repository folders of 200 characters each: the cache folder's name (both, and a digest) was over
+    255 bytes, and publish said it could not write the cache."""
+    fork = make_results_repo(tmp_path / ("o" * 200)).rename(tmp_path / ("o" * 200) / ("r" * 200))
+    code, doc, err = publish(tree, fork, tmp_path / "cache")
+    assert code == 0 and doc["pushed"], err
