@@ -71,6 +71,20 @@ def _refuse_secrets(url: str, parts, scheme: str) -> None:
         )
 
 
+def _refuse_page_url(parts) -> None:
+    """A github.com repository is /OWNER/REPO: a page's address copied from the browser (…/tree/main) named the
+    fork 'tree/main' and failed, after the network, as a fork that does not exist."""
+    segments = [p for p in parts.path.split("/") if p]
+    if parts.netloc.lower() == GITHUB_HOST and len(segments) > 2:
+        repo = f"https://{GITHUB_HOST}/{segments[0]}/{segments[1].removesuffix('.git')}"
+        raise SubtoolError(
+            f"the fork URL is a page of a repository, not the repository ({'/'.join(segments[2:])[:80]} after it)",
+            rule="publish.fork_url",
+            hint=f"give the repository's address: {repo}",
+            exit_code=EXIT_USAGE,
+        )
+
+
 def parse_fork(url: str) -> ForkLocation:
     """Recognise https://host/owner/repo(.git), git@host:owner/repo.git, ssh://…, file://… and plain paths."""
     url = url.strip()
@@ -94,6 +108,7 @@ def parse_fork(url: str) -> ForkLocation:
     _refuse_secrets(url, parts, scheme)
     if scheme in ("http", "https"):
         owner, name = _owner_and_name(parts.path)
+        _refuse_page_url(parts)
         return ForkLocation(url, "http", parts.netloc.lower(), owner, name)
     if scheme in ("ssh", "git+ssh"):
         owner, name = _owner_and_name(parts.path)

@@ -176,3 +176,10 @@ def test_a_fork_with_long_folder_names_gets_a_cache_folder_it_can_create(tmp_pat
     fork = make_results_repo(tmp_path / ("o" * 200)).rename(tmp_path / ("o" * 200) / ("r" * 200))
     code, doc, err = publish(tree, fork, tmp_path / "cache")
     assert code == 0 and doc["pushed"], err
+
+
+@pytest.mark.parametrize("page", ["tree/main", "pulls", "tree/subtool/TeamX/open"])
+def test_a_github_page_address_given_as_the_fork_is_refused_with_the_repositorys(tmp_path, tree, page):
+    code, _, err = publish(tree, f"https://github.com/alice/results/{page}", tmp_path / "cache", "--no-pr")
+    assert code == 2 and "[publish.fork_url]" in err, err
+    assert "https://github.com/alice/results" in err and not (tmp_path / "cache").exists()
