@@ -174,9 +174,6 @@ def scan_tree(tree: Path) -> PublishContent:
     )
 
 
-BRANCH_NAME_MOST = 200  # characters of the branch name after subtool/: a ref is a file, its name 255 bytes at most
-
-
 GITHUB_FILE_MOST = 100 * 1024 * 1024  # GitHub declines a push holding a larger file, once it has all arrived
 
 
@@ -197,6 +194,9 @@ def refuse_oversized(content: PublishContent, limit: int = GITHUB_FILE_MOST) -> 
                 hint="the official checker refuses files over 50 MB too: truncate the accuracy log as `subtool "
                 "package` does, or leave the file out; nothing was pushed",
             )
+
+
+BRANCH_NAME_MOST = 200  # characters of the branch name after subtool/: a ref is a file, its name 255 bytes at most
 
 
 def default_branch(content: PublishContent) -> str:
