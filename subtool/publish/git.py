@@ -28,6 +28,10 @@ from subtool.publish.remote import ForkLocation, Redactor, basic_auth_header
 ZERO_SHA = "0" * 40
 
 # What git prints for each kind of failure (LC_ALL=C). Checked in this order.
+# ssh refusing a host it does not know (no tty to ask on, or a key that changed): no retry heals it
+_HOST_KEY = re.compile(
+    r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \S+ host key is known for", re.I
+)
 _AUTH = re.compile(
     r"Authentication failed|could not read Username|could not read Password|returned error: 401|"
     r"terminal prompts disabled|Invalid username or password|Permission denied \(publickey",
@@ -58,7 +62,8 @@ _NETWORK = re.compile(
 
 @dataclass
 class GitFailure(Exception):
-    """A git command that failed; `kind` is auth, forbidden, missing, rejected, declined, network or other."""
+    """A git command that failed; `kind` is host_key, auth, forbidden, missing, rejected, declined, network
+    or other."""
 
     args_: Sequence[str]
     returncode: int
@@ -80,6 +85,8 @@ def last_line(text: str) -> str:
 
 
 def classify(stderr: str) -> str:
+    if _HOST_KEY.search(stderr):
+        return "host_key"
     if _AUTH.search(stderr):
         return "auth"
     if _MISSING.search(stderr):
@@ -548,6 +555,11 @@ REMOTE_ERRORS = {
         "authentication required and no token was given",
         "publish.no_token",
         "export GITHUB_TOKEN (or GH_TOKEN, or name a variable with --token-env)",
+    ),
+    "host_key": (
+        "ssh does not trust the fork's host key",
+        "publish.ssh_host_key",
+        "connect once by hand (ssh -T git@HOST) to check and accept its key, or give the https:// URL and a token",
     ),
     "forbidden": (
         "no push rights",

@@ -183,3 +183,31 @@ def test_a_github_page_address_given_as_the_fork_is_refused_with_the_repositorys
     code, _, err = publish(tree, f"https://github.com/alice/results/{page}", tmp_path / "cache", "--no-pr")
     assert code == 2 and "[publish.fork_url]" in err, err
     assert "https://github.com/alice/results" in err and not (tmp_path / "cache").exists()
+
+
+@pytest.fixture
+def unknown_host_ssh(tmp_path, monkeypatch):
+    """ssh on a node whose known_hosts lacks the forge, with no terminal to ask on. No ssh server runs here, so
+    GIT_SSH_COMMAND stands in for ssh with what OpenSSH prints and its exit status."""
+    script = tmp_path / "ssh"
+    script.write_text("#!/bin/sh\necho 'Host key verification failed.' >&2\nexit 255\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("GIT_SSH_COMMAND", str(script))
+    return "git@git.example.org:team/results.git"
+
+
+def test_an_unknown_ssh_host_stops_all_before_the_run_instead_of_passing_for_the_network(unknown_host_ssh):
+    """It read as the network: `all` warned 'cannot reach the fork now' and ran for hours, then publish retried
+    three times and said to re-run when the connection is back."""
+    from subtool.errors import SubtoolError
+    from subtool.publish.api import probe_fork
+
+    with pytest.raises(SubtoolError) as err:
+        probe_fork(unknown_host_ssh, "main", timeout_s=30)
+    assert err.value.rule == "publish.ssh_host_key" and "ssh -T" in err.value.hint
+
+
+def test_an_unknown_ssh_host_is_not_retried_by_publish(tmp_path, tree, unknown_host_ssh):
+    code, _, err = publish(tree, unknown_host_ssh, tmp_path / "cache", "--no-pr")
+    assert code == 3 and "[publish.ssh_host_key]" in err, err
+    assert "retry" not in err
