@@ -32,9 +32,10 @@ ZERO_SHA = "0" * 40
 _HOST_KEY = re.compile(
     r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \S+ host key is known for", re.I
 )
+_SSH_KEY = re.compile(r"Permission denied \(publickey", re.I)  # ssh: no key the forge knows (the token is no help)
 _AUTH = re.compile(
     r"Authentication failed|could not read Username|could not read Password|returned error: 401|"
-    r"terminal prompts disabled|Invalid username or password|Permission denied \(publickey",
+    r"terminal prompts disabled|Invalid username or password",
     re.I,
 )
 _FORBIDDEN = re.compile(
@@ -62,7 +63,7 @@ _NETWORK = re.compile(
 
 @dataclass
 class GitFailure(Exception):
-    """A git command that failed; `kind` is host_key, auth, forbidden, missing, rejected, declined, network
+    """A git command that failed; `kind` is host_key, ssh_key, auth, forbidden, missing, rejected, declined, network
     or other."""
 
     args_: Sequence[str]
@@ -87,6 +88,8 @@ def last_line(text: str) -> str:
 def classify(stderr: str) -> str:
     if _HOST_KEY.search(stderr):
         return "host_key"
+    if _SSH_KEY.search(stderr):
+        return "ssh_key"
     if _AUTH.search(stderr):
         return "auth"
     if _MISSING.search(stderr):
@@ -560,6 +563,12 @@ REMOTE_ERRORS = {
         "ssh does not trust the fork's host key",
         "publish.ssh_host_key",
         "connect once by hand (ssh -T git@HOST) to check and accept its key, or give the https:// URL and a token",
+    ),
+    "ssh_key": (
+        "ssh refused this machine's key",
+        "publish.ssh_key",
+        "add this machine's ssh public key to your forge account (ssh -T git@HOST tests it), or give the https:// "
+        "URL and a token",
     ),
     "forbidden": (
         "no push rights",

@@ -185,15 +185,19 @@ def test_a_github_page_address_given_as_the_fork_is_refused_with_the_repositorys
     assert "https://github.com/alice/results" in err and not (tmp_path / "cache").exists()
 
 
-@pytest.fixture
-def unknown_host_ssh(tmp_path, monkeypatch):
-    """ssh on a node whose known_hosts lacks the forge, with no terminal to ask on. No ssh server runs here, so
-    GIT_SSH_COMMAND stands in for ssh with what OpenSSH prints and its exit status."""
+def _ssh_saying(tmp_path: Path, monkeypatch, line: str) -> str:
+    """No ssh server runs here, so GIT_SSH_COMMAND stands in for ssh with what OpenSSH prints and its exit status."""
     script = tmp_path / "ssh"
-    script.write_text("#!/bin/sh\necho 'Host key verification failed.' >&2\nexit 255\n")
+    script.write_text(f"#!/bin/sh\necho '{line}' >&2\nexit 255\n")
     script.chmod(0o755)
     monkeypatch.setenv("GIT_SSH_COMMAND", str(script))
     return "git@git.example.org:team/results.git"
+
+
+@pytest.fixture
+def unknown_host_ssh(tmp_path, monkeypatch):
+    """ssh on a node whose known_hosts lacks the forge, with no terminal to ask on."""
+    return _ssh_saying(tmp_path, monkeypatch, "Host key verification failed.")
 
 
 def test_an_unknown_ssh_host_stops_all_before_the_run_instead_of_passing_for_the_network(unknown_host_ssh):
@@ -211,3 +215,15 @@ def test_an_unknown_ssh_host_is_not_retried_by_publish(tmp_path, tree, unknown_h
     code, _, err = publish(tree, unknown_host_ssh, tmp_path / "cache", "--no-pr")
     assert code == 3 and "[publish.ssh_host_key]" in err, err
     assert "retry" not in err
+
+
+@pytest.mark.parametrize("token", [None, "ghp_" + "5" * 36])
+def test_an_ssh_key_the_forge_does_not_know_is_not_blamed_on_the_token(tmp_path, tree, monkeypatch, token):
+    """ssh never carries the token: 'Permission denied (publickey)' said the token was refused, or to export one."""
+    fork = _ssh_saying(tmp_path, monkeypatch, "git@git.example.org: Permission denied (publickey).")
+    monkeypatch.delenv("GH_TOKEN", raising=False)
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    if token:
+        monkeypatch.setenv("GITHUB_TOKEN", token)
+    code, _, err = publish(tree, fork, tmp_path / "cache", "--no-pr")
+    assert code == 3 and "[publish.ssh_key]" in err and "ssh public key" in err, err
