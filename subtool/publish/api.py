@@ -28,6 +28,7 @@ from subtool.publish.content import (
     refuse_oversized,
     scan_tree,
 )
+from subtool.publish.failures import remote_error
 from subtool.publish.marks import Marks, body_with, marks_from_message, message_with, read_marks, title_with
 from subtool.publish.merge import Kept, kept_from_branch, merged_view, only_on_branch, result_id
 from subtool.publish.remote import (
@@ -180,7 +181,7 @@ def probe_fork(fork: str, base: str, *, token_env: str | None = None, timeout_s:
                 f"cannot reach the fork {location.url} now ({g.last_line(failure.stderr)}): the run goes on, and "
                 "publish tries again at its end"
             )
-        error = g.remote_error(failure, where=location.url, has_token=bool(token), action="reading the fork")
+        error = remote_error(failure, where=location.url, has_token=bool(token), action="reading the fork")
         error.hint = f"{error.hint}; nothing has run yet" if error.hint else "nothing has run yet"
         raise _scrub(error, redact) from None
     return None
@@ -474,7 +475,7 @@ def _push_branch(
     try:
         base_commit, old_tip = _fetch(git, fork, opts, branch, say, forge)
     except g.GitFailure as failure:
-        raise g.remote_error(failure, where=where, has_token=has_token, action="reading the fork") from None
+        raise remote_error(failure, where=where, has_token=has_token, action="reading the fork") from None
 
     result.base_commit = base_commit
     try:
@@ -525,6 +526,6 @@ def _commit_and_push(
     try:
         g.push(git, "origin", result.commit, branch, old_tip)
     except g.GitFailure as failure:
-        raise g.remote_error(failure, where=where, has_token=has_token, action=f"pushing {branch}") from None
+        raise remote_error(failure, where=where, has_token=has_token, action=f"pushing {branch}") from None
     result.pushed = True
     say(f"pushed {result.commit[:12]} to {branch} on {where}")
