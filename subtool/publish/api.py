@@ -44,7 +44,8 @@ from subtool.publish.remote import (
     resolve_token,
 )
 
-_UPSTREAM = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+# OWNER/REPO, neither '.' nor '..' (the API's URL would climb out of /repos/: '../..' read the API's root)
+_UPSTREAM = re.compile(r"^(?!\.{1,2}/)[A-Za-z0-9_.-]+/(?!\.{1,2}$)[A-Za-z0-9_.-]+$")
 BASE_REF = "refs/subtool/base"
 BRANCH_REF = "refs/subtool/branch"
 

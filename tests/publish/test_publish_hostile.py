@@ -227,3 +227,10 @@ def test_an_ssh_key_the_forge_does_not_know_is_not_blamed_on_the_token(tmp_path,
         monkeypatch.setenv("GITHUB_TOKEN", token)
     code, _, err = publish(tree, fork, tmp_path / "cache", "--no-pr")
     assert code == 3 and "[publish.ssh_key]" in err and "ssh public key" in err, err
+
+
+@pytest.mark.parametrize("upstream", ["../..", "comp/..", "./results"])
+def test_an_upstream_of_dot_segments_is_refused_before_the_token_goes_anywhere(tmp_path, tree, upstream):
+    """GET /repos/../.. is the API's root: the token went with a request that could only end in a puzzling error."""
+    code, _, err = publish(tree, "https://github.com/alice/results", tmp_path / "cache", "--upstream", upstream)
+    assert code == 2 and "[publish.upstream]" in err, err
