@@ -279,7 +279,6 @@ def _open_forge(
         timeout_s=opts.timeout_s,
     )
     forge.preflight(upstream=opts.upstream or "", base=opts.base, fork=fork.full_name or "", say=say)
-    check_clone_url(forge.upstream_clone_url or "", fork, api_url)
     return forge
 
 
@@ -401,7 +400,7 @@ def _fetch(
                 hint="pass --base with an existing branch, or push that branch to the fork first",
             )
         # A fork that copied only the default branch: take the base from the upstream (the API said it exists).
-        g.set_remote(git, "upstream", forge.upstream_clone_url)
+        g.set_remote(git, "upstream", check_clone_url(forge.upstream_clone_url, fork, forge.api_url))
         base_remote = "upstream"
         say(f"the fork has no branch '{opts.base}'; starting from the upstream's", note=True)
     say(f"fetching {opts.base} from {fork.url if base_remote == 'origin' else opts.upstream}")
