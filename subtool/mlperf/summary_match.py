@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from subtool.mlperf.json_strict import NonFinite
 from subtool.mlperf.logs import LoadgenLog, SummaryLog
 
-__all__ = ["REL_TOLERANCE", "SUMMARY_LABELS", "Disagreement", "disagreements"]
+__all__ = ["ABS_TOLERANCE", "REL_TOLERANCE", "SUMMARY_LABELS", "Disagreement", "disagreements"]
 
 # detail-log result key → the summary's label for the same number
 SUMMARY_LABELS = {
@@ -26,6 +26,13 @@ SUMMARY_LABELS = {
 }
 # LoadGen prints 6 significant digits in one file and more in the other: two roundings apart at most.
 REL_TOLERANCE = 2e-5
+# Labels LoadGen prints in fixed point with two decimals (17.86 for a detail log's 17.8585): half a hundredth of
+# its own rounding plus the detail log's (at most 0.0005 below 1000; above 1000 REL_TOLERANCE covers both).
+ABS_TOLERANCE = {
+    "Completed samples per second": 0.006,
+    "Completed tokens per second": 0.006,
+    "Completed tokens per second (inferred)": 0.006,
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ def disagreements(summary: SummaryLog, log: LoadgenLog, scenario: str, result_ke
     if value is None:
         kind = "not_finite" if isinstance(problem, NonFinite) else "unreadable"
         found.append(Disagreement(kind, f"mlperf_log_summary.txt {problem}"))
-    elif not math.isclose(value, float(detail), rel_tol=REL_TOLERANCE):
+    elif not math.isclose(value, float(detail), rel_tol=REL_TOLERANCE, abs_tol=ABS_TOLERANCE.get(label, 0.0)):
         said = f"the summary's {label} is {summary.value(label)[:40]}, the detail log's {result_key} is {detail!r:.40}"
         found.append(Disagreement("mismatch", said))
     return found

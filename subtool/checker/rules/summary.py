@@ -20,8 +20,9 @@ MISMATCH = define(
     "summary.mismatch",
     "error",
     "A performance run's mlperf_log_summary.txt disagrees with its mlperf_log_detail.txt about the scenario, "
-    "the verdict (Result is : VALID/INVALID) or the result value (beyond the summary's 6-digit rounding). "
-    "The two files come from different runs, or one was edited.",
+    "the verdict (Result is : VALID/INVALID) or the result value (beyond the summary's rounding: 6 significant "
+    "digits, or two decimals for the Server 'Completed … per second' lines). The two files come from different "
+    "runs, or one was edited.",
     "not checked (the checker never reads the summary); subtool is deliberately stricter",
 )
 UNREADABLE = define(

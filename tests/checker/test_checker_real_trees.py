@@ -1,0 +1,53 @@
+"""Shapes of genuine LoadGen logs seen in published submission trees that the checker once refused although the
+official checker passes them. Each test starts from a real LoadGen run of the case trees and gives it the shape
+found in the published logs (the numbers are made up, the format is LoadGen's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from treegen import set_log_value
+
+from subtool.checker.api import CheckOptions, check_tree
+
+SERVER = "closed/TeamX/results/dc/llama2-70b-99.9/Server"
+
+
+def _replace_line(path: Path, label: str, new_value: str) -> None:
+    """Every `label ... : value` line of a summary log gets `new_value`, spacing kept."""
+    lines = []
+    for line in path.read_text().splitlines(keepends=True):
+        head, colon, _ = line.partition(":")
+        if colon and head.strip() == label:
+            line = f"{head}: {new_value}\n"
+        lines.append(line)
+    path.write_text("".join(lines))
+
+
+def _server_pair(tree: Path, detail_value: object, summary_text: str) -> None:
+    run = tree / SERVER / "performance" / "run_1"
+    set_log_value(run / "mlperf_log_detail.txt", "result_completed_tokens_per_second", detail_value)
+    _replace_line(run / "mlperf_log_summary.txt", "Completed tokens per second", summary_text)
+
+
+def _summary_findings(tree: Path) -> list:
+    return [f for f in check_tree(tree, CheckOptions()).findings if f.rule.startswith("summary.")]
+
+
+@pytest.mark.parametrize(
+    ("detail", "summary"), [(17.8585, "17.86"), (62.7982, "62.80"), (508.687, "508.69"), (3.47801, "3.48")]
+)
+def test_a_completed_rate_printed_with_two_decimals_matches_its_detail_log(tree_copy, detail, summary):
+    """LoadGen prints 'Completed ... per second' in fixed point with two decimals and the detail log's value with
+    six digits: 17.86 beside 17.8585 (a published stable-diffusion-xl Server run) is one run's pair, not a lie."""
+    tree = tree_copy("llama2_closed_valid")
+    _server_pair(tree, detail, summary)
+    assert _summary_findings(tree) == []
+
+
+def test_a_completed_rate_off_by_more_than_its_rounding_still_fails(tree_copy):
+    tree = tree_copy("llama2_closed_valid")
+    _server_pair(tree, 17.8585, "17.87")  # a hundredth off: no rounding of 17.8585 gives it
+    (finding,) = _summary_findings(tree)
+    assert finding.rule == "summary.mismatch" and finding.result == SERVER
