@@ -41,6 +41,7 @@ WANTED_KEYS = frozenset(
         "effective_scenario",
         "effective_test_mode",
         "effective_samples_per_query",
+        "generated_samples_per_query",
         "effective_target_qps",
         "effective_target_latency_ns",
         "effective_min_duration_ms",

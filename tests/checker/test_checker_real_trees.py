@@ -4,6 +4,7 @@ found in the published logs (the numbers are made up, the format is LoadGen's)."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,32 @@ def test_a_completed_rate_off_by_more_than_its_rounding_still_fails(tree_copy):
     _server_pair(tree, 17.8585, "17.87")  # a hundredth off: no rounding of 17.8585 gives it
     (finding,) = _summary_findings(tree)
     assert finding.rule == "summary.mismatch" and finding.result == SERVER
+
+
+OFFLINE = "closed/TeamX/results/box/bert-99/Offline"
+
+
+def _log_value(detail: Path, key: str) -> object:
+    line = next(ln for ln in detail.read_text().splitlines() if f'"key": "{key}"' in ln[:80])
+    return json.loads(line[len(":::MLLOG ") :])["value"]
+
+
+def test_an_offline_rate_over_the_samples_loadgen_generated_is_consistent(tree_copy):
+    """With sample_concatenate_permutation LoadGen rounds the query up to whole sets of the performance samples
+    (a published 3d-unet run: 5578 configured, 5590 generated) and its samples/s counts the generated ones."""
+    tree = tree_copy("bert_closed_valid")
+    run = tree / OFFLINE / "performance" / "run_1"
+    detail = run / "mlperf_log_detail.txt"
+    sets = _log_value(detail, "effective_performance_sample_count")
+    generated = -(-_log_value(detail, "effective_samples_per_query") // sets) * sets  # rounded up to whole sets
+    rate = float(f"{generated * 1e9 / _log_value(detail, 'result_max_latency_ns'):.6g}")  # 1 query
+    for key, value in (
+        ("effective_sample_concatenate_permutation", True),
+        ("generated_samples_per_query", generated),
+        ("result_samples_per_second", rate),
+    ):
+        set_log_value(detail, key, value)
+    _replace_line(run / "mlperf_log_summary.txt", "Samples per second", f"{rate:g}")
+    report = check_tree(tree, CheckOptions())
+    assert [f.rule for f in report.findings if f.result == OFFLINE and f.severity == "error"] == []
+    assert {r.result: r.passed for r in report.results}[OFFLINE]

@@ -135,7 +135,9 @@ RESULT_INCONSISTENT = define(
     "perf.result_inconsistent",
     "error",
     "The result is not a positive number, or (Offline samples/s) differs by more than 0.1 % from what the log "
-    "itself counts: samples per query × queries ÷ the longest latency, which LoadGen's figure always equals.",
+    "itself counts: samples per query as generated (generated_samples_per_query, which "
+    "sample_concatenate_permutation rounds up) × queries ÷ the longest latency, which LoadGen's figure always "
+    "equals.",
     "not checked: a hand-edited result (negative, zero, 1e300) passes and is published",
 )
 MISSING_KEY = define(
@@ -485,7 +487,8 @@ def _consistent(ctx: ResultContext, log: LoadgenLog, rel: str, key: str, value: 
         return False
     if key != "result_samples_per_second":
         return True
-    queries, per_query, longest = (_int(log, k) for k in OFFLINE_COUNT_KEYS)
+    queries, longest = (_int(log, k) for k in OFFLINE_COUNT_KEYS)
+    per_query = next((n for n in (_int(log, k) for k in SAMPLES_PER_QUERY_KEYS) if n), None)
     if not (queries and per_query and longest and longest > 0):
         return True  # a missing count is reported by the rules that read it
     # exact: in floats a huge count or a tiny latency made `counted` infinite, and |v - inf| <= inf let any v pass
@@ -509,7 +512,10 @@ def _float_text(x: Fraction, spec: str = "") -> str:
         return "more than any float"
 
 
-OFFLINE_COUNT_KEYS = ("result_query_count", "effective_samples_per_query", "result_max_latency_ns")
+OFFLINE_COUNT_KEYS = ("result_query_count", "result_max_latency_ns")
+# Samples per query as LoadGen issued them, else as configured: with sample_concatenate_permutation it rounds the
+# configured count up to whole sets of the performance samples (3d-unet: 5578 → 5590) and counts what it issued.
+SAMPLES_PER_QUERY_KEYS = ("generated_samples_per_query", "effective_samples_per_query")
 
 
 def _infer(ctx: ResultContext, log: LoadgenLog, rel: str, ran: str, folder: str, value: float) -> float | None:
