@@ -44,6 +44,7 @@ WANTED_KEYS = frozenset(
         "generated_samples_per_query",
         "effective_target_qps",
         "effective_target_latency_ns",
+        "effective_target_latency_percentile",
         "effective_min_duration_ms",
         "effective_min_query_count",
         "effective_qsl_rng_seed",

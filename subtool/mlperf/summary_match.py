@@ -21,9 +21,12 @@ SUMMARY_LABELS = {
     "result_completed_samples_per_sec": "Completed samples per second",
     "result_completed_tokens_per_second": "Completed tokens per second",
     "result_inferred_completed_tokens_per_second": "Completed tokens per second (inferred)",
-    "early_stopping_latency_ss": "Early stopping 90.0th percentile estimate",
-    "early_stopping_latency_ms": "Early stopping 99.0th percentile estimate",
+    "early_stopping_latency_ss": "Early stopping {percentile}th percentile estimate",
+    "early_stopping_latency_ms": "Early stopping {percentile}th percentile estimate",
 }
+# The early-stopping labels name the run's target percentile (0.9 → "90.0"; pointpainting's 0.999 → "99.9"); a log
+# without a usable one has the usual percentile of the key's scenario.
+DEFAULT_PERCENTILE = {"early_stopping_latency_ss": 0.9, "early_stopping_latency_ms": 0.99}
 # LoadGen prints 6 significant digits in one file and more in the other: two roundings apart at most.
 REL_TOLERANCE = 2e-5
 # Labels LoadGen prints in fixed point with two decimals (17.86 for a detail log's 17.8585): half a hundredth of
@@ -54,7 +57,7 @@ def disagreements(summary: SummaryLog, log: LoadgenLog, scenario: str, result_ke
     elif isinstance(validity, str) and verdict != validity:
         said = f"the summary says the run is {verdict[:40]!r}, the detail log says {validity}"
         found.append(Disagreement("mismatch", said))
-    label = SUMMARY_LABELS.get(result_key or "")
+    label = _label(log, result_key)
     detail = log[result_key] if result_key else None
     if label is None or not isinstance(detail, (int, float)) or isinstance(detail, bool):
         return found  # nothing to compare (the performance rules report a missing result)
@@ -66,3 +69,14 @@ def disagreements(summary: SummaryLog, log: LoadgenLog, scenario: str, result_ke
         said = f"the summary's {label} is {summary.value(label)[:40]}, the detail log's {result_key} is {detail!r:.40}"
         found.append(Disagreement("mismatch", said))
     return found
+
+
+def _label(log: LoadgenLog, result_key: str | None) -> str | None:
+    """The summary's label for the detail log's `result_key`, as LoadGen names it for this run."""
+    label = SUMMARY_LABELS.get(result_key or "")
+    if label is None or "{percentile}" not in label:
+        return label
+    percentile = log["effective_target_latency_percentile"]
+    if not isinstance(percentile, float) or not 0 < percentile < 1:
+        percentile = DEFAULT_PERCENTILE[result_key]
+    return label.format(percentile=f"{percentile * 100:.1f}")

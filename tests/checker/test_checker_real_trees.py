@@ -81,3 +81,32 @@ def test_an_offline_rate_over_the_samples_loadgen_generated_is_consistent(tree_c
     report = check_tree(tree, CheckOptions())
     assert [f.rule for f in report.findings if f.result == OFFLINE and f.severity == "error"] == []
     assert {r.result: r.passed for r in report.results}[OFFLINE]
+
+
+SINGLE = "closed/TeamX/results/box/bert-99/SingleStream"
+
+
+def _at_percentile(tree: Path, percentile: float, label: str) -> Path:
+    """The SingleStream run made one whose latency target is `percentile` (pointpainting's is 0.999): LoadGen
+    names the summary's early-stopping line after it."""
+    run = tree / SINGLE / "performance" / "run_1"
+    set_log_value(run / "mlperf_log_detail.txt", "effective_target_latency_percentile", percentile)
+    summary = run / "mlperf_log_summary.txt"
+    summary.write_text(summary.read_text().replace("Early stopping 90.0th percentile estimate", label))
+    return summary
+
+
+def test_an_early_stopping_line_named_after_the_runs_percentile_is_compared(tree_copy):
+    """A published pointpainting SingleStream summary says 'Early stopping 99.9th percentile estimate': it was
+    reported as having no 90.0th line (summary.unreadable) and never compared with the detail log."""
+    tree = tree_copy("bert_closed_valid")
+    _at_percentile(tree, 0.999, "Early stopping 99.9th percentile estimate")
+    assert _summary_findings(tree) == []
+
+
+def test_an_early_stopping_line_of_another_percentile_is_not_the_result(tree_copy):
+    tree = tree_copy("bert_closed_valid")
+    summary = _at_percentile(tree, 0.999, "Early stopping 99.9th percentile estimate")
+    summary.write_text(summary.read_text().replace("99.9th percentile estimate: ", "99.9th percentile estimate: 9"))
+    (finding,) = _summary_findings(tree)
+    assert finding.rule == "summary.mismatch" and "99.9th" in finding.message and finding.result == SINGLE
