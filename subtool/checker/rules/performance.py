@@ -135,9 +135,9 @@ RESULT_INCONSISTENT = define(
     "perf.result_inconsistent",
     "error",
     "The result is not a positive number, or (Offline samples/s) differs by more than 0.1 % from what the log "
-    "itself counts: samples per query as generated (generated_samples_per_query, which "
-    "sample_concatenate_permutation rounds up) × queries ÷ the longest latency, which LoadGen's figure always "
-    "equals.",
+    "itself counts: samples issued per query (generated_samples_per_query, rounded up to whole sets of the "
+    "performance samples under sample_concatenate_permutation) × queries ÷ the longest latency, which LoadGen's "
+    "figure always equals.",
     "not checked: a hand-edited result (negative, zero, 1e300) passes and is published",
 )
 MISSING_KEY = define(
@@ -488,7 +488,7 @@ def _consistent(ctx: ResultContext, log: LoadgenLog, rel: str, key: str, value: 
     if key != "result_samples_per_second":
         return True
     queries, longest = (_int(log, k) for k in OFFLINE_COUNT_KEYS)
-    per_query = next((n for n in (_int(log, k) for k in SAMPLES_PER_QUERY_KEYS) if n), None)
+    per_query = _issued_per_query(log)
     if not (queries and per_query and longest and longest > 0):
         return True  # a missing count is reported by the rules that read it
     # exact: in floats a huge count or a tiny latency made `counted` infinite, and |v - inf| <= inf let any v pass
@@ -513,9 +513,18 @@ def _float_text(x: Fraction, spec: str = "") -> str:
 
 
 OFFLINE_COUNT_KEYS = ("result_query_count", "result_max_latency_ns")
-# Samples per query as LoadGen issued them, else as configured: with sample_concatenate_permutation it rounds the
-# configured count up to whole sets of the performance samples (3d-unet: 5578 → 5590) and counts what it issued.
 SAMPLES_PER_QUERY_KEYS = ("generated_samples_per_query", "effective_samples_per_query")
+
+
+def _issued_per_query(log: LoadgenLog) -> int | float | None:
+    """The samples LoadGen issued per query, which its samples/s counts: as generated (else as configured), and
+    with sample_concatenate_permutation rounded up to whole sets of the performance samples (3d-unet: 5578 →
+    5590). LoadGen 5.1 logs the rounded count as generated_samples_per_query, 4.1 the count before rounding."""
+    per_query = next((n for n in (_int(log, k) for k in SAMPLES_PER_QUERY_KEYS) if n), None)
+    sets = _int(log, "effective_performance_sample_count")
+    if per_query and per_query > 0 and sets and sets > 0 and log["effective_sample_concatenate_permutation"] is True:
+        return -(-per_query // sets) * sets
+    return per_query
 
 
 def _infer(ctx: ResultContext, log: LoadgenLog, rel: str, ran: str, folder: str, value: float) -> float | None:
