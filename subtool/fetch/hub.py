@@ -52,7 +52,21 @@ def endpoint() -> str:
 
 
 def token() -> str | None:
-    return os.environ.get("HF_TOKEN") or None
+    """$HF_TOKEN without surrounding whitespace (a token file's line break), None when unset or blank. A token
+    is printable ASCII without spaces: any other character inside (a CRLF file's carriage return, a two-line
+    file) made requests fail with InvalidHeader, a line that did not say the token was the problem, and an HTTP
+    library may quote such a header escaped in its error, where no redaction finds it."""
+    value = os.environ.get("HF_TOKEN", "").strip()
+    if not value:
+        return None
+    if all("!" <= ch <= "~" for ch in value):
+        return value
+    raise SubtoolError(
+        "the token in HF_TOKEN holds a space, a line break or another character no token has",
+        rule="fetch.hub_token",
+        hint='set HF_TOKEN to the token alone (e.g. export HF_TOKEN="$(head -n1 token-file)")',
+        exit_code=EXIT_USAGE,
+    )
 
 
 def auth_headers() -> dict[str, str]:

@@ -191,3 +191,20 @@ def test_a_data_set_no_source_serves_says_how_to_get_it_in_fetch_its_plan_and_ru
     said = " ".join(run.stderr.split())
     assert run.exit_code == 2 and "[run.inputs]" in said and "download_cnndm.py" in said
     assert "--dataset-only" not in said
+
+
+def test_a_token_read_from_a_crlf_file_is_used_without_its_line_break(entries, monkeypatch, tmp_path, own_cache):
+    # export HF_TOKEN="$(cat token.txt)" keeps a Windows file's carriage return: requests refused the header
+    monkeypatch.setenv("HF_TOKEN", HF_SECRET + "\r\n")
+    proc = subtool("fetch", "bert-99", "--model-only")
+    assert proc.returncode == 0, proc.stderr
+    assert HF_SECRET not in proc.stderr + proc.stdout
+
+
+def test_a_token_of_two_lines_is_one_line_naming_the_variable_never_the_token(entries, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", HF_SECRET + "\n" + HF_SECRET)
+    proc = subtool("fetch", "bert-99", "--model-only")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert "[fetch.hub_token]" in lines[0] and "HF_TOKEN" in lines[0], proc.stderr
+    assert HF_SECRET not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
