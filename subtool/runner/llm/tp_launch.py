@@ -247,10 +247,38 @@ class Launch:
         self._watcher = threading.Thread(target=self._watch, name="subtool-tp-watch", daemon=True)
         self._watcher.start()
         try:
-            self.group = Group(0, size, device, store.port, store=store)
-        except BaseException:
+            self.group = self._join(store)
+        except BaseException as exc:
             self.shutdown(clean=False)
+            if isinstance(exc, Exception):
+                raise self.error(exc) from None
             raise
+
+    def _join(self, store) -> Group:
+        """Rank 0's side of the group, joined while the followers are watched. The join waits in the store for
+        every rank's address (up to SUBTOOL_TP_TIMEOUT_S): a follower that died before it joined (killed while it
+        imported torch, out of memory, a CUDA start that failed) stops the launch at once instead, and the join's
+        thread, left waiting, ends with the process."""
+        box: dict = {}
+
+        def join() -> None:
+            try:
+                box["group"] = Group(0, self.size, self.device, store.port, store=store)
+            except BaseException as exc:  # said by the launch, in rank 0's main thread
+                box["error"] = exc
+
+        joiner = threading.Thread(target=join, name="subtool-tp-join", daemon=True)
+        joiner.start()
+        while joiner.is_alive() and not self.dead:
+            joiner.join(timeout=0.1)
+        if joiner.is_alive():
+            raise SubtoolError(
+                f"tensor-parallel {', '.join(self.dead)} died before it joined the group; the other ranks were stopped",
+                rule=RULE,
+            )
+        if "error" in box:
+            raise box["error"]
+        return box["group"]
 
     def _watch(self) -> None:
         """A follower that ends before rank 0 lets it go is a dead rank: noted, and (NCCL) the group aborted so

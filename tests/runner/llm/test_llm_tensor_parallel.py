@@ -122,6 +122,37 @@ def test_a_rank_killed_mid_run_stops_the_run_in_one_line(tmp_path, llama2_small)
     assert not _followers_of_children()
 
 
+def test_a_rank_dead_before_it_joined_the_group_stops_the_run_at_once(tmp_path, llama2_small, monkeypatch):
+    """A follower killed before it joined the group (here while it imports torch; on a cluster the OOM killer or a
+    CUDA start that failed): rank 0 waited in the store for its address for SUBTOOL_TP_TIMEOUT_S (600 s by
+    default), then said it `failed unexpectedly (DistStoreError: wait timeout …)`, a bug in subtool."""
+    monkeypatch.setenv("SUBTOOL_TP_TIMEOUT_S", "120")  # the old wait, bounded here
+    out = tmp_path / "out"
+    killed: list[int] = []
+
+    def kill_at_start():
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:  # seen within ms of its start: it needs seconds to join
+            for pid in _followers_of_children():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_at_start, daemon=True)
+    killer.start()
+    t0 = time.monotonic()
+    res = _run(llama2_small.model_path, llama2_small.dataset_path, out, "--tensor-parallel", "2")
+    killer.join()
+    assert killed, "no rank process to kill appeared"
+    assert time.monotonic() - t0 < 60  # not the store's timeout
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, res.output
+    assert "tensor-parallel rank 1 (exit code -9) died before it joined the group" in errors[0], res.output
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert not (out / "llama2-70b-99/Offline").exists()
+    assert not _followers_of_children()
+
+
 def test_sizes_the_model_or_gpus_cannot_take_are_refused_before_anything_starts(tmp_path, llama2_small):
     from subtool.runner.llm.tp_launch import check_size
 
