@@ -318,6 +318,7 @@ def _short_sizer(spec: SessionSpec, workload, sut, qsl, sample_count: int, say):
         settings=settings,
         probe=probe,
         say=say,
+        failure=lambda: getattr(sut, "failure", None),
     )
     run.write_conf()
     return run

@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,6 +245,9 @@ class ShortRun:
     probe: dict | None
     say: object
     tries: list = field(default_factory=list)
+    # why the SUT failed (runner/workload.SutFailure), None while it works: a failed SUT answers empty at once,
+    # which reads as a fast SUT, and a run sized from that rate is no try worth making
+    failure: Callable[[], str | None] = lambda: None
 
     def write_conf(self) -> None:
         from subtool.runner.harness import write_user_conf
@@ -269,7 +273,7 @@ class ShortRun:
                 reason = "duration"
             self.tries.append(Try(dict(self.settings), lg_run.validity, reason, seconds))
             other_errors = len(lg_run.errors) > len(sizing_errors)
-            if other_errors or not reason or len(self.tries) >= MAX_TRIES:
+            if other_errors or not reason or len(self.tries) >= MAX_TRIES or self.failure() is not None:
                 return lg_run
             grown = regrow(self.scenario, self.settings, values, seconds, reason)
             if grown is None:

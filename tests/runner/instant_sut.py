@@ -69,6 +69,18 @@ class MixedWeightsSUT(InstantSUT):
     weight_data_types = "fp8, bf16"
 
 
+class FailingSUT(InstantSUT):
+    """Fails on LoadGen's first query, as a Ray SUT does that lost its last worker: it answers that query and every
+    later one empty, at once, and says why in `failure` (runner/workload.SutFailure)."""
+
+    failure: str | None = None
+
+    def _issue(self, samples) -> None:
+        self.failure = "every worker was lost"
+        self.samples += len(samples)
+        self._lg.QuerySamplesComplete([self._lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
+
+
 def _factory_of(cls):
     """bert's backend factory for one of these SUTs: answers as wide as the features."""
 
@@ -84,8 +96,8 @@ def _broken_factory(model_path, features, config):
 
 
 _factory = _factory_of(InstantSUT)
-# bert backends by name: the instant SUT, three whose shutdown fails (natively, with a finding, with a bug), and one
-# whose weights ran in two precisions
+# bert backends by name: the instant SUT, three whose shutdown fails (natively, with a finding, with a bug), one
+# whose weights ran in two precisions, one whose loading raises, and one that fails on the first query
 BACKENDS = {
     BACKEND: _factory,
     "instant-abort": _factory_of(AbortingSUT),
@@ -93,6 +105,7 @@ BACKENDS = {
     "instant-stop-bug": _factory_of(BrokenStopSUT),
     "instant-mixed-weights": _factory_of(MixedWeightsSUT),
     "instant-load-bug": _broken_factory,
+    "instant-failing": _factory_of(FailingSUT),
 }
 
 

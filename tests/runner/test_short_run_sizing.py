@@ -206,3 +206,18 @@ def test_the_instant_backends_child_imports_this_processs_subtool(tmp_path, inst
     ).stdout.split()
     here = Path(subtool.__file__).resolve().parent
     assert [Path(p).resolve().parent for p in out] == [here, here / "runner"]
+
+
+def test_a_short_run_whose_sut_failed_is_not_regrown(tmp_path, tiny_checkpoint, small_squad, instant_backend, capfd):
+    """A SUT that failed answers every query empty at once (a Ray SUT that lost its last worker): the short run
+    took that for a fast SUT and ran again, sized from the empty answers' absurd rate (1.5 million samples here;
+    a --min-duration-ms of minutes asks LoadGen for hundreds of millions), before the session named the failure."""
+    argv = ["run", "--model-path", tiny_checkpoint, "--dataset-path", small_squad, "--out", tmp_path / "runs"]
+    argv += ["--backend", "instant-failing", "--scenario", "Offline", "--mode", "performance"]
+    res = runner.invoke(app, [str(a) for a in argv])
+    assert res.exit_code == 2, res.output
+    assert "short run INVALID" not in capfd.readouterr().err  # no second try (the session's lines)
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, res.output
+    assert "the SUT failed during the performance run: every worker was lost" in errors[0]
+    assert not (tmp_path / "runs" / "bert-99" / "Offline").exists()
