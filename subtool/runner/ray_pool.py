@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -450,6 +451,30 @@ def report_run_end(deaths: list[str], reissued: int, error: str | None, ledger: 
         raise SubtoolError(
             "the Ray SUT's answers do not match what LoadGen issued: " + "; ".join(problems), rule="run.sut_error"
         )
+
+
+RAYLET_PID_ENV = "RAY_RAYLET_PID"  # set by the raylet in every worker process it starts
+RAYLET_WATCH_S = 0.5
+
+
+def die_with_raylet() -> bool:
+    """In a worker actor's constructor: end this process when the raylet that started it dies. Ray's own workers
+    outlived a raylet killed mid-run (the OOM killer, a crash; or the driver's local cluster going down with it),
+    reparented and still holding their model, and on a GPU node that GPU's memory, until someone killed them.
+    False, and nothing watched, outside Ray or where the raylet is not this process's parent (a container)."""
+    import threading
+
+    raylet = os.environ.get(RAYLET_PID_ENV, "")
+    if not raylet.isdigit() or int(raylet) <= 1 or os.getppid() != int(raylet):
+        return False
+
+    def watch() -> None:
+        while os.getppid() == int(raylet):
+            time.sleep(RAYLET_WATCH_S)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="subtool-raylet-watch", daemon=True).start()
+    return True
 
 
 def first_line(exc: BaseException) -> str:

@@ -169,6 +169,9 @@ class BertWorker:
         threads: int | None = None,
         device: str | None = None,
     ):
+        from subtool.runner.ray_pool import die_with_raylet
+
+        die_with_raylet()  # a worker never outlives its node's raylet
         self.node = socket.gethostname()
         self.pid = os.getpid()
         self.engine = None

@@ -63,6 +63,9 @@ class LlmWorker:
     data, so the driver names the node and the cause in one line), never raised from the constructor."""
 
     def __init__(self, spec: GeneratorSpec, prompts: list):
+        from subtool.runner.ray_pool import die_with_raylet
+
+        die_with_raylet()  # a worker never outlives its node's raylet
         self.node = socket.gethostname()
         self.pid = os.getpid()
         self.generator = None
