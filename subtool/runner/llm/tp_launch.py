@@ -188,17 +188,21 @@ class TpGenerator(LlmGenerator):
 
 
 # --------------------------------------------------------------------------------------------- followers
-def _die_with_parent() -> None:
-    """SIGKILL this process when the benchmark process (its parent) dies, whatever way it dies (Linux)."""
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this process when the benchmark process (its parent, pid `parent`) dies, whatever way it dies
+    (Linux). One that died before this call (while this process imported torch) is no longer the parent: this
+    process ends at once, instead of waiting for a rank 0 that is gone until the store's timeout."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
-def follower_main(rank: int, size: int, device: str, port: int, args: tuple, options: dict) -> None:
+def follower_main(rank: int, size: int, device: str, port: int, args: tuple, options: dict, parent: int) -> None:
     """Rank 1…N-1: join the group, load the shard, then do what rank 0 says until it says stop."""
-    _die_with_parent()
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: rank 0 stops the rest
     model_path, prompts, generation = args
     group = Group(rank, size, device, port)
@@ -237,7 +241,7 @@ class Launch:
         for rank in range(1, size):
             proc = ctx.Process(
                 target=follower_main,
-                args=(rank, size, device, store.port, args, options),
+                args=(rank, size, device, store.port, args, options, os.getpid()),
                 name=f"subtool-tp-rank{rank}",
                 daemon=True,
             )

@@ -153,6 +153,51 @@ def test_a_rank_dead_before_it_joined_the_group_stops_the_run_at_once(tmp_path, 
     assert not _followers_of_children()
 
 
+def _session_of(sid: int) -> dict[int, bytes]:
+    """pid → command line of every live process in session `sid`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if entry.name.isdigit() and int(fields[3]) == sid and fields[0] != "Z":
+                found[int(entry.name)] = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_a_rank_whose_rank_0_died_before_it_could_watch_it_ends_at_once(tmp_path, llama2_small):
+    """Rank 0 dead while a follower still imported torch, before its PR_SET_PDEATHSIG: that signal never came,
+    and the orphan waited in the store for the dead rank 0 until SUBTOOL_TP_TIMEOUT_S (600 s by default). Here
+    the follower is held (SIGSTOP) from its first moment until rank 0 is gone, so the order is certain."""
+    import subprocess
+    import sys
+
+    launch = "import sys; from pathlib import Path; from subtool.runner.llm.tp_launch import Launch\n"
+    launch += "Launch(2, 'cpu', (Path(sys.argv[1]), [], None), {})\nimport time; time.sleep(600)\n"
+    env = {**os.environ, "SUBTOOL_TP_TIMEOUT_S": "120"}  # the old wait, bounded here
+    rank0 = subprocess.Popen(
+        [sys.executable, "-c", launch, str(llama2_small.model_path)], env=env, start_new_session=True
+    )
+    try:
+        follower, deadline = None, time.monotonic() + 120
+        while follower is None and time.monotonic() < deadline and rank0.poll() is None:
+            follower = next((p for p, cmd in _session_of(rank0.pid).items() if b"spawn_main" in cmd), None)
+        assert follower is not None, "no rank process appeared"
+        os.kill(follower, signal.SIGSTOP)  # within ms of its start: importing torch takes far longer
+        rank0.kill()
+        rank0.wait(timeout=30)
+        os.kill(follower, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while follower in _session_of(rank0.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert follower not in _session_of(rank0.pid), "the follower outlived rank 0"
+    finally:
+        for pid in _session_of(rank0.pid):  # what this test started, and nothing else
+            os.kill(pid, signal.SIGKILL)
+        rank0.wait(timeout=30)
+
+
 def test_sizes_the_model_or_gpus_cannot_take_are_refused_before_anything_starts(tmp_path, llama2_small):
     from subtool.runner.llm.tp_launch import check_size
 
