@@ -154,7 +154,22 @@ def _check_scenario(scenario: str, logs: list[LoadgenLog], claimed_from: str) ->
 
 
 def _compliance_dirs(base: Path) -> dict[str, Path]:
+    """The compliance tests' folders below `base`; a TEST0x there that is no folder is refused, not passed over."""
+    for test in TESTS:
+        _refuse_non_folder(base / test, f"the {test} compliance run")
     return {t: base / t for t in TESTS if (base / t).is_dir()}
+
+
+def _refuse_non_folder(path: Path, what: str) -> None:
+    """`path` holds `what`, a folder, or nothing: a file (or a FIFO, a dangling link) there would be passed over
+    as if nothing were there, and the result packaged without it."""
+    if (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise SubtoolError(
+            f"{what} should be a folder; this {wrong_kind(path)}",
+            path=path,
+            rule="import.not_a_folder",
+            hint="give the folder the harness wrote there, or remove what is in its place",
+        )
 
 
 def _check_compliance(tests: dict[str, Path], scenario: str, bench: Benchmark) -> None:
@@ -182,6 +197,7 @@ def _accuracy_txt(acc_dir: Path) -> str | None:
 
 
 def _require_dir(path: Path, what: str, hint: str) -> Path:
+    _refuse_non_folder(path, what)
     if not path.is_dir():
         raise SubtoolError(f"{what} is missing", path=path, rule="import.missing_dir", hint=hint)
     return path
@@ -210,6 +226,10 @@ def import_run_dir(run_dir: Path) -> ImportedResult:
     _check_model(bench, [perf, acc], user_conf, claimed_from="run.json", notes=notes, demo=demo, scenario=scenario)
     tests = {t: run_dir / (info or {}).get("dir", t) for t, info in (run.get("compliance") or {}).items()}
     tests.update({t: d for t, d in _compliance_dirs(run_dir).items() if t not in tests})
+    for test, d in tests.items():
+        _refuse_non_folder(d, f"the {test} compliance run")
+        if not d.is_dir():
+            notes.append(f"run.json records a {test} run, and {d} is gone: packaged without it")
     tests = {t: d for t, d in tests.items() if d.is_dir()}
     _check_compliance(tests, scenario, bench)
     return ImportedResult(
@@ -262,6 +282,8 @@ def import_mlc_system(system_dir: Path) -> list[ImportedResult]:
     system_meta = _read_json(meta_path, "system_meta.json") if meta_path.is_file() else None
     results = []
     for model_dir in _subdirs(system_dir):
+        for scenario in SCENARIOS:
+            _refuse_non_folder(model_dir / scenario, f"MLC's {model_dir.name} {scenario} result")
         for scen_dir in _subdirs(model_dir):
             if scen_dir.name not in SCENARIOS:
                 continue

@@ -238,3 +238,45 @@ def test_a_summary_that_disagrees_with_its_detail_log_is_refused(pkg_lg, pkg_cop
     summary.write_text("".join(lines))
     said = _refused(_loose(run, tmp_path / "tree"), "import.summary_mismatch", tmp_path / "tree")
     assert "mlperf_log_summary.txt" in said and says in said
+
+
+def _from(src: Path, out: Path, *extra: str):
+    args = ["package", "--from", str(src), "--submitter", "TeamX", "--system", "box1", "--out", str(out), *extra]
+    return CliRunner().invoke(app, args)
+
+
+@pytest.mark.parametrize(
+    "source,where",
+    [
+        ("Offline", "performance/run_1"),
+        ("Offline", "accuracy"),
+        ("Offline", "TEST01"),  # run.json records it
+        ("mlc", "mlc_box-reference-cpu-pytorch/bert-99/Offline"),
+        ("mlc", "mlc_box-reference-cpu-pytorch/bert-99/SingleStream/TEST01"),
+    ],
+)
+def test_a_file_where_a_folder_goes_is_refused_naming_it(pkg_lg, pkg_copy, tmp_path, source, where):
+    """A file in place of a compliance test's or MLC's scenario folder was passed over as if nothing were there:
+    exit 0 and a tree without that result or test; one in place of a run's folder was 'missing'."""
+    import shutil
+
+    src = pkg_copy(pkg_lg[source])
+    shutil.rmtree(src / where)
+    (src / where).write_text("not a folder\n")
+    out = tmp_path / "tree"
+    result = _from(src, out)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "should be a folder; this is a file [import.not_a_folder]" in said, said
+    assert f"{src / where}:" in said and said.count("error:") == 1
+    assert not [p for p in out.rglob("*") if p.is_file()]  # nothing written
+
+
+def test_a_compliance_run_that_run_json_records_and_is_gone_is_said(pkg_lg, pkg_copy, tmp_path):
+    import shutil
+
+    run = pkg_copy(pkg_lg["Offline"])
+    shutil.rmtree(run / "TEST01")
+    result = _from(run, tmp_path / "tree")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, said
+    assert f"note: run.json records a TEST01 run, and {run / 'TEST01'} is gone: packaged without it" in said
