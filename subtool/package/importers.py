@@ -70,10 +70,25 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def _first_existing(*paths: Path) -> Path | None:
+    """The first of `paths` that is a file; one that is there and is no file (a link loop, a device, a folder) is
+    refused, not passed over as if it were absent."""
     for p in paths:
-        if p is not None and p.is_file():
-            return p
+        if p is not None:
+            refuse_non_file(p, p.name)
+            if p.is_file():
+                return p
     return None
+
+
+def refuse_non_file(path: Path, what: str) -> None:
+    """`path` holds `what`, a regular file (or a link to one), or nothing."""
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        raise SubtoolError(
+            f"{what} should be a file; this {wrong_kind(path)}",
+            path=path,
+            rule="import.not_a_file",
+            hint="give the file the harness wrote there, or remove what is in its place",
+        )
 
 
 def conf_models(user_conf: Path) -> set[str]:
@@ -193,6 +208,7 @@ def _run_style(perf: LoadgenLog, recorded: object = None) -> str:
 
 def _accuracy_txt(acc_dir: Path) -> str | None:
     p = acc_dir / "accuracy.txt"
+    refuse_non_file(p, "accuracy.txt")
     return read_text(p, "accuracy.txt", "import.unreadable_file", lenient=True) if p.is_file() else None
 
 

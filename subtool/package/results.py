@@ -15,7 +15,7 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.layout import Layout, ResultKey
-from subtool.package.importers import ImportedResult
+from subtool.package.importers import ImportedResult, refuse_non_file
 from subtool.package.text_files import read_text, small_file_bytes
 from subtool.package.truncate import (
     MAX_ACCURACY_LOG_SIZE,
@@ -68,6 +68,7 @@ def _copy_text(src: Path, dst: Path, what: str) -> None:
 def _copy_logs(src_dir: Path, dst_dir: Path, *, what: str) -> None:
     for name in LOG_FILES:
         src = src_dir / name
+        refuse_non_file(src, name)
         if not src.is_file():
             raise SubtoolError(
                 f"{what} has no {name}",
@@ -98,6 +99,7 @@ def _stage_accuracy(
 ) -> tuple[str | None, Path | None]:
     """Truncate + hash an accuracy directory's log the official way; returns (sha256, full copy path)."""
     src_log = src_dir / ACCURACY_LOG
+    refuse_non_file(src_log, "the accuracy log")
     if not src_log.is_file():
         raise SubtoolError(
             "accuracy log is missing",

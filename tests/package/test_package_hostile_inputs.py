@@ -280,3 +280,29 @@ def test_a_compliance_run_that_run_json_records_and_is_gone_is_said(pkg_lg, pkg_
     said = " ".join(result.output.split())
     assert result.exit_code == 0, said
     assert f"note: run.json records a TEST01 run, and {run / 'TEST01'} is gone: packaged without it" in said
+
+
+@pytest.mark.parametrize(
+    "where,target",
+    [
+        ("user.conf", "loop"),  # a link loop: it was passed over, and user.conf rebuilt from the detail log
+        ("accuracy/accuracy.txt", "/dev/zero"),  # a device: passed over, the verdict made anew
+        ("accuracy/mlperf_log_accuracy.json", "loop"),  # was 'missing'
+        ("accuracy/mlperf_log_accuracy.json", "/dev/zero"),
+    ],
+)
+def test_a_link_loop_or_a_device_where_a_file_goes_is_refused_naming_it(pkg_lg, pkg_copy, tmp_path, where, target):
+    run = pkg_copy(pkg_lg["Offline"])
+    path = run / where
+    path.unlink()
+    if target == "loop":
+        (path.parent / "other").symlink_to(path.name)
+        path.symlink_to("other")
+    else:
+        path.symlink_to(target)
+    out = tmp_path / "tree"
+    result = _from(run, out)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "should be a file; this is neither a file nor a folder" in said, said
+    assert f"{path}:" in said and "[import.not_a_file]" in said and said.count("error:") == 1
+    assert not [p for p in out.rglob("*") if p.is_file()]  # nothing written
