@@ -56,6 +56,29 @@ def _install_signal_handlers() -> None:
     except (OSError, ValueError):
         return
     threading.Thread(target=_watchdog, args=(read_end,), name="subtool-signal-watchdog", daemon=True).start()
+    _end_with_starter()
+
+
+STARTER_ENV = "SUBTOOL_CLI_PARENT"  # the pid of a process that starts this command and means to stop it (MCP)
+
+
+def _end_with_starter() -> None:
+    """Linux: a command started with STARTER_ENV gets SIGTERM (its clean-up, exit 143) when that process dies.
+    The MCP server stops its command when a call is cancelled; killed itself, it could not, and the command ran on
+    (a benchmark: minutes to hours of GPU time) until it next wrote to the server's closed pipe."""
+    import ctypes
+    import os
+    import signal
+
+    starter = os.environ.pop(STARTER_ENV, "")  # for this process only: its children have their own ways
+    if not starter.isdigit() or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(starter):  # it died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _watchdog(read_end: int) -> None:

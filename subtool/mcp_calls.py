@@ -163,7 +163,10 @@ async def run_child(cmd: list[str], on_line=None) -> Outcome:
 
     import anyio
 
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+    from subtool.cli_signals import STARTER_ENV
+
+    # NO_COLOR: plain lines; STARTER_ENV: a `subtool` command ends (cleanly) if this server dies
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1", STARTER_ENV: str(os.getpid())}
     env.pop("COLUMNS", None)  # no terminal: the CLI's CI-log width (long lines, no wrapping mid-sentence)
     out, err = _Keep(STDOUT_KEEP, tail=False), _Keep(STDERR_SHOWN * 4, tail=True)
     try:

@@ -6,6 +6,7 @@ Real LoadGen on the tiny checkpoint; the session process is ended right after a 
 from __future__ import annotations
 
 import json
+import os
 
 from typer.testing import CliRunner
 
@@ -211,3 +212,58 @@ def test_the_session_process_dies_with_a_subtool_killed_by_sigkill(tmp_path, tin
     while _alive(children[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(children[0])
+
+
+def _children(parent: int, marker: bytes) -> list[int]:
+    found = []
+    for name in (n for n in os.listdir("/proc") if n.isdigit()):
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and marker in cmd and _alive(int(name)):
+            found.append(int(name))
+    return found
+
+
+def test_a_command_the_mcp_server_started_ends_when_the_server_is_killed(tmp_path, tiny_checkpoint, small_squad):
+    """The MCP server stops its command when a call is cancelled; killed itself (SIGKILL, the OOM killer, a client
+    that took it down), it could not: the `subtool run` it started ran on, with its benchmark process, to the end
+    (minutes of GPU time here, hours on a cluster), writing into a staging folder nobody would collect."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = ["run", "--model-path", str(tiny_checkpoint), "--dataset-path", str(small_squad), "--out", str(tmp_path)]
+    # SingleStream: once its run has started, the command writes nothing for the 120 s it lasts
+    argv += ["--mode", "performance", "--scenario", "SingleStream", "--min-duration-ms", "120000"]
+    server_code = "import anyio, sys\nfrom subtool.mcp_calls import run_child\n"
+    server_code += "anyio.run(run_child, [sys.executable, '-m', 'subtool.cli', *sys.argv[1:]])\n"
+    server = subprocess.Popen([sys.executable, "-c", server_code, *argv], start_new_session=True)
+    cli: list[int] = []
+    sessions: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        running = False  # LoadGen's run under way: the command writes nothing for a while
+        while not running and time.monotonic() < deadline and server.poll() is None:
+            cli = cli or _children(server.pid, b"subtool.cli")
+            sessions = sessions or (_session_children(cli[0]) if cli else [])
+            running = bool(sessions) and bool(list(tmp_path.rglob("mlperf_log_detail.txt")))
+            time.sleep(0.05)
+        assert running, "no benchmark process was seen"
+        time.sleep(1)
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait()
+        deadline = time.monotonic() + 20  # SIGTERM's clean-up: seconds; the run itself: 120 s
+        while (_alive(cli[0]) or _alive(sessions[0])) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(cli[0]) and not _alive(sessions[0]), "the command outlived the server that started it"
+        assert not list((tmp_path / "bert-99").glob(".*staging*"))  # it cleaned up as on SIGTERM
+    finally:
+        for pid in cli + sessions:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
