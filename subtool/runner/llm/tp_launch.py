@@ -7,10 +7,12 @@ and then follows: rank 0 sends each `run` (the samples) and, at every scheduling
 all-reduces make the hidden states, and so the greedy tokens, the same on every rank. Only rank 0 answers LoadGen.
 
 torch.distributed: NCCL between GPUs (one per rank: rank r on cuda:r), gloo on CPU; the step messages always go
-over gloo (a CPU-side broadcast, no GPU sync). Every collective has a timeout (SUBTOOL_TP_TIMEOUT_S, default 600 s:
-it also bounds how long ranks wait for each other's load). A rank that dies is seen at once (a watcher on its
-process; gloo's connections close, NCCL's communicator is aborted), the others are torn down and the run stops
-with one line naming the rank; followers die with the benchmark process (PDEATHSIG).
+over gloo (a CPU-side broadcast, no GPU sync). Joining the group and every collective of the layers have a timeout
+(SUBTOOL_TP_TIMEOUT_S, default 600 s). The step messages and the load reports do not: a shard of a 70B checkpoint
+read from a slow shared disk may take longer than that, so a rank that is still loading is waited for. A rank
+that dies is seen at once (a watcher on its process; gloo's connections close, NCCL's communicator is aborted),
+the others are torn down and the run stops with one line naming the rank; followers die with the benchmark
+process (PDEATHSIG).
 """
 
 from __future__ import annotations
