@@ -151,8 +151,8 @@ def check(
     tree: Path = typer.Argument(..., help="Submission root (holds closed/ and/or open/)."),
     version: str | None = typer.Option(
         None,
-        help="Rules of this round: v6.1, v6.0, v5.1, v5.0 (default v6.1, "
-        "or the latest round that lists the tree's models).",
+        help="Rules of this round: v6.1, v6.0, v5.1, v5.0 (default: v6.1, or for a tree laid out for v5.x "
+        "the latest v5.x round; then the latest round of that layout that lists the tree's models).",
     ),
     submitter: str | None = typer.Option(None, help="Only check this submitter."),
     csv: Path | None = typer.Option(None, "--csv", help="Write summary.csv (official columns) here."),
@@ -200,7 +200,9 @@ def pack(
         "(OUT/runs: those whose results the tree holds); optional.",
     ),
     version: str | None = typer.Option(
-        None, help="Rules used for the summary (default v6.1, or the latest round that lists the tree's models)."
+        None,
+        help="Rules used for the summary (default: as for check, v6.1 or, for a tree laid out for v5.x, the "
+        "latest v5.x round; then the latest round of that layout that lists the tree's models).",
     ),
     waive: list[str] = typer.Option([], help="Rule id waived in the summary (repeatable)."),
     verify: Path | None = typer.Option(None, help="Verify this tarball against its manifest and re-check it."),

@@ -25,6 +25,7 @@ class ResultJob:
     system_json: dict | None
     # the tree walk's folder listings, shared by every job of one check (never copied: workers are forked)
     listings: Listings | None = field(default=None, compare=False, hash=False, repr=False)
+    generation: str | None = None  # the layout the submitter folder shows ("v5" | "v6"), else the round's
 
     @property
     def result_id(self) -> str:

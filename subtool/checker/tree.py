@@ -25,6 +25,7 @@ from subtool.mlperf.layout import (
     DIR,
     DIVISIONS,
     FILE,
+    GENERATION_FOLDERS,
     LINK,
     NAME_ALPHABET,
     OTHER,
@@ -32,6 +33,8 @@ from subtool.mlperf.layout import (
     UNPRINTABLE_NAME,
     Entry,
     Listings,
+    generation_of,
+    generation_text,
     name_problem,
     problem_text,
     walk,
@@ -180,6 +183,8 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
             f"{code}/ folder is missing",
             f"put the code used for the runs (or a README pointing to it) in {sub_rel}/{code}/",
         )
+    # the layout this submitter folder shows, else the round's: hints name only rounds of that layout
+    shown = generation_of(n for n, kind in here.items() if kind == DIR) or cfg.layout.name
     results = os.path.join(sub, "results")
     mapping = _mapping(cfg, sub, sub_rel, here, out) if division == "open" else {}
     for system in subdirs(results):
@@ -196,7 +201,7 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
             mlperf_model = cfg.resolve(model, mapping)
             scenarios = subdirs(os.path.join(system_dir, model))
             check_benchmark(
-                cfg, division, model_rel, model, mlperf_model, system_type, scenarios, found.scope(model_rel)
+                cfg, division, model_rel, model, mlperf_model, system_type, scenarios, found.scope(model_rel), shown
             )
             for scenario in scenarios:
                 job = ResultJob(
@@ -210,6 +215,7 @@ def _submitter(root: Path, cfg: RoundConfig, division: str, submitter: str, foun
                     mlperf_model=mlperf_model,
                     system_json=system_json,
                     listings=_MEMO,
+                    generation=shown,
                 )
                 found.jobs.append(job)
                 # the result's own key last: links and unreadable entries inside it (see scope_of)
@@ -245,15 +251,15 @@ def _mapping(cfg: RoundConfig, sub: Path, sub_rel: str, here: dict[str, str], ou
 
 def _generation(cfg: RoundConfig, here: dict[str, str], sub_rel: str, out: Collector) -> None:
     """A v6 tree checked with v5 rules (or the reverse) fails everywhere; say why once, up front."""
-    has_v5_dirs = here.get("measurements") == DIR or here.get("compliance") == DIR
+    has_v5_dirs = any(here.get(name) == DIR for name in GENERATION_FOLDERS["v5"])
     if cfg.layout.name == "v5" and here.get("measurements") != DIR:
         out.add(
             layout.LEGACY_LAYOUT,
             f"{sub_rel}/measurements",
             f"{cfg.version} keeps measurements.json, user.conf and README.md under "
             f"{sub_rel}/measurements/<system>/<model>/<scenario>/, and this tree has no measurements/ folder",
-            "this looks like a v6-layout tree: check it with --version v6.1 (or v6.0), or package it again "
-            f"with --version {cfg.version}",
+            f"this looks like a v6-layout tree: check it with --version {generation_text('v6')}, or package it "
+            f"again with --version {cfg.version}",
         )
     elif cfg.layout.name == "v6" and has_v5_dirs:  # a warning: the results' own missing files, if any, fail them
         out.add(
@@ -261,6 +267,6 @@ def _generation(cfg: RoundConfig, here: dict[str, str], sub_rel: str, out: Colle
             sub_rel,
             f"{cfg.version} keeps measurements and compliance runs inside each result folder, and reads nothing "
             "in this tree's v5-style measurements/ or compliance/ folders",
-            "remove them, or if the tree is laid out for v5, check it with --version v5.1 (or v5.0)",
+            f"remove them, or if the tree is laid out for v5, check it with --version {generation_text('v5')}",
             severity="warning",
         )

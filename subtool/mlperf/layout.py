@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -176,6 +176,32 @@ class Layout:
 
 def layout_for(version: str) -> Layout:
     return Layout(check_version(version))
+
+
+# --------------------------------------------------------------------------------------------- generations
+# The folders of a submitter that one generation of rounds lays out and the other never reads: what shows which
+# rounds a tree was laid out for when no --version names one. v5's code/ is not among them (every v5 tree holds
+# measurements/, and a code/ folder is an easy slip in a v6 one).
+GENERATION_FOLDERS = {"v5": ("measurements", "compliance"), "v6": ("src",)}
+
+
+def generation_of(folders: Iterable[str]) -> str | None:
+    """The generation whose own folders are among `folders` (a submitter folder's sub-folders); None when they
+    hold neither generation's or both generations' (a v6 tree with a v5 leftover)."""
+    names = set(folders)
+    seen = [gen for gen, own in GENERATION_FOLDERS.items() if names.intersection(own)]
+    return seen[0] if len(seen) == 1 else None
+
+
+def generation_rounds(generation: str) -> tuple[str, ...]:
+    """The rounds laid out as `generation`, oldest first."""
+    return tuple(v for v in sorted(ROUNDS) if ROUNDS[v]["layout"] == generation)
+
+
+def generation_text(generation: str) -> str:
+    """`generation`'s rounds for a hint, newest first: 'v6.1 (or v6.0)'."""
+    newest, *older = reversed(generation_rounds(generation))
+    return newest + (f" (or {', '.join(older)})" if older else "")
 
 
 # ------------------------------------------------------------------------------------------------ walker

@@ -9,6 +9,11 @@ listed variant, or packaged for a round that lists it.
 A benchmark the default round does not know at all (gptj, last run in v5.0) goes, unless --version says
 otherwise, to the newest round that lists it: choose_round and its tree and run-directory forms decide that for
 `subtool all` and the stage commands, and the runner then gives LoadGen that round's RNG seeds.
+
+A submission tree also shows its generation of rounds: v5.x trees keep measurements/ and compliance/ beside
+results/, v6.x trees keep src/ (layout.GENERATION_FOLDERS). Checked or packed without --version, a tree that
+shows only the v5 layout is taken for the latest v5.x round (said in one line), since every v6.x round would fail
+it on its folders; --version always wins.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.benchmarks import BENCHMARKS, Benchmark, benchmark
-from subtool.mlperf.layout import DIVISIONS
+from subtool.mlperf.layout import DIVISIONS, GENERATION_FOLDERS, generation_of, generation_rounds, subdirs
 from subtool.mlperf.rounds import DEFAULT_VERSION, VERSIONS, check_version
 
 
@@ -81,37 +86,56 @@ class RoundChoice:
     reason: str | None = None  # None: given with --version, or the default round fits
 
 
-def _fits_default(name: str, mapping: Mapping[str, str] | None = None) -> bool:
-    """The default round takes `name`: it lists it, files it through model_mapping.json, or lists a variant of
-    it (the open division files that one; the closed division refuses it with a hint, see refuse_closed)."""
-    if _listed(name, DEFAULT_VERSION, mapping):
+def _fits(name: str, version: str, mapping: Mapping[str, str] | None = None) -> bool:
+    """`version` takes `name`: it lists it, files it through model_mapping.json, or lists a variant of it (the
+    open division files that one; the closed division refuses it with a hint, see refuse_closed)."""
+    if _listed(name, version, mapping):
         return True
     bench = benchmark(name)
-    return bench is not None and stand_in(bench, DEFAULT_VERSION) is not None
+    return bench is not None and stand_in(bench, version) is not None
+
+
+@dataclass(frozen=True)
+class TreeGeneration:
+    """The layout generation a tree shows (subtool.mlperf.layout.GENERATION_FOLDERS), and where."""
+
+    name: str  # "v5" | "v6"
+    submitter: str  # the first submitter folder that shows it, e.g. closed/TeamX
+    folders: tuple[str, ...]  # the folders there that show it
+
+    def reason(self, rounds: tuple[str, ...]) -> str:
+        shown = ", ".join(f"{f}/" for f in self.folders)
+        where = f"{self.submitter} holds {shown}"
+        return f"the tree is laid out for {', '.join(rounds)} ({where}); {rounds[-1]} is the latest of them"
 
 
 def choose_round(
-    models: Iterable[str], version: str | None, *, mapping: Mapping[str, str] | None = None
+    models: Iterable[str],
+    version: str | None,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    generation: TreeGeneration | None = None,
 ) -> RoundChoice:
-    """--version when given; else the default round, unless it does not know one of `models` (gptj-99 left after
-    v5.0): then the newest round that lists them all. None of them anywhere: the default (the checker says why)."""
+    """--version when given; else the default round, unless the tree's layout belongs to older rounds (then the
+    latest of those), or the round does not know one of `models` (gptj-99 left after v5.0): then the newest
+    round of that layout that lists them all. None of them anywhere: that layout's latest (the checker says why)."""
 
     if version is not None:
         return RoundChoice(check_version(version))  # refused here, before any stage starts (round.unknown)
+    rounds = generation_rounds(generation.name) if generation is not None else VERSIONS
+    latest = DEFAULT_VERSION if DEFAULT_VERSION in rounds else rounds[-1]
+    said = [generation.reason(rounds)] if latest != DEFAULT_VERSION and generation is not None else []
     names = sorted(set(models))
-    strangers = [n for n in names if not _fits_default(n, mapping)]
-    if not strangers:
-        return RoundChoice(DEFAULT_VERSION)
-    for older in sorted(VERSIONS, reverse=True):
-        if older != DEFAULT_VERSION and all(_listed(n, older, mapping) for n in names):
-            what = ", ".join(strangers)
-            return RoundChoice(
-                older,
-                f"{what} {'is' if len(strangers) == 1 else 'are'} not in the {DEFAULT_VERSION} "
-                f"model list; {older} is the latest round that lists "
-                f"{'it' if len(names) == 1 else 'them all'} (--version chooses another)",
-            )
-    return RoundChoice(DEFAULT_VERSION)
+    strangers = [n for n in names if not _fits(n, latest, mapping)]
+    older = next((v for v in reversed(rounds) if v != latest and all(_listed(n, v, mapping) for n in names)), None)
+    if strangers and older is not None:
+        said.append(
+            f"{', '.join(strangers)} {'is' if len(strangers) == 1 else 'are'} not in the {latest} model list; "
+            f"{older} is the latest {'such ' if said else ''}round that lists "
+            f"{'it' if len(names) == 1 else 'them all'}"
+        )
+        latest = older
+    return RoundChoice(latest, "; ".join(said) + " (--version chooses another)" if said else None)
 
 
 def announce(choice: RoundChoice, console) -> RoundChoice:
@@ -140,12 +164,27 @@ def tree_models(tree: Path) -> tuple[list[str], dict[str, str]]:
     return sorted(models), mapping
 
 
+def tree_generation(tree: Path) -> TreeGeneration | None:
+    """The layout generation the tree's submitter folders show, when those that show one agree (a submitter
+    folder holding both generations' folders shows none)."""
+    seen: dict[str, TreeGeneration] = {}
+    for division in DIVISIONS:
+        for submitter in subdirs(Path(tree) / division):
+            folders = subdirs(Path(tree) / division / submitter)
+            gen = generation_of(folders)
+            if gen is not None and gen not in seen:
+                own = tuple(f for f in GENERATION_FOLDERS[gen] if f in folders)
+                seen[gen] = TreeGeneration(gen, f"{division}/{submitter}", own)
+    return next(iter(seen.values())) if len(seen) == 1 else None
+
+
 def choose_round_for_tree(tree: Path, version: str | None) -> RoundChoice:
-    """The round a submission tree is checked or packed under: --version, else the one its models point to."""
+    """The round a submission tree is checked or packed under: --version, else the one its layout and its models
+    point to."""
     if version is not None:
         return RoundChoice(check_version(version))  # refused here, before any stage starts (round.unknown)
     models, mapping = tree_models(tree)
-    return choose_round(models, None, mapping=mapping)
+    return choose_round(models, None, mapping=mapping, generation=tree_generation(tree))
 
 
 def choose_round_for_runs(run_dirs: Iterable[Path], models: Iterable[str], version: str | None) -> RoundChoice:

@@ -17,6 +17,7 @@ from subtool.mlperf.round import (
     MS_PER_NS,
     OFFLINE_MIN_SAMPLES_PER_QUERY,
     SCENARIO_BY_LOWER,
+    round_config,
     round_of_seeds,
 )
 from subtool.wording import plain_number, with_article
@@ -262,11 +263,13 @@ def _seeds(ctx: ResultContext, log: LoadgenLog, rel: str) -> None:
     if not wrong:
         return
     other = round_of_seeds(got["qsl_rng_seed"], got["sample_index_rng_seed"], got["schedule_rng_seed"])
-    if other:
+    if other and round_config(other).layout.name == (ctx.job.generation or ctx.cfg.layout.name):
         hint = (
             f"these are the {other} seeds: check with --version {other}, or run with the LoadGen release "
             f"of {ctx.cfg.version}"
         )
+    elif other:  # that round's trees are laid out otherwise: checking with it would fail on the folders
+        hint = f"these are the {other} seeds: run with the LoadGen release of {ctx.cfg.version}"
     else:
         hint = (
             "do not set seeds in user.conf; LoadGen's built-in mlperf.conf carries the official ones "

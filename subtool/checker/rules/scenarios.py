@@ -64,8 +64,10 @@ def check_benchmark(
     system_type: object,
     scenario_dirs: list[str],
     out: Collector,
+    generation: str | None = None,
 ) -> bool:
-    """Findings for one model folder; returns False when its results cannot be checked at all."""
+    """Findings for one model folder; returns False when its results cannot be checked at all. `generation`: the
+    layout the submitter folder shows (a hint names only a round of that layout)."""
     if not scenario_dirs:
         out.add(EMPTY_BENCHMARK, model_rel, f"'{folder}' holds no scenario folder", "remove the empty folder")
         return False
@@ -73,13 +75,8 @@ def check_benchmark(
     rules = cfg.model(mlperf_model)
     if rules is None:
         via = f" (resolved to '{mlperf_model}')" if mlperf_model != folder else ""
-        hint = "use an official benchmark name as the folder name: " + ", ".join(cfg.model_names)
-        elsewhere = [v for v in VERSIONS if v != cfg.version and round_config(v).model(mlperf_model) is not None]
-        if elsewhere:
-            hint = (
-                f"{mlperf_model} is a benchmark of {', '.join(elsewhere)}: check with --version {elsewhere[-1]}; or "
-                + hint
-            )
+        hint = _other_rounds(cfg, mlperf_model, generation or cfg.layout.name)
+        hint += "use an official benchmark name as the folder name: " + ", ".join(cfg.model_names)
         if division == "open":
             hint += "; or map the folder to one in open/<submitter>/model_mapping.json"
         out.add(UNKNOWN_MODEL, model_rel, f"'{folder}'{via} is not a {cfg.version} benchmark", hint)
@@ -117,6 +114,21 @@ def check_benchmark(
             "remove the folder or fix its name",
         )
     return True
+
+
+def _other_rounds(cfg: RoundConfig, mlperf_model: str, generation: str) -> str:
+    """The start of model.unknown's hint: the rounds that list the benchmark, and the latest of them whose trees
+    are laid out as this one is (an older layout's round fails the tree on its folders)."""
+    elsewhere = [v for v in VERSIONS if v != cfg.version and round_config(v).model(mlperf_model) is not None]
+    if not elsewhere:
+        return ""
+    fitting = [v for v in elsewhere if round_config(v).layout.name == generation]
+    if fitting:
+        return f"{mlperf_model} is a benchmark of {', '.join(elsewhere)}: check with --version {fitting[-1]}; or "
+    return (
+        f"{mlperf_model} is a benchmark of {', '.join(elsewhere)} only, whose trees are not laid out as this "
+        f"{generation} one is; "
+    )
 
 
 def _spelling(model_rel: str, scenario_dirs: list[str], out: Collector) -> None:
