@@ -187,9 +187,12 @@ def choose_round_for_tree(tree: Path, version: str | None) -> RoundChoice:
     return choose_round(models, None, mapping=mapping, generation=tree_generation(tree))
 
 
-def choose_round_for_runs(run_dirs: Iterable[Path], models: Iterable[str], version: str | None) -> RoundChoice:
+def choose_round_for_runs(
+    run_dirs: Iterable[Path], models: Iterable[str], version: str | None, *, tree: Path | None = None
+) -> RoundChoice:
     """The round results are packaged for: --version, else the one their benchmarks point to (each run
-    directory's run.json names its benchmark; loose logs name theirs with --model)."""
+    directory's run.json names its benchmark; loose logs name theirs with --model), among the rounds of the
+    layout that `tree` (the tree packaged into, when it exists) already shows."""
     from subtool.mlperf.run_record import load_run_record
 
     if version is not None:
@@ -199,4 +202,4 @@ def choose_round_for_runs(run_dirs: Iterable[Path], models: Iterable[str], versi
         record, _problem = load_run_record(Path(run_dir) / "run.json")  # none: the importer says what it is
         if record is not None and isinstance(record.get("model"), str):
             names.append(record["model"])
-    return choose_round(names, None)
+    return choose_round(names, None, generation=tree_generation(tree) if tree is not None else None)

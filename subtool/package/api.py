@@ -441,10 +441,11 @@ def _print_summary(console, result: PackageResult) -> None:
 
 
 def _with_round(opts: PackageOptions, console) -> PackageOptions:
-    """--version, else the round the inputs' benchmarks point to (said when subtool chose it): decided here."""
+    """--version, else the round the inputs' benchmarks point to, of the layout the --out tree already has (said
+    when subtool chose it): decided here."""
     if opts.version is not None:
         return opts
     from subtool.mlperf.round_choice import announce, choose_round_for_runs
 
-    chosen = choose_round_for_runs(opts.from_dirs, [opts.model or ""], None)
+    chosen = choose_round_for_runs(opts.from_dirs, [opts.model or ""], None, tree=Path(opts.out))
     return dataclasses.replace(opts, version=(announce(chosen, console) if console else chosen).version)
