@@ -66,8 +66,9 @@ def package(
     system_file: Path | None = typer.Option(None, help="TOML/JSON with system description overrides."),
     version: str | None = typer.Option(
         None,
-        help="Submission round: v6.1, v6.0 (current layout) or v5.1, v5.0 (default v6.1, or v5.1 for an --out "
-        "tree already laid out for v5.x; then the latest round of that layout that lists the models).",
+        help="Submission round: v6.1, v6.0 (current layout) or v5.1, v5.0 (default: the round whose seeds the runs "
+        "were made with, else v6.1, or v5.1 for an --out tree already laid out for v5.x; then the latest round of "
+        "that layout that lists the models).",
     ),
     out: Path = typer.Option(..., help="Tree root (holds closed/ and open/)."),
     full_logs: Path | None = typer.Option(None, help="Where untruncated accuracy logs are kept."),

@@ -190,16 +190,35 @@ def choose_round_for_tree(tree: Path, version: str | None) -> RoundChoice:
 def choose_round_for_runs(
     run_dirs: Iterable[Path], models: Iterable[str], version: str | None, *, tree: Path | None = None
 ) -> RoundChoice:
-    """The round results are packaged for: --version, else the one their benchmarks point to (each run
-    directory's run.json names its benchmark; loose logs name theirs with --model), among the rounds of the
-    layout that `tree` (the tree packaged into, when it exists) already shows."""
-    from subtool.mlperf.run_record import load_run_record
-
+    """The round results are packaged for: --version, else the round whose LoadGen seeds every run was made with
+    (run.json's seeds.round, where it fits their benchmarks and the layout `tree` already shows), else the one
+    their benchmarks point to (each run directory's run.json names its benchmark; loose logs name theirs with
+    --model), among the rounds of the layout that `tree` (the tree packaged into, when it exists) already shows."""
     if version is not None:
         return RoundChoice(check_version(version))  # refused here, before any stage starts (round.unknown)
-    names = [m for m in models if m]
+    names, seeded = _runs_benchmarks_and_round(run_dirs)
+    names += [m for m in models if m]
+    generation = tree_generation(tree) if tree is not None else None
+    if seeded is not None and all(_fits(n, seeded) for n in names):
+        if generation is None or seeded in generation_rounds(generation.name):
+            said = f"the runs were made with {seeded}'s LoadGen seeds (run.json) (--version chooses another)"
+            return RoundChoice(seeded, None if seeded == DEFAULT_VERSION else said)
+    return choose_round(names, None, generation=generation)
+
+
+def _runs_benchmarks_and_round(run_dirs: Iterable[Path]) -> tuple[list[str], str | None]:
+    """The benchmarks the run directories' run.json name, and the round whose seeds they all ran with (None when
+    one has no run.json, records no such round, or they differ: package's checker then says which is which)."""
+    from subtool.mlperf.run_record import load_run_record
+
+    names: list[str] = []
+    rounds: set[str | None] = set()
     for run_dir in run_dirs:
         record, _problem = load_run_record(Path(run_dir) / "run.json")  # none: the importer says what it is
-        if record is not None and isinstance(record.get("model"), str):
+        record = record if isinstance(record, dict) else {}
+        if isinstance(record.get("model"), str):
             names.append(record["model"])
-    return choose_round(names, None, generation=tree_generation(tree) if tree is not None else None)
+        seeds = record.get("seeds")
+        seeded = seeds.get("round") if isinstance(seeds, dict) else None
+        rounds.add(seeded if seeded in VERSIONS else None)
+    return names, (next(iter(rounds)) if len(rounds) == 1 else None)
