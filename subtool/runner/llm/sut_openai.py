@@ -17,6 +17,7 @@ The API key comes from the environment only ($OPENAI_API_KEY, or the variable --
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -75,7 +76,7 @@ def api_key(env_name: str | None) -> str:
     return os.environ.get("OPENAI_API_KEY") or NO_KEY
 
 
-def make_client(endpoint: str, key: str, timeout_s: float, max_retries: int):
+def make_client(endpoint: str, key: str, timeout_s: float, max_retries: int, on_response=None):
     try:
         import openai
     except ImportError:
@@ -85,16 +86,20 @@ def make_client(endpoint: str, key: str, timeout_s: float, max_retries: int):
             hint='pip install "mlperf-subtool[openai]"',
         ) from None
     # a redirect is not followed: answers from another address would be recorded as the --endpoint's
-    http_client = openai.DefaultHttpxClient(follow_redirects=False)
+    hooks = {"response": [on_response]} if on_response is not None else {}
+    http_client = openai.DefaultHttpxClient(follow_redirects=False, event_hooks=hooks)
     return openai.OpenAI(
         base_url=base_url(endpoint), api_key=key, timeout=timeout_s, max_retries=max_retries, http_client=http_client
     )
 
 
 class OpenAICompletionsSUT(SutFailure):
-    # one request, from sending it to its last chunk: the client's timeout is per read, and a server that sends a
-    # byte a second (or a chunk every half second, never finishing) would hold the run for ever
+    # one response, from its headers to its last byte: the client's timeout is per read, and a server that sends a
+    # byte a second (an SSE comment, a line it never ends, a chunk every half second) would hold the run for ever
     request_deadline_s = 900.0
+    # the most bytes one response may hold: room for a token's chunk (about 400 bytes from vLLM) ten times over
+    bytes_per_token = 4096
+    base_response_bytes = 1 << 20
 
     def __init__(
         self,
@@ -124,7 +129,7 @@ class OpenAICompletionsSUT(SutFailure):
         # was tokenized again here (BPE merges at the pieces' edges may come out longer than generated)
         self.most_pieces = 2 * generation.max_new_tokens + 16
         self._key = api_key(api_key_env)
-        self.client = make_client(endpoint, self._key, timeout_s, max_retries)
+        self.client = make_client(endpoint, self._key, timeout_s, max_retries, self._guard)
         self.model = self._served_model(served_model)
         self._queue: queue.Queue = queue.Queue()
         self._error: str | None = None
@@ -161,7 +166,7 @@ class OpenAICompletionsSUT(SutFailure):
                 hint="start the server (e.g. vllm serve MODEL) or fix --endpoint",
                 exit_code=EXIT_REMOTE,
             ) from None
-        except (openai.APIError, ValueError, TypeError, AttributeError) as exc:
+        except (openai.APIError, EndpointError, ValueError, TypeError, AttributeError) as exc:
             raise SubtoolError(
                 f"{where} did not answer a model list: {self._describe(exc)}",
                 rule="run.endpoint",
@@ -169,6 +174,12 @@ class OpenAICompletionsSUT(SutFailure):
                 exit_code=EXIT_REMOTE,
             ) from None
         return _pick_model(served, wanted, where)
+
+    def _guard(self, response) -> None:
+        """The client's response hook: the body is read through a _Guarded stream, which ends it at the deadline
+        or the size limit (the SDK's event decoder keeps an unfinished line or event whole in memory)."""
+        limit = self.base_response_bytes + self.bytes_per_token * self.generation.max_new_tokens
+        response.stream = _guarded(response.stream, limit, self.request_deadline_s)
 
     # LoadGen callbacks -----------------------------------------------------------------------------------
     def issue_queries(self, query_samples) -> None:
@@ -245,7 +256,6 @@ class OpenAICompletionsSUT(SutFailure):
         import openai
 
         answer.first_sent = first_sent
-        deadline = time.monotonic() + self.request_deadline_s
         try:
             with stream:
                 for chunk in stream:
@@ -253,7 +263,7 @@ class OpenAICompletionsSUT(SutFailure):
                     if not answer.first_sent and (first := answer.first_token(self.tokenizer)) is not None:
                         self._first_token(qid, first)
                         answer.first_sent = True
-                    self._refuse_endless(answer, deadline)
+                    self._refuse_endless(answer)
         except openai.APIConnectionError as exc:  # timeouts included
             raise StreamDropped(f"the stream broke: {self._describe(exc)}") from None
         except (ValueError, TypeError, AttributeError) as exc:
@@ -261,15 +271,13 @@ class OpenAICompletionsSUT(SutFailure):
         if answer.finish_reason is None:
             raise StreamDropped("the stream ended before the answer did (no finish_reason)")
 
-    def _refuse_endless(self, answer: _Answer, deadline: float) -> None:
+    def _refuse_endless(self, answer: _Answer) -> None:
         if answer.finish_reason is not None:
             return
         if len(answer.pieces) > self.most_pieces or len(answer.ids or ()) > self.generation.max_new_tokens:
             raise EndpointError(
                 f"the stream goes on past the {self.generation.max_new_tokens} tokens asked without finishing"
             )
-        if time.monotonic() > deadline:
-            raise EndpointError(f"the answer took over {self.request_deadline_s:.0f} s and had not finished")
 
     # responses -------------------------------------------------------------------------------------------
     def _first_token(self, qid: int, token: int) -> None:
@@ -301,6 +309,37 @@ class OpenAICompletionsSUT(SutFailure):
                 hint="check the server's log; the run directory was not changed",
                 exit_code=EXIT_REMOTE,
             )
+
+
+def _guarded(stream, limit: int, seconds: float):
+    """`stream` (the HTTP client's byte stream of one response) ending in an EndpointError once it has sent more
+    than `limit` bytes, or is still sending `seconds` after it began. Its class derives from the stream's own base
+    (the SyncByteStream of the HTTP library the SDK uses), which the client checks the stream against."""
+    base = next((c for c in type(stream).__mro__ if c.__name__ == "SyncByteStream"), None)
+    return stream if base is None else _guarded_class(base)(stream, limit, seconds)
+
+
+@functools.lru_cache(maxsize=4)
+def _guarded_class(base: type) -> type:
+    class Guarded(base):
+        def __init__(self, inner, limit: int, seconds: float):
+            self.inner, self.limit, self.seconds = inner, limit, seconds
+            self.deadline = time.monotonic() + seconds
+
+        def __iter__(self):
+            seen = 0
+            for part in self.inner:
+                seen += len(part)
+                if seen > self.limit:
+                    raise EndpointError(f"the response goes on past {self.limit / 2**20:.0f} MiB")
+                if time.monotonic() > self.deadline:
+                    raise EndpointError(f"the response was still coming after {self.seconds:.0f} s")
+                yield part
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return Guarded
 
 
 @dataclass

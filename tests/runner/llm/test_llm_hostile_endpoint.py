@@ -1,0 +1,83 @@
+"""The network SUT against a hostile server (tests/support/hostile_sse.py: raw bytes over the standard library's
+HTTP server, SSE the way no framework would write it): a stream kept alive by comments or an event never ended
+stops at the deadline instead of hanging the run, a response of many megabytes is cut off instead of filling the
+memory, an empty answer ends the run instead of counting as a valid one, and a key in --endpoint's URL stays out
+of every line."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from subtool.cli import app
+from subtool.errors import EXIT_REMOTE
+
+from .conftest import short_user_conf
+
+pytest.importorskip("openai")
+from support.hostile_sse import HostileServer  # noqa: E402
+
+runner = CliRunner()
+
+
+def _sut(url: str, model_path, name: str = "llama3.1-8b"):
+    """The SUT for one prompt, with no LoadGen token latencies (its _generate then reports nothing to LoadGen)."""
+    from subtool.runner.llm.specs import LLM_SPECS
+    from subtool.runner.llm.sut_openai import OpenAICompletionsSUT
+    from subtool.runner.llm.workload import generation_for
+
+    gen = dataclasses.replace(generation_for(LLM_SPECS[name], model_path, {}), token_latencies=False)
+    return OpenAICompletionsSUT(url, [np.array([1, 2, 3], dtype=np.int32)], None, gen, concurrency=1)
+
+
+@pytest.mark.parametrize("behaviour", ["pings", "dribble"])
+def test_a_stream_kept_alive_without_events_ends_at_the_deadline(llama3_small, behaviour):
+    """SSE comments every 0.1 s, or an event that never ends: no chunk ever reached the SUT's own checks and every
+    read got bytes within the client's timeout, so the run waited for ever."""
+    import threading
+
+    failures: list[BaseException] = []
+    with HostileServer(behaviour) as server:
+        sut = _sut(server.url, llama3_small.model_path)
+        sut.request_deadline_s = 1.0
+        reader = threading.Thread(target=lambda: _catch(failures, sut._generate, 0, 0), daemon=True)
+        reader.start()
+        reader.join(15)
+        sut.stop()
+    assert not reader.is_alive(), "the stream still holds the request after 15 s"
+    assert "still coming after 1 s" in str(failures[0]) and type(failures[0]).__name__ == "EndpointError"
+    assert server.requests == 1  # not sent again: it is no dropped stream
+
+
+def _catch(failures: list, call, *args) -> None:
+    try:
+        call(*args)
+    except Exception as exc:  # noqa: BLE001 - the test looks at it
+        failures.append(exc)
+
+
+def _run(small, out, server, *args, model="llama3.1-8b", endpoint=None):
+    base = ["run", "--model", model, "--model-path", small.model_path, "--dataset-path", small.dataset_path]
+    base += ["--out", out, "--endpoint", endpoint or server.url, "--batch-size", 4]
+    return runner.invoke(app, [*map(str, base), *map(str, args)])
+
+
+def _one_error(res) -> str:
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "[run.endpoint_failed]" in errors[0], res.output
+    assert res.exit_code == EXIT_REMOTE and "Traceback" not in res.output, res.output
+    return errors[0]
+
+
+def test_a_response_of_many_megabytes_is_cut_off_not_kept(tmp_path, llama3_small):
+    """One answer's first chunk holds 64 MiB of text (its token ids well formed): the SDK's event decoder keeps
+    an event whole in memory, so a server sending gigabytes ran the node out of memory; this one was VALID."""
+    conf = short_user_conf(tmp_path / "user.conf", "llama3_1-8b", "Offline", target_qps=1000)
+    with HostileServer("huge_first") as server:
+        res = _run(llama3_small, tmp_path / "runs", server, "--mode", "performance", "--user-conf", conf)
+    assert "the response goes on past 1 MiB" in _one_error(res)
+    assert server.written < 64 << 20  # the client hung up
+    assert not any((tmp_path / "runs").rglob("run.json"))
