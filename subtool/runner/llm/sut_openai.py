@@ -207,11 +207,14 @@ class OpenAICompletionsSUT(SutFailure):
                 self._complete(qid, [], 0)
 
     def _checked(self, ids: list[int], *, from_server: bool) -> list[int]:
-        """The answer as LoadGen will log it: no longer than asked, every id a token of the model (a server that
-        sends more, or ids past the vocabulary, would make a tokens/s figure of tokens nobody generated). Text
+        """The answer as LoadGen will log it: not empty, no longer than asked, every id a token of the model (a
+        server that sends more, or ids past the vocabulary, would make a tokens/s figure of tokens nobody generated;
+        empty answers made gptj, whose LoadGen settings count no tokens, VALID at any rate the server liked). Text
         tokenized again here may come out a little longer than what the server generated (BPE merges differ at
         the pieces' edges): it gets the same room as the stream's chunks."""
         most = self.generation.max_new_tokens if from_server else self.most_pieces
+        if not ids:  # a model asked for at least one token gives one (EOS, if nothing else)
+            raise EndpointError("the answer has no token")
         if len(ids) > most:
             raise EndpointError(f"the answer has {len(ids)} tokens, over the {self.generation.max_new_tokens} asked")
         bad = next((i for i in ids if not 0 <= i < self.vocabulary), None)

@@ -81,3 +81,13 @@ def test_a_response_of_many_megabytes_is_cut_off_not_kept(tmp_path, llama3_small
     assert "the response goes on past 1 MiB" in _one_error(res)
     assert server.written < 64 << 20  # the client hung up
     assert not any((tmp_path / "runs").rglob("run.json"))
+
+
+def test_empty_answers_end_the_run_not_count_as_samples(tmp_path, gptj_small):
+    """A server that finishes every answer at once with no token: gptj's LoadGen settings count no tokens, so the
+    run was VALID at 460 samples/s and kept (for the llamas LoadGen stopped on a zero token count, naming itself)."""
+    conf = short_user_conf(tmp_path / "user.conf", "gptj", "Offline", target_qps=1000)
+    with HostileServer("empty") as server:
+        res = _run(gptj_small, tmp_path / "runs", server, "--mode", "performance", "--user-conf", conf, model="gptj-99")
+    assert "the answer has no token" in _one_error(res)
+    assert not any((tmp_path / "runs").rglob("run.json"))
