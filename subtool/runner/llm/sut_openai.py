@@ -51,7 +51,7 @@ def base_url(endpoint: str) -> str:
         port = -1
     if parsed.scheme not in ("http", "https") or not parsed.hostname or port == -1:
         raise SubtoolError(
-            f"endpoint {endpoint!r} is not an http(s) URL",
+            f"endpoint {shown_url(endpoint)!r} is not an http(s) URL",
             rule="run.endpoint",
             hint="e.g. --endpoint http://127.0.0.1:8000",
         )
@@ -59,6 +59,19 @@ def base_url(endpoint: str) -> str:
     if path.endswith("/v1"):
         path = path[:-3]
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, f"{path}/v1", "", ""))
+
+
+def shown_url(url: str) -> str:
+    """`url` as a message may show it: a user and password (a proxy's basic auth), query and fragment, where a key
+    can ride along, are `***`."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "***"
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"***@{host}" if "@" in parts.netloc else host
+    hidden = ("***" if parts.query else "", "***" if parts.fragment else "")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, *hidden))
 
 
 def api_key(env_name: str | None) -> str:
@@ -147,7 +160,7 @@ class OpenAICompletionsSUT(SutFailure):
         """The model to ask for: --served-model if the server lists it, else the one model it lists."""
         import openai
 
-        where = f"{self.client.base_url}models"
+        where = shown_url(f"{self.client.base_url}models")
         try:
             # a few quick tries only: nothing listening is most often a wrong --endpoint, not a busy server
             listed = self.client.with_options(max_retries=2).models.list()

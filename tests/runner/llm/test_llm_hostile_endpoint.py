@@ -91,3 +91,23 @@ def test_empty_answers_end_the_run_not_count_as_samples(tmp_path, gptj_small):
         res = _run(gptj_small, tmp_path / "runs", server, "--mode", "performance", "--user-conf", conf, model="gptj-99")
     assert "the answer has no token" in _one_error(res)
     assert not any((tmp_path / "runs").rglob("run.json"))
+
+
+def test_a_key_in_the_endpoints_url_is_in_no_line(tmp_path, llama3_small):
+    """`--endpoint http://user:KEY@host` (a proxy's basic auth) was printed whole in the unreachable and not-http
+    lines; the user and password still go to the server."""
+    secret = "sk-in-the-url-77"
+    conf = short_user_conf(tmp_path / "user.conf", "llama3_1-8b", "Offline", target_qps=1000)
+    with HostileServer("ok") as server:
+        port = server.url.rpartition(":")[2]
+        res = _run(
+            llama3_small, tmp_path / "ok", server, "--user-conf", conf, endpoint=f"http://u:{secret}@127.0.0.1:{port}"
+        )
+    assert res.exit_code == 0 and server.authorization[0].startswith("Basic "), res.output
+    with HostileServer("ok") as server:  # only to have a free port: the server is gone when the run starts
+        port = server.url.rpartition(":")[2]
+    here = f"127.0.0.1:{port}"
+    for endpoint in (f"http://u:{secret}@{here}", f"ftp://u:{secret}@{here}", f"ftp://{here}/?key={secret}#{secret}"):
+        res = _run(llama3_small, tmp_path / "runs", None, "--mode", "accuracy", endpoint=endpoint)
+        assert res.exit_code != 0 and "error:" in res.output and "Traceback" not in res.output, res.output
+        assert secret not in res.output and "***" in res.output, res.output
