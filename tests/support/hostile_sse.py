@@ -7,7 +7,8 @@ It lists one model ("hostile") and answers every /v1/completions request with `b
 - "pings": one token, then an SSE comment every 0.1 s for ever (a stuck server whose keep-alive task still runs);
 - "dribble": one token, then an event it never ends, one byte every 0.1 s;
 - "huge_first": the first request's answer carries `huge_bytes` of text in one chunk, the others are "ok";
-- "empty": a finish_reason at once, no token at all.
+- "empty": a finish_reason at once, no token at all;
+- "html": a 200 answer that is an HTML page (a login page or a proxy's notice in front of the server).
 
 `requests` counts the completions asked for, `written` the bytes the streams sent.
 """
@@ -19,7 +20,7 @@ import json
 import threading
 import time
 
-BEHAVIOURS = ("ok", "pings", "dribble", "huge_first", "empty")
+BEHAVIOURS = ("ok", "pings", "dribble", "huge_first", "empty", "html")
 
 
 def event(data: dict | str) -> bytes:
@@ -57,6 +58,9 @@ class HostileServer:
 
     def answer(self, write, max_tokens: int, nth: int) -> None:
         """The body of the nth completions request's stream, through `write` (which counts the bytes)."""
+        if self.behaviour == "html":
+            write(b"<!doctype html><html><body><form>Sign in</form></body></html>")
+            return
         if self.behaviour == "empty":
             write(token_chunk("", None, "stop") + event("[DONE]"))
             return
@@ -97,7 +101,7 @@ def _handler(server: HostileServer):
             with server.lock:
                 server.requests += 1
                 nth = server.requests
-            self._head("text/event-stream")
+            self._head("text/html; charset=utf-8" if server.behaviour == "html" else "text/event-stream")
             try:
                 server.answer(self._write, int(body.get("max_tokens", 16)), nth)
             except (BrokenPipeError, ConnectionResetError):

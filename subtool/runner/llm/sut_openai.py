@@ -272,9 +272,11 @@ class OpenAICompletionsSUT(SutFailure):
         import openai
 
         answer.first_sent = first_sent
+        chunks = 0
         try:
             with stream:
                 for chunk in stream:
+                    chunks += 1
                     answer.add(chunk)
                     if not answer.first_sent and (first := answer.first_token(self.tokenizer)) is not None:
                         self._first_token(qid, first)
@@ -285,6 +287,7 @@ class OpenAICompletionsSUT(SutFailure):
         except (ValueError, TypeError, AttributeError) as exc:
             raise EndpointError(f"the stream is not OpenAI's completions format ({exc})") from None
         if answer.finish_reason is None:
+            _refuse_no_stream(stream, chunks)
             raise StreamDropped("the stream ended before the answer did (no finish_reason)")
 
     def _refuse_endless(self, answer: _Answer) -> None:
@@ -325,6 +328,14 @@ class OpenAICompletionsSUT(SutFailure):
                 hint="check the server's log; the run directory was not changed",
                 exit_code=EXIT_REMOTE,
             )
+
+
+def _refuse_no_stream(stream, chunks: int) -> None:
+    """A 200 answer that held no event and is no event stream (an HTML login page, a proxy's notice, a server that
+    ignored stream=true and sent JSON) is not a dropped stream to send again: it says what came instead."""
+    kind = str(getattr(getattr(stream, "response", None), "headers", {}).get("content-type") or "no content type")
+    if chunks == 0 and not kind.lower().startswith("text/event-stream"):
+        raise EndpointError(f"the server answered {_short(kind, 60)}, not an event stream of completions")
 
 
 def _guarded(stream, limit: int, seconds: float):

@@ -111,3 +111,11 @@ def test_a_key_in_the_endpoints_url_is_in_no_line(tmp_path, llama3_small):
         res = _run(llama3_small, tmp_path / "runs", None, "--mode", "accuracy", endpoint=endpoint)
         assert res.exit_code != 0 and "error:" in res.output and "Traceback" not in res.output, res.output
         assert secret not in res.output and "***" in res.output, res.output
+
+
+def test_an_html_page_for_a_stream_is_named_not_sent_again(tmp_path, llama3_small):
+    """A login page answered with 200: it read as a stream dropped before its finish_reason, sent three times."""
+    with HostileServer("html") as server:
+        res = _run(llama3_small, tmp_path / "runs", server, "--mode", "accuracy")
+        assert "answered text/html; charset=utf-8, not an event stream" in _one_error(res)
+    assert server.requests <= 4  # one a worker, none sent again
