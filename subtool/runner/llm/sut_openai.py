@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import queue
+import re
 import threading
 import time
 import urllib.parse
@@ -80,10 +81,16 @@ def api_key(env_name: str | None) -> str:
     if env_name:
         value = os.environ.get(env_name)
         if not value:
+            # a value that is no conventional variable name may be the key itself (`--api-key-env $KEY`): not shown
+            name = env_name if re.fullmatch(r"[A-Z_][A-Z0-9_]{0,63}", env_name) else None
             raise SubtoolError(
-                f"--api-key-env names {env_name}, but that variable is not set",
+                f"--api-key-env names {name}, but that variable is not set"
+                if name
+                else "--api-key-env takes the name of the variable that holds the key (such as OPENAI_API_KEY), "
+                "and what it was given names no variable that is set (it is not shown: it may be the key itself)",
                 rule="run.api_key",
-                hint=f"export {env_name}=... before the run (the key is never written to disk)",
+                hint=f"export {name or 'VAR'}=... before the run, and pass --api-key-env {name or 'VAR'} "
+                "(the key is never written to disk)",
             )
         return value
     return os.environ.get("OPENAI_API_KEY") or NO_KEY
