@@ -120,6 +120,9 @@ class OpenAICompletionsSUT(SutFailure):
     # the most bytes one response may hold: room for a token's chunk (about 400 bytes from vLLM) ten times over
     bytes_per_token = 4096
     base_response_bytes = 1 << 20
+    # the model list, a healthy server's instant answer even under load: three reads of the completions' timeout
+    # (600 s) kept a run in front of a hung server for half an hour before its first line
+    models_timeout_s = 30.0
 
     def __init__(
         self,
@@ -169,8 +172,9 @@ class OpenAICompletionsSUT(SutFailure):
 
         where = shown_url(f"{self.client.base_url}models")
         try:
-            # a few quick tries only: nothing listening is most often a wrong --endpoint, not a busy server
-            listed = self.client.with_options(max_retries=2).models.list()
+            # a few quick tries only: nothing listening is most often a wrong --endpoint, not a busy server; and a
+            # server that takes the connection but answers nothing (hung) is one, not a slow generation
+            listed = self.client.with_options(max_retries=2, timeout=self.models_timeout_s).models.list()
             served = [m.id for m in listed if isinstance(getattr(m, "id", None), str) and m.id]
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise SubtoolError(

@@ -131,3 +131,26 @@ def test_a_key_given_to_api_key_env_in_place_of_a_name_is_not_printed(tmp_path, 
         res = _run(llama3_small, tmp_path / "runs", server, "--mode", "accuracy", "--api-key-env", "MY_SERVER_KEY")
     assert "--api-key-env names MY_SERVER_KEY, but that variable is not set" in res.output  # a name is still named
     assert server.requests == 0
+
+
+def test_a_server_that_takes_the_connection_and_answers_nothing_is_named_soon(llama3_small, monkeypatch):
+    """A hung server (the kernel still accepts its connections): the model list waited three times the completions'
+    600 s read timeout, half an hour, before the first line."""
+    import socket
+    import threading
+
+    from subtool.errors import SubtoolError
+    from subtool.runner.llm.sut_openai import OpenAICompletionsSUT
+
+    monkeypatch.setattr(OpenAICompletionsSUT, "models_timeout_s", 0.5, raising=False)
+    failures: list[BaseException] = []
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)  # never accepted, never answered
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        builder = threading.Thread(target=lambda: _catch(failures, _sut, url, llama3_small.model_path), daemon=True)
+        builder.start()
+        builder.join(20)
+    assert not builder.is_alive(), "still waiting for the model list after 20 s"
+    assert isinstance(failures[0], SubtoolError) and failures[0].rule == "run.endpoint_unreachable"
+    assert "timed out" in failures[0].one_line()
