@@ -497,7 +497,10 @@ def session_console(quiet: bool, file=None):
 
 
 def main(argv: list[str]) -> int:
-    spec = SessionSpec(**json.loads(Path(argv[0]).read_text()))
+    spec_file = Path(argv[0])
+    spec = SessionSpec(**json.loads(spec_file.read_text()))
+    # read once, then gone: it may hold an --endpoint's password, and a subtool killed by SIGKILL cannot remove it
+    spec_file.unlink(missing_ok=True)
     console = session_console(spec.quiet)
     pending: list[dict] = []
 

@@ -35,9 +35,10 @@ def test_ctrl_c_while_the_benchmark_process_starts_is_exit_130_without_a_traceba
     # guessed delay: a SIGINT that lands inside an object's __del__ is swallowed by Python itself, which made the
     # timed version of this test miss now and then on a loaded machine
     interrupt = (
-        "import runpy, sys\n"
+        "import pathlib, runpy, sys\n"
         "import subtool.runner.workload as w\n"
         "def stop(*a, **k):\n"
+        f"    print('spec kept:', pathlib.Path({str(spec_file)!r}).exists())\n"
         "    raise KeyboardInterrupt\n"
         "w.get_workload = stop\n"
         f"sys.argv = ['session', {str(spec_file)!r}]\n"
@@ -47,6 +48,9 @@ def test_ctrl_c_while_the_benchmark_process_starts_is_exit_130_without_a_traceba
     err = proc.stderr
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
+    # the spec is read once and removed: it may hold --endpoint's password, and a subtool killed by SIGKILL
+    # (which cannot remove it) left it in the staging folder for good
+    assert "spec kept: False" in proc.stdout, proc.stdout
 
 
 def test_loadgen_errors_are_said_once_each_with_their_count():
