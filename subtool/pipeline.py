@@ -150,11 +150,16 @@ def _preflight(opts: PipelineOptions, console) -> None:
     _refuse_overlaps(opts)
     if opts.fork and "publish" in _selected(opts):
         from subtool.publish.api import check_ready, probe_fork
+        from subtool.publish.marks import refuse_short_ahead
 
         check_ready(opts.fork, opts.upstream, no_pr=opts.no_pr)
         unreachable = probe_fork(opts.fork, opts.base)
         if unreachable:
             console.print(f"warning: {unreachable}", markup=False, highlight=False, soft_wrap=True)
+        if "run" in _selected(opts) and not opts.allow_short:  # else publish refuses it after the whole run
+            refuse_short_ahead(
+                demo=_is_demo(opts), run_style=opts.run.run_style, min_duration_ms=opts.run.min_duration_ms
+            )
     if "run" in _selected(opts):
         from subtool.runner.api import check_options, check_run_extra
 

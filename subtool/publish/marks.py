@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from subtool.errors import EXIT_USAGE, SubtoolError
 from subtool.mlperf.logs import read_file, read_json_object, read_loadgen_log
 from subtool.mlperf.round import MIN_DURATION_MS
 
@@ -63,6 +64,29 @@ def read_marks(tree: Path, results: list[tuple[str, str, str, str, str]]) -> Mar
         if _system_is_demo(tree / division / submitter, system) or _says(folder / "README.md", _DEMO_TEXT):
             marks.demo.add(rid)
     return marks
+
+
+def refuse_short_ahead(*, demo: bool, run_style: str, min_duration_ms: int | None) -> None:
+    """`subtool all --fork` without --allow-short: a run that will be DEMO or short is refused before it starts,
+    as publish would refuse its tree, but only after the run, package, check and pack stages."""
+    short = min_duration_ms is not None and min_duration_ms < MIN_DURATION_MS
+    why = [
+        w
+        for w, on in (
+            ("DEMO (the embedded demo)", demo),
+            ("a short run (--run-style short, the default)", run_style == "short"),
+            (f"a short run (--min-duration-ms {min_duration_ms} < {MIN_DURATION_MS})", short),
+        )
+        if on
+    ]
+    if why:
+        raise SubtoolError(
+            f"--fork: this run will be {' and '.join(why)}, which publish refuses (not submittable)",
+            rule="publish.short_run",
+            exit_code=EXIT_USAGE,
+            hint="pass --allow-short to publish it marked as such, or leave --fork out"
+            + ("" if demo else ", or run with --run-style valid"),
+        )
 
 
 def _short_reason(folder: Path) -> str | None:

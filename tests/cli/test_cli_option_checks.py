@@ -185,3 +185,35 @@ def test_all_refuses_a_tree_that_holds_another_submitter_before_the_run(tmp_path
     assert proc.returncode == 2 and len(errors) == 1 and "[all.other_submitter]" in errors[0], proc.stderr
     assert "open/TeamX" in errors[0] and "loadgen" not in proc.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["submission"]  # no state.json, no runs/
+
+
+@pytest.mark.parametrize(
+    "extra, said",
+    [
+        ([], "DEMO"),
+        (["--run-style", "valid"], "DEMO"),
+        (["--run-style", "valid", "--demo", "--min-duration-ms", "1000"], "--min-duration-ms 1000"),
+    ],
+)
+def test_all_with_a_fork_and_a_short_run_stops_before_the_run(tmp_path, extra, said):
+    """`subtool all --submitter TeamX --fork URL` on the demo (or any short run) ran the benchmark, package, check
+    and pack, then publish refused the tree (publish.short_run, exit 2): known before the run, so said at once."""
+    fork = tmp_path / "fork.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(fork)], check=True)
+    base = ["all", "--submitter", "TeamX", "--out", "o", "--fork", str(fork), *extra]
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_HEAVY, *base], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "[publish.short_run]" in errors[0], proc.stderr
+    assert said in errors[0] and "--allow-short" in proc.stderr
+    assert not (tmp_path / "o").exists() and "loadgen" not in proc.stderr
+    # with --allow-short the run may go on: here it stops at the next check (this child has no `run` extra)
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_HEAVY, *base, "--allow-short"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "publish.short_run" not in proc.stderr and "[run.missing_extra]" in proc.stderr

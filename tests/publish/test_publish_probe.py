@@ -21,7 +21,7 @@ from .helpers import git
 
 
 def _all(
-    tmp_path: Path, fork: str, token: str | None = None, path: str | None = None
+    tmp_path: Path, fork: str, token: str | None = None, path: str | None = None, extra: tuple[str, ...] = ()
 ) -> tuple[subprocess.CompletedProcess, list[str]]:
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN")}
     if token:
@@ -29,7 +29,7 @@ def _all(
     if path is not None:
         env["PATH"] = path
     proc = subprocess.run(
-        [sys.executable, "-c", BLOCK_HEAVY, "all", "--submitter", "TeamX", "--out", "o", "--fork", fork],
+        [sys.executable, "-c", BLOCK_HEAVY, "all", "--submitter", "TeamX", "--out", "o", "--fork", fork, *extra],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -89,7 +89,7 @@ def test_a_local_folder_that_is_no_git_repository_stops_all_before_the_run(tmp_p
 
 def test_a_fork_the_network_cannot_reach_now_only_warns_and_the_run_goes_on(tmp_path):
     fork = f"http://127.0.0.1:{_closed_port()}/alice/results.git"
-    proc, errors = _all(tmp_path, fork)
+    proc, errors = _all(tmp_path, fork, extra=("--allow-short",))  # the demo is published only with it
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "cannot reach the fork" in warnings[0] and "tries again" in warnings[0], proc.stderr
     # past the probe: the run stage's own check is what stops this child
@@ -97,7 +97,7 @@ def test_a_fork_the_network_cannot_reach_now_only_warns_and_the_run_goes_on(tmp_
 
 
 def test_a_fork_that_answers_gives_no_warning_and_the_run_goes_on(tmp_path, alice_fork):
-    proc, errors = _all(tmp_path, alice_fork)
+    proc, errors = _all(tmp_path, alice_fork, extra=("--allow-short",))
     assert not [line for line in proc.stderr.splitlines() if line.startswith("warning:")], proc.stderr
     assert len(errors) == 1 and "[run.missing_extra]" in errors[0], proc.stderr
 
