@@ -18,6 +18,7 @@ from subtool.errors import EXIT_USAGE, SubtoolError
 from subtool.fsutil import one_writer, remove_leftovers, within
 from subtool.mlperf.benchmarks import accuracy_line_ok, format_accuracy_line
 from subtool.mlperf.layout import WRITABLE_DIVISIONS, Layout, ResultKey, check_name, layout_for
+from subtool.mlperf.round import round_of_seeds
 from subtool.mlperf.round_choice import filed_as
 from subtool.package.group import Group, stage_group
 from subtool.package.importers import ImportedResult, discover, import_loose
@@ -208,6 +209,18 @@ def _accuracy(imp: ImportedResult, scorer: AccuracyScorer | None) -> tuple[str, 
     return text, line
 
 
+def _note_other_round(imp: ImportedResult, version: str) -> None:
+    """A performance run made with another round's LoadGen seeds fails the checker's perf.seeds in a tree of this
+    round (`subtool package --version v5.1` of a run made for v6.1): said here, not only by check."""
+    seeds = (imp.perf_log.get(f"effective_{k}") for k in ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed"))
+    ran_for = round_of_seeds(*seeds)
+    if ran_for and ran_for != version:
+        imp.notes.append(
+            f"the performance run used the {ran_for} seeds, so a {version} check fails it (perf.seeds): package it "
+            f"with --version {ran_for}, or run it again with --version {version}"
+        )
+
+
 def _measurements(imp: ImportedResult, overrides: dict) -> dict:
     from jsonschema import Draft202012Validator
 
@@ -262,6 +275,7 @@ class _Planner:
         filed = filed_as(imp.bench, layout.version, division, path=imp.source)
         if filed is not imp.bench:  # the folder keeps its name; model_mapping.json files it as the round's
             imp = dataclasses.replace(imp, bench=filed)
+        _note_other_round(imp, layout.version)
         versions = (imp.run or {}).get("versions") or {}
         if not versions.get("loadgen") and imp.perf_log.loadgen_version:
             versions = {**versions, "loadgen": imp.perf_log.loadgen_version}

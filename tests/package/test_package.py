@@ -240,6 +240,21 @@ def test_subtool_check_passes_the_tree_with_the_short_run_waived(pkg_lg, tmp_pat
     assert r.exit_code == 0, r.output
 
 
+def test_a_run_packaged_for_another_round_than_its_seeds_is_said_at_package_time(pkg_lg, tmp_path):
+    """`subtool package --from RUN --version v5.1` of a run LoadGen 6.0.17 made with the v6.1 seeds packaged
+    silently, and every check of the tree then failed perf.seeds: package says so, naming both ways out."""
+    res = package_results(pkg_opts(tmp_path / "v51", pkg_lg["Offline"], division="closed", version="v5.1"))
+    [note] = [n for n in res.results[0].notes if "seeds" in n]
+    assert "v6.1 seeds" in note and "perf.seeds" in note and "--version v6.1" in note and "--version v5.1" in note
+    r = runner.invoke(app, ["check", str(tmp_path / "v51"), "--version", "v5.1", "--json"])
+    assert "perf.seeds" in {f["rule"] for f in json.loads(r.stdout)["findings"] if f["severity"] == "error"}
+    # the run's own round, and a v5.1 run packaged for v5.1: nothing to say
+    res = package_results(pkg_opts(tmp_path / "v61", pkg_lg["Offline"], division="closed"))
+    assert not [n for n in res.results[0].notes if "seeds" in n]
+    res = package_results(pkg_opts(tmp_path / "v51b", pkg_lg["v51_Offline"], division="closed", version="v5.1"))
+    assert not [n for n in res.results[0].notes if "seeds" in n]
+
+
 def test_from_the_runs_parent_directory(pkg_lg, tmp_path):
     """`subtool run --out OUT/runs` writes OUT/runs/<model>/<scenario>; --from OUT/runs packages all of them."""
     runs = tmp_path / "out" / "runs"
