@@ -65,38 +65,42 @@ def _text(value) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ NVML
-def _nv_call(nv, fn, *args):
-    """One NVML query; None where the GPU or driver does not support it."""
+def _nv_call(nv, name: str, *args):
+    """One NVML query; None where the GPU, the driver or this pynvml does not support it (pynvml 8 has no MIG
+    calls; a call may fail with an error of its own, not an NVMLError)."""
+    fn = getattr(nv, name, None)
+    if fn is None:
+        return None
     try:
         return fn(*args)
-    except nv.NVMLError:
+    except Exception:
         return None
 
 
 def _nvml_partitions(nv, handle) -> list[tuple[str, int | None]]:
-    mode = _nv_call(nv, nv.nvmlDeviceGetMigMode, handle)
-    if not mode or mode[0] != nv.NVML_DEVICE_MIG_ENABLE:
+    mode = _nv_call(nv, "nvmlDeviceGetMigMode", handle)
+    if not mode or mode[0] != getattr(nv, "NVML_DEVICE_MIG_ENABLE", 1):
         return []
     parts = []
-    for i in range(_nv_call(nv, nv.nvmlDeviceGetMaxMigDeviceCount, handle) or 0):
-        mig = _nv_call(nv, nv.nvmlDeviceGetMigDeviceHandleByIndex, handle, i)
+    for i in range(_nv_call(nv, "nvmlDeviceGetMaxMigDeviceCount", handle) or 0):
+        mig = _nv_call(nv, "nvmlDeviceGetMigDeviceHandleByIndex", handle, i)
         if mig is None:
             continue  # no instance in this slot
-        name = _text(_nv_call(nv, nv.nvmlDeviceGetName, mig) or "")
+        name = _text(_nv_call(nv, "nvmlDeviceGetName", mig) or "")
         profile = name.rsplit(" MIG ", 1)[-1] if " MIG " in name else name or "MIG"
-        mem = _nv_call(nv, nv.nvmlDeviceGetMemoryInfo, mig)
+        mem = _nv_call(nv, "nvmlDeviceGetMemoryInfo", mig)
         parts.append((profile, int(mem.total) // 2**20 if mem is not None else None))
     return parts
 
 
 def _nvml_gpu(nv, handle) -> Gpu:
-    mem = _nv_call(nv, nv.nvmlDeviceGetMemoryInfo, handle)
+    mem = _nv_call(nv, "nvmlDeviceGetMemoryInfo", handle)
     return Gpu(
         name=_text(nv.nvmlDeviceGetName(handle)),
         memory_mib=int(mem.total) // 2**20 if mem is not None else None,
-        clock_mhz=_nv_call(nv, nv.nvmlDeviceGetMaxClockInfo, handle, nv.NVML_CLOCK_SM) or None,
-        pcie_gen=_nv_call(nv, nv.nvmlDeviceGetMaxPcieLinkGeneration, handle) or None,
-        pcie_width=_nv_call(nv, nv.nvmlDeviceGetMaxPcieLinkWidth, handle) or None,
+        clock_mhz=_nv_call(nv, "nvmlDeviceGetMaxClockInfo", handle, nv.NVML_CLOCK_SM) or None,
+        pcie_gen=_nv_call(nv, "nvmlDeviceGetMaxPcieLinkGeneration", handle) or None,
+        pcie_width=_nv_call(nv, "nvmlDeviceGetMaxPcieLinkWidth", handle) or None,
         partitions=_nvml_partitions(nv, handle),
     )
 
@@ -120,17 +124,17 @@ def _nvlink(nv, handles: list) -> tuple[str, str]:
         links = [
             link
             for link in range(getattr(nv, "NVML_NVLINK_MAX_LINKS", 18))
-            if _nv_call(nv, nv.nvmlDeviceGetNvLinkState, h, link) == nv.NVML_FEATURE_ENABLED
+            if _nv_call(nv, "nvmlDeviceGetNvLinkState", h, link) == nv.NVML_FEATURE_ENABLED
         ]
         active.append(len(links))
         if links and version is None:
-            version = _nv_call(nv, nv.nvmlDeviceGetNvLinkVersion, h, links[0])
+            version = _nv_call(nv, "nvmlDeviceGetNvLinkVersion", h, links[0])
     if not any(active):
         return "PCIe", ""
     label = f"NVLink {_nvlink_versions(nv).get(version, '')}".strip()
     per_gpu = f"{active[0]} links per GPU" if len(set(active)) == 1 else f"{min(active)}-{max(active)} links per GPU"
     pairs = [(a, b) for i, a in enumerate(handles) for b in handles[i + 1 :]]
-    ok = [_nv_call(nv, nv.nvmlDeviceGetP2PStatus, a, b, nv.NVML_P2P_CAPS_INDEX_NVLINK) for a, b in pairs]
+    ok = [_nv_call(nv, "nvmlDeviceGetP2PStatus", a, b, nv.NVML_P2P_CAPS_INDEX_NVLINK) for a, b in pairs]
     topology = "NVLink between every pair of GPUs" if all(s == nv.NVML_P2P_STATUS_OK for s in ok) else ""
     return f"{label} ({per_gpu})", topology
 
@@ -140,7 +144,8 @@ def _cuda_version(raw) -> str:
 
 
 def nvml_scan() -> GpuScan | None:
-    """NVIDIA GPUs through NVML; None when pynvml or the driver's libnvidia-ml is absent, or it sees none."""
+    """NVIDIA GPUs through NVML; None when pynvml or the driver's libnvidia-ml is absent, it sees none, or it
+    fails in a way of its own (pynvml 8 has no MIG calls)."""
     nv = _module("pynvml")
     if nv is None:
         return None
@@ -151,11 +156,11 @@ def nvml_scan() -> GpuScan | None:
     try:
         handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(nv.nvmlDeviceGetCount())]
         gpus = [_nvml_gpu(nv, h) for h in handles]
-        driver = _text(_nv_call(nv, nv.nvmlSystemGetDriverVersion) or "")
+        driver = _text(_nv_call(nv, "nvmlSystemGetDriverVersion") or "")
         interconnect, topology = _nvlink(nv, handles)
-        cuda = _cuda_version(_nv_call(nv, nv.nvmlSystemGetCudaDriverVersion))
-    except nv.NVMLError:
-        return None
+        cuda = _cuda_version(_nv_call(nv, "nvmlSystemGetCudaDriverVersion"))
+    except Exception:  # NVMLError; an older pynvml without a function (AttributeError), a name not UTF-8, …
+        return None  # the next source (nvidia-smi) is asked: detection never ends in a traceback
     finally:
         with contextlib.suppress(Exception):
             nv.nvmlShutdown()

@@ -251,3 +251,49 @@ def test_an_nvidia_smi_that_does_not_answer_in_time_is_given_up(monkeypatch, bar
     assert gpu.nvidia_smi_scan() is not None  # it does answer, given the time
     monkeypatch.setattr(gpu, "NVIDIA_SMI_TIMEOUT_S", 0.5)
     assert gpu.nvidia_smi_scan() is None
+
+
+# ------------------------------------------------------------------------------ libraries failing their own way
+def _system_json(bare_path) -> dict:
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    fake_tool(bare_path, "dmidecode", "exit 1")
+    r = CliRunner().invoke(app, ["system", "--submitter", "TeamX"])
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output
+    return json.loads(r.stdout[r.stdout.index("{") : r.stdout.rindex("}") + 1])
+
+
+def test_a_pynvml_without_the_mig_calls_still_describes_the_gpu(monkeypatch, bare_path):
+    nv = fake_pynvml(load("nvml_h200_x1.json"))
+    for name in ("nvmlDeviceGetMigMode", "nvmlDeviceGetMaxMigDeviceCount", "nvmlDeviceGetMigDeviceHandleByIndex"):
+        delattr(nv, name)  # pynvml 8 (the old `pip install pynvml`) has no MIG calls: an AttributeError, no NVMLError
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    fields = _system_json(bare_path)
+    assert fields["accelerators_per_node"] == 1
+    assert fields["accelerator_model_name"] == "NVIDIA H200"
+    assert nv.state["init"] == 0
+
+
+def test_a_pynvml_call_failing_with_no_nvml_error_falls_back_to_nvidia_smi(monkeypatch, bare_path):
+    nv = fake_pynvml(load("nvml_h200_x1.json"))
+
+    def undecodable_name(handle):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")  # pynvml decodes the name itself
+
+    nv.nvmlDeviceGetName = undecodable_name
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    fake_tool(bare_path, "nvidia-smi", "echo 'NVIDIA H100 PCIe, 81559, 1755, 5, 16, 535.104.05'")
+    fields = _system_json(bare_path)
+    assert fields["accelerator_model_name"] == "NVIDIA H100 PCIe"
+    assert nv.state["init"] == 0
+
+
+def test_an_amdsmi_of_another_rocm_release_leaves_the_gpus_to_sysfs(monkeypatch, bare_path):
+    smi = fake_amdsmi(load("amdsmi_mi300x_x8.json"))
+    del smi.AmdSmiLinkType  # an enum this binding does not have: an AttributeError, no AmdSmiException
+    monkeypatch.setitem(sys.modules, "amdsmi", smi)
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    assert "accelerator_model_name" in _system_json(bare_path)  # a description (sysfs next), not a traceback
