@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import platform
+from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from subtool.hostinfo import amd, gpu, memory
@@ -135,10 +137,25 @@ def _model_and_memory(scan: GpuScan) -> tuple[str, int | None]:
     return f"{g.name} ({mig} MIG)", sizes.pop() if len(sizes) == 1 else None
 
 
+MIXED_GPUS = "guessed (the GPUs differ: "  # the start of the count's and name's source on a host of mixed models
+
+
+def _main_gpus(scan: GpuScan) -> tuple[GpuScan, str]:
+    """The GPUs of the host's most common model (ties: the first GPU's), and, where it has others too (an H100
+    beside a display card), the source that says so: which of them ran the benchmark is for the user to say."""
+    counts = Counter(g.name for g in scan.gpus)
+    if len(counts) == 1:
+        return scan, ""
+    top = max(counts, key=lambda name: counts[name])
+    mix = ", ".join(f"{n}x {name}" for name, n in counts.items())
+    return replace(scan, gpus=[g for g in scan.gpus if g.name == top]), f"{MIXED_GPUS}{mix})"
+
+
 def accelerator_fields(scan: GpuScan | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """The accelerator half, from the first GPU; CPU-only hosts say so."""
+    """The accelerator half, from the GPUs of the most common model; CPU-only hosts say so."""
     if scan is None or not scan.gpus:
         return dict(CPU_ONLY_FIELDS), dict.fromkeys(CPU_ONLY_FIELDS, "derived: no GPU found (CPU only)")
+    scan, mixed = _main_gpus(scan)
     g, n, src = scan.gpus[0], len(scan.gpus), scan.source
     model, mib = _model_and_memory(scan)
     memory_config = ", ".join(
@@ -146,8 +163,8 @@ def accelerator_fields(scan: GpuScan | None) -> tuple[dict[str, Any], dict[str, 
     )
     one = "derived: one accelerator"
     values: dict[str, tuple[Any, str]] = {
-        "accelerators_per_node": (n, src),
-        "accelerator_model_name": (model, src),
+        "accelerators_per_node": (n, mixed or src),
+        "accelerator_model_name": (model, mixed or src),
         "accelerator_memory_capacity": (f"{round(mib / 1024)} GB", src) if mib else (NOT_DETECTED, GUESSED),
         "accelerator_memory_configuration": (memory_config, src) if memory_config else (NOT_DETECTED, GUESSED),
         "accelerator_frequency": (f"{g.clock_mhz} MHz", src) if g.clock_mhz else (NOT_DETECTED, GUESSED),

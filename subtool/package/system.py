@@ -23,6 +23,7 @@ from subtool.errors import SubtoolError
 from subtool.hostinfo.fields import (
     CPU_ONLY_ACCELERATOR,
     GUESSED,
+    MIXED_GPUS,
     NOT_DETECTED,
     accelerator_fields,
     host_fields,
@@ -137,7 +138,9 @@ def detect_system(
         sources["hw_notes"] = sources["sw_notes"] = "input: a demo run"
     f["system_name"] = default_system_name(f, demo=demo)
     sources["system_name"] = "derived: from the processor and accelerator fields"
-    guessed = ["cooling"] + [k for k, v in f.items() if v == NOT_DETECTED and k != "cooling"]
+    guessed = ["cooling"] + [
+        k for k, v in f.items() if (v == NOT_DETECTED or sources[k].startswith(MIXED_GPUS)) and k != "cooling"
+    ]
     return SystemDescription(fields=f, guessed=guessed, sources=sources)
 
 

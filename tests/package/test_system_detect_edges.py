@@ -149,11 +149,11 @@ def test_xgmi_over_two_hops_is_not_called_one_hop(monkeypatch, bare_path):
 
 def test_amd_answers_of_na_unknown_and_booleans_are_not_values(monkeypatch, bare_path):
     recording = load("amdsmi_mi300x_x8.json")
-    first = recording["gpus"][0]
-    first["amdsmi_get_gpu_asic_info"]["market_name"] = "N/A"
-    first["amdsmi_get_gpu_vram_info"]["vram_type"] = 0  # UNKNOWN
-    first["amdsmi_get_clock_info"]["0"]["max_clk"] = True
-    first["amdsmi_get_gpu_compute_partition"] = "N/A"
+    for each in recording["gpus"]:  # every GPU alike: one that differs would be a host of mixed models
+        each["amdsmi_get_gpu_asic_info"]["market_name"] = "N/A"
+        each["amdsmi_get_gpu_vram_info"]["vram_type"] = 0  # UNKNOWN
+        each["amdsmi_get_clock_info"]["0"]["max_clk"] = True
+        each["amdsmi_get_gpu_compute_partition"] = "N/A"
     _mi300x(monkeypatch, recording)
     desc = detect_system(submitter="TeamX", division="open")
     f = desc.fields
@@ -297,3 +297,19 @@ def test_an_amdsmi_of_another_rocm_release_leaves_the_gpus_to_sysfs(monkeypatch,
     monkeypatch.setitem(sys.modules, "amdsmi", smi)
     monkeypatch.setitem(sys.modules, "pynvml", None)
     assert "accelerator_model_name" in _system_json(bare_path)  # a description (sysfs next), not a traceback
+
+
+def test_a_host_of_mixed_gpus_is_not_described_as_all_of_the_first_model(monkeypatch, bare_path):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    fake_tool(
+        bare_path,
+        "nvidia-smi",
+        "echo 'NVIDIA T400, 2048, 1425, 3, 16, 550.54.15'\n"  # the display card comes first
+        + "echo 'NVIDIA H100 80GB HBM3, 81559, 1980, 5, 16, 550.54.15'\n" * 2,
+    )
+    fields = _system_json(bare_path)
+    assert (fields["accelerators_per_node"], fields["accelerator_model_name"]) == (2, "NVIDIA H100 80GB HBM3")
+    assert fields["accelerator_memory_capacity"] == "80 GB"
+    desc = detect_system(submitter="TeamX", division="open")
+    assert {"accelerators_per_node", "accelerator_model_name"} <= set(desc.guessed)  # the user is told to settle it
+    assert "1x NVIDIA T400" in desc.sources["accelerator_model_name"]
