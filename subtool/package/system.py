@@ -390,8 +390,8 @@ def field_errors(
         seen.add(name)
         errors.append((name, _message(err, schema)))
     for name, value in fields.items():  # into the README tables, the .md report and terminals: one printable line
-        if name not in seen and isinstance(value, str) and _has_control(value):
-            errors.append((name, f"field '{name}' holds a line break or another control character: {_shown(value)}"))
+        if name not in seen and isinstance(value, str) and (problem := _text_problem(value)):
+            errors.append((name, f"field '{name}' holds {problem}: {_shown(value)}"))
     if division and str(fields.get("division", "")).lower() not in ("", division.lower()) and "division" not in seen:
         errors.append(
             (
@@ -416,12 +416,21 @@ def field_errors(
     return errors
 
 
-def _has_control(text: str) -> bool:
-    """A control character (a line break, an escape) or a bidirectional override; a no-break space is fine."""
-    return any(
-        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069
+def _text_problem(text: str) -> str:
+    """What keeps a value off one printable line of UTF-8 (the README tables, the .md report, terminals); ""
+    when nothing does. A no-break space is fine."""
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):  # JSON's "\ud800" alone: no UTF-8 file can hold it
+        return "a lone surrogate (half of a character), which no UTF-8 file can hold"
+    if any(
+        ord(c) < 0x20
+        or 0x7F <= ord(c) <= 0x9F
+        or c in "\u2028\u2029"  # line and paragraph separators: line breaks to Python and JavaScript
+        or 0x202A <= ord(c) <= 0x202E
+        or 0x2066 <= ord(c) <= 0x2069
         for c in text
-    )
+    ):
+        return "a line break or another control character"
+    return ""
 
 
 def validate_system(

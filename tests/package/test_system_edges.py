@@ -84,7 +84,7 @@ def test_a_huge_refused_value_is_quoted_cut_short_in_its_error_line():
     assert any(p.startswith("field 'cooling' is {'k': 'xxx") and "..." in p for p in problems), problems
 
 
-@pytest.mark.parametrize("value", ["Air\nSigned-off-by: x", "H100\x1b[31m", "gpu\u202e001"])
+@pytest.mark.parametrize("value", ["Air\nSigned-off-by: x", "H100\x1b[31m", "gpu\u202e001", "Air\u2028# Signed-off"])
 def test_a_system_value_with_a_control_character_is_refused(value):
     """It went into systems/*.json, the README tables and the .md report as written; a no-break space is fine."""
     from subtool.package.system import validation_errors
@@ -93,3 +93,20 @@ def test_a_system_value_with_a_control_character_is_refused(value):
     assert any(p.startswith("field 'accelerator_model_name' holds a line break or another control") for p in problems)
     fine = validation_errors({"accelerator_model_name": "H100\u00a0SXM"})
     assert not any("accelerator_model_name" in p for p in fine), fine
+
+
+def test_a_lone_surrogate_set_from_json_is_refused_and_nothing_written(tmp_path):
+    """JSON's "\\ud800" alone read as text no UTF-8 file holds: `pack` failed writing its report (exit 70)."""
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    src, out = tmp_path / "o.json", tmp_path / "system.json"
+    src.write_text('{"cooling": "air \\ud800"}', encoding="ascii")
+    r = CliRunner().invoke(app, ["system", "--submitter", "TeamX", "--file", str(src), "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    assert "field 'cooling' holds a lone surrogate" in r.output and "system.invalid" in r.output
+    assert not out.exists()
+    out.write_text('{"cooling": "\\udfff"}', encoding="ascii")
+    r = CliRunner().invoke(app, ["system", "--validate", str(out)])
+    assert r.exit_code == 1 and "lone surrogate" in r.output, r.output
