@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from subtool.errors import SubtoolError
+from subtool.mlperf.json_strict import parse_json
+from subtool.mlperf.logs import read_bounded
 from subtool.package.importers import ImportedResult
 from subtool.package.staging import write_text
 from subtool.package.system import NOT_DETECTED, SystemDescription
@@ -171,11 +174,23 @@ def _as_count(value: object) -> int:
         return 0
 
 
-def existing_system(path: Path) -> dict:
+SYSTEM_JSON_LIMIT = 16 << 20  # a description is a few kB; what a tree holds past this is read no further
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON value of a system file in the tree; None when it is no regular file of at most 16 MiB holding
+    JSON (a FIFO would block the read for ever, a link to /dev/zero never end, `[[[…` 100,000 deep raise
+    RecursionError): such a file is left as it is, for the checker to name."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        data = read_bounded(path, SYSTEM_JSON_LIMIT)
+    except OSError:
+        return None
+    value, problem = parse_json(data)
+    return value if problem is None else None
+
+
+def existing_system(path: Path) -> dict:
+    data = _read_json(path)
     return data if isinstance(data, dict) else {}
 
 
@@ -216,10 +231,7 @@ def stage_system(
         write_text(target, desc.to_json())
         guessed = ", ".join(desc.guessed)
         return [f"{rel}: check {guessed} (not detected; set them with --system-file)"] if desc.guessed else []
-    try:
-        current = json.loads(target.read_text(encoding="utf-8"))
-    except ValueError:
-        current = None
+    current = _read_json(target)
     replace = system_file is not None and force
     if isinstance(current, dict) and _only_merged_fields_differ(current, desc.fields, replace=replace):
         _write_json(target, {**current, **{k: desc.fields[k] for k in MERGED_SYSTEM_FIELDS}})

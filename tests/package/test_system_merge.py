@@ -118,3 +118,67 @@ def test_a_field_the_packaging_machine_could_not_detect_is_no_longer_guessed_onc
     merged = with_recorded_nodes(desc, [imp])
     assert merged.fields["accelerator_model_name"] == "H100"
     assert merged.guessed == ["cooling"]
+
+
+def _unblock_later(fifo, after_s: float):
+    """After `after_s`, give each reader blocked on the FIFO a byte and an end (so a reader that blocks ends,
+    late, rather than hang the test); a no-op when nobody reads it."""
+    import os
+    import threading
+    import time
+
+    def writer():
+        time.sleep(after_s)
+        for _ in range(100):  # every read that blocks, for 10 s
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader waits now
+                time.sleep(0.1)
+                continue
+            os.write(fd, b"x")
+            os.close(fd)
+            time.sleep(0.1)
+
+    threading.Thread(target=writer, daemon=True).start()
+
+
+def test_a_system_file_in_the_tree_that_is_a_fifo_does_not_block_package(tmp_path):
+    import os
+    import time
+
+    from subtool.package.system_merge import existing_system
+
+    target = tmp_path / "closed/T/systems/box.json"
+    target.parent.mkdir(parents=True)
+    os.mkfifo(target)
+    _unblock_later(target, 5)
+    started = time.monotonic()
+    assert existing_system(target) == {}
+    notes = stage_system(
+        tmp_path,
+        "closed/T/systems/box.json",
+        SystemDescription(fields=BASE),
+        out=tmp_path,
+        system_file=None,
+        force=False,
+    )
+    assert time.monotonic() - started < 4, "the read waited for a writer"
+    assert notes == ["kept the existing closed/T/systems/box.json (detected values not applied)"]
+
+
+def test_a_system_file_in_the_tree_nested_too_deep_is_kept_not_a_crash(tmp_path):
+    from subtool.package.system_merge import existing_system
+
+    target = tmp_path / "closed/T/systems/box.json"
+    target.parent.mkdir(parents=True)
+    target.write_text("[" * 100_000 + "]" * 100_000)  # RecursionError in json.loads: `package` exited 70
+    assert existing_system(target) == {}
+    notes = stage_system(
+        tmp_path,
+        "closed/T/systems/box.json",
+        SystemDescription(fields=BASE),
+        out=tmp_path,
+        system_file=None,
+        force=False,
+    )
+    assert notes == ["kept the existing closed/T/systems/box.json (detected values not applied)"]
