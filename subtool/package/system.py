@@ -334,12 +334,22 @@ def _field_of(err) -> str:
     return ".".join(str(p) for p in err.absolute_path) or "(document)"
 
 
+# Fields whose allowed values the schema's enum or type says less plainly than these words.
+ALLOWED_WORDS = {
+    "is_network": '"true" or "false", as a string',
+    "hw_notes": "text (a string): the checker's summary joins the notes as text",
+    "sw_notes": "text (a string): the checker's summary joins the notes as text",
+}
+
+
 def _message(err, schema: dict) -> str:
     name = _field_of(err)
     value = err.instance
     prop = schema["properties"].get(name, {})
     if err.validator == "required":
         return f"field '{name}' is missing (the official checker requires it)"
+    if name in ALLOWED_WORDS and err.validator in ("enum", "type"):
+        return f"field '{name}' is {_shown(value)}; allowed values: {ALLOWED_WORDS[name]}"
     if "enum" in prop and err.validator in ("enum", "not", "pattern", "type"):
         allowed = ", ".join(str(a) for a in dict.fromkeys(str(x).lower() for x in prop["enum"]))
         return f"field '{name}' is {_shown(value)}; allowed values: {allowed}"
@@ -392,6 +402,7 @@ def field_errors(
     for name, value in fields.items():  # into the README tables, the .md report and terminals: one printable line
         if name not in seen and isinstance(value, str) and (problem := _text_problem(value)):
             errors.append((name, f"field '{name}' holds {problem}: {_shown(value)}"))
+    errors += _network_errors(fields, division, seen)
     if division and str(fields.get("division", "")).lower() not in ("", division.lower()) and "division" not in seen:
         errors.append(
             (
@@ -412,6 +423,26 @@ def field_errors(
                 f"field 'submitter' is {fields['submitter']!r} but the submitter directory is "
                 f"{submitter!r}; allowed values: {submitter}",
             )
+        )
+    return errors
+
+
+def _network_errors(fields: dict[str, Any], division: str | None, seen: set[str]) -> list[tuple[str, str]]:
+    """is_network as the checker reads it: any value asks for every network field, and only the network
+    division may say "true"."""
+    raw = fields.get("is_network")
+    if not raw or "is_network" in seen:
+        return []
+    errors = [
+        (name, f"field '{name}' is missing (the official checker requires it when is_network is set: {raw!r})")
+        for name in NETWORK_FIELDS
+        if name not in fields
+    ]
+    says = str(raw).lower() == "true"
+    if division in ("network", "closed") and says != (division == "network"):
+        want = '"true"' if division == "network" else '"false" or no is_network'
+        errors.append(
+            ("is_network", f"field 'is_network' is {raw!r} in the {division} division; allowed values: {want}")
         )
     return errors
 

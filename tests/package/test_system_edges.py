@@ -4,6 +4,8 @@ are fields one may set."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from subtool.errors import SubtoolError
@@ -110,3 +112,49 @@ def test_a_lone_surrogate_set_from_json_is_refused_and_nothing_written(tmp_path)
     out.write_text('{"cooling": "\\udfff"}', encoding="ascii")
     r = CliRunner().invoke(app, ["system", "--validate", str(out)])
     assert r.exit_code == 1 and "lone surrogate" in r.output, r.output
+
+
+@pytest.mark.parametrize(
+    "line, says",
+    [
+        ("hw_notes = 5", "field 'hw_notes' is 5; allowed values: text (a string)"),
+        ("sw_notes = true", "field 'sw_notes' is True; allowed values: text (a string)"),
+        ("is_network = false", 'field \'is_network\' is False; allowed values: "true" or "false", as a string'),
+    ],
+)
+def test_a_value_the_checker_fails_is_refused_by_system_not_left_to_check(tmp_path, line, says):
+    """`system` called these valid, `package` wrote them, and `check` failed the tree (system.notes_not_text,
+    system.network_mode)."""
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    src = tmp_path / "o.toml"
+    src.write_text(f"{line}\ncooling = 'air'\n")
+    r = CliRunner().invoke(app, ["system", "--submitter", "TeamX", "--file", str(src), "--out", str(tmp_path / "s")])
+    assert r.exit_code == 2 and says in r.output, r.output
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("division, value", [("open", "false"), ("network", "true")])
+def test_is_network_of_any_value_asks_for_the_network_fields(tmp_path, division, value):
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    r = CliRunner().invoke(app, ["system", "--submitter", "TeamX", "--division", division, "--set", "cooling=air"])
+    fields = json.loads(r.stdout[r.stdout.index("{") : r.stdout.rindex("}") + 1])
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({**fields, "is_network": value}))
+    r = CliRunner().invoke(app, ["system", "--validate", str(path), "--division", division])
+    assert r.exit_code == 1, r.output
+    assert f"field 'network_type' is missing (the official checker requires it when is_network is set: '{value}')" in (
+        " ".join(r.output.split())
+    )
+
+
+def test_is_network_true_outside_the_network_division_is_refused():
+    from subtool.package.system import validation_errors
+
+    problems = validation_errors({"is_network": "true"}, division="closed")
+    assert any(p.startswith("field 'is_network' is 'true' in the closed division") for p in problems), problems
