@@ -15,7 +15,7 @@ from typing import Any
 
 from subtool.hostinfo import amd, gpu, memory
 from subtool.hostinfo import host as readers
-from subtool.hostinfo.gpu import GpuScan
+from subtool.hostinfo.gpu import Gpu, GpuScan
 from subtool.hostinfo.host import NOT_DETECTED, human_bytes
 
 CPU_ONLY_ACCELERATOR = "N/A (CPU only)"
@@ -124,17 +124,21 @@ CPU_ONLY_FIELDS = {
 }
 
 
+def _model(g: Gpu) -> str:
+    """The GPU's model name, its MIG instances named as NVIDIA's own MIG results do."""
+    if not g.partitions:
+        return g.name
+    profiles = Counter(profile for profile, _ in g.partitions)
+    return f"{g.name} ({' + '.join(f'{n}x{p}' for p, n in profiles.items())} MIG)"
+
+
 def _model_and_memory(scan: GpuScan) -> tuple[str, int | None]:
-    """The model name (MIG instances named as NVIDIA's own MIG results do) and the memory one accelerator has."""
+    """The model name and the memory one accelerator (a GPU, or a MIG instance) has."""
     g = scan.gpus[0]
     if not g.partitions:
         return g.name, g.memory_mib
-    profiles: dict[str, int] = {}
-    for profile, _ in g.partitions:
-        profiles[profile] = profiles.get(profile, 0) + 1
-    mig = " + ".join(f"{n}x{p}" for p, n in profiles.items())
     sizes = {mib for _, mib in g.partitions}
-    return f"{g.name} ({mig} MIG)", sizes.pop() if len(sizes) == 1 else None
+    return _model(g), sizes.pop() if len(sizes) == 1 else None
 
 
 MIXED_GPUS = "guessed (the GPUs differ: "  # the start of the count's and name's source on a host of mixed models
@@ -143,12 +147,12 @@ MIXED_GPUS = "guessed (the GPUs differ: "  # the start of the count's and name's
 def _main_gpus(scan: GpuScan) -> tuple[GpuScan, str]:
     """The GPUs of the host's most common model (ties: the first GPU's), and, where it has others too (an H100
     beside a display card), the source that says so: which of them ran the benchmark is for the user to say."""
-    counts = Counter(g.name for g in scan.gpus)
+    counts = Counter(_model(g) for g in scan.gpus)  # MIG on some GPUs only is a mix too
     if len(counts) == 1:
         return scan, ""
     top = max(counts, key=lambda name: counts[name])
     mix = ", ".join(f"{n}x {name}" for name, n in counts.items())
-    return replace(scan, gpus=[g for g in scan.gpus if g.name == top]), f"{MIXED_GPUS}{mix})"
+    return replace(scan, gpus=[g for g in scan.gpus if _model(g) == top]), f"{MIXED_GPUS}{mix})"
 
 
 def accelerator_fields(scan: GpuScan | None) -> tuple[dict[str, Any], dict[str, str]]:

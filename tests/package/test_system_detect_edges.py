@@ -313,3 +313,18 @@ def test_a_host_of_mixed_gpus_is_not_described_as_all_of_the_first_model(monkeyp
     desc = detect_system(submitter="TeamX", division="open")
     assert {"accelerators_per_node", "accelerator_model_name"} <= set(desc.guessed)  # the user is told to settle it
     assert "1x NVIDIA T400" in desc.sources["accelerator_model_name"]
+
+
+def test_mig_on_one_gpu_of_three_is_a_mix_not_three_partitioned_gpus(monkeypatch, bare_path):
+    import copy
+
+    recording = load("nvml_a100_mig.json")
+    plain = copy.deepcopy(recording["devices"][0])
+    plain["nvmlDeviceGetMigMode"], plain["mig_devices"] = [0, 0], []
+    recording["devices"] = [recording["devices"][0], plain, copy.deepcopy(plain)]
+    _nvml(monkeypatch, recording)
+    fields = _system_json(bare_path)
+    assert (fields["accelerators_per_node"], fields["accelerator_model_name"]) == (2, "NVIDIA A100-SXM4-80GB")
+    assert fields["accelerator_memory_capacity"] == "80 GB"
+    desc = detect_system(submitter="TeamX", division="open")
+    assert "1x NVIDIA A100-SXM4-80GB (7x1g.10gb MIG)" in desc.sources["accelerators_per_node"], desc.sources
