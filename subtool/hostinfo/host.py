@@ -31,6 +31,7 @@ MAX_CPUS = 8192  # the most CPUs Linux supports (NR_CPUS on x86-64 with MAXSMP)
 MAX_MEMORY_BYTES = 2**52  # the most physical memory 52-bit addresses reach (x86-64, arm64)
 MAX_MHZ = 100_000  # no processor clocks near 100 GHz
 MAX_LINK_MBIT = 10**7  # 10 Tbit/s: the fastest Ethernet is 1.6 Tbit/s
+EXITED_POLL_S = 0.1  # while a command prints nothing, how often run_capped looks whether it has ended
 
 
 def read_text(path: str | Path) -> str | None:
@@ -67,6 +68,8 @@ def plain_name(text: str, longest: int = 200) -> str:
 def run_capped(argv: list[str], limit: int, timeout: float) -> tuple[int, bytes]:
     """(exit status, output) of a command whose output is read up to `limit` + 1 bytes: one that prints more is
     stopped there (the caller sees the extra byte), one that runs past `timeout` seconds raises TimeoutExpired.
+    The output ends when the command does, even where a process it left behind (a wrapper script's `daemon &`)
+    holds the pipe open.
     stderr is not kept: capture_output would hold all of it, and of stdout, in memory before any cap."""
     deadline = time.monotonic() + timeout
     with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
@@ -76,8 +79,12 @@ def run_capped(argv: list[str], limit: int, timeout: float) -> tuple[int, bytes]
                 sel.register(proc.stdout, selectors.EVENT_READ)
                 while len(out) <= limit:
                     left = deadline - time.monotonic()
-                    if left <= 0 or not sel.select(left):
+                    if left <= 0:
                         raise subprocess.TimeoutExpired(argv, timeout)
+                    if not sel.select(min(left, EXITED_POLL_S)):
+                        if proc.poll() is not None:
+                            break  # it ended, and what it left running holds the pipe open: no EOF will come
+                        continue
                     chunk = os.read(proc.stdout.fileno(), 1 << 16)
                     if not chunk:
                         break

@@ -402,3 +402,13 @@ def test_an_lscpu_model_name_of_control_characters_is_no_name(bare_path):
     assert host.cpu_info(root=bare_path)[1]["model"] != host.LSCPU
     fake_tool(bare_path, "lscpu", """echo '{"lscpu": [{"field": "Model name:", "data": "Neoverse-V2"}]}'""")
     assert host.cpu_info(root=bare_path)[0]["model"] == "Neoverse-V2"
+
+
+def test_an_nvidia_smi_that_leaves_a_process_holding_its_output_is_read_when_it_ends(bare_path):
+    """A wrapper script that starts something in the background: the pipe stays open after nvidia-smi ends. It
+    was read until the 20 s timeout, and the host described as CPU only."""
+    fake_tool(bare_path, "nvidia-smi", f"echo '{H100_LINE}'\n/bin/sleep 30 &")
+    started = time.monotonic()
+    scan = gpu.nvidia_smi_scan()
+    assert scan is not None and [g.name for g in scan.gpus] == ["NVIDIA H100 PCIe"]
+    assert time.monotonic() - started < 5
