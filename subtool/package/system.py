@@ -427,12 +427,20 @@ def field_errors(
     return errors
 
 
+_NETWORK_DIVISION_NEEDS = (
+    "field 'is_network' is missing (the official checker requires it in the network division); "
+    'allowed values: "true", with the network fields'
+)
+
+
 def _network_errors(fields: dict[str, Any], division: str | None, seen: set[str]) -> list[tuple[str, str]]:
     """is_network as the checker reads it: any value asks for every network field, and only the network
     division may say "true"."""
     raw = fields.get("is_network")
-    if not raw or "is_network" in seen:
+    if "is_network" in seen:
         return []
+    if not raw:
+        return [] if division != "network" else [("is_network", _NETWORK_DIVISION_NEEDS)]
     errors = [
         (name, f"field '{name}' is missing (the official checker requires it when is_network is set: {raw!r})")
         for name in NETWORK_FIELDS

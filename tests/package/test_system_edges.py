@@ -158,3 +158,15 @@ def test_is_network_true_outside_the_network_division_is_refused():
 
     problems = validation_errors({"is_network": "true"}, division="closed")
     assert any(p.startswith("field 'is_network' is 'true' in the closed division") for p in problems), problems
+
+
+def test_a_network_division_system_without_is_network_is_refused_not_left_to_check(tmp_path):
+    from typer.testing import CliRunner
+
+    from subtool.cli import app
+
+    args = ["system", "--submitter", "TeamX", "--division", "network", "--set", "cooling=air"]
+    r = CliRunner().invoke(app, args)
+    assert "field 'is_network' is missing (the official checker requires it in the network division)" in r.output
+    r = CliRunner().invoke(app, [*args, "--set", "is_network=false"])
+    assert r.exit_code == 2 and "field 'is_network' is 'false' in the network division" in r.output, r.output
