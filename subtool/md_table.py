@@ -7,6 +7,9 @@ numbers); a cell holding a line break or a bare `|` would break the table, and i
 
 from __future__ import annotations
 
+import html
+import re
+
 
 def _rule(colwidths: list[int], colaligns: list[str | None]) -> str:
     return "|" + "|".join("---" for _ in colwidths) + "|"
@@ -47,3 +50,31 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> list[str]:
         preserve_whitespace=True,
     )
     return text.split("\n")
+
+
+# ------------------------------------------------------------------------------------ text a team wrote
+_MD_PUNCTUATION = re.compile(r"([\\`\[\]|*_~])")
+# what a GFM renderer turns into a link by itself (extended autolinks: URLs, www., e-mail addresses)
+_URL_LIKE = re.compile(r"(?i)(?:https?:|ftp:|mailto:|xmpp:|www\.)|[\w.+-]@[\w-]+\.")
+_BACKTICKS = re.compile(r"`+")
+
+
+def _code_span(token: str) -> str:
+    """`token` as a code span, where nothing links: HTML still escaped (the raw .md is read too), `|` escaped
+    (GFM splits table cells before it reads code spans), fenced by more backticks than it holds."""
+    inner = html.escape(token, quote=False).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(inner)), default=0) + 1)
+    pad = " " if inner.startswith("`") or inner.endswith("`") else ""
+    return f"{fence}{pad}{inner}{pad}{fence}"
+
+
+def md_cell(value: object) -> str:
+    """Team-controlled text as inert Markdown: HTML escaped (a renderer would run <img onerror=…>), the characters
+    that open links, images, code spans and emphasis backslash-escaped, pipes escaped, line breaks flattened, and
+    each word a renderer would autolink (https://…, www.…, a@b.c) put in a code span."""
+    text = "" if value is None else str(value)
+    text = " ".join(text.replace("\r", "\n").split("\n"))
+    return "".join(
+        _code_span(word) if _URL_LIKE.search(word) else _MD_PUNCTUATION.sub(r"\\\1", html.escape(word, quote=False))
+        for word in re.split(r"(\s+)", text)
+    )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool import __version__
-from subtool.md_table import markdown_table
+from subtool.md_table import markdown_table, md_cell
 from subtool.pack.inputs import ResultInfo, RunInfo, TreeInfo
 
 # The system JSON fields in the order a reader wants them; the rest follow alphabetically.
@@ -104,6 +104,11 @@ def _cell(value: object) -> str:
         return "–"
     text = format_number(value) if isinstance(value, (int, float)) else str(value)
     return " ".join(text.replace("|", "\\|").split())
+
+
+def _inert(value: object) -> str:
+    """A value a team wrote, as _cell formats it but inert: numbers as numbers, text through md_cell."""
+    return _cell(value) if isinstance(value, (int, float)) else md_cell(value)
 
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
@@ -302,10 +307,11 @@ def _platform_lines(data: ReportInput) -> list[str]:
     for system in tree.systems:
         f = system.fields
         ordered = [k for k in _PLATFORM_ORDER if k in f] + sorted(k for k in f if k not in _PLATFORM_ORDER)
-        lines += [f"### {f.get('system_name') or system.name} (`{system.rel_path}`)", ""]
-        lines += _table(
-            ["Field", "Value"], [[k, f[k]] for k in ordered if k not in _SKIP_PLATFORM and f[k] not in (None, "")]
-        ) + [""]
+        # a team writes these (system_name, notes, any field): inert Markdown, as score's leaderboards show them,
+        # so that `<img onerror=…>` or `[a link](…)` in a system description stays text in the .md readers open
+        lines += [f"### {md_cell(f.get('system_name') or system.name)} ({md_cell(system.rel_path)})", ""]
+        rows = [[md_cell(k), _inert(f[k])] for k in ordered if k not in _SKIP_PLATFORM and f[k] not in (None, "")]
+        lines += markdown_table(["Field", "Value"], rows) + [""]
     if not tree.systems:
         lines += ["No system description (`systems/<system>.json`) in the tree.", ""]
     return lines

@@ -9,9 +9,9 @@ autolink (URLs, www., e-mail addresses) put in code spans.
 from __future__ import annotations
 
 import csv
-import html
 import io
-import re
+
+from subtool.md_table import md_cell
 
 CSV_COLUMNS = (
     "category",
@@ -92,33 +92,6 @@ def leaderboard_csv(doc: dict) -> str:
         }
         writer.writerow([_safe_cell("" if record[c] is None else record[c]) for c in CSV_COLUMNS])
     return buf.getvalue()
-
-
-_MD_PUNCTUATION = re.compile(r"([\\`\[\]|*_~])")
-# what a GFM renderer turns into a link by itself (extended autolinks: URLs, www., e-mail addresses)
-_URL_LIKE = re.compile(r"(?i)(?:https?:|ftp:|mailto:|xmpp:|www\.)|[\w.+-]@[\w-]+\.")
-_BACKTICKS = re.compile(r"`+")
-
-
-def _code_span(token: str) -> str:
-    """`token` as a code span, where nothing links: HTML still escaped (the raw .md is read too), `|` escaped
-    (GFM splits table cells before it reads code spans), fenced by more backticks than it holds."""
-    inner = html.escape(token, quote=False).replace("|", "\\|")
-    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(inner)), default=0) + 1)
-    pad = " " if inner.startswith("`") or inner.endswith("`") else ""
-    return f"{fence}{pad}{inner}{pad}{fence}"
-
-
-def md_cell(value: object) -> str:
-    """Team-controlled text as inert Markdown: HTML escaped (a renderer would run <img onerror=…>), the characters
-    that open links, images, code spans and emphasis backslash-escaped, pipes escaped, line breaks flattened, and
-    each word a renderer would autolink (https://…, www.…, a@b.c) put in a code span."""
-    text = "" if value is None else str(value)
-    text = " ".join(text.replace("\r", "\n").split("\n"))
-    return "".join(
-        _code_span(word) if _URL_LIKE.search(word) else _MD_PUNCTUATION.sub(r"\\\1", html.escape(word, quote=False))
-        for word in re.split(r"(\s+)", text)
-    )
 
 
 def _table(headers: list[str], rows: list[list[object]]) -> str:

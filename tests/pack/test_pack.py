@@ -1001,3 +1001,18 @@ def test_run_json_tstamps_that_are_no_date_u_pairs_are_refused_and_nothing_is_wr
     lines = result.output.strip().splitlines()  # the line break in the lie is not printed as one
     assert lines[0].startswith("error: ") and all(line.startswith("  hint: ") for line in lines[1:]), lines
     assert not out.exists()
+
+
+def test_a_system_description_written_as_html_or_links_is_text_in_the_md(tree, tmp_path):
+    """The .md's platform section showed system_name raw in its heading and escaped only `|` in the table, so a
+    team's `<img src=x onerror=...>` or `[a link](...)` reached the organisers' .md as live HTML and a link."""
+    box = tree / "open" / "TeamX" / "systems" / "box.json"
+    fields = json.loads(box.read_text())
+    fields.update(system_name="<img src=x onerror=alert(1)>", host_processor_model_name="[CPU](https://evil.example)")
+    box.write_text(json.dumps(fields, indent=2))
+    out = tmp_path / "out"
+    _pack(tree, out, *WAIVE_SHORT)
+    md = (out / f"{NAME}.md").read_text()
+    assert "### &lt;img src=x onerror=alert(1)&gt;" in md, md
+    assert "<img" not in md, [line for line in md.splitlines() if "<img" in line]
+    assert "| `[CPU](https://evil.example)` |" in md  # a code span: no renderer links it
