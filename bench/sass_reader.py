@@ -32,6 +32,9 @@ def compile_for(fn, constants: dict, pointers: dict, floats: tuple, options: dic
             signature[name] = pointers.get(name, "i32")
             attrs[(i,)] = [["tt.divisibility", 16]]
     source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
+    # multiply-adds fused, as a launch compiles them by default; said here, since Triton 3.9 warns when the default
+    # is left to it (3.10 is to turn it off, which would make this SASS differ from what the GPU runs today)
+    options = {"enable_fp_fusion": True, **options}
     return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=options)
 
 
