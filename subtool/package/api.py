@@ -10,6 +10,7 @@ failure or an interruption leaves the previous tree as it was; an existing resul
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -438,20 +439,18 @@ def _write(planner, out: Path, layout, submitter: str, full_logs: Path, result: 
 
 
 def _print_summary(console, result: PackageResult) -> None:
+    """One line each, never folded (a terminal may cut them; a path broken across lines cannot be copied)."""
+    say = functools.partial(console.print, markup=False, highlight=False, soft_wrap=True)
     for r in result.results:
         tag = " (DEMO)" if r.demo else ""
         style = " [short run: not submittable]" if r.run_style == "short" else ""
         verb = "replaced" if r.replaced else "packaged"
-        console.print(
-            f"{verb} {r.division}/{r.submitter}/{r.system}/{r.model}/{r.scenario}{tag}{style}",
-            markup=False,
-            highlight=False,
-        )
+        say(f"{verb} {r.division}/{r.submitter}/{r.system}/{r.model}/{r.scenario}{tag}{style}")
         for n in r.notes:  # e.g. an accuracy.txt the checker cannot read: closed refuses that tree
-            console.print(f"  note: {n}", highlight=False, markup=False)
+            say(f"  note: {n}")
     for n in result.notes:
-        console.print(f"note: {n}", highlight=False, markup=False)
-    console.print(f"tree: {result.tree}   full accuracy logs: {result.full_logs}", highlight=False, markup=False)
+        say(f"note: {n}")
+    say(f"tree: {result.tree}   full accuracy logs: {result.full_logs}")
 
 
 def _with_round(opts: PackageOptions, console) -> PackageOptions:
