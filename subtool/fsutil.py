@@ -121,8 +121,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_bytes(text: str) -> bytes:
+    """`text` as UTF-8, a lone surrogate (a JSON escape such as \\ud800 in a file a team wrote: Python reads it,
+    no UTF-8 writer takes it) as U+FFFD, as score's outputs have it. Writing the report of such a tree ended
+    check and pack in a UnicodeEncodeError."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, utf8_bytes(text))
 
 
 def atomic_write_json(path: str | Path, obj: object) -> Path:

@@ -23,7 +23,7 @@ from typing import Any
 
 from subtool import __version__
 from subtool.errors import SubtoolError, os_error
-from subtool.fsutil import sha256_file
+from subtool.fsutil import sha256_file, utf8_bytes
 from subtool.mlperf.layout import DIVISIONS, check_name
 from subtool.mlperf.logs import ALL_KEYS, latency_percentiles, read_loadgen_log
 from subtool.output_set import check_replaceable, replace_all
@@ -235,7 +235,7 @@ def _subtool_block(
 
 
 def _write_text(path: Path, text: str) -> str:
-    data = text.encode("utf-8")
+    data = utf8_bytes(text)
     with open(path, "wb") as fh:
         fh.write(data)
         fh.flush()

@@ -1016,3 +1016,17 @@ def test_a_system_description_written_as_html_or_links_is_text_in_the_md(tree, t
     assert "### &lt;img src=x onerror=alert(1)&gt;" in md, md
     assert "<img" not in md, [line for line in md.splitlines() if "<img" in line]
     assert "| `[CPU](https://evil.example)` |" in md  # a code span: no renderer links it
+
+
+def test_a_system_description_holding_a_lone_surrogate_is_packed_with_its_replacement_not_a_crash(tree, tmp_path):
+    """JSON may spell a lone surrogate (\\ud800), which Python reads into a string no UTF-8 writer takes: check
+    passed the tree (as the official checker does) and pack then ended in a UnicodeEncodeError writing the summary
+    CSV. Written as U+FFFD now, as score's leaderboards write it."""
+    box = tree / "open" / "TeamX" / "systems" / "box.json"
+    box.write_text(box.read_text().replace('"Test CPU 9000"', '"Test CPU \\ud800"'))
+    out = tmp_path / "out"
+    result = _pack(tree, out, *WAIVE_SHORT)
+    assert result.exit_code == 0, result.output
+    assert _stdout_json(result)["verdict"] == "PASS"
+    assert "Test CPU \ufffd" in (out / f"{NAME}_summary.csv").read_text(encoding="utf-8")
+    assert "Test CPU \ufffd" in (out / f"{NAME}.md").read_text(encoding="utf-8")
