@@ -115,23 +115,17 @@ def file_identity(path: Path | None) -> object:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    path = Path(path)
-    with atomic_output_file(path) as fh:
+    with atomic_output_file(Path(path)) as fh:
         fh.write(data)
-    return path
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
+    return Path(path)
 
 
 def utf8_bytes(text: str) -> bytes:
-    """`text` as UTF-8, a lone surrogate (a JSON escape such as \\ud800 in a file a team wrote: Python reads it,
-    no UTF-8 writer takes it) as U+FFFD, as score's outputs have it. Writing the report of such a tree ended
-    check and pack in a UnicodeEncodeError."""
+    """`text` as UTF-8, a lone surrogate (a JSON escape in a team's file) as U+FFFD, as score's outputs write it."""
     try:
         return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
+    except UnicodeEncodeError:  # check's summary.csv and pack's outputs ended in this error
+        return re.sub("[\ud800-\udfff]", "\ufffd", text).encode("utf-8")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
