@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,18 @@ def test_workflow_linters_pass_here_and_catch_a_bad_workflow(tmp_path):
     )
     caught = _lint(env, str(bad))
     assert caught.returncode == 1 and "problems found by" in caught.stderr
+
+
+def test_a_cached_linter_venv_without_pip_is_made_again(tmp_path):
+    """A venv left in the linters' cache without pip (an interrupted run, a Python without ensurepip) was kept, so
+    check-jsonschema and zizmor were skipped on every later run while CI passed on actionlint alone."""
+    cache = tmp_path / "cache"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(cache / "venv")], check=True, timeout=120)
+    made = tmp_path / "venv-made-again"
+    python = tmp_path / "python"  # the Python the script makes venvs with: says it was asked, then fails
+    python.write_text(f'#!/bin/sh\necho "$@" >> {made}\nexit 1\n')
+    python.chmod(0o755)
+    env = {"PATH": _bare_path(tmp_path), "HOME": str(tmp_path), "PYTHON": str(python), "SUBTOOL_LINT_CACHE": str(cache)}
+    res = _lint(env)
+    assert res.returncode == 3, res.stderr
+    assert made.read_text().splitlines() == [f"-m venv {cache / 'venv'}"] * 2, res.stderr  # once for each linter
