@@ -128,12 +128,10 @@ def listing(hub: HubFiles) -> Listing:
         raise _hub_error(hub, exc) from None
     commit = info.sha or hub.revision
     if info.sha and not re.fullmatch(r"[0-9a-f]{40}", str(info.sha)):  # it goes into each URL and the manifest
-        raise SubtoolError(
+        raise _untrusted(
+            hub,
             f"the Hub gives {ascii(info.sha)[:60]} as {hub.repo_id}'s commit, which is no commit id",
-            path=model_page(hub),
-            rule="fetch.hub_name",
-            hint="a Hub or mirror that answers so is not to be trusted: check HF_ENDPOINT",
-            exit_code=EXIT_REMOTE,
+            "fetch.hub_name",
         )
     files = [f for f in (_hub_file(hub, sib, commit) for sib in info.siblings or []) if f is not None]
     clashing = clash([MANIFEST, *(f.name for f in files)])
@@ -155,16 +153,26 @@ def listing(hub: HubFiles) -> Listing:
     return Listing(hub.repo_id, hub.revision, commit, tuple(sorted(files, key=lambda f: f.name)))
 
 
+def _untrusted(hub: HubFiles, message: str, rule: str, said: str = "answers so") -> SubtoolError:
+    """An answer of the Hub (or mirror) that fetch refuses to build on: one line, exit 3, the endpoint to check."""
+    return SubtoolError(
+        message,
+        path=model_page(hub),
+        rule=rule,
+        hint=f"a Hub or mirror that {said} is not to be trusted: check HF_ENDPOINT",
+        exit_code=EXIT_REMOTE,
+    )
+
+
 def _hub_file(hub: HubFiles, sib, commit: str) -> HubFile | None:
     """One listed file as fetch downloads it, None when no pattern of `hub` takes it. Its name, size and checksums
     come from the server: each is checked before anything is made of it (a path, a byte cap, a comparison)."""
     if not safe_name(sib.rfilename):
-        raise SubtoolError(
+        raise _untrusted(
+            hub,
             f"the Hub lists a file named {sib.rfilename!r}, which is not a plain relative path inside the repository",
-            path=model_page(hub),
-            rule="fetch.hub_name",
-            hint="a Hub or mirror that lists such a name is not to be trusted: check HF_ENDPOINT",
-            exit_code=EXIT_REMOTE,
+            "fetch.hub_name",
+            said="lists such a name",
         )
     if not _matches(sib.rfilename, hub.patterns):
         return None
@@ -172,12 +180,8 @@ def _hub_file(hub: HubFiles, sib, commit: str) -> HubFile | None:
     size = sib.lfs.size if sib.lfs else sib.size
     problem = _listed_problem(size, sha, sib.blob_id)
     if problem is not None:
-        raise SubtoolError(
-            f"the Hub lists {sib.rfilename!r} with {problem}",
-            path=model_page(hub),
-            rule="fetch.hub_listing",
-            hint="a Hub or mirror that lists such a file is not to be trusted: check HF_ENDPOINT",
-            exit_code=EXIT_REMOTE,
+        raise _untrusted(
+            hub, f"the Hub lists {sib.rfilename!r} with {problem}", "fetch.hub_listing", said="lists such a file"
         )
     return HubFile(sib.rfilename, file_url(hub.repo_id, sib.rfilename, commit), size, sha, sib.blob_id)
 
