@@ -142,6 +142,18 @@ def _unblock_later(fifo, after_s: float):
     threading.Thread(target=writer, daemon=True).start()
 
 
+def _stage_over_existing(tmp_path) -> list[str]:
+    """package's staging of closed/T/systems/box.json over the one already in the tree at tmp_path: its notes."""
+    return stage_system(
+        tmp_path,
+        "closed/T/systems/box.json",
+        SystemDescription(fields=BASE),
+        out=tmp_path,
+        system_file=None,
+        force=False,
+    )
+
+
 def test_a_system_file_in_the_tree_that_is_a_fifo_does_not_block_package(tmp_path):
     import os
     import time
@@ -154,14 +166,7 @@ def test_a_system_file_in_the_tree_that_is_a_fifo_does_not_block_package(tmp_pat
     _unblock_later(target, 5)
     started = time.monotonic()
     assert existing_system(target) == {}
-    notes = stage_system(
-        tmp_path,
-        "closed/T/systems/box.json",
-        SystemDescription(fields=BASE),
-        out=tmp_path,
-        system_file=None,
-        force=False,
-    )
+    notes = _stage_over_existing(tmp_path)
     assert time.monotonic() - started < 4, "the read waited for a writer"
     assert notes == ["kept the existing closed/T/systems/box.json (detected values not applied)"]
 
@@ -173,12 +178,5 @@ def test_a_system_file_in_the_tree_nested_too_deep_is_kept_not_a_crash(tmp_path)
     target.parent.mkdir(parents=True)
     target.write_text("[" * 100_000 + "]" * 100_000)  # RecursionError in json.loads: `package` exited 70
     assert existing_system(target) == {}
-    notes = stage_system(
-        tmp_path,
-        "closed/T/systems/box.json",
-        SystemDescription(fields=BASE),
-        out=tmp_path,
-        system_file=None,
-        force=False,
-    )
+    notes = _stage_over_existing(tmp_path)
     assert notes == ["kept the existing closed/T/systems/box.json (detected values not applied)"]

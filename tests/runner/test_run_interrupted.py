@@ -159,23 +159,8 @@ def test_a_mode_in_which_the_sut_failed_is_never_kept_nor_reused_as_a_result(tmp
 
 
 def _session_children(parent: int) -> list[int]:
-    """The LoadGen session processes `parent` started (Linux /proc)."""
-    import os
-
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{name}/cmdline", "rb") as fh:
-                cmd = fh.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == parent and b"subtool.runner.session" in cmd:
-            found.append(int(name))
-    return found
+    """The live LoadGen session processes `parent` started (Linux /proc)."""
+    return _children(parent, b"subtool.runner.session")
 
 
 def _alive(pid: int) -> bool:
@@ -215,6 +200,7 @@ def test_the_session_process_dies_with_a_subtool_killed_by_sigkill(tmp_path, tin
 
 
 def _children(parent: int, marker: bytes) -> list[int]:
+    """The live processes `parent` started whose command line holds `marker` (Linux /proc)."""
     found = []
     for name in (n for n in os.listdir("/proc") if n.isdigit()):
         try:
