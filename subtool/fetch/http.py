@@ -20,9 +20,11 @@ from pathlib import Path
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3 import poolmanager
 from urllib3.util.retry import Retry
 
 from subtool.errors import EXIT_REMOTE, SubtoolError, os_error
+from subtool.fetch.deadline import HeadersTooSlow, Watchdog, timed_pools
 
 CHUNK = 1 << 20
 TIMEOUT = (15, 60)  # connect, read (seconds without a byte)
@@ -36,7 +38,8 @@ class Settings:
     timeout: tuple[float, float] = TIMEOUT
     headers: dict[str, str] = field(default_factory=dict)  # e.g. the Hub's Authorization (never printed)
     min_rate: float = 1024.0  # bytes/s: a body slower than this over `stall_window` seconds is stopped
-    stall_window: float = 300.0  # (the read timeout only bounds the gap between two bytes)
+    stall_window: float = 300.0  # (the read timeout only bounds the gap between two bytes); also the time a
+    # response's status line and headers get in all, and the longest a body may go without a block read
 
 
 RETRY_AFTER_MAX = 120.0  # seconds: the longest a server's Retry-After makes one retry wait
@@ -65,10 +68,29 @@ def session(settings: Settings) -> requests.Session:
     )
     s = requests.Session()
     s.trust_env = True  # proxies (and ~/.netrc, for a mirror that asks) from the environment, as clusters set them
-    adapter = HTTPAdapter(max_retries=retry)
+    adapter = _Adapter(timed_pools(settings.stall_window), max_retries=retry)
     s.mount("http://", adapter)
     s.mount("https://", adapter)
     return s
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter whose connections (direct or through an HTTP proxy) give a response's headers one stall
+    window in all (deadline.py): a server sending them a byte a minute never tripped the read timeout."""
+
+    def __init__(self, pools: dict[str, type], **kwargs):
+        self._pools = pools  # before HTTPAdapter.__init__, which makes the pool manager
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if manager.pool_classes_by_scheme == poolmanager.pool_classes_by_scheme:  # not a SOCKS proxy's own
+            manager.pool_classes_by_scheme = self._pools
+        return manager
 
 
 class RemoteError(SubtoolError):
@@ -156,19 +178,30 @@ def _stream(
         raise _TooLong(start + int(announced))
     if part.is_symlink():  # never write through a link someone left in the staging folder
         part.unlink()
-    with response, open(part, "r+b" if start else "wb") as fh:
+    # a read that returns nothing for a window (a chunked body's framing sent a byte a minute) is stopped too
+    stop = getattr(response.raw, "shutdown", response.close)  # urllib3 >= 2.3: wakes a read in this thread
+    with response, open(part, "r+b" if start else "wb") as fh, Watchdog(pace.window, stop) as watch:
         fh.seek(start)
         fh.truncate()
         read1 = getattr(response.raw, "read1", None)  # urllib3 >= 2.3: what arrived, so a drop loses nothing
         blocks = iter(lambda: read1(CHUNK), b"") if read1 is not None else response.iter_content(CHUNK)
         have = start
-        for block in blocks:
-            have += len(block)
-            if have > cap:
-                raise _TooLong(have)
-            fh.write(block)
-            on_bytes(len(block))
-            pace.add(len(block))
+        try:
+            for block in blocks:
+                have += len(block)
+                if have > cap:
+                    raise _TooLong(have)
+                fh.write(block)
+                on_bytes(len(block))
+                pace.add(len(block))
+                watch.progress()
+        except (_TooLong, _TooSlow):
+            raise
+        except Exception:  # what a read makes of the socket shut under it (TLS's errors are not urllib3's)
+            if not watch.fired:
+                raise
+        if watch.fired:
+            raise _TooSlow(pace.got, time.monotonic() - pace.start)
 
 
 _DROPPED = (
@@ -236,6 +269,13 @@ def _connect(s: requests.Session, url: str, have: int, settings: Settings) -> tu
     resuming would only wait longer)."""
     try:
         return _open(s, url, have, settings)
+    except HeadersTooSlow as exc:
+        raise RemoteError(
+            f"the server did not send its whole response header in {exc.args[0]:g} s: stopped",
+            url=url,
+            rule="fetch.too_slow",
+            hint="run the same command again, or download through --mirror",
+        ) from None
     except _DROPPED as exc:
         raise RemoteError(
             f"cannot connect ({type(exc).__name__}, after {settings.retries} retries)",

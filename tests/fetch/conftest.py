@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+
 import pytest
-from fetch_standins import FileServer, HubServer, _hub_handler, _plain_handler, _serve
+from fetch_standins import FileServer, HubServer, RawServer, _hub_handler, _plain_handler, _serve
 
 
 @pytest.fixture
@@ -13,6 +16,23 @@ def file_server():
     yield server
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def raw_server():
+    """raw_server(answer, trickle=b"", gap=0.05): a started RawServer, closed after the test."""
+    listeners = []
+
+    def start(answer: bytes, trickle: bytes = b"", gap: float = 0.05) -> RawServer:
+        server = RawServer(answer, trickle, gap)
+        listeners.append(server.start())
+        return server
+
+    yield start
+    for listener in listeners:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes its accept()
+        listener.close()
 
 
 @pytest.fixture

@@ -248,3 +248,48 @@ def _hub_handler(hub: HubServer):
             self._json(404, {"error": "no such blob"})
 
     return Handler
+
+
+@dataclass
+class RawServer:
+    """A server on 127.0.0.1 that reads a request and answers `answer` at once, then `trickle` a byte every `gap`
+    seconds: an answer as broken as a test needs, to the byte (http.server writes its status line and headers
+    itself). `connections` counts the requests it got."""
+
+    answer: bytes
+    trickle: bytes = b""
+    gap: float = 0.05
+    connections: int = 0
+    port: int = 0
+
+    def url(self, path: str = "/f/data.bin") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> socket.socket:
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.port = listener.getsockname()[1]
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return listener
+
+    def _accept(self, listener: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the test is over
+            while True:
+                conn, _ = listener.accept()
+                self.connections += 1
+                threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):  # the client hung up: what a test wants of it, often
+            request = b""
+            while b"\r\n\r\n" not in request:
+                got = conn.recv(65536)
+                if not got:
+                    return
+                request += got
+            conn.sendall(self.answer)
+            for i in range(len(self.trickle)):
+                conn.sendall(self.trickle[i : i + 1])
+                time.sleep(self.gap)
+            conn.shutdown(socket.SHUT_WR)
+            while conn.recv(65536):  # until the client closes
+                pass

@@ -1,0 +1,84 @@
+"""How fetch reads a server's answer, against real sockets on 127.0.0.1: a status line and headers, or a chunked
+body's framing, sent a byte at a time (each byte reset the read timeout, so nothing ever stopped them); a body
+compressed although fetch asked for it as is; headers no client can trust; redirects to other schemes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fetch_standins import sha256
+
+from subtool.errors import SubtoolError
+from subtool.fetch import api
+from subtool.fetch.http import Settings
+from subtool.fetch.install import staging_dir
+from subtool.mlperf.assets import Asset, AssetFile
+
+TOKEN = "hf_SECRET_answers_token"
+WINDOW = Settings(
+    retries=2,
+    backoff=0.0,
+    timeout=(5, 5),
+    stall_window=0.5,
+    headers={"authorization": TOKEN},
+)
+FAST = Settings(retries=1, backoff=0.0, timeout=(5, 5))
+DATA = b'{"data": ["the file as published"]}'
+
+
+def _asset(url: str, name: str = "data.bin", data: bytes = DATA) -> Asset:
+    f = AssetFile(name, url, len(data), sha256=sha256(data))
+    return Asset("bert-99", "dataset", "a data set", ".", "https://example.org/doc", (f,))
+
+
+def _fetch_within(asset: Asset, settings: Settings, seconds: float = 20.0) -> tuple[BaseException | None, float]:
+    """api.fetch in a thread: (what it raised, seconds it took); a fetch that is still waiting fails the test."""
+    got: list[BaseException | None] = []
+
+    def work() -> None:
+        try:
+            api.fetch(asset.benchmark, kinds=(asset.kind,), assets=(asset,), settings=settings)
+            got.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            got.append(exc)
+
+    began = time.monotonic()
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert got, f"fetch still waiting after {seconds} s"
+    return got[0], time.monotonic() - began
+
+
+def test_a_server_that_trickles_its_headers_is_stopped_after_one_stall_window(
+    raw_server,
+):
+    """A byte of the status line and headers every 50 ms never let the 5 s read timeout fire: fetch waited for as
+    long as the server kept sending (a byte a minute, for ever), printing nothing."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 36\r\nX-Pad: " + b"a" * 100_000
+    server = raw_server(b"", trickle=head)
+    err, took = _fetch_within(_asset(server.url()), WINDOW)
+    assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == (
+        "fetch.too_slow",
+        3,
+    )
+    line = err.one_line()
+    assert server.url() in line and "response header in 0.5 s" in line and "\n" not in line
+    assert TOKEN not in line and (err.hint is None or TOKEN not in err.hint)
+    assert took < 10 and server.connections == 1  # stopped once, not retried window after window
+
+
+def test_a_chunked_body_whose_framing_trickles_is_stopped_and_its_bytes_kept(raw_server, own_cache):
+    """A chunk-size line sent a byte at a time is read inside urllib3, which returns no block to the too-slow rule:
+    it went on for as long as the server liked."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nDATA\r\n"
+    server = raw_server(head, trickle=b"0" * 100_000)  # a chunk size that never ends
+    err, took = _fetch_within(_asset(server.url()), WINDOW)
+    assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == (
+        "fetch.too_slow",
+        3,
+    ), err
+    assert server.url() in err.one_line() and "resumes" in err.hint and took < 10
+    part = staging_dir(own_cache, "bert-99", "dataset") / "parts" / "data.bin.part"
+    assert part.read_bytes() == b"DATA"  # what came is kept for the next run
