@@ -13,15 +13,18 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import threading
 from dataclasses import dataclass
 
 from subtool.errors import EXIT_REMOTE, EXIT_USAGE, SubtoolError
+from subtool.fetch.http import Settings
 from subtool.fetch.names import clash, safe_name
 from subtool.fetch.store import MANIFEST
 from subtool.mlperf.assets import HubFiles
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 LIST_TIMEOUT = 60.0  # seconds without an answer to the listing (huggingface_hub waits forever unless told)
+LIST_DEADLINE = Settings.stall_window  # seconds for the whole listing, however slowly its bytes come
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,7 @@ def listing(hub: HubFiles) -> Listing:
     where = endpoint()  # checked before huggingface_hub is imported
     from huggingface_hub import HfApi
 
-    api = HfApi(endpoint=where, token=token() or False, library_name="subtool")
-    try:
-        info = api.model_info(hub.repo_id, revision=hub.revision, files_metadata=True, timeout=LIST_TIMEOUT)
-    except Exception as exc:  # noqa: BLE001 - huggingface_hub and its HTTP client raise many types
-        raise _hub_error(hub, exc) from None
+    info = _model_info(HfApi(endpoint=where, token=token() or False, library_name="subtool"), hub)
     commit = info.sha or hub.revision
     if info.sha and not re.fullmatch(r"[0-9a-f]{40}", str(info.sha)):  # it goes into each URL and the manifest
         raise _untrusted(
@@ -151,6 +150,35 @@ def listing(hub: HubFiles) -> Listing:
             exit_code=EXIT_REMOTE,
         )
     return Listing(hub.repo_id, hub.revision, commit, tuple(sorted(files, key=lambda f: f.name)))
+
+
+def _model_info(api, hub: HubFiles):
+    """The Hub's answer to the listing, given LIST_DEADLINE seconds in all: LIST_TIMEOUT bounds the silence
+    between two bytes only, so a Hub or mirror sending its headers a byte a minute held fetch (and --plan) for as
+    long as it liked. huggingface_hub's client gives no socket to shut down: the call runs in a daemon thread,
+    left to the end of the process once the deadline passes."""
+    got: list = []
+
+    def call() -> None:
+        try:
+            got.append(api.model_info(hub.repo_id, revision=hub.revision, files_metadata=True, timeout=LIST_TIMEOUT))
+        except Exception as exc:  # noqa: BLE001 - huggingface_hub and its HTTP client raise many types
+            got.append(_hub_error(hub, exc))
+
+    worker = threading.Thread(target=call, name="subtool-hub-listing", daemon=True)
+    worker.start()
+    worker.join(LIST_DEADLINE)
+    if not got:
+        raise SubtoolError(
+            f"the Hub did not finish its answer to the listing of {hub.repo_id} in {LIST_DEADLINE:g} s: stopped",
+            path=model_page(hub),
+            rule="fetch.too_slow",
+            hint="run the same command again, or set HF_ENDPOINT to a Hub mirror that answers",
+            exit_code=EXIT_REMOTE,
+        )
+    if isinstance(got[0], SubtoolError):
+        raise got[0]
+    return got[0]
 
 
 def _untrusted(hub: HubFiles, message: str, rule: str, said: str = "answers so") -> SubtoolError:

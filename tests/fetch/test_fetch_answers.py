@@ -82,3 +82,35 @@ def test_a_chunked_body_whose_framing_trickles_is_stopped_and_its_bytes_kept(raw
     assert server.url() in err.one_line() and "resumes" in err.hint and took < 10
     part = staging_dir(own_cache, "bert-99", "dataset") / "parts" / "data.bin.part"
     assert part.read_bytes() == b"DATA"  # what came is kept for the next run
+
+
+def test_a_hub_that_trickles_its_answer_to_the_listing_is_stopped_after_the_deadline(raw_server, monkeypatch):
+    """huggingface_hub's read timeout restarts with every byte: --plan and fetch waited on such a Hub for good."""
+    from subtool.fetch import hub
+    from subtool.mlperf.assets import HubFiles
+
+    server = raw_server(
+        b"",
+        trickle=b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 2000,
+    )
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.port}")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setattr(hub, "LIST_DEADLINE", 0.5, raising=False)
+    got: list[BaseException] = []
+
+    def listing() -> None:
+        try:
+            hub.listing(HubFiles("meta-llama/Tiny-8B", "main", ("*.json",)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            got.append(exc)
+
+    worker = threading.Thread(target=listing, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert got, "still waiting on the Hub"
+    err = got[0]
+    assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == (
+        "fetch.too_slow",
+        3,
+    ), err
+    assert "meta-llama/Tiny-8B" in err.one_line() and "0.5 s" in err.message
