@@ -24,6 +24,7 @@ from urllib3 import poolmanager
 from urllib3.util.retry import Retry
 
 from subtool.errors import EXIT_REMOTE, SubtoolError, os_error
+from subtool.fetch import answer
 from subtool.fetch.deadline import HeadersTooSlow, Watchdog, timed_pools
 
 CHUNK = 1 << 20
@@ -117,22 +118,28 @@ def _check_status(response: requests.Response, url: str) -> None:
     raise RemoteError(f"the server answered HTTP {code}", url=url, rule="fetch.http_status", status=code)
 
 
-def _open(s: requests.Session, url: str, have: int, settings: Settings) -> tuple[requests.Response, int]:
+def _open(s: requests.Session, url: str, have: int, settings: Settings, name: str) -> tuple[requests.Response, int]:
     """GET from byte `have`; returns the response and the offset its body starts at (0: the server ignored the
-    Range, or `have` was 0)."""
+    Range, or `have` was 0). An answer whose body is not the file `name` as is, byte for byte, is refused."""
     headers = {"Accept-Encoding": "identity", **settings.headers}
     if have:
         headers["Range"] = f"bytes={have}-"
     response = s.get(url, headers=headers, stream=True, timeout=settings.timeout, allow_redirects=True)
     if response.status_code == 416 and have:  # asked past the end: the part is longer than the file
         response.close()
-        return _open(s, url, 0, settings)
+        return _open(s, url, 0, settings, name)
     _check_status(response, url)
+    problem = answer.coding_problem(response.headers, name)
+    if problem is not None:
+        response.close()
+        raise RemoteError(
+            problem, url=url, rule="fetch.encoding", hint="download through --mirror, or a proxy that does not recode"
+        )
     if response.status_code == 206:
         start = _offset_of(response)
         if start != have:  # a Range answer we did not ask for: trust nothing, start again
             response.close()
-            return _open(s, url, 0, settings) if have else (response, 0)
+            return _open(s, url, 0, settings, name) if have else (response, 0)
         return response, have
     return response, 0
 
@@ -233,7 +240,7 @@ def fetch_to_part(
         while True:
             if size is not None and have == size and have > 0:
                 return
-            response, start = _connect(s, url, have, settings)
+            response, start = _connect(s, url, have, settings, part.name.removesuffix(".part"))
             try:
                 on_restart(start)
                 _stream(response, part, start, on_bytes, cap, _Pace(settings.min_rate, settings.stall_window))
@@ -264,11 +271,11 @@ def fetch_to_part(
                 raise RemoteError(f"the body ended after {have} of {size} bytes", url=url, rule="fetch.network")
 
 
-def _connect(s: requests.Session, url: str, have: int, settings: Settings) -> tuple[requests.Response, int]:
+def _connect(s: requests.Session, url: str, have: int, settings: Settings, name: str) -> tuple[requests.Response, int]:
     """`_open`, with what fails before the body as one RemoteError (urllib3 has retried the connection already:
     resuming would only wait longer)."""
     try:
-        return _open(s, url, have, settings)
+        return _open(s, url, have, settings, name)
     except HeadersTooSlow as exc:
         raise RemoteError(
             f"the server did not send its whole response header in {exc.args[0]:g} s: stopped",

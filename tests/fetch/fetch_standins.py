@@ -39,6 +39,7 @@ class FileServer:
     fail: dict[str, int] = field(default_factory=dict)  # path -> 503s left
     retry_after: dict[str, str] = field(default_factory=dict)  # path -> the Retry-After header of its 503s
     drip: dict[str, float] = field(default_factory=dict)  # path -> seconds between two bytes of the body
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> headers of its answers, as given
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
     port: int = 0
 
@@ -119,7 +120,8 @@ def _plain_handler(server: FileServer):
                 server.drop[path][1] -= 1
                 cut = server.drop[path][0]
             ranged = path not in server.ignore_range
-            _send_body(self, server.files[path], {}, ranged, cut, server.drip.get(path, 0.0))
+            extra = server.headers.get(path, {})
+            _send_body(self, server.files[path], extra, ranged, cut, server.drip.get(path, 0.0))
 
         do_HEAD = do_GET
 

@@ -4,14 +4,16 @@ compressed although fetch asked for it as is; headers no client can trust; redir
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 
-from fetch_standins import sha256
+import pytest
+from fetch_standins import md5, sha256
 
 from subtool.errors import SubtoolError
-from subtool.fetch import api
-from subtool.fetch.http import Settings
+from subtool.fetch import api, store
+from subtool.fetch.http import Settings, fetch_to_part
 from subtool.fetch.install import staging_dir
 from subtool.mlperf.assets import Asset, AssetFile
 
@@ -82,6 +84,57 @@ def test_a_chunked_body_whose_framing_trickles_is_stopped_and_its_bytes_kept(raw
     assert server.url() in err.one_line() and "resumes" in err.hint and took < 10
     part = staging_dir(own_cache, "bert-99", "dataset") / "parts" / "data.bin.part"
     assert part.read_bytes() == b"DATA"  # what came is kept for the next run
+
+
+def test_a_body_compressed_although_fetch_asked_for_it_as_is_is_refused_as_such(file_server, own_cache):
+    """It was refused as a size or checksum mismatch: users went looking for a corrupt download."""
+    file_server.files["/d/dev.json"] = gzip.compress(DATA)
+    file_server.headers["/d/dev.json"] = {"Content-Encoding": "gzip"}
+    with pytest.raises(SubtoolError) as err:
+        api.fetch(
+            "bert-99",
+            kinds=("dataset",),
+            assets=(_asset(file_server.url("/d/dev.json"), "dev.json"),),
+        )
+    assert (err.value.rule, err.value.exit_code) == ("fetch.encoding", 3)
+    assert "Content-Encoding: gzip" in err.value.message and "not the file" in err.value.message
+    assert file_server.gets("/d/dev.json")[0]["Accept-Encoding"] == "identity"
+    assert not list(own_cache.rglob("*.part")) and store.installed("bert-99", "dataset") is None
+
+
+def test_a_compressed_file_labelled_with_its_own_coding_is_installed_as_published(
+    file_server,
+):
+    """Apache's `AddEncoding x-gzip .gz` (or an object store's metadata) labels a .gz file itself gzip-coded: the
+    body is then the file, and its checksum passes."""
+    gz = gzip.compress(DATA)
+    file_server.files["/d/set.pkl.gz"] = gz
+    file_server.headers["/d/set.pkl.gz"] = {"Content-Encoding": "x-gzip"}
+    f = AssetFile("set.pkl.gz", file_server.url("/d/set.pkl.gz"), len(gz), md5=md5(gz))
+    asset = Asset(
+        "bert-99",
+        "dataset",
+        "a data set",
+        "set.pkl.gz",
+        "https://example.org/doc",
+        (f,),
+    )
+    api.fetch("bert-99", kinds=("dataset",), assets=(asset,), settings=FAST)
+    assert store.installed("bert-99", "dataset").run_path.read_bytes() == gz
+
+
+_OK = b"HTTP/1.1 200 OK\r\n"
+_LENGTH = b"Content-Length: %d\r\n" % len(DATA)
+
+
+def test_a_transfer_coding_fetch_does_not_read_is_refused_as_such(raw_server, tmp_path):
+    """http.client unframes `chunked` alone: `gzip, chunked` left the chunk framing in the file (a size mismatch)."""
+    body = b"%x\r\n" % len(DATA) + DATA + b"\r\n0\r\n\r\n"
+    server = raw_server(_OK + b"Transfer-Encoding: gzip, chunked\r\n\r\n" + body)
+    with pytest.raises(SubtoolError) as err:
+        fetch_to_part(server.url(), tmp_path / "data.bin.part", size=len(DATA), settings=FAST)
+    assert (err.value.rule, err.value.exit_code) == ("fetch.encoding", 3)
+    assert "Transfer-Encoding: gzip, chunked" in err.value.message and not (tmp_path / "data.bin.part").exists()
 
 
 def test_a_hub_that_trickles_its_answer_to_the_listing_is_stopped_after_the_deadline(raw_server, monkeypatch):
