@@ -139,7 +139,13 @@ def _open(s: requests.Session, url: str, have: int, settings: Settings, name: st
         start = _offset_of(response)
         if start != have:  # a Range answer we did not ask for: trust nothing, start again
             response.close()
-            return _open(s, url, 0, settings, name) if have else (response, 0)
+            if have:
+                return _open(s, url, 0, settings, name)
+            raise RemoteError(
+                "the server answered with a part of the file (HTTP 206) to a request for all of it",
+                url=url,
+                rule="fetch.response",
+            )
         return response, have
     return response, 0
 
@@ -283,15 +289,23 @@ def _connect(s: requests.Session, url: str, have: int, settings: Settings, name:
             rule="fetch.too_slow",
             hint="run the same command again, or download through --mirror",
         ) from None
-    except _DROPPED as exc:
-        raise RemoteError(
+    except (*_DROPPED, requests.exceptions.RequestException) as exc:
+        raise _connect_error(exc, url, settings) from None
+
+
+def _connect_error(exc: Exception, url: str, settings: Settings) -> RemoteError:
+    """The one line for a request that got no answer fetch can read: the server's fault named where it is one."""
+    said = answer.failure(exc)
+    if said is not None:
+        return RemoteError(said[0], url=url, rule=said[1], hint="the server (or a proxy on the way) is broken")
+    if isinstance(exc, _DROPPED):
+        return RemoteError(
             f"cannot connect ({type(exc).__name__}, after {settings.retries} retries)",
             url=url,
             rule="fetch.network",
             hint="check the network, the proxy settings or the mirror's address",
-        ) from None
-    except requests.exceptions.RequestException as exc:
-        raise RemoteError(f"cannot download ({type(exc).__name__})", url=url, rule="fetch.network") from None
+        )
+    return RemoteError(f"cannot download ({type(exc).__name__})", url=url, rule="fetch.network")
 
 
 def _disk_error(exc: OSError, url: str, part: Path) -> SubtoolError:

@@ -18,13 +18,7 @@ from subtool.fetch.install import staging_dir
 from subtool.mlperf.assets import Asset, AssetFile
 
 TOKEN = "hf_SECRET_answers_token"
-WINDOW = Settings(
-    retries=2,
-    backoff=0.0,
-    timeout=(5, 5),
-    stall_window=0.5,
-    headers={"authorization": TOKEN},
-)
+WINDOW = Settings(retries=2, backoff=0.0, timeout=(5, 5), stall_window=0.5, headers={"authorization": TOKEN})
 FAST = Settings(retries=1, backoff=0.0, timeout=(5, 5))
 DATA = b'{"data": ["the file as published"]}'
 
@@ -53,18 +47,13 @@ def _fetch_within(asset: Asset, settings: Settings, seconds: float = 20.0) -> tu
     return got[0], time.monotonic() - began
 
 
-def test_a_server_that_trickles_its_headers_is_stopped_after_one_stall_window(
-    raw_server,
-):
+def test_a_server_that_trickles_its_headers_is_stopped_after_one_stall_window(raw_server):
     """A byte of the status line and headers every 50 ms never let the 5 s read timeout fire: fetch waited for as
     long as the server kept sending (a byte a minute, for ever), printing nothing."""
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 36\r\nX-Pad: " + b"a" * 100_000
     server = raw_server(b"", trickle=head)
     err, took = _fetch_within(_asset(server.url()), WINDOW)
-    assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == (
-        "fetch.too_slow",
-        3,
-    )
+    assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == ("fetch.too_slow", 3)
     line = err.one_line()
     assert server.url() in line and "response header in 0.5 s" in line and "\n" not in line
     assert TOKEN not in line and (err.hint is None or TOKEN not in err.hint)
@@ -77,10 +66,7 @@ def test_a_chunked_body_whose_framing_trickles_is_stopped_and_its_bytes_kept(raw
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nDATA\r\n"
     server = raw_server(head, trickle=b"0" * 100_000)  # a chunk size that never ends
     err, took = _fetch_within(_asset(server.url()), WINDOW)
-    assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == (
-        "fetch.too_slow",
-        3,
-    ), err
+    assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == ("fetch.too_slow", 3), err
     assert server.url() in err.one_line() and "resumes" in err.hint and took < 10
     part = staging_dir(own_cache, "bert-99", "dataset") / "parts" / "data.bin.part"
     assert part.read_bytes() == b"DATA"  # what came is kept for the next run
@@ -91,34 +77,21 @@ def test_a_body_compressed_although_fetch_asked_for_it_as_is_is_refused_as_such(
     file_server.files["/d/dev.json"] = gzip.compress(DATA)
     file_server.headers["/d/dev.json"] = {"Content-Encoding": "gzip"}
     with pytest.raises(SubtoolError) as err:
-        api.fetch(
-            "bert-99",
-            kinds=("dataset",),
-            assets=(_asset(file_server.url("/d/dev.json"), "dev.json"),),
-        )
+        api.fetch("bert-99", kinds=("dataset",), assets=(_asset(file_server.url("/d/dev.json"), "dev.json"),))
     assert (err.value.rule, err.value.exit_code) == ("fetch.encoding", 3)
     assert "Content-Encoding: gzip" in err.value.message and "not the file" in err.value.message
     assert file_server.gets("/d/dev.json")[0]["Accept-Encoding"] == "identity"
     assert not list(own_cache.rglob("*.part")) and store.installed("bert-99", "dataset") is None
 
 
-def test_a_compressed_file_labelled_with_its_own_coding_is_installed_as_published(
-    file_server,
-):
+def test_a_compressed_file_labelled_with_its_own_coding_is_installed_as_published(file_server):
     """Apache's `AddEncoding x-gzip .gz` (or an object store's metadata) labels a .gz file itself gzip-coded: the
     body is then the file, and its checksum passes."""
     gz = gzip.compress(DATA)
     file_server.files["/d/set.pkl.gz"] = gz
     file_server.headers["/d/set.pkl.gz"] = {"Content-Encoding": "x-gzip"}
     f = AssetFile("set.pkl.gz", file_server.url("/d/set.pkl.gz"), len(gz), md5=md5(gz))
-    asset = Asset(
-        "bert-99",
-        "dataset",
-        "a data set",
-        "set.pkl.gz",
-        "https://example.org/doc",
-        (f,),
-    )
+    asset = Asset("bert-99", "dataset", "a data set", "set.pkl.gz", "https://example.org/doc", (f,))
     api.fetch("bert-99", kinds=("dataset",), assets=(asset,), settings=FAST)
     assert store.installed("bert-99", "dataset").run_path.read_bytes() == gz
 
@@ -137,15 +110,58 @@ def test_a_transfer_coding_fetch_does_not_read_is_refused_as_such(raw_server, tm
     assert "Transfer-Encoding: gzip, chunked" in err.value.message and not (tmp_path / "data.bin.part").exists()
 
 
+@pytest.mark.parametrize(
+    "answer, rule, says",
+    [
+        (_OK + b"X-Pad: " + b"a" * 70_000 + b"\r\n" + _LENGTH + b"\r\n" + DATA, "fetch.response", "line over 64 KiB"),
+        (
+            _OK + b"".join(b"X-%d: a\r\n" % i for i in range(150)) + _LENGTH + b"\r\n" + DATA,
+            "fetch.response",
+            "too many",
+        ),
+        (_OK + _LENGTH + b"Content-Length: 5\r\n\r\n" + DATA, "fetch.response", "Content-Length"),
+        (
+            b"HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\n\r\n",
+            "fetch.redirect",
+            "'file'",
+        ),
+        (b"HTTP/1.1 301 Moved\r\nLocation: ftp://127.0.0.1/x\r\nContent-Length: 0\r\n\r\n", "fetch.redirect", "'ftp'"),
+        (
+            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 9-%d/%d\r\nContent-Length: %d\r\n\r\n"
+            % (len(DATA) - 1, len(DATA), len(DATA) - 9)
+            + DATA[9:],
+            "fetch.response",
+            "a part of the file (HTTP 206)",
+        ),
+    ],
+    ids=["long-header-line", "150-headers", "two-lengths", "redirect-file", "redirect-ftp", "206-unasked"],
+)
+def test_an_answer_fetch_cannot_take_as_the_file_says_what_the_server_did(raw_server, tmp_path, answer, rule, says):
+    """They were 'cannot connect (ConnectionError, after 1 retries)', 'cannot download (InvalidSchema)', a
+    ProtocolError after retries, or a size mismatch: nothing said the server's answer was at fault."""
+    server = raw_server(answer)
+    with pytest.raises(SubtoolError) as err:
+        fetch_to_part(server.url(), tmp_path / "data.bin.part", size=len(DATA), settings=FAST)
+    assert (err.value.rule, err.value.exit_code) == (rule, 3), err.value.one_line()
+    assert says in err.value.message and server.url() in err.value.one_line()
+    assert not (tmp_path / "data.bin.part").exists() or (tmp_path / "data.bin.part").stat().st_size == 0
+
+
+@pytest.mark.parametrize("length", [b"-5", b"abc"])
+def test_a_length_that_is_no_byte_count_reads_the_body_to_its_end_and_the_checksum_judges(raw_server, tmp_path, length):
+    """urllib3 takes no length from such a header: the body is read until the server closes, under the file's size
+    cap, and the file's checksum (or size) decides."""
+    server = raw_server(_OK + b"Content-Length: " + length + b"\r\nConnection: close\r\n\r\n" + DATA)
+    fetch_to_part(server.url(), tmp_path / "data.bin.part", size=len(DATA), settings=FAST)
+    assert (tmp_path / "data.bin.part").read_bytes() == DATA
+
+
 def test_a_hub_that_trickles_its_answer_to_the_listing_is_stopped_after_the_deadline(raw_server, monkeypatch):
     """huggingface_hub's read timeout restarts with every byte: --plan and fetch waited on such a Hub for good."""
     from subtool.fetch import hub
     from subtool.mlperf.assets import HubFiles
 
-    server = raw_server(
-        b"",
-        trickle=b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 2000,
-    )
+    server = raw_server(b"", trickle=b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 2000)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.port}")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setattr(hub, "LIST_DEADLINE", 0.5, raising=False)
@@ -162,8 +178,5 @@ def test_a_hub_that_trickles_its_answer_to_the_listing_is_stopped_after_the_dead
     worker.join(20)
     assert got, "still waiting on the Hub"
     err = got[0]
-    assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == (
-        "fetch.too_slow",
-        3,
-    ), err
+    assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == ("fetch.too_slow", 3), err
     assert "meta-llama/Tiny-8B" in err.one_line() and "0.5 s" in err.message
