@@ -24,6 +24,7 @@ from subtool.publish.content import (
     commit_message,
     default_branch,
     default_title,
+    no_changes_body,
     pr_body,
     refuse_oversized,
     scan_tree,
@@ -309,6 +310,9 @@ def _pull_request(
     """Open or reuse the pull request (or, without an API, print the compare URL)."""
     if not result.commit:
         return
+    if not result.changes:
+        _pull_without_changes(opts, forge, fork, branch, words, result, say)
+        return
     if forge is None:
         if opts.upstream:
             result.compare_url = compare_url(derive_web_url(api_url), opts.upstream, opts.base, fork.owner, branch)
@@ -344,6 +348,43 @@ def _pull_request(
         )
         raise
     say(f"pull request {'opened' if created else 'already open, reused'}: {result.pr_url}")
+
+
+def _pull_without_changes(
+    opts: PublishOptions, forge: Any, fork: ForkLocation, branch: str, words: _Words, result: PublishResult, say: _Say
+) -> None:
+    """--replace left the branch with nothing against the base: none is opened; an open one is told so in its body
+    and left open (closing it is the user's call: it may get new results)."""
+    if forge is None:
+        if opts.upstream:
+            say(
+                f"no pull request to open: {branch} has no changes against {opts.base}; one already open for it stays "
+                "open, with no changes (close it on the forge if you withdraw these results)",
+                note=True,
+            )
+        return
+    where = dict(upstream=opts.upstream or "", base=opts.base, head_owner=fork.owner or "", branch=branch)
+    if opts.dry_run:
+        existing = forge.find_pull(**where)
+    else:
+        try:
+            existing, _ = forge.ensure_pull(
+                **where, title=words.title, body=words.body, explicit_title=False, create=False
+            )
+        except SubtoolError as err:
+            err.hint = f"the branch {branch} is on the fork; re-run the same command"
+            raise
+    if existing is None:
+        say(f"no pull request opened: {branch} has no changes against {opts.base}", note=True)
+        return
+    link, number = forge.pull_link(existing)
+    if not opts.dry_run:
+        result.pr_url, result.pr_number = link, number
+    say(
+        f"pull request {link} {'would be' if opts.dry_run else 'is'} left open with no changes against {opts.base}: "
+        "close it on the forge if you withdraw these results",
+        note=True,
+    )
 
 
 def _cache_error(git: g.Git, failure: g.GitFailure) -> SubtoolError:
@@ -485,15 +526,21 @@ def _push_branch(
         old_tree = g.tree_of(git, old_tip) if old_tip else None
     except g.GitFailure as failure:
         raise _cache_error(git, failure) from None
+    if not result.changes:  # a pull request of the branch says it has nothing to merge
+        words = _Words(words.title, words.message, no_changes_body(opts.base, result.dropped))
     if old_tip and old_tree == tree:
         result.commit, result.up_to_date = old_tip, True
         say(f"branch {branch} on the fork already holds this submission ({old_tip[:12]}); nothing to push")
         return words
-    if not result.changes:
+    # With nothing to add to the base, --replace still pushes: the branch must not keep what it held.
+    if not result.changes and not (opts.replace and old_tip):
         result.up_to_date = True
         say(f"the base branch {opts.base} already holds exactly these files; nothing to publish", note=True)
         return words
     _commit_and_push(git, opts, content, tree, base_commit, old_tip, branch, words, result, say, has_token, where)
+    if not result.changes:
+        held = "now holds" if result.pushed else "would hold"
+        say(f"--replace: branch {branch} {held} no changes against {opts.base}", note=True)
     return words
 
 

@@ -237,3 +237,13 @@ def pr_body(content: PublishContent) -> str:
     header = ["Division", "Submitter", "System", "Benchmark", "Scenario"]
     rows = markdown_table(header, [list(r) for r in content.results] or [["-"] * len(header)])
     return "\n".join([*rows, "", f"{len(content.files)} files. Published with subtool {__version__}."]) + "\n"
+
+
+def no_changes_body(base: str, dropped: list[str]) -> str:
+    """The pull request's body once `--replace` left its branch holding nothing the base does not."""
+    what = f" ({len(dropped)} result(s) dropped)" if dropped else ""
+    return (
+        f"**No changes against `{base}`.** This branch was published again with `--replace` and now holds nothing "
+        f"that `{base}` does not{what}: there is nothing to merge. Close this pull request, or publish new results "
+        f"to the branch.\n\nPublished with subtool {__version__}.\n"
+    )

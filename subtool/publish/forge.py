@@ -264,9 +264,19 @@ class Forge:
         return url, number
 
     def ensure_pull(
-        self, *, upstream: str, base: str, head_owner: str, branch: str, title: str, body: str, explicit_title: bool
+        self,
+        *,
+        upstream: str,
+        base: str,
+        head_owner: str,
+        branch: str,
+        title: str,
+        body: str,
+        explicit_title: bool,
+        create: bool = True,
     ) -> tuple[Any, bool]:
-        """The open pull request for the branch, created when there is none; (pull, created)."""
+        """The open pull request for the branch, created when there is none (unless not `create`: then None);
+        (pull, created)."""
         from github import GithubException
 
         existing = self.find_pull(upstream=upstream, base=base, head_owner=head_owner, branch=branch)
@@ -280,6 +290,8 @@ class Forge:
             if changes:
                 self._call("updating the pull request", lambda: existing.edit(**changes))
             return existing, False
+        if not create:
+            return None, False
         head = f"{self.fork_owner or head_owner}:{branch}"
 
         def create() -> Any:

@@ -124,3 +124,42 @@ def test_adding_works_on_a_plain_git_fork_without_an_api(tmp_path):
     published = branch_files(fork, BRANCH)
     assert f"{LLAMA}/accuracy/accuracy.txt" in published and f"{BERT}/accuracy/accuracy.txt" in published
     assert git("--git-dir", str(fork), "rev-list", "--count", BRANCH) == "2"  # still one commit on the base
+
+
+def test_replace_with_nothing_new_empties_the_branch_and_says_so(tmp_path, forge, users, alice_fork, fast, monkeypatch):
+    """--replace with a tree the base already holds (the team dropped what it had published, or its results now
+    equal upstream's): the branch and its open pull request must not keep the dropped results."""
+    llama_tree = make_tree(tmp_path / "out-llama" / "tree", LLAMA_FILES)
+    first, _ = _publish(tmp_path, forge, users, alice_fork, llama_tree)
+    as_upstream = make_tree(tmp_path / "same" / "tree", {f"{BERT}/stale_from_old_run.txt": "stale\n"})
+    doc, err = _publish(tmp_path, forge, users, alice_fork, as_upstream, "--replace")
+    assert doc["pushed"] and doc["dropped"] == [LLAMA] and doc["changes"] == []
+    bare, upstream = forge.repo_path("alice", "results"), forge.repo_path("comp", "results")
+    assert git("--git-dir", str(bare), "rev-parse", f"{BRANCH}^{{tree}}") == git(
+        "--git-dir", str(upstream), "rev-parse", "main^{tree}"
+    )
+    # a commit of its own on the base, never the base itself (GitHub would show the pull request as merged)
+    assert git("--git-dir", str(bare), "rev-parse", f"{BRANCH}^") == forge.branch_sha(UPSTREAM, "main")
+    assert f"{BRANCH} now holds no changes against main" in err
+    assert f"pull request {first['pr_url']} is left open with no changes" in err
+    assert doc["pr_number"] == first["pr_number"] and pull_creations(forge) == 1
+    pr = github(forge, users.organizers).get_repo(UPSTREAM).get_pull(doc["pr_number"])
+    assert pr.state == "open" and pr.head.sha == doc["commit"]
+    assert "No changes against `main`" in pr.body and "llama2-70b-99 | Offline" not in pr.body
+
+    for replace in (True, False):  # the same again: nothing pushed, the pull request's body still says so
+        again = _quick(fast, users, monkeypatch, alice_fork, as_upstream, replace=replace)
+        assert again["up_to_date"] and not again["pushed"] and again["commit"] == doc["commit"]
+        assert again["pr_number"] == doc["pr_number"] and pull_creations(forge) == 1
+        pr = github(forge, users.organizers).get_repo(UPSTREAM).get_pull(doc["pr_number"])
+        assert "No changes against `main`" in pr.body
+
+
+def test_replace_with_nothing_new_opens_no_pull_request(tmp_path, forge, users, alice_fork, fast, monkeypatch):
+    """With no pull request open for the branch (pushed with --no-pr, or closed), none is opened for no change."""
+    _quick(fast, users, monkeypatch, alice_fork, make_tree(tmp_path / "llama", LLAMA_FILES), no_pr=True)
+    as_upstream = make_tree(tmp_path / "same" / "tree", {f"{BERT}/stale_from_old_run.txt": "stale\n"})
+    doc = _quick(fast, users, monkeypatch, alice_fork, as_upstream, replace=True)
+    assert doc["pushed"] and doc["dropped"] == [LLAMA] and doc["pr_url"] is None and pull_creations(forge) == 0
+    assert any("no pull request opened" in n for n in doc["notes"])
+    assert _results_on_branch(forge) == {BERT}
