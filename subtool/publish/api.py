@@ -445,15 +445,14 @@ def _fetch(
         base_remote = "upstream"
         say(f"the fork has no branch '{opts.base}'; starting from the upstream's", note=True)
     say(f"fetching {opts.base} from {fork.url if base_remote == 'origin' else opts.upstream}")
-    old_tip = heads.get(branch)
+    # The branch as fetched, not as listed: one pushed in between is what the commit builds on and the lease names.
+    wanted = {branch: BRANCH_REF} if branch in heads else {}
     if base_remote == "origin":
-        wanted = {opts.base: BASE_REF, **({branch: BRANCH_REF} if old_tip else {})}
-        base_commit = g.fetch(git, "origin", wanted, shallow=True)[opts.base]
+        tips = g.fetch(git, "origin", {opts.base: BASE_REF, **wanted}, shallow=True)
     else:
-        base_commit = g.fetch(git, "upstream", {opts.base: BASE_REF}, shallow=False)[opts.base]
-        if old_tip:
-            g.fetch(git, "origin", {branch: BRANCH_REF}, shallow=True)
-    return base_commit, old_tip
+        tips = g.fetch(git, "upstream", {opts.base: BASE_REF}, shallow=False)
+        tips.update(g.fetch(git, "origin", wanted, shallow=True) if wanted else {})
+    return tips[opts.base], tips.get(branch)
 
 
 def _build(

@@ -1,0 +1,54 @@
+"""The branch changes under a publish: someone else pushes to it while subtool reads the fork, or between the read
+and the push. Real git against a local bare fork; the other push happens when publish says it is at that step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from subtool.publish.api import PublishOptions, publish_tree
+
+from .helpers import branch_files, git, make_results_repo, make_tree, rev
+
+BRANCH = "subtool/TeamX"
+LLAMA = "open/TeamX/results/sys1/llama2-70b-99/Offline"
+
+
+class _PushWhen:
+    """A console that, when publish prints the line starting with `cue`, lets a teammate force-push the branch."""
+
+    def __init__(self, fork: Path, tmp_path: Path, cue: str) -> None:
+        self.fork, self.cue, self.pushed = fork, cue, None
+        self.lines: list[str] = []
+        self.work = tmp_path / "teammate"
+
+    def print(self, text: str, **_kwargs) -> None:
+        self.lines.append(text)
+        if text.startswith(self.cue) and self.pushed is None:
+            self.pushed = _teammate_push(self.fork, self.work)
+
+
+def _teammate_push(fork: Path, work: Path) -> str:
+    """A teammate's llama result, pushed to the branch from a clone of the fork's main."""
+    git("clone", "-q", "-b", "main", str(fork), str(work))
+    (work / LLAMA).mkdir(parents=True)
+    (work / LLAMA / "accuracy.txt").write_text('{"ROUGE1": 44.4}\n')
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "TeamX: llama by hand", cwd=work)
+    git("push", "-q", "-f", "origin", f"HEAD:refs/heads/{BRANCH}", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work)
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_branch_pushed_while_the_fork_is_read_is_what_publish_builds_on(tmp_path, replace):
+    """Pushed between the listing of the fork's branches and the fetch: the branch as fetched is what is kept (or
+    dropped, with --replace) and what the push's lease expects, not the tip the listing saw."""
+    fork = make_results_repo(tmp_path / "forge")
+    opts = PublishOptions(tree=make_tree(tmp_path / "tree"), fork=str(fork), cache=tmp_path / "c", replace=replace)
+    publish_tree(opts)
+    console = _PushWhen(fork, tmp_path, "fetching main")
+    result = publish_tree(PublishOptions(**{**vars(opts), "cache": tmp_path / "fresh"}), console)
+    assert console.pushed and result.pushed and rev(fork, BRANCH) == result.commit
+    assert (result.kept, result.dropped) == (([], [LLAMA]) if replace else ([LLAMA], []))
+    assert (f"{LLAMA}/accuracy.txt" in branch_files(fork, BRANCH)) is not replace
