@@ -572,6 +572,12 @@ def _commit_and_push(
     try:
         g.push(git, "origin", result.commit, branch, old_tip)
     except g.GitFailure as failure:
-        raise remote_error(failure, where=where, has_token=has_token, action=f"pushing {branch}") from None
+        error = remote_error(failure, where=where, has_token=has_token, action=f"pushing {branch}")
+        if opts.replace and failure.kind == "rejected":
+            error.hint = (
+                f"nothing was pushed; look at what {branch} holds now first: re-running with --replace drops it "
+                "(without --replace, its results of these submitters are kept)"
+            )
+        raise error from None
     result.pushed = True
     say(f"pushed {result.commit[:12]} to {branch} on {where}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from subtool.errors import SubtoolError
 from subtool.publish.api import PublishOptions, publish_tree
 
 from .helpers import branch_files, git, make_results_repo, make_tree, rev
@@ -52,3 +53,19 @@ def test_branch_pushed_while_the_fork_is_read_is_what_publish_builds_on(tmp_path
     assert console.pushed and result.pushed and rev(fork, BRANCH) == result.commit
     assert (result.kept, result.dropped) == (([], [LLAMA]) if replace else ([LLAMA], []))
     assert (f"{LLAMA}/accuracy.txt" in branch_files(fork, BRANCH)) is not replace
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_branch_pushed_between_read_and_push_is_left_alone(tmp_path, replace):
+    """The lease refuses the push; the hint says what re-running does to the teammate's push (--replace drops it)."""
+    fork = make_results_repo(tmp_path / "forge")
+    opts = PublishOptions(tree=make_tree(tmp_path / "tree"), fork=str(fork), cache=tmp_path / "c", replace=replace)
+    first = publish_tree(opts)
+    (tmp_path / "tree" / "open/TeamX/documentation/README.md").write_text("# TeamX, again\n")
+    console = _PushWhen(fork, tmp_path, f"pushing {BRANCH}")
+    with pytest.raises(SubtoolError) as info:
+        publish_tree(opts, console)
+    assert (info.value.rule, info.value.exit_code) == ("publish.branch_moved", 3)
+    assert rev(fork, BRANCH) == console.pushed != first.commit
+    assert ("re-running with --replace drops it" in info.value.hint) is replace
+    assert info.value.hint.startswith("nothing was pushed" if replace else "re-run the same command")
