@@ -330,7 +330,8 @@ def _pull_request(
         )
         return
     try:
-        # An explicit title, or a DEMO / short-run mark, is worth changing an open pull request's title for.
+        # An explicit title, a DEMO / short-run mark, or a result --replace dropped (the title may name it) is worth
+        # changing an open pull request's title for.
         pr, created = forge.ensure_pull(
             upstream=opts.upstream or "",
             base=opts.base,
@@ -338,7 +339,7 @@ def _pull_request(
             branch=branch,
             title=words.title,
             body=words.body,
-            explicit_title=opts.title is not None or bool(result.not_submittable),
+            explicit_title=opts.title is not None or bool(result.not_submittable) or bool(result.dropped),
         )
         (result.pr_url, result.pr_number), result.pr_created = forge.pull_link(pr), created
     except SubtoolError as err:

@@ -98,6 +98,7 @@ def test_replace_keeps_only_this_tree(tmp_path, forge, users, alice_fork, fast, 
     assert "open/TeamX/documentation/README.md" not in files
     pr = github(forge, users.organizers).get_repo(UPSTREAM).get_pull(doc["pr_number"])
     assert "llama2-70b-99" in pr.body and "| bert-99 |" not in pr.body
+    assert pr.title == "TeamX: llama2-70b-99 results (open)"  # not the first publish's, naming the dropped bert
 
 
 def test_other_teams_on_the_same_branch_name_are_not_carried(tmp_path, forge, users, alice_fork, fast, monkeypatch):
