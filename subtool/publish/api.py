@@ -453,6 +453,13 @@ def _fetch(
     else:
         tips = g.fetch(git, "upstream", {opts.base: BASE_REF}, shallow=False)
         tips.update(g.fetch(git, "origin", wanted, shallow=True) if wanted else {})
+    if base_remote == "origin" and forge is not None and forge.base_sha not in (None, tips[opts.base]):
+        say(
+            f"the fork's {opts.base} ({tips[opts.base][:12]}) is not {opts.upstream}'s ({forge.base_sha[:12]}): the "
+            f"commit is built on the fork's; if the pull request shows results {opts.upstream} already has, or "
+            f"conflicts, bring the fork's {opts.base} up to date (GitHub: Sync fork) and publish again",
+            note=True,
+        )
     return tips[opts.base], tips.get(branch)
 
 

@@ -7,6 +7,7 @@ back-off). No message carries the token.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from subtool.errors import EXIT_REMOTE, SubtoolError
 from subtool.publish.remote import Redactor, derive_web_url
 
 T = TypeVar("T")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def _not_the_api() -> tuple[type[BaseException], ...]:
@@ -61,6 +63,7 @@ class Forge:
         self.login: str | None = None
         self.fork_owner: str | None = None
         self.upstream_clone_url: str | None = None
+        self.base_sha: str | None = None  # the upstream's base branch, as preflight read it
         self._upstream: Any = None
 
     # ------------------------------------------------------------------------------------------- errors
@@ -193,7 +196,7 @@ class Forge:
                 hint="check --upstream OWNER/REPO",
             ),
         )
-        self._call(
+        head = self._call(
             f"reading {upstream}:{base}",
             lambda: up.get_branch(base),
             not_found=lambda: SubtoolError(
@@ -217,6 +220,8 @@ class Forge:
         )
         for repo, name in ((up, upstream), (fk, fork)):  # a page that is not the API has no html_url
             self._text(f"reading {name}", lambda repo=repo: repo.html_url)
+        sha = self._call(f"reading {upstream}:{base}", lambda: head.commit.sha if head.commit else None)
+        self.base_sha = sha if isinstance(sha, str) and _SHA.fullmatch(sha) else None  # only to compare the fork's
         return up, fk
 
     def _check_fork(self, up: Any, fk: Any, *, upstream: str, fork: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 from subtool.errors import SubtoolError
 from subtool.publish.api import PublishOptions, publish_tree
 
+from .conftest import UPSTREAM
 from .helpers import branch_files, git, make_results_repo, make_tree, rev
 
 BRANCH = "subtool/TeamX"
@@ -69,3 +70,24 @@ def test_branch_pushed_between_read_and_push_is_left_alone(tmp_path, replace):
     assert rev(fork, BRANCH) == console.pushed != first.commit
     assert ("re-running with --replace drops it" in info.value.hint) is replace
     assert info.value.hint.startswith("nothing was pushed" if replace else "re-run the same command")
+
+
+def test_an_upstream_base_that_moved_since_the_fork_was_made_is_said(
+    tmp_path, forge, users, alice_fork, fast, monkeypatch
+):
+    """The commit is built on the fork's base; when the upstream's has moved on (it merged the team's earlier pull
+    request, say), the pull request may show what upstream already has, or conflict: publish says so."""
+    monkeypatch.setenv("GITHUB_TOKEN", users.alice)
+    tree = make_tree(tmp_path / "tree")
+    in_step = publish_tree(fast(tree, alice_fork))
+    assert not [n for n in in_step.notes if "Sync fork" in n]
+    work = tmp_path / "organizers"
+    git("clone", "-q", "-b", "main", str(forge.repo_path("comp", "results")), str(work))
+    (work / "README.md").write_text("# Results, with the first merged submissions\n")
+    git("commit", "-q", "-am", "Merge the first submissions", cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    (tree / "open/TeamX/documentation/README.md").write_text("# TeamX, again\n")
+    behind = publish_tree(fast(tree, alice_fork, replace=True))
+    assert behind.pushed and behind.base_commit == in_step.base_commit != forge.branch_sha(UPSTREAM, "main")
+    [note] = [n for n in behind.notes if "Sync fork" in n]
+    assert note.startswith(f"the fork's main ({in_step.base_commit[:12]}) is not {UPSTREAM}'s")
