@@ -84,3 +84,15 @@ def merged_view(content: PublishContent, kept: Kept) -> PublishContent:
         models=sorted(scenarios),
         scenarios={m: sorted(s) for m, s in scenarios.items()},
     )
+
+
+def others_on_branch(changes: Sequence[tuple[str, str]], submitter_names: Sequence[str]) -> list[str]:
+    """Other submitters' directories where the branch holds files the base lacks or holds otherwise (`changes`:
+    base → branch): a new commit never carries them, so they leave the branch."""
+    names = set(submitter_names)
+    found = set()
+    for status, path in changes:
+        parts = path.split("/")
+        if status in ("A", "M") and len(parts) >= 3 and parts[0] in DIVISIONS and parts[1] not in names:
+            found.add(f"{parts[0]}/{parts[1]}")
+    return sorted(found)

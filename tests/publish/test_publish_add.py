@@ -52,7 +52,7 @@ def test_second_benchmark_from_another_folder_adds_to_the_branch(tmp_path, forge
     second, err = _publish(tmp_path, forge, users, alice_fork, llama_tree)
     assert second["pushed"] and not second["pr_created"] and second["pr_number"] == first["pr_number"]
     assert second["kept"] == [BERT] and second["dropped"] == []
-    assert "keeping 1 result(s) already on the branch" in err
+    assert "keeping 1 result(s) already on the branch" in err and "other submitters" not in err
     files = fork_files(forge, BRANCH)
     assert _results_on_branch(forge) == {BERT, LLAMA}
     assert files[f"{BERT}/accuracy/accuracy.txt"] == '{"exact_match": 1.0, "f1": 2.0}\n'  # the first, intact
@@ -111,6 +111,8 @@ def test_other_teams_on_the_same_branch_name_are_not_carried(tmp_path, forge, us
     doc = _quick(fast, users, monkeypatch, alice_fork, make_tree(tmp_path / "x" / "tree"))
     assert doc["kept"] == []
     assert not any(p.startswith("open/TeamY/") for p in fork_files(forge, BRANCH))
+    # ... and the user hears that they leave the branch (the base's other team, closed/OtherTeam, is no news)
+    assert "the branch holds other submitters' files, which are not carried over: open/TeamY" in doc["notes"]
 
 
 def test_adding_works_on_a_plain_git_fork_without_an_api(tmp_path):
