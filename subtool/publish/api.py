@@ -226,7 +226,7 @@ def _publish(
     )
     say = _Say(console, redact, result.notes)
 
-    forge = _open_forge(opts, fork, api_url, token, redact, say)
+    forge = _open_forge(opts, fork, branch, api_url, token, redact, say)
 
     cache_root = Path(opts.cache) if opts.cache else g.default_cache_root()
     urls = [g.remote_url(fork)] + ([forge.upstream_clone_url] if forge else [])
@@ -247,7 +247,13 @@ def _publish(
 
 
 def _open_forge(
-    opts: PublishOptions, fork: ForkLocation, api_url: str | None, token: str | None, redact: Redactor, say: _Say
+    opts: PublishOptions,
+    fork: ForkLocation,
+    branch: str,
+    api_url: str | None,
+    token: str | None,
+    redact: Redactor,
+    say: _Say,
 ) -> Any:
     """The forge that opens the pull request, checked before anything is pushed; None when no PR is wanted."""
     wants_pr = bool(opts.upstream) and not opts.no_pr
@@ -279,7 +285,7 @@ def _open_forge(
         max_rate_limit_wait_s=opts.max_rate_limit_wait_s,
         timeout_s=opts.timeout_s,
     )
-    forge.preflight(upstream=opts.upstream or "", base=opts.base, fork=fork.full_name or "", say=say)
+    forge.preflight(upstream=opts.upstream or "", base=opts.base, fork=fork.full_name or "", branch=branch, say=say)
     return forge
 
 
@@ -477,11 +483,10 @@ def _build(
     this tree; and the words that describe it."""
     kept = Kept()
     if old_tip:
-        names = content.submitter_names
-        kept = kept_from_branch(g.list_entries(git, old_tip), names)
+        kept = kept_from_branch(g.list_entries(git, old_tip), content.submitter_names)
         earlier = marks_from_message(git.out("log", "-1", "--format=%B", old_tip))
         keep_ids = {result_id(r) for r in only_on_branch(kept, content)}
-        others = others_on_branch(g.diff_names(git, g.tree_of(git, base_commit), g.tree_of(git, old_tip)), names)
+        others = others_on_branch(g.diff_names(git, base_commit, old_tip), content.submitter_names)
         if others:
             say(f"the branch holds other submitters' files, which are not carried over: {', '.join(others)}", note=True)
         if opts.replace:

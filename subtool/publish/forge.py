@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from subtool.errors import EXIT_REMOTE, SubtoolError
+from subtool.errors import EXIT_REMOTE, EXIT_USAGE, SubtoolError
 from subtool.publish.remote import Redactor, derive_web_url
 
 T = TypeVar("T")
@@ -162,15 +162,35 @@ class Forge:
         return value
 
     # -------------------------------------------------------------------------------------------- checks
-    def preflight(self, *, upstream: str, base: str, fork: str, say: Callable[[str], None]) -> None:
-        """Everything that can be known before pushing: token, upstream, base branch, fork, push rights."""
+    def preflight(self, *, upstream: str, base: str, fork: str, branch: str, say: Callable[[str], None]) -> None:
+        """Everything that can be known before pushing: token, upstream, base branch, fork, push rights, and that
+        no open pull request of the branch goes into another base."""
         self._check_token()
         up, fk = self._read_repos(upstream=upstream, base=base, fork=fork)
         self._check_fork(up, fk, upstream=upstream, fork=fork)
         self.fork_owner = self._text(f"reading {fork}", lambda: fk.owner.login)
         self.upstream_clone_url = self._text(f"reading {upstream}", lambda: up.clone_url)
         self._upstream = up
+        self._refuse_other_base(base=base, branch=branch)
         say(f"{self.login} may push to {fork}; pull request goes to {upstream}:{base}")
+
+    def _refuse_other_base(self, *, base: str, branch: str) -> None:
+        """The branch rebuilt on `base` would show, in its open pull request into another base, every difference
+        between the two bases as the team's (another round's results, another team's)."""
+        head = f"{self.fork_owner}:{branch}"
+        pulls = self._call("listing pull requests", lambda: list(self._upstream.get_pulls(state="open", head=head)))
+        for pr in pulls:
+            other = self._call("reading the pull request", lambda pr=pr: pr.base.ref)
+            if other != base:
+                raise SubtoolError(
+                    f"the branch {branch} is the head of pull request {self.pull_link(pr)[0]} into {other}: built on "
+                    f"{base}, it would show {base}'s differences from {other} there",
+                    path=self.api_url,
+                    rule="publish.other_base",
+                    exit_code=EXIT_USAGE,
+                    hint=f"pass --branch with another name to publish to {base}, or close that pull request first; "
+                    "nothing was pushed",
+                )
 
     def _check_token(self) -> None:
         no_api = lambda: SubtoolError(  # noqa: E731

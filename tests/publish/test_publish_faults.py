@@ -31,8 +31,8 @@ def test_pull_request_applied_but_answer_lost_is_found_and_reused(forge, users, 
 def test_already_exists_but_nothing_listed_is_one_line_exit_3(tmp_path, forge, users, alice_fork, tree):
     """A forge that says "already exists" and then lists no pull request: one line, no crash on None."""
     forge.inject(PULLS, count=1, lose_answer=True)
-    # the first listing (before opening) and the one after the 422 both come back empty
-    forge.inject(r"^GET /api/v3/repos/comp/results/pulls\?", count=2, status=200, body=[])
+    # the listings before the push (into any base) and before opening, and the one after the 422, come back empty
+    forge.inject(r"^GET /api/v3/repos/comp/results/pulls\?", count=3, status=200, body=[])
     proc = run_cli(
         [str(tree), "--fork", alice_fork, "--upstream", UPSTREAM, "--api-url", forge.api_url],
         {"GITHUB_TOKEN": users.alice},

@@ -91,3 +91,30 @@ def test_an_upstream_base_that_moved_since_the_fork_was_made_is_said(
     assert behind.pushed and behind.base_commit == in_step.base_commit != forge.branch_sha(UPSTREAM, "main")
     [note] = [n for n in behind.notes if "Sync fork" in n]
     assert note.startswith(f"the fork's main ({in_step.base_commit[:12]}) is not {UPSTREAM}'s")
+
+
+def test_a_branch_whose_pull_request_goes_to_another_base_is_not_rebuilt_on_this_one(
+    tmp_path, forge, users, alice_fork, fast, monkeypatch
+):
+    """Published into main, then again with --base scc25 (the competition's branch): the push would rebuild the
+    branch on scc25, and the pull request into main, still open, would show scc25's other results as this team's.
+    Refused before anything is pushed; the first pull request and its branch stay as they were."""
+    monkeypatch.setenv("GITHUB_TOKEN", users.alice)
+    tree = make_tree(tmp_path / "tree")
+    first = publish_tree(fast(tree, alice_fork))
+    work = tmp_path / "alice"  # the fork's scc25 holds another team's results that main does not
+    git("clone", "-q", "-b", "scc25", str(forge.repo_path("alice", "results")), str(work))
+    (work / "closed/TeamZ/systems").mkdir(parents=True)
+    (work / "closed/TeamZ/systems/z.json").write_text("{}\n")
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "TeamZ on scc25", cwd=work)
+    git("push", "-q", "origin", "HEAD:scc25", cwd=work)
+    for replace in (False, True):
+        with pytest.raises(SubtoolError) as info:
+            publish_tree(fast(tree, alice_fork, base="scc25", replace=replace))
+        assert (info.value.rule, info.value.exit_code) == ("publish.other_base", 2)
+        assert first.pr_url in info.value.message and "into main" in info.value.message
+        assert "--branch" in info.value.hint
+        assert rev(forge.repo_path("alice", "results"), BRANCH) == first.commit
+    other = publish_tree(fast(tree, alice_fork, base="scc25", branch="subtool/TeamX-scc25"))
+    assert other.pushed and other.pr_created
