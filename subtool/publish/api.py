@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from subtool.publish.content import (
 from subtool.publish.failures import remote_error
 from subtool.publish.marks import Marks, body_with, marks_from_message, message_with, read_marks, title_with
 from subtool.publish.merge import Kept, kept_from_branch, merged_view, only_on_branch, others_on_branch, result_id
+from subtool.publish.options import PublishOptions, PublishResult, Say, scrub
 from subtool.publish.remote import (
     GITHUB_HOST,
     ForkLocation,
@@ -49,79 +50,6 @@ from subtool.publish.remote import (
 _UPSTREAM = re.compile(r"^(?!\.{1,2}/)[A-Za-z0-9_.-]+/(?!\.{1,2}$)[A-Za-z0-9_.-]+$")
 BASE_REF = "refs/subtool/base"
 BRANCH_REF = "refs/subtool/branch"
-
-
-@dataclass
-class PublishOptions:
-    tree: Path
-    fork: str
-    upstream: str | None = None
-    base: str = "main"
-    branch: str | None = None
-    title: str | None = None
-    api_url: str | None = None
-    token_env: str | None = None
-    no_pr: bool = False
-    dry_run: bool = False
-    cache: Path | None = None
-    allow_short: bool = False  # publish DEMO / short-run results (marked as such) instead of refusing them
-    replace: bool = False  # the branch holds this tree only, dropping what earlier publishes put there
-    # Network behaviour: attempts after the first, first back-off (doubles each time), API pacing.
-    retries: int = 3
-    backoff_s: float = 1.0
-    seconds_between_writes: float = 1.0
-    seconds_between_requests: float = 0.25
-    max_rate_limit_wait_s: float = 120.0
-    timeout_s: float = 30.0
-
-
-@dataclass
-class PublishResult:
-    branch: str
-    commit: str | None
-    pushed: bool
-    pr_url: str | None = None
-    compare_url: str | None = None
-    fork: str = ""
-    upstream: str | None = None
-    base: str = "main"
-    base_commit: str | None = None
-    dry_run: bool = False
-    up_to_date: bool = False
-    pr_number: int | None = None
-    pr_created: bool = False
-    changes: list[str] = field(default_factory=list)  # "A closed/team/…" lines, base → published tree
-    kept: list[str] = field(default_factory=list)  # results already on the branch that stay there
-    dropped: list[str] = field(default_factory=list)  # results on the branch that --replace removed
-    not_submittable: list[str] = field(default_factory=list)  # DEMO / short-run results on the branch
-    title: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class _Say:
-    """Human progress on the console (stderr), with the token scrubbed from every line."""
-
-    def __init__(self, console: Any, redact: Redactor, result_notes: list[str]) -> None:
-        self.console = console
-        self.redact = redact
-        self.notes = result_notes
-
-    def __call__(self, text: str, *, note: bool = False) -> None:
-        text = self.redact(text)
-        if note:
-            self.notes.append(text)
-        if self.console is not None:
-            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _scrub(err: SubtoolError, redact: Redactor) -> SubtoolError:
-    err.message = redact(err.message)
-    err.hint = redact(err.hint) if err.hint else err.hint
-    err.args = (err.message,)
-    return err
 
 
 def check_destination(fork: str, upstream: str | None):
@@ -185,7 +113,7 @@ def probe_fork(fork: str, base: str, *, token_env: str | None = None, timeout_s:
             )
         error = remote_error(failure, where=location.url, has_token=bool(token), action="reading the fork")
         error.hint = f"{error.hint}; nothing has run yet" if error.hint else "nothing has run yet"
-        raise _scrub(error, redact) from None
+        raise scrub(error, redact) from None
     return None
 
 
@@ -199,7 +127,7 @@ def publish_tree(
         redact = Redactor(token)
         return _publish(opts, console, token, redact, sleep)
     except SubtoolError as err:
-        raise _scrub(err, redact) from None
+        raise scrub(err, redact) from None
 
 
 def _publish(
@@ -224,7 +152,7 @@ def _publish(
         base=opts.base,
         dry_run=opts.dry_run,
     )
-    say = _Say(console, redact, result.notes)
+    say = Say(console, redact, result.notes)
 
     forge = _open_forge(opts, fork, branch, api_url, token, redact, say)
 
@@ -253,7 +181,7 @@ def _open_forge(
     api_url: str | None,
     token: str | None,
     redact: Redactor,
-    say: _Say,
+    say: Say,
 ) -> Any:
     """The forge that opens the pull request, checked before anything is pushed; None when no PR is wanted."""
     wants_pr = bool(opts.upstream) and not opts.no_pr
@@ -311,7 +239,7 @@ def _pull_request(
     branch: str,
     words: _Words,
     result: PublishResult,
-    say: _Say,
+    say: Say,
 ) -> None:
     """Open or reuse the pull request (or, without an API, print the compare URL)."""
     if not result.commit:
@@ -358,7 +286,7 @@ def _pull_request(
 
 
 def _pull_without_changes(
-    opts: PublishOptions, forge: Any, fork: ForkLocation, branch: str, words: _Words, result: PublishResult, say: _Say
+    opts: PublishOptions, forge: Any, fork: ForkLocation, branch: str, words: _Words, result: PublishResult, say: Say
 ) -> None:
     """--replace left the branch with nothing against the base: none is opened; an open one is told so in its body
     and left open (closing it is the user's call: it may get new results)."""
@@ -433,7 +361,7 @@ def _words(opts: PublishOptions, view: PublishContent, marks: Marks) -> _Words:
 
 
 def _fetch(
-    git: g.Git, fork: ForkLocation, opts: PublishOptions, branch: str, say: _Say, forge: Any
+    git: g.Git, fork: ForkLocation, opts: PublishOptions, branch: str, say: Say, forge: Any
 ) -> tuple[str, str | None]:
     """Fetch the base (and the branch when it exists) into the cache; (base commit, branch tip or None)."""
     heads = g.ls_remote_heads(git, "origin", [opts.base, branch])
@@ -477,7 +405,7 @@ def _build(
     base_commit: str,
     old_tip: str | None,
     result: PublishResult,
-    say: _Say,
+    say: Say,
 ) -> tuple[str, _Words]:
     """The tree to publish: base, then what the branch holds for these submitters (unless --replace), then
     this tree; and the words that describe it."""
@@ -520,7 +448,7 @@ def _push_branch(
     marks: Marks,
     branch: str,
     result: PublishResult,
-    say: _Say,
+    say: Say,
     forge: Any,
     has_token: bool,
 ) -> _Words:
@@ -570,7 +498,7 @@ def _commit_and_push(
     branch: str,
     words: _Words,
     result: PublishResult,
-    say: _Say,
+    say: Say,
     has_token: bool,
     where: str,
 ) -> None:
