@@ -381,12 +381,17 @@ def _fetch(
         say(f"the fork has no branch '{opts.base}'; starting from the upstream's", note=True)
     say(f"fetching {opts.base} from {fork.url if base_remote == 'origin' else opts.upstream}")
     # The branch as fetched, not as listed: one pushed in between is what the commit builds on and the lease names.
-    wanted = {branch: BRANCH_REF} if branch in heads else {}
-    if base_remote == "origin":
-        tips = g.fetch(git, "origin", {opts.base: BASE_REF, **wanted}, shallow=True)
-    else:
-        tips = g.fetch(git, "upstream", {opts.base: BASE_REF}, shallow=False)
-        tips.update(g.fetch(git, "origin", wanted, shallow=True) if wanted else {})
+    try:
+        tips = _fetch_tips(git, base_remote, opts.base, branch if branch in heads else None)
+    except g.GitFailure as failure:
+        if not g.lacks_branch(failure, branch):
+            raise
+        # Deleted in between: as if never listed, built on the base and pushed with a lease that expects no branch.
+        say(
+            f"branch {branch} was deleted on the fork while publish read it: publishing it anew on {opts.base}",
+            note=True,
+        )
+        tips = _fetch_tips(git, base_remote, opts.base, None)
     if base_remote == "origin" and forge is not None and forge.base_sha not in (None, tips[opts.base]):
         say(
             f"the fork's {opts.base} ({tips[opts.base][:12]}) is not {opts.upstream}'s ({forge.base_sha[:12]}): the "
@@ -395,6 +400,15 @@ def _fetch(
             note=True,
         )
     return tips[opts.base], tips.get(branch)
+
+
+def _fetch_tips(git: g.Git, base_remote: str, base: str, branch: str | None) -> dict[str, str]:
+    """{name: commit} of the base (from `base_remote`) and of the fork's branch when one is named."""
+    wanted = {branch: BRANCH_REF} if branch else {}
+    if base_remote == "origin":
+        return g.fetch(git, "origin", {base: BASE_REF, **wanted}, shallow=True)
+    tips = g.fetch(git, "upstream", {base: BASE_REF}, shallow=False)
+    return {**tips, **(g.fetch(git, "origin", wanted, shallow=True) if wanted else {})}
 
 
 def _build(

@@ -40,6 +40,11 @@ REMOTE_ERRORS = {
         "publish.branch_moved",
         "re-run the same command; it starts again from what is on the fork now",
     ),
+    "no_ref": (
+        "a branch was deleted on the fork while publishing read it",
+        "publish.branch_moved",
+        "nothing was pushed; re-run the same command, it starts again from what is on the fork now",
+    ),
     "declined": (
         "the fork's server declined the push",
         "publish.push_declined",

@@ -50,6 +50,8 @@ _MISSING = re.compile(
     r"invalid gitfile format|not a git repository",  # a local fork that is a file, or a .git file pointing nowhere
     re.I,
 )
+# a ref the fetch names is not on the remote (deleted since listed): checked before the network, never retried
+_NO_REF = re.compile(r"couldn't find remote ref", re.I)
 _REJECTED = re.compile(r"stale info|\[rejected\]|\(fetch first\)|non-fast-forward", re.I)
 _DECLINED = re.compile(r"\[remote rejected\]", re.I)  # a server hook (GitHub's 100 MB limit, a protected branch)
 _NETWORK = re.compile(
@@ -63,8 +65,8 @@ _NETWORK = re.compile(
 
 @dataclass
 class GitFailure(Exception):
-    """A git command that failed; `kind` is host_key, ssh_key, auth, forbidden, missing, rejected, declined, network
-    or other."""
+    """A git command that failed; `kind` is host_key, ssh_key, auth, forbidden, missing, no_ref, rejected, declined,
+    network or other."""
 
     args_: Sequence[str]
     returncode: int
@@ -96,6 +98,8 @@ def classify(stderr: str) -> str:
         return "missing"
     if _FORBIDDEN.search(stderr):
         return "forbidden"
+    if _NO_REF.search(stderr):
+        return "no_ref"
     if _REJECTED.search(stderr):
         return "rejected"
     if _DECLINED.search(stderr):
@@ -382,6 +386,12 @@ def fetch(git: Git, remote: str, refs: dict[str, str], *, shallow: bool) -> dict
         "fetch", "-q", "--no-tags", "--no-write-fetch-head", *depth, remote, *specs, what=f"fetching {', '.join(refs)}"
     )
     return {branch: git.out("rev-parse", local) for branch, local in refs.items()}
+
+
+def lacks_branch(failure: GitFailure, branch: str) -> bool:
+    """Whether a fetch failed because `branch` is not on the remote (deleted after it was listed)."""
+    named = re.compile(rf"remote ref refs/heads/{re.escape(branch)}$", re.M)
+    return failure.kind == "no_ref" and bool(named.search(failure.stderr))
 
 
 # --------------------------------------------------------------------------------------------- commit

@@ -141,6 +141,7 @@ def test_redactor_hides_plain_and_basic_auth_spellings():
             "network",
         ),
         ("!\trefs/heads/x:refs/heads/x\t[rejected] (stale info)", "rejected"),
+        ("fatal: couldn't find remote ref refs/heads/subtool/TeamX", "no_ref"),  # deleted since listed: no retry
         ("fatal: something else entirely", "other"),
     ],
 )

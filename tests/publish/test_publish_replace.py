@@ -118,3 +118,51 @@ def test_a_branch_whose_pull_request_goes_to_another_base_is_not_rebuilt_on_this
         assert rev(forge.repo_path("alice", "results"), BRANCH) == first.commit
     other = publish_tree(fast(tree, alice_fork, base="scc25", branch="subtool/TeamX-scc25"))
     assert other.pushed and other.pr_created
+
+
+class _DeleteWhen(_PushWhen):
+    """A console that, at the cue, deletes the branch on the fork (a teammate cleaning up, a closed pull request's
+    branch deleted by the forge)."""
+
+    ref = BRANCH
+
+    def print(self, text: str, **_kwargs) -> None:
+        self.lines.append(text)
+        if text.startswith(self.cue) and self.pushed is None:
+            git("--git-dir", str(self.fork), "update-ref", "-d", f"refs/heads/{self.ref}")
+            self.pushed = "deleted"
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_branch_deleted_while_the_fork_is_read_is_built_anew_on_the_base(tmp_path, replace):
+    """Deleted between the listing of the fork's branches and the fetch: the fetch of the listed branch failed as
+    a generic 'git failed'. Publish now goes on as if the branch were absent: built on the base, pushed with a lease
+    that expects no branch, and it says so."""
+    fork = make_results_repo(tmp_path / "forge")
+    llama = make_tree(tmp_path / "llama", {f"{LLAMA}/accuracy.txt": '{"ROUGE1": 44.4}\n'})
+    publish_tree(PublishOptions(tree=llama, fork=str(fork), cache=tmp_path / "c"))
+    opts = PublishOptions(tree=make_tree(tmp_path / "tree"), fork=str(fork), cache=tmp_path / "c", replace=replace)
+    console = _DeleteWhen(fork, tmp_path, "fetching main")
+    result = publish_tree(opts, console)
+    assert console.pushed and result.pushed and rev(fork, BRANCH) == result.commit
+    assert (result.kept, result.dropped) == ([], [])  # nothing of the deleted branch is carried, nor dropped
+    assert git("--git-dir", str(fork), "rev-parse", f"{BRANCH}^") == rev(fork, "main")
+    assert f"{LLAMA}/accuracy.txt" not in branch_files(fork, BRANCH)
+    [note] = [n for n in result.notes if "deleted on the fork" in n]
+    assert note.startswith(f"branch {BRANCH} was deleted on the fork while publish read it")
+
+
+def test_base_deleted_while_the_fork_is_read_says_so(tmp_path):
+    """The base deleted between the listing and the fetch: said as such (a branch deleted while publishing read
+    it, exit 3), not as a generic git failure; the branch is left as it was."""
+    fork = make_results_repo(tmp_path / "forge")
+    opts = PublishOptions(tree=make_tree(tmp_path / "tree"), fork=str(fork), cache=tmp_path / "c")
+    first = publish_tree(opts)
+    (tmp_path / "tree" / "open/TeamX/documentation/README.md").write_text("# TeamX, again\n")
+    console = _DeleteWhen(fork, tmp_path, "fetching main")
+    console.ref = "main"
+    with pytest.raises(SubtoolError) as info:
+        publish_tree(opts, console)
+    assert (info.value.rule, info.value.exit_code) == ("publish.branch_moved", 3)
+    assert "deleted on the fork" in info.value.message and "refs/heads/main" in info.value.message
+    assert rev(fork, BRANCH) == first.commit and rev(fork, "main") is None
