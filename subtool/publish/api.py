@@ -264,8 +264,8 @@ def _pull_request(
         )
         return
     try:
-        # An explicit title, a DEMO / short-run mark, or a result --replace dropped (the title may name it) is worth
-        # changing an open pull request's title for.
+        # An explicit title, a DEMO / short-run mark, or a result --replace dropped or reset to the base's copy (the
+        # title may name it) is worth changing an open pull request's title for.
         pr, created = forge.ensure_pull(
             upstream=opts.upstream or "",
             base=opts.base,
@@ -273,7 +273,8 @@ def _pull_request(
             branch=branch,
             title=words.title,
             body=words.body,
-            explicit_title=opts.title is not None or bool(result.not_submittable) or bool(result.dropped),
+            explicit_title=opts.title is not None
+            or bool(result.not_submittable or result.dropped or result.reset_to_base),
         )
         (result.pr_url, result.pr_number), result.pr_created = forge.pull_link(pr), created
     except SubtoolError as err:
@@ -431,8 +432,9 @@ def _build(
         others = others_on_branch(g.diff_names(git, base_commit, old_tip), content.submitter_names)
         if others:
             say(f"the branch holds other submitters' files, which are not carried over: {', '.join(others)}", note=True)
-        if opts.replace:
-            result.dropped = sorted(keep_ids)
+        if opts.replace:  # what the base holds stays on the branch, as the base has it: not dropped
+            on_base = g.existing_paths(git, base_commit, keep_ids)
+            result.dropped, result.reset_to_base = sorted(keep_ids - on_base), sorted(on_base)
             kept = Kept()
         else:
             result.kept = sorted(keep_ids)
@@ -447,6 +449,12 @@ def _build(
     if result.dropped:
         say(
             f"--replace: dropping {len(result.dropped)} result(s) from the branch: {', '.join(result.dropped)}",
+            note=True,
+        )
+    if result.reset_to_base:
+        say(
+            f"--replace: {len(result.reset_to_base)} result(s) stay on the branch as {opts.base} holds them (its copy, "
+            f"not the branch's earlier one): {', '.join(result.reset_to_base)}",
             note=True,
         )
     if marks:
@@ -485,7 +493,7 @@ def _push_branch(
     except g.GitFailure as failure:
         raise _cache_error(git, failure) from None
     if not result.changes:  # a pull request of the branch says it has nothing to merge
-        words = _Words(words.title, words.message, no_changes_body(opts.base, result.dropped))
+        words = _Words(words.title, words.message, no_changes_body(opts.base, result.dropped, result.reset_to_base))
     if old_tip and old_tree == tree:
         result.commit, result.up_to_date = old_tip, True
         say(f"branch {branch} on the fork already holds this submission ({old_tip[:12]}); nothing to push")

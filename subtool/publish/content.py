@@ -239,9 +239,11 @@ def pr_body(content: PublishContent) -> str:
     return "\n".join([*rows, "", f"{len(content.files)} files. Published with subtool {__version__}."]) + "\n"
 
 
-def no_changes_body(base: str, dropped: list[str]) -> str:
+def no_changes_body(base: str, dropped: list[str], reset: list[str] | None = None) -> str:
     """The pull request's body once `--replace` left its branch holding nothing the base does not."""
-    what = f" ({len(dropped)} result(s) dropped)" if dropped else ""
+    parts = [f"{len(dropped)} result(s) dropped"] if dropped else []
+    parts += [f"{len(reset)} result(s) back to `{base}`'s copy"] if reset else []
+    what = f" ({', '.join(parts)})" if parts else ""
     return (
         f"**No changes against `{base}`.** This branch was published again with `--replace` and now holds nothing "
         f"that `{base}` does not{what}: there is nothing to merge. Close this pull request, or publish new results "

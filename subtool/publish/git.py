@@ -500,6 +500,15 @@ def _refuse_dropped_paths(git: Git, index_env: dict[str, str], files: Sequence[F
         )
 
 
+def existing_paths(git: Git, treeish: str, paths: Iterable[str]) -> set[str]:
+    """Which of `paths` (files or folders) `treeish` holds; its trees only, no blob is read."""
+    wanted = sorted(paths)
+    if not wanted:
+        return set()
+    raw = git.run("ls-tree", "-z", "--name-only", treeish, "--", *wanted).stdout
+    return {p.decode("utf-8", "surrogateescape") for p in filter(None, raw.split(b"\0"))} & set(wanted)
+
+
 def tree_of(git: Git, commit: str) -> str:
     return git.out("rev-parse", f"{commit}^{{tree}}")
 

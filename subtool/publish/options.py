@@ -55,6 +55,8 @@ class PublishResult:
     changes: list[str] = field(default_factory=list)  # "A closed/team/…" lines, base → published tree
     kept: list[str] = field(default_factory=list)  # results already on the branch that stay there
     dropped: list[str] = field(default_factory=list)  # results on the branch that --replace removed
+    # results --replace took the branch's copy of but that stay on it, as the base holds them (merged upstream, say)
+    reset_to_base: list[str] = field(default_factory=list)
     not_submittable: list[str] = field(default_factory=list)  # DEMO / short-run results on the branch
     title: str | None = None
     notes: list[str] = field(default_factory=list)

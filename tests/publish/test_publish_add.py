@@ -89,16 +89,16 @@ def test_replace_keeps_only_this_tree(tmp_path, forge, users, alice_fork, fast, 
     llama_tree = make_tree(tmp_path / "out-llama" / "tree", LLAMA_FILES)
     _quick(fast, users, monkeypatch, alice_fork, bert_tree)
     doc, err = _publish(tmp_path, forge, users, alice_fork, llama_tree, "--replace")
-    assert doc["pushed"] and doc["dropped"] == [BERT] and doc["kept"] == []
-    assert "--replace: dropping 1 result(s)" in err
-    files = fork_files(forge, BRANCH)
     # bert is back as the base has it (its stale log only): the branch holds this tree on top of the base
+    assert doc["pushed"] and doc["dropped"] == [] and doc["reset_to_base"] == [BERT] and doc["kept"] == []
+    assert "--replace: dropping" not in err and "--replace: 1 result(s) stay on the branch as main holds" in err
+    files = fork_files(forge, BRANCH)
     assert [p for p in files if p.startswith(BERT)] == [f"{BERT}/stale_from_old_run.txt"]
     assert _results_on_branch(forge) == {BERT, LLAMA}
     assert "open/TeamX/documentation/README.md" not in files
     pr = github(forge, users.organizers).get_repo(UPSTREAM).get_pull(doc["pr_number"])
     assert "llama2-70b-99" in pr.body and "| bert-99 |" not in pr.body
-    assert pr.title == "TeamX: llama2-70b-99 results (open)"  # not the first publish's, naming the dropped bert
+    assert pr.title == "TeamX: llama2-70b-99 results (open)"  # not the first publish's, naming bert
 
 
 def test_other_teams_on_the_same_branch_name_are_not_carried(tmp_path, forge, users, alice_fork, fast, monkeypatch):
@@ -166,3 +166,32 @@ def test_replace_with_nothing_new_opens_no_pull_request(tmp_path, forge, users, 
     assert doc["pushed"] and doc["dropped"] == [LLAMA] and doc["pr_url"] is None and pull_creations(forge) == 0
     assert any("no pull request opened" in n for n in doc["notes"])
     assert _results_on_branch(forge) == {BERT}
+
+
+def test_replace_does_not_call_a_result_the_base_holds_dropped(tmp_path, forge, users, alice_fork, fast, monkeypatch):
+    """Upstream merged the team's bert and the fork was synced; the team then fixed bert and added llama, and now
+    publishes another result with --replace: llama leaves the branch, bert stays as the base has it (only the fix
+    leaves). Publish said both were dropped; now what it says, its notes and --json tell the two apart."""
+    bert_tree = make_tree(tmp_path / "out-bert" / "tree")
+    _quick(fast, users, monkeypatch, alice_fork, bert_tree)
+    work = tmp_path / "organizers"  # upstream merges the team's branch, and Alice syncs her fork's main
+    git("clone", "-q", "-b", "main", str(forge.repo_path("comp", "results")), str(work))
+    git("pull", "-q", "--no-rebase", "--no-ff", str(forge.repo_path("alice", "results")), BRANCH, cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    git("push", "-q", str(forge.repo_path("alice", "results")), "HEAD:main", cwd=work)
+    (bert_tree / BERT / "accuracy" / "accuracy.txt").write_text('{"exact_match": 1.0, "f1": 3.0}\n')
+    _quick(fast, users, monkeypatch, alice_fork, bert_tree)
+    _quick(fast, users, monkeypatch, alice_fork, make_tree(tmp_path / "out-llama" / "tree", LLAMA_FILES))
+    server = {p.replace("/Offline/", "/Server/"): text for p, text in LLAMA_FILES.items()}
+    doc, err = _publish(tmp_path, forge, users, alice_fork, make_tree(tmp_path / "server", server), "--replace")
+    assert doc["pushed"] and doc["dropped"] == [LLAMA] and doc["reset_to_base"] == [BERT]
+    said = [line for line in err.splitlines() if line.startswith("--replace:")]
+    assert said == [
+        f"--replace: dropping 1 result(s) from the branch: {LLAMA}",
+        "--replace: 1 result(s) stay on the branch as main holds them (its copy, not the branch's earlier one): "
+        + BERT,
+    ]
+    assert [n for n in doc["notes"] if n.startswith("--replace:")] == said
+    results = _results_on_branch(forge)
+    assert BERT in results and LLAMA not in results and LLAMA.replace("Offline", "Server") in results
+    assert fork_files(forge, BRANCH)[f"{BERT}/accuracy/accuracy.txt"] == '{"exact_match": 1.0, "f1": 2.0}\n'
