@@ -31,7 +31,15 @@ from subtool.publish.content import (
 )
 from subtool.publish.failures import remote_error
 from subtool.publish.marks import Marks, body_with, marks_from_message, message_with, read_marks, title_with
-from subtool.publish.merge import Kept, kept_from_branch, merged_view, only_on_branch, others_on_branch, result_id
+from subtool.publish.merge import (
+    Kept,
+    differing_from_base,
+    kept_from_branch,
+    merged_view,
+    only_on_branch,
+    others_on_branch,
+    result_id,
+)
 from subtool.publish.options import PublishOptions, PublishResult, Say, scrub
 from subtool.publish.remote import (
     GITHUB_HOST,
@@ -426,10 +434,11 @@ def _build(
     this tree; and the words that describe it."""
     kept = Kept()
     if old_tip:
-        kept = kept_from_branch(g.list_entries(git, old_tip), content.submitter_names)
+        changes = g.diff_names(git, base_commit, old_tip)
+        kept = differing_from_base(kept_from_branch(g.list_entries(git, old_tip), content.submitter_names), changes)
         earlier = marks_from_message(git.out("log", "-1", "--format=%B", old_tip))
         keep_ids = {result_id(r) for r in only_on_branch(kept, content)}
-        others = others_on_branch(g.diff_names(git, base_commit, old_tip), content.submitter_names)
+        others = others_on_branch(changes, content.submitter_names)
         if others:
             say(f"the branch holds other submitters' files, which are not carried over: {', '.join(others)}", note=True)
         if opts.replace:  # what the base holds stays on the branch, as the base has it: not dropped

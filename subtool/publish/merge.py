@@ -60,6 +60,13 @@ def only_on_branch(kept: Kept, content: PublishContent) -> list[Result]:
     return [r for r in kept.results if r not in ours]
 
 
+def differing_from_base(kept: Kept, changes: Sequence[tuple[str, str]]) -> Kept:
+    """`kept` less the results the branch holds exactly as the base does (`changes`: base → branch): those are the
+    base's, not an earlier publish's, so they are neither kept nor dropped, and the words never call them the team's."""
+    touched = {"/".join(p.split("/")[:6]) for _, p in changes if p.count("/") >= 6}
+    return dataclasses.replace(kept, results=[r for r in kept.results if result_id(r) in touched])
+
+
 def merged_view(content: PublishContent, kept: Kept) -> PublishContent:
     """The content as the branch will hold it, for the words (title, commit message, pull request body)."""
     if not kept.entries:

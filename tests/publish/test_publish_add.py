@@ -195,3 +195,25 @@ def test_replace_does_not_call_a_result_the_base_holds_dropped(tmp_path, forge, 
     results = _results_on_branch(forge)
     assert BERT in results and LLAMA not in results and LLAMA.replace("Offline", "Server") in results
     assert fork_files(forge, BRANCH)[f"{BERT}/accuracy/accuracy.txt"] == '{"exact_match": 1.0, "f1": 2.0}\n'
+
+
+def test_a_result_the_branch_holds_as_the_base_does_is_not_the_teams(tmp_path):
+    """The base holds an old TeamX bert; the team publishes llama twice. The branch's bert is the base's, untouched:
+    publish said it kept it from the branch and the title named it ('bert-99, llama2-70b-99'), though the pull
+    request does not change it. With --replace it is neither dropped nor said to stay: nothing happens to it."""
+    from subtool.publish.api import PublishOptions
+
+    from .helpers import make_results_repo
+
+    fork = make_results_repo(tmp_path / "forge")
+    llama = make_tree(tmp_path / "llama", LLAMA_FILES)
+    opts = PublishOptions(tree=llama, fork=str(fork), cache=tmp_path / "c")
+    publish_tree(opts)
+    (llama / "open/TeamX/documentation/llama.md").write_text("# llama notes, again\n")
+    again = publish_tree(opts)
+    assert again.pushed and again.kept == [] and again.title == "TeamX: llama2-70b-99 results (open)"
+    assert not [n for n in again.notes if "keeping" in n]
+    (llama / "open/TeamX/documentation/llama.md").write_text("# llama notes, a third time\n")
+    replaced = publish_tree(PublishOptions(**{**vars(opts), "replace": True}))
+    assert replaced.pushed and (replaced.dropped, replaced.reset_to_base) == ([], [])
+    assert not [n for n in replaced.notes if n.startswith("--replace:")]
