@@ -92,9 +92,10 @@ def split_of(name: str) -> int | None:
 class ShardFiles(SafetensorsFiles):
     """SafetensorsFiles that read rank `rank` of `size`'s part of every layer tensor, by slicing in the file."""
 
-    def __init__(self, model_path: Path, rank: int, size: int):
+    def __init__(self, model_path: Path, rank: int, size: int, progress=None):
         super().__init__(model_path)
         self.rank, self.size = rank, size
+        self.progress = progress or (lambda: None)  # called after each tensor read (tp_watch's beats)
 
     def read(self, names: list[str], device, shapes: dict | None = None) -> dict[str, object]:
         shapes = shapes or {}
@@ -114,6 +115,7 @@ class ShardFiles(SafetensorsFiles):
                             rule="model.weights",
                         )
                     out[name] = self._read_one(f, name, shapes, file).to(device)
+                    self.progress()
         return out
 
     def _read_one(self, f, name: str, shapes: dict, file: Path):
@@ -176,9 +178,10 @@ class ShardFiles(SafetensorsFiles):
         return cut if axis == 0 else (slice(None), cut)
 
 
-def load_shard(model_path: Path, device, dtype, *, fp8: bool, rank: int, size: int):
+def load_shard(model_path: Path, device, dtype, *, fp8: bool, rank: int, size: int, progress=None):
     """(skeleton model of one rank's shape, that rank's per-layer weights): as checkpoint.load_streaming, reading
-    only the rank's rows and columns of each projection; o's and down's bias (if any) only on rank 0."""
+    only the rank's rows and columns of each projection; o's and down's bias (if any) only on rank 0. `progress()`
+    is called after every tensor read and every layer built."""
     from subtool.runner.llm.checkpoint_fp8 import weight_format
     from subtool.runner.llm.skeleton import meta_model
 
@@ -186,7 +189,7 @@ def load_shard(model_path: Path, device, dtype, *, fp8: bool, rank: int, size: i
     if not ((model_path / INDEX).is_file() or (model_path / SINGLE).is_file()):
         raise SubtoolError("tensor parallelism reads safetensors checkpoints only", path=model_path, rule=RULE)
     fmt = weight_format(read_config(model_path), model_path / "config.json")
-    files = ShardFiles(model_path, rank, size)
+    files = ShardFiles(model_path, rank, size, progress)
     whole = model_config(model_path)
     config = shard_model_config(whole, size)
     model = meta_model(config, device, dtype)
@@ -200,6 +203,7 @@ def load_shard(model_path: Path, device, dtype, *, fp8: bool, rank: int, size: i
                 w, _, w8, scale = layer[key]
                 layer[key] = (w, None, w8, scale)
         layers.append(layer)
+        files.progress()
     return model, layers
 
 

@@ -9,10 +9,11 @@ all-reduces make the hidden states, and so the greedy tokens, the same on every 
 torch.distributed: NCCL between GPUs (one per rank: rank r on cuda:r), gloo on CPU; the step messages always go
 over gloo (a CPU-side broadcast, no GPU sync). Joining the group and every collective of the layers have a timeout
 (SUBTOOL_TP_TIMEOUT_S, default 600 s). The step messages and the load reports do not: a shard of a 70B checkpoint
-read from a slow shared disk may take longer than that, so a rank that is still loading is waited for. A rank
-that dies is seen at once (a watcher on its process; gloo's connections close, NCCL's communicator is aborted),
-the others are torn down and the run stops with one line naming the rank; followers die with the benchmark
-process (PDEATHSIG).
+read from a slow shared disk may take longer than that, so a rank that is still loading is waited for as long as
+it makes progress; one silent for SUBTOOL_TP_STALL_S (default 1800 s) while it loads, a read that never returns,
+stops the run with one line naming it and its stage (tp_watch.py). A rank that dies is seen at once (a watcher
+on its process; gloo's connections close, NCCL's communicator is aborted), the others are torn down and the run
+stops with one line naming the rank; followers die with the benchmark process (PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -21,17 +22,31 @@ import ctypes
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
+import time
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
 from subtool.errors import SubtoolError
 from subtool.runner.llm.sut_torch import LlmGenerator, TorchLlmSUT, _say
+from subtool.runner.llm.tp_watch import (
+    JOINING,
+    LOADED,
+    LOADING,
+    PREPARING,
+    REPORTING,
+    SIZING,
+    Board,
+    StallWatch,
+    stall_s,
+)
 
 RULE = "run.tensor_parallel"
 TIMEOUT_ENV = "SUBTOOL_TP_TIMEOUT_S"
 HOST = "127.0.0.1"
+STALL_GRACE_S = 10.0  # after a stall, how long rank 0's main thread gets to stop the launch itself
 _LAUNCHES: list = []  # the live launches of this process (tests reach the follower processes through it)
 
 
@@ -65,11 +80,11 @@ def check_size(size: int, device: str, config: dict, model_path) -> None:
 class Group:
     """This rank's side of the process group: rank, size, and the step messages (rank 0 sends, others receive)."""
 
-    def __init__(self, rank: int, size: int, device: str, port: int, store=None):
+    def __init__(self, rank: int, size: int, device: str, port: int, store=None, board: Board | None = None):
         import torch
         import torch.distributed as dist
 
-        self.dist, self.rank, self.size, self.device = dist, rank, size, device
+        self.dist, self.rank, self.size, self.device, self.board = dist, rank, size, device, board
         timeout = timedelta(seconds=timeout_s())
         if store is None:
             store = dist.TCPStore(HOST, port, size, False, timeout)
@@ -80,6 +95,11 @@ class Group:
         # the step messages: gloo, and no timeout worth the name (a rank waits for the next command while rank 0
         # scores accuracy or sets LoadGen up; a dead peer closes the connection, a dead rank 0 takes its children)
         self.control = dist.new_group(backend="gloo", timeout=timedelta(days=7))
+
+    def progress(self, stage: int | None = None) -> None:
+        """This rank's load: a new stage, or (None) one more beat in the current one (tp_watch.py)."""
+        if self.board is not None:
+            self.board.beat(self.rank) if stage is None else self.board.stage(self.rank, stage)
 
     def send(self, message) -> None:
         self.dist.broadcast_object_list([message], src=0, group=self.control)
@@ -124,6 +144,7 @@ class TpGenerator(LlmGenerator):
 
     def __init__(self, model_path, prompts, generation, *, group: Group, **options):
         self.group = group
+        group.progress(PREPARING)
         options["engine"] = "continuous"
         super().__init__(model_path, prompts, generation, **options)
 
@@ -142,7 +163,9 @@ class TpGenerator(LlmGenerator):
             first = (str(exc).splitlines() or [""])[0]
             status = ("error", (f"{type(exc).__name__}: {first}", model_path, RULE, None))
         finally:  # every rank reports, so none waits on one that failed
+            g.progress(REPORTING)
             statuses = g.gather(status)
+            g.progress(LOADED)
         for rank, (kind, value) in enumerate(statuses):
             if kind == "error":
                 message, path, rule, hint = value
@@ -159,10 +182,14 @@ class TpGenerator(LlmGenerator):
         from subtool.runner.llm.engine_layer import compile_default
         from subtool.runner.llm.tensor_parallel import load_shard, rank_config
 
+        self.group.progress(LOADING)
         fp8 = precision == "fp8"
         kv_fp8 = self._kv_fp8(rank_config(config, self.group.size), options, fp8, dtype)
         t0 = time.monotonic()
-        model, layers = load_shard(model_path, self.device, dtype, fp8=fp8, rank=self.group.rank, size=self.group.size)
+        g = self.group
+        model, layers = load_shard(
+            model_path, self.device, dtype, fp8=fp8, rank=g.rank, size=g.size, progress=g.progress
+        )
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
         compiled = options.get("compile")
@@ -172,6 +199,7 @@ class TpGenerator(LlmGenerator):
         if self.group.rank == 0:
             _say(f"rank 0 of {self.group.size} streamed its shard of {model_path} in {time.monotonic() - t0:.1f} s")
         if self.device.type == "cuda":
+            g.progress(SIZING)
             max_len = int(self.lengths.max()) + self.generation.max_new_tokens
             self._size_slots(model, rank_config(config, self.group.size), options, kv_fp8, max_len, auto_slots)
         return model, self.batch_size
@@ -202,12 +230,13 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def follower_main(rank: int, size: int, device: str, port: int, args: tuple, options: dict, parent: int) -> None:
+def follower_main(rank: int, size: int, device: str, port: int, args: tuple, options: dict, parent: int, board) -> None:
     """Rank 1…N-1: join the group, load the shard, then do what rank 0 says until it says stop."""
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: rank 0 stops the rest
     model_path, prompts, generation = args
-    group = Group(rank, size, device, port)
+    board.stage(rank, JOINING)
+    group = Group(rank, size, device, port, board=board)
     code = 0
     try:
         gen = TpGenerator(model_path, prompts, generation, group=group, **options)
@@ -234,16 +263,20 @@ class Launch:
     def __init__(self, size: int, device: str, args: tuple, options: dict):
         import torch.distributed as dist
 
-        self.size, self.device = size, device
+        self.size, self.device, self.model_path = size, device, args[0]
         self.procs: list = []
         self.dead: list[str] = []
+        self.stalled: SubtoolError | None = None
         self.closing = False
         store = dist.TCPStore(HOST, 0, size, True, timedelta(seconds=timeout_s()), wait_for_workers=False)
         ctx = mp.get_context("spawn")
+        self.board = Board(ctx, size)
+        self.board.stage(0, JOINING)  # rank 0 has torch already
+        self.stall = StallWatch(self.board, stall_s())
         for rank in range(1, size):
             proc = ctx.Process(
                 target=follower_main,
-                args=(rank, size, device, store.port, args, options, os.getpid()),
+                args=(rank, size, device, store.port, args, options, os.getpid(), self.board),
                 name=f"subtool-tp-rank{rank}",
                 daemon=True,
             )
@@ -269,14 +302,16 @@ class Launch:
 
         def join() -> None:
             try:
-                box["group"] = Group(0, self.size, self.device, store.port, store=store)
+                box["group"] = Group(0, self.size, self.device, store.port, store=store, board=self.board)
             except BaseException as exc:  # said by the launch, in rank 0's main thread
                 box["error"] = exc
 
         joiner = threading.Thread(target=join, name="subtool-tp-join", daemon=True)
         joiner.start()
-        while joiner.is_alive() and not self.dead:
+        while joiner.is_alive() and not self.dead and not self.stalled:
             joiner.join(timeout=0.1)
+        if self.stalled:
+            raise self.stalled
         if joiner.is_alive():
             raise SubtoolError(
                 f"tensor-parallel {', '.join(self.dead)} died before it joined the group; the other ranks were stopped",
@@ -288,19 +323,48 @@ class Launch:
 
     def _watch(self) -> None:
         """A follower that ends before rank 0 lets it go is a dead rank: noted, and (NCCL) the group aborted so
-        no collective waits for it until the timeout."""
+        no collective waits for it until the timeout. Until every rank has loaded, a rank silent too long in its
+        own work (tp_watch.py) stops the launch."""
         from multiprocessing.connection import wait
 
         sentinels = {p.sentinel: r for r, p in enumerate(self.procs, start=1)}
-        while sentinels and not self.closing:
-            for s in wait(list(sentinels), timeout=0.5):
+        watching = True
+        while (sentinels or watching) and not self.closing:
+            ended = wait(list(sentinels), timeout=0.5) if sentinels else time.sleep(0.5) or []
+            for s in ended:
                 rank = sentinels.pop(s)
-                if self.closing:
+                if self.closing or self.stalled:
                     return
                 proc = self.procs[rank - 1]
                 proc.join(timeout=5)  # reaped, so its exit code is known
                 self.dead.append(f"rank {rank} (exit code {proc.exitcode})")
                 self._abort()
+            watching = watching and not self.dead and not self.board.loaded()
+            stalled = self.stall.stalled() if watching else []
+            if stalled and not self.closing:
+                self._stop_stalled(stalled)
+                return
+
+    def _stop_stalled(self, stalled: list) -> None:
+        """A hung rank: every follower killed (rank 0's collectives then fail at once, and it says the line). Rank 0
+        itself may be the one stuck, in a read no signal ends: if it has not stopped the launch STALL_GRACE_S later,
+        this thread says the line, removes what is in flight and ends the process, as the signal watchdog does."""
+        from subtool.fsutil import emergency_cleanup
+
+        self.stalled = self.stall.error(stalled, self.model_path)
+        for proc in self.procs:
+            proc.kill()
+        self._abort()
+        deadline = time.monotonic() + STALL_GRACE_S
+        while not self.closing and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.closing:
+            return
+        err = self.stalled
+        sys.stderr.write(f"error: {err.one_line()}\n  hint: {err.hint}\n")
+        sys.stderr.flush()
+        emergency_cleanup()
+        os._exit(err.exit_code)
 
     def _abort(self) -> None:
         if self.device != "cuda":
@@ -314,6 +378,8 @@ class Launch:
 
     def error(self, exc: BaseException) -> SubtoolError:
         """What a failure during the run means, in one line."""
+        if self.stalled is not None:
+            return self.stalled
         if isinstance(exc, SubtoolError):
             return exc
         if self.dead:

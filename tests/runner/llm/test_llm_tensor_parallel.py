@@ -153,6 +153,53 @@ def test_a_rank_dead_before_it_joined_the_group_stops_the_run_at_once(tmp_path, 
     assert not _followers_of_children()
 
 
+def test_a_rank_hung_while_it_loads_stops_the_launch_in_one_line_naming_it(llama2_small, monkeypatch):
+    """The SUT `subtool run --tensor-parallel 2` builds, with rank 1 alive but silent while it loads its shard
+    (held with SIGSTOP the moment it says so: a read of a hung shared filesystem looks the same to rank 0): rank 0
+    waited for it in the load report for ever, with no line. Now, SUBTOOL_TP_STALL_S without progress later, one
+    error names the rank and its stage, and no rank process is left."""
+    import numpy as np
+
+    from subtool.runner.llm import tp_launch
+    from subtool.runner.llm.specs import LLM_SPECS
+    from subtool.runner.llm.tp_watch import LOADING
+    from subtool.runner.llm.workload import generation_for
+
+    monkeypatch.setenv("SUBTOOL_TP_STALL_S", "3")
+    held, done = [], threading.Event()
+
+    def hold_rank_1_while_it_loads():
+        deadline = time.monotonic() + 120
+        while not held and not done.is_set() and time.monotonic() < deadline:
+            for launch in list(tp_launch._LAUNCHES):
+                if launch.board.read()[1][0] == LOADING:
+                    os.kill(launch.procs[0].pid, signal.SIGSTOP)
+                    held.append(launch.procs[0].pid)
+            time.sleep(0.001)
+        if held and not done.wait(60):  # still waiting for it (the old wait had no end): the rank dies instead
+            os.kill(held[0], signal.SIGKILL)
+
+    holder = threading.Thread(target=hold_rank_1_while_it_loads, daemon=True)
+    holder.start()
+    path = llama2_small.model_path
+    options = dict(eos_token_id=2, pad_token_id=0, precision="fp32", device="cpu")
+    generation = generation_for(LLM_SPECS["llama2-70b-99"], path, {})
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(SubtoolError) as caught:
+            tp_launch.TensorParallelSUT(path, [np.array([1, 5, 9])], generation, tensor_parallel=2, **options)
+    finally:
+        done.set()
+        holder.join()
+    assert held, "rank 1 was never seen loading"
+    assert time.monotonic() - t0 < 90
+    assert caught.value.one_line() == (
+        f"{path}: tensor-parallel rank 1 while loading its shard: no progress for 3 s (SUBTOOL_TP_STALL_S); "
+        "every rank was stopped [run.tensor_parallel]"
+    )
+    assert not tp_launch._LAUNCHES and not any(p.is_alive() for p in tp_launch.mp.active_children())
+
+
 def _session_of(sid: int) -> dict[int, bytes]:
     """pid → command line of every live process in session `sid`."""
     found = {}
@@ -196,6 +243,52 @@ def test_a_rank_whose_rank_0_died_before_it_could_watch_it_ends_at_once(tmp_path
         for pid in _session_of(rank0.pid):  # what this test started, and nothing else
             os.kill(pid, signal.SIGKILL)
         rank0.wait(timeout=30)
+
+
+RANK_0_STUCK = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from subtool.runner.llm import tp_launch
+from subtool.runner.llm.specs import LLM_SPECS
+from subtool.runner.llm.tp_watch import LOADING
+from subtool.runner.llm.workload import generation_for
+
+path = Path(sys.argv[1])
+generation = generation_for(LLM_SPECS["llama2-70b-99"], path, {})
+options = dict(eos_token_id=2, pad_token_id=0, precision="fp32", device="cpu")
+tp_launch.STALL_GRACE_S = 2.0
+launch = tp_launch.Launch(2, "cpu", (path, [np.array([1, 5, 9])], generation), options)
+launch.group.progress(LOADING)
+time.sleep(600)  # rank 0 in a read that never returns, no signal ends it: only the watcher can
+"""
+
+
+def test_rank_0_stuck_in_its_own_load_ends_the_process_with_the_line(llama2_small):
+    """Rank 0's main thread silent in its load stage (a read no signal interrupts, standing in for a hung NFS read)
+    while rank 1 loads and waits for it: the watcher stops rank 1, then, since rank 0 cannot say the line itself,
+    says it and ends the process with exit 2; nothing of the launch is left running."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SUBTOOL_TP_STALL_S": "3"}
+    script = [sys.executable, "-c", RANK_0_STUCK, str(llama2_small.model_path)]
+    rank0 = subprocess.Popen(script, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = rank0.communicate(timeout=120)
+        assert rank0.returncode == 2, err
+        line = next(x for x in err.splitlines() if x.startswith("error: "))
+        assert "tensor-parallel rank 0 while loading its shard" in line  # rank 1 too, if it was slower than 3 s
+        assert line.endswith("no progress for 3 s (SUBTOOL_TP_STALL_S); every rank was stopped [run.tensor_parallel]")
+        assert "Traceback" not in err
+        time.sleep(0.5)
+        assert not _session_of(rank0.pid), "a rank outlived the launch"
+    finally:
+        for pid in _session_of(rank0.pid):  # what this test started, and nothing else
+            os.kill(pid, signal.SIGKILL)
+        if rank0.poll() is None:
+            rank0.kill()
+            rank0.wait(timeout=30)
 
 
 def test_sizes_the_model_or_gpus_cannot_take_are_refused_before_anything_starts(tmp_path, llama2_small):
