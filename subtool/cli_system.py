@@ -1,8 +1,9 @@
 """`subtool system`: print, edit (--set/--file) or validate a system description, one command function.
 
 What the user gives is checked before anything is detected or written: the division, the submitter (also when
-an override sets it), every override's field name and value. A value the user set that the schema refuses is an
-error, and `--out` is then left as it was; a field nobody set (detected, or a placeholder) is only a warning.
+an override sets it), every override's field name and value. A value the user set that the schema refuses, or a
+count no real system has (mlperf/system_counts.py), is an error, and `--out` is then left as it was; a field nobody
+set (detected, or a placeholder) is only a warning.
 """
 
 from __future__ import annotations

@@ -402,6 +402,7 @@ def field_errors(
     for name, value in fields.items():  # into the README tables, the .md report and terminals: one printable line
         if name not in seen and isinstance(value, str) and (problem := _text_problem(value)):
             errors.append((name, f"field '{name}' holds {problem}: {_shown(value)}"))
+    errors += _count_errors(fields, seen)
     errors += _network_errors(fields, division, seen)
     if division and str(fields.get("division", "")).lower() not in ("", division.lower()) and "division" not in seen:
         errors.append(
@@ -425,6 +426,14 @@ def field_errors(
             )
         )
     return errors
+
+
+def _count_errors(fields: dict[str, Any], seen: set[str]) -> list[tuple[str, str]]:
+    """Counts the schema takes but no real system has (10^300 accelerators, 10^7 nodes): mlperf/system_counts.py."""
+    from subtool.mlperf.system_counts import allowed, count_problem
+
+    found = ((name, count_problem(name, value)) for name, value in fields.items() if name not in seen)
+    return [(name, f"field '{name}' {problem}; allowed values: {allowed(name)}") for name, problem in found if problem]
 
 
 _NETWORK_DIVISION_NEEDS = (

@@ -292,6 +292,34 @@ def _tree_rules(report) -> set[str]:
     return {f.rule for f in report.findings if f.severity == "error"}
 
 
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        ("accelerators_per_node", 10**300, "is a 301-digit number, more accelerators in one node than any real"),
+        ("accelerators_per_node", "1" + "0" * 300, "is a 301-digit number, more accelerators in one node than any"),
+        ("number_of_nodes", -3, "is -3, fewer nodes than any real system has (at least 1)"),
+        ("number_of_nodes", "0", "is 0, fewer nodes than any real system has (at least 1)"),
+        ("number_of_nodes", 2.5, "is 2.5, not a whole number of nodes"),
+    ],
+)
+def test_a_count_no_real_system_has_is_a_warning_and_the_official_verdict_stays(
+    tree_copy, official_checkout, key, value, says
+):
+    """The official checker passes these (int() takes them); check passed them without a word. Now a warning
+    names the field, and every verdict is still the official one."""
+    from subtool.checker.official import run_official
+
+    tree = tree_copy("bert_closed_valid")
+    _edit_system(tree, "closed", **{key: value})
+    report = _check(tree)
+    (found,) = [f for f in report.findings if f.rule == "system.count_implausible"]
+    assert found.severity == "warning" and found.message.startswith(f"field '{key}' {says}"), found.message
+    official = run_official(official_checkout, tree, report.version)
+    assert not official.crash
+    assert {r.result: r.passed for r in report.results} == official.verdicts
+    assert report.ok and all(official.verdicts.values())
+
+
 def test_a_closed_system_that_says_it_is_networked_fails(tree_copy):
     tree = tree_copy("bert_closed_valid")
     _edit_system(tree, "closed", is_network="true")

@@ -388,3 +388,44 @@ def test_a_bad_measurements_table_names_its_file(tmp_path):
     src.write_text('{"measurements": [1]}')
     line = _one_error_line(runner.invoke(app, ["system", "--file", str(src)]), "system.bad_overrides")
     assert str(src) in line and "'measurements' must be a table" in line
+
+
+# ------------------------------------------------------------------ counts no real system has
+BIG = "1" + "0" * 300  # 10^300
+
+
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        ("accelerators_per_node", BIG, "is a 301-digit number, more accelerators in one node than any real system"),
+        ("accelerators_per_node", "10001", "is 10001, more accelerators in one node than any real system has"),
+        ("number_of_nodes", "1000001", "is 1000001, more nodes than any real system has (at most 1,000,000)"),
+        ("host_processors_per_node", "5000", "is 5000, more CPU sockets in one node than any real system has"),
+        ("host_processor_core_count", BIG, "is a 301-digit number, more cores in one CPU than any real system has"),
+    ],
+)
+def test_set_refuses_a_count_no_real_system_has(tmp_path, field, value, says):
+    """The schema took any string of digits: 10^300 accelerators per node were written to --out and passed
+    --validate."""
+    out = tmp_path / "sys.json"
+    r = runner.invoke(app, ["system", "--submitter", "TeamX", "--set", f"{field}={value}", "--out", str(out)])
+    line = _one_error_line(r, "system.invalid")
+    assert f"--set: field '{field}' {says}" in line and "allowed values: a whole number from" in line
+    assert not out.exists()
+
+
+def test_validate_refuses_counts_no_real_system_has_and_keeps_the_largest_real_ones(tmp_path):
+    fields = detect_system(submitter="TeamX", division="open").fields
+    largest = {"number_of_nodes": 1_000_000, "accelerators_per_node": "10000", "host_processor_core_count": "100000"}
+    assert validation_errors({**fields, **largest, "host_network_card_count": "0"}) == []
+    assert validation_errors({**fields, "accelerators_per_node": "0"}) == []  # CPU-only
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**fields, "accelerators_per_node": 1e300, "number_of_nodes": 10**300}))
+    r = runner.invoke(app, ["system", "--validate", str(bad)])
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.exit_code == 1 and len(lines) == 2, r.stderr
+    assert any("field 'accelerators_per_node' is 1e+300, more accelerators in one node" in ln for ln in lines)
+    assert any(
+        "field 'number_of_nodes' is a 301-digit number, more nodes than any real system has" in ln for ln in lines
+    )
+    assert all(ln.endswith("[system.invalid]") for ln in lines)

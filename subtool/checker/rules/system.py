@@ -17,6 +17,8 @@ from subtool.mlperf.round import (
     SYSTEM_REQUIRED_FIELDS,
     SYSTEM_TYPES,
 )
+from subtool.mlperf.system_counts import COUNT_BOUNDS, count_problem
+from subtool.mlperf.system_counts import RULE as COUNT_RULE
 
 UNREADABLE = define(
     "system.unreadable", "error", "The system description is not a readable JSON object.", "crashes with a traceback"
@@ -39,6 +41,15 @@ FIELD_NOT_INTEGER = define(
     "error",
     "number_of_nodes or accelerators_per_node is not an integer (the summary multiplies them).",
     "crashes with a traceback while writing summary.csv",
+)
+COUNT_IMPLAUSIBLE = define(
+    COUNT_RULE,
+    "warning",
+    "A count no real system has: "
+    + ", ".join(f"{b.field} outside {b.least} to {b.most:,}" for b in COUNT_BOUNDS)
+    + ", or a fraction (mlperf/system_counts.py). The verdict stays the official one; `subtool system` refuses "
+    "such a value.",
+    'accepted when int() takes it (-3 nodes, "0" nodes, 10^300 accelerators, 2.5 nodes)',
 )
 NOTES_NOT_TEXT = define(
     "system.notes_not_text",
@@ -178,6 +189,15 @@ def _fields(data: dict, is_network_raw: object, rel: str, out: Collector) -> Non
                 f"field '{key}' is {data[key]!r}, not an integer",
                 f'write "{key}" as a whole number (e.g. "1")',
             )
+    _counts(data, rel, out)
+
+
+def _counts(data: dict, rel: str, out: Collector) -> None:
+    """Counts no real system has: a warning, the official verdict kept (it accepts them)."""
+    for key, value in data.items():
+        problem = count_problem(key, value) if value else None  # an empty one (the number 0) is field_empty's
+        if problem:
+            out.add(COUNT_IMPLAUSIBLE, rel, f"field '{key}' {problem}", f'write the real count in "{key}"')
 
 
 def _notes(data: dict, rel: str, out: Collector) -> None:
