@@ -297,7 +297,7 @@ class Launch:
         """Rank 0's side of the group, joined while the followers are watched. The join waits in the store for
         every rank's address (up to SUBTOOL_TP_TIMEOUT_S): a follower that died before it joined (killed while it
         imported torch, out of memory, a CUDA start that failed) stops the launch at once instead, and the join's
-        thread, left waiting, ends with the process."""
+        thread, left waiting, ends with the process; one still starting when the wait ends is named."""
         box: dict = {}
 
         def join() -> None:
@@ -316,6 +316,14 @@ class Launch:
             raise SubtoolError(
                 f"tensor-parallel {', '.join(self.dead)} died before it joined the group; the other ranks were stopped",
                 rule=RULE,
+            )
+        late = self.board.late()
+        if "error" in box and late:  # the store's timeout: name who kept it waiting, and where
+            raise SubtoolError(
+                f"tensor-parallel {', '.join(f'rank {r} while {stage}' for r, stage in late)}: not in the group "
+                f"after {timeout_s():g} s ({TIMEOUT_ENV}); every rank was stopped",
+                rule=RULE,
+                hint="a rank stuck before it could join (an import from a hung shared filesystem?)",
             )
         if "error" in box:
             raise box["error"]

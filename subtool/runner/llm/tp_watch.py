@@ -63,9 +63,9 @@ class Board:
     def loaded(self) -> bool:
         return all(stage == LOADED for stage, _ in self.read())
 
-    def starting(self) -> list[int]:
-        """The ranks that have not reached the group yet."""
-        return [r for r, (stage, _) in enumerate(self.read()) if stage == STARTING]
+    def late(self) -> list[tuple[int, str]]:
+        """(rank, stage) of the ranks that have not reached the group yet."""
+        return [(r, STAGES[stage]) for r, (stage, _) in enumerate(self.read()) if stage == STARTING]
 
 
 class StallWatch:

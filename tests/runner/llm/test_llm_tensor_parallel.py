@@ -153,6 +153,37 @@ def test_a_rank_dead_before_it_joined_the_group_stops_the_run_at_once(tmp_path, 
     assert not _followers_of_children()
 
 
+def test_a_rank_hung_before_it_joined_is_named_when_the_join_times_out(tmp_path, llama2_small, monkeypatch):
+    """A follower alive but stuck from its first moment (held with SIGSTOP: an import from a hung shared disk looks
+    the same): rank 0's join ended at SUBTOOL_TP_TIMEOUT_S with `tensor-parallel collective failed:
+    DistStoreError: …`, naming no rank. Now the line names the rank and its stage, and no rank is left."""
+    monkeypatch.setenv("SUBTOOL_TP_TIMEOUT_S", "8")
+    out, held = tmp_path / "out", []
+
+    def hold_at_start():
+        deadline = time.monotonic() + 120
+        while not held and time.monotonic() < deadline:  # seen within ms of its start: it needs seconds to join
+            for pid in _followers_of_children():
+                os.kill(pid, signal.SIGSTOP)
+                held.append(pid)
+            time.sleep(0.01)
+
+    holder = threading.Thread(target=hold_at_start, daemon=True)
+    holder.start()
+    res = _run(llama2_small.model_path, llama2_small.dataset_path, out, "--tensor-parallel", "2")
+    holder.join()
+    assert held, "no rank process appeared"
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 2 and len(errors) == 1, res.output
+    assert errors[0] == (
+        "error: tensor-parallel rank 1 while starting (importing torch): not in the group after 8 s "
+        "(SUBTOOL_TP_TIMEOUT_S); every rank was stopped [run.tensor_parallel]"
+    )
+    assert not (out / "llama2-70b-99/Offline").exists()
+    time.sleep(0.5)
+    assert not _followers_of_children()
+
+
 def test_a_rank_hung_while_it_loads_stops_the_launch_in_one_line_naming_it(llama2_small, monkeypatch):
     """The SUT `subtool run --tensor-parallel 2` builds, with rank 1 alive but silent while it loads its shard
     (held with SIGSTOP the moment it says so: a read of a hung shared filesystem looks the same to rank 0): rank 0
