@@ -8,7 +8,12 @@ It lists one model ("hostile") and answers every /v1/completions request with `b
 - "dribble": one token, then an event it never ends, one byte every 0.1 s;
 - "huge_first": the first request's answer carries `huge_bytes` of text in one chunk, the others are "ok";
 - "empty": a finish_reason at once, no token at all;
-- "html": a 200 answer that is an HTML page (a login page or a proxy's notice in front of the server).
+- "html": a 200 answer that is an HTML page (a login page or a proxy's notice in front of the server);
+- "hang": the request is read and never answered, not even its headers (a hung server that still accepts);
+- "stall": one token, then silence with the connection kept open (a server hung mid-answer);
+- "short": three tokens, then finish_reason "stop" and a usage count of 3 (a server that ignores min_tokens).
+
+A request "hang" or "stall" holds ends when the server is closed.
 
 `requests` counts the completions asked for, `written` the bytes the streams sent.
 """
@@ -20,7 +25,7 @@ import json
 import threading
 import time
 
-BEHAVIOURS = ("ok", "pings", "dribble", "huge_first", "empty", "html")
+BEHAVIOURS = ("ok", "pings", "dribble", "huge_first", "empty", "html", "hang", "stall", "short")
 
 
 def event(data: dict | str) -> bytes:
@@ -41,6 +46,7 @@ class HostileServer:
         self.requests = self.written = 0
         self.authorization: list[str | None] = []  # the Authorization header of every request
         self.lock = threading.Lock()
+        self.closed = threading.Event()  # ends the requests "hang" and "stall" hold
         self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._http.daemon_threads = True
 
@@ -53,6 +59,7 @@ class HostileServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closed.set()
         self._http.shutdown()
         self._http.server_close()
 
@@ -64,15 +71,21 @@ class HostileServer:
         if self.behaviour == "empty":
             write(token_chunk("", None, "stop") + event("[DONE]"))
             return
+        if self.behaviour == "stall":
+            write(token_chunk("w", 5))
+            self.closed.wait(120)
+            return
         if self.behaviour in ("pings", "dribble"):
             write(token_chunk("w", 5) + (b"data: {" if self.behaviour == "dribble" else b""))
             while True:  # until the client hangs up (the write fails)
                 write(b" " if self.behaviour == "dribble" else b": ping\n\n")
                 time.sleep(0.1)
+        count = min(3, max_tokens) if self.behaviour == "short" else max_tokens
         first = "x" * self.huge_bytes if self.behaviour == "huge_first" and nth == 1 else "w"
-        body = b"".join(token_chunk(first if i == 0 else "w", 5 + i) for i in range(max_tokens))
-        usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": max_tokens}}
-        write(body + token_chunk("", None, "length") + event(usage) + event("[DONE]"))
+        body = b"".join(token_chunk(first if i == 0 else "w", 5 + i) for i in range(count))
+        usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": count}}
+        finish = "stop" if self.behaviour == "short" else "length"
+        write(body + token_chunk("", None, finish) + event(usage) + event("[DONE]"))
 
 
 def _handler(server: HostileServer):
@@ -101,6 +114,9 @@ def _handler(server: HostileServer):
             with server.lock:
                 server.requests += 1
                 nth = server.requests
+            if server.behaviour == "hang":
+                server.closed.wait(120)
+                return
             self._head("text/html; charset=utf-8" if server.behaviour == "html" else "text/event-stream")
             try:
                 server.answer(self._write, int(body.get("max_tokens", 16)), nth)

@@ -1,10 +1,13 @@
 """A network SUT: each LoadGen sample becomes one streaming request to an OpenAI-compatible `/v1/completions`
 endpoint (vLLM, SGLang, TensorRT-LLM, TGI, …), with at most `concurrency` requests in flight.
 
-The HTTP client, the server-sent-event stream, timeouts and retries are the `openai` SDK's (the optional extra
-`openai`): it retries 408/409/429/5xx answers and failed connections with exponential back-off, honouring
-Retry-After. The one thing it cannot retry is a stream that breaks after it started; that request is sent again
-here (at most `stream_retries` times), and LoadGen still sees one first token.
+The HTTP client and the server-sent-event stream are the `openai` SDK's (the optional extra `openai`). Its retries
+are not used for completions: it would give each try the whole timeout again (seven reads of 600 s kept one sample
+in front of a hung server for 70 minutes). Here each sample has one deadline (`request_deadline_s`) for all of its
+tries: 408/409/429/5xx answers and failed connections are sent again (at most `max_retries` times) with the
+SDK's back-off, honouring Retry-After, a stream that breaks after it started at most `stream_retries` times
+(LoadGen still sees one first token), each try given only the time left; past the deadline the sample fails with
+one error that names the endpoint.
 
 The prompt goes out as token ids (the data set's own tokenization, no re-tokenizing drift). The first token is
 reported to LoadGen the moment it arrives (real TTFT). The answer's token ids are read from the stream when the
@@ -20,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import queue
+import random
 import re
 import threading
 import time
@@ -31,8 +35,12 @@ import numpy as np
 from subtool.errors import EXIT_REMOTE, SubtoolError
 from subtool.runner.workload import SutFailure
 
-NO_KEY = "EMPTY"
-MAX_TOKEN_ID = 2**31 - 1  # the answers are int32 arrays  # what vLLM's docs pass when the server checks no key
+NO_KEY = "EMPTY"  # what vLLM's docs pass when the server checks no key
+MAX_TOKEN_ID = 2**31 - 1  # the answers are int32 arrays
+# answers worth asking again for (the SDK's own rule, with every 5xx), and its back-off: 0.5 s doubling up to 8 s,
+# or the server's Retry-After up to two minutes
+RETRY_STATUSES = frozenset({408, 409, 429})
+BACKOFF_FIRST_S, BACKOFF_MOST_S, RETRY_AFTER_MOST_S = 0.5, 8.0, 120.0
 
 
 class EndpointError(Exception):
@@ -114,8 +122,9 @@ def make_client(endpoint: str, key: str, timeout_s: float, max_retries: int, on_
 
 
 class OpenAICompletionsSUT(SutFailure):
-    # one response, from its headers to its last byte: the client's timeout is per read, and a server that sends a
-    # byte a second (an SSE comment, a line it never ends, a chunk every half second) would hold the run for ever
+    # one sample, from its first request to its answer's last byte, every try and pause included: the client's
+    # timeout is per read, and a server that sends a byte a second (an SSE comment, a line it never ends, a chunk
+    # every half second) would hold the run for ever
     request_deadline_s = 900.0
     # the most bytes one response may hold: room for a token's chunk (about 400 bytes from vLLM) ten times over
     bytes_per_token = 4096
@@ -137,6 +146,7 @@ class OpenAICompletionsSUT(SutFailure):
         timeout_s: float = 600.0,
         max_retries: int = 6,
         stream_retries: int = 2,
+        request_deadline_s: float | None = None,
     ):
         import mlperf_loadgen as lg
 
@@ -144,7 +154,9 @@ class OpenAICompletionsSUT(SutFailure):
         self.prompts = prompts
         self.tokenizer = tokenizer
         self.generation = generation
-        self.stream_retries = stream_retries
+        self.stream_retries, self.max_retries, self.timeout_s = stream_retries, max_retries, timeout_s
+        self.request_deadline_s = float(request_deadline_s or self.request_deadline_s)
+        self._local = threading.local()  # the deadline of the sample this worker thread is answering
         self.np_dtype = np.dtype(generation.output_dtype)
         # a token id at or past it is no token of the model (no tokenizer: a SUT only asked for the served model)
         self.vocabulary = len(tokenizer) if tokenizer is not None else MAX_TOKEN_ID + 1
@@ -152,7 +164,8 @@ class OpenAICompletionsSUT(SutFailure):
         # was tokenized again here (BPE merges at the pieces' edges may come out longer than generated)
         self.most_pieces = 2 * generation.max_new_tokens + 16
         self._key = api_key(api_key_env)
-        self.client = make_client(endpoint, self._key, timeout_s, max_retries, self._guard)
+        self.client = make_client(endpoint, self._key, timeout_s, 0, self._guard)  # the retries are _generate's
+        self.where = shown_url(str(self.client.base_url).rstrip("/"))
         self.model = self._served_model(served_model)
         self._queue: queue.Queue = queue.Queue()
         self._error: str | None = None
@@ -203,7 +216,8 @@ class OpenAICompletionsSUT(SutFailure):
         """The client's response hook: the body is read through a _Guarded stream, which ends it at the deadline
         or the size limit (the SDK's event decoder keeps an unfinished line or event whole in memory)."""
         limit = self.base_response_bytes + self.bytes_per_token * self.generation.max_new_tokens
-        response.stream = _guarded(response.stream, limit, self.request_deadline_s)
+        deadline = getattr(self._local, "deadline", None) or time.monotonic() + self.request_deadline_s
+        response.stream = _guarded(response.stream, limit, deadline, self.request_deadline_s)
 
     # LoadGen callbacks -----------------------------------------------------------------------------------
     def issue_queries(self, query_samples) -> None:
@@ -246,7 +260,7 @@ class OpenAICompletionsSUT(SutFailure):
             raise EndpointError(f"token id {bad} is past the model's {self.vocabulary}-token vocabulary")
         return ids
 
-    def _request(self, index: int):
+    def _request(self, index: int, deadline: float):
         g = self.generation
         extra: dict = {"return_tokens_as_token_ids": True}  # vLLM's: token ids in the stream, no re-tokenizing
         if g.min_new_tokens > 1:
@@ -262,21 +276,35 @@ class OpenAICompletionsSUT(SutFailure):
             stream=True,
             stream_options={"include_usage": True},
             extra_body=extra,
+            timeout=max(0.01, min(self.timeout_s, deadline - time.monotonic())),
         )
 
     def _generate(self, qid: int, index: int) -> _Answer:
+        """The sample's answer, asked for again after a failure worth another try while its deadline allows."""
+        import openai
+
+        deadline = self._local.deadline = time.monotonic() + self.request_deadline_s
         first_sent = False  # a request sent again must not report its first token twice
-        for attempt in range(self.stream_retries + 1):
+        tries = {StreamDropped: 0, openai.APIError: 0}
+        while True:
             answer = _Answer()
             try:
-                self._read(self._request(index), answer, qid, first_sent)
+                self._read(self._request(index, deadline), answer, qid, first_sent)
                 return answer
-            except StreamDropped:
+            except (StreamDropped, openai.APIError) as exc:
                 first_sent = first_sent or answer.first_sent
-                if attempt == self.stream_retries:
+                kind = StreamDropped if isinstance(exc, StreamDropped) else openai.APIError
+                tries[kind] += 1
+                pause = _pause(exc, tries[kind], self.stream_retries if kind is StreamDropped else self.max_retries)
+                if pause is None and time.monotonic() < deadline:
                     raise
-                time.sleep(0.25 * 2**attempt)
-        raise AssertionError("unreachable")
+                if pause is None or time.monotonic() + pause >= deadline:
+                    sent = sum(tries.values())
+                    raise EndpointError(
+                        f"no complete answer within {self.request_deadline_s:g} s ({sent} request"
+                        f"{'s' if sent > 1 else ''}; the last: {self._describe(exc)})"
+                    ) from None
+                time.sleep(pause)
 
     def _read(self, stream, answer: _Answer, qid: int, first_sent: bool) -> None:
         """One stream into `answer`; the first token goes to LoadGen as it arrives."""
@@ -334,7 +362,7 @@ class OpenAICompletionsSUT(SutFailure):
         self.client.close()
         if self._error is not None:
             raise SubtoolError(
-                f"the endpoint failed during the run: {self._error}",
+                f"the endpoint {self.where} failed during the run: {self._error}",
                 rule="run.endpoint_failed",
                 hint="check the server's log; the run directory was not changed",
                 exit_code=EXIT_REMOTE,
@@ -349,20 +377,51 @@ def _refuse_no_stream(stream, chunks: int) -> None:
         raise EndpointError(f"the server answered {_short(kind, 60)}, not an event stream of completions")
 
 
-def _guarded(stream, limit: int, seconds: float):
+def _pause(exc: Exception, tries: int, most: int) -> float | None:
+    """How long to wait before sending a request again after its `tries`-th failure `exc`, or None: not again."""
+    import openai
+
+    if tries > most:
+        return None
+    if isinstance(exc, StreamDropped):
+        return 0.25 * 2 ** (tries - 1)
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code not in RETRY_STATUSES and exc.status_code < 500:
+            return None
+        after = _retry_after(exc.response.headers)
+        if after is not None:
+            return after
+    elif not isinstance(exc, openai.APIConnectionError):  # timeouts included
+        return None
+    return min(BACKOFF_FIRST_S * 2.0 ** (tries - 1), BACKOFF_MOST_S) * (1 - 0.25 * random.random())
+
+
+def _retry_after(headers) -> float | None:
+    """The seconds a Retry-After (or retry-after-ms) header asks for, where it asks for a plausible wait."""
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers.get(name) or "nan") * scale
+        except ValueError:
+            continue
+        if 0 < seconds <= RETRY_AFTER_MOST_S:
+            return seconds
+    return None
+
+
+def _guarded(stream, limit: int, deadline: float, seconds: float):
     """`stream` (the HTTP client's byte stream of one response) ending in an EndpointError once it has sent more
-    than `limit` bytes, or is still sending `seconds` after it began. Its class derives from the stream's own base
-    (the SyncByteStream of the HTTP library the SDK uses), which the client checks the stream against."""
+    than `limit` bytes, or is still sending at `deadline` (`seconds` after its sample was asked for). Its class
+    derives from the stream's own base (the SyncByteStream of the HTTP library the SDK uses), which the client
+    checks the stream against."""
     base = next((c for c in type(stream).__mro__ if c.__name__ == "SyncByteStream"), None)
-    return stream if base is None else _guarded_class(base)(stream, limit, seconds)
+    return stream if base is None else _guarded_class(base)(stream, limit, deadline, seconds)
 
 
 @functools.lru_cache(maxsize=4)
 def _guarded_class(base: type) -> type:
     class Guarded(base):
-        def __init__(self, inner, limit: int, seconds: float):
-            self.inner, self.limit, self.seconds = inner, limit, seconds
-            self.deadline = time.monotonic() + seconds
+        def __init__(self, inner, limit: int, deadline: float, seconds: float):
+            self.inner, self.limit, self.deadline, self.seconds = inner, limit, deadline, seconds
 
         def __iter__(self):
             seen = 0

@@ -352,6 +352,7 @@ def _openai_sut(spec: LlmSpec, model_path: Path, data, config):
         served_model=extra.get("served_model"),
         concurrency=int(extra.get("concurrency") or config.batch_size),
         timeout_s=float(extra.get("request_timeout_s") or 600.0),
+        request_deadline_s=extra.get("request_deadline_s"),  # one sample, all its tries: the class's 15 minutes
     )
 
 

@@ -154,3 +154,50 @@ def test_a_server_that_takes_the_connection_and_answers_nothing_is_named_soon(ll
     assert not builder.is_alive(), "still waiting for the model list after 20 s"
     assert isinstance(failures[0], SubtoolError) and failures[0].rule == "run.endpoint_unreachable"
     assert "timed out" in failures[0].one_line()
+
+
+@pytest.mark.parametrize("behaviour", ["hang", "stall"])
+def test_a_server_that_hangs_mid_run_fails_the_sample_at_its_deadline(llama3_small, behaviour):
+    """A server that takes a completion request and then says nothing (no headers, or nothing after the first
+    token): the SDK read for 600 s and then retried, six times, so one sample took 70 minutes to fail."""
+    import threading
+    import time
+
+    failures: list[BaseException] = []
+    with HostileServer(behaviour) as server:
+        sut = _sut(server.url, llama3_small.model_path)
+        sut.request_deadline_s = 1.5
+        started = time.monotonic()
+        reader = threading.Thread(target=lambda: _catch(failures, sut._generate, 0, 0), daemon=True)
+        reader.start()
+        reader.join(20)
+        took = time.monotonic() - started
+        sut.stop()
+    assert not reader.is_alive(), "the sample still waits for the hung server after 20 s"
+    assert took < 6, took  # the deadline, not the deadline times the tries
+    assert "no complete answer within 1.5 s" in str(failures[0]) and type(failures[0]).__name__ == "EndpointError"
+
+
+def test_a_hung_server_stops_the_run_in_one_line_naming_the_endpoint(tmp_path, llama3_small, monkeypatch):
+    """The run (its benchmark process, through the run API: `request_deadline_s` is no CLI option) ends soon
+    after the deadline, and its line says which server failed, never with the key."""
+    import time
+
+    from subtool.errors import SubtoolError
+    from subtool.runner.api import RunOptions, run_benchmark
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-hung-server-key")
+    with HostileServer("hang") as server:
+        extra = {"endpoint": server.url, "request_deadline_s": 1.0}
+        paths = {"model_path": llama3_small.model_path, "dataset_path": llama3_small.dataset_path}
+        opts = RunOptions(model="llama3.1-8b", mode="accuracy", **paths, out=tmp_path / "runs", batch_size=4,
+                          backend="openai", extra=extra)  # fmt: skip
+        started = time.monotonic()
+        with pytest.raises(SubtoolError) as err:
+            run_benchmark(opts)
+    assert time.monotonic() - started < 90
+    line = err.value.one_line()
+    assert err.value.rule == "run.endpoint_failed" and err.value.exit_code == EXIT_REMOTE, line
+    assert f"the endpoint {server.url}/v1 failed" in line and "no complete answer within 1 s" in line, line
+    assert "sk-hung-server-key" not in line
+    assert not any((tmp_path / "runs").rglob("run.json"))

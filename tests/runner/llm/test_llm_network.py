@@ -233,7 +233,7 @@ def test_a_server_that_keeps_failing_stops_the_run_and_leaves_nothing(tmp_path, 
     res = _run(llama3_small, tmp_path / "runs", "--mode", "accuracy", "--endpoint", server.url)
     assert "HTTP 500" in _one_error(res, "run.endpoint_failed")
     assert not any((tmp_path / "runs").rglob("run.json"))
-    assert 7 <= server.completions <= 24 * 7  # the SDK retried each (6 times), then the run stopped asking
+    assert 7 <= server.completions <= 24 * 7  # each was sent again (6 times), then the run stopped asking
 
 
 @pytest.mark.parametrize("knobs", [{"drop_first": 10**6}, {"garbage": "{not json"}], ids=["drops", "garbage"])
@@ -331,7 +331,7 @@ def llama3_tokenizer(llama3_small):
 
 
 def test_no_hand_written_http_or_sse_remains():
-    """The SUT talks through the openai SDK only."""
+    """The SUT talks HTTP and SSE through the openai SDK only (the retries around its calls are the SUT's)."""
     from pathlib import Path
 
     import subtool.runner.llm.sut_openai as sut
