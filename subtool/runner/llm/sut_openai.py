@@ -237,6 +237,7 @@ class OpenAICompletionsSUT(SutFailure):
             try:
                 answer = self._generate(qid, index)
                 ids = self._checked(answer.token_ids(self.tokenizer), from_server=bool(answer.ids))
+                self._refuse_short(answer, len(ids) if answer.ids else answer.usage_tokens)
                 self._complete(qid, ids, answer.count(len(ids), self.generation.max_new_tokens))
             except Exception as exc:  # noqa: BLE001 - any failure must still answer LoadGen, then stop the run
                 with self._error_lock:
@@ -259,6 +260,18 @@ class OpenAICompletionsSUT(SutFailure):
         if bad is not None:
             raise EndpointError(f"token id {bad} is past the model's {self.vocabulary}-token vocabulary")
         return ids
+
+    def _refuse_short(self, answer: _Answer, generated: int | None) -> None:
+        """An answer shorter than the benchmark's least length (gptj: 30 tokens, sent as min_tokens) shows that the
+        server ignored min_tokens: the reference model could not have stopped there, so neither accuracy nor
+        tokens/s would be the benchmark's. `generated` counts the ids the server sent, else its usage count (text
+        tokenized again here may be shorter than what was generated: it is not evidence)."""
+        least = self.generation.min_new_tokens
+        if generated is not None and generated < least:
+            raise EndpointError(
+                f"the answer has {generated} tokens (finish_reason {answer.finish_reason}), under the min_tokens "
+                f"{least} the benchmark asks for: the server does not honour min_tokens"
+            )
 
     def _request(self, index: int, deadline: float):
         g = self.generation

@@ -93,6 +93,19 @@ def test_empty_answers_end_the_run_not_count_as_samples(tmp_path, gptj_small):
     assert not any((tmp_path / "runs").rglob("run.json"))
 
 
+def test_an_answer_under_the_benchmarks_least_length_ends_the_run(tmp_path, gptj_small, llama3_small):
+    """A server that ignores min_tokens (gptj asks for 30; the demo's 16-token answers for all 16) and stops after 3:
+    the run was VALID and its accuracy log held answers the reference could not have given. The llamas ask for at
+    least 1: the same answer is theirs to give."""
+    conf = short_user_conf(tmp_path / "user.conf", "gptj", "Offline", target_qps=1000)
+    with HostileServer("short") as server:
+        res = _run(gptj_small, tmp_path / "runs", server, "--mode", "performance", "--user-conf", conf, model="gptj-99")
+        assert "the answer has 3 tokens (finish_reason stop), under the min_tokens 16" in _one_error(res)
+        assert not any((tmp_path / "runs").rglob("run.json"))
+        res = _run(llama3_small, tmp_path / "llama", server, "--mode", "accuracy")
+    assert res.exit_code == 0, res.output
+
+
 def test_a_key_in_the_endpoints_url_is_in_no_line(tmp_path, llama3_small):
     """`--endpoint http://user:KEY@host` (a proxy's basic auth) was printed whole in the unreachable and not-http
     lines; the user and password still go to the server."""
