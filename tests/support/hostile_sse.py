@@ -13,7 +13,9 @@ It lists one model ("hostile") and answers every /v1/completions request with `b
 - "stall": one token, then silence with the connection kept open (a server hung mid-answer);
 - "short": three tokens, then finish_reason "stop" and a usage count of 3 (a server that ignores min_tokens).
 
-A request "hang" or "stall" holds ends when the server is closed.
+The tokens' text is "" (this server has no tokenizer: any text it wrote would not be what its ids read), save for
+"huge_first"'s and the first token of the behaviours that hold the stream. A request "hang" or "stall" holds ends
+when the server is closed.
 
 `requests` counts the completions asked for, `written` the bytes the streams sent.
 """
@@ -81,8 +83,8 @@ class HostileServer:
                 write(b" " if self.behaviour == "dribble" else b": ping\n\n")
                 time.sleep(0.1)
         count = min(3, max_tokens) if self.behaviour == "short" else max_tokens
-        first = "x" * self.huge_bytes if self.behaviour == "huge_first" and nth == 1 else "w"
-        body = b"".join(token_chunk(first if i == 0 else "w", 5 + i) for i in range(count))
+        first = "x" * self.huge_bytes if self.behaviour == "huge_first" and nth == 1 else ""
+        body = b"".join(token_chunk(first if i == 0 else "", 5 + i) for i in range(count))
         usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": count}}
         finish = "stop" if self.behaviour == "short" else "length"
         write(body + token_chunk("", None, finish) + event(usage) + event("[DONE]"))

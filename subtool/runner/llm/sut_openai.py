@@ -238,6 +238,7 @@ class OpenAICompletionsSUT(SutFailure):
                 answer = self._generate(qid, index)
                 ids = self._checked(answer.token_ids(self.tokenizer), from_server=bool(answer.ids))
                 self._refuse_short(answer, len(ids) if answer.ids else answer.usage_tokens)
+                self._refuse_disagreement(answer, ids)
                 self._complete(qid, ids, answer.count(len(ids), self.generation.max_new_tokens))
             except Exception as exc:  # noqa: BLE001 - any failure must still answer LoadGen, then stop the run
                 with self._error_lock:
@@ -271,6 +272,21 @@ class OpenAICompletionsSUT(SutFailure):
             raise EndpointError(
                 f"the answer has {generated} tokens (finish_reason {answer.finish_reason}), under the min_tokens "
                 f"{least} the benchmark asks for: the server does not honour min_tokens"
+            )
+
+    def _refuse_disagreement(self, answer: _Answer, ids: list[int]) -> None:
+        """Token ids the server sent must read as the text it sent: the accuracy log holds the ids, so ids that say
+        something else (a server on another tokenizer or model than --model-path's, a proxy that rewrote the text,
+        ids off by some offset) would be scored as an answer nobody saw. One decode a sample; spaces are not compared
+        (servers tidy them differently), nor a character the answer's last token cut in two."""
+        text = "".join(answer.pieces)
+        if self.tokenizer is None or not answer.ids or not text.strip():
+            return
+        decoded = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if _comparable(decoded) != _comparable(text):
+            raise EndpointError(
+                f"the token ids the server sent read {_short(decoded, 60)!r}, but its text is {_short(text, 60)!r}: "
+                "does the server use --model-path's tokenizer?"
             )
 
     def _request(self, index: int, deadline: float):
@@ -548,6 +564,11 @@ def _describe(exc: BaseException) -> str:
             return "connection refused (is the server running?)"
         reason = str(cause) or reason
     return _short(reason or type(exc).__name__)
+
+
+def _comparable(text: str) -> str:
+    """`text` without white space, or a character cut in two at its end (decoded as U+FFFD, held back by servers)."""
+    return "".join(text.split()).rstrip("\ufffd")
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -261,6 +261,25 @@ def test_an_answer_the_server_could_not_have_generated_stops_the_run(tmp_path, l
     assert not any((tmp_path / "runs").rglob("run.json"))
 
 
+def test_token_ids_that_do_not_read_as_the_servers_text_stop_the_run(tmp_path, llama3_small, server):
+    """Ids one off from what the server generated (each still a token of the model) under the right text: the
+    accuracy log held the ids, and was scored, while the server had said something else."""
+    server.configure(token_id_offset=1)
+    res = _run(llama3_small, tmp_path / "runs", "--mode", "accuracy", "--endpoint", server.url)
+    line = _one_error(res, "run.endpoint_failed")
+    assert "the token ids the server sent read '" in line and "does the server use --model-path's tokenizer?" in line
+    assert not any((tmp_path / "runs").rglob("run.json"))
+
+
+def test_ids_whose_text_came_in_other_pieces_read_as_that_text(tmp_path, llama3_small, bpe_checkpoint):
+    """The check above refuses no honest server: BPE ids whose characters' bytes span two tokens (their text held
+    back to a later piece) still read as the text the server sent."""
+    with CompletionsServer(bpe_checkpoint) as server:
+        res = _run(llama3_small, tmp_path, "--mode", "accuracy", "--endpoint", server.url, model_path=bpe_checkpoint)
+    assert res.exit_code == 0, res.output
+    assert server.held_back > 0
+
+
 def test_the_servers_usage_count_is_used_where_plausible():
     from types import SimpleNamespace as NS
 
