@@ -237,7 +237,7 @@ class OpenAICompletionsSUT(SutFailure):
             try:
                 answer = self._generate(qid, index)
                 ids = self._checked(answer.token_ids(self.tokenizer), from_server=bool(answer.ids))
-                self._refuse_short(answer, len(ids) if answer.ids else answer.usage_tokens)
+                self._refuse_short(answer, ids)
                 self._refuse_disagreement(answer, ids)
                 self._complete(qid, ids, answer.count(len(ids), self.generation.max_new_tokens))
             except Exception as exc:  # noqa: BLE001 - any failure must still answer LoadGen, then stop the run
@@ -262,12 +262,14 @@ class OpenAICompletionsSUT(SutFailure):
             raise EndpointError(f"token id {bad} is past the model's {self.vocabulary}-token vocabulary")
         return ids
 
-    def _refuse_short(self, answer: _Answer, generated: int | None) -> None:
+    def _refuse_short(self, answer: _Answer, ids: list[int]) -> None:
         """An answer shorter than the benchmark's least length (gptj: 30 tokens, sent as min_tokens) shows that the
         server ignored min_tokens: the reference model could not have stopped there, so neither accuracy nor
-        tokens/s would be the benchmark's. `generated` counts the ids the server sent, else its usage count (text
-        tokenized again here may be shorter than what was generated: it is not evidence)."""
-        least = self.generation.min_new_tokens
+        tokens/s would be the benchmark's. Counted are the ids the server sent, else its usage count where plausible
+        (text tokenized again here may be shorter than what was generated: it is no evidence)."""
+        least, usage = self.generation.min_new_tokens, answer.usage_tokens
+        plausible = usage if usage is not None and 0 < usage <= self.generation.max_new_tokens else None
+        generated = len(ids) if answer.ids else plausible
         if generated is not None and generated < least:
             raise EndpointError(
                 f"the answer has {generated} tokens (finish_reason {answer.finish_reason}), under the min_tokens "
