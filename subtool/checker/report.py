@@ -82,7 +82,8 @@ def write_summary_csv(report: CheckReport, path: str | Path, option: str = "--cs
 def _fmt_value(value: float | None, units: str) -> str:
     if value is None:
         return "no result"
-    return f"{value:,.4g} {units}" if abs(value) < 1e4 else f"{value:,.1f} {units}"
+    # two decimals, as `subtool all` prints a result (1268.59, not 1,269); four significant digits below 1
+    return f"{value:.2f} {units}" if abs(value) >= 1 else f"{value:.4g} {units}"
 
 
 def print_human(report: CheckReport, console) -> None:

@@ -236,3 +236,13 @@ def test_official_diff_says_when_the_tree_verdicts_differ_though_every_result_ag
     (row,) = diff["disagreements"]
     assert row["result"] == "(the tree as a whole)" and row["subtool"] == "fail" and row["official"].startswith("pass")
     assert "same verdict" not in result.stderr
+
+
+def test_human_output_prints_a_result_as_all_does(case_trees):
+    """The human report gives a result with two decimals, as `subtool all`'s table does: four significant
+    digits made 1268.59 read '1,269' beside all's '1268.59', and 79020.5 read '79,020.5' beside the CSV's."""
+    tree = case_trees["bert_closed_valid"]
+    value = check_tree(tree, CheckOptions()).rows[0]["Result"]
+    result = runner.invoke(app, ["check", str(tree)])
+    assert result.exit_code == 0, result.output
+    assert f"{float(value):.2f} Samples/s" in result.output, result.output
