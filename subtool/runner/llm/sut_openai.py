@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import os
 import queue
-import random
 import re
 import threading
 import time
@@ -33,22 +32,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from subtool.errors import EXIT_REMOTE, SubtoolError
+from subtool.runner.llm.sut_openai_retry import EndpointError, StreamDropped, pause_before_retry
 from subtool.runner.workload import SutFailure
 
 NO_KEY = "EMPTY"  # what vLLM's docs pass when the server checks no key
 MAX_TOKEN_ID = 2**31 - 1  # the answers are int32 arrays
-# answers worth asking again for (the SDK's own rule, with every 5xx), and its back-off: 0.5 s doubling up to 8 s,
-# or the server's Retry-After up to two minutes
-RETRY_STATUSES = frozenset({408, 409, 429})
-BACKOFF_FIRST_S, BACKOFF_MOST_S, RETRY_AFTER_MOST_S = 0.5, 8.0, 120.0
-
-
-class EndpointError(Exception):
-    """A request that failed for good (the SDK's retries included)."""
-
-
-class StreamDropped(EndpointError):
-    """The stream broke after it started: the SDK does not retry that, so the request is sent again."""
 
 
 def base_url(endpoint: str) -> str:
@@ -326,7 +314,9 @@ class OpenAICompletionsSUT(SutFailure):
                 first_sent = first_sent or answer.first_sent
                 kind = StreamDropped if isinstance(exc, StreamDropped) else openai.APIError
                 tries[kind] += 1
-                pause = _pause(exc, tries[kind], self.stream_retries if kind is StreamDropped else self.max_retries)
+                pause = pause_before_retry(
+                    exc, tries[kind], self.stream_retries if kind is StreamDropped else self.max_retries
+                )
                 if pause is None and time.monotonic() < deadline:
                     raise
                 if pause is None or time.monotonic() + pause >= deadline:
@@ -406,37 +396,6 @@ def _refuse_no_stream(stream, chunks: int) -> None:
     kind = str(getattr(getattr(stream, "response", None), "headers", {}).get("content-type") or "no content type")
     if chunks == 0 and not kind.lower().startswith("text/event-stream"):
         raise EndpointError(f"the server answered {_short(kind, 60)}, not an event stream of completions")
-
-
-def _pause(exc: Exception, tries: int, most: int) -> float | None:
-    """How long to wait before sending a request again after its `tries`-th failure `exc`, or None: not again."""
-    import openai
-
-    if tries > most:
-        return None
-    if isinstance(exc, StreamDropped):
-        return 0.25 * 2 ** (tries - 1)
-    if isinstance(exc, openai.APIStatusError):
-        if exc.status_code not in RETRY_STATUSES and exc.status_code < 500:
-            return None
-        after = _retry_after(exc.response.headers)
-        if after is not None:
-            return after
-    elif not isinstance(exc, openai.APIConnectionError):  # timeouts included
-        return None
-    return min(BACKOFF_FIRST_S * 2.0 ** (tries - 1), BACKOFF_MOST_S) * (1 - 0.25 * random.random())
-
-
-def _retry_after(headers) -> float | None:
-    """The seconds a Retry-After (or retry-after-ms) header asks for, where it asks for a plausible wait."""
-    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        try:
-            seconds = float(headers.get(name) or "nan") * scale
-        except ValueError:
-            continue
-        if 0 < seconds <= RETRY_AFTER_MOST_S:
-            return seconds
-    return None
 
 
 def _guarded(stream, limit: int, deadline: float, seconds: float):
