@@ -91,6 +91,31 @@ def interruption_explained(value: bool | None = None) -> bool:
     return _INTERRUPTION_EXPLAINED
 
 
+_ERROR_TAKER: list = []  # how this process hands the error it ends on to another that says it (hand_errors_to)
+
+
+def hand_errors_to(taker) -> None:
+    """A process whose error lines another says (the benchmark child: its parent prints what its result file holds)
+    registers `taker(err)` here, for `last_word`."""
+    _ERROR_TAKER[:] = [taker]
+
+
+def last_word(err: SubtoolError) -> None:
+    """For a thread about to end the process with os._exit (its main thread stuck where no exception reaches it):
+    `err` handed to whoever says this process's errors, or, when none does (or the hand-over fails), written to
+    stderr the CLI's way. Said once either way."""
+    import sys
+
+    for taker in _ERROR_TAKER:
+        try:
+            taker(err)
+            return
+        except Exception:  # a full disk, say: the line still reaches the user, on stderr
+            pass
+    sys.stderr.write(f"error: {err.one_line()}\n" + (f"  hint: {err.hint}\n" if err.hint else ""))
+    sys.stderr.flush()
+
+
 class FileSystemError(SubtoolError, OSError):
     """A SubtoolError made from an OSError: still an OSError (errno kept) for callers that handle those."""
 

@@ -377,7 +377,6 @@ def _run_child(session: SessionSpec, stage: Path) -> dict:
     A child killed by a signal (SIGABRT, SIGSEGV: a native library failing in its own teardown) after it reported
     every LoadGen run finished keeps those runs: the outcome comes back with `teardown` saying what happened and
     what could not run (the SUT's own end-of-run checks). Any other death before the final report is a crash."""
-    import json
     import subprocess
 
     spec_file = spec_to_file(session, stage / ".session-spec.json")
@@ -386,12 +385,19 @@ def _run_child(session: SessionSpec, stage: Path) -> dict:
         proc = subprocess.run([sys.executable, "-m", "subtool.runner.session", str(spec_file)], check=False, env=env)
     finally:
         spec_file.unlink(missing_ok=True)
-    result_path = Path(session.result_path)
+    return child_outcome(proc.returncode, Path(session.result_path), stage)
+
+
+def child_outcome(returncode: int, result_path: Path, stage: Path) -> dict:
+    """What the session child that ended with `returncode` left in `result_path` (removed here): its outcome, or
+    the error it stopped on raised again as the one line it said."""
+    import json
+
     try:
         outcome = json.loads(result_path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         raise SubtoolError(
-            f"the benchmark process died (exit code {proc.returncode}) before reporting",
+            f"the benchmark process died (exit code {returncode}) before reporting",
             path=stage,
             rule="run.crashed",
             hint="see the messages above; re-run the same command to try again",
@@ -399,15 +405,15 @@ def _run_child(session: SessionSpec, stage: Path) -> dict:
     finally:
         result_path.unlink(missing_ok=True)
     if outcome.get("teardown") == "pending":
-        if proc.returncode >= 0:  # a Python error in the shutdown, or an exit: not a finished session
+        if returncode >= 0:  # a Python error in the shutdown, or an exit: not a finished session
             raise SubtoolError(
-                f"the benchmark process stopped (exit code {proc.returncode}) while shutting the SUT down",
+                f"the benchmark process stopped (exit code {returncode}) while shutting the SUT down",
                 path=stage,
                 rule="run.crashed",
                 hint="see the messages above; re-run the same command to try again",
             )
         outcome["teardown"] = (
-            f"the benchmark process was killed by signal {-proc.returncode} while shutting the SUT down, after every "
+            f"the benchmark process was killed by signal {-returncode} while shutting the SUT down, after every "
             "LoadGen run had finished; the SUT's own end-of-run checks did not run"
         )
     if not outcome.get("ok"):

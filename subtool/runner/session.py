@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from subtool.errors import SubtoolError
+from subtool.errors import SubtoolError, hand_errors_to
 from subtool.fsutil import atomic_write_json, atomic_write_text
 
 
@@ -508,23 +508,22 @@ def main(argv: list[str]) -> int:
         pending.append(record)
         atomic_write_json(spec.result_path, record)
 
+    # a thread that must end this process (tp_launch's stall watch) leaves its error where the parent reads it
+    hand_errors_to(lambda err: atomic_write_json(spec.result_path, _error_outcome(err)))
     try:
         outcome = run_session(spec, console, report=report)
     except SubtoolError as err:
-        outcome = {
-            "ok": False,
-            "error": {
-                "message": err.message,
-                "path": err.path,
-                "rule": err.rule,
-                "hint": err.hint,
-                "exit_code": err.exit_code,
-            },
-        }
+        outcome = _error_outcome(err)
     except Exception as exc:  # as the CLI does in its own process: one line, the traceback only when asked
         outcome = {"ok": False, "error": _unexpected(exc, in_teardown=bool(pending))}
     atomic_write_json(spec.result_path, outcome)
     return 0 if outcome["ok"] else 2
+
+
+def _error_outcome(err: SubtoolError) -> dict:
+    """The outcome of a session that stopped on `err`: the parent raises it again, as one line."""
+    fields = {"message": err.message, "path": err.path, "rule": err.rule, "hint": err.hint}
+    return {"ok": False, "error": {**fields, "exit_code": err.exit_code}}
 
 
 def _unexpected(exc: Exception, in_teardown: bool) -> dict:

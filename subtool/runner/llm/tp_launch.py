@@ -22,14 +22,13 @@ import ctypes
 import multiprocessing as mp
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
-from subtool.errors import SubtoolError
+from subtool.errors import SubtoolError, last_word
 from subtool.runner.llm.sut_torch import LlmGenerator, TorchLlmSUT, _say
 from subtool.runner.llm.tp_watch import (
     JOINING,
@@ -356,7 +355,8 @@ class Launch:
     def _stop_stalled(self, stalled: list) -> None:
         """A hung rank: every follower killed (rank 0's collectives then fail at once, and it says the line). Rank 0
         itself may be the one stuck, in a read no signal ends: if it has not stopped the launch STALL_GRACE_S later,
-        this thread says the line, removes what is in flight and ends the process, as the signal watchdog does."""
+        this thread says the line (errors.last_word), removes what is in flight and ends the process, as the signal
+        watchdog does."""
         from subtool.fsutil import emergency_cleanup
 
         self.stalled = self.stall.error(stalled, self.model_path)
@@ -368,11 +368,9 @@ class Launch:
             time.sleep(0.1)
         if self.closing:
             return
-        err = self.stalled
-        sys.stderr.write(f"error: {err.one_line()}\n  hint: {err.hint}\n")
-        sys.stderr.flush()
+        last_word(self.stalled)  # in `subtool run`'s benchmark process: the parent says it, from its result file
         emergency_cleanup()
-        os._exit(err.exit_code)
+        os._exit(self.stalled.exit_code)
 
     def _abort(self) -> None:
         if self.device != "cuda":

@@ -322,6 +322,74 @@ def test_rank_0_stuck_in_its_own_load_ends_the_process_with_the_line(llama2_smal
             rank0.wait(timeout=30)
 
 
+STUCK_IN_THE_SESSION = """
+import sys, time
+from subtool.runner import session
+from subtool.runner.llm import tensor_parallel, tp_launch
+
+tp_launch.STALL_GRACE_S = 2.0
+tensor_parallel.load_shard = lambda *a, **k: time.sleep(600)  # rank 0's read of its shard never returns
+sys.exit(session.main(sys.argv[1:]))
+"""
+
+
+def test_rank_0_stuck_in_the_benchmark_process_is_one_line_from_the_parent(tmp_path, llama2_small):
+    """`subtool run --tensor-parallel 2` whose rank 0 (the benchmark child) hangs in its own load: the watcher said
+    its line on stderr and exited the child, and the parent, finding no result, said a second one (`the benchmark
+    process died (exit code 2) before reporting [run.crashed]`). Now the child leaves the watcher's error where
+    the parent reads the child's errors, and says nothing itself: the parent raises exactly that line."""
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    from subtool.runner.api import child_outcome
+    from subtool.runner.session import SessionSpec
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    spec = SessionSpec(
+        model="llama2-70b-99",
+        scenario="Offline",
+        modes=["accuracy"],
+        model_path=str(llama2_small.model_path),
+        dataset_path=str(llama2_small.dataset_path),
+        user_conf=str(stage / "user.conf"),
+        stage=str(stage),
+        cache_dir=str(tmp_path / "cache"),
+        result_path=str(stage / ".session-result.json"),
+        extra={"tensor_parallel": 2},
+    )
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(asdict(spec)))
+    env = {**os.environ, "SUBTOOL_TP_STALL_S": "3"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", STUCK_IN_THE_SESSION, str(spec_file)],
+        env=env,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 2, err
+        assert not [x for x in err.splitlines() if x.startswith("error")], err  # the parent's to say
+        with pytest.raises(SubtoolError) as caught:
+            child_outcome(child.returncode, Path(spec.result_path), stage)
+        line = caught.value.one_line()
+        assert f"{llama2_small.model_path}: tensor-parallel rank 0 while loading its shard" in line, line
+        assert line.endswith("no progress for 3 s (SUBTOOL_TP_STALL_S); every rank was stopped [run.tensor_parallel]")
+        assert caught.value.exit_code == 2 and "a hung shared filesystem" in caught.value.hint
+        assert not Path(spec.result_path).exists()
+        time.sleep(0.5)
+        assert not _session_of(child.pid), "a rank outlived the benchmark process"
+    finally:
+        for pid in _session_of(child.pid):  # what this test started, and nothing else
+            os.kill(pid, signal.SIGKILL)
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+
+
 def test_sizes_the_model_or_gpus_cannot_take_are_refused_before_anything_starts(tmp_path, llama2_small):
     from subtool.runner.llm.tp_launch import check_size
 
