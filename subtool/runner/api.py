@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subtool import __version__
-from subtool.errors import SubtoolError
+from subtool.errors import EXIT_INTERRUPTED, SubtoolError
 from subtool.fsutil import staged_directory, wrong_kind
 from subtool.mlperf.round import loadgen_names
 from subtool.mlperf.run_record import RUN_SCHEMA, load_run_record, schema_problems, write_run_record
@@ -390,12 +390,15 @@ def _run_child(session: SessionSpec, stage: Path) -> dict:
 
 def child_outcome(returncode: int, result_path: Path, stage: Path) -> dict:
     """What the session child that ended with `returncode` left in `result_path` (removed here): its outcome, or
-    the error it stopped on raised again as the one line it said."""
+    the error it stopped on raised again as the one line it said; a child Ctrl-C stopped, KeyboardInterrupt."""
     import json
+    import signal
 
     try:
         outcome = json.loads(result_path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
+        if returncode in (EXIT_INTERRUPTED, -signal.SIGINT):  # Ctrl-C reached the benchmark process (session.py)
+            raise KeyboardInterrupt from None  # said as every interruption of a run is, and what finished is kept
         raise SubtoolError(
             f"the benchmark process died (exit code {returncode}) before reporting",
             path=stage,

@@ -109,8 +109,13 @@ class Group:
         return box[0]
 
     def gather(self, value) -> list:
+        """Every rank's `value`. Rank 0's main thread waits for it where Ctrl-C reaches it (a collective waits in
+        native code, where Python's signal handlers never run, and a follower may load for an hour)."""
         out = [None] * self.size
-        self.dist.all_gather_object(out, value, group=self.control)
+        if self.rank == 0 and threading.current_thread() is threading.main_thread():
+            _interruptible(lambda: self.dist.all_gather_object(out, value, group=self.control), "gather")
+        else:
+            self.dist.all_gather_object(out, value, group=self.control)
         return out
 
     def layer_output(self, compiled: bool):
@@ -125,6 +130,25 @@ class Group:
                 self.dist.destroy_process_group()
             except Exception:  # a group whose peers are gone: nothing left to tidy
                 pass
+
+
+def _interruptible(work, what: str) -> None:
+    """`work()` in a thread while this thread waits for it in Python: a KeyboardInterrupt here leaves it waiting (the
+    launch's teardown kills the ranks it waits for, and it ends with the process)."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # raised again in the waiting thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name=f"subtool-tp-{what}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(timeout=0.1)
+    if "error" in box:
+        raise box["error"]
 
 
 class _Quiet:
@@ -152,19 +176,19 @@ class TpGenerator(LlmGenerator):
         to all, and every engine takes the fewest of each: the schedulers, and a paged cache's preemptions, must
         match."""
         g = self.group
-        status: tuple = ("error", "")
         try:
             model, slots = self._load_shard(model_path, config, precision, dtype, options, auto_slots)
-            status = ("ok", (slots, options.get("kv_pages")))
+            status: tuple = ("ok", (slots, options.get("kv_pages")))
         except SubtoolError as exc:
             status = ("error", (exc.message, exc.path, exc.rule, exc.hint))
         except Exception as exc:  # out of GPU memory on this rank's GPU, most likely: said in one line all the same
             first = (str(exc).splitlines() or [""])[0]
             status = ("error", (f"{type(exc).__name__}: {first}", model_path, RULE, None))
-        finally:  # every rank reports, so none waits on one that failed
-            g.progress(REPORTING)
-            statuses = g.gather(status)
-            g.progress(LOADED)
+        # every rank reports, so none waits on one that failed; Ctrl-C on rank 0 (a KeyboardInterrupt, not caught
+        # above) reports nothing: the launch's teardown stops the ranks that would wait for it
+        g.progress(REPORTING)
+        statuses = g.gather(status)
+        g.progress(LOADED)
         for rank, (kind, value) in enumerate(statuses):
             if kind == "error":
                 message, path, rule, hint = value
@@ -439,6 +463,8 @@ class TensorParallelSUT(TorchLlmSUT):
             super().__init__(model_path, prompts, generation, **options)
         except BaseException as exc:
             self.launch.shutdown(clean=False)
+            if not isinstance(exc, Exception):
+                raise  # Ctrl-C (or SIGTERM): an interrupt, said as one by whoever runs the benchmark, not an error
             raise self.launch.error(exc) from None
         ranks = f"{tensor_parallel} rank{'s' if tensor_parallel > 1 else ''}"
         where = "GPU 0" if tensor_parallel == 1 else f"GPUs 0-{tensor_parallel - 1}"

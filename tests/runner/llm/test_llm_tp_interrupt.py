@@ -1,0 +1,114 @@
+"""Ctrl-C while a tensor-parallel launch loads (llm/tp_launch.py): `subtool run --tensor-parallel 2` says it was
+interrupted, as every interrupted run does (exit 130), with every rank stopped and nothing half-written, whether the
+signal reaches the whole terminal's process group or the benchmark process alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .test_llm_tensor_parallel import _session_of
+
+pytest.importorskip("torch")
+
+
+def _joined_follower(sid: int, deadline: float) -> int | None:
+    """The spawned rank of session `sid` once it is in the process group (its store and gloo sockets open: five on
+    two ranks; none before it joins)."""
+    while time.monotonic() < deadline:
+        for pid, cmd in _session_of(sid).items():
+            if b"spawn_main" not in cmd:
+                continue
+            try:
+                fds = [os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()]
+            except OSError:
+                continue
+            if sum(fd.startswith("socket:") for fd in fds) >= 5:
+                return pid
+        time.sleep(0.005)
+    return None
+
+
+@pytest.mark.parametrize("to", ["the process group", "the benchmark process"])
+def test_ctrl_c_while_the_ranks_load_is_said_as_an_interruption(tmp_path, llama2_small, to):
+    """Rank 1 held (SIGSTOP) once in the group, so the load waits for its report: Ctrl-C made rank 0's SUT say
+    `tensor-parallel collective failed: KeyboardInterrupt [run.tensor_parallel]` as the session's error, or (rank 0
+    waiting inside gloo's gather, where no Python signal handler runs) left the benchmark process waiting for
+    rank 1 for ever. Now it ends as an interrupted run: the CLI's line, exit 130, no rank left, no run directory."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "subtool.cli", "run", "--model", "llama2-70b-99", "--mode", "accuracy"]
+    cmd += ["--model-path", str(llama2_small.model_path), "--dataset-path", str(llama2_small.dataset_path)]
+    cmd += ["--out", str(out), "--backend", "torch-cpu", "--tensor-parallel", "2"]
+    run = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        follower = _joined_follower(run.pid, time.monotonic() + 120)
+        assert follower is not None, "no rank joined the group"
+        os.kill(follower, signal.SIGSTOP)
+        time.sleep(3)  # rank 0 has loaded its own shard and waits for rank 1's report
+        benchmark = [pid for pid, c in _session_of(run.pid).items() if b"subtool.runner.session" in c]
+        assert len(benchmark) == 1, "the benchmark process is gone before the Ctrl-C"
+        if to == "the process group":
+            os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        else:
+            os.kill(benchmark[0], signal.SIGINT)
+        stdout, err = run.communicate(timeout=60)
+        said = stdout + err
+        assert run.returncode == 130, said
+        assert "interrupted — nothing half-written" in said, said
+        assert not [x for x in said.splitlines() if x.startswith("error")], said
+        assert "KeyboardInterrupt" not in said and "Traceback" not in said
+        assert not (out / "llama2-70b-99/Offline").exists()
+        time.sleep(0.5)
+        assert not _session_of(run.pid), "a rank outlived the run"
+    finally:
+        for pid in _session_of(run.pid):  # what this test started, and nothing else
+            os.kill(pid, signal.SIGKILL)
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=30)
+
+
+def test_ctrl_c_while_rank_0_reads_its_shard_stays_a_keyboard_interrupt(llama2_small):
+    """The SUT `subtool run --tensor-parallel 2` builds, Ctrl-C'd while rank 0 reads its shard: rank 0 still sent
+    its load report, then its SUT turned the KeyboardInterrupt into the error `tensor-parallel collective failed:
+    KeyboardInterrupt`. Now the interrupt goes up as one (the session exits 130, the parent says it), and the
+    launch is torn down."""
+    import threading
+
+    import numpy as np
+
+    from subtool.runner.llm import tp_launch
+    from subtool.runner.llm.specs import LLM_SPECS
+    from subtool.runner.llm.tp_watch import LOADING
+    from subtool.runner.llm.workload import generation_for
+
+    sent, done = [], threading.Event()
+
+    def interrupt_rank_0_while_it_loads():
+        deadline = time.monotonic() + 120
+        while not done.is_set() and time.monotonic() < deadline:
+            if any(launch.board.read()[0][0] == LOADING for launch in list(tp_launch._LAUNCHES)):
+                os.kill(os.getpid(), signal.SIGINT)  # Python raises it in the main thread: rank 0's
+                sent.append(True)
+                return
+            time.sleep(0.001)
+
+    sender = threading.Thread(target=interrupt_rank_0_while_it_loads, daemon=True)
+    sender.start()
+    path = llama2_small.model_path
+    options = dict(eos_token_id=2, pad_token_id=0, precision="fp32", device="cpu")
+    generation = generation_for(LLM_SPECS["llama2-70b-99"], path, {})
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tp_launch.TensorParallelSUT(path, [np.array([1, 5, 9])], generation, tensor_parallel=2, **options)
+    finally:
+        done.set()
+        sender.join()
+    assert sent, "rank 0 was never seen loading"
+    assert not tp_launch._LAUNCHES and not any(p.is_alive() for p in tp_launch.mp.active_children())
