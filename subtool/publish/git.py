@@ -110,8 +110,11 @@ def classify(stderr: str) -> str:
 
 
 def default_cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "subtool" / "forks"
+    """Where fork clones are cached without --cache: forks/ in subtool's cache, wherever every other stage keeps
+    its files ($SUBTOOL_CACHE, else $XDG_CACHE_HOME/subtool, else ~/.cache/subtool)."""
+    from subtool.fsutil import cache_root
+
+    return cache_root() / "forks"
 
 
 # Every way a user's environment or global config can make git write what it sends (the Authorization header

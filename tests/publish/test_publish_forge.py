@@ -36,7 +36,7 @@ def pull_creations(forge) -> int:
 def run_cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
     """The real `subtool` process, so that what it prints and leaves on disk is exactly what a user gets."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "GITHUB_API_URL")}
-    full_env.update(env, XDG_CACHE_HOME=str(tmp_path / "xdg-cache"), HOME=str(tmp_path / "home"))
+    full_env.update(env, SUBTOOL_CACHE=str(tmp_path / "xdg-cache"), HOME=str(tmp_path / "home"))
     code = "import sys; from subtool.cli import main; sys.argv[0] = 'subtool'; main()"
     return subprocess.run(
         [sys.executable, "-c", code, "publish", *args], capture_output=True, text=True, env=full_env, timeout=120

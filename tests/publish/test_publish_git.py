@@ -81,6 +81,18 @@ def test_changed_tree_replaces_the_single_commit(tmp_path, fork, tree):
     assert again.up_to_date and not again.pushed and again.commit == second.commit
 
 
+def test_without_cache_the_fork_clone_goes_where_subtool_cache_says(tmp_path, fork, tree, monkeypatch):
+    """A cluster user points SUBTOOL_CACHE at scratch space because $HOME is small: the fork's clone (one per
+    results repository) goes there too, not into ~/.cache or $XDG_CACHE_HOME, which it used to."""
+    monkeypatch.setenv("SUBTOOL_CACHE", str(tmp_path / "scratch"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    result = publish_tree(PublishOptions(tree=tree, fork=str(fork)))
+    assert result.pushed
+    assert list((tmp_path / "scratch" / "forks").iterdir())
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()
+
+
 def test_dry_run_pushes_nothing_and_lists_changes(tmp_path, fork, tree):
     code, doc, err = run_cli(str(tree), "--fork", str(fork), "--dry-run", "--cache", str(tmp_path / "c"))
     assert code == 0, err

@@ -32,7 +32,7 @@ def _gh_config(tmp_path: Path, token: str) -> Path:
 
 def _run_cli(args: list[str], token: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN", "GITHUB_API_URL")}
-    env.update(GITHUB_TOKEN=token, XDG_CACHE_HOME=str(tmp_path / "xdg-cache"), HOME=str(tmp_path / "home"))
+    env.update(GITHUB_TOKEN=token, SUBTOOL_CACHE=str(tmp_path / "xdg-cache"), HOME=str(tmp_path / "home"))
     code = "import sys; from subtool.cli import main; sys.argv[0] = 'subtool'; main()"
     return subprocess.run(
         [sys.executable, "-c", code, "publish", *args], capture_output=True, text=True, env=env, timeout=120
