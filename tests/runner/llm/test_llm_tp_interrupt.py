@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -13,23 +14,36 @@ from pathlib import Path
 
 import pytest
 
+from subtool.runner.llm.tp_watch import JOINING, REPORTING
+
 from .test_llm_tensor_parallel import _session_of
 
 pytest.importorskip("torch")
 
 
-def _joined_follower(sid: int, deadline: float) -> int | None:
-    """The spawned rank of session `sid` once it is in the process group (its store and gloo sockets open: five on
-    two ranks; none before it joins)."""
+def _stage_of_rank_1(pid: int) -> int | None:
+    """Rank 1's stage on the launch's load board (tp_watch.Board), read through process `pid`'s descriptor of the
+    shared memory that holds it (multiprocessing's heap: a /dev/shm file, deleted once opened); None: not open."""
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd).startswith("/dev/shm/pym-"):
+                with open(fd, "rb") as board:
+                    return struct.unpack("qqqq", board.read(32))[2]  # (stage, beats) of rank 0, then rank 1's
+        except OSError:
+            continue
+    return None
+
+
+def _follower_in_its_load(sid: int, deadline: float) -> int | None:
+    """The spawned rank of session `sid` once the board says it is in the process group and has not reported its
+    load yet (the launch's own record of where each rank is, not a count of gloo's sockets)."""
     while time.monotonic() < deadline:
         for pid, cmd in _session_of(sid).items():
-            if b"spawn_main" not in cmd:
-                continue
             try:
-                fds = [os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()]
+                stage = _stage_of_rank_1(pid) if b"spawn_main" in cmd else None
             except OSError:
                 continue
-            if sum(fd.startswith("socket:") for fd in fds) >= 5:
+            if stage is not None and JOINING < stage < REPORTING:
                 return pid
         time.sleep(0.005)
     return None
@@ -47,9 +61,10 @@ def test_ctrl_c_while_the_ranks_load_is_said_as_an_interruption(tmp_path, llama2
     cmd += ["--out", str(out), "--backend", "torch-cpu", "--tensor-parallel", "2"]
     run = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        follower = _joined_follower(run.pid, time.monotonic() + 120)
-        assert follower is not None, "no rank joined the group"
+        follower = _follower_in_its_load(run.pid, time.monotonic() + 120)
+        assert follower is not None, "no rank was seen in the group before its load report"
         os.kill(follower, signal.SIGSTOP)
+        assert _stage_of_rank_1(follower) < REPORTING, "rank 1 reported its load before it could be held"
         time.sleep(3)  # rank 0 has loaded its own shard and waits for rank 1's report
         benchmark = [pid for pid, c in _session_of(run.pid).items() if b"subtool.runner.session" in c]
         assert len(benchmark) == 1, "the benchmark process is gone before the Ctrl-C"
