@@ -48,6 +48,20 @@ class Watchdog:
                 return
 
 
+def shutter(sock) -> Callable[[], None]:
+    """How a watchdog wakes a read blocked on `sock`: the shutdown of the socket under it. TLS through an HTTPS
+    proxy is urllib3's SSLTransport, which has no shutdown (nor, then, has the response's): its `socket` has."""
+    while not hasattr(sock, "shutdown") and hasattr(sock, "socket"):
+        sock = sock.socket
+    return lambda: sock.shutdown(socket.SHUT_RDWR)
+
+
+def body_shutter(raw, fallback: Callable[[], None]) -> Callable[[], None]:
+    """`shutter` of the connection a urllib3 response `raw` is read from; `fallback` where none is held."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    return shutter(sock) if sock is not None else getattr(raw, "shutdown", fallback)
+
+
 class HeadersTooSlow(Exception):  # noqa: N818 - not an OSError or HTTPException: urllib3 does not retry it
     """The status line and headers of a response took more than one window (args: the window in seconds)."""
 
@@ -58,12 +72,7 @@ class _HeadersInTime:
     header_window: float = 300.0
 
     def getresponse(self, *args, **kwargs):
-        sock = self.sock
-
-        def stop() -> None:
-            sock.shutdown(socket.SHUT_RDWR)
-
-        with Watchdog(self.header_window, stop) as watch:
+        with Watchdog(self.header_window, shutter(self.sock)) as watch:
             try:
                 response = super().getresponse(*args, **kwargs)
             except Exception:

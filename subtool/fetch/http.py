@@ -25,7 +25,7 @@ from urllib3.util.retry import Retry
 
 from subtool.errors import EXIT_REMOTE, SubtoolError, os_error
 from subtool.fetch import answer
-from subtool.fetch.deadline import HeadersTooSlow, Watchdog, timed_pools
+from subtool.fetch.deadline import HeadersTooSlow, Watchdog, body_shutter, timed_pools
 
 CHUNK = 1 << 20
 TIMEOUT = (15, 60)  # connect, read (seconds without a byte)
@@ -192,7 +192,7 @@ def _stream(
     if part.is_symlink():  # never write through a link someone left in the staging folder
         part.unlink()
     # a read that returns nothing for a window (a chunked body's framing sent a byte a minute) is stopped too
-    stop = getattr(response.raw, "shutdown", response.close)  # urllib3 >= 2.3: wakes a read in this thread
+    stop = body_shutter(response.raw, response.close)  # wakes a read blocked in this thread
     with response, open(part, "r+b" if start else "wb") as fh, Watchdog(pace.window, stop) as watch:
         fh.seek(start)
         fh.truncate()
