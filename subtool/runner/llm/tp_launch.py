@@ -258,6 +258,10 @@ def follower_main(rank: int, size: int, device: str, port: int, args: tuple, opt
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: rank 0 stops the rest
     model_path, prompts, generation = args
+    # torch imported while the rank is still starting: an import from a hung shared disk is named as such when the
+    # join times out (Launch._join), not taken for a rank waiting in the group
+    import torch.distributed  # noqa: F401
+
     board.stage(rank, JOINING)
     group = Group(rank, size, device, port, board=board)
     code = 0

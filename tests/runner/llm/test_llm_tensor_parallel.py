@@ -184,6 +184,57 @@ def test_a_rank_hung_before_it_joined_is_named_when_the_join_times_out(tmp_path,
     assert not _followers_of_children()
 
 
+HUNG_TORCH = """
+import sys
+from pathlib import Path
+import numpy as np
+import torch.distributed  # rank 0's, before the followers' path holds the hung one
+from subtool.errors import SubtoolError
+from subtool.runner.llm import tp_launch
+from subtool.runner.llm.specs import LLM_SPECS
+from subtool.runner.llm.workload import generation_for
+
+path, hung = Path(sys.argv[1]), Path(sys.argv[2])
+(hung / "torch").mkdir(parents=True)
+(hung / "torch" / "__init__.py").write_text("import time\\n\\ntime.sleep(600)\\n")
+sys.path.insert(0, str(hung))  # the path the followers start with
+generation = generation_for(LLM_SPECS["llama2-70b-99"], path, {})
+options = dict(eos_token_id=2, pad_token_id=0, precision="fp32", device="cpu")
+try:
+    tp_launch.TensorParallelSUT(path, [np.array([1, 5, 9])], generation, tensor_parallel=2, **options)
+except SubtoolError as err:
+    print(err.one_line())
+"""
+
+
+def test_a_rank_whose_torch_import_hangs_is_named_when_the_join_times_out(tmp_path, llama2_small):
+    """A follower whose `import torch` never returns (torch read from a shared disk that stopped answering; here a
+    torch package first on the followers' path that sleeps): it imported torch only once it had said it was
+    joining the group, so the join's timeout, finding no rank still starting, said `tensor-parallel collective
+    failed: DistStoreError: …` naming no rank. The import is the starting stage, as the line says. (In a process
+    of its own: a join that timed out leaves torch.distributed's state unfit for another group in the same one.)"""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SUBTOOL_TP_TIMEOUT_S": "8"}
+    script = [sys.executable, "-c", HUNG_TORCH, str(llama2_small.model_path), str(tmp_path / "hung-disk")]
+    rank0 = subprocess.Popen(script, env=env, start_new_session=True, stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = rank0.communicate(timeout=120)
+        assert out.strip().splitlines()[-1:] == [
+            "tensor-parallel rank 1 while starting (importing torch): not in the group after 8 s "
+            "(SUBTOOL_TP_TIMEOUT_S); every rank was stopped [run.tensor_parallel]"
+        ], out
+        time.sleep(0.5)
+        assert not _session_of(rank0.pid), "a rank outlived the launch"
+    finally:
+        for pid in _session_of(rank0.pid):  # what this test started, and nothing else
+            os.kill(pid, signal.SIGKILL)
+        if rank0.poll() is None:
+            rank0.kill()
+            rank0.wait(timeout=30)
+
+
 def test_a_rank_hung_while_it_loads_stops_the_launch_in_one_line_naming_it(llama2_small, monkeypatch):
     """The SUT `subtool run --tensor-parallel 2` builds, with rank 1 alive but silent while it loads its shard
     (held with SIGSTOP the moment it says so: a read of a hung shared filesystem looks the same to rank 0): rank 0
@@ -196,7 +247,8 @@ def test_a_rank_hung_while_it_loads_stops_the_launch_in_one_line_naming_it(llama
     from subtool.runner.llm.tp_watch import LOADING
     from subtool.runner.llm.workload import generation_for
 
-    monkeypatch.setenv("SUBTOOL_TP_STALL_S", "3")
+    # above what importing torch takes rank 1 while it starts (watched too) on a loaded machine
+    monkeypatch.setenv("SUBTOOL_TP_STALL_S", "8")
     held, done = [], threading.Event()
 
     def hold_rank_1_while_it_loads():
@@ -225,7 +277,7 @@ def test_a_rank_hung_while_it_loads_stops_the_launch_in_one_line_naming_it(llama
     assert held, "rank 1 was never seen loading"
     assert time.monotonic() - t0 < 90
     assert caught.value.one_line() == (
-        f"{path}: tensor-parallel rank 1 while loading its shard: no progress for 3 s (SUBTOOL_TP_STALL_S); "
+        f"{path}: tensor-parallel rank 1 while loading its shard: no progress for 8 s (SUBTOOL_TP_STALL_S); "
         "every rank was stopped [run.tensor_parallel]"
     )
     assert not tp_launch._LAUNCHES and not any(p.is_alive() for p in tp_launch.mp.active_children())
