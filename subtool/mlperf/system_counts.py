@@ -45,9 +45,19 @@ def _number(value: object) -> int | float | None:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, str) and _INTEGER.fullmatch(value) and len(value.strip()) <= 4000:
-        return int(value)
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        sign, digits = -1 if "-" in value else 1, _digits(value)
+        return sign * (int(digits) if len(digits) <= _LONGEST else _HUGE)  # int() takes at most 4300 digits of text
     return None
+
+
+_LONGEST = 24  # digits of a count shown as it is; a longer one is said by its length, past every bound
+_HUGE = 10 ** (_LONGEST + 1)  # what a count of more digits than int() may read stands for: its size is all that matters
+
+
+def _digits(text: str) -> str:
+    """The significant digits of a count written as text ("-0042" → "42")."""
+    return text.strip().lstrip("+-").lstrip("0") or "0"
 
 
 def count_problem(field: str, value: object) -> str | None:
@@ -56,7 +66,7 @@ def count_problem(field: str, value: object) -> str | None:
     number = _number(value) if bound is not None else None
     if number is None:
         return None
-    shown = _shown(number)
+    shown = _shown(number) if abs(number) != _HUGE else f"a {len(_digits(value))}-digit number"
     if number != int(number):
         return f"is {shown}, not a whole number of {bound.unit}"
     if number < bound.least:

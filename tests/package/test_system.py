@@ -402,6 +402,8 @@ BIG = "1" + "0" * 300  # 10^300
         ("number_of_nodes", "1000001", "is 1000001, more nodes than any real system has (at most 1,000,000)"),
         ("host_processors_per_node", "5000", "is 5000, more CPU sockets in one node than any real system has"),
         ("host_processor_core_count", BIG, "is a 301-digit number, more cores in one CPU than any real system has"),
+        ("number_of_nodes", "9" * 5000, "is a 5000-digit number, more nodes than any real system has"),
+        ("accelerators_per_node", "0" * 4000 + "10001", "is 10001, more accelerators in one node than any real"),
     ],
 )
 def test_set_refuses_a_count_no_real_system_has(tmp_path, field, value, says):
