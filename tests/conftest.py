@@ -109,3 +109,17 @@ def small_squad(tmp_path_factory, tiny_words):
     path = tmp_path_factory.mktemp("data") / "small-squad.json"
     path.write_text(json.dumps(generate_squad(tiny_words, random.Random(3), n_questions=40, n_two_window=5)))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _sigint_restored():
+    """Each test ends with the SIGINT disposition it started with. The CLI's SIGTERM handler (cli_signals) sets
+    SIGINT to ignored, as a process about to end should; run in-process by a test, it left the pytest worker
+    ignoring Ctrl-C, and every later `subtool` started from that worker inherited the ignored SIGINT (an ignored
+    disposition survives exec), so the Ctrl-C tests of test_llm_tp_interrupt.py hung in the full suite."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    if signal.getsignal(signal.SIGINT) is not before:
+        signal.signal(signal.SIGINT, before)
