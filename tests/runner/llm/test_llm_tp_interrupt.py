@@ -21,6 +21,17 @@ from .test_llm_tensor_parallel import _session_of
 pytest.importorskip("torch")
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in this process, and every `subtool` started from it takes SIGINT's default.
+    A test run started in the background of a non-interactive shell (`bash .ci/run &`) begins with SIGINT ignored,
+    which a child inherits across exec and Python then leaves ignored: the run never saw the Ctrl-C these tests
+    send, and they hung (they passed in a foreground run)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # a Python handler: SIG_DFL after exec
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def _stage_of_rank_1(pid: int) -> int | None:
     """Rank 1's stage on the launch's load board (tp_watch.Board), read through process `pid`'s descriptor of the
     shared memory that holds it (multiprocessing's heap: a /dev/shm file, deleted once opened); None: not open."""
