@@ -114,9 +114,10 @@ def small_squad(tmp_path_factory, tiny_words):
 @pytest.fixture(autouse=True)
 def _sigint_restored():
     """Each test ends with the SIGINT disposition it started with. The CLI's SIGTERM handler (cli_signals) sets
-    SIGINT to ignored, as a process about to end should; run in-process by a test, it left the pytest worker
-    ignoring Ctrl-C, and every later `subtool` started from that worker inherited the ignored SIGINT (an ignored
-    disposition survives exec), so the Ctrl-C tests of test_llm_tp_interrupt.py hung in the full suite."""
+    SIGINT to ignored, as a process about to end should; run in-process by a test, it would leave the pytest worker
+    ignoring Ctrl-C for every later test, and every `subtool` started from that worker would inherit it (an
+    ignored disposition survives exec). The Ctrl-C tests also install Python's handler themselves
+    (test_llm_tp_interrupt.py): this alone did not stop them failing in the full suite."""
     import signal
 
     before = signal.getsignal(signal.SIGINT)
