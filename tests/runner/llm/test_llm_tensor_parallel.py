@@ -228,11 +228,7 @@ def test_a_rank_whose_torch_import_hangs_is_named_when_the_join_times_out(tmp_pa
         time.sleep(0.5)
         assert not _session_of(rank0.pid), "a rank outlived the launch"
     finally:
-        for pid in _session_of(rank0.pid):  # what this test started, and nothing else
-            os.kill(pid, signal.SIGKILL)
-        if rank0.poll() is None:
-            rank0.kill()
-            rank0.wait(timeout=30)
+        _end_session(rank0)
 
 
 def test_a_rank_hung_while_it_loads_stops_the_launch_in_one_line_naming_it(llama2_small, monkeypatch):
@@ -296,6 +292,15 @@ def _session_of(sid: int) -> dict[int, bytes]:
     return found
 
 
+def _end_session(proc) -> None:
+    """Kill what a test started in its own session (`proc` and every process of its session), and nothing else."""
+    for pid in _session_of(proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+
+
 def test_a_rank_whose_rank_0_died_before_it_could_watch_it_ends_at_once(tmp_path, llama2_small):
     """Rank 0 dead while a follower still imported torch, before its PR_SET_PDEATHSIG: that signal never came,
     and the orphan waited in the store for the dead rank 0 until SUBTOOL_TP_TIMEOUT_S (600 s by default). Here
@@ -323,9 +328,7 @@ def test_a_rank_whose_rank_0_died_before_it_could_watch_it_ends_at_once(tmp_path
             time.sleep(0.1)
         assert follower not in _session_of(rank0.pid), "the follower outlived rank 0"
     finally:
-        for pid in _session_of(rank0.pid):  # what this test started, and nothing else
-            os.kill(pid, signal.SIGKILL)
-        rank0.wait(timeout=30)
+        _end_session(rank0)
 
 
 RANK_0_STUCK = """
@@ -367,11 +370,7 @@ def test_rank_0_stuck_in_its_own_load_ends_the_process_with_the_line(llama2_smal
         time.sleep(0.5)
         assert not _session_of(rank0.pid), "a rank outlived the launch"
     finally:
-        for pid in _session_of(rank0.pid):  # what this test started, and nothing else
-            os.kill(pid, signal.SIGKILL)
-        if rank0.poll() is None:
-            rank0.kill()
-            rank0.wait(timeout=30)
+        _end_session(rank0)
 
 
 STUCK_IN_THE_SESSION = """
@@ -435,11 +434,7 @@ def test_rank_0_stuck_in_the_benchmark_process_is_one_line_from_the_parent(tmp_p
         time.sleep(0.5)
         assert not _session_of(child.pid), "a rank outlived the benchmark process"
     finally:
-        for pid in _session_of(child.pid):  # what this test started, and nothing else
-            os.kill(pid, signal.SIGKILL)
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=30)
+        _end_session(child)
 
 
 def test_sizes_the_model_or_gpus_cannot_take_are_refused_before_anything_starts(tmp_path, llama2_small):

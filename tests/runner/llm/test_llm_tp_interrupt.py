@@ -16,7 +16,7 @@ import pytest
 
 from subtool.runner.llm.tp_watch import JOINING, REPORTING
 
-from .test_llm_tensor_parallel import _session_of
+from .test_llm_tensor_parallel import _end_session, _session_of
 
 pytest.importorskip("torch")
 
@@ -93,11 +93,7 @@ def test_ctrl_c_while_the_ranks_load_is_said_as_an_interruption(tmp_path, llama2
         time.sleep(0.5)
         assert not _session_of(run.pid), "a rank outlived the run"
     finally:
-        for pid in _session_of(run.pid):  # what this test started, and nothing else
-            os.kill(pid, signal.SIGKILL)
-        if run.poll() is None:
-            run.kill()
-            run.wait(timeout=30)
+        _end_session(run)
 
 
 def test_ctrl_c_while_rank_0_reads_its_shard_stays_a_keyboard_interrupt(llama2_small):
