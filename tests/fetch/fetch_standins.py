@@ -165,6 +165,26 @@ class HubServer:
         return f"http://127.0.0.1:{self.port}"
 
 
+def hub_listing_error(join_s: float) -> BaseException | None:
+    """What subtool's Hub listing of a small repository raised, run in a thread given `join_s` seconds (None: it
+    was still waiting, or it returned), for tests of a Hub that never answers or answers too slowly."""
+    from subtool.fetch import hub
+    from subtool.mlperf.assets import HubFiles
+
+    got: list[BaseException] = []
+
+    def listing() -> None:
+        try:
+            hub.listing(HubFiles("meta-llama/Tiny-8B", "main", ("*.json",)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            got.append(exc)
+
+    worker = threading.Thread(target=listing, daemon=True)
+    worker.start()
+    worker.join(join_s)
+    return got[0] if got else None
+
+
 def _siblings(repo: Repo) -> list[dict]:
     out = []
     for name, data in sorted(repo.files.items()):

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from fetch_standins import md5, sha256
+from fetch_standins import hub_listing_error, md5, sha256
 
 from subtool.errors import SubtoolError
 from subtool.fetch import api, store
@@ -159,24 +159,12 @@ def test_a_length_that_is_no_byte_count_reads_the_body_to_its_end_and_the_checks
 def test_a_hub_that_trickles_its_answer_to_the_listing_is_stopped_after_the_deadline(raw_server, monkeypatch):
     """huggingface_hub's read timeout restarts with every byte: --plan and fetch waited on such a Hub for good."""
     from subtool.fetch import hub
-    from subtool.mlperf.assets import HubFiles
 
     server = raw_server(b"", trickle=b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 2000)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.port}")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setattr(hub, "LIST_DEADLINE", 0.5, raising=False)
-    got: list[BaseException] = []
-
-    def listing() -> None:
-        try:
-            hub.listing(HubFiles("meta-llama/Tiny-8B", "main", ("*.json",)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            got.append(exc)
-
-    worker = threading.Thread(target=listing, daemon=True)
-    worker.start()
-    worker.join(20)
-    assert got, "still waiting on the Hub"
-    err = got[0]
+    err = hub_listing_error(20)
+    assert err is not None, "still waiting on the Hub"
     assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == ("fetch.too_slow", 3), err
     assert "meta-llama/Tiny-8B" in err.one_line() and "0.5 s" in err.message

@@ -13,7 +13,7 @@ import tarfile
 import zipfile
 
 import pytest
-from fetch_standins import Repo, sha256
+from fetch_standins import Repo, hub_listing_error, sha256
 
 from subtool.errors import SubtoolError
 from subtool.fetch import api, store
@@ -144,28 +144,15 @@ def test_a_hub_that_accepts_and_never_answers_is_one_line_not_a_hang(monkeypatch
     """huggingface_hub waits without limit unless given a timeout: `fetch` and `--plan` against a Hub mirror that
     took the connection and said nothing hung, printing nothing."""
     import socket
-    import threading
-
-    from subtool.fetch import hub
 
     with socket.socket() as quiet:
         quiet.bind(("127.0.0.1", 0))
         quiet.listen(4)  # the kernel accepts; nobody ever answers
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{quiet.getsockname()[1]}")
         monkeypatch.setattr("subtool.fetch.hub.LIST_TIMEOUT", 0.5, raising=False)
-        got: list[BaseException] = []
-
-        def listing() -> None:
-            try:
-                hub.listing(HubFiles("meta-llama/Tiny-8B", "main", ("*.json",)))
-            except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-                got.append(exc)
-
-        worker = threading.Thread(target=listing, daemon=True)
-        worker.start()
-        worker.join(30)
-    assert got, "still waiting on the Hub"
-    assert isinstance(got[0], SubtoolError) and (got[0].rule, got[0].exit_code) == ("fetch.hub_unreachable", 3)
+        err = hub_listing_error(30)
+    assert err is not None, "still waiting on the Hub"
+    assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == ("fetch.hub_unreachable", 3)
 
 
 @pytest.mark.parametrize(
