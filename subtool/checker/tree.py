@@ -140,6 +140,9 @@ def _discover(root: Path, cfg: RoundConfig, submitter_filter: str | None) -> Dis
             if kind == DIR:
                 layout.note_stray_dir(found.tree, division)
             continue  # a file at the top (README.md, LICENSE) is the repository's own
+        if kind == FILE:
+            layout.note_division_file(found.tree, division)
+            continue
         if kind != DIR:
             _note_entry(found, root, Entry(division, kind))
             continue

@@ -121,6 +121,23 @@ def test_hidden_folders_and_root_files_are_not_divisions(tree_copy):
     ]
 
 
+def test_a_file_named_like_a_division_is_a_finding_not_a_crash(tree_copy, tmp_path):
+    """A plain file `open` beside closed/ (and a tree that is nothing but a file `closed`): a warning each,
+    the real division still checked; it once raised KeyError inside discovery (found by the scoring fuzz)."""
+    tree = tree_copy("bert_closed_valid")
+    (tree / "open").write_bytes(b"0")
+    report = check_tree(tree, CheckOptions())
+    assert [(f.rule, f.severity) for f in report.findings if f.path == "open"] == [
+        ("layout.division_not_folder", "warning")
+    ]
+    assert sorted(_verdicts(report)) == [OFFLINE, SINGLE] and report.ok
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "closed").write_bytes(b"0")
+    rules = {f.rule for f in check_tree(bare, CheckOptions()).findings}
+    assert rules == {"layout.division_not_folder", "layout.no_results"}
+
+
 def _check_as_nobody(tree: Path) -> dict:
     """Run `subtool check --json` as an unprivileged user (root reads everything, so EACCES needs one)."""
     code = (

@@ -43,6 +43,12 @@ STRAY_DIR = define(
     "A folder at the tree root that is not closed/, open/ or network/ is ignored.",
     "silently ignored",
 )
+DIVISION_FILE = define(
+    "layout.division_not_folder",
+    "warning",
+    "A plain file at the tree root is named like a division (closed, open, network); it is ignored.",
+    "silently ignored",
+)
 NO_RESULTS = define(
     "layout.no_results",
     "error",
@@ -223,4 +229,13 @@ def note_stray_dir(out: Collector, name: str) -> None:
         name,
         f"'{name}' is not a division folder and is ignored",
         "put results under closed/, open/ or network/",
+    )
+
+
+def note_division_file(out: Collector, name: str) -> None:
+    out.add(
+        DIVISION_FILE,
+        name,
+        f"'{name}' is a file, not a division folder, and is ignored",
+        f"remove it, or make {name}/ the folder that holds the division's submitters",
     )
