@@ -66,7 +66,8 @@ def count_problem(field: str, value: object) -> str | None:
     number = _number(value) if bound is not None else None
     if number is None:
         return None
-    shown = _shown(number) if abs(number) != _HUGE else f"a {len(_digits(value))}-digit number"
+    too_long = isinstance(value, str) and abs(number) == _HUGE  # text int() cannot read (a JSON 10^25 is a number)
+    shown = f"a {len(_digits(value))}-digit number" if too_long else _shown(number)
     if number != int(number):
         return f"is {shown}, not a whole number of {bound.unit}"
     if number < bound.least:

@@ -320,6 +320,16 @@ def test_a_count_no_real_system_has_is_a_warning_and_the_official_verdict_stays(
     assert report.ok and all(official.verdicts.values())
 
 
+@pytest.mark.parametrize("value", [10**25, -(10**25)])
+def test_a_count_of_exactly_ten_to_the_25_as_a_json_number_is_a_warning_not_a_crash(tree_copy, value):
+    """10^25 is the stand-in for a count written as text too long for int(): written as a JSON number it was taken
+    for such text (its digits read off a str), and check ended in 'failed unexpectedly' (AttributeError)."""
+    tree = tree_copy("bert_closed_valid")
+    _edit_system(tree, "closed", accelerators_per_node=value)
+    (found,) = [f for f in _check(tree).findings if f.rule == "system.count_implausible"]
+    assert found.message.startswith("field 'accelerators_per_node' is a 26-digit number, "), found.message
+
+
 def test_a_closed_system_that_says_it_is_networked_fails(tree_copy):
     tree = tree_copy("bert_closed_valid")
     _edit_system(tree, "closed", is_network="true")

@@ -431,3 +431,15 @@ def test_validate_refuses_counts_no_real_system_has_and_keeps_the_largest_real_o
         "field 'number_of_nodes' is a 301-digit number, more nodes than any real system has" in ln for ln in lines
     )
     assert all(ln.endswith("[system.invalid]") for ln in lines)
+
+
+def test_validate_says_a_json_count_of_ten_to_the_25_instead_of_failing_unexpectedly(tmp_path):
+    """10^25 stands for a count written as text too long for int(): as a JSON number it was read as such text and
+    --validate ended in 'failed unexpectedly' (AttributeError)."""
+    fields = detect_system(submitter="TeamX", division="open").fields
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**fields, "host_processor_core_count": 10**25}))
+    r = runner.invoke(app, ["system", "--validate", str(bad)])
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.exit_code == 1 and line.endswith("[system.invalid]"), r.stderr
+    assert "field 'host_processor_core_count' is a 26-digit number, more cores in one CPU" in line
