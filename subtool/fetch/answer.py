@@ -29,7 +29,9 @@ OWN_CODING = {
     "xz": (".xz",),
     "bzip2": (".bz2",),
 }
-READ_TRANSFER_CODINGS = ("chunked", "identity")  # what http.client unframes; another leaves its framing in the body
+# what http.client reads, each only alone: it unframes `chunked` only as the whole header (`identity, chunked` kept
+# its framing in the body); another coding leaves its framing in the body too
+READ_TRANSFER_CODINGS = ("chunked", "identity")
 
 
 def _codings(value: str) -> list[str]:
@@ -52,7 +54,8 @@ def coding_problem(headers: Mapping[str, str], name: str) -> str | None:
             "it as is (identity): those bytes are not the file"
         )
     transfer = headers.get("Transfer-Encoding", "")
-    if any(c not in READ_TRANSFER_CODINGS for c in _codings(transfer)):
+    framing = {c.strip().lower() for c in transfer.split(",") if c.strip()}
+    if len(framing) > 1 or not framing <= set(READ_TRANSFER_CODINGS):
         return f"the server framed the body as Transfer-Encoding: {_shown(transfer)}, which fetch does not read"
     return None
 

@@ -100,14 +100,24 @@ _OK = b"HTTP/1.1 200 OK\r\n"
 _LENGTH = b"Content-Length: %d\r\n" % len(DATA)
 
 
-def test_a_transfer_coding_fetch_does_not_read_is_refused_as_such(raw_server, tmp_path):
-    """http.client unframes `chunked` alone: `gzip, chunked` left the chunk framing in the file (a size mismatch)."""
+@pytest.mark.parametrize("coding", ["gzip, chunked", "identity, chunked"])
+def test_a_transfer_coding_fetch_does_not_read_is_refused_as_such(raw_server, tmp_path, coding):
+    """http.client unframes `chunked` alone: `gzip, chunked` left the chunk framing in the file (a size mismatch),
+    and so did `identity, chunked`, which the check took for `chunked` (identity dropped as no coding)."""
     body = b"%x\r\n" % len(DATA) + DATA + b"\r\n0\r\n\r\n"
-    server = raw_server(_OK + b"Transfer-Encoding: gzip, chunked\r\n\r\n" + body)
+    server = raw_server(_OK + b"Transfer-Encoding: " + coding.encode() + b"\r\n\r\n" + body)
     with pytest.raises(SubtoolError) as err:
         fetch_to_part(server.url(), tmp_path / "data.bin.part", size=len(DATA), settings=FAST)
-    assert (err.value.rule, err.value.exit_code) == ("fetch.encoding", 3)
-    assert "Transfer-Encoding: gzip, chunked" in err.value.message and not (tmp_path / "data.bin.part").exists()
+    assert (err.value.rule, err.value.exit_code) == ("fetch.encoding", 3), err.value.one_line()
+    assert f"Transfer-Encoding: {coding}" in err.value.message and not (tmp_path / "data.bin.part").exists()
+
+
+def test_a_chunked_body_sent_with_its_header_twice_is_still_read(raw_server, tmp_path):
+    """requests joins the two headers into `chunked, chunked`; http.client reads the first: the file as sent."""
+    body = b"%x\r\n" % len(DATA) + DATA + b"\r\n0\r\n\r\n"
+    server = raw_server(_OK + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    fetch_to_part(server.url(), tmp_path / "data.bin.part", size=len(DATA), settings=FAST)
+    assert (tmp_path / "data.bin.part").read_bytes() == DATA
 
 
 @pytest.mark.parametrize(
