@@ -73,6 +73,10 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 def failure(exc: BaseException) -> tuple[str, str] | None:
     """(what the server did, rule) for an error requests raised on the server's answer, or None (the network's)."""
+    if isinstance(exc, (ValueError, UnicodeError)) and not isinstance(
+        exc, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError)
+    ):  # raised bare while requests reads a redirect's Location: "Invalid IPv6 URL", bytes that are not UTF-8
+        return f"the server redirects to an address no client can read ({_shown(str(exc))})", "fetch.redirect"
     for e in _causes(exc):
         if isinstance(e, http.client.LineTooLong):
             return f"the server's answer has a line over 64 KiB ({e})", "fetch.response"

@@ -289,8 +289,8 @@ def _connect(s: requests.Session, url: str, have: int, settings: Settings, name:
             rule="fetch.too_slow",
             hint="run the same command again, or download through --mirror",
         ) from None
-    except (*_DROPPED, requests.exceptions.RequestException) as exc:
-        raise _connect_error(exc, url, settings) from None
+    except (*_DROPPED, requests.exceptions.RequestException, ValueError, UnicodeError) as exc:
+        raise _connect_error(exc, url, settings) from None  # bare ValueError: a redirect's Location (answer.py)
 
 
 def _connect_error(exc: Exception, url: str, settings: Settings) -> RemoteError:

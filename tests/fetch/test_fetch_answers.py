@@ -136,6 +136,12 @@ def test_a_chunked_body_sent_with_its_header_twice_is_still_read(raw_server, tmp
             "'file'",
         ),
         (b"HTTP/1.1 301 Moved\r\nLocation: ftp://127.0.0.1/x\r\nContent-Length: 0\r\n\r\n", "fetch.redirect", "'ftp'"),
+        (b"HTTP/1.1 302 Found\r\nLocation: http://[::1\r\nContent-Length: 0\r\n\r\n", "fetch.redirect", "IPv6"),
+        (
+            b"HTTP/1.1 302 Found\r\nLocation: http://h\xe9.example/x\r\nContent-Length: 0\r\n\r\n",
+            "fetch.redirect",
+            "no client can read ('utf-8' codec",
+        ),
         (
             b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 9-%d/%d\r\nContent-Length: %d\r\n\r\n"
             % (len(DATA) - 1, len(DATA), len(DATA) - 9)
@@ -144,11 +150,21 @@ def test_a_chunked_body_sent_with_its_header_twice_is_still_read(raw_server, tmp
             "a part of the file (HTTP 206)",
         ),
     ],
-    ids=["long-header-line", "150-headers", "two-lengths", "redirect-file", "redirect-ftp", "206-unasked"],
+    ids=[
+        "long-header-line",
+        "150-headers",
+        "two-lengths",
+        "redirect-file",
+        "redirect-ftp",
+        "redirect-bad-ipv6",
+        "redirect-not-utf8",
+        "206-unasked",
+    ],
 )
 def test_an_answer_fetch_cannot_take_as_the_file_says_what_the_server_did(raw_server, tmp_path, answer, rule, says):
     """They were 'cannot connect (ConnectionError, after 1 retries)', 'cannot download (InvalidSchema)', a
-    ProtocolError after retries, or a size mismatch: nothing said the server's answer was at fault."""
+    ProtocolError after retries, or a size mismatch: nothing said the server's answer was at fault. A Location that
+    urlparse refuses, or that is not UTF-8, escaped as a bare ValueError: 'failed unexpectedly'."""
     server = raw_server(answer)
     with pytest.raises(SubtoolError) as err:
         fetch_to_part(server.url(), tmp_path / "data.bin.part", size=len(DATA), settings=FAST)
