@@ -213,8 +213,8 @@ def _stream(
         except Exception:  # what a read makes of the socket shut under it (TLS's errors are not urllib3's)
             if not watch.fired:
                 raise
-        if watch.fired:
-            raise _TooSlow(pace.got, time.monotonic() - pace.start)
+        if watch.fired:  # not one byte of the file for a window (pace.got may hold a fast start's bytes)
+            raise _TooSlow(0, pace.window)
 
 
 _DROPPED = (

@@ -72,6 +72,16 @@ def test_a_chunked_body_whose_framing_trickles_is_stopped_and_its_bytes_kept(raw
     assert part.read_bytes() == b"DATA"  # what came is kept for the next run
 
 
+def test_a_body_whose_framing_trickles_after_a_fast_start_is_said_as_no_bytes_for_the_window(raw_server):
+    """The line counted the bytes of the fast start against the time since it began: 'the server sent 65,536
+    bytes in 1 s, under 1,024 bytes/s', a rate it had not been under; no byte of the file came for the window."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n" + b"x" * 0x10000 + b"\r\n"
+    server = raw_server(head, trickle=b"0" * 100_000)
+    err, took = _fetch_within(_asset(server.url(), data=b"x" * 0x20000), WINDOW)
+    assert isinstance(err, SubtoolError) and (err.rule, err.exit_code) == ("fetch.too_slow", 3), err
+    assert "the server sent 0 bytes in" in err.message and took < 10, err.message
+
+
 def test_a_body_compressed_although_fetch_asked_for_it_as_is_is_refused_as_such(file_server, own_cache):
     """It was refused as a size or checksum mismatch: users went looking for a corrupt download."""
     file_server.files["/d/dev.json"] = gzip.compress(DATA)
