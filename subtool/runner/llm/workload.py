@@ -351,9 +351,30 @@ def _openai_sut(spec: LlmSpec, model_path: Path, data, config):
         api_key_env=extra.get("api_key_env"),
         served_model=extra.get("served_model"),
         concurrency=int(extra.get("concurrency") or config.batch_size),
-        timeout_s=float(extra.get("request_timeout_s") or 600.0),
-        request_deadline_s=extra.get("request_deadline_s"),  # one sample, all its tries: the class's 15 minutes
+        timeout_s=endpoint_seconds(extra, "request_timeout_s", 600.0),
+        # one sample, all its tries: the class's 15 minutes
+        request_deadline_s=endpoint_seconds(extra, "request_deadline_s", OpenAICompletionsSUT.request_deadline_s),
     )
+
+
+def endpoint_seconds(extra: dict, key: str, default: float) -> float:
+    """A time limit of the openai backend given through the run API's `extra`: a positive, finite number of
+    seconds (absent or None: `default`). NaN would turn the limit off without a word and a negative one would fail
+    every sample, so both are refused before the run starts."""
+    value = extra.get(key)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        seconds = math.nan
+    if isinstance(value, bool) or not (math.isfinite(seconds) and seconds > 0):
+        raise SubtoolError(
+            f"{key} must be a positive number of seconds, not {str(value)[:40]!r}",
+            rule="run.endpoint",
+            hint=f"leave {key} out for {default:g} s",
+        )
+    return seconds
 
 
 # backend name → factory(LlmSpec, model_path, LlmData, SutConfig)

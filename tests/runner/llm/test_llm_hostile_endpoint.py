@@ -214,3 +214,38 @@ def test_a_hung_server_stops_the_run_in_one_line_naming_the_endpoint(tmp_path, l
     assert f"the endpoint {server.url}/v1 failed" in line and "no complete answer within 1 s" in line, line
     assert "sk-hung-server-key" not in line
     assert not any((tmp_path / "runs").rglob("run.json"))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("request_deadline_s", float("nan")), ("request_deadline_s", -5), ("request_deadline_s", 0),
+     ("request_deadline_s", True), ("request_timeout_s", "abc"), ("request_timeout_s", float("inf")),
+     ("request_timeout_s", 10**400), ("request_timeout_s", [1])],
+)  # fmt: skip
+def test_an_endpoint_time_limit_must_be_a_positive_finite_number(key, value):
+    from subtool.errors import SubtoolError
+    from subtool.runner.llm.workload import endpoint_seconds
+
+    with pytest.raises(SubtoolError, match=f"{key} must be a positive number of seconds") as err:
+        endpoint_seconds({key: value}, key, 900.0)
+    assert err.value.rule == "run.endpoint"
+    assert endpoint_seconds({key: "2.5"}, key, 900.0) == 2.5 and endpoint_seconds({key: None}, key, 900.0) == 900.0
+
+
+def test_a_nan_deadline_is_refused_before_the_run_instead_of_turning_the_deadline_off(tmp_path, llama3_small):
+    """NaN once turned the per-sample deadline off without a word (a run on a hung server then hung for the
+    request timeout, tries times); through the run API it is one line naming the option before LoadGen starts."""
+    from subtool.errors import SubtoolError
+    from subtool.runner.api import RunOptions, run_benchmark
+
+    with HostileServer("hang") as server:
+        # a short request timeout, so that a deadline taken as given ends the run in seconds rather than hanging
+        extra = {"endpoint": server.url, "request_timeout_s": 2.0, "request_deadline_s": float("nan")}
+        paths = {"model_path": llama3_small.model_path, "dataset_path": llama3_small.dataset_path}
+        opts = RunOptions(model="llama3.1-8b", mode="accuracy", **paths, out=tmp_path / "runs", batch_size=4,
+                          backend="openai", extra=extra)  # fmt: skip
+        with pytest.raises(SubtoolError) as err:
+            run_benchmark(opts)
+    line = err.value.one_line()
+    assert err.value.rule == "run.endpoint" and "request_deadline_s must be a positive number of seconds" in line
+    assert not any((tmp_path / "runs").rglob("run.json"))
