@@ -408,6 +408,8 @@ def child_outcome(returncode: int, result_path: Path, stage: Path) -> dict:
     finally:
         result_path.unlink(missing_ok=True)
     if outcome.get("teardown") == "pending":
+        if returncode in (EXIT_INTERRUPTED, -signal.SIGINT):  # Ctrl-C in the shutdown: an interruption, runs kept
+            raise KeyboardInterrupt
         if returncode >= 0:  # a Python error in the shutdown, or an exit: not a finished session
             raise SubtoolError(
                 f"the benchmark process stopped (exit code {returncode}) while shutting the SUT down",

@@ -62,6 +62,15 @@ class BrokenStopSUT(InstantSUT):
         raise RuntimeError("shutdown bug")
 
 
+class InterruptedStopSUT(InstantSUT):
+    """Answers as InstantSUT; Ctrl-C reaches its shutdown (Python's SIGINT handler raises KeyboardInterrupt there,
+    as a user pressing Ctrl-C while the SUT shuts down would)."""
+
+    def stop(self) -> None:
+        super().stop()
+        raise KeyboardInterrupt
+
+
 class MixedWeightsSUT(InstantSUT):
     """Answers as InstantSUT, and knows its weights ran in two precisions (as bert's fp8 SUT does when some layers
     fell back to bf16): the system description must say so, not the precision's name."""
@@ -97,12 +106,14 @@ def _broken_factory(model_path, features, config):
 
 _factory = _factory_of(InstantSUT)
 # bert backends by name: the instant SUT, three whose shutdown fails (natively, with a finding, with a bug), one
+# whose shutdown Ctrl-C stops, one
 # whose weights ran in two precisions, one whose loading raises, and one that fails on the first query
 BACKENDS = {
     BACKEND: _factory,
     "instant-abort": _factory_of(AbortingSUT),
     "instant-stop-error": _factory_of(FailingStopSUT),
     "instant-stop-bug": _factory_of(BrokenStopSUT),
+    "instant-stop-ctrl-c": _factory_of(InterruptedStopSUT),
     "instant-mixed-weights": _factory_of(MixedWeightsSUT),
     "instant-load-bug": _broken_factory,
     "instant-failing": _factory_of(FailingSUT),

@@ -60,6 +60,22 @@ def test_a_teardown_that_fails_in_python_still_fails_the_run(
     assert not (tmp_path / "runs" / "bert-99" / "Offline").exists()
 
 
+def test_ctrl_c_in_the_sut_teardown_is_an_interruption_that_keeps_the_finished_runs(
+    tmp_path, tiny_checkpoint, small_squad, instant_backend
+):
+    """Ctrl-C while the SUT shuts down, after every LoadGen run: said as every interruption is (exit 130), both
+    runs kept for the same command, not 'the benchmark process stopped (exit code 130)' as a crash."""
+    from subtool.runner.interrupted import KEPT_NAME
+
+    res = _run(tmp_path, tiny_checkpoint, small_squad, "instant-stop-ctrl-c")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 130, said
+    assert "run.crashed" not in said and "kept the finished performance and accuracy run" in said, said
+    kept = tmp_path / "runs" / "bert-99" / ".Offline.interrupted"
+    assert list(json.loads((kept / KEPT_NAME).read_text())["modes"]) == ["performance", "accuracy"]
+    assert not (tmp_path / "runs" / "bert-99" / "Offline").exists()
+
+
 def test_an_unexpected_error_in_the_benchmark_process_is_one_line_without_a_traceback(
     tmp_path, tiny_checkpoint, small_squad, instant_backend, capfd
 ):
