@@ -63,7 +63,11 @@ def only_on_branch(kept: Kept, content: PublishContent) -> list[Result]:
 def differing_from_base(kept: Kept, changes: Sequence[tuple[str, str]]) -> Kept:
     """`kept` less the results the branch holds exactly as the base does (`changes`: base → branch): those are the
     base's, not an earlier publish's, so they are neither kept nor dropped, and the words never call them the team's."""
-    touched = {"/".join(p.split("/")[:6]) for _, p in changes if p.count("/") >= 6}
+    touched = set()
+    for _, path in changes:  # a v5 result's measurements/ and compliance/ folders are part of it
+        parts = path.split("/")
+        if len(parts) >= 7 and parts[2] in RESULT_ROOTS:
+            touched.add("/".join([parts[0], parts[1], "results", *parts[3:6]]))
     return dataclasses.replace(kept, results=[r for r in kept.results if result_id(r) in touched])
 
 
