@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -31,6 +31,7 @@ from pack_handins import NAME, copy_handin, pack_team, verify  # noqa: E402
 
 from subtool.cli import app  # noqa: E402
 from subtool.errors import SubtoolError  # noqa: E402
+from subtool.mlperf.rounds import ROUND_RULE, VERSIONS  # noqa: E402
 from subtool.pack.manifest import MAGIC, parse_manifest  # noqa: E402
 from subtool.pack.verify import SHORT_RUN_WAIVERS, verify_tarball  # noqa: E402
 
@@ -215,15 +216,17 @@ _LINES = st.one_of(
 )
 
 
+@example(lines=["# name:0", "# rules:0"], magic=True)  # a round it has no rules for (found by the long fuzz)
 @given(lines=st.lists(_LINES, max_size=12), magic=st.booleans())
 def test_fuzz_manifest_parser_only_ever_raises_a_subtool_error(lines, magic):
     text = "\n".join(([MAGIC] if magic else []) + lines)
     try:
         manifest = parse_manifest(text, Path("m.sha256"))
     except SubtoolError as err:
-        assert err.rule == "pack.manifest" and err.message
+        # a malformed manifest, or one whose `# rules:` names a round this subtool has no rules for
+        assert err.rule in ("pack.manifest", ROUND_RULE) and err.message
         return
-    assert manifest.name and manifest.version
+    assert manifest.name and manifest.version in VERSIONS
     assert all(isinstance(w, str) and w for w in manifest.waive)
 
 
