@@ -23,8 +23,11 @@ def _run(tiny_checkpoint, small_squad, runs, *extra):
 
 
 def test_finished_modes_are_kept_reused_by_the_same_settings_only_and_gone_once_the_run_is_complete(
-    tmp_path, monkeypatch, tiny_checkpoint, small_squad
+    tmp_path, monkeypatch, tiny_checkpoint, small_squad, instant_backend
 ):
+    """Through the CLI's own path with the instant SUT (tests/runner/instant_sut.py): what is kept and reused is
+    the session's and the run's doing, whichever SUT answered; the torch-cpu SUT's short Offline query (the official
+    10,833 samples, ~10 s on a CI core) took two of them here, three quarters of this test's time."""
     runs = tmp_path / "runs"
     final = runs / "bert-99" / "Offline"
     kept = runs / "bert-99" / ".Offline.interrupted"
@@ -32,7 +35,8 @@ def test_finished_modes_are_kept_reused_by_the_same_settings_only_and_gone_once_
 
     # 1. ended after its performance run: that run is kept (with the short run's sized settings), nothing else
     monkeypatch.setenv("SUBTOOL_SESSION_FAILPOINT", "performance")
-    first, said = _run(tiny_checkpoint, small_squad, runs)
+    backend = ("--backend", instant_backend)
+    first, said = _run(tiny_checkpoint, small_squad, runs, *backend)
     assert first.exit_code != 0 and "run.crashed" in said and "kept the finished performance run" in said, said
     assert not final.exists()
     one = json.loads((kept / KEPT_NAME).read_text())
@@ -40,7 +44,7 @@ def test_finished_modes_are_kept_reused_by_the_same_settings_only_and_gone_once_
 
     # 2. other settings (a batch size): nothing reused; ended after both modes, its own two replace the first's
     monkeypatch.setenv("SUBTOOL_SESSION_FAILPOINT", "accuracy")
-    second, said = _run(tiny_checkpoint, small_squad, runs, "--batch-size", "7")
+    second, said = _run(tiny_checkpoint, small_squad, runs, *backend, "--batch-size", "7")
     assert second.exit_code != 0 and "other settings: not reused" in said, said
     two = json.loads((kept / KEPT_NAME).read_text())
     assert list(two["modes"]) == ["performance", "accuracy"] and two["fingerprint"] != one["fingerprint"]
@@ -48,7 +52,7 @@ def test_finished_modes_are_kept_reused_by_the_same_settings_only_and_gone_once_
 
     # 3. the same command as 2: both modes reused, no LoadGen run; a complete run directory, the kept folder gone
     monkeypatch.delenv("SUBTOOL_SESSION_FAILPOINT")
-    third, said = _run(tiny_checkpoint, small_squad, runs, "--batch-size", "7")
+    third, said = _run(tiny_checkpoint, small_squad, runs, *backend, "--batch-size", "7")
     assert third.exit_code == 0, said
     assert "reusing the performance and accuracy run" in said and "no LoadGen mode left to run" in said
     assert final.joinpath(*detail).read_bytes() == performance_log
