@@ -43,15 +43,23 @@ def _performance_only(model, data, out, *extra):
     return _run("--model-path", model, "--dataset-path", data, "--out", out, "--mode", "performance", *extra)
 
 
+def _small_user_conf(tmp_path):
+    """A user.conf whose Offline query holds the 45 samples, not the short run's official 10,833 (~10 s of the
+    tiny model): what an accuracy run's answers depend on leaves the user.conf out (interrupted.answers_fingerprint),
+    so a rerun with it keeps or drops the earlier accuracy run for the checkpoint alone."""
+    conf = tmp_path / "small.user.conf"
+    conf.write_text(
+        "bert.Offline.target_qps = 41\nbert.Offline.min_duration = 500\nbert.Offline.min_query_count = 45\n"
+    )
+    return conf
+
+
 def test_performance_only_rerun_keeps_the_accuracy_results(tmp_path, tiny_checkpoint, small_squad, tiny_offline_run):
     out = tmp_path / "runs"
     shutil.copytree(tiny_offline_run, out / "bert-99/Offline")  # a finished run of both modes
     shutil.copytree(tiny_offline_run / "performance", out / "bert-99/Offline/TEST01")  # verified against its perf
     acc_before = (out / "bert-99/Offline/accuracy/accuracy.txt").read_text()
-    conf = tmp_path / "small.user.conf"
-    conf.write_text(
-        "bert.Offline.target_qps = 41\nbert.Offline.min_duration = 500\nbert.Offline.min_query_count = 45\n"
-    )
+    conf = _small_user_conf(tmp_path)
     res = _performance_only(tiny_checkpoint, small_squad, out, "--scenario", "offline", "--user-conf", conf)
     assert res.exit_code == 0, res.output
     run_dir = out / "bert-99/Offline"
@@ -74,7 +82,8 @@ def test_a_rerun_with_another_checkpoint_keeps_nothing_of_the_earlier_run(
     shutil.copytree(tiny_offline_run, out / "bert-99/Offline")
     other = tmp_path / "other-model"
     shutil.copytree(tiny_checkpoint, other)  # the same bytes elsewhere: another checkpoint for all subtool knows
-    res = _performance_only(other, small_squad, out, "--run-style", "short")
+    # the user.conf test_performance_only_rerun_keeps_the_accuracy_results keeps the accuracy run with
+    res = _performance_only(other, small_squad, out, "--run-style", "short", "--user-conf", _small_user_conf(tmp_path))
     assert res.exit_code == 0, res.output
     run_dir = out / "bert-99/Offline"
     assert not (run_dir / "accuracy").exists()
