@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -379,13 +380,23 @@ def test_a_second_package_into_a_tree_waits_for_the_first(pkg_lg, tmp_path):
     fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     child = _package_child(pkg_lg["demo_Offline"], out, "Held")
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(child.stderr), daemon=True)
+    reader.start()
     try:
-        time.sleep(8)
-        assert child.poll() is None, child.communicate()
+        # it says so once it finds the tree held, seconds after its start (no fixed 8 s sleep for a loaded machine)
+        deadline = time.monotonic() + 120
+        while "waiting for another subtool" not in "".join(said) and child.poll() is None:
+            assert time.monotonic() < deadline, "".join(said)
+            time.sleep(0.05)
+        time.sleep(1)  # the line comes just before the wait: still waiting a second later, nothing written
+        assert child.poll() is None, "".join(said)
         assert not (out / "open").exists()
     finally:
         os.close(fd)
-    _, err = child.communicate(timeout=120)
+    child.wait(timeout=120)
+    reader.join(10)
+    err = "".join(said)
     assert child.returncode == 0 and "waiting for another subtool" in " ".join(err.split()), err
     assert [p.name.split("-")[0] for p in (out / "open" / "TeamX" / "systems").glob("*.json")] == ["Held"]
 
