@@ -11,12 +11,10 @@ import os
 import random
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 from support.official import official_checker_dir, official_skip_reason
-from support.once import once_per_session
 
 OFFICIAL_SKIP = official_skip_reason()
 
@@ -98,13 +96,9 @@ def tiny_checkpoint(tmp_path_factory, tiny_words):
     pytest.importorskip("transformers")
     from subtool.runner.bert.demo import write_checkpoint
 
-    def build(work):
-        write_checkpoint(work / "model", tiny_words)
-        return {"path": str(work / "model")}
-
-    # one path for every xdist worker: tiny_offline_run, shared too, is a run of this checkpoint (its path is in a
-    # run's fingerprint), and tests rerun that run with it
-    return Path(once_per_session(tmp_path_factory, "tiny_checkpoint", build)["path"])
+    path = tmp_path_factory.mktemp("ckpt") / "model"
+    write_checkpoint(path, tiny_words)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -112,12 +106,9 @@ def small_squad(tmp_path_factory, tiny_words):
     """40 questions, 5 of them on two-window contexts: 45 features."""
     from subtool.runner.bert.demo import generate_squad
 
-    def build(work):
-        path = work / "small-squad.json"
-        path.write_text(json.dumps(generate_squad(tiny_words, random.Random(3), n_questions=40, n_two_window=5)))
-        return {"path": str(path)}
-
-    return Path(once_per_session(tmp_path_factory, "small_squad", build)["path"])  # as tiny_checkpoint's
+    path = tmp_path_factory.mktemp("data") / "small-squad.json"
+    path.write_text(json.dumps(generate_squad(tiny_words, random.Random(3), n_questions=40, n_two_window=5)))
+    return path
 
 
 @pytest.fixture(autouse=True)
