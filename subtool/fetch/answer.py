@@ -34,8 +34,13 @@ OWN_CODING = {
 READ_TRANSFER_CODINGS = ("chunked", "identity")
 
 
+def _tokens(value: str) -> list[str]:
+    """The codings a header lists, lower case, as the server sent them."""
+    return [c.strip().lower() for c in value.split(",") if c.strip()]
+
+
 def _codings(value: str) -> list[str]:
-    return [c.strip().lower() for c in value.split(",") if c.strip() and c.strip().lower() != "identity"]
+    return [c for c in _tokens(value) if c != "identity"]
 
 
 def _shown(value: str) -> str:
@@ -54,7 +59,7 @@ def coding_problem(headers: Mapping[str, str], name: str) -> str | None:
             "it as is (identity): those bytes are not the file"
         )
     transfer = headers.get("Transfer-Encoding", "")
-    framing = {c.strip().lower() for c in transfer.split(",") if c.strip()}
+    framing = set(_tokens(transfer))
     if len(framing) > 1 or not framing <= set(READ_TRANSFER_CODINGS):
         return f"the server framed the body as Transfer-Encoding: {_shown(transfer)}, which fetch does not read"
     return None

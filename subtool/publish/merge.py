@@ -67,8 +67,8 @@ def differing_from_base(kept: Kept, changes: Sequence[tuple[str, str]]) -> Kept:
     for _, path in changes:  # a v5 result's measurements/ and compliance/ folders are part of it
         parts = path.split("/")
         if len(parts) >= 7 and parts[2] in RESULT_ROOTS:
-            touched.add("/".join([parts[0], parts[1], "results", *parts[3:6]]))
-    return dataclasses.replace(kept, results=[r for r in kept.results if result_id(r) in touched])
+            touched.add((parts[0], parts[1], parts[3], parts[4], parts[5]))
+    return dataclasses.replace(kept, results=[r for r in kept.results if r in touched])
 
 
 def merged_view(content: PublishContent, kept: Kept) -> PublishContent:
