@@ -350,7 +350,7 @@ def _openai_sut(spec: LlmSpec, model_path: Path, data, config):
         generation=generation_for(spec, model_path, extra),
         api_key_env=extra.get("api_key_env"),
         served_model=extra.get("served_model"),
-        concurrency=int(extra.get("concurrency") or config.batch_size),
+        concurrency=endpoint_concurrency(extra, config.batch_size),
         timeout_s=endpoint_seconds(extra, "request_timeout_s", 600.0),
         # one sample, all its tries: the class's 15 minutes
         request_deadline_s=endpoint_seconds(extra, "request_deadline_s", OpenAICompletionsSUT.request_deadline_s),
@@ -375,6 +375,34 @@ def endpoint_seconds(extra: dict, key: str, default: float) -> float:
             hint=f"leave {key} out for {default:g} s",
         )
     return seconds
+
+
+# one thread a request in flight: past this many, a typo (or a hostile caller) would start threads until memory ends
+MAX_CONCURRENCY = 4096
+
+
+def endpoint_concurrency(extra: dict, default: int) -> int:
+    """The openai backend's requests in flight, from the run API's `extra` (absent or None: `default`, the batch
+    size): a whole number from 1 to MAX_CONCURRENCY. Each is a worker thread, so a huge number would start threads
+    until memory ran out, and text or a fraction once ended in "failed unexpectedly"."""
+    value = extra.get("concurrency")
+    if value is None:
+        value = default
+    count = None
+    if isinstance(value, float) and value.is_integer():  # 8.0 from JSON; never NaN, infinity or 1.5
+        count = int(value)
+    elif not isinstance(value, (bool, float)):
+        try:
+            count = int(value)  # an int, or text of one
+        except (TypeError, ValueError):
+            count = None
+    if count is None or not 1 <= count <= MAX_CONCURRENCY:
+        raise SubtoolError(
+            f"concurrency must be a whole number of requests from 1 to {MAX_CONCURRENCY}, not {str(value)[:40]!r}",
+            rule="run.endpoint",
+            hint="leave concurrency out to keep as many requests in flight as the batch size",
+        )
+    return count
 
 
 # backend name → factory(LlmSpec, model_path, LlmData, SutConfig)

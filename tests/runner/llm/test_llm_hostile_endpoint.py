@@ -232,6 +232,23 @@ def test_an_endpoint_time_limit_must_be_a_positive_finite_number(key, value):
     assert endpoint_seconds({key: "2.5"}, key, 900.0) == 2.5 and endpoint_seconds({key: None}, key, 900.0) == 900.0
 
 
+@pytest.mark.parametrize(
+    "value", [0, -1, 4097, 10**400, 2.5, float("nan"), float("inf"), True, "many", "1e9", [4], {"n": 4}]
+)
+def test_the_endpoint_concurrency_must_be_a_whole_number_of_threads_in_range(value):
+    """Each request in flight is a worker thread: 10**9 once started threads until memory ran out, and text, a
+    fraction or infinity ended in "failed unexpectedly"."""
+    from subtool.errors import SubtoolError
+    from subtool.runner.llm.workload import MAX_CONCURRENCY, endpoint_concurrency
+
+    with pytest.raises(SubtoolError, match="concurrency must be a whole number of requests from 1 to 4096") as err:
+        endpoint_concurrency({"concurrency": value}, 32)
+    assert err.value.rule == "run.endpoint"
+    assert endpoint_concurrency({"concurrency": "12"}, 32) == 12 and endpoint_concurrency({"concurrency": 8.0}, 3) == 8
+    assert endpoint_concurrency({}, 32) == 32 and endpoint_concurrency({"concurrency": None}, 5) == 5
+    assert endpoint_concurrency({"concurrency": MAX_CONCURRENCY}, 1) == MAX_CONCURRENCY
+
+
 def test_a_nan_deadline_is_refused_before_the_run_instead_of_turning_the_deadline_off(tmp_path, llama3_small):
     """NaN once turned the per-sample deadline off without a word (a run on a hung server then hung for the
     request timeout, tries times); through the run API it is one line naming the option before LoadGen starts."""
