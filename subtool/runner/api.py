@@ -377,15 +377,15 @@ def _run_child(session: SessionSpec, stage: Path) -> dict:
     A child killed by a signal (SIGABRT, SIGSEGV: a native library failing in its own teardown) after it reported
     every LoadGen run finished keeps those runs: the outcome comes back with `teardown` saying what happened and
     what could not run (the SUT's own end-of-run checks). Any other death before the final report is a crash."""
-    import subprocess
+    from subtool.runner.child_process import run_child
 
     spec_file = spec_to_file(session, stage / ".session-spec.json")
     env = {**os.environ, PARENT_ENV: str(os.getpid())}  # it dies with this process (session.die_with_parent)
     try:
-        proc = subprocess.run([sys.executable, "-m", "subtool.runner.session", str(spec_file)], check=False, env=env)
+        returncode = run_child([sys.executable, "-m", "subtool.runner.session", str(spec_file)], env=env)
     finally:
         spec_file.unlink(missing_ok=True)
-    return child_outcome(proc.returncode, Path(session.result_path), stage)
+    return child_outcome(returncode, Path(session.result_path), stage)
 
 
 def child_outcome(returncode: int, result_path: Path, stage: Path) -> dict:
