@@ -69,7 +69,7 @@ def test_the_exit_code_is_the_childs_or_minus_the_signal_that_killed_it():
 
 
 def test_held_signals_are_handled_when_released_and_the_handlers_come_back(sigterm_raises):
-    handler = signal.getsignal(signal.SIGTERM)
+    handler, sigint = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     steps: list[str] = []
     with pytest.raises(Ended), held_signals() as release:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -79,7 +79,7 @@ def test_held_signals_are_handled_when_released_and_the_handlers_come_back(sigte
         steps.append("released")
     assert steps == ["held"]
     assert signal.getsignal(signal.SIGTERM) is handler
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) == sigint  # whatever it was: an earlier in-process command may ignore it
 
 
 def test_outside_the_main_thread_nothing_is_held_and_the_child_runs():
