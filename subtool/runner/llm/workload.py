@@ -385,9 +385,9 @@ def endpoint_concurrency(extra: dict, default: int) -> int:
     """The openai backend's requests in flight, from the run API's `extra` (absent or None: `default`, the batch
     size): a whole number from 1 to MAX_CONCURRENCY. Each is a worker thread, so a huge number would start threads
     until memory ran out, and text or a fraction once ended in "failed unexpectedly"."""
-    value = extra.get("concurrency")
-    if value is None:
-        value = default
+    value, named = extra.get("concurrency"), "concurrency"
+    if value is None:  # the batch size stands in: a --batch-size past the bound is refused by its own name
+        value, named = default, "the batch size (the requests in flight when concurrency is not given)"
     count = None
     if isinstance(value, float) and value.is_integer():  # 8.0 from JSON; never NaN, infinity or 1.5
         count = int(value)
@@ -398,9 +398,9 @@ def endpoint_concurrency(extra: dict, default: int) -> int:
             count = None
     if count is None or not 1 <= count <= MAX_CONCURRENCY:
         raise SubtoolError(
-            f"concurrency must be a whole number of requests from 1 to {MAX_CONCURRENCY}, not {str(value)[:40]!r}",
+            f"{named} must be a whole number of requests from 1 to {MAX_CONCURRENCY}, not {str(value)[:40]!r}",
             rule="run.endpoint",
-            hint="leave concurrency out to keep as many requests in flight as the batch size",
+            hint=f"give the openai backend at most {MAX_CONCURRENCY} requests in flight",
         )
     return count
 

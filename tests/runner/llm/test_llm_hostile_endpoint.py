@@ -249,6 +249,17 @@ def test_the_endpoint_concurrency_must_be_a_whole_number_of_threads_in_range(val
     assert endpoint_concurrency({"concurrency": MAX_CONCURRENCY}, 1) == MAX_CONCURRENCY
 
 
+def test_a_batch_size_past_the_bound_is_refused_by_its_own_name_when_concurrency_is_not_given():
+    """Without `concurrency` the batch size (--batch-size, up to 2**20) is the requests in flight: refused as
+    itself, not with a hint to leave out an option the user never gave."""
+    from subtool.errors import SubtoolError
+    from subtool.runner.llm.workload import endpoint_concurrency
+
+    with pytest.raises(SubtoolError, match=r"^the batch size \(the requests in flight when concurrency is not given\)"):
+        endpoint_concurrency({}, 8192)
+    assert endpoint_concurrency({"concurrency": 64}, 8192) == 64
+
+
 def test_a_nan_deadline_is_refused_before_the_run_instead_of_turning_the_deadline_off(tmp_path, llama3_small):
     """NaN once turned the per-sample deadline off without a word (a run on a hung server then hung for the
     request timeout, tries times); through the run API it is one line naming the option before LoadGen starts."""
