@@ -140,7 +140,7 @@ def _model_options_problem(config: dict) -> str | None:
     if pad is not None and (isinstance(pad, bool) or not isinstance(pad, int) or pad < 0 or (vocab and pad >= vocab)):
         return f"pad_token_id {_shown(pad)} is not a token id of the {vocab or '?'}-token vocabulary"
     act = config.get("hidden_act")
-    if act is not None and (not isinstance(act, str) or act not in _activations()):
+    if act is not None and (not isinstance(act, str) or not _known_activation(act)):
         return f"hidden_act {_shown(act)} is no activation transformers knows (BERT's is gelu)"
     for key in _DROPOUTS:
         p = config.get(key)
@@ -152,6 +152,17 @@ def _model_options_problem(config: dict) -> str | None:
     if attn is not None and attn not in ("eager", "sdpa"):
         return f"attn_implementation {_shown(attn)}: subtool runs eager or sdpa attention; remove the key"
     return None
+
+
+# Activations every transformers release subtool supports knows (tests/runner/bert/test_checkpoint_activations.py
+# holds the installed one to it): a config naming one is accepted without importing transformers.activations, which
+# imports torch and transformers' distributed-tensor code (3 s of a run that builds no model: --backend instant,
+# the CLI's own checks before the benchmark starts). Any other name is looked up in transformers' own table.
+COMMON_ACTIVATIONS = frozenset({"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh"})
+
+
+def _known_activation(name: str) -> bool:
+    return name in COMMON_ACTIVATIONS or name in _activations()
 
 
 def _activations() -> frozenset[str]:

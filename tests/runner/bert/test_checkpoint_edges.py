@@ -155,3 +155,34 @@ def test_a_reference_state_dict_saved_under_a_model_key_loads_the_same_weights(t
     torch.save({"model": state, "epoch": 2}, ref / "model.pytorch")  # a training script's checkpoint
     loaded = load_bert_qa(ref).state_dict()
     assert torch.equal(loaded["qa_outputs.weight"], state["qa_outputs.weight"])
+
+
+def test_the_activations_accepted_without_transformers_are_ones_transformers_knows():
+    from transformers.activations import ACT2FN
+
+    from subtool.runner.bert.checkpoint import COMMON_ACTIVATIONS
+
+    assert COMMON_ACTIVATIONS <= set(ACT2FN)
+
+
+def test_a_rarer_activation_transformers_knows_is_looked_up_and_accepted():
+    from transformers.activations import ACT2FN
+
+    rare = sorted(set(ACT2FN) - {"gelu", "relu", "silu", "tanh", "swish", "gelu_new", "gelu_fast"})[0]
+    check_config_values({**TINY, "hidden_act": rare}, CONFIG)  # no raise
+    _refused(lambda: check_config_values({**TINY, "hidden_act": rare + "_x"}, CONFIG), "model.config", "hidden_act")
+
+
+def test_checking_a_gelu_checkpoint_imports_neither_torch_nor_transformers_activations(tiny_checkpoint):
+    """The CLI checks the checkpoint before the benchmark starts, and a run that builds no model checks it too:
+    neither pays the seconds torch and transformers' activations module take to import."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from pathlib import Path; from subtool.runner.bert.checkpoint import check_checkpoint; "
+        f"config = check_checkpoint(Path({str(tiny_checkpoint)!r})); "
+        "print(config.get('hidden_act'), 'torch' in sys.modules, 'transformers.activations' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["gelu", "False", "False"]
