@@ -32,9 +32,12 @@ KEPT_SCHEMA = "subtool.interrupted/1"
 MODE_DIRS = {"performance": "performance", "accuracy": "accuracy"}
 # what a session's options hold that does not change its results: where it writes, what it prints, which modes it
 # runs (short_settings: derived from the run style and the user.conf, both fingerprinted, and set only when a
-# performance run is among the modes)
+# performance run is among the modes), where its cache is (the features cached there are keyed by the data set's
+# and the vocabulary's hashes, so a cache elsewhere gives the same answers; SUBTOOL_CACHE moved to scratch space
+# between an accuracy run and a performance-only rerun threw the accuracy run away)
 _NOT_FINGERPRINTED = {
     "stage",
+    "cache_dir",
     "result_path",
     "user_conf",
     "progress_path",

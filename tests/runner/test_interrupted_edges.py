@@ -44,6 +44,7 @@ def test_the_fingerprint_changes_with_the_options_the_user_conf_the_data_and_the
 
     base = mark()
     assert mark(stage="elsewhere", modes=["accuracy"], quiet=True) == base  # where it writes, what it runs now
+    assert mark(cache_dir="/scratch/cache") == base  # what is cached there is keyed by what it was made from
     assert mark(batch_size=7) != base
     (stage / "user.conf").write_text("*.Offline.target_qps = 11\n")
     assert mark() != base
