@@ -11,10 +11,12 @@ import os
 import random
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 from support.official import official_checker_dir, official_skip_reason
+from support.once import once_per_session
 
 OFFICIAL_SKIP = official_skip_reason()
 
@@ -92,23 +94,31 @@ def tiny_words():
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tiny_words):
+    """The tiny random-weight BERT (seeded): written once per session, whichever worker asks first, and read by
+    all (no test writes into it), so that runs of it made once (tiny_offline_run) name the same files in every
+    worker."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from subtool.runner.bert.demo import write_checkpoint
 
-    path = tmp_path_factory.mktemp("ckpt") / "model"
-    write_checkpoint(path, tiny_words)
-    return path
+    def build(work):
+        write_checkpoint(work / "model", tiny_words)
+        return {"path": str(work / "model")}
+
+    return Path(once_per_session(tmp_path_factory, "tiny_checkpoint", build)["path"])
 
 
 @pytest.fixture(scope="session")
 def small_squad(tmp_path_factory, tiny_words):
-    """40 questions, 5 of them on two-window contexts: 45 features."""
+    """40 questions, 5 of them on two-window contexts: 45 features (written once per session, read by all)."""
     from subtool.runner.bert.demo import generate_squad
 
-    path = tmp_path_factory.mktemp("data") / "small-squad.json"
-    path.write_text(json.dumps(generate_squad(tiny_words, random.Random(3), n_questions=40, n_two_window=5)))
-    return path
+    def build(work):
+        data = generate_squad(tiny_words, random.Random(3), n_questions=40, n_two_window=5)
+        (work / "small-squad.json").write_text(json.dumps(data))
+        return {"path": str(work / "small-squad.json")}
+
+    return Path(once_per_session(tmp_path_factory, "small_squad", build)["path"])
 
 
 @pytest.fixture(autouse=True)

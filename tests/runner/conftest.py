@@ -1,6 +1,7 @@
 """The runner's tests need the model stack; the shared fixtures live in tests/conftest.py."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -68,16 +69,20 @@ def ray_cluster():
 
 @pytest.fixture(scope="session")
 def tiny_offline_run(tmp_path_factory, tiny_checkpoint, small_squad):
-    """One `subtool run --json` of the tiny checkpoint on the small SQuAD file, both modes, made once: its run
-    directory (runs/bert-99/Offline) and the CLI's output. Its Offline query holds the official 10,833 samples,
-    so it is the costliest run of that checkpoint: test_run_cli reads it, test_bert_full compares with its
-    accuracy log, and tests that change it work on a copy."""
+    """One `subtool run --json` of the tiny checkpoint on the small SQuAD file, both modes, made once per session
+    (whichever worker asks first): its run directory (runs/bert-99/Offline). Its Offline query holds the official
+    10,833 samples, so it is the costliest run of that checkpoint: test_run_cli reads it, test_bert_full compares
+    with its accuracy log, and tests that change it work on a copy."""
+    from support.once import once_per_session
     from typer.testing import CliRunner
 
     from subtool.cli import app
 
-    runs = tmp_path_factory.mktemp("tiny_offline_run") / "runs"
-    argv = ["run", "--model-path", str(tiny_checkpoint), "--dataset-path", str(small_squad), "--out", str(runs)]
-    res = CliRunner().invoke(app, [*argv, "--json"])
-    assert res.exit_code == 0, res.output
-    return runs / "bert-99" / "Offline"
+    def build(work):
+        runs = work / "runs"
+        argv = ["run", "--model-path", str(tiny_checkpoint), "--dataset-path", str(small_squad), "--out", str(runs)]
+        res = CliRunner().invoke(app, [*argv, "--json"])
+        assert res.exit_code == 0, res.output
+        return {"run_dir": str(runs / "bert-99" / "Offline")}
+
+    return Path(once_per_session(tmp_path_factory, "tiny_offline_run", build)["run_dir"])
