@@ -60,8 +60,10 @@ def run_session(spec: SessionSpec, console, report=None) -> dict:
     lg_model, lg_scenario = loadgen_names(workload.spec.loadgen_model, spec.scenario)
     model_path = Path(spec.model_path)
     workload.check_model(model_path)
+    config = _sut_config(spec)
+    workload.check_backend(model_path, config)
     data = _load_data(spec, workload, model_path, say)
-    sut = _make_sut(spec, workload, model_path, data)
+    sut = workload.make_sut(model_path, data, config)
     qsl = workload.make_qsl(data)
     try:
         sizer = _short_sizer(spec, workload, sut, qsl, data.sample_count, say)
@@ -131,10 +133,11 @@ def _load_data(spec: SessionSpec, workload, model_path: Path, say):
     return data
 
 
-def _make_sut(spec: SessionSpec, workload, model_path: Path, data):
+def _sut_config(spec: SessionSpec):
+    """The SUT's options, made once: checked before the data loads (workload.check_backend), then the SUT's."""
     from subtool.runner.workload import SutConfig
 
-    config = SutConfig(
+    return SutConfig(
         backend=spec.backend,
         precision=spec.precision,
         batch_size=spec.batch_size or 32,
@@ -142,7 +145,6 @@ def _make_sut(spec: SessionSpec, workload, model_path: Path, data):
         threads=spec.threads,
         extra=dict(spec.extra),
     )
-    return workload.make_sut(model_path, data, config)
 
 
 def _seeds(spec: SessionSpec, settings, say) -> dict:

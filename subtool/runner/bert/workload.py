@@ -235,6 +235,11 @@ class BertWorkload:
             )
         return precision
 
+    def check_backend(self, model_path: Path, config) -> None:
+        """bert's backends have nothing to check before the data loads: the precision was decided before the run
+        (resolve_precision), and what remains (the weights, a Ray cluster) is checked as the SUT starts."""
+        return None
+
     def make_sut(self, model_path: Path, data, config):
         factory = SUT_BACKENDS.get(config.backend)
         if factory is None:

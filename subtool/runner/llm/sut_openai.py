@@ -169,36 +169,7 @@ class OpenAICompletionsSUT(SutFailure):
     # set-up ----------------------------------------------------------------------------------------------
     def _served_model(self, wanted: str | None) -> str:
         """The model to ask for: --served-model if the server lists it, else the one model it lists."""
-        import openai
-
-        where = shown_url(f"{self.client.base_url}models")
-        try:
-            # a few quick tries only: nothing listening is most often a wrong --endpoint, not a busy server; and a
-            # server that takes the connection but answers nothing (hung) is one, not a slow generation
-            listed = self.client.with_options(max_retries=2, timeout=self.models_timeout_s).models.list()
-            served = [m.id for m in listed if isinstance(getattr(m, "id", None), str) and m.id]
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise SubtoolError(
-                f"the endpoint refused the request (HTTP {exc.status_code})",
-                rule="run.endpoint_auth",
-                hint="export OPENAI_API_KEY, or pass --api-key-env VAR naming the variable that holds the key",
-                exit_code=EXIT_REMOTE,
-            ) from None
-        except openai.APIConnectionError as exc:
-            raise SubtoolError(
-                f"cannot reach the endpoint {where}: {self._describe(exc)}",
-                rule="run.endpoint_unreachable",
-                hint="start the server (e.g. vllm serve MODEL) or fix --endpoint",
-                exit_code=EXIT_REMOTE,
-            ) from None
-        except (openai.APIError, EndpointError, ValueError, TypeError, AttributeError) as exc:
-            raise SubtoolError(
-                f"{where} did not answer a model list: {self._describe(exc)}",
-                rule="run.endpoint",
-                hint="--endpoint must be the base URL of an OpenAI-compatible server",
-                exit_code=EXIT_REMOTE,
-            ) from None
-        return _pick_model(served, wanted, where)
+        return served_model(self.client, wanted, self.models_timeout_s, self._describe)
 
     def _guard(self, response) -> None:
         """The client's response hook: the body is read through a _Guarded stream, which ends it at the deadline
@@ -475,6 +446,64 @@ class _Answer:
         if self.usage_tokens is not None and 0 < self.usage_tokens <= max_tokens:
             return min(self.usage_tokens, n_ids)
         return n_ids
+
+
+def served_model(client, wanted: str | None, timeout_s: float, describe) -> str:
+    """The model to ask `client`'s server for: `wanted` if the server lists it, else the one model it lists; each
+    failure one line (`describe(exc)`: the failure's words, with the key cut out)."""
+    import openai
+
+    where = shown_url(f"{client.base_url}models")
+    try:
+        # a few quick tries only: nothing listening is most often a wrong --endpoint, not a busy server; and a
+        # server that takes the connection but answers nothing (hung) is one, not a slow generation
+        listed = client.with_options(max_retries=2, timeout=timeout_s).models.list()
+        served = [m.id for m in listed if isinstance(getattr(m, "id", None), str) and m.id]
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        raise SubtoolError(
+            f"the endpoint refused the request (HTTP {exc.status_code})",
+            rule="run.endpoint_auth",
+            hint="export OPENAI_API_KEY, or pass --api-key-env VAR naming the variable that holds the key",
+            exit_code=EXIT_REMOTE,
+        ) from None
+    except openai.APIConnectionError as exc:
+        raise SubtoolError(
+            f"cannot reach the endpoint {where}: {describe(exc)}",
+            rule="run.endpoint_unreachable",
+            hint="start the server (e.g. vllm serve MODEL) or fix --endpoint",
+            exit_code=EXIT_REMOTE,
+        ) from None
+    except (openai.APIError, EndpointError, ValueError, TypeError, AttributeError) as exc:
+        raise SubtoolError(
+            f"{where} did not answer a model list: {describe(exc)}",
+            rule="run.endpoint",
+            hint="--endpoint must be the base URL of an OpenAI-compatible server",
+            exit_code=EXIT_REMOTE,
+        ) from None
+    return _pick_model(served, wanted, where)
+
+
+def check_endpoint(endpoint: str, api_key_env: str | None, wanted: str | None) -> str:
+    """The checks the SUT makes when it starts (the key is there, the server answers its model list within
+    OpenAICompletionsSUT.models_timeout_s and serves the model), made before the data set loads: a server that is
+    not running, or a wrong key or model, is said in a second rather than after the prompts are read and
+    tokenized. The model it would ask for; the SUT asks the server again when it starts."""
+    key = api_key(api_key_env)
+    seconds = OpenAICompletionsSUT.models_timeout_s
+
+    def guard(response) -> None:  # a model list is small: one MiB, and no longer than the timeout
+        limit = OpenAICompletionsSUT.base_response_bytes
+        response.stream = _guarded(response.stream, limit, time.monotonic() + seconds, seconds)
+
+    def describe(exc: BaseException) -> str:
+        text = _describe(exc)
+        return text.replace(key, "***") if key and key != NO_KEY else text
+
+    client = make_client(endpoint, key, seconds, 0, guard)
+    try:
+        return served_model(client, wanted, seconds, describe)
+    finally:
+        client.close()
 
 
 def _pick_model(served: list[str], wanted: str | None, where: str) -> str:

@@ -175,6 +175,11 @@ class LlmWorkload:
             dataset_sha256=data.dataset_sha256,
         )
 
+    def check_backend(self, model_path: Path, config) -> None:
+        """What the backend can check before the data loads: the openai backend's options and server."""
+        if config.backend == "openai":
+            check_openai_backend(config)
+
     def make_sut(self, model_path: Path, data, config):
         factory = SUT_BACKENDS.get(config.backend)
         if factory is None:
@@ -333,18 +338,36 @@ def _ray_sut(spec: LlmSpec, model_path: Path, data, config):
     return make_ray_llm_sut(model_path, data.prompts, config, options, LlmWorkload(spec.name).resolve_precision)
 
 
-def _openai_sut(spec: LlmSpec, model_path: Path, data, config):
-    from subtool.runner.llm.sut_openai import OpenAICompletionsSUT
-
-    extra = config.extra
+def _endpoint(extra: dict) -> str:
     if not extra.get("endpoint"):
         raise SubtoolError(
             "the openai backend needs --endpoint URL (an OpenAI-compatible server)",
             rule="run.endpoint",
             hint="e.g. --endpoint http://127.0.0.1:8000 for vLLM",
         )
+    return str(extra["endpoint"])
+
+
+def check_openai_backend(config) -> None:
+    """The openai backend's options and its server, before the data loads (sut_openai.check_endpoint): each a
+    second's work, where reading and tokenizing the prompts first took seconds to minutes before a server that was
+    not running, a wrong key or a bad option was said."""
+    from subtool.runner.llm.sut_openai import check_endpoint
+
+    extra = config.extra
+    endpoint = _endpoint(extra)
+    endpoint_concurrency(extra, config.batch_size)
+    for key in ("request_timeout_s", "request_deadline_s"):
+        endpoint_seconds(extra, key, 1.0)
+    check_endpoint(endpoint, extra.get("api_key_env"), extra.get("served_model"))
+
+
+def _openai_sut(spec: LlmSpec, model_path: Path, data, config):
+    from subtool.runner.llm.sut_openai import OpenAICompletionsSUT
+
+    extra = config.extra
     return OpenAICompletionsSUT(
-        endpoint=str(extra["endpoint"]),
+        endpoint=_endpoint(extra),
         prompts=data.prompts,
         tokenizer=data.tokenizer,
         generation=generation_for(spec, model_path, extra),

@@ -134,13 +134,14 @@ def test_an_html_page_for_a_stream_is_named_not_sent_again(tmp_path, llama3_smal
     assert server.requests <= 4  # one a worker, none sent again
 
 
-def test_a_key_given_to_api_key_env_in_place_of_a_name_is_not_printed(tmp_path, llama3_small, monkeypatch):
+def test_a_key_given_to_api_key_env_in_place_of_a_name_is_not_printed(tmp_path, llama3_small, monkeypatch, capfd):
     """`--api-key-env $OPENAI_API_KEY` hands the key itself: the line said "--api-key-env names sk-…"."""
     monkeypatch.delenv("MY_SERVER_KEY", raising=False)
     with HostileServer("ok") as server:
         for given in ("sk-proj-Abc123xyz", "token-abc123", "abcdef0123456789"):
             res = _run(llama3_small, tmp_path / "runs", server, "--mode", "accuracy", "--api-key-env", given)
             assert res.exit_code == 2 and "[run.api_key]" in res.output and given not in res.output, res.output
+            assert "data:" not in capfd.readouterr().err  # refused before the prompts are read
         res = _run(llama3_small, tmp_path / "runs", server, "--mode", "accuracy", "--api-key-env", "MY_SERVER_KEY")
     assert "--api-key-env names MY_SERVER_KEY, but that variable is not set" in res.output  # a name is still named
     assert server.requests == 0

@@ -165,19 +165,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_endpoint_is_one_clear_line(tmp_path, llama3_small):
+def test_unreachable_endpoint_is_one_clear_line(tmp_path, llama3_small, capfd):
     res = _run(llama3_small, tmp_path / "runs", "--mode", "accuracy", "--endpoint", f"http://127.0.0.1:{_free_port()}")
     line = _one_error(res, "run.endpoint_unreachable")
     assert "connection refused" in line
     assert not any((tmp_path / "runs").rglob("run.json"))
+    # said before the prompts are read and tokenized (a minute for the real set): the benchmark's process said nothing
+    assert "data:" not in capfd.readouterr().err
 
 
-def test_a_model_name_the_server_does_not_serve_is_one_line(tmp_path, llama3_small, server):
+def test_a_model_name_the_server_does_not_serve_is_one_line(tmp_path, llama3_small, server, capfd):
     server.configure(models=("tiny-demo", "tiny-lora"))
     res = _run(llama3_small, tmp_path, "--mode", "accuracy", "--endpoint", server.url, "--served-model", "nope")
     line = _one_error(res, "run.endpoint_model", EXIT_USAGE)
     assert "tiny-demo, tiny-lora" in line and "'nope'" in line
-    assert server.completions == 0
+    assert server.completions == 0 and "data:" not in capfd.readouterr().err
 
 
 def test_the_served_model_is_the_one_named_or_the_only_one(llama3_small, server):
