@@ -90,7 +90,12 @@ def test_the_windows_that_can_hold_a_token_are_the_overlapping_neighbours(n_toke
     from subtool.runner.bert.squad import _best_window, overlapping_windows, window_starts
 
     spans = window_starts(n_tokens, max_tokens, stride)
-    for si, (start, length) in enumerate(spans):
+    # the windows at both ends and 40 between: the oracle looks at every window for each, so checking all of up
+    # to 3,000 windows was quadratic in the test itself (20 s of the suite)
+    ends = set(range(min(10, len(spans)))) | set(range(max(0, len(spans) - 10), len(spans)))
+    checked = sorted(ends | set(range(0, len(spans), max(1, len(spans) // 40))))
+    for si in checked:
+        start, length = spans[si]
         lo, hi = overlapping_windows(spans, si)
         holding = {j for j, (s, n) in enumerate(spans) if s <= start + length - 1 and s + n - 1 >= start}
         assert set(range(lo, hi + 1)) == holding
