@@ -389,3 +389,15 @@ def test_an_endpoint_that_redirects_is_refused_not_followed(llama3_small):
     finally:
         server.shutdown()
     assert err.value.rule == "run.endpoint" and "redirects elsewhere" in err.value.one_line()
+
+
+def test_a_model_list_past_a_mib_is_refused_before_the_data_loads(tmp_path, llama3_small, server, capfd):
+    """The check made before the data set loads reads the model list through the same guard as the SUT: a server
+    answering an endless list is cut at 1 MiB, in one line, and nothing else is asked of it."""
+    endless = json.dumps({"object": "list", "data": [{"id": f"m{i:07d}", "object": "model"} for i in range(60_000)]})
+    assert len(endless) > 2**21
+    server.configure(models_body=endless)
+    res = _run(llama3_small, tmp_path / "runs", "--mode", "accuracy", "--endpoint", server.url)
+    line = _one_error(res, "run.endpoint")
+    assert "1 MiB" in line and server.completions == 0, line
+    assert "data:" not in capfd.readouterr().err
