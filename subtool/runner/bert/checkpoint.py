@@ -154,7 +154,7 @@ def _model_options_problem(config: dict) -> str | None:
     return None
 
 
-# Activations every transformers release subtool supports knows (tests/runner/bert/test_checkpoint_activations.py
+# Activations every transformers release subtool supports knows (tests/runner/bert/test_checkpoint_edges.py
 # holds the installed one to it): a config naming one is accepted without importing transformers.activations, which
 # imports torch and transformers' distributed-tensor code (3 s of a run that builds no model: --backend instant,
 # the CLI's own checks before the benchmark starts). Any other name is looked up in transformers' own table.
