@@ -342,8 +342,7 @@ class OpenAICompletionsSUT(SutFailure):
 
     def _describe(self, exc: BaseException) -> str:
         """One line for a failure, with the API key cut out wherever a server echoed it."""
-        text = _describe(exc)
-        return text.replace(self._key, "***") if self._key and self._key != NO_KEY else text
+        return _describe_hiding(exc, self._key)
 
     def stop(self) -> None:
         for _ in self._workers:
@@ -495,13 +494,9 @@ def check_endpoint(endpoint: str, api_key_env: str | None, wanted: str | None) -
         limit = OpenAICompletionsSUT.base_response_bytes
         response.stream = _guarded(response.stream, limit, time.monotonic() + seconds, seconds)
 
-    def describe(exc: BaseException) -> str:
-        text = _describe(exc)
-        return text.replace(key, "***") if key and key != NO_KEY else text
-
     client = make_client(endpoint, key, seconds, 0, guard)
     try:
-        return served_model(client, wanted, seconds, describe)
+        return served_model(client, wanted, seconds, lambda exc: _describe_hiding(exc, key))
     finally:
         client.close()
 
@@ -533,6 +528,12 @@ def _token_ids(choice) -> list[int] | None:
             raise ValueError(f"token id {t[9:][:20]} is not a vocabulary index")
         out.append(token)
     return out
+
+
+def _describe_hiding(exc: BaseException, key: str) -> str:
+    """_describe's line with the API key cut out wherever a server echoed it."""
+    text = _describe(exc)
+    return text.replace(key, "***") if key and key != NO_KEY else text
 
 
 def _describe(exc: BaseException) -> str:
