@@ -192,6 +192,20 @@ def _full_set_projection(doc: dict, samples: int = 24_576) -> float:
 
 
 FIGURES = [  # (result file, figure the README must quote, computed from the JSON)
+    ("bert_gpu_h100_graphs_side_by_side", lambda d: f"{d['forward_ceiling_ms_per_batch']['1_lane']:.3f}"),
+    ("bert_gpu_h100_graphs_side_by_side", lambda d: f"{d['forward_ceiling_ms_per_batch']['2_lanes']:.3f} ms"),
+    ("bert_gpu_h100_graphs_side_by_side", lambda d: _fmt(max(d["executor_samples_per_s"]["2_lanes"]))),
+    ("bert_gpu_h100_graphs_side_by_side", lambda d: _fmt(max(d["executor_samples_per_s"]["1_lane"]))),
+    ("cublaslt_gelu_e4m3_h100", lambda d: f"{d['results_us']['cublaslt_gelu_bias_e4m3_tensorwise']['us']:.1f} µs"),
+    ("cublaslt_gelu_e4m3_h100", lambda d: f"{d['results_us']['subtool_triton_rowwise']['us']:.1f} µs"),
+    ("cublaslt_gelu_e4m3_h100", lambda d: f"{d['results_us']['cublaslt_bias_e4m3_tensorwise']['us']:.1f} µs"),
+    ("cublaslt_gelu_e4m3_h100", lambda d: f"{d['forward_ms_16k_tokens']['cublaslt_gelu_product']:.3f} ms"),
+    ("fp8_gelu_warp_specialize_h100", lambda d: f"{d['results_us']['warp_specialize=True']['us']:.1f}"),
+    ("fp8_gelu_warp_specialize_h100", lambda d: f"{d['results_us']['default']['us']:.1f} µs"),
+    ("packed_attention_e4m3_in_h100", lambda d: f"{d['attention_us']['e4m3_in_128_queries']:.1f} µs"),
+    ("packed_attention_e4m3_in_h100", lambda d: f"{d['attention_us']['bf16_in_128_queries']:.1f} µs"),
+    ("packed_attention_e4m3_in_h100", lambda d: f"{d['qkv_product_us']['tensorwise_e4m3_out_bias']:.1f} against"),
+    ("packed_attention_e4m3_in_h100", lambda d: f"{d['qkv_product_us']['rowwise_bf16_out_bias']:.1f} µs"),
     ("llm70b_gpu_h100_layers40_merge_per_head", lambda d: _merge_ms(d)),
     ("llm70b_gpu_h100_layers40_merge_grouped_a", lambda d: _merge_ms(d)),
     ("llm70b_gpu_h100_layers40_merge_per_head", lambda d: f"{d['profile']['decode_step_ms']:.2f} ms"),
