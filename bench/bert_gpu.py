@@ -621,6 +621,8 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
         variant("float32_residual_stream_as_fp16_has", "residual_fp32", True, accuracy=True, sublayer_out_fp32=True)
     if m.kernels == "triton" and precision != "fp8":
         variant("layernorm_in_torch_ops", "kernels", "torch")
+    if m.kernels == "triton" and m.fused_head:
+        variant("answer_head_as_a_float32_product", "fused_head", False, accuracy=True)
     if precision == "fp8":
         if m.attention == "triton":
             variant("fp8_attention_output_quantized_row_by_row", "fp8_attention_out", False, accuracy=True)

@@ -191,6 +191,7 @@ def _full_set_projection(doc: dict, samples: int = 24_576) -> float:
     return (tokens + added) / (offline["seconds"] + added / steady["tokens_per_second"])
 
 
+HEAD_VARIANT = "answer_head_as_a_float32_product"
 FIGURES = [  # (result file, figure the README must quote, computed from the JSON)
     ("bert_gpu_h100_graphs_side_by_side", lambda d: f"{d['forward_ceiling_ms_per_batch']['1_lane']:.3f}"),
     ("bert_gpu_h100_graphs_side_by_side", lambda d: f"{d['forward_ceiling_ms_per_batch']['2_lanes']:.3f} ms"),
@@ -206,6 +207,10 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("packed_attention_e4m3_in_h100", lambda d: f"{d['attention_us']['bf16_in_128_queries']:.1f} µs"),
     ("packed_attention_e4m3_in_h100", lambda d: f"{d['qkv_product_us']['tensorwise_e4m3_out_bias']:.1f} against"),
     ("packed_attention_e4m3_in_h100", lambda d: f"{d['qkv_product_us']['rowwise_bf16_out_bias']:.1f} µs"),
+    ("bert_gpu_h100_forward_head", lambda d: f"{_bert_forward_ms(d, 'torch-cuda-fp8', 'default'):.3f} ms"),
+    ("bert_gpu_h100_forward_head", lambda d: f"{_bert_forward_ms(d, 'torch-cuda-fp8', HEAD_VARIANT):.3f} ms"),
+    ("bert_gpu_h100_forward_head", lambda d: f"{_bert_forward_ms(d, 'torch-cuda-bf16', 'default'):.3f} ms"),
+    ("bert_gpu_h100_forward_head", lambda d: f"{_bert_forward_ms(d, 'torch-cuda-bf16', HEAD_VARIANT):.3f} ms"),
     ("llm70b_gpu_h100_layers40_merge_per_head", lambda d: _merge_ms(d)),
     ("llm70b_gpu_h100_layers40_merge_grouped_a", lambda d: _merge_ms(d)),
     ("llm70b_gpu_h100_layers40_merge_per_head", lambda d: f"{d['profile']['decode_step_ms']:.2f} ms"),

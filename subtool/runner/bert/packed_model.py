@@ -11,7 +11,8 @@ kernel writes e4m3 for the output projection at a static bound of the value proj
 stream in float32 (the accuracy-first path; see `residual_fp32`).
 
 The forward writes [sequences * 384 + 1, 2] float32 start/end logits: row s*384 + p is position p of sequence s
-(zeros beyond its length, as the reference pads), the last row collects the padding tokens.
+(zeros beyond its length, as the reference pads), the last row collects the padding tokens. With the Triton
+kernels the last LayerNorm computes them (the answer head's two dot products a token) and writes each to its row.
 
 Attention over the packed tokens is subtool's Triton kernel (kernels/packed_attention.py: 64-token tiles, so
 short sequences waste less than flash's 128) where Triton is present, else flash attention's varlen kernel, else
@@ -219,6 +220,8 @@ class PackedBert:
         # the fused fp8 GELU product's tiles and launch (fp8_gelu_linear's block_m, block_n, block_k, num_warps,
         # num_stages; empty: its defaults), for the same bench
         self.gelu_gemm_tiles: dict = {}
+        # the question-answering head in the last LayerNorm kernel (False: a float32 product and a scatter)
+        self.fused_head = True
         if kernels == "triton" and head_dim_fits(self.shape.head_dim):
             self.attention = "triton"
         else:
@@ -384,9 +387,10 @@ class PackedBert:
             **{(i, "ff2"): float(layer["ff1"]["out_scale"]) for i, layer in enumerate(self.layers)},
         }
 
-    def _add_ln(self, x, res, ln, quantize: bool = False, x_bias=None):
+    def _add_ln(self, x, res, ln, quantize: bool = False, x_bias=None, head=None):
         """LayerNorm(x + x_bias + res): (the next products' input in the compute dtype, with fp8 its row-quantized
-        copy and row scales, the residual for the next LayerNorm: float32 with `residual_fp32`, else the input)."""
+        copy and row scales, the residual for the next LayerNorm: float32 with `residual_fp32`, else the input).
+        `head` (Triton kernels only): the question-answering logits go straight to their output rows instead."""
         if self.kernels == "triton":
             from subtool.runner.kernels.fused_norm import add_layernorm
 
@@ -400,6 +404,7 @@ class PackedBert:
                 x_bias=x_bias,
                 dtype=self.dtype,
                 keep_fp32=self.residual_fp32,
+                head=head,
             )
             return y, q, s, (y if y32 is None else y32)
         y = x.float()
@@ -516,7 +521,7 @@ class PackedBert:
         return out[slot]
 
     # ------------------------------------------------------------------------------------------- the forward
-    def _layer(self, i, layer, ops, next_qkv, x, xq, xs, r, unit_rows, cu_seqlens, rows, sequences):
+    def _layer(self, i, layer, ops, next_qkv, x, xq, xs, r, unit_rows, cu_seqlens, rows, sequences, head=None):
         """One encoder layer with its own set of fp8 products; the LayerNorms quantize their output for the next
         product only where that product runs in fp8."""
         if self.observer is not None:
@@ -545,7 +550,7 @@ class PackedBert:
         if self.observer is not None and h is not None:
             self.observer(i, "ff2", h)
         f, fb = self._sublayer_out(h, layer["ff2"], hq, hs, w_scale=layer["ff2"]["ws_unit_rows"] if fused else None)
-        return self._add_ln(f, r, layer["ln2"], next_qkv, x_bias=fb)
+        return self._add_ln(f, r, layer["ln2"], next_qkv, x_bias=fb, head=head)
 
     def forward(self, input_ids, segment_ids, position_ids, rows, cu_seqlens, out, sequences: int | None = None):
         """Write the start/end logits of one packed batch into `out` ([>= rows.max()+1, 2] float32)."""
@@ -557,11 +562,17 @@ class PackedBert:
         x, xq, xs, r = self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln, first)
         # the row scales of inputs written at a static scale (folded into the weight scales)
         unit_rows = torch.ones((x.shape[0], 1), device=x.device, dtype=torch.float32) if self.fp8_ops else None
+        out.zero_()
+        # the Triton LayerNorm kernel writes the last layer's logits to their rows itself (no float32 copy of the
+        # residual stream, no product of two columns, no scatter)
+        head = (self.qa_w, self.qa_b, rows, out) if self.kernels == "triton" and self.fused_head else None
         for i, layer in enumerate(self.layers):
             ops = self.layer_ops[i]
             next_qkv = i + 1 < len(self.layers) and "qkv" in self.layer_ops[i + 1]
-            x, xq, xs, r = self._layer(i, layer, ops, next_qkv, x, xq, xs, r, unit_rows, cu_seqlens, rows, sequences)
-        logits = torch.nn.functional.linear(r.float(), self.qa_w, self.qa_b)
-        out.zero_()
-        out.index_copy_(0, rows.long(), logits)
+            last = head if i + 1 == len(self.layers) else None
+            x, xq, xs, r = self._layer(
+                i, layer, ops, next_qkv, x, xq, xs, r, unit_rows, cu_seqlens, rows, sequences, head=last
+            )
+        if head is None or not self.layers:
+            out.index_copy_(0, rows.long(), torch.nn.functional.linear(r.float(), self.qa_w, self.qa_b))
         return out

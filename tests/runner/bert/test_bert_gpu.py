@@ -100,6 +100,18 @@ def test_graph_replay_equals_the_eager_forward(tiny_checkpoint, small_features):
         np.testing.assert_allclose(got, forward(model, f, indices, bucket), rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])  # fp16 keeps the residual in float32: the head reads it
+def test_the_head_in_the_last_layernorm_gives_the_products_logits(tiny_checkpoint, small_features, precision):
+    f = small_features.features
+    model = PackedBert(tiny_checkpoint, "cuda", precision)
+    assert model.kernels == "triton" and model.fused_head
+    fused = forward(model, f, range(12), 12 * MAX_SEQ_LENGTH)
+    model.fused_head = False
+    product = forward(model, f, range(12), 12 * MAX_SEQ_LENGTH)
+    assert rel(fused, product) < 1e-4
+    assert not np.any(fused[np.arange(MAX_SEQ_LENGTH)[None, :] >= f.seq_lengths[:12, None]])  # padding stays 0
+
+
 def test_sut_answers_every_sample_once_on_the_gpu(tmp_path, tiny_checkpoint, small_features, hf_logits):
     import mlperf_loadgen as lg
 

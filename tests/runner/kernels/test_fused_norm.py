@@ -35,6 +35,43 @@ assert ((y.float().cpu() - ref).norm() / ref.norm()).item() < 1e-2
 """
 
 
+HEAD = r"""
+import sys, torch
+from subtool.runner.kernels.fused_norm import add_layernorm
+device = sys.argv[1]
+torch.manual_seed(0)
+tokens, n = 29, 320
+x, res, xb = torch.randn(tokens, n) * 3, torch.randn(tokens, n), torch.randn(n)
+w, b = torch.rand(n) + 0.5, torch.randn(n) * 0.1
+hw, hb = torch.randn(2, n), torch.randn(2)
+rows = torch.randperm(60)[:tokens].int()      # each token's output row, scattered; the other rows stay as they were
+to = lambda t, dt=torch.float32: t.to(device=device, dtype=dt)
+for keep in (False, True):
+    out = torch.zeros(60, 2)
+    out[rows.long()] = 0.0
+    untouched = torch.ones(60, dtype=torch.bool)
+    untouched[rows.long()] = False
+    out[untouched] = 7.0
+    dev_out = to(out)
+    got = add_layernorm(to(x, torch.bfloat16), to(res, torch.bfloat16), to(w), to(b), 1e-12, x_bias=to(xb),
+                        dtype=torch.bfloat16, keep_fp32=keep, head=(to(hw), to(hb), to(rows, torch.int32), dev_out))
+    assert got == (None, None, None, None)
+    y = torch.nn.functional.layer_norm(x.bfloat16().float() + xb + res.bfloat16().float(), (n,), w, b, 1e-12)
+    y = y if keep else y.bfloat16().float()     # the head reads what the residual stream would hold
+    want = out.clone()
+    want[rows.long()] = y @ hw.T + hb
+    err = ((dev_out.cpu() - want).norm() / want.norm()).item()
+    print(keep, err)
+    assert err < (1e-3 if keep else 2e-2), err
+    assert (dev_out.cpu()[untouched] == 7.0).all()
+"""
+
+
 @needs_triton
 def test_add_layernorm_kernel_bias_float32_copy_and_e4m3_rows():
     run_kernel_check(CHECK)
+
+
+@needs_triton
+def test_the_last_layernorm_writes_the_answer_logits_to_their_rows():
+    run_kernel_check(HEAD)
