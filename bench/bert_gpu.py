@@ -623,6 +623,8 @@ def forward_study(name, m, data, precision, budget, entry, quick, truth=None, tr
         variant("layernorm_in_torch_ops", "kernels", "torch")
     if m.kernels == "triton" and m.fused_head:
         variant("answer_head_as_a_float32_product", "fused_head", False, accuracy=True)
+    if m.kernels == "triton" and m.fused_embedding:
+        variant("embedding_gathers_in_torch", "fused_embedding", False, accuracy=True)
     if precision == "fp8":
         if m.attention == "triton":
             variant("fp8_attention_output_quantized_row_by_row", "fp8_attention_out", False, accuracy=True)

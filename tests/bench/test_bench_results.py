@@ -153,6 +153,17 @@ def _transformers_bf16_f1(doc: dict) -> float:
     return run["f1"] if run else doc["transformers_bf16"]["f1"]
 
 
+def _kernel_us(doc: dict, prefix: str, run: str = "torch-cuda-fp8") -> float:
+    """The µs of the first kernel in a forward's profile whose name starts with `prefix`."""
+    return next(us for name, us in _run(doc, run)["profile"]["top_kernels_us"] if name.startswith(prefix))
+
+
+def _other_share(doc: dict, run: str) -> float:
+    """The percentage of a forward's kernel time (its `profile`) in kernels other than products, attention and
+    LayerNorm."""
+    return 100 * _run(doc, run)["profile"]["share"]["other"]
+
+
 def _bert_forward_ms(doc: dict, run: str, variant: str) -> float:
     """A forward-only run's milliseconds per batch at the budget (16,384 tokens): the default's or a variant's."""
     entry = _run(doc, run)
@@ -192,6 +203,15 @@ def _full_set_projection(doc: dict, samples: int = 24_576) -> float:
 
 
 HEAD_VARIANT = "answer_head_as_a_float32_product"
+EMBED_VARIANT = "embedding_gathers_in_torch"
+# kernels the fused answer head and embedding removed (a profile's name prefixes): the float32 copy, the product,
+# the gathers and the add
+REMOVED_KERNELS = (
+    "void at::native::unrolled",
+    "sm80_xmma",
+    "void at::native::vectorized_g",
+    "void at::native::vectorized_elementwise_kernel<8",
+)
 FIGURES = [  # (result file, figure the README must quote, computed from the JSON)
     ("bert_gpu_h100_graphs_side_by_side", lambda d: f"{d['forward_ceiling_ms_per_batch']['1_lane']:.3f}"),
     ("bert_gpu_h100_graphs_side_by_side", lambda d: f"{d['forward_ceiling_ms_per_batch']['2_lanes']:.3f} ms"),
@@ -211,6 +231,15 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("bert_gpu_h100_forward_head", lambda d: f"{_bert_forward_ms(d, 'torch-cuda-fp8', HEAD_VARIANT):.3f} ms"),
     ("bert_gpu_h100_forward_head", lambda d: f"{_bert_forward_ms(d, 'torch-cuda-bf16', 'default'):.3f} ms"),
     ("bert_gpu_h100_forward_head", lambda d: f"{_bert_forward_ms(d, 'torch-cuda-bf16', HEAD_VARIANT):.3f} ms"),
+    ("bert_gpu_h100_forward_embedding", lambda d: f"{_bert_forward_ms(d, 'torch-cuda-fp8', 'default'):.3f} ms"),
+    ("bert_gpu_h100_forward_embedding", lambda d: f"{_bert_forward_ms(d, 'torch-cuda-fp8', HEAD_VARIANT):.3f} ms"),
+    ("bert_gpu_h100_forward_embedding", lambda d: f"{_bert_forward_ms(d, 'torch-cuda-fp8', EMBED_VARIANT):.3f} ms"),
+    ("bert_gpu_h100_forward_embedding", lambda d: f"{_other_share(d, 'torch-cuda-fp8'):.1f} %"),
+    ("bert_gpu_h100_forward_gelu_tiles_again", lambda d: f"from {_other_share(d, 'torch-cuda-fp8'):.1f} %"),
+    *(
+        ("bert_gpu_h100_forward_gelu_tiles_again", lambda d, k=kernel: f"({_kernel_us(d, k):.1f} µs")
+        for kernel in REMOVED_KERNELS
+    ),
     ("llm70b_gpu_h100_layers40_merge_per_head", lambda d: _merge_ms(d)),
     ("llm70b_gpu_h100_layers40_merge_grouped_a", lambda d: _merge_ms(d)),
     ("llm70b_gpu_h100_layers40_merge_per_head", lambda d: f"{d['profile']['decode_step_ms']:.2f} ms"),

@@ -12,7 +12,8 @@ stream in float32 (the accuracy-first path; see `residual_fp32`).
 
 The forward writes [sequences * 384 + 1, 2] float32 start/end logits: row s*384 + p is position p of sequence s
 (zeros beyond its length, as the reference pads), the last row collects the padding tokens. With the Triton
-kernels the last LayerNorm computes them (the answer head's two dot products a token) and writes each to its row.
+kernels the last LayerNorm computes them (the answer head's two dot products a token) and writes each to its row,
+and the first gathers the three embedding rows itself.
 
 Attention over the packed tokens is subtool's Triton kernel (kernels/packed_attention.py: 64-token tiles, so
 short sequences waste less than flash's 128) where Triton is present, else flash attention's varlen kernel, else
@@ -222,6 +223,8 @@ class PackedBert:
         self.gelu_gemm_tiles: dict = {}
         # the question-answering head in the last LayerNorm kernel (False: a float32 product and a scatter)
         self.fused_head = True
+        # the embeddings' three gathers in the first LayerNorm kernel (False: two gathers and an add in torch)
+        self.fused_embedding = True
         if kernels == "triton" and head_dim_fits(self.shape.head_dim):
             self.attention = "triton"
         else:
@@ -552,14 +555,28 @@ class PackedBert:
         f, fb = self._sublayer_out(h, layer["ff2"], hq, hs, w_scale=layer["ff2"]["ws_unit_rows"] if fused else None)
         return self._add_ln(f, r, layer["ln2"], next_qkv, x_bias=fb, head=head)
 
-    def forward(self, input_ids, segment_ids, position_ids, rows, cu_seqlens, out, sequences: int | None = None):
-        """Write the start/end logits of one packed batch into `out` ([>= rows.max()+1, 2] float32)."""
+    def _embed(self, input_ids, segment_ids, position_ids, quantize: bool):
+        """The embedding LayerNorm's results (as _add_ln's): with the Triton kernels one kernel gathers the three
+        rows and normalizes their float32 sum; else the word and position rows are added in the weights' dtype."""
         torch = self.torch
+        if self.kernels == "triton" and self.fused_embedding:
+            from subtool.runner.kernels.fused_norm import embed_layernorm
+
+            y, q, s, y32 = embed_layernorm(
+                input_ids, position_ids, segment_ids, self.word, self.pos, self.type, *self.emb_ln, self.shape.eps,
+                quantize=quantize, dtype=self.dtype, keep_fp32=self.residual_fp32,
+            )  # fmt: skip
+            return y, q, s, (y if y32 is None else y32)
         emb = torch.nn.functional.embedding(input_ids, self.word) + torch.nn.functional.embedding(
             position_ids, self.pos
         )
+        return self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln, quantize)
+
+    def forward(self, input_ids, segment_ids, position_ids, rows, cu_seqlens, out, sequences: int | None = None):
+        """Write the start/end logits of one packed batch into `out` ([>= rows.max()+1, 2] float32)."""
+        torch = self.torch
         first = "qkv" in self.layer_ops[0] if self.layer_ops else False
-        x, xq, xs, r = self._add_ln(emb, torch.nn.functional.embedding(segment_ids, self.type), self.emb_ln, first)
+        x, xq, xs, r = self._embed(input_ids, segment_ids, position_ids, first)
         # the row scales of inputs written at a static scale (folded into the weight scales)
         unit_rows = torch.ones((x.shape[0], 1), device=x.device, dtype=torch.float32) if self.fp8_ops else None
         out.zero_()

@@ -2,9 +2,11 @@
 
 Each program owns one token row, reads it once, and writes everything the next matrix product needs: the
 normalized row in the compute dtype (the next residual) and, for fp8, the row scaled into e4m3's range with its
-scale. Statistics are kept in float32 whatever the storage dtype. The model's last LayerNorm writes no row at all:
-its two question-answering logits go straight to the token's output row (one H100, the 16k-token fp8 forward:
-13.179 ms against 13.335 with a float32 product and a scatter; bench/results/bert_gpu_h100_forward_head.json).
+scale. Statistics are kept in float32 whatever the storage dtype. The model's first LayerNorm gathers its input
+itself (a token's word, position and segment rows, summed in float32), and its last writes no row at all: the two
+question-answering logits go straight to the token's output row. Together these replace about 190 µs of torch
+kernels in the 16k-token fp8 forward on an H100 (gathers, an add, a float32 copy, a product and a scatter;
+bench/results/bert_gpu_h100_forward_embedding.json and README's Performance section).
 """
 
 from __future__ import annotations
@@ -13,6 +15,58 @@ import triton
 import triton.language as tl
 
 FP8_MAX = 448.0
+
+
+@triton.jit
+def _normalize_row(
+    x,
+    row,
+    cols,
+    inside,
+    W,
+    B,
+    Y,
+    Y32,
+    Q,
+    S,
+    HEAD_W,
+    HEAD_B,
+    HEAD_ROWS,
+    HEAD_OUT,
+    stride_y,
+    stride_q,
+    n_cols,
+    eps,
+    KEEP32: tl.constexpr,
+    QUANT: tl.constexpr,
+    HEAD: tl.constexpr,
+):
+    """LayerNorm of one float32 row and everything written from it: the row in Y's dtype, its float32 copy, its
+    e4m3 copy and scale, or (HEAD) the two answer logits at the token's output row."""
+    mean = tl.sum(x, axis=0) / n_cols
+    centred = tl.where(inside, x - mean, 0.0)
+    var = tl.sum(centred * centred, axis=0) / n_cols
+    rstd = 1.0 / tl.sqrt(var + eps)
+    w = tl.load(W + cols, mask=inside, other=0.0)
+    b = tl.load(B + cols, mask=inside, other=0.0)
+    y = centred * rstd * w + b
+    y_low = y.to(Y.dtype.element_ty)
+    if HEAD:  # the model's last LayerNorm: its two question-answering logits, scattered to the token's output row
+        h = y if KEEP32 else tl.where(inside, y_low.to(tl.float32), 0.0)  # what the residual stream holds
+        dest = tl.load(HEAD_ROWS + row).to(tl.int64) * 2
+        for j in tl.static_range(2):
+            wj = tl.load(HEAD_W + j * n_cols + cols, mask=inside, other=0.0)
+            tl.store(HEAD_OUT + dest + j, tl.sum(h * wj, axis=0) + tl.load(HEAD_B + j))
+    else:
+        tl.store(Y + row * stride_y + cols, y_low, mask=inside)
+    if KEEP32 and not HEAD:
+        tl.store(Y32 + row * stride_y + cols, y, mask=inside)
+    if QUANT:
+        yq = tl.where(inside, y_low.to(tl.float32), 0.0)
+        amax = tl.maximum(tl.max(tl.abs(yq), axis=0), 1e-6)
+        q = tl.minimum(tl.maximum(yq * (448.0 / amax), -448.0), 448.0)  # one division per row, not per element
+        tl.store(Q + row * stride_q + cols, q.to(Q.dtype.element_ty), mask=inside)
+        tl.store(S + row, amax / 448.0)
 
 
 @triton.jit
@@ -51,30 +105,44 @@ def _add_layernorm_kernel(
         x += tl.load(BIAS + cols, mask=inside, other=0.0).to(tl.float32)
     if HAS_RES:
         x += tl.load(R + row * stride_r + cols, mask=inside, other=0.0).to(tl.float32)
-    mean = tl.sum(x, axis=0) / n_cols
-    centred = tl.where(inside, x - mean, 0.0)
-    var = tl.sum(centred * centred, axis=0) / n_cols
-    rstd = 1.0 / tl.sqrt(var + eps)
-    w = tl.load(W + cols, mask=inside, other=0.0)
-    b = tl.load(B + cols, mask=inside, other=0.0)
-    y = centred * rstd * w + b
-    y_low = y.to(Y.dtype.element_ty)
-    if HEAD:  # the model's last LayerNorm: its two question-answering logits, scattered to the token's output row
-        h = y if KEEP32 else tl.where(inside, y_low.to(tl.float32), 0.0)  # what the residual stream holds
-        dest = tl.load(HEAD_ROWS + row).to(tl.int64) * 2
-        for j in tl.static_range(2):
-            wj = tl.load(HEAD_W + j * n_cols + cols, mask=inside, other=0.0)
-            tl.store(HEAD_OUT + dest + j, tl.sum(h * wj, axis=0) + tl.load(HEAD_B + j))
-    else:
-        tl.store(Y + row * stride_y + cols, y_low, mask=inside)
-    if KEEP32 and not HEAD:
-        tl.store(Y32 + row * stride_y + cols, y, mask=inside)
-    if QUANT:
-        yq = tl.where(inside, y_low.to(tl.float32), 0.0)
-        amax = tl.maximum(tl.max(tl.abs(yq), axis=0), 1e-6)
-        q = tl.minimum(tl.maximum(yq * (448.0 / amax), -448.0), 448.0)  # one division per row, not per element
-        tl.store(Q + row * stride_q + cols, q.to(Q.dtype.element_ty), mask=inside)
-        tl.store(S + row, amax / 448.0)
+    _normalize_row(
+        x, row, cols, inside, W, B, Y, Y32, Q, S, HEAD_W, HEAD_B, HEAD_ROWS, HEAD_OUT, stride_y, stride_q, n_cols,
+        eps, KEEP32, QUANT, HEAD,
+    )  # fmt: skip
+
+
+@triton.jit
+def _embed_layernorm_kernel(
+    IDS,
+    POSITIONS,
+    SEGMENTS,
+    WORD,
+    POS,
+    TYPE,
+    W,
+    B,
+    Y,
+    Y32,
+    Q,
+    S,
+    stride_y,
+    stride_q,
+    n_cols,
+    eps,
+    KEEP32: tl.constexpr,
+    QUANT: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """One token's word, position and segment embedding rows, gathered and summed in float32, then normalized."""
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    inside = cols < n_cols
+    x = tl.load(WORD + tl.load(IDS + row).to(tl.int64) * n_cols + cols, mask=inside, other=0.0).to(tl.float32)
+    x += tl.load(POS + tl.load(POSITIONS + row).to(tl.int64) * n_cols + cols, mask=inside, other=0.0).to(tl.float32)
+    x += tl.load(TYPE + tl.load(SEGMENTS + row).to(tl.int64) * n_cols + cols, mask=inside, other=0.0).to(tl.float32)
+    _normalize_row(
+        x, row, cols, inside, W, B, Y, Y32, Q, S, W, B, IDS, Y, stride_y, stride_q, n_cols, eps, KEEP32, QUANT, False
+    )  # fmt: skip
 
 
 @triton.jit
@@ -161,6 +229,38 @@ def add_layernorm(
         )
     if head is not None:
         return None, None, None, None
+    return y, (q if quantize else None), (s if quantize else None), (y32 if keep_fp32 else None)
+
+
+def embed_layernorm(
+    ids,
+    positions,
+    segments,
+    word,
+    pos,
+    types,
+    weight,
+    bias,
+    eps: float,
+    quantize: bool = False,
+    dtype=None,
+    keep_fp32: bool = False,
+):
+    """LayerNorm(word[ids] + pos[positions] + types[segments]), the three gathers summed in float32 (the tables
+    contiguous [*, n], the index vectors int32 or int64 [tokens]): the same four results as add_layernorm."""
+    import torch
+
+    rows, n = ids.numel(), word.shape[1]
+    block = triton.next_power_of_2(n)
+    y = torch.empty((rows, n), device=word.device, dtype=dtype or word.dtype)
+    y32 = torch.empty((rows, n), device=word.device, dtype=torch.float32) if keep_fp32 else y
+    q = torch.empty((rows, n), device=word.device, dtype=torch.float8_e4m3fn) if quantize else y
+    s = torch.empty((rows, 1), device=word.device, dtype=torch.float32) if quantize else weight
+    if rows:
+        _embed_layernorm_kernel[(rows,)](
+            ids, positions, segments, word, pos, types, weight, bias, y, y32, q, s, y.stride(0), q.stride(0), n, eps,
+            KEEP32=keep_fp32, QUANT=quantize, BLOCK=block, num_warps=_warps(block),
+        )  # fmt: skip
     return y, (q if quantize else None), (s if quantize else None), (y32 if keep_fp32 else None)
 
 

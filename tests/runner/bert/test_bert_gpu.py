@@ -112,6 +112,16 @@ def test_the_head_in_the_last_layernorm_gives_the_products_logits(tiny_checkpoin
     assert not np.any(fused[np.arange(MAX_SEQ_LENGTH)[None, :] >= f.seq_lengths[:12, None]])  # padding stays 0
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp8"] if FP8 else ["bf16"])
+def test_the_embedding_gathers_in_the_first_layernorm_match_torchs(tiny_checkpoint, small_features, precision):
+    f = small_features.features
+    model = PackedBert(tiny_checkpoint, "cuda", precision)
+    assert model.kernels == "triton" and model.fused_embedding
+    fused = forward(model, f, range(12), 12 * MAX_SEQ_LENGTH)
+    model.fused_embedding = False
+    assert rel(fused, forward(model, f, range(12), 12 * MAX_SEQ_LENGTH)) < 0.01
+
+
 def test_sut_answers_every_sample_once_on_the_gpu(tmp_path, tiny_checkpoint, small_features, hf_logits):
     import mlperf_loadgen as lg
 

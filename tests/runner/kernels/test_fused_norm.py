@@ -67,9 +67,44 @@ for keep in (False, True):
 """
 
 
+EMBED = r"""
+import sys, torch
+from subtool.runner.kernels.fused_norm import embed_layernorm
+device = sys.argv[1]
+torch.manual_seed(0)
+tokens, n, vocab = 41, 320, 97
+word, pos, types = torch.randn(vocab, n), torch.randn(50, n), torch.randn(2, n)
+ids, positions = torch.randint(0, vocab, (tokens,)), torch.randint(0, 50, (tokens,))
+segments = torch.randint(0, 2, (tokens,))
+w, b = torch.rand(n) + 0.5, torch.randn(n) * 0.1
+ref = torch.nn.functional.layer_norm(word[ids] + pos[positions] + types[segments], (n,), w, b, 1e-12)
+to = lambda t, dt=None: t.to(device=device, dtype=dt or t.dtype)
+idx = [to(t, torch.int32) for t in (ids, positions, segments)]
+y, q, s, y32 = embed_layernorm(*idx, to(word), to(pos), to(types), to(w), to(b), 1e-12, quantize=True,
+                               dtype=torch.bfloat16, keep_fp32=True)
+assert y.dtype == torch.bfloat16 and y32.dtype == torch.float32 and s.shape == (tokens, 1)
+err32 = ((y32.cpu() - ref).norm() / ref.norm()).item()
+errq = ((q.float().cpu() * s.cpu() - ref).norm() / ref.norm()).item()
+print(err32, errq)
+assert err32 < 1e-5 and errq < (0.1 if device == "cpu" else 0.05)
+# bf16 tables (the model's): the three rows are summed in float32, not rounded to bf16 pairwise
+y, q, s, y32 = embed_layernorm(*idx, to(word, torch.bfloat16), to(pos, torch.bfloat16), to(types, torch.bfloat16),
+                               to(w), to(b), 1e-12)
+assert q is None and s is None and y32 is None and y.dtype == torch.bfloat16
+low = lambda t: t.bfloat16().float()
+ref = torch.nn.functional.layer_norm(low(word)[ids] + low(pos)[positions] + low(types)[segments], (n,), w, b, 1e-12)
+assert ((y.float().cpu() - ref).norm() / ref.norm()).item() < 1e-2
+"""
+
+
 @needs_triton
 def test_add_layernorm_kernel_bias_float32_copy_and_e4m3_rows():
     run_kernel_check(CHECK)
+
+
+@needs_triton
+def test_the_embedding_layernorm_gathers_its_three_rows():
+    run_kernel_check(EMBED)
 
 
 @needs_triton
