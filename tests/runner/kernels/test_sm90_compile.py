@@ -63,13 +63,23 @@ def _fp8_gelu_gemm(bm: int | None = None, bn: int | None = None, bk: int | None 
     return compile_gelu_gemm({k: v for k, v in given.items() if v is not None}, HOPPER)[0]
 
 
-def _add_layernorm(quant: bool, keep32: bool):
+def _add_layernorm(quant: bool, keep32: bool, head: bool = False):
     from subtool.runner.kernels import fused_norm
 
     pointers = {"X": "*bf16", "R": "*bf16", "BIAS": "*bf16", "W": "*bf16", "B": "*bf16", "Y": "*bf16"}
     pointers.update(Y32="*fp32", Q="*fp8e4nv", S="*fp32")
-    constants = {"HAS_RES": True, "HAS_BIAS": True, "KEEP32": keep32, "QUANT": quant, "BLOCK": 1024}
+    pointers.update(HEAD_W="*fp32", HEAD_B="*fp32", HEAD_ROWS="*i32", HEAD_OUT="*fp32")  # the answer head
+    constants = {"HAS_RES": True, "HAS_BIAS": True, "KEEP32": keep32, "QUANT": quant, "HEAD": head, "BLOCK": 1024}
     return compile_for(fused_norm._add_layernorm_kernel, constants, pointers, ("eps",), {"num_warps": 4}, HOPPER)
+
+
+def _embed_layernorm(quant: bool, keep32: bool):
+    from subtool.runner.kernels import fused_norm
+
+    pointers = {"IDS": "*i32", "POSITIONS": "*i32", "SEGMENTS": "*i32", "WORD": "*bf16", "POS": "*bf16"}
+    pointers.update(TYPE="*bf16", W="*fp32", B="*fp32", Y="*bf16", Y32="*fp32", Q="*fp8e4nv", S="*fp32")
+    constants = {"KEEP32": keep32, "QUANT": quant, "BLOCK": 1024}
+    return compile_for(fused_norm._embed_layernorm_kernel, constants, pointers, ("eps",), {"num_warps": 4}, HOPPER)
 
 
 def _rowwise_fp8(gelu: bool):
@@ -102,6 +112,10 @@ KERNELS = {
     "fp8 GELU GEMM (64x256x128, 4 warps, 2 stages)": lambda: _fp8_gelu_gemm(64, 256, 128, 4, 2),
     "add+LayerNorm (e4m3 rows)": lambda: _add_layernorm(True, False),
     "add+LayerNorm (float32 copy)": lambda: _add_layernorm(False, True),
+    "add+LayerNorm (answer head)": lambda: _add_layernorm(False, False, head=True),
+    "add+LayerNorm (answer head from a float32 residual)": lambda: _add_layernorm(False, True, head=True),
+    "embedding+LayerNorm (e4m3 rows)": lambda: _embed_layernorm(True, False),
+    "embedding+LayerNorm (float32 copy)": lambda: _embed_layernorm(False, True),
     "row-wise e4m3 (GELU)": lambda: _rowwise_fp8(True),
     "SiLU·up e4m3 (one pass)": lambda: _silu_fp8(True),
     "SiLU·up e4m3 (two passes)": lambda: _silu_fp8(False),
