@@ -166,6 +166,23 @@ def _rowwise_fp8_kernel(
     tl.store(S + row, amax / 448.0)
 
 
+def _outputs(rows: int, kept: int, n: int, device, dtype, quantize: bool, keep_fp32: bool, placeholder):
+    """The LayerNorm kernels' output buffers (y, y32, q, s): the result (`kept` rows), its float32 copy, its e4m3
+    rows and their scales; one not asked for is another buffer the kernel never writes."""
+    import torch
+
+    y = torch.empty((kept, n), device=device, dtype=dtype)
+    y32 = torch.empty((kept, n), device=device, dtype=torch.float32) if keep_fp32 else y
+    q = torch.empty((rows, n), device=device, dtype=torch.float8_e4m3fn) if quantize else y
+    s = torch.empty((rows, 1), device=device, dtype=torch.float32) if quantize else placeholder
+    return y, y32, q, s
+
+
+def _results(y, y32, q, s, quantize: bool, keep_fp32: bool) -> tuple:
+    """What add_layernorm and embed_layernorm return: (y, q or None, s or None, y32 or None)."""
+    return y, (q if quantize else None), (s if quantize else None), (y32 if keep_fp32 else None)
+
+
 def _warps(block: int) -> int:
     return 4 if block <= 1024 else 8
 
@@ -187,15 +204,11 @@ def add_layernorm(
     With `head` = (W [2, n], b [2], rows [tokens], out [R, 2]), all float32 but rows (int32): the model's last
     LayerNorm, which writes no result but out[rows[t]] = W · result_t + b (from the float32 copy with `keep_fp32`,
     else from the result in `dtype`); it returns None for every result then."""
-    import torch
 
     rows, n = x.shape
     block = triton.next_power_of_2(n)
     kept = 1 if head is not None else rows  # the head writes logits only: its results are never stored
-    y = torch.empty((kept, n), device=x.device, dtype=dtype or x.dtype)
-    y32 = torch.empty((kept, n), device=x.device, dtype=torch.float32) if keep_fp32 else y
-    q = torch.empty((rows, n), device=x.device, dtype=torch.float8_e4m3fn) if quantize else y
-    s = torch.empty((rows, 1), device=x.device, dtype=torch.float32) if quantize else weight
+    y, y32, q, s = _outputs(rows, kept, n, x.device, dtype or x.dtype, quantize, keep_fp32, weight)
     res = residual if residual is not None else x
     head_w, head_b, head_rows, head_out = head if head is not None else (weight, weight, weight, weight)
     if rows:
@@ -229,7 +242,7 @@ def add_layernorm(
         )
     if head is not None:
         return None, None, None, None
-    return y, (q if quantize else None), (s if quantize else None), (y32 if keep_fp32 else None)
+    return _results(y, y32, q, s, quantize, keep_fp32)
 
 
 def embed_layernorm(
@@ -248,20 +261,16 @@ def embed_layernorm(
 ):
     """LayerNorm(word[ids] + pos[positions] + types[segments]), the three gathers summed in float32 (the tables
     contiguous [*, n], the index vectors int32 or int64 [tokens]): the same four results as add_layernorm."""
-    import torch
 
     rows, n = ids.numel(), word.shape[1]
     block = triton.next_power_of_2(n)
-    y = torch.empty((rows, n), device=word.device, dtype=dtype or word.dtype)
-    y32 = torch.empty((rows, n), device=word.device, dtype=torch.float32) if keep_fp32 else y
-    q = torch.empty((rows, n), device=word.device, dtype=torch.float8_e4m3fn) if quantize else y
-    s = torch.empty((rows, 1), device=word.device, dtype=torch.float32) if quantize else weight
+    y, y32, q, s = _outputs(rows, rows, n, word.device, dtype or word.dtype, quantize, keep_fp32, weight)
     if rows:
         _embed_layernorm_kernel[(rows,)](
             ids, positions, segments, word, pos, types, weight, bias, y, y32, q, s, y.stride(0), q.stride(0), n, eps,
             KEEP32=keep_fp32, QUANT=quantize, BLOCK=block, num_warps=_warps(block),
         )  # fmt: skip
-    return y, (q if quantize else None), (s if quantize else None), (y32 if keep_fp32 else None)
+    return _results(y, y32, q, s, quantize, keep_fp32)
 
 
 def rowwise_fp8(x, bias=None, gelu: bool = False):
