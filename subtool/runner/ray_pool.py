@@ -8,6 +8,8 @@ uses it: bert/sut_ray.py, llm/sut_ray.py).
 - `worker_count`: how many workers the cluster can hold (one per free GPU, or per `cpus_per_worker` CPUs), refused
   before any starts when it cannot hold what was asked;
 - `await_ready`: every worker's setup, with the first failure (or a subtool version mismatch) as one error;
+- `LOCAL_CLUSTER_CONFIG` and `niceness_line`: a cluster started here runs its workers at the driver's priority;
+  a joined cluster's own setting (Ray's default is nice 15) is recorded per worker and said once on the console;
 - `ExactlyOnceLedger`: LoadGen response ids issued and not yet answered, so a sample is answered exactly once
   whatever the workers do (die, answer late, answer twice);
 - `release_workers` and `report_run_end`: kill the actors, shut down a cluster this process started, and turn
@@ -35,6 +37,10 @@ AUTO = "auto"
 CONNECT_PROBE_S = 5.0
 FREE_RESOURCES_WAIT_S = 15.0  # what a cluster may need to free the resources of actors just killed
 NODE_DESCRIPTION_WAIT_S = 60.0  # a node's description starts one Python process there and reads its hardware
+# Ray starts its workers at nice 15 unless the raylet is told otherwise (RAY_worker_niceness), so that under CPU
+# contention they yield to every other process, this driver and LoadGen included. The workers are the benchmark:
+# a cluster this process starts runs them at the driver's priority.
+LOCAL_CLUSTER_CONFIG = {"worker_niceness": 0}
 # what a worker may run (the families' inner backends) → the Ray resource one worker asks for
 WORKER_RESOURCES = {"torch-cpu": "CPU", "torch-cuda": "GPU"}
 
@@ -134,7 +140,13 @@ def connect(cfg: RayPoolConfig) -> bool:
         cpus = os.cpu_count() or 1
         need = (cfg.workers or 0) * cfg.per_worker if cfg.resource == "CPU" else 0
         # more CPU workers than cores is allowed on a local cluster (a scaling measurement asks for it)
-        ray.init(address="local", num_cpus=max(cpus, need), include_dashboard=False, **quiet)
+        ray.init(
+            address="local",
+            num_cpus=max(cpus, need),
+            include_dashboard=False,
+            _system_config=LOCAL_CLUSTER_CONFIG,
+            **quiet,
+        )
         return True
     if cfg.address != "auto" and not cfg.address.startswith("ray://"):
         _probe(cfg.address)
@@ -254,6 +266,7 @@ class PoolWorker:
     pid: int = 0
     alive: bool = True
     address: str = ""  # the Ray node's IP address: two hosts may share a name, never an address in one cluster
+    nice: int | None = None  # the actor process's niceness, as its ready() said
 
     @property
     def where(self) -> str:
@@ -272,6 +285,29 @@ def node_address() -> str | None:
         return ray.util.get_node_ip_address() if ray.is_initialized() else None
     except Exception:  # Ray missing or not answering: the host name alone describes the node
         return None
+
+
+def process_niceness() -> int | None:
+    """This process's niceness (what a worker's ready() reports): Ray's default for its workers is 15."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    except (AttributeError, OSError):  # not on this platform
+        return None
+
+
+def niceness_line(workers: list[PoolWorker]) -> str | None:
+    """One console line when workers run below normal priority (None when all run at 0 or say nothing)."""
+    niced = sorted({(w.nice, w.where) for w in workers if isinstance(w.nice, int) and w.nice > 0})
+    if not niced:
+        return None
+    levels = sorted({n for n, _ in niced})
+    nodes = sorted({where for _, where in niced})
+    return (
+        f"{sum(1 for w in workers if isinstance(w.nice, int) and w.nice > 0)} of {len(workers)} workers run at "
+        f"nice {'/'.join(str(n) for n in levels)} (Ray's default) on {', '.join(nodes)}: under CPU contention "
+        "they get a small share of the CPU; start those nodes with RAY_worker_niceness=0 ray start … to run them "
+        "at normal priority"
+    )
 
 
 def worker_count(ray, cfg: RayPoolConfig) -> int:
@@ -341,6 +377,7 @@ def await_ready(ray, cfg: RayPoolConfig, workers: list) -> list[dict]:
                 hint="every node needs subtool and its dependencies installed (the same versions as this one)",
             ) from None
         worker.node, worker.pid, worker.address = info["node"], info["pid"], str(info.get("node_ip") or "")
+        worker.nice = info.get("nice") if isinstance(info.get("nice"), int) else None
         if info.get("subtool") != __version__:
             raise SubtoolError(
                 f"Ray worker {worker.number} on {worker.node} runs subtool "
@@ -370,10 +407,14 @@ def start_workers(ray, cfg: RayPoolConfig, actor_cls, args: tuple, worker_type=P
     workers = []
     try:
         workers = [worker_type(i, actor.remote(*args)) for i in range(count)]
-        return workers, await_ready(ray, cfg, workers)
+        answers = await_ready(ray, cfg, workers)
     except BaseException:
         release_workers(ray, workers, owns_ray=False)
         raise
+    line = niceness_line(workers)
+    if line:
+        say(line)
+    return workers, answers
 
 
 def resolve_auto(ray, cfg: RayPoolConfig) -> RayPoolConfig:

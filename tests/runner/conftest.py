@@ -50,7 +50,9 @@ def instant_test01_run(tmp_path_factory, tiny_checkpoint, small_squad):
 
 
 # The Ray backend's tests (bert and llm): one local Ray cluster (2 CPUs), started once and shared. Ray's own start-up
-# takes seconds; in-process SUTs join it directly, `subtool run` children through --ray-address HOST:PORT.
+# takes seconds; in-process SUTs join it directly, `subtool run` children through --ray-address HOST:PORT. It is
+# configured as `--ray-address local` configures the cluster it starts (workers at nice 0, not Ray's 15: at 15 the
+# workers of these tests got a sliver of the CPU whenever other xdist workers were busy, and ran 8x slower).
 @pytest.fixture(scope="session")
 def ray_cluster():
     """The cluster's GCS address (HOST:PORT); this process is connected to it as a driver."""
@@ -60,7 +62,9 @@ def ray_cluster():
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    from subtool.runner.ray_pool import LOCAL_CLUSTER_CONFIG
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, _system_config=LOCAL_CLUSTER_CONFIG)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

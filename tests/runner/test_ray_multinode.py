@@ -94,7 +94,9 @@ def two_nodes(tmp_path_factory):
         # the second node joins as soon as the head's GCS listens, while the head starts the rest of its node
         if pair.a.run(sys.executable, "-c", _LISTENING, pair.a.address, "6379", timeout=150).returncode:
             _started(pair.a, head)  # the head failed: its own output says why
-        _started(pair.b, _ray_start(pair.b, env, temps[1], "--address", address))
+        # the head runs its workers at Ray's default nice 15, the second node at 0 (as a user told to by subtool's
+        # console line would start it): the run records and says both
+        _started(pair.b, _ray_start(pair.b, {**env, "RAY_worker_niceness": "0"}, temps[1], "--address", address))
         _started(pair.a, head)
         yield TwoNodes(pair, address, env)
     finally:
@@ -163,6 +165,9 @@ def test_a_run_spreads_over_two_hosts_and_its_system_says_two_nodes(two_nodes, t
     # both hosts answered, told apart by address (their host name is one and the same)
     assert sorted(w["node_ip"] for w in workers) == [pair.a.address, pair.b.address]
     assert all(w["samples"] > 0 and w["alive"] for w in workers), workers
+    assert {w["node_ip"]: w["nice"] for w in workers} == {pair.a.address: 15, pair.b.address: 0}
+    assert "1 of 2 workers run at nice 15 (Ray's default) on " in text and "RAY_worker_niceness=0" in text
+    assert text.split("workers run at nice 15")[1].split(":")[0].split()[-1] == pair.a.address  # the head, alone
     # each host described itself (its CPU, memory, accelerators), for the merged system description
     nodes = record["sut"]["nodes"]
     assert sorted(n["node_ip"] for n in nodes) == sorted([pair.a.address, pair.b.address]), nodes

@@ -19,6 +19,7 @@ from subtool.runner.ray_pool import (  # noqa: E402
     ExactlyOnceLedger,
     PoolWorker,
     RayPoolConfig,
+    niceness_line,
     on_nodes,
     report_run_end,
     start_workers,
@@ -126,6 +127,42 @@ def test_workers_are_described_by_node():
     workers = [PoolWorker(0, None, node="b"), PoolWorker(1, None, node="a"), PoolWorker(2, None, node="b")]
     assert on_nodes(workers) == "2 nodes: a, b" and on_nodes(workers[:1]) == "1 node: b"
     assert workers[1].name() == "worker 1 (a, pid 0)"
+
+
+def test_workers_below_normal_priority_are_said_with_their_nodes():
+    workers = [
+        PoolWorker(0, None, node="h", address="10.0.0.1", nice=15),
+        PoolWorker(1, None, node="h", address="10.0.0.2", nice=0),
+        PoolWorker(2, None, node="h", address="10.0.0.1", nice=15),
+        PoolWorker(3, None, node="g", address="10.0.0.3", nice=None),  # a worker that could not say
+    ]
+    line = niceness_line(workers)
+    assert line.startswith("2 of 4 workers run at nice 15 (Ray's default) on h 10.0.0.1: ")
+    assert "RAY_worker_niceness=0 ray start" in line
+    workers[1].nice = 5
+    assert "3 of 4 workers run at nice 5/15 (Ray's default) on h 10.0.0.1, h 10.0.0.2: " in niceness_line(workers)
+    assert niceness_line([workers[3], PoolWorker(4, None, nice=0)]) is None
+
+
+def test_a_cluster_started_here_runs_its_workers_at_the_drivers_priority():
+    # in a fresh interpreter, as `--ray-address local` runs: connect() starts the cluster, start_workers() its pool
+    code = """
+import os, ray
+from subtool import __version__
+from subtool.runner.ray_pool import LOCAL, RayPoolConfig, connect, process_niceness, start_workers
+
+class Probe:
+    def ready(self):
+        return {"node": "here", "pid": os.getpid(), "nice": process_niceness(), "subtool": __version__, "error": None}
+
+assert connect(RayPoolConfig(address=LOCAL, workers=1))
+workers, _ = start_workers(ray, RayPoolConfig(address=LOCAL, workers=1), Probe, ())
+print("NICE", [w.nice for w in workers], "DRIVER", process_niceness())
+ray.shutdown()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert "NICE [0] DRIVER 0" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    assert "workers run at nice" not in proc.stderr
 
 
 # ----------------------------------------------------------------------------------- on a real cluster

@@ -197,12 +197,13 @@ class BertWorker:
 
     def ready(self) -> dict:
         from subtool import __version__
-        from subtool.runner.ray_pool import node_address
+        from subtool.runner.ray_pool import node_address, process_niceness
 
         return {
             "node": self.node,
             "node_ip": node_address(),
             "pid": self.pid,
+            "nice": process_niceness(),
             "subtool": __version__,
             "error": self.error,
         }

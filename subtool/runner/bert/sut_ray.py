@@ -287,7 +287,14 @@ class RayBertSUT(SutFailure):
                 "workers": len(self.workers),
                 "alive": sum(1 for w in self.workers if w.alive),
                 "per_worker": [
-                    {"node": w.node, "node_ip": w.address, "samples": w.samples, "chunks": w.chunks, "alive": w.alive}
+                    {
+                        "node": w.node,
+                        "node_ip": w.address,
+                        "nice": w.nice,
+                        "samples": w.samples,
+                        "chunks": w.chunks,
+                        "alive": w.alive,
+                    }
                     for w in self.workers
                 ],
                 "nodes": node_descriptions(self.ray, self.workers),  # each node's hardware, for its system json

@@ -116,13 +116,14 @@ class LlmWorker:
 
     def ready(self) -> dict:
         from subtool import __version__
-        from subtool.runner.ray_pool import node_address
+        from subtool.runner.ray_pool import node_address, process_niceness
 
         g = self.generator
         return {
             "node": self.node,
             "node_ip": node_address(),
             "pid": self.pid,
+            "nice": process_niceness(),
             "subtool": __version__,
             "error": self.error,
             "engine": g.engine_name if g is not None else None,

@@ -365,6 +365,7 @@ class RayLlmSUT(SutFailure):
                     {
                         "node": w.node,
                         "node_ip": w.address,
+                        "nice": w.nice,
                         "samples": w.samples,
                         "tokens": w.tokens,
                         "submits": w.submits,

@@ -109,6 +109,7 @@ def test_llama3_demo_on_two_workers_passes_package_and_check(ray_cluster, tmp_pa
     assert spread["issued"] == spread["answered"] == 2 * 13368  # performance + accuracy, each once
     assert spread["dropped"] == spread["duplicates"] == spread["reissued"] == 0
     assert all(w["samples"] > 0 and w["tokens"] == DEMO_TOKENS * w["samples"] for w in spread["per_worker"])
+    assert [w["nice"] for w in spread["per_worker"]] == [0, 0]  # the suite's cluster is configured as a local one
     # the node the workers ran on described itself (subtool.hostinfo), for the system description
     assert [n["node_ip"] for n in spread["nodes"]] == sorted({w["node_ip"] for w in spread["per_worker"]})
     perf = record["modes"]["performance"]
