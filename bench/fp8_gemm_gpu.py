@@ -1,4 +1,5 @@
-"""The fp8 matrix products of Llama-2-70B's layer, timed alone at the row counts the engine runs them at.
+"""The fp8 matrix products of a model's layer (Llama-2-70B's, or BERT-large's with --model bert-large), timed
+alone at the row counts the model runs them at.
 
 The continuous engine spends nearly all of a step in four products per layer (qkv 8192→10240, o 8192→8192,
 gate_up 8192→57344, down 28672→8192). This times each at M rows (a decode step's slots, a prompt chunk's tokens)
@@ -13,6 +14,11 @@ Each product's result is checked against bf16's before timing. The JSON gives mi
 (2·M·K·N / time) and, for the fp8 forms, the whole model's milliseconds for that product (× --layers).
 
     python bench/fp8_gemm_gpu.py --rows 512,4096,16384 --out bench/results/fp8_gemm_gpu.json
+
+BERT-large (issue 26's fp8 forward): its four products per layer at the 16,384 tokens of one packed batch, × 24
+layers, is what the forward's products cost at torch's (cuBLAS's) speed, whatever the rest of the forward does:
+
+    python bench/fp8_gemm_gpu.py --model bert-large --rows 16384 --out bench/results/fp8_gemm_gpu_bert_h100.json
 """
 
 from __future__ import annotations
@@ -26,14 +32,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout's subtool
 from benchmeta import Provenance  # noqa: E402
 
-# Llama-2-70B's projections: (name, in features K, out features N)
-SHAPES = (("qkv", 8192, 10240), ("o", 8192, 8192), ("gate_up", 8192, 57344), ("down", 28672, 8192))
+# each model's projections, (name, in features K, out features N), and its layers
+MODELS = {
+    "llama2-70b": ((("qkv", 8192, 10240), ("o", 8192, 8192), ("gate_up", 8192, 57344), ("down", 28672, 8192)), 80),
+    "bert-large": (
+        (("qkv", 1024, 3072), ("attn_out", 1024, 1024), ("ffn_in", 1024, 4096), ("ffn_out", 4096, 1024)),
+        24,
+    ),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default="512,4096,16384", help="M: a decode step's slots, a prompt chunk's tokens")
-    ap.add_argument("--layers", type=int, default=80)
+    ap.add_argument("--model", choices=sorted(MODELS), default="llama2-70b")
+    ap.add_argument("--layers", type=int, default=None, help="default: the model's (80, 24)")
     ap.add_argument("--scale", type=float, default=1.0, help="shrink K and N by this factor (a CPU smoke run)")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--device", default="cuda")
@@ -120,9 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     prov = Provenance(argv)
     import torch
 
+    shapes, layers = MODELS[args.model]
+    args.layers = layers if args.layers is None else args.layers
     results = []
     for rows in (int(r) for r in args.rows.split(",")):
-        for name, k, n in SHAPES:
+        for name, k, n in shapes:
             k, n = max(16, int(k / args.scale)), max(16, int(n / args.scale))
             point = {"product": name, **measure(rows, name, k, n, args)}
             print(point, flush=True)
@@ -139,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "device": device,
         "torch": torch.__version__,
+        "model": args.model,
+        "layers": args.layers,
         "products": results,
         "model_ms_per_step_by_rows": summary,  # the four products × layers, per form
     }
