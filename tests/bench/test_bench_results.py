@@ -213,6 +213,15 @@ REMOVED_KERNELS = (
     "void at::native::vectorized_elementwise_kernel<8",
 )
 FIGURES = [  # (result file, figure the README must quote, computed from the JSON)
+    ("fp8_products_bert_h100", lambda d: f"{d['forward_products']['us_per_layer']:.1f} µs"),
+    ("fp8_products_bert_h100", lambda d: f"{d['forward_products']['ms_per_forward_only_batch']:.3f} ms"),
+    ("fp8_products_bert_h100", lambda d: f"{d['forward_products']['forward_only_batch']['fp8_forward_ms']:.3f} ms"),
+    ("fp8_products_bert_h100", lambda d: _fmt(d["forward_products"]["samples_per_s_if_only_products"])),
+    ("fp8_products_bert_h100", lambda d: f"{d['forward_products']['ms_per_batch_at_9500_samples_per_s']:.3f} ms"),
+    ("fp8_products_bert_h100", lambda d: f"{d['forward_products']['ms_left_for_everything_else_at_9500']:.3f} ms"),
+    ("fp8_products_bert_h100", lambda d: f"{d['forward_products']['ms_everything_else_takes_now']:.3f} ms"),
+    ("fp8_products_bert_h100", lambda d: f"{d['results_us']['qkv']['tensor_bias']['us_best']:.1f} µs"),
+    ("fp8_products_bert_h100", lambda d: f"{d['results_us']['qkv']['rowwise_bias']['us_best']:.1f} µs"),
     ("bert_gpu_h100_graphs_side_by_side", lambda d: f"{d['forward_ceiling_ms_per_batch']['1_lane']:.3f}"),
     ("bert_gpu_h100_graphs_side_by_side", lambda d: f"{d['forward_ceiling_ms_per_batch']['2_lanes']:.3f} ms"),
     ("bert_gpu_h100_graphs_side_by_side", lambda d: _fmt(max(d["executor_samples_per_s"]["2_lanes"]))),
