@@ -23,8 +23,8 @@ OFFICIAL_SKIP = official_skip_reason()
 # One OpenMP thread per process unless the caller chose otherwise, set before any test imports torch (none of the
 # imports above does; the `subtool run` children and the suite's Ray workers inherit it). The README runs three
 # xdist workers on two cores: with torch's default of a thread per core their threads outnumber the cores, and an
-# OpenMP thread spin-waits for a descheduled sibling. On this 2-core machine the non-serial suite took 893 s and
-# 1,292 CPU-s with it against 963-1,075 s and 1,454-1,636 CPU-s without. Tests of --threads set theirs explicitly.
+# OpenMP thread spin-waits for a descheduled sibling (README.md gives the suite's times with and without it).
+# Tests of --threads set theirs explicitly.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Fuzzing depth, one switch for the whole suite: HYPOTHESIS_PROFILE=ci (the default: a bounded number of examples)

@@ -297,13 +297,13 @@ def process_niceness() -> int | None:
 
 def niceness_line(workers: list[PoolWorker]) -> str | None:
     """One console line when workers run below normal priority (None when all run at 0 or say nothing)."""
-    niced = sorted({(w.nice, w.where) for w in workers if isinstance(w.nice, int) and w.nice > 0})
+    niced = [w for w in workers if isinstance(w.nice, int) and w.nice > 0]
     if not niced:
         return None
-    levels = sorted({n for n, _ in niced})
-    nodes = sorted({where for _, where in niced})
+    levels = sorted({w.nice for w in niced})
+    nodes = sorted({w.where for w in niced})
     return (
-        f"{sum(1 for w in workers if isinstance(w.nice, int) and w.nice > 0)} of {len(workers)} workers run at "
+        f"{len(niced)} of {len(workers)} workers run at "
         f"nice {'/'.join(str(n) for n in levels)} (Ray's default) on {', '.join(nodes)}: under CPU contention "
         "they get a small share of the CPU; start those nodes with RAY_worker_niceness=0 ray start … to run them "
         "at normal priority"
