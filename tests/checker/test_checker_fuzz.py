@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from fuzzing import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from support.scratch import module_scratch
 
 from subtool.checker.api import CheckOptions, _product, check_tree
 from subtool.checker.findings import Collector
@@ -40,7 +40,7 @@ from subtool.mlperf.logs import (
     read_text_lines,
 )
 
-SCRATCH = Path(tempfile.mkdtemp(prefix="subtool-fuzz-"))
+SCRATCH = module_scratch("subtool-fuzz-")
 RULES = all_rules()
 
 

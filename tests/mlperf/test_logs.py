@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from pathlib import Path
 
 import pytest
 from fuzzing import FUZZ, SUMMARY_LABELS, any_bytes, detail_log_bytes, summary_bytes
 from hypothesis import given
 from hypothesis import strategies as st
+from support.scratch import module_scratch
 
 from subtool.errors import SubtoolError
 from subtool.mlperf.logs import (
@@ -30,7 +30,7 @@ from subtool.package.logs import read_detail_log as package_read_detail_log
 from subtool.runner.harness import accuracy_entries
 from subtool.runner.harness import read_detail_log as runner_read_detail_log
 
-SCRATCH = Path(tempfile.mkdtemp(prefix="subtool-logs-"))
+SCRATCH = module_scratch("subtool-logs-")
 
 
 def _scratch(data: bytes, name: str) -> Path:

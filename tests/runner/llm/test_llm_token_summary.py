@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.scratch import module_scratch
 
 from subtool.mlperf.logs import MARKER
 from subtool.runner.llm.workload import LlmWorkload
@@ -19,7 +19,7 @@ from subtool.runner.session import SUMMARY_PERCENTILES, summary_lines
 FUZZ = settings(
     max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
-SCRATCH = Path(tempfile.mkdtemp(prefix="subtool-token-summary-"))
+SCRATCH = module_scratch("subtool-token-summary-")
 KEYS = [f"result_first_token_{p}_percentile_latency_ns" for p in ("50.00", "90.00", "95.00", "97.00", "99.00")] + [
     f"result_time_per_output_token_{p}_percentile_ns" for p in ("50.00", "90.00", "95.00", "97.00", "99.00")
 ]
