@@ -41,6 +41,7 @@ NODE_DESCRIPTION_WAIT_S = 60.0  # a node's description starts one Python process
 # contention they yield to every other process, this driver and LoadGen included. The workers are the benchmark:
 # a cluster this process starts runs them at the driver's priority.
 LOCAL_CLUSTER_CONFIG = {"worker_niceness": 0}
+RAY_DEFAULT_NICENESS = 15
 # what a worker may run (the families' inner backends) → the Ray resource one worker asks for
 WORKER_RESOURCES = {"torch-cpu": "CPU", "torch-cuda": "GPU"}
 
@@ -297,14 +298,15 @@ def process_niceness() -> int | None:
 
 def niceness_line(workers: list[PoolWorker]) -> str | None:
     """One console line when workers run below normal priority (None when all run at 0 or say nothing)."""
-    niced = [w for w in workers if isinstance(w.nice, int) and w.nice > 0]
+    niced = [w for w in workers if type(w.nice) is int and w.nice > 0]  # (a bool is not a niceness)
     if not niced:
         return None
     levels = sorted({w.nice for w in niced})
     nodes = sorted({w.where for w in niced})
+    whose = " (Ray's default)" if levels == [RAY_DEFAULT_NICENESS] else ""
     return (
         f"{len(niced)} of {len(workers)} workers run at "
-        f"nice {'/'.join(str(n) for n in levels)} (Ray's default) on {', '.join(nodes)}: under CPU contention "
+        f"nice {'/'.join(str(n) for n in levels)}{whose} on {', '.join(nodes)}: under CPU contention "
         "they get a small share of the CPU; start those nodes with RAY_worker_niceness=0 ray start … to run them "
         "at normal priority"
     )

@@ -140,7 +140,9 @@ def test_workers_below_normal_priority_are_said_with_their_nodes():
     assert line.startswith("2 of 4 workers run at nice 15 (Ray's default) on h 10.0.0.1: ")
     assert "RAY_worker_niceness=0 ray start" in line
     workers[1].nice = 5
-    assert "3 of 4 workers run at nice 5/15 (Ray's default) on h 10.0.0.1, h 10.0.0.2: " in niceness_line(workers)
+    assert "3 of 4 workers run at nice 5/15 on h 10.0.0.1, h 10.0.0.2: " in niceness_line(workers)
+    workers[0].nice = workers[2].nice = True  # not a niceness: only the worker at 5 is said
+    assert niceness_line(workers).startswith("1 of 4 workers run at nice 5 on h 10.0.0.2: ")
     assert niceness_line([workers[3], PoolWorker(4, None, nice=0)]) is None
 
 
