@@ -469,7 +469,22 @@ def check_run_extra(backend: str) -> None:
         )
 
 
+# What a GPU driver torch.cuda can use leaves on a Linux host: NVIDIA's device files and /proc entry, WSL's GPU
+# device, ROCm's compute device (ROCm builds of torch answer through torch.cuda too). With none of them there,
+# torch.cuda.is_available() cannot be True, and `auto` decides without importing torch (1–2 s of a CPU run's start).
+GPU_DRIVER_MARKS = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg", "/dev/kfd")
+
+
+def _gpu_driver_present() -> bool:
+    """False only where no GPU can be seen for sure: on Linux, none of GPU_DRIVER_MARKS exists."""
+    if not sys.platform.startswith("linux"):
+        return True  # no cheap sign elsewhere: torch is asked
+    return any(os.path.exists(mark) for mark in GPU_DRIVER_MARKS)
+
+
 def _cuda_available() -> bool:
+    if not _gpu_driver_present():
+        return False
     try:
         import torch
     except ImportError:
