@@ -469,10 +469,19 @@ def check_run_extra(backend: str) -> None:
         )
 
 
-# What a GPU driver torch.cuda can use leaves on a Linux host: NVIDIA's device files and /proc entry, WSL's GPU
-# device, ROCm's compute device (ROCm builds of torch answer through torch.cuda too). With none of them there,
-# torch.cuda.is_available() cannot be True, and `auto` decides without importing torch (1–2 s of a CPU run's start).
-GPU_DRIVER_MARKS = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg", "/dev/kfd")
+# What a GPU driver torch.cuda can use leaves on a Linux host: NVIDIA's device files and /proc entry, Jetson's
+# (nvgpu) devices, WSL's GPU device, ROCm's compute device (ROCm builds of torch answer through torch.cuda too).
+# With none of them there, torch.cuda.is_available() cannot be True, and `auto` decides without importing torch
+# (1–2 s of a CPU run's start).
+GPU_DRIVER_MARKS = (
+    "/dev/nvidiactl",
+    "/dev/nvidia0",
+    "/proc/driver/nvidia",
+    "/dev/nvhost-ctrl-gpu",
+    "/dev/nvmap",
+    "/dev/dxg",
+    "/dev/kfd",
+)
 
 
 def _gpu_driver_present() -> bool:
