@@ -172,6 +172,11 @@ def _bert_forward_ms(doc: dict, run: str, variant: str) -> float:
     return entry["forward_only_variants"][variant]["ms_per_batch"]
 
 
+def _bert_forward(doc: dict, run: str) -> dict:
+    """A forward-only run's entry at the budget (16,384 tokens)."""
+    return next(f for f in _run(doc, run)["forward_only"] if 16_000 < f["tokens"] <= 16_384)
+
+
 def _attention_us(doc: dict, block_m: int, e4m3_out: bool) -> str:
     """bench/packed_attention_gpu.py's µs a call for a tiling with `block_m` queries (a row that names none ran the
     64-query default of its time) and that output, as the README rounds it."""
@@ -214,6 +219,18 @@ REMOVED_KERNELS = (
 )
 FIGURES = [  # (result file, figure the README must quote, computed from the JSON)
     ("fp8_products_bert_h100", lambda d: f"{d['forward_products']['us_per_layer']:.1f} µs"),
+    ("fp8_gemm_gpu_bert_h100", lambda d: f"{d['model_ms_per_step_by_rows']['16384']['rowwise']:.2f} ms"),
+    (
+        "bert_gpu_h100_forward_data_set",
+        lambda d: _fmt(_run(d, "torch-cuda-fp8")["forward_data_set"]["samples_per_s"], 1),
+    ),
+    (
+        "bert_gpu_h100_forward_data_set",
+        lambda d: _fmt(_bert_forward(d, "torch-cuda-fp8")["samples_per_s_at_mean_length"], 1),
+    ),
+    ("bert_run_h100_random_weights", lambda d: f"{d['fp8']['plan']['layers_in_fp8']} of {d['fp8']['plan']['layers']}"),
+    ("bert_run_h100_random_weights", lambda d: _fmt(d["fp8"]["result_samples_per_second"], 2)),
+    ("bert_run_h100_random_weights", lambda d: _fmt(d["bf16"]["result_samples_per_second"], 2)),
     ("fp8_products_bert_h100", lambda d: f"{d['forward_products']['ms_per_forward_only_batch']:.3f} ms"),
     ("fp8_products_bert_h100", lambda d: f"{d['forward_products']['forward_only_batch']['fp8_forward_ms']:.3f} ms"),
     ("fp8_products_bert_h100", lambda d: _fmt(d["forward_products"]["samples_per_s_if_only_products"])),
