@@ -11,17 +11,18 @@ from pathlib import Path
 import pytest
 
 from subtool.errors import SubtoolError
-from subtool.runner import api
+from subtool.runner import backend
 
 ROOT = Path(__file__).resolve().parents[2]
 CHOOSE = """
 import sys
 from types import SimpleNamespace
-from subtool.runner import api
-api.GPU_DRIVER_MARKS = tuple(sys.argv[1:])
+import subtool.runner.api  # what `subtool run` imports: none of it may import torch either
+from subtool.runner import backend
+backend.GPU_DRIVER_MARKS = tuple(sys.argv[1:])
 said = []
 spec = SimpleNamespace(name="bert-99", backends=("torch-cpu", "torch-cuda", "instant"))
-print(api.resolve_backend("auto", spec, said.append), "torch" in sys.modules, said[0])
+print(backend.resolve_backend("auto", spec, said.append), "torch" in sys.modules, said[0])
 """
 
 
@@ -49,19 +50,19 @@ def test_a_driver_mark_makes_auto_ask_torch(tmp_path):
 
 
 def test_the_marks_are_only_trusted_on_linux(monkeypatch, tmp_path):
-    monkeypatch.setattr(api, "GPU_DRIVER_MARKS", (str(tmp_path / "absent"),))
+    monkeypatch.setattr(backend, "GPU_DRIVER_MARKS", (str(tmp_path / "absent"),))
     monkeypatch.setattr(sys, "platform", "linux")
-    assert api._gpu_driver_present() is False
+    assert backend._gpu_driver_present() is False
     monkeypatch.setattr(sys, "platform", "win32")  # no /dev there: torch is asked
-    assert api._gpu_driver_present() is True
+    assert backend._gpu_driver_present() is True
 
 
 def test_a_workload_without_torch_cuda_and_an_unknown_backend(monkeypatch):
     from types import SimpleNamespace
 
-    monkeypatch.setattr(api, "_cuda_available", lambda: True)
+    monkeypatch.setattr(backend, "_cuda_available", lambda: True)
     spec = SimpleNamespace(name="demo", backends=("torch-cpu",))
-    assert api.resolve_backend("auto", spec, lambda line: None) == "torch-cpu"
+    assert backend.resolve_backend("auto", spec, lambda line: None) == "torch-cpu"
     with pytest.raises(SubtoolError) as err:
-        api.resolve_backend("torch-cuda", spec, lambda line: None)
+        backend.resolve_backend("torch-cuda", spec, lambda line: None)
     assert err.value.rule == "run.backend"
