@@ -253,6 +253,7 @@ class PackedBert:
         self.scale_source = "weight bound" if fp8 else None
         # observer(layer, op, tensor) sees each product's input (calibration); None on the fast path
         self.observer = None
+        self._real_rows: int | None = None  # the batch's real tokens, while an observer looks (_observe)
 
     def _choose_rounding(self, fused_gelu, residual_fp32, sublayer_out_fp32) -> None:
         """Where the 16-bit paths round: GELU in the product's epilogue, and the residual stream's dtype (None:
@@ -524,11 +525,17 @@ class PackedBert:
         return out[slot]
 
     # ------------------------------------------------------------------------------------------- the forward
+    def _observe(self, layer: int, op: str, t) -> None:
+        """Show calibration's observer a product's input: the batch's real tokens only. The rows after them are
+        padding, computed from rows the attention kernel never writes (uninitialized memory): their values, NaN
+        among them, are not the model's, and counted in they could set a static scale or stop calibration."""
+        if self.observer is not None:
+            self.observer(layer, op, t[: self._real_rows])
+
     def _layer(self, i, layer, ops, next_qkv, x, xq, xs, r, unit_rows, cu_seqlens, rows, sequences, head=None):
         """One encoder layer with its own set of fp8 products; the LayerNorms quantize their output for the next
         product only where that product runs in fp8."""
-        if self.observer is not None:
-            self.observer(i, "qkv", x)
+        self._observe(i, "qkv", x)
         qkv = self._mm(x, layer["qkv"], *((xq, xs) if "qkv" in ops else (None, None)))
         if "o" in ops and (self.attention == "triton" or self.fp8_emulated) and self.fp8_attention_out:
             aq = self._attention(qkv, cu_seqlens, rows, sequences, out_scale=layer["o"]["in_scale"])
@@ -539,19 +546,17 @@ class PackedBert:
             )
         else:
             a = self._attention(qkv, cu_seqlens, rows, sequences)
-            if self.observer is not None:
-                self.observer(i, "o", a)
+            self._observe(i, "o", a)
             o, ob = self._sublayer_out(a, layer["o"])
         x, xq, xs, r = self._add_ln(o, r, layer["ln1"], "ff1" in ops, x_bias=ob)
-        if self.observer is not None:
-            self.observer(i, "ff1", x)
+        self._observe(i, "ff1", x)
         ff1_in = (xq, xs) if "ff1" in ops else (None, None)
         fused = "ff2" in ops and ff1_in[0] is not None and self.fp8_fused_ffn
         h, hq, hs = self._ffn_in(
             x, layer["ff1"], *ff1_in, quantize_out="ff2" in ops, unit_rows=unit_rows if fused else None
         )
-        if self.observer is not None and h is not None:
-            self.observer(i, "ff2", h)
+        if h is not None:
+            self._observe(i, "ff2", h)
         f, fb = self._sublayer_out(h, layer["ff2"], hq, hs, w_scale=layer["ff2"]["ws_unit_rows"] if fused else None)
         return self._add_ln(f, r, layer["ln2"], next_qkv, x_bias=fb, head=head)
 
@@ -576,6 +581,8 @@ class PackedBert:
         """Write the start/end logits of one packed batch into `out` ([>= rows.max()+1, 2] float32)."""
         torch = self.torch
         first = "qkv" in self.layer_ops[0] if self.layer_ops else False
+        # the batch's real tokens come first (packed_plan.pack_inputs); read back only when calibration observes
+        self._real_rows = int(cu_seqlens[-1]) if self.observer is not None else None
         x, xq, xs, r = self._embed(input_ids, segment_ids, position_ids, first)
         # the row scales of inputs written at a static scale (folded into the weight scales)
         unit_rows = torch.ones((x.shape[0], 1), device=x.device, dtype=torch.float32) if self.fp8_ops else None

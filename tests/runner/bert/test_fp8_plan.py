@@ -108,6 +108,30 @@ def test_calibrated_static_scales_are_the_observed_amax_and_beat_the_weight_boun
     assert after < before  # finer e4m3 steps where the values are
 
 
+def test_calibration_sees_only_the_batches_real_tokens(proxy):
+    # on an H100 the attention kernel leaves a batch's padding rows unwritten: whatever memory held there flowed
+    # into every observed input, and a NaN in it stopped calibration (run.fp8_calibration) on a model that has none
+    _, model, data = proxy
+    cal = list(range(0, len(data.features), 3))
+    assert int(data.features.seq_lengths[cal].sum()) < 16384  # one batch, padded to the budget
+    clean = fp8_plan.calibrate(fp8(model), data.features, cal)
+    poisoned = fp8(model)
+    attention = poisoned._attention
+
+    def padding_is_nan(qkv, cu_seqlens, rows, sequences, out_scale=None):
+        out = attention(qkv, cu_seqlens, rows, sequences, out_scale).clone()
+        out[int(cu_seqlens[-1]) :] = float("nan")
+        return out
+
+    poisoned._attention = padding_is_nan
+    seen = []
+    poisoned.observer = lambda i, op, x: seen.append(x.shape[0])
+    fp8_plan.eval_logits(poisoned, data.features, cal)
+    poisoned.observer = None
+    assert set(seen) == {int(data.features.seq_lengths[cal].sum())}
+    assert fp8_plan.calibrate(poisoned, data.features, cal) == pytest.approx(clean)
+
+
 def break_layer(m, layer: int) -> None:
     """Sabotage one layer's fp8: its e4m3 weights replaced by noise (its bf16 weights are intact). The tiny
     proxy finds the key in layer 0, so breaking that layer breaks the answers."""
