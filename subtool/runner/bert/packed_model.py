@@ -526,9 +526,8 @@ class PackedBert:
 
     # ------------------------------------------------------------------------------------------- the forward
     def _observe(self, layer: int, op: str, t) -> None:
-        """Show calibration's observer a product's input: the batch's real tokens only. The rows after them are
-        padding, computed from rows the attention kernel never writes (uninitialized memory): their values, NaN
-        among them, are not the model's, and counted in they could set a static scale or stop calibration."""
+        """Calibration's observer sees a product's input for the batch's real tokens only: the padding rows after
+        them come from rows the attention kernel never writes (uninitialized memory, NaN possible)."""
         if self.observer is not None:
             self.observer(layer, op, t[: self._real_rows])
 
@@ -581,8 +580,7 @@ class PackedBert:
         """Write the start/end logits of one packed batch into `out` ([>= rows.max()+1, 2] float32)."""
         torch = self.torch
         first = "qkv" in self.layer_ops[0] if self.layer_ops else False
-        # the batch's real tokens come first (packed_plan.pack_inputs); read back only when calibration observes
-        self._real_rows = int(cu_seqlens[-1]) if self.observer is not None else None
+        self._real_rows = int(cu_seqlens[-1]) if self.observer is not None else None  # real tokens come first
         x, xq, xs, r = self._embed(input_ids, segment_ids, position_ids, first)
         # the row scales of inputs written at a static scale (folded into the weight scales)
         unit_rows = torch.ones((x.shape[0], 1), device=x.device, dtype=torch.float32) if self.fp8_ops else None
