@@ -262,26 +262,36 @@ def transformers_logits(ckpt: Path, features, dtype: str = "fp32", device: str =
     return out
 
 
-def packed_logits(model, features, budget: int) -> dict[int, np.ndarray]:
-    """Every feature through a PackedBert eagerly (no LoadGen, no graphs): for accuracy variants."""
-    import torch
-
+def offline_batches(features, budget: int):
+    """(batch, packed inputs) for every feature, batched as the Offline SUT batches one query of all of them
+    (longest first, the shortest filling each batch's remainder)."""
     from subtool.runner.bert.packed_plan import TokenBatcher, pack_inputs
 
     batcher = TokenBatcher(features.seq_lengths, budget)
-    batcher.add(np.arange(len(features)), np.arange(len(features)))
-    out: dict[int, np.ndarray] = {}
-    t = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
-    with torch.inference_mode():
-        while (batch := batcher.take()) is not None:
-            p = pack_inputs(
+    everything = np.arange(len(features))
+    batcher.add(everything, everything)
+    while (batch := batcher.take()) is not None:
+        yield (
+            batch,
+            pack_inputs(
                 features.input_ids,
                 features.segment_ids,
                 features.seq_lengths,
                 batch.indices,
                 batch.bucket,
                 batch.capacity,
-            )
+            ),
+        )
+
+
+def packed_logits(model, features, budget: int) -> dict[int, np.ndarray]:
+    """Every feature through a PackedBert eagerly (no LoadGen, no graphs): for accuracy variants."""
+    import torch
+
+    out: dict[int, np.ndarray] = {}
+    t = lambda a: torch.from_numpy(a).cuda()  # noqa: E731
+    with torch.inference_mode():
+        for batch, p in offline_batches(features, budget):
             res = torch.zeros((batch.capacity * MAX_SEQ_LENGTH + 1, 2), device="cuda")
             model.forward(
                 t(p.input_ids),
@@ -398,9 +408,9 @@ def data_set_forward(model, features, budget: int, reps: int = 2) -> dict:
     """Samples/s of the forward over the whole data set, batched as the Offline SUT batches it (longest first, the
     shortest filling each batch) and run through the SUT's own executor (a CUDA graph per shape, copies on their
     own stream; the eager one on a CPU), the inputs packed beforehand, no LoadGen: what an Offline run can approach.
-    forward_ceiling's one batch holds the data set's longest sequences, so its samples/s at the mean length
-    understates attention's share of an average batch; this one has the data set's own spread of lengths."""
-    from subtool.runner.bert.packed_plan import TokenBatcher, pack_inputs, token_buckets
+    forward_ceiling's one batch holds the data set's longest sequences, so its samples/s at the mean length is a
+    figure for those, not for an average batch; this one has the data set's own spread of lengths."""
+    from subtool.runner.bert.packed_plan import token_buckets
     from subtool.runner.bert.sut_cuda import EagerExecutor, GraphExecutor
 
     buckets = token_buckets(budget)
@@ -408,21 +418,7 @@ def data_set_forward(model, features, budget: int, reps: int = 2) -> dict:
     t0 = time.perf_counter()
     executor = (GraphExecutor if on_gpu else EagerExecutor)(model, buckets, 2)
     build_s = time.perf_counter() - t0
-    batcher = TokenBatcher(features.seq_lengths, budget, buckets)
-    everything = np.arange(len(features))
-    batcher.add(everything, everything)
-    packs = []
-    while (batch := batcher.take()) is not None:
-        packs.append(
-            pack_inputs(
-                features.input_ids,
-                features.segment_ids,
-                features.seq_lengths,
-                batch.indices,
-                batch.bucket,
-                batch.capacity,
-            )
-        )
+    packs = [packed for _, packed in offline_batches(features, budget)]
     seconds = []
     for _ in range(reps):
         t0 = time.perf_counter()
