@@ -259,8 +259,8 @@ class PackedBert:
         """Where the 16-bit paths round: GELU in the product's epilogue, and the residual stream's dtype (None:
         the precision's default)."""
         cuda = self.device.type == "cuda"
-        # cuBLASLt's bias+GELU epilogue is GELU's tanh form: within bf16 rounding of the exact one
-        self.fused_gelu = (cuda and self.precision in ("bf16", "fp16")) if fused_gelu is None else fused_gelu
+        # cuBLASLt's bias+GELU epilogue (GELU's tanh form, within bf16 rounding); fp8's bf16 layers too (8 % faster)
+        self.fused_gelu = (cuda and self.precision in ("bf16", "fp16", "fp8")) if fused_gelu is None else fused_gelu
         # fp16 is the accuracy-first precision: the residual stream between LayerNorms stays float32, and the
         # two products that feed it (attention output, second feed-forward) write float32, their bias added by
         # the LayerNorm kernel. Fewer roundings on the path every layer adds to: answers agree with fp32 at
