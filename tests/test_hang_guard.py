@@ -21,8 +21,9 @@ def test_the_guard_is_on_for_the_suite_with_a_limit_far_above_its_longest_test(p
 
 
 def test_a_test_blocked_in_native_code_fails_at_the_limit_with_its_stack(tmp_path):
-    # blocked in C with the GIL released, as the LoadGen hang was: a signal-based timeout would wait for the call
-    # to return, the thread method does not
+    # blocked in a futex wait with the GIL released, as LoadGen's GetLatenciesBlocking was: a default pthread mutex
+    # locked twice by its owner waits for ever, and no signal ends that wait, so a signal-based timeout would wait
+    # too (its handler runs only when the call returns); the thread method does not
     (tmp_path / "test_blocked.py").write_text(
         textwrap.dedent(
             """
@@ -31,14 +32,17 @@ def test_a_test_blocked_in_native_code_fails_at_the_limit_with_its_stack(tmp_pat
 
 
             def test_blocked_in_libc():
-                ctypes.CDLL(ctypes.util.find_library("c")).sleep(30)
+                libc = ctypes.CDLL(ctypes.util.find_library("c"))
+                mutex = ctypes.create_string_buffer(64)  # zeroed: PTHREAD_MUTEX_INITIALIZER (glibc)
+                libc.pthread_mutex_lock(mutex)
+                libc.pthread_mutex_lock(mutex)
             """
         )
     )
     cmd = [sys.executable, "-m", "pytest", "-c", str(REPO / "pyproject.toml"), "--rootdir", str(tmp_path)]
     cmd += ["-p", "no:cacheprovider", "-o", "timeout=2", str(tmp_path / "test_blocked.py")]
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=100)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and time.monotonic() - start < 20, out
     assert "Timeout" in out and "test_blocked_in_libc" in out, out
