@@ -25,7 +25,7 @@ PURE=(typer==0.29.2 pydantic==2.14.4 annotated-types==0.8.0 typing-inspection==0
       jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0
       nltk==3.10.4 defusedxml==0.7.1 rouge-score==0.1.2 typing-extensions==4.16.0 attrs==26.1.0
       tabulate==0.10.0 hypothesis==6.170.17 sortedcontainers==2.4.0 pytest==9.2.0 pluggy==1.7.0
-      iniconfig==2.3.1 packaging==26.4 nvidia-ml-py==13.615.71)
+      iniconfig==2.3.1 packaging==26.4 nvidia-ml-py==13.615.71 pytest-timeout==2.4.0)
 
 mkdir -p "$DEST"
 platforms=()
