@@ -10,6 +10,7 @@ from subtool.errors import SubtoolError
 from subtool.fsutil import atomic_write_text
 from subtool.mlperf.logs import ALL_KEYS, Missing, read_accuracy_log, read_loadgen_log
 from subtool.mlperf.round import INTERACTIVE_CONF_SUFFIX, LOADGEN_SCENARIO, UNITS
+from subtool.runner import loadgen_watch
 
 # the scenarios a run folder can be; Interactive runs LoadGen's Server scenario (mlperf/round.py loadgen_names)
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream", "Interactive")
@@ -207,7 +208,9 @@ def run_loadgen(
     # Name the audit config explicitly: LoadGen would otherwise pick up any audit.config in the CWD and
     # silently turn a normal run into a compliance run.
     audit = audit_config if audit_config is not None else outdir / "no-audit.config"
-    lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log, str(audit))
+    qps = float(settings.server_target_qps) if scenario == "Server" else 0.0
+    gap = 1.0 / qps if qps > 0 else 0.0  # Server: a quiet of many mean gaps is no stall
+    loadgen_watch.start_test(lg, sut_handle, qsl_handle, settings, log, str(audit), mean_gap_s=gap)
     trace = outdir / "mlperf_log_trace.json"
     if trace.is_file() and trace.stat().st_size == 0:
         trace.unlink()  # LoadGen leaves an empty trace file when tracing is off; it is no result

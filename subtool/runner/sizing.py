@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from subtool.runner import loadgen_watch
 from subtool.runner.harness import OFFLINE_MARGIN
 
 MAX_TRIES = 6
@@ -208,7 +209,7 @@ def probe(sut_handle, qsl_handle, scenario: str, sample_count: int, scratch: Pat
             log.log_output.copy_summary_to_stdout = False
             log.enable_trace = False
             t0 = time.perf_counter()
-            lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log, str(outdir / "no-audit.config"))
+            loadgen_watch.start_test(lg, sut_handle, qsl_handle, settings, log, str(outdir / "no-audit.config"))
             seconds = time.perf_counter() - t0
             values = read_detail_log(outdir / "mlperf_log_detail.txt")
             result = _probe_result(scenario, values, n, seconds)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from subtool.runner import loadgen_watch
+
 BACKEND = "instant"
 
 
@@ -20,12 +22,12 @@ class InstantSUT:
         self._answer = np.zeros((seq_len, 2), dtype=np.float32)  # start/end logits, as bert answers
         self._ptr, self._bytes = self._answer.ctypes.data, self._answer.nbytes
         self.samples = 0
-        self.handle = lg.ConstructSUT(self._issue, self._flush)
+        self.handle = loadgen_watch.construct_sut(lg, self._issue, self._flush)
 
     def _issue(self, samples) -> None:
         self.samples += len(samples)
         make = self._lg.QuerySampleResponse
-        self._lg.QuerySamplesComplete([make(s.id, self._ptr, self._bytes) for s in samples])
+        loadgen_watch.complete(self._lg, [make(s.id, self._ptr, self._bytes) for s in samples])
 
     def _flush(self) -> None:
         pass
@@ -87,7 +89,20 @@ class FailingSUT(InstantSUT):
     def _issue(self, samples) -> None:
         self.failure = "every worker was lost"
         self.samples += len(samples)
-        self._lg.QuerySamplesComplete([self._lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
+        loadgen_watch.complete(self._lg, [self._lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
+
+
+class LateSUT(InstantSUT):
+    """Answers as InstantSUT, each query LATE_S seconds after LoadGen issued it (a slow model: LoadGen waits on
+    the SUT, not the other way round)."""
+
+    LATE_S = 3.0
+
+    def _issue(self, samples) -> None:
+        import threading
+
+        answer = super()._issue
+        threading.Timer(self.LATE_S, answer, args=(list(samples),)).start()
 
 
 def _factory_of(cls):
@@ -107,7 +122,8 @@ def _broken_factory(model_path, features, config):
 _factory = _factory_of(InstantSUT)
 # bert backends by name: the instant SUT, three whose shutdown fails (natively, with a finding, with a bug), one
 # whose shutdown Ctrl-C stops, one
-# whose weights ran in two precisions, one whose loading raises, and one that fails on the first query
+# whose weights ran in two precisions, one whose loading raises, one that fails on the first query, and one that
+# answers each query seconds late
 BACKENDS = {
     BACKEND: _factory,
     "instant-abort": _factory_of(AbortingSUT),
@@ -117,6 +133,7 @@ BACKENDS = {
     "instant-mixed-weights": _factory_of(MixedWeightsSUT),
     "instant-load-bug": _broken_factory,
     "instant-failing": _factory_of(FailingSUT),
+    "instant-late": _factory_of(LateSUT),
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from subtool.errors import SubtoolError
+from subtool.runner import loadgen_watch
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH, SquadFeatures
 from subtool.runner.workload import SutFailure
 
@@ -100,7 +101,7 @@ class TorchBertSUT(SutFailure):
         import mlperf_loadgen as lg
 
         self.lg = lg
-        self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+        self.handle = loadgen_watch.construct_sut(lg, self.issue_queries, self.flush_queries)
 
     # LoadGen callbacks ------------------------------------------------------------------------------
     def issue_queries(self, query_samples) -> None:
@@ -137,7 +138,7 @@ class TorchBertSUT(SutFailure):
 
     def _complete_empty(self, samples) -> None:
         responses = [self.lg.QuerySampleResponse(qid, 0, 0) for qid, _ in samples]
-        self.lg.QuerySamplesComplete(responses)
+        loadgen_watch.complete(self.lg, responses)
 
     def infer(self, indices: list[int]) -> np.ndarray:
         """[len(indices), 384, 2] float32 logits for these feature indices, in their order."""
@@ -151,7 +152,7 @@ class TorchBertSUT(SutFailure):
             for row, pos in enumerate(batch):
                 arr = out[row]
                 responses.append(self.lg.QuerySampleResponse(samples[pos][0], arr.ctypes.data, arr.nbytes))
-            self.lg.QuerySamplesComplete(responses)
+            loadgen_watch.complete(self.lg, responses)
             self.stats.samples += len(batch)
             self.stats.batches += 1
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from subtool.errors import SubtoolError
+from subtool.runner import loadgen_watch
 from subtool.runner.bert.fp8_plan import weight_types
 from subtool.runner.bert.packed_model import PRECISIONS, PackedBert
 from subtool.runner.bert.packed_plan import (
@@ -289,7 +290,7 @@ class TorchCudaBertSUT(SutFailure):
         self._completer = threading.Thread(target=self._complete_loop, name="subtool-cuda-complete", daemon=True)
         self._launcher.start()
         self._completer.start()
-        self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+        self.handle = loadgen_watch.construct_sut(lg, self.issue_queries, self.flush_queries)
 
     # LoadGen callbacks ------------------------------------------------------------------------------
     def issue_queries(self, query_samples) -> None:
@@ -361,7 +362,7 @@ class TorchCudaBertSUT(SutFailure):
                 lg.QuerySampleResponse(q, base + i * RESPONSE_BYTES, RESPONSE_BYTES) for i, q in enumerate(ids)
             ]
         self.ledger.answer(ids)
-        lg.QuerySamplesComplete(responses)
+        loadgen_watch.complete(lg, responses)
 
     # ------------------------------------------------------------------------------------------------
     @property

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from subtool.errors import SubtoolError
+from subtool.runner import loadgen_watch
 from subtool.runner.bert.squad import MAX_SEQ_LENGTH
 from subtool.runner.ray_pool import (
     AUTO,
@@ -124,7 +125,7 @@ class RayBertSUT(SutFailure):
         )
         self._collector = threading.Thread(target=self._collect, name="subtool-ray-collect", daemon=True)
         self._collector.start()
-        self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+        self.handle = loadgen_watch.construct_sut(lg, self.issue_queries, self.flush_queries)
 
     def _start_workers(self, model_path, features, threads: int | None) -> list[_Worker]:
         """One BertWorker per GPU or CPU share, each given the feature arrays once through the object store."""
@@ -211,7 +212,7 @@ class RayBertSUT(SutFailure):
         for row, pos in enumerate(keep):
             responses.append(self.lg.QuerySampleResponse(task.items[pos][0], full[row].ctypes.data, full[row].nbytes))
         if responses:
-            self.lg.QuerySamplesComplete(responses)
+            loadgen_watch.complete(self.lg, responses)
 
     def _check_overdue(self) -> None:
         limit = self.cfg.task_timeout_s
@@ -271,7 +272,7 @@ class RayBertSUT(SutFailure):
 
     def _complete_empty(self, items) -> None:
         if items:
-            self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, 0, 0) for qid, _ in items])
+            loadgen_watch.complete(self.lg, [self.lg.QuerySampleResponse(qid, 0, 0) for qid, _ in items])
 
     # -------------------------------------------------------------------------------------------- end
     @property

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from subtool.errors import EXIT_REMOTE, SubtoolError
+from subtool.runner import loadgen_watch
 from subtool.runner.llm.sut_openai_retry import EndpointError, StreamDropped, pause_before_retry
 from subtool.runner.workload import SutFailure
 
@@ -164,7 +165,7 @@ class OpenAICompletionsSUT(SutFailure):
         ]
         for w in self._workers:
             w.start()
-        self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+        self.handle = loadgen_watch.construct_sut(lg, self.issue_queries, self.flush_queries)
 
     # set-up ----------------------------------------------------------------------------------------------
     def _served_model(self, wanted: str | None) -> str:
@@ -338,7 +339,7 @@ class OpenAICompletionsSUT(SutFailure):
 
     def _complete(self, qid: int, tokens: list[int], n_tokens: int) -> None:
         arr = np.asarray(tokens, dtype=self.np_dtype)
-        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, arr.ctypes.data, arr.nbytes, n_tokens)])
+        loadgen_watch.complete(self.lg, [self.lg.QuerySampleResponse(qid, arr.ctypes.data, arr.nbytes, n_tokens)])
 
     def _describe(self, exc: BaseException) -> str:
         """One line for a failure, with the API key cut out wherever a server echoed it."""

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from subtool.errors import SubtoolError
+from subtool.runner import loadgen_watch
 from subtool.runner.llm.ray_worker import GeneratorSpec
 from subtool.runner.ray_pool import (
     AUTO,
@@ -214,7 +215,7 @@ class RayLlmSUT(SutFailure):
         self._collector.start()
         for w in self.workers:
             self._poll(w)
-        self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+        self.handle = loadgen_watch.construct_sut(lg, self.issue_queries, self.flush_queries)
 
     def _warm_up(self, count: int, prompts: list) -> None:
         """Each worker generates `count` samples (the longest ones) before LoadGen starts: on CUDA the decode
@@ -301,8 +302,12 @@ class RayLlmSUT(SutFailure):
             )
         if done:
             arrays = [np.asarray(t, dtype=self.np_dtype) for _, t in done]
-            self.lg.QuerySamplesComplete(
-                [self.lg.QuerySampleResponse(qid, a.ctypes.data, a.nbytes, len(t)) for (qid, t), a in zip(done, arrays)]
+            loadgen_watch.complete(
+                self.lg,
+                [
+                    self.lg.QuerySampleResponse(qid, a.ctypes.data, a.nbytes, len(t))
+                    for (qid, t), a in zip(done, arrays)
+                ],
             )
         if worker.alive and not self._stopping:
             self._poll(worker)
@@ -347,7 +352,7 @@ class RayLlmSUT(SutFailure):
 
     def _complete_empty(self, items) -> None:
         if items:
-            self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, 0, 0, 0) for qid, _ in items])
+            loadgen_watch.complete(self.lg, [self.lg.QuerySampleResponse(qid, 0, 0, 0) for qid, _ in items])
 
     # -------------------------------------------------------------------------------------------- end
     def stats(self) -> dict:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from subtool.errors import SubtoolError
+from subtool.runner import loadgen_watch
 from subtool.runner.llm.checkpoint_memory import available_memory, check_bin_size, check_fits
 from subtool.runner.workload import SutFailure
 
@@ -485,7 +486,7 @@ class TorchLlmSUT(SutFailure):
         self.lg = lg
         self._worker = threading.Thread(target=self._work, name="subtool-llm-sut", daemon=True)
         self._worker.start()
-        self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+        self.handle = loadgen_watch.construct_sut(lg, self.issue_queries, self.flush_queries)
 
     def make_generator(self, model_path, prompts, generation, options: dict):
         """The generator this SUT drives (tp_launch.py's SUT: rank 0 of a tensor-parallel engine)."""
@@ -512,7 +513,9 @@ class TorchLlmSUT(SutFailure):
                 return
             self._open.discard(query_id)
         arr = np.asarray(tokens, dtype=self.np_dtype)
-        self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes, len(tokens))])
+        loadgen_watch.complete(
+            self.lg, [self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes, len(tokens))]
+        )
 
     def more_work(self) -> list:
         """Samples that arrived since the engine started (non-blocking)."""
@@ -554,7 +557,7 @@ class TorchLlmSUT(SutFailure):
         with self._lock:
             open_now, self._open = sorted(self._open), set()
         if open_now:
-            self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, 0, 0, 0) for qid in open_now])
+            loadgen_watch.complete(self.lg, [self.lg.QuerySampleResponse(qid, 0, 0, 0) for qid in open_now])
 
     def stop(self) -> None:
         self._queue.put(None)

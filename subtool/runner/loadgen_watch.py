@@ -1,0 +1,133 @@
+"""A LoadGen run that never returns, ended in one line instead of waiting for ever.
+
+LoadGen's StartTest returns once it holds a latency for every sample it issued. Once (CI at a2bf6da) it lost one
+after the SUT had answered them all: the benchmark process sat in LoadGen's GetLatenciesBlocking at 0 % CPU, with
+nothing left to answer, until it was killed by hand. Every SUT of subtool's meets LoadGen through `construct_sut`
+and `complete` here, which count the samples LoadGen issued and the SUT answered, and every run goes through
+`start_test`, whose thread watches: when every issued sample is answered and nothing has moved for the bound
+(`stall_s()`; Server: also at least 50 of its mean gaps between queries), LoadGen is stuck, and the thread says so
+and ends the process (errors.last_word), as the tensor-parallel launch's stall watch does. The modes that finished
+before are kept by `subtool run` as after any failed run. A SUT that has not answered a sample yet is never judged
+here: a slow model is not a stuck LoadGen.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RULE", "STALL_ENV", "complete", "construct_sut", "counts", "stall_s", "start_test"]
+
+STALL_ENV = "SUBTOOL_LOADGEN_STALL_S"
+STALL_DEFAULT_S = 300.0  # LoadGen's own end of a run (sorting latencies, writing its logs) takes seconds
+SERVER_GAPS = 50  # a Poisson schedule leaves a quiet of 50 mean gaps once in e^50 gaps
+RULE = "run.loadgen_stalled"
+FAILPOINT_ENV = "SUBTOOL_LOADGEN_FAILPOINT"  # tests: "hang-after:<mode>" (see _failpoint)
+
+
+@dataclass(frozen=True)
+class Counts:
+    issued: int
+    answered: int
+    moved: float  # time.monotonic() of the last sample issued or answered
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = Counts(0, 0, time.monotonic())
+
+    def add(self, issued: int = 0, answered: int = 0) -> None:
+        with self._lock:
+            c = self._counts
+            self._counts = Counts(c.issued + issued, c.answered + answered, time.monotonic())
+
+    def read(self) -> Counts:
+        with self._lock:
+            return self._counts
+
+
+_COUNTER = _Counter()
+
+
+def counts() -> Counts:
+    """The samples LoadGen issued and the SUTs answered in this process so far."""
+    return _COUNTER.read()
+
+
+def construct_sut(lg, issue_queries, flush_queries):
+    """lg.ConstructSUT with the samples LoadGen issues counted (before the SUT sees them: it may answer at once)."""
+
+    def issue(samples) -> None:
+        _COUNTER.add(issued=len(samples))
+        issue_queries(samples)
+
+    return lg.ConstructSUT(issue, flush_queries)
+
+
+def complete(lg, responses: list) -> None:
+    """lg.QuerySamplesComplete, counted."""
+    lg.QuerySamplesComplete(responses)
+    _COUNTER.add(answered=len(responses))
+
+
+def stall_s() -> float:
+    """SUBTOOL_LOADGEN_STALL_S: seconds LoadGen may go on after the SUT answered everything (at least 1;
+    unreadable: the default)."""
+    try:
+        value = float(os.environ.get(STALL_ENV, STALL_DEFAULT_S))
+    except ValueError:
+        return STALL_DEFAULT_S
+    return max(1.0, value) if value == value and value != float("inf") else STALL_DEFAULT_S
+
+
+def start_test(lg, sut_handle, qsl_handle, settings, log, audit: str, *, mean_gap_s: float = 0.0) -> None:
+    """lg.StartTestWithLogSettings under the watch. `mean_gap_s`: the mean time between the queries of the
+    scenario's schedule, where a healthy run may be quiet with every sample answered (Server: 1 / target QPS)."""
+    bound = max(stall_s(), SERVER_GAPS * mean_gap_s)
+    done = threading.Event()
+    detail = Path(log.log_output.outdir) / "mlperf_log_detail.txt"
+    args = (done, bound, counts().issued, detail)
+    watcher = threading.Thread(target=_watch, args=args, name="subtool-loadgen-watch", daemon=True)
+    watcher.start()
+    try:
+        lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log, audit)
+        _failpoint(lg, settings)
+    finally:
+        done.set()
+        watcher.join()
+
+
+def _watch(done: threading.Event, bound: float, issued_before: int, detail: Path) -> None:
+    while not done.wait(min(1.0, bound / 4)):
+        c = counts()
+        if c.issued > issued_before and c.answered >= c.issued and time.monotonic() - c.moved > bound:
+            _end_stuck(c.issued - issued_before, bound, detail)
+
+
+def _end_stuck(samples: int, bound: float, detail: Path) -> None:
+    from subtool.errors import SubtoolError, last_word
+    from subtool.fsutil import emergency_cleanup
+
+    err = SubtoolError(
+        f"LoadGen did not finish its run {bound:.0f} s after the SUT had answered all {samples} samples it was "
+        "issued: LoadGen is stuck (it lost a sample's latency), so this mode has no result",
+        path=detail,
+        rule=RULE,
+        hint="run the same command again (the modes that finished are kept); "
+        f"{STALL_ENV} sets how long LoadGen may take to finish",
+    )
+    last_word(err)  # in `subtool run`'s benchmark process: the parent says it, from its result file
+    emergency_cleanup()
+    os._exit(err.exit_code)
+
+
+def _failpoint(lg, settings) -> None:
+    """Fault injection for the tests: SUBTOOL_LOADGEN_FAILPOINT=hang-after:<performance|accuracy> keeps this run
+    from returning once LoadGen has finished that mode, as the lost latency kept StartTest from returning."""
+    mode = "accuracy" if settings.mode == lg.TestMode.AccuracyOnly else "performance"
+    if os.environ.get(FAILPOINT_ENV) == f"hang-after:{mode}":
+        threading.Event().wait()

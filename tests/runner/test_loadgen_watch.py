@@ -1,0 +1,98 @@
+"""A LoadGen that never returns after the SUT answered everything (runner/loadgen_watch.py): `subtool run` ends it in
+one line instead of waiting for ever (CI at a2bf6da sat in LoadGen's GetLatenciesBlocking until killed by hand),
+keeps the modes that finished, and a slow SUT is never taken for a stuck LoadGen.
+
+Real LoadGen through the CLI's own path with the instant SUTs (tests/runner/instant_sut.py). LoadGen's own hang
+(a latency lost in its logger) is a race seen once in thousands of runs, so SUBTOOL_LOADGEN_FAILPOINT stands in
+for it: StartTest's run finishes, every sample answered, and then the call does not return."""
+
+from __future__ import annotations
+
+import ast
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from subtool.runner import loadgen_watch
+
+PACKAGE = Path(loadgen_watch.__file__).resolve().parents[1]
+
+
+def _run(tiny_checkpoint, small_squad, runs, backend, *extra):
+    """`subtool run` in its own process, given two minutes: a run the watch failed to end would wait for ever."""
+    argv = [sys.executable, "-m", "subtool.cli", "run", "--model-path", str(tiny_checkpoint)]
+    argv += ["--dataset-path", str(small_squad), "--out", str(runs), "--run-style", "short", "--backend", backend]
+    try:
+        done = subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:  # its benchmark process dies with it (session.die_with_parent)
+        pytest.fail("`subtool run` was still waiting after 120 s: the stuck LoadGen run was not ended")
+    return done, " ".join((done.stdout + done.stderr).split())
+
+
+def test_loadgen_stuck_after_every_answer_is_one_line_and_the_finished_mode_is_kept(
+    tmp_path, monkeypatch, tiny_checkpoint, small_squad, instant_backend
+):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv(loadgen_watch.STALL_ENV, "2")
+    monkeypatch.setenv(loadgen_watch.FAILPOINT_ENV, "hang-after:accuracy")
+    stuck, said = _run(tiny_checkpoint, small_squad, runs, instant_backend)
+    assert stuck.returncode not in (0, 130), said
+    errors = [x for x in (stuck.stdout + stuck.stderr).splitlines() if x.startswith("error")]
+    assert len(errors) == 1 and "[run.loadgen_stalled]" in errors[0], said
+    assert "LoadGen did not finish its run 2 s after the SUT had answered all" in said, said
+    assert (
+        "kept the finished performance run" in said and "(seen in the run's accuracy/mlperf_log_detail.txt)" in said
+    ), said
+    assert "Traceback" not in said
+    assert not (runs / "bert-99" / "Offline").exists()
+
+    monkeypatch.delenv(loadgen_watch.FAILPOINT_ENV)
+    again, said = _run(tiny_checkpoint, small_squad, runs, instant_backend)
+    assert again.returncode == 0, said
+    assert "reusing the performance run" in said, said
+    assert (runs / "bert-99" / "Offline" / "accuracy" / "mlperf_log_accuracy.json").is_file()
+
+
+def test_a_sut_slower_than_the_bound_is_waited_for(
+    tmp_path, monkeypatch, tiny_checkpoint, small_squad, instant_backend
+):
+    """Every query answered 3 s after it was issued, under a 1-second bound: LoadGen waits on the SUT, which is
+    no stall, and the run ends as any other."""
+    monkeypatch.setenv(loadgen_watch.STALL_ENV, "1")
+    result, said = _run(tiny_checkpoint, small_squad, tmp_path / "runs", "instant-late", "--mode", "accuracy")
+    assert result.returncode == 0, said
+    assert "loadgen_stalled" not in said
+
+
+@pytest.mark.parametrize(
+    "value, bound",
+    [(None, 300.0), ("45", 45.0), ("0.2", 1.0), ("-5", 1.0), ("soon", 300.0), ("nan", 300.0), ("inf", 300.0)],
+)
+def test_the_bound_is_read_from_the_environment_and_kept_sane(monkeypatch, value, bound):
+    if value is None:
+        monkeypatch.delenv(loadgen_watch.STALL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(loadgen_watch.STALL_ENV, value)
+    assert loadgen_watch.stall_s() == bound and math.isfinite(bound)
+
+
+def _calls(name: str) -> list[str]:
+    """Where subtool's modules call `<anything>.name(...)`, as 'module:line'."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == name:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    return found
+
+
+@pytest.mark.parametrize("name", ["ConstructSUT", "QuerySamplesComplete", "StartTestWithLogSettings", "StartTest"])
+def test_every_sut_and_every_run_meets_loadgen_through_the_watch(name):
+    """A SUT that built its handle or answered past loadgen_watch would go uncounted: its runs could never be found
+    stuck (issued > answered for ever), or worse, found stuck while it still worked."""
+    assert [c for c in _calls(name) if not c.startswith("subtool/runner/loadgen_watch.py")] == []
+    if name != "StartTest":
+        assert _calls(name), f"the scan found no call to {name} at all"
