@@ -208,9 +208,7 @@ def run_loadgen(
     # Name the audit config explicitly: LoadGen would otherwise pick up any audit.config in the CWD and
     # silently turn a normal run into a compliance run.
     audit = audit_config if audit_config is not None else outdir / "no-audit.config"
-    qps = float(settings.server_target_qps) if scenario == "Server" else 0.0
-    gap = 1.0 / qps if qps > 0 else 0.0  # Server: a quiet of many mean gaps is no stall
-    loadgen_watch.start_test(lg, sut_handle, qsl_handle, settings, log, str(audit), mean_gap_s=gap)
+    loadgen_watch.start_test(lg, sut_handle, qsl_handle, settings, log, str(audit))
     trace = outdir / "mlperf_log_trace.json"
     if trace.is_file() and trace.stat().st_size == 0:
         trace.unlink()  # LoadGen leaves an empty trace file when tracing is off; it is no result

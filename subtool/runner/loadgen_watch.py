@@ -84,10 +84,9 @@ def stall_s() -> float:
     return max(1.0, value) if value == value and value != float("inf") else STALL_DEFAULT_S
 
 
-def start_test(lg, sut_handle, qsl_handle, settings, log, audit: str, *, mean_gap_s: float = 0.0) -> None:
-    """lg.StartTestWithLogSettings under the watch. `mean_gap_s`: the mean time between the queries of the
-    scenario's schedule, where a healthy run may be quiet with every sample answered (Server: 1 / target QPS)."""
-    bound = max(stall_s(), SERVER_GAPS * mean_gap_s)
+def start_test(lg, sut_handle, qsl_handle, settings, log, audit: str) -> None:
+    """lg.StartTestWithLogSettings under the watch."""
+    bound = max(stall_s(), SERVER_GAPS * _mean_gap_s(lg, settings))
     done = threading.Event()
     detail = Path(log.log_output.outdir) / "mlperf_log_detail.txt"
     args = (done, bound, counts().issued, detail)
@@ -99,6 +98,16 @@ def start_test(lg, sut_handle, qsl_handle, settings, log, audit: str, *, mean_ga
     finally:
         done.set()
         watcher.join()
+
+
+def _mean_gap_s(lg, settings) -> float:
+    """The mean time between queries where a healthy run may be quiet with every sample answered: LoadGen's
+    Server scenario (Interactive runs it too) issues on a Poisson schedule at the target QPS; the others issue
+    the next query as soon as the last is answered, or all at once."""
+    if settings.scenario != lg.TestScenario.Server:
+        return 0.0
+    qps = float(settings.server_target_qps)
+    return 1.0 / qps if qps > 0 else 0.0
 
 
 def _watch(done: threading.Event, bound: float, issued_before: int, detail: Path) -> None:

@@ -96,3 +96,19 @@ def test_every_sut_and_every_run_meets_loadgen_through_the_watch(name):
     assert [c for c in _calls(name) if not c.startswith("subtool/runner/loadgen_watch.py")] == []
     if name != "StartTest":
         assert _calls(name), f"the scan found no call to {name} at all"
+
+
+@pytest.mark.parametrize(
+    "scenario, qps, gap",
+    [("Server", 0.01, 100.0), ("Server", 4.0, 0.25), ("Offline", 0.01, 0.0), ("SingleStream", 1, 0)],
+)
+def test_a_server_schedule_may_be_quiet_for_its_gaps(scenario, qps, gap):
+    """A Server run (and Interactive, which runs LoadGen's Server scenario: the watch reads LoadGen's settings, not
+    the folder name) at 0.01 QPS is quiet for 100 s on average with everything answered: the bound covers 50 such
+    gaps (5,000 s) over the 300 s default; the scenarios that issue on answers have no such quiet."""
+    import mlperf_loadgen as lg
+
+    settings = lg.TestSettings()
+    settings.scenario = getattr(lg.TestScenario, scenario)
+    settings.server_target_qps = qps
+    assert loadgen_watch._mean_gap_s(lg, settings) == pytest.approx(gap)
