@@ -13,11 +13,14 @@ here: a slow model is not a stuck LoadGen.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from subtool.runner.env_seconds import seconds_from_env
 
 __all__ = ["RULE", "STALL_ENV", "complete", "construct_sut", "counts", "stall_s", "start_test"]
 
@@ -77,11 +80,8 @@ def complete(lg, responses: list) -> None:
 def stall_s() -> float:
     """SUBTOOL_LOADGEN_STALL_S: seconds LoadGen may go on after the SUT answered everything (at least 1;
     unreadable: the default)."""
-    try:
-        value = float(os.environ.get(STALL_ENV, STALL_DEFAULT_S))
-    except ValueError:
-        return STALL_DEFAULT_S
-    return max(1.0, value) if value == value and value != float("inf") else STALL_DEFAULT_S
+    value = seconds_from_env(STALL_ENV, STALL_DEFAULT_S)
+    return value if math.isfinite(value) else STALL_DEFAULT_S  # no infinite wait: this watch exists to end one
 
 
 def start_test(lg, sut_handle, qsl_handle, settings, log, audit: str) -> None:

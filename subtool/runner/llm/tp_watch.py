@@ -14,10 +14,10 @@ store's SUBTOOL_TP_TIMEOUT_S; reporting its load) is not silent, it is waiting, 
 
 from __future__ import annotations
 
-import os
 import time
 
 from subtool.errors import SubtoolError
+from subtool.runner.env_seconds import seconds_from_env
 
 STALL_ENV = "SUBTOOL_TP_STALL_S"
 STALL_DEFAULT_S = 1800.0
@@ -36,11 +36,7 @@ WATCHED = (STARTING, PREPARING, LOADING, SIZING)  # a rank's own work; the rest 
 
 def stall_s() -> float:
     """SUBTOOL_TP_STALL_S: seconds a loading rank may go without progress (at least 1; unreadable: the default)."""
-    try:
-        value = float(os.environ.get(STALL_ENV, STALL_DEFAULT_S))
-    except ValueError:
-        return STALL_DEFAULT_S
-    return max(1.0, value) if value == value else STALL_DEFAULT_S  # NaN: the default
+    return seconds_from_env(STALL_ENV, STALL_DEFAULT_S)
 
 
 class Board:
