@@ -6,9 +6,9 @@ nothing left to answer, until it was killed by hand. Every SUT of subtool's meet
 and `complete` here, which count the samples LoadGen issued and the SUT answered, and every run goes through
 `start_test`, whose thread watches: when every issued sample is answered and nothing has moved for the bound
 (`stall_s()`; Server: also at least 50 of its mean gaps between queries), LoadGen is stuck, and the thread says so
-and ends the process (errors.last_word), as the tensor-parallel launch's stall watch does. The modes that finished
-before are kept by `subtool run` as after any failed run. A SUT that has not answered a sample yet is never judged
-here: a slow model is not a stuck LoadGen.
+and ends the process (stall.end_process_with), as the tensor-parallel launch's stall watch does. The modes that
+finished before are kept by `subtool run` as after any failed run. A SUT that has not answered a sample yet is never
+judged here: a slow model is not a stuck LoadGen.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from subtool.runner.env_seconds import seconds_from_env
+from subtool.runner.stall import end_process_with, seconds_from_env
 
 __all__ = ["RULE", "STALL_ENV", "complete", "construct_sut", "counts", "stall_s", "start_test"]
 
@@ -118,8 +118,7 @@ def _watch(done: threading.Event, bound: float, issued_before: int, detail: Path
 
 
 def _end_stuck(samples: int, bound: float, detail: Path) -> None:
-    from subtool.errors import SubtoolError, last_word
-    from subtool.fsutil import emergency_cleanup
+    from subtool.errors import SubtoolError
 
     err = SubtoolError(
         f"LoadGen did not finish its run {bound:.0f} s after the SUT had answered all {samples} samples it was "
@@ -129,9 +128,7 @@ def _end_stuck(samples: int, bound: float, detail: Path) -> None:
         hint="run the same command again (the modes that finished are kept); "
         f"{STALL_ENV} sets how long LoadGen may take to finish",
     )
-    last_word(err)  # in `subtool run`'s benchmark process: the parent says it, from its result file
-    emergency_cleanup()
-    os._exit(err.exit_code)
+    end_process_with(err)  # in `subtool run`'s benchmark process: the parent says it, from its result file
 
 
 def _failpoint(lg, settings) -> None:

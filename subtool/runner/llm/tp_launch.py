@@ -28,7 +28,7 @@ from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
-from subtool.errors import SubtoolError, last_word
+from subtool.errors import SubtoolError
 from subtool.runner.llm.sut_torch import LlmGenerator, TorchLlmSUT, _say
 from subtool.runner.llm.tp_watch import (
     JOINING,
@@ -41,6 +41,7 @@ from subtool.runner.llm.tp_watch import (
     StallWatch,
     stall_s,
 )
+from subtool.runner.stall import end_process_with
 
 RULE = "run.tensor_parallel"
 TIMEOUT_ENV = "SUBTOOL_TP_TIMEOUT_S"
@@ -383,10 +384,8 @@ class Launch:
     def _stop_stalled(self, stalled: list) -> None:
         """A hung rank: every follower killed (rank 0's collectives then fail at once, and it says the line). Rank 0
         itself may be the one stuck, in a read no signal ends: if it has not stopped the launch STALL_GRACE_S later,
-        this thread says the line (errors.last_word), removes what is in flight and ends the process, as the signal
-        watchdog does."""
-        from subtool.fsutil import emergency_cleanup
-
+        this thread says the line, removes what is in flight and ends the process (runner/stall.end_process_with), as
+        the signal watchdog does."""
         self.stalled = self.stall.error(stalled, self.model_path)
         for proc in self.procs:
             proc.kill()
@@ -396,9 +395,7 @@ class Launch:
             time.sleep(0.1)
         if self.closing:
             return
-        last_word(self.stalled)  # in `subtool run`'s benchmark process: the parent says it, from its result file
-        emergency_cleanup()
-        os._exit(self.stalled.exit_code)
+        end_process_with(self.stalled)  # in `subtool run`'s benchmark process: the parent says it, from its result file
 
     def _abort(self) -> None:
         if self.device != "cuda":

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 from subtool.errors import SubtoolError
-from subtool.runner.env_seconds import seconds_from_env
+from subtool.runner.stall import seconds_from_env
 
 STALL_ENV = "SUBTOOL_TP_STALL_S"
 STALL_DEFAULT_S = 1800.0
