@@ -41,20 +41,21 @@ from subtool.runner.llm.tp_watch import (
     StallWatch,
     stall_s,
 )
-from subtool.runner.stall import end_process_with
+from subtool.runner.stall import end_process_with, seconds_from_env
 
 RULE = "run.tensor_parallel"
 TIMEOUT_ENV = "SUBTOOL_TP_TIMEOUT_S"
+TIMEOUT_DEFAULT_S = 600.0
+TIMEOUT_MAX_S = 7 * 24 * 3600.0
 HOST = "127.0.0.1"
 STALL_GRACE_S = 10.0  # after a stall, how long rank 0's main thread gets to stop the launch itself
 _LAUNCHES: list = []  # the live launches of this process (tests reach the follower processes through it)
 
 
 def timeout_s() -> float:
-    try:
-        return max(1.0, float(os.environ.get(TIMEOUT_ENV, "600")))
-    except ValueError:
-        return 600.0
+    """SUBTOOL_TP_TIMEOUT_S: seconds a join or a collective may take (at least 1; unset, unreadable or NaN: 600).
+    Infinity or more than a week is a week: torch takes the timeout as a finite timedelta (inf overflows it)."""
+    return min(seconds_from_env(TIMEOUT_ENV, TIMEOUT_DEFAULT_S), TIMEOUT_MAX_S)
 
 
 def check_size(size: int, device: str, config: dict, model_path) -> None:
