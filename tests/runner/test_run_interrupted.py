@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 
+from support.procs import alive, children
 from typer.testing import CliRunner
 
 from subtool.cli import app
@@ -164,15 +165,7 @@ def test_a_mode_in_which_the_sut_failed_is_never_kept_nor_reused_as_a_result(tmp
 
 def _session_children(parent: int) -> list[int]:
     """The live LoadGen session processes `parent` started (Linux /proc)."""
-    return _children(parent, b"subtool.runner.session")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    return children(parent, b"subtool.runner.session")
 
 
 def test_the_session_process_dies_with_a_subtool_killed_by_sigkill(tmp_path, tiny_checkpoint, small_squad):
@@ -190,33 +183,17 @@ def test_the_session_process_dies_with_a_subtool_killed_by_sigkill(tmp_path, tin
         [sys.executable, "-m", "subtool.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 120
-    children: list[int] = []
-    while not children and time.monotonic() < deadline and proc.poll() is None:
-        children = _session_children(proc.pid)
+    sessions: list[int] = []
+    while not sessions and time.monotonic() < deadline and proc.poll() is None:
+        sessions = _session_children(proc.pid)
         time.sleep(0.05)
-    assert children, "no session process was seen"
+    assert sessions, "no session process was seen"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 20
-    while _alive(children[0]) and time.monotonic() < deadline:
+    while alive(sessions[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(children[0])
-
-
-def _children(parent: int, marker: bytes) -> list[int]:
-    """The live processes `parent` started whose command line holds `marker` (Linux /proc)."""
-    found = []
-    for name in (n for n in os.listdir("/proc") if n.isdigit()):
-        try:
-            with open(f"/proc/{name}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{name}/cmdline", "rb") as fh:
-                cmd = fh.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == parent and marker in cmd and _alive(int(name)):
-            found.append(int(name))
-    return found
+    assert not alive(sessions[0])
 
 
 def test_a_command_the_mcp_server_started_ends_when_the_server_is_killed(tmp_path, tiny_checkpoint, small_squad):
@@ -240,7 +217,7 @@ def test_a_command_the_mcp_server_started_ends_when_the_server_is_killed(tmp_pat
         deadline = time.monotonic() + 120
         running = False  # LoadGen's run under way: the command writes nothing for a while
         while not running and time.monotonic() < deadline and server.poll() is None:
-            cli = cli or _children(server.pid, b"subtool.cli")
+            cli = cli or children(server.pid, b"subtool.cli")
             sessions = sessions or (_session_children(cli[0]) if cli else [])
             running = bool(sessions) and bool(list(tmp_path.rglob("mlperf_log_detail.txt")))
             time.sleep(0.05)
@@ -249,11 +226,11 @@ def test_a_command_the_mcp_server_started_ends_when_the_server_is_killed(tmp_pat
         os.kill(server.pid, signal.SIGKILL)
         server.wait()
         deadline = time.monotonic() + 20  # SIGTERM's clean-up: seconds; the run itself: 120 s
-        while (_alive(cli[0]) or _alive(sessions[0])) and time.monotonic() < deadline:
+        while (alive(cli[0]) or alive(sessions[0])) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(cli[0]) and not _alive(sessions[0]), "the command outlived the server that started it"
+        assert not alive(cli[0]) and not alive(sessions[0]), "the command outlived the server that started it"
         assert not list((tmp_path / "bert-99").glob(".*staging*"))  # it cleaned up as on SIGTERM
     finally:
         for pid in cli + sessions:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.procs import children
 
 from subtool.scoring.api import ScoreOptions, score
 
@@ -19,33 +20,13 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="fi
 TEAMS = ("Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Eta")
 
 
-def _children(pid: int) -> list[int]:
-    """The children of process `pid` (Linux /proc/PID/task/TID/children), read without scanning all of /proc."""
-    found = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                found += [int(c) for c in fh.read().split()]
-    except OSError:
-        pass
-    return found
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
 def scoring_workers() -> list[int]:
     """The processes the multiprocessing forkserver started for this test process: the scoring workers. Found
     through the children files (well under a millisecond): a scan of every process in /proc took 16 ms, and a
     culprit's input is scored in about 50, so a kill that came after the scan could land after its worker had
     already finished it (CI at 4dc3974: two kills, one attempt, the culprit scored)."""
-    servers = [c for c in _children(os.getpid()) if b"multiprocessing.forkserver" in _cmdline(c)]
-    return [worker for server in servers for worker in _children(server)]
+    servers = children(os.getpid(), b"multiprocessing.forkserver")
+    return [worker for server in servers for worker in children(server)]
 
 
 class Killer(threading.Thread):
