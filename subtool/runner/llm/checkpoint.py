@@ -206,13 +206,38 @@ def checkpoint_bytes(model_path: Path) -> int:
     return total
 
 
-def load_tokenizer(model_path: Path):
+# tokenizer_config.json classes that are tokenizer.json read by the `tokenizers` library and nothing more (Llama 3's
+# PreTrainedTokenizerFast, and transformers 5's name for it, which the demos save): loaded as that class, for which
+# AutoTokenizer would import torch through AutoConfig (2-3 s of an openai-backend run that needs no torch)
+PLAIN_FAST_TOKENIZERS = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def tokenizer_loader(model_path: Path):
+    """The class that loads `model_path`'s tokenizer: PreTrainedTokenizerFast where tokenizer_config.json names a
+    plain fast tokenizer and tokenizer.json is there, else AutoTokenizer (which finds the class itself, and says
+    what is wrong with a config it cannot read)."""
+    fast = False
+    try:
+        config = read_json(Path(model_path) / "tokenizer_config.json", "model.tokenizer")
+        fast = isinstance(config, dict) and config.get("tokenizer_class") in PLAIN_FAST_TOKENIZERS
+    except (FileNotFoundError, SubtoolError):
+        pass
+    if fast and os.path.isfile(Path(model_path) / "tokenizer.json"):
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast
     from transformers import AutoTokenizer
+
+    return AutoTokenizer
+
+
+def load_tokenizer(model_path: Path):
     from transformers.utils import logging as hf_logging
 
+    loader = tokenizer_loader(model_path)
     hf_logging.set_verbosity_error()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+        tokenizer = loader.from_pretrained(str(model_path), local_files_only=True)
     except Exception as exc:  # config.json and tokenizer.json parsed by transformers/tokenizers: any error type
         raise SubtoolError(
             f"cannot load the tokenizer: {exception_line(exc)}", path=model_path, rule="model.tokenizer"
