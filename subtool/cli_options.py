@@ -94,7 +94,9 @@ RUN_OPTIONS: dict[str, object] = {
         "break the accuracy target beyond doubt on the calibration questions in bf16, once for all Ray workers).",
     ),
     "batch_size": typer.Option(
-        None, help="Samples per forward pass (default 32; the LLM demos choose their own; torch-cuda: ×384 tokens)."
+        None,
+        help="Samples per forward pass (default 32; the LLM demos choose their own; torch-cuda: a batch of at most "
+        "this ×384 tokens, 16,384 tokens when not given).",
     ),
     "threads": typer.Option(None, help="torch intra-op threads (default: all cores)."),
     "demo": typer.Option(

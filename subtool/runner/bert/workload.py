@@ -299,7 +299,7 @@ def _torch_cuda_sut(model_path: Path, features: SquadFeatures, config, data: Ber
         model_path,
         features,
         precision=precision,
-        batch_size=config.batch_size,
+        batch_size=config.batch_size if config.batch_size_given else None,  # None: the SUT's own token budget
         token_budget=config.extra.get("token_budget"),
         slots=config.extra.get("slots", 2),
         model=model,

@@ -237,3 +237,22 @@ def test_auto_on_the_gpu_decides_before_the_run_and_reports_why(tiny_checkpoint,
         assert sut.weight_data_types == want
     finally:
         sut.stop()
+
+
+@pytest.mark.parametrize("batch_size, budget", [(None, 16384), (8, 8 * 384)])
+def test_the_run_commands_token_budget_follows_batch_size_only_when_given(
+    tiny_checkpoint, small_features, batch_size, budget
+):
+    """`subtool run --backend torch-cuda` without --batch-size batches 16,384 tokens (the bench's budget); with
+    --batch-size N, N × 384."""
+    from subtool.runner.bert.workload import workload
+    from subtool.runner.workload import LoadedData, SutConfig
+
+    data = LoadedData(small_features, len(small_features.features), "small", "0")
+    given = batch_size is not None
+    config = SutConfig(backend="torch-cuda", precision="bf16", batch_size=batch_size or 32, batch_size_given=given)
+    sut = workload("bert-99").make_sut(tiny_checkpoint, data, config)
+    try:
+        assert sut.stats()["token_budget"] == budget
+    finally:
+        sut.stop()

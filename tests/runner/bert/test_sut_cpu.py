@@ -56,6 +56,22 @@ def test_offline_accuracy_answers_every_sample_once_with_reference_logits(
     assert stats["real_tokens"] <= stats["padded_tokens"] and stats["batches"] >= int(f.seq_lengths.sum()) // budget
 
 
+@pytest.mark.parametrize(
+    "given, budget",
+    [({}, 16384), ({"batch_size": 8}, 8 * 384), ({"batch_size": 8, "token_budget": 1000}, 1000)],
+)
+def test_a_batch_holds_the_token_budget_else_batch_size_samples_else_16384_tokens(
+    tiny_checkpoint, small_features, given, budget
+):
+    """Without --batch-size (the workload passes None) a batch holds the 16,384 tokens bench/bert_gpu.py measures
+    at, not 32 × 384 = 12,288; --batch-size N gives N × 384; a token budget, where given, decides."""
+    sut = TorchCudaBertSUT(tiny_checkpoint, small_features.features, precision="fp32", device="cpu", **given)
+    try:
+        assert sut.budget == budget and sut.stats()["token_budget"] == budget
+    finally:
+        sut.stop()
+
+
 def test_server_queries_arriving_one_by_one_are_all_answered(tmp_path, tiny_checkpoint, small_features):
     f = small_features.features
     sut = TorchCudaBertSUT(tiny_checkpoint, f, precision="fp32", token_budget=2048, device="cpu")
