@@ -249,6 +249,10 @@ FIGURES = [  # (result file, figure the README must quote, computed from the JSO
     ("bert_run_h100_auto_proxy_f1_65", lambda d: f"F1 **{d['auto']['f1']:.2f}**"),
     ("bert_run_h100_auto_proxy_f1_65", lambda d: f"fp32's **{d['fp32']['f1']:.2f}**"),
     ("bert_run_h100_auto_proxy_f1_65", lambda d: f"**{d['f1_ratio_to_fp32']:.4f}** of fp32"),
+    *[
+        ("bert_run_h100_token_budget", lambda d, run=run: f"**{_fmt(d['runs'][run]['result_samples_per_second'], 2)}**")
+        for run in ("default_1", "default_2", "bs32_1", "bs32_2")
+    ],
     ("bert_fp8_fallback_gelu_h100", lambda d: _fmt(d["runs"]["fp8_every_layer_bf16"]["best"], 2)),
     ("bert_fp8_fallback_gelu_h100", lambda d: _fmt(d["runs"]["bf16"]["best"], 2)),
     ("bert_fp8_fallback_gelu_h100", lambda d: _fmt(d["runs"]["fp8_every_layer_bf16_separate_gelu"]["best"], 2)),
