@@ -9,10 +9,17 @@ and `complete` here, which count the samples LoadGen issued and the SUT answered
 and ends the process (stall.end_process_with), as the tensor-parallel launch's stall watch does. The modes that
 finished before are kept by `subtool run` as after any failed run. A SUT that has not answered a sample yet is never
 judged here: a slow model is not a stuck LoadGen.
+
+Under token latencies (the LLMs) `complete` also gives LoadGen a first token for each sample that did not get one
+through `first_token`: a sample answered empty after a failure. LoadGen's summary reads a first-token and a
+per-token latency at the position of every sample of the run, and read past the end of its arrays when samples
+had none: the benchmark process died of SIGSEGV in LoadGen's logging thread (about one failed openai run in eight)
+instead of saying the run's own error.
 """
 
 from __future__ import annotations
 
+import array
 import math
 import os
 import threading
@@ -22,13 +29,14 @@ from pathlib import Path
 
 from subtool.runner.stall import end_process_with, seconds_from_env
 
-__all__ = ["RULE", "STALL_ENV", "complete", "construct_sut", "counts", "stall_s", "start_test"]
+__all__ = ["RULE", "STALL_ENV", "complete", "construct_sut", "counts", "first_token", "stall_s", "start_test"]
 
 STALL_ENV = "SUBTOOL_LOADGEN_STALL_S"
 STALL_DEFAULT_S = 300.0  # LoadGen's own end of a run (sorting latencies, writing its logs) takes seconds
 SERVER_GAPS = 50  # a Poisson schedule leaves a quiet of 50 mean gaps once in e^50 gaps
 RULE = "run.loadgen_stalled"
 FAILPOINT_ENV = "SUBTOOL_LOADGEN_FAILPOINT"  # tests: "hang-after:<mode>" (see _failpoint)
+_NO_TOKEN = array.array("i", [0])  # the first token given for a sample answered without one; lives as long as LoadGen
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,37 @@ class _Counter:
 _COUNTER = _Counter()
 
 
+class _FirstTokens:
+    """The samples of this process's current run that LoadGen has a first token for and that are not answered yet;
+    nothing is kept when the run does not use token latencies."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._on = False
+        self._have: set[int] = set()
+
+    def start(self, token_latencies: bool) -> None:
+        with self._lock:
+            self._on, self._have = bool(token_latencies), set()
+
+    def add(self, ids: list[int]) -> None:
+        with self._lock:
+            if self._on:
+                self._have.update(ids)
+
+    def missing(self, ids: list[int]) -> list[int]:
+        """Of the samples now answered, those without a first token (under token latencies); forgets them all."""
+        with self._lock:
+            if not self._on:
+                return []
+            lacking = [i for i in ids if i not in self._have]
+            self._have.difference_update(ids)
+            return lacking
+
+
+_FIRST = _FirstTokens()
+
+
 def counts() -> Counts:
     """The samples LoadGen issued and the SUTs answered in this process so far."""
     return _COUNTER.read()
@@ -71,8 +110,18 @@ def construct_sut(lg, issue_queries, flush_queries):
     return lg.ConstructSUT(issue, flush_queries)
 
 
+def first_token(lg, responses: list) -> None:
+    """lg.FirstTokenComplete, noted: `complete` gives the samples it did not cover one (see the module's text)."""
+    lg.FirstTokenComplete(responses)
+    _FIRST.add([r.id for r in responses])
+
+
 def complete(lg, responses: list) -> None:
-    """lg.QuerySamplesComplete, counted."""
+    """lg.QuerySamplesComplete, counted; under token latencies a sample that had no first token gets one first."""
+    lacking = _FIRST.missing([r.id for r in responses])
+    if lacking:
+        token = _NO_TOKEN  # never logged (the accuracy log holds the answers), so no token of any model's
+        lg.FirstTokenComplete([lg.QuerySampleResponse(i, token.buffer_info()[0], token.itemsize) for i in lacking])
     lg.QuerySamplesComplete(responses)
     _COUNTER.add(answered=len(responses))
 
@@ -92,6 +141,7 @@ def start_test(lg, sut_handle, qsl_handle, settings, log, audit: str) -> None:
     args = (done, bound, counts().issued, detail)
     watcher = threading.Thread(target=_watch, args=args, name="subtool-loadgen-watch", daemon=True)
     watcher.start()
+    _FIRST.start(getattr(settings, "use_token_latencies", False))
     try:
         lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log, audit)
         _failpoint(lg, settings)

@@ -89,7 +89,9 @@ def _calls(name: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("name", ["ConstructSUT", "QuerySamplesComplete", "StartTestWithLogSettings", "StartTest"])
+@pytest.mark.parametrize(
+    "name", ["ConstructSUT", "QuerySamplesComplete", "FirstTokenComplete", "StartTestWithLogSettings", "StartTest"]
+)
 def test_every_sut_and_every_run_meets_loadgen_through_the_watch(name):
     """A SUT that built its handle or answered past loadgen_watch would go uncounted: its runs could never be found
     stuck (issued > answered for ever), or worse, found stuck while it still worked."""
@@ -112,3 +114,61 @@ def test_a_server_schedule_may_be_quiet_for_its_gaps(scenario, qps, gap):
     settings.scenario = getattr(lg.TestScenario, scenario)
     settings.server_target_qps = qps
     assert loadgen_watch._mean_gap_s(lg, settings) == pytest.approx(gap)
+
+
+class _Watched:
+    """The real mlperf_loadgen, with the ids each FirstTokenComplete and QuerySamplesComplete call carried."""
+
+    def __init__(self, lg):
+        self._lg, self.first, self.answered = lg, [], []
+
+    def __getattr__(self, name):
+        return getattr(self._lg, name)
+
+    def FirstTokenComplete(self, responses):  # noqa: N802 - LoadGen's name
+        self.first += [r.id for r in responses]
+        self._lg.FirstTokenComplete(responses)
+
+    def QuerySamplesComplete(self, responses):  # noqa: N802 - LoadGen's name
+        self.answered += [r.id for r in responses]
+        self._lg.QuerySamplesComplete(responses)
+
+
+@pytest.mark.parametrize("token_latencies", [True, False])
+def test_under_token_latencies_a_sample_answered_without_a_first_token_gets_one_first(tmp_path, token_latencies):
+    """Half the samples answered through first_token + complete, half (as after a failure) through complete alone:
+    under token latencies each ends with one first token, given before its answer; without them none is added."""
+    import numpy as np
+
+    lg = pytest.importorskip("mlperf_loadgen")
+    from subtool.runner.harness import run_loadgen
+
+    watched = _Watched(lg)
+    order: list[tuple[str, int]] = []
+
+    def issue(samples):
+        for s in samples:
+            two = np.array([7, 8], dtype=np.int32)
+            if s.index % 2 == 0 and token_latencies:
+                loadgen_watch.first_token(watched, [lg.QuerySampleResponse(s.id, two.ctypes.data, 4)])
+                order.append(("first", s.id))
+            loadgen_watch.complete(watched, [lg.QuerySampleResponse(s.id, two.ctypes.data, two.nbytes, 2)])
+            order.append(("done", s.id))
+
+    sut = loadgen_watch.construct_sut(lg, issue, lambda: None)
+    qsl = lg.ConstructQSL(16, 16, lambda s: None, lambda s: None)
+    settings = lg.TestSettings()
+    settings.scenario, settings.use_token_latencies = lg.TestScenario.Offline, token_latencies
+    settings.offline_expected_qps, settings.min_duration_ms, settings.min_query_count = 320, 100, 1
+    try:
+        run = run_loadgen(sut, qsl, settings, scenario="Offline", mode="performance", outdir=tmp_path)
+    finally:
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(sut)
+    assert not run.errors and len(watched.answered) >= 16 and len(set(watched.answered)) == len(watched.answered)
+    if token_latencies:
+        assert sorted(watched.first) == sorted(watched.answered)  # each one first token, none twice
+        given = [i for i in watched.first if ("first", i) not in order]  # the ones complete() added
+        assert given and len(given) < len(watched.first)
+    else:
+        assert watched.first == []

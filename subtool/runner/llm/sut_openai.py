@@ -335,7 +335,7 @@ class OpenAICompletionsSUT(SutFailure):
         if not self.generation.token_latencies:
             return
         arr = np.array([token], dtype=self.np_dtype)
-        self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(qid, arr.ctypes.data, arr.nbytes)])
+        loadgen_watch.first_token(self.lg, [self.lg.QuerySampleResponse(qid, arr.ctypes.data, arr.nbytes)])
 
     def _complete(self, qid: int, tokens: list[int], n_tokens: int) -> None:
         arr = np.asarray(tokens, dtype=self.np_dtype)

@@ -297,8 +297,9 @@ class RayLlmSUT(SutFailure):
             self._send_locked()
         if firsts and self.token_latencies:
             arrays = [np.array([t], dtype=self.np_dtype) for _, t in firsts]
-            self.lg.FirstTokenComplete(
-                [self.lg.QuerySampleResponse(qid, a.ctypes.data, a.nbytes) for (qid, _), a in zip(firsts, arrays)]
+            loadgen_watch.first_token(
+                self.lg,
+                [self.lg.QuerySampleResponse(qid, a.ctypes.data, a.nbytes) for (qid, _), a in zip(firsts, arrays)],
             )
         if done:
             arrays = [np.asarray(t, dtype=self.np_dtype) for _, t in done]

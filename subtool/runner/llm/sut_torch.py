@@ -505,7 +505,7 @@ class TorchLlmSUT(SutFailure):
     # the generator's sink ------------------------------------------------------------------------------
     def first_token(self, query_id: int, token: int) -> None:
         arr = np.array([token], dtype=self.np_dtype)
-        self.lg.FirstTokenComplete([self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes)])
+        loadgen_watch.first_token(self.lg, [self.lg.QuerySampleResponse(query_id, arr.ctypes.data, arr.nbytes)])
 
     def complete(self, query_id: int, tokens: list[int]) -> None:
         with self._lock:

@@ -401,3 +401,60 @@ def test_a_model_list_past_a_mib_is_refused_before_the_data_loads(tmp_path, llam
     line = _one_error(res, "run.endpoint")
     assert "1 MiB" in line and server.completions == 0, line
     assert "data:" not in capfd.readouterr().err
+
+
+class _Watched:
+    """The real mlperf_loadgen, with the ids each FirstTokenComplete and QuerySamplesComplete call carried."""
+
+    def __init__(self, lg):
+        self._lg, self.first, self.answered = lg, [], []
+
+    def __getattr__(self, name):
+        return getattr(self._lg, name)
+
+    def FirstTokenComplete(self, responses):  # noqa: N802 - LoadGen's name
+        self.first += [r.id for r in responses]
+        self._lg.FirstTokenComplete(responses)
+
+    def QuerySamplesComplete(self, responses):  # noqa: N802 - LoadGen's name
+        self.answered += [r.id for r in responses]
+        self._lg.QuerySamplesComplete(responses)
+
+
+@pytest.mark.parametrize(
+    "knobs", [{"extra_tokens": 40}, {"endless": True}, {"fail_first": 10**6, "fail_status": 500}],
+    ids=["longer", "endless", "no-stream"],
+)  # fmt: skip
+def test_every_sample_answered_after_a_failure_has_its_first_token_first(tmp_path, llama3_small, server, knobs):
+    """LoadGen's summary reads a first-token and a per-token latency at the position of each of the run's samples.
+    The samples answered empty after a failure had none, so it read past the end of those arrays: the benchmark
+    process died of SIGSEGV in LoadGen's logging thread in about one such run in eight (`run.crashed`, exit -11,
+    in place of the run's own error). Now each sample LoadGen is answered gets its first token first, once."""
+    import mlperf_loadgen as lg
+
+    from subtool.errors import SubtoolError
+    from subtool.runner.harness import run_loadgen
+    from subtool.runner.llm.specs import LLM_SPECS
+    from subtool.runner.llm.workload import LlmQSL, LlmWorkload
+    from subtool.runner.workload import SutConfig
+
+    server.configure(retry_after=0.01, **knobs)
+    w = LlmWorkload("llama3.1-8b")
+    data = w.load(llama3_small.model_path, llama3_small.dataset_path, None)
+    config = SutConfig(backend="openai", extra={"endpoint": server.url})
+    sut = w.make_sut(llama3_small.model_path, data, config)
+    sut.lg = watched = _Watched(lg)
+    qsl = LlmQSL(data.sample_count, data.sample_count)
+    run = lg.TestSettings()
+    run.scenario, run.use_token_latencies = lg.TestScenario.Offline, True
+    run.offline_expected_qps, run.min_duration_ms, run.min_query_count = 500, 100, 1
+    try:
+        run_loadgen(sut.handle, qsl.handle, run, scenario="Offline", mode="performance", outdir=tmp_path)
+        with pytest.raises(SubtoolError):
+            sut.stop()
+    finally:
+        qsl.destroy()
+    assert LLM_SPECS["llama3.1-8b"].token_latencies
+    assert len(watched.answered) > data.sample_count  # every issued sample (LoadGen repeats the 24) answered once
+    assert len(set(watched.answered)) == len(watched.answered)
+    assert sorted(watched.first) == sorted(watched.answered)  # one first token each, none twice
