@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.watched_loadgen import WatchedLoadGen
 
 from subtool.runner import loadgen_watch
 
@@ -116,24 +117,6 @@ def test_a_server_schedule_may_be_quiet_for_its_gaps(scenario, qps, gap):
     assert loadgen_watch._mean_gap_s(lg, settings) == pytest.approx(gap)
 
 
-class _Watched:
-    """The real mlperf_loadgen, with the ids each FirstTokenComplete and QuerySamplesComplete call carried."""
-
-    def __init__(self, lg):
-        self._lg, self.first, self.answered = lg, [], []
-
-    def __getattr__(self, name):
-        return getattr(self._lg, name)
-
-    def FirstTokenComplete(self, responses):  # noqa: N802 - LoadGen's name
-        self.first += [r.id for r in responses]
-        self._lg.FirstTokenComplete(responses)
-
-    def QuerySamplesComplete(self, responses):  # noqa: N802 - LoadGen's name
-        self.answered += [r.id for r in responses]
-        self._lg.QuerySamplesComplete(responses)
-
-
 @pytest.mark.parametrize("token_latencies", [True, False])
 def test_under_token_latencies_a_sample_answered_without_a_first_token_gets_one_first(tmp_path, token_latencies):
     """Half the samples answered through first_token + complete, half (as after a failure) through complete alone:
@@ -143,7 +126,7 @@ def test_under_token_latencies_a_sample_answered_without_a_first_token_gets_one_
     lg = pytest.importorskip("mlperf_loadgen")
     from subtool.runner.harness import run_loadgen
 
-    watched = _Watched(lg)
+    watched = WatchedLoadGen(lg)
     order: list[tuple[str, int]] = []
 
     def issue(samples):

@@ -22,6 +22,7 @@ from .conftest import short_user_conf
 pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
 from support.openai_server import CompletionsServer  # noqa: E402
+from support.watched_loadgen import WatchedLoadGen  # noqa: E402
 
 runner = CliRunner()
 
@@ -403,24 +404,6 @@ def test_a_model_list_past_a_mib_is_refused_before_the_data_loads(tmp_path, llam
     assert "data:" not in capfd.readouterr().err
 
 
-class _Watched:
-    """The real mlperf_loadgen, with the ids each FirstTokenComplete and QuerySamplesComplete call carried."""
-
-    def __init__(self, lg):
-        self._lg, self.first, self.answered = lg, [], []
-
-    def __getattr__(self, name):
-        return getattr(self._lg, name)
-
-    def FirstTokenComplete(self, responses):  # noqa: N802 - LoadGen's name
-        self.first += [r.id for r in responses]
-        self._lg.FirstTokenComplete(responses)
-
-    def QuerySamplesComplete(self, responses):  # noqa: N802 - LoadGen's name
-        self.answered += [r.id for r in responses]
-        self._lg.QuerySamplesComplete(responses)
-
-
 @pytest.mark.parametrize(
     "knobs", [{"extra_tokens": 40}, {"endless": True}, {"fail_first": 10**6, "fail_status": 500}],
     ids=["longer", "endless", "no-stream"],
@@ -443,7 +426,7 @@ def test_every_sample_answered_after_a_failure_has_its_first_token_first(tmp_pat
     data = w.load(llama3_small.model_path, llama3_small.dataset_path, None)
     config = SutConfig(backend="openai", extra={"endpoint": server.url})
     sut = w.make_sut(llama3_small.model_path, data, config)
-    sut.lg = watched = _Watched(lg)
+    sut.lg = watched = WatchedLoadGen(lg)
     qsl = LlmQSL(data.sample_count, data.sample_count)
     run = lg.TestSettings()
     run.scenario, run.use_token_latencies = lg.TestScenario.Offline, True
