@@ -37,7 +37,8 @@ from subtool.runner.workload import SutFailure
 
 RESPONSE_BYTES = MAX_SEQ_LENGTH * 2 * 4  # [384, 2] float32 per sample
 # real tokens a batch may hold when neither --batch-size nor a token budget is given: the budget bench/bert_gpu.py
-# measures at (32 × 384 = 12,288, the old default, was 0.5-1 % slower Offline on one H100)
+# measures at (the old default, 32 × 384 = 12,288, ran bf16 Offline as fast on one H100 within the runs' spread:
+# bench/results/bert_run_h100_token_budget.json)
 DEFAULT_TOKEN_BUDGET = 16384
 
 
